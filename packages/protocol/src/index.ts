@@ -1,0 +1,48 @@
+export type { CloseReason, ErrorCode, ErrorInfo } from './errors.ts';
+export { CLOSE_CODES, ERRORS, errorInfo, isErrorCode } from './errors.ts';
+export type {
+  AckFrame,
+  AttachedFrame,
+  AttachFrame,
+  ClientFrame,
+  CloseFrame,
+  ConnectedFrame,
+  DetachedFrame,
+  DetachFrame,
+  DisconnectFrame,
+  ErrorFrame,
+  HeartbeatFrame,
+  MessagesFrame,
+  PingFrame,
+  PongFrame,
+  PublishFrame,
+  Ref,
+  ResumeFailure,
+  ServerFrame,
+} from './frames.ts';
+export {
+  CHANNEL_NAME_RE,
+  channelSchema,
+  clientFrameSchema,
+  headersSchema,
+  isChannelName,
+  jsonValueSchema,
+  namespaceOf,
+  operationInputSchema,
+  serialSchema,
+} from './frames.ts';
+export type { Limits } from './limits.ts';
+export { DEFAULT_LIMITS, DEFAULT_TIMINGS, PROTOCOL_VERSION } from './limits.ts';
+export type {
+  Action,
+  Encoding,
+  HeaderValue,
+  Headers,
+  JsonValue,
+  Message,
+  OperationInput,
+  PublishResult,
+} from './message.ts';
+export { ACTIONS } from './message.ts';
+export type { SerialParts } from './serial.ts';
+export { compareSerials, formatSerial, isSerial, newEpoch, parseSerial } from './serial.ts';

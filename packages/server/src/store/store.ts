@@ -1,0 +1,118 @@
+/**
+ * The storage interface every store implements (memory, SQLite, later Redis). DESIGN §10.
+ *
+ * It is asynchronous and assumes nothing about being the only process: serials are assigned by the
+ * store inside the same atomic step that stores the operation, so a shared store (Redis) can serve
+ * several server nodes. Guarantees every implementation must keep, checked by the conformance suite
+ * in test/store-conformance.ts:
+ *
+ * - `append` is atomic per call: every operation of the batch is stored, or none is and the promise
+ *   rejects with a `StoreError`. It resolves only once the batch is durable in this store
+ *   (SQLite: committed; Redis: written) — "ack means stored".
+ * - Serials are strictly increasing per channel, in the order of the operations in the batch and of
+ *   the calls as the store took them. Live `messages` are returned in that order.
+ * - An operation whose id the channel has already stored is not stored again: its result carries the
+ *   original serial and `duplicate: true` (also after a restart, for as long as the op is retained).
+ * - Appending costs O(size of the delta), never O(size of the message).
+ * - Rolled-up reads give each message once with its full current data and `version` = its latest op.
+ */
+import type { Action, Encoding, ErrorCode, Headers, JsonValue, Message, PublishResult } from '@mooring/protocol';
+
+/** An operation validated and stamped by the server, ready for the log. */
+export interface NewOperation {
+  action: Action;
+  /** Always set: the server generates one when the publisher did not. */
+  id: string;
+  /** Target message serial for append / update / delete. */
+  serial?: string;
+  name?: string;
+  data?: JsonValue;
+  encoding?: Encoding;
+  headers?: Headers;
+  clientId?: string;
+  /** When set, an append/update/delete is refused with `not_owner` unless the target message was created by this clientId. */
+  requireOwner?: string;
+}
+
+export interface AppendOptions {
+  /** Refuse (message_too_large) an append that would grow a message's data past this many bytes. */
+  maxMessageSize: number;
+  /** Clock for timestamps; default Date.now. */
+  now?: number;
+}
+
+export interface AppendResult {
+  epoch: string;
+  /** One per input operation, in order. */
+  results: PublishResult[];
+  /** The newly stored operations in live form (PROTOCOL.md §4), in serial order; duplicates are absent. */
+  messages: Message[];
+}
+
+export interface ChannelInfo {
+  channel: string;
+  epoch: string;
+  /** Serial of the latest operation, or '' when none was ever stored. */
+  head: string;
+  /** Sequence number up to which operations may have been removed by retention (0 = none). */
+  trimmedThrough: number;
+  /** Messages currently retained (not counting deleted tombstones? — counting them: tombstones are messages). */
+  messageCount: number;
+}
+
+export interface RolledUpPage {
+  epoch: string;
+  /** The channel's head serial at the time of the read ('' for an empty channel). */
+  head: string;
+  messages: Message[];
+  /** True when more messages match beyond `limit`. */
+  more: boolean;
+}
+
+export interface HistoryQuery {
+  /** `backwards` (newest first, the default) or `forwards`. */
+  direction: 'forwards' | 'backwards';
+  /** Inclusive lower bound on the message serial. */
+  from?: string;
+  /** Inclusive upper bound on the message serial. */
+  until?: string;
+  limit: number;
+}
+
+export interface Store {
+  readonly kind: string;
+  /** Stores a batch atomically; see the module header. Rejects with StoreError. */
+  append(channel: string, ops: NewOperation[], options: AppendOptions): Promise<AppendResult>;
+  /** The channel's log state, or undefined when the channel has no log. */
+  info(channel: string): Promise<ChannelInfo | undefined>;
+  /**
+   * Messages (rolled up) that have any operation after `after` (exclusive; undefined = from the
+   * start), ordered by `version` ascending, at most `limit`. Used for catch-up.
+   */
+  readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage>;
+  /** Rolled-up messages ordered by serial, for history and rewind. */
+  history(channel: string, query: HistoryQuery): Promise<RolledUpPage>;
+  /**
+   * Removes messages whose retention has passed (measured from each message's creation).
+   * Returns how many messages were removed.
+   */
+  trim(now?: number): Promise<number>;
+  /** Resolves when the store can serve requests; rejects otherwise (for /ready). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** How long messages of a channel are kept, in ms; `Infinity` keeps them forever. */
+export type RetentionFor = (channel: string) => number;
+
+export class StoreError extends Error {
+  readonly code: ErrorCode;
+  /** Index of the operation in the batch that caused it, when one did. */
+  readonly index: number | undefined;
+  constructor(code: ErrorCode, message: string, index?: number) {
+    super(message);
+    this.name = 'StoreError';
+    this.code = code;
+    this.index = index;
+  }
+}
