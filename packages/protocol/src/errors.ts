@@ -65,7 +65,7 @@ export const CLOSE_CODES = {
   forbidden: { code: 4003, reconnect: false },
   token_expired: { code: 4011, reconnect: true },
   slow_consumer: { code: 4008, reconnect: true },
-  frame_too_large: { code: 4009, reconnect: true },
+  frame_too_large: { code: 1009, reconnect: true },
   too_many_connections: { code: 4029, reconnect: true },
   heartbeat_timeout: { code: 4000, reconnect: true },
 } as const satisfies Record<string, { code: number; reconnect: boolean }>;

@@ -80,7 +80,9 @@ export const attachFrameSchema = z
     message: 'use at most one of from, rewind and start',
   });
 
-export const detachFrameSchema = z.object({ type: z.literal('detach'), ref, channel: channelSchema }).strict();
+export const detachFrameSchema = z
+  .object({ type: z.literal('detach'), ref, channel: channelSchema })
+  .strict();
 
 export const publishFrameSchema = z
   .object({

@@ -36,8 +36,8 @@ export { DEFAULT_LIMITS, DEFAULT_TIMINGS, PROTOCOL_VERSION } from './limits.ts';
 export type {
   Action,
   Encoding,
-  HeaderValue,
   Headers,
+  HeaderValue,
   JsonValue,
   Message,
   OperationInput,

@@ -27,15 +27,15 @@ export type Encoding = 'base64';
 /** One operation as a publisher sends it (WebSocket `publish` frame or REST body). */
 export interface OperationInput {
   /** Default `create`. */
-  action?: Action;
+  action?: Action | undefined;
   /** Idempotency key, unique in the channel. A repeated id is acknowledged again, not stored twice. */
-  id?: string;
+  id?: string | undefined;
   /** The message an `append`, `update` or `delete` applies to. Not allowed on `create`. */
-  serial?: string;
-  name?: string;
-  data?: JsonValue;
-  encoding?: Encoding;
-  headers?: Headers;
+  serial?: string | undefined;
+  name?: string | undefined;
+  data?: JsonValue | undefined;
+  encoding?: Encoding | undefined;
+  headers?: Headers | undefined;
 }
 
 export interface Message {

@@ -1,0 +1,133 @@
+/**
+ * What every transport does with channels, in one place: publishing (validate, stamp, store, then
+ * fan out) and reading (resume checks, catch-up pages, history). WebSocket, HTTP streaming and REST
+ * are thin adapters over this.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  isChannelName,
+  type Limits,
+  type Message,
+  type OperationInput,
+  type PublishResult,
+  parseSerial,
+  type ResumeFailure,
+} from '@mooring/protocol';
+import type { Hub } from './hub.ts';
+import { ServerError } from './server-error.ts';
+import type { HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
+
+export interface PublishIdentity {
+  clientId?: string;
+}
+
+export type ResumeCheck =
+  | { resumed: true; epoch: string; head: string }
+  | { resumed: false; reason: ResumeFailure; epoch: string; head: string };
+
+/** A process-unique prefix plus a counter: ids for operations published without one. */
+const idPrefix = randomBytes(6).toString('base64url');
+let idCounter = 0;
+
+export function assertChannelName(channel: string): void {
+  if (!isChannelName(channel as unknown))
+    throw new ServerError(
+      'invalid_channel',
+      `invalid channel name ${JSON.stringify(String(channel).slice(0, 300))}: use 1-256 printable ASCII characters without spaces, '*' or '?'`,
+    );
+}
+
+export class ChannelService {
+  readonly store: Store;
+  readonly hub: Hub;
+  readonly limits: Limits;
+
+  constructor(store: Store, hub: Hub, limits: Limits) {
+    this.store = store;
+    this.hub = hub;
+    this.limits = limits;
+  }
+
+  /** Validates, stores (atomically) and fans out; resolves once the store committed. */
+  async publish(
+    channel: string,
+    inputs: OperationInput[],
+    identity: PublishIdentity,
+  ): Promise<PublishResult[]> {
+    assertChannelName(channel);
+    if (inputs.length === 0) throw new ServerError('bad_request', 'a publish needs at least one operation');
+    if (inputs.length > this.limits.maxOpsPerPublish)
+      throw new ServerError(
+        'bad_request',
+        `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
+      );
+    const ops = inputs.map((input, index) => this.#toNewOperation(input, index, identity));
+    const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
+    this.hub.publish(channel, result.messages);
+    return result.results;
+  }
+
+  /** Whether a client holding `position` can resume: same epoch, nothing after it trimmed, not ahead. */
+  async checkResume(channel: string, position: string): Promise<ResumeCheck> {
+    const info = await this.store.info(channel);
+    const parsed = parseSerial(position);
+    if (!parsed) throw new ServerError('invalid_serial', `not a serial: ${JSON.stringify(position)}`);
+    if (!info) return { resumed: false, reason: 'epoch_changed', epoch: '', head: '' };
+    if (parsed.epoch !== info.epoch)
+      return { resumed: false, reason: 'epoch_changed', epoch: info.epoch, head: info.head };
+    const headSeq = parseSerial(info.head)?.seq ?? 0;
+    if (parsed.seq > headSeq)
+      return { resumed: false, reason: 'position_ahead', epoch: info.epoch, head: info.head };
+    if (parsed.seq < info.trimmedThrough)
+      return { resumed: false, reason: 'position_trimmed', epoch: info.epoch, head: info.head };
+    return { resumed: true, epoch: info.epoch, head: info.head };
+  }
+
+  readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
+    return this.store.readSince(channel, after, limit);
+  }
+
+  history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
+    assertChannelName(channel);
+    return this.store.history(channel, query);
+  }
+
+  /** The last `n` messages rolled up, returned in version order, and the head at the time of the read. */
+  async rewind(channel: string, n: number): Promise<RolledUpPage> {
+    const page = await this.store.history(channel, { direction: 'backwards', limit: n });
+    const messages = [...page.messages].sort(byVersion);
+    return { ...page, messages };
+  }
+
+  #toNewOperation(input: OperationInput, index: number, identity: PublishIdentity): NewOperation {
+    const size = operationSize(input);
+    if (size > this.limits.maxOperationSize)
+      throw new ServerError(
+        'operation_too_large',
+        `op ${index}: ${size} bytes; one operation may be at most ${this.limits.maxOperationSize} bytes (name + data + headers as JSON). Split large content into appends`,
+      );
+    const op: NewOperation = {
+      action: input.action ?? 'create',
+      id: input.id ?? `${idPrefix}:${++idCounter}`,
+    };
+    if (input.serial !== undefined) op.serial = input.serial;
+    if (input.name !== undefined) op.name = input.name;
+    if (input.data !== undefined) op.data = input.data;
+    if (input.encoding !== undefined) op.encoding = input.encoding;
+    if (input.headers !== undefined) op.headers = input.headers;
+    if (identity.clientId !== undefined) op.clientId = identity.clientId;
+    return op;
+  }
+}
+
+function operationSize(input: OperationInput): number {
+  let size = input.name === undefined ? 0 : Buffer.byteLength(input.name);
+  if (typeof input.data === 'string') size += Buffer.byteLength(input.data);
+  else if (input.data !== undefined) size += Buffer.byteLength(JSON.stringify(input.data));
+  if (input.headers !== undefined) size += Buffer.byteLength(JSON.stringify(input.headers));
+  return size;
+}
+
+export function byVersion(a: Message, b: Message): number {
+  return a.version < b.version ? -1 : a.version > b.version ? 1 : 0;
+}

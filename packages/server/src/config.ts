@@ -1,0 +1,145 @@
+/**
+ * Configuration for `mooring serve`: a JSON file, then `MOORING_*` environment variables, then CLI
+ * flags, each overriding the one before (DESIGN §13). Durations accept milliseconds or text such as
+ * `15s`, `30m`, `24h`, `7d`, and `forever` for retention.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Limits } from '@mooring/protocol';
+import type { NamespaceRules } from './server.ts';
+
+export interface ServeConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  store: 'sqlite' | 'memory';
+  keys: string[];
+  heartbeatInterval?: number;
+  connectionStateTtl?: number;
+  limits: Partial<Limits>;
+  namespaces: Record<string, NamespaceRules>;
+  logLevel: string;
+}
+
+interface FileConfig {
+  host?: string;
+  port?: number;
+  data?: string;
+  store?: 'sqlite' | 'memory';
+  keys?: string[];
+  heartbeatInterval?: number | string;
+  connectionStateTtl?: number | string;
+  limits?: Partial<Limits>;
+  namespaces?: Record<string, { retention?: number | string }>;
+  logLevel?: string;
+}
+
+export const SERVE_HELP = `Usage: mooring serve [options]
+
+Options (environment variable in brackets; flags override the environment, which overrides the file):
+  --host <addr>             address to listen on            [MOORING_HOST]  default 127.0.0.1
+  --port <n>                port (0 = any free port)        [MOORING_PORT]  default 8080
+  --data <dir>              data directory                  [MOORING_DATA]  default ./.mooring
+  --store <sqlite|memory>   where channels are stored       [MOORING_STORE] default sqlite
+  --config <file>           JSON configuration file         [MOORING_CONFIG]
+  --heartbeat <duration>    heartbeat interval (< 60s)      [MOORING_HEARTBEAT] default 15s
+  --log-level <level>       fatal|error|warn|info|debug     [MOORING_LOG_LEVEL] default info
+  API key                                                   [MOORING_KEY=<name>:<secret>]
+  -h, --help                this text
+
+Without MOORING_KEY or "keys" in the config file, the first start generates a development key,
+stores it in <data>/dev-key and prints it.`;
+
+export function parseDuration(value: number | string, what: string): number {
+  if (typeof value === 'number') return value;
+  if (value === 'forever') return Number.POSITIVE_INFINITY;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m)
+    throw new Error(`${what}: not a duration: ${JSON.stringify(value)} (use e.g. 500ms, 15s, 30m, 24h, 7d)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 'ms'] ?? 1;
+  return Number(m[1]) * unit;
+}
+
+export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      data: { type: 'string' },
+      store: { type: 'string' },
+      config: { type: 'string' },
+      heartbeat: { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  const configPath = values.config ?? env.MOORING_CONFIG;
+  const file: FileConfig = configPath ? readConfigFile(configPath) : {};
+
+  const port = Number(values.port ?? env.MOORING_PORT ?? file.port ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`port must be 0-65535, got ${port}`);
+  const store = values.store ?? env.MOORING_STORE ?? file.store ?? 'sqlite';
+  if (store !== 'sqlite' && store !== 'memory')
+    throw new Error(`store must be sqlite or memory, got ${store}`);
+  const heartbeat = values.heartbeat ?? env.MOORING_HEARTBEAT ?? file.heartbeatInterval;
+  const ttl = env.MOORING_CONNECTION_STATE_TTL ?? file.connectionStateTtl;
+
+  const namespaces: Record<string, NamespaceRules> = {};
+  for (const [name, rules] of Object.entries(file.namespaces ?? {})) {
+    namespaces[name] =
+      rules.retention === undefined
+        ? {}
+        : { retention: parseDuration(rules.retention, `namespaces.${name}.retention`) };
+  }
+  const config: ServeConfig = {
+    host: values.host ?? env.MOORING_HOST ?? file.host ?? '127.0.0.1',
+    port,
+    dataDir: values.data ?? env.MOORING_DATA ?? file.data ?? '.mooring',
+    store,
+    keys: env.MOORING_KEY ? [env.MOORING_KEY] : (file.keys ?? []),
+    limits: file.limits ?? {},
+    namespaces,
+    logLevel: values['log-level'] ?? env.MOORING_LOG_LEVEL ?? file.logLevel ?? 'info',
+  };
+  if (heartbeat !== undefined) config.heartbeatInterval = parseDuration(heartbeat, 'heartbeat');
+  if (ttl !== undefined) config.connectionStateTtl = parseDuration(ttl, 'connectionStateTtl');
+  return config;
+}
+
+function readConfigFile(path: string): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Error('not an object');
+    return parsed as FileConfig;
+  } catch (err) {
+    throw new Error(`config file ${path} is not a JSON object: ${(err as Error).message}`);
+  }
+}
+
+/** Reads `<dataDir>/dev-key`, or makes one. Returns the key and whether it was just made. */
+export function developmentKey(dataDir: string): { key: string; created: boolean } {
+  const path = join(dataDir, 'dev-key');
+  try {
+    const key = readFileSync(path, 'utf8').trim();
+    if (key) return { key, created: false };
+  } catch {
+    // not there yet
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const key = `dev:${randomBytes(24).toString('base64url')}`;
+  writeFileSync(path, `${key}\n`, { mode: 0o600 });
+  return { key, created: true };
+}

@@ -1,0 +1,90 @@
+/**
+ * Connection identities and their recovery window (PROTOCOL.md §5.4).
+ *
+ * A connection's identity (connectionId, who it is) outlives its transport for
+ * `connectionStateTtl`: a client that reconnects with `recover=<connectionKey>` in that window gets
+ * the same connectionId back (presence membership does not flap). The key is `<id>.<secret>`, so an
+ * id seen by others (presence) cannot be used to take a connection over.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+
+export interface Identity {
+  /** The API key (or token issuer key) that authenticated the connection. */
+  keyName: string;
+  clientId?: string;
+}
+
+interface Held {
+  secret: string;
+  identity: Identity;
+  /** Set while no transport holds the connection; the time after which it is forgotten. */
+  expiresAt: number | undefined;
+}
+
+export interface OpenedConnection {
+  connectionId: string;
+  connectionKey: string;
+  resumed: boolean;
+}
+
+export class ConnectionRegistry {
+  readonly #held = new Map<string, Held>();
+  readonly #ttl: number;
+  readonly #now: () => number;
+
+  constructor(ttlMs: number, now: () => number = Date.now) {
+    this.#ttl = ttlMs;
+    this.#now = now;
+  }
+
+  /** Opens a connection, taking over `recoverKey`'s identity when it is still held and matches. */
+  open(identity: Identity, recoverKey?: string): OpenedConnection {
+    this.sweep();
+    if (recoverKey) {
+      const [id, secret] = recoverKey.split('.', 2);
+      const held = id === undefined ? undefined : this.#held.get(id);
+      if (
+        id !== undefined &&
+        secret !== undefined &&
+        held &&
+        safeEqual(held.secret, secret) &&
+        held.identity.keyName === identity.keyName &&
+        held.identity.clientId === identity.clientId
+      ) {
+        held.expiresAt = undefined;
+        return { connectionId: id, connectionKey: recoverKey, resumed: true };
+      }
+    }
+    const connectionId = `c_${randomBytes(9).toString('base64url')}`;
+    const secret = randomBytes(12).toString('base64url');
+    this.#held.set(connectionId, { secret, identity, expiresAt: undefined });
+    return { connectionId, connectionKey: `${connectionId}.${secret}`, resumed: false };
+  }
+
+  /** The transport is gone: keep the identity for the TTL. */
+  release(connectionId: string): void {
+    const held = this.#held.get(connectionId);
+    if (held) held.expiresAt = this.#now() + this.#ttl;
+  }
+
+  /** The client closed on purpose: forget at once. */
+  discard(connectionId: string): void {
+    this.#held.delete(connectionId);
+  }
+
+  sweep(): void {
+    const now = this.#now();
+    for (const [id, held] of this.#held)
+      if (held.expiresAt !== undefined && held.expiresAt <= now) this.#held.delete(id);
+  }
+
+  get size(): number {
+    return this.#held.size;
+  }
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const ba = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ba.length === bb.length && timingSafeEqual(ba, bb);
+}

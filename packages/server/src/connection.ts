@@ -1,0 +1,378 @@
+/**
+ * One client connection, independent of its transport (PROTOCOL.md §5–8).
+ *
+ * Transports (WebSocket now; HTTP streaming and long-polling later) are thin adapters: they hand
+ * inbound text to `receive()` and implement `TransportSink` for outbound frames. Everything else —
+ * frame validation, attach/catch-up/live switching, publishing, acks, the send-buffer bound — is here,
+ * so every transport behaves the same.
+ *
+ * Attaching, without gaps or duplicates:
+ *
+ *   subscribe to hub ──▶ live deliveries are buffered
+ *   read catch-up pages from the store ──▶ send them, position = last version sent
+ *   send `attached` ──▶ flush buffered deliveries with version > position ──▶ live
+ */
+import {
+  type AttachFrame,
+  type ClientFrame,
+  clientFrameSchema,
+  type ErrorInfo,
+  errorInfo,
+  type Limits,
+  type Message,
+  type PublishFrame,
+  type Ref,
+  type ServerFrame,
+} from '@mooring/protocol';
+import type { Logger } from 'pino';
+import type { ChannelService } from './channel-service.ts';
+import type { Identity } from './connection-registry.ts';
+import { type Delivery, encodeMessagesFrame } from './hub.ts';
+import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+
+export interface TransportSink {
+  readonly kind: 'websocket' | 'sse' | 'longpoll';
+  send(frame: Buffer): void;
+  /** Bytes accepted by send() but not yet written to the network. */
+  bufferedAmount(): number;
+  /** Ends the transport with a close code (WebSocket) and reason. */
+  close(code: number, reason: string): void;
+  /** A transport-level keepalive (WebSocket ping frame), when the transport has one. */
+  ping?(): void;
+}
+
+interface Attachment {
+  channel: string;
+  state: 'attaching' | 'attached';
+  position: string;
+  buffered: Delivery[];
+  bufferedCount: number;
+  unsubscribe: () => void;
+}
+
+export interface ConnectionOptions {
+  id: string;
+  key: string;
+  identity: Identity;
+  transport: TransportSink;
+  channels: ChannelService;
+  limits: Limits;
+  logger: Logger;
+}
+
+/** Live operations held per attaching channel while its catch-up is read; beyond: slow consumer. */
+const MAX_BUFFERED_WHILE_ATTACHING = 10_000;
+const CATCHUP_PAGE = 200;
+
+export class Connection {
+  readonly id: string;
+  readonly key: string;
+  readonly identity: Identity;
+  readonly transport: TransportSink;
+  readonly #channels: ChannelService;
+  readonly #limits: Limits;
+  readonly #log: Logger;
+  readonly #attachments = new Map<string, Attachment>();
+  #closed = false;
+  /** Set by the transport whenever anything arrives (frames, pongs); cleared by each heartbeat round. */
+  alive = true;
+  #missedHeartbeats = 0;
+
+  constructor(options: ConnectionOptions) {
+    this.id = options.id;
+    this.key = options.key;
+    this.identity = options.identity;
+    this.transport = options.transport;
+    this.#channels = options.channels;
+    this.#limits = options.limits;
+    this.#log = options.logger;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get attachedChannels(): number {
+    return this.#attachments.size;
+  }
+
+  send(frame: ServerFrame): void {
+    this.#write(Buffer.from(JSON.stringify(frame)));
+  }
+
+  /** Handles one inbound text frame. Never throws: every problem becomes an `error` frame. */
+  receive(text: string): void {
+    this.alive = true;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      this.#sendError(undefined, undefined, errorInfo('invalid_frame', 'frame is not valid JSON'));
+      return;
+    }
+    const parsed = clientFrameSchema.safeParse(raw);
+    if (!parsed.success) {
+      const ref = refOf(raw);
+      const channel = channelOf(raw);
+      const issue = parsed.error.issues[0];
+      const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+      this.#sendError(
+        ref,
+        channel,
+        errorInfo('invalid_frame', `${where}${issue?.message ?? 'invalid frame'}`),
+      );
+      return;
+    }
+    this.#dispatch(parsed.data).catch((err: unknown) => this.#fail(err, parsed.data));
+  }
+
+  /**
+   * One heartbeat round (PROTOCOL.md §5.3): a `heartbeat` frame and a transport ping; a connection
+   * that sent nothing back for two rounds is closed with 4000 so its resources are freed.
+   */
+  heartbeat(): void {
+    if (this.#closed) return;
+    this.#missedHeartbeats = this.alive ? 0 : this.#missedHeartbeats + 1;
+    this.alive = false;
+    if (this.#missedHeartbeats >= 2) {
+      this.transport.close(4000, 'heartbeat timeout');
+      this.dispose();
+      return;
+    }
+    this.send({ type: 'heartbeat', serverTime: Date.now() });
+    this.transport.ping?.();
+  }
+
+  /** Sends `disconnect` and closes the transport. */
+  disconnect(reason: string, code: number, reconnect: boolean, error?: ErrorInfo): void {
+    if (this.#closed) return;
+    const frame: ServerFrame = { type: 'disconnect', reason, reconnect };
+    if (error) frame.error = error;
+    try {
+      this.transport.send(Buffer.from(JSON.stringify(frame)));
+    } catch {
+      // the transport is already failing; closing below is all that is left to do
+    }
+    this.transport.close(code, reason);
+    this.dispose();
+  }
+
+  /** Called by the transport when it is gone. Drops hub subscriptions; idempotent. */
+  dispose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const attachment of this.#attachments.values()) attachment.unsubscribe();
+    this.#attachments.clear();
+  }
+
+  async #dispatch(frame: ClientFrame): Promise<void> {
+    switch (frame.type) {
+      case 'attach':
+        return this.#attach(frame);
+      case 'detach': {
+        const attachment = this.#attachments.get(frame.channel);
+        if (!attachment) throw new ServerError('not_attached', `channel ${frame.channel} is not attached`);
+        attachment.unsubscribe();
+        this.#attachments.delete(frame.channel);
+        this.send(withRef({ type: 'detached', channel: frame.channel }, frame.ref));
+        return;
+      }
+      case 'publish':
+        return this.#publish(frame);
+      case 'ping':
+        this.send(withRef({ type: 'pong', serverTime: Date.now() }, frame.ref));
+        return;
+      case 'close':
+        this.transport.close(1000, 'closed by client');
+        this.dispose();
+        return;
+    }
+  }
+
+  async #publish(frame: PublishFrame): Promise<void> {
+    const results = await this.#channels.publish(frame.channel, frame.ops, this.identity);
+    this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
+  }
+
+  async #attach(frame: AttachFrame): Promise<void> {
+    const { channel } = frame;
+    const previous = this.#attachments.get(channel);
+    if (!previous && this.#attachments.size >= this.#limits.maxChannelsPerConnection)
+      throw new ServerError(
+        'too_many_channels',
+        `a connection may attach at most ${this.#limits.maxChannelsPerConnection} channels; detach some first`,
+      );
+    previous?.unsubscribe();
+    const attachment: Attachment = {
+      channel,
+      state: 'attaching',
+      position: '',
+      buffered: [],
+      bufferedCount: 0,
+      unsubscribe: () => {},
+    };
+    this.#attachments.set(channel, attachment);
+    attachment.unsubscribe = this.#channels.hub.subscribe(channel, (delivery) =>
+      this.#onLive(attachment, delivery),
+    );
+    const current = () => !this.#closed && this.#attachments.get(channel) === attachment;
+
+    let resumed = false;
+    let reason: AttachedReason;
+    let epoch = '';
+    let position = '';
+    if (frame.from !== undefined) {
+      const check = await this.#channels.checkResume(channel, frame.from);
+      epoch = check.epoch;
+      position = check.head;
+      if (check.resumed) {
+        resumed = true;
+        position = await this.#catchUp(attachment, frame.from, current);
+      } else {
+        reason = check.reason;
+      }
+    } else if (frame.rewind !== undefined) {
+      const page = await this.#channels.rewind(channel, frame.rewind);
+      if (!current()) return;
+      epoch = page.epoch;
+      position = page.head;
+      this.#sendCatchUp(channel, page.messages);
+    } else if (frame.start) {
+      const info = await this.#channels.store.info(channel);
+      epoch = info?.epoch ?? '';
+      position = await this.#catchUp(attachment, undefined, current);
+    } else {
+      const info = await this.#channels.store.info(channel);
+      epoch = info?.epoch ?? '';
+      position = info?.head ?? '';
+    }
+    if (!current()) return;
+    if (epoch === '' && position !== '') epoch = position.split('.')[0] ?? '';
+
+    const attached: ServerFrame = { type: 'attached', channel, resumed, epoch, position };
+    if (reason !== undefined) attached.reason = reason;
+    this.send(withRef(attached, frame.ref));
+
+    attachment.state = 'attached';
+    attachment.position = position;
+    const buffered = attachment.buffered;
+    attachment.buffered = [];
+    for (const delivery of buffered) this.#deliver(attachment, delivery);
+  }
+
+  /** Sends every message changed after `after`, page by page; returns the position reached. */
+  async #catchUp(attachment: Attachment, after: string | undefined, current: () => boolean): Promise<string> {
+    let position = after ?? '';
+    for (;;) {
+      const page = await this.#channels.readSince(attachment.channel, position || undefined, CATCHUP_PAGE);
+      if (!current()) return position;
+      const fresh = page.messages.filter((m) => m.version > position);
+      if (fresh.length > 0) {
+        this.#sendCatchUp(attachment.channel, fresh);
+        position = fresh[fresh.length - 1]!.version;
+      }
+      if (!page.more || fresh.length === 0) return position > page.head ? position : page.head || position;
+      await this.#drained(current);
+    }
+  }
+
+  #sendCatchUp(channel: string, messages: Message[]): void {
+    if (messages.length > 0) this.#write(encodeMessagesFrame(channel, messages));
+  }
+
+  #onLive(attachment: Attachment, delivery: Delivery): void {
+    if (attachment.state === 'attaching') {
+      attachment.buffered.push(delivery);
+      attachment.bufferedCount += delivery.messages.length;
+      if (attachment.bufferedCount > MAX_BUFFERED_WHILE_ATTACHING) this.#slowConsumer();
+      return;
+    }
+    this.#deliver(attachment, delivery);
+  }
+
+  #deliver(attachment: Attachment, delivery: Delivery): void {
+    const last = delivery.messages[delivery.messages.length - 1];
+    if (!last || last.version <= attachment.position) return;
+    const first = delivery.messages[0]!;
+    if (first.version > attachment.position) {
+      this.#write(delivery.frame);
+    } else {
+      const fresh = delivery.messages.filter((m) => m.version > attachment.position);
+      this.#write(encodeMessagesFrame(delivery.channel, fresh));
+    }
+    attachment.position = last.version;
+  }
+
+  #write(frame: Buffer): void {
+    if (this.#closed) return;
+    if (this.transport.bufferedAmount() > this.#limits.maxSendBuffer) {
+      this.#slowConsumer();
+      return;
+    }
+    this.transport.send(frame);
+  }
+
+  #slowConsumer(): void {
+    this.#log.info({ connectionId: this.id }, 'slow consumer disconnected');
+    this.disconnect(
+      'slow_consumer',
+      4008,
+      true,
+      errorInfo(
+        'slow_consumer',
+        'the connection fell too far behind; reconnect and resume from your position',
+      ),
+    );
+  }
+
+  /** Waits until the transport's buffer has room for another catch-up page. */
+  async #drained(current: () => boolean): Promise<void> {
+    const threshold = this.#limits.maxSendBuffer / 2;
+    while (current() && this.transport.bufferedAmount() > threshold) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  #fail(err: unknown, frame: ClientFrame): void {
+    if (!isExpectedError(err))
+      this.#log.error({ err, connectionId: this.id, frame: frame.type }, 'frame handler failed');
+    const ref = 'ref' in frame ? frame.ref : undefined;
+    const channel = 'channel' in frame ? frame.channel : undefined;
+    if (frame.type === 'attach' && channel !== undefined) {
+      const attachment = this.#attachments.get(channel);
+      if (attachment?.state === 'attaching') {
+        attachment.unsubscribe();
+        this.#attachments.delete(channel);
+      }
+    }
+    this.#sendError(ref, channel, toErrorInfo(err));
+  }
+
+  #sendError(ref: Ref | undefined, channel: string | undefined, error: ErrorInfo): void {
+    const frame: ServerFrame = { type: 'error', error };
+    if (ref !== undefined) frame.ref = ref;
+    if (channel !== undefined) frame.channel = channel;
+    this.send(frame);
+  }
+}
+
+type AttachedReason = 'epoch_changed' | 'position_trimmed' | 'position_ahead' | undefined;
+
+function withRef<F extends ServerFrame & { ref?: Ref }>(frame: F, ref: Ref | undefined): F {
+  if (ref !== undefined) frame.ref = ref;
+  return frame;
+}
+
+function refOf(raw: unknown): Ref | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const ref = (raw as { ref?: unknown }).ref;
+  if (typeof ref === 'string' && ref.length <= 64) return ref;
+  if (typeof ref === 'number' && Number.isInteger(ref)) return ref;
+  return undefined;
+}
+
+function channelOf(raw: unknown): string | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const channel = (raw as { channel?: unknown }).channel;
+  return typeof channel === 'string' && channel.length <= 256 ? channel : undefined;
+}

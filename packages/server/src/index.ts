@@ -1,0 +1,18 @@
+export type { ApiKey } from './auth.ts';
+export { parseApiKey } from './auth.ts';
+export type { MooringServer, NamespaceRules, ServerOptions } from './server.ts';
+export { DEFAULT_RETENTION, startServer } from './server.ts';
+export type { StoreSpec } from './store/create-store.ts';
+export { createStore } from './store/create-store.ts';
+export { MemoryStore } from './store/memory-store.ts';
+export type {
+  AppendOptions,
+  AppendResult,
+  ChannelInfo,
+  HistoryQuery,
+  NewOperation,
+  RetentionFor,
+  RolledUpPage,
+  Store,
+} from './store/store.ts';
+export { StoreError } from './store/store.ts';

@@ -1,0 +1,208 @@
+/**
+ * The REST API (PROTOCOL.md §11): publish and read channels without holding a connection — for
+ * serverless agents, backends and tools. Every answer is JSON; every error is `{ error: ErrorInfo }`
+ * with the matching HTTP status.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  errorInfo,
+  formatSerial,
+  isSerial,
+  type Limits,
+  type OperationInput,
+  operationInputSchema,
+  parseSerial,
+} from '@mooring/protocol';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Authenticator } from './auth.ts';
+import { assertChannelName, type ChannelService } from './channel-service.ts';
+import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+
+const publishBodySchema = z.union([
+  operationInputSchema,
+  z.array(operationInputSchema),
+  z.object({ ops: z.array(operationInputSchema) }).strict(),
+]);
+
+export interface RestApiOptions {
+  channels: ChannelService;
+  auth: Authenticator;
+  limits: Limits;
+  logger: Logger;
+  /** Resolves when the store can serve; rejects otherwise. */
+  ready: () => Promise<void>;
+}
+
+const CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, POST, OPTIONS',
+  'access-control-allow-headers': 'authorization, content-type, x-mooring-client-id',
+  'access-control-max-age': '600',
+};
+
+export class RestApi {
+  readonly #o: RestApiOptions;
+
+  constructor(options: RestApiOptions) {
+    this.#o = options;
+  }
+
+  /** Handles a request; never throws. */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    try {
+      await this.#route(req, res, url);
+    } catch (err) {
+      if (!isExpectedError(err)) this.#o.logger.error({ err, path: url.pathname }, 'request failed');
+      const error = toErrorInfo(err);
+      send(res, error.status, { error });
+    }
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (method === 'OPTIONS') {
+      res.writeHead(204, CORS_HEADERS).end();
+      return;
+    }
+    const path = url.pathname;
+    if (path === '/health') return only(method, 'GET', () => send(res, 200, { status: 'ok' }));
+    if (path === '/ready') {
+      return only(method, 'GET', async () => {
+        try {
+          await this.#o.ready();
+          send(res, 200, { status: 'ready' });
+        } catch {
+          send(res, 503, { error: errorInfo('store_unavailable', 'the store does not answer') });
+        }
+      });
+    }
+    const match = /^\/v1\/channels\/([^/]+)(\/messages)?$/.exec(path);
+    if (!match) throw new ServerError('not_found', `no such endpoint: ${method} ${path.slice(0, 200)}`);
+    const channel = decodeChannel(match[1]!);
+    const identity = this.#o.auth.authenticate(req, url);
+    if (match[2]) {
+      if (method === 'POST') {
+        const body = await readJson(req, this.#o.limits.maxHttpBody);
+        const parsed = publishBodySchema.safeParse(body);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0];
+          const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+          throw new ServerError('bad_request', `${where}${issue?.message ?? 'invalid body'}`);
+        }
+        const ops: OperationInput[] = Array.isArray(parsed.data)
+          ? parsed.data
+          : 'ops' in parsed.data
+            ? (parsed.data.ops as OperationInput[])
+            : [parsed.data as OperationInput];
+        const results = await this.#o.channels.publish(channel, ops, identity);
+        send(res, 200, { channel, results });
+        return;
+      }
+      return only(method, 'GET', () => this.#history(res, url, channel));
+    }
+    return only(method, 'GET', async () => {
+      const info = await this.#o.channels.store.info(channel);
+      if (!info) throw new ServerError('channel_not_found', `channel ${channel} has no messages`);
+      send(res, 200, { channel, epoch: info.epoch, position: info.head, messages: info.messageCount });
+    });
+  }
+
+  async #history(res: ServerResponse, url: URL, channel: string): Promise<void> {
+    const q = url.searchParams;
+    const limit = q.has('limit') ? Number(q.get('limit')) : 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new ServerError('bad_request', 'limit must be an integer from 1 to 1000');
+    const direction = q.get('direction') ?? 'backwards';
+    if (direction !== 'backwards' && direction !== 'forwards')
+      throw new ServerError('bad_request', "direction must be 'backwards' or 'forwards'");
+    const from = serialParam(q, 'from');
+    const until = serialParam(q, 'until');
+    const query: { direction: 'backwards' | 'forwards'; limit: number; from?: string; until?: string } = {
+      direction,
+      limit,
+    };
+    if (from !== undefined) query.from = from;
+    if (until !== undefined) query.until = until;
+    const page = await this.#o.channels.history(channel, query);
+    const body: Record<string, unknown> = {
+      channel,
+      epoch: page.epoch,
+      position: page.head,
+      items: page.messages,
+    };
+    const last = page.messages[page.messages.length - 1];
+    if (page.more && last) {
+      const next = new URLSearchParams(q);
+      next.delete('key');
+      const { epoch, seq } = parseSerial(last.serial)!;
+      if (direction === 'backwards') next.set('until', formatSerial(epoch, seq - 1));
+      else next.set('from', formatSerial(epoch, seq + 1));
+      body.next = `/v1/channels/${encodeURIComponent(channel)}/messages?${next}`;
+    }
+    send(res, 200, body);
+  }
+}
+
+async function only(method: string, allowed: string, handler: () => unknown): Promise<void> {
+  if (method !== allowed) throw new ServerError('method_not_allowed', `use ${allowed} here`);
+  await handler();
+}
+
+function decodeChannel(segment: string): string {
+  let channel: string;
+  try {
+    channel = decodeURIComponent(segment);
+  } catch {
+    throw new ServerError('invalid_channel', 'the channel name in the path is not valid percent-encoding');
+  }
+  assertChannelName(channel);
+  return channel;
+}
+
+function serialParam(q: URLSearchParams, name: string): string | undefined {
+  const value = q.get(name);
+  if (value === null) return undefined;
+  if (!isSerial(value as unknown))
+    throw new ServerError('invalid_serial', `${name} is not a serial: ${String(value).slice(0, 80)}`);
+  return value;
+}
+
+export function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...CORS_HEADERS,
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+/** Reads a JSON body of at most `max` bytes; `body_too_large` beyond, `bad_request` if not JSON. */
+export async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > max) {
+    req.resume();
+    throw new ServerError('body_too_large', `the body is ${declared} bytes; at most ${max} are accepted`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) {
+      req.resume();
+      throw new ServerError('body_too_large', `the body is over ${max} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new ServerError('bad_request', 'the body is not valid JSON');
+  }
+}

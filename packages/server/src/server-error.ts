@@ -1,0 +1,29 @@
+/**
+ * The server's error type: a protocol ErrorCode plus a message that tells the caller what to do.
+ * Everything a handler throws is turned into an `ErrorInfo` on the wire by `toErrorInfo`; anything
+ * that is not a ServerError or StoreError is a bug, reported as `internal` and logged.
+ */
+import { type ErrorCode, type ErrorInfo, errorInfo } from '@mooring/protocol';
+import { StoreError } from './store/store.ts';
+
+export class ServerError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'ServerError';
+    this.code = code;
+  }
+}
+
+export function isExpectedError(err: unknown): err is ServerError | StoreError {
+  return err instanceof ServerError || err instanceof StoreError;
+}
+
+export function toErrorInfo(err: unknown): ErrorInfo {
+  if (err instanceof StoreError) {
+    const prefix = err.index === undefined ? '' : `op ${err.index}: `;
+    return errorInfo(err.code, prefix + err.message);
+  }
+  if (err instanceof ServerError) return errorInfo(err.code, err.message);
+  return errorInfo('internal', 'internal server error; the request may be retried');
+}

@@ -1,0 +1,256 @@
+/**
+ * `startServer()`: one HTTP server carrying the WebSocket transport (`/v1/connect`), the REST API
+ * and health endpoints, over one store. Used by the CLI, by tests (port 0) and by benchmarks.
+ *
+ * Shutdown (DESIGN §6): stop accepting, tell every connection to reconnect elsewhere
+ * (`disconnect { reason: "shutting_down" }`, close 1012), flush and close the store.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  DEFAULT_LIMITS,
+  DEFAULT_TIMINGS,
+  errorInfo,
+  type Limits,
+  namespaceOf,
+  PROTOCOL_VERSION,
+} from '@mooring/protocol';
+import pino, { type Logger } from 'pino';
+import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
+import { ChannelService } from './channel-service.ts';
+import { Connection, type TransportSink } from './connection.ts';
+import { ConnectionRegistry, type Identity } from './connection-registry.ts';
+import { LocalHub } from './hub.ts';
+import { RestApi, send } from './rest-api.ts';
+import { ServerError, toErrorInfo } from './server-error.ts';
+import { createStore, type StoreSpec } from './store/create-store.ts';
+import type { RetentionFor, Store } from './store/store.ts';
+import { WebSocketTransport } from './websocket-transport.ts';
+
+export interface NamespaceRules {
+  /** How long messages are kept, in ms (`Infinity` = forever). Default 24 h. */
+  retention?: number;
+}
+
+export interface ServerOptions {
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Default 8080; 0 picks a free port. */
+  port?: number;
+  /** A store instance, or how to make one. Default `{ kind: 'memory' }`. */
+  store?: Store | StoreSpec;
+  /** API keys, `<keyName>:<secret>`. At least one is required. */
+  keys?: Array<string | ApiKey>;
+  /** Server heartbeat period in ms (default 15,000; must be below 60,000). */
+  heartbeatInterval?: number;
+  /** How long a dropped connection keeps its identity, ms (default 120,000). */
+  connectionStateTtl?: number;
+  limits?: Partial<Limits>;
+  /** Rules per namespace (the part of a channel name before the first ':'); '*' applies to all others. */
+  namespaces?: Record<string, NamespaceRules>;
+  /** How often expired messages are removed, ms (default 60,000). */
+  trimInterval?: number;
+  /** A pino logger, or a level for a new one. Default: 'silent'. */
+  logger?: Logger | string;
+}
+
+export interface MooringServer {
+  readonly host: string;
+  readonly port: number;
+  /** `http://host:port` */
+  readonly url: string;
+  readonly store: Store;
+  readonly logger: Logger;
+  /** Open realtime connections. */
+  readonly connections: number;
+  /** Graceful shutdown; resolves when the store is flushed and closed. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_RETENTION = 24 * 60 * 60 * 1000;
+
+export async function startServer(options: ServerOptions = {}): Promise<MooringServer> {
+  const logger =
+    typeof options.logger === 'object' ? options.logger : pino({ level: options.logger ?? 'silent' });
+  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const heartbeatInterval = options.heartbeatInterval ?? DEFAULT_TIMINGS.heartbeatInterval;
+  if (!(heartbeatInterval > 0 && heartbeatInterval < 60_000))
+    throw new Error('heartbeatInterval must be between 0 and 60,000 ms (idle-timeout proxies close at 60 s)');
+  const connectionStateTtl = options.connectionStateTtl ?? DEFAULT_TIMINGS.connectionStateTtl;
+  const keys = (options.keys ?? []).map((k) => (typeof k === 'string' ? parseApiKey(k) : k));
+  if (keys.length === 0) throw new Error('at least one API key is required (keys: ["<name>:<secret>"])');
+
+  const retentionFor = retentionRules(options.namespaces ?? {});
+  const store = isStore(options.store)
+    ? options.store
+    : await createStore(options.store ?? { kind: 'memory' }, retentionFor);
+  const hub = new LocalHub();
+  const channels = new ChannelService(store, hub, limits);
+  const auth = new Authenticator(keys);
+  const registry = new ConnectionRegistry(connectionStateTtl);
+  const live = new Set<Connection>();
+  let closing = false;
+
+  const rest = new RestApi({ channels, auth, limits, logger, ready: () => store.ping() });
+  const websocket = new WebSocketTransport({
+    maxFrameSize: limits.maxFrameSize,
+    accept: (transport: TransportSink, identity: Identity, recover: string | undefined) => {
+      const opened = registry.open(identity, recover);
+      const connection = new Connection({
+        id: opened.connectionId,
+        key: opened.connectionKey,
+        identity,
+        transport,
+        channels,
+        limits,
+        logger,
+      });
+      live.add(connection);
+      connection.send({
+        type: 'connected',
+        connectionId: opened.connectionId,
+        connectionKey: opened.connectionKey,
+        resumed: opened.resumed,
+        ...(identity.clientId === undefined ? {} : { clientId: identity.clientId }),
+        heartbeatInterval,
+        maxIdleInterval: heartbeatInterval,
+        connectionStateTtl,
+        limits: {
+          maxOperationSize: limits.maxOperationSize,
+          maxMessageSize: limits.maxMessageSize,
+          maxFrameSize: limits.maxFrameSize,
+          maxOpsPerPublish: limits.maxOpsPerPublish,
+          maxChannelsPerConnection: limits.maxChannelsPerConnection,
+        },
+        serverTime: Date.now(),
+      });
+      logger.debug(
+        { connectionId: opened.connectionId, resumed: opened.resumed, transport: transport.kind },
+        'connected',
+      );
+      return connection;
+    },
+    onClose: (connection, code) => {
+      live.delete(connection);
+      if (code === 1000) registry.discard(connection.id);
+      else registry.release(connection.id);
+      logger.debug({ connectionId: connection.id, code }, 'disconnected');
+    },
+  });
+
+  const http: Server = createServer((req, res) => {
+    const url = requestUrl(req);
+    if (closing) {
+      send(res, 503, {
+        error: errorInfo('shutting_down', 'the server is shutting down; retry on another node'),
+      });
+      return;
+    }
+    void rest.handle(req, res, url);
+  });
+  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    try {
+      const url = requestUrl(req);
+      if (closing)
+        throw new ServerError('shutting_down', 'the server is shutting down; retry on another node');
+      if (url.pathname !== '/v1/connect')
+        throw new ServerError('not_found', `no WebSocket endpoint at ${url.pathname}`);
+      const version = url.searchParams.get('v');
+      if (version !== null && version !== String(PROTOCOL_VERSION))
+        throw new ServerError(
+          'bad_request',
+          `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
+        );
+      const identity = auth.authenticate(req, url);
+      websocket.upgrade(req, socket, head, identity, url.searchParams.get('recover') ?? undefined);
+    } catch (err) {
+      refuseUpgrade(socket, err);
+    }
+  });
+  http.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  const heartbeat = setInterval(() => {
+    for (const connection of live) connection.heartbeat();
+    registry.sweep();
+  }, heartbeatInterval);
+  heartbeat.unref();
+  const trim = setInterval(() => {
+    store.trim().catch((err: unknown) => logger.error({ err }, 'retention trim failed'));
+  }, options.trimInterval ?? 60_000);
+  trim.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  const address = http.address() as AddressInfo;
+  const host = address.address.includes(':') ? `[${address.address}]` : address.address;
+  logger.info({ port: address.port, host: address.address, store: store.kind }, 'listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    host: address.address,
+    port: address.port,
+    url: `http://${host}:${address.port}`,
+    store,
+    logger,
+    get connections() {
+      return live.size;
+    },
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        clearInterval(heartbeat);
+        clearInterval(trim);
+        const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
+        for (const connection of [...live]) {
+          connection.disconnect(
+            'shutting_down',
+            1012,
+            true,
+            errorInfo('shutting_down', 'the server is restarting; reconnect and resume'),
+          );
+        }
+        http.closeIdleConnections();
+        await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 3_000).unref())]);
+        http.closeAllConnections();
+        await store.close();
+        logger.info('stopped');
+      })();
+      return closed;
+    },
+  };
+}
+
+function isStore(value: Store | StoreSpec | undefined): value is Store {
+  return typeof value === 'object' && value !== null && 'append' in value;
+}
+
+function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    return new URL('http://localhost/');
+  }
+}
+
+function refuseUpgrade(socket: Duplex, err: unknown): void {
+  const error = toErrorInfo(err);
+  const body = JSON.stringify({ error });
+  socket.end(
+    `HTTP/1.1 ${error.status} ${error.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+function retentionRules(namespaces: Record<string, NamespaceRules>): RetentionFor {
+  const fallback = namespaces['*']?.retention ?? DEFAULT_RETENTION;
+  return (channel) => namespaces[namespaceOf(channel)]?.retention ?? fallback;
+}

@@ -1,0 +1,79 @@
+/**
+ * The WebSocket transport (`ws`): a thin adapter between a socket and a `Connection`.
+ * Authentication happens on the HTTP upgrade, before the socket exists: bad credentials get a plain
+ * HTTP 401 with a JSON error body, so a client can tell "refused" from "network trouble".
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { errorInfo } from '@mooring/protocol';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { Connection, TransportSink } from './connection.ts';
+import type { Identity } from './connection-registry.ts';
+
+export interface WebSocketTransportOptions {
+  maxFrameSize: number;
+  /** Creates the connection core for an accepted socket. */
+  accept: (transport: TransportSink, identity: Identity, recover: string | undefined) => Connection;
+  onClose: (connection: Connection, code: number) => void;
+}
+
+export class WebSocketTransport {
+  readonly wss: WebSocketServer;
+  readonly #options: WebSocketTransportOptions;
+
+  constructor(options: WebSocketTransportOptions) {
+    this.#options = options;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxFrameSize,
+      perMessageDeflate: false,
+    });
+  }
+
+  upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    identity: Identity,
+    recover: string | undefined,
+  ): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, identity, recover));
+  }
+
+  #attach(ws: WebSocket, identity: Identity, recover: string | undefined): void {
+    const sink: TransportSink = {
+      kind: 'websocket',
+      send: (frame) => ws.send(frame, { binary: false }),
+      bufferedAmount: () => ws.bufferedAmount,
+      ping: () => ws.ping(),
+      close: (code, reason) => {
+        if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING)
+          ws.close(code, reason.slice(0, 120));
+        // a peer that does not complete the close handshake (dead network) must not hold the socket
+        setTimeout(() => ws.terminate(), 2_000).unref();
+      },
+    };
+    const connection = this.#options.accept(sink, identity, recover);
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) {
+        connection.send({
+          type: 'error',
+          error: errorInfo('invalid_frame', 'binary frames are not supported; send JSON text'),
+        });
+        return;
+      }
+      connection.receive(data.toString());
+    });
+    ws.on('pong', () => {
+      connection.alive = true;
+    });
+    ws.on('error', () => {
+      // ws reports oversized frames and protocol violations here and closes the socket itself
+      // (1009 "message too big", 1002 protocol error); 'close' below cleans up.
+    });
+    ws.on('close', (code) => {
+      connection.dispose();
+      this.#options.onClose(connection, code);
+    });
+  }
+}
