@@ -1,0 +1,280 @@
+/**
+ * The rules every store applies to a batch of operations (PROTOCOL.md §4, DESIGN §3), kept here so
+ * the stores only differ in how they keep state, never in what they accept.
+ *
+ * `planBatch` validates a whole batch against the current state of the messages it touches, taking
+ * earlier operations of the same batch into account (a delete then an append in one batch fails),
+ * assigns serials, resolves duplicate ids and builds the live messages. It reads state only through
+ * a `PlanContext` and changes nothing: the store writes the plan, or nothing when it throws. That is
+ * what makes batches atomic in every store.
+ *
+ * A message's state needed for validation is small (`MessageMeta`): the kind of its data, its size
+ * in bytes, its creator and whether it is deleted. Stores keep it beside the data so validating an
+ * append never reads or rewrites the data: append cost stays O(size of the delta).
+ */
+import type { Encoding, Headers, JsonValue, Message, PublishResult } from '@mooring/protocol';
+import { formatSerial, parseSerial } from '@mooring/protocol';
+import type { AppendOptions, NewOperation } from './store.ts';
+import { StoreError } from './store.ts';
+
+/**
+ * What a message's data is. `none` (a create without data) and `string` can be appended to;
+ * `json` (any other JSON value) and `base64` (bytes) cannot.
+ */
+export type DataKind = 'none' | 'string' | 'json' | 'base64';
+
+/** The part of a message's state that validation needs. */
+export interface MessageMeta {
+  kind: DataKind;
+  /** Bytes of the current data (UTF-8 length of the string, or of the JSON text). */
+  size: number;
+  /** The creator's clientId. */
+  clientId?: string;
+  deleted: boolean;
+}
+
+/** Read access to a channel's state, as of the start of the batch. */
+export interface PlanContext {
+  /** The channel's epoch (a fresh one when the channel has no log yet). */
+  epoch: string;
+  /** The last sequence number stored in the channel (0 when none). */
+  seq: number;
+  /** Sequence number of the stored operation with this id, if the channel has one. */
+  storedId(id: string): number | undefined;
+  /** State of the message created at `seq`, or undefined when there is none (never or no longer). */
+  message(seq: number): MessageMeta | undefined;
+}
+
+/** One operation of a plan, ready to be stored. */
+export interface PlannedOp {
+  op: NewOperation;
+  /** The operation's own sequence number. */
+  seq: number;
+  /** Sequence number of the message it applies to (its own for a create). */
+  msgSeq: number;
+  /** Kind of `op.data` (`none` when absent). */
+  kind: DataKind;
+  timestamp: number;
+}
+
+export interface BatchPlan {
+  /** One per input operation, in order. */
+  results: PublishResult[];
+  /** Operations to store, in serial order; duplicates are absent. */
+  ops: PlannedOp[];
+  /** `ops` in live form (PROTOCOL.md §4.1). */
+  messages: Message[];
+  /** State after the batch of every message it created or changed, by message sequence number. */
+  touched: Map<number, MessageMeta>;
+  /** The channel's last sequence number after the batch. */
+  seq: number;
+}
+
+export function kindOf(data: JsonValue | undefined, encoding: Encoding | undefined): DataKind {
+  if (data === undefined) return 'none';
+  if (encoding === 'base64') return 'base64';
+  return typeof data === 'string' ? 'string' : 'json';
+}
+
+export function isAppendable(kind: DataKind): boolean {
+  return kind === 'none' || kind === 'string';
+}
+
+/** Byte size of data of the given kind. JSON values are measured as their JSON text. */
+export function byteSize(data: JsonValue | undefined, kind: DataKind): number {
+  if (data === undefined || kind === 'none') return 0;
+  return Buffer.byteLength(kind === 'json' ? JSON.stringify(data) : (data as string));
+}
+
+/** Validates, numbers and deduplicates a batch; throws StoreError (with the op index) on the first bad op. */
+export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], options: AppendOptions): BatchPlan {
+  const timestamp = options.now ?? Date.now();
+  const results: PublishResult[] = [];
+  const planned: PlannedOp[] = [];
+  const messages: Message[] = [];
+  const touched = new Map<number, MessageMeta>();
+  const batchIds = new Map<string, number>();
+  let seq = ctx.seq;
+
+  for (let index = 0; index < ops.length; index++) {
+    const op = ops[index]!;
+    const earlier = batchIds.get(op.id) ?? ctx.storedId(op.id);
+    if (earlier !== undefined) {
+      results.push({ serial: formatSerial(ctx.epoch, earlier), duplicate: true });
+      continue;
+    }
+    const opSeq = seq + 1;
+    const kind = kindOf(op.data, op.encoding);
+    let msgSeq = opSeq;
+    if (op.action === 'create') {
+      const meta: MessageMeta = { kind, size: byteSize(op.data, kind), deleted: false };
+      if (op.clientId !== undefined) meta.clientId = op.clientId;
+      touched.set(opSeq, meta);
+    } else {
+      msgSeq = targetSeq(ctx.epoch, op, index);
+      const current = touched.get(msgSeq) ?? ctx.message(msgSeq);
+      touched.set(msgSeq, nextMeta(current, op, kind, index, options.maxMessageSize));
+    }
+    seq = opSeq;
+    batchIds.set(op.id, opSeq);
+    const serial = formatSerial(ctx.epoch, opSeq);
+    results.push({ serial });
+    planned.push({ op, seq: opSeq, msgSeq, kind, timestamp });
+    messages.push(liveMessage(op, formatSerial(ctx.epoch, msgSeq), serial, timestamp));
+  }
+  return { results, ops: planned, messages, touched, seq };
+}
+
+function targetSeq(epoch: string, op: NewOperation, index: number): number {
+  if (op.serial === undefined) {
+    throw new StoreError('invalid_serial', `an ${op.action} needs the serial of its message`, index);
+  }
+  const parts = parseSerial(op.serial);
+  if (!parts) throw new StoreError('invalid_serial', `'${op.serial}' is not a serial`, index);
+  if (parts.epoch !== epoch || parts.seq < 1) throw notFound(op.serial, index);
+  return parts.seq;
+}
+
+function notFound(serial: string, index: number): StoreError {
+  return new StoreError(
+    'message_not_found',
+    `no message ${serial} in this channel (it never existed, was removed by retention, or belongs to an older log)`,
+    index,
+  );
+}
+
+/** The state of a message after applying a non-create op to it; throws when the op is not allowed. */
+function nextMeta(
+  meta: MessageMeta | undefined,
+  op: NewOperation,
+  kind: DataKind,
+  index: number,
+  maxMessageSize: number,
+): MessageMeta {
+  const serial = op.serial!;
+  if (!meta) throw notFound(serial, index);
+  if (meta.deleted) {
+    throw new StoreError(
+      'message_deleted',
+      `message ${serial} was deleted; nothing can be applied to it`,
+      index,
+    );
+  }
+  if (op.requireOwner !== undefined && meta.clientId !== op.requireOwner) {
+    throw new StoreError('not_owner', `message ${serial} was created by another client`, index);
+  }
+  // Only the meta fields: a store may hand in a larger object holding the whole message.
+  const next: MessageMeta = { kind: meta.kind, size: meta.size, deleted: meta.deleted };
+  if (meta.clientId !== undefined) next.clientId = meta.clientId;
+  if (op.action === 'delete') {
+    next.kind = 'none';
+    next.size = 0;
+    next.deleted = true;
+    return next;
+  }
+  if (op.action === 'append') {
+    if (!isAppendable(meta.kind)) {
+      throw new StoreError(
+        'not_appendable',
+        `message ${serial} holds ${meta.kind === 'base64' ? 'bytes' : 'a JSON value'}, not a string: use update to replace it`,
+        index,
+      );
+    }
+    if (kind === 'json' || kind === 'base64') {
+      throw new StoreError('bad_request', 'append data must be a plain string delta', index);
+    }
+    next.kind = 'string';
+    next.size = meta.size + byteSize(op.data, kind);
+  } else if (op.data !== undefined) {
+    next.kind = kind;
+    next.size = byteSize(op.data, kind);
+  }
+  if (next.size > maxMessageSize) {
+    throw new StoreError(
+      'message_too_large',
+      `message ${serial} would hold ${next.size} bytes, over the limit of ${maxMessageSize}: start a new message`,
+      index,
+    );
+  }
+  return next;
+}
+
+/** An operation in live form (PROTOCOL.md §4.1); absent fields are omitted. */
+export function liveMessage(op: NewOperation, serial: string, version: string, timestamp: number): Message {
+  const m: Message = { serial, version, action: op.action, id: op.id, timestamp };
+  if (op.action === 'create' && op.name !== undefined) m.name = op.name;
+  if (op.action !== 'delete') {
+    if (op.data !== undefined) m.data = op.data;
+    if (op.encoding !== undefined && op.action !== 'append') m.encoding = op.encoding;
+    if (op.headers !== undefined) m.headers = op.headers;
+  }
+  if (op.clientId !== undefined) m.clientId = op.clientId;
+  return m;
+}
+
+/** What a store knows of a message, from which `rolledUp` builds its rolled-up form. */
+export interface MessageState {
+  serial: string;
+  version: string;
+  /** True once any append or update was applied. */
+  changed: boolean;
+  deleted: boolean;
+  id: string;
+  name?: string | undefined;
+  data?: JsonValue | undefined;
+  encoding?: Encoding | undefined;
+  headers?: Headers | undefined;
+  clientId?: string | undefined;
+  timestamp: number;
+}
+
+/**
+ * A message rolled up (PROTOCOL.md §4.1): its full current state. A tombstone keeps only serial,
+ * version, id, clientId and timestamp.
+ */
+export function rolledUp(s: MessageState): Message {
+  const action = s.deleted ? 'delete' : s.changed ? 'update' : 'create';
+  const m: Message = { serial: s.serial, version: s.version, action, id: s.id, timestamp: s.timestamp };
+  if (!s.deleted) {
+    if (s.name !== undefined) m.name = s.name;
+    if (s.data !== undefined) m.data = s.data;
+    if (s.encoding !== undefined) m.encoding = s.encoding;
+    if (s.headers !== undefined) m.headers = s.headers;
+  }
+  if (s.clientId !== undefined) m.clientId = s.clientId;
+  return m;
+}
+
+/**
+ * Turns an inclusive serial bound into a sequence number of the channel's log. Serials of an older
+ * epoch sort before every serial of this one and newer ones after (epochs are time-prefixed), so a
+ * bound from another epoch means "before the start" or "after the end". Throws on a malformed serial.
+ */
+export function seqBound(serial: string, epoch: string, side: 'from' | 'until'): number {
+  const parts = parseSerial(serial);
+  if (!parts) throw new StoreError('invalid_serial', `'${serial}' is not a serial`);
+  if (parts.epoch === epoch) return parts.seq;
+  const before = parts.epoch < epoch;
+  if (side === 'from') return before ? 0 : Number.POSITIVE_INFINITY;
+  return before ? -1 : Number.POSITIVE_INFINITY;
+}
+
+/**
+ * The sequence number after which `readSince` reads: 0 for undefined or a serial of another epoch
+ * (from the start: the caller checks continuity first). Throws on a malformed serial.
+ */
+export function afterSeq(after: string | undefined, epoch: string): number {
+  if (after === undefined) return 0;
+  const parts = parseSerial(after);
+  if (!parts) throw new StoreError('invalid_serial', `'${after}' is not a serial`);
+  return parts.epoch === epoch ? parts.seq : 0;
+}
+
+/** `formatSerial` or '' for an empty log. */
+export function headSerial(epoch: string, seq: number): string {
+  return seq > 0 ? formatSerial(epoch, seq) : '';
+}
+
+export function emptyPage(): { epoch: string; head: string; messages: Message[]; more: boolean } {
+  return { epoch: '', head: '', messages: [], more: false };
+}

@@ -1,0 +1,647 @@
+/**
+ * The SQLite store: the embedded default (DESIGN §10), on Node's built-in `node:sqlite`.
+ *
+ * Durability: WAL journal. `synchronous=NORMAL` (the default) keeps every acknowledged operation
+ * through a crash or `kill -9` of the process; `synchronous: 'full'` also through power loss. An
+ * `append` resolves only after the COMMIT that holds it ("ack means stored").
+ *
+ * Group commit: `append` calls are queued and flushed together in one transaction on the next turn
+ * of the event loop (setImmediate). Each batch is validated by `planBatch` before any of its rows is
+ * written, so a bad batch is rejected alone and the others of the transaction commit. If a write
+ * fails below validation (disk full, I/O error) the transaction is rolled back and each batch is
+ * retried in a transaction of its own, so one cannot fail another.
+ *
+ *   append() ─┐
+ *   append() ─┼─ queue ── setImmediate ── BEGIN ─ plan+write batch 1 ─ … ─ batch n ─ COMMIT ─ resolve all
+ *   append() ─┘
+ *
+ * Appends are O(size of the delta): a message's row in `messages` holds its data as of its create or
+ * latest update (`base_seq`); each append is one new row in `ops` and rows after `base_seq` are
+ * concatenated when the message is read. The row is rewritten only by update and delete. Validating
+ * an append needs the message's kind, size, creator and deleted flag: an LRU cache keeps them, kept
+ * coherent because this store must be the only writer of its file (one SqliteStore per path, one
+ * process).
+ *
+ * Schema (version 1):
+ *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
+ *   ops(chan, seq, msg_seq, action, id, data, headers, client_id, ts)   PK (chan, seq), UNIQUE (chan, id)
+ *   messages(chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted, expires_at)
+ * `ops.data`/`ops.headers` are kept only for appends after the message's `base_seq`; every op keeps its
+ * id (idempotency) and `msg_seq` (catch-up by position) until retention removes its message.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { SQLInputValue, StatementSync } from 'node:sqlite';
+import { DatabaseSync } from 'node:sqlite';
+import type { Headers, JsonValue, Message } from '@mooring/protocol';
+import { formatSerial, newEpoch } from '@mooring/protocol';
+import type { BatchPlan, DataKind, MessageMeta, PlanContext } from './operation-rules.ts';
+import {
+  afterSeq,
+  emptyPage,
+  headSerial,
+  isAppendable,
+  planBatch,
+  rolledUp,
+  seqBound,
+} from './operation-rules.ts';
+import type {
+  AppendOptions,
+  AppendResult,
+  ChannelInfo,
+  HistoryQuery,
+  NewOperation,
+  RetentionFor,
+  RolledUpPage,
+  Store,
+} from './store.ts';
+import { StoreError } from './store.ts';
+
+export interface SqliteStoreOptions {
+  /** Database file; its directory is created if missing. `:memory:` works for throwaway use. */
+  path: string;
+  /** Retention per channel in ms, evaluated when a message is created. Default: 24 h for every channel. */
+  retentionFor?: RetentionFor;
+  /** `normal` (default): survives a process crash. `full`: fsync per commit, survives power loss. */
+  synchronous?: 'normal' | 'full';
+  /** Messages whose validation state is cached (LRU). Default 4096. */
+  cacheSize?: number;
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+const SCHEMA_VERSION = 1;
+const TRIM_CHUNK = 500;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS channels (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  epoch TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  trimmed_through INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ops (
+  chan INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  msg_seq INTEGER NOT NULL,
+  action TEXT NOT NULL,
+  id TEXT NOT NULL,
+  data TEXT,
+  headers TEXT,
+  client_id TEXT,
+  ts INTEGER NOT NULL,
+  PRIMARY KEY (chan, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS ops_by_id ON ops (chan, id);
+CREATE INDEX IF NOT EXISTS ops_by_message ON ops (chan, msg_seq, seq);
+CREATE TABLE IF NOT EXISTS messages (
+  chan INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  name TEXT,
+  data TEXT,
+  kind TEXT NOT NULL,
+  headers TEXT,
+  client_id TEXT,
+  ts INTEGER NOT NULL,
+  base_seq INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  expires_at INTEGER,
+  PRIMARY KEY (chan, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL;
+`;
+
+interface ChannelState {
+  /** Row id; -1 until the channel's first batch is written. */
+  id: number;
+  epoch: string;
+  seq: number;
+  trimmedThrough: number;
+}
+
+interface Pending {
+  channel: string;
+  ops: NewOperation[];
+  options: AppendOptions;
+  resolve: (result: AppendResult) => void;
+  reject: (error: unknown) => void;
+}
+
+interface MessageRow {
+  seq: number;
+  id: string;
+  name: string | null;
+  data: string | null;
+  kind: DataKind;
+  headers: string | null;
+  client_id: string | null;
+  ts: number;
+  base_seq: number;
+  deleted: number;
+}
+
+/** Changes made by one flush, applied to the caches only once it has committed. */
+interface FlushState {
+  channels: Map<string, ChannelState>;
+  metas: Map<string, MessageMeta>;
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  readonly #db: DatabaseSync;
+  readonly #retentionFor: RetentionFor;
+  readonly #s: ReturnType<typeof prepare>;
+  readonly #channels = new Lru<string, ChannelState>(10_000);
+  readonly #metas: Lru<string, MessageMeta>;
+  #queue: Pending[] = [];
+  #scheduled = false;
+  #closed = false;
+
+  /** Opens (creating if needed) the database synchronously; throws StoreError('store_unavailable') if it cannot. */
+  constructor(options: SqliteStoreOptions) {
+    this.#retentionFor = options.retentionFor ?? (() => DAY);
+    this.#metas = new Lru(options.cacheSize ?? 4096);
+    try {
+      if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+      this.#db = new DatabaseSync(options.path);
+      this.#db.exec('PRAGMA busy_timeout = 5000');
+      const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
+      if (mode !== 'wal' && options.path !== ':memory:') throw new Error(`journal_mode is ${String(mode)}`);
+      this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+      this.#db.exec('PRAGMA cache_size = -32768');
+      const version = Number(this.#db.prepare('PRAGMA user_version').get()?.user_version ?? 0);
+      if (version > SCHEMA_VERSION) {
+        throw new Error(`database schema ${version} is newer than this server's (${SCHEMA_VERSION})`);
+      }
+      this.#db.exec(SCHEMA);
+      this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      this.#s = prepare(this.#db);
+    } catch (err) {
+      throw new StoreError(
+        'store_unavailable',
+        `cannot open SQLite store at ${options.path}: ${messageOf(err)}`,
+      );
+    }
+  }
+
+  /** Same as the constructor, for callers that prefer to await. */
+  static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
+    return new SqliteStore(options);
+  }
+
+  append(channel: string, ops: NewOperation[], options: AppendOptions): Promise<AppendResult> {
+    if (this.#closed) return Promise.reject(closedError());
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ channel, ops, options, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const pending = this.#queue;
+    this.#queue = [];
+    if (pending.length === 0) return;
+    try {
+      this.#commit(pending);
+    } catch (err) {
+      if (pending.length === 1) {
+        pending[0]!.reject(toStoreError(err));
+        return;
+      }
+      for (const p of pending) {
+        try {
+          this.#commit([p]);
+        } catch (e) {
+          p.reject(toStoreError(e));
+        }
+      }
+    }
+  }
+
+  /** Writes the batches in one transaction; settles their promises only after COMMIT. Throws (rolled back) on a write failure. */
+  #commit(pending: Pending[]): void {
+    const tx: FlushState = { channels: new Map(), metas: new Map() };
+    const outcomes: (AppendResult | StoreError)[] = [];
+    this.#s.begin.run();
+    try {
+      for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
+      for (const ch of tx.channels.values()) this.#s.setChannelSeq.run(ch.seq, ch.id);
+      this.#s.commit.run();
+    } catch (err) {
+      if (this.#db.isTransaction) this.#s.rollback.run();
+      throw err;
+    }
+    for (const [name, ch] of tx.channels) this.#channels.set(name, ch);
+    for (const [key, meta] of tx.metas) this.#metas.set(key, meta);
+    pending.forEach((p, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome instanceof StoreError) p.reject(outcome);
+      else p.resolve(outcome);
+    });
+  }
+
+  /** Validates one batch (returning its StoreError if invalid, having written nothing) and writes it. */
+  #writeBatch(p: Pending, tx: FlushState): AppendResult | StoreError {
+    const now = p.options.now ?? Date.now();
+    const known = tx.channels.get(p.channel) ?? this.#channel(p.channel);
+    if (p.ops.length === 0) return { epoch: known?.epoch ?? '', results: [], messages: [] };
+    const ch: ChannelState = known
+      ? { ...known }
+      : { id: -1, epoch: newEpoch(now), seq: 0, trimmedThrough: 0 };
+    const ctx: PlanContext = {
+      epoch: ch.epoch,
+      seq: ch.seq,
+      storedId: (id) => (ch.id < 0 ? undefined : (this.#s.findId.get(ch.id, id)?.seq as number | undefined)),
+      message: (seq) =>
+        ch.id < 0 ? undefined : (tx.metas.get(metaKey(ch.id, seq)) ?? this.#meta(ch.id, seq)),
+    };
+    let plan: BatchPlan;
+    try {
+      plan = planBatch(ctx, p.ops, { ...p.options, now });
+    } catch (err) {
+      if (err instanceof StoreError) return err;
+      throw err;
+    }
+    if (plan.ops.length > 0) {
+      if (ch.id < 0) {
+        ch.id = this.#s.insertChannel.get(p.channel, ch.epoch, 0)!.id as number;
+      }
+      this.#writeOps(p.channel, ch.id, plan);
+      ch.seq = plan.seq;
+      tx.channels.set(p.channel, ch);
+      for (const [seq, meta] of plan.touched) tx.metas.set(metaKey(ch.id, seq), meta);
+    }
+    return { epoch: ch.epoch, results: plan.results, messages: plan.messages };
+  }
+
+  #writeOps(channel: string, chan: number, plan: BatchPlan): void {
+    const s = this.#s;
+    for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
+      const clientId = op.clientId ?? null;
+      switch (op.action) {
+        case 'create': {
+          s.insertOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp);
+          const retention = this.#retentionFor(channel);
+          s.insertMessage.run(
+            chan,
+            seq,
+            op.id,
+            op.name ?? null,
+            encodeData(op.data, kind),
+            kind,
+            op.headers ? JSON.stringify(op.headers) : null,
+            clientId,
+            timestamp,
+            seq,
+            Number.isFinite(retention) ? timestamp + retention : null,
+          );
+          break;
+        }
+        case 'append': {
+          const delta = typeof op.data === 'string' ? op.data : '';
+          const headers = op.headers ? JSON.stringify(op.headers) : null;
+          s.insertOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp);
+          break;
+        }
+        case 'update': {
+          const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
+          const current = this.#current(chan, row);
+          s.insertOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp);
+          const data = op.data !== undefined ? encodeData(op.data, kind) : current.data;
+          const dataKind = op.data !== undefined ? kind : current.kind;
+          const headers = op.headers ? JSON.stringify(op.headers) : current.headers;
+          s.rewriteMessage.run(data, dataKind, headers, seq, 0, chan, msgSeq);
+          s.dropAppends.run(chan, msgSeq, row.base_seq, seq);
+          break;
+        }
+        case 'delete': {
+          s.insertOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp);
+          const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
+          s.rewriteMessage.run(null, 'none', null, seq, 1, chan, msgSeq);
+          s.dropAppends.run(chan, msgSeq, row.base_seq, seq);
+          break;
+        }
+      }
+    }
+  }
+
+  /** A message's current data (as stored text), kind, headers (JSON text) and version. */
+  #current(chan: number, row: MessageRow) {
+    let data = row.data;
+    let kind = row.kind;
+    let headers = row.headers;
+    let version = row.base_seq;
+    if (!row.deleted && isAppendable(kind)) {
+      const appended = this.#s.appended.get(chan, row.seq, row.base_seq)!;
+      if (appended.version !== null) {
+        data = (data ?? '') + (appended.data as string);
+        kind = 'string';
+        version = appended.version as number;
+        const last = this.#s.lastHeaders.get(chan, row.seq, row.base_seq);
+        if (last) headers = last.headers as string;
+      }
+    }
+    return { data, kind, headers, version };
+  }
+
+  #channel(name: string): ChannelState | undefined {
+    const cached = this.#channels.get(name);
+    if (cached) return cached;
+    const row = this.#s.getChannel.get(name);
+    if (!row) return undefined;
+    const ch: ChannelState = {
+      id: row.id as number,
+      epoch: row.epoch as string,
+      seq: row.seq as number,
+      trimmedThrough: row.trimmed_through as number,
+    };
+    this.#channels.set(name, ch);
+    return ch;
+  }
+
+  /** Validation state of a committed message, from the cache or the database. */
+  #meta(chan: number, seq: number): MessageMeta | undefined {
+    const key = metaKey(chan, seq);
+    const cached = this.#metas.get(key);
+    if (cached) return cached;
+    const row = this.#s.getMeta.get(chan, seq);
+    if (!row) return undefined;
+    let kind = row.kind as DataKind;
+    let size = (row.size as number | null) ?? 0;
+    if (!row.deleted && isAppendable(kind)) {
+      const appended = this.#s.appendedSize.get(chan, seq, row.base_seq as number)!;
+      if ((appended.n as number) > 0) {
+        kind = 'string';
+        size += appended.size as number;
+      }
+    }
+    const meta: MessageMeta = { kind, size, deleted: row.deleted === 1 };
+    if (row.client_id !== null) meta.clientId = row.client_id as string;
+    this.#metas.set(key, meta);
+    return meta;
+  }
+
+  #rollUp(epoch: string, chan: number, row: MessageRow): Message {
+    const cur = this.#current(chan, row);
+    return rolledUp({
+      serial: formatSerial(epoch, row.seq),
+      version: formatSerial(epoch, cur.version),
+      changed: cur.version !== row.seq,
+      deleted: row.deleted === 1,
+      id: row.id,
+      name: row.name ?? undefined,
+      data: decodeData(cur.data, cur.kind),
+      encoding: cur.kind === 'base64' ? 'base64' : undefined,
+      headers: cur.headers === null ? undefined : (JSON.parse(cur.headers) as Headers),
+      clientId: row.client_id ?? undefined,
+      timestamp: row.ts,
+    });
+  }
+
+  async info(channel: string): Promise<ChannelInfo | undefined> {
+    this.#check();
+    return this.#read(() => {
+      const ch = this.#channel(channel);
+      if (!ch) return undefined;
+      return {
+        channel,
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        trimmedThrough: ch.trimmedThrough,
+        messageCount: this.#s.countMessages.get(ch.id)!.n as number,
+      };
+    });
+  }
+
+  async readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
+    this.#check();
+    return this.#read(() => {
+      const ch = this.#channel(channel);
+      if (!ch) return emptyPage();
+      const take = Math.max(0, limit);
+      const rows = this.#s.changedSince.all(ch.id, afterSeq(after, ch.epoch), take + 1);
+      const messages = rows.slice(0, take).map((r) => {
+        const row = this.#s.getMessage.get(ch.id, r.msg_seq as number) as unknown as MessageRow;
+        return this.#rollUp(ch.epoch, ch.id, row);
+      });
+      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+    });
+  }
+
+  async history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
+    this.#check();
+    return this.#read(() => {
+      const ch = this.#channel(channel);
+      if (!ch) return emptyPage();
+      const take = Math.max(0, query.limit);
+      const lo = query.from === undefined ? 0 : seqBound(query.from, ch.epoch, 'from');
+      const hi = query.until === undefined ? ch.seq : seqBound(query.until, ch.epoch, 'until');
+      const stmt = query.direction === 'forwards' ? this.#s.historyForwards : this.#s.historyBackwards;
+      const rows = stmt.all(
+        ch.id,
+        Math.max(lo, 0),
+        Math.min(hi, ch.seq),
+        take + 1,
+      ) as unknown as MessageRow[];
+      const messages = rows.slice(0, take).map((row) => this.#rollUp(ch.epoch, ch.id, row));
+      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+    });
+  }
+
+  async trim(now: number = Date.now()): Promise<number> {
+    this.#check();
+    let removed = 0;
+    for (;;) {
+      if (this.#closed) break;
+      const count = this.#read(() => this.#trimChunk(now));
+      removed += count;
+      if (count < TRIM_CHUNK) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return removed;
+  }
+
+  /** Removes up to TRIM_CHUNK expired messages in one transaction. */
+  #trimChunk(now: number): number {
+    const s = this.#s;
+    const expired = s.expired.all(now, TRIM_CHUNK);
+    if (expired.length === 0) return 0;
+    const through = new Map<number, number>();
+    s.begin.run();
+    try {
+      for (const e of expired) {
+        const chan = e.chan as number;
+        const seq = e.seq as number;
+        const last = (s.lastOp.get(chan, seq)?.seq as number | null) ?? seq;
+        through.set(chan, Math.max(through.get(chan) ?? 0, last));
+        s.deleteOps.run(chan, seq);
+        s.deleteMessage.run(chan, seq);
+      }
+      for (const [chan, seq] of through) s.raiseTrimmed.run(seq, chan, seq);
+      s.commit.run();
+    } catch (err) {
+      if (this.#db.isTransaction) s.rollback.run();
+      throw err;
+    }
+    for (const e of expired) this.#metas.delete(metaKey(e.chan as number, e.seq as number));
+    // Channel rows changed (trimmed_through): reread them when next needed.
+    this.#channels.clear();
+    return expired.length;
+  }
+
+  async ping(): Promise<void> {
+    this.#check();
+    this.#read(() => this.#s.ping.get());
+  }
+
+  /** Commits every queued append, then closes the database. Later calls reject with store_unavailable. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#flush();
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  #check(): void {
+    if (this.#closed) throw closedError();
+  }
+
+  #read<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw toStoreError(err);
+    }
+  }
+}
+
+function prepare(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    begin: p('BEGIN IMMEDIATE'),
+    commit: p('COMMIT'),
+    rollback: p('ROLLBACK'),
+    ping: p('SELECT 1'),
+    getChannel: p('SELECT id, epoch, seq, trimmed_through FROM channels WHERE name = ?'),
+    insertChannel: p('INSERT INTO channels (name, epoch, seq) VALUES (?, ?, ?) RETURNING id'),
+    setChannelSeq: p('UPDATE channels SET seq = ? WHERE id = ?'),
+    raiseTrimmed: p('UPDATE channels SET trimmed_through = ? WHERE id = ? AND trimmed_through < ?'),
+    findId: p('SELECT seq FROM ops WHERE chan = ? AND id = ?'),
+    insertOp: p(
+      'INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    insertMessage: p(
+      `INSERT INTO messages (chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    rewriteMessage: p(
+      'UPDATE messages SET data = ?, kind = ?, headers = ?, base_seq = ?, deleted = ? WHERE chan = ? AND seq = ?',
+    ),
+    /** Appends folded into a rewritten message: their data is no longer needed. */
+    dropAppends: p(
+      'UPDATE ops SET data = NULL, headers = NULL WHERE chan = ? AND msg_seq = ? AND seq > ? AND seq < ?',
+    ),
+    getMeta: p(
+      'SELECT kind, client_id, deleted, base_seq, octet_length(data) AS size FROM messages WHERE chan = ? AND seq = ?',
+    ),
+    appendedSize: p(
+      `SELECT count(*) AS n, coalesce(sum(octet_length(data)), 0) AS size
+       FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ?`,
+    ),
+    getMessage: p(
+      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
+       FROM messages WHERE chan = ? AND seq = ?`,
+    ),
+    appended: p(
+      `SELECT group_concat(data, '' ORDER BY seq) AS data, max(seq) AS version
+       FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ?`,
+    ),
+    lastHeaders: p(
+      `SELECT headers FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ? AND headers IS NOT NULL
+       ORDER BY seq DESC LIMIT 1`,
+    ),
+    countMessages: p('SELECT count(*) AS n FROM messages WHERE chan = ?'),
+    changedSince: p(
+      `SELECT msg_seq, max(seq) AS version FROM ops WHERE chan = ? AND seq > ?
+       GROUP BY msg_seq ORDER BY version LIMIT ?`,
+    ),
+    historyForwards: p(
+      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
+       FROM messages WHERE chan = ? AND seq >= ? AND seq <= ? ORDER BY seq ASC LIMIT ?`,
+    ),
+    historyBackwards: p(
+      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
+       FROM messages WHERE chan = ? AND seq >= ? AND seq <= ? ORDER BY seq DESC LIMIT ?`,
+    ),
+    expired: p('SELECT chan, seq FROM messages WHERE expires_at <= ? LIMIT ?'),
+    lastOp: p('SELECT max(seq) AS seq FROM ops WHERE chan = ? AND msg_seq = ?'),
+    deleteOps: p('DELETE FROM ops WHERE chan = ? AND msg_seq = ?'),
+    deleteMessage: p('DELETE FROM messages WHERE chan = ? AND seq = ?'),
+  };
+}
+
+function metaKey(chan: number, seq: number): string {
+  return `${chan}:${seq}`;
+}
+
+function encodeData(data: JsonValue | undefined, kind: DataKind): SQLInputValue {
+  if (data === undefined || kind === 'none') return null;
+  return kind === 'json' ? JSON.stringify(data) : (data as string);
+}
+
+function decodeData(text: string | null, kind: DataKind): JsonValue | undefined {
+  if (text === null || kind === 'none') return undefined;
+  return kind === 'json' ? (JSON.parse(text) as JsonValue) : text;
+}
+
+function closedError(): StoreError {
+  return new StoreError('store_unavailable', 'the SQLite store is closed');
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** SQLite primary result codes that mean "the database cannot be used right now". */
+const UNAVAILABLE = new Set([5, 6, 8, 10, 13, 14, 26]); // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, NOTADB
+
+function toStoreError(err: unknown): StoreError {
+  if (err instanceof StoreError) return err;
+  const errcode = (err as { errcode?: unknown }).errcode;
+  const primary = typeof errcode === 'number' ? errcode & 0xff : -1;
+  const code = UNAVAILABLE.has(primary) ? 'store_unavailable' : 'internal';
+  return new StoreError(code, `SQLite store: ${messageOf(err)}`);
+}
+
+/** A Map that forgets its least recently used entries beyond `max`. */
+class Lru<K, V> {
+  readonly #map = new Map<K, V>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = Math.max(1, max);
+  }
+  get(key: K): V | undefined {
+    const value = this.#map.get(key);
+    if (value !== undefined) {
+      this.#map.delete(key);
+      this.#map.set(key, value);
+    }
+    return value;
+  }
+  set(key: K, value: V): void {
+    this.#map.delete(key);
+    this.#map.set(key, value);
+    if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as K);
+  }
+  delete(key: K): void {
+    this.#map.delete(key);
+  }
+  clear(): void {
+    this.#map.clear();
+  }
+}

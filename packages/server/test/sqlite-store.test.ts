@@ -1,0 +1,183 @@
+/**
+ * The SQLite store: the conformance suite on real files in a temp dir, plus what only a persistent,
+ * cached store can get wrong (reopen with cold caches, WAL, long messages).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, describe, it } from 'node:test';
+import { parseSerial } from '@mooring/protocol';
+import type { SqliteStoreOptions } from '../src/store/sqlite-store.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import type { AppendOptions, Store } from '../src/store/store.ts';
+import { StoreError } from '../src/store/store.ts';
+import { storeConformance } from './store-conformance.ts';
+
+const OPTS: AppendOptions = { maxMessageSize: 4 * 1024 * 1024 };
+
+async function tempDb(): Promise<{ dir: string; path: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mooring-sqlite-'));
+  return { dir, path: join(dir, 'nested', 'mooring.db') };
+}
+
+storeConformance('sqlite', async (options) => {
+  const { dir, path } = await tempDb();
+  let store: Store = new SqliteStore({ path, ...options });
+  return {
+    store,
+    reopen: async () => {
+      await store.close();
+      store = new SqliteStore({ path, ...options });
+      return store;
+    },
+    cleanup: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('SqliteStore', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0)) await c();
+  });
+  async function open(extra: Partial<SqliteStoreOptions> = {}) {
+    const { dir, path } = await tempDb();
+    const opened: SqliteStore[] = [];
+    const make = (more: Partial<SqliteStoreOptions> = {}) => {
+      const s = new SqliteStore({ path, ...extra, ...more });
+      opened.push(s);
+      return s;
+    };
+    cleanups.push(async () => {
+      for (const s of opened) await s.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    return { path, store: make(), make };
+  }
+
+  it('runs in WAL mode with the requested synchronous level', async () => {
+    const { path, store } = await open({ synchronous: 'full' });
+    await store.append('ch', [{ action: 'create', id: 'a' }], OPTS);
+    const db = new DatabaseSync(path, { readOnly: true });
+    try {
+      assert.equal(db.prepare('PRAGMA journal_mode').get()?.journal_mode, 'wal');
+    } finally {
+      db.close();
+    }
+  });
+
+  it('rolls up a 20,000-append message and keeps validating it after a reopen', async () => {
+    const { store, make } = await open();
+    const created = await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS);
+    const serial = created.results[0]!.serial;
+    const parts: string[] = [];
+    const writers = 20;
+    const total = 20_000;
+    // 20 concurrent writers, each appending its own numbered deltas in order.
+    await Promise.all(
+      Array.from({ length: writers }, async (_, w) => {
+        for (let i = w; i < total; i += writers) {
+          await store.append('ch', [{ action: 'append', id: `a${i}`, serial, data: `<${i}>` }], OPTS);
+        }
+      }),
+    );
+    const page = await store.history('ch', { direction: 'forwards', limit: 1 });
+    const m = page.messages[0]!;
+    assert.equal(m.action, 'update');
+    assert.equal(m.version, page.head);
+    assert.equal(parseSerial(m.version)!.seq, total + 1);
+    const data = m.data as string;
+    for (let i = 0; i < total; i++) parts.push(`<${i}>`);
+    assert.equal(data.length, parts.join('').length);
+    assert.deepEqual(new Set(data.match(/<\d+>/g)), new Set(parts));
+    // Each writer's deltas kept its order.
+    const positions = new Map((data.match(/<\d+>/g) ?? []).map((p, i) => [p, i]));
+    for (let i = writers; i < total; i++)
+      assert.ok(positions.get(`<${i}>`)! > positions.get(`<${i - writers}>`)!);
+
+    await store.close();
+    const again = make();
+    const size = Buffer.byteLength(data);
+    await assert.rejects(
+      again.append('ch', [{ action: 'append', id: 'x', serial, data: 'xy' }], { maxMessageSize: size + 1 }),
+      (e: unknown) => e instanceof StoreError && e.code === 'message_too_large',
+    );
+    await again.append('ch', [{ action: 'append', id: 'y', serial, data: 'z' }], {
+      maxMessageSize: size + 1,
+    });
+    const after = (await again.readSince('ch', page.head, 10)).messages;
+    assert.equal(after.length, 1);
+    assert.equal(after[0]!.data, `${data}z`);
+  });
+
+  it('validates from the database when the message cache is smaller than the working set', async () => {
+    const { store, make } = await open({ cacheSize: 2 });
+    const serials: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await store.append(
+        'ch',
+        [{ action: 'create', id: `c${i}`, data: i % 2 ? '' : { n: i }, clientId: `w${i}` }],
+        OPTS,
+      );
+      serials.push(r.results[0]!.serial);
+    }
+    for (let round = 0; round < 3; round++) {
+      for (let i = 1; i < 10; i += 2) {
+        await store.append(
+          'ch',
+          [{ action: 'append', id: `a${round}-${i}`, serial: serials[i]!, data: 'ab' }],
+          OPTS,
+        );
+      }
+    }
+    for (let i = 0; i < 10; i++) {
+      const op = {
+        action: 'append' as const,
+        id: `z${i}`,
+        serial: serials[i]!,
+        data: 'x',
+        requireOwner: `w${i}`,
+      };
+      if (i % 2) {
+        await assert.rejects(
+          store.append('ch', [op], { maxMessageSize: 6 }),
+          (e: unknown) => e instanceof StoreError && e.code === 'message_too_large',
+        );
+      } else {
+        await assert.rejects(
+          store.append('ch', [op], OPTS),
+          (e: unknown) => e instanceof StoreError && e.code === 'not_appendable',
+        );
+      }
+    }
+    await store.append('ch', [{ action: 'delete', id: 'd1', serial: serials[1]! }], OPTS);
+    await store.close();
+    const fresh = make({ cacheSize: 1 });
+    await assert.rejects(
+      fresh.append('ch', [{ action: 'append', id: 'late', serial: serials[1]!, data: 'x' }], OPTS),
+      (e: unknown) => e instanceof StoreError && e.code === 'message_deleted',
+    );
+    await fresh.append('ch', [{ action: 'update', id: 'u3', serial: serials[3]!, headers: { k: 1 } }], OPTS);
+    await fresh.append('ch', [{ action: 'append', id: 'a3', serial: serials[3]!, data: '!' }], OPTS);
+    const page = await fresh.history('ch', { direction: 'forwards', limit: 10 });
+    assert.deepEqual(page.messages[3]!.data, 'ababab!');
+    assert.deepEqual(page.messages[3]!.headers, { k: 1 });
+    assert.equal(page.messages[1]!.action, 'delete');
+  });
+
+  it('refuses to open a file that is not a database', async () => {
+    const { dir } = await tempDb();
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const { writeFile } = await import('node:fs/promises');
+    const path = join(dir, 'junk.db');
+    await writeFile(path, 'not a database, just some text that is long enough to have a header'.repeat(20));
+    assert.throws(
+      () => new SqliteStore({ path }),
+      (e: unknown) => e instanceof StoreError && e.code === 'store_unavailable',
+    );
+  });
+});
