@@ -1,0 +1,5 @@
+export type { FaultProxyOptions, ProxyTarget } from './fault-proxy.ts';
+export { FaultProxy } from './fault-proxy.ts';
+export type { BufferOptions, FaultProxyStats, Faults } from './faults.ts';
+export type { Deferred, OnceOptions, WaitForOptions } from './wait.ts';
+export { deferred, once, waitFor } from './wait.ts';
