@@ -1,0 +1,390 @@
+/**
+ * `client.connection`: runs the state machine of `connection-state-machine.ts` against a real
+ * transport. It owns every timer of the connection (retry, opening timeout, dead-connection detection,
+ * graceful close) and turns what happens to the transport into machine events:
+ *
+ *   transport ended ──classifyClose──▶ lost | fatal     `connected` frame ──▶ opened
+ *   no frame for maxIdleInterval + idleGrace ──▶ lost    a failed send ──▶ lost
+ *   browser online / visible ──▶ online (or a liveness probe while connected)
+ *
+ * Entry actions run before listeners hear about a change, so that, on `connected`, re-attaches and
+ * resent publishes go out before anything an application does in its `statechange` listener.
+ */
+import type { ClientFrame, ConnectedFrame, DisconnectFrame, ServerFrame } from '@mooring/protocol';
+import { PROTOCOL_VERSION } from '@mooring/protocol';
+import { classifyClose } from './close-classification.ts';
+import type { ConnectionState, MachineEvent, MachineState } from './connection-state-machine.ts';
+import { INITIAL_STATE, transition } from './connection-state-machine.ts';
+import type { Listener } from './emitter.ts';
+import { Emitter } from './emitter.ts';
+import { MooringError } from './errors.ts';
+import type { Timers } from './timers.ts';
+import { TimerSlot } from './timers.ts';
+import type { Timings } from './timings.ts';
+import type { Transport, TransportCloseInfo, TransportFactory } from './transport.ts';
+
+export interface ConnectionStateChange {
+  previous: ConnectionState;
+  current: ConnectionState;
+  /** The error behind the change (`disconnected`, `suspended`, `failed`), if any. */
+  reason: MooringError | undefined;
+  /** Milliseconds until the next automatic retry (`disconnected`, `suspended`). */
+  retryIn: number | undefined;
+}
+
+export type ConnectionEvents = { statechange: ConnectionStateChange; error: MooringError } & {
+  [S in ConnectionState]: ConnectionStateChange;
+};
+
+/** What the client does around the connection; called before application listeners. */
+export interface ConnectionHooks {
+  onConnected(frame: ConnectedFrame): void;
+  onFrame(frame: ServerFrame): void;
+  onStateChange(change: ConnectionStateChange): void;
+}
+
+export interface ConnectionDeps {
+  /** The WebSocket endpoint without query, e.g. `ws://host:port/v1/connect`. */
+  endpoint: string;
+  /** Query parameters for each attempt (credentials, clientId). May be async (tokens, later). */
+  params: () => Promise<Record<string, string>> | Record<string, string>;
+  /** A previous connection's key, to keep its identity (PROTOCOL.md §5.4). */
+  recover: string | undefined;
+  transports: TransportFactory;
+  timers: Timers;
+  random: () => number;
+  timings: Timings;
+  hooks: ConnectionHooks;
+}
+
+export class Connection {
+  readonly #deps: ConnectionDeps;
+  readonly #emitter = new Emitter<ConnectionEvents>();
+  #machine: MachineState = INITIAL_STATE;
+  readonly #queue: MachineEvent[] = [];
+  #dispatching = false;
+
+  #transport: Transport | undefined;
+  #disconnect: DisconnectFrame | undefined;
+  #details: ConnectedFrame | undefined;
+  #recover: string | undefined;
+  #nextRef = 0;
+  readonly #pings = new Map<
+    number,
+    { sentAt: number; resolve: (rtt: number) => void; reject: (e: Error) => void }
+  >();
+
+  readonly #retryTimer: TimerSlot;
+  readonly #openTimer: TimerSlot;
+  readonly #idleTimer: TimerSlot;
+  readonly #closeTimer: TimerSlot;
+
+  constructor(deps: ConnectionDeps) {
+    this.#deps = deps;
+    this.#recover = deps.recover;
+    this.#retryTimer = new TimerSlot(deps.timers);
+    this.#openTimer = new TimerSlot(deps.timers);
+    this.#idleTimer = new TimerSlot(deps.timers);
+    this.#closeTimer = new TimerSlot(deps.timers);
+  }
+
+  get state(): ConnectionState {
+    return this.#machine.state;
+  }
+
+  /** The server's id for this connection, once connected. */
+  get id(): string | undefined {
+    return this.#details?.connectionId;
+  }
+
+  /** The secret key that lets a later connection take this one's identity (and goes in a recovery key). */
+  get key(): string | undefined {
+    return this.#details?.connectionKey ?? this.#recover;
+  }
+
+  /** The latest `connected` frame: clientId, heartbeat interval, limits. */
+  get details(): ConnectedFrame | undefined {
+    return this.#details;
+  }
+
+  /** The error behind the current state, if any. */
+  get errorReason(): MooringError | undefined {
+    return this.#machine.reason;
+  }
+
+  /** Milliseconds until the next automatic retry, while `disconnected` or `suspended`. */
+  get retryIn(): number | undefined {
+    return this.#machine.retryIn;
+  }
+
+  on<K extends keyof ConnectionEvents>(event: K, listener: Listener<ConnectionEvents[K]>): () => void {
+    return this.#emitter.on(event, listener);
+  }
+
+  once<K extends keyof ConnectionEvents>(event: K, listener: Listener<ConnectionEvents[K]>): () => void {
+    return this.#emitter.once(event, listener);
+  }
+
+  off<K extends keyof ConnectionEvents>(event: K, listener: Listener<ConnectionEvents[K]>): void {
+    this.#emitter.off(event, listener);
+  }
+
+  /** Connects; from `disconnected` or `suspended` retries now; from `failed` or `closed` starts again. */
+  connect(): void {
+    this.#dispatch({ type: 'connect' });
+  }
+
+  /** Closes the connection and discards its server-side state. Pending publishes are rejected. */
+  close(): void {
+    this.#dispatch({ type: 'close' });
+  }
+
+  /** Round trip to the server, in ms. Rejects when not connected or without an answer in time. */
+  ping(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const ref = this.nextRef();
+      if (!this.send({ type: 'ping', ref })) {
+        reject(new MooringError('disconnected', `cannot ping while ${this.state}; wait for connected`));
+        return;
+      }
+      const timer = new TimerSlot(this.#deps.timers);
+      const settle = () => {
+        timer.clear();
+        this.#pings.delete(ref);
+      };
+      this.#pings.set(ref, {
+        sentAt: this.#deps.timers.now(),
+        resolve: (rtt) => {
+          settle();
+          resolve(rtt);
+        },
+        reject: (err) => {
+          settle();
+          reject(err);
+        },
+      });
+      timer.set(this.#deps.timings.realtimeRequestTimeout, () =>
+        this.#pings.get(ref)?.reject(new MooringError('timeout', 'no pong from the server in time')),
+      );
+    });
+  }
+
+  /** Allocates a request ref, unique for the life of the client. */
+  nextRef(): number {
+    this.#nextRef += 1;
+    return this.#nextRef;
+  }
+
+  /**
+   * Sends a frame if connected. Returns false when it could not be sent; a send that fails on an
+   * open transport means the transport is dead, and the connection reconnects.
+   */
+  send(frame: ClientFrame): boolean {
+    const transport = this.#transport;
+    if (this.state !== 'connected' || transport === undefined) return false;
+    try {
+      transport.send(frame);
+      return true;
+    } catch (err) {
+      this.#dispatch({
+        type: 'lost',
+        error: new MooringError('disconnected', 'a send failed; reconnecting automatically', { cause: err }),
+      });
+      return false;
+    }
+  }
+
+  /** Network or page-visibility change reported by the environment (browsers). */
+  networkChanged(kind: 'online' | 'offline' | 'visible'): void {
+    if (this.state === 'connected') this.#probe();
+    else if (kind !== 'offline') this.#dispatch({ type: 'online' });
+  }
+
+  #dispatch(event: MachineEvent): void {
+    this.#queue.push(event);
+    if (this.#dispatching) return;
+    this.#dispatching = true;
+    try {
+      for (let next = this.#queue.shift(); next !== undefined; next = this.#queue.shift()) this.#apply(next);
+    } finally {
+      this.#dispatching = false;
+    }
+  }
+
+  #apply(event: MachineEvent): void {
+    const previous = this.#machine;
+    const ctx = { now: this.#deps.timers.now(), random: this.#deps.random, timings: this.#deps.timings };
+    const next = transition(previous, event, ctx);
+    if (next === undefined) return;
+    this.#machine = next;
+    this.#enter(next);
+    const change: ConnectionStateChange = {
+      previous: previous.state,
+      current: next.state,
+      reason: next.reason,
+      retryIn: next.retryIn,
+    };
+    this.#deps.hooks.onStateChange(change);
+    this.#emitter.emit('statechange', change);
+    this.#emitter.emit(next.state, change);
+  }
+
+  /** Entry actions of each state. */
+  #enter(next: MachineState): void {
+    this.#retryTimer.clear();
+    this.#openTimer.clear();
+    this.#idleTimer.clear();
+    this.#closeTimer.clear();
+    const { timings } = this.#deps;
+    switch (next.state) {
+      case 'connecting':
+        this.#drop();
+        this.#open();
+        this.#openTimer.set(timings.realtimeRequestTimeout, () =>
+          this.#dispatch({
+            type: 'lost',
+            error: new MooringError(
+              'timeout',
+              `the server did not answer within ${timings.realtimeRequestTimeout} ms; retrying`,
+            ),
+          }),
+        );
+        break;
+      case 'connected':
+        this.#armIdle();
+        if (this.#details) this.#deps.hooks.onConnected(this.#details);
+        break;
+      case 'disconnected':
+      case 'suspended':
+        this.#drop();
+        this.#retryTimer.set(next.retryIn ?? 0, () => this.#dispatch({ type: 'retryDue' }));
+        break;
+      case 'closing': {
+        // Ask the server to discard the connection's state; it answers by closing (1000).
+        const transport = this.#transport;
+        try {
+          transport?.send({ type: 'close' });
+        } catch {
+          transport?.close(1000, 'client closed');
+        }
+        this.#closeTimer.set(timings.realtimeRequestTimeout, () => this.#dispatch({ type: 'closed' }));
+        break;
+      }
+      case 'closed':
+      case 'failed':
+      case 'initialized':
+        this.#drop();
+        break;
+    }
+  }
+
+  #open(): void {
+    const transport = this.#deps.transports();
+    this.#transport = transport;
+    this.#disconnect = undefined;
+    Promise.resolve()
+      .then(() => this.#deps.params())
+      .then(
+        (params) => {
+          if (this.#transport !== transport) return;
+          transport.open(this.#url(params), {
+            onOpen: () => {},
+            onFrame: (frame) => {
+              if (this.#transport === transport) this.#onFrame(frame);
+            },
+            onProtocolError: (message) => {
+              if (this.#transport !== transport) return;
+              this.#emitter.emit('error', new MooringError('protocol_error', `the server sent ${message}`));
+            },
+            onClose: (info) => {
+              if (this.#transport === transport) this.#onTransportClose(info);
+            },
+          });
+        },
+        (err: unknown) => {
+          if (this.#transport !== transport) return;
+          const error =
+            err instanceof MooringError
+              ? err
+              : new MooringError('unauthorized', `could not get credentials: ${String(err)}`, { cause: err });
+          this.#dispatch({ type: error.retryable ? 'lost' : 'fatal', error });
+        },
+      );
+  }
+
+  #url(params: Record<string, string>): string {
+    const url = new URL(this.#deps.endpoint);
+    url.searchParams.set('v', String(PROTOCOL_VERSION));
+    for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+    if (this.#recover) url.searchParams.set('recover', this.#recover);
+    return url.toString();
+  }
+
+  #onFrame(frame: ServerFrame): void {
+    if (this.state === 'connected') this.#armIdle();
+    switch (frame.type) {
+      case 'connected':
+        if (this.state !== 'connecting') return;
+        this.#details = frame;
+        this.#recover = frame.connectionKey;
+        this.#dispatch({ type: 'opened' });
+        return;
+      case 'heartbeat':
+        return;
+      case 'pong':
+        if (typeof frame.ref === 'number') {
+          const ping = this.#pings.get(frame.ref);
+          ping?.resolve(this.#deps.timers.now() - ping.sentAt);
+        }
+        return;
+      case 'disconnect': {
+        this.#disconnect = frame;
+        const classified = classifyClose({ code: 1006, reason: frame.reason }, frame);
+        this.#dispatch(classified);
+        return;
+      }
+      default:
+        if (this.state === 'connected' || this.state === 'closing') this.#deps.hooks.onFrame(frame);
+    }
+  }
+
+  #onTransportClose(info: TransportCloseInfo): void {
+    this.#transport = undefined;
+    if (this.state === 'closing') {
+      this.#dispatch({ type: 'closed' });
+      return;
+    }
+    this.#dispatch(classifyClose(info, this.#disconnect));
+  }
+
+  /** (Re)starts dead-connection detection: silence for maxIdleInterval + idleGrace means dead. */
+  #armIdle(ms?: number): void {
+    const details = this.#details;
+    if (!details) return;
+    const silence = ms ?? details.maxIdleInterval + this.#deps.timings.idleGrace;
+    this.#idleTimer.set(silence, () =>
+      this.#dispatch({
+        type: 'lost',
+        error: new MooringError(
+          'timeout',
+          `no frame from the server for ${silence} ms; reconnecting automatically`,
+        ),
+      }),
+    );
+  }
+
+  /** After a network change: ask for a pong and give the connection `probeTimeout` to show it lives. */
+  #probe(): void {
+    if (this.send({ type: 'ping', ref: this.nextRef() })) this.#armIdle(this.#deps.timings.probeTimeout);
+  }
+
+  /** Forgets the current transport, dropping it at once. Pings in flight fail. */
+  #drop(): void {
+    const transport = this.#transport;
+    this.#transport = undefined;
+    transport?.abort();
+    for (const ping of [...this.#pings.values()]) {
+      ping.reject(new MooringError('disconnected', 'the connection dropped before the pong arrived'));
+    }
+  }
+}

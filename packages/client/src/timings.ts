@@ -1,0 +1,42 @@
+/**
+ * Connection timings (DESIGN §5) and the retry backoff. All values in milliseconds.
+ */
+
+export interface Timings {
+  /** Upper bound of the backoff between retries while `disconnected`. Default 15 000. */
+  disconnectedRetryTimeout: number;
+  /** Base of the exponential backoff: the n-th failed retry waits up to `base × 2^(n-1)`. Default 1 000. */
+  initialRetryDelay: number;
+  /** How long retries may fail before the connection is `suspended`. Default 120 000. */
+  connectionStateTtl: number;
+  /** Interval between retries while `suspended`. Default 30 000. */
+  suspendedRetryTimeout: number;
+  /** How long an opening connection, an attach or a graceful close may take. Default 10 000. */
+  realtimeRequestTimeout: number;
+  /** Grace added to the server's `maxIdleInterval` before a silent connection counts as dead. Default 10 000. */
+  idleGrace: number;
+  /** How long a liveness probe (a `ping` after the network changed) waits for any frame. Default 5 000. */
+  probeTimeout: number;
+}
+
+export const DEFAULT_CLIENT_TIMINGS: Timings = {
+  disconnectedRetryTimeout: 15_000,
+  initialRetryDelay: 1_000,
+  connectionStateTtl: 120_000,
+  suspendedRetryTimeout: 30_000,
+  realtimeRequestTimeout: 10_000,
+  idleGrace: 10_000,
+  probeTimeout: 5_000,
+};
+
+/**
+ * Delay before retry number `attempt` (1 = after the first failed retry): exponential backoff with
+ * full jitter, `random() × min(cap, base × 2^(attempt-1))`. Full jitter spreads a crowd of clients
+ * that lost the same server over the whole window instead of having them return in waves.
+ * `attempt` 0 (a live connection was just lost) retries at once.
+ */
+export function retryDelay(attempt: number, timings: Timings, random: () => number): number {
+  if (attempt <= 0) return 0;
+  const ceiling = Math.min(timings.disconnectedRetryTimeout, timings.initialRetryDelay * 2 ** (attempt - 1));
+  return Math.floor(random() * ceiling);
+}

@@ -1,0 +1,287 @@
+// The connection driver with fake timers and a fake transport: what each state does (DESIGN §5,
+// PROTOCOL.md §5.3, §8): retries, suspension, permanent failures, dead-connection detection, close.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ConnectionStateChange } from '../src/connection.ts';
+import { Connection } from '../src/connection.ts';
+import { DEFAULT_CLIENT_TIMINGS } from '../src/timings.ts';
+import { FakeTimers } from './helpers/fake-timers.ts';
+import { fakeTransports, flush } from './helpers/fake-transport.ts';
+
+function setup(random = () => 0.5) {
+  const timers = new FakeTimers();
+  const transports = fakeTransports();
+  const changes: ConnectionStateChange[] = [];
+  const connected: string[] = [];
+  const connection = new Connection({
+    endpoint: 'ws://mooring.test/v1/connect',
+    params: () => ({ key: 'app:secret', clientId: 'agent-1' }),
+    recover: undefined,
+    transports: transports.factory,
+    timers,
+    random,
+    timings: DEFAULT_CLIENT_TIMINGS,
+    hooks: {
+      onConnected: (frame) => connected.push(frame.connectionId),
+      onFrame: () => {},
+      onStateChange: () => {},
+    },
+  });
+  connection.on('statechange', (change) => changes.push(change));
+  const states = () => changes.map((c) => c.current);
+  return { timers, transports, connection, changes, connected, states };
+}
+
+async function connect(s: ReturnType<typeof setup>) {
+  s.connection.connect();
+  await flush();
+  s.transports.last().connected();
+  assert.equal(s.connection.state, 'connected');
+}
+
+describe('Connection', () => {
+  it('connects with the protocol version, credentials and clientId on the URL', async () => {
+    const s = setup();
+    assert.equal(s.connection.state, 'initialized');
+    s.connection.connect();
+    assert.equal(s.connection.state, 'connecting');
+    await flush();
+    const t = s.transports.last();
+    assert.equal(t.query.get('v'), '1');
+    assert.equal(t.query.get('key'), 'app:secret');
+    assert.equal(t.query.get('clientId'), 'agent-1');
+    assert.equal(t.query.get('recover'), null);
+    t.connected({ connectionId: 'c_abc', connectionKey: 'c_abc.sig' });
+    assert.deepEqual(s.changes, [
+      { previous: 'initialized', current: 'connecting', reason: undefined, retryIn: undefined },
+      { previous: 'connecting', current: 'connected', reason: undefined, retryIn: undefined },
+    ]);
+    assert.equal(s.connection.id, 'c_abc');
+    assert.equal(s.connection.key, 'c_abc.sig');
+    assert.deepEqual(s.connected, ['c_abc']);
+  });
+
+  it('retries at once after a drop, recovering the connection identity', async () => {
+    const s = setup();
+    await connect(s);
+    const key = s.connection.key;
+    s.transports.last().end({ code: 1006, reason: '' });
+    assert.equal(s.connection.state, 'disconnected');
+    assert.equal(s.changes.at(-1)?.retryIn, 0);
+    assert.equal(s.changes.at(-1)?.reason?.code, 'disconnected');
+    s.timers.advance(0);
+    assert.equal(s.connection.state, 'connecting');
+    await flush();
+    assert.equal(s.transports.made.length, 2);
+    assert.equal(s.transports.last().query.get('recover'), key);
+  });
+
+  it('backs off between failed retries within the full-jitter bounds, then suspends after the TTL', async () => {
+    const s = setup(() => 0.999);
+    await connect(s);
+    s.transports.last().end({ code: 1006, reason: '' });
+    s.timers.advance(0);
+    let attempt = 0;
+    while (s.connection.state !== 'suspended') {
+      assert.equal(s.connection.state, 'connecting');
+      await flush();
+      s.transports.last().end({ code: 1006, reason: '' });
+      if ((s.connection.state as string) === 'suspended') break;
+      attempt += 1;
+      const retryIn = s.changes.at(-1)?.retryIn ?? -1;
+      const ceiling = Math.min(15_000, 1_000 * 2 ** (attempt - 1));
+      assert.ok(retryIn >= 0 && retryIn < ceiling, `retry ${attempt} waits ${retryIn} < ${ceiling}`);
+      s.timers.advance(retryIn);
+      assert.ok(attempt < 100, 'suspends eventually');
+    }
+    assert.equal(s.changes.at(-1)?.retryIn, DEFAULT_CLIENT_TIMINGS.suspendedRetryTimeout);
+    // Suspended retries every suspendedRetryTimeout…
+    s.timers.advance(DEFAULT_CLIENT_TIMINGS.suspendedRetryTimeout - 1);
+    assert.equal(s.connection.state, 'suspended');
+    s.timers.advance(1);
+    assert.equal(s.connection.state, 'connecting');
+    await flush();
+    s.transports.last().end({ code: 1006, reason: '' });
+    assert.equal(s.connection.state, 'suspended');
+    // …and connect() retries now.
+    s.connection.connect();
+    assert.equal(s.connection.state, 'connecting');
+    await flush();
+    s.transports.last().connected();
+    assert.equal(s.connection.state, 'connected');
+  });
+
+  it('fails on close code 4001 and does not retry', async () => {
+    const s = setup();
+    await connect(s);
+    s.transports.last().end({ code: 4001, reason: 'unauthorized' });
+    assert.equal(s.connection.state, 'failed');
+    assert.equal(s.connection.errorReason?.code, 'unauthorized');
+    assert.equal(s.connection.errorReason?.retryable, false);
+    s.timers.advance(10 * 60_000);
+    assert.equal(s.transports.made.length, 1, 'no retry loop');
+    assert.deepEqual(s.timers.pending(), []);
+  });
+
+  it('fails on a refused handshake with 401 and its error body', async () => {
+    const s = setup();
+    s.connection.connect();
+    await flush();
+    s.transports.last().end({
+      code: 1006,
+      reason: '',
+      httpStatus: 401,
+      error: { code: 'unauthorized', status: 401, retryable: false, message: 'unknown key' },
+    });
+    assert.equal(s.connection.state, 'failed');
+    assert.equal(s.connection.errorReason?.message, 'unknown key');
+    s.timers.advance(60_000);
+    assert.equal(s.transports.made.length, 1);
+  });
+
+  it('retries a refused handshake with 429 or 503, and a 4029 close', async () => {
+    for (const end of [
+      { code: 1006, reason: '', httpStatus: 429 },
+      { code: 1006, reason: '', httpStatus: 503 },
+      { code: 4029, reason: 'too many connections' },
+      { code: 4011, reason: 'token expired' },
+    ]) {
+      const s = setup();
+      s.connection.connect();
+      await flush();
+      s.transports.last().end(end);
+      assert.equal(s.connection.state, 'disconnected', JSON.stringify(end));
+    }
+  });
+
+  it('follows the server disconnect frame: reconnect true retries, false fails', async () => {
+    const a = setup();
+    await connect(a);
+    a.transports.last().frame({ type: 'disconnect', reason: 'shutting_down', reconnect: true });
+    assert.equal(a.connection.state, 'disconnected');
+    assert.equal(a.connection.errorReason?.code, 'shutting_down');
+    assert.ok(a.transports.last().aborted);
+
+    const b = setup();
+    await connect(b);
+    b.transports.last().frame({
+      type: 'disconnect',
+      reason: 'forbidden',
+      reconnect: false,
+      error: { code: 'forbidden', status: 403, retryable: false, message: 'key revoked' },
+    });
+    assert.equal(b.connection.state, 'failed');
+    assert.equal(b.connection.errorReason?.message, 'key revoked');
+  });
+
+  it('declares a silent connection dead after maxIdleInterval + 10 s; any frame resets the clock', async () => {
+    const s = setup();
+    await connect(s); // maxIdleInterval 15 000
+    s.timers.advance(24_999);
+    assert.equal(s.connection.state, 'connected');
+    s.transports.last().frame({ type: 'heartbeat', serverTime: 0 });
+    s.timers.advance(24_999);
+    assert.equal(s.connection.state, 'connected');
+    s.timers.advance(1);
+    // Dropped, and (the first retry being immediate) already reconnecting.
+    assert.deepEqual(s.states().slice(-2), ['disconnected', 'connecting']);
+    assert.equal(s.changes.at(-2)?.reason?.code, 'timeout');
+    assert.ok(s.transports.made[0]?.aborted, 'the dead transport is dropped, not waited for');
+  });
+
+  it('treats a failed send as a dead connection', async () => {
+    const s = setup();
+    await connect(s);
+    s.transports.last().failSends = true;
+    assert.equal(s.connection.send({ type: 'ping', ref: 1 }), false);
+    assert.equal(s.connection.state, 'disconnected');
+  });
+
+  it('gives up an attempt that gets no connected frame in realtimeRequestTimeout', async () => {
+    const s = setup();
+    s.connection.connect();
+    await flush();
+    s.timers.advance(DEFAULT_CLIENT_TIMINGS.realtimeRequestTimeout);
+    assert.equal(s.connection.state, 'disconnected');
+    assert.equal(s.connection.errorReason?.code, 'timeout');
+  });
+
+  it('closes gracefully: close frame, then closed when the server closes', async () => {
+    const s = setup();
+    await connect(s);
+    s.connection.close();
+    assert.equal(s.connection.state, 'closing');
+    assert.deepEqual(s.transports.last().sent.at(-1), { type: 'close' });
+    s.transports.last().end({ code: 1000, reason: '' });
+    assert.equal(s.connection.state, 'closed');
+    s.timers.advance(60_000);
+    assert.equal(s.transports.made.length, 1);
+  });
+
+  it('closes even when the server never answers the close', async () => {
+    const s = setup();
+    await connect(s);
+    s.connection.close();
+    s.timers.advance(DEFAULT_CLIENT_TIMINGS.realtimeRequestTimeout);
+    assert.equal(s.connection.state, 'closed');
+    assert.ok(s.transports.last().aborted);
+  });
+
+  it('close() while disconnected stops retrying', async () => {
+    const s = setup();
+    await connect(s);
+    s.transports.last().end({ code: 1006, reason: '' });
+    s.connection.close();
+    assert.equal(s.connection.state, 'closed');
+    s.timers.advance(60_000);
+    assert.equal(s.transports.made.length, 1);
+  });
+
+  it('retries at once when the network comes back', async () => {
+    const s = setup(() => 0.999);
+    s.connection.connect();
+    await flush();
+    s.transports.last().end({ code: 1006, reason: '' });
+    assert.equal(s.connection.state, 'disconnected');
+    assert.ok((s.connection.retryIn ?? 0) > 0);
+    s.connection.networkChanged('offline');
+    assert.equal(s.connection.state, 'disconnected');
+    s.connection.networkChanged('online');
+    assert.equal(s.connection.state, 'connecting');
+  });
+
+  it('probes a connected transport after a network change and drops it when nothing answers', async () => {
+    const s = setup();
+    await connect(s);
+    s.connection.networkChanged('visible');
+    assert.equal(s.transports.last().sent.at(-1)?.type, 'ping');
+    s.timers.advance(DEFAULT_CLIENT_TIMINGS.probeTimeout);
+    assert.deepEqual(s.states().slice(-2), ['disconnected', 'connecting']);
+
+    const alive = setup();
+    await connect(alive);
+    alive.connection.networkChanged('online');
+    const ping = alive.transports.last().sent.at(-1);
+    alive.transports.last().frame({ type: 'pong', ref: (ping as { ref: number }).ref, serverTime: 0 });
+    alive.timers.advance(DEFAULT_CLIENT_TIMINGS.probeTimeout);
+    assert.equal(alive.connection.state, 'connected');
+  });
+
+  it('measures ping round trips', async () => {
+    const s = setup();
+    await connect(s);
+    const rtt = s.connection.ping();
+    const ping = s.transports.last().sent.at(-1) as { ref: number };
+    s.timers.advance(42);
+    s.transports.last().frame({ type: 'pong', ref: ping.ref, serverTime: 0 });
+    assert.equal(await rtt, 42);
+  });
+
+  it('emits per-state events', async () => {
+    const s = setup();
+    const seen: string[] = [];
+    s.connection.on('connected', (c) => seen.push(`${c.previous}->${c.current}`));
+    await connect(s);
+    assert.deepEqual(seen, ['connecting->connected']);
+  });
+});
