@@ -35,8 +35,10 @@ export interface TransportSink {
   send(frame: Buffer): void;
   /** Bytes accepted by send() but not yet written to the network. */
   bufferedAmount(): number;
-  /** Ends the transport with a close code (WebSocket) and reason. */
+  /** Ends the transport with a close code (WebSocket) and reason, waiting briefly for the peer. */
   close(code: number, reason: string): void;
+  /** Drops the transport at once: for peers that are not reading (slow, dead). */
+  terminate(): void;
   /** A transport-level keepalive (WebSocket ping frame), when the transport has one. */
   ping?(): void;
 }
@@ -63,6 +65,7 @@ export interface ConnectionOptions {
 /** Live operations held per attaching channel while its catch-up is read; beyond: slow consumer. */
 const MAX_BUFFERED_WHILE_ATTACHING = 10_000;
 const CATCHUP_PAGE = 200;
+const CATCHUP_FRAME_BYTES = 64 * 1024;
 
 export class Connection {
   readonly id: string;
@@ -135,7 +138,7 @@ export class Connection {
     this.#missedHeartbeats = this.alive ? 0 : this.#missedHeartbeats + 1;
     this.alive = false;
     if (this.#missedHeartbeats >= 2) {
-      this.transport.close(4000, 'heartbeat timeout');
+      this.transport.terminate();
       this.dispose();
       return;
     }
@@ -143,8 +146,11 @@ export class Connection {
     this.transport.ping?.();
   }
 
-  /** Sends `disconnect` and closes the transport. */
-  disconnect(reason: string, code: number, reconnect: boolean, error?: ErrorInfo): void {
+  /**
+   * Sends `disconnect` and closes the transport. With `abort`, the transport is dropped at once
+   * instead of waiting for a close handshake from a peer that is not reading anyway.
+   */
+  disconnect(reason: string, code: number, reconnect: boolean, error?: ErrorInfo, abort = false): void {
     if (this.#closed) return;
     const frame: ServerFrame = { type: 'disconnect', reason, reconnect };
     if (error) frame.error = error;
@@ -153,7 +159,8 @@ export class Connection {
     } catch {
       // the transport is already failing; closing below is all that is left to do
     }
-    this.transport.close(code, reason);
+    if (abort) this.transport.terminate();
+    else this.transport.close(code, reason);
     this.dispose();
   }
 
@@ -236,7 +243,7 @@ export class Connection {
       if (!current()) return;
       epoch = page.epoch;
       position = page.head;
-      this.#sendCatchUp(channel, page.messages);
+      await this.#sendCatchUp(channel, page.messages, current);
     } else if (frame.start) {
       const info = await this.#channels.store.info(channel);
       epoch = info?.epoch ?? '';
@@ -246,6 +253,7 @@ export class Connection {
       epoch = info?.epoch ?? '';
       position = info?.head ?? '';
     }
+    await this.#drained(current);
     if (!current()) return;
     if (epoch === '' && position !== '') epoch = position.split('.')[0] ?? '';
 
@@ -268,16 +276,34 @@ export class Connection {
       if (!current()) return position;
       const fresh = page.messages.filter((m) => m.version > position);
       if (fresh.length > 0) {
-        this.#sendCatchUp(attachment.channel, fresh);
+        await this.#sendCatchUp(attachment.channel, fresh, current);
         position = fresh[fresh.length - 1]!.version;
       }
       if (!page.more || fresh.length === 0) return position > page.head ? position : page.head || position;
-      await this.#drained(current);
     }
   }
 
-  #sendCatchUp(channel: string, messages: Message[]): void {
-    if (messages.length > 0) this.#write(encodeMessagesFrame(channel, messages));
+  /**
+   * Sends catch-up messages in frames of about CATCHUP_FRAME_BYTES, each only once the send buffer
+   * has room: a large catch-up is paced by the client's reading speed, not refused as slow.
+   */
+  async #sendCatchUp(channel: string, messages: Message[], current: () => boolean): Promise<void> {
+    let batch: Message[] = [];
+    let bytes = 0;
+    for (const message of messages) {
+      batch.push(message);
+      bytes += approximateSize(message);
+      if (bytes >= CATCHUP_FRAME_BYTES) {
+        await this.#drained(current);
+        if (!current()) return;
+        this.#write(encodeMessagesFrame(channel, batch));
+        batch = [];
+        bytes = 0;
+      }
+    }
+    if (batch.length === 0) return;
+    await this.#drained(current);
+    if (current()) this.#write(encodeMessagesFrame(channel, batch));
   }
 
   #onLive(attachment: Attachment, delivery: Delivery): void {
@@ -361,6 +387,13 @@ type AttachedReason = 'epoch_changed' | 'position_trimmed' | 'position_ahead' | 
 function withRef<F extends ServerFrame & { ref?: Ref }>(frame: F, ref: Ref | undefined): F {
   if (ref !== undefined) frame.ref = ref;
   return frame;
+}
+
+function approximateSize(message: Message): number {
+  const data = message.data;
+  return (
+    200 + (typeof data === 'string' ? data.length : data === undefined ? 0 : JSON.stringify(data).length)
+  );
 }
 
 function refOf(raw: unknown): Ref | undefined {

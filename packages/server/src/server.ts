@@ -203,7 +203,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     store,
     logger,
     get connections() {
-      return live.size;
+      let open = 0;
+      for (const connection of live) if (!connection.closed) open++;
+      return open;
     },
     close() {
       closed ??= (async () => {

@@ -52,6 +52,7 @@ export class WebSocketTransport {
         // a peer that does not complete the close handshake (dead network) must not hold the socket
         setTimeout(() => ws.terminate(), 2_000).unref();
       },
+      terminate: () => ws.terminate(),
     };
     const connection = this.#options.accept(sink, identity, recover);
     ws.on('message', (data, isBinary) => {

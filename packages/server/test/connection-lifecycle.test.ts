@@ -1,0 +1,105 @@
+/**
+ * Heartbeats, dead peers, slow consumers, oversized frames and graceful shutdown
+ * (PROTOCOL.md §5.3 and §8), with real sockets.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { startFixture, TEST_KEY } from './support/fixture.ts';
+import { fold, RawClient } from './support/raw-client.ts';
+import { StalledClient } from './support/stalled-client.ts';
+
+describe('connection lifecycle', () => {
+  it('sends heartbeats and drops a peer that stops answering pings', async () => {
+    const fx = await startFixture('memory', { heartbeatInterval: 100 });
+    try {
+      const healthy = await RawClient.connect(fx.server.url);
+      assert.equal(healthy.connected.maxIdleInterval, 100);
+      // a peer whose pongs never come back (ws answers pings automatically unless told not to)
+      const url = `${fx.server.url.replace('http', 'ws')}/v1/connect?key=${TEST_KEY}`;
+      const dead = new WebSocket(url, { autoPong: false });
+      const code = await new Promise<number>((resolve) => dead.on('close', (c) => resolve(c)));
+      assert.equal(code, 1006, 'dropped without a close handshake');
+      await healthy.next((f) => f.type === 'heartbeat');
+      assert.equal(healthy.closeCode, undefined, 'a peer that answers pings stays connected');
+      await healthy.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('drops a slow consumer while others keep receiving, and it resumes losslessly', async () => {
+    const fx = await startFixture('memory', { limits: { maxSendBuffer: 64 * 1024 } });
+    try {
+      const channel = 'session:slow';
+      const pub = await RawClient.connect(fx.server.url);
+      const first = await pub.publish(channel, [{ id: 's-first', data: 'before' }]);
+      const fast = await RawClient.connect(fx.server.url);
+      await fast.attach(channel);
+      const slow = await StalledClient.connect(fx.server.url, `/v1/connect?key=${TEST_KEY}`);
+      slow.sendText(JSON.stringify({ type: 'attach', channel }));
+      await new Promise((r) => setTimeout(r, 50));
+      slow.stall();
+      const chunk = 'x'.repeat(16 * 1024);
+      let published = 0;
+      while (fx.server.connections === 3 && published < 2_000) {
+        await pub.publish(channel, [{ id: `s${published}`, data: chunk }]);
+        published++;
+      }
+      assert.equal(fx.server.connections, 2, 'the slow consumer was disconnected, the others were not');
+      await fast
+        .next(() => fast.messages(channel).length === published)
+        .catch(() => {
+          throw new Error(
+            `fast subscriber got ${fast.messages(channel).length} of ${published}, closed: ${fast.closeCode}`,
+          );
+        });
+      assert.equal(fast.messages(channel).length, published, 'the fast subscriber got everything');
+      slow.destroy();
+
+      // it comes back and resumes from the position it had: nothing is lost
+      const back = await RawClient.connect(fx.server.url);
+      const attached = await back.attach(channel, { from: first.results[0]!.serial });
+      assert.equal(attached.resumed, true);
+      assert.equal(fold(back.messages(channel)).size, published);
+      await Promise.all([fast.close(), pub.close(), back.close()]);
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('closes a connection that sends a frame above maxFrameSize with 1009; the server lives on', async () => {
+    const fx = await startFixture('memory', { limits: { maxFrameSize: 4096 } });
+    try {
+      const big = await RawClient.connect(fx.server.url);
+      big.send(JSON.stringify({ type: 'ping', pad: 'x'.repeat(10_000) }));
+      assert.equal(await big.closed(), 1009);
+      const next = await RawClient.connect(fx.server.url);
+      assert.equal((await next.request({ type: 'ping' })).type, 'pong');
+      await next.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('on shutdown tells every client to reconnect (disconnect shutting_down, 1012) and keeps acked data', async () => {
+    const fx = await startFixture('sqlite');
+    try {
+      const c = await RawClient.connect(fx.server.url);
+      const ack = await c.publish('session:bye', [{ id: 'k1', data: 'kept' }]);
+      const closing = fx.server.close();
+      const frame = await c.next((f) => f.type === 'disconnect');
+      assert.equal(frame.type === 'disconnect' && frame.reason, 'shutting_down');
+      assert.equal(frame.type === 'disconnect' && frame.reconnect, true);
+      assert.equal(await c.closed(), 1012);
+      await closing;
+      const server = await fx.restart();
+      const again = await RawClient.connect(server.url);
+      await again.attach('session:bye', { start: true });
+      assert.equal(again.messages('session:bye')[0]?.serial, ack.results[0]?.serial);
+      await again.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});

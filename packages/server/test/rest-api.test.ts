@@ -1,0 +1,113 @@
+/** The REST API (PROTOCOL.md §11) against a real server. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import { type Fixture, rest, startFixture } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+
+describe('REST API', () => {
+  let fx: Fixture;
+  before(async () => {
+    fx = await startFixture('sqlite', { limits: { maxHttpBody: 10_000 } });
+  });
+  after(() => fx.close());
+
+  it('publishes one operation, an array, or {ops}, and live subscribers receive them', async () => {
+    const sub = await RawClient.connect(fx.server.url);
+    await sub.attach('session:rest');
+    const one = await rest(fx.server, '/v1/channels/session:rest/messages?clientId=svc', {
+      body: { data: 'a' },
+    });
+    assert.equal(one.status, 200);
+    const many = await rest(fx.server, '/v1/channels/session:rest/messages', {
+      body: [{ data: 'b' }, { data: 'c' }],
+    });
+    assert.equal((many.body.results as unknown[]).length, 2);
+    const wrapped = await rest(fx.server, '/v1/channels/session:rest/messages', {
+      body: { ops: [{ data: 'd' }] },
+    });
+    assert.equal(wrapped.status, 200);
+    await sub.next(() => sub.messages('session:rest').length === 4);
+    assert.deepEqual(
+      sub.messages('session:rest').map((m) => m.data),
+      ['a', 'b', 'c', 'd'],
+    );
+    assert.equal(sub.messages('session:rest')[0]?.clientId, 'svc');
+    await sub.close();
+  });
+
+  it('pages through history both ways with next links', async () => {
+    const channel = 'session:pages';
+    for (let i = 0; i < 25; i++)
+      await rest(fx.server, `/v1/channels/${channel}/messages`, { body: { data: i } });
+    const seen: number[] = [];
+    let path: string | undefined = `/v1/channels/${channel}/messages?limit=10`;
+    while (path) {
+      const page = await rest(fx.server, path);
+      assert.equal(page.status, 200);
+      seen.push(...(page.body.items as Message[]).map((m) => m.data as number));
+      path = page.body.next as string | undefined;
+    }
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 25 }, (_, i) => 24 - i),
+    );
+    const forwards: number[] = [];
+    path = `/v1/channels/${channel}/messages?limit=7&direction=forwards`;
+    while (path) {
+      const page = await rest(fx.server, path);
+      forwards.push(...(page.body.items as Message[]).map((m) => m.data as number));
+      path = page.body.next as string | undefined;
+    }
+    assert.deepEqual(
+      forwards,
+      Array.from({ length: 25 }, (_, i) => i),
+    );
+    const status = await rest(fx.server, `/v1/channels/${channel}`);
+    assert.equal(status.status, 200);
+    assert.equal(status.body.messages, 25);
+  });
+
+  it('answers every bad request with a typed error and the right status', async () => {
+    const cases: Array<[Promise<{ status: number; body: Record<string, unknown> }>, number, string]> = [
+      [rest(fx.server, '/v1/channels/x/messages', { key: null }), 401, 'unauthorized'],
+      [rest(fx.server, '/v1/channels/x/messages', { key: 'test:wrong' }), 401, 'unauthorized'],
+      [rest(fx.server, '/v1/channels/x/messages', { raw: '{"data":' }), 400, 'bad_request'],
+      [
+        rest(fx.server, '/v1/channels/x/messages', { body: { data: 'x', clientId: 'forged' } }),
+        400,
+        'bad_request',
+      ],
+      [
+        rest(fx.server, '/v1/channels/x/messages', { body: { data: 'x'.repeat(20_000) } }),
+        413,
+        'body_too_large',
+      ],
+      [rest(fx.server, '/v1/channels/x/messages?limit=0'), 400, 'bad_request'],
+      [rest(fx.server, '/v1/channels/x/messages?direction=up'), 400, 'bad_request'],
+      [rest(fx.server, '/v1/channels/x/messages?from=nope'), 400, 'invalid_serial'],
+      [rest(fx.server, '/v1/channels/%E0%A4%A/messages'), 400, 'invalid_channel'],
+      [rest(fx.server, '/v1/channels/a%20b/messages'), 400, 'invalid_channel'],
+      [rest(fx.server, '/v1/channels/never-written'), 404, 'channel_not_found'],
+      [rest(fx.server, '/v1/nothing'), 404, 'not_found'],
+      [rest(fx.server, '/v1/channels/x', { method: 'DELETE' }), 405, 'method_not_allowed'],
+    ];
+    for (const [pending, status, code] of cases) {
+      const res = await pending;
+      assert.equal(res.status, status, JSON.stringify(res.body));
+      assert.equal((res.body.error as { code: string }).code, code);
+    }
+  });
+
+  it('answers CORS preflight and health checks', async () => {
+    const pre = await fetch(`${fx.server.url}/v1/channels/x/messages`, { method: 'OPTIONS' });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers.get('access-control-allow-origin'), '*');
+    assert.deepEqual(await (await fetch(`${fx.server.url}/health`)).json(), { status: 'ok' });
+    assert.equal((await fetch(`${fx.server.url}/ready`)).status, 200);
+  });
+
+  it('refuses a WebSocket upgrade with bad credentials with HTTP 401 and a JSON error', async () => {
+    await assert.rejects(RawClient.connect(fx.server.url, { key: 'test:nope' }), /401/);
+  });
+});

@@ -1,0 +1,71 @@
+/** Real servers for tests: in-process on 127.0.0.1 port 0, with a memory or a SQLite store in a temp dir. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type MooringServer, type ServerOptions, startServer } from '../../src/index.ts';
+
+export const TEST_KEY = 'test:secret';
+
+export interface Fixture {
+  server: MooringServer;
+  dir: string;
+  /** Stops the server (if running) and starts a new one on the same data dir; returns it. */
+  restart(overrides?: Partial<ServerOptions>): Promise<MooringServer>;
+  close(): Promise<void>;
+}
+
+export async function startFixture(
+  kind: 'memory' | 'sqlite' = 'memory',
+  options: Partial<ServerOptions> = {},
+): Promise<Fixture> {
+  const dir = await mkdtemp(join(tmpdir(), 'mooring-test-'));
+  const make = (overrides: Partial<ServerOptions> = {}) =>
+    startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: kind === 'memory' ? { kind: 'memory' } : { kind: 'sqlite', path: join(dir, 'mooring.db') },
+      ...options,
+      ...overrides,
+    });
+  const fixture: Fixture = {
+    server: await make(),
+    dir,
+    async restart(overrides) {
+      await fixture.server.close();
+      fixture.server = await make(overrides);
+      return fixture.server;
+    },
+    async close() {
+      await fixture.server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return fixture;
+}
+
+export async function rest(
+  server: MooringServer,
+  path: string,
+  init: {
+    method?: string;
+    body?: unknown;
+    raw?: string;
+    key?: string | null;
+    headers?: Record<string, string>;
+  } = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const headers: Record<string, string> = { 'content-type': 'application/json', ...init.headers };
+  if (init.key !== null) headers.authorization = `Bearer ${init.key ?? TEST_KEY}`;
+  const res = await fetch(server.url + path, {
+    method: init.method ?? (init.body !== undefined || init.raw !== undefined ? 'POST' : 'GET'),
+    headers,
+    ...(init.raw !== undefined
+      ? { body: init.raw }
+      : init.body !== undefined
+        ? { body: JSON.stringify(init.body) }
+        : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
