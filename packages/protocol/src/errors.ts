@@ -24,6 +24,7 @@ export const ERRORS = {
   message_not_found: { status: 404, retryable: false },
   method_not_allowed: { status: 405, retryable: false },
   not_attached: { status: 409, retryable: false },
+  attach_superseded: { status: 409, retryable: false },
   not_appendable: { status: 409, retryable: false },
   message_deleted: { status: 409, retryable: false },
   slow_consumer: { status: 429, retryable: true },

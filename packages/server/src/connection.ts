@@ -113,7 +113,14 @@ export class Connection {
       this.#sendError(undefined, undefined, errorInfo('invalid_frame', 'frame is not valid JSON'));
       return;
     }
-    const parsed = clientFrameSchema.safeParse(raw);
+    let parsed: ReturnType<typeof clientFrameSchema.safeParse>;
+    try {
+      parsed = clientFrameSchema.safeParse(raw);
+    } catch {
+      // pathological input (e.g. JSON nested deeper than the validator's stack allows)
+      this.#sendError(refOf(raw), undefined, errorInfo('invalid_frame', 'frame is nested too deeply'));
+      return;
+    }
     if (!parsed.success) {
       const ref = refOf(raw);
       const channel = channelOf(raw);
@@ -131,7 +138,7 @@ export class Connection {
 
   /**
    * One heartbeat round (PROTOCOL.md §5.3): a `heartbeat` frame and a transport ping; a connection
-   * that sent nothing back for two rounds is closed with 4000 so its resources are freed.
+   * that sent nothing back for two rounds is dropped so its resources are freed.
    */
   heartbeat(): void {
     if (this.#closed) return;
@@ -240,7 +247,7 @@ export class Connection {
       }
     } else if (frame.rewind !== undefined) {
       const page = await this.#channels.rewind(channel, frame.rewind);
-      if (!current()) return;
+      if (!current()) throw superseded(channel);
       epoch = page.epoch;
       position = page.head;
       await this.#sendCatchUp(channel, page.messages, current);
@@ -254,7 +261,7 @@ export class Connection {
       position = info?.head ?? '';
     }
     await this.#drained(current);
-    if (!current()) return;
+    if (!current()) throw superseded(channel);
     if (epoch === '' && position !== '') epoch = position.split('.')[0] ?? '';
 
     const attached: ServerFrame = { type: 'attached', channel, resumed, epoch, position };
@@ -364,13 +371,6 @@ export class Connection {
       this.#log.error({ err, connectionId: this.id, frame: frame.type }, 'frame handler failed');
     const ref = 'ref' in frame ? frame.ref : undefined;
     const channel = 'channel' in frame ? frame.channel : undefined;
-    if (frame.type === 'attach' && channel !== undefined) {
-      const attachment = this.#attachments.get(channel);
-      if (attachment?.state === 'attaching') {
-        attachment.unsubscribe();
-        this.#attachments.delete(channel);
-      }
-    }
     this.#sendError(ref, channel, toErrorInfo(err));
   }
 
@@ -380,6 +380,10 @@ export class Connection {
     if (channel !== undefined) frame.channel = channel;
     this.send(frame);
   }
+}
+
+function superseded(channel: string): ServerError {
+  return new ServerError('attach_superseded', `a later attach or detach of ${channel} replaced this attach`);
 }
 
 type AttachedReason = 'epoch_changed' | 'position_trimmed' | 'position_ahead' | undefined;
