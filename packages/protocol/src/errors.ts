@@ -31,6 +31,7 @@ export const ERRORS = {
   rate_limited: { status: 429, retryable: true },
   too_many_channels: { status: 429, retryable: false },
   too_many_connections: { status: 429, retryable: true },
+  too_many_members: { status: 429, retryable: true },
   internal: { status: 500, retryable: true },
   store_unavailable: { status: 503, retryable: true },
   shutting_down: { status: 503, retryable: true },

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { ErrorInfo } from './errors.ts';
 import { DEFAULT_LIMITS } from './limits.ts';
-import type { Message, PublishResult } from './message.ts';
+import type { JsonValue, Message, PublishResult } from './message.ts';
 import { isSerial } from './serial.ts';
 
 /** Printable ASCII without spaces, `*` or `?` (kept for capability globs), 1–256 chars. */
@@ -93,6 +93,16 @@ export const publishFrameSchema = z
   })
   .strict();
 
+export const presenceFrameSchema = z
+  .object({
+    type: z.literal('presence'),
+    ref,
+    channel: channelSchema,
+    action: z.enum(['enter', 'update', 'leave']),
+    data: jsonValueSchema.optional(),
+  })
+  .strict();
+
 export const pingFrameSchema = z.object({ type: z.literal('ping'), ref }).strict();
 export const closeFrameSchema = z.object({ type: z.literal('close') }).strict();
 
@@ -100,6 +110,7 @@ export const clientFrameSchema = z.discriminatedUnion('type', [
   attachFrameSchema,
   detachFrameSchema,
   publishFrameSchema,
+  presenceFrameSchema,
   pingFrameSchema,
   closeFrameSchema,
 ]);
@@ -107,6 +118,7 @@ export const clientFrameSchema = z.discriminatedUnion('type', [
 export type AttachFrame = z.infer<typeof attachFrameSchema>;
 export type DetachFrame = z.infer<typeof detachFrameSchema>;
 export type PublishFrame = z.infer<typeof publishFrameSchema>;
+export type PresenceRequestFrame = z.infer<typeof presenceFrameSchema>;
 export type PingFrame = z.infer<typeof pingFrameSchema>;
 export type CloseFrame = z.infer<typeof closeFrameSchema>;
 export type ClientFrame = z.infer<typeof clientFrameSchema>;
@@ -177,6 +189,23 @@ export interface ErrorFrame {
   error: ErrorInfo;
 }
 
+/** A member of a channel's presence set, keyed by `clientId` + `connectionId`. */
+export interface PresenceMember {
+  clientId: string;
+  connectionId: string;
+  data?: JsonValue;
+  /** When the member entered or last updated, ms since 1970. */
+  timestamp: number;
+}
+
+/**
+ * Presence, server → client: `sync` is the whole set (sent right after `attached`), then one event
+ * per change. An answer to a client's presence request is an `ack` with empty `results`.
+ */
+export type PresenceFrame =
+  | { type: 'presence'; channel: string; action: 'sync'; members: PresenceMember[] }
+  | { type: 'presence'; channel: string; action: 'enter' | 'update' | 'leave'; member: PresenceMember };
+
 export interface HeartbeatFrame {
   type: 'heartbeat';
   serverTime: number;
@@ -204,6 +233,7 @@ export type ServerFrame =
   | DetachedFrame
   | AckFrame
   | ErrorFrame
+  | PresenceFrame
   | HeartbeatFrame
   | PongFrame
   | DisconnectFrame;

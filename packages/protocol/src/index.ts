@@ -15,6 +15,9 @@ export type {
   MessagesFrame,
   PingFrame,
   PongFrame,
+  PresenceFrame,
+  PresenceMember,
+  PresenceRequestFrame,
   PublishFrame,
   Ref,
   ResumeFailure,
@@ -29,6 +32,7 @@ export {
   jsonValueSchema,
   namespaceOf,
   operationInputSchema,
+  presenceFrameSchema,
   serialSchema,
 } from './frames.ts';
 export type { Limits } from './limits.ts';

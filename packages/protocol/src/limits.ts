@@ -18,6 +18,8 @@ export const DEFAULT_LIMITS = {
   maxChannelNameLength: 256,
   /** Length of an id or an event name. */
   maxIdLength: 256,
+  /** Members in one channel's presence set. */
+  maxPresenceMembers: 1000,
   /** Bytes queued for one connection before it is disconnected as a slow consumer. */
   maxSendBuffer: 8 * 1024 * 1024,
 } as const;
@@ -29,6 +31,8 @@ export const DEFAULT_TIMINGS = {
   heartbeatInterval: 15_000,
   /** How long a dropped connection keeps its identity on the server, ms. */
   connectionStateTtl: 120_000,
+  /** How long a member whose connection dropped stays present, ms (a quick reconnect does not flap). */
+  presenceGrace: 15_000,
 } as const;
 
 export const PROTOCOL_VERSION = 1;

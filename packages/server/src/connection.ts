@@ -20,6 +20,7 @@ import {
   errorInfo,
   type Limits,
   type Message,
+  type PresenceRequestFrame,
   type PublishFrame,
   type Ref,
   type ServerFrame,
@@ -28,6 +29,7 @@ import type { Logger } from 'pino';
 import type { ChannelService } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import { type Delivery, encodeMessagesFrame } from './hub.ts';
+import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 
 export interface TransportSink {
@@ -49,6 +51,7 @@ interface Attachment {
   position: string;
   buffered: Delivery[];
   bufferedCount: number;
+  /** Drops the hub (and, once attached, presence) subscriptions. */
   unsubscribe: () => void;
 }
 
@@ -58,6 +61,7 @@ export interface ConnectionOptions {
   identity: Identity;
   transport: TransportSink;
   channels: ChannelService;
+  presence: PresenceService;
   limits: Limits;
   logger: Logger;
 }
@@ -73,10 +77,13 @@ export class Connection {
   readonly identity: Identity;
   readonly transport: TransportSink;
   readonly #channels: ChannelService;
+  readonly #presence: PresenceService;
   readonly #limits: Limits;
   readonly #log: Logger;
   readonly #attachments = new Map<string, Attachment>();
   #closed = false;
+  /** True once the client asked to close (a `close` frame): its presence ends at once. */
+  closedByClient = false;
   /** Set by the transport whenever anything arrives (frames, pongs); cleared by each heartbeat round. */
   alive = true;
   #missedHeartbeats = 0;
@@ -87,6 +94,7 @@ export class Connection {
     this.identity = options.identity;
     this.transport = options.transport;
     this.#channels = options.channels;
+    this.#presence = options.presence;
     this.#limits = options.limits;
     this.#log = options.logger;
   }
@@ -193,10 +201,13 @@ export class Connection {
       }
       case 'publish':
         return this.#publish(frame);
+      case 'presence':
+        return this.#presenceRequest(frame);
       case 'ping':
         this.send(withRef({ type: 'pong', serverTime: Date.now() }, frame.ref));
         return;
       case 'close':
+        this.closedByClient = true;
         this.transport.close(1000, 'closed by client');
         this.dispose();
         return;
@@ -206,6 +217,28 @@ export class Connection {
   async #publish(frame: PublishFrame): Promise<void> {
     const results = await this.#channels.publish(frame.channel, frame.ops, this.identity);
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
+  }
+
+  #presenceRequest(frame: PresenceRequestFrame): void {
+    const clientId = this.identity.clientId;
+    if (clientId === undefined)
+      throw new ServerError(
+        'bad_request',
+        'presence needs a clientId: connect with one (or a token that names one)',
+      );
+    if (frame.action === 'leave') this.#presence.leave(frame.channel, this.id);
+    else {
+      if (
+        frame.data !== undefined &&
+        Buffer.byteLength(JSON.stringify(frame.data)) > this.#limits.maxOperationSize
+      )
+        throw new ServerError(
+          'operation_too_large',
+          `presence data may be at most ${this.#limits.maxOperationSize} bytes`,
+        );
+      this.#presence.enter(frame.channel, this.id, clientId, frame.data);
+    }
+    this.send(withRef({ type: 'ack', channel: frame.channel, results: [] }, frame.ref));
   }
 
   async #attach(frame: AttachFrame): Promise<void> {
@@ -273,6 +306,16 @@ export class Connection {
     const buffered = attachment.buffered;
     attachment.buffered = [];
     for (const delivery of buffered) this.#deliver(attachment, delivery);
+
+    // presence: the whole set now, then every change
+    const members = this.#presence.members(channel);
+    this.send({ type: 'presence', channel, action: 'sync', members });
+    const unsubscribeHub = attachment.unsubscribe;
+    const unsubscribePresence = this.#presence.subscribe(channel, (encoded) => this.#write(encoded));
+    attachment.unsubscribe = () => {
+      unsubscribeHub();
+      unsubscribePresence();
+    };
   }
 
   /** Sends every message changed after `after`, page by page; returns the position reached. */

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Authenticator } from './auth.ts';
 import { assertChannelName, type ChannelService } from './channel-service.ts';
+import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 
 const publishBodySchema = z.union([
@@ -27,6 +28,7 @@ const publishBodySchema = z.union([
 
 export interface RestApiOptions {
   channels: ChannelService;
+  presence: PresenceService;
   auth: Authenticator;
   limits: Limits;
   logger: Logger;
@@ -77,10 +79,15 @@ export class RestApi {
         }
       });
     }
-    const match = /^\/v1\/channels\/([^/]+)(\/messages)?$/.exec(path);
+    const match = /^\/v1\/channels\/([^/]+)(\/messages|\/presence)?$/.exec(path);
     if (!match) throw new ServerError('not_found', `no such endpoint: ${method} ${path.slice(0, 200)}`);
     const channel = decodeChannel(match[1]!);
     const identity = this.#o.auth.authenticate(req, url);
+    if (match[2] === '/presence') {
+      return only(method, 'GET', () =>
+        send(res, 200, { channel, members: this.#o.presence.members(channel) }),
+      );
+    }
     if (match[2]) {
       if (method === 'POST') {
         const body = await readJson(req, this.#o.limits.maxHttpBody);

@@ -22,6 +22,7 @@ import { ChannelService } from './channel-service.ts';
 import { Connection, type TransportSink } from './connection.ts';
 import { ConnectionRegistry, type Identity } from './connection-registry.ts';
 import { LocalHub } from './hub.ts';
+import { PresenceService } from './presence.ts';
 import { RestApi, send } from './rest-api.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
 import { createStore, type StoreSpec } from './store/create-store.ts';
@@ -49,6 +50,8 @@ export interface ServerOptions {
   limits?: Partial<Limits>;
   /** Rules per namespace (the part of a channel name before the first ':'); '*' applies to all others. */
   namespaces?: Record<string, NamespaceRules>;
+  /** How long a member whose connection dropped stays present, ms (default 15,000). */
+  presenceGrace?: number;
   /** How often expired messages are removed, ms (default 60,000). */
   trimInterval?: number;
   /** A pino logger, or a level for a new one. Default: 'silent'. */
@@ -89,10 +92,14 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const channels = new ChannelService(store, hub, limits);
   const auth = new Authenticator(keys);
   const registry = new ConnectionRegistry(connectionStateTtl);
+  const presence = new PresenceService({
+    grace: options.presenceGrace ?? DEFAULT_TIMINGS.presenceGrace,
+    maxMembers: limits.maxPresenceMembers,
+  });
   const live = new Set<Connection>();
   let closing = false;
 
-  const rest = new RestApi({ channels, auth, limits, logger, ready: () => store.ping() });
+  const rest = new RestApi({ channels, presence, auth, limits, logger, ready: () => store.ping() });
   const websocket = new WebSocketTransport({
     maxFrameSize: limits.maxFrameSize,
     accept: (transport: TransportSink, identity: Identity, recover: string | undefined) => {
@@ -103,10 +110,12 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         identity,
         transport,
         channels,
+        presence,
         limits,
         logger,
       });
       live.add(connection);
+      if (opened.resumed) presence.connectionResumed(opened.connectionId);
       connection.send({
         type: 'connected',
         connectionId: opened.connectionId,
@@ -133,8 +142,15 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     },
     onClose: (connection, code) => {
       live.delete(connection);
-      if (code === 1000) registry.discard(connection.id);
-      else registry.release(connection.id);
+      // 1000/1005: the client closed on purpose. Anything else (1001 page navigation, 1006 network)
+      // may come back: keep identity and presence for their grace periods.
+      if (code === 1000 || code === 1005 || connection.closedByClient) {
+        registry.discard(connection.id);
+        presence.connectionClosed(connection.id);
+      } else {
+        registry.release(connection.id);
+        presence.connectionLost(connection.id);
+      }
       logger.debug({ connectionId: connection.id, code }, 'disconnected');
     },
   });
@@ -224,6 +240,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         http.closeIdleConnections();
         await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 3_000).unref())]);
         http.closeAllConnections();
+        presence.close();
         await store.close();
         logger.info('stopped');
       })();

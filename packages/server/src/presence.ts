@@ -1,0 +1,127 @@
+/**
+ * Presence sets per channel (DESIGN §8, PROTOCOL.md §6.4): who is here, with a small data payload.
+ *
+ * Members are keyed by connection (a connection has one clientId). A member whose connection drops
+ * without a clean close stays for `grace` ms: if the connection is recovered in that window
+ * (same connectionId, PROTOCOL.md §5.4) nothing is announced, so a quick reconnect does not flap;
+ * otherwise it leaves. A clean close or a `leave` takes effect at once.
+ *
+ * This is node-local state; the Redis engine will share it between nodes behind the same methods.
+ */
+import type { JsonValue, PresenceFrame, PresenceMember } from '@mooring/protocol';
+import { ServerError } from './server-error.ts';
+
+export type PresenceListener = (frame: Buffer) => void;
+
+export interface PresenceOptions {
+  grace: number;
+  maxMembers: number;
+}
+
+export class PresenceService {
+  readonly #members = new Map<string, Map<string, PresenceMember>>();
+  readonly #listeners = new Map<string, Set<PresenceListener>>();
+  readonly #channelsOf = new Map<string, Set<string>>();
+  readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
+  readonly #options: PresenceOptions;
+
+  constructor(options: PresenceOptions) {
+    this.#options = options;
+  }
+
+  members(channel: string): PresenceMember[] {
+    return [...(this.#members.get(channel)?.values() ?? [])];
+  }
+
+  /** Enters, or updates when the connection is already a member (an update of a non-member enters). */
+  enter(channel: string, connectionId: string, clientId: string, data: JsonValue | undefined): void {
+    let set = this.#members.get(channel);
+    const existing = set?.get(connectionId);
+    if (!existing && (set?.size ?? 0) >= this.#options.maxMembers)
+      throw new ServerError(
+        'too_many_members',
+        `channel ${channel} already has ${this.#options.maxMembers} presence members; try again later`,
+      );
+    if (!set) {
+      set = new Map();
+      this.#members.set(channel, set);
+    }
+    const member: PresenceMember = { clientId, connectionId, timestamp: Date.now() };
+    if (data !== undefined) member.data = data;
+    set.set(connectionId, member);
+    let channels = this.#channelsOf.get(connectionId);
+    if (!channels) {
+      channels = new Set();
+      this.#channelsOf.set(connectionId, channels);
+    }
+    channels.add(channel);
+    // entering twice is an update; updating when absent is an enter
+    this.#emit({ type: 'presence', channel, action: existing ? 'update' : 'enter', member });
+  }
+
+  leave(channel: string, connectionId: string): void {
+    const set = this.#members.get(channel);
+    const member = set?.get(connectionId);
+    if (!set || !member) return;
+    set.delete(connectionId);
+    if (set.size === 0) this.#members.delete(channel);
+    this.#channelsOf.get(connectionId)?.delete(channel);
+    this.#emit({ type: 'presence', channel, action: 'leave', member: { ...member, timestamp: Date.now() } });
+  }
+
+  /** The connection closed on purpose: its members leave now. */
+  connectionClosed(connectionId: string): void {
+    this.#cancelPendingLeave(connectionId);
+    for (const channel of [...(this.#channelsOf.get(connectionId) ?? [])]) this.leave(channel, connectionId);
+    this.#channelsOf.delete(connectionId);
+  }
+
+  /** The connection dropped: its members leave after the grace period unless it comes back. */
+  connectionLost(connectionId: string): void {
+    if (!this.#channelsOf.get(connectionId)?.size) return;
+    this.#cancelPendingLeave(connectionId);
+    const timer = setTimeout(() => {
+      this.#pendingLeaves.delete(connectionId);
+      this.connectionClosed(connectionId);
+    }, this.#options.grace);
+    timer.unref();
+    this.#pendingLeaves.set(connectionId, timer);
+  }
+
+  /** The connection was recovered within its state TTL: its membership holds, nothing is announced. */
+  connectionResumed(connectionId: string): void {
+    this.#cancelPendingLeave(connectionId);
+  }
+
+  subscribe(channel: string, listener: PresenceListener): () => void {
+    let set = this.#listeners.get(channel);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(channel, set);
+    }
+    set.add(listener);
+    return () => {
+      const current = this.#listeners.get(channel);
+      current?.delete(listener);
+      if (current?.size === 0) this.#listeners.delete(channel);
+    };
+  }
+
+  close(): void {
+    for (const timer of this.#pendingLeaves.values()) clearTimeout(timer);
+    this.#pendingLeaves.clear();
+  }
+
+  #cancelPendingLeave(connectionId: string): void {
+    const timer = this.#pendingLeaves.get(connectionId);
+    if (timer) clearTimeout(timer);
+    this.#pendingLeaves.delete(connectionId);
+  }
+
+  #emit(frame: PresenceFrame): void {
+    const listeners = this.#listeners.get(frame.channel);
+    if (!listeners) return;
+    const encoded = Buffer.from(JSON.stringify(frame));
+    for (const listener of listeners) listener(encoded);
+  }
+}
