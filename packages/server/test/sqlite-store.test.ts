@@ -3,11 +3,13 @@
  * cached store can get wrong (reopen with cold caches, WAL, long messages).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { parseSerial } from '@mooring/protocol';
 import type { SqliteStoreOptions } from '../src/store/sqlite-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
@@ -167,6 +169,75 @@ describe('SqliteStore', () => {
     assert.deepEqual(page.messages[3]!.data, 'ababab!');
     assert.deepEqual(page.messages[3]!.headers, { k: 1 });
     assert.equal(page.messages[1]!.action, 'delete');
+  });
+
+  it('keeps every acknowledged append through kill -9 (DESIGN §10)', async () => {
+    const { dir, path } = await tempDb();
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const storeUrl = pathToFileURL(join(import.meta.dirname, '../src/store/sqlite-store.ts')).href;
+    // The child creates one message, then 50 writers append to it until killed, printing each ack.
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `
+        import { SqliteStore } from ${JSON.stringify(storeUrl)};
+        const store = new SqliteStore({ path: ${JSON.stringify(path)} });
+        const opts = { maxMessageSize: 1 << 30 };
+        const r = await store.append('ch', [{ action: 'create', id: 'm', data: '' }], opts);
+        const serial = r.results[0].serial;
+        process.stdout.write('serial ' + serial + '\\n');
+        let n = 0;
+        await Promise.all(Array.from({ length: 50 }, async () => {
+          for (;;) {
+            const i = n++;
+            await store.append('ch', [{ action: 'append', id: 'a' + i, serial, data: '<' + i + '>' }], opts);
+            process.stdout.write('ack ' + i + '\\n');
+          }
+        }));
+        `,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const acked: number[] = [];
+    let serial = '';
+    let buffered = '';
+    await new Promise<void>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('exit', () => resolve());
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => {
+        buffered += chunk;
+        const lines = buffered.split('\n');
+        buffered = lines.pop()!;
+        for (const line of lines) {
+          const [kind, value] = line.split(' ') as [string, string];
+          if (kind === 'serial') serial = value;
+          else acked.push(Number(value));
+        }
+        if (acked.length >= 12_000 && !child.killed) child.kill('SIGKILL');
+      });
+    });
+    assert.ok(acked.length >= 12_000, `the child acknowledged ${acked.length} appends before dying`);
+
+    const store = new SqliteStore({ path });
+    cleanups.unshift(() => store.close());
+    const m = (await store.history('ch', { direction: 'forwards', limit: 1 })).messages[0]!;
+    const present = new Set((m.data as string).match(/<\d+>/g));
+    const lost = acked.filter((i) => !present.has(`<${i}>`));
+    assert.deepEqual(lost, [], 'no acknowledged append is lost');
+    for (let from = 0; from < acked.length; from += 1000) {
+      const ops = acked
+        .slice(from, from + 1000)
+        .map((i) => ({ action: 'append' as const, id: `a${i}`, serial, data: `<${i}>` }));
+      const r = await store.append('ch', ops, OPTS);
+      assert.ok(
+        r.results.every((x) => x.duplicate),
+        'acknowledged ids are remembered',
+      );
+    }
+    assert.equal(m.version, (await store.info('ch'))!.head);
   });
 
   it('refuses to open a file that is not a database', async () => {

@@ -22,8 +22,17 @@
  * coherent because this store must be the only writer of its file (one SqliteStore per path, one
  * process).
  *
+ * The journal (a write buffer): `ops` is indexed three ways by channel, so a commit of n operations
+ * on n channels would dirty ~3n scattered pages, and writing those pages, not SQLite's CPU, limits
+ * the commit rate. New operations are therefore inserted into `journal`, an append-only table keyed
+ * by insertion order (a commit dirties a few pages), and moved into `ops` in key order once
+ * MERGE_ROWS have gathered, before anything reads `ops` (history, catch-up, trim, update, delete),
+ * and on open (after a crash). Between merges, dedup and size checks see the journal through
+ * in-memory maps (`#hotIds`, `#hotSizes`) rebuilt from the table on open or after a rollback.
+ *
  * Schema (version 1):
  *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
+ *   journal(n, <the columns of ops>)                                     operations not yet merged
  *   ops(chan, seq, msg_seq, action, id, data, headers, client_id, ts)   PK (chan, seq), UNIQUE (chan, id)
  *   messages(chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted, expires_at)
  * `ops.data`/`ops.headers` are kept only for appends after the message's `base_seq`; every op keeps its
@@ -71,6 +80,8 @@ export interface SqliteStoreOptions {
 const DAY = 24 * 60 * 60 * 1000;
 const SCHEMA_VERSION = 1;
 const TRIM_CHUNK = 500;
+/** Journal rows that trigger a merge into `ops` (see the module header). */
+const MERGE_ROWS = 8192;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS channels (
@@ -94,6 +105,18 @@ CREATE TABLE IF NOT EXISTS ops (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS ops_by_id ON ops (chan, id);
 CREATE INDEX IF NOT EXISTS ops_by_message ON ops (chan, msg_seq, seq);
+CREATE TABLE IF NOT EXISTS journal (
+  n INTEGER PRIMARY KEY,
+  chan INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  msg_seq INTEGER NOT NULL,
+  action TEXT NOT NULL,
+  id TEXT NOT NULL,
+  data TEXT,
+  headers TEXT,
+  client_id TEXT,
+  ts INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS messages (
   chan INTEGER NOT NULL,
   seq INTEGER NOT NULL,
@@ -154,6 +177,11 @@ export class SqliteStore implements Store {
   readonly #s: ReturnType<typeof prepare>;
   readonly #channels = new Lru<string, ChannelState>(10_000);
   readonly #metas: Lru<string, MessageMeta>;
+  /** Operations in the journal: `chan:id` → seq. */
+  readonly #hotIds = new Map<string, number>();
+  /** Bytes appended in the journal per message (`chan:seq`); present iff it has journal appends. */
+  readonly #hotSizes = new Map<string, number>();
+  #journalRows = 0;
   #queue: Pending[] = [];
   #scheduled = false;
   #closed = false;
@@ -177,6 +205,8 @@ export class SqliteStore implements Store {
       this.#db.exec(SCHEMA);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       this.#s = prepare(this.#db);
+      this.#reloadJournal();
+      this.#settle();
     } catch (err) {
       throw new StoreError(
         'store_unavailable',
@@ -231,9 +261,10 @@ export class SqliteStore implements Store {
     try {
       for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
       for (const ch of tx.channels.values()) this.#s.setChannelSeq.run(ch.seq, ch.id);
+      if (this.#journalRows >= MERGE_ROWS) this.#mergeJournal();
       this.#s.commit.run();
     } catch (err) {
-      if (this.#db.isTransaction) this.#s.rollback.run();
+      this.#rollback();
       throw err;
     }
     for (const [name, ch] of tx.channels) this.#channels.set(name, ch);
@@ -256,7 +287,11 @@ export class SqliteStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
-      storedId: (id) => (ch.id < 0 ? undefined : (this.#s.findId.get(ch.id, id)?.seq as number | undefined)),
+      storedId: (id) =>
+        ch.id < 0
+          ? undefined
+          : (this.#hotIds.get(`${ch.id}:${id}`) ??
+            (this.#s.findId.get(ch.id, id)?.seq as number | undefined)),
       message: (seq) =>
         ch.id < 0 ? undefined : (tx.metas.get(metaKey(ch.id, seq)) ?? this.#meta(ch.id, seq)),
     };
@@ -283,9 +318,13 @@ export class SqliteStore implements Store {
     const s = this.#s;
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
       const clientId = op.clientId ?? null;
+      // Update and delete read and rewrite the message from `ops`: merge the journal into it first.
+      if (op.action === 'update' || op.action === 'delete') this.#mergeJournal();
+      this.#hotIds.set(`${chan}:${op.id}`, seq);
+      this.#journalRows++;
       switch (op.action) {
         case 'create': {
-          s.insertOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp);
           const retention = this.#retentionFor(channel);
           s.insertMessage.run(
             chan,
@@ -305,13 +344,15 @@ export class SqliteStore implements Store {
         case 'append': {
           const delta = typeof op.data === 'string' ? op.data : '';
           const headers = op.headers ? JSON.stringify(op.headers) : null;
-          s.insertOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp);
+          const key = metaKey(chan, msgSeq);
+          this.#hotSizes.set(key, (this.#hotSizes.get(key) ?? 0) + Buffer.byteLength(delta));
           break;
         }
         case 'update': {
           const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
           const current = this.#current(chan, row);
-          s.insertOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp);
           const data = op.data !== undefined ? encodeData(op.data, kind) : current.data;
           const dataKind = op.data !== undefined ? kind : current.kind;
           const headers = op.headers ? JSON.stringify(op.headers) : current.headers;
@@ -320,13 +361,55 @@ export class SqliteStore implements Store {
           break;
         }
         case 'delete': {
-          s.insertOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp);
           const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
           s.rewriteMessage.run(null, 'none', null, seq, 1, chan, msgSeq);
           s.dropAppends.run(chan, msgSeq, row.base_seq, seq);
           break;
         }
       }
+    }
+  }
+
+  /** Moves the journal into `ops`, in key order. Runs inside a transaction. */
+  #mergeJournal(): void {
+    if (this.#journalRows === 0) return;
+    this.#s.mergeJournal.run();
+    this.#s.clearJournal.run();
+    this.#journalRows = 0;
+    this.#hotIds.clear();
+    this.#hotSizes.clear();
+  }
+
+  /** Merges the journal in a transaction of its own, so that `ops` is complete for a read. */
+  #settle(): void {
+    if (this.#journalRows === 0) return;
+    this.#s.begin.run();
+    try {
+      this.#mergeJournal();
+      this.#s.commit.run();
+    } catch (err) {
+      this.#rollback();
+      throw err;
+    }
+  }
+
+  #rollback(): void {
+    if (this.#db.isTransaction) this.#s.rollback.run();
+    this.#reloadJournal();
+  }
+
+  /** Rebuilds the in-memory view of the journal from the table. */
+  #reloadJournal(): void {
+    this.#hotIds.clear();
+    this.#hotSizes.clear();
+    this.#journalRows = 0;
+    for (const r of this.#s.journalIds.iterate()) {
+      this.#hotIds.set(`${r.chan}:${r.id}`, r.seq as number);
+      this.#journalRows++;
+    }
+    for (const r of this.#s.journalSizes.iterate()) {
+      this.#hotSizes.set(metaKey(r.chan as number, r.msg_seq as number), r.size as number);
     }
   }
 
@@ -375,9 +458,10 @@ export class SqliteStore implements Store {
     let size = (row.size as number | null) ?? 0;
     if (!row.deleted && isAppendable(kind)) {
       const appended = this.#s.appendedSize.get(chan, seq, row.base_seq as number)!;
-      if ((appended.n as number) > 0) {
+      const hot = this.#hotSizes.get(key);
+      if ((appended.n as number) > 0 || hot !== undefined) {
         kind = 'string';
-        size += appended.size as number;
+        size += (appended.size as number) + (hot ?? 0);
       }
     }
     const meta: MessageMeta = { kind, size, deleted: row.deleted === 1 };
@@ -423,6 +507,7 @@ export class SqliteStore implements Store {
     return this.#read(() => {
       const ch = this.#channel(channel);
       if (!ch) return emptyPage();
+      this.#settle();
       const take = Math.max(0, limit);
       const rows = this.#s.changedSince.all(ch.id, afterSeq(after, ch.epoch), take + 1);
       const messages = rows.slice(0, take).map((r) => {
@@ -438,6 +523,7 @@ export class SqliteStore implements Store {
     return this.#read(() => {
       const ch = this.#channel(channel);
       if (!ch) return emptyPage();
+      this.#settle();
       const take = Math.max(0, query.limit);
       const lo = query.from === undefined ? 0 : seqBound(query.from, ch.epoch, 'from');
       const hi = query.until === undefined ? ch.seq : seqBound(query.until, ch.epoch, 'until');
@@ -469,6 +555,7 @@ export class SqliteStore implements Store {
   /** Removes up to TRIM_CHUNK expired messages in one transaction. */
   #trimChunk(now: number): number {
     const s = this.#s;
+    this.#settle();
     const expired = s.expired.all(now, TRIM_CHUNK);
     if (expired.length === 0) return 0;
     const through = new Map<number, number>();
@@ -485,7 +572,7 @@ export class SqliteStore implements Store {
       for (const [chan, seq] of through) s.raiseTrimmed.run(seq, chan, seq);
       s.commit.run();
     } catch (err) {
-      if (this.#db.isTransaction) s.rollback.run();
+      this.#rollback();
       throw err;
     }
     for (const e of expired) this.#metas.delete(metaKey(e.chan as number, e.seq as number));
@@ -504,7 +591,11 @@ export class SqliteStore implements Store {
     if (this.#closed) return;
     this.#flush();
     this.#closed = true;
-    this.#db.close();
+    try {
+      this.#settle();
+    } finally {
+      this.#db.close();
+    }
   }
 
   #check(): void {
@@ -532,8 +623,19 @@ function prepare(db: DatabaseSync) {
     setChannelSeq: p('UPDATE channels SET seq = ? WHERE id = ?'),
     raiseTrimmed: p('UPDATE channels SET trimmed_through = ? WHERE id = ? AND trimmed_through < ?'),
     findId: p('SELECT seq FROM ops WHERE chan = ? AND id = ?'),
-    insertOp: p(
-      'INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    journalOp: p(
+      `INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    mergeJournal: p(
+      `INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
+       SELECT chan, seq, msg_seq, action, id, data, headers, client_id, ts FROM journal ORDER BY chan, seq`,
+    ),
+    clearJournal: p('DELETE FROM journal'),
+    journalIds: p('SELECT chan, seq, id FROM journal'),
+    journalSizes: p(
+      `SELECT chan, msg_seq, sum(octet_length(data)) AS size FROM journal WHERE action = 'append'
+       GROUP BY chan, msg_seq`,
     ),
     insertMessage: p(
       `INSERT INTO messages (chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, expires_at)
