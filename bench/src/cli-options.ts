@@ -1,0 +1,103 @@
+/**
+ * Command line of `npm run bench` (bench/src/run.ts):
+ *
+ *   node bench/src/run.ts [fanout|appends|all] [--subscribers N] [--seconds S] [--rate R]
+ *        [--in-flight W] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
+ *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory]
+ */
+import { parseArgs } from 'node:util';
+import type { StoreKind } from './scenarios/appends.ts';
+
+export interface BenchOptions {
+  scenario: 'fanout' | 'appends' | 'all';
+  subscribers: number;
+  seconds: number;
+  warmupSeconds: number;
+  rate: number;
+  inFlight: number;
+  servers: string[] | undefined;
+  responses: number;
+  appendsPerResponse: number;
+  longMessageAppends: number;
+  stores: StoreKind[];
+}
+
+export const USAGE = `usage: node bench/src/run.ts [fanout|appends|all] [options]
+  --subscribers N   fan-out subscribers (default 1000)
+  --seconds S       measured seconds per fan-out pass (default 8)
+  --warmup S        unmeasured seconds before each rate pass (default 2)
+  --rate R          offered publish rate of the rate pass, msgs/s (default 50)
+  --in-flight W     messages in flight in the saturate pass, 0 to skip it (default 8)
+  --servers LIST    comma-separated: raw-ws,socketio,mooring,mooring-sqlite (default all),
+                    also socketio-sdk (Socket.IO through socket.io-client)
+  --responses N     concurrent responses in the appends scenario (default 200)
+  --appends N       appends per response (default 500)
+  --long-appends N  appends to the single long message (default 20000)
+  --stores LIST     comma-separated: sqlite,memory (default sqlite,memory)`;
+
+function positiveNumber(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  allowZero = false,
+): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !allowZero))
+    throw new Error(`--${name} must be a positive number`);
+  return n;
+}
+
+function list(value: string | undefined): string[] | undefined {
+  return value === undefined
+    ? undefined
+    : value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+}
+
+export function parseBenchOptions(argv: string[]): BenchOptions {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      subscribers: { type: 'string' },
+      seconds: { type: 'string' },
+      warmup: { type: 'string' },
+      rate: { type: 'string' },
+      'in-flight': { type: 'string' },
+      servers: { type: 'string' },
+      responses: { type: 'string' },
+      appends: { type: 'string' },
+      'long-appends': { type: 'string' },
+      stores: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const scenario = positionals[0] ?? 'all';
+  if (scenario !== 'fanout' && scenario !== 'appends' && scenario !== 'all') {
+    throw new Error(`unknown scenario '${scenario}'\n${USAGE}`);
+  }
+  const stores = list(values.stores) ?? ['sqlite', 'memory'];
+  for (const store of stores) {
+    if (store !== 'sqlite' && store !== 'memory') throw new Error(`unknown store '${store}'`);
+  }
+  return {
+    scenario,
+    subscribers: Math.round(positiveNumber('subscribers', values.subscribers, 1000)),
+    seconds: positiveNumber('seconds', values.seconds, 8),
+    warmupSeconds: positiveNumber('warmup', values.warmup, 2, true),
+    rate: positiveNumber('rate', values.rate, 50),
+    inFlight: Math.round(positiveNumber('in-flight', values['in-flight'], 8, true)),
+    servers: list(values.servers),
+    responses: Math.round(positiveNumber('responses', values.responses, 200)),
+    appendsPerResponse: Math.round(positiveNumber('appends', values.appends, 500)),
+    longMessageAppends: Math.round(positiveNumber('long-appends', values['long-appends'], 20000)),
+    stores: stores as StoreKind[],
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * CPU accounting from /proc (Linux), readable from outside a process whose event loop is too busy
+ * to answer, and for the whole machine, so a run can show how much CPU other processes took while
+ * it measured (a shared 2-core machine makes that the first thing to check). Off Linux every
+ * function returns undefined and the callers fall back or leave the column empty.
+ */
+import { readFileSync } from 'node:fs';
+
+/** Linux USER_HZ, the unit of /proc CPU times (100 on every mainstream kernel). */
+const TICKS_PER_SECOND = 100;
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+export function processCpuSeconds(pid: number): number | undefined {
+  const stat = read(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (1-based).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** Busy CPU seconds summed over every core of the machine, by every process. */
+export function machineBusySeconds(): number | undefined {
+  const stat = read('/proc/stat');
+  const line = stat?.split('\n', 1)[0];
+  if (line === undefined || !line.startsWith('cpu ')) return undefined;
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line
+    .slice(4)
+    .trim()
+    .split(/\s+/)
+    .map(Number);
+  return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+}
+
+export const cpuSeconds = (usage: NodeJS.CpuUsage): number => (usage.user + usage.system) / 1e6;

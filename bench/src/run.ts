@@ -1,0 +1,107 @@
+/**
+ * `npm run bench`: runs the scenarios, prints markdown tables on stdout (progress goes to stderr)
+ * and writes every number to bench/results/latest.json. Measures and reports; asserts nothing about
+ * timings (STYLE habit 8). Exits 1 only when a scenario could not run, 2 on the global time limit.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, platform } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseBenchOptions, USAGE } from './cli-options.ts';
+import { appendsMarkdown, fanoutMarkdown, TARGETS } from './report.ts';
+import { type AppendsResult, runAppends } from './scenarios/appends.ts';
+import {
+  EXTRA_FANOUT_SERVERS,
+  FANOUT_SERVERS,
+  type FanoutServerResult,
+  runFanout,
+} from './scenarios/fanout.ts';
+
+/** Whole-run limit: however the scenarios behave, the process ends (children are killed on exit). */
+const RUN_LIMIT_MS = 15 * 60 * 1000;
+
+let options: ReturnType<typeof parseBenchOptions>;
+try {
+  options = parseBenchOptions(process.argv.slice(2));
+  const known = [...FANOUT_SERVERS, ...EXTRA_FANOUT_SERVERS].map((s) => s.id);
+  for (const id of options.servers ?? []) if (!known.includes(id)) throw new Error(`unknown server '${id}'`);
+} catch (error) {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n${USAGE}\n`);
+  process.exit(64);
+}
+
+const watchdog = setTimeout(() => {
+  process.stderr.write(`bench: still running after ${RUN_LIMIT_MS / 60000} min, giving up\n`);
+  process.exit(2);
+}, RUN_LIMIT_MS);
+watchdog.unref();
+
+const cpuList = cpus();
+const machine = {
+  cpus: cpuList.length,
+  model: cpuList[0]?.model ?? 'unknown',
+  node: process.version,
+  platform: platform(),
+  loadavgAtStart: loadavg(),
+};
+process.stderr.write(
+  `bench: ${machine.cpus} × ${machine.model}, Node ${machine.node}, load average ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}\n`,
+);
+if ((machine.loadavgAtStart[0] ?? 0) > 0.5) {
+  process.stderr.write('bench: the machine is already busy; numbers will be low and noisy\n');
+}
+
+const started = new Date();
+let fanout: FanoutServerResult[] | undefined;
+let appends: AppendsResult[] | undefined;
+if (options.scenario !== 'appends') {
+  fanout = await runFanout({
+    subscribers: options.subscribers,
+    rate: options.rate,
+    seconds: options.seconds,
+    warmupSeconds: options.warmupSeconds,
+    inFlight: options.inFlight,
+    drainMs: 3000,
+    connectConcurrency: 50,
+    ...(options.servers === undefined ? {} : { only: options.servers }),
+  });
+}
+if (options.scenario !== 'fanout') {
+  appends = await runAppends({
+    responses: options.responses,
+    appendsPerResponse: options.appendsPerResponse,
+    longMessageAppends: options.longMessageAppends,
+    stores: options.stores,
+  });
+}
+
+const sections = [
+  `## Mooring benchmarks (${started.toISOString()})`,
+  `Machine: ${machine.cpus} × ${machine.model}, Node ${machine.node} (${machine.platform}); ` +
+    `load average at start ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' / ')}. ` +
+    'Each server runs in its own process; the load generator (publisher and all subscribers) in another. ' +
+    'CPU columns are cores used during the measured window.',
+];
+if (fanout !== undefined) {
+  sections.push(
+    fanoutMarkdown(fanout, {
+      subscribers: options.subscribers,
+      inFlight: options.inFlight,
+      rate: options.rate,
+    }),
+  );
+}
+if (appends !== undefined) sections.push(appendsMarkdown(appends));
+process.stdout.write(`${sections.join('\n\n')}\n`);
+
+const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
+mkdirSync(resultsDir, { recursive: true });
+const file = `${resultsDir}latest.json`;
+writeFileSync(
+  file,
+  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends }, null, 2)}\n`,
+);
+process.stderr.write(`bench: results written to ${file}\n`);
+
+const failed =
+  (fanout ?? []).some((r) => r.error !== undefined) || (appends ?? []).some((r) => r.error !== undefined);
+process.exit(failed ? 1 : 0);

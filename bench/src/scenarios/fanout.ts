@@ -1,0 +1,191 @@
+/**
+ * Fan-out: 1 publisher → N subscribers on one channel, 100-byte payloads, against each server in
+ * its own child process, with the same load generator (this process) for all of them.
+ *
+ *   load generator (this process)                server child (one at a time)
+ *   ┌─────────────────────────────┐   ws/TCP    ┌──────────────────────────┐
+ *   │ publisher ──────────────────┼────────────▶│ raw ws | Socket.IO |     │
+ *   │ N subscribers ◀─────────────┼─────────────│ Mooring (memory|sqlite)  │
+ *   └─────────────────────────────┘             └──────────────────────────┘
+ */
+import { fileURLToPath } from 'node:url';
+import type { Closable, FanoutTarget, Publisher } from '../clients/fanout-target.ts';
+import { withTimeout } from '../clients/fanout-target.ts';
+import { mooringTarget } from '../clients/mooring-client.ts';
+import { rawWsTarget } from '../clients/raw-ws-client.ts';
+import { socketIoTarget } from '../clients/socketio-client.ts';
+import { socketIoSdkTarget } from '../clients/socketio-sdk-client.ts';
+import { scanPayloads } from '../payload.ts';
+import { spawnServer } from '../spawn-server.ts';
+import { closeAll, DeliveryBook, type PassResult, runRatePass, runSaturatePass } from './fanout-passes.ts';
+
+export interface FanoutOptions {
+  subscribers: number;
+  /** Offered publish rate of the rate pass, messages/s. */
+  rate: number;
+  /** Measured seconds of each pass. */
+  seconds: number;
+  warmupSeconds: number;
+  /** Messages in flight in the saturate pass; 0 skips it. */
+  inFlight: number;
+  /** How long to wait for late deliveries after a pass, ms. */
+  drainMs: number;
+  /** Subscribers connecting at once. */
+  connectConcurrency: number;
+  /** Ids of the servers to run (default: all). */
+  only?: string[];
+}
+
+export interface ServerSpec {
+  id: string;
+  label: string;
+  module: string;
+  args: string[];
+  target: FanoutTarget;
+}
+
+const serverModule = (name: string): string => fileURLToPath(new URL(`../servers/${name}`, import.meta.url));
+
+export const FANOUT_SERVERS: readonly ServerSpec[] = [
+  { id: 'raw-ws', label: 'raw ws', module: serverModule('raw-ws-server.ts'), args: [], target: rawWsTarget },
+  {
+    id: 'socketio',
+    label: 'Socket.IO 4.8',
+    module: serverModule('socketio-server.ts'),
+    args: [],
+    target: socketIoTarget,
+  },
+  {
+    id: 'mooring',
+    label: 'Mooring (memory)',
+    module: serverModule('mooring-server.ts'),
+    args: ['memory'],
+    target: mooringTarget,
+  },
+  {
+    id: 'mooring-sqlite',
+    label: 'Mooring (SQLite)',
+    module: serverModule('mooring-server.ts'),
+    args: ['sqlite'],
+    target: mooringTarget,
+  },
+];
+
+/** Servers a run can name with --servers but that are not in the default run. */
+export const EXTRA_FANOUT_SERVERS: readonly ServerSpec[] = [
+  {
+    id: 'socketio-sdk',
+    label: 'Socket.IO 4.8 (client SDK)',
+    module: serverModule('socketio-server.ts'),
+    args: [],
+    target: socketIoSdkTarget,
+  },
+];
+
+export interface FanoutServerResult {
+  id: string;
+  label: string;
+  subscribers: number;
+  connectSeconds: number;
+  passes: PassResult[];
+  /** Set when the server could not be run or a pass failed; passes holds what completed. */
+  error?: string;
+}
+
+async function connectSubscribers(
+  spec: ServerSpec,
+  port: number,
+  book: DeliveryBook,
+  options: FanoutOptions,
+  into: Closable[],
+  closing: { value: boolean },
+): Promise<void> {
+  const handlers = {
+    onText: (text: string) => {
+      scanPayloads(text, book.onPayload);
+    },
+    onClose: (reason: string) => {
+      if (closing.value) return;
+      if (book.disconnects++ === 0)
+        process.stderr.write(`  [${spec.label}] a subscriber disconnected: ${reason}\n`);
+      book.subscribers--;
+    },
+  };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < options.subscribers && !closing.value) {
+      next++;
+      const subscriber = await spec.target.subscribe(port, handlers);
+      // A failed or timed-out connect phase may have closed everything meanwhile.
+      if (closing.value) {
+        subscriber.close();
+        return;
+      }
+      into.push(subscriber);
+      book.subscribers++;
+      if (into.length % 250 === 0) process.stderr.write(`  [${spec.label}] ${into.length} subscribers\n`);
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(options.connectConcurrency, options.subscribers) }, worker),
+  );
+}
+
+export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions): Promise<FanoutServerResult> {
+  const result: FanoutServerResult = {
+    id: spec.id,
+    label: spec.label,
+    subscribers: 0,
+    connectSeconds: 0,
+    passes: [],
+  };
+  const subscribers: Closable[] = [];
+  const closing = { value: false };
+  let publisher: Publisher | undefined;
+  process.stderr.write(`fanout: ${spec.label}\n`);
+  let server: Awaited<ReturnType<typeof spawnServer>> | undefined;
+  try {
+    server = await spawnServer(spec.module, { args: spec.args });
+    const book = new DeliveryBook();
+    const started = performance.now();
+    await withTimeout(
+      connectSubscribers(spec, server.port, book, options, subscribers, closing),
+      60000,
+      'connecting subscribers',
+    );
+    publisher = await spec.target.publisher(server.port);
+    result.connectSeconds = (performance.now() - started) / 1000;
+    result.subscribers = book.subscribers;
+    process.stderr.write(
+      `  [${spec.label}] ${book.subscribers} subscribers connected in ${result.connectSeconds.toFixed(1)} s\n`,
+    );
+    const ctx = { label: spec.label, book, publisher, server, drainMs: options.drainMs };
+    result.passes.push(await runRatePass(ctx, options.rate, options.warmupSeconds, options.seconds));
+    if (options.inFlight > 0) {
+      result.passes.push(await runSaturatePass(ctx, options.inFlight, 1, options.seconds));
+    }
+  } catch (error) {
+    result.error = error instanceof Error ? error.message.split('\n')[0]! : String(error);
+    process.stderr.write(`  [${spec.label}] failed: ${result.error}\n`);
+  } finally {
+    closing.value = true;
+    closeAll(subscribers);
+    publisher?.close();
+    await server?.stop();
+  }
+  return result;
+}
+
+export async function runFanout(options: FanoutOptions): Promise<FanoutServerResult[]> {
+  const results: FanoutServerResult[] = [];
+  const specs =
+    options.only === undefined
+      ? FANOUT_SERVERS
+      : [...FANOUT_SERVERS, ...EXTRA_FANOUT_SERVERS].filter((spec) => options.only?.includes(spec.id));
+  for (const spec of specs) {
+    results.push(await runFanoutServer(spec, options));
+    // Let the sockets of the previous run close before the next server starts.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  return results;
+}

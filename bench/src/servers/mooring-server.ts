@@ -1,0 +1,35 @@
+/**
+ * Mooring itself, through its public entry point `startServer`, with the memory store or (argv
+ * `sqlite`) a SQLite file in a fresh temporary directory that is removed on close.
+ *
+ *   node mooring-server.ts [memory|sqlite]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer } from '@mooring/server';
+import { BENCH_KEY } from '../bench-config.ts';
+import { serveChild } from './server-child.ts';
+
+const kind = process.argv[2] === 'sqlite' ? 'sqlite' : 'memory';
+
+await serveChild(async () => {
+  const dir = kind === 'sqlite' ? mkdtempSync(join(tmpdir(), 'mooring-bench-')) : undefined;
+  const cleanup = (): void => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', cleanup);
+  const server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    store: dir === undefined ? { kind: 'memory' } : { kind: 'sqlite', path: join(dir, 'bench.db') },
+    keys: [BENCH_KEY],
+  });
+  return {
+    port: server.port,
+    close: async () => {
+      await server.close();
+      cleanup();
+    },
+  };
+});

@@ -1,0 +1,109 @@
+/**
+ * Parent side of the benchmark server processes (see servers/server-child.ts). Each server under test
+ * runs in its own child so its CPU time is its own and the load generator never shares an event
+ * loop with it. Every child is killed when this process exits, however it exits.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { processCpuSeconds } from './cpu-usage.ts';
+import type { ChildReport, ChildRequest } from './servers/server-child.ts';
+
+const live = new Set<ChildProcess>();
+
+function killAll(): void {
+  for (const child of live) child.kill('SIGKILL');
+  live.clear();
+}
+
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping servers\n`);
+    killAll();
+    process.exit(130);
+  });
+}
+
+export interface ServerProcess {
+  readonly port: number;
+  readonly pid: number;
+  /**
+   * The child's cumulative CPU time (µs), all threads: from /proc on Linux (10 ms resolution),
+   * otherwise asked over IPC (late when the child is busy).
+   */
+  cpuUsage(): Promise<NodeJS.CpuUsage>;
+  /** Asks the server to close, then kills it if it has not exited within `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface SpawnOptions {
+  /** Extra argv for the child. */
+  args?: string[];
+  /** How long the server may take to report its port, in ms. Default 15 000. */
+  readyTimeoutMs?: number;
+}
+
+export async function spawnServer(modulePath: string, options: SpawnOptions = {}): Promise<ServerProcess> {
+  const child = fork(modulePath, options.args ?? [], {
+    execPath: process.execPath,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    serialization: 'json',
+  });
+  live.add(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  exited.then(() => live.delete(child));
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => fail(new Error(`server ${modulePath} not ready after timeout`)),
+      options.readyTimeoutMs ?? 15000,
+    );
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(error);
+    };
+    child.on('message', (report: ChildReport) => {
+      if (report.type === 'ready') {
+        clearTimeout(timer);
+        resolve(report.port);
+      } else if (report.type === 'failed') fail(new Error(report.error));
+    });
+    child.once('exit', (code, signal) => fail(new Error(`server ${modulePath} exited (${code ?? signal})`)));
+  });
+
+  let nextId = 1;
+  const request = (message: ChildRequest): void => {
+    if (child.connected) child.send(message);
+  };
+  return {
+    port,
+    pid: child.pid ?? -1,
+    cpuUsage() {
+      const fromProc = child.pid === undefined ? undefined : processCpuSeconds(child.pid);
+      if (fromProc !== undefined) return Promise.resolve({ user: fromProc * 1e6, system: 0 });
+      const id = nextId++;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.off('message', onMessage);
+          reject(new Error('server did not answer a cpu query in 5 s'));
+        }, 5000);
+        const onMessage = (report: ChildReport): void => {
+          if (report.type === 'cpu' && report.id === id) {
+            clearTimeout(timer);
+            child.off('message', onMessage);
+            resolve(report.usage);
+          }
+        };
+        child.on('message', onMessage);
+        request({ type: 'cpu', id });
+      });
+    },
+    async stop(graceMs = 5000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      request({ type: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
