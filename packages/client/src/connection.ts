@@ -39,7 +39,8 @@ export type ConnectionEvents = { statechange: ConnectionStateChange; error: Moor
 /** What the client does around the connection; called before application listeners. */
 export interface ConnectionHooks {
   onConnected(frame: ConnectedFrame): void;
-  onFrame(frame: ServerFrame): void;
+  /** A frame for channels or publishes; returns false when nothing took it. */
+  onFrame(frame: ServerFrame): boolean;
   onStateChange(change: ConnectionStateChange): void;
 }
 
@@ -54,6 +55,8 @@ export interface ConnectionDeps {
   timers: Timers;
   random: () => number;
   timings: Timings;
+  /** Use the `connectionStateTtl` the server announces instead of `timings.connectionStateTtl`. */
+  adoptServerTtl: boolean;
   hooks: ConnectionHooks;
 }
 
@@ -213,7 +216,13 @@ export class Connection {
 
   #apply(event: MachineEvent): void {
     const previous = this.#machine;
-    const ctx = { now: this.#deps.timers.now(), random: this.#deps.random, timings: this.#deps.timings };
+    const { timings } = this.#deps;
+    const serverTtl = this.#deps.adoptServerTtl ? this.#details?.connectionStateTtl : undefined;
+    const ctx = {
+      now: this.#deps.timers.now(),
+      random: this.#deps.random,
+      timings: serverTtl === undefined ? timings : { ...timings, connectionStateTtl: serverTtl },
+    };
     const next = transition(previous, event, ctx);
     if (next === undefined) return;
     this.#machine = next;
@@ -343,8 +352,12 @@ export class Connection {
         this.#dispatch(classified);
         return;
       }
-      default:
-        if (this.state === 'connected' || this.state === 'closing') this.#deps.hooks.onFrame(frame);
+      default: {
+        if (this.state !== 'connected' && this.state !== 'closing') return;
+        if (this.#deps.hooks.onFrame(frame) || frame.type !== 'error') return;
+        // An error answering nothing we track (e.g. a frame we sent was malformed): surface it.
+        this.#emitter.emit('error', MooringError.fromInfo(frame.error));
+      }
     }
   }
 

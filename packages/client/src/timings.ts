@@ -7,7 +7,10 @@ export interface Timings {
   disconnectedRetryTimeout: number;
   /** Base of the exponential backoff: the n-th failed retry waits up to `base × 2^(n-1)`. Default 1 000. */
   initialRetryDelay: number;
-  /** How long retries may fail before the connection is `suspended`. Default 120 000. */
+  /**
+   * How long retries may fail before the connection is `suspended`. Default: the value the server
+   * announces in its `connected` frame, 120 000 before the first connection.
+   */
   connectionStateTtl: number;
   /** Interval between retries while `suspended`. Default 30 000. */
   suspendedRetryTimeout: number;

@@ -21,9 +21,10 @@ function setup(random = () => 0.5) {
     timers,
     random,
     timings: DEFAULT_CLIENT_TIMINGS,
+    adoptServerTtl: true,
     hooks: {
       onConnected: (frame) => connected.push(frame.connectionId),
-      onFrame: () => {},
+      onFrame: () => false,
       onStateChange: () => {},
     },
   });

@@ -1,0 +1,40 @@
+/**
+ * The seam between a `Channel` and the client that owns it, in both directions: what a channel may
+ * ask of the client (`ChannelHost`), and the handlers through which the client drives a channel
+ * (`ChannelInternals`). The handlers are handed over once at construction, so they are not part of a
+ * channel's public surface.
+ */
+import type { AttachedFrame, Message, OperationInput, PublishResult, Ref } from '@mooring/protocol';
+import type { Connection } from './connection.ts';
+import type { MooringError, MooringErrorCode } from './errors.ts';
+import type { Rest } from './rest.ts';
+
+export interface ChannelHost {
+  readonly connection: Connection;
+  readonly rest: Rest;
+  /** Queues (or sends) a publish; rejects at once when the connection state does not allow it. */
+  publish(channel: string, ops: OperationInput[]): Promise<PublishResult[]>;
+  /** A fresh operation id. */
+  nextId(): string;
+  /** Connects when the connection has never been started. */
+  ensureConnecting(): void;
+  /** The error an operation gets in the current connection state, or undefined when it may proceed. */
+  refusal(): MooringError | undefined;
+  error(code: MooringErrorCode, message: string): MooringError;
+}
+
+export interface ChannelInternals {
+  /** A new connection is up: re-attach if the channel wants to be attached. */
+  onConnected(): void;
+  /** The connection went suspended, closed or failed. */
+  onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void;
+  onAttached(frame: AttachedFrame): void;
+  onMessages(messages: Message[]): void;
+  onDetached(ref: Ref | undefined, error: MooringError | undefined): void;
+  /** An error frame for this channel; returns false when `ref` is not one of the channel's requests. */
+  onError(ref: Ref | undefined, error: MooringError): boolean;
+  /** Sets the position saved in a recovery key. */
+  restore(position: string): void;
+  /** The position to save in a recovery key, or undefined when there is nothing to resume. */
+  recoveryPosition(): string | undefined;
+}

@@ -1,0 +1,405 @@
+/**
+ * A channel as the application sees it: subscribe, publish, and a position that survives every kind
+ * of interruption (PROTOCOL.md §4.2, §6.2).
+ *
+ * Position and exactly-once: the channel keeps the greatest `version` it delivered. Anything at or
+ * below it is dropped (a catch-up overlapping live traffic, a resend), so listeners see each operation
+ * once. On every new connection an attached channel attaches again:
+ *
+ *   position known          → { from: position }   resumed: true, or `continuityLost` (never a silent gap)
+ *   attached before, no log → { start: true }      everything the new log holds
+ *   first attach            → the mode asked for in channels.get(name, { rewind | start | from })
+ *
+ * Channel states: initialized → attaching → attached ⇄ (re-attaching on reconnect) …; detaching →
+ * detached; suspended while the connection is; failed on a permanent attach error.
+ */
+import type {
+  AttachedFrame,
+  JsonValue,
+  Message,
+  OperationInput,
+  Ref,
+  ResumeFailure,
+} from '@mooring/protocol';
+import type { ChannelHost, ChannelInternals } from './channel-host.ts';
+import type { Listener } from './emitter.ts';
+import { Emitter } from './emitter.ts';
+import type { MooringError } from './errors.ts';
+import { Presence } from './presence.ts';
+import type { HistoryOptions, HistoryPage } from './rest.ts';
+
+export type ChannelState =
+  | 'initialized'
+  | 'attaching'
+  | 'attached'
+  | 'detaching'
+  | 'detached'
+  | 'suspended'
+  | 'failed';
+
+export interface ChannelOptions {
+  /** Resume after this serial (a position saved earlier). */
+  from?: string;
+  /** Deliver the last N messages (rolled up) before live ones. 1–1000. */
+  rewind?: number;
+  /** Deliver every retained message (rolled up) before live ones. */
+  start?: boolean;
+}
+
+export interface AttachResult {
+  /** True when the attach resumed from the channel's position without a gap. */
+  resumed: boolean;
+  /** Why an attach from a position did not resume. */
+  reason?: ResumeFailure;
+  /** The channel's position once attached. */
+  position: string;
+}
+
+export interface ContinuityLost {
+  reason: ResumeFailure;
+  /** The position the client tried to resume from. */
+  previousPosition: string;
+  /** The new position (the log's head; '' when the channel has no log). Reload state up to here. */
+  position: string;
+}
+
+export interface ChannelStateChange {
+  previous: ChannelState;
+  current: ChannelState;
+  reason: MooringError | undefined;
+}
+
+export type ChannelEvents = {
+  statechange: ChannelStateChange;
+  attached: AttachResult;
+  continuityLost: ContinuityLost;
+  error: MooringError;
+};
+
+export interface OperationOptions {
+  /** Idempotency key; generated when absent. */
+  id?: string;
+  headers?: OperationInput['headers'];
+}
+
+export interface UpdateFields {
+  name?: string;
+  data?: JsonValue;
+  encoding?: 'base64';
+  headers?: OperationInput['headers'];
+}
+
+type Mode = { from: string } | { rewind: number } | { start: true } | Record<string, never>;
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: MooringError): void;
+}
+
+export class Channel {
+  readonly name: string;
+  /** Presence (DESIGN §8): a seam for now; every method rejects with `unsupported`. */
+  readonly presence: Presence;
+  readonly #host: ChannelHost;
+  readonly #emitter = new Emitter<ChannelEvents>();
+  readonly #subscriptions = new Set<{ name: string | undefined; listener: Listener<Message> }>();
+  #state: ChannelState = 'initialized';
+  #position = '';
+  #wanted = false;
+  #everAttached = false;
+  #initialMode: Mode;
+  #attachRef: Ref | undefined;
+  #sentMode: Mode | undefined;
+  #attachWaiters: Waiter<AttachResult>[] = [];
+  #detachRef: Ref | undefined;
+  #detachWaiters: Waiter<void>[] = [];
+  #lastAttach: AttachResult | undefined;
+
+  constructor(
+    name: string,
+    host: ChannelHost,
+    options: ChannelOptions,
+    register: (i: ChannelInternals) => void,
+  ) {
+    this.name = name;
+    this.#host = host;
+    this.presence = new Presence(name);
+    this.#initialMode = {};
+    this.configure(options);
+    register({
+      onConnected: () => {
+        if (this.#wanted) this.#sendAttach();
+      },
+      onConnectionLost: (state, error) => this.#onConnectionLost(state, error),
+      onAttached: (frame) => this.#onAttached(frame),
+      onMessages: (messages) => this.#onMessages(messages),
+      onDetached: (ref, error) => this.#onDetached(ref, error),
+      onError: (ref, error) => this.#onError(ref, error),
+      restore: (position) => {
+        this.#position = position;
+        if (position === '') this.#everAttached = true;
+      },
+      recoveryPosition: () => (this.#position !== '' || this.#everAttached ? this.#position : undefined),
+    });
+  }
+
+  get state(): ChannelState {
+    return this.#state;
+  }
+
+  /** The greatest `version` delivered on this channel ('' before anything). Save it to resume later. */
+  get position(): string {
+    return this.#position;
+  }
+
+  on<K extends keyof ChannelEvents>(event: K, listener: Listener<ChannelEvents[K]>): () => void {
+    return this.#emitter.on(event, listener);
+  }
+
+  off<K extends keyof ChannelEvents>(event: K, listener: Listener<ChannelEvents[K]>): void {
+    this.#emitter.off(event, listener);
+  }
+
+  /** Sets the mode of the first attach. Ignored once the channel has been attached. */
+  configure(options: ChannelOptions): void {
+    if (this.#everAttached) return;
+    if (options.from !== undefined) this.#position = options.from;
+    if (options.rewind !== undefined) this.#initialMode = { rewind: options.rewind };
+    else if (options.start) this.#initialMode = { start: true };
+  }
+
+  /**
+   * Receives every message (or only those named `name`), live and caught up, each exactly once.
+   * Attaches on the first subscription; the promise resolves once attached (ignoring it is safe).
+   */
+  subscribe(listener: Listener<Message>): Promise<AttachResult>;
+  subscribe(name: string, listener: Listener<Message>): Promise<AttachResult>;
+  subscribe(a: string | Listener<Message>, b?: Listener<Message>): Promise<AttachResult> {
+    const name = typeof a === 'string' ? a : undefined;
+    const listener = typeof a === 'string' ? b : a;
+    if (!listener) throw new TypeError('subscribe needs a listener function');
+    this.#subscriptions.add({ name, listener });
+    const attached = this.attach();
+    attached.catch(() => {}); // reported through the returned promise and the channel's state
+    return attached;
+  }
+
+  /** Removes a listener (from one name, or everywhere), or every listener when called without one. */
+  unsubscribe(listener?: Listener<Message>): void;
+  unsubscribe(name: string, listener?: Listener<Message>): void;
+  unsubscribe(a?: string | Listener<Message>, b?: Listener<Message>): void {
+    const name = typeof a === 'string' ? a : undefined;
+    const listener = typeof a === 'string' ? b : a;
+    for (const sub of [...this.#subscriptions]) {
+      if (name !== undefined && sub.name !== name) continue;
+      if (listener !== undefined && sub.listener !== listener) continue;
+      this.#subscriptions.delete(sub);
+    }
+  }
+
+  /** Attaches (connecting if needed). Rejects when the connection is suspended, failed or closed. */
+  attach(): Promise<AttachResult> {
+    const refused = this.#host.refusal();
+    if (refused) return Promise.reject(refused);
+    if (this.#wanted && this.#state === 'attached' && this.#lastAttach)
+      return Promise.resolve(this.#lastAttach);
+    const promise = new Promise<AttachResult>((resolve, reject) =>
+      this.#attachWaiters.push({ resolve, reject }),
+    );
+    const inFlight = this.#wanted && this.#state === 'attaching' && this.#attachRef !== undefined;
+    this.#wanted = true;
+    if (!inFlight) {
+      if (this.#host.connection.state === 'connected') this.#sendAttach();
+      else {
+        this.#setState('attaching');
+        this.#host.ensureConnecting();
+      }
+    }
+    return promise;
+  }
+
+  /** Stops receiving and stops re-attaching. The position is kept (attach again to resume). */
+  detach(): Promise<void> {
+    this.#wanted = false;
+    this.#attachRef = undefined;
+    this.#rejectAttach(
+      this.#host.refusal() ?? this.#host.error('connection_closed', 'the channel was detached'),
+    );
+    if (this.#state === 'initialized' || this.#state === 'detached' || this.#state === 'failed') {
+      return Promise.resolve();
+    }
+    const ref = this.#host.connection.nextRef();
+    if (!this.#host.connection.send({ type: 'detach', ref, channel: this.name })) {
+      this.#setState('detached');
+      return Promise.resolve();
+    }
+    this.#detachRef = ref;
+    this.#setState('detaching');
+    return new Promise((resolve, reject) => this.#detachWaiters.push({ resolve, reject }));
+  }
+
+  /** Creates a message; resolves with its serial once stored. */
+  publish(name: string, data?: JsonValue, options: OperationOptions = {}): Promise<string> {
+    const op: OperationInput = { action: 'create', id: options.id ?? this.#host.nextId(), name };
+    if (data !== undefined) op.data = data;
+    if (options.headers !== undefined) op.headers = options.headers;
+    return this.#one(op);
+  }
+
+  /** Appends a string delta to message `serial` (and replaces its headers if given). */
+  append(serial: string, delta: string, options: OperationOptions = {}): Promise<string> {
+    const op: OperationInput = {
+      action: 'append',
+      id: options.id ?? this.#host.nextId(),
+      serial,
+      data: delta,
+    };
+    if (options.headers !== undefined) op.headers = options.headers;
+    return this.#one(op);
+  }
+
+  /** Replaces the fields given of message `serial`. */
+  update(serial: string, fields: UpdateFields, options: { id?: string } = {}): Promise<string> {
+    const op: OperationInput = { action: 'update', id: options.id ?? this.#host.nextId(), serial, ...fields };
+    return this.#one(op);
+  }
+
+  /** Turns message `serial` into a tombstone. */
+  delete(serial: string, options: { id?: string } = {}): Promise<string> {
+    return this.#one({ action: 'delete', id: options.id ?? this.#host.nextId(), serial });
+  }
+
+  /** Publishes several operations atomically (all stored, or none). Ids are added where missing. */
+  publishBatch(ops: OperationInput[]): Promise<string[]> {
+    const list = ops.map((op) => (op.id ? op : { ...op, id: this.#host.nextId() }));
+    return this.#host.publish(this.name, list).then((results) => results.map((r) => r.serial));
+  }
+
+  /** Rolled-up history over REST (PROTOCOL.md §11). */
+  history(options?: HistoryOptions): Promise<HistoryPage> {
+    return this.#host.rest.history(this.name, options);
+  }
+
+  #one(op: OperationInput): Promise<string> {
+    return this.#host.publish(this.name, [op]).then((results) => {
+      const first = results[0];
+      if (!first) throw this.#host.error('protocol_error', 'the server acknowledged without a result');
+      return first.serial;
+    });
+  }
+
+  #mode(): Mode {
+    if (this.#position !== '') return { from: this.#position };
+    if (this.#everAttached) return { start: true };
+    return this.#initialMode;
+  }
+
+  #sendAttach(): void {
+    const mode = this.#mode();
+    const ref = this.#host.connection.nextRef();
+    this.#attachRef = ref;
+    this.#sentMode = mode;
+    this.#setState('attaching');
+    this.#host.connection.send({ type: 'attach', ref, channel: this.name, ...mode });
+  }
+
+  #onAttached(frame: AttachedFrame): void {
+    if (!this.#wanted || (frame.ref !== undefined && frame.ref !== this.#attachRef)) return;
+    const previousPosition = this.#position;
+    const triedFrom = this.#sentMode !== undefined && 'from' in this.#sentMode;
+    let result: AttachResult;
+    if (triedFrom && !frame.resumed) {
+      const reason = frame.reason ?? 'epoch_changed';
+      this.#position = frame.position;
+      result = { resumed: false, reason, position: frame.position };
+      this.#emitter.emit('continuityLost', { reason, previousPosition, position: frame.position });
+    } else {
+      if (frame.position > this.#position) this.#position = frame.position;
+      result = { resumed: frame.resumed, position: this.#position };
+    }
+    this.#everAttached = true;
+    this.#attachRef = undefined;
+    this.#lastAttach = result;
+    this.#setState('attached');
+    for (const waiter of this.#attachWaiters.splice(0)) waiter.resolve(result);
+    this.#emitter.emit('attached', result);
+  }
+
+  #onMessages(messages: Message[]): void {
+    if (!this.#wanted) return;
+    for (const message of messages) {
+      if (this.#position !== '' && message.version <= this.#position) continue;
+      this.#position = message.version;
+      for (const sub of [...this.#subscriptions]) {
+        if (sub.name !== undefined && sub.name !== message.name) continue;
+        try {
+          sub.listener(message);
+        } catch (err) {
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
+      }
+    }
+  }
+
+  #onDetached(ref: Ref | undefined, error: MooringError | undefined): void {
+    if (ref !== undefined && ref === this.#detachRef) {
+      this.#detachRef = undefined;
+      if (!this.#wanted) this.#setState('detached');
+      for (const waiter of this.#detachWaiters.splice(0)) waiter.resolve();
+      return;
+    }
+    // Detached by the server on its own.
+    this.#wanted = false;
+    this.#attachRef = undefined;
+    this.#setState(error ? 'failed' : 'detached', error);
+    if (error) {
+      this.#rejectAttach(error);
+      this.#emitter.emit('error', error);
+    }
+  }
+
+  #onError(ref: Ref | undefined, error: MooringError): boolean {
+    if (ref !== undefined && ref === this.#attachRef) {
+      this.#wanted = false;
+      this.#attachRef = undefined;
+      this.#setState('failed', error);
+      this.#rejectAttach(error);
+      return true;
+    }
+    if (ref !== undefined && ref === this.#detachRef) {
+      this.#detachRef = undefined;
+      this.#setState('detached');
+      for (const waiter of this.#detachWaiters.splice(0)) waiter.resolve(); // e.g. not_attached: detached anyway
+      return true;
+    }
+    if (ref !== undefined) return false;
+    this.#emitter.emit('error', error);
+    return true;
+  }
+
+  #onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void {
+    this.#attachRef = undefined;
+    this.#rejectAttach(error);
+    for (const waiter of this.#detachWaiters.splice(0)) waiter.resolve();
+    if (state === 'suspended') {
+      if (this.#wanted) this.#setState('suspended', error);
+      else if (this.#state === 'detaching') this.#setState('detached');
+      return;
+    }
+    this.#wanted = false;
+    if (this.#state !== 'initialized') this.#setState(state === 'failed' ? 'failed' : 'detached', error);
+  }
+
+  #rejectAttach(error: MooringError): void {
+    for (const waiter of this.#attachWaiters.splice(0)) waiter.reject(error);
+  }
+
+  #setState(state: ChannelState, reason?: MooringError): void {
+    if (state === this.#state) return;
+    const previous = this.#state;
+    this.#state = state;
+    this.#emitter.emit('statechange', { previous, current: state, reason });
+  }
+}

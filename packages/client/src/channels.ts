@@ -1,0 +1,121 @@
+/**
+ * `client.channels`: one `Channel` object per name for the life of the client, and the routing of
+ * channel frames from the connection to them.
+ */
+import type { ServerFrame } from '@mooring/protocol';
+import type { ChannelOptions } from './channel.ts';
+import { Channel } from './channel.ts';
+import type { ChannelHost, ChannelInternals } from './channel-host.ts';
+import { MooringError } from './errors.ts';
+
+/** How the client drives the channels; handed over at construction, not part of the public surface. */
+export interface ChannelRouter {
+  onConnected(): void;
+  onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void;
+  /** Routes `attached`, `messages`, `detached` and `error` frames; false when nothing took it. */
+  onFrame(frame: ServerFrame): boolean;
+  /** Channel name → position, for a recovery key. */
+  positions(): Record<string, string>;
+}
+
+export class Channels {
+  readonly #host: ChannelHost;
+  readonly #channels = new Map<string, { channel: Channel; internals: ChannelInternals }>();
+  readonly #recovered: Map<string, string>;
+
+  constructor(
+    host: ChannelHost,
+    recovered: Record<string, string>,
+    register: (router: ChannelRouter) => void,
+  ) {
+    this.#host = host;
+    this.#recovered = new Map(Object.entries(recovered));
+    register({
+      onConnected: () => {
+        for (const { internals } of this.#channels.values()) internals.onConnected();
+      },
+      onConnectionLost: (state, error) => {
+        for (const { internals } of this.#channels.values()) internals.onConnectionLost(state, error);
+      },
+      onFrame: (frame) => this.#route(frame),
+      positions: () => {
+        const out: Record<string, string> = Object.fromEntries(this.#recovered);
+        for (const [name, { internals }] of this.#channels) {
+          const position = internals.recoveryPosition();
+          if (position !== undefined) out[name] = position;
+        }
+        return out;
+      },
+    });
+  }
+
+  /**
+   * The channel called `name`, created on first use. `options` choose how its first attach starts
+   * (rewind, start, from); a position from a recovery key takes precedence over them.
+   */
+  get(name: string, options: ChannelOptions = {}): Channel {
+    const existing = this.#channels.get(name);
+    if (existing) {
+      existing.channel.configure(options);
+      return existing.channel;
+    }
+    let internals: ChannelInternals | undefined;
+    const channel = new Channel(name, this.#host, options, (i) => {
+      internals = i;
+    });
+    if (!internals) throw new Error('unreachable: a channel registers its internals when constructed');
+    const recovered = this.#recovered.get(name);
+    if (recovered !== undefined) {
+      internals.restore(recovered);
+      this.#recovered.delete(name);
+    }
+    this.#channels.set(name, { channel, internals });
+    return channel;
+  }
+
+  has(name: string): boolean {
+    return this.#channels.has(name);
+  }
+
+  /** Detaches the channel and forgets it; a later `get` makes a fresh one. */
+  release(name: string): Promise<void> {
+    const entry = this.#channels.get(name);
+    if (!entry) return Promise.resolve();
+    this.#channels.delete(name);
+    entry.channel.unsubscribe();
+    return entry.channel.detach();
+  }
+
+  /** Every channel made so far. */
+  all(): Channel[] {
+    return [...this.#channels.values()].map((e) => e.channel);
+  }
+
+  #route(frame: ServerFrame): boolean {
+    switch (frame.type) {
+      case 'attached':
+        this.#channels.get(frame.channel)?.internals.onAttached(frame);
+        return true;
+      case 'messages':
+        this.#channels.get(frame.channel)?.internals.onMessages(frame.messages);
+        return true;
+      case 'detached':
+        this.#channels
+          .get(frame.channel)
+          ?.internals.onDetached(frame.ref, frame.error ? MooringError.fromInfo(frame.error) : undefined);
+        return true;
+      case 'error': {
+        const error = MooringError.fromInfo(frame.error);
+        if (frame.channel !== undefined) {
+          return this.#channels.get(frame.channel)?.internals.onError(frame.ref, error) ?? false;
+        }
+        for (const { internals } of this.#channels.values()) {
+          if (frame.ref !== undefined && internals.onError(frame.ref, error)) return true;
+        }
+        return false;
+      }
+      default:
+        return false;
+    }
+  }
+}

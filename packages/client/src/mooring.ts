@@ -1,0 +1,263 @@
+/**
+ * `new Mooring(options)`: the client. It wires the connection (state machine + transport), the
+ * channels, the queue of unacknowledged publishes and the REST helper together:
+ *
+ *   on every `connected`:  re-attach wanted channels from their positions, then resend the whole
+ *                          publish queue in order with the same ids (server dedup ⇒ exactly once)
+ *   on `suspended`:        reject pending publishes and attaches (fail fast); channels keep their
+ *                          positions and resume when the connection is back
+ *   on `failed`/`closed`:  reject everything pending; channels detach
+ */
+import type { OperationInput, PublishResult } from '@mooring/protocol';
+import type { BrowserEnvironment } from './browser-environment.ts';
+import { detectBrowserEnvironment } from './browser-environment.ts';
+import type { ChannelHost } from './channel-host.ts';
+import type { ChannelRouter } from './channels.ts';
+import { Channels } from './channels.ts';
+import { Connection } from './connection.ts';
+import { defaultWebSocket } from './default-websocket.ts';
+import { endpoints } from './endpoints.ts';
+import type { MooringErrorCode } from './errors.ts';
+import { MooringError } from './errors.ts';
+import { IdGenerator } from './ids.ts';
+import { PublishQueue } from './publish-queue.ts';
+import type { RecoveryState } from './recovery-key.ts';
+import { decodeRecoveryKey, encodeRecoveryKey } from './recovery-key.ts';
+import type { FetchLike } from './rest.ts';
+import { Rest } from './rest.ts';
+import type { Timers } from './timers.ts';
+import { systemTimers } from './timers.ts';
+import type { Timings } from './timings.ts';
+import { DEFAULT_CLIENT_TIMINGS } from './timings.ts';
+import type { TransportFactory } from './transport.ts';
+import type { WebSocketConstructor } from './websocket-transport.ts';
+import { WebSocketTransport } from './websocket-transport.ts';
+
+export interface MooringOptions extends Partial<Timings> {
+  /** The server: `https://host`, `wss://host`, or either with `/v1/connect`. */
+  url: string;
+  /** API key `<keyName>:<secret>` (trusted backends and agents). */
+  key?: string;
+  /** Identity stamped on this client's publishes (allowed with an API key). */
+  clientId?: string;
+  /** Token auth for browsers — not available yet (a later protocol version); passing it throws. */
+  authCallback?: () => Promise<string>;
+  /** Token auth for browsers — not available yet (a later protocol version); passing it throws. */
+  authUrl?: string;
+  /** A recovery key from `client.recoveryKey()`: continue that client's connection and positions. */
+  recover?: string;
+  /** Browsers: save a recovery key to `sessionStorage` on `pagehide` and use it on the next load. Default false. */
+  recoverOnReload?: boolean;
+  /** Connect in the constructor. Default true (otherwise on `connect()`, the first attach or publish). */
+  autoConnect?: boolean;
+  /** Operations kept while not connected; beyond, publishes reject with `queue_full`. Default 1 000. */
+  maxQueuedOps?: number;
+  /** WebSocket constructor. Default: `ws` in Node, the global `WebSocket` elsewhere. */
+  WebSocket?: WebSocketConstructor;
+  /** Advanced: makes a transport per connection attempt (tests, custom transports). */
+  transport?: TransportFactory;
+  /** `fetch` for REST. Default: the global one. */
+  fetch?: FetchLike;
+  /** Clock and timers. Default: the system's. */
+  timers?: Timers;
+  /** Random source in [0, 1) for backoff jitter and ids. Default `Math.random`. */
+  random?: () => number;
+  /** Browser hooks (network, visibility, pagehide, sessionStorage). Default: detected; `null` disables. */
+  environment?: BrowserEnvironment | null;
+}
+
+const DEFAULT_MAX_QUEUED_OPS = 1_000;
+
+export class Mooring {
+  readonly connection: Connection;
+  readonly channels: Channels;
+  readonly rest: Rest;
+  readonly #timers: Timers;
+  readonly #ids: IdGenerator;
+  readonly #queue: PublishQueue;
+  readonly #router: ChannelRouter;
+  readonly #storageKey: string;
+
+  constructor(options: MooringOptions) {
+    if (options.authCallback !== undefined || options.authUrl !== undefined) {
+      throw new MooringError(
+        'unsupported',
+        'token auth (authCallback / authUrl) is not available in protocol v1 yet; use an API key (options.key)',
+      );
+    }
+    const urls = endpoints(options.url);
+    const timers = options.timers ?? systemTimers;
+    const random = options.random ?? Math.random;
+    const timings = timingsFrom(options);
+    const environment =
+      options.environment === null ? undefined : (options.environment ?? detectBrowserEnvironment());
+    this.#timers = timers;
+    this.#ids = new IdGenerator(random);
+    this.#storageKey = `mooring:recovery:${urls.websocket}`;
+
+    const recovery = this.#recoveryFrom(options, environment);
+    const fetchImpl = options.fetch ?? ((url: string, init: RequestInit) => globalThis.fetch(url, init));
+    this.rest = new Rest({ baseUrl: urls.http, key: options.key, fetch: fetchImpl, ids: this.#ids, timers });
+
+    const webSocket = options.WebSocket ?? defaultWebSocket;
+    const params: Record<string, string> = {};
+    if (options.key !== undefined) params.key = options.key;
+    if (options.clientId !== undefined) params.clientId = options.clientId;
+
+    let router: ChannelRouter | undefined;
+    this.connection = new Connection({
+      endpoint: urls.websocket,
+      params: () => params,
+      recover: recovery?.connectionKey || undefined,
+      transports: options.transport ?? (() => new WebSocketTransport(webSocket)),
+      timers,
+      random,
+      timings,
+      adoptServerTtl: options.connectionStateTtl === undefined,
+      hooks: {
+        onConnected: () => {
+          this.#router.onConnected();
+          this.#queue.onConnected();
+        },
+        onFrame: (frame) => {
+          if (frame.type === 'ack') return this.#queue.onAck(frame);
+          if (frame.type === 'error' && this.#queue.onError(frame)) return true;
+          return this.#router.onFrame(frame);
+        },
+        onStateChange: (change) => {
+          if (change.current !== 'connected') this.#queue.onDisconnected();
+          const state = change.current;
+          if (state === 'suspended' || state === 'failed' || state === 'closed') {
+            const error = this.#refusal() as MooringError;
+            this.#queue.rejectAll(error);
+            this.#router.onConnectionLost(state, error);
+          }
+        },
+      },
+    });
+    this.#queue = new PublishQueue({
+      send: (frame) => this.connection.send(frame),
+      nextRef: () => this.connection.nextRef(),
+      maxQueuedOps: options.maxQueuedOps ?? DEFAULT_MAX_QUEUED_OPS,
+    });
+    this.channels = new Channels(this.#host(), recovery?.channels ?? {}, (r) => {
+      router = r;
+    });
+    if (!router) throw new Error('unreachable: channels register their router when constructed');
+    this.#router = router;
+
+    if (environment) this.#watch(environment, options.recoverOnReload === true);
+    if (options.autoConnect ?? true) this.connection.connect();
+  }
+
+  /** Shorthand for `connection.connect()`. */
+  connect(): void {
+    this.connection.connect();
+  }
+
+  /** Shorthand for `connection.close()`. */
+  close(): void {
+    this.connection.close();
+  }
+
+  /**
+   * A string from which `new Mooring({ recover })` continues this client: its connection identity
+   * (within `connectionStateTtl`) and each channel's position (for as long as the server retains it).
+   */
+  recoveryKey(): string {
+    return encodeRecoveryKey({
+      connectionKey: this.connection.key ?? '',
+      channels: this.#router.positions(),
+      savedAt: this.#timers.now(),
+    });
+  }
+
+  /** The error an operation gets in the current connection state, or undefined when it may proceed. */
+  #refusal(): MooringError | undefined {
+    const connection = this.connection;
+    switch (connection.state) {
+      case 'suspended':
+        return new MooringError(
+          'connection_suspended',
+          'the connection has been failing for longer than connectionStateTtl (suspended); ' +
+            'call client.connection.connect() to retry now, then try again',
+          { cause: connection.errorReason },
+        );
+      case 'failed':
+        return new MooringError(
+          'connection_failed',
+          `the connection failed permanently (${connection.errorReason?.message ?? 'unknown error'}); ` +
+            'fix the cause (e.g. the key), then call client.connection.connect()',
+          { cause: connection.errorReason, status: connection.errorReason?.status ?? 400 },
+        );
+      case 'closing':
+      case 'closed':
+        return new MooringError(
+          'connection_closed',
+          'the client was closed; call client.connection.connect() first',
+        );
+      default:
+        return undefined;
+    }
+  }
+
+  #host(): ChannelHost {
+    return {
+      connection: this.connection,
+      rest: this.rest,
+      publish: (channel, ops) => this.#publish(channel, ops),
+      nextId: () => this.#ids.next(),
+      ensureConnecting: () => {
+        if (this.connection.state === 'initialized') this.connection.connect();
+      },
+      refusal: () => this.#refusal(),
+      error: (code: MooringErrorCode, message: string) => new MooringError(code, message),
+    };
+  }
+
+  #publish(channel: string, ops: OperationInput[]): Promise<PublishResult[]> {
+    const refused = this.#refusal();
+    if (refused) return Promise.reject(refused);
+    if (this.connection.state === 'initialized') this.connection.connect();
+    return this.#queue.add(channel, ops);
+  }
+
+  #recoveryFrom(
+    options: MooringOptions,
+    environment: BrowserEnvironment | undefined,
+  ): RecoveryState | undefined {
+    if (options.recover !== undefined) return decodeRecoveryKey(options.recover);
+    if (!options.recoverOnReload || !environment?.storage) return undefined;
+    const saved = environment.storage.getItem(this.#storageKey);
+    if (saved === null) return undefined;
+    environment.storage.removeItem(this.#storageKey);
+    try {
+      return decodeRecoveryKey(saved);
+    } catch {
+      return undefined; // a stale or foreign entry: start fresh rather than fail the page
+    }
+  }
+
+  #watch(environment: BrowserEnvironment, recoverOnReload: boolean): void {
+    environment.on('online', () => this.connection.networkChanged('online'));
+    environment.on('offline', () => this.connection.networkChanged('offline'));
+    environment.on('visible', () => this.connection.networkChanged('visible'));
+    if (recoverOnReload && environment.storage) {
+      const storage = environment.storage;
+      environment.on('pagehide', () => storage.setItem(this.#storageKey, this.recoveryKey()));
+    }
+  }
+}
+
+function timingsFrom(options: MooringOptions): Timings {
+  const out: Timings = { ...DEFAULT_CLIENT_TIMINGS };
+  for (const name of Object.keys(DEFAULT_CLIENT_TIMINGS) as (keyof Timings)[]) {
+    const value = options[name];
+    if (value === undefined) continue;
+    if (!(typeof value === 'number' && value >= 0)) {
+      throw new MooringError('bad_request', `options.${name} must be a number of milliseconds ≥ 0`);
+    }
+    out[name] = value;
+  }
+  return out;
+}

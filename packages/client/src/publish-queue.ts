@@ -1,0 +1,136 @@
+/**
+ * Publishes not yet acknowledged (DESIGN §4.1, §5 "Offline publishing"; PROTOCOL.md §7).
+ *
+ * Every publish stays here, in the order it was made, until its `ack` (or a permanent `error`)
+ * arrives. On each new connection the whole queue is sent again, in order, with the same operation
+ * ids: what the server already stored comes back as `duplicate`, so the effect is exactly once.
+ * While the connection is down the queue is bounded (`maxQueuedOps`); beyond it publishes are
+ * rejected at once with `queue_full` instead of growing memory without limit.
+ */
+import type {
+  AckFrame,
+  ClientFrame,
+  ErrorFrame,
+  OperationInput,
+  PublishResult,
+  Ref,
+} from '@mooring/protocol';
+import { MooringError } from './errors.ts';
+
+interface PendingPublish {
+  channel: string;
+  ops: OperationInput[];
+  /** The ref of the latest send, and on which connection it went out. */
+  ref: Ref | undefined;
+  generation: number;
+  resolve(results: PublishResult[]): void;
+  reject(error: MooringError): void;
+}
+
+export interface PublishQueueDeps {
+  /** Sends a frame on the current connection; false when there is none (or it just died). */
+  send(frame: ClientFrame): boolean;
+  nextRef(): Ref;
+  maxQueuedOps: number;
+}
+
+export class PublishQueue {
+  readonly #deps: PublishQueueDeps;
+  readonly #entries: PendingPublish[] = [];
+  readonly #byRef = new Map<Ref, PendingPublish>();
+  /** Incremented on each new connection; an entry is (re)sent once per generation. */
+  #generation = 0;
+  #connected = false;
+
+  constructor(deps: PublishQueueDeps) {
+    this.#deps = deps;
+  }
+
+  /** Operations waiting for an ack (sent or not). */
+  get size(): number {
+    let n = 0;
+    for (const entry of this.#entries) n += entry.ops.length;
+    return n;
+  }
+
+  add(channel: string, ops: OperationInput[]): Promise<PublishResult[]> {
+    if (!this.#connected && this.size + ops.length > this.#deps.maxQueuedOps) {
+      return Promise.reject(
+        new MooringError(
+          'queue_full',
+          `${this.size} operations are already waiting for the connection (maxQueuedOps ${this.#deps.maxQueuedOps}); ` +
+            'wait for the connection to come back (connection.on("connected")) and publish again',
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const entry: PendingPublish = { channel, ops, ref: undefined, generation: -1, resolve, reject };
+      this.#entries.push(entry);
+      if (this.#connected) this.#send(entry);
+    });
+  }
+
+  /** A new connection is up: resend everything still unacknowledged, in order. */
+  onConnected(): void {
+    this.#generation += 1;
+    this.#connected = true;
+    this.#byRef.clear();
+    for (const entry of [...this.#entries]) {
+      if (!this.#connected) break; // a send failed: the connection is down again
+      this.#send(entry);
+    }
+  }
+
+  onDisconnected(): void {
+    this.#connected = false;
+  }
+
+  /** Handles an ack; false when it is not one of ours. */
+  onAck(frame: AckFrame): boolean {
+    const entry = frame.ref === undefined ? undefined : this.#byRef.get(frame.ref);
+    if (!entry) return false;
+    this.#remove(entry);
+    entry.resolve(frame.results);
+    return true;
+  }
+
+  /** Handles an error answering a publish; false when it is not one of ours. */
+  onError(frame: ErrorFrame): boolean {
+    const entry = frame.ref === undefined ? undefined : this.#byRef.get(frame.ref);
+    if (!entry) return false;
+    if (frame.error.code === 'shutting_down') {
+      // Not stored; the server is going away. Keep it: it is resent on the next connection.
+      this.#byRef.delete(frame.ref as Ref);
+      entry.ref = undefined;
+      return true;
+    }
+    this.#remove(entry);
+    entry.reject(MooringError.fromInfo(frame.error));
+    return true;
+  }
+
+  /** Rejects everything pending (suspended, failed, closed). */
+  rejectAll(error: MooringError): void {
+    const entries = this.#entries.splice(0);
+    this.#byRef.clear();
+    for (const entry of entries) entry.reject(error);
+  }
+
+  #send(entry: PendingPublish): void {
+    if (entry.generation === this.#generation) return;
+    const ref = this.#deps.nextRef();
+    if (!this.#deps.send({ type: 'publish', ref, channel: entry.channel, ops: entry.ops })) {
+      this.#connected = false;
+      return;
+    }
+    entry.ref = ref;
+    entry.generation = this.#generation;
+    this.#byRef.set(ref, entry);
+  }
+
+  #remove(entry: PendingPublish): void {
+    const i = this.#entries.indexOf(entry);
+    if (i >= 0) this.#entries.splice(i, 1);
+    if (entry.ref !== undefined) this.#byRef.delete(entry.ref);
+  }
+}

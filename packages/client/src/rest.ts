@@ -1,0 +1,171 @@
+/**
+ * REST (PROTOCOL.md §11): publishing and history for code that does not hold a connection — an agent
+ * in a serverless function, a backend job, a page loading history after `continuityLost`.
+ *
+ * Publishes get operation ids when they have none, so a retried request (the client retries network
+ * failures and retryable errors a few times, with the same body) is stored once.
+ */
+import type { Message, OperationInput, PublishResult } from '@mooring/protocol';
+import { codeForHttpStatus, errorInfoFromBody, MooringError } from './errors.ts';
+import type { IdGenerator } from './ids.ts';
+import type { Timers } from './timers.ts';
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+export interface RestDeps {
+  /** `http(s)://host:port` of the server. */
+  baseUrl: string;
+  /** API key `<keyName>:<secret>`. */
+  key: string | undefined;
+  fetch: FetchLike;
+  ids: IdGenerator;
+  timers: Timers;
+  /** Extra attempts after a network failure or a retryable error. Default 2. */
+  retries?: number;
+}
+
+export interface HistoryOptions {
+  /** 1–1000, default 100 (server side). */
+  limit?: number;
+  /** `backwards` (newest first, the default) or `forwards`. */
+  direction?: 'backwards' | 'forwards';
+  /** Inclusive lower serial bound. */
+  from?: string;
+  /** Inclusive upper serial bound. */
+  until?: string;
+}
+
+export interface HistoryPage {
+  channel: string;
+  epoch: string;
+  /** The channel's head when the page was read. */
+  position: string;
+  /** Rolled-up messages (PROTOCOL.md §4.1). */
+  items: Message[];
+  hasNext: boolean;
+  /** The following page, or `undefined` at the end. */
+  next(): Promise<HistoryPage | undefined>;
+}
+
+export interface ChannelStatus {
+  channel: string;
+  epoch: string;
+  position: string;
+  messages: number;
+}
+
+export class Rest {
+  readonly #deps: RestDeps;
+
+  constructor(deps: RestDeps) {
+    this.#deps = deps;
+  }
+
+  /** Publishes operations atomically; resolves once they are stored. Ids are added where missing. */
+  async publish(channel: string, ops: OperationInput | OperationInput[]): Promise<PublishResult[]> {
+    const list = (Array.isArray(ops) ? ops : [ops]).map((op) =>
+      op.id ? op : { ...op, id: this.#deps.ids.next() },
+    );
+    const body = await this.#request('POST', `${channelPath(channel)}/messages`, { ops: list });
+    return (body as { results: PublishResult[] }).results;
+  }
+
+  /** Rolled-up history, one page at a time. */
+  async history(channel: string, options: HistoryOptions = {}): Promise<HistoryPage> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.direction !== undefined) query.set('direction', options.direction);
+    if (options.from !== undefined) query.set('from', options.from);
+    if (options.until !== undefined) query.set('until', options.until);
+    const qs = query.toString();
+    return this.#page(`${channelPath(channel)}/messages${qs ? `?${qs}` : ''}`);
+  }
+
+  /** The channel's epoch, head position and message count; `channel_not_found` when it has no log. */
+  async status(channel: string): Promise<ChannelStatus> {
+    return (await this.#request('GET', channelPath(channel))) as ChannelStatus;
+  }
+
+  async #page(path: string): Promise<HistoryPage> {
+    const body = (await this.#request('GET', path)) as {
+      channel: string;
+      epoch: string;
+      position: string;
+      items: Message[];
+      next?: string | null;
+    };
+    const nextPath = body.next ?? undefined;
+    return {
+      channel: body.channel,
+      epoch: body.epoch,
+      position: body.position,
+      items: body.items,
+      hasNext: nextPath !== undefined,
+      next: () => (nextPath === undefined ? Promise.resolve(undefined) : this.#page(nextPath)),
+    };
+  }
+
+  async #request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+    const retries = this.#deps.retries ?? 2;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#once(method, path, body);
+      } catch (err) {
+        if (!(err instanceof MooringError) || !err.retryable || attempt >= retries) throw err;
+        await new Promise<void>((resolve) => this.#deps.timers.setTimeout(resolve, 250 * 2 ** attempt));
+      }
+    }
+  }
+
+  async #once(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#deps.key) headers.authorization = `Bearer ${this.#deps.key}`;
+    const init: RequestInit = { method, headers };
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const url = new URL(path, this.#deps.baseUrl).toString();
+    let response: Response;
+    try {
+      response = await this.#deps.fetch(url, init);
+    } catch (err) {
+      throw new MooringError(
+        'network_error',
+        `${method} ${path} could not reach the server: ${String(err)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    let json: unknown;
+    try {
+      json = await response.json();
+    } catch (err) {
+      json = undefined;
+      if (response.ok) {
+        throw new MooringError(
+          'protocol_error',
+          `${method} ${path} answered ${response.status} without JSON`,
+          {
+            cause: err,
+          },
+        );
+      }
+    }
+    if (response.ok) return json;
+    const info = errorInfoFromBody(json);
+    if (info) throw MooringError.fromInfo(info);
+    throw new MooringError(
+      codeForHttpStatus(response.status),
+      `${method} ${path} answered HTTP ${response.status}`,
+      {
+        status: response.status,
+      },
+    );
+  }
+}
+
+function channelPath(channel: string): string {
+  return `/v1/channels/${encodeURIComponent(channel)}`;
+}

@@ -1,0 +1,233 @@
+// Channels against a scripted server (fake transport): attach modes, the position rule of
+// PROTOCOL.md §4.2 (exactly-once delivery across resumes), re-attach on reconnect (§6.2) and
+// continuity lost.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import { MooringError } from '../src/errors.ts';
+import { appended, created, EPOCH, fakeClient, sent, serial } from './helpers/fake-client.ts';
+import { flush } from './helpers/fake-transport.ts';
+
+describe('Channel', () => {
+  it('attaches on the first subscribe and delivers messages, filtered by name', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('session:1');
+    const all: Message[] = [];
+    const named: Message[] = [];
+    const attached = channel.subscribe((m) => all.push(m));
+    void channel.subscribe('status', (m) => named.push(m));
+    const attaches = sent(t, 'attach');
+    assert.equal(attaches.length, 1, 'one attach for two subscriptions');
+    const attach = attaches[0]!;
+    assert.deepEqual({ ...attach, ref: 0 }, { type: 'attach', ref: 0, channel: 'session:1' });
+    t.frame({
+      type: 'attached',
+      ref: attach.ref,
+      channel: 'session:1',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(3),
+    });
+    assert.deepEqual(await attached, { resumed: false, position: serial(3) });
+    assert.equal(channel.state, 'attached');
+    t.frame({
+      type: 'messages',
+      channel: 'session:1',
+      messages: [created(4, 'hi'), created(5, 'busy', 'status')],
+    });
+    assert.deepEqual(
+      all.map((m) => m.data),
+      ['hi', 'busy'],
+    );
+    assert.deepEqual(
+      named.map((m) => m.data),
+      ['busy'],
+    );
+    assert.equal(channel.position, serial(5));
+  });
+
+  it('ignores anything at or below its position (exactly once)', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const got: string[] = [];
+    void channel.subscribe((m) => got.push(m.version));
+    t.frame({ type: 'messages', channel: 'c', messages: [created(1, 'a'), appended(2, 1, 'b')] });
+    t.frame({
+      type: 'messages',
+      channel: 'c',
+      messages: [appended(2, 1, 'b'), created(1, 'a'), appended(3, 1, 'c')],
+    });
+    assert.deepEqual(got, [serial(1), serial(2), serial(3)]);
+  });
+
+  it('re-attaches from its position on every new connection and delivers the catch-up once', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('c');
+    const got: string[] = [];
+    void channel.subscribe((m) => got.push(String(m.data)));
+    const a1 = sent(t1, 'attach')[0]!;
+    t1.frame({ type: 'attached', ref: a1.ref, channel: 'c', resumed: false, epoch: EPOCH, position: '' });
+    t1.frame({ type: 'messages', channel: 'c', messages: [created(1, 'a'), appended(2, 1, 'b')] });
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    const t2 = await connect();
+    const a2 = sent(t2, 'attach')[0]!;
+    assert.equal(a2.from, serial(2));
+    // Catch-up arrives rolled up; the overlap (version ≤ position) is dropped.
+    const rolled: Message = { ...created(1, 'abc'), action: 'update', version: serial(3) };
+    t2.frame({ type: 'messages', channel: 'c', messages: [rolled] });
+    t2.frame({
+      type: 'attached',
+      ref: a2.ref,
+      channel: 'c',
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(3),
+    });
+    t2.frame({ type: 'messages', channel: 'c', messages: [appended(3, 1, 'c'), appended(4, 1, 'd')] });
+    assert.deepEqual(got, ['a', 'b', 'abc', 'd']);
+    assert.equal(channel.state, 'attached');
+  });
+
+  it('re-attaches with start: true when it was attached before the channel had a log', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('empty');
+    void channel.attach();
+    const a1 = sent(t1, 'attach')[0]!;
+    t1.frame({ type: 'attached', ref: a1.ref, channel: 'empty', resumed: false, epoch: '', position: '' });
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    const t2 = await connect();
+    assert.equal(sent(t2, 'attach')[0]?.start, true);
+  });
+
+  it('raises continuityLost when a resume is refused, and continues from the new position', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('c');
+    const lost: unknown[] = [];
+    channel.on('continuityLost', (e) => lost.push(e));
+    void channel.subscribe(() => {});
+    t1.frame({ type: 'messages', channel: 'c', messages: [created(7, 'x')] });
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    const t2 = await connect();
+    const a2 = sent(t2, 'attach')[0]!;
+    const other = 'mz000000000a';
+    t2.frame({
+      type: 'attached',
+      ref: a2.ref,
+      channel: 'c',
+      resumed: false,
+      reason: 'epoch_changed',
+      epoch: other,
+      position: serial(2, other),
+    });
+    assert.deepEqual(lost, [
+      { reason: 'epoch_changed', previousPosition: serial(7), position: serial(2, other) },
+    ]);
+    assert.equal(channel.position, serial(2, other));
+  });
+
+  it('uses the first-attach mode asked for: rewind, start or from', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    void client.channels.get('r', { rewind: 5 }).attach();
+    void client.channels.get('s', { start: true }).attach();
+    void client.channels.get('f', { from: serial(9) }).attach();
+    const modes = sent(t, 'attach').map(({ ref: _ref, type: _type, ...rest }) => rest);
+    assert.deepEqual(modes, [
+      { channel: 'r', rewind: 5 },
+      { channel: 's', start: true },
+      { channel: 'f', from: serial(9) },
+    ]);
+  });
+
+  it('fails an attach refused by the server', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('secret');
+    const attached = channel.attach();
+    const a = sent(t, 'attach')[0]!;
+    t.frame({
+      type: 'error',
+      ref: a.ref,
+      channel: 'secret',
+      error: { code: 'forbidden', status: 403, retryable: false, message: 'no subscribe capability' },
+    });
+    await assert.rejects(attached, (e: MooringError) => e.code === 'forbidden');
+    assert.equal(channel.state, 'failed');
+  });
+
+  it('detaches and stops re-attaching', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('c');
+    void channel.attach();
+    const a = sent(t1, 'attach')[0]!;
+    t1.frame({
+      type: 'attached',
+      ref: a.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(1),
+    });
+    const detached = channel.detach();
+    const d = sent(t1, 'detach')[0]!;
+    t1.frame({ type: 'detached', ref: d.ref, channel: 'c' });
+    await detached;
+    assert.equal(channel.state, 'detached');
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    const t2 = await connect();
+    assert.equal(sent(t2, 'attach').length, 0);
+  });
+
+  it('waits for the connection to attach, and rejects the attach when the connection is suspended', async () => {
+    const { client, timers, transports } = fakeClient({ connectionStateTtl: 1_000 });
+    const channel = client.channels.get('c');
+    const attached = channel.attach();
+    assert.equal(channel.state, 'attaching');
+    await flush();
+    transports.last().end({ code: 1006, reason: '' });
+    timers.advance(2_000);
+    await flush();
+    transports.last().end({ code: 1006, reason: '' });
+    assert.equal(client.connection.state, 'suspended');
+    await assert.rejects(attached, (e: MooringError) => e.code === 'connection_suspended');
+    assert.equal(channel.state, 'suspended');
+    // Still wanted: it attaches when the connection comes back.
+    client.connection.connect();
+    await flush();
+    transports.last().connected();
+    assert.equal(sent(transports.last(), 'attach').length, 1);
+  });
+
+  it('presence is a seam that rejects with unsupported', async () => {
+    const { client } = fakeClient({ autoConnect: false });
+    await assert.rejects(
+      client.channels.get('c').presence.enter(),
+      (e: MooringError) => e.code === 'unsupported',
+    );
+  });
+
+  it('routes channel errors without a ref to the channel error event', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const errors: MooringError[] = [];
+    channel.on('error', (e) => errors.push(e));
+    t.frame({
+      type: 'error',
+      channel: 'c',
+      error: { code: 'internal', status: 500, retryable: true, message: 'boom' },
+    });
+    assert.equal(errors[0]?.code, 'internal');
+    assert.ok(errors[0] instanceof MooringError);
+  });
+});

@@ -1,0 +1,161 @@
+// Publishing against a scripted server: acks, ids, resend with the same ids after a reconnect
+// (DESIGN §4.1), the bounded offline queue and failing fast when suspended, failed or closed (§5).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { MooringError } from '../src/errors.ts';
+import { fakeClient, sent, serial } from './helpers/fake-client.ts';
+import { flush } from './helpers/fake-transport.ts';
+
+describe('publishing', () => {
+  it('sends operations with generated ids and resolves with the serial on ack', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const created = channel.publish('text', 'Hello', { headers: { status: 'streaming' } });
+    const appended = channel.append(serial(1), ' world');
+    const updated = channel.update(serial(1), { headers: { status: 'done' } }, { id: 'my-id' });
+    const deleted = channel.delete(serial(1));
+    const frames = sent(t, 'publish');
+    const ops = frames.map((f) => f.ops[0] ?? {});
+    const ids = ops.map((op) => op?.id);
+    assert.match(ids[0] ?? '', /^[0-9a-z]{12}:1$/);
+    assert.equal(new Set(ids).size, 4, 'every operation has its own id');
+    assert.equal(ids[2], 'my-id');
+    assert.deepEqual(
+      ops.map(({ id: _id, ...op }) => op),
+      [
+        { action: 'create', name: 'text', data: 'Hello', headers: { status: 'streaming' } },
+        { action: 'append', serial: serial(1), data: ' world' },
+        { action: 'update', serial: serial(1), headers: { status: 'done' } },
+        { action: 'delete', serial: serial(1) },
+      ],
+    );
+    frames.forEach((f, i) => {
+      t.frame({ type: 'ack', ref: f.ref, channel: 'c', results: [{ serial: serial(i + 1) }] });
+    });
+    assert.deepEqual(
+      await Promise.all([created, appended, updated, deleted]),
+      [1, 2, 3, 4].map((n) => serial(n)),
+    );
+  });
+
+  it('rejects with the server error', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const p = client.channels.get('c').append(serial(1), 'x');
+    const f = sent(t, 'publish')[0]!;
+    t.frame({
+      type: 'error',
+      ref: f.ref,
+      channel: 'c',
+      error: { code: 'not_appendable', status: 409, retryable: false, message: 'op 0: JSON data' },
+    });
+    await assert.rejects(
+      p,
+      (e: MooringError) => e.code === 'not_appendable' && e.status === 409 && !e.retryable,
+    );
+  });
+
+  it('resends unacknowledged publishes in order with the same ids after a reconnect', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('c');
+    const a = channel.publish('a', 1);
+    const b = channel.publish('b', 2);
+    const first = sent(t1, 'publish');
+    t1.frame({ type: 'ack', ref: first[0]!.ref, channel: 'c', results: [{ serial: serial(1) }] });
+    t1.end({ code: 1006, reason: '' }); // b's ack is lost
+    const c = channel.publish('c', 3); // queued while disconnected
+    timers.advance(0);
+    const t2 = await connect();
+    const resent = sent(t2, 'publish');
+    assert.deepEqual(
+      resent.map((f) => f.ops[0]?.id),
+      [first[1]!.ops[0]?.id, resent[1]!.ops[0]?.id],
+    );
+    assert.deepEqual(
+      resent.map((f) => f.ops[0]?.name),
+      ['b', 'c'],
+    );
+    t2.frame({
+      type: 'ack',
+      ref: resent[0]!.ref,
+      channel: 'c',
+      results: [{ serial: serial(2), duplicate: true }],
+    });
+    t2.frame({ type: 'ack', ref: resent[1]!.ref, channel: 'c', results: [{ serial: serial(3) }] });
+    assert.deepEqual(await Promise.all([a, b, c]), [serial(1), serial(2), serial(3)]);
+  });
+
+  it('keeps a publish the server refused while shutting down, for the next connection', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const p = client.channels.get('c').publish('x');
+    const f = sent(t1, 'publish')[0]!;
+    t1.frame({
+      type: 'error',
+      ref: f.ref,
+      channel: 'c',
+      error: { code: 'shutting_down', status: 503, retryable: true, message: 'bye' },
+    });
+    t1.frame({ type: 'disconnect', reason: 'shutting_down', reconnect: true });
+    timers.advance(0);
+    const t2 = await connect();
+    const again = sent(t2, 'publish')[0]!;
+    assert.equal(again.ops[0]?.id, f.ops[0]?.id);
+    t2.frame({ type: 'ack', ref: again.ref, channel: 'c', results: [{ serial: serial(1) }] });
+    assert.equal(await p, serial(1));
+  });
+
+  it('bounds the offline queue and rejects beyond it with queue_full', async () => {
+    const { client } = fakeClient({ maxQueuedOps: 3, autoConnect: false });
+    const channel = client.channels.get('c');
+    const queued = [channel.publish('1'), channel.publish('2'), channel.publish('3')];
+    for (const p of queued) p.catch(() => {});
+    await assert.rejects(channel.publish('4'), (e: MooringError) => e.code === 'queue_full' && e.retryable);
+    assert.equal(
+      client.connection.state,
+      'connecting',
+      'publishing connects a client that was never started',
+    );
+  });
+
+  it('fails pending and new publishes fast once suspended', async () => {
+    const { client, timers, transports } = fakeClient({ connectionStateTtl: 1_000 });
+    const pending = client.channels.get('c').publish('queued');
+    await flush();
+    transports.last().end({ code: 1006, reason: '' });
+    timers.advance(2_000);
+    await flush();
+    transports.last().end({ code: 1006, reason: '' });
+    assert.equal(client.connection.state, 'suspended');
+    await assert.rejects(pending, (e: MooringError) => e.code === 'connection_suspended');
+    await assert.rejects(
+      client.channels.get('c').publish('now'),
+      (e: MooringError) => e.code === 'connection_suspended' && /connect\(\)/.test(e.message),
+    );
+  });
+
+  it('fails with connection_failed after a permanent error and connection_closed after close()', async () => {
+    const failed = fakeClient();
+    const t = await failed.connect();
+    const pending = failed.client.channels.get('c').publish('x');
+    t.end({ code: 4003, reason: 'forbidden' });
+    await assert.rejects(
+      pending,
+      (e: MooringError) => e.code === 'connection_failed' && e.cause !== undefined,
+    );
+    await assert.rejects(
+      failed.client.channels.get('c').publish('y'),
+      (e: MooringError) => e.code === 'connection_failed',
+    );
+
+    const closed = fakeClient();
+    await closed.connect();
+    closed.client.close();
+    await assert.rejects(
+      closed.client.channels.get('c').publish('z'),
+      (e: MooringError) => e.code === 'connection_closed',
+    );
+  });
+});
