@@ -1,0 +1,201 @@
+// The client against a real server on port 0, with faults from a real TCP proxy (STYLE: tests with
+// real parts). Recovery tests follow the shape: disconnect, publish while away, reconnect, assert
+// exactly the missed messages, once each (DESIGN §4).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import type { MooringError } from '../src/errors.ts';
+import { client, connected, KEY, proxyTo, realServer, waitFor } from './helpers/real-server.ts';
+
+const texts = (messages: Message[]) => messages.map((m) => m.data);
+
+describe('client ⇄ server', () => {
+  it('publishes and subscribes, with the stamped clientId and a serial per message', async (t) => {
+    const server = await realServer(t);
+    const reader = client(t, server.url);
+    const writer = client(t, server.url, { clientId: 'agent-1' });
+    const got: Message[] = [];
+    const attached = await reader.channels.get('session:a').subscribe((m) => got.push(m));
+    assert.equal(attached.resumed, false);
+    const channel = writer.channels.get('session:a');
+    const serial = await channel.publish('text', 'Hello');
+    await channel.append(serial, ', world');
+    await waitFor(() => got.length === 2);
+    assert.equal(got[0]?.serial, serial);
+    assert.equal(got[0]?.clientId, 'agent-1');
+    assert.deepEqual(
+      got.map((m) => [m.action, m.data]),
+      [
+        ['create', 'Hello'],
+        ['append', ', world'],
+      ],
+    );
+    assert.equal(reader.channels.get('session:a').position, got[1]?.version);
+  });
+
+  it('fails on bad credentials with unauthorized, without retrying', async (t) => {
+    const server = await realServer(t);
+    const c = client(t, server.url, { key: 'test:wrong' });
+    await waitFor(() => c.connection.state === 'failed');
+    assert.equal(c.connection.errorReason?.code, 'unauthorized');
+    assert.equal(c.connection.errorReason?.status, 401);
+  });
+
+  it('keeps retrying through a proxy that refuses the upgrade, and connects once it stops', async (t) => {
+    const server = await realServer(t);
+    const proxy = await proxyTo(t, server);
+    proxy.refuseUpgrade(502);
+    const c = client(t, proxy.url('/'));
+    await waitFor(() => proxy.stats.refused >= 2, { message: 'the client did not retry' });
+    assert.notEqual(c.connection.state, 'failed');
+    proxy.pass();
+    await connected(c);
+  });
+
+  it('resumes after a reset: the missed messages arrive once each, in order', async (t) => {
+    const server = await realServer(t);
+    const proxy = await proxyTo(t, server);
+    const reader = client(t, proxy.url('/'));
+    const writer = client(t, server.url);
+    const got: Message[] = [];
+    await reader.channels.get('session:r').subscribe((m) => got.push(m));
+    const ch = writer.channels.get('session:r');
+    await ch.publish('t', 'one');
+    await ch.publish('t', 'two');
+    await waitFor(() => got.length === 2);
+
+    proxy.refuse();
+    await proxy.reset();
+    await waitFor(() => reader.connection.state !== 'connected');
+    await ch.publish('t', 'three');
+    await ch.publish('t', 'four');
+    proxy.pass();
+    await waitFor(() => got.length >= 4, { message: 'missed messages never arrived' });
+    await ch.publish('t', 'five');
+    await waitFor(() => got.length >= 5);
+    assert.deepEqual(texts(got), ['one', 'two', 'three', 'four', 'five']);
+    assert.equal(new Set(got.map((m) => m.version)).size, 5);
+  });
+
+  it('detects a silently dead connection (blackhole) by its heartbeats and resumes', async (t) => {
+    const server = await realServer(t, { heartbeatInterval: 100 });
+    const proxy = await proxyTo(t, server);
+    const reader = client(t, proxy.url('/'), { idleGrace: 200 });
+    const writer = client(t, server.url);
+    const got: Message[] = [];
+    const reasons: string[] = [];
+    reader.connection.on('disconnected', (c) => reasons.push(c.reason?.code ?? ''));
+    await reader.channels.get('session:b').subscribe((m) => got.push(m));
+    proxy.blackhole();
+    await writer.channels.get('session:b').publish('t', 'while dead');
+    proxy.pass(); // new connections work again; the blackholed one stays dead
+    await waitFor(() => got.length === 1, { message: 'the dead connection was never replaced' });
+    assert.equal(reasons[0], 'timeout');
+    assert.deepEqual(texts(got), ['while dead']);
+  });
+
+  it('resends an unacknowledged publish with the same id: one stored message', async (t) => {
+    const server = await realServer(t);
+    const proxy = await proxyTo(t, server);
+    const writer = client(t, proxy.url('/'));
+    const inspector = client(t, server.url, { autoConnect: false });
+    await connected(writer);
+    proxy.buffer({ bytes: 1 << 20, responses: false }); // the ack will be held in the proxy
+    const published = writer.channels.get('session:w').publish('t', 'exactly once');
+    await waitFor(
+      async () => (await inspector.rest.history('session:w').catch(() => undefined))?.items.length,
+    );
+    proxy.refuse();
+    await proxy.reset(); // the held ack dies with the connection
+    proxy.pass();
+    const serial = await published;
+    const history = await inspector.rest.history('session:w');
+    assert.equal(history.items.length, 1);
+    assert.equal(history.items[0]?.serial, serial);
+  });
+
+  it('a fresh client continues from a recovery key: same connection identity, only the missed messages', async (t) => {
+    const server = await realServer(t);
+    const proxy = await proxyTo(t, server);
+    const first = client(t, proxy.url('/'));
+    const writer = client(t, server.url);
+    const seen: Message[] = [];
+    await first.channels.get('session:k').subscribe((m) => seen.push(m));
+    await writer.channels.get('session:k').publish('t', 'before');
+    await waitFor(() => seen.length === 1);
+    const key = first.recoveryKey();
+    const connectionId = first.connection.id;
+    // The page goes away without a goodbye.
+    proxy.refuse();
+    await proxy.reset();
+    await waitFor(() => first.connection.state !== 'connected');
+    first.close();
+    await writer.channels.get('session:k').publish('t', 'after');
+
+    const second = client(t, server.url, { recover: key });
+    const got: Message[] = [];
+    const attached = await second.channels.get('session:k').subscribe((m) => got.push(m));
+    assert.equal(second.connection.details?.resumed, true);
+    assert.equal(second.connection.id, connectionId);
+    assert.equal(attached.resumed, true);
+    await waitFor(() => got.length === 1);
+    assert.deepEqual(texts(got), ['after']);
+  });
+
+  it('raises continuityLost when the server comes back with a new log (memory store restarted)', async (t) => {
+    const first = await realServer(t);
+    const port = first.port;
+    const c = client(t, first.url);
+    const channel = c.channels.get('session:e');
+    const lost: string[] = [];
+    channel.on('continuityLost', (e) => lost.push(e.reason));
+    const got: Message[] = [];
+    await channel.subscribe((m) => got.push(m));
+    await channel.publish('t', 'old log');
+    await waitFor(() => got.length === 1);
+    const oldPosition = channel.position;
+
+    await first.close();
+    await waitFor(() => c.connection.state !== 'connected');
+    const second = await realServer(t, { port }); // same address, empty memory store
+    const writer = client(t, second.url);
+    await writer.channels.get('session:e').publish('t', 'new log');
+    await waitFor(() => lost.length === 1, { message: 'continuityLost was not raised' });
+    assert.equal(lost[0], 'epoch_changed');
+    assert.notEqual(channel.position.split('.')[0], oldPosition.split('.')[0]);
+    await channel.publish('t', 'live again');
+    await waitFor(() => got.length === 2);
+    assert.deepEqual(texts(got), ['old log', 'live again']);
+  });
+
+  it('REST publish and paginated history', async (t) => {
+    const server = await realServer(t);
+    const c = client(t, server.url, { autoConnect: false });
+    const results = await c.rest.publish('session:h', [
+      { name: 'a', data: '1' },
+      { name: 'b', data: '2' },
+    ]);
+    await c.rest.publish('session:h', { name: 'c', data: '3' });
+    assert.equal(results.length, 2);
+    const page = await c.rest.history('session:h', { limit: 2, direction: 'forwards' });
+    assert.deepEqual(texts(page.items), ['1', '2']);
+    assert.equal(page.hasNext, true);
+    const next = await page.next();
+    assert.deepEqual(texts(next?.items ?? []), ['3']);
+    await assert.rejects(
+      c.rest.publish('bad name', { data: 'x' }),
+      (e: MooringError) => e.code === 'invalid_channel' && e.status === 400,
+    );
+    assert.equal(c.connection.state, 'initialized', 'REST does not open a connection');
+  });
+
+  it('closes gracefully', async (t) => {
+    const server = await realServer(t);
+    const c = client(t, server.url);
+    await connected(c);
+    c.close();
+    await waitFor(() => c.connection.state === 'closed');
+    await waitFor(() => server.connections === 0);
+    assert.ok(KEY);
+  });
+});
