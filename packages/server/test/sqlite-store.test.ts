@@ -189,13 +189,24 @@ describe('SqliteStore', () => {
         const serial = r.results[0].serial;
         process.stdout.write('serial ' + serial + '\\n');
         let n = 0;
-        await Promise.all(Array.from({ length: 50 }, async () => {
+        // Meanwhile another writer creates and updates messages: updates merge the journal mid-commit.
+        const other = async () => {
+          for (let k = 0; ; k++) {
+            const c = await store.append('ch', [{ action: 'create', id: 'o' + k, data: 'x' }], opts);
+            await store.append('ch', [
+              { action: 'append', id: 'oa' + k, serial: c.results[0].serial, data: 'y' },
+              { action: 'update', id: 'ou' + k, serial: c.results[0].serial, data: 'z' },
+              { action: 'append', id: 'ob' + k, serial: c.results[0].serial, data: '!' },
+            ], opts);
+          }
+        };
+        await Promise.all([other(), ...Array.from({ length: 50 }, async () => {
           for (;;) {
             const i = n++;
             await store.append('ch', [{ action: 'append', id: 'a' + i, serial, data: '<' + i + '>' }], opts);
             process.stdout.write('ack ' + i + '\\n');
           }
-        }));
+        })]);
         `,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -237,7 +248,37 @@ describe('SqliteStore', () => {
         'acknowledged ids are remembered',
       );
     }
-    assert.equal(m.version, (await store.info('ch'))!.head);
+    // The serial counter did not go back: the next op follows the head, and every op has its own serial.
+    const info = (await store.info('ch'))!;
+    const next = await store.append('ch', [{ action: 'create', id: 'after-crash' }], OPTS);
+    assert.equal(parseSerial(next.results[0]!.serial)!.seq, parseSerial(info.head)!.seq + 1);
+    const all = await store.readSince('ch', undefined, 1_000_000);
+    assert.equal(all.messages.at(-1)!.id, 'after-crash');
+    for (const other of all.messages.filter((x) => x.id.startsWith('o'))) {
+      assert.ok(other.data === 'x' || other.data === 'xy' || other.data === 'z' || other.data === 'z!');
+    }
+  });
+
+  it('recovers serial counters and dedup from an unmerged journal (a crash without close)', async () => {
+    const { store, make } = await open();
+    const a = (await store.append('a', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!.serial;
+    const b = (await store.append('b', [{ action: 'create', id: 'n', data: '' }], OPTS)).results[0]!.serial;
+    // One group commit: the update on b merges the journal, a's append included, mid-transaction.
+    await Promise.all([
+      store.append('a', [{ action: 'append', id: 'x', serial: a, data: 'x' }], OPTS),
+      store.append('b', [{ action: 'update', id: 'u', serial: b, data: 'u' }], OPTS),
+      store.append('b', [{ action: 'append', id: 'v', serial: b, data: 'v' }], OPTS),
+    ]);
+    // A second store on the same file, the first never closed: what a restart after kill -9 sees.
+    const after = make();
+    assert.equal(parseSerial((await after.info('a'))!.head)!.seq, 2);
+    assert.equal(parseSerial((await after.info('b'))!.head)!.seq, 3);
+    const dup = await after.append('b', [{ action: 'append', id: 'v', serial: b, data: 'v' }], OPTS);
+    assert.equal(dup.results[0]!.duplicate, true);
+    const next = await after.append('a', [{ action: 'append', id: 'y', serial: a, data: 'y' }], OPTS);
+    assert.equal(parseSerial(next.results[0]!.serial)!.seq, 3);
+    assert.equal((await after.history('a', { direction: 'forwards', limit: 1 })).messages[0]!.data, 'xy');
+    assert.equal((await after.history('b', { direction: 'forwards', limit: 1 })).messages[0]!.data, 'uv');
   });
 
   it('refuses to open a file that is not a database', async () => {

@@ -120,7 +120,8 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     const serial = formatSerial(ctx.epoch, opSeq);
     results.push({ serial });
     planned.push({ op, seq: opSeq, msgSeq, kind, timestamp });
-    messages.push(liveMessage(op, formatSerial(ctx.epoch, msgSeq), serial, timestamp));
+    // A target serial that parsed with this epoch is already in canonical form.
+    messages.push(liveMessage(op, op.action === 'create' ? serial : op.serial!, serial, timestamp));
   }
   return { results, ops: planned, messages, touched, seq };
 }

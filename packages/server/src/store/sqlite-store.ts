@@ -28,7 +28,9 @@
  * by insertion order (a commit dirties a few pages), and moved into `ops` in key order once
  * MERGE_ROWS have gathered, before anything reads `ops` (history, catch-up, trim, update, delete),
  * and on open (after a crash). Between merges, dedup and size checks see the journal through
- * in-memory maps (`#hotIds`, `#hotSizes`) rebuilt from the table on open or after a rollback.
+ * in-memory maps (`#hotIds`, `#hotSizes`, `#hotSeqs`) rebuilt from the table on open or after a
+ * rollback. `channels.seq` is likewise brought up to date at each merge, not at each commit: a
+ * channel's counter is the greater of it and the channel's last journal row.
  *
  * Schema (version 1):
  *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
@@ -181,6 +183,8 @@ export class SqliteStore implements Store {
   readonly #hotIds = new Map<string, number>();
   /** Bytes appended in the journal per message (`chan:seq`); present iff it has journal appends. */
   readonly #hotSizes = new Map<string, number>();
+  /** Last sequence number in the journal per channel id. */
+  readonly #hotSeqs = new Map<number, number>();
   #journalRows = 0;
   #queue: Pending[] = [];
   #scheduled = false;
@@ -198,6 +202,8 @@ export class SqliteStore implements Store {
       if (mode !== 'wal' && options.path !== ':memory:') throw new Error(`journal_mode is ${String(mode)}`);
       this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
       this.#db.exec('PRAGMA cache_size = -32768');
+      // The WAL is reused after each checkpoint; this only stops it staying large after a burst.
+      this.#db.exec('PRAGMA journal_size_limit = 67108864');
       const version = Number(this.#db.prepare('PRAGMA user_version').get()?.user_version ?? 0);
       if (version > SCHEMA_VERSION) {
         throw new Error(`database schema ${version} is newer than this server's (${SCHEMA_VERSION})`);
@@ -260,7 +266,6 @@ export class SqliteStore implements Store {
     this.#s.begin.run();
     try {
       for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
-      for (const ch of tx.channels.values()) this.#s.setChannelSeq.run(ch.seq, ch.id);
       if (this.#journalRows >= MERGE_ROWS) this.#mergeJournal();
       this.#s.commit.run();
     } catch (err) {
@@ -308,6 +313,7 @@ export class SqliteStore implements Store {
       }
       this.#writeOps(p.channel, ch.id, plan);
       ch.seq = plan.seq;
+      this.#hotSeqs.set(ch.id, ch.seq);
       tx.channels.set(p.channel, ch);
       for (const [seq, meta] of plan.touched) tx.metas.set(metaKey(ch.id, seq), meta);
     }
@@ -376,9 +382,11 @@ export class SqliteStore implements Store {
     if (this.#journalRows === 0) return;
     this.#s.mergeJournal.run();
     this.#s.clearJournal.run();
+    for (const [chan, seq] of this.#hotSeqs) this.#s.setChannelSeq.run(seq, chan);
     this.#journalRows = 0;
     this.#hotIds.clear();
     this.#hotSizes.clear();
+    this.#hotSeqs.clear();
   }
 
   /** Merges the journal in a transaction of its own, so that `ops` is complete for a read. */
@@ -403,9 +411,13 @@ export class SqliteStore implements Store {
   #reloadJournal(): void {
     this.#hotIds.clear();
     this.#hotSizes.clear();
+    this.#hotSeqs.clear();
     this.#journalRows = 0;
     for (const r of this.#s.journalIds.iterate()) {
-      this.#hotIds.set(`${r.chan}:${r.id}`, r.seq as number);
+      const chan = r.chan as number;
+      const seq = r.seq as number;
+      this.#hotIds.set(`${chan}:${r.id}`, seq);
+      this.#hotSeqs.set(chan, Math.max(this.#hotSeqs.get(chan) ?? 0, seq));
       this.#journalRows++;
     }
     for (const r of this.#s.journalSizes.iterate()) {
@@ -437,10 +449,11 @@ export class SqliteStore implements Store {
     if (cached) return cached;
     const row = this.#s.getChannel.get(name);
     if (!row) return undefined;
+    const id = row.id as number;
     const ch: ChannelState = {
-      id: row.id as number,
+      id,
       epoch: row.epoch as string,
-      seq: row.seq as number,
+      seq: Math.max(row.seq as number, this.#hotSeqs.get(id) ?? 0),
       trimmedThrough: row.trimmed_through as number,
     };
     this.#channels.set(name, ch);
@@ -593,6 +606,8 @@ export class SqliteStore implements Store {
     this.#closed = true;
     try {
       this.#settle();
+    } catch (err) {
+      throw toStoreError(err);
     } finally {
       this.#db.close();
     }
