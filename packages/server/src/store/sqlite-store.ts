@@ -194,9 +194,11 @@ export class SqliteStore implements Store {
   constructor(options: SqliteStoreOptions) {
     this.#retentionFor = options.retentionFor ?? (() => DAY);
     this.#metas = new Lru(options.cacheSize ?? 4096);
+    let db: DatabaseSync | undefined;
     try {
       if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-      this.#db = new DatabaseSync(options.path);
+      db = new DatabaseSync(options.path);
+      this.#db = db;
       this.#db.exec('PRAGMA busy_timeout = 5000');
       const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
       if (mode !== 'wal' && options.path !== ':memory:') throw new Error(`journal_mode is ${String(mode)}`);
@@ -214,6 +216,7 @@ export class SqliteStore implements Store {
       this.#reloadJournal();
       this.#settle();
     } catch (err) {
+      if (db?.isOpen) db.close();
       throw new StoreError(
         'store_unavailable',
         `cannot open SQLite store at ${options.path}: ${messageOf(err)}`,
