@@ -223,7 +223,11 @@ export class Channel {
     this.#wanted = false;
     this.#attachRef = undefined;
     this.#rejectAttach(
-      this.#host.refusal() ?? this.#host.error('connection_closed', 'the channel was detached'),
+      this.#host.refusal() ??
+        this.#host.error(
+          'channel_detached',
+          `detach() was called on ${this.name} before the attach completed`,
+        ),
     );
     if (this.#state === 'initialized' || this.#state === 'detached' || this.#state === 'failed') {
       return Promise.resolve();

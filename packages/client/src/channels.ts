@@ -3,6 +3,7 @@
  * channel frames from the connection to them.
  */
 import type { ServerFrame } from '@mooring/protocol';
+import { isChannelName } from '@mooring/protocol';
 import type { ChannelOptions } from './channel.ts';
 import { Channel } from './channel.ts';
 import type { ChannelHost, ChannelInternals } from './channel-host.ts';
@@ -54,6 +55,12 @@ export class Channels {
    * (rewind, start, from); a position from a recovery key takes precedence over them.
    */
   get(name: string, options: ChannelOptions = {}): Channel {
+    if (!isChannelName(name)) {
+      throw new MooringError(
+        'invalid_channel',
+        `invalid channel name ${JSON.stringify(name)}: use 1–256 printable ASCII characters without spaces, * or ?`,
+      );
+    }
     const existing = this.#channels.get(name);
     if (existing) {
       existing.channel.configure(options);

@@ -16,6 +16,8 @@ export const CLIENT_ERRORS = {
   connection_closed: { status: 400, retryable: false },
   /** A permanent error (bad credentials, forbidden) stopped the connection; see `cause`. */
   connection_failed: { status: 400, retryable: false },
+  /** `detach()` was called before a pending `attach()` completed. */
+  channel_detached: { status: 409, retryable: false },
   /** The offline queue is full; wait for the connection to come back. */
   queue_full: { status: 429, retryable: true },
   /** Something expected from the server did not arrive in time. */

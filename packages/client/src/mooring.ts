@@ -9,6 +9,7 @@
  *   on `failed`/`closed`:  reject everything pending; channels detach
  */
 import type { OperationInput, PublishResult } from '@mooring/protocol';
+import { DEFAULT_LIMITS } from '@mooring/protocol';
 import type { BrowserEnvironment } from './browser-environment.ts';
 import { detectBrowserEnvironment } from './browser-environment.ts';
 import type { ChannelHost } from './channel-host.ts';
@@ -218,6 +219,12 @@ export class Mooring {
   #publish(channel: string, ops: OperationInput[]): Promise<PublishResult[]> {
     const refused = this.#refusal();
     if (refused) return Promise.reject(refused);
+    const max = this.connection.details?.limits.maxOpsPerPublish ?? DEFAULT_LIMITS.maxOpsPerPublish;
+    if (ops.length === 0 || ops.length > max) {
+      return Promise.reject(
+        new MooringError('bad_request', `a publish carries 1 to ${max} operations; split the batch`),
+      );
+    }
     if (this.connection.state === 'initialized') this.connection.connect();
     return this.#queue.add(channel, ops);
   }

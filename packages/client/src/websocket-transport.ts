@@ -10,13 +10,19 @@ import { errorInfoFromBody } from './errors.ts';
 import type { Transport, TransportCloseInfo, TransportHandlers } from './transport.ts';
 import { parseServerFrame } from './transport.ts';
 
+/**
+ * A handler slot (`onopen`…). Typed loosely (`never` parameter) so that both the DOM's WebSocket and
+ * `ws`'s are assignable; the handlers set here declare the event shape they read.
+ */
+type HandlerSlot = ((event: never) => unknown) | null;
+
 /** The part of the WebSocket interface the transport uses. */
 export interface WebSocketLike {
   readonly readyState: number;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: HandlerSlot;
+  onmessage: HandlerSlot;
+  onclose: HandlerSlot;
+  onerror: HandlerSlot;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }
@@ -104,7 +110,7 @@ export class WebSocketTransport implements Transport {
     socket.onopen = () => {
       if (!this.#done) this.#handlers?.onOpen();
     };
-    socket.onmessage = (event) => {
+    socket.onmessage = (event: { data: unknown }) => {
       if (this.#done) return;
       if (typeof event.data !== 'string') {
         this.#handlers?.onProtocolError('binary frame: the protocol uses text frames only');
@@ -114,11 +120,11 @@ export class WebSocketTransport implements Transport {
       if (typeof frame === 'string') this.#handlers?.onProtocolError(frame);
       else this.#handlers?.onFrame(frame);
     };
-    socket.onerror = (event) => {
-      const message = (event as { message?: unknown }).message;
+    socket.onerror = (event: { message?: unknown }) => {
+      const message = event.message;
       if (typeof message === 'string' && message !== '') this.#lastError = message;
     };
-    socket.onclose = (event) => {
+    socket.onclose = (event: { code: number; reason: string }) => {
       const info: TransportCloseInfo = { code: event.code, reason: event.reason };
       const status = /Unexpected server response: (\d+)/.exec(this.#lastError ?? '');
       if (status) info.httpStatus = Number(status[1]);

@@ -208,6 +208,23 @@ describe('Channel', () => {
     assert.equal(sent(transports.last(), 'attach').length, 1);
   });
 
+  it('refuses invalid channel names at once', () => {
+    const { client } = fakeClient({ autoConnect: false });
+    assert.throws(
+      () => client.channels.get('has space'),
+      (e: MooringError) => e.code === 'invalid_channel',
+    );
+  });
+
+  it('rejects a pending attach with channel_detached when detach() comes first', async () => {
+    const { client } = fakeClient({ autoConnect: false });
+    const channel = client.channels.get('c');
+    const attached = channel.attach();
+    await channel.detach();
+    await assert.rejects(attached, (e: MooringError) => e.code === 'channel_detached');
+    assert.equal(channel.state, 'detached');
+  });
+
   it('presence is a seam that rejects with unsupported', async () => {
     const { client } = fakeClient({ autoConnect: false });
     await assert.rejects(

@@ -107,6 +107,26 @@ describe('publishing', () => {
     assert.equal(await p, serial(1));
   });
 
+  it('publishes a batch atomically in one frame, and refuses an oversized batch', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const batch = channel.publishBatch([{ name: 'a' }, { name: 'b', id: 'given' }]);
+    const f = sent(t, 'publish')[0]!;
+    assert.equal(f.ops.length, 2);
+    assert.equal(f.ops[1]?.id, 'given');
+    assert.ok(f.ops[0]?.id);
+    t.frame({
+      type: 'ack',
+      ref: f.ref,
+      channel: 'c',
+      results: [{ serial: serial(1) }, { serial: serial(2) }],
+    });
+    assert.deepEqual(await batch, [serial(1), serial(2)]);
+    const tooMany = Array.from({ length: 101 }, () => ({ name: 'x' }));
+    await assert.rejects(channel.publishBatch(tooMany), (e: MooringError) => e.code === 'bad_request');
+  });
+
   it('bounds the offline queue and rejects beyond it with queue_full', async () => {
     const { client } = fakeClient({ maxQueuedOps: 3, autoConnect: false });
     const channel = client.channels.get('c');

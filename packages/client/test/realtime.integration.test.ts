@@ -33,6 +33,16 @@ describe('client ⇄ server', () => {
     assert.equal(reader.channels.get('session:a').position, got[1]?.version);
   });
 
+  it('works with a browser-style WebSocket (the global one: no ws-specific events)', async (t) => {
+    const server = await realServer(t);
+    const c = client(t, server.url, { WebSocket: globalThis.WebSocket });
+    const got: Message[] = [];
+    await c.channels.get('session:g').subscribe((m) => got.push(m));
+    await c.channels.get('session:g').publish('t', 'via the global WebSocket');
+    await waitFor(() => got.length === 1);
+    assert.deepEqual(texts(got), ['via the global WebSocket']);
+  });
+
   it('fails on bad credentials with unauthorized, without retrying', async (t) => {
     const server = await realServer(t);
     const c = client(t, server.url, { key: 'test:wrong' });
