@@ -25,6 +25,8 @@ import type { ChannelHost, ChannelInternals } from './channel-host.ts';
 import type { Listener } from './emitter.ts';
 import { Emitter } from './emitter.ts';
 import type { MooringError } from './errors.ts';
+import type { OperationOptions, UpdateFields } from './operations.ts';
+import { appendOp, createOp, deleteOp, updateOp } from './operations.ts';
 import { Presence } from './presence.ts';
 import type { HistoryOptions, HistoryPage } from './rest.ts';
 
@@ -75,19 +77,6 @@ export type ChannelEvents = {
   continuityLost: ContinuityLost;
   error: MooringError;
 };
-
-export interface OperationOptions {
-  /** Idempotency key; generated when absent. */
-  id?: string;
-  headers?: OperationInput['headers'];
-}
-
-export interface UpdateFields {
-  name?: string;
-  data?: JsonValue;
-  encoding?: 'base64';
-  headers?: OperationInput['headers'];
-}
 
 type Mode = { from: string } | { rewind: number } | { start: true } | Record<string, never>;
 
@@ -244,33 +233,22 @@ export class Channel {
 
   /** Creates a message; resolves with its serial once stored. */
   publish(name: string, data?: JsonValue, options: OperationOptions = {}): Promise<string> {
-    const op: OperationInput = { action: 'create', id: options.id ?? this.#host.nextId(), name };
-    if (data !== undefined) op.data = data;
-    if (options.headers !== undefined) op.headers = options.headers;
-    return this.#one(op);
+    return this.#one(createOp(options.id ?? this.#host.nextId(), name, data, options.headers));
   }
 
   /** Appends a string delta to message `serial` (and replaces its headers if given). */
   append(serial: string, delta: string, options: OperationOptions = {}): Promise<string> {
-    const op: OperationInput = {
-      action: 'append',
-      id: options.id ?? this.#host.nextId(),
-      serial,
-      data: delta,
-    };
-    if (options.headers !== undefined) op.headers = options.headers;
-    return this.#one(op);
+    return this.#one(appendOp(options.id ?? this.#host.nextId(), serial, delta, options.headers));
   }
 
   /** Replaces the fields given of message `serial`. */
   update(serial: string, fields: UpdateFields, options: { id?: string } = {}): Promise<string> {
-    const op: OperationInput = { action: 'update', id: options.id ?? this.#host.nextId(), serial, ...fields };
-    return this.#one(op);
+    return this.#one(updateOp(options.id ?? this.#host.nextId(), serial, fields));
   }
 
   /** Turns message `serial` into a tombstone. */
   delete(serial: string, options: { id?: string } = {}): Promise<string> {
-    return this.#one({ action: 'delete', id: options.id ?? this.#host.nextId(), serial });
+    return this.#one(deleteOp(options.id ?? this.#host.nextId(), serial));
   }
 
   /** Publishes several operations atomically (all stored, or none). Ids are added where missing. */

@@ -11,12 +11,12 @@
  * resent publishes go out before anything an application does in its `statechange` listener.
  */
 import type { ClientFrame, ConnectedFrame, DisconnectFrame, ServerFrame } from '@mooring/protocol';
-import { PROTOCOL_VERSION } from '@mooring/protocol';
 import { classifyClose } from './close-classification.ts';
 import type { ConnectionState, MachineEvent, MachineState } from './connection-state-machine.ts';
 import { INITIAL_STATE, transition } from './connection-state-machine.ts';
 import type { Listener } from './emitter.ts';
 import { Emitter } from './emitter.ts';
+import { connectUrl } from './endpoints.ts';
 import { MooringError } from './errors.ts';
 import type { Timers } from './timers.ts';
 import { TimerSlot } from './timers.ts';
@@ -296,7 +296,7 @@ export class Connection {
       .then(
         (params) => {
           if (this.#transport !== transport) return;
-          transport.open(this.#url(params), {
+          transport.open(connectUrl(this.#deps.endpoint, params, this.#recover), {
             onOpen: () => {},
             onFrame: (frame) => {
               if (this.#transport === transport) this.#onFrame(frame);
@@ -319,14 +319,6 @@ export class Connection {
           this.#dispatch({ type: error.retryable ? 'lost' : 'fatal', error });
         },
       );
-  }
-
-  #url(params: Record<string, string>): string {
-    const url = new URL(this.#deps.endpoint);
-    url.searchParams.set('v', String(PROTOCOL_VERSION));
-    for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
-    if (this.#recover) url.searchParams.set('recover', this.#recover);
-    return url.toString();
   }
 
   #onFrame(frame: ServerFrame): void {

@@ -3,6 +3,7 @@
  * Accepts `http(s)://` or `ws(s)://`, with or without `/v1/connect`, and keeps a path prefix (a server
  * mounted behind a reverse proxy at `/mooring`).
  */
+import { PROTOCOL_VERSION } from '@mooring/protocol';
 import { MooringError } from './errors.ts';
 
 export interface Endpoints {
@@ -32,4 +33,17 @@ export function endpoints(url: string): Endpoints {
     websocket: `${secure ? 'wss' : 'ws'}://${host}${prefix}/v1/connect`,
     http: `${secure ? 'https' : 'http'}://${host}${prefix}/`,
   };
+}
+
+/** The URL of one connection attempt (PROTOCOL.md §5.1). */
+export function connectUrl(
+  endpoint: string,
+  params: Record<string, string>,
+  recover: string | undefined,
+): string {
+  const url = new URL(endpoint);
+  url.searchParams.set('v', String(PROTOCOL_VERSION));
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  if (recover) url.searchParams.set('recover', recover);
+  return url.toString();
 }

@@ -12,8 +12,6 @@ export type {
   ChannelState,
   ChannelStateChange,
   ContinuityLost,
-  OperationOptions,
-  UpdateFields,
 } from './channel.ts';
 export type { Channels } from './channels.ts';
 export type { Connection, ConnectionEvents, ConnectionStateChange } from './connection.ts';
@@ -23,6 +21,7 @@ export type { ClientErrorCode, MooringErrorCode } from './errors.ts';
 export { CLIENT_ERRORS, MooringError } from './errors.ts';
 export type { MooringOptions } from './mooring.ts';
 export { Mooring } from './mooring.ts';
+export type { OperationOptions, UpdateFields } from './operations.ts';
 export type { Presence } from './presence.ts';
 export type { RecoveryState } from './recovery-key.ts';
 export { decodeRecoveryKey, encodeRecoveryKey } from './recovery-key.ts';
