@@ -23,6 +23,7 @@ export const ERRORS = {
   channel_not_found: { status: 404, retryable: false },
   message_not_found: { status: 404, retryable: false },
   method_not_allowed: { status: 405, retryable: false },
+  unknown_connection: { status: 404, retryable: false },
   not_attached: { status: 409, retryable: false },
   attach_superseded: { status: 409, retryable: false },
   not_appendable: { status: 409, retryable: false },

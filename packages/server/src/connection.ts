@@ -34,6 +34,11 @@ import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 
 export interface TransportSink {
   readonly kind: 'websocket' | 'sse' | 'longpoll';
+  /**
+   * True when the peer answers every heartbeat round (WebSocket pongs), so silence means it is gone.
+   * HTTP transports watch their peers themselves (a closed stream, a poll that does not come back).
+   */
+  readonly answersHeartbeats: boolean;
   send(frame: Buffer): void;
   /** Bytes accepted by send() but not yet written to the network. */
   bufferedAmount(): number;
@@ -121,6 +126,12 @@ export class Connection {
       this.#sendError(undefined, undefined, errorInfo('invalid_frame', 'frame is not valid JSON'));
       return;
     }
+    this.receiveValue(raw);
+  }
+
+  /** Handles one inbound frame already parsed from JSON (HTTP upstream). Never throws. */
+  receiveValue(raw: unknown): void {
+    this.alive = true;
     let parsed: ReturnType<typeof clientFrameSchema.safeParse>;
     try {
       parsed = clientFrameSchema.safeParse(raw);
@@ -152,7 +163,7 @@ export class Connection {
     if (this.#closed) return;
     this.#missedHeartbeats = this.alive ? 0 : this.#missedHeartbeats + 1;
     this.alive = false;
-    if (this.#missedHeartbeats >= 2) {
+    if (this.transport.answersHeartbeats && this.#missedHeartbeats >= 2) {
       this.transport.terminate();
       this.dispose();
       return;
@@ -398,6 +409,7 @@ export class Connection {
         'slow_consumer',
         'the connection fell too far behind; reconnect and resume from your position',
       ),
+      true,
     );
   }
 

@@ -19,8 +19,9 @@ import {
 import pino, { type Logger } from 'pino';
 import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
 import { ChannelService } from './channel-service.ts';
-import { Connection, type TransportSink } from './connection.ts';
-import { ConnectionRegistry, type Identity } from './connection-registry.ts';
+import { ConnectionManager } from './connection-manager.ts';
+import { ConnectionRegistry } from './connection-registry.ts';
+import { HttpTransports } from './http-transports.ts';
 import { LocalHub } from './hub.ts';
 import { PresenceService } from './presence.ts';
 import { RestApi, send } from './rest-api.ts';
@@ -96,66 +97,36 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     grace: options.presenceGrace ?? DEFAULT_TIMINGS.presenceGrace,
     maxMembers: limits.maxPresenceMembers,
   });
-  const live = new Set<Connection>();
+  const connections = new ConnectionManager({
+    channels,
+    presence,
+    registry,
+    limits,
+    logger,
+    heartbeatInterval,
+    connectionStateTtl,
+  });
   let closing = false;
 
   const rest = new RestApi({ channels, presence, auth, limits, logger, ready: () => store.ping() });
   const websocket = new WebSocketTransport({
     maxFrameSize: limits.maxFrameSize,
-    accept: (transport: TransportSink, identity: Identity, recover: string | undefined) => {
-      const opened = registry.open(identity, recover);
-      const connection = new Connection({
-        id: opened.connectionId,
-        key: opened.connectionKey,
-        identity,
-        transport,
-        channels,
-        presence,
-        limits,
-        logger,
-      });
-      live.add(connection);
-      if (opened.resumed) presence.connectionResumed(opened.connectionId);
-      connection.send({
-        type: 'connected',
-        connectionId: opened.connectionId,
-        connectionKey: opened.connectionKey,
-        resumed: opened.resumed,
-        ...(identity.clientId === undefined ? {} : { clientId: identity.clientId }),
-        heartbeatInterval,
-        maxIdleInterval: heartbeatInterval,
-        connectionStateTtl,
-        limits: {
-          maxOperationSize: limits.maxOperationSize,
-          maxMessageSize: limits.maxMessageSize,
-          maxFrameSize: limits.maxFrameSize,
-          maxOpsPerPublish: limits.maxOpsPerPublish,
-          maxChannelsPerConnection: limits.maxChannelsPerConnection,
-        },
-        serverTime: Date.now(),
-      });
-      logger.debug(
-        { connectionId: opened.connectionId, resumed: opened.resumed, transport: transport.kind },
-        'connected',
-      );
-      return connection;
-    },
-    onClose: (connection, code) => {
-      live.delete(connection);
-      // 1000/1005: the client closed on purpose. Anything else (1001 page navigation, 1006 network)
-      // may come back: keep identity and presence for their grace periods.
-      if (code === 1000 || code === 1005 || connection.closedByClient) {
-        registry.discard(connection.id);
-        presence.connectionClosed(connection.id);
-      } else {
-        registry.release(connection.id);
-        presence.connectionLost(connection.id);
-      }
-      logger.debug({ connectionId: connection.id, code }, 'disconnected');
-    },
+    accept: (transport, identity, recover) => connections.open(transport, identity, recover),
+    // 1000/1005: the client closed on purpose. Anything else (1001 page navigation, 1006 network)
+    // may come back: identity and presence keep their grace periods.
+    onClose: (connection, code) => connections.closed(connection, code === 1000 || code === 1005),
+  });
+  const httpTransports = new HttpTransports({
+    connections,
+    auth,
+    limits,
+    heartbeatInterval,
   });
 
+  let inFlight = 0;
   const http: Server = createServer((req, res) => {
+    inFlight++;
+    res.once('close', () => inFlight--);
     const url = requestUrl(req);
     if (closing) {
       send(res, 503, {
@@ -163,7 +134,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       });
       return;
     }
-    void rest.handle(req, res, url);
+    if (httpTransports.handles(url.pathname)) void httpTransports.handle(req, res, url);
+    else void rest.handle(req, res, url);
   });
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
@@ -190,10 +162,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     else socket.destroy();
   });
 
-  const heartbeat = setInterval(() => {
-    for (const connection of live) connection.heartbeat();
-    registry.sweep();
-  }, heartbeatInterval);
+  const heartbeat = setInterval(() => connections.heartbeat(), heartbeatInterval);
   heartbeat.unref();
   const trim = setInterval(() => {
     store.trim().catch((err: unknown) => logger.error({ err }, 'retention trim failed'));
@@ -219,9 +188,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     store,
     logger,
     get connections() {
-      let open = 0;
-      for (const connection of live) if (!connection.closed) open++;
-      return open;
+      return connections.size;
     },
     close() {
       closed ??= (async () => {
@@ -229,7 +196,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         clearInterval(heartbeat);
         clearInterval(trim);
         const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
-        for (const connection of [...live]) {
+        for (const connection of connections.all()) {
           connection.disconnect(
             'shutting_down',
             1012,
@@ -237,9 +204,12 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
             errorInfo('shutting_down', 'the server is restarting; reconnect and resume'),
           );
         }
-        http.closeIdleConnections();
-        await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 3_000).unref())]);
+        // wait (3 s at most) for requests in flight to be answered, then drop every socket: idle
+        // keep-alive sockets and sockets that never sent a request alike
+        const deadline = Date.now() + 3_000;
+        while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
         http.closeAllConnections();
+        await stopped;
         presence.close();
         await store.close();
         logger.info('stopped');

@@ -43,6 +43,7 @@ export class WebSocketTransport {
   #attach(ws: WebSocket, identity: Identity, recover: string | undefined): void {
     const sink: TransportSink = {
       kind: 'websocket',
+      answersHeartbeats: true,
       send: (frame) => ws.send(frame, { binary: false }),
       bufferedAmount: () => ws.bufferedAmount,
       ping: () => ws.ping(),
@@ -72,9 +73,6 @@ export class WebSocketTransport {
       // ws reports oversized frames and protocol violations here and closes the socket itself
       // (1009 "message too big", 1002 protocol error); 'close' below cleans up.
     });
-    ws.on('close', (code) => {
-      connection.dispose();
-      this.#options.onClose(connection, code);
-    });
+    ws.on('close', (code) => this.#options.onClose(connection, code));
   }
 }

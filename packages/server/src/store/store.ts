@@ -16,7 +16,15 @@
  * - Appending costs O(size of the delta), never O(size of the message).
  * - Rolled-up reads give each message once with its full current data and `version` = its latest op.
  */
-import type { Action, Encoding, ErrorCode, Headers, JsonValue, Message, PublishResult } from '@mooring/protocol';
+import type {
+  Action,
+  Encoding,
+  ErrorCode,
+  Headers,
+  JsonValue,
+  Message,
+  PublishResult,
+} from '@mooring/protocol';
 
 /** An operation validated and stamped by the server, ready for the log. */
 export interface NewOperation {

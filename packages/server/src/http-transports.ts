@@ -1,0 +1,284 @@
+/**
+ * The HTTP fallback transports (PROTOCOL.md §12), for networks that refuse WebSocket upgrades or
+ * buffer streamed responses. Thin adapters over the same connection core as WebSocket:
+ *
+ *   HTTP streaming   GET  /v1/connect/sse            text/event-stream, one `data:` line per frame
+ *   long-polling     GET  /v1/connect/poll           → [connected]; then
+ *                    GET  /v1/connections/:id/poll   waits up to `pollTimeout` for frames → [frames]
+ *   upstream (both)  POST /v1/connections/:id/frames one frame or an array, in order → 202
+ *
+ * The downstream request authenticates like a WebSocket handshake; requests on /v1/connections/:id
+ * prove they belong to the connection with its secret `connectionKey` (header
+ * `x-mooring-connection-key` or `?connectionKey=`), so any node can tell whether it holds the
+ * connection. Routing a request that lands on another node goes over the shared bus (Redis engine).
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorInfo, type Limits, PROTOCOL_VERSION } from '@mooring/protocol';
+import type { Authenticator } from './auth.ts';
+import type { Connection, TransportSink } from './connection.ts';
+import type { ConnectionManager } from './connection-manager.ts';
+import { readJson, send } from './rest-api.ts';
+import { ServerError, toErrorInfo } from './server-error.ts';
+
+export interface HttpTransportsOptions {
+  connections: ConnectionManager;
+  auth: Authenticator;
+  limits: Limits;
+  heartbeatInterval: number;
+  /** How long a poll waits for frames before answering `[]`, ms. Default 25,000 (below common proxy timeouts). */
+  pollTimeout?: number;
+}
+
+const STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-store, no-transform',
+  'x-accel-buffering': 'no',
+  'access-control-allow-origin': '*',
+  // a stream's socket is never reused for another request
+  connection: 'close',
+};
+
+const CONNECTION_PATH = /^\/v1\/connections\/([A-Za-z0-9_-]{1,64})\/(poll|frames)$/;
+
+export class HttpTransports {
+  readonly #o: HttpTransportsOptions;
+  readonly #pollTimeout: number;
+
+  constructor(options: HttpTransportsOptions) {
+    this.#o = options;
+    this.#pollTimeout = options.pollTimeout ?? 25_000;
+  }
+
+  handles(path: string): boolean {
+    return path === '/v1/connect/sse' || path === '/v1/connect/poll' || path.startsWith('/v1/connections/');
+  }
+
+  /** Handles a request; never throws. */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    try {
+      if (req.method === 'OPTIONS') {
+        res
+          .writeHead(204, {
+            'access-control-allow-origin': '*',
+            'access-control-allow-methods': 'GET, POST, OPTIONS',
+            'access-control-allow-headers': 'authorization, content-type, x-mooring-connection-key',
+            'access-control-max-age': '600',
+          })
+          .end();
+        return;
+      }
+      const path = url.pathname;
+      if (path === '/v1/connect/sse' || path === '/v1/connect/poll') {
+        if (req.method !== 'GET') throw new ServerError('method_not_allowed', 'use GET here');
+        const version = url.searchParams.get('v');
+        if (version !== null && version !== String(PROTOCOL_VERSION))
+          throw new ServerError(
+            'bad_request',
+            `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
+          );
+        const identity = this.#o.auth.authenticate(req, url);
+        const recover = url.searchParams.get('recover') ?? undefined;
+        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, recover);
+        else this.#openPoll(res, identity, recover);
+        return;
+      }
+      const match = CONNECTION_PATH.exec(path);
+      if (!match) throw new ServerError('not_found', `no such endpoint: ${req.method} ${path.slice(0, 200)}`);
+      const connection = this.#connectionFor(match[1]!, req, url);
+      if (match[2] === 'frames') {
+        if (req.method !== 'POST') throw new ServerError('method_not_allowed', 'use POST to send frames');
+        const body = await readJson(req, this.#o.limits.maxHttpBody);
+        const frames = Array.isArray(body) ? body : [body];
+        for (const frame of frames) connection.receiveValue(frame);
+        send(res, 202, { accepted: frames.length });
+        return;
+      }
+      if (req.method !== 'GET') throw new ServerError('method_not_allowed', 'use GET to poll');
+      const sink = connection.transport;
+      if (!(sink instanceof LongPollSink))
+        throw new ServerError(
+          'bad_request',
+          `connection ${connection.id} uses ${sink.kind}, not long-polling`,
+        );
+      sink.poll(res);
+    } catch (err) {
+      const error = toErrorInfo(err);
+      send(res, error.status, { error });
+    }
+  }
+
+  #connectionFor(id: string, req: IncomingMessage, url: URL): Connection {
+    const connection = this.#o.connections.get(id);
+    const given = req.headers['x-mooring-connection-key'] ?? url.searchParams.get('connectionKey') ?? '';
+    const key = Buffer.from(typeof given === 'string' ? given : '');
+    const expected = Buffer.from(connection?.key ?? '');
+    if (!connection || key.length !== expected.length || !timingSafeEqual(key, expected))
+      throw new ServerError(
+        'unknown_connection',
+        `connection ${id} is not open here (it ended or the key is wrong): connect again`,
+      );
+    return connection;
+  }
+
+  #openStream(
+    req: IncomingMessage,
+    res: ServerResponse,
+    identity: Parameters<ConnectionManager['open']>[1],
+    recover: string | undefined,
+  ): void {
+    req.socket.setNoDelay(true);
+    req.socket.setKeepAlive(true, 15_000);
+    res.writeHead(200, STREAM_HEADERS);
+    res.flushHeaders();
+    const sink: TransportSink = {
+      kind: 'sse',
+      answersHeartbeats: false,
+      send: (frame) => {
+        res.write(`data: ${frame.toString()}\n\n`);
+      },
+      bufferedAmount: () => res.writableLength,
+      close: () => res.end(),
+      terminate: () => res.destroy(),
+      // an SSE comment: traffic for every proxy on the way, invisible to the client's frame parser
+      ping: () => {
+        res.write(': ping\n\n');
+      },
+    };
+    const connection = this.#o.connections.open(sink, identity, recover);
+    res.on('close', () => {
+      this.#o.connections.closed(connection, false);
+      // the stream is over for good: do not leave a half-open socket behind
+      req.socket.destroy();
+    });
+  }
+
+  #openPoll(
+    res: ServerResponse,
+    identity: Parameters<ConnectionManager['open']>[1],
+    recover: string | undefined,
+  ): void {
+    const sink = new LongPollSink(this.#pollTimeout, this.#o.heartbeatInterval + 10_000);
+    const connection = this.#o.connections.open(sink, identity, recover);
+    sink.onGone = (deliberate) => this.#o.connections.closed(connection, deliberate);
+    sink.poll(res);
+  }
+}
+
+/**
+ * Downstream of a long-polling connection: frames queue here until a poll takes them. One poll is
+ * pending at a time (a new one answers the old with `[]`). A connection whose client stops polling
+ * for `pollGrace` ms is gone, like a WebSocket that stopped answering pings.
+ */
+export class LongPollSink implements TransportSink {
+  readonly kind = 'longpoll';
+  readonly answersHeartbeats = false;
+  onGone: (deliberate: boolean) => void = () => {};
+  #queue: Buffer[] = [];
+  #queuedBytes = 0;
+  #pending: ServerResponse | undefined;
+  #pendingTimer: NodeJS.Timeout | undefined;
+  #lastPoll = Date.now();
+  #flushScheduled = false;
+  #ended = false;
+  readonly #pollTimeout: number;
+  readonly #pollGrace: number;
+
+  constructor(pollTimeout: number, pollGrace: number) {
+    this.#pollTimeout = pollTimeout;
+    this.#pollGrace = pollGrace;
+  }
+
+  poll(res: ServerResponse): void {
+    if (this.#ended) {
+      send(res, 404, { error: errorInfo('unknown_connection', 'this connection has ended: connect again') });
+      return;
+    }
+    this.#answer([]);
+    this.#pending = res;
+    this.#lastPoll = Date.now();
+    res.on('close', () => {
+      if (this.#pending === res) this.#clearPending();
+    });
+    if (this.#queue.length > 0) this.#flush();
+    else this.#pendingTimer = setTimeout(() => this.#answer([]), this.#pollTimeout);
+  }
+
+  send(frame: Buffer): void {
+    if (this.#ended) return;
+    this.#queue.push(frame);
+    this.#queuedBytes += frame.length;
+    if (this.#pending && !this.#flushScheduled) {
+      // gather every frame sent in this tick into one answer
+      this.#flushScheduled = true;
+      queueMicrotask(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+  }
+
+  bufferedAmount(): number {
+    return this.#queuedBytes + (this.#pending?.writableLength ?? 0);
+  }
+
+  close(code: number): void {
+    if (this.#ended) return;
+    this.#flush();
+    this.#end(code === 1000);
+  }
+
+  terminate(): void {
+    if (this.#ended) return;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#pending?.destroy();
+    this.#end(false);
+  }
+
+  /** Heartbeat round: a client that stopped polling is gone. */
+  ping(): void {
+    if (!this.#ended && !this.#pending && Date.now() - this.#lastPoll > this.#pollGrace) this.terminate();
+  }
+
+  #flush(): void {
+    if (!this.#pending || this.#queue.length === 0) return;
+    const frames = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#answer(frames);
+  }
+
+  #answer(frames: Buffer[]): void {
+    const res = this.#pending;
+    if (!res) return;
+    this.#clearPending();
+    const parts: Buffer[] = [Buffer.from('[')];
+    frames.forEach((frame, i) => {
+      if (i > 0) parts.push(Buffer.from(','));
+      parts.push(frame);
+    });
+    parts.push(Buffer.from(']'));
+    const body = Buffer.concat(parts);
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      'access-control-allow-origin': '*',
+      'content-length': body.length,
+    });
+    res.end(body);
+  }
+
+  #clearPending(): void {
+    if (this.#pendingTimer) clearTimeout(this.#pendingTimer);
+    this.#pendingTimer = undefined;
+    if (this.#pending) this.#lastPoll = Date.now();
+    this.#pending = undefined;
+  }
+
+  #end(deliberate: boolean): void {
+    this.#ended = true;
+    this.#clearPending();
+    this.onGone(deliberate);
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * HTTP streaming (SSE) and long-polling (PROTOCOL.md §12): the same frames and semantics as
+ * WebSocket, through one connection core; and both still work where a proxy refuses WebSocket.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FaultProxy } from '@mooring/testkit';
+import WebSocket from 'ws';
+import { rest, startFixture } from './support/fixture.ts';
+import { PollClient, SseClient } from './support/http-client.ts';
+import { fold, RawClient } from './support/raw-client.ts';
+
+describe('HTTP streaming (SSE)', () => {
+  it('attaches, publishes, receives live and acks on the stream, with SSE comment heartbeats', async () => {
+    const fx = await startFixture('memory', { heartbeatInterval: 100 });
+    try {
+      const sse = await SseClient.connect(fx.server.url, 'key=test:secret&clientId=browser');
+      const attached = await sse.request({ type: 'attach', channel: 'session:sse' });
+      assert.equal(attached.type, 'attached');
+      const ws = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      await ws.publish('session:sse', [{ id: 'w1', data: 'from ws' }]);
+      const ack = await sse.request({
+        type: 'publish',
+        channel: 'session:sse',
+        ops: [{ id: 's1', data: 'from sse' }],
+      });
+      assert.equal(ack.type, 'ack');
+      await sse.next(() => sse.messages('session:sse').length === 2);
+      assert.deepEqual(
+        sse.messages('session:sse').map((m) => [m.data, m.clientId]),
+        [
+          ['from ws', 'agent'],
+          ['from sse', 'browser'],
+        ],
+      );
+      await sse.next((f) => f.type === 'heartbeat');
+      await waitUntil(() => sse.comments > 0, 'an SSE comment heartbeat');
+      const bad = await sse.request({ type: 'attach', channel: 'bad channel' });
+      assert.ok(bad.type === 'error' && bad.error.code === 'invalid_frame');
+      sse.close();
+      await ws.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('resumes after the stream breaks: same connection identity, exactly the missed messages', async () => {
+    const fx = await startFixture('sqlite');
+    try {
+      const channel = 'session:sse-resume';
+      const first = await SseClient.connect(fx.server.url, 'key=test:secret&clientId=u');
+      await first.request({ type: 'attach', channel });
+      const pub = await RawClient.connect(fx.server.url);
+      await pub.publish(channel, [{ id: 'a', data: 'one' }]);
+      await first.next(() => first.messages(channel).length === 1);
+      const position = first.messages(channel)[0]!.version;
+      first.close();
+      await first.ended;
+      const created = await pub.publish(channel, [{ id: 'b', data: 'two' }]);
+      for (let i = 0; i < 5; i++)
+        await pub.publish(channel, [
+          { action: 'append', serial: created.results[0]!.serial, id: `b${i}`, data: '!' },
+        ]);
+      const second = await SseClient.connect(
+        fx.server.url,
+        `key=test:secret&clientId=u&recover=${encodeURIComponent(first.connectionKey)}`,
+      );
+      const connected = second.frames[0]!;
+      assert.ok(connected.type === 'connected' && connected.resumed);
+      assert.equal(second.connectionId, first.connectionId);
+      const attached = await second.request({ type: 'attach', channel, from: position });
+      assert.ok(attached.type === 'attached' && attached.resumed);
+      const state = fold([...first.messages(channel), ...second.messages(channel)]);
+      assert.deepEqual(
+        [...state.values()].map((m) => m.data),
+        ['one', 'two!!!!!'],
+      );
+      second.close();
+      await pub.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('long-polling', () => {
+  it('delivers connected, acks and live messages through polls', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const poll = await PollClient.connect(fx.server.url, 'key=test:secret&clientId=lp');
+      assert.ok(poll.connectionId);
+      const attached = await poll.request({ type: 'attach', channel: 'session:lp' });
+      assert.equal(attached.type, 'attached');
+      const pub = await RawClient.connect(fx.server.url);
+      for (let i = 0; i < 20; i++) await pub.publish('session:lp', [{ id: `m${i}`, data: i }]);
+      const ack = await poll.request({
+        type: 'publish',
+        channel: 'session:lp',
+        ops: [{ data: 'from poll' }],
+      });
+      assert.equal(ack.type, 'ack');
+      await poll.next(() => poll.messages('session:lp').length === 21);
+      assert.deepEqual(
+        poll.messages('session:lp').map((m) => m.data),
+        [...Array.from({ length: 20 }, (_, i) => i), 'from poll'],
+      );
+      poll.stop();
+      await pub.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('answers requests for unknown connections or with a wrong key with unknown_connection', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const poll = await PollClient.connect(fx.server.url);
+      const wrongKey = await fetch(`${fx.server.url}/v1/connections/${poll.connectionId}/frames`, {
+        method: 'POST',
+        headers: { 'x-mooring-connection-key': `${poll.connectionId}.nope` },
+        body: '{"type":"ping"}',
+      });
+      assert.equal(wrongKey.status, 404);
+      assert.equal(((await wrongKey.json()) as { error: { code: string } }).error.code, 'unknown_connection');
+      const unknown = await fetch(`${fx.server.url}/v1/connections/c_nothing/poll`);
+      assert.equal(unknown.status, 404);
+      const noAuth = await fetch(`${fx.server.url}/v1/connect/sse`);
+      assert.equal(noAuth.status, 401);
+      poll.stop();
+      const gone = await rest(fx.server, '/health');
+      assert.equal(gone.status, 200);
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('through a proxy that refuses WebSocket upgrades', () => {
+  it('WebSocket is refused with 502 while SSE and long-polling work through the same proxy', async () => {
+    const fx = await startFixture('memory');
+    const proxy = await FaultProxy.start({ port: fx.server.port });
+    try {
+      proxy.refuseUpgrade(502);
+      const refused = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(proxy.url('/v1/connect?key=test:secret', 'ws'));
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => resolve(101));
+        ws.on('error', () => {});
+      });
+      assert.equal(refused, 502);
+      const base = proxy.url('').replace(/\/$/, '');
+      const sse = await SseClient.connect(base);
+      assert.equal((await sse.request({ type: 'ping' })).type, 'pong');
+      const poll = await PollClient.connect(base);
+      assert.equal((await poll.request({ type: 'ping' })).type, 'pong');
+      sse.close();
+      poll.stop();
+    } finally {
+      await proxy.close();
+      await fx.close();
+    }
+  });
+});
+
+async function waitUntil(test: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
