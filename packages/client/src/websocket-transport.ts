@@ -6,6 +6,7 @@
  * known to be `unauthorized` and not retried; browsers hide the status of a refused upgrade, so there
  * a refusal looks like any other failed open (close code 1006).
  */
+import { CLOSE_CODES } from '@mooring/protocol';
 import { errorInfoFromBody } from './errors.ts';
 import type { Transport, TransportCloseInfo, TransportHandlers } from './transport.ts';
 import { parseServerFrame } from './transport.ts';
@@ -86,8 +87,9 @@ export class WebSocketTransport implements Transport {
     this.#handlers = undefined;
     this.#finish({ code: 1006, reason: 'aborted' });
     try {
+      // Not 1000/1005: the server must keep the connection's identity for the reconnect (§5.4).
       if (socket?.terminate) socket.terminate();
-      else socket?.close();
+      else socket?.close(CLOSE_CODES.heartbeat_timeout.code, 'reconnecting');
     } catch {
       // the socket is being dropped anyway
     }

@@ -1,0 +1,90 @@
+// The WebSocket transport over a browser-style socket (no `ws` extras): frames in and out, malformed
+// input reported (never swallowed), how it ended, and aborts that keep the server-side identity.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import type { TransportCloseInfo } from '../src/transport.ts';
+import type { WebSocketLike } from '../src/websocket-transport.ts';
+import { WebSocketTransport } from '../src/websocket-transport.ts';
+import { flush } from './helpers/fake-transport.ts';
+
+class BrowserSocket implements WebSocketLike {
+  static last: BrowserSocket | undefined;
+  readyState = 0;
+  readonly sent: string[] = [];
+  closedWith: [number | undefined, string | undefined] | undefined;
+  onopen: ((event: unknown) => void) | null = null;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  onclose: ((event: { code: number; reason: string }) => void) | null = null;
+  onerror: ((event: unknown) => void) | null = null;
+  readonly url: string;
+  constructor(url: string) {
+    this.url = url;
+    BrowserSocket.last = this;
+  }
+  send(data: string): void {
+    this.sent.push(data);
+  }
+  close(code?: number, reason?: string): void {
+    this.closedWith = [code, reason];
+  }
+}
+
+function open() {
+  const frames: ServerFrame[] = [];
+  const problems: string[] = [];
+  const closes: TransportCloseInfo[] = [];
+  const transport = new WebSocketTransport(BrowserSocket);
+  transport.open('ws://h/v1/connect?v=1', {
+    onOpen: () => {},
+    onFrame: (f) => frames.push(f),
+    onProtocolError: (m) => problems.push(m),
+    onClose: (c) => closes.push(c),
+  });
+  return { transport, frames, problems, closes };
+}
+
+describe('WebSocketTransport', () => {
+  it('sends JSON text frames once open, and refuses to send before', async () => {
+    const { transport } = open();
+    await flush();
+    const socket = BrowserSocket.last!;
+    assert.throws(() => transport.send({ type: 'ping', ref: 1 }), /not open/);
+    socket.readyState = 1;
+    socket.onopen?.({});
+    transport.send({ type: 'ping', ref: 2 });
+    assert.deepEqual(socket.sent, ['{"type":"ping","ref":2}']);
+  });
+
+  it('parses frames and reports malformed ones', async () => {
+    const { frames, problems } = open();
+    await flush();
+    const socket = BrowserSocket.last!;
+    socket.onmessage?.({ data: '{"type":"heartbeat","serverTime":1}' });
+    socket.onmessage?.({ data: 'nope' });
+    socket.onmessage?.({ data: '{"type":"surprise"}' });
+    socket.onmessage?.({ data: '{"type":"messages","channel":"c"}' });
+    socket.onmessage?.({ data: new Uint8Array(1) });
+    assert.deepEqual(frames, [{ type: 'heartbeat', serverTime: 1 }]);
+    assert.equal(problems.length, 4);
+  });
+
+  it('reports how it ended, once', async () => {
+    const { closes } = open();
+    await flush();
+    const socket = BrowserSocket.last!;
+    socket.onclose?.({ code: 4001, reason: 'unauthorized' });
+    socket.onclose?.({ code: 1006, reason: '' });
+    assert.deepEqual(closes, [{ code: 4001, reason: 'unauthorized' }]);
+  });
+
+  it('aborts with a reconnect close code (not 1000/1005) and reports nothing more', async () => {
+    const { transport, closes } = open();
+    await flush();
+    const socket = BrowserSocket.last!;
+    transport.abort();
+    assert.deepEqual(socket.closedWith, [4000, 'reconnecting']);
+    socket.onclose?.({ code: 4000, reason: '' });
+    assert.deepEqual(closes, []);
+  });
+});
