@@ -50,6 +50,7 @@ export const operationInputSchema = z
     data: jsonValueSchema.optional(),
     encoding: z.literal('base64').optional(),
     headers: headersSchema.optional(),
+    lease: z.number().int().min(0).max(86_400_000).optional(),
   })
   .strict()
   .superRefine((op, ctx) => {
@@ -62,6 +63,10 @@ export const operationInputSchema = z
       ctx.addIssue({ code: 'custom', message: 'append data must be a string delta' });
     if (action === 'append' && op.encoding !== undefined)
       ctx.addIssue({ code: 'custom', message: 'append data cannot be encoded' });
+    if (op.lease !== undefined && op.lease > 0 && op.lease < 100)
+      ctx.addIssue({ code: 'custom', message: 'a lease is 0 (release) or at least 100 ms' });
+    if (op.lease !== undefined && action === 'delete')
+      ctx.addIssue({ code: 'custom', message: 'a delete cannot carry a lease (it releases any)' });
     if (op.encoding === 'base64' && typeof op.data !== 'string')
       ctx.addIssue({ code: 'custom', message: 'base64 data must be a string' });
   });

@@ -36,6 +36,12 @@ export interface OperationInput {
   data?: JsonValue | undefined;
   encoding?: Encoding | undefined;
   headers?: Headers | undefined;
+  /**
+   * Message lease, ms (PROTOCOL.md §7.1): on a create (or later op on the same message) by a
+   * connected publisher, the server marks the message `status=abandoned` if the publisher's
+   * connection is gone for longer than this. 0 releases the lease.
+   */
+  lease?: number | undefined;
 }
 
 export interface Message {

@@ -14,11 +14,14 @@ import {
   type ResumeFailure,
 } from '@mooring/protocol';
 import type { Hub } from './hub.ts';
+import { LeaseManager } from './leases.ts';
 import { ServerError } from './server-error.ts';
 import type { HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
 
 export interface PublishIdentity {
   clientId?: string;
+  /** The publishing connection, when there is one (leases are held by it). */
+  connectionId?: string;
 }
 
 export type ResumeCheck =
@@ -41,11 +44,13 @@ export class ChannelService {
   readonly store: Store;
   readonly hub: Hub;
   readonly limits: Limits;
+  readonly leases: LeaseManager;
 
-  constructor(store: Store, hub: Hub, limits: Limits) {
+  constructor(store: Store, hub: Hub, limits: Limits, onError: (err: unknown) => void = () => {}) {
     this.store = store;
     this.hub = hub;
     this.limits = limits;
+    this.leases = new LeaseManager((channel, serial) => this.expireLease(channel, serial), onError);
   }
 
   /** Validates, stores (atomically) and fans out; resolves once the store committed. */
@@ -64,7 +69,34 @@ export class ChannelService {
     const ops = inputs.map((input, index) => this.#toNewOperation(input, index, identity));
     const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
     this.hub.publish(channel, result.messages);
+    inputs.forEach((input, i) => {
+      const outcome = result.results[i];
+      if (!outcome || outcome.duplicate) return;
+      const serial = input.serial ?? outcome.serial;
+      if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
+      else if (input.lease !== undefined)
+        this.leases.hold(channel, serial, identity.connectionId, input.lease);
+    });
     return result.results;
+  }
+
+  /** A lease ran out: the final update that marks the message abandoned, other headers kept. */
+  async expireLease(channel: string, serial: string): Promise<void> {
+    const page = await this.store.history(channel, {
+      direction: 'forwards',
+      from: serial,
+      until: serial,
+      limit: 1,
+    });
+    const message = page.messages[0];
+    if (!message || message.serial !== serial || message.action === 'delete') return;
+    const headers = { ...message.headers, status: 'abandoned' };
+    const result = await this.store.append(
+      channel,
+      [{ action: 'update', serial, id: `lease-expired:${serial}`, headers }],
+      { maxMessageSize: this.limits.maxMessageSize },
+    );
+    this.hub.publish(channel, result.messages);
   }
 
   /** Whether a client holding `position` can resume: same epoch, nothing after it trimmed, not ahead. */

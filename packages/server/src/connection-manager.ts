@@ -51,7 +51,10 @@ export class ConnectionManager {
       previous.transport.terminate();
       previous.dispose();
     }
-    if (opened.resumed) presence.connectionResumed(opened.connectionId);
+    if (opened.resumed) {
+      presence.connectionResumed(opened.connectionId);
+      this.#o.channels.leases.holderBack(opened.connectionId);
+    }
     connection.send({
       type: 'connected',
       connectionId: opened.connectionId,
@@ -85,6 +88,7 @@ export class ConnectionManager {
     connection.dispose();
     if (this.#byId.get(connection.id) !== connection) return; // taken over by a recovered connection
     this.#byId.delete(connection.id);
+    this.#o.channels.leases.holderLost(connection.id);
     if (deliberate || connection.closedByClient) {
       this.#o.registry.discard(connection.id);
       this.#o.presence.connectionClosed(connection.id);

@@ -226,7 +226,10 @@ export class Connection {
   }
 
   async #publish(frame: PublishFrame): Promise<void> {
-    const results = await this.#channels.publish(frame.channel, frame.ops, this.identity);
+    const results = await this.#channels.publish(frame.channel, frame.ops, {
+      ...this.identity,
+      connectionId: this.id,
+    });
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
   }
 

@@ -90,7 +90,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     ? options.store
     : await createStore(options.store ?? { kind: 'memory' }, retentionFor);
   const hub = new LocalHub();
-  const channels = new ChannelService(store, hub, limits);
+  const channels = new ChannelService(store, hub, limits, (err) =>
+    logger.error({ err }, 'lease expiry failed'),
+  );
   const auth = new Authenticator(keys);
   const registry = new ConnectionRegistry(connectionStateTtl);
   const presence = new PresenceService({
@@ -211,6 +213,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         http.closeAllConnections();
         await stopped;
         presence.close();
+        channels.leases.close();
         await store.close();
         logger.info('stopped');
       })();

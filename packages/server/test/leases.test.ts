@@ -1,0 +1,103 @@
+/** Message leases (DESIGN §5.6, PROTOCOL.md §7.1): a run whose publisher vanished ends `abandoned`. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import { type Fixture, rest, startFixture } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+
+const abandoned = (c: RawClient, channel: string) =>
+  c.messages(channel).filter((m) => m.action === 'update' && m.headers?.status === 'abandoned');
+
+describe('message leases', () => {
+  let fx: Fixture;
+  before(async () => {
+    fx = await startFixture('sqlite');
+  });
+  after(() => fx.close());
+
+  it('marks a message abandoned when its publisher is gone longer than the lease, keeping other headers', async () => {
+    const channel = 'session:lease-crash';
+    const watcher = await RawClient.connect(fx.server.url);
+    await watcher.attach(channel);
+    const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+    const ack = await agent.publish(channel, [
+      { id: 'run', name: 'ai.run', data: '', headers: { status: 'streaming', run: 'r1' }, lease: 300 },
+    ]);
+    await agent.publish(channel, [
+      { action: 'append', serial: ack.results[0]!.serial, id: 'run:1', data: 'partial' },
+    ]);
+    agent.kill(); // the agent process died mid-run
+    const update = (await watcher.next(
+      (f) => f.type === 'messages' && f.messages.some((m) => m.headers?.status === 'abandoned'),
+    )) as { messages: Message[] };
+    const m = update.messages.find((x) => x.headers?.status === 'abandoned')!;
+    assert.equal(m.serial, ack.results[0]!.serial);
+    assert.deepEqual(m.headers, { status: 'abandoned', run: 'r1' });
+    const history = await rest(fx.server, `/v1/channels/${channel}/messages`);
+    const rolled = (history.body.items as Message[])[0]!;
+    assert.equal(rolled.data, 'partial', 'the partial output stays');
+    assert.equal(rolled.headers?.status, 'abandoned');
+    await watcher.close();
+  });
+
+  it('does nothing once the lease is released, or while the publisher comes back in time', async () => {
+    const channel = 'session:lease-ok';
+    const watcher = await RawClient.connect(fx.server.url);
+    await watcher.attach(channel);
+    const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+    const done = await agent.publish(channel, [
+      { id: 'a', data: '', headers: { status: 'streaming' }, lease: 200 },
+    ]);
+    await agent.publish(channel, [
+      {
+        action: 'update',
+        serial: done.results[0]!.serial,
+        id: 'a:end',
+        headers: { status: 'complete' },
+        lease: 0,
+      },
+    ]);
+    const held = await agent.publish(channel, [
+      { id: 'b', data: '', headers: { status: 'streaming' }, lease: 400 },
+    ]);
+    // a network blip: the agent's socket dies and it comes back with its connection key at once
+    agent.kill();
+    const back = await RawClient.connect(fx.server.url, {
+      clientId: 'agent',
+      recover: agent.connected.connectionKey,
+    });
+    assert.equal(back.connected.resumed, true);
+    await new Promise((r) => setTimeout(r, 700));
+    assert.deepEqual(abandoned(watcher, channel), [], 'no message was abandoned');
+    await back.publish(channel, [
+      {
+        action: 'update',
+        serial: held.results[0]!.serial,
+        id: 'b:end',
+        headers: { status: 'complete' },
+        lease: 0,
+      },
+    ]);
+    await Promise.all([watcher.close(), back.close()]);
+  });
+
+  it('holds a REST publisher lease by activity', async () => {
+    const channel = 'session:lease-rest';
+    const watcher = await RawClient.connect(fx.server.url);
+    await watcher.attach(channel);
+    const created = await rest(fx.server, `/v1/channels/${channel}/messages`, {
+      body: { id: 'srv', data: '', headers: { status: 'streaming' }, lease: 300 },
+    });
+    const serial = (created.body.results as Array<{ serial: string }>)[0]!.serial;
+    await rest(fx.server, `/v1/channels/${channel}/messages`, {
+      body: { action: 'append', serial, id: 'srv:1', data: 'x', lease: 300 },
+    });
+    await watcher.next(
+      (f) => f.type === 'messages' && f.messages.some((m) => m.headers?.status === 'abandoned'),
+    );
+    assert.equal(abandoned(watcher, channel).length, 1);
+    const bad = await rest(fx.server, `/v1/channels/${channel}/messages`, { body: { data: 'x', lease: 5 } });
+    assert.equal(bad.status, 400);
+    await watcher.close();
+  });
+});
