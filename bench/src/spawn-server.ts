@@ -4,6 +4,7 @@
  * loop with it. Every child is killed when this process exits, however it exits.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { processCpuSeconds } from './cpu-usage.ts';
 import type { ChildReport, ChildRequest } from './servers/server-child.ts';
 
@@ -35,7 +36,31 @@ export interface ServerProcess {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** Server log lines forwarded to stderr per process; the rest are counted, not shown. */
+const MAX_LOG_LINES = 10;
+
+/**
+ * Forwards the first lines a child writes on stdout to our stderr (stdout carries the markdown
+ * results, and a failing server can log thousands of lines).
+ */
+function forwardLog(child: ChildProcess, label: string): void {
+  if (child.stdout === null) return;
+  let lines = 0;
+  const reader = createInterface({ input: child.stdout });
+  reader.on('line', (line) => {
+    lines++;
+    if (lines <= MAX_LOG_LINES) process.stderr.write(`  [${label} log] ${line.slice(0, 500)}\n`);
+  });
+  reader.on('close', () => {
+    if (lines > MAX_LOG_LINES) {
+      process.stderr.write(`  [${label} log] … ${lines - MAX_LOG_LINES} more lines not shown\n`);
+    }
+  });
+}
+
 export interface SpawnOptions {
+  /** Name used when forwarding the server's log lines. Default: the module's file name. */
+  label?: string;
   /** Extra argv for the child. */
   args?: string[];
   /** How long the server may take to report its port, in ms. Default 15 000. */
@@ -45,10 +70,11 @@ export interface SpawnOptions {
 export async function spawnServer(modulePath: string, options: SpawnOptions = {}): Promise<ServerProcess> {
   const child = fork(modulePath, options.args ?? [], {
     execPath: process.execPath,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     serialization: 'json',
   });
   live.add(child);
+  forwardLog(child, options.label ?? modulePath.slice(modulePath.lastIndexOf('/') + 1));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   exited.then(() => live.delete(child));
 

@@ -315,6 +315,24 @@ export async function runSaturatePass(
   return finish(ctx, 'saturate', null, state, window, stalled);
 }
 
+/**
+ * Waits until no delivery arrived for `quietMs` (bounded by `maxMs`), so a pass never starts while
+ * the server is still flushing the backlog of the previous one. Resolves false on the bound.
+ */
+export async function settle(book: DeliveryBook, quietMs = 300, maxMs = 30000): Promise<boolean> {
+  const deadline = performance.now() + maxMs;
+  let seen = book.total;
+  let quietSince = performance.now();
+  while (performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    if (book.total !== seen) {
+      seen = book.total;
+      quietSince = performance.now();
+    } else if (performance.now() - quietSince >= quietMs) return true;
+  }
+  return false;
+}
+
 /** Closes every connection, ignoring failures (the server may already be gone). */
 export function closeAll(connections: Iterable<Closable>): void {
   for (const connection of connections) {

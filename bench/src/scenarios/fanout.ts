@@ -17,7 +17,14 @@ import { socketIoTarget } from '../clients/socketio-client.ts';
 import { socketIoSdkTarget } from '../clients/socketio-sdk-client.ts';
 import { scanPayloads } from '../payload.ts';
 import { spawnServer } from '../spawn-server.ts';
-import { closeAll, DeliveryBook, type PassResult, runRatePass, runSaturatePass } from './fanout-passes.ts';
+import {
+  closeAll,
+  DeliveryBook,
+  type PassResult,
+  runRatePass,
+  runSaturatePass,
+  settle,
+} from './fanout-passes.ts';
 
 export interface FanoutOptions {
   subscribers: number;
@@ -145,7 +152,7 @@ export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions):
   process.stderr.write(`fanout: ${spec.label}\n`);
   let server: Awaited<ReturnType<typeof spawnServer>> | undefined;
   try {
-    server = await spawnServer(spec.module, { args: spec.args });
+    server = await spawnServer(spec.module, { args: spec.args, label: spec.label });
     const book = new DeliveryBook();
     const started = performance.now();
     await withTimeout(
@@ -162,6 +169,7 @@ export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions):
     const ctx = { label: spec.label, book, publisher, server, drainMs: options.drainMs };
     result.passes.push(await runRatePass(ctx, options.rate, options.warmupSeconds, options.seconds));
     if (options.inFlight > 0) {
+      if (!(await settle(book))) process.stderr.write(`  [${spec.label}] still delivering after 30 s\n`);
       result.passes.push(await runSaturatePass(ctx, options.inFlight, 1, options.seconds));
     }
   } catch (error) {

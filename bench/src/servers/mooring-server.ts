@@ -24,6 +24,8 @@ await serveChild(async () => {
     port: 0,
     store: dir === undefined ? { kind: 'memory' } : { kind: 'sqlite', path: join(dir, 'bench.db') },
     keys: [BENCH_KEY],
+    // Errors only (on stdout, forwarded to the bench's stderr): a failing publish says why.
+    logger: 'error',
   });
   return {
     port: server.port,
