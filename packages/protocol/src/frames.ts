@@ -108,6 +108,10 @@ export const presenceFrameSchema = z
   })
   .strict();
 
+export const authFrameSchema = z
+  .object({ type: z.literal('auth'), ref, token: z.string().min(1).max(8192) })
+  .strict();
+
 export const pingFrameSchema = z.object({ type: z.literal('ping'), ref }).strict();
 export const closeFrameSchema = z.object({ type: z.literal('close') }).strict();
 
@@ -116,6 +120,7 @@ export const clientFrameSchema = z.discriminatedUnion('type', [
   detachFrameSchema,
   publishFrameSchema,
   presenceFrameSchema,
+  authFrameSchema,
   pingFrameSchema,
   closeFrameSchema,
 ]);
@@ -125,6 +130,7 @@ export type DetachFrame = z.infer<typeof detachFrameSchema>;
 export type PublishFrame = z.infer<typeof publishFrameSchema>;
 export type PresenceRequestFrame = z.infer<typeof presenceFrameSchema>;
 export type PingFrame = z.infer<typeof pingFrameSchema>;
+export type AuthFrame = z.infer<typeof authFrameSchema>;
 export type CloseFrame = z.infer<typeof closeFrameSchema>;
 export type ClientFrame = z.infer<typeof clientFrameSchema>;
 export type Ref = string | number;
@@ -211,6 +217,14 @@ export type PresenceFrame =
   | { type: 'presence'; channel: string; action: 'sync'; members: PresenceMember[] }
   | { type: 'presence'; channel: string; action: 'enter' | 'update' | 'leave'; member: PresenceMember };
 
+/** The answer to an `auth` frame: the connection now runs on the new token. */
+export interface AuthorizedFrame {
+  type: 'authorized';
+  ref?: Ref;
+  /** When the new token expires, ms since 1970. */
+  expiresAt: number;
+}
+
 export interface HeartbeatFrame {
   type: 'heartbeat';
   serverTime: number;
@@ -239,6 +253,7 @@ export type ServerFrame =
   | AckFrame
   | ErrorFrame
   | PresenceFrame
+  | AuthorizedFrame
   | HeartbeatFrame
   | PongFrame
   | DisconnectFrame;

@@ -4,6 +4,8 @@ export type {
   AckFrame,
   AttachedFrame,
   AttachFrame,
+  AuthFrame,
+  AuthorizedFrame,
   ClientFrame,
   CloseFrame,
   ConnectedFrame,

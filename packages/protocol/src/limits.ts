@@ -18,6 +18,12 @@ export const DEFAULT_LIMITS = {
   maxChannelNameLength: 256,
   /** Length of an id or an event name. */
   maxIdLength: 256,
+  /** Realtime connections open at once with one API key (tokens count for the key that signed them). */
+  maxConnectionsPerKey: 10_000,
+  /** Operations one connection may publish per second (a burst of as many is allowed). */
+  maxPublishRate: 1_000,
+  /** Nesting depth of JSON in one frame or body. */
+  maxJsonDepth: 64,
   /** Members in one channel's presence set. */
   maxPresenceMembers: 1000,
   /** Bytes queued for one connection before it is disconnected as a slow consumer. */

@@ -1,18 +1,28 @@
 /**
- * Who is calling. API keys (`<keyName>:<secret>`) for now; tokens (JWT, issue 5) will plug in here.
- * Credentials come from `Authorization: Basic|Bearer`, or `?key=` for clients that cannot set
- * headers (browser WebSocket).
+ * Who is calling, and what they may do (DESIGN §7, PROTOCOL.md §14).
+ *
+ * - API keys `<keyName>:<secret>` for trusted backends and agents, each with a capability (default:
+ *   everything). A key may name any clientId (`?clientId=`): it is trusted.
+ * - Tokens (JWT, see tokens.ts) for browsers: the clientId is the token's and cannot be changed; the
+ *   capability is the token's, restricted by its signing key's.
+ *
+ * Credentials come from `Authorization: Basic|Bearer`, or `?key=` / `?token=` for clients that cannot
+ * set headers (browser WebSocket, EventSource).
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { type Access, bothOf, Capability, type CapabilitySpec } from './capabilities.ts';
 import type { Identity } from './connection-registry.ts';
 import { ServerError } from './server-error.ts';
+import { verifyToken } from './tokens.ts';
 
 const CLIENT_ID_RE = /^[^\s*?]{1,256}$/;
 
 export interface ApiKey {
   name: string;
   secret: string;
+  /** Channel glob → operations. Default: every operation on every channel. */
+  capability?: CapabilitySpec;
 }
 
 export function parseApiKey(text: string): ApiKey {
@@ -24,30 +34,82 @@ export function parseApiKey(text: string): ApiKey {
   return { name, secret };
 }
 
+interface KeyEntry {
+  secret: Buffer;
+  capability: Capability;
+}
+
+type Credential = { kind: 'key'; value: string } | { kind: 'token'; value: string };
+
 export class Authenticator {
-  readonly #keys = new Map<string, Buffer>();
+  readonly #keys = new Map<string, KeyEntry>();
 
   constructor(keys: ApiKey[]) {
-    for (const key of keys) this.#keys.set(key.name, Buffer.from(key.secret));
+    for (const key of keys) {
+      const capability = key.capability
+        ? Capability.parse(key.capability, `capability of key ${key.name}`)
+        : Capability.all();
+      this.#keys.set(key.name, { secret: Buffer.from(key.secret), capability });
+    }
   }
 
-  /** Authenticates an HTTP request (REST or transport handshake). Throws `unauthorized`. */
-  authenticate(req: IncomingMessage, url: URL): Identity {
+  /** Authenticates an HTTP request (REST or a transport handshake). Throws `unauthorized` & co. */
+  async authenticate(req: IncomingMessage, url: URL): Promise<Identity> {
     const credential = credentialOf(req, url);
     if (credential === undefined)
       throw new ServerError(
         'unauthorized',
-        'no credentials: send an API key as ?key=<name>:<secret> or in Authorization',
+        'no credentials: send an API key (?key=<name>:<secret>) or a token (?token=<jwt>), or use Authorization',
       );
+    const requested = url.searchParams.get('clientId') ?? req.headers['x-mooring-client-id'];
+    const clientId = typeof requested === 'string' && requested !== '' ? requested : undefined;
+    if (credential.kind === 'key') return this.#fromKey(credential.value, clientId);
+    const identity = await this.verifyToken(credential.value);
+    if (clientId !== undefined && clientId !== identity.clientId)
+      throw new ServerError(
+        'forbidden',
+        'a token cannot choose its clientId: it is the one the token was issued for',
+      );
+    return identity;
+  }
+
+  /** Verifies a token into an identity (also used when a live connection renews its token). */
+  async verifyToken(token: string): Promise<Identity> {
+    const verified = await verifyToken(token, (name) => this.#keys.get(name)?.secret.toString());
+    const key = this.#keys.get(verified.keyName)!;
+    const capability = Capability.parse(verified.capability, 'token capability');
+    const identity: Identity = {
+      keyName: verified.keyName,
+      access: bothOf(capability, key.capability),
+      expiresAt: verified.expiresAt,
+      viaToken: true,
+    };
+    if (verified.clientId !== undefined) identity.clientId = verified.clientId;
+    return identity;
+  }
+
+  /** Authenticates an API key only (token minting is for keys, not tokens). */
+  authenticateKey(req: IncomingMessage, url: URL): { name: string; secret: string; access: Access } {
+    const credential = credentialOf(req, url);
+    if (credential?.kind !== 'key')
+      throw new ServerError('unauthorized', 'this endpoint needs an API key, not a token');
+    const identity = this.#fromKey(credential.value, undefined);
+    return {
+      name: identity.keyName,
+      secret: credential.value.slice(identity.keyName.length + 1),
+      access: identity.access,
+    };
+  }
+
+  #fromKey(credential: string, clientId: string | undefined): Identity {
     const i = credential.indexOf(':');
     const name = credential.slice(0, i);
     const secret = Buffer.from(credential.slice(i + 1));
-    const expected = i > 0 ? this.#keys.get(name) : undefined;
-    if (!expected || expected.length !== secret.length || !timingSafeEqual(expected, secret))
+    const entry = i > 0 ? this.#keys.get(name) : undefined;
+    if (!entry || entry.secret.length !== secret.length || !timingSafeEqual(entry.secret, secret))
       throw new ServerError('unauthorized', 'invalid API key: check the key name and secret');
-    const identity: Identity = { keyName: name };
-    const clientId = url.searchParams.get('clientId') ?? req.headers['x-mooring-client-id'];
-    if (typeof clientId === 'string' && clientId !== '') {
+    const identity: Identity = { keyName: name, access: entry.capability, viaToken: false };
+    if (clientId !== undefined) {
       if (!CLIENT_ID_RE.test(clientId))
         throw new ServerError('bad_request', 'clientId must be 1-256 characters without spaces, * or ?');
       identity.clientId = clientId;
@@ -56,12 +118,21 @@ export class Authenticator {
   }
 }
 
-function credentialOf(req: IncomingMessage, url: URL): string | undefined {
+function credentialOf(req: IncomingMessage, url: URL): Credential | undefined {
   const header = req.headers.authorization;
   if (header) {
     const [scheme, value] = header.split(' ', 2);
-    if (value && scheme?.toLowerCase() === 'basic') return Buffer.from(value, 'base64').toString();
-    if (value && scheme?.toLowerCase() === 'bearer') return value;
+    if (value && scheme?.toLowerCase() === 'basic')
+      return { kind: 'key', value: Buffer.from(value, 'base64').toString() };
+    if (value && scheme?.toLowerCase() === 'bearer')
+      return looksLikeJwt(value) ? { kind: 'token', value } : { kind: 'key', value };
   }
-  return url.searchParams.get('key') ?? undefined;
+  const token = url.searchParams.get('token');
+  if (token) return { kind: 'token', value: token };
+  const key = url.searchParams.get('key');
+  return key ? { kind: 'key', value: key } : undefined;
+}
+
+function looksLikeJwt(value: string): boolean {
+  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(value);
 }

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
+  type Action,
   isChannelName,
   type Limits,
   type Message,
@@ -13,6 +14,7 @@ import {
   parseSerial,
   type ResumeFailure,
 } from '@mooring/protocol';
+import { type Access, type Operation, requireAccess } from './capabilities.ts';
 import type { Hub } from './hub.ts';
 import { LeaseManager } from './leases.ts';
 import { ServerError } from './server-error.ts';
@@ -20,6 +22,7 @@ import type { HistoryQuery, NewOperation, RolledUpPage, Store } from './store/st
 
 export interface PublishIdentity {
   clientId?: string;
+  access: Access;
   /** The publishing connection, when there is one (leases are held by it). */
   connectionId?: string;
 }
@@ -66,7 +69,7 @@ export class ChannelService {
         'bad_request',
         `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
       );
-    const ops = inputs.map((input, index) => this.#toNewOperation(input, index, identity));
+    const ops = inputs.map((input, index) => this.#toNewOperation(channel, input, index, identity));
     const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
     this.hub.publish(channel, result.messages);
     inputs.forEach((input, i) => {
@@ -131,7 +134,31 @@ export class ChannelService {
     return { ...page, messages };
   }
 
-  #toNewOperation(input: OperationInput, index: number, identity: PublishIdentity): NewOperation {
+  /**
+   * Checks the capability for one operation (DESIGN §7). Returns the clientId the target message must
+   * have been created by when only the `*-own` operation is allowed (undefined: any message).
+   */
+  #authorize(channel: string, action: Action, identity: PublishIdentity): string | undefined {
+    const { access } = identity;
+    if (action === 'create') {
+      requireAccess(access, channel, 'publish');
+      return undefined;
+    }
+    const any: Operation = action === 'delete' ? 'delete-any' : 'update-any';
+    if (access.allows(channel, any)) return undefined;
+    const own: Operation =
+      action === 'append' ? 'append-own' : action === 'update' ? 'update-own' : 'delete-own';
+    requireAccess(access, channel, own);
+    // an anonymous identity owns nothing: '' matches no creator
+    return identity.clientId ?? '';
+  }
+
+  #toNewOperation(
+    channel: string,
+    input: OperationInput,
+    index: number,
+    identity: PublishIdentity,
+  ): NewOperation {
     const size = operationSize(input);
     if (size > this.limits.maxOperationSize)
       throw new ServerError(
@@ -142,6 +169,8 @@ export class ChannelService {
       action: input.action ?? 'create',
       id: input.id ?? `${idPrefix}:${++idCounter}`,
     };
+    const owner = this.#authorize(channel, op.action, identity);
+    if (owner !== undefined) op.requireOwner = owner;
     if (input.serial !== undefined) op.serial = input.serial;
     if (input.name !== undefined) op.name = input.name;
     if (input.data !== undefined) op.data = input.data;

@@ -4,13 +4,63 @@
  *   mooring serve [options]     run the server (see `mooring serve --help`)
  */
 import { mkdirSync } from 'node:fs';
-import { developmentKey, loadServeConfig, SERVE_HELP } from './config.ts';
+import { parseArgs } from 'node:util';
+import { type ApiKey, parseApiKey } from './auth.ts';
+import { Capability } from './capabilities.ts';
+import { developmentKey, loadServeConfig, parseDuration, SERVE_HELP } from './config.ts';
 import { startServer } from './server.ts';
+import { createToken, type TokenRequest } from './tokens.ts';
 
 const USAGE = `Usage: mooring <command>
 
 Commands:
-  serve     run the Mooring server (mooring serve --help)`;
+  serve     run the Mooring server (mooring serve --help)
+  token     print a signed token for a browser client (mooring token --help)`;
+
+const TOKEN_HELP = `Usage: mooring token --key <name>:<secret> [--client-id <id>] [--capability <json>] [--ttl <duration>]
+
+  --key          the API key that signs the token          [MOORING_KEY]
+  --client-id    the identity the token's holder publishes as (default: anonymous)
+  --capability   channel glob → operations, as JSON; default: everything the key may do
+                 e.g. '{"session:*":["subscribe","publish","append-own","presence"]}'
+  --ttl          lifetime: 30m, 1h (default), 24h at most
+
+Operations: subscribe publish history presence append-own update-own update-any delete-own delete-any *`;
+
+async function token(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      key: { type: 'string' },
+      'client-id': { type: 'string' },
+      capability: { type: 'string' },
+      ttl: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(TOKEN_HELP);
+    return;
+  }
+  const key = values.key ?? process.env.MOORING_KEY;
+  if (!key) throw new Error(`--key is required\n\n${TOKEN_HELP}`);
+  const request: TokenRequest = {};
+  if (values['client-id']) request.clientId = values['client-id'];
+  if (values.ttl) request.ttl = parseDuration(values.ttl, 'ttl');
+  if (values.capability) {
+    let capability: unknown;
+    try {
+      capability = JSON.parse(values.capability);
+    } catch {
+      throw new Error('--capability must be JSON, e.g. \'{"session:*":["subscribe"]}\'');
+    }
+    request.capability = Capability.parse(capability).spec;
+  }
+  const minted = await createToken(parseApiKey(key), request);
+  console.log(minted.token);
+  process.stderr.write(`expires ${new Date(minted.expiresAt).toISOString()}\n`);
+}
 
 async function serve(argv: string[]): Promise<void> {
   const config = loadServeConfig(argv, process.env);
@@ -18,7 +68,7 @@ async function serve(argv: string[]): Promise<void> {
     console.log(SERVE_HELP);
     return;
   }
-  let keys = config.keys;
+  let keys: Array<ApiKey | string> = config.keys;
   let devKey: string | undefined;
   if (keys.length === 0) {
     const dev = developmentKey(config.dataDir);
@@ -64,6 +114,7 @@ async function serve(argv: string[]): Promise<void> {
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === 'serve') return serve(rest);
+  if (command === 'token') return token(rest);
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE);
     return;

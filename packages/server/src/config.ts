@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Limits } from '@mooring/protocol';
+import { type ApiKey, parseApiKey } from './auth.ts';
 import type { NamespaceRules } from './server.ts';
 
 export interface ServeConfig {
@@ -15,7 +16,7 @@ export interface ServeConfig {
   port: number;
   dataDir: string;
   store: 'sqlite' | 'memory';
-  keys: string[];
+  keys: ApiKey[];
   heartbeatInterval?: number;
   connectionStateTtl?: number;
   limits: Partial<Limits>;
@@ -28,7 +29,8 @@ interface FileConfig {
   port?: number;
   data?: string;
   store?: 'sqlite' | 'memory';
-  keys?: string[];
+  /** `"name:secret"` (every operation), or `{ "key": "name:secret", "capability": { glob: [ops] } }`. */
+  keys?: Array<string | { key: string; capability?: Record<string, string[]> }>;
   heartbeatInterval?: number | string;
   connectionStateTtl?: number | string;
   limits?: Partial<Limits>;
@@ -102,7 +104,7 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
     port,
     dataDir: values.data ?? env.MOORING_DATA ?? file.data ?? '.mooring',
     store,
-    keys: env.MOORING_KEY ? [env.MOORING_KEY] : (file.keys ?? []),
+    keys: env.MOORING_KEY ? [parseApiKey(env.MOORING_KEY)] : (file.keys ?? []).map(keyFromFile),
     limits: file.limits ?? {},
     namespaces,
     logLevel: values['log-level'] ?? env.MOORING_LOG_LEVEL ?? file.logLevel ?? 'info',
@@ -110,6 +112,15 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   if (heartbeat !== undefined) config.heartbeatInterval = parseDuration(heartbeat, 'heartbeat');
   if (ttl !== undefined) config.connectionStateTtl = parseDuration(ttl, 'connectionStateTtl');
   return config;
+}
+
+function keyFromFile(entry: string | { key: string; capability?: Record<string, string[]> }): ApiKey {
+  if (typeof entry === 'string') return parseApiKey(entry);
+  if (typeof entry !== 'object' || entry === null || typeof entry.key !== 'string')
+    throw new Error('each entry of "keys" is "name:secret" or { "key": "name:secret", "capability": {...} }');
+  const key = parseApiKey(entry.key);
+  if (entry.capability !== undefined) key.capability = entry.capability;
+  return key;
 }
 
 function readConfigFile(path: string): FileConfig {

@@ -13,6 +13,7 @@ import type { ChannelService } from './channel-service.ts';
 import { Connection, type TransportSink } from './connection.ts';
 import type { ConnectionRegistry, Identity } from './connection-registry.ts';
 import type { PresenceService } from './presence.ts';
+import { ServerError } from './server-error.ts';
 
 export interface ConnectionManagerOptions {
   channels: ChannelService;
@@ -22,11 +23,13 @@ export interface ConnectionManagerOptions {
   logger: Logger;
   heartbeatInterval: number;
   connectionStateTtl: number;
+  verifyToken: (token: string) => Promise<Identity>;
 }
 
 export class ConnectionManager {
   readonly #o: ConnectionManagerOptions;
   readonly #byId = new Map<string, Connection>();
+  readonly #perKey = new Map<string, number>();
 
   constructor(options: ConnectionManagerOptions) {
     this.#o = options;
@@ -44,12 +47,15 @@ export class ConnectionManager {
       presence,
       limits,
       logger: this.#o.logger,
+      verifyToken: this.#o.verifyToken,
     });
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);
+    this.#perKey.set(identity.keyName, (this.#perKey.get(identity.keyName) ?? 0) + 1);
     if (previous && previous !== connection) {
       previous.transport.terminate();
       previous.dispose();
+      this.#countDown(previous);
     }
     if (opened.resumed) {
       presence.connectionResumed(opened.connectionId);
@@ -88,6 +94,7 @@ export class ConnectionManager {
     connection.dispose();
     if (this.#byId.get(connection.id) !== connection) return; // taken over by a recovered connection
     this.#byId.delete(connection.id);
+    this.#countDown(connection);
     this.#o.channels.leases.holderLost(connection.id);
     if (deliberate || connection.closedByClient) {
       this.#o.registry.discard(connection.id);
@@ -97,6 +104,16 @@ export class ConnectionManager {
       this.#o.presence.connectionLost(connection.id);
     }
     this.#o.logger.debug({ connectionId: connection.id, deliberate }, 'disconnected');
+  }
+
+  /** Refuses a new connection beyond `maxConnectionsPerKey` for its key (too_many_connections). */
+  admit(identity: Identity): void {
+    const open = this.#perKey.get(identity.keyName) ?? 0;
+    if (open >= this.#o.limits.maxConnectionsPerKey)
+      throw new ServerError(
+        'too_many_connections',
+        `key ${identity.keyName} already has ${open} connections (limit ${this.#o.limits.maxConnectionsPerKey}); retry later`,
+      );
   }
 
   get(id: string): Connection | undefined {
@@ -109,6 +126,13 @@ export class ConnectionManager {
 
   all(): Connection[] {
     return [...this.#byId.values()];
+  }
+
+  #countDown(connection: Connection): void {
+    const key = connection.identity.keyName;
+    const open = (this.#perKey.get(key) ?? 1) - 1;
+    if (open > 0) this.#perKey.set(key, open);
+    else this.#perKey.delete(key);
   }
 
   heartbeat(): void {

@@ -7,11 +7,17 @@
  * id seen by others (presence) cannot be used to take a connection over.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Access } from './capabilities.ts';
 
 export interface Identity {
   /** The API key (or token issuer key) that authenticated the connection. */
   keyName: string;
   clientId?: string;
+  /** What it may do. */
+  access: Access;
+  /** When its token expires (ms since 1970); absent for API keys. */
+  expiresAt?: number;
+  viaToken: boolean;
 }
 
 interface Held {

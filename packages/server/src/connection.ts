@@ -14,6 +14,7 @@
  */
 import {
   type AttachFrame,
+  type AuthFrame,
   type ClientFrame,
   clientFrameSchema,
   type ErrorInfo,
@@ -26,9 +27,11 @@ import {
   type ServerFrame,
 } from '@mooring/protocol';
 import type { Logger } from 'pino';
+import { requireAccess } from './capabilities.ts';
 import type { ChannelService } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import { type Delivery, encodeMessagesFrame } from './hub.ts';
+import { exceedsDepth } from './json-depth.ts';
 import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 
@@ -69,6 +72,8 @@ export interface ConnectionOptions {
   presence: PresenceService;
   limits: Limits;
   logger: Logger;
+  /** Verifies a renewed token (an `auth` frame) into an identity. */
+  verifyToken: (token: string) => Promise<Identity>;
 }
 
 /** Live operations held per attaching channel while its catch-up is read; beyond: slow consumer. */
@@ -79,7 +84,12 @@ const CATCHUP_FRAME_BYTES = 64 * 1024;
 export class Connection {
   readonly id: string;
   readonly key: string;
-  readonly identity: Identity;
+  #identity: Identity;
+  #expiry: NodeJS.Timeout | undefined;
+  readonly #verifyToken: (token: string) => Promise<Identity>;
+  /** Publish rate limiting: a token bucket refilled at `maxPublishRate` per second. */
+  #publishAllowance: number;
+  #publishCheckedAt = Date.now();
   readonly transport: TransportSink;
   readonly #channels: ChannelService;
   readonly #presence: PresenceService;
@@ -96,12 +106,19 @@ export class Connection {
   constructor(options: ConnectionOptions) {
     this.id = options.id;
     this.key = options.key;
-    this.identity = options.identity;
+    this.#identity = options.identity;
+    this.#verifyToken = options.verifyToken;
+    this.#publishAllowance = options.limits.maxPublishRate;
+    this.#scheduleExpiry();
     this.transport = options.transport;
     this.#channels = options.channels;
     this.#presence = options.presence;
     this.#limits = options.limits;
     this.#log = options.logger;
+  }
+
+  get identity(): Identity {
+    return this.#identity;
   }
 
   get closed(): boolean {
@@ -132,6 +149,14 @@ export class Connection {
   /** Handles one inbound frame already parsed from JSON (HTTP upstream). Never throws. */
   receiveValue(raw: unknown): void {
     this.alive = true;
+    if (exceedsDepth(raw, this.#limits.maxJsonDepth)) {
+      this.#sendError(
+        refOf(raw),
+        undefined,
+        errorInfo('invalid_frame', `frame is nested deeper than ${this.#limits.maxJsonDepth} levels`),
+      );
+      return;
+    }
     let parsed: ReturnType<typeof clientFrameSchema.safeParse>;
     try {
       parsed = clientFrameSchema.safeParse(raw);
@@ -194,6 +219,7 @@ export class Connection {
   dispose(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#expiry) clearTimeout(this.#expiry);
     for (const attachment of this.#attachments.values()) attachment.unsubscribe();
     this.#attachments.clear();
   }
@@ -214,6 +240,8 @@ export class Connection {
         return this.#publish(frame);
       case 'presence':
         return this.#presenceRequest(frame);
+      case 'auth':
+        return this.#renewToken(frame);
       case 'ping':
         this.send(withRef({ type: 'pong', serverTime: Date.now() }, frame.ref));
         return;
@@ -225,16 +253,68 @@ export class Connection {
     }
   }
 
+  /** An `auth` frame: a renewed token replaces the connection's, without a reconnect. */
+  async #renewToken(frame: AuthFrame): Promise<void> {
+    const next = await this.#verifyToken(frame.token);
+    if (next.clientId !== this.#identity.clientId)
+      throw new ServerError('forbidden', 'a renewed token must be for the same clientId as the connection');
+    this.#identity = next;
+    this.#scheduleExpiry();
+    this.send(withRef({ type: 'authorized', expiresAt: next.expiresAt ?? 0 }, frame.ref));
+  }
+
+  /** A token-authenticated connection ends when its token expires unless renewed (close 4011). */
+  #scheduleExpiry(): void {
+    if (this.#expiry) clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+    const expiresAt = this.#identity.expiresAt;
+    if (expiresAt === undefined) return;
+    // setTimeout holds at most ~24.8 days; tokens live at most 24 h
+    this.#expiry = setTimeout(
+      () =>
+        this.disconnect(
+          'token_expired',
+          4011,
+          true,
+          errorInfo(
+            'token_expired',
+            'the token expired: get a new one and reconnect (or renew it before expiry)',
+          ),
+        ),
+      Math.max(0, expiresAt - Date.now()),
+    );
+    this.#expiry.unref();
+  }
+
+  /** Takes `count` publishes from the bucket, or refuses them all with `rate_limited`. */
+  #takePublishAllowance(count: number): void {
+    const rate = this.#limits.maxPublishRate;
+    const now = Date.now();
+    this.#publishAllowance = Math.min(
+      rate,
+      this.#publishAllowance + ((now - this.#publishCheckedAt) / 1000) * rate,
+    );
+    this.#publishCheckedAt = now;
+    if (this.#publishAllowance < count)
+      throw new ServerError(
+        'rate_limited',
+        `more than ${rate} operations per second on this connection; slow down and retry`,
+      );
+    this.#publishAllowance -= count;
+  }
+
   async #publish(frame: PublishFrame): Promise<void> {
+    this.#takePublishAllowance(frame.ops.length);
     const results = await this.#channels.publish(frame.channel, frame.ops, {
-      ...this.identity,
+      ...this.#identity,
       connectionId: this.id,
     });
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
   }
 
   #presenceRequest(frame: PresenceRequestFrame): void {
-    const clientId = this.identity.clientId;
+    requireAccess(this.#identity.access, frame.channel, 'presence');
+    const clientId = this.#identity.clientId;
     if (clientId === undefined)
       throw new ServerError(
         'bad_request',
@@ -257,6 +337,8 @@ export class Connection {
 
   async #attach(frame: AttachFrame): Promise<void> {
     const { channel } = frame;
+    requireAccess(this.#identity.access, channel, 'subscribe');
+    if (frame.rewind !== undefined || frame.start) requireAccess(this.#identity.access, channel, 'history');
     const previous = this.#attachments.get(channel);
     if (!previous && this.#attachments.size >= this.#limits.maxChannelsPerConnection)
       throw new ServerError(

@@ -77,7 +77,8 @@ export class HttpTransports {
             'bad_request',
             `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
           );
-        const identity = this.#o.auth.authenticate(req, url);
+        const identity = await this.#o.auth.authenticate(req, url);
+        this.#o.connections.admit(identity);
         const recover = url.searchParams.get('recover') ?? undefined;
         if (path === '/v1/connect/sse') this.#openStream(req, res, identity, recover);
         else this.#openPoll(res, identity, recover);

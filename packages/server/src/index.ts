@@ -1,5 +1,7 @@
 export type { ApiKey } from './auth.ts';
 export { parseApiKey } from './auth.ts';
+export type { CapabilitySpec, Operation } from './capabilities.ts';
+export { OPERATIONS } from './capabilities.ts';
 export type { MooringServer, NamespaceRules, ServerOptions } from './server.ts';
 export { DEFAULT_RETENTION, startServer } from './server.ts';
 export type { StoreSpec } from './store/create-store.ts';
@@ -16,3 +18,5 @@ export type {
   Store,
 } from './store/store.ts';
 export { StoreError } from './store/store.ts';
+export type { MintedToken, TokenRequest } from './tokens.ts';
+export { createToken } from './tokens.ts';

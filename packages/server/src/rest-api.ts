@@ -16,9 +16,20 @@ import {
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Authenticator } from './auth.ts';
+import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
 import { assertChannelName, type ChannelService } from './channel-service.ts';
+import { exceedsDepth } from './json-depth.ts';
 import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+import { createToken, type TokenRequest } from './tokens.ts';
+
+const tokenRequestSchema = z
+  .object({
+    clientId: z.string().min(1).max(256).optional(),
+    capability: z.record(z.string(), z.array(z.string())).optional(),
+    ttl: z.number().int().optional(),
+  })
+  .strict();
 
 const publishBodySchema = z.union([
   operationInputSchema,
@@ -79,18 +90,20 @@ export class RestApi {
         }
       });
     }
+    if (path === '/v1/tokens') return only(method, 'POST', () => this.#mintToken(req, res, url));
     const match = /^\/v1\/channels\/([^/]+)(\/messages|\/presence)?$/.exec(path);
     if (!match) throw new ServerError('not_found', `no such endpoint: ${method} ${path.slice(0, 200)}`);
     const channel = decodeChannel(match[1]!);
-    const identity = this.#o.auth.authenticate(req, url);
+    const identity = await this.#o.auth.authenticate(req, url);
     if (match[2] === '/presence') {
-      return only(method, 'GET', () =>
-        send(res, 200, { channel, members: this.#o.presence.members(channel) }),
-      );
+      return only(method, 'GET', () => {
+        requireEither(identity.access, channel, 'presence', 'subscribe');
+        send(res, 200, { channel, members: this.#o.presence.members(channel) });
+      });
     }
     if (match[2]) {
       if (method === 'POST') {
-        const body = await readJson(req, this.#o.limits.maxHttpBody);
+        const body = await this.#readBody(req);
         const parsed = publishBodySchema.safeParse(body);
         if (!parsed.success) {
           const issue = parsed.error.issues[0];
@@ -106,13 +119,49 @@ export class RestApi {
         send(res, 200, { channel, results });
         return;
       }
-      return only(method, 'GET', () => this.#history(res, url, channel));
+      return only(method, 'GET', () => {
+        requireAccess(identity.access, channel, 'history');
+        return this.#history(res, url, channel);
+      });
     }
     return only(method, 'GET', async () => {
+      requireEither(identity.access, channel, 'subscribe', 'history');
       const info = await this.#o.channels.store.info(channel);
       if (!info) throw new ServerError('channel_not_found', `channel ${channel} has no messages`);
       send(res, 200, { channel, epoch: info.epoch, position: info.head, messages: info.messageCount });
     });
+  }
+
+  /** `POST /v1/tokens` (API key only): `{ clientId?, capability?, ttl? }` → a signed token. */
+  async #mintToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const key = this.#o.auth.authenticateKey(req, url);
+    const body = await this.#readBody(req);
+    const parsed = tokenRequestSchema.safeParse(body ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ServerError(
+        'bad_request',
+        `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid body'}`,
+      );
+    }
+    const request: TokenRequest = {};
+    if (parsed.data.clientId !== undefined) request.clientId = parsed.data.clientId;
+    if (parsed.data.ttl !== undefined) request.ttl = parsed.data.ttl;
+    if (parsed.data.capability !== undefined) {
+      Capability.parse(parsed.data.capability, 'capability');
+      request.capability = parsed.data.capability;
+    }
+    send(res, 200, await createToken({ name: key.name, secret: key.secret }, request));
+  }
+
+  async #readBody(req: IncomingMessage): Promise<unknown> {
+    const body = await readJson(req, this.#o.limits.maxHttpBody);
+    if (exceedsDepth(body, this.#o.limits.maxJsonDepth))
+      throw new ServerError(
+        'bad_request',
+        `the body is nested deeper than ${this.#o.limits.maxJsonDepth} levels`,
+      );
+    return body;
   }
 
   async #history(res: ServerResponse, url: URL, channel: string): Promise<void> {
@@ -149,6 +198,10 @@ export class RestApi {
     }
     send(res, 200, body);
   }
+}
+
+function requireEither(access: Access, channel: string, a: Operation, b: Operation): void {
+  if (!access.allows(channel, a)) requireAccess(access, channel, b);
 }
 
 async function only(method: string, allowed: string, handler: () => unknown): Promise<void> {

@@ -107,6 +107,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     logger,
     heartbeatInterval,
     connectionStateTtl,
+    verifyToken: (token) => auth.verifyToken(token),
   });
   let closing = false;
 
@@ -139,7 +140,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     if (httpTransports.handles(url.pathname)) void httpTransports.handle(req, res, url);
     else void rest.handle(req, res, url);
   });
-  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     try {
       const url = requestUrl(req);
@@ -153,15 +154,28 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
           'bad_request',
           `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
         );
-      const identity = auth.authenticate(req, url);
+      const identity = await auth.authenticate(req, url);
+      connections.admit(identity);
       websocket.upgrade(req, socket, head, identity, url.searchParams.get('recover') ?? undefined);
     } catch (err) {
       refuseUpgrade(socket, err);
     }
   });
-  http.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-    else socket.destroy();
+  // malformed HTTP (bad request line, header flood): answer with a typed error, never crash
+  http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const overflow = err.code === 'HPE_HEADER_OVERFLOW';
+    const error = overflow
+      ? errorInfo('bad_request', 'request headers are too large')
+      : errorInfo('bad_request', 'malformed HTTP request');
+    const body = JSON.stringify({ error });
+    const status = overflow ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(
+      `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
 
   const heartbeat = setInterval(() => connections.heartbeat(), heartbeatInterval);

@@ -8,6 +8,8 @@ import WebSocket from 'ws';
 
 export interface RawClientOptions {
   key?: string;
+  /** A JWT instead of the API key. */
+  token?: string;
   clientId?: string;
   recover?: string;
 }
@@ -38,7 +40,8 @@ export class RawClient {
 
   static async connect(baseUrl: string, options: RawClientOptions = {}): Promise<RawClient> {
     const url = new URL('/v1/connect', baseUrl.replace(/^http/, 'ws'));
-    url.searchParams.set('key', options.key ?? 'test:secret');
+    if (options.token) url.searchParams.set('token', options.token);
+    else url.searchParams.set('key', options.key ?? 'test:secret');
     if (options.clientId) url.searchParams.set('clientId', options.clientId);
     if (options.recover) url.searchParams.set('recover', options.recover);
     const ws = new WebSocket(url);

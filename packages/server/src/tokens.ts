@@ -1,0 +1,113 @@
+/**
+ * Tokens for browsers (DESIGN §7, PROTOCOL.md §14): JWTs signed with an API key's secret (HS256 only),
+ * `kid` = the key's name, claims `clientId`, `capability`, `exp` (required), `iat`, optional `nbf`.
+ * Application backends mint them with `createToken()` (or `POST /v1/tokens`, or `mooring token`);
+ * the server verifies them with `jose`. A token can never do more than the key that signed it.
+ */
+import { decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
+import type { ApiKey } from './auth.ts';
+import { ServerError } from './server-error.ts';
+
+export interface TokenRequest {
+  /** The identity the token's holder publishes as. Without one, the holder is anonymous. */
+  clientId?: string;
+  /** Channel glob → operations. Default: everything the signing key may do. */
+  capability?: Record<string, readonly string[]>;
+  /** Lifetime in ms. Default 1 h; at most 24 h. */
+  ttl?: number;
+}
+
+export interface MintedToken {
+  token: string;
+  /** ms since 1970. */
+  expiresAt: number;
+  clientId?: string;
+  capability: Record<string, readonly string[]>;
+}
+
+export interface VerifiedToken {
+  keyName: string;
+  clientId?: string;
+  capability: unknown;
+  expiresAt: number;
+}
+
+export const DEFAULT_TOKEN_TTL = 60 * 60 * 1000;
+export const MAX_TOKEN_TTL = 24 * 60 * 60 * 1000;
+
+/** Signs a token with an API key (`<keyName>:<secret>`). For application backends. */
+export async function createToken(
+  key: ApiKey | string,
+  request: TokenRequest = {},
+  now = Date.now(),
+): Promise<MintedToken> {
+  const apiKey = typeof key === 'string' ? splitKey(key) : key;
+  const ttl = request.ttl ?? DEFAULT_TOKEN_TTL;
+  if (!Number.isFinite(ttl) || ttl < 1_000 || ttl > MAX_TOKEN_TTL)
+    throw new ServerError('bad_request', `ttl must be between 1 s and 24 h (in ms), got ${ttl}`);
+  if (request.clientId !== undefined && !/^[^\s*?]{1,256}$/.test(request.clientId))
+    throw new ServerError('bad_request', 'clientId must be 1-256 characters without spaces, * or ?');
+  const capability = request.capability ?? { '*': ['*'] };
+  const expiresAt = now + ttl;
+  const claims: Record<string, unknown> = { capability };
+  if (request.clientId !== undefined) claims.clientId = request.clientId;
+  const token = await new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', kid: apiKey.name, typ: 'JWT' })
+    .setIssuedAt(Math.floor(now / 1000))
+    .setExpirationTime(Math.floor(expiresAt / 1000))
+    .sign(Buffer.from(apiKey.secret));
+  const minted: MintedToken = { token, expiresAt, capability };
+  if (request.clientId !== undefined) minted.clientId = request.clientId;
+  return minted;
+}
+
+/** Verifies a token against the configured keys; throws `unauthorized` or `token_expired`. */
+export async function verifyToken(
+  token: string,
+  secretOf: (keyName: string) => string | undefined,
+): Promise<VerifiedToken> {
+  let kid: string | undefined;
+  try {
+    kid = decodeProtectedHeader(token).kid;
+  } catch {
+    throw new ServerError('unauthorized', 'the token is not a JWT');
+  }
+  const secret = kid === undefined ? undefined : secretOf(kid);
+  if (kid === undefined || secret === undefined)
+    throw new ServerError(
+      'unauthorized',
+      'the token is not signed by a key this server knows (check its kid)',
+    );
+  try {
+    const { payload } = await jwtVerify(token, Buffer.from(secret), {
+      algorithms: ['HS256'],
+      requiredClaims: ['exp'],
+    });
+    const verified: VerifiedToken = {
+      keyName: kid,
+      capability: payload.capability,
+      expiresAt: (payload.exp ?? 0) * 1000,
+    };
+    if (payload.clientId !== undefined) {
+      if (typeof payload.clientId !== 'string')
+        throw new ServerError('unauthorized', 'the token clientId is not a string');
+      verified.clientId = payload.clientId;
+    }
+    return verified;
+  } catch (err) {
+    if (err instanceof ServerError) throw err;
+    if (err instanceof errors.JWTExpired)
+      throw new ServerError('token_expired', 'the token has expired: get a new one');
+    if (err instanceof errors.JWTClaimValidationFailed)
+      throw new ServerError('unauthorized', `the token is not valid: ${err.claim} ${err.reason}`);
+    if (err instanceof errors.JOSEAlgNotAllowed)
+      throw new ServerError('unauthorized', 'tokens must be signed with HS256');
+    throw new ServerError('unauthorized', 'the token signature does not verify');
+  }
+}
+
+function splitKey(text: string): ApiKey {
+  const i = text.indexOf(':');
+  if (i <= 0 || i === text.length - 1) throw new Error('an API key looks like <keyName>:<secret>');
+  return { name: text.slice(0, i), secret: text.slice(i + 1) };
+}

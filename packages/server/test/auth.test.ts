@@ -1,0 +1,356 @@
+/**
+ * Auth and capabilities (DESIGN §7, PROTOCOL.md §14): every operation allowed and denied, on every
+ * transport and on REST; tokens that must not verify; globs that must not over-match; limits.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import { SignJWT } from 'jose';
+import { createToken } from '../src/index.ts';
+import { type Fixture, rest, startFixture, TEST_KEY } from './support/fixture.ts';
+import { PollClient, SseClient } from './support/http-client.ts';
+import { RawClient } from './support/raw-client.ts';
+
+interface FrameClient {
+  request(frame: Record<string, unknown>): Promise<ServerFrame>;
+  close(): void;
+}
+
+type Transport = 'websocket' | 'sse' | 'longpoll';
+const TRANSPORTS: Transport[] = ['websocket', 'sse', 'longpoll'];
+
+async function connect(fx: Fixture, transport: Transport, token: string): Promise<FrameClient> {
+  if (transport === 'websocket') {
+    const c = await RawClient.connect(fx.server.url, { token });
+    return { request: (f) => c.request(f), close: () => c.kill() };
+  }
+  const query = `token=${encodeURIComponent(token)}`;
+  if (transport === 'sse') {
+    const c = await SseClient.connect(fx.server.url, query);
+    return { request: (f) => c.request(f), close: () => c.close() };
+  }
+  const c = await PollClient.connect(fx.server.url, query);
+  return { request: (f) => c.request(f), close: () => c.stop() };
+}
+
+const outcome = (f: ServerFrame) => (f.type === 'error' ? f.error.code : 'ok');
+
+describe('auth and capabilities', () => {
+  let fx: Fixture;
+  const mint = (capability: Record<string, string[]>, clientId = 'alice') =>
+    createToken(TEST_KEY, { clientId, capability }).then((t) => t.token);
+
+  before(async () => {
+    fx = await startFixture('memory');
+  });
+  after(() => fx.close());
+
+  /** A message created by `clientId` (through the trusted API key), for own/any checks. */
+  async function messageBy(channel: string, clientId: string): Promise<string> {
+    const res = await rest(fx.server, `/v1/channels/${channel}/messages?clientId=${clientId}`, {
+      body: { data: 'x' },
+    });
+    return (res.body.results as Array<{ serial: string }>)[0]!.serial;
+  }
+
+  // operation under test → how to exercise it on a realtime connection
+  const cases: Array<{
+    op: string;
+    needs: string[];
+    run: (c: FrameClient, ch: string) => Promise<ServerFrame>;
+  }> = [
+    { op: 'subscribe', needs: [], run: (c, ch) => c.request({ type: 'attach', channel: ch }) },
+    {
+      op: 'history',
+      needs: ['subscribe'],
+      run: (c, ch) => c.request({ type: 'attach', channel: ch, rewind: 1 }),
+    },
+    {
+      op: 'publish',
+      needs: [],
+      run: (c, ch) => c.request({ type: 'publish', channel: ch, ops: [{ data: 1 }] }),
+    },
+    {
+      op: 'presence',
+      needs: [],
+      run: (c, ch) => c.request({ type: 'presence', channel: ch, action: 'enter' }),
+    },
+    {
+      op: 'append-own',
+      needs: [],
+      run: async (c, ch) =>
+        c.request({
+          type: 'publish',
+          channel: ch,
+          ops: [{ action: 'append', serial: await messageBy(ch, 'alice'), data: '!' }],
+        }),
+    },
+    {
+      op: 'update-own',
+      needs: [],
+      run: async (c, ch) =>
+        c.request({
+          type: 'publish',
+          channel: ch,
+          ops: [{ action: 'update', serial: await messageBy(ch, 'alice'), data: 'y' }],
+        }),
+    },
+    {
+      op: 'update-any',
+      needs: [],
+      run: async (c, ch) =>
+        c.request({
+          type: 'publish',
+          channel: ch,
+          ops: [{ action: 'update', serial: await messageBy(ch, 'bob'), data: 'y' }],
+        }),
+    },
+    {
+      op: 'delete-own',
+      needs: [],
+      run: async (c, ch) =>
+        c.request({
+          type: 'publish',
+          channel: ch,
+          ops: [{ action: 'delete', serial: await messageBy(ch, 'alice') }],
+        }),
+    },
+    {
+      op: 'delete-any',
+      needs: [],
+      run: async (c, ch) =>
+        c.request({
+          type: 'publish',
+          channel: ch,
+          ops: [{ action: 'delete', serial: await messageBy(ch, 'bob') }],
+        }),
+    },
+  ];
+
+  for (const transport of TRANSPORTS) {
+    it(`enforces every operation, allowed and denied, on ${transport}`, async () => {
+      for (const { op, needs, run } of cases) {
+        const channel = `session:${transport}-${op}`;
+        const allowed = await connect(fx, transport, await mint({ 'session:*': [op, ...needs] }));
+        assert.equal(outcome(await run(allowed, channel)), 'ok', `${op} allowed`);
+        allowed.close();
+        const others = [
+          'subscribe',
+          'publish',
+          'history',
+          'presence',
+          'append-own',
+          'update-own',
+          'delete-own',
+        ].filter((o) => o !== op && !op.startsWith(o.split('-')[0]!));
+        const denied = await connect(
+          fx,
+          transport,
+          await mint({ 'session:*': [...needs, ...others.filter((o) => !needs.includes(o))] }),
+        );
+        const code = outcome(await run(denied, channel));
+        assert.ok(code === 'forbidden' || code === 'not_owner', `${op} denied on ${transport}: got ${code}`);
+        denied.close();
+      }
+    });
+  }
+
+  it('keeps *-own to the client’s own messages', async () => {
+    const c = await connect(
+      fx,
+      'websocket',
+      await mint({ 'session:*': ['append-own', 'update-own', 'delete-own'] }),
+    );
+    const theirs = await messageBy('session:own', 'bob');
+    for (const action of ['append', 'update', 'delete']) {
+      const answer = await c.request({
+        type: 'publish',
+        channel: 'session:own',
+        ops: [{ action, serial: theirs, ...(action === 'delete' ? {} : { data: 'x' }) }],
+      });
+      assert.equal(outcome(answer), 'not_owner', action);
+    }
+    c.close();
+  });
+
+  it('enforces capabilities on REST', async () => {
+    const token = await mint({ 'session:r*': ['publish'] });
+    const auth = { key: null, headers: { authorization: `Bearer ${token}` } } as const;
+    assert.equal(
+      (await rest(fx.server, '/v1/channels/session:rest/messages', { ...auth, body: { data: 1 } })).status,
+      200,
+    );
+    const history = await rest(fx.server, '/v1/channels/session:rest/messages', auth);
+    assert.equal(history.status, 403);
+    assert.equal((history.body.error as { code: string }).code, 'forbidden');
+    assert.equal(
+      (await rest(fx.server, '/v1/channels/session:xyz/messages', { ...auth, body: { data: 1 } })).status,
+      403,
+    );
+    assert.equal((await rest(fx.server, '/v1/channels/session:rest/presence', auth)).status, 403);
+    const reader = await mint({ 'session:*': ['history'] });
+    const ok = await rest(fx.server, '/v1/channels/session:rest/messages', {
+      key: null,
+      headers: { authorization: `Bearer ${reader}` },
+    });
+    assert.equal(ok.status, 200);
+  });
+
+  it('does not let capability globs over-match', async () => {
+    const c = await connect(
+      fx,
+      'websocket',
+      await mint({ 'session:a*': ['subscribe'], 'exact:one': ['subscribe'] }),
+    );
+    for (const [channel, expected] of [
+      ['session:a', 'ok'],
+      ['session:abc:def', 'ok'],
+      ['session:b', 'forbidden'],
+      ['session:', 'forbidden'],
+      ['xsession:a', 'forbidden'],
+      ['exact:one', 'ok'],
+      ['exact:one2', 'forbidden'],
+      ['exact:on', 'forbidden'],
+    ] as const) {
+      assert.equal(outcome(await c.request({ type: 'attach', channel })), expected, channel);
+    }
+    c.close();
+  });
+
+  it('refuses tokens that must not verify, with a clear code', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const secret = Buffer.from('secret');
+    const sign = (claims: Record<string, unknown>, header: Record<string, unknown>, key = secret) =>
+      new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(key);
+    const base = { clientId: 'alice', capability: { '*': ['*'] } };
+    const unsigned = (claims: Record<string, unknown>) =>
+      `${Buffer.from(JSON.stringify({ alg: 'none', kid: 'test', typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.`;
+    const tokens: Array<[string, string, string]> = [
+      [
+        'wrong signature',
+        await sign({ ...base, exp: now + 60 }, { alg: 'HS256', kid: 'test' }, Buffer.from('other')),
+        'unauthorized',
+      ],
+      ['expired', await sign({ ...base, exp: now - 10 }, { alg: 'HS256', kid: 'test' }), 'token_expired'],
+      [
+        'not yet valid',
+        await sign({ ...base, exp: now + 600, nbf: now + 300 }, { alg: 'HS256', kid: 'test' }),
+        'unauthorized',
+      ],
+      ['alg none', unsigned({ ...base, exp: now + 60 }), 'unauthorized'],
+      ['wrong kid', await sign({ ...base, exp: now + 60 }, { alg: 'HS256', kid: 'nobody' }), 'unauthorized'],
+      ['no kid', await sign({ ...base, exp: now + 60 }, { alg: 'HS256' }), 'unauthorized'],
+      ['no exp', await sign({ ...base }, { alg: 'HS256', kid: 'test' }), 'unauthorized'],
+      ['HS512', await sign({ ...base, exp: now + 60 }, { alg: 'HS512', kid: 'test' }), 'unauthorized'],
+      [
+        'bad capability',
+        await sign({ ...base, capability: { x: ['fly'] }, exp: now + 60 }, { alg: 'HS256', kid: 'test' }),
+        'bad_request',
+      ],
+      ['garbage', 'a.b.c', 'unauthorized'],
+    ];
+    for (const [what, token, code] of tokens) {
+      const res = await rest(fx.server, '/v1/channels/x/messages', {
+        key: null,
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal((res.body.error as { code: string } | undefined)?.code, code, what);
+      await assert.rejects(RawClient.connect(fx.server.url, { token }), /handshake refused: HTTP 40/, what);
+    }
+  });
+
+  it('refuses a token holder choosing another clientId; the server stamps the token’s', async () => {
+    const token = await mint({ '*': ['*'] }, 'alice');
+    await assert.rejects(RawClient.connect(fx.server.url, { token, clientId: 'bob' }), /403/);
+    const c = await RawClient.connect(fx.server.url, { token });
+    const ack = await c.publish('session:stamp', [{ data: 'hi' }]);
+    const history = await rest(fx.server, '/v1/channels/session:stamp/messages');
+    assert.equal((history.body.items as Array<{ clientId: string; serial: string }>)[0]?.clientId, 'alice');
+    assert.equal((history.body.items as Array<{ serial: string }>)[0]?.serial, ack.results[0]?.serial);
+    await c.close();
+  });
+
+  it('renews a token over the live connection, and ends a connection whose token expired', async () => {
+    const c = await RawClient.connect(fx.server.url, {
+      token: (await createToken(TEST_KEY, { clientId: 'alice', ttl: 1_500 })).token,
+    });
+    const renewed = await c.request({ type: 'auth', token: await mint({ '*': ['*'] }, 'alice') });
+    assert.equal(renewed.type, 'authorized');
+    const someoneElse = await c.request({ type: 'auth', token: await mint({ '*': ['*'] }, 'mallory') });
+    assert.equal(outcome(someoneElse), 'forbidden');
+    await new Promise((r) => setTimeout(r, 1_800));
+    assert.equal(c.closeCode, undefined, 'the renewed token keeps the connection');
+    await c.close();
+
+    const short = await RawClient.connect(fx.server.url, {
+      token: (await createToken(TEST_KEY, { clientId: 'al', ttl: 1_000 })).token,
+    });
+    const bye = await short.next((f) => f.type === 'disconnect', 5_000);
+    assert.ok(bye.type === 'disconnect' && bye.reason === 'token_expired' && bye.reconnect);
+    assert.equal(await short.closed(), 4011);
+  });
+
+  it('mints tokens over REST for API keys only', async () => {
+    const res = await rest(fx.server, '/v1/tokens', {
+      body: { clientId: 'web-1', capability: { 'session:*': ['subscribe'] }, ttl: 60_000 },
+    });
+    assert.equal(res.status, 200);
+    const token = res.body.token as string;
+    const c = await RawClient.connect(fx.server.url, { token });
+    assert.equal(c.connected.clientId, 'web-1');
+    assert.equal(
+      outcome(await c.request({ type: 'publish', channel: 'session:t', ops: [{ data: 1 }] })),
+      'forbidden',
+    );
+    await c.close();
+    const withToken = await rest(fx.server, '/v1/tokens', {
+      key: null,
+      headers: { authorization: `Bearer ${token}` },
+      body: {},
+    });
+    assert.equal(withToken.status, 401);
+    const bad = await rest(fx.server, '/v1/tokens', { body: { ttl: 10 } });
+    assert.equal(bad.status, 400);
+  });
+});
+
+describe('abuse limits', () => {
+  it('refuses connections beyond the per-key limit, publishes beyond the rate, deep JSON and header floods', async () => {
+    const fx = await startFixture('memory', { limits: { maxConnectionsPerKey: 3, maxPublishRate: 20 } });
+    try {
+      const clients = await Promise.all([1, 2, 3].map(() => RawClient.connect(fx.server.url)));
+      await assert.rejects(RawClient.connect(fx.server.url), /HTTP 429/);
+      const sse = await fetch(`${fx.server.url}/v1/connect/sse?key=${TEST_KEY}`);
+      assert.equal(sse.status, 429);
+      clients[0]!.kill();
+      await new Promise((r) => setTimeout(r, 50));
+      const again = await RawClient.connect(fx.server.url);
+
+      const c = clients[1]!;
+      const ops = Array.from({ length: 21 }, (_, i) => ({ data: i }));
+      assert.equal(outcome(await c.request({ type: 'publish', channel: 'x', ops })), 'rate_limited');
+      assert.equal(outcome(await c.request({ type: 'publish', channel: 'x', ops: ops.slice(0, 5) })), 'ok');
+
+      let deep: unknown = 'leaf';
+      for (let i = 0; i < 100; i++) deep = [deep];
+      assert.equal(
+        outcome(await c.request({ type: 'publish', channel: 'x', ops: [{ data: deep }] })),
+        'invalid_frame',
+      );
+      const deepRest = await rest(fx.server, '/v1/channels/x/messages', { body: { data: deep } });
+      assert.equal(deepRest.status, 400);
+
+      const headers = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`h${i}`, i]));
+      assert.equal(
+        outcome(await c.request({ type: 'publish', channel: 'x', ops: [{ data: 1, headers }] })),
+        'invalid_frame',
+      );
+      const flood = await fetch(`${fx.server.url}/health`, { headers: { 'x-flood': 'y'.repeat(20_000) } });
+      assert.equal(flood.status, 431);
+      assert.equal((await c.request({ type: 'ping' })).type, 'pong', 'the connection lives on');
+      for (const x of [...clients.slice(1), again]) await x.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
