@@ -1,5 +1,6 @@
 export type { FaultProxyOptions, ProxyTarget } from './fault-proxy.ts';
 export { FaultProxy } from './fault-proxy.ts';
 export type { BufferOptions, FaultProxyStats, Faults } from './faults.ts';
+export { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from './fuzz.ts';
 export type { Deferred, OnceOptions, WaitForOptions } from './wait.ts';
 export { deferred, once, waitFor } from './wait.ts';

@@ -1,0 +1,209 @@
+/**
+ * The abuse run of issue 5: ≥ 100,000 random and mutated frames and HTTP requests against a live
+ * Mooring server in its own process, while a bystander receives a stream. Checks that the server
+ * stays up, answers every bad frame with an error (or closes with a code), keeps memory bounded, and
+ * that the bystander loses nothing. Prints a table. Bounded in count; stops by itself.
+ *
+ *   node bench/src/fuzz/fuzz-run.ts [--frames 80000] [--requests 20000] [--seed 1]
+ */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from '@mooring/testkit';
+import WebSocket from 'ws';
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const FRAMES = arg('frames', 80_000);
+const REQUESTS = arg('requests', 20_000);
+const rand = prng(arg('seed', 1));
+const KEY = 'bench:secret';
+
+interface Memory {
+  type: 'memory';
+  rss: number;
+  heapUsed: number;
+}
+const child = fork(fileURLToPath(new URL('../idle/idle-server.ts', import.meta.url)), [], {
+  execArgv: ['--expose-gc'],
+  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+});
+process.on('exit', () => child.kill('SIGKILL'));
+let exited = false;
+child.on('exit', () => {
+  exited = true;
+});
+const next = <T>(type: string) =>
+  new Promise<T>((resolve) => {
+    const on = (msg: { type: string }) => {
+      if (msg.type === type) {
+        child.off('message', on);
+        resolve(msg as T);
+      }
+    };
+    child.on('message', on);
+  });
+const memory = async () => {
+  child.send({ type: 'memory' });
+  return next<Memory>('memory');
+};
+const { port } = await next<{ port: number }>('ready');
+const base = `http://127.0.0.1:${port}`;
+const before = await memory();
+
+// the bystander: a subscriber that must receive every message of a steady stream
+const bystander = new WebSocket(`ws://127.0.0.1:${port}/v1/connect?key=${KEY}`);
+const received: number[] = [];
+await new Promise<void>((resolve) =>
+  bystander.on('message', (data) => {
+    const f = JSON.parse(data.toString());
+    if (f.type === 'connected')
+      bystander.send(JSON.stringify({ type: 'attach', channel: 'bystander', ref: 1 }));
+    if (f.type === 'attached') resolve();
+    if (f.type === 'messages') for (const m of f.messages) received.push(m.data as number);
+  }),
+);
+const publisher = new WebSocket(`ws://127.0.0.1:${port}/v1/connect?key=${KEY}`);
+await new Promise((r) => publisher.once('message', r));
+let published = 0;
+
+// realtime fuzzers: 8 WebSocket connections; a closed one is replaced
+const stats = {
+  frames: 0,
+  answers: 0,
+  errors: 0,
+  closes: new Map<number, number>(),
+  requests: 0,
+  statuses: new Map<number, number>(),
+};
+const NOT_ANSWERS = new Set(['connected', 'heartbeat', 'messages', 'presence', 'disconnect']);
+async function fuzzer(count: number): Promise<void> {
+  let sent = 0;
+  while (sent < count) {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/connect?key=${KEY}&clientId=fuzz`);
+    let answered = 0;
+    let mine = 0;
+    const closed = new Promise<void>((resolve) =>
+      ws.on('close', (code) => {
+        stats.closes.set(code, (stats.closes.get(code) ?? 0) + 1);
+        resolve();
+      }),
+    );
+    ws.on('error', () => {});
+    ws.on('message', (data) => {
+      const f = JSON.parse(data.toString());
+      if (NOT_ANSWERS.has(f.type)) return;
+      answered++;
+      stats.answers++;
+      if (f.type === 'error') stats.errors++;
+    });
+    await new Promise((r) => ws.once('message', r));
+    while (sent < count && ws.readyState === ws.OPEN) {
+      ws.send(fuzzFrameText(rand));
+      sent++;
+      mine++;
+      stats.frames++;
+      if (mine % 200 === 0) {
+        // let answers catch up, so that memory reflects steady state, not our own burst
+        const deadline = Date.now() + 5_000;
+        while (answered < mine && ws.readyState === ws.OPEN && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 2));
+      }
+    }
+    const deadline = Date.now() + 10_000;
+    while (answered < mine && ws.readyState === ws.OPEN && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 5));
+    if (ws.readyState === ws.OPEN && answered < mine)
+      throw new Error(`${mine - answered} frames got no answer`);
+    ws.close();
+    await closed;
+  }
+}
+
+// HTTP fuzzing: REST and the HTTP transports' upstream, with random methods, paths and bodies
+const PATHS = [
+  '/v1/channels/fuzz:r/messages',
+  '/v1/channels/fuzz:r',
+  '/v1/channels/fuzz:r/presence',
+  '/v1/tokens',
+  '/v1/connect/poll',
+  '/v1/connections/c_x/frames',
+  '/v1/nope',
+  '/health',
+  '/v1/channels/%ZZ/messages',
+];
+async function httpFuzzer(count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const path = PATHS[Math.floor(rand() * PATHS.length)]!;
+    const method = rand() < 0.6 ? 'POST' : rand() < 0.5 ? 'GET' : 'DELETE';
+    const body =
+      method === 'GET'
+        ? undefined
+        : rand() < 0.5
+          ? randomText(rand, 400)
+          : JSON.stringify(mutateFrame(SEED_FRAMES[1], rand));
+    const auth =
+      rand() < 0.8
+        ? { authorization: `Bearer ${KEY}` }
+        : rand() < 0.5
+          ? { authorization: 'Bearer a.b.c' }
+          : {};
+    const res = await fetch(base + path + (rand() < 0.2 ? '?limit=-1&from=zz' : ''), {
+      method,
+      headers: { 'content-type': 'application/json', ...auth },
+      ...(body === undefined ? {} : { body }),
+    });
+    await res.arrayBuffer();
+    stats.requests++;
+    stats.statuses.set(res.status, (stats.statuses.get(res.status) ?? 0) + 1);
+    if (res.status >= 500) throw new Error(`HTTP ${res.status} for ${method} ${path}`);
+  }
+}
+
+const ticker = setInterval(() => {
+  publisher.send(JSON.stringify({ type: 'publish', channel: 'bystander', ops: [{ data: published++ }] }));
+}, 20);
+let peak = before.rss;
+const sampler = setInterval(async () => {
+  const m = await memory();
+  peak = Math.max(peak, m.rss);
+  process.stderr.write(
+    `\rfuzz: ${stats.frames} frames, ${stats.requests} requests, server RSS ${(m.rss / 2 ** 20).toFixed(0)} MB   `,
+  );
+}, 1_000);
+const started = Date.now();
+await Promise.all([
+  ...Array.from({ length: 8 }, () => fuzzer(FRAMES / 8)),
+  httpFuzzer(REQUESTS / 2),
+  httpFuzzer(REQUESTS / 2),
+]);
+clearInterval(ticker);
+clearInterval(sampler);
+const seconds = (Date.now() - started) / 1000;
+const deadline = Date.now() + 10_000;
+while (received.length < published && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+const after = await memory();
+process.stderr.write('\n');
+
+const lost = published - new Set(received).size;
+const mb = (n: number) => (n / 2 ** 20).toFixed(0);
+console.log(
+  '| inputs | frames | HTTP requests | answers / frames | errors | closes (code×n) | HTTP statuses | server alive | RSS start → peak → end (MB) | bystander |',
+);
+console.log('|---|---|---|---|---|---|---|---|---|---|');
+console.log(
+  `| ${stats.frames + stats.requests} in ${seconds.toFixed(0)} s | ${stats.frames} | ${stats.requests} | ${stats.answers} / ${stats.frames} | ${stats.errors} | ${[...stats.closes].map(([c, n]) => `${c}×${n}`).join(' ')} | ${[
+    ...stats.statuses,
+  ]
+    .sort()
+    .map(([c, n]) => `${c}×${n}`)
+    .join(
+      ' ',
+    )} | ${exited ? 'NO' : 'yes'} | ${mb(before.rss)} → ${mb(peak)} → ${mb(after.rss)} | ${received.length}/${published} received, ${lost} lost |`,
+);
+bystander.terminate();
+publisher.terminate();
+child.send({ type: 'stop' });
+await new Promise((r) => setTimeout(r, 300));
+process.exit(exited || lost > 0 ? 1 : 0);
