@@ -6,10 +6,9 @@
  *
  *   node bench/src/fuzz/fuzz-run.ts [--frames 80000] [--requests 20000] [--seed 1]
  */
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from '@mooring/testkit';
 import WebSocket from 'ws';
+import { startMemoryReportingServer } from '../idle/memory-server.ts';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,35 +19,9 @@ const REQUESTS = arg('requests', 20_000);
 const rand = prng(arg('seed', 1));
 const KEY = 'bench:secret';
 
-interface Memory {
-  type: 'memory';
-  rss: number;
-  heapUsed: number;
-}
-const child = fork(fileURLToPath(new URL('../idle/idle-server.ts', import.meta.url)), [], {
-  execArgv: ['--expose-gc'],
-  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-});
-process.on('exit', () => child.kill('SIGKILL'));
-let exited = false;
-child.on('exit', () => {
-  exited = true;
-});
-const next = <T>(type: string) =>
-  new Promise<T>((resolve) => {
-    const on = (msg: { type: string }) => {
-      if (msg.type === type) {
-        child.off('message', on);
-        resolve(msg as T);
-      }
-    };
-    child.on('message', on);
-  });
-const memory = async () => {
-  child.send({ type: 'memory' });
-  return next<Memory>('memory');
-};
-const { port } = await next<{ port: number }>('ready');
+const server = await startMemoryReportingServer();
+const { port } = server;
+const memory = () => server.memory();
 const base = `http://127.0.0.1:${port}`;
 const before = await memory();
 
@@ -200,10 +173,10 @@ console.log(
     .map(([c, n]) => `${c}×${n}`)
     .join(
       ' ',
-    )} | ${exited ? 'NO' : 'yes'} | ${mb(before.rss)} → ${mb(peak)} → ${mb(after.rss)} | ${received.length}/${published} received, ${lost} lost |`,
+    )} | ${server.exited ? 'NO' : 'yes'} | ${mb(before.rss)} → ${mb(peak)} → ${mb(after.rss)} | ${received.length}/${published} received, ${lost} lost |`,
 );
 bystander.terminate();
 publisher.terminate();
-child.send({ type: 'stop' });
-await new Promise((r) => setTimeout(r, 300));
-process.exit(exited || lost > 0 ? 1 : 0);
+const crashed = server.exited;
+await server.stop();
+process.exit(crashed || lost > 0 ? 1 : 0);

@@ -5,40 +5,15 @@
  *
  *   node bench/src/idle/idle-connections.ts [--connections 10000]
  */
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-
-interface MemoryReport {
-  type: 'memory';
-  rss: number;
-  heapUsed: number;
-  external: number;
-  connections: number;
-}
+import { startMemoryReportingServer } from './memory-server.ts';
 
 const count = Number(process.argv[process.argv.indexOf('--connections') + 1] || 10_000);
-const child = fork(fileURLToPath(new URL('./idle-server.ts', import.meta.url)), [], {
-  execArgv: ['--expose-gc', ...(process.env.IDLE_NODE_FLAGS ?? '').split(' ').filter(Boolean)],
-  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-});
-process.on('exit', () => child.kill('SIGKILL'));
-const next = <T>(type: string) =>
-  new Promise<T>((resolve) => {
-    const on = (msg: { type: string }) => {
-      if (msg.type === type) {
-        child.off('message', on);
-        resolve(msg as T);
-      }
-    };
-    child.on('message', on);
-  });
-const memory = async () => {
-  child.send({ type: 'memory' });
-  return next<MemoryReport>('memory');
-};
-
-const { port } = await next<{ port: number }>('ready');
+const server = await startMemoryReportingServer(
+  (process.env.IDLE_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+);
+const { port } = server;
+const memory = () => server.memory();
 await new Promise((r) => setTimeout(r, 300));
 const before = await memory();
 const sockets: WebSocket[] = [];
@@ -81,6 +56,5 @@ console.log(
   `| ${result.connections} | ${result.rssPerConnectionKB} | ${result.heapPerConnectionKB} | ${result.externalPerConnectionKB} | ${result.rssBeforeMB} → ${result.rssAfterMB} |`,
 );
 for (const ws of sockets) ws.terminate();
-child.send({ type: 'stop' });
-await new Promise((r) => setTimeout(r, 500));
+await server.stop();
 process.exit(0);

@@ -7,6 +7,7 @@
  * over pub/sub; subscribers rely only on "in serial order, after storing".
  */
 import type { Message } from '@mooring/protocol';
+import { KeyedListeners } from './keyed-listeners.ts';
 
 export interface Delivery {
   channel: string;
@@ -28,31 +29,20 @@ export function encodeMessagesFrame(channel: string, messages: Message[]): Buffe
 }
 
 export class LocalHub implements Hub {
-  readonly #listeners = new Map<string, Set<HubListener>>();
+  readonly #listeners = new KeyedListeners<HubListener>();
 
   subscribe(channel: string, listener: HubListener): () => void {
-    let set = this.#listeners.get(channel);
-    if (!set) {
-      set = new Set();
-      this.#listeners.set(channel, set);
-    }
-    set.add(listener);
-    return () => {
-      const current = this.#listeners.get(channel);
-      if (!current) return;
-      current.delete(listener);
-      if (current.size === 0) this.#listeners.delete(channel);
-    };
+    return this.#listeners.add(channel, listener);
   }
 
   publish(channel: string, messages: Message[]): void {
-    const set = this.#listeners.get(channel);
-    if (!set || messages.length === 0) return;
+    const listeners = this.#listeners.get(channel);
+    if (!listeners || messages.length === 0) return;
     const delivery: Delivery = { channel, messages, frame: encodeMessagesFrame(channel, messages) };
-    for (const listener of set) listener(delivery);
+    for (const listener of listeners) listener(delivery);
   }
 
   subscriberCount(channel: string): number {
-    return this.#listeners.get(channel)?.size ?? 0;
+    return this.#listeners.count(channel);
   }
 }

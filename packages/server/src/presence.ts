@@ -9,6 +9,7 @@
  * This is node-local state; the Redis engine will share it between nodes behind the same methods.
  */
 import type { JsonValue, PresenceFrame, PresenceMember } from '@mooring/protocol';
+import { KeyedListeners } from './keyed-listeners.ts';
 import { ServerError } from './server-error.ts';
 
 export type PresenceListener = (frame: Buffer) => void;
@@ -20,7 +21,7 @@ export interface PresenceOptions {
 
 export class PresenceService {
   readonly #members = new Map<string, Map<string, PresenceMember>>();
-  readonly #listeners = new Map<string, Set<PresenceListener>>();
+  readonly #listeners = new KeyedListeners<PresenceListener>();
   readonly #channelsOf = new Map<string, Set<string>>();
   readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
   readonly #options: PresenceOptions;
@@ -94,17 +95,7 @@ export class PresenceService {
   }
 
   subscribe(channel: string, listener: PresenceListener): () => void {
-    let set = this.#listeners.get(channel);
-    if (!set) {
-      set = new Set();
-      this.#listeners.set(channel, set);
-    }
-    set.add(listener);
-    return () => {
-      const current = this.#listeners.get(channel);
-      current?.delete(listener);
-      if (current?.size === 0) this.#listeners.delete(channel);
-    };
+    return this.#listeners.add(channel, listener);
   }
 
   close(): void {

@@ -1,0 +1,60 @@
+/**
+ * A Mooring server (memory store) in its own process that reports its memory on request: used by
+ * the measurements that need the server's memory apart from the load generator's.
+ */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface ServerMemory {
+  rss: number;
+  heapUsed: number;
+  external: number;
+  connections: number;
+}
+
+export interface MemoryReportingServer {
+  port: number;
+  /** Memory after a forced GC. */
+  memory(): Promise<ServerMemory>;
+  /** True once the process is gone (it should never be, until `stop`). */
+  readonly exited: boolean;
+  stop(): Promise<void>;
+}
+
+export async function startMemoryReportingServer(nodeFlags: string[] = []): Promise<MemoryReportingServer> {
+  const child = fork(fileURLToPath(new URL('./memory-server-child.ts', import.meta.url)), [], {
+    execArgv: ['--expose-gc', ...nodeFlags],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  process.on('exit', () => child.kill('SIGKILL'));
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+  const next = <T>(type: string) =>
+    new Promise<T>((resolve) => {
+      const on = (msg: { type: string }) => {
+        if (msg.type === type) {
+          child.off('message', on);
+          resolve(msg as T);
+        }
+      };
+      child.on('message', on);
+    });
+  const { port } = await next<{ port: number }>('ready');
+  return {
+    port,
+    get exited() {
+      return exited;
+    },
+    async memory() {
+      child.send({ type: 'memory' });
+      return next<ServerMemory & { type: string }>('memory');
+    },
+    async stop() {
+      child.send({ type: 'stop' });
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill('SIGKILL');
+    },
+  };
+}
