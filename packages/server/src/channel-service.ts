@@ -17,6 +17,7 @@ import {
 import { type Access, type Operation, requireAccess } from './capabilities.ts';
 import type { Hub } from './hub.ts';
 import { LeaseManager } from './leases.ts';
+import { Metrics } from './metrics.ts';
 import { ServerError } from './server-error.ts';
 import type { HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
 
@@ -49,7 +50,16 @@ export class ChannelService {
   readonly limits: Limits;
   readonly leases: LeaseManager;
 
-  constructor(store: Store, hub: Hub, limits: Limits, onError: (err: unknown) => void = () => {}) {
+  readonly metrics: Metrics;
+
+  constructor(
+    store: Store,
+    hub: Hub,
+    limits: Limits,
+    metrics: Metrics = new Metrics(),
+    onError: (err: unknown) => void = () => {},
+  ) {
+    this.metrics = metrics;
     this.store = store;
     this.hub = hub;
     this.limits = limits;
@@ -70,8 +80,12 @@ export class ChannelService {
         `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
       );
     const ops = inputs.map((input, index) => this.#toNewOperation(channel, input, index, identity));
+    const started = performance.now();
     const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
+    this.metrics.storeSeconds.observe({ operation: 'append' }, (performance.now() - started) / 1000);
     this.hub.publish(channel, result.messages);
+    this.metrics.publishSeconds.observe((performance.now() - started) / 1000);
+    for (const m of result.messages) this.metrics.operations.inc({ action: m.action });
     inputs.forEach((input, i) => {
       const outcome = result.results[i];
       if (!outcome || outcome.duplicate) return;
@@ -119,12 +133,19 @@ export class ChannelService {
   }
 
   readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
-    return this.store.readSince(channel, after, limit);
+    return this.#timedRead(this.store.readSince(channel, after, limit));
+  }
+
+  async #timedRead<T>(read: Promise<T>): Promise<T> {
+    const started = performance.now();
+    const result = await read;
+    this.metrics.storeSeconds.observe({ operation: 'read' }, (performance.now() - started) / 1000);
+    return result;
   }
 
   history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
     assertChannelName(channel);
-    return this.store.history(channel, query);
+    return this.#timedRead(this.store.history(channel, query));
   }
 
   /** The last `n` messages rolled up, returned in version order, and the head at the time of the read. */

@@ -52,7 +52,14 @@ export class ConnectionManager {
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);
     this.#perKey.set(identity.keyName, (this.#perKey.get(identity.keyName) ?? 0) + 1);
+    this.#o.channels.metrics.connections.inc({ transport: transport.kind });
+    this.#o.channels.metrics.connectionsOpened.inc({
+      transport: transport.kind,
+      resumed: String(opened.resumed),
+    });
     if (previous && previous !== connection) {
+      previous.closeReason = 'replaced';
+      this.#recordClose(previous, false);
       previous.transport.terminate();
       previous.dispose();
       this.#countDown(previous);
@@ -95,6 +102,7 @@ export class ConnectionManager {
     if (this.#byId.get(connection.id) !== connection) return; // taken over by a recovered connection
     this.#byId.delete(connection.id);
     this.#countDown(connection);
+    this.#recordClose(connection, deliberate);
     this.#o.channels.leases.holderLost(connection.id);
     if (deliberate || connection.closedByClient) {
       this.#o.registry.discard(connection.id);
@@ -126,6 +134,14 @@ export class ConnectionManager {
 
   all(): Connection[] {
     return [...this.#byId.values()];
+  }
+
+  #recordClose(connection: Connection, deliberate: boolean): void {
+    const { metrics } = this.#o.channels;
+    const transport = connection.transport.kind;
+    metrics.connections.dec({ transport });
+    const reason = connection.closeReason ?? (deliberate || connection.closedByClient ? 'closed' : 'lost');
+    metrics.connectionsClosed.inc({ transport, reason });
   }
 
   #countDown(connection: Connection): void {

@@ -99,6 +99,8 @@ export class Connection {
   #closed = false;
   /** True once the client asked to close (a `close` frame): its presence ends at once. */
   closedByClient = false;
+  /** Why the server ended the connection, when it did (metrics). */
+  closeReason: string | undefined;
   /** Set by the transport whenever anything arrives (frames, pongs); cleared by each heartbeat round. */
   alive = true;
   #missedHeartbeats = 0;
@@ -189,6 +191,7 @@ export class Connection {
     this.#missedHeartbeats = this.alive ? 0 : this.#missedHeartbeats + 1;
     this.alive = false;
     if (this.transport.answersHeartbeats && this.#missedHeartbeats >= 2) {
+      this.closeReason = 'heartbeat_timeout';
       this.transport.terminate();
       this.dispose();
       return;
@@ -203,6 +206,7 @@ export class Connection {
    */
   disconnect(reason: string, code: number, reconnect: boolean, error?: ErrorInfo, abort = false): void {
     if (this.#closed) return;
+    this.closeReason = reason;
     const frame: ServerFrame = { type: 'disconnect', reason, reconnect };
     if (error) frame.error = error;
     try {
@@ -393,6 +397,16 @@ export class Connection {
     if (!current()) throw superseded(channel);
     if (epoch === '' && position !== '') epoch = position.split('.')[0] ?? '';
 
+    const mode =
+      frame.from !== undefined
+        ? 'resume'
+        : frame.rewind !== undefined
+          ? 'rewind'
+          : frame.start
+            ? 'start'
+            : 'live';
+    this.#channels.metrics.attaches.inc({ mode, resumed: String(resumed) });
+    if (reason !== undefined) this.#channels.metrics.resumeFailures.inc({ reason });
     const attached: ServerFrame = { type: 'attached', channel, resumed, epoch, position };
     if (reason !== undefined) attached.reason = reason;
     this.send(withRef(attached, frame.ref));
@@ -434,6 +448,7 @@ export class Connection {
    * has room: a large catch-up is paced by the client's reading speed, not refused as slow.
    */
   async #sendCatchUp(channel: string, messages: Message[], current: () => boolean): Promise<void> {
+    this.#channels.metrics.catchUpMessages.inc(messages.length);
     let batch: Message[] = [];
     let bytes = 0;
     for (const message of messages) {
@@ -515,6 +530,7 @@ export class Connection {
   }
 
   #sendError(ref: Ref | undefined, channel: string | undefined, error: ErrorInfo): void {
+    this.#channels.metrics.errors.inc({ code: error.code });
     const frame: ServerFrame = { type: 'error', error };
     if (ref !== undefined) frame.ref = ref;
     if (channel !== undefined) frame.channel = channel;

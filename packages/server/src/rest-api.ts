@@ -43,6 +43,8 @@ export interface RestApiOptions {
   auth: Authenticator;
   limits: Limits;
   logger: Logger;
+  /** Serve `/metrics` without credentials (for a scraper on a private network). Default false. */
+  publicMetrics?: boolean;
   /** Resolves when the store can serve; rejects otherwise. */
   ready: () => Promise<void>;
 }
@@ -68,6 +70,7 @@ export class RestApi {
     } catch (err) {
       if (!isExpectedError(err)) this.#o.logger.error({ err, path: url.pathname }, 'request failed');
       const error = toErrorInfo(err);
+      this.#o.channels.metrics.errors.inc({ code: error.code });
       send(res, error.status, { error });
     }
   }
@@ -80,6 +83,14 @@ export class RestApi {
     }
     const path = url.pathname;
     if (path === '/health') return only(method, 'GET', () => send(res, 200, { status: 'ok' }));
+    if (path === '/metrics') {
+      return only(method, 'GET', async () => {
+        if (!this.#o.publicMetrics) await this.#o.auth.authenticate(req, url);
+        const { metrics } = this.#o.channels;
+        const text = await metrics.text();
+        res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' }).end(text);
+      });
+    }
     if (path === '/ready') {
       return only(method, 'GET', async () => {
         try {

@@ -23,6 +23,7 @@ import { ConnectionManager } from './connection-manager.ts';
 import { ConnectionRegistry } from './connection-registry.ts';
 import { HttpTransports } from './http-transports.ts';
 import { LocalHub } from './hub.ts';
+import { Metrics } from './metrics.ts';
 import { PresenceService } from './presence.ts';
 import { RestApi, send } from './rest-api.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
@@ -53,6 +54,8 @@ export interface ServerOptions {
   namespaces?: Record<string, NamespaceRules>;
   /** How long a member whose connection dropped stays present, ms (default 15,000). */
   presenceGrace?: number;
+  /** Serve `/metrics` without credentials (default false: any API key or token may read it). */
+  publicMetrics?: boolean;
   /** How often expired messages are removed, ms (default 60,000). */
   trimInterval?: number;
   /** A pino logger, or a level for a new one. Default: 'silent'. */
@@ -90,7 +93,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     ? options.store
     : await createStore(options.store ?? { kind: 'memory' }, retentionFor);
   const hub = new LocalHub();
-  const channels = new ChannelService(store, hub, limits, (err) =>
+  const metrics = new Metrics();
+  const channels = new ChannelService(store, hub, limits, metrics, (err) =>
     logger.error({ err }, 'lease expiry failed'),
   );
   const auth = new Authenticator(keys);
@@ -111,7 +115,15 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   });
   let closing = false;
 
-  const rest = new RestApi({ channels, presence, auth, limits, logger, ready: () => store.ping() });
+  const rest = new RestApi({
+    channels,
+    presence,
+    auth,
+    limits,
+    logger,
+    publicMetrics: options.publicMetrics ?? false,
+    ready: () => store.ping(),
+  });
   const websocket = new WebSocketTransport({
     maxFrameSize: limits.maxFrameSize,
     accept: (transport, identity, recover) => connections.open(transport, identity, recover),

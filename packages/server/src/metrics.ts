@@ -1,0 +1,95 @@
+/**
+ * Prometheus metrics (DESIGN §13), served at `/metrics` in the text format. One registry per server
+ * (several servers can live in one process, as in tests). Names and labels are part of the public
+ * surface: dashboards and alerts depend on them (README: "Metrics").
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export type TransportKind = 'websocket' | 'sse' | 'longpoll';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly connections: Gauge<'transport'>;
+  readonly connectionsOpened: Counter<'transport' | 'resumed'>;
+  readonly connectionsClosed: Counter<'transport' | 'reason'>;
+  readonly attaches: Counter<'mode' | 'resumed'>;
+  readonly resumeFailures: Counter<'reason'>;
+  readonly catchUpMessages: Counter;
+  readonly operations: Counter<'action'>;
+  readonly errors: Counter<'code'>;
+  readonly publishSeconds: Histogram;
+  readonly storeSeconds: Histogram<'operation'>;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'mooring_' });
+    this.connections = new Gauge({
+      name: 'mooring_connections',
+      help: 'Open realtime connections',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.connectionsOpened = new Counter({
+      name: 'mooring_connections_opened_total',
+      help: 'Realtime connections opened; resumed="true" when they took a dropped connection’s identity back',
+      labelNames: ['transport', 'resumed'],
+      registers,
+    });
+    this.connectionsClosed = new Counter({
+      name: 'mooring_connections_closed_total',
+      help: 'Realtime connections closed, by reason (closed: by the client; lost: network; slow_consumer; heartbeat_timeout; token_expired; shutting_down; replaced)',
+      labelNames: ['transport', 'reason'],
+      registers,
+    });
+    this.attaches = new Counter({
+      name: 'mooring_attaches_total',
+      help: 'Channel attaches by mode (live, resume, rewind, start); for resume, whether continuity held',
+      labelNames: ['mode', 'resumed'],
+      registers,
+    });
+    this.resumeFailures = new Counter({
+      name: 'mooring_resume_failures_total',
+      help: 'Resumes answered resumed:false, by reason (epoch_changed, position_trimmed, position_ahead)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.catchUpMessages = new Counter({
+      name: 'mooring_catchup_messages_total',
+      help: 'Rolled-up messages sent to catch attaching clients up (resume, rewind, start)',
+      registers,
+    });
+    this.operations = new Counter({
+      name: 'mooring_operations_total',
+      help: 'Operations stored, by action',
+      labelNames: ['action'],
+      registers,
+    });
+    this.errors = new Counter({
+      name: 'mooring_errors_total',
+      help: 'Errors answered to clients (frames and REST), by code',
+      labelNames: ['code'],
+      registers,
+    });
+    this.publishSeconds = new Histogram({
+      name: 'mooring_publish_seconds',
+      help: 'From a publish received to its operations stored and handed to subscribers’ connections',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
+    this.storeSeconds = new Histogram({
+      name: 'mooring_store_seconds',
+      help: 'Store calls by operation (append, read)',
+      labelNames: ['operation'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

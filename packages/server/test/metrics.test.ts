@@ -1,0 +1,44 @@
+/** `/metrics` (DESIGN §13): Prometheus text, authenticated by default, counting what happened. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { startFixture, TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+
+function value(text: string, metric: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(metric));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+describe('metrics', () => {
+  it('counts connections, attaches, resumes, operations and errors', async () => {
+    const fx = await startFixture('memory');
+    try {
+      assert.equal((await fetch(`${fx.server.url}/metrics`)).status, 401, 'not public by default');
+      const a = await RawClient.connect(fx.server.url);
+      const ack = await a.publish('session:m', [{ data: 'x' }]);
+      await a.attach('session:m', { from: ack.results[0]!.serial });
+      await a.attach('session:m', { from: `zzzzzzzzzzzz.${'0'.repeat(15)}1` });
+      await a.request({ type: 'nope' });
+      const res = await fetch(`${fx.server.url}/metrics`, {
+        headers: { authorization: `Bearer ${TEST_KEY}` },
+      });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+      const text = await res.text();
+      assert.equal(value(text, 'mooring_connections{transport="websocket"}'), 1);
+      assert.equal(value(text, 'mooring_attaches_total{mode="resume",resumed="true"}'), 1);
+      assert.equal(value(text, 'mooring_resume_failures_total{reason="epoch_changed"}'), 1);
+      assert.equal(value(text, 'mooring_operations_total{action="create"}'), 1);
+      assert.equal(value(text, 'mooring_errors_total{code="invalid_frame"}'), 1);
+      assert.ok(value(text, 'mooring_publish_seconds_count') >= 1);
+      assert.match(text, /mooring_process_resident_memory_bytes/);
+      a.kill();
+      await new Promise((r) => setTimeout(r, 50));
+      const after = await (await fetch(`${fx.server.url}/metrics?key=${TEST_KEY}`)).text();
+      assert.equal(value(after, 'mooring_connections{transport="websocket"}'), 0);
+      assert.equal(value(after, 'mooring_connections_closed_total{transport="websocket",reason="lost"}'), 1);
+    } finally {
+      await fx.close();
+    }
+  });
+});
