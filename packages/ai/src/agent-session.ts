@@ -1,0 +1,280 @@
+/**
+ * The agent side of a session (DESIGN §11): turns each `ai.input` into a run for the handler the app
+ * supplies, and routes `ai.control`s to runs — cancel fires the run's signal, steer and tool
+ * approvals reach it as events — while a human holds the session (handover) it answers nothing.
+ *
+ *   ai.input (live) ─▶ handover held by a human? ─yes─▶ skipped ('skip' event)
+ *                         │ no
+ *                         ▼
+ *                      accepts(input)? ─no─▶ skipped
+ *                         │ yes
+ *                         ▼
+ *                      create ai.run {status: running, lease} ─▶ onInput(input, run) ─▶ end
+ *
+ * The session folds the whole channel (the same `ConversationTree` as the user side), so it knows
+ * who holds the session, and each input comes with its conversation history. Get the channel with
+ * `{ start: true }` (or a saved position) so that the fold starts from the session's beginning:
+ * what was on the channel before the first attach is read as history and not answered (unless
+ * `answerMissed`); everything after — including what arrives while reconnecting — is answered.
+ *
+ * Several AgentSessions (different `agent` names) may serve one channel: each answers the inputs it
+ * accepts, each run is its own node, and every client shows them all.
+ */
+import type { Channel } from '@mooring/client';
+import type { Message } from '@mooring/protocol';
+import type { UIMessage } from 'ai';
+import type { AgentInput, ToolApproval } from './agent-run.ts';
+import { AgentRun } from './agent-run.ts';
+import type { InputNode, TreeChange } from './conversation-tree.ts';
+import { ConversationTree } from './conversation-tree.ts';
+import { Emitter } from './emitter.ts';
+import { MooringAiError } from './errors.ts';
+import type { OperationSink } from './operation-sink.ts';
+import { channelSink } from './operation-sink.ts';
+import { buildRunMessage } from './run-message.ts';
+import type { PublisherTimers } from './run-publisher.ts';
+import { errorText, RunPublisher } from './run-publisher.ts';
+import type { ControlData, ControlRecord } from './wire.ts';
+
+export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
+  /** The session's channel; get it with `{ start: true }` (see the module comment). */
+  channel: Channel;
+  /** This agent's name, carried by its runs (`agent` header). */
+  agent: string;
+  /** Answers one input. The run ends when the returned promise settles (see `AgentRun`). */
+  onInput(input: AgentInput<M>, run: AgentRun<M>): void | Promise<void>;
+  /** Which inputs this agent answers. Default: all. */
+  accepts?(input: AgentInput<M>): boolean;
+  /** Every control, after the session acted on it. */
+  onControl?(control: ControlData, record: ControlRecord): void;
+  /** Run ids. Default: random (`run_<uuid>`). A deterministic id makes a retried run dedupe. */
+  runId?(input: AgentInput<M>): string;
+  /** Lease on each run message, ms (PROTOCOL.md §7.1). Default 30 000. */
+  lease?: number;
+  /** Window within which deltas are merged, ms; 0 = every delta its own operation. Default 40. */
+  coalesceMs?: number;
+  /**
+   * On start, also answer the inputs already in the log that no run of this agent answers and that
+   * are the last input on their branch. Default false.
+   */
+  answerMissed?: boolean;
+  /** Where operations go. Default: the channel. */
+  sink?: OperationSink;
+  timers?: PublisherTimers;
+}
+
+export type AgentSessionEvents<M extends UIMessage = UIMessage> = {
+  /** A run started. */
+  run: AgentRun<M>;
+  /** An input was not answered, and why. */
+  skip: { input: AgentInput<M>; reason: 'handover' | 'not_accepted' };
+  /** Something went wrong outside a run's handler (a malformed message, a failed publish). */
+  error: Error;
+};
+
+export class AgentSession<M extends UIMessage = UIMessage> {
+  readonly agent: string;
+  readonly channel: Channel;
+  /** The session folded into a conversation tree (read-only use). */
+  readonly tree = new ConversationTree();
+  readonly #o: AgentSessionOptions<M>;
+  readonly #sink: OperationSink;
+  readonly #emitter = new Emitter<AgentSessionEvents<M>>();
+  readonly #active = new Map<string, AgentRun<M>>();
+  readonly #handled = new Set<string>();
+  readonly #settled = new Set<Promise<void>>();
+  #live = false;
+  #closed = false;
+  #started: Promise<void> | undefined;
+  readonly #onMessage = (message: Message) => this.tree.apply(message);
+  #offs: Array<() => void> = [];
+
+  constructor(options: AgentSessionOptions<M>) {
+    this.#o = options;
+    this.agent = options.agent;
+    this.channel = options.channel;
+    this.#sink = options.sink ?? channelSink(options.channel);
+  }
+
+  on<K extends keyof AgentSessionEvents<M>>(
+    event: K,
+    listener: (value: AgentSessionEvents<M>[K]) => void,
+  ): () => void {
+    return this.#emitter.on(event, listener);
+  }
+
+  /** Subscribes and resolves once attached (the session's history folded). Idempotent. */
+  start(): Promise<void> {
+    this.#started ??= this.#start();
+    return this.#started;
+  }
+
+  /** Runs in progress. */
+  get runs(): AgentRun<M>[] {
+    return [...this.#active.values()];
+  }
+
+  /** Who holds the session (`handover` controls). */
+  get holder(): { holder: 'ai' | 'human'; operator: string | undefined } {
+    const { holder, operator } = this.tree.handover;
+    return { holder, operator };
+  }
+
+  /**
+   * Stops answering: unsubscribes, then either waits for the runs in progress (`drain: true`) or
+   * cancels them (default), and resolves once their end is stored.
+   */
+  async close(options: { drain?: boolean } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.channel.unsubscribe(this.#onMessage);
+    for (const off of this.#offs) off();
+    if (!options.drain) for (const run of this.#active.values()) void run.cancel('the agent stopped');
+    await Promise.all([...this.#settled]);
+  }
+
+  async #start(): Promise<void> {
+    this.#offs.push(
+      this.tree.on('change', (change) => this.#onChange(change)),
+      this.tree.on('malformed', (reason) =>
+        this.#emitter.emit('error', new MooringAiError('malformed_message', reason)),
+      ),
+      this.channel.on('attached', () => this.#onAttached()),
+    );
+    await this.channel.subscribe(this.#onMessage);
+    this.#onAttached();
+  }
+
+  #onAttached(): void {
+    if (this.#live || this.#closed) return;
+    this.#live = true;
+    for (const input of this.tree.inputs) {
+      if (!this.#o.answerMissed) this.#handled.add(input.id);
+    }
+    if (this.#o.answerMissed) this.#answerMissed();
+  }
+
+  #answerMissed(): void {
+    for (const input of this.tree.inputs) {
+      if (this.#handled.has(input.id)) continue;
+      const answered = this.tree.runsOf(input.id).some((r) => r.agent === this.agent);
+      const continued = this.tree.runsOf(input.id).some((r) => this.tree.inputsAfter(r.id).length > 0);
+      const replaced = this.tree.inputsAfter(input.parent).some((i) => i.forkOf === input.id);
+      if (answered || continued || replaced) this.#handled.add(input.id);
+      else this.#answer(input, undefined);
+    }
+  }
+
+  #onChange(change: TreeChange): void {
+    if (!this.#live || this.#closed) return;
+    if (change.kind === 'input') this.#answer(change.node, undefined);
+    else if (change.kind === 'control') this.#onControl(change.control);
+  }
+
+  #onControl(record: ControlRecord): void {
+    const c = record.control;
+    switch (c.type) {
+      case 'cancel':
+        for (const run of this.#active.values())
+          if (c.runId === undefined || c.runId === run.runId) void run.cancel(undefined);
+        break;
+      case 'steer':
+        this.#active.get(c.runId)?.steer(c.message as M);
+        break;
+      case 'tool-approval': {
+        const approval: ToolApproval = { approvalId: c.approvalId, approved: c.approved, reason: c.reason };
+        for (const run of this.#active.values())
+          if (c.runId === undefined || c.runId === run.runId) run.approve(approval);
+        break;
+      }
+      case 'regenerate': {
+        const input = this.tree.input(c.inputId);
+        if (!input) break;
+        if (c.runId !== undefined) {
+          const replaced = this.tree.run(c.runId);
+          if (!replaced || replaced.agent !== this.agent) break;
+        }
+        this.#answer(input, c.runId ?? null);
+        break;
+      }
+      default:
+        break;
+    }
+    this.#o.onControl?.(c, record);
+  }
+
+  /** `replaces`: undefined = a new input; null = answer it again; a run id = regenerate that run. */
+  #answer(node: InputNode, replaces: string | null | undefined): void {
+    if (replaces === undefined) {
+      if (this.#handled.has(node.id)) return;
+      this.#handled.add(node.id);
+    }
+    const input = this.#inputOf(node, replaces ?? undefined);
+    if (this.tree.handover.holder === 'human') {
+      this.#emitter.emit('skip', { input, reason: 'handover' });
+      return;
+    }
+    if (this.#o.accepts && !this.#o.accepts(input)) {
+      this.#emitter.emit('skip', { input, reason: 'not_accepted' });
+      return;
+    }
+    const runId = this.#o.runId?.(input) ?? `run_${crypto.randomUUID()}`;
+    const publisherOptions: ConstructorParameters<typeof RunPublisher>[0] = {
+      sink: this.#sink,
+      runId,
+      agent: this.agent,
+      input: node.id,
+      onError: (err) =>
+        this.#emitter.emit(
+          'error',
+          err instanceof Error ? err : new Error(`run ${runId}: publishing failed: ${errorText(err)}`),
+        ),
+    };
+    if (input.replaces !== undefined) publisherOptions.replaces = input.replaces;
+    if (this.#o.lease !== undefined) publisherOptions.lease = this.#o.lease;
+    if (this.#o.coalesceMs !== undefined) publisherOptions.coalesceMs = this.#o.coalesceMs;
+    if (this.#o.timers !== undefined) publisherOptions.timers = this.#o.timers;
+    const publisher = new RunPublisher(publisherOptions);
+    const run = new AgentRun<M>({ runId, agent: this.agent, input, publisher });
+    this.#active.set(runId, run);
+    void publisher.start();
+    this.#emitter.emit('run', run);
+    const settled = this.#drive(run).finally(() => {
+      this.#active.delete(runId);
+      this.#settled.delete(settled);
+    });
+    this.#settled.add(settled);
+  }
+
+  async #drive(run: AgentRun<M>): Promise<void> {
+    try {
+      await this.#o.onInput(run.input, run);
+      await run.end();
+    } catch (err) {
+      await run.end(
+        run.signal.aborted ? 'cancelled' : 'error',
+        run.signal.aborted ? undefined : errorText(err),
+      );
+    }
+  }
+
+  #inputOf(node: InputNode, replaces: string | undefined): AgentInput<M> {
+    const tree = this.tree;
+    return {
+      id: node.id,
+      message: node.message as M,
+      parent: node.parent,
+      forkOf: node.forkOf,
+      clientId: node.clientId,
+      replaces,
+      history: async () => {
+        const out: M[] = [];
+        for (const n of tree.ancestry(node.id)) {
+          if (n.kind === 'input') out.push(n.message as M);
+          else out.push(await buildRunMessage<M>(n, tree.parts(n.id)));
+        }
+        return out;
+      },
+    };
+  }
+}

@@ -1,0 +1,410 @@
+/**
+ * The fold of an AI session channel into a conversation tree (PROTOCOL.md §13.1). Every client —
+ * user devices, tabs, agents — folds the same log with this code, so they all converge to the same
+ * tree whatever order of live operations and rolled-up catch-up they received.
+ *
+ *   input I1 ─┬─ run A1 ─┬─ input I2 ── run A3        nodes: inputs (user messages) and runs
+ *             │          └─ input I2' (edit of I2)     edges: run → the input it answers,
+ *             ├─ run A2 (replaces A1: regenerate)             input → the run it follows
+ *             └─ run B1 (another agent, shown too)
+ *
+ * An input sent before the previous input had an answer follows that input (its `parent` is an
+ * input id); the view shows it after the previous input's answers.
+ *
+ * Sibling groups (the alternatives a user navigates):
+ *   - inputs with the same parent (an edit adds one);
+ *   - runs under the same input linked by `replaces` (a regenerate adds one). Runs of different agents
+ *     answering one input, or several operator messages, are separate groups and are all shown.
+ *
+ * The view is one path from a root: at each step the most recent alternative wins, where a node's
+ * recency is its serial or the latest selection of it (or of a node below it), whichever is later.
+ * So new things (a regenerate, an edit, a new message) show up, and a selection holds until
+ * something newer appears in its group. Shared selections (`select` controls) carry their serial, so
+ * every device computes the same view; local ones use the channel position at the time.
+ */
+import { applyMessage } from '@mooring/client';
+import type { Message } from '@mooring/protocol';
+import { Emitter } from './emitter.ts';
+import type { ControlData, ControlRecord, InputRecord, PartRecord, RunRecord, RunStatus } from './wire.ts';
+import { readSessionMessage } from './wire.ts';
+
+export interface InputNode extends Omit<InputRecord, 'type'> {
+  kind: 'input';
+}
+
+export interface RunNode extends Omit<RunRecord, 'type' | 'runId'> {
+  kind: 'run';
+  /** The run id (also the assistant UIMessage id). */
+  id: string;
+}
+
+export type TreeNode = InputNode | RunNode;
+
+/** Who holds the session (PROTOCOL.md §13.4 `handover`). */
+export interface Handover {
+  holder: 'ai' | 'human';
+  operator: string | undefined;
+  /** Serial of the control that set it ('' when never handed over). */
+  serial: string;
+}
+
+export type TreeChange =
+  | { kind: 'input'; node: InputNode }
+  | { kind: 'run'; node: RunNode; previous: RunNode | undefined }
+  | { kind: 'part'; runId: string; part: PartRecord }
+  | { kind: 'control'; control: ControlRecord }
+  | { kind: 'removed'; serial: string }
+  | { kind: 'reset' };
+
+export type TreeEvents = {
+  change: TreeChange;
+  malformed: string;
+};
+
+interface Selection {
+  node: string;
+  at: string;
+}
+
+export class ConversationTree {
+  readonly #emitter = new Emitter<TreeEvents>();
+  readonly #messages = new Map<string, Message>();
+  /** What each serial was read as, to unindex it on delete. */
+  readonly #bySerial = new Map<string, { type: 'input' | 'run' | 'part' | 'control'; id: string }>();
+  readonly #inputs = new Map<string, InputNode>();
+  readonly #runs = new Map<string, RunNode>();
+  readonly #runsByInput = new Map<string, Set<string>>();
+  readonly #inputsByParent = new Map<string, Set<string>>();
+  readonly #parts = new Map<string, Map<string, PartRecord>>();
+  readonly #sortedParts = new Map<string, PartRecord[]>();
+  readonly #controls: ControlRecord[] = [];
+  readonly #selections: Selection[] = [];
+  #handover: Handover = { holder: 'ai', operator: undefined, serial: '' };
+  #sharedSelection: boolean;
+  #view: TreeNode[] | undefined;
+
+  constructor(options: { sharedSelection?: boolean } = {}) {
+    this.#sharedSelection = options.sharedSelection ?? false;
+  }
+
+  on<K extends keyof TreeEvents>(event: K, listener: (value: TreeEvents[K]) => void): () => void {
+    return this.#emitter.on(event, listener);
+  }
+
+  /** Folds one message (live operation or rolled-up) into the tree. Ignores what is not §13. */
+  apply(incoming: Message): void {
+    const held = this.#messages.get(incoming.serial);
+    const folded = applyMessage(held, incoming);
+    if (folded === held) return;
+    if (folded.action === 'delete') {
+      this.#messages.delete(incoming.serial);
+      this.#remove(incoming.serial);
+      return;
+    }
+    const result = readSessionMessage(folded);
+    if (result === undefined) return;
+    this.#messages.set(incoming.serial, folded);
+    if (!result.ok) {
+      this.#emitter.emit('malformed', result.reason);
+      return;
+    }
+    const record = result.record;
+    this.#view = undefined;
+    switch (record.type) {
+      case 'input': {
+        if (this.#inputs.has(record.id) && this.#inputs.get(record.id)?.serial !== record.serial) return;
+        const { type: _t, ...rest } = record;
+        const node: InputNode = { kind: 'input', ...rest };
+        this.#inputs.set(node.id, node);
+        addTo(this.#inputsByParent, node.parent ?? '', node.id);
+        this.#bySerial.set(record.serial, { type: 'input', id: node.id });
+        this.#emitter.emit('change', { kind: 'input', node });
+        return;
+      }
+      case 'run': {
+        const previous = this.#runs.get(record.runId);
+        if (previous && previous.serial !== record.serial) return; // a second message claiming the id
+        const { type: _t, runId, ...rest } = record;
+        const node: RunNode = { kind: 'run', id: runId, ...rest };
+        this.#runs.set(runId, node);
+        addTo(this.#runsByInput, node.input, runId);
+        this.#bySerial.set(record.serial, { type: 'run', id: runId });
+        this.#emitter.emit('change', { kind: 'run', node, previous });
+        return;
+      }
+      case 'part': {
+        let parts = this.#parts.get(record.runId);
+        if (!parts) {
+          parts = new Map();
+          this.#parts.set(record.runId, parts);
+        }
+        const isNew = !parts.has(record.serial);
+        parts.set(record.serial, record);
+        const sorted = this.#sortedParts.get(record.runId);
+        if (sorted) {
+          if (isNew && (sorted.length === 0 || sorted[sorted.length - 1]!.serial < record.serial))
+            sorted.push(record);
+          else if (isNew) this.#sortedParts.delete(record.runId);
+          else {
+            const i = sorted.findIndex((p) => p.serial === record.serial);
+            if (i >= 0) sorted[i] = record;
+          }
+        }
+        this.#bySerial.set(record.serial, { type: 'part', id: record.runId });
+        this.#emitter.emit('change', { kind: 'part', runId: record.runId, part: record });
+        return;
+      }
+      case 'control': {
+        if (this.#bySerial.has(record.serial)) return;
+        this.#bySerial.set(record.serial, { type: 'control', id: record.serial });
+        insertSorted(this.#controls, record);
+        const c = record.control;
+        if (c.type === 'handover' && record.serial > this.#handover.serial)
+          this.#handover = { holder: c.to, operator: c.operator, serial: record.serial };
+        if (c.type === 'select' && this.#sharedSelection)
+          this.#selections.push({ node: c.node, at: record.serial });
+        this.#emitter.emit('change', { kind: 'control', control: record });
+        return;
+      }
+    }
+  }
+
+  /** Forgets everything (before reloading from history). */
+  reset(): void {
+    this.#messages.clear();
+    this.#bySerial.clear();
+    this.#inputs.clear();
+    this.#runs.clear();
+    this.#runsByInput.clear();
+    this.#inputsByParent.clear();
+    this.#parts.clear();
+    this.#sortedParts.clear();
+    this.#controls.length = 0;
+    this.#selections.length = 0;
+    this.#handover = { holder: 'ai', operator: undefined, serial: '' };
+    this.#view = undefined;
+    this.#emitter.emit('change', { kind: 'reset' });
+  }
+
+  // ------------------------------------------------------------------------------------- reading
+
+  input(id: string): InputNode | undefined {
+    return this.#inputs.get(id);
+  }
+
+  run(id: string): RunNode | undefined {
+    return this.#runs.get(id);
+  }
+
+  node(id: string): TreeNode | undefined {
+    return this.#inputs.get(id) ?? this.#runs.get(id);
+  }
+
+  get inputs(): InputNode[] {
+    return [...this.#inputs.values()].sort(bySerial);
+  }
+
+  get runs(): RunNode[] {
+    return [...this.#runs.values()].sort(bySerial);
+  }
+
+  /** Runs whose status is `running`, in serial order. */
+  running(): RunNode[] {
+    return this.runs.filter((r) => r.status === 'running');
+  }
+
+  /** The run's parts in serial order (the order the agent produced them). */
+  parts(runId: string): PartRecord[] {
+    let sorted = this.#sortedParts.get(runId);
+    if (!sorted) {
+      sorted = [...(this.#parts.get(runId)?.values() ?? [])].sort(bySerial);
+      this.#sortedParts.set(runId, sorted);
+    }
+    return sorted;
+  }
+
+  get controls(): readonly ControlRecord[] {
+    return this.#controls;
+  }
+
+  get handover(): Handover {
+    return this.#handover;
+  }
+
+  /** Runs answering an input, in serial order. */
+  runsOf(inputId: string): RunNode[] {
+    const ids = this.#runsByInput.get(inputId);
+    return ids ? [...ids].map((id) => this.#runs.get(id)!).sort(bySerial) : [];
+  }
+
+  /** Inputs following a run (or the roots, for `undefined`), in serial order. */
+  inputsAfter(runId: string | undefined): InputNode[] {
+    const ids = this.#inputsByParent.get(runId ?? '');
+    return ids ? [...ids].map((id) => this.#inputs.get(id)!).sort(bySerial) : [];
+  }
+
+  /** The alternatives of a node, itself included, in serial order. */
+  siblings(id: string): TreeNode[] {
+    const input = this.#inputs.get(id);
+    if (input) return this.inputsAfter(input.parent);
+    const run = this.#runs.get(id);
+    if (!run) return [];
+    const group = this.#groupOf(run);
+    return this.runsOf(run.input).filter((r) => this.#groupOf(r) === group);
+  }
+
+  /** The nodes from the root to `id` (inclusive); empty when `id` is unknown. */
+  ancestry(id: string): TreeNode[] {
+    const path: TreeNode[] = [];
+    const seen = new Set<string>();
+    let node = this.node(id);
+    while (node && !seen.has(node.id)) {
+      seen.add(node.id);
+      path.unshift(node);
+      if (node.kind === 'run') node = this.#inputs.get(node.input);
+      else node = node.parent === undefined ? undefined : this.node(node.parent);
+    }
+    return path;
+  }
+
+  /** Records a selection: `node` (and its ancestors) count as touched at serial `at`. */
+  select(node: string, at: string): void {
+    this.#selections.push({ node, at });
+    this.#view = undefined;
+  }
+
+  /** The path shown (PROTOCOL.md §13.1): inputs and runs from the root, in order. */
+  view(): TreeNode[] {
+    if (this.#view) return this.#view;
+    const touched = this.#touched();
+    const recency = (n: TreeNode): string => {
+      const t = touched.get(n.id);
+      return t !== undefined && t > n.serial ? t : n.serial;
+    };
+    const pick = <T extends TreeNode>(candidates: T[]): T | undefined => {
+      let best: T | undefined;
+      for (const c of candidates) {
+        if (!best) best = c;
+        else {
+          const a = recency(c);
+          const b = recency(best);
+          if (a > b || (a === b && touched.has(c.id) && !touched.has(best.id))) best = c;
+        }
+      }
+      return best;
+    };
+    const path: TreeNode[] = [];
+    const seen = new Set<string>();
+    let candidates: InputNode[] = this.inputsAfter(undefined);
+    while (candidates.length > 0) {
+      const input = pick(candidates);
+      if (!input || seen.has(input.id)) break;
+      seen.add(input.id);
+      path.push(input);
+      const groups = new Map<string, RunNode[]>();
+      for (const run of this.runsOf(input.id)) {
+        const g = this.#groupOf(run);
+        groups.set(g, [...(groups.get(g) ?? []), run]);
+      }
+      const shown = [...groups.values()].map((g) => pick(g)!).sort(bySerial);
+      path.push(...shown);
+      // An input sent before the previous one had an answer follows that input directly.
+      candidates = [...shown.flatMap((r) => this.inputsAfter(r.id)), ...this.inputsAfter(input.id)];
+    }
+    this.#view = path;
+    return path;
+  }
+
+  /** The last node on the view: what a new input follows (a run, or an input not answered yet). */
+  last(): TreeNode | undefined {
+    const view = this.view();
+    return view[view.length - 1];
+  }
+
+  /** The input whose answers are last on the view. */
+  lastInput(): InputNode | undefined {
+    const view = this.view();
+    for (let i = view.length - 1; i >= 0; i--) {
+      const n = view[i]!;
+      if (n.kind === 'input') return n;
+    }
+    return undefined;
+  }
+
+  /** The latest control of a type (by serial). */
+  lastControl<T extends ControlData['type']>(type: T): ControlRecord | undefined {
+    for (let i = this.#controls.length - 1; i >= 0; i--)
+      if (this.#controls[i]!.control.type === type) return this.#controls[i];
+    return undefined;
+  }
+
+  #groupOf(run: RunNode): string {
+    const seen = new Set<string>();
+    let current = run;
+    while (current.replaces !== undefined && !seen.has(current.id)) {
+      seen.add(current.id);
+      const replaced = this.#runs.get(current.replaces);
+      if (!replaced || replaced.input !== run.input) break;
+      current = replaced;
+    }
+    return current.id;
+  }
+
+  /** For each node, the latest selection at or below it. */
+  #touched(): Map<string, string> {
+    const touched = new Map<string, string>();
+    for (const s of this.#selections) {
+      for (const n of this.ancestry(s.node)) {
+        const t = touched.get(n.id);
+        if (t === undefined || s.at > t) touched.set(n.id, s.at);
+      }
+    }
+    return touched;
+  }
+
+  #remove(serial: string): void {
+    const what = this.#bySerial.get(serial);
+    if (!what) return;
+    this.#bySerial.delete(serial);
+    this.#view = undefined;
+    if (what.type === 'input') {
+      const node = this.#inputs.get(what.id);
+      this.#inputs.delete(what.id);
+      if (node) this.#inputsByParent.get(node.parent ?? '')?.delete(what.id);
+    } else if (what.type === 'run') {
+      const node = this.#runs.get(what.id);
+      this.#runs.delete(what.id);
+      if (node) this.#runsByInput.get(node.input)?.delete(what.id);
+    } else if (what.type === 'part') {
+      this.#parts.get(what.id)?.delete(serial);
+      this.#sortedParts.delete(what.id);
+    } else {
+      const i = this.#controls.findIndex((c) => c.serial === serial);
+      if (i >= 0) this.#controls.splice(i, 1);
+    }
+    this.#emitter.emit('change', { kind: 'removed', serial });
+  }
+}
+
+function bySerial(a: { serial: string }, b: { serial: string }): number {
+  return a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0;
+}
+
+function addTo(index: Map<string, Set<string>>, key: string, id: string): void {
+  let set = index.get(key);
+  if (!set) {
+    set = new Set();
+    index.set(key, set);
+  }
+  set.add(id);
+}
+
+function insertSorted(list: ControlRecord[], record: ControlRecord): void {
+  let i = list.length;
+  while (i > 0 && list[i - 1]!.serial > record.serial) i--;
+  list.splice(i, 0, record);
+}
+
+export function isRunning(status: RunStatus): boolean {
+  return status === 'running';
+}

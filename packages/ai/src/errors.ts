@@ -1,0 +1,33 @@
+/**
+ * Errors of the AI session layer, with stable codes users can switch on (STYLE §4). Errors from the
+ * connection or the server come through unchanged as `MooringError`s of `@mooring/client`.
+ */
+
+export const AI_ERRORS = {
+  /** A node (input or run) the call names is not in the conversation tree (yet). */
+  unknown_node: { retryable: false },
+  /** The call needs an input to answer, and the session has none on its view. */
+  no_input: { retryable: false },
+  /** The run has ended; nothing more can be written to it. */
+  run_ended: { retryable: false },
+  /** The session was closed. */
+  session_closed: { retryable: false },
+  /** A message on the channel does not follow PROTOCOL.md §13; it was left out of the tree. */
+  malformed_message: { retryable: false },
+  /** The stream given to a run could not be read. */
+  stream_failed: { retryable: false },
+} as const;
+
+export type AiErrorCode = keyof typeof AI_ERRORS;
+
+export class MooringAiError extends Error {
+  readonly code: AiErrorCode;
+  readonly retryable: boolean;
+
+  constructor(code: AiErrorCode, message: string, options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MooringAiError';
+    this.code = code;
+    this.retryable = AI_ERRORS[code].retryable;
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * A run's assistant `UIMessage`, rebuilt from its parts by the AI SDK's own message processor
+ * (`readUIMessageStream` over the replayed chunks), so it is exactly what `useChat` would have built
+ * from the original stream. Text arrives as one delta per part, so a rebuild costs O(parts), not
+ * O(tokens).
+ */
+import type { UIMessage, UIMessageChunk } from 'ai';
+import { readUIMessageStream } from 'ai';
+import type { RunNode } from './conversation-tree.ts';
+import { RunChunkEmitter } from './run-chunk-emitter.ts';
+import type { PartRecord } from './wire.ts';
+
+/** The chunks of a full replay of the run as it stands. */
+export function replayRun(run: RunNode, parts: readonly PartRecord[]): UIMessageChunk[] {
+  return new RunChunkEmitter().sync(run, parts);
+}
+
+/** The run's UIMessage as it stands (resolves after the AI SDK processed the replay). */
+export async function buildRunMessage<M extends UIMessage = UIMessage>(
+  run: RunNode,
+  parts: readonly PartRecord[],
+): Promise<M> {
+  const chunks = replayRun(run, parts);
+  const stream = new ReadableStream<UIMessageChunk>({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(chunk);
+      controller.close();
+    },
+  });
+  let last: M | undefined;
+  // Errors (an `error` chunk, a malformed part) do not stop the rebuild: the message is what it is.
+  for await (const message of readUIMessageStream<M>({ stream, onError: () => {} })) last = message;
+  return last ?? ({ id: run.id, role: 'assistant', parts: [] } as unknown as M);
+}

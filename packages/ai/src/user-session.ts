@@ -1,0 +1,473 @@
+/**
+ * The user side of a session (DESIGN §11): the channel folded into a conversation tree, a view (one
+ * path with branch navigation), each run's assistant `UIMessage` and status, and the actions a user
+ * (or an operator) takes — send, edit, regenerate, cancel, steer, approve a tool, hand over, select a
+ * branch, reply as a human.
+ *
+ * Every device and tab runs this same fold over the same log, so joining mid-run, reloading (the
+ * channel from `start`) and reconnecting mid-run (the channel resumes from its position) all
+ * converge to the same view. When the server cannot resume the channel (`continuityLost`: the log
+ * was recreated or trimmed), the session reloads itself from history and carries on live.
+ *
+ * Run messages are rebuilt by the AI SDK's own processor (see `run-message.ts`) asynchronously; a
+ * `change` event follows each update, and `ready()` waits for the pending ones.
+ */
+import type { Channel, ContinuityLost } from '@mooring/client';
+import type { JsonValue, Message } from '@mooring/protocol';
+import type { UIMessage, UIMessageChunk } from 'ai';
+import type { Handover, InputNode, RunNode, TreeChange, TreeNode } from './conversation-tree.ts';
+import { ConversationTree } from './conversation-tree.ts';
+import { Emitter } from './emitter.ts';
+import { MooringAiError } from './errors.ts';
+import { channelSink } from './operation-sink.ts';
+import type { RunStreamOptions, RunStreamSource } from './run-chunk-stream.ts';
+import { runChunkStream } from './run-chunk-stream.ts';
+import { buildRunMessage } from './run-message.ts';
+import { RunPublisher } from './run-publisher.ts';
+import type { ControlData, FinalRunStatus, InputData, RunStatus } from './wire.ts';
+import { asJson, controlHeaders, EVENT_CONTROL, EVENT_INPUT } from './wire.ts';
+
+export interface UserSessionOptions {
+  /** The session's channel. Get it with `{ start: true }` so the whole conversation is folded. */
+  channel: Channel;
+  /**
+   * Share branch selection across devices: `select()` publishes a `select` control and every
+   * session with this option follows the selections on the channel. Default false (local only).
+   */
+  sharedSelection?: boolean;
+  /** This client's clientId: the default handover operator, and the author of `reply()` runs. */
+  clientId?: string;
+  /** Lease on `reply()` runs, ms. Default 30 000. */
+  lease?: number;
+}
+
+/** A message to send: text, or the parts of a user UIMessage (an id is made when absent). */
+export type OutgoingMessage<M extends UIMessage = UIMessage> =
+  | string
+  | (Omit<M, 'id' | 'role'> & { id?: string; role?: 'user' });
+
+export interface ViewInput<M extends UIMessage = UIMessage> {
+  kind: 'input';
+  id: string;
+  message: M;
+  clientId: string | undefined;
+  /** Ids of the alternatives (edits), this one included, oldest first. */
+  siblings: string[];
+}
+
+export interface ViewRun<M extends UIMessage = UIMessage> {
+  kind: 'run';
+  id: string;
+  agent: string;
+  /** The input it answers. */
+  input: string;
+  status: RunStatus;
+  reason: string | undefined;
+  finishReason: string | undefined;
+  /** The assistant message rebuilt from the run's parts (id = run id). */
+  message: M;
+  /** Ids of the alternatives (regenerations), this one included, oldest first. */
+  siblings: string[];
+}
+
+export type ViewNode<M extends UIMessage = UIMessage> = ViewInput<M> | ViewRun<M>;
+
+export type UserSessionEvents = {
+  /** The view or a run's message changed (coalesced per microtask). */
+  change: undefined;
+  /** A run appeared (from this device or any other). */
+  run: RunNode;
+  /** A run ended. */
+  runEnd: RunNode;
+  /** The session reloaded from history after continuity was lost. */
+  reloaded: ContinuityLost;
+  error: Error;
+};
+
+interface RunMessageState<M> {
+  message: M | undefined;
+  building: boolean;
+  dirty: boolean;
+}
+
+export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSource {
+  readonly channel: Channel;
+  readonly tree: ConversationTree;
+  readonly #o: UserSessionOptions;
+  readonly #emitter = new Emitter<UserSessionEvents>();
+  readonly #watchers = new Set<(c: TreeChange | { kind: 'live' }) => void>();
+  readonly #messages = new Map<string, RunMessageState<M>>();
+  readonly #idle: Array<() => void> = [];
+  #building = 0;
+  #started: Promise<void> | undefined;
+  #reloading: Message[] | undefined;
+  #changeQueued = false;
+  #closed = false;
+  #offs: Array<() => void> = [];
+  readonly #onMessage = (message: Message) => {
+    if (this.#reloading) this.#reloading.push(message);
+    else this.tree.apply(message);
+  };
+
+  constructor(options: UserSessionOptions) {
+    this.#o = options;
+    this.channel = options.channel;
+    this.tree = new ConversationTree(
+      options.sharedSelection === undefined ? {} : { sharedSelection: options.sharedSelection },
+    );
+  }
+
+  on<K extends keyof UserSessionEvents>(
+    event: K,
+    listener: (value: UserSessionEvents[K]) => void,
+  ): () => void {
+    return this.#emitter.on(event, listener);
+  }
+
+  /** True while the channel is attached (not catching up) and the session is not reloading. */
+  get live(): boolean {
+    return this.#started !== undefined && this.channel.state === 'attached' && !this.#reloading;
+  }
+
+  /** Subscribes; resolves once attached with the session folded. Idempotent. */
+  start(): Promise<void> {
+    this.#started ??= this.#start();
+    return this.#started;
+  }
+
+  /** Resolves once started and every run message is rebuilt. */
+  async ready(): Promise<void> {
+    await this.start();
+    while (this.#building > 0 || this.#reloading) await new Promise<void>((r) => this.#idle.push(r));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.channel.unsubscribe(this.#onMessage);
+    for (const off of this.#offs) off();
+  }
+
+  watch(fn: (change: TreeChange | { kind: 'live' }) => void): () => void {
+    this.#watchers.add(fn);
+    return () => this.#watchers.delete(fn);
+  }
+
+  // ----------------------------------------------------------------------------------- reading
+
+  /** The path shown, with messages and sibling ids. */
+  view(): ViewNode<M>[] {
+    return this.tree.view().map((n) => this.#viewNode(n));
+  }
+
+  /** The UIMessages on the view, in order — what a chat UI shows (and `useChat` holds). */
+  get messages(): M[] {
+    return this.view().map((n) => n.message);
+  }
+
+  /** A run with its current message, or undefined. */
+  run(runId: string): ViewRun<M> | undefined {
+    const node = this.tree.run(runId);
+    return node ? (this.#viewNode(node) as ViewRun<M>) : undefined;
+  }
+
+  /** The alternatives of a node (edits of an input, regenerations of a run), itself included. */
+  siblings(nodeId: string): ViewNode<M>[] {
+    return this.tree.siblings(nodeId).map((n) => this.#viewNode(n));
+  }
+
+  /** Who holds the session (`handover` controls). */
+  get holder(): Handover {
+    return this.tree.handover;
+  }
+
+  /** Runs in progress, in serial order. */
+  running(): RunNode[] {
+    return this.tree.running();
+  }
+
+  /** A run's UIMessageChunk stream rebuilt from the channel (see `run-chunk-stream.ts`). */
+  stream(runId: string, options: RunStreamOptions = {}): ReadableStream<UIMessageChunk> {
+    return runChunkStream(this, runId, options);
+  }
+
+  // ----------------------------------------------------------------------------------- actions
+
+  /** Sends a user message after the last node of the view (or `parent`). Resolves with its input id. */
+  async send(message: OutgoingMessage<M>, options: { parent?: string } = {}): Promise<string> {
+    const parent = options.parent ?? this.tree.last()?.id;
+    return this.#publishInput(toUserMessage(message), parent, undefined);
+  }
+
+  /** Edits an input: a sibling input with the same parent (the view switches to it). */
+  async edit(inputId: string, message: OutgoingMessage<M>): Promise<string> {
+    const input = this.#input(inputId);
+    const next = toUserMessage(message);
+    if (next.id === inputId) next.id = newId();
+    return this.#publishInput(next, input.parent, inputId);
+  }
+
+  /**
+   * Regenerates a run (its agent answers the same input again, as an alternative), or every answer
+   * the view shows for an input — or, when the input has none, asks the agents to answer it.
+   */
+  async regenerate(nodeId: string): Promise<void> {
+    const run = this.tree.run(nodeId);
+    if (run) {
+      await this.#control({ type: 'regenerate', inputId: run.input, runId: run.id });
+      return;
+    }
+    this.#input(nodeId);
+    const shown = this.tree.view().filter((n): n is RunNode => n.kind === 'run' && n.input === nodeId);
+    if (shown.length === 0) await this.#control({ type: 'regenerate', inputId: nodeId });
+    else
+      await Promise.all(
+        shown.map((r) => this.#control({ type: 'regenerate', inputId: nodeId, runId: r.id })),
+      );
+  }
+
+  /** Cancels a run, or every run in progress. */
+  async cancel(runId?: string): Promise<void> {
+    await this.#control(runId === undefined ? { type: 'cancel' } : { type: 'cancel', runId });
+  }
+
+  /** Sends a message into a running run (barge-in). */
+  async steer(runId: string, message: OutgoingMessage<M>): Promise<void> {
+    await this.#control({ type: 'steer', runId, message: toUserMessage(message) });
+  }
+
+  /** Answers a `tool-approval-request`. */
+  async approveTool(answer: {
+    runId?: string;
+    approvalId: string;
+    approved: boolean;
+    reason?: string;
+  }): Promise<void> {
+    const control: ControlData = {
+      type: 'tool-approval',
+      approvalId: answer.approvalId,
+      approved: answer.approved,
+    };
+    if (answer.runId !== undefined) control.runId = answer.runId;
+    if (answer.reason !== undefined) control.reason = answer.reason;
+    await this.#control(control);
+  }
+
+  /** Hands the session to a human operator (agents stop answering) or back to the AI. */
+  async handover(to: 'human' | 'ai', options: { operator?: string } = {}): Promise<void> {
+    const operator = options.operator ?? (to === 'human' ? this.#o.clientId : undefined);
+    await this.#control(
+      operator === undefined ? { type: 'handover', to } : { type: 'handover', to, operator },
+    );
+  }
+
+  /**
+   * Selects a node: the view goes through it (and its ancestors) until something newer appears in
+   * its sibling group. With `sharedSelection`, every device follows.
+   */
+  async select(nodeId: string): Promise<void> {
+    if (!this.tree.node(nodeId))
+      throw new MooringAiError('unknown_node', `no input or run ${nodeId} in the session`);
+    this.tree.select(nodeId, this.channel.position);
+    this.#changed();
+    if (this.#o.sharedSelection) await this.#control({ type: 'select', node: nodeId });
+  }
+
+  /**
+   * Replies as a human operator: a run by `human:<clientId>` with one text part, answering the last
+   * input of the view (or `input`). Resolves with the run id once stored.
+   */
+  async reply(text: string, options: { input?: string; status?: FinalRunStatus } = {}): Promise<string> {
+    const clientId = this.#o.clientId;
+    if (clientId === undefined)
+      throw new MooringAiError('no_input', 'reply() needs options.clientId on the session');
+    const input = options.input ?? this.tree.lastInput()?.id;
+    if (input === undefined) throw new MooringAiError('no_input', 'there is no input to reply to');
+    const runId = `run_${crypto.randomUUID()}`;
+    const publisher = new RunPublisher({
+      sink: channelSink(this.channel),
+      runId,
+      agent: `human:${clientId}`,
+      input,
+      lease: this.#o.lease ?? 30_000,
+      coalesceMs: 0,
+    });
+    publisher.write({ type: 'text-start', id: 'text-0' });
+    publisher.write({ type: 'text-delta', id: 'text-0', delta: text });
+    publisher.write({ type: 'text-end', id: 'text-0' });
+    await publisher.end(options.status ?? 'complete');
+    if (publisher.failure !== undefined) throw publisher.failure;
+    return runId;
+  }
+
+  // ---------------------------------------------------------------------------------- internals
+
+  async #start(): Promise<void> {
+    this.#offs.push(
+      this.tree.on('change', (change) => this.#onChange(change)),
+      this.tree.on('malformed', (reason) =>
+        this.#emitter.emit('error', new MooringAiError('malformed_message', reason)),
+      ),
+      this.channel.on('statechange', ({ current }) => {
+        if (current === 'attached' && !this.#reloading) this.#becameLive();
+      }),
+      this.channel.on('continuityLost', (lost) => void this.#reload(lost)),
+    );
+    await this.channel.subscribe(this.#onMessage);
+    this.#becameLive();
+  }
+
+  #becameLive(): void {
+    for (const [runId, state] of this.#messages) if (state.dirty) this.#rebuild(runId);
+    for (const fn of [...this.#watchers]) fn({ kind: 'live' });
+  }
+
+  async #reload(lost: ContinuityLost): Promise<void> {
+    this.#reloading = [];
+    try {
+      this.tree.reset();
+      this.#messages.clear();
+      if (lost.position !== '') {
+        let page = await this.channel.history({ direction: 'forwards', until: lost.position, limit: 1000 });
+        for (;;) {
+          for (const m of page.items) this.tree.apply(m);
+          const next = await page.next();
+          if (!next) break;
+          page = next;
+        }
+      }
+    } catch (err) {
+      this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      const buffered = this.#reloading ?? [];
+      this.#reloading = undefined;
+      for (const m of buffered) this.tree.apply(m);
+      this.#emitter.emit('reloaded', lost);
+      if (this.channel.state === 'attached') this.#becameLive();
+      this.#settle();
+    }
+  }
+
+  #onChange(change: TreeChange): void {
+    for (const fn of [...this.#watchers]) fn(change);
+    switch (change.kind) {
+      case 'run':
+        if (!change.previous) this.#emitter.emit('run', change.node);
+        else if (change.previous.status === 'running' && change.node.status !== 'running')
+          this.#emitter.emit('runEnd', change.node);
+        this.#rebuild(change.node.id);
+        break;
+      case 'part':
+        this.#rebuild(change.runId);
+        break;
+      case 'reset':
+        this.#messages.clear();
+        break;
+      default:
+        break;
+    }
+    this.#changed();
+  }
+
+  /** Rebuilds a run's message (now if live, else when live again), one rebuild at a time. */
+  #rebuild(runId: string): void {
+    let state = this.#messages.get(runId);
+    if (!state) {
+      state = { message: undefined, building: false, dirty: false };
+      this.#messages.set(runId, state);
+    }
+    state.dirty = true;
+    if (state.building || !this.live) return;
+    const node = this.tree.run(runId);
+    if (!node) return;
+    state.building = true;
+    state.dirty = false;
+    this.#building++;
+    const s = state;
+    buildRunMessage<M>(node, this.tree.parts(runId))
+      .then((message) => {
+        if (this.#messages.get(runId) === s) s.message = message;
+      })
+      .catch((err: unknown) =>
+        this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err))),
+      )
+      .finally(() => {
+        s.building = false;
+        this.#building--;
+        if (s.dirty && this.#messages.get(runId) === s) this.#rebuild(runId);
+        this.#changed();
+        this.#settle();
+      });
+  }
+
+  #settle(): void {
+    if (this.#building > 0 || this.#reloading) return;
+    for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  #changed(): void {
+    if (this.#changeQueued) return;
+    this.#changeQueued = true;
+    queueMicrotask(() => {
+      this.#changeQueued = false;
+      this.#emitter.emit('change', undefined);
+    });
+  }
+
+  #viewNode(n: TreeNode): ViewNode<M> {
+    const siblings = this.tree.siblings(n.id).map((s) => s.id);
+    if (n.kind === 'input')
+      return { kind: 'input', id: n.id, message: n.message as M, clientId: n.clientId, siblings };
+    return {
+      kind: 'run',
+      id: n.id,
+      agent: n.agent,
+      input: n.input,
+      status: n.status,
+      reason: n.reason,
+      finishReason: n.finishReason,
+      message:
+        this.#messages.get(n.id)?.message ?? ({ id: n.id, role: 'assistant', parts: [] } as unknown as M),
+      siblings,
+    };
+  }
+
+  #input(inputId: string): InputNode {
+    const input = this.tree.input(inputId);
+    if (!input) throw new MooringAiError('unknown_node', `no input ${inputId} in the session`);
+    return input;
+  }
+
+  async #publishInput(
+    message: UIMessage,
+    parent: string | undefined,
+    forkOf: string | undefined,
+  ): Promise<string> {
+    const data: InputData = { message };
+    if (parent !== undefined) data.parent = parent;
+    if (forkOf !== undefined) data.forkOf = forkOf;
+    await this.channel.publish(EVENT_INPUT, asJson(data), {
+      id: `input:${message.id}`,
+      headers: { input: message.id },
+    });
+    return message.id;
+  }
+
+  async #control(control: ControlData): Promise<string> {
+    return this.channel.publish(EVENT_CONTROL, control as unknown as JsonValue, {
+      headers: controlHeaders(control),
+    });
+  }
+}
+
+function newId(): string {
+  return `msg_${crypto.randomUUID()}`;
+}
+
+/** A user UIMessage from text or parts; keeps a given id. */
+export function toUserMessage<M extends UIMessage>(message: OutgoingMessage<M>): UIMessage {
+  if (typeof message === 'string')
+    return { id: newId(), role: 'user', parts: [{ type: 'text', text: message }] };
+  const { id, role: _role, ...rest } = message;
+  return { ...(rest as Omit<UIMessage, 'id' | 'role'>), id: id ?? newId(), role: 'user' };
+}

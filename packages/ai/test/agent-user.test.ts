@@ -1,0 +1,93 @@
+// An agent and a user session over a real server: the assistant UIMessage rebuilt on the user side
+// equals the one the AI SDK builds from the model's own chunk stream (PROTOCOL.md §13.2).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { UIMessageChunk } from 'ai';
+import { convertToModelMessages, jsonSchema, stepCountIs, streamText, tool, toUIMessageStream } from 'ai';
+import { AgentSession } from '../src/agent-session.ts';
+import { UserSession } from '../src/user-session.ts';
+import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import type { LanguageModelV4StreamPart } from './helpers/models.ts';
+import { collect, finish, messageFrom, normalize, scriptedModel, textParts } from './helpers/models.ts';
+
+const weather = tool({
+  inputSchema: jsonSchema<{ city: string }>({ type: 'object', properties: { city: { type: 'string' } } }),
+  execute: async ({ city }) => ({ city, temperature: 21, sky: 'clear' }),
+});
+
+export function richSteps(): LanguageModelV4StreamPart[][] {
+  return [
+    [
+      { type: 'stream-start', warnings: [] },
+      { type: 'reasoning-start', id: 'r1' },
+      { type: 'reasoning-delta', id: 'r1', delta: 'The user wants ' },
+      { type: 'reasoning-delta', id: 'r1', delta: 'the weather.' },
+      { type: 'reasoning-end', id: 'r1', providerMetadata: { test: { signature: 'sig-1' } } },
+      ...textParts('t1', 'Let me look that up for you, one moment please.'),
+      { type: 'source', sourceType: 'url', id: 's1', url: 'https://example.com/weather', title: 'Weather' },
+      { type: 'tool-input-start', id: 'call-1', toolName: 'weather' },
+      { type: 'tool-input-delta', id: 'call-1', delta: '{"city":' },
+      { type: 'tool-input-delta', id: 'call-1', delta: '"Paris"}' },
+      { type: 'tool-input-end', id: 'call-1' },
+      { type: 'tool-call', toolCallId: 'call-1', toolName: 'weather', input: '{"city":"Paris"}' },
+      finish('tool-calls'),
+    ],
+    [
+      ...textParts('t1', 'It is 21 °C and clear in Paris — a lovely day for a walk by the Seine. 🌤️'),
+      finish(),
+    ],
+  ];
+}
+
+describe('agent ⇄ user session', () => {
+  it('rebuilds the assistant message exactly: text, reasoning, tool call with input and output, source', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const produced: Promise<UIMessageChunk[]>[] = [];
+    const model = scriptedModel(richSteps());
+    const agent = new AgentSession({
+      channel: client(t, server.url, { clientId: 'agent' }).channels.get(name, { start: true }),
+      agent: 'assistant',
+      onInput: async (input, run) => {
+        const result = streamText({
+          model,
+          messages: await convertToModelMessages(await input.history()),
+          tools: { weather },
+          stopWhen: stepCountIs(3),
+          abortSignal: run.signal,
+        });
+        const [toSession, toTest] = toUIMessageStream({ stream: result.stream, sendSources: true }).tee();
+        produced.push(collect(toTest));
+        await run.pipe(toSession);
+      },
+    });
+    t.after(() => agent.close());
+    await agent.start();
+
+    const user = new UserSession({
+      channel: client(t, server.url, { clientId: 'user' }).channels.get(name, { start: true }),
+    });
+    t.after(() => user.close());
+    await user.start();
+    const inputId = await user.send('What is the weather in Paris?');
+    const run = await waitFor(() => user.running()[0] ?? user.tree.runs[0]);
+    await waitFor(() => user.run(run.id)?.status === 'complete', { message: 'run never completed' });
+    await user.ready();
+
+    const expected = await messageFrom((await produced[0])!, run.id);
+    assert.deepEqual(normalize(user.run(run.id)?.message), expected);
+    assert.deepEqual(
+      expected.parts.map((p) => p.type),
+      ['step-start', 'reasoning', 'text', 'source-url', 'tool-weather', 'step-start', 'text'],
+    );
+    const view = user.view();
+    assert.deepEqual(
+      view.map((n) => [n.kind, n.id]),
+      [
+        ['input', inputId],
+        ['run', run.id],
+      ],
+    );
+    assert.equal(user.tree.run(run.id)?.finishReason, 'stop');
+  });
+});
