@@ -129,6 +129,11 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     return this.#started !== undefined && this.channel.state === 'attached' && !this.#reloading;
   }
 
+  /** True when live and no run message is being rebuilt (the view is up to date with the fold). */
+  get settled(): boolean {
+    return this.live && this.#building === 0;
+  }
+
   /** Subscribes; resolves once attached with the session folded. Idempotent. */
   start(): Promise<void> {
     this.#started ??= this.#start();
