@@ -1,0 +1,198 @@
+// Controls (PROTOCOL.md §13.4): cancel reaches the model's abort signal and ends the run `cancelled`
+// everywhere; steer reaches the model at the next step; two agents run concurrently in one session;
+// a human operator takes the session over and hands it back.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { convertToModelMessages, stepCountIs, streamText, toUIMessageStream } from 'ai';
+import type { AgentInput } from '../src/agent-run.ts';
+import { AgentSession } from '../src/agent-session.ts';
+import { UserSession } from '../src/user-session.ts';
+import { echoAgent, textOf } from './helpers/agents.ts';
+import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import type { ScriptOptions } from './helpers/models.ts';
+import { finish, scriptedModel, textParts } from './helpers/models.ts';
+
+const LONG = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
+
+type Model = ReturnType<typeof scriptedModel>;
+
+function modelAgent(
+  t: import('node:test').TestContext,
+  url: string,
+  name: string,
+  agentName: string,
+  model: Model,
+  options: { steering?: boolean } = {},
+): AgentSession {
+  const agent = new AgentSession({
+    channel: client(t, url, { clientId: agentName }).channels.get(name, { start: true }),
+    agent: agentName,
+    coalesceMs: 10,
+    onInput: async (input: AgentInput, run) => {
+      const result = streamText({
+        model,
+        messages: await convertToModelMessages(await input.history()),
+        abortSignal: run.signal,
+        stopWhen: stepCountIs(3),
+        ...(options.steering ? { experimental_steering: run.steering } : {}),
+      });
+      await run.pipe(toUIMessageStream({ stream: result.stream }));
+    },
+  });
+  t.after(() => agent.close());
+  return agent;
+}
+
+async function user(t: import('node:test').TestContext, url: string, name: string, clientId = 'user') {
+  const session = new UserSession({
+    channel: client(t, url, { clientId }).channels.get(name, { start: true }),
+    clientId,
+  });
+  t.after(() => session.close());
+  await session.start();
+  return session;
+}
+
+const slow = (ms: number): ScriptOptions => ({ gate: () => sleep(ms) });
+
+describe('controls', () => {
+  it('cancel fires the model abort signal and ends the run cancelled on every client', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const signals: AbortSignal[] = [];
+    const model = scriptedModel([[...textParts('t', LONG), finish()]], { ...slow(5), signals });
+    await modelAgent(t, server.url, name, 'assistant', model).start();
+    const laptop = await user(t, server.url, name);
+    const phone = await user(t, server.url, name);
+    await laptop.send('tell me everything');
+    const runId = await waitFor(() => phone.tree.runs[0]?.id);
+    await waitFor(() => textOf(phone.run(runId)?.message).length > 20, { message: 'no text streamed' });
+
+    await phone.cancel(runId);
+    await waitFor(
+      () => laptop.run(runId)?.status === 'cancelled' && phone.run(runId)?.status === 'cancelled',
+    );
+    assert.equal(signals.length, 1);
+    assert.equal(signals[0]?.aborted, true, 'the model saw the abort');
+    await laptop.ready();
+    const text = textOf(laptop.run(runId)?.message);
+    assert.ok(text.length > 0 && text.length < LONG.length, 'the partial text stays');
+  });
+
+  it('steer delivers a user message into the running run (next model step)', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const model = scriptedModel(
+      [
+        [...textParts('a', 'Counting: one two three'), finish()],
+        [...textParts('b', 'OK, in French: un deux trois'), finish()],
+      ],
+      {
+        gate: (i) => (i === 3 ? held : undefined),
+      },
+    );
+    const agent = modelAgent(t, server.url, name, 'assistant', model, { steering: true });
+    const steered: string[] = [];
+    agent.on('run', (run) => run.on('steer', (m) => steered.push(textOf(m))));
+    await agent.start();
+    const session = await user(t, server.url, name);
+    await session.send('count to three');
+    const runId = await waitFor(() => session.tree.runs[0]?.id);
+    await session.steer(runId, 'in French please');
+    await waitFor(() => steered.length === 1);
+    release();
+    await waitFor(() => session.run(runId)?.status === 'complete');
+    await session.ready();
+    assert.deepEqual(steered, ['in French please']);
+    assert.equal(model.doStreamCalls.length, 2, 'the steer made the model take another step');
+    assert.match(JSON.stringify(model.doStreamCalls[1]?.prompt), /in French please/);
+    const message = session.run(runId)!.message;
+    assert.ok(message.parts.some((p) => p.type === 'steering-message'));
+    assert.match(textOf(message), /un deux trois/);
+  });
+
+  it('runs two agents concurrently in one session; the view shows both, each with its own parts', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const a = scriptedModel(
+      [[...textParts('t', 'Research notes: alpha beta gamma delta epsilon'), finish()]],
+      slow(3),
+    );
+    const b = scriptedModel(
+      [[...textParts('t', 'Draft: one two three four five six seven'), finish()]],
+      slow(4),
+    );
+    await modelAgent(t, server.url, name, 'researcher', a).start();
+    await modelAgent(t, server.url, name, 'writer', b).start();
+    const session = await user(t, server.url, name);
+    let together = 0;
+    session.watch(() => {
+      together = Math.max(together, session.running().length);
+    });
+    const inputId = await session.send('write about Greek letters');
+    await waitFor(
+      () => session.tree.runs.length === 2 && session.tree.runs.every((r) => r.status === 'complete'),
+    );
+    await session.ready();
+    const view = session.view();
+    assert.equal(view[0]?.id, inputId);
+    assert.deepEqual(
+      view
+        .slice(1)
+        .map((n) => (n.kind === 'run' ? n.agent : n.kind))
+        .sort(),
+      ['researcher', 'writer'],
+    );
+    const texts = Object.fromEntries(
+      view.slice(1).map((n) => [n.kind === 'run' ? n.agent : '', textOf(n.message)]),
+    );
+    assert.equal(texts.researcher, 'Research notes: alpha beta gamma delta epsilon');
+    assert.equal(texts.writer, 'Draft: one two three four five six seven');
+    assert.equal(together, 2, 'both runs streamed at the same time');
+  });
+
+  it('hands the session to a human operator and back', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const agent = await echoAgent(t, server.url, name);
+    const skipped: string[] = [];
+    agent.on('skip', ({ input, reason }) => skipped.push(`${textOf(input.message)}:${reason}`));
+    const customer = await user(t, server.url, name, 'customer');
+    const operator = await user(t, server.url, name, 'operator');
+    await customer.send('hello');
+    await waitFor(() => customer.tree.runs.length === 1);
+
+    await operator.handover('human');
+    await waitFor(() => agent.holder.holder === 'human' && customer.holder.holder === 'human');
+    assert.equal(customer.holder.operator, 'operator');
+    await customer.send('I want a human');
+    await waitFor(() => skipped.length === 1);
+    assert.deepEqual(skipped, ['I want a human:handover']);
+    await waitFor(() => textOf(operator.tree.lastInput()?.message) === 'I want a human');
+    await operator.reply('Hi, Sam here. How can I help?');
+    await waitFor(() => customer.tree.runs.length === 2);
+    await operator.handover('ai');
+    await waitFor(() => agent.holder.holder === 'ai');
+    await customer.send('thanks');
+    await waitFor(
+      () => customer.tree.runs.length === 3 && customer.tree.runs.every((r) => r.status === 'complete'),
+    );
+    await customer.ready();
+    assert.deepEqual(
+      customer.view().map((n) => `${n.kind === 'run' ? n.agent : 'user'}: ${textOf(n.message)}`),
+      [
+        'user: hello',
+        'assistant: assistant#1: hello',
+        'user: I want a human',
+        'human:operator: Hi, Sam here. How can I help?',
+        'user: thanks',
+        'assistant: assistant#2: thanks',
+      ],
+    );
+  });
+});

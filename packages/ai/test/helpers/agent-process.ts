@@ -1,0 +1,30 @@
+/**
+ * An agent in its own process, for the crash test: it answers each input with a long, slow stream
+ * and never finishes on its own. Configured by environment: MOORING_URL, MOORING_CHANNEL,
+ * MOORING_LEASE (ms). Prints "ready" once attached.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Mooring } from '@mooring/client';
+import { AgentSession } from '../../src/agent-session.ts';
+import { KEY } from './fixture.ts';
+
+const url = process.env.MOORING_URL ?? '';
+const channelName = process.env.MOORING_CHANNEL ?? '';
+const lease = Number(process.env.MOORING_LEASE ?? '500');
+
+const client = new Mooring({ url, key: KEY, clientId: 'crashing-agent', environment: null });
+const agent = new AgentSession({
+  channel: client.channels.get(channelName, { start: true }),
+  agent: 'assistant',
+  lease,
+  coalesceMs: 0,
+  onInput: async (_input, run) => {
+    run.write({ type: 'text-start', id: 't' });
+    for (let i = 0; !run.signal.aborted; i++) {
+      run.write({ type: 'text-delta', id: 't', delta: `token${i} ` });
+      await sleep(10);
+    }
+  },
+});
+await agent.start();
+process.stdout.write('ready\n');
