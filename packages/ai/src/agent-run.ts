@@ -11,6 +11,7 @@
 import type { Experimental_Steering as Steering, UIMessage, UIMessageChunk } from 'ai';
 import { convertToModelMessages, experimental_createSteering } from 'ai';
 import { Emitter } from './emitter.ts';
+import { readChunks } from './read-chunks.ts';
 import type { RunPublisher } from './run-publisher.ts';
 import { errorText } from './run-publisher.ts';
 import type { FinalRunStatus, RunStatus } from './wire.ts';
@@ -110,7 +111,7 @@ export class AgentRun<M extends UIMessage = UIMessage> {
    * handler may pipe several streams; the run ends when the handler returns.
    */
   async pipe(stream: ReadableStream<UIMessageChunk> | AsyncIterable<UIMessageChunk>): Promise<void> {
-    const source = readerOf(stream);
+    const source = readChunks(stream);
     const stop = () => source.stop();
     this.signal.addEventListener('abort', stop, { once: true });
     try {
@@ -226,24 +227,6 @@ export class AgentRun<M extends UIMessage = UIMessage> {
     const [model] = await convertToModelMessages([{ role: 'user', parts: message.parts }]);
     if (model?.role === 'user') await this.steering.steer(model, { id: message.id });
   }
-}
-
-function readerOf<T>(stream: ReadableStream<T> | AsyncIterable<T>): {
-  next(): Promise<IteratorResult<T>>;
-  stop(): void;
-} {
-  if (stream instanceof ReadableStream) {
-    const reader = stream.getReader();
-    return {
-      next: async () => {
-        const r = await reader.read();
-        return r.done ? { done: true, value: undefined } : { done: false, value: r.value };
-      },
-      stop: () => void reader.cancel().catch(() => {}),
-    };
-  }
-  const iterator = stream[Symbol.asyncIterator]();
-  return { next: () => iterator.next(), stop: () => void iterator.return?.()?.catch(() => {}) };
 }
 
 /** The reason of a run's signal when a user cancelled it. */

@@ -31,7 +31,7 @@ import { Emitter } from './emitter.ts';
 import { MooringAiError } from './errors.ts';
 import type { OperationSink } from './operation-sink.ts';
 import { channelSink } from './operation-sink.ts';
-import { buildRunMessage } from './run-message.ts';
+import { historyOf } from './run-message.ts';
 import type { PublisherTimers } from './run-publisher.ts';
 import { errorText, RunPublisher } from './run-publisher.ts';
 import type { ControlData, ControlRecord } from './wire.ts';
@@ -267,14 +267,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
       forkOf: node.forkOf,
       clientId: node.clientId,
       replaces,
-      history: async () => {
-        const out: M[] = [];
-        for (const n of tree.ancestry(node.id)) {
-          if (n.kind === 'input') out.push(n.message as M);
-          else out.push(await buildRunMessage<M>(n, tree.parts(n.id)));
-        }
-        return out;
-      },
+      history: () => historyOf<M>(tree, node.id),
     };
   }
 }

@@ -10,14 +10,17 @@ export type { Handover, InputNode, RunNode, TreeChange, TreeNode } from './conve
 export { ConversationTree } from './conversation-tree.ts';
 export type { AiErrorCode } from './errors.ts';
 export { AI_ERRORS, MooringAiError } from './errors.ts';
+export { loadSession } from './load-session.ts';
 export type { MooringChatTransportOptions } from './mooring-chat-transport.ts';
 export { MooringChatTransport } from './mooring-chat-transport.ts';
 export type { OperationSink, PublishedOperation } from './operation-sink.ts';
 export { channelSink, restSink } from './operation-sink.ts';
+export type { PublishedRun, PublishUIMessageStreamOptions } from './publish-ui-message-stream.ts';
+export { publishUIMessageStream } from './publish-ui-message-stream.ts';
 export { RunChunkEmitter } from './run-chunk-emitter.ts';
 export type { RunStreamOptions, RunStreamSource } from './run-chunk-stream.ts';
 export { runChunkStream } from './run-chunk-stream.ts';
-export { buildRunMessage, replayRun } from './run-message.ts';
+export { buildRunMessage, historyOf, replayRun } from './run-message.ts';
 export type { EndOptions, PublisherTimers, RunPublisherOptions } from './run-publisher.ts';
 export { DEFAULT_COALESCE_MS, DEFAULT_LEASE_MS, RunPublisher } from './run-publisher.ts';
 export type { SyncableChat } from './sync-chat.ts';

@@ -6,7 +6,7 @@
  */
 import type { UIMessage, UIMessageChunk } from 'ai';
 import { readUIMessageStream } from 'ai';
-import type { RunNode } from './conversation-tree.ts';
+import type { ConversationTree, RunNode } from './conversation-tree.ts';
 import { RunChunkEmitter } from './run-chunk-emitter.ts';
 import type { PartRecord } from './wire.ts';
 
@@ -31,4 +31,20 @@ export async function buildRunMessage<M extends UIMessage = UIMessage>(
   // Errors (an `error` chunk, a malformed part) do not stop the rebuild: the message is what it is.
   for await (const message of readUIMessageStream<M>({ stream, onError: () => {} })) last = message;
   return last ?? ({ id: run.id, role: 'assistant', parts: [] } as unknown as M);
+}
+
+/**
+ * The conversation from its first message to `nodeId` (an input, usually), as UIMessages: user
+ * inputs and the runs' assistant messages on the way — ready for `convertToModelMessages`.
+ */
+export async function historyOf<M extends UIMessage = UIMessage>(
+  tree: ConversationTree,
+  nodeId: string,
+): Promise<M[]> {
+  const out: M[] = [];
+  for (const node of tree.ancestry(nodeId)) {
+    if (node.kind === 'input') out.push(node.message as M);
+    else out.push(await buildRunMessage<M>(node, tree.parts(node.id)));
+  }
+  return out;
 }
