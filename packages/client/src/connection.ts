@@ -1,11 +1,24 @@
 /**
- * `client.connection`: runs the state machine of `connection-state-machine.ts` against a real
- * transport. It owns every timer of the connection (retry, opening timeout, dead-connection detection,
- * graceful close) and turns what happens to the transport into machine events:
+ * `client.connection`: runs the state machine of `connection-state-machine.ts` against real
+ * transports. It owns every timer of the connection (retry, opening timeouts, dead-connection
+ * detection, graceful close, transport upgrade) and turns what happens to the transport into machine
+ * events:
  *
  *   transport ended ──classifyClose──▶ lost | fatal     `connected` frame ──▶ opened
  *   no frame for maxIdleInterval + idleGrace ──▶ lost    a failed send ──▶ lost
  *   browser online / visible ──▶ online (or a liveness probe while connected)
+ *
+ * Transports (`transport-selector.ts`): an attempt tries a chain of transports within `connecting`
+ * (WebSocket → SSE → long-polling), falling back on a failure that is the transport's fault. While
+ * connected on a fallback, a better transport is tried in the background, with no state change:
+ *
+ *   every upgradeInterval   probe it (a throwaway connection: does `connected` get through?)
+ *   probe ok                open it with recover=<connectionKey>: the server moves the connection
+ *                           to it and drops the old transport (the old one's close is then ignored)
+ *   its `connected`         stop sending on the old transport, wait until its last upstream request
+ *                           is answered (`drain`), drop it, then the resume path on the new one:
+ *                           re-attach from positions, resend unacknowledged publishes — nothing
+ *                           lost (positions), nothing twice (versions, publish ids)
  *
  * Entry actions run before listeners hear about a change, so that, on `connected`, re-attaches and
  * resent publishes go out before anything an application does in its `statechange` listener.
@@ -21,7 +34,10 @@ import { MooringError } from './errors.ts';
 import type { Timers } from './timers.ts';
 import { TimerSlot } from './timers.ts';
 import type { Timings } from './timings.ts';
-import type { Transport, TransportCloseInfo, TransportFactory } from './transport.ts';
+import type { Transport, TransportCloseInfo, TransportHandlers } from './transport.ts';
+import { probeTransport } from './transport-probe.ts';
+import type { TransportChoice, TransportPlan } from './transport-selector.ts';
+import { shouldFallBack } from './transport-selector.ts';
 
 export interface ConnectionStateChange {
   previous: ConnectionState;
@@ -32,7 +48,18 @@ export interface ConnectionStateChange {
   retryIn: number | undefined;
 }
 
-export type ConnectionEvents = { statechange: ConnectionStateChange; error: MooringError } & {
+/** The connection now runs on another kind of transport (`websocket`, `sse`, `longpoll`). */
+export interface TransportChange {
+  /** undefined for the first connection. */
+  previous: string | undefined;
+  current: string;
+}
+
+export type ConnectionEvents = {
+  statechange: ConnectionStateChange;
+  error: MooringError;
+  transport: TransportChange;
+} & {
   [S in ConnectionState]: ConnectionStateChange;
 };
 
@@ -45,13 +72,12 @@ export interface ConnectionHooks {
 }
 
 export interface ConnectionDeps {
-  /** The WebSocket endpoint without query, e.g. `ws://host:port/v1/connect`. */
-  endpoint: string;
+  /** Which transports to try, in which order, and which to upgrade to (`transport-selector.ts`). */
+  transports: TransportPlan;
   /** Query parameters for each attempt (credentials, clientId). May be async (tokens, later). */
   params: () => Promise<Record<string, string>> | Record<string, string>;
   /** A previous connection's key, to keep its identity (PROTOCOL.md §5.4). */
   recover: string | undefined;
-  transports: TransportFactory;
   timers: Timers;
   random: () => number;
   timings: Timings;
@@ -68,6 +94,21 @@ export class Connection {
   #dispatching = false;
 
   #transport: Transport | undefined;
+  /** The chain of the current attempt and the index of the transport being tried. */
+  #chain: TransportChoice[] = [];
+  #attempt = 0;
+  /** The kind of transport the connection runs on (the last that reached `connected`). */
+  #kind: string | undefined;
+  /** A better transport being opened in the background (upgrade). */
+  #candidate: Transport | undefined;
+  /** The old transport ended while the candidate was opening: this loss counts if the candidate fails. */
+  #pendingLoss: TransportCloseInfo | undefined;
+  /** Between the candidate's `connected` and the switch: the old transport drains, nothing is sent. */
+  #switching = false;
+  /** The old transport while it drains. */
+  #retiring: Transport | undefined;
+  /** Changes with every state entry and transport switch; async steps started before are stale. */
+  #epoch = 0;
   #disconnect: DisconnectFrame | undefined;
   #details: ConnectedFrame | undefined;
   #recover: string | undefined;
@@ -81,6 +122,9 @@ export class Connection {
   readonly #openTimer: TimerSlot;
   readonly #idleTimer: TimerSlot;
   readonly #closeTimer: TimerSlot;
+  readonly #upgradeTimer: TimerSlot;
+  readonly #candidateTimer: TimerSlot;
+  readonly #switchTimer: TimerSlot;
 
   constructor(deps: ConnectionDeps) {
     this.#deps = deps;
@@ -89,10 +133,21 @@ export class Connection {
     this.#openTimer = new TimerSlot(deps.timers);
     this.#idleTimer = new TimerSlot(deps.timers);
     this.#closeTimer = new TimerSlot(deps.timers);
+    this.#upgradeTimer = new TimerSlot(deps.timers);
+    this.#candidateTimer = new TimerSlot(deps.timers);
+    this.#switchTimer = new TimerSlot(deps.timers);
   }
 
   get state(): ConnectionState {
     return this.#machine.state;
+  }
+
+  /**
+   * The kind of transport the connection runs on: `websocket`, `sse` or `longpoll` (or a custom
+   * transport's kind); undefined before the first connection. The `transport` event tells changes.
+   */
+  get transport(): string | undefined {
+    return this.#kind;
   }
 
   /** The server's id for this connection, once connected. */
@@ -184,7 +239,7 @@ export class Connection {
    */
   send(frame: ClientFrame): boolean {
     const transport = this.#transport;
-    if (this.state !== 'connected' || transport === undefined) return false;
+    if (this.state !== 'connected' || transport === undefined || this.#switching) return false;
     try {
       transport.send(frame);
       return true;
@@ -240,29 +295,35 @@ export class Connection {
 
   /** Entry actions of each state. */
   #enter(next: MachineState): void {
-    this.#retryTimer.clear();
-    this.#openTimer.clear();
-    this.#idleTimer.clear();
-    this.#closeTimer.clear();
+    this.#epoch += 1;
+    for (const timer of [
+      this.#retryTimer,
+      this.#openTimer,
+      this.#idleTimer,
+      this.#closeTimer,
+      this.#upgradeTimer,
+      this.#candidateTimer,
+      this.#switchTimer,
+    ])
+      timer.clear();
+    this.#dropUpgrade();
     const { timings } = this.#deps;
     switch (next.state) {
       case 'connecting':
         this.#drop();
         this.#open();
-        this.#openTimer.set(timings.realtimeRequestTimeout, () =>
-          this.#dispatch({
-            type: 'lost',
-            error: new MooringError(
-              'timeout',
-              `the server did not answer within ${timings.realtimeRequestTimeout} ms; retrying`,
-            ),
-          }),
-        );
         break;
-      case 'connected':
+      case 'connected': {
         this.#armIdle();
         if (this.#details) this.#deps.hooks.onConnected(this.#details);
+        const kind = this.#transport?.kind;
+        if (kind !== undefined) {
+          this.#deps.transports.worked(kind);
+          this.#setKind(kind);
+        }
+        this.#scheduleUpgrade();
         break;
+      }
       case 'disconnected':
       case 'suspended':
         this.#drop();
@@ -271,10 +332,14 @@ export class Connection {
       case 'closing': {
         // Ask the server to discard the connection's state; it answers by closing (1000).
         const transport = this.#transport;
+        if (transport === undefined) {
+          this.#dispatch({ type: 'closed' });
+          break;
+        }
         try {
-          transport?.send({ type: 'close' });
+          transport.send({ type: 'close' });
         } catch {
-          transport?.close(1000, 'client closed');
+          transport.close(1000, 'client closed');
         }
         this.#closeTimer.set(timings.realtimeRequestTimeout, () => this.#dispatch({ type: 'closed' }));
         break;
@@ -288,27 +353,30 @@ export class Connection {
   }
 
   #open(): void {
-    const transport = this.#deps.transports();
+    this.#chain = this.#deps.transports.chain();
+    this.#openChoice(0);
+  }
+
+  /** Opens the transport `index` of the current chain, with its own opening timeout. */
+  #openChoice(index: number): void {
+    const choice = this.#chain[index];
+    if (choice === undefined) return;
+    const { timings } = this.#deps;
+    const transport = choice.create();
+    this.#attempt = index;
     this.#transport = transport;
     this.#disconnect = undefined;
+    const last = index === this.#chain.length - 1;
+    const timeout = last
+      ? timings.realtimeRequestTimeout
+      : Math.min(choice.fallbackTimeout, timings.realtimeRequestTimeout);
+    this.#openTimer.set(timeout, () => this.#openFailed(transport, 'timeout', timeout));
     Promise.resolve()
       .then(() => this.#deps.params())
       .then(
         (params) => {
           if (this.#transport !== transport) return;
-          transport.open(connectUrl(this.#deps.endpoint, params, this.#recover), {
-            onOpen: () => {},
-            onFrame: (frame) => {
-              if (this.#transport === transport) this.#onFrame(frame);
-            },
-            onProtocolError: (message) => {
-              if (this.#transport !== transport) return;
-              this.#emitter.emit('error', new MooringError('protocol_error', `the server sent ${message}`));
-            },
-            onClose: (info) => {
-              if (this.#transport === transport) this.#onTransportClose(info);
-            },
-          });
+          transport.open(connectUrl(choice.endpoint, params, this.#recover), this.#handlersFor(transport));
         },
         (err: unknown) => {
           if (this.#transport !== transport) return;
@@ -319,6 +387,47 @@ export class Connection {
           this.#dispatch({ type: error.retryable ? 'lost' : 'fatal', error });
         },
       );
+  }
+
+  /** The transport being opened failed or timed out: the next one of the chain, or a lost attempt. */
+  #openFailed(transport: Transport, failure: TransportCloseInfo | 'timeout', timeout = 0): void {
+    if (this.#transport !== transport || this.state !== 'connecting') return;
+    if (this.#attempt + 1 < this.#chain.length && shouldFallBack(failure)) {
+      transport.abort();
+      this.#openChoice(this.#attempt + 1);
+      return;
+    }
+    if (failure === 'timeout') {
+      this.#dispatch({
+        type: 'lost',
+        error: new MooringError('timeout', `the server did not answer within ${timeout} ms; retrying`),
+      });
+      return;
+    }
+    this.#transport = undefined;
+    this.#dispatch(classifyClose(failure, this.#disconnect));
+  }
+
+  /** Handlers for a transport this connection opened (the current one, or an upgrade candidate). */
+  #handlersFor(transport: Transport): TransportHandlers {
+    return {
+      onOpen: () => {},
+      onActivity: () => {
+        if (transport === this.#transport && this.state === 'connected') this.#armIdle();
+      },
+      onFrame: (frame) => {
+        if (transport === this.#transport) this.#onFrame(frame);
+        else if (transport === this.#candidate && frame.type === 'connected') this.#adopt(frame);
+      },
+      onProtocolError: (message) => {
+        if (transport !== this.#transport) return;
+        this.#emitter.emit('error', new MooringError('protocol_error', `the server sent ${message}`));
+      },
+      onClose: (info) => {
+        if (transport === this.#candidate) this.#candidateFailed();
+        else if (transport === this.#transport) this.#onTransportClose(transport, info);
+      },
+    };
   }
 
   #onFrame(frame: ServerFrame): void {
@@ -353,13 +462,136 @@ export class Connection {
     }
   }
 
-  #onTransportClose(info: TransportCloseInfo): void {
+  #onTransportClose(transport: Transport, info: TransportCloseInfo): void {
+    if (this.state === 'connecting') {
+      this.#openFailed(transport, info);
+      return;
+    }
     this.#transport = undefined;
     if (this.state === 'closing') {
       this.#dispatch({ type: 'closed' });
       return;
     }
+    if (this.state === 'connected' && this.#candidate !== undefined && this.#disconnect === undefined) {
+      // Most likely the server just moved the connection to the candidate; its `connected` decides.
+      // Kept to drain: an upstream request of it may still be on its way.
+      this.#pendingLoss = info;
+      this.#retiring = transport;
+      return;
+    }
     this.#dispatch(classifyClose(info, this.#disconnect));
+  }
+
+  #setKind(kind: string): void {
+    const previous = this.#kind;
+    if (kind === previous) return;
+    this.#kind = kind;
+    this.#emitter.emit('transport', { previous, current: kind });
+  }
+
+  /** While connected on a fallback: try the better transport after `upgradeInterval`. */
+  #scheduleUpgrade(): void {
+    if (this.state !== 'connected' || this.#kind === undefined) return;
+    const target = this.#deps.transports.upgradeFrom(this.#kind);
+    if (target === undefined) return;
+    this.#upgradeTimer.set(this.#deps.timings.upgradeInterval, () => {
+      void this.#upgrade(target);
+    });
+  }
+
+  async #upgrade(target: TransportChoice): Promise<void> {
+    const epoch = this.#epoch;
+    const stale = () => this.#epoch !== epoch || this.state !== 'connected';
+    const timeout = Math.min(target.fallbackTimeout, this.#deps.timings.realtimeRequestTimeout);
+    let params: Record<string, string>;
+    try {
+      params = await this.#deps.params();
+    } catch {
+      if (!stale()) this.#scheduleUpgrade();
+      return;
+    }
+    if (stale()) return;
+    const works = await probeTransport(
+      target.create(),
+      connectUrl(target.endpoint, params, undefined),
+      this.#deps.timers,
+      timeout,
+    );
+    if (stale()) return;
+    if (!works) {
+      this.#scheduleUpgrade();
+      return;
+    }
+    const candidate = target.create();
+    this.#candidate = candidate;
+    this.#candidateTimer.set(timeout, () => this.#candidateFailed());
+    candidate.open(connectUrl(target.endpoint, params, this.#recover), this.#handlersFor(candidate));
+  }
+
+  #candidateFailed(): void {
+    const candidate = this.#candidate;
+    if (candidate === undefined) return;
+    this.#candidate = undefined;
+    this.#candidateTimer.clear();
+    candidate.abort();
+    const loss = this.#pendingLoss;
+    this.#pendingLoss = undefined;
+    if (loss !== undefined) {
+      this.#retiring?.abort();
+      this.#retiring = undefined;
+      this.#dispatch(classifyClose(loss, this.#disconnect));
+    } else this.#scheduleUpgrade();
+  }
+
+  /** The candidate delivered `connected`: the connection moves to it (see the header). */
+  #adopt(frame: ConnectedFrame): void {
+    const candidate = this.#candidate;
+    if (candidate === undefined || this.state !== 'connected') return;
+    this.#candidate = undefined;
+    this.#candidateTimer.clear();
+    this.#pendingLoss = undefined;
+    const old = this.#transport ?? this.#retiring;
+    this.#retiring = old;
+    this.#transport = candidate;
+    this.#switching = true;
+    this.#epoch += 1;
+    const epoch = this.#epoch;
+    this.#details = frame;
+    this.#recover = frame.connectionKey;
+    this.#disconnect = undefined;
+    this.#rejectPings();
+    this.#armIdle();
+    const finish = (): void => {
+      if (this.#epoch !== epoch || !this.#switching) return;
+      this.#switching = false;
+      this.#switchTimer.clear();
+      this.#retiring = undefined;
+      old?.abort();
+      this.#deps.transports.worked(candidate.kind);
+      this.#deps.hooks.onConnected(frame);
+      if (this.#transport !== candidate) return; // a resend failed: the connection is reconnecting
+      this.#setKind(candidate.kind);
+      this.#scheduleUpgrade();
+    };
+    if (old?.drain) {
+      // Bounded: an old transport whose last POST never returns must not hold the switch forever.
+      this.#switchTimer.set(this.#deps.timings.realtimeRequestTimeout, finish);
+      old.drain().then(finish, finish);
+    } else {
+      finish();
+    }
+  }
+
+  /** Abandons an upgrade in progress (on every state change). */
+  #dropUpgrade(): void {
+    this.#switching = false;
+    this.#pendingLoss = undefined;
+    const candidate = this.#candidate;
+    const retiring = this.#retiring;
+    this.#candidate = undefined;
+    this.#retiring = undefined;
+    candidate?.abort();
+    retiring?.abort();
   }
 
   /** (Re)starts dead-connection detection: silence for maxIdleInterval + idleGrace means dead. */
@@ -388,6 +620,10 @@ export class Connection {
     const transport = this.#transport;
     this.#transport = undefined;
     transport?.abort();
+    this.#rejectPings();
+  }
+
+  #rejectPings(): void {
     for (const ping of [...this.#pings.values()]) {
       ping.reject(new MooringError('disconnected', 'the connection dropped before the pong arrived'));
     }

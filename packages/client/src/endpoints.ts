@@ -1,5 +1,6 @@
 /**
- * One `url` option, two endpoints: the realtime WebSocket endpoint (`/v1/connect`) and the REST base.
+ * One `url` option, every endpoint: the realtime ones (WebSocket `/v1/connect`, HTTP streaming
+ * `/v1/connect/sse`, long-polling `/v1/connect/poll`) and the REST base.
  * Accepts `http(s)://` or `ws(s)://`, with or without `/v1/connect`, and keeps a path prefix (a server
  * mounted behind a reverse proxy at `/mooring`).
  */
@@ -9,6 +10,10 @@ import { MooringError } from './errors.ts';
 export interface Endpoints {
   /** e.g. `ws://127.0.0.1:8080/v1/connect` */
   websocket: string;
+  /** e.g. `http://127.0.0.1:8080/v1/connect/sse` (PROTOCOL.md §12) */
+  sse: string;
+  /** e.g. `http://127.0.0.1:8080/v1/connect/poll` (PROTOCOL.md §12) */
+  longpoll: string;
   /** e.g. `http://127.0.0.1:8080/` (REST paths are resolved against it). */
   http: string;
 }
@@ -29,10 +34,26 @@ export function endpoints(url: string): Endpoints {
   }
   const prefix = parsed.pathname.replace(/\/v1\/connect\/?$/, '').replace(/\/+$/, '');
   const host = parsed.host;
+  const http = `${secure ? 'https' : 'http'}://${host}${prefix}`;
   return {
     websocket: `${secure ? 'wss' : 'ws'}://${host}${prefix}/v1/connect`,
-    http: `${secure ? 'https' : 'http'}://${host}${prefix}/`,
+    sse: `${http}/v1/connect/sse`,
+    longpoll: `${http}/v1/connect/poll`,
+    http: `${http}/`,
   };
+}
+
+/**
+ * `/v1/connections/:id/<what>` next to the HTTP transport endpoint `openUrl` was made from (so a
+ * path prefix is kept), without query: the connection key travels in a header.
+ */
+export function connectionUrl(openUrl: string, connectionId: string, what: 'frames' | 'poll'): string {
+  const url = new URL(openUrl);
+  const prefix = url.pathname.replace(/\/v1\/connect\/(?:sse|poll)\/?$/, '');
+  url.pathname = `${prefix}/v1/connections/${encodeURIComponent(connectionId)}/${what}`;
+  url.search = '';
+  url.hash = '';
+  return url.toString();
 }
 
 /** The URL of one connection attempt (PROTOCOL.md §5.1). */

@@ -10,7 +10,7 @@
  */
 import type { OperationInput, PublishResult } from '@mooring/protocol';
 import { DEFAULT_LIMITS } from '@mooring/protocol';
-import type { BrowserEnvironment } from './browser-environment.ts';
+import type { BrowserEnvironment, StorageLike } from './browser-environment.ts';
 import { detectBrowserEnvironment } from './browser-environment.ts';
 import type { ChannelHost } from './channel-host.ts';
 import type { ChannelRouter } from './channels.ts';
@@ -21,16 +21,25 @@ import { endpoints } from './endpoints.ts';
 import type { MooringErrorCode } from './errors.ts';
 import { MooringError } from './errors.ts';
 import { IdGenerator } from './ids.ts';
+import { LongPollTransport } from './long-poll-transport.ts';
 import { PublishQueue } from './publish-queue.ts';
 import type { RecoveryState } from './recovery-key.ts';
 import { decodeRecoveryKey, encodeRecoveryKey } from './recovery-key.ts';
 import type { FetchLike } from './rest.ts';
 import { Rest } from './rest.ts';
+import { SseTransport } from './sse-transport.ts';
 import type { Timers } from './timers.ts';
 import { systemTimers } from './timers.ts';
 import type { Timings } from './timings.ts';
 import { DEFAULT_CLIENT_TIMINGS } from './timings.ts';
-import type { TransportFactory } from './transport.ts';
+import type { Transport, TransportFactory, TransportKind } from './transport.ts';
+import type { TransportPlan } from './transport-selector.ts';
+import {
+  defaultTransportStorage,
+  fixedTransport,
+  TransportSelector,
+  transportKinds,
+} from './transport-selector.ts';
 import type { WebSocketConstructor } from './websocket-transport.ts';
 import { WebSocketTransport } from './websocket-transport.ts';
 
@@ -53,11 +62,23 @@ export interface MooringOptions extends Partial<Timings> {
   autoConnect?: boolean;
   /** Operations kept while not connected; beyond, publishes reject with `queue_full`. Default 1 000. */
   maxQueuedOps?: number;
+  /**
+   * The transports the client may use, best first. Default `['websocket', 'sse', 'longpoll']`: WebSocket,
+   * falling back to HTTP streaming, then long-polling, automatically (see the README, "Transports").
+   * Pass one kind to force it, or a shorter list to restrict the fallback.
+   */
+  transports?: TransportKind[];
+  /**
+   * Where the transport that worked is remembered, so the next connection starts from it. Default:
+   * `localStorage` in browsers, memory shared by the clients of the process otherwise; `null`: only
+   * this client remembers.
+   */
+  transportStorage?: StorageLike | null;
   /** WebSocket constructor. Default: `ws` in Node, the global `WebSocket` elsewhere. */
   WebSocket?: WebSocketConstructor;
-  /** Advanced: makes a transport per connection attempt (tests, custom transports). */
+  /** Advanced: makes a transport per connection attempt (tests, custom transports); no fallback then. */
   transport?: TransportFactory;
-  /** `fetch` for REST. Default: the global one. */
+  /** `fetch` for REST and the HTTP transports (SSE, long-polling). Default: the global one. */
   fetch?: FetchLike;
   /** Clock and timers. Default: the system's. */
   timers?: Timers;
@@ -101,16 +122,22 @@ export class Mooring {
     this.rest = new Rest({ baseUrl: urls.http, key: options.key, fetch: fetchImpl, ids: this.#ids, timers });
 
     const webSocket = options.WebSocket ?? defaultWebSocket;
+    const transports = options.transport
+      ? fixedTransport(urls.websocket, options.transport)
+      : transportPlan(options, urls, timings, (kind) => {
+          if (kind === 'websocket') return new WebSocketTransport(webSocket);
+          const deps = { fetch: fetchImpl, timers, requestTimeout: timings.realtimeRequestTimeout };
+          return kind === 'sse' ? new SseTransport(deps) : new LongPollTransport(deps);
+        });
     const params: Record<string, string> = {};
     if (options.key !== undefined) params.key = options.key;
     if (options.clientId !== undefined) params.clientId = options.clientId;
 
     let router: ChannelRouter | undefined;
     this.connection = new Connection({
-      endpoint: urls.websocket,
+      transports,
       params: () => params,
       recover: recovery?.connectionKey || undefined,
-      transports: options.transport ?? (() => new WebSocketTransport(webSocket)),
       timers,
       random,
       timings,
@@ -254,6 +281,27 @@ export class Mooring {
       environment.on('pagehide', () => storage.setItem(this.#storageKey, this.recoveryKey()));
     }
   }
+}
+
+function transportPlan(
+  options: MooringOptions,
+  urls: ReturnType<typeof endpoints>,
+  timings: Timings,
+  create: (kind: TransportKind) => Transport,
+): TransportPlan {
+  return new TransportSelector({
+    kinds: transportKinds(options.transports),
+    endpoints: { websocket: urls.websocket, sse: urls.sse, longpoll: urls.longpoll },
+    create,
+    fallbackTimeouts: {
+      websocket: timings.webSocketOpenTimeout,
+      sse: timings.sseOpenTimeout,
+      longpoll: timings.realtimeRequestTimeout,
+    },
+    storage:
+      options.transportStorage === null ? undefined : (options.transportStorage ?? defaultTransportStorage()),
+    storageKey: `mooring:transport:${urls.http}`,
+  });
 }
 
 function timingsFrom(options: MooringOptions): Timings {

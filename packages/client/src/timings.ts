@@ -20,6 +20,18 @@ export interface Timings {
   idleGrace: number;
   /** How long a liveness probe (a `ping` after the network changed) waits for any frame. Default 5 000. */
   probeTimeout: number;
+  /**
+   * How long a WebSocket may take to deliver the server's `connected` frame before the client falls
+   * back to HTTP streaming (when allowed). Default 4 000.
+   */
+  webSocketOpenTimeout: number;
+  /**
+   * How long an HTTP stream may take to deliver `connected` before the client falls back to
+   * long-polling (a buffering proxy holds the stream). Default 4 000.
+   */
+  sseOpenTimeout: number;
+  /** While connected on a fallback transport, how often a WebSocket is tried in the background. Default 60 000. */
+  upgradeInterval: number;
 }
 
 export const DEFAULT_CLIENT_TIMINGS: Timings = {
@@ -30,6 +42,9 @@ export const DEFAULT_CLIENT_TIMINGS: Timings = {
   realtimeRequestTimeout: 10_000,
   idleGrace: 10_000,
   probeTimeout: 5_000,
+  webSocketOpenTimeout: 4_000,
+  sseOpenTimeout: 4_000,
+  upgradeInterval: 60_000,
 };
 
 /**

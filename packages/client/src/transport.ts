@@ -1,8 +1,9 @@
 /**
  * The transport seam: how frames get to and from the server. The connection core knows only this
- * interface; WebSocket is the first implementation, HTTP streaming and long-polling (PROTOCOL.md §12)
- * plug in here later. A transport carries frames and reports how it ended; it does not retry, time
- * out or interpret frames — the connection does.
+ * interface; the implementations are WebSocket (`websocket-transport.ts`), HTTP streaming
+ * (`sse-transport.ts`) and long-polling (`long-poll-transport.ts`), PROTOCOL.md §5 and §12. A
+ * transport carries frames and reports how it ended; it does not retry, time out the opening or
+ * interpret frames — the connection does (and `transport-selector.ts` picks which one to use).
  */
 import type { ClientFrame, ErrorInfo, ServerFrame } from '@mooring/protocol';
 
@@ -13,6 +14,11 @@ export interface TransportHandlers {
   onFrame(frame: ServerFrame): void;
   /** Something arrived that is not a frame. The transport stays open. */
   onProtocolError(message: string): void;
+  /**
+   * Traffic that is not a frame but proves the connection lives (an SSE `: ping` comment, an empty
+   * long-poll answer). Counts for dead-connection detection like a frame (PROTOCOL.md §12).
+   */
+  onActivity?(): void;
   /** The transport ended, for whatever reason. Called once; nothing is reported after it. */
   onClose(info: TransportCloseInfo): void;
 }
@@ -27,9 +33,20 @@ export interface TransportCloseInfo {
   error?: ErrorInfo;
   /** A local error (DNS, connection refused, TLS…), as text. */
   localError?: string;
+  /**
+   * True when the request never got any HTTP answer (DNS, refused, reset before the response), so
+   * the server, not the transport, is out of reach. Only HTTP transports can tell; see
+   * `shouldFallBack` in `transport-selector.ts`.
+   */
+  unreachable?: boolean;
 }
 
+/** The built-in transports, best first. */
+export const TRANSPORT_KINDS = ['websocket', 'sse', 'longpoll'] as const;
+export type TransportKind = (typeof TRANSPORT_KINDS)[number];
+
 export interface Transport {
+  /** `websocket`, `sse`, `longpoll` for the built-in transports. */
   readonly kind: string;
   /** Starts opening `url`. Handlers are called asynchronously, never from inside `open`. */
   open(url: string, handlers: TransportHandlers): void;
@@ -39,6 +56,13 @@ export interface Transport {
   close(code?: number, reason?: string): void;
   /** Drops the transport at once, without a closing handshake, and reports nothing more. */
   abort(): void;
+  /**
+   * Stops sending (frames not yet sent are dropped) and resolves once nothing sent earlier is still
+   * on its way to the server. Used before switching to another transport of the same connection,
+   * so that no late upstream request of this one reaches the server after the new one's frames.
+   * Transports whose sends are ordered with the next connection anyway (WebSocket) omit it.
+   */
+  drain?(): Promise<void>;
 }
 
 /** Makes a new, unopened transport for each connection attempt. */
@@ -52,13 +76,18 @@ export function parseServerFrame(text: string): ServerFrame | string {
   } catch {
     return 'frame is not JSON';
   }
+  return toServerFrame(value);
+}
+
+/** Checks one parsed value (e.g. an element of a long-poll answer), or explains why it is not a frame. */
+export function toServerFrame(value: unknown): ServerFrame | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     return 'frame is not a JSON object';
   const type = (value as { type?: unknown }).type;
   if (typeof type !== 'string' || !SERVER_FRAME_TYPES.has(type))
     return `unknown frame type ${JSON.stringify(type)}`;
-  if (type !== 'connected' && type !== 'heartbeat' && type !== 'pong' && type !== 'disconnect') {
-    if (type !== 'error' && typeof (value as { channel?: unknown }).channel !== 'string')
+  if (!CHANNEL_LESS.has(type)) {
+    if (typeof (value as { channel?: unknown }).channel !== 'string')
       return `${type} frame without a channel`;
   }
   if (type === 'messages' && !Array.isArray((value as { messages?: unknown }).messages))
@@ -75,7 +104,19 @@ const SERVER_FRAME_TYPES: ReadonlySet<string> = new Set([
   'detached',
   'ack',
   'error',
+  'presence',
+  'authorized',
   'heartbeat',
   'pong',
   'disconnect',
+] satisfies ServerFrame['type'][]);
+
+/** Frame types that carry no `channel` (an `error` may or may not). */
+const CHANNEL_LESS: ReadonlySet<string> = new Set([
+  'connected',
+  'authorized',
+  'heartbeat',
+  'pong',
+  'disconnect',
+  'error',
 ] satisfies ServerFrame['type'][]);

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import type { ConnectionStateChange } from '../src/connection.ts';
 import { Connection } from '../src/connection.ts';
 import { DEFAULT_CLIENT_TIMINGS } from '../src/timings.ts';
+import { fixedTransport } from '../src/transport-selector.ts';
 import { FakeTimers } from './helpers/fake-timers.ts';
 import { fakeTransports, flush } from './helpers/fake-transport.ts';
 
@@ -14,10 +15,9 @@ function setup(random = () => 0.5) {
   const changes: ConnectionStateChange[] = [];
   const connected: string[] = [];
   const connection = new Connection({
-    endpoint: 'ws://mooring.test/v1/connect',
+    transports: fixedTransport('ws://mooring.test/v1/connect', transports.factory),
     params: () => ({ key: 'app:secret', clientId: 'agent-1' }),
     recover: undefined,
-    transports: transports.factory,
     timers,
     random,
     timings: DEFAULT_CLIENT_TIMINGS,

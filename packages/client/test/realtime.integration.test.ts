@@ -51,11 +51,11 @@ describe('client ⇄ server', () => {
     assert.equal(c.connection.errorReason?.status, 401);
   });
 
-  it('keeps retrying through a proxy that refuses the upgrade, and connects once it stops', async (t) => {
+  it('keeps retrying through a proxy that refuses the upgrade, and connects once it stops (WebSocket only)', async (t) => {
     const server = await realServer(t);
     const proxy = await proxyTo(t, server);
     proxy.refuseUpgrade(502);
-    const c = client(t, proxy.url('/'));
+    const c = client(t, proxy.url('/'), { transports: ['websocket'] }); // no fallback: see fallback.test.ts
     await waitFor(() => proxy.stats.refused >= 2, { message: 'the client did not retry' });
     assert.notEqual(c.connection.state, 'failed');
     proxy.pass();

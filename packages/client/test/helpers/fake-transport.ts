@@ -7,13 +7,17 @@ import { DEFAULT_LIMITS } from '@mooring/protocol';
 import type { Transport, TransportCloseInfo, TransportHandlers } from '../../src/transport.ts';
 
 export class FakeTransport implements Transport {
-  readonly kind = 'fake';
+  readonly kind: string;
   url: string | undefined;
   readonly sent: ClientFrame[] = [];
   closedBy: { code: number | undefined; reason: string | undefined } | undefined;
   aborted = false;
   failSends = false;
   #handlers: TransportHandlers | undefined;
+
+  constructor(kind = 'fake') {
+    this.kind = kind;
+  }
 
   open(url: string, handlers: TransportHandlers): void {
     this.url = url;

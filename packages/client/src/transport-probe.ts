@@ -1,0 +1,45 @@
+/**
+ * Tries a transport end to end without touching the live connection: opens it as a throwaway
+ * connection (no `recover`), waits for the server's `connected` frame, and closes it at once with
+ * 1000 so that the server discards it.
+ *
+ * The background upgrade probes before it moves the connection: opening the new transport with
+ * `recover` makes the server drop the old one at once, so a WebSocket whose upgrade succeeds but
+ * whose frames a buffering proxy holds would cost the working fallback. A probe that fails costs
+ * nothing.
+ */
+import type { Timers } from './timers.ts';
+import type { Transport } from './transport.ts';
+
+/** Resolves true when `transport` delivered `connected` within `timeout` ms. Never rejects. */
+export function probeTransport(
+  transport: Transport,
+  url: string,
+  timers: Timers,
+  timeout: number,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
+      timers.clearTimeout(timer);
+      if (ok) transport.close(1000, 'probe done');
+      else transport.abort();
+      resolve(ok);
+    };
+    const timer = timers.setTimeout(() => finish(false), timeout);
+    try {
+      transport.open(url, {
+        onOpen: () => {},
+        onFrame: (frame) => {
+          if (frame.type === 'connected') finish(true);
+        },
+        onProtocolError: () => {},
+        onClose: () => finish(false),
+      });
+    } catch {
+      finish(false);
+    }
+  });
+}

@@ -1,0 +1,154 @@
+// The client's core promises on every transport (DESIGN §14: "the same behaviour on every transport"):
+// the same tests, run with each transport forced, against a real server through a real fault proxy
+// (PROTOCOL.md §5, §6, §12). Shape of the recovery tests: disconnect, publish while away, reconnect,
+// assert exactly the missed messages, once each.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import type { MooringError } from '../src/errors.ts';
+import type { TransportKind } from '../src/transport.ts';
+import { client, connected, proxyTo, realServer, waitFor } from './helpers/real-server.ts';
+
+const texts = (messages: Message[]) => messages.map((m) => m.data);
+const KINDS: TransportKind[] = ['websocket', 'sse', 'longpoll'];
+
+for (const kind of KINDS) {
+  describe(`on ${kind} (forced)`, () => {
+    const on = { transports: [kind] };
+
+    it('publishes and subscribes, with the stamped clientId and a serial per message', async (t) => {
+      const server = await realServer(t);
+      const reader = client(t, server.url, on);
+      const writer = client(t, server.url, { ...on, clientId: 'agent-1' });
+      const got: Message[] = [];
+      const attached = await reader.channels.get('session:a').subscribe((m) => got.push(m));
+      assert.equal(attached.resumed, false);
+      assert.equal(reader.connection.transport, kind);
+      const channel = writer.channels.get('session:a');
+      const serial = await channel.publish('text', 'Hello');
+      await channel.append(serial, ', world');
+      await waitFor(() => got.length === 2);
+      assert.equal(got[0]?.serial, serial);
+      assert.equal(got[0]?.clientId, 'agent-1');
+      assert.deepEqual(
+        got.map((m) => [m.action, m.data]),
+        [
+          ['create', 'Hello'],
+          ['append', ', world'],
+        ],
+      );
+      assert.equal(writer.connection.transport, kind);
+      assert.ok((await reader.connection.ping()) >= 0);
+    });
+
+    it('keeps the order of a burst of publishes made without waiting (one upstream request at a time)', async (t) => {
+      const server = await realServer(t);
+      const reader = client(t, server.url, on);
+      const writer = client(t, server.url, on);
+      const got: Message[] = [];
+      await reader.channels.get('session:o').subscribe((m) => got.push(m));
+      await connected(writer);
+      const channel = writer.channels.get('session:o');
+      const words = Array.from({ length: 60 }, (_, i) => `w${i}`);
+      const serials = await Promise.all(words.map((w) => channel.publish('t', w)));
+      assert.deepEqual([...serials].sort(), serials, 'stored in the order published');
+      await waitFor(() => got.length === words.length);
+      assert.deepEqual(texts(got), words);
+    });
+
+    it('resumes after a reset: the missed messages arrive once each, in order, same identity', async (t) => {
+      const server = await realServer(t);
+      const proxy = await proxyTo(t, server);
+      const reader = client(t, proxy.url('/'), on);
+      const writer = client(t, server.url);
+      const got: Message[] = [];
+      await reader.channels.get('session:r').subscribe((m) => got.push(m));
+      const id = reader.connection.id;
+      const ch = writer.channels.get('session:r');
+      await ch.publish('t', 'one');
+      await ch.publish('t', 'two');
+      await waitFor(() => got.length === 2);
+
+      proxy.refuse();
+      await proxy.reset();
+      await waitFor(() => reader.connection.state !== 'connected');
+      await ch.publish('t', 'three');
+      await ch.publish('t', 'four');
+      proxy.pass();
+      await waitFor(() => got.length >= 4, { message: 'missed messages never arrived' });
+      await ch.publish('t', 'five');
+      await waitFor(() => got.length >= 5);
+      assert.deepEqual(texts(got), ['one', 'two', 'three', 'four', 'five']);
+      assert.equal(new Set(got.map((m) => m.version)).size, 5);
+      assert.equal(reader.connection.id, id, 'the connection identity was recovered');
+      assert.equal(reader.connection.details?.resumed, true);
+      assert.equal(reader.connection.transport, kind);
+    });
+
+    it('detects a silently dead connection (blackhole) by its heartbeats and resumes', async (t) => {
+      const server = await realServer(t, { heartbeatInterval: 100 });
+      const proxy = await proxyTo(t, server);
+      const reader = client(t, proxy.url('/'), { ...on, idleGrace: 200, realtimeRequestTimeout: 2_000 });
+      const writer = client(t, server.url);
+      const got: Message[] = [];
+      const reasons: string[] = [];
+      reader.connection.on('disconnected', (c) => reasons.push(c.reason?.code ?? ''));
+      await reader.channels.get('session:b').subscribe((m) => got.push(m));
+      proxy.blackhole();
+      await writer.channels.get('session:b').publish('t', 'while dead');
+      proxy.pass(); // new connections work again; the blackholed ones stay dead
+      await waitFor(() => got.length === 1, { message: 'the dead connection was never replaced' });
+      assert.equal(reasons[0], 'timeout');
+      assert.deepEqual(texts(got), ['while dead']);
+      await writer.channels.get('session:b').publish('t', 'live again');
+      await waitFor(() => got.length === 2);
+      assert.deepEqual(texts(got), ['while dead', 'live again']);
+    });
+
+    it('resends an unacknowledged publish with the same id: one stored message', async (t) => {
+      const server = await realServer(t);
+      const proxy = await proxyTo(t, server);
+      const writer = client(t, proxy.url('/'), on);
+      const inspector = client(t, server.url, { autoConnect: false });
+      await connected(writer);
+      proxy.buffer({ bytes: 1 << 20, responses: false }); // the ack will be held in the proxy
+      const published = writer.channels.get('session:w').publish('t', 'exactly once');
+      await waitFor(
+        async () => (await inspector.rest.history('session:w').catch(() => undefined))?.items.length,
+      );
+      proxy.refuse();
+      await proxy.reset(); // the held ack dies with the connection
+      proxy.pass();
+      const serial = await published;
+      const history = await inspector.rest.history('session:w');
+      assert.equal(history.items.length, 1);
+      assert.equal(history.items[0]?.serial, serial);
+    });
+
+    it('fails on bad credentials with unauthorized, without retrying', async (t) => {
+      const server = await realServer(t);
+      const proxy = await proxyTo(t, server);
+      const c = client(t, proxy.url('/'), { ...on, key: 'test:wrong' });
+      await waitFor(() => c.connection.state === 'failed');
+      assert.equal(c.connection.errorReason?.code, 'unauthorized');
+      assert.equal(c.connection.errorReason?.status, 401);
+      const accepted = proxy.stats.accepted;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(proxy.stats.accepted, accepted, 'no retry after a permanent error');
+    });
+
+    it('closes gracefully: the server discards the connection', async (t) => {
+      const server = await realServer(t);
+      const c = client(t, server.url, on);
+      await connected(c);
+      assert.equal(server.connections, 1);
+      c.close();
+      await waitFor(() => c.connection.state === 'closed');
+      await waitFor(() => server.connections === 0);
+      await assert.rejects(
+        c.channels.get('session:x').publish('t', 'after close'),
+        (e: MooringError) => e.code === 'connection_closed',
+      );
+    });
+  });
+}

@@ -1,0 +1,367 @@
+// Transport choice in the connection, with fake transports and fake timers (DESIGN §5 "Transports
+// and fallback", PROTOCOL.md §12): the fallback chain within one `connecting` state, what never falls
+// back, what is remembered, and the background upgrade with its switch — timing-exact, no sockets.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ConnectionStateChange, TransportChange } from '../src/connection.ts';
+import { Connection } from '../src/connection.ts';
+import { DEFAULT_CLIENT_TIMINGS } from '../src/timings.ts';
+import type { TransportKind } from '../src/transport.ts';
+import { shouldFallBack, TransportSelector, transportKinds } from '../src/transport-selector.ts';
+import { MemoryStorage } from './helpers/fake-client.ts';
+import { FakeTimers } from './helpers/fake-timers.ts';
+import { FakeTransport, flush } from './helpers/fake-transport.ts';
+
+/** A fake HTTP transport: `drain` resolves when the test says its last POST was answered. */
+class DrainingTransport extends FakeTransport {
+  drained = false;
+  #release: (() => void) | undefined;
+  drain(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#release = () => {
+        this.drained = true;
+        resolve();
+      };
+    });
+  }
+  releaseDrain(): void {
+    this.#release?.();
+  }
+}
+
+const ENDPOINTS = {
+  websocket: 'ws://mooring.test/v1/connect',
+  sse: 'http://mooring.test/v1/connect/sse',
+  longpoll: 'http://mooring.test/v1/connect/poll',
+};
+const TIMINGS = {
+  ...DEFAULT_CLIENT_TIMINGS,
+  webSocketOpenTimeout: 4_000,
+  sseOpenTimeout: 3_000,
+  // the fake server sends no heartbeats: keep dead-connection detection out of the way
+  idleGrace: 1_000_000_000,
+};
+
+function setup(options: { kinds?: TransportKind[]; storage?: MemoryStorage } = {}) {
+  const timers = new FakeTimers();
+  const storage = options.storage ?? new MemoryStorage();
+  const made: FakeTransport[] = [];
+  const selector = new TransportSelector({
+    kinds: transportKinds(options.kinds),
+    endpoints: ENDPOINTS,
+    create: (kind) => {
+      const t = kind === 'websocket' ? new FakeTransport(kind) : new DrainingTransport(kind);
+      made.push(t);
+      return t;
+    },
+    fallbackTimeouts: {
+      websocket: TIMINGS.webSocketOpenTimeout,
+      sse: TIMINGS.sseOpenTimeout,
+      longpoll: TIMINGS.realtimeRequestTimeout,
+    },
+    storage,
+    storageKey: 'transport',
+  });
+  const states: ConnectionStateChange[] = [];
+  const transports: TransportChange[] = [];
+  const resumed: string[] = [];
+  const connection = new Connection({
+    transports: selector,
+    params: () => ({ key: 'app:secret' }),
+    recover: undefined,
+    timers,
+    random: () => 0.5,
+    timings: TIMINGS,
+    adoptServerTtl: true,
+    hooks: {
+      onConnected: (frame) => resumed.push(frame.connectionId),
+      onFrame: () => false,
+      onStateChange: () => {},
+    },
+  });
+  connection.on('statechange', (c) => states.push(c));
+  connection.on('transport', (c) => transports.push(c));
+  const last = () => {
+    const t = made.at(-1);
+    if (!t) throw new Error('no transport made');
+    return t;
+  };
+  const endpointOf = (t: FakeTransport) => (t.url ?? '').split('?')[0];
+  return { timers, storage, made, connection, states, transports, resumed, last, endpointOf };
+}
+
+describe('fallback chain', () => {
+  it('WebSocket refused by a proxy (non-101, no Mooring body) → SSE at once, in the same connecting state', async () => {
+    const s = setup();
+    s.connection.connect();
+    await flush();
+    assert.equal(s.last().kind, 'websocket');
+    s.last().end({ code: 1006, reason: '', httpStatus: 502 });
+    await flush();
+    const sse = s.last();
+    assert.equal(sse.kind, 'sse');
+    assert.equal(s.endpointOf(sse), ENDPOINTS.sse);
+    assert.equal(sse.query.get('key'), 'app:secret');
+    assert.equal(sse.query.get('v'), '1');
+    sse.connected({ connectionId: 'c_1', connectionKey: 'c_1.k' });
+    assert.deepEqual(
+      s.states.map((c) => c.current),
+      ['connecting', 'connected'],
+    );
+    assert.equal(s.connection.transport, 'sse');
+    assert.deepEqual(s.transports, [{ previous: undefined, current: 'sse' }]);
+    assert.equal(s.storage.getItem('transport'), 'sse');
+  });
+
+  it('no `connected` within webSocketOpenTimeout → SSE; none within sseOpenTimeout → long-polling', async () => {
+    const s = setup();
+    s.connection.connect();
+    await flush();
+    const ws = s.last();
+    s.timers.advance(TIMINGS.webSocketOpenTimeout - 1);
+    assert.equal(s.made.length, 1);
+    s.timers.advance(1);
+    assert.equal(ws.aborted, true);
+    await flush();
+    const sse = s.last();
+    assert.equal(sse.kind, 'sse');
+    s.timers.advance(TIMINGS.sseOpenTimeout);
+    assert.equal(sse.aborted, true);
+    await flush();
+    const poll = s.last();
+    assert.equal(poll.kind, 'longpoll');
+    assert.equal(s.endpointOf(poll), ENDPOINTS.longpoll);
+    // The last of the chain gets the whole realtimeRequestTimeout.
+    s.timers.advance(TIMINGS.realtimeRequestTimeout - 1);
+    assert.equal(s.connection.state, 'connecting');
+    poll.connected();
+    assert.equal(s.connection.transport, 'longpoll');
+    assert.deepEqual(
+      s.states.map((c) => c.current),
+      ['connecting', 'connected'],
+    );
+  });
+
+  it('the last transport timing out is a lost attempt; the next attempt starts from the best one again', async () => {
+    const s = setup();
+    s.connection.connect();
+    await flush();
+    s.timers.advance(TIMINGS.webSocketOpenTimeout);
+    await flush();
+    s.timers.advance(TIMINGS.sseOpenTimeout);
+    await flush();
+    s.timers.advance(TIMINGS.realtimeRequestTimeout);
+    assert.equal(s.connection.state, 'disconnected');
+    assert.equal(s.connection.errorReason?.code, 'timeout');
+    s.timers.advance(s.connection.retryIn ?? 0);
+    await flush();
+    assert.equal(s.last().kind, 'websocket');
+  });
+
+  it('never falls back when the server itself answered with an error: 401 is permanent', async () => {
+    const s = setup();
+    s.connection.connect();
+    await flush();
+    s.last().end({
+      code: 1006,
+      reason: '',
+      httpStatus: 401,
+      error: { code: 'unauthorized', status: 401, retryable: false, message: 'bad key' },
+    });
+    await flush();
+    assert.equal(s.made.length, 1);
+    assert.equal(s.connection.state, 'failed');
+    assert.equal(s.connection.errorReason?.code, 'unauthorized');
+  });
+
+  it('never falls back when nothing answers at all (an unreachable server): retried as a lost attempt', async () => {
+    const s = setup();
+    s.connection.connect();
+    await flush();
+    s.last().end({ code: 1006, reason: '', localError: 'connect ECONNREFUSED' });
+    await flush();
+    assert.equal(s.last().kind, 'sse', 'a browser cannot tell a refused WebSocket from a dead server');
+    s.last().end({ code: 1006, reason: '', localError: 'fetch failed', unreachable: true });
+    await flush();
+    assert.equal(s.made.length, 2, 'no long-polling attempt');
+    assert.equal(s.connection.state, 'disconnected');
+  });
+
+  it('starts from the remembered transport', async () => {
+    const storage = new MemoryStorage();
+    storage.setItem('transport', 'longpoll');
+    const s = setup({ storage });
+    s.connection.connect();
+    await flush();
+    assert.equal(s.last().kind, 'longpoll');
+  });
+
+  it('a remembered kind that is not allowed is ignored; a forced transport never falls back', async () => {
+    const storage = new MemoryStorage();
+    storage.setItem('transport', 'longpoll');
+    const s = setup({ storage, kinds: ['sse'] });
+    s.connection.connect();
+    await flush();
+    assert.equal(s.last().kind, 'sse');
+    s.timers.advance(TIMINGS.sseOpenTimeout);
+    assert.equal(s.made.length, 1, 'sseOpenTimeout does not apply to the only transport');
+    s.last().end({ code: 1006, reason: '', httpStatus: 502 });
+    await flush();
+    assert.equal(s.made.length, 1);
+    assert.equal(s.connection.state, 'disconnected');
+  });
+
+  it('shouldFallBack: timeouts and non-Mooring refusals yes; Mooring errors and unreachable servers no', () => {
+    assert.equal(shouldFallBack('timeout'), true);
+    assert.equal(shouldFallBack({ code: 1006, reason: '', httpStatus: 403 }), true);
+    assert.equal(shouldFallBack({ code: 1006, reason: 'the stream ended' }), true);
+    assert.equal(
+      shouldFallBack({
+        code: 1006,
+        reason: '',
+        httpStatus: 503,
+        error: { code: 'shutting_down', status: 503, retryable: true, message: 'bye' },
+      }),
+      false,
+    );
+    assert.equal(shouldFallBack({ code: 1006, reason: '', unreachable: true }), false);
+  });
+
+  it('options.transports: known kinds only, not empty, duplicates dropped', () => {
+    assert.deepEqual(transportKinds(undefined), ['websocket', 'sse', 'longpoll']);
+    assert.deepEqual(transportKinds(['sse', 'sse', 'longpoll']), ['sse', 'longpoll']);
+    assert.throws(() => transportKinds(['carrier-pigeon']), /unknown transport "carrier-pigeon"/);
+    assert.throws(() => transportKinds([]), /empty/);
+  });
+});
+
+/** Connects on SSE (WebSocket refused) and returns the SSE transport. */
+async function onSse(s: ReturnType<typeof setup>): Promise<DrainingTransport> {
+  s.connection.connect();
+  await flush();
+  s.last().end({ code: 1006, reason: '', httpStatus: 502 });
+  await flush();
+  const sse = s.last() as DrainingTransport;
+  sse.connected({ connectionId: 'c_1', connectionKey: 'c_1.k' });
+  assert.equal(s.connection.transport, 'sse');
+  return sse;
+}
+
+describe('background upgrade', () => {
+  it('probes WebSocket every upgradeInterval, then moves the connection to it: no state change', async () => {
+    const s = setup();
+    const sse = await onSse(s);
+    s.states.length = 0;
+    s.timers.advance(TIMINGS.upgradeInterval - 1);
+    await flush();
+    const before = s.made.length;
+    s.timers.advance(1);
+    await flush();
+    // 1. a throwaway probe: no recover, closed with 1000 once `connected` arrived
+    const probe = s.last();
+    assert.equal(s.made.length, before + 1);
+    assert.equal(probe.kind, 'websocket');
+    assert.equal(probe.query.get('recover'), null);
+    probe.connected({ connectionId: 'c_probe', connectionKey: 'c_probe.k' });
+    assert.deepEqual(probe.closedBy, { code: 1000, reason: 'probe done' });
+    await flush();
+    // 2. the candidate takes the connection over with recover
+    const candidate = s.last();
+    assert.notEqual(candidate, probe);
+    assert.equal(candidate.query.get('recover'), 'c_1.k');
+    assert.equal(candidate.query.get('key'), 'app:secret');
+    // The server drops the old transport as the candidate opens: not a loss yet.
+    sse.end({ code: 1006, reason: 'the stream ended' });
+    assert.equal(s.connection.state, 'connected');
+    candidate.connected({ connectionId: 'c_1', connectionKey: 'c_1.k2', resumed: true });
+    // 3. the old transport drains; nothing is sent meanwhile (it would be resent anyway)
+    assert.equal(s.connection.send({ type: 'ping', ref: 99 }), false);
+    assert.deepEqual(s.resumed, ['c_1'], 'no resume before the old transport drained');
+    sse.releaseDrain();
+    await flush();
+    assert.deepEqual(s.resumed, ['c_1', 'c_1'], 're-attach and resend on the new transport');
+    assert.equal(sse.aborted, true);
+    assert.equal(s.connection.transport, 'websocket');
+    assert.deepEqual(s.transports.at(-1), { previous: 'sse', current: 'websocket' });
+    assert.equal(s.connection.key, 'c_1.k2');
+    assert.deepEqual(s.states, [], 'the connection stayed connected');
+    assert.equal(s.storage.getItem('transport'), 'websocket');
+    assert.equal(s.connection.send({ type: 'ping', ref: 100 }), true);
+    assert.deepEqual(candidate.sent, [{ type: 'ping', ref: 100 }]);
+    // On the best transport: no more upgrades.
+    const count = s.made.length;
+    s.timers.advance(TIMINGS.upgradeInterval * 3);
+    await flush();
+    assert.equal(s.made.length, count);
+  });
+
+  it('a switch does not wait for ever on a drain that never ends', async () => {
+    const s = setup();
+    const sse = await onSse(s);
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    s.last().connected();
+    await flush();
+    s.last().connected({ connectionId: 'c_1', connectionKey: 'c_1.k', resumed: true });
+    assert.equal(s.connection.transport, 'sse');
+    s.timers.advance(TIMINGS.realtimeRequestTimeout);
+    assert.equal(sse.aborted, true);
+    assert.equal(s.connection.transport, 'websocket');
+  });
+
+  it('a failed probe leaves the fallback alone and tries again later', async () => {
+    const s = setup();
+    const sse = await onSse(s);
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    const probe = s.last();
+    s.timers.advance(TIMINGS.webSocketOpenTimeout);
+    await flush();
+    assert.equal(probe.aborted, true);
+    assert.equal(s.connection.state, 'connected');
+    assert.equal(sse.aborted, false);
+    const count = s.made.length;
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    assert.equal(s.made.length, count + 1, 'tried again');
+  });
+
+  it('the old transport ended and the candidate failed: that loss counts, the connection reconnects', async () => {
+    const s = setup();
+    const sse = await onSse(s);
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    s.last().connected();
+    await flush();
+    const candidate = s.last();
+    sse.end({ code: 1006, reason: 'the stream ended' });
+    assert.equal(s.connection.state, 'connected');
+    candidate.end({ code: 1006, reason: '' });
+    assert.equal(s.connection.state, 'disconnected');
+    assert.equal(s.connection.errorReason?.code, 'disconnected');
+  });
+
+  it('a lost connection abandons the upgrade in progress', async () => {
+    const s = setup();
+    const sse = await onSse(s);
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    s.last().connected();
+    await flush();
+    const candidate = s.last();
+    sse.frame({ type: 'disconnect', reason: 'shutting_down', reconnect: true });
+    assert.equal(s.connection.state, 'disconnected');
+    assert.equal(candidate.aborted, true);
+  });
+
+  it('is never tried when WebSocket is not allowed', async () => {
+    const s = setup({ kinds: ['sse', 'longpoll'] });
+    s.connection.connect();
+    await flush();
+    s.last().connected();
+    const count = s.made.length;
+    s.timers.advance(TIMINGS.upgradeInterval * 3);
+    await flush();
+    assert.equal(s.made.length, count);
+  });
+});

@@ -1,0 +1,380 @@
+// The HTTP fallback transports (PROTOCOL.md §12) against a scripted `fetch`: the event-stream parser,
+// SSE and long-poll downstream, the one-POST-at-a-time upstream with batching, and how each way of
+// ending is reported (what is permanent, what is a blocked transport, what is an unreachable server).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ClientFrame, ServerFrame } from '@mooring/protocol';
+import { classifyClose } from '../src/close-classification.ts';
+import { LongPollTransport } from '../src/long-poll-transport.ts';
+import type { FetchLike } from '../src/rest.ts';
+import { SseParser } from '../src/sse-parser.ts';
+import { SseTransport } from '../src/sse-transport.ts';
+import type { TransportCloseInfo } from '../src/transport.ts';
+import { FakeTimers } from './helpers/fake-timers.ts';
+import { connectedFrame, flush } from './helpers/fake-transport.ts';
+
+interface Call {
+  url: string;
+  init: RequestInit;
+  respond(res: Response): void;
+  fail(err: unknown): void;
+}
+
+/** A `fetch` whose every request waits until the test answers it. */
+function scriptedFetch() {
+  const calls: Call[] = [];
+  const fetch: FetchLike = (url, init) =>
+    new Promise<Response>((resolve, reject) => {
+      calls.push({ url, init, respond: resolve, fail: reject });
+      init.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')));
+    });
+  const posts = () => calls.filter((c) => c.init.method === 'POST');
+  const body = (c: Call) => JSON.parse(String(c.init.body)) as ClientFrame[];
+  const header = (c: Call, name: string) => new Headers(c.init.headers).get(name);
+  return { fetch, calls, posts, body, header };
+}
+
+/** An event-stream response the test writes to. */
+function eventStream() {
+  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+  });
+  const encoder = new TextEncoder();
+  return {
+    response: new Response(stream, { status: 200, headers: { 'content-type': 'text/event-stream' } }),
+    write: (text: string) => controller?.enqueue(encoder.encode(text)),
+    frame: (frame: ServerFrame) => controller?.enqueue(encoder.encode(`data: ${JSON.stringify(frame)}\n\n`)),
+    end: () => controller?.close(),
+  };
+}
+
+const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+
+function recorder() {
+  const frames: ServerFrame[] = [];
+  const problems: string[] = [];
+  const closes: TransportCloseInfo[] = [];
+  let activity = 0;
+  let opened = 0;
+  return {
+    frames,
+    problems,
+    closes,
+    activity: () => activity,
+    opened: () => opened,
+    handlers: {
+      onOpen: () => {
+        opened += 1;
+      },
+      onFrame: (f: ServerFrame) => frames.push(f),
+      onProtocolError: (m: string) => problems.push(m),
+      onActivity: () => {
+        activity += 1;
+      },
+      onClose: (c: TransportCloseInfo) => closes.push(c),
+    },
+  };
+}
+
+const OPEN_SSE = 'http://mooring.test/prefix/v1/connect/sse?v=1&key=app%3Asecret';
+const OPEN_POLL = 'http://mooring.test/prefix/v1/connect/poll?v=1&key=app%3Asecret';
+
+describe('SseParser', () => {
+  it('parses events split anywhere, CRLF split across chunks, multi-line data; counts comments', () => {
+    const events: string[] = [];
+    let comments = 0;
+    const parser = new SseParser({ onEvent: (d) => events.push(d), onComment: () => comments++ });
+    const text = 'data: {"a":1}\r\n\r\n: ping\n\nevent: x\nid: 7\ndata:line1\ndata: line2\r\rdata: last\n\n';
+    for (const ch of text) parser.push(ch);
+    assert.deepEqual(events, ['{"a":1}', 'line1\nline2', 'last']);
+    assert.equal(comments, 1);
+    assert.equal(parser.buffered, 0);
+  });
+
+  it('dispatches nothing for an event without data, and holds an incomplete line', () => {
+    const events: string[] = [];
+    const parser = new SseParser({ onEvent: (d) => events.push(d), onComment: () => {} });
+    parser.push('id: 1\n\ndata: par');
+    assert.deepEqual(events, []);
+    parser.push('tial\n\n');
+    assert.deepEqual(events, ['partial']);
+  });
+});
+
+describe('SseTransport', () => {
+  function open() {
+    const f = scriptedFetch();
+    const timers = new FakeTimers();
+    const r = recorder();
+    const transport = new SseTransport({ fetch: f.fetch, timers, requestTimeout: 10_000 });
+    transport.open(OPEN_SSE, r.handlers);
+    return { f, timers, r, transport };
+  }
+
+  it('reads frames from the stream, counts comments as activity, and POSTs upstream one request at a time', async () => {
+    const { f, r, transport } = open();
+    await flush();
+    const [get] = f.calls;
+    assert.equal(get?.url, OPEN_SSE);
+    assert.equal(f.header(get as Call, 'accept'), 'text/event-stream');
+    const stream = eventStream();
+    get?.respond(stream.response);
+    await flush();
+    assert.equal(r.opened(), 1);
+    stream.frame(connectedFrame({ connectionId: 'c_9', connectionKey: 'c_9.secret' }));
+    stream.write(': ping\n\n');
+    stream.frame({ type: 'heartbeat', serverTime: 1 });
+    await flush();
+    assert.deepEqual(
+      r.frames.map((x) => x.type),
+      ['connected', 'heartbeat'],
+    );
+    assert.equal(r.activity(), 1);
+
+    transport.send({ type: 'ping', ref: 1 });
+    transport.send({ type: 'ping', ref: 2 });
+    transport.send({ type: 'ping', ref: 3 });
+    await flush();
+    assert.equal(f.posts().length, 1, 'one POST in flight');
+    const first = f.posts()[0] as Call;
+    assert.equal(first.url, 'http://mooring.test/prefix/v1/connections/c_9/frames');
+    assert.equal(f.header(first, 'x-mooring-connection-key'), 'c_9.secret');
+    assert.deepEqual(f.body(first), [{ type: 'ping', ref: 1 }]);
+    first.respond(json(202, { accepted: 1 }));
+    await flush();
+    assert.equal(f.posts().length, 2);
+    assert.deepEqual(f.body(f.posts()[1] as Call), [
+      { type: 'ping', ref: 2 },
+      { type: 'ping', ref: 3 },
+    ]);
+    assert.deepEqual(r.closes, []);
+  });
+
+  it('reports a malformed event and stays open', async () => {
+    const { f, r } = open();
+    await flush();
+    const stream = eventStream();
+    f.calls[0]?.respond(stream.response);
+    await flush();
+    stream.write('data: not json\n\n');
+    stream.frame({ type: 'heartbeat', serverTime: 1 });
+    await flush();
+    assert.deepEqual(r.problems, ['frame is not JSON']);
+    assert.equal(r.frames.length, 1);
+    assert.deepEqual(r.closes, []);
+  });
+
+  it('a 401 with a Mooring error body is permanent; a proxy page is a refusal without one', async () => {
+    const a = open();
+    await flush();
+    a.f.calls[0]?.respond(
+      json(401, { error: { code: 'unauthorized', status: 401, retryable: false, message: 'bad key' } }),
+    );
+    await flush();
+    assert.equal(a.r.closes[0]?.httpStatus, 401);
+    assert.equal(a.r.closes[0]?.error?.code, 'unauthorized');
+    assert.equal(classifyClose(a.r.closes[0] as TransportCloseInfo).type, 'fatal');
+
+    const b = open();
+    await flush();
+    b.f.calls[0]?.respond(new Response('<h1>Bad gateway</h1>', { status: 502 }));
+    await flush();
+    assert.equal(b.r.closes[0]?.httpStatus, 502);
+    assert.equal(b.r.closes[0]?.error, undefined);
+  });
+
+  it('a request that gets no answer at all says the server is unreachable', async () => {
+    const { f, r } = open();
+    await flush();
+    f.calls[0]?.fail(new TypeError('fetch failed'));
+    await flush();
+    assert.equal(r.closes.length, 1);
+    assert.equal(r.closes[0]?.unreachable, true);
+  });
+
+  it('a 200 that is not an event stream ends the transport (not unreachable)', async () => {
+    const { f, r } = open();
+    await flush();
+    f.calls[0]?.respond(
+      new Response('<html>login</html>', { status: 200, headers: { 'content-type': 'text/html' } }),
+    );
+    await flush();
+    assert.match(r.closes[0]?.localError ?? '', /event stream/);
+    assert.equal(r.closes[0]?.unreachable, undefined);
+  });
+
+  it('404 unknown_connection on an upstream POST ends the transport as a loss to resume from', async () => {
+    const { f, r, transport } = open();
+    await flush();
+    const stream = eventStream();
+    f.calls[0]?.respond(stream.response);
+    stream.frame(connectedFrame());
+    await flush();
+    transport.send({ type: 'ping', ref: 1 });
+    await flush();
+    f.posts()[0]?.respond(
+      json(404, { error: { code: 'unknown_connection', status: 404, retryable: false, message: 'gone' } }),
+    );
+    await flush();
+    assert.equal(r.closes.length, 1);
+    assert.equal(r.closes[0]?.reason, 'unknown_connection');
+    assert.equal(r.closes[0]?.httpStatus, undefined);
+    assert.equal(classifyClose(r.closes[0] as TransportCloseInfo).type, 'lost');
+    assert.throws(() => transport.send({ type: 'ping', ref: 2 }), /closed/);
+  });
+
+  it('an upstream POST that never returns ends the transport after requestTimeout', async () => {
+    const { f, r, transport, timers } = open();
+    await flush();
+    const stream = eventStream();
+    f.calls[0]?.respond(stream.response);
+    stream.frame(connectedFrame());
+    await flush();
+    transport.send({ type: 'ping', ref: 1 });
+    await flush();
+    timers.advance(10_000);
+    await flush();
+    assert.match(r.closes[0]?.localError ?? '', /longer than 10000 ms/);
+  });
+
+  it('the stream ending ends the transport', async () => {
+    const { f, r } = open();
+    await flush();
+    const stream = eventStream();
+    f.calls[0]?.respond(stream.response);
+    stream.frame(connectedFrame());
+    stream.end();
+    await flush();
+    assert.equal(r.closes.length, 1);
+    assert.equal(r.closes[0]?.code, 1006);
+  });
+
+  it('drain: stops sending, resolves once the POST in flight is answered', async () => {
+    const { f, r, transport } = open();
+    await flush();
+    const stream = eventStream();
+    f.calls[0]?.respond(stream.response);
+    stream.frame(connectedFrame());
+    await flush();
+    transport.send({ type: 'ping', ref: 1 });
+    transport.send({ type: 'ping', ref: 2 });
+    await flush();
+    let drained = false;
+    void transport.drain?.().then(() => {
+      drained = true;
+    });
+    await flush();
+    assert.equal(drained, false);
+    f.posts()[0]?.respond(json(202, { accepted: 1 }));
+    await flush();
+    assert.equal(drained, true);
+    assert.equal(f.posts().length, 1, 'the queued frame was dropped (the new transport resends)');
+    transport.abort();
+    assert.deepEqual(r.closes, [], 'abort reports nothing');
+  });
+
+  it('close() sends a close frame; the server ending the stream then closes with 1000', async () => {
+    const { f, r, transport } = open();
+    await flush();
+    const stream = eventStream();
+    f.calls[0]?.respond(stream.response);
+    stream.frame(connectedFrame());
+    await flush();
+    transport.close(1000, 'bye');
+    await flush();
+    assert.deepEqual(f.body(f.posts()[0] as Call), [{ type: 'close' }]);
+    f.posts()[0]?.respond(json(202, { accepted: 1 }));
+    stream.end();
+    await flush();
+    assert.equal(r.closes[0]?.code, 1000);
+  });
+});
+
+describe('LongPollTransport', () => {
+  function open() {
+    const f = scriptedFetch();
+    const r = recorder();
+    const transport = new LongPollTransport({
+      fetch: f.fetch,
+      timers: new FakeTimers(),
+      requestTimeout: 10_000,
+    });
+    transport.open(OPEN_POLL, r.handlers);
+    return { f, r, transport };
+  }
+
+  it('connects, then polls in a loop with the connection key; every answer is activity', async () => {
+    const { f, r } = open();
+    await flush();
+    f.calls[0]?.respond(json(200, [connectedFrame({ connectionId: 'c_5', connectionKey: 'c_5.k' })]));
+    await flush();
+    assert.equal(r.frames[0]?.type, 'connected');
+    assert.equal(f.calls.length, 2);
+    const poll = f.calls[1] as Call;
+    assert.equal(poll.url, 'http://mooring.test/prefix/v1/connections/c_5/poll');
+    assert.equal(f.header(poll, 'x-mooring-connection-key'), 'c_5.k');
+    poll.respond(json(200, []));
+    await flush();
+    assert.equal(r.activity(), 1);
+    assert.equal(f.calls.length, 3, 'exactly one poll pending at a time');
+    f.calls[2]?.respond(
+      json(200, [
+        { type: 'heartbeat', serverTime: 1 },
+        { type: 'pong', ref: 4, serverTime: 2 },
+        { type: 'mystery' },
+      ]),
+    );
+    await flush();
+    assert.deepEqual(
+      r.frames.map((x) => x.type),
+      ['connected', 'heartbeat', 'pong'],
+    );
+    assert.deepEqual(r.problems, ['unknown frame type "mystery"']);
+    assert.equal(f.calls.length, 4);
+  });
+
+  it('404 unknown_connection on a poll ends the transport as a loss', async () => {
+    const { f, r } = open();
+    await flush();
+    f.calls[0]?.respond(json(200, [connectedFrame()]));
+    await flush();
+    f.calls[1]?.respond(
+      json(404, { error: { code: 'unknown_connection', status: 404, retryable: false, message: 'gone' } }),
+    );
+    await flush();
+    assert.equal(r.closes[0]?.reason, 'unknown_connection');
+    assert.equal(classifyClose(r.closes[0] as TransportCloseInfo).type, 'lost');
+  });
+
+  it('a refused opening request reports its status and error body', async () => {
+    const { f, r } = open();
+    await flush();
+    f.calls[0]?.respond(
+      json(403, { error: { code: 'forbidden', status: 403, retryable: false, message: 'no' } }),
+    );
+    await flush();
+    assert.equal(r.closes[0]?.httpStatus, 403);
+    assert.equal(r.closes[0]?.error?.code, 'forbidden');
+  });
+
+  it('close(): the close frame goes upstream; once accepted the transport ends with 1000', async () => {
+    const { f, r, transport } = open();
+    await flush();
+    f.calls[0]?.respond(json(200, [connectedFrame({ connectionId: 'c_6' })]));
+    await flush();
+    const pendingPoll = f.calls[1] as Call;
+    transport.close();
+    await flush();
+    const post = f.posts()[0] as Call;
+    assert.equal(post.url, 'http://mooring.test/prefix/v1/connections/c_6/frames');
+    assert.deepEqual(f.body(post), [{ type: 'close' }]);
+    post.respond(json(202, { accepted: 1 }));
+    await flush();
+    assert.equal(r.closes[0]?.code, 1000);
+    assert.equal(pendingPoll.init.signal?.aborted, true, 'the pending poll is cancelled');
+  });
+});
