@@ -2,7 +2,7 @@
  * Command line of `npm run bench` (bench/src/run.ts):
  *
  *   node bench/src/run.ts [fanout|appends|all] [--subscribers N] [--seconds S] [--rate R]
- *        [--in-flight W] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
+ *        [--in-flight W] [--rounds N] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
  *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory]
  */
 import { parseArgs } from 'node:util';
@@ -15,6 +15,7 @@ export interface BenchOptions {
   warmupSeconds: number;
   rate: number;
   inFlight: number;
+  rounds: number;
   servers: string[] | undefined;
   responses: number;
   appendsPerResponse: number;
@@ -28,6 +29,8 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|all] [options
   --warmup S        unmeasured seconds before each rate pass (default 2)
   --rate R          offered publish rate of the rate pass, msgs/s (default 50)
   --in-flight W     messages in flight in the saturate pass, 0 to skip it (default 8)
+  --rounds N        run each server N times, alternating the order, and report the least
+                    disturbed pass (least CPU used by other processes); default 1
   --servers LIST    comma-separated: raw-ws,socketio,mooring,mooring-sqlite (default all),
                     also socketio-sdk (Socket.IO through socket.io-client)
   --responses N     concurrent responses in the appends scenario (default 200)
@@ -67,6 +70,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       warmup: { type: 'string' },
       rate: { type: 'string' },
       'in-flight': { type: 'string' },
+      rounds: { type: 'string' },
       servers: { type: 'string' },
       responses: { type: 'string' },
       appends: { type: 'string' },
@@ -94,6 +98,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     warmupSeconds: positiveNumber('warmup', values.warmup, 2, true),
     rate: positiveNumber('rate', values.rate, 50),
     inFlight: Math.round(positiveNumber('in-flight', values['in-flight'], 8, true)),
+    rounds: Math.round(positiveNumber('rounds', values.rounds, 1)),
     servers: list(values.servers),
     responses: Math.round(positiveNumber('responses', values.responses, 200)),
     appendsPerResponse: Math.round(positiveNumber('appends', values.appends, 500)),

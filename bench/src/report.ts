@@ -26,8 +26,9 @@ const fixed = (n: number | null, digits: number): string =>
 const ms = (n: number): string => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—');
 const times = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '—');
 
-function modeLabel(pass: PassResult, inFlight: number): string {
-  return pass.mode === 'rate' ? `rate ${pass.offeredPerSec}/s` : `saturate (${inFlight} in flight)`;
+function modeLabel(pass: PassResult, ctx: FanoutReportContext): string {
+  const mode = pass.mode === 'rate' ? `rate ${pass.offeredPerSec}/s` : `saturate (${ctx.inFlight} in flight)`;
+  return ctx.rounds > 1 && pass.round !== undefined ? `${mode}, round ${pass.round}` : mode;
 }
 
 function table(header: string[], rows: string[][], align: ('l' | 'r')[]): string {
@@ -41,6 +42,7 @@ function table(header: string[], rows: string[][], align: ('l' | 'r')[]): string
 
 export interface FanoutReportContext {
   subscribers: number;
+  rounds: number;
   inFlight: number;
   rate: number;
 }
@@ -58,7 +60,7 @@ export function fanoutMarkdown(results: FanoutServerResult[], ctx: FanoutReportC
       notes.push(`${result.label}: only ${result.subscribers} subscribers connected`);
     }
     for (const pass of result.passes) {
-      const mode = modeLabel(pass, ctx.inFlight);
+      const mode = modeLabel(pass, ctx);
       rows.push([
         result.label,
         mode,

@@ -3,6 +3,7 @@
  * and writes every number to bench/results/latest.json. Measures and reports; asserts nothing about
  * timings (STYLE habit 8). Exits 1 only when a scenario could not run, 2 on the global time limit.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +36,22 @@ const watchdog = setTimeout(() => {
 }, RUN_LIMIT_MS);
 watchdog.unref();
 
+/** The code measured: commit, and whether the packages had uncommitted changes at the time. */
+function gitState(): string {
+  const git = (...args: string[]): string =>
+    execFileSync('git', args, {
+      encoding: 'utf8',
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  try {
+    const dirty = git('status', '--porcelain', '--', 'packages') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' + uncommitted changes in packages/' : ''}`;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
 const cpuList = cpus();
 const machine = {
   cpus: cpuList.length,
@@ -42,6 +59,7 @@ const machine = {
   node: process.version,
   platform: platform(),
   loadavgAtStart: loadavg(),
+  code: gitState(),
 };
 process.stderr.write(
   `bench: ${machine.cpus} × ${machine.model}, Node ${machine.node}, load average ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}\n`,
@@ -60,6 +78,7 @@ if (options.scenario !== 'appends') {
     seconds: options.seconds,
     warmupSeconds: options.warmupSeconds,
     inFlight: options.inFlight,
+    rounds: options.rounds,
     drainMs: 3000,
     connectConcurrency: 50,
     ...(options.servers === undefined ? {} : { only: options.servers }),
@@ -77,7 +96,7 @@ if (options.scenario !== 'fanout') {
 const sections = [
   `## Mooring benchmarks (${started.toISOString()})`,
   `Machine: ${machine.cpus} × ${machine.model}, Node ${machine.node} (${machine.platform}); ` +
-    `load average at start ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' / ')}. ` +
+    `load average at start ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' / ')}; code ${machine.code}. ` +
     'Each server runs in its own process; the load generator (publisher and all subscribers) in another. ' +
     'CPU columns are cores used during the measured window.',
 ];
@@ -85,6 +104,7 @@ if (fanout !== undefined) {
   sections.push(
     fanoutMarkdown(fanout, {
       subscribers: options.subscribers,
+      rounds: options.rounds,
       inFlight: options.inFlight,
       rate: options.rate,
     }),

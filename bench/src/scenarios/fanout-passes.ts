@@ -23,6 +23,8 @@ const MASK = RING - 1;
 
 export interface PassResult {
   mode: 'rate' | 'saturate';
+  /** Which round of the run this pass belongs to (1-based; set by runFanout). */
+  round?: number;
   /** Messages/s the publisher was asked to send (rate mode); null in saturate mode. */
   offeredPerSec: number | null;
   /** Messages/s the publisher actually sent in the measured window. */
