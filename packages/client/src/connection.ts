@@ -35,6 +35,7 @@ import type { Timers } from './timers.ts';
 import { TimerSlot } from './timers.ts';
 import type { Timings } from './timings.ts';
 import type { Transport, TransportCloseInfo, TransportHandlers } from './transport.ts';
+import type { Probe } from './transport-probe.ts';
 import { probeTransport } from './transport-probe.ts';
 import type { TransportChoice, TransportPlan } from './transport-selector.ts';
 import { shouldFallBack } from './transport-selector.ts';
@@ -99,6 +100,8 @@ export class Connection {
   #attempt = 0;
   /** The kind of transport the connection runs on (the last that reached `connected`). */
   #kind: string | undefined;
+  /** The throwaway connection testing a better transport (upgrade). */
+  #upgradeProbe: Probe | undefined;
   /** A better transport being opened in the background (upgrade). */
   #candidate: Transport | undefined;
   /** The old transport ended while the candidate was opening: this loss counts if the candidate fails. */
@@ -511,12 +514,15 @@ export class Connection {
       return;
     }
     if (stale()) return;
-    const works = await probeTransport(
+    const probe = probeTransport(
       target.create(),
       connectUrl(target.endpoint, params, undefined),
       this.#deps.timers,
       timeout,
     );
+    this.#upgradeProbe = probe;
+    const works = await probe.result;
+    if (this.#upgradeProbe === probe) this.#upgradeProbe = undefined;
     if (stale()) return;
     if (!works) {
       this.#scheduleUpgrade();
@@ -586,6 +592,8 @@ export class Connection {
   #dropUpgrade(): void {
     this.#switching = false;
     this.#pendingLoss = undefined;
+    this.#upgradeProbe?.cancel();
+    this.#upgradeProbe = undefined;
     const candidate = this.#candidate;
     const retiring = this.#retiring;
     this.#candidate = undefined;

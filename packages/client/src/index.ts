@@ -14,11 +14,13 @@ export type {
   ContinuityLost,
 } from './channel.ts';
 export type { Channels } from './channels.ts';
-export type { Connection, ConnectionEvents, ConnectionStateChange } from './connection.ts';
+export type { Connection, ConnectionEvents, ConnectionStateChange, TransportChange } from './connection.ts';
 export type { ConnectionState } from './connection-state-machine.ts';
 export { CONNECTION_STATES } from './connection-state-machine.ts';
 export type { ClientErrorCode, MooringErrorCode } from './errors.ts';
 export { CLIENT_ERRORS, MooringError } from './errors.ts';
+export type { HttpTransportDeps } from './http-upstream.ts';
+export { LongPollTransport } from './long-poll-transport.ts';
 export type { MooringOptions } from './mooring.ts';
 export { Mooring } from './mooring.ts';
 export type { OperationOptions, UpdateFields } from './operations.ts';
@@ -26,9 +28,17 @@ export type { Presence } from './presence.ts';
 export type { RecoveryState } from './recovery-key.ts';
 export { decodeRecoveryKey, encodeRecoveryKey } from './recovery-key.ts';
 export type { ChannelStatus, FetchLike, HistoryOptions, HistoryPage, Rest } from './rest.ts';
+export { SseTransport } from './sse-transport.ts';
 export type { Timers } from './timers.ts';
 export type { Timings } from './timings.ts';
 export { DEFAULT_CLIENT_TIMINGS } from './timings.ts';
-export type { Transport, TransportCloseInfo, TransportFactory, TransportHandlers } from './transport.ts';
+export type {
+  Transport,
+  TransportCloseInfo,
+  TransportFactory,
+  TransportHandlers,
+  TransportKind,
+} from './transport.ts';
+export { TRANSPORT_KINDS } from './transport.ts';
 export type { WebSocketConstructor, WebSocketLike } from './websocket-transport.ts';
 export { WebSocketTransport } from './websocket-transport.ts';

@@ -11,16 +11,18 @@
 import type { Timers } from './timers.ts';
 import type { Transport } from './transport.ts';
 
-/** Resolves true when `transport` delivered `connected` within `timeout` ms. Never rejects. */
-export function probeTransport(
-  transport: Transport,
-  url: string,
-  timers: Timers,
-  timeout: number,
-): Promise<boolean> {
-  return new Promise((resolve) => {
+export interface Probe {
+  /** True when the transport delivered `connected` within the timeout. Never rejects. */
+  result: Promise<boolean>;
+  /** Gives up at once (the result is then false). */
+  cancel(): void;
+}
+
+export function probeTransport(transport: Transport, url: string, timers: Timers, timeout: number): Probe {
+  let finish: (ok: boolean) => void = () => {};
+  const result = new Promise<boolean>((resolve) => {
     let settled = false;
-    const finish = (ok: boolean): void => {
+    finish = (ok: boolean): void => {
       if (settled) return;
       settled = true;
       timers.clearTimeout(timer);
@@ -42,4 +44,5 @@ export function probeTransport(
       finish(false);
     }
   });
+  return { result, cancel: () => finish(false) };
 }

@@ -87,6 +87,19 @@ describe('transport fallback', () => {
     assert.equal(c.connection.errorReason?.status, 401);
   });
 
+  it('a browser-style WebSocket hides the 401 of a bad key; the SSE fallback shows it: failed', async (t) => {
+    const server = await realServer(t);
+    const c = client(t, server.url, {
+      ...QUICK,
+      key: 'test:wrong',
+      WebSocket: globalThis.WebSocket, // no access to the refused handshake's status
+      transportStorage: null,
+    });
+    await waitFor(() => c.connection.state === 'failed');
+    assert.equal(c.connection.errorReason?.code, 'unauthorized');
+    assert.equal(c.connection.errorReason?.status, 401);
+  });
+
   it('remembers the transport that worked: the next client starts from SSE', async (t) => {
     const server = await realServer(t);
     const proxy = await proxyTo(t, server);

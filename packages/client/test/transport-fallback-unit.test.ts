@@ -354,6 +354,17 @@ describe('background upgrade', () => {
     assert.equal(candidate.aborted, true);
   });
 
+  it('close() during a probe cancels it', async () => {
+    const s = setup();
+    await onSse(s);
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    const probe = s.last();
+    assert.equal(probe.kind, 'websocket');
+    s.connection.close();
+    assert.equal(probe.aborted, true);
+  });
+
   it('is never tried when WebSocket is not allowed', async () => {
     const s = setup({ kinds: ['sse', 'longpoll'] });
     s.connection.connect();
