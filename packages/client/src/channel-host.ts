@@ -4,7 +4,14 @@
  * (`ChannelInternals`). The handlers are handed over once at construction, so they are not part of a
  * channel's public surface.
  */
-import type { AttachedFrame, Message, OperationInput, PublishResult, Ref } from '@mooring/protocol';
+import type {
+  AttachedFrame,
+  Message,
+  OperationInput,
+  PresenceFrame,
+  PublishResult,
+  Ref,
+} from '@mooring/protocol';
 import type { Connection } from './connection.ts';
 import type { MooringError, MooringErrorCode } from './errors.ts';
 import type { Rest } from './rest.ts';
@@ -31,6 +38,10 @@ export interface ChannelInternals {
   onAttached(frame: AttachedFrame): void;
   onMessages(messages: Message[]): void;
   onDetached(ref: Ref | undefined, error: MooringError | undefined): void;
+  /** A presence snapshot or event (PROTOCOL.md §6.4). */
+  onPresence(frame: PresenceFrame): void;
+  /** An `ack` that is not a publish's (presence requests); false when `ref` is not the channel's. */
+  onAck(ref: Ref | undefined): boolean;
   /** An error frame for this channel; returns false when `ref` is not one of the channel's requests. */
   onError(ref: Ref | undefined, error: MooringError): boolean;
   /** Sets the position saved in a recovery key. */

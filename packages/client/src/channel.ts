@@ -27,6 +27,7 @@ import { Emitter } from './emitter.ts';
 import type { MooringError } from './errors.ts';
 import type { OperationOptions, UpdateFields } from './operations.ts';
 import { appendOp, createOp, deleteOp, updateOp } from './operations.ts';
+import type { PresenceInternals } from './presence.ts';
 import { Presence } from './presence.ts';
 import type { HistoryOptions, HistoryPage } from './rest.ts';
 
@@ -87,8 +88,9 @@ interface Waiter<T> {
 
 export class Channel {
   readonly name: string;
-  /** Presence (DESIGN §8): a seam for now; every method rejects with `unsupported`. */
+  /** This channel's presence set (DESIGN §8, PROTOCOL.md §6.4): enter, leave, members, events. */
   readonly presence: Presence;
+  readonly #presence: PresenceInternals;
   readonly #host: ChannelHost;
   readonly #emitter = new Emitter<ChannelEvents>();
   readonly #subscriptions = new Set<{ name: string | undefined; listener: Listener<Message> }>();
@@ -112,18 +114,38 @@ export class Channel {
   ) {
     this.name = name;
     this.#host = host;
-    this.presence = new Presence(name);
+    let presence: PresenceInternals | undefined;
+    this.presence = new Presence(
+      name,
+      {
+        connection: host.connection,
+        refusal: () => host.refusal(),
+        ensureConnecting: () => host.ensureConnecting(),
+        attach: () => this.attach(),
+        report: (error) => this.#emitter.emit('error', error),
+      },
+      (i) => {
+        presence = i;
+      },
+    );
+    if (!presence) throw new Error('unreachable: presence registers its internals when constructed');
+    this.#presence = presence;
     this.#initialMode = {};
     this.configure(options);
     register({
       onConnected: () => {
         if (this.#wanted) this.#sendAttach();
+        this.#presence.onConnected(host.connection.details?.resumed === true);
       },
       onConnectionLost: (state, error) => this.#onConnectionLost(state, error),
       onAttached: (frame) => this.#onAttached(frame),
       onMessages: (messages) => this.#onMessages(messages),
       onDetached: (ref, error) => this.#onDetached(ref, error),
-      onError: (ref, error) => this.#onError(ref, error),
+      onPresence: (frame) => {
+        if (this.#wanted) this.#presence.onFrame(frame);
+      },
+      onAck: (ref) => this.#presence.onAck(ref),
+      onError: (ref, error) => this.#presence.onError(ref, error) || this.#onError(ref, error),
       restore: (position) => {
         this.#position = position;
         if (position === '') this.#everAttached = true;
@@ -211,13 +233,11 @@ export class Channel {
   detach(): Promise<void> {
     this.#wanted = false;
     this.#attachRef = undefined;
-    this.#rejectAttach(
+    const stopped =
       this.#host.refusal() ??
-        this.#host.error(
-          'channel_detached',
-          `detach() was called on ${this.name} before the attach completed`,
-        ),
-    );
+      this.#host.error('channel_detached', `detach() was called on ${this.name} before the attach completed`);
+    this.#rejectAttach(stopped);
+    this.#presence.onDetached(stopped);
     if (this.#state === 'initialized' || this.#state === 'detached' || this.#state === 'failed') {
       return Promise.resolve();
     }
@@ -281,6 +301,7 @@ export class Channel {
     const ref = this.#host.connection.nextRef();
     this.#attachRef = ref;
     this.#sentMode = mode;
+    this.#presence.onAttaching();
     this.#setState('attaching');
     this.#host.connection.send({ type: 'attach', ref, channel: this.name, ...mode });
   }
@@ -335,6 +356,9 @@ export class Channel {
     // Detached by the server on its own.
     this.#wanted = false;
     this.#attachRef = undefined;
+    this.#presence.onDetached(
+      error ?? this.#host.error('channel_detached', `the server detached ${this.name}`),
+    );
     this.#setState(error ? 'failed' : 'detached', error);
     if (error) {
       this.#rejectAttach(error);
@@ -348,6 +372,7 @@ export class Channel {
       this.#attachRef = undefined;
       this.#setState('failed', error);
       this.#rejectAttach(error);
+      this.#presence.onDetached(error);
       return true;
     }
     if (ref !== undefined && ref === this.#detachRef) {
@@ -364,6 +389,7 @@ export class Channel {
   #onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void {
     this.#attachRef = undefined;
     this.#rejectAttach(error);
+    this.#presence.onConnectionLost(state, error);
     for (const waiter of this.#detachWaiters.splice(0)) waiter.resolve();
     if (state === 'suspended') {
       if (this.#wanted) this.#setState('suspended', error);

@@ -13,7 +13,7 @@ import { MooringError } from './errors.ts';
 export interface ChannelRouter {
   onConnected(): void;
   onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void;
-  /** Routes `attached`, `messages`, `detached` and `error` frames; false when nothing took it. */
+  /** Routes `attached`, `messages`, `detached`, `presence`, `ack` and `error` frames; false when nothing took it. */
   onFrame(frame: ServerFrame): boolean;
   /** Channel name → position, for a recovery key. */
   positions(): Record<string, string>;
@@ -106,6 +106,11 @@ export class Channels {
       case 'messages':
         this.#channels.get(frame.channel)?.internals.onMessages(frame.messages);
         return true;
+      case 'presence':
+        this.#channels.get(frame.channel)?.internals.onPresence(frame);
+        return true;
+      case 'ack':
+        return this.#channels.get(frame.channel)?.internals.onAck(frame.ref) ?? false;
       case 'detached':
         this.#channels
           .get(frame.channel)

@@ -148,7 +148,7 @@ export class Mooring {
           this.#queue.onConnected();
         },
         onFrame: (frame) => {
-          if (frame.type === 'ack') return this.#queue.onAck(frame);
+          if (frame.type === 'ack' && this.#queue.onAck(frame)) return true; // else: presence (channels)
           if (frame.type === 'error' && this.#queue.onError(frame)) return true;
           return this.#router.onFrame(frame);
         },

@@ -1,37 +1,310 @@
 /**
- * Presence (DESIGN §8) — not built yet: the server side is not specified in PROTOCOL.md v1. This is
- * the seam `channel.presence` will fill (enter / update / leave, a snapshot on attach, then events);
- * every method rejects with `unsupported` so that code written against it fails loudly, not silently.
+ * `channel.presence` (DESIGN §8, PROTOCOL.md §6.4): enter / update / leave this channel's presence
+ * set, read the set, and hear how it changes.
+ *
+ * Requests (enter, update, leave) wait in order until the server acknowledges them. On every new
+ * connection the unacknowledged ones are sent again — they are idempotent on the server (entering
+ * twice is an update, leaving twice is nothing) — and the membership this client holds is put back
+ * when the server could not keep it:
+ *
+ *   new connection, resumed: true    the server kept the membership (same connectionId): only
+ *                                    unacknowledged requests go out; other clients see nothing
+ *   new connection, resumed: false   a new identity, so no membership: enter again with the last
+ *                                    acknowledged data (the old identity leaves after its grace)
+ *   a `sync` that lacks this         the grace ran out before the connection was recovered: enter
+ *   connection while it should be in again (only visible while the channel is attached)
+ *
+ * The set itself (`get`, `subscribe`) comes from the channel's attachment: a `sync` snapshot after
+ * each attach, then one event per change; `get` and `subscribe` attach the channel.
  */
-import { MooringError } from './errors.ts';
+import type { JsonValue, PresenceFrame, PresenceMember, Ref } from '@mooring/protocol';
+import type { Connection } from './connection.ts';
+import type { Listener } from './emitter.ts';
+import type { MooringError } from './errors.ts';
+import type { PresenceAction, PresenceEvent } from './presence-members.ts';
+import { PresenceMembers } from './presence-members.ts';
+
+/** What presence needs from its channel and the client. */
+export interface PresenceHost {
+  readonly connection: Connection;
+  /** The error a request gets in the current connection state, or undefined when it may proceed. */
+  refusal(): MooringError | undefined;
+  /** Connects when the connection has never been started. */
+  ensureConnecting(): void;
+  /** Attaches the channel: the snapshot and the events come with an attachment. */
+  attach(): Promise<unknown>;
+  /** An automatic re-enter failed: reported on the channel's `error` event. */
+  report(error: MooringError): void;
+}
+
+/** How the channel drives its presence; handed over at construction. */
+export interface PresenceInternals {
+  /** A new connection is up (after the channel sent its attach). */
+  onConnected(resumed: boolean): void;
+  /** The channel sent an attach: the set is stale until the next `sync`. */
+  onAttaching(): void;
+  onFrame(frame: PresenceFrame): void;
+  /** An `ack` on this channel; false when `ref` is not a presence request. */
+  onAck(ref: Ref | undefined): boolean;
+  /** An `error` on this channel; false when `ref` is not a presence request. */
+  onError(ref: Ref | undefined, error: MooringError): boolean;
+  /** The connection went suspended (membership kept, to enter again later), closed or failed (dropped). */
+  onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void;
+  /** The channel is no longer attached (detach, or a failed attach): the set is unknown. */
+  onDetached(error: MooringError): void;
+}
+
+interface PresenceRequest {
+  action: PresenceAction;
+  data: JsonValue | undefined;
+  /** The ref of the latest send, and the connection generation it went out on. */
+  ref: Ref | undefined;
+  generation: number;
+  /** Made by the client itself to restore the membership (nobody waits for it). */
+  automatic: boolean;
+  resolve(): void;
+  reject(error: MooringError): void;
+}
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: MooringError): void;
+}
 
 export class Presence {
   readonly channel: string;
+  readonly #host: PresenceHost;
+  readonly #members = new PresenceMembers();
+  readonly #listeners = new Set<{ action: PresenceAction | undefined; listener: Listener<PresenceEvent> }>();
+  readonly #requests: PresenceRequest[] = [];
+  readonly #byRef = new Map<Ref, PresenceRequest>();
+  /** Incremented on each new connection; a request is (re)sent once per generation. */
+  #generation = 0;
+  /** The membership the server last acknowledged (undefined: not a member). */
+  #confirmed: { data: JsonValue | undefined } | undefined;
+  /** True once the `sync` of the current attachment arrived. */
+  #synced = false;
+  #syncWaiters: Waiter<PresenceMember[]>[] = [];
 
-  constructor(channel: string) {
+  constructor(channel: string, host: PresenceHost, register: (internals: PresenceInternals) => void) {
     this.channel = channel;
+    this.#host = host;
+    register({
+      onConnected: (resumed) => this.#onConnected(resumed),
+      onAttaching: () => {
+        this.#synced = false;
+      },
+      onFrame: (frame) => this.#onFrame(frame),
+      onAck: (ref) => this.#onAck(ref),
+      onError: (ref, error) => this.#onError(ref, error),
+      onConnectionLost: (state, error) => this.#onConnectionLost(state, error),
+      onDetached: (error) => this.#unsync(error),
+    });
   }
 
-  enter(_data?: unknown): Promise<void> {
-    return Promise.reject(this.#unsupported());
+  /**
+   * Enters the presence set with `data` (or updates it, when already present). Resolves once the
+   * server has it. The connection needs a `clientId`. Membership is per connection and is restored
+   * by the client after any reconnect, until `leave()`.
+   */
+  enter(data?: JsonValue): Promise<void> {
+    return this.#request('enter', data);
   }
 
-  update(_data?: unknown): Promise<void> {
-    return Promise.reject(this.#unsupported());
+  /** Replaces this client's presence data (entering when not present). */
+  update(data?: JsonValue): Promise<void> {
+    return this.#request('update', data);
   }
 
-  leave(_data?: unknown): Promise<void> {
-    return Promise.reject(this.#unsupported());
+  /** Leaves the presence set; the client stops restoring the membership. */
+  leave(): Promise<void> {
+    return this.#request('leave', undefined);
   }
 
-  get(): Promise<never[]> {
-    return Promise.reject(this.#unsupported());
+  /**
+   * The members present now: attaches the channel if needed and waits for an up-to-date snapshot
+   * (right away when attached and connected). Keyed by connection: one client on two devices is two
+   * members with the same `clientId`.
+   */
+  get(): Promise<PresenceMember[]> {
+    if (this.#synced && this.#host.connection.state === 'connected') {
+      return Promise.resolve(this.#members.list());
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject };
+      this.#syncWaiters.push(waiter);
+      this.#host.attach().catch((err: MooringError) => {
+        const i = this.#syncWaiters.indexOf(waiter);
+        if (i < 0) return;
+        this.#syncWaiters.splice(i, 1);
+        reject(err);
+      });
+    });
   }
 
-  #unsupported(): MooringError {
-    return new MooringError(
-      'unsupported',
-      'presence is not available yet: the protocol (v1) does not define it. Track it in the project issues',
-    );
+  /**
+   * Hears every change of the set (or only `action`s): `enter`, `update`, `leave`. Members already
+   * present when the channel attaches arrive as `enter`; after a re-attach only what changed while
+   * away. Attaches the channel; the promise resolves once attached (ignoring it is safe).
+   */
+  subscribe(listener: Listener<PresenceEvent>): Promise<unknown>;
+  subscribe(action: PresenceAction, listener: Listener<PresenceEvent>): Promise<unknown>;
+  subscribe(a: PresenceAction | Listener<PresenceEvent>, b?: Listener<PresenceEvent>): Promise<unknown> {
+    const action = typeof a === 'string' ? a : undefined;
+    const listener = typeof a === 'string' ? b : a;
+    if (!listener) throw new TypeError('subscribe needs a listener function');
+    this.#listeners.add({ action, listener });
+    const attached = this.#host.attach();
+    attached.catch(() => {}); // reported through the returned promise and the channel's state
+    return attached;
+  }
+
+  /** Removes a listener (from one action, or everywhere), or every listener when called without one. */
+  unsubscribe(listener?: Listener<PresenceEvent>): void;
+  unsubscribe(action: PresenceAction, listener?: Listener<PresenceEvent>): void;
+  unsubscribe(a?: PresenceAction | Listener<PresenceEvent>, b?: Listener<PresenceEvent>): void {
+    const action = typeof a === 'string' ? a : undefined;
+    const listener = typeof a === 'string' ? b : a;
+    for (const sub of [...this.#listeners]) {
+      if (action !== undefined && sub.action !== action) continue;
+      if (listener !== undefined && sub.listener !== listener) continue;
+      this.#listeners.delete(sub);
+    }
+  }
+
+  #request(action: PresenceAction, data: JsonValue | undefined): Promise<void> {
+    const refused = this.#host.refusal();
+    if (refused) return Promise.reject(refused);
+    return new Promise((resolve, reject) => {
+      const request: PresenceRequest = {
+        action,
+        data,
+        ref: undefined,
+        generation: -1,
+        automatic: false,
+        resolve,
+        reject,
+      };
+      this.#requests.push(request);
+      if (this.#host.connection.state === 'connected') this.#send(request);
+      else this.#host.ensureConnecting();
+    });
+  }
+
+  #send(request: PresenceRequest): void {
+    if (request.generation === this.#generation) return;
+    const connection = this.#host.connection;
+    const ref = connection.nextRef();
+    const frame = { type: 'presence', ref, channel: this.channel, action: request.action } as const;
+    if (!connection.send(request.data === undefined ? frame : { ...frame, data: request.data })) return;
+    if (request.ref !== undefined) this.#byRef.delete(request.ref);
+    request.ref = ref;
+    request.generation = this.#generation;
+    this.#byRef.set(ref, request);
+  }
+
+  #onConnected(resumed: boolean): void {
+    this.#generation += 1;
+    this.#byRef.clear(); // answers to earlier connections never come
+    if (!resumed && this.#requests.length === 0) this.#restore();
+    for (const request of [...this.#requests]) {
+      if (this.#host.connection.state !== 'connected') break;
+      this.#send(request);
+    }
+  }
+
+  /**
+   * Puts the acknowledged membership back (a new identity, or one whose grace ran out). Only when
+   * nothing is pending: a pending enter/update enters by itself, a pending leave makes it moot.
+   */
+  #restore(): void {
+    const confirmed = this.#confirmed;
+    if (!confirmed || this.#requests.length > 0) return;
+    this.#requests.push({
+      action: 'enter',
+      data: confirmed.data,
+      ref: undefined,
+      generation: -1,
+      automatic: true,
+      resolve: () => {},
+      reject: (error) => this.#host.report(error),
+    });
+  }
+
+  #onAck(ref: Ref | undefined): boolean {
+    const request = ref === undefined ? undefined : this.#byRef.get(ref);
+    if (!request) return false;
+    this.#remove(request);
+    this.#confirmed = request.action === 'leave' ? undefined : { data: request.data };
+    request.resolve();
+    return true;
+  }
+
+  #onError(ref: Ref | undefined, error: MooringError): boolean {
+    const request = ref === undefined ? undefined : this.#byRef.get(ref);
+    if (!request) return false;
+    this.#remove(request);
+    request.reject(error);
+    return true;
+  }
+
+  #onFrame(frame: PresenceFrame): void {
+    if (frame.action === 'sync') {
+      const events = this.#members.sync(frame.members);
+      this.#synced = true;
+      const me = this.#host.connection.id;
+      if (me !== undefined && !this.#members.has(me) && this.#requests.length === 0 && this.#confirmed) {
+        this.#restore();
+        for (const request of this.#requests) this.#send(request);
+      }
+      for (const event of events) this.#emit(event);
+      const members = this.#members.list();
+      for (const waiter of this.#syncWaiters.splice(0)) waiter.resolve(members);
+      return;
+    }
+    const event = this.#members.apply(frame.action, frame.member);
+    if (event) this.#emit(event);
+  }
+
+  #onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void {
+    // Like publishes: fail fast. A rejected request may have reached the server; repeating it is safe.
+    // An automatic re-enter is simply made again on the next connection.
+    const requests = this.#requests.splice(0);
+    this.#byRef.clear();
+    for (const request of requests) if (!request.automatic) request.reject(error);
+    if (state === 'suspended') {
+      // Keep the stale set, so that the snapshot after the outage yields only what changed.
+      this.#synced = false;
+      for (const waiter of this.#syncWaiters.splice(0)) waiter.reject(error);
+      return;
+    }
+    this.#confirmed = undefined; // the server ends a closed connection's membership; a failed one is gone
+    this.#unsync(error);
+  }
+
+  /** The set can no longer be kept up to date: forget it (silently) and fail whoever waits for it. */
+  #unsync(error: MooringError): void {
+    this.#synced = false;
+    this.#members.clear();
+    for (const waiter of this.#syncWaiters.splice(0)) waiter.reject(error);
+  }
+
+  #remove(request: PresenceRequest): void {
+    const i = this.#requests.indexOf(request);
+    if (i >= 0) this.#requests.splice(i, 1);
+    if (request.ref !== undefined) this.#byRef.delete(request.ref);
+  }
+
+  #emit(event: PresenceEvent): void {
+    for (const { action, listener } of [...this.#listeners]) {
+      if (action !== undefined && action !== event.action) continue;
+      try {
+        listener(event);
+      } catch (err) {
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
   }
 }

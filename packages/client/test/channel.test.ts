@@ -225,14 +225,6 @@ describe('Channel', () => {
     assert.equal(channel.state, 'detached');
   });
 
-  it('presence is a seam that rejects with unsupported', async () => {
-    const { client } = fakeClient({ autoConnect: false });
-    await assert.rejects(
-      client.channels.get('c').presence.enter(),
-      (e: MooringError) => e.code === 'unsupported',
-    );
-  });
-
   it('routes channel errors without a ref to the channel error event', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();

@@ -1,0 +1,310 @@
+// Presence on the client (DESIGN §8, PROTOCOL.md §6.4) against a scripted server: requests answered by
+// `ack`, the set from `sync` + events, and what happens to the membership on each kind of reconnect
+// (§5.4: a recovered connection keeps it; a new identity enters again).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { JsonValue, PresenceMember } from '@mooring/protocol';
+import type { MooringError } from '../src/errors.ts';
+import type { PresenceEvent } from '../src/presence-members.ts';
+import { EPOCH, fakeClient, sent } from './helpers/fake-client.ts';
+import type { FakeTransport } from './helpers/fake-transport.ts';
+import { flush } from './helpers/fake-transport.ts';
+
+const member = (connectionId: string, clientId: string, data?: JsonValue, timestamp = 1): PresenceMember =>
+  data === undefined ? { clientId, connectionId, timestamp } : { clientId, connectionId, timestamp, data };
+
+const ack = (t: FakeTransport, ref: string | number, channel = 'room') =>
+  t.frame({ type: 'ack', ref, channel, results: [] });
+
+/** Answers the channel's latest attach and sends the snapshot. */
+function attachWithSync(t: FakeTransport, members: PresenceMember[], channel = 'room'): void {
+  const attach = sent(t, 'attach').at(-1);
+  assert.ok(attach, 'the channel sent no attach');
+  t.frame({ type: 'attached', ref: attach.ref, channel, resumed: false, epoch: EPOCH, position: '' });
+  t.frame({ type: 'presence', channel, action: 'sync', members });
+}
+
+/** Drops the transport and lets the client open the next one (not yet answered). */
+async function drop(t: FakeTransport, timers: { advance(ms: number): void }) {
+  t.end({ code: 1006, reason: '' });
+  timers.advance(0);
+  await flush();
+}
+
+describe('presence requests', () => {
+  it('enter, update and leave go out as presence frames and resolve on their ack', async () => {
+    const { client, connect } = fakeClient({ clientId: 'me' });
+    const t = await connect();
+    const presence = client.channels.get('room').presence;
+    let entered = false;
+    const entering = presence.enter({ status: 'online' }).then(() => {
+      entered = true;
+    });
+    const [enter] = sent(t, 'presence');
+    assert.deepEqual(
+      { action: enter?.action, channel: enter?.channel, data: enter?.data },
+      { action: 'enter', channel: 'room', data: { status: 'online' } },
+    );
+    await flush();
+    assert.equal(entered, false, 'resolved before the ack');
+    ack(t, enter!.ref);
+    await entering;
+
+    const updating = presence.update({ status: 'away' });
+    ack(t, sent(t, 'presence')[1]!.ref);
+    await updating;
+    const leaving = presence.leave();
+    const leave = sent(t, 'presence')[2]!;
+    assert.equal(leave.action, 'leave');
+    assert.equal('data' in leave, false);
+    ack(t, leave.ref);
+    await leaving;
+  });
+
+  it('rejects with the server error answering the request', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const entering = client.channels.get('room').presence.enter();
+    const [enter] = sent(t, 'presence');
+    t.frame({
+      type: 'error',
+      ref: enter!.ref,
+      channel: 'room',
+      error: { code: 'bad_request', status: 400, retryable: false, message: 'presence needs a clientId' },
+    });
+    await assert.rejects(entering, (e: MooringError) => e.code === 'bad_request');
+  });
+
+  it('queues requests until connected, and fails fast while suspended', async () => {
+    const { client, timers, transports } = fakeClient({ autoConnect: false, connectionStateTtl: 1_000 });
+    const presence = client.channels.get('room').presence;
+    const entering = presence.enter('hi'); // starts the connection
+    await flush();
+    const t = transports.last();
+    assert.equal(sent(t, 'presence').length, 0);
+    t.connected();
+    const [enter] = sent(t, 'presence');
+    assert.equal(enter?.data, 'hi');
+    ack(t, enter!.ref);
+    await entering;
+
+    t.end({ code: 1006, reason: '' });
+    for (let i = 0; i < 20 && client.connection.state !== 'suspended'; i++) {
+      timers.advance(500);
+      await flush();
+      transports.last().end({ code: 1006, reason: '' });
+    }
+    assert.equal(client.connection.state, 'suspended');
+    await assert.rejects(presence.update('x'), (e: MooringError) => e.code === 'connection_suspended');
+  });
+});
+
+describe('presence across reconnects', () => {
+  it('after a recovered connection resends only what was not acknowledged, and never re-enters', async () => {
+    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
+    const t1 = await connect();
+    const presence = client.channels.get('room').presence;
+    const entered = presence.enter('a');
+    ack(t1, sent(t1, 'presence')[0]!.ref);
+    await entered;
+    const updating = presence.update('b'); // sent, never answered: the connection drops
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected({ resumed: true, connectionId: client.connection.id ?? '' });
+    const resent = sent(t2, 'presence');
+    assert.deepEqual(
+      resent.map((f) => [f.action, f.data]),
+      [['update', 'b']],
+    );
+    ack(t2, resent[0]!.ref);
+    await updating;
+
+    await drop(t2, timers);
+    const t3 = transports.last();
+    t3.connected({ resumed: true, connectionId: client.connection.id ?? '' });
+    assert.equal(sent(t3, 'presence').length, 0, 'the server kept the membership: nothing to send');
+  });
+
+  it('after a new identity (resumed: false) enters again with the last acknowledged data', async () => {
+    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
+    const t1 = await connect();
+    const presence = client.channels.get('room').presence;
+    const entered = presence.update({ typing: true }); // update of a non-member enters
+    ack(t1, sent(t1, 'presence')[0]!.ref);
+    await entered;
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected({ resumed: false });
+    const [reenter] = sent(t2, 'presence');
+    assert.deepEqual([reenter?.action, reenter?.data], ['enter', { typing: true }]);
+
+    // Once left, a new identity does not enter again.
+    ack(t2, reenter!.ref);
+    const leaving = presence.leave();
+    ack(t2, sent(t2, 'presence')[1]!.ref);
+    await leaving;
+    await drop(t2, timers);
+    const t3 = transports.last();
+    t3.connected({ resumed: false });
+    assert.equal(sent(t3, 'presence').length, 0);
+  });
+
+  it('a pending request replaces the automatic re-enter (no enter-then-leave)', async () => {
+    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
+    const t1 = await connect();
+    const presence = client.channels.get('room').presence;
+    const entered = presence.enter('a');
+    ack(t1, sent(t1, 'presence')[0]!.ref);
+    await entered;
+    const leaving = presence.leave();
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected({ resumed: false });
+    assert.deepEqual(
+      sent(t2, 'presence').map((f) => f.action),
+      ['leave'],
+    );
+    ack(t2, sent(t2, 'presence')[0]!.ref);
+    await leaving;
+  });
+
+  it('enters again when the snapshot after a recovered connection lacks it (the grace ran out)', async () => {
+    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
+    const t1 = await connect();
+    const channel = client.channels.get('room');
+    void channel.attach();
+    attachWithSync(t1, []);
+    const entered = channel.presence.enter('here');
+    ack(t1, sent(t1, 'presence')[0]!.ref);
+    await entered;
+    const me = client.connection.id ?? '';
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected({ resumed: true, connectionId: me });
+    assert.equal(sent(t2, 'presence').length, 0);
+    attachWithSync(t2, [member('c_other', 'other')]);
+    const [reenter] = sent(t2, 'presence');
+    assert.deepEqual([reenter?.action, reenter?.data], ['enter', 'here']);
+
+    // With itself in the snapshot, nothing is sent.
+    ack(t2, reenter!.ref);
+    await drop(t2, timers);
+    const t3 = transports.last();
+    t3.connected({ resumed: true, connectionId: me });
+    attachWithSync(t3, [member(me, 'me', 'here'), member('c_other', 'other')]);
+    assert.equal(sent(t3, 'presence').length, 0);
+  });
+
+  it('close() rejects pending requests and forgets the membership', async () => {
+    const { client, connect, transports } = fakeClient({ clientId: 'me' });
+    const t1 = await connect();
+    const presence = client.channels.get('room').presence;
+    const entered = presence.enter('a');
+    ack(t1, sent(t1, 'presence')[0]!.ref);
+    await entered;
+    const updating = presence.update('b');
+    client.close();
+    t1.end({ code: 1000, reason: '' });
+    await assert.rejects(updating, (e: MooringError) => e.code === 'connection_closed');
+    client.connect();
+    await flush();
+    transports.last().connected({ resumed: false });
+    assert.equal(sent(transports.last(), 'presence').length, 0);
+  });
+});
+
+describe('presence set', () => {
+  it('get() attaches, waits for the snapshot, then follows the events', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const presence = client.channels.get('room').presence;
+    const members = presence.get();
+    assert.equal(sent(t, 'attach').length, 1, 'get() attaches the channel');
+    attachWithSync(t, [member('c_a', 'agent', { typing: false })]);
+    assert.deepEqual(
+      (await members).map((m) => [m.clientId, m.data]),
+      [['agent', { typing: false }]],
+    );
+    t.frame({ type: 'presence', channel: 'room', action: 'enter', member: member('c_b', 'user') });
+    t.frame({
+      type: 'presence',
+      channel: 'room',
+      action: 'update',
+      member: member('c_a', 'agent', { typing: true }, 2),
+    });
+    t.frame({ type: 'presence', channel: 'room', action: 'leave', member: member('c_b', 'user') });
+    assert.deepEqual(
+      (await presence.get()).map((m) => [m.connectionId, m.data]),
+      [['c_a', { typing: true }]],
+    );
+  });
+
+  it('subscribers hear enter/update/leave, filtered by action, and members found by the first snapshot as enter', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const presence = client.channels.get('room').presence;
+    const all: string[] = [];
+    const leaves: string[] = [];
+    const record = (e: PresenceEvent) => all.push(`${e.action}:${e.member.clientId}`);
+    void presence.subscribe(record);
+    void presence.subscribe('leave', (e) => leaves.push(e.member.clientId));
+    attachWithSync(t, [member('c_a', 'agent')]);
+    t.frame({ type: 'presence', channel: 'room', action: 'enter', member: member('c_b', 'user') });
+    t.frame({ type: 'presence', channel: 'room', action: 'enter', member: member('c_b', 'user', 'x', 2) });
+    t.frame({ type: 'presence', channel: 'room', action: 'leave', member: member('c_a', 'agent') });
+    t.frame({ type: 'presence', channel: 'room', action: 'leave', member: member('c_a', 'agent') });
+    assert.deepEqual(all, ['enter:agent', 'enter:user', 'update:user', 'leave:agent']);
+    assert.deepEqual(leaves, ['agent']);
+    presence.unsubscribe(record);
+    t.frame({ type: 'presence', channel: 'room', action: 'leave', member: member('c_b', 'user') });
+    assert.equal(all.length, 4);
+    assert.deepEqual(leaves, ['agent', 'user']);
+  });
+
+  it('after a re-attach, subscribers hear only what changed while the client was away', async () => {
+    const { client, connect, timers, transports } = fakeClient();
+    const t1 = await connect();
+    const presence = client.channels.get('room').presence;
+    const events: string[] = [];
+    void presence.subscribe((e) => events.push(`${e.action}:${e.member.connectionId}`));
+    attachWithSync(t1, [member('c_a', 'a'), member('c_b', 'b'), member('c_c', 'c', 'old')]);
+    events.length = 0;
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected();
+    attachWithSync(t2, [member('c_a', 'a'), member('c_c', 'c', 'new', 2), member('c_d', 'd')]);
+    assert.deepEqual(events, ['leave:c_b', 'update:c_c', 'enter:c_d']);
+  });
+
+  it('get() waits while the connection is down, and rejects when the channel is detached', async () => {
+    const { client, connect, timers, transports } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('room');
+    const first = channel.presence.get();
+    attachWithSync(t1, [member('c_a', 'a')]);
+    await first;
+    await drop(t1, timers);
+    let settled = false;
+    const during = channel.presence.get().then((m) => {
+      settled = true;
+      return m;
+    });
+    await flush();
+    assert.equal(settled, false, 'a stale set is not served while disconnected');
+    const t2 = transports.last();
+    t2.connected();
+    attachWithSync(t2, [member('c_b', 'b')]);
+    assert.deepEqual(
+      (await during).map((m) => m.connectionId),
+      ['c_b'],
+    );
+
+    const pending = (async () => {
+      await drop(t2, timers);
+      return channel.presence.get();
+    })();
+    await flush();
+    void channel.detach();
+    await assert.rejects(pending, (e: MooringError) => e.code === 'channel_detached');
+  });
+});
