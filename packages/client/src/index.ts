@@ -25,6 +25,7 @@ export type { MooringOptions } from './mooring.ts';
 export { Mooring } from './mooring.ts';
 export type { OperationOptions, UpdateFields } from './operations.ts';
 export type { Presence } from './presence.ts';
+export type { PresenceAction, PresenceEvent } from './presence-members.ts';
 export type { RecoveryState } from './recovery-key.ts';
 export { decodeRecoveryKey, encodeRecoveryKey } from './recovery-key.ts';
 export type { ChannelStatus, FetchLike, HistoryOptions, HistoryPage, Rest } from './rest.ts';
