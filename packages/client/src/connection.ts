@@ -9,16 +9,9 @@
  *   browser online / visible ──▶ online (or a liveness probe while connected)
  *
  * Transports (`transport-selector.ts`): an attempt tries a chain of transports within `connecting`
- * (WebSocket → SSE → long-polling), falling back on a failure that is the transport's fault. While
- * connected on a fallback, a better transport is tried in the background, with no state change:
- *
- *   every upgradeInterval   probe it (a throwaway connection: does `connected` get through?)
- *   probe ok                open it with recover=<connectionKey>: the server moves the connection
- *                           to it and drops the old transport (the old one's close is then ignored)
- *   its `connected`         stop sending on the old transport, wait until its last upstream request
- *                           is answered (`drain`), drop it, then the resume path on the new one:
- *                           re-attach from positions, resend unacknowledged publishes — nothing
- *                           lost (positions), nothing twice (versions, publish ids)
+ * (WebSocket → SSE → long-polling), each with its own opening timeout, falling back on a failure that
+ * is the transport's fault. While connected on a fallback, `transport-upgrade.ts` tries a better
+ * transport in the background and moves the connection to it without a state change.
  *
  * Entry actions run before listeners hear about a change, so that, on `connected`, re-attaches and
  * resent publishes go out before anything an application does in its `statechange` listener.
@@ -35,10 +28,9 @@ import type { Timers } from './timers.ts';
 import { TimerSlot } from './timers.ts';
 import type { Timings } from './timings.ts';
 import type { Transport, TransportCloseInfo, TransportHandlers } from './transport.ts';
-import type { Probe } from './transport-probe.ts';
-import { probeTransport } from './transport-probe.ts';
 import type { TransportChoice, TransportPlan } from './transport-selector.ts';
 import { shouldFallBack } from './transport-selector.ts';
+import { TransportUpgrade } from './transport-upgrade.ts';
 
 export interface ConnectionStateChange {
   previous: ConnectionState;
@@ -100,18 +92,7 @@ export class Connection {
   #attempt = 0;
   /** The kind of transport the connection runs on (the last that reached `connected`). */
   #kind: string | undefined;
-  /** The throwaway connection testing a better transport (upgrade). */
-  #upgradeProbe: Probe | undefined;
-  /** A better transport being opened in the background (upgrade). */
-  #candidate: Transport | undefined;
-  /** The old transport ended while the candidate was opening: this loss counts if the candidate fails. */
-  #pendingLoss: TransportCloseInfo | undefined;
-  /** Between the candidate's `connected` and the switch: the old transport drains, nothing is sent. */
-  #switching = false;
-  /** The old transport while it drains. */
-  #retiring: Transport | undefined;
-  /** Changes with every state entry and transport switch; async steps started before are stale. */
-  #epoch = 0;
+  readonly #upgrade: TransportUpgrade;
   #disconnect: DisconnectFrame | undefined;
   #details: ConnectedFrame | undefined;
   #recover: string | undefined;
@@ -125,9 +106,6 @@ export class Connection {
   readonly #openTimer: TimerSlot;
   readonly #idleTimer: TimerSlot;
   readonly #closeTimer: TimerSlot;
-  readonly #upgradeTimer: TimerSlot;
-  readonly #candidateTimer: TimerSlot;
-  readonly #switchTimer: TimerSlot;
 
   constructor(deps: ConnectionDeps) {
     this.#deps = deps;
@@ -136,9 +114,32 @@ export class Connection {
     this.#openTimer = new TimerSlot(deps.timers);
     this.#idleTimer = new TimerSlot(deps.timers);
     this.#closeTimer = new TimerSlot(deps.timers);
-    this.#upgradeTimer = new TimerSlot(deps.timers);
-    this.#candidateTimer = new TimerSlot(deps.timers);
-    this.#switchTimer = new TimerSlot(deps.timers);
+    this.#upgrade = new TransportUpgrade({
+      plan: deps.transports,
+      timers: deps.timers,
+      timings: deps.timings,
+      params: deps.params,
+      connected: () => this.state === 'connected',
+      key: () => this.#recover,
+      current: () => this.#transport,
+      handlersFor: (transport) => this.#handlersFor(transport),
+      adopt: (candidate, frame) => {
+        this.#transport = candidate;
+        this.#details = frame;
+        this.#recover = frame.connectionKey;
+        this.#disconnect = undefined;
+        this.#rejectPings();
+        this.#armIdle();
+      },
+      switched: (candidate, frame) => {
+        this.#deps.transports.worked(candidate.kind);
+        this.#deps.hooks.onConnected(frame);
+        if (this.#transport !== candidate) return; // a resend failed: the connection is reconnecting
+        this.#setKind(candidate.kind);
+        this.#upgrade.schedule(candidate.kind);
+      },
+      lost: (info) => this.#dispatch(classifyClose(info, this.#disconnect)),
+    });
   }
 
   get state(): ConnectionState {
@@ -242,7 +243,7 @@ export class Connection {
    */
   send(frame: ClientFrame): boolean {
     const transport = this.#transport;
-    if (this.state !== 'connected' || transport === undefined || this.#switching) return false;
+    if (this.state !== 'connected' || transport === undefined || this.#upgrade.switching) return false;
     try {
       transport.send(frame);
       return true;
@@ -298,18 +299,11 @@ export class Connection {
 
   /** Entry actions of each state. */
   #enter(next: MachineState): void {
-    this.#epoch += 1;
-    for (const timer of [
-      this.#retryTimer,
-      this.#openTimer,
-      this.#idleTimer,
-      this.#closeTimer,
-      this.#upgradeTimer,
-      this.#candidateTimer,
-      this.#switchTimer,
-    ])
-      timer.clear();
-    this.#dropUpgrade();
+    this.#retryTimer.clear();
+    this.#openTimer.clear();
+    this.#idleTimer.clear();
+    this.#closeTimer.clear();
+    this.#upgrade.cancel();
     const { timings } = this.#deps;
     switch (next.state) {
       case 'connecting':
@@ -323,8 +317,8 @@ export class Connection {
         if (kind !== undefined) {
           this.#deps.transports.worked(kind);
           this.#setKind(kind);
+          this.#upgrade.schedule(kind);
         }
-        this.#scheduleUpgrade();
         break;
       }
       case 'disconnected':
@@ -411,7 +405,7 @@ export class Connection {
     this.#dispatch(classifyClose(failure, this.#disconnect));
   }
 
-  /** Handlers for a transport this connection opened (the current one, or an upgrade candidate). */
+  /** Handlers for a transport this connection opened; only the current transport is heard. */
   #handlersFor(transport: Transport): TransportHandlers {
     return {
       onOpen: () => {},
@@ -420,15 +414,13 @@ export class Connection {
       },
       onFrame: (frame) => {
         if (transport === this.#transport) this.#onFrame(frame);
-        else if (transport === this.#candidate && frame.type === 'connected') this.#adopt(frame);
       },
       onProtocolError: (message) => {
         if (transport !== this.#transport) return;
         this.#emitter.emit('error', new MooringError('protocol_error', `the server sent ${message}`));
       },
       onClose: (info) => {
-        if (transport === this.#candidate) this.#candidateFailed();
-        else if (transport === this.#transport) this.#onTransportClose(transport, info);
+        if (transport === this.#transport) this.#onTransportClose(transport, info);
       },
     };
   }
@@ -475,13 +467,9 @@ export class Connection {
       this.#dispatch({ type: 'closed' });
       return;
     }
-    if (this.state === 'connected' && this.#candidate !== undefined && this.#disconnect === undefined) {
-      // Most likely the server just moved the connection to the candidate; its `connected` decides.
-      // Kept to drain: an upstream request of it may still be on its way.
-      this.#pendingLoss = info;
-      this.#retiring = transport;
+    // While an upgrade opens a candidate, this is most likely the server moving the connection to it.
+    if (this.state === 'connected' && this.#disconnect === undefined && this.#upgrade.hold(transport, info))
       return;
-    }
     this.#dispatch(classifyClose(info, this.#disconnect));
   }
 
@@ -490,116 +478,6 @@ export class Connection {
     if (kind === previous) return;
     this.#kind = kind;
     this.#emitter.emit('transport', { previous, current: kind });
-  }
-
-  /** While connected on a fallback: try the better transport after `upgradeInterval`. */
-  #scheduleUpgrade(): void {
-    if (this.state !== 'connected' || this.#kind === undefined) return;
-    const target = this.#deps.transports.upgradeFrom(this.#kind);
-    if (target === undefined) return;
-    this.#upgradeTimer.set(this.#deps.timings.upgradeInterval, () => {
-      void this.#upgrade(target);
-    });
-  }
-
-  async #upgrade(target: TransportChoice): Promise<void> {
-    const epoch = this.#epoch;
-    const stale = () => this.#epoch !== epoch || this.state !== 'connected';
-    const timeout = Math.min(target.fallbackTimeout, this.#deps.timings.realtimeRequestTimeout);
-    let params: Record<string, string>;
-    try {
-      params = await this.#deps.params();
-    } catch {
-      if (!stale()) this.#scheduleUpgrade();
-      return;
-    }
-    if (stale()) return;
-    const probe = probeTransport(
-      target.create(),
-      connectUrl(target.endpoint, params, undefined),
-      this.#deps.timers,
-      timeout,
-    );
-    this.#upgradeProbe = probe;
-    const works = await probe.result;
-    if (this.#upgradeProbe === probe) this.#upgradeProbe = undefined;
-    if (stale()) return;
-    if (!works) {
-      this.#scheduleUpgrade();
-      return;
-    }
-    const candidate = target.create();
-    this.#candidate = candidate;
-    this.#candidateTimer.set(timeout, () => this.#candidateFailed());
-    candidate.open(connectUrl(target.endpoint, params, this.#recover), this.#handlersFor(candidate));
-  }
-
-  #candidateFailed(): void {
-    const candidate = this.#candidate;
-    if (candidate === undefined) return;
-    this.#candidate = undefined;
-    this.#candidateTimer.clear();
-    candidate.abort();
-    const loss = this.#pendingLoss;
-    this.#pendingLoss = undefined;
-    if (loss !== undefined) {
-      this.#retiring?.abort();
-      this.#retiring = undefined;
-      this.#dispatch(classifyClose(loss, this.#disconnect));
-    } else this.#scheduleUpgrade();
-  }
-
-  /** The candidate delivered `connected`: the connection moves to it (see the header). */
-  #adopt(frame: ConnectedFrame): void {
-    const candidate = this.#candidate;
-    if (candidate === undefined || this.state !== 'connected') return;
-    this.#candidate = undefined;
-    this.#candidateTimer.clear();
-    this.#pendingLoss = undefined;
-    const old = this.#transport ?? this.#retiring;
-    this.#retiring = old;
-    this.#transport = candidate;
-    this.#switching = true;
-    this.#epoch += 1;
-    const epoch = this.#epoch;
-    this.#details = frame;
-    this.#recover = frame.connectionKey;
-    this.#disconnect = undefined;
-    this.#rejectPings();
-    this.#armIdle();
-    const finish = (): void => {
-      if (this.#epoch !== epoch || !this.#switching) return;
-      this.#switching = false;
-      this.#switchTimer.clear();
-      this.#retiring = undefined;
-      old?.abort();
-      this.#deps.transports.worked(candidate.kind);
-      this.#deps.hooks.onConnected(frame);
-      if (this.#transport !== candidate) return; // a resend failed: the connection is reconnecting
-      this.#setKind(candidate.kind);
-      this.#scheduleUpgrade();
-    };
-    if (old?.drain) {
-      // Bounded: an old transport whose last POST never returns must not hold the switch forever.
-      this.#switchTimer.set(this.#deps.timings.realtimeRequestTimeout, finish);
-      old.drain().then(finish, finish);
-    } else {
-      finish();
-    }
-  }
-
-  /** Abandons an upgrade in progress (on every state change). */
-  #dropUpgrade(): void {
-    this.#switching = false;
-    this.#pendingLoss = undefined;
-    this.#upgradeProbe?.cancel();
-    this.#upgradeProbe = undefined;
-    const candidate = this.#candidate;
-    const retiring = this.#retiring;
-    this.#candidate = undefined;
-    this.#retiring = undefined;
-    candidate?.abort();
-    retiring?.abort();
   }
 
   /** (Re)starts dead-connection detection: silence for maxIdleInterval + idleGrace means dead. */

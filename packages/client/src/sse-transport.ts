@@ -52,6 +52,10 @@ export class SseTransport implements Transport {
 
   send(frame: ClientFrame): void {
     if (this.#done) throw new Error('the SSE transport is closed');
+    if (frame.type === 'close') {
+      this.close(1000, 'client closed'); // sends it, and knows the end that follows is a normal one
+      return;
+    }
     this.#upstream.send(frame);
   }
 

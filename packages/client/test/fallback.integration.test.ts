@@ -14,8 +14,11 @@ import { client, connected, proxyTo, realServer, waitFor } from './helpers/real-
 
 const texts = (messages: Message[]) => messages.map((m) => m.data);
 
-/** Timeouts short enough that a fallback takes a moment; no assertion depends on them. */
-const QUICK = { webSocketOpenTimeout: 1_000, sseOpenTimeout: 300 };
+/**
+ * Shorter than the defaults so that a buffered stream gives way quickly, yet long enough that a
+ * loaded machine never misses a stream that does work (which would pick long-polling instead).
+ */
+const QUICK = { webSocketOpenTimeout: 3_000, sseOpenTimeout: 1_500 };
 
 /** Publishes `count` messages one after another (each after the previous ack) until done. */
 function stream(writer: Mooring, channel: string, count: number, prefix = 'm'): Promise<string[]> {

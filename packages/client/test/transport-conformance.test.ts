@@ -125,6 +125,39 @@ for (const kind of KINDS) {
       assert.equal(history.items[0]?.serial, serial);
     });
 
+    it('comes back after a server restart (shutting_down) and raises continuityLost for a lost log', async (t) => {
+      const first = await realServer(t);
+      const port = first.port;
+      const c = client(t, first.url, on);
+      const channel = c.channels.get('session:e');
+      const lost: string[] = [];
+      const reasons: string[] = [];
+      channel.on('continuityLost', (e) => lost.push(e.reason));
+      c.connection.on('disconnected', (e) => reasons.push(e.reason?.code ?? ''));
+      const got: Message[] = [];
+      await channel.subscribe((m) => got.push(m));
+      await channel.publish('t', 'old log');
+      await waitFor(() => got.length === 1);
+
+      await first.close();
+      await waitFor(() => c.connection.state !== 'connected');
+      if (kind === 'longpoll') {
+        // Between two polls there is no request to answer: the server closes the idle keep-alive
+        // socket, so the client may see a failed poll instead of the `disconnect` frame.
+        assert.ok(['shutting_down', 'disconnected'].includes(reasons[0] ?? ''), reasons[0]);
+      } else {
+        assert.equal(reasons[0], 'shutting_down');
+      }
+      const second = await realServer(t, { port }); // same address, empty memory store
+      await client(t, second.url).channels.get('session:e').publish('t', 'new log');
+      await waitFor(() => lost.length === 1, { message: 'continuityLost was not raised' });
+      assert.equal(lost[0], 'epoch_changed');
+      await channel.publish('t', 'live again');
+      await waitFor(() => got.length === 2);
+      assert.deepEqual(texts(got), ['old log', 'live again']);
+      assert.equal(c.connection.transport, kind);
+    });
+
     it('fails on bad credentials with unauthorized, without retrying', async (t) => {
       const server = await realServer(t);
       const proxy = await proxyTo(t, server);
