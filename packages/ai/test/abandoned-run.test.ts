@@ -22,7 +22,7 @@ describe('a crashed agent', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     t.after(() => child.kill('SIGKILL'));
-    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+    const [line] = (await once(child.stdout, 'data', { signal: AbortSignal.timeout(20_000) })) as [Buffer];
     assert.equal(line.toString().trim(), 'ready');
 
     const sessions = [0, 1].map(

@@ -109,7 +109,7 @@ describe('serverless publishing (REST)', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     t.after(() => child.kill('SIGKILL'));
-    await once(child.stdout, 'data');
+    await once(child.stdout, 'data', { signal: AbortSignal.timeout(20_000) });
     await waitFor(() => textOf(user.run('run-dies')?.message) === 'partial');
     assert.equal(user.run('run-dies')?.status, 'running');
     child.kill('SIGKILL');

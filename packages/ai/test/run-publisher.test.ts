@@ -1,0 +1,180 @@
+// The chunk → operations publisher (PROTOCOL.md §13.2), against an in-memory log: deterministic ids,
+// order, coalescing within a window but never across another operation, size limits, retries.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { UIMessageChunk } from 'ai';
+import { ConversationTree } from '../src/conversation-tree.ts';
+import { buildRunMessage } from '../src/run-message.ts';
+import { RunPublisher } from '../src/run-publisher.ts';
+import { MemoryLog } from './helpers/memory-log.ts';
+import { messageFrom, normalize } from './helpers/models.ts';
+
+function publisher(log: MemoryLog, options: Partial<ConstructorParameters<typeof RunPublisher>[0]> = {}) {
+  return new RunPublisher({ sink: log, runId: 'r1', agent: 'a', input: 'i1', ...options });
+}
+
+async function rebuilt(log: MemoryLog, messages = log.live) {
+  const tree = new ConversationTree();
+  for (const m of messages) tree.apply(m);
+  return normalize(await buildRunMessage(tree.run('r1')!, tree.parts('r1')));
+}
+
+const CHUNKS: UIMessageChunk[] = [
+  { type: 'start', messageMetadata: { model: 'm1' } },
+  { type: 'start-step' },
+  { type: 'text-start', id: '0' },
+  { type: 'text-delta', id: '0', delta: 'Hel' },
+  { type: 'text-delta', id: '0', delta: 'lo' },
+  { type: 'data-note', data: { n: 1 } },
+  { type: 'text-delta', id: '0', delta: ' world' },
+  { type: 'text-end', id: '0', providerMetadata: { p: { x: 1 } } },
+  { type: 'finish-step' },
+  { type: 'start-step' },
+  { type: 'text-start', id: '0' },
+  { type: 'text-delta', id: '0', delta: 'Second step, same chunk id.' },
+  { type: 'text-end', id: '0' },
+  { type: 'finish-step' },
+  { type: 'finish', finishReason: 'stop', messageMetadata: { tokens: 12 } },
+];
+
+describe('RunPublisher', () => {
+  it('gives every operation a deterministic id and keeps the chunk order (coalesceMs: 0)', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log, { coalesceMs: 0, lease: 1000 });
+    for (const c of CHUNKS) p.write(c);
+    await p.end('complete');
+    const ops = log.ops.flat();
+    assert.equal(ops[0]?.id, 'run:r1');
+    assert.equal(ops[0]?.lease, 1000);
+    assert.deepEqual(
+      ops.slice(1, -1).map((o) => o.id),
+      [
+        'r1:p0:0', // start's metadata as a message-metadata part
+        'r1:p1:0', // start-step
+        'r1:p2:0', // text create
+        'r1:p2:1',
+        'r1:p2:2',
+        'r1:p3:0', // data-note
+        'r1:p2:3',
+        'r1:p2:4', // text done
+        'r1:p4:0',
+        'r1:p5:0',
+        'r1:p6:0', // the second text part: its own message although its chunk id repeats
+        'r1:p6:1',
+        'r1:p6:2',
+        'r1:p7:0',
+        'r1:p8:0', // finish's metadata
+      ],
+    );
+    const end = ops[ops.length - 1]!;
+    assert.equal(end.id, 'run:r1:end');
+    assert.equal(end.lease, 0);
+    assert.equal(end.headers?.status, 'complete');
+    assert.deepEqual(await rebuilt(log), await messageFrom(CHUNKS, 'r1'));
+  });
+
+  it('merges deltas while a batch is in flight, but never across another operation', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log, { coalesceMs: 5 });
+    log.hold = true;
+    void p.start();
+    await new Promise((r) => setTimeout(r, 1));
+    p.write({ type: 'text-start', id: 't' });
+    for (const d of ['a', 'b', 'c']) p.write({ type: 'text-delta', id: 't', delta: d });
+    p.write({ type: 'data-x', data: 1 });
+    for (const d of ['d', 'e']) p.write({ type: 'text-delta', id: 't', delta: d });
+    p.write({ type: 'text-end', id: 't' });
+    const ended = p.end('complete');
+    for (let i = 0; i < 10; i++) {
+      log.release();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    log.hold = false;
+    log.release();
+    await ended;
+    const appends = log.ops.flat().filter((o) => o.action === 'append');
+    assert.deepEqual(
+      appends.map((o) => o.data),
+      ['abc', 'de', ''],
+    );
+    const kinds = log.ops
+      .flat()
+      .map((o) =>
+        o.action === 'append'
+          ? `+${o.data}`
+          : o.action === 'update'
+            ? 'end'
+            : String(o.headers?.kind ?? o.name),
+      );
+    assert.deepEqual(kinds, ['ai.run', 'text', '+abc', 'chunk', '+de', '+', 'end']);
+  });
+
+  it('keeps every operation under the size limit: long deltas split, big chunks sent as JSON text', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log, { coalesceMs: 0 });
+    const long = '€'.repeat(20_000) + '😀'.repeat(5_000);
+    const big: UIMessageChunk = {
+      type: 'data-table',
+      data: { rows: Array.from({ length: 5000 }, (_, i) => ({ i, v: `value ${i}` })) },
+    };
+    const chunks: UIMessageChunk[] = [
+      { type: 'text-start', id: 't' },
+      { type: 'text-delta', id: 't', delta: long },
+      { type: 'text-end', id: 't' },
+      big,
+    ];
+    for (const c of chunks) p.write(c);
+    await p.end('complete');
+    for (const op of log.ops.flat())
+      assert.ok(JSON.stringify(op).length < 64 * 1024, `op ${op.id} too large`);
+    assert.ok(log.ops.flat().some((o) => o.headers?.format === 'json-text'));
+    assert.deepEqual(await rebuilt(log), await messageFrom(chunks, 'r1'));
+  });
+
+  it('retries a retryable failure with the same ids (stored once), and stops on a permanent one', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log, { coalesceMs: 0 });
+    log.failures.push(Object.assign(new Error('rate limited'), { retryable: true }));
+    p.write({ type: 'text-start', id: 't' });
+    p.write({ type: 'text-delta', id: 't', delta: 'once' });
+    await p.end('complete');
+    assert.equal(log.live.filter((m) => m.id === 'run:r1').length, 1);
+    assert.equal((await rebuilt(log)).parts.length, 1);
+
+    const broken = new MemoryLog();
+    const errors: unknown[] = [];
+    const q = publisher(broken, { onError: (e) => errors.push(e) });
+    await q.start();
+    broken.failures.push(Object.assign(new Error('not_owner'), { retryable: false }));
+    q.write({ type: 'data-x', data: 1 });
+    await q.flush();
+    assert.equal(errors.length, 1);
+    await new Promise((r) => setTimeout(r, 10));
+    const runMessage = broken.rolledUp().find((m) => m.name === 'ai.run');
+    assert.equal(runMessage?.headers?.status, 'error', 'the run is ended, not left streaming');
+  });
+
+  it('folds to the same message from live operations and from a rolled-up catch-up in version order', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log, { coalesceMs: 0 });
+    const chunks: UIMessageChunk[] = [
+      { type: 'text-start', id: 'a' },
+      { type: 'tool-input-start', toolCallId: 'c', toolName: 'search' },
+      { type: 'tool-input-delta', toolCallId: 'c', inputTextDelta: '{"q":"x"}' },
+      { type: 'tool-input-available', toolCallId: 'c', toolName: 'search', input: { q: 'x' } },
+      { type: 'text-delta', id: 'a', delta: 'text that grows after the tool part' },
+      { type: 'text-end', id: 'a' },
+    ];
+    for (const c of chunks) p.write(c);
+    await p.end('complete');
+    const rolled = log.rolledUp();
+    // The text part changed last, so a catch-up delivers it after the tool part and the run last.
+    assert.deepEqual(
+      rolled.map((m) => m.headers?.kind ?? m.name),
+      ['tool-input', 'chunk', 'text', 'ai.run'],
+    );
+    const expected = await messageFrom(chunks, 'r1');
+    assert.deepEqual(await rebuilt(log, rolled), expected);
+    assert.deepEqual(await rebuilt(log), expected);
+  });
+});
