@@ -1,8 +1,8 @@
 /**
  * `client.connection`: runs the state machine of `connection-state-machine.ts` against real
- * transports. It owns every timer of the connection (retry, opening timeouts, dead-connection
- * detection, graceful close, transport upgrade) and turns what happens to the transport into machine
- * events:
+ * transports. It owns the timers of the connection (retry, opening timeouts, dead-connection
+ * detection, graceful close; the upgrade's are in `transport-upgrade.ts`) and turns what happens to
+ * the transport into machine events:
  *
  *   transport ended ──classifyClose──▶ lost | fatal     `connected` frame ──▶ opened
  *   no frame for maxIdleInterval + idleGrace ──▶ lost    a failed send ──▶ lost
