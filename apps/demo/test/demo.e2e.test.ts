@@ -1,0 +1,285 @@
+// The demo in real Chromium against the real demo (Mooring with SQLite in a temp dir, the agent, the
+// page), everything on port 0. What a person would try: a streamed answer; a reload mid-answer; a
+// second device on the same session; the network dropping mid-answer; Stop; regenerate and ‹ ›.
+// Each check compares what the page shows with what the agent published (DemoAgents transcripts).
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { chromium } from 'playwright-core';
+import type { Demo } from '../src/demo.ts';
+import { startDemo } from '../src/demo.ts';
+import type { RunTranscript } from '../src/demo-agents.ts';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const WAIT = 60_000;
+const STORY = 'Tell me a story about harbours.';
+const HOW = 'How does Mooring keep this answer when I reload?';
+
+let demo: Demo;
+let browser: Browser;
+let dataDir: string;
+const contexts: BrowserContext[] = [];
+
+before(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'mooring-demo-'));
+  demo = await startDemo({
+    key: { name: 'demo', secret: randomBytes(16).toString('hex') },
+    port: 0,
+    mooringPort: 0,
+    dataDir,
+    pace: 0.5, // ≈ 8 s per answer: long enough to act mid-stream
+  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await demo?.close();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+/** A page in its own browser context (a separate device), joined to `sessionId` or a new session. */
+async function openPage(sessionId?: string): Promise<{ page: Page; context: BrowserContext }> {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
+  contexts.push(context);
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  (page as Page & { errors: string[] }).errors = errors;
+  await page.goto(sessionId === undefined ? demo.url : `${demo.url}/#s=${sessionId}`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: WAIT });
+  return { page, context };
+}
+
+function assertNoErrors(page: Page): void {
+  assert.deepEqual((page as Page & { errors?: string[] }).errors ?? [], [], 'uncaught errors in the page');
+}
+
+async function sessionIdOf(page: Page): Promise<string> {
+  const hash = await page.evaluate(() => location.hash);
+  const id = new URLSearchParams(hash.slice(1)).get('s');
+  assert.ok(id, `no session id in the URL (${hash})`);
+  return id;
+}
+
+async function ask(page: Page, prompt: string): Promise<string> {
+  await page.fill('#input', prompt);
+  await page.press('#input', 'Enter');
+  const answer = await page.waitForSelector('article.assistant:last-child', { timeout: WAIT });
+  const runId = await answer.getAttribute('data-run-id');
+  assert.ok(runId, 'the answer has no run id');
+  return runId;
+}
+
+function answer(runId: string, status?: string): string {
+  return `article[data-run-id="${runId}"]${status === undefined ? '' : `[data-status="${status}"]`}`;
+}
+
+async function waitForStatus(page: Page, runId: string, status: string): Promise<void> {
+  await page.waitForSelector(answer(runId, status), { timeout: WAIT });
+}
+
+/** Waits until the page shows at least `chars` characters of the answer's text. */
+async function waitForText(page: Page, runId: string, chars: number): Promise<void> {
+  await page.waitForFunction(
+    ([selector, n]) =>
+      [...document.querySelectorAll(`${selector} [data-part="text"]`)].reduce(
+        (sum, el) => sum + (el.textContent?.length ?? 0),
+        0,
+      ) >= n,
+    [answer(runId), chars] as const,
+    { timeout: WAIT },
+  );
+}
+
+async function shownText(page: Page, runId: string): Promise<string[]> {
+  return page.$$eval(`${answer(runId)} [data-part="text"]`, (els) => els.map((el) => el.textContent ?? ''));
+}
+
+async function eventually<T>(fn: () => T | undefined, what: string): Promise<T> {
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    const value = fn();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function transcript(runId: string): RunTranscript {
+  const t = demo.agents.transcript(runId);
+  assert.ok(t, `the agent has no run ${runId}`);
+  return t;
+}
+
+/** The run's transcript once the agent ended it. */
+function ended(runId: string): Promise<RunTranscript> {
+  return eventually(() => {
+    const t = demo.agents.transcript(runId);
+    return t && t.status !== 'running' ? t : undefined;
+  }, `run ${runId} to end`);
+}
+
+describe('the demo in Chromium', { timeout: 180_000 }, () => {
+  after(async () => {
+    await Promise.all(contexts.map((c) => c.close()));
+  });
+
+  it('streams an answer with reasoning and a tool call to completion', async () => {
+    const { page } = await openPage();
+    const runId = await ask(page, "What's the weather in Lisbon today?");
+    await waitForStatus(page, runId, 'running');
+    await waitForStatus(page, runId, 'complete');
+
+    const published = await ended(runId);
+    assert.equal(published.status, 'complete');
+    assert.deepEqual(published.tools, ['getWeather']);
+    assert.deepEqual(await shownText(page, runId), published.textParts);
+    assert.equal(await page.textContent(`${answer(runId)} [data-part="reasoning"]`), published.reasoning);
+    const tool = await page.waitForSelector(`${answer(runId)} .tool[data-state="output-available"]`);
+    assert.equal(await tool.$eval('.tool-name', (el) => el.textContent), 'getWeather');
+    assert.match((await tool.$eval('.tool-output', (el) => el.textContent)) ?? '', /temperatureC/);
+    assert.equal(await page.textContent('article.user .bubble'), "What's the weather in Lisbon today?");
+    assert.equal(await page.getAttribute('#badge', 'data-state'), 'connected');
+    assert.equal(await page.textContent('#transport'), 'websocket');
+    assert.ok(await page.isDisabled('#stop'), 'Stop stays enabled after the answer completed');
+    assertNoErrors(page);
+  });
+
+  it('a reload mid-answer comes back to the same answer, which completes with exactly the published text', async () => {
+    const { page } = await openPage();
+    const runId = await ask(page, STORY);
+    await waitForText(page, runId, 60);
+    const before = (await shownText(page, runId)).join('');
+    assert.equal(transcript(runId).status, 'running', 'the answer ended before the reload');
+
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]', { timeout: WAIT });
+    // The same run, still streaming: the page continues it rather than showing a finished copy.
+    await waitForStatus(page, runId, 'running');
+    const resumed = (await shownText(page, runId)).join('');
+    assert.ok(resumed.startsWith(before), 'the reloaded page lost text it had shown');
+    assert.ok(
+      Number(await page.getAttribute('#last-attach', 'data-caught-up')) > 0,
+      'the reload loaded no history',
+    );
+
+    await waitForStatus(page, runId, 'complete');
+    const published = await ended(runId);
+    assert.deepEqual(await shownText(page, runId), published.textParts);
+    assert.equal(await page.locator('article.user').count(), 1, 'the question is shown more than once');
+    assert.equal(await page.locator('article.assistant').count(), 1, 'the answer was regenerated');
+    assertNoErrors(page);
+  });
+
+  it('a second device on the same session sees the conversation live', async () => {
+    const first = await openPage();
+    const sessionId = await sessionIdOf(first.page);
+    const second = await openPage(sessionId);
+    assert.equal(await sessionIdOf(second.page), sessionId);
+
+    const runId = await ask(first.page, "What's the weather in Porto?");
+    await waitForStatus(second.page, runId, 'running');
+    await waitForText(second.page, runId, 20);
+    assert.equal(await second.page.textContent('article.user .bubble'), "What's the weather in Porto?");
+
+    await waitForStatus(first.page, runId, 'complete');
+    await waitForStatus(second.page, runId, 'complete');
+    const published = await ended(runId);
+    assert.deepEqual(await shownText(first.page, runId), published.textParts);
+    assert.deepEqual(await shownText(second.page, runId), published.textParts);
+    await second.page.waitForSelector(`${answer(runId)} .tool[data-state="output-available"]`);
+
+    const screenshot = join(tmpdir(), `mooring-demo-${process.pid}.png`);
+    await second.page.screenshot({ path: screenshot });
+    console.log(`# screenshot of the second device: ${screenshot}`);
+    assertNoErrors(first.page);
+    assertNoErrors(second.page);
+  });
+
+  it('going offline mid-answer: the page reconnects, resumes and completes with the right text', async () => {
+    const { page, context } = await openPage();
+    const runId = await ask(page, STORY);
+    await waitForText(page, runId, 40);
+
+    await context.setOffline(true);
+    await page.waitForSelector('#badge:not([data-connection="connected"])', { timeout: WAIT });
+    assert.notEqual(await page.getAttribute('#badge', 'data-state'), 'connected');
+    await context.setOffline(false);
+
+    await page.waitForSelector('#badge[data-state="connected"]', { timeout: WAIT });
+    await waitForStatus(page, runId, 'complete');
+    const published = await ended(runId);
+    assert.deepEqual(await shownText(page, runId), published.textParts);
+    assert.ok(Number(await page.textContent('#reconnects')) >= 1, 'no reconnect was counted');
+    assert.equal(await page.getAttribute('#last-attach', 'data-resumed'), 'true');
+    assertNoErrors(page);
+  });
+
+  it('Stop cancels the run on the agent and every page shows it cancelled', async () => {
+    const first = await openPage();
+    const second = await openPage(await sessionIdOf(first.page));
+    const runId = await ask(first.page, HOW);
+    await waitForText(second.page, runId, 40);
+
+    await first.page.click('#stop');
+    await waitForStatus(first.page, runId, 'cancelled');
+    await waitForStatus(second.page, runId, 'cancelled');
+    const published = await ended(runId);
+    assert.equal(published.status, 'cancelled');
+
+    // The agent stopped writing: no page shows more than it published, and it never finished.
+    const full = published.textParts.join('');
+    for (const page of [first.page, second.page]) {
+      const shown = (await shownText(page, runId)).join('');
+      assert.ok(full.startsWith(shown), 'a page shows text the agent did not publish');
+      assert.ok(await page.isDisabled('#stop'));
+    }
+    assert.ok(!full.includes('every open view marks this answer as cancelled'), 'the answer ran to its end');
+    assertNoErrors(first.page);
+    assertNoErrors(second.page);
+  });
+
+  it('Regenerate adds an alternative answer, and ‹ › switches between them on every device', async () => {
+    const first = await openPage();
+    const second = await openPage(await sessionIdOf(first.page));
+    const original = await ask(first.page, "What's the weather in Madrid?");
+    await waitForStatus(first.page, original, 'complete');
+
+    await first.page.click('#regenerate');
+    const regenerated = await first.page.waitForSelector(`article.assistant:not(${answer(original)})`, {
+      timeout: WAIT,
+    });
+    const alternative = (await regenerated.getAttribute('data-run-id')) ?? '';
+    await waitForStatus(first.page, alternative, 'running');
+    await first.page.click('#stop');
+    await waitForStatus(second.page, alternative, 'cancelled');
+    assert.equal(await first.page.locator(answer(original)).count(), 0, 'both answers are shown at once');
+    assert.equal(await second.page.textContent(`${answer(alternative)} .branch-label`), '2/2');
+
+    await second.page.click(`${answer(alternative)} button.branch[title="previous alternative"]`);
+    // The selection is shared: both devices go back to the first answer.
+    for (const page of [first.page, second.page]) {
+      await waitForStatus(page, original, 'complete');
+      assert.equal(await page.textContent(`${answer(original)} .branch-label`), '1/2');
+      assert.deepEqual(await shownText(page, original), transcript(original).textParts);
+    }
+    assertNoErrors(first.page);
+    assertNoErrors(second.page);
+  });
+});
