@@ -153,6 +153,8 @@ export interface ConnectedFrame {
     maxOperationSize: number;
     maxMessageSize: number;
     maxFrameSize: number;
+    /** Bytes of one HTTP request body (REST, and upstream POSTs of the HTTP transports). Absent from servers before it was announced. */
+    maxHttpBody?: number;
     maxOpsPerPublish: number;
     maxChannelsPerConnection: number;
   };

@@ -81,6 +81,7 @@ export class ConnectionManager {
         maxOperationSize: limits.maxOperationSize,
         maxMessageSize: limits.maxMessageSize,
         maxFrameSize: limits.maxFrameSize,
+        maxHttpBody: limits.maxHttpBody,
         maxOpsPerPublish: limits.maxOpsPerPublish,
         maxChannelsPerConnection: limits.maxChannelsPerConnection,
       },

@@ -44,6 +44,7 @@ const CONNECTION_PATH = /^\/v1\/connections\/([A-Za-z0-9_-]{1,64})\/(poll|frames
 export class HttpTransports {
   readonly #o: HttpTransportsOptions;
   readonly #pollTimeout: number;
+  readonly #ended = new Map<string, { key: string; sink: LongPollSink }>();
 
   constructor(options: HttpTransportsOptions) {
     this.#o = options;
@@ -86,6 +87,12 @@ export class HttpTransports {
       }
       const match = CONNECTION_PATH.exec(path);
       if (!match) throw new ServerError('not_found', `no such endpoint: ${req.method} ${path.slice(0, 200)}`);
+      const ended = match[2] === 'poll' ? this.#endedPoll(match[1]!, req, url) : undefined;
+      if (ended) {
+        if (req.method !== 'GET') throw new ServerError('method_not_allowed', 'use GET to poll');
+        ended.poll(res);
+        return;
+      }
       const connection = this.#connectionFor(match[1]!, req, url);
       if (match[2] === 'frames') {
         if (req.method !== 'POST') throw new ServerError('method_not_allowed', 'use POST to send frames');
@@ -111,13 +118,10 @@ export class HttpTransports {
 
   #connectionFor(id: string, req: IncomingMessage, url: URL): Connection {
     const connection = this.#o.connections.get(id);
-    const given = req.headers['x-mooring-connection-key'] ?? url.searchParams.get('connectionKey') ?? '';
-    const key = Buffer.from(typeof given === 'string' ? given : '');
-    const expected = Buffer.from(connection?.key ?? '');
-    if (!connection || key.length !== expected.length || !timingSafeEqual(key, expected))
+    if (!connection || !sameKey(connection.key, connectionKeyOf(req, url)))
       throw new ServerError(
         'unknown_connection',
-        `connection ${id} is not open here (it ended or the key is wrong): connect again`,
+        `connection ${id} is not open here (it ended or the key is wrong): connect again with recover`,
       );
     return connection;
   }
@@ -159,11 +163,37 @@ export class HttpTransports {
     identity: Parameters<ConnectionManager['open']>[1],
     recover: string | undefined,
   ): void {
-    const sink = new LongPollSink(this.#pollTimeout, this.#o.heartbeatInterval + 10_000);
+    const pollGrace = this.#o.heartbeatInterval + 10_000;
+    const sink = new LongPollSink(this.#pollTimeout, pollGrace);
     const connection = this.#o.connections.open(sink, identity, recover);
-    sink.onGone = (deliberate) => this.#o.connections.closed(connection, deliberate);
+    sink.onGone = (deliberate) => {
+      this.#o.connections.closed(connection, deliberate);
+      if (!sink.hasQueued) return;
+      // keep its last frames (e.g. `disconnect` with the reason) for one more poll
+      this.#ended.set(connection.id, { key: connection.key, sink });
+      setTimeout(() => this.#ended.delete(connection.id), pollGrace).unref();
+    };
     sink.poll(res);
   }
+
+  /** An ended long-poll connection whose last frames still wait for a poll, if the key matches. */
+  #endedPoll(id: string, req: IncomingMessage, url: URL): LongPollSink | undefined {
+    const ended = this.#ended.get(id);
+    if (!ended || !sameKey(ended.key, connectionKeyOf(req, url))) return undefined;
+    this.#ended.delete(id);
+    return ended.sink;
+  }
+}
+
+function connectionKeyOf(req: IncomingMessage, url: URL): string {
+  const given = req.headers['x-mooring-connection-key'] ?? url.searchParams.get('connectionKey') ?? '';
+  return typeof given === 'string' ? given : '';
+}
+
+function sameKey(expected: string, given: string): boolean {
+  const a = Buffer.from(expected);
+  const b = Buffer.from(given);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /**
@@ -192,6 +222,12 @@ export class LongPollSink implements TransportSink {
 
   poll(res: ServerResponse): void {
     if (this.#ended) {
+      // the frames queued when the connection ended (e.g. `disconnect`) go to the next poll, once
+      if (this.#queue.length > 0) {
+        this.#pending = res;
+        this.#flush();
+        return;
+      }
       send(res, 404, { error: errorInfo('unknown_connection', 'this connection has ended: connect again') });
       return;
     }
@@ -223,9 +259,14 @@ export class LongPollSink implements TransportSink {
     return this.#queuedBytes + (this.#pending?.writableLength ?? 0);
   }
 
+  get hasQueued(): boolean {
+    return this.#queue.length > 0;
+  }
+
+  /** Ends the connection: a pending poll is answered now with what is queued (maybe `[]`). */
   close(code: number): void {
     if (this.#ended) return;
-    this.#flush();
+    this.#answer(this.#takeQueue());
     this.#end(code === 1000);
   }
 
@@ -244,10 +285,16 @@ export class LongPollSink implements TransportSink {
 
   #flush(): void {
     if (!this.#pending || this.#queue.length === 0) return;
+    this.#answer(this.#takeQueue());
+  }
+
+  /** Takes the queued frames when a poll is there to carry them; otherwise leaves them queued. */
+  #takeQueue(): Buffer[] {
+    if (!this.#pending) return [];
     const frames = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
-    this.#answer(frames);
+    return frames;
   }
 
   #answer(frames: Buffer[]): void {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FaultProxy } from '@mooring/testkit';
 import WebSocket from 'ws';
-import { rest, startFixture } from './support/fixture.ts';
+import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
 import { fold, RawClient } from './support/raw-client.ts';
 
@@ -129,6 +129,29 @@ describe('long-polling', () => {
       poll.stop();
       const gone = await rest(fx.server, '/health');
       assert.equal(gone.status, 200);
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('ending long-polling connections', () => {
+  it('answers the pending poll on a close frame, and delivers a server disconnect to the next poll', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const poll = await PollClient.connect(fx.server.url);
+      await poll.request({ type: 'ping' });
+      const pollsBefore = poll.polls;
+      await poll.post({ type: 'close' });
+      await waitUntil(() => poll.polls > pollsBefore, 'the pending poll was answered');
+      await waitUntil(() => fx.server.connections === 0, 'the connection ended');
+
+      const { createToken } = await import('../src/index.ts');
+      const { token } = await createToken(TEST_KEY, { clientId: 'short', ttl: 1_000 });
+      const expiring = await PollClient.connect(fx.server.url, `token=${encodeURIComponent(token)}`);
+      const bye = await expiring.next((f) => f.type === 'disconnect', 5_000);
+      assert.ok(bye.type === 'disconnect' && bye.reason === 'token_expired');
+      expiring.stop();
     } finally {
       await fx.close();
     }
