@@ -84,6 +84,8 @@ export class DemoAgents {
     const session = new AgentSession({
       channel: this.#client.channels.get(channel, { start: true }),
       agent: AGENT_NAME,
+      // A session joined after a restart: answer a question that arrived while no agent listened.
+      answerMissed: true,
       onInput: (input, run) => this.#answer(channel, promptOf(input.message.parts), run),
     });
     session.on('error', (err) => this.#report(err));

@@ -54,14 +54,17 @@ after(async () => {
 });
 
 /** A page in its own browser context (a separate device), joined to `sessionId` or a new session. */
-async function openPage(sessionId?: string): Promise<{ page: Page; context: BrowserContext }> {
+async function openPage(
+  sessionId?: string,
+  on: Demo = demo,
+): Promise<{ page: Page; context: BrowserContext }> {
   const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
   contexts.push(context);
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (err) => errors.push(err.message));
   (page as Page & { errors: string[] }).errors = errors;
-  await page.goto(sessionId === undefined ? demo.url : `${demo.url}/#s=${sessionId}`);
+  await page.goto(sessionId === undefined ? on.url : `${on.url}/#s=${sessionId}`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: WAIT });
   return { page, context };
 }
@@ -121,16 +124,16 @@ async function eventually<T>(fn: () => T | undefined, what: string): Promise<T> 
   }
 }
 
-function transcript(runId: string): RunTranscript {
-  const t = demo.agents.transcript(runId);
+function transcript(runId: string, on: Demo = demo): RunTranscript {
+  const t = on.agents.transcript(runId);
   assert.ok(t, `the agent has no run ${runId}`);
   return t;
 }
 
 /** The run's transcript once the agent ended it. */
-function ended(runId: string): Promise<RunTranscript> {
+function ended(runId: string, on: Demo = demo): Promise<RunTranscript> {
   return eventually(() => {
-    const t = demo.agents.transcript(runId);
+    const t = on.agents.transcript(runId);
     return t && t.status !== 'running' ? t : undefined;
   }, `run ${runId} to end`);
 }
@@ -281,5 +284,37 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
     }
     assertNoErrors(first.page);
     assertNoErrors(second.page);
+  });
+
+  it('a short-lived token is renewed: the connection comes back with the new one and the answer completes', async () => {
+    // Tokens of 4 s: the page renews at ~3.2 s; the server ends the connection when the old token
+    // expires (token_expired), and the client reconnects with the renewed one and resumes.
+    const shortLived = await startDemo({
+      key: { name: 'short', secret: randomBytes(16).toString('hex') },
+      port: 0,
+      mooringPort: 0,
+      pace: 0.5,
+      tokenTtl: 4_000,
+    });
+    try {
+      const { page } = await openPage(undefined, shortLived);
+      const runId = await ask(page, STORY);
+      await waitForStatus(page, runId, 'complete');
+      await page.waitForFunction(
+        () => Number(document.getElementById('reconnects')?.textContent) >= 1,
+        null,
+        {
+          timeout: WAIT,
+        },
+      );
+      await page.waitForSelector('#badge[data-state="connected"]', { timeout: WAIT });
+      const published = await ended(runId, shortLived);
+      assert.deepEqual(await shownText(page, runId), published.textParts);
+      assert.equal(await page.getAttribute('#last-attach', 'data-resumed'), 'true');
+      assertNoErrors(page);
+      await page.context().close();
+    } finally {
+      await shortLived.close();
+    }
   });
 });

@@ -36,6 +36,11 @@ async function main(): Promise<void> {
   const keeper = new GrantKeeper(grant);
 
   const client = new Mooring({ url: grant.mooringUrl, ...tokenAuth(() => keeper.token) });
+  let connectedBefore = false;
+  client.connection.on('connected', () => {
+    if (connectedBefore) keeper.renewNow(); // the demo may have restarted: make sure the agent listens
+    connectedBefore = true;
+  });
   const channel = client.channels.get(grant.channel, { start: true });
   const session = new UserSession({ channel, sharedSelection: true, clientId: grant.clientId });
 

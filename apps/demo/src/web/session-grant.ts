@@ -26,7 +26,10 @@ export async function requestSession(request: {
   return (await response.json()) as SessionGrant;
 }
 
-/** Holds the current grant and renews it a few minutes before its token expires. */
+/**
+ * Holds the current grant and renews it a few minutes before its token expires (and on request, e.g.
+ * after a reconnect: if the demo was restarted, asking again also restarts the session's agent).
+ */
 export class GrantKeeper {
   #grant: SessionGrant;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -42,6 +45,12 @@ export class GrantKeeper {
 
   get token(): string {
     return this.#grant.token;
+  }
+
+  /** Asks again now: a fresh token, and the backend makes sure the session's agent runs. */
+  renewNow(): void {
+    clearTimeout(this.#timer);
+    void this.#renew();
   }
 
   stop(): void {
