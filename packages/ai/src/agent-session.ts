@@ -11,17 +11,18 @@
  *                         ▼
  *                      create ai.run {status: running, lease} ─▶ onInput(input, run) ─▶ end
  *
- * The session folds the whole channel (the same `ConversationTree` as the user side), so it knows
- * who holds the session, and each input comes with its conversation history. Get the channel with
- * `{ start: true }` (or a saved position) so that the fold starts from the session's beginning:
- * what was on the channel before the first attach is read as history and not answered (unless
- * `answerMissed`); everything after — including what arrives while reconnecting — is answered.
+ * The session folds the whole channel (the same `ConversationTree` and `SessionFeed` as the user
+ * side), so it knows who holds the session, and each input comes with its conversation history. Get
+ * the channel with `{ start: true }` so that the fold starts from the session's beginning: what was
+ * on the channel before the first attach is read as history and not answered (unless
+ * `answerMissed`); everything after — including what arrives while reconnecting — is answered. After
+ * a lost continuity (the log was recreated or trimmed while the agent was away) the tree is reloaded
+ * from history and the inputs no run of this agent answers, at the end of their branch, are answered.
  *
  * Several AgentSessions (different `agent` names) may serve one channel: each answers the inputs it
  * accepts, each run is its own node, and every client shows them all.
  */
 import type { Channel } from '@mooring/client';
-import type { Message } from '@mooring/protocol';
 import type { UIMessage } from 'ai';
 import type { AgentInput, ToolApproval } from './agent-run.ts';
 import { AgentRun } from './agent-run.ts';
@@ -34,6 +35,7 @@ import { channelSink } from './operation-sink.ts';
 import { historyOf } from './run-message.ts';
 import type { PublisherTimers } from './run-publisher.ts';
 import { errorText, RunPublisher } from './run-publisher.ts';
+import { SessionFeed } from './session-feed.ts';
 import type { ControlData, ControlRecord } from './wire.ts';
 
 export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
@@ -83,10 +85,10 @@ export class AgentSession<M extends UIMessage = UIMessage> {
   readonly #active = new Map<string, AgentRun<M>>();
   readonly #handled = new Set<string>();
   readonly #settled = new Set<Promise<void>>();
+  readonly #feed: SessionFeed;
   #live = false;
   #closed = false;
   #started: Promise<void> | undefined;
-  readonly #onMessage = (message: Message) => this.tree.apply(message);
   #offs: Array<() => void> = [];
 
   constructor(options: AgentSessionOptions<M>) {
@@ -94,6 +96,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     this.agent = options.agent;
     this.channel = options.channel;
     this.#sink = options.sink ?? channelSink(options.channel);
+    this.#feed = new SessionFeed(options.channel, this.tree);
   }
 
   on<K extends keyof AgentSessionEvents<M>>(
@@ -127,7 +130,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
   async close(options: { drain?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.channel.unsubscribe(this.#onMessage);
+    this.#feed.close();
     for (const off of this.#offs) off();
     if (!options.drain) for (const run of this.#active.values()) void run.cancel('the agent stopped');
     await Promise.all([...this.#settled]);
@@ -139,19 +142,23 @@ export class AgentSession<M extends UIMessage = UIMessage> {
       this.tree.on('malformed', (reason) =>
         this.#emitter.emit('error', new MooringAiError('malformed_message', reason)),
       ),
-      this.channel.on('attached', () => this.#onAttached()),
+      // After a lost continuity the tree is reloaded from history, and inputs may have been missed
+      // meanwhile: the unanswered ones at the end of their branch are answered.
+      this.#feed.on('reloaded', () => {
+        if (!this.#closed) this.#answerMissed();
+      }),
+      this.#feed.on('error', (err) => this.#emitter.emit('error', err)),
     );
-    await this.channel.subscribe(this.#onMessage);
-    this.#onAttached();
+    await this.#feed.start();
+    this.#live = true;
+    this.#markAnswered();
   }
 
-  #onAttached(): void {
-    if (this.#live || this.#closed) return;
-    this.#live = true;
-    for (const input of this.tree.inputs) {
-      if (!this.#o.answerMissed) this.#handled.add(input.id);
-    }
+  /** What the tree holds now is history: answered already, or answered now if `answerMissed`. */
+  #markAnswered(): void {
+    if (this.#closed) return;
     if (this.#o.answerMissed) this.#answerMissed();
+    else for (const input of this.tree.inputs) this.#handled.add(input.id);
   }
 
   #answerMissed(): void {
@@ -166,7 +173,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
   }
 
   #onChange(change: TreeChange): void {
-    if (!this.#live || this.#closed) return;
+    if (!this.#live || this.#closed || this.#feed.reloading) return;
     if (change.kind === 'input') this.#answer(change.node, undefined);
     else if (change.kind === 'control') this.#onControl(change.control);
   }

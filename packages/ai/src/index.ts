@@ -23,6 +23,8 @@ export { runChunkStream } from './run-chunk-stream.ts';
 export { buildRunMessage, historyOf, replayRun } from './run-message.ts';
 export type { EndOptions, PublisherTimers, RunPublisherOptions } from './run-publisher.ts';
 export { DEFAULT_COALESCE_MS, DEFAULT_LEASE_MS, RunPublisher } from './run-publisher.ts';
+export type { SessionFeedEvents } from './session-feed.ts';
+export { SessionFeed } from './session-feed.ts';
 export type { SyncableChat } from './sync-chat.ts';
 export { syncChat } from './sync-chat.ts';
 export type {

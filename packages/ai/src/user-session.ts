@@ -13,7 +13,7 @@
  * `change` event follows each update, and `ready()` waits for the pending ones.
  */
 import type { Channel, ContinuityLost } from '@mooring/client';
-import type { JsonValue, Message } from '@mooring/protocol';
+import type { JsonValue } from '@mooring/protocol';
 import type { UIMessage, UIMessageChunk } from 'ai';
 import type { Handover, InputNode, RunNode, TreeChange, TreeNode } from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
@@ -24,6 +24,7 @@ import type { RunStreamOptions, RunStreamSource } from './run-chunk-stream.ts';
 import { runChunkStream } from './run-chunk-stream.ts';
 import { buildRunMessage } from './run-message.ts';
 import { RunPublisher } from './run-publisher.ts';
+import { SessionFeed } from './session-feed.ts';
 import type { ControlData, FinalRunStatus, InputData, RunStatus } from './wire.ts';
 import { asJson, controlHeaders, EVENT_CONTROL, EVENT_INPUT } from './wire.ts';
 
@@ -94,20 +95,15 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   readonly channel: Channel;
   readonly tree: ConversationTree;
   readonly #o: UserSessionOptions;
+  readonly #feed: SessionFeed;
   readonly #emitter = new Emitter<UserSessionEvents>();
-  readonly #watchers = new Set<(c: TreeChange | { kind: 'live' }) => void>();
   readonly #messages = new Map<string, RunMessageState<M>>();
   readonly #idle: Array<() => void> = [];
   #building = 0;
   #started: Promise<void> | undefined;
-  #reloading: Message[] | undefined;
   #changeQueued = false;
   #closed = false;
   #offs: Array<() => void> = [];
-  readonly #onMessage = (message: Message) => {
-    if (this.#reloading) this.#reloading.push(message);
-    else this.tree.apply(message);
-  };
 
   constructor(options: UserSessionOptions) {
     this.#o = options;
@@ -115,6 +111,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     this.tree = new ConversationTree(
       options.sharedSelection === undefined ? {} : { sharedSelection: options.sharedSelection },
     );
+    this.#feed = new SessionFeed(this.channel, this.tree);
   }
 
   on<K extends keyof UserSessionEvents>(
@@ -126,7 +123,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
 
   /** True while the channel is attached (not catching up) and the session is not reloading. */
   get live(): boolean {
-    return this.#started !== undefined && this.channel.state === 'attached' && !this.#reloading;
+    return this.#feed.live;
   }
 
   /** True when live and no run message is being rebuilt (the view is up to date with the fold). */
@@ -143,19 +140,19 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   /** Resolves once started and every run message is rebuilt. */
   async ready(): Promise<void> {
     await this.start();
-    while (this.#building > 0 || this.#reloading) await new Promise<void>((r) => this.#idle.push(r));
+    while (this.#building > 0 || this.#feed.reloading) await new Promise<void>((r) => this.#idle.push(r));
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.channel.unsubscribe(this.#onMessage);
+    this.#feed.close();
     for (const off of this.#offs) off();
   }
 
+  /** Tree changes, and `{ kind: 'live' }` each time the session becomes live (see `SessionFeed`). */
   watch(fn: (change: TreeChange | { kind: 'live' }) => void): () => void {
-    this.#watchers.add(fn);
-    return () => this.#watchers.delete(fn);
+    return this.#feed.watch(fn);
   }
 
   // ----------------------------------------------------------------------------------- reading
@@ -309,52 +306,28 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
 
   async #start(): Promise<void> {
     this.#offs.push(
-      this.tree.on('change', (change) => this.#onChange(change)),
+      this.#feed.watch((change) => {
+        if (change.kind === 'live') this.#becameLive();
+        else this.#onChange(change);
+      }),
       this.tree.on('malformed', (reason) =>
         this.#emitter.emit('error', new MooringAiError('malformed_message', reason)),
       ),
-      this.channel.on('statechange', ({ current }) => {
-        if (current === 'attached' && !this.#reloading) this.#becameLive();
+      this.#feed.on('reloaded', (lost) => {
+        this.#emitter.emit('reloaded', lost);
+        this.#settle();
       }),
-      this.channel.on('continuityLost', (lost) => void this.#reload(lost)),
+      this.#feed.on('error', (err) => this.#emitter.emit('error', err)),
     );
-    await this.channel.subscribe(this.#onMessage);
-    this.#becameLive();
+    await this.#feed.start();
   }
 
   #becameLive(): void {
     for (const [runId, state] of this.#messages) if (state.dirty) this.#rebuild(runId);
-    for (const fn of [...this.#watchers]) fn({ kind: 'live' });
-  }
-
-  async #reload(lost: ContinuityLost): Promise<void> {
-    this.#reloading = [];
-    try {
-      this.tree.reset();
-      this.#messages.clear();
-      if (lost.position !== '') {
-        let page = await this.channel.history({ direction: 'forwards', until: lost.position, limit: 1000 });
-        for (;;) {
-          for (const m of page.items) this.tree.apply(m);
-          const next = await page.next();
-          if (!next) break;
-          page = next;
-        }
-      }
-    } catch (err) {
-      this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err)));
-    } finally {
-      const buffered = this.#reloading ?? [];
-      this.#reloading = undefined;
-      for (const m of buffered) this.tree.apply(m);
-      this.#emitter.emit('reloaded', lost);
-      if (this.channel.state === 'attached') this.#becameLive();
-      this.#settle();
-    }
+    this.#changed();
   }
 
   #onChange(change: TreeChange): void {
-    for (const fn of [...this.#watchers]) fn(change);
     switch (change.kind) {
       case 'run':
         if (!change.previous) this.#emitter.emit('run', change.node);
@@ -406,7 +379,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   }
 
   #settle(): void {
-    if (this.#building > 0 || this.#reloading) return;
+    if (this.#building > 0 || this.#feed.reloading) return;
     for (const resolve of this.#idle.splice(0)) resolve();
   }
 
