@@ -195,4 +195,46 @@ describe('controls', () => {
       ],
     );
   });
+
+  it('tool approval: the run waits for the answer, which reaches every device as part of the run', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const agent = new AgentSession({
+      channel: client(t, server.url, { clientId: 'agent' }).channels.get(name, { start: true }),
+      agent: 'assistant',
+      onInput: async (_input, run) => {
+        run.write({
+          type: 'tool-input-available',
+          toolCallId: 'c1',
+          toolName: 'deleteFile',
+          input: { path: '/tmp/x' },
+        });
+        run.write({ type: 'tool-approval-request', approvalId: 'ap1', toolCallId: 'c1' });
+        const answer = await run.waitForApproval('ap1');
+        run.write({ type: 'tool-output-available', toolCallId: 'c1', output: { deleted: answer.approved } });
+        run.writeText(answer.approved ? 'Deleted.' : 'Kept.');
+      },
+    });
+    t.after(() => agent.close());
+    await agent.start();
+    const laptop = await user(t, server.url, name);
+    const phone = await user(t, server.url, name);
+    await laptop.send('delete /tmp/x');
+    const runId = await waitFor(() => phone.tree.runs[0]?.id);
+    await waitFor(async () => {
+      await phone.ready();
+      return phone.run(runId)?.message.parts.some((p) => 'state' in p && p.state === 'approval-requested');
+    });
+    await phone.approveTool({ runId, approvalId: 'ap1', approved: true, reason: 'fine' });
+    await waitFor(() => laptop.run(runId)?.status === 'complete');
+    await laptop.ready();
+    const tool = laptop.run(runId)!.message.parts.find((p) => p.type === 'tool-deleteFile') as
+      | { state: string; approval?: { approved?: boolean; reason?: string }; output?: unknown }
+      | undefined;
+    assert.equal(tool?.state, 'output-available');
+    assert.deepEqual(tool?.output, { deleted: true });
+    assert.equal(tool?.approval?.approved, true);
+    assert.equal(tool?.approval?.reason, 'fine');
+    assert.equal(textOf(laptop.run(runId)?.message), 'Deleted.');
+  });
 });
