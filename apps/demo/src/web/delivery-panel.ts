@@ -37,7 +37,7 @@ export function watchDelivery(client: Mooring, channel: Channel, ui: DeliveryEle
       text = 'connected';
     } else if (state === 'suspended' || state === 'failed' || state === 'closed' || browserOffline) {
       kind = 'offline';
-      text = state === 'failed' ? 'failed — retry' : 'offline — retry';
+      text = state === 'failed' ? 'failed' : 'offline'; // next to the retry button
     } else {
       kind = 'reconnecting';
       const seconds =
