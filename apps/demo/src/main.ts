@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     port: port(values.port ?? process.env.DEMO_PORT ?? '3000'),
     mooringPort: values['mooring-port'] === undefined ? config.port : port(values['mooring-port']),
     dataDir,
-    pace: Number(values.pace ?? 1),
+    pace: pace(values.pace ?? '1'),
     logLevel: process.env.MOORING_LOG_LEVEL ?? 'warn',
   });
 
@@ -73,6 +73,12 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+function pace(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--pace must be a number ≥ 0, got ${text}`);
+  return n;
 }
 
 function port(text: string): number {
