@@ -1,16 +1,20 @@
 /**
  * Command line of `npm run bench` (bench/src/run.ts):
  *
- *   node bench/src/run.ts [fanout|appends|all] [--subscribers N] [--seconds S] [--rate R]
+ *   node bench/src/run.ts [fanout|appends|transports|all] [--subscribers N] [--seconds S] [--rate R]
  *        [--in-flight W] [--rounds N] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
  *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory]
+ *        [--transports ws,sse,longpoll] [--streams N] [--token-rate T]
  */
 import { parseArgs } from 'node:util';
 import type { StoreKind } from './scenarios/appends.ts';
 
 export interface BenchOptions {
-  scenario: 'fanout' | 'appends' | 'all';
+  scenario: 'fanout' | 'appends' | 'transports' | 'all';
+  /** Fan-out subscribers (default 1000). */
   subscribers: number;
+  /** Subscribers per transport in the transports fan-out: --subscribers if given, else 300. */
+  transportSubscribers: number;
   seconds: number;
   warmupSeconds: number;
   rate: number;
@@ -21,10 +25,13 @@ export interface BenchOptions {
   appendsPerResponse: number;
   longMessageAppends: number;
   stores: StoreKind[];
+  transports: string[] | undefined;
+  streams: number;
+  tokenRate: number;
 }
 
-export const USAGE = `usage: node bench/src/run.ts [fanout|appends|all] [options]
-  --subscribers N   fan-out subscribers (default 1000)
+export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|all] [options]
+  --subscribers N   fan-out subscribers (default 1000; 300 per transport in transports)
   --seconds S       measured seconds per fan-out pass (default 8)
   --warmup S        unmeasured seconds before each rate pass (default 2)
   --rate R          offered publish rate of the rate pass, msgs/s (default 50)
@@ -36,7 +43,10 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|all] [options
   --responses N     concurrent responses in the appends scenario (default 200)
   --appends N       appends per response (default 500)
   --long-appends N  appends to the single long message (default 20000)
-  --stores LIST     comma-separated: sqlite,memory (default sqlite,memory)`;
+  --stores LIST     comma-separated: sqlite,memory (default sqlite,memory)
+  --transports LIST comma-separated: ws,sse,longpoll (default all three)
+  --streams N       concurrent token-streaming responses in transports (default 50)
+  --token-rate T    tokens/s of each response in transports (default 30)`;
 
 function positiveNumber(
   name: string,
@@ -76,6 +86,9 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       appends: { type: 'string' },
       'long-appends': { type: 'string' },
       stores: { type: 'string' },
+      transports: { type: 'string' },
+      streams: { type: 'string' },
+      'token-rate': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -84,16 +97,22 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     process.exit(0);
   }
   const scenario = positionals[0] ?? 'all';
-  if (scenario !== 'fanout' && scenario !== 'appends' && scenario !== 'all') {
+  if (scenario !== 'fanout' && scenario !== 'appends' && scenario !== 'transports' && scenario !== 'all') {
     throw new Error(`unknown scenario '${scenario}'\n${USAGE}`);
   }
   const stores = list(values.stores) ?? ['sqlite', 'memory'];
   for (const store of stores) {
     if (store !== 'sqlite' && store !== 'memory') throw new Error(`unknown store '${store}'`);
   }
+  const transports = list(values.transports);
+  for (const transport of transports ?? []) {
+    if (transport !== 'ws' && transport !== 'sse' && transport !== 'longpoll')
+      throw new Error(`unknown transport '${transport}'`);
+  }
   return {
     scenario,
     subscribers: Math.round(positiveNumber('subscribers', values.subscribers, 1000)),
+    transportSubscribers: Math.round(positiveNumber('subscribers', values.subscribers, 300)),
     seconds: positiveNumber('seconds', values.seconds, 8),
     warmupSeconds: positiveNumber('warmup', values.warmup, 2, true),
     rate: positiveNumber('rate', values.rate, 50),
@@ -104,5 +123,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     appendsPerResponse: Math.round(positiveNumber('appends', values.appends, 500)),
     longMessageAppends: Math.round(positiveNumber('long-appends', values['long-appends'], 20000)),
     stores: stores as StoreKind[],
+    transports,
+    streams: Math.round(positiveNumber('streams', values.streams, 50)),
+    tokenRate: positiveNumber('token-rate', values['token-rate'], 30),
   };
 }

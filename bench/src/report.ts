@@ -16,22 +16,22 @@ export const TARGETS = {
 } as const;
 
 /** Load-generator CPU (cores) above which its throughput is likely the bottleneck. */
-const LOAD_SATURATED = 0.9;
+export const LOAD_SATURATED = 0.9;
 /** CPU (cores) used by other processes above which a row is flagged. */
-const OTHER_BUSY = 0.2;
+export const OTHER_BUSY = 0.2;
 
-const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
-const fixed = (n: number | null, digits: number): string =>
+export const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
+export const fixed = (n: number | null, digits: number): string =>
   n !== null && Number.isFinite(n) ? n.toFixed(digits) : '—';
-const ms = (n: number): string => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—');
-const times = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '—');
+export const ms = (n: number): string => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—');
+export const times = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '—');
 
 function modeLabel(pass: PassResult, ctx: FanoutReportContext): string {
   const mode = pass.mode === 'rate' ? `rate ${pass.offeredPerSec}/s` : `saturate (${ctx.inFlight} in flight)`;
   return ctx.rounds > 1 && pass.round !== undefined ? `${mode}, round ${pass.round}` : mode;
 }
 
-function table(header: string[], rows: string[][], align: ('l' | 'r')[]): string {
+export function table(header: string[], rows: string[][], align: ('l' | 'r')[]): string {
   const lines = [
     `| ${header.join(' | ')} |`,
     `|${align.map((a) => (a === 'r' ? '---:' : '---')).join('|')}|`,

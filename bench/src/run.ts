@@ -9,6 +9,7 @@ import { cpus, loadavg, platform } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseBenchOptions, USAGE } from './cli-options.ts';
 import { appendsMarkdown, fanoutMarkdown, TARGETS } from './report.ts';
+import { transportsMarkdown } from './report-transports.ts';
 import { type AppendsResult, runAppends } from './scenarios/appends.ts';
 import {
   EXTRA_FANOUT_SERVERS,
@@ -16,6 +17,7 @@ import {
   type FanoutServerResult,
   runFanout,
 } from './scenarios/fanout.ts';
+import { runTransports, type TransportsResult } from './scenarios/transports.ts';
 
 /** Whole-run limit: however the scenarios behave, the process ends (children are killed on exit). */
 const RUN_LIMIT_MS = 15 * 60 * 1000;
@@ -71,7 +73,8 @@ if ((machine.loadavgAtStart[0] ?? 0) > 0.5) {
 const started = new Date();
 let fanout: FanoutServerResult[] | undefined;
 let appends: AppendsResult[] | undefined;
-if (options.scenario !== 'appends') {
+let transports: TransportsResult | undefined;
+if (options.scenario === 'fanout' || options.scenario === 'all') {
   fanout = await runFanout({
     subscribers: options.subscribers,
     rate: options.rate,
@@ -84,12 +87,36 @@ if (options.scenario !== 'appends') {
     ...(options.servers === undefined ? {} : { only: options.servers }),
   });
 }
-if (options.scenario !== 'fanout') {
+if (options.scenario === 'appends' || options.scenario === 'all') {
   appends = await runAppends({
     responses: options.responses,
     appendsPerResponse: options.appendsPerResponse,
     longMessageAppends: options.longMessageAppends,
     stores: options.stores,
+  });
+}
+if (options.scenario === 'transports' || options.scenario === 'all') {
+  transports = await runTransports({
+    fanout: {
+      subscribers: options.transportSubscribers,
+      rate: options.rate,
+      seconds: options.seconds,
+      warmupSeconds: options.warmupSeconds,
+      inFlight: options.inFlight,
+      rounds: options.rounds,
+      drainMs: 3000,
+      connectConcurrency: 50,
+    },
+    tokens: {
+      streams: options.streams,
+      tokenRate: options.tokenRate,
+      warmupSeconds: options.warmupSeconds,
+      seconds: options.seconds,
+      drainMs: 3000,
+      connectConcurrency: 25,
+    },
+    rounds: options.rounds,
+    ...(options.transports === undefined ? {} : { only: options.transports }),
   });
 }
 
@@ -111,6 +138,16 @@ if (fanout !== undefined) {
   );
 }
 if (appends !== undefined) sections.push(appendsMarkdown(appends));
+if (transports !== undefined) {
+  sections.push(
+    transportsMarkdown(transports, {
+      subscribers: options.transportSubscribers,
+      rounds: options.rounds,
+      inFlight: options.inFlight,
+      rate: options.rate,
+    }),
+  );
+}
 process.stdout.write(`${sections.join('\n\n')}\n`);
 
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
@@ -118,10 +155,13 @@ mkdirSync(resultsDir, { recursive: true });
 const file = `${resultsDir}latest.json`;
 writeFileSync(
   file,
-  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends }, null, 2)}\n`,
+  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports }, null, 2)}\n`,
 );
 process.stderr.write(`bench: results written to ${file}\n`);
 
 const failed =
-  (fanout ?? []).some((r) => r.error !== undefined) || (appends ?? []).some((r) => r.error !== undefined);
+  (fanout ?? []).some((r) => r.error !== undefined) ||
+  (appends ?? []).some((r) => r.error !== undefined) ||
+  (transports?.fanout ?? []).some((r) => r.error !== undefined) ||
+  (transports?.tokens ?? []).some((r) => r.error !== undefined);
 process.exit(failed ? 1 : 0);

@@ -12,6 +12,7 @@
  * Publisher and subscribers share this process, so the send time embedded in the payload and the
  * receive time come from one monotonic clock (performance.now()).
  */
+import type { ByteMeter, WireBytes } from '../clients/byte-meter.ts';
 import type { Closable, Publisher, PublisherStats } from '../clients/fanout-target.ts';
 import { cpuSeconds, machineBusySeconds } from '../cpu-usage.ts';
 import { makePayload } from '../payload.ts';
@@ -55,6 +56,12 @@ export interface PassResult {
   publisher: PublisherStats;
   /** Saturate mode only: no message completed for stallMs, the pass was cut short. */
   stalled: boolean;
+  /**
+   * Subscribers' wire bytes over the window per delivery (only when the target meters its
+   * sockets): received (server → subscribers) and sent (subscribers → server: polls, acks of TCP
+   * aside).
+   */
+  wire?: { readPerDelivery: number; writtenPerDelivery: number };
 }
 
 interface PassState {
@@ -110,6 +117,8 @@ export interface PassContext {
   publisher: Publisher;
   server: ServerProcess;
   drainMs: number;
+  /** Counts the subscribers' sockets, for the wire columns. */
+  meter?: ByteMeter | undefined;
 }
 
 interface Window {
@@ -124,9 +133,11 @@ interface Window {
   disconnects0: number;
   machine0: number | undefined;
   machine1: number | undefined;
+  bytes0: WireBytes | undefined;
+  bytes1: WireBytes | undefined;
 }
 
-type OpenWindow = Omit<Window, 't1' | 'deliveries1' | 'load1' | 'server1' | 'machine1'>;
+type OpenWindow = Omit<Window, 't1' | 'deliveries1' | 'load1' | 'server1' | 'machine1' | 'bytes1'>;
 
 function openWindow(ctx: PassContext): OpenWindow {
   return {
@@ -136,6 +147,7 @@ function openWindow(ctx: PassContext): OpenWindow {
     load0: process.cpuUsage(),
     server0: ctx.server.cpuUsage(),
     disconnects0: ctx.book.disconnects,
+    bytes0: ctx.meter?.totals(),
   };
 }
 
@@ -147,6 +159,7 @@ function closeWindow(ctx: PassContext, open: OpenWindow): Window {
     deliveries1: ctx.book.total,
     load1: process.cpuUsage(),
     server1: ctx.server.cpuUsage(),
+    bytes1: ctx.meter?.totals(),
   };
 }
 
@@ -177,7 +190,15 @@ async function finish(
       : Math.max(0, (window.machine1 - window.machine0) / seconds - serverCpu - loadCpu);
   const measuredMessages = state.measureTo - state.measureFrom;
   const expectedDeliveries = measuredMessages * ctx.book.subscribers;
-  const deliveredPerSec = (window.deliveries1 - window.deliveries0) / seconds;
+  const windowDeliveries = window.deliveries1 - window.deliveries0;
+  const deliveredPerSec = windowDeliveries / seconds;
+  const wire =
+    window.bytes0 === undefined || window.bytes1 === undefined || windowDeliveries === 0
+      ? undefined
+      : {
+          readPerDelivery: (window.bytes1.read - window.bytes0.read) / windowDeliveries,
+          writtenPerDelivery: (window.bytes1.written - window.bytes0.written) / windowDeliveries,
+        };
   return {
     mode,
     offeredPerSec,
@@ -196,6 +217,7 @@ async function finish(
     disconnects: ctx.book.disconnects - window.disconnects0,
     publisher: ctx.publisher.stats(),
     stalled,
+    ...(wire === undefined ? {} : { wire }),
   };
 }
 

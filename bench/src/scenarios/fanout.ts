@@ -9,6 +9,7 @@
  *   └─────────────────────────────┘             └──────────────────────────┘
  */
 import { fileURLToPath } from 'node:url';
+import type { ByteMeter } from '../clients/byte-meter.ts';
 import type { Closable, FanoutTarget, Publisher } from '../clients/fanout-target.ts';
 import { withTimeout } from '../clients/fanout-target.ts';
 import { mooringTarget } from '../clients/mooring-client.ts';
@@ -51,9 +52,12 @@ export interface ServerSpec {
   module: string;
   args: string[];
   target: FanoutTarget;
+  /** The meter the target's subscribers are counted in (wire columns), if any. */
+  meter?: ByteMeter;
 }
 
-const serverModule = (name: string): string => fileURLToPath(new URL(`../servers/${name}`, import.meta.url));
+export const serverModule = (name: string): string =>
+  fileURLToPath(new URL(`../servers/${name}`, import.meta.url));
 
 export const FANOUT_SERVERS: readonly ServerSpec[] = [
   { id: 'raw-ws', label: 'raw ws', module: serverModule('raw-ws-server.ts'), args: [], target: rawWsTarget },
@@ -171,7 +175,7 @@ export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions):
     process.stderr.write(
       `  [${spec.label}] ${book.subscribers} subscribers connected in ${result.connectSeconds.toFixed(1)} s\n`,
     );
-    const ctx = { label: spec.label, book, publisher, server, drainMs: options.drainMs };
+    const ctx = { label: spec.label, book, publisher, server, drainMs: options.drainMs, meter: spec.meter };
     result.passes.push(await runRatePass(ctx, options.rate, options.warmupSeconds, options.seconds));
     if (options.inFlight > 0) {
       if (!(await settle(book))) process.stderr.write(`  [${spec.label}] still delivering after 30 s\n`);
@@ -185,6 +189,7 @@ export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions):
     closeAll(subscribers);
     publisher?.close();
     await server?.stop();
+    spec.meter?.clear();
   }
   return result;
 }
@@ -205,15 +210,18 @@ function leastDisturbed(passes: PassResult[]): PassResult[] {
 /**
  * Runs every selected server `rounds` times (alternating the order, so no server always runs
  * first or last) and keeps, per server and mode, the least disturbed pass; all are in `allPasses`.
+ * `specs` replaces the servers of the fan-out scenario (the transports scenario passes its own).
  */
-export async function runFanout(options: FanoutOptions): Promise<FanoutServerResult[]> {
-  const specs =
-    options.only === undefined
-      ? FANOUT_SERVERS
-      : [...FANOUT_SERVERS, ...EXTRA_FANOUT_SERVERS].filter((spec) => options.only?.includes(spec.id));
+export async function runFanout(
+  options: FanoutOptions,
+  specs: readonly ServerSpec[] = options.only === undefined
+    ? FANOUT_SERVERS
+    : [...FANOUT_SERVERS, ...EXTRA_FANOUT_SERVERS].filter((spec) => options.only?.includes(spec.id)),
+  scenario = 'fanout',
+): Promise<FanoutServerResult[]> {
   const byId = new Map<string, FanoutServerResult[]>();
   for (let round = 1; round <= options.rounds; round++) {
-    if (options.rounds > 1) process.stderr.write(`fanout round ${round} of ${options.rounds}\n`);
+    if (options.rounds > 1) process.stderr.write(`${scenario} round ${round} of ${options.rounds}\n`);
     for (const spec of round % 2 === 1 ? specs : [...specs].reverse()) {
       const result = await runFanoutServer(spec, options);
       result.passes = result.passes.map((pass) => ({ ...pass, round }));

@@ -1,8 +1,11 @@
 /**
  * Mooring itself, through its public entry point `startServer`, with the memory store or (argv
- * `sqlite`) a SQLite file in a fresh temporary directory that is removed on close.
+ * `sqlite`) a SQLite file in a fresh temporary directory that is removed on close. With
+ * `no-publish-limit`, the per-connection publish rate limit (1,000 operations/s by default) is
+ * lifted, for scenarios whose one publisher may go faster than that (saturated fan-out to a few
+ * hundred subscribers); everything else keeps its defaults.
  *
- *   node mooring-server.ts [memory|sqlite]
+ *   node mooring-server.ts [memory|sqlite] [no-publish-limit]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +15,7 @@ import { BENCH_KEY } from '../bench-config.ts';
 import { serveChild } from './server-child.ts';
 
 const kind = process.argv[2] === 'sqlite' ? 'sqlite' : 'memory';
+const noPublishLimit = process.argv.includes('no-publish-limit');
 
 await serveChild(async () => {
   const dir = kind === 'sqlite' ? mkdtempSync(join(tmpdir(), 'mooring-bench-')) : undefined;
@@ -24,6 +28,7 @@ await serveChild(async () => {
     port: 0,
     store: dir === undefined ? { kind: 'memory' } : { kind: 'sqlite', path: join(dir, 'bench.db') },
     keys: [BENCH_KEY],
+    ...(noPublishLimit ? { limits: { maxPublishRate: 1e9 } } : {}),
     // Errors only (on stdout, forwarded to the bench's stderr): a failing publish says why.
     logger: 'error',
   });
