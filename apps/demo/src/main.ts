@@ -5,9 +5,8 @@
  * flags below override them.
  */
 import { parseArgs } from 'node:util';
-import { parseApiKey } from '@mooring/server';
 // Not exported by @mooring/server yet: the CLI's configuration loader and its development key.
-import { developmentKey, loadServeConfig } from '../../../packages/server/src/config.ts';
+import { developmentKey, loadServeConfig, parseApiKey } from '@mooring/server';
 import { startDemo } from './demo.ts';
 
 const HELP = `Usage: npm start [-- options]

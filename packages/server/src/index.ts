@@ -2,6 +2,8 @@ export type { ApiKey } from './auth.ts';
 export { parseApiKey } from './auth.ts';
 export type { CapabilitySpec, Operation } from './capabilities.ts';
 export { OPERATIONS } from './capabilities.ts';
+export type { ServeConfig } from './config.ts';
+export { developmentKey, loadServeConfig, parseDuration } from './config.ts';
 export type { MooringServer, NamespaceRules, ServerOptions } from './server.ts';
 export { DEFAULT_RETENTION, startServer } from './server.ts';
 export type { StoreSpec } from './store/create-store.ts';
