@@ -1,0 +1,213 @@
+// Resilience (DESIGN §4–5, PROTOCOL.md §5.3–5.4, §6.2): the client against a real server through
+// fault-injecting proxies, mid-stream. Every test ends with the same check: each subscriber received
+// exactly what was published — each message once, in the channel's order, each publisher's in the
+// order it published. Timings are small so that the tests run fast; no assertion depends on them.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { FaultProxy } from '@mooring/testkit';
+import type { ConnectionStateChange } from '../src/connection.ts';
+import type { MooringError } from '../src/errors.ts';
+import { client, connected, proxyTo, realServer, waitFor } from './helpers/real-server.ts';
+import { assertExactlyOnce, publishStream, record, sleep } from './helpers/streams.ts';
+
+/** The connection's state changes, as `state(reason code)`. */
+function statesOf(c: { connection: { on(e: 'statechange', fn: (c: ConnectionStateChange) => void): void } }) {
+  const changes: ConnectionStateChange[] = [];
+  c.connection.on('statechange', (change) => changes.push(change));
+  return changes;
+}
+
+describe('resilience', () => {
+  it('blackhole mid-stream: noticed by heartbeats (no OS timeout), reconnects, every message once in order', async (t) => {
+    const server = await realServer(t, { heartbeatInterval: 300 });
+    const proxy = await proxyTo(t, server);
+    // idleGrace: dead after maxIdleInterval (300) + 300 ms of silence. realtimeRequestTimeout: a retry
+    // made while the network is still a black hole is itself silent; give up on it quickly.
+    const reader = client(t, proxy.url('/'), { idleGrace: 300, realtimeRequestTimeout: 1_000 });
+    const writer = client(t, server.url);
+    const changes = statesOf(reader);
+    const channel = reader.channels.get('stream:blackhole');
+    const got = record(channel);
+    await channel.attach();
+
+    const published = await publishStream(writer.channels.get('stream:blackhole'), 'w', 300, {
+      before: async (i) => {
+        if (i === 100) proxy.blackhole();
+        if (i === 200) {
+          await waitFor(() => reader.connection.state !== 'connected', {
+            message: 'the silent connection was never declared dead',
+          });
+          proxy.pass();
+        }
+      },
+    });
+    await waitFor(() => got.length >= published.length, { message: 'the missed messages never arrived' });
+
+    const lost = changes.find((c) => c.previous === 'connected');
+    assert.equal(lost?.current, 'disconnected');
+    assert.equal(lost?.reason?.code, 'timeout');
+    assert.match(lost?.reason?.message ?? '', /no frame from the server for 600 ms/);
+    assert.equal(changes.at(-1)?.current, 'connected');
+    assert.ok(proxy.stats.bytesDropped > 0, 'the black hole swallowed traffic');
+    assertExactlyOnce(got, published);
+    assert.equal(channel.position, published.at(-1));
+  });
+
+  it('a storm of resets during 2,000 messages from 4 publishers: every subscriber gets each once, in order', async (t) => {
+    const server = await realServer(t);
+    const CHANNELS = ['storm:a', 'storm:b'];
+    const PER_PUBLISHER = 500;
+    const subscriberProxies: FaultProxy[] = [];
+    const subscribers = [];
+    for (let i = 0; i < 3; i++) {
+      const proxy = await proxyTo(t, server);
+      subscriberProxies.push(proxy);
+      const c = client(t, proxy.url('/'));
+      const got = new Map(CHANNELS.map((name) => [name, record(c.channels.get(name))]));
+      subscribers.push({ client: c, got, connects: statesOf(c) });
+    }
+    await Promise.all(
+      subscribers.flatMap((s) => CHANNELS.map((name) => s.client.channels.get(name).attach())),
+    );
+    // Publishers share a proxy that resets too: their unacknowledged publishes are resent (same ids).
+    const publisherProxy = await proxyTo(t, server);
+    const publishers = [0, 1, 2, 3].map((i) => ({
+      channel: client(t, publisherProxy.url('/')).channels.get(CHANNELS[i % 2] ?? ''),
+      prefix: `p${i}`,
+    }));
+
+    // Random resets, bounded in number: an endless storm faster than a reconnect is a livelock, not a test.
+    let storming = true;
+    let resets = 0;
+    const storm = async (proxy: FaultProxy, pause: number, count: number) => {
+      for (let n = 0; n < count && storming; n++) {
+        await sleep(pause / 2 + Math.random() * pause);
+        if (!storming) break;
+        await proxy.reset();
+        resets += 1;
+      }
+    };
+    const storms = [...subscriberProxies.map((p) => storm(p, 60, 15)), storm(publisherProxy, 200, 5)];
+    // Besides the random storm, resets tied to progress, so that every run has plenty of them.
+    const streams = await Promise.all(
+      publishers.map((p, n) =>
+        publishStream(p.channel, p.prefix, PER_PUBLISHER, {
+          window: 20,
+          before: async (i) => {
+            if (i % 40 === 20) {
+              await subscriberProxies[((i / 40 + n) % 3) | 0]?.reset();
+              resets += 1;
+            }
+            if (n === 0 && i % 100 === 50) {
+              await publisherProxy.reset();
+              resets += 1;
+            }
+          },
+        }),
+      ),
+    );
+    storming = false;
+    await Promise.all(storms);
+
+    const publishedOn = new Map(CHANNELS.map((name) => [name, [] as string[]]));
+    for (const [i, serials] of streams.entries()) publishedOn.get(CHANNELS[i % 2] ?? '')?.push(...serials);
+    assert.equal(streams.flat().length, 2_000);
+    for (const [i, s] of subscribers.entries()) {
+      for (const [name, got] of s.got) {
+        const published = publishedOn.get(name) ?? [];
+        await waitFor(() => got.length >= published.length, {
+          timeout: 30_000,
+          message: `subscriber ${i} on ${name}: ${got.length} of ${published.length}`,
+        });
+        assertExactlyOnce(got, published, `subscriber ${i} on ${name}`);
+      }
+      const reconnects = s.connects.filter((c) => c.current === 'connected').length - 1;
+      assert.ok(reconnects >= 5, `subscriber ${i} reconnected only ${reconnects} times: no storm`);
+    }
+    t.diagnostic(`${resets} resets`);
+  });
+
+  it('disconnected → suspended after connectionStateTtl; connect() then resumes with nothing lost', async (t) => {
+    // The server forgets the connection identity after 500 ms: the log outlives it.
+    const server = await realServer(t, { heartbeatInterval: 100, connectionStateTtl: 500 });
+    const proxy = await proxyTo(t, server);
+    const reader = client(t, proxy.url('/'), { connectionStateTtl: 1_000 });
+    const writer = client(t, server.url);
+    const changes = statesOf(reader);
+    const channel = reader.channels.get('stream:suspend');
+    const got = record(channel);
+    const lost: unknown[] = [];
+    channel.on('continuityLost', (e) => lost.push(e));
+    await channel.attach();
+    const before = await publishStream(writer.channels.get('stream:suspend'), 'w', 20);
+    await waitFor(() => got.length === 20);
+    const firstId = reader.connection.id;
+
+    proxy.refuse();
+    await proxy.reset();
+    const during = publishStream(writer.channels.get('stream:suspend'), 'x', 100);
+    await waitFor(() => reader.connection.state === 'suspended', {
+      message: 'never suspended',
+      timeout: 15_000,
+    });
+    assert.ok(changes.some((c) => c.current === 'disconnected'));
+    await assert.rejects(
+      reader.channels.get('stream:suspend').publish('r', 'offline'),
+      (e: MooringError) => e.code === 'connection_suspended',
+    );
+    const missed = await during;
+    assert.equal(channel.state, 'suspended');
+
+    proxy.pass();
+    reader.connection.connect(); // retries now instead of after suspendedRetryTimeout
+    await connected(reader);
+    await waitFor(() => got.length >= 120, { message: 'the missed messages never arrived' });
+    assert.equal(reader.connection.details?.resumed, false, 'the identity expired on the server');
+    assert.notEqual(reader.connection.id, firstId);
+    assert.deepEqual(lost, [], 'channel continuity does not depend on the connection identity');
+    assertExactlyOnce(got, [...before, ...missed]);
+  });
+
+  it('a fresh client instance (page reload) continues from a recovery key: across both, each message once', async (t) => {
+    const server = await realServer(t);
+    const proxy = await proxyTo(t, server);
+    const writer = client(t, server.url);
+    const names = ['reload:a', 'reload:b'];
+    const first = client(t, proxy.url('/'));
+    const firstGot = names.map((name) => record(first.channels.get(name)));
+    await Promise.all(names.map((name) => first.channels.get(name).attach()));
+
+    let key = '';
+    let secondGot: ReturnType<typeof record>[] = [];
+    let second: ReturnType<typeof client> | undefined;
+    const streams = await Promise.all(
+      names.map((name, n) =>
+        publishStream(writer.channels.get(name), `w${n}`, 200, {
+          window: 5,
+          before: async (i) => {
+            if (n !== 0 || i !== 80) return;
+            // The page goes away mid-stream: nothing more reaches it (pagehide), its recovery key is
+            // saved, and it dies without telling the server.
+            proxy.blackhole();
+            await sleep(100); // let bytes already delivered to this process be handled
+            key = first.recoveryKey();
+            first.close();
+            second = client(t, server.url, { recover: key });
+            secondGot = names.map((name) => record(second!.channels.get(name)));
+          },
+        }),
+      ),
+    );
+    assert.ok(second, 'the reload happened');
+    const reloaded = second;
+    for (const [n, published] of streams.entries()) {
+      await waitFor(() => (firstGot[n]?.length ?? 0) + (secondGot[n]?.length ?? 0) >= published.length, {
+        message: `${names[n]}: messages missing after the reload`,
+      });
+      assert.ok((firstGot[n]?.length ?? 0) > 0 && (secondGot[n]?.length ?? 0) > 0, 'both instances received');
+      assertExactlyOnce([...(firstGot[n] ?? []), ...(secondGot[n] ?? [])], published, names[n]);
+    }
+    assert.equal(reloaded.connection.details?.resumed, true);
+    assert.equal(reloaded.connection.id, first.connection.id);
+  });
+});
