@@ -63,7 +63,11 @@ export class ChannelService {
     this.store = store;
     this.hub = hub;
     this.limits = limits;
-    this.leases = new LeaseManager((channel, serial) => this.expireLease(channel, serial), onError);
+    this.leases = new LeaseManager({
+      expire: (channel, serial) => this.expireLease(channel, serial),
+      onError,
+      records: store.leases,
+    });
   }
 
   /** Validates, stores (atomically) and fans out; resolves once the store committed. */
@@ -92,7 +96,9 @@ export class ChannelService {
       const serial = input.serial ?? outcome.serial;
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
       else if (input.lease !== undefined)
-        this.leases.hold(channel, serial, identity.connectionId, input.lease);
+        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId);
+      else if (input.serial !== undefined)
+        this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
     });
     return result.results;
   }

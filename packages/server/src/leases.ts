@@ -5,55 +5,87 @@
  * connection lives — or comes back within the lease as the same recovered connection — nothing
  * happens. If it is gone for longer than the lease, the server applies a final `update` that sets the
  * header `status=abandoned` (other headers kept), so every screen stops showing "streaming…".
- * Publishers without a connection (REST) hold a lease by activity: it expires `ms` after their last
- * operation carrying a lease on that message. `lease: 0`, or a delete, releases it.
  *
- * Lease state lives on the node that took the publish (node-local, like presence).
+ * - Publishers without a connection (REST) hold a lease by activity: it expires `ms` after their last
+ *   operation on the message.
+ * - A publisher that comes back *without* its connection identity (after the connection TTL, or after
+ *   a server restart) keeps the lease by writing to the message again as the same clientId.
+ * - `lease: 0`, or a delete, releases it.
+ * - With a durable store the lease records survive a server restart and are re-armed on start, as if
+ *   every holder had just dropped: a live agent re-takes its lease by writing again.
  */
+import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
 interface Lease {
   channel: string;
   serial: string;
+  /** The connection holding it; undefined for REST publishers and leases restored after a restart. */
   holder: string | undefined;
+  /** The clientId that took it: the same clientId may take it back from another connection. */
+  clientId: string | undefined;
   ms: number;
   timer: NodeJS.Timeout | undefined;
 }
 
 export type ExpireLease = (channel: string, serial: string) => Promise<void>;
 
+export interface LeaseManagerOptions {
+  expire: ExpireLease;
+  onError: (err: unknown) => void;
+  /** Where lease records are kept across restarts, if the store can. */
+  records?: LeaseRecords | undefined;
+}
+
 export class LeaseManager {
   readonly #leases = new Map<string, Lease>();
   readonly #byHolder = new Map<string, Set<string>>();
-  readonly #expire: ExpireLease;
-  readonly #onError: (err: unknown) => void;
+  readonly #o: LeaseManagerOptions;
 
-  constructor(expire: ExpireLease, onError: (err: unknown) => void) {
-    this.#expire = expire;
-    this.#onError = onError;
+  constructor(options: LeaseManagerOptions) {
+    this.#o = options;
+  }
+
+  /** Re-arms the leases recorded before a restart: each runs out unless its publisher writes again. */
+  restore(): number {
+    const records = this.#safe(() => this.#o.records?.all()) ?? [];
+    for (const record of records) this.#take(record, undefined);
+    return records.length;
   }
 
   /** Takes or renews the lease on a message; `holder` is the publisher's connection id, if any. */
-  hold(channel: string, serial: string, holder: string | undefined, ms: number): void {
-    const key = keyOf(channel, serial);
-    const previous = this.#leases.get(key);
-    if (previous) this.#drop(key, previous);
-    const lease: Lease = { channel, serial, holder, ms, timer: undefined };
-    this.#leases.set(key, lease);
-    if (holder === undefined) this.#arm(key, lease);
-    else {
-      let keys = this.#byHolder.get(holder);
-      if (!keys) {
-        keys = new Set();
-        this.#byHolder.set(holder, keys);
-      }
-      keys.add(key);
+  hold(
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    ms: number,
+    clientId: string | undefined,
+  ): void {
+    const record: LeaseRecord = { channel, serial, ms };
+    if (clientId !== undefined) record.clientId = clientId;
+    this.#take(record, holder);
+    this.#safe(() => this.#o.records?.save(record));
+  }
+
+  /**
+   * Another operation on a message: a lease held by the same clientId follows the publisher to
+   * its current connection (or, over REST, is renewed by the activity).
+   */
+  touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void {
+    const lease = this.#leases.get(keyOf(channel, serial));
+    if (!lease || lease.clientId !== clientId) return;
+    if (holder === undefined || lease.holder !== holder) {
+      const record: LeaseRecord = { channel, serial, ms: lease.ms };
+      if (clientId !== undefined) record.clientId = clientId;
+      this.#take(record, holder);
     }
   }
 
   release(channel: string, serial: string): void {
     const key = keyOf(channel, serial);
     const lease = this.#leases.get(key);
-    if (lease) this.#drop(key, lease);
+    if (!lease) return;
+    this.#drop(key, lease);
+    this.#safe(() => this.#o.records?.remove(channel, serial));
   }
 
   /** The holder's connection is gone: its leases run out unless it comes back in time. */
@@ -79,16 +111,42 @@ export class LeaseManager {
     return this.#leases.size;
   }
 
+  /** Stops the timers (shutdown); the records stay for the next start. */
   close(): void {
     for (const lease of this.#leases.values()) if (lease.timer) clearTimeout(lease.timer);
     this.#leases.clear();
     this.#byHolder.clear();
   }
 
+  #take(record: LeaseRecord, holder: string | undefined): void {
+    const key = keyOf(record.channel, record.serial);
+    const previous = this.#leases.get(key);
+    if (previous) this.#drop(key, previous);
+    const lease: Lease = {
+      channel: record.channel,
+      serial: record.serial,
+      holder,
+      clientId: record.clientId,
+      ms: record.ms,
+      timer: undefined,
+    };
+    this.#leases.set(key, lease);
+    if (holder === undefined) this.#arm(key, lease);
+    else {
+      let keys = this.#byHolder.get(holder);
+      if (!keys) {
+        keys = new Set();
+        this.#byHolder.set(holder, keys);
+      }
+      keys.add(key);
+    }
+  }
+
   #arm(key: string, lease: Lease): void {
     lease.timer = setTimeout(() => {
       this.#drop(key, lease);
-      this.#expire(lease.channel, lease.serial).catch(this.#onError);
+      this.#safe(() => this.#o.records?.remove(lease.channel, lease.serial));
+      this.#o.expire(lease.channel, lease.serial).catch(this.#o.onError);
     }, lease.ms);
     lease.timer.unref();
   }
@@ -100,6 +158,16 @@ export class LeaseManager {
       const keys = this.#byHolder.get(lease.holder);
       keys?.delete(key);
       if (keys?.size === 0) this.#byHolder.delete(lease.holder);
+    }
+  }
+
+  /** Lease records are best effort: a failing write is logged, never fails the publish. */
+  #safe<T>(write: () => T): T | undefined {
+    try {
+      return write();
+    } catch (err) {
+      this.#o.onError(err);
+      return undefined;
     }
   }
 }

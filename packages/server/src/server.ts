@@ -97,6 +97,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const channels = new ChannelService(store, hub, limits, metrics, (err) =>
     logger.error({ err }, 'lease expiry failed'),
   );
+  const restored = channels.leases.restore();
+  if (restored > 0) logger.info({ leases: restored }, 'leases re-armed after restart');
   const auth = new Authenticator(keys);
   const registry = new ConnectionRegistry(connectionStateTtl);
   const presence = new PresenceService({

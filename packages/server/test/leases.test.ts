@@ -100,4 +100,40 @@ describe('message leases', () => {
     assert.equal(bad.status, 400);
     await watcher.close();
   });
+
+  it('re-arms leases after a server restart: abandoned unless the publisher (same clientId) writes again', async () => {
+    const channel = 'session:lease-restart';
+    const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+    const orphan = await agent.publish(channel, [
+      { id: 'o', data: '', headers: { status: 'streaming' }, lease: 400 },
+    ]);
+    const alive = await agent.publish(channel, [
+      { id: 'l', data: '', headers: { status: 'streaming' }, lease: 400 },
+    ]);
+    agent.kill();
+    const server = await fx.restart(); // a clean restart: the registry of connections is gone
+    const watcher = await RawClient.connect(server.url);
+    await watcher.attach(channel);
+    // the agent comes back with a new connection (no identity to recover) and carries on with one run
+    const back = await RawClient.connect(server.url, { clientId: 'agent' });
+    assert.equal(back.connected.resumed, false);
+    const liveSerial = alive.results[0]!.serial;
+    for (let i = 0; i < 3; i++) {
+      await back.publish(channel, [{ action: 'append', serial: liveSerial, id: `l:${i}`, data: '.' }]);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    await watcher.next(
+      (f) => f.type === 'messages' && f.messages.some((m) => m.headers?.status === 'abandoned'),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(
+      abandoned(watcher, channel).map((m) => m.serial),
+      [orphan.results[0]!.serial],
+      'only the run nobody continued was abandoned',
+    );
+    await back.publish(channel, [
+      { action: 'update', serial: liveSerial, id: 'l:end', headers: { status: 'complete' }, lease: 0 },
+    ]);
+    await Promise.all([watcher.close(), back.close()]);
+  });
 });

@@ -61,6 +61,8 @@ import type {
   AppendResult,
   ChannelInfo,
   HistoryQuery,
+  LeaseRecord,
+  LeaseRecords,
   NewOperation,
   RetentionFor,
   RolledUpPage,
@@ -86,6 +88,13 @@ const TRIM_CHUNK = 500;
 const MERGE_ROWS = 8192;
 
 const SCHEMA = `
+CREATE TABLE IF NOT EXISTS leases (
+  channel TEXT NOT NULL,
+  serial TEXT NOT NULL,
+  ms INTEGER NOT NULL,
+  client_id TEXT,
+  PRIMARY KEY (channel, serial)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels (
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,
@@ -603,6 +612,33 @@ export class SqliteStore implements Store {
   }
 
   /** Commits every queued append, then closes the database. Later calls reject with store_unavailable. */
+  /** Lease records (a small table written only when a lease is taken or released). */
+  readonly leases: LeaseRecords = {
+    save: (r) => {
+      if (this.#closed) return;
+      this.#db
+        .prepare('INSERT OR REPLACE INTO leases (channel, serial, ms, client_id) VALUES (?, ?, ?, ?)')
+        .run(r.channel, r.serial, r.ms, r.clientId ?? null);
+    },
+    remove: (channel, serial) => {
+      if (this.#closed) return;
+      this.#db.prepare('DELETE FROM leases WHERE channel = ? AND serial = ?').run(channel, serial);
+    },
+    all: () =>
+      this.#db
+        .prepare('SELECT channel, serial, ms, client_id FROM leases')
+        .all()
+        .map((row) => {
+          const record: LeaseRecord = {
+            channel: String(row.channel),
+            serial: String(row.serial),
+            ms: Number(row.ms),
+          };
+          if (row.client_id !== null) record.clientId = String(row.client_id);
+          return record;
+        }),
+  };
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#flush();

@@ -105,9 +105,28 @@ export interface Store {
    * Returns how many messages were removed.
    */
   trim(now?: number): Promise<number>;
+  /**
+   * Durable lease records (PROTOCOL.md §7.1), for stores that outlive the server process: leases
+   * survive a server restart and are re-armed on start. Optional: a memory store loses its logs
+   * anyway.
+   */
+  readonly leases?: LeaseRecords;
   /** Resolves when the store can serve requests; rejects otherwise (for /ready). */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface LeaseRecord {
+  channel: string;
+  serial: string;
+  ms: number;
+  clientId?: string;
+}
+
+export interface LeaseRecords {
+  save(record: LeaseRecord): void;
+  remove(channel: string, serial: string): void;
+  all(): LeaseRecord[];
 }
 
 /** How long messages of a channel are kept, in ms; `Infinity` keeps them forever. */
