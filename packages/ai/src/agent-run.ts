@@ -113,6 +113,7 @@ export class AgentRun<M extends UIMessage = UIMessage> {
   async pipe(stream: ReadableStream<UIMessageChunk> | AsyncIterable<UIMessageChunk>): Promise<void> {
     const source = readChunks(stream);
     const stop = () => source.stop();
+    if (this.#status !== 'running') return stop();
     this.signal.addEventListener('abort', stop, { once: true });
     try {
       for (;;) {

@@ -161,14 +161,23 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     else for (const input of this.tree.inputs) this.#handled.add(input.id);
   }
 
+  /**
+   * Answers the inputs at the end of their branch that no run of this agent answers — or whose
+   * latest answer by this agent was abandoned (the agent crashed): that run is answered again, as an
+   * alternative to it (or resumed in place when `runId` gives the same id again).
+   */
   #answerMissed(): void {
     for (const input of this.tree.inputs) {
       if (this.#handled.has(input.id)) continue;
-      const answered = this.tree.runsOf(input.id).some((r) => r.agent === this.agent);
-      const continued = this.tree.runsOf(input.id).some((r) => this.tree.inputsAfter(r.id).length > 0);
+      const runs = this.tree.runsOf(input.id);
+      const mine = runs.filter((r) => r.agent === this.agent);
+      const latest = mine[mine.length - 1];
+      const continued = runs.some((r) => this.tree.inputsAfter(r.id).length > 0);
       const replaced = this.tree.inputsAfter(input.parent).some((i) => i.forkOf === input.id);
-      if (answered || continued || replaced) this.#handled.add(input.id);
-      else this.#answer(input, undefined);
+      this.#handled.add(input.id);
+      if (continued || replaced) continue;
+      if (!latest) this.#answer(input, null);
+      else if (latest.status === 'abandoned') this.#answer(input, latest.id);
     }
   }
 
@@ -238,6 +247,10 @@ export class AgentSession<M extends UIMessage = UIMessage> {
         ),
     };
     if (input.replaces !== undefined) publisherOptions.replaces = input.replaces;
+    publisherOptions.stored = () => {
+      const stored = this.tree.run(runId);
+      return stored && { status: stored.status, parts: this.tree.parts(runId) };
+    };
     if (this.#o.lease !== undefined) publisherOptions.lease = this.#o.lease;
     if (this.#o.coalesceMs !== undefined) publisherOptions.coalesceMs = this.#o.coalesceMs;
     if (this.#o.timers !== undefined) publisherOptions.timers = this.#o.timers;

@@ -18,6 +18,7 @@
 import type { Rest } from '@mooring/client';
 import type { JsonValue } from '@mooring/protocol';
 import type { UIMessageChunk } from 'ai';
+import { loadSession } from './load-session.ts';
 import { restSink } from './operation-sink.ts';
 import { readChunks } from './read-chunks.ts';
 import type { RunPublisherOptions } from './run-publisher.ts';
@@ -64,6 +65,12 @@ export async function publishUIMessageStream(options: PublishUIMessageStreamOpti
     agent: options.agent ?? 'assistant',
     input: options.input,
     renewLease: true,
+    // A retried function re-running the same run id: read what the earlier attempt stored.
+    stored: async () => {
+      const tree = await loadSession({ rest: options.rest, channel: options.channel });
+      const run = tree.run(runId);
+      return run && { status: run.status, parts: tree.parts(runId) };
+    },
     onError: (err) => {
       failure ??= err;
     },

@@ -30,7 +30,7 @@
 import type { Headers, JsonValue, OperationInput } from '@mooring/protocol';
 import type { UIMessageChunk } from 'ai';
 import type { OperationSink } from './operation-sink.ts';
-import type { FinalRunStatus, PartKind, RunData } from './wire.ts';
+import type { FinalRunStatus, PartKind, RunData, RunStatus } from './wire.ts';
 import { asJson, EVENT_PART, EVENT_RUN } from './wire.ts';
 
 /** Default lease on a run message, ms (PROTOCOL.md §7.1). */
@@ -68,8 +68,32 @@ export interface RunPublisherOptions {
   /** Window within which deltas are merged, ms; 0 = every delta its own operation. Default 40. */
   coalesceMs?: number;
   timers?: PublisherTimers;
+  /**
+   * What an earlier attempt of this run stored, read only if the run turns out to exist already (its
+   * create was a duplicate: a retried agent or function re-running the same run id). The publisher
+   * then skips what is already stored — streamed text is compared, not counted, so a retry that
+   * coalesces differently appends nothing twice — and replaces a part whose text diverges.
+   */
+  stored?: () => Promise<StoredRun | undefined> | StoredRun | undefined;
   /** A permanent publishing failure (after which the run is ended `error` if possible). */
   onError?: (error: unknown) => void;
+}
+
+/** A run as stored by an earlier attempt: its status and its parts in serial order. */
+export interface StoredRun {
+  status: RunStatus;
+  parts: readonly { text: string; state: 'streaming' | 'done' }[];
+}
+
+/** Resume state of one part that an earlier attempt stored. */
+interface Resumed {
+  text: string;
+  done: boolean;
+  /** How much of `text` the new attempt has re-sent so far. */
+  consumed: number;
+  diverged: boolean;
+  /** Nothing is known of what the earlier attempt stored here: the first operation replaces it. */
+  unknown?: boolean;
 }
 
 export interface EndOptions {
@@ -81,7 +105,15 @@ type Key = string;
 
 type Pending =
   | { type: 'create'; key: Key; op: OperationInput }
-  | { type: 'append'; key: Key; data: string; headers: Headers | undefined; op?: OperationInput }
+  | {
+      type: 'append';
+      key: Key;
+      data: string;
+      headers: Headers | undefined;
+      /** The part's text length once this append is applied (for a replacement on resume). */
+      end: number;
+      op?: OperationInput | null;
+    }
   | { type: 'update'; key: Key; op: Omit<OperationInput, 'serial'> };
 
 interface OpenPart {
@@ -116,6 +148,10 @@ export class RunPublisher {
   readonly #reasoning = new Map<string, OpenPart>();
   readonly #toolInput = new Map<string, OpenPart>();
   readonly #waiters: Waiter[] = [];
+  /** The text written so far to each streamed part (to replace a diverging part on resume). */
+  readonly #written = new Map<Key, string>();
+  #resumed: Map<Key, Resumed> | undefined;
+  #resuming = false;
   #parts = 0;
   #enqueued = 0;
   #stored = 0;
@@ -313,10 +349,11 @@ export class RunPublisher {
     return { run: this.runId, agent: this.#o.agent, status };
   }
 
-  #nextId(key: Key): string {
-    const n = this.#counters.get(key) ?? 0;
-    this.#counters.set(key, n + 1);
-    return `${this.runId}:${key}:${n}`;
+  #nextId(key: Key, prefix = ''): string {
+    const counter = `${key}${prefix}`;
+    const n = this.#counters.get(counter) ?? 0;
+    this.#counters.set(counter, n + 1);
+    return `${this.runId}:${counter}:${n}`;
   }
 
   #open(kind: PartKind, extra: Headers, providerMetadata: unknown): OpenPart {
@@ -344,7 +381,13 @@ export class RunPublisher {
       if (Object.keys(meta).length > 0) headers.meta = JSON.stringify(meta);
       else delete headers.meta;
     }
-    this.#push({ type: 'append', key: open.key, data: '', headers });
+    this.#push({
+      type: 'append',
+      key: open.key,
+      data: '',
+      headers,
+      end: this.#written.get(open.key)?.length ?? 0,
+    });
   }
 
   #discrete(chunk: UIMessageChunk): void {
@@ -379,24 +422,34 @@ export class RunPublisher {
         headers: { ...streamed, state: 'streaming' },
       },
     });
-    for (const piece of splitText(json, MAX_APPEND_CHARS))
-      this.#push({ type: 'append', key, data: piece, headers: undefined });
-    this.#push({ type: 'append', key, data: '', headers: { ...streamed, state: 'done' } });
+    let end = 0;
+    for (const piece of splitText(json, MAX_APPEND_CHARS)) {
+      end += piece.length;
+      this.#push({ type: 'append', key, data: piece, headers: undefined, end });
+    }
+    this.#written.set(key, json);
+    this.#push({ type: 'append', key, data: '', headers: { ...streamed, state: 'done' }, end });
   }
 
   #delta(key: Key, delta: string): void {
     if (delta === '') return;
+    const written = (this.#written.get(key) ?? '') + delta;
+    this.#written.set(key, written);
     const pending = this.#coalesceMs > 0 ? this.#mergeable.get(key) : undefined;
     if (pending && pending.data.length + delta.length <= MAX_APPEND_CHARS) {
       pending.data += delta;
+      pending.end = written.length;
       return;
     }
+    let end = written.length - delta.length;
     for (const piece of splitText(delta, MAX_APPEND_CHARS)) {
+      end += piece.length;
       const append: Extract<Pending, { type: 'append' }> = {
         type: 'append',
         key,
         data: piece,
         headers: undefined,
+        end,
       };
       this.#queue.push(append);
       this.#enqueued++;
@@ -434,30 +487,37 @@ export class RunPublisher {
   }
 
   #send(): void {
-    if (this.#inFlight || this.#queue.length === 0 || this.#failed !== undefined) return;
+    if (this.#inFlight || this.#resuming || this.#queue.length === 0 || this.#failed !== undefined) return;
     const batch: OperationInput[] = [];
-    const taken: Pending[] = [];
+    const taken: Array<{ pending: Pending; index: number | undefined }> = [];
     let bytes = 0;
     for (const pending of this.#queue) {
       if (batch.length >= this.#o.sink.maxOpsPerPublish) break;
       const op = this.#resolve(pending);
-      if (!op) break; // its message's create is not acknowledged yet
+      if (op === undefined) break; // its message's create is not acknowledged yet
+      if (op === null) {
+        taken.push({ pending, index: undefined }); // already stored by an earlier attempt
+        continue;
+      }
       const size = typeof op.data === 'string' ? op.data.length * 3 + 200 : 1024;
       if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
       bytes += size;
+      taken.push({ pending, index: batch.length });
       batch.push(op);
-      taken.push(pending);
     }
-    if (batch.length === 0) return;
+    if (taken.length === 0) return;
     this.#queue.splice(0, taken.length);
     this.#firstDeltaAt = undefined;
     this.#inFlight = true;
-    this.#o.sink.publish(batch).then(
+    const published = batch.length > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);
+    published.then(
       (results) => {
-        taken.forEach((pending, i) => {
-          const serial = results[i]?.serial;
-          if (pending.type === 'create' && serial !== undefined) this.#serials.set(pending.key, serial);
-        });
+        for (const { pending, index } of taken) {
+          const result = index === undefined ? undefined : results[index];
+          if (pending.type !== 'create' || !result) continue;
+          this.#serials.set(pending.key, result.serial);
+          if (pending.key === RUN_KEY && result.duplicate) this.#resume();
+        }
         this.#attempt = 0;
         this.#inFlight = false;
         this.#stored += taken.length;
@@ -467,7 +527,7 @@ export class RunPublisher {
       (error: unknown) => {
         this.#inFlight = false;
         if (isRetryable(error)) {
-          this.#queue.unshift(...taken);
+          this.#queue.unshift(...taken.map((t) => t.pending));
           const delay = Math.min(MAX_RETRY_DELAY, 100 * 2 ** this.#attempt++);
           this.#timers.setTimeout(() => this.#send(), delay);
           return;
@@ -477,23 +537,131 @@ export class RunPublisher {
     );
   }
 
-  /** The operation for a pending entry, or undefined while its target's serial is unknown. */
-  #resolve(pending: Pending): OperationInput | undefined {
+  /**
+   * The operation for a pending entry: undefined while its target's serial is unknown, null when an
+   * earlier attempt of the run already stored it.
+   */
+  #resolve(pending: Pending): OperationInput | null | undefined {
     if (pending.type === 'create') return pending.op;
     const serial = this.#serials.get(pending.key);
     if (serial === undefined) return undefined;
     if (pending.type === 'update') return { ...pending.op, serial };
-    if (pending.op) return pending.op; // resolved before: a retry keeps the same id
+    if (pending.op !== undefined) return pending.op; // resolved before: a retry keeps the same id
     if (this.#mergeable.get(pending.key) === pending) this.#mergeable.delete(pending.key); // frozen from now on
-    const op: OperationInput = {
-      action: 'append',
-      id: this.#nextId(pending.key),
-      serial,
-      data: pending.data,
-    };
+    let resumed = this.#resumed?.get(pending.key);
+    if (this.#resumed && !resumed) {
+      resumed = { text: '', done: false, consumed: 0, diverged: false, unknown: true };
+      this.#resumed.set(pending.key, resumed);
+    }
+    pending.op = resumed
+      ? this.#resumeAppend(pending, serial, resumed)
+      : this.#append(pending, serial, pending.data);
+    return pending.op;
+  }
+
+  #append(
+    pending: Extract<Pending, { type: 'append' }>,
+    serial: string,
+    data: string,
+    prefix = '',
+  ): OperationInput {
+    const op: OperationInput = { action: 'append', id: this.#nextId(pending.key, prefix), serial, data };
     if (pending.headers !== undefined) op.headers = pending.headers;
-    pending.op = op;
     return op;
+  }
+
+  /**
+   * An append to a part an earlier attempt stored: drop what it already holds, append the rest (ids
+   * in their own namespace, `p<k>@<stored length>`), or — when the text diverges — replace the part's
+   * text with this attempt's.
+   */
+  #resumeAppend(
+    pending: Extract<Pending, { type: 'append' }>,
+    serial: string,
+    r: Resumed,
+  ): OperationInput | null {
+    const prefix = `@${r.text.length}`;
+    let data = pending.data;
+    if (r.unknown) {
+      // What is stored there is unknown: this attempt's text replaces it (DESIGN §12).
+      r.unknown = false;
+      r.diverged = true;
+      const op: OperationInput = {
+        action: 'update',
+        id: this.#nextId(pending.key, prefix),
+        serial,
+        data: (this.#written.get(pending.key) ?? '').slice(0, pending.end),
+      };
+      if (pending.headers !== undefined) op.headers = pending.headers;
+      return op;
+    }
+    if (!r.diverged && r.consumed < r.text.length) {
+      const overlap = Math.min(data.length, r.text.length - r.consumed);
+      if (data.slice(0, overlap) === r.text.slice(r.consumed, r.consumed + overlap)) {
+        r.consumed += overlap;
+        data = data.slice(overlap);
+      } else {
+        r.diverged = true;
+        const op: OperationInput = {
+          action: 'update',
+          id: this.#nextId(pending.key, prefix),
+          serial,
+          data: (this.#written.get(pending.key) ?? '').slice(0, pending.end),
+        };
+        if (pending.headers !== undefined) op.headers = pending.headers;
+        return op;
+      }
+    } else if (
+      !r.diverged &&
+      r.consumed === r.text.length &&
+      r.done &&
+      pending.headers === undefined &&
+      data !== ''
+    ) {
+      // The earlier attempt had finished this part; this one says more: a divergence too.
+      r.diverged = true;
+    }
+    if (data === '' && (pending.headers === undefined || r.done)) return null;
+    return this.#append(pending, serial, data, prefix);
+  }
+
+  /** The run's create was a duplicate: read what the earlier attempt stored before appending more. */
+  #resume(): void {
+    const read = this.#o.stored;
+    if (this.#resumed || this.#resuming) return;
+    this.#resuming = true;
+    void (async () => {
+      try {
+        const stored = read ? await read() : undefined;
+        const resumed = new Map<Key, Resumed>();
+        for (const [k, part] of (stored?.parts ?? []).entries()) {
+          resumed.set(`p${k}`, {
+            text: part.text,
+            done: part.state === 'done',
+            consumed: 0,
+            diverged: false,
+          });
+        }
+        this.#resumed = resumed;
+        if (stored && stored.status !== 'running' && !this.#ended) {
+          // An earlier attempt was abandoned (or ended): this one runs again.
+          const op: Omit<OperationInput, 'serial'> = {
+            action: 'update',
+            id: `run:${this.runId}:resumed:${crypto.randomUUID()}`,
+            headers: this.#runHeaders('running'),
+          };
+          if (this.#lease > 0) op.lease = this.#lease;
+          this.#queue.unshift({ type: 'update', key: RUN_KEY, op });
+          this.#enqueued++;
+        }
+      } catch (err) {
+        this.#o.onError?.(err);
+      } finally {
+        this.#resumed ??= new Map(); // unknown: each part's first operation replaces its text
+        this.#resuming = false;
+        this.#sendSoon(true);
+      }
+    })();
   }
 
   #fail(error: unknown): void {

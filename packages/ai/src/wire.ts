@@ -36,7 +36,10 @@ export type PartKind = (typeof PART_KINDS)[number];
 export interface InputData {
   /** The user's message (role `user`); its `id` is the input id. */
   message: UIMessage;
-  /** The run this input follows (absent for the first input). */
+  /**
+   * The node this input follows: a run, or — for a message sent before the previous one had an
+   * answer — that input. Absent for the first input.
+   */
   parent?: string;
   /** For an edit: the input this one replaces (a sibling with the same parent). */
   forkOf?: string;
@@ -49,7 +52,7 @@ export interface RunData {
   agent: string;
   /** The input this run answers. */
   input: string;
-  /** The run's parent in the tree; always the input it answers (kept for §13.2 compatibility). */
+  /** The run's parent in the tree: always the input it answers (written for §13.2; readers use `input`). */
   parent?: string;
   /** For a regeneration: the run this one is an alternative to (they are siblings). */
   replaces?: string;

@@ -177,4 +177,84 @@ describe('RunPublisher', () => {
     assert.deepEqual(await rebuilt(log, rolled), expected);
     assert.deepEqual(await rebuilt(log), expected);
   });
+
+  describe('a retried run (same run id, a new process)', () => {
+    const stored = (log: MemoryLog) => () => {
+      const tree = new ConversationTree();
+      for (const m of log.live) tree.apply(m);
+      const run = tree.run('r1');
+      return run && { status: run.status, parts: tree.parts('r1') };
+    };
+    const text = async (log: MemoryLog) =>
+      (await rebuilt(log)).parts.map((p) => ('text' in p ? p.text : '')).join('|');
+
+    it('appends nothing twice, whatever the coalescing of either attempt', async () => {
+      const log = new MemoryLog();
+      const first = publisher(log, { coalesceMs: 0 });
+      first.write({ type: 'text-start', id: 't' });
+      for (const d of ['Hel', 'lo', ' wor']) first.write({ type: 'text-delta', id: 't', delta: d });
+      await first.flush(); // …and the process dies: no end
+
+      const second = publisher(log, { coalesceMs: 5, stored: stored(log) });
+      log.hold = true;
+      second.write({ type: 'text-start', id: 't' });
+      for (const d of ['Hel', 'lo', ' wor', 'ld', '!'])
+        second.write({ type: 'text-delta', id: 't', delta: d });
+      second.write({ type: 'text-end', id: 't' });
+      const ended = second.end('complete');
+      for (let i = 0; i < 5; i++) {
+        log.release();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      log.hold = false;
+      log.release();
+      await ended;
+      assert.equal(await text(log), 'Hello world!');
+      const tree = new ConversationTree();
+      for (const m of log.live) tree.apply(m);
+      assert.equal(tree.run('r1')?.status, 'complete');
+      assert.equal(tree.parts('r1')[0]?.state, 'done');
+    });
+
+    it('replaces a part whose text diverges, and runs again after being abandoned', async () => {
+      const log = new MemoryLog();
+      const first = publisher(log, { coalesceMs: 0 });
+      first.write({ type: 'text-start', id: 't' });
+      first.write({ type: 'text-delta', id: 't', delta: 'The answer is 41' });
+      await first.flush();
+      const runSerial = log.live[0]!.serial;
+      await log.publish([
+        {
+          action: 'update',
+          id: `lease-expired:${runSerial}`,
+          serial: runSerial,
+          headers: { run: 'r1', agent: 'a', status: 'abandoned' },
+        },
+      ]);
+
+      const second = publisher(log, { coalesceMs: 0, stored: stored(log) });
+      second.write({ type: 'text-start', id: 't' });
+      for (const d of ['The answer ', 'is 42.']) second.write({ type: 'text-delta', id: 't', delta: d });
+      second.write({ type: 'text-end', id: 't' });
+      await second.flush();
+      const statuses = log.live.filter((m) => m.serial === runSerial).map((m) => m.headers?.status);
+      assert.deepEqual(statuses, ['running', 'abandoned', 'running']);
+      await second.end('complete');
+      assert.equal(await text(log), 'The answer is 42.');
+    });
+
+    it('without knowing what was stored, replaces each part with the new attempt', async () => {
+      const log = new MemoryLog();
+      const first = publisher(log, { coalesceMs: 0 });
+      first.write({ type: 'text-start', id: 't' });
+      first.write({ type: 'text-delta', id: 't', delta: 'partial, from the first attempt' });
+      await first.flush();
+      const second = publisher(log, { coalesceMs: 0 });
+      second.write({ type: 'text-start', id: 't' });
+      second.write({ type: 'text-delta', id: 't', delta: 'complete, from the second' });
+      second.write({ type: 'text-end', id: 't' });
+      await second.end('complete');
+      assert.equal(await text(log), 'complete, from the second');
+    });
+  });
 });

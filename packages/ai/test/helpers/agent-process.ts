@@ -1,7 +1,8 @@
 /**
- * An agent in its own process, for the crash test: it answers each input with a long, slow stream
- * and never finishes on its own. Configured by environment: MOORING_URL, MOORING_CHANNEL,
- * MOORING_LEASE (ms). Prints "ready" once attached.
+ * An agent in its own process, for the crash tests: it answers each input with a slow stream of
+ * `token<i> ` deltas that never finishes on its own. Configured by environment: MOORING_URL,
+ * MOORING_CHANNEL, MOORING_LEASE (ms), MOORING_FIXED_RUN_ID ("1": run id `run-for-<input id>`, so a
+ * restarted agent resumes the same run). Prints "ready" once attached.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Mooring } from '@mooring/client';
@@ -18,6 +19,9 @@ const agent = new AgentSession({
   agent: 'assistant',
   lease,
   coalesceMs: 0,
+  ...(process.env.MOORING_FIXED_RUN_ID === '1'
+    ? { runId: (input: { id: string }) => `run-for-${input.id}` }
+    : {}),
   onInput: async (_input, run) => {
     run.write({ type: 'text-start', id: 't' });
     for (let i = 0; !run.signal.aborted; i++) {
