@@ -24,10 +24,8 @@ import { cpus, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Mooring } from '@mooring/client';
-import type { Message } from '@mooring/protocol';
 import { FaultProxy } from '@mooring/testkit';
-import type { TreeChange } from '../src/index.ts';
-import { ConversationTree, EVENT_INPUT, runChunkStream } from '../src/index.ts';
+import { ConversationTree, EVENT_INPUT, runChunkStream, SessionFeed } from '../src/index.ts';
 import { BENCH_KEY, nowMicros } from './bench-key.ts';
 
 const { values: args } = parseArgs({
@@ -143,24 +141,8 @@ async function user(index: number, proxy: FaultProxy | undefined): Promise<User>
   });
   const channel = client.channels.get(`${PREFIX}${index}`, { start: true });
   const tree = new ConversationTree();
-  const watchers = new Set<(c: TreeChange | { kind: 'live' }) => void>();
-  tree.on('change', (c) => {
-    for (const w of watchers) w(c);
-  });
-  channel.on('attached', () => {
-    for (const w of watchers) w({ kind: 'live' });
-  });
-  const source = {
-    tree,
-    get live() {
-      return channel.state === 'attached';
-    },
-    watch(fn: (c: TreeChange | { kind: 'live' }) => void) {
-      watchers.add(fn);
-      return () => watchers.delete(fn);
-    },
-  };
-  await channel.subscribe((m: Message) => tree.apply(m));
+  const source = new SessionFeed(channel, tree); // the fold + live tracking a UserSession uses
+  await source.start();
   const u: User = { index, client, tree, proxy, tokens: 0, text: '', done: Promise.resolve() };
   u.done = new Promise<void>((resolve) => {
     const off = source.watch((c) => {
