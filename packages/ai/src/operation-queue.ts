@@ -1,0 +1,345 @@
+/**
+ * The ordered queue behind a run publisher: operations on a few messages (the run and its parts,
+ * each known by a key), sent to a sink in order, one batch in flight at a time.
+ *
+ *   create(key) ─┐                                 ┌─ ack: serial of each created key
+ *   delta(key)  ─┼─▶ [ queue ] ──batch (≤100 ops)──▶ sink
+ *   append/update┘    ▲ deltas merge into the last pending append of their key, within the window,
+ *                     │ and never across another operation (the live order is the write order)
+ *                     └─ an append waits for its message's serial: a batch stops before it
+ *
+ * Ids: the n-th operation on key k is `<runId>:<k>:<n>` — deterministic, so a resend is stored once.
+ * Retryable failures resend the same batch (same ids); a permanent one stops the queue.
+ *
+ * Resuming a run stored by an earlier attempt (its create came back a duplicate): appends are
+ * compared with what that attempt stored (`resume()`) — the part already there is dropped, the rest
+ * appended under ids of their own (`<runId>:<k>@<stored length>:<n>`), and a part whose text diverges
+ * (or whose stored text is unknown) is replaced by an `update` with this attempt's text.
+ */
+import type { Headers, OperationInput } from '@mooring/protocol';
+import type { OperationSink } from './operation-sink.ts';
+
+/** An append carries at most this many UTF-16 units (64 KiB per operation, whatever the text). */
+export const MAX_APPEND_CHARS = 8_192;
+const MAX_BATCH_BYTES = 512 * 1024;
+const MAX_RETRY_DELAY = 5_000;
+
+export interface QueueTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface OperationQueueOptions {
+  sink: OperationSink;
+  /** Prefix of every operation id. */
+  runId: string;
+  /** Window within which deltas merge, ms; 0 = every delta its own operation. */
+  coalesceMs: number;
+  timers: QueueTimers;
+  /** A create was acknowledged; `duplicate` when the server already held its id. */
+  onCreated(key: string, serial: string, duplicate: boolean): void;
+  /** A permanent failure: the queue is stopped and emptied. */
+  onFailed(error: unknown): void;
+}
+
+/** What an earlier attempt stored on one part key. */
+export interface StoredPart {
+  text: string;
+  done: boolean;
+}
+
+type Append = {
+  type: 'append';
+  key: string;
+  data: string;
+  headers: Headers | undefined;
+  /** The part's text length once this append is applied (for a replacement on resume). */
+  end: number;
+  /** Resolved once (a resend keeps its id); null: an earlier attempt already stored it. */
+  op?: OperationInput | null;
+};
+
+type Pending =
+  | { type: 'create'; key: string; op: OperationInput }
+  | Append
+  | { type: 'update'; key: string; op: Omit<OperationInput, 'serial'> };
+
+interface Resumed extends StoredPart {
+  /** How much of `text` this attempt has re-sent so far. */
+  consumed: number;
+  diverged: boolean;
+  /** Nothing is known of what is stored here: the first operation replaces it. */
+  unknown: boolean;
+}
+
+export class OperationQueue {
+  readonly #o: OperationQueueOptions;
+  readonly #queue: Pending[] = [];
+  readonly #serials = new Map<string, string>();
+  readonly #counters = new Map<string, number>();
+  /** The pending append of each key that a new delta may still be merged into. */
+  readonly #mergeable = new Map<string, Append>();
+  /** The text written so far to each key (to replace a diverging part on resume). */
+  readonly #written = new Map<string, string>();
+  readonly #waiters: Array<{ resolve(): void; upTo: number }> = [];
+  #resumed: Map<string, Resumed> | undefined;
+  #paused = false;
+  #enqueued = 0;
+  #stored = 0;
+  #inFlight = false;
+  #timer: unknown;
+  #firstDeltaAt: number | undefined;
+  #attempt = 0;
+  #failed: unknown;
+
+  constructor(options: OperationQueueOptions) {
+    this.#o = options;
+  }
+
+  /** The permanent failure that stopped the queue, if any. */
+  get failure(): unknown {
+    return this.#failed;
+  }
+
+  serial(key: string): string | undefined {
+    return this.#serials.get(key);
+  }
+
+  /** The next operation id on a key. */
+  nextId(key: string, namespace = ''): string {
+    const counter = `${key}${namespace}`;
+    const n = this.#counters.get(counter) ?? 0;
+    this.#counters.set(counter, n + 1);
+    return `${this.#o.runId}:${counter}:${n}`;
+  }
+
+  create(key: string, op: OperationInput): void {
+    this.#push({ type: 'create', key, op });
+  }
+
+  /** A structural append (e.g. the one marking a part done); deltas before it can no longer grow. */
+  append(key: string, data: string, headers: Headers | undefined): void {
+    if (data !== '') this.#written.set(key, (this.#written.get(key) ?? '') + data);
+    this.#push({ type: 'append', key, data, headers, end: this.#written.get(key)?.length ?? 0 });
+  }
+
+  /** An update of the message `key`; `first`: before everything still queued. */
+  update(key: string, op: Omit<OperationInput, 'serial'>, first = false): void {
+    if (!first) {
+      this.#push({ type: 'update', key, op });
+      return;
+    }
+    if (this.#failed !== undefined) return;
+    this.#queue.unshift({ type: 'update', key, op });
+    this.#enqueued++;
+  }
+
+  /** A streamed delta: merged into the key's pending append within the window. */
+  delta(key: string, delta: string): void {
+    if (delta === '' || this.#failed !== undefined) return;
+    const written = (this.#written.get(key) ?? '') + delta;
+    this.#written.set(key, written);
+    const pending = this.#o.coalesceMs > 0 ? this.#mergeable.get(key) : undefined;
+    if (pending && pending.data.length + delta.length <= MAX_APPEND_CHARS) {
+      pending.data += delta;
+      pending.end = written.length;
+      return;
+    }
+    let end = written.length - delta.length;
+    for (const piece of splitText(delta, MAX_APPEND_CHARS)) {
+      end += piece.length;
+      const append: Append = { type: 'append', key, data: piece, headers: undefined, end };
+      this.#queue.push(append);
+      this.#enqueued++;
+      if (this.#o.coalesceMs > 0) this.#mergeable.set(key, append);
+    }
+    this.#firstDeltaAt ??= Date.now();
+    this.#sendSoon(this.#o.coalesceMs === 0);
+  }
+
+  /** Holds sending (while reading what an earlier attempt stored). */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /**
+   * Compares what follows with what an earlier attempt stored (`undefined`: unknown) and resumes
+   * sending. `parts` are keyed like this queue's keys.
+   */
+  resume(parts: Map<string, StoredPart> | undefined): void {
+    this.#resumed = new Map();
+    for (const [key, part] of parts ?? [])
+      this.#resumed.set(key, { ...part, consumed: 0, diverged: false, unknown: false });
+    this.#paused = false;
+    this.#sendSoon(true);
+  }
+
+  /** Resolves once everything queued so far is stored (or the queue failed). */
+  flush(): Promise<void> {
+    if (this.#stored >= this.#enqueued || this.#failed !== undefined) return Promise.resolve();
+    this.#sendSoon(true);
+    return new Promise((resolve) => this.#waiters.push({ resolve, upTo: this.#enqueued }));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  #push(pending: Pending): void {
+    if (this.#failed !== undefined) return;
+    this.#mergeable.clear();
+    this.#queue.push(pending);
+    this.#enqueued++;
+    this.#sendSoon(true);
+  }
+
+  #sendSoon(now: boolean): void {
+    if (this.#inFlight || this.#queue.length === 0) return;
+    if (now) {
+      if (this.#timer !== undefined) {
+        this.#o.timers.clearTimeout(this.#timer);
+        this.#timer = undefined;
+      }
+      queueMicrotask(() => this.#send());
+      return;
+    }
+    if (this.#timer !== undefined) return;
+    const wait = Math.max(0, (this.#firstDeltaAt ?? Date.now()) + this.#o.coalesceMs - Date.now());
+    this.#timer = this.#o.timers.setTimeout(() => {
+      this.#timer = undefined;
+      this.#send();
+    }, wait);
+  }
+
+  #send(): void {
+    if (this.#inFlight || this.#paused || this.#queue.length === 0 || this.#failed !== undefined) return;
+    const batch: OperationInput[] = [];
+    const taken: Array<{ pending: Pending; index: number | undefined }> = [];
+    let bytes = 0;
+    for (const pending of this.#queue) {
+      if (batch.length >= this.#o.sink.maxOpsPerPublish) break;
+      const op = this.#resolve(pending);
+      if (op === undefined) break; // its message's create is not acknowledged yet
+      if (op === null) {
+        taken.push({ pending, index: undefined }); // already stored by an earlier attempt
+        continue;
+      }
+      const size = typeof op.data === 'string' ? op.data.length * 3 + 200 : 1024;
+      if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
+      bytes += size;
+      taken.push({ pending, index: batch.length });
+      batch.push(op);
+    }
+    if (taken.length === 0) return;
+    this.#queue.splice(0, taken.length);
+    this.#firstDeltaAt = undefined;
+    this.#inFlight = true;
+    const published = batch.length > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);
+    published.then(
+      (results) => {
+        this.#attempt = 0;
+        this.#inFlight = false;
+        for (const { pending, index } of taken) {
+          const result = index === undefined ? undefined : results[index];
+          if (pending.type !== 'create' || !result) continue;
+          this.#serials.set(pending.key, result.serial);
+          this.#o.onCreated(pending.key, result.serial, result.duplicate === true);
+        }
+        this.#stored += taken.length;
+        this.#wake();
+        this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#firstDeltaAt === undefined);
+      },
+      (error: unknown) => {
+        this.#inFlight = false;
+        if (isRetryable(error)) {
+          this.#queue.unshift(...taken.map((t) => t.pending));
+          const delay = Math.min(MAX_RETRY_DELAY, 100 * 2 ** this.#attempt++);
+          this.#o.timers.setTimeout(() => this.#send(), delay);
+          return;
+        }
+        this.#fail(error);
+      },
+    );
+  }
+
+  /** The operation for a pending entry: undefined while its target's serial is unknown. */
+  #resolve(pending: Pending): OperationInput | null | undefined {
+    if (pending.type === 'create') return pending.op;
+    const serial = this.#serials.get(pending.key);
+    if (serial === undefined) return undefined;
+    if (pending.type === 'update') return { ...pending.op, serial };
+    if (pending.op !== undefined) return pending.op;
+    if (this.#mergeable.get(pending.key) === pending) this.#mergeable.delete(pending.key); // frozen now
+    let resumed = this.#resumed?.get(pending.key);
+    if (this.#resumed && !resumed) {
+      resumed = { text: '', done: false, consumed: 0, diverged: false, unknown: true };
+      this.#resumed.set(pending.key, resumed);
+    }
+    pending.op = resumed
+      ? this.#resumeAppend(pending, serial, resumed)
+      : this.#op(pending, serial, pending.data);
+    return pending.op;
+  }
+
+  #op(pending: Append, serial: string, data: string, namespace = '', action: 'append' | 'update' = 'append') {
+    const op: OperationInput = { action, id: this.nextId(pending.key, namespace), serial, data };
+    if (pending.headers !== undefined) op.headers = pending.headers;
+    return op;
+  }
+
+  #resumeAppend(pending: Append, serial: string, r: Resumed): OperationInput | null {
+    const namespace = `@${r.text.length}`;
+    const replace = () => {
+      r.diverged = true;
+      r.unknown = false;
+      const text = (this.#written.get(pending.key) ?? '').slice(0, pending.end);
+      return this.#op(pending, serial, text, namespace, 'update');
+    };
+    if (r.unknown) return replace();
+    let data = pending.data;
+    if (!r.diverged && r.consumed < r.text.length) {
+      const overlap = Math.min(data.length, r.text.length - r.consumed);
+      if (data.slice(0, overlap) !== r.text.slice(r.consumed, r.consumed + overlap)) return replace();
+      r.consumed += overlap;
+      data = data.slice(overlap);
+    }
+    if (data === '' && (pending.headers === undefined || r.done)) return null;
+    return this.#op(pending, serial, data, namespace);
+  }
+
+  #fail(error: unknown): void {
+    this.#failed = error;
+    this.#queue.length = 0;
+    this.#mergeable.clear();
+    this.#stored = this.#enqueued;
+    this.#wake();
+    this.#o.onFailed(error);
+  }
+
+  #wake(): void {
+    for (let i = this.#waiters.length - 1; i >= 0; i--) {
+      const waiter = this.#waiters[i]!;
+      if (this.#stored >= waiter.upTo) {
+        this.#waiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
+  }
+}
+
+function isRetryable(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === true;
+}
+
+/** Splits text into pieces of at most `max` UTF-16 units without cutting a surrogate pair. */
+export function splitText(text: string, max: number): string[] {
+  if (text.length <= max) return [text];
+  const pieces: string[] = [];
+  let i = 0;
+  while (i < text.length) {
+    let end = Math.min(text.length, i + max);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+    pieces.push(text.slice(i, end));
+    i = end;
+  }
+  return pieces;
+}
