@@ -46,6 +46,17 @@ export function classifyClose(info: TransportCloseInfo, disconnect?: DisconnectF
     return { type: 'fatal', error };
   }
 
+  if (info.code === CLOSE_CODES.token_expired.code) {
+    // The `disconnect` frame that normally precedes it was lost: same meaning, get a new token.
+    return {
+      type: 'lost',
+      error: new MooringError(
+        'token_expired',
+        'the server closed the connection because its token expired (4011); reconnecting with a new token',
+      ),
+    };
+  }
+
   const detail = info.localError ?? (info.reason || `close code ${info.code}`);
   return {
     type: 'lost',

@@ -67,7 +67,12 @@ export interface ConnectionHooks {
 export interface ConnectionDeps {
   /** Which transports to try, in which order, and which to upgrade to (`transport-selector.ts`). */
   transports: TransportPlan;
-  /** Query parameters for each attempt (credentials, clientId). May be async (tokens, later). */
+  /**
+   * Query parameters for each attempt (credentials, clientId). May be async (a token from
+   * `authCallback`/`authUrl`): asked once per attempt, before its first transport opens, within
+   * `realtimeRequestTimeout`. A rejection with a retryable `MooringError` (or any other error) is a
+   * failed attempt, retried with backoff; a `MooringError` that is not retryable ends in `failed`.
+   */
   params: () => Promise<Record<string, string>> | Record<string, string>;
   /** A previous connection's key, to keep its identity (PROTOCOL.md §5.4). */
   recover: string | undefined;
@@ -90,6 +95,10 @@ export class Connection {
   /** The chain of the current attempt and the index of the transport being tried. */
   #chain: TransportChoice[] = [];
   #attempt = 0;
+  /** The credentials being obtained for the current attempt (stale once it changed). */
+  #pendingParams: Promise<Record<string, string>> | undefined;
+  /** The query parameters of the current attempt, shared by the transports of its chain. */
+  #params: Record<string, string> = {};
   /** The kind of transport the connection runs on (the last that reached `connected`). */
   #kind: string | undefined;
   readonly #upgrade: TransportUpgrade;
@@ -256,6 +265,14 @@ export class Connection {
     }
   }
 
+  /**
+   * Reports a problem that is not a state change (e.g. a failed token renewal while connected) to
+   * the `error` listeners. For the client's own parts.
+   */
+  reportError(error: MooringError): void {
+    this.#emitter.emit('error', error);
+  }
+
   /** Network or page-visibility change reported by the environment (browsers). */
   networkChanged(kind: 'online' | 'offline' | 'visible'): void {
     if (this.state === 'connected') this.#probe();
@@ -304,6 +321,7 @@ export class Connection {
     this.#idleTimer.clear();
     this.#closeTimer.clear();
     this.#upgrade.cancel();
+    this.#pendingParams = undefined;
     const { timings } = this.#deps;
     switch (next.state) {
       case 'connecting':
@@ -349,9 +367,45 @@ export class Connection {
     }
   }
 
+  /**
+   * Gets the attempt's credentials (a token may have to be fetched), then opens the chain. The
+   * transports' own opening timeouts start only then: a slow auth callback is no reason to fall back.
+   */
   #open(): void {
-    this.#chain = this.#deps.transports.chain();
-    this.#openChoice(0);
+    const timeout = this.#deps.timings.realtimeRequestTimeout;
+    const pending = Promise.resolve().then(() => this.#deps.params());
+    this.#pendingParams = pending;
+    const current = () => this.#pendingParams === pending && this.state === 'connecting';
+    this.#openTimer.set(timeout, () => {
+      if (!current()) return;
+      this.#pendingParams = undefined;
+      this.#dispatch({
+        type: 'lost',
+        error: new MooringError('timeout', `no credentials (token) within ${timeout} ms; retrying`),
+      });
+    });
+    pending.then(
+      (params) => {
+        if (!current()) return;
+        this.#pendingParams = undefined;
+        this.#params = params;
+        this.#chain = this.#deps.transports.chain();
+        this.#openChoice(0);
+      },
+      (err: unknown) => {
+        if (!current()) return;
+        this.#pendingParams = undefined;
+        const error =
+          err instanceof MooringError
+            ? err
+            : new MooringError(
+                'auth_failed',
+                `could not get credentials: ${err instanceof Error ? err.message : String(err)}`,
+                { cause: err },
+              );
+        this.#dispatch({ type: error.retryable ? 'lost' : 'fatal', error });
+      },
+    );
   }
 
   /** Opens the transport `index` of the current chain, with its own opening timeout. */
@@ -368,22 +422,7 @@ export class Connection {
       ? timings.realtimeRequestTimeout
       : Math.min(choice.fallbackTimeout, timings.realtimeRequestTimeout);
     this.#openTimer.set(timeout, () => this.#openFailed(transport, 'timeout', timeout));
-    Promise.resolve()
-      .then(() => this.#deps.params())
-      .then(
-        (params) => {
-          if (this.#transport !== transport) return;
-          transport.open(connectUrl(choice.endpoint, params, this.#recover), this.#handlersFor(transport));
-        },
-        (err: unknown) => {
-          if (this.#transport !== transport) return;
-          const error =
-            err instanceof MooringError
-              ? err
-              : new MooringError('unauthorized', `could not get credentials: ${String(err)}`, { cause: err });
-          this.#dispatch({ type: error.retryable ? 'lost' : 'fatal', error });
-        },
-      );
+    transport.open(connectUrl(choice.endpoint, this.#params, this.#recover), this.#handlersFor(transport));
   }
 
   /** The transport being opened failed or timed out: the next one of the chain, or a lost attempt. */

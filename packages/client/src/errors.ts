@@ -26,6 +26,11 @@ export const CLIENT_ERRORS = {
   network_error: { status: 503, retryable: true },
   /** The server sent something that is not a valid frame or response. */
   protocol_error: { status: 502, retryable: true },
+  /**
+   * `authCallback` or `authUrl` did not provide a token (it threw, could not be reached, answered an
+   * error). Retried with the connection's backoff, unless it answered 401/403 (`retryable: false`).
+   */
+  auth_failed: { status: 503, retryable: true },
   /** The requested feature is not available in this version of the SDK. */
   unsupported: { status: 501, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;

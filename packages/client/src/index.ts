@@ -3,6 +3,7 @@
  */
 
 export { applyMessage } from './apply-message.ts';
+export type { AuthCallback, AuthCallbackParams, AuthReason, TokenDetails } from './auth.ts';
 export type { BrowserEnvironment, EnvironmentEvent, StorageLike } from './browser-environment.ts';
 export type {
   AttachResult,

@@ -10,6 +10,8 @@
  */
 import type { OperationInput, PublishResult } from '@mooring/protocol';
 import { DEFAULT_LIMITS } from '@mooring/protocol';
+import type { AuthCallback, AuthConnection } from './auth.ts';
+import { authUrlSource, callbackSource, TokenAuth } from './auth.ts';
 import type { BrowserEnvironment, StorageLike } from './browser-environment.ts';
 import { detectBrowserEnvironment } from './browser-environment.ts';
 import type { ChannelHost } from './channel-host.ts';
@@ -46,14 +48,37 @@ import { WebSocketTransport } from './websocket-transport.ts';
 export interface MooringOptions extends Partial<Timings> {
   /** The server: `https://host`, `wss://host`, or either with `/v1/connect`. */
   url: string;
-  /** API key `<keyName>:<secret>` (trusted backends and agents). */
-  key?: string;
-  /** Identity stamped on this client's publishes (allowed with an API key). */
+  /**
+   * API key `<keyName>:<secret>` (trusted backends and agents). Credentials: exactly one of `key`,
+   * `token`, `authCallback`, `authUrl`.
+   */
+  key?: string | undefined;
+  /**
+   * Identity stamped on this client's publishes (allowed with an API key). With token auth the
+   * identity is the token's: this is passed to `authCallback`/`authUrl`, and the server refuses a
+   * token for another clientId (`forbidden`).
+   */
   clientId?: string;
-  /** Token auth for browsers — not available yet (a later protocol version); passing it throws. */
-  authCallback?: () => Promise<string>;
-  /** Token auth for browsers — not available yet (a later protocol version); passing it throws. */
-  authUrl?: string;
+  /** A fixed token (JWT). It is not renewed: once it expires the connection fails (`token_expired`). */
+  token?: string | undefined;
+  /**
+   * Token auth (browsers): returns a token — the JWT, or `{ token, expiresAt }` as `POST /v1/tokens`
+   * answers — before a connection and before the current token expires (it is then renewed over the
+   * live connection). Throwing is retried with backoff; an error with `status` 401/403 (or a
+   * non-retryable `MooringError`) ends in `failed`.
+   */
+  authCallback?: AuthCallback | undefined;
+  /**
+   * Token auth (browsers): a URL answering a token — the JWT as text, or JSON `{ token, expiresAt }`.
+   * Asked like `authCallback`; 401/403 ends in `failed`, other failures are retried with backoff.
+   */
+  authUrl?: string | undefined;
+  /** `authUrl` request method. Default `GET`. */
+  authMethod?: 'GET' | 'POST';
+  /** Headers of the `authUrl` request (e.g. a session cookie's CSRF token). */
+  authHeaders?: Record<string, string>;
+  /** Sent to `authUrl` as query parameters (GET) or in the JSON body (POST), with `clientId` when given. */
+  authParams?: Record<string, string | number | boolean>;
   /** A recovery key from `client.recoveryKey()`: continue that client's connection and positions. */
   recover?: string;
   /** Browsers: save a recovery key to `sessionStorage` on `pagehide` and use it on the next load. Default false. */
@@ -101,12 +126,7 @@ export class Mooring {
   readonly #storageKey: string;
 
   constructor(options: MooringOptions) {
-    if (options.authCallback !== undefined || options.authUrl !== undefined) {
-      throw new MooringError(
-        'unsupported',
-        'token auth (authCallback / authUrl) is not available in protocol v1 yet; use an API key (options.key)',
-      );
-    }
+    checkCredentials(options);
     const urls = endpoints(options.url);
     const timers = options.timers ?? systemTimers;
     const random = options.random ?? Math.random;
@@ -119,7 +139,22 @@ export class Mooring {
 
     const recovery = this.#recoveryFrom(options, environment);
     const fetchImpl = options.fetch ?? ((url: string, init: RequestInit) => globalThis.fetch(url, init));
-    this.rest = new Rest({ baseUrl: urls.http, key: options.key, fetch: fetchImpl, ids: this.#ids, timers });
+    const auth = tokenAuth(options, fetchImpl, timers, timings, {
+      get state() {
+        return connection.state;
+      },
+      send: (frame) => connection.send(frame),
+      nextRef: () => connection.nextRef(),
+      reportError: (error) => connection.reportError(error),
+    });
+    this.rest = new Rest({
+      baseUrl: urls.http,
+      key: options.key,
+      ...(auth ? { auth } : {}),
+      fetch: fetchImpl,
+      ids: this.#ids,
+      timers,
+    });
 
     const webSocket = options.WebSocket ?? defaultWebSocket;
     const transports = options.transport
@@ -134,25 +169,28 @@ export class Mooring {
     if (options.clientId !== undefined) params.clientId = options.clientId;
 
     let router: ChannelRouter | undefined;
-    this.connection = new Connection({
+    const connection: Connection = new Connection({
       transports,
-      params: () => params,
+      params: auth ? () => auth.params() : () => params,
       recover: recovery?.connectionKey || undefined,
       timers,
       random,
       timings,
       adoptServerTtl: options.connectionStateTtl === undefined,
       hooks: {
-        onConnected: () => {
+        onConnected: (frame) => {
+          auth?.onConnected(frame);
           this.#router.onConnected();
           this.#queue.onConnected();
         },
         onFrame: (frame) => {
+          if (auth?.onFrame(frame)) return true;
           if (frame.type === 'ack' && this.#queue.onAck(frame)) return true; // else: presence (channels)
           if (frame.type === 'error' && this.#queue.onError(frame)) return true;
           return this.#router.onFrame(frame);
         },
         onStateChange: (change) => {
+          auth?.onStateChange(change);
           if (change.current !== 'connected') this.#queue.onDisconnected();
           const state = change.current;
           if (state === 'suspended' || state === 'failed' || state === 'closed') {
@@ -163,6 +201,7 @@ export class Mooring {
         },
       },
     });
+    this.connection = connection;
     this.#queue = new PublishQueue({
       send: (frame) => this.connection.send(frame),
       nextRef: () => this.connection.nextRef(),
@@ -281,6 +320,71 @@ export class Mooring {
       environment.on('pagehide', () => storage.setItem(this.#storageKey, this.recoveryKey()));
     }
   }
+}
+
+const CREDENTIALS = ['key', 'token', 'authCallback', 'authUrl'] as const;
+
+/** Exactly one kind of credentials (PROTOCOL.md §5.1, §14). */
+function checkCredentials(options: MooringOptions): void {
+  const given = CREDENTIALS.filter((name) => options[name] !== undefined);
+  if (given.length !== 1) {
+    throw new MooringError(
+      'bad_request',
+      given.length === 0
+        ? 'no credentials: pass one of options.key (trusted backends), options.authCallback or options.authUrl (browsers: tokens), or options.token'
+        : `pass only one of options.key, options.token, options.authCallback, options.authUrl (got ${given.join(', ')})`,
+    );
+  }
+  if (options.key !== undefined && (typeof options.key !== 'string' || options.key === ''))
+    throw new MooringError('bad_request', 'options.key must be an API key, <keyName>:<secret>');
+  if (options.token !== undefined && (typeof options.token !== 'string' || options.token === ''))
+    throw new MooringError('bad_request', 'options.token must be a non-empty string (a JWT)');
+  if (options.authCallback !== undefined && typeof options.authCallback !== 'function')
+    throw new MooringError('bad_request', 'options.authCallback must be a function returning a token');
+  if (options.authMethod !== undefined && options.authMethod !== 'GET' && options.authMethod !== 'POST')
+    throw new MooringError('bad_request', "options.authMethod must be 'GET' or 'POST'");
+  if (
+    options.authUrl === undefined &&
+    (options.authMethod !== undefined ||
+      options.authHeaders !== undefined ||
+      options.authParams !== undefined)
+  )
+    throw new MooringError(
+      'bad_request',
+      'options.authMethod, authHeaders and authParams go with options.authUrl',
+    );
+}
+
+/** Token auth for `token`, `authCallback` or `authUrl`; undefined with an API key. */
+function tokenAuth(
+  options: MooringOptions,
+  fetchImpl: FetchLike,
+  timers: Timers,
+  timings: Timings,
+  connection: AuthConnection & { reportError(error: MooringError): void },
+): TokenAuth | undefined {
+  if (options.key !== undefined) return undefined;
+  const request =
+    options.authCallback !== undefined
+      ? callbackSource(options.authCallback)
+      : options.authUrl !== undefined
+        ? authUrlSource({
+            url: options.authUrl,
+            method: options.authMethod ?? 'GET',
+            headers: options.authHeaders,
+            params: options.authParams,
+            fetch: fetchImpl,
+          })
+        : undefined;
+  return new TokenAuth({
+    request,
+    ...(options.token !== undefined ? { token: options.token } : {}),
+    clientId: options.clientId,
+    timers,
+    timings,
+    connection,
+    onError: (error) => connection.reportError(error),
+  });
 }
 
 function transportPlan(

@@ -17,6 +17,8 @@ export interface RestDeps {
   baseUrl: string;
   /** API key `<keyName>:<secret>`. */
   key: string | undefined;
+  /** Token auth instead of a key: the `Authorization` value, and what to do when the server says it expired. */
+  auth?: { authorization(): Promise<string>; expired(): void };
   fetch: FetchLike;
   ids: IdGenerator;
   timers: Timers;
@@ -111,6 +113,7 @@ export class Rest {
       try {
         return await this.#once(method, path, body);
       } catch (err) {
+        if (err instanceof MooringError && err.code === 'token_expired') this.#deps.auth?.expired();
         if (!(err instanceof MooringError) || !err.retryable || attempt >= retries) throw err;
         await new Promise<void>((resolve) => this.#deps.timers.setTimeout(resolve, 250 * 2 ** attempt));
       }
@@ -119,7 +122,8 @@ export class Rest {
 
   async #once(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.#deps.key) headers.authorization = `Bearer ${this.#deps.key}`;
+    if (this.#deps.auth) headers.authorization = await this.#deps.auth.authorization();
+    else if (this.#deps.key) headers.authorization = `Bearer ${this.#deps.key}`;
     const init: RequestInit = { method, headers };
     if (body !== undefined) {
       headers['content-type'] = 'application/json';
