@@ -9,7 +9,9 @@
  *
  * "Live" means: attached, and neither catching up nor reloading — the tree then holds a prefix of
  * the log in order, which is when run streams may emit (see `run-chunk-stream.ts`).
- * Both session sides (user and agent) and any custom client use it.
+ * Both session sides (user and agent) and any custom client use it. A feed started on a channel
+ * that this client already follows (so the catch-up went to another subscriber) reads the history
+ * itself the same way.
  */
 import type { Channel, ContinuityLost } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
@@ -89,22 +91,20 @@ export class SessionFeed implements RunStreamSource {
       }),
       this.channel.on('continuityLost', (lost) => void this.#reload(lost)),
     );
+    // A channel this client already follows (another subscriber got its history): this feed reads
+    // the history itself, holding live messages back meanwhile.
+    const joined = this.channel.position !== '' || this.channel.state === 'attached';
+    if (joined) this.#held = [];
     await this.channel.subscribe(this.#onMessage);
+    if (joined) await this.#load(this.channel.position);
     this.#becameLive();
   }
 
-  #becameLive(): void {
-    if (!this.live) return;
-    this.#emitter.emit('live', undefined);
-    for (const fn of [...this.#watchers]) fn({ kind: 'live' });
-  }
-
-  async #reload(lost: ContinuityLost): Promise<void> {
-    this.#held ??= [];
+  /** Folds history up to `position`, then what was held back meanwhile. */
+  async #load(position: string): Promise<void> {
     try {
-      this.tree.reset();
-      if (lost.position !== '') {
-        let page = await this.channel.history({ direction: 'forwards', until: lost.position, limit: 1000 });
+      if (position !== '') {
+        let page = await this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
         for (;;) {
           for (const m of page.items) this.tree.apply(m);
           const next = await page.next();
@@ -118,8 +118,20 @@ export class SessionFeed implements RunStreamSource {
       const held = this.#held ?? [];
       this.#held = undefined;
       for (const m of held) this.tree.apply(m);
-      this.#emitter.emit('reloaded', lost);
-      this.#becameLive();
     }
+  }
+
+  #becameLive(): void {
+    if (!this.live) return;
+    this.#emitter.emit('live', undefined);
+    for (const fn of [...this.#watchers]) fn({ kind: 'live' });
+  }
+
+  async #reload(lost: ContinuityLost): Promise<void> {
+    this.#held ??= [];
+    this.tree.reset();
+    await this.#load(lost.position);
+    this.#emitter.emit('reloaded', lost);
+    this.#becameLive();
   }
 }

@@ -129,4 +129,23 @@ describe('conversation tree', () => {
     const late = await userSession(t, server.url, name, { sharedSelection: true });
     assert.deepEqual(await shown(late), await shown(laptop));
   });
+
+  it('a second session on a channel the client already follows reads the history itself', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name);
+    const shared = client(t, server.url);
+    const first = new UserSession({ channel: shared.channels.get(name, { start: true }) });
+    t.after(() => first.close());
+    await first.start();
+    await first.send('before the second session');
+    await waitFor(() => first.tree.runs[0]?.status === 'complete');
+    const second = new UserSession({ channel: shared.channels.get(name) });
+    t.after(() => second.close());
+    await second.start();
+    assert.deepEqual(await shown(second), await shown(first));
+    await second.send('after');
+    await waitFor(() => first.tree.runs.length === 2 && second.tree.runs.length === 2);
+    assert.deepEqual(await shown(second), await shown(first));
+  });
 });
