@@ -48,13 +48,14 @@ export async function createToken(
   if (request.clientId !== undefined && !/^[^\s*?]{1,256}$/.test(request.clientId))
     throw new ServerError('bad_request', 'clientId must be 1-256 characters without spaces, * or ?');
   const capability = request.capability ?? { '*': ['*'] };
-  const expiresAt = now + ttl;
+  // `exp` has whole seconds: report exactly the instant the server will enforce
+  const expiresAt = Math.floor((now + ttl) / 1000) * 1000;
   const claims: Record<string, unknown> = { capability };
   if (request.clientId !== undefined) claims.clientId = request.clientId;
   const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'HS256', kid: apiKey.name, typ: 'JWT' })
     .setIssuedAt(Math.floor(now / 1000))
-    .setExpirationTime(Math.floor(expiresAt / 1000))
+    .setExpirationTime(expiresAt / 1000)
     .sign(Buffer.from(apiKey.secret));
   const minted: MintedToken = { token, expiresAt, capability };
   if (request.clientId !== undefined) minted.clientId = request.clientId;
