@@ -11,9 +11,10 @@
 import type { Experimental_Steering as Steering, UIMessage, UIMessageChunk } from 'ai';
 import { convertToModelMessages, experimental_createSteering } from 'ai';
 import { Emitter } from './emitter.ts';
+import { errorText } from './errors.ts';
 import { readChunks } from './read-chunks.ts';
 import type { RunPublisher } from './run-publisher.ts';
-import { errorText } from './run-publisher.ts';
+
 import type { FinalRunStatus, RunStatus } from './wire.ts';
 
 /** The input a run answers. */

@@ -29,12 +29,12 @@ import { AgentRun } from './agent-run.ts';
 import type { InputNode, TreeChange } from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
 import { Emitter } from './emitter.ts';
-import { MooringAiError } from './errors.ts';
+import { errorText, MooringAiError } from './errors.ts';
 import type { OperationSink } from './operation-sink.ts';
 import { channelSink } from './operation-sink.ts';
 import { historyOf } from './run-message.ts';
 import type { PublisherTimers } from './run-publisher.ts';
-import { errorText, RunPublisher } from './run-publisher.ts';
+import { RunPublisher } from './run-publisher.ts';
 import { SessionFeed } from './session-feed.ts';
 import type { ControlData, ControlRecord } from './wire.ts';
 

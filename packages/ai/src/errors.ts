@@ -8,14 +8,8 @@ export const AI_ERRORS = {
   unknown_node: { retryable: false },
   /** The call needs an input to answer, and the session has none on its view. */
   no_input: { retryable: false },
-  /** The run has ended; nothing more can be written to it. */
-  run_ended: { retryable: false },
-  /** The session was closed. */
-  session_closed: { retryable: false },
   /** A message on the channel does not follow PROTOCOL.md §13; it was left out of the tree. */
   malformed_message: { retryable: false },
-  /** The stream given to a run could not be read. */
-  stream_failed: { retryable: false },
 } as const;
 
 export type AiErrorCode = keyof typeof AI_ERRORS;
@@ -30,4 +24,9 @@ export class MooringAiError extends Error {
     this.code = code;
     this.retryable = AI_ERRORS[code].retryable;
   }
+}
+
+/** The message of an error, or the value as text. */
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

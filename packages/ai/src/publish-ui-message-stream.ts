@@ -18,11 +18,12 @@
 import type { Rest } from '@mooring/client';
 import type { JsonValue } from '@mooring/protocol';
 import type { UIMessageChunk } from 'ai';
+import { errorText } from './errors.ts';
 import { loadSession } from './load-session.ts';
 import { restSink } from './operation-sink.ts';
 import { readChunks } from './read-chunks.ts';
 import type { RunPublisherOptions } from './run-publisher.ts';
-import { errorText, RunPublisher } from './run-publisher.ts';
+import { RunPublisher } from './run-publisher.ts';
 import type { FinalRunStatus } from './wire.ts';
 
 export interface PublishUIMessageStreamOptions {

@@ -28,6 +28,7 @@
  */
 import type { Headers, JsonValue, OperationInput } from '@mooring/protocol';
 import type { UIMessageChunk } from 'ai';
+import { errorText } from './errors.ts';
 import type { QueueTimers, StoredPart } from './operation-queue.ts';
 import { MAX_APPEND_CHARS, OperationQueue, splitText } from './operation-queue.ts';
 import type { OperationSink } from './operation-sink.ts';
@@ -426,8 +427,4 @@ export class RunPublisher {
     if (this.#renewTimer !== undefined) this.#timers.clearTimeout(this.#renewTimer);
     this.#renewTimer = undefined;
   }
-}
-
-export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
