@@ -12,8 +12,7 @@ import { UserSession } from '@mooring/ai';
 import { Mooring } from '@mooring/client';
 import { renderConversation } from './conversation-view.ts';
 import { watchDelivery } from './delivery-panel.ts';
-import { GrantKeeper, requestSession } from './session-grant.ts';
-import { tokenAuth } from './token-auth.ts';
+import { requestSession } from './session-grant.ts';
 
 const CLIENT_ID_KEY = 'mooring-demo:clientId';
 
@@ -33,12 +32,24 @@ async function main(): Promise<void> {
   sessionStorage.setItem(CLIENT_ID_KEY, grant.clientId);
   history.replaceState(null, '', `#s=${grant.sessionId}`);
   window.addEventListener('hashchange', () => location.reload());
-  const keeper = new GrantKeeper(grant);
-
-  const client = new Mooring({ url: grant.mooringUrl, ...tokenAuth(() => keeper.token) });
+  // the client asks for tokens when it connects and renews them before they expire; asking the demo
+  // backend also makes sure the session's agent is listening (it may have been restarted)
+  let current = grant;
+  const refresh = async () => {
+    current = await requestSession({ sessionId: current.sessionId, clientId: current.clientId });
+    return current;
+  };
+  const client = new Mooring({
+    url: grant.mooringUrl,
+    authCallback: async ({ reason }) => {
+      const fresh =
+        reason === 'connect' && current.expiresAt - Date.now() > 30_000 ? current : await refresh();
+      return { token: fresh.token, expiresAt: fresh.expiresAt };
+    },
+  });
   let connectedBefore = false;
   client.connection.on('connected', () => {
-    if (connectedBefore) keeper.renewNow(); // the demo may have restarted: make sure the agent listens
+    if (connectedBefore) refresh().catch(() => {}); // the demo may have restarted: wake the agent
     connectedBefore = true;
   });
   const channel = client.channels.get(grant.channel, { start: true });
