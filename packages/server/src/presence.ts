@@ -17,6 +17,8 @@ export type PresenceListener = (frame: Buffer) => void;
 export interface PresenceOptions {
   grace: number;
   maxMembers: number;
+  /** How long a dropped connection can still be recovered (connectionStateTtl), ms. */
+  recoverWithin: number;
 }
 
 export class PresenceService {
@@ -24,6 +26,11 @@ export class PresenceService {
   readonly #listeners = new KeyedListeners<PresenceListener>();
   readonly #channelsOf = new Map<string, Set<string>>();
   readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
+  /** Members that left at the end of their grace, kept for `recoverWithin` in case the connection comes back. */
+  readonly #departed = new Map<
+    string,
+    { members: Array<{ channel: string; member: PresenceMember }>; at: number }
+  >();
   readonly #options: PresenceOptions;
 
   constructor(options: PresenceOptions) {
@@ -73,6 +80,8 @@ export class PresenceService {
   /** The connection closed on purpose: its members leave now. */
   connectionClosed(connectionId: string): void {
     this.#cancelPendingLeave(connectionId);
+    this.#departed.delete(connectionId);
+    this.#forgetDeparted();
     for (const channel of [...(this.#channelsOf.get(connectionId) ?? [])]) this.leave(channel, connectionId);
     this.#channelsOf.delete(connectionId);
   }
@@ -83,15 +92,39 @@ export class PresenceService {
     this.#cancelPendingLeave(connectionId);
     const timer = setTimeout(() => {
       this.#pendingLeaves.delete(connectionId);
+      // remember what it was, in case the connection is recovered later within its state TTL
+      const members = [...(this.#channelsOf.get(connectionId) ?? [])].flatMap((channel) => {
+        const member = this.#members.get(channel)?.get(connectionId);
+        return member ? [{ channel, member }] : [];
+      });
       this.connectionClosed(connectionId);
+      if (members.length > 0) this.#departed.set(connectionId, { members, at: Date.now() });
     }, this.#options.grace);
     timer.unref();
     this.#pendingLeaves.set(connectionId, timer);
   }
 
-  /** The connection was recovered within its state TTL: its membership holds, nothing is announced. */
+  /**
+   * The connection was recovered within its state TTL. Within the grace its membership simply holds
+   * (nothing is announced); after the grace its members left, so they enter again.
+   */
   connectionResumed(connectionId: string): void {
     this.#cancelPendingLeave(connectionId);
+    this.#forgetDeparted();
+    const departed = this.#departed.get(connectionId);
+    this.#departed.delete(connectionId);
+    for (const { channel, member } of departed?.members ?? []) {
+      try {
+        this.enter(channel, connectionId, member.clientId, member.data);
+      } catch {
+        // the channel filled up meanwhile: the client sees itself missing from the snapshot
+      }
+    }
+  }
+
+  #forgetDeparted(): void {
+    const cutoff = Date.now() - this.#options.recoverWithin;
+    for (const [id, departed] of this.#departed) if (departed.at < cutoff) this.#departed.delete(id);
   }
 
   subscribe(channel: string, listener: PresenceListener): () => void {

@@ -104,6 +104,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const presence = new PresenceService({
     grace: options.presenceGrace ?? DEFAULT_TIMINGS.presenceGrace,
     maxMembers: limits.maxPresenceMembers,
+    recoverWithin: connectionStateTtl,
   });
   const connections = new ConnectionManager({
     channels,

@@ -101,4 +101,31 @@ describe('presence', () => {
       await fx.close();
     }
   });
+
+  it('a connection recovered after the grace (within its state TTL) enters again', async () => {
+    const fx = await startFixture('memory', { presenceGrace: 200 });
+    try {
+      const channel = 'session:late';
+      const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
+      await watcher.attach(channel);
+      const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
+      await phone.request({ type: 'presence', channel, action: 'enter', data: { device: 'phone' } });
+      phone.kill();
+      await watcher.next(isAction('leave'));
+      const back = await RawClient.connect(fx.server.url, {
+        clientId: 'phone',
+        recover: phone.connected.connectionKey,
+      });
+      assert.equal(back.connected.resumed, true);
+      await watcher.next(
+        () => presenceEvents(watcher, channel).filter((f) => f.action === 'enter').length === 2,
+      );
+      const last = presenceEvents(watcher, channel).at(-1)!;
+      assert.ok(last.action === 'enter' && last.member.clientId === 'phone');
+      assert.deepEqual(last.member.data, { device: 'phone' });
+      await Promise.all([watcher.close(), back.close()]);
+    } finally {
+      await fx.close();
+    }
+  });
 });
