@@ -20,8 +20,10 @@ export const DEFAULT_LIMITS = {
   maxIdLength: 256,
   /** Realtime connections open at once with one API key (tokens count for the key that signed them). */
   maxConnectionsPerKey: 10_000,
-  /** Operations one connection may publish per second (a burst of as many is allowed). */
+  /** Operations one token-authenticated connection (a browser) may publish per second (a burst of as many is allowed). */
   maxPublishRate: 1_000,
+  /** The same for API-key connections (trusted backends and agents); 0 = no limit. */
+  maxKeyPublishRate: 0,
   /** Nesting depth of JSON in one frame or body. */
   maxJsonDepth: 64,
   /** Members in one channel's presence set. */

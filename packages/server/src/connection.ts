@@ -110,7 +110,9 @@ export class Connection {
     this.key = options.key;
     this.#identity = options.identity;
     this.#verifyToken = options.verifyToken;
-    this.#publishAllowance = options.limits.maxPublishRate;
+    this.#publishAllowance = options.identity.viaToken
+      ? options.limits.maxPublishRate
+      : options.limits.maxKeyPublishRate;
     this.#scheduleExpiry();
     this.transport = options.transport;
     this.#channels = options.channels;
@@ -292,7 +294,8 @@ export class Connection {
 
   /** Takes `count` publishes from the bucket, or refuses them all with `rate_limited`. */
   #takePublishAllowance(count: number): void {
-    const rate = this.#limits.maxPublishRate;
+    const rate = this.#identity.viaToken ? this.#limits.maxPublishRate : this.#limits.maxKeyPublishRate;
+    if (rate <= 0) return;
     const now = Date.now();
     this.#publishAllowance = Math.min(
       rate,

@@ -316,7 +316,7 @@ describe('auth and capabilities', () => {
 
 describe('abuse limits', () => {
   it('refuses connections beyond the per-key limit, publishes beyond the rate, deep JSON and header floods', async () => {
-    const fx = await startFixture('memory', { limits: { maxConnectionsPerKey: 3, maxPublishRate: 20 } });
+    const fx = await startFixture('memory', { limits: { maxConnectionsPerKey: 3, maxKeyPublishRate: 20 } });
     try {
       const clients = await Promise.all([1, 2, 3].map(() => RawClient.connect(fx.server.url)));
       await assert.rejects(RawClient.connect(fx.server.url), /HTTP 429/);
@@ -349,6 +349,25 @@ describe('abuse limits', () => {
       assert.equal(flood.status, 431);
       assert.equal((await c.request({ type: 'ping' })).type, 'pong', 'the connection lives on');
       for (const x of [...clients.slice(1), again]) await x.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('limits the publish rate of token connections (browsers), not of API-key connections (agents), by default', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const burst = (n: number) => Array.from({ length: n }, (_, i) => ({ data: i }));
+      const agent = await RawClient.connect(fx.server.url);
+      for (let i = 0; i < 12; i++)
+        assert.equal(outcome(await agent.request({ type: 'publish', channel: 'x', ops: burst(100) })), 'ok');
+      const { token } = await createToken(TEST_KEY, { clientId: 'browser' });
+      const browser = await RawClient.connect(fx.server.url, { token });
+      const answers: string[] = [];
+      for (let i = 0; i < 12; i++)
+        answers.push(outcome(await browser.request({ type: 'publish', channel: 'x', ops: burst(100) })));
+      assert.ok(answers.includes('rate_limited'), 'a token connection is held to 1,000 operations/s');
+      await Promise.all([agent.close(), browser.close()]);
     } finally {
       await fx.close();
     }
