@@ -153,8 +153,15 @@ for (const kind of KINDS) {
       await waitFor(() => lost.length === 1, { message: 'continuityLost was not raised' });
       assert.equal(lost[0], 'epoch_changed');
       await channel.publish('t', 'live again');
-      await waitFor(() => got.length === 2);
-      assert.deepEqual(texts(got), ['old log', 'live again']);
+      await waitFor(() => texts(got).includes('live again'));
+      // 'new log' arrives live when the client re-attached (continuity lost) before it was published,
+      // and not at all when it re-attached after: both are right; nothing twice, in order
+      const seen = texts(got);
+      assert.deepEqual(
+        seen.filter((t) => t !== 'new log'),
+        ['old log', 'live again'],
+      );
+      assert.ok(seen.filter((t) => t === 'new log').length <= 1);
       assert.equal(c.connection.transport, kind);
     });
 
