@@ -42,10 +42,10 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { DatabaseSync } from 'node:sqlite';
-import type { Headers, JsonValue, Message } from '@mooring/protocol';
+import type { Headers, Message } from '@mooring/protocol';
 import { formatSerial, newEpoch } from '@mooring/protocol';
+import { Lru } from './lru.ts';
 import type { BatchPlan, DataKind, MessageMeta, PlanContext } from './operation-rules.ts';
 import {
   afterSeq,
@@ -56,6 +56,8 @@ import {
   rolledUp,
   seqBound,
 } from './operation-rules.ts';
+import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
+import { prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -82,69 +84,9 @@ export interface SqliteStoreOptions {
 }
 
 const DAY = 24 * 60 * 60 * 1000;
-const SCHEMA_VERSION = 1;
 const TRIM_CHUNK = 500;
 /** Journal rows that trigger a merge into `ops` (see the module header). */
 const MERGE_ROWS = 8192;
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS leases (
-  channel TEXT NOT NULL,
-  serial TEXT NOT NULL,
-  ms INTEGER NOT NULL,
-  client_id TEXT,
-  PRIMARY KEY (channel, serial)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS channels (
-  id INTEGER PRIMARY KEY,
-  name TEXT NOT NULL UNIQUE,
-  epoch TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  trimmed_through INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS ops (
-  chan INTEGER NOT NULL,
-  seq INTEGER NOT NULL,
-  msg_seq INTEGER NOT NULL,
-  action TEXT NOT NULL,
-  id TEXT NOT NULL,
-  data TEXT,
-  headers TEXT,
-  client_id TEXT,
-  ts INTEGER NOT NULL,
-  PRIMARY KEY (chan, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS ops_by_id ON ops (chan, id);
-CREATE INDEX IF NOT EXISTS ops_by_message ON ops (chan, msg_seq, seq);
-CREATE TABLE IF NOT EXISTS journal (
-  n INTEGER PRIMARY KEY,
-  chan INTEGER NOT NULL,
-  seq INTEGER NOT NULL,
-  msg_seq INTEGER NOT NULL,
-  action TEXT NOT NULL,
-  id TEXT NOT NULL,
-  data TEXT,
-  headers TEXT,
-  client_id TEXT,
-  ts INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-  chan INTEGER NOT NULL,
-  seq INTEGER NOT NULL,
-  id TEXT NOT NULL,
-  name TEXT,
-  data TEXT,
-  kind TEXT NOT NULL,
-  headers TEXT,
-  client_id TEXT,
-  ts INTEGER NOT NULL,
-  base_seq INTEGER NOT NULL,
-  deleted INTEGER NOT NULL DEFAULT 0,
-  expires_at INTEGER,
-  PRIMARY KEY (chan, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL;
-`;
 
 interface ChannelState {
   /** Row id; -1 until the channel's first batch is written. */
@@ -616,27 +558,22 @@ export class SqliteStore implements Store {
   readonly leases: LeaseRecords = {
     save: (r) => {
       if (this.#closed) return;
-      this.#db
-        .prepare('INSERT OR REPLACE INTO leases (channel, serial, ms, client_id) VALUES (?, ?, ?, ?)')
-        .run(r.channel, r.serial, r.ms, r.clientId ?? null);
+      this.#s.saveLease.run(r.channel, r.serial, r.ms, r.clientId ?? null);
     },
     remove: (channel, serial) => {
       if (this.#closed) return;
-      this.#db.prepare('DELETE FROM leases WHERE channel = ? AND serial = ?').run(channel, serial);
+      this.#s.removeLease.run(channel, serial);
     },
     all: () =>
-      this.#db
-        .prepare('SELECT channel, serial, ms, client_id FROM leases')
-        .all()
-        .map((row) => {
-          const record: LeaseRecord = {
-            channel: String(row.channel),
-            serial: String(row.serial),
-            ms: Number(row.ms),
-          };
-          if (row.client_id !== null) record.clientId = String(row.client_id);
-          return record;
-        }),
+      this.#s.allLeases.all().map((row) => {
+        const record: LeaseRecord = {
+          channel: String(row.channel),
+          serial: String(row.serial),
+          ms: Number(row.ms),
+        };
+        if (row.client_id !== null) record.clientId = String(row.client_id);
+        return record;
+      }),
   };
 
   async close(): Promise<void> {
@@ -665,139 +602,6 @@ export class SqliteStore implements Store {
   }
 }
 
-function prepare(db: DatabaseSync) {
-  const p = (sql: string): StatementSync => db.prepare(sql);
-  return {
-    begin: p('BEGIN IMMEDIATE'),
-    commit: p('COMMIT'),
-    rollback: p('ROLLBACK'),
-    ping: p('SELECT 1'),
-    getChannel: p('SELECT id, epoch, seq, trimmed_through FROM channels WHERE name = ?'),
-    insertChannel: p('INSERT INTO channels (name, epoch, seq) VALUES (?, ?, ?) RETURNING id'),
-    setChannelSeq: p('UPDATE channels SET seq = ? WHERE id = ?'),
-    raiseTrimmed: p('UPDATE channels SET trimmed_through = ? WHERE id = ? AND trimmed_through < ?'),
-    findId: p('SELECT seq FROM ops WHERE chan = ? AND id = ?'),
-    journalOp: p(
-      `INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    mergeJournal: p(
-      `INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
-       SELECT chan, seq, msg_seq, action, id, data, headers, client_id, ts FROM journal ORDER BY chan, seq`,
-    ),
-    clearJournal: p('DELETE FROM journal'),
-    journalIds: p('SELECT chan, seq, id FROM journal'),
-    journalSizes: p(
-      `SELECT chan, msg_seq, sum(octet_length(data)) AS size FROM journal WHERE action = 'append'
-       GROUP BY chan, msg_seq`,
-    ),
-    insertMessage: p(
-      `INSERT INTO messages (chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    rewriteMessage: p(
-      'UPDATE messages SET data = ?, kind = ?, headers = ?, base_seq = ?, deleted = ? WHERE chan = ? AND seq = ?',
-    ),
-    /** Appends folded into a rewritten message: their data is no longer needed. */
-    dropAppends: p(
-      'UPDATE ops SET data = NULL, headers = NULL WHERE chan = ? AND msg_seq = ? AND seq > ? AND seq < ?',
-    ),
-    getMeta: p(
-      'SELECT kind, client_id, deleted, base_seq, octet_length(data) AS size FROM messages WHERE chan = ? AND seq = ?',
-    ),
-    appendedSize: p(
-      `SELECT count(*) AS n, coalesce(sum(octet_length(data)), 0) AS size
-       FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ?`,
-    ),
-    getMessage: p(
-      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
-       FROM messages WHERE chan = ? AND seq = ?`,
-    ),
-    appended: p(
-      `SELECT group_concat(data, '' ORDER BY seq) AS data, max(seq) AS version
-       FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ?`,
-    ),
-    lastHeaders: p(
-      `SELECT headers FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ? AND headers IS NOT NULL
-       ORDER BY seq DESC LIMIT 1`,
-    ),
-    countMessages: p('SELECT count(*) AS n FROM messages WHERE chan = ?'),
-    changedSince: p(
-      `SELECT msg_seq, max(seq) AS version FROM ops WHERE chan = ? AND seq > ?
-       GROUP BY msg_seq ORDER BY version LIMIT ?`,
-    ),
-    historyForwards: p(
-      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
-       FROM messages WHERE chan = ? AND seq >= ? AND seq <= ? ORDER BY seq ASC LIMIT ?`,
-    ),
-    historyBackwards: p(
-      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
-       FROM messages WHERE chan = ? AND seq >= ? AND seq <= ? ORDER BY seq DESC LIMIT ?`,
-    ),
-    expired: p('SELECT chan, seq FROM messages WHERE expires_at <= ? LIMIT ?'),
-    lastOp: p('SELECT max(seq) AS seq FROM ops WHERE chan = ? AND msg_seq = ?'),
-    deleteOps: p('DELETE FROM ops WHERE chan = ? AND msg_seq = ?'),
-    deleteMessage: p('DELETE FROM messages WHERE chan = ? AND seq = ?'),
-  };
-}
-
 function metaKey(chan: number, seq: number): string {
   return `${chan}:${seq}`;
-}
-
-function encodeData(data: JsonValue | undefined, kind: DataKind): SQLInputValue {
-  if (data === undefined || kind === 'none') return null;
-  return kind === 'json' ? JSON.stringify(data) : (data as string);
-}
-
-function decodeData(text: string | null, kind: DataKind): JsonValue | undefined {
-  if (text === null || kind === 'none') return undefined;
-  return kind === 'json' ? (JSON.parse(text) as JsonValue) : text;
-}
-
-function closedError(): StoreError {
-  return new StoreError('store_unavailable', 'the SQLite store is closed');
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** SQLite primary result codes that mean "the database cannot be used right now". */
-const UNAVAILABLE = new Set([5, 6, 8, 10, 13, 14, 26]); // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, NOTADB
-
-function toStoreError(err: unknown): StoreError {
-  if (err instanceof StoreError) return err;
-  const errcode = (err as { errcode?: unknown }).errcode;
-  const primary = typeof errcode === 'number' ? errcode & 0xff : -1;
-  const code = UNAVAILABLE.has(primary) ? 'store_unavailable' : 'internal';
-  return new StoreError(code, `SQLite store: ${messageOf(err)}`);
-}
-
-/** A Map that forgets its least recently used entries beyond `max`. */
-class Lru<K, V> {
-  readonly #map = new Map<K, V>();
-  readonly #max: number;
-  constructor(max: number) {
-    this.#max = Math.max(1, max);
-  }
-  get(key: K): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
-  }
-  set(key: K, value: V): void {
-    this.#map.delete(key);
-    this.#map.set(key, value);
-    if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as K);
-  }
-  delete(key: K): void {
-    this.#map.delete(key);
-  }
-  clear(): void {
-    this.#map.clear();
-  }
 }

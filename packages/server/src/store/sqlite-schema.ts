@@ -1,0 +1,147 @@
+/**
+ * The SQLite store's schema and prepared statements (see sqlite-store.ts for the design: ops, the
+ * append journal merged into ops in sorted batches, messages rewritten only on create/update/delete,
+ * lease records).
+ */
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+
+/** Bumped when the schema changes incompatibly; additive tables use IF NOT EXISTS. */
+export const SCHEMA_VERSION = 1;
+
+export const SCHEMA = `
+CREATE TABLE IF NOT EXISTS leases (
+  channel TEXT NOT NULL,
+  serial TEXT NOT NULL,
+  ms INTEGER NOT NULL,
+  client_id TEXT,
+  PRIMARY KEY (channel, serial)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS channels (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  epoch TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  trimmed_through INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ops (
+  chan INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  msg_seq INTEGER NOT NULL,
+  action TEXT NOT NULL,
+  id TEXT NOT NULL,
+  data TEXT,
+  headers TEXT,
+  client_id TEXT,
+  ts INTEGER NOT NULL,
+  PRIMARY KEY (chan, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS ops_by_id ON ops (chan, id);
+CREATE INDEX IF NOT EXISTS ops_by_message ON ops (chan, msg_seq, seq);
+CREATE TABLE IF NOT EXISTS journal (
+  n INTEGER PRIMARY KEY,
+  chan INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  msg_seq INTEGER NOT NULL,
+  action TEXT NOT NULL,
+  id TEXT NOT NULL,
+  data TEXT,
+  headers TEXT,
+  client_id TEXT,
+  ts INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+  chan INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  name TEXT,
+  data TEXT,
+  kind TEXT NOT NULL,
+  headers TEXT,
+  client_id TEXT,
+  ts INTEGER NOT NULL,
+  base_seq INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  expires_at INTEGER,
+  PRIMARY KEY (chan, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL;
+`;
+
+export function prepare(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    begin: p('BEGIN IMMEDIATE'),
+    commit: p('COMMIT'),
+    rollback: p('ROLLBACK'),
+    ping: p('SELECT 1'),
+    getChannel: p('SELECT id, epoch, seq, trimmed_through FROM channels WHERE name = ?'),
+    insertChannel: p('INSERT INTO channels (name, epoch, seq) VALUES (?, ?, ?) RETURNING id'),
+    setChannelSeq: p('UPDATE channels SET seq = ? WHERE id = ?'),
+    raiseTrimmed: p('UPDATE channels SET trimmed_through = ? WHERE id = ? AND trimmed_through < ?'),
+    findId: p('SELECT seq FROM ops WHERE chan = ? AND id = ?'),
+    journalOp: p(
+      `INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    mergeJournal: p(
+      `INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
+       SELECT chan, seq, msg_seq, action, id, data, headers, client_id, ts FROM journal ORDER BY chan, seq`,
+    ),
+    clearJournal: p('DELETE FROM journal'),
+    journalIds: p('SELECT chan, seq, id FROM journal'),
+    journalSizes: p(
+      `SELECT chan, msg_seq, sum(octet_length(data)) AS size FROM journal WHERE action = 'append'
+       GROUP BY chan, msg_seq`,
+    ),
+    insertMessage: p(
+      `INSERT INTO messages (chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    rewriteMessage: p(
+      'UPDATE messages SET data = ?, kind = ?, headers = ?, base_seq = ?, deleted = ? WHERE chan = ? AND seq = ?',
+    ),
+    /** Appends folded into a rewritten message: their data is no longer needed. */
+    dropAppends: p(
+      'UPDATE ops SET data = NULL, headers = NULL WHERE chan = ? AND msg_seq = ? AND seq > ? AND seq < ?',
+    ),
+    getMeta: p(
+      'SELECT kind, client_id, deleted, base_seq, octet_length(data) AS size FROM messages WHERE chan = ? AND seq = ?',
+    ),
+    appendedSize: p(
+      `SELECT count(*) AS n, coalesce(sum(octet_length(data)), 0) AS size
+       FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ?`,
+    ),
+    getMessage: p(
+      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
+       FROM messages WHERE chan = ? AND seq = ?`,
+    ),
+    appended: p(
+      `SELECT group_concat(data, '' ORDER BY seq) AS data, max(seq) AS version
+       FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ?`,
+    ),
+    lastHeaders: p(
+      `SELECT headers FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ? AND headers IS NOT NULL
+       ORDER BY seq DESC LIMIT 1`,
+    ),
+    countMessages: p('SELECT count(*) AS n FROM messages WHERE chan = ?'),
+    changedSince: p(
+      `SELECT msg_seq, max(seq) AS version FROM ops WHERE chan = ? AND seq > ?
+       GROUP BY msg_seq ORDER BY version LIMIT ?`,
+    ),
+    historyForwards: p(
+      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
+       FROM messages WHERE chan = ? AND seq >= ? AND seq <= ? ORDER BY seq ASC LIMIT ?`,
+    ),
+    historyBackwards: p(
+      `SELECT seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted
+       FROM messages WHERE chan = ? AND seq >= ? AND seq <= ? ORDER BY seq DESC LIMIT ?`,
+    ),
+    expired: p('SELECT chan, seq FROM messages WHERE expires_at <= ? LIMIT ?'),
+    lastOp: p('SELECT max(seq) AS seq FROM ops WHERE chan = ? AND msg_seq = ?'),
+    deleteOps: p('DELETE FROM ops WHERE chan = ? AND msg_seq = ?'),
+    deleteMessage: p('DELETE FROM messages WHERE chan = ? AND seq = ?'),
+    saveLease: p('INSERT OR REPLACE INTO leases (channel, serial, ms, client_id) VALUES (?, ?, ?, ?)'),
+    removeLease: p('DELETE FROM leases WHERE channel = ? AND serial = ?'),
+    allLeases: p('SELECT channel, serial, ms, client_id FROM leases'),
+  };
+}
