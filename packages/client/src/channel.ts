@@ -18,6 +18,7 @@ import type {
   JsonValue,
   Message,
   OperationInput,
+  PublishResult,
   Ref,
   ResumeFailure,
 } from '@mooring/protocol';
@@ -273,8 +274,16 @@ export class Channel {
 
   /** Publishes several operations atomically (all stored, or none). Ids are added where missing. */
   publishBatch(ops: OperationInput[]): Promise<string[]> {
+    return this.publishResults(ops).then((results) => results.map((r) => r.serial));
+  }
+
+  /**
+   * Like `publishBatch`, resolving with the server's result per operation: its serial and, for an
+   * id the channel had already stored (a retry), `duplicate: true` (PROTOCOL.md §7).
+   */
+  publishResults(ops: OperationInput[]): Promise<PublishResult[]> {
     const list = ops.map((op) => (op.id ? op : { ...op, id: this.#host.nextId() }));
-    return this.#host.publish(this.name, list).then((results) => results.map((r) => r.serial));
+    return this.#host.publish(this.name, list);
   }
 
   /** Rolled-up history over REST (PROTOCOL.md §11). */
