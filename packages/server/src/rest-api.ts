@@ -18,6 +18,7 @@ import { z } from 'zod';
 import type { Authenticator } from './auth.ts';
 import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
 import { assertChannelName, type ChannelService } from './channel-service.ts';
+import { DASHBOARD_HTML } from './dashboard.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
@@ -83,6 +84,18 @@ export class RestApi {
     }
     const path = url.pathname;
     if (path === '/health') return only(method, 'GET', () => send(res, 200, { status: 'ok' }));
+    if (path === '/dashboard') {
+      return only(method, 'GET', () => {
+        res
+          .writeHead(200, {
+            'content-type': 'text/html; charset=utf-8',
+            'cache-control': 'no-store',
+            'content-security-policy':
+              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+          })
+          .end(DASHBOARD_HTML);
+      });
+    }
     if (path === '/metrics') {
       return only(method, 'GET', async () => {
         if (!this.#o.publicMetrics) await this.#o.auth.authenticate(req, url);

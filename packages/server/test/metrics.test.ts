@@ -41,4 +41,18 @@ describe('metrics', () => {
       await fx.close();
     }
   });
+
+  it('serves the dashboard page, which reads /metrics', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const res = await fetch(`${fx.server.url}/dashboard`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /text\/html/);
+      const html = await res.text();
+      assert.match(html, /fetch\('\/metrics'/);
+      assert.doesNotMatch(html, /test:secret/, 'the page holds no secret');
+    } finally {
+      await fx.close();
+    }
+  });
 });
