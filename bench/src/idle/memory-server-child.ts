@@ -5,6 +5,7 @@ const server = await startServer({
   port: 0,
   host: '127.0.0.1',
   keys: ['bench:secret'],
+  limits: { maxConnectionsPerKey: 100_000 },
   store: { kind: 'memory' },
 });
 process.on('message', (msg: { type: string }) => {
