@@ -117,6 +117,7 @@ const DEFAULT_MAX_QUEUED_OPS = 1_000;
 
 export class Mooring {
   readonly connection: Connection;
+  readonly #requestedClientId: string | undefined;
   readonly channels: Channels;
   readonly rest: Rest;
   readonly #timers: Timers;
@@ -127,6 +128,7 @@ export class Mooring {
 
   constructor(options: MooringOptions) {
     checkCredentials(options);
+    this.#requestedClientId = options.clientId;
     const urls = endpoints(options.url);
     const timers = options.timers ?? systemTimers;
     const random = options.random ?? Math.random;
@@ -231,6 +233,14 @@ export class Mooring {
    * A string from which `new Mooring({ recover })` continues this client: its connection identity
    * (within `connectionStateTtl`) and each channel's position (for as long as the server retains it).
    */
+  /**
+   * The identity this client publishes as: the `clientId` the server stamped (from a token, or the
+   * one asked for with a key), once connected; before that, the one asked for, if any.
+   */
+  get clientId(): string | undefined {
+    return this.connection.details?.clientId ?? this.#requestedClientId;
+  }
+
   recoveryKey(): string {
     return encodeRecoveryKey({
       connectionKey: this.connection.key ?? '',

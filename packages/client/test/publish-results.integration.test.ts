@@ -16,3 +16,14 @@ it('publishResults resolves with each serial, and duplicate: true for an id alre
   assert.equal(again?.serial, first?.serial);
   assert.equal(again?.duplicate, true);
 });
+
+it('client.clientId is the identity the server stamped', async (t) => {
+  const server = await startServer({ port: 0, host: '127.0.0.1', keys: ['test:secret'] });
+  t.after(() => server.close());
+  const client = new Mooring({ url: server.url, key: 'test:secret', clientId: 'agent-7' });
+  t.after(() => client.close());
+  assert.equal(client.clientId, 'agent-7');
+  await new Promise<void>((resolve) => client.connection.once('connected', () => resolve()));
+  assert.equal(client.connection.details?.clientId, 'agent-7');
+  assert.equal(client.clientId, 'agent-7');
+});
