@@ -81,8 +81,9 @@ export class DemoAgents {
   }
 
   async #start(channel: string): Promise<AgentSession> {
+    const sessionChannel = this.#client.channels.get(channel, { start: true });
     const session = new AgentSession({
-      channel: this.#client.channels.get(channel, { start: true }),
+      channel: sessionChannel,
       agent: AGENT_NAME,
       // A session joined after a restart: answer a question that arrived while no agent listened.
       answerMissed: true,
@@ -90,6 +91,10 @@ export class DemoAgents {
     });
     session.on('error', (err) => this.#report(err));
     await session.start();
+    // shown in the page's "Who's here" panel
+    sessionChannel.presence
+      .enter({ role: AGENT_NAME, since: Date.now() })
+      .catch((err: Error) => this.#report(err));
     return session;
   }
 

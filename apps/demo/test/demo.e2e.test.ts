@@ -208,6 +208,29 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
     assert.deepEqual(await shownText(second.page, runId), published.textParts);
     await second.page.waitForSelector(`${answer(runId)} .tool[data-state="output-available"]`);
 
+    // "Who's here": each page lists both devices (itself marked "(you)") and the assistant.
+    const you: string[] = [];
+    for (const page of [first.page, second.page]) {
+      await page.waitForFunction(
+        () =>
+          document.querySelectorAll('#presence li[data-kind="user"]').length === 2 &&
+          document.querySelectorAll('#presence li[data-kind="assistant"]').length === 1,
+        undefined,
+        { timeout: WAIT },
+      );
+      const own = await page.$$eval('#presence li[data-you="true"]', (els) =>
+        els.map((el) => ({ id: el.getAttribute('data-connection-id') ?? '', text: el.textContent ?? '' })),
+      );
+      assert.equal(own.length, 1, 'exactly one member is "you"');
+      assert.match(own[0]?.text ?? '', /Chrome on Linux \(you\)/);
+      you.push(own[0]?.id ?? '');
+    }
+    assert.notEqual(you[0], you[1], 'each page is its own member');
+    const seenByFirst = await first.page.$$eval('#presence li[data-kind="user"]', (els) =>
+      els.map((el) => el.getAttribute('data-connection-id')).sort(),
+    );
+    assert.deepEqual(seenByFirst, [...you].sort());
+
     const screenshot = join(tmpdir(), `mooring-demo-${process.pid}.png`);
     await second.page.screenshot({ path: screenshot });
     console.log(`# screenshot of the second device: ${screenshot}`);

@@ -12,6 +12,7 @@ import { UserSession } from '@mooring/ai';
 import { Mooring } from '@mooring/client';
 import { renderConversation } from './conversation-view.ts';
 import { watchDelivery } from './delivery-panel.ts';
+import { watchPresence } from './presence-panel.ts';
 import { requestSession } from './session-grant.ts';
 
 const CLIENT_ID_KEY = 'mooring-demo:clientId';
@@ -67,6 +68,8 @@ async function main(): Promise<void> {
     attach: $('last-attach'),
     position: $('position'),
   });
+
+  watchPresence(client, channel, $('presence'));
 
   const conversation = $('conversation');
   const input = $<HTMLTextAreaElement>('input');
