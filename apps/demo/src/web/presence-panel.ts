@@ -51,6 +51,10 @@ export function watchPresence(client: Mooring, channel: Channel, list: HTMLEleme
     .catch(() => {});
   client.connection.on('connected', render); // a new connection identity changes which member is "you"
   channel.presence.enter({ device: deviceLabel(navigator.userAgent), since: Date.now() }).catch(() => {});
+  // a closing or reloading tab leaves at once (best effort), instead of after the server's grace
+  window.addEventListener('pagehide', () => {
+    channel.presence.leave().catch(() => {});
+  });
 }
 
 function rank(m: Member, own: string | undefined): number {
