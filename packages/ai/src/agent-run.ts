@@ -8,9 +8,10 @@
  *      │    ──cancel control───────────────▶ cancelled  (at once: the signal fires, later writes are dropped)
  *      └──── agent process dies ───────────▶ abandoned  (by the server, when the lease runs out)
  */
+
+import { Emitter } from '@mooring/client';
 import type { Experimental_Steering as Steering, UIMessage, UIMessageChunk } from 'ai';
 import { convertToModelMessages, experimental_createSteering } from 'ai';
-import { Emitter } from './emitter.ts';
 import { errorText } from './errors.ts';
 import { readChunks } from './read-chunks.ts';
 import type { RunPublisher } from './run-publisher.ts';

@@ -23,12 +23,12 @@
  * accepts, each run is its own node, and every client shows them all.
  */
 import type { Channel } from '@mooring/client';
+import { Emitter } from '@mooring/client';
 import type { UIMessage } from 'ai';
 import type { AgentInput, ToolApproval } from './agent-run.ts';
 import { AgentRun } from './agent-run.ts';
 import type { InputNode, TreeChange } from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
-import { Emitter } from './emitter.ts';
 import { errorText, MooringAiError } from './errors.ts';
 import type { OperationSink } from './operation-sink.ts';
 import { channelSink } from './operation-sink.ts';

@@ -22,9 +22,8 @@
  * something newer appears in its group. Shared selections (`select` controls) carry their serial, so
  * every device computes the same view; local ones use the channel position at the time.
  */
-import { applyMessage } from '@mooring/client';
+import { applyMessage, Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
-import { Emitter } from './emitter.ts';
 import type { ControlData, ControlRecord, InputRecord, PartRecord, RunRecord, RunStatus } from './wire.ts';
 import { readSessionMessage } from './wire.ts';
 

@@ -14,9 +14,9 @@
  * itself the same way.
  */
 import type { Channel, ContinuityLost } from '@mooring/client';
+import { Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
 import type { ConversationTree, TreeChange } from './conversation-tree.ts';
-import { Emitter } from './emitter.ts';
 import type { RunStreamSource } from './run-chunk-stream.ts';
 
 export type SessionFeedEvents = {

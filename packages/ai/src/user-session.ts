@@ -13,11 +13,11 @@
  * `change` event follows each update, and `ready()` waits for the pending ones.
  */
 import type { Channel, ContinuityLost } from '@mooring/client';
+import { Emitter } from '@mooring/client';
 import type { JsonValue } from '@mooring/protocol';
 import type { UIMessage, UIMessageChunk } from 'ai';
 import type { Handover, InputNode, RunNode, TreeChange, TreeNode } from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
-import { Emitter } from './emitter.ts';
 import { MooringAiError } from './errors.ts';
 import { channelSink } from './operation-sink.ts';
 import type { RunStreamOptions, RunStreamSource } from './run-chunk-stream.ts';

@@ -46,4 +46,9 @@ export class Emitter<Events extends Record<string, unknown>> {
       }
     }
   }
+
+  /** Whether any listener is registered for `event`. */
+  has(event: keyof Events): boolean {
+    return (this.#listeners.get(event)?.size ?? 0) > 0;
+  }
 }
