@@ -90,6 +90,7 @@ async function serve(argv: string[]): Promise<void> {
   const lines = [
     `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''})`,
     `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
+    `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
   ];
   if (devKey) lines.push(`  development key (from ${config.dataDir}/dev-key): ${devKey}`);
   process.stderr.write(`${lines.join('\n')}\n`);
