@@ -12,121 +12,71 @@
  * a poll means the server no longer holds the connection: the transport ends and the connection
  * reconnects (with `recover`) and resumes.
  */
-import type { ClientFrame } from '@mooring/protocol';
 import { connectionUrl } from './endpoints.ts';
-import type { HttpTransportDeps } from './http-upstream.ts';
-import { HttpUpstream, openRefusal, upstreamFailure } from './http-upstream.ts';
-import type { Transport, TransportCloseInfo, TransportHandlers } from './transport.ts';
+import { HttpTransport } from './http-transport.ts';
+import { openRefusal, upstreamFailure } from './http-upstream.ts';
 import { toServerFrame } from './transport.ts';
 
-export class LongPollTransport implements Transport {
+export class LongPollTransport extends HttpTransport {
   readonly kind = 'longpoll';
-  readonly #deps: HttpTransportDeps;
-  readonly #abort = new AbortController();
-  readonly #upstream: HttpUpstream;
-  #handlers: TransportHandlers | undefined;
-  #url = '';
   #poll: { url: string; key: string } | undefined;
-  #done = false;
-  #closing = false;
 
-  constructor(deps: HttpTransportDeps) {
-    this.#deps = deps;
-    this.#upstream = new HttpUpstream({ ...deps, onFailure: (info) => this.#finish(info) });
-  }
-
-  open(url: string, handlers: TransportHandlers): void {
-    this.#handlers = handlers;
-    this.#url = url;
+  protected start(url: string): void {
     void this.#run(url);
   }
 
-  send(frame: ClientFrame): void {
-    if (this.#done) throw new Error('the long-polling transport is closed');
-    if (frame.type === 'close') {
-      this.close(1000, 'client closed'); // sends it, and knows the end that follows is a normal one
-      return;
-    }
-    this.#upstream.send(frame);
-  }
-
-  /**
-   * Asks the server to end the connection (a `close` frame). Once the server accepted it the
-   * transport ends: the server discards the connection, so there is nothing more to poll for.
-   */
-  close(code = 1000, reason = ''): void {
-    if (this.#done || this.#closing) return;
-    this.#closing = true;
-    if (this.#upstream.connected) {
-      try {
-        this.#upstream.send({ type: 'close' });
-        void this.#upstream.idle().then(() => this.#finish({ code, reason }));
-        return;
-      } catch {
-        // the upstream is gone: stop here
-      }
-    }
-    this.#finish({ code, reason });
-  }
-
-  abort(): void {
-    this.#handlers = undefined;
-    this.#finish({ code: 1006, reason: 'aborted' });
-    this.#upstream.abort(); // also after the transport ended: a POST may still be on its way
-  }
-
-  async drain(): Promise<void> {
-    this.#upstream.stop();
-    await this.#upstream.idle();
+  /** Once the server accepted the close, there is nothing more to poll for. */
+  protected closeSent(code: number, reason: string): void {
+    void this.upstream.idle().then(() => this.finish({ code, reason }));
   }
 
   async #run(openUrl: string): Promise<void> {
     let res: Response;
     try {
-      res = await this.#deps.fetch(openUrl, {
+      res = await this.deps.fetch(openUrl, {
         headers: { accept: 'application/json' },
         cache: 'no-store',
-        signal: this.#abort.signal,
+        signal: this.requests.signal,
       });
     } catch (err) {
-      this.#finish({ code: 1006, reason: '', localError: String(err), unreachable: true });
+      this.finish({ code: 1006, reason: '', localError: String(err), unreachable: true });
       return;
     }
-    if (this.#done) return;
+    if (this.done) return;
     if (res.status !== 200) {
-      this.#finish(await openRefusal(res));
+      this.finish(await openRefusal(res));
       return;
     }
-    this.#handlers?.onOpen();
+    this.handlers?.onOpen();
     if (!(await this.#deliver(res))) return;
     if (!this.#poll) {
-      this.#finish({
+      this.finish({
         code: 1006,
         reason: '',
         localError: 'the first long-poll answer had no connected frame',
       });
       return;
     }
-    while (!this.#done) {
+    while (!this.done) {
       const poll = this.#poll;
       let answer: Response;
       try {
-        answer = await this.#deps.fetch(poll.url, {
+        answer = await this.deps.fetch(poll.url, {
           headers: { accept: 'application/json', 'x-mooring-connection-key': poll.key },
           cache: 'no-store',
-          signal: this.#abort.signal,
+          signal: this.requests.signal,
         });
       } catch (err) {
-        this.#finish({ code: 1006, reason: '', localError: `a poll failed: ${String(err)}` });
+        this.finish({ code: 1006, reason: '', localError: `a poll failed: ${String(err)}` });
         return;
       }
-      if (this.#done) return;
+      if (this.done) return;
       if (answer.status !== 200) {
         const info = upstreamFailure(answer.status, await answer.text().catch(() => ''));
-        this.#finish(this.#closing ? { code: 1000, reason: 'closed' } : info);
+        this.finish(this.closing ? { code: 1000, reason: 'closed' } : info);
         return;
       }
-      this.#handlers?.onActivity?.();
+      this.handlers?.onActivity?.();
       if (!(await this.#deliver(answer))) return;
     }
   }
@@ -137,42 +87,32 @@ export class LongPollTransport implements Transport {
     try {
       body = JSON.parse(await res.text());
     } catch (err) {
-      if (this.#done) return false;
+      if (this.done) return false;
       if (err instanceof SyntaxError) {
-        this.#handlers?.onProtocolError('a long-poll answer is not JSON');
+        this.handlers?.onProtocolError('a long-poll answer is not JSON');
         return true;
       }
-      this.#finish({ code: 1006, reason: '', localError: `a poll broke: ${String(err)}` });
+      this.finish({ code: 1006, reason: '', localError: `a poll broke: ${String(err)}` });
       return false;
     }
-    if (this.#done) return false;
+    if (this.done) return false;
     if (!Array.isArray(body)) {
-      this.#handlers?.onProtocolError('a long-poll answer is not an array of frames');
+      this.handlers?.onProtocolError('a long-poll answer is not an array of frames');
       return true;
     }
     for (const value of body) {
-      if (this.#done) return false;
+      if (this.done) return false;
       const frame = toServerFrame(value);
       if (typeof frame === 'string') {
-        this.#handlers?.onProtocolError(frame);
+        this.handlers?.onProtocolError(frame);
         continue;
       }
       if (frame.type === 'connected' && !this.#poll) {
-        this.#poll = { url: connectionUrl(this.#url, frame.connectionId, 'poll'), key: frame.connectionKey };
-        this.#upstream.connect(connectionUrl(this.#url, frame.connectionId, 'frames'), frame.connectionKey);
+        this.#poll = { url: connectionUrl(this.url, frame.connectionId, 'poll'), key: frame.connectionKey };
+        this.upstream.connect(connectionUrl(this.url, frame.connectionId, 'frames'), frame.connectionKey);
       }
-      this.#handlers?.onFrame(frame);
+      this.handlers?.onFrame(frame);
     }
-    return !this.#done;
-  }
-
-  #finish(info: TransportCloseInfo): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#upstream.stop();
-    this.#abort.abort();
-    const handlers = this.#handlers;
-    this.#handlers = undefined;
-    handlers?.onClose(info);
+    return !this.done;
   }
 }

@@ -9,103 +9,49 @@
  * traffic for dead-connection detection. Unlike a browser WebSocket, a refused opening request shows
  * its status and error body, so a 401 is known to be permanent everywhere.
  */
-import type { ClientFrame, ServerFrame } from '@mooring/protocol';
+import type { ServerFrame } from '@mooring/protocol';
 import { connectionUrl } from './endpoints.ts';
-import type { HttpTransportDeps } from './http-upstream.ts';
-import { HttpUpstream, openRefusal } from './http-upstream.ts';
+import { HttpTransport } from './http-transport.ts';
+import { openRefusal } from './http-upstream.ts';
 import { SseParser } from './sse-parser.ts';
-import type { Transport, TransportCloseInfo, TransportHandlers } from './transport.ts';
 import { parseServerFrame } from './transport.ts';
 
-export class SseTransport implements Transport {
+export class SseTransport extends HttpTransport {
   readonly kind = 'sse';
-  readonly #deps: HttpTransportDeps;
-  readonly #abort = new AbortController();
-  readonly #upstream: HttpUpstream;
-  #handlers: TransportHandlers | undefined;
-  #url = '';
-  #done = false;
-  #closing = false;
-
-  constructor(deps: HttpTransportDeps) {
-    this.#deps = deps;
-    this.#upstream = new HttpUpstream({ ...deps, onFailure: (info) => this.#finish(info) });
-  }
-
-  open(url: string, handlers: TransportHandlers): void {
-    this.#handlers = handlers;
-    this.#url = url;
+  protected start(url: string): void {
     Promise.resolve()
       .then(() =>
-        this.#deps.fetch(url, {
+        this.deps.fetch(url, {
           headers: { accept: 'text/event-stream' },
           cache: 'no-store',
-          signal: this.#abort.signal,
+          signal: this.requests.signal,
         }),
       )
       .then(
         (res) => this.#onResponse(res),
-        (err: unknown) =>
-          this.#finish({ code: 1006, reason: '', localError: String(err), unreachable: true }),
+        (err: unknown) => this.finish({ code: 1006, reason: '', localError: String(err), unreachable: true }),
       );
   }
 
-  send(frame: ClientFrame): void {
-    if (this.#done) throw new Error('the SSE transport is closed');
-    if (frame.type === 'close') {
-      this.close(1000, 'client closed'); // sends it, and knows the end that follows is a normal one
-      return;
-    }
-    this.#upstream.send(frame);
-  }
-
-  /**
-   * Asks the server to end the connection (a `close` frame: it discards the connection's state and
-   * ends the stream), or, before the connection is known, just stops.
-   */
-  close(code = 1000, reason = ''): void {
-    if (this.#done || this.#closing) return;
-    this.#closing = true;
-    if (this.#upstream.connected) {
-      try {
-        this.#upstream.send({ type: 'close' });
-        return; // the stream ends when the server has closed the connection
-      } catch {
-        // the upstream is gone: stop here
-      }
-    }
-    this.#finish({ code, reason });
-    this.#abort.abort();
-  }
-
-  abort(): void {
-    this.#handlers = undefined;
-    this.#finish({ code: 1006, reason: 'aborted' });
-    this.#upstream.abort(); // also after the transport ended: a POST may still be on its way
-    this.#abort.abort();
-  }
-
-  async drain(): Promise<void> {
-    this.#upstream.stop();
-    await this.#upstream.idle();
-  }
+  /** The stream ends when the server has closed the connection. */
+  protected closeSent(): void {}
 
   async #onResponse(res: Response): Promise<void> {
-    if (this.#done) {
+    if (this.done) {
       res.body?.cancel().catch(() => {});
       return;
     }
     if (res.status !== 200) {
-      this.#finish(await openRefusal(res));
+      this.finish(await openRefusal(res));
       return;
     }
     const type = res.headers.get('content-type') ?? '';
     if (!type.startsWith('text/event-stream') || !res.body) {
       res.body?.cancel().catch(() => {});
-      this.#finish({ code: 1006, reason: '', localError: `expected an event stream, got "${type}"` });
+      this.finish({ code: 1006, reason: '', localError: `expected an event stream, got "${type}"` });
       return;
     }
-    this.#handlers?.onOpen();
+    this.handlers?.onOpen();
     await this.#read(res.body);
   }
 
@@ -114,50 +60,40 @@ export class SseTransport implements Transport {
     const parser = new SseParser({
       onEvent: (data) => this.#onEvent(data),
       onComment: () => {
-        if (!this.#done) this.#handlers?.onActivity?.();
+        if (!this.done) this.handlers?.onActivity?.();
       },
     });
     const reader = body.getReader();
     try {
       for (;;) {
         const { value, done } = await reader.read();
-        if (this.#done) break;
+        if (this.done) break;
         if (done) {
-          this.#finish({ code: this.#closing ? 1000 : 1006, reason: 'the stream ended' });
+          this.finish({ code: this.closing ? 1000 : 1006, reason: 'the stream ended' });
           break;
         }
         parser.push(decoder.decode(value, { stream: true }));
       }
     } catch (err) {
-      this.#finish({ code: 1006, reason: '', localError: `the stream broke: ${String(err)}` });
+      this.finish({ code: 1006, reason: '', localError: `the stream broke: ${String(err)}` });
     } finally {
       reader.cancel().catch(() => {});
     }
   }
 
   #onEvent(data: string): void {
-    if (this.#done) return;
+    if (this.done) return;
     const frame = parseServerFrame(data);
     if (typeof frame === 'string') {
-      this.#handlers?.onProtocolError(frame);
+      this.handlers?.onProtocolError(frame);
       return;
     }
     if (frame.type === 'connected') this.#onConnected(frame);
-    this.#handlers?.onFrame(frame);
+    this.handlers?.onFrame(frame);
   }
 
   #onConnected(frame: Extract<ServerFrame, { type: 'connected' }>): void {
-    if (this.#upstream.connected) return;
-    this.#upstream.connect(connectionUrl(this.#url, frame.connectionId, 'frames'), frame.connectionKey);
-  }
-
-  #finish(info: TransportCloseInfo): void {
-    if (this.#done) return;
-    this.#done = true;
-    this.#upstream.stop();
-    this.#abort.abort();
-    const handlers = this.#handlers;
-    this.#handlers = undefined;
-    handlers?.onClose(info);
+    if (this.upstream.connected) return;
+    this.upstream.connect(connectionUrl(this.url, frame.connectionId, 'frames'), frame.connectionKey);
   }
 }
