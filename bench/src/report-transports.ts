@@ -3,7 +3,7 @@
  * part (fan-out, token streaming), the SSE ÷ WS and long-poll ÷ WS ratios, and notes on anything
  * that makes a row less trustworthy.
  */
-import { fixed, int, LOAD_SATURATED, ms, OTHER_BUSY, table, times } from './report.ts';
+import { cpuNotes, fixed, int, ms, passNotes, table, times } from './report.ts';
 import type { PassResult } from './scenarios/fanout-passes.ts';
 import type { TokenStreamResult } from './scenarios/token-stream.ts';
 import type { TransportsResult } from './scenarios/transports.ts';
@@ -21,13 +21,6 @@ const bytes = (n: number | undefined): string =>
     : n < 100
       ? n.toFixed(1)
       : Math.round(n).toLocaleString('en-US');
-
-function flagCpu(notes: string[], where: string, loadCpu: number, otherCpu: number | null): void {
-  if (loadCpu >= LOAD_SATURATED)
-    notes.push(`${where}: load generator at ${loadCpu.toFixed(2)} cores: throughput may be capped by it`);
-  if (otherCpu !== null && otherCpu >= OTHER_BUSY)
-    notes.push(`${where}: other processes used ${otherCpu.toFixed(2)} cores during the window`);
-}
 
 interface Metric<T> {
   label: string;
@@ -89,11 +82,7 @@ export function transportsMarkdown(results: TransportsResult, ctx: TransportsRep
         bytes(pass.wire?.writtenPerDelivery),
       ]);
       const where = `${result.label}, ${mode}`;
-      flagCpu(notes, where, pass.loadCpu, pass.otherCpu);
-      if (pass.missing > 0) notes.push(`${where}: ${int(pass.missing)} deliveries missing after the drain`);
-      if (pass.disconnects > 0) notes.push(`${where}: ${pass.disconnects} subscribers disconnected`);
-      if (pass.publisher.errors > 0) notes.push(`${where}: ${pass.publisher.errors} publishes refused`);
-      if (pass.stalled) notes.push(`${where}: stalled (no message completed for 5 s), cut short`);
+      passNotes(notes, where, pass);
     }
   }
   out.push(
@@ -144,7 +133,7 @@ export function transportsMarkdown(results: TransportsResult, ctx: TransportsRep
       fixed(r.otherCpu, 2),
     ]);
     const where = `${label}, tokens`;
-    flagCpu(notes, where, r.loadCpu, r.otherCpu);
+    cpuNotes(notes, where, r.loadCpu, r.otherCpu);
     if (r.missing > 0) notes.push(`${where}: ${int(r.missing)} tokens missing after the drain`);
     if (r.disconnects > 0) notes.push(`${where}: ${r.disconnects} subscribers disconnected`);
     if (r.publishErrors > 0) notes.push(`${where}: ${r.publishErrors} appends refused`);

@@ -26,6 +26,23 @@ export const fixed = (n: number | null, digits: number): string =>
 export const ms = (n: number): string => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—');
 export const times = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '—');
 
+/** Notes on what makes a fan-out pass less trustworthy: a busy machine, losses, refusals, stalls. */
+export function passNotes(notes: string[], where: string, pass: PassResult): void {
+  cpuNotes(notes, where, pass.loadCpu, pass.otherCpu);
+  if (pass.missing > 0) notes.push(`${where}: ${int(pass.missing)} deliveries missing after the drain`);
+  if (pass.disconnects > 0) notes.push(`${where}: ${pass.disconnects} subscribers disconnected`);
+  if (pass.publisher.errors > 0) notes.push(`${where}: ${pass.publisher.errors} publishes refused`);
+  if (pass.stalled) notes.push(`${where}: stalled (no message completed for 5 s), cut short`);
+}
+
+/** Notes when the load generator was near a full core, or other processes took CPU in the window. */
+export function cpuNotes(notes: string[], where: string, loadCpu: number, otherCpu: number | null): void {
+  if (loadCpu >= LOAD_SATURATED)
+    notes.push(`${where}: load generator at ${loadCpu.toFixed(2)} cores: throughput may be capped by it`);
+  if (otherCpu !== null && otherCpu >= OTHER_BUSY)
+    notes.push(`${where}: other processes used ${otherCpu.toFixed(2)} cores during the window`);
+}
+
 function modeLabel(pass: PassResult, ctx: FanoutReportContext): string {
   const mode = pass.mode === 'rate' ? `rate ${pass.offeredPerSec}/s` : `saturate (${ctx.inFlight} in flight)`;
   return ctx.rounds > 1 && pass.round !== undefined ? `${mode}, round ${pass.round}` : mode;
@@ -75,18 +92,7 @@ export function fanoutMarkdown(results: FanoutServerResult[], ctx: FanoutReportC
         int(pass.deliveriesPerServerCore),
       ]);
       const where = `${result.label}, ${mode}`;
-      if (pass.loadCpu >= LOAD_SATURATED) {
-        notes.push(
-          `${where}: load generator at ${pass.loadCpu.toFixed(2)} cores: throughput may be capped by it`,
-        );
-      }
-      if (pass.otherCpu !== null && pass.otherCpu >= OTHER_BUSY) {
-        notes.push(`${where}: other processes used ${pass.otherCpu.toFixed(2)} cores during the window`);
-      }
-      if (pass.missing > 0) notes.push(`${where}: ${int(pass.missing)} deliveries missing after the drain`);
-      if (pass.disconnects > 0) notes.push(`${where}: ${pass.disconnects} subscribers disconnected`);
-      if (pass.publisher.errors > 0) notes.push(`${where}: ${pass.publisher.errors} publishes refused`);
-      if (pass.stalled) notes.push(`${where}: stalled (no message completed for 5 s), cut short`);
+      passNotes(notes, where, pass);
     }
   }
   out.push(
