@@ -1,6 +1,7 @@
 // The client against a real server on port 0, with faults from a real TCP proxy (STYLE: tests with
 // real parts). Recovery tests follow the shape: disconnect, publish while away, reconnect, assert
-// exactly the missed messages, once each (DESIGN §4).
+// exactly the missed messages, once each (DESIGN §4). Reset, blackhole and unacknowledged-resend
+// recovery run in transport-conformance.test.ts on every transport, WebSocket included.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
@@ -60,68 +61,6 @@ describe('client ⇄ server', () => {
     assert.notEqual(c.connection.state, 'failed');
     proxy.pass();
     await connected(c);
-  });
-
-  it('resumes after a reset: the missed messages arrive once each, in order', async (t) => {
-    const server = await realServer(t);
-    const proxy = await proxyTo(t, server);
-    const reader = client(t, proxy.url('/'));
-    const writer = client(t, server.url);
-    const got: Message[] = [];
-    await reader.channels.get('session:r').subscribe((m) => got.push(m));
-    const ch = writer.channels.get('session:r');
-    await ch.publish('t', 'one');
-    await ch.publish('t', 'two');
-    await waitFor(() => got.length === 2);
-
-    proxy.refuse();
-    await proxy.reset();
-    await waitFor(() => reader.connection.state !== 'connected');
-    await ch.publish('t', 'three');
-    await ch.publish('t', 'four');
-    proxy.pass();
-    await waitFor(() => got.length >= 4, { message: 'missed messages never arrived' });
-    await ch.publish('t', 'five');
-    await waitFor(() => got.length >= 5);
-    assert.deepEqual(texts(got), ['one', 'two', 'three', 'four', 'five']);
-    assert.equal(new Set(got.map((m) => m.version)).size, 5);
-  });
-
-  it('detects a silently dead connection (blackhole) by its heartbeats and resumes', async (t) => {
-    const server = await realServer(t, { heartbeatInterval: 100 });
-    const proxy = await proxyTo(t, server);
-    const reader = client(t, proxy.url('/'), { idleGrace: 200 });
-    const writer = client(t, server.url);
-    const got: Message[] = [];
-    const reasons: string[] = [];
-    reader.connection.on('disconnected', (c) => reasons.push(c.reason?.code ?? ''));
-    await reader.channels.get('session:b').subscribe((m) => got.push(m));
-    proxy.blackhole();
-    await writer.channels.get('session:b').publish('t', 'while dead');
-    proxy.pass(); // new connections work again; the blackholed one stays dead
-    await waitFor(() => got.length === 1, { message: 'the dead connection was never replaced' });
-    assert.equal(reasons[0], 'timeout');
-    assert.deepEqual(texts(got), ['while dead']);
-  });
-
-  it('resends an unacknowledged publish with the same id: one stored message', async (t) => {
-    const server = await realServer(t);
-    const proxy = await proxyTo(t, server);
-    const writer = client(t, proxy.url('/'));
-    const inspector = client(t, server.url, { autoConnect: false });
-    await connected(writer);
-    proxy.buffer({ bytes: 1 << 20, responses: false }); // the ack will be held in the proxy
-    const published = writer.channels.get('session:w').publish('t', 'exactly once');
-    await waitFor(
-      async () => (await inspector.rest.history('session:w').catch(() => undefined))?.items.length,
-    );
-    proxy.refuse();
-    await proxy.reset(); // the held ack dies with the connection
-    proxy.pass();
-    const serial = await published;
-    const history = await inspector.rest.history('session:w');
-    assert.equal(history.items.length, 1);
-    assert.equal(history.items[0]?.serial, serial);
   });
 
   it('a fresh client continues from a recovery key: same connection identity, only the missed messages', async (t) => {
