@@ -9,10 +9,10 @@
  * Credentials come from `Authorization: Basic|Bearer`, or `?key=` / `?token=` for clients that cannot
  * set headers (browser WebSocket, EventSource).
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { type Access, bothOf, Capability, type CapabilitySpec } from './capabilities.ts';
 import type { Identity } from './connection-registry.ts';
+import { safeEqual } from './safe-equal.ts';
 import { ServerError } from './server-error.ts';
 import { verifyToken } from './tokens.ts';
 
@@ -106,7 +106,7 @@ export class Authenticator {
     const name = credential.slice(0, i);
     const secret = Buffer.from(credential.slice(i + 1));
     const entry = i > 0 ? this.#keys.get(name) : undefined;
-    if (!entry || entry.secret.length !== secret.length || !timingSafeEqual(entry.secret, secret))
+    if (!entry || !safeEqual(entry.secret, secret))
       throw new ServerError('unauthorized', 'invalid API key: check the key name and secret');
     const identity: Identity = { keyName: name, access: entry.capability, viaToken: false };
     if (clientId !== undefined) {

@@ -6,8 +6,9 @@
  * the same connectionId back (presence membership does not flap). The key is `<id>.<secret>`, so an
  * id seen by others (presence) cannot be used to take a connection over.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Access } from './capabilities.ts';
+import { safeEqual } from './safe-equal.ts';
 
 export interface Identity {
   /** The API key (or token issuer key) that authenticated the connection. */
@@ -87,10 +88,4 @@ export class ConnectionRegistry {
   get size(): number {
     return this.#held.size;
   }
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const ba = Buffer.from(a);
-  const bb = Buffer.from(b);
-  return ba.length === bb.length && timingSafeEqual(ba, bb);
 }

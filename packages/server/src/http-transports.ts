@@ -12,13 +12,14 @@
  * `x-mooring-connection-key` or `?connectionKey=`), so any node can tell whether it holds the
  * connection. Routing a request that lands on another node goes over the shared bus (Redis engine).
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorInfo, type Limits, PROTOCOL_VERSION } from '@mooring/protocol';
 import type { Authenticator } from './auth.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
+import type { Identity } from './connection-registry.ts';
 import { readJson, send } from './rest-api.ts';
+import { safeEqual } from './safe-equal.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
 
 export interface HttpTransportsOptions {
@@ -118,7 +119,7 @@ export class HttpTransports {
 
   #connectionFor(id: string, req: IncomingMessage, url: URL): Connection {
     const connection = this.#o.connections.get(id);
-    if (!connection || !sameKey(connection.key, connectionKeyOf(req, url)))
+    if (!connection || !safeEqual(connection.key, connectionKeyOf(req, url)))
       throw new ServerError(
         'unknown_connection',
         `connection ${id} is not open here (it ended or the key is wrong): connect again with recover`,
@@ -129,7 +130,7 @@ export class HttpTransports {
   #openStream(
     req: IncomingMessage,
     res: ServerResponse,
-    identity: Parameters<ConnectionManager['open']>[1],
+    identity: Identity,
     recover: string | undefined,
   ): void {
     req.socket.setNoDelay(true);
@@ -158,11 +159,7 @@ export class HttpTransports {
     });
   }
 
-  #openPoll(
-    res: ServerResponse,
-    identity: Parameters<ConnectionManager['open']>[1],
-    recover: string | undefined,
-  ): void {
+  #openPoll(res: ServerResponse, identity: Identity, recover: string | undefined): void {
     const pollGrace = this.#o.heartbeatInterval + 10_000;
     const sink = new LongPollSink(this.#pollTimeout, pollGrace);
     const connection = this.#o.connections.open(sink, identity, recover);
@@ -179,7 +176,7 @@ export class HttpTransports {
   /** An ended long-poll connection whose last frames still wait for a poll, if the key matches. */
   #endedPoll(id: string, req: IncomingMessage, url: URL): LongPollSink | undefined {
     const ended = this.#ended.get(id);
-    if (!ended || !sameKey(ended.key, connectionKeyOf(req, url))) return undefined;
+    if (!ended || !safeEqual(ended.key, connectionKeyOf(req, url))) return undefined;
     this.#ended.delete(id);
     return ended.sink;
   }
@@ -188,12 +185,6 @@ export class HttpTransports {
 function connectionKeyOf(req: IncomingMessage, url: URL): string {
   const given = req.headers['x-mooring-connection-key'] ?? url.searchParams.get('connectionKey') ?? '';
   return typeof given === 'string' ? given : '';
-}
-
-function sameKey(expected: string, given: string): boolean {
-  const a = Buffer.from(expected);
-  const b = Buffer.from(given);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /**
