@@ -31,6 +31,13 @@ export interface NewOperation {
   action: Action;
   /** Always set: the server generates one when the publisher did not. */
   id: string;
+  /**
+   * The dedup scope of `id`: an opaque string naming the publisher identity, stamped by the server
+   * (never taken from the payload). Idempotency is keyed on (channel, publisher, id), so no
+   * publisher can make another's operation a "duplicate" by claiming its id first. Absent = the
+   * empty scope. (Being made required as publisher-scoped dedup lands in every store.)
+   */
+  publisher?: string;
   /** Target message serial for append / update / delete. */
   serial?: string;
   name?: string;
@@ -85,6 +92,8 @@ export interface HistoryQuery {
   /** Inclusive upper bound on the message serial. */
   until?: string;
   limit: number;
+  /** Stop the page once the messages' data reaches about this many bytes (always ≥ 1 message). */
+  maxBytes?: number;
 }
 
 export interface Store {
@@ -95,9 +104,16 @@ export interface Store {
   info(channel: string): Promise<ChannelInfo | undefined>;
   /**
    * Messages (rolled up) that have any operation after `after` (exclusive; undefined = from the
-   * start), ordered by `version` ascending, at most `limit`. Used for catch-up.
+   * start), ordered by `version` ascending, at most `limit`. Used for catch-up. With `maxBytes`,
+   * the page also stops once the messages' data reaches about that many bytes — but always holds at
+   * least one message, so any message can be read.
    */
-  readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage>;
+  readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage>;
   /** Rolled-up messages ordered by serial, for history and rewind. */
   history(channel: string, query: HistoryQuery): Promise<RolledUpPage>;
   /**
