@@ -15,11 +15,13 @@ import {
   type ResumeFailure,
 } from '@mooring/protocol';
 import { type Access, type Operation, requireAccess } from './capabilities.ts';
+import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
 import { LeaseManager } from './leases.ts';
 import { Metrics } from './metrics.ts';
+import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
-import type { HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
+import type { ChannelInfo, HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
 
 export interface PublishIdentity {
   clientId?: string;
@@ -31,6 +33,10 @@ export interface PublishIdentity {
 export type ResumeCheck =
   | { resumed: true; epoch: string; head: string }
   | { resumed: false; reason: ResumeFailure; epoch: string; head: string };
+
+/** Large reads (history and catch-up pages) running at once, and waiting beyond those (PROTOCOL.md §10). */
+export const MAX_CONCURRENT_READS = 4;
+export const MAX_WAITING_READS = 64;
 
 /** A process-unique prefix plus a counter: ids for operations published without one. */
 const idPrefix = randomBytes(6).toString('base64url');
@@ -49,6 +55,8 @@ export class ChannelService {
   readonly hub: Hub;
   readonly limits: Limits;
   readonly leases: LeaseManager;
+  /** Bounds the large reads running at once (history pages, catch-up pages). */
+  readonly reads = new ReadLimiter(MAX_CONCURRENT_READS, MAX_WAITING_READS);
 
   readonly metrics: Metrics;
 
@@ -138,8 +146,29 @@ export class ChannelService {
     return { resumed: true, epoch: info.epoch, head: info.head };
   }
 
-  readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
-    return this.#timedRead(this.store.readSince(channel, after, limit));
+  /**
+   * Attaches `channel` for one connection: subscribes to live deliveries now; the caller then runs
+   * the catch-up and the hand-over to live (see channel-attachment.ts). Every transport attaches here.
+   */
+  attach(channel: string, outlet: AttachOutlet): ChannelAttachment {
+    return new ChannelAttachment(this, channel, outlet);
+  }
+
+  info(channel: string): Promise<ChannelInfo | undefined> {
+    return this.store.info(channel);
+  }
+
+  /** A catch-up page: waits for a read slot (never refused: the attach is already under way). */
+  readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
+    return this.reads.run(
+      () => this.#timedRead(this.store.readSince(channel, after, limit, maxBytes)),
+      'always',
+    );
   }
 
   async #timedRead<T>(read: Promise<T>): Promise<T> {
@@ -154,9 +183,14 @@ export class ChannelService {
     return this.#timedRead(this.store.history(channel, query));
   }
 
-  /** The last `n` messages rolled up, returned in version order, and the head at the time of the read. */
-  async rewind(channel: string, n: number): Promise<RolledUpPage> {
-    const page = await this.store.history(channel, { direction: 'backwards', limit: n });
+  /**
+   * The last `n` messages rolled up — fewer when they hold more than `maxBytes` of data (always at
+   * least one) — returned in version order, and the head at the time of the read.
+   */
+  async rewind(channel: string, n: number, maxBytes?: number): Promise<RolledUpPage> {
+    const query: HistoryQuery = { direction: 'backwards', limit: n };
+    if (maxBytes !== undefined) query.maxBytes = maxBytes;
+    const page = await this.reads.run(() => this.#timedRead(this.store.history(channel, query)), 'always');
     const messages = [...page.messages].sort(byVersion);
     return { ...page, messages };
   }

@@ -56,6 +56,7 @@ import {
   rolledUp,
   seqBound,
 } from './operation-rules.ts';
+import { PageBudget } from './page-bytes.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
 import { prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import type {
@@ -469,7 +470,12 @@ export class SqliteStore implements Store {
     });
   }
 
-  async readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
+  async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
     this.#check();
     return this.#read(() => {
       const ch = this.#channel(channel);
@@ -477,11 +483,22 @@ export class SqliteStore implements Store {
       this.#settle();
       const take = Math.max(0, limit);
       const rows = this.#s.changedSince.all(ch.id, afterSeq(after, ch.epoch), take + 1);
-      const messages = rows.slice(0, take).map((r) => {
+      // roll up (join appends) only what the page takes, stopping at the byte bound
+      const budget = new PageBudget(take, maxBytes);
+      const messages: Message[] = [];
+      for (const r of rows) {
+        if (!budget.open) break;
         const row = this.#s.getMessage.get(ch.id, r.msg_seq as number) as unknown as MessageRow;
-        return this.#rollUp(ch.epoch, ch.id, row);
-      });
-      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+        const message = this.#rollUp(ch.epoch, ch.id, row);
+        budget.add(message);
+        messages.push(message);
+      }
+      return {
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        messages,
+        more: rows.length > messages.length,
+      };
     });
   }
 
@@ -501,8 +518,20 @@ export class SqliteStore implements Store {
         Math.min(hi, ch.seq),
         take + 1,
       ) as unknown as MessageRow[];
-      const messages = rows.slice(0, take).map((row) => this.#rollUp(ch.epoch, ch.id, row));
-      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+      const budget = new PageBudget(take, query.maxBytes);
+      const messages: Message[] = [];
+      for (const row of rows) {
+        if (!budget.open) break;
+        const message = this.#rollUp(ch.epoch, ch.id, row);
+        budget.add(message);
+        messages.push(message);
+      }
+      return {
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        messages,
+        more: rows.length > messages.length,
+      };
     });
   }
 
