@@ -34,10 +34,6 @@ export type ResumeCheck =
   | { resumed: true; epoch: string; head: string }
   | { resumed: false; reason: ResumeFailure; epoch: string; head: string };
 
-/** Large reads (history and catch-up pages) running at once, and waiting beyond those (PROTOCOL.md §10). */
-export const MAX_CONCURRENT_READS = 4;
-export const MAX_WAITING_READS = 64;
-
 /** A process-unique prefix plus a counter: ids for operations published without one. */
 const idPrefix = randomBytes(6).toString('base64url');
 let idCounter = 0;
@@ -56,7 +52,7 @@ export class ChannelService {
   readonly limits: Limits;
   readonly leases: LeaseManager;
   /** Bounds the large reads running at once (history pages, catch-up pages). */
-  readonly reads = new ReadLimiter(MAX_CONCURRENT_READS, MAX_WAITING_READS);
+  readonly reads: ReadLimiter;
 
   readonly metrics: Metrics;
 
@@ -71,6 +67,7 @@ export class ChannelService {
     this.store = store;
     this.hub = hub;
     this.limits = limits;
+    this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.leases = new LeaseManager({
       expire: (channel, serial) => this.expireLease(channel, serial),
       onError,
