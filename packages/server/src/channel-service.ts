@@ -24,6 +24,10 @@ import { ServerError } from './server-error.ts';
 import type { ChannelInfo, HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
 
 export interface PublishIdentity {
+  /** The API key that authenticated the publisher (or signed its token). */
+  keyName: string;
+  /** True for a token holder, false for an API key. */
+  viaToken: boolean;
   clientId?: string;
   access: Access;
   /** The publishing connection, when there is one (leases are held by it). */
@@ -37,6 +41,27 @@ export type ResumeCheck =
 /** Large reads (history and catch-up pages) running at once, and waiting beyond those (PROTOCOL.md §10). */
 export const MAX_CONCURRENT_READS = 4;
 export const MAX_WAITING_READS = 64;
+
+/**
+ * The dedup scope of the server's own operations (lease expiry): no identity maps to it
+ * (`publisherScope` yields only `c:`, `k:` and `t:` scopes), so no client can claim their ids.
+ */
+export const SERVER_SCOPE = 's:server';
+
+/**
+ * The dedup scope (`NewOperation.publisher`) of an identity (PROTOCOL.md §7): op ids are unique per
+ * scope, so one publisher cannot make another's operation a duplicate by using its id first.
+ *
+ * - `c:<clientId>` for any identity with a clientId, whatever its credential: a clientId is one
+ *   publisher (the same rule as ownership, which is also by clientId), so an agent that reconnects,
+ *   restarts or switches between WebSocket and REST keeps its retries exactly-once.
+ * - `k:<keyName>` for an anonymous API-key publisher, `t:<keyName>` for an anonymous token holder:
+ *   a browser token without a clientId can never claim ids of the backend holding the key.
+ */
+export function publisherScope(identity: { keyName: string; viaToken: boolean; clientId?: string }): string {
+  if (identity.clientId !== undefined) return `c:${identity.clientId}`;
+  return `${identity.viaToken ? 't' : 'k'}:${identity.keyName}`;
+}
 
 /** A process-unique prefix plus a counter: ids for operations published without one. */
 const idPrefix = randomBytes(6).toString('base64url');
@@ -124,7 +149,7 @@ export class ChannelService {
     const headers = { ...message.headers, status: 'abandoned' };
     const result = await this.store.append(
       channel,
-      [{ action: 'update', serial, id: `lease-expired:${serial}`, headers }],
+      [{ action: 'update', serial, id: `lease-expired:${serial}`, publisher: SERVER_SCOPE, headers }],
       { maxMessageSize: this.limits.maxMessageSize },
     );
     this.hub.publish(channel, result.messages);
@@ -229,6 +254,7 @@ export class ChannelService {
     const op: NewOperation = {
       action: input.action ?? 'create',
       id: input.id ?? `${idPrefix}:${++idCounter}`,
+      publisher: publisherScope(identity),
     };
     const owner = this.#authorize(channel, op.action, identity);
     if (owner !== undefined) op.requireOwner = owner;
