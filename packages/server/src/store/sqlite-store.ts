@@ -9,7 +9,11 @@
  * of the event loop (setImmediate). Each batch is validated by `planBatch` before any of its rows is
  * written, so a bad batch is rejected alone and the others of the transaction commit. If a write
  * fails below validation (disk full, I/O error) the transaction is rolled back and each batch is
- * retried in a transaction of its own, so one cannot fail another.
+ * retried in a transaction of its own, so one cannot fail another. A batch that still fails is
+ * refused with `store_unavailable` (retryable), with nothing of it stored; the in-memory view of the
+ * journal is rebuilt from the rolled-back table, so a retry of its ids is stored, not taken for a
+ * duplicate. If BEGIN itself fails (the file is locked: SQLITE_BUSY), every queued batch is refused
+ * at once rather than each waiting out the lock again.
  *
  *   append() ─┐
  *   append() ─┼─ queue ── setImmediate ── BEGIN ─ plan+write batch 1 ─ … ─ batch n ─ COMMIT ─ resolve all
@@ -84,6 +88,14 @@ export interface SqliteStoreOptions {
   synchronous?: 'normal' | 'full';
   /** Messages whose validation state is cached (LRU). Default 4096. */
   cacheSize?: number;
+  /** How long a write waits for another connection's lock before failing (ms). Default 5000. */
+  busyTimeoutMs?: number;
+  /**
+   * Called once with the open database, after the store's own PRAGMAs and before any write: for extra
+   * settings such as `PRAGMA max_page_count` (a cap on the file's size: writes past it fail as a full
+   * disk does). The store must stay the only writer of the file.
+   */
+  onOpen?: (db: DatabaseSync) => void;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -153,7 +165,7 @@ export class SqliteStore implements Store {
       if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
       db = new DatabaseSync(options.path);
       this.#db = db;
-      this.#db.exec('PRAGMA busy_timeout = 5000');
+      this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
       if (mode !== 'wal' && options.path !== ':memory:') throw new Error(`journal_mode is ${String(mode)}`);
       this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
@@ -167,6 +179,7 @@ export class SqliteStore implements Store {
       if (version === 1) this.#migrateFrom1();
       this.#db.exec(SCHEMA);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      options.onOpen?.(this.#db);
       this.#s = prepare(this.#db);
       this.#reloadJournal();
       this.#settle();
@@ -203,8 +216,11 @@ export class SqliteStore implements Store {
     try {
       this.#commit(pending);
     } catch (err) {
-      if (pending.length === 1) {
-        pending[0]!.reject(toStoreError(err));
+      // Failed before any batch was written (BEGIN: the file is locked or unusable): retrying each
+      // batch alone would only wait for the same lock once per batch, blocking the event loop.
+      if (pending.length === 1 || err instanceof BeginError) {
+        const error = toStoreError(err instanceof BeginError ? err.cause : err);
+        for (const p of pending) p.reject(error);
         return;
       }
       for (const p of pending) {
@@ -221,7 +237,11 @@ export class SqliteStore implements Store {
   #commit(pending: Pending[]): void {
     const tx: FlushState = { channels: new Map(), metas: new Map() };
     const outcomes: (AppendResult | StoreError)[] = [];
-    this.#s.begin.run();
+    try {
+      this.#s.begin.run();
+    } catch (err) {
+      throw new BeginError(err);
+    }
     try {
       for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
       if (this.#journalRows >= MERGE_ROWS) this.#mergeJournal();
@@ -646,6 +666,13 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw toStoreError(err);
     }
+  }
+}
+
+/** BEGIN failed: nothing of the flush was written, and no batch is to blame. */
+class BeginError extends Error {
+  constructor(cause: unknown) {
+    super(messageOf(cause), { cause });
   }
 }
 
