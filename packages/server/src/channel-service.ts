@@ -147,9 +147,19 @@ export class ChannelService {
     const message = page.messages[0];
     if (!message || message.serial !== serial || message.action === 'delete') return;
     const headers = { ...message.headers, status: 'abandoned' };
+    // The id names the version that expired: a message resumed after an expiry (a new lease) can
+    // expire again, while two sweepers expiring the same version still store it once.
     const result = await this.store.append(
       channel,
-      [{ action: 'update', serial, id: `lease-expired:${serial}`, publisher: SERVER_SCOPE, headers }],
+      [
+        {
+          action: 'update',
+          serial,
+          id: `lease-expired:${serial}:${message.version}`,
+          publisher: SERVER_SCOPE,
+          headers,
+        },
+      ],
       { maxMessageSize: this.limits.maxMessageSize },
     );
     this.hub.publish(channel, result.messages);

@@ -14,7 +14,7 @@
  * - With a durable store the lease records survive a server restart and are re-armed on start, as if
  *   every holder had just dropped: a live agent re-takes its lease by writing again.
  * - Expiry is crash-safe: the update is stored before the record is removed, and applying it twice
- *   (after a crash in between) stores it once (deterministic op id `lease-expired:<serial>`).
+ *   (after a crash in between) stores it once (deterministic op id `lease-expired:<serial>:<version>`).
  */
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
