@@ -17,6 +17,7 @@ import {
 import { type Access, type Operation, requireAccess } from './capabilities.ts';
 import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
+import { identityKey } from './identity-budgets.ts';
 import { LeaseManager } from './leases.ts';
 import { Metrics } from './metrics.ts';
 import { ReadLimiter } from './read-limiter.ts';
@@ -24,7 +25,7 @@ import { ServerError } from './server-error.ts';
 import type { ChannelInfo, HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
 
 export interface PublishIdentity {
-  /** The API key that authenticated the publisher (or signed its token). */
+  /** The API key that authenticated the publisher (or signed its token); also keys per-identity budgets. */
   keyName: string;
   /** True for a token holder, false for an API key. */
   viaToken: boolean;
@@ -117,6 +118,7 @@ export class ChannelService {
         `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
       );
     const ops = inputs.map((input, index) => this.#toNewOperation(channel, input, index, identity));
+    const owner = this.#leaseOwner(channel, inputs, identity);
     const started = performance.now();
     const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
     this.metrics.storeSeconds.observe({ operation: 'append' }, (performance.now() - started) / 1000);
@@ -129,11 +131,33 @@ export class ChannelService {
       const serial = input.serial ?? outcome.serial;
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
       else if (input.lease !== undefined)
-        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId);
+        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId, owner);
       else if (input.serial !== undefined)
         this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
     });
     return result.results;
+  }
+
+  /**
+   * The identity new leases count against, after checking that it may take them: each lease is a
+   * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`).
+   */
+  #leaseOwner(channel: string, inputs: OperationInput[], identity: PublishIdentity): string | undefined {
+    const owner = identityKey(identity);
+    const taking = inputs.filter(
+      (input) =>
+        input.lease !== undefined &&
+        input.lease > 0 &&
+        input.action !== 'delete' &&
+        (input.serial === undefined || !this.leases.has(channel, input.serial)),
+    ).length;
+    const max = this.limits.maxLeasesPerClient;
+    if (taking > 0 && this.leases.heldBy(owner) + taking > max)
+      throw new ServerError(
+        'too_many_leases',
+        `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${this.leases.heldBy(owner)} message leases (limit ${max}); end some runs (lease: 0) first`,
+      );
+    return owner;
   }
 
   /** A lease ran out: the final update that marks the message abandoned, other headers kept. */
