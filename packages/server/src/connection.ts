@@ -16,7 +16,6 @@ import {
   type AttachFrame,
   type AuthFrame,
   type ClientFrame,
-  clientFrameSchema,
   type ErrorInfo,
   errorInfo,
   type Limits,
@@ -26,6 +25,7 @@ import {
   type Ref,
   type ServerFrame,
 } from '@mooring/protocol';
+import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import { requireAccess } from './capabilities.ts';
 import type { ChannelService } from './channel-service.ts';
