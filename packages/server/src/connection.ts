@@ -15,7 +15,6 @@ import {
   type AttachFrame,
   type AuthFrame,
   type ClientFrame,
-  clientFrameSchema,
   type ErrorInfo,
   errorInfo,
   type Limits,
@@ -24,14 +23,17 @@ import {
   type Ref,
   type ServerFrame,
 } from '@mooring/protocol';
+import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import { requireAccess } from './capabilities.ts';
 import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { ChannelService } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
+import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+import { TokenBucket } from './token-bucket.ts';
 
 export interface TransportSink {
   readonly kind: 'websocket' | 'sse' | 'longpoll';
@@ -59,6 +61,8 @@ export interface ConnectionOptions {
   channels: ChannelService;
   presence: PresenceService;
   limits: Limits;
+  /** Publish budgets per identity, shared with REST and the identity's other connections. */
+  budgets: IdentityBudgets;
   logger: Logger;
   /** Verifies a renewed token (an `auth` frame) into an identity. */
   verifyToken: (token: string) => Promise<Identity>;
@@ -70,9 +74,13 @@ export class Connection {
   #identity: Identity;
   #expiry: NodeJS.Timeout | undefined;
   readonly #verifyToken: (token: string) => Promise<Identity>;
-  /** Publish rate limiting: a token bucket refilled at `maxPublishRate` per second. */
-  #publishAllowance: number;
-  #publishCheckedAt = Date.now();
+  readonly #budgets: IdentityBudgets;
+  /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
+  readonly #frameBudget: TokenBucket;
+  /** Frames refused in a row by `#frameBudget`; past `maxFrameBurst` the connection is dropped. */
+  #framesRefused = 0;
+  /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once. */
+  readonly #presenceBudget: TokenBucket;
   readonly transport: TransportSink;
   readonly #channels: ChannelService;
   readonly #presence: PresenceService;
@@ -107,9 +115,12 @@ export class Connection {
     this.key = options.key;
     this.#identity = options.identity;
     this.#verifyToken = options.verifyToken;
-    this.#publishAllowance = options.identity.viaToken
-      ? options.limits.maxPublishRate
-      : options.limits.maxKeyPublishRate;
+    this.#budgets = options.budgets;
+    this.#frameBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
+    this.#presenceBudget = new TokenBucket(
+      options.limits.maxPresenceRate,
+      options.limits.maxPresenceChannelsPerConnection,
+    );
     this.#scheduleExpiry();
     this.transport = options.transport;
     this.#channels = options.channels;
@@ -141,6 +152,7 @@ export class Connection {
     try {
       raw = JSON.parse(text);
     } catch {
+      if (!this.#admitFrame(undefined, undefined)) return;
       this.#sendError(undefined, undefined, errorInfo('invalid_frame', 'frame is not valid JSON'));
       return;
     }
@@ -150,7 +162,9 @@ export class Connection {
   /** Handles one inbound frame already parsed from JSON (HTTP upstream). Never throws. */
   receiveValue(raw: unknown): void {
     this.alive = true;
+    if (this.#closed) return;
     if (exceedsDepth(raw, this.#limits.maxJsonDepth)) {
+      if (!this.#admitFrame(refOf(raw), undefined)) return;
       this.#sendError(
         refOf(raw),
         undefined,
@@ -163,12 +177,14 @@ export class Connection {
       parsed = clientFrameSchema.safeParse(raw);
     } catch {
       // pathological input (e.g. JSON nested deeper than the validator's stack allows)
+      if (!this.#admitFrame(refOf(raw), undefined)) return;
       this.#sendError(refOf(raw), undefined, errorInfo('invalid_frame', 'frame is nested too deeply'));
       return;
     }
     if (!parsed.success) {
       const ref = refOf(raw);
       const channel = channelOf(raw);
+      if (!this.#admitFrame(ref, channel)) return;
       const issue = parsed.error.issues[0];
       const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
       this.#sendError(
@@ -178,7 +194,51 @@ export class Connection {
       );
       return;
     }
-    this.#dispatch(parsed.data).catch((err: unknown) => this.#fail(err, parsed.data));
+    const frame = parsed.data;
+    // publishes have their own budget (per identity); a close is always welcome
+    if (frame.type !== 'publish' && frame.type !== 'close') {
+      if (
+        !this.#admitFrame(
+          'ref' in frame ? frame.ref : undefined,
+          'channel' in frame ? frame.channel : undefined,
+        )
+      )
+        return;
+    }
+    this.#dispatch(frame).catch((err: unknown) => this.#fail(err, frame));
+  }
+
+  /**
+   * The per-connection budget of frames other than publishes, so that a flood of pings (or bad
+   * frames) from one connection cannot take the event loop from everyone else. A refused frame gets
+   * `rate_limited`; a connection that goes on sending past a whole burst of refusals is dropped
+   * (close 4028) rather than answered forever.
+   */
+  #admitFrame(ref: Ref | undefined, channel: string | undefined): boolean {
+    if (this.#frameBudget.take()) {
+      this.#framesRefused = 0;
+      return true;
+    }
+    if (++this.#framesRefused > this.#limits.maxFrameBurst) {
+      this.#channels.metrics.errors.inc({ code: 'rate_limited' });
+      this.disconnect(
+        'rate_limited',
+        4028,
+        true,
+        errorInfo('rate_limited', 'too many frames: the connection kept sending past its frame budget'),
+        true,
+      );
+      return false;
+    }
+    this.#sendError(
+      ref,
+      channel,
+      errorInfo(
+        'rate_limited',
+        `more than ${this.#limits.maxFrameRate} frames per second besides publishes; slow down and retry`,
+      ),
+    );
+    return false;
   }
 
   /**
@@ -307,22 +367,9 @@ export class Connection {
     this.#expiry.unref();
   }
 
-  /** Takes `count` publishes from the bucket, or refuses them all with `rate_limited`. */
+  /** Takes `count` publishes from the identity's budget (shared), or refuses them all with `rate_limited`. */
   #takePublishAllowance(count: number): void {
-    const rate = this.#identity.viaToken ? this.#limits.maxPublishRate : this.#limits.maxKeyPublishRate;
-    if (rate <= 0) return;
-    const now = Date.now();
-    this.#publishAllowance = Math.min(
-      rate,
-      this.#publishAllowance + ((now - this.#publishCheckedAt) / 1000) * rate,
-    );
-    this.#publishCheckedAt = now;
-    if (this.#publishAllowance < count)
-      throw new ServerError(
-        'rate_limited',
-        `more than ${rate} operations per second on this connection; slow down and retry`,
-      );
-    this.#publishAllowance -= count;
+    this.#budgets.takePublish(this.#identity, count);
   }
 
   async #publish(frame: PublishFrame): Promise<void> {
@@ -342,17 +389,20 @@ export class Connection {
         'bad_request',
         'presence needs a clientId: connect with one (or a token that names one)',
       );
+    if (!this.#presenceBudget.take())
+      throw new ServerError(
+        'rate_limited',
+        `more than ${this.#limits.maxPresenceRate} presence frames per second on this connection; slow down and retry`,
+      );
     if (frame.action === 'leave') this.#presence.leave(frame.channel, this.id);
     else {
-      if (
-        frame.data !== undefined &&
-        Buffer.byteLength(JSON.stringify(frame.data)) > this.#limits.maxOperationSize
-      )
+      const size = frame.data === undefined ? 0 : Buffer.byteLength(JSON.stringify(frame.data));
+      if (size > this.#limits.maxOperationSize)
         throw new ServerError(
           'operation_too_large',
           `presence data may be at most ${this.#limits.maxOperationSize} bytes`,
         );
-      this.#presence.enter(frame.channel, this.id, clientId, frame.data);
+      this.#presence.enter(frame.channel, this.id, clientId, frame.data, size);
     }
     this.send(withRef({ type: 'ack', channel: frame.channel, results: [] }, frame.ref));
   }

@@ -9,7 +9,15 @@
 import type { Encoding, Headers, JsonValue, Message } from '@mooring/protocol';
 import { formatSerial, newEpoch } from '@mooring/protocol';
 import type { BatchPlan, MessageMeta, PlanContext } from './operation-rules.ts';
-import { afterSeq, emptyPage, headSerial, planBatch, rolledUp, seqBound } from './operation-rules.ts';
+import {
+  afterSeq,
+  dedupKey,
+  emptyPage,
+  headSerial,
+  planBatch,
+  rolledUp,
+  seqBound,
+} from './operation-rules.ts';
 import { PageBudget } from './page-bytes.ts';
 import type {
   AppendOptions,
@@ -45,7 +53,7 @@ interface MemMessage extends MessageMeta {
   timestamp: number;
   changed: boolean;
   expiresAt: number;
-  /** Ids of every stored operation on this message, forgotten with it by retention. */
+  /** Dedup keys (`dedupKey`) of every stored operation on this message, forgotten with it by retention. */
   opIds: string[];
 }
 
@@ -55,7 +63,7 @@ interface MemChannel {
   trimmedThrough: number;
   /** By message sequence number, in creation (= serial) order. */
   messages: Map<number, MemMessage>;
-  /** Operation id → its sequence number. */
+  /** Dedup key (`dedupKey(publisher, id)`) → the operation's sequence number. */
   ids: Map<string, number>;
 }
 
@@ -84,7 +92,7 @@ export class MemoryStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
-      storedId: (id) => ch.ids.get(id),
+      storedId: (_publisher, _id, key) => ch.ids.get(key),
       message: (seq) => ch.messages.get(seq),
     };
     const plan = planBatch(ctx, ops, { ...options, now });
@@ -95,7 +103,8 @@ export class MemoryStore implements Store {
 
   #apply(channel: string, ch: MemChannel, plan: BatchPlan): void {
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
-      ch.ids.set(op.id, seq);
+      const key = dedupKey(op.publisher ?? '', op.id);
+      ch.ids.set(key, seq);
       if (op.action === 'create') {
         const retention = this.#retentionFor(channel);
         const m: MemMessage = {
@@ -107,7 +116,7 @@ export class MemoryStore implements Store {
           timestamp,
           changed: false,
           expiresAt: timestamp + retention,
-          opIds: [op.id],
+          opIds: [key],
           kind,
           size: 0,
           deleted: false,
@@ -122,7 +131,7 @@ export class MemoryStore implements Store {
       const m = ch.messages.get(msgSeq)!;
       m.version = seq;
       m.changed = true;
-      m.opIds.push(op.id);
+      m.opIds.push(key);
       if (op.action === 'delete') {
         m.deleted = true;
         m.base = undefined;
@@ -195,9 +204,9 @@ export class MemoryStore implements Store {
     const budget = new PageBudget(limit, maxBytes);
     const messages: Message[] = [];
     for (const m of matching) {
-      if (!budget.open) break;
+      if (budget.full) break;
       const message = toMessage(ch.epoch, m);
-      budget.add(message);
+      if (!budget.take(message)) break;
       messages.push(message);
     }
     return {
