@@ -106,28 +106,41 @@ async function fill(target: Target, channel: string): Promise<string[]> {
   return serials;
 }
 
-/** A WebSocket client pinging in a loop; `stop()` resolves with the worst round trip seen, ms. */
-async function bystander(target: Target): Promise<{ stop: () => Promise<number> }> {
+/**
+ * A WebSocket client pinging in a loop; `stop()` resolves with the worst round trip seen, ms (and
+ * throws if a ping failed). Stopped by the test's `after` too, so it never outlives its server.
+ */
+async function bystander(
+  t: { after: (fn: () => unknown) => void },
+  target: Target,
+): Promise<{ stop: () => Promise<number> }> {
   const client = await RawClient.connect(target.url);
   let running = true;
   let worst = 0;
+  let failure: unknown;
   const loop = (async () => {
     while (running) {
-      const started = performance.now();
-      const pong = await client.request({ type: 'ping' });
-      assert.equal(pong.type, 'pong');
-      worst = Math.max(worst, performance.now() - started);
+      try {
+        const started = performance.now();
+        const pong = await client.request({ type: 'ping' });
+        assert.equal(pong.type, 'pong');
+        worst = Math.max(worst, performance.now() - started);
+      } catch (err) {
+        if (running) failure = err;
+        return;
+      }
       await new Promise((r) => setTimeout(r, 5));
     }
   })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-      client.kill();
-      return worst;
-    },
+  const stop = async () => {
+    running = false;
+    await loop;
+    client.kill();
+    if (failure) throw failure;
+    return worst;
   };
+  t.after(() => stop().catch(() => {}));
+  return { stop };
 }
 
 /** Reads every page of forwards history from the first link on; checks each page's byte bound. */
@@ -157,7 +170,7 @@ for (const kind of ['memory', 'sqlite'] as const) {
     it('history with limit=1000 of big messages: byte-bounded pages with next links, bystander served', async (t) => {
       const server = await serve(t, kind);
       const serials = await fill(server, 'big');
-      const watcher = await bystander(server);
+      const watcher = await bystander(t, server);
       const before = resetPeak(server);
       const readers = await Promise.all(Array.from({ length: 4 }, () => readAllPages(server, 'big')));
       const grew = peakMib(server) - before;
@@ -182,7 +195,7 @@ for (const kind of ['memory', 'sqlite'] as const) {
     it('attach from the start of a channel of big messages: all caught up once, bystander served', async (t) => {
       const server = await serve(t, kind);
       const serials = await fill(server, 'big');
-      const watcher = await bystander(server);
+      const watcher = await bystander(t, server);
       const readers = await Promise.all(Array.from({ length: 3 }, () => RawClient.connect(server.url)));
       t.after(() => {
         for (const r of readers) r.kill();
