@@ -41,6 +41,11 @@ export class PresenceService {
     return [...(this.#members.get(channel)?.values() ?? [])];
   }
 
+  /** The channels where the connection is a presence member. */
+  channelsOf(connectionId: string): string[] {
+    return [...(this.#channelsOf.get(connectionId) ?? [])];
+  }
+
   /** Enters, or updates when the connection is already a member (an update of a non-member enters). */
   enter(channel: string, connectionId: string, clientId: string, data: JsonValue | undefined): void {
     let set = this.#members.get(channel);

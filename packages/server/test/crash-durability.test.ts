@@ -71,9 +71,13 @@ describe('crash durability (kill -9)', () => {
         }
       }
 
-      // retry everything that was sent (acked or not) with the same ids: nothing is stored twice
-      const retrier = await RawClient.connect(second.url);
-      for (const op of sent.values()) await retrier.publish(channel, [op]);
+      // retry everything that was sent (acked or not) with the same ids, as the same publisher (ids
+      // are unique per publisher, PROTOCOL.md §7): nothing is stored twice
+      const retriers = await Promise.all(
+        publishers.map((_, i) => RawClient.connect(second.url, { clientId: `p${i}` })),
+      );
+      for (const op of sent.values())
+        await retriers[Number(op.id!.slice(1, op.id!.indexOf(':')))]!.publish(channel, [op]);
       const after = await RawClient.connect(second.url);
       await after.attach(channel, { start: true });
       const state = fold(after.messages(channel));
@@ -86,7 +90,7 @@ describe('crash durability (kill -9)', () => {
         const sentCount = [...sent.keys()].filter((id) => id.startsWith(`p${i}:`)).length;
         assert.equal(values.length, sentCount, `publisher ${i}: every sent append stored exactly once`);
       }
-      await Promise.all([reader.close(), retrier.close(), after.close()]);
+      await Promise.all([reader.close(), ...retriers.map((r) => r.close()), after.close()]);
       second.child.kill('SIGTERM');
       assert.equal(await second.exited, 0, 'SIGTERM is a clean shutdown');
     } finally {
