@@ -334,13 +334,37 @@ export class Connection {
     }
   }
 
-  /** An `auth` frame: a renewed token replaces the connection's, without a reconnect. */
+  /**
+   * An `auth` frame: a renewed token replaces the connection's, without a reconnect (PROTOCOL.md
+   * §14). It must name the same clientId and be signed by the same key: the connection stays counted
+   * against the key it opened with, so connection accounting stays exact. Rights the new token does
+   * not grant end now: attached channels it may not subscribe to are detached (`detached` with
+   * `forbidden`), and presence it may not hold is left.
+   */
   async #renewToken(frame: AuthFrame): Promise<void> {
     const next = await this.#verifyToken(frame.token);
+    if (this.#closed) return;
     if (next.clientId !== this.#identity.clientId)
       throw new ServerError('forbidden', 'a renewed token must be for the same clientId as the connection');
+    if (next.keyName !== this.#identity.keyName)
+      throw new ServerError(
+        'forbidden',
+        `a renewed token must be signed by the key the connection opened with (${this.#identity.keyName}); reconnect to change keys`,
+      );
     this.#identity = next;
     this.#scheduleExpiry();
+    for (const [channel, attachment] of [...this.#attachments]) {
+      if (next.access.allows(channel, 'subscribe')) continue;
+      attachment.unsubscribe();
+      this.#attachments.delete(channel);
+      this.send({
+        type: 'detached',
+        channel,
+        error: errorInfo('forbidden', `the renewed token does not allow subscribe on ${channel}`),
+      });
+    }
+    for (const channel of this.#presence.channelsOf(this.id))
+      if (!next.access.allows(channel, 'presence')) this.#presence.leave(channel, this.id);
     this.send(withRef({ type: 'authorized', expiresAt: next.expiresAt ?? 0 }, frame.ref));
   }
 
@@ -350,7 +374,15 @@ export class Connection {
     this.#expiry = undefined;
     const expiresAt = this.#identity.expiresAt;
     if (expiresAt === undefined) return;
-    // setTimeout holds at most ~24.8 days; tokens live at most 24 h
+    const wait = expiresAt - Date.now();
+    const MAX_TIMER_DELAY = 2 ** 31 - 1;
+    // setTimeout holds at most 2^31-1 ms (~24.8 days) and fires at once beyond: a token may expire
+    // later than that (tokens not minted here have any `exp`), so wait in steps and look again.
+    if (wait > MAX_TIMER_DELAY) {
+      this.#expiry = setTimeout(() => this.#scheduleExpiry(), MAX_TIMER_DELAY);
+      this.#expiry.unref();
+      return;
+    }
     this.#expiry = setTimeout(
       () =>
         this.disconnect(
@@ -362,7 +394,7 @@ export class Connection {
             'the token expired: get a new one and reconnect (or renew it before expiry)',
           ),
         ),
-      Math.max(0, expiresAt - Date.now()),
+      Math.max(0, wait),
     );
     this.#expiry.unref();
   }
