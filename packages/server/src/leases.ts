@@ -13,6 +13,8 @@
  * - `lease: 0`, or a delete, releases it.
  * - With a durable store the lease records survive a server restart and are re-armed on start, as if
  *   every holder had just dropped: a live agent re-takes its lease by writing again.
+ * - Expiry is crash-safe: the update is stored before the record is removed, and applying it twice
+ *   (after a crash in between) stores it once (deterministic op id `lease-expired:<serial>:<version>`).
  */
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
@@ -44,6 +46,7 @@ export class LeaseManager {
   /** Active leases per owner identity. */
   readonly #perOwner = new Map<string, number>();
   readonly #o: LeaseManagerOptions;
+  #closed = false;
 
   constructor(options: LeaseManagerOptions) {
     this.#o = options;
@@ -128,6 +131,7 @@ export class LeaseManager {
 
   /** Stops the timers (shutdown); the records stay for the next start. */
   close(): void {
+    this.#closed = true;
     for (const lease of this.#leases.values()) if (lease.timer) clearTimeout(lease.timer);
     this.#leases.clear();
     this.#byHolder.clear();
@@ -160,11 +164,29 @@ export class LeaseManager {
     }
   }
 
+  /**
+   * Crash-safe expiry: the `abandoned` update is stored first and the record removed only after, so a
+   * crash between the two leaves the record, which the next start re-arms; the expiry then runs
+   * again and its deterministic op id makes the second update a duplicate. If the update cannot be
+   * stored, the record stays and the expiry is retried after another `ms`.
+   */
   #arm(key: string, lease: Lease): void {
     lease.timer = setTimeout(() => {
       this.#drop(key, lease);
-      this.#safe(() => this.#o.records?.remove(lease.channel, lease.serial));
-      this.#o.expire(lease.channel, lease.serial).catch(this.#o.onError);
+      this.#o.expire(lease.channel, lease.serial).then(
+        () => {
+          // Taken again meanwhile (the publisher wrote with a lease): that record is the new one's.
+          if (this.#leases.has(key)) return;
+          this.#safe(() => this.#o.records?.remove(lease.channel, lease.serial));
+        },
+        (err: unknown) => {
+          this.#o.onError(err);
+          if (this.#closed || this.#leases.has(key)) return;
+          const retry: LeaseRecord = { channel: lease.channel, serial: lease.serial, ms: lease.ms };
+          if (lease.clientId !== undefined) retry.clientId = lease.clientId;
+          this.#take(retry, undefined);
+        },
+      );
     }, lease.ms);
     lease.timer.unref();
   }

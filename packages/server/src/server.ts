@@ -22,7 +22,7 @@ import { ChannelService } from './channel-service.ts';
 import { ConnectionManager } from './connection-manager.ts';
 import { ConnectionRegistry } from './connection-registry.ts';
 import { HttpTransports } from './http-transports.ts';
-import { LocalHub } from './hub.ts';
+import { type Hub, LocalHub } from './hub.ts';
 import { IdentityBudgets } from './identity-budgets.ts';
 import { Metrics } from './metrics.ts';
 import { PresenceService } from './presence.ts';
@@ -61,6 +61,11 @@ export interface ServerOptions {
   publicMetrics?: boolean;
   /** How often expired messages are removed, ms (default 60,000). */
   trimInterval?: number;
+  /**
+   * The fan-out between subscribers (and nodes): an instance, or a factory given the store. Default:
+   * a RedisHub over the store's Redis for the Redis store, a LocalHub (this process only) otherwise.
+   */
+  hub?: Hub | ((store: Store) => Hub | Promise<Hub>);
   /** A pino logger, or a level for a new one. Default: 'silent'. */
   logger?: Logger | string;
 }
@@ -104,8 +109,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const retentionFor = retentionRules(options.namespaces ?? {});
   const store = isStore(options.store)
     ? options.store
-    : await createStore(options.store ?? { kind: 'memory' }, retentionFor);
-  const hub = new LocalHub();
+    : await createStore(options.store ?? { kind: 'memory' }, retentionFor, logger);
+  const hub = await makeHub(options.hub, store, logger);
   const metrics = new Metrics();
   const channels = new ChannelService(store, hub, limits, metrics, (err) =>
     logger.error({ err }, 'lease expiry failed'),
@@ -264,12 +269,25 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         await stopped;
         presence.close();
         channels.leases.close();
+        if ('close' in hub && typeof hub.close === 'function') await hub.close();
         await store.close();
         logger.info('stopped');
       })();
       return closed;
     },
   };
+}
+
+async function makeHub(option: ServerOptions['hub'], store: Store, logger: Logger): Promise<Hub> {
+  if (typeof option === 'function') return option(store);
+  if (option) return option;
+  if (store.kind !== 'redis') return new LocalHub();
+  const [{ RedisHub }, { RedisStore }] = await Promise.all([
+    import('./redis-hub.ts'),
+    import('./store/redis-store.ts'),
+  ]);
+  if (!(store instanceof RedisStore)) return new LocalHub();
+  return RedisHub.open({ store, onError: (err) => logger.warn({ err }, 'Redis bus problem') });
 }
 
 function isStore(value: Store | StoreSpec | undefined): value is Store {
