@@ -11,7 +11,11 @@ import { RawClient } from './support/raw-client.ts';
 
 describe('malformed input', () => {
   it('answers a loop of random and mutated frames with errors while others keep receiving', async () => {
-    const fx: Fixture = await startFixture('sqlite');
+    // 3,000 frames at once from one connection: lift the frame budget (PROTOCOL.md §10), which would
+    // otherwise (rightly) refuse the flood; this test is about validation
+    const fx: Fixture = await startFixture('sqlite', {
+      limits: { maxFrameRate: 1_000_000, maxFrameBurst: 1_000_000 },
+    });
     try {
       const rand = prng(20261122);
       const bystander = await RawClient.connect(fx.server.url);
