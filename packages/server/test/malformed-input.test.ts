@@ -11,8 +11,8 @@ import { RawClient } from './support/raw-client.ts';
 
 describe('malformed input', () => {
   it('answers a loop of random and mutated frames with errors while others keep receiving', async () => {
-    // 3,000 frames at once from one connection: lift the frame budget (PROTOCOL.md §10), which would
-    // otherwise (rightly) refuse the flood; this test is about validation
+    // the frame throttle (PROTOCOL.md §10) would answer most of this burst with rate_limited; it has
+    // tests of its own, this one is about malformed frames
     const fx: Fixture = await startFixture('sqlite', {
       limits: { maxFrameRate: 1_000_000, maxFrameBurst: 1_000_000 },
     });
