@@ -36,13 +36,14 @@
  * rollback. `channels.seq` is likewise brought up to date at each merge, not at each commit: a
  * channel's counter is the greater of it and the channel's last journal row.
  *
- * Schema (version 1):
+ * Schema (version 2; a version 1 file is migrated on open, see sqlite-schema.ts):
  *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
  *   journal(n, <the columns of ops>)                                     operations not yet merged
- *   ops(chan, seq, msg_seq, action, id, data, headers, client_id, ts)   PK (chan, seq), UNIQUE (chan, id)
+ *   ops(chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
+ *                                                 PK (chan, seq), UNIQUE (chan, publisher, id)
  *   messages(chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted, expires_at)
  * `ops.data`/`ops.headers` are kept only for appends after the message's `base_seq`; every op keeps its
- * id (idempotency) and `msg_seq` (catch-up by position) until retention removes its message.
+ * publisher and id (idempotency) and `msg_seq` (catch-up by position) until retention removes its message.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -53,6 +54,7 @@ import { Lru } from './lru.ts';
 import type { BatchPlan, DataKind, MessageMeta, PlanContext } from './operation-rules.ts';
 import {
   afterSeq,
+  dedupKey,
   emptyPage,
   headSerial,
   isAppendable,
@@ -60,8 +62,9 @@ import {
   rolledUp,
   seqBound,
 } from './operation-rules.ts';
+import { PageBudget } from './page-bytes.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
-import { prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import { MIGRATE_FROM_1, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -142,7 +145,7 @@ export class SqliteStore implements Store {
   readonly #s: ReturnType<typeof prepare>;
   readonly #channels = new Lru<string, ChannelState>(10_000);
   readonly #metas: Lru<string, MessageMeta>;
-  /** Operations in the journal: `chan:id` → seq. */
+  /** Operations in the journal: `chan:<dedupKey(publisher, id)>` → seq. */
   readonly #hotIds = new Map<string, number>();
   /** Bytes appended in the journal per message (`chan:seq`); present iff it has journal appends. */
   readonly #hotSizes = new Map<string, number>();
@@ -173,6 +176,7 @@ export class SqliteStore implements Store {
       if (version > SCHEMA_VERSION) {
         throw new Error(`database schema ${version} is newer than this server's (${SCHEMA_VERSION})`);
       }
+      if (version === 1) this.#migrateFrom1();
       this.#db.exec(SCHEMA);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       options.onOpen?.(this.#db);
@@ -266,11 +270,11 @@ export class SqliteStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
-      storedId: (id) =>
+      storedId: (publisher, id, key) =>
         ch.id < 0
           ? undefined
-          : (this.#hotIds.get(`${ch.id}:${id}`) ??
-            (this.#s.findId.get(ch.id, id)?.seq as number | undefined)),
+          : (this.#hotIds.get(`${ch.id}:${key}`) ??
+            (this.#s.findId.get(ch.id, publisher, id)?.seq as number | undefined)),
       message: (seq) =>
         ch.id < 0 ? undefined : (tx.metas.get(metaKey(ch.id, seq)) ?? this.#meta(ch.id, seq)),
     };
@@ -298,13 +302,14 @@ export class SqliteStore implements Store {
     const s = this.#s;
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
       const clientId = op.clientId ?? null;
+      const publisher = op.publisher ?? '';
       // Update and delete read and rewrite the message from `ops`: merge the journal into it first.
       if (op.action === 'update' || op.action === 'delete') this.#mergeJournal();
-      this.#hotIds.set(`${chan}:${op.id}`, seq);
+      this.#hotIds.set(`${chan}:${dedupKey(publisher, op.id)}`, seq);
       this.#journalRows++;
       switch (op.action) {
         case 'create': {
-          s.journalOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp, publisher);
           const retention = this.#retentionFor(channel);
           s.insertMessage.run(
             chan,
@@ -324,7 +329,7 @@ export class SqliteStore implements Store {
         case 'append': {
           const delta = typeof op.data === 'string' ? op.data : '';
           const headers = op.headers ? JSON.stringify(op.headers) : null;
-          s.journalOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp, publisher);
           const key = metaKey(chan, msgSeq);
           this.#hotSizes.set(key, (this.#hotSizes.get(key) ?? 0) + Buffer.byteLength(delta));
           break;
@@ -332,7 +337,7 @@ export class SqliteStore implements Store {
         case 'update': {
           const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
           const current = this.#current(chan, row);
-          s.journalOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp, publisher);
           const data = op.data !== undefined ? encodeData(op.data, kind) : current.data;
           const dataKind = op.data !== undefined ? kind : current.kind;
           const headers = op.headers ? JSON.stringify(op.headers) : current.headers;
@@ -341,7 +346,7 @@ export class SqliteStore implements Store {
           break;
         }
         case 'delete': {
-          s.journalOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp, publisher);
           const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
           s.rewriteMessage.run(null, 'none', null, seq, 1, chan, msgSeq);
           s.dropAppends.run(chan, msgSeq, row.base_seq, seq);
@@ -381,6 +386,20 @@ export class SqliteStore implements Store {
     this.#reloadJournal();
   }
 
+  /** Schema 1 → 2 (publisher-scoped op ids), in one transaction: all of it or none. */
+  #migrateFrom1(): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      this.#db.exec(MIGRATE_FROM_1);
+      this.#db.exec(SCHEMA);
+      this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
   /** Rebuilds the in-memory view of the journal from the table. */
   #reloadJournal(): void {
     this.#hotIds.clear();
@@ -390,7 +409,7 @@ export class SqliteStore implements Store {
     for (const r of this.#s.journalIds.iterate()) {
       const chan = r.chan as number;
       const seq = r.seq as number;
-      this.#hotIds.set(`${chan}:${r.id}`, seq);
+      this.#hotIds.set(`${chan}:${dedupKey(r.publisher as string, r.id as string)}`, seq);
       this.#hotSeqs.set(chan, Math.max(this.#hotSeqs.get(chan) ?? 0, seq));
       this.#journalRows++;
     }
@@ -489,7 +508,12 @@ export class SqliteStore implements Store {
     });
   }
 
-  async readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
+  async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
     this.#check();
     return this.#read(() => {
       const ch = this.#channel(channel);
@@ -497,11 +521,22 @@ export class SqliteStore implements Store {
       this.#settle();
       const take = Math.max(0, limit);
       const rows = this.#s.changedSince.all(ch.id, afterSeq(after, ch.epoch), take + 1);
-      const messages = rows.slice(0, take).map((r) => {
+      // roll up (join appends) only what the page takes, stopping at the byte bound
+      const budget = new PageBudget(take, maxBytes);
+      const messages: Message[] = [];
+      for (const r of rows) {
+        if (!budget.open) break;
         const row = this.#s.getMessage.get(ch.id, r.msg_seq as number) as unknown as MessageRow;
-        return this.#rollUp(ch.epoch, ch.id, row);
-      });
-      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+        const message = this.#rollUp(ch.epoch, ch.id, row);
+        budget.add(message);
+        messages.push(message);
+      }
+      return {
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        messages,
+        more: rows.length > messages.length,
+      };
     });
   }
 
@@ -521,8 +556,20 @@ export class SqliteStore implements Store {
         Math.min(hi, ch.seq),
         take + 1,
       ) as unknown as MessageRow[];
-      const messages = rows.slice(0, take).map((row) => this.#rollUp(ch.epoch, ch.id, row));
-      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+      const budget = new PageBudget(take, query.maxBytes);
+      const messages: Message[] = [];
+      for (const row of rows) {
+        if (!budget.open) break;
+        const message = this.#rollUp(ch.epoch, ch.id, row);
+        budget.add(message);
+        messages.push(message);
+      }
+      return {
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        messages,
+        more: rows.length > messages.length,
+      };
     });
   }
 
