@@ -121,12 +121,19 @@ describe('crash durability (kill -9)', () => {
         `${acked.size} acked, ${inFlight.length} in flight at the kill, ${storedUnacked} of those stored`,
       );
 
-      // retry everything that was sent (acked or not) with the same ids: nothing is stored twice
-      const retrier = await RawClient.connect(second.url);
-      clients.push(retrier);
+      // each publisher (same clientId: op ids are unique per publisher) retries everything it sent,
+      // acked or not, with the same ids: nothing is stored twice
+      const retriers = await Promise.all(
+        serials.map((_, i) => RawClient.connect(second.url, { clientId: `p${i}` })),
+      );
+      clients.push(...retriers);
       const retried = await bounded(
         'the retries',
-        Promise.all([...sent.values()].map((op) => retrier.publish(channel, [op]))),
+        Promise.all(
+          [...sent.entries()].map(([id, op]) =>
+            retriers[Number(id.slice(1, id.indexOf(':')))]!.publish(channel, [op]),
+          ),
+        ),
       );
       const duplicates = retried.filter((ack) => ack.results[0]!.duplicate).length;
       assert.equal(
@@ -144,7 +151,7 @@ describe('crash durability (kill -9)', () => {
         const sentCount = [...sent.keys()].filter((id) => id.startsWith(`p${i}:`)).length;
         assert.equal(values.length, sentCount, `publisher ${i}: every sent append stored exactly once`);
       }
-      await Promise.all([reader.close(), retrier.close(), after.close()]);
+      await Promise.all([reader.close(), after.close(), ...retriers.map((r) => r.close())]);
       second.child.kill('SIGTERM');
       assert.equal(await bounded('a clean shutdown', second.exited), 0, 'SIGTERM is a clean shutdown');
     } finally {
