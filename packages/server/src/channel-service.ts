@@ -170,7 +170,7 @@ export class ChannelService {
     });
     const message = page.messages[0];
     if (!message || message.serial !== serial || message.action === 'delete') return;
-    // Already abandoned: an expiry that ran before a crash (record not yet removed) is not repeated.
+    // Already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
     if (message.headers?.status === 'abandoned') return;
     const headers = { ...message.headers, status: 'abandoned' };
     // The id names the version that expired: a message resumed after an expiry (a new lease) can

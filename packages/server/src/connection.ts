@@ -15,7 +15,6 @@ import {
   type AttachFrame,
   type AuthFrame,
   type ClientFrame,
-  clientFrameSchema,
   type ErrorInfo,
   errorInfo,
   type Limits,
@@ -24,6 +23,7 @@ import {
   type Ref,
   type ServerFrame,
 } from '@mooring/protocol';
+import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import { requireAccess } from './capabilities.ts';
 import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';

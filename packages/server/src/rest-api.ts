@@ -10,11 +10,10 @@ import {
   isSerial,
   type Limits,
   type OperationInput,
-  operationInputSchema,
   parseSerial,
 } from '@mooring/protocol';
+import { publishBodySchema, tokenRequestSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import type { Authenticator } from './auth.ts';
 import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
 import { assertChannelName, type ChannelService } from './channel-service.ts';
@@ -24,20 +23,6 @@ import { exceedsDepth } from './json-depth.ts';
 import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import { createToken, type TokenRequest } from './tokens.ts';
-
-const tokenRequestSchema = z
-  .object({
-    clientId: z.string().min(1).max(256).optional(),
-    capability: z.record(z.string(), z.array(z.string())).optional(),
-    ttl: z.number().int().optional(),
-  })
-  .strict();
-
-const publishBodySchema = z.union([
-  operationInputSchema,
-  z.array(operationInputSchema),
-  z.object({ ops: z.array(operationInputSchema) }).strict(),
-]);
 
 export interface RestApiOptions {
   channels: ChannelService;

@@ -121,18 +121,19 @@ describe('crash durability (kill -9)', () => {
         `${acked.size} acked, ${inFlight.length} in flight at the kill, ${storedUnacked} of those stored`,
       );
 
-      // each publisher (same clientId: op ids are unique per publisher) retries everything it sent,
-      // acked or not, with the same ids: nothing is stored twice
+      // each publisher retries everything it sent (acked or not) with the same ids, as the same
+      // identity (op ids are unique per publisher, PROTOCOL.md §7): nothing is stored twice
       const retriers = await Promise.all(
-        serials.map((_, i) => RawClient.connect(second.url, { clientId: `p${i}` })),
+        [0, 1, 2].map((i) => RawClient.connect(second.url, { clientId: `p${i}` })),
       );
       clients.push(...retriers);
       const retried = await bounded(
         'the retries',
         Promise.all(
-          [...sent.entries()].map(([id, op]) =>
-            retriers[Number(id.slice(1, id.indexOf(':')))]!.publish(channel, [op]),
-          ),
+          [...sent.entries()].map(([id, op]) => {
+            const i = Number(id.slice(1, id.indexOf(':')));
+            return retriers[i]!.publish(channel, [op]);
+          }),
         ),
       );
       const duplicates = retried.filter((ack) => ack.results[0]!.duplicate).length;
@@ -151,7 +152,7 @@ describe('crash durability (kill -9)', () => {
         const sentCount = [...sent.keys()].filter((id) => id.startsWith(`p${i}:`)).length;
         assert.equal(values.length, sentCount, `publisher ${i}: every sent append stored exactly once`);
       }
-      await Promise.all([reader.close(), after.close(), ...retriers.map((r) => r.close())]);
+      await Promise.all([reader.close(), ...retriers.map((r) => r.close()), after.close()]);
       second.child.kill('SIGTERM');
       assert.equal(await bounded('a clean shutdown', second.exited), 0, 'SIGTERM is a clean shutdown');
     } finally {
