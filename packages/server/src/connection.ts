@@ -354,7 +354,7 @@ export class Connection {
     this.#scheduleExpiry();
     for (const [channel, attachment] of [...this.#attachments]) {
       if (next.access.allows(channel, 'subscribe')) continue;
-      attachment.unsubscribe();
+      attachment.close();
       this.#attachments.delete(channel);
       this.send({
         type: 'detached',
