@@ -5,7 +5,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export type TransportKind = 'websocket' | 'sse' | 'longpoll';
+export type { TransportKind } from '@mooring/protocol';
 
 export class Metrics {
   readonly registry = new Registry();
