@@ -1,5 +1,5 @@
 /**
- * Which transport a connection uses (DESIGN §5 "Transports and fallback", PROTOCOL.md §12). Nothing
+ * Which transport a connection uses (ARCHITECTURE.md §5 "Transports and fallback", PROTOCOL.md §12). Nothing
  * to configure: WebSocket first, HTTP streaming (SSE) when WebSocket does not get through, long-polling
  * when streamed bytes do not arrive either.
  *

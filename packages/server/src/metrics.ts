@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (DESIGN §13), served at `/metrics` in the text format. One registry per server
+ * Prometheus metrics (ARCHITECTURE.md §13), served at `/metrics` in the text format. One registry per server
  * (several servers can live in one process, as in tests). Names and labels are part of the public
  * surface: dashboards and alerts depend on them (README: "Metrics").
  */
