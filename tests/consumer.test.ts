@@ -17,6 +17,7 @@ import {
   copyFileSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   realpathSync,
   rmSync,
@@ -65,7 +66,7 @@ function userEnv(nodeDir: string): NodeJS.ProcessEnv {
 
 async function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
   try {
-    const { stdout } = await run(cmd, args, { cwd, env, maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run(cmd, args, { cwd, env, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 });
     return stdout;
   } catch (err) {
     const e = err as Error & { stdout?: string; stderr?: string };
@@ -245,10 +246,29 @@ describe('the published packages, installed from their tarballs', { timeout: 600
 
   test(`the mooring bin refuses Node ${TOO_OLD_NODE} with a clear message`, async () => {
     const env = userEnv(join(oldNode, 'node_modules/.bin'));
-    await assert.rejects(sh('npx', ['mooring', 'serve', '--port', '0'], project, env), (err: Error) => {
+    // `--help` exits at once whatever happens: a bin that wrongly accepted this Node prints the usage
+    // and exits 0, so the test fails instead of waiting on a server.
+    await assert.rejects(sh('npx', ['mooring', '--help'], project, env), (err: Error) => {
       assert.match(err.message, /mooring needs Node\.js 22\.16 or newer \(this is v22\.15\.0\)/);
       return true;
     });
+  });
+
+  test('the packed declarations name .js files, never .ts sources', () => {
+    const offenders: string[] = [];
+    const walk = (dir: string) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else if (
+          entry.name.endsWith('.d.ts') &&
+          /from ['"]\.\.?\/[^'"]*\.ts['"]/.test(readFileSync(path, 'utf8'))
+        )
+          offenders.push(path.slice(project.length + 1));
+      }
+    };
+    for (const name of PUBLISHED) walk(join(project, 'node_modules/@mooring', name, 'dist'));
+    assert.deepEqual(offenders, []);
   });
 
   test('a consumer .ts typechecks against the packed .d.ts (strict, no allowImportingTsExtensions)', async () => {
