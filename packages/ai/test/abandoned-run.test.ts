@@ -1,5 +1,5 @@
 // An agent process killed mid-run (SIGKILL: no goodbye) leaves its run `abandoned` on every client
-// within the lease — the server does it through message leases (DESIGN §5.6, PROTOCOL.md §7.1).
+// within the lease — the server does it through message leases (ARCHITECTURE.md §5.6, PROTOCOL.md §7.1).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';

@@ -254,7 +254,7 @@ export class ChannelService {
   }
 
   /**
-   * Checks the capability for one operation (DESIGN §7). Returns the clientId the target message must
+   * Checks the capability for one operation (ARCHITECTURE.md §7). Returns the clientId the target message must
    * have been created by when only the `*-own` operation is allowed (undefined: any message).
    */
   #authorize(channel: string, action: Action, identity: PublishIdentity): string | undefined {

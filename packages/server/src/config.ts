@@ -1,6 +1,6 @@
 /**
  * Configuration for `mooring serve`: a JSON file, then `MOORING_*` environment variables, then CLI
- * flags, each overriding the one before (DESIGN §13). Durations accept milliseconds or text such as
+ * flags, each overriding the one before (ARCHITECTURE.md §13). Durations accept milliseconds or text such as
  * `15s`, `30m`, `24h`, `7d`, and `forever` for retention.
  */
 import { randomBytes } from 'node:crypto';

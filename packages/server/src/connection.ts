@@ -22,6 +22,7 @@ import {
   type PublishFrame,
   type Ref,
   type ServerFrame,
+  type TransportKind,
 } from '@mooring/protocol';
 import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
@@ -36,7 +37,7 @@ import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export interface TransportSink {
-  readonly kind: 'websocket' | 'sse' | 'longpoll';
+  readonly kind: TransportKind;
   /**
    * True when the peer answers every heartbeat round (WebSocket pongs), so silence means it is gone.
    * HTTP transports watch their peers themselves (a closed stream, a poll that does not come back).

@@ -1,5 +1,5 @@
 /**
- * The SQLite store: the embedded default (DESIGN §10), on Node's built-in `node:sqlite`.
+ * The SQLite store: the embedded default (ARCHITECTURE.md §10), on Node's built-in `node:sqlite`.
  *
  * Durability: WAL journal. `synchronous=NORMAL` (the default) keeps every acknowledged operation
  * through a crash or `kill -9` of the process; `synchronous: 'full'` also through power loss. An
