@@ -728,7 +728,7 @@ export function storeConformance(
     });
 
     describe('byte-bounded pages (maxBytes)', () => {
-      it('stop once the data reaches maxBytes, always hold one message, and page on to the end', async () => {
+      it('hold no more than maxBytes of data, always at least one message, and page on to the end', async () => {
         const store = await open();
         const big = 'x'.repeat(10_000);
         const serials: string[] = [];
@@ -742,24 +742,31 @@ export function storeConformance(
         assert.equal(one.messages.length, 1, 'at least one message even when it alone exceeds maxBytes');
         assert.equal(one.more, true);
         assert.equal((one.messages[0]!.data as string).length, 10_000);
-        const two = await store.readSince('ch', undefined, 100, 15_000);
-        assert.equal(two.messages.length, 2, 'stops at the first message that reaches the bound');
+        const two = await store.readSince('ch', undefined, 100, 25_000);
+        assert.equal(two.messages.length, 2, 'as many as fit in maxBytes, never more');
+        assert.equal(two.more, true);
         const seen: string[] = [];
         let after: string | undefined;
         for (;;) {
-          const page = await store.readSince('ch', after, 100, 25_000);
-          assert.ok(page.messages.length >= 1 && page.messages.length <= 3);
+          const page = await store.readSince('ch', after, 100, 35_000);
+          assert.equal(page.messages.length, Math.min(3, 6 - seen.length));
           seen.push(...page.messages.map((m) => m.serial));
           if (!page.more) break;
           after = page.messages.at(-1)!.version;
         }
         assert.deepEqual(seen, serials, 'every message once, in order');
-        const back = await store.history('ch', { direction: 'backwards', limit: 100, maxBytes: 15_000 });
+        const back = await store.history('ch', { direction: 'backwards', limit: 100, maxBytes: 25_000 });
         assert.deepEqual(
           back.messages.map((m) => m.serial),
           [serials[5], serials[4]],
         );
         assert.equal(back.more, true);
+        const fwd = await store.history('ch', { direction: 'forwards', limit: 100, maxBytes: 1 });
+        assert.deepEqual(
+          fwd.messages.map((m) => m.serial),
+          [serials[0]],
+        );
+        assert.equal(fwd.more, true);
         const all = await store.history('ch', { direction: 'forwards', limit: 100 });
         assert.equal(all.messages.length, 6, 'no maxBytes: only the count bounds the page');
         assert.equal(all.more, false);

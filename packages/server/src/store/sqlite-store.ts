@@ -525,10 +525,10 @@ export class SqliteStore implements Store {
       const budget = new PageBudget(take, maxBytes);
       const messages: Message[] = [];
       for (const r of rows) {
-        if (!budget.open) break;
+        if (budget.full) break;
         const row = this.#s.getMessage.get(ch.id, r.msg_seq as number) as unknown as MessageRow;
         const message = this.#rollUp(ch.epoch, ch.id, row);
-        budget.add(message);
+        if (!budget.take(message)) break;
         messages.push(message);
       }
       return {
@@ -556,12 +556,11 @@ export class SqliteStore implements Store {
       const messages: Message[] = [];
       let more = false;
       for (const row of rows) {
-        if (!budget.open) {
+        const message = budget.full ? undefined : this.#rollUp(ch.epoch, ch.id, row as unknown as MessageRow);
+        if (!message || !budget.take(message)) {
           more = true;
           break;
         }
-        const message = this.#rollUp(ch.epoch, ch.id, row as unknown as MessageRow);
-        budget.add(message);
         messages.push(message);
       }
       return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more };
