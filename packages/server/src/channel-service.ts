@@ -15,14 +15,17 @@ import {
   type ResumeFailure,
 } from '@mooring/protocol';
 import { type Access, type Operation, requireAccess } from './capabilities.ts';
+import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
+import { identityKey } from './identity-budgets.ts';
 import { LeaseManager } from './leases.ts';
 import { Metrics } from './metrics.ts';
+import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
-import type { HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
+import type { ChannelInfo, HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
 
 export interface PublishIdentity {
-  /** The API key that authenticated the publisher (or signed its token). */
+  /** The API key that authenticated the publisher (or signed its token); also keys per-identity budgets. */
   keyName: string;
   /** True for a token holder, false for an API key. */
   viaToken: boolean;
@@ -35,6 +38,10 @@ export interface PublishIdentity {
 export type ResumeCheck =
   | { resumed: true; epoch: string; head: string }
   | { resumed: false; reason: ResumeFailure; epoch: string; head: string };
+
+/** Large reads (history and catch-up pages) running at once, and waiting beyond those (PROTOCOL.md §10). */
+export const MAX_CONCURRENT_READS = 4;
+export const MAX_WAITING_READS = 64;
 
 /**
  * The dedup scope of the server's own operations (lease expiry): no identity maps to it
@@ -74,6 +81,8 @@ export class ChannelService {
   readonly hub: Hub;
   readonly limits: Limits;
   readonly leases: LeaseManager;
+  /** Bounds the large reads running at once (history pages, catch-up pages). */
+  readonly reads = new ReadLimiter(MAX_CONCURRENT_READS, MAX_WAITING_READS);
 
   readonly metrics: Metrics;
 
@@ -109,6 +118,7 @@ export class ChannelService {
         `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
       );
     const ops = inputs.map((input, index) => this.#toNewOperation(channel, input, index, identity));
+    const owner = this.#leaseOwner(channel, inputs, identity);
     const started = performance.now();
     const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
     this.metrics.storeSeconds.observe({ operation: 'append' }, (performance.now() - started) / 1000);
@@ -121,11 +131,33 @@ export class ChannelService {
       const serial = input.serial ?? outcome.serial;
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
       else if (input.lease !== undefined)
-        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId);
+        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId, owner);
       else if (input.serial !== undefined)
         this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
     });
     return result.results;
+  }
+
+  /**
+   * The identity new leases count against, after checking that it may take them: each lease is a
+   * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`).
+   */
+  #leaseOwner(channel: string, inputs: OperationInput[], identity: PublishIdentity): string | undefined {
+    const owner = identityKey(identity);
+    const taking = inputs.filter(
+      (input) =>
+        input.lease !== undefined &&
+        input.lease > 0 &&
+        input.action !== 'delete' &&
+        (input.serial === undefined || !this.leases.has(channel, input.serial)),
+    ).length;
+    const max = this.limits.maxLeasesPerClient;
+    if (taking > 0 && this.leases.heldBy(owner) + taking > max)
+      throw new ServerError(
+        'too_many_leases',
+        `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${this.leases.heldBy(owner)} message leases (limit ${max}); end some runs (lease: 0) first`,
+      );
+    return owner;
   }
 
   /** A lease ran out: the final update that marks the message abandoned, other headers kept. */
@@ -138,10 +170,22 @@ export class ChannelService {
     });
     const message = page.messages[0];
     if (!message || message.serial !== serial || message.action === 'delete') return;
+    // Already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
+    if (message.headers?.status === 'abandoned') return;
     const headers = { ...message.headers, status: 'abandoned' };
+    // The id names the version that expired: a message resumed after an expiry (a new lease) can
+    // expire again, while two sweepers expiring the same version still store it once.
     const result = await this.store.append(
       channel,
-      [{ action: 'update', serial, id: `lease-expired:${serial}`, publisher: SERVER_SCOPE, headers }],
+      [
+        {
+          action: 'update',
+          serial,
+          id: `lease-expired:${serial}:${message.version}`,
+          publisher: SERVER_SCOPE,
+          headers,
+        },
+      ],
       { maxMessageSize: this.limits.maxMessageSize },
     );
     this.hub.publish(channel, result.messages);
@@ -163,8 +207,29 @@ export class ChannelService {
     return { resumed: true, epoch: info.epoch, head: info.head };
   }
 
-  readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
-    return this.#timedRead(this.store.readSince(channel, after, limit));
+  /**
+   * Attaches `channel` for one connection: subscribes to live deliveries now; the caller then runs
+   * the catch-up and the hand-over to live (see channel-attachment.ts). Every transport attaches here.
+   */
+  attach(channel: string, outlet: AttachOutlet): ChannelAttachment {
+    return new ChannelAttachment(this, channel, outlet);
+  }
+
+  info(channel: string): Promise<ChannelInfo | undefined> {
+    return this.store.info(channel);
+  }
+
+  /** A catch-up page: waits for a read slot (never refused: the attach is already under way). */
+  readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
+    return this.reads.run(
+      () => this.#timedRead(this.store.readSince(channel, after, limit, maxBytes)),
+      'always',
+    );
   }
 
   async #timedRead<T>(read: Promise<T>): Promise<T> {
@@ -179,9 +244,14 @@ export class ChannelService {
     return this.#timedRead(this.store.history(channel, query));
   }
 
-  /** The last `n` messages rolled up, returned in version order, and the head at the time of the read. */
-  async rewind(channel: string, n: number): Promise<RolledUpPage> {
-    const page = await this.store.history(channel, { direction: 'backwards', limit: n });
+  /**
+   * The last `n` messages rolled up — fewer when they hold more than `maxBytes` of data (always at
+   * least one) — returned in version order, and the head at the time of the read.
+   */
+  async rewind(channel: string, n: number, maxBytes?: number): Promise<RolledUpPage> {
+    const query: HistoryQuery = { direction: 'backwards', limit: n };
+    if (maxBytes !== undefined) query.maxBytes = maxBytes;
+    const page = await this.reads.run(() => this.#timedRead(this.store.history(channel, query)), 'always');
     const messages = [...page.messages].sort(byVersion);
     return { ...page, messages };
   }

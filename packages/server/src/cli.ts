@@ -79,7 +79,12 @@ async function serve(argv: string[]): Promise<void> {
   const server = await startServer({
     host: config.host,
     port: config.port,
-    store: config.store === 'sqlite' ? { kind: 'sqlite', dataDir: config.dataDir } : { kind: 'memory' },
+    store:
+      config.store === 'sqlite'
+        ? { kind: 'sqlite', dataDir: config.dataDir }
+        : config.store === 'redis'
+          ? { kind: 'redis', ...config.redis }
+          : { kind: 'memory' },
     keys,
     limits: config.limits,
     namespaces: config.namespaces,
@@ -88,7 +93,7 @@ async function serve(argv: string[]): Promise<void> {
     ...(config.connectionStateTtl === undefined ? {} : { connectionStateTtl: config.connectionStateTtl }),
   });
   const lines = [
-    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''})`,
+    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,
     `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
     `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
   ];

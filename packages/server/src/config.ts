@@ -15,7 +15,9 @@ export interface ServeConfig {
   host: string;
   port: number;
   dataDir: string;
-  store: 'sqlite' | 'memory';
+  store: 'sqlite' | 'memory' | 'redis';
+  /** The Redis store's connection and key prefix (`store: 'redis'`). */
+  redis: { url: string; prefix?: string };
   keys: ApiKey[];
   heartbeatInterval?: number;
   connectionStateTtl?: number;
@@ -28,7 +30,9 @@ interface FileConfig {
   host?: string;
   port?: number;
   data?: string;
-  store?: 'sqlite' | 'memory';
+  store?: 'sqlite' | 'memory' | 'redis';
+  /** `{ "url": "redis://127.0.0.1:6379", "prefix": "mooring" }` */
+  redis?: { url?: string; prefix?: string };
   /** `"name:secret"` (every operation), or `{ "key": "name:secret", "capability": { glob: [ops] } }`. */
   keys?: Array<string | { key: string; capability?: Record<string, string[]> }>;
   heartbeatInterval?: number | string;
@@ -44,7 +48,9 @@ Options (environment variable in brackets; flags override the environment, which
   --host <addr>             address to listen on            [MOORING_HOST]  default 127.0.0.1
   --port <n>                port (0 = any free port)        [MOORING_PORT]  default 8080
   --data <dir>              data directory                  [MOORING_DATA]  default ./.mooring
-  --store <sqlite|memory>   where channels are stored       [MOORING_STORE] default sqlite
+  --store <sqlite|memory|redis>  where channels are stored  [MOORING_STORE] default sqlite
+  --redis <url>             Redis for --store redis         [MOORING_REDIS_URL] default redis://127.0.0.1:6379
+                            (given alone, it selects the Redis store; several nodes share one Redis)
   --config <file>           JSON configuration file         [MOORING_CONFIG]
   --heartbeat <duration>    heartbeat interval (< 60s)      [MOORING_HEARTBEAT] default 15s
   --log-level <level>       fatal|error|warn|info|debug     [MOORING_LOG_LEVEL] default info
@@ -72,6 +78,7 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
       port: { type: 'string' },
       data: { type: 'string' },
       store: { type: 'string' },
+      redis: { type: 'string' },
       config: { type: 'string' },
       heartbeat: { type: 'string' },
       'log-level': { type: 'string' },
@@ -86,9 +93,16 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   const port = Number(values.port ?? env.MOORING_PORT ?? file.port ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new Error(`port must be 0-65535, got ${port}`);
-  const store = values.store ?? env.MOORING_STORE ?? file.store ?? 'sqlite';
-  if (store !== 'sqlite' && store !== 'memory')
-    throw new Error(`store must be sqlite or memory, got ${store}`);
+  const redisUrl = values.redis ?? env.MOORING_REDIS_URL ?? file.redis?.url;
+  const store = values.store ?? env.MOORING_STORE ?? file.store ?? (redisUrl ? 'redis' : 'sqlite');
+  if (store !== 'sqlite' && store !== 'memory' && store !== 'redis')
+    throw new Error(`store must be sqlite, memory or redis, got ${store}`);
+  if (file.redis !== undefined && (typeof file.redis !== 'object' || file.redis === null))
+    throw new Error('"redis" in the config file is { "url": "redis://host:port", "prefix": "mooring" }');
+  const redis: ServeConfig['redis'] = { url: redisUrl ?? 'redis://127.0.0.1:6379' };
+  if (!/^rediss?:\/\//.test(redis.url))
+    throw new Error(`the Redis URL must start with redis:// or rediss://, got ${JSON.stringify(redis.url)}`);
+  if (file.redis?.prefix !== undefined) redis.prefix = String(file.redis.prefix);
   const heartbeat = values.heartbeat ?? env.MOORING_HEARTBEAT ?? file.heartbeatInterval;
   const ttl = env.MOORING_CONNECTION_STATE_TTL ?? file.connectionStateTtl;
 
@@ -104,6 +118,7 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
     port,
     dataDir: values.data ?? env.MOORING_DATA ?? file.data ?? '.mooring',
     store,
+    redis,
     keys: env.MOORING_KEY ? [parseApiKey(env.MOORING_KEY)] : (file.keys ?? []).map(keyFromFile),
     limits: file.limits ?? {},
     namespaces,

@@ -22,7 +22,8 @@ import { ChannelService } from './channel-service.ts';
 import { ConnectionManager } from './connection-manager.ts';
 import { ConnectionRegistry } from './connection-registry.ts';
 import { HttpTransports } from './http-transports.ts';
-import { LocalHub } from './hub.ts';
+import { type Hub, LocalHub } from './hub.ts';
+import { IdentityBudgets } from './identity-budgets.ts';
 import { Metrics } from './metrics.ts';
 import { PresenceService } from './presence.ts';
 import { RestApi, send } from './rest-api.ts';
@@ -54,10 +55,17 @@ export interface ServerOptions {
   namespaces?: Record<string, NamespaceRules>;
   /** How long a member whose connection dropped stays present, ms (default 15,000). */
   presenceGrace?: number;
+  /** How long a new long-poll connection may wait before its first poll, ms (default 10,000). */
+  firstPollTimeout?: number;
   /** Serve `/metrics` without credentials (default false: any API key or token may read it). */
   publicMetrics?: boolean;
   /** How often expired messages are removed, ms (default 60,000). */
   trimInterval?: number;
+  /**
+   * The fan-out between subscribers (and nodes): an instance, or a factory given the store. Default:
+   * a RedisHub over the store's Redis for the Redis store, a LocalHub (this process only) otherwise.
+   */
+  hub?: Hub | ((store: Store) => Hub | Promise<Hub>);
   /** A pino logger, or a level for a new one. Default: 'silent'. */
   logger?: Logger | string;
 }
@@ -77,6 +85,16 @@ export interface MooringServer {
 
 export const DEFAULT_RETENTION = 24 * 60 * 60 * 1000;
 
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "frame-ancestors 'none'",
+};
+/** The same, as raw header lines, for answers written straight to a socket. */
+const SECURITY_HEADER_LINES = Object.entries(SECURITY_HEADERS)
+  .map(([name, value]) => `${name}: ${value}\r\n`)
+  .join('');
+
 export async function startServer(options: ServerOptions = {}): Promise<MooringServer> {
   const logger =
     typeof options.logger === 'object' ? options.logger : pino({ level: options.logger ?? 'silent' });
@@ -91,8 +109,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const retentionFor = retentionRules(options.namespaces ?? {});
   const store = isStore(options.store)
     ? options.store
-    : await createStore(options.store ?? { kind: 'memory' }, retentionFor);
-  const hub = new LocalHub();
+    : await createStore(options.store ?? { kind: 'memory' }, retentionFor, logger);
+  const hub = await makeHub(options.hub, store, logger);
   const metrics = new Metrics();
   const channels = new ChannelService(store, hub, limits, metrics, (err) =>
     logger.error({ err }, 'lease expiry failed'),
@@ -104,13 +122,17 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const presence = new PresenceService({
     grace: options.presenceGrace ?? DEFAULT_TIMINGS.presenceGrace,
     maxMembers: limits.maxPresenceMembers,
+    maxChannelsPerConnection: limits.maxPresenceChannelsPerConnection,
+    maxBytesPerConnection: limits.maxPresenceBytesPerConnection,
     recoverWithin: connectionStateTtl,
   });
+  const budgets = new IdentityBudgets(limits);
   const connections = new ConnectionManager({
     channels,
     presence,
     registry,
     limits,
+    budgets,
     logger,
     heartbeatInterval,
     connectionStateTtl,
@@ -123,6 +145,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     presence,
     auth,
     limits,
+    budgets,
     logger,
     publicMetrics: options.publicMetrics ?? false,
     ready: () => store.ping(),
@@ -139,12 +162,15 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     auth,
     limits,
     heartbeatInterval,
+    firstPollTimeout: options.firstPollTimeout ?? DEFAULT_TIMINGS.firstPollTimeout,
   });
 
   let inFlight = 0;
   const http: Server = createServer((req, res) => {
     inFlight++;
     res.once('close', () => inFlight--);
+    // on every answer: no MIME sniffing, never inside a frame (the dashboard sets its own CSP)
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     const url = requestUrl(req);
     if (closing) {
       send(res, 503, {
@@ -189,7 +215,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     const body = JSON.stringify({ error });
     const status = overflow ? '431 Request Header Fields Too Large' : '400 Bad Request';
     socket.end(
-      `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${SECURITY_HEADER_LINES}connection: close\r\n\r\n${body}`,
     );
   });
 
@@ -243,12 +269,25 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         await stopped;
         presence.close();
         channels.leases.close();
+        if ('close' in hub && typeof hub.close === 'function') await hub.close();
         await store.close();
         logger.info('stopped');
       })();
       return closed;
     },
   };
+}
+
+async function makeHub(option: ServerOptions['hub'], store: Store, logger: Logger): Promise<Hub> {
+  if (typeof option === 'function') return option(store);
+  if (option) return option;
+  if (store.kind !== 'redis') return new LocalHub();
+  const [{ RedisHub }, { RedisStore }] = await Promise.all([
+    import('./redis-hub.ts'),
+    import('./store/redis-store.ts'),
+  ]);
+  if (!(store instanceof RedisStore)) return new LocalHub();
+  return RedisHub.open({ store, onError: (err) => logger.warn({ err }, 'Redis bus problem') });
 }
 
 function isStore(value: Store | StoreSpec | undefined): value is Store {
@@ -267,7 +306,7 @@ function refuseUpgrade(socket: Duplex, err: unknown): void {
   const error = toErrorInfo(err);
   const body = JSON.stringify({ error });
   socket.end(
-    `HTTP/1.1 ${error.status} ${error.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${error.status} ${error.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${SECURITY_HEADER_LINES}connection: close\r\n\r\n${body}`,
   );
 }
 

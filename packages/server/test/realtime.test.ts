@@ -1,16 +1,18 @@
 /**
- * Realtime semantics over real WebSockets (PROTOCOL.md §4–8), run against the memory and SQLite
- * stores alike.
+ * Realtime semantics over real WebSockets (PROTOCOL.md §4–8), run against the memory, SQLite and
+ * Redis stores alike (Redis when redis-server is installed; CI installs it).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
+import { redisSkipReason } from '@mooring/testkit';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { fold, RawClient } from './support/raw-client.ts';
 
 const texts = (messages: Message[]) => messages.map((m) => m.data);
 
-for (const kind of ['memory', 'sqlite'] as const) {
+const kinds = redisSkipReason() ? (['memory', 'sqlite'] as const) : (['memory', 'sqlite', 'redis'] as const);
+for (const kind of kinds) {
   describe(`realtime (${kind} store)`, () => {
     let fx: Fixture;
     before(async () => {

@@ -727,6 +727,45 @@ export function storeConformance(
       });
     });
 
+    describe('byte-bounded pages (maxBytes)', () => {
+      it('stop once the data reaches maxBytes, always hold one message, and page on to the end', async () => {
+        const store = await open();
+        const big = 'x'.repeat(10_000);
+        const serials: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const s = await put(store, 'ch', create({ data: big.slice(0, 5_000) }));
+          await put(store, 'ch', append(s, big.slice(5_000)));
+          serials.push(s);
+        }
+        // appends count: each message holds 10,000 bytes once rolled up
+        const one = await store.readSince('ch', undefined, 100, 1);
+        assert.equal(one.messages.length, 1, 'at least one message even when it alone exceeds maxBytes');
+        assert.equal(one.more, true);
+        assert.equal((one.messages[0]!.data as string).length, 10_000);
+        const two = await store.readSince('ch', undefined, 100, 15_000);
+        assert.equal(two.messages.length, 2, 'stops at the first message that reaches the bound');
+        const seen: string[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.readSince('ch', after, 100, 25_000);
+          assert.ok(page.messages.length >= 1 && page.messages.length <= 3);
+          seen.push(...page.messages.map((m) => m.serial));
+          if (!page.more) break;
+          after = page.messages.at(-1)!.version;
+        }
+        assert.deepEqual(seen, serials, 'every message once, in order');
+        const back = await store.history('ch', { direction: 'backwards', limit: 100, maxBytes: 15_000 });
+        assert.deepEqual(
+          back.messages.map((m) => m.serial),
+          [serials[5], serials[4]],
+        );
+        assert.equal(back.more, true);
+        const all = await store.history('ch', { direction: 'forwards', limit: 100 });
+        assert.equal(all.messages.length, 6, 'no maxBytes: only the count bounds the page');
+        assert.equal(all.more, false);
+      });
+    });
+
     describe('concurrency', () => {
       it('gives concurrent callers distinct serials, increasing in the order each issued them', async () => {
         const store = await open();

@@ -6,10 +6,33 @@ import type { RetentionFor, Store } from './store.ts';
 export type StoreSpec =
   | { kind: 'memory' }
   /** `path` is the database file; `dataDir` puts `mooring.db` in that folder. */
-  | { kind: 'sqlite'; path?: string; dataDir?: string; synchronous?: 'normal' | 'full' };
+  | { kind: 'sqlite'; path?: string; dataDir?: string; synchronous?: 'normal' | 'full' }
+  /** `url`: `redis://host:port`; `prefix` of every key (default `mooring`). */
+  | { kind: 'redis'; url: string; prefix?: string };
 
-export async function createStore(spec: StoreSpec, retentionFor: RetentionFor): Promise<Store> {
+/** Where a store reports what it cannot return to a caller (garbage in Redis keys, reconnects). */
+export interface StoreLog {
+  warn(detail: Record<string, unknown>, message: string): void;
+  error(detail: Record<string, unknown>, message: string): void;
+}
+
+export async function createStore(
+  spec: StoreSpec,
+  retentionFor: RetentionFor,
+  log?: StoreLog,
+): Promise<Store> {
   if (spec.kind === 'memory') return new MemoryStore({ retentionFor });
+  if (spec.kind === 'redis') {
+    const { RedisStore } = await import('./redis-store.ts');
+    return RedisStore.open({
+      url: spec.url,
+      retentionFor,
+      ...(spec.prefix === undefined ? {} : { prefix: spec.prefix }),
+      onCorrupt: (channel, detail) =>
+        log?.error({ channel, detail }, 'Redis keys of this channel hold data Mooring did not write'),
+      onError: (err) => log?.warn({ err }, 'Redis connection problem'),
+    });
+  }
   const path = spec.path ?? join(spec.dataDir ?? '.mooring', 'mooring.db');
   const { SqliteStore } = await import('./sqlite-store.ts');
   return new SqliteStore({

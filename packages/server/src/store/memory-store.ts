@@ -18,6 +18,7 @@ import {
   rolledUp,
   seqBound,
 } from './operation-rules.ts';
+import { PageBudget } from './page-bytes.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -172,14 +173,19 @@ export class MemoryStore implements Store {
     };
   }
 
-  async readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
+  async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
     this.#check();
     const ch = this.#channels.get(channel);
     if (!ch) return emptyPage();
     const from = afterSeq(after, ch.epoch);
     const matching = [...ch.messages.values()].filter((m) => m.version > from);
     matching.sort((a, b) => a.version - b.version);
-    return this.#page(ch, matching, limit);
+    return this.#page(ch, matching, limit, maxBytes);
   }
 
   async history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
@@ -190,16 +196,24 @@ export class MemoryStore implements Store {
     const hi = query.until === undefined ? ch.seq : seqBound(query.until, ch.epoch, 'until');
     const matching = [...ch.messages.values()].filter((m) => m.seq >= lo && m.seq <= hi);
     if (query.direction === 'backwards') matching.reverse();
-    return this.#page(ch, matching, query.limit);
+    return this.#page(ch, matching, query.limit, query.maxBytes);
   }
 
-  #page(ch: MemChannel, matching: MemMessage[], limit: number): RolledUpPage {
-    const take = Math.max(0, limit);
+  /** Rolls up only what the page takes: a page of big messages never joins more than it returns. */
+  #page(ch: MemChannel, matching: MemMessage[], limit: number, maxBytes?: number): RolledUpPage {
+    const budget = new PageBudget(limit, maxBytes);
+    const messages: Message[] = [];
+    for (const m of matching) {
+      if (!budget.open) break;
+      const message = toMessage(ch.epoch, m);
+      budget.add(message);
+      messages.push(message);
+    }
     return {
       epoch: ch.epoch,
       head: headSerial(ch.epoch, ch.seq),
-      messages: matching.slice(0, take).map((m) => toMessage(ch.epoch, m)),
-      more: matching.length > take,
+      messages,
+      more: matching.length > messages.length,
     };
   }
 

@@ -9,7 +9,11 @@
  * of the event loop (setImmediate). Each batch is validated by `planBatch` before any of its rows is
  * written, so a bad batch is rejected alone and the others of the transaction commit. If a write
  * fails below validation (disk full, I/O error) the transaction is rolled back and each batch is
- * retried in a transaction of its own, so one cannot fail another.
+ * retried in a transaction of its own, so one cannot fail another. A batch that still fails is
+ * refused with `store_unavailable` (retryable), with nothing of it stored; the in-memory view of the
+ * journal is rebuilt from the rolled-back table, so a retry of its ids is stored, not taken for a
+ * duplicate. If BEGIN itself fails (the file is locked: SQLITE_BUSY), every queued batch is refused
+ * at once rather than each waiting out the lock again.
  *
  *   append() ─┐
  *   append() ─┼─ queue ── setImmediate ── BEGIN ─ plan+write batch 1 ─ … ─ batch n ─ COMMIT ─ resolve all
@@ -58,6 +62,7 @@ import {
   rolledUp,
   seqBound,
 } from './operation-rules.ts';
+import { PageBudget } from './page-bytes.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
 import { MIGRATE_FROM_1, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import type {
@@ -83,6 +88,14 @@ export interface SqliteStoreOptions {
   synchronous?: 'normal' | 'full';
   /** Messages whose validation state is cached (LRU). Default 4096. */
   cacheSize?: number;
+  /** How long a write waits for another connection's lock before failing (ms). Default 5000. */
+  busyTimeoutMs?: number;
+  /**
+   * Called once with the open database, after the store's own PRAGMAs and before any write: for extra
+   * settings such as `PRAGMA max_page_count` (a cap on the file's size: writes past it fail as a full
+   * disk does). The store must stay the only writer of the file.
+   */
+  onOpen?: (db: DatabaseSync) => void;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -152,7 +165,7 @@ export class SqliteStore implements Store {
       if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
       db = new DatabaseSync(options.path);
       this.#db = db;
-      this.#db.exec('PRAGMA busy_timeout = 5000');
+      this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
       if (mode !== 'wal' && options.path !== ':memory:') throw new Error(`journal_mode is ${String(mode)}`);
       this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
@@ -166,6 +179,7 @@ export class SqliteStore implements Store {
       if (version === 1) this.#migrateFrom1();
       this.#db.exec(SCHEMA);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      options.onOpen?.(this.#db);
       this.#s = prepare(this.#db);
       this.#reloadJournal();
       this.#settle();
@@ -202,8 +216,11 @@ export class SqliteStore implements Store {
     try {
       this.#commit(pending);
     } catch (err) {
-      if (pending.length === 1) {
-        pending[0]!.reject(toStoreError(err));
+      // Failed before any batch was written (BEGIN: the file is locked or unusable): retrying each
+      // batch alone would only wait for the same lock once per batch, blocking the event loop.
+      if (pending.length === 1 || err instanceof BeginError) {
+        const error = toStoreError(err instanceof BeginError ? err.cause : err);
+        for (const p of pending) p.reject(error);
         return;
       }
       for (const p of pending) {
@@ -220,7 +237,11 @@ export class SqliteStore implements Store {
   #commit(pending: Pending[]): void {
     const tx: FlushState = { channels: new Map(), metas: new Map() };
     const outcomes: (AppendResult | StoreError)[] = [];
-    this.#s.begin.run();
+    try {
+      this.#s.begin.run();
+    } catch (err) {
+      throw new BeginError(err);
+    }
     try {
       for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
       if (this.#journalRows >= MERGE_ROWS) this.#mergeJournal();
@@ -487,7 +508,12 @@ export class SqliteStore implements Store {
     });
   }
 
-  async readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
+  async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
     this.#check();
     return this.#read(() => {
       const ch = this.#channel(channel);
@@ -495,11 +521,22 @@ export class SqliteStore implements Store {
       this.#settle();
       const take = Math.max(0, limit);
       const rows = this.#s.changedSince.all(ch.id, afterSeq(after, ch.epoch), take + 1);
-      const messages = rows.slice(0, take).map((r) => {
+      // roll up (join appends) only what the page takes, stopping at the byte bound
+      const budget = new PageBudget(take, maxBytes);
+      const messages: Message[] = [];
+      for (const r of rows) {
+        if (!budget.open) break;
         const row = this.#s.getMessage.get(ch.id, r.msg_seq as number) as unknown as MessageRow;
-        return this.#rollUp(ch.epoch, ch.id, row);
-      });
-      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+        const message = this.#rollUp(ch.epoch, ch.id, row);
+        budget.add(message);
+        messages.push(message);
+      }
+      return {
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        messages,
+        more: rows.length > messages.length,
+      };
     });
   }
 
@@ -519,8 +556,20 @@ export class SqliteStore implements Store {
         Math.min(hi, ch.seq),
         take + 1,
       ) as unknown as MessageRow[];
-      const messages = rows.slice(0, take).map((row) => this.#rollUp(ch.epoch, ch.id, row));
-      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+      const budget = new PageBudget(take, query.maxBytes);
+      const messages: Message[] = [];
+      for (const row of rows) {
+        if (!budget.open) break;
+        const message = this.#rollUp(ch.epoch, ch.id, row);
+        budget.add(message);
+        messages.push(message);
+      }
+      return {
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        messages,
+        more: rows.length > messages.length,
+      };
     });
   }
 
@@ -617,6 +666,13 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw toStoreError(err);
     }
+  }
+}
+
+/** BEGIN failed: nothing of the flush was written, and no batch is to blame. */
+class BeginError extends Error {
+  constructor(cause: unknown) {
+    super(messageOf(cause), { cause });
   }
 }
 

@@ -1,7 +1,11 @@
-/** Real servers for tests: in-process on 127.0.0.1 port 0, with a memory or a SQLite store in a temp dir. */
+/**
+ * Real servers for tests: in-process on 127.0.0.1 port 0, with a memory store, a SQLite store in a
+ * temp dir, or a Redis store on a redis-server of its own (started and removed with the fixture).
+ */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type RedisServer, startRedis } from '@mooring/testkit';
 import { type MooringServer, type ServerOptions, startServer } from '../../src/index.ts';
 
 export const TEST_KEY = 'test:secret';
@@ -15,16 +19,22 @@ export interface Fixture {
 }
 
 export async function startFixture(
-  kind: 'memory' | 'sqlite' = 'memory',
+  kind: 'memory' | 'sqlite' | 'redis' = 'memory',
   options: Partial<ServerOptions> = {},
 ): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), 'mooring-test-'));
+  const redis: RedisServer | undefined = kind === 'redis' ? await startRedis() : undefined;
   const make = (overrides: Partial<ServerOptions> = {}) =>
     startServer({
       host: '127.0.0.1',
       port: 0,
       keys: [TEST_KEY],
-      store: kind === 'memory' ? { kind: 'memory' } : { kind: 'sqlite', path: join(dir, 'mooring.db') },
+      store:
+        kind === 'memory'
+          ? { kind: 'memory' }
+          : redis
+            ? { kind: 'redis', url: redis.url }
+            : { kind: 'sqlite', path: join(dir, 'mooring.db') },
       ...options,
       ...overrides,
     });
@@ -38,6 +48,7 @@ export async function startFixture(
     },
     async close() {
       await fixture.server.close();
+      await redis?.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

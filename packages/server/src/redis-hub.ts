@@ -1,0 +1,306 @@
+/**
+ * Fan-out between nodes over Redis pub/sub (DESIGN §10), behind the same `Hub` interface as the
+ * single-node LocalHub: listeners get each channel's operations once, in serial order, after storing.
+ *
+ * - The store's publish script puts every stored batch on the channel's bus (SPUBLISH, same hash tag
+ *   as the channel's keys), so batches reach the bus in serial order. A node subscribes the bus of a
+ *   channel only while it has local listeners on it, and delivers its own publishes at once (their
+ *   echo from the bus is then dropped as already delivered).
+ * - Pub/sub is lossy (a reconnect, an output-buffer limit). Serials are contiguous per channel (one
+ *   seq per op), so a jump shows a loss: the node waits `gapGrace` for the missing batch (it may be
+ *   in flight on the other socket), then reads what it missed from the store — rolled up, which the
+ *   client folds like catch-up — and goes on. An idle channel whose last batch was lost shows no
+ *   jump, so every `checkInterval` each subscribed channel's head is compared with what was delivered.
+ * - Starting a channel: the store head is read *before* the bus subscription is made (on the store's
+ *   connection, ahead of the attaching client's own reads), then everything after it is read back
+ *   once the subscription is active, so nothing stored in between is missed by a new subscriber.
+ * - A new epoch (Redis lost the channel) restarts the count: the new log is delivered from its start.
+ */
+import type { Message } from '@mooring/protocol';
+import { formatSerial, parseSerial } from '@mooring/protocol';
+import type { Hub, HubListener } from './hub.ts';
+import { LocalHub } from './hub.ts';
+import type { RedisClient, RedisStore } from './store/redis-store.ts';
+import { busChannel, decodeBusBatch } from './store/redis-store.ts';
+
+export interface RedisHubOptions {
+  store: RedisStore;
+  /** Test hook: return false to drop a bus payload, as if pub/sub had lost it. */
+  filter?: (channel: string, payload: string) => boolean;
+  /** How long a jump in serials waits for the missing batch before reading it from the store (ms, default 50). */
+  gapGrace?: number;
+  /** How often subscribed channels are compared with the store head (ms, default 5,000). */
+  checkInterval?: number;
+  onError?: (err: unknown) => void;
+}
+
+export interface RedisHubStats {
+  /** Batches received from the bus. */
+  received: number;
+  /** Bus payloads dropped by the test filter. */
+  dropped: number;
+  /** Gaps (or stale channels) read back from the store. */
+  repairs: number;
+}
+
+interface Feed {
+  channel: string;
+  state: 'starting' | 'live' | 'repairing';
+  /** Epoch of the log being delivered (undefined: the channel had none yet). */
+  epoch: string | undefined;
+  /** Seq of the last operation delivered. */
+  delivered: number;
+  /** Batches that arrived out of order, or while starting / repairing. */
+  pending: Message[][];
+  pendingCount: number;
+  gapTimer: NodeJS.Timeout | undefined;
+  closed: boolean;
+}
+
+const PAGE = 500;
+const MAX_PENDING = 10_000;
+
+function seqOf(serial: string): number {
+  return parseSerial(serial)?.seq ?? 0;
+}
+
+function epochOf(serial: string): string {
+  return parseSerial(serial)?.epoch ?? '';
+}
+
+export class RedisHub implements Hub {
+  readonly stats: RedisHubStats = { received: 0, dropped: 0, repairs: 0 };
+  readonly #store: RedisStore;
+  readonly #sub: RedisClient;
+  readonly #local = new LocalHub();
+  readonly #feeds = new Map<string, Feed>();
+  readonly #o: RedisHubOptions;
+  readonly #check: NodeJS.Timeout;
+  #closed = false;
+
+  private constructor(sub: RedisClient, options: RedisHubOptions) {
+    this.#store = options.store;
+    this.#sub = sub;
+    this.#o = options;
+    this.#check = setInterval(() => this.#checkAll(), options.checkInterval ?? 5_000);
+    this.#check.unref();
+    // After a reconnect the subscriptions are restored, but what was published meanwhile is gone.
+    sub.on('ready', () => this.#checkAll());
+  }
+
+  /** Opens the subscriber connection (a duplicate of the store's). */
+  static async open(options: RedisHubOptions): Promise<RedisHub> {
+    const sub = options.store.client.duplicate();
+    sub.on('error', (err: unknown) => options.onError?.(err));
+    await sub.connect();
+    return new RedisHub(sub, options);
+  }
+
+  subscribe(channel: string, listener: HubListener): () => void {
+    const unsubscribe = this.#local.subscribe(channel, listener);
+    if (!this.#feeds.has(channel)) this.#start(channel);
+    return () => {
+      unsubscribe();
+      if (this.#local.subscriberCount(channel) === 0) this.#stop(channel);
+    };
+  }
+
+  /** Operations this node stored: delivered here at once (the script already put them on the bus). */
+  publish(channel: string, messages: Message[]): void {
+    const feed = this.#feeds.get(channel);
+    if (feed && messages.length > 0) this.#accept(feed, messages);
+  }
+
+  subscriberCount(channel: string): number {
+    return this.#local.subscriberCount(channel);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#check);
+    for (const feed of this.#feeds.values()) {
+      feed.closed = true;
+      clearTimeout(feed.gapTimer);
+    }
+    this.#feeds.clear();
+    this.#sub.destroy();
+  }
+
+  #start(channel: string): void {
+    const feed: Feed = {
+      channel,
+      state: 'starting',
+      epoch: undefined,
+      delivered: 0,
+      pending: [],
+      pendingCount: 0,
+      gapTimer: undefined,
+      closed: false,
+    };
+    this.#feeds.set(channel, feed);
+    // Sent now, on the store's connection, before the attaching client's reads: the starting point.
+    const before = this.#store.info(channel);
+    before.catch(() => {});
+    void this.#begin(feed, before);
+  }
+
+  async #begin(feed: Feed, before: Promise<{ epoch: string; head: string } | undefined>): Promise<void> {
+    try {
+      const info = await before;
+      if (info) {
+        feed.epoch = info.epoch;
+        feed.delivered = seqOf(info.head);
+      }
+      await this.#sub.sSubscribe(busChannel(this.#store.prefix, feed.channel), (payload) =>
+        this.#onBus(feed, payload),
+      );
+      if (feed.closed) return;
+      await this.#readBack(feed);
+    } catch (err) {
+      this.#o.onError?.(err);
+      if (feed.closed || this.#closed) return;
+      // Redis unreachable: try again shortly; clients see the outage through their own requests.
+      const retry = setTimeout(() => {
+        if (!feed.closed && this.#feeds.get(feed.channel) === feed)
+          void this.#begin(feed, this.#store.info(feed.channel));
+      }, 500);
+      retry.unref();
+    }
+  }
+
+  #stop(channel: string): void {
+    const feed = this.#feeds.get(channel);
+    if (!feed) return;
+    feed.closed = true;
+    clearTimeout(feed.gapTimer);
+    this.#feeds.delete(channel);
+    if (!this.#closed)
+      this.#sub
+        .sUnsubscribe(busChannel(this.#store.prefix, channel))
+        .catch((err: unknown) => this.#o.onError?.(err));
+  }
+
+  #onBus(feed: Feed, payload: string): void {
+    if (feed.closed) return;
+    if (this.#o.filter && !this.#o.filter(feed.channel, payload)) {
+      this.stats.dropped++;
+      return;
+    }
+    const batch = decodeBusBatch(payload);
+    if (!batch || batch.messages.length === 0) return;
+    this.stats.received++;
+    this.#accept(feed, batch.messages);
+  }
+
+  /** Takes one batch (serial order within it) from the bus or this node; delivers what is next in line. */
+  #accept(feed: Feed, messages: Message[]): void {
+    if (feed.state !== 'live') {
+      this.#hold(feed, messages);
+      return;
+    }
+    const epoch = epochOf(messages[0]!.version);
+    if (epoch !== feed.epoch) {
+      // A batch of an older log is stale; a newer epoch is a new log, counted from its start.
+      if (feed.epoch !== undefined && epoch < feed.epoch) return;
+      feed.epoch = epoch;
+      feed.delivered = 0;
+      feed.pending = [];
+      feed.pendingCount = 0;
+    }
+    const fresh = messages.filter((m) => seqOf(m.version) > feed.delivered);
+    if (fresh.length === 0) return;
+    if (seqOf(fresh[0]!.version) > feed.delivered + 1) {
+      this.#hold(feed, fresh);
+      feed.gapTimer ??= setTimeout(() => this.#gapTimeout(feed), this.#o.gapGrace ?? 50);
+      return;
+    }
+    this.#deliver(feed, fresh);
+    this.#drainPending(feed);
+  }
+
+  #hold(feed: Feed, messages: Message[]): void {
+    feed.pending.push(messages);
+    feed.pendingCount += messages.length;
+    // Everything pending is also in the store: past this bound, forget it and read it back.
+    if (feed.pendingCount > MAX_PENDING) {
+      feed.pending = [];
+      feed.pendingCount = 0;
+      if (feed.state === 'live') void this.#readBack(feed);
+    }
+  }
+
+  #drainPending(feed: Feed): void {
+    if (feed.pending.length === 0) {
+      clearTimeout(feed.gapTimer);
+      feed.gapTimer = undefined;
+      return;
+    }
+    const pending = feed.pending.sort((a, b) => seqOf(a[0]!.version) - seqOf(b[0]!.version));
+    feed.pending = [];
+    feed.pendingCount = 0;
+    clearTimeout(feed.gapTimer);
+    feed.gapTimer = undefined;
+    for (const batch of pending) this.#accept(feed, batch);
+  }
+
+  #gapTimeout(feed: Feed): void {
+    feed.gapTimer = undefined;
+    if (feed.closed || feed.state !== 'live' || feed.pending.length === 0) return;
+    void this.#readBack(feed);
+  }
+
+  #deliver(feed: Feed, messages: Message[]): void {
+    feed.delivered = seqOf(messages[messages.length - 1]!.version);
+    this.#local.publish(feed.channel, messages);
+  }
+
+  /** Reads everything after the last delivered op from the store, delivers it, then what was held. */
+  async #readBack(feed: Feed): Promise<void> {
+    if (feed.state === 'repairing') return;
+    const wasLive = feed.state === 'live';
+    feed.state = 'repairing';
+    if (wasLive) this.stats.repairs++;
+    try {
+      let after =
+        feed.epoch !== undefined && feed.delivered > 0 ? formatSerial(feed.epoch, feed.delivered) : undefined;
+      for (;;) {
+        const page = await this.#store.readSince(feed.channel, after, PAGE);
+        if (feed.closed) return;
+        if (page.epoch === '') break;
+        if (page.epoch !== feed.epoch) {
+          // The log was replaced (readSince then read it from its start).
+          feed.epoch = page.epoch;
+          feed.delivered = 0;
+        }
+        const fresh = page.messages.filter((m) => seqOf(m.version) > feed.delivered);
+        if (fresh.length > 0) this.#deliver(feed, fresh);
+        if (!page.more || page.messages.length === 0) {
+          feed.delivered = Math.max(feed.delivered, seqOf(page.head));
+          break;
+        }
+        after = page.messages[page.messages.length - 1]!.version;
+      }
+      feed.state = 'live';
+      this.#drainPending(feed);
+    } catch (err) {
+      this.#o.onError?.(err);
+      // Try again on the next position check (or the next jump).
+      feed.state = 'live';
+    }
+  }
+
+  /** The position check: a channel whose head moved past what was delivered lost its last batch. */
+  #checkAll(): void {
+    for (const feed of this.#feeds.values()) {
+      if (feed.state !== 'live' || feed.pending.length > 0) continue;
+      this.#store.info(feed.channel).then(
+        (info) => {
+          if (!info || feed.closed || feed.state !== 'live') return;
+          if (info.epoch !== feed.epoch || seqOf(info.head) > feed.delivered) void this.#readBack(feed);
+        },
+        (err: unknown) => this.#o.onError?.(err),
+      );
+    }
+  }
+}

@@ -1,0 +1,583 @@
+/**
+ * The Redis store: the distributed engine's log (DESIGN §10). Several Mooring nodes share one Redis;
+ * every guarantee of store.ts holds across them because each write is one server-side Lua script:
+ *
+ * - `append` runs publish.lua once per batch: it checks every op (dedup on (channel, publisher, id),
+ *   target in this epoch, not deleted, owner, appendable, maxMessageSize) before the first write, then
+ *   writes serials, ops, rolled-up state and op ids, and puts the batch on the bus (SPUBLISH) — so two
+ *   nodes can never interleave a batch or reuse a serial, and the bus carries batches in serial order.
+ * - The epoch lives in the channel's meta hash and is created by the script when missing: Redis data
+ *   that was lost (flushed, a new empty instance) starts a new epoch, so clients get
+ *   `resumed: false, epoch_changed`, never reused serials.
+ * - Appends are O(size of the delta): a message's data is one Redis string grown with APPEND; its
+ *   validation state (kind, size, creator, deleted) is a few fields of its hash.
+ * - Reads (info, readSince, history) are one read-only script each: one consistent snapshot.
+ * - "Ack means stored" = the script has run on the Redis primary. How durable that is depends on
+ *   Redis persistence (AOF `appendfsync always` / `everysec`); see PROTOCOL.md §10.
+ * - Refuses to start unless `maxmemory-policy` is `noeviction` (evicting keys would lose ops silently).
+ * - Garbage in keys Mooring owns (wrong type, unparsable value) fails that channel's call with a
+ *   StoreError `internal` and a log line; Redis unreachable fails calls with `store_unavailable`
+ *   (retryable, never acknowledged). Commands are not queued while disconnected.
+ *
+ * Keys of channel C (one hash slot, `{C}` tag; key = prefix:{C}:suffix, suffixes never contain '}'):
+ *   meta  hash  epoch, seq (last op), trimmed (trimmedThrough)
+ *   ids   hash  dedup field (publisher + id) → op seq
+ *   ver   zset  message seq scored by its version (catch-up: "changed since")
+ *   msgs  zset  message seq scored by itself (history by serial)
+ *   exp   zset  message seq scored by its expiry time (retention)
+ *   m:<s> hash  id, nm, k (kind), sz, hd (headers JSON), cid, en, ts, v, ch (changed), del
+ *   d:<s> string the message's data (string, JSON text or base64)
+ *   o:<s> list  dedup fields of every op applied to the message (forgotten with it by retention)
+ * Global: prefix:channels (set of channel names, for trim), prefix:leases (hash, lease records).
+ */
+import { readFileSync } from 'node:fs';
+import type { Headers, JsonValue, Message } from '@mooring/protocol';
+import { formatSerial, newEpoch, parseSerial } from '@mooring/protocol';
+import { createClient, ErrorReply } from 'redis';
+import type { DataKind } from './operation-rules.ts';
+import { emptyPage, headSerial, kindOf, liveMessage, rolledUp } from './operation-rules.ts';
+import type {
+  AppendOptions,
+  AppendResult,
+  ChannelInfo,
+  HistoryQuery,
+  LeaseRecord,
+  LeaseRecords,
+  NewOperation,
+  RetentionFor,
+  RolledUpPage,
+  Store,
+} from './store.ts';
+import { StoreError } from './store.ts';
+
+export interface RedisStoreOptions {
+  /** `redis://host:port` (or `rediss://`, with user/password). */
+  url: string;
+  retentionFor?: RetentionFor;
+  /** Prefix of every key Mooring writes. Default `mooring`. */
+  prefix?: string;
+  /** Called with a description and the error when a channel's keys hold something Mooring did not write. */
+  onCorrupt?: (channel: string, detail: string) => void;
+  /** Connection problems (logged; calls fail with store_unavailable meanwhile). */
+  onError?: (err: unknown) => void;
+}
+
+export type RedisClient = ReturnType<typeof createClient>;
+
+const DAY = 24 * 60 * 60 * 1000;
+const TRIM_CHUNK = 500;
+
+function script(name: string): string {
+  return readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8');
+}
+
+const SCRIPTS = {
+  publish: script('publish'),
+  read: script('read'),
+  info: script('info'),
+  trim: script('trim'),
+} as const;
+type ScriptName = keyof typeof SCRIPTS;
+
+/** The bus (pub/sub) channel carrying a channel's stored batches: same hash tag as its keys. */
+export function busChannel(prefix: string, channel: string): string {
+  return `${prefix}:bus:{${channel}}`;
+}
+
+/** A stored batch as it travels on the bus: the epoch, each op's seq ('d' prefix: duplicate), the ops. */
+export interface BusBatch {
+  epoch: string;
+  messages: Message[];
+}
+
+/** Decodes a bus payload written by publish.lua; undefined when it is not one. */
+export function decodeBusBatch(payload: string): BusBatch | undefined {
+  const first = payload.indexOf('\n');
+  const second = payload.indexOf('\n', first + 1);
+  if (first < 0 || second < 0) return undefined;
+  const epoch = payload.slice(0, first);
+  const results = payload.slice(first + 1, second).split(',');
+  let template: unknown;
+  try {
+    template = JSON.parse(payload.slice(second + 1));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(template) || template.length !== results.length) return undefined;
+  const messages: Message[] = [];
+  results.forEach((r, i) => {
+    if (r.startsWith('d')) return;
+    const m = template[i] as Message;
+    const version = formatSerial(epoch, Number(r));
+    messages.push({ ...m, serial: m.action === 'create' ? version : m.serial, version });
+  });
+  return { epoch, messages };
+}
+
+export class RedisStore implements Store {
+  readonly kind = 'redis';
+  readonly client: RedisClient;
+  readonly prefix: string;
+  readonly #retentionFor: RetentionFor;
+  readonly #options: RedisStoreOptions;
+  readonly #shas = new Map<ScriptName, string>();
+  /** Channels this node has put in the trim set (bounded: forgetting one only costs a SADD). */
+  readonly #registered = new Set<string>();
+  readonly #leases = new Map<string, LeaseRecord>();
+  #closed = false;
+
+  private constructor(client: RedisClient, options: RedisStoreOptions) {
+    this.client = client;
+    this.#options = options;
+    this.prefix = options.prefix ?? 'mooring';
+    this.#retentionFor = options.retentionFor ?? (() => DAY);
+  }
+
+  /** Connects, refuses an evicting Redis, loads the scripts and the lease records. */
+  static async open(options: RedisStoreOptions): Promise<RedisStore> {
+    const client = createClient({
+      url: options.url,
+      // Fail fast while disconnected: a publish must be refused (retryable), not parked in memory.
+      disableOfflineQueue: true,
+      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2_000) },
+    });
+    client.on('error', (err: unknown) => options.onError?.(err));
+    try {
+      await client.connect();
+    } catch (err) {
+      client.destroy();
+      throw new StoreError(
+        'store_unavailable',
+        `cannot connect to Redis at ${redact(options.url)}: ${message(err)}`,
+      );
+    }
+    const store = new RedisStore(client, options);
+    try {
+      await store.#checkPolicy();
+      await store.#loadScripts();
+      await store.#loadLeases();
+    } catch (err) {
+      client.destroy();
+      throw err;
+    }
+    return store;
+  }
+
+  async #checkPolicy(): Promise<void> {
+    const info = String(await this.client.sendCommand(['INFO', 'memory']));
+    const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1];
+    if (policy !== undefined && policy !== 'noeviction')
+      throw new StoreError(
+        'store_unavailable',
+        `Redis maxmemory-policy is "${policy}": Mooring needs "noeviction" (an evicting Redis would silently lose stored operations). Set maxmemory-policy noeviction in redis.conf or with CONFIG SET`,
+      );
+  }
+
+  async #loadScripts(): Promise<void> {
+    for (const [name, text] of Object.entries(SCRIPTS) as [ScriptName, string][]) {
+      this.#shas.set(name, String(await this.client.sendCommand(['SCRIPT', 'LOAD', text])));
+    }
+  }
+
+  #key(channel: string, suffix: string): string {
+    return `${this.prefix}:{${channel}}:${suffix}`;
+  }
+
+  /** Runs a script by SHA; after a Redis restart (script cache empty) sends it in full once. */
+  async #run(name: ScriptName, channel: string, keys: string[], args: string[]): Promise<unknown> {
+    if (this.#closed) throw closedError();
+    const sha = this.#shas.get(name)!;
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await this.client.sendCommand(['EVALSHA', sha, ...tail]);
+    } catch (err) {
+      if (err instanceof ErrorReply && err.message.startsWith('NOSCRIPT')) {
+        try {
+          return await this.client.sendCommand(['EVAL', SCRIPTS[name], ...tail]);
+        } catch (again) {
+          throw this.#toStoreError(again, channel);
+        }
+      }
+      throw this.#toStoreError(err, channel);
+    }
+  }
+
+  #toStoreError(err: unknown, channel: string): StoreError {
+    if (err instanceof StoreError) return err;
+    if (err instanceof ErrorReply) {
+      // WRONGTYPE, a Lua runtime error on a value Mooring did not write, OOM: this channel's keys
+      // (or Redis) are not in a state Mooring can use. Never a crash; a clear error and a log line.
+      this.#corrupt(channel, err.message);
+      return new StoreError('internal', `Redis refused an operation on channel ${channel}: ${err.message}`);
+    }
+    return new StoreError('store_unavailable', `Redis is unavailable: ${message(err)}`);
+  }
+
+  #corrupt(channel: string, detail: string): StoreError {
+    this.#options.onCorrupt?.(channel, detail);
+    return new StoreError(
+      'internal',
+      `channel ${channel} holds data Mooring cannot read in Redis: ${detail}`,
+    );
+  }
+
+  async append(channel: string, ops: NewOperation[], options: AppendOptions): Promise<AppendResult> {
+    if (this.#closed) throw closedError();
+    if (ops.length === 0) {
+      const info = await this.info(channel);
+      return { epoch: info?.epoch ?? '', results: [], messages: [] };
+    }
+    const now = options.now ?? Date.now();
+    const retention = this.#retentionFor(channel);
+    const args: string[] = [
+      String(now),
+      String(options.maxMessageSize),
+      newEpoch(now),
+      Number.isFinite(retention) ? String(retention) : 'inf',
+      busChannel(this.prefix, channel),
+      '',
+      String(ops.length),
+    ];
+    const template: Message[] = [];
+    for (const op of ops) {
+      const kind = kindOf(op.data, op.encoding);
+      const target = op.serial === undefined ? undefined : parseSerial(op.serial);
+      let pre = '';
+      if (op.action !== 'create' && !target) pre = 'invalid_serial';
+      let flags = '';
+      if (op.name !== undefined) flags += 'n';
+      if (op.headers !== undefined) flags += 'h';
+      if (op.clientId !== undefined) flags += 'c';
+      if (op.requireOwner !== undefined) flags += 'o';
+      if (op.encoding === 'base64') flags += 'e';
+      args.push(
+        op.action,
+        dedupField(op),
+        op.id,
+        pre,
+        target?.epoch ?? '',
+        String(target?.seq ?? 0),
+        flags,
+        op.name ?? '',
+        encodeData(op.data, kind),
+        kind,
+        op.headers === undefined ? '' : JSON.stringify(op.headers),
+        op.clientId ?? '',
+        op.requireOwner ?? '',
+        '',
+      );
+      // The live form without serial/version, for the bus (publish.lua fills them per op).
+      const live = liveMessage(op, op.serial ?? '', '', now);
+      template.push(live);
+    }
+    args[5] = JSON.stringify(template);
+    this.#register(channel);
+    const reply = await this.#run('publish', channel, this.#writeKeys(channel), args);
+    const r = asArray(reply);
+    if (r[0] === 'corrupt') throw this.#corrupt(channel, String(r[1]));
+    if (r[0] === 'err') throw batchError(ops, String(r[1]), Number(r[2]), String(r[3] ?? ''), options);
+    if (r[0] !== 'ok') throw this.#corrupt(channel, 'unexpected reply from publish script');
+    const epoch = String(r[1]);
+    const results: AppendResult['results'] = [];
+    const messages: Message[] = [];
+    ops.forEach((op, i) => {
+      const token = String(r[i + 2]);
+      if (token.startsWith('d')) {
+        results.push({ serial: formatSerial(epoch, Number(token.slice(1))), duplicate: true });
+        return;
+      }
+      const serial = formatSerial(epoch, Number(token));
+      results.push({ serial });
+      messages.push(liveMessage(op, op.action === 'create' ? serial : op.serial!, serial, now));
+    });
+    return { epoch, results, messages };
+  }
+
+  #writeKeys(channel: string): string[] {
+    return ['meta', 'ids', 'ver', 'msgs', 'exp'].map((s) => this.#key(channel, s));
+  }
+
+  /**
+   * Puts the channel in the trim set once per node. Sent (not awaited) just before the channel's first
+   * script on this connection, so Redis runs it first: a crash cannot leave a stored op untrimmable.
+   */
+  #register(channel: string): void {
+    if (this.#registered.has(channel)) return;
+    if (this.#registered.size >= 100_000) this.#registered.clear();
+    this.#registered.add(channel);
+    this.client.sendCommand(['SADD', `${this.prefix}:channels`, channel]).catch(() => {
+      this.#registered.delete(channel);
+    });
+  }
+
+  async info(channel: string): Promise<ChannelInfo | undefined> {
+    const reply = asArray(
+      await this.#run('info', channel, [this.#key(channel, 'meta'), this.#key(channel, 'msgs')], []),
+    );
+    if (reply.length === 0) return undefined;
+    const [epoch, seq, trimmed, count] = reply.map((v) => String(v));
+    const seqN = Number(seq);
+    const trimmedN = Number(trimmed);
+    if (!epoch || !Number.isSafeInteger(seqN) || !Number.isSafeInteger(trimmedN))
+      throw this.#corrupt(channel, 'meta hash holds a bad epoch, seq or trimmed');
+    return {
+      channel,
+      epoch,
+      head: headSerial(epoch, seqN),
+      trimmedThrough: trimmedN,
+      messageCount: Number(count),
+    };
+  }
+
+  async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
+    let afterEpoch = '';
+    let afterSeq = '0';
+    if (after !== undefined) {
+      const parts = parseSerial(after);
+      if (!parts) throw new StoreError('invalid_serial', `'${after}' is not a serial`);
+      afterEpoch = parts.epoch;
+      afterSeq = String(parts.seq);
+    }
+    return this.#read(channel, [
+      'since',
+      String(Math.max(0, limit)),
+      String(maxBytes ?? 0),
+      afterEpoch,
+      afterSeq,
+    ]);
+  }
+
+  async history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
+    const bound = (serial: string | undefined): [string, string] => {
+      if (serial === undefined) return ['', '0'];
+      const parts = parseSerial(serial);
+      if (!parts) throw new StoreError('invalid_serial', `'${serial}' is not a serial`);
+      return [parts.epoch, String(parts.seq)];
+    };
+    return this.#read(channel, [
+      query.direction,
+      String(Math.max(0, query.limit)),
+      String(query.maxBytes ?? 0),
+      ...bound(query.from),
+      ...bound(query.until),
+    ]);
+  }
+
+  async #read(channel: string, args: string[]): Promise<RolledUpPage> {
+    const keys = [this.#key(channel, 'meta'), this.#key(channel, 'ver'), this.#key(channel, 'msgs')];
+    const reply = asArray(await this.#run('read', channel, keys, args));
+    if (reply.length === 0) return emptyPage();
+    if (reply[0] === 'corrupt') throw this.#corrupt(channel, String(reply[1]));
+    const epoch = String(reply[0]);
+    const head = Number(reply[1]);
+    try {
+      const messages = reply.slice(3).map((entry) => decodeMessage(epoch, asArray(entry)));
+      return { epoch, head: headSerial(epoch, head), messages, more: Number(reply[2]) === 1 };
+    } catch (err) {
+      throw this.#corrupt(channel, message(err));
+    }
+  }
+
+  async trim(now: number = Date.now()): Promise<number> {
+    if (this.#closed) throw closedError();
+    let removed = 0;
+    let cursor = '0';
+    do {
+      let page: unknown[];
+      try {
+        page = asArray(
+          await this.client.sendCommand(['SSCAN', `${this.prefix}:channels`, cursor, 'COUNT', '200']),
+        );
+      } catch (err) {
+        throw this.#toStoreError(err, '*');
+      }
+      cursor = String(page[0]);
+      for (const channel of asArray(page[1]).map(String)) {
+        for (;;) {
+          const r = asArray(
+            await this.#run('trim', channel, this.#writeKeys(channel), [String(now), String(TRIM_CHUNK)]),
+          );
+          removed += Number(r[0]);
+          if (Number(r[1]) !== 1) break;
+        }
+      }
+    } while (cursor !== '0');
+    return removed;
+  }
+
+  /** Lease records in one Redis hash; read once at start (the interface is synchronous), written through. */
+  readonly leases: LeaseRecords = {
+    save: (record) => {
+      if (this.#closed) return;
+      const field = leaseField(record.channel, record.serial);
+      this.#leases.set(field, record);
+      this.client
+        .sendCommand(['HSET', `${this.prefix}:leases`, field, JSON.stringify(record)])
+        .catch((err: unknown) => this.#options.onError?.(err));
+    },
+    remove: (channel, serial) => {
+      if (this.#closed) return;
+      const field = leaseField(channel, serial);
+      this.#leases.delete(field);
+      this.client
+        .sendCommand(['HDEL', `${this.prefix}:leases`, field])
+        .catch((err: unknown) => this.#options.onError?.(err));
+    },
+    all: () => [...this.#leases.values()],
+  };
+
+  async #loadLeases(): Promise<void> {
+    const flat = asArray(await this.client.sendCommand(['HGETALL', `${this.prefix}:leases`]));
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      try {
+        const r = JSON.parse(String(flat[i + 1])) as LeaseRecord;
+        if (typeof r.channel === 'string' && typeof r.serial === 'string' && typeof r.ms === 'number')
+          this.#leases.set(String(flat[i]), r);
+      } catch {
+        this.#options.onCorrupt?.('*', `lease record ${String(flat[i])} is not JSON`);
+      }
+    }
+  }
+
+  async ping(): Promise<void> {
+    if (this.#closed) throw closedError();
+    try {
+      await this.client.sendCommand(['PING']);
+    } catch (err) {
+      throw this.#toStoreError(err, '*');
+    }
+  }
+
+  /** Waits for the commands in flight (every script already sent is answered), then disconnects. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.client.close();
+    } catch {
+      this.client.destroy();
+    }
+  }
+}
+
+function closedError(): StoreError {
+  return new StoreError('store_unavailable', 'the Redis store is closed');
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+function asArray(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/** (publisher, id) as one hash field, length-prefixed so no two pairs collide. */
+function dedupField(op: NewOperation): string {
+  const publisher = op.publisher ?? '';
+  return `${publisher.length}:${publisher}${op.id}`;
+}
+
+function leaseField(channel: string, serial: string): string {
+  return `${channel}\n${serial}`;
+}
+
+function encodeData(data: JsonValue | undefined, kind: DataKind): string {
+  if (data === undefined || kind === 'none') return '';
+  return kind === 'json' ? JSON.stringify(data) : (data as string);
+}
+
+/** The StoreError of a batch refused by publish.lua, with the same messages as the other stores. */
+function batchError(
+  ops: NewOperation[],
+  code: string,
+  index: number,
+  detail: string,
+  options: AppendOptions,
+): StoreError {
+  const op = ops[index];
+  const serial = op?.serial ?? '';
+  switch (code) {
+    case 'invalid_serial':
+      return op?.serial === undefined
+        ? new StoreError('invalid_serial', `an ${op?.action} needs the serial of its message`, index)
+        : new StoreError('invalid_serial', `'${serial}' is not a serial`, index);
+    case 'message_not_found':
+      return new StoreError(
+        'message_not_found',
+        `no message ${serial} in this channel (it never existed, was removed by retention, or belongs to an older log)`,
+        index,
+      );
+    case 'message_deleted':
+      return new StoreError(
+        'message_deleted',
+        `message ${serial} was deleted; nothing can be applied to it`,
+        index,
+      );
+    case 'not_owner':
+      return new StoreError('not_owner', `message ${serial} was created by another client`, index);
+    case 'not_appendable':
+      return new StoreError(
+        'not_appendable',
+        `message ${serial} holds ${detail === 'base64' ? 'bytes' : 'a JSON value'}, not a string: use update to replace it`,
+        index,
+      );
+    case 'bad_request':
+      return new StoreError('bad_request', 'append data must be a plain string delta', index);
+    case 'message_too_large':
+      return new StoreError(
+        'message_too_large',
+        `message ${serial} would hold ${detail} bytes, over the limit of ${options.maxMessageSize}: start a new message`,
+        index,
+      );
+    default:
+      return new StoreError('internal', `the publish script refused op ${index}: ${code}`, index);
+  }
+}
+
+/** A message of a read.lua page: {msgSeq, {field, value, ...}, data}. Throws on a malformed one. */
+function decodeMessage(epoch: string, entry: unknown[]): Message {
+  const seq = Number(entry[0]);
+  const flat = asArray(entry[1]).map(String);
+  const f = new Map<string, string>();
+  for (let i = 0; i + 1 < flat.length; i += 2) f.set(flat[i]!, flat[i + 1]!);
+  const raw = String(entry[2] ?? '');
+  const kind = f.get('k') as DataKind | undefined;
+  const version = Number(f.get('v'));
+  const ts = Number(f.get('ts'));
+  const id = f.get('id');
+  if (
+    !Number.isSafeInteger(seq) ||
+    !Number.isSafeInteger(version) ||
+    !Number.isFinite(ts) ||
+    id === undefined ||
+    (kind !== 'none' && kind !== 'string' && kind !== 'json' && kind !== 'base64')
+  )
+    throw new Error(`message ${seq} has missing or malformed fields`);
+  let data: JsonValue | undefined;
+  if (kind === 'json') data = JSON.parse(raw) as JsonValue;
+  else if (kind !== 'none') data = raw;
+  const hd = f.get('hd');
+  return rolledUp({
+    serial: formatSerial(epoch, seq),
+    version: formatSerial(epoch, version),
+    changed: f.get('ch') === '1',
+    deleted: f.get('del') === '1',
+    id,
+    name: f.get('nm'),
+    data,
+    encoding: f.get('en') === 'base64' ? 'base64' : undefined,
+    headers: hd === undefined ? undefined : (JSON.parse(hd) as Headers),
+    clientId: f.get('cid'),
+    timestamp: ts,
+  });
+}

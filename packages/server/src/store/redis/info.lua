@@ -1,0 +1,6 @@
+-- Mooring: a channel's log state in one snapshot (see redis-store.ts).
+-- KEYS: 1 meta (hash), 2 msgs (zset). Returns {} when the channel has no log, else
+-- {epoch, seq, trimmedThrough, messageCount}.
+local head = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'trimmed')
+if not head[1] then return {} end
+return {head[1], head[2] or '0', head[3] or '0', redis.call('ZCARD', KEYS[2])}

@@ -1,0 +1,150 @@
+-- Mooring: store one publish batch of one channel, atomically (see redis-store.ts).
+-- Every op is checked before the first write (Lua has no rollback): dedup on (publisher, id),
+-- target exists in this epoch, not deleted, owner, appendable, sizes. Then: serials, ops, rolled-up
+-- state, op ids, retention index, and the batch on the bus (SPUBLISH) so other nodes fan it out.
+--
+-- KEYS: 1 meta (hash), 2 ids (hash), 3 ver (zset), 4 msgs (zset), 5 exp (zset); message keys share
+-- the same `{<channel>}` hash tag and are derived from KEYS[1].
+-- ARGV: 1 now, 2 maxMessageSize, 3 candidate epoch, 4 retention ms ('inf' = forever),
+--       5 bus channel, 6 live template (JSON, for the bus), 7 op count, then 14 fields per op:
+--       action, dedup field, id, preflight error code, target epoch, target seq, flags
+--       (n name, h headers, c clientId, o requireOwner, e base64), name, data, kind, headers,
+--       clientId, requireOwner, spare.
+-- Returns {'ok', epoch, r1, r2, ...} (r = seq, or 'd'..seq for a duplicate) or {'err', code, index, detail}
+-- or {'corrupt', what}.
+local meta, ids, ver, msgs, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix = string.sub(meta, 1, -5)
+local now = ARGV[1]
+local maxSize = tonumber(ARGV[2])
+local n = tonumber(ARGV[7])
+local FIELDS = 14
+
+local head = redis.call('HMGET', meta, 'epoch', 'seq')
+local epoch = head[1]
+local seq = 0
+local fresh = false
+if not epoch then
+  epoch = ARGV[3]
+  fresh = true
+else
+  seq = tonumber(head[2])
+  if not seq then return {'corrupt', 'meta.seq is not a number'} end
+end
+
+local function has(flags, f) return string.find(flags, f, 1, true) ~= nil end
+
+local function loadMeta(msgSeq)
+  local m = redis.call('HMGET', prefix .. 'm:' .. msgSeq, 'k', 'sz', 'cid', 'del')
+  if not m[1] then return nil end
+  local size = tonumber(m[2])
+  if not size then return false end
+  return {kind = m[1], size = size, cid = m[3] or false, del = m[4] == '1'}
+end
+
+local results = {}
+local batchIds = {}
+local touched = {}
+local plan = {}
+for i = 0, n - 1 do
+  local b = 8 + i * FIELDS
+  local action, field = ARGV[b], ARGV[b + 1]
+  local earlier = batchIds[field]
+  if not earlier and not fresh then
+    local s = redis.call('HGET', ids, field)
+    if s then
+      earlier = tonumber(s)
+      if not earlier then return {'corrupt', 'an op id maps to a non-number'} end
+    end
+  end
+  if earlier then
+    results[#results + 1] = 'd' .. earlier
+  else
+    if ARGV[b + 3] ~= '' then return {'err', ARGV[b + 3], i, ''} end
+    local opSeq = seq + 1
+    local flags, data, kind = ARGV[b + 6], ARGV[b + 8], ARGV[b + 9]
+    local msgSeq = opSeq
+    if action == 'create' then
+      local size = 0
+      if kind ~= 'none' then size = #data end
+      touched[opSeq] = {kind = kind, size = size, cid = has(flags, 'c') and ARGV[b + 11] or false, del = false}
+    else
+      local tseq = tonumber(ARGV[b + 5])
+      if ARGV[b + 4] ~= epoch or not tseq or tseq < 1 then return {'err', 'message_not_found', i, ''} end
+      msgSeq = tseq
+      local cur = touched[msgSeq]
+      if cur == nil then
+        cur = loadMeta(msgSeq)
+        if cur == false then return {'corrupt', 'message ' .. msgSeq .. ' has a bad size'} end
+      end
+      if not cur then return {'err', 'message_not_found', i, ''} end
+      if cur.del then return {'err', 'message_deleted', i, ''} end
+      if has(flags, 'o') and cur.cid ~= ARGV[b + 12] then return {'err', 'not_owner', i, ''} end
+      local nxt = {kind = cur.kind, size = cur.size, cid = cur.cid, del = false}
+      if action == 'delete' then
+        nxt.kind, nxt.size, nxt.del = 'none', 0, true
+      elseif action == 'append' then
+        if cur.kind ~= 'none' and cur.kind ~= 'string' then return {'err', 'not_appendable', i, cur.kind} end
+        if kind == 'json' or kind == 'base64' then return {'err', 'bad_request', i, ''} end
+        nxt.kind = 'string'
+        if kind ~= 'none' then nxt.size = cur.size + #data end
+      elseif kind ~= 'none' then
+        nxt.kind, nxt.size = kind, #data
+      end
+      if nxt.size > maxSize then return {'err', 'message_too_large', i, tostring(nxt.size)} end
+      touched[msgSeq] = nxt
+    end
+    seq = opSeq
+    batchIds[field] = opSeq
+    results[#results + 1] = tostring(opSeq)
+    plan[#plan + 1] = {b = b, seq = opSeq, msg = msgSeq}
+  end
+end
+
+local reply = {'ok', epoch}
+for _, r in ipairs(results) do reply[#reply + 1] = r end
+if #plan == 0 then return reply end
+
+if fresh then redis.call('HSET', meta, 'epoch', epoch, 'trimmed', 0) end
+local retention = ARGV[4]
+for _, p in ipairs(plan) do
+  local b = p.b
+  local action, field, id, flags = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 6]
+  local data, kind = ARGV[b + 8], ARGV[b + 9]
+  local mkey, dkey, okey = prefix .. 'm:' .. p.msg, prefix .. 'd:' .. p.msg, prefix .. 'o:' .. p.msg
+  redis.call('HSET', ids, field, p.seq)
+  redis.call('RPUSH', okey, field)
+  redis.call('ZADD', ver, p.seq, p.msg)
+  if action == 'create' then
+    local size = 0
+    if kind ~= 'none' then size = #data end
+    redis.call('HSET', mkey, 'id', id, 'k', kind, 'sz', size, 'ts', now, 'v', p.seq, 'ch', 0, 'del', 0)
+    if has(flags, 'n') then redis.call('HSET', mkey, 'nm', ARGV[b + 7]) end
+    if has(flags, 'h') then redis.call('HSET', mkey, 'hd', ARGV[b + 10]) end
+    if has(flags, 'c') then redis.call('HSET', mkey, 'cid', ARGV[b + 11]) end
+    if has(flags, 'e') then redis.call('HSET', mkey, 'en', 'base64') end
+    if kind ~= 'none' then redis.call('SET', dkey, data) end
+    redis.call('ZADD', msgs, p.seq, p.msg)
+    if retention ~= 'inf' then redis.call('ZADD', exp, tonumber(now) + tonumber(retention), p.msg) end
+  else
+    if action == 'append' then
+      -- O(size of the delta): the message's data is one string, grown in place.
+      redis.call('APPEND', dkey, data)
+      redis.call('HSET', mkey, 'k', 'string', 'sz', redis.call('STRLEN', dkey))
+    elseif action == 'update' then
+      if kind ~= 'none' then
+        redis.call('SET', dkey, data)
+        redis.call('HSET', mkey, 'k', kind, 'sz', #data)
+        if has(flags, 'e') then redis.call('HSET', mkey, 'en', 'base64') else redis.call('HDEL', mkey, 'en') end
+      end
+    else
+      redis.call('DEL', dkey)
+      redis.call('HSET', mkey, 'k', 'none', 'sz', 0, 'del', 1)
+      redis.call('HDEL', mkey, 'hd', 'en')
+    end
+    if action ~= 'delete' and has(flags, 'h') then redis.call('HSET', mkey, 'hd', ARGV[b + 10]) end
+    redis.call('HSET', mkey, 'v', p.seq, 'ch', 1)
+  end
+end
+redis.call('HSET', meta, 'seq', seq)
+redis.call('SPUBLISH', ARGV[5], epoch .. '\n' .. table.concat(results, ',') .. '\n' .. ARGV[6])
+return reply

@@ -1,0 +1,210 @@
+/**
+ * Several Mooring nodes on one real redis-server (DESIGN §10): two `startServer` in one process,
+ * sharing a Redis the test starts. Cross-node fan-out in order and once, gaps on the bus repaired
+ * from the store, and what clients see when Redis stops, restarts (AOF) or loses its data.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { type MooringServer, startServer } from '../src/index.ts';
+import { RedisHub } from '../src/redis-hub.ts';
+import type { RedisStore } from '../src/store/redis-store.ts';
+import type { Store } from '../src/store/store.ts';
+import { rest, TEST_KEY } from './support/fixture.ts';
+import { fold, RawClient } from './support/raw-client.ts';
+
+const skip = redisSkipReason();
+
+function node(redis: RedisServer, hub?: (store: Store) => Promise<RedisHub>): Promise<MooringServer> {
+  return startServer({
+    host: '127.0.0.1',
+    port: 0,
+    keys: [TEST_KEY],
+    store: { kind: 'redis', url: redis.url },
+    ...(hub ? { hub } : {}),
+  });
+}
+
+/** Versions strictly increase: every op delivered once, in serial order. */
+function assertInOrderOnce(messages: Message[]): void {
+  for (let i = 1; i < messages.length; i++)
+    assert.ok(messages[i - 1]!.version < messages[i]!.version, `delivery ${i} is after delivery ${i - 1}`);
+}
+
+async function historyOf(server: MooringServer, channel: string): Promise<Message[]> {
+  const res = await rest(server, `/v1/channels/${channel}/messages?direction=forwards&limit=1000`);
+  return res.body.items as Message[];
+}
+
+/** What a subscriber folded equals the store's rolled-up history. */
+async function assertConverged(sub: RawClient, server: MooringServer, channel: string): Promise<void> {
+  const folded = [...fold(sub.messages(channel)).values()].map((m) => [m.serial, m.data, m.version]);
+  const stored = (await historyOf(server, channel)).map((m) => [m.serial, m.data, m.version]);
+  assert.deepEqual(folded, stored);
+}
+
+if (skip) {
+  describe('Redis engine (several nodes)', () => {
+    it('needs redis-server', (t) => t.skip(skip));
+  });
+} else {
+  describe('Redis engine: two nodes, one Redis', () => {
+    let redis: RedisServer;
+    let a: MooringServer;
+    let b: MooringServer;
+    let dropped = 0;
+    let hubA: RedisHub | undefined;
+    // Node A's bus loses payloads on purpose when `lose` says so (the test-injectable filter).
+    let lose: (payload: string, n: number) => boolean = () => false;
+    let seen = 0;
+    before(async () => {
+      redis = await startRedis();
+      a = await node(redis, async (store) => {
+        hubA = await RedisHub.open({
+          store: store as RedisStore,
+          checkInterval: 100,
+          filter: (_channel, payload) => {
+            if (lose(payload, ++seen)) {
+              dropped++;
+              return false;
+            }
+            return true;
+          },
+        });
+        return hubA;
+      });
+      b = await node(redis);
+    });
+    after(async () => {
+      await a.close();
+      await b.close();
+      await redis.close();
+    });
+
+    it('delivers to a subscriber on node A, in order and once, what a publisher on node B stores', async () => {
+      const channel = 'session:cross';
+      const sub = await RawClient.connect(a.url);
+      await sub.attach(channel);
+      const pubs = await Promise.all([1, 2].map((i) => RawClient.connect(b.url, { clientId: `agent-${i}` })));
+      const acked = await Promise.all(
+        pubs.map(async (pub, p) => {
+          const first = await pub.publish(channel, [{ id: `m${p}`, data: '' }]);
+          const serial = first.results[0]!.serial;
+          for (let i = 0; i < 40; i++)
+            await pub.publish(channel, [{ action: 'append', serial, data: `${p}.${i} ` }]);
+          return serial;
+        }),
+      );
+      const head = (await historyOf(b, channel))
+        .map((m) => m.version)
+        .sort()
+        .at(-1)!;
+      await waitFor(() => sub.positions.get(channel) === head, { message: 'A received everything B stored' });
+      const received = sub.messages(channel);
+      assertInOrderOnce(received);
+      assert.equal(received.length, 82, 'each op exactly once (no bus loss here)');
+      await assertConverged(sub, b, channel);
+      assert.equal(acked.length, 2);
+      await Promise.all([sub.close(), ...pubs.map((p) => p.close())]);
+    });
+
+    it('repairs bus messages it never got from the store: a jump in serials, and a lost last batch', async () => {
+      const channel = 'session:lossy';
+      const sub = await RawClient.connect(a.url);
+      await sub.attach(channel);
+      const pub = await RawClient.connect(b.url, { clientId: 'agent' });
+      const repairsBefore = hubA!.stats.repairs;
+      const total = 30;
+      // Lose every 4th batch of this channel on node A, and the very last one (no later jump shows it).
+      lose = (payload, n) => payload.includes('"lossy-') && (n % 4 === 0 || payload.includes('"lossy-last"'));
+      const first = await pub.publish(channel, [{ id: 'lossy-0', data: '' }]);
+      const serial = first.results[0]!.serial;
+      for (let i = 1; i < total; i++)
+        await pub.publish(channel, [{ id: `lossy-${i}`, action: 'append', serial, data: `${i},` }]);
+      await pub.publish(channel, [{ id: 'lossy-last', data: 'the end' }]);
+      const head = (await historyOf(b, channel))
+        .map((m) => m.version)
+        .sort()
+        .at(-1)!;
+      await waitFor(() => sub.positions.get(channel) === head, { message: 'A repaired every gap' });
+      lose = () => false;
+      assert.ok(dropped > 0, 'the filter dropped bus messages');
+      assert.ok(hubA!.stats.repairs > repairsBefore, 'gaps were read back from the store');
+      assertInOrderOnce(sub.messages(channel));
+      await assertConverged(sub, b, channel);
+      await Promise.all([sub.close(), pub.close()]);
+    });
+  });
+
+  describe('Redis engine: Redis trouble', () => {
+    it('Redis stopped: /ready is 503 and publishes are refused as retryable, never acknowledged; with AOF every acknowledged op survives a restart', async () => {
+      const redis = await startRedis({ appendonly: 'always' });
+      const server = await node(redis);
+      try {
+        const channel = 'session:outage';
+        const pub = await RawClient.connect(server.url, { clientId: 'agent' });
+        const acked: string[] = [];
+        for (let i = 0; i < 20; i++)
+          acked.push((await pub.publish(channel, [{ id: `k${i}`, data: `${i}` }])).results[0]!.serial);
+        assert.equal((await rest(server, '/ready')).status, 200);
+
+        await redis.stop('SIGKILL');
+        const ready = await rest(server, '/ready');
+        assert.equal(ready.status, 503);
+        const refused = await pub.request({ type: 'publish', channel, ops: [{ id: 'during', data: 'x' }] });
+        assert.equal(refused.type, 'error');
+        assert.ok(
+          refused.type === 'error' && refused.error.code === 'store_unavailable',
+          JSON.stringify(refused),
+        );
+        assert.ok(refused.type === 'error' && refused.error.retryable);
+
+        await redis.restart();
+        await waitFor(async () => (await rest(server, '/ready')).status === 200, { message: 'ready again' });
+        const stored = (await historyOf(server, channel)).map((m) => m.serial);
+        assert.deepEqual(stored, acked, 'every acknowledged op is still there, nothing else');
+        // The client resends its unacknowledged publish with the same id: stored once now.
+        const retried = await pub.publish(channel, [{ id: 'during', data: 'x' }]);
+        assert.equal(retried.results[0]!.duplicate, undefined);
+        const sub = await RawClient.connect(server.url);
+        const resumed = await sub.attach(channel, { from: acked[9]! });
+        assert.equal(resumed.resumed, true);
+        await Promise.all([pub.close(), sub.close()]);
+      } finally {
+        await server.close();
+        await redis.close();
+      }
+    });
+
+    it('Redis lost its data (flushed): a client resuming gets resumed:false with epoch_changed, never a gap', async () => {
+      const redis = await startRedis();
+      const server = await node(redis);
+      try {
+        const channel = 'session:flushed';
+        const pub = await RawClient.connect(server.url, { clientId: 'agent' });
+        const old = (await pub.publish(channel, [{ data: 'before' }])).results[0]!.serial;
+        await redis.command('FLUSHALL');
+        const fresh = (await pub.publish(channel, [{ data: 'after' }])).results[0]!.serial;
+        assert.notEqual(fresh.split('.')[0], old.split('.')[0], 'a new epoch');
+        const sub = await RawClient.connect(server.url);
+        const attached = await sub.attach(channel, { from: old });
+        assert.equal(attached.resumed, false);
+        assert.equal(attached.reason, 'epoch_changed');
+        await Promise.all([pub.close(), sub.close()]);
+      } finally {
+        await server.close();
+        await redis.close();
+      }
+    });
+
+    it('refuses to start on a Redis whose maxmemory-policy evicts keys', async () => {
+      const redis = await startRedis({ maxmemoryPolicy: 'allkeys-lru' });
+      try {
+        await assert.rejects(node(redis), /maxmemory-policy is "allkeys-lru".*noeviction/);
+      } finally {
+        await redis.close();
+      }
+    });
+  });
+}

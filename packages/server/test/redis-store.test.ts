@@ -1,0 +1,157 @@
+/**
+ * The Redis store on a real redis-server (started by the test in a temp dir): the conformance suite,
+ * plus what only Redis can get wrong — the epoch after lost data, an evicting Redis, garbage in keys
+ * Mooring owns, Redis going away, and AOF restarts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { parseSerial } from '@mooring/protocol';
+import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { RedisStore } from '../src/store/redis-store.ts';
+import type { AppendOptions, NewOperation } from '../src/store/store.ts';
+import { StoreError } from '../src/store/store.ts';
+import { storeConformance } from './store-conformance.ts';
+
+const OPTS: AppendOptions = { maxMessageSize: 4 * 1024 * 1024 };
+const skip = redisSkipReason();
+let counter = 0;
+
+function create(fields: Partial<NewOperation> = {}): NewOperation {
+  return { action: 'create', id: `c-${++counter}`, ...fields };
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof StoreError, `expected a StoreError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return true;
+  });
+}
+
+if (skip) {
+  describe('Redis store', () => {
+    it('needs redis-server', (t) => t.skip(skip));
+  });
+} else {
+  let redis: RedisServer;
+  let db = 0;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(() => redis.close());
+
+  // Each fixture gets its own key prefix on the shared server: fresh and isolated, no FLUSHALL.
+  storeConformance('redis', async (options) => {
+    const prefix = `t${++db}`;
+    const open = () => RedisStore.open({ url: redis.url, prefix, ...options });
+    let store = await open();
+    return {
+      store,
+      reopen: async () => {
+        await store.close();
+        store = await open();
+        return store;
+      },
+      cleanup: async () => {
+        await store.close();
+      },
+    };
+  });
+
+  describe('Redis store: what only Redis can get wrong', () => {
+    it('starts a new epoch when Redis lost the channel (flushed): never reuses serials', async () => {
+      const store = await RedisStore.open({ url: redis.url, prefix: 'flush' });
+      const first = await store.append('ch', [create({ data: 'a' }), create()], OPTS);
+      await redis.command('FLUSHALL');
+      const again = await store.append('ch', [create({ data: 'b' })], OPTS);
+      assert.notEqual(again.epoch, first.epoch);
+      assert.equal(parseSerial(again.results[0]!.serial)?.seq, 1);
+      assert.ok(again.epoch > first.epoch, 'a newer epoch sorts after the older one');
+      await store.close();
+    });
+
+    it('refuses to start on an evicting Redis (maxmemory-policy other than noeviction)', async () => {
+      const lru = await startRedis({ maxmemoryPolicy: 'allkeys-lru' });
+      try {
+        await assert.rejects(
+          RedisStore.open({ url: lru.url }),
+          /maxmemory-policy is "allkeys-lru".*noeviction/,
+        );
+      } finally {
+        await lru.close();
+      }
+    });
+
+    it('answers garbage in its keys with a typed error for that channel and a log line, not a crash', async () => {
+      const logged: string[] = [];
+      const store = await RedisStore.open({
+        url: redis.url,
+        prefix: 'garbage',
+        onCorrupt: (channel, detail) => logged.push(`${channel}: ${detail}`),
+      });
+      const ok = await store.append('good', [create({ data: 'x' })], OPTS);
+      const s = await store.append('bad', [create({ data: 'x' })], OPTS);
+      const seq = parseSerial(s.results[0]!.serial)!.seq;
+      // a wrong type where the meta hash should be
+      await redis.command('DEL', 'garbage:{wrongtype}:meta');
+      await redis.command('SET', 'garbage:{wrongtype}:meta', 'junk');
+      await rejectsWith(store.append('wrongtype', [create()], OPTS), 'internal');
+      await rejectsWith(store.info('wrongtype'), 'internal');
+      await rejectsWith(store.readSince('wrongtype', undefined, 10), 'internal');
+      // a truncated value: the counter and a message's JSON data
+      await redis.command('HSET', 'garbage:{bad}:meta', 'seq', '12x');
+      await rejectsWith(store.append('bad', [create()], OPTS), 'internal');
+      await rejectsWith(store.info('bad'), 'internal');
+      await redis.command('HSET', 'garbage:{bad}:meta', 'seq', String(seq));
+      await redis.command('HSET', `garbage:{bad}:m:${seq}`, 'k', 'json');
+      await redis.command('SET', `garbage:{bad}:d:${seq}`, '{"trunc');
+      await rejectsWith(store.history('bad', { direction: 'forwards', limit: 10 }), 'internal');
+      await redis.command('HSET', `garbage:{bad}:m:${seq}`, 'sz', 'oops');
+      await rejectsWith(
+        store.append('bad', [{ action: 'append', id: 'x1', serial: s.results[0]!.serial, data: 'y' }], OPTS),
+        'internal',
+      );
+      assert.ok(logged.some((l) => l.startsWith('wrongtype:')));
+      assert.ok(logged.some((l) => l.startsWith('bad:')));
+      // other channels are untouched
+      const page = await store.history('good', { direction: 'forwards', limit: 10 });
+      assert.equal(page.messages[0]?.serial, ok.results[0]!.serial);
+      await store.close();
+    });
+
+    it('refuses calls with store_unavailable while Redis is down, and serves again when it is back', async () => {
+      const own = await startRedis({ appendonly: 'always' });
+      const store = await RedisStore.open({ url: own.url, onError: () => {} });
+      try {
+        const s = await store.append('ch', [create({ id: 'kept', data: 'a' })], OPTS);
+        await own.stop('SIGKILL');
+        await rejectsWith(store.append('ch', [create({ data: 'lost' })], OPTS), 'store_unavailable');
+        await rejectsWith(store.ping(), 'store_unavailable');
+        await rejectsWith(store.info('ch'), 'store_unavailable');
+        await own.restart();
+        await waitUntil(() =>
+          store.ping().then(
+            () => true,
+            () => false,
+          ),
+        );
+        // AOF (always): the acknowledged op survived the crash, with its epoch and dedup.
+        const info = await store.info('ch');
+        assert.equal(info?.head, s.results[0]!.serial);
+        const dup = await store.append('ch', [create({ id: 'kept', data: 'a' })], OPTS);
+        assert.deepEqual(dup.results, [{ serial: s.results[0]!.serial, duplicate: true }]);
+      } finally {
+        await store.close();
+        await own.close();
+      }
+    });
+  });
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeout = 10_000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
