@@ -1,5 +1,5 @@
 /**
- * Who is calling, and what they may do (DESIGN §7, PROTOCOL.md §14).
+ * Who is calling, and what they may do (ARCHITECTURE.md §7, PROTOCOL.md §14).
  *
  * - API keys `<keyName>:<secret>` for trusted backends and agents, each with a capability (default:
  *   everything). A key may name any clientId (`?clientId=`): it is trusted.

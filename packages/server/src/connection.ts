@@ -22,6 +22,7 @@ import {
   type PublishFrame,
   type Ref,
   type ServerFrame,
+  type TransportKind,
 } from '@mooring/protocol';
 import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
@@ -36,7 +37,7 @@ import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export interface TransportSink {
-  readonly kind: 'websocket' | 'sse' | 'longpoll';
+  readonly kind: TransportKind;
   /**
    * True when the peer answers every heartbeat round (WebSocket pongs), so silence means it is gone.
    * HTTP transports watch their peers themselves (a closed stream, a poll that does not come back).
@@ -77,8 +78,8 @@ export class Connection {
   readonly #budgets: IdentityBudgets;
   /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
   readonly #frameBudget: TokenBucket;
-  /** Frames refused in a row by `#frameBudget`; past `maxFrameBurst` the connection is dropped. */
-  #framesRefused = 0;
+  /** Refusals the connection may collect (a burst, refilled at the same rate); past them it is dropped. */
+  readonly #refusalBudget: TokenBucket;
   /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once. */
   readonly #presenceBudget: TokenBucket;
   readonly transport: TransportSink;
@@ -117,6 +118,7 @@ export class Connection {
     this.#verifyToken = options.verifyToken;
     this.#budgets = options.budgets;
     this.#frameBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
+    this.#refusalBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
     this.#presenceBudget = new TokenBucket(
       options.limits.maxPresenceRate,
       options.limits.maxPresenceChannelsPerConnection,
@@ -148,6 +150,7 @@ export class Connection {
   /** Handles one inbound text frame. Never throws: every problem becomes an `error` frame. */
   receive(text: string): void {
     this.alive = true;
+    if (this.#closed) return;
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -211,22 +214,19 @@ export class Connection {
   /**
    * The per-connection budget of frames other than publishes, so that a flood of pings (or bad
    * frames) from one connection cannot take the event loop from everyone else. A refused frame gets
-   * `rate_limited`; a connection that goes on sending past a whole burst of refusals is dropped
-   * (close 4028) rather than answered forever.
+   * `rate_limited`; a connection that keeps sending at more than twice the rate collects refusals
+   * faster than they are forgiven and, past a whole burst of them, is dropped (close 4028) rather
+   * than answered forever.
    */
   #admitFrame(ref: Ref | undefined, channel: string | undefined): boolean {
-    if (this.#frameBudget.take()) {
-      this.#framesRefused = 0;
-      return true;
-    }
-    if (++this.#framesRefused > this.#limits.maxFrameBurst) {
+    if (this.#frameBudget.take()) return true;
+    if (!this.#refusalBudget.take()) {
       this.#channels.metrics.errors.inc({ code: 'rate_limited' });
       this.disconnect(
         'rate_limited',
         4028,
         true,
         errorInfo('rate_limited', 'too many frames: the connection kept sending past its frame budget'),
-        true,
       );
       return false;
     }

@@ -1,5 +1,5 @@
 /**
- * Tokens for browsers (DESIGN §7, PROTOCOL.md §14): JWTs signed with an API key's secret (HS256 only),
+ * Tokens for browsers (ARCHITECTURE.md §7, PROTOCOL.md §14): JWTs signed with an API key's secret (HS256 only),
  * `kid` = the key's name, claims `clientId`, `capability`, `exp` (required), `iat`, optional `nbf`.
  * Application backends mint them with `createToken()` (or `POST /v1/tokens`, or `mooring token`);
  * the server verifies them with `jose`. A token can never do more than the key that signed it.

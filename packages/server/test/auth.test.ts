@@ -1,5 +1,5 @@
 /**
- * Auth and capabilities (DESIGN §7, PROTOCOL.md §14): every operation allowed and denied, on every
+ * Auth and capabilities (ARCHITECTURE.md §7, PROTOCOL.md §14): every operation allowed and denied, on every
  * transport and on REST; tokens that must not verify; globs that must not over-match; limits.
  */
 import assert from 'node:assert/strict';
