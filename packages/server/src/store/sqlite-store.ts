@@ -302,7 +302,7 @@ export class SqliteStore implements Store {
     const s = this.#s;
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
       const clientId = op.clientId ?? null;
-      const publisher = op.publisher ?? '';
+      const publisher = op.publisher ?? ''; // '' for untyped (JS) callers
       // Update and delete read and rewrite the message from `ops`: merge the journal into it first.
       if (op.action === 'update' || op.action === 'delete') this.#mergeJournal();
       this.#hotIds.set(`${chan}:${dedupKey(publisher, op.id)}`, seq);
