@@ -97,7 +97,7 @@ interface Waiter<T> {
 
 export class Channel {
   readonly name: string;
-  /** This channel's presence set (DESIGN §8, PROTOCOL.md §6.4): enter, leave, members, events. */
+  /** This channel's presence set (ARCHITECTURE.md §8, PROTOCOL.md §6.4): enter, leave, members, events. */
   readonly presence: Presence;
   readonly #presence: PresenceInternals;
   readonly #host: ChannelHost;

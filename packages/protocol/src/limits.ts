@@ -1,4 +1,4 @@
-/** Default limits (DESIGN §9, PROTOCOL.md §10). Each is configurable on the server. */
+/** Default limits (ARCHITECTURE.md §9, PROTOCOL.md §10). Each is configurable on the server. */
 export const DEFAULT_LIMITS = {
   /** Bytes of one operation: name + data + headers as JSON. */
   maxOperationSize: 64 * 1024,

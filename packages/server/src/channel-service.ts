@@ -254,7 +254,7 @@ export class ChannelService {
   }
 
   /**
-   * Checks the capability for one operation (DESIGN §7). Returns the clientId the target message must
+   * Checks the capability for one operation (ARCHITECTURE.md §7). Returns the clientId the target message must
    * have been created by when only the `*-own` operation is allowed (undefined: any message).
    */
   #authorize(channel: string, action: Action, identity: PublishIdentity): string | undefined {
@@ -268,8 +268,14 @@ export class ChannelService {
     const own: Operation =
       action === 'append' ? 'append-own' : action === 'update' ? 'update-own' : 'delete-own';
     requireAccess(access, channel, own);
-    // an anonymous identity owns nothing: '' matches no creator
-    return identity.clientId ?? '';
+    // An anonymous identity owns nothing (not even messages created anonymously): refused here,
+    // rather than matched against a stand-in value some creator could have.
+    if (identity.clientId === undefined)
+      throw new ServerError(
+        'not_owner',
+        `an identity without a clientId owns no messages: ${action} needs ${action === 'delete' ? 'delete-any' : 'update-any'}`,
+      );
+    return identity.clientId;
   }
 
   #toNewOperation(

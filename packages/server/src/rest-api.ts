@@ -70,6 +70,7 @@ export class RestApi {
     } catch (err) {
       if (err instanceof RequestAborted) {
         // the client went away mid-body: nobody to answer, nothing went wrong here
+        this.#o.logger.debug({ path: url.pathname }, 'request aborted by the client');
         res.destroy();
         return;
       }

@@ -304,7 +304,9 @@ describe('read slots', () => {
     // one 16 MiB message: more than the socket buffers take, so a reader that takes nothing keeps
     // its page waiting for room — and its read slot held
     const huge = 'h'.repeat(16 * MIB);
-    await store.append('huge', [{ action: 'create', id: 'h', data: huge }], { maxMessageSize: 32 * MIB });
+    await store.append('huge', [{ action: 'create', publisher: '', id: 'h', data: huge }], {
+      maxMessageSize: 32 * MIB,
+    });
     const stuck = request(`${server.url}/v1/channels/huge/messages?limit=1000`, {
       headers: { authorization: `Bearer ${TEST_KEY}` },
     });
@@ -316,7 +318,9 @@ describe('read slots', () => {
     res.pause();
     t.after(() => res.destroy());
     // three more at once: one waits in line (maxQueuedReads 1), the others find it full
-    await store.append('small', [{ action: 'create', id: 's', data: 'small' }], { maxMessageSize: MIB });
+    await store.append('small', [{ action: 'create', publisher: '', id: 's', data: 'small' }], {
+      maxMessageSize: MIB,
+    });
     const more = ['a', 'b', 'c'].map(() =>
       fetch(`${server.url}/v1/channels/small/messages`, { headers: { authorization: `Bearer ${TEST_KEY}` } }),
     );

@@ -1,5 +1,5 @@
 /**
- * The store conformance suite (DESIGN §10): the same cases, run against every Store implementation,
+ * The store conformance suite (ARCHITECTURE.md §10): the same cases, run against every Store implementation,
  * check the guarantees in src/store/store.ts and the message rules of PROTOCOL.md §3–§4.
  *
  * Usage, from a `*.test.ts` file:
@@ -38,18 +38,18 @@ function uid(prefix = 'op'): string {
 }
 
 function create(fields: Partial<NewOperation> = {}): NewOperation {
-  return { action: 'create', id: uid('c'), ...fields };
+  return { action: 'create', publisher: '', id: uid('c'), ...fields };
 }
 function append(serial: string, data?: string, fields: Partial<NewOperation> = {}): NewOperation {
-  const op: NewOperation = { action: 'append', id: uid('a'), serial, ...fields };
+  const op: NewOperation = { action: 'append', publisher: '', id: uid('a'), serial, ...fields };
   if (data !== undefined) op.data = data;
   return op;
 }
 function update(serial: string, fields: Partial<NewOperation> = {}): NewOperation {
-  return { action: 'update', id: uid('u'), serial, ...fields };
+  return { action: 'update', publisher: '', id: uid('u'), serial, ...fields };
 }
 function del(serial: string, fields: Partial<NewOperation> = {}): NewOperation {
-  return { action: 'delete', id: uid('d'), serial, ...fields };
+  return { action: 'delete', publisher: '', id: uid('d'), serial, ...fields };
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string, index?: number): Promise<void> {
@@ -560,7 +560,11 @@ export function storeConformance(
           await rejectsWith(store.append('ch', [append(fakeForeign, 'z')], OPTS), 'message_not_found', 0);
         }
         await rejectsWith(store.append('ch', [append('garbage', 'z')], OPTS), 'invalid_serial', 0);
-        await rejectsWith(store.append('ch', [{ action: 'append', id: uid() }], OPTS), 'invalid_serial', 0);
+        await rejectsWith(
+          store.append('ch', [{ action: 'append', publisher: '', id: uid() }], OPTS),
+          'invalid_serial',
+          0,
+        );
         // Updating non-string data is fine, and the message stays as it was after refusals.
         await put(store, 'ch', update(json, { data: { a: 2 } }));
         const page = await store.history('ch', { direction: 'forwards', limit: 10 });

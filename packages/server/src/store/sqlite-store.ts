@@ -1,5 +1,5 @@
 /**
- * The SQLite store: the embedded default (DESIGN §10), on Node's built-in `node:sqlite`.
+ * The SQLite store: the embedded default (ARCHITECTURE.md §10), on Node's built-in `node:sqlite`.
  *
  * Durability: WAL journal. `synchronous=NORMAL` (the default) keeps every acknowledged operation
  * through a crash or `kill -9` of the process; `synchronous: 'full'` also through power loss. An
@@ -302,7 +302,7 @@ export class SqliteStore implements Store {
     const s = this.#s;
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
       const clientId = op.clientId ?? null;
-      const publisher = op.publisher ?? '';
+      const publisher = op.publisher ?? ''; // '' for untyped (JS) callers
       // Update and delete read and rewrite the message from `ops`: merge the journal into it first.
       if (op.action === 'update' || op.action === 'delete') this.#mergeJournal();
       this.#hotIds.set(`${chan}:${dedupKey(publisher, op.id)}`, seq);
