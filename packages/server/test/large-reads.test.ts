@@ -27,13 +27,11 @@ import { spawnServer } from './support/server-process.ts';
 
 const MIB = 1024 * 1024;
 const MESSAGES = 16;
-/**
- * The bystander's worst wait allowed: only "the server keeps answering at all". A shared, loaded
- * 2-core machine stalls any process for seconds now and then, so the bounds that tell the fixed code
- * from the unbounded one are structural (page bytes, page sizes read, memory); the RTT is reported.
- * (On a quieter run: 0.3-1 s with byte-bounded pages, 1.6-4.8 s without.)
- */
-const STALL_BOUND_MS = 15_000;
+// The bystander's worst wait is reported, not asserted: on a loaded 2-core machine any process stalls
+// for seconds now and then, so a bound on it cannot tell bounded pages (0.3-1 s seen on a quiet
+// machine) from unbounded ones (1.6-4.8 s). What is asserted is structural: pages within their byte
+// bound (history pages as received, every catch-up page as the store returned it), frames cut per
+// message, and the server's memory, which unbounded pages blew up.
 /** Each message: a create and appends of 60,000 bytes (an operation holds at most 64 KiB), ~3 MiB. */
 const CHUNK = 60_000;
 const APPENDS = 52;
@@ -182,12 +180,17 @@ async function fillStore(store: Store, channel: string): Promise<string[]> {
   const options = { maxMessageSize: 8 * MIB };
   for (let i = 0; i < MESSAGES; i++) {
     const chunk = String.fromCharCode(97 + (i % 26)).repeat(CHUNK);
-    const r = await store.append(channel, [{ action: 'create', id: `c${i}`, data: chunk }], options);
+    const r = await store.append(
+      channel,
+      [{ action: 'create', publisher: '', id: `c${i}`, data: chunk }],
+      options,
+    );
     const serial = r.results[0]!.serial;
     for (let done = 0; done < APPENDS; done += 16) {
       const n = Math.min(16, APPENDS - done);
       const ops = Array.from({ length: n }, (_, k) => ({
         action: 'append' as const,
+        publisher: '',
         id: `a${i}.${done + k}`,
         serial,
         data: chunk,
@@ -243,7 +246,6 @@ for (const kind of ['memory', 'sqlite'] as const) {
         assert.ok(items.every((m) => (m.data as string).length === MESSAGE_BYTES));
       }
       // a bound on a stall, not a timing of our speed: unbounded pages froze everyone for seconds
-      assert.ok(worstRtt < STALL_BOUND_MS, `the bystander waited ${worstRtt} ms for a pong`);
       // unbounded pages (the whole channel as one string per reader) took +580-740 MiB here (4
       // readers), byte-bounded ones +55-87 MiB
       assert.ok(grew < 400, `the server's peak memory grew by ${grew} MiB`);
@@ -285,7 +287,6 @@ for (const kind of ['memory', 'sqlite'] as const) {
         const frames = reader.frames.filter((f) => f.type === 'messages');
         assert.ok(frames.length >= MESSAGES, `${frames.length} frames for ${MESSAGES} big messages`);
       }
-      assert.ok(worstRtt < STALL_BOUND_MS, `the bystander waited ${worstRtt} ms for a pong`);
     });
   });
 }
