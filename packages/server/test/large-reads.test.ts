@@ -339,6 +339,7 @@ describe('read slots', () => {
         }),
       ),
     );
+    refusedTwice.catch(() => {}); // awaited below; only a test that failed early leaves it
     // the two refusals come at once; the one in line is answered only once the stuck reader is gone
     for (let i = 0; i < 1_000 && settled.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
     assert.deepEqual(
@@ -350,6 +351,13 @@ describe('read slots', () => {
       assert.equal(body.error.code, 'rate_limited');
       assert.equal(body.error.retryable, true);
     }
+    // attaches read in a pool of their own: a catch-up is not held up by the stuck history reader
+    const attacher = await RawClient.connect(server.url);
+    t.after(() => attacher.kill());
+    attacher.send({ type: 'attach', ref: 'x', channel: 'small', start: true });
+    const attached = await attacher.next((f) => f.type === 'attached' || f.type === 'error', 5_000);
+    assert.equal(attached.type, 'attached');
+    assert.equal(attacher.messages('small').length, 1);
     res.destroy();
     const statuses = (await refusedTwice).map((r) => r.status).sort();
     assert.deepEqual(statuses, [200, 429, 429]);
