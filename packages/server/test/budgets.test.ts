@@ -135,16 +135,16 @@ describe('connection budget per identity', () => {
 
   it('keeps a reserve of the key for the key itself, whatever the tokens hold together', async () => {
     const fx = await startFixture('memory', {
-      limits: { maxConnectionsPerKey: 6, maxConnectionsPerClient: 2, keyConnectionReserve: 2 },
+      limits: { maxConnectionsPerKey: 20, maxConnectionsPerClient: 6, keyConnectionReserve: 2 },
     });
     try {
       const opened: RawClient[] = [];
-      for (const clientId of ['a', 'b']) {
+      for (const clientId of ['a', 'b', 'c']) {
         const { token } = await createToken(TEST_KEY, { clientId });
-        for (let i = 0; i < 2; i++) opened.push(await RawClient.connect(fx.server.url, { token }));
+        for (let i = 0; i < 6; i++) opened.push(await RawClient.connect(fx.server.url, { token }));
       }
-      const { token } = await createToken(TEST_KEY, { clientId: 'c' });
-      await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/, 'tokens hold 4 of 6');
+      const { token } = await createToken(TEST_KEY, { clientId: 'd' });
+      await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/, 'tokens hold 18 of 20');
       const anonymous = (await createToken(TEST_KEY)).token;
       await assert.rejects(RawClient.connect(fx.server.url, { token: anonymous }), /HTTP 429/);
       for (let i = 0; i < 2; i++) opened.push(await RawClient.connect(fx.server.url));
