@@ -117,7 +117,8 @@ async function bystander(target: Target): Promise<{ stop: () => Promise<number> 
       const pong = await client.request({ type: 'ping' });
       assert.equal(pong.type, 'pong');
       worst = Math.max(worst, performance.now() - started);
-      await new Promise((r) => setTimeout(r, 5));
+      // 50 pings/s: within the per-connection frame budget (maxFrameRate 100/s, PROTOCOL.md §10)
+      await new Promise((r) => setTimeout(r, 20));
     }
   })();
   return {
