@@ -304,6 +304,39 @@ describe('frame throttle', () => {
   });
 });
 
+describe('HTTP upstream slices', () => {
+  it('handles the frames of one POST a slice at a time: answers flow out before the POST is done', async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxFrameRate: 1_000_000, maxFrameBurst: 1_000_000 },
+    });
+    try {
+      const open = await fetch(`${fx.server.url}/v1/connect/poll?key=${TEST_KEY}`);
+      const [connected] = (await open.json()) as Array<{ connectionId: string; connectionKey: string }>;
+      const headers = { 'x-mooring-connection-key': connected!.connectionKey };
+      const pollUrl = `${fx.server.url}/v1/connections/${connected!.connectionId}/poll`;
+      const poll = async () => (await (await fetch(pollUrl, { headers })).json()) as ServerFrame[];
+      // a second poll answers the first with []: once it has, the second is surely pending
+      const first = poll();
+      const second = poll();
+      assert.deepEqual(await first, []);
+      const frames = Array.from({ length: 10_000 }, (_, ref) => ({ type: 'ping', ref }));
+      const posted = fetch(`${fx.server.url}/v1/connections/${connected!.connectionId}/frames`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify(frames),
+      });
+      const batch = (await second).filter((f) => f.type === 'pong').length;
+      assert.ok(batch > 0 && batch < 10_000, `the first answer carried ${batch} of 10,000 pongs`);
+      assert.equal((await posted).status, 202);
+      let pongs = batch;
+      while (pongs < 10_000) pongs += (await poll()).filter((f) => f.type === 'pong').length;
+      assert.equal(pongs, 10_000, 'every frame handled, in order, once');
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
 describe('HTTP hardening', () => {
   it('an aborted request body is not an internal error: not logged as one, not counted', async () => {
     const lines: string[] = [];
