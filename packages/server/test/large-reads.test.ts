@@ -139,7 +139,8 @@ async function bystander(
         if (running) failure = err;
         return;
       }
-      await new Promise((r) => setTimeout(r, 5));
+      // 50 pings/s: within the per-connection frame budget (maxFrameRate 100/s, PROTOCOL.md §10)
+      await new Promise((r) => setTimeout(r, 20));
     }
   })();
   const stop = async () => {
