@@ -1,4 +1,4 @@
-// The AGENT's own connection failing mid-run (DESIGN §4, §11): reset, blackholed, or killed (reset and
+// The AGENT's own connection failing mid-run (ARCHITECTURE.md §4, §11): reset, blackholed, or killed (reset and
 // refused for a while) through a FaultProxy, for an agent publishing over WebSocket (AgentSession)
 // and for a function publishing over REST (publishUIMessageStream). The user is connected directly.
 // However the agent's network fails, the run ends with exactly the model's message, once: nothing

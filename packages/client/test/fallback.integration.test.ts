@@ -1,4 +1,4 @@
-// Automatic transport fallback and upgrade (DESIGN §5 "Transports and fallback", PROTOCOL.md §12)
+// Automatic transport fallback and upgrade (ARCHITECTURE.md §5 "Transports and fallback", PROTOCOL.md §12)
 // against a real server behind a real fault proxy: a proxy that refuses WebSocket upgrades, one that
 // also buffers streamed responses, the block lifting while messages flow, and a transport switch in
 // the middle of a stream. Every test checks that nothing is lost, nothing arrives twice, and the

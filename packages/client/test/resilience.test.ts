@@ -1,4 +1,4 @@
-// Resilience (DESIGN §4–5, PROTOCOL.md §5.3–5.4, §6.2): the client against a real server through
+// Resilience (ARCHITECTURE.md §4–5, PROTOCOL.md §5.3–5.4, §6.2): the client against a real server through
 // fault-injecting proxies, mid-stream. Every test ends with the same check: each subscriber received
 // exactly what was published — each message once, in the channel's order, each publisher's in the
 // order it published. Timings are small so that the tests run fast; no assertion depends on them.

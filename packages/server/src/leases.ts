@@ -1,5 +1,5 @@
 /**
- * Message leases (DESIGN §5.6, PROTOCOL.md §7.1): "a run never hangs".
+ * Message leases (ARCHITECTURE.md §5.6, PROTOCOL.md §7.1): "a run never hangs".
  *
  * A message created (or touched) with `lease: ms` is held by the publisher's connection. While that
  * connection lives — or comes back within the lease as the same recovered connection — nothing

@@ -1,4 +1,4 @@
-/** Message leases (DESIGN §5.6, PROTOCOL.md §7.1): a run whose publisher vanished ends `abandoned`. */
+/** Message leases (ARCHITECTURE.md §5.6, PROTOCOL.md §7.1): a run whose publisher vanished ends `abandoned`. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';

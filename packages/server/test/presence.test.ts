@@ -1,4 +1,4 @@
-/** Presence (DESIGN §8, PROTOCOL.md §6.4) over real WebSockets. */
+/** Presence (ARCHITECTURE.md §8, PROTOCOL.md §6.4) over real WebSockets. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PresenceFrame, ServerFrame } from '@mooring/protocol';
