@@ -219,7 +219,7 @@ export class SqliteStore implements Store {
       // Failed before any batch was written (BEGIN: the file is locked or unusable): retrying each
       // batch alone would only wait for the same lock once per batch, blocking the event loop.
       if (pending.length === 1 || err instanceof BeginError) {
-        const error = toStoreError(err instanceof BeginError ? err.cause : err);
+        const error = failure(err);
         for (const p of pending) p.reject(error);
         return;
       }
@@ -227,7 +227,7 @@ export class SqliteStore implements Store {
         try {
           this.#commit([p]);
         } catch (e) {
-          p.reject(toStoreError(e));
+          p.reject(failure(e));
         }
       }
     }
@@ -668,6 +668,11 @@ class BeginError extends Error {
   constructor(cause: unknown) {
     super(messageOf(cause), { cause });
   }
+}
+
+/** The StoreError for a failed commit, classified by SQLite's own error (under a BeginError too). */
+function failure(err: unknown): StoreError {
+  return toStoreError(err instanceof BeginError ? err.cause : err);
 }
 
 function metaKey(chan: number, seq: number): string {
