@@ -46,6 +46,8 @@ export interface UsersConfig {
   /** Session index → the proxy URL its user goes through. */
   sessions: Array<{ index: number; url: string }>;
   idleGraceMs: number;
+  /** The transports the users' clients may use (default: all, with automatic fallback). */
+  transports: Array<'websocket' | 'sse' | 'longpoll'>;
   /** Report file written on `report`. */
   report: string;
 }
@@ -93,4 +95,6 @@ export interface SessionReport {
   /** The last node of the view: `input:<id>` (unanswered) or `run:<id>:<status>`, '' if empty. */
   last: string;
   inputs: number;
+  /** Every transport this session's clients used. */
+  transports: string[];
 }

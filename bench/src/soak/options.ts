@@ -24,6 +24,7 @@ export interface SoakOptions {
   heartbeat: string;
   idleGraceMs: number;
   settleSeconds: number;
+  userTransports: Array<'websocket' | 'sse' | 'longpoll'>;
   json: boolean;
 }
 
@@ -48,6 +49,7 @@ export const SOAK_HELP = `Usage: npm run soak -- [options]      (node bench/src/
   --heartbeat D           server heartbeat                                        default 2s
   --idle-grace MS         client grace after the heartbeat before a silent link is dead default 3000
   --settle S              how long runs may take to settle after the chaos        default 90
+  --user-transports LIST  transports the users may use (websocket,sse,longpoll)   default all, with fallback
   --json                  also print the result as one JSON line
 
 Exit code: 0 nothing lost, duplicated, reordered or stuck; 1 a violation (the seed replays the
@@ -76,6 +78,7 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
       heartbeat: { type: 'string', default: '2s' },
       'idle-grace': { type: 'string', default: '3000' },
       settle: { type: 'string', default: '90' },
+      'user-transports': { type: 'string', default: 'websocket,sse,longpoll' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -120,6 +123,16 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
     heartbeat: v.heartbeat ?? '2s',
     idleGraceMs: num('idle-grace', v['idle-grace'], 0),
     settleSeconds: num('settle', v.settle, 1),
+    userTransports: transportList(v['user-transports'] ?? ''),
     json: v.json ?? false,
   };
+}
+
+function transportList(value: string): Array<'websocket' | 'sse' | 'longpoll'> {
+  const kinds = value.split(',').filter((k) => k !== '');
+  const known = ['websocket', 'sse', 'longpoll'] as const;
+  const out = kinds.filter((k): k is (typeof known)[number] => (known as readonly string[]).includes(k));
+  if (out.length === 0 || out.length !== kinds.length)
+    throw new Error(`--user-transports must list websocket, sse, longpoll; got ${value}`);
+  return out;
 }

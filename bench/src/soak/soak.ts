@@ -200,6 +200,7 @@ await Promise.all(
       prefix,
       sessions,
       idleGraceMs: o.idleGraceMs,
+      transports: o.userTransports,
       report: join(dir, `users-${u}.json`),
     };
     const child = forkChild('./user-child.ts', config);

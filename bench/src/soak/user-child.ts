@@ -40,6 +40,7 @@ class Driver {
   readonly index: number;
   readonly url: string;
   readonly streams: StreamRecord[] = [];
+  readonly transports = new Set<string>();
   generation = -1;
   client: Mooring | undefined;
   session: UserSession | undefined;
@@ -70,6 +71,7 @@ class Driver {
       clientId: `user-${this.index}`,
       environment: null,
       idleGrace: config.idleGraceMs,
+      transports: config.transports,
       ...(recover ? { recover } : {}),
     });
     const session = new UserSession({ channel: client.channels.get(this.name, { start: true }) });
@@ -77,11 +79,15 @@ class Driver {
     this.session = session;
     this.#streamed = new Set();
     this.#offs = [
+      client.connection.on('transport', ({ current }) => {
+        if (current) this.transports.add(current);
+      }),
       session.on('run', (node) => this.#follow(node.id, generation)),
       session.on('change', () => this.tick()),
       session.on('error', (err) => reportError(`session ${this.index}: ${err.message}`)),
     ];
     await session.ready();
+    if (client.connection.transport) this.transports.add(client.connection.transport);
     if (this.session !== session) return;
     for (const run of session.tree.runs) this.#follow(run.id, generation);
     this.tick();
@@ -197,6 +203,7 @@ class Driver {
       streams: this.streams,
       last: !last ? '' : last.kind === 'input' ? `input:${last.id}` : `run:${last.id}:${last.status}`,
       inputs: view.filter((n) => n.kind === 'input').length,
+      transports: [...this.transports],
     };
   }
 }
