@@ -92,7 +92,10 @@ export interface SessionReport {
   generations: number;
   runs: FinalRun[];
   streams: StreamRecord[];
-  /** The last node of the view: `input:<id>` (unanswered) or `run:<id>:<status>`, '' if empty. */
+  /**
+   * The last node of the view: `input:<id>` (unanswered) or `run:<id>:<status>`, '' if empty;
+   * `not-ready:<connection state>/<channel state>` if the tab never got ready.
+   */
   last: string;
   inputs: number;
   /** Every transport this session's clients used. */

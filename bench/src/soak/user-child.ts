@@ -172,7 +172,8 @@ class Driver {
   describe(): string {
     const view = this.session?.view() ?? [];
     const last = view[view.length - 1];
-    if (!last) return `${this.index}: empty`;
+    if (!last)
+      return `${this.index}: empty (connection ${this.client?.connection.state}, channel ${this.session?.channel.state}, live ${this.session?.live})`;
     return last.kind === 'input'
       ? `${this.index}: input ${last.id} unanswered`
       : `${this.index}: run ${last.id} ${last.status}`;
@@ -181,8 +182,14 @@ class Driver {
   async report(): Promise<SessionReport> {
     const session = this.session;
     const runs: FinalRun[] = [];
-    if (session) {
-      await session.ready();
+    // A tab that cannot get ready (attach or history never answered) is reported as such: stuck.
+    const ready =
+      session &&
+      (await Promise.race([
+        session.ready().then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 5000)),
+      ]));
+    if (session && ready) {
       for (const node of session.tree.runs) {
         const run = session.run(node.id);
         const parts = (run?.message.parts ?? []).filter((p) => p.type === 'text');
@@ -201,7 +208,13 @@ class Driver {
       generations: this.generation + 1,
       runs,
       streams: this.streams,
-      last: !last ? '' : last.kind === 'input' ? `input:${last.id}` : `run:${last.id}:${last.status}`,
+      last: !ready
+        ? `not-ready:${this.client?.connection.state}/${session?.channel.state}`
+        : !last
+          ? ''
+          : last.kind === 'input'
+            ? `input:${last.id}`
+            : `run:${last.id}:${last.status}`,
       inputs: view.filter((n) => n.kind === 'input').length,
       transports: [...this.transports],
     };

@@ -127,6 +127,10 @@ export function verify(
       result.stuck++;
       example(`session ${report.index}: ${report.last} never answered`);
     }
+    if (report.last.startsWith('not-ready:')) {
+      result.stuck++;
+      example(`session ${report.index}: the user's tab never got ready (${report.last})`);
+    }
     const finalStatus = new Map<string, string>();
     for (const run of report.runs) {
       finalStatus.set(run.run, run.status);
