@@ -19,6 +19,7 @@ export interface AgentConfig {
   leaseMs: number;
   coalesceMs: number;
   idleGraceMs: number;
+  upgradeIntervalMs: number;
   /** Transcript file (JSON lines, appended; shared by every incarnation of this agent). */
   transcript: string;
 }
@@ -46,6 +47,7 @@ export interface UsersConfig {
   /** Session index → the proxy URL its user goes through. */
   sessions: Array<{ index: number; url: string }>;
   idleGraceMs: number;
+  upgradeIntervalMs: number;
   /** The transports the users' clients may use (default: all, with automatic fallback). */
   transports: Array<'websocket' | 'sse' | 'longpoll'>;
   /** Report file written on `report`. */

@@ -23,6 +23,7 @@ export interface SoakOptions {
   coalesceMs: number;
   heartbeat: string;
   idleGraceMs: number;
+  upgradeIntervalMs: number;
   settleSeconds: number;
   userTransports: Array<'websocket' | 'sse' | 'longpoll'>;
   json: boolean;
@@ -48,6 +49,7 @@ export const SOAK_HELP = `Usage: npm run soak -- [options]      (node bench/src/
   --coalesce MS           agent delta coalescing window                          default 40
   --heartbeat D           server heartbeat                                        default 2s
   --idle-grace MS         client grace after the heartbeat before a silent link is dead default 3000
+  --upgrade-interval MS   clients on a fallback transport try WebSocket again every MS default 5000
   --settle S              how long runs may take to settle after the chaos        default 90
   --user-transports LIST  transports the users may use (websocket,sse,longpoll)   default all, with fallback
   --json                  also print the result as one JSON line
@@ -77,6 +79,7 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
       coalesce: { type: 'string', default: '40' },
       heartbeat: { type: 'string', default: '2s' },
       'idle-grace': { type: 'string', default: '3000' },
+      'upgrade-interval': { type: 'string', default: '5000' },
       settle: { type: 'string', default: '90' },
       'user-transports': { type: 'string', default: 'websocket,sse,longpoll' },
       json: { type: 'boolean', default: false },
@@ -122,6 +125,7 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
     coalesceMs: num('coalesce', v.coalesce, 0),
     heartbeat: v.heartbeat ?? '2s',
     idleGraceMs: num('idle-grace', v['idle-grace'], 0),
+    upgradeIntervalMs: num('upgrade-interval', v['upgrade-interval'], 100),
     settleSeconds: num('settle', v.settle, 1),
     userTransports: transportList(v['user-transports'] ?? ''),
     json: v.json ?? false,

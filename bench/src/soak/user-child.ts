@@ -71,6 +71,7 @@ class Driver {
       clientId: `user-${this.index}`,
       environment: null,
       idleGrace: config.idleGraceMs,
+      upgradeInterval: config.upgradeIntervalMs,
       transports: config.transports,
       ...(recover ? { recover } : {}),
     });
