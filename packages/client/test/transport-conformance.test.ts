@@ -67,6 +67,7 @@ for (const kind of KINDS) {
       assert.deepEqual([...serials].sort(), serials, 'stored in the order published');
       await waitFor(() => got.length === words.length);
       assert.deepEqual(texts(got), words);
+      assert.equal(reader.channels.get('session:o').gapsRepaired, 0, 'the live stream had no hole');
     });
 
     it('resumes after a reset: the missed messages arrive once each, in order, same identity', async (t) => {

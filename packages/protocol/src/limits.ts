@@ -12,6 +12,10 @@ export const DEFAULT_LIMITS = {
   maxOpsPerPublish: 100,
   /** Channels one connection may have attached. */
   maxChannelsPerConnection: 500,
+  /** Large reads (history pages, catch-up pages) the server runs at once; others wait in line. */
+  maxConcurrentReads: 4,
+  /** Reads that may wait for a slot; a history request beyond them gets `rate_limited` (retryable). */
+  maxQueuedReads: 64,
   /** Header entries per operation. */
   maxHeaders: 64,
   /** Length of a channel name. */

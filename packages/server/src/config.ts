@@ -21,6 +21,8 @@ export interface ServeConfig {
   keys: ApiKey[];
   heartbeatInterval?: number;
   connectionStateTtl?: number;
+  /** How long a new long-poll connection may wait before its first poll, ms. */
+  firstPollTimeout?: number;
   limits: Partial<Limits>;
   namespaces: Record<string, NamespaceRules>;
   logLevel: string;
@@ -37,6 +39,8 @@ interface FileConfig {
   keys?: Array<string | { key: string; capability?: Record<string, string[]> }>;
   heartbeatInterval?: number | string;
   connectionStateTtl?: number | string;
+  firstPollTimeout?: number | string;
+  /** Limits and budgets by name (PROTOCOL.md §10). */
   limits?: Partial<Limits>;
   namespaces?: Record<string, { retention?: number | string }>;
   logLevel?: string;
@@ -126,6 +130,8 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   };
   if (heartbeat !== undefined) config.heartbeatInterval = parseDuration(heartbeat, 'heartbeat');
   if (ttl !== undefined) config.connectionStateTtl = parseDuration(ttl, 'connectionStateTtl');
+  if (file.firstPollTimeout !== undefined)
+    config.firstPollTimeout = parseDuration(file.firstPollTimeout, 'firstPollTimeout');
   return config;
 }
 

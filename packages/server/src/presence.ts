@@ -50,6 +50,11 @@ export class PresenceService {
     return [...(this.#members.get(channel)?.values() ?? [])];
   }
 
+  /** The channels where the connection is a presence member. */
+  channelsOf(connectionId: string): string[] {
+    return [...(this.#channelsOf.get(connectionId)?.keys() ?? [])];
+  }
+
   /**
    * Enters, or updates when the connection is already a member (an update of a non-member enters).
    * `size`: the bytes of `data` as JSON, when the caller measured them already.
