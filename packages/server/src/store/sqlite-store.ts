@@ -164,6 +164,12 @@ export class SqliteStore implements Store {
     try {
       if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
       db = new DatabaseSync(options.path);
+      // Node 22.13–22.15 load node:sqlite without `isTransaction`, which decides whether a failed
+      // batch is rolled back: refuse them with the version to install, not a half-working store.
+      if (typeof db.isTransaction !== 'boolean')
+        throw new Error(
+          `node:sqlite of Node.js ${process.version} is too old: the SQLite store needs Node.js 22.16 or newer`,
+        );
       this.#db = db;
       this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
