@@ -2,8 +2,15 @@
  * The browser app, bundled once at start with esbuild, in memory: `src/web/main.ts` with
  * `@mooring/client` and `@mooring/ai` → `app.js` (+ its source map), and the page and stylesheet as
  * they are. Nothing is written to disk.
+ *
+ * The page uses the packages as built (`npm run build`, which `npm start` and `npm test` run first),
+ * resolved through their `exports` as a user's bundler would, so the demo ships what users get. A
+ * missing or stale build is an error that says so, never an old client served silently.
  */
+import { readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 export interface WebAsset {
@@ -13,8 +20,37 @@ export interface WebAsset {
 
 const WEB = new URL('./web/', import.meta.url);
 
+const PACKAGES = fileURLToPath(new URL('../../../packages/', import.meta.url));
+/** The packages the page bundles. */
+const BUNDLED = ['protocol', 'client', 'ai'];
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** Throws when a bundled package has no build, or sources changed after it. */
+export function assertBuilt(): void {
+  for (const name of BUNDLED) {
+    const built = join(PACKAGES, name, 'dist/.tsbuildinfo'); // touched by every `npm run build`
+    let builtAt: number;
+    try {
+      builtAt = statSync(built).mtimeMs;
+    } catch {
+      throw new Error(`@mooring/${name} is not built (no ${built}): run \`npm run build\` first`);
+    }
+    if (newestMtime(join(PACKAGES, name, 'src')) > builtAt)
+      throw new Error(`@mooring/${name} changed since it was built: run \`npm run build\` first`);
+  }
+}
+
 /** Path (`/app.js`, …) → asset. */
 export async function buildWebBundle(): Promise<Map<string, WebAsset>> {
+  assertBuilt();
   const result = await build({
     entryPoints: [new URL('main.ts', WEB).pathname],
     bundle: true,

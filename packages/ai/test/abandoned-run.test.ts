@@ -78,10 +78,11 @@ describe('a crashed agent', () => {
     await once(child, 'exit');
     await waitFor(() => user.run(runId)?.status === 'abandoned');
 
-    // The restarted agent: same run ids, the same (deterministic) model, another coalescing.
+    // The restarted agent: the same identity (op ids are unique per publisher, PROTOCOL.md §7), the
+    // same run ids and (deterministic) model, another coalescing.
     const TOKENS = 60;
     const restarted = new AgentSession({
-      channel: client(t, server.url, { clientId: 'restarted' }).channels.get(name, { start: true }),
+      channel: client(t, server.url, { clientId: 'crashing-agent' }).channels.get(name, { start: true }),
       agent: 'assistant',
       answerMissed: true,
       coalesceMs: 25,

@@ -38,7 +38,20 @@ for (const kind of KINDS) {
         ],
       );
       assert.equal(writer.connection.transport, kind);
-      assert.ok((await reader.connection.ping()) >= 0);
+    });
+
+    it('pings the server: the round trip crosses the network both ways', async (t) => {
+      const server = await realServer(t);
+      const proxy = await proxyTo(t, server);
+      const reader = client(t, proxy.url('/'), { ...on, realtimeRequestTimeout: 1000 });
+      await connected(reader);
+      proxy.delay(40); // every chunk, each way: a round trip through the server takes at least 80 ms
+      const rtt = await reader.connection.ping();
+      assert.ok(rtt >= 75, `a ping answered through a 40 ms delay each way took ${rtt} ms`);
+      proxy.blackhole(); // no answer from the server, no pong: a ping is never answered locally
+      await assert.rejects(reader.connection.ping(), (e: MooringError) =>
+        ['timeout', 'disconnected'].includes(e.code),
+      );
     });
 
     it('keeps the order of a burst of publishes made without waiting (one upstream request at a time)', async (t) => {

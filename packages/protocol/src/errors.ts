@@ -33,6 +33,8 @@ export const ERRORS = {
   too_many_channels: { status: 429, retryable: false },
   too_many_connections: { status: 429, retryable: true },
   too_many_members: { status: 429, retryable: true },
+  too_many_leases: { status: 429, retryable: true },
+  presence_too_large: { status: 413, retryable: false },
   internal: { status: 500, retryable: true },
   store_unavailable: { status: 503, retryable: true },
   shutting_down: { status: 503, retryable: true },
@@ -70,6 +72,7 @@ export const CLOSE_CODES = {
   slow_consumer: { code: 4008, reconnect: true },
   frame_too_large: { code: 1009, reconnect: true },
   too_many_connections: { code: 4029, reconnect: true },
+  rate_limited: { code: 4028, reconnect: true },
   heartbeat_timeout: { code: 4000, reconnect: true },
 } as const satisfies Record<string, { code: number; reconnect: boolean }>;
 

@@ -1,13 +1,12 @@
 /**
  * Frames: every unit exchanged on a realtime connection, whatever the transport (PROTOCOL.md §5–7).
- * Client frames have runtime schemas (the server validates every inbound frame before acting on it);
- * server frames are typed here and validated by clients where it matters.
+ * This module is types and plain functions only, so a browser client never pulls a schema library:
+ * the runtime schemas of client frames live beside these types in `schemas/frames.ts` (the
+ * `@mooring/protocol/schemas` entry), which the server uses to validate every inbound frame, and a
+ * compile-time check there keeps each schema and its type the same.
  */
-import { z } from 'zod';
 import type { ErrorInfo } from './errors.ts';
-import { DEFAULT_LIMITS } from './limits.ts';
-import type { JsonValue, Message, PublishResult } from './message.ts';
-import { isSerial } from './serial.ts';
+import type { JsonValue, Message, OperationInput, PublishResult } from './message.ts';
 
 /** Printable ASCII without spaces, `*` or `?` (kept for capability globs), 1–256 chars. */
 export const CHANNEL_NAME_RE = /^[\x21-\x29\x2b-\x3e\x40-\x7e]{1,256}$/;
@@ -22,118 +21,67 @@ export function namespaceOf(channel: string): string {
   return i < 0 ? '' : channel.slice(0, i);
 }
 
-const ref = z.union([z.string().max(64), z.number().int()]).optional();
-export const channelSchema = z.string().regex(CHANNEL_NAME_RE, 'invalid channel name');
-export const serialSchema = z.string().refine(isSerial, 'invalid serial');
-
-export const jsonValueSchema: z.ZodType<import('./message.ts').JsonValue> = z.lazy(() =>
-  z.union([
-    z.string(),
-    z.number(),
-    z.boolean(),
-    z.null(),
-    z.array(jsonValueSchema),
-    z.record(z.string(), jsonValueSchema),
-  ]),
-);
-
-export const headersSchema = z
-  .record(z.string().min(1).max(128), z.union([z.string(), z.number(), z.boolean()]))
-  .refine((h) => Object.keys(h).length <= DEFAULT_LIMITS.maxHeaders, 'too many headers');
-
-export const operationInputSchema = z
-  .object({
-    action: z.enum(['create', 'append', 'update', 'delete']).optional(),
-    id: z.string().min(1).max(DEFAULT_LIMITS.maxIdLength).optional(),
-    serial: serialSchema.optional(),
-    name: z.string().max(DEFAULT_LIMITS.maxIdLength).optional(),
-    data: jsonValueSchema.optional(),
-    encoding: z.literal('base64').optional(),
-    headers: headersSchema.optional(),
-    lease: z.number().int().min(0).max(86_400_000).optional(),
-  })
-  .strict()
-  .superRefine((op, ctx) => {
-    const action = op.action ?? 'create';
-    if (action === 'create' && op.serial !== undefined)
-      ctx.addIssue({ code: 'custom', message: 'a create must not name a serial' });
-    if (action !== 'create' && op.serial === undefined)
-      ctx.addIssue({ code: 'custom', message: `an ${action} needs the serial of its message` });
-    if (action === 'append' && op.data !== undefined && typeof op.data !== 'string')
-      ctx.addIssue({ code: 'custom', message: 'append data must be a string delta' });
-    if (action === 'append' && op.encoding !== undefined)
-      ctx.addIssue({ code: 'custom', message: 'append data cannot be encoded' });
-    if (op.lease !== undefined && op.lease > 0 && op.lease < 100)
-      ctx.addIssue({ code: 'custom', message: 'a lease is 0 (release) or at least 100 ms' });
-    if (op.lease !== undefined && action === 'delete')
-      ctx.addIssue({ code: 'custom', message: 'a delete cannot carry a lease (it releases any)' });
-    if (op.encoding === 'base64' && typeof op.data !== 'string')
-      ctx.addIssue({ code: 'custom', message: 'base64 data must be a string' });
-  });
-
-export const attachFrameSchema = z
-  .object({
-    type: z.literal('attach'),
-    ref,
-    channel: channelSchema,
-    from: serialSchema.optional(),
-    rewind: z.number().int().min(1).max(1000).optional(),
-    start: z.literal(true).optional(),
-  })
-  .strict()
-  .refine((f) => [f.from, f.rewind, f.start].filter((x) => x !== undefined).length <= 1, {
-    message: 'use at most one of from, rewind and start',
-  });
-
-export const detachFrameSchema = z
-  .object({ type: z.literal('detach'), ref, channel: channelSchema })
-  .strict();
-
-export const publishFrameSchema = z
-  .object({
-    type: z.literal('publish'),
-    ref,
-    channel: channelSchema,
-    ops: z.array(operationInputSchema).min(1).max(DEFAULT_LIMITS.maxOpsPerPublish),
-  })
-  .strict();
-
-export const presenceFrameSchema = z
-  .object({
-    type: z.literal('presence'),
-    ref,
-    channel: channelSchema,
-    action: z.enum(['enter', 'update', 'leave']),
-    data: jsonValueSchema.optional(),
-  })
-  .strict();
-
-export const authFrameSchema = z
-  .object({ type: z.literal('auth'), ref, token: z.string().min(1).max(8192) })
-  .strict();
-
-export const pingFrameSchema = z.object({ type: z.literal('ping'), ref }).strict();
-export const closeFrameSchema = z.object({ type: z.literal('close') }).strict();
-
-export const clientFrameSchema = z.discriminatedUnion('type', [
-  attachFrameSchema,
-  detachFrameSchema,
-  publishFrameSchema,
-  presenceFrameSchema,
-  authFrameSchema,
-  pingFrameSchema,
-  closeFrameSchema,
-]);
-
-export type AttachFrame = z.infer<typeof attachFrameSchema>;
-export type DetachFrame = z.infer<typeof detachFrameSchema>;
-export type PublishFrame = z.infer<typeof publishFrameSchema>;
-export type PresenceRequestFrame = z.infer<typeof presenceFrameSchema>;
-export type PingFrame = z.infer<typeof pingFrameSchema>;
-export type AuthFrame = z.infer<typeof authFrameSchema>;
-export type CloseFrame = z.infer<typeof closeFrameSchema>;
-export type ClientFrame = z.infer<typeof clientFrameSchema>;
+/** A client-chosen correlation id, echoed in the answer. */
 export type Ref = string | number;
+
+export interface AttachFrame {
+  type: 'attach';
+  ref?: Ref | undefined;
+  channel: string;
+  /** Resume after this serial (PROTOCOL.md §7.2). At most one of `from`, `rewind` and `start`. */
+  from?: string | undefined;
+  /** Replay the last 1–1000 messages first. */
+  rewind?: number | undefined;
+  /** Replay the channel from its start. */
+  start?: true | undefined;
+}
+
+export interface DetachFrame {
+  type: 'detach';
+  ref?: Ref | undefined;
+  channel: string;
+}
+
+export interface PublishFrame {
+  type: 'publish';
+  ref?: Ref | undefined;
+  channel: string;
+  /** 1 to `maxOpsPerPublish` operations, stored in order. */
+  ops: OperationInput[];
+}
+
+export interface PresenceRequestFrame {
+  type: 'presence';
+  ref?: Ref | undefined;
+  channel: string;
+  action: 'enter' | 'update' | 'leave';
+  data?: JsonValue | undefined;
+}
+
+export interface AuthFrame {
+  type: 'auth';
+  ref?: Ref | undefined;
+  token: string;
+}
+
+export interface PingFrame {
+  type: 'ping';
+  ref?: Ref | undefined;
+}
+
+export interface CloseFrame {
+  type: 'close';
+}
+
+/** Every frame a client sends; the server validates each with `clientFrameSchema` (`@mooring/protocol/schemas`). */
+export type ClientFrame =
+  | AttachFrame
+  | DetachFrame
+  | PublishFrame
+  | PresenceRequestFrame
+  | AuthFrame
+  | PingFrame
+  | CloseFrame;
 
 /** Why an attach from a position did not resume. */
 export type ResumeFailure = 'epoch_changed' | 'position_trimmed' | 'position_ahead';

@@ -1,3 +1,8 @@
+/**
+ * `@mooring/protocol`: the wire vocabulary of PROTOCOL.md as types and small pure functions, with no
+ * dependencies, so browsers can use it freely. Runtime schemas are in `@mooring/protocol/schemas`;
+ * the AI session vocabulary (PROTOCOL.md §13) is in `@mooring/protocol/ai`.
+ */
 export type { CloseReason, ErrorCode, ErrorInfo } from './errors.ts';
 export { CLOSE_CODES, ERRORS, errorInfo, isErrorCode } from './errors.ts';
 export type {
@@ -25,18 +30,7 @@ export type {
   ResumeFailure,
   ServerFrame,
 } from './frames.ts';
-export {
-  CHANNEL_NAME_RE,
-  channelSchema,
-  clientFrameSchema,
-  headersSchema,
-  isChannelName,
-  jsonValueSchema,
-  namespaceOf,
-  operationInputSchema,
-  presenceFrameSchema,
-  serialSchema,
-} from './frames.ts';
+export { CHANNEL_NAME_RE, isChannelName, namespaceOf } from './frames.ts';
 export type { Limits } from './limits.ts';
 export { DEFAULT_LIMITS, DEFAULT_TIMINGS, PROTOCOL_VERSION } from './limits.ts';
 export type {
@@ -50,5 +44,16 @@ export type {
   PublishResult,
 } from './message.ts';
 export { ACTIONS } from './message.ts';
+export type {
+  ChannelStatusResponse,
+  ErrorResponse,
+  HistoryResponse,
+  PresenceResponse,
+  PublishBody,
+  PublishResponse,
+  TokenRequestBody,
+} from './rest.ts';
 export type { SerialParts } from './serial.ts';
 export { compareSerials, formatSerial, isSerial, newEpoch, parseSerial } from './serial.ts';
+export type { TransportKind } from './transports.ts';
+export { isTransportKind, TRANSPORT_KINDS } from './transports.ts';

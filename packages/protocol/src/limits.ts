@@ -20,10 +20,34 @@ export const DEFAULT_LIMITS = {
   maxIdLength: 256,
   /** Realtime connections open at once with one API key (tokens count for the key that signed them). */
   maxConnectionsPerKey: 10_000,
-  /** Operations one token-authenticated connection (a browser) may publish per second (a burst of as many is allowed). */
+  /** Token connections of one key + clientId (all its devices and tabs) open at once. */
+  maxConnectionsPerClient: 100,
+  /** Connections of anonymous tokens (no clientId) of one key, together. */
+  maxAnonymousConnectionsPerKey: 2_500,
+  /** Connections of each key kept for the key itself (its backends): tokens together get the rest. */
+  keyConnectionReserve: 100,
+  /**
+   * Operations one token identity (key + clientId: all its connections and REST together) may
+   * publish per second (a burst of as many is allowed).
+   */
   maxPublishRate: 1_000,
-  /** The same for API-key connections (trusted backends and agents); 0 = no limit. */
+  /** The same for API-key identities (trusted backends and agents); 0 = no limit. */
   maxKeyPublishRate: 0,
+  /** Message leases held at once by one identity (key + clientId). */
+  maxLeasesPerClient: 1_000,
+  /**
+   * Other frames (ping, attach, detach, presence, auth) one connection may send per second, after a
+   * burst of `maxFrameBurst`; a connection that keeps sending past it is disconnected.
+   */
+  maxFrameRate: 100,
+  /** Burst of other frames one connection may send at once (e.g. re-attaching every channel). */
+  maxFrameBurst: 1_000,
+  /** Channels one connection may be present in. */
+  maxPresenceChannelsPerConnection: 100,
+  /** Bytes of presence data (as JSON) one connection holds over all its channels. */
+  maxPresenceBytesPerConnection: 256 * 1024,
+  /** Presence frames (enter/update/leave) one connection may send per second, after a burst of 100. */
+  maxPresenceRate: 10,
   /** Nesting depth of JSON in one frame or body. */
   maxJsonDepth: 64,
   /** Members in one channel's presence set. */
@@ -41,6 +65,8 @@ export const DEFAULT_TIMINGS = {
   connectionStateTtl: 120_000,
   /** How long a member whose connection dropped stays present, ms (a quick reconnect does not flap). */
   presenceGrace: 15_000,
+  /** How long a new long-poll connection may wait before its first poll, ms; then it ends. */
+  firstPollTimeout: 10_000,
 } as const;
 
 export const PROTOCOL_VERSION = 1;

@@ -6,6 +6,10 @@
  *
  * In a glob `*` matches any run of characters (':' included); everything else matches itself, so
  * `session:a*` never matches `session:b`. The operation `*` grants every operation.
+ *
+ * Matching is linear-time (`globMatches`: an iterative two-pointer match, O(glob × name) at worst
+ * and no recursion), never a backtracking regular expression: a hostile glob in a token cannot stall
+ * the server whatever channel name it is tried against.
  */
 import { ServerError } from './server-error.ts';
 
@@ -26,7 +30,6 @@ export type CapabilitySpec = Record<string, readonly string[]>;
 
 interface Rule {
   glob: string;
-  pattern: RegExp;
   operations: ReadonlySet<Operation>;
 }
 
@@ -70,7 +73,7 @@ export class Capability implements Access {
             `${what}: unknown operation ${JSON.stringify(op)}; use ${OPERATIONS.join(', ')} or *`,
           );
       }
-      rules.push({ glob, pattern: globToRegExp(glob), operations });
+      rules.push({ glob, operations });
       clean[glob] = [...operations];
     }
     return new Capability(rules, clean);
@@ -78,7 +81,7 @@ export class Capability implements Access {
 
   allows(channel: string, operation: Operation): boolean {
     for (const rule of this.#rules)
-      if (rule.operations.has(operation) && rule.pattern.test(channel)) return true;
+      if (rule.operations.has(operation) && globMatches(rule.glob, channel)) return true;
     return false;
   }
 }
@@ -104,7 +107,31 @@ export function requireAccess(access: Access, channel: string, operation: Operat
     throw new ServerError('forbidden', `your credentials do not allow ${operation} on ${channel}`);
 }
 
-function globToRegExp(glob: string): RegExp {
-  const escaped = glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'));
-  return new RegExp(`^${escaped.join('.*')}$`);
+/**
+ * Whether `text` matches `glob` (`*` = any run of characters, anything else itself). The classic
+ * iterative wildcard match: on a mismatch, only the most recent `*` is retried, one character
+ * further on. Earlier stars never need revisiting (the latest one can absorb anything they could),
+ * so the work is bounded by glob length × text length, with no backtracking blow-up.
+ */
+export function globMatches(glob: string, text: string): boolean {
+  let g = 0;
+  let t = 0;
+  let star = -1; // index in glob of the latest '*'
+  let resume = 0; // index in text that star currently absorbs up to
+  while (t < text.length) {
+    if (g < glob.length && glob[g] !== '*' && glob[g] === text[t]) {
+      g++;
+      t++;
+    } else if (g < glob.length && glob[g] === '*') {
+      star = g++;
+      resume = t;
+    } else if (star >= 0) {
+      g = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (g < glob.length && glob[g] === '*') g++;
+  return g === glob.length;
 }

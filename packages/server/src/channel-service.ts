@@ -15,13 +15,20 @@ import {
   type ResumeFailure,
 } from '@mooring/protocol';
 import { type Access, type Operation, requireAccess } from './capabilities.ts';
+import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
+import { identityKey } from './identity-budgets.ts';
 import { LeaseManager } from './leases.ts';
 import { Metrics } from './metrics.ts';
+import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
-import type { HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
+import type { ChannelInfo, HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
 
 export interface PublishIdentity {
+  /** The API key that authenticated the publisher (or signed its token); also keys per-identity budgets. */
+  keyName: string;
+  /** True for a token holder, false for an API key. */
+  viaToken: boolean;
   clientId?: string;
   access: Access;
   /** The publishing connection, when there is one (leases are held by it). */
@@ -31,6 +38,31 @@ export interface PublishIdentity {
 export type ResumeCheck =
   | { resumed: true; epoch: string; head: string }
   | { resumed: false; reason: ResumeFailure; epoch: string; head: string };
+
+/** Large reads (history and catch-up pages) running at once, and waiting beyond those (PROTOCOL.md §10). */
+export const MAX_CONCURRENT_READS = 4;
+export const MAX_WAITING_READS = 64;
+
+/**
+ * The dedup scope of the server's own operations (lease expiry): no identity maps to it
+ * (`publisherScope` yields only `c:`, `k:` and `t:` scopes), so no client can claim their ids.
+ */
+export const SERVER_SCOPE = 's:server';
+
+/**
+ * The dedup scope (`NewOperation.publisher`) of an identity (PROTOCOL.md §7): op ids are unique per
+ * scope, so one publisher cannot make another's operation a duplicate by using its id first.
+ *
+ * - `c:<clientId>` for any identity with a clientId, whatever its credential: a clientId is one
+ *   publisher (the same rule as ownership, which is also by clientId), so an agent that reconnects,
+ *   restarts or switches between WebSocket and REST keeps its retries exactly-once.
+ * - `k:<keyName>` for an anonymous API-key publisher, `t:<keyName>` for an anonymous token holder:
+ *   a browser token without a clientId can never claim ids of the backend holding the key.
+ */
+export function publisherScope(identity: { keyName: string; viaToken: boolean; clientId?: string }): string {
+  if (identity.clientId !== undefined) return `c:${identity.clientId}`;
+  return `${identity.viaToken ? 't' : 'k'}:${identity.keyName}`;
+}
 
 /** A process-unique prefix plus a counter: ids for operations published without one. */
 const idPrefix = randomBytes(6).toString('base64url');
@@ -49,6 +81,8 @@ export class ChannelService {
   readonly hub: Hub;
   readonly limits: Limits;
   readonly leases: LeaseManager;
+  /** Bounds the large reads running at once (history pages, catch-up pages). */
+  readonly reads = new ReadLimiter(MAX_CONCURRENT_READS, MAX_WAITING_READS);
 
   readonly metrics: Metrics;
 
@@ -84,6 +118,7 @@ export class ChannelService {
         `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
       );
     const ops = inputs.map((input, index) => this.#toNewOperation(channel, input, index, identity));
+    const owner = this.#leaseOwner(channel, inputs, identity);
     const started = performance.now();
     const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
     this.metrics.storeSeconds.observe({ operation: 'append' }, (performance.now() - started) / 1000);
@@ -96,11 +131,33 @@ export class ChannelService {
       const serial = input.serial ?? outcome.serial;
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
       else if (input.lease !== undefined)
-        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId);
+        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId, owner);
       else if (input.serial !== undefined)
         this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
     });
     return result.results;
+  }
+
+  /**
+   * The identity new leases count against, after checking that it may take them: each lease is a
+   * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`).
+   */
+  #leaseOwner(channel: string, inputs: OperationInput[], identity: PublishIdentity): string | undefined {
+    const owner = identityKey(identity);
+    const taking = inputs.filter(
+      (input) =>
+        input.lease !== undefined &&
+        input.lease > 0 &&
+        input.action !== 'delete' &&
+        (input.serial === undefined || !this.leases.has(channel, input.serial)),
+    ).length;
+    const max = this.limits.maxLeasesPerClient;
+    if (taking > 0 && this.leases.heldBy(owner) + taking > max)
+      throw new ServerError(
+        'too_many_leases',
+        `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${this.leases.heldBy(owner)} message leases (limit ${max}); end some runs (lease: 0) first`,
+      );
+    return owner;
   }
 
   /** A lease ran out: the final update that marks the message abandoned, other headers kept. */
@@ -113,10 +170,22 @@ export class ChannelService {
     });
     const message = page.messages[0];
     if (!message || message.serial !== serial || message.action === 'delete') return;
+    // Already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
+    if (message.headers?.status === 'abandoned') return;
     const headers = { ...message.headers, status: 'abandoned' };
+    // The id names the version that expired: a message resumed after an expiry (a new lease) can
+    // expire again, while two sweepers expiring the same version still store it once.
     const result = await this.store.append(
       channel,
-      [{ action: 'update', serial, id: `lease-expired:${serial}`, headers }],
+      [
+        {
+          action: 'update',
+          serial,
+          id: `lease-expired:${serial}:${message.version}`,
+          publisher: SERVER_SCOPE,
+          headers,
+        },
+      ],
       { maxMessageSize: this.limits.maxMessageSize },
     );
     this.hub.publish(channel, result.messages);
@@ -138,8 +207,29 @@ export class ChannelService {
     return { resumed: true, epoch: info.epoch, head: info.head };
   }
 
-  readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
-    return this.#timedRead(this.store.readSince(channel, after, limit));
+  /**
+   * Attaches `channel` for one connection: subscribes to live deliveries now; the caller then runs
+   * the catch-up and the hand-over to live (see channel-attachment.ts). Every transport attaches here.
+   */
+  attach(channel: string, outlet: AttachOutlet): ChannelAttachment {
+    return new ChannelAttachment(this, channel, outlet);
+  }
+
+  info(channel: string): Promise<ChannelInfo | undefined> {
+    return this.store.info(channel);
+  }
+
+  /** A catch-up page: waits for a read slot (never refused: the attach is already under way). */
+  readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
+    return this.reads.run(
+      () => this.#timedRead(this.store.readSince(channel, after, limit, maxBytes)),
+      'always',
+    );
   }
 
   async #timedRead<T>(read: Promise<T>): Promise<T> {
@@ -154,9 +244,14 @@ export class ChannelService {
     return this.#timedRead(this.store.history(channel, query));
   }
 
-  /** The last `n` messages rolled up, returned in version order, and the head at the time of the read. */
-  async rewind(channel: string, n: number): Promise<RolledUpPage> {
-    const page = await this.store.history(channel, { direction: 'backwards', limit: n });
+  /**
+   * The last `n` messages rolled up — fewer when they hold more than `maxBytes` of data (always at
+   * least one) — returned in version order, and the head at the time of the read.
+   */
+  async rewind(channel: string, n: number, maxBytes?: number): Promise<RolledUpPage> {
+    const query: HistoryQuery = { direction: 'backwards', limit: n };
+    if (maxBytes !== undefined) query.maxBytes = maxBytes;
+    const page = await this.reads.run(() => this.#timedRead(this.store.history(channel, query)), 'always');
     const messages = [...page.messages].sort(byVersion);
     return { ...page, messages };
   }
@@ -195,6 +290,7 @@ export class ChannelService {
     const op: NewOperation = {
       action: input.action ?? 'create',
       id: input.id ?? `${idPrefix}:${++idCounter}`,
+      publisher: publisherScope(identity),
     };
     const owner = this.#authorize(channel, op.action, identity);
     if (owner !== undefined) op.requireOwner = owner;

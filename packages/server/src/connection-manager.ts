@@ -6,12 +6,19 @@
  *
  * A recovered connection takes its id over from a transport that may not have noticed it is dead
  * yet; the old one is then dropped and its late close event changes nothing.
+ *
+ * Connection budgets (`admit`): per key (`maxConnectionsPerKey`), of which tokens together may hold
+ * all but `keyConnectionReserve` — so the backend holding the key can always connect — and per token
+ * identity: `maxConnectionsPerClient` per key + clientId, `maxAnonymousConnectionsPerKey` for
+ * tokens without a clientId. A connection is counted down under the names it was counted at open,
+ * whatever its identity became since (a renewed token).
  */
 import type { Limits } from '@mooring/protocol';
 import type { Logger } from 'pino';
 import type { ChannelService } from './channel-service.ts';
 import { Connection, type TransportSink } from './connection.ts';
 import type { ConnectionRegistry, Identity } from './connection-registry.ts';
+import type { IdentityBudgets } from './identity-budgets.ts';
 import type { PresenceService } from './presence.ts';
 import { ServerError } from './server-error.ts';
 
@@ -20,6 +27,7 @@ export interface ConnectionManagerOptions {
   presence: PresenceService;
   registry: ConnectionRegistry;
   limits: Limits;
+  budgets: IdentityBudgets;
   logger: Logger;
   heartbeatInterval: number;
   connectionStateTtl: number;
@@ -29,7 +37,10 @@ export interface ConnectionManagerOptions {
 export class ConnectionManager {
   readonly #o: ConnectionManagerOptions;
   readonly #byId = new Map<string, Connection>();
-  readonly #perKey = new Map<string, number>();
+  /** Open connections per budget name (see `budgetNames`). */
+  readonly #open = new Map<string, number>();
+  /** The budget names each connection was counted under at open. */
+  readonly #countedAs = new WeakMap<Connection, string[]>();
 
   constructor(options: ConnectionManagerOptions) {
     this.#o = options;
@@ -46,12 +57,15 @@ export class ConnectionManager {
       channels: this.#o.channels,
       presence,
       limits,
+      budgets: this.#o.budgets,
       logger: this.#o.logger,
       verifyToken: this.#o.verifyToken,
     });
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);
-    this.#perKey.set(identity.keyName, (this.#perKey.get(identity.keyName) ?? 0) + 1);
+    const names = budgetNames(identity);
+    this.#countedAs.set(connection, names);
+    for (const name of names) this.#open.set(name, (this.#open.get(name) ?? 0) + 1);
     this.#o.channels.metrics.connections.inc({ transport: transport.kind });
     this.#o.channels.metrics.connectionsOpened.inc({
       transport: transport.kind,
@@ -115,13 +129,32 @@ export class ConnectionManager {
     this.#o.logger.debug({ connectionId: connection.id, deliberate }, 'disconnected');
   }
 
-  /** Refuses a new connection beyond `maxConnectionsPerKey` for its key (too_many_connections). */
+  /** Refuses a new connection beyond any of its connection budgets (too_many_connections). */
   admit(identity: Identity): void {
-    const open = this.#perKey.get(identity.keyName) ?? 0;
-    if (open >= this.#o.limits.maxConnectionsPerKey)
-      throw new ServerError(
-        'too_many_connections',
-        `key ${identity.keyName} already has ${open} connections (limit ${this.#o.limits.maxConnectionsPerKey}); retry later`,
+    const { limits } = this.#o;
+    const [key, tokens, client] = budgetNames(identity);
+    const refuse = (name: string | undefined, limit: number, what: string) => {
+      const open = name === undefined ? 0 : (this.#open.get(name) ?? 0);
+      if (open >= limit)
+        throw new ServerError(
+          'too_many_connections',
+          `${what} already has ${open} connections (limit ${limit}); close some, or retry later`,
+        );
+    };
+    refuse(key, limits.maxConnectionsPerKey, `key ${identity.keyName}`);
+    if (!identity.viaToken) return;
+    refuse(
+      tokens,
+      Math.max(0, limits.maxConnectionsPerKey - limits.keyConnectionReserve),
+      `the tokens of key ${identity.keyName} (the rest is reserved for the key itself)`,
+    );
+    if (identity.clientId === undefined)
+      refuse(client, limits.maxAnonymousConnectionsPerKey, `the anonymous tokens of key ${identity.keyName}`);
+    else
+      refuse(
+        client,
+        limits.maxConnectionsPerClient,
+        `clientId ${identity.clientId} of key ${identity.keyName}`,
       );
   }
 
@@ -146,14 +179,31 @@ export class ConnectionManager {
   }
 
   #countDown(connection: Connection): void {
-    const key = connection.identity.keyName;
-    const open = (this.#perKey.get(key) ?? 1) - 1;
-    if (open > 0) this.#perKey.set(key, open);
-    else this.#perKey.delete(key);
+    const names = this.#countedAs.get(connection) ?? [];
+    this.#countedAs.delete(connection); // counted down once, however often the transport reports it
+    for (const name of names) {
+      const open = (this.#open.get(name) ?? 1) - 1;
+      if (open > 0) this.#open.set(name, open);
+      else this.#open.delete(name);
+    }
   }
 
   heartbeat(): void {
     for (const connection of this.#byId.values()) connection.heartbeat();
     this.#o.registry.sweep();
   }
+}
+
+/**
+ * The budgets a connection counts against: its key; for tokens also all tokens of that key, and its
+ * key + clientId (or the key's anonymous tokens).
+ */
+function budgetNames(identity: Identity): string[] {
+  const key = identity.keyName;
+  if (!identity.viaToken) return [`key\u0000${key}`];
+  const client =
+    identity.clientId === undefined
+      ? `anonymous\u0000${key}`
+      : `client\u0000${key}\u0000${identity.clientId}`;
+  return [`key\u0000${key}`, `tokens\u0000${key}`, client];
 }

@@ -3,37 +3,37 @@
  *
  * Transports (WebSocket now; HTTP streaming and long-polling later) are thin adapters: they hand
  * inbound text to `receive()` and implement `TransportSink` for outbound frames. Everything else —
- * frame validation, attach/catch-up/live switching, publishing, acks, the send-buffer bound — is here,
- * so every transport behaves the same.
+ * frame validation, publishing, acks, the send-buffer bound, slow consumers — is here, so every
+ * transport behaves the same. Attaching (catch-up and the hand-over to live) is ChannelAttachment's
+ * (channel-attachment.ts); this file checks the capability, sends `attached` and joins presence.
  *
- * Attaching, without gaps or duplicates:
- *
- *   subscribe to hub ──▶ live deliveries are buffered
- *   read catch-up pages from the store ──▶ send them, position = last version sent
- *   send `attached` ──▶ flush buffered deliveries with version > position ──▶ live
+ * Bounded memory per connection: at most `maxSendBuffer` bytes queued in the transport, and at most
+ * as many bytes of live deliveries held while channels catch up; beyond either, and for a transport
+ * whose queue stops draining for two heartbeat rounds, the connection ends as a slow consumer.
  */
 import {
   type AttachFrame,
   type AuthFrame,
   type ClientFrame,
-  clientFrameSchema,
   type ErrorInfo,
   errorInfo,
   type Limits,
-  type Message,
   type PresenceRequestFrame,
   type PublishFrame,
   type Ref,
   type ServerFrame,
 } from '@mooring/protocol';
+import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import { requireAccess } from './capabilities.ts';
+import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { ChannelService } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
-import { type Delivery, encodeMessagesFrame } from './hub.ts';
+import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+import { TokenBucket } from './token-bucket.ts';
 
 export interface TransportSink {
   readonly kind: 'websocket' | 'sse' | 'longpoll';
@@ -53,16 +53,6 @@ export interface TransportSink {
   ping?(): void;
 }
 
-interface Attachment {
-  channel: string;
-  state: 'attaching' | 'attached';
-  position: string;
-  buffered: Delivery[];
-  bufferedCount: number;
-  /** Drops the hub (and, once attached, presence) subscriptions. */
-  unsubscribe: () => void;
-}
-
 export interface ConnectionOptions {
   id: string;
   key: string;
@@ -71,15 +61,12 @@ export interface ConnectionOptions {
   channels: ChannelService;
   presence: PresenceService;
   limits: Limits;
+  /** Publish budgets per identity, shared with REST and the identity's other connections. */
+  budgets: IdentityBudgets;
   logger: Logger;
   /** Verifies a renewed token (an `auth` frame) into an identity. */
   verifyToken: (token: string) => Promise<Identity>;
 }
-
-/** Live operations held per attaching channel while its catch-up is read; beyond: slow consumer. */
-const MAX_BUFFERED_WHILE_ATTACHING = 10_000;
-const CATCHUP_PAGE = 200;
-const CATCHUP_FRAME_BYTES = 64 * 1024;
 
 export class Connection {
   readonly id: string;
@@ -87,15 +74,33 @@ export class Connection {
   #identity: Identity;
   #expiry: NodeJS.Timeout | undefined;
   readonly #verifyToken: (token: string) => Promise<Identity>;
-  /** Publish rate limiting: a token bucket refilled at `maxPublishRate` per second. */
-  #publishAllowance: number;
-  #publishCheckedAt = Date.now();
+  readonly #budgets: IdentityBudgets;
+  /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
+  readonly #frameBudget: TokenBucket;
+  /** Frames refused in a row by `#frameBudget`; past `maxFrameBurst` the connection is dropped. */
+  #framesRefused = 0;
+  /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once. */
+  readonly #presenceBudget: TokenBucket;
   readonly transport: TransportSink;
   readonly #channels: ChannelService;
   readonly #presence: PresenceService;
   readonly #limits: Limits;
   readonly #log: Logger;
-  readonly #attachments = new Map<string, Attachment>();
+  readonly #attachments = new Map<string, ChannelAttachment>();
+  /** Bytes of live deliveries held by attachments still catching up; bounded by `maxSendBuffer`. */
+  #heldBytes = 0;
+  /** Bytes handed to the transport so far, and how many of them it had written at the last heartbeat. */
+  #sentBytes = 0;
+  #drainedAtHeartbeat = 0;
+  #stalledRounds = 0;
+  readonly #outlet: AttachOutlet = {
+    write: (frame) => this.#write(frame),
+    drained: (current) => this.#drained(current),
+    hold: (delta) => {
+      this.#heldBytes += delta;
+      if (delta > 0 && this.#heldBytes > this.#limits.maxSendBuffer) this.#slowConsumer();
+    },
+  };
   #closed = false;
   /** True once the client asked to close (a `close` frame): its presence ends at once. */
   closedByClient = false;
@@ -110,9 +115,12 @@ export class Connection {
     this.key = options.key;
     this.#identity = options.identity;
     this.#verifyToken = options.verifyToken;
-    this.#publishAllowance = options.identity.viaToken
-      ? options.limits.maxPublishRate
-      : options.limits.maxKeyPublishRate;
+    this.#budgets = options.budgets;
+    this.#frameBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
+    this.#presenceBudget = new TokenBucket(
+      options.limits.maxPresenceRate,
+      options.limits.maxPresenceChannelsPerConnection,
+    );
     this.#scheduleExpiry();
     this.transport = options.transport;
     this.#channels = options.channels;
@@ -144,6 +152,7 @@ export class Connection {
     try {
       raw = JSON.parse(text);
     } catch {
+      if (!this.#admitFrame(undefined, undefined)) return;
       this.#sendError(undefined, undefined, errorInfo('invalid_frame', 'frame is not valid JSON'));
       return;
     }
@@ -153,7 +162,9 @@ export class Connection {
   /** Handles one inbound frame already parsed from JSON (HTTP upstream). Never throws. */
   receiveValue(raw: unknown): void {
     this.alive = true;
+    if (this.#closed) return;
     if (exceedsDepth(raw, this.#limits.maxJsonDepth)) {
+      if (!this.#admitFrame(refOf(raw), undefined)) return;
       this.#sendError(
         refOf(raw),
         undefined,
@@ -166,12 +177,14 @@ export class Connection {
       parsed = clientFrameSchema.safeParse(raw);
     } catch {
       // pathological input (e.g. JSON nested deeper than the validator's stack allows)
+      if (!this.#admitFrame(refOf(raw), undefined)) return;
       this.#sendError(refOf(raw), undefined, errorInfo('invalid_frame', 'frame is nested too deeply'));
       return;
     }
     if (!parsed.success) {
       const ref = refOf(raw);
       const channel = channelOf(raw);
+      if (!this.#admitFrame(ref, channel)) return;
       const issue = parsed.error.issues[0];
       const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
       this.#sendError(
@@ -181,7 +194,51 @@ export class Connection {
       );
       return;
     }
-    this.#dispatch(parsed.data).catch((err: unknown) => this.#fail(err, parsed.data));
+    const frame = parsed.data;
+    // publishes have their own budget (per identity); a close is always welcome
+    if (frame.type !== 'publish' && frame.type !== 'close') {
+      if (
+        !this.#admitFrame(
+          'ref' in frame ? frame.ref : undefined,
+          'channel' in frame ? frame.channel : undefined,
+        )
+      )
+        return;
+    }
+    this.#dispatch(frame).catch((err: unknown) => this.#fail(err, frame));
+  }
+
+  /**
+   * The per-connection budget of frames other than publishes, so that a flood of pings (or bad
+   * frames) from one connection cannot take the event loop from everyone else. A refused frame gets
+   * `rate_limited`; a connection that goes on sending past a whole burst of refusals is dropped
+   * (close 4028) rather than answered forever.
+   */
+  #admitFrame(ref: Ref | undefined, channel: string | undefined): boolean {
+    if (this.#frameBudget.take()) {
+      this.#framesRefused = 0;
+      return true;
+    }
+    if (++this.#framesRefused > this.#limits.maxFrameBurst) {
+      this.#channels.metrics.errors.inc({ code: 'rate_limited' });
+      this.disconnect(
+        'rate_limited',
+        4028,
+        true,
+        errorInfo('rate_limited', 'too many frames: the connection kept sending past its frame budget'),
+        true,
+      );
+      return false;
+    }
+    this.#sendError(
+      ref,
+      channel,
+      errorInfo(
+        'rate_limited',
+        `more than ${this.#limits.maxFrameRate} frames per second besides publishes; slow down and retry`,
+      ),
+    );
+    return false;
   }
 
   /**
@@ -198,8 +255,26 @@ export class Connection {
       this.dispose();
       return;
     }
+    if (this.#stalled()) {
+      this.#slowConsumer();
+      return;
+    }
     this.send({ type: 'heartbeat', serverTime: Date.now() });
     this.transport.ping?.();
+  }
+
+  /**
+   * True when the transport has had bytes queued and written none of them for two heartbeat rounds:
+   * a peer that stopped reading (an SSE client whose socket is paused, a catch-up waiting for room
+   * that never comes). Bytes written = bytes handed over - bytes still queued.
+   */
+  #stalled(): boolean {
+    const queued = this.transport.bufferedAmount();
+    const drained = this.#sentBytes - queued;
+    const progressed = drained > this.#drainedAtHeartbeat;
+    this.#drainedAtHeartbeat = Math.max(this.#drainedAtHeartbeat, drained);
+    this.#stalledRounds = queued > 0 && !progressed ? this.#stalledRounds + 1 : 0;
+    return this.#stalledRounds >= 2;
   }
 
   /**
@@ -226,7 +301,7 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#expiry) clearTimeout(this.#expiry);
-    for (const attachment of this.#attachments.values()) attachment.unsubscribe();
+    for (const attachment of this.#attachments.values()) attachment.close();
     this.#attachments.clear();
   }
 
@@ -237,7 +312,7 @@ export class Connection {
       case 'detach': {
         const attachment = this.#attachments.get(frame.channel);
         if (!attachment) throw new ServerError('not_attached', `channel ${frame.channel} is not attached`);
-        attachment.unsubscribe();
+        attachment.close();
         this.#attachments.delete(frame.channel);
         this.send(withRef({ type: 'detached', channel: frame.channel }, frame.ref));
         return;
@@ -292,22 +367,9 @@ export class Connection {
     this.#expiry.unref();
   }
 
-  /** Takes `count` publishes from the bucket, or refuses them all with `rate_limited`. */
+  /** Takes `count` publishes from the identity's budget (shared), or refuses them all with `rate_limited`. */
   #takePublishAllowance(count: number): void {
-    const rate = this.#identity.viaToken ? this.#limits.maxPublishRate : this.#limits.maxKeyPublishRate;
-    if (rate <= 0) return;
-    const now = Date.now();
-    this.#publishAllowance = Math.min(
-      rate,
-      this.#publishAllowance + ((now - this.#publishCheckedAt) / 1000) * rate,
-    );
-    this.#publishCheckedAt = now;
-    if (this.#publishAllowance < count)
-      throw new ServerError(
-        'rate_limited',
-        `more than ${rate} operations per second on this connection; slow down and retry`,
-      );
-    this.#publishAllowance -= count;
+    this.#budgets.takePublish(this.#identity, count);
   }
 
   async #publish(frame: PublishFrame): Promise<void> {
@@ -327,17 +389,20 @@ export class Connection {
         'bad_request',
         'presence needs a clientId: connect with one (or a token that names one)',
       );
+    if (!this.#presenceBudget.take())
+      throw new ServerError(
+        'rate_limited',
+        `more than ${this.#limits.maxPresenceRate} presence frames per second on this connection; slow down and retry`,
+      );
     if (frame.action === 'leave') this.#presence.leave(frame.channel, this.id);
     else {
-      if (
-        frame.data !== undefined &&
-        Buffer.byteLength(JSON.stringify(frame.data)) > this.#limits.maxOperationSize
-      )
+      const size = frame.data === undefined ? 0 : Buffer.byteLength(JSON.stringify(frame.data));
+      if (size > this.#limits.maxOperationSize)
         throw new ServerError(
           'operation_too_large',
           `presence data may be at most ${this.#limits.maxOperationSize} bytes`,
         );
-      this.#presence.enter(frame.channel, this.id, clientId, frame.data);
+      this.#presence.enter(frame.channel, this.id, clientId, frame.data, size);
     }
     this.send(withRef({ type: 'ack', channel: frame.channel, results: [] }, frame.ref));
   }
@@ -352,145 +417,26 @@ export class Connection {
         'too_many_channels',
         `a connection may attach at most ${this.#limits.maxChannelsPerConnection} channels; detach some first`,
       );
-    previous?.unsubscribe();
-    const attachment: Attachment = {
-      channel,
-      state: 'attaching',
-      position: '',
-      buffered: [],
-      bufferedCount: 0,
-      unsubscribe: () => {},
-    };
+    previous?.close();
+    const attachment = this.#channels.attach(channel, this.#outlet);
     this.#attachments.set(channel, attachment);
-    attachment.unsubscribe = this.#channels.hub.subscribe(channel, (delivery) =>
-      this.#onLive(attachment, delivery),
-    );
-    const current = () => !this.#closed && this.#attachments.get(channel) === attachment;
-
-    let resumed = false;
-    let reason: AttachedReason;
-    let epoch = '';
-    let position = '';
-    if (frame.from !== undefined) {
-      const check = await this.#channels.checkResume(channel, frame.from);
-      epoch = check.epoch;
-      position = check.head;
-      if (check.resumed) {
-        resumed = true;
-        position = await this.#catchUp(attachment, frame.from, current);
-      } else {
-        reason = check.reason;
-      }
-    } else if (frame.rewind !== undefined) {
-      const page = await this.#channels.rewind(channel, frame.rewind);
-      if (!current()) throw superseded(channel);
-      epoch = page.epoch;
-      position = page.head;
-      await this.#sendCatchUp(channel, page.messages, current);
-    } else if (frame.start) {
-      const info = await this.#channels.store.info(channel);
-      epoch = info?.epoch ?? '';
-      position = await this.#catchUp(attachment, undefined, current);
-    } else {
-      const info = await this.#channels.store.info(channel);
-      epoch = info?.epoch ?? '';
-      position = info?.head ?? '';
-    }
-    await this.#drained(current);
-    if (!current()) throw superseded(channel);
-    if (epoch === '' && position !== '') epoch = position.split('.')[0] ?? '';
-
-    const mode =
-      frame.from !== undefined
-        ? 'resume'
-        : frame.rewind !== undefined
-          ? 'rewind'
-          : frame.start
-            ? 'start'
-            : 'live';
-    this.#channels.metrics.attaches.inc({ mode, resumed: String(resumed) });
-    if (reason !== undefined) this.#channels.metrics.resumeFailures.inc({ reason });
-    const attached: ServerFrame = { type: 'attached', channel, resumed, epoch, position };
-    if (reason !== undefined) attached.reason = reason;
+    if (this.#closed) attachment.close();
+    const outcome = await attachment.catchUp(frame);
+    const attached: ServerFrame = {
+      type: 'attached',
+      channel,
+      resumed: outcome.resumed,
+      epoch: outcome.epoch,
+      position: outcome.position,
+    };
+    if (outcome.reason !== undefined) attached.reason = outcome.reason;
     this.send(withRef(attached, frame.ref));
-
-    attachment.state = 'attached';
-    attachment.position = position;
-    const buffered = attachment.buffered;
-    attachment.buffered = [];
-    for (const delivery of buffered) this.#deliver(attachment, delivery);
+    attachment.goLive();
 
     // presence: the whole set now, then every change
     const members = this.#presence.members(channel);
     this.send({ type: 'presence', channel, action: 'sync', members });
-    const unsubscribeHub = attachment.unsubscribe;
-    const unsubscribePresence = this.#presence.subscribe(channel, (encoded) => this.#write(encoded));
-    attachment.unsubscribe = () => {
-      unsubscribeHub();
-      unsubscribePresence();
-    };
-  }
-
-  /** Sends every message changed after `after`, page by page; returns the position reached. */
-  async #catchUp(attachment: Attachment, after: string | undefined, current: () => boolean): Promise<string> {
-    let position = after ?? '';
-    for (;;) {
-      const page = await this.#channels.readSince(attachment.channel, position || undefined, CATCHUP_PAGE);
-      if (!current()) return position;
-      const fresh = page.messages.filter((m) => m.version > position);
-      if (fresh.length > 0) {
-        await this.#sendCatchUp(attachment.channel, fresh, current);
-        position = fresh[fresh.length - 1]!.version;
-      }
-      if (!page.more || fresh.length === 0) return position > page.head ? position : page.head || position;
-    }
-  }
-
-  /**
-   * Sends catch-up messages in frames of about CATCHUP_FRAME_BYTES, each only once the send buffer
-   * has room: a large catch-up is paced by the client's reading speed, not refused as slow.
-   */
-  async #sendCatchUp(channel: string, messages: Message[], current: () => boolean): Promise<void> {
-    this.#channels.metrics.catchUpMessages.inc(messages.length);
-    let batch: Message[] = [];
-    let bytes = 0;
-    for (const message of messages) {
-      batch.push(message);
-      bytes += approximateSize(message);
-      if (bytes >= CATCHUP_FRAME_BYTES) {
-        await this.#drained(current);
-        if (!current()) return;
-        this.#write(encodeMessagesFrame(channel, batch));
-        batch = [];
-        bytes = 0;
-      }
-    }
-    if (batch.length === 0) return;
-    await this.#drained(current);
-    if (current()) this.#write(encodeMessagesFrame(channel, batch));
-  }
-
-  #onLive(attachment: Attachment, delivery: Delivery): void {
-    if (attachment.state === 'attaching') {
-      attachment.buffered.push(delivery);
-      attachment.bufferedCount += delivery.messages.length;
-      if (attachment.bufferedCount > MAX_BUFFERED_WHILE_ATTACHING) this.#slowConsumer();
-      return;
-    }
-    this.#deliver(attachment, delivery);
-  }
-
-  #deliver(attachment: Attachment, delivery: Delivery): void {
-    const last = delivery.messages[delivery.messages.length - 1];
-    if (!last || last.version <= attachment.position) return;
-    const first = delivery.messages[0]!;
-    if (first.version > attachment.position) {
-      this.#write(delivery.frame);
-    } else {
-      const fresh = delivery.messages.filter((m) => m.version > attachment.position);
-      this.#write(encodeMessagesFrame(delivery.channel, fresh));
-    }
-    attachment.position = last.version;
+    attachment.onClose(this.#presence.subscribe(channel, (encoded) => this.#write(encoded)));
   }
 
   #write(frame: Buffer): void {
@@ -499,10 +445,12 @@ export class Connection {
       this.#slowConsumer();
       return;
     }
+    this.#sentBytes += frame.length;
     this.transport.send(frame);
   }
 
   #slowConsumer(): void {
+    if (this.#closed) return;
     this.#log.info({ connectionId: this.id }, 'slow consumer disconnected');
     this.disconnect(
       'slow_consumer',
@@ -541,22 +489,9 @@ export class Connection {
   }
 }
 
-function superseded(channel: string): ServerError {
-  return new ServerError('attach_superseded', `a later attach or detach of ${channel} replaced this attach`);
-}
-
-type AttachedReason = 'epoch_changed' | 'position_trimmed' | 'position_ahead' | undefined;
-
 function withRef<F extends ServerFrame & { ref?: Ref }>(frame: F, ref: Ref | undefined): F {
   if (ref !== undefined) frame.ref = ref;
   return frame;
-}
-
-function approximateSize(message: Message): number {
-  const data = message.data;
-  return (
-    200 + (typeof data === 'string' ? data.length : data === undefined ? 0 : JSON.stringify(data).length)
-  );
 }
 
 function refOf(raw: unknown): Ref | undefined {

@@ -3,7 +3,15 @@
  * two seconds and shows, live, whether users suffer from delivery problems — connections by
  * transport, how they end, resumes that held or broke, catch-up, throughput, errors and latency.
  * The page holds no secret: it asks for an API key or token and keeps it in sessionStorage.
+ *
+ * Hardened like any page that shows data it did not write: its script is a separate file
+ * (`/dashboard.js`) under a CSP that allows no inline script, label values from `/metrics` are
+ * written as text (never parsed as HTML), and it cannot be framed.
  */
+
+export const DASHBOARD_CSP =
+  "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; " +
+  "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -46,8 +54,13 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section><h2>Latency</h2><table id="latency"></table></section>
   <section><h2>Errors (total · now)</h2><table id="errors"></table></section>
 </main>
-<script>
-(() => {
+<script src="/dashboard.js"></script>
+</body>
+</html>
+`;
+
+/** The dashboard's script, served as `/dashboard.js` (no inline script under the CSP). */
+export const DASHBOARD_SCRIPT = `(() => {
   const $ = (id) => document.getElementById(id);
   let key = sessionStorage.getItem('mooring-dashboard-key') || '';
   let previous = null;
@@ -78,8 +91,20 @@ export const DASHBOARD_HTML = `<!doctype html>
     for (const [le, count] of buckets) if (count >= target) return le;
     return Infinity;
   }
+  // label values come from clients (error codes, reasons): text only, never HTML
   const rows = (el, entries) => {
-    el.innerHTML = entries.length ? entries.map(([k, v]) => '<tr><td>' + k + '</td><td>' + v + '</td></tr>').join('') : '<tr><td class="muted">none</td><td></td></tr>';
+    const cell = (text, muted) => {
+      const td = document.createElement('td');
+      td.textContent = String(text);
+      if (muted) td.className = 'muted';
+      return td;
+    };
+    const trs = (entries.length ? entries : [['none', '']]).map(([k, v]) => {
+      const tr = document.createElement('tr');
+      tr.append(cell(k, !entries.length), cell(v, false));
+      return tr;
+    });
+    el.replaceChildren(...trs);
   };
   const rate = (now, before, seconds, per) => before === undefined ? '…' : (((now - before) / seconds) * per).toFixed(per === 1 ? 1 : 0);
   const ms = (seconds) => seconds === null ? '–' : seconds === Infinity ? '> 1 s' : '≤ ' + (seconds * 1000).toFixed(seconds < 0.001 ? 1 : 0) + ' ms';
@@ -143,7 +168,4 @@ export const DASHBOARD_HTML = `<!doctype html>
   tick();
   setInterval(() => { if ($('login').hidden) tick(); }, 2000);
 })();
-</script>
-</body>
-</html>
 `;

@@ -11,6 +11,11 @@
  * prove they belong to the connection with its secret `connectionKey` (header
  * `x-mooring-connection-key` or `?connectionKey=`), so any node can tell whether it holds the
  * connection. Routing a request that lands on another node goes over the shared bus (Redis engine).
+ *
+ * Budgets: a long-poll connection that never polls after `connected` ends after `firstPollTimeout`
+ * (it holds a connection slot without ever reading); the frames of one upstream POST are handled
+ * in slices with the event loop yielded between them, and the rest of a POST is dropped once the
+ * connection is closed (e.g. for flooding), so one 1 MiB body cannot hold the server.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorInfo, type Limits, PROTOCOL_VERSION } from '@mooring/protocol';
@@ -18,7 +23,7 @@ import type { Authenticator } from './auth.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
 import type { Identity } from './connection-registry.ts';
-import { readJson, send } from './rest-api.ts';
+import { RequestAborted, readJson, send } from './rest-api.ts';
 import { safeEqual } from './safe-equal.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
 
@@ -29,7 +34,12 @@ export interface HttpTransportsOptions {
   heartbeatInterval: number;
   /** How long a poll waits for frames before answering `[]`, ms. Default 25,000 (below common proxy timeouts). */
   pollTimeout?: number;
+  /** How long a new long-poll connection may wait before its first poll, ms. Default 10,000. */
+  firstPollTimeout?: number;
 }
+
+/** Upstream frames handled before the event loop is yielded to other clients. */
+const FRAMES_PER_SLICE = 64;
 
 const STREAM_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -99,7 +109,10 @@ export class HttpTransports {
         if (req.method !== 'POST') throw new ServerError('method_not_allowed', 'use POST to send frames');
         const body = await readJson(req, this.#o.limits.maxHttpBody);
         const frames = Array.isArray(body) ? body : [body];
-        for (const frame of frames) connection.receiveValue(frame);
+        for (let i = 0; i < frames.length && !connection.closed; i++) {
+          if (i > 0 && i % FRAMES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+          connection.receiveValue(frames[i]);
+        }
         send(res, 202, { accepted: frames.length });
         return;
       }
@@ -112,6 +125,10 @@ export class HttpTransports {
         );
       sink.poll(res);
     } catch (err) {
+      if (err instanceof RequestAborted) {
+        res.destroy();
+        return;
+      }
       const error = toErrorInfo(err);
       send(res, error.status, { error });
     }
@@ -171,6 +188,8 @@ export class HttpTransports {
       setTimeout(() => this.#ended.delete(connection.id), pollGrace).unref();
     };
     sink.poll(res);
+    // a connection that never comes back for its frames holds a slot of its key's budget for nothing
+    setTimeout(() => sink.endIfNeverPolled(), this.#o.firstPollTimeout ?? 10_000).unref();
   }
 
   /** An ended long-poll connection whose last frames still wait for a poll, if the key matches. */
@@ -201,6 +220,7 @@ export class LongPollSink implements TransportSink {
   #pending: ServerResponse | undefined;
   #pendingTimer: NodeJS.Timeout | undefined;
   #lastPoll = Date.now();
+  #polls = 0;
   #flushScheduled = false;
   #ended = false;
   readonly #pollTimeout: number;
@@ -225,6 +245,7 @@ export class LongPollSink implements TransportSink {
     this.#answer([]);
     this.#pending = res;
     this.#lastPoll = Date.now();
+    this.#polls++;
     res.on('close', () => {
       if (this.#pending === res) this.#clearPending();
     });
@@ -267,6 +288,11 @@ export class LongPollSink implements TransportSink {
     this.#queuedBytes = 0;
     this.#pending?.destroy();
     this.#end(false);
+  }
+
+  /** The first poll after `connected` never came: the client is not there (or not reading). */
+  endIfNeverPolled(): void {
+    if (!this.#ended && this.#polls <= 1 && !this.#pending) this.terminate();
   }
 
   /** Heartbeat round: a client that stopped polling is gone. */

@@ -13,6 +13,8 @@
  * - `lease: 0`, or a delete, releases it.
  * - With a durable store the lease records survive a server restart and are re-armed on start, as if
  *   every holder had just dropped: a live agent re-takes its lease by writing again.
+ * - Expiry is crash-safe: the update is stored before the record is removed, and applying it twice
+ *   (after a crash in between) stores it once (deterministic op id `lease-expired:<serial>:<version>`).
  */
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
@@ -23,6 +25,8 @@ interface Lease {
   holder: string | undefined;
   /** The clientId that took it: the same clientId may take it back from another connection. */
   clientId: string | undefined;
+  /** The identity it counts against (`maxLeasesPerClient`); unknown for leases restored after a restart. */
+  owner: string | undefined;
   ms: number;
   timer: NodeJS.Timeout | undefined;
 }
@@ -39,7 +43,10 @@ export interface LeaseManagerOptions {
 export class LeaseManager {
   readonly #leases = new Map<string, Lease>();
   readonly #byHolder = new Map<string, Set<string>>();
+  /** Active leases per owner identity. */
+  readonly #perOwner = new Map<string, number>();
   readonly #o: LeaseManagerOptions;
+  #closed = false;
 
   constructor(options: LeaseManagerOptions) {
     this.#o = options;
@@ -59,10 +66,11 @@ export class LeaseManager {
     holder: string | undefined,
     ms: number,
     clientId: string | undefined,
+    owner?: string,
   ): void {
     const record: LeaseRecord = { channel, serial, ms };
     if (clientId !== undefined) record.clientId = clientId;
-    this.#take(record, holder);
+    this.#take(record, holder, owner);
     this.#safe(() => this.#o.records?.save(record));
   }
 
@@ -76,7 +84,7 @@ export class LeaseManager {
     if (holder === undefined || lease.holder !== holder) {
       const record: LeaseRecord = { channel, serial, ms: lease.ms };
       if (clientId !== undefined) record.clientId = clientId;
-      this.#take(record, holder);
+      this.#take(record, holder, lease.owner);
     }
   }
 
@@ -111,14 +119,26 @@ export class LeaseManager {
     return this.#leases.size;
   }
 
+  /** Active leases counted against `owner`. */
+  heldBy(owner: string): number {
+    return this.#perOwner.get(owner) ?? 0;
+  }
+
+  /** Whether the message has a lease now. */
+  has(channel: string, serial: string): boolean {
+    return this.#leases.has(keyOf(channel, serial));
+  }
+
   /** Stops the timers (shutdown); the records stay for the next start. */
   close(): void {
+    this.#closed = true;
     for (const lease of this.#leases.values()) if (lease.timer) clearTimeout(lease.timer);
     this.#leases.clear();
     this.#byHolder.clear();
+    this.#perOwner.clear();
   }
 
-  #take(record: LeaseRecord, holder: string | undefined): void {
+  #take(record: LeaseRecord, holder: string | undefined, owner?: string): void {
     const key = keyOf(record.channel, record.serial);
     const previous = this.#leases.get(key);
     if (previous) this.#drop(key, previous);
@@ -127,10 +147,12 @@ export class LeaseManager {
       serial: record.serial,
       holder,
       clientId: record.clientId,
+      owner,
       ms: record.ms,
       timer: undefined,
     };
     this.#leases.set(key, lease);
+    if (owner !== undefined) this.#perOwner.set(owner, this.heldBy(owner) + 1);
     if (holder === undefined) this.#arm(key, lease);
     else {
       let keys = this.#byHolder.get(holder);
@@ -142,11 +164,29 @@ export class LeaseManager {
     }
   }
 
+  /**
+   * Crash-safe expiry: the `abandoned` update is stored first and the record removed only after, so a
+   * crash between the two leaves the record, which the next start re-arms; the expiry then runs
+   * again and its deterministic op id makes the second update a duplicate. If the update cannot be
+   * stored, the record stays and the expiry is retried after another `ms`.
+   */
   #arm(key: string, lease: Lease): void {
     lease.timer = setTimeout(() => {
       this.#drop(key, lease);
-      this.#safe(() => this.#o.records?.remove(lease.channel, lease.serial));
-      this.#o.expire(lease.channel, lease.serial).catch(this.#o.onError);
+      this.#o.expire(lease.channel, lease.serial).then(
+        () => {
+          // Taken again meanwhile (the publisher wrote with a lease): that record is the new one's.
+          if (this.#leases.has(key)) return;
+          this.#safe(() => this.#o.records?.remove(lease.channel, lease.serial));
+        },
+        (err: unknown) => {
+          this.#o.onError(err);
+          if (this.#closed || this.#leases.has(key)) return;
+          const retry: LeaseRecord = { channel: lease.channel, serial: lease.serial, ms: lease.ms };
+          if (lease.clientId !== undefined) retry.clientId = lease.clientId;
+          this.#take(retry, undefined);
+        },
+      );
     }, lease.ms);
     lease.timer.unref();
   }
@@ -154,6 +194,11 @@ export class LeaseManager {
   #drop(key: string, lease: Lease): void {
     if (lease.timer) clearTimeout(lease.timer);
     this.#leases.delete(key);
+    if (lease.owner !== undefined) {
+      const held = this.heldBy(lease.owner) - 1;
+      if (held > 0) this.#perOwner.set(lease.owner, held);
+      else this.#perOwner.delete(lease.owner);
+    }
     if (lease.holder !== undefined) {
       const keys = this.#byHolder.get(lease.holder);
       keys?.delete(key);

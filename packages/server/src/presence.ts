@@ -6,6 +6,10 @@
  * (same connectionId, PROTOCOL.md §5.4) nothing is announced, so a quick reconnect does not flap;
  * otherwise it leaves. A clean close or a `leave` takes effect at once.
  *
+ * Each connection has a presence budget: at most `maxChannelsPerConnection` channels and
+ * `maxBytesPerConnection` bytes of member data (as JSON) over all of them, so one client cannot fill
+ * the server's memory with members (`too_many_channels`, `presence_too_large`).
+ *
  * This is node-local state; the Redis engine will share it between nodes behind the same methods.
  */
 import type { JsonValue, PresenceFrame, PresenceMember } from '@mooring/protocol';
@@ -17,6 +21,10 @@ export type PresenceListener = (frame: Buffer) => void;
 export interface PresenceOptions {
   grace: number;
   maxMembers: number;
+  /** Channels one connection may be present in. */
+  maxChannelsPerConnection: number;
+  /** Bytes of member data (as JSON) one connection may hold over all its channels. */
+  maxBytesPerConnection: number;
   /** How long a dropped connection can still be recovered (connectionStateTtl), ms. */
   recoverWithin: number;
 }
@@ -24,7 +32,8 @@ export interface PresenceOptions {
 export class PresenceService {
   readonly #members = new Map<string, Map<string, PresenceMember>>();
   readonly #listeners = new KeyedListeners<PresenceListener>();
-  readonly #channelsOf = new Map<string, Set<string>>();
+  /** Per connection: the channels it is present in, and the bytes of its data in each. */
+  readonly #channelsOf = new Map<string, Map<string, number>>();
   readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
   /** Members that left at the end of their grace, kept for `recoverWithin` in case the connection comes back. */
   readonly #departed = new Map<
@@ -41,14 +50,37 @@ export class PresenceService {
     return [...(this.#members.get(channel)?.values() ?? [])];
   }
 
-  /** Enters, or updates when the connection is already a member (an update of a non-member enters). */
-  enter(channel: string, connectionId: string, clientId: string, data: JsonValue | undefined): void {
+  /**
+   * Enters, or updates when the connection is already a member (an update of a non-member enters).
+   * `size`: the bytes of `data` as JSON, when the caller measured them already.
+   */
+  enter(
+    channel: string,
+    connectionId: string,
+    clientId: string,
+    data: JsonValue | undefined,
+    size: number = data === undefined ? 0 : Buffer.byteLength(JSON.stringify(data)),
+  ): void {
     let set = this.#members.get(channel);
     const existing = set?.get(connectionId);
     if (!existing && (set?.size ?? 0) >= this.#options.maxMembers)
       throw new ServerError(
         'too_many_members',
         `channel ${channel} already has ${this.#options.maxMembers} presence members; try again later`,
+      );
+    let channels = this.#channelsOf.get(connectionId);
+    const { maxChannelsPerConnection, maxBytesPerConnection } = this.#options;
+    if (!channels?.has(channel) && (channels?.size ?? 0) >= maxChannelsPerConnection)
+      throw new ServerError(
+        'too_many_channels',
+        `a connection may be present in at most ${maxChannelsPerConnection} channels; leave some first`,
+      );
+    let held = 0;
+    for (const [other, bytes] of channels ?? []) if (other !== channel) held += bytes;
+    if (held + size > maxBytesPerConnection)
+      throw new ServerError(
+        'presence_too_large',
+        `a connection may hold at most ${maxBytesPerConnection} bytes of presence data over all its channels (${held} held); send less, or leave some channels`,
       );
     if (!set) {
       set = new Map();
@@ -57,12 +89,11 @@ export class PresenceService {
     const member: PresenceMember = { clientId, connectionId, timestamp: Date.now() };
     if (data !== undefined) member.data = data;
     set.set(connectionId, member);
-    let channels = this.#channelsOf.get(connectionId);
     if (!channels) {
-      channels = new Set();
+      channels = new Map();
       this.#channelsOf.set(connectionId, channels);
     }
-    channels.add(channel);
+    channels.set(channel, size);
     // entering twice is an update; updating when absent is an enter
     this.#emit({ type: 'presence', channel, action: existing ? 'update' : 'enter', member });
   }
@@ -82,7 +113,8 @@ export class PresenceService {
     this.#cancelPendingLeave(connectionId);
     this.#departed.delete(connectionId);
     this.#forgetDeparted();
-    for (const channel of [...(this.#channelsOf.get(connectionId) ?? [])]) this.leave(channel, connectionId);
+    for (const channel of [...(this.#channelsOf.get(connectionId)?.keys() ?? [])])
+      this.leave(channel, connectionId);
     this.#channelsOf.delete(connectionId);
   }
 
@@ -93,7 +125,7 @@ export class PresenceService {
     const timer = setTimeout(() => {
       this.#pendingLeaves.delete(connectionId);
       // remember what it was, in case the connection is recovered later within its state TTL
-      const members = [...(this.#channelsOf.get(connectionId) ?? [])].flatMap((channel) => {
+      const members = [...(this.#channelsOf.get(connectionId)?.keys() ?? [])].flatMap((channel) => {
         const member = this.#members.get(channel)?.get(connectionId);
         return member ? [{ channel, member }] : [];
       });

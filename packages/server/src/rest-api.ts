@@ -10,39 +10,27 @@ import {
   isSerial,
   type Limits,
   type OperationInput,
-  operationInputSchema,
   parseSerial,
 } from '@mooring/protocol';
+import { publishBodySchema, tokenRequestSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import type { Authenticator } from './auth.ts';
 import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
 import { assertChannelName, type ChannelService } from './channel-service.ts';
-import { DASHBOARD_HTML } from './dashboard.ts';
+import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT } from './dashboard.ts';
+import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import { createToken, type TokenRequest } from './tokens.ts';
-
-const tokenRequestSchema = z
-  .object({
-    clientId: z.string().min(1).max(256).optional(),
-    capability: z.record(z.string(), z.array(z.string())).optional(),
-    ttl: z.number().int().optional(),
-  })
-  .strict();
-
-const publishBodySchema = z.union([
-  operationInputSchema,
-  z.array(operationInputSchema),
-  z.object({ ops: z.array(operationInputSchema) }).strict(),
-]);
 
 export interface RestApiOptions {
   channels: ChannelService;
   presence: PresenceService;
   auth: Authenticator;
   limits: Limits;
+  /** Publish budgets per identity, shared with the identity's realtime connections. */
+  budgets: IdentityBudgets;
   logger: Logger;
   /** Serve `/metrics` without credentials (for a scraper on a private network). Default false. */
   publicMetrics?: boolean;
@@ -69,6 +57,11 @@ export class RestApi {
     try {
       await this.#route(req, res, url);
     } catch (err) {
+      if (err instanceof RequestAborted) {
+        // the client went away mid-body: nobody to answer, nothing went wrong here
+        res.destroy();
+        return;
+      }
       if (!isExpectedError(err)) this.#o.logger.error({ err, path: url.pathname }, 'request failed');
       const error = toErrorInfo(err);
       this.#o.channels.metrics.errors.inc({ code: error.code });
@@ -84,16 +77,16 @@ export class RestApi {
     }
     const path = url.pathname;
     if (path === '/health') return only(method, 'GET', () => send(res, 200, { status: 'ok' }));
-    if (path === '/dashboard') {
+    if (path === '/dashboard' || path === '/dashboard.js') {
       return only(method, 'GET', () => {
+        const html = path === '/dashboard';
         res
           .writeHead(200, {
-            'content-type': 'text/html; charset=utf-8',
+            'content-type': html ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8',
             'cache-control': 'no-store',
-            'content-security-policy':
-              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            'content-security-policy': DASHBOARD_CSP,
           })
-          .end(DASHBOARD_HTML);
+          .end(html ? DASHBOARD_HTML : DASHBOARD_SCRIPT);
       });
     }
     if (path === '/metrics') {
@@ -139,6 +132,8 @@ export class RestApi {
           : 'ops' in parsed.data
             ? (parsed.data.ops as OperationInput[])
             : [parsed.data as OperationInput];
+        // one budget per identity: REST and the identity's connections draw from the same bucket
+        this.#o.budgets.takePublish(identity, ops.length);
         const results = await this.#o.channels.publish(channel, ops, identity);
         send(res, 200, { channel, results });
         return;
@@ -214,7 +209,8 @@ export class RestApi {
     const last = page.messages[page.messages.length - 1];
     if (page.more && last) {
       const next = new URLSearchParams(q);
-      next.delete('key');
+      // never echo credentials into a link that ends up in logs, caches and Referer headers
+      for (const secret of ['key', 'token', 'connectionKey']) next.delete(secret);
       const { epoch, seq } = parseSerial(last.serial)!;
       if (direction === 'backwards') next.set('until', formatSerial(epoch, seq - 1));
       else next.set('from', formatSerial(epoch, seq + 1));
@@ -267,6 +263,17 @@ export function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/**
+ * The client closed the connection before its request body was complete: not an error of the server
+ * (never logged as one, never counted), and there is nobody left to answer.
+ */
+export class RequestAborted extends Error {
+  constructor() {
+    super('the request was aborted by the client');
+    this.name = 'RequestAborted';
+  }
+}
+
 /** Reads a JSON body of at most `max` bytes; `body_too_large` beyond, `bad_request` if not JSON. */
 export async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
@@ -276,13 +283,19 @@ export async function readJson(req: IncomingMessage, max: number): Promise<unkno
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) {
-      req.resume();
-      throw new ServerError('body_too_large', `the body is over ${max} bytes`);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > max) {
+        req.resume();
+        throw new ServerError('body_too_large', `the body is over ${max} bytes`);
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (err) {
+    if (err instanceof ServerError) throw err;
+    // the stream failed: the peer reset or aborted the request (ECONNRESET, 'aborted')
+    throw new RequestAborted();
   }
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));

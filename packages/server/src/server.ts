@@ -23,6 +23,7 @@ import { ConnectionManager } from './connection-manager.ts';
 import { ConnectionRegistry } from './connection-registry.ts';
 import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
+import { IdentityBudgets } from './identity-budgets.ts';
 import { Metrics } from './metrics.ts';
 import { PresenceService } from './presence.ts';
 import { RestApi, send } from './rest-api.ts';
@@ -54,6 +55,8 @@ export interface ServerOptions {
   namespaces?: Record<string, NamespaceRules>;
   /** How long a member whose connection dropped stays present, ms (default 15,000). */
   presenceGrace?: number;
+  /** How long a new long-poll connection may wait before its first poll, ms (default 10,000). */
+  firstPollTimeout?: number;
   /** Serve `/metrics` without credentials (default false: any API key or token may read it). */
   publicMetrics?: boolean;
   /** How often expired messages are removed, ms (default 60,000). */
@@ -82,6 +85,16 @@ export interface MooringServer {
 
 export const DEFAULT_RETENTION = 24 * 60 * 60 * 1000;
 
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "frame-ancestors 'none'",
+};
+/** The same, as raw header lines, for answers written straight to a socket. */
+const SECURITY_HEADER_LINES = Object.entries(SECURITY_HEADERS)
+  .map(([name, value]) => `${name}: ${value}\r\n`)
+  .join('');
+
 export async function startServer(options: ServerOptions = {}): Promise<MooringServer> {
   const logger =
     typeof options.logger === 'object' ? options.logger : pino({ level: options.logger ?? 'silent' });
@@ -109,13 +122,17 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const presence = new PresenceService({
     grace: options.presenceGrace ?? DEFAULT_TIMINGS.presenceGrace,
     maxMembers: limits.maxPresenceMembers,
+    maxChannelsPerConnection: limits.maxPresenceChannelsPerConnection,
+    maxBytesPerConnection: limits.maxPresenceBytesPerConnection,
     recoverWithin: connectionStateTtl,
   });
+  const budgets = new IdentityBudgets(limits);
   const connections = new ConnectionManager({
     channels,
     presence,
     registry,
     limits,
+    budgets,
     logger,
     heartbeatInterval,
     connectionStateTtl,
@@ -128,6 +145,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     presence,
     auth,
     limits,
+    budgets,
     logger,
     publicMetrics: options.publicMetrics ?? false,
     ready: () => store.ping(),
@@ -144,12 +162,15 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     auth,
     limits,
     heartbeatInterval,
+    firstPollTimeout: options.firstPollTimeout ?? DEFAULT_TIMINGS.firstPollTimeout,
   });
 
   let inFlight = 0;
   const http: Server = createServer((req, res) => {
     inFlight++;
     res.once('close', () => inFlight--);
+    // on every answer: no MIME sniffing, never inside a frame (the dashboard sets its own CSP)
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     const url = requestUrl(req);
     if (closing) {
       send(res, 503, {
@@ -194,7 +215,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     const body = JSON.stringify({ error });
     const status = overflow ? '431 Request Header Fields Too Large' : '400 Bad Request';
     socket.end(
-      `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${SECURITY_HEADER_LINES}connection: close\r\n\r\n${body}`,
     );
   });
 
@@ -285,7 +306,7 @@ function refuseUpgrade(socket: Duplex, err: unknown): void {
   const error = toErrorInfo(err);
   const body = JSON.stringify({ error });
   socket.end(
-    `HTTP/1.1 ${error.status} ${error.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${error.status} ${error.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${SECURITY_HEADER_LINES}connection: close\r\n\r\n${body}`,
   );
 }
 

@@ -49,8 +49,10 @@ describe('metrics', () => {
       assert.equal(res.status, 200);
       assert.match(res.headers.get('content-type') ?? '', /text\/html/);
       const html = await res.text();
-      assert.match(html, /fetch\('\/metrics'/);
-      assert.doesNotMatch(html, /test:secret/, 'the page holds no secret');
+      assert.match(html, /<script src="\/dashboard.js"><\/script>/);
+      const script = await (await fetch(`${fx.server.url}/dashboard.js`)).text();
+      assert.match(script, /fetch\('\/metrics'/);
+      assert.doesNotMatch(html + script, /test:secret/, 'the page holds no secret');
     } finally {
       await fx.close();
     }

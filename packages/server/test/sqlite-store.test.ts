@@ -62,14 +62,27 @@ describe('SqliteStore', () => {
   }
 
   it('runs in WAL mode with the requested synchronous level', async () => {
-    const { path, store } = await open({ synchronous: 'full' });
-    await store.append('ch', [{ action: 'create', id: 'a' }], OPTS);
-    const db = new DatabaseSync(path, { readOnly: true });
-    try {
-      assert.equal(db.prepare('PRAGMA journal_mode').get()?.journal_mode, 'wal');
-    } finally {
-      db.close();
+    // `synchronous` is a setting of the store's own connection: read it there (onOpen hands it out).
+    const levels: Record<string, number> = {};
+    for (const synchronous of ['full', 'normal', undefined] as const) {
+      let level = -1;
+      const { path, store } = await open({
+        ...(synchronous ? { synchronous } : {}),
+        onOpen: (db) => {
+          level = Number(db.prepare('PRAGMA synchronous').get()?.synchronous);
+        },
+      });
+      await store.append('ch', [{ action: 'create', id: 'a' }], OPTS);
+      levels[synchronous ?? 'default'] = level;
+      const db = new DatabaseSync(path, { readOnly: true });
+      try {
+        assert.equal(db.prepare('PRAGMA journal_mode').get()?.journal_mode, 'wal');
+      } finally {
+        db.close();
+      }
     }
+    // SQLite's numbers: 1 = NORMAL, 2 = FULL
+    assert.deepEqual(levels, { full: 2, normal: 1, default: 1 });
   });
 
   it('rolls up a 20,000-append message and keeps validating it after a reopen', async () => {

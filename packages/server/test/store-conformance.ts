@@ -286,6 +286,141 @@ export function storeConformance(
         const elsewhere = await store.append('other', [create({ id: 'x' })], OPTS);
         assert.equal(elsewhere.results[0]!.duplicate, undefined);
       });
+
+      it('scopes ids by publisher: one publisher cannot make another’s op a duplicate', async () => {
+        const store = await open();
+        // The attacker stores the victim's next (predictable) id first…
+        const attacker = await put(
+          store,
+          'ch',
+          create({ id: 'run:1', publisher: 'c:mallory', data: 'fake' }),
+        );
+        // …and the victim's op is still stored, not acknowledged as the attacker's.
+        const victim = await store.append(
+          'ch',
+          [create({ id: 'run:1', publisher: 'c:agent', data: 'real' })],
+          OPTS,
+        );
+        assert.equal(victim.results[0]!.duplicate, undefined);
+        assert.notEqual(victim.results[0]!.serial, attacker);
+        assert.equal(victim.messages.length, 1);
+        // The same id in the same batch from two publishers: two ops. The empty scope is a scope too.
+        const both = await store.append(
+          'ch',
+          [
+            create({ id: 'p0:1', publisher: 'c:agent' }),
+            create({ id: 'p0:1', publisher: 'k:test' }),
+            create({ id: 'p0:1' }),
+          ],
+          OPTS,
+        );
+        assert.deepEqual(
+          both.results.map((r) => r.duplicate),
+          [undefined, undefined, undefined],
+        );
+        assert.equal(new Set(both.results.map((r) => r.serial)).size, 3);
+        // Each publisher's retry is a duplicate of its own op, in any batch position.
+        const retry = await store.append(
+          'ch',
+          [
+            create({ id: 'p0:1' }),
+            create({ id: 'run:1', publisher: 'c:agent' }),
+            create({ id: 'p0:1', publisher: 'k:test' }),
+            create({ id: 'run:1', publisher: 'c:mallory' }),
+          ],
+          OPTS,
+        );
+        assert.deepEqual(retry.results, [
+          { serial: both.results[2]!.serial, duplicate: true },
+          { serial: victim.results[0]!.serial, duplicate: true },
+          { serial: both.results[1]!.serial, duplicate: true },
+          { serial: attacker, duplicate: true },
+        ]);
+        assert.deepEqual(retry.messages, []);
+        // Scope and id never run together: ('c:a', 'bc') and ('c:ab', 'c') are different ops.
+        const run1 = await store.append('ch', [create({ id: 'bc', publisher: 'c:a' })], OPTS);
+        const run2 = await store.append('ch', [create({ id: 'c', publisher: 'c:ab' })], OPTS);
+        assert.equal(run1.results[0]!.duplicate, undefined);
+        assert.equal(run2.results[0]!.duplicate, undefined);
+        // Appends are scoped too: another publisher's append id does not swallow the agent's.
+        const s1 = victim.results[0]!.serial;
+        await put(store, 'ch', append(s1, '!', { id: 'run:1:2', publisher: 'c:mallory' }));
+        const real = await store.append(
+          'ch',
+          [append(s1, ' and more', { id: 'run:1:2', publisher: 'c:agent' })],
+          OPTS,
+        );
+        assert.equal(real.results[0]!.duplicate, undefined);
+        const message = (await store.history('ch', { direction: 'forwards', from: s1, until: s1, limit: 1 }))
+          .messages[0]!;
+        assert.equal(message.data, 'real! and more');
+      });
+
+      it('remembers an id for as long as its op is retained, and forgets it with its op', async () => {
+        const store = await open();
+        const t0 = 1_700_000_000_000;
+        const at = (ms: number): AppendOptions => ({ ...OPTS, now: ms });
+        const old = await put(store, 'ch', create({ id: 'old', publisher: 'c:a', data: 'o' }), at(t0));
+        await put(store, 'ch', append(old, '+', { id: 'old:1', publisher: 'c:a' }), at(t0 + 1000));
+        const young = await put(
+          store,
+          'ch',
+          create({ id: 'young', publisher: 'c:a', data: 'y' }),
+          at(t0 + 2 * HOUR),
+        );
+        // An append to the young message made before the old one expires, by the same publisher.
+        const youngAppend = await put(
+          store,
+          'ch',
+          append(young, '+', { id: 'young:1', publisher: 'c:a' }),
+          at(t0 + 3 * HOUR),
+        );
+        // Another channel's messages expire at the same time: trimming them forgets nothing here.
+        await put(store, 'other', create({ id: 'gone', publisher: 'c:a' }), at(t0));
+
+        // Just before expiry every id is remembered.
+        assert.equal(await store.trim(t0 + 24 * HOUR - 1), 0);
+        const before = await store.append(
+          'ch',
+          [create({ id: 'old', publisher: 'c:a' })],
+          at(t0 + 24 * HOUR - 1),
+        );
+        assert.deepEqual(before.results, [{ serial: old, duplicate: true }]);
+
+        // The old message (and its append) expire: the trim removes only them.
+        assert.equal(await store.trim(t0 + 25 * HOUR), 2);
+        const later = at(t0 + 25 * HOUR);
+        // Ids of retained ops are still remembered after a trim of other, older ops.
+        const retained = await store.append(
+          'ch',
+          [
+            create({ id: 'young', publisher: 'c:a' }),
+            append(young, 'x', { id: 'young:1', publisher: 'c:a' }),
+          ],
+          later,
+        );
+        assert.deepEqual(retained.results, [
+          { serial: young, duplicate: true },
+          { serial: youngAppend, duplicate: true },
+        ]);
+        // Ids of trimmed ops are forgotten: the same ids store anew.
+        const anew = await store.append(
+          'ch',
+          [create({ id: 'old', publisher: 'c:a', data: 'new' }), create({ id: 'old:1', publisher: 'c:a' })],
+          later,
+        );
+        assert.deepEqual(
+          anew.results.map((r) => r.duplicate),
+          [undefined, undefined],
+        );
+        assert.ok(seqOf(anew.results[0]!.serial) > seqOf(youngAppend));
+        const again = await store.append('other', [create({ id: 'gone', publisher: 'c:a' })], later);
+        assert.equal(again.results[0]!.duplicate, undefined);
+        // A trim that removes nothing changes nothing.
+        assert.equal(await store.trim(t0 + 25 * HOUR), 0);
+        const still = await store.append('ch', [create({ id: 'old', publisher: 'c:a' })], later);
+        assert.deepEqual(still.results, [{ serial: anew.results[0]!.serial, duplicate: true }]);
+      });
     });
 
     describe('rollup', () => {
@@ -592,6 +727,45 @@ export function storeConformance(
       });
     });
 
+    describe('byte-bounded pages (maxBytes)', () => {
+      it('stop once the data reaches maxBytes, always hold one message, and page on to the end', async () => {
+        const store = await open();
+        const big = 'x'.repeat(10_000);
+        const serials: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const s = await put(store, 'ch', create({ data: big.slice(0, 5_000) }));
+          await put(store, 'ch', append(s, big.slice(5_000)));
+          serials.push(s);
+        }
+        // appends count: each message holds 10,000 bytes once rolled up
+        const one = await store.readSince('ch', undefined, 100, 1);
+        assert.equal(one.messages.length, 1, 'at least one message even when it alone exceeds maxBytes');
+        assert.equal(one.more, true);
+        assert.equal((one.messages[0]!.data as string).length, 10_000);
+        const two = await store.readSince('ch', undefined, 100, 15_000);
+        assert.equal(two.messages.length, 2, 'stops at the first message that reaches the bound');
+        const seen: string[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.readSince('ch', after, 100, 25_000);
+          assert.ok(page.messages.length >= 1 && page.messages.length <= 3);
+          seen.push(...page.messages.map((m) => m.serial));
+          if (!page.more) break;
+          after = page.messages.at(-1)!.version;
+        }
+        assert.deepEqual(seen, serials, 'every message once, in order');
+        const back = await store.history('ch', { direction: 'backwards', limit: 100, maxBytes: 15_000 });
+        assert.deepEqual(
+          back.messages.map((m) => m.serial),
+          [serials[5], serials[4]],
+        );
+        assert.equal(back.more, true);
+        const all = await store.history('ch', { direction: 'forwards', limit: 100 });
+        assert.equal(all.messages.length, 6, 'no maxBytes: only the count bounds the page');
+        assert.equal(all.more, false);
+      });
+    });
+
     describe('concurrency', () => {
       it('gives concurrent callers distinct serials, increasing in the order each issued them', async () => {
         const store = await open();
@@ -734,6 +908,60 @@ export function storeConformance(
           (await store.history('ch', { direction: 'forwards', limit: 1 })).messages[0]!.data,
           'abc',
         );
+      });
+
+      it('keeps publisher scopes and the dedup window across a reopen and a trim', async (t) => {
+        const f = await fresh();
+        if (!f.reopen) {
+          t.skip('this store does not persist');
+          return;
+        }
+        const t0 = 1_700_000_000_000;
+        const at = (ms: number): AppendOptions => ({ ...OPTS, now: ms });
+        const old = await put(f.store, 'ch', create({ id: 'run:1', publisher: 'c:agent' }), at(t0));
+        const young = await put(
+          f.store,
+          'ch',
+          create({ id: 'run:2', publisher: 'c:agent', data: '' }),
+          at(t0 + 2 * HOUR),
+        );
+        // Still in the journal (not merged) when the store is reopened: both paths are covered.
+        const hot = await put(
+          f.store,
+          'ch',
+          append(young, 'x', { id: 'run:2:1', publisher: 'c:agent' }),
+          at(t0 + 2 * HOUR),
+        );
+
+        let store = await f.reopen();
+        const scoped = await store.append(
+          'ch',
+          [create({ id: 'run:2', publisher: 'c:mallory' })],
+          at(t0 + 3 * HOUR),
+        );
+        assert.equal(scoped.results[0]!.duplicate, undefined, 'another scope stores the same id anew');
+        const retry = await store.append(
+          'ch',
+          [
+            create({ id: 'run:1', publisher: 'c:agent' }),
+            append(young, 'x', { id: 'run:2:1', publisher: 'c:agent' }),
+          ],
+          at(t0 + 3 * HOUR),
+        );
+        assert.deepEqual(retry.results, [
+          { serial: old, duplicate: true },
+          { serial: hot, duplicate: true },
+        ]);
+
+        assert.equal(await store.trim(t0 + 25 * HOUR), 1);
+        store = await f.reopen();
+        const after = await store.append(
+          'ch',
+          [create({ id: 'run:2', publisher: 'c:agent' }), create({ id: 'run:1', publisher: 'c:agent' })],
+          at(t0 + 25 * HOUR),
+        );
+        assert.deepEqual(after.results[0], { serial: young, duplicate: true }, 'a retained op is remembered');
+        assert.equal(after.results[1]!.duplicate, undefined, 'a trimmed op is forgotten');
       });
     });
   });

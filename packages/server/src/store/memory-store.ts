@@ -9,7 +9,16 @@
 import type { Encoding, Headers, JsonValue, Message } from '@mooring/protocol';
 import { formatSerial, newEpoch } from '@mooring/protocol';
 import type { BatchPlan, MessageMeta, PlanContext } from './operation-rules.ts';
-import { afterSeq, emptyPage, headSerial, planBatch, rolledUp, seqBound } from './operation-rules.ts';
+import {
+  afterSeq,
+  dedupKey,
+  emptyPage,
+  headSerial,
+  planBatch,
+  rolledUp,
+  seqBound,
+} from './operation-rules.ts';
+import { PageBudget } from './page-bytes.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -44,7 +53,7 @@ interface MemMessage extends MessageMeta {
   timestamp: number;
   changed: boolean;
   expiresAt: number;
-  /** Ids of every stored operation on this message, forgotten with it by retention. */
+  /** Dedup keys (`dedupKey`) of every stored operation on this message, forgotten with it by retention. */
   opIds: string[];
 }
 
@@ -54,7 +63,7 @@ interface MemChannel {
   trimmedThrough: number;
   /** By message sequence number, in creation (= serial) order. */
   messages: Map<number, MemMessage>;
-  /** Operation id → its sequence number. */
+  /** Dedup key (`dedupKey(publisher, id)`) → the operation's sequence number. */
   ids: Map<string, number>;
 }
 
@@ -83,7 +92,7 @@ export class MemoryStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
-      storedId: (id) => ch.ids.get(id),
+      storedId: (_publisher, _id, key) => ch.ids.get(key),
       message: (seq) => ch.messages.get(seq),
     };
     const plan = planBatch(ctx, ops, { ...options, now });
@@ -94,7 +103,8 @@ export class MemoryStore implements Store {
 
   #apply(channel: string, ch: MemChannel, plan: BatchPlan): void {
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
-      ch.ids.set(op.id, seq);
+      const key = dedupKey(op.publisher ?? '', op.id);
+      ch.ids.set(key, seq);
       if (op.action === 'create') {
         const retention = this.#retentionFor(channel);
         const m: MemMessage = {
@@ -106,7 +116,7 @@ export class MemoryStore implements Store {
           timestamp,
           changed: false,
           expiresAt: timestamp + retention,
-          opIds: [op.id],
+          opIds: [key],
           kind,
           size: 0,
           deleted: false,
@@ -121,7 +131,7 @@ export class MemoryStore implements Store {
       const m = ch.messages.get(msgSeq)!;
       m.version = seq;
       m.changed = true;
-      m.opIds.push(op.id);
+      m.opIds.push(key);
       if (op.action === 'delete') {
         m.deleted = true;
         m.base = undefined;
@@ -163,14 +173,19 @@ export class MemoryStore implements Store {
     };
   }
 
-  async readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
+  async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
     this.#check();
     const ch = this.#channels.get(channel);
     if (!ch) return emptyPage();
     const from = afterSeq(after, ch.epoch);
     const matching = [...ch.messages.values()].filter((m) => m.version > from);
     matching.sort((a, b) => a.version - b.version);
-    return this.#page(ch, matching, limit);
+    return this.#page(ch, matching, limit, maxBytes);
   }
 
   async history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
@@ -181,16 +196,24 @@ export class MemoryStore implements Store {
     const hi = query.until === undefined ? ch.seq : seqBound(query.until, ch.epoch, 'until');
     const matching = [...ch.messages.values()].filter((m) => m.seq >= lo && m.seq <= hi);
     if (query.direction === 'backwards') matching.reverse();
-    return this.#page(ch, matching, query.limit);
+    return this.#page(ch, matching, query.limit, query.maxBytes);
   }
 
-  #page(ch: MemChannel, matching: MemMessage[], limit: number): RolledUpPage {
-    const take = Math.max(0, limit);
+  /** Rolls up only what the page takes: a page of big messages never joins more than it returns. */
+  #page(ch: MemChannel, matching: MemMessage[], limit: number, maxBytes?: number): RolledUpPage {
+    const budget = new PageBudget(limit, maxBytes);
+    const messages: Message[] = [];
+    for (const m of matching) {
+      if (!budget.open) break;
+      const message = toMessage(ch.epoch, m);
+      budget.add(message);
+      messages.push(message);
+    }
     return {
       epoch: ch.epoch,
       head: headSerial(ch.epoch, ch.seq),
-      messages: matching.slice(0, take).map((m) => toMessage(ch.epoch, m)),
-      more: matching.length > take,
+      messages,
+      more: matching.length > messages.length,
     };
   }
 

@@ -4,7 +4,7 @@
  *
  * `planBatch` validates a whole batch against the current state of the messages it touches, taking
  * earlier operations of the same batch into account (a delete then an append in one batch fails),
- * assigns serials, resolves duplicate ids and builds the live messages. It reads state only through
+ * assigns serials, resolves duplicates (an op id already stored in the same publisher scope) and builds the live messages. It reads state only through
  * a `PlanContext` and changes nothing: the store writes the plan, or nothing when it throws. That is
  * what makes batches atomic in every store.
  *
@@ -39,8 +39,11 @@ export interface PlanContext {
   epoch: string;
   /** The last sequence number stored in the channel (0 when none). */
   seq: number;
-  /** Sequence number of the stored operation with this id, if the channel has one. */
-  storedId(id: string): number | undefined;
+  /**
+   * Sequence number of the stored operation with this id in this publisher's scope, if the channel
+   * has one. `key` is `dedupKey(publisher, id)`, for stores that keep a single map.
+   */
+  storedId(publisher: string, id: string, key: string): number | undefined;
   /** State of the message created at `seq`, or undefined when there is none (never or no longer). */
   message(seq: number): MessageMeta | undefined;
 }
@@ -98,7 +101,9 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
 
   for (let index = 0; index < ops.length; index++) {
     const op = ops[index]!;
-    const earlier = batchIds.get(op.id) ?? ctx.storedId(op.id);
+    const publisher = op.publisher ?? '';
+    const key = dedupKey(publisher, op.id);
+    const earlier = batchIds.get(key) ?? ctx.storedId(publisher, op.id, key);
     if (earlier !== undefined) {
       results.push({ serial: formatSerial(ctx.epoch, earlier), duplicate: true });
       continue;
@@ -116,7 +121,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
       touched.set(msgSeq, nextMeta(current, op, kind, index, options.maxMessageSize));
     }
     seq = opSeq;
-    batchIds.set(op.id, opSeq);
+    batchIds.set(key, opSeq);
     const serial = formatSerial(ctx.epoch, opSeq);
     results.push({ serial });
     planned.push({ op, seq: opSeq, msgSeq, kind, timestamp });
@@ -124,6 +129,14 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     messages.push(liveMessage(op, op.action === 'create' ? serial : op.serial!, serial, timestamp));
   }
   return { results, ops: planned, messages, touched, seq };
+}
+
+/**
+ * One string for the dedup identity (publisher scope, op id) of an operation: the scope's length
+ * first, so no pair of (publisher, id) can spell another's key whatever characters they hold.
+ */
+export function dedupKey(publisher: string, id: string): string {
+  return `${publisher.length}:${publisher}${id}`;
 }
 
 function targetSeq(epoch: string, op: NewOperation, index: number): number {

@@ -5,8 +5,27 @@
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 
-/** Bumped when the schema changes incompatibly; additive tables use IF NOT EXISTS. */
-export const SCHEMA_VERSION = 1;
+/**
+ * Bumped when the schema changes incompatibly; additive tables use IF NOT EXISTS. Version 2 scopes
+ * op ids by publisher (`ops.publisher`, `journal.publisher`, UNIQUE (chan, publisher, id)); a
+ * version 1 database is migrated on open by `MIGRATE_FROM_1`.
+ */
+export const SCHEMA_VERSION = 2;
+
+/**
+ * Version 1 → 2. Ops stored before publisher scopes existed get the scope a publisher with their
+ * clientId has now (`c:<clientId>`, the server's mapping in channel-service.ts), so a publisher with
+ * a clientId retrying across the upgrade is still deduplicated. Ops without a clientId get the legacy
+ * scope '', into which nobody publishes any more: their ids can no longer be claimed by anyone (and an
+ * anonymous publisher's retry of one, in flight across the upgrade, would be stored again).
+ */
+export const MIGRATE_FROM_1 = `
+ALTER TABLE ops ADD COLUMN publisher TEXT NOT NULL DEFAULT '';
+ALTER TABLE journal ADD COLUMN publisher TEXT NOT NULL DEFAULT '';
+UPDATE ops SET publisher = 'c:' || client_id WHERE client_id IS NOT NULL;
+UPDATE journal SET publisher = 'c:' || client_id WHERE client_id IS NOT NULL;
+DROP INDEX IF EXISTS ops_by_id;
+`;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS leases (
@@ -33,9 +52,10 @@ CREATE TABLE IF NOT EXISTS ops (
   headers TEXT,
   client_id TEXT,
   ts INTEGER NOT NULL,
+  publisher TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (chan, seq)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS ops_by_id ON ops (chan, id);
+CREATE UNIQUE INDEX IF NOT EXISTS ops_by_publisher_id ON ops (chan, publisher, id);
 CREATE INDEX IF NOT EXISTS ops_by_message ON ops (chan, msg_seq, seq);
 CREATE TABLE IF NOT EXISTS journal (
   n INTEGER PRIMARY KEY,
@@ -47,7 +67,8 @@ CREATE TABLE IF NOT EXISTS journal (
   data TEXT,
   headers TEXT,
   client_id TEXT,
-  ts INTEGER NOT NULL
+  ts INTEGER NOT NULL,
+  publisher TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS messages (
   chan INTEGER NOT NULL,
@@ -78,17 +99,18 @@ export function prepare(db: DatabaseSync) {
     insertChannel: p('INSERT INTO channels (name, epoch, seq) VALUES (?, ?, ?) RETURNING id'),
     setChannelSeq: p('UPDATE channels SET seq = ? WHERE id = ?'),
     raiseTrimmed: p('UPDATE channels SET trimmed_through = ? WHERE id = ? AND trimmed_through < ?'),
-    findId: p('SELECT seq FROM ops WHERE chan = ? AND id = ?'),
+    findId: p('SELECT seq FROM ops WHERE chan = ? AND publisher = ? AND id = ?'),
     journalOp: p(
-      `INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     mergeJournal: p(
-      `INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
-       SELECT chan, seq, msg_seq, action, id, data, headers, client_id, ts FROM journal ORDER BY chan, seq`,
+      `INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
+       SELECT chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher
+       FROM journal ORDER BY chan, seq`,
     ),
     clearJournal: p('DELETE FROM journal'),
-    journalIds: p('SELECT chan, seq, id FROM journal'),
+    journalIds: p('SELECT chan, seq, publisher, id FROM journal'),
     journalSizes: p(
       `SELECT chan, msg_seq, sum(octet_length(data)) AS size FROM journal WHERE action = 'append'
        GROUP BY chan, msg_seq`,

@@ -9,7 +9,11 @@
  * of the event loop (setImmediate). Each batch is validated by `planBatch` before any of its rows is
  * written, so a bad batch is rejected alone and the others of the transaction commit. If a write
  * fails below validation (disk full, I/O error) the transaction is rolled back and each batch is
- * retried in a transaction of its own, so one cannot fail another.
+ * retried in a transaction of its own, so one cannot fail another. A batch that still fails is
+ * refused with `store_unavailable` (retryable), with nothing of it stored; the in-memory view of the
+ * journal is rebuilt from the rolled-back table, so a retry of its ids is stored, not taken for a
+ * duplicate. If BEGIN itself fails (the file is locked: SQLITE_BUSY), every queued batch is refused
+ * at once rather than each waiting out the lock again.
  *
  *   append() ─┐
  *   append() ─┼─ queue ── setImmediate ── BEGIN ─ plan+write batch 1 ─ … ─ batch n ─ COMMIT ─ resolve all
@@ -32,13 +36,14 @@
  * rollback. `channels.seq` is likewise brought up to date at each merge, not at each commit: a
  * channel's counter is the greater of it and the channel's last journal row.
  *
- * Schema (version 1):
+ * Schema (version 2; a version 1 file is migrated on open, see sqlite-schema.ts):
  *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
  *   journal(n, <the columns of ops>)                                     operations not yet merged
- *   ops(chan, seq, msg_seq, action, id, data, headers, client_id, ts)   PK (chan, seq), UNIQUE (chan, id)
+ *   ops(chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
+ *                                                 PK (chan, seq), UNIQUE (chan, publisher, id)
  *   messages(chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, deleted, expires_at)
  * `ops.data`/`ops.headers` are kept only for appends after the message's `base_seq`; every op keeps its
- * id (idempotency) and `msg_seq` (catch-up by position) until retention removes its message.
+ * publisher and id (idempotency) and `msg_seq` (catch-up by position) until retention removes its message.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -49,6 +54,7 @@ import { Lru } from './lru.ts';
 import type { BatchPlan, DataKind, MessageMeta, PlanContext } from './operation-rules.ts';
 import {
   afterSeq,
+  dedupKey,
   emptyPage,
   headSerial,
   isAppendable,
@@ -56,8 +62,9 @@ import {
   rolledUp,
   seqBound,
 } from './operation-rules.ts';
+import { PageBudget } from './page-bytes.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
-import { prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import { MIGRATE_FROM_1, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -81,6 +88,14 @@ export interface SqliteStoreOptions {
   synchronous?: 'normal' | 'full';
   /** Messages whose validation state is cached (LRU). Default 4096. */
   cacheSize?: number;
+  /** How long a write waits for another connection's lock before failing (ms). Default 5000. */
+  busyTimeoutMs?: number;
+  /**
+   * Called once with the open database, after the store's own PRAGMAs and before any write: for extra
+   * settings such as `PRAGMA max_page_count` (a cap on the file's size: writes past it fail as a full
+   * disk does). The store must stay the only writer of the file.
+   */
+  onOpen?: (db: DatabaseSync) => void;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -130,7 +145,7 @@ export class SqliteStore implements Store {
   readonly #s: ReturnType<typeof prepare>;
   readonly #channels = new Lru<string, ChannelState>(10_000);
   readonly #metas: Lru<string, MessageMeta>;
-  /** Operations in the journal: `chan:id` → seq. */
+  /** Operations in the journal: `chan:<dedupKey(publisher, id)>` → seq. */
   readonly #hotIds = new Map<string, number>();
   /** Bytes appended in the journal per message (`chan:seq`); present iff it has journal appends. */
   readonly #hotSizes = new Map<string, number>();
@@ -150,7 +165,7 @@ export class SqliteStore implements Store {
       if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
       db = new DatabaseSync(options.path);
       this.#db = db;
-      this.#db.exec('PRAGMA busy_timeout = 5000');
+      this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
       if (mode !== 'wal' && options.path !== ':memory:') throw new Error(`journal_mode is ${String(mode)}`);
       this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
@@ -161,8 +176,10 @@ export class SqliteStore implements Store {
       if (version > SCHEMA_VERSION) {
         throw new Error(`database schema ${version} is newer than this server's (${SCHEMA_VERSION})`);
       }
+      if (version === 1) this.#migrateFrom1();
       this.#db.exec(SCHEMA);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      options.onOpen?.(this.#db);
       this.#s = prepare(this.#db);
       this.#reloadJournal();
       this.#settle();
@@ -199,8 +216,11 @@ export class SqliteStore implements Store {
     try {
       this.#commit(pending);
     } catch (err) {
-      if (pending.length === 1) {
-        pending[0]!.reject(toStoreError(err));
+      // Failed before any batch was written (BEGIN: the file is locked or unusable): retrying each
+      // batch alone would only wait for the same lock once per batch, blocking the event loop.
+      if (pending.length === 1 || err instanceof BeginError) {
+        const error = toStoreError(err instanceof BeginError ? err.cause : err);
+        for (const p of pending) p.reject(error);
         return;
       }
       for (const p of pending) {
@@ -217,7 +237,11 @@ export class SqliteStore implements Store {
   #commit(pending: Pending[]): void {
     const tx: FlushState = { channels: new Map(), metas: new Map() };
     const outcomes: (AppendResult | StoreError)[] = [];
-    this.#s.begin.run();
+    try {
+      this.#s.begin.run();
+    } catch (err) {
+      throw new BeginError(err);
+    }
     try {
       for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
       if (this.#journalRows >= MERGE_ROWS) this.#mergeJournal();
@@ -246,11 +270,11 @@ export class SqliteStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
-      storedId: (id) =>
+      storedId: (publisher, id, key) =>
         ch.id < 0
           ? undefined
-          : (this.#hotIds.get(`${ch.id}:${id}`) ??
-            (this.#s.findId.get(ch.id, id)?.seq as number | undefined)),
+          : (this.#hotIds.get(`${ch.id}:${key}`) ??
+            (this.#s.findId.get(ch.id, publisher, id)?.seq as number | undefined)),
       message: (seq) =>
         ch.id < 0 ? undefined : (tx.metas.get(metaKey(ch.id, seq)) ?? this.#meta(ch.id, seq)),
     };
@@ -278,13 +302,14 @@ export class SqliteStore implements Store {
     const s = this.#s;
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
       const clientId = op.clientId ?? null;
+      const publisher = op.publisher ?? '';
       // Update and delete read and rewrite the message from `ops`: merge the journal into it first.
       if (op.action === 'update' || op.action === 'delete') this.#mergeJournal();
-      this.#hotIds.set(`${chan}:${op.id}`, seq);
+      this.#hotIds.set(`${chan}:${dedupKey(publisher, op.id)}`, seq);
       this.#journalRows++;
       switch (op.action) {
         case 'create': {
-          s.journalOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp, publisher);
           const retention = this.#retentionFor(channel);
           s.insertMessage.run(
             chan,
@@ -304,7 +329,7 @@ export class SqliteStore implements Store {
         case 'append': {
           const delta = typeof op.data === 'string' ? op.data : '';
           const headers = op.headers ? JSON.stringify(op.headers) : null;
-          s.journalOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp, publisher);
           const key = metaKey(chan, msgSeq);
           this.#hotSizes.set(key, (this.#hotSizes.get(key) ?? 0) + Buffer.byteLength(delta));
           break;
@@ -312,7 +337,7 @@ export class SqliteStore implements Store {
         case 'update': {
           const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
           const current = this.#current(chan, row);
-          s.journalOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp, publisher);
           const data = op.data !== undefined ? encodeData(op.data, kind) : current.data;
           const dataKind = op.data !== undefined ? kind : current.kind;
           const headers = op.headers ? JSON.stringify(op.headers) : current.headers;
@@ -321,7 +346,7 @@ export class SqliteStore implements Store {
           break;
         }
         case 'delete': {
-          s.journalOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp);
+          s.journalOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp, publisher);
           const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
           s.rewriteMessage.run(null, 'none', null, seq, 1, chan, msgSeq);
           s.dropAppends.run(chan, msgSeq, row.base_seq, seq);
@@ -361,6 +386,20 @@ export class SqliteStore implements Store {
     this.#reloadJournal();
   }
 
+  /** Schema 1 → 2 (publisher-scoped op ids), in one transaction: all of it or none. */
+  #migrateFrom1(): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      this.#db.exec(MIGRATE_FROM_1);
+      this.#db.exec(SCHEMA);
+      this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
   /** Rebuilds the in-memory view of the journal from the table. */
   #reloadJournal(): void {
     this.#hotIds.clear();
@@ -370,7 +409,7 @@ export class SqliteStore implements Store {
     for (const r of this.#s.journalIds.iterate()) {
       const chan = r.chan as number;
       const seq = r.seq as number;
-      this.#hotIds.set(`${chan}:${r.id}`, seq);
+      this.#hotIds.set(`${chan}:${dedupKey(r.publisher as string, r.id as string)}`, seq);
       this.#hotSeqs.set(chan, Math.max(this.#hotSeqs.get(chan) ?? 0, seq));
       this.#journalRows++;
     }
@@ -469,7 +508,12 @@ export class SqliteStore implements Store {
     });
   }
 
-  async readSince(channel: string, after: string | undefined, limit: number): Promise<RolledUpPage> {
+  async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
     this.#check();
     return this.#read(() => {
       const ch = this.#channel(channel);
@@ -477,11 +521,22 @@ export class SqliteStore implements Store {
       this.#settle();
       const take = Math.max(0, limit);
       const rows = this.#s.changedSince.all(ch.id, afterSeq(after, ch.epoch), take + 1);
-      const messages = rows.slice(0, take).map((r) => {
+      // roll up (join appends) only what the page takes, stopping at the byte bound
+      const budget = new PageBudget(take, maxBytes);
+      const messages: Message[] = [];
+      for (const r of rows) {
+        if (!budget.open) break;
         const row = this.#s.getMessage.get(ch.id, r.msg_seq as number) as unknown as MessageRow;
-        return this.#rollUp(ch.epoch, ch.id, row);
-      });
-      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+        const message = this.#rollUp(ch.epoch, ch.id, row);
+        budget.add(message);
+        messages.push(message);
+      }
+      return {
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        messages,
+        more: rows.length > messages.length,
+      };
     });
   }
 
@@ -501,8 +556,20 @@ export class SqliteStore implements Store {
         Math.min(hi, ch.seq),
         take + 1,
       ) as unknown as MessageRow[];
-      const messages = rows.slice(0, take).map((row) => this.#rollUp(ch.epoch, ch.id, row));
-      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more: rows.length > take };
+      const budget = new PageBudget(take, query.maxBytes);
+      const messages: Message[] = [];
+      for (const row of rows) {
+        if (!budget.open) break;
+        const message = this.#rollUp(ch.epoch, ch.id, row);
+        budget.add(message);
+        messages.push(message);
+      }
+      return {
+        epoch: ch.epoch,
+        head: headSerial(ch.epoch, ch.seq),
+        messages,
+        more: rows.length > messages.length,
+      };
     });
   }
 
@@ -599,6 +666,13 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw toStoreError(err);
     }
+  }
+}
+
+/** BEGIN failed: nothing of the flush was written, and no batch is to blame. */
+class BeginError extends Error {
+  constructor(cause: unknown) {
+    super(messageOf(cause), { cause });
   }
 }
 

@@ -1,0 +1,20 @@
+/**
+ * `@mooring/protocol/schemas`: runtime (zod) schemas of everything a client sends, for servers and
+ * tools that validate input. Browsers never need this entry; the types are in `@mooring/protocol`.
+ */
+export {
+  attachFrameSchema,
+  authFrameSchema,
+  channelSchema,
+  clientFrameSchema,
+  closeFrameSchema,
+  detachFrameSchema,
+  headersSchema,
+  jsonValueSchema,
+  operationInputSchema,
+  pingFrameSchema,
+  presenceFrameSchema,
+  publishFrameSchema,
+  serialSchema,
+} from './frames.ts';
+export { publishBodySchema, tokenRequestSchema } from './rest.ts';

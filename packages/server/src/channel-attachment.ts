@@ -1,0 +1,242 @@
+/**
+ * One channel attached on one connection, for every transport: the catch-up read and the hand-over
+ * to live (PROTOCOL.md §6.2), without a gap or a duplicate for ANY interleaving of live deliveries
+ * and store reads — a hub whose deliveries arrive asynchronously (Redis) may hand over an operation
+ * before, during or after the catch-up read that also contains it.
+ *
+ *   subscribe to the hub ──▶ live deliveries are held, in order (bounded in bytes, per connection)
+ *   read catch-up pages (bounded in bytes) ──▶ send them; position = last version sent, or the head read
+ *   `attached` ──▶ hand-over: every held delivery, in order, only what has version > position ──▶ live
+ *
+ * Because the hub was subscribed before the first read, every operation after the head of the last
+ * read arrives live, and every one up to it was in a read: filtering by `version > position` is all
+ * it takes to deliver each once. Live operations then arrive with consecutive sequence numbers
+ * (one per stored operation), which is what lets a client check continuity (PROTOCOL.md §6.3).
+ *
+ * Large catch-ups never hold the event loop: pages are bounded in bytes, frames are ~64 KiB (or one
+ * message), each is written only once the transport has room, and the loop yields between frames.
+ */
+import type { AttachFrame, Message, ResumeFailure } from '@mooring/protocol';
+import type { ChannelService } from './channel-service.ts';
+import { type Delivery, encodeMessagesFrame } from './hub.ts';
+import { ServerError } from './server-error.ts';
+
+/** What an attachment needs from its connection, whatever the transport. */
+export interface AttachOutlet {
+  /** Writes one encoded frame (the connection applies its send-buffer bound). */
+  write(frame: Buffer): void;
+  /** Resolves once the transport has room for another catch-up frame, or `current()` turned false. */
+  drained(current: () => boolean): Promise<void>;
+  /**
+   * Bytes of live deliveries held while catching up changed by `delta` (negative: released). The
+   * connection bounds the total over its channels and ends as a slow consumer beyond it.
+   */
+  hold(delta: number): void;
+}
+
+export interface AttachOutcome {
+  resumed: boolean;
+  epoch: string;
+  position: string;
+  reason?: ResumeFailure;
+}
+
+/** Messages per catch-up page, and the byte bound of a page (always ≥ 1 message). */
+export const CATCHUP_PAGE = 200;
+export const CATCHUP_PAGE_BYTES = 1024 * 1024;
+/** A rewind sends the last N messages, or fewer when they hold more data than this (always ≥ 1). */
+export const REWIND_BYTES = 4 * 1024 * 1024;
+/** Catch-up frames are cut at about this many bytes (a bigger single message makes its own frame). */
+export const CATCHUP_FRAME_BYTES = 64 * 1024;
+
+export class ChannelAttachment {
+  readonly channel: string;
+  readonly #channels: ChannelService;
+  readonly #outlet: AttachOutlet;
+  #state: 'attaching' | 'live' | 'closed' = 'attaching';
+  #position = '';
+  #held: Delivery[] = [];
+  #heldBytes = 0;
+  readonly #cleanups: (() => void)[] = [];
+  readonly #current = () => this.#state !== 'closed';
+
+  constructor(channels: ChannelService, channel: string, outlet: AttachOutlet) {
+    this.channel = channel;
+    this.#channels = channels;
+    this.#outlet = outlet;
+    // subscribe BEFORE any read: what is stored after the read's head can only arrive live
+    this.#cleanups.push(channels.hub.subscribe(channel, (delivery) => this.#onLive(delivery)));
+  }
+
+  get live(): boolean {
+    return this.#state === 'live';
+  }
+
+  /** The greatest version sent on this channel. */
+  get position(): string {
+    return this.#position;
+  }
+
+  /**
+   * Reads and sends what the attach asks for (resume, rewind, start or nothing) and waits until the
+   * transport took it; then the caller sends `attached` and calls `goLive()`. Throws
+   * `attach_superseded` if the attachment was closed meanwhile (a later attach, a detach, the end).
+   */
+  async catchUp(frame: AttachFrame): Promise<AttachOutcome> {
+    const { channel } = this;
+    const channels = this.#channels;
+    let outcome: AttachOutcome;
+    if (frame.from !== undefined) {
+      const check = await channels.checkResume(channel, frame.from);
+      if (check.resumed) {
+        const position = await this.#catchUpSince(frame.from);
+        outcome = { resumed: true, epoch: check.epoch, position };
+      } else {
+        outcome = { resumed: false, epoch: check.epoch, position: check.head, reason: check.reason };
+      }
+    } else if (frame.rewind !== undefined) {
+      const page = await channels.rewind(channel, frame.rewind, REWIND_BYTES);
+      this.#ensureCurrent();
+      await this.#send(page.messages);
+      outcome = { resumed: false, epoch: page.epoch, position: page.head };
+    } else if (frame.start) {
+      const info = await channels.info(channel);
+      const position = await this.#catchUpSince(undefined);
+      outcome = { resumed: false, epoch: info?.epoch ?? '', position };
+    } else {
+      const info = await channels.info(channel);
+      outcome = { resumed: false, epoch: info?.epoch ?? '', position: info?.head ?? '' };
+    }
+    await this.#outlet.drained(this.#current);
+    this.#ensureCurrent();
+    if (outcome.epoch === '' && outcome.position !== '') outcome.epoch = outcome.position.split('.')[0] ?? '';
+    this.#position = outcome.position;
+    const mode =
+      frame.from !== undefined
+        ? 'resume'
+        : frame.rewind !== undefined
+          ? 'rewind'
+          : frame.start
+            ? 'start'
+            : 'live';
+    channels.metrics.attaches.inc({ mode, resumed: String(outcome.resumed) });
+    if (outcome.reason !== undefined) channels.metrics.resumeFailures.inc({ reason: outcome.reason });
+    return outcome;
+  }
+
+  /** The hand-over: every delivery held while catching up, in order, then live. Call after `attached`. */
+  goLive(): void {
+    if (this.#state !== 'attaching') return;
+    this.#state = 'live';
+    const held = this.#held;
+    this.#held = [];
+    this.#release();
+    for (const delivery of held) this.#deliver(delivery);
+  }
+
+  /** Runs `cleanup` when the attachment closes (e.g. a presence subscription). */
+  onClose(cleanup: () => void): void {
+    if (this.#state === 'closed') cleanup();
+    else this.#cleanups.push(cleanup);
+  }
+
+  /** Detaches: no more deliveries; a catch-up in progress stops. Idempotent. */
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#held = [];
+    this.#release();
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+  }
+
+  #ensureCurrent(): void {
+    if (this.#state === 'closed')
+      throw new ServerError(
+        'attach_superseded',
+        `a later attach or detach of ${this.channel} replaced this attach`,
+      );
+  }
+
+  /** Sends every message changed after `after`, page by page; returns the position reached. */
+  async #catchUpSince(after: string | undefined): Promise<string> {
+    let position = after ?? '';
+    for (;;) {
+      const page = await this.#channels.readSince(
+        this.channel,
+        position || undefined,
+        CATCHUP_PAGE,
+        CATCHUP_PAGE_BYTES,
+      );
+      this.#ensureCurrent();
+      const fresh = page.messages.filter((m) => m.version > position);
+      if (fresh.length > 0) {
+        await this.#send(fresh);
+        this.#ensureCurrent();
+        position = fresh[fresh.length - 1]!.version;
+      }
+      if (!page.more || fresh.length === 0) return position > page.head ? position : page.head || position;
+    }
+  }
+
+  /**
+   * Sends catch-up messages in frames of about CATCHUP_FRAME_BYTES, each only once the transport
+   * has room, yielding to the event loop after each: a large catch-up is paced by the client's
+   * reading speed and never stalls other clients.
+   */
+  async #send(messages: Message[]): Promise<void> {
+    this.#channels.metrics.catchUpMessages.inc(messages.length);
+    let batch: Message[] = [];
+    let bytes = 0;
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i]!;
+      batch.push(message);
+      bytes += approximateSize(message);
+      if (bytes < CATCHUP_FRAME_BYTES && i < messages.length - 1) continue;
+      await this.#outlet.drained(this.#current);
+      if (!this.#current()) return;
+      this.#outlet.write(encodeMessagesFrame(this.channel, batch));
+      batch = [];
+      bytes = 0;
+      await yieldToLoop();
+    }
+  }
+
+  #onLive(delivery: Delivery): void {
+    if (this.#state === 'live') this.#deliver(delivery);
+    else if (this.#state === 'attaching') {
+      this.#held.push(delivery);
+      this.#heldBytes += delivery.frame.length;
+      this.#outlet.hold(delivery.frame.length);
+    }
+  }
+
+  #release(): void {
+    if (this.#heldBytes === 0) return;
+    this.#outlet.hold(-this.#heldBytes);
+    this.#heldBytes = 0;
+  }
+
+  #deliver(delivery: Delivery): void {
+    const last = delivery.messages[delivery.messages.length - 1];
+    if (!last || last.version <= this.#position) return;
+    const first = delivery.messages[0]!;
+    if (first.version > this.#position) {
+      this.#outlet.write(delivery.frame);
+    } else {
+      const fresh = delivery.messages.filter((m) => m.version > this.#position);
+      this.#outlet.write(encodeMessagesFrame(delivery.channel, fresh));
+    }
+    this.#position = last.version;
+  }
+}
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function approximateSize(message: Message): number {
+  const data = message.data;
+  return (
+    200 + (typeof data === 'string' ? data.length : data === undefined ? 0 : JSON.stringify(data).length)
+  );
+}

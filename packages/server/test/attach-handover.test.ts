@@ -1,0 +1,158 @@
+// The hand-over from catch-up to live (PROTOCOL.md §6.2), forced on every store and transport: the
+// store's catch-up read is held on a gate while a burst is stored and fanned out, then released.
+// With the read's snapshot taken before the burst, the burst reaches the client only through the
+// live deliveries held during catch-up (deleting their flush loses it); with the snapshot taken
+// after, the burst is in the read AND held (sending both duplicates it). Either way the client must
+// get every operation after its position once, in order, and the live ones with consecutive seqs.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { type Message, parseSerial, type ServerFrame } from '@mooring/protocol';
+import { type MooringServer, startServer } from '../src/index.ts';
+import { MemoryStore } from '../src/store/memory-store.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { rest, TEST_KEY } from './support/fixture.ts';
+import { type GatedRead, GatedStore } from './support/gated-store.ts';
+import { PollClient, SseClient } from './support/http-client.ts';
+import { RawClient } from './support/raw-client.ts';
+
+type Kind = 'websocket' | 'sse' | 'longpoll';
+type Mode = 'start' | 'from' | 'live' | 'rewind';
+
+interface TestClient {
+  frames: ServerFrame[];
+  send(frame: Record<string, unknown>): Promise<void>;
+  close(): void;
+}
+
+async function connect(kind: Kind, url: string): Promise<TestClient> {
+  if (kind === 'websocket') {
+    const c = await RawClient.connect(url);
+    return {
+      frames: c.frames,
+      send: async (f) => c.send(f),
+      close: () => c.kill(),
+    };
+  }
+  const c = kind === 'sse' ? await SseClient.connect(url) : await PollClient.connect(url);
+  return {
+    frames: c.frames,
+    send: async (f) => {
+      const res = await c.post(f);
+      assert.equal(res.status, 202);
+    },
+    close: () => (c instanceof SseClient ? c.close() : c.stop()),
+  };
+}
+
+async function until(test: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+const seq = (serial: string) => parseSerial(serial)!.seq;
+
+async function publish(server: MooringServer, channel: string, ops: unknown[]): Promise<string[]> {
+  const res = await rest(server, `/v1/channels/${channel}/messages`, { body: ops });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return (res.body.results as { serial: string }[]).map((r) => r.serial);
+}
+
+const READ_OF: Record<Mode, GatedRead> = {
+  start: 'readSince',
+  from: 'readSince',
+  live: 'info',
+  rewind: 'history',
+};
+
+const dirs: string[] = [];
+after(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function storeOf(kind: 'memory' | 'sqlite'): Promise<GatedStore> {
+  if (kind === 'memory') return new GatedStore(new MemoryStore());
+  const dir = await mkdtemp(join(tmpdir(), 'mooring-handover-'));
+  dirs.push(dir);
+  return new GatedStore(new SqliteStore({ path: join(dir, 'mooring.db') }));
+}
+
+for (const storeKind of ['memory', 'sqlite'] as const) {
+  for (const kind of ['websocket', 'sse', 'longpoll'] as const) {
+    describe(`hand-over to live on ${storeKind}, ${kind}`, () => {
+      for (const mode of ['start', 'from', 'live', 'rewind'] as const) {
+        for (const snapshot of ['early', 'late'] as const) {
+          it(`${mode}: a burst stored while the catch-up read is held (snapshot ${snapshot}) arrives once, in order, without a gap`, async (t) => {
+            const store = await storeOf(storeKind);
+            const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
+            t.after(() => server.close());
+            const channel = `handover-${mode}`;
+            const pre = await publish(
+              server,
+              channel,
+              ['a', 'b', 'c'].map((data) => ({ name: 't', data })),
+            );
+            const from = pre[0]!;
+            const client = await connect(kind, server.url);
+            t.after(() => client.close());
+
+            const gate = store.arm(READ_OF[mode], snapshot);
+            const attachFrame: Record<string, unknown> = { type: 'attach', channel, ref: 1 };
+            if (mode === 'start') attachFrame.start = true;
+            if (mode === 'from') attachFrame.from = from;
+            if (mode === 'rewind') attachFrame.rewind = 2;
+            await client.send(attachFrame);
+            await gate.reached;
+            // the burst: new messages and appends to earlier ones, from concurrent publishers
+            const burst = await Promise.all(
+              Array.from({ length: 10 }, (_, i) =>
+                publish(server, channel, [
+                  { name: 't', data: `burst-${i}` },
+                  { action: 'append', serial: pre[i % 3]!, data: `+${i}` },
+                ]),
+              ),
+            );
+            assert.equal(burst.flat().length, 20);
+            gate.release();
+
+            const head = (await rest(server, `/v1/channels/${channel}`)).body.position as string;
+            const versions = () =>
+              client.frames.flatMap((f) =>
+                f.type === 'messages' && f.channel === channel ? f.messages.map((m) => m.version) : [],
+              );
+            const attachedFrame = () =>
+              client.frames.find((f) => f.type === 'attached') as
+                | Extract<ServerFrame, { type: 'attached' }>
+                | undefined;
+            await until(
+              () =>
+                attachedFrame() !== undefined &&
+                (attachedFrame()!.position === head || versions().includes(head)),
+              `the client to reach the head ${head}; got ${versions().length} versions`,
+            );
+            const attachedAt = client.frames.findIndex((f) => f.type === 'attached');
+            assert.ok(attachedAt >= 0, 'attached');
+            const attached = client.frames[attachedAt] as Extract<ServerFrame, { type: 'attached' }>;
+            const live: Message[] = client.frames
+              .slice(attachedAt + 1)
+              .flatMap((f) => (f.type === 'messages' && f.channel === channel ? f.messages : []));
+            const all = versions();
+            for (let i = 1; i < all.length; i++)
+              assert.ok(all[i]! > all[i - 1]!, `versions strictly increase (each once, in order): ${all}`);
+            // live operations follow the attached position with consecutive sequence numbers
+            let expected = seq(attached.position) + 1;
+            for (const m of live) assert.equal(seq(m.version), expected++, 'no gap in the live stream');
+            assert.equal(expected - 1, seq(head), 'live reaches the head');
+            if (snapshot === 'early')
+              assert.equal(live.length, 20, 'the whole burst came through the held live deliveries');
+          });
+        }
+      }
+    });
+  }
+}

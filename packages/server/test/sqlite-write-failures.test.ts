@@ -1,0 +1,269 @@
+/**
+ * The SQLite store when a write fails: a real full database (`PRAGMA max_page_count`, SQLITE_FULL)
+ * and a real lock held by another connection (SQLITE_BUSY). Nothing unacknowledged is half-stored,
+ * the refusal is a retryable `store_unavailable`, the group commit keeps good batches apart from a bad
+ * one, and the in-memory journal view is rebuilt after a rollback, so dedup stays right: a retry of a
+ * refused id is stored once, and ids committed before the failure are still known.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, describe, it } from 'node:test';
+import { ERRORS, type Message, parseSerial } from '@mooring/protocol';
+import { SqliteStore, type SqliteStoreOptions } from '../src/store/sqlite-store.ts';
+import type { AppendOptions, NewOperation } from '../src/store/store.ts';
+import { StoreError } from '../src/store/store.ts';
+import { startFixture } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+
+const OPTS: AppendOptions = { maxMessageSize: 4 * 1024 * 1024 };
+/** Needs far more than SPARE_PAGES new pages (overflow pages of 4 KiB). */
+const BIG = 'x'.repeat(256 * 1024);
+const SPARE_PAGES = 8;
+
+const unavailable = (e: unknown) =>
+  e instanceof StoreError && e.code === 'store_unavailable' && ERRORS[e.code].retryable;
+
+interface Opened {
+  store: SqliteStore;
+  path: string;
+  /** Caps the file at its current size plus a few pages: bigger writes fail with SQLITE_FULL. */
+  fill(): void;
+  /** Lifts the cap: the disk has room again. */
+  unfill(): void;
+}
+
+describe('SqliteStore write failures', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0)) await c();
+  });
+
+  async function open(extra: Partial<SqliteStoreOptions> = {}): Promise<Opened> {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-sqlite-fail-'));
+    const path = join(dir, 'mooring.db');
+    let db: DatabaseSync | undefined;
+    const store = new SqliteStore({
+      path,
+      ...extra,
+      onOpen: (handle) => {
+        db = handle;
+      },
+    });
+    cleanups.push(async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const pages = () => Number(db!.prepare('PRAGMA page_count').get()?.page_count);
+    return {
+      store,
+      path,
+      fill: () => db!.exec(`PRAGMA max_page_count = ${pages() + SPARE_PAGES}`),
+      unfill: () => db!.exec('PRAGMA max_page_count = 1073741823'),
+    };
+  }
+
+  async function all(store: SqliteStore, channel: string): Promise<Message[]> {
+    return (await store.readSince(channel, undefined, 1000)).messages;
+  }
+
+  it('refuses a batch that does not fit, whole and retryable; its retry is stored once when there is room', async () => {
+    const { store, fill, unfill } = await open();
+    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
+      .serial;
+    await store.append('ch', [{ action: 'append', id: 'a1', serial, data: 'a1.' }], OPTS);
+    const batch: NewOperation[] = [
+      { action: 'append', id: 'b1', serial, data: 'b1.' }, // fits on its own
+      { action: 'create', id: 'big', data: BIG }, // does not
+    ];
+    fill();
+    await assert.rejects(store.append('ch', batch, OPTS), unavailable);
+    await assert.rejects(store.append('ch', batch, OPTS), unavailable, 'still full: refused again');
+    unfill();
+
+    const before = await all(store, 'ch');
+    assert.deepEqual(
+      before.map((m) => [m.id, m.data]),
+      [['m', 'a1.']],
+      'nothing of the refused batch was stored',
+    );
+    assert.equal(parseSerial((await store.info('ch'))!.head)!.seq, 2, 'no serial was used up');
+
+    const retry = await store.append('ch', batch, OPTS);
+    assert.deepEqual(
+      retry.results.map((r) => r.duplicate ?? false),
+      [false, false],
+      'the retry is not taken for a duplicate of the rolled-back ops',
+    );
+    const again = await store.append(
+      'ch',
+      [...batch, { action: 'append', id: 'a1', serial, data: 'a1.' }],
+      OPTS,
+    );
+    assert.ok(
+      again.results.every((r) => r.duplicate),
+      'a second retry, and the op committed before the failure, are duplicates',
+    );
+    const after = await all(store, 'ch');
+    assert.deepEqual(
+      after.map((m) => [m.id, m.id === 'big' ? (m.data as string).length : m.data]),
+      [
+        ['m', 'a1.b1.'],
+        ['big', BIG.length],
+      ],
+    );
+  });
+
+  it('rebuilds the journal view after a rollback that had merged the journal (update)', async () => {
+    const { store, fill, unfill } = await open();
+    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
+      .serial;
+    // appends committed in the journal, not yet merged into `ops`
+    for (let i = 0; i < 5; i++)
+      await store.append('ch', [{ action: 'append', id: `j${i}`, serial, data: `${i},` }], OPTS);
+    fill();
+    // an update merges the journal inside its transaction, then fails on the big data: all rolled back
+    await assert.rejects(
+      store.append('ch', [{ action: 'update', id: 'u', serial, data: BIG }], OPTS),
+      unavailable,
+    );
+    unfill();
+    const dup = await store.append('ch', [{ action: 'append', id: 'j2', serial, data: '2,' }], OPTS);
+    assert.equal(dup.results[0]!.duplicate, true, 'an id committed before the failure is still known');
+    const [m] = await all(store, 'ch');
+    assert.equal(m!.data, '0,1,2,3,4,', 'the journal rows are all there, once');
+    const next = await store.append('ch', [{ action: 'append', id: 'j5', serial, data: '5,' }], OPTS);
+    assert.equal(parseSerial(next.results[0]!.serial)!.seq, 7, 'the serial counter continues');
+  });
+
+  it('isolates a batch that does not fit from the good batches of the same group commit', async () => {
+    const { store, fill, unfill } = await open();
+    const serial = (await store.append('a', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
+      .serial;
+    fill();
+    // three publishes in one turn of the event loop: one transaction, failing on the middle one
+    const [good1, bad, good2] = await Promise.allSettled([
+      store.append('a', [{ action: 'append', id: 'g1', serial, data: 'g1.' }], OPTS),
+      store.append('b', [{ action: 'create', id: 'big', data: BIG }], OPTS),
+      store.append('a', [{ action: 'create', id: 'g2', data: 'g2' }], OPTS),
+    ]);
+    assert.equal(good1.status, 'fulfilled');
+    assert.equal(good2.status, 'fulfilled');
+    assert.equal(bad.status, 'rejected');
+    assert.ok(unavailable(bad.reason));
+    unfill();
+    assert.deepEqual(
+      (await all(store, 'a')).map((m) => [m.id, m.data]),
+      [
+        ['m', 'g1.'],
+        ['g2', 'g2'],
+      ],
+    );
+    assert.equal((await store.info('b'))?.messageCount ?? 0, 0, 'the bad batch left nothing');
+    const retry = await store.append('b', [{ action: 'create', id: 'big', data: BIG }], OPTS);
+    assert.equal(retry.results[0]!.duplicate ?? false, false);
+    assert.equal((await all(store, 'b')).length, 1);
+  });
+
+  it('rolls back a batch whose write throws midway, where SQLite itself would not roll back', async () => {
+    // SQLite undoes the whole transaction on SQLITE_FULL; an exception between two statements (here a
+    // retention rule that throws, after the batch's first row is written) leaves it open: the store
+    // must roll it back itself.
+    let failing = false;
+    const { store } = await open({
+      retentionFor: () => {
+        if (failing) throw new Error('retention rule failed');
+        return 60_000;
+      },
+    });
+    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
+      .serial;
+    failing = true;
+    const batch: NewOperation[] = [
+      { action: 'append', id: 'b1', serial, data: 'b1.' },
+      { action: 'create', id: 'c', data: 'c' },
+    ];
+    await assert.rejects(store.append('ch', batch, OPTS), (e: unknown) => e instanceof StoreError);
+    failing = false;
+    assert.deepEqual(
+      (await all(store, 'ch')).map((m) => [m.id, m.data]),
+      [['m', '']],
+      'nothing of the failed batch was stored',
+    );
+    const retry = await store.append('ch', batch, OPTS);
+    assert.ok(retry.results.every((r) => !r.duplicate));
+    assert.deepEqual(
+      (await all(store, 'ch')).map((m) => [m.id, m.data]),
+      [
+        ['m', 'b1.'],
+        ['c', 'c'],
+      ],
+    );
+  });
+
+  it('refuses every batch while another connection holds the write lock (SQLITE_BUSY), then stores their retries once', async () => {
+    const { store, path } = await open({ busyTimeoutMs: 20 });
+    await store.append('ch', [{ action: 'create', id: 'm0', data: 'x' }], OPTS);
+    const other = new DatabaseSync(path);
+    cleanups.unshift(async () => other.close());
+    other.exec('BEGIN IMMEDIATE');
+    const ops = [1, 2, 3].map((i): NewOperation[] => [{ action: 'create', id: `m${i}`, data: `${i}` }]);
+    const outcomes = await Promise.allSettled(ops.map((batch) => store.append('ch', batch, OPTS)));
+    for (const o of outcomes) {
+      assert.equal(o.status, 'rejected');
+      assert.ok(unavailable(o.reason));
+    }
+    other.exec('ROLLBACK');
+    for (const batch of ops) {
+      const r = await store.append('ch', batch, OPTS);
+      assert.equal(r.results[0]!.duplicate ?? false, false);
+    }
+    for (const batch of ops)
+      assert.equal((await store.append('ch', batch, OPTS)).results[0]!.duplicate, true);
+    assert.deepEqual(
+      (await all(store, 'ch')).map((m) => m.id),
+      ['m0', 'm1', 'm2', 'm3'],
+    );
+  });
+
+  it('answers a publish the store cannot take with a retryable error, never an ack; the retry is acked once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-sqlite-fail-'));
+    let db: DatabaseSync | undefined;
+    const store = new SqliteStore({
+      path: join(dir, 'mooring.db'),
+      onOpen: (handle) => {
+        db = handle;
+      },
+    });
+    const fx = await startFixture('memory', { store });
+    cleanups.push(async () => {
+      await fx.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const client = await RawClient.connect(fx.server.url);
+    const channel = 'session:full';
+    await client.publish(channel, [{ id: 'first', data: 'ok' }]);
+    const pages = Number(db!.prepare('PRAGMA page_count').get()?.page_count);
+    db!.exec(`PRAGMA max_page_count = ${pages + SPARE_PAGES}`);
+    // 8 creates of 60 KB in one publish (each under the 64 KiB operation limit): far past the cap
+    const ops = Array.from({ length: 8 }, (_, i) => ({ id: `big${i}`, data: BIG.slice(0, 60_000) }));
+    const answer = await client.request({ type: 'publish', channel, ops });
+    assert.equal(answer.type, 'error');
+    assert.equal(answer.type === 'error' && answer.error.code, 'store_unavailable');
+    assert.equal(answer.type === 'error' && answer.error.retryable, true);
+    db!.exec('PRAGMA max_page_count = 1073741823');
+    const ack = await client.publish(channel, ops);
+    assert.ok(ack.results.every((r) => !r.duplicate));
+    const dup = await client.publish(channel, ops);
+    assert.ok(dup.results.every((r) => r.duplicate));
+    const reader = await RawClient.connect(fx.server.url);
+    await reader.attach(channel, { start: true });
+    assert.deepEqual(
+      reader.messages(channel).map((m) => m.id),
+      ['first', ...ops.map((op) => op.id)],
+    );
+    await Promise.all([client.close(), reader.close()]);
+  });
+});

@@ -1,0 +1,58 @@
+/**
+ * `npm run build`: every published package to JavaScript + `.d.ts` in its `dist/`, in dependency
+ * order (each package compiles against the `.d.ts` of the ones it depends on, exactly as a user's
+ * compiler will). Plain `tsc` with the repository's own compiler options: no bundler, one file out
+ * per file in, source maps and declaration maps pointing back at `src/`. Incremental, so an
+ * unchanged package costs a fraction of a second.
+ *
+ * `tsc` rewrites `./x.ts` to `./x.js` in the JavaScript it emits but not in declarations, so this
+ * script rewrites relative specifiers in `.d.ts` files afterwards: a consumer's compiler must not
+ * need `allowImportingTsExtensions`.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Dependency order: a package comes after everything it imports. */
+export const PUBLISHED = ['protocol', 'client', 'testkit', 'server', 'ai'] as const;
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
+
+function* declarationFiles(dir: string): Generator<string> {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* declarationFiles(path);
+    else if (entry.name.endsWith('.d.ts')) yield path;
+  }
+}
+
+/** `from './x.ts'` / `import('./x.ts')` → `.js`, in relative specifiers only. */
+export function rewriteDeclaration(text: string): string {
+  return text.replace(/(['"])(\.\.?\/[^'"]*?)\.ts\1/g, '$1$2.js$1');
+}
+
+export function buildPackage(name: string): void {
+  const dir = join(ROOT, 'packages', name);
+  execFileSync(process.execPath, [TSC, '-p', join(dir, 'tsconfig.build.json')], { stdio: 'inherit' });
+  for (const file of declarationFiles(join(dir, 'dist'))) {
+    const text = readFileSync(file, 'utf8');
+    const rewritten = rewriteDeclaration(text);
+    if (rewritten !== text) writeFileSync(file, rewritten);
+  }
+  // The build info is the package's build stamp: touched on every build, even one that found nothing
+  // to emit, so "sources newer than it" means exactly "changed since the last build".
+  const now = new Date();
+  utimesSync(join(dir, 'dist/.tsbuildinfo'), now, now);
+}
+
+if (import.meta.main) {
+  const only = process.argv.slice(2);
+  for (const name of PUBLISHED) {
+    if (only.length > 0 && !only.includes(name)) continue;
+    const started = performance.now();
+    buildPackage(name);
+    console.log(`built @mooring/${name} (${Math.round(performance.now() - started)} ms)`);
+  }
+}
