@@ -9,7 +9,8 @@
  *   delay       100–600 ms (+ jitter) on every chunk, for 2–8 s
  *   bandwidth   2–32 KiB/s per direction per connection, for 2–8 s
  *
- * A proxy carries one timed fault at a time (`pass()` clears all of a proxy's faults).
+ * A proxy carries one timed fault at a time (`pass()` clears all of a proxy's faults); a reset can
+ * land on top of it.
  */
 import type { FaultProxy } from '@mooring/testkit';
 
@@ -51,11 +52,13 @@ export class Chaos {
   }
 
   #inject(): void {
-    const idle = this.#proxies.filter((p) => !this.#busy.has(p));
-    const proxy = idle[Math.floor(this.#random() * idle.length)];
     const r = this.#random();
-    if (!proxy) return;
     const kind: FaultKind = r < 0.4 ? 'reset' : r < 0.55 ? 'blackhole' : r < 0.8 ? 'delay' : 'bandwidth';
+    // A reset may hit a proxy that is delaying or throttling: acks still in flight are lost with the
+    // connection while their operations are stored, so the resend must be deduplicated.
+    const candidates = kind === 'reset' ? this.#proxies : this.#proxies.filter((p) => !this.#busy.has(p));
+    const proxy = candidates[Math.floor(this.#random() * candidates.length)];
+    if (!proxy) return;
     this.counts[kind]++;
     if (kind === 'reset') {
       void proxy.reset();

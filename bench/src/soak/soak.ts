@@ -278,6 +278,16 @@ if (o.killForGood > 0 && o.agentProcesses > 1) {
 }
 
 let serverDown = false;
+/** A server that cannot start again on its data after a SIGKILL has lost durability: a violation. */
+async function restartServer(): Promise<void> {
+  try {
+    await server.start();
+  } catch (err) {
+    log(`soak: FAILED — the server did not start again after SIGKILL: ${(err as Error).message}`);
+    log(`soak: replay the schedule with: ${replay}; data kept in ${dir}`);
+    process.exit(1);
+  }
+}
 if (o.serverKillEverySeconds > 0)
   timers.push(
     setInterval(() => {
@@ -289,7 +299,7 @@ if (o.serverKillEverySeconds > 0)
         (async () => {
           await server.kill();
           await sleep(downMs);
-          await server.start();
+          await restartServer();
           serverDown = false;
           log(`soak: server SIGKILLed and restarted (pid ${server.pid}, ${Math.round(downMs)} ms down)`);
         })(),
@@ -332,7 +342,7 @@ chaosOn = false;
 chaos.stop();
 for (const t of timers.slice(0, -1)) clearInterval(t);
 await Promise.all([...pending]);
-if (serverDown) await server.start();
+if (serverDown) await restartServer();
 for (const agent of agents) if (agent.dead && !agent.forGood) track(startAgent(agent));
 for (const u of users)
   toUsers(u, { type: 'stop', orphaned: [...orphaned].filter((s) => usersOf.get(s) === u) });

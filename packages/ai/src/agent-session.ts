@@ -1,5 +1,5 @@
 /**
- * The agent side of a session (DESIGN §11): turns each `ai.input` into a run for the handler the app
+ * The agent side of a session (ARCHITECTURE.md §11): turns each `ai.input` into a run for the handler the app
  * supplies, and routes `ai.control`s to runs — cancel fires the run's signal, steer and tool
  * approvals reach it as events — while a human holds the session (handover) it answers nothing.
  *
@@ -27,7 +27,7 @@ import { Emitter } from '@mooring/client';
 import type { UIMessage } from 'ai';
 import type { AgentInput, ToolApproval } from './agent-run.ts';
 import { AgentRun } from './agent-run.ts';
-import type { InputNode, TreeChange } from './conversation-tree.ts';
+import type { InputNode, RunNode, TreeChange } from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
 import { errorText, MooringAiError } from './errors.ts';
 import type { OperationSink } from './operation-sink.ts';
@@ -185,6 +185,24 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     if (!this.#live || this.#closed || this.#feed.reloading) return;
     if (change.kind === 'input') this.#answer(change.node, undefined);
     else if (change.kind === 'control') this.#onControl(change.control);
+    else if (change.kind === 'run' && this.#o.answerMissed) this.#resumeAbandoned(change.node);
+  }
+
+  /**
+   * With `answerMissed`: a run of this agent that nothing here drives, abandoned by the server while
+   * this session is live, is answered again (resumed in place with a deterministic `runId`). That is
+   * the agent restarted within the lease of its crashed predecessor: at start the run was still
+   * `running`, so only its expiry says the predecessor is gone.
+   */
+  #resumeAbandoned(node: RunNode): void {
+    if (node.status !== 'abandoned' || node.agent !== this.agent || this.#active.has(node.id)) return;
+    const input = this.tree.input(node.input);
+    if (!input) return;
+    const mine = this.tree.runsOf(input.id).filter((r) => r.agent === this.agent);
+    if (mine[mine.length - 1]?.id !== node.id) return;
+    const continued = this.tree.runsOf(input.id).some((r) => this.tree.inputsAfter(r.id).length > 0);
+    const replaced = this.tree.inputsAfter(input.parent).some((i) => i.forkOf === input.id);
+    if (!continued && !replaced) this.#answer(input, node.id);
   }
 
   #onControl(record: ControlRecord): void {

@@ -54,7 +54,8 @@ describe('leases across kill -9', () => {
       const channel = 'session:lease-kill';
       try {
         const first = await spawnServer(['--store', 'sqlite', '--data', dir], {
-          NODE_OPTIONS: `--import ${PRELOAD}`,
+          // keep the inherited options (the source-condition resolution of the workspace packages)
+          NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`.trim(),
           MOORING_TEST_LEASE_CRASH: mode,
         });
         children.push(first);

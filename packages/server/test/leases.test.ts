@@ -1,4 +1,4 @@
-/** Message leases (DESIGN §5.6, PROTOCOL.md §7.1): a run whose publisher vanished ends `abandoned`. */
+/** Message leases (ARCHITECTURE.md §5.6, PROTOCOL.md §7.1): a run whose publisher vanished ends `abandoned`. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
@@ -67,7 +67,13 @@ describe('message leases', () => {
       recover: agent.connected.connectionKey,
     });
     assert.equal(back.connected.resumed, true);
+    // Let the lease (400 ms) run out had it been armed; then a sentinel, awaited: an `abandoned`
+    // update stored by an expiry would have reached the watcher before it.
     await new Promise((r) => setTimeout(r, 700));
+    const sentinel = await back.publish(channel, [{ id: 'sentinel', data: 'after the lease' }]);
+    await watcher.next(
+      (f) => f.type === 'messages' && f.messages.some((m) => m.serial === sentinel.results[0]!.serial),
+    );
     assert.deepEqual(abandoned(watcher, channel), [], 'no message was abandoned');
     await back.publish(channel, [
       {
@@ -125,15 +131,21 @@ describe('message leases', () => {
     await watcher.next(
       (f) => f.type === 'messages' && f.messages.some((m) => m.headers?.status === 'abandoned'),
     );
-    await new Promise((r) => setTimeout(r, 500));
+    // Both leases were re-armed with the same 400 ms: had the continued one not been taken back, its
+    // expiry would have run with the orphan's. The run's end, awaited, comes after anything it stored.
+    const end = await back.publish(channel, [
+      { action: 'update', serial: liveSerial, id: 'l:end', headers: { status: 'complete' }, lease: 0 },
+    ]);
+    await watcher.next(
+      (f) =>
+        f.type === 'messages' &&
+        f.messages.some((m) => m.version === end.results[0]!.serial || m.headers?.status === 'complete'),
+    );
     assert.deepEqual(
       abandoned(watcher, channel).map((m) => m.serial),
       [orphan.results[0]!.serial],
       'only the run nobody continued was abandoned',
     );
-    await back.publish(channel, [
-      { action: 'update', serial: liveSerial, id: 'l:end', headers: { status: 'complete' }, lease: 0 },
-    ]);
     await Promise.all([watcher.close(), back.close()]);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Bad input of every kind gets a typed error, never a crash, a hang or lost data for others
- * (DESIGN §9). A seeded loop of random and mutated frames and REST bodies against a live server,
+ * (ARCHITECTURE.md §9). A seeded loop of random and mutated frames and REST bodies against a live server,
  * while a bystander keeps receiving a stream.
  */
 import assert from 'node:assert/strict';

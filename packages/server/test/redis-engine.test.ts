@@ -1,5 +1,5 @@
 /**
- * Several Mooring nodes on one real redis-server (DESIGN §10): two `startServer` in one process,
+ * Several Mooring nodes on one real redis-server (ARCHITECTURE.md §10): two `startServer` in one process,
  * sharing a Redis the test starts. Cross-node fan-out in order and once, gaps on the bus repaired
  * from the store, and what clients see when Redis stops, restarts (AOF) or loses its data.
  */

@@ -184,7 +184,7 @@ describe('SqliteStore', () => {
     assert.equal(page.messages[1]!.action, 'delete');
   });
 
-  it('keeps every acknowledged append through kill -9 (DESIGN §10)', async () => {
+  it('keeps every acknowledged append through kill -9 (ARCHITECTURE.md §10)', async () => {
     const { dir, path } = await tempDb();
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const storeUrl = pathToFileURL(join(import.meta.dirname, '../src/store/sqlite-store.ts')).href;

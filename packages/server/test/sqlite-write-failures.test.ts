@@ -1,16 +1,20 @@
 /**
- * The SQLite store when a write fails: a real full database (`PRAGMA max_page_count`, SQLITE_FULL)
- * and a real lock held by another connection (SQLITE_BUSY). Nothing unacknowledged is half-stored,
+ * The SQLite store when a write fails: a real full database (`PRAGMA max_page_count`, SQLITE_FULL),
+ * a real I/O error (a file size limit, EFBIG → SQLITE_IOERR) and a real lock held by another
+ * connection (SQLITE_BUSY). Nothing unacknowledged is half-stored,
  * the refusal is a retryable `store_unavailable`, the group commit keeps good batches apart from a bad
  * one, and the in-memory journal view is rebuilt after a rollback, so dedup stays right: a retry of a
  * refused id is stored once, and ids committed before the failure are still known.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { ERRORS, type Message, parseSerial } from '@mooring/protocol';
 import { SqliteStore, type SqliteStoreOptions } from '../src/store/sqlite-store.ts';
 import type { AppendOptions, NewOperation } from '../src/store/store.ts';
@@ -225,6 +229,80 @@ describe('SqliteStore write failures', () => {
     assert.deepEqual(
       (await all(store, 'ch')).map((m) => m.id),
       ['m0', 'm1', 'm2', 'm3'],
+    );
+  });
+
+  it('refuses a batch hit by a real I/O error (EFBIG past a file size limit), whole; the store goes on, and the retry is stored once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-sqlite-ioerr-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'mooring.db');
+    const storeUrl = pathToFileURL(join(import.meta.dirname, '../src/store/sqlite-store.ts')).href;
+    // A child process whose files may not grow past 200 KiB (`ulimit -f`): a write past it fails
+    // with EFBIG, which SQLite reports as SQLITE_IOERR (SIGXFSZ is ignored so the write returns).
+    const script = `
+      process.on('SIGXFSZ', () => {});
+      const { SqliteStore } = await import(${JSON.stringify(storeUrl)});
+      const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+      const store = new SqliteStore({ path: ${JSON.stringify(path)} });
+      const opts = { maxMessageSize: 1 << 24 };
+      const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], opts)).results[0].serial;
+      out({ serial });
+      const batch = [
+        { action: 'append', id: 'b1', serial, data: 'b1.' },
+        { action: 'create', id: 'big', data: 'x'.repeat(300_000) },
+      ];
+      await store.append('ch', batch, opts).then(
+        () => out({ big: 'stored' }),
+        (e) => out({ big: e.code, message: e.message }),
+      );
+      // the same process carries on: b1 alone is stored (not taken for a duplicate of the rollback)
+      const b1 = await store.append('ch', [batch[0]], opts);
+      out({ b1: b1.results[0].duplicate ?? false });
+      await store.close();
+    `;
+    const child = spawn(
+      'bash',
+      ['-c', 'ulimit -S -f 200 && exec "$0" "$@"', process.execPath, '--input-type=module', '-e', script],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let text = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      text += d;
+    });
+    const [code] = (await once(child, 'exit', { signal: AbortSignal.timeout(30_000) })) as [number | null];
+    assert.equal(code, 0, text);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const serial = String(lines[0]!.serial);
+    assert.equal(lines[1]!.big, 'store_unavailable', String(lines[1]!.message));
+    assert.match(String(lines[1]!.message), /I\/O error/);
+    assert.equal(lines[2]!.b1, false);
+
+    // Reopened without the limit: the failed batch left nothing; its retry stores only what is missing.
+    const store = new SqliteStore({ path });
+    cleanups.unshift(() => store.close());
+    assert.deepEqual(
+      (await all(store, 'ch')).map((m) => [m.id, m.data]),
+      [['m', 'b1.']],
+    );
+    const retry = await store.append(
+      'ch',
+      [
+        { action: 'append', id: 'b1', serial, data: 'b1.' },
+        { action: 'create', id: 'big', data: 'x'.repeat(300_000) },
+      ],
+      OPTS,
+    );
+    assert.deepEqual(
+      retry.results.map((r) => r.duplicate ?? false),
+      [true, false],
+    );
+    assert.deepEqual(
+      (await all(store, 'ch')).map((m) => m.id),
+      ['m', 'big'],
     );
   });
 

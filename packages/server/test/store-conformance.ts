@@ -1,5 +1,5 @@
 /**
- * The store conformance suite (DESIGN §10): the same cases, run against every Store implementation,
+ * The store conformance suite (ARCHITECTURE.md §10): the same cases, run against every Store implementation,
  * check the guarantees in src/store/store.ts and the message rules of PROTOCOL.md §3–§4.
  *
  * Usage, from a `*.test.ts` file:

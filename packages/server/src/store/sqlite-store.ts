@@ -1,5 +1,5 @@
 /**
- * The SQLite store: the embedded default (DESIGN §10), on Node's built-in `node:sqlite`.
+ * The SQLite store: the embedded default (ARCHITECTURE.md §10), on Node's built-in `node:sqlite`.
  *
  * Durability: WAL journal. `synchronous=NORMAL` (the default) keeps every acknowledged operation
  * through a crash or `kill -9` of the process; `synchronous: 'full'` also through power loss. An
@@ -550,26 +550,21 @@ export class SqliteStore implements Store {
       const lo = query.from === undefined ? 0 : seqBound(query.from, ch.epoch, 'from');
       const hi = query.until === undefined ? ch.seq : seqBound(query.until, ch.epoch, 'until');
       const stmt = query.direction === 'forwards' ? this.#s.historyForwards : this.#s.historyBackwards;
-      const rows = stmt.all(
-        ch.id,
-        Math.max(lo, 0),
-        Math.min(hi, ch.seq),
-        take + 1,
-      ) as unknown as MessageRow[];
+      // row by row: a page of big messages stops at its byte bound without reading the rest
+      const rows = stmt.iterate(ch.id, Math.max(lo, 0), Math.min(hi, ch.seq), take + 1);
       const budget = new PageBudget(take, query.maxBytes);
       const messages: Message[] = [];
+      let more = false;
       for (const row of rows) {
-        if (!budget.open) break;
-        const message = this.#rollUp(ch.epoch, ch.id, row);
+        if (!budget.open) {
+          more = true;
+          break;
+        }
+        const message = this.#rollUp(ch.epoch, ch.id, row as unknown as MessageRow);
         budget.add(message);
         messages.push(message);
       }
-      return {
-        epoch: ch.epoch,
-        head: headSerial(ch.epoch, ch.seq),
-        messages,
-        more: rows.length > messages.length,
-      };
+      return { epoch: ch.epoch, head: headSerial(ch.epoch, ch.seq), messages, more };
     });
   }
 

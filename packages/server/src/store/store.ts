@@ -1,5 +1,5 @@
 /**
- * The storage interface every store implements (memory, SQLite, later Redis). DESIGN §10.
+ * The storage interface every store implements (memory, SQLite, later Redis). ARCHITECTURE.md §10.
  *
  * It is asynchronous and assumes nothing about being the only process: serials are assigned by the
  * store inside the same atomic step that stores the operation, so a shared store (Redis) can serve
