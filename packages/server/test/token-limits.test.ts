@@ -216,7 +216,7 @@ describe('renewing a token', () => {
     // A server of its own: nothing else holds connections against the keys.
     const fx = await startFixture('memory', {
       keys: [TEST_KEY, OTHER_KEY],
-      limits: { maxConnectionsPerKey: 5 },
+      limits: { maxConnectionsPerKey: 5, keyConnectionReserve: 0 },
     });
     try {
       await renewalCycles(fx);
