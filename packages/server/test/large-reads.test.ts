@@ -183,7 +183,11 @@ async function fillStore(store: Store, channel: string): Promise<string[]> {
   const options = { maxMessageSize: 8 * MIB };
   for (let i = 0; i < MESSAGES; i++) {
     const chunk = String.fromCharCode(97 + (i % 26)).repeat(CHUNK);
-    const r = await store.append(channel, [{ action: 'create', id: `c${i}`, publisher: '', data: chunk }], options);
+    const r = await store.append(
+      channel,
+      [{ action: 'create', id: `c${i}`, publisher: '', data: chunk }],
+      options,
+    );
     const serial = r.results[0]!.serial;
     for (let done = 0; done < APPENDS; done += 16) {
       const n = Math.min(16, APPENDS - done);
