@@ -453,7 +453,16 @@ export class Connection {
     const attachment = this.#channels.attach(channel, this.#outlet);
     this.#attachments.set(channel, attachment);
     if (this.#closed) attachment.close();
-    const outcome = await attachment.catchUp(frame);
+    let outcome: Awaited<ReturnType<ChannelAttachment['catchUp']>>;
+    try {
+      outcome = await attachment.catchUp(frame);
+    } catch (err) {
+      // a failed attach (store error, superseded) leaves nothing behind: no subscription holding
+      // live deliveries for a channel that will never go live
+      attachment.close();
+      if (this.#attachments.get(channel) === attachment) this.#attachments.delete(channel);
+      throw err;
+    }
     const attached: ServerFrame = {
       type: 'attached',
       channel,
