@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs the scenarios, prints markdown tables on stdout (progress goes to stderr)
  * and writes every number to bench/results/latest.json. Measures and reports; asserts nothing about
- * timings (STYLE habit 8). Exits 1 only when a scenario could not run, 2 on the global time limit.
+ * timings (ARCHITECTURE.md §14). Exits 1 only when a scenario could not run, 2 on the global time limit.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';

@@ -4,11 +4,18 @@
  * stays up, answers every bad frame with an error (or closes with a code), keeps memory bounded, and
  * that the bystander loses nothing. Prints a table. Bounded in count; stops by itself.
  *
+ * Then the adversarial scenarios of issue 10 (`adversarial.ts`), each against a fresh server with
+ * default limits, with a second table: what each attack got, server RSS, the bystander's latency.
+ * The random part lifts the per-connection frame budgets (it sends thousands of frames per second
+ * on purpose, to exercise validation rather than the throttle, which the scenarios cover).
+ *
  *   node bench/src/fuzz/fuzz-run.ts [--frames 80000] [--requests 20000] [--seed 1]
+ *                                   [--adversarial-only] [--only <scenario name part>]
  */
 import { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from '@mooring/testkit';
 import WebSocket from 'ws';
 import { startMemoryReportingServer } from '../idle/memory-server.ts';
+import { printAdversarial, runAdversarial } from './adversarial.ts';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -18,8 +25,19 @@ const FRAMES = arg('frames', 80_000);
 const REQUESTS = arg('requests', 20_000);
 const rand = prng(arg('seed', 1));
 const KEY = 'bench:secret';
+const onlyIndex = process.argv.indexOf('--only');
+const only = onlyIndex > 0 ? process.argv[onlyIndex + 1] : undefined;
+if (process.argv.includes('--adversarial-only') || only !== undefined) {
+  const rows = await runAdversarial(only);
+  printAdversarial(rows);
+  process.exit(rows.every((r) => r.alive && r.lost === 0) ? 0 : 1);
+}
 
-const server = await startMemoryReportingServer();
+const server = await startMemoryReportingServer([], {
+  maxFrameRate: 1_000_000,
+  maxFrameBurst: 1_000_000,
+  maxPresenceRate: 1_000_000,
+});
 const { port } = server;
 const memory = () => server.memory();
 const base = `http://127.0.0.1:${port}`;
@@ -179,4 +197,8 @@ bystander.terminate();
 publisher.terminate();
 const crashed = server.exited;
 await server.stop();
-process.exit(crashed || lost > 0 ? 1 : 0);
+
+console.log('');
+const rows = await runAdversarial();
+printAdversarial(rows);
+process.exit(crashed || lost > 0 || rows.some((r) => !r.alive || r.lost > 0) ? 1 : 0);

@@ -1,17 +1,25 @@
-/** Child process for the idle-connections measurement: a Mooring server that reports its memory over IPC. */
+/**
+ * Child process for the idle-connections and fuzz measurements: a Mooring server that reports its
+ * memory over IPC. `MOORING_BENCH_LIMITS` (JSON) overrides limits; `{ type: 'memory', gc: false }`
+ * reads RSS without forcing a collection (cheap enough to sample under load).
+ */
 import { startServer } from '@mooring/server';
+
+const overrides = JSON.parse(process.env.MOORING_BENCH_LIMITS ?? '{}') as Record<string, number>;
 
 const server = await startServer({
   port: 0,
   host: '127.0.0.1',
   keys: ['bench:secret'],
-  limits: { maxConnectionsPerKey: 100_000 },
+  limits: { maxConnectionsPerKey: 100_000, ...overrides },
   store: { kind: 'memory' },
 });
-process.on('message', (msg: { type: string }) => {
+process.on('message', (msg: { type: string; gc?: boolean }) => {
   if (msg.type === 'memory') {
-    globalThis.gc?.();
-    globalThis.gc?.();
+    if (msg.gc !== false) {
+      globalThis.gc?.();
+      globalThis.gc?.();
+    }
     const m = process.memoryUsage();
     process.send?.({
       type: 'memory',

@@ -14,17 +14,21 @@ export interface ServerMemory {
 
 export interface MemoryReportingServer {
   port: number;
-  /** Memory after a forced GC. */
-  memory(): Promise<ServerMemory>;
+  /** Memory after a forced GC (`gc: false`: as it is, without pausing the server for a collection). */
+  memory(gc?: boolean): Promise<ServerMemory>;
   /** True once the process is gone (it should never be, until `stop`). */
   readonly exited: boolean;
   stop(): Promise<void>;
 }
 
-export async function startMemoryReportingServer(nodeFlags: string[] = []): Promise<MemoryReportingServer> {
+export async function startMemoryReportingServer(
+  nodeFlags: string[] = [],
+  limits: Record<string, number> = {},
+): Promise<MemoryReportingServer> {
   const child = fork(fileURLToPath(new URL('./memory-server-child.ts', import.meta.url)), [], {
     execArgv: ['--expose-gc', ...nodeFlags],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, MOORING_BENCH_LIMITS: JSON.stringify(limits) },
   });
   process.on('exit', () => child.kill('SIGKILL'));
   let exited = false;
@@ -47,8 +51,8 @@ export async function startMemoryReportingServer(nodeFlags: string[] = []): Prom
     get exited() {
       return exited;
     },
-    async memory() {
-      child.send({ type: 'memory' });
+    async memory(gc = true) {
+      child.send({ type: 'memory', gc });
       return next<ServerMemory & { type: string }>('memory');
     },
     async stop() {

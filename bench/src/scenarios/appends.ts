@@ -15,9 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NewOperation, Store } from '@mooring/server';
 import { createStore } from '@mooring/server';
+import { type RedisServer, startRedis } from '@mooring/testkit';
 import { Histogram, type LatencySummary } from '../stats.ts';
 
-export type StoreKind = 'sqlite' | 'memory';
+export type StoreKind = 'sqlite' | 'memory' | 'redis';
 
 export interface AppendsOptions {
   responses: number;
@@ -88,7 +89,7 @@ const DELTAS = deltaPool(4096);
 const delta = (n: number): string => DELTAS[n % DELTAS.length]!;
 
 async function createMessage(store: Store, channel: string, id: string): Promise<string> {
-  const op: NewOperation = { action: 'create', id, name: 'text', data: '', clientId: 'bench' };
+  const op: NewOperation = { action: 'create', publisher: '', id, name: 'text', data: '', clientId: 'bench' };
   const { results } = await store.append(channel, [op], APPEND_OPTIONS);
   const serial = results[0]?.serial;
   if (serial === undefined) throw new Error(`no serial for the create on ${channel}`);
@@ -96,7 +97,7 @@ async function createMessage(store: Store, channel: string, id: string): Promise
 }
 
 function appendOp(id: string, serial: string, data: string): NewOperation {
-  return { action: 'append', id, serial, data, clientId: 'bench' };
+  return { action: 'append', publisher: '', id, serial, data, clientId: 'bench' };
 }
 
 async function readData(store: Store, channel: string): Promise<unknown> {
@@ -184,9 +185,16 @@ async function runStore(kind: StoreKind, options: AppendsOptions): Promise<Appen
   const dir = mkdtempSync(join(tmpdir(), 'mooring-bench-appends-'));
   const result: AppendsResult = { store: kind };
   let store: Store | undefined;
+  let redis: RedisServer | undefined;
   try {
+    // Redis: a redis-server of its own, with the AOF (everysec) a production node would use.
+    if (kind === 'redis') redis = await startRedis({ appendonly: 'everysec' });
     store = await createStore(
-      kind === 'sqlite' ? { kind: 'sqlite', path: join(dir, 'bench.db') } : { kind: 'memory' },
+      kind === 'sqlite'
+        ? { kind: 'sqlite', path: join(dir, 'bench.db') }
+        : redis
+          ? { kind: 'redis', url: redis.url }
+          : { kind: 'memory' },
       () => DAY,
     );
     process.stderr.write(
@@ -203,6 +211,7 @@ async function runStore(kind: StoreKind, options: AppendsOptions): Promise<Appen
     process.stderr.write(`  [${kind}] failed: ${result.error}\n`);
   } finally {
     await store?.close();
+    await redis?.close();
     rmSync(dir, { recursive: true, force: true });
   }
   return result;

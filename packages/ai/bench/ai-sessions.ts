@@ -13,7 +13,7 @@
  * 2. Catch-up: K of the users connect through a FaultProxy; mid-run their connections are cut and
  *    refused for `gap` seconds, then allowed again: the time from reconnecting to caught up (the
  *    channel's `attached` after the rolled-up catch-up), and the bytes received for it relative to
- *    the response text (target ≤ 1.5×: compact catch-up, DESIGN §4.3).
+ *    the response text (target ≤ 1.5×: compact catch-up, ARCHITECTURE.md §4.3).
  *
  *   node packages/ai/bench/ai-sessions.ts [--runs 500] [--tps 30] [--seconds 20] [--gap 10]
  *        [--catchup 5] [--agent-connections 25] [--coalesce 40] [--store memory|sqlite]

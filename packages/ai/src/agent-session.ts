@@ -1,5 +1,5 @@
 /**
- * The agent side of a session (DESIGN §11): turns each `ai.input` into a run for the handler the app
+ * The agent side of a session (ARCHITECTURE.md §11): turns each `ai.input` into a run for the handler the app
  * supplies, and routes `ai.control`s to runs — cancel fires the run's signal, steer and tool
  * approvals reach it as events — while a human holds the session (handover) it answers nothing.
  *

@@ -1,5 +1,5 @@
 /**
- * Errors of the AI session layer, with stable codes users can switch on (STYLE §4). Errors from the
+ * Errors of the AI session layer, with stable codes users can switch on (ARCHITECTURE.md §9). Errors from the
  * connection or the server come through unchanged as `MooringError`s of `@mooring/client`.
  */
 

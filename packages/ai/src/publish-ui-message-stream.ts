@@ -1,5 +1,5 @@
 /**
- * Serverless publishing (DESIGN §1: hosts that cannot hold a socket): a function that answers an
+ * Serverless publishing (ARCHITECTURE.md §1: hosts that cannot hold a socket): a function that answers an
  * input publishes its run over REST, and the users' devices — which hold the realtime connections —
  * see it stream like any other run.
  *

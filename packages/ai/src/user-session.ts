@@ -1,5 +1,5 @@
 /**
- * The user side of a session (DESIGN §11): the channel folded into a conversation tree, a view (one
+ * The user side of a session (ARCHITECTURE.md §11): the channel folded into a conversation tree, a view (one
  * path with branch navigation), each run's assistant `UIMessage` and status, and the actions a user
  * (or an operator) takes — send, edit, regenerate, cancel, steer, approve a tool, hand over, select a
  * branch, reply as a human.

@@ -1,5 +1,5 @@
 // An agent process killed mid-run (SIGKILL: no goodbye) leaves its run `abandoned` on every client
-// within the lease — the server does it through message leases (DESIGN §5.6, PROTOCOL.md §7.1).
+// within the lease — the server does it through message leases (ARCHITECTURE.md §5.6, PROTOCOL.md §7.1).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -78,8 +78,8 @@ describe('a crashed agent', () => {
     await once(child, 'exit');
     await waitFor(() => user.run(runId)?.status === 'abandoned');
 
-    // The restarted agent: the same identity (op ids are unique per publisher, PROTOCOL.md §7), the
-    // same run ids and (deterministic) model, another coalescing.
+    // The restarted agent: same identity (op ids are unique per publisher, PROTOCOL.md §7), same run
+    // ids, the same (deterministic) model, another coalescing.
     const TOKENS = 60;
     const restarted = new AgentSession({
       channel: client(t, server.url, { clientId: 'crashing-agent' }).channels.get(name, { start: true }),

@@ -1,6 +1,6 @@
 // When the server cannot resume the session channel (its log was recreated: a memory store
 // restarted), the user session raises no silent gap: it reloads the conversation from history by
-// itself and carries on live (DESIGN §4.2, §11).
+// itself and carries on live (ARCHITECTURE.md §4.2, §11).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ContinuityLost } from '@mooring/client';

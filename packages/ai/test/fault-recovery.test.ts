@@ -1,6 +1,6 @@
 // A full run while the user's connection is reset at random chunk boundaries (FaultProxy): the
 // assistant message the user session rebuilds, and the chunk stream a ChatTransport would hand to
-// the AI SDK, both equal what the model produced — nothing lost, nothing duplicated (DESIGN §4, §11).
+// the AI SDK, both equal what the model produced — nothing lost, nothing duplicated (ARCHITECTURE.md §4, §11).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -1,4 +1,4 @@
-// Serverless publishing over REST (DESIGN §1): a function without a connection loads the
+// Serverless publishing over REST (ARCHITECTURE.md §1): a function without a connection loads the
 // conversation, answers an input, and users see the run like any other; its lease is held by
 // activity, so it stays alive while the function works and ends `abandoned` when the function dies.
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * Token auth (DESIGN §7; PROTOCOL.md §5.1, §6.1, §8, §14): where the client's token comes from, when
+ * Token auth (ARCHITECTURE.md §7; PROTOCOL.md §5.1, §6.1, §8, §14): where the client's token comes from, when
  * it is renewed, and what an expired or refused token leads to.
  *
  *   before a connection attempt   a token that is still fresh (before its renewal point) is reused;

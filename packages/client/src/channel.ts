@@ -10,17 +10,25 @@
  *   attached before, no log → { start: true }      everything the new log holds
  *   first attach            → the mode asked for in channels.get(name, { rewind | start | from })
  *
+ * Continuity check (PROTOCOL.md §6.3): once attached, the server sends every stored operation live,
+ * and operations get consecutive sequence numbers, so each live message must carry the sequence
+ * number after the position's. (Catch-up before `attached` is rolled up and skips numbers: it is not
+ * checked.) A live message that skips one means something was lost on the way: the channel drops it
+ * and everything after, detaches and resumes from its position — the `detached` answer marks where
+ * the old attachment's frames end, so nothing after the hole is applied before the catch-up.
+ *
  * Channel states: initialized → attaching → attached ⇄ (re-attaching on reconnect) …; detaching →
  * detached; suspended while the connection is; failed on a permanent attach error.
  */
-import type {
-  AttachedFrame,
-  JsonValue,
-  Message,
-  OperationInput,
-  PublishResult,
-  Ref,
-  ResumeFailure,
+import {
+  type AttachedFrame,
+  type JsonValue,
+  type Message,
+  type OperationInput,
+  type PublishResult,
+  parseSerial,
+  type Ref,
+  type ResumeFailure,
 } from '@mooring/protocol';
 import type { ChannelHost, ChannelInternals } from './channel-host.ts';
 import type { Listener } from './emitter.ts';
@@ -89,7 +97,7 @@ interface Waiter<T> {
 
 export class Channel {
   readonly name: string;
-  /** This channel's presence set (DESIGN §8, PROTOCOL.md §6.4): enter, leave, members, events. */
+  /** This channel's presence set (ARCHITECTURE.md §8, PROTOCOL.md §6.4): enter, leave, members, events. */
   readonly presence: Presence;
   readonly #presence: PresenceInternals;
   readonly #host: ChannelHost;
@@ -106,6 +114,10 @@ export class Channel {
   #detachRef: Ref | undefined;
   #detachWaiters: Waiter<void>[] = [];
   #lastAttach: AttachResult | undefined;
+  /** Set while repairing a hole in the live stream: messages are dropped until this detach is answered. */
+  #repairRef: Ref | undefined;
+  /** Holes found in the live stream and repaired by resuming (diagnostics). */
+  #gapsRepaired = 0;
 
   constructor(
     name: string,
@@ -162,6 +174,11 @@ export class Channel {
   /** The greatest `version` delivered on this channel ('' before anything). Save it to resume later. */
   get position(): string {
     return this.#position;
+  }
+
+  /** How many times a hole in the live stream was found and repaired by resuming from the position. */
+  get gapsRepaired(): number {
+    return this.#gapsRepaired;
   }
 
   on<K extends keyof ChannelEvents>(event: K, listener: Listener<ChannelEvents[K]>): () => void {
@@ -338,9 +355,14 @@ export class Channel {
   }
 
   #onMessages(messages: Message[]): void {
-    if (!this.#wanted) return;
+    if (!this.#wanted || this.#repairRef !== undefined) return;
+    const live = this.#state === 'attached';
     for (const message of messages) {
       if (this.#position !== '' && message.version <= this.#position) continue;
+      if (live && this.#position !== '' && !follows(message.version, this.#position)) {
+        this.#repair();
+        return;
+      }
       this.#position = message.version;
       for (const sub of [...this.#subscriptions]) {
         if (sub.name !== undefined && sub.name !== message.name) continue;
@@ -355,7 +377,20 @@ export class Channel {
     }
   }
 
+  /** A hole in the live stream: detach, then resume from the position (see the module header). */
+  #repair(): void {
+    this.#gapsRepaired++;
+    const ref = this.#host.connection.nextRef();
+    if (!this.#host.connection.send({ type: 'detach', ref, channel: this.name })) return;
+    this.#repairRef = ref;
+    this.#sendAttach();
+  }
+
   #onDetached(ref: Ref | undefined, error: MooringError | undefined): void {
+    if (ref !== undefined && ref === this.#repairRef) {
+      this.#repairRef = undefined;
+      return;
+    }
     if (ref !== undefined && ref === this.#detachRef) {
       this.#detachRef = undefined;
       if (!this.#wanted) this.#setState('detached');
@@ -376,6 +411,10 @@ export class Channel {
   }
 
   #onError(ref: Ref | undefined, error: MooringError): boolean {
+    if (ref !== undefined && ref === this.#repairRef) {
+      this.#repairRef = undefined; // not attached any more: the attach that follows resumes anyway
+      return true;
+    }
     if (ref !== undefined && ref === this.#attachRef) {
       this.#wanted = false;
       this.#attachRef = undefined;
@@ -397,6 +436,7 @@ export class Channel {
 
   #onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void {
     this.#attachRef = undefined;
+    this.#repairRef = undefined;
     this.#rejectAttach(error);
     this.#presence.onConnectionLost(state, error);
     for (const waiter of this.#detachWaiters.splice(0)) waiter.resolve();
@@ -419,4 +459,12 @@ export class Channel {
     this.#state = state;
     this.#emitter.emit('statechange', { previous, current: state, reason });
   }
+}
+
+/** True when `version` is the operation right after `position`: same epoch, next sequence number. */
+function follows(version: string, position: string): boolean {
+  const next = parseSerial(version);
+  const prev = parseSerial(position);
+  if (!next || !prev) return true; // not ours to judge: the version rule alone applies
+  return next.epoch === prev.epoch && next.seq === prev.seq + 1;
 }

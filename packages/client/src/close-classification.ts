@@ -2,7 +2,7 @@
  * Decides whether a transport that ended is worth retrying (PROTOCOL.md §5.1, §8, §9): the server's
  * `disconnect` frame (`reconnect`), the refused handshake's error (`retryable`) or HTTP status, and the
  * close code. Permanent means: the same credentials cannot succeed, so the connection goes `failed`
- * instead of looping (DESIGN §5: no retry loop on 4xx-class errors except rate limiting).
+ * instead of looping (ARCHITECTURE.md §5: no retry loop on 4xx-class errors except rate limiting).
  */
 import type { DisconnectFrame } from '@mooring/protocol';
 import { CLOSE_CODES, isErrorCode } from '@mooring/protocol';

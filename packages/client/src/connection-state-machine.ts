@@ -1,5 +1,5 @@
 /**
- * The connection state machine (DESIGN §5), pure: a table of states × events → next state, and one
+ * The connection state machine (ARCHITECTURE.md §5), pure: a table of states × events → next state, and one
  * function, `transition`, that applies it and works out the retry schedule. No timers, no sockets:
  * the `Connection` class feeds it events and performs what the new state asks for.
  *

@@ -1,5 +1,5 @@
 /**
- * `channel.presence` (DESIGN §8, PROTOCOL.md §6.4): enter / update / leave this channel's presence
+ * `channel.presence` (ARCHITECTURE.md §8, PROTOCOL.md §6.4): enter / update / leave this channel's presence
  * set, read the set, and hear how it changes.
  *
  * Requests (enter, update, leave) wait in order until the server acknowledges them. On every new

@@ -1,5 +1,5 @@
 /**
- * Publishes not yet acknowledged (DESIGN §4.1, §5 "Offline publishing"; PROTOCOL.md §7).
+ * Publishes not yet acknowledged (ARCHITECTURE.md §4.1, §5 "Offline publishing"; PROTOCOL.md §7).
  *
  * Every publish stays here, in the order it was made, until its `ack` (or a permanent `error`)
  * arrives. On each new connection the whole queue is sent again, in order, with the same operation

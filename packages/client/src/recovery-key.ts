@@ -1,5 +1,5 @@
 /**
- * Recovery keys (DESIGN §5 "Recovery across reload"): what a new client instance needs to continue
+ * Recovery keys (ARCHITECTURE.md §5 "Recovery across reload"): what a new client instance needs to continue
  * where an old one stopped — the old `connectionKey` (to keep the connection's identity within
  * `connectionStateTtl`) and each channel's position (to resume the logs, for as long as they are
  * retained). Encoded as base64url JSON so it fits in a URL, `sessionStorage` or a cookie.

@@ -5,7 +5,14 @@
  * Publishes get operation ids when they have none, so a retried request (the client retries network
  * failures and retryable errors a few times, with the same body) is stored once.
  */
-import type { Message, OperationInput, PublishResult } from '@mooring/protocol';
+import type {
+  ChannelStatusResponse,
+  HistoryResponse,
+  Message,
+  OperationInput,
+  PublishResponse,
+  PublishResult,
+} from '@mooring/protocol';
 import { codeForHttpStatus, errorInfoFromBody, MooringError } from './errors.ts';
 import type { IdGenerator } from './ids.ts';
 import type { Timers } from './timers.ts';
@@ -54,12 +61,8 @@ export interface HistoryPage {
   next(): Promise<HistoryPage | undefined>;
 }
 
-export interface ChannelStatus {
-  channel: string;
-  epoch: string;
-  position: string;
-  messages: number;
-}
+/** `GET /v1/channels/:channel` (PROTOCOL.md §11). */
+export type ChannelStatus = ChannelStatusResponse;
 
 export class Rest {
   readonly #deps: RestDeps;
@@ -74,7 +77,7 @@ export class Rest {
       op.id ? op : { ...op, id: this.#deps.ids.next() },
     );
     const body = await this.#request('POST', `${channelPath(channel)}/messages`, { ops: list });
-    return (body as { results: PublishResult[] }).results;
+    return (body as PublishResponse).results;
   }
 
   /** Rolled-up history, one page at a time. */
@@ -94,13 +97,7 @@ export class Rest {
   }
 
   async #page(path: string): Promise<HistoryPage> {
-    const body = (await this.#request('GET', path)) as {
-      channel: string;
-      epoch: string;
-      position: string;
-      items: Message[];
-      next?: string | null;
-    };
+    const body = (await this.#request('GET', path)) as HistoryResponse;
     const nextPath = body.next ?? undefined;
     return {
       channel: body.channel,

@@ -1,5 +1,5 @@
 /**
- * Connection timings (DESIGN §5) and the retry backoff. All values in milliseconds.
+ * Connection timings (ARCHITECTURE.md §5) and the retry backoff. All values in milliseconds.
  */
 
 export interface Timings {

@@ -1,5 +1,5 @@
 /**
- * Which transport a connection uses (DESIGN §5 "Transports and fallback", PROTOCOL.md §12). Nothing
+ * Which transport a connection uses (ARCHITECTURE.md §5 "Transports and fallback", PROTOCOL.md §12). Nothing
  * to configure: WebSocket first, HTTP streaming (SSE) when WebSocket does not get through, long-polling
  * when streamed bytes do not arrive either.
  *
@@ -19,10 +19,11 @@
  * starts the next chain. While connected on anything but the first allowed kind, the connection
  * retries that kind in the background every `upgradeInterval` (`upgradeFrom`).
  */
+
+import { isTransportKind, TRANSPORT_KINDS } from '@mooring/protocol';
 import type { StorageLike } from './browser-environment.ts';
 import { MooringError } from './errors.ts';
 import type { Transport, TransportCloseInfo, TransportFactory, TransportKind } from './transport.ts';
-import { TRANSPORT_KINDS } from './transport.ts';
 
 export interface TransportChoice {
   kind: string;
@@ -129,9 +130,7 @@ export function shouldFallBack(failure: TransportCloseInfo | 'timeout'): boolean
   return true;
 }
 
-export function isTransportKind(value: unknown): value is TransportKind {
-  return typeof value === 'string' && (TRANSPORT_KINDS as readonly string[]).includes(value);
-}
+export { isTransportKind } from '@mooring/protocol';
 
 /** Checks `options.transports`. */
 export function transportKinds(value: readonly string[] | undefined): TransportKind[] {

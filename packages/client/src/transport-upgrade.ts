@@ -1,5 +1,5 @@
 /**
- * The background upgrade (DESIGN §5 "…and a WebSocket upgrade is retried in the background"): while
+ * The background upgrade (ARCHITECTURE.md §5 "…and a WebSocket upgrade is retried in the background"): while
  * the connection runs on a fallback transport, a better one is tried every `upgradeInterval`, and the
  * connection moves to it with no state change, nothing lost and nothing twice:
  *

@@ -41,9 +41,8 @@ export interface TransportCloseInfo {
   unreachable?: boolean;
 }
 
-/** The built-in transports, best first. */
-export const TRANSPORT_KINDS = ['websocket', 'sse', 'longpoll'] as const;
-export type TransportKind = (typeof TRANSPORT_KINDS)[number];
+/** The built-in transports, best first: listed once, in `@mooring/protocol`. */
+export { TRANSPORT_KINDS, type TransportKind } from '@mooring/protocol';
 
 export interface Transport {
   /** `websocket`, `sse`, `longpoll` for the built-in transports. */
@@ -68,55 +67,5 @@ export interface Transport {
 /** Makes a new, unopened transport for each connection attempt. */
 export type TransportFactory = () => Transport;
 
-/** Parses one text frame from the server, or explains why it is not one. */
-export function parseServerFrame(text: string): ServerFrame | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return 'frame is not JSON';
-  }
-  return toServerFrame(value);
-}
-
-/** Checks one parsed value (e.g. an element of a long-poll answer), or explains why it is not a frame. */
-export function toServerFrame(value: unknown): ServerFrame | string {
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    return 'frame is not a JSON object';
-  const type = (value as { type?: unknown }).type;
-  if (typeof type !== 'string' || !SERVER_FRAME_TYPES.has(type))
-    return `unknown frame type ${JSON.stringify(type)}`;
-  if (!CHANNEL_LESS.has(type)) {
-    if (typeof (value as { channel?: unknown }).channel !== 'string')
-      return `${type} frame without a channel`;
-  }
-  if (type === 'messages' && !Array.isArray((value as { messages?: unknown }).messages))
-    return 'messages frame without a messages array';
-  if (type === 'ack' && !Array.isArray((value as { results?: unknown }).results))
-    return 'ack frame without a results array';
-  return value as ServerFrame;
-}
-
-const SERVER_FRAME_TYPES: ReadonlySet<string> = new Set([
-  'connected',
-  'attached',
-  'messages',
-  'detached',
-  'ack',
-  'error',
-  'presence',
-  'authorized',
-  'heartbeat',
-  'pong',
-  'disconnect',
-] satisfies ServerFrame['type'][]);
-
-/** Frame types that carry no `channel` (an `error` may or may not). */
-const CHANNEL_LESS: ReadonlySet<string> = new Set([
-  'connected',
-  'authorized',
-  'heartbeat',
-  'pong',
-  'disconnect',
-  'error',
-] satisfies ServerFrame['type'][]);
+/** The client's check of each server frame is the protocol's (zod-free) reader. */
+export { parseServerFrame, toServerFrame } from '@mooring/protocol';

@@ -1,4 +1,4 @@
-// Token auth against a real server on port 0 (DESIGN §7, PROTOCOL.md §5.1, §6.1, §8, §14): tokens from
+// Token auth against a real server on port 0 (ARCHITECTURE.md §7, PROTOCOL.md §5.1, §6.1, §8, §14): tokens from
 // `createToken`, an `authCallback` and an `authUrl`, renewed over the live connection on every
 // transport, a server-side expiry that ends in a reconnect losing nothing, and refused credentials
 // that end in `failed` after one attempt.

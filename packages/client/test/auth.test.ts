@@ -1,4 +1,4 @@
-// Token auth with fake timers and fake transports (DESIGN §7, PROTOCOL.md §5.1, §6.1, §8, §14): where
+// Token auth with fake timers and fake transports (ARCHITECTURE.md §7, PROTOCOL.md §5.1, §6.1, §8, §14): where
 // tokens go, when they are renewed over the live connection, and what expiry, a failing auth source
 // and refused credentials lead to — without waiting in real time.
 import assert from 'node:assert/strict';

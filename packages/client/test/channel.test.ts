@@ -133,6 +133,51 @@ describe('Channel', () => {
     assert.equal(channel.position, serial(2, other));
   });
 
+  it('repairs a hole in the live stream: drops what follows it, detaches, resumes from its position', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const got: string[] = [];
+    void channel.subscribe((m) => got.push(String(m.data)));
+    const a1 = sent(t, 'attach')[0]!;
+    t.frame({
+      type: 'attached',
+      ref: a1.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(3),
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'four')] });
+    // 5 was lost on the way: 6 does not follow 4
+    t.frame({ type: 'messages', channel: 'c', messages: [created(6, 'six'), created(7, 'seven')] });
+    assert.deepEqual(got, ['four']);
+    assert.equal(channel.position, serial(4));
+    assert.equal(channel.gapsRepaired, 1);
+    const detach = sent(t, 'detach')[0]!;
+    const a2 = sent(t, 'attach')[1]!;
+    assert.equal(a2.from, serial(4), 'resumes from the last position without a hole');
+    // frames of the old attachment still in flight are dropped until the detach is answered
+    t.frame({ type: 'messages', channel: 'c', messages: [created(8, 'eight')] });
+    t.frame({ type: 'detached', ref: detach.ref, channel: 'c' });
+    // the catch-up (rolled up) and the new attachment's live operations
+    t.frame({ type: 'messages', channel: 'c', messages: [created(5, 'five'), created(6, 'six')] });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(7, 'seven'), created(8, 'eight')] });
+    t.frame({
+      type: 'attached',
+      ref: a2.ref,
+      channel: 'c',
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(8),
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(9, 'nine')] });
+    await flush();
+    assert.deepEqual(got, ['four', 'five', 'six', 'seven', 'eight', 'nine']);
+    assert.equal(channel.state, 'attached');
+    assert.equal(channel.gapsRepaired, 1);
+  });
+
   it('uses the first-attach mode asked for: rewind, start or from', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();

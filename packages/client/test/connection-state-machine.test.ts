@@ -1,4 +1,4 @@
-// The pure connection state machine (DESIGN §5): every cell of the table, the retry schedule,
+// The pure connection state machine (ARCHITECTURE.md §5): every cell of the table, the retry schedule,
 // suspension after connectionStateTtl, and no retry loop after a permanent error.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -1,4 +1,4 @@
-// The connection driver with fake timers and a fake transport: what each state does (DESIGN §5,
+// The connection driver with fake timers and a fake transport: what each state does (ARCHITECTURE.md §5,
 // PROTOCOL.md §5.3, §8): retries, suspension, permanent failures, dead-connection detection, close.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -1,4 +1,4 @@
-// Automatic transport fallback and upgrade (DESIGN §5 "Transports and fallback", PROTOCOL.md §12)
+// Automatic transport fallback and upgrade (ARCHITECTURE.md §5 "Transports and fallback", PROTOCOL.md §12)
 // against a real server behind a real fault proxy: a proxy that refuses WebSocket upgrades, one that
 // also buffers streamed responses, the block lifting while messages flow, and a transport switch in
 // the middle of a stream. Every test checks that nothing is lost, nothing arrives twice, and the
@@ -31,6 +31,17 @@ function stream(writer: Mooring, channel: string, count: number, prefix = 'm'): 
     }
     return words;
   })();
+}
+
+/**
+ * Publishes a sentinel after everything else and waits for it, then takes it out of `got`: whatever
+ * arrived before it is all that was going to be delivered (no fixed "nothing more" window).
+ */
+async function untilSentinel(writer: Mooring, channel: string, got: Message[]): Promise<void> {
+  const serial = await writer.channels.get(channel).publish('t', 'sentinel');
+  await waitFor(() => got.some((m) => m.serial === serial), { message: 'the sentinel never arrived' });
+  assert.equal(got.at(-1)?.serial, serial, 'nothing after the sentinel');
+  got.pop();
 }
 
 function watch(c: Mooring) {
@@ -172,8 +183,8 @@ describe('transport upgrade', () => {
         message: 'the client never moved back to WebSocket',
       });
       const [words, own] = await Promise.all([incoming, outgoing]);
-      await waitFor(() => got.length >= words.length + own.length);
-      await new Promise((resolve) => setTimeout(resolve, 50)); // anything late would be a duplicate
+      // A last message, awaited: a duplicate would have been delivered before it.
+      await untilSentinel(writer, 'session:u', got);
 
       assert.equal(got.length, words.length + own.length, 'nothing twice');
       assert.deepEqual(
@@ -192,7 +203,11 @@ describe('transport upgrade', () => {
       assert.deepEqual(seen.states, [], 'the switch does not disconnect');
       assert.equal(reader.connection.id, id, 'same connection identity');
       const history = await writer.rest.history('session:u', { limit: 1000 });
-      assert.equal(history.items.length, words.length + own.length);
+      assert.equal(
+        history.items.length,
+        words.length + own.length + 1,
+        "the stream, the reader's own, the sentinel",
+      );
       // The probes and the old transport are gone from the server: the reader and the writer remain.
       await waitFor(() => server.connections === 2, { message: 'a probe or the old transport lingers' });
     });
@@ -235,8 +250,7 @@ describe('resume across a transport switch', () => {
     proxy.pass();
     await waitFor(() => reader.connection.transport === 'websocket', { message: 'never moved back' });
     const words = await incoming;
-    await waitFor(() => got.length >= words.length);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await untilSentinel(writer, 'session:s', got);
     assert.deepEqual(texts(got), words, 'every message once, in order');
     assert.deepEqual(
       seen.transports.map((c) => c.current),

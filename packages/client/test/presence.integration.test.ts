@@ -1,4 +1,4 @@
-// Presence (DESIGN §8, PROTOCOL.md §6.4) between real clients through a real server and FaultProxy:
+// Presence (ARCHITECTURE.md §8, PROTOCOL.md §6.4) between real clients through a real server and FaultProxy:
 // the set and its events, no flap on a quick reconnect, a leave after the grace on an abrupt loss,
 // and the membership put back after a reconnect that lost it.
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Presence on the client (DESIGN §8, PROTOCOL.md §6.4) against a scripted server: requests answered by
+// Presence on the client (ARCHITECTURE.md §8, PROTOCOL.md §6.4) against a scripted server: requests answered by
 // `ack`, the set from `sync` + events, and what happens to the membership on each kind of reconnect
 // (§5.4: a recovered connection keeps it; a new identity enters again).
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 // Publishing against a scripted server: acks, ids, resend with the same ids after a reconnect
-// (DESIGN §4.1), the bounded offline queue and failing fast when suspended, failed or closed (§5).
+// (ARCHITECTURE.md §4.1), the bounded offline queue and failing fast when suspended, failed or closed (§5).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MooringError } from '../src/errors.ts';

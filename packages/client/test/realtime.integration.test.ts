@@ -1,6 +1,6 @@
-// The client against a real server on port 0, with faults from a real TCP proxy (STYLE: tests with
+// The client against a real server on port 0, with faults from a real TCP proxy (ARCHITECTURE.md §14: tests with
 // real parts). Recovery tests follow the shape: disconnect, publish while away, reconnect, assert
-// exactly the missed messages, once each (DESIGN §4). Reset, blackhole and unacknowledged-resend
+// exactly the missed messages, once each (ARCHITECTURE.md §4). Reset, blackhole and unacknowledged-resend
 // recovery run in transport-conformance.test.ts on every transport, WebSocket included.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

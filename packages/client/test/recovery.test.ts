@@ -1,4 +1,4 @@
-// Recovery keys (DESIGN §5 "Recovery across reload"): a new client instance continues from a saved
+// Recovery keys (ARCHITECTURE.md §5 "Recovery across reload"): a new client instance continues from a saved
 // connection key and channel positions; browsers can save one on pagehide (opt-in).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

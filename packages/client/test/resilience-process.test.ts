@@ -1,4 +1,4 @@
-// Resilience across a server crash (DESIGN §4.1–4.2): a real `mooring serve` process with SQLite is
+// Resilience across a server crash (ARCHITECTURE.md §4.1–4.2): a real `mooring serve` process with SQLite is
 // killed with SIGKILL mid-stream and started again on the same data dir and address. Subscribers
 // resume from their positions (same log, same epoch: no continuity lost), and publishes that were
 // stored but never acknowledged are resent with the same ids and stored once.

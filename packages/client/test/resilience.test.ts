@@ -1,4 +1,4 @@
-// Resilience (DESIGN §4–5, PROTOCOL.md §5.3–5.4, §6.2): the client against a real server through
+// Resilience (ARCHITECTURE.md §4–5, PROTOCOL.md §5.3–5.4, §6.2): the client against a real server through
 // fault-injecting proxies, mid-stream. Every test ends with the same check: each subscriber received
 // exactly what was published — each message once, in the channel's order, each publisher's in the
 // order it published. Timings are small so that the tests run fast; no assertion depends on them.
@@ -7,8 +7,11 @@ import { describe, it } from 'node:test';
 import type { FaultProxy } from '@mooring/testkit';
 import type { ConnectionStateChange } from '../src/connection.ts';
 import type { MooringError } from '../src/errors.ts';
+import type { TransportKind } from '../src/transport.ts';
 import { client, connected, proxyTo, realServer, waitFor } from './helpers/real-server.ts';
 import { assertExactlyOnce, publishStream, record, sleep } from './helpers/streams.ts';
+
+const KINDS: TransportKind[] = ['websocket', 'sse', 'longpoll'];
 
 /** The connection's state changes, as `state(reason code)`. */
 function statesOf(c: { connection: { on(e: 'statechange', fn: (c: ConnectionStateChange) => void): void } }) {
@@ -53,79 +56,122 @@ describe('resilience', () => {
     assert.equal(channel.position, published.at(-1));
   });
 
-  it('a storm of resets during 2,000 messages from 4 publishers: every subscriber gets each once, in order', async (t) => {
-    const server = await realServer(t);
-    const CHANNELS = ['storm:a', 'storm:b'];
-    const PER_PUBLISHER = 500;
-    const subscriberProxies: FaultProxy[] = [];
-    const subscribers = [];
-    for (let i = 0; i < 3; i++) {
-      const proxy = await proxyTo(t, server);
-      subscriberProxies.push(proxy);
-      const c = client(t, proxy.url('/'));
-      const got = new Map(CHANNELS.map((name) => [name, record(c.channels.get(name))]));
-      subscribers.push({ client: c, got, connects: statesOf(c) });
-    }
-    await Promise.all(
-      subscribers.flatMap((s) => CHANNELS.map((name) => s.client.channels.get(name).attach())),
-    );
-    // Publishers share a proxy that resets too: their unacknowledged publishes are resent (same ids).
-    const publisherProxy = await proxyTo(t, server);
-    const publishers = [0, 1, 2, 3].map((i) => ({
-      channel: client(t, publisherProxy.url('/')).channels.get(CHANNELS[i % 2] ?? ''),
-      prefix: `p${i}`,
-    }));
-
-    // Random resets, bounded in number: an endless storm faster than a reconnect is a livelock, not a test.
-    let storming = true;
-    let resets = 0;
-    const storm = async (proxy: FaultProxy, pause: number, count: number) => {
-      for (let n = 0; n < count && storming; n++) {
-        await sleep(pause / 2 + Math.random() * pause);
-        if (!storming) break;
-        await proxy.reset();
-        resets += 1;
+  for (const kind of KINDS)
+    it(`a storm of resets during 2,000 messages from 4 publishers on ${kind}: every subscriber gets each once, in order`, async (t) => {
+      const on = { transports: [kind] };
+      const server = await realServer(t);
+      const CHANNELS = ['storm:a', 'storm:b'];
+      const PER_PUBLISHER = 500;
+      const subscriberProxies: FaultProxy[] = [];
+      const subscribers = [];
+      for (let i = 0; i < 3; i++) {
+        const proxy = await proxyTo(t, server);
+        subscriberProxies.push(proxy);
+        const c = client(t, proxy.url('/'), on);
+        const got = new Map(CHANNELS.map((name) => [name, record(c.channels.get(name))]));
+        subscribers.push({ client: c, got, connects: statesOf(c) });
       }
-    };
-    const storms = [...subscriberProxies.map((p) => storm(p, 60, 15)), storm(publisherProxy, 200, 5)];
-    // Besides the random storm, resets tied to progress, so that every run has plenty of them.
-    const streams = await Promise.all(
-      publishers.map((p, n) =>
-        publishStream(p.channel, p.prefix, PER_PUBLISHER, {
-          window: 20,
-          before: async (i) => {
-            if (i % 40 === 20) {
-              await subscriberProxies[((i / 40 + n) % 3) | 0]?.reset();
-              resets += 1;
-            }
-            if (n === 0 && i % 100 === 50) {
-              await publisherProxy.reset();
-              resets += 1;
-            }
-          },
-        }),
-      ),
-    );
-    storming = false;
-    await Promise.all(storms);
+      await Promise.all(
+        subscribers.flatMap((s) => CHANNELS.map((name) => s.client.channels.get(name).attach())),
+      );
+      // Publishers share a proxy that resets too: their unacknowledged publishes are resent (same ids).
+      const publisherProxy = await proxyTo(t, server);
+      const publishers = [0, 1, 2, 3].map((i) => ({
+        channel: client(t, publisherProxy.url('/'), on).channels.get(CHANNELS[i % 2] ?? ''),
+        prefix: `p${i}`,
+      }));
 
-    const publishedOn = new Map(CHANNELS.map((name) => [name, [] as string[]]));
-    for (const [i, serials] of streams.entries()) publishedOn.get(CHANNELS[i % 2] ?? '')?.push(...serials);
-    assert.equal(streams.flat().length, 2_000);
-    for (const [i, s] of subscribers.entries()) {
-      for (const [name, got] of s.got) {
-        const published = publishedOn.get(name) ?? [];
-        await waitFor(() => got.length >= published.length, {
-          timeout: 30_000,
-          message: `subscriber ${i} on ${name}: ${got.length} of ${published.length}`,
+      // Random resets, bounded in number: an endless storm faster than a reconnect is a livelock, not a test.
+      let storming = true;
+      let resets = 0;
+      const storm = async (proxy: FaultProxy, pause: number, count: number) => {
+        for (let n = 0; n < count && storming; n++) {
+          await sleep(pause / 2 + Math.random() * pause);
+          if (!storming) break;
+          await proxy.reset();
+          resets += 1;
+        }
+      };
+      const storms = [...subscriberProxies.map((p) => storm(p, 60, 15)), storm(publisherProxy, 200, 5)];
+      // Besides the random storm, resets tied to progress, so that every run has plenty of them.
+      const streams = await Promise.all(
+        publishers.map((p, n) =>
+          publishStream(p.channel, p.prefix, PER_PUBLISHER, {
+            window: 20,
+            before: async (i) => {
+              if (i % 40 === 20) {
+                await subscriberProxies[((i / 40 + n) % 3) | 0]?.reset();
+                resets += 1;
+              }
+              if (n === 0 && i % 100 === 50) {
+                await publisherProxy.reset();
+                resets += 1;
+              }
+            },
+          }),
+        ),
+      );
+      storming = false;
+      await Promise.all(storms);
+
+      const publishedOn = new Map(CHANNELS.map((name) => [name, [] as string[]]));
+      for (const [i, serials] of streams.entries()) publishedOn.get(CHANNELS[i % 2] ?? '')?.push(...serials);
+      assert.equal(streams.flat().length, 2_000);
+      for (const [i, s] of subscribers.entries()) {
+        for (const [name, got] of s.got) {
+          const published = publishedOn.get(name) ?? [];
+          await waitFor(() => got.length >= published.length, {
+            timeout: 30_000,
+            message: `subscriber ${i} on ${name}: ${got.length} of ${published.length}`,
+          });
+          assertExactlyOnce(got, published, `subscriber ${i} on ${name}`);
+        }
+        const reconnects = s.connects.filter((c) => c.current === 'connected').length - 1;
+        assert.ok(reconnects >= 5, `subscriber ${i} reconnected only ${reconnects} times: no storm`);
+      }
+      for (const s of subscribers) assert.equal(s.client.connection.transport, kind);
+      t.diagnostic(`${resets} resets`);
+    });
+
+  // A long-poll answer (or, on SSE, the stream's next events) that the server wrote and the client
+  // never read: the server cannot tell, so the client's resume from its position must bring them.
+  for (const kind of ['longpoll', 'sse'] as const)
+    for (const partly of [false, true])
+      it(`${kind}: frames carrying messages lost in flight (${partly ? 'partly delivered' : 'all held by the network'}), then a reset: nothing lost, twice or out of order`, async (t) => {
+        const server = await realServer(t);
+        const proxy = await proxyTo(t, server);
+        const reader = client(t, proxy.url('/'), { transports: [kind] });
+        const writer = client(t, server.url);
+        const channel = reader.channels.get('lp:lost');
+        const publisher = writer.channels.get('lp:lost');
+        const got = record(channel);
+        await channel.attach();
+        const first = await publishStream(publisher, 'a', 5);
+        await waitFor(() => got.length === 5);
+
+        // The server answers the pending poll with the next messages; the network holds that answer
+        // (a buffering middlebox) or lets a few bytes through (a thin link), then resets the connection.
+        if (partly) proxy.bandwidth(64);
+        else proxy.buffer({ responses: false });
+        const sent = proxy.stats;
+        const lost = await publishStream(publisher, 'b', 5);
+        await waitFor(() => proxy.stats.bytesFromServer > sent.bytesFromServer + 100, {
+          message: 'the server never sent the messages',
         });
-        assertExactlyOnce(got, published, `subscriber ${i} on ${name}`);
-      }
-      const reconnects = s.connects.filter((c) => c.current === 'connected').length - 1;
-      assert.ok(reconnects >= 5, `subscriber ${i} reconnected only ${reconnects} times: no storm`);
-    }
-    t.diagnostic(`${resets} resets`);
-  });
+        if (partly) await waitFor(() => proxy.stats.bytesToClient > sent.bytesToClient);
+        assert.equal(got.length, 5, 'the answer has not reached the client yet');
+        await proxy.reset();
+        proxy.pass();
+
+        const after = await publishStream(publisher, 'c', 5);
+        // a last message, awaited: anything delivered twice would have arrived before it
+        const sentinel = await publishStream(publisher, 'z', 1);
+        await waitFor(() => got.some((m) => m.serial === sentinel[0]), {
+          message: 'the sentinel never arrived',
+        });
+        assertExactlyOnce(got, [...first, ...lost, ...after, ...sentinel]);
+        assert.equal(reader.connection.transport, kind);
+      });
 
   it('disconnected → suspended after connectionStateTtl; connect() then resumes with nothing lost', async (t) => {
     // The server forgets the connection identity after 500 ms: the log outlives it.

@@ -1,4 +1,4 @@
-// The client's core promises on every transport (DESIGN §14: "the same behaviour on every transport"):
+// The client's core promises on every transport (ARCHITECTURE.md §14: "the same behaviour on every transport"):
 // the same tests, run with each transport forced, against a real server through a real fault proxy
 // (PROTOCOL.md §5, §6, §12). Shape of the recovery tests: disconnect, publish while away, reconnect,
 // assert exactly the missed messages, once each.
@@ -67,6 +67,7 @@ for (const kind of KINDS) {
       assert.deepEqual([...serials].sort(), serials, 'stored in the order published');
       await waitFor(() => got.length === words.length);
       assert.deepEqual(texts(got), words);
+      assert.equal(reader.channels.get('session:o').gapsRepaired, 0, 'the live stream had no hole');
     });
 
     it('resumes after a reset: the missed messages arrive once each, in order, same identity', async (t) => {

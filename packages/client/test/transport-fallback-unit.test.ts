@@ -1,4 +1,4 @@
-// Transport choice in the connection, with fake transports and fake timers (DESIGN §5 "Transports
+// Transport choice in the connection, with fake transports and fake timers (ARCHITECTURE.md §5 "Transports
 // and fallback", PROTOCOL.md §12): the fallback chain within one `connecting` state, what never falls
 // back, what is remembered, and the background upgrade with its switch — timing-exact, no sockets.
 import assert from 'node:assert/strict';

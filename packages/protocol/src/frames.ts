@@ -207,3 +207,61 @@ export type ServerFrame =
   | HeartbeatFrame
   | PongFrame
   | DisconnectFrame;
+
+// ---------------------------------------------------------------------------------------------
+// Reading server frames: a structural check, hand-written so a browser needs no schema library.
+// It checks what a client dispatches on (the type, the channel, the arrays it iterates); the
+// server is trusted for the rest of each frame's shape.
+
+/** Parses one text frame from the server, or explains why it is not one. */
+export function parseServerFrame(text: string): ServerFrame | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'frame is not JSON';
+  }
+  return toServerFrame(value);
+}
+
+/** Checks one parsed value (e.g. an element of a long-poll answer), or explains why it is not a frame. */
+export function toServerFrame(value: unknown): ServerFrame | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return 'frame is not a JSON object';
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== 'string' || !SERVER_FRAME_TYPES.has(type))
+    return `unknown frame type ${JSON.stringify(type)}`;
+  if (!CHANNEL_LESS.has(type)) {
+    if (typeof (value as { channel?: unknown }).channel !== 'string')
+      return `${type} frame without a channel`;
+  }
+  if (type === 'messages' && !Array.isArray((value as { messages?: unknown }).messages))
+    return 'messages frame without a messages array';
+  if (type === 'ack' && !Array.isArray((value as { results?: unknown }).results))
+    return 'ack frame without a results array';
+  return value as ServerFrame;
+}
+
+const SERVER_FRAME_TYPES: ReadonlySet<string> = new Set([
+  'connected',
+  'attached',
+  'messages',
+  'detached',
+  'ack',
+  'error',
+  'presence',
+  'authorized',
+  'heartbeat',
+  'pong',
+  'disconnect',
+] satisfies ServerFrame['type'][]);
+
+/** Frame types that carry no `channel` (an `error` may or may not). */
+const CHANNEL_LESS: ReadonlySet<string> = new Set([
+  'connected',
+  'authorized',
+  'heartbeat',
+  'pong',
+  'disconnect',
+  'error',
+] satisfies ServerFrame['type'][]);

@@ -1,4 +1,4 @@
-/** Default limits (DESIGN §9, PROTOCOL.md §10). Each is configurable on the server. */
+/** Default limits (ARCHITECTURE.md §9, PROTOCOL.md §10). Each is configurable on the server. */
 export const DEFAULT_LIMITS = {
   /** Bytes of one operation: name + data + headers as JSON. */
   maxOperationSize: 64 * 1024,
@@ -12,6 +12,10 @@ export const DEFAULT_LIMITS = {
   maxOpsPerPublish: 100,
   /** Channels one connection may have attached. */
   maxChannelsPerConnection: 500,
+  /** Large reads (history pages, catch-up pages) the server runs at once; others wait in line. */
+  maxConcurrentReads: 4,
+  /** Reads that may wait for a slot; a history request beyond them gets `rate_limited` (retryable). */
+  maxQueuedReads: 64,
   /** Header entries per operation. */
   maxHeaders: 64,
   /** Length of a channel name. */
@@ -24,7 +28,10 @@ export const DEFAULT_LIMITS = {
   maxConnectionsPerClient: 100,
   /** Connections of anonymous tokens (no clientId) of one key, together. */
   maxAnonymousConnectionsPerKey: 2_500,
-  /** Connections of each key kept for the key itself (its backends): tokens together get the rest. */
+  /**
+   * Connections of each key kept for the key itself (its backends): tokens together get the rest.
+   * At most a tenth of `maxConnectionsPerKey` is reserved, whatever this says.
+   */
   keyConnectionReserve: 100,
   /**
    * Operations one token identity (key + clientId: all its connections and REST together) may

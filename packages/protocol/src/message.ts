@@ -1,5 +1,5 @@
 /**
- * The message model (DESIGN §3, PROTOCOL.md §4): operations go into a channel's log; messages are
+ * The message model (ARCHITECTURE.md §3, PROTOCOL.md §4): operations go into a channel's log; messages are
  * what they add up to.
  *
  * One shape, `Message`, carries both:

@@ -1,5 +1,5 @@
 /**
- * Who is calling, and what they may do (DESIGN §7, PROTOCOL.md §14).
+ * Who is calling, and what they may do (ARCHITECTURE.md §7, PROTOCOL.md §14).
  *
  * - API keys `<keyName>:<secret>` for trusted backends and agents, each with a capability (default:
  *   everything). A key may name any clientId (`?clientId=`): it is trusted.
@@ -11,12 +11,11 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { type Access, bothOf, Capability, type CapabilitySpec } from './capabilities.ts';
+import { CLIENT_ID_RULE, isClientId } from './client-id.ts';
 import type { Identity } from './connection-registry.ts';
 import { safeEqual } from './safe-equal.ts';
 import { ServerError } from './server-error.ts';
 import { verifyToken } from './tokens.ts';
-
-const CLIENT_ID_RE = /^[^\s*?]{1,256}$/;
 
 export interface ApiKey {
   name: string;
@@ -77,7 +76,13 @@ export class Authenticator {
   async verifyToken(token: string): Promise<Identity> {
     const verified = await verifyToken(token, (name) => this.#keys.get(name)?.secret.toString());
     const key = this.#keys.get(verified.keyName)!;
-    const capability = Capability.parse(verified.capability, 'token capability');
+    let capability: Capability;
+    try {
+      capability = Capability.parse(verified.capability, 'token capability');
+    } catch (err) {
+      // The claim is signed: a bad one is a bad credential (401), not a bad request the caller can fix.
+      throw new ServerError('unauthorized', err instanceof Error ? err.message : 'invalid token capability');
+    }
     const identity: Identity = {
       keyName: verified.keyName,
       access: bothOf(capability, key.capability),
@@ -110,8 +115,7 @@ export class Authenticator {
       throw new ServerError('unauthorized', 'invalid API key: check the key name and secret');
     const identity: Identity = { keyName: name, access: entry.capability, viaToken: false };
     if (clientId !== undefined) {
-      if (!CLIENT_ID_RE.test(clientId))
-        throw new ServerError('bad_request', 'clientId must be 1-256 characters without spaces, * or ?');
+      if (!isClientId(clientId)) throw new ServerError('bad_request', CLIENT_ID_RULE);
       identity.clientId = clientId;
     }
     return identity;

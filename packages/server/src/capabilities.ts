@@ -1,5 +1,5 @@
 /**
- * Capabilities (DESIGN §7, PROTOCOL.md §14): which operations an identity may perform on which
+ * Capabilities (ARCHITECTURE.md §7, PROTOCOL.md §14): which operations an identity may perform on which
  * channels. A capability maps channel globs to operation lists:
  *
  *   { "session:*": ["subscribe", "publish", "append-own"], "lobby": ["subscribe", "presence"] }

@@ -39,10 +39,6 @@ export type ResumeCheck =
   | { resumed: true; epoch: string; head: string }
   | { resumed: false; reason: ResumeFailure; epoch: string; head: string };
 
-/** Large reads (history and catch-up pages) running at once, and waiting beyond those (PROTOCOL.md §10). */
-export const MAX_CONCURRENT_READS = 4;
-export const MAX_WAITING_READS = 64;
-
 /**
  * The dedup scope of the server's own operations (lease expiry): no identity maps to it
  * (`publisherScope` yields only `c:`, `k:` and `t:` scopes), so no client can claim their ids.
@@ -82,7 +78,7 @@ export class ChannelService {
   readonly limits: Limits;
   readonly leases: LeaseManager;
   /** Bounds the large reads running at once (history pages, catch-up pages). */
-  readonly reads = new ReadLimiter(MAX_CONCURRENT_READS, MAX_WAITING_READS);
+  readonly reads: ReadLimiter;
 
   readonly metrics: Metrics;
 
@@ -97,6 +93,7 @@ export class ChannelService {
     this.store = store;
     this.hub = hub;
     this.limits = limits;
+    this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.leases = new LeaseManager({
       expire: (channel, serial) => this.expireLease(channel, serial),
       onError,
@@ -257,7 +254,7 @@ export class ChannelService {
   }
 
   /**
-   * Checks the capability for one operation (DESIGN §7). Returns the clientId the target message must
+   * Checks the capability for one operation (ARCHITECTURE.md §7). Returns the clientId the target message must
    * have been created by when only the `*-own` operation is allowed (undefined: any message).
    */
   #authorize(channel: string, action: Action, identity: PublishIdentity): string | undefined {
@@ -271,8 +268,14 @@ export class ChannelService {
     const own: Operation =
       action === 'append' ? 'append-own' : action === 'update' ? 'update-own' : 'delete-own';
     requireAccess(access, channel, own);
-    // an anonymous identity owns nothing: '' matches no creator
-    return identity.clientId ?? '';
+    // An anonymous identity owns nothing (not even messages created anonymously): refused here,
+    // rather than matched against a stand-in value some creator could have.
+    if (identity.clientId === undefined)
+      throw new ServerError(
+        'not_owner',
+        `an identity without a clientId owns no messages: ${action} needs ${action === 'delete' ? 'delete-any' : 'update-any'}`,
+      );
+    return identity.clientId;
   }
 
   #toNewOperation(

@@ -90,6 +90,7 @@ async function serve(argv: string[]): Promise<void> {
     namespaces: config.namespaces,
     logger: config.logLevel,
     ...(config.heartbeatInterval === undefined ? {} : { heartbeatInterval: config.heartbeatInterval }),
+    ...(config.firstPollTimeout === undefined ? {} : { firstPollTimeout: config.firstPollTimeout }),
     ...(config.connectionStateTtl === undefined ? {} : { connectionStateTtl: config.connectionStateTtl }),
   });
   const lines = [

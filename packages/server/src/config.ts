@@ -1,6 +1,6 @@
 /**
  * Configuration for `mooring serve`: a JSON file, then `MOORING_*` environment variables, then CLI
- * flags, each overriding the one before (DESIGN §13). Durations accept milliseconds or text such as
+ * flags, each overriding the one before (ARCHITECTURE.md §13). Durations accept milliseconds or text such as
  * `15s`, `30m`, `24h`, `7d`, and `forever` for retention.
  */
 import { randomBytes } from 'node:crypto';
@@ -21,6 +21,8 @@ export interface ServeConfig {
   keys: ApiKey[];
   heartbeatInterval?: number;
   connectionStateTtl?: number;
+  /** How long a new long-poll connection may wait before its first poll, ms. */
+  firstPollTimeout?: number;
   limits: Partial<Limits>;
   namespaces: Record<string, NamespaceRules>;
   logLevel: string;
@@ -37,6 +39,8 @@ interface FileConfig {
   keys?: Array<string | { key: string; capability?: Record<string, string[]> }>;
   heartbeatInterval?: number | string;
   connectionStateTtl?: number | string;
+  firstPollTimeout?: number | string;
+  /** Limits and budgets by name (PROTOCOL.md §10). */
   limits?: Partial<Limits>;
   namespaces?: Record<string, { retention?: number | string }>;
   logLevel?: string;
@@ -126,6 +130,8 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   };
   if (heartbeat !== undefined) config.heartbeatInterval = parseDuration(heartbeat, 'heartbeat');
   if (ttl !== undefined) config.connectionStateTtl = parseDuration(ttl, 'connectionStateTtl');
+  if (file.firstPollTimeout !== undefined)
+    config.firstPollTimeout = parseDuration(file.firstPollTimeout, 'firstPollTimeout');
   return config;
 }
 

@@ -22,6 +22,7 @@ import {
   type PublishFrame,
   type Ref,
   type ServerFrame,
+  type TransportKind,
 } from '@mooring/protocol';
 import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
@@ -36,7 +37,7 @@ import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export interface TransportSink {
-  readonly kind: 'websocket' | 'sse' | 'longpoll';
+  readonly kind: TransportKind;
   /**
    * True when the peer answers every heartbeat round (WebSocket pongs), so silence means it is gone.
    * HTTP transports watch their peers themselves (a closed stream, a poll that does not come back).
@@ -77,8 +78,8 @@ export class Connection {
   readonly #budgets: IdentityBudgets;
   /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
   readonly #frameBudget: TokenBucket;
-  /** Frames refused in a row by `#frameBudget`; past `maxFrameBurst` the connection is dropped. */
-  #framesRefused = 0;
+  /** Refusals the connection may collect (a burst, refilled at the same rate); past them it is dropped. */
+  readonly #refusalBudget: TokenBucket;
   /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once. */
   readonly #presenceBudget: TokenBucket;
   readonly transport: TransportSink;
@@ -117,6 +118,7 @@ export class Connection {
     this.#verifyToken = options.verifyToken;
     this.#budgets = options.budgets;
     this.#frameBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
+    this.#refusalBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
     this.#presenceBudget = new TokenBucket(
       options.limits.maxPresenceRate,
       options.limits.maxPresenceChannelsPerConnection,
@@ -148,6 +150,7 @@ export class Connection {
   /** Handles one inbound text frame. Never throws: every problem becomes an `error` frame. */
   receive(text: string): void {
     this.alive = true;
+    if (this.#closed) return;
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -211,22 +214,19 @@ export class Connection {
   /**
    * The per-connection budget of frames other than publishes, so that a flood of pings (or bad
    * frames) from one connection cannot take the event loop from everyone else. A refused frame gets
-   * `rate_limited`; a connection that goes on sending past a whole burst of refusals is dropped
-   * (close 4028) rather than answered forever.
+   * `rate_limited`; a connection that keeps sending at more than twice the rate collects refusals
+   * faster than they are forgiven and, past a whole burst of them, is dropped (close 4028) rather
+   * than answered forever.
    */
   #admitFrame(ref: Ref | undefined, channel: string | undefined): boolean {
-    if (this.#frameBudget.take()) {
-      this.#framesRefused = 0;
-      return true;
-    }
-    if (++this.#framesRefused > this.#limits.maxFrameBurst) {
+    if (this.#frameBudget.take()) return true;
+    if (!this.#refusalBudget.take()) {
       this.#channels.metrics.errors.inc({ code: 'rate_limited' });
       this.disconnect(
         'rate_limited',
         4028,
         true,
         errorInfo('rate_limited', 'too many frames: the connection kept sending past its frame budget'),
-        true,
       );
       return false;
     }
@@ -334,13 +334,37 @@ export class Connection {
     }
   }
 
-  /** An `auth` frame: a renewed token replaces the connection's, without a reconnect. */
+  /**
+   * An `auth` frame: a renewed token replaces the connection's, without a reconnect (PROTOCOL.md
+   * §14). It must name the same clientId and be signed by the same key: the connection stays counted
+   * against the key it opened with, so connection accounting stays exact. Rights the new token does
+   * not grant end now: attached channels it may not subscribe to are detached (`detached` with
+   * `forbidden`), and presence it may not hold is left.
+   */
   async #renewToken(frame: AuthFrame): Promise<void> {
     const next = await this.#verifyToken(frame.token);
+    if (this.#closed) return;
     if (next.clientId !== this.#identity.clientId)
       throw new ServerError('forbidden', 'a renewed token must be for the same clientId as the connection');
+    if (next.keyName !== this.#identity.keyName)
+      throw new ServerError(
+        'forbidden',
+        `a renewed token must be signed by the key the connection opened with (${this.#identity.keyName}); reconnect to change keys`,
+      );
     this.#identity = next;
     this.#scheduleExpiry();
+    for (const [channel, attachment] of [...this.#attachments]) {
+      if (next.access.allows(channel, 'subscribe')) continue;
+      attachment.close();
+      this.#attachments.delete(channel);
+      this.send({
+        type: 'detached',
+        channel,
+        error: errorInfo('forbidden', `the renewed token does not allow subscribe on ${channel}`),
+      });
+    }
+    for (const channel of this.#presence.channelsOf(this.id))
+      if (!next.access.allows(channel, 'presence')) this.#presence.leave(channel, this.id);
     this.send(withRef({ type: 'authorized', expiresAt: next.expiresAt ?? 0 }, frame.ref));
   }
 
@@ -350,7 +374,15 @@ export class Connection {
     this.#expiry = undefined;
     const expiresAt = this.#identity.expiresAt;
     if (expiresAt === undefined) return;
-    // setTimeout holds at most ~24.8 days; tokens live at most 24 h
+    const wait = expiresAt - Date.now();
+    const MAX_TIMER_DELAY = 2 ** 31 - 1;
+    // setTimeout holds at most 2^31-1 ms (~24.8 days) and fires at once beyond: a token may expire
+    // later than that (tokens not minted here have any `exp`), so wait in steps and look again.
+    if (wait > MAX_TIMER_DELAY) {
+      this.#expiry = setTimeout(() => this.#scheduleExpiry(), MAX_TIMER_DELAY);
+      this.#expiry.unref();
+      return;
+    }
     this.#expiry = setTimeout(
       () =>
         this.disconnect(
@@ -362,7 +394,7 @@ export class Connection {
             'the token expired: get a new one and reconnect (or renew it before expiry)',
           ),
         ),
-      Math.max(0, expiresAt - Date.now()),
+      Math.max(0, wait),
     );
     this.#expiry.unref();
   }

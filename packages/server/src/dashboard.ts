@@ -1,5 +1,5 @@
 /**
- * The built-in dashboard (DESIGN §13): one static page at `/dashboard` that reads `/metrics` every
+ * The built-in dashboard (ARCHITECTURE.md §13): one static page at `/dashboard` that reads `/metrics` every
  * two seconds and shows, live, whether users suffer from delivery problems — connections by
  * transport, how they end, resumes that held or broke, catch-up, throughput, errors and latency.
  * The page holds no secret: it asks for an API key or token and keeps it in sessionStorage.

@@ -1,5 +1,5 @@
 /**
- * Message leases (DESIGN §5.6, PROTOCOL.md §7.1): "a run never hangs".
+ * Message leases (ARCHITECTURE.md §5.6, PROTOCOL.md §7.1): "a run never hangs".
  *
  * A message created (or touched) with `lease: ms` is held by the publisher's connection. While that
  * connection lives — or comes back within the lease as the same recovered connection — nothing
@@ -13,8 +13,8 @@
  * - `lease: 0`, or a delete, releases it.
  * - With a durable store the lease records survive a server restart and are re-armed on start, as if
  *   every holder had just dropped: a live agent re-takes its lease by writing again.
- * - Expiry is crash-safe: the update is stored before the record is removed, and applying it twice
- *   (after a crash in between) stores it once (deterministic op id `lease-expired:<serial>:<version>`).
+ * - Expiry is crash-safe: the update is stored before the record is removed, and an expiry run again
+ *   after a crash in between finds the message already abandoned and stores nothing.
  */
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
@@ -167,7 +167,7 @@ export class LeaseManager {
   /**
    * Crash-safe expiry: the `abandoned` update is stored first and the record removed only after, so a
    * crash between the two leaves the record, which the next start re-arms; the expiry then runs
-   * again and its deterministic op id makes the second update a duplicate. If the update cannot be
+   * again and, finding the message already abandoned, stores nothing more. If the update cannot be
    * stored, the record stays and the expiry is retried after another `ms`.
    */
   #arm(key: string, lease: Lease): void {

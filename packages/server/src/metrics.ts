@@ -1,11 +1,11 @@
 /**
- * Prometheus metrics (DESIGN §13), served at `/metrics` in the text format. One registry per server
+ * Prometheus metrics (ARCHITECTURE.md §13), served at `/metrics` in the text format. One registry per server
  * (several servers can live in one process, as in tests). Names and labels are part of the public
  * surface: dashboards and alerts depend on them (README: "Metrics").
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export type TransportKind = 'websocket' | 'sse' | 'longpoll';
+export type { TransportKind } from '@mooring/protocol';
 
 export class Metrics {
   readonly registry = new Registry();

@@ -1,5 +1,5 @@
 /**
- * Presence sets per channel (DESIGN §8, PROTOCOL.md §6.4): who is here, with a small data payload.
+ * Presence sets per channel (ARCHITECTURE.md §8, PROTOCOL.md §6.4): who is here, with a small data payload.
  *
  * Members are keyed by connection (a connection has one clientId). A member whose connection drops
  * without a clean close stays for `grace` ms: if the connection is recovered in that window
@@ -48,6 +48,11 @@ export class PresenceService {
 
   members(channel: string): PresenceMember[] {
     return [...(this.#members.get(channel)?.values() ?? [])];
+  }
+
+  /** The channels where the connection is a presence member. */
+  channelsOf(connectionId: string): string[] {
+    return [...(this.#channelsOf.get(connectionId)?.keys() ?? [])];
   }
 
   /**

@@ -1,5 +1,5 @@
 /**
- * Fan-out between nodes over Redis pub/sub (DESIGN §10), behind the same `Hub` interface as the
+ * Fan-out between nodes over Redis pub/sub (ARCHITECTURE.md §10), behind the same `Hub` interface as the
  * single-node LocalHub: listeners get each channel's operations once, in serial order, after storing.
  *
  * - The store's publish script puts every stored batch on the channel's bus (SPUBLISH, same hash tag

@@ -3,12 +3,14 @@
  * serverless agents, backends and tools. Every answer is JSON; every error is `{ error: ErrorInfo }`
  * with the matching HTTP status.
  */
+import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   errorInfo,
   formatSerial,
   isSerial,
   type Limits,
+  type Message,
   type OperationInput,
   parseSerial,
 } from '@mooring/protocol';
@@ -22,6 +24,7 @@ import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { PresenceService } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+import type { HistoryQuery } from './store/store.ts';
 import { createToken, type TokenRequest } from './tokens.ts';
 
 export interface RestApiOptions {
@@ -37,6 +40,14 @@ export interface RestApiOptions {
   /** Resolves when the store can serve; rejects otherwise. */
   ready: () => Promise<void>;
 }
+
+/**
+ * A history page stops once its messages' data reaches this many bytes (always ≥ 1 message), and
+ * the rest is one `next` away. PROTOCOL.md §10.
+ */
+export const HISTORY_PAGE_BYTES = 1024 * 1024;
+/** A history response whose reader takes nothing for this long is dropped (it holds a read slot). */
+const HISTORY_STALL_MS = 30_000;
 
 const CORS_HEADERS = {
   'access-control-allow-origin': '*',
@@ -59,6 +70,7 @@ export class RestApi {
     } catch (err) {
       if (err instanceof RequestAborted) {
         // the client went away mid-body: nobody to answer, nothing went wrong here
+        this.#o.logger.debug({ path: url.pathname }, 'request aborted by the client');
         res.destroy();
         return;
       }
@@ -183,6 +195,12 @@ export class RestApi {
     return body;
   }
 
+  /**
+   * `GET …/messages`: one page bounded in count AND bytes, read while holding a read slot (at most a
+   * few large reads at once; beyond a queue, `rate_limited`), and streamed message by message —
+   * never one string for the whole page — yielding to the event loop between messages and waiting
+   * for the reader to take each chunk.
+   */
   async #history(res: ServerResponse, url: URL, channel: string): Promise<void> {
     const q = url.searchParams;
     const limit = q.has('limit') ? Number(q.get('limit')) : 100;
@@ -193,31 +211,73 @@ export class RestApi {
       throw new ServerError('bad_request', "direction must be 'backwards' or 'forwards'");
     const from = serialParam(q, 'from');
     const until = serialParam(q, 'until');
-    const query: { direction: 'backwards' | 'forwards'; limit: number; from?: string; until?: string } = {
-      direction,
-      limit,
-    };
+    const query: HistoryQuery = { direction, limit, maxBytes: HISTORY_PAGE_BYTES };
     if (from !== undefined) query.from = from;
     if (until !== undefined) query.until = until;
-    const page = await this.#o.channels.history(channel, query);
-    const body: Record<string, unknown> = {
-      channel,
-      epoch: page.epoch,
-      position: page.head,
-      items: page.messages,
-    };
-    const last = page.messages[page.messages.length - 1];
-    if (page.more && last) {
-      const next = new URLSearchParams(q);
-      // never echo credentials into a link that ends up in logs, caches and Referer headers
-      for (const secret of ['key', 'token', 'connectionKey']) next.delete(secret);
-      const { epoch, seq } = parseSerial(last.serial)!;
-      if (direction === 'backwards') next.set('until', formatSerial(epoch, seq - 1));
-      else next.set('from', formatSerial(epoch, seq + 1));
-      body.next = `/v1/channels/${encodeURIComponent(channel)}/messages?${next}`;
+    const release = await this.#o.channels.reads.acquire();
+    try {
+      const page = await this.#o.channels.history(channel, query);
+      let next: string | undefined;
+      const last = page.messages[page.messages.length - 1];
+      if (page.more && last) {
+        const params = new URLSearchParams(q);
+        // never echo credentials into a link that ends up in logs, caches and Referer headers
+        for (const secret of ['key', 'token', 'connectionKey']) params.delete(secret);
+        const { epoch, seq } = parseSerial(last.serial)!;
+        if (direction === 'backwards') params.set('until', formatSerial(epoch, seq - 1));
+        else params.set('from', formatSerial(epoch, seq + 1));
+        next = `/v1/channels/${encodeURIComponent(channel)}/messages?${params}`;
+      }
+      await streamPage(res, channel, page.epoch, page.head, page.messages, next);
+    } finally {
+      release();
     }
-    send(res, 200, body);
   }
+}
+
+/** Writes a history page as JSON, one message per chunk (see #history). */
+async function streamPage(
+  res: ServerResponse,
+  channel: string,
+  epoch: string,
+  position: string,
+  messages: Message[],
+  next: string | undefined,
+): Promise<void> {
+  res.writeHead(200, {
+    ...CORS_HEADERS,
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+  });
+  const head = `{"channel":${JSON.stringify(channel)},"epoch":${JSON.stringify(epoch)},"position":${JSON.stringify(position)},"items":[`;
+  if (!(await writeChunk(res, head))) return;
+  for (let i = 0; i < messages.length; i++) {
+    if (!(await writeChunk(res, (i > 0 ? ',' : '') + JSON.stringify(messages[i])))) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  res.end(next === undefined ? ']}' : `],"next":${JSON.stringify(next)}}`);
+}
+
+/** Writes one chunk; waits for the reader when the buffer is full. False when the response is gone. */
+async function writeChunk(res: ServerResponse, chunk: string): Promise<boolean> {
+  if (res.destroyed) return false;
+  if (res.write(chunk)) return true;
+  const done = new AbortController();
+  const timer = setTimeout(() => done.abort(), HISTORY_STALL_MS);
+  try {
+    await Promise.race([
+      once(res, 'drain', { signal: done.signal }),
+      once(res, 'close', { signal: done.signal }),
+    ]);
+  } catch {
+    // the reader took nothing for HISTORY_STALL_MS: drop it and free the read slot
+    res.destroy();
+    return false;
+  } finally {
+    clearTimeout(timer);
+    done.abort(); // removes the listener that did not fire
+  }
+  return !res.destroyed;
 }
 
 function requireEither(access: Access, channel: string, a: Operation, b: Operation): void {

@@ -2,7 +2,7 @@
  * `startServer()`: one HTTP server carrying the WebSocket transport (`/v1/connect`), the REST API
  * and health endpoints, over one store. Used by the CLI, by tests (port 0) and by benchmarks.
  *
- * Shutdown (DESIGN §6): stop accepting, tell every connection to reconnect elsewhere
+ * Shutdown (ARCHITECTURE.md §6): stop accepting, tell every connection to reconnect elsewhere
  * (`disconnect { reason: "shutting_down" }`, close 1012), flush and close the store.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';

@@ -1,11 +1,12 @@
 /**
- * Tokens for browsers (DESIGN §7, PROTOCOL.md §14): JWTs signed with an API key's secret (HS256 only),
+ * Tokens for browsers (ARCHITECTURE.md §7, PROTOCOL.md §14): JWTs signed with an API key's secret (HS256 only),
  * `kid` = the key's name, claims `clientId`, `capability`, `exp` (required), `iat`, optional `nbf`.
  * Application backends mint them with `createToken()` (or `POST /v1/tokens`, or `mooring token`);
  * the server verifies them with `jose`. A token can never do more than the key that signed it.
  */
 import { decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
 import type { ApiKey } from './auth.ts';
+import { CLIENT_ID_RULE, isClientId } from './client-id.ts';
 import { ServerError } from './server-error.ts';
 
 export interface TokenRequest {
@@ -45,8 +46,8 @@ export async function createToken(
   const ttl = request.ttl ?? DEFAULT_TOKEN_TTL;
   if (!Number.isFinite(ttl) || ttl < 1_000 || ttl > MAX_TOKEN_TTL)
     throw new ServerError('bad_request', `ttl must be between 1 s and 24 h (in ms), got ${ttl}`);
-  if (request.clientId !== undefined && !/^[^\s*?]{1,256}$/.test(request.clientId))
-    throw new ServerError('bad_request', 'clientId must be 1-256 characters without spaces, * or ?');
+  if (request.clientId !== undefined && !isClientId(request.clientId))
+    throw new ServerError('bad_request', CLIENT_ID_RULE);
   const capability = request.capability ?? { '*': ['*'] };
   // `exp` has whole seconds: report exactly the instant the server will enforce
   const expiresAt = Math.floor((now + ttl) / 1000) * 1000;
@@ -62,7 +63,10 @@ export async function createToken(
   return minted;
 }
 
-/** Verifies a token against the configured keys; throws `unauthorized` or `token_expired`. */
+/**
+ * Verifies a token against the configured keys; throws `unauthorized` (also for a missing
+ * `capability` claim or an invalid `clientId` claim) or `token_expired`.
+ */
 export async function verifyToken(
   token: string,
   secretOf: (keyName: string) => string | undefined,
@@ -89,9 +93,12 @@ export async function verifyToken(
       capability: payload.capability,
       expiresAt: (payload.exp ?? 0) * 1000,
     };
+    if (payload.capability === undefined)
+      throw new ServerError('unauthorized', 'the token has no capability claim');
     if (payload.clientId !== undefined) {
-      if (typeof payload.clientId !== 'string')
-        throw new ServerError('unauthorized', 'the token clientId is not a string');
+      // A token is a credential: a bad claim makes it invalid (401), like a bad signature.
+      if (!isClientId(payload.clientId))
+        throw new ServerError('unauthorized', `the token's clientId is not valid: ${CLIENT_ID_RULE}`);
       verified.clientId = payload.clientId;
     }
     return verified;

@@ -1,5 +1,5 @@
 /**
- * Auth and capabilities (DESIGN §7, PROTOCOL.md §14): every operation allowed and denied, on every
+ * Auth and capabilities (ARCHITECTURE.md §7, PROTOCOL.md §14): every operation allowed and denied, on every
  * transport and on REST; tokens that must not verify; globs that must not over-match; limits.
  */
 import assert from 'node:assert/strict';
@@ -148,12 +148,48 @@ describe('auth and capabilities', () => {
           transport,
           await mint({ 'session:*': [...needs, ...others.filter((o) => !needs.includes(o))] }),
         );
-        const code = outcome(await run(denied, channel));
-        assert.ok(code === 'forbidden' || code === 'not_owner', `${op} denied on ${transport}: got ${code}`);
+        // Without the operation (nor, for *-any, its *-own variant) the capability check refuses it.
+        assert.equal(outcome(await run(denied, channel)), 'forbidden', `${op} denied on ${transport}`);
         denied.close();
+      }
+      // With only the *-own variant, an operation on someone else's message is not_owner.
+      for (const op of ['update-any', 'delete-any']) {
+        const own = op.replace('-any', '-own');
+        const c = await connect(fx, transport, await mint({ 'session:*': [own] }));
+        const channel = `session:${transport}-${op}-own`;
+        assert.equal(outcome(await cases.find((x) => x.op === op)!.run(c, channel)), 'not_owner', op);
+        c.close();
       }
     });
   }
+
+  it('lets an anonymous identity own nothing, not even anonymous messages', async () => {
+    const { token } = await createToken(TEST_KEY, {
+      capability: { 'session:*': ['append-own', 'update-own', 'delete-own'] },
+    });
+    const anonymousMessage = await rest(fx.server, '/v1/channels/session:anon-own/messages', {
+      body: { data: 'x' },
+    });
+    const serial = (anonymousMessage.body.results as Array<{ serial: string }>)[0]!.serial;
+    for (const transport of TRANSPORTS) {
+      const c = await connect(fx, transport, token);
+      for (const action of ['append', 'update', 'delete']) {
+        const answer = await c.request({
+          type: 'publish',
+          channel: 'session:anon-own',
+          ops: [{ action, serial, ...(action === 'delete' ? {} : { data: 'y' }) }],
+        });
+        assert.equal(outcome(answer), 'not_owner', `${action} on ${transport}`);
+      }
+      c.close();
+    }
+    const viaRest = await rest(fx.server, '/v1/channels/session:anon-own/messages', {
+      key: null,
+      headers: { authorization: `Bearer ${token}` },
+      body: { action: 'append', serial, data: 'y' },
+    });
+    assert.equal((viaRest.body.error as { code: string }).code, 'not_owner');
+  });
 
   it('keeps *-own to the client’s own messages', async () => {
     const c = await connect(
@@ -245,16 +281,40 @@ describe('auth and capabilities', () => {
       [
         'bad capability',
         await sign({ ...base, capability: { x: ['fly'] }, exp: now + 60 }, { alg: 'HS256', kid: 'test' }),
-        'bad_request',
+        'unauthorized',
+      ],
+      [
+        'no capability claim',
+        await sign({ clientId: 'alice', exp: now + 60 }, { alg: 'HS256', kid: 'test' }),
+        'unauthorized',
       ],
       ['garbage', 'a.b.c', 'unauthorized'],
     ];
+    // clientIds that must not be accepted: empty (would collide with "anonymous"), control and bidi
+    // characters, zero-width characters, huge, not a string.
+    for (const clientId of [
+      '',
+      'a\u0000b',
+      'bob\u202Egnp.exe',
+      'zero\u200Bwidth',
+      'a\nb',
+      'x'.repeat(129),
+      'x'.repeat(5000),
+      42,
+    ]) {
+      tokens.push([
+        `clientId ${JSON.stringify(clientId).slice(0, 20)}`,
+        await sign({ ...base, clientId, exp: now + 60 }, { alg: 'HS256', kid: 'test' }),
+        'unauthorized',
+      ]);
+    }
     for (const [what, token, code] of tokens) {
       const res = await rest(fx.server, '/v1/channels/x/messages', {
         key: null,
         headers: { authorization: `Bearer ${token}` },
       });
       assert.equal((res.body.error as { code: string } | undefined)?.code, code, what);
+      assert.equal(res.status, 401, what);
       await assert.rejects(RawClient.connect(fx.server.url, { token }), /handshake refused: HTTP 40/, what);
     }
   });

@@ -14,7 +14,7 @@ import { type Message, parseSerial } from '@mooring/protocol';
 import { RawClient } from './support/raw-client.ts';
 import { type ServerProcess, spawnServer } from './support/server-process.ts';
 
-const PRELOAD = pathToFileURL(join(import.meta.dirname, 'support', 'lease-crash-preload.ts')).href;
+const PRELOAD = pathToFileURL(join(import.meta.dirname, 'support', 'crash-preload.ts')).href;
 /** A bound on every wait: reached only when the test fails. */
 const BOUND_MS = 15_000;
 
@@ -54,8 +54,9 @@ describe('leases across kill -9', () => {
       const channel = 'session:lease-kill';
       try {
         const first = await spawnServer(['--store', 'sqlite', '--data', dir], {
-          NODE_OPTIONS: `--import ${PRELOAD}`,
-          MOORING_TEST_LEASE_CRASH: mode,
+          // keep the inherited options (the source-condition resolution of the workspace packages)
+          NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`.trim(),
+          MOORING_TEST_CRASH: `lease:${mode}`,
         });
         children.push(first);
         const agent = await RawClient.connect(first.url, { clientId: 'agent' });

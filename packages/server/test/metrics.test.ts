@@ -1,4 +1,4 @@
-/** `/metrics` (DESIGN §13): Prometheus text, authenticated by default, counting what happened. */
+/** `/metrics` (ARCHITECTURE.md §13): Prometheus text, authenticated by default, counting what happened. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { startFixture, TEST_KEY } from './support/fixture.ts';

@@ -1,4 +1,4 @@
-/** Presence (DESIGN §8, PROTOCOL.md §6.4) over real WebSockets. */
+/** Presence (ARCHITECTURE.md §8, PROTOCOL.md §6.4) over real WebSockets. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PresenceFrame, ServerFrame } from '@mooring/protocol';
@@ -68,11 +68,14 @@ describe('presence', () => {
         recover: phone.connected.connectionKey,
       });
       assert.equal(back.connected.resumed, true);
-      // after a grace period's worth of time, the watcher has still seen no leave
+      // after a grace period's worth of time, the watcher has still seen no leave: a presence update
+      // from the phone, awaited, comes after any leave the server would have sent
       await new Promise((r) => setTimeout(r, 600));
+      await back.request({ type: 'presence', channel, action: 'update', data: 'still here' });
+      await watcher.next(isAction('update'));
       assert.deepEqual(
         presenceEvents(watcher, channel).map((f) => f.action),
-        ['sync', 'enter'],
+        ['sync', 'enter', 'update'],
       );
       // now the phone vanishes for good
       back.kill();

@@ -1,16 +1,20 @@
 /**
- * The SQLite store when a write fails: a real full database (`PRAGMA max_page_count`, SQLITE_FULL)
- * and a real lock held by another connection (SQLITE_BUSY). Nothing unacknowledged is half-stored,
+ * The SQLite store when a write fails: a real full database (`PRAGMA max_page_count`, SQLITE_FULL),
+ * a real I/O error (a file size limit, EFBIG → SQLITE_IOERR) and a real lock held by another
+ * connection (SQLITE_BUSY). Nothing unacknowledged is half-stored,
  * the refusal is a retryable `store_unavailable`, the group commit keeps good batches apart from a bad
  * one, and the in-memory journal view is rebuilt after a rollback, so dedup stays right: a retry of a
  * refused id is stored once, and ids committed before the failure are still known.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { ERRORS, type Message, parseSerial } from '@mooring/protocol';
 import { SqliteStore, type SqliteStoreOptions } from '../src/store/sqlite-store.ts';
 import type { AppendOptions, NewOperation } from '../src/store/store.ts';
@@ -71,12 +75,12 @@ describe('SqliteStore write failures', () => {
 
   it('refuses a batch that does not fit, whole and retryable; its retry is stored once when there is room', async () => {
     const { store, fill, unfill } = await open();
-    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
-      .serial;
-    await store.append('ch', [{ action: 'append', id: 'a1', serial, data: 'a1.' }], OPTS);
+    const serial = (await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
+    await store.append('ch', [{ action: 'append', publisher: '', id: 'a1', serial, data: 'a1.' }], OPTS);
     const batch: NewOperation[] = [
-      { action: 'append', id: 'b1', serial, data: 'b1.' }, // fits on its own
-      { action: 'create', id: 'big', data: BIG }, // does not
+      { action: 'append', publisher: '', id: 'b1', serial, data: 'b1.' }, // fits on its own
+      { action: 'create', publisher: '', id: 'big', data: BIG }, // does not
     ];
     fill();
     await assert.rejects(store.append('ch', batch, OPTS), unavailable);
@@ -99,7 +103,7 @@ describe('SqliteStore write failures', () => {
     );
     const again = await store.append(
       'ch',
-      [...batch, { action: 'append', id: 'a1', serial, data: 'a1.' }],
+      [...batch, { action: 'append', publisher: '', id: 'a1', serial, data: 'a1.' }],
       OPTS,
     );
     assert.ok(
@@ -118,36 +122,48 @@ describe('SqliteStore write failures', () => {
 
   it('rebuilds the journal view after a rollback that had merged the journal (update)', async () => {
     const { store, fill, unfill } = await open();
-    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
-      .serial;
+    const serial = (await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
     // appends committed in the journal, not yet merged into `ops`
     for (let i = 0; i < 5; i++)
-      await store.append('ch', [{ action: 'append', id: `j${i}`, serial, data: `${i},` }], OPTS);
+      await store.append(
+        'ch',
+        [{ action: 'append', publisher: '', id: `j${i}`, serial, data: `${i},` }],
+        OPTS,
+      );
     fill();
     // an update merges the journal inside its transaction, then fails on the big data: all rolled back
     await assert.rejects(
-      store.append('ch', [{ action: 'update', id: 'u', serial, data: BIG }], OPTS),
+      store.append('ch', [{ action: 'update', publisher: '', id: 'u', serial, data: BIG }], OPTS),
       unavailable,
     );
     unfill();
-    const dup = await store.append('ch', [{ action: 'append', id: 'j2', serial, data: '2,' }], OPTS);
+    const dup = await store.append(
+      'ch',
+      [{ action: 'append', publisher: '', id: 'j2', serial, data: '2,' }],
+      OPTS,
+    );
     assert.equal(dup.results[0]!.duplicate, true, 'an id committed before the failure is still known');
     const [m] = await all(store, 'ch');
     assert.equal(m!.data, '0,1,2,3,4,', 'the journal rows are all there, once');
-    const next = await store.append('ch', [{ action: 'append', id: 'j5', serial, data: '5,' }], OPTS);
+    const next = await store.append(
+      'ch',
+      [{ action: 'append', publisher: '', id: 'j5', serial, data: '5,' }],
+      OPTS,
+    );
     assert.equal(parseSerial(next.results[0]!.serial)!.seq, 7, 'the serial counter continues');
   });
 
   it('isolates a batch that does not fit from the good batches of the same group commit', async () => {
     const { store, fill, unfill } = await open();
-    const serial = (await store.append('a', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
-      .serial;
+    const serial = (await store.append('a', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
     fill();
     // three publishes in one turn of the event loop: one transaction, failing on the middle one
     const [good1, bad, good2] = await Promise.allSettled([
-      store.append('a', [{ action: 'append', id: 'g1', serial, data: 'g1.' }], OPTS),
-      store.append('b', [{ action: 'create', id: 'big', data: BIG }], OPTS),
-      store.append('a', [{ action: 'create', id: 'g2', data: 'g2' }], OPTS),
+      store.append('a', [{ action: 'append', publisher: '', id: 'g1', serial, data: 'g1.' }], OPTS),
+      store.append('b', [{ action: 'create', publisher: '', id: 'big', data: BIG }], OPTS),
+      store.append('a', [{ action: 'create', publisher: '', id: 'g2', data: 'g2' }], OPTS),
     ]);
     assert.equal(good1.status, 'fulfilled');
     assert.equal(good2.status, 'fulfilled');
@@ -162,7 +178,7 @@ describe('SqliteStore write failures', () => {
       ],
     );
     assert.equal((await store.info('b'))?.messageCount ?? 0, 0, 'the bad batch left nothing');
-    const retry = await store.append('b', [{ action: 'create', id: 'big', data: BIG }], OPTS);
+    const retry = await store.append('b', [{ action: 'create', publisher: '', id: 'big', data: BIG }], OPTS);
     assert.equal(retry.results[0]!.duplicate ?? false, false);
     assert.equal((await all(store, 'b')).length, 1);
   });
@@ -178,12 +194,12 @@ describe('SqliteStore write failures', () => {
         return 60_000;
       },
     });
-    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
-      .serial;
+    const serial = (await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
     failing = true;
     const batch: NewOperation[] = [
-      { action: 'append', id: 'b1', serial, data: 'b1.' },
-      { action: 'create', id: 'c', data: 'c' },
+      { action: 'append', publisher: '', id: 'b1', serial, data: 'b1.' },
+      { action: 'create', publisher: '', id: 'c', data: 'c' },
     ];
     await assert.rejects(store.append('ch', batch, OPTS), (e: unknown) => e instanceof StoreError);
     failing = false;
@@ -205,11 +221,13 @@ describe('SqliteStore write failures', () => {
 
   it('refuses every batch while another connection holds the write lock (SQLITE_BUSY), then stores their retries once', async () => {
     const { store, path } = await open({ busyTimeoutMs: 20 });
-    await store.append('ch', [{ action: 'create', id: 'm0', data: 'x' }], OPTS);
+    await store.append('ch', [{ action: 'create', publisher: '', id: 'm0', data: 'x' }], OPTS);
     const other = new DatabaseSync(path);
     cleanups.unshift(async () => other.close());
     other.exec('BEGIN IMMEDIATE');
-    const ops = [1, 2, 3].map((i): NewOperation[] => [{ action: 'create', id: `m${i}`, data: `${i}` }]);
+    const ops = [1, 2, 3].map((i): NewOperation[] => [
+      { action: 'create', publisher: '', id: `m${i}`, data: `${i}` },
+    ]);
     const outcomes = await Promise.allSettled(ops.map((batch) => store.append('ch', batch, OPTS)));
     for (const o of outcomes) {
       assert.equal(o.status, 'rejected');
@@ -225,6 +243,80 @@ describe('SqliteStore write failures', () => {
     assert.deepEqual(
       (await all(store, 'ch')).map((m) => m.id),
       ['m0', 'm1', 'm2', 'm3'],
+    );
+  });
+
+  it('refuses a batch hit by a real I/O error (EFBIG past a file size limit), whole; the store goes on, and the retry is stored once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-sqlite-ioerr-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'mooring.db');
+    const storeUrl = pathToFileURL(join(import.meta.dirname, '../src/store/sqlite-store.ts')).href;
+    // A child process whose files may not grow past 200 KiB (`ulimit -f`): a write past it fails
+    // with EFBIG, which SQLite reports as SQLITE_IOERR (SIGXFSZ is ignored so the write returns).
+    const script = `
+      process.on('SIGXFSZ', () => {});
+      const { SqliteStore } = await import(${JSON.stringify(storeUrl)});
+      const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+      const store = new SqliteStore({ path: ${JSON.stringify(path)} });
+      const opts = { maxMessageSize: 1 << 24 };
+      const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], opts)).results[0].serial;
+      out({ serial });
+      const batch = [
+        { action: 'append', id: 'b1', serial, data: 'b1.' },
+        { action: 'create', id: 'big', data: 'x'.repeat(300_000) },
+      ];
+      await store.append('ch', batch, opts).then(
+        () => out({ big: 'stored' }),
+        (e) => out({ big: e.code, message: e.message }),
+      );
+      // the same process carries on: b1 alone is stored (not taken for a duplicate of the rollback)
+      const b1 = await store.append('ch', [batch[0]], opts);
+      out({ b1: b1.results[0].duplicate ?? false });
+      await store.close();
+    `;
+    const child = spawn(
+      'bash',
+      ['-c', 'ulimit -S -f 200 && exec "$0" "$@"', process.execPath, '--input-type=module', '-e', script],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let text = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      text += d;
+    });
+    const [code] = (await once(child, 'exit', { signal: AbortSignal.timeout(30_000) })) as [number | null];
+    assert.equal(code, 0, text);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const serial = String(lines[0]!.serial);
+    assert.equal(lines[1]!.big, 'store_unavailable', String(lines[1]!.message));
+    assert.match(String(lines[1]!.message), /I\/O error/);
+    assert.equal(lines[2]!.b1, false);
+
+    // Reopened without the limit: the failed batch left nothing; its retry stores only what is missing.
+    const store = new SqliteStore({ path });
+    cleanups.unshift(() => store.close());
+    assert.deepEqual(
+      (await all(store, 'ch')).map((m) => [m.id, m.data]),
+      [['m', 'b1.']],
+    );
+    const retry = await store.append(
+      'ch',
+      [
+        { action: 'append', publisher: '', id: 'b1', serial, data: 'b1.' },
+        { action: 'create', publisher: '', id: 'big', data: 'x'.repeat(300_000) },
+      ],
+      OPTS,
+    );
+    assert.deepEqual(
+      retry.results.map((r) => r.duplicate ?? false),
+      [true, false],
+    );
+    assert.deepEqual(
+      (await all(store, 'ch')).map((m) => m.id),
+      ['m', 'big'],
     );
   });
 

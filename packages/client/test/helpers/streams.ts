@@ -1,6 +1,6 @@
 /**
  * Streams of numbered messages for resilience tests: publish them with a bounded window, record what
- * a subscriber gets, and check "received == published, in order, once each" (DESIGN §4).
+ * a subscriber gets, and check "received == published, in order, once each" (ARCHITECTURE.md §4).
  */
 import assert from 'node:assert/strict';
 import type { Message } from '@mooring/protocol';

@@ -4,7 +4,7 @@
  *
  *   node --expose-gc packages/client/test/measure/client-memory.ts [channels=1000]
  *
- * Prints numbers; asserts nothing (STYLE: performance is measured, not asserted).
+ * Prints numbers; asserts nothing (ARCHITECTURE.md §14: performance is measured, not asserted).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '@mooring/testkit';

@@ -1,5 +1,5 @@
 /**
- * The rules every store applies to a batch of operations (PROTOCOL.md §4, DESIGN §3), kept here so
+ * The rules every store applies to a batch of operations (PROTOCOL.md §4, ARCHITECTURE.md §3), kept here so
  * the stores only differ in how they keep state, never in what they accept.
  *
  * `planBatch` validates a whole batch against the current state of the messages it touches, taking
@@ -101,7 +101,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
 
   for (let index = 0; index < ops.length; index++) {
     const op = ops[index]!;
-    const publisher = op.publisher ?? '';
+    const publisher = op.publisher ?? ''; // '' for untyped (JS) callers
     const key = dedupKey(publisher, op.id);
     const earlier = batchIds.get(key) ?? ctx.storedId(publisher, op.id, key);
     if (earlier !== undefined) {

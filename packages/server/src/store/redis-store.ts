@@ -1,5 +1,5 @@
 /**
- * The Redis store: the distributed engine's log (DESIGN §10). Several Mooring nodes share one Redis;
+ * The Redis store: the distributed engine's log (ARCHITECTURE.md §10). Several Mooring nodes share one Redis;
  * every guarantee of store.ts holds across them because each write is one server-side Lua script:
  *
  * - `append` runs publish.lua once per batch: it checks every op (dedup on (channel, publisher, id),

@@ -1,0 +1,442 @@
+/**
+ * Adversarial scenarios of the abuse run (issue 10): each attack runs against a fresh Mooring server
+ * in its own process, with default limits, while a bystander (API key) receives a steady stream and
+ * measures ping round trips. For each: what the attacker got, the server's RSS (start → peak → end)
+ * and the bystander's latency (p50/p99/max) and losses. Every attack is bounded in count and time.
+ */
+import { connect as netConnect } from 'node:net';
+import { createToken } from '@mooring/server';
+import WebSocket from 'ws';
+import { type MemoryReportingServer, startMemoryReportingServer } from '../idle/memory-server.ts';
+
+const KEY = 'bench:secret';
+
+export interface ScenarioRow {
+  name: string;
+  outcome: string;
+  rss: [number, number, number];
+  p50: number;
+  p99: number;
+  max: number;
+  pings: number;
+  lost: number;
+  alive: boolean;
+}
+
+interface Ctx {
+  port: number;
+  base: string;
+  server: MemoryReportingServer;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const token = async (request: Parameters<typeof createToken>[1] = {}) =>
+  (await createToken(KEY, request)).token;
+
+/** A WebSocket that resolves with its `connected` frame (or the refusal's HTTP status). */
+function openWs(url: string): Promise<{ ws: WebSocket; status: number }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.on('error', () => resolve({ ws, status: 0 }));
+    ws.once('unexpected-response', (_req, res) => resolve({ ws, status: res.statusCode ?? 0 }));
+    ws.once('message', () => resolve({ ws, status: 101 }));
+  });
+}
+
+/** Sends frames as fast as the socket takes them; counts answers by type/code until closed or idle. */
+function counter(ws: WebSocket): Map<string, number> {
+  const counts = new Map<string, number>();
+  ws.on('message', (data) => {
+    const f = JSON.parse(data.toString()) as { type: string; error?: { code: string } };
+    const k = f.type === 'error' ? (f.error?.code ?? 'error') : f.type;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  });
+  ws.on('close', (code) => counts.set(`close ${code}`, 1));
+  return counts;
+}
+
+const fmt = (counts: Map<string, number>, keys?: string[]) =>
+  [...counts]
+    .filter(([k]) => !keys || keys.some((x) => k.startsWith(x)))
+    .map(([k, n]) => `${k}×${n}`)
+    .join(' ');
+
+async function sendAll(ws: WebSocket, frames: Iterable<string>): Promise<void> {
+  let i = 0;
+  for (const frame of frames) {
+    if (ws.readyState !== ws.OPEN) return;
+    ws.send(frame);
+    if (++i % 200 === 0) {
+      while (ws.bufferedAmount > 4 * 2 ** 20 && ws.readyState === ws.OPEN) await sleep(2);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+}
+
+async function rest(base: string, path: string, auth: string, body?: unknown): Promise<number> {
+  try {
+    const res = await fetch(base + path, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { authorization: `Bearer ${auth}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** Grows `count` messages on `channel` to about `mib` MiB each, by 64 KiB appends (API key). */
+async function bigMessages(base: string, channel: string, count: number, mib: number): Promise<void> {
+  const chunk = 'x'.repeat(60 * 1024);
+  await Promise.all(
+    Array.from({ length: 4 }, async (_, lane) => {
+      for (let m = lane; m < count; m += 4) {
+        const res = await fetch(`${base}/v1/channels/${channel}/messages`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ data: chunk }),
+        });
+        const serial = ((await res.json()) as { results: Array<{ serial: string }> }).results[0]!.serial;
+        for (let i = 1; i < (mib * 1024) / 60; i++)
+          await rest(base, `/v1/channels/${channel}/messages`, KEY, {
+            action: 'append',
+            serial,
+            data: chunk,
+          });
+      }
+    }),
+  );
+}
+
+interface Scenario {
+  name: string;
+  /** Runs before the measurement starts (the bystander is not there yet). */
+  setup?: (ctx: Ctx) => Promise<void>;
+  attack: (ctx: Ctx) => Promise<string>;
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'big messages (24 × 2 MiB, grown by 64 KiB appends, 4 at once)',
+    async attack({ base }) {
+      const started = performance.now();
+      await bigMessages(base, 'big', 24, 2);
+      return `48 MiB stored in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    },
+  },
+  {
+    name: 'history reads of big messages (limit=1000, 4 readers at once)',
+    setup: ({ base }) => bigMessages(base, 'big', 24, 2),
+    async attack({ base }) {
+      const reader = await token({ clientId: 'reader', capability: { 'big*': ['history', 'subscribe'] } });
+      const statuses = new Map<number, number>();
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < 5; i++) {
+            const s = await rest(base, '/v1/channels/big/messages?limit=1000&direction=forwards', reader);
+            statuses.set(s, (statuses.get(s) ?? 0) + 1);
+          }
+        }),
+      );
+      return `20 reads of a channel of 24 × 2 MiB: ${[...statuses].map(([s, n]) => `${s}×${n}`).join(' ')}`;
+    },
+  },
+  {
+    name: 'presence flood (WS 60 KB × 500 channels; one 1 MiB long-poll POST of 17,000 enters)',
+    async attack({ port, base }) {
+      const t = await token({ clientId: 'flood' });
+      const { ws } = await openWs(`ws://127.0.0.1:${port}/v1/connect?token=${t}`);
+      const counts = counter(ws);
+      const data = 'p'.repeat(60_000);
+      await sendAll(
+        ws,
+        Array.from({ length: 500 }, (_, i) =>
+          JSON.stringify({ type: 'presence', channel: `p:${i}`, action: 'enter', data }),
+        ),
+      );
+      await sleep(500);
+      ws.close();
+      const open = await fetch(`${base}/v1/connect/poll?token=${t}`);
+      const [connected] = (await open.json()) as Array<{ connectionId: string; connectionKey: string }>;
+      const frames = Array.from({ length: 17_000 }, (_, i) => ({
+        type: 'presence',
+        channel: `q:${i}`,
+        action: 'enter',
+      }));
+      const post = await fetch(`${base}/v1/connections/${connected!.connectionId}/frames`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-mooring-connection-key': connected!.connectionKey },
+        body: JSON.stringify(frames),
+      });
+      await post.arrayBuffer();
+      const poll = await fetch(`${base}/v1/connections/${connected!.connectionId}/poll`, {
+        headers: { 'x-mooring-connection-key': connected!.connectionKey },
+      });
+      const answers = (await poll.json()) as Array<{ type: string }>;
+      const acks = answers.filter((f) => f.type === 'ack').length;
+      const dropped = answers.some((f) => f.type === 'disconnect');
+      return `WS: ${fmt(counts, ['ack', 'rate', 'too', 'presence', 'close'])}; POST ${post.status}: ${acks} entered, ${dropped ? 'flooder dropped' : 'flooder kept'}`;
+    },
+  },
+  {
+    name: 'connection-budget exhaustion (never-polled long-polls of one token)',
+    async attack({ port, base }) {
+      const t = await token({ clientId: 'mallory', capability: { 'nothing:here': ['subscribe'] } });
+      const statuses = new Map<number, number>();
+      for (let i = 0; i < 300; i++) {
+        const res = await fetch(`${base}/v1/connect/poll?token=${t}`);
+        await res.arrayBuffer();
+        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+      }
+      const key = await openWs(`ws://127.0.0.1:${port}/v1/connect?key=${KEY}`);
+      const alice = await openWs(
+        `ws://127.0.0.1:${port}/v1/connect?token=${await token({ clientId: 'alice' })}`,
+      );
+      key.ws.close();
+      alice.ws.close();
+      return `300 opens: ${[...statuses].map(([s, n]) => `${s}×${n}`).join(' ')}; then API key ${key.status === 101 ? 'connects' : `gets ${key.status}`}, another clientId ${alice.status === 101 ? 'connects' : `gets ${alice.status}`}`;
+    },
+  },
+  {
+    name: 'stuck SSE readers (5, attached from the start of a 24 MiB channel, never reading)',
+    setup: ({ base }) => bigMessages(base, 'stuck', 12, 2),
+    async attack({ port, base, server }) {
+      const before = (await server.memory(false)).connections;
+      const sockets = await Promise.all(
+        Array.from({ length: 5 }, async () => {
+          const socket = netConnect(port, '127.0.0.1');
+          socket.write(`GET /v1/connect/sse?key=${KEY} HTTP/1.1\r\nhost: x\r\n\r\n`);
+          let text = '';
+          const connected = await new Promise<{ connectionId: string; connectionKey: string }>((resolve) => {
+            const on = (chunk: Buffer) => {
+              text += chunk.toString();
+              const m = /data: (\{.*"type":"connected".*\})\n/.exec(text);
+              if (m) {
+                socket.off('data', on);
+                socket.pause(); // and never read again
+                resolve(JSON.parse(m[1]!));
+              }
+            };
+            socket.on('data', on);
+          });
+          socket.on('error', () => {});
+          await fetch(`${base}/v1/connections/${connected.connectionId}/frames`, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              'x-mooring-connection-key': connected.connectionKey,
+            },
+            body: JSON.stringify({ type: 'attach', channel: 'stuck', start: true }),
+          });
+          return socket;
+        }),
+      );
+      // a queue that stops draining for two heartbeat rounds (15 s each) is a slow consumer
+      const deadline = Date.now() + 50_000;
+      let open = 0;
+      while (Date.now() < deadline) {
+        open = (await server.memory(false)).connections - before;
+        if (open === 0) break;
+        await sleep(500);
+      }
+      for (const s of sockets) s.destroy();
+      const after = ((Date.now() - deadline + 50_000) / 1000).toFixed(0);
+      return open === 0 ? `all 5 dropped after ${after} s` : `${open} of 5 still open after 50 s`;
+    },
+  },
+  {
+    name: 'token renewals (3,000 auth frames, alternating capabilities)',
+    async attack({ port }) {
+      const tokens = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          token({
+            clientId: 'renew',
+            capability: i % 2 ? { 'session:public': ['subscribe'] } : { '*': ['*'] },
+          }),
+        ),
+      );
+      const { ws } = await openWs(`ws://127.0.0.1:${port}/v1/connect?token=${tokens[0]}`);
+      const counts = counter(ws);
+      await sendAll(
+        ws,
+        Array.from({ length: 3_000 }, (_, i) =>
+          JSON.stringify({ type: 'auth', token: tokens[i % 10], ref: i }),
+        ),
+      );
+      await sleep(1_000);
+      ws.close();
+      counts.delete('connected');
+      counts.delete('heartbeat');
+      return fmt(counts);
+    },
+  },
+  {
+    name: 'REST floods (token: 16 loops × 5 s of publishes; 3,000 leases)',
+    async attack({ base }) {
+      const t = await token({ clientId: 'rest' });
+      const statuses = new Map<number, number>();
+      const until = Date.now() + 5_000;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (Date.now() < until) {
+            const s = await rest(base, '/v1/channels/flood/messages', t, { data: 'x' });
+            statuses.set(s, (statuses.get(s) ?? 0) + 1);
+          }
+        }),
+      );
+      const leased = new Map<number, number>();
+      const agent = await token({ clientId: 'leases' });
+      for (let i = 0; i < 3_000; i++) {
+        if (i % 900 === 0) await sleep(1_000); // stay inside the publish budget: leases are what is tested
+        const s = await rest(base, '/v1/channels/leases/messages', agent, { data: i, lease: 3_600_000 });
+        leased.set(s, (leased.get(s) ?? 0) + 1);
+      }
+      const ok = statuses.get(200) ?? 0;
+      return `publishes: ${[...statuses].map(([s, n]) => `${s}×${n}`).join(' ')} (${(ok / 5).toFixed(0)} stored/s); leases: ${[...leased].map(([s, n]) => `${s}×${n}`).join(' ')}`;
+    },
+  },
+  {
+    name: 'hostile capability globs (8-star glob × 250-char channel names)',
+    async attack({ port }) {
+      const glob = '*a*a*a*a*a*a*a*a*b';
+      const t = await token({ clientId: 'glob', capability: { [glob]: ['subscribe', 'publish'] } });
+      const { ws } = await openWs(`ws://127.0.0.1:${port}/v1/connect?token=${t}`);
+      const counts = counter(ws);
+      const channel = 'a'.repeat(250);
+      await sendAll(
+        ws,
+        Array.from({ length: 500 }, (_, i) =>
+          JSON.stringify({ type: 'publish', channel: `${channel}${i % 10}`, ops: [{ data: 1 }], ref: i }),
+        ),
+      );
+      await sleep(1_000);
+      ws.close();
+      return fmt(counts, ['ack', 'forbidden', 'rate', 'close']);
+    },
+  },
+  {
+    name: 'ping flood (50,000 pings on one connection)',
+    async attack({ port }) {
+      const { ws } = await openWs(`ws://127.0.0.1:${port}/v1/connect?key=${KEY}`);
+      const counts = counter(ws);
+      const ping = JSON.stringify({ type: 'ping' });
+      await sendAll(
+        ws,
+        (function* () {
+          for (let i = 0; i < 50_000; i++) yield ping;
+        })(),
+      );
+      await sleep(1_000);
+      ws.close();
+      return fmt(counts, ['pong', 'rate', 'close']);
+    },
+  },
+];
+
+/** The bystander: a stream it must receive in full, and ping round trips every 50 ms. */
+async function bystander(port: number) {
+  const { ws } = await openWs(`ws://127.0.0.1:${port}/v1/connect?key=${KEY}`);
+  const { ws: publisher } = await openWs(`ws://127.0.0.1:${port}/v1/connect?key=${KEY}`);
+  const received = new Set<number>();
+  const rtts: number[] = [];
+  let waiting: { ref: number; at: number; resolve: () => void } | undefined;
+  ws.on('message', (data) => {
+    const f = JSON.parse(data.toString());
+    if (f.type === 'messages') for (const m of f.messages) received.add(m.data as number);
+    if (f.type === 'pong' && waiting && f.ref === waiting.ref) {
+      rtts.push(performance.now() - waiting.at);
+      waiting.resolve();
+    }
+  });
+  ws.send(JSON.stringify({ type: 'attach', channel: 'bystander', ref: 'attach' }));
+  let published = 0;
+  let running = true;
+  const ticker = setInterval(() => {
+    publisher.send(JSON.stringify({ type: 'publish', channel: 'bystander', ops: [{ data: published++ }] }));
+  }, 50);
+  const pinging = (async () => {
+    for (let ref = 1; running; ref++) {
+      await new Promise<void>((resolve) => {
+        waiting = { ref, at: performance.now(), resolve };
+        ws.send(JSON.stringify({ type: 'ping', ref }));
+        setTimeout(resolve, 30_000).unref();
+      });
+      await sleep(50);
+    }
+  })();
+  return {
+    rtts,
+    async stop() {
+      running = false;
+      clearInterval(ticker);
+      await pinging;
+      const deadline = Date.now() + 10_000;
+      while (received.size < published && Date.now() < deadline) await sleep(10);
+      ws.terminate();
+      publisher.terminate();
+      return published - received.size;
+    },
+  };
+}
+
+const quantile = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+
+export async function runAdversarial(only?: string): Promise<ScenarioRow[]> {
+  const rows: ScenarioRow[] = [];
+  for (const { name, setup, attack } of SCENARIOS) {
+    if (only && !name.includes(only)) continue;
+    process.stderr.write(`adversarial: ${name}\n`);
+    const server = await startMemoryReportingServer();
+    const ctx = { port: server.port, base: `http://127.0.0.1:${server.port}`, server };
+    await setup?.(ctx);
+    const start = (await server.memory()).rss;
+    let peak = start;
+    let sampling = false;
+    const sampler = setInterval(async () => {
+      if (sampling) return; // a busy server answers late: one sample at a time
+      sampling = true;
+      peak = Math.max(peak, (await server.memory(false)).rss);
+      sampling = false;
+    }, 250);
+    const by = await bystander(server.port);
+    let outcome: string;
+    try {
+      outcome = await attack(ctx);
+    } catch (err) {
+      outcome = `attack failed: ${(err as Error).message}`;
+    }
+    const lost = await by.stop();
+    clearInterval(sampler);
+    const end = server.exited ? 0 : (await server.memory()).rss;
+    const sorted = [...by.rtts].sort((a, b) => a - b);
+    rows.push({
+      name,
+      outcome,
+      rss: [start, peak, end],
+      p50: quantile(sorted, 0.5),
+      p99: quantile(sorted, 0.99),
+      max: sorted[sorted.length - 1] ?? 0,
+      pings: sorted.length,
+      lost,
+      alive: !server.exited,
+    });
+    await server.stop();
+  }
+  return rows;
+}
+
+export function printAdversarial(rows: ScenarioRow[]): void {
+  const mb = (n: number) => (n / 2 ** 20).toFixed(0);
+  console.log(
+    '| scenario | what the attacker got | server RSS start → peak → end (MB) | bystander ping p50 / p99 / max (ms) | bystander stream | server alive |',
+  );
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows)
+    console.log(
+      `| ${r.name} | ${r.outcome} | ${r.rss.map(mb).join(' → ')} | ${r.p50.toFixed(1)} / ${r.p99.toFixed(1)} / ${r.max.toFixed(0)} (${r.pings} pings) | ${r.lost === 0 ? 'nothing lost' : `${r.lost} lost`} | ${r.alive ? 'yes' : 'NO'} |`,
+    );
+}

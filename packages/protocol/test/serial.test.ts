@@ -1,0 +1,54 @@
+/** Serials (PROTOCOL.md §3): format, parsing, and that string order is log order. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { compareSerials, formatSerial, isSerial, newEpoch, parseSerial } from '@mooring/protocol';
+
+describe('serials', () => {
+  test('format and parse round-trip: 12-char epoch, 16-digit zero-padded sequence', () => {
+    const s = formatSerial('mi9x2k0a7q3f', 42);
+    assert.equal(s, 'mi9x2k0a7q3f.0000000000000042');
+    assert.deepEqual(parseSerial(s), { epoch: 'mi9x2k0a7q3f', seq: 42 });
+    assert.deepEqual(parseSerial(formatSerial('000000000000', 9_007_199_254_740_991)), {
+      epoch: '000000000000',
+      seq: 9_007_199_254_740_991,
+    });
+  });
+
+  test('refuses what is not a serial', () => {
+    for (const bad of [
+      '',
+      'mi9x2k0a7q3f',
+      'mi9x2k0a7q3f.42',
+      'mi9x2k0a7q3f.00000000000000042', // 17 digits
+      'MI9X2K0A7Q3F.0000000000000042', // upper case
+      'mi9x2k0a7q3.0000000000000042', // 11-char epoch
+      'mi9x2k0a7q3f-0000000000000042',
+      ' mi9x2k0a7q3f.0000000000000042',
+      'mi9x2k0a7q3f.000000000000004a',
+    ]) {
+      assert.equal(isSerial(bad), false, bad);
+      assert.equal(parseSerial(bad), undefined, bad);
+    }
+    for (const notString of [42, null, undefined, {}, ['mi9x2k0a7q3f.0000000000000042']])
+      assert.equal(isSerial(notString), false);
+  });
+
+  test('string order is sequence order within an epoch, across digit counts', () => {
+    const seqs = [1, 2, 9, 10, 11, 99, 100, 1000, 123_456_789, 10 ** 15];
+    const serials = seqs.map((n) => formatSerial('mi9x2k0a7q3f', n));
+    const shuffled = [...serials].reverse();
+    assert.deepEqual(shuffled.sort(compareSerials), serials);
+    assert.deepEqual([...serials].reverse().sort(), serials, 'plain string sort agrees');
+    assert.equal(compareSerials(serials[0]!, serials[0]!), 0);
+    assert.equal(compareSerials(serials[1]!, serials[0]!), 1);
+    assert.equal(compareSerials(serials[0]!, serials[1]!), -1);
+  });
+
+  test('epochs: 12 base-36 chars, time-prefixed so a newer log sorts after an older one', () => {
+    const older = newEpoch(Date.UTC(2025, 0, 1));
+    const newer = newEpoch(Date.UTC(2026, 0, 1));
+    for (const e of [older, newer, newEpoch()]) assert.match(e, /^[0-9a-z]{12}$/);
+    assert.ok(older < newer);
+    assert.ok(formatSerial(older, 10 ** 15) < formatSerial(newer, 1));
+  });
+});

@@ -1,0 +1,440 @@
+/**
+ * Budgets and bounded memory (PROTOCOL.md §10): presence per connection, connections per token
+ * identity with a reserve for the key, one publish budget per identity across REST and every
+ * connection, leases per identity, the frame throttle, and the small HTTP hardening items.
+ */
+import assert from 'node:assert/strict';
+import { connect as netConnect } from 'node:net';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import pino from 'pino';
+import { createToken } from '../src/index.ts';
+import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
+import { PollClient } from './support/http-client.ts';
+import { RawClient } from './support/raw-client.ts';
+
+const outcome = (f: ServerFrame) => (f.type === 'error' ? f.error.code : 'ok');
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Opens a long-poll connection and never polls again; resolves with the HTTP status. */
+async function openUnpolled(url: string, token: string): Promise<number> {
+  const res = await fetch(`${url}/v1/connect/poll?token=${token}`);
+  await res.arrayBuffer();
+  return res.status;
+}
+
+describe('presence budget per connection', () => {
+  it('caps the channels and the bytes of presence one connection holds', async () => {
+    const fx = await startFixture('memory', {
+      limits: {
+        maxPresenceChannelsPerConnection: 3,
+        maxPresenceBytesPerConnection: 1000,
+        maxPresenceRate: 1000,
+      },
+    });
+    try {
+      const c = await RawClient.connect(fx.server.url, { clientId: 'p' });
+      const enter = (channel: string, data?: unknown) =>
+        c.request({ type: 'presence', channel, action: 'enter', ...(data === undefined ? {} : { data }) });
+      for (const ch of ['a', 'b', 'c']) assert.equal(outcome(await enter(ch)), 'ok');
+      assert.equal(outcome(await enter('d')), 'too_many_channels');
+      assert.equal(outcome(await enter('a', 'x'.repeat(600))), 'ok', 'an update of a held channel');
+      assert.equal(outcome(await enter('b', 'y'.repeat(600))), 'presence_too_large');
+      assert.equal(outcome(await enter('a', 'x'.repeat(900))), 'ok', 'an update replaces the bytes it held');
+      assert.equal(outcome(await c.request({ type: 'presence', channel: 'c', action: 'leave' })), 'ok');
+      assert.equal(outcome(await enter('d')), 'ok', 'leaving frees a channel');
+      await c.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('rate-limits presence frames per connection', async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxPresenceRate: 5, maxPresenceChannelsPerConnection: 5 },
+    });
+    try {
+      const c = await RawClient.connect(fx.server.url, { clientId: 'p' });
+      const answers = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          c.request({ type: 'presence', channel: 'r', action: 'update', data: i }),
+        ),
+      );
+      const codes = answers.map(outcome);
+      assert.ok(codes.includes('rate_limited'), 'a burst beyond the budget is refused');
+      assert.ok(codes.filter((x) => x === 'ok').length < 30);
+      await c.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('refuses a 1 MiB long-poll POST entering 17,000 channels after the cap, and a bystander still answers', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'flood' });
+      const flooder = await PollClient.connect(fx.server.url, `token=${token}`);
+      const frames = Array.from({ length: 17_000 }, (_, i) => ({
+        type: 'presence',
+        channel: `p:${i}`,
+        action: 'enter',
+      }));
+      const body = JSON.stringify(frames);
+      assert.ok(body.length < 1024 * 1024 && body.length > 900_000);
+      const bystander = await RawClient.connect(fx.server.url);
+      const res = await flooder.post(frames);
+      assert.equal(res.status, 202);
+      assert.equal((await bystander.request({ type: 'ping' })).type, 'pong');
+      await until(() => flooder.frames.some((f) => f.type === 'disconnect'), 'the flooder is disconnected');
+      const acks = flooder.frames.filter((f) => f.type === 'ack').length;
+      assert.ok(acks <= 100, `at most maxPresenceChannelsPerConnection entered, got ${acks}`);
+      assert.ok(flooder.frames.some((f) => f.type === 'error' && f.error.code === 'rate_limited'));
+      const first = await rest(fx.server, '/v1/channels/p:0/presence');
+      assert.equal((first.body.members as unknown[]).length, 1);
+      const late = await rest(fx.server, '/v1/channels/p:16999/presence');
+      assert.equal((late.body.members as unknown[]).length, 0);
+      flooder.stop();
+      await bystander.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('connection budget per identity', () => {
+  it('a token opening long-poll connections it never polls cannot lock out the API key or other clients', async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxConnectionsPerKey: 10, maxConnectionsPerClient: 3, keyConnectionReserve: 2 },
+      firstPollTimeout: 60_000,
+    });
+    try {
+      const mallory = (
+        await createToken(TEST_KEY, { clientId: 'mallory', capability: { 'nope:x': ['subscribe'] } })
+      ).token;
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push(await openUnpolled(fx.server.url, mallory));
+      assert.deepEqual(statuses, [200, 200, 200, 429, 429, 429]);
+      const agent = await RawClient.connect(fx.server.url);
+      const alice = await RawClient.connect(fx.server.url, {
+        token: (await createToken(TEST_KEY, { clientId: 'alice' })).token,
+      });
+      assert.equal((await agent.request({ type: 'ping' })).type, 'pong');
+      await Promise.all([agent.close(), alice.close()]);
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('keeps a reserve of the key for the key itself, whatever the tokens hold together', async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxConnectionsPerKey: 20, maxConnectionsPerClient: 6, keyConnectionReserve: 2 },
+    });
+    try {
+      const opened: RawClient[] = [];
+      for (const clientId of ['a', 'b', 'c']) {
+        const { token } = await createToken(TEST_KEY, { clientId });
+        for (let i = 0; i < 6; i++) opened.push(await RawClient.connect(fx.server.url, { token }));
+      }
+      const { token } = await createToken(TEST_KEY, { clientId: 'd' });
+      await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/, 'tokens hold 18 of 20');
+      const anonymous = (await createToken(TEST_KEY)).token;
+      await assert.rejects(RawClient.connect(fx.server.url, { token: anonymous }), /HTTP 429/);
+      for (let i = 0; i < 2; i++) opened.push(await RawClient.connect(fx.server.url));
+      await assert.rejects(RawClient.connect(fx.server.url), /HTTP 429/, 'the key limit still holds');
+      await Promise.all(opened.map((c) => c.close()));
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('ends a long-poll connection that never polls after firstPollTimeout', async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxConnectionsPerClient: 2 },
+      firstPollTimeout: 200,
+    });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'idle' });
+      assert.equal(await openUnpolled(fx.server.url, token), 200);
+      assert.equal(await openUnpolled(fx.server.url, token), 200);
+      assert.equal(await openUnpolled(fx.server.url, token), 429);
+      await until(() => fx.server.connections === 0, 'the unpolled connections end');
+      assert.equal(await openUnpolled(fx.server.url, token), 200, 'their slots are free again');
+      const polling = await PollClient.connect(fx.server.url, `token=${token}`);
+      assert.equal((await polling.request({ type: 'ping' })).type, 'pong', 'a polling connection lives on');
+      polling.stop();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('publish budget per identity', () => {
+  it('is shared by every WebSocket connection of one token', async () => {
+    const fx = await startFixture('memory', { limits: { maxPublishRate: 50 } });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'many' });
+      const clients = await Promise.all(
+        Array.from({ length: 10 }, () => RawClient.connect(fx.server.url, { token })),
+      );
+      const ops = Array.from({ length: 10 }, (_, i) => ({ data: i }));
+      const answers = await Promise.all(
+        clients.map((c) => c.request({ type: 'publish', channel: 'x', ops })),
+      );
+      const codes = answers.map(outcome);
+      assert.ok(codes.includes('rate_limited'), `10 × 10 ops against 50/s: ${codes.join(',')}`);
+      assert.ok(codes.filter((x) => x === 'ok').length <= 6);
+      const other = await RawClient.connect(fx.server.url, {
+        token: (await createToken(TEST_KEY, { clientId: 'other' })).token,
+      });
+      assert.equal(
+        outcome(await other.request({ type: 'publish', channel: 'x', ops })),
+        'ok',
+        'others keep theirs',
+      );
+      await Promise.all([...clients, other].map((c) => c.close()));
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('holds for REST too, and REST and connections draw from the same budget', async () => {
+    const fx = await startFixture('memory', { limits: { maxPublishRate: 20 } });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'rest' });
+      const auth = { key: token };
+      const ops = Array.from({ length: 10 }, (_, i) => ({ data: i }));
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++)
+        statuses.push((await rest(fx.server, '/v1/channels/x/messages', { ...auth, body: ops })).status);
+      assert.ok(statuses.includes(429), `REST: ${statuses.join(',')}`);
+      const refused = await rest(fx.server, '/v1/channels/x/messages', { ...auth, body: ops });
+      assert.equal((refused.body.error as { code: string }).code, 'rate_limited');
+
+      const ws = await RawClient.connect(fx.server.url, { token });
+      assert.equal(outcome(await ws.request({ type: 'publish', channel: 'x', ops })), 'rate_limited');
+      await ws.close();
+      const keyed = await rest(fx.server, '/v1/channels/x/messages', { body: ops });
+      assert.equal(keyed.status, 200, 'API keys stay unlimited by default');
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('caps the active leases of one identity', async () => {
+    const fx = await startFixture('memory', { limits: { maxLeasesPerClient: 3 } });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'agent' });
+      const publish = (body: unknown) => rest(fx.server, '/v1/channels/l/messages', { key: token, body });
+      const serials: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await publish({ data: `run ${i}`, lease: 60_000 });
+        assert.equal(res.status, 200);
+        serials.push((res.body.results as Array<{ serial: string }>)[0]!.serial);
+      }
+      const over = await publish({ data: 'run 3', lease: 60_000 });
+      assert.equal(over.status, 429);
+      assert.equal((over.body.error as { code: string }).code, 'too_many_leases');
+      const renew = await publish({ action: 'update', serial: serials[0], data: 'again', lease: 60_000 });
+      assert.equal(renew.status, 200, 'renewing a held lease takes no new one');
+      assert.equal(
+        (await publish({ action: 'update', serial: serials[1], lease: 0, data: 'done' })).status,
+        200,
+      );
+      assert.equal(
+        (await publish({ data: 'run 4', lease: 60_000 })).status,
+        200,
+        'a released lease frees a slot',
+      );
+      const other = (await createToken(TEST_KEY, { clientId: 'other' })).token;
+      const theirs = await rest(fx.server, '/v1/channels/l/messages', {
+        key: other,
+        body: { data: 'x', lease: 60_000 },
+      });
+      assert.equal(theirs.status, 200, 'another identity has its own');
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('frame throttle', () => {
+  it('a ping flood from one connection is refused and dropped; a bystander keeps answering', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const bystander = await RawClient.connect(fx.server.url);
+      const flooder = await RawClient.connect(fx.server.url);
+      const ping = JSON.stringify({ type: 'ping' });
+      const flood = async () => {
+        for (let i = 0; i < 20_000 && flooder.ws.readyState === flooder.ws.OPEN; i++) {
+          flooder.ws.send(ping);
+          if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+        }
+      };
+      const flooding = flood();
+      const rtts: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const started = performance.now();
+        assert.equal((await bystander.request({ type: 'ping' })).type, 'pong');
+        rtts.push(performance.now() - started);
+      }
+      await flooding;
+      const code = await Promise.race([
+        flooder.closed(),
+        new Promise((resolve) => setTimeout(() => resolve('still open after 10 s'), 10_000).unref()),
+      ]);
+      assert.equal(code, 4028, 'the flooder is disconnected (rate_limited)');
+      assert.ok(flooder.frames.some((f) => f.type === 'error' && f.error.code === 'rate_limited'));
+      const pongs = flooder.frames.filter((f) => f.type === 'pong').length;
+      assert.ok(pongs < 2_000, `answered at most a burst and its refill, got ${pongs}`);
+      // a generous bound: without the throttle the 20,000 pings are all answered first
+      assert.ok(Math.max(...rtts) < 5_000, `bystander RTTs ${rtts.map((x) => x.toFixed(0)).join(',')}`);
+      assert.equal((await bystander.request({ type: 'ping' })).type, 'pong');
+      await bystander.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('HTTP upstream slices', () => {
+  it('handles the frames of one POST a slice at a time: answers flow out before the POST is done', async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxFrameRate: 1_000_000, maxFrameBurst: 1_000_000 },
+    });
+    try {
+      const open = await fetch(`${fx.server.url}/v1/connect/poll?key=${TEST_KEY}`);
+      const [connected] = (await open.json()) as Array<{ connectionId: string; connectionKey: string }>;
+      const headers = { 'x-mooring-connection-key': connected!.connectionKey };
+      const pollUrl = `${fx.server.url}/v1/connections/${connected!.connectionId}/poll`;
+      const poll = async () => (await (await fetch(pollUrl, { headers })).json()) as ServerFrame[];
+      // a second poll answers the first with []: once it has, the second is surely pending
+      const first = poll();
+      const second = poll();
+      assert.deepEqual(await first, []);
+      const frames = Array.from({ length: 10_000 }, (_, ref) => ({ type: 'ping', ref }));
+      const posted = fetch(`${fx.server.url}/v1/connections/${connected!.connectionId}/frames`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify(frames),
+      });
+      const batch = (await second).filter((f) => f.type === 'pong').length;
+      assert.ok(batch > 0 && batch < 10_000, `the first answer carried ${batch} of 10,000 pongs`);
+      assert.equal((await posted).status, 202);
+      let pongs = batch;
+      while (pongs < 10_000) pongs += (await poll()).filter((f) => f.type === 'pong').length;
+      assert.equal(pongs, 10_000, 'every frame handled, in order, once');
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('HTTP hardening', () => {
+  it('an aborted request body is not an internal error: not logged as one, not counted', async () => {
+    const lines: string[] = [];
+    const logger = pino(
+      { level: 'debug' },
+      new Writable({
+        write(chunk, _enc, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    );
+    const fx = await startFixture('memory', { logger });
+    try {
+      const socket = netConnect(fx.server.port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(
+        `POST /v1/channels/x/messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TEST_KEY}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"data":`,
+      );
+      await new Promise((r) => setTimeout(r, 20)); // let the server start reading the body
+      socket.destroy();
+      // the server saw the abort: as what it is (debug), or as a failure (error)
+      await until(
+        () => lines.some((l) => l.includes('request aborted by the client') || JSON.parse(l).level >= 50),
+        'the abort is seen',
+      );
+      const errors = lines.filter((l) => JSON.parse(l).level >= 50);
+      assert.deepEqual(errors, [], 'nothing logged as an error');
+      const metrics = await (await fetch(`${fx.server.url}/metrics?key=${TEST_KEY}`)).text();
+      assert.doesNotMatch(metrics, /mooring_errors_total\{code="internal"\}/);
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it("the history next link never echoes the caller's token or key", async () => {
+    const fx = await startFixture('memory');
+    try {
+      await rest(fx.server, '/v1/channels/h/messages', { body: [{ data: 1 }, { data: 2 }, { data: 3 }] });
+      const { token } = await createToken(TEST_KEY, { clientId: 'reader' });
+      for (const credential of [`token=${token}`, `key=${TEST_KEY}`]) {
+        const res = await fetch(`${fx.server.url}/v1/channels/h/messages?limit=1&${credential}`);
+        const body = (await res.json()) as { next?: string };
+        assert.ok(body.next, 'there is a next page');
+        assert.doesNotMatch(body.next, /token=|key=/);
+        assert.match(body.next, /limit=1/);
+      }
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('every route sends nosniff and refuses framing; the dashboard allows no inline script', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const paths = [
+        '/health',
+        '/ready',
+        '/metrics',
+        '/nope',
+        '/v1/channels/x',
+        '/v1/connect/sse',
+        '/v1/connect/poll',
+      ];
+      for (const path of [...paths, '/dashboard', '/dashboard.js']) {
+        const res = await fetch(fx.server.url + path);
+        await res.arrayBuffer();
+        assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path);
+        assert.equal(res.headers.get('x-frame-options'), 'DENY', path);
+        assert.match(res.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, path);
+      }
+      const page = await fetch(`${fx.server.url}/dashboard`);
+      const csp = page.headers.get('content-security-policy') ?? '';
+      const scriptSrc = /script-src ([^;]*)/.exec(csp)?.[1] ?? '';
+      assert.doesNotMatch(scriptSrc, /unsafe-inline|unsafe-eval/);
+      const html = await page.text();
+      assert.doesNotMatch(html, /<script>/, 'no inline script');
+      const script = await (await fetch(`${fx.server.url}/dashboard.js`)).text();
+      assert.doesNotMatch(
+        script,
+        /innerHTML|outerHTML|insertAdjacentHTML/,
+        'label values are written as text',
+      );
+      // a refused WebSocket upgrade is written straight to the socket: same headers
+      const socket = netConnect(fx.server.port, '127.0.0.1');
+      let answer = '';
+      socket.on('data', (chunk) => {
+        answer += String(chunk);
+      });
+      const ended = new Promise((resolve) => socket.once('close', resolve));
+      socket.write(
+        'GET /v1/connect HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      await ended;
+      assert.match(answer, /^HTTP\/1.1 401/);
+      assert.match(answer, /x-content-type-options: nosniff/);
+    } finally {
+      await fx.close();
+    }
+  });
+});

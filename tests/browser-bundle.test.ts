@@ -1,0 +1,71 @@
+/**
+ * The browser bundles a user ships: `@mooring/client` alone, and `@mooring/client` + `@mooring/ai`
+ * (with the user's own `ai` left out), bundled from the built packages through their `exports` as a
+ * user's bundler resolves them, minified by esbuild. Holds the size budgets (min+gzip) and proves no
+ * schema library (zod) reaches the browser: validation of what the server receives stays on the
+ * server, in `@mooring/protocol/schemas`.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+import { buildPackage, PUBLISHED } from '../scripts/build.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const KB = 1024;
+
+interface Bundle {
+  minified: number;
+  gzipped: number;
+  inputs: string[];
+}
+
+async function bundle(source: string, external: string[]): Promise<Bundle> {
+  const result = await build({
+    stdin: { contents: source, resolveDir: ROOT, loader: 'js' },
+    bundle: true,
+    minify: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    metafile: true,
+    // `ws` is loaded lazily by the client in Node only; a browser uses its own WebSocket.
+    external: ['ws', ...external],
+    logLevel: 'silent',
+  });
+  const code = result.outputFiles[0]!.contents;
+  return {
+    minified: code.length,
+    gzipped: gzipSync(code, { level: 9 }).length,
+    inputs: Object.keys(result.metafile.inputs),
+  };
+}
+
+function report(name: string, b: Bundle, budget: number): void {
+  process.stderr.write(
+    `  ${name}: ${(b.minified / KB).toFixed(1)} KB min, ${(b.gzipped / KB).toFixed(1)} KB min+gz (budget ${budget / KB} KB)\n`,
+  );
+}
+
+describe('browser bundles', () => {
+  before(() => {
+    for (const name of PUBLISHED) buildPackage(name);
+  });
+
+  test('@mooring/client: ≤ 30 KB min+gz, no zod, built code only', async () => {
+    const b = await bundle("export * from '@mooring/client';", []);
+    report('@mooring/client', b, 30 * KB);
+    assert.ok(!b.inputs.some((i) => i.includes('node_modules/zod/')), 'zod is not in the client bundle');
+    assert.ok(!b.inputs.some((i) => /\/src\//.test(i)), 'bundled from dist, as users get it');
+    assert.ok(b.gzipped <= 30 * KB, `client bundle is ${b.gzipped} bytes min+gz`);
+  });
+
+  test('@mooring/client + @mooring/ai (without `ai`): ≤ 60 KB min+gz, no zod', async () => {
+    const b = await bundle("export * from '@mooring/client'; export * from '@mooring/ai';", ['ai']);
+    report('@mooring/client + @mooring/ai', b, 60 * KB);
+    assert.ok(!b.inputs.some((i) => i.includes('node_modules/zod/')), 'zod is not in the bundle');
+    assert.ok(b.gzipped <= 60 * KB, `client + ai bundle is ${b.gzipped} bytes min+gz`);
+  });
+});

@@ -1,0 +1,310 @@
+/**
+ * The packages as a user gets them: `npm pack` every published package, install the tarballs into a
+ * temp project outside the workspace (no link back into `packages/`), then on the pinned Node and on
+ * the server's minimum Node (22.16, installed from the registry as the `node` package): start
+ * `npx mooring serve` from that install, connect with `@mooring/client`, publish, append, resume and
+ * fold an AI run with `@mooring/ai` (tests/consumer/scenario.js). Also: a consumer's `.ts` typechecks
+ * against the packed `.d.ts` with a strict tsconfig, the bin refuses an older Node with a clear
+ * message, the tarballs hold only `dist`, `bin`, README and package.json, and
+ * `npm publish --dry-run` passes for every package.
+ *
+ * The build is incremental (`npm run build`, which `npm test` runs first, leaves little to do), and
+ * the temp project reuses npm's cache, so the run is bounded by `npm install`.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { buildPackage, PUBLISHED } from '../scripts/build.ts';
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const HERE = fileURLToPath(new URL('./consumer/', import.meta.url));
+/** The oldest Node the server supports (node:sqlite with `isTransaction`); see packages/server/bin/mooring.js. */
+const MINIMUM_NODE = '22.16.0';
+/** One below it: the bin must refuse it with a message. */
+const TOO_OLD_NODE = '22.15.0';
+const KEY = 'consumer:consumer-secret';
+
+function lockedVersion(name: string): string {
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { version?: string }>;
+  };
+  const version = lock.packages[`node_modules/${name}`]?.version;
+  assert.ok(version, `${name} is not in package-lock.json`);
+  return version;
+}
+
+/**
+ * The environment of a user's shell: without the repository's `--conditions=@mooring/source` and
+ * without its `node_modules/.bin` on PATH, with `nodeDir` first so `node` (and the `node` that npm
+ * and npx run on) is the version under test.
+ */
+function userEnv(nodeDir: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === 'NODE_OPTIONS' || k.startsWith('npm_')) continue;
+    env[k] = v;
+  }
+  const path = (process.env.PATH ?? '').split(delimiter).filter((p) => !p.startsWith(ROOT));
+  env.PATH = [nodeDir, ...path].join(delimiter);
+  return env;
+}
+
+async function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
+  try {
+    const { stdout } = await run(cmd, args, { cwd, env, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 });
+    return stdout;
+  } catch (err) {
+    const e = err as Error & { stdout?: string; stderr?: string };
+    throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd}:\n${e.stderr ?? ''}\n${e.stdout ?? ''}`);
+  }
+}
+
+function progress(what: string): void {
+  process.stderr.write(`  consumer: ${what}\n`);
+}
+
+interface Served {
+  url: string;
+  child: ChildProcess;
+}
+
+/** `npx mooring serve` in the consumer project; resolves with its URL once it listens. */
+function serve(project: string, env: NodeJS.ProcessEnv): Promise<Served> {
+  const data = mkdtempSync(join(project, 'data-'));
+  const child = spawn('npx', ['mooring', 'serve', '--port', '0', '--data', data, '--log-level', 'warn'], {
+    cwd: project,
+    env: { ...env, MOORING_KEY: KEY },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group: npx runs the server as a child, and both are stopped
+  });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const seen = (d: Buffer) => {
+      output += d;
+      const m = /listening on (http:\/\/[^\s]+)/.exec(output);
+      if (m) resolve({ url: m[1]!, child });
+    };
+    child.stdout.on('data', seen);
+    child.stderr.on('data', seen);
+    child.on('exit', (code) =>
+      reject(new Error(`mooring serve exited (${code}) before listening:\n${output}`)),
+    );
+  });
+}
+
+function stop(served: Served): Promise<void> {
+  return new Promise((resolve) => {
+    if (served.child.exitCode !== null) return resolve();
+    served.child.on('exit', () => resolve());
+    process.kill(-served.child.pid!, 'SIGTERM');
+  });
+}
+
+interface ScenarioResult {
+  node: string;
+  resumed: boolean;
+  missed: { action: string; data: string }[];
+  answerRole: string;
+  answerText: string;
+  runStatus: string;
+}
+
+describe('the published packages, installed from their tarballs', { timeout: 600_000 }, () => {
+  const temp = mkdtempSync(join(tmpdir(), 'mooring-consumer-'));
+  const project = join(temp, 'app');
+  const minimumNode = join(temp, 'node-min');
+  const oldNode = join(temp, 'node-old');
+  const tarballs = new Map<string, string>();
+  const pinned = userEnv(dirname(process.execPath));
+
+  before(async () => {
+    progress(`building (incremental) and packing into ${temp}`);
+    for (const name of PUBLISHED) buildPackage(name);
+    const packed = JSON.parse(
+      await sh(
+        'npm',
+        ['pack', '--json', '--pack-destination', temp, ...PUBLISHED.map((n) => `--workspace=packages/${n}`)],
+        ROOT,
+        pinned,
+      ),
+    ) as { name: string; filename: string; files: { path: string }[] }[];
+    for (const p of packed) {
+      tarballs.set(p.name, join(temp, p.filename));
+      const outside = p.files
+        .map((f) => f.path)
+        .filter((f) => !/^(dist\/|bin\/|README\.md$|package\.json$)/.test(f));
+      assert.deepEqual(outside, [], `${p.name} packs only dist, bin, README and package.json`);
+      assert.ok(
+        !p.files.some((f) => /\.test\.|tsbuildinfo/.test(f.path)),
+        `${p.name} packs no tests or build info`,
+      );
+    }
+
+    const deps: Record<string, string> = {};
+    for (const [name, file] of tarballs) deps[name] = `file:${file}`;
+    mkdirSync(project);
+    writeFileSync(
+      join(project, 'package.json'),
+      JSON.stringify(
+        {
+          name: 'mooring-consumer',
+          private: true,
+          type: 'module',
+          dependencies: { ...deps, ai: lockedVersion('ai') },
+          devDependencies: { '@types/node': lockedVersion('@types/node') },
+          // Every @mooring package comes from its tarball, never from a registry.
+          overrides: deps,
+        },
+        null,
+        2,
+      ),
+    );
+    copyFileSync(join(HERE, 'scenario.js'), join(project, 'scenario.js'));
+    copyFileSync(join(HERE, 'consumer.ts'), join(project, 'consumer.ts'));
+    writeFileSync(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'es2022',
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          strict: true,
+          exactOptionalPropertyTypes: true,
+          noUncheckedIndexedAccess: true,
+          skipLibCheck: false,
+          noEmit: true,
+          lib: ['es2023', 'dom'],
+          types: ['node'],
+        },
+        files: ['consumer.ts'],
+      }),
+    );
+    for (const dir of [minimumNode, oldNode]) {
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'package.json'), '{"private":true}');
+    }
+    progress(
+      `npm install (tarballs + ai + @types/node; node@${MINIMUM_NODE} and node@${TOO_OLD_NODE} beside)`,
+    );
+    const npmInstall = ['install', '--no-audit', '--no-fund', '--prefer-offline'];
+    await Promise.all([
+      sh('npm', npmInstall, project, pinned),
+      sh('npm', [...npmInstall, `node@${MINIMUM_NODE}`], minimumNode, pinned),
+      sh('npm', [...npmInstall, `node@${TOO_OLD_NODE}`], oldNode, pinned),
+    ]);
+    progress('installed');
+  });
+
+  after(() => {
+    rmSync(temp, { recursive: true, force: true });
+  });
+
+  test('the install holds copies, not links into the workspace', () => {
+    for (const name of PUBLISHED) {
+      const real = realpathSync(join(project, 'node_modules/@mooring', name));
+      assert.ok(real.startsWith(realpathSync(project)), `@mooring/${name} resolves to ${real}`);
+    }
+  });
+
+  for (const which of ['pinned', 'minimum'] as const) {
+    test(`npx mooring serve + client + ai on the ${which} Node`, async () => {
+      const env = which === 'pinned' ? pinned : userEnv(join(minimumNode, 'node_modules/.bin'));
+      const version = (await sh('node', ['--version'], project, env)).trim();
+      if (which === 'minimum') assert.equal(version, `v${MINIMUM_NODE}`);
+      progress(`scenario on Node ${version}`);
+      const served = await serve(project, env);
+      try {
+        const out = await sh('node', ['scenario.js', served.url, KEY], project, env);
+        const result = JSON.parse(out.trim().split('\n').at(-1)!) as ScenarioResult;
+        assert.equal(result.node, version);
+        assert.equal(result.resumed, true);
+        // Exactly what it missed, caught up as one rolled-up message (PROTOCOL.md §4.1).
+        assert.deepEqual(result.missed, [{ action: 'update', data: 'Hello world' }]);
+        assert.equal(result.answerRole, 'assistant');
+        assert.equal(result.answerText, 'Hi from the agent');
+        assert.equal(result.runStatus, 'complete');
+      } finally {
+        await stop(served);
+      }
+    });
+  }
+
+  test(`the mooring bin and the SQLite store refuse Node ${TOO_OLD_NODE} with a clear message`, async () => {
+    const env = userEnv(join(oldNode, 'node_modules/.bin'));
+    // `--help` exits at once whatever happens: a bin that wrongly accepted this Node prints the usage
+    // and exits 0, so the test fails instead of waiting on a server.
+    await assert.rejects(sh('npx', ['mooring', '--help'], project, env), (err: Error) => {
+      assert.match(err.message, /mooring needs Node\.js 22\.16 or newer \(this is v22\.15\.0\)/);
+      return true;
+    });
+    // Used as a library on that Node, the SQLite store says the same instead of half working.
+    const script = `import { startServer } from '@mooring/server';
+      await startServer({ port: 0, keys: ['a:b'], store: { kind: 'sqlite', dataDir: 'data-old' } });
+      process.exit(0); // a store that opened: the test fails instead of waiting on a server`;
+    await assert.rejects(sh('node', ['--input-type=module', '-e', script], project, env), (err: Error) => {
+      assert.match(err.message, /the SQLite store needs Node\.js 22\.16 or newer/);
+      return true;
+    });
+  });
+
+  test('the packed declarations name .js files, never .ts sources', () => {
+    const offenders: string[] = [];
+    const walk = (dir: string) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else if (
+          entry.name.endsWith('.d.ts') &&
+          /from ['"]\.\.?\/[^'"]*\.ts['"]/.test(readFileSync(path, 'utf8'))
+        )
+          offenders.push(path.slice(project.length + 1));
+      }
+    };
+    for (const name of PUBLISHED) walk(join(project, 'node_modules/@mooring', name, 'dist'));
+    assert.deepEqual(offenders, []);
+  });
+
+  test('a consumer .ts typechecks against the packed .d.ts (strict, no allowImportingTsExtensions)', async () => {
+    // `skipLibCheck: false`, so our declarations are checked too. The AI SDK's own declarations do not
+    // pass that under `exactOptionalPropertyTypes` (nor without @types/json-schema): errors inside
+    // them are not ours and are left out; any other error fails the test.
+    const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
+    const out = await new Promise<string>((resolve) =>
+      execFile(
+        process.execPath,
+        [tsc, '-p', join(project, 'tsconfig.json')],
+        { cwd: project, env: pinned },
+        (_e, stdout) => resolve(stdout),
+      ),
+    );
+    const errors = out.split('\n').filter((line) => /error TS\d+/.test(line));
+    const ours = errors.filter((line) => !/^node_modules\/(ai|@ai-sdk)\//.test(line));
+    assert.deepEqual(ours, [], 'no type error in the consumer or in @mooring declarations');
+  });
+
+  test('npm publish --dry-run passes for every package', async () => {
+    const out = await sh(
+      'npm',
+      ['publish', '--dry-run', '--json', ...PUBLISHED.map((n) => `--workspace=packages/${n}`)],
+      ROOT,
+      pinned,
+    );
+    const published = JSON.parse(out) as Record<string, { name: string; version: string }>;
+    assert.deepEqual(Object.keys(published).sort(), PUBLISHED.map((n) => `@mooring/${n}`).sort());
+  });
+});
