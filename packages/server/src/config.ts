@@ -104,8 +104,10 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   if (file.redis !== undefined && (typeof file.redis !== 'object' || file.redis === null))
     throw new Error('"redis" in the config file is { "url": "redis://host:port", "prefix": "mooring" }');
   const redis: ServeConfig['redis'] = { url: redisUrl ?? 'redis://127.0.0.1:6379' };
-  if (!/^rediss?:\/\//.test(redis.url))
-    throw new Error(`the Redis URL must start with redis:// or rediss://, got ${JSON.stringify(redis.url)}`);
+  if (!/^(rediss?|redis\+clusters?):\/\//.test(redis.url))
+    throw new Error(
+      `the Redis URL must start with redis://, rediss:// or redis+cluster://, got ${JSON.stringify(redis.url)}`,
+    );
   if (file.redis?.prefix !== undefined) redis.prefix = String(file.redis.prefix);
   const heartbeat = values.heartbeat ?? env.MOORING_HEARTBEAT ?? file.heartbeatInterval;
   const ttl = env.MOORING_CONNECTION_STATE_TTL ?? file.connectionStateTtl;
