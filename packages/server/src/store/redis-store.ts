@@ -127,6 +127,8 @@ export class RedisStore implements Store {
   readonly #registered = new Set<string>();
   readonly #leases = new Map<string, LeaseRecord>();
   #closed = false;
+  /** Commands sent and not yet answered: `close()` waits for them (a Cluster client would drop them). */
+  readonly #inflight = new Set<Promise<unknown>>();
 
   private constructor(connection: RedisConnection, options: RedisStoreOptions) {
     this.connection = connection;
@@ -178,6 +180,14 @@ export class RedisStore implements Store {
     }
   }
 
+  #send(key: string | undefined, args: string[], readonly = false): Promise<unknown> {
+    const sent = this.connection.send(key, args, readonly);
+    this.#inflight.add(sent);
+    const done = () => this.#inflight.delete(sent);
+    sent.then(done, done);
+    return sent;
+  }
+
   #key(channel: string, suffix: string): string {
     return `${this.prefix}:{${channel}}:${suffix}`;
   }
@@ -188,11 +198,11 @@ export class RedisStore implements Store {
     const sha = this.#shas.get(name)!;
     const tail = [String(keys.length), ...keys, ...args];
     try {
-      return await this.connection.send(keys[0], ['EVALSHA', sha, ...tail]);
+      return await this.#send(keys[0], ['EVALSHA', sha, ...tail]);
     } catch (err) {
       if (err instanceof ErrorReply && err.message.startsWith('NOSCRIPT')) {
         try {
-          return await this.connection.send(keys[0], ['EVAL', SCRIPTS[name], ...tail]);
+          return await this.#send(keys[0], ['EVAL', SCRIPTS[name], ...tail]);
         } catch (again) {
           throw this.#toStoreError(again, channel);
         }
@@ -305,7 +315,7 @@ export class RedisStore implements Store {
     if (this.#registered.size >= 100_000) this.#registered.clear();
     this.#registered.add(channel);
     const key = `${this.prefix}:channels`;
-    this.connection.send(key, ['SADD', key, channel]).catch(() => {
+    this.#send(key, ['SADD', key, channel]).catch(() => {
       this.#registered.delete(channel);
     });
   }
@@ -391,7 +401,7 @@ export class RedisStore implements Store {
       let page: unknown[];
       try {
         page = asArray(
-          await this.connection.send(`${this.prefix}:channels`, [
+          await this.#send(`${this.prefix}:channels`, [
             'SSCAN',
             `${this.prefix}:channels`,
             cursor,
@@ -422,24 +432,27 @@ export class RedisStore implements Store {
       if (this.#closed) return;
       const field = leaseField(record.channel, record.serial);
       this.#leases.set(field, record);
-      this.connection
-        .send(`${this.prefix}:leases`, ['HSET', `${this.prefix}:leases`, field, JSON.stringify(record)])
-        .catch((err: unknown) => this.#options.onError?.(err));
+      this.#send(`${this.prefix}:leases`, [
+        'HSET',
+        `${this.prefix}:leases`,
+        field,
+        JSON.stringify(record),
+      ]).catch((err: unknown) => this.#options.onError?.(err));
     },
     remove: (channel, serial) => {
       if (this.#closed) return;
       const field = leaseField(channel, serial);
       this.#leases.delete(field);
-      this.connection
-        .send(`${this.prefix}:leases`, ['HDEL', `${this.prefix}:leases`, field])
-        .catch((err: unknown) => this.#options.onError?.(err));
+      this.#send(`${this.prefix}:leases`, ['HDEL', `${this.prefix}:leases`, field]).catch((err: unknown) =>
+        this.#options.onError?.(err),
+      );
     },
     all: () => [...this.#leases.values()],
   };
 
   async #loadLeases(): Promise<void> {
     const key = `${this.prefix}:leases`;
-    const flat = asArray(await this.connection.send(key, ['HGETALL', key], true));
+    const flat = asArray(await this.#send(key, ['HGETALL', key], true));
     for (let i = 0; i + 1 < flat.length; i += 2) {
       try {
         const r = JSON.parse(String(flat[i + 1])) as LeaseRecord;
@@ -464,6 +477,8 @@ export class RedisStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // A NOSCRIPT fallback may send one more command per call: wait until nothing is in flight.
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
     try {
       await this.connection.close();
     } catch {
