@@ -54,7 +54,8 @@ Options (environment variable in brackets; flags override the environment, which
   --data <dir>              data directory                  [MOORING_DATA]  default ./.mooring
   --store <sqlite|memory|redis>  where channels are stored  [MOORING_STORE] default sqlite
   --redis <url>             Redis for --store redis         [MOORING_REDIS_URL] default redis://127.0.0.1:6379
-                            (given alone, it selects the Redis store; several nodes share one Redis)
+                            (given alone, it selects the Redis store; several nodes share one Redis;
+                            a Cluster: redis+cluster://host:port,host:port,...)
   --config <file>           JSON configuration file         [MOORING_CONFIG]
   --heartbeat <duration>    heartbeat interval (< 60s)      [MOORING_HEARTBEAT] default 15s
   --log-level <level>       fatal|error|warn|info|debug     [MOORING_LOG_LEVEL] default info
