@@ -89,7 +89,7 @@ const DELTAS = deltaPool(4096);
 const delta = (n: number): string => DELTAS[n % DELTAS.length]!;
 
 async function createMessage(store: Store, channel: string, id: string): Promise<string> {
-  const op: NewOperation = { action: 'create', id, name: 'text', data: '', clientId: 'bench' };
+  const op: NewOperation = { action: 'create', publisher: '', id, name: 'text', data: '', clientId: 'bench' };
   const { results } = await store.append(channel, [op], APPEND_OPTIONS);
   const serial = results[0]?.serial;
   if (serial === undefined) throw new Error(`no serial for the create on ${channel}`);
@@ -97,7 +97,7 @@ async function createMessage(store: Store, channel: string, id: string): Promise
 }
 
 function appendOp(id: string, serial: string, data: string): NewOperation {
-  return { action: 'append', id, serial, data, clientId: 'bench' };
+  return { action: 'append', publisher: '', id, serial, data, clientId: 'bench' };
 }
 
 async function readData(store: Store, channel: string): Promise<unknown> {

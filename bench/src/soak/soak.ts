@@ -169,6 +169,7 @@ for (let a = 0; a < o.agentProcesses; a++) {
       leaseMs: o.leaseMs,
       coalesceMs: o.coalesceMs,
       idleGraceMs: o.idleGraceMs,
+      upgradeIntervalMs: o.upgradeIntervalMs,
       transcript: join(dir, `transcript-${a}.jsonl`),
     },
   });
@@ -200,6 +201,8 @@ await Promise.all(
       prefix,
       sessions,
       idleGraceMs: o.idleGraceMs,
+      upgradeIntervalMs: o.upgradeIntervalMs,
+      transports: o.userTransports,
       report: join(dir, `users-${u}.json`),
     };
     const child = forkChild('./user-child.ts', config);

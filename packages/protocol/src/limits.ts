@@ -28,7 +28,10 @@ export const DEFAULT_LIMITS = {
   maxConnectionsPerClient: 100,
   /** Connections of anonymous tokens (no clientId) of one key, together. */
   maxAnonymousConnectionsPerKey: 2_500,
-  /** Connections of each key kept for the key itself (its backends): tokens together get the rest. */
+  /**
+   * Connections of each key kept for the key itself (its backends): tokens together get the rest.
+   * At most a tenth of `maxConnectionsPerKey` is reserved, whatever this says.
+   */
   keyConnectionReserve: 100,
   /**
    * Operations one token identity (key + clientId: all its connections and REST together) may

@@ -4,14 +4,19 @@
 // live deliveries held during catch-up (deleting their flush loses it); with the snapshot taken
 // after, the burst is in the read AND held (sending both duplicates it). Either way the client must
 // get every operation after its position once, in order, and the live ones with consecutive seqs.
+// On Redis (when redis-server is installed) live deliveries come through the RedisHub's bus, i.e.
+// asynchronously, as they will between nodes.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { type Message, parseSerial, type ServerFrame } from '@mooring/protocol';
-import { type MooringServer, startServer } from '../src/index.ts';
+import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
+import { RedisHub } from '../src/redis-hub.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
+import { RedisStore } from '../src/store/redis-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
 import { type GatedRead, GatedStore } from './support/gated-store.ts';
@@ -71,88 +76,113 @@ const READ_OF: Record<Mode, GatedRead> = {
 };
 
 const dirs: string[] = [];
+const redisSkip = redisSkipReason();
+let redis: RedisServer | undefined;
+let prefixes = 0;
+before(async () => {
+  if (!redisSkip) redis = await startRedis();
+});
 after(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  await redis?.close();
 });
 
-async function storeOf(kind: 'memory' | 'sqlite'): Promise<GatedStore> {
-  if (kind === 'memory') return new GatedStore(new MemoryStore());
-  const dir = await mkdtemp(join(tmpdir(), 'mooring-handover-'));
-  dirs.push(dir);
-  return new GatedStore(new SqliteStore({ path: join(dir, 'mooring.db') }));
+type StoreKind = 'memory' | 'sqlite' | 'redis';
+
+/** A gated store of `kind`, and the server options that run it (Redis: with its RedisHub). */
+async function serverOptionsFor(kind: StoreKind): Promise<{ store: GatedStore; options: ServerOptions }> {
+  const base = { host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
+  if (kind === 'memory') {
+    const store = new GatedStore(new MemoryStore());
+    return { store, options: { ...base, store } };
+  }
+  if (kind === 'sqlite') {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-handover-'));
+    dirs.push(dir);
+    const store = new GatedStore(new SqliteStore({ path: join(dir, 'mooring.db') }));
+    return { store, options: { ...base, store } };
+  }
+  const inner = await RedisStore.open({ url: redis!.url, prefix: `handover${++prefixes}` });
+  const store = new GatedStore(inner);
+  // the hub reads the real store (its own start and repairs are not what the gate holds)
+  return { store, options: { ...base, store, hub: () => RedisHub.open({ store: inner }) } };
 }
 
-for (const storeKind of ['memory', 'sqlite'] as const) {
+for (const storeKind of ['memory', 'sqlite', 'redis'] as const) {
   for (const kind of ['websocket', 'sse', 'longpoll'] as const) {
-    describe(`hand-over to live on ${storeKind}, ${kind}`, () => {
-      for (const mode of ['start', 'from', 'live', 'rewind'] as const) {
-        for (const snapshot of ['early', 'late'] as const) {
-          it(`${mode}: a burst stored while the catch-up read is held (snapshot ${snapshot}) arrives once, in order, without a gap`, async (t) => {
-            const store = await storeOf(storeKind);
-            const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
-            t.after(() => server.close());
-            const channel = `handover-${mode}`;
-            const pre = await publish(
-              server,
-              channel,
-              ['a', 'b', 'c'].map((data) => ({ name: 't', data })),
-            );
-            const from = pre[0]!;
-            const client = await connect(kind, server.url);
-            t.after(() => client.close());
-
-            const gate = store.arm(READ_OF[mode], snapshot);
-            const attachFrame: Record<string, unknown> = { type: 'attach', channel, ref: 1 };
-            if (mode === 'start') attachFrame.start = true;
-            if (mode === 'from') attachFrame.from = from;
-            if (mode === 'rewind') attachFrame.rewind = 2;
-            await client.send(attachFrame);
-            await gate.reached;
-            // the burst: new messages and appends to earlier ones, from concurrent publishers
-            const burst = await Promise.all(
-              Array.from({ length: 10 }, (_, i) =>
-                publish(server, channel, [
-                  { name: 't', data: `burst-${i}` },
-                  { action: 'append', serial: pre[i % 3]!, data: `+${i}` },
-                ]),
-              ),
-            );
-            assert.equal(burst.flat().length, 20);
-            gate.release();
-
-            const head = (await rest(server, `/v1/channels/${channel}`)).body.position as string;
-            const versions = () =>
-              client.frames.flatMap((f) =>
-                f.type === 'messages' && f.channel === channel ? f.messages.map((m) => m.version) : [],
+    describe(
+      `hand-over to live on ${storeKind}, ${kind}`,
+      { skip: storeKind === 'redis' && redisSkip },
+      () => {
+        for (const mode of ['start', 'from', 'live', 'rewind'] as const) {
+          for (const snapshot of ['early', 'late'] as const) {
+            it(`${mode}: a burst stored while the catch-up read is held (snapshot ${snapshot}) arrives once, in order, without a gap`, async (t) => {
+              const { store, options } = await serverOptionsFor(storeKind);
+              const server = await startServer(options);
+              t.after(() => server.close());
+              const channel = `handover-${mode}`;
+              const pre = await publish(
+                server,
+                channel,
+                ['a', 'b', 'c'].map((data) => ({ name: 't', data })),
               );
-            const attachedFrame = () =>
-              client.frames.find((f) => f.type === 'attached') as
-                | Extract<ServerFrame, { type: 'attached' }>
-                | undefined;
-            await until(
-              () =>
-                attachedFrame() !== undefined &&
-                (attachedFrame()!.position === head || versions().includes(head)),
-              `the client to reach the head ${head}; got ${versions().length} versions`,
-            );
-            const attachedAt = client.frames.findIndex((f) => f.type === 'attached');
-            assert.ok(attachedAt >= 0, 'attached');
-            const attached = client.frames[attachedAt] as Extract<ServerFrame, { type: 'attached' }>;
-            const live: Message[] = client.frames
-              .slice(attachedAt + 1)
-              .flatMap((f) => (f.type === 'messages' && f.channel === channel ? f.messages : []));
-            const all = versions();
-            for (let i = 1; i < all.length; i++)
-              assert.ok(all[i]! > all[i - 1]!, `versions strictly increase (each once, in order): ${all}`);
-            // live operations follow the attached position with consecutive sequence numbers
-            let expected = seq(attached.position) + 1;
-            for (const m of live) assert.equal(seq(m.version), expected++, 'no gap in the live stream');
-            assert.equal(expected - 1, seq(head), 'live reaches the head');
-            if (snapshot === 'early')
-              assert.equal(live.length, 20, 'the whole burst came through the held live deliveries');
-          });
+              const from = pre[0]!;
+              const client = await connect(kind, server.url);
+              t.after(() => client.close());
+
+              const gate = store.arm(READ_OF[mode], snapshot);
+              const attachFrame: Record<string, unknown> = { type: 'attach', channel, ref: 1 };
+              if (mode === 'start') attachFrame.start = true;
+              if (mode === 'from') attachFrame.from = from;
+              if (mode === 'rewind') attachFrame.rewind = 2;
+              await client.send(attachFrame);
+              await gate.reached;
+              // the burst: new messages and appends to earlier ones, from concurrent publishers
+              const burst = await Promise.all(
+                Array.from({ length: 10 }, (_, i) =>
+                  publish(server, channel, [
+                    { name: 't', data: `burst-${i}` },
+                    { action: 'append', serial: pre[i % 3]!, data: `+${i}` },
+                  ]),
+                ),
+              );
+              assert.equal(burst.flat().length, 20);
+              gate.release();
+
+              const head = (await rest(server, `/v1/channels/${channel}`)).body.position as string;
+              const versions = () =>
+                client.frames.flatMap((f) =>
+                  f.type === 'messages' && f.channel === channel ? f.messages.map((m) => m.version) : [],
+                );
+              const attachedFrame = () =>
+                client.frames.find((f) => f.type === 'attached') as
+                  | Extract<ServerFrame, { type: 'attached' }>
+                  | undefined;
+              await until(
+                () =>
+                  attachedFrame() !== undefined &&
+                  (attachedFrame()!.position === head || versions().includes(head)),
+                `the client to reach the head ${head}; got ${versions().length} versions`,
+              );
+              const attachedAt = client.frames.findIndex((f) => f.type === 'attached');
+              assert.ok(attachedAt >= 0, 'attached');
+              const attached = client.frames[attachedAt] as Extract<ServerFrame, { type: 'attached' }>;
+              const live: Message[] = client.frames
+                .slice(attachedAt + 1)
+                .flatMap((f) => (f.type === 'messages' && f.channel === channel ? f.messages : []));
+              const all = versions();
+              for (let i = 1; i < all.length; i++)
+                assert.ok(all[i]! > all[i - 1]!, `versions strictly increase (each once, in order): ${all}`);
+              // live operations follow the attached position with consecutive sequence numbers
+              let expected = seq(attached.position) + 1;
+              for (const m of live) assert.equal(seq(m.version), expected++, 'no gap in the live stream');
+              assert.equal(expected - 1, seq(head), 'live reaches the head');
+              if (snapshot === 'early')
+                assert.equal(live.length, 20, 'the whole burst came through the held live deliveries');
+            });
+          }
         }
-      }
-    });
+      },
+    );
   }
 }

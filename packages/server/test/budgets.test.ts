@@ -135,16 +135,16 @@ describe('connection budget per identity', () => {
 
   it('keeps a reserve of the key for the key itself, whatever the tokens hold together', async () => {
     const fx = await startFixture('memory', {
-      limits: { maxConnectionsPerKey: 6, maxConnectionsPerClient: 2, keyConnectionReserve: 2 },
+      limits: { maxConnectionsPerKey: 20, maxConnectionsPerClient: 6, keyConnectionReserve: 2 },
     });
     try {
       const opened: RawClient[] = [];
-      for (const clientId of ['a', 'b']) {
+      for (const clientId of ['a', 'b', 'c']) {
         const { token } = await createToken(TEST_KEY, { clientId });
-        for (let i = 0; i < 2; i++) opened.push(await RawClient.connect(fx.server.url, { token }));
+        for (let i = 0; i < 6; i++) opened.push(await RawClient.connect(fx.server.url, { token }));
       }
-      const { token } = await createToken(TEST_KEY, { clientId: 'c' });
-      await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/, 'tokens hold 4 of 6');
+      const { token } = await createToken(TEST_KEY, { clientId: 'd' });
+      await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/, 'tokens hold 18 of 20');
       const anonymous = (await createToken(TEST_KEY)).token;
       await assert.rejects(RawClient.connect(fx.server.url, { token: anonymous }), /HTTP 429/);
       for (let i = 0; i < 2; i++) opened.push(await RawClient.connect(fx.server.url));
@@ -298,6 +298,39 @@ describe('frame throttle', () => {
       assert.ok(Math.max(...rtts) < 5_000, `bystander RTTs ${rtts.map((x) => x.toFixed(0)).join(',')}`);
       assert.equal((await bystander.request({ type: 'ping' })).type, 'pong');
       await bystander.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('HTTP upstream slices', () => {
+  it('handles the frames of one POST a slice at a time: answers flow out before the POST is done', async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxFrameRate: 1_000_000, maxFrameBurst: 1_000_000 },
+    });
+    try {
+      const open = await fetch(`${fx.server.url}/v1/connect/poll?key=${TEST_KEY}`);
+      const [connected] = (await open.json()) as Array<{ connectionId: string; connectionKey: string }>;
+      const headers = { 'x-mooring-connection-key': connected!.connectionKey };
+      const pollUrl = `${fx.server.url}/v1/connections/${connected!.connectionId}/poll`;
+      const poll = async () => (await (await fetch(pollUrl, { headers })).json()) as ServerFrame[];
+      // a second poll answers the first with []: once it has, the second is surely pending
+      const first = poll();
+      const second = poll();
+      assert.deepEqual(await first, []);
+      const frames = Array.from({ length: 10_000 }, (_, ref) => ({ type: 'ping', ref }));
+      const posted = fetch(`${fx.server.url}/v1/connections/${connected!.connectionId}/frames`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify(frames),
+      });
+      const batch = (await second).filter((f) => f.type === 'pong').length;
+      assert.ok(batch > 0 && batch < 10_000, `the first answer carried ${batch} of 10,000 pongs`);
+      assert.equal((await posted).status, 202);
+      let pongs = batch;
+      while (pongs < 10_000) pongs += (await poll()).filter((f) => f.type === 'pong').length;
+      assert.equal(pongs, 10_000, 'every frame handled, in order, once');
     } finally {
       await fx.close();
     }

@@ -17,7 +17,7 @@ const skip = redisSkipReason();
 let counter = 0;
 
 function create(fields: Partial<NewOperation> = {}): NewOperation {
-  return { action: 'create', id: `c-${++counter}`, ...fields };
+  return { action: 'create', publisher: '', id: `c-${++counter}`, ...fields };
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
@@ -108,7 +108,11 @@ if (skip) {
       await rejectsWith(store.history('bad', { direction: 'forwards', limit: 10 }), 'internal');
       await redis.command('HSET', `garbage:{bad}:m:${seq}`, 'sz', 'oops');
       await rejectsWith(
-        store.append('bad', [{ action: 'append', id: 'x1', serial: s.results[0]!.serial, data: 'y' }], OPTS),
+        store.append(
+          'bad',
+          [{ action: 'append', publisher: '', id: 'x1', serial: s.results[0]!.serial, data: 'y' }],
+          OPTS,
+        ),
         'internal',
       );
       assert.ok(logged.some((l) => l.startsWith('wrongtype:')));

@@ -72,7 +72,7 @@ describe('SqliteStore', () => {
           level = Number(db.prepare('PRAGMA synchronous').get()?.synchronous);
         },
       });
-      await store.append('ch', [{ action: 'create', id: 'a' }], OPTS);
+      await store.append('ch', [{ action: 'create', publisher: '', id: 'a' }], OPTS);
       levels[synchronous ?? 'default'] = level;
       const db = new DatabaseSync(path, { readOnly: true });
       try {
@@ -87,7 +87,7 @@ describe('SqliteStore', () => {
 
   it('rolls up a 20,000-append message and keeps validating it after a reopen', async () => {
     const { store, make } = await open();
-    const created = await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS);
+    const created = await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS);
     const serial = created.results[0]!.serial;
     const parts: string[] = [];
     const writers = 20;
@@ -96,7 +96,11 @@ describe('SqliteStore', () => {
     await Promise.all(
       Array.from({ length: writers }, async (_, w) => {
         for (let i = w; i < total; i += writers) {
-          await store.append('ch', [{ action: 'append', id: `a${i}`, serial, data: `<${i}>` }], OPTS);
+          await store.append(
+            'ch',
+            [{ action: 'append', publisher: '', id: `a${i}`, serial, data: `<${i}>` }],
+            OPTS,
+          );
         }
       }),
     );
@@ -118,10 +122,12 @@ describe('SqliteStore', () => {
     const again = make();
     const size = Buffer.byteLength(data);
     await assert.rejects(
-      again.append('ch', [{ action: 'append', id: 'x', serial, data: 'xy' }], { maxMessageSize: size + 1 }),
+      again.append('ch', [{ action: 'append', publisher: '', id: 'x', serial, data: 'xy' }], {
+        maxMessageSize: size + 1,
+      }),
       (e: unknown) => e instanceof StoreError && e.code === 'message_too_large',
     );
-    await again.append('ch', [{ action: 'append', id: 'y', serial, data: 'z' }], {
+    await again.append('ch', [{ action: 'append', publisher: '', id: 'y', serial, data: 'z' }], {
       maxMessageSize: size + 1,
     });
     const after = (await again.readSince('ch', page.head, 10)).messages;
@@ -135,7 +141,7 @@ describe('SqliteStore', () => {
     for (let i = 0; i < 10; i++) {
       const r = await store.append(
         'ch',
-        [{ action: 'create', id: `c${i}`, data: i % 2 ? '' : { n: i }, clientId: `w${i}` }],
+        [{ action: 'create', publisher: '', id: `c${i}`, data: i % 2 ? '' : { n: i }, clientId: `w${i}` }],
         OPTS,
       );
       serials.push(r.results[0]!.serial);
@@ -144,7 +150,7 @@ describe('SqliteStore', () => {
       for (let i = 1; i < 10; i += 2) {
         await store.append(
           'ch',
-          [{ action: 'append', id: `a${round}-${i}`, serial: serials[i]!, data: 'ab' }],
+          [{ action: 'append', publisher: '', id: `a${round}-${i}`, serial: serials[i]!, data: 'ab' }],
           OPTS,
         );
       }
@@ -152,6 +158,7 @@ describe('SqliteStore', () => {
     for (let i = 0; i < 10; i++) {
       const op = {
         action: 'append' as const,
+        publisher: '',
         id: `z${i}`,
         serial: serials[i]!,
         data: 'x',
@@ -169,15 +176,27 @@ describe('SqliteStore', () => {
         );
       }
     }
-    await store.append('ch', [{ action: 'delete', id: 'd1', serial: serials[1]! }], OPTS);
+    await store.append('ch', [{ action: 'delete', publisher: '', id: 'd1', serial: serials[1]! }], OPTS);
     await store.close();
     const fresh = make({ cacheSize: 1 });
     await assert.rejects(
-      fresh.append('ch', [{ action: 'append', id: 'late', serial: serials[1]!, data: 'x' }], OPTS),
+      fresh.append(
+        'ch',
+        [{ action: 'append', publisher: '', id: 'late', serial: serials[1]!, data: 'x' }],
+        OPTS,
+      ),
       (e: unknown) => e instanceof StoreError && e.code === 'message_deleted',
     );
-    await fresh.append('ch', [{ action: 'update', id: 'u3', serial: serials[3]!, headers: { k: 1 } }], OPTS);
-    await fresh.append('ch', [{ action: 'append', id: 'a3', serial: serials[3]!, data: '!' }], OPTS);
+    await fresh.append(
+      'ch',
+      [{ action: 'update', publisher: '', id: 'u3', serial: serials[3]!, headers: { k: 1 } }],
+      OPTS,
+    );
+    await fresh.append(
+      'ch',
+      [{ action: 'append', publisher: '', id: 'a3', serial: serials[3]!, data: '!' }],
+      OPTS,
+    );
     const page = await fresh.history('ch', { direction: 'forwards', limit: 10 });
     assert.deepEqual(page.messages[3]!.data, 'ababab!');
     assert.deepEqual(page.messages[3]!.headers, { k: 1 });
@@ -254,7 +273,7 @@ describe('SqliteStore', () => {
     for (let from = 0; from < acked.length; from += 1000) {
       const ops = acked
         .slice(from, from + 1000)
-        .map((i) => ({ action: 'append' as const, id: `a${i}`, serial, data: `<${i}>` }));
+        .map((i) => ({ action: 'append' as const, publisher: '', id: `a${i}`, serial, data: `<${i}>` }));
       const r = await store.append('ch', ops, OPTS);
       assert.ok(
         r.results.every((x) => x.duplicate),
@@ -263,7 +282,7 @@ describe('SqliteStore', () => {
     }
     // The serial counter did not go back: the next op follows the head, and every op has its own serial.
     const info = (await store.info('ch'))!;
-    const next = await store.append('ch', [{ action: 'create', id: 'after-crash' }], OPTS);
+    const next = await store.append('ch', [{ action: 'create', publisher: '', id: 'after-crash' }], OPTS);
     assert.equal(parseSerial(next.results[0]!.serial)!.seq, parseSerial(info.head)!.seq + 1);
     const all = await store.readSince('ch', undefined, 1_000_000);
     assert.equal(all.messages.at(-1)!.id, 'after-crash');
@@ -274,21 +293,31 @@ describe('SqliteStore', () => {
 
   it('recovers serial counters and dedup from an unmerged journal (a crash without close)', async () => {
     const { store, make } = await open();
-    const a = (await store.append('a', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!.serial;
-    const b = (await store.append('b', [{ action: 'create', id: 'n', data: '' }], OPTS)).results[0]!.serial;
+    const a = (await store.append('a', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
+    const b = (await store.append('b', [{ action: 'create', publisher: '', id: 'n', data: '' }], OPTS))
+      .results[0]!.serial;
     // One group commit: the update on b merges the journal, a's append included, mid-transaction.
     await Promise.all([
-      store.append('a', [{ action: 'append', id: 'x', serial: a, data: 'x' }], OPTS),
-      store.append('b', [{ action: 'update', id: 'u', serial: b, data: 'u' }], OPTS),
-      store.append('b', [{ action: 'append', id: 'v', serial: b, data: 'v' }], OPTS),
+      store.append('a', [{ action: 'append', publisher: '', id: 'x', serial: a, data: 'x' }], OPTS),
+      store.append('b', [{ action: 'update', publisher: '', id: 'u', serial: b, data: 'u' }], OPTS),
+      store.append('b', [{ action: 'append', publisher: '', id: 'v', serial: b, data: 'v' }], OPTS),
     ]);
     // A second store on the same file, the first never closed: what a restart after kill -9 sees.
     const after = make();
     assert.equal(parseSerial((await after.info('a'))!.head)!.seq, 2);
     assert.equal(parseSerial((await after.info('b'))!.head)!.seq, 3);
-    const dup = await after.append('b', [{ action: 'append', id: 'v', serial: b, data: 'v' }], OPTS);
+    const dup = await after.append(
+      'b',
+      [{ action: 'append', publisher: '', id: 'v', serial: b, data: 'v' }],
+      OPTS,
+    );
     assert.equal(dup.results[0]!.duplicate, true);
-    const next = await after.append('a', [{ action: 'append', id: 'y', serial: a, data: 'y' }], OPTS);
+    const next = await after.append(
+      'a',
+      [{ action: 'append', publisher: '', id: 'y', serial: a, data: 'y' }],
+      OPTS,
+    );
     assert.equal(parseSerial(next.results[0]!.serial)!.seq, 3);
     assert.equal((await after.history('a', { direction: 'forwards', limit: 1 })).messages[0]!.data, 'xy');
     assert.equal((await after.history('b', { direction: 'forwards', limit: 1 })).messages[0]!.data, 'uv');

@@ -75,12 +75,12 @@ describe('SqliteStore write failures', () => {
 
   it('refuses a batch that does not fit, whole and retryable; its retry is stored once when there is room', async () => {
     const { store, fill, unfill } = await open();
-    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
-      .serial;
-    await store.append('ch', [{ action: 'append', id: 'a1', serial, data: 'a1.' }], OPTS);
+    const serial = (await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
+    await store.append('ch', [{ action: 'append', publisher: '', id: 'a1', serial, data: 'a1.' }], OPTS);
     const batch: NewOperation[] = [
-      { action: 'append', id: 'b1', serial, data: 'b1.' }, // fits on its own
-      { action: 'create', id: 'big', data: BIG }, // does not
+      { action: 'append', publisher: '', id: 'b1', serial, data: 'b1.' }, // fits on its own
+      { action: 'create', publisher: '', id: 'big', data: BIG }, // does not
     ];
     fill();
     await assert.rejects(store.append('ch', batch, OPTS), unavailable);
@@ -103,7 +103,7 @@ describe('SqliteStore write failures', () => {
     );
     const again = await store.append(
       'ch',
-      [...batch, { action: 'append', id: 'a1', serial, data: 'a1.' }],
+      [...batch, { action: 'append', publisher: '', id: 'a1', serial, data: 'a1.' }],
       OPTS,
     );
     assert.ok(
@@ -122,36 +122,48 @@ describe('SqliteStore write failures', () => {
 
   it('rebuilds the journal view after a rollback that had merged the journal (update)', async () => {
     const { store, fill, unfill } = await open();
-    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
-      .serial;
+    const serial = (await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
     // appends committed in the journal, not yet merged into `ops`
     for (let i = 0; i < 5; i++)
-      await store.append('ch', [{ action: 'append', id: `j${i}`, serial, data: `${i},` }], OPTS);
+      await store.append(
+        'ch',
+        [{ action: 'append', publisher: '', id: `j${i}`, serial, data: `${i},` }],
+        OPTS,
+      );
     fill();
     // an update merges the journal inside its transaction, then fails on the big data: all rolled back
     await assert.rejects(
-      store.append('ch', [{ action: 'update', id: 'u', serial, data: BIG }], OPTS),
+      store.append('ch', [{ action: 'update', publisher: '', id: 'u', serial, data: BIG }], OPTS),
       unavailable,
     );
     unfill();
-    const dup = await store.append('ch', [{ action: 'append', id: 'j2', serial, data: '2,' }], OPTS);
+    const dup = await store.append(
+      'ch',
+      [{ action: 'append', publisher: '', id: 'j2', serial, data: '2,' }],
+      OPTS,
+    );
     assert.equal(dup.results[0]!.duplicate, true, 'an id committed before the failure is still known');
     const [m] = await all(store, 'ch');
     assert.equal(m!.data, '0,1,2,3,4,', 'the journal rows are all there, once');
-    const next = await store.append('ch', [{ action: 'append', id: 'j5', serial, data: '5,' }], OPTS);
+    const next = await store.append(
+      'ch',
+      [{ action: 'append', publisher: '', id: 'j5', serial, data: '5,' }],
+      OPTS,
+    );
     assert.equal(parseSerial(next.results[0]!.serial)!.seq, 7, 'the serial counter continues');
   });
 
   it('isolates a batch that does not fit from the good batches of the same group commit', async () => {
     const { store, fill, unfill } = await open();
-    const serial = (await store.append('a', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
-      .serial;
+    const serial = (await store.append('a', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
     fill();
     // three publishes in one turn of the event loop: one transaction, failing on the middle one
     const [good1, bad, good2] = await Promise.allSettled([
-      store.append('a', [{ action: 'append', id: 'g1', serial, data: 'g1.' }], OPTS),
-      store.append('b', [{ action: 'create', id: 'big', data: BIG }], OPTS),
-      store.append('a', [{ action: 'create', id: 'g2', data: 'g2' }], OPTS),
+      store.append('a', [{ action: 'append', publisher: '', id: 'g1', serial, data: 'g1.' }], OPTS),
+      store.append('b', [{ action: 'create', publisher: '', id: 'big', data: BIG }], OPTS),
+      store.append('a', [{ action: 'create', publisher: '', id: 'g2', data: 'g2' }], OPTS),
     ]);
     assert.equal(good1.status, 'fulfilled');
     assert.equal(good2.status, 'fulfilled');
@@ -166,7 +178,7 @@ describe('SqliteStore write failures', () => {
       ],
     );
     assert.equal((await store.info('b'))?.messageCount ?? 0, 0, 'the bad batch left nothing');
-    const retry = await store.append('b', [{ action: 'create', id: 'big', data: BIG }], OPTS);
+    const retry = await store.append('b', [{ action: 'create', publisher: '', id: 'big', data: BIG }], OPTS);
     assert.equal(retry.results[0]!.duplicate ?? false, false);
     assert.equal((await all(store, 'b')).length, 1);
   });
@@ -182,12 +194,12 @@ describe('SqliteStore write failures', () => {
         return 60_000;
       },
     });
-    const serial = (await store.append('ch', [{ action: 'create', id: 'm', data: '' }], OPTS)).results[0]!
-      .serial;
+    const serial = (await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
     failing = true;
     const batch: NewOperation[] = [
-      { action: 'append', id: 'b1', serial, data: 'b1.' },
-      { action: 'create', id: 'c', data: 'c' },
+      { action: 'append', publisher: '', id: 'b1', serial, data: 'b1.' },
+      { action: 'create', publisher: '', id: 'c', data: 'c' },
     ];
     await assert.rejects(store.append('ch', batch, OPTS), (e: unknown) => e instanceof StoreError);
     failing = false;
@@ -209,11 +221,13 @@ describe('SqliteStore write failures', () => {
 
   it('refuses every batch while another connection holds the write lock (SQLITE_BUSY), then stores their retries once', async () => {
     const { store, path } = await open({ busyTimeoutMs: 20 });
-    await store.append('ch', [{ action: 'create', id: 'm0', data: 'x' }], OPTS);
+    await store.append('ch', [{ action: 'create', publisher: '', id: 'm0', data: 'x' }], OPTS);
     const other = new DatabaseSync(path);
     cleanups.unshift(async () => other.close());
     other.exec('BEGIN IMMEDIATE');
-    const ops = [1, 2, 3].map((i): NewOperation[] => [{ action: 'create', id: `m${i}`, data: `${i}` }]);
+    const ops = [1, 2, 3].map((i): NewOperation[] => [
+      { action: 'create', publisher: '', id: `m${i}`, data: `${i}` },
+    ]);
     const outcomes = await Promise.allSettled(ops.map((batch) => store.append('ch', batch, OPTS)));
     for (const o of outcomes) {
       assert.equal(o.status, 'rejected');
@@ -291,8 +305,8 @@ describe('SqliteStore write failures', () => {
     const retry = await store.append(
       'ch',
       [
-        { action: 'append', id: 'b1', serial, data: 'b1.' },
-        { action: 'create', id: 'big', data: 'x'.repeat(300_000) },
+        { action: 'append', publisher: '', id: 'b1', serial, data: 'b1.' },
+        { action: 'create', publisher: '', id: 'big', data: 'x'.repeat(300_000) },
       ],
       OPTS,
     );

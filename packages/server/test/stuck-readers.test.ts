@@ -46,9 +46,13 @@ async function stuckSse(server: MooringServer, channel: string): Promise<void> {
 
 async function fill(server: MooringServer, channel: string, messages: number): Promise<void> {
   for (let i = 0; i < messages; i++)
-    await server.store.append(channel, [{ action: 'create', id: `m${i}`, data: 'x'.repeat(MIB) }], {
-      maxMessageSize: 4 * MIB,
-    });
+    await server.store.append(
+      channel,
+      [{ action: 'create', publisher: '', id: `m${i}`, data: 'x'.repeat(MIB) }],
+      {
+        maxMessageSize: 4 * MIB,
+      },
+    );
 }
 
 async function slowConsumers(server: MooringServer): Promise<number> {

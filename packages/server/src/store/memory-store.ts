@@ -204,9 +204,9 @@ export class MemoryStore implements Store {
     const budget = new PageBudget(limit, maxBytes);
     const messages: Message[] = [];
     for (const m of matching) {
-      if (!budget.open) break;
+      if (budget.full) break;
       const message = toMessage(ch.epoch, m);
-      budget.add(message);
+      if (!budget.take(message)) break;
       messages.push(message);
     }
     return {

@@ -101,7 +101,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
 
   for (let index = 0; index < ops.length; index++) {
     const op = ops[index]!;
-    const publisher = op.publisher ?? '';
+    const publisher = op.publisher ?? ''; // '' for untyped (JS) callers
     const key = dedupKey(publisher, op.id);
     const earlier = batchIds.get(key) ?? ctx.storedId(publisher, op.id, key);
     if (earlier !== undefined) {

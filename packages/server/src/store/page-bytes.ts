@@ -11,7 +11,10 @@ export function dataBytes(message: Message): number {
   return typeof data === 'string' ? Buffer.byteLength(data) : Buffer.byteLength(JSON.stringify(data));
 }
 
-/** Collects messages into a page until `limit` messages or `maxBytes` of data (≥ 1 message). */
+/**
+ * Collects messages into a page: at most `limit` of them, and no more than `maxBytes` of data — except
+ * that the first message is always taken, however big (the same rule in every store).
+ */
 export class PageBudget {
   readonly #limit: number;
   readonly #maxBytes: number;
@@ -23,13 +26,17 @@ export class PageBudget {
     this.#maxBytes = maxBytes === undefined || maxBytes <= 0 ? Number.POSITIVE_INFINITY : maxBytes;
   }
 
-  /** True when the page can take another message. */
-  get open(): boolean {
-    return this.#count < this.#limit && (this.#count === 0 || this.#bytes < this.#maxBytes);
+  /** True when the page holds `limit` messages. */
+  get full(): boolean {
+    return this.#count >= this.#limit;
   }
 
-  add(message: Message): void {
+  /** Takes `message` when it fits (the first always does); false: the page is full by bytes. */
+  take(message: Message): boolean {
+    const size = dataBytes(message);
+    if (this.#count > 0 && this.#bytes + size > this.#maxBytes) return false;
     this.#count++;
-    this.#bytes += dataBytes(message);
+    this.#bytes += size;
+    return true;
   }
 }

@@ -11,8 +11,9 @@
  *   (SQLite: committed; Redis: written) — "ack means stored".
  * - Serials are strictly increasing per channel, in the order of the operations in the batch and of
  *   the calls as the store took them. Live `messages` are returned in that order.
- * - An operation whose id the channel has already stored is not stored again: its result carries the
- *   original serial and `duplicate: true` (also after a restart, for as long as the op is retained).
+ * - An operation whose (publisher, id) the channel has already stored is not stored again: its result
+ *   carries the original serial and `duplicate: true` (also after a restart, for as long as the op is
+ *   retained; forgotten when retention removes its message).
  * - Appending costs O(size of the delta), never O(size of the message).
  * - Rolled-up reads give each message once with its full current data and `version` = its latest op.
  */
@@ -34,10 +35,11 @@ export interface NewOperation {
   /**
    * The dedup scope of `id`: an opaque string naming the publisher identity, stamped by the server
    * (never taken from the payload). Idempotency is keyed on (channel, publisher, id), so no
-   * publisher can make another's operation a "duplicate" by claiming its id first. Absent = the
-   * empty scope. (Being made required as publisher-scoped dedup lands in every store.)
+   * publisher can make another's operation a "duplicate" by claiming its id first. The server's
+   * scopes are `c:<clientId>`, `k:<key>`, `t:<key>` and `s:server` (channel-service.ts); '' is a
+   * legacy scope (SQLite ids stored before scopes existed, without a clientId) nobody publishes into.
    */
-  publisher?: string;
+  publisher: string;
   /** Target message serial for append / update / delete. */
   serial?: string;
   name?: string;
