@@ -53,12 +53,12 @@ if (skip) {
       const store = await RedisStore.open({ url: cluster.url, prefix: 'spread' });
       const channels = Array.from({ length: 24 }, (_, i) => `session:spread-${i}`);
       for (const channel of channels) {
-        const r = await store.append(channel, [{ action: 'create', id: 'c', data: 'a' }], {
+        const r = await store.append(channel, [{ action: 'create', id: 'c', publisher: '', data: 'a' }], {
           maxMessageSize: 1024,
         });
         await store.append(
           channel,
-          [{ action: 'append', id: 'a', serial: r.results[0]!.serial, data: 'b' }],
+          [{ action: 'append', id: 'a', publisher: '', serial: r.results[0]!.serial, data: 'b' }],
           {
             maxMessageSize: 1024,
           },
