@@ -4,7 +4,7 @@
  * written as the exact version (the packages are released together). Then run `npm install` to
  * refresh package-lock.json and add a CHANGELOG.md section for the version.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,15 +12,21 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SEMVER = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
 const DEPENDENCY_FIELDS = ['dependencies', 'devDependencies', 'peerDependencies', 'optionalDependencies'];
 
-export const WORKSPACE_DIRS = [
-  'packages/protocol',
-  'packages/client',
-  'packages/server',
-  'packages/ai',
-  'packages/testkit',
-  'apps/demo',
-  'bench',
-];
+/** The workspace folders named by the root package.json (`packages/*`, `apps/*`, `bench`). */
+export function workspaceDirs(root: string = ROOT): string[] {
+  const { workspaces } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    workspaces: string[];
+  };
+  return workspaces.flatMap((pattern) => {
+    if (!pattern.endsWith('/*')) return [pattern];
+    const parent = pattern.slice(0, -2);
+    return readdirSync(join(root, parent), { withFileTypes: true })
+      .filter((e) => e.isDirectory() && existsSync(join(root, parent, e.name, 'package.json')))
+      .map((e) => `${parent}/${e.name}`);
+  });
+}
+
+export const WORKSPACE_DIRS = workspaceDirs();
 
 type Manifest = { name: string; version: string } & Record<string, unknown>;
 

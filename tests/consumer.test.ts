@@ -244,12 +244,20 @@ describe('the published packages, installed from their tarballs', { timeout: 600
     });
   }
 
-  test(`the mooring bin refuses Node ${TOO_OLD_NODE} with a clear message`, async () => {
+  test(`the mooring bin and the SQLite store refuse Node ${TOO_OLD_NODE} with a clear message`, async () => {
     const env = userEnv(join(oldNode, 'node_modules/.bin'));
     // `--help` exits at once whatever happens: a bin that wrongly accepted this Node prints the usage
     // and exits 0, so the test fails instead of waiting on a server.
     await assert.rejects(sh('npx', ['mooring', '--help'], project, env), (err: Error) => {
       assert.match(err.message, /mooring needs Node\.js 22\.16 or newer \(this is v22\.15\.0\)/);
+      return true;
+    });
+    // Used as a library on that Node, the SQLite store says the same instead of half working.
+    const script = `import { startServer } from '@mooring/server';
+      await startServer({ port: 0, keys: ['a:b'], store: { kind: 'sqlite', dataDir: 'data-old' } });
+      process.exit(0); // a store that opened: the test fails instead of waiting on a server`;
+    await assert.rejects(sh('node', ['--input-type=module', '-e', script], project, env), (err: Error) => {
+      assert.match(err.message, /the SQLite store needs Node\.js 22\.16 or newer/);
       return true;
     });
   });

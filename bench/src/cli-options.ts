@@ -3,7 +3,7 @@
  *
  *   node bench/src/run.ts [fanout|appends|transports|all] [--subscribers N] [--seconds S] [--rate R]
  *        [--in-flight W] [--rounds N] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
- *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory]
+ *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory,redis]
  *        [--transports ws,sse,longpoll] [--streams N] [--token-rate T]
  */
 import { parseArgs } from 'node:util';
@@ -43,7 +43,8 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|al
   --responses N     concurrent responses in the appends scenario (default 200)
   --appends N       appends per response (default 500)
   --long-appends N  appends to the single long message (default 20000)
-  --stores LIST     comma-separated: sqlite,memory (default sqlite,memory)
+  --stores LIST     comma-separated: sqlite,memory,redis (default sqlite,memory; redis starts
+                    a redis-server of its own, AOF everysec)
   --transports LIST comma-separated: ws,sse,longpoll (default all three)
   --streams N       concurrent token-streaming responses in transports (default 50)
   --token-rate T    tokens/s of each response in transports (default 30)`;
@@ -102,7 +103,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   }
   const stores = list(values.stores) ?? ['sqlite', 'memory'];
   for (const store of stores) {
-    if (store !== 'sqlite' && store !== 'memory') throw new Error(`unknown store '${store}'`);
+    if (store !== 'sqlite' && store !== 'memory' && store !== 'redis')
+      throw new Error(`unknown store '${store}'`);
   }
   const transports = list(values.transports);
   for (const transport of transports ?? []) {

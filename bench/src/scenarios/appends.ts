@@ -15,9 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NewOperation, Store } from '@mooring/server';
 import { createStore } from '@mooring/server';
+import { type RedisServer, startRedis } from '@mooring/testkit';
 import { Histogram, type LatencySummary } from '../stats.ts';
 
-export type StoreKind = 'sqlite' | 'memory';
+export type StoreKind = 'sqlite' | 'memory' | 'redis';
 
 export interface AppendsOptions {
   responses: number;
@@ -184,9 +185,16 @@ async function runStore(kind: StoreKind, options: AppendsOptions): Promise<Appen
   const dir = mkdtempSync(join(tmpdir(), 'mooring-bench-appends-'));
   const result: AppendsResult = { store: kind };
   let store: Store | undefined;
+  let redis: RedisServer | undefined;
   try {
+    // Redis: a redis-server of its own, with the AOF (everysec) a production node would use.
+    if (kind === 'redis') redis = await startRedis({ appendonly: 'everysec' });
     store = await createStore(
-      kind === 'sqlite' ? { kind: 'sqlite', path: join(dir, 'bench.db') } : { kind: 'memory' },
+      kind === 'sqlite'
+        ? { kind: 'sqlite', path: join(dir, 'bench.db') }
+        : redis
+          ? { kind: 'redis', url: redis.url }
+          : { kind: 'memory' },
       () => DAY,
     );
     process.stderr.write(
@@ -203,6 +211,7 @@ async function runStore(kind: StoreKind, options: AppendsOptions): Promise<Appen
     process.stderr.write(`  [${kind}] failed: ${result.error}\n`);
   } finally {
     await store?.close();
+    await redis?.close();
     rmSync(dir, { recursive: true, force: true });
   }
   return result;

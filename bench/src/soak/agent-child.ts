@@ -73,6 +73,7 @@ for (let c = 0; c * config.sessionsPerConnection < config.sessions.length; c++) 
     clientId: `${config.name}-c${c}`,
     environment: null,
     idleGrace: config.idleGraceMs,
+    upgradeInterval: config.upgradeIntervalMs,
   });
   const share = config.sessions.slice(
     c * config.sessionsPerConnection,

@@ -19,6 +19,7 @@ export interface AgentConfig {
   leaseMs: number;
   coalesceMs: number;
   idleGraceMs: number;
+  upgradeIntervalMs: number;
   /** Transcript file (JSON lines, appended; shared by every incarnation of this agent). */
   transcript: string;
 }
@@ -46,6 +47,9 @@ export interface UsersConfig {
   /** Session index → the proxy URL its user goes through. */
   sessions: Array<{ index: number; url: string }>;
   idleGraceMs: number;
+  upgradeIntervalMs: number;
+  /** The transports the users' clients may use (default: all, with automatic fallback). */
+  transports: Array<'websocket' | 'sse' | 'longpoll'>;
   /** Report file written on `report`. */
   report: string;
 }
@@ -90,7 +94,12 @@ export interface SessionReport {
   generations: number;
   runs: FinalRun[];
   streams: StreamRecord[];
-  /** The last node of the view: `input:<id>` (unanswered) or `run:<id>:<status>`, '' if empty. */
+  /**
+   * The last node of the view: `input:<id>` (unanswered) or `run:<id>:<status>`, '' if empty;
+   * `not-ready:<connection state>/<channel state>` if the tab never got ready.
+   */
   last: string;
   inputs: number;
+  /** Every transport this session's clients used. */
+  transports: string[];
 }

@@ -23,7 +23,9 @@ export interface SoakOptions {
   coalesceMs: number;
   heartbeat: string;
   idleGraceMs: number;
+  upgradeIntervalMs: number;
   settleSeconds: number;
+  userTransports: Array<'websocket' | 'sse' | 'longpoll'>;
   json: boolean;
 }
 
@@ -47,7 +49,9 @@ export const SOAK_HELP = `Usage: npm run soak -- [options]      (node bench/src/
   --coalesce MS           agent delta coalescing window                          default 40
   --heartbeat D           server heartbeat                                        default 2s
   --idle-grace MS         client grace after the heartbeat before a silent link is dead default 3000
+  --upgrade-interval MS   clients on a fallback transport try WebSocket again every MS default 5000
   --settle S              how long runs may take to settle after the chaos        default 90
+  --user-transports LIST  transports the users may use (websocket,sse,longpoll)   default all, with fallback
   --json                  also print the result as one JSON line
 
 Exit code: 0 nothing lost, duplicated, reordered or stuck; 1 a violation (the seed replays the
@@ -75,7 +79,9 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
       coalesce: { type: 'string', default: '40' },
       heartbeat: { type: 'string', default: '2s' },
       'idle-grace': { type: 'string', default: '3000' },
+      'upgrade-interval': { type: 'string', default: '5000' },
       settle: { type: 'string', default: '90' },
+      'user-transports': { type: 'string', default: 'websocket,sse,longpoll' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -119,7 +125,18 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
     coalesceMs: num('coalesce', v.coalesce, 0),
     heartbeat: v.heartbeat ?? '2s',
     idleGraceMs: num('idle-grace', v['idle-grace'], 0),
+    upgradeIntervalMs: num('upgrade-interval', v['upgrade-interval'], 100),
     settleSeconds: num('settle', v.settle, 1),
+    userTransports: transportList(v['user-transports'] ?? ''),
     json: v.json ?? false,
   };
+}
+
+function transportList(value: string): Array<'websocket' | 'sse' | 'longpoll'> {
+  const kinds = value.split(',').filter((k) => k !== '');
+  const known = ['websocket', 'sse', 'longpoll'] as const;
+  const out = kinds.filter((k): k is (typeof known)[number] => (known as readonly string[]).includes(k));
+  if (out.length === 0 || out.length !== kinds.length)
+    throw new Error(`--user-transports must list websocket, sse, longpoll; got ${value}`);
+  return out;
 }

@@ -84,6 +84,7 @@ const server = new ServerProcess({
     if (serverLog++ < 20) log(`  [server] ${line.slice(0, 300)}`);
   },
 });
+process.on('exit', () => server.killNow()); // however this process ends
 await server.start();
 log(`soak: mooring serve pid ${server.pid} on port ${server.port}`);
 
@@ -169,6 +170,7 @@ for (let a = 0; a < o.agentProcesses; a++) {
       leaseMs: o.leaseMs,
       coalesceMs: o.coalesceMs,
       idleGraceMs: o.idleGraceMs,
+      upgradeIntervalMs: o.upgradeIntervalMs,
       transcript: join(dir, `transcript-${a}.jsonl`),
     },
   });
@@ -200,6 +202,8 @@ await Promise.all(
       prefix,
       sessions,
       idleGraceMs: o.idleGraceMs,
+      upgradeIntervalMs: o.upgradeIntervalMs,
+      transports: o.userTransports,
       report: join(dir, `users-${u}.json`),
     };
     const child = forkChild('./user-child.ts', config);

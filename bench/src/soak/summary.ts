@@ -65,6 +65,12 @@ export function summaryTable(s: Summary): string {
       `${s.stats.reloadsRecover + s.stats.reloadsStart} (${s.stats.reloadsRecover} / ${s.stats.reloadsStart})`,
     ],
     ['server RSS min / max (MiB)', `${s.rss.min.toFixed(0)} / ${s.rss.max.toFixed(0)}`],
+    [
+      'user transports (sessions that used each)',
+      Object.entries(r.transports)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', '),
+    ],
     ['agent / user errors reported', `${s.stats.agentErrors} / ${s.stats.userErrors}`],
   ];
   return ['| soak | |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n');

@@ -40,6 +40,7 @@ class Driver {
   readonly index: number;
   readonly url: string;
   readonly streams: StreamRecord[] = [];
+  readonly transports = new Set<string>();
   generation = -1;
   client: Mooring | undefined;
   session: UserSession | undefined;
@@ -70,6 +71,8 @@ class Driver {
       clientId: `user-${this.index}`,
       environment: null,
       idleGrace: config.idleGraceMs,
+      upgradeInterval: config.upgradeIntervalMs,
+      transports: config.transports,
       ...(recover ? { recover } : {}),
     });
     const session = new UserSession({ channel: client.channels.get(this.name, { start: true }) });
@@ -77,11 +80,15 @@ class Driver {
     this.session = session;
     this.#streamed = new Set();
     this.#offs = [
+      client.connection.on('transport', ({ current }) => {
+        if (current) this.transports.add(current);
+      }),
       session.on('run', (node) => this.#follow(node.id, generation)),
       session.on('change', () => this.tick()),
       session.on('error', (err) => reportError(`session ${this.index}: ${err.message}`)),
     ];
     await session.ready();
+    if (client.connection.transport) this.transports.add(client.connection.transport);
     if (this.session !== session) return;
     for (const run of session.tree.runs) this.#follow(run.id, generation);
     this.tick();
@@ -166,7 +173,8 @@ class Driver {
   describe(): string {
     const view = this.session?.view() ?? [];
     const last = view[view.length - 1];
-    if (!last) return `${this.index}: empty`;
+    if (!last)
+      return `${this.index}: empty (connection ${this.client?.connection.state}, channel ${this.session?.channel.state}, live ${this.session?.live})`;
     return last.kind === 'input'
       ? `${this.index}: input ${last.id} unanswered`
       : `${this.index}: run ${last.id} ${last.status}`;
@@ -175,8 +183,14 @@ class Driver {
   async report(): Promise<SessionReport> {
     const session = this.session;
     const runs: FinalRun[] = [];
-    if (session) {
-      await session.ready();
+    // A tab that cannot get ready (attach or history never answered) is reported as such: stuck.
+    const ready =
+      session &&
+      (await Promise.race([
+        session.ready().then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 5000)),
+      ]));
+    if (session && ready) {
       for (const node of session.tree.runs) {
         const run = session.run(node.id);
         const parts = (run?.message.parts ?? []).filter((p) => p.type === 'text');
@@ -195,8 +209,15 @@ class Driver {
       generations: this.generation + 1,
       runs,
       streams: this.streams,
-      last: !last ? '' : last.kind === 'input' ? `input:${last.id}` : `run:${last.id}:${last.status}`,
+      last: !ready
+        ? `not-ready:${this.client?.connection.state}/${session?.channel.state}`
+        : !last
+          ? ''
+          : last.kind === 'input'
+            ? `input:${last.id}`
+            : `run:${last.id}:${last.status}`,
       inputs: view.filter((n) => n.kind === 'input').length,
+      transports: [...this.transports],
     };
   }
 }

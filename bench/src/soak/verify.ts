@@ -39,6 +39,8 @@ export interface VerifyResult {
   missingRuns: number;
   phantomRuns: number;
   extraParts: number;
+  /** Sessions whose clients used each transport. */
+  transports: Record<string, number>;
   /** A few concrete violations, for the replay. */
   examples: string[];
 }
@@ -92,11 +94,13 @@ export function verify(
     missingRuns: 0,
     phantomRuns: 0,
     extraParts: 0,
+    transports: {},
     examples: [],
   };
-  const example = (text: string) => {
+  const exampleOf = (text: string) => {
     if (result.examples.length < 12) result.examples.push(text);
   };
+  const example = exampleOf;
   for (const t of transcripts.values()) {
     result.tokensPublished += t.done ? t.n : t.acked;
     if (t.attempts > 1) result.runsResumed++;
@@ -116,9 +120,16 @@ export function verify(
   }
 
   for (const report of reports) {
+    for (const t of report.transports) result.transports[t] = (result.transports[t] ?? 0) + 1;
+    const via = ` [${report.transports.join(', ')}]`;
+    const example = (text: string) => exampleOf(`${text}${via}`);
     if (report.last.startsWith('input:') && !orphaned.has(report.index)) {
       result.stuck++;
       example(`session ${report.index}: ${report.last} never answered`);
+    }
+    if (report.last.startsWith('not-ready:')) {
+      result.stuck++;
+      example(`session ${report.index}: the user's tab never got ready (${report.last})`);
     }
     const finalStatus = new Map<string, string>();
     for (const run of report.runs) {

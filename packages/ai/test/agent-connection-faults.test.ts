@@ -23,32 +23,40 @@ const TEXT =
 type Fault = 'reset' | 'blackhole' | 'kill';
 
 /**
- * Fault injection tied to the model's progress: at chunks 10, 30 and 50 (of ~90). Not awaited by
- * the model, which keeps producing while the agent's connection is down.
+ * Fault injection tied to the model's progress: at chunks 10, 30 and 50 (of ~90), one outage at a
+ * time (a fault point waits for the previous outage to end), so each run sees three distinct ones.
+ * An outage is not awaited by the model, which keeps producing while the agent's connection is down.
  */
-function faults(proxy: FaultProxy, fault: Fault, down: () => Promise<unknown>) {
+function faults(
+  proxy: FaultProxy,
+  fault: Fault,
+  down: () => Promise<unknown>,
+  up: () => Promise<unknown> = async () => {},
+) {
   const injected: Promise<void>[] = [];
   const at = new Set([10, 30, 50]);
+  let previous: Promise<void> = Promise.resolve();
   return {
     injected,
     gate: async (index: number) => {
       await sleep(1);
       if (!at.has(index)) return;
-      injected.push(
-        (async () => {
-          if (fault === 'reset') await proxy.reset();
-          else if (fault === 'blackhole') {
-            proxy.blackhole();
-            await down(); // until the agent noticed the silence (heartbeats, request timeout)
-            proxy.pass();
-          } else {
-            proxy.refuse();
-            await proxy.reset();
-            await sleep(300); // reconnects are refused for a while
-            proxy.pass();
-          }
-        })(),
-      );
+      await previous;
+      previous = (async () => {
+        if (fault === 'reset') await proxy.reset();
+        else if (fault === 'blackhole') {
+          proxy.blackhole();
+          await down(); // until the agent noticed the silence (heartbeats, request timeout)
+          proxy.pass();
+        } else {
+          proxy.refuse();
+          await proxy.reset();
+          await sleep(300); // reconnects are refused for a while
+          proxy.pass();
+        }
+        await up(); // the outage ends once the agent is back
+      })();
+      injected.push(previous);
     },
   };
 }
@@ -96,10 +104,16 @@ describe("the agent's own connection failing mid-run", () => {
         idleGrace: 200,
         realtimeRequestTimeout: 1_000,
       });
+      let drops = 0;
+      agentClient.connection.on('statechange', (c) => {
+        if (c.previous === 'connected') drops++;
+      });
       const lost = async () => {
         await waitFor(() => agentClient.connection.state !== 'connected', { timeout: 10_000 });
       };
-      const plan = faults(proxy, fault, lost);
+      const plan = faults(proxy, fault, lost, () =>
+        waitFor(() => agentClient.connection.state === 'connected', { timeout: 10_000 }),
+      );
       const produced: Promise<UIMessageChunk[]>[] = [];
       const agent = new AgentSession({
         channel: agentClient.channels.get(name, { start: true }),
@@ -124,7 +138,7 @@ describe("the agent's own connection failing mid-run", () => {
       await assertOnce(user, streamed, runId, await waitFor(() => produced[0]).then((p) => p));
       await Promise.all(plan.injected);
       assert.equal(plan.injected.length, 3, 'three faults were injected mid-run');
-      assert.ok(proxy.stats.reset > 0 || proxy.stats.bytesDropped > 0, 'the faults hit live traffic');
+      assert.ok(drops >= 3, `the agent's connection dropped ${drops} times, not at every fault`);
     });
   }
 
@@ -136,7 +150,7 @@ describe("the agent's own connection failing mid-run", () => {
       const { user, streamed } = await userOn(t, server.url, name);
       const inputId = await user.send('Tell me something long.');
       // A request that gets no answer (blackhole) is given up after a second, then retried with the
-      // same body; `down` waits for that request to have been cut off.
+      // same body.
       let timeouts = 0;
       const rest = client(t, proxy.url('/'), {
         autoConnect: false,
@@ -147,12 +161,10 @@ describe("the agent's own connection failing mid-run", () => {
             throw err;
           }),
       }).rest;
-      const before = () => timeouts;
-      let mark = 0;
+      // a blackhole lasts until a request of the function has been cut off by it
       const plan = faults(proxy, fault, async () => {
-        mark = before();
-        await sleep(50); // let the in-flight request enter the black hole
-        await waitFor(() => timeouts > mark || proxy.stats.bytesDropped === 0, { timeout: 10_000 });
+        const mark = timeouts;
+        await waitFor(() => timeouts > mark, { timeout: 10_000 });
       });
       const result = streamText({
         model: scriptedModel([[...textParts('t', TEXT), finish()]], { gate: plan.gate }),
@@ -172,6 +184,8 @@ describe("the agent's own connection failing mid-run", () => {
       await assertOnce(user, streamed, published.runId, await produced);
       await Promise.all(plan.injected);
       assert.equal(plan.injected.length, 3, 'three faults were injected mid-run');
+      if (fault === 'blackhole') assert.ok(timeouts >= 3, `${timeouts} requests lost in the black hole`);
+      else assert.ok(proxy.stats.reset >= 1, 'the faults cut live connections');
     });
   }
 });

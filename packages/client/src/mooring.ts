@@ -156,6 +156,7 @@ export class Mooring {
       fetch: fetchImpl,
       ids: this.#ids,
       timers,
+      requestTimeout: timings.realtimeRequestTimeout,
     });
 
     const webSocket = options.WebSocket ?? defaultWebSocket;

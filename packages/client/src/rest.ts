@@ -5,7 +5,14 @@
  * Publishes get operation ids when they have none, so a retried request (the client retries network
  * failures and retryable errors a few times, with the same body) is stored once.
  */
-import type { Message, OperationInput, PublishResult } from '@mooring/protocol';
+import type {
+  ChannelStatusResponse,
+  HistoryResponse,
+  Message,
+  OperationInput,
+  PublishResponse,
+  PublishResult,
+} from '@mooring/protocol';
 import { codeForHttpStatus, errorInfoFromBody, MooringError } from './errors.ts';
 import type { IdGenerator } from './ids.ts';
 import type { Timers } from './timers.ts';
@@ -24,6 +31,11 @@ export interface RestDeps {
   timers: Timers;
   /** Extra attempts after a network failure or a retryable error. Default 2. */
   retries?: number;
+  /**
+   * How long one request may take before it fails with a retryable `network_error`, ms. Default
+   * 10 000. Without it, a request on a dead link (no FIN, no RST) would wait for minutes.
+   */
+  requestTimeout?: number;
 }
 
 export interface HistoryOptions {
@@ -49,12 +61,8 @@ export interface HistoryPage {
   next(): Promise<HistoryPage | undefined>;
 }
 
-export interface ChannelStatus {
-  channel: string;
-  epoch: string;
-  position: string;
-  messages: number;
-}
+/** `GET /v1/channels/:channel` (PROTOCOL.md §11). */
+export type ChannelStatus = ChannelStatusResponse;
 
 export class Rest {
   readonly #deps: RestDeps;
@@ -69,7 +77,7 @@ export class Rest {
       op.id ? op : { ...op, id: this.#deps.ids.next() },
     );
     const body = await this.#request('POST', `${channelPath(channel)}/messages`, { ops: list });
-    return (body as { results: PublishResult[] }).results;
+    return (body as PublishResponse).results;
   }
 
   /** Rolled-up history, one page at a time. */
@@ -89,13 +97,7 @@ export class Rest {
   }
 
   async #page(path: string): Promise<HistoryPage> {
-    const body = (await this.#request('GET', path)) as {
-      channel: string;
-      epoch: string;
-      position: string;
-      items: Message[];
-      next?: string | null;
-    };
+    const body = (await this.#request('GET', path)) as HistoryResponse;
     const nextPath = body.next ?? undefined;
     return {
       channel: body.channel,
@@ -130,13 +132,34 @@ export class Rest {
       init.body = JSON.stringify(body);
     }
     const url = new URL(path, this.#deps.baseUrl).toString();
+    const timeout = this.#deps.requestTimeout ?? 10_000;
+    const abort = new AbortController();
+    init.signal = abort.signal;
+    const timer = this.#deps.timers.setTimeout(() => abort.abort(), timeout);
+    try {
+      return await this.#exchange(method, path, url, init, abort.signal, timeout);
+    } finally {
+      this.#deps.timers.clearTimeout(timer);
+    }
+  }
+
+  async #exchange(
+    method: 'GET' | 'POST',
+    path: string,
+    url: string,
+    init: RequestInit,
+    signal: AbortSignal,
+    timeout: number,
+  ): Promise<unknown> {
     let response: Response;
     try {
       response = await this.#deps.fetch(url, init);
     } catch (err) {
       throw new MooringError(
         'network_error',
-        `${method} ${path} could not reach the server: ${String(err)}`,
+        signal.aborted
+          ? `${method} ${path} got no answer within ${timeout} ms (the link may be dead); retry`
+          : `${method} ${path} could not reach the server: ${String(err)}`,
         {
           cause: err,
         },
@@ -146,6 +169,14 @@ export class Rest {
     try {
       json = await response.json();
     } catch (err) {
+      if (signal.aborted)
+        throw new MooringError(
+          'network_error',
+          `${method} ${path}: the answer stopped within ${timeout} ms`,
+          {
+            cause: err,
+          },
+        );
       json = undefined;
       if (response.ok) {
         throw new MooringError(

@@ -14,7 +14,7 @@ export interface Timings {
   connectionStateTtl: number;
   /** Interval between retries while `suspended`. Default 30 000. */
   suspendedRetryTimeout: number;
-  /** How long an opening connection, an attach or a graceful close may take. Default 10 000. */
+  /** How long an opening connection, an attach, a graceful close or a REST request may take. Default 10 000. */
   realtimeRequestTimeout: number;
   /** Grace added to the server's `maxIdleInterval` before a silent connection counts as dead. Default 10 000. */
   idleGrace: number;

@@ -133,42 +133,45 @@ describe('resilience', () => {
       t.diagnostic(`${resets} resets`);
     });
 
-  for (const partly of [false, true])
-    it(`long-poll: an answer carrying messages lost in flight (${partly ? 'partly delivered' : 'all held by the network'}), then a reset: nothing lost, twice or out of order`, async (t) => {
-      const server = await realServer(t);
-      const proxy = await proxyTo(t, server);
-      const reader = client(t, proxy.url('/'), { transports: ['longpoll'] });
-      const writer = client(t, server.url);
-      const channel = reader.channels.get('lp:lost');
-      const publisher = writer.channels.get('lp:lost');
-      const got = record(channel);
-      await channel.attach();
-      const first = await publishStream(publisher, 'a', 5);
-      await waitFor(() => got.length === 5);
+  // A long-poll answer (or, on SSE, the stream's next events) that the server wrote and the client
+  // never read: the server cannot tell, so the client's resume from its position must bring them.
+  for (const kind of ['longpoll', 'sse'] as const)
+    for (const partly of [false, true])
+      it(`${kind}: frames carrying messages lost in flight (${partly ? 'partly delivered' : 'all held by the network'}), then a reset: nothing lost, twice or out of order`, async (t) => {
+        const server = await realServer(t);
+        const proxy = await proxyTo(t, server);
+        const reader = client(t, proxy.url('/'), { transports: [kind] });
+        const writer = client(t, server.url);
+        const channel = reader.channels.get('lp:lost');
+        const publisher = writer.channels.get('lp:lost');
+        const got = record(channel);
+        await channel.attach();
+        const first = await publishStream(publisher, 'a', 5);
+        await waitFor(() => got.length === 5);
 
-      // The server answers the pending poll with the next messages; the network holds that answer
-      // (a buffering middlebox) or lets a few bytes through (a thin link), then resets the connection.
-      if (partly) proxy.bandwidth(64);
-      else proxy.buffer({ responses: false });
-      const sent = proxy.stats;
-      const lost = await publishStream(publisher, 'b', 5);
-      await waitFor(() => proxy.stats.bytesFromServer > sent.bytesFromServer + 100, {
-        message: 'the server never answered the poll',
-      });
-      if (partly) await waitFor(() => proxy.stats.bytesToClient > sent.bytesToClient);
-      assert.equal(got.length, 5, 'the answer has not reached the client yet');
-      await proxy.reset();
-      proxy.pass();
+        // The server answers the pending poll with the next messages; the network holds that answer
+        // (a buffering middlebox) or lets a few bytes through (a thin link), then resets the connection.
+        if (partly) proxy.bandwidth(64);
+        else proxy.buffer({ responses: false });
+        const sent = proxy.stats;
+        const lost = await publishStream(publisher, 'b', 5);
+        await waitFor(() => proxy.stats.bytesFromServer > sent.bytesFromServer + 100, {
+          message: 'the server never sent the messages',
+        });
+        if (partly) await waitFor(() => proxy.stats.bytesToClient > sent.bytesToClient);
+        assert.equal(got.length, 5, 'the answer has not reached the client yet');
+        await proxy.reset();
+        proxy.pass();
 
-      const after = await publishStream(publisher, 'c', 5);
-      // a last message, awaited: anything delivered twice would have arrived before it
-      const sentinel = await publishStream(publisher, 'z', 1);
-      await waitFor(() => got.some((m) => m.serial === sentinel[0]), {
-        message: 'the sentinel never arrived',
+        const after = await publishStream(publisher, 'c', 5);
+        // a last message, awaited: anything delivered twice would have arrived before it
+        const sentinel = await publishStream(publisher, 'z', 1);
+        await waitFor(() => got.some((m) => m.serial === sentinel[0]), {
+          message: 'the sentinel never arrived',
+        });
+        assertExactlyOnce(got, [...first, ...lost, ...after, ...sentinel]);
+        assert.equal(reader.connection.transport, kind);
       });
-      assertExactlyOnce(got, [...first, ...lost, ...after, ...sentinel]);
-      assert.equal(reader.connection.transport, 'longpoll');
-    });
 
   it('disconnected → suspended after connectionStateTtl; connect() then resumes with nothing lost', async (t) => {
     // The server forgets the connection identity after 500 ms: the log outlives it.

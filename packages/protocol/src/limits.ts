@@ -28,7 +28,10 @@ export const DEFAULT_LIMITS = {
   maxConnectionsPerClient: 100,
   /** Connections of anonymous tokens (no clientId) of one key, together. */
   maxAnonymousConnectionsPerKey: 2_500,
-  /** Connections of each key kept for the key itself (its backends): tokens together get the rest. */
+  /**
+   * Connections of each key kept for the key itself (its backends): tokens together get the rest.
+   * At most a tenth of `maxConnectionsPerKey` is reserved, whatever this says.
+   */
   keyConnectionReserve: 100,
   /**
    * Operations one token identity (key + clientId: all its connections and REST together) may
@@ -50,7 +53,10 @@ export const DEFAULT_LIMITS = {
   maxPresenceChannelsPerConnection: 100,
   /** Bytes of presence data (as JSON) one connection holds over all its channels. */
   maxPresenceBytesPerConnection: 256 * 1024,
-  /** Presence frames (enter/update/leave) one connection may send per second, after a burst of 100. */
+  /**
+   * Presence frames (enter/update/leave) one connection may send per second, after a burst of
+   * `maxPresenceChannelsPerConnection` (entering each once), or of this rate if larger.
+   */
   maxPresenceRate: 10,
   /** Nesting depth of JSON in one frame or body. */
   maxJsonDepth: 64,

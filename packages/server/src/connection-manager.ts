@@ -8,7 +8,8 @@
  * yet; the old one is then dropped and its late close event changes nothing.
  *
  * Connection budgets (`admit`): per key (`maxConnectionsPerKey`), of which tokens together may hold
- * all but `keyConnectionReserve` — so the backend holding the key can always connect — and per token
+ * all but `keyConnectionReserve` (at most a tenth of the key's limit) — so the backend holding the key
+ * can always connect — and per token
  * identity: `maxConnectionsPerClient` per key + clientId, `maxAnonymousConnectionsPerKey` for
  * tokens without a clientId. A connection is counted down under the names it was counted at open,
  * whatever its identity became since (a renewed token).
@@ -143,9 +144,11 @@ export class ConnectionManager {
     };
     refuse(key, limits.maxConnectionsPerKey, `key ${identity.keyName}`);
     if (!identity.viaToken) return;
+    // the reserve is at most a tenth of the key's limit: a small limit is not all reserve
+    const reserve = Math.min(limits.keyConnectionReserve, Math.floor(limits.maxConnectionsPerKey / 10));
     refuse(
       tokens,
-      Math.max(0, limits.maxConnectionsPerKey - limits.keyConnectionReserve),
+      limits.maxConnectionsPerKey - reserve,
       `the tokens of key ${identity.keyName} (the rest is reserved for the key itself)`,
     );
     if (identity.clientId === undefined)

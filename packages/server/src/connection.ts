@@ -80,7 +80,7 @@ export class Connection {
   readonly #frameBudget: TokenBucket;
   /** Refusals the connection may collect (a burst, refilled at the same rate); past them it is dropped. */
   readonly #refusalBudget: TokenBucket;
-  /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once. */
+  /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once (or a second's worth). */
   readonly #presenceBudget: TokenBucket;
   readonly transport: TransportSink;
   readonly #channels: ChannelService;
@@ -121,7 +121,7 @@ export class Connection {
     this.#refusalBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
     this.#presenceBudget = new TokenBucket(
       options.limits.maxPresenceRate,
-      options.limits.maxPresenceChannelsPerConnection,
+      Math.max(options.limits.maxPresenceRate, options.limits.maxPresenceChannelsPerConnection),
     );
     this.#scheduleExpiry();
     this.transport = options.transport;

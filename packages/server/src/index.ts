@@ -4,11 +4,13 @@ export type { CapabilitySpec, Operation } from './capabilities.ts';
 export { OPERATIONS } from './capabilities.ts';
 export type { ServeConfig } from './config.ts';
 export { developmentKey, loadServeConfig, parseDuration } from './config.ts';
+export type { RedisHub, RedisHubOptions, RedisHubStats } from './redis-hub.ts';
 export type { MooringServer, NamespaceRules, ServerOptions } from './server.ts';
 export { DEFAULT_RETENTION, startServer } from './server.ts';
 export type { StoreSpec } from './store/create-store.ts';
 export { createStore } from './store/create-store.ts';
 export { MemoryStore } from './store/memory-store.ts';
+export type { RedisStore, RedisStoreOptions } from './store/redis-store.ts';
 export type {
   AppendOptions,
   AppendResult,

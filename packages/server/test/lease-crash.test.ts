@@ -14,7 +14,7 @@ import { type Message, parseSerial } from '@mooring/protocol';
 import { RawClient } from './support/raw-client.ts';
 import { type ServerProcess, spawnServer } from './support/server-process.ts';
 
-const PRELOAD = pathToFileURL(join(import.meta.dirname, 'support', 'lease-crash-preload.ts')).href;
+const PRELOAD = pathToFileURL(join(import.meta.dirname, 'support', 'crash-preload.ts')).href;
 /** A bound on every wait: reached only when the test fails. */
 const BOUND_MS = 15_000;
 
@@ -56,7 +56,7 @@ describe('leases across kill -9', () => {
         const first = await spawnServer(['--store', 'sqlite', '--data', dir], {
           // keep the inherited options (the source-condition resolution of the workspace packages)
           NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`.trim(),
-          MOORING_TEST_LEASE_CRASH: mode,
+          MOORING_TEST_CRASH: `lease:${mode}`,
         });
         children.push(first);
         const agent = await RawClient.connect(first.url, { clientId: 'agent' });

@@ -1,7 +1,13 @@
 /** Message leases (ARCHITECTURE.md §5.6, PROTOCOL.md §7.1): a run whose publisher vanished ends `abandoned`. */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import type { AppendResult, RolledUpPage } from '../src/store/store.ts';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -147,5 +153,51 @@ describe('message leases', () => {
       'only the run nobody continued was abandoned',
     );
     await Promise.all([watcher.close(), back.close()]);
+  });
+
+  it('keeps the record and retries an expiry the store refused, until the abandoned update is stored', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-lease-retry-'));
+    const path = join(dir, 'mooring.db');
+    // another process holds the write lock for a while: the expiry's update fails with SQLITE_BUSY
+    const store = new SqliteStore({ path, busyTimeoutMs: 10 });
+    // the expiry reads the message, then appends the update: either refusal counts
+    const refused: unknown[] = [];
+    const note = (err: unknown): never => {
+      refused.push(err);
+      throw err;
+    };
+    const history = store.history.bind(store);
+    store.history = (...args): Promise<RolledUpPage> => history(...args).catch(note);
+    const append = store.append.bind(store);
+    store.append = (...args): Promise<AppendResult> => append(...args).catch(note);
+    const own = await startFixture('memory', { store });
+    const other = new DatabaseSync(path);
+    try {
+      const channel = 'session:lease-retry';
+      const watcher = await RawClient.connect(own.server.url);
+      await watcher.attach(channel);
+      const agent = await RawClient.connect(own.server.url, { clientId: 'agent' });
+      const ack = await agent.publish(channel, [
+        { id: 'run', data: '', headers: { status: 'streaming' }, lease: 150 },
+      ]);
+      other.exec('BEGIN IMMEDIATE');
+      agent.kill();
+      const deadline = Date.now() + 10_000;
+      while (refused.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(refused.length > 0, 'the expiry was refused by the store');
+      const records = Number(other.prepare('SELECT count(*) AS n FROM leases').get()?.n);
+      assert.equal(records, 1, 'the lease record stays while its expiry is not stored');
+      other.exec('ROLLBACK');
+      const update = (await watcher.next(
+        (f) => f.type === 'messages' && f.messages.some((m) => m.headers?.status === 'abandoned'),
+      )) as { messages: Message[] };
+      assert.equal(update.messages[0]!.serial, ack.results[0]!.serial);
+      await watcher.close();
+    } finally {
+      if (other.isTransaction) other.exec('ROLLBACK');
+      other.close();
+      await own.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

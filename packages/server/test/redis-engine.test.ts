@@ -7,14 +7,36 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
 import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { loadServeConfig } from '../src/config.ts';
 import { type MooringServer, startServer } from '../src/index.ts';
 import { RedisHub } from '../src/redis-hub.ts';
 import type { RedisStore } from '../src/store/redis-store.ts';
 import type { Store } from '../src/store/store.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
 import { fold, RawClient } from './support/raw-client.ts';
+import { spawnServer } from './support/server-process.ts';
 
 const skip = redisSkipReason();
+
+describe('Redis configuration', () => {
+  it('takes the Redis URL from --redis, MOORING_REDIS_URL or the file, in that order, and refuses a bad one', () => {
+    const config = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+      const c = loadServeConfig(argv, env);
+      assert.notEqual(c, 'help');
+      return c as Exclude<typeof c, 'help'>;
+    };
+    assert.equal(config([]).store, 'sqlite');
+    assert.deepEqual(config(['--store', 'redis']).redis, { url: 'redis://127.0.0.1:6379' });
+    const env = config([], { MOORING_REDIS_URL: 'redis://cache:6380' });
+    assert.equal(env.store, 'redis', 'a Redis URL alone selects the Redis store');
+    assert.equal(env.redis.url, 'redis://cache:6380');
+    const flag = config(['--redis', 'rediss://u:p@r:6390'], { MOORING_REDIS_URL: 'redis://cache:6380' });
+    assert.equal(flag.redis.url, 'rediss://u:p@r:6390');
+    assert.equal(config(['--store', 'memory', '--redis', 'redis://x:1']).store, 'memory');
+    assert.throws(() => config(['--redis', 'http://nope']), /redis:\/\/, rediss:\/\/ or redis\+cluster:\/\//);
+    assert.throws(() => config(['--store', 'mongo']), /sqlite, memory or redis/);
+  });
+});
 
 function node(redis: RedisServer, hub?: (store: Store) => Promise<RedisHub>): Promise<MooringServer> {
   return startServer({
@@ -122,6 +144,12 @@ if (skip) {
       const serial = first.results[0]!.serial;
       for (let i = 1; i < total; i++)
         await pub.publish(channel, [{ id: `lossy-${i}`, action: 'append', serial, data: `${i},` }]);
+      const before = (await historyOf(b, channel))
+        .map((m) => m.version)
+        .sort()
+        .at(-1)!;
+      await waitFor(() => sub.positions.get(channel) === before, { message: 'A repaired the jumps' });
+      // Lost, and nothing comes after it: only the periodic position check can find it.
       await pub.publish(channel, [{ id: 'lossy-last', data: 'the end' }]);
       const head = (await historyOf(b, channel))
         .map((m) => m.version)
@@ -137,45 +165,86 @@ if (skip) {
     });
   });
 
-  describe('Redis engine: Redis trouble', () => {
-    it('Redis stopped: /ready is 503 and publishes are refused as retryable, never acknowledged; with AOF every acknowledged op survives a restart', async () => {
-      const redis = await startRedis({ appendonly: 'always' });
-      const server = await node(redis);
+  describe('Redis engine: the command line', () => {
+    it('mooring serve --redis <url> runs on the Redis store; two processes share channels', async () => {
+      const redis = await startRedis();
+      const one = await spawnServer(['--redis', redis.url]);
+      const two = await spawnServer([], { MOORING_REDIS_URL: redis.url });
       try {
-        const channel = 'session:outage';
-        const pub = await RawClient.connect(server.url, { clientId: 'agent' });
-        const acked: string[] = [];
-        for (let i = 0; i < 20; i++)
-          acked.push((await pub.publish(channel, [{ id: `k${i}`, data: `${i}` }])).results[0]!.serial);
-        assert.equal((await rest(server, '/ready')).status, 200);
-
-        await redis.stop('SIGKILL');
-        const ready = await rest(server, '/ready');
-        assert.equal(ready.status, 503);
-        const refused = await pub.request({ type: 'publish', channel, ops: [{ id: 'during', data: 'x' }] });
-        assert.equal(refused.type, 'error');
-        assert.ok(
-          refused.type === 'error' && refused.error.code === 'store_unavailable',
-          JSON.stringify(refused),
+        assert.match(one.output(), /store: redis, redis: redis:\/\/127\.0\.0\.1:/);
+        const headers = { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' };
+        const posted = await fetch(`${one.url}/v1/channels/session:cli/messages`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ data: 'from one' }),
+        });
+        assert.equal(posted.status, 200);
+        const read = await fetch(`${two.url}/v1/channels/session:cli/messages`, { headers });
+        const body = (await read.json()) as { items: Message[] };
+        assert.deepEqual(
+          body.items.map((m) => m.data),
+          ['from one'],
         );
-        assert.ok(refused.type === 'error' && refused.error.retryable);
-
-        await redis.restart();
-        await waitFor(async () => (await rest(server, '/ready')).status === 200, { message: 'ready again' });
-        const stored = (await historyOf(server, channel)).map((m) => m.serial);
-        assert.deepEqual(stored, acked, 'every acknowledged op is still there, nothing else');
-        // The client resends its unacknowledged publish with the same id: stored once now.
-        const retried = await pub.publish(channel, [{ id: 'during', data: 'x' }]);
-        assert.equal(retried.results[0]!.duplicate, undefined);
-        const sub = await RawClient.connect(server.url);
-        const resumed = await sub.attach(channel, { from: acked[9]! });
-        assert.equal(resumed.resumed, true);
-        await Promise.all([pub.close(), sub.close()]);
       } finally {
-        await server.close();
+        one.child.kill('SIGKILL');
+        two.child.kill('SIGKILL');
+        await Promise.all([one.exited, two.exited]);
         await redis.close();
       }
     });
+  });
+
+  describe('Redis engine: Redis trouble', () => {
+    it(
+      'Redis stopped: /ready is 503 and publishes are refused as retryable, never acknowledged; with AOF every acknowledged op survives a restart',
+      { timeout: 60_000 },
+      async () => {
+        const redis = await startRedis({ appendonly: 'always' });
+        const server = await node(redis);
+        try {
+          const channel = 'session:outage';
+          const pub = await RawClient.connect(server.url, { clientId: 'agent' });
+          const early = await RawClient.connect(server.url);
+          await early.attach(channel);
+          const acked: string[] = [];
+          for (let i = 0; i < 20; i++)
+            acked.push((await pub.publish(channel, [{ id: `k${i}`, data: `${i}` }])).results[0]!.serial);
+          assert.equal((await rest(server, '/ready')).status, 200);
+
+          await redis.stop('SIGKILL');
+          const ready = await rest(server, '/ready');
+          assert.equal(ready.status, 503);
+          const refused = await pub.request({ type: 'publish', channel, ops: [{ id: 'during', data: 'x' }] });
+          assert.equal(refused.type, 'error');
+          assert.ok(
+            refused.type === 'error' && refused.error.code === 'store_unavailable',
+            JSON.stringify(refused),
+          );
+          assert.ok(refused.type === 'error' && refused.error.retryable);
+
+          await redis.restart();
+          await waitFor(async () => (await rest(server, '/ready')).status === 200, {
+            message: 'ready again',
+          });
+          const stored = (await historyOf(server, channel)).map((m) => m.serial);
+          assert.deepEqual(stored, acked, 'every acknowledged op is still there, nothing else');
+          // The client resends its unacknowledged publish with the same id: stored once now.
+          const retried = await pub.publish(channel, [{ id: 'during', data: 'x' }]);
+          assert.equal(retried.results[0]!.duplicate, undefined);
+          const sub = await RawClient.connect(server.url);
+          const resumed = await sub.attach(channel, { from: acked[9]! });
+          assert.equal(resumed.resumed, true);
+          // A subscriber attached through the outage keeps its session and gets what is stored after it.
+          await waitFor(() => early.positions.get(channel) === retried.results[0]!.serial, {
+            message: 'the early subscriber received the op stored after Redis came back',
+          });
+          await Promise.all([pub.close(), sub.close(), early.close()]);
+        } finally {
+          await server.close();
+          await redis.close();
+        }
+      },
+    );
 
     it('Redis lost its data (flushed): a client resuming gets resumed:false with epoch_changed, never a gap', async () => {
       const redis = await startRedis();
@@ -192,6 +261,33 @@ if (skip) {
         assert.equal(attached.resumed, false);
         assert.equal(attached.reason, 'epoch_changed');
         await Promise.all([pub.close(), sub.close()]);
+      } finally {
+        await server.close();
+        await redis.close();
+      }
+    });
+
+    it('keeps lease records in Redis: a node started after the agent vanished abandons its run', async () => {
+      const redis = await startRedis();
+      let server = await node(redis);
+      try {
+        const channel = 'session:lease';
+        const agent = await RawClient.connect(server.url, { clientId: 'agent' });
+        const run = await agent.publish(channel, [
+          { id: 'r', data: '', headers: { status: 'streaming' }, lease: 300 },
+        ]);
+        agent.kill();
+        await server.close();
+        server = await node(redis);
+        const watcher = await RawClient.connect(server.url);
+        await watcher.attach(channel, { start: true });
+        await watcher.next(
+          (f) => f.type === 'messages' && f.messages.some((m) => m.headers?.status === 'abandoned'),
+        );
+        const [m] = await historyOf(server, channel);
+        assert.equal(m?.serial, run.results[0]!.serial);
+        assert.equal(m?.headers?.status, 'abandoned');
+        await watcher.close();
       } finally {
         await server.close();
         await redis.close();

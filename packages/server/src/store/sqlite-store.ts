@@ -164,6 +164,12 @@ export class SqliteStore implements Store {
     try {
       if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
       db = new DatabaseSync(options.path);
+      // Node 22.13–22.15 load node:sqlite without `isTransaction`, which decides whether a failed
+      // batch is rolled back: refuse them with the version to install, not a half-working store.
+      if (typeof db.isTransaction !== 'boolean')
+        throw new Error(
+          `node:sqlite of Node.js ${process.version} is too old: the SQLite store needs Node.js 22.16 or newer`,
+        );
       this.#db = db;
       this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
@@ -219,7 +225,7 @@ export class SqliteStore implements Store {
       // Failed before any batch was written (BEGIN: the file is locked or unusable): retrying each
       // batch alone would only wait for the same lock once per batch, blocking the event loop.
       if (pending.length === 1 || err instanceof BeginError) {
-        const error = toStoreError(err instanceof BeginError ? err.cause : err);
+        const error = failure(err);
         for (const p of pending) p.reject(error);
         return;
       }
@@ -227,7 +233,7 @@ export class SqliteStore implements Store {
         try {
           this.#commit([p]);
         } catch (e) {
-          p.reject(toStoreError(e));
+          p.reject(failure(e));
         }
       }
     }
@@ -668,6 +674,11 @@ class BeginError extends Error {
   constructor(cause: unknown) {
     super(messageOf(cause), { cause });
   }
+}
+
+/** The StoreError for a failed commit, classified by SQLite's own error (under a BeginError too). */
+function failure(err: unknown): StoreError {
+  return toStoreError(err instanceof BeginError ? err.cause : err);
 }
 
 function metaKey(chan: number, seq: number): string {

@@ -54,7 +54,7 @@ for i, msgSeq in ipairs(seqs) do
   local data = redis.call('GET', prefix .. 'd:' .. msgSeq)
   local size = 0
   if data then size = #data else data = '' end
-  -- Bounded in bytes, but never empty: any message can be read.
+  -- At most `maxBytes` of data, except that the first message is always taken: any message can be read.
   if maxBytes > 0 and taken > 0 and bytes + size > maxBytes then reply[3] = 1 break end
   bytes = bytes + size
   taken = taken + 1
