@@ -4,9 +4,11 @@
 // order it published. Timings are small so that the tests run fast; no assertion depends on them.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
 import type { FaultProxy } from '@mooring/testkit';
 import type { ConnectionStateChange } from '../src/connection.ts';
 import type { MooringError } from '../src/errors.ts';
+import type { Mooring } from '../src/mooring.ts';
 import type { TransportKind } from '../src/transport.ts';
 import { client, connected, proxyTo, realServer, waitFor } from './helpers/real-server.ts';
 import { assertExactlyOnce, publishStream, record, sleep } from './helpers/streams.ts';
@@ -18,6 +20,19 @@ function statesOf(c: { connection: { on(e: 'statechange', fn: (c: ConnectionStat
   const changes: ConnectionStateChange[] = [];
   c.connection.on('statechange', (change) => changes.push(change));
   return changes;
+}
+
+/** `promise`, or a rejection saying `what()` once `ms` have passed without it settling. */
+async function bounded<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(what())), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 describe('resilience', () => {
@@ -63,7 +78,11 @@ describe('resilience', () => {
       const CHANNELS = ['storm:a', 'storm:b'];
       const PER_PUBLISHER = 500;
       const subscriberProxies: FaultProxy[] = [];
-      const subscribers = [];
+      const subscribers: {
+        client: Mooring;
+        got: Map<string, Message[]>;
+        connects: ConnectionStateChange[];
+      }[] = [];
       for (let i = 0; i < 3; i++) {
         const proxy = await proxyTo(t, server);
         subscriberProxies.push(proxy);
@@ -71,15 +90,33 @@ describe('resilience', () => {
         const got = new Map(CHANNELS.map((name) => [name, record(c.channels.get(name))]));
         subscribers.push({ client: c, got, connects: statesOf(c) });
       }
-      await Promise.all(
-        subscribers.flatMap((s) => CHANNELS.map((name) => s.client.channels.get(name).attach())),
+      await bounded(
+        Promise.all(subscribers.flatMap((s) => CHANNELS.map((name) => s.client.channels.get(name).attach()))),
+        30_000,
+        () =>
+          `the subscribers never attached: ${subscribers.map((s) => s.client.connection.state).join(', ')}`,
       );
       // Publishers share a proxy that resets too: their unacknowledged publishes are resent (same ids).
       const publisherProxy = await proxyTo(t, server);
-      const publishers = [0, 1, 2, 3].map((i) => ({
-        channel: client(t, publisherProxy.url('/'), on).channels.get(CHANNELS[i % 2] ?? ''),
-        prefix: `p${i}`,
-      }));
+      const publishers = [0, 1, 2, 3].map((i) => {
+        const c = client(t, publisherProxy.url('/'), on);
+        return { client: c, channel: c.channels.get(CHANNELS[i % 2] ?? ''), prefix: `p${i}`, next: 0 };
+      });
+      // What is stuck, if anything is: every wait below is bounded and says this when it gives up.
+      const stuck = () =>
+        [
+          ...publishers.map(
+            (p) =>
+              `publisher ${p.prefix}: publishing #${p.next}, connection ${p.client.connection.state} ` +
+              `on ${p.client.connection.transport} (${p.client.connection.id})`,
+          ),
+          ...subscribers.map(
+            (s, i) =>
+              `subscriber ${i}: connection ${s.client.connection.state} on ${s.client.connection.transport} ` +
+              `(${s.client.connection.id}), ${[...s.got].map(([name, got]) => `${name} ${s.client.channels.get(name).state} got ${got.length}`).join(', ')}`,
+          ),
+          `${resets} resets, ${server.connections} connections open on the server`,
+        ].join('\n');
 
       // Random resets, bounded in number: an endless storm faster than a reconnect is a livelock, not a test.
       let storming = true;
@@ -94,25 +131,30 @@ describe('resilience', () => {
       };
       const storms = [...subscriberProxies.map((p) => storm(p, 60, 15)), storm(publisherProxy, 200, 5)];
       // Besides the random storm, resets tied to progress, so that every run has plenty of them.
-      const streams = await Promise.all(
-        publishers.map((p, n) =>
-          publishStream(p.channel, p.prefix, PER_PUBLISHER, {
-            window: 20,
-            before: async (i) => {
-              if (i % 40 === 20) {
-                await subscriberProxies[((i / 40 + n) % 3) | 0]?.reset();
-                resets += 1;
-              }
-              if (n === 0 && i % 100 === 50) {
-                await publisherProxy.reset();
-                resets += 1;
-              }
-            },
-          }),
+      const streams = await bounded(
+        Promise.all(
+          publishers.map((p, n) =>
+            publishStream(p.channel, p.prefix, PER_PUBLISHER, {
+              window: 20,
+              before: async (i) => {
+                p.next = i;
+                if (i % 40 === 20) {
+                  await subscriberProxies[((i / 40 + n) % 3) | 0]?.reset();
+                  resets += 1;
+                }
+                if (n === 0 && i % 100 === 50) {
+                  await publisherProxy.reset();
+                  resets += 1;
+                }
+              },
+            }),
+          ),
         ),
+        60_000,
+        () => `publishing did not complete:\n${stuck()}`,
       );
       storming = false;
-      await Promise.all(storms);
+      await bounded(Promise.all(storms), 30_000, () => 'a storm never ended (a proxy reset hung)');
 
       const publishedOn = new Map(CHANNELS.map((name) => [name, [] as string[]]));
       for (const [i, serials] of streams.entries()) publishedOn.get(CHANNELS[i % 2] ?? '')?.push(...serials);
@@ -122,7 +164,7 @@ describe('resilience', () => {
           const published = publishedOn.get(name) ?? [];
           await waitFor(() => got.length >= published.length, {
             timeout: 30_000,
-            message: `subscriber ${i} on ${name}: ${got.length} of ${published.length}`,
+            message: `subscriber ${i} on ${name}: ${got.length} of ${published.length}\n${stuck()}`,
           });
           assertExactlyOnce(got, published, `subscriber ${i} on ${name}`);
         }
