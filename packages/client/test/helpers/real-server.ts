@@ -13,14 +13,27 @@ export const KEY = 'test:s3cret';
 
 export async function realServer(t: TestContext, options: ServerOptions = {}): Promise<MooringServer> {
   const server = await startServer({ port: 0, host: '127.0.0.1', keys: [KEY], ...options });
-  t.after(() => server.close());
+  t.after(() => within(server.close(), 'server.close()'));
   return server;
 }
 
 export async function proxyTo(t: TestContext, server: { port: number }): Promise<FaultProxy> {
   const proxy = await FaultProxy.start({ port: server.port });
-  t.after(() => proxy.close());
+  t.after(() => within(proxy.close(), `FaultProxy.close() (${proxy.url('/')})`));
   return proxy;
+}
+
+/** Cleanup that cannot hang a test run: a close that does not finish in 15 s fails the test, saying which. */
+async function within(closing: Promise<void>, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within 15 s`)), 15_000);
+  });
+  try {
+    await Promise.race([closing, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Timings that keep retries quick on a real clock; the assertions never depend on them. */
