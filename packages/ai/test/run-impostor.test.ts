@@ -7,8 +7,10 @@ import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
 import type { Channel } from '@mooring/client';
 import { createToken } from '@mooring/server';
+import type { UIMessageChunk } from 'ai';
 import { MooringChatTransport } from '../src/mooring-chat-transport.ts';
 import { channelSink } from '../src/operation-sink.ts';
+import { publishUIMessageStream } from '../src/publish-ui-message-stream.ts';
 import { RunPublisher } from '../src/run-publisher.ts';
 import { UserSession } from '../src/user-session.ts';
 import { EVENT_PART } from '../src/wire.ts';
@@ -137,5 +139,41 @@ describe('a run id claimed first by another session member (§13.5)', () => {
       assert.equal(s.tree.run('forged'), undefined);
       assert.deepEqual(shown(s), ['user: hello', `${RUN}: ${REAL}`]);
     }
+  });
+
+  it('a retried run resumes from its own claim, not from the claim a member made first', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const mallory = await member(t, server.url, name, 'mallory');
+    await fakeRun(mallory);
+    // A serverless agent publishing over REST as clientId `assistant` (a token naming it).
+    const { token } = await createToken(KEY, { clientId: 'assistant', capability: { [name]: ['*'] } });
+    const rest = client(t, server.url, { autoConnect: false, key: undefined, token }).rest;
+    const chunks: UIMessageChunk[] = [
+      { type: 'text-start', id: 't' },
+      { type: 'text-delta', id: 't', delta: 'the real ' },
+      { type: 'text-delta', id: 't', delta: 'answer' },
+      { type: 'text-end', id: 't' },
+    ];
+    const attempt = () =>
+      publishUIMessageStream({
+        rest,
+        channel: name,
+        runId: RUN,
+        input: INPUT,
+        stream: new ReadableStream({
+          start(controller) {
+            for (const chunk of chunks) controller.enqueue(chunk);
+            controller.close();
+          },
+        }),
+      });
+    await attempt();
+    await attempt(); // the function retried: its create is a duplicate of its own first one
+    const { session } = await userSession(t, await member(t, server.url, name, 'alice'), ['assistant']);
+    assert.deepEqual(
+      session.tree.parts(RUN).map((p) => p.text),
+      ['the real answer'],
+    );
   });
 });
