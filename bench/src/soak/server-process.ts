@@ -88,6 +88,11 @@ export class ServerProcess {
     this.#port = port;
   }
 
+  /** SIGKILL now, without waiting (for process exit handlers). */
+  killNow(): void {
+    this.#child?.kill('SIGKILL');
+  }
+
   /** SIGKILL, and wait until the process is gone. */
   async kill(): Promise<void> {
     const child = this.#child;

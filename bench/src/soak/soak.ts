@@ -84,6 +84,7 @@ const server = new ServerProcess({
     if (serverLog++ < 20) log(`  [server] ${line.slice(0, 300)}`);
   },
 });
+process.on('exit', () => server.killNow()); // however this process ends
 await server.start();
 log(`soak: mooring serve pid ${server.pid} on port ${server.port}`);
 
