@@ -269,9 +269,9 @@ export class AgentSession<M extends UIMessage = UIMessage> {
         ),
     };
     if (input.replaces !== undefined) publisherOptions.replaces = input.replaces;
-    publisherOptions.stored = () => {
-      const stored = this.tree.run(runId);
-      return stored && { status: stored.status, parts: this.tree.parts(runId) };
+    publisherOptions.stored = (serial) => {
+      const stored = this.tree.claimAt(serial);
+      return stored && { status: stored.run.status, parts: stored.parts };
     };
     if (this.#o.lease !== undefined) publisherOptions.lease = this.#o.lease;
     if (this.#o.coalesceMs !== undefined) publisherOptions.coalesceMs = this.#o.coalesceMs;

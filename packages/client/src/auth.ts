@@ -94,6 +94,8 @@ const RENEW_MARGIN = 30_000;
 const MIN_RENEW_FRACTION = 0.5;
 /** And never sooner than this after the last renewal was scheduled. */
 const MIN_RENEW_DELAY = 500;
+/** The longest delay setTimeout holds (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_DELAY = 2_147_483_647;
 
 export class TokenAuth {
   readonly #deps: TokenAuthDeps;
@@ -319,7 +321,9 @@ export class TokenAuth {
     const at = record === undefined ? undefined : this.#renewAt(record);
     if (at === undefined) return; // expiry unknown: the server's 4011 will say
     const delay = Math.max(MIN_RENEW_DELAY, at - this.#deps.timers.now());
-    this.#renewTimer.set(delay, () => void this.#renew());
+    // timers hold at most ~24.8 days (a longer delay fires at once): wait in steps, then look again
+    if (delay > MAX_TIMER_DELAY) this.#renewTimer.set(MAX_TIMER_DELAY, () => this.#schedule());
+    else this.#renewTimer.set(delay, () => void this.#renew());
   }
 
   /** Gets a new token and hands it to the live connection (an `auth` frame). */

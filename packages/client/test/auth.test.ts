@@ -237,6 +237,19 @@ describe('token auth: renewal over the live connection', () => {
     assert.deepEqual(s.errors, []);
   });
 
+  it('waits out a token that lives longer than a timer can hold (> 24.8 days) instead of renewing at once', async () => {
+    const DAY = 24 * 60 * MINUTE;
+    const s = tokenClient({ life: 40 * DAY });
+    const t = await s.connect();
+    await s.advance(2 * MINUTE);
+    assert.equal(sent(t, 'auth').length, 0, 'no renewal long before 80 % of its life');
+    assert.equal(s.calls.length, 1);
+    assert.ok(
+      s.timers.pending().every((ms) => ms <= 2_147_483_647),
+      'every timer within what setTimeout holds',
+    );
+  });
+
   it('renews short tokens 30 s before expiry, and very short ones at half their life', async () => {
     for (const [life, at] of [
       [60_000, 30_000],

@@ -53,7 +53,10 @@ export const DEFAULT_LIMITS = {
   maxPresenceChannelsPerConnection: 100,
   /** Bytes of presence data (as JSON) one connection holds over all its channels. */
   maxPresenceBytesPerConnection: 256 * 1024,
-  /** Presence frames (enter/update/leave) one connection may send per second, after a burst of 100. */
+  /**
+   * Presence frames (enter/update/leave) one connection may send per second, after a burst of
+   * `maxPresenceChannelsPerConnection` (entering each once), or of this rate if larger.
+   */
   maxPresenceRate: 10,
   /** Nesting depth of JSON in one frame or body. */
   maxJsonDepth: 64,

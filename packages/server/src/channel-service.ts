@@ -77,8 +77,13 @@ export class ChannelService {
   readonly hub: Hub;
   readonly limits: Limits;
   readonly leases: LeaseManager;
-  /** Bounds the large reads running at once (history pages, catch-up pages). */
+  /**
+   * Bounds the large reads running at once: history pages (a slot is held while the page streams)
+   * and, in a pool of their own, catch-up and rewind pages (a slot only for the store read) — so
+   * readers that hold history slots can never hold up attaches.
+   */
   readonly reads: ReadLimiter;
+  readonly catchUpReads: ReadLimiter;
 
   readonly metrics: Metrics;
 
@@ -94,6 +99,7 @@ export class ChannelService {
     this.hub = hub;
     this.limits = limits;
     this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
+    this.catchUpReads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.leases = new LeaseManager({
       expire: (channel, serial) => this.expireLease(channel, serial),
       onError,
@@ -223,7 +229,7 @@ export class ChannelService {
     limit: number,
     maxBytes?: number,
   ): Promise<RolledUpPage> {
-    return this.reads.run(
+    return this.catchUpReads.run(
       () => this.#timedRead(this.store.readSince(channel, after, limit, maxBytes)),
       'always',
     );
@@ -248,7 +254,10 @@ export class ChannelService {
   async rewind(channel: string, n: number, maxBytes?: number): Promise<RolledUpPage> {
     const query: HistoryQuery = { direction: 'backwards', limit: n };
     if (maxBytes !== undefined) query.maxBytes = maxBytes;
-    const page = await this.reads.run(() => this.#timedRead(this.store.history(channel, query)), 'always');
+    const page = await this.catchUpReads.run(
+      () => this.#timedRead(this.store.history(channel, query)),
+      'always',
+    );
     const messages = [...page.messages].sort(byVersion);
     return { ...page, messages };
   }

@@ -54,7 +54,8 @@ Options (environment variable in brackets; flags override the environment, which
   --data <dir>              data directory                  [MOORING_DATA]  default ./.mooring
   --store <sqlite|memory|redis>  where channels are stored  [MOORING_STORE] default sqlite
   --redis <url>             Redis for --store redis         [MOORING_REDIS_URL] default redis://127.0.0.1:6379
-                            (given alone, it selects the Redis store; several nodes share one Redis)
+                            (given alone, it selects the Redis store; several nodes share one Redis;
+                            a Cluster: redis+cluster://host:port,host:port,...)
   --config <file>           JSON configuration file         [MOORING_CONFIG]
   --heartbeat <duration>    heartbeat interval (< 60s)      [MOORING_HEARTBEAT] default 15s
   --log-level <level>       fatal|error|warn|info|debug     [MOORING_LOG_LEVEL] default info
@@ -104,8 +105,10 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   if (file.redis !== undefined && (typeof file.redis !== 'object' || file.redis === null))
     throw new Error('"redis" in the config file is { "url": "redis://host:port", "prefix": "mooring" }');
   const redis: ServeConfig['redis'] = { url: redisUrl ?? 'redis://127.0.0.1:6379' };
-  if (!/^rediss?:\/\//.test(redis.url))
-    throw new Error(`the Redis URL must start with redis:// or rediss://, got ${JSON.stringify(redis.url)}`);
+  if (!/^(rediss?|redis\+clusters?):\/\//.test(redis.url))
+    throw new Error(
+      `the Redis URL must start with redis://, rediss:// or redis+cluster://, got ${JSON.stringify(redis.url)}`,
+    );
   if (file.redis?.prefix !== undefined) redis.prefix = String(file.redis.prefix);
   const heartbeat = values.heartbeat ?? env.MOORING_HEARTBEAT ?? file.heartbeatInterval;
   const ttl = env.MOORING_CONNECTION_STATE_TTL ?? file.connectionStateTtl;

@@ -80,7 +80,7 @@ export class Connection {
   readonly #frameBudget: TokenBucket;
   /** Refusals the connection may collect (a burst, refilled at the same rate); past them it is dropped. */
   readonly #refusalBudget: TokenBucket;
-  /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once. */
+  /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once (or a second's worth). */
   readonly #presenceBudget: TokenBucket;
   readonly transport: TransportSink;
   readonly #channels: ChannelService;
@@ -121,7 +121,7 @@ export class Connection {
     this.#refusalBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
     this.#presenceBudget = new TokenBucket(
       options.limits.maxPresenceRate,
-      options.limits.maxPresenceChannelsPerConnection,
+      Math.max(options.limits.maxPresenceRate, options.limits.maxPresenceChannelsPerConnection),
     );
     this.#scheduleExpiry();
     this.transport = options.transport;
@@ -453,7 +453,16 @@ export class Connection {
     const attachment = this.#channels.attach(channel, this.#outlet);
     this.#attachments.set(channel, attachment);
     if (this.#closed) attachment.close();
-    const outcome = await attachment.catchUp(frame);
+    let outcome: Awaited<ReturnType<ChannelAttachment['catchUp']>>;
+    try {
+      outcome = await attachment.catchUp(frame);
+    } catch (err) {
+      // a failed attach (store error, superseded) leaves nothing behind: no subscription holding
+      // live deliveries for a channel that will never go live
+      attachment.close();
+      if (this.#attachments.get(channel) === attachment) this.#attachments.delete(channel);
+      throw err;
+    }
     const attached: ServerFrame = {
       type: 'attached',
       channel,

@@ -20,7 +20,8 @@ import type { Message } from '@mooring/protocol';
 import { formatSerial, parseSerial } from '@mooring/protocol';
 import type { Hub, HubListener } from './hub.ts';
 import { LocalHub } from './hub.ts';
-import type { RedisClient, RedisStore } from './store/redis-store.ts';
+import type { BusConnection } from './store/redis-connection.ts';
+import type { RedisStore } from './store/redis-store.ts';
 import { busChannel, decodeBusBatch } from './store/redis-store.ts';
 
 export interface RedisHubOptions {
@@ -71,28 +72,26 @@ function epochOf(serial: string): string {
 export class RedisHub implements Hub {
   readonly stats: RedisHubStats = { received: 0, dropped: 0, repairs: 0 };
   readonly #store: RedisStore;
-  readonly #sub: RedisClient;
+  readonly #sub: BusConnection;
   readonly #local = new LocalHub();
   readonly #feeds = new Map<string, Feed>();
   readonly #o: RedisHubOptions;
   readonly #check: NodeJS.Timeout;
   #closed = false;
 
-  private constructor(sub: RedisClient, options: RedisHubOptions) {
+  private constructor(sub: BusConnection, options: RedisHubOptions) {
     this.#store = options.store;
     this.#sub = sub;
     this.#o = options;
     this.#check = setInterval(() => this.#checkAll(), options.checkInterval ?? 5_000);
     this.#check.unref();
     // After a reconnect the subscriptions are restored, but what was published meanwhile is gone.
-    sub.on('ready', () => this.#checkAll());
+    sub.onReady(() => this.#checkAll());
   }
 
-  /** Opens the subscriber connection (a duplicate of the store's). */
+  /** Opens the subscriber connection (a second connection to the store's Redis). */
   static async open(options: RedisHubOptions): Promise<RedisHub> {
-    const sub = options.store.client.duplicate();
-    sub.on('error', (err: unknown) => options.onError?.(err));
-    await sub.connect();
+    const sub = await options.store.connection.subscriber((err) => options.onError?.(err));
     return new RedisHub(sub, options);
   }
 
@@ -152,7 +151,7 @@ export class RedisHub implements Hub {
         feed.epoch = info.epoch;
         feed.delivered = seqOf(info.head);
       }
-      await this.#sub.sSubscribe(busChannel(this.#store.prefix, feed.channel), (payload) =>
+      await this.#sub.subscribe(busChannel(this.#store.prefix, feed.channel), (payload) =>
         this.#onBus(feed, payload),
       );
       if (feed.closed) return;
@@ -177,7 +176,7 @@ export class RedisHub implements Hub {
     this.#feeds.delete(channel);
     if (!this.#closed)
       this.#sub
-        .sUnsubscribe(busChannel(this.#store.prefix, channel))
+        .unsubscribe(busChannel(this.#store.prefix, channel))
         .catch((err: unknown) => this.#o.onError?.(err));
   }
 

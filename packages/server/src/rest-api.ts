@@ -157,7 +157,7 @@ export class RestApi {
     }
     return only(method, 'GET', async () => {
       requireEither(identity.access, channel, 'subscribe', 'history');
-      const info = await this.#o.channels.store.info(channel);
+      const info = await this.#o.channels.info(channel);
       if (!info) throw new ServerError('channel_not_found', `channel ${channel} has no messages`);
       send(res, 200, { channel, epoch: info.epoch, position: info.head, messages: info.messageCount });
     });

@@ -18,6 +18,7 @@ import { RedisHub } from '../src/redis-hub.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { StoreError } from '../src/store/store.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
 import { type GatedRead, GatedStore } from './support/gated-store.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
@@ -186,3 +187,22 @@ for (const storeKind of ['memory', 'sqlite', 'redis'] as const) {
     );
   }
 }
+
+describe('a failed attach', () => {
+  it('leaves nothing attached: no live deliveries held for it, detach answers not_attached', async (t) => {
+    const store = new GatedStore(new MemoryStore());
+    const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
+    t.after(() => server.close());
+    await publish(server, 'failing', [{ name: 't', data: 'before' }]);
+    const client = await RawClient.connect(server.url);
+    t.after(() => client.kill());
+    store.failNext('readSince', new StoreError('store_unavailable', 'the store is down (test)'));
+    const answer = await client.request({ type: 'attach', channel: 'failing', start: true });
+    assert.equal(answer.type, 'error');
+    assert.equal(answer.type === 'error' && answer.error.code, 'store_unavailable');
+    await publish(server, 'failing', [{ name: 't', data: 'after' }]);
+    const detach = await client.request({ type: 'detach', channel: 'failing' });
+    assert.equal(detach.type === 'error' && detach.error.code, 'not_attached');
+    assert.deepEqual(client.messages('failing'), [], 'nothing delivered for the failed attach');
+  });
+});

@@ -63,14 +63,18 @@ describe('presence budget per connection', () => {
     });
     try {
       const c = await RawClient.connect(fx.server.url, { clientId: 'p' });
+      const started = performance.now();
       const answers = await Promise.all(
         Array.from({ length: 30 }, (_, i) =>
           c.request({ type: 'presence', channel: 'r', action: 'update', data: i }),
         ),
       );
+      const seconds = (performance.now() - started) / 1000;
       const codes = answers.map(outcome);
-      assert.ok(codes.includes('rate_limited'), 'a burst beyond the budget is refused');
-      assert.ok(codes.filter((x) => x === 'ok').length < 30);
+      const ok = codes.filter((x) => x === 'ok').length;
+      // a bound, not a timing: 5 at once, then 5 per second
+      assert.ok(ok <= 5 + 5 * seconds, `${ok} of 30 presence frames accepted in ${seconds} s`);
+      assert.ok(codes.every((x) => x === 'ok' || x === 'rate_limited'));
       await c.close();
     } finally {
       await fx.close();
@@ -177,20 +181,25 @@ describe('connection budget per identity', () => {
 });
 
 describe('publish budget per identity', () => {
+  // Bounds, not timings: a bucket of `rate` per second (burst `rate`) accepts at most
+  // rate + rate × seconds operations in `seconds`, however slow the machine is.
   it('is shared by every WebSocket connection of one token', async () => {
-    const fx = await startFixture('memory', { limits: { maxPublishRate: 50 } });
+    const fx = await startFixture('memory', { limits: { maxPublishRate: 20 } });
     try {
       const { token } = await createToken(TEST_KEY, { clientId: 'many' });
       const clients = await Promise.all(
         Array.from({ length: 10 }, () => RawClient.connect(fx.server.url, { token })),
       );
       const ops = Array.from({ length: 10 }, (_, i) => ({ data: i }));
+      const started = performance.now();
       const answers = await Promise.all(
         clients.map((c) => c.request({ type: 'publish', channel: 'x', ops })),
       );
+      const seconds = (performance.now() - started) / 1000;
       const codes = answers.map(outcome);
-      assert.ok(codes.includes('rate_limited'), `10 × 10 ops against 50/s: ${codes.join(',')}`);
-      assert.ok(codes.filter((x) => x === 'ok').length <= 6);
+      const accepted = codes.filter((x) => x === 'ok').length * 10;
+      assert.ok(accepted <= 20 + 20 * seconds, `10 × 10 ops at 20/s: ${accepted} accepted in ${seconds} s`);
+      assert.ok(codes.every((x) => x === 'ok' || x === 'rate_limited'));
       const other = await RawClient.connect(fx.server.url, {
         token: (await createToken(TEST_KEY, { clientId: 'other' })).token,
       });
@@ -209,19 +218,33 @@ describe('publish budget per identity', () => {
     const fx = await startFixture('memory', { limits: { maxPublishRate: 20 } });
     try {
       const { token } = await createToken(TEST_KEY, { clientId: 'rest' });
-      const auth = { key: token };
-      const ops = Array.from({ length: 10 }, (_, i) => ({ data: i }));
-      const statuses: number[] = [];
-      for (let i = 0; i < 4; i++)
-        statuses.push((await rest(fx.server, '/v1/channels/x/messages', { ...auth, body: ops })).status);
-      assert.ok(statuses.includes(429), `REST: ${statuses.join(',')}`);
-      const refused = await rest(fx.server, '/v1/channels/x/messages', { ...auth, body: ops });
-      assert.equal((refused.body.error as { code: string }).code, 'rate_limited');
-
       const ws = await RawClient.connect(fx.server.url, { token });
-      assert.equal(outcome(await ws.request({ type: 'publish', channel: 'x', ops })), 'rate_limited');
+      const ops = Array.from({ length: 10 }, (_, i) => ({ data: i }));
+      const started = performance.now();
+      const [viaRest, viaWs] = await Promise.all([
+        Promise.all(
+          Array.from({ length: 10 }, () =>
+            rest(fx.server, '/v1/channels/x/messages', { key: token, body: ops }),
+          ),
+        ),
+        Promise.all(Array.from({ length: 10 }, () => ws.request({ type: 'publish', channel: 'x', ops }))),
+      ]);
+      const seconds = (performance.now() - started) / 1000;
+      const restOk = viaRest.filter((r) => r.status === 200).length;
+      const wsOk = viaWs.filter((f) => outcome(f) === 'ok').length;
+      const accepted = (restOk + wsOk) * 10;
+      assert.ok(
+        accepted <= 20 + 20 * seconds,
+        `REST ${restOk} + WS ${wsOk} publishes of 10 accepted in ${seconds} s at 20/s`,
+      );
+      for (const refused of viaRest.filter((r) => r.status !== 200)) {
+        assert.equal(refused.status, 429);
+        assert.equal((refused.body.error as { code: string }).code, 'rate_limited');
+      }
       await ws.close();
-      const keyed = await rest(fx.server, '/v1/channels/x/messages', { body: ops });
+      const keyed = await rest(fx.server, '/v1/channels/x/messages', {
+        body: Array.from({ length: 100 }, (_, i) => ({ data: i })),
+      });
       assert.equal(keyed.status, 200, 'API keys stay unlimited by default');
     } finally {
       await fx.close();
@@ -278,6 +301,7 @@ describe('frame throttle', () => {
           if (i % 500 === 0) await new Promise((r) => setImmediate(r));
         }
       };
+      const floodStarted = performance.now();
       const flooding = flood();
       const rtts: number[] = [];
       for (let i = 0; i < 20; i++) {
@@ -292,8 +316,9 @@ describe('frame throttle', () => {
       ]);
       assert.equal(code, 4028, 'the flooder is disconnected (rate_limited)');
       assert.ok(flooder.frames.some((f) => f.type === 'error' && f.error.code === 'rate_limited'));
+      const seconds = (performance.now() - floodStarted) / 1000;
       const pongs = flooder.frames.filter((f) => f.type === 'pong').length;
-      assert.ok(pongs < 2_000, `answered at most a burst and its refill, got ${pongs}`);
+      assert.ok(pongs <= 1_000 + 100 * seconds, `answered at most a burst and its refill, got ${pongs}`);
       // a generous bound: without the throttle the 20,000 pings are all answered first
       assert.ok(Math.max(...rtts) < 5_000, `bystander RTTs ${rtts.map((x) => x.toFixed(0)).join(',')}`);
       assert.equal((await bystander.request({ type: 'ping' })).type, 'pong');

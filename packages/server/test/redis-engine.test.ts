@@ -33,7 +33,7 @@ describe('Redis configuration', () => {
     const flag = config(['--redis', 'rediss://u:p@r:6390'], { MOORING_REDIS_URL: 'redis://cache:6380' });
     assert.equal(flag.redis.url, 'rediss://u:p@r:6390');
     assert.equal(config(['--store', 'memory', '--redis', 'redis://x:1']).store, 'memory');
-    assert.throws(() => config(['--redis', 'http://nope']), /redis:\/\/ or rediss:\/\//);
+    assert.throws(() => config(['--redis', 'http://nope']), /redis:\/\/, rediss:\/\/ or redis\+cluster:\/\//);
     assert.throws(() => config(['--store', 'mongo']), /sqlite, memory or redis/);
   });
 });

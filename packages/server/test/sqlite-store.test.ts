@@ -323,6 +323,25 @@ describe('SqliteStore', () => {
     assert.equal((await after.history('b', { direction: 'forwards', limit: 1 })).messages[0]!.data, 'uv');
   });
 
+  it('merges its journal before it holds more than a few MiB of appended text (a merge blocks the event loop)', async () => {
+    const { store, path } = await open();
+    const big = { ...OPTS, maxMessageSize: 64 * 1024 * 1024 };
+    const serial = (await store.append('big', [{ action: 'create', publisher: '', id: 'm', data: '' }], big))
+      .results[0]!.serial;
+    const chunk = 'x'.repeat(60_000);
+    for (let i = 0; i < 150; i++)
+      await store.append('big', [{ action: 'append', publisher: '', id: `a${i}`, serial, data: chunk }], big);
+    // 9 MB appended in 150 rows, far below the row threshold: the byte bound must have merged
+    const reader = new DatabaseSync(path, { readOnly: true });
+    const held = Number(
+      reader.prepare('SELECT coalesce(sum(octet_length(data)), 0) AS n FROM journal').get()?.n,
+    );
+    reader.close();
+    assert.ok(held <= 4 * 1024 * 1024 + chunk.length, `${held} bytes waiting in the journal`);
+    const page = await store.history('big', { direction: 'forwards', limit: 1 });
+    assert.equal((page.messages[0]!.data as string).length, 150 * chunk.length, 'nothing lost by merging');
+  });
+
   it('refuses to open a file that is not a database', async () => {
     const { dir } = await tempDb();
     cleanups.push(() => rm(dir, { recursive: true, force: true }));

@@ -25,6 +25,8 @@ export interface RedisServerOptions {
   args?: string[];
   /** Give up waiting for readiness after this many ms. Default 10,000. */
   timeout?: number;
+  /** Highest port to use (a Cluster node also listens on its port + 10,000). Default 65,535. */
+  maxPort?: number;
 }
 
 export interface RedisServer {
@@ -62,6 +64,14 @@ export function redisSkipReason(): string | undefined {
   return redisServerPath()
     ? undefined
     : 'redis-server is not installed (apt-get install redis-server); .ci/run installs it so CI runs these tests';
+}
+
+async function freePortBelow(max: number): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await freePort();
+    if (port <= max) return port;
+  }
+  throw new Error(`no free port at or below ${max}`);
 }
 
 function freePort(): Promise<number> {
@@ -171,7 +181,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
   };
 
   for (let attempt = 0; ; attempt++) {
-    port = await freePort();
+    port = await freePortBelow(options.maxPort ?? 65_535);
     try {
       await launch();
       break;

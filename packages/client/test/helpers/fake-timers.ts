@@ -25,7 +25,9 @@ export class FakeTimers implements Timers {
 
   setTimeout(fn: () => void, ms: number): unknown {
     this.#nextId += 1;
-    this.#scheduled.push({ id: this.#nextId, at: this.#now + Math.max(0, ms), fn });
+    // as in Node and browsers: a delay beyond a signed 32-bit int of ms runs after 1 ms
+    const delay = ms > 2_147_483_647 ? 1 : Math.max(0, ms);
+    this.#scheduled.push({ id: this.#nextId, at: this.#now + delay, fn });
     return this.#nextId;
   }
 

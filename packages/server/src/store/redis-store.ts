@@ -33,9 +33,10 @@
 import { readFileSync } from 'node:fs';
 import type { Headers, JsonValue, Message } from '@mooring/protocol';
 import { formatSerial, newEpoch, parseSerial } from '@mooring/protocol';
-import { createClient, ErrorReply } from 'redis';
+import { ErrorReply } from 'redis';
 import type { DataKind } from './operation-rules.ts';
 import { emptyPage, headSerial, kindOf, liveMessage, rolledUp } from './operation-rules.ts';
+import { connectRedis, type RedisConnection } from './redis-connection.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -51,7 +52,10 @@ import type {
 import { StoreError } from './store.ts';
 
 export interface RedisStoreOptions {
-  /** `redis://host:port` (or `rediss://`, with user/password). */
+  /**
+   * `redis://host:port` (or `rediss://`, with user/password) for one Redis;
+   * `redis+cluster://host:port,host:port` for a Redis Cluster.
+   */
   url: string;
   retentionFor?: RetentionFor;
   /** Prefix of every key Mooring writes. Default `mooring`. */
@@ -61,8 +65,6 @@ export interface RedisStoreOptions {
   /** Connection problems (logged; calls fail with store_unavailable meanwhile). */
   onError?: (err: unknown) => void;
 }
-
-export type RedisClient = ReturnType<typeof createClient>;
 
 const DAY = 24 * 60 * 60 * 1000;
 const TRIM_CHUNK = 500;
@@ -116,7 +118,7 @@ export function decodeBusBatch(payload: string): BusBatch | undefined {
 
 export class RedisStore implements Store {
   readonly kind = 'redis';
-  readonly client: RedisClient;
+  readonly connection: RedisConnection;
   readonly prefix: string;
   readonly #retentionFor: RetentionFor;
   readonly #options: RedisStoreOptions;
@@ -125,9 +127,11 @@ export class RedisStore implements Store {
   readonly #registered = new Set<string>();
   readonly #leases = new Map<string, LeaseRecord>();
   #closed = false;
+  /** Commands sent and not yet answered: `close()` waits for them (a Cluster client would drop them). */
+  readonly #inflight = new Set<Promise<unknown>>();
 
-  private constructor(client: RedisClient, options: RedisStoreOptions) {
-    this.client = client;
+  private constructor(connection: RedisConnection, options: RedisStoreOptions) {
+    this.connection = connection;
     this.#options = options;
     this.prefix = options.prefix ?? 'mooring';
     this.#retentionFor = options.retentionFor ?? (() => DAY);
@@ -135,38 +139,34 @@ export class RedisStore implements Store {
 
   /** Connects, refuses an evicting Redis, loads the scripts and the lease records. */
   static async open(options: RedisStoreOptions): Promise<RedisStore> {
-    const client = createClient({
-      url: options.url,
-      // Fail fast while disconnected: a publish must be refused (retryable), not parked in memory.
-      disableOfflineQueue: true,
-      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2_000) },
-    });
-    client.on('error', (err: unknown) => options.onError?.(err));
+    let connection: RedisConnection;
     try {
-      await client.connect();
+      connection = await connectRedis(options.url, (err) => options.onError?.(err));
     } catch (err) {
-      client.destroy();
       throw new StoreError(
         'store_unavailable',
         `cannot connect to Redis at ${redact(options.url)}: ${message(err)}`,
       );
     }
-    const store = new RedisStore(client, options);
+    const store = new RedisStore(connection, options);
     try {
       await store.#checkPolicy();
       await store.#loadScripts();
       await store.#loadLeases();
     } catch (err) {
-      client.destroy();
+      connection.destroy();
       throw err;
     }
     return store;
   }
 
   async #checkPolicy(): Promise<void> {
-    const info = String(await this.client.sendCommand(['INFO', 'memory']));
-    const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1];
-    if (policy !== undefined && policy !== 'noeviction')
+    // Every master of a Cluster: any one evicting would lose the channels it holds.
+    const infos = await this.connection.eachMaster(['INFO', 'memory']);
+    const policy = infos
+      .map((info) => /maxmemory_policy:(\S+)/.exec(String(info))?.[1])
+      .find((p) => p !== undefined && p !== 'noeviction');
+    if (policy !== undefined)
       throw new StoreError(
         'store_unavailable',
         `Redis maxmemory-policy is "${policy}": Mooring needs "noeviction" (an evicting Redis would silently lose stored operations). Set maxmemory-policy noeviction in redis.conf or with CONFIG SET`,
@@ -175,8 +175,17 @@ export class RedisStore implements Store {
 
   async #loadScripts(): Promise<void> {
     for (const [name, text] of Object.entries(SCRIPTS) as [ScriptName, string][]) {
-      this.#shas.set(name, String(await this.client.sendCommand(['SCRIPT', 'LOAD', text])));
+      const [sha] = await this.connection.eachMaster(['SCRIPT', 'LOAD', text]);
+      this.#shas.set(name, String(sha));
     }
+  }
+
+  #send(key: string | undefined, args: string[], readonly = false): Promise<unknown> {
+    const sent = this.connection.send(key, args, readonly);
+    this.#inflight.add(sent);
+    const done = () => this.#inflight.delete(sent);
+    sent.then(done, done);
+    return sent;
   }
 
   #key(channel: string, suffix: string): string {
@@ -189,11 +198,11 @@ export class RedisStore implements Store {
     const sha = this.#shas.get(name)!;
     const tail = [String(keys.length), ...keys, ...args];
     try {
-      return await this.client.sendCommand(['EVALSHA', sha, ...tail]);
+      return await this.#send(keys[0], ['EVALSHA', sha, ...tail]);
     } catch (err) {
       if (err instanceof ErrorReply && err.message.startsWith('NOSCRIPT')) {
         try {
-          return await this.client.sendCommand(['EVAL', SCRIPTS[name], ...tail]);
+          return await this.#send(keys[0], ['EVAL', SCRIPTS[name], ...tail]);
         } catch (again) {
           throw this.#toStoreError(again, channel);
         }
@@ -305,7 +314,8 @@ export class RedisStore implements Store {
     if (this.#registered.has(channel)) return;
     if (this.#registered.size >= 100_000) this.#registered.clear();
     this.#registered.add(channel);
-    this.client.sendCommand(['SADD', `${this.prefix}:channels`, channel]).catch(() => {
+    const key = `${this.prefix}:channels`;
+    this.#send(key, ['SADD', key, channel]).catch(() => {
       this.#registered.delete(channel);
     });
   }
@@ -391,7 +401,13 @@ export class RedisStore implements Store {
       let page: unknown[];
       try {
         page = asArray(
-          await this.client.sendCommand(['SSCAN', `${this.prefix}:channels`, cursor, 'COUNT', '200']),
+          await this.#send(`${this.prefix}:channels`, [
+            'SSCAN',
+            `${this.prefix}:channels`,
+            cursor,
+            'COUNT',
+            '200',
+          ]),
         );
       } catch (err) {
         throw this.#toStoreError(err, '*');
@@ -416,23 +432,27 @@ export class RedisStore implements Store {
       if (this.#closed) return;
       const field = leaseField(record.channel, record.serial);
       this.#leases.set(field, record);
-      this.client
-        .sendCommand(['HSET', `${this.prefix}:leases`, field, JSON.stringify(record)])
-        .catch((err: unknown) => this.#options.onError?.(err));
+      this.#send(`${this.prefix}:leases`, [
+        'HSET',
+        `${this.prefix}:leases`,
+        field,
+        JSON.stringify(record),
+      ]).catch((err: unknown) => this.#options.onError?.(err));
     },
     remove: (channel, serial) => {
       if (this.#closed) return;
       const field = leaseField(channel, serial);
       this.#leases.delete(field);
-      this.client
-        .sendCommand(['HDEL', `${this.prefix}:leases`, field])
-        .catch((err: unknown) => this.#options.onError?.(err));
+      this.#send(`${this.prefix}:leases`, ['HDEL', `${this.prefix}:leases`, field]).catch((err: unknown) =>
+        this.#options.onError?.(err),
+      );
     },
     all: () => [...this.#leases.values()],
   };
 
   async #loadLeases(): Promise<void> {
-    const flat = asArray(await this.client.sendCommand(['HGETALL', `${this.prefix}:leases`]));
+    const key = `${this.prefix}:leases`;
+    const flat = asArray(await this.#send(key, ['HGETALL', key], true));
     for (let i = 0; i + 1 < flat.length; i += 2) {
       try {
         const r = JSON.parse(String(flat[i + 1])) as LeaseRecord;
@@ -447,7 +467,7 @@ export class RedisStore implements Store {
   async ping(): Promise<void> {
     if (this.#closed) throw closedError();
     try {
-      await this.client.sendCommand(['PING']);
+      await this.connection.eachMaster(['PING']);
     } catch (err) {
       throw this.#toStoreError(err, '*');
     }
@@ -457,10 +477,12 @@ export class RedisStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // A NOSCRIPT fallback may send one more command per call: wait until nothing is in flight.
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
     try {
-      await this.client.close();
+      await this.connection.close();
     } catch {
-      this.client.destroy();
+      this.connection.destroy();
     }
   }
 }

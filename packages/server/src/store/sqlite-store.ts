@@ -30,7 +30,7 @@
  * on n channels would dirty ~3n scattered pages, and writing those pages, not SQLite's CPU, limits
  * the commit rate. New operations are therefore inserted into `journal`, an append-only table keyed
  * by insertion order (a commit dirties a few pages), and moved into `ops` in key order once
- * MERGE_ROWS have gathered, before anything reads `ops` (history, catch-up, trim, update, delete),
+ * MERGE_ROWS (or MERGE_BYTES of appended text) have gathered, before anything reads `ops` (history, catch-up, trim, update, delete),
  * and on open (after a crash). Between merges, dedup and size checks see the journal through
  * in-memory maps (`#hotIds`, `#hotSizes`, `#hotSeqs`) rebuilt from the table on open or after a
  * rollback. `channels.seq` is likewise brought up to date at each merge, not at each commit: a
@@ -102,6 +102,12 @@ const DAY = 24 * 60 * 60 * 1000;
 const TRIM_CHUNK = 500;
 /** Journal rows that trigger a merge into `ops` (see the module header). */
 const MERGE_ROWS = 8192;
+/**
+ * Journal bytes (appended text) that trigger a merge too: a merge runs synchronously, so its size is
+ * bounded in bytes as well as rows — 8,192 appends of 64 KiB would otherwise be one 512 MiB merge
+ * freezing the event loop for seconds.
+ */
+const MERGE_BYTES = 4 * 1024 * 1024;
 
 interface ChannelState {
   /** Row id; -1 until the channel's first batch is written. */
@@ -152,6 +158,8 @@ export class SqliteStore implements Store {
   /** Last sequence number in the journal per channel id. */
   readonly #hotSeqs = new Map<number, number>();
   #journalRows = 0;
+  /** Bytes of appended text in the journal (MERGE_BYTES). */
+  #journalBytes = 0;
   #queue: Pending[] = [];
   #scheduled = false;
   #closed = false;
@@ -250,7 +258,7 @@ export class SqliteStore implements Store {
     }
     try {
       for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
-      if (this.#journalRows >= MERGE_ROWS) this.#mergeJournal();
+      if (this.#journalRows >= MERGE_ROWS || this.#journalBytes >= MERGE_BYTES) this.#mergeJournal();
       this.#s.commit.run();
     } catch (err) {
       this.#rollback();
@@ -337,7 +345,9 @@ export class SqliteStore implements Store {
           const headers = op.headers ? JSON.stringify(op.headers) : null;
           s.journalOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp, publisher);
           const key = metaKey(chan, msgSeq);
-          this.#hotSizes.set(key, (this.#hotSizes.get(key) ?? 0) + Buffer.byteLength(delta));
+          const bytes = Buffer.byteLength(delta);
+          this.#hotSizes.set(key, (this.#hotSizes.get(key) ?? 0) + bytes);
+          this.#journalBytes += bytes;
           break;
         }
         case 'update': {
@@ -369,6 +379,7 @@ export class SqliteStore implements Store {
     this.#s.clearJournal.run();
     for (const [chan, seq] of this.#hotSeqs) this.#s.setChannelSeq.run(seq, chan);
     this.#journalRows = 0;
+    this.#journalBytes = 0;
     this.#hotIds.clear();
     this.#hotSizes.clear();
     this.#hotSeqs.clear();
@@ -412,6 +423,7 @@ export class SqliteStore implements Store {
     this.#hotSizes.clear();
     this.#hotSeqs.clear();
     this.#journalRows = 0;
+    this.#journalBytes = 0;
     for (const r of this.#s.journalIds.iterate()) {
       const chan = r.chan as number;
       const seq = r.seq as number;
@@ -421,6 +433,7 @@ export class SqliteStore implements Store {
     }
     for (const r of this.#s.journalSizes.iterate()) {
       this.#hotSizes.set(metaKey(r.chan as number, r.msg_seq as number), r.size as number);
+      this.#journalBytes += r.size as number;
     }
   }
 

@@ -29,6 +29,7 @@ export class GatedStore implements Store {
   readonly inner: Store;
   readonly leases?: LeaseRecords;
   #gate: Gate | undefined;
+  #failure: { read: GatedRead; error: Error } | undefined;
 
   constructor(inner: Store) {
     this.inner = inner;
@@ -56,7 +57,17 @@ export class GatedStore implements Store {
     return { reached: reachedP, release };
   }
 
+  /** Makes the next `read` reject with `error`. */
+  failNext(read: GatedRead, error: Error): void {
+    this.#failure = { read, error };
+  }
+
   async #gated<T>(read: GatedRead, run: () => Promise<T>): Promise<T> {
+    const failure = this.#failure;
+    if (failure && failure.read === read) {
+      this.#failure = undefined;
+      throw failure.error;
+    }
     const gate = this.#gate;
     if (!gate || gate.read !== read) return run();
     this.#gate = undefined;

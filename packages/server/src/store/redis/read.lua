@@ -48,13 +48,14 @@ local reply = {epoch, tostring(headSeq), 0}
 local bytes = 0
 local taken = 0
 for i, msgSeq in ipairs(seqs) do
-  -- Full once `limit` messages or `maxBytes` of data are in it; never empty: any message can be read.
-  if taken >= limit or (maxBytes > 0 and taken > 0 and bytes >= maxBytes) then reply[3] = 1 break end
+  if taken >= limit then reply[3] = 1 break end
   local fields = redis.call('HGETALL', prefix .. 'm:' .. msgSeq)
   if #fields == 0 then return {'corrupt', 'message ' .. msgSeq .. ' is indexed but missing'} end
   local data = redis.call('GET', prefix .. 'd:' .. msgSeq)
   local size = 0
   if data then size = #data else data = '' end
+  -- At most `maxBytes` of data, except that the first message is always taken: any message can be read.
+  if maxBytes > 0 and taken > 0 and bytes + size > maxBytes then reply[3] = 1 break end
   bytes = bytes + size
   taken = taken + 1
   reply[#reply + 1] = {msgSeq, fields, data}

@@ -1,0 +1,127 @@
+/**
+ * The Redis store and hub on a real 3-master Redis Cluster started by the test (redis-server
+ * `--cluster-enabled yes` ×3 + `redis-cli --cluster create`): the conformance suite, every channel's
+ * keys in one hash slot with channels spread over the masters, and cross-node fan-out over sharded
+ * pub/sub.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  type RedisCluster,
+  redisCliPath,
+  redisSkipReason,
+  startRedisCluster,
+  waitFor,
+} from '@mooring/testkit';
+import { startServer } from '../src/index.ts';
+import { RedisStore } from '../src/store/redis-store.ts';
+import { storeConformance } from './store-conformance.ts';
+import { TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+
+const skip = redisSkipReason() ?? (redisCliPath() ? undefined : 'redis-cli is not installed');
+
+if (skip) {
+  describe('Redis Cluster', () => {
+    it('needs redis-server and redis-cli', (t) => t.skip(skip));
+  });
+} else {
+  let cluster: RedisCluster;
+  let db = 0;
+  before(async () => {
+    cluster = await startRedisCluster({ masters: 3 });
+  });
+  after(() => cluster.close());
+
+  storeConformance('redis cluster', async (options) => {
+    const prefix = `c${++db}`;
+    const open = () => RedisStore.open({ url: cluster.url, prefix, ...options });
+    let store = await open();
+    return {
+      store,
+      reopen: async () => {
+        await store.close();
+        store = await open();
+        return store;
+      },
+      cleanup: () => store.close(),
+    };
+  });
+
+  describe('Redis Cluster: sharding and fan-out', () => {
+    it("keeps every channel's keys on one master and spreads channels over the masters", async () => {
+      const store = await RedisStore.open({ url: cluster.url, prefix: 'spread' });
+      const channels = Array.from({ length: 24 }, (_, i) => `session:spread-${i}`);
+      for (const channel of channels) {
+        const r = await store.append(channel, [{ action: 'create', id: 'c', publisher: '', data: 'a' }], {
+          maxMessageSize: 1024,
+        });
+        await store.append(
+          channel,
+          [{ action: 'append', id: 'a', publisher: '', serial: r.results[0]!.serial, data: 'b' }],
+          {
+            maxMessageSize: 1024,
+          },
+        );
+      }
+      const owners = new Map<string, Set<number>>();
+      const keysPerNode: number[] = [];
+      for (const [n, node] of cluster.nodes.entries()) {
+        const reply = await node.command('KEYS', 'spread:{*');
+        const keys = reply.split('\r\n').filter((line) => line.startsWith('spread:{'));
+        keysPerNode.push(keys.length);
+        for (const key of keys) {
+          const channel = key.slice('spread:{'.length, key.lastIndexOf('}:'));
+          owners.set(channel, (owners.get(channel) ?? new Set()).add(n));
+        }
+      }
+      assert.equal(owners.size, channels.length);
+      for (const [channel, nodes] of owners) assert.equal(nodes.size, 1, `${channel} lives on one master`);
+      assert.ok(
+        keysPerNode.filter((k) => k > 0).length >= 2,
+        `channels spread: ${keysPerNode.join('/')} keys`,
+      );
+      for (const channel of channels) {
+        const page = await store.history(channel, { direction: 'forwards', limit: 5 });
+        assert.equal(page.messages[0]?.data, 'ab');
+      }
+      await store.close();
+    });
+
+    it('delivers across two server nodes over sharded pub/sub, in order and once', async () => {
+      const make = () =>
+        startServer({
+          host: '127.0.0.1',
+          port: 0,
+          keys: [TEST_KEY],
+          store: { kind: 'redis', url: cluster.url },
+        });
+      const a = await make();
+      const b = await make();
+      try {
+        const channels = ['session:x1', 'session:x2', 'session:x3'];
+        const sub = await RawClient.connect(a.url);
+        for (const channel of channels) await sub.attach(channel);
+        const pub = await RawClient.connect(b.url, { clientId: 'agent' });
+        const last = new Map<string, string>();
+        for (let i = 0; i < 10; i++)
+          for (const channel of channels)
+            last.set(channel, (await pub.publish(channel, [{ data: `${i}` }])).results[0]!.serial);
+        for (const channel of channels) {
+          await waitFor(() => sub.positions.get(channel) === last.get(channel), {
+            message: `${channel} delivered on node A`,
+          });
+          const got = sub.messages(channel);
+          assert.deepEqual(
+            got.map((m) => m.data),
+            Array.from({ length: 10 }, (_, i) => `${i}`),
+          );
+        }
+        await Promise.all([sub.close(), pub.close()]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
+}
