@@ -83,6 +83,8 @@ export class AgentSession<M extends UIMessage = UIMessage> {
   readonly #sink: OperationSink;
   readonly #emitter = new Emitter<AgentSessionEvents<M>>();
   readonly #active = new Map<string, AgentRun<M>>();
+  /** Runs this session drove to their end: an `abandoned` seen for one later is a stale expiry. */
+  readonly #finished = new Set<string>();
   readonly #handled = new Set<string>();
   readonly #settled = new Set<Promise<void>>();
   readonly #feed: SessionFeed;
@@ -196,6 +198,8 @@ export class AgentSession<M extends UIMessage = UIMessage> {
    */
   #resumeAbandoned(node: RunNode): void {
     if (node.status !== 'abandoned' || node.agent !== this.agent || this.#active.has(node.id)) return;
+    // An expiry that raced this session's own end of the run (the end follows it in the log).
+    if (this.#finished.has(node.id)) return;
     const input = this.tree.input(node.input);
     if (!input) return;
     const mine = this.tree.runsOf(input.id).filter((r) => r.agent === this.agent);
@@ -278,7 +282,8 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     void publisher.start();
     this.#emitter.emit('run', run);
     const settled = this.#drive(run).finally(() => {
-      this.#active.delete(runId);
+      if (this.#active.get(runId) === run) this.#active.delete(runId);
+      this.#finished.add(runId);
       this.#settled.delete(settled);
     });
     this.#settled.add(settled);
