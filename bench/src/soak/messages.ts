@@ -102,4 +102,6 @@ export interface SessionReport {
   inputs: number;
   /** Every transport this session's clients used. */
   transports: string[];
+  /** Holes in the live stream the clients' continuity check found and repaired (all instances). */
+  gapsRepaired: number;
 }

@@ -68,6 +68,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
 log(
   `soak: seed ${o.seed} — ${o.sessions} sessions × ${o.tokensPerSecond} tokens/s, ${o.seconds} s of chaos; data in ${dir}`,
 );
+// Bounded whatever happens: a soak that cannot finish (a child that never answers) fails, loudly.
+const watchdogSeconds = o.seconds + o.settleSeconds + 600;
+setTimeout(() => {
+  log(`soak: watchdog: not finished after ${watchdogSeconds} s; giving up (exit 2)`);
+  process.exit(2);
+}, watchdogSeconds * 1000);
 const replay = `npm run soak -- ${replayArgs(process.argv.slice(2))} --seed ${o.seed}`;
 log(`soak: replay with: ${replay}`);
 

@@ -65,6 +65,7 @@ export function summaryTable(s: Summary): string {
       `${s.stats.reloadsRecover + s.stats.reloadsStart} (${s.stats.reloadsRecover} / ${s.stats.reloadsStart})`,
     ],
     ['server RSS min / max (MiB)', `${s.rss.min.toFixed(0)} / ${s.rss.max.toFixed(0)}`],
+    ["live-stream holes repaired by the users' clients (continuity check)", r.gapsRepaired],
     [
       'user transports (sessions that used each)',
       Object.entries(r.transports)

@@ -41,6 +41,8 @@ class Driver {
   readonly url: string;
   readonly streams: StreamRecord[] = [];
   readonly transports = new Set<string>();
+  /** Gaps repaired by the client instances closed so far. */
+  gapsRepaired = 0;
   generation = -1;
   client: Mooring | undefined;
   session: UserSession | undefined;
@@ -95,6 +97,7 @@ class Driver {
   }
 
   close(): void {
+    this.gapsRepaired += this.session?.channel.gapsRepaired ?? 0;
     for (const off of this.#offs.splice(0)) off();
     for (const cut of this.#cut.splice(0)) cut();
     this.session?.close();
@@ -218,6 +221,7 @@ class Driver {
             : `run:${last.id}:${last.status}`,
       inputs: view.filter((n) => n.kind === 'input').length,
       transports: [...this.transports],
+      gapsRepaired: this.gapsRepaired + (session?.channel.gapsRepaired ?? 0),
     };
   }
 }

@@ -39,6 +39,8 @@ export interface VerifyResult {
   missingRuns: number;
   phantomRuns: number;
   extraParts: number;
+  /** Live-stream holes the users' clients detected and repaired (continuity check). */
+  gapsRepaired: number;
   /** Sessions whose clients used each transport. */
   transports: Record<string, number>;
   /** A few concrete violations, for the replay. */
@@ -94,6 +96,7 @@ export function verify(
     missingRuns: 0,
     phantomRuns: 0,
     extraParts: 0,
+    gapsRepaired: 0,
     transports: {},
     examples: [],
   };
@@ -121,6 +124,7 @@ export function verify(
 
   for (const report of reports) {
     for (const t of report.transports) result.transports[t] = (result.transports[t] ?? 0) + 1;
+    result.gapsRepaired += report.gapsRepaired;
     const via = ` [${report.transports.join(', ')}]`;
     const example = (text: string) => exampleOf(`${text}${via}`);
     if (report.last.startsWith('input:') && !orphaned.has(report.index)) {

@@ -38,6 +38,9 @@ import { RunPublisher } from './run-publisher.ts';
 import { SessionFeed } from './session-feed.ts';
 import type { ControlData, ControlRecord } from './wire.ts';
 
+/** How long an `abandoned` run waits before it is resumed (a stale expiry is followed by the run's end). */
+const STALE_EXPIRY_MS = 1000;
+
 export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
   /** The session's channel; get it with `{ start: true }` (see the module comment). */
   channel: Channel;
@@ -196,6 +199,14 @@ export class AgentSession<M extends UIMessage = UIMessage> {
    */
   #resumeAbandoned(node: RunNode): void {
     if (node.status !== 'abandoned' || node.agent !== this.agent || this.#active.has(node.id)) return;
+    // Decide a moment later, on the run as it is then: an expiry that raced the run's own end (the
+    // end follows it in the log) is stale, and the run is complete by then.
+    setTimeout(() => this.#resumeIfAbandoned(node.id), STALE_EXPIRY_MS);
+  }
+
+  #resumeIfAbandoned(runId: string): void {
+    const node = this.tree.run(runId);
+    if (this.#closed || !node || node.status !== 'abandoned' || this.#active.has(runId)) return;
     const input = this.tree.input(node.input);
     if (!input) return;
     const mine = this.tree.runsOf(input.id).filter((r) => r.agent === this.agent);
@@ -265,9 +276,9 @@ export class AgentSession<M extends UIMessage = UIMessage> {
         ),
     };
     if (input.replaces !== undefined) publisherOptions.replaces = input.replaces;
-    publisherOptions.stored = () => {
-      const stored = this.tree.run(runId);
-      return stored && { status: stored.status, parts: this.tree.parts(runId) };
+    publisherOptions.stored = (serial) => {
+      const stored = this.tree.claimAt(serial);
+      return stored && { status: stored.run.status, parts: stored.parts };
     };
     if (this.#o.lease !== undefined) publisherOptions.lease = this.#o.lease;
     if (this.#o.coalesceMs !== undefined) publisherOptions.coalesceMs = this.#o.coalesceMs;
@@ -278,7 +289,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     void publisher.start();
     this.#emitter.emit('run', run);
     const settled = this.#drive(run).finally(() => {
-      this.#active.delete(runId);
+      if (this.#active.get(runId) === run) this.#active.delete(runId);
       this.#settled.delete(settled);
     });
     this.#settled.add(settled);

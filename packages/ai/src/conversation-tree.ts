@@ -21,6 +21,12 @@
  * So new things (a regenerate, an edit, a new message) show up, and a selection holds until
  * something newer appears in its group. Shared selections (`select` controls) carry their serial, so
  * every device computes the same view; local ones use the channel position at the time.
+ *
+ * Who may write what (PROTOCOL.md §13.5): op ids are unique per publisher, so several clientIds may
+ * claim one run id. A run id names the earliest claim from an accepted publisher — an operator run
+ * (`agent: human:<X>`) only from clientId X, an agent run from the `agents` clientIds when the
+ * reader names them — and a run's parts are only those created by that claim's clientId. The server
+ * stamps clientIds, so an impostor can neither take over a named agent's run id nor write into a run.
  */
 import { applyMessage, Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
@@ -60,6 +66,17 @@ export type TreeEvents = {
   malformed: string;
 };
 
+export interface ConversationTreeOptions {
+  /** Follow `select` controls on the channel (shared branch selection). Default false. */
+  sharedSelection?: boolean;
+  /**
+   * The clientIds allowed to start agent runs (PROTOCOL.md §13.5). A run started by any other
+   * clientId is ignored and reported (`malformed`), so it can neither show nor take a run id first.
+   * Default: every clientId (the earliest claim of a run id wins).
+   */
+  agents?: readonly string[];
+}
+
 interface Selection {
   node: string;
   at: string;
@@ -69,21 +86,32 @@ export class ConversationTree {
   readonly #emitter = new Emitter<TreeEvents>();
   readonly #messages = new Map<string, Message>();
   /** What each serial was read as, to unindex it on delete. */
-  readonly #bySerial = new Map<string, { type: 'input' | 'run' | 'part' | 'control'; id: string }>();
+  readonly #bySerial = new Map<
+    string,
+    { type: 'input' | 'run' | 'part' | 'control'; id: string; key?: string }
+  >();
   readonly #inputs = new Map<string, InputNode>();
+  /** Each run id's accepted claim (what `run(id)` and the view show). */
   readonly #runs = new Map<string, RunNode>();
+  /** Every well-formed claim, by `claimKey(clientId, runId)`. */
+  readonly #claims = new Map<string, RunNode>();
   readonly #runsByInput = new Map<string, Set<string>>();
   readonly #inputsByParent = new Map<string, Set<string>>();
+  /** Parts by `claimKey(creator clientId, run header)`: a run reads only its own publisher's. */
   readonly #parts = new Map<string, Map<string, PartRecord>>();
   readonly #sortedParts = new Map<string, PartRecord[]>();
+  /** Serials already reported as refused, so a refused message's later operations stay quiet. */
+  readonly #refused = new Set<string>();
+  readonly #agents: ReadonlySet<string> | undefined;
   readonly #controls: ControlRecord[] = [];
   readonly #selections: Selection[] = [];
   #handover: Handover = { holder: 'ai', operator: undefined, serial: '' };
   #sharedSelection: boolean;
   #view: TreeNode[] | undefined;
 
-  constructor(options: { sharedSelection?: boolean } = {}) {
+  constructor(options: ConversationTreeOptions = {}) {
     this.#sharedSelection = options.sharedSelection ?? false;
+    this.#agents = options.agents === undefined ? undefined : new Set(options.agents);
   }
 
   on<K extends keyof TreeEvents>(event: K, listener: (value: TreeEvents[K]) => void): () => void {
@@ -121,35 +149,62 @@ export class ConversationTree {
         return;
       }
       case 'run': {
-        const previous = this.#runs.get(record.runId);
-        if (previous && previous.serial !== record.serial) return; // a second message claiming the id
         const { type: _t, runId, ...rest } = record;
         const node: RunNode = { kind: 'run', id: runId, ...rest };
+        const key = claimKey(record.clientId, runId);
+        const claim = this.#claims.get(key);
+        if (claim && claim.serial !== record.serial) return; // the same publisher claiming it twice
+        this.#claims.set(key, node);
+        this.#bySerial.set(record.serial, { type: 'run', id: runId, key });
+        const refusal = this.#refusal(record);
+        if (refusal !== undefined) {
+          this.#refuse(record.serial, refusal);
+          return;
+        }
+        const previous = this.#runs.get(runId);
+        if (previous && previous.serial !== record.serial) {
+          // Another publisher claimed the id: the earliest claim (by serial) is the run, whatever
+          // order a catch-up delivered them in (rolled-up messages come in `version` order).
+          if (previous.serial < record.serial) {
+            this.#refuse(
+              record.serial,
+              `run ${runId} already started by ${previous.clientId ?? 'anonymous'}`,
+            );
+            return;
+          }
+          this.#runsByInput.get(previous.input)?.delete(runId);
+          this.#refuse(previous.serial, `run ${runId} already started by ${record.clientId ?? 'anonymous'}`);
+        }
         this.#runs.set(runId, node);
         addTo(this.#runsByInput, node.input, runId);
-        this.#bySerial.set(record.serial, { type: 'run', id: runId });
         this.#emitter.emit('change', { kind: 'run', node, previous });
         return;
       }
       case 'part': {
-        let parts = this.#parts.get(record.runId);
+        const key = claimKey(this.#messages.get(record.serial)?.clientId, record.runId);
+        let parts = this.#parts.get(key);
         if (!parts) {
           parts = new Map();
-          this.#parts.set(record.runId, parts);
+          this.#parts.set(key, parts);
         }
         const isNew = !parts.has(record.serial);
         parts.set(record.serial, record);
-        const sorted = this.#sortedParts.get(record.runId);
+        const sorted = this.#sortedParts.get(key);
         if (sorted) {
           if (isNew && (sorted.length === 0 || sorted[sorted.length - 1]!.serial < record.serial))
             sorted.push(record);
-          else if (isNew) this.#sortedParts.delete(record.runId);
+          else if (isNew) this.#sortedParts.delete(key);
           else {
             const i = sorted.findIndex((p) => p.serial === record.serial);
             if (i >= 0) sorted[i] = record;
           }
         }
-        this.#bySerial.set(record.serial, { type: 'part', id: record.runId });
+        this.#bySerial.set(record.serial, { type: 'part', id: record.runId, key });
+        const run = this.#runs.get(record.runId);
+        if (run && claimKey(run.clientId, run.id) !== key) {
+          this.#refuse(record.serial, `part of run ${record.runId} not written by the run's publisher`);
+          return;
+        }
         this.#emitter.emit('change', { kind: 'part', runId: record.runId, part: record });
         return;
       }
@@ -174,6 +229,8 @@ export class ConversationTree {
     this.#bySerial.clear();
     this.#inputs.clear();
     this.#runs.clear();
+    this.#claims.clear();
+    this.#refused.clear();
     this.#runsByInput.clear();
     this.#inputsByParent.clear();
     this.#parts.clear();
@@ -212,14 +269,54 @@ export class ConversationTree {
     return this.runs.filter((r) => r.status === 'running');
   }
 
-  /** The run's parts in serial order (the order the agent produced them). */
+  /**
+   * The run's parts in serial order (the order the agent produced them): only those its publisher
+   * wrote (§13.5). Empty for an unknown run.
+   */
   parts(runId: string): PartRecord[] {
-    let sorted = this.#sortedParts.get(runId);
+    const run = this.#runs.get(runId);
+    return run ? this.#partsOf(claimKey(run.clientId, runId)) : [];
+  }
+
+  /**
+   * The claim of a run id stored as the message `serial`, whether or not it is the run the view
+   * shows, with its own parts: how a publisher finds the run it created itself (a retried run
+   * resuming in place) even when another publisher claimed the id first.
+   */
+  claimAt(serial: string): { run: RunNode; parts: PartRecord[] } | undefined {
+    const what = this.#bySerial.get(serial);
+    if (what?.type !== 'run' || what.key === undefined) return undefined;
+    const run = this.#claims.get(what.key);
+    return run && { run, parts: this.#partsOf(what.key) };
+  }
+
+  #partsOf(key: string): PartRecord[] {
+    let sorted = this.#sortedParts.get(key);
     if (!sorted) {
-      sorted = [...(this.#parts.get(runId)?.values() ?? [])].sort(bySerial);
-      this.#sortedParts.set(runId, sorted);
+      sorted = [...(this.#parts.get(key)?.values() ?? [])].sort(bySerial);
+      this.#sortedParts.set(key, sorted);
     }
     return sorted;
+  }
+
+  /** Why a run claim is not accepted (§13.5), or undefined. */
+  #refusal(record: RunRecord): string | undefined {
+    if (record.agent.startsWith('human:')) {
+      return record.clientId === record.agent.slice('human:'.length)
+        ? undefined
+        : `run ${record.runId}: operator run ${record.agent} published by ${record.clientId ?? 'anonymous'}`;
+    }
+    if (this.#agents === undefined) return undefined;
+    return record.clientId !== undefined && this.#agents.has(record.clientId)
+      ? undefined
+      : `run ${record.runId}: ${record.clientId ?? 'anonymous'} is not one of the session's agents`;
+  }
+
+  /** Reports a message the fold does not take (once per message), through the malformed path. */
+  #refuse(serial: string, reason: string): void {
+    if (this.#refused.has(serial)) return;
+    this.#refused.add(serial);
+    this.#emitter.emit('malformed', reason);
   }
 
   get controls(): readonly ControlRecord[] {
@@ -371,12 +468,17 @@ export class ConversationTree {
       this.#inputs.delete(what.id);
       if (node) this.#inputsByParent.get(node.parent ?? '')?.delete(what.id);
     } else if (what.type === 'run') {
+      if (what.key !== undefined) this.#claims.delete(what.key);
+      this.#refused.delete(serial);
       const node = this.#runs.get(what.id);
-      this.#runs.delete(what.id);
-      if (node) this.#runsByInput.get(node.input)?.delete(what.id);
+      if (node?.serial === serial) {
+        this.#runs.delete(what.id);
+        this.#runsByInput.get(node.input)?.delete(what.id);
+      }
     } else if (what.type === 'part') {
-      this.#parts.get(what.id)?.delete(serial);
-      this.#sortedParts.delete(what.id);
+      const key = what.key ?? what.id;
+      this.#parts.get(key)?.delete(serial);
+      this.#sortedParts.delete(key);
     } else {
       const i = this.#controls.findIndex((c) => c.serial === serial);
       if (i >= 0) this.#controls.splice(i, 1);
@@ -387,6 +489,11 @@ export class ConversationTree {
 
 function bySerial(a: { serial: string }, b: { serial: string }): number {
   return a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0;
+}
+
+/** A run id as claimed by one publisher (a clientId contains no whitespace, so the space is a border). */
+function claimKey(clientId: string | undefined, runId: string): string {
+  return `${clientId ?? ''} ${runId}`;
 }
 
 function addTo(index: Map<string, Set<string>>, key: string, id: string): void {

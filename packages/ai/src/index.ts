@@ -6,7 +6,14 @@ export type { AgentInput, AgentRunEvents, ToolApproval } from './agent-run.ts';
 export { AgentRun, CancelledError } from './agent-run.ts';
 export type { AgentSessionEvents, AgentSessionOptions } from './agent-session.ts';
 export { AgentSession } from './agent-session.ts';
-export type { Handover, InputNode, RunNode, TreeChange, TreeNode } from './conversation-tree.ts';
+export type {
+  ConversationTreeOptions,
+  Handover,
+  InputNode,
+  RunNode,
+  TreeChange,
+  TreeNode,
+} from './conversation-tree.ts';
 export { ConversationTree } from './conversation-tree.ts';
 export type { AiErrorCode } from './errors.ts';
 export { AI_ERRORS, MooringAiError } from './errors.ts';

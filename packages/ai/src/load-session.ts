@@ -5,8 +5,13 @@
 import type { Rest } from '@mooring/client';
 import { ConversationTree } from './conversation-tree.ts';
 
-export async function loadSession(options: { rest: Rest; channel: string }): Promise<ConversationTree> {
-  const tree = new ConversationTree();
+export async function loadSession(options: {
+  rest: Rest;
+  channel: string;
+  /** The session's agents' clientIds (PROTOCOL.md §13.5); default: every clientId. */
+  agents?: readonly string[];
+}): Promise<ConversationTree> {
+  const tree = new ConversationTree(options.agents === undefined ? {} : { agents: options.agents });
   let page = await options.rest.history(options.channel, { direction: 'forwards', limit: 1000 });
   for (;;) {
     for (const message of page.items) tree.apply(message);

@@ -67,10 +67,10 @@ export async function publishUIMessageStream(options: PublishUIMessageStreamOpti
     input: options.input,
     renewLease: true,
     // A retried function re-running the same run id: read what the earlier attempt stored.
-    stored: async () => {
+    stored: async (serial) => {
       const tree = await loadSession({ rest: options.rest, channel: options.channel });
-      const run = tree.run(runId);
-      return run && { status: run.status, parts: tree.parts(runId) };
+      const stored = tree.claimAt(serial);
+      return stored && { status: stored.run.status, parts: stored.parts };
     },
     onError: (err) => {
       failure ??= err;

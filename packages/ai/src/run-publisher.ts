@@ -69,8 +69,10 @@ export interface RunPublisherOptions {
    * create was a duplicate: a retried agent or function re-running the same run id). The publisher
    * then skips what is already stored — streamed text is compared, not counted, so a retry that
    * coalesces differently appends nothing twice — and replaces a part whose text diverges.
+   * `serial` is the run message this publisher created (the duplicate's original): read that claim
+   * of the run id and its parts, not another publisher's claim of the same id (PROTOCOL.md §13.5).
    */
-  stored?: () => Promise<StoredRun | undefined> | StoredRun | undefined;
+  stored?: (serial: string) => Promise<StoredRun | undefined> | StoredRun | undefined;
   /** A permanent publishing failure (after which the run is ended `error` if possible). */
   onError?: (error: unknown) => void;
 }
@@ -129,8 +131,8 @@ export class RunPublisher {
       runId: options.runId,
       coalesceMs: options.coalesceMs ?? DEFAULT_COALESCE_MS,
       timers: this.#timers,
-      onCreated: (key, _serial, duplicate) => {
-        if (key === RUN_KEY && duplicate) this.#resume();
+      onCreated: (key, serial, duplicate) => {
+        if (key === RUN_KEY && duplicate) this.#resume(serial);
       },
       onFailed: (error) => this.#fail(error),
     });
@@ -358,7 +360,7 @@ export class RunPublisher {
   }
 
   /** The run's create was a duplicate: read what the earlier attempt stored, then carry on from it. */
-  #resume(): void {
+  #resume(serial: string): void {
     if (this.#resumed) return;
     this.#resumed = true;
     this.#queue.pause();
@@ -366,7 +368,7 @@ export class RunPublisher {
     void (async () => {
       let parts: Map<string, StoredPart> | undefined;
       try {
-        const stored = read ? await read() : undefined;
+        const stored = read ? await read(serial) : undefined;
         if (stored) {
           parts = new Map();
           for (const [k, part] of stored.parts.entries())

@@ -9,6 +9,7 @@
  *
  * "Live" means: attached, and neither catching up nor reloading — the tree then holds a prefix of
  * the log in order, which is when run streams may emit (see `run-chunk-stream.ts`).
+ * A history read that fails with a retryable error is retried until it succeeds.
  * Both session sides (user and agent) and any custom client use it. A feed started on a channel
  * that this client already follows (so the catch-up went to another subscriber) reads the history
  * itself the same way.
@@ -24,7 +25,10 @@ export type SessionFeedEvents = {
   live: undefined;
   /** Reloaded from history after continuity was lost. */
   reloaded: ContinuityLost;
-  /** Loading history failed (the tree keeps what it has and carries on live). */
+  /**
+   * Loading history failed. A retryable failure is retried (live messages held meanwhile); after a
+   * permanent one the tree keeps what it has and carries on live.
+   */
   error: Error;
 };
 
@@ -34,6 +38,7 @@ export class SessionFeed implements RunStreamSource {
   readonly #emitter = new Emitter<SessionFeedEvents>();
   readonly #watchers = new Set<(c: TreeChange | { kind: 'live' }) => void>();
   #held: Message[] | undefined;
+  #closed = false;
   #started: Promise<void> | undefined;
   #offs: Array<() => void> = [];
   readonly #onMessage = (message: Message) => {
@@ -76,6 +81,7 @@ export class SessionFeed implements RunStreamSource {
   }
 
   close(): void {
+    this.#closed = true;
     this.channel.unsubscribe(this.#onMessage);
     for (const off of this.#offs.splice(0)) off();
     this.#watchers.clear();
@@ -100,20 +106,30 @@ export class SessionFeed implements RunStreamSource {
     this.#becameLive();
   }
 
-  /** Folds history up to `position`, then what was held back meanwhile. */
+  /**
+   * Folds history up to `position`, then what was held back meanwhile. A read that fails with a
+   * retryable error (the server restarting, a dead link) is retried with backoff, from a clean tree,
+   * for as long as the feed is open: going live without the conversation would be a silent gap.
+   */
   async #load(position: string): Promise<void> {
     try {
-      if (position !== '') {
-        let page = await this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
-        for (;;) {
-          for (const m of page.items) this.tree.apply(m);
-          const next = await page.next();
-          if (!next) break;
-          page = next;
+      for (let attempt = 0; position !== '' && !this.#closed; attempt++) {
+        try {
+          if (attempt > 0) this.tree.reset();
+          let page = await this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
+          for (;;) {
+            for (const m of page.items) this.tree.apply(m);
+            const next = await page.next();
+            if (!next) break;
+            page = next;
+          }
+          break;
+        } catch (err) {
+          this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err)));
+          if ((err as { retryable?: unknown }).retryable !== true) break;
+          await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** attempt)));
         }
       }
-    } catch (err) {
-      this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err)));
     } finally {
       const held = this.#held ?? [];
       this.#held = undefined;

@@ -16,7 +16,14 @@ import type { Channel, ContinuityLost } from '@mooring/client';
 import { Emitter } from '@mooring/client';
 import type { JsonValue } from '@mooring/protocol';
 import type { UIMessage, UIMessageChunk } from 'ai';
-import type { Handover, InputNode, RunNode, TreeChange, TreeNode } from './conversation-tree.ts';
+import type {
+  ConversationTreeOptions,
+  Handover,
+  InputNode,
+  RunNode,
+  TreeChange,
+  TreeNode,
+} from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
 import { MooringAiError } from './errors.ts';
 import { channelSink } from './operation-sink.ts';
@@ -36,6 +43,14 @@ export interface UserSessionOptions {
    * session with this option follows the selections on the channel. Default false (local only).
    */
   sharedSelection?: boolean;
+  /**
+   * The clientIds of the session's agents (PROTOCOL.md §13.5): runs started by anyone else are not
+   * shown (and are reported as `malformed_message` errors), so a member who publishes a fake run
+   * with an agent's next run id first cannot hide the agent's real run. Without it, every member may
+   * start a run and the earliest claim of a run id is the run. Operator runs (`reply()`) are always
+   * accepted from the operator's own clientId.
+   */
+  agents?: readonly string[];
   /** This client's clientId: the default handover operator, and the author of `reply()` runs. */
   clientId?: string;
   /** Lease on `reply()` runs, ms. Default 30 000. */
@@ -108,9 +123,10 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   constructor(options: UserSessionOptions) {
     this.#o = options;
     this.channel = options.channel;
-    this.tree = new ConversationTree(
-      options.sharedSelection === undefined ? {} : { sharedSelection: options.sharedSelection },
-    );
+    const treeOptions: ConversationTreeOptions = {};
+    if (options.sharedSelection !== undefined) treeOptions.sharedSelection = options.sharedSelection;
+    if (options.agents !== undefined) treeOptions.agents = options.agents;
+    this.tree = new ConversationTree(treeOptions);
     this.#feed = new SessionFeed(this.channel, this.tree);
   }
 

@@ -130,9 +130,12 @@ export class ChannelService {
     for (const m of result.messages) this.metrics.operations.inc({ action: m.action });
     inputs.forEach((input, i) => {
       const outcome = result.results[i];
-      if (!outcome || outcome.duplicate) return;
+      if (!outcome) return;
       const serial = input.serial ?? outcome.serial;
+      // A resent end (a duplicate: same publisher, same id) still releases: the first attempt may
+      // have been stored just before a crash that lost its release. Releasing twice is harmless.
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
+      else if (outcome.duplicate) return;
       else if (input.lease !== undefined)
         this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId, owner);
       else if (input.serial !== undefined)

@@ -96,6 +96,60 @@ describe('leases across kill -9', () => {
     });
   }
 
+  it('a run ended (lease 0) just before a crash, whose end is resent after the restart, is not abandoned', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-lease-end-crash-'));
+    const children: ServerProcess[] = [];
+    const clients: RawClient[] = [];
+    const channel = 'session:lease-end-crash';
+    try {
+      // COMMIT 1: the run's create; COMMIT 2: its end. The server dies right after the second: the
+      // end is stored, its acknowledgement never sent, and the lease record was never removed.
+      const first = await spawnServer(['--store', 'sqlite', '--data', dir], {
+        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${PRELOAD}`.trim(),
+        MOORING_TEST_CRASH: 'commit:2',
+      });
+      children.push(first);
+      const agent = await RawClient.connect(first.url, { clientId: 'agent' });
+      clients.push(agent);
+      const serial = (
+        await agent.publish(channel, [
+          { id: 'run', data: 'answer', headers: { status: 'streaming' }, lease: 300 },
+        ])
+      ).results[0]!.serial;
+      const end = {
+        action: 'update' as const,
+        serial,
+        id: 'run:end',
+        headers: { status: 'complete' },
+        lease: 0,
+      };
+      agent.send({ type: 'publish', channel, ops: [end] });
+      assert.equal(await withinBound('the crash after the end', first.exited), 'SIGKILL');
+
+      const second = await spawnServer(['--store', 'sqlite', '--data', dir]);
+      children.push(second);
+      const back = await RawClient.connect(second.url, { clientId: 'agent' });
+      clients.push(back);
+      // the agent resends what was never acknowledged: a duplicate, which must still end the lease
+      const resent = await back.publish(channel, [end]);
+      assert.equal(resent.results[0]!.duplicate, true);
+      await leaseRecordsDrained(dir);
+      const reader = await RawClient.connect(second.url);
+      clients.push(reader);
+      await reader.attach(channel, { start: true });
+      assert.deepEqual(
+        reader.messages(channel)[0]?.headers,
+        { status: 'complete' },
+        'complete, not abandoned',
+      );
+    } finally {
+      for (const c of clients) c.kill();
+      for (const child of children) child.child.kill('SIGKILL');
+      await Promise.all(children.map((c) => c.exited));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('re-arms the leases held when the server was killed: abandoned unless the publisher writes again', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mooring-lease-rearm-'));
     const children: ServerProcess[] = [];

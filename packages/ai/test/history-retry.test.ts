@@ -1,0 +1,44 @@
+// A tab that starts from a recovery key reads the conversation up to its saved position over REST.
+// If that read fails (the server was restarting, the link dropped) even after the REST client's own
+// retries, the session keeps retrying it rather
+// than going live without the conversation. Found by the soak (`npm run soak`): a reloaded tab
+// whose history read failed once showed an empty conversation for good.
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import type { FetchLike } from '@mooring/client';
+import { UserSession } from '../src/user-session.ts';
+import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+
+it('a recovered tab retries a failed history read and shows the whole conversation', async (t) => {
+  const server = await realServer(t);
+  const name = sessionName();
+  const first = client(t, server.url, { clientId: 'user' });
+  const tab = new UserSession({ channel: first.channels.get(name, { start: true }) });
+  t.after(() => tab.close());
+  await tab.start();
+  const inputId = await tab.send('hello');
+  const secondId = await tab.send('are you there?');
+  await waitFor(() => tab.view().length === 2, { message: 'the messages never showed' });
+  const key = first.recoveryKey();
+  first.close();
+
+  let failed = 0;
+  const flaky: FetchLike = (url, init) => {
+    // Down for longer than the REST client's own retries (3 attempts).
+    if (failed < 3 && url.includes('/messages')) {
+      failed++;
+      return Promise.reject(new TypeError('fetch failed'));
+    }
+    return globalThis.fetch(url, init);
+  };
+  const reloaded = client(t, server.url, { clientId: 'user', recover: key, fetch: flaky });
+  const again = new UserSession({ channel: reloaded.channels.get(name, { start: true }) });
+  t.after(() => again.close());
+  await again.ready();
+  assert.equal(failed, 3, 'the history read failed three times in a row');
+  await waitFor(() => again.view().length === 2, { message: 'the conversation never came back' });
+  assert.deepEqual(
+    again.view().map((n) => n.id),
+    [inputId, secondId],
+  );
+});
