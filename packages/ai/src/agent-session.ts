@@ -38,9 +38,6 @@ import { RunPublisher } from './run-publisher.ts';
 import { SessionFeed } from './session-feed.ts';
 import type { ControlData, ControlRecord } from './wire.ts';
 
-/** How long an `abandoned` run waits before it is resumed (a stale expiry is followed by the run's end). */
-const STALE_EXPIRY_MS = 1000;
-
 export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
   /** The session's channel; get it with `{ start: true }` (see the module comment). */
   channel: Channel;
@@ -86,6 +83,8 @@ export class AgentSession<M extends UIMessage = UIMessage> {
   readonly #sink: OperationSink;
   readonly #emitter = new Emitter<AgentSessionEvents<M>>();
   readonly #active = new Map<string, AgentRun<M>>();
+  /** Runs this session drove to their end: an `abandoned` seen for one later is a stale expiry. */
+  readonly #finished = new Set<string>();
   readonly #handled = new Set<string>();
   readonly #settled = new Set<Promise<void>>();
   readonly #feed: SessionFeed;
@@ -199,14 +198,8 @@ export class AgentSession<M extends UIMessage = UIMessage> {
    */
   #resumeAbandoned(node: RunNode): void {
     if (node.status !== 'abandoned' || node.agent !== this.agent || this.#active.has(node.id)) return;
-    // Decide a moment later, on the run as it is then: an expiry that raced the run's own end (the
-    // end follows it in the log) is stale, and the run is complete by then.
-    setTimeout(() => this.#resumeIfAbandoned(node.id), STALE_EXPIRY_MS);
-  }
-
-  #resumeIfAbandoned(runId: string): void {
-    const node = this.tree.run(runId);
-    if (this.#closed || !node || node.status !== 'abandoned' || this.#active.has(runId)) return;
+    // An expiry that raced this session's own end of the run (the end follows it in the log).
+    if (this.#finished.has(node.id)) return;
     const input = this.tree.input(node.input);
     if (!input) return;
     const mine = this.tree.runsOf(input.id).filter((r) => r.agent === this.agent);
@@ -290,6 +283,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     this.#emitter.emit('run', run);
     const settled = this.#drive(run).finally(() => {
       if (this.#active.get(runId) === run) this.#active.delete(runId);
+      this.#finished.add(runId);
       this.#settled.delete(settled);
     });
     this.#settled.add(settled);
