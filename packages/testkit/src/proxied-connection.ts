@@ -94,10 +94,30 @@ export class ProxiedConnection {
       this.host.counters.reset += 1;
       this.teardown();
       for (const socket of [this.client, this.upstream]) {
-        if (socket !== null && !socket.destroyed) socket.resetAndDestroy();
+        if (socket === null || socket.destroyed) continue;
+        // resetAndDestroy() on a socket still connecting waits for the connection before it resets
+        // (and closes): a socket that never gets there would keep `gone` pending for ever. There is
+        // no connection to reset yet, so drop it at once.
+        if (socket.connecting) socket.destroy();
+        else socket.resetAndDestroy();
       }
+      this.settleSoon();
     }
     return this.gone;
+  }
+
+  /**
+   * Both sockets are destroyed: their `close` events follow. Should one never come, `gone` resolves
+   * anyway after a second, so that a reset or a proxy close can never hang a test.
+   */
+  private settleSoon(): void {
+    setTimeout(() => {
+      if (this.client.destroyed && (this.upstream === null || this.upstream.destroyed)) {
+        this.clientClosed = true;
+        this.upstreamClosed = true;
+        this.checkGone();
+      }
+    }, 1000).unref();
   }
 
   /** Destroy both sockets (the proxy is closing). */
@@ -105,6 +125,7 @@ export class ProxiedConnection {
     this.teardown();
     this.client.destroy();
     this.upstream?.destroy();
+    this.settleSoon();
     return this.gone;
   }
 
