@@ -153,6 +153,7 @@ export class Mooring {
       baseUrl: urls.http,
       key: options.key,
       ...(auth ? { auth } : {}),
+      ...(!auth && options.clientId !== undefined ? { clientId: options.clientId } : {}),
       fetch: fetchImpl,
       ids: this.#ids,
       timers,

@@ -24,6 +24,12 @@ export interface RestDeps {
   baseUrl: string;
   /** API key `<keyName>:<secret>`. */
   key: string | undefined;
+  /**
+   * The clientId a key-authenticated client publishes as (PROTOCOL.md §11, `X-Mooring-Client-Id`):
+   * the same identity as its realtime connection, so REST and realtime share ownership and dedup
+   * scope. Tokens carry their own clientId and never send it.
+   */
+  clientId?: string;
   /** Token auth instead of a key: the `Authorization` value, and what to do when the server says it expired. */
   auth?: { authorization(): Promise<string>; expired(): void };
   fetch: FetchLike;
@@ -125,7 +131,10 @@ export class Rest {
   async #once(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.#deps.auth) headers.authorization = await this.#deps.auth.authorization();
-    else if (this.#deps.key) headers.authorization = `Bearer ${this.#deps.key}`;
+    else if (this.#deps.key) {
+      headers.authorization = `Bearer ${this.#deps.key}`;
+      if (this.#deps.clientId !== undefined) headers['x-mooring-client-id'] = this.#deps.clientId;
+    }
     const init: RequestInit = { method, headers };
     if (body !== undefined) {
       headers['content-type'] = 'application/json';

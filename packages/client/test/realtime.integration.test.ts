@@ -138,6 +138,14 @@ describe('client ⇄ server', () => {
     assert.equal(c.connection.state, 'initialized', 'REST does not open a connection');
   });
 
+  it('REST with a key publishes as the client’s clientId, like its realtime connection', async (t) => {
+    const server = await realServer(t);
+    const c = client(t, server.url, { autoConnect: false, clientId: 'agent-7' });
+    await c.rest.publish('session:rest-id', { name: 'a', data: '1' });
+    const page = await c.rest.history('session:rest-id', { limit: 1 });
+    assert.equal(page.items[0]?.clientId, 'agent-7');
+  });
+
   it('closes gracefully', async (t) => {
     const server = await realServer(t);
     const c = client(t, server.url);
