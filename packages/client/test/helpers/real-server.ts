@@ -2,7 +2,7 @@
  * Real parts for integration tests: a Mooring server on 127.0.0.1 port 0 (optionally behind a
  * FaultProxy) and clients that are closed when the test ends.
  */
-import type { TestContext } from 'node:test';
+import { after, type TestContext } from 'node:test';
 import type { MooringServer, ServerOptions } from '@mooring/server';
 import { startServer } from '@mooring/server';
 import { FaultProxy, waitFor } from '@mooring/testkit';
@@ -10,6 +10,19 @@ import type { MooringOptions } from '../../src/mooring.ts';
 import { Mooring } from '../../src/mooring.ts';
 
 export const KEY = 'test:s3cret';
+
+// A test file whose tests have all ended must end too. Once, the resilience file finished every test
+// and its process kept running (a leaked handle, still to be found), which would hold a CI run for
+// ever. Should anything keep the event loop alive 10 s after the last test, say what is open and exit
+// with the tests' own result (the timer is unref'd: it never keeps a clean process alive).
+after(() => {
+  setTimeout(() => {
+    console.error(
+      `the test process outlived its tests by 10 s; still open: ${process.getActiveResourcesInfo().join(', ')}`,
+    );
+    process.exit();
+  }, 10_000).unref();
+});
 
 export async function realServer(t: TestContext, options: ServerOptions = {}): Promise<MooringServer> {
   const server = await startServer({ port: 0, host: '127.0.0.1', keys: [KEY], ...options });
