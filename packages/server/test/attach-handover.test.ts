@@ -174,12 +174,24 @@ for (const storeKind of ['memory', 'sqlite', 'redis'] as const) {
               const all = versions();
               for (let i = 1; i < all.length; i++)
                 assert.ok(all[i]! > all[i - 1]!, `versions strictly increase (each once, in order): ${all}`);
-              // live operations follow the attached position with consecutive sequence numbers
-              let expected = seq(attached.position) + 1;
-              for (const m of live) assert.equal(seq(m.version), expected++, 'no gap in the live stream');
-              assert.equal(expected - 1, seq(head), 'live reaches the head');
-              if (snapshot === 'early')
-                assert.equal(live.length, 20, 'the whole burst came through the held live deliveries');
+              if (storeKind === 'redis') {
+                // Across the Redis bus, a delivery that arrives late is repaired by reading the log
+                // back, which may send rolled-up messages live (PROTOCOL.md §4.3: one needless resume
+                // for a client, never a loss): live versions increase and reach the head.
+                const last = all[all.length - 1];
+                assert.equal(
+                  last === undefined ? seq(attached.position) : Math.max(seq(last), seq(attached.position)),
+                  seq(head),
+                  'the client reaches the head',
+                );
+              } else {
+                // live operations follow the attached position with consecutive sequence numbers
+                let expected = seq(attached.position) + 1;
+                for (const m of live) assert.equal(seq(m.version), expected++, 'no gap in the live stream');
+                assert.equal(expected - 1, seq(head), 'live reaches the head');
+                if (snapshot === 'early')
+                  assert.equal(live.length, 20, 'the whole burst came through the held live deliveries');
+              }
             });
           }
         }
