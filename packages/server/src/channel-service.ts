@@ -148,7 +148,7 @@ export class ChannelService {
    * The identity new leases count against, after checking that it may take them: each lease is a
    * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`).
    */
-  #leaseOwner(channel: string, inputs: OperationInput[], identity: PublishIdentity): string | undefined {
+  #leaseOwner(channel: string, inputs: OperationInput[], identity: PublishIdentity): string {
     const owner = identityKey(identity);
     const taking = inputs.filter(
       (input) =>
@@ -158,10 +158,11 @@ export class ChannelService {
         (input.serial === undefined || !this.leases.has(channel, input.serial)),
     ).length;
     const max = this.limits.maxLeasesPerClient;
-    if (taking > 0 && this.leases.heldBy(owner) + taking > max)
+    const held = taking > 0 ? this.leases.heldBy(owner) : 0;
+    if (taking > 0 && held + taking > max)
       throw new ServerError(
         'too_many_leases',
-        `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${this.leases.heldBy(owner)} message leases (limit ${max}); end some runs (lease: 0) first`,
+        `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${held} message leases (limit ${max}); end some runs (lease: 0) first`,
       );
     return owner;
   }
