@@ -48,6 +48,8 @@ interface Lease {
   ms: number;
   /** The holder's connection lives on this node: renew. */
   live: boolean;
+  /** When not live: the deadline this node last set (ms since 1970), after which any node may expire it. */
+  until: number;
 }
 
 interface LeaseRecord {
@@ -127,7 +129,16 @@ export class RedisLeases implements Leases {
     clientId: string | undefined,
     owner?: string,
   ): void {
-    this.#take({ channel, serial, holder, clientId, owner, ms, live: holder !== undefined });
+    this.#take({
+      channel,
+      serial,
+      holder,
+      clientId,
+      owner,
+      ms,
+      live: holder !== undefined,
+      until: Date.now() + ms,
+    });
     const record: LeaseRecord = { channel, serial, ms };
     if (clientId !== undefined) record.clientId = clientId;
     if (holder !== undefined) record.holder = holder;
@@ -165,6 +176,7 @@ export class RedisLeases implements Leases {
       const lease = this.#leases.get(field);
       if (!lease?.live) continue;
       lease.live = false;
+      lease.until = now + lease.ms;
       args.push(String(now + lease.ms), field);
     }
     this.#renew(args);
@@ -228,6 +240,7 @@ export class RedisLeases implements Leases {
         owner: undefined,
         ms: record.ms,
         live: true,
+        until: now + record.ms,
       });
       args.push(String(now + record.ms), field);
     }
@@ -249,7 +262,12 @@ export class RedisLeases implements Leases {
     const args: string[] = [];
     const holders = new Set<string>();
     for (const [field, lease] of this.#leases) {
-      if (!lease.live) continue;
+      if (!lease.live) {
+        // Not held here any more, and past its deadline: some node expired it (or will). Forget it
+        // here too, or it would count against its owner's budget on this node for ever.
+        if (now > lease.until + this.#retryAfter) this.#drop(field, lease);
+        continue;
+      }
       args.push(String(now + lease.ms), field);
       if (lease.holder !== undefined) holders.add(lease.holder);
     }

@@ -340,6 +340,13 @@ export class RedisPresence implements Presence {
     const { connection, prefix, onError, recoverWithin } = this.#o;
     const alive = `${prefix}:node:${this.nodeId}`;
     connection.send(alive, ['SET', alive, '1', 'PX', String(this.#nodeTtl)]).catch(onError);
+    // Declared dead while alive (Redis was out of reach longer than nodeTtl): clear the mark, so a
+    // later real death gets its full grace, and put back what a sweeper may have removed meanwhile.
+    const dead = `${prefix}:node-dead:${this.nodeId}`;
+    connection.send(dead, ['DEL', dead]).then((removed) => {
+      if (Number(removed) !== 1 || this.#closed) return;
+      for (const id of this.#channelsOf.keys()) this.#resume(id).catch(onError);
+    }, onError);
     connection.send(`${prefix}:nodes`, ['SADD', `${prefix}:nodes`, this.nodeId]).catch(onError);
     const ttl = String(Math.max(recoverWithin, this.#nodeTtl));
     for (const id of this.#channelsOf.keys()) {
