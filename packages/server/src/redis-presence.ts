@@ -99,6 +99,7 @@ export class RedisPresence implements Presence {
   readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
   readonly #sweep: NodeJS.Timeout;
   #bus: Promise<BusConnection> | undefined;
+  #recordsRefreshedAt = 0;
   #closed = false;
 
   constructor(options: RedisPresenceOptions) {
@@ -286,8 +287,13 @@ export class RedisPresence implements Presence {
           for (const listener of listeners) listener(encoded);
         }),
       );
-      ready.catch(this.#o.onError);
-      feed = { listeners: 0, ready, linger: undefined };
+      const created: Feed = { listeners: 0, ready, linger: undefined };
+      // not subscribed (Redis out of reach): forget it, so the next attach tries again
+      ready.catch((err: unknown) => {
+        this.#o.onError(err);
+        if (this.#feeds.get(channel) === created) this.#feeds.delete(channel);
+      });
+      feed = created;
       this.#feeds.set(channel, feed);
     }
     return feed;
@@ -348,6 +354,10 @@ export class RedisPresence implements Presence {
       for (const id of this.#channelsOf.keys()) this.#resume(id).catch(onError);
     }, onError);
     connection.send(`${prefix}:nodes`, ['SADD', `${prefix}:nodes`, this.nodeId]).catch(onError);
+    // the per-connection records outlive a refresh by far: refresh them a few times per TTL only
+    const now = Date.now();
+    if (now - this.#recordsRefreshedAt < recoverWithin / 4) return;
+    this.#recordsRefreshedAt = now;
     const ttl = String(Math.max(recoverWithin, this.#nodeTtl));
     for (const id of this.#channelsOf.keys()) {
       const record = this.#recordKey(id);

@@ -348,7 +348,7 @@ if (skip) {
       await restarted.publish(channel, [
         { action: 'update', serial, id: 'again', headers: { status: 'running' }, lease: 1_000 },
       ]);
-      // a REST lease taken after it, shorter-lived: once it ran out, the first deadline has passed too
+      // a REST lease taken after it, and longer: once it ran out, the first deadline has passed too
       await rest(b, `/v1/channels/${channel}/messages`, {
         body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
       });
@@ -363,6 +363,33 @@ if (skip) {
         { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
       await restarted.close();
+    });
+
+    it('any write by the same clientId from another node, even without a lease field, moves the lease there', async () => {
+      const [a, b] = nodes as [MooringServer, MooringServer];
+      const channel = 'run:moved';
+      const first = await RawClient.connect(b.url, { clientId: 'mover' });
+      const ack = await first.publish(channel, [
+        { id: 'run', data: 'x', headers: { status: 'running' }, lease: 1_000 },
+      ]);
+      const serial = ack.results[0]!.serial;
+      first.kill(); // its lease now runs out one lease later, unless the publisher writes again
+      const again = await RawClient.connect(a.url, { clientId: 'mover' });
+      await again.publish(channel, [{ action: 'update', serial, id: 'u1', headers: { status: 'running' } }]);
+      await rest(b, `/v1/channels/${channel}/messages`, {
+        body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
+      });
+      await waitFor(
+        async () =>
+          (await runMessage(b, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
+        { message: 'the probe lease never ran out' },
+      );
+      const run = (await runMessage(b, channel)).find((m) => m.serial === serial);
+      assert.equal(run?.headers?.status, 'running', 'held by the new connection on node A');
+      await again.publish(channel, [
+        { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
+      ]);
+      await again.close();
     });
   });
 }
