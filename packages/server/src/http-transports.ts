@@ -22,7 +22,7 @@ import { errorInfo, type Limits, PROTOCOL_VERSION } from '@mooring/protocol';
 import type { Authenticator } from './auth.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
-import type { Identity } from './connection-registry.ts';
+import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { RequestAborted, readJson, send } from './rest-api.ts';
 import { safeEqual } from './safe-equal.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
@@ -92,8 +92,9 @@ export class HttpTransports {
         const identity = await this.#o.auth.authenticate(req, url);
         this.#o.connections.admit(identity);
         const recover = url.searchParams.get('recover') ?? undefined;
-        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, recover);
-        else this.#openPoll(res, identity, recover);
+        const opened = await this.#o.connections.claim(identity, recover);
+        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, opened);
+        else this.#openPoll(res, identity, opened);
         return;
       }
       const match = CONNECTION_PATH.exec(path);
@@ -144,12 +145,7 @@ export class HttpTransports {
     return connection;
   }
 
-  #openStream(
-    req: IncomingMessage,
-    res: ServerResponse,
-    identity: Identity,
-    recover: string | undefined,
-  ): void {
+  #openStream(req: IncomingMessage, res: ServerResponse, identity: Identity, opened: OpenedConnection): void {
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true, 15_000);
     res.writeHead(200, STREAM_HEADERS);
@@ -168,7 +164,7 @@ export class HttpTransports {
         res.write(': ping\n\n');
       },
     };
-    const connection = this.#o.connections.open(sink, identity, recover);
+    const connection = this.#o.connections.open(sink, identity, opened);
     res.on('close', () => {
       this.#o.connections.closed(connection, false);
       // the stream is over for good: do not leave a half-open socket behind
@@ -176,10 +172,10 @@ export class HttpTransports {
     });
   }
 
-  #openPoll(res: ServerResponse, identity: Identity, recover: string | undefined): void {
+  #openPoll(res: ServerResponse, identity: Identity, opened: OpenedConnection): void {
     const pollGrace = this.#o.heartbeatInterval + 10_000;
     const sink = new LongPollSink(this.#pollTimeout, pollGrace);
-    const connection = this.#o.connections.open(sink, identity, recover);
+    const connection = this.#o.connections.open(sink, identity, opened);
     sink.onGone = (deliberate) => {
       this.#o.connections.closed(connection, deliberate);
       if (!sink.hasQueued) return;
