@@ -64,6 +64,11 @@ export interface RedisStoreOptions {
   onCorrupt?: (channel: string, detail: string) => void;
   /** Connection problems (logged; calls fail with store_unavailable meanwhile). */
   onError?: (err: unknown) => void;
+  /**
+   * Deadline of one Redis command, ms (default 5,000): past it the call fails with
+   * `store_unavailable` (retryable) and the command connection is replaced.
+   */
+  commandTimeout?: number;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -141,7 +146,7 @@ export class RedisStore implements Store {
   static async open(options: RedisStoreOptions): Promise<RedisStore> {
     let connection: RedisConnection;
     try {
-      connection = await connectRedis(options.url, (err) => options.onError?.(err));
+      connection = await connectRedis(options.url, (err) => options.onError?.(err), options.commandTimeout);
     } catch (err) {
       throw new StoreError(
         'store_unavailable',
