@@ -1,9 +1,10 @@
 /**
- * Redis that stops answering without closing the connection (PROTOCOL.md §15): a FaultProxy in
- * blackhole mode between the node and a real redis-server. Publishes must fail with a retryable
- * `store_unavailable` within the command timeout (never hang, never be acknowledged unstored),
- * `/ready` says 503, connected clients keep their sessions, and everything works again once the
- * network does — the node replaces its dead command connection by itself.
+ * Redis trouble (PROTOCOL.md §15). Redis that stops answering without closing the connection: a
+ * FaultProxy in blackhole mode between the node and a real redis-server. Publishes must fail with a
+ * retryable `store_unavailable` within the command timeout (never hang, never be acknowledged
+ * unstored), `/ready` says 503, connected clients keep their sessions, and everything works again
+ * once the network does — the node replaces its dead command connection by itself.
+ * And retention trim on many channels: a trim visits only the channels that have something due.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -11,6 +12,7 @@ import { FaultProxy, redisSkipReason, startRedis, waitFor } from '@mooring/testk
 import { type MooringServer, startServer } from '../src/index.ts';
 import { RedisHub } from '../src/redis-hub.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
+import type { NewOperation } from '../src/store/store.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -74,6 +76,45 @@ if (skip) {
         [first.results[0]!.serial, retried.results[0]!.serial],
       );
       await Promise.all([pub.close(), sub.close()]);
+    });
+  });
+
+  describe('Redis trouble: retention trim on many channels', () => {
+    const HOUR = 60 * 60 * 1000;
+    const op = (id: string): NewOperation => ({ action: 'create', publisher: '', id, data: id });
+    const evalshaCalls = async (redis: { command(...args: string[]): Promise<string> }) =>
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.command('INFO', 'commandstats'))?.[1] ?? 0);
+
+    it('visits only the channels with something due, not every channel on every tick', async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const store = await RedisStore.open({
+        url: redis.url,
+        retentionFor: (channel) => (channel.startsWith('short:') ? HOUR : 24 * HOUR),
+      });
+      t.after(() => store.close());
+      const t0 = 1_700_000_000_000;
+      const opts = { maxMessageSize: 1 << 20, now: t0 };
+      for (let i = 0; i < 100; i++) await store.append(`long:${i}`, [op(`m${i}`)], opts);
+      await store.append('short:x', [op('s')], opts);
+
+      const before = await evalshaCalls(redis);
+      assert.equal(await store.trim(t0 + HOUR - 1), 0);
+      assert.equal(await evalshaCalls(redis), before, 'nothing due: no channel visited');
+      assert.equal(await store.trim(t0 + 2 * HOUR), 1);
+      assert.equal(await evalshaCalls(redis), before + 1, 'one channel due: one channel visited');
+      // the emptied channel is filed again one retention later; the long ones are due at 24 h
+      assert.equal(await store.trim(t0 + 2 * HOUR), 0);
+      assert.equal(await evalshaCalls(redis), before + 1);
+      assert.equal(await store.trim(t0 + 25 * HOUR), 100);
+      assert.equal((await store.info('long:7'))!.messageCount, 0);
+
+      // a channel filed by an older version (the set it scanned whole) is moved over and trimmed
+      await store.append('legacy:y', [op('l')], { ...opts, now: t0 + 25 * HOUR });
+      await redis.command('ZREM', 'mooring:trim', 'legacy:y');
+      await redis.command('SADD', 'mooring:channels', 'legacy:y');
+      assert.equal(await store.trim(t0 + 50 * HOUR), 1);
+      assert.match(await redis.command('SCARD', 'mooring:channels'), /^:0/);
     });
   });
 }
