@@ -16,8 +16,11 @@
  * turns that into a retryable `store_unavailable`; the caller resends with the same ids, and
  * idempotency stores once what Redis may have run after all), and the command connection is replaced
  * by a new one: replies that may still come on the old one can never be matched to later commands.
+ * The pub/sub connection of a single Redis is watched the same way (redis-subscriber.ts); on a
+ * Cluster, node-redis restores the shard subscriptions and the hub's position check covers the rest.
  */
 import { createClient, createCluster } from 'redis';
+import { WatchedSubscriber } from './redis-subscriber.ts';
 
 export interface RedisConnection {
   readonly cluster: boolean;
@@ -164,17 +167,16 @@ async function connectSingle(
     cluster: false,
     send: (_key, args) => clients.run((client) => client.sendCommand(args)),
     eachMaster: async (args) => [await clients.run((client) => client.sendCommand(args))],
-    async subscriber(onSubError) {
-      const sub = clients.current.duplicate();
-      sub.on('error', onSubError);
-      await sub.connect();
-      return {
-        subscribe: (channel, listener) => sub.sSubscribe(channel, listener),
-        unsubscribe: (channel) => sub.sUnsubscribe(channel),
-        onReady: (callback) => sub.on('ready', callback),
-        destroy: () => sub.destroy(),
-      };
-    },
+    subscriber: (onSubError) =>
+      WatchedSubscriber.open(
+        () => {
+          const sub = clients.current.duplicate();
+          sub.on('error', onSubError);
+          return sub;
+        },
+        commandTimeout,
+        onSubError,
+      ),
     close: async () => {
       await clients.current.close();
     },
