@@ -14,7 +14,7 @@ import { Readable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import type { TransportKind } from '@mooring/protocol';
 import type { MooringServer } from '@mooring/server';
-import { Balancer, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { Balancer, FaultProxy, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
 import type { FetchLike } from '../src/rest.ts';
 import { client, connected, realServer, waitFor } from './helpers/real-server.ts';
 import { spawnServer } from './helpers/server-process.ts';
@@ -108,37 +108,52 @@ if (skip) {
       });
     }
 
-    it('a recovery key works on any node: the same connection, and what was missed', async (t) => {
-      const { balancer } = await cluster(t);
+    it('a recovery key works on any node: the same connection id, and exactly what was missed', async (t) => {
+      const { nodes, balancer } = await cluster(t);
       const channel = 'session:recover-anywhere';
-      const first = httpClient(t, balancer, 'sse');
-      const got = record(first.channels.get(channel));
-      await waitFor(() => first.channels.get(channel).state === 'attached');
-      const writer = httpClient(t, balancer, 'longpoll');
-      const before = await publishStream(writer.channels.get(channel), 'a', 5);
-      await waitFor(() => got.length === 5);
-      const id = first.connection.id;
-      const key = first.recoveryKey();
-      first.close();
-      const missed = await publishStream(writer.channels.get(channel), 'a', 5);
-      // each new client's opening request goes to the next node in turn: over three tries, at least
-      // two land on a node that did not hold the connection
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const again = httpClient(t, balancer, attempt % 2 === 0 ? 'sse' : 'longpoll', { recover: key });
-        const resumed = record(again.channels.get(channel));
-        await connected(again);
-        assert.equal(again.connection.id, id, `attempt ${attempt}: the same connection id`);
-        await waitFor(() => resumed.length >= missed.length, {
-          message: `attempt ${attempt}: the missed ops`,
+      /** A client whose network can be cut (refused and reset) so it vanishes without a close frame. */
+      const cuttable = async (target: { port: number }, transport: TransportKind, recover?: string) => {
+        const proxy = await FaultProxy.start(target);
+        t.after(() => proxy.close());
+        const c = client(t, proxy.url('/'), {
+          transports: [transport],
+          fetch: freshConnectionFetch,
+          ...(recover ? { recover } : {}),
         });
-        assertExactlyOnce(resumed.slice(0, missed.length), missed, `attempt ${attempt}`);
-        assert.deepEqual(
-          got.map((m) => m.version),
-          before,
-        );
-        again.close();
-        await waitFor(() => again.connection.state === 'closed');
+        const got = record(c.channels.get(channel));
+        const cut = async () => {
+          proxy.refuse();
+          await proxy.reset();
+          await waitFor(() => c.connection.state !== 'connected', { message: 'the client noticed the cut' });
+          c.close();
+        };
+        return { c, got, cut };
+      };
+      const first = await cuttable(balancer, 'sse');
+      await waitFor(() => first.c.channels.get(channel).state === 'attached');
+      const holder = nodes.findIndex((n) => n.connections === 1);
+      assert.ok(holder >= 0, 'one node holds the connection');
+      const writer = client(t, nodes[holder]!.url).channels.get(channel);
+      const before = await publishStream(writer, 'a', 5);
+      await waitFor(() => first.got.length === 5);
+      const id = first.c.connection.id;
+      let key = first.c.recoveryKey();
+      let cut = first.cut;
+      // every other node in turn: the identity and the positions carried by the key continue there
+      for (const [n, node] of nodes.entries()) {
+        if (n === holder) continue;
+        await cut();
+        const missed = await publishStream(writer, 'a', 3);
+        const next = await cuttable(node, n % 2 === 0 ? 'longpoll' : 'sse', key);
+        await connected(next.c);
+        assert.equal(next.c.connection.id, id, `node ${n}: the same connection id`);
+        await waitFor(() => next.got.length >= missed.length, { message: `node ${n}: the missed ops` });
+        assertExactlyOnce(next.got, missed, `node ${n}`);
+        key = next.c.recoveryKey();
+        cut = next.cut;
       }
+      assertExactlyOnce(first.got, before, 'first');
+      await cut();
     });
 
     it('the holder node is killed mid-stream (SIGKILL): the client reconnects to another node and resumes, nothing lost or twice', async (t) => {

@@ -24,7 +24,7 @@ import { errorInfo, type Limits, PROTOCOL_VERSION } from '@mooring/protocol';
 import type { Authenticator } from './auth.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
-import type { Identity } from './connection-registry.ts';
+import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { errorBody, httpReply, type Reply } from './http-reply.ts';
 import type { ConnectionRequest, RequestForwarder } from './request-forwarder.ts';
 import { RequestAborted, readJson, send } from './rest-api.ts';
@@ -123,8 +123,9 @@ export class HttpTransports {
         const identity = await this.#o.auth.authenticate(req, url);
         this.#o.connections.admit(identity);
         const recover = url.searchParams.get('recover') ?? undefined;
-        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, recover);
-        else this.#openPoll(res, identity, recover);
+        const opened = await this.#o.connections.claim(identity, recover);
+        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, opened);
+        else this.#openPoll(res, identity, opened);
         return;
       }
       const match = CONNECTION_PATH.exec(path);
@@ -221,12 +222,7 @@ export class HttpTransports {
     return connection;
   }
 
-  #openStream(
-    req: IncomingMessage,
-    res: ServerResponse,
-    identity: Identity,
-    recover: string | undefined,
-  ): void {
+  #openStream(req: IncomingMessage, res: ServerResponse, identity: Identity, opened: OpenedConnection): void {
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true, 15_000);
     res.writeHead(200, STREAM_HEADERS);
@@ -247,7 +243,7 @@ export class HttpTransports {
     };
     // the `connected` frame (and all after it) waits until the route is recorded
     res.cork();
-    const connection = this.#o.connections.open(sink, identity, recover);
+    const connection = this.#o.connections.open(sink, identity, opened);
     void this.#claim(connection).finally(() => res.uncork());
     res.on('close', () => {
       this.#o.connections.closed(connection, false);
@@ -256,10 +252,10 @@ export class HttpTransports {
     });
   }
 
-  #openPoll(res: ServerResponse, identity: Identity, recover: string | undefined): void {
+  #openPoll(res: ServerResponse, identity: Identity, opened: OpenedConnection): void {
     const pollGrace = this.#o.heartbeatInterval + 10_000;
     const sink = new LongPollSink(this.#pollTimeout, pollGrace);
-    const connection = this.#o.connections.open(sink, identity, recover);
+    const connection = this.#o.connections.open(sink, identity, opened);
     sink.onGone = (deliberate) => {
       this.#o.connections.closed(connection, deliberate);
       if (!sink.hasQueued) return;
