@@ -27,6 +27,7 @@ import { IdentityBudgets } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { Metrics } from './metrics.ts';
 import { type Presence, type PresenceOptions, PresenceService } from './presence.ts';
+import type { RequestForwarder } from './request-forwarder.ts';
 import { RestApi, send } from './rest-api.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
 import { createStore, type StoreSpec } from './store/create-store.ts';
@@ -128,6 +129,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     ? options.store
     : await createStore(options.store ?? { kind: 'memory' }, retentionFor, logger);
   const hub = await makeHub(options.hub, store, logger);
+  const forwarder = await makeForwarder(store, heartbeatInterval, logger);
   const metrics = new Metrics();
   const engine = await nodeEngine(store, options, connectionStateTtl, heartbeatInterval, logger);
   const channels = new ChannelService(
@@ -189,6 +191,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     limits,
     heartbeatInterval,
     firstPollTimeout: options.firstPollTimeout ?? DEFAULT_TIMINGS.firstPollTimeout,
+    ...(forwarder ? { forwarder } : {}),
+    onError: (err, message) => logger.warn({ err }, message),
   });
 
   let inFlight = 0;
@@ -279,6 +283,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         closing = true;
         clearInterval(heartbeat);
         clearInterval(trim);
+        httpTransports.close();
         const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const connection of connections.all()) {
           connection.disconnect(
@@ -298,6 +303,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         channels.leases.close();
         registry.close?.();
         if ('close' in hub && typeof hub.close === 'function') await hub.close();
+        await forwarder?.close();
         await store.close();
         logger.info('stopped');
       })();
@@ -316,6 +322,27 @@ async function makeHub(option: ServerOptions['hub'], store: Store, logger: Logge
   ]);
   if (!(store instanceof RedisStore)) return new LocalHub();
   return RedisHub.open({ store, onError: (err) => logger.warn({ err }, 'Redis bus problem') });
+}
+
+/** On the Redis engine, requests for HTTP connections held by other nodes are forwarded to them. */
+async function makeForwarder(
+  store: Store,
+  heartbeatInterval: number,
+  logger: Logger,
+): Promise<RequestForwarder | undefined> {
+  if (store.kind !== 'redis') return undefined;
+  const [{ RequestForwarder }, { RedisStore }] = await Promise.all([
+    import('./request-forwarder.ts'),
+    import('./store/redis-store.ts'),
+  ]);
+  if (!(store instanceof RedisStore)) return undefined;
+  return RequestForwarder.open({
+    connection: store.connection,
+    prefix: store.prefix,
+    // a route outlives an ended long-poll connection's last poll (heartbeat + 10 s) after its last refresh
+    routeTtl: 3 * heartbeatInterval + 10_000,
+    onError: (err) => logger.warn({ err }, 'request forwarding problem'),
+  });
 }
 
 interface NodeEngine {
