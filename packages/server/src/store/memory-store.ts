@@ -30,6 +30,7 @@ import type {
   Store,
 } from './store.ts';
 import { StoreError } from './store.ts';
+import { MemoryStreamStore } from './stream-memory-store.ts';
 
 export interface MemoryStoreOptions {
   /** Retention per channel in ms, evaluated when a message is created. Default: 24 h for every channel. */
@@ -71,6 +72,7 @@ export class MemoryStore implements Store {
   readonly kind = 'memory';
   readonly #channels = new Map<string, MemChannel>();
   readonly #retentionFor: RetentionFor;
+  readonly streams = new MemoryStreamStore();
   #closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
