@@ -30,6 +30,7 @@ export const ERRORS = {
   message_deleted: { status: 409, retryable: false },
   stream_conflict: { status: 409, retryable: false },
   stream_closed: { status: 409, retryable: false },
+  stream_gone: { status: 410, retryable: false },
   producer_fenced: { status: 403, retryable: false },
   producer_seq_gap: { status: 409, retryable: false },
   not_implemented: { status: 501, retryable: false },

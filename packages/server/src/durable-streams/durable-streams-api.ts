@@ -29,10 +29,13 @@ import {
   closedHeader,
   creationContentType,
   expiryHeaders,
+  forkHeaders,
   H,
+  hasContentType,
   producerHeaders,
   readBody,
   requestContentType,
+  STREAM_ROOT,
   StreamHttpError,
   sendError,
   setCommonHeaders,
@@ -41,7 +44,7 @@ import {
 import { handleRead } from './stream-reads.ts';
 import { StreamWaiters } from './stream-waiters.ts';
 
-export const STREAM_PREFIX = '/v1/stream/';
+const STREAM_PREFIX = STREAM_ROOT;
 
 export interface DurableStreamsOptions {
   /**
@@ -140,8 +143,9 @@ export class DurableStreamsApi {
       case 'POST':
         return this.#append(streams, path, req, res);
       case 'DELETE': {
-        if (!(await streams.delete(path)))
-          throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
+        const outcome = await streams.delete(path, Date.now());
+        if (outcome === 'not_found') throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
+        if (outcome === 'gone') throw gone(path);
         this.waiters.notify(path);
         res.writeHead(204).end();
         return;
@@ -149,6 +153,7 @@ export class DurableStreamsApi {
       default: {
         const meta = await streams.get(path, Date.now());
         if (!meta) throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
+        if (meta.softDeleted) throw gone(path);
         if (method === 'HEAD') return head(meta, path, res);
         return handleRead(
           {
@@ -197,29 +202,51 @@ export class DurableStreamsApi {
     res: ServerResponse,
     url: URL,
   ): Promise<void> {
-    if (req.headers[H.forkedFrom] !== undefined)
-      throw new StreamHttpError(
-        501,
-        'not_implemented',
-        'stream forks (Stream-Forked-From) are not supported yet',
-      );
-    const contentType = creationContentType(req);
+    const fork = forkHeaders(req);
+    if (fork) await this.#authorize(req, url, fork.source, 'stream-read');
     const expiry = expiryHeaders(req);
     const closed = closedHeader(req);
     let data: Uint8Array = await readBody(req, this.#o.maxAppendBytes);
     this.#d.onBytes('in', data.length);
-    if (data.length > 0 && isJsonStream({ contentType })) {
+    // a fork without a Content-Type takes its source's
+    const contentType = fork && !hasContentType(req) ? undefined : creationContentType(req);
+    let jsonType = contentType;
+    if (fork && contentType === undefined)
+      jsonType = (await streams.get(fork.source, Date.now()))?.contentType;
+    if (data.length > 0 && jsonType !== undefined && isJsonStream({ contentType: jsonType })) {
       const parsed = jsonFragment(data, true);
       if (!parsed.ok) throw new StreamHttpError(400, 'bad_request', parsed.reason);
       data = parsed.fragment;
     }
-    const outcome = await streams.create(path, { contentType, ...expiry, closed, data }, Date.now());
-    if (outcome.kind === 'conflict')
-      throw new StreamHttpError(
-        409,
-        'stream_conflict',
-        `a stream exists at ${path} with another content type, expiry or closure`,
-      );
+    const outcome = await streams.create(
+      path,
+      {
+        closed,
+        data,
+        ...expiry,
+        ...(contentType === undefined ? {} : { contentType }),
+        ...(fork ? { fork } : {}),
+      },
+      Date.now(),
+    );
+    switch (outcome.kind) {
+      case 'conflict':
+        throw new StreamHttpError(
+          409,
+          'stream_conflict',
+          `a stream exists at ${path} with another configuration`,
+        );
+      case 'path_in_use':
+        throw new StreamHttpError(409, 'stream_conflict', `${path} was deleted but its forks still read it`);
+      case 'source_not_found':
+        throw new StreamHttpError(404, 'not_found', 'the Stream-Forked-From stream does not exist');
+      case 'source_gone':
+        throw new StreamHttpError(409, 'stream_conflict', 'the Stream-Forked-From stream was deleted');
+      case 'fork_type_mismatch':
+        throw new StreamHttpError(409, 'stream_conflict', "a fork's Content-Type must be its source's");
+      case 'bad_fork':
+        throw new StreamHttpError(400, 'bad_request', outcome.reason);
+    }
     const meta = outcome.meta;
     const headers: Record<string, string> = {
       'content-type': meta.contentType,
@@ -256,6 +283,7 @@ export class DurableStreamsApi {
       throw new StreamHttpError(400, 'bad_request', 'an append with a body needs a Content-Type');
     const meta = await streams.get(path, Date.now());
     if (!meta) throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
+    if (meta.softDeleted) throw gone(path);
     // JSON is validated only where it would be stored: a closed stream or a content-type mismatch
     // is answered first (the store decides those)
     if (
@@ -311,6 +339,8 @@ function answerAppend(
   switch (outcome.kind) {
     case 'not_found':
       throw new StreamHttpError(404, 'not_found', 'the stream does not exist');
+    case 'gone':
+      throw gone('the stream');
     case 'appended':
     case 'duplicate': {
       const headers: Record<string, string> = { [H.nextOffset]: formatOffset(outcome.meta.tail) };
@@ -357,6 +387,10 @@ function answerAppend(
         [H.receivedSeq]: String(outcome.received),
       });
   }
+}
+
+function gone(path: string): StreamHttpError {
+  return new StreamHttpError(410, 'stream_gone', `${path} was deleted; its forks still read its data`);
 }
 
 function asHttpError(err: unknown): StreamHttpError {

@@ -7,7 +7,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type ErrorCode, errorInfo } from '@mooring/protocol';
 import { RequestAborted } from '../rest-api.ts';
-import type { ProducerClaim } from '../store/stream-store.ts';
+import type { ForkSpec, ProducerClaim } from '../store/stream-store.ts';
+import { parseOffset } from '../store/stream-store.ts';
+
+/** Where stream paths start (a fork's source is named by its path under it). */
+export const STREAM_ROOT = '/v1/stream/';
 
 export const H = {
   nextOffset: 'stream-next-offset',
@@ -24,6 +28,8 @@ export const H = {
   receivedSeq: 'producer-received-seq',
   sseEncoding: 'stream-sse-data-encoding',
   forkedFrom: 'stream-forked-from',
+  forkOffset: 'stream-fork-offset',
+  forkSubOffset: 'stream-fork-sub-offset',
 } as const;
 
 const EXPOSED = [
@@ -54,6 +60,9 @@ const ALLOWED = [
   H.producerId,
   H.producerEpoch,
   H.producerSeq,
+  H.forkedFrom,
+  H.forkOffset,
+  H.forkSubOffset,
 ].join(', ');
 
 /** Set on every Durable Streams answer (the server adds `x-content-type-options: nosniff`). */
@@ -105,6 +114,10 @@ export function closedHeader(req: IncomingMessage): boolean {
   return single(req, H.closed)?.toLowerCase() === 'true';
 }
 
+export function hasContentType(req: IncomingMessage): boolean {
+  return (single(req, 'content-type')?.trim() ?? '') !== '';
+}
+
 /** The content type to create a stream with: a missing or malformed one is `application/octet-stream`. */
 export function creationContentType(req: IncomingMessage): string {
   const value = single(req, 'content-type')?.trim();
@@ -134,6 +147,48 @@ export function expiryHeaders(req: IncomingMessage): { ttlSeconds?: number; expi
 }
 
 const INTEGER = /^\d{1,16}$/;
+
+/**
+ * Stream-Forked-From (the source's URL path, `/v1/stream/<path>`), Stream-Fork-Offset and
+ * Stream-Fork-Sub-Offset; undefined when the request is not a fork.
+ */
+export function forkHeaders(req: IncomingMessage): ForkSpec | undefined {
+  const from = single(req, H.forkedFrom);
+  const offset = single(req, H.forkOffset);
+  const sub = single(req, H.forkSubOffset);
+  if (from === undefined) {
+    if (offset !== undefined || sub !== undefined)
+      throw new StreamHttpError(
+        400,
+        'bad_request',
+        'Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From',
+      );
+    return undefined;
+  }
+  let source = from.trim();
+  try {
+    if (/^https?:/i.test(source)) source = new URL(source).pathname;
+  } catch {
+    throw new StreamHttpError(400, 'bad_request', 'Stream-Forked-From is not a URL path');
+  }
+  if (!source.startsWith(STREAM_ROOT) || source.length === STREAM_ROOT.length)
+    throw new StreamHttpError(404, 'not_found', `Stream-Forked-From must name a stream under ${STREAM_ROOT}`);
+  const fork: ForkSpec = { source: source.slice(STREAM_ROOT.length), subOffset: 0 };
+  if (offset !== undefined) {
+    const position = parseOffset(offset);
+    if (position === undefined)
+      throw new StreamHttpError(400, 'bad_request', 'Stream-Fork-Offset must be a Stream-Next-Offset value');
+    fork.offset = position;
+  }
+  if (sub !== undefined) {
+    if (!/^(0|[1-9]\d{0,14})$/.test(sub))
+      throw new StreamHttpError(400, 'bad_request', 'Stream-Fork-Sub-Offset must be a non-negative integer');
+    fork.subOffset = Number(sub);
+    if (fork.subOffset > 0 && fork.offset === undefined)
+      throw new StreamHttpError(400, 'bad_request', 'Stream-Fork-Sub-Offset needs Stream-Fork-Offset');
+  }
+  return fork;
+}
 
 /** Producer-Id/-Epoch/-Seq: all three or none; epoch and seq non-negative integers ≤ 2^53-1. */
 export function producerHeaders(req: IncomingMessage): ProducerClaim | undefined {

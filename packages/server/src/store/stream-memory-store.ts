@@ -1,78 +1,48 @@
 /**
- * Durable Streams in memory (the memory store's `streams`): lost with the process, like its channels.
- * Every method runs its decision and its writes in one synchronous step, so two requests on a stream
- * never interleave between validation and write (stream-store.ts).
+ * Durable Streams in memory (the memory store's `streams`): the rows of `StreamEngine` in maps, lost
+ * with the process like the memory store's channels. Each engine call is synchronous, so `atomic`
+ * has nothing to do: no other request runs in between.
  */
-import { decideAppend, isExpired, newMeta, type ProducerState, sameCreate } from './stream-rules.ts';
-import type {
-  AppendOutcome,
-  AppendSpec,
-  CreateOutcome,
-  CreateSpec,
-  ReadPage,
-  StreamChunk,
-  StreamMeta,
-  StreamStore,
-} from './stream-store.ts';
+import { StreamEngine, type StreamTables } from './stream-engine.ts';
+import type { ProducerState } from './stream-rules.ts';
+import type { StreamChunk, StreamMeta } from './stream-store.ts';
 
-interface MemStream {
-  meta: StreamMeta;
+interface Rows {
   chunks: StreamChunk[];
   producers: Map<string, ProducerState>;
 }
 
-export class MemoryStreamStore implements StreamStore {
-  readonly #streams = new Map<string, MemStream>();
+class MemoryStreamTables implements StreamTables {
+  readonly #metas = new Map<string, StreamMeta>();
+  readonly #rows = new Map<number, Rows>();
+  #key = 0;
 
-  #live(path: string, now: number): MemStream | undefined {
-    const stream = this.#streams.get(path);
-    if (stream && isExpired(stream.meta, now)) {
-      this.#streams.delete(path);
-      return undefined;
-    }
-    return stream;
+  atomic<T>(fn: () => T): T {
+    return fn();
   }
 
-  async get(path: string, now: number): Promise<StreamMeta | undefined> {
-    return this.#live(path, now)?.meta;
+  meta(path: string): StreamMeta | undefined {
+    const meta = this.#metas.get(path);
+    return meta && { ...meta };
   }
 
-  async create(path: string, spec: CreateSpec, now: number): Promise<CreateOutcome> {
-    const existing = this.#live(path, now);
-    if (existing)
-      return sameCreate(existing.meta, spec)
-        ? { kind: 'exists', meta: existing.meta }
-        : { kind: 'conflict', meta: existing.meta };
-    const meta = newMeta(path, spec, now);
-    const chunks: StreamChunk[] = [];
-    if (spec.data.length > 0) {
-      chunks.push({ start: 0, end: spec.data.length, data: spec.data });
-      meta.tail = spec.data.length;
-    }
-    this.#streams.set(path, { meta, chunks, producers: new Map() });
-    return { kind: 'created', meta };
+  nextKey(): number {
+    return ++this.#key;
   }
 
-  async append(path: string, spec: AppendSpec, now: number): Promise<AppendOutcome> {
-    const stream = this.#live(path, now);
-    if (!stream) return { kind: 'not_found' };
-    const producer = spec.producer ? stream.producers.get(spec.producer.id) : undefined;
-    const { outcome, writes } = decideAppend(stream.meta, producer, spec, now);
-    if (writes) {
-      if (writes.data)
-        stream.chunks.push({ start: stream.meta.tail, end: writes.meta.tail, data: writes.data });
-      if (writes.producer) stream.producers.set(writes.producer.id, writes.producer.state);
-      stream.meta = writes.meta;
-    }
-    return outcome;
+  saveMeta(meta: StreamMeta): void {
+    this.#metas.set(meta.path, { ...meta });
+    if (!this.#rows.has(meta.key)) this.#rows.set(meta.key, { chunks: [], producers: new Map() });
   }
 
-  async read(path: string, after: number, maxBytes: number, now: number): Promise<ReadPage | undefined> {
-    const stream = this.#live(path, now);
-    if (!stream) return undefined;
-    stream.meta = { ...stream.meta, touchedAt: now };
-    const { chunks } = stream;
-    // first chunk that ends after `after` (chunks are sorted by position)
+  remove(meta: StreamMeta): void {
+    this.#metas.delete(meta.path);
+    this.#rows.delete(meta.key);
+  }
+
+  chunks(key: number, after: number, cap: number, maxBytes: number): StreamChunk[] {
+    const chunks = this.#rows.get(key)?.chunks ?? [];
+    // the first chunk that ends after `after` (chunks are sorted by position)
     let lo = 0;
     let hi = chunks.length;
     while (lo < hi) {
@@ -84,36 +54,36 @@ export class MemoryStreamStore implements StreamStore {
     let bytes = 0;
     for (let i = lo; i < chunks.length; i++) {
       const chunk = chunks[i] as StreamChunk;
-      if (page.length > 0 && bytes + chunk.data.length > maxBytes) break;
+      if (chunk.end > cap || (page.length > 0 && bytes + chunk.data.length > maxBytes)) break;
       page.push(chunk);
       bytes += chunk.data.length;
     }
-    const last = page.at(-1);
-    return { meta: stream.meta, chunks: page, upToDate: (last?.end ?? after) >= stream.meta.tail };
+    return page;
   }
 
-  async touch(path: string, now: number): Promise<void> {
-    const stream = this.#live(path, now);
-    if (stream) stream.meta = { ...stream.meta, touchedAt: now };
+  addChunk(key: number, chunk: StreamChunk): void {
+    this.#rows.get(key)?.chunks.push(chunk);
   }
 
-  async delete(path: string): Promise<boolean> {
-    return this.#streams.delete(path);
+  producer(key: number, id: string): ProducerState | undefined {
+    return this.#rows.get(key)?.producers.get(id);
   }
 
-  async sweep(now: number): Promise<number> {
-    let removed = 0;
-    for (const [path, stream] of this.#streams)
-      if (isExpired(stream.meta, now)) {
-        this.#streams.delete(path);
-        removed++;
-      }
-    return removed;
+  saveProducer(key: number, id: string, state: ProducerState): void {
+    this.#rows.get(key)?.producers.set(id, state);
   }
 
-  async stats(): Promise<{ streams: number; bytes: number }> {
+  paths(): string[] {
+    return [...this.#metas.keys()];
+  }
+
+  stats(): { streams: number; bytes: number } {
     let bytes = 0;
-    for (const stream of this.#streams.values()) bytes += stream.meta.tail;
-    return { streams: this.#streams.size, bytes };
+    for (const rows of this.#rows.values()) for (const chunk of rows.chunks) bytes += chunk.data.length;
+    return { streams: this.#metas.size, bytes };
   }
+}
+
+export function memoryStreamStore(): StreamEngine {
+  return new StreamEngine(new MemoryStreamTables());
 }

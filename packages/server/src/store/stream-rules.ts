@@ -31,27 +31,62 @@ export function isExpired(meta: StreamMeta, now: number): boolean {
   return meta.ttlSeconds !== undefined && now >= meta.touchedAt + meta.ttlSeconds * 1000;
 }
 
+/** A create with its content type and expiry resolved (a fork inherits them from its source). */
+export interface ResolvedCreate {
+  contentType: string;
+  ttlSeconds?: number;
+  expiresAt?: string;
+  closed: boolean;
+  fork?: { source: string; requestedOffset?: number; offset: number; subOffset: number };
+}
+
 /** Whether a PUT on an existing stream is the same create (200) rather than a conflict (409). */
-export function sameCreate(meta: StreamMeta, spec: CreateSpec): boolean {
+export function sameCreate(meta: StreamMeta, spec: ResolvedCreate): boolean {
   return (
     mediaType(meta.contentType) === mediaType(spec.contentType) &&
     meta.ttlSeconds === spec.ttlSeconds &&
     meta.expiresAt === spec.expiresAt &&
-    meta.closed === spec.closed
+    meta.closed === spec.closed &&
+    meta.forkedFrom === spec.fork?.source &&
+    (spec.fork?.requestedOffset === undefined || spec.fork.requestedOffset === meta.forkOffset) &&
+    (meta.forkSubOffset ?? 0) === (spec.fork?.subOffset ?? 0)
   );
 }
 
-export function newMeta(path: string, spec: CreateSpec, now: number): StreamMeta {
+/**
+ * A fork's expiry: its own TTL or Expires-At when it asks for one, else the source's (a fork of a
+ * stream with a deadline cannot outlive it by accident); never capped by the source's.
+ */
+export function forkExpiry(
+  spec: Pick<CreateSpec, 'ttlSeconds' | 'expiresAt'>,
+  source: StreamMeta,
+): { ttlSeconds?: number; expiresAt?: string } {
+  if (spec.ttlSeconds !== undefined) return { ttlSeconds: spec.ttlSeconds };
+  if (spec.expiresAt !== undefined) return { expiresAt: spec.expiresAt };
+  if (source.ttlSeconds !== undefined) return { ttlSeconds: source.ttlSeconds };
+  if (source.expiresAt !== undefined) return { expiresAt: source.expiresAt };
+  return {};
+}
+
+export function newMeta(key: number, path: string, spec: ResolvedCreate, now: number): StreamMeta {
   const meta: StreamMeta = {
+    key,
     path,
     contentType: spec.contentType,
     createdAt: now,
     touchedAt: now,
-    tail: 0,
+    tail: spec.fork?.offset ?? 0,
     closed: spec.closed,
+    refCount: 0,
+    softDeleted: false,
   };
   if (spec.ttlSeconds !== undefined) meta.ttlSeconds = spec.ttlSeconds;
   if (spec.expiresAt !== undefined) meta.expiresAt = spec.expiresAt;
+  if (spec.fork) {
+    meta.forkedFrom = spec.fork.source;
+    meta.forkOffset = spec.fork.offset;
+    if (spec.fork.subOffset > 0) meta.forkSubOffset = spec.fork.subOffset;
+  }
   return meta;
 }
 

@@ -41,6 +41,8 @@ export interface ProducerClaim {
 }
 
 export interface StreamMeta {
+  /** The store's own key for the stream's rows (not part of the protocol). */
+  key: number;
   path: string;
   /** As given at creation (parameters kept); compared case-insensitively without parameters. */
   contentType: string;
@@ -57,6 +59,15 @@ export interface StreamMeta {
   closedBy?: ProducerClaim;
   /** The last Stream-Seq accepted. */
   lastSeq?: string;
+  /** A fork: the source's path; data before `forkOffset` is the source's. */
+  forkedFrom?: string;
+  forkOffset?: number;
+  /** The sub-offset the fork was created with (for idempotent re-creation). */
+  forkSubOffset?: number;
+  /** Forks whose source this stream is. */
+  refCount: number;
+  /** Deleted (or expired) while forks still read it: 410 for every direct operation. */
+  softDeleted: boolean;
 }
 
 export interface StreamChunk {
@@ -67,19 +78,38 @@ export interface StreamChunk {
   data: Uint8Array;
 }
 
+export interface ForkSpec {
+  /** The source stream's path (after `/v1/stream/`). */
+  source: string;
+  /** Default: the source's tail. */
+  offset?: number;
+  /** Messages (JSON) or bytes (others) of the chunk at `offset` inherited too; 0 = none. */
+  subOffset: number;
+}
+
 export interface CreateSpec {
-  contentType: string;
+  /** Undefined: `application/octet-stream`, or a fork's source's type. */
+  contentType?: string;
   ttlSeconds?: number;
   expiresAt?: string;
   closed: boolean;
-  /** Initial content: empty means no chunk. */
+  /** Initial content, already in stored form (JSON: a fragment): empty means no chunk. */
   data: Uint8Array;
+  fork?: ForkSpec;
 }
 
 export type CreateOutcome =
   | { kind: 'created'; meta: StreamMeta }
   | { kind: 'exists'; meta: StreamMeta }
-  | { kind: 'conflict'; meta: StreamMeta };
+  | { kind: 'conflict'; meta: StreamMeta }
+  /** The path belongs to a soft-deleted stream (its forks still read it). */
+  | { kind: 'path_in_use' }
+  | { kind: 'source_not_found' }
+  | { kind: 'source_gone' }
+  | { kind: 'fork_type_mismatch' }
+  | { kind: 'bad_fork'; reason: string };
+
+export type DeleteOutcome = 'deleted' | 'not_found' | 'gone';
 
 export interface AppendSpec {
   /** The request's content type (absent for a close-only request). */
@@ -93,6 +123,8 @@ export interface AppendSpec {
 
 export type AppendOutcome =
   | { kind: 'not_found' }
+  /** Soft-deleted: its forks still read it, nobody appends to it. */
+  | { kind: 'gone' }
   /** Stored (or, for a close-only request, the stream closed). */
   | { kind: 'appended'; meta: StreamMeta }
   /** The producer's (epoch, seq) was already applied: nothing stored. `lastSeq` is its highest. */
@@ -112,19 +144,23 @@ export interface ReadPage {
 }
 
 export interface StreamStore {
-  /** The stream's metadata, or undefined when it does not exist or has expired (HEAD: no touch). */
+  /**
+   * The stream's metadata (soft-deleted ones included: check `softDeleted`), or undefined when it
+   * does not exist or has expired. Does not touch the TTL (HEAD).
+   */
   get(path: string, now: number): Promise<StreamMeta | undefined>;
   create(path: string, spec: CreateSpec, now: number): Promise<CreateOutcome>;
   append(path: string, spec: AppendSpec, now: number): Promise<AppendOutcome>;
   /**
-   * Chunks after position `after`, up to about `maxBytes` (always ≥ 1 chunk when any), and touches
-   * the stream's TTL. Undefined when the stream does not exist.
+   * Chunks after position `after` — a fork's inherited ones first, then its own — up to about
+   * `maxBytes` (always ≥ 1 chunk when any), and touches the stream's TTL. Undefined when the stream
+   * does not exist (or is soft-deleted).
    */
   read(path: string, after: number, maxBytes: number, now: number): Promise<ReadPage | undefined>;
   /** Touches the TTL without reading (a live read that starts waiting). */
   touch(path: string, now: number): Promise<void>;
-  /** True when a stream was removed. */
-  delete(path: string): Promise<boolean>;
+  /** Removes the stream, or soft-deletes it while forks read it. */
+  delete(path: string, now: number): Promise<DeleteOutcome>;
   /** Removes expired streams; returns how many. */
   sweep(now: number): Promise<number>;
   /** Streams and bytes held (for metrics). */
