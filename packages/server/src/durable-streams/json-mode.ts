@@ -15,15 +15,19 @@ export function jsonFragment(body: Uint8Array, allowEmpty: boolean): JsonFragmen
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
   } catch {
-    return { ok: false, reason: 'the body is not valid JSON' };
+    return { ok: false, reason: 'the body is not valid JSON (UTF-8)' };
   }
   const messages = Array.isArray(value) ? value : [value];
   if (messages.length === 0) {
     if (allowEmpty) return { ok: true, fragment: new Uint8Array(0) };
     return { ok: false, reason: 'an empty JSON array appends nothing' };
   }
-  const text = messages.map((m) => JSON.stringify(m)).join(',');
-  return { ok: true, fragment: Buffer.from(text, 'utf8') };
+  try {
+    return { ok: true, fragment: Buffer.from(messages.map((m) => JSON.stringify(m)).join(','), 'utf8') };
+  } catch {
+    // nesting deep enough to exhaust the stack when re-serialised
+    return { ok: false, reason: 'the JSON body is nested too deeply' };
+  }
 }
 
 /** The JSON array of the messages held by `chunks`. */

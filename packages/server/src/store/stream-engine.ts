@@ -34,6 +34,9 @@ import type {
   StreamStore,
 } from './stream-store.ts';
 
+/** Reads and removals walk fork chains recursively: their depth is bounded. */
+export const MAX_FORK_DEPTH = 64;
+
 export interface StreamTables {
   /** Runs `fn` as one atomic step (rolled back if it throws). */
   atomic<T>(fn: () => T): T;
@@ -76,6 +79,8 @@ export class StreamEngine implements StreamStore {
         source = this.#live(spec.fork.source, now);
         if (!source) return { kind: 'source_not_found' };
         if (source.softDeleted) return { kind: 'source_gone' };
+        if (this.#depth(source) >= MAX_FORK_DEPTH)
+          return { kind: 'bad_fork', reason: `a fork chain is at most ${MAX_FORK_DEPTH} streams deep` };
         if (spec.contentType !== undefined && mediaType(spec.contentType) !== mediaType(source.contentType))
           return { kind: 'fork_type_mismatch' };
         const offset = spec.fork.offset ?? source.tail;
@@ -252,6 +257,17 @@ export class StreamEngine implements StreamStore {
       budget.left -= chunk.data.length;
     }
     return out;
+  }
+
+  /** How many sources stand behind `meta` (0 for a stream that is not a fork). */
+  #depth(meta: StreamMeta): number {
+    let depth = 0;
+    let at: StreamMeta | undefined = meta;
+    while (at?.forkedFrom !== undefined && depth < MAX_FORK_DEPTH) {
+      at = this.#t.meta(at.forkedFrom);
+      depth++;
+    }
+    return depth;
   }
 
   /** The prefix a sub-offset fork inherits from the chunk at `offset`, or why it cannot. */
