@@ -21,6 +21,8 @@ import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
 import { ChannelService } from './channel-service.ts';
 import { ConnectionManager } from './connection-manager.ts';
 import { type ConnectionRegistry, LocalConnectionRegistry } from './connection-registry.ts';
+import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
+import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
 import { IdentityBudgets } from './identity-budgets.ts';
@@ -86,6 +88,8 @@ export interface ServerOptions {
   nodeTtl?: number;
   /** A pino logger, or a level for a new one. Default: 'silent'. */
   logger?: Logger | string;
+  /** The Durable Streams endpoint `/v1/stream/*` (PROTOCOL.md §16): open namespace, timeouts, limits. */
+  durableStreams?: DurableStreamsOptions;
 }
 
 export interface MooringServer {
@@ -195,6 +199,20 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     onError: (err, message) => logger.warn({ err }, message),
   });
 
+  const streamMetrics = new StreamMetrics(metrics.registry, store.streams);
+  const durableStreams = new DurableStreamsApi(options.durableStreams ?? {}, {
+    streams: store.streams,
+    auth,
+    logger,
+    onRequest: (method, status) => streamMetrics.requests.inc({ method, status: String(status) }),
+    onBytes: (direction, bytes) => streamMetrics.bytes.inc({ direction }, bytes),
+  });
+  if (options.durableStreams?.open)
+    logger.warn(
+      { open: options.durableStreams.open },
+      'Durable Streams matching this glob are served WITHOUT credentials (durableStreams.open)',
+    );
+
   let inFlight = 0;
   const http: Server = createServer((req, res) => {
     inFlight++;
@@ -209,6 +227,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       return;
     }
     if (httpTransports.handles(url.pathname)) void httpTransports.handle(req, res, url);
+    else if (durableStreams.handles(url.pathname)) void durableStreams.handle(req, res, url);
     else void rest.handle(req, res, url);
   });
   http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -254,6 +273,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   heartbeat.unref();
   const trim = setInterval(() => {
     store.trim().catch((err: unknown) => logger.error({ err }, 'retention trim failed'));
+    store.streams
+      ?.sweep(Date.now())
+      .catch((err: unknown) => logger.error({ err }, 'stream expiry sweep failed'));
   }, options.trimInterval ?? 60_000);
   trim.unref();
 
@@ -281,6 +303,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     close() {
       closed ??= (async () => {
         closing = true;
+        durableStreams.waiters.close();
         clearInterval(heartbeat);
         clearInterval(trim);
         httpTransports.close();
