@@ -29,6 +29,19 @@ interface Lease {
   owner: string | undefined;
   ms: number;
   timer: NodeJS.Timeout | undefined;
+  /** When the armed timer fires (ms since 1970); undefined while the holder is connected. */
+  deadline?: number | undefined;
+}
+
+/** A lease as the inspector shows it (`GET /v1/channels/:channel/health`). */
+export interface LeaseView {
+  serial: string;
+  clientId?: string;
+  ms: number;
+  /** True while the holding connection is connected: no deadline runs. */
+  held: boolean;
+  /** When the message is marked abandoned unless its publisher comes back (ms since 1970). */
+  deadline?: number;
 }
 
 export type ExpireLease = (channel: string, serial: string) => Promise<void>;
@@ -111,6 +124,7 @@ export class LeaseManager {
       if (lease?.timer) {
         clearTimeout(lease.timer);
         lease.timer = undefined;
+        lease.deadline = undefined;
       }
     }
   }
@@ -122,6 +136,19 @@ export class LeaseManager {
   /** Active leases counted against `owner`. */
   heldBy(owner: string): number {
     return this.#perOwner.get(owner) ?? 0;
+  }
+
+  /** The leases on one channel's messages (walks every lease: for inspection, not hot paths). */
+  list(channel: string): LeaseView[] {
+    const views: LeaseView[] = [];
+    for (const lease of this.#leases.values()) {
+      if (lease.channel !== channel) continue;
+      const view: LeaseView = { serial: lease.serial, ms: lease.ms, held: lease.timer === undefined };
+      if (lease.clientId !== undefined) view.clientId = lease.clientId;
+      if (lease.deadline !== undefined) view.deadline = lease.deadline;
+      views.push(view);
+    }
+    return views.sort((a, b) => (a.serial < b.serial ? -1 : 1));
   }
 
   /** Whether the message has a lease now. */
@@ -171,6 +198,7 @@ export class LeaseManager {
    * stored, the record stays and the expiry is retried after another `ms`.
    */
   #arm(key: string, lease: Lease): void {
+    lease.deadline = Date.now() + lease.ms;
     lease.timer = setTimeout(() => {
       this.#drop(key, lease);
       this.#o.expire(lease.channel, lease.serial).then(

@@ -25,11 +25,13 @@ import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
 import { IdentityBudgets } from './identity-budgets.ts';
 import { Metrics } from './metrics.ts';
+import { MetricsHistory } from './metrics-history.ts';
 import { PresenceService } from './presence.ts';
 import { RestApi, send } from './rest-api.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
 import { createStore, type StoreSpec } from './store/create-store.ts';
 import type { RetentionFor, Store } from './store/store.ts';
+import { type Tracer, Tracing } from './tracing.ts';
 import { WebSocketTransport } from './websocket-transport.ts';
 
 export interface NamespaceRules {
@@ -68,6 +70,13 @@ export interface ServerOptions {
   hub?: Hub | ((store: Store) => Hub | Promise<Hub>);
   /** A pino logger, or a level for a new one. Default: 'silent'. */
   logger?: Logger | string;
+  /**
+   * OpenTelemetry spans for publish → store → fan-out and attach → catch-up (default false). Spans go
+   * to the tracer provider registered with `@opentelemetry/api`; pass a `Tracer` to choose one.
+   */
+  tracing?: boolean | Tracer;
+  /** How often the dashboard's charts sample the metrics, ms (default 5,000; an hour is kept). */
+  metricsSampleInterval?: number;
 }
 
 export interface MooringServer {
@@ -112,6 +121,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     : await createStore(options.store ?? { kind: 'memory' }, retentionFor, logger);
   const hub = await makeHub(options.hub, store, logger);
   const metrics = new Metrics();
+  if (options.tracing) metrics.tracing = new Tracing(options.tracing === true ? undefined : options.tracing);
+  const history = new MetricsHistory(metrics, options.metricsSampleInterval);
+  history.start();
   const channels = new ChannelService(store, hub, limits, metrics, (err) =>
     logger.error({ err }, 'lease expiry failed'),
   );
@@ -149,6 +161,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     logger,
     publicMetrics: options.publicMetrics ?? false,
     ready: () => store.ping(),
+    history,
   });
   const websocket = new WebSocketTransport({
     maxFrameSize: limits.maxFrameSize,
@@ -252,6 +265,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         closing = true;
         clearInterval(heartbeat);
         clearInterval(trim);
+        history.stop();
         const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const connection of connections.all()) {
           connection.disconnect(
