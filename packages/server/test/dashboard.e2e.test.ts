@@ -26,6 +26,14 @@ const SECRET = 'dashboard-secret-0f3a9c';
 
 type Charts = Record<string, { names: string[]; data: Array<Array<number | null>> }>;
 
+/** One series of a chart; fails if the chart has no series of that name. */
+function column(charts: Charts, chart: string, name: string): Array<number | null> {
+  const c = charts[chart];
+  const at = c ? c.names.indexOf(name) : -1;
+  assert.ok(c && at >= 0, `chart ${chart} has no series ${name}: ${c?.names}`);
+  return c.data[at + 1]!;
+}
+
 let fx: Fixture;
 let browser: Browser;
 
@@ -75,8 +83,7 @@ describe('dashboard (Chromium)', () => {
       const charts = await waitFor(
         async () => {
           const c = (await page.evaluate('window.mooringDashboard.charts')) as Charts;
-          const stored = c.operations?.data[c.operations.names.indexOf('stored') + 1] ?? [];
-          return stored.some((v) => (v ?? 0) > 0) && c;
+          return c.operations && column(c, 'operations', 'stored').some((v) => (v ?? 0) > 0) && c;
         },
         { timeout: 20_000, message: 'the operations chart never showed a stored operation' },
       );
