@@ -12,8 +12,9 @@ import { Metrics } from '../src/metrics.ts';
 import { MetricsHistory } from '../src/metrics-history.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import type { AppendOptions, AppendResult, NewOperation } from '../src/store/store.ts';
-import { rest, startFixture } from './support/fixture.ts';
+import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
+import { StalledClient } from './support/stalled-client.ts';
 
 /** A memory store whose appends wait for `gate` (a publish that is received but not yet stored). */
 class SlowStore extends MemoryStore {
@@ -82,6 +83,31 @@ describe('delivery health', () => {
       const channels = (list.body.channels as { channel: string }[]).map((c) => c.channel);
       assert.deepEqual(channels, [channel], 'the channel in trouble is listed');
       for (const c of [agent, back, other]) await c.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('counts a slow consumer dropped from the channel', async () => {
+    const fx = await startFixture('memory', { limits: { maxSendBuffer: 64 * 1024 } });
+    const channel = 'session:health-slow';
+    try {
+      const pub = await RawClient.connect(fx.server.url);
+      const slow = await StalledClient.connect(fx.server.url, `/v1/connect?key=${TEST_KEY}&clientId=slow`);
+      slow.sendText(JSON.stringify({ type: 'attach', channel }));
+      await waitFor(async () => (await health(fx, channel)).body.subscribers.length === 1);
+      slow.stall();
+      const chunk = 'x'.repeat(16 * 1024);
+      for (let i = 0; fx.server.connections === 2 && i < 2_000; i++)
+        await pub.publish(channel, [{ id: `s${i}`, data: chunk }]);
+      const h = await waitFor(async () => {
+        const body = (await health(fx, channel)).body;
+        return body.slowConsumerDrops === 1 && body;
+      });
+      assert.equal(h.connectionsLost, 1);
+      assert.equal(h.subscribers.length, 0);
+      slow.destroy();
+      await pub.close();
     } finally {
       await fx.close();
     }

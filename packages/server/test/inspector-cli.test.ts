@@ -6,10 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { OperationInput } from '@mooring/protocol';
 import { FaultProxy, waitFor } from '@mooring/testkit';
+import pino from 'pino';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -18,9 +20,18 @@ const SECRET = 'inspector-secret-77e1';
 const KEY = `ops:${SECRET}`;
 
 let fx: Fixture;
+/** Everything the server logs (debug level), to check no credential ever lands there. */
+let log = '';
 before(async () => {
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      log += String(chunk);
+      done();
+    },
+  });
   fx = await startFixture('memory', {
     keys: [KEY, { name: 'reader', secret: 'r', capability: { 'session:*': ['subscribe', 'history'] } }],
+    logger: pino({ level: 'debug' }, sink),
   });
 });
 after(() => fx?.close());
@@ -184,6 +195,16 @@ describe('mooring tail', () => {
       await r.exited;
       await proxy.close();
     }
+  });
+});
+
+describe('server log', () => {
+  it('holds no credential after inspect, tail and refused requests', async () => {
+    // a refused key and a credential in the query string (?key=) are logged without it too
+    await rest(fx.server, '/v1/channels/session:inspect-1/health', { key: `ops:wrong-${SECRET}` });
+    await fetch(`${fx.server.url}/v1/channels/session:inspect-1/health?key=${encodeURIComponent(KEY)}`);
+    assert.ok(log.length > 0, 'the server logged at debug level');
+    assert.ok(!log.includes(SECRET), 'no key in the server log');
   });
 });
 
