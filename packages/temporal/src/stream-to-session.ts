@@ -95,7 +95,7 @@ export async function streamToSession(options: StreamToSessionOptions): Promise<
   const info = context.info;
   const runId = options.runId ?? runIdOf(info, options.step);
   const heartbeat: StreamHeartbeat = { runId, attempt: info.attempt, chunks: 0 };
-  context.heartbeat(heartbeat);
+  context.heartbeat({ ...heartbeat });
 
   // An earlier attempt may have finished the run and failed only afterwards (a crash before the
   // activity's result was recorded): never publish it again, never call the model again.
