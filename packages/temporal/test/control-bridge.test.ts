@@ -172,7 +172,11 @@ describe('ControlBridge', () => {
       await second.idle();
       const [a, b] = workflows.calls;
       assert.equal(a?.payload?.controlId, b?.payload?.controlId, `${delivery}: the same control, twice`);
-      assert.equal(workflows.state(workflowId).pending.length, 1, `${delivery}: one input to answer, not two`);
+      assert.equal(
+        workflows.state(workflowId).pending.length,
+        1,
+        `${delivery}: one input to answer, not two`,
+      );
     }
   });
 
