@@ -105,6 +105,7 @@ export class RedisPresence implements Presence {
   constructor(options: RedisPresenceOptions) {
     this.#o = options;
     this.#nodeTtl = options.nodeTtl ?? 3_000;
+    this.#busConnection().catch(options.onError);
     this.#beat();
     this.#sweep = setInterval(() => {
       this.#beat();
@@ -272,7 +273,12 @@ export class RedisPresence implements Presence {
     this.#feeds.clear();
     const bus = this.#bus;
     this.#bus = undefined;
-    if (bus) (await bus.catch(() => undefined))?.destroy();
+    // never wait for a connection still being made: destroy it once it exists
+    if (bus)
+      void bus.then(
+        (b) => b.destroy(),
+        () => {},
+      );
   }
 
   /** The bus subscription of a channel this node has interest in (listeners, or a read just now). */
@@ -317,8 +323,24 @@ export class RedisPresence implements Presence {
     if (bus) void bus.then((b) => b.unsubscribe(this.#busChannel(channel))).catch(this.#o.onError);
   }
 
+  /**
+   * The pub/sub connection for presence events. Made at start, while Redis is known to answer (one
+   * made during an outage would wait for Redis, holding the process); made again if that failed.
+   */
   #busConnection(): Promise<BusConnection> {
-    this.#bus ??= this.#o.connection.subscriber(this.#o.onError);
+    if (this.#closed) return Promise.reject(new Error('presence is closed'));
+    if (!this.#bus) {
+      const bus = this.#o.connection.subscriber(this.#o.onError);
+      this.#bus = bus;
+      bus.then(
+        (b) => {
+          if (this.#closed) b.destroy();
+        },
+        () => {
+          if (this.#bus === bus) this.#bus = undefined;
+        },
+      );
+    }
     return this.#bus;
   }
 
