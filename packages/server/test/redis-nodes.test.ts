@@ -2,12 +2,22 @@
  * Presence, leases and recovery keys shared by several nodes on one real redis-server (PROTOCOL.md
  * §15): in-process nodes (`startServer`, port 0) with short sweeps, so a node's death — here its
  * shutdown, which stops its heartbeats and renewals without leaving anything — is seen by the others.
- * The same with `kill -9`ed node processes behind a balancer: redis-node-loss.test.ts.
+ * The same with `kill -9`ed node processes behind a balancer: redis-node-loss.test.ts. The last suite
+ * runs presence, leases and recovery keys on a 3-master Redis Cluster (the keys of each script share
+ * one hash slot).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message, PresenceFrame, ServerFrame } from '@mooring/protocol';
-import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import {
+  type RedisCluster,
+  type RedisServer,
+  redisCliPath,
+  redisSkipReason,
+  startRedis,
+  startRedisCluster,
+  waitFor,
+} from '@mooring/testkit';
 import { createClient } from 'redis';
 import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
@@ -440,6 +450,68 @@ if (!skip) {
         message: 'the expired leases still count on the node that took them',
       });
       for (const id of ['r5', 'r6']) assert.equal((await take(id)).status, 200);
+    });
+  });
+}
+
+const clusterSkip = skip ?? (redisCliPath() ? undefined : 'redis-cli is not installed');
+if (!clusterSkip) {
+  describe('several nodes on a Redis Cluster: presence, leases, recovery keys', () => {
+    let cluster: RedisCluster;
+    let a: MooringServer;
+    let b: MooringServer;
+    before(async () => {
+      cluster = await startRedisCluster({ masters: 3 });
+      const make = () =>
+        startServer({
+          host: '127.0.0.1',
+          port: 0,
+          keys: [TEST_KEY],
+          store: { kind: 'redis', url: cluster.url },
+          sweepInterval: 100,
+        });
+      a = await make();
+      b = await make();
+    });
+    after(async () => {
+      await a?.close();
+      await b?.close();
+      await cluster?.close();
+    });
+
+    it('works with channels spread over the masters', async () => {
+      const channels = ['session:c1', 'session:c2', 'session:c3', 'session:c4', 'session:c5', 'session:c6'];
+      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
+      for (const channel of channels) await watcher.attach(channel);
+      const phone = await RawClient.connect(a.url, { clientId: 'phone' });
+      for (const channel of channels) await phone.request({ type: 'presence', channel, action: 'enter' });
+      for (const channel of channels) {
+        await watcher.next(isPresence(channel, 'enter'));
+        assert.deepEqual(await members(b, channel), ['phone']);
+      }
+      phone.kill();
+      const back = await RawClient.connect(b.url, {
+        clientId: 'phone',
+        recover: phone.connected.connectionKey,
+      });
+      assert.equal(back.connected.resumed, true, 'the recovery key works on the other node');
+      for (const channel of channels) {
+        const res = await rest(a, `/v1/channels/${channel}/messages`, {
+          body: { id: 'run', data: 'x', headers: { status: 'running' }, lease: 300 },
+        });
+        assert.equal(res.status, 200);
+      }
+      await waitFor(
+        async () => {
+          for (const channel of channels)
+            if (!(await runMessage(b, channel)).some((m) => m.headers?.status === 'abandoned')) return false;
+          return true;
+        },
+        { message: 'leases on some master never ran out' },
+      );
+      await back.close();
+      for (const channel of channels) await watcher.next(isPresence(channel, 'leave'));
+      await watcher.close();
     });
   });
 }
