@@ -19,7 +19,7 @@
  * Redis writes are not awaited on the publish path (a publish never waits for its lease); errors go to
  * `onError`. `maxLeasesPerClient` is counted per node.
  */
-import type { ExpireLease, Leases } from './leases.ts';
+import type { ExpireLease, Leases, LeaseView } from './leases.ts';
 import { RedisScript } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
 
@@ -112,6 +112,43 @@ export class RedisLeases implements Leases {
     this.#holderTtl = Math.max(options.holderTtl, 3 * every);
     this.#timer = setInterval(() => this.#tick(), every);
     this.#timer.unref();
+  }
+
+  /** The channel's leases as Redis has them (a scan of the records matching the channel: inspection only). */
+  async list(channel: string): Promise<LeaseView[]> {
+    const start = JSON.stringify([channel, '']).slice(0, -3);
+    const pattern = `${start.replace(/[*?[\]\\]/g, '\\$&')}*`;
+    const connection = this.#o.connection;
+    const views: LeaseView[] = [];
+    let cursor = '0';
+    do {
+      const [next, entries] = (await connection.send(
+        this.#records,
+        ['HSCAN', this.#records, cursor, 'MATCH', pattern, 'COUNT', '1000'],
+        true,
+      )) as [string, string[]];
+      cursor = String(next);
+      for (let i = 0; i + 1 < entries.length; i += 2) {
+        const field = String(entries[i]);
+        let record: LeaseRecord;
+        try {
+          record = JSON.parse(String(entries[i + 1])) as LeaseRecord;
+        } catch {
+          continue;
+        }
+        if (record.channel !== channel) continue;
+        const score = await connection.send(this.#deadlines, ['ZSCORE', this.#deadlines, field], true);
+        const view: LeaseView = {
+          serial: record.serial,
+          ms: record.ms,
+          held: this.#leases.get(field)?.live ?? false,
+        };
+        if (record.clientId !== undefined) view.clientId = record.clientId;
+        if (score !== null && score !== undefined) view.deadline = Number(score);
+        views.push(view);
+      }
+    } while (cursor !== '0');
+    return views.sort((a, b) => (a.serial < b.serial ? -1 : 1));
   }
 
   /** Deadlines live in Redis: nothing to re-arm; overdue leases are expired by the next sweep. */

@@ -21,17 +21,21 @@ import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
 import { ChannelService } from './channel-service.ts';
 import { ConnectionManager } from './connection-manager.ts';
 import { type ConnectionRegistry, LocalConnectionRegistry } from './connection-registry.ts';
+import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
+import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
 import { IdentityBudgets } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { Metrics } from './metrics.ts';
+import { MetricsHistory } from './metrics-history.ts';
 import { type Presence, type PresenceOptions, PresenceService } from './presence.ts';
 import type { RequestForwarder } from './request-forwarder.ts';
 import { RestApi, send } from './rest-api.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
 import { createStore, type StoreSpec } from './store/create-store.ts';
 import type { RetentionFor, Store } from './store/store.ts';
+import { type Tracer, Tracing } from './tracing.ts';
 import { WebSocketTransport } from './websocket-transport.ts';
 
 export interface NamespaceRules {
@@ -91,6 +95,15 @@ export interface ServerOptions {
   nodeTtl?: number;
   /** A pino logger, or a level for a new one. Default: 'silent'. */
   logger?: Logger | string;
+  /** The Durable Streams endpoint `/v1/stream/*` (PROTOCOL.md §16): open namespace, timeouts, limits. */
+  durableStreams?: DurableStreamsOptions;
+  /**
+   * OpenTelemetry spans for publish → store → fan-out and attach → catch-up (default false). Spans go
+   * to the tracer provider registered with `@opentelemetry/api`; pass a `Tracer` to choose one.
+   */
+  tracing?: boolean | Tracer;
+  /** How often the dashboard's charts sample the metrics, ms (default 5,000; an hour is kept). */
+  metricsSampleInterval?: number;
 }
 
 export interface MooringServer {
@@ -136,6 +149,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const hub = await makeHub(options.hub, store, logger);
   const forwarder = await makeForwarder(store, heartbeatInterval, logger);
   const metrics = new Metrics();
+  if (options.tracing) metrics.tracing = new Tracing(options.tracing === true ? undefined : options.tracing);
+  const history = new MetricsHistory(metrics, options.metricsSampleInterval);
+  history.start();
   const engine = await nodeEngine(store, options, connectionStateTtl, heartbeatInterval, logger);
   const channels = new ChannelService(
     store,
@@ -182,6 +198,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     logger,
     publicMetrics: options.publicMetrics ?? false,
     ready: () => store.ping(),
+    history,
   });
   const websocket = new WebSocketTransport({
     maxFrameSize: limits.maxFrameSize,
@@ -201,6 +218,20 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     onError: (err, message) => logger.warn({ err }, message),
   });
 
+  const streamMetrics = new StreamMetrics(metrics.registry, store.streams);
+  const durableStreams = new DurableStreamsApi(options.durableStreams ?? {}, {
+    streams: store.streams,
+    auth,
+    logger,
+    onRequest: (method, status) => streamMetrics.requests.inc({ method, status: String(status) }),
+    onBytes: (direction, bytes) => streamMetrics.bytes.inc({ direction }, bytes),
+  });
+  if (options.durableStreams?.open)
+    logger.warn(
+      { open: options.durableStreams.open },
+      'Durable Streams matching this glob are served WITHOUT credentials (durableStreams.open)',
+    );
+
   let inFlight = 0;
   const http: Server = createServer((req, res) => {
     inFlight++;
@@ -215,6 +246,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       return;
     }
     if (httpTransports.handles(url.pathname)) void httpTransports.handle(req, res, url);
+    else if (durableStreams.handles(url.pathname)) void durableStreams.handle(req, res, url);
     else void rest.handle(req, res, url);
   });
   http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -260,6 +292,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   heartbeat.unref();
   const trim = setInterval(() => {
     store.trim().catch((err: unknown) => logger.error({ err }, 'retention trim failed'));
+    store.streams
+      ?.sweep(Date.now())
+      .catch((err: unknown) => logger.error({ err }, 'stream expiry sweep failed'));
   }, options.trimInterval ?? 60_000);
   trim.unref();
 
@@ -287,9 +322,11 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     close() {
       closed ??= (async () => {
         closing = true;
+        durableStreams.waiters.close();
         clearInterval(heartbeat);
         clearInterval(trim);
         httpTransports.close();
+        history.stop();
         const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const connection of connections.all()) {
           connection.disconnect(
