@@ -147,7 +147,10 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
     limits: file.limits ?? {},
     namespaces,
     logLevel: values['log-level'] ?? env.MOORING_LOG_LEVEL ?? file.logLevel ?? 'info',
-    durableStreams: durableStreamsConfig(file.durableStreams, values['streams-open'] ?? env.MOORING_STREAMS_OPEN),
+    durableStreams: durableStreamsConfig(
+      file.durableStreams,
+      values['streams-open'] ?? env.MOORING_STREAMS_OPEN,
+    ),
   };
   if (heartbeat !== undefined) config.heartbeatInterval = parseDuration(heartbeat, 'heartbeat');
   if (ttl !== undefined) config.connectionStateTtl = parseDuration(ttl, 'connectionStateTtl');
