@@ -1,7 +1,7 @@
 /**
  * Durable Streams on SQLite survive `kill -9`: every acknowledged append is there after a restart,
  * with the producer state that acknowledged it, so the producer's retry of an acknowledged batch is a
- * duplicate (204) and nothing is stored twice; the closed flag survives too (PROTOCOL.md §16.7).
+ * duplicate (204) and nothing is stored twice; the closed flag survives too (PROTOCOL.md §16.5).
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
