@@ -218,8 +218,13 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     onError: (err, message) => logger.warn({ err }, message),
   });
 
-  const streamMetrics = new StreamMetrics(metrics.registry, store.streams);
-  const durableStreams = new DurableStreamsApi(options.durableStreams ?? {}, {
+  let durableStreams: DurableStreamsApi | undefined;
+  const streamMetrics = new StreamMetrics(
+    metrics.registry,
+    store.streams,
+    () => durableStreams?.waiters.size ?? 0,
+  );
+  durableStreams = new DurableStreamsApi(options.durableStreams ?? {}, {
     streams: store.streams,
     auth,
     logger,
