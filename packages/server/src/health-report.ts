@@ -9,7 +9,7 @@ import { type Access, requireAccess } from './capabilities.ts';
 import type { ChannelService } from './channel-service.ts';
 import type { ChannelHealth } from './delivery-health.ts';
 import type { LeaseView } from './leases.ts';
-import type { PresenceService } from './presence.ts';
+import type { Presence } from './presence.ts';
 import { ServerError } from './server-error.ts';
 
 export interface ChannelHealthReport extends ChannelHealth {
@@ -23,19 +23,19 @@ export function mayInspect(access: Access, channel: string): boolean {
   return access.allows(channel, 'history') && access.allows(channel, 'presence');
 }
 
-export function channelHealthReport(
+export async function channelHealthReport(
   channels: ChannelService,
-  presence: PresenceService,
+  presence: Presence,
   access: Access,
   channel: string,
-): ChannelHealthReport {
+): Promise<ChannelHealthReport> {
   requireAccess(access, channel, 'history');
   requireAccess(access, channel, 'presence');
   const health = channels.metrics.health.channel(channel) ?? channels.metrics.health.empty(channel);
   return {
     ...health,
-    presenceMembers: presence.members(channel).length,
-    leases: channels.leases.list(channel),
+    presenceMembers: (await presence.members(channel)).length,
+    leases: await channels.leases.list(channel),
     serverTime: Date.now(),
   };
 }
