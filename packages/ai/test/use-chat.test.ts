@@ -85,13 +85,13 @@ describe('useChat (@ai-sdk/react) over Mooring', () => {
     phone.unmount();
     const reloaded = device(t, server.url, name, { resume: true });
     await waitFor(() => reloaded.chat.status === 'streaming' && textOf(reloaded.chat.messages[1]).length > 0);
+    const reconnects = reloaded.transport.reconnects;
     await reloaded.chat.stop();
     await waitFor(() => reloaded.session.run(runId)?.status === 'cancelled', {
       message: 'stop never reached the agent',
     });
     assert.equal(agent.signals[0]?.aborted, true);
     await waitFor(() => reloaded.session.settled && reloaded.chat.messages[1]?.id === runId);
-    const reconnects = reloaded.transport.reconnects;
     await turns();
     assert.equal(reloaded.chat.status, 'ready', 'the chat stays stopped');
     assert.equal(reloaded.transport.reconnects, reconnects, 'no resume of the stopped run');
