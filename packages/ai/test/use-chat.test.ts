@@ -279,8 +279,23 @@ describe('useChat (@ai-sdk/react) over Mooring', () => {
   it('an edit shows the new input id at once', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
-    const agent = await streamingAgent(t, server.url, name);
-    agent.release();
+    let released = false;
+    t.after(() => {
+      released = true;
+    });
+    let n = 0;
+    await echoAgent(t, server.url, name, {
+      onInput: async (_input, run: AgentRun) => {
+        if (++n === 1) return run.writeText('first answer');
+        // The edit's answer streams until the test has looked.
+        run.write({ type: 'text-start', id: 't' });
+        for (let i = 0; i < 3000 && !released; i++) {
+          run.write({ type: 'text-delta', id: 't', delta: `w${i} ` });
+          await sleep(10);
+        }
+        run.write({ type: 'text-end', id: 't' });
+      },
+    });
     const laptop = device(t, server.url, name);
     await laptop.chat.sendMessage({ text: 'first' });
     await waitFor(() => laptop.chat.status === 'ready' && laptop.chat.messages.length === 2); // rendered
@@ -290,6 +305,7 @@ describe('useChat (@ai-sdk/react) over Mooring', () => {
     const input = laptop.session.tree.inputs.find((i) => i.forkOf === original);
     assert.ok(input, 'the edit is an input with forkOf');
     assert.equal(laptop.chat.messages[0]!.id, input.id, 'the chat shows the new input id while answering');
+    released = true;
     await edited;
     assert.equal(laptop.chat.messages[0]!.id, input.id);
   });
