@@ -127,6 +127,8 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   #view: ViewNode<M>[] | undefined;
   #viewMessages: M[] | undefined;
   #viewStale = true;
+  /** A local change (a branch selection) shows even while the session is not settled. */
+  #viewLocal = false;
   #building = 0;
   #started: Promise<void> | undefined;
   #changeQueued = false;
@@ -198,7 +200,8 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
    * with an earlier rebuild's text).
    */
   view(): ViewNode<M>[] {
-    if (this.#view && (!this.#viewStale || !this.settled)) return this.#view;
+    if (this.#view && (!this.#viewStale || (!this.settled && !this.#viewLocal))) return this.#view;
+    this.#viewLocal = false;
     const previous = new Map((this.#view ?? []).map((n) => [n.id, n]));
     let same = this.#view !== undefined;
     const next = this.tree.view().map((n, i) => {
@@ -370,6 +373,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     if (!this.tree.node(nodeId))
       throw new MooringAiError('unknown_node', `no input or run ${nodeId} in the session`);
     this.tree.select(nodeId, this.channel.position);
+    this.#viewLocal = true;
     this.#changed();
     if (this.#o.sharedSelection) await this.#control({ type: 'select', node: nodeId });
   }
