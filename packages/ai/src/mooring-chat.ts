@@ -147,30 +147,26 @@ export function mooringChat<M extends UIMessage, C extends AbstractChat<M>>(
     init.onError?.(err instanceof Error ? err : new Error(String(err)));
   }
 
-  const mooring = {
-    session: session as unknown as UserSession,
-    transport: transport as unknown as MooringChatTransport,
-    close,
-  };
+  const mooring = { session, transport, close };
   Object.defineProperty(chat, 'mooring', { value: mooring });
   chats.set(session, chat);
   return chat as MooringChat<C, M>;
 }
 
 /** The run that made a tool call (its `tool-input` part, or a chunk part naming the call). */
-function runOfToolCall(
-  session: UserSession<UIMessage> | UserSession<never>,
+function runOfToolCall<M extends UIMessage>(
+  session: UserSession<M>,
   toolCallId: string,
 ): RunNode | undefined {
   return findRun(
-    session as UserSession,
+    session,
     (p) => (p.kind === 'tool-input' && p.partId === toolCallId) || p.headers.toolCallId === toolCallId,
   );
 }
 
 /** The run that asked for an approval (its `tool-approval-request` chunk). */
-function runOfApproval(
-  session: UserSession<UIMessage> | UserSession<never>,
+function runOfApproval<M extends UIMessage>(
+  session: UserSession<M>,
   approvalId: string,
 ): RunNode | undefined {
   return findRun(session, (p) => {
