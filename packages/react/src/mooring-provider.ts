@@ -13,7 +13,7 @@
 import type { Mooring, MooringOptions } from '@mooring/client';
 import { Mooring as MooringClient } from '@mooring/client';
 import type { ReactNode } from 'react';
-import { createContext, createElement, useContext, useEffect, useState } from 'react';
+import { createContext, createElement, useContext, useEffect, useState, useSyncExternalStore } from 'react';
 import { DeferredRelease } from './deferred-release.ts';
 import { MooringReactError } from './errors.ts';
 
@@ -89,16 +89,18 @@ export function useClientHandle(): ClientHandle {
 }
 
 /**
- * The provider's Mooring client, for what the hooks don't cover. In the browser only: on the server
- * (and in the first render of a provider with `options`, before anything made it) it returns
- * `undefined` unless the client was passed in.
+ * The provider's Mooring client, for what the hooks don't cover. In the browser it is there from the
+ * first render (made then, once); during server rendering (and hydration) it is `undefined`.
  */
 export function useMooring(): Mooring | undefined {
   const handle = useClientHandle();
-  const [client, setClient] = useState(() => handle.peek());
-  useEffect(() => {
-    const current = handle.get();
-    if (current !== client) setClient(current);
-  }, [handle, client]);
-  return client;
+  return useSyncExternalStore(
+    noSubscription,
+    () => handle.get(),
+    () => undefined,
+  );
+}
+
+function noSubscription(): () => void {
+  return () => {};
 }
