@@ -18,7 +18,7 @@ import { type Access, type Operation, requireAccess } from './capabilities.ts';
 import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
 import { identityKey } from './identity-budgets.ts';
-import { LeaseManager } from './leases.ts';
+import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { Metrics } from './metrics.ts';
 import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
@@ -76,7 +76,7 @@ export class ChannelService {
   readonly store: Store;
   readonly hub: Hub;
   readonly limits: Limits;
-  readonly leases: LeaseManager;
+  readonly leases: Leases;
   /**
    * Bounds the large reads running at once: history pages (a slot is held while the page streams)
    * and, in a pool of their own, catch-up and rewind pages (a slot only for the store read) — so
@@ -93,6 +93,8 @@ export class ChannelService {
     limits: Limits,
     metrics: Metrics = new Metrics(),
     onError: (err: unknown) => void = () => {},
+    /** Where leases live: default this process (`LeaseManager`); `RedisLeases` to share them. */
+    makeLeases: (options: LeaseManagerOptions) => Leases = (options) => new LeaseManager(options),
   ) {
     this.metrics = metrics;
     this.store = store;
@@ -100,7 +102,7 @@ export class ChannelService {
     this.limits = limits;
     this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.catchUpReads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
-    this.leases = new LeaseManager({
+    this.leases = makeLeases({
       expire: (channel, serial) => this.expireLease(channel, serial),
       onError,
       records: store.leases,
@@ -123,9 +125,26 @@ export class ChannelService {
     const ops = inputs.map((input, index) => this.#toNewOperation(channel, input, index, identity));
     const owner = this.#leaseOwner(channel, inputs, identity);
     const started = performance.now();
-    const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
+    const { health, tracing } = this.metrics;
+    const span = tracing?.start('mooring.publish', { 'mooring.channel': channel, 'mooring.ops': ops.length });
+    const storing = tracing?.start('mooring.store.append', { 'mooring.store': this.store.kind }, span);
+    const inflight = health.publishing(channel);
+    let result: Awaited<ReturnType<Store['append']>>;
+    try {
+      result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
+    } catch (err) {
+      tracing?.fail(storing, err);
+      tracing?.fail(span, err);
+      throw err;
+    } finally {
+      health.published(channel, inflight);
+    }
+    storing?.end();
     this.metrics.storeSeconds.observe({ operation: 'append' }, (performance.now() - started) / 1000);
+    const fanout = tracing?.start('mooring.fanout', { 'mooring.messages': result.messages.length }, span);
     this.hub.publish(channel, result.messages);
+    fanout?.end();
+    span?.end();
     this.metrics.publishSeconds.observe((performance.now() - started) / 1000);
     for (const m of result.messages) this.metrics.operations.inc({ action: m.action });
     inputs.forEach((input, i) => {

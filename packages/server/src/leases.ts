@@ -15,6 +15,10 @@
  *   every holder had just dropped: a live agent re-takes its lease by writing again.
  * - Expiry is crash-safe: the update is stored before the record is removed, and an expiry run again
  *   after a crash in between finds the message already abandoned and stores nothing.
+ *
+ * `Leases` is the seam: `LeaseManager` here keeps the timers in this process (one node);
+ * `RedisLeases` (redis-leases.ts) keeps the deadlines in Redis, renewed by the holder's node, so any
+ * node expires a lease whose holder's node died.
  */
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
@@ -29,6 +33,22 @@ interface Lease {
   owner: string | undefined;
   ms: number;
   timer: NodeJS.Timeout | undefined;
+  /** When the armed timer fires (ms since 1970); undefined while the holder is connected. */
+  deadline?: number | undefined;
+}
+
+/** A lease as the inspector shows it (`GET /v1/channels/:channel/health`). */
+export interface LeaseView {
+  serial: string;
+  clientId?: string;
+  ms: number;
+  /**
+   * True while the holding connection is connected: no deadline runs. On Redis a deadline always
+   * exists (renewed while the holder lives) and `held` is known only for holders on the answering node.
+   */
+  held: boolean;
+  /** When the message is marked abandoned unless its publisher comes back (ms since 1970). */
+  deadline?: number;
 }
 
 export type ExpireLease = (channel: string, serial: string) => Promise<void>;
@@ -40,7 +60,31 @@ export interface LeaseManagerOptions {
   records?: LeaseRecords | undefined;
 }
 
-export class LeaseManager {
+/** Message leases, held by connections; what `ChannelService` needs of them. */
+export interface Leases {
+  /** Re-arms what was recorded before a restart; how many. */
+  restore(): number;
+  hold(
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    ms: number,
+    clientId: string | undefined,
+    owner?: string,
+  ): void;
+  touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void;
+  release(channel: string, serial: string): void;
+  holderLost(connectionId: string): void;
+  holderBack(connectionId: string): void;
+  readonly size: number;
+  heldBy(owner: string): number;
+  has(channel: string, serial: string): boolean;
+  /** The leases on one channel's messages, for inspection (not hot paths). */
+  list(channel: string): LeaseView[] | Promise<LeaseView[]>;
+  close(): void;
+}
+
+export class LeaseManager implements Leases {
   readonly #leases = new Map<string, Lease>();
   readonly #byHolder = new Map<string, Set<string>>();
   /** Active leases per owner identity. */
@@ -111,6 +155,7 @@ export class LeaseManager {
       if (lease?.timer) {
         clearTimeout(lease.timer);
         lease.timer = undefined;
+        lease.deadline = undefined;
       }
     }
   }
@@ -122,6 +167,19 @@ export class LeaseManager {
   /** Active leases counted against `owner`. */
   heldBy(owner: string): number {
     return this.#perOwner.get(owner) ?? 0;
+  }
+
+  /** The leases on one channel's messages (walks every lease: for inspection, not hot paths). */
+  list(channel: string): LeaseView[] {
+    const views: LeaseView[] = [];
+    for (const lease of this.#leases.values()) {
+      if (lease.channel !== channel) continue;
+      const view: LeaseView = { serial: lease.serial, ms: lease.ms, held: lease.timer === undefined };
+      if (lease.clientId !== undefined) view.clientId = lease.clientId;
+      if (lease.deadline !== undefined) view.deadline = lease.deadline;
+      views.push(view);
+    }
+    return views.sort((a, b) => (a.serial < b.serial ? -1 : 1));
   }
 
   /** Whether the message has a lease now. */
@@ -171,6 +229,7 @@ export class LeaseManager {
    * stored, the record stays and the expiry is retried after another `ms`.
    */
   #arm(key: string, lease: Lease): void {
+    lease.deadline = Date.now() + lease.ms;
     lease.timer = setTimeout(() => {
       this.#drop(key, lease);
       this.#o.expire(lease.channel, lease.serial).then(
