@@ -32,9 +32,23 @@ export interface SessionSnapshot<M extends UIMessage = UIMessage> {
 }
 
 export interface SessionStoreOptions {
+  /** Follow branch selections (‹ ›) made on other devices. Default false. */
   sharedSelection?: boolean;
+  /** The agents' clientIds: runs started by anyone else are not shown. */
   agents?: readonly string[];
+  /** The operator identity for `handover` / `reply`. Default: the client's clientId. */
   clientId?: string;
+  /** This device's id (client-side tools run on the device that asked). Default: one per session object. */
+  device?: string;
+}
+
+const closers = new WeakMap<object, Array<() => void>>();
+
+/** Runs `fn` when the shared session closes (its last hook went away). */
+export function whenClosed(session: object, fn: () => void): void {
+  const list = closers.get(session) ?? [];
+  list.push(fn);
+  closers.set(session, list);
 }
 
 export const EMPTY_SESSION: SessionSnapshot = Object.freeze({
@@ -61,6 +75,8 @@ export class SessionStore<M extends UIMessage = UIMessage> {
     this.#lifetime = new DeferredRelease(() => {
       this.#closed = true;
       for (const off of this.#offs.splice(0)) off();
+      for (const fn of closers.get(session) ?? []) fn();
+      closers.delete(session);
       session.close();
       onClosed();
     });
@@ -138,6 +154,7 @@ export function sessionStore<M extends UIMessage>(
   } as UserSessionOptions;
   if (options.sharedSelection !== undefined) sessionOptions.sharedSelection = options.sharedSelection;
   if (options.agents !== undefined) sessionOptions.agents = options.agents;
+  if (options.device !== undefined) sessionOptions.device = options.device;
   const all = stores;
   const store: SessionStore<M> = new SessionStore<M>(new UserSession<M>(sessionOptions), () => {
     if (all.get(channel) === (store as unknown as SessionStore<UIMessage>)) all.delete(channel);
