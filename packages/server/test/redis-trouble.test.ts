@@ -53,7 +53,7 @@ if (skip) {
         host: '127.0.0.1',
         port: 0,
         keys: [TEST_KEY],
-        store: { kind: 'redis', url: `redis://127.0.0.1:${proxy.port}`, commandTimeout: 300 },
+        store: { kind: 'redis', url: `redis://127.0.0.1:${proxy.port}`, commandTimeout: 1_000 },
       });
       t.after(() => server.close());
       assert.ok(server.store instanceof RedisStore);
