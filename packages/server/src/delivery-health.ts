@@ -91,16 +91,20 @@ class ChannelRecord {
     this.slots[at] = max ? Math.max(this.slots[at]!, n) : this.slots[at]! + n;
   }
 
-  sum(field: number, now: number, max = false): number {
-    if (!this.slots || !this.minutes) return 0;
+  /** Every field over the slots still in the window, in one pass (max for F_MAX_OFFLINE_MS). */
+  totals(now: number): Float64Array {
+    const out = new Float64Array(FIELDS);
+    if (!this.slots || !this.minutes) return out;
     const oldest = Math.floor(now / SLOT_MS) - SLOTS;
-    let total = 0;
     for (let slot = 0; slot < SLOTS; slot++) {
       if (this.minutes[slot]! <= oldest) continue;
-      const value = this.slots[slot * FIELDS + field]!;
-      total = max ? Math.max(total, value) : total + value;
+      const base = slot * FIELDS;
+      for (let f = 0; f < FIELDS; f++) {
+        const value = this.slots[base + f]!;
+        out[f] = f === F_MAX_OFFLINE_MS ? Math.max(out[f]!, value) : out[f]! + value;
+      }
     }
-    return total;
+    return out;
   }
 
   get idle(): boolean {
@@ -230,6 +234,8 @@ export class DeliveryHealth {
     const now = this.#now();
     const reports: ChannelHealth[] = [];
     for (const [channel, record] of this.#channels) {
+      // nothing ever went wrong here: no report to build (most channels, most of the time)
+      if (!record.slots && record.inflight.size === 0 && record.drops.size === 0) continue;
       if (!visible(channel)) continue;
       const report = this.#report(channel, record, now);
       if (report.trouble > 0) reports.push(report);
@@ -243,19 +249,20 @@ export class DeliveryHealth {
 
   #report(channel: string, r: ChannelRecord, now: number): ChannelHealth {
     const oldest = r.inflight.values().next().value;
+    const t = r.totals(now);
     const report: ChannelHealth = {
       channel,
       subscribers: [...r.subscribers.values()],
       windowMinutes: SLOTS,
-      reconnects: r.sum(F_RECONNECTS, now),
-      resumes: r.sum(F_RESUMES, now),
-      continuityLost: r.sum(F_LOST_CONTINUITY, now),
-      connectionsLost: r.sum(F_CONNECTIONS_LOST, now),
-      slowConsumerDrops: r.sum(F_SLOW, now),
-      offlineMs: r.sum(F_OFFLINE_MS, now),
-      maxOfflineMs: r.sum(F_MAX_OFFLINE_MS, now, true),
-      caughtUpMessages: r.sum(F_CAUGHT_UP_MESSAGES, now),
-      caughtUpBytes: r.sum(F_CAUGHT_UP_BYTES, now),
+      reconnects: t[F_RECONNECTS]!,
+      resumes: t[F_RESUMES]!,
+      continuityLost: t[F_LOST_CONTINUITY]!,
+      connectionsLost: t[F_CONNECTIONS_LOST]!,
+      slowConsumerDrops: t[F_SLOW]!,
+      offlineMs: t[F_OFFLINE_MS]!,
+      maxOfflineMs: t[F_MAX_OFFLINE_MS]!,
+      caughtUpMessages: t[F_CAUGHT_UP_MESSAGES]!,
+      caughtUpBytes: t[F_CAUGHT_UP_BYTES]!,
       unackedPublishes: r.inflight.size,
       oldestUnackedMs: oldest === undefined ? null : now - oldest,
       trouble: 0,
