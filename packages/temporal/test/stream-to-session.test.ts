@@ -12,6 +12,7 @@ import { loadSession, UserSession } from '@mooring/ai';
 import type { Info } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import type { StreamHeartbeat, StreamToSessionOptions } from '../src/stream-to-session.ts';
 import { streamToSession } from '../src/stream-to-session.ts';
 import {
@@ -26,6 +27,8 @@ import {
 
 const WORKER = fileURLToPath(new URL('./helpers/activity-process.ts', import.meta.url));
 const FULL = ANSWER.join('');
+/** The failures here are on purpose: the mock worker's "activity failed" warnings are noise. */
+const QUIET = { logger: new DefaultLogger('ERROR') };
 
 async function session(t: TestContext) {
   const server = await realServer(t);
@@ -40,12 +43,15 @@ async function session(t: TestContext) {
 
 /** One attempt of the activity: `MockActivityEnvironment` with that attempt's info. */
 function attempt(workflowId: string, n: number, more: Partial<Info> = {}): Attempt {
-  return new Attempt({
-    attempt: n,
-    activityId: 'answer',
-    workflowExecution: { workflowId, runId: 'wf-run-1' },
-    ...more,
-  });
+  return new Attempt(
+    {
+      attempt: n,
+      activityId: 'answer',
+      workflowExecution: { workflowId, runId: 'wf-run-1' },
+      ...more,
+    },
+    QUIET,
+  );
 }
 
 class Attempt extends MockActivityEnvironment {
@@ -169,11 +175,14 @@ describe('streamToSession (a streaming activity)', () => {
 
     // Attempt 1 of another activity fails; Temporal would retry, but the workflow gives up: with
     // nothing renewing the lease any more, the server ends the run abandoned.
-    const other = new Attempt({
-      attempt: 1,
-      activityId: 'other',
-      workflowExecution: { workflowId: name, runId: 'wf-run-1' },
-    });
+    const other = new Attempt(
+      {
+        attempt: 1,
+        activityId: 'other',
+        workflowExecution: { workflowId: name, runId: 'wf-run-1' },
+      },
+      QUIET,
+    );
     await assert.rejects(
       other.exec(() =>
         streamToSession({
