@@ -1,16 +1,17 @@
 /**
  * Command line of `npm run bench` (bench/src/run.ts):
  *
- *   node bench/src/run.ts [fanout|appends|transports|all] [--subscribers N] [--seconds S] [--rate R]
+ *   node bench/src/run.ts [fanout|appends|transports|streams|all] [--subscribers N] [--seconds S] [--rate R]
  *        [--in-flight W] [--rounds N] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
  *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory,redis]
  *        [--transports ws,sse,longpoll] [--streams N] [--token-rate T]
+ *        [--ds-streams N] [--ds-appends N] [--ds-servers mooring,mooring-sqlite,ds-reference,ds-reference-file]
  */
 import { parseArgs } from 'node:util';
 import type { StoreKind } from './scenarios/appends.ts';
 
 export interface BenchOptions {
-  scenario: 'fanout' | 'appends' | 'transports' | 'all';
+  scenario: 'fanout' | 'appends' | 'transports' | 'streams' | 'all';
   /** Fan-out subscribers (default 1000). */
   subscribers: number;
   /** Subscribers per transport in the transports fan-out: --subscribers if given, else 300. */
@@ -28,9 +29,13 @@ export interface BenchOptions {
   transports: string[] | undefined;
   streams: number;
   tokenRate: number;
+  /** Durable Streams scenario: streams, appends per stream, and which servers. */
+  dsStreams: number;
+  dsAppends: number;
+  dsServers: string[] | undefined;
 }
 
-export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|all] [options]
+export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|streams|all] [options]
   --subscribers N   fan-out subscribers (default 1000; 300 per transport in transports)
   --seconds S       measured seconds per fan-out pass (default 8)
   --warmup S        unmeasured seconds before each rate pass (default 2)
@@ -47,7 +52,10 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|al
                     a redis-server of its own, AOF everysec)
   --transports LIST comma-separated: ws,sse,longpoll (default all three)
   --streams N       concurrent token-streaming responses in transports (default 50)
-  --token-rate T    tokens/s of each response in transports (default 30)`;
+  --token-rate T    tokens/s of each response in transports (default 30)
+  --ds-streams N    Durable Streams in the streams scenario (default 20)
+  --ds-appends N    appends per stream in the streams scenario (default 500)
+  --ds-servers L    mooring,mooring-sqlite,ds-reference,ds-reference-file (default all)`;
 
 function positiveNumber(
   name: string,
@@ -90,6 +98,9 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       transports: { type: 'string' },
       streams: { type: 'string' },
       'token-rate': { type: 'string' },
+      'ds-streams': { type: 'string' },
+      'ds-appends': { type: 'string' },
+      'ds-servers': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -98,7 +109,13 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     process.exit(0);
   }
   const scenario = positionals[0] ?? 'all';
-  if (scenario !== 'fanout' && scenario !== 'appends' && scenario !== 'transports' && scenario !== 'all') {
+  if (
+    scenario !== 'fanout' &&
+    scenario !== 'appends' &&
+    scenario !== 'transports' &&
+    scenario !== 'streams' &&
+    scenario !== 'all'
+  ) {
     throw new Error(`unknown scenario '${scenario}'\n${USAGE}`);
   }
   const stores = list(values.stores) ?? ['sqlite', 'memory'];
@@ -128,5 +145,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     transports,
     streams: Math.round(positiveNumber('streams', values.streams, 50)),
     tokenRate: positiveNumber('token-rate', values['token-rate'], 30),
+    dsStreams: Math.round(positiveNumber('ds-streams', values['ds-streams'], 20)),
+    dsAppends: Math.round(positiveNumber('ds-appends', values['ds-appends'], 500)),
+    dsServers: list(values['ds-servers']),
   };
 }

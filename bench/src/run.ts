@@ -9,6 +9,7 @@ import { cpus, loadavg, platform } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseBenchOptions, USAGE } from './cli-options.ts';
 import { appendsMarkdown, fanoutMarkdown, TARGETS } from './report.ts';
+import { streamsMarkdown } from './report-streams.ts';
 import { transportsMarkdown } from './report-transports.ts';
 import { type AppendsResult, runAppends } from './scenarios/appends.ts';
 import {
@@ -17,6 +18,7 @@ import {
   type FanoutServerResult,
   runFanout,
 } from './scenarios/fanout.ts';
+import { runStreams, type StreamsResult } from './scenarios/streams.ts';
 import { runTransports, type TransportsResult } from './scenarios/transports.ts';
 
 /** Whole-run limit: however the scenarios behave, the process ends (children are killed on exit). */
@@ -74,6 +76,15 @@ const started = new Date();
 let fanout: FanoutServerResult[] | undefined;
 let appends: AppendsResult[] | undefined;
 let transports: TransportsResult | undefined;
+let streams: StreamsResult[] | undefined;
+const streamsOptions = {
+  streams: options.dsStreams,
+  appends: options.dsAppends,
+  payloadBytes: 100,
+  readRounds: 5,
+  liveSeconds: 3,
+  ...(options.dsServers === undefined ? {} : { only: options.dsServers }),
+};
 if (options.scenario === 'fanout' || options.scenario === 'all') {
   fanout = await runFanout({
     subscribers: options.subscribers,
@@ -120,6 +131,8 @@ if (options.scenario === 'transports' || options.scenario === 'all') {
   });
 }
 
+if (options.scenario === 'streams' || options.scenario === 'all') streams = await runStreams(streamsOptions);
+
 const sections = [
   `## Mooring benchmarks (${started.toISOString()})`,
   `Machine: ${machine.cpus} × ${machine.model}, Node ${machine.node} (${machine.platform}); ` +
@@ -148,6 +161,7 @@ if (transports !== undefined) {
     }),
   );
 }
+if (streams !== undefined) sections.push(streamsMarkdown(streams, streamsOptions));
 process.stdout.write(`${sections.join('\n\n')}\n`);
 
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
@@ -155,7 +169,7 @@ mkdirSync(resultsDir, { recursive: true });
 const file = `${resultsDir}latest.json`;
 writeFileSync(
   file,
-  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports }, null, 2)}\n`,
+  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports, streams }, null, 2)}\n`,
 );
 process.stderr.write(`bench: results written to ${file}\n`);
 
@@ -163,5 +177,6 @@ const failed =
   (fanout ?? []).some((r) => r.error !== undefined) ||
   (appends ?? []).some((r) => r.error !== undefined) ||
   (transports?.fanout ?? []).some((r) => r.error !== undefined) ||
-  (transports?.tokens ?? []).some((r) => r.error !== undefined);
+  (transports?.tokens ?? []).some((r) => r.error !== undefined) ||
+  (streams ?? []).some((r) => r.error !== undefined);
 process.exit(failed ? 1 : 0);

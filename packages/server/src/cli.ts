@@ -92,6 +92,7 @@ async function serve(argv: string[]): Promise<void> {
     keys,
     limits: config.limits,
     namespaces: config.namespaces,
+    durableStreams: config.durableStreams,
     logger: config.logLevel,
     tracing: process.env.MOORING_TRACING === '1',
     ...(config.heartbeatInterval === undefined ? {} : { heartbeatInterval: config.heartbeatInterval }),
@@ -105,6 +106,7 @@ async function serve(argv: string[]): Promise<void> {
     `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,
     `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
     `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
+    `  Durable Streams: ${server.url}/v1/stream/<path>${config.durableStreams.open ? `  (open WITHOUT credentials: ${config.durableStreams.open})` : ''}`,
   ];
   if (devKey) lines.push(`  development key (from ${config.dataDir}/dev-key): ${devKey}`);
   process.stderr.write(`${lines.join('\n')}\n`);
