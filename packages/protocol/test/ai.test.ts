@@ -60,10 +60,12 @@ describe('AI session events (§13)', () => {
     assert.equal(readSessionMessage({ ...msg(EVENT_RUN, undefined), action: 'delete' }), undefined);
   });
 
-  test('ai.input: a user UIMessage with optional parent and forkOf', () => {
-    const r = ok(msg(EVENT_INPUT, { message: user, parent: 'run-1', forkOf: 'u0' }));
+  test('ai.input: a user UIMessage with optional parent, forkOf and device', () => {
+    const r = ok(msg(EVENT_INPUT, { message: user, parent: 'run-1', forkOf: 'u0', device: 'tab-1' }));
     assert.equal(r.type, 'input');
     assert.equal(r.type === 'input' && r.id, 'u1');
+    assert.equal(r.type === 'input' && r.device, 'tab-1');
+    refused(msg(EVENT_INPUT, { message: user, device: 7 }), /device/);
     refused(msg(EVENT_INPUT, 'text'), /not an object/);
     refused(msg(EVENT_INPUT, { message: { ...user, role: 'assistant' } }), /user UIMessage/);
     refused(msg(EVENT_INPUT, { message: { id: '', role: 'user', parts: [] } }), /user UIMessage/);
@@ -118,6 +120,9 @@ describe('AI session events (§13)', () => {
       { type: 'cancel', runId: 'r1' },
       { type: 'steer', runId: 'r1', message: user },
       { type: 'tool-approval', approvalId: 'a1', approved: true, reason: 'ok' },
+      { type: 'tool-output', runId: 'r1', toolCallId: 'c1', output: { city: 'Lyon' } },
+      { type: 'tool-output', runId: 'r1', toolCallId: 'c1', output: null },
+      { type: 'tool-output', runId: 'r1', toolCallId: 'c1', errorText: 'denied by the user' },
       { type: 'handover', to: 'human', operator: 'op' },
       { type: 'handover', to: 'ai' },
       { type: 'select', node: 'r1' },
@@ -127,6 +132,12 @@ describe('AI session events (§13)', () => {
     refused(msg(EVENT_CONTROL, { type: 'pause' }), /unknown control "pause"/);
     refused(msg(EVENT_CONTROL, { type: 'steer', runId: 'r1' }), /steer needs/);
     refused(msg(EVENT_CONTROL, { type: 'tool-approval', approvalId: 'a1' }), /tool-approval needs/);
+    refused(msg(EVENT_CONTROL, { type: 'tool-output', runId: 'r1', toolCallId: 'c1' }), /tool-output needs/);
+    refused(
+      msg(EVENT_CONTROL, { type: 'tool-output', runId: 'r1', toolCallId: 'c1', output: 1, errorText: 'x' }),
+      /tool-output needs/,
+    );
+    refused(msg(EVENT_CONTROL, { type: 'tool-output', toolCallId: 'c1', output: 1 }), /tool-output needs/);
     refused(msg(EVENT_CONTROL, { type: 'handover', to: 'robot' }), /handover\.to/);
     refused(msg(EVENT_CONTROL, { type: 'select' }), /select needs/);
     refused(msg(EVENT_CONTROL, { type: 'regenerate' }), /regenerate needs/);
