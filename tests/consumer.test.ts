@@ -132,83 +132,92 @@ describe('the published packages, installed from their tarballs', { timeout: 600
   const tarballs = new Map<string, string>();
   const pinned = userEnv(dirname(process.execPath));
 
-  before(async () => {
-    progress(`building (incremental) and packing into ${temp}`);
-    for (const name of PUBLISHED) buildPackage(name);
-    const packed = JSON.parse(
-      await sh(
-        'npm',
-        ['pack', '--json', '--pack-destination', temp, ...PUBLISHED.map((n) => `--workspace=packages/${n}`)],
-        ROOT,
-        pinned,
-      ),
-    ) as { name: string; filename: string; files: { path: string }[] }[];
-    for (const p of packed) {
-      tarballs.set(p.name, join(temp, p.filename));
-      const outside = p.files
-        .map((f) => f.path)
-        .filter((f) => !/^(dist\/|bin\/|README\.md$|package\.json$)/.test(f));
-      assert.deepEqual(outside, [], `${p.name} packs only dist, bin, README and package.json`);
-      assert.ok(
-        !p.files.some((f) => /\.test\.|tsbuildinfo/.test(f.path)),
-        `${p.name} packs no tests or build info`,
-      );
-    }
+  before(
+    async () => {
+      progress(`building (incremental) and packing into ${temp}`);
+      for (const name of PUBLISHED) buildPackage(name);
+      const packed = JSON.parse(
+        await sh(
+          'npm',
+          [
+            'pack',
+            '--json',
+            '--pack-destination',
+            temp,
+            ...PUBLISHED.map((n) => `--workspace=packages/${n}`),
+          ],
+          ROOT,
+          pinned,
+        ),
+      ) as { name: string; filename: string; files: { path: string }[] }[];
+      for (const p of packed) {
+        tarballs.set(p.name, join(temp, p.filename));
+        const outside = p.files
+          .map((f) => f.path)
+          .filter((f) => !/^(dist\/|bin\/|README\.md$|package\.json$)/.test(f));
+        assert.deepEqual(outside, [], `${p.name} packs only dist, bin, README and package.json`);
+        assert.ok(
+          !p.files.some((f) => /\.test\.|tsbuildinfo/.test(f.path)),
+          `${p.name} packs no tests or build info`,
+        );
+      }
 
-    const deps: Record<string, string> = {};
-    for (const [name, file] of tarballs) deps[name] = `file:${file}`;
-    mkdirSync(project);
-    writeFileSync(
-      join(project, 'package.json'),
-      JSON.stringify(
-        {
-          name: 'mooring-consumer',
-          private: true,
-          type: 'module',
-          dependencies: { ...deps, ai: lockedVersion('ai') },
-          devDependencies: { '@types/node': lockedVersion('@types/node') },
-          // Every @mooring package comes from its tarball, never from a registry.
-          overrides: deps,
-        },
-        null,
-        2,
-      ),
-    );
-    copyFileSync(join(HERE, 'scenario.js'), join(project, 'scenario.js'));
-    copyFileSync(join(HERE, 'consumer.ts'), join(project, 'consumer.ts'));
-    writeFileSync(
-      join(project, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'es2022',
-          module: 'nodenext',
-          moduleResolution: 'nodenext',
-          strict: true,
-          exactOptionalPropertyTypes: true,
-          noUncheckedIndexedAccess: true,
-          skipLibCheck: false,
-          noEmit: true,
-          lib: ['es2023', 'dom'],
-          types: ['node'],
-        },
-        files: ['consumer.ts'],
-      }),
-    );
-    for (const dir of [minimumNode, oldNode]) {
-      mkdirSync(dir);
-      writeFileSync(join(dir, 'package.json'), '{"private":true}');
-    }
-    progress(
-      `npm install (tarballs + ai + @types/node; node@${MINIMUM_NODE} and node@${TOO_OLD_NODE} beside)`,
-    );
-    const npmInstall = ['install', '--no-audit', '--no-fund', '--prefer-offline'];
-    await Promise.all([
-      sh('npm', npmInstall, project, pinned),
-      sh('npm', [...npmInstall, `node@${MINIMUM_NODE}`], minimumNode, pinned),
-      sh('npm', [...npmInstall, `node@${TOO_OLD_NODE}`], oldNode, pinned),
-    ]);
-    progress('installed');
-  });
+      const deps: Record<string, string> = {};
+      for (const [name, file] of tarballs) deps[name] = `file:${file}`;
+      mkdirSync(project);
+      writeFileSync(
+        join(project, 'package.json'),
+        JSON.stringify(
+          {
+            name: 'mooring-consumer',
+            private: true,
+            type: 'module',
+            dependencies: { ...deps, ai: lockedVersion('ai') },
+            devDependencies: { '@types/node': lockedVersion('@types/node') },
+            // Every @mooring package comes from its tarball, never from a registry.
+            overrides: deps,
+          },
+          null,
+          2,
+        ),
+      );
+      copyFileSync(join(HERE, 'scenario.js'), join(project, 'scenario.js'));
+      copyFileSync(join(HERE, 'consumer.ts'), join(project, 'consumer.ts'));
+      writeFileSync(
+        join(project, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            target: 'es2022',
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            strict: true,
+            exactOptionalPropertyTypes: true,
+            noUncheckedIndexedAccess: true,
+            skipLibCheck: false,
+            noEmit: true,
+            lib: ['es2023', 'dom'],
+            types: ['node'],
+          },
+          files: ['consumer.ts'],
+        }),
+      );
+      for (const dir of [minimumNode, oldNode]) {
+        mkdirSync(dir);
+        writeFileSync(join(dir, 'package.json'), '{"private":true}');
+      }
+      progress(
+        `npm install (tarballs + ai + @types/node; node@${MINIMUM_NODE} and node@${TOO_OLD_NODE} beside)`,
+      );
+      const npmInstall = ['install', '--no-audit', '--no-fund', '--prefer-offline'];
+      await Promise.all([
+        sh('npm', npmInstall, project, pinned),
+        sh('npm', [...npmInstall, `node@${MINIMUM_NODE}`], minimumNode, pinned),
+        sh('npm', [...npmInstall, `node@${TOO_OLD_NODE}`], oldNode, pinned),
+      ]);
+      progress('installed');
+    },
+    { timeout: 600_000 },
+  ); // packing and installing alone can take minutes on a loaded machine
 
   after(() => {
     rmSync(temp, { recursive: true, force: true });
