@@ -7,10 +7,11 @@
  *        [--transports ws,sse,longpoll] [--streams N] [--token-rate T]
  */
 import { parseArgs } from 'node:util';
+import { AI_SYSTEMS, type AiSystem } from './scenarios/ai-streaming.ts';
 import type { StoreKind } from './scenarios/appends.ts';
 
 export interface BenchOptions {
-  scenario: 'fanout' | 'appends' | 'transports' | 'all';
+  scenario: 'fanout' | 'appends' | 'transports' | 'ai' | 'all';
   /** Fan-out subscribers (default 1000). */
   subscribers: number;
   /** Subscribers per transport in the transports fan-out: --subscribers if given, else 300. */
@@ -28,9 +29,16 @@ export interface BenchOptions {
   transports: string[] | undefined;
   streams: number;
   tokenRate: number;
+  /** The ai scenario: loads (concurrent responses), answer length, gap, sampled users, systems. */
+  aiResponses: number[];
+  aiSeconds: number;
+  aiGap: number;
+  aiSamples: number;
+  aiSystems: AiSystem[];
+  profileDir: string | undefined;
 }
 
-export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|all] [options]
+export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|ai|all] [options]
   --subscribers N   fan-out subscribers (default 1000; 300 per transport in transports)
   --seconds S       measured seconds per fan-out pass (default 8)
   --warmup S        unmeasured seconds before each rate pass (default 2)
@@ -47,7 +55,14 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|al
                     a redis-server of its own, AOF everysec)
   --transports LIST comma-separated: ws,sse,longpoll (default all three)
   --streams N       concurrent token-streaming responses in transports (default 50)
-  --token-rate T    tokens/s of each response in transports (default 30)`;
+  --token-rate T    tokens/s of each response in transports and ai (default 30)
+  ai (not part of all):
+  --ai-responses L  comma-separated loads, concurrent responses (default 100,500)
+  --ai-seconds S    length of each answer in seconds (default 20)
+  --ai-gap S        the gap of the sampled users (default 10)
+  --ai-samples N    users sampled for the gap and the reload (default 10)
+  --ai-systems LIST ${AI_SYSTEMS.join(',')}
+  --profile DIR     --cpu-prof of the Mooring server and agent into DIR`;
 
 function positiveNumber(
   name: string,
@@ -90,6 +105,12 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       transports: { type: 'string' },
       streams: { type: 'string' },
       'token-rate': { type: 'string' },
+      'ai-responses': { type: 'string' },
+      'ai-seconds': { type: 'string' },
+      'ai-gap': { type: 'string' },
+      'ai-samples': { type: 'string' },
+      'ai-systems': { type: 'string' },
+      profile: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -98,7 +119,13 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     process.exit(0);
   }
   const scenario = positionals[0] ?? 'all';
-  if (scenario !== 'fanout' && scenario !== 'appends' && scenario !== 'transports' && scenario !== 'all') {
+  if (
+    scenario !== 'fanout' &&
+    scenario !== 'appends' &&
+    scenario !== 'transports' &&
+    scenario !== 'ai' &&
+    scenario !== 'all'
+  ) {
     throw new Error(`unknown scenario '${scenario}'\n${USAGE}`);
   }
   const stores = list(values.stores) ?? ['sqlite', 'memory'];
@@ -110,6 +137,10 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   for (const transport of transports ?? []) {
     if (transport !== 'ws' && transport !== 'sse' && transport !== 'longpoll')
       throw new Error(`unknown transport '${transport}'`);
+  }
+  const aiSystems = list(values['ai-systems']) ?? [...AI_SYSTEMS];
+  for (const system of aiSystems) {
+    if (!(AI_SYSTEMS as readonly string[]).includes(system)) throw new Error(`unknown ai system '${system}'`);
   }
   return {
     scenario,
@@ -128,5 +159,13 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     transports,
     streams: Math.round(positiveNumber('streams', values.streams, 50)),
     tokenRate: positiveNumber('token-rate', values['token-rate'], 30),
+    aiResponses: (list(values['ai-responses']) ?? ['100', '500']).map((v) =>
+      Math.round(positiveNumber('ai-responses', v, 100)),
+    ),
+    aiSeconds: positiveNumber('ai-seconds', values['ai-seconds'], 20),
+    aiGap: positiveNumber('ai-gap', values['ai-gap'], 10),
+    aiSamples: Math.round(positiveNumber('ai-samples', values['ai-samples'], 10)),
+    aiSystems: aiSystems as AiSystem[],
+    profileDir: values.profile,
   };
 }

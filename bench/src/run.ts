@@ -9,7 +9,9 @@ import { cpus, loadavg, platform } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseBenchOptions, USAGE } from './cli-options.ts';
 import { appendsMarkdown, fanoutMarkdown, TARGETS } from './report.ts';
+import { aiMarkdown } from './report-ai.ts';
 import { transportsMarkdown } from './report-transports.ts';
+import { type AiResult, runAiStreaming } from './scenarios/ai-streaming.ts';
 import { type AppendsResult, runAppends } from './scenarios/appends.ts';
 import {
   EXTRA_FANOUT_SERVERS,
@@ -20,7 +22,7 @@ import {
 import { runTransports, type TransportsResult } from './scenarios/transports.ts';
 
 /** Whole-run limit: however the scenarios behave, the process ends (children are killed on exit). */
-const RUN_LIMIT_MS = 15 * 60 * 1000;
+const RUN_LIMIT_MS = (process.argv.includes('ai') ? 45 : 15) * 60 * 1000;
 
 let options: ReturnType<typeof parseBenchOptions>;
 try {
@@ -74,6 +76,7 @@ const started = new Date();
 let fanout: FanoutServerResult[] | undefined;
 let appends: AppendsResult[] | undefined;
 let transports: TransportsResult | undefined;
+let ai: AiResult[] | undefined;
 if (options.scenario === 'fanout' || options.scenario === 'all') {
   fanout = await runFanout({
     subscribers: options.subscribers,
@@ -120,6 +123,18 @@ if (options.scenario === 'transports' || options.scenario === 'all') {
   });
 }
 
+if (options.scenario === 'ai') {
+  ai = await runAiStreaming({
+    responses: options.aiResponses,
+    rate: options.tokenRate,
+    seconds: options.aiSeconds,
+    gapSeconds: options.aiGap,
+    samples: options.aiSamples,
+    systems: options.aiSystems,
+    ...(options.profileDir === undefined ? {} : { profileDir: options.profileDir }),
+  });
+}
+
 const sections = [
   `## Mooring benchmarks (${started.toISOString()})`,
   `Machine: ${machine.cpus} × ${machine.model}, Node ${machine.node} (${machine.platform}); ` +
@@ -148,6 +163,11 @@ if (transports !== undefined) {
     }),
   );
 }
+if (ai !== undefined) {
+  sections.push(
+    aiMarkdown(ai, { rate: options.tokenRate, seconds: options.aiSeconds, gapSeconds: options.aiGap }),
+  );
+}
 process.stdout.write(`${sections.join('\n\n')}\n`);
 
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
@@ -155,7 +175,7 @@ mkdirSync(resultsDir, { recursive: true });
 const file = `${resultsDir}latest.json`;
 writeFileSync(
   file,
-  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports }, null, 2)}\n`,
+  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports, ai }, null, 2)}\n`,
 );
 process.stderr.write(`bench: results written to ${file}\n`);
 
@@ -163,5 +183,6 @@ const failed =
   (fanout ?? []).some((r) => r.error !== undefined) ||
   (appends ?? []).some((r) => r.error !== undefined) ||
   (transports?.fanout ?? []).some((r) => r.error !== undefined) ||
-  (transports?.tokens ?? []).some((r) => r.error !== undefined);
+  (transports?.tokens ?? []).some((r) => r.error !== undefined) ||
+  (ai ?? []).some((r) => r.error !== undefined);
 process.exit(failed ? 1 : 0);
