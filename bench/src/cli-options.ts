@@ -11,7 +11,7 @@ import { AI_SYSTEMS, type AiSystem } from './scenarios/ai-streaming.ts';
 import type { StoreKind } from './scenarios/appends.ts';
 
 export interface BenchOptions {
-  scenario: 'fanout' | 'appends' | 'transports' | 'ai' | 'all';
+  scenario: 'fanout' | 'appends' | 'transports' | 'ai' | 'catchup' | 'all';
   /** Fan-out subscribers (default 1000). */
   subscribers: number;
   /** Subscribers per transport in the transports fan-out: --subscribers if given, else 300. */
@@ -36,9 +36,11 @@ export interface BenchOptions {
   aiSamples: number;
   aiSystems: AiSystem[];
   profileDir: string | undefined;
+  /** The catchup scenario: gap lengths in seconds. */
+  gaps: number[];
 }
 
-export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|ai|all] [options]
+export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|ai|catchup|all] [options]
   --subscribers N   fan-out subscribers (default 1000; 300 per transport in transports)
   --seconds S       measured seconds per fan-out pass (default 8)
   --warmup S        unmeasured seconds before each rate pass (default 2)
@@ -62,7 +64,9 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|ai
   --ai-gap S        the gap of the sampled users (default 10)
   --ai-samples N    users sampled for the gap and the reload (default 10)
   --ai-systems LIST ${AI_SYSTEMS.join(',')}
-  --profile DIR     --cpu-prof of the Mooring server and agent into DIR`;
+  --profile DIR     --cpu-prof of the Mooring server and agent into DIR
+  catchup (not part of all; --stores picks memory or sqlite, the first given):
+  --gaps LIST       gap lengths in seconds (default 1,10,60,600)`;
 
 function positiveNumber(
   name: string,
@@ -111,6 +115,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       'ai-samples': { type: 'string' },
       'ai-systems': { type: 'string' },
       profile: { type: 'string' },
+      gaps: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -124,6 +129,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     scenario !== 'appends' &&
     scenario !== 'transports' &&
     scenario !== 'ai' &&
+    scenario !== 'catchup' &&
     scenario !== 'all'
   ) {
     throw new Error(`unknown scenario '${scenario}'\n${USAGE}`);
@@ -167,5 +173,6 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     aiSamples: Math.round(positiveNumber('ai-samples', values['ai-samples'], 10)),
     aiSystems: aiSystems as AiSystem[],
     profileDir: values.profile,
+    gaps: (list(values.gaps) ?? ['1', '10', '60', '600']).map((v) => positiveNumber('gaps', v, 1)),
   };
 }

@@ -13,6 +13,7 @@ import { aiMarkdown } from './report-ai.ts';
 import { transportsMarkdown } from './report-transports.ts';
 import { type AiResult, runAiStreaming } from './scenarios/ai-streaming.ts';
 import { type AppendsResult, runAppends } from './scenarios/appends.ts';
+import { type CatchupResult, catchupMarkdown, runCatchup } from './scenarios/catchup.ts';
 import {
   EXTRA_FANOUT_SERVERS,
   FANOUT_SERVERS,
@@ -77,6 +78,8 @@ let fanout: FanoutServerResult[] | undefined;
 let appends: AppendsResult[] | undefined;
 let transports: TransportsResult | undefined;
 let ai: AiResult[] | undefined;
+let catchup: CatchupResult[] | undefined;
+const catchupStore = options.stores[0] === 'memory' ? 'memory' : 'sqlite';
 if (options.scenario === 'fanout' || options.scenario === 'all') {
   fanout = await runFanout({
     subscribers: options.subscribers,
@@ -135,6 +138,10 @@ if (options.scenario === 'ai') {
   });
 }
 
+if (options.scenario === 'catchup') {
+  catchup = await runCatchup({ gaps: options.gaps, tokenRate: options.tokenRate, store: catchupStore });
+}
+
 const sections = [
   `## Mooring benchmarks (${started.toISOString()})`,
   `Machine: ${machine.cpus} × ${machine.model}, Node ${machine.node} (${machine.platform}); ` +
@@ -168,6 +175,7 @@ if (ai !== undefined) {
     aiMarkdown(ai, { rate: options.tokenRate, seconds: options.aiSeconds, gapSeconds: options.aiGap }),
   );
 }
+if (catchup !== undefined) sections.push(catchupMarkdown(catchup, catchupStore, options.tokenRate));
 process.stdout.write(`${sections.join('\n\n')}\n`);
 
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
@@ -175,7 +183,7 @@ mkdirSync(resultsDir, { recursive: true });
 const file = `${resultsDir}latest.json`;
 writeFileSync(
   file,
-  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports, ai }, null, 2)}\n`,
+  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports, ai, catchup }, null, 2)}\n`,
 );
 process.stderr.write(`bench: results written to ${file}\n`);
 
@@ -184,5 +192,6 @@ const failed =
   (appends ?? []).some((r) => r.error !== undefined) ||
   (transports?.fanout ?? []).some((r) => r.error !== undefined) ||
   (transports?.tokens ?? []).some((r) => r.error !== undefined) ||
-  (ai ?? []).some((r) => r.error !== undefined);
+  (ai ?? []).some((r) => r.error !== undefined) ||
+  (catchup ?? []).some((r) => r.error !== undefined);
 process.exit(failed ? 1 : 0);
