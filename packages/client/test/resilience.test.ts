@@ -118,6 +118,8 @@ describe('resilience', () => {
           `${resets} resets, ${server.connections} connections open on the server`,
         ].join('\n');
 
+      const connectsOf = (s: { connects: ConnectionStateChange[] }) =>
+        s.connects.filter((c) => c.current === 'connected').length;
       // Random resets, bounded in number: an endless storm faster than a reconnect is a livelock, not a test.
       let storming = true;
       let resets = 0;
@@ -139,8 +141,19 @@ describe('resilience', () => {
               before: async (i) => {
                 p.next = i;
                 if (i % 40 === 20) {
-                  await subscriberProxies[((i / 40 + n) % 3) | 0]?.reset();
+                  // Wait for the reconnect this reset causes, so that every run has that many reconnects
+                  // however slow the machine is (a reset landing on a connection still reconnecting
+                  // causes none).
+                  const k = ((i / 40 + n) % 3) | 0;
+                  const s = subscribers[k];
+                  const connects = s ? connectsOf(s) : 0;
+                  await subscriberProxies[k]?.reset();
                   resets += 1;
+                  if (s)
+                    await waitFor(() => connectsOf(s) > connects, {
+                      timeout: 30_000,
+                      message: `subscriber ${k} never reconnected after a reset\n${stuck()}`,
+                    });
                 }
                 if (n === 0 && i % 100 === 50) {
                   await publisherProxy.reset();
@@ -168,7 +181,7 @@ describe('resilience', () => {
           });
           assertExactlyOnce(got, published, `subscriber ${i} on ${name}`);
         }
-        const reconnects = s.connects.filter((c) => c.current === 'connected').length - 1;
+        const reconnects = connectsOf(s) - 1;
         assert.ok(reconnects >= 5, `subscriber ${i} reconnected only ${reconnects} times: no storm`);
       }
       for (const s of subscribers) assert.equal(s.client.connection.transport, kind);

@@ -23,6 +23,11 @@ export const OPERATIONS = [
   'update-any',
   'delete-own',
   'delete-any',
+  // Durable Streams (PROTOCOL.md §16), checked on `stream:<path>`
+  'stream-read',
+  'stream-append',
+  'stream-create',
+  'stream-delete',
 ] as const;
 export type Operation = (typeof OPERATIONS)[number];
 

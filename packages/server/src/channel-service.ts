@@ -18,7 +18,7 @@ import { type Access, type Operation, requireAccess } from './capabilities.ts';
 import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
 import { identityKey } from './identity-budgets.ts';
-import { LeaseManager } from './leases.ts';
+import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { Metrics } from './metrics.ts';
 import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
@@ -76,7 +76,7 @@ export class ChannelService {
   readonly store: Store;
   readonly hub: Hub;
   readonly limits: Limits;
-  readonly leases: LeaseManager;
+  readonly leases: Leases;
   /**
    * Bounds the large reads running at once: history pages (a slot is held while the page streams)
    * and, in a pool of their own, catch-up and rewind pages (a slot only for the store read) — so
@@ -93,6 +93,8 @@ export class ChannelService {
     limits: Limits,
     metrics: Metrics = new Metrics(),
     onError: (err: unknown) => void = () => {},
+    /** Where leases live: default this process (`LeaseManager`); `RedisLeases` to share them. */
+    makeLeases: (options: LeaseManagerOptions) => Leases = (options) => new LeaseManager(options),
   ) {
     this.metrics = metrics;
     this.store = store;
@@ -100,7 +102,7 @@ export class ChannelService {
     this.limits = limits;
     this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.catchUpReads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
-    this.leases = new LeaseManager({
+    this.leases = makeLeases({
       expire: (channel, serial) => this.expireLease(channel, serial),
       onError,
       records: store.leases,

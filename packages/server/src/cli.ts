@@ -92,6 +92,9 @@ async function serve(argv: string[]): Promise<void> {
     ...(config.heartbeatInterval === undefined ? {} : { heartbeatInterval: config.heartbeatInterval }),
     ...(config.firstPollTimeout === undefined ? {} : { firstPollTimeout: config.firstPollTimeout }),
     ...(config.connectionStateTtl === undefined ? {} : { connectionStateTtl: config.connectionStateTtl }),
+    ...(config.presenceGrace === undefined ? {} : { presenceGrace: config.presenceGrace }),
+    ...(config.sweepInterval === undefined ? {} : { sweepInterval: config.sweepInterval }),
+    ...(config.nodeTtl === undefined ? {} : { nodeTtl: config.nodeTtl }),
   });
   const lines = [
     `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,

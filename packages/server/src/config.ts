@@ -21,6 +21,11 @@ export interface ServeConfig {
   keys: ApiKey[];
   heartbeatInterval?: number;
   connectionStateTtl?: number;
+  /** How long a dropped connection's presence members stay, ms. */
+  presenceGrace?: number;
+  /** Several nodes (Redis): lease renewal / dead-node sweep period, and how long a silent node lives, ms. */
+  sweepInterval?: number;
+  nodeTtl?: number;
   /** How long a new long-poll connection may wait before its first poll, ms. */
   firstPollTimeout?: number;
   limits: Partial<Limits>;
@@ -39,6 +44,9 @@ interface FileConfig {
   keys?: Array<string | { key: string; capability?: Record<string, string[]> }>;
   heartbeatInterval?: number | string;
   connectionStateTtl?: number | string;
+  presenceGrace?: number | string;
+  sweepInterval?: number | string;
+  nodeTtl?: number | string;
   firstPollTimeout?: number | string;
   /** Limits and budgets by name (PROTOCOL.md §10). */
   limits?: Partial<Limits>;
@@ -133,6 +141,12 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   };
   if (heartbeat !== undefined) config.heartbeatInterval = parseDuration(heartbeat, 'heartbeat');
   if (ttl !== undefined) config.connectionStateTtl = parseDuration(ttl, 'connectionStateTtl');
+  const durations = [
+    ['presenceGrace', env.MOORING_PRESENCE_GRACE ?? file.presenceGrace],
+    ['sweepInterval', env.MOORING_SWEEP_INTERVAL ?? file.sweepInterval],
+    ['nodeTtl', env.MOORING_NODE_TTL ?? file.nodeTtl],
+  ] as const;
+  for (const [name, value] of durations) if (value !== undefined) config[name] = parseDuration(value, name);
   if (file.firstPollTimeout !== undefined)
     config.firstPollTimeout = parseDuration(file.firstPollTimeout, 'firstPollTimeout');
   return config;

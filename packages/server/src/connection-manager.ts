@@ -18,14 +18,14 @@ import type { Limits } from '@mooring/protocol';
 import type { Logger } from 'pino';
 import type { ChannelService } from './channel-service.ts';
 import { Connection, type TransportSink } from './connection.ts';
-import type { ConnectionRegistry, Identity } from './connection-registry.ts';
+import type { ConnectionRegistry, Identity, OpenedConnection } from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
-import type { PresenceService } from './presence.ts';
+import type { Presence } from './presence.ts';
 import { ServerError } from './server-error.ts';
 
 export interface ConnectionManagerOptions {
   channels: ChannelService;
-  presence: PresenceService;
+  presence: Presence;
   registry: ConnectionRegistry;
   limits: Limits;
   budgets: IdentityBudgets;
@@ -47,9 +47,17 @@ export class ConnectionManager {
     this.#o = options;
   }
 
-  open(transport: TransportSink, identity: Identity, recover: string | undefined): Connection {
+  /**
+   * Resolves the connection's identity before its transport exists: takes over `recover`'s when it
+   * is still held and matches (on a shared registry, whichever node issued it), else a new one.
+   */
+  claim(identity: Identity, recover: string | undefined): OpenedConnection | Promise<OpenedConnection> {
+    return this.#o.registry.open(identity, recover);
+  }
+
+  open(transport: TransportSink, identity: Identity, opened: OpenedConnection): Connection {
     const { registry, presence, limits, heartbeatInterval } = this.#o;
-    const opened = registry.open(identity, recover);
+    registry.hold(opened.connectionId);
     const connection = new Connection({
       id: opened.connectionId,
       key: opened.connectionKey,
@@ -193,7 +201,7 @@ export class ConnectionManager {
 
   heartbeat(): void {
     for (const connection of this.#byId.values()) connection.heartbeat();
-    this.#o.registry.sweep();
+    this.#o.registry.sweep(this.#byId.keys());
   }
 }
 

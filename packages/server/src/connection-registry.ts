@@ -5,6 +5,10 @@
  * `connectionStateTtl`: a client that reconnects with `recover=<connectionKey>` in that window gets
  * the same connectionId back (presence membership does not flap). The key is `<id>.<secret>`, so an
  * id seen by others (presence) cannot be used to take a connection over.
+ *
+ * `ConnectionRegistry` is the seam: `LocalConnectionRegistry` keeps identities in this process (one
+ * node); `RedisConnectionRegistry` (redis-registry.ts) keeps them in Redis so a key issued by one node
+ * recovers the connection on any other.
  */
 import { randomBytes } from 'node:crypto';
 import type { Access } from './capabilities.ts';
@@ -34,7 +38,36 @@ export interface OpenedConnection {
   resumed: boolean;
 }
 
-export class ConnectionRegistry {
+/**
+ * Where connection identities live. `open` resolves a recovery key (or makes a new identity) before a
+ * transport exists; `hold` marks it taken by a live transport; `release` starts its recovery window;
+ * `discard` forgets it; `sweep` runs every heartbeat with the ids this node holds.
+ */
+export interface ConnectionRegistry {
+  open(identity: Identity, recoverKey?: string): OpenedConnection | Promise<OpenedConnection>;
+  hold(connectionId: string): void;
+  release(connectionId: string): void;
+  discard(connectionId: string): void;
+  sweep(held: Iterable<string>): void;
+  close?(): void;
+}
+
+/** Splits `<id>.<secret>`; undefined for anything else. */
+export function parseConnectionKey(key: string): { id: string; secret: string } | undefined {
+  const dot = key.indexOf('.');
+  if (dot <= 0 || dot === key.length - 1) return undefined;
+  return { id: key.slice(0, dot), secret: key.slice(dot + 1) };
+}
+
+/** A new connection id and secret. */
+export function newConnectionKey(): { connectionId: string; secret: string } {
+  return {
+    connectionId: `c_${randomBytes(9).toString('base64url')}`,
+    secret: randomBytes(12).toString('base64url'),
+  };
+}
+
+export class LocalConnectionRegistry implements ConnectionRegistry {
   readonly #held = new Map<string, Held>();
   readonly #ttl: number;
   readonly #now: () => number;
@@ -44,7 +77,10 @@ export class ConnectionRegistry {
     this.#now = now;
   }
 
-  /** Opens a connection, taking over `recoverKey`'s identity when it is still held and matches. */
+  /**
+   * Opens a connection, taking over `recoverKey`'s identity when it is still held and matches. The
+   * identity starts in its recovery window until `hold` (a transport that never arrives leaks nothing).
+   */
   open(identity: Identity, recoverKey?: string): OpenedConnection {
     this.sweep();
     if (recoverKey) {
@@ -58,14 +94,19 @@ export class ConnectionRegistry {
         held.identity.keyName === identity.keyName &&
         held.identity.clientId === identity.clientId
       ) {
-        held.expiresAt = undefined;
+        held.expiresAt = this.#now() + this.#ttl;
         return { connectionId: id, connectionKey: recoverKey, resumed: true };
       }
     }
-    const connectionId = `c_${randomBytes(9).toString('base64url')}`;
-    const secret = randomBytes(12).toString('base64url');
-    this.#held.set(connectionId, { secret, identity, expiresAt: undefined });
+    const { connectionId, secret } = newConnectionKey();
+    this.#held.set(connectionId, { secret, identity, expiresAt: this.#now() + this.#ttl });
     return { connectionId, connectionKey: `${connectionId}.${secret}`, resumed: false };
+  }
+
+  /** A transport holds the connection: no expiry while it lives. */
+  hold(connectionId: string): void {
+    const held = this.#held.get(connectionId);
+    if (held) held.expiresAt = undefined;
   }
 
   /** The transport is gone: keep the identity for the TTL. */
@@ -79,7 +120,7 @@ export class ConnectionRegistry {
     this.#held.delete(connectionId);
   }
 
-  sweep(): void {
+  sweep(_held?: Iterable<string>): void {
     const now = this.#now();
     for (const [id, held] of this.#held)
       if (held.expiresAt !== undefined && held.expiresAt <= now) this.#held.delete(id);

@@ -32,7 +32,7 @@ import type { ChannelService } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
-import type { PresenceService } from './presence.ts';
+import type { Presence } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -60,7 +60,7 @@ export interface ConnectionOptions {
   identity: Identity;
   transport: TransportSink;
   channels: ChannelService;
-  presence: PresenceService;
+  presence: Presence;
   limits: Limits;
   /** Publish budgets per identity, shared with REST and the identity's other connections. */
   budgets: IdentityBudgets;
@@ -84,7 +84,7 @@ export class Connection {
   readonly #presenceBudget: TokenBucket;
   readonly transport: TransportSink;
   readonly #channels: ChannelService;
-  readonly #presence: PresenceService;
+  readonly #presence: Presence;
   readonly #limits: Limits;
   readonly #log: Logger;
   readonly #attachments = new Map<string, ChannelAttachment>();
@@ -413,7 +413,7 @@ export class Connection {
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
   }
 
-  #presenceRequest(frame: PresenceRequestFrame): void {
+  async #presenceRequest(frame: PresenceRequestFrame): Promise<void> {
     requireAccess(this.#identity.access, frame.channel, 'presence');
     const clientId = this.#identity.clientId;
     if (clientId === undefined)
@@ -434,7 +434,7 @@ export class Connection {
           'operation_too_large',
           `presence data may be at most ${this.#limits.maxOperationSize} bytes`,
         );
-      this.#presence.enter(frame.channel, this.id, clientId, frame.data, size);
+      await this.#presence.enter(frame.channel, this.id, clientId, frame.data, size);
     }
     this.send(withRef({ type: 'ack', channel: frame.channel, results: [] }, frame.ref));
   }
@@ -475,7 +475,7 @@ export class Connection {
     attachment.goLive();
 
     // presence: the whole set now, then every change
-    const members = this.#presence.members(channel);
+    const members = await this.#presence.members(channel);
     this.send({ type: 'presence', channel, action: 'sync', members });
     attachment.onClose(this.#presence.subscribe(channel, (encoded) => this.#write(encoded)));
   }

@@ -9,8 +9,10 @@
  *
  * The downstream request authenticates like a WebSocket handshake; requests on /v1/connections/:id
  * prove they belong to the connection with its secret `connectionKey` (header
- * `x-mooring-connection-key` or `?connectionKey=`), so any node can tell whether it holds the
- * connection. Routing a request that lands on another node goes over the shared bus (Redis engine).
+ * `x-mooring-connection-key` or `?connectionKey=`). With a `forwarder` (Redis engine) a request that
+ * lands on a node not holding the connection is carried to the node that does and answered from there
+ * (request-forwarder.ts): no sticky sessions. Such a node records its route before the client learns
+ * the connection id (the `connected` frame waits for it), so the first POST may land anywhere.
  *
  * Budgets: a long-poll connection that never polls after `connected` ends after `firstPollTimeout`
  * (it holds a connection slot without ever reading); the frames of one upstream POST are handled
@@ -22,7 +24,9 @@ import { errorInfo, type Limits, PROTOCOL_VERSION } from '@mooring/protocol';
 import type { Authenticator } from './auth.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
-import type { Identity } from './connection-registry.ts';
+import type { Identity, OpenedConnection } from './connection-registry.ts';
+import { errorBody, httpReply, type Reply } from './http-reply.ts';
+import type { ConnectionRequest, RequestForwarder } from './request-forwarder.ts';
 import { RequestAborted, readJson, send } from './rest-api.ts';
 import { safeEqual } from './safe-equal.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
@@ -36,6 +40,12 @@ export interface HttpTransportsOptions {
   pollTimeout?: number;
   /** How long a new long-poll connection may wait before its first poll, ms. Default 10,000. */
   firstPollTimeout?: number;
+  /** Carries requests for connections held by other nodes to them (Redis engine). */
+  forwarder?: RequestForwarder;
+  /** How long a forwarded upstream POST waits for the holder's answer, ms (a poll waits `pollTimeout` more). Default 5,000. */
+  forwardTimeout?: number;
+  /** Logs what cannot be answered to a client (a route that could not be recorded). */
+  onError?: (err: unknown, message: string) => void;
 }
 
 /** Upstream frames handled before the event loop is yielded to other clients. */
@@ -55,11 +65,32 @@ const CONNECTION_PATH = /^\/v1\/connections\/([A-Za-z0-9_-]{1,64})\/(poll|frames
 export class HttpTransports {
   readonly #o: HttpTransportsOptions;
   readonly #pollTimeout: number;
+  readonly #forwardTimeout: number;
   readonly #ended = new Map<string, { key: string; sink: LongPollSink }>();
+  readonly #refresh: NodeJS.Timeout | undefined;
 
   constructor(options: HttpTransportsOptions) {
     this.#o = options;
     this.#pollTimeout = options.pollTimeout ?? 25_000;
+    this.#forwardTimeout = options.forwardTimeout ?? 5_000;
+    const forwarder = options.forwarder;
+    if (forwarder) {
+      forwarder.serve((request, reply) => void this.#serve(request, reply));
+      // the routes of the HTTP connections held here (and of ended ones still holding frames) live on
+      this.#refresh = setInterval(() => {
+        const held = options.connections
+          .all()
+          .filter((c) => c.transport.kind !== 'websocket')
+          .map((c) => c.id);
+        forwarder.refresh([...held, ...this.#ended.keys()]);
+      }, options.heartbeatInterval);
+      this.#refresh.unref();
+    }
+  }
+
+  /** Stops refreshing routes (the forwarder itself is closed by its owner). */
+  close(): void {
+    clearInterval(this.#refresh);
   }
 
   handles(path: string): boolean {
@@ -92,38 +123,35 @@ export class HttpTransports {
         const identity = await this.#o.auth.authenticate(req, url);
         this.#o.connections.admit(identity);
         const recover = url.searchParams.get('recover') ?? undefined;
-        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, recover);
-        else this.#openPoll(res, identity, recover);
+        const opened = await this.#o.connections.claim(identity, recover);
+        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, opened);
+        else this.#openPoll(res, identity, opened);
         return;
       }
       const match = CONNECTION_PATH.exec(path);
       if (!match) throw new ServerError('not_found', `no such endpoint: ${req.method} ${path.slice(0, 200)}`);
-      const ended = match[2] === 'poll' ? this.#endedPoll(match[1]!, req, url) : undefined;
-      if (ended) {
-        if (req.method !== 'GET') throw new ServerError('method_not_allowed', 'use GET to poll');
-        ended.poll(res);
+      const kind = match[2] === 'poll' ? 'poll' : 'frames';
+      const request: ConnectionRequest = {
+        kind,
+        connectionId: match[1]!,
+        connectionKey: connectionKeyOf(req, url),
+        frames: async () => {
+          const body = await readJson(req, this.#o.limits.maxHttpBody);
+          return Array.isArray(body) ? body : [body];
+        },
+      };
+      const reply = httpReply(res);
+      const forwarder = this.#o.forwarder;
+      if (!forwarder || this.#holds(request.connectionId)) {
+        await this.#serve(request, reply, req.method ?? 'GET');
         return;
       }
-      const connection = this.#connectionFor(match[1]!, req, url);
-      if (match[2] === 'frames') {
-        if (req.method !== 'POST') throw new ServerError('method_not_allowed', 'use POST to send frames');
-        const body = await readJson(req, this.#o.limits.maxHttpBody);
-        const frames = Array.isArray(body) ? body : [body];
-        for (let i = 0; i < frames.length && !connection.closed; i++) {
-          if (i > 0 && i % FRAMES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
-          connection.receiveValue(frames[i]);
-        }
-        send(res, 202, { accepted: frames.length });
-        return;
-      }
-      if (req.method !== 'GET') throw new ServerError('method_not_allowed', 'use GET to poll');
-      const sink = connection.transport;
-      if (!(sink instanceof LongPollSink))
-        throw new ServerError(
-          'bad_request',
-          `connection ${connection.id} uses ${sink.kind}, not long-polling`,
-        );
-      sink.poll(res);
+      if (kind === 'frames' && req.method !== 'POST')
+        throw new ServerError('method_not_allowed', 'use POST to send frames');
+      if (kind === 'poll' && req.method !== 'GET')
+        throw new ServerError('method_not_allowed', 'use GET to poll');
+      const wait = kind === 'poll' ? this.#pollTimeout + this.#forwardTimeout : this.#forwardTimeout;
+      await forwarder.forward(request, reply, wait);
     } catch (err) {
       if (err instanceof RequestAborted) {
         res.destroy();
@@ -134,9 +162,59 @@ export class HttpTransports {
     }
   }
 
-  #connectionFor(id: string, req: IncomingMessage, url: URL): Connection {
+  /** True when this node holds the connection (open, or ended with frames still to collect). */
+  #holds(id: string): boolean {
+    return this.#o.connections.get(id) !== undefined || this.#ended.has(id);
+  }
+
+  /**
+   * Handles a request on `/v1/connections/:id/…` for a connection this node holds — from its own
+   * client, or forwarded by another node (then `req` is absent: the method was checked there).
+   */
+  async #serve(request: ConnectionRequest, reply: Reply, method?: string): Promise<void> {
+    try {
+      const ended =
+        request.kind === 'poll' ? this.#endedPoll(request.connectionId, request.connectionKey) : undefined;
+      if (ended) {
+        if (method !== undefined && method !== 'GET')
+          throw new ServerError('method_not_allowed', 'use GET to poll');
+        ended.poll(reply);
+        return;
+      }
+      const connection = this.#connectionFor(request.connectionId, request.connectionKey);
+      if (request.kind === 'frames') {
+        if (method !== undefined && method !== 'POST')
+          throw new ServerError('method_not_allowed', 'use POST to send frames');
+        const frames = await request.frames();
+        for (let i = 0; i < frames.length && !connection.closed; i++) {
+          if (i > 0 && i % FRAMES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+          connection.receiveValue(frames[i]);
+        }
+        reply.json(202, Buffer.from(JSON.stringify({ accepted: frames.length })));
+        return;
+      }
+      if (method !== undefined && method !== 'GET')
+        throw new ServerError('method_not_allowed', 'use GET to poll');
+      const sink = connection.transport;
+      if (!(sink instanceof LongPollSink))
+        throw new ServerError(
+          'bad_request',
+          `connection ${connection.id} uses ${sink.kind}, not long-polling`,
+        );
+      sink.poll(reply);
+    } catch (err) {
+      if (err instanceof RequestAborted) {
+        reply.destroy();
+        return;
+      }
+      const error = toErrorInfo(err);
+      reply.json(error.status, errorBody(error));
+    }
+  }
+
+  #connectionFor(id: string, key: string): Connection {
     const connection = this.#o.connections.get(id);
-    if (!connection || !safeEqual(connection.key, connectionKeyOf(req, url)))
+    if (!connection || !safeEqual(connection.key, key))
       throw new ServerError(
         'unknown_connection',
         `connection ${id} is not open here (it ended or the key is wrong): connect again with recover`,
@@ -144,12 +222,7 @@ export class HttpTransports {
     return connection;
   }
 
-  #openStream(
-    req: IncomingMessage,
-    res: ServerResponse,
-    identity: Identity,
-    recover: string | undefined,
-  ): void {
+  #openStream(req: IncomingMessage, res: ServerResponse, identity: Identity, opened: OpenedConnection): void {
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true, 15_000);
     res.writeHead(200, STREAM_HEADERS);
@@ -168,7 +241,10 @@ export class HttpTransports {
         res.write(': ping\n\n');
       },
     };
-    const connection = this.#o.connections.open(sink, identity, recover);
+    // the `connected` frame (and all after it) waits until the route is recorded
+    res.cork();
+    const connection = this.#o.connections.open(sink, identity, opened);
+    void this.#claim(connection).finally(() => res.uncork());
     res.on('close', () => {
       this.#o.connections.closed(connection, false);
       // the stream is over for good: do not leave a half-open socket behind
@@ -176,10 +252,10 @@ export class HttpTransports {
     });
   }
 
-  #openPoll(res: ServerResponse, identity: Identity, recover: string | undefined): void {
+  #openPoll(res: ServerResponse, identity: Identity, opened: OpenedConnection): void {
     const pollGrace = this.#o.heartbeatInterval + 10_000;
     const sink = new LongPollSink(this.#pollTimeout, pollGrace);
-    const connection = this.#o.connections.open(sink, identity, recover);
+    const connection = this.#o.connections.open(sink, identity, opened);
     sink.onGone = (deliberate) => {
       this.#o.connections.closed(connection, deliberate);
       if (!sink.hasQueued) return;
@@ -187,15 +263,28 @@ export class HttpTransports {
       this.#ended.set(connection.id, { key: connection.key, sink });
       setTimeout(() => this.#ended.delete(connection.id), pollGrace).unref();
     };
-    sink.poll(res);
+    void this.#claim(connection).finally(() => {
+      if (!res.destroyed) sink.poll(httpReply(res));
+    });
     // a connection that never comes back for its frames holds a slot of its key's budget for nothing
     setTimeout(() => sink.endIfNeverPolled(), this.#o.firstPollTimeout ?? 10_000).unref();
   }
 
+  /** Records that this node holds `connection` (no-op without a forwarder); never throws. */
+  async #claim(connection: Connection): Promise<void> {
+    if (!this.#o.forwarder) return;
+    try {
+      await this.#o.forwarder.claim(connection.id, connection.key);
+    } catch (err) {
+      // the connection still works for requests that land here; others get unknown_connection
+      this.#o.onError?.(err, 'could not record the route of an HTTP connection');
+    }
+  }
+
   /** An ended long-poll connection whose last frames still wait for a poll, if the key matches. */
-  #endedPoll(id: string, req: IncomingMessage, url: URL): LongPollSink | undefined {
+  #endedPoll(id: string, key: string): LongPollSink | undefined {
     const ended = this.#ended.get(id);
-    if (!ended || !safeEqual(ended.key, connectionKeyOf(req, url))) return undefined;
+    if (!ended || !safeEqual(ended.key, key)) return undefined;
     this.#ended.delete(id);
     return ended.sink;
   }
@@ -217,7 +306,7 @@ export class LongPollSink implements TransportSink {
   onGone: (deliberate: boolean) => void = () => {};
   #queue: Buffer[] = [];
   #queuedBytes = 0;
-  #pending: ServerResponse | undefined;
+  #pending: Reply | undefined;
   #pendingTimer: NodeJS.Timeout | undefined;
   #lastPoll = Date.now();
   #polls = 0;
@@ -231,7 +320,7 @@ export class LongPollSink implements TransportSink {
     this.#pollGrace = pollGrace;
   }
 
-  poll(res: ServerResponse): void {
+  poll(res: Reply): void {
     if (this.#ended) {
       // the frames queued when the connection ended (e.g. `disconnect`) go to the next poll, once
       if (this.#queue.length > 0) {
@@ -239,14 +328,14 @@ export class LongPollSink implements TransportSink {
         this.#flush();
         return;
       }
-      send(res, 404, { error: errorInfo('unknown_connection', 'this connection has ended: connect again') });
+      res.json(404, errorBody(errorInfo('unknown_connection', 'this connection has ended: connect again')));
       return;
     }
     this.#answer([]);
     this.#pending = res;
     this.#lastPoll = Date.now();
     this.#polls++;
-    res.on('close', () => {
+    res.onClose(() => {
       if (this.#pending === res) this.#clearPending();
     });
     if (this.#queue.length > 0) this.#flush();
@@ -324,14 +413,7 @@ export class LongPollSink implements TransportSink {
       parts.push(frame);
     });
     parts.push(Buffer.from(']'));
-    const body = Buffer.concat(parts);
-    res.writeHead(200, {
-      'content-type': 'application/json; charset=utf-8',
-      'cache-control': 'no-store',
-      'access-control-allow-origin': '*',
-      'content-length': body.length,
-    });
-    res.end(body);
+    res.json(200, Buffer.concat(parts));
   }
 
   #clearPending(): void {

@@ -15,6 +15,10 @@
  *   every holder had just dropped: a live agent re-takes its lease by writing again.
  * - Expiry is crash-safe: the update is stored before the record is removed, and an expiry run again
  *   after a crash in between finds the message already abandoned and stores nothing.
+ *
+ * `Leases` is the seam: `LeaseManager` here keeps the timers in this process (one node);
+ * `RedisLeases` (redis-leases.ts) keeps the deadlines in Redis, renewed by the holder's node, so any
+ * node expires a lease whose holder's node died.
  */
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
@@ -40,7 +44,29 @@ export interface LeaseManagerOptions {
   records?: LeaseRecords | undefined;
 }
 
-export class LeaseManager {
+/** Message leases, held by connections; what `ChannelService` needs of them. */
+export interface Leases {
+  /** Re-arms what was recorded before a restart; how many. */
+  restore(): number;
+  hold(
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    ms: number,
+    clientId: string | undefined,
+    owner?: string,
+  ): void;
+  touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void;
+  release(channel: string, serial: string): void;
+  holderLost(connectionId: string): void;
+  holderBack(connectionId: string): void;
+  readonly size: number;
+  heldBy(owner: string): number;
+  has(channel: string, serial: string): boolean;
+  close(): void;
+}
+
+export class LeaseManager implements Leases {
   readonly #leases = new Map<string, Lease>();
   readonly #byHolder = new Map<string, Set<string>>();
   /** Active leases per owner identity. */

@@ -10,7 +10,8 @@
  * `maxBytesPerConnection` bytes of member data (as JSON) over all of them, so one client cannot fill
  * the server's memory with members (`too_many_channels`, `presence_too_large`).
  *
- * This is node-local state; the Redis engine will share it between nodes behind the same methods.
+ * `Presence` is the seam: `PresenceService` here is node-local; `RedisPresence` (redis-presence.ts)
+ * keeps the same sets in Redis so every node sees them, and removes a dead node's members.
  */
 import type { JsonValue, PresenceFrame, PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
@@ -29,7 +30,26 @@ export interface PresenceOptions {
   recoverWithin: number;
 }
 
-export class PresenceService {
+/** Presence sets, node-local or shared; `enter` and `members` may answer later on a shared one. */
+export interface Presence {
+  members(channel: string): PresenceMember[] | Promise<PresenceMember[]>;
+  channelsOf(connectionId: string): string[];
+  enter(
+    channel: string,
+    connectionId: string,
+    clientId: string,
+    data: JsonValue | undefined,
+    size?: number,
+  ): void | Promise<void>;
+  leave(channel: string, connectionId: string): void;
+  connectionClosed(connectionId: string): void;
+  connectionLost(connectionId: string): void;
+  connectionResumed(connectionId: string): void;
+  subscribe(channel: string, listener: PresenceListener): () => void;
+  close(): void | Promise<void>;
+}
+
+export class PresenceService implements Presence {
   readonly #members = new Map<string, Map<string, PresenceMember>>();
   readonly #listeners = new KeyedListeners<PresenceListener>();
   /** Per connection: the channels it is present in, and the bytes of its data in each. */

@@ -22,14 +22,14 @@ import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT } from './dashboard.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
-import type { PresenceService } from './presence.ts';
+import type { Presence } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import type { HistoryQuery } from './store/store.ts';
 import { createToken, type TokenRequest } from './tokens.ts';
 
 export interface RestApiOptions {
   channels: ChannelService;
-  presence: PresenceService;
+  presence: Presence;
   auth: Authenticator;
   limits: Limits;
   /** Publish budgets per identity, shared with the identity's realtime connections. */
@@ -125,9 +125,9 @@ export class RestApi {
     const channel = decodeChannel(match[1]!);
     const identity = await this.#o.auth.authenticate(req, url);
     if (match[2] === '/presence') {
-      return only(method, 'GET', () => {
+      return only(method, 'GET', async () => {
         requireEither(identity.access, channel, 'presence', 'subscribe');
-        send(res, 200, { channel, members: this.#o.presence.members(channel) });
+        send(res, 200, { channel, members: await this.#o.presence.members(channel) });
       });
     }
     if (match[2]) {

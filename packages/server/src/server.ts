@@ -20,12 +20,16 @@ import pino, { type Logger } from 'pino';
 import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
 import { ChannelService } from './channel-service.ts';
 import { ConnectionManager } from './connection-manager.ts';
-import { ConnectionRegistry } from './connection-registry.ts';
+import { type ConnectionRegistry, LocalConnectionRegistry } from './connection-registry.ts';
+import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
+import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
 import { IdentityBudgets } from './identity-budgets.ts';
+import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { Metrics } from './metrics.ts';
-import { PresenceService } from './presence.ts';
+import { type Presence, type PresenceOptions, PresenceService } from './presence.ts';
+import type { RequestForwarder } from './request-forwarder.ts';
 import { RestApi, send } from './rest-api.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
 import { createStore, type StoreSpec } from './store/create-store.ts';
@@ -66,8 +70,26 @@ export interface ServerOptions {
    * a RedisHub over the store's Redis for the Redis store, a LocalHub (this process only) otherwise.
    */
   hub?: Hub | ((store: Store) => Hub | Promise<Hub>);
+  /**
+   * Presence sets: a factory given the store and the presence settings. Default: `RedisPresence`
+   * (shared by every node) for the Redis store, the node-local `PresenceService` otherwise.
+   */
+  presence?: (store: Store, options: PresenceOptions) => Presence;
+  /** Message leases: default `RedisLeases` for the Redis store, the node-local `LeaseManager` otherwise. */
+  leases?: (store: Store, options: LeaseManagerOptions) => Leases;
+  /** Connection identities: default `RedisConnectionRegistry` for the Redis store, node-local otherwise. */
+  registry?: (store: Store) => ConnectionRegistry;
+  /**
+   * Several nodes (Redis): how often a node renews its leases and liveness and sweeps for overdue
+   * leases and dead nodes, ms (default 1,000). A dead node is noticed within `nodeTtl` (default
+   * 3,000) plus one sweep.
+   */
+  sweepInterval?: number;
+  nodeTtl?: number;
   /** A pino logger, or a level for a new one. Default: 'silent'. */
   logger?: Logger | string;
+  /** The Durable Streams endpoint `/v1/stream/*` (PROTOCOL.md §16): open namespace, timeouts, limits. */
+  durableStreams?: DurableStreamsOptions;
 }
 
 export interface MooringServer {
@@ -111,21 +133,31 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     ? options.store
     : await createStore(options.store ?? { kind: 'memory' }, retentionFor, logger);
   const hub = await makeHub(options.hub, store, logger);
+  const forwarder = await makeForwarder(store, heartbeatInterval, logger);
   const metrics = new Metrics();
-  const channels = new ChannelService(store, hub, limits, metrics, (err) =>
-    logger.error({ err }, 'lease expiry failed'),
+  const engine = await nodeEngine(store, options, connectionStateTtl, heartbeatInterval, logger);
+  const channels = new ChannelService(
+    store,
+    hub,
+    limits,
+    metrics,
+    (err) => logger.error({ err }, 'lease expiry failed'),
+    options.leases ? (o) => options.leases!(store, o) : engine.leases,
   );
   const restored = channels.leases.restore();
   if (restored > 0) logger.info({ leases: restored }, 'leases re-armed after restart');
   const auth = new Authenticator(keys);
-  const registry = new ConnectionRegistry(connectionStateTtl);
-  const presence = new PresenceService({
+  const registry = options.registry ? options.registry(store) : engine.registry();
+  const presenceOptions: PresenceOptions = {
     grace: options.presenceGrace ?? DEFAULT_TIMINGS.presenceGrace,
     maxMembers: limits.maxPresenceMembers,
     maxChannelsPerConnection: limits.maxPresenceChannelsPerConnection,
     maxBytesPerConnection: limits.maxPresenceBytesPerConnection,
     recoverWithin: connectionStateTtl,
-  });
+  };
+  const presence = options.presence
+    ? options.presence(store, presenceOptions)
+    : engine.presence(presenceOptions);
   const budgets = new IdentityBudgets(limits);
   const connections = new ConnectionManager({
     channels,
@@ -152,7 +184,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   });
   const websocket = new WebSocketTransport({
     maxFrameSize: limits.maxFrameSize,
-    accept: (transport, identity, recover) => connections.open(transport, identity, recover),
+    accept: (transport, identity, opened) => connections.open(transport, identity, opened),
     // 1000/1005: the client closed on purpose. Anything else (1001 page navigation, 1006 network)
     // may come back: identity and presence keep their grace periods.
     onClose: (connection, code) => connections.closed(connection, code === 1000 || code === 1005),
@@ -163,7 +195,23 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     limits,
     heartbeatInterval,
     firstPollTimeout: options.firstPollTimeout ?? DEFAULT_TIMINGS.firstPollTimeout,
+    ...(forwarder ? { forwarder } : {}),
+    onError: (err, message) => logger.warn({ err }, message),
   });
+
+  const streamMetrics = new StreamMetrics(metrics.registry, store.streams);
+  const durableStreams = new DurableStreamsApi(options.durableStreams ?? {}, {
+    streams: store.streams,
+    auth,
+    logger,
+    onRequest: (method, status) => streamMetrics.requests.inc({ method, status: String(status) }),
+    onBytes: (direction, bytes) => streamMetrics.bytes.inc({ direction }, bytes),
+  });
+  if (options.durableStreams?.open)
+    logger.warn(
+      { open: options.durableStreams.open },
+      'Durable Streams matching this glob are served WITHOUT credentials (durableStreams.open)',
+    );
 
   let inFlight = 0;
   const http: Server = createServer((req, res) => {
@@ -179,6 +227,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       return;
     }
     if (httpTransports.handles(url.pathname)) void httpTransports.handle(req, res, url);
+    else if (durableStreams.handles(url.pathname)) void durableStreams.handle(req, res, url);
     else void rest.handle(req, res, url);
   });
   http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -197,7 +246,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         );
       const identity = await auth.authenticate(req, url);
       connections.admit(identity);
-      websocket.upgrade(req, socket, head, identity, url.searchParams.get('recover') ?? undefined);
+      const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
+      websocket.upgrade(req, socket, head, identity, opened);
     } catch (err) {
       refuseUpgrade(socket, err);
     }
@@ -223,6 +273,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   heartbeat.unref();
   const trim = setInterval(() => {
     store.trim().catch((err: unknown) => logger.error({ err }, 'retention trim failed'));
+    store.streams
+      ?.sweep(Date.now())
+      .catch((err: unknown) => logger.error({ err }, 'stream expiry sweep failed'));
   }, options.trimInterval ?? 60_000);
   trim.unref();
 
@@ -250,8 +303,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     close() {
       closed ??= (async () => {
         closing = true;
+        durableStreams.waiters.close();
         clearInterval(heartbeat);
         clearInterval(trim);
+        httpTransports.close();
         const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const connection of connections.all()) {
           connection.disconnect(
@@ -267,9 +322,11 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
         http.closeAllConnections();
         await stopped;
-        presence.close();
+        await presence.close();
         channels.leases.close();
+        registry.close?.();
         if ('close' in hub && typeof hub.close === 'function') await hub.close();
+        await forwarder?.close();
         await store.close();
         logger.info('stopped');
       })();
@@ -288,6 +345,91 @@ async function makeHub(option: ServerOptions['hub'], store: Store, logger: Logge
   ]);
   if (!(store instanceof RedisStore)) return new LocalHub();
   return RedisHub.open({ store, onError: (err) => logger.warn({ err }, 'Redis bus problem') });
+}
+
+/** On the Redis engine, requests for HTTP connections held by other nodes are forwarded to them. */
+async function makeForwarder(
+  store: Store,
+  heartbeatInterval: number,
+  logger: Logger,
+): Promise<RequestForwarder | undefined> {
+  if (store.kind !== 'redis') return undefined;
+  const [{ RequestForwarder }, { RedisStore }] = await Promise.all([
+    import('./request-forwarder.ts'),
+    import('./store/redis-store.ts'),
+  ]);
+  if (!(store instanceof RedisStore)) return undefined;
+  return RequestForwarder.open({
+    connection: store.connection,
+    prefix: store.prefix,
+    // a route outlives an ended long-poll connection's last poll (heartbeat + 10 s) after its last refresh
+    routeTtl: 3 * heartbeatInterval + 10_000,
+    onError: (err) => logger.warn({ err }, 'request forwarding problem'),
+  });
+}
+
+interface NodeEngine {
+  leases: (options: LeaseManagerOptions) => Leases;
+  registry: () => ConnectionRegistry;
+  presence: (options: PresenceOptions) => Presence;
+}
+
+/**
+ * Where presence, leases and connection identities live: in this process, or (Redis store) in Redis,
+ * shared by every node. The Redis modules are loaded only for the Redis store.
+ */
+async function nodeEngine(
+  store: Store,
+  options: ServerOptions,
+  connectionStateTtl: number,
+  heartbeatInterval: number,
+  logger: Logger,
+): Promise<NodeEngine> {
+  const local: NodeEngine = {
+    leases: (o) => new LeaseManager(o),
+    registry: () => new LocalConnectionRegistry(connectionStateTtl),
+    presence: (o) => new PresenceService(o),
+  };
+  if (store.kind !== 'redis') return local;
+  const [{ RedisStore }, { RedisLeases }, { RedisConnectionRegistry }, { RedisPresence }] = await Promise.all(
+    [
+      import('./store/redis-store.ts'),
+      import('./redis-leases.ts'),
+      import('./redis-registry.ts'),
+      import('./redis-presence.ts'),
+    ],
+  );
+  if (!(store instanceof RedisStore)) return local;
+  const { connection, prefix } = store;
+  const sweepInterval = options.sweepInterval ?? 1_000;
+  const onError = (what: string) => (err: unknown) => logger.warn({ err }, `Redis ${what} problem`);
+  return {
+    leases: (o) =>
+      new RedisLeases({
+        ...o,
+        connection,
+        prefix,
+        sweepInterval,
+        holderTtl: connectionStateTtl,
+      }),
+    registry: () =>
+      new RedisConnectionRegistry({
+        connection,
+        prefix,
+        ttl: connectionStateTtl,
+        refreshEvery: heartbeatInterval,
+        onError: onError('connection registry'),
+      }),
+    presence: (o) =>
+      new RedisPresence({
+        ...o,
+        connection,
+        prefix,
+        sweepInterval,
+        nodeTtl: options.nodeTtl ?? 3_000,
+        onError: onError('presence'),
+      }),
+  };
 }
 
 function isStore(value: Store | StoreSpec | undefined): value is Store {

@@ -8,12 +8,12 @@ import type { Duplex } from 'node:stream';
 import { errorInfo } from '@mooring/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Connection, TransportSink } from './connection.ts';
-import type { Identity } from './connection-registry.ts';
+import type { Identity, OpenedConnection } from './connection-registry.ts';
 
 export interface WebSocketTransportOptions {
   maxFrameSize: number;
   /** Creates the connection core for an accepted socket. */
-  accept: (transport: TransportSink, identity: Identity, recover: string | undefined) => Connection;
+  accept: (transport: TransportSink, identity: Identity, opened: OpenedConnection) => Connection;
   onClose: (connection: Connection, code: number) => void;
 }
 
@@ -35,12 +35,12 @@ export class WebSocketTransport {
     socket: Duplex,
     head: Buffer,
     identity: Identity,
-    recover: string | undefined,
+    opened: OpenedConnection,
   ): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, identity, recover));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, identity, opened));
   }
 
-  #attach(ws: WebSocket, identity: Identity, recover: string | undefined): void {
+  #attach(ws: WebSocket, identity: Identity, opened: OpenedConnection): void {
     const sink: TransportSink = {
       kind: 'websocket',
       answersHeartbeats: true,
@@ -55,7 +55,7 @@ export class WebSocketTransport {
       },
       terminate: () => ws.terminate(),
     };
-    const connection = this.#options.accept(sink, identity, recover);
+    const connection = this.#options.accept(sink, identity, opened);
     ws.on('message', (data, isBinary) => {
       if (isBinary) {
         connection.send({

@@ -1,7 +1,8 @@
-/** Presence (ARCHITECTURE.md §8, PROTOCOL.md §6.4) over real WebSockets. */
+/** Presence (ARCHITECTURE.md §8, PROTOCOL.md §6.4) over real WebSockets, node-local and on Redis. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PresenceFrame, ServerFrame } from '@mooring/protocol';
+import { redisSkipReason } from '@mooring/testkit';
 import { rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -9,126 +10,128 @@ const presenceEvents = (c: RawClient, channel: string) =>
   c.frames.filter((f): f is PresenceFrame => f.type === 'presence' && f.channel === channel);
 const isAction = (action: string) => (f: ServerFrame) => f.type === 'presence' && f.action === action;
 
-describe('presence', () => {
-  it('sends a snapshot on attach, then enter/update events, and serves the set over REST', async () => {
-    const fx = await startFixture('memory');
-    try {
-      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
-      const entered = await agent.request({
-        type: 'presence',
-        channel: 'session:p',
-        action: 'enter',
-        data: { typing: false },
-      });
-      assert.equal(entered.type, 'ack');
-      const watcher = await RawClient.connect(fx.server.url, { clientId: 'user' });
-      await watcher.attach('session:p');
-      const sync = await watcher.next(isAction('sync'));
-      assert.ok(sync.type === 'presence' && sync.action === 'sync');
-      assert.deepEqual(
-        sync.members.map((m) => [m.clientId, m.data]),
-        [['agent', { typing: false }]],
-      );
-      await agent.request({
-        type: 'presence',
-        channel: 'session:p',
-        action: 'update',
-        data: { typing: true },
-      });
-      const update = await watcher.next(isAction('update'));
-      assert.ok(
-        update.type === 'presence' && update.action === 'update' && update.member.clientId === 'agent',
-      );
-      const snapshot = await rest(fx.server, '/v1/channels/session:p/presence');
-      assert.equal((snapshot.body.members as unknown[]).length, 1);
+const kinds = redisSkipReason() ? (['memory'] as const) : (['memory', 'redis'] as const);
+for (const kind of kinds)
+  describe(`presence (${kind})`, () => {
+    it('sends a snapshot on attach, then enter/update events, and serves the set over REST', async () => {
+      const fx = await startFixture(kind);
+      try {
+        const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+        const entered = await agent.request({
+          type: 'presence',
+          channel: 'session:p',
+          action: 'enter',
+          data: { typing: false },
+        });
+        assert.equal(entered.type, 'ack');
+        const watcher = await RawClient.connect(fx.server.url, { clientId: 'user' });
+        await watcher.attach('session:p');
+        const sync = await watcher.next(isAction('sync'));
+        assert.ok(sync.type === 'presence' && sync.action === 'sync');
+        assert.deepEqual(
+          sync.members.map((m) => [m.clientId, m.data]),
+          [['agent', { typing: false }]],
+        );
+        await agent.request({
+          type: 'presence',
+          channel: 'session:p',
+          action: 'update',
+          data: { typing: true },
+        });
+        const update = await watcher.next(isAction('update'));
+        assert.ok(
+          update.type === 'presence' && update.action === 'update' && update.member.clientId === 'agent',
+        );
+        const snapshot = await rest(fx.server, '/v1/channels/session:p/presence');
+        assert.equal((snapshot.body.members as unknown[]).length, 1);
 
-      const anonymous = await RawClient.connect(fx.server.url);
-      const refused = await anonymous.request({ type: 'presence', channel: 'session:p', action: 'enter' });
-      assert.ok(refused.type === 'error' && refused.error.code === 'bad_request');
-      await Promise.all([agent.close(), watcher.close(), anonymous.close()]);
-    } finally {
-      await fx.close();
-    }
+        const anonymous = await RawClient.connect(fx.server.url);
+        const refused = await anonymous.request({ type: 'presence', channel: 'session:p', action: 'enter' });
+        assert.ok(refused.type === 'error' && refused.error.code === 'bad_request');
+        await Promise.all([agent.close(), watcher.close(), anonymous.close()]);
+      } finally {
+        await fx.close();
+      }
+    });
+
+    it('does not flap on a quick reconnect, and an abrupt loss leaves after the grace period', async () => {
+      const fx = await startFixture(kind, { presenceGrace: 400 });
+      try {
+        const channel = 'session:flap';
+        const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
+        await watcher.attach(channel);
+        const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
+        await phone.request({ type: 'presence', channel, action: 'enter' });
+        await watcher.next(isAction('enter'));
+
+        // network blip: the socket dies, the client comes back with its connection key at once
+        phone.kill();
+        const back = await RawClient.connect(fx.server.url, {
+          clientId: 'phone',
+          recover: phone.connected.connectionKey,
+        });
+        assert.equal(back.connected.resumed, true);
+        // after a grace period's worth of time, the watcher has still seen no leave: a presence update
+        // from the phone, awaited, comes after any leave the server would have sent
+        await new Promise((r) => setTimeout(r, 600));
+        await back.request({ type: 'presence', channel, action: 'update', data: 'still here' });
+        await watcher.next(isAction('update'));
+        assert.deepEqual(
+          presenceEvents(watcher, channel).map((f) => f.action),
+          ['sync', 'enter', 'update'],
+        );
+        // now the phone vanishes for good
+        back.kill();
+        const leave = await watcher.next(isAction('leave'));
+        assert.ok(leave.type === 'presence' && leave.action === 'leave' && leave.member.clientId === 'phone');
+        assert.deepEqual((await rest(fx.server, `/v1/channels/${channel}/presence`)).body.members, []);
+        await watcher.close();
+      } finally {
+        await fx.close();
+      }
+    });
+
+    it('a clean close leaves at once, whatever the grace period', async () => {
+      const fx = await startFixture(kind, { presenceGrace: 60_000 });
+      try {
+        const channel = 'session:bye';
+        const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
+        await watcher.attach(channel);
+        const tab = await RawClient.connect(fx.server.url, { clientId: 'tab' });
+        await tab.request({ type: 'presence', channel, action: 'enter' });
+        await watcher.next(isAction('enter'));
+        await tab.close();
+        await watcher.next(isAction('leave'));
+        await watcher.close();
+      } finally {
+        await fx.close();
+      }
+    });
+
+    it('a connection recovered after the grace (within its state TTL) enters again', async () => {
+      const fx = await startFixture(kind, { presenceGrace: 200 });
+      try {
+        const channel = 'session:late';
+        const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
+        await watcher.attach(channel);
+        const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
+        await phone.request({ type: 'presence', channel, action: 'enter', data: { device: 'phone' } });
+        phone.kill();
+        await watcher.next(isAction('leave'));
+        const back = await RawClient.connect(fx.server.url, {
+          clientId: 'phone',
+          recover: phone.connected.connectionKey,
+        });
+        assert.equal(back.connected.resumed, true);
+        await watcher.next(
+          () => presenceEvents(watcher, channel).filter((f) => f.action === 'enter').length === 2,
+        );
+        const last = presenceEvents(watcher, channel).at(-1)!;
+        assert.ok(last.action === 'enter' && last.member.clientId === 'phone');
+        assert.deepEqual(last.member.data, { device: 'phone' });
+        await Promise.all([watcher.close(), back.close()]);
+      } finally {
+        await fx.close();
+      }
+    });
   });
-
-  it('does not flap on a quick reconnect, and an abrupt loss leaves after the grace period', async () => {
-    const fx = await startFixture('memory', { presenceGrace: 400 });
-    try {
-      const channel = 'session:flap';
-      const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
-      await watcher.attach(channel);
-      const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
-      await phone.request({ type: 'presence', channel, action: 'enter' });
-      await watcher.next(isAction('enter'));
-
-      // network blip: the socket dies, the client comes back with its connection key at once
-      phone.kill();
-      const back = await RawClient.connect(fx.server.url, {
-        clientId: 'phone',
-        recover: phone.connected.connectionKey,
-      });
-      assert.equal(back.connected.resumed, true);
-      // after a grace period's worth of time, the watcher has still seen no leave: a presence update
-      // from the phone, awaited, comes after any leave the server would have sent
-      await new Promise((r) => setTimeout(r, 600));
-      await back.request({ type: 'presence', channel, action: 'update', data: 'still here' });
-      await watcher.next(isAction('update'));
-      assert.deepEqual(
-        presenceEvents(watcher, channel).map((f) => f.action),
-        ['sync', 'enter', 'update'],
-      );
-      // now the phone vanishes for good
-      back.kill();
-      const leave = await watcher.next(isAction('leave'));
-      assert.ok(leave.type === 'presence' && leave.action === 'leave' && leave.member.clientId === 'phone');
-      assert.deepEqual((await rest(fx.server, `/v1/channels/${channel}/presence`)).body.members, []);
-      await watcher.close();
-    } finally {
-      await fx.close();
-    }
-  });
-
-  it('a clean close leaves at once, whatever the grace period', async () => {
-    const fx = await startFixture('memory', { presenceGrace: 60_000 });
-    try {
-      const channel = 'session:bye';
-      const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
-      await watcher.attach(channel);
-      const tab = await RawClient.connect(fx.server.url, { clientId: 'tab' });
-      await tab.request({ type: 'presence', channel, action: 'enter' });
-      await watcher.next(isAction('enter'));
-      await tab.close();
-      await watcher.next(isAction('leave'));
-      await watcher.close();
-    } finally {
-      await fx.close();
-    }
-  });
-
-  it('a connection recovered after the grace (within its state TTL) enters again', async () => {
-    const fx = await startFixture('memory', { presenceGrace: 200 });
-    try {
-      const channel = 'session:late';
-      const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
-      await watcher.attach(channel);
-      const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
-      await phone.request({ type: 'presence', channel, action: 'enter', data: { device: 'phone' } });
-      phone.kill();
-      await watcher.next(isAction('leave'));
-      const back = await RawClient.connect(fx.server.url, {
-        clientId: 'phone',
-        recover: phone.connected.connectionKey,
-      });
-      assert.equal(back.connected.resumed, true);
-      await watcher.next(
-        () => presenceEvents(watcher, channel).filter((f) => f.action === 'enter').length === 2,
-      );
-      const last = presenceEvents(watcher, channel).at(-1)!;
-      assert.ok(last.action === 'enter' && last.member.clientId === 'phone');
-      assert.deepEqual(last.member.data, { device: 'phone' });
-      await Promise.all([watcher.close(), back.close()]);
-    } finally {
-      await fx.close();
-    }
-  });
-});

@@ -1,3 +1,5 @@
+export type { BalancerTarget, BalancerTargetStats } from './balancer.ts';
+export { Balancer } from './balancer.ts';
 export type { FaultProxyOptions, ProxyTarget } from './fault-proxy.ts';
 export { FaultProxy } from './fault-proxy.ts';
 export type { BufferOptions, FaultProxyStats, Faults } from './faults.ts';

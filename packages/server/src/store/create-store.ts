@@ -7,8 +7,11 @@ export type StoreSpec =
   | { kind: 'memory' }
   /** `path` is the database file; `dataDir` puts `mooring.db` in that folder. */
   | { kind: 'sqlite'; path?: string; dataDir?: string; synchronous?: 'normal' | 'full' }
-  /** `url`: `redis://host:port`; `prefix` of every key (default `mooring`). */
-  | { kind: 'redis'; url: string; prefix?: string };
+  /**
+   * `url`: `redis://host:port`; `prefix` of every key (default `mooring`); `commandTimeout`: deadline
+   * of one Redis command in ms (default 5,000), past which calls fail with `store_unavailable`.
+   */
+  | { kind: 'redis'; url: string; prefix?: string; commandTimeout?: number };
 
 /** Where a store reports what it cannot return to a caller (garbage in Redis keys, reconnects). */
 export interface StoreLog {
@@ -28,6 +31,7 @@ export async function createStore(
       url: spec.url,
       retentionFor,
       ...(spec.prefix === undefined ? {} : { prefix: spec.prefix }),
+      ...(spec.commandTimeout === undefined ? {} : { commandTimeout: spec.commandTimeout }),
       onCorrupt: (channel, detail) =>
         log?.error({ channel, detail }, 'Redis keys of this channel hold data Mooring did not write'),
       onError: (err) => log?.warn({ err }, 'Redis connection problem'),

@@ -30,6 +30,8 @@ import type {
   Store,
 } from './store.ts';
 import { StoreError } from './store.ts';
+import { memoryStreamStore } from './stream-memory-store.ts';
+import type { StreamStore } from './stream-store.ts';
 
 export interface MemoryStoreOptions {
   /** Retention per channel in ms, evaluated when a message is created. Default: 24 h for every channel. */
@@ -71,6 +73,7 @@ export class MemoryStore implements Store {
   readonly kind = 'memory';
   readonly #channels = new Map<string, MemChannel>();
   readonly #retentionFor: RetentionFor;
+  readonly streams: StreamStore = memoryStreamStore();
   #closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {

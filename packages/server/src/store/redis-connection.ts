@@ -9,8 +9,18 @@
  *
  * Commands are never queued while disconnected (`disableOfflineQueue`): a publish must be refused at
  * once with a retryable error, not parked in memory and acknowledged later.
+ *
+ * Every command has a deadline (`commandTimeout`). A Redis that stops answering without closing the
+ * connection (a blackholed network, a frozen host) would otherwise hold every publish for ever:
+ * node-redis times out only commands not yet written. Past the deadline the command fails (the store
+ * turns that into a retryable `store_unavailable`; the caller resends with the same ids, and
+ * idempotency stores once what Redis may have run after all), and the command connection is replaced
+ * by a new one: replies that may still come on the old one can never be matched to later commands.
+ * The pub/sub connection of a single Redis is watched the same way (redis-subscriber.ts); on a
+ * Cluster, node-redis restores the shard subscriptions and the hub's position check covers the rest.
  */
 import { createClient, createCluster } from 'redis';
+import { WatchedSubscriber } from './redis-subscriber.ts';
 
 export interface RedisConnection {
   readonly cluster: boolean;
@@ -46,64 +56,171 @@ export function clusterSeeds(url: string): string[] | undefined {
   return m[3]!.split(',').map((host) => `${scheme}://${auth}${host.trim()}`);
 }
 
-export async function connectRedis(url: string, onError: (err: unknown) => void): Promise<RedisConnection> {
+/** Default deadline of one Redis command, ms. */
+export const DEFAULT_COMMAND_TIMEOUT = 5_000;
+
+export async function connectRedis(
+  url: string,
+  onError: (err: unknown) => void,
+  commandTimeout: number = DEFAULT_COMMAND_TIMEOUT,
+): Promise<RedisConnection> {
   const seeds = clusterSeeds(url);
-  return seeds ? connectCluster(seeds, onError) : connectSingle(url, onError);
+  return seeds ? connectCluster(seeds, onError, commandTimeout) : connectSingle(url, onError, commandTimeout);
 }
 
-async function connectSingle(url: string, onError: (err: unknown) => void): Promise<RedisConnection> {
-  const client = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy } });
-  client.on('error', onError);
+/** A Redis command that got no answer within its deadline. */
+export class CommandTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`Redis did not answer within ${ms} ms`);
+    this.name = 'CommandTimeoutError';
+  }
+}
+
+/**
+ * The command client, replaced by a new one when a command misses its deadline (once per client:
+ * every command waiting on the same dead connection times out together).
+ */
+class Replaceable<C extends { destroy(): void; connect(): Promise<unknown> }> {
+  current: C;
+  readonly #make: () => C;
+  readonly #ms: number;
+  readonly #onError: (err: unknown) => void;
+
+  constructor(first: C, make: () => C, ms: number, onError: (err: unknown) => void) {
+    this.current = first;
+    this.#make = make;
+    this.#ms = ms;
+    this.#onError = onError;
+  }
+
+  run<T>(command: (client: C) => Promise<T>): Promise<T> {
+    const client = this.current;
+    const reply = command(client);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new CommandTimeoutError(this.#ms));
+        this.#replace(client);
+      }, this.#ms);
+      reply.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  #replace(stale: C): void {
+    if (this.current !== stale) return;
+    const next = this.#make();
+    this.current = next;
+    quietly(() => stale.destroy());
+    // Connects in the background; until it is ready, commands fail at once (no offline queue). A
+    // handshake into the same dead network never ends by itself: past the deadline, start over.
+    let ready = false;
+    const timer = setTimeout(() => {
+      if (!ready) this.#replace(next);
+    }, this.#ms);
+    timer.unref();
+    next.connect().then(
+      () => {
+        ready = true;
+        clearTimeout(timer);
+      },
+      (err: unknown) => this.#onError(err),
+    );
+  }
+}
+
+/** Runs a destroy that throws when the client is already closed. */
+function quietly(destroy: () => void): void {
   try {
-    await client.connect();
+    destroy();
+  } catch {
+    // already closed
+  }
+}
+
+async function connectSingle(
+  url: string,
+  onError: (err: unknown) => void,
+  commandTimeout: number,
+): Promise<RedisConnection> {
+  const make = () => {
+    const c = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy } });
+    c.on('error', onError);
+    return c;
+  };
+  const first = make();
+  try {
+    await first.connect();
   } catch (err) {
-    client.destroy();
+    first.destroy();
     throw err;
   }
+  const clients = new Replaceable(first, make, commandTimeout, onError);
   return {
     cluster: false,
-    send: (_key, args) => client.sendCommand(args),
-    eachMaster: async (args) => [await client.sendCommand(args)],
-    async subscriber(onSubError) {
-      const sub = client.duplicate();
-      sub.on('error', onSubError);
-      await sub.connect();
-      return {
-        subscribe: (channel, listener) => sub.sSubscribe(channel, listener),
-        unsubscribe: (channel) => sub.sUnsubscribe(channel),
-        onReady: (callback) => sub.on('ready', callback),
-        destroy: () => sub.destroy(),
-      };
-    },
+    send: (_key, args) => clients.run((client) => client.sendCommand(args)),
+    eachMaster: async (args) => [await clients.run((client) => client.sendCommand(args))],
+    subscriber: (onSubError) =>
+      WatchedSubscriber.open(
+        () => {
+          const sub = clients.current.duplicate();
+          sub.on('error', onSubError);
+          return sub;
+        },
+        commandTimeout,
+        onSubError,
+      ),
     close: async () => {
-      await client.close();
+      await clients.current.close();
     },
-    destroy: () => client.destroy(),
+    destroy: () => quietly(() => clients.current.destroy()),
   };
 }
 
-async function connectCluster(seeds: string[], onError: (err: unknown) => void): Promise<RedisConnection> {
+async function connectCluster(
+  seeds: string[],
+  onError: (err: unknown) => void,
+  commandTimeout: number,
+): Promise<RedisConnection> {
   const options = {
     rootNodes: seeds.map((url) => ({ url })),
     defaults: { disableOfflineQueue: true, socket: { reconnectStrategy } },
   };
-  const cluster = createCluster(options);
-  cluster.on('error', onError);
+  const make = () => {
+    const c = createCluster(options);
+    c.on('error', onError);
+    return c;
+  };
+  const first = make();
   try {
-    await cluster.connect();
+    await first.connect();
   } catch (err) {
-    cluster.destroy();
+    first.destroy();
     throw err;
   }
+  const clusters = new Replaceable(first, make, commandTimeout, onError);
   return {
     cluster: true,
-    send: (key, args, readonly = false) => cluster.sendCommand(key, readonly, args),
+    send: (key, args, readonly = false) =>
+      clusters.run((cluster) => cluster.sendCommand(key, readonly, args)),
     eachMaster: async (args) =>
-      Promise.all(
-        cluster.masters.map(async (master) => (await cluster.nodeClient(master)).sendCommand(args)),
-      ),
+      clusters.run((cluster) => {
+        // a replacement still discovering the cluster knows no masters: not an empty success
+        if (cluster.masters.length === 0)
+          return Promise.reject(new Error('not connected to the Redis Cluster'));
+        return Promise.all(
+          cluster.masters.map(async (master) => (await cluster.nodeClient(master)).sendCommand(args)),
+        );
+      }),
     async subscriber(onSubError) {
-      const sub = cluster.duplicate();
+      const sub = clusters.current.duplicate();
       sub.on('error', onSubError);
       await sub.connect();
       return {
@@ -116,8 +233,8 @@ async function connectCluster(seeds: string[], onError: (err: unknown) => void):
       };
     },
     close: async () => {
-      await cluster.close();
+      await clusters.current.close();
     },
-    destroy: () => cluster.destroy(),
+    destroy: () => quietly(() => clusters.current.destroy()),
   };
 }

@@ -28,7 +28,14 @@
  *   m:<s> hash  id, nm, k (kind), sz, hd (headers JSON), cid, en, ts, v, ch (changed), del
  *   d:<s> string the message's data (string, JSON text or base64)
  *   o:<s> list  dedup fields of every op applied to the message (forgotten with it by retention)
- * Global: prefix:channels (set of channel names, for trim), prefix:leases (hash, lease records).
+ * Global: prefix:trim (zset: channel → when its oldest message expires, ms; channels with finite
+ * retention), prefix:leases (hash, lease records). (prefix:channels, the set that older versions
+ * scanned whole on every trim, is moved into prefix:trim a page per trim.)
+ *
+ * Retention trim is incremental: a trim visits only the channels whose oldest message is due
+ * (`ZRANGEBYSCORE prefix:trim -inf now`), at most `TRIM_CHANNELS` per call, and then files each
+ * under the expiry of its new oldest message (or now + retention when it is empty: nothing stored
+ * later can expire sooner). Idle channels cost nothing per tick, whatever their number.
  */
 import { readFileSync } from 'node:fs';
 import type { Headers, JsonValue, Message } from '@mooring/protocol';
@@ -64,10 +71,19 @@ export interface RedisStoreOptions {
   onCorrupt?: (channel: string, detail: string) => void;
   /** Connection problems (logged; calls fail with store_unavailable meanwhile). */
   onError?: (err: unknown) => void;
+  /**
+   * Deadline of one Redis command, ms (default 5,000): past it the call fails with
+   * `store_unavailable` (retryable) and the command connection is replaced.
+   */
+  commandTimeout?: number;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
 const TRIM_CHUNK = 500;
+/** Channels one trim visits at most (the rest are due at the next). */
+const TRIM_CHANNELS = 1_000;
+/** Channels of the old trim set moved into the trim queue per trim. */
+const MIGRATE_CHUNK = 200;
 
 function script(name: string): string {
   return readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8');
@@ -141,7 +157,7 @@ export class RedisStore implements Store {
   static async open(options: RedisStoreOptions): Promise<RedisStore> {
     let connection: RedisConnection;
     try {
-      connection = await connectRedis(options.url, (err) => options.onError?.(err));
+      connection = await connectRedis(options.url, (err) => options.onError?.(err), options.commandTimeout);
     } catch (err) {
       throw new StoreError(
         'store_unavailable',
@@ -280,7 +296,7 @@ export class RedisStore implements Store {
       template.push(live);
     }
     args[5] = JSON.stringify(template);
-    this.#register(channel);
+    this.#register(channel, now);
     const reply = await this.#run('publish', channel, this.#writeKeys(channel), args);
     const r = asArray(reply);
     if (r[0] === 'corrupt') throw this.#corrupt(channel, String(r[1]));
@@ -307,17 +323,25 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Puts the channel in the trim set once per node. Sent (not awaited) just before the channel's first
-   * script on this connection, so Redis runs it first: a crash cannot leave a stored op untrimmable.
+   * Files the channel in the trim queue once per node, due when a message stored now would expire
+   * (`LT`: an earlier due time already filed stays). Sent (not awaited) just before the channel's
+   * first script on this connection, so Redis runs it first: a crash cannot leave a stored op
+   * untrimmable. Channels kept forever are not filed.
    */
-  #register(channel: string): void {
+  #register(channel: string, now: number): void {
     if (this.#registered.has(channel)) return;
+    const retention = this.#retentionFor(channel);
+    if (!Number.isFinite(retention)) return;
     if (this.#registered.size >= 100_000) this.#registered.clear();
     this.#registered.add(channel);
-    const key = `${this.prefix}:channels`;
-    this.#send(key, ['SADD', key, channel]).catch(() => {
+    const key = this.#trimKey();
+    this.#send(key, ['ZADD', key, 'LT', String(now + retention), channel]).catch(() => {
       this.#registered.delete(channel);
     });
+  }
+
+  #trimKey(): string {
+    return `${this.prefix}:trim`;
   }
 
   async info(channel: string): Promise<ChannelInfo | undefined> {
@@ -395,35 +419,57 @@ export class RedisStore implements Store {
 
   async trim(now: number = Date.now()): Promise<number> {
     if (this.#closed) throw closedError();
+    const queue = this.#trimKey();
+    let due: string[];
+    try {
+      await this.#migrateTrimSet(now);
+      due = asArray(
+        await this.#send(queue, [
+          'ZRANGEBYSCORE',
+          queue,
+          '-inf',
+          String(now),
+          'LIMIT',
+          '0',
+          String(TRIM_CHANNELS),
+        ]),
+      ).map(String);
+    } catch (err) {
+      throw this.#toStoreError(err, '*');
+    }
     let removed = 0;
-    let cursor = '0';
-    do {
-      let page: unknown[];
-      try {
-        page = asArray(
-          await this.#send(`${this.prefix}:channels`, [
-            'SSCAN',
-            `${this.prefix}:channels`,
-            cursor,
-            'COUNT',
-            '200',
-          ]),
+    for (const channel of due) {
+      let next = '';
+      for (;;) {
+        const r = asArray(
+          await this.#run('trim', channel, this.#writeKeys(channel), [String(now), String(TRIM_CHUNK)]),
         );
+        removed += Number(r[0]);
+        next = String(r[2] ?? '');
+        if (Number(r[1]) !== 1) break;
+      }
+      const retention = this.#retentionFor(channel);
+      try {
+        if (next !== '') await this.#send(queue, ['ZADD', queue, next, channel]);
+        else if (Number.isFinite(retention))
+          await this.#send(queue, ['ZADD', queue, String(now + retention), channel]);
+        else await this.#send(queue, ['ZREM', queue, channel]);
       } catch (err) {
         throw this.#toStoreError(err, '*');
       }
-      cursor = String(page[0]);
-      for (const channel of asArray(page[1]).map(String)) {
-        for (;;) {
-          const r = asArray(
-            await this.#run('trim', channel, this.#writeKeys(channel), [String(now), String(TRIM_CHUNK)]),
-          );
-          removed += Number(r[0]);
-          if (Number(r[1]) !== 1) break;
-        }
-      }
-    } while (cursor !== '0');
+    }
     return removed;
+  }
+
+  /** Moves a page of the set older versions kept (and scanned whole) into the trim queue, due now. */
+  async #migrateTrimSet(now: number): Promise<void> {
+    const old = `${this.prefix}:channels`;
+    const moved = asArray(await this.#send(old, ['SRANDMEMBER', old, String(MIGRATE_CHUNK)])).map(String);
+    if (moved.length === 0) return;
+    const queue = this.#trimKey();
+    // filed before they leave the old set: a crash in between cannot make a channel untrimmable
+    await this.#send(queue, ['ZADD', queue, 'LT', ...moved.flatMap((channel) => [String(now), channel])]);
+    await this.#send(old, ['SREM', old, ...moved]);
   }
 
   /** Lease records in one Redis hash; read once at start (the interface is synchronous), written through. */

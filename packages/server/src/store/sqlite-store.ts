@@ -83,6 +83,8 @@ import type {
   Store,
 } from './store.ts';
 import { StoreError } from './store.ts';
+import { sqliteStreamStore } from './stream-sqlite-store.ts';
+import type { StreamStore } from './stream-store.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; its directory is created if missing. `:memory:` works for throwaway use. */
@@ -155,6 +157,8 @@ interface FlushState {
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly #db: DatabaseSync;
+  /** Durable Streams, in the `ds_*` tables of the same file (stream-sqlite-store.ts). */
+  readonly streams: StreamStore;
   readonly #retentionFor: RetentionFor;
   readonly #s: ReturnType<typeof prepare>;
   readonly #channels = new Lru<string, ChannelState>(10_000);
@@ -205,6 +209,7 @@ export class SqliteStore implements Store {
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       options.onOpen?.(this.#db);
       this.#s = prepare(this.#db);
+      this.streams = sqliteStreamStore(this.#db);
       this.#reloadJournal();
       this.#settle();
     } catch (err) {

@@ -26,6 +26,7 @@ import type {
   Message,
   PublishResult,
 } from '@mooring/protocol';
+import type { StreamStore } from './stream-store.ts';
 
 /** An operation validated and stamped by the server, ready for the log. */
 export interface NewOperation {
@@ -129,6 +130,8 @@ export interface Store {
    * anyway.
    */
   readonly leases?: LeaseRecords;
+  /** Durable Streams (PROTOCOL.md §14), kept apart from the channel logs; absent: not supported. */
+  readonly streams?: StreamStore;
   /** Resolves when the store can serve requests; rejects otherwise (for /ready). */
   ping(): Promise<void>;
   close(): Promise<void>;

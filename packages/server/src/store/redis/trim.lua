@@ -1,7 +1,8 @@
 -- Mooring: remove up to ARGV[2] messages of one channel whose retention ended by ARGV[1] (ms),
 -- with every op id recorded for them (dedup lasts exactly as long as the op is retained), and raise
 -- the channel's trimmedThrough to the latest version removed.
--- KEYS: 1 meta, 2 ids, 3 ver, 4 msgs, 5 exp. Returns {removed, more (0|1)}.
+-- KEYS: 1 meta, 2 ids, 3 ver, 4 msgs, 5 exp. Returns {removed, more (0|1), next}: next is the expiry
+-- time (ms) of the channel's oldest remaining message, '' when none is left.
 local meta, ids, ver, msgs, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix = string.sub(meta, 1, -5)
 local chunk = tonumber(ARGV[2])
@@ -26,4 +27,7 @@ end
 if removed > 0 then redis.call('HSET', meta, 'trimmed', trimmed) end
 local more = 0
 if #expired > chunk then more = 1 end
-return {removed, more}
+local first = redis.call('ZRANGE', exp, 0, 0, 'WITHSCORES')
+local nextExpiry = ''
+if #first == 2 then nextExpiry = first[2] end
+return {removed, more, nextExpiry}

@@ -1,0 +1,43 @@
+/**
+ * Prometheus metrics of the Durable Streams endpoint, in the server's registry (`/metrics`):
+ * requests by method and status, bytes in (appends) and out (reads), and the streams and bytes held.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { StreamStore } from '../store/stream-store.ts';
+
+export class StreamMetrics {
+  readonly requests: Counter<'method' | 'status'>;
+  readonly bytes: Counter<'direction'>;
+
+  constructor(registry: Registry, streams: StreamStore | undefined) {
+    const registers = [registry];
+    this.requests = new Counter({
+      name: 'mooring_stream_requests_total',
+      help: 'Durable Streams requests by method and HTTP status',
+      labelNames: ['method', 'status'],
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'mooring_stream_bytes_total',
+      help: 'Durable Streams data bytes received by appends (in) and sent by reads (out)',
+      labelNames: ['direction'],
+      registers,
+    });
+    new Gauge({
+      name: 'mooring_streams',
+      help: 'Durable Streams held by the store',
+      registers,
+      async collect() {
+        if (streams) this.set((await streams.stats()).streams);
+      },
+    });
+    new Gauge({
+      name: 'mooring_stream_bytes',
+      help: 'Bytes of data held by Durable Streams',
+      registers,
+      async collect() {
+        if (streams) this.set((await streams.stats()).bytes);
+      },
+    });
+  }
+}

@@ -1,0 +1,366 @@
+/**
+ * Message leases on Redis (PROTOCOL.md §7.1, §15): the same rules as the node-local `LeaseManager`,
+ * but no lease depends on the node that took it staying alive.
+ *
+ * - Every lease has a deadline in one sorted set, `<prefix>:{leases}:deadlines` (score: ms since
+ *   1970), and a record in `<prefix>:{leases}:records` (channel, serial, ms, clientId, holder); the
+ *   holder's leases are listed in `<prefix>:{leases}:holder:<connectionId>`.
+ * - The node holding the holder's connection renews the deadline (now + ms) every `sweepInterval`
+ *   while the connection lives. When the connection drops, the deadline is set to now + ms and left;
+ *   when its node dies, renewals stop: either way the lease runs out one lease later.
+ * - Every node sweeps: a script claims the leases past their deadline atomically (pushing each
+ *   deadline `retryAfter` ahead, so a sweeper that dies mid-expiry is retried by another), the
+ *   `abandoned` update is stored through the normal publish path with the deterministic id
+ *   `lease-expired:<serial>:<version>` (two nodes racing store it once), and only then is the lease
+ *   removed — unless it was taken again meanwhile (its deadline moved), which keeps it.
+ * - A connection recovered on another node takes its leases along (`holderBack` reads its list).
+ *   An agent restarted elsewhere takes a lease back by writing to the message with a lease again.
+ *
+ * Redis writes are not awaited on the publish path (a publish never waits for its lease); errors go to
+ * `onError`. `maxLeasesPerClient` is counted per node.
+ */
+import type { ExpireLease, Leases } from './leases.ts';
+import { RedisScript } from './redis-script.ts';
+import type { RedisConnection } from './store/redis-connection.ts';
+
+export interface RedisLeasesOptions {
+  expire: ExpireLease;
+  onError: (err: unknown) => void;
+  connection: RedisConnection;
+  prefix: string;
+  /** How often held leases are renewed and overdue ones expired, ms (default 1,000). */
+  sweepInterval?: number;
+  /** How long a claimed expiry waits before another node may retry it, ms (default 10 × sweepInterval). */
+  retryAfter?: number;
+  /**
+   * How long a holder's list of leases outlives its last renewal, ms: the connection recovery window
+   * (connectionStateTtl), within which another node may recover the connection and take them along.
+   */
+  holderTtl: number;
+}
+
+interface Lease {
+  channel: string;
+  serial: string;
+  holder: string | undefined;
+  clientId: string | undefined;
+  owner: string | undefined;
+  ms: number;
+  /** The holder's connection lives on this node: renew. */
+  live: boolean;
+}
+
+interface LeaseRecord {
+  channel: string;
+  serial: string;
+  ms: number;
+  clientId?: string;
+  holder?: string;
+}
+
+/** KEYS: deadlines, records, holder list (or records again). ARGV: field, deadline, record, holder, list TTL. */
+const HOLD = new RedisScript(`
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
+return 1
+`);
+
+/** KEYS: deadlines. ARGV: now, retry deadline, max. Returns field, claimed score, field, score, ... */
+const CLAIM = new RedisScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, field in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], field)
+  out[#out + 1] = field
+  out[#out + 1] = ARGV[2]
+end
+return out
+`);
+
+/** KEYS: deadlines, records. ARGV: field, claimed score. Removes the lease unless it was taken again. */
+const FINISH = new RedisScript(`
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+`);
+
+const CLAIM_BATCH = 100;
+
+export class RedisLeases implements Leases {
+  readonly #o: RedisLeasesOptions;
+  readonly #leases = new Map<string, Lease>();
+  readonly #byHolder = new Map<string, Set<string>>();
+  readonly #perOwner = new Map<string, number>();
+  readonly #timer: NodeJS.Timeout;
+  readonly #retryAfter: number;
+  readonly #holderTtl: number;
+  #sweeping = false;
+  #closed = false;
+
+  constructor(options: RedisLeasesOptions) {
+    this.#o = options;
+    const every = options.sweepInterval ?? 1_000;
+    this.#retryAfter = options.retryAfter ?? 10 * every;
+    this.#holderTtl = Math.max(options.holderTtl, 3 * every);
+    this.#timer = setInterval(() => this.#tick(), every);
+    this.#timer.unref();
+  }
+
+  /** Deadlines live in Redis: nothing to re-arm; overdue leases are expired by the next sweep. */
+  restore(): number {
+    return 0;
+  }
+
+  hold(
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    ms: number,
+    clientId: string | undefined,
+    owner?: string,
+  ): void {
+    this.#take({ channel, serial, holder, clientId, owner, ms, live: holder !== undefined });
+    const record: LeaseRecord = { channel, serial, ms };
+    if (clientId !== undefined) record.clientId = clientId;
+    if (holder !== undefined) record.holder = holder;
+    const field = fieldOf(channel, serial);
+    HOLD.run(
+      this.#o.connection,
+      [this.#deadlines, this.#records, holder === undefined ? this.#records : this.#holderKey(holder)],
+      [field, String(Date.now() + ms), JSON.stringify(record), holder ?? '', String(this.#holderTtl)],
+    ).catch(this.#o.onError);
+  }
+
+  touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void {
+    const lease = this.#leases.get(fieldOf(channel, serial));
+    if (!lease || lease.clientId !== clientId) return;
+    if (holder !== undefined && lease.holder === holder) return;
+    // a REST publisher renews by activity; a new connection of the same clientId takes the lease over
+    this.hold(channel, serial, holder, lease.ms, clientId, lease.owner);
+  }
+
+  release(channel: string, serial: string): void {
+    const field = fieldOf(channel, serial);
+    const lease = this.#leases.get(field);
+    if (lease) this.#drop(field, lease);
+    const { connection, onError } = this.#o;
+    connection.send(this.#deadlines, ['ZREM', this.#deadlines, field]).catch(onError);
+    connection.send(this.#records, ['HDEL', this.#records, field]).catch(onError);
+  }
+
+  holderLost(connectionId: string): void {
+    const fields = this.#byHolder.get(connectionId);
+    if (!fields) return;
+    const now = Date.now();
+    const args: string[] = [];
+    for (const field of fields) {
+      const lease = this.#leases.get(field);
+      if (!lease?.live) continue;
+      lease.live = false;
+      args.push(String(now + lease.ms), field);
+    }
+    this.#renew(args);
+  }
+
+  holderBack(connectionId: string): void {
+    const fields = this.#byHolder.get(connectionId);
+    const now = Date.now();
+    const args: string[] = [];
+    for (const field of fields ?? []) {
+      const lease = this.#leases.get(field);
+      if (!lease) continue;
+      lease.live = true;
+      args.push(String(now + lease.ms), field);
+    }
+    this.#renew(args);
+    // recovered from another node (perhaps a dead one): take its leases along
+    this.#adopt(connectionId).catch(this.#o.onError);
+  }
+
+  get size(): number {
+    return this.#leases.size;
+  }
+
+  heldBy(owner: string): number {
+    return this.#perOwner.get(owner) ?? 0;
+  }
+
+  has(channel: string, serial: string): boolean {
+    return this.#leases.has(fieldOf(channel, serial));
+  }
+
+  /** Stops renewing and sweeping (shutdown); the deadlines stay in Redis and run out on their own. */
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#leases.clear();
+    this.#byHolder.clear();
+    this.#perOwner.clear();
+  }
+
+  async #adopt(connectionId: string): Promise<void> {
+    const { connection } = this.#o;
+    const list = this.#holderKey(connectionId);
+    const fields = ((await connection.send(list, ['SMEMBERS', list], true)) as unknown[]).map(String);
+    const now = Date.now();
+    const args: string[] = [];
+    for (const field of fields) {
+      if (this.#leases.has(field)) continue;
+      const raw = await connection.send(this.#records, ['HGET', this.#records, field], true);
+      const record = decodeRecord(raw);
+      if (!record || record.holder !== connectionId) {
+        await connection.send(list, ['SREM', list, field]);
+        continue;
+      }
+      this.#take({
+        channel: record.channel,
+        serial: record.serial,
+        holder: connectionId,
+        clientId: record.clientId,
+        owner: undefined,
+        ms: record.ms,
+        live: true,
+      });
+      args.push(String(now + record.ms), field);
+    }
+    this.#renew(args);
+  }
+
+  /** Moves deadlines of leases that still exist (XX: an expired one is not brought back). */
+  #renew(args: string[]): void {
+    const { connection, onError } = this.#o;
+    for (let i = 0; i < args.length; i += 2 * CLAIM_BATCH)
+      connection
+        .send(this.#deadlines, ['ZADD', this.#deadlines, 'XX', ...args.slice(i, i + 2 * CLAIM_BATCH)])
+        .catch(onError);
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    const args: string[] = [];
+    const holders = new Set<string>();
+    for (const [field, lease] of this.#leases) {
+      if (!lease.live) continue;
+      args.push(String(now + lease.ms), field);
+      if (lease.holder !== undefined) holders.add(lease.holder);
+    }
+    this.#renew(args);
+    const { connection, onError } = this.#o;
+    for (const holder of holders) {
+      const list = this.#holderKey(holder);
+      connection.send(list, ['PEXPIRE', list, String(this.#holderTtl)]).catch(onError);
+    }
+    if (this.#sweeping) return;
+    this.#sweeping = true;
+    this.#sweep()
+      .catch(this.#o.onError)
+      .finally(() => {
+        this.#sweeping = false;
+      });
+  }
+
+  /** Claims the overdue leases (atomically: each by one node), expires them, then removes them. */
+  async #sweep(): Promise<void> {
+    const { connection } = this.#o;
+    const now = Date.now();
+    const claimed = (await CLAIM.run(
+      connection,
+      [this.#deadlines],
+      [String(now), String(now + this.#retryAfter), String(CLAIM_BATCH)],
+    )) as unknown[];
+    for (let i = 0; i + 1 < claimed.length && !this.#closed; i += 2) {
+      const field = String(claimed[i]);
+      const score = String(claimed[i + 1]);
+      const parsed = parseField(field);
+      if (!parsed) {
+        await FINISH.run(connection, [this.#deadlines, this.#records], [field, score]);
+        continue;
+      }
+      try {
+        await this.#o.expire(parsed[0], parsed[1]);
+      } catch (err) {
+        this.#o.onError(err); // retried by some node after retryAfter
+        continue;
+      }
+      const removed = await FINISH.run(connection, [this.#deadlines, this.#records], [field, score]);
+      const lease = this.#leases.get(field);
+      if (Number(removed) === 1 && lease && !lease.live) this.#drop(field, lease);
+    }
+  }
+
+  #take(lease: Lease): void {
+    const field = fieldOf(lease.channel, lease.serial);
+    const previous = this.#leases.get(field);
+    if (previous) this.#drop(field, previous);
+    this.#leases.set(field, lease);
+    if (lease.owner !== undefined) this.#perOwner.set(lease.owner, this.heldBy(lease.owner) + 1);
+    if (lease.holder !== undefined) {
+      let fields = this.#byHolder.get(lease.holder);
+      if (!fields) {
+        fields = new Set();
+        this.#byHolder.set(lease.holder, fields);
+      }
+      fields.add(field);
+    }
+  }
+
+  #drop(field: string, lease: Lease): void {
+    this.#leases.delete(field);
+    if (lease.owner !== undefined) {
+      const held = this.heldBy(lease.owner) - 1;
+      if (held > 0) this.#perOwner.set(lease.owner, held);
+      else this.#perOwner.delete(lease.owner);
+    }
+    if (lease.holder !== undefined) {
+      const fields = this.#byHolder.get(lease.holder);
+      fields?.delete(field);
+      if (fields?.size === 0) this.#byHolder.delete(lease.holder);
+    }
+  }
+
+  get #deadlines(): string {
+    return `${this.#o.prefix}:{leases}:deadlines`;
+  }
+
+  get #records(): string {
+    return `${this.#o.prefix}:{leases}:records`;
+  }
+
+  #holderKey(connectionId: string): string {
+    return `${this.#o.prefix}:{leases}:holder:${connectionId}`;
+  }
+}
+
+function fieldOf(channel: string, serial: string): string {
+  return JSON.stringify([channel, serial]);
+}
+
+function parseField(field: string): [string, string] | undefined {
+  try {
+    const value = JSON.parse(field) as unknown;
+    if (Array.isArray(value) && typeof value[0] === 'string' && typeof value[1] === 'string')
+      return [value[0], value[1]];
+  } catch {}
+  return undefined;
+}
+
+function decodeRecord(raw: unknown): LeaseRecord | undefined {
+  if (raw === null || raw === undefined) return undefined;
+  try {
+    const r = JSON.parse(String(raw)) as Partial<LeaseRecord>;
+    if (typeof r.channel !== 'string' || typeof r.serial !== 'string' || typeof r.ms !== 'number')
+      return undefined;
+    return r as LeaseRecord;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,449 @@
+/**
+ * Presence on Redis (PROTOCOL.md §6.4, §15): the same sets and events as the node-local
+ * `PresenceService`, visible from every node, and a dead node's members leave on their own.
+ *
+ * - Each channel's members are one hash, `<prefix>:{<channel>}:presence` (connectionId → the node
+ *   holding it, its data size, the member as JSON), under the channel's hash tag. Every change runs
+ *   one script that checks, writes and announces the event on the channel's presence bus
+ *   (`<prefix>:presence:{<channel>}`, sharded pub/sub) atomically, so each enter/update/leave is
+ *   announced once, whichever nodes race. Nodes with local listeners subscribe the bus.
+ * - A dropped connection's members leave after the grace unless it is recovered (on any node). The
+ *   leave is conditional on the member still being held by this node: a connection recovered
+ *   elsewhere took its members over ("rehome", nothing announced), so no flap.
+ * - What a connection is present in is also kept per connection (`<prefix>:presence-connection:<id>`,
+ *   refreshed by its node, TTL the recovery window), so the node that recovers it can take its
+ *   members over, or make them enter again if they had left.
+ * - Node loss: every node refreshes `<prefix>:node:<id>` (TTL `nodeTtl`) and lists its members in
+ *   `<prefix>:presence-node:<id>`. Every node sweeps: a listed node whose key expired is dead; from
+ *   when a sweeper first saw it dead (`<prefix>:node-dead:<id>`, set once) its members leave after
+ *   the grace, through the same conditional script, so sweepers racing announce each leave once.
+ * - Budgets: `maxMembers` per channel is checked inside the script; the per-connection budgets are
+ *   kept by the node holding the connection (a connection is on one node at a time).
+ *
+ * Presence events travel over pub/sub, which may lose one (a reconnect); the `sync` sent on attach
+ * is read from the hash and is always complete.
+ */
+import { randomBytes } from 'node:crypto';
+import type { JsonValue, PresenceMember } from '@mooring/protocol';
+import { KeyedListeners } from './keyed-listeners.ts';
+import type { Presence, PresenceListener, PresenceOptions } from './presence.ts';
+import { RedisScript, redisUnavailable } from './redis-script.ts';
+import { ServerError } from './server-error.ts';
+import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
+
+export interface RedisPresenceOptions extends PresenceOptions {
+  connection: RedisConnection;
+  prefix: string;
+  /** This node's liveness key lives this long without a refresh, ms (default 3,000). */
+  nodeTtl?: number;
+  /** How often the node refreshes its key and sweeps for dead nodes, ms (default 1,000). */
+  sweepInterval?: number;
+  onError: (err: unknown) => void;
+}
+
+/**
+ * ARGV: op, connectionId, node, now, bus, channel (JSON), then per op:
+ *   enter:  size, member (JSON), maxMembers       → 'full' | 'enter' | 'update'
+ *   leave:  ('' node: whoever holds it)            → 1 if it left (and was announced), else 0
+ *   rehome: (silently take it over)                → the stored member JSON, or false if absent
+ * A stored value is `<node>\n<size>\n<member JSON>`.
+ */
+const PRESENCE_SCRIPT = `
+local key = KEYS[1]
+local op, id, node, now, bus, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local function frame(action, member)
+  return '{"type":"presence","channel":' .. channel .. ',"action":"' .. action .. '","member":' .. member .. '}'
+end
+local current = redis.call('HGET', key, id)
+if op == 'enter' then
+  if not current and redis.call('HLEN', key) >= tonumber(ARGV[9]) then return 'full' end
+  redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[8])
+  local action = current and 'update' or 'enter'
+  redis.call('SPUBLISH', bus, frame(action, ARGV[8]))
+  return action
+end
+if not current then return op == 'leave' and 0 or false end
+local holder, size, member = string.match(current, '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+if not holder then
+  redis.call('HDEL', key, id)
+  return op == 'leave' and 0 or false
+end
+if op == 'leave' then
+  if node ~= '' and holder ~= node then return 0 end
+  redis.call('HDEL', key, id)
+  local left = string.gsub(member, '"timestamp":%d+', '"timestamp":' .. now, 1)
+  redis.call('SPUBLISH', bus, frame('leave', left))
+  return 1
+end
+redis.call('HSET', key, id, node .. '\\n' .. size .. '\\n' .. member)
+return member
+`;
+
+const script = new RedisScript(PRESENCE_SCRIPT);
+
+interface Feed {
+  listeners: number;
+  ready: Promise<void>;
+  linger: NodeJS.Timeout | undefined;
+}
+
+export class RedisPresence implements Presence {
+  /** This node's id in Redis (random per process). */
+  readonly nodeId = `n_${randomBytes(6).toString('base64url')}`;
+  readonly #o: RedisPresenceOptions;
+  readonly #nodeTtl: number;
+  readonly #listeners = new KeyedListeners<PresenceListener>();
+  readonly #feeds = new Map<string, Feed>();
+  /** Per connection held here: its channels and the bytes of its data in each (the budgets). */
+  readonly #channelsOf = new Map<string, Map<string, number>>();
+  readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
+  readonly #sweep: NodeJS.Timeout;
+  #bus: Promise<BusConnection> | undefined;
+  #closed = false;
+
+  constructor(options: RedisPresenceOptions) {
+    this.#o = options;
+    this.#nodeTtl = options.nodeTtl ?? 3_000;
+    this.#beat();
+    this.#sweep = setInterval(() => {
+      this.#beat();
+      this.#sweepDeadNodes().catch(this.#o.onError);
+    }, options.sweepInterval ?? 1_000);
+    this.#sweep.unref();
+  }
+
+  async members(channel: string): Promise<PresenceMember[]> {
+    // A listener usually follows (attach): have the bus subscribed first, so no event falls between.
+    const feed = this.#feed(channel);
+    this.#linger(channel, feed);
+    await feed.ready.catch(() => {});
+    const key = this.#key(channel);
+    let flat: unknown[];
+    try {
+      flat = (await this.#o.connection.send(key, ['HGETALL', key], true)) as unknown[];
+    } catch (err) {
+      throw redisUnavailable(err, 'presence');
+    }
+    const members: PresenceMember[] = [];
+    for (let i = 1; i < flat.length; i += 2) {
+      const member = decodeMember(String(flat[i]));
+      if (member) members.push(member);
+    }
+    return members;
+  }
+
+  channelsOf(connectionId: string): string[] {
+    return [...(this.#channelsOf.get(connectionId)?.keys() ?? [])];
+  }
+
+  async enter(
+    channel: string,
+    connectionId: string,
+    clientId: string,
+    data: JsonValue | undefined,
+    size: number = data === undefined ? 0 : Buffer.byteLength(JSON.stringify(data)),
+  ): Promise<void> {
+    const channels = this.#channelsOf.get(connectionId);
+    const { maxChannelsPerConnection, maxBytesPerConnection } = this.#o;
+    if (!channels?.has(channel) && (channels?.size ?? 0) >= maxChannelsPerConnection)
+      throw new ServerError(
+        'too_many_channels',
+        `a connection may be present in at most ${maxChannelsPerConnection} channels; leave some first`,
+      );
+    let held = 0;
+    for (const [other, bytes] of channels ?? []) if (other !== channel) held += bytes;
+    if (held + size > maxBytesPerConnection)
+      throw new ServerError(
+        'presence_too_large',
+        `a connection may hold at most ${maxBytesPerConnection} bytes of presence data over all its channels (${held} held); send less, or leave some channels`,
+      );
+    const member: PresenceMember = { clientId, connectionId, timestamp: Date.now() };
+    if (data !== undefined) member.data = data;
+    const json = JSON.stringify(member);
+    const outcome = await this.#run(channel, 'enter', connectionId, this.nodeId, [
+      String(size),
+      json,
+      String(this.#o.maxMembers),
+    ]).catch((err: unknown) => {
+      throw redisUnavailable(err, 'presence');
+    });
+    if (outcome === 'full')
+      throw new ServerError(
+        'too_many_members',
+        `channel ${channel} already has ${this.#o.maxMembers} presence members; try again later`,
+      );
+    let mine = this.#channelsOf.get(connectionId);
+    if (!mine) {
+      mine = new Map();
+      this.#channelsOf.set(connectionId, mine);
+    }
+    mine.set(channel, size);
+    this.#remember(connectionId, channel, json);
+  }
+
+  leave(channel: string, connectionId: string): void {
+    this.#channelsOf.get(connectionId)?.delete(channel);
+    const record = this.#recordKey(connectionId);
+    this.#o.connection.send(record, ['HDEL', record, channel]).catch(this.#o.onError);
+    this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
+  }
+
+  connectionClosed(connectionId: string): void {
+    this.#cancelPendingLeave(connectionId);
+    const channels = this.channelsOf(connectionId);
+    this.#channelsOf.delete(connectionId);
+    for (const channel of channels) this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
+    const record = this.#recordKey(connectionId);
+    this.#o.connection.send(record, ['DEL', record]).catch(this.#o.onError);
+  }
+
+  connectionLost(connectionId: string): void {
+    if (!this.#channelsOf.get(connectionId)?.size) return;
+    this.#cancelPendingLeave(connectionId);
+    const timer = setTimeout(() => {
+      this.#pendingLeaves.delete(connectionId);
+      const channels = this.channelsOf(connectionId);
+      this.#channelsOf.delete(connectionId);
+      // only if still held here: a recovery on another node took the members over
+      for (const channel of channels)
+        this.#run(channel, 'leave', connectionId, this.nodeId, []).catch(this.#o.onError);
+    }, this.#o.grace);
+    timer.unref();
+    this.#pendingLeaves.set(connectionId, timer);
+  }
+
+  /**
+   * Recovered here (whichever node held it): take its members over silently where they still are,
+   * and make them enter again where they left (after the grace, or their node's death).
+   */
+  connectionResumed(connectionId: string): void {
+    this.#cancelPendingLeave(connectionId);
+    this.#resume(connectionId).catch(this.#o.onError);
+  }
+
+  async #resume(connectionId: string): Promise<void> {
+    const record = this.#recordKey(connectionId);
+    const flat = (await this.#o.connection.send(record, ['HGETALL', record], true)) as unknown[];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const channel = String(flat[i]);
+      const member = decodeMember(String(flat[i + 1]));
+      if (!member) continue;
+      const size = member.data === undefined ? 0 : Buffer.byteLength(JSON.stringify(member.data));
+      const taken = await this.#run(channel, 'rehome', connectionId, this.nodeId, []);
+      if (typeof taken === 'string') {
+        let mine = this.#channelsOf.get(connectionId);
+        if (!mine) {
+          mine = new Map();
+          this.#channelsOf.set(connectionId, mine);
+        }
+        mine.set(channel, size);
+        this.#indexMember(channel, connectionId);
+        continue;
+      }
+      try {
+        await this.enter(channel, connectionId, member.clientId, member.data, size);
+      } catch {
+        // the channel filled up meanwhile: the client sees itself missing from the snapshot
+      }
+    }
+  }
+
+  subscribe(channel: string, listener: PresenceListener): () => void {
+    const unsubscribe = this.#listeners.add(channel, listener);
+    const feed = this.#feed(channel);
+    feed.listeners += 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      unsubscribe();
+      feed.listeners -= 1;
+      if (feed.listeners === 0) this.#drop(channel, feed);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    for (const timer of this.#pendingLeaves.values()) clearTimeout(timer);
+    this.#pendingLeaves.clear();
+    for (const feed of this.#feeds.values()) if (feed.linger) clearTimeout(feed.linger);
+    this.#feeds.clear();
+    const bus = this.#bus;
+    this.#bus = undefined;
+    if (bus) (await bus.catch(() => undefined))?.destroy();
+  }
+
+  /** The bus subscription of a channel this node has interest in (listeners, or a read just now). */
+  #feed(channel: string): Feed {
+    let feed = this.#feeds.get(channel);
+    if (!feed) {
+      const ready = this.#busConnection().then((bus) =>
+        bus.subscribe(this.#busChannel(channel), (payload) => {
+          const listeners = this.#listeners.get(channel);
+          if (!listeners) return;
+          const encoded = Buffer.from(payload);
+          for (const listener of listeners) listener(encoded);
+        }),
+      );
+      ready.catch(this.#o.onError);
+      feed = { listeners: 0, ready, linger: undefined };
+      this.#feeds.set(channel, feed);
+    }
+    return feed;
+  }
+
+  /** A read with no listener yet keeps the subscription a while: an attach's listener follows at once. */
+  #linger(channel: string, feed: Feed): void {
+    if (feed.listeners > 0 || feed.linger) return;
+    feed.linger = setTimeout(() => {
+      feed.linger = undefined;
+      if (feed.listeners === 0) this.#drop(channel, feed);
+    }, 5_000);
+    feed.linger.unref();
+  }
+
+  #drop(channel: string, feed: Feed): void {
+    if (this.#feeds.get(channel) !== feed) return;
+    if (feed.linger) clearTimeout(feed.linger);
+    this.#feeds.delete(channel);
+    const bus = this.#bus;
+    if (bus) void bus.then((b) => b.unsubscribe(this.#busChannel(channel))).catch(this.#o.onError);
+  }
+
+  #busConnection(): Promise<BusConnection> {
+    this.#bus ??= this.#o.connection.subscriber(this.#o.onError);
+    return this.#bus;
+  }
+
+  /** The per-connection record (for a recovery anywhere) and this node's index (for its death). */
+  #remember(connectionId: string, channel: string, member: string): void {
+    const record = this.#recordKey(connectionId);
+    const { connection, onError, recoverWithin } = this.#o;
+    connection.send(record, ['HSET', record, channel, member]).catch(onError);
+    connection
+      .send(record, ['PEXPIRE', record, String(Math.max(recoverWithin, this.#nodeTtl))])
+      .catch(onError);
+    this.#indexMember(channel, connectionId);
+  }
+
+  #indexMember(channel: string, connectionId: string): void {
+    const index = this.#nodeIndex(this.nodeId);
+    this.#o.connection
+      .send(index, ['SADD', index, JSON.stringify([channel, connectionId])])
+      .catch(this.#o.onError);
+  }
+
+  /** Every sweep: this node is alive, and the records of the connections it holds live on. */
+  #beat(): void {
+    if (this.#closed) return;
+    const { connection, prefix, onError, recoverWithin } = this.#o;
+    const alive = `${prefix}:node:${this.nodeId}`;
+    connection.send(alive, ['SET', alive, '1', 'PX', String(this.#nodeTtl)]).catch(onError);
+    connection.send(`${prefix}:nodes`, ['SADD', `${prefix}:nodes`, this.nodeId]).catch(onError);
+    const ttl = String(Math.max(recoverWithin, this.#nodeTtl));
+    for (const id of this.#channelsOf.keys()) {
+      const record = this.#recordKey(id);
+      connection.send(record, ['PEXPIRE', record, ttl]).catch(onError);
+    }
+  }
+
+  /**
+   * Members held by nodes whose liveness key expired leave `grace` after a sweeper first saw the
+   * node dead. The leave script only removes a member still held by that node, so a member taken
+   * over by a recovery stays, and sweepers racing each other announce every leave once.
+   */
+  async #sweepDeadNodes(): Promise<void> {
+    const { connection, prefix, grace } = this.#o;
+    const nodes = (await connection.send(
+      `${prefix}:nodes`,
+      ['SMEMBERS', `${prefix}:nodes`],
+      true,
+    )) as unknown[];
+    for (const raw of nodes) {
+      const node = String(raw);
+      if (node === this.nodeId || this.#closed) continue;
+      const alive = `${prefix}:node:${node}`;
+      if (Number(await connection.send(alive, ['EXISTS', alive], true)) === 1) continue;
+      const dead = `${prefix}:node-dead:${node}`;
+      const now = Date.now();
+      await connection.send(dead, [
+        'SET',
+        dead,
+        String(now + grace),
+        'NX',
+        'PX',
+        String(grace + 60 * this.#nodeTtl),
+      ]);
+      const deadline = Number(await connection.send(dead, ['GET', dead]));
+      if (!(now >= deadline)) continue;
+      const index = this.#nodeIndex(node);
+      const entries = (await connection.send(index, ['SMEMBERS', index], true)) as unknown[];
+      for (const entry of entries) {
+        const parsed = parseEntry(String(entry));
+        if (parsed) await this.#run(parsed[0], 'leave', parsed[1], node, []);
+        await connection.send(index, ['SREM', index, String(entry)]);
+      }
+      await connection.send(`${prefix}:nodes`, ['SREM', `${prefix}:nodes`, node]);
+    }
+  }
+
+  #run(channel: string, op: string, connectionId: string, node: string, rest: string[]): Promise<unknown> {
+    return script.run(
+      this.#o.connection,
+      [this.#key(channel)],
+      [
+        op,
+        connectionId,
+        node,
+        String(Date.now()),
+        this.#busChannel(channel),
+        JSON.stringify(channel),
+        ...rest,
+      ],
+    );
+  }
+
+  #cancelPendingLeave(connectionId: string): void {
+    const timer = this.#pendingLeaves.get(connectionId);
+    if (timer) clearTimeout(timer);
+    this.#pendingLeaves.delete(connectionId);
+  }
+
+  #key(channel: string): string {
+    return `${this.#o.prefix}:{${channel}}:presence`;
+  }
+
+  #busChannel(channel: string): string {
+    return `${this.#o.prefix}:presence:{${channel}}`;
+  }
+
+  #recordKey(connectionId: string): string {
+    return `${this.#o.prefix}:presence-connection:${connectionId}`;
+  }
+
+  #nodeIndex(node: string): string {
+    return `${this.#o.prefix}:presence-node:${node}`;
+  }
+}
+
+/** A member from a stored value (`<node>\n<size>\n<json>`) or a bare member JSON; undefined if unreadable. */
+function decodeMember(value: string): PresenceMember | undefined {
+  const json = value.startsWith('{') ? value : value.split('\n').slice(2).join('\n');
+  try {
+    const member = JSON.parse(json) as PresenceMember;
+    if (typeof member.clientId !== 'string' || typeof member.connectionId !== 'string') return undefined;
+    return member;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseEntry(entry: string): [string, string] | undefined {
+  try {
+    const value = JSON.parse(entry) as unknown;
+    if (Array.isArray(value) && typeof value[0] === 'string' && typeof value[1] === 'string')
+      return [value[0], value[1]];
+  } catch {}
+  return undefined;
+}

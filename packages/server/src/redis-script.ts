@@ -1,0 +1,36 @@
+/**
+ * Runs a Lua script on the Redis node owning its first key: by SHA, and in full once after Redis
+ * forgot it (a restart, a failover, a Cluster master that never saw it), which caches it again.
+ * The scripts are kept as strings in the modules that use them, so a build needs no extra files.
+ */
+import { createHash } from 'node:crypto';
+import type { RedisConnection } from './store/redis-connection.ts';
+import { StoreError } from './store/store.ts';
+
+export class RedisScript {
+  readonly #text: string;
+  readonly #sha: string;
+
+  constructor(text: string) {
+    this.#text = text;
+    this.#sha = createHash('sha1').update(text).digest('hex');
+  }
+
+  async run(connection: RedisConnection, keys: string[], args: string[]): Promise<unknown> {
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await connection.send(keys[0], ['EVALSHA', this.#sha, ...tail]);
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT'))
+        return connection.send(keys[0], ['EVAL', this.#text, ...tail]);
+      throw err;
+    }
+  }
+}
+
+/** A Redis failure as the typed, retryable error a client gets (never a crash or an `internal`). */
+export function redisUnavailable(err: unknown, what: string): StoreError {
+  if (err instanceof StoreError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new StoreError('store_unavailable', `Redis is unavailable for ${what}: ${detail}; retry`);
+}

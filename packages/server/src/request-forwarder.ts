@@ -1,0 +1,313 @@
+/**
+ * No sticky sessions for the HTTP transports (PROTOCOL.md §12, §15): a request on
+ * `/v1/connections/:id/…` (upstream frames, a long-poll) that lands on a node which does not hold the
+ * connection's downstream is carried over Redis to the node that does, and its answer comes back the
+ * same way to the client that asked.
+ *
+ *   client ─POST frames─▶ node A ──SPUBLISH node:{B} {req}──▶ node B (holds the SSE stream / poll queue)
+ *          ◀──202────────  node A ◀─SPUBLISH node:{A} {ans}──  handles the frames like a local POST
+ *
+ * - Routes: a node holding an HTTP connection writes `route:{<id>}` = `<node> <sha256(key)>` before
+ *   the client learns the id (so a first POST anywhere finds it), and refreshes its expiry every
+ *   heartbeat round while it holds the connection; a takeover (`recover`) on another node rewrites it.
+ *   Any node can so check a connection key without the holder's memory; the holder checks it again.
+ * - Each node listens on its own sharded pub/sub channel `node:{<node>}`. SPUBLISH answers how many
+ *   listened: none means the holder is gone → `unknown_connection` at once (the client reconnects
+ *   with `recover` and resumes).
+ * - Bounded: a forwarded request waits at most its timeout (frames: `forwardTimeout`; polls:
+ *   `pollTimeout` + `forwardTimeout`), then answers `store_unavailable` (retryable). A forwarded poll
+ *   whose client goes away is cancelled on the holder, like a local poll whose socket closed, so the
+ *   holder keeps its queued frames for the next poll instead of sending them to nobody.
+ * - Exactly once: A forwards each request once and never retries it; the 202 is sent only after the
+ *   holder handled the frames. A timed-out request may or may not have been handled: the client
+ *   reconnects and resends what was not acknowledged, which idempotency stores once.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { errorInfo } from '@mooring/protocol';
+import { errorBody, type Reply } from './http-reply.ts';
+import { ServerError } from './server-error.ts';
+import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
+
+/** A request on `/v1/connections/:id/…`, as the holder handles it. */
+export interface ConnectionRequest {
+  kind: 'frames' | 'poll';
+  connectionId: string;
+  connectionKey: string;
+  /** The upstream frames (kind `frames`), read lazily for a local request. */
+  frames: () => Promise<unknown[]>;
+}
+
+export type ConnectionRequestHandler = (request: ConnectionRequest, reply: Reply) => void;
+
+export interface RequestForwarderOptions {
+  connection: RedisConnection;
+  /** Key prefix (the store's). */
+  prefix: string;
+  /** How long a route lives without a refresh, ms. */
+  routeTtl: number;
+  onError?: (err: unknown) => void;
+}
+
+interface RequestMessage {
+  t: 'req';
+  rid: string;
+  from: string;
+  kind: 'frames' | 'poll';
+  id: string;
+  key: string;
+  frames?: unknown[];
+}
+interface AnswerMessage {
+  t: 'ans';
+  rid: string;
+  /** 0: drop the client's request without an answer. */
+  status: number;
+  body?: string;
+}
+interface CancelMessage {
+  t: 'cancel';
+  rid: string;
+}
+type BusMessage = RequestMessage | AnswerMessage | CancelMessage;
+
+interface Waiting {
+  reply: Reply;
+  holder: string;
+  timer: NodeJS.Timeout;
+}
+
+export class RequestForwarder {
+  /** This node's name on the bus (random per process). */
+  readonly nodeId = `n_${randomBytes(9).toString('base64url')}`;
+  readonly #o: RequestForwarderOptions;
+  #sub: BusConnection | undefined;
+  #handler: ConnectionRequestHandler = (_request, reply) =>
+    reply.json(404, errorBody(errorInfo('unknown_connection', 'this node serves no connections yet')));
+  #next = 0;
+  /** Requests this node forwarded, waiting for their answer. */
+  readonly #waiting = new Map<string, Waiting>();
+  /** Requests forwarded to this node and not answered yet: cancelled when their client goes away. */
+  readonly #serving = new Map<string, () => void>();
+  #closed = false;
+
+  private constructor(options: RequestForwarderOptions) {
+    this.#o = options;
+  }
+
+  /** Subscribes this node's channel on a connection of its own. */
+  static async open(options: RequestForwarderOptions): Promise<RequestForwarder> {
+    const forwarder = new RequestForwarder(options);
+    const sub = await options.connection.subscriber((err) => options.onError?.(err));
+    forwarder.#sub = sub;
+    await sub.subscribe(forwarder.#channel(forwarder.nodeId), (payload) => forwarder.#onMessage(payload));
+    return forwarder;
+  }
+
+  /** Who handles the requests forwarded to this node. */
+  serve(handler: ConnectionRequestHandler): void {
+    this.#handler = handler;
+  }
+
+  /** Records that this node holds connection `id` (awaited before the client learns the id). */
+  async claim(id: string, key: string): Promise<void> {
+    const route = this.#route(id);
+    await this.#o.connection.send(route, [
+      'SET',
+      route,
+      `${this.nodeId} ${keyHash(key)}`,
+      'PX',
+      String(this.#o.routeTtl),
+    ]);
+  }
+
+  /** Keeps the routes of the connections this node holds (whoever wrote them last). */
+  refresh(ids: Iterable<string>): void {
+    if (this.#closed) return;
+    for (const id of ids) {
+      const route = this.#route(id);
+      this.#o.connection
+        .send(route, ['PEXPIRE', route, String(this.#o.routeTtl)])
+        .catch((err: unknown) => this.#o.onError?.(err));
+    }
+  }
+
+  /**
+   * Carries `request` to the node holding the connection; its answer (or a timeout's) goes to
+   * `reply`. Throws a ServerError when no node holds the connection or Redis cannot be reached.
+   */
+  async forward(request: ConnectionRequest, reply: Reply, timeout: number): Promise<void> {
+    if (this.#closed) throw new ServerError('shutting_down', 'the server is shutting down; retry');
+    const routeKey = this.#route(request.connectionId);
+    let route: unknown;
+    try {
+      route = await this.#o.connection.send(routeKey, ['GET', routeKey], true);
+    } catch (err) {
+      throw unreachable(err);
+    }
+    const [holder, hash] = typeof route === 'string' ? route.split(' ', 2) : [];
+    if (!holder || holder === this.nodeId || hash !== keyHash(request.connectionKey))
+      throw new ServerError(
+        'unknown_connection',
+        `connection ${request.connectionId} is not open (it ended or the key is wrong): connect again with recover`,
+      );
+    const frames = request.kind === 'frames' ? await request.frames() : undefined;
+    if (reply.gone) return;
+    const rid = `${this.nodeId}:${++this.#next}`;
+    const message: RequestMessage = {
+      t: 'req',
+      rid,
+      from: this.nodeId,
+      kind: request.kind,
+      id: request.connectionId,
+      key: request.connectionKey,
+      ...(frames === undefined ? {} : { frames }),
+    };
+    const timer = setTimeout(() => {
+      if (!this.#waiting.delete(rid)) return;
+      this.#publish(holder, { t: 'cancel', rid });
+      reply.json(
+        503,
+        errorBody(
+          errorInfo(
+            'store_unavailable',
+            `the node holding connection ${request.connectionId} did not answer within ${timeout} ms: reconnect with recover`,
+          ),
+        ),
+      );
+    }, timeout);
+    timer.unref();
+    this.#waiting.set(rid, { reply, holder, timer });
+    reply.onClose(() => {
+      const waiting = this.#waiting.get(rid);
+      if (!waiting) return;
+      clearTimeout(waiting.timer);
+      this.#waiting.delete(rid);
+      this.#publish(holder, { t: 'cancel', rid });
+    });
+    let listeners: unknown;
+    try {
+      const channel = this.#channel(holder);
+      listeners = await this.#o.connection.send(channel, ['SPUBLISH', channel, JSON.stringify(message)]);
+    } catch (err) {
+      this.#forget(rid);
+      throw unreachable(err);
+    }
+    if (Number(listeners) === 0) {
+      this.#forget(rid);
+      throw new ServerError(
+        'unknown_connection',
+        `the node holding connection ${request.connectionId} is gone: connect again with recover`,
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const [rid, waiting] of this.#waiting) {
+      clearTimeout(waiting.timer);
+      waiting.reply.json(
+        503,
+        errorBody(errorInfo('shutting_down', 'the server is shutting down; reconnect and resume')),
+      );
+      this.#waiting.delete(rid);
+    }
+    this.#sub?.destroy();
+  }
+
+  #forget(rid: string): void {
+    const waiting = this.#waiting.get(rid);
+    if (waiting) clearTimeout(waiting.timer);
+    this.#waiting.delete(rid);
+  }
+
+  #onMessage(payload: string): void {
+    let message: BusMessage;
+    try {
+      message = JSON.parse(payload) as BusMessage;
+    } catch {
+      this.#o.onError?.(new Error('a forwarded message is not JSON'));
+      return;
+    }
+    if (message.t === 'ans') {
+      const waiting = this.#waiting.get(message.rid);
+      if (!waiting) return; // timed out or its client left: nobody to tell
+      this.#forget(message.rid);
+      if (message.status === 0) waiting.reply.destroy();
+      else waiting.reply.json(message.status, Buffer.from(message.body ?? ''));
+      return;
+    }
+    if (message.t === 'cancel') {
+      this.#serving.get(message.rid)?.();
+      return;
+    }
+    if (message.t === 'req' && typeof message.rid === 'string' && typeof message.from === 'string')
+      this.#handleRequest(message);
+  }
+
+  /** A request forwarded to this node: handled like a local one, its answer sent back. */
+  #handleRequest(message: RequestMessage): void {
+    const { rid, from } = message;
+    let answered = false;
+    const closeListeners: (() => void)[] = [];
+    const finish = (answer: AnswerMessage): void => {
+      if (answered) return;
+      answered = true;
+      this.#serving.delete(rid);
+      this.#publish(from, answer);
+    };
+    this.#serving.set(rid, () => {
+      if (answered) return;
+      answered = true;
+      this.#serving.delete(rid);
+      for (const listener of closeListeners) listener();
+    });
+    const reply: Reply = {
+      json: (status, body) => finish({ t: 'ans', rid, status, body: body.toString() }),
+      destroy: () => finish({ t: 'ans', rid, status: 0 }),
+      onClose: (listener) => closeListeners.push(listener),
+      writableLength: 0,
+      get gone() {
+        return answered;
+      },
+    };
+    const frames = Array.isArray(message.frames) ? message.frames : [];
+    this.#handler(
+      {
+        kind: message.kind === 'poll' ? 'poll' : 'frames',
+        connectionId: String(message.id),
+        connectionKey: String(message.key),
+        frames: async () => frames,
+      },
+      reply,
+    );
+  }
+
+  #publish(node: string, message: BusMessage): void {
+    if (this.#closed && message.t !== 'ans') return;
+    const channel = this.#channel(node);
+    this.#o.connection
+      .send(channel, ['SPUBLISH', channel, JSON.stringify(message)])
+      .catch((err: unknown) => this.#o.onError?.(err));
+  }
+
+  #channel(node: string): string {
+    return `${this.#o.prefix}:node:{${node}}`;
+  }
+
+  #route(id: string): string {
+    return `${this.#o.prefix}:route:{${id}}`;
+  }
+}
+
+function keyHash(key: string): string {
+  return createHash('sha256').update(key).digest('base64url');
+}
+
+function unreachable(err: unknown): ServerError {
+  const detail = err instanceof Error ? err.message : String(err);
+  return new ServerError(
+    'store_unavailable',
+    `cannot reach Redis to find the node holding this connection (${detail}); retry, or reconnect with recover`,
+  );
+}

@@ -1,0 +1,125 @@
+/**
+ * The pub/sub connection of a single Redis, watched: a subscriber connection that stops getting
+ * answers without being closed (a blackholed network) would otherwise stay subscribed to nothing for
+ * ever — the hub would fall back to its slow position check and forwarded requests to this node
+ * would time out — because node-redis only notices connections that close.
+ *
+ * Every `interval` ms it sends PING (allowed while subscribed); one not answered within the interval
+ * replaces the connection with a new one, which subscribes every channel again and then calls the
+ * `onReady` callbacks (what was published meanwhile is lost: the hub reads it back from the log). A
+ * subscribe also has the deadline, so a caller never waits on a dead connection.
+ */
+import type { createClient } from 'redis';
+import type { BusConnection, BusListener } from './redis-connection.ts';
+
+type Client = ReturnType<typeof createClient>;
+
+export class WatchedSubscriber implements BusConnection {
+  #client: Client;
+  readonly #make: () => Client;
+  readonly #ms: number;
+  readonly #onError: (err: unknown) => void;
+  readonly #listeners = new Map<string, BusListener>();
+  readonly #ready: (() => void)[] = [];
+  readonly #watch: NodeJS.Timeout;
+  #destroyed = false;
+
+  private constructor(first: Client, make: () => Client, ms: number, onError: (err: unknown) => void) {
+    this.#client = first;
+    this.#make = make;
+    this.#ms = ms;
+    this.#onError = onError;
+    this.#watch = setInterval(() => this.#check(), ms);
+    this.#watch.unref();
+  }
+
+  static async open(
+    make: () => Client,
+    ms: number,
+    onError: (err: unknown) => void,
+  ): Promise<WatchedSubscriber> {
+    const first = make();
+    await first.connect();
+    const sub = new WatchedSubscriber(first, make, ms, onError);
+    first.on('ready', () => sub.#fireReady(first));
+    return sub;
+  }
+
+  subscribe(channel: string, listener: BusListener): Promise<void> {
+    this.#listeners.set(channel, listener);
+    return this.#deadline(this.#client.sSubscribe(channel, listener));
+  }
+
+  unsubscribe(channel: string): Promise<void> {
+    this.#listeners.delete(channel);
+    return this.#deadline(this.#client.sUnsubscribe(channel));
+  }
+
+  onReady(callback: () => void): void {
+    this.#ready.push(callback);
+  }
+
+  destroy(): void {
+    this.#destroyed = true;
+    clearInterval(this.#watch);
+    quietly(() => this.#client.destroy());
+  }
+
+  #fireReady(client: Client): void {
+    if (this.#destroyed || client !== this.#client) return;
+    for (const callback of this.#ready) callback();
+  }
+
+  #check(): void {
+    const client = this.#client;
+    if (!client.isReady) return; // node-redis is reconnecting it (a closed connection): its business
+    this.#deadline(client.sendCommand(['PING'])).catch(() => this.#replace(client));
+  }
+
+  #replace(stale: Client): void {
+    if (this.#destroyed || stale !== this.#client) return;
+    const next = this.#make();
+    this.#client = next;
+    quietly(() => stale.destroy());
+    next.on('ready', () => this.#fireReady(next));
+    void (async () => {
+      try {
+        await this.#deadline(next.connect());
+        for (const [channel, listener] of this.#listeners)
+          await this.#deadline(next.sSubscribe(channel, listener));
+        this.#fireReady(next);
+      } catch (err) {
+        this.#onError(err);
+        // still no Redis: try a new connection a little later
+        setTimeout(() => this.#replace(next), this.#ms).unref();
+      }
+    })();
+  }
+
+  #deadline<T>(command: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`Redis did not answer the subscriber within ${this.#ms} ms`)),
+        this.#ms,
+      );
+      command.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+}
+
+function quietly(destroy: () => void): void {
+  try {
+    destroy();
+  } catch {
+    // already closed
+  }
+}

@@ -1,0 +1,294 @@
+/**
+ * `StreamEngine`: the Durable Streams logic of the memory and SQLite stores, written once over
+ * `StreamTables` — synchronous rows (metadata, chunks, producer states) and an `atomic` step (SQLite:
+ * one transaction). Every method runs as one atomic step, so validation and write never interleave
+ * with another request, and an append's chunk, tail, closure, Stream-Seq and producer state are
+ * stored together or not at all.
+ *
+ * Forks share their source's offsets: a fork at offset F reads the source's chunks that end at or
+ * before F (recursively, through the source's own source), then its own chunks, which start at F. A
+ * sub-offset is resolved at creation by copying the first k bytes (or k JSON messages) of the
+ * source's chunk at F as the fork's first own chunk. A stream with forks is soft-deleted when deleted
+ * or expired (its rows stay for the forks' reads); removing the last fork of a soft-deleted source
+ * removes the source too, up the chain.
+ */
+import {
+  decideAppend,
+  forkExpiry,
+  isExpired,
+  mediaType,
+  newMeta,
+  type ProducerState,
+  type ResolvedCreate,
+  sameCreate,
+} from './stream-rules.ts';
+import type {
+  AppendOutcome,
+  AppendSpec,
+  CreateOutcome,
+  CreateSpec,
+  DeleteOutcome,
+  ReadPage,
+  StreamChunk,
+  StreamMeta,
+  StreamStore,
+} from './stream-store.ts';
+
+/** Reads and removals walk fork chains recursively: their depth is bounded. */
+export const MAX_FORK_DEPTH = 64;
+
+export interface StreamTables {
+  /** Runs `fn` as one atomic step (rolled back if it throws). */
+  atomic<T>(fn: () => T): T;
+  meta(path: string): StreamMeta | undefined;
+  /** A key for a new stream's rows. */
+  nextKey(): number;
+  saveMeta(meta: StreamMeta): void;
+  /** Removes the stream's metadata, chunks and producer states. */
+  remove(meta: StreamMeta): void;
+  /** Own chunks with `end > after` and `end <= cap`, by position, stopping after ~maxBytes (≥ 1). */
+  chunks(key: number, after: number, cap: number, maxBytes: number): StreamChunk[];
+  addChunk(key: number, chunk: StreamChunk): void;
+  producer(key: number, id: string): ProducerState | undefined;
+  saveProducer(key: number, id: string, state: ProducerState): void;
+  paths(): string[];
+  stats(): { streams: number; bytes: number };
+}
+
+export class StreamEngine implements StreamStore {
+  readonly #t: StreamTables;
+
+  constructor(tables: StreamTables) {
+    this.#t = tables;
+  }
+
+  async get(path: string, now: number): Promise<StreamMeta | undefined> {
+    return this.#t.atomic(() => this.#live(path, now));
+  }
+
+  async create(path: string, spec: CreateSpec, now: number): Promise<CreateOutcome> {
+    return this.#t.atomic(() => {
+      let resolved: ResolvedCreate = {
+        contentType: spec.contentType ?? 'application/octet-stream',
+        closed: spec.closed,
+        ...(spec.ttlSeconds === undefined ? {} : { ttlSeconds: spec.ttlSeconds }),
+        ...(spec.expiresAt === undefined ? {} : { expiresAt: spec.expiresAt }),
+      };
+      let source: StreamMeta | undefined;
+      if (spec.fork) {
+        source = this.#live(spec.fork.source, now);
+        if (!source) return { kind: 'source_not_found' };
+        if (source.softDeleted) return { kind: 'source_gone' };
+        if (this.#depth(source) >= MAX_FORK_DEPTH)
+          return { kind: 'bad_fork', reason: `a fork chain is at most ${MAX_FORK_DEPTH} streams deep` };
+        if (spec.contentType !== undefined && mediaType(spec.contentType) !== mediaType(source.contentType))
+          return { kind: 'fork_type_mismatch' };
+        const offset = spec.fork.offset ?? source.tail;
+        resolved = {
+          contentType: spec.contentType ?? source.contentType,
+          closed: spec.closed,
+          ...forkExpiry(spec, source),
+          fork: {
+            source: spec.fork.source,
+            offset,
+            subOffset: spec.fork.subOffset,
+            ...(spec.fork.offset === undefined ? {} : { requestedOffset: spec.fork.offset }),
+          },
+        };
+      }
+      const existing = this.#live(path, now);
+      if (existing) {
+        if (existing.softDeleted) return { kind: 'path_in_use' };
+        return sameCreate(existing, resolved)
+          ? { kind: 'exists', meta: existing }
+          : { kind: 'conflict', meta: existing };
+      }
+      const meta = newMeta(this.#t.nextKey(), path, resolved, now);
+      const own: Uint8Array[] = [];
+      if (source && resolved.fork) {
+        if (resolved.fork.offset > source.tail)
+          return { kind: 'bad_fork', reason: "Stream-Fork-Offset is beyond the source stream's tail" };
+        if (resolved.fork.subOffset > 0) {
+          const prefix = this.#subOffsetPrefix(source, resolved.fork.offset, resolved.fork.subOffset);
+          if (typeof prefix === 'string') return { kind: 'bad_fork', reason: prefix };
+          if (prefix.length > 0) own.push(prefix);
+        }
+        source.refCount++;
+        this.#t.saveMeta(source);
+      }
+      if (spec.data.length > 0) own.push(spec.data);
+      this.#t.saveMeta(meta);
+      for (const data of own) {
+        this.#t.addChunk(meta.key, { start: meta.tail, end: meta.tail + data.length, data });
+        meta.tail += data.length;
+      }
+      this.#t.saveMeta(meta);
+      return { kind: 'created', meta };
+    });
+  }
+
+  async append(path: string, spec: AppendSpec, now: number): Promise<AppendOutcome> {
+    return this.#t.atomic(() => {
+      const meta = this.#live(path, now);
+      if (!meta) return { kind: 'not_found' };
+      if (meta.softDeleted) return { kind: 'gone' };
+      const producer = spec.producer ? this.#t.producer(meta.key, spec.producer.id) : undefined;
+      const { outcome, writes } = decideAppend(meta, producer, spec, now);
+      if (writes) {
+        if (writes.data)
+          this.#t.addChunk(meta.key, { start: meta.tail, end: writes.meta.tail, data: writes.data });
+        if (writes.producer) this.#t.saveProducer(meta.key, writes.producer.id, writes.producer.state);
+        this.#t.saveMeta(writes.meta);
+      }
+      return outcome;
+    });
+  }
+
+  async read(path: string, after: number, maxBytes: number, now: number): Promise<ReadPage | undefined> {
+    return this.#t.atomic(() => {
+      const meta = this.#live(path, now);
+      if (!meta || meta.softDeleted) return undefined;
+      if (meta.ttlSeconds !== undefined) {
+        meta.touchedAt = now;
+        this.#t.saveMeta(meta);
+      }
+      const chunks = this.#stitched(meta, after, Number.POSITIVE_INFINITY, { left: maxBytes, taken: 0 });
+      return { meta, chunks, upToDate: (chunks.at(-1)?.end ?? after) >= meta.tail };
+    });
+  }
+
+  async touch(path: string, now: number): Promise<void> {
+    this.#t.atomic(() => {
+      const meta = this.#live(path, now);
+      if (meta && !meta.softDeleted && meta.ttlSeconds !== undefined) {
+        meta.touchedAt = now;
+        this.#t.saveMeta(meta);
+      }
+    });
+  }
+
+  async delete(path: string, now: number): Promise<DeleteOutcome> {
+    return this.#t.atomic(() => {
+      const meta = this.#live(path, now);
+      if (!meta) return 'not_found';
+      if (meta.softDeleted) return 'gone';
+      if (meta.refCount > 0) {
+        meta.softDeleted = true;
+        this.#t.saveMeta(meta);
+      } else {
+        this.#removeCascade(meta);
+      }
+      return 'deleted';
+    });
+  }
+
+  async sweep(now: number): Promise<number> {
+    return this.#t.atomic(() => {
+      let removed = 0;
+      for (const path of this.#t.paths()) {
+        const meta = this.#t.meta(path);
+        if (meta && !meta.softDeleted && isExpired(meta, now)) {
+          this.#expire(meta);
+          removed++;
+        }
+      }
+      return removed;
+    });
+  }
+
+  async stats(): Promise<{ streams: number; bytes: number }> {
+    return this.#t.atomic(() => this.#t.stats());
+  }
+
+  /** The stream, expiring it first when its time has passed (removed, or soft-deleted if forked). */
+  #live(path: string, now: number): StreamMeta | undefined {
+    const meta = this.#t.meta(path);
+    if (!meta || meta.softDeleted || !isExpired(meta, now)) return meta;
+    return this.#expire(meta) ? meta : undefined;
+  }
+
+  /** Returns true when the stream stays (soft-deleted for its forks). */
+  #expire(meta: StreamMeta): boolean {
+    if (meta.refCount > 0) {
+      meta.softDeleted = true;
+      this.#t.saveMeta(meta);
+      return true;
+    }
+    this.#removeCascade(meta);
+    return false;
+  }
+
+  #removeCascade(meta: StreamMeta): void {
+    this.#t.remove(meta);
+    if (meta.forkedFrom === undefined) return;
+    const source = this.#t.meta(meta.forkedFrom);
+    if (!source) return;
+    source.refCount = Math.max(0, source.refCount - 1);
+    if (source.refCount === 0 && source.softDeleted) this.#removeCascade(source);
+    else this.#t.saveMeta(source);
+  }
+
+  /** Chunks after `after` up to `cap`: the inherited ones (through the source chain), then own. */
+  #stitched(
+    meta: StreamMeta,
+    after: number,
+    cap: number,
+    budget: { left: number; taken: number },
+  ): StreamChunk[] {
+    const out: StreamChunk[] = [];
+    if (meta.forkedFrom !== undefined && meta.forkOffset !== undefined && after < meta.forkOffset) {
+      const source = this.#t.meta(meta.forkedFrom);
+      if (source) out.push(...this.#stitched(source, after, Math.min(cap, meta.forkOffset), budget));
+      if (budget.taken > 0 && budget.left <= 0) return out;
+    }
+    const own = this.#t.chunks(
+      meta.key,
+      after,
+      cap,
+      budget.taken > 0 ? Math.max(0, budget.left) : budget.left,
+    );
+    for (const chunk of own) {
+      if (budget.taken > 0 && chunk.data.length > budget.left) {
+        budget.left = 0;
+        break;
+      }
+      out.push(chunk);
+      budget.taken++;
+      budget.left -= chunk.data.length;
+    }
+    return out;
+  }
+
+  /** How many sources stand behind `meta` (0 for a stream that is not a fork). */
+  #depth(meta: StreamMeta): number {
+    let depth = 0;
+    let at: StreamMeta | undefined = meta;
+    while (at?.forkedFrom !== undefined && depth < MAX_FORK_DEPTH) {
+      at = this.#t.meta(at.forkedFrom);
+      depth++;
+    }
+    return depth;
+  }
+
+  /** The prefix a sub-offset fork inherits from the chunk at `offset`, or why it cannot. */
+  #subOffsetPrefix(source: StreamMeta, offset: number, subOffset: number): Uint8Array | string {
+    const [chunk] = this.#stitched(source, offset, Number.POSITIVE_INFINITY, { left: 0, taken: 0 });
+    if (!chunk || chunk.start !== offset)
+      return 'there is no append at Stream-Fork-Offset to take a sub-offset of';
+    if (mediaType(source.contentType) !== 'application/json') {
+      if (subOffset > chunk.data.length)
+        return `Stream-Fork-Sub-Offset is past the append's ${chunk.data.length} bytes`;
+      return chunk.data.slice(0, subOffset);
+    }
+    const messages = JSON.parse(`[${Buffer.from(chunk.data).toString('utf8')}]`) as unknown[];
+    if (subOffset > messages.length)
+      return `Stream-Fork-Sub-Offset is past the append's ${messages.length} messages`;
+    return Buffer.from(
+      messages
+        .slice(0, subOffset)
+        .map((m) => JSON.stringify(m))
+        .join(','),
+      'utf8',
+    );
+  }
+}

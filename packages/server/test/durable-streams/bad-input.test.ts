@@ -1,0 +1,200 @@
+/**
+ * Bad Durable Streams requests get the status the Durable Streams spec names (400, 401, 403, 404,
+ * 405, 409, 410, 413), a typed JSON error, and never a 500; the server keeps serving (PROTOCOL.md §16).
+ * Also: a key's capability decides which streams it may touch, and the open namespace is only what
+ * its glob names.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { type Fixture, startFixture, TEST_KEY } from '../support/fixture.ts';
+
+let fx: Fixture;
+const READER = 'reader:secret';
+
+before(async () => {
+  fx = await startFixture('sqlite', {
+    keys: [
+      TEST_KEY,
+      { name: 'reader', secret: 'secret', capability: { 'stream:shared/*': ['stream-read'] } },
+    ],
+    durableStreams: { open: 'public/*', maxAppendBytes: 1024, longPollTimeout: 500 },
+  });
+});
+after(() => fx.close());
+
+interface Req {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array<ArrayBuffer>;
+  key?: string | null;
+}
+
+async function call(path: string, req: Req = {}): Promise<Response> {
+  const headers: Record<string, string> = { ...req.headers };
+  if (req.key !== null) headers.authorization = `Bearer ${req.key ?? TEST_KEY}`;
+  const res = await fetch(`${fx.server.url}/v1/stream/${path}`, {
+    method: req.method ?? 'GET',
+    headers,
+    ...(req.body === undefined ? {} : { body: req.body }),
+  });
+  assert.notEqual(res.status, 500, `${req.method ?? 'GET'} ${path} answered 500`);
+  return res;
+}
+
+async function expectError(path: string, req: Req, status: number, code?: string): Promise<Response> {
+  const res = await call(path, req);
+  const text = await res.text();
+  assert.equal(res.status, status, `${req.method ?? 'GET'} ${path}: ${text}`);
+  if (req.method !== 'HEAD') {
+    const body = JSON.parse(text) as { error: { code: string; status: number; message: string } };
+    assert.equal(body.error.status, status);
+    assert.ok(body.error.message.length > 0);
+    if (code) assert.equal(body.error.code, code);
+  }
+  assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+  return res;
+}
+
+const json = { 'content-type': 'application/json' };
+const text = { 'content-type': 'text/plain' };
+
+test('create: bad headers and bodies are 400, a different config is 409', async () => {
+  await expectError('c/ttl', { method: 'PUT', headers: { 'stream-ttl': '1.5' } }, 400, 'bad_request');
+  await expectError('c/ttl', { method: 'PUT', headers: { 'stream-ttl': '-1' } }, 400);
+  await expectError('c/ttl', { method: 'PUT', headers: { 'stream-ttl': '99999999999999999999' } }, 400);
+  await expectError('c/exp', { method: 'PUT', headers: { 'stream-expires-at': 'tomorrow' } }, 400);
+  const both = { 'stream-ttl': '60', 'stream-expires-at': '2099-01-01T00:00:00Z' };
+  await expectError('c/both', { method: 'PUT', headers: both }, 400);
+  await expectError('c/json', { method: 'PUT', headers: json, body: '{"a":' }, 400);
+  await expectError(
+    'c/json',
+    { method: 'PUT', headers: json, body: new Uint8Array([0x22, 0xff, 0x22]) },
+    400,
+  );
+  const deep = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+  await expectError('c/deep', { method: 'PUT', headers: json, body: deep }, 413); // above maxAppendBytes
+  assert.equal((await call('c/x', { method: 'PUT', headers: text })).status, 201);
+  await expectError('c/x', { method: 'PUT', headers: json }, 409, 'stream_conflict');
+  await expectError('c/x', { method: 'PUT', headers: { ...text, 'stream-closed': 'true' } }, 409);
+  await expectError('c/big', { method: 'PUT', headers: text, body: 'x'.repeat(1025) }, 413, 'body_too_large');
+});
+
+test('append: 400 for malformed requests, 404 for no stream, 409 for conflicts, 403 for a fenced producer', async () => {
+  await expectError('a/none', { method: 'POST', headers: text, body: 'x' }, 404, 'not_found');
+  assert.equal((await call('a/s', { method: 'PUT', headers: json })).status, 201);
+  await expectError('a/s', { method: 'POST', headers: json }, 400);
+  await expectError('a/s', { method: 'POST', body: new Uint8Array([0x31]) }, 400); // no Content-Type
+  await expectError('a/s', { method: 'POST', headers: json, body: '[]' }, 400);
+  await expectError('a/s', { method: 'POST', headers: json, body: 'nope' }, 400);
+  await expectError('a/s', { method: 'POST', headers: text, body: 'x' }, 409, 'stream_conflict');
+  await expectError('a/s', { method: 'POST', headers: json, body: 'x'.repeat(2000) }, 413);
+  const producer = (epoch: string, seq: string) => ({
+    ...json,
+    'producer-id': 'p',
+    'producer-epoch': epoch,
+    'producer-seq': seq,
+  });
+  await expectError('a/s', { method: 'POST', headers: { ...json, 'producer-id': 'p' }, body: '1' }, 400);
+  await expectError('a/s', { method: 'POST', headers: producer('x', '0'), body: '1' }, 400);
+  await expectError('a/s', { method: 'POST', headers: producer('0', '9007199254740993'), body: '1' }, 400);
+  await expectError(
+    'a/s',
+    { method: 'POST', headers: { ...producer('0', '0'), 'producer-id': '' }, body: '1' },
+    400,
+  );
+  const gap = await expectError(
+    'a/s',
+    { method: 'POST', headers: producer('0', '3'), body: '1' },
+    409,
+    'producer_seq_gap',
+  );
+  assert.equal(gap.headers.get('producer-expected-seq'), '0');
+  assert.equal((await call('a/s', { method: 'POST', headers: producer('2', '0'), body: '1' })).status, 200);
+  const fenced = await expectError(
+    'a/s',
+    { method: 'POST', headers: producer('1', '0'), body: '1' },
+    403,
+    'producer_fenced',
+  );
+  assert.equal(fenced.headers.get('producer-epoch'), '2');
+  await expectError('a/s', { method: 'POST', headers: producer('3', '1'), body: '1' }, 400);
+  assert.equal(
+    (await call('a/s', { method: 'POST', headers: { ...json, 'stream-seq': 'b' }, body: '1' })).status,
+    204,
+  );
+  await expectError('a/s', { method: 'POST', headers: { ...json, 'stream-seq': 'a' }, body: '1' }, 409);
+  assert.equal((await call('a/s', { method: 'POST', headers: { 'stream-closed': 'true' } })).status, 204);
+  const closed = await expectError('a/s', { method: 'POST', headers: json, body: '1' }, 409, 'stream_closed');
+  assert.equal(closed.headers.get('stream-closed'), 'true');
+  assert.ok(closed.headers.get('stream-next-offset'));
+});
+
+test('reads: 400 for bad offsets and modes, 404 for no stream', async () => {
+  assert.equal((await call('r/s', { method: 'PUT', headers: text, body: 'abc' })).status, 201);
+  for (const query of [
+    'offset=',
+    'offset=abc',
+    'offset=1',
+    'offset=-2',
+    'offset=-1&offset=now',
+    'live=sse',
+    'live=bogus&offset=-1',
+    'offset=../../etc',
+  ])
+    await expectError(`r/s?${query}`, {}, 400);
+  await expectError('r/none?offset=-1', {}, 404);
+  await expectError('r/none?offset=now&live=long-poll', {}, 404);
+  const head = await call('r/none', { method: 'HEAD' });
+  assert.equal(head.status, 404);
+});
+
+test('forks: 404 for no source, 400 for bad offsets, 409 for mismatches, 410 for a soft-deleted source', async () => {
+  assert.equal((await call('f/src', { method: 'PUT', headers: text, body: 'hello' })).status, 201);
+  const from = (extra: Record<string, string> = {}) => ({
+    'stream-forked-from': '/v1/stream/f/src',
+    ...extra,
+  });
+  await expectError('f/a', { method: 'PUT', headers: { 'stream-forked-from': '/v1/stream/f/none' } }, 404);
+  await expectError('f/a', { method: 'PUT', headers: from({ 'stream-fork-offset': 'zzz' }) }, 400);
+  await expectError(
+    'f/a',
+    { method: 'PUT', headers: from({ 'stream-fork-offset': '0000000000000000_0000000000000099' }) },
+    400,
+  );
+  await expectError('f/a', { method: 'PUT', headers: from({ 'stream-fork-sub-offset': '1' }) }, 400);
+  await expectError('f/a', { method: 'PUT', headers: { 'stream-fork-sub-offset': '0' } }, 400);
+  await expectError('f/a', { method: 'PUT', headers: from({ 'content-type': 'application/json' }) }, 409);
+  assert.equal((await call('f/a', { method: 'PUT', headers: from() })).status, 201);
+  assert.equal((await call('f/src', { method: 'DELETE' })).status, 204);
+  for (const method of ['GET', 'HEAD', 'DELETE']) await expectError('f/src', { method }, 410);
+  await expectError('f/src', { method: 'POST', headers: text, body: 'x' }, 410, 'stream_gone');
+  await expectError('f/src', { method: 'PUT', headers: text }, 409);
+  await expectError('f/b', { method: 'PUT', headers: from() }, 409);
+  // the fork still reads what it inherited
+  assert.equal(await (await call('f/a?offset=-1')).text(), 'hello');
+});
+
+test('access: 401 without credentials, 403 outside the capability, the open glob only where it says', async () => {
+  await expectError('shared/x', { method: 'PUT', key: null }, 401, 'unauthorized');
+  await expectError('shared/x', { method: 'PUT', key: 'test:wrong' }, 401);
+  assert.equal((await call('shared/x', { method: 'PUT', headers: text, body: 'hi' })).status, 201);
+  assert.equal(await (await call('shared/x?offset=-1', { key: READER })).text(), 'hi');
+  await expectError('shared/x', { method: 'POST', headers: text, body: 'x', key: READER }, 403, 'forbidden');
+  await expectError('shared/x', { method: 'DELETE', key: READER }, 403);
+  await expectError('other/x?offset=-1', { key: READER }, 403);
+  // a fork is a read of its source: a reader of nothing cannot copy a stream it may not read
+  await expectError(
+    'public/copy',
+    { method: 'PUT', headers: { 'stream-forked-from': '/v1/stream/shared/x' }, key: null },
+    401,
+  );
+  assert.equal((await call('public/p', { method: 'PUT', headers: text, key: null })).status, 201);
+  assert.equal((await call('public/p', { method: 'POST', headers: text, body: 'x', key: null })).status, 204);
+  await expectError('publicity/p', { method: 'PUT', headers: text, key: null }, 401);
+});
+
+test('other methods are 405; the server still answers after all of it', async () => {
+  await expectError('m/x', { method: 'PATCH' }, 405, 'method_not_allowed');
+  const health = await fetch(`${fx.server.url}/health`);
+  assert.equal(health.status, 200);
+});

@@ -1,0 +1,354 @@
+/**
+ * Presence, leases and recovery keys shared by several nodes on one real redis-server (PROTOCOL.md
+ * §15): in-process nodes (`startServer`, port 0) with short sweeps, so a node's death — here its
+ * shutdown, which stops its heartbeats and renewals without leaving anything — is seen by the others.
+ * The same with `kill -9`ed node processes behind a balancer: redis-node-loss.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Message, PresenceFrame, ServerFrame } from '@mooring/protocol';
+import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { createClient } from 'redis';
+import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
+import { rest, TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+
+const skip = redisSkipReason();
+const GRACE = 1_500;
+
+const isPresence = (channel: string, action?: string) => (f: ServerFrame) =>
+  f.type === 'presence' && f.channel === channel && (action === undefined || f.action === action);
+const presenceOf = (c: RawClient, channel: string) =>
+  c.frames.filter((f): f is PresenceFrame => f.type === 'presence' && f.channel === channel);
+
+function node(redis: RedisServer, options: Partial<ServerOptions> = {}): Promise<MooringServer> {
+  return startServer({
+    host: '127.0.0.1',
+    port: 0,
+    keys: [TEST_KEY],
+    store: { kind: 'redis', url: redis.url },
+    presenceGrace: GRACE,
+    sweepInterval: 100,
+    nodeTtl: 400,
+    heartbeatInterval: 500,
+    connectionStateTtl: 5_000,
+    ...options,
+  });
+}
+
+async function members(server: MooringServer, channel: string): Promise<string[]> {
+  const res = await rest(server, `/v1/channels/${channel}/presence`);
+  return (res.body.members as Array<{ clientId: string }>).map((m) => m.clientId).sort();
+}
+
+async function runMessage(server: MooringServer, channel: string): Promise<Message[]> {
+  const res = await rest(server, `/v1/channels/${channel}/messages?direction=forwards&limit=100`);
+  return res.body.items as Message[];
+}
+
+if (skip) {
+  describe('several nodes: presence, leases, recovery keys', () => {
+    it('needs redis-server', (t) => t.skip(skip));
+  });
+} else {
+  describe('several nodes: recovery keys', () => {
+    let redis: RedisServer;
+    let a: MooringServer;
+    let b: MooringServer;
+    before(async () => {
+      redis = await startRedis();
+      a = await node(redis);
+      b = await node(redis, { connectionStateTtl: 1_000, heartbeatInterval: 300 });
+    });
+    after(async () => {
+      await a.close();
+      await b.close();
+      await redis.close();
+    });
+
+    it('a recovery key issued by node A recovers the same connection on node B, and only with its secret', async () => {
+      const phone = await RawClient.connect(a.url, { clientId: 'phone' });
+      const { connectionId, connectionKey } = phone.connected;
+      phone.kill();
+      const forged = await RawClient.connect(b.url, {
+        clientId: 'phone',
+        recover: `${connectionId}.not-the-secret`,
+      });
+      assert.equal(forged.connected.resumed, false, 'a wrong secret recovers nothing');
+      assert.notEqual(forged.connected.connectionId, connectionId);
+      const impostor = await RawClient.connect(b.url, { clientId: 'someone-else', recover: connectionKey });
+      assert.equal(impostor.connected.resumed, false, 'another clientId recovers nothing');
+      const back = await RawClient.connect(b.url, { clientId: 'phone', recover: connectionKey });
+      assert.equal(back.connected.resumed, true);
+      assert.equal(back.connected.connectionId, connectionId);
+      await Promise.all([forged.close(), impostor.close(), back.close()]);
+    });
+
+    it('a deliberately closed connection cannot be recovered anywhere', async () => {
+      const tab = await RawClient.connect(a.url, { clientId: 'tab' });
+      await tab.close();
+      // a request answered by A after its close handling: the close has been processed
+      await waitFor(() => a.connections === 0, { message: 'A never saw the close' });
+      // the DEL is sent without waiting for it: the first attempt after it landed recovers nothing
+      const again = await waitFor(async () => {
+        const attempt = await RawClient.connect(b.url, {
+          clientId: 'tab',
+          recover: tab.connected.connectionKey,
+        });
+        await attempt.close();
+        return attempt.connected.resumed === false ? attempt : undefined;
+      });
+      assert.notEqual(again.connected.connectionId, tab.connected.connectionId);
+    });
+
+    it('an identity is forgotten one TTL after its transport is gone (Redis expiry)', async () => {
+      const phone = await RawClient.connect(b.url, { clientId: 'ttl' });
+      phone.kill();
+      await waitFor(() => b.connections === 0, { message: 'B never saw the loss' });
+      // B's TTL: 1 s (at least 3 heartbeats); Redis removes the key on its own
+      const redisClient = createClient({ url: redis.url });
+      await redisClient.connect();
+      try {
+        const key = `mooring:connection:${phone.connected.connectionId}`;
+        assert.equal(await redisClient.exists(key), 1);
+        await waitFor(async () => (await redisClient.exists(key)) === 0, {
+          message: 'the identity never expired',
+        });
+      } finally {
+        await redisClient.close();
+      }
+      const again = await RawClient.connect(a.url, {
+        clientId: 'ttl',
+        recover: phone.connected.connectionKey,
+      });
+      assert.equal(again.connected.resumed, false, 'expired: a new connection');
+      await again.close();
+    });
+  });
+
+  describe('several nodes: presence', () => {
+    let redis: RedisServer;
+    let nodes: MooringServer[];
+    before(async () => {
+      redis = await startRedis();
+      nodes = [await node(redis), await node(redis), await node(redis)];
+    });
+    after(async () => {
+      for (const n of nodes) await n.close().catch(() => {});
+      await redis.close();
+    });
+
+    it('members are visible from every node, and each event reaches subscribers on every node once', async () => {
+      const [a, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
+      const channel = 'session:everywhere';
+      const watchers = await Promise.all(
+        [a, b, c].map((n, i) => RawClient.connect(n.url, { clientId: `w${i}` })),
+      );
+      for (const w of watchers) await w.attach(channel);
+      const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+      await agent.request({ type: 'presence', channel, action: 'enter', data: { typing: false } });
+      await agent.request({ type: 'presence', channel, action: 'update', data: { typing: true } });
+      await agent.request({ type: 'presence', channel, action: 'leave' });
+      for (const w of watchers) await w.next(isPresence(channel, 'leave'));
+      assert.deepEqual(await members(c, channel), []);
+      await agent.request({ type: 'presence', channel, action: 'enter' });
+      assert.deepEqual(await members(b, channel), ['agent']);
+      assert.deepEqual(await members(c, channel), ['agent']);
+      // the end marker: a last enter by a watcher, seen by everyone after everything before it
+      await watchers[2]!.request({ type: 'presence', channel, action: 'enter' });
+      for (const w of watchers)
+        await w.next(
+          (f) =>
+            isPresence(channel, 'enter')(f) &&
+            f.type === 'presence' &&
+            f.action !== 'sync' &&
+            f.member.clientId === 'w2',
+        );
+      for (const w of watchers)
+        assert.deepEqual(
+          presenceOf(w, channel).map((f) => f.action),
+          ['sync', 'enter', 'update', 'leave', 'enter', 'enter'],
+          'every event once, in order, on every node',
+        );
+      await Promise.all([...watchers, agent].map((x) => x.close()));
+    });
+
+    it('a connection recovered on another node keeps its presence: no leave, not even after the first node’s grace', async () => {
+      const [a, b] = nodes as [MooringServer, MooringServer];
+      const channel = 'session:moved';
+      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
+      await watcher.attach(channel);
+      const phone = await RawClient.connect(a.url, { clientId: 'phone' });
+      await phone.request({ type: 'presence', channel, action: 'enter' });
+      await watcher.next(isPresence(channel, 'enter'));
+      phone.kill();
+      await waitFor(() => a.connections === 0, { message: 'A never saw the loss' });
+      const back = await RawClient.connect(b.url, {
+        clientId: 'phone',
+        recover: phone.connected.connectionKey,
+      });
+      assert.equal(back.connected.resumed, true);
+      // A's grace runs out; its leave applies only to members it still holds, and B took them over
+      await new Promise((resolve) => setTimeout(resolve, GRACE + 300));
+      await back.request({ type: 'presence', channel, action: 'update', data: 'still here' });
+      await watcher.next(isPresence(channel, 'update'));
+      assert.deepEqual(
+        presenceOf(watcher, channel).map((f) => f.action),
+        ['sync', 'enter', 'update'],
+      );
+      back.kill();
+      await watcher.next(isPresence(channel, 'leave'));
+      assert.deepEqual(await members(a, channel), []);
+      await watcher.close();
+    });
+
+    it('members held by a node that died leave after the grace: not at once, not never, announced once', async () => {
+      const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
+      const doomed = await node(redis);
+      const channel = 'session:doomed';
+      const watchers = [
+        await RawClient.connect(b.url, { clientId: 'wb' }),
+        await RawClient.connect(c.url, { clientId: 'wc' }),
+      ];
+      for (const w of watchers) await w.attach(channel);
+      const users = await Promise.all(
+        [1, 2, 3].map((i) => RawClient.connect(doomed.url, { clientId: `user${i}` })),
+      );
+      for (const u of users) await u.request({ type: 'presence', channel, action: 'enter' });
+      for (const w of watchers)
+        await waitFor(() => presenceOf(w, channel).filter((f) => f.action === 'enter').length === 3);
+      const redisClient = createClient({ url: redis.url });
+      await redisClient.connect();
+      try {
+        const aliveKeys = await redisClient.keys('mooring:node:*');
+        assert.equal(aliveKeys.length, 4, 'four live nodes');
+        // the node stops: no heartbeat any more, and nothing left on purpose (as after kill -9)
+        await doomed.close();
+        await waitFor(async () => (await redisClient.keys('mooring:node-dead:*')).length === 1, {
+          message: 'no sweeper noticed the dead node',
+        });
+        // seen dead, still present: the grace runs from here
+        assert.deepEqual(await members(b, channel), ['user1', 'user2', 'user3']);
+      } finally {
+        await redisClient.close();
+      }
+      for (const w of watchers)
+        await waitFor(() => presenceOf(w, channel).filter((f) => f.action === 'leave').length === 3, {
+          message: 'the dead node’s members never left',
+        });
+      assert.deepEqual(await members(c, channel), []);
+      // three sweepers raced (b, c, and the first node): each leave announced once
+      await watchers[0]!.request({ type: 'presence', channel, action: 'enter' });
+      for (const w of watchers)
+        await w.next(
+          (f) =>
+            isPresence(channel, 'enter')(f) &&
+            f.type === 'presence' &&
+            f.action !== 'sync' &&
+            f.member.clientId === 'wb',
+        );
+      for (const w of watchers)
+        assert.equal(presenceOf(w, channel).filter((f) => f.action === 'leave').length, 3);
+      await Promise.all(watchers.map((w) => w.close()));
+    });
+  });
+
+  describe('several nodes: leases', () => {
+    let redis: RedisServer;
+    let nodes: MooringServer[];
+    before(async () => {
+      redis = await startRedis();
+      nodes = [await node(redis), await node(redis), await node(redis)];
+    });
+    after(async () => {
+      for (const n of nodes) await n.close().catch(() => {});
+      await redis.close();
+    });
+
+    it('a lease held on a live node is renewed: other nodes do not expire it', async () => {
+      const [a, b] = nodes as [MooringServer, MooringServer];
+      const channel = 'run:kept';
+      const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+      const ack = await agent.publish(channel, [
+        { id: 'run', data: 'x', headers: { status: 'running' }, lease: 400 },
+      ]);
+      const kept = ack.results[0]!.serial;
+      // a REST publisher's lease is not renewed by any connection: it runs out, which proves sweeps
+      // went past the first lease's deadline several times
+      const res = await rest(b, `/v1/channels/${channel}/messages`, {
+        body: { id: 'rest-run', data: 'y', headers: { status: 'running' }, lease: 1_500 },
+      });
+      assert.equal(res.status, 200);
+      await waitFor(
+        async () =>
+          (await runMessage(b, channel)).some(
+            (m) => m.id === 'rest-run' && m.headers?.status === 'abandoned',
+          ),
+        { message: 'the REST lease never ran out' },
+      );
+      const run = (await runMessage(b, channel)).find((m) => m.serial === kept);
+      assert.equal(run?.headers?.status, 'running', 'renewed by its node while its connection lives');
+      await agent.publish(channel, [
+        { action: 'update', serial: kept, id: 'end', headers: { status: 'complete' }, lease: 0 },
+      ]);
+      await agent.close();
+    });
+
+    it('a lease whose node died is expired by the others one lease later, exactly once', async () => {
+      const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
+      const doomed = await node(redis);
+      const channel = 'run:orphan';
+      const watcher = await RawClient.connect(c.url);
+      await watcher.attach(channel);
+      const agent = await RawClient.connect(doomed.url, { clientId: 'agent' });
+      const ack = await agent.publish(channel, [
+        { id: 'run', data: 'x', headers: { status: 'running' }, lease: 500 },
+      ]);
+      const serial = ack.results[0]!.serial;
+      await doomed.close(); // renewals stop; the others (three sweepers) race to expire it
+      await waitFor(() => watcher.messages(channel).some((m) => m.headers?.status === 'abandoned'), {
+        message: 'the run never ended abandoned',
+      });
+      // another op after it: everything before has been delivered
+      const pub = await RawClient.connect(b.url, { clientId: 'marker' });
+      await pub.publish(channel, [{ id: 'marker', data: 'end' }]);
+      await waitFor(() => watcher.messages(channel).some((m) => m.id === 'marker'));
+      const abandoned = watcher
+        .messages(channel)
+        .filter((m) => m.serial === serial && m.headers?.status === 'abandoned');
+      assert.equal(abandoned.length, 1, 'one abandoned update, however many sweepers');
+      await Promise.all([watcher.close(), pub.close()]);
+    });
+
+    it('the same clientId writing again from another node before expiry takes the lease back', async () => {
+      const [a, b] = nodes as [MooringServer, MooringServer];
+      const doomed = await node(redis);
+      const channel = 'run:taken-back';
+      const agent = await RawClient.connect(doomed.url, { clientId: 'agent' });
+      const ack = await agent.publish(channel, [
+        { id: 'run', data: 'x', headers: { status: 'running' }, lease: 1_000 },
+      ]);
+      const serial = ack.results[0]!.serial;
+      await doomed.close();
+      const restarted = await RawClient.connect(a.url, { clientId: 'agent' });
+      await restarted.publish(channel, [
+        { action: 'update', serial, id: 'again', headers: { status: 'running' }, lease: 1_000 },
+      ]);
+      // a REST lease taken after it, shorter-lived: once it ran out, the first deadline has passed too
+      await rest(b, `/v1/channels/${channel}/messages`, {
+        body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
+      });
+      await waitFor(
+        async () =>
+          (await runMessage(b, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
+        { message: 'the probe lease never ran out' },
+      );
+      const run = (await runMessage(b, channel)).find((m) => m.serial === serial);
+      assert.equal(run?.headers?.status, 'running', 'taken back by the restarted agent: still running');
+      await restarted.publish(channel, [
+        { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
+      ]);
+      await restarted.close();
+    });
+  });
+}

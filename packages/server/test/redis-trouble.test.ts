@@ -1,0 +1,124 @@
+/**
+ * Redis trouble (PROTOCOL.md §15). Redis that stops answering without closing the connection: a
+ * FaultProxy in blackhole mode between the node and a real redis-server. Publishes must fail with a
+ * retryable `store_unavailable` within the command timeout (never hang, never be acknowledged
+ * unstored), `/ready` says 503, connected clients keep their sessions, and everything works again
+ * once the network does — the node replaces its dead command connection by itself.
+ * And retention trim on many channels: a trim visits only the channels that have something due.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FaultProxy, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { type MooringServer, startServer } from '../src/index.ts';
+import { RedisStore } from '../src/store/redis-store.ts';
+import type { NewOperation } from '../src/store/store.ts';
+import { rest, TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+
+const skip = redisSkipReason();
+
+if (skip) {
+  describe('Redis trouble', () => {
+    it('needs redis-server', (t) => t.skip(skip));
+  });
+} else {
+  describe('Redis trouble: a blackholed Redis', () => {
+    it('publishes fail with a retryable store_unavailable within the command timeout; sessions survive; all works again after', async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const proxy = await FaultProxy.start({ port: redis.port });
+      t.after(() => proxy.close());
+      const server: MooringServer = await startServer({
+        host: '127.0.0.1',
+        port: 0,
+        keys: [TEST_KEY],
+        store: { kind: 'redis', url: `redis://127.0.0.1:${proxy.port}`, commandTimeout: 300 },
+      });
+      t.after(() => server.close());
+      assert.ok(server.store instanceof RedisStore);
+      const channel = 'session:blackhole';
+      const pub = await RawClient.connect(server.url, { clientId: 'agent' });
+      const sub = await RawClient.connect(server.url);
+      await sub.attach(channel);
+      const first = await pub.publish(channel, [{ id: 'before', data: 'before' }]);
+
+      proxy.blackhole();
+      const refused = await pub.request({ type: 'publish', channel, ops: [{ id: 'during', data: 'x' }] });
+      assert.equal(refused.type, 'error', JSON.stringify(refused));
+      assert.ok(
+        refused.type === 'error' && refused.error.code === 'store_unavailable',
+        JSON.stringify(refused),
+      );
+      assert.ok(refused.type === 'error' && refused.error.retryable);
+      assert.equal((await rest(server, '/ready')).status, 503);
+      // the sessions are still there: the server answers on them
+      const pong = await sub.request({ type: 'ping' });
+      assert.equal(pong.type, 'pong');
+
+      proxy.pass();
+      await waitFor(async () => (await rest(server, '/ready')).status === 200, { message: 'ready again' });
+      // the client resends its unacknowledged publish with the same id: stored once
+      const retried = await pub.publish(channel, [{ id: 'during', data: 'x' }]);
+      const again = await pub.publish(channel, [{ id: 'during', data: 'x' }]);
+      assert.equal(again.results[0]!.serial, retried.results[0]!.serial);
+      assert.equal(again.results[0]!.duplicate, true);
+      await waitFor(() => sub.positions.get(channel) === retried.results[0]!.serial, {
+        message: 'the subscriber attached through the outage receives what is stored after it',
+      });
+      const stored = (await rest(server, `/v1/channels/${channel}/messages?direction=forwards`)).body
+        .items as { serial: string }[];
+      assert.deepEqual(
+        stored.map((m) => m.serial),
+        [first.results[0]!.serial, retried.results[0]!.serial],
+      );
+      // the blackholed flows stay dead: the pub/sub connection was replaced too, so a channel first
+      // attached now goes live and gets what is published (a dead one would hold its subscribe for ever)
+      const late = await RawClient.connect(server.url);
+      await late.attach('session:after');
+      const after = await pub.publish('session:after', [{ id: 'after', data: 'y' }]);
+      await waitFor(() => late.positions.get('session:after') === after.results[0]!.serial, {
+        message: 'a channel attached after the outage is delivered live',
+      });
+      await Promise.all([pub.close(), sub.close(), late.close()]);
+    });
+  });
+
+  describe('Redis trouble: retention trim on many channels', () => {
+    const HOUR = 60 * 60 * 1000;
+    const op = (id: string): NewOperation => ({ action: 'create', publisher: '', id, data: id });
+    const evalshaCalls = async (redis: { command(...args: string[]): Promise<string> }) =>
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.command('INFO', 'commandstats'))?.[1] ?? 0);
+
+    it('visits only the channels with something due, not every channel on every tick', async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const store = await RedisStore.open({
+        url: redis.url,
+        retentionFor: (channel) => (channel.startsWith('short:') ? HOUR : 24 * HOUR),
+      });
+      t.after(() => store.close());
+      const t0 = 1_700_000_000_000;
+      const opts = { maxMessageSize: 1 << 20, now: t0 };
+      for (let i = 0; i < 100; i++) await store.append(`long:${i}`, [op(`m${i}`)], opts);
+      await store.append('short:x', [op('s')], opts);
+
+      const before = await evalshaCalls(redis);
+      assert.equal(await store.trim(t0 + HOUR - 1), 0);
+      assert.equal(await evalshaCalls(redis), before, 'nothing due: no channel visited');
+      assert.equal(await store.trim(t0 + 2 * HOUR), 1);
+      assert.equal(await evalshaCalls(redis), before + 1, 'one channel due: one channel visited');
+      // the emptied channel is filed again one retention later; the long ones are due at 24 h
+      assert.equal(await store.trim(t0 + 2 * HOUR), 0);
+      assert.equal(await evalshaCalls(redis), before + 1);
+      assert.equal(await store.trim(t0 + 25 * HOUR), 100);
+      assert.equal((await store.info('long:7'))!.messageCount, 0);
+
+      // a channel filed by an older version (the set it scanned whole) is moved over and trimmed
+      await store.append('legacy:y', [op('l')], { ...opts, now: t0 + 25 * HOUR });
+      await redis.command('ZREM', 'mooring:trim', 'legacy:y');
+      await redis.command('SADD', 'mooring:channels', 'legacy:y');
+      assert.equal(await store.trim(t0 + 50 * HOUR), 1);
+      assert.match(await redis.command('SCARD', 'mooring:channels'), /^:0/);
+    });
+  });
+}
