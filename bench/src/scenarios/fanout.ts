@@ -208,12 +208,17 @@ export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions):
       const r = await startRedis({ appendonly: 'everysec' });
       redis = r;
       const nodes: ServerProcess[] = [];
-      server = cluster(nodes); // stopped in finally even if a later node fails to start
-      for (let i = 0; i < spec.redis.nodes; i++) {
-        nodes.push(
-          await spawnServer(spec.module, { args: [...spec.args, r.url], label: `${spec.label} #${i + 1}` }),
-        );
+      try {
+        for (let i = 0; i < spec.redis.nodes; i++) {
+          nodes.push(
+            await spawnServer(spec.module, { args: [...spec.args, r.url], label: `${spec.label} #${i + 1}` }),
+          );
+        }
+      } catch (error) {
+        await Promise.all(nodes.map((n) => n.stop()));
+        throw error;
       }
+      server = cluster(nodes);
       ports = nodes.map((n) => n.port);
     } else {
       server = await spawnServer(spec.module, { args: spec.args, label: spec.label });
