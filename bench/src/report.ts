@@ -123,7 +123,7 @@ export function fanoutMarkdown(results: FanoutServerResult[], ctx: FanoutReportC
       .map(([name, n]) => `${name} ${n.toFixed(2)}`)
       .join(', ');
     out.push(
-      `\nRedis, ${result.label} (whole run, ${int(r.scripts)} publish scripts): ${r.commandsPerScript.toFixed(2)} commands and ${r.cpuUsPerScript.toFixed(0)} µs of Redis CPU per publish (${calls}); one Redis core at this cost: ≈ ${int(r.scriptsPerCore)} publishes/s.`,
+      `\nRedis, ${result.label} (both passes, ${int(r.scripts)} scripts: publishes, and the registry's refreshes): ${r.commandsPerScript.toFixed(2)} commands and ${r.cpuUsPerScript.toFixed(0)} µs of Redis CPU per publish (${calls}); one Redis core at this cost: ≈ ${int(r.scriptsPerCore)} publishes/s.`,
     );
   }
   if (notes.length > 0) out.push(`\nNotes:\n${notes.map((n) => `- ${n}`).join('\n')}`);
