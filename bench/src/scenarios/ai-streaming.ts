@@ -162,7 +162,6 @@ async function deploy(
       ...(profServer ? { execArgv: profServer } : {}),
     });
     started.push(server);
-    const url = `ws://127.0.0.1:${server.port}`;
     const config: MooringAgentConfig = {
       url: `http://127.0.0.1:${server.port}`,
       key: BENCH_KEY,
@@ -181,7 +180,6 @@ async function deploy(
       ...(profAgent ? { execArgv: profAgent } : {}),
     });
     started.push(agent);
-    void url;
     return { users: mooringUsers(config.url, BENCH_KEY), own: [server, agent], relay: server, redis, stop };
   } catch (error) {
     await stop();
