@@ -1,17 +1,18 @@
 /**
  * Command line of `npm run bench` (bench/src/run.ts):
  *
- *   node bench/src/run.ts [fanout|appends|transports|all] [--subscribers N] [--seconds S] [--rate R]
+ *   node bench/src/run.ts [fanout|appends|transports|streams|all] [--subscribers N] [--seconds S] [--rate R]
  *        [--in-flight W] [--rounds N] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
  *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory,redis]
  *        [--transports ws,sse,longpoll] [--streams N] [--token-rate T]
+ *        [--ds-streams N] [--ds-appends N] [--ds-servers mooring,mooring-sqlite,ds-reference,ds-reference-file]
  */
 import { parseArgs } from 'node:util';
 import { AI_SYSTEMS, type AiSystem } from './scenarios/ai-streaming.ts';
 import type { StoreKind } from './scenarios/appends.ts';
 
 export interface BenchOptions {
-  scenario: 'fanout' | 'appends' | 'transports' | 'ai' | 'catchup' | 'all';
+  scenario: 'fanout' | 'appends' | 'transports' | 'streams' | 'ai' | 'catchup' | 'all';
   /** Fan-out subscribers (default 1000). */
   subscribers: number;
   /** Subscribers per transport in the transports fan-out: --subscribers if given, else 300. */
@@ -29,6 +30,10 @@ export interface BenchOptions {
   transports: string[] | undefined;
   streams: number;
   tokenRate: number;
+  /** Durable Streams scenario: streams, appends per stream, and which servers. */
+  dsStreams: number;
+  dsAppends: number;
+  dsServers: string[] | undefined;
   /** The ai scenario: loads (concurrent responses), answer length, gap, sampled users, systems. */
   aiResponses: number[];
   aiSeconds: number;
@@ -40,7 +45,7 @@ export interface BenchOptions {
   gaps: number[];
 }
 
-export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|ai|catchup|all] [options]
+export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|streams|ai|catchup|all] [options]
   --subscribers N   fan-out subscribers (default 1000; 300 per transport in transports)
   --seconds S       measured seconds per fan-out pass (default 8)
   --warmup S        unmeasured seconds before each rate pass (default 2)
@@ -58,6 +63,9 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|ai
   --transports LIST comma-separated: ws,sse,longpoll (default all three)
   --streams N       concurrent token-streaming responses in transports (default 50)
   --token-rate T    tokens/s of each response in transports and ai (default 30)
+  --ds-streams N    Durable Streams in the streams scenario (default 20)
+  --ds-appends N    appends per stream in the streams scenario (default 500)
+  --ds-servers L    mooring,mooring-sqlite,ds-reference,ds-reference-file (default all)
   ai (not part of all):
   --ai-responses L  comma-separated loads, concurrent responses (default 100,500)
   --ai-seconds S    length of each answer in seconds (default 20)
@@ -109,6 +117,9 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       transports: { type: 'string' },
       streams: { type: 'string' },
       'token-rate': { type: 'string' },
+      'ds-streams': { type: 'string' },
+      'ds-appends': { type: 'string' },
+      'ds-servers': { type: 'string' },
       'ai-responses': { type: 'string' },
       'ai-seconds': { type: 'string' },
       'ai-gap': { type: 'string' },
@@ -128,6 +139,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     scenario !== 'fanout' &&
     scenario !== 'appends' &&
     scenario !== 'transports' &&
+    scenario !== 'streams' &&
     scenario !== 'ai' &&
     scenario !== 'catchup' &&
     scenario !== 'all'
@@ -165,6 +177,9 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     transports,
     streams: Math.round(positiveNumber('streams', values.streams, 50)),
     tokenRate: positiveNumber('token-rate', values['token-rate'], 30),
+    dsStreams: Math.round(positiveNumber('ds-streams', values['ds-streams'], 20)),
+    dsAppends: Math.round(positiveNumber('ds-appends', values['ds-appends'], 500)),
+    dsServers: list(values['ds-servers']),
     aiResponses: (list(values['ai-responses']) ?? ['100', '500']).map((v) =>
       Math.round(positiveNumber('ai-responses', v, 100)),
     ),

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseBenchOptions, USAGE } from './cli-options.ts';
 import { appendsMarkdown, fanoutMarkdown, TARGETS } from './report.ts';
 import { aiMarkdown } from './report-ai.ts';
+import { streamsMarkdown } from './report-streams.ts';
 import { transportsMarkdown } from './report-transports.ts';
 import { type AiResult, runAiStreaming } from './scenarios/ai-streaming.ts';
 import { type AppendsResult, runAppends } from './scenarios/appends.ts';
@@ -20,6 +21,7 @@ import {
   type FanoutServerResult,
   runFanout,
 } from './scenarios/fanout.ts';
+import { runStreams, type StreamsResult } from './scenarios/streams.ts';
 import { runTransports, type TransportsResult } from './scenarios/transports.ts';
 
 /** Whole-run limit: however the scenarios behave, the process ends (children are killed on exit). */
@@ -80,6 +82,15 @@ let transports: TransportsResult | undefined;
 let ai: AiResult[] | undefined;
 let catchup: CatchupResult[] | undefined;
 const catchupStore = options.stores[0] === 'memory' ? 'memory' : 'sqlite';
+let streams: StreamsResult[] | undefined;
+const streamsOptions = {
+  streams: options.dsStreams,
+  appends: options.dsAppends,
+  payloadBytes: 100,
+  readRounds: 5,
+  liveSeconds: 3,
+  ...(options.dsServers === undefined ? {} : { only: options.dsServers }),
+};
 if (options.scenario === 'fanout' || options.scenario === 'all') {
   fanout = await runFanout({
     subscribers: options.subscribers,
@@ -142,6 +153,8 @@ if (options.scenario === 'catchup') {
   catchup = await runCatchup({ gaps: options.gaps, tokenRate: options.tokenRate, store: catchupStore });
 }
 
+if (options.scenario === 'streams' || options.scenario === 'all') streams = await runStreams(streamsOptions);
+
 const sections = [
   `## Mooring benchmarks (${started.toISOString()})`,
   `Machine: ${machine.cpus} × ${machine.model}, Node ${machine.node} (${machine.platform}); ` +
@@ -176,6 +189,7 @@ if (ai !== undefined) {
   );
 }
 if (catchup !== undefined) sections.push(catchupMarkdown(catchup, catchupStore, options.tokenRate));
+if (streams !== undefined) sections.push(streamsMarkdown(streams, streamsOptions));
 process.stdout.write(`${sections.join('\n\n')}\n`);
 
 const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
@@ -183,7 +197,7 @@ mkdirSync(resultsDir, { recursive: true });
 const file = `${resultsDir}latest.json`;
 writeFileSync(
   file,
-  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports, ai, catchup }, null, 2)}\n`,
+  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports, streams, ai, catchup }, null, 2)}\n`,
 );
 process.stderr.write(`bench: results written to ${file}\n`);
 
@@ -192,6 +206,7 @@ const failed =
   (appends ?? []).some((r) => r.error !== undefined) ||
   (transports?.fanout ?? []).some((r) => r.error !== undefined) ||
   (transports?.tokens ?? []).some((r) => r.error !== undefined) ||
+  (streams ?? []).some((r) => r.error !== undefined) ||
   (ai ?? []).some((r) => r.error !== undefined) ||
   (catchup ?? []).some((r) => r.error !== undefined);
 process.exit(failed ? 1 : 0);

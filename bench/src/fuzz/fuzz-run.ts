@@ -9,13 +9,17 @@
  * The random part lifts the per-connection frame budgets (it sends thousands of frames per second
  * on purpose, to exercise validation rather than the throttle, which the scenarios cover).
  *
- *   node bench/src/fuzz/fuzz-run.ts [--frames 80000] [--requests 20000] [--seed 1]
+ * Durable Streams requests (`stream-fuzz.ts`, `--stream-requests`) run beside them, with a bystander
+ * following a stream that must lose nothing either.
+ *
+ *   node bench/src/fuzz/fuzz-run.ts [--frames 80000] [--requests 20000] [--stream-requests 10000] [--seed 1]
  *                                   [--adversarial-only] [--only <scenario name part>]
  */
 import { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from '@mooring/testkit';
 import WebSocket from 'ws';
 import { startMemoryReportingServer } from '../idle/memory-server.ts';
 import { printAdversarial, runAdversarial } from './adversarial.ts';
+import { streamBystander, streamFuzzer } from './stream-fuzz.ts';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -23,6 +27,7 @@ const arg = (name: string, fallback: number) => {
 };
 const FRAMES = arg('frames', 80_000);
 const REQUESTS = arg('requests', 20_000);
+const STREAM_REQUESTS = arg('stream-requests', 10_000);
 const rand = prng(arg('seed', 1));
 const KEY = 'bench:secret';
 const onlyIndex = process.argv.indexOf('--only');
@@ -68,6 +73,7 @@ const stats = {
   requests: 0,
   statuses: new Map<number, number>(),
 };
+const streamStats = { requests: 0, statuses: new Map<number, number>() };
 const NOT_ANSWERS = new Set(['connected', 'heartbeat', 'messages', 'presence', 'disconnect']);
 async function fuzzer(count: number): Promise<void> {
   let sent = 0;
@@ -160,15 +166,19 @@ const sampler = setInterval(async () => {
   const m = await memory();
   peak = Math.max(peak, m.rss);
   process.stderr.write(
-    `\rfuzz: ${stats.frames} frames, ${stats.requests} requests, server RSS ${(m.rss / 2 ** 20).toFixed(0)} MB   `,
+    `\rfuzz: ${stats.frames} frames, ${stats.requests} requests, ${streamStats.requests} stream requests, server RSS ${(m.rss / 2 ** 20).toFixed(0)} MB   `,
   );
 }, 1_000);
 const started = Date.now();
+const stopStreamBystander = await streamBystander(base);
 await Promise.all([
   ...Array.from({ length: 8 }, () => fuzzer(FRAMES / 8)),
   httpFuzzer(REQUESTS / 2),
   httpFuzzer(REQUESTS / 2),
+  streamFuzzer(base, STREAM_REQUESTS / 2, rand, streamStats),
+  streamFuzzer(base, STREAM_REQUESTS / 2, rand, streamStats),
 ]);
+const streamWatch = await stopStreamBystander();
 clearInterval(ticker);
 clearInterval(sampler);
 const seconds = (Date.now() - started) / 1000;
@@ -193,6 +203,19 @@ console.log(
       ' ',
     )} | ${server.exited ? 'NO' : 'yes'} | ${mb(before.rss)} → ${mb(peak)} → ${mb(after.rss)} | ${received.length}/${published} received, ${lost} lost |`,
 );
+const streamLost = streamWatch.appended - streamWatch.received.length;
+const streamInOrder = streamWatch.received.every((n, i) => n === i);
+console.log('');
+console.log('| Durable Streams requests | HTTP statuses | stream bystander |');
+console.log('|---|---|---|');
+console.log(
+  `| ${streamStats.requests} | ${[...streamStats.statuses]
+    .sort()
+    .map(([c, n]) => `${c}×${n}`)
+    .join(
+      ' ',
+    )} | ${streamWatch.received.length}/${streamWatch.appended} received${streamInOrder ? ' in order' : ' OUT OF ORDER'}, ${streamLost} lost |`,
+);
 bystander.terminate();
 publisher.terminate();
 const crashed = server.exited;
@@ -201,4 +224,8 @@ await server.stop();
 console.log('');
 const rows = await runAdversarial();
 printAdversarial(rows);
-process.exit(crashed || lost > 0 || rows.some((r) => !r.alive || r.lost > 0) ? 1 : 0);
+process.exit(
+  crashed || lost > 0 || streamLost !== 0 || !streamInOrder || rows.some((r) => !r.alive || r.lost > 0)
+    ? 1
+    : 0,
+);

@@ -13,6 +13,8 @@ const server = await startServer({
   keys: ['bench:secret'],
   limits: { maxConnectionsPerKey: 100_000, ...overrides },
   store: { kind: 'memory' },
+  // short live reads, so that the fuzz run's Durable Streams requests never wait long
+  durableStreams: { longPollTimeout: 250, sseMaxDuration: 250 },
 });
 process.on('message', (msg: { type: string; gc?: boolean }) => {
   if (msg.type === 'memory') {

@@ -7,6 +7,10 @@
  * In a glob `*` matches any run of characters (':' included); everything else matches itself, so
  * `session:a*` never matches `session:b`. The operation `*` grants every operation.
  *
+ * Inspection (delivery health, leases, the session inspector: `GET /v1/channels/:channel/health`,
+ * `GET /v1/health`) needs `history` AND `presence` on the channel — no operation of its own: whoever
+ * may read a session's log and its presence may see how it is delivered (health-report.ts).
+ *
  * Matching is linear-time (`globMatches`: an iterative two-pointer match, O(glob × name) at worst
  * and no recursion), never a backtracking regular expression: a hostile glob in a token cannot stall
  * the server whatever channel name it is tried against.

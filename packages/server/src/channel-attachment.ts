@@ -20,6 +20,7 @@ import type { AttachFrame, Message, ResumeFailure } from '@mooring/protocol';
 import type { ChannelService } from './channel-service.ts';
 import { type Delivery, encodeMessagesFrame } from './hub.ts';
 import { ServerError } from './server-error.ts';
+import type { Span } from './tracing.ts';
 
 /** What an attachment needs from its connection, whatever the transport. */
 export interface AttachOutlet {
@@ -83,13 +84,43 @@ export class ChannelAttachment {
    * `attach_superseded` if the attachment was closed meanwhile (a later attach, a detach, the end).
    */
   async catchUp(frame: AttachFrame): Promise<AttachOutcome> {
+    const { tracing } = this.#channels.metrics;
+    if (!tracing) return this.#catchUp(frame, undefined);
+    const span = tracing.start('mooring.attach', {
+      'mooring.channel': this.channel,
+      'mooring.mode': modeOf(frame),
+    });
+    try {
+      const outcome = await this.#catchUp(frame, span);
+      span.setAttribute('mooring.resumed', outcome.resumed);
+      if (outcome.reason !== undefined) span.setAttribute('mooring.resume_failure', outcome.reason);
+      span.end();
+      return outcome;
+    } catch (err) {
+      tracing.fail(span, err);
+      throw err;
+    }
+  }
+
+  async #catchUp(frame: AttachFrame, span: Span | undefined): Promise<AttachOutcome> {
     const { channel } = this;
     const channels = this.#channels;
+    const catchUpSince = async (after: string | undefined) => {
+      const reading = channels.metrics.tracing?.start('mooring.catchup', {}, span);
+      try {
+        const position = await this.#catchUpSince(after);
+        reading?.end();
+        return position;
+      } catch (err) {
+        channels.metrics.tracing?.fail(reading, err);
+        throw err;
+      }
+    };
     let outcome: AttachOutcome;
     if (frame.from !== undefined) {
       const check = await channels.checkResume(channel, frame.from);
       if (check.resumed) {
-        const position = await this.#catchUpSince(frame.from);
+        const position = await catchUpSince(frame.from);
         outcome = { resumed: true, epoch: check.epoch, position };
       } else {
         outcome = { resumed: false, epoch: check.epoch, position: check.head, reason: check.reason };
@@ -101,7 +132,7 @@ export class ChannelAttachment {
       outcome = { resumed: false, epoch: page.epoch, position: page.head };
     } else if (frame.start) {
       const info = await channels.info(channel);
-      const position = await this.#catchUpSince(undefined);
+      const position = await catchUpSince(undefined);
       outcome = { resumed: false, epoch: info?.epoch ?? '', position };
     } else {
       const info = await channels.info(channel);
@@ -111,15 +142,7 @@ export class ChannelAttachment {
     this.#ensureCurrent();
     if (outcome.epoch === '' && outcome.position !== '') outcome.epoch = outcome.position.split('.')[0] ?? '';
     this.#position = outcome.position;
-    const mode =
-      frame.from !== undefined
-        ? 'resume'
-        : frame.rewind !== undefined
-          ? 'rewind'
-          : frame.start
-            ? 'start'
-            : 'live';
-    channels.metrics.attaches.inc({ mode, resumed: String(outcome.resumed) });
+    channels.metrics.attaches.inc({ mode: modeOf(frame), resumed: String(outcome.resumed) });
     if (outcome.reason !== undefined) channels.metrics.resumeFailures.inc({ reason: outcome.reason });
     return outcome;
   }
@@ -194,7 +217,9 @@ export class ChannelAttachment {
       if (bytes < CATCHUP_FRAME_BYTES && i < messages.length - 1) continue;
       await this.#outlet.drained(this.#current);
       if (!this.#current()) return;
-      this.#outlet.write(encodeMessagesFrame(this.channel, batch));
+      const frame = encodeMessagesFrame(this.channel, batch);
+      this.#channels.metrics.health.caughtUp(this.channel, batch.length, frame.length);
+      this.#outlet.write(frame);
       batch = [];
       bytes = 0;
       await yieldToLoop();
@@ -228,6 +253,12 @@ export class ChannelAttachment {
     }
     this.#position = last.version;
   }
+}
+
+function modeOf(frame: AttachFrame): 'resume' | 'rewind' | 'start' | 'live' {
+  if (frame.from !== undefined) return 'resume';
+  if (frame.rewind !== undefined) return 'rewind';
+  return frame.start ? 'start' : 'live';
 }
 
 function yieldToLoop(): Promise<void> {

@@ -125,9 +125,26 @@ export class ChannelService {
     const ops = inputs.map((input, index) => this.#toNewOperation(channel, input, index, identity));
     const owner = this.#leaseOwner(channel, inputs, identity);
     const started = performance.now();
-    const result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
+    const { health, tracing } = this.metrics;
+    const span = tracing?.start('mooring.publish', { 'mooring.channel': channel, 'mooring.ops': ops.length });
+    const storing = tracing?.start('mooring.store.append', { 'mooring.store': this.store.kind }, span);
+    const inflight = health.publishing(channel);
+    let result: Awaited<ReturnType<Store['append']>>;
+    try {
+      result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
+    } catch (err) {
+      tracing?.fail(storing, err);
+      tracing?.fail(span, err);
+      throw err;
+    } finally {
+      health.published(channel, inflight);
+    }
+    storing?.end();
     this.metrics.storeSeconds.observe({ operation: 'append' }, (performance.now() - started) / 1000);
+    const fanout = tracing?.start('mooring.fanout', { 'mooring.messages': result.messages.length }, span);
     this.hub.publish(channel, result.messages);
+    fanout?.end();
+    span?.end();
     this.metrics.publishSeconds.observe((performance.now() - started) / 1000);
     for (const m of result.messages) this.metrics.operations.inc({ action: m.action });
     inputs.forEach((input, i) => {

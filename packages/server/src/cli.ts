@@ -2,6 +2,8 @@
  * The `mooring` command.
  *
  *   mooring serve [options]     run the server (see `mooring serve --help`)
+ *   mooring inspect <channel>   a channel's health, leases, presence, log and conversation tree
+ *   mooring tail <channel>      follow a channel live, resuming after disconnects
  */
 import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -15,7 +17,9 @@ const USAGE = `Usage: mooring <command>
 
 Commands:
   serve     run the Mooring server (mooring serve --help)
-  token     print a signed token for a browser client (mooring token --help)`;
+  token     print a signed token for a browser client (mooring token --help)
+  inspect   show a channel: delivery health, leases, presence, log, conversation (mooring inspect --help)
+  tail      follow a channel live, resuming after disconnects (mooring tail --help)`;
 
 const TOKEN_HELP = `Usage: mooring token --key <name>:<secret> [--client-id <id>] [--capability <json>] [--ttl <duration>]
 
@@ -88,7 +92,9 @@ async function serve(argv: string[]): Promise<void> {
     keys,
     limits: config.limits,
     namespaces: config.namespaces,
+    durableStreams: config.durableStreams,
     logger: config.logLevel,
+    tracing: process.env.MOORING_TRACING === '1',
     ...(config.heartbeatInterval === undefined ? {} : { heartbeatInterval: config.heartbeatInterval }),
     ...(config.firstPollTimeout === undefined ? {} : { firstPollTimeout: config.firstPollTimeout }),
     ...(config.connectionStateTtl === undefined ? {} : { connectionStateTtl: config.connectionStateTtl }),
@@ -100,6 +106,7 @@ async function serve(argv: string[]): Promise<void> {
     `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,
     `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
     `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
+    `  Durable Streams: ${server.url}/v1/stream/<path>${config.durableStreams.open ? `  (open WITHOUT credentials: ${config.durableStreams.open})` : ''}`,
   ];
   if (devKey) lines.push(`  development key (from ${config.dataDir}/dev-key): ${devKey}`);
   process.stderr.write(`${lines.join('\n')}\n`);
@@ -121,10 +128,32 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+async function inspect(argv: string[]): Promise<void> {
+  const { inspectCommand } = await import('./inspect/inspect-command.ts');
+  await inspectCommand(argv, process.env, (line) => console.log(line));
+}
+
+async function tail(argv: string[]): Promise<void> {
+  const { tailCommand } = await import('./inspect/tail-command.ts');
+  const handle = tailCommand(argv, process.env, {
+    write: (text) => process.stdout.write(text),
+    status: (line) => process.stderr.write(`${line}\n`),
+  });
+  if (handle === 'help') return;
+  const stop = () => void handle.stop().then(() => process.exit(0));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  const err = await handle.failed;
+  process.stderr.write(`mooring tail: ${err.message}\n`);
+  process.exit(1);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === 'serve') return serve(rest);
   if (command === 'token') return token(rest);
+  if (command === 'inspect') return inspect(rest);
+  if (command === 'tail') return tail(rest);
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE);
     return;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Limits } from '@mooring/protocol';
 import { type ApiKey, parseApiKey } from './auth.ts';
+import type { DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 import type { NamespaceRules } from './server.ts';
 
 export interface ServeConfig {
@@ -17,7 +18,7 @@ export interface ServeConfig {
   dataDir: string;
   store: 'sqlite' | 'memory' | 'redis';
   /** The Redis store's connection and key prefix (`store: 'redis'`). */
-  redis: { url: string; prefix?: string };
+  redis: { url: string; prefix?: string; commandTimeout?: number };
   keys: ApiKey[];
   heartbeatInterval?: number;
   connectionStateTtl?: number;
@@ -31,6 +32,8 @@ export interface ServeConfig {
   limits: Partial<Limits>;
   namespaces: Record<string, NamespaceRules>;
   logLevel: string;
+  /** The Durable Streams endpoint (PROTOCOL.md §16). */
+  durableStreams: DurableStreamsOptions;
 }
 
 interface FileConfig {
@@ -38,8 +41,8 @@ interface FileConfig {
   port?: number;
   data?: string;
   store?: 'sqlite' | 'memory' | 'redis';
-  /** `{ "url": "redis://127.0.0.1:6379", "prefix": "mooring" }` */
-  redis?: { url?: string; prefix?: string };
+  /** `{ "url": "redis://127.0.0.1:6379", "prefix": "mooring", "commandTimeout": 5000 }` */
+  redis?: { url?: string; prefix?: string; commandTimeout?: number };
   /** `"name:secret"` (every operation), or `{ "key": "name:secret", "capability": { glob: [ops] } }`. */
   keys?: Array<string | { key: string; capability?: Record<string, string[]> }>;
   heartbeatInterval?: number | string;
@@ -52,6 +55,17 @@ interface FileConfig {
   limits?: Partial<Limits>;
   namespaces?: Record<string, { retention?: number | string }>;
   logLevel?: string;
+  /**
+   * `{ "open": "public/*", "longPollTimeout": "20s", "sseMaxDuration": "60s", "maxAppendBytes": 8388608 }`:
+   * `open` is a glob of stream paths served without credentials (none by default).
+   */
+  durableStreams?: {
+    open?: string;
+    longPollTimeout?: number | string;
+    sseMaxDuration?: number | string;
+    maxAppendBytes?: number;
+    readPageBytes?: number;
+  };
 }
 
 export const SERVE_HELP = `Usage: mooring serve [options]
@@ -67,6 +81,8 @@ Options (environment variable in brackets; flags override the environment, which
   --config <file>           JSON configuration file         [MOORING_CONFIG]
   --heartbeat <duration>    heartbeat interval (< 60s)      [MOORING_HEARTBEAT] default 15s
   --log-level <level>       fatal|error|warn|info|debug     [MOORING_LOG_LEVEL] default info
+  --streams-open <glob>     Durable Streams paths served WITHOUT credentials [MOORING_STREAMS_OPEN]
+                            (e.g. 'public/*'; default none; logged at start)
   API key                                                   [MOORING_KEY=<name>:<secret>]
   -h, --help                this text
 
@@ -95,6 +111,7 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
       config: { type: 'string' },
       heartbeat: { type: 'string' },
       'log-level': { type: 'string' },
+      'streams-open': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -118,6 +135,11 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
       `the Redis URL must start with redis://, rediss:// or redis+cluster://, got ${JSON.stringify(redis.url)}`,
     );
   if (file.redis?.prefix !== undefined) redis.prefix = String(file.redis.prefix);
+  if (file.redis?.commandTimeout !== undefined) {
+    const ms = Number(file.redis.commandTimeout);
+    if (!(ms > 0)) throw new Error('"redis.commandTimeout" in the config file is a number of ms above 0');
+    redis.commandTimeout = ms;
+  }
   const heartbeat = values.heartbeat ?? env.MOORING_HEARTBEAT ?? file.heartbeatInterval;
   const ttl = env.MOORING_CONNECTION_STATE_TTL ?? file.connectionStateTtl;
 
@@ -138,6 +160,10 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
     limits: file.limits ?? {},
     namespaces,
     logLevel: values['log-level'] ?? env.MOORING_LOG_LEVEL ?? file.logLevel ?? 'info',
+    durableStreams: durableStreamsConfig(
+      file.durableStreams,
+      values['streams-open'] ?? env.MOORING_STREAMS_OPEN,
+    ),
   };
   if (heartbeat !== undefined) config.heartbeatInterval = parseDuration(heartbeat, 'heartbeat');
   if (ttl !== undefined) config.connectionStateTtl = parseDuration(ttl, 'connectionStateTtl');
@@ -150,6 +176,33 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   if (file.firstPollTimeout !== undefined)
     config.firstPollTimeout = parseDuration(file.firstPollTimeout, 'firstPollTimeout');
   return config;
+}
+
+function durableStreamsConfig(
+  file: FileConfig['durableStreams'],
+  open: string | undefined,
+): DurableStreamsOptions {
+  if (file !== undefined && (typeof file !== 'object' || file === null))
+    throw new Error('"durableStreams" in the config file is an object, e.g. { "open": "public/*" }');
+  const out: DurableStreamsOptions = {};
+  const glob = open ?? file?.open;
+  if (glob !== undefined) {
+    if (typeof glob !== 'string' || glob.length === 0 || /\s/.test(glob))
+      throw new Error(`durableStreams.open must be a glob of stream paths, got ${JSON.stringify(glob)}`);
+    out.open = glob;
+  }
+  if (file?.longPollTimeout !== undefined)
+    out.longPollTimeout = parseDuration(file.longPollTimeout, 'durableStreams.longPollTimeout');
+  if (file?.sseMaxDuration !== undefined)
+    out.sseMaxDuration = parseDuration(file.sseMaxDuration, 'durableStreams.sseMaxDuration');
+  for (const name of ['maxAppendBytes', 'readPageBytes'] as const) {
+    const value = file?.[name];
+    if (value === undefined) continue;
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`durableStreams.${name} must be a positive whole number of bytes`);
+    out[name] = value;
+  }
+  return out;
 }
 
 function keyFromFile(entry: string | { key: string; capability?: Record<string, string[]> }): ApiKey {

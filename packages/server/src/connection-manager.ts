@@ -187,6 +187,7 @@ export class ConnectionManager {
     metrics.connections.dec({ transport });
     const reason = connection.closeReason ?? (deliberate || connection.closedByClient ? 'closed' : 'lost');
     metrics.connectionsClosed.inc({ transport, reason });
+    metrics.health.connectionEnded(connection.id, connection.identity.clientId, reason);
   }
 
   #countDown(connection: Connection): void {

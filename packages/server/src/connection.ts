@@ -314,6 +314,7 @@ export class Connection {
         if (!attachment) throw new ServerError('not_attached', `channel ${frame.channel} is not attached`);
         attachment.close();
         this.#attachments.delete(frame.channel);
+        this.#channels.metrics.health.detached(frame.channel, this.id);
         this.send(withRef({ type: 'detached', channel: frame.channel }, frame.ref));
         return;
       }
@@ -357,6 +358,7 @@ export class Connection {
       if (next.access.allows(channel, 'subscribe')) continue;
       attachment.close();
       this.#attachments.delete(channel);
+      this.#channels.metrics.health.detached(channel, this.id);
       this.send({
         type: 'detached',
         channel,
@@ -471,6 +473,12 @@ export class Connection {
       position: outcome.position,
     };
     if (outcome.reason !== undefined) attached.reason = outcome.reason;
+    this.#channels.metrics.health.attached(
+      channel,
+      { connectionId: this.id, clientId: this.#identity.clientId, transport: this.transport.kind },
+      frame.from !== undefined,
+      outcome,
+    );
     this.send(withRef(attached, frame.ref));
     attachment.goLive();
 

@@ -1,17 +1,54 @@
 /**
- * The built-in dashboard (ARCHITECTURE.md §13): one static page at `/dashboard` that reads `/metrics` every
- * two seconds and shows, live, whether users suffer from delivery problems — connections by
- * transport, how they end, resumes that held or broke, catch-up, throughput, errors and latency.
- * The page holds no secret: it asks for an API key or token and keeps it in sessionStorage.
+ * The built-in dashboard (ARCHITECTURE.md §13): one static page at `/dashboard` that shows, live,
+ * whether users suffer from delivery problems — charts of the last hour (`/metrics/history`: the
+ * server's ring buffer), the sessions in trouble (`/v1/health`) and a session inspector (a channel's
+ * health, leases, presence and log). Charts are drawn with uPlot, served from this package
+ * (`/dashboard/uplot.js`, `/dashboard/uplot.css`): no CDN, no build step.
  *
- * Hardened like any page that shows data it did not write: its script is a separate file
- * (`/dashboard.js`) under a CSP that allows no inline script, label values from `/metrics` are
- * written as text (never parsed as HTML), and it cannot be framed.
+ * The page holds no secret: it asks for an API key or token, keeps it in sessionStorage and sends
+ * it only as an `authorization` header (never in a URL). Hardened like any page that shows data it
+ * did not write: its script is a separate file (`/dashboard.js`) under a CSP that allows no inline
+ * script, every value (channel names, clientIds, headers, message data) is written as text, never
+ * parsed as HTML, and it cannot be framed.
  */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+
+export { DASHBOARD_SCRIPT } from './dashboard-script.ts';
 
 export const DASHBOARD_CSP =
-  "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; " +
-  "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+  "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; " +
+  "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+const ASSETS: Record<string, { file: string; type: string }> = {
+  '/dashboard/uplot.js': { file: 'uplot/dist/uPlot.iife.min.js', type: 'text/javascript; charset=utf-8' },
+  '/dashboard/uplot.css': { file: 'uplot/dist/uPlot.min.css', type: 'text/css; charset=utf-8' },
+};
+const loaded = new Map<string, Promise<Buffer>>();
+
+/** A file the page loads from the package (uPlot), or undefined for any other path. */
+export async function dashboardAsset(path: string): Promise<{ type: string; body: Buffer } | undefined> {
+  const asset = ASSETS[path];
+  if (!asset) return undefined;
+  let body = loaded.get(path);
+  if (!body) {
+    body = readFile(createRequire(import.meta.url).resolve(asset.file));
+    loaded.set(path, body);
+    body.catch(() => loaded.delete(path));
+  }
+  return { type: asset.type, body: await body };
+}
+
+/** The charts: id, title, unit. The script fills them from `/metrics/history` (same ids). */
+const CHARTS: Array<[string, string]> = [
+  ['connections', 'Connections by transport'],
+  ['closed', 'Connections ended (per min, by reason)'],
+  ['resumes', 'Resumes vs continuity lost (per min)'],
+  ['operations', 'Operations (per s)'],
+  ['latency', 'Publish → deliver and store latency (ms)'],
+  ['errors', 'Errors (per min, by code)'],
+  ['slow', 'Slow-consumer drops (per min)'],
+];
 
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -19,6 +56,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Mooring dashboard</title>
+<link rel="stylesheet" href="/dashboard/uplot.css">
 <style>
   :root { font: 14px/1.4 system-ui, sans-serif; color: #1d2430; background: #f5f6f8; }
   body { margin: 0; }
@@ -28,144 +66,41 @@ export const DASHBOARD_HTML = `<!doctype html>
   #state { margin-left: auto; padding: 2px 10px; border-radius: 10px; background: #eceff3; }
   #state.ok { background: #e3f6e8; color: #17692f; }
   #state.bad { background: #fde8e8; color: #9b1c1c; }
-  main { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 14px; padding: 20px 24px; }
-  section { background: #fff; border: 1px solid #e2e5ea; border-radius: 8px; padding: 12px 14px; }
+  .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 14px; padding: 20px 24px 0; }
+  section { background: #fff; border: 1px solid #e2e5ea; border-radius: 8px; padding: 12px 14px; min-width: 0; }
+  .wide { margin: 14px 24px; }
   h2 { font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: #5b6472; margin: 0 0 8px; }
-  .big { font-size: 28px; font-weight: 600; }
-  table { width: 100%; border-collapse: collapse; }
-  td { padding: 2px 0; } td:last-child { text-align: right; font-variant-numeric: tabular-nums; }
+  .chart { min-height: 200px; }
+  table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+  th { text-align: left; font-weight: 600; color: #5b6472; font-size: 12px; }
+  td, th { padding: 3px 8px 3px 0; border-bottom: 1px solid #f0f1f4; vertical-align: top; }
+  tr.pick { cursor: pointer; } tr.pick:hover { background: #f5f8ff; }
   .muted { color: #7a8391; }
+  pre { white-space: pre-wrap; word-break: break-all; margin: 0; font-size: 12px; }
   form { display: flex; gap: 8px; padding: 20px 24px; }
+  #inspect { padding: 0 0 8px; }
   input { flex: 1; padding: 6px 8px; border: 1px solid #c9ced6; border-radius: 6px; }
   button { padding: 6px 12px; border-radius: 6px; border: 1px solid #c9ced6; background: #fff; cursor: pointer; }
 </style>
 </head>
 <body>
-<header><h1>Mooring</h1><span class="muted">live delivery health, from /metrics</span><span id="state">…</span></header>
+<header><h1>Mooring</h1><span class="muted">delivery health, last hour</span><span id="state">…</span></header>
 <form id="login" hidden>
   <input id="key" placeholder="API key (name:secret) or token" autocomplete="off">
   <button>Show</button>
 </form>
-<main id="panels" hidden>
-  <section><h2>Connections</h2><div class="big" id="connections">0</div><table id="byTransport"></table></section>
-  <section><h2>Connections ended (total · now)</h2><table id="closed"></table></section>
-  <section><h2>Resumes</h2><table id="resumes"></table></section>
-  <section><h2>Throughput (per s)</h2><table id="throughput"></table></section>
-  <section><h2>Latency</h2><table id="latency"></table></section>
-  <section><h2>Errors (total · now)</h2><table id="errors"></table></section>
-</main>
+<div id="panels" hidden>
+<div class="grid">
+${CHARTS.map(([id, title]) => `  <section><h2>${title}</h2><div class="chart" id="chart-${id}" data-chart="${id}" data-points="0"></div></section>`).join('\n')}
+</div>
+<section class="wide"><h2>Sessions in trouble (last 15 min)</h2><table id="trouble"></table></section>
+<section class="wide"><h2>Session inspector</h2>
+  <form id="inspect"><input id="channel" placeholder="channel, e.g. session:8f3a…" autocomplete="off"><button>Inspect</button></form>
+  <div id="inspector"></div>
+</section>
+</div>
+<script src="/dashboard/uplot.js"></script>
 <script src="/dashboard.js"></script>
 </body>
 </html>
-`;
-
-/** The dashboard's script, served as `/dashboard.js` (no inline script under the CSP). */
-export const DASHBOARD_SCRIPT = `(() => {
-  const $ = (id) => document.getElementById(id);
-  let key = sessionStorage.getItem('mooring-dashboard-key') || '';
-  let previous = null;
-
-  function parse(text) {
-    const samples = [];
-    for (const line of text.split('\\n')) {
-      if (!line || line.startsWith('#')) continue;
-      const m = /^([a-zA-Z_:][\\w:]*)(?:\\{(.*)\\})? (\\S+)/.exec(line);
-      if (!m) continue;
-      const labels = {};
-      for (const pair of (m[2] || '').matchAll(/(\\w+)="([^"]*)"/g)) labels[pair[1]] = pair[2];
-      samples.push({ name: m[1], labels, value: Number(m[3]) });
-    }
-    return samples;
-  }
-  const sum = (s, name, filter = () => true) => s.filter((x) => x.name === name && filter(x.labels)).reduce((a, x) => a + x.value, 0);
-  const group = (s, name, label) => {
-    const out = {};
-    for (const x of s) if (x.name === name) out[x.labels[label]] = (out[x.labels[label]] || 0) + x.value;
-    return out;
-  };
-  function quantile(s, name, q, filter = () => true) {
-    const buckets = s.filter((x) => x.name === name + '_bucket' && filter(x.labels)).map((x) => [Number(x.labels.le), x.value]).sort((a, b) => a[0] - b[0]);
-    const total = buckets.length ? buckets[buckets.length - 1][1] : 0;
-    if (!total) return null;
-    const target = total * q;
-    for (const [le, count] of buckets) if (count >= target) return le;
-    return Infinity;
-  }
-  // label values come from clients (error codes, reasons): text only, never HTML
-  const rows = (el, entries) => {
-    const cell = (text, muted) => {
-      const td = document.createElement('td');
-      td.textContent = String(text);
-      if (muted) td.className = 'muted';
-      return td;
-    };
-    const trs = (entries.length ? entries : [['none', '']]).map(([k, v]) => {
-      const tr = document.createElement('tr');
-      tr.append(cell(k, !entries.length), cell(v, false));
-      return tr;
-    });
-    el.replaceChildren(...trs);
-  };
-  const rate = (now, before, seconds, per) => before === undefined ? '…' : (((now - before) / seconds) * per).toFixed(per === 1 ? 1 : 0);
-  const ms = (seconds) => seconds === null ? '–' : seconds === Infinity ? '> 1 s' : '≤ ' + (seconds * 1000).toFixed(seconds < 0.001 ? 1 : 0) + ' ms';
-
-  async function tick() {
-    let text;
-    try {
-      const res = await fetch('/metrics', { headers: { authorization: 'Bearer ' + key }, cache: 'no-store' });
-      if (res.status === 401 || res.status === 403) { showLogin(); return; }
-      text = await res.text();
-    } catch {
-      $('state').textContent = 'server unreachable'; $('state').className = 'bad'; return;
-    }
-    $('state').textContent = 'live'; $('state').className = 'ok';
-    const s = parse(text);
-    const at = Date.now();
-    const counters = {
-      closed: group(s, 'mooring_connections_closed_total', 'reason'),
-      errors: group(s, 'mooring_errors_total', 'code'),
-      ops: sum(s, 'mooring_operations_total'),
-      catchup: sum(s, 'mooring_catchup_messages_total'),
-      resumed: sum(s, 'mooring_attaches_total', (l) => l.mode === 'resume' && l.resumed === 'true'),
-      failures: group(s, 'mooring_resume_failures_total', 'reason'),
-    };
-    const seconds = previous ? (at - previous.at) / 1000 : 0;
-    const byTransport = group(s, 'mooring_connections', 'transport');
-    $('connections').textContent = Object.values(byTransport).reduce((a, b) => a + b, 0);
-    rows($('byTransport'), Object.entries(byTransport));
-    rows($('closed'), Object.entries(counters.closed).map(([k, v]) => [k, v + ' · ' + rate(v, previous?.closed[k], seconds || 1, 60) + '/min']));
-    rows($('resumes'), [
-      ['resumed (since start)', counters.resumed],
-      ...Object.entries(counters.failures).map(([k, v]) => ['lost: ' + k, v]),
-      ['messages caught up', counters.catchup],
-    ]);
-    rows($('throughput'), [
-      ['operations stored', rate(counters.ops, previous?.ops, seconds || 1, 1)],
-      ['catch-up messages', rate(counters.catchup, previous?.catchup, seconds || 1, 1)],
-    ]);
-    rows($('latency'), [
-      ['publish p50', ms(quantile(s, 'mooring_publish_seconds', 0.5))],
-      ['publish p99', ms(quantile(s, 'mooring_publish_seconds', 0.99))],
-      ['store append p99', ms(quantile(s, 'mooring_store_seconds', 0.99, (l) => l.operation === 'append'))],
-      ['store read p99', ms(quantile(s, 'mooring_store_seconds', 0.99, (l) => l.operation === 'read'))],
-    ]);
-    rows($('errors'), Object.entries(counters.errors).map(([k, v]) => [k, v + ' · ' + rate(v, previous?.errors[k], seconds || 1, 60) + '/min']));
-    previous = { at, ...counters };
-    $('panels').hidden = false;
-  }
-  function showLogin() {
-    $('panels').hidden = true; $('login').hidden = false;
-    $('state').textContent = 'sign in'; $('state').className = '';
-  }
-  $('login').addEventListener('submit', (e) => {
-    e.preventDefault();
-    key = $('key').value.trim();
-    sessionStorage.setItem('mooring-dashboard-key', key);
-    $('login').hidden = true;
-    previous = null;
-    tick();
-  });
-  tick();
-  setInterval(() => { if ($('login').hidden) tick(); }, 2000);
-})();
 `;

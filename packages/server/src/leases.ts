@@ -33,6 +33,22 @@ interface Lease {
   owner: string | undefined;
   ms: number;
   timer: NodeJS.Timeout | undefined;
+  /** When the armed timer fires (ms since 1970); undefined while the holder is connected. */
+  deadline?: number | undefined;
+}
+
+/** A lease as the inspector shows it (`GET /v1/channels/:channel/health`). */
+export interface LeaseView {
+  serial: string;
+  clientId?: string;
+  ms: number;
+  /**
+   * True while the holding connection is connected: no deadline runs. On Redis a deadline always
+   * exists (renewed while the holder lives) and `held` is known only for holders on the answering node.
+   */
+  held: boolean;
+  /** When the message is marked abandoned unless its publisher comes back (ms since 1970). */
+  deadline?: number;
 }
 
 export type ExpireLease = (channel: string, serial: string) => Promise<void>;
@@ -63,6 +79,8 @@ export interface Leases {
   readonly size: number;
   heldBy(owner: string): number;
   has(channel: string, serial: string): boolean;
+  /** The leases on one channel's messages, for inspection (not hot paths). */
+  list(channel: string): LeaseView[] | Promise<LeaseView[]>;
   close(): void;
 }
 
@@ -137,6 +155,7 @@ export class LeaseManager implements Leases {
       if (lease?.timer) {
         clearTimeout(lease.timer);
         lease.timer = undefined;
+        lease.deadline = undefined;
       }
     }
   }
@@ -148,6 +167,19 @@ export class LeaseManager implements Leases {
   /** Active leases counted against `owner`. */
   heldBy(owner: string): number {
     return this.#perOwner.get(owner) ?? 0;
+  }
+
+  /** The leases on one channel's messages (walks every lease: for inspection, not hot paths). */
+  list(channel: string): LeaseView[] {
+    const views: LeaseView[] = [];
+    for (const lease of this.#leases.values()) {
+      if (lease.channel !== channel) continue;
+      const view: LeaseView = { serial: lease.serial, ms: lease.ms, held: lease.timer === undefined };
+      if (lease.clientId !== undefined) view.clientId = lease.clientId;
+      if (lease.deadline !== undefined) view.deadline = lease.deadline;
+      views.push(view);
+    }
+    return views.sort((a, b) => (a.serial < b.serial ? -1 : 1));
   }
 
   /** Whether the message has a lease now. */
@@ -197,6 +229,7 @@ export class LeaseManager implements Leases {
    * stored, the record stays and the expiry is retried after another `ms`.
    */
   #arm(key: string, lease: Lease): void {
+    lease.deadline = Date.now() + lease.ms;
     lease.timer = setTimeout(() => {
       this.#drop(key, lease);
       this.#o.expire(lease.channel, lease.serial).then(

@@ -1,9 +1,15 @@
 /**
  * Prometheus metrics (ARCHITECTURE.md §13), served at `/metrics` in the text format. One registry per server
  * (several servers can live in one process, as in tests). Names and labels are part of the public
- * surface: dashboards and alerts depend on them (README: "Metrics").
+ * surface: dashboards and alerts depend on them (README: "Metrics"). Labels are bounded sets
+ * (transports, reasons, codes), never channel names: per-channel health is `health`, served as JSON.
+ *
+ * The same object carries the server's other observability, so every part that counts can reach
+ * it: `health` (delivery health per channel) and `tracing` (OpenTelemetry spans, when enabled).
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { DeliveryHealth } from './delivery-health.ts';
+import type { Tracing } from './tracing.ts';
 
 export type { TransportKind } from '@mooring/protocol';
 
@@ -19,6 +25,10 @@ export class Metrics {
   readonly errors: Counter<'code'>;
   readonly publishSeconds: Histogram;
   readonly storeSeconds: Histogram<'operation'>;
+  /** Delivery health per channel (delivery-health.ts). */
+  readonly health = new DeliveryHealth();
+  /** OpenTelemetry spans; undefined when tracing is off (the default). */
+  tracing: Tracing | undefined;
 
   constructor() {
     const registers = [this.registry];

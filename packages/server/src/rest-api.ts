@@ -19,9 +19,11 @@ import type { Logger } from 'pino';
 import type { Authenticator } from './auth.ts';
 import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
 import { assertChannelName, type ChannelService } from './channel-service.ts';
-import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT } from './dashboard.ts';
+import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
+import { channelHealthReport, troubleReport } from './health-report.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
+import type { MetricsHistory } from './metrics-history.ts';
 import type { Presence } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import type { HistoryQuery } from './store/store.ts';
@@ -39,6 +41,8 @@ export interface RestApiOptions {
   publicMetrics?: boolean;
   /** Resolves when the store can serve; rejects otherwise. */
   ready: () => Promise<void>;
+  /** The last hour of metrics, for the dashboard's charts (`/metrics/history`). */
+  history?: MetricsHistory;
 }
 
 /**
@@ -101,6 +105,32 @@ export class RestApi {
           .end(html ? DASHBOARD_HTML : DASHBOARD_SCRIPT);
       });
     }
+    if (path.startsWith('/dashboard/')) {
+      return only(method, 'GET', async () => {
+        const asset = await dashboardAsset(path);
+        if (!asset) throw new ServerError('not_found', `no such file: ${path.slice(0, 200)}`);
+        res
+          .writeHead(200, {
+            'content-type': asset.type,
+            'cache-control': 'public, max-age=3600',
+            'content-security-policy': DASHBOARD_CSP,
+          })
+          .end(asset.body);
+      });
+    }
+    if (path === '/metrics/history') {
+      return only(method, 'GET', async () => {
+        if (!this.#o.publicMetrics) await this.#o.auth.authenticate(req, url);
+        if (!this.#o.history) throw new ServerError('not_found', 'metrics history is off');
+        send(res, 200, this.#o.history.snapshot());
+      });
+    }
+    if (path === '/v1/health') {
+      return only(method, 'GET', async () => {
+        const identity = await this.#o.auth.authenticate(req, url);
+        send(res, 200, troubleReport(this.#o.channels, identity.access, url.searchParams.get('limit')));
+      });
+    }
     if (path === '/metrics') {
       return only(method, 'GET', async () => {
         if (!this.#o.publicMetrics) await this.#o.auth.authenticate(req, url);
@@ -120,10 +150,19 @@ export class RestApi {
       });
     }
     if (path === '/v1/tokens') return only(method, 'POST', () => this.#mintToken(req, res, url));
-    const match = /^\/v1\/channels\/([^/]+)(\/messages|\/presence)?$/.exec(path);
+    const match = /^\/v1\/channels\/([^/]+)(\/messages|\/presence|\/health)?$/.exec(path);
     if (!match) throw new ServerError('not_found', `no such endpoint: ${method} ${path.slice(0, 200)}`);
     const channel = decodeChannel(match[1]!);
     const identity = await this.#o.auth.authenticate(req, url);
+    if (match[2] === '/health') {
+      return only(method, 'GET', async () =>
+        send(
+          res,
+          200,
+          await channelHealthReport(this.#o.channels, this.#o.presence, identity.access, channel),
+        ),
+      );
+    }
     if (match[2] === '/presence') {
       return only(method, 'GET', async () => {
         requireEither(identity.access, channel, 'presence', 'subscribe');

@@ -28,12 +28,14 @@ import { type Hub, LocalHub } from './hub.ts';
 import { IdentityBudgets } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { Metrics } from './metrics.ts';
+import { MetricsHistory } from './metrics-history.ts';
 import { type Presence, type PresenceOptions, PresenceService } from './presence.ts';
 import type { RequestForwarder } from './request-forwarder.ts';
 import { RestApi, send } from './rest-api.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
 import { createStore, type StoreSpec } from './store/create-store.ts';
 import type { RetentionFor, Store } from './store/store.ts';
+import { type Tracer, Tracing } from './tracing.ts';
 import { WebSocketTransport } from './websocket-transport.ts';
 
 export interface NamespaceRules {
@@ -61,6 +63,11 @@ export interface ServerOptions {
   presenceGrace?: number;
   /** How long a new long-poll connection may wait before its first poll, ms (default 10,000). */
   firstPollTimeout?: number;
+  /**
+   * Redis engine: how long a request forwarded to the node holding its connection waits for the
+   * answer, ms (default 5,000; a poll waits its poll timeout more).
+   */
+  forwardTimeout?: number;
   /** Serve `/metrics` without credentials (default false: any API key or token may read it). */
   publicMetrics?: boolean;
   /** How often expired messages are removed, ms (default 60,000). */
@@ -90,6 +97,13 @@ export interface ServerOptions {
   logger?: Logger | string;
   /** The Durable Streams endpoint `/v1/stream/*` (PROTOCOL.md §16): open namespace, timeouts, limits. */
   durableStreams?: DurableStreamsOptions;
+  /**
+   * OpenTelemetry spans for publish → store → fan-out and attach → catch-up (default false). Spans go
+   * to the tracer provider registered with `@opentelemetry/api`; pass a `Tracer` to choose one.
+   */
+  tracing?: boolean | Tracer;
+  /** How often the dashboard's charts sample the metrics, ms (default 5,000; an hour is kept). */
+  metricsSampleInterval?: number;
 }
 
 export interface MooringServer {
@@ -135,6 +149,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const hub = await makeHub(options.hub, store, logger);
   const forwarder = await makeForwarder(store, heartbeatInterval, logger);
   const metrics = new Metrics();
+  if (options.tracing) metrics.tracing = new Tracing(options.tracing === true ? undefined : options.tracing);
+  const history = new MetricsHistory(metrics, options.metricsSampleInterval);
+  history.start();
   const engine = await nodeEngine(store, options, connectionStateTtl, heartbeatInterval, logger);
   const channels = new ChannelService(
     store,
@@ -181,6 +198,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     logger,
     publicMetrics: options.publicMetrics ?? false,
     ready: () => store.ping(),
+    history,
   });
   const websocket = new WebSocketTransport({
     maxFrameSize: limits.maxFrameSize,
@@ -196,11 +214,17 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     heartbeatInterval,
     firstPollTimeout: options.firstPollTimeout ?? DEFAULT_TIMINGS.firstPollTimeout,
     ...(forwarder ? { forwarder } : {}),
+    ...(options.forwardTimeout === undefined ? {} : { forwardTimeout: options.forwardTimeout }),
     onError: (err, message) => logger.warn({ err }, message),
   });
 
-  const streamMetrics = new StreamMetrics(metrics.registry, store.streams);
-  const durableStreams = new DurableStreamsApi(options.durableStreams ?? {}, {
+  let durableStreams: DurableStreamsApi | undefined;
+  const streamMetrics = new StreamMetrics(
+    metrics.registry,
+    store.streams,
+    () => durableStreams?.waiters.size ?? 0,
+  );
+  durableStreams = new DurableStreamsApi(options.durableStreams ?? {}, {
     streams: store.streams,
     auth,
     logger,
@@ -307,6 +331,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         clearInterval(heartbeat);
         clearInterval(trim);
         httpTransports.close();
+        history.stop();
         const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
         for (const connection of connections.all()) {
           connection.disconnect(

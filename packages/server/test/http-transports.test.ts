@@ -147,9 +147,10 @@ describe('ending long-polling connections', () => {
       await waitUntil(() => fx.server.connections === 0, 'the connection ended');
 
       const { createToken } = await import('../src/index.ts');
-      const { token } = await createToken(TEST_KEY, { clientId: 'short', ttl: 1_000 });
+      // Long enough to connect on a loaded machine; the disconnect comes when it runs out.
+      const { token } = await createToken(TEST_KEY, { clientId: 'short', ttl: 4_000 });
       const expiring = await PollClient.connect(fx.server.url, `token=${encodeURIComponent(token)}`);
-      const bye = await expiring.next((f) => f.type === 'disconnect', 5_000);
+      const bye = await expiring.next((f) => f.type === 'disconnect', 20_000);
       assert.ok(bye.type === 'disconnect' && bye.reason === 'token_expired');
       expiring.stop();
     } finally {

@@ -42,7 +42,7 @@ describe('metrics', () => {
     }
   });
 
-  it('serves the dashboard page, which reads /metrics', async () => {
+  it('serves the dashboard page, which reads /metrics/history and /v1/health', async () => {
     const fx = await startFixture('memory');
     try {
       const res = await fetch(`${fx.server.url}/dashboard`);
@@ -51,7 +51,8 @@ describe('metrics', () => {
       const html = await res.text();
       assert.match(html, /<script src="\/dashboard.js"><\/script>/);
       const script = await (await fetch(`${fx.server.url}/dashboard.js`)).text();
-      assert.match(script, /fetch\('\/metrics'/);
+      assert.match(script, /get\('\/metrics\/history'\)/);
+      assert.match(script, /get\('\/v1\/health\?limit=20'\)/);
       assert.doesNotMatch(html + script, /test:secret/, 'the page holds no secret');
     } finally {
       await fx.close();

@@ -1,5 +1,5 @@
 /**
- * JSON mode (PROTOCOL.md §16.5): a stream created with `application/json` keeps message boundaries.
+ * JSON mode (PROTOCOL.md §16.4–16.6): a stream created with `application/json` keeps message boundaries.
  * A POST body is one JSON value, or an array whose elements (one level flattened) are the messages.
  * Each request is stored as one chunk: its messages re-serialised and joined with `,`, so a read is
  * `[` + the chunks joined with `,` + `]` without parsing anything again.

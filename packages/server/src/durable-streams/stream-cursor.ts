@@ -1,5 +1,5 @@
 /**
- * `Stream-Cursor` values for live reads (PROTOCOL.md §16.6): the number of 20-second intervals since
+ * `Stream-Cursor` values for live reads (PROTOCOL.md §16.7): the number of 20-second intervals since
  * 2024-10-09T00:00:00Z, and never at or below the cursor the client echoed (a random 1–3,600 s jump
  * ahead then), so a CDN that collapses identical long-poll URLs can never serve the same empty answer
  * in a loop.

@@ -224,31 +224,37 @@ export function requestContentType(req: IncomingMessage): string | undefined {
   return single(req, 'content-type');
 }
 
+/**
+ * A body over the limit is still read (and dropped) up to this many bytes before the 413 is sent: a
+ * server that answers while the client is still sending closes the connection under it, and the
+ * client sees a network error instead of the 413.
+ */
+const DRAIN_LIMIT = 64 * 1024 * 1024;
+
 /** Reads the whole body, refusing (413) anything above `max` bytes. */
 export async function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > max) {
+  const tooLarge = (what: string) =>
+    new StreamHttpError(413, 'body_too_large', `the body is ${what}; at most ${max} bytes are accepted`);
+  if (declared > DRAIN_LIMIT) {
     req.resume();
-    throw new StreamHttpError(
-      413,
-      'body_too_large',
-      `the body is ${declared} bytes; at most ${max} are accepted`,
-    );
+    throw tooLarge(`${declared} bytes`);
   }
   const chunks: Buffer[] = [];
   let size = 0;
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > max) {
+      if (size > DRAIN_LIMIT) {
         req.resume();
-        throw new StreamHttpError(413, 'body_too_large', `the body is over ${max} bytes`);
+        throw tooLarge(`over ${DRAIN_LIMIT} bytes`);
       }
-      chunks.push(chunk);
+      if (size <= max) chunks.push(chunk);
     }
   } catch (err) {
     if (err instanceof StreamHttpError) throw err;
     throw new RequestAborted();
   }
+  if (size > max) throw tooLarge(`${size} bytes`);
   return Buffer.concat(chunks);
 }

@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics of the Durable Streams endpoint, in the server's registry (`/metrics`):
- * requests by method and status, bytes in (appends) and out (reads), and the streams and bytes held.
+ * requests by method and status, bytes in (appends) and out (reads), live readers waiting, and the
+ * streams and bytes held.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { StreamStore } from '../store/stream-store.ts';
@@ -9,7 +10,8 @@ export class StreamMetrics {
   readonly requests: Counter<'method' | 'status'>;
   readonly bytes: Counter<'direction'>;
 
-  constructor(registry: Registry, streams: StreamStore | undefined) {
+  /** `liveReaders`: long-poll and SSE readers waiting for a change now. */
+  constructor(registry: Registry, streams: StreamStore | undefined, liveReaders: () => number) {
     const registers = [registry];
     this.requests = new Counter({
       name: 'mooring_stream_requests_total',
@@ -22,6 +24,14 @@ export class StreamMetrics {
       help: 'Durable Streams data bytes received by appends (in) and sent by reads (out)',
       labelNames: ['direction'],
       registers,
+    });
+    new Gauge({
+      name: 'mooring_stream_live_readers',
+      help: 'Durable Streams long-poll and SSE readers waiting for a change',
+      registers,
+      collect() {
+        this.set(liveReaders());
+      },
     });
     new Gauge({
       name: 'mooring_streams',

@@ -1,5 +1,5 @@
 /**
- * Reading a Durable Stream (PROTOCOL.md §16.4): catch-up (`GET ?offset=`), long-poll
+ * Reading a Durable Stream (PROTOCOL.md §16.6): catch-up (`GET ?offset=`), long-poll
  * (`&live=long-poll`) and SSE (`&live=sse`).
  *
  * What a reader can rely on:

@@ -1,7 +1,7 @@
 /**
  * Wakes live readers (long-poll, SSE) of a stream when it changes: an append, a close or a delete
  * through this server. In-process only, like the LocalHub: with several nodes over one store, each
- * node would need the store's bus to hear another node's appends (PROTOCOL.md §16.8).
+ * node would need the store's bus to hear another node's appends (PROTOCOL.md §16.9).
  */
 export class StreamWaiters {
   readonly #waiting = new Map<string, Set<() => void>>();

@@ -241,14 +241,11 @@ export class StreamEngine implements StreamStore {
       if (source) out.push(...this.#stitched(source, after, Math.min(cap, meta.forkOffset), budget));
       if (budget.taken > 0 && budget.left <= 0) return out;
     }
-    const own = this.#t.chunks(
-      meta.key,
-      after,
-      cap,
-      budget.taken > 0 ? Math.max(0, budget.left) : budget.left,
-    );
+    // the tables bound the page (always ≥ 1 chunk); after inherited chunks, that one may not fit
+    const taken = budget.taken;
+    const own = this.#t.chunks(meta.key, after, cap, Math.max(0, budget.left));
     for (const chunk of own) {
-      if (budget.taken > 0 && chunk.data.length > budget.left) {
+      if (taken > 0 && budget.taken === taken && chunk.data.length > budget.left) {
         budget.left = 0;
         break;
       }

@@ -1,5 +1,5 @@
 /**
- * The decisions every stream store takes the same way (PROTOCOL.md §14): expiry, whether a repeated
+ * The decisions every stream store takes the same way (PROTOCOL.md §16.4–16.5, §16.8): expiry, whether a repeated
  * create matches, and what an append does given the stream and its producer's state. Pure functions:
  * a store reads the state, asks `decideAppend`, and applies the returned writes in one atomic step.
  *

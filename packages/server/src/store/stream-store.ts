@@ -1,5 +1,5 @@
 /**
- * Durable Streams storage (PROTOCOL.md §14, ARCHITECTURE.md §14): the seam every store implements to
+ * Durable Streams storage (PROTOCOL.md §16.2, ARCHITECTURE.md §18): the seam every store implements to
  * carry Durable Streams beside its channels. A Durable Stream is its own kind of log — immutable bytes
  * at offsets — kept in the store's own space for streams (memory: maps; SQLite: the `ds_*` tables of
  * the same database file), never in the channel log, whose appends roll messages up.

@@ -1,7 +1,7 @@
 /**
  * The official Durable Streams conformance suite, run by vitest (its own test runner) against the
- * server named by CONFORMANCE_TEST_URL; started by conformance.test.ts, which holds the server.
- * Fork tests are excluded by name there (forks are not implemented yet, PROTOCOL.md §16.9).
+ * server named by CONFORMANCE_TEST_URL; started by run-conformance.ts, which holds the server.
+ * Nothing is excluded (PROTOCOL.md §16).
  */
 import { runConformanceTests } from '@durable-streams/server-conformance-tests';
 

@@ -1,0 +1,308 @@
+/**
+ * Delivery health per channel: "is it happening to *that* session?". For each channel this node
+ * serves it keeps who is subscribed (connection, clientId, transport), and over the last 15 minutes
+ * the reconnects, resumes that held, continuity lost, connections lost, time offline, what catch-up
+ * sent, slow-consumer drops; and the publishes received but not yet acknowledged (the oldest one's
+ * age is how long an agent has been waiting for its ack).
+ *
+ * Bounded whatever the clients do: at most `maxChannels` channels are tracked (the quietest record
+ * without subscribers or publishes in flight is forgotten first), at most 64 remembered drops per
+ * channel, and 15 one-minute slots per channel. Never a Prometheus label: per-channel numbers are
+ * served as JSON (`GET /v1/channels/:channel/health`, `GET /v1/health`), so the metric series stay
+ * bounded. Hot-path cost: a publish does one map lookup and one map insert/delete.
+ */
+import type { ResumeFailure, TransportKind } from '@mooring/protocol';
+
+/** The window the per-channel counts cover. */
+export const HEALTH_WINDOW_MS = 15 * 60_000;
+const SLOT_MS = 60_000;
+const SLOTS = HEALTH_WINDOW_MS / SLOT_MS;
+const MAX_DROPS = 64;
+export const DEFAULT_MAX_CHANNELS = 5_000;
+
+const F_RECONNECTS = 0;
+const F_RESUMES = 1;
+const F_LOST_CONTINUITY = 2;
+const F_SLOW = 3;
+const F_CONNECTIONS_LOST = 4;
+const F_OFFLINE_MS = 5;
+const F_MAX_OFFLINE_MS = 6;
+const F_CAUGHT_UP_MESSAGES = 7;
+const F_CAUGHT_UP_BYTES = 8;
+const FIELDS = 9;
+
+export interface SubscriberHealth {
+  connectionId: string;
+  clientId?: string;
+  transport: TransportKind;
+  /** When it attached (ms since 1970). */
+  since: number;
+}
+
+export interface ChannelHealth {
+  channel: string;
+  subscribers: SubscriberHealth[];
+  /** Counts over the last `windowMinutes`. */
+  windowMinutes: number;
+  /** Attaches that asked to resume from a position. */
+  reconnects: number;
+  /** ... of which continuity held (`resumed: true`). */
+  resumes: number;
+  /** Resumes answered `resumed: false`: the client had to reload the session from history. */
+  continuityLost: number;
+  lastContinuityLost?: { reason: ResumeFailure; at: number };
+  /** Subscribers whose connection was lost (not closed by the client) while attached. */
+  connectionsLost: number;
+  slowConsumerDrops: number;
+  /** Time between a subscriber's drop and its return to the channel, summed, and the longest. */
+  offlineMs: number;
+  maxOfflineMs: number;
+  caughtUpMessages: number;
+  caughtUpBytes: number;
+  /** Publishes received and not yet acknowledged (stored), and how long the oldest has waited. */
+  unackedPublishes: number;
+  oldestUnackedMs: number | null;
+  /** A score for sorting: higher is worse; 0 means nothing went wrong in the window. */
+  trouble: number;
+}
+
+class ChannelRecord {
+  readonly subscribers = new Map<string, SubscriberHealth>();
+  /** Drop time by subscriber (clientId, or connection id for anonymous ones). */
+  readonly drops = new Map<string, number>();
+  /** Publishes in flight: id → start; insertion order is start order, so the first is the oldest. */
+  readonly inflight = new Map<number, number>();
+  lastContinuityLost: { reason: ResumeFailure; at: number } | undefined;
+  slots: Float64Array | undefined;
+  minutes: Float64Array | undefined;
+
+  add(field: number, n: number, now: number, max = false): void {
+    if (!this.slots || !this.minutes) {
+      this.slots = new Float64Array(SLOTS * FIELDS);
+      this.minutes = new Float64Array(SLOTS).fill(-1);
+    }
+    const minute = Math.floor(now / SLOT_MS);
+    const slot = minute % SLOTS;
+    if (this.minutes[slot] !== minute) {
+      this.minutes[slot] = minute;
+      this.slots.fill(0, slot * FIELDS, slot * FIELDS + FIELDS);
+    }
+    const at = slot * FIELDS + field;
+    this.slots[at] = max ? Math.max(this.slots[at]!, n) : this.slots[at]! + n;
+  }
+
+  sum(field: number, now: number, max = false): number {
+    if (!this.slots || !this.minutes) return 0;
+    const oldest = Math.floor(now / SLOT_MS) - SLOTS;
+    let total = 0;
+    for (let slot = 0; slot < SLOTS; slot++) {
+      if (this.minutes[slot]! <= oldest) continue;
+      const value = this.slots[slot * FIELDS + field]!;
+      total = max ? Math.max(total, value) : total + value;
+    }
+    return total;
+  }
+
+  get idle(): boolean {
+    return this.subscribers.size === 0 && this.inflight.size === 0;
+  }
+}
+
+export interface DeliveryHealthOptions {
+  maxChannels?: number;
+  now?: () => number;
+}
+
+export class DeliveryHealth {
+  readonly #channels = new Map<string, ChannelRecord>();
+  /** The channels each connection is attached to (to account for its end). */
+  readonly #byConnection = new Map<string, Set<string>>();
+  readonly #max: number;
+  readonly #now: () => number;
+  #publishIds = 0;
+
+  constructor(options: DeliveryHealthOptions = {}) {
+    this.#max = options.maxChannels ?? DEFAULT_MAX_CHANNELS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** A channel attach completed on a connection (`resume`: it asked to resume from a position). */
+  attached(
+    channel: string,
+    subscriber: { connectionId: string; clientId?: string | undefined; transport: TransportKind },
+    resume: boolean,
+    outcome: { resumed: boolean; reason?: ResumeFailure | undefined },
+  ): void {
+    const now = this.#now();
+    const record = this.#record(channel);
+    const entry: SubscriberHealth = {
+      connectionId: subscriber.connectionId,
+      transport: subscriber.transport,
+      since: now,
+    };
+    if (subscriber.clientId !== undefined) entry.clientId = subscriber.clientId;
+    record.subscribers.set(subscriber.connectionId, entry);
+    let channels = this.#byConnection.get(subscriber.connectionId);
+    if (!channels) {
+      channels = new Set();
+      this.#byConnection.set(subscriber.connectionId, channels);
+    }
+    channels.add(channel);
+    const who = subscriber.clientId ?? subscriber.connectionId;
+    const droppedAt = record.drops.get(who);
+    if (droppedAt !== undefined) {
+      record.drops.delete(who);
+      record.add(F_OFFLINE_MS, now - droppedAt, now);
+      record.add(F_MAX_OFFLINE_MS, now - droppedAt, now, true);
+    }
+    if (!resume) return;
+    record.add(F_RECONNECTS, 1, now);
+    if (outcome.resumed) record.add(F_RESUMES, 1, now);
+    else {
+      record.add(F_LOST_CONTINUITY, 1, now);
+      record.lastContinuityLost = { reason: outcome.reason ?? 'epoch_changed', at: now };
+    }
+  }
+
+  /** The connection detached the channel on purpose. */
+  detached(channel: string, connectionId: string): void {
+    this.#channels.get(channel)?.subscribers.delete(connectionId);
+    this.#byConnection.get(connectionId)?.delete(channel);
+  }
+
+  /**
+   * The connection ended; `reason` as in `mooring_connections_closed_total` (`closed` = by the
+   * client: not a drop). Every other end starts the subscriber's time offline on its channels.
+   */
+  connectionEnded(connectionId: string, clientId: string | undefined, reason: string): void {
+    const channels = this.#byConnection.get(connectionId);
+    if (!channels) return;
+    this.#byConnection.delete(connectionId);
+    const now = this.#now();
+    for (const channel of channels) {
+      const record = this.#channels.get(channel);
+      if (!record) continue;
+      record.subscribers.delete(connectionId);
+      if (reason === 'closed' || reason === 'shutting_down') continue;
+      if (reason === 'slow_consumer') record.add(F_SLOW, 1, now);
+      record.add(F_CONNECTIONS_LOST, 1, now);
+      if (record.drops.size >= MAX_DROPS) {
+        const oldest = record.drops.keys().next().value;
+        if (oldest !== undefined) record.drops.delete(oldest);
+      }
+      record.drops.set(clientId ?? connectionId, now);
+    }
+  }
+
+  /** Catch-up sent `messages` in `bytes` of frames on the channel. */
+  caughtUp(channel: string, messages: number, bytes: number): void {
+    const record = this.#channels.get(channel);
+    if (!record) return;
+    const now = this.#now();
+    record.add(F_CAUGHT_UP_MESSAGES, messages, now);
+    record.add(F_CAUGHT_UP_BYTES, bytes, now);
+  }
+
+  /** A publish was received; returns its id for `published` (acknowledged or failed). */
+  publishing(channel: string): number {
+    const id = ++this.#publishIds;
+    this.#record(channel).inflight.set(id, this.#now());
+    return id;
+  }
+
+  published(channel: string, id: number): void {
+    this.#channels.get(channel)?.inflight.delete(id);
+  }
+
+  /** The health of one channel (undefined when this node knows nothing of it). */
+  channel(channel: string): ChannelHealth | undefined {
+    const record = this.#channels.get(channel);
+    return record && this.#report(channel, record, this.#now());
+  }
+
+  /** The health of a channel nothing happened on: all zeros. */
+  empty(channel: string): ChannelHealth {
+    return this.#report(channel, new ChannelRecord(), this.#now());
+  }
+
+  /** The `limit` channels with the most trouble (trouble > 0) that `visible` lets the caller see. */
+  worst(limit: number, visible: (channel: string) => boolean = () => true): ChannelHealth[] {
+    const now = this.#now();
+    const reports: ChannelHealth[] = [];
+    for (const [channel, record] of this.#channels) {
+      if (!visible(channel)) continue;
+      const report = this.#report(channel, record, now);
+      if (report.trouble > 0) reports.push(report);
+    }
+    return reports.sort((a, b) => b.trouble - a.trouble).slice(0, limit);
+  }
+
+  get trackedChannels(): number {
+    return this.#channels.size;
+  }
+
+  #report(channel: string, r: ChannelRecord, now: number): ChannelHealth {
+    const oldest = r.inflight.values().next().value;
+    const report: ChannelHealth = {
+      channel,
+      subscribers: [...r.subscribers.values()],
+      windowMinutes: SLOTS,
+      reconnects: r.sum(F_RECONNECTS, now),
+      resumes: r.sum(F_RESUMES, now),
+      continuityLost: r.sum(F_LOST_CONTINUITY, now),
+      connectionsLost: r.sum(F_CONNECTIONS_LOST, now),
+      slowConsumerDrops: r.sum(F_SLOW, now),
+      offlineMs: r.sum(F_OFFLINE_MS, now),
+      maxOfflineMs: r.sum(F_MAX_OFFLINE_MS, now, true),
+      caughtUpMessages: r.sum(F_CAUGHT_UP_MESSAGES, now),
+      caughtUpBytes: r.sum(F_CAUGHT_UP_BYTES, now),
+      unackedPublishes: r.inflight.size,
+      oldestUnackedMs: oldest === undefined ? null : now - oldest,
+      trouble: 0,
+    };
+    if (r.lastContinuityLost && now - r.lastContinuityLost.at < HEALTH_WINDOW_MS)
+      report.lastContinuityLost = r.lastContinuityLost;
+    // still offline: count the time so far
+    for (const at of r.drops.values()) {
+      if (now - at > HEALTH_WINDOW_MS) continue;
+      report.offlineMs += now - at;
+      report.maxOfflineMs = Math.max(report.maxOfflineMs, now - at);
+    }
+    report.trouble =
+      report.continuityLost * 10 +
+      report.slowConsumerDrops * 5 +
+      report.connectionsLost * 2 +
+      report.reconnects +
+      report.offlineMs / 10_000 +
+      (report.oldestUnackedMs !== null && report.oldestUnackedMs > 1_000
+        ? report.oldestUnackedMs / 1_000
+        : 0);
+    return report;
+  }
+
+  #record(channel: string): ChannelRecord {
+    let record = this.#channels.get(channel);
+    if (record) return record;
+    if (this.#channels.size >= this.#max) this.#evict();
+    record = new ChannelRecord();
+    this.#channels.set(channel, record);
+    return record;
+  }
+
+  /** Forgets the oldest-created record nobody is attached to or publishing on (or the oldest). */
+  #evict(): void {
+    let victim: string | undefined;
+    for (const [channel, record] of this.#channels) {
+      victim ??= channel;
+      if (record.idle) {
+        victim = channel;
+        break;
+      }
+    }
+    if (victim === undefined) return;
+    const record = this.#channels.get(victim);
+    this.#channels.delete(victim);
+    for (const connectionId of record?.subscribers.keys() ?? [])
+      this.#byConnection.get(connectionId)?.delete(victim);
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * Delivery health (issue 17): per-channel numbers a support engineer reads when "the answer
+ * vanished" — real server, real WebSocket clients killed without a close; and the bounded,
+ * windowed bookkeeping behind them (DeliveryHealth on a fake clock).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { waitFor } from '@mooring/testkit';
+import { DeliveryHealth, HEALTH_WINDOW_MS } from '../src/delivery-health.ts';
+import type { ChannelHealthReport } from '../src/health-report.ts';
+import { Metrics } from '../src/metrics.ts';
+import { MetricsHistory } from '../src/metrics-history.ts';
+import { MemoryStore } from '../src/store/memory-store.ts';
+import type { AppendOptions, AppendResult, NewOperation } from '../src/store/store.ts';
+import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+import { StalledClient } from './support/stalled-client.ts';
+
+/** A memory store whose appends wait for `gate` (a publish that is received but not yet stored). */
+class SlowStore extends MemoryStore {
+  gate: Promise<void> | undefined;
+  override async append(channel: string, ops: NewOperation[], options: AppendOptions): Promise<AppendResult> {
+    await this.gate;
+    return super.append(channel, ops, options);
+  }
+}
+
+async function health(fx: { server: { url: string } }, channel: string, key?: string) {
+  const res = await rest(
+    fx.server as never,
+    `/v1/channels/${encodeURIComponent(channel)}/health`,
+    key ? { key } : {},
+  );
+  return res as { status: number; body: ChannelHealthReport & Record<string, unknown> };
+}
+
+describe('delivery health', () => {
+  it('counts a subscriber lost, offline, resumed and caught up; and continuity lost', async () => {
+    const fx = await startFixture('memory');
+    const channel = 'session:health-1';
+    try {
+      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      const user = await RawClient.connect(fx.server.url, { clientId: 'user-1' });
+      await user.attach(channel);
+      const first = await agent.publish(channel, [{ id: 'm1', data: 'hello' }]);
+      let h = (await health(fx, channel)).body;
+      assert.deepEqual(
+        h.subscribers.map((s) => [s.clientId, s.transport]),
+        [['user-1', 'websocket']],
+      );
+      user.kill(); // the network drops: no close frame
+      await waitFor(async () => (await health(fx, channel)).body.connectionsLost === 1, {
+        message: 'the lost connection was never counted',
+      });
+      for (let i = 2; i <= 4; i++) await agent.publish(channel, [{ id: `m${i}`, data: 'x'.repeat(100) }]);
+      const back = await RawClient.connect(fx.server.url, { clientId: 'user-1' });
+      const attached = await back.attach(channel, { from: first.results[0]!.serial });
+      assert.equal(attached.resumed, true);
+      h = (await health(fx, channel)).body;
+      assert.equal(h.reconnects, 1);
+      assert.equal(h.resumes, 1);
+      assert.equal(h.continuityLost, 0);
+      assert.equal(h.connectionsLost, 1);
+      assert.equal(h.caughtUpMessages, 3);
+      assert.ok(h.caughtUpBytes > 300, `caught-up bytes ${h.caughtUpBytes}`);
+      assert.ok(h.offlineMs > 0 && h.maxOfflineMs === h.offlineMs, 'time offline measured once');
+      assert.equal(h.subscribers.length, 1);
+      assert.ok(h.trouble > 0);
+
+      const other = await RawClient.connect(fx.server.url, { clientId: 'user-2' });
+      const lost = await other.attach(channel, { from: `zzzzzzzzzzzz.${'0'.repeat(15)}1` });
+      assert.equal(lost.resumed, false);
+      h = (await health(fx, channel)).body;
+      assert.equal(h.continuityLost, 1);
+      assert.equal(h.lastContinuityLost?.reason, 'epoch_changed');
+      assert.equal(h.subscribers.length, 2);
+
+      await other.request({ type: 'detach', channel });
+      h = (await health(fx, channel)).body;
+      assert.equal(h.subscribers.length, 1, 'a detach removes the subscriber');
+
+      const list = await rest(fx.server, '/v1/health?limit=5');
+      const channels = (list.body.channels as { channel: string }[]).map((c) => c.channel);
+      assert.deepEqual(channels, [channel], 'the channel in trouble is listed');
+      for (const c of [agent, back, other]) await c.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('counts a slow consumer dropped from the channel', async () => {
+    const fx = await startFixture('memory', { limits: { maxSendBuffer: 64 * 1024 } });
+    const channel = 'session:health-slow';
+    try {
+      const pub = await RawClient.connect(fx.server.url);
+      const slow = await StalledClient.connect(fx.server.url, `/v1/connect?key=${TEST_KEY}&clientId=slow`);
+      slow.sendText(JSON.stringify({ type: 'attach', channel }));
+      await waitFor(async () => (await health(fx, channel)).body.subscribers.length === 1);
+      slow.stall();
+      const chunk = 'x'.repeat(16 * 1024);
+      for (let i = 0; fx.server.connections === 2 && i < 2_000; i++)
+        await pub.publish(channel, [{ id: `s${i}`, data: chunk }]);
+      const h = await waitFor(async () => {
+        const body = (await health(fx, channel)).body;
+        return body.slowConsumerDrops === 1 && body;
+      });
+      assert.equal(h.connectionsLost, 1);
+      assert.equal(h.subscribers.length, 0);
+      slow.destroy();
+      await pub.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('shows the oldest unacknowledged publish while the store has not committed it', async () => {
+    const store = new SlowStore();
+    let open!: () => void;
+    store.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const fx = await startFixture('memory', { store });
+    const channel = 'session:health-unacked';
+    try {
+      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      const pending = agent.publish(channel, [{ id: 'slow', data: 'x' }]);
+      const h = await waitFor(
+        async () => {
+          const body = (await health(fx, channel)).body;
+          return body.unackedPublishes === 1 && body;
+        },
+        { message: 'the publish in flight never showed' },
+      );
+      assert.ok(h.oldestUnackedMs !== null && h.oldestUnackedMs >= 0);
+      open();
+      await pending;
+      const after = (await health(fx, channel)).body;
+      assert.equal(after.unackedPublishes, 0);
+      assert.equal(after.oldestUnackedMs, null);
+      await agent.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('lists leases with their deadline once the publisher is gone', async () => {
+    const fx = await startFixture('memory');
+    const channel = 'session:health-leases';
+    try {
+      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      const ack = await agent.publish(channel, [{ id: 'run', data: '', lease: 60_000 }]);
+      const serial = ack.results[0]!.serial;
+      let h = (await health(fx, channel)).body;
+      assert.deepEqual(h.leases, [{ serial, clientId: 'agent', ms: 60_000, held: true }]);
+      agent.kill();
+      h = await waitFor(async () => {
+        const body = (await health(fx, channel)).body;
+        return body.leases[0]?.held === false && body;
+      });
+      const deadline = h.leases[0]!.deadline!;
+      assert.ok(deadline > h.serverTime && deadline <= h.serverTime + 60_000, 'deadline within the lease');
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('needs history and presence on the channel', async () => {
+    const fx = await startFixture('memory', {
+      keys: [
+        'test:secret',
+        { name: 'reader', secret: 'r', capability: { 'session:*': ['subscribe', 'history'] } },
+        { name: 'inspector', secret: 'i', capability: { 'session:*': ['history', 'presence'] } },
+      ],
+    });
+    try {
+      const channel = 'session:health-caps';
+      assert.equal((await health(fx, channel, 'reader:r')).status, 403);
+      assert.equal((await health(fx, channel, 'inspector:i')).status, 200);
+      assert.equal((await health(fx, 'other:x', 'inspector:i')).status, 403);
+      assert.equal((await rest(fx.server, `/v1/channels/${channel}/health`, { key: null })).status, 401);
+      // the list shows only what the caller may inspect
+      const user = await RawClient.connect(fx.server.url, { clientId: 'u' });
+      await user.attach('other:x', { from: `zzzzzzzzzzzz.${'0'.repeat(15)}1` });
+      const mine = await rest(fx.server, '/v1/health', { key: 'inspector:i' });
+      assert.deepEqual(mine.body.channels, []);
+      const all = await rest(fx.server, '/v1/health');
+      assert.equal((all.body.channels as unknown[]).length, 1);
+      assert.equal((await rest(fx.server, '/v1/health?limit=0')).status, 400);
+      await user.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('DeliveryHealth bookkeeping', () => {
+  it('forgets what is older than 15 minutes, and counts slow-consumer drops', () => {
+    let now = 1_000_000_000;
+    const h = new DeliveryHealth({ now: () => now });
+    const sub = { connectionId: 'c1', clientId: 'u', transport: 'websocket' as const };
+    h.attached('ch', sub, false, { resumed: false });
+    h.connectionEnded('c1', 'u', 'slow_consumer');
+    now += 2_000;
+    h.attached('ch', { ...sub, connectionId: 'c2' }, true, { resumed: true });
+    let r = h.channel('ch')!;
+    assert.equal(r.slowConsumerDrops, 1);
+    assert.equal(r.connectionsLost, 1);
+    assert.equal(r.offlineMs, 2_000);
+    assert.equal(r.resumes, 1);
+    now += HEALTH_WINDOW_MS + 60_000;
+    r = h.channel('ch')!;
+    assert.deepEqual(
+      [r.slowConsumerDrops, r.connectionsLost, r.offlineMs, r.resumes, r.trouble],
+      [0, 0, 0, 0, 0],
+    );
+    assert.equal(r.subscribers.length, 1, 'who is attached is not windowed');
+  });
+
+  it('a client closing on purpose is not a drop; one still offline counts its time so far', () => {
+    let now = 0;
+    const h = new DeliveryHealth({ now: () => now });
+    h.attached('ch', { connectionId: 'a', clientId: 'x', transport: 'sse' }, false, { resumed: false });
+    h.attached('ch', { connectionId: 'b', clientId: 'y', transport: 'longpoll' }, false, { resumed: false });
+    h.connectionEnded('a', 'x', 'closed');
+    h.connectionEnded('b', 'y', 'lost');
+    now += 5_000;
+    const r = h.channel('ch')!;
+    assert.equal(r.connectionsLost, 1);
+    assert.equal(r.offlineMs, 5_000);
+    assert.equal(r.subscribers.length, 0);
+  });
+
+  it('tracks a bounded number of channels, forgetting idle ones first', () => {
+    const h = new DeliveryHealth({ maxChannels: 100 });
+    h.attached('busy', { connectionId: 'c', transport: 'websocket' }, false, { resumed: false });
+    for (let i = 0; i < 10_000; i++) {
+      const id = h.publishing(`ch:${i}`);
+      h.published(`ch:${i}`, id);
+    }
+    assert.equal(h.trackedChannels, 100);
+    assert.ok(h.channel('busy'), 'a channel with a subscriber is kept');
+  });
+});
+
+describe('metrics history', () => {
+  it('keeps a bounded ring of samples with rates, gauges and interval percentiles', async () => {
+    const metrics = new Metrics();
+    const history = new MetricsHistory(metrics, 60_000); // an hour = 60 samples
+    assert.equal(history.capacity, 60);
+    let t = 1_000_000;
+    await history.sample(t);
+    metrics.connections.inc({ transport: 'sse' }, 2);
+    metrics.operations.inc({ action: 'create' }, 120);
+    metrics.connectionsClosed.inc({ transport: 'websocket', reason: 'slow_consumer' }, 3);
+    metrics.publishSeconds.observe(0.004);
+    t += 60_000;
+    await history.sample(t);
+    let snap = history.snapshot();
+    assert.equal(snap.t.length, 2);
+    assert.deepEqual(snap.series.connections?.sse, [0, 2]);
+    assert.deepEqual(snap.series.operations?.stored, [0, 2], '120 in 60 s = 2/s');
+    assert.deepEqual(snap.series.slow?.['slow-consumer drops'], [0, 3], 'per minute');
+    const p50 = snap.series.latency?.['publish p50']?.[1];
+    assert.ok(p50 !== null && p50 !== undefined && p50 > 2.5 && p50 <= 5, `p50 ${p50} ms in its bucket`);
+    for (let i = 0; i < 100; i++) {
+      t += 60_000;
+      await history.sample(t);
+    }
+    snap = history.snapshot();
+    assert.equal(snap.t.length, 60, 'an hour, no more');
+    assert.equal(snap.t[59], t / 1000, 'newest last');
+    assert.equal(snap.series.latency?.['publish p50']?.[59], null, 'no publish in the interval: no value');
+  });
+
+  it('is served at /metrics/history to credentials', async () => {
+    const fx = await startFixture('memory', { metricsSampleInterval: 50 });
+    try {
+      const agent = await RawClient.connect(fx.server.url);
+      await agent.publish('session:h', [{ data: 'x' }]);
+      assert.equal((await rest(fx.server, '/metrics/history', { key: null })).status, 401);
+      const body = await waitFor(async () => {
+        const res = await rest(fx.server, '/metrics/history');
+        const stored = (res.body.series as Record<string, Record<string, number[]>>).operations?.stored ?? [];
+        return stored.some((v) => v > 0) && res.body;
+      });
+      assert.equal(body.interval, 50);
+      await agent.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});

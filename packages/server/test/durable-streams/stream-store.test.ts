@@ -1,0 +1,177 @@
+/**
+ * The stream space of each store (memory, SQLite): the guarantees of stream-store.ts, the same cases
+ * on both — offsets and reads, immutability, byte-bounded pages, forks and their removal, expiry — and
+ * on SQLite, that an append is all or nothing (chunk, tail and producer state in one transaction).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DatabaseSync } from 'node:sqlite';
+import { after, test } from 'node:test';
+import { MemoryStore } from '../../src/store/memory-store.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { Store } from '../../src/store/store.ts';
+import { StoreError } from '../../src/store/store.ts';
+import type { StreamStore } from '../../src/store/stream-store.ts';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function sqlitePath(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'mooring-ds-store-'));
+  dirs.push(dir);
+  return join(dir, 'mooring.db');
+}
+
+const STORES: Record<string, () => Promise<Store>> = {
+  memory: async () => new MemoryStore(),
+  sqlite: async () => new SqliteStore({ path: await sqlitePath() }),
+};
+
+const bytes = (text: string) => Buffer.from(text);
+const textOf = (chunks: { data: Uint8Array }[]) => Buffer.concat(chunks.map((c) => c.data)).toString();
+const T0 = 1_000_000;
+
+async function make(s: StreamStore, path: string, extra: Partial<Parameters<StreamStore['create']>[1]> = {}) {
+  const out = await s.create(
+    path,
+    { contentType: 'text/plain', closed: false, data: new Uint8Array(0), ...extra },
+    T0,
+  );
+  assert.equal(out.kind, 'created');
+  return out;
+}
+
+for (const [kind, open] of Object.entries(STORES)) {
+  test(`${kind}: offsets grow, a read after an offset is exactly what came after, bytes never change`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'a');
+    const tails: number[] = [0];
+    for (const word of ['one ', 'two ', 'three ']) {
+      const out = await s.append('a', { contentType: 'text/plain', data: bytes(word), close: false }, T0);
+      assert.equal(out.kind, 'appended');
+      if (out.kind === 'appended') tails.push(out.meta.tail);
+    }
+    assert.deepEqual(tails, [0, 4, 8, 14]);
+    for (const [i, after] of tails.entries()) {
+      const page = await s.read('a', after, 1 << 20, T0);
+      assert.equal(textOf(page?.chunks ?? []), ['one two three ', 'two three ', 'three ', ''][i]);
+      assert.equal(page?.upToDate, true);
+    }
+    const before = textOf((await s.read('a', 4, 1 << 20, T0))?.chunks ?? []);
+    await s.append('a', { contentType: 'text/plain', data: bytes('four'), close: true }, T0);
+    const later = textOf((await s.read('a', 4, 1 << 20, T0))?.chunks ?? []);
+    assert.ok(later.startsWith(before), 'what was at an offset is still there, unchanged');
+    assert.equal((await s.get('a', T0))?.closed, true);
+    await store.close();
+  });
+
+  test(`${kind}: a page stops at about maxBytes but always holds one chunk`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'p');
+    for (let i = 0; i < 10; i++)
+      await s.append('p', { contentType: 'text/plain', data: bytes('x'.repeat(100)), close: false }, T0);
+    const page = await s.read('p', 0, 250, T0);
+    assert.equal(page?.chunks.length, 2);
+    assert.equal(page?.upToDate, false);
+    const one = await s.read('p', 0, 10, T0);
+    assert.equal(one?.chunks.length, 1, 'a chunk above the budget is still served alone');
+    let after = 0;
+    let read = 0;
+    for (;;) {
+      const next = await s.read('p', after, 250, T0);
+      assert.ok(next);
+      read += next.chunks.length;
+      if (next.upToDate) break;
+      after = next.chunks.at(-1)?.end ?? after;
+    }
+    assert.equal(read, 10);
+    await store.close();
+  });
+
+  test(`${kind}: forks read their source up to the fork offset; deletion soft-deletes and cascades`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'src', { data: bytes('abc') });
+    await s.create('f1', { closed: false, data: bytes('D'), fork: { source: 'src', subOffset: 0 } }, T0);
+    await s.append('src', { contentType: 'text/plain', data: bytes('zzz'), close: false }, T0);
+    await s.create(
+      'f2',
+      { closed: false, data: new Uint8Array(0), fork: { source: 'f1', offset: 3, subOffset: 0 } },
+      T0,
+    );
+    assert.equal(textOf((await s.read('f1', 0, 1 << 20, T0))?.chunks ?? []), 'abcD');
+    assert.equal(textOf((await s.read('f2', 0, 1 << 20, T0))?.chunks ?? []), 'abc');
+    assert.equal(await s.delete('src', T0), 'deleted');
+    assert.equal((await s.get('src', T0))?.softDeleted, true);
+    assert.equal(
+      await s.read('src', 0, 1 << 20, T0),
+      undefined,
+      'a soft-deleted stream is not readable itself',
+    );
+    assert.equal(await s.delete('f1', T0), 'deleted');
+    assert.equal((await s.get('f1', T0))?.softDeleted, true, 'f2 still reads f1');
+    assert.equal(textOf((await s.read('f2', 0, 1 << 20, T0))?.chunks ?? []), 'abc');
+    assert.equal(await s.delete('f2', T0), 'deleted');
+    assert.equal(await s.get('f1', T0), undefined, 'the last fork gone, its soft-deleted source goes');
+    assert.equal(await s.get('src', T0), undefined, 'and so does the source of that, up the chain');
+    await store.close();
+  });
+
+  test(`${kind}: a stream past its TTL is gone and its path is free; reads slide the TTL`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 't', { ttlSeconds: 10 });
+    await s.read('t', 0, 100, T0 + 9_000);
+    assert.ok(await s.get('t', T0 + 18_000), 'a read at +9 s moved the deadline to +19 s');
+    assert.equal(await s.get('t', T0 + 19_000), undefined);
+    await make(s, 't');
+    await make(s, 'e', { expiresAt: new Date(T0 + 5_000).toISOString() });
+    assert.equal(await s.sweep(T0 + 5_000), 1);
+    assert.equal(await s.get('e', T0), undefined);
+    await store.close();
+  });
+}
+
+test('sqlite: an append whose producer state cannot be written stores nothing (one transaction)', async () => {
+  let db: DatabaseSync | undefined;
+  const store = new SqliteStore({
+    path: await sqlitePath(),
+    onOpen: (d) => {
+      db = d;
+    },
+  });
+  const s = store.streams as StreamStore;
+  await make(s, 'x');
+  const producer = { id: 'p', epoch: 0, seq: 0 };
+  // the producer row fails to write (as a full disk would), after the chunk row was written
+  db?.exec(
+    `CREATE TRIGGER fail_producer BEFORE INSERT ON ds_producers BEGIN SELECT RAISE(ABORT, 'disk full'); END`,
+  );
+  await assert.rejects(
+    s.append('x', { contentType: 'text/plain', data: bytes('once'), close: false, producer }, T0),
+    (err: unknown) => err instanceof StoreError && err.code === 'store_unavailable',
+  );
+  assert.equal((await s.get('x', T0))?.tail, 0);
+  assert.deepEqual((await s.read('x', 0, 100, T0))?.chunks, []);
+  db?.exec('DROP TRIGGER fail_producer');
+  const retry = await s.append(
+    'x',
+    { contentType: 'text/plain', data: bytes('once'), close: false, producer },
+    T0,
+  );
+  assert.equal(retry.kind, 'appended', 'the retry is stored (nothing of the failed attempt was)');
+  assert.equal(textOf((await s.read('x', 0, 100, T0))?.chunks ?? []), 'once');
+  const dup = await s.append(
+    'x',
+    { contentType: 'text/plain', data: bytes('once'), close: false, producer },
+    T0,
+  );
+  assert.equal(dup.kind, 'duplicate');
+  await store.close();
+});

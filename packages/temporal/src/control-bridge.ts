@@ -1,0 +1,313 @@
+/**
+ * The bridge from sessions to workflows: a Mooring subscriber that follows session channels and turns
+ * what users do there into Temporal calls on the session's workflow.
+ *
+ *   session channel                      bridge                       workflow (useMooringSession)
+ *   ai.input            ───────────────▶ executeUpdate(mooring.input,  { updateId: controlId })
+ *   ai.control cancel   ───────────────▶ executeUpdate(mooring.cancel) → cancels the run's scope
+ *                                        (or handle.cancel(): `cancel: 'workflow'`)
+ *   ai.control steer / tool-approval / handover / regenerate ──▶ mooring.steer / .approval / …
+ *   (select is a view choice: not forwarded)
+ *
+ * Guarantees:
+ * - Per session, controls are delivered one at a time in the session's order; the position (the
+ *   message's version) is saved after each delivery, so a restarted bridge resumes after the last one
+ *   it delivered and delivers everything that arrived while it was away.
+ * - Each control takes effect once: its id (`<publisher clientId>/<operation id>`) is the update id,
+ *   which Temporal keeps one update per, and is in the payload for the workflow's own check (needed
+ *   for signals, which carry no idempotency key). A crash between delivering and saving re-delivers
+ *   that one control, which both checks absorb.
+ * - A transient failure (Temporal unreachable) is retried with backoff, holding later controls back;
+ *   a permanent one (no such workflow, an update the workflow rejected) is reported (`error`) and
+ *   skipped, so one bad control cannot stall the session.
+ */
+import type { Channel, Mooring } from '@mooring/client';
+import { Emitter } from '@mooring/client';
+import type { Message } from '@mooring/protocol';
+import type { ControlRecord, InputRecord } from '@mooring/protocol/ai';
+import { EVENT_CONTROL, EVENT_INPUT, readSessionMessage } from '@mooring/protocol/ai';
+import type { SignalDefinition, UpdateDefinition } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { PositionStore } from './position-store.ts';
+import { memoryPositions } from './position-store.ts';
+import type { ControlKind, ControlPayload } from './workflow/definitions.ts';
+import {
+  approvalSignal,
+  approvalUpdate,
+  cancelSignal,
+  cancelUpdate,
+  handoverSignal,
+  handoverUpdate,
+  inputSignal,
+  inputUpdate,
+  regenerateSignal,
+  regenerateUpdate,
+  steerSignal,
+  steerUpdate,
+} from './workflow/definitions.ts';
+
+/** The part of a Temporal `WorkflowHandle` the bridge uses (`client.workflow.getHandle(id)` fits). */
+export interface BridgeWorkflowHandle {
+  signal<Args extends unknown[]>(def: SignalDefinition<Args>, ...args: Args): Promise<void>;
+  executeUpdate<Ret, Args extends [unknown, ...unknown[]]>(
+    def: UpdateDefinition<Ret, Args>,
+    options: { args: Args; updateId?: string },
+  ): Promise<Ret>;
+  cancel(): Promise<unknown>;
+}
+
+/** The part of Temporal's `WorkflowClient` the bridge uses: pass `client.workflow`. */
+export interface BridgeWorkflowClient {
+  getHandle(workflowId: string): BridgeWorkflowHandle;
+}
+
+export interface ControlBridgeOptions {
+  /** The bridge's own Mooring client (realtime; it subscribes to the sessions). */
+  mooring: Mooring;
+  /** `client.workflow` of a Temporal `Client`. */
+  workflows: BridgeWorkflowClient;
+  /** The workflow serving a session. Default: the channel name itself. */
+  workflowId?: (channel: string) => string;
+  /** Where positions are kept. Default: in memory (not restart-safe). */
+  positions?: PositionStore;
+  /** Updates (default: an update id per control) or signals (the workflow dedupes by `controlId`). */
+  delivery?: 'update' | 'signal';
+  /**
+   * `cancel` controls: `run` (default) delivers them like the others — the workflow cancels the named
+   * run's scope and serves on; `workflow` cancels the whole workflow (one workflow per run).
+   */
+  cancel?: 'run' | 'workflow';
+  /** A session with no saved position: from its first message (default) or from now. */
+  startAt?: 'start' | 'now';
+  /** Which kinds to forward. Default: all. */
+  kinds?: readonly ControlKind[];
+  /** Backoff for transient failures, ms. Default 200 → 10 000, doubling. */
+  retry?: { initial?: number; max?: number };
+}
+
+export interface DeliveredControl {
+  channel: string;
+  workflowId: string;
+  kind: ControlKind;
+  controlId: string;
+  serial: string;
+}
+
+export type ControlBridgeEvents = {
+  delivered: DeliveredControl;
+  /** A permanent failure (the control was skipped) or a transient one (it is retried). */
+  error: { channel: string; controlId: string | undefined; error: unknown; retrying: boolean };
+};
+
+const UPDATES = {
+  input: inputUpdate,
+  cancel: cancelUpdate,
+  steer: steerUpdate,
+  approval: approvalUpdate,
+  handover: handoverUpdate,
+  regenerate: regenerateUpdate,
+} as const;
+const SIGNALS = {
+  input: inputSignal,
+  cancel: cancelSignal,
+  steer: steerSignal,
+  approval: approvalSignal,
+  handover: handoverSignal,
+  regenerate: regenerateSignal,
+} as const;
+
+interface Followed {
+  channel: Channel;
+  queue: Message[];
+  draining: Promise<void> | undefined;
+  listener: (message: Message) => void;
+}
+
+export class ControlBridge extends Emitter<ControlBridgeEvents> {
+  readonly #o: ControlBridgeOptions;
+  readonly #positions: PositionStore;
+  readonly #followed = new Map<string, Followed>();
+  #closed = false;
+
+  constructor(options: ControlBridgeOptions) {
+    super();
+    this.#o = options;
+    this.#positions = options.positions ?? memoryPositions();
+  }
+
+  /** Follows a session: resolves once attached (from its saved position, or per `startAt`). */
+  async follow(channelName: string): Promise<void> {
+    if (this.#closed || this.#followed.has(channelName)) return;
+    const saved = await this.#positions.load(channelName);
+    const channel = this.#o.mooring.channels.get(
+      channelName,
+      saved ? { from: saved } : this.#o.startAt === 'now' ? {} : { start: true },
+    );
+    const followed: Followed = {
+      channel,
+      queue: [],
+      draining: undefined,
+      listener: (message) => {
+        followed.queue.push(message);
+        followed.draining ??= this.#drain(channelName, followed);
+      },
+    };
+    this.#followed.set(channelName, followed);
+    await channel.subscribe(followed.listener);
+  }
+
+  /** Stops following a session (its position stays saved). */
+  async unfollow(channelName: string): Promise<void> {
+    const followed = this.#followed.get(channelName);
+    if (!followed) return;
+    this.#followed.delete(channelName);
+    followed.channel.unsubscribe(followed.listener);
+    await followed.draining;
+    this.#o.mooring.channels.release(channelName);
+  }
+
+  /** Resolves once every message received so far is handled (delivered or skipped). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const pending = [...this.#followed.values()].map((f) => f.draining).filter((d) => d !== undefined);
+      if (pending.length === 0) return;
+      await Promise.all(pending);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#followed.keys()].map((name) => this.unfollow(name)));
+  }
+
+  async #drain(channelName: string, followed: Followed): Promise<void> {
+    let unsaved: string | undefined;
+    while (followed.queue.length > 0 && !this.#closed) {
+      const message = followed.queue.shift() as Message;
+      const position = message.version ?? message.serial;
+      const payload = this.#payloadOf(channelName, message);
+      if (!payload) {
+        unsaved = position;
+        continue;
+      }
+      await this.#deliver(channelName, payload);
+      await this.#positions.save(channelName, position);
+      unsaved = undefined;
+    }
+    // Messages that were not controls: save past them too, so a restart does not read them again.
+    if (unsaved !== undefined) await this.#positions.save(channelName, unsaved);
+    followed.draining = undefined;
+    if (followed.queue.length > 0 && !this.#closed) followed.draining = this.#drain(channelName, followed);
+  }
+
+  #payloadOf(channel: string, message: Message): ControlPayload | undefined {
+    if (message.action !== 'create' || (message.name !== EVENT_INPUT && message.name !== EVENT_CONTROL))
+      return undefined;
+    const read = readSessionMessage(message);
+    if (!read) return undefined;
+    if (!read.ok) {
+      this.emit('error', {
+        channel,
+        controlId: undefined,
+        error: new TypeError(read.reason),
+        retrying: false,
+      });
+      return undefined;
+    }
+    const base = {
+      controlId: `${message.clientId ?? ''}/${message.id ?? message.serial}`,
+      channel,
+      serial: message.serial,
+    };
+    const payload =
+      read.record.type === 'input'
+        ? inputPayload(base, read.record)
+        : read.record.type === 'control'
+          ? controlPayload(base, read.record)
+          : undefined;
+    if (!payload || (this.#o.kinds && !this.#o.kinds.includes(payload.kind))) return undefined;
+    return payload;
+  }
+
+  async #deliver(channel: string, payload: ControlPayload): Promise<void> {
+    const workflowId = (this.#o.workflowId ?? ((c: string) => c))(channel);
+    const { kind, ...body } = payload;
+    let delay = this.#o.retry?.initial ?? 200;
+    for (;;) {
+      try {
+        const handle = this.#o.workflows.getHandle(workflowId);
+        if (kind === 'cancel' && this.#o.cancel === 'workflow') await handle.cancel();
+        else if (this.#o.delivery === 'signal')
+          await handle.signal(SIGNALS[kind] as SignalDefinition<[typeof body]>, body);
+        else
+          await handle.executeUpdate(UPDATES[kind] as UpdateDefinition<void, [typeof body]>, {
+            args: [body],
+            updateId: payload.controlId,
+          });
+        this.emit('delivered', {
+          channel,
+          workflowId,
+          kind,
+          controlId: payload.controlId,
+          serial: payload.serial,
+        });
+        return;
+      } catch (error) {
+        const permanent =
+          error instanceof WorkflowNotFoundError || error instanceof WorkflowUpdateFailedError;
+        this.emit('error', { channel, controlId: payload.controlId, error, retrying: !permanent });
+        if (permanent || this.#closed) return;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, this.#o.retry?.max ?? 10_000);
+      }
+    }
+  }
+}
+
+type Base = { controlId: string; channel: string; serial: string };
+
+function inputPayload(base: Base, record: InputRecord): ControlPayload {
+  const payload: ControlPayload = {
+    kind: 'input',
+    ...base,
+    inputId: record.id,
+    message: record.message as never,
+  };
+  if (record.parent !== undefined) payload.parent = record.parent;
+  if (record.forkOf !== undefined) payload.forkOf = record.forkOf;
+  if (record.clientId !== undefined) payload.clientId = record.clientId;
+  return payload;
+}
+
+function controlPayload(base: Base, record: ControlRecord): ControlPayload | undefined {
+  const c = record.control;
+  switch (c.type) {
+    case 'cancel':
+      return c.runId === undefined
+        ? { kind: 'cancel', ...base }
+        : { kind: 'cancel', ...base, runId: c.runId };
+    case 'steer':
+      return { kind: 'steer', ...base, runId: c.runId, message: c.message as never };
+    case 'tool-approval': {
+      const payload: ControlPayload = {
+        kind: 'approval',
+        ...base,
+        approvalId: c.approvalId,
+        approved: c.approved,
+      };
+      if (c.runId !== undefined) payload.runId = c.runId;
+      if (c.reason !== undefined) payload.reason = c.reason;
+      return payload;
+    }
+    case 'handover':
+      return c.operator === undefined
+        ? { kind: 'handover', ...base, to: c.to }
+        : { kind: 'handover', ...base, to: c.to, operator: c.operator };
+    case 'regenerate':
+      return c.runId === undefined
+        ? { kind: 'regenerate', ...base, inputId: c.inputId }
+        : { kind: 'regenerate', ...base, inputId: c.inputId, runId: c.runId };
+    case 'select':
+      return undefined;
+  }
+}

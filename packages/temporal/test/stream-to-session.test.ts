@@ -1,0 +1,234 @@
+// The streaming activity helper against a real Mooring server, in @temporalio/testing's
+// MockActivityEnvironment (no Temporal server here): a retried attempt resumes the run in place
+// (attempt 1 throws, or its process is SIGKILLed), a complete run is never published again, the lease
+// spans the backoff or ends the run `abandoned`, heartbeats carry progress, cancellation ends the run.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import type { TestContext } from 'node:test';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadSession, UserSession } from '@mooring/ai';
+import type { Info } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import type { StreamHeartbeat, StreamToSessionOptions } from '../src/stream-to-session.ts';
+import { streamToSession } from '../src/stream-to-session.ts';
+import {
+  ANSWER,
+  client,
+  realServer,
+  scriptedModel,
+  sessionName,
+  textOf,
+  waitFor,
+} from './helpers/fixture.ts';
+
+const WORKER = fileURLToPath(new URL('./helpers/activity-process.ts', import.meta.url));
+const FULL = ANSWER.join('');
+
+async function session(t: TestContext) {
+  const server = await realServer(t);
+  const name = sessionName();
+  const user = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+  t.after(() => user.close());
+  await user.start();
+  const input = await user.send('Tell me about Temporal and Mooring');
+  const rest = client(t, server.url, { autoConnect: false, clientId: 'worker' }).rest;
+  return { server, name, user, input, rest };
+}
+
+/** One attempt of the activity: `MockActivityEnvironment` with that attempt's info. */
+function attempt(workflowId: string, n: number, more: Partial<Info> = {}): Attempt {
+  return new Attempt({
+    attempt: n,
+    activityId: 'answer',
+    workflowExecution: { workflowId, runId: 'wf-run-1' },
+    ...more,
+  });
+}
+
+class Attempt extends MockActivityEnvironment {
+  exec<R>(fn: () => Promise<R>): Promise<R> {
+    return this.run(fn) as Promise<R>;
+  }
+}
+
+describe('streamToSession (a streaming activity)', () => {
+  it('a retried attempt resumes the run in place: one assistant message, the text once', async (t) => {
+    const { name, user, input, rest } = await session(t);
+    const base: Omit<StreamToSessionOptions, 'stream'> = { rest, channel: name, input, coalesceMs: 0 };
+
+    const first = attempt(name, 1);
+    await assert.rejects(
+      first.exec(() => streamToSession({ ...base, stream: () => scriptedModel({ failAfter: 5 }).stream })),
+      /model connection reset/,
+    );
+    // Attempt 1 died mid-stream: its partial text is stored and the run is still running (its lease
+    // spans the retry backoff), not ended `error`.
+    const tree = await loadSession({ rest, channel: name });
+    assert.equal(tree.runs.length, 1);
+    const run = tree.runs[0];
+    assert.equal(run?.status, 'running');
+    const partial = tree.parts(run?.id ?? '')[0]?.text ?? '';
+    assert.ok(partial.length > 0 && FULL.startsWith(partial) && partial !== FULL, `partial: ${partial}`);
+
+    const second = attempt(name, 2);
+    const result = await second.exec(() =>
+      streamToSession({ ...base, stream: () => scriptedModel().stream }),
+    );
+    assert.deepEqual(result, { runId: run?.id, status: 'complete', reason: undefined, alreadyEnded: false });
+
+    await waitFor(() => user.run(result.runId)?.status === 'complete');
+    await user.ready();
+    const view = user.view();
+    assert.equal(view.length, 2, 'the input and one answer');
+    assert.equal(user.messages.filter((m) => m.role === 'assistant').length, 1);
+    assert.equal(textOf(user.run(result.runId)?.message), FULL);
+    // A later reader (REST history) folds the same: one run, one text part with the text once.
+    const after = await loadSession({ rest, channel: name });
+    assert.equal(after.runs.length, 1);
+    assert.deepEqual(
+      after.parts(result.runId).map((p) => p.text),
+      [FULL],
+    );
+  });
+
+  it('a worker process killed mid-stream (SIGKILL): the next attempt finishes the same run once', async (t) => {
+    const { server, name, user, input, rest } = await session(t);
+    const child = spawn(process.execPath, ['--conditions=@mooring/source', WORKER], {
+      env: {
+        ...process.env,
+        MOORING_URL: server.url,
+        MOORING_CHANNEL: name,
+        MOORING_INPUT: input,
+        WORKFLOW_ID: name,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    t.after(() => child.kill('SIGKILL'));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('streaming') && resolve());
+      child.once('exit', (code) => reject(new Error(`worker exited early (${code})`)));
+    });
+    const runId = await waitFor(async () => {
+      const tree = await loadSession({ rest, channel: name });
+      const run = tree.runs[0];
+      return run && (tree.parts(run.id)[0]?.text ?? '').length > 0 ? run.id : undefined;
+    });
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    assert.equal(user.run(runId)?.status, 'running', 'the lease holds the run across the crash');
+
+    const result = await attempt(name, 2).exec(() =>
+      streamToSession({ rest, channel: name, input, coalesceMs: 0, stream: () => scriptedModel().stream }),
+    );
+    assert.equal(result.runId, runId, 'attempt 2 derives the same run id');
+    assert.equal(result.status, 'complete');
+    await waitFor(() => user.run(runId)?.status === 'complete');
+    await user.ready();
+    assert.equal(user.messages.filter((m) => m.role === 'assistant').length, 1);
+    assert.equal(textOf(user.run(runId)?.message), FULL);
+  });
+
+  it('a run already complete is never published again, and the model is not called', async (t) => {
+    const { name, input, rest } = await session(t);
+    const base = { rest, channel: name, input, coalesceMs: 0 };
+    const done = await attempt(name, 1).exec(() =>
+      streamToSession({ ...base, stream: () => scriptedModel().stream }),
+    );
+    assert.equal(done.status, 'complete');
+    const before = await rest.status(name);
+
+    let called = false;
+    const again = await attempt(name, 2).exec(() =>
+      streamToSession({
+        ...base,
+        stream: () => {
+          called = true;
+          return scriptedModel().stream;
+        },
+      }),
+    );
+    assert.deepEqual(again, { runId: done.runId, status: 'complete', reason: undefined, alreadyEnded: true });
+    assert.equal(called, false);
+    assert.deepEqual(await rest.status(name), before, 'nothing was published');
+  });
+
+  it('the last attempt ends the run `error`; a failed attempt that is never retried ends `abandoned` by its lease', async (t) => {
+    const { name, user, input, rest } = await session(t);
+    const last = attempt(name, 3, { retryPolicy: { maximumAttempts: 3 } });
+    await assert.rejects(
+      last.exec(() =>
+        streamToSession({ rest, channel: name, input, stream: () => scriptedModel({ failAfter: 4 }).stream }),
+      ),
+    );
+    const ended = (await loadSession({ rest, channel: name })).runs[0];
+    assert.equal(ended?.status, 'error');
+    assert.match(ended?.reason ?? '', /model connection reset/);
+
+    // Attempt 1 of another activity fails; Temporal would retry, but the workflow gives up: with
+    // nothing renewing the lease any more, the server ends the run abandoned.
+    const other = new Attempt({
+      attempt: 1,
+      activityId: 'other',
+      workflowExecution: { workflowId: name, runId: 'wf-run-1' },
+    });
+    await assert.rejects(
+      other.exec(() =>
+        streamToSession({
+          rest,
+          channel: name,
+          input,
+          lease: 300,
+          stream: () => scriptedModel({ failAfter: 4 }).stream,
+        }),
+      ),
+    );
+    const abandoned = await waitFor(() => user.running().length === 0 && user.view().at(-1));
+    assert.equal(abandoned.kind === 'run' && abandoned.status, 'abandoned');
+  });
+
+  it('heartbeats carry the run id, the attempt and the progress', async (t) => {
+    const { name, input, rest } = await session(t);
+    const env = attempt(name, 1);
+    const beats: StreamHeartbeat[] = [];
+    env.on('heartbeat', (details: StreamHeartbeat) => beats.push(details));
+    const result = await env.exec(() =>
+      streamToSession({
+        rest,
+        channel: name,
+        input,
+        heartbeatEvery: 0,
+        stream: () => scriptedModel().stream,
+      }),
+    );
+    assert.ok(beats.length >= 2);
+    for (const beat of beats) {
+      assert.equal(beat.runId, result.runId);
+      assert.equal(beat.attempt, 1);
+    }
+    const counts = beats.map((b) => b.chunks);
+    assert.deepEqual(
+      counts,
+      [...counts].sort((a, b) => a - b),
+      'progress only grows',
+    );
+    assert.equal(counts.at(-1), ANSWER.length + 4, 'the last heartbeat counts every chunk');
+  });
+
+  it('a cancellation reaches the activity while the model is silent: the stream stops, the run ends `cancelled`', async (t) => {
+    const { name, user, input, rest } = await session(t);
+    const env = attempt(name, 1);
+    const model = scriptedModel({ stallAfter: 4 });
+    const running = env.exec(() =>
+      streamToSession({ rest, channel: name, input, coalesceMs: 0, stream: () => model.stream }),
+    );
+    const runId = await waitFor(() => user.running()[0]?.id);
+    await waitFor(() => textOf(user.run(runId)?.message).length > 0);
+    env.cancel();
+    await assert.rejects(running, (err) => err instanceof CancelledFailure);
+    assert.equal(model.cancelled, true, 'the model stream was cancelled');
+    await waitFor(() => user.run(runId)?.status === 'cancelled');
+  });
+});
