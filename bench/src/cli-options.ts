@@ -8,10 +8,11 @@
  *        [--ds-streams N] [--ds-appends N] [--ds-servers mooring,mooring-sqlite,ds-reference,ds-reference-file]
  */
 import { parseArgs } from 'node:util';
+import { AI_SYSTEMS, type AiSystem } from './scenarios/ai-streaming.ts';
 import type { StoreKind } from './scenarios/appends.ts';
 
 export interface BenchOptions {
-  scenario: 'fanout' | 'appends' | 'transports' | 'streams' | 'all';
+  scenario: 'fanout' | 'appends' | 'transports' | 'streams' | 'ai' | 'catchup' | 'all';
   /** Fan-out subscribers (default 1000). */
   subscribers: number;
   /** Subscribers per transport in the transports fan-out: --subscribers if given, else 300. */
@@ -33,9 +34,18 @@ export interface BenchOptions {
   dsStreams: number;
   dsAppends: number;
   dsServers: string[] | undefined;
+  /** The ai scenario: loads (concurrent responses), answer length, gap, sampled users, systems. */
+  aiResponses: number[];
+  aiSeconds: number;
+  aiGap: number;
+  aiSamples: number;
+  aiSystems: AiSystem[];
+  profileDir: string | undefined;
+  /** The catchup scenario: gap lengths in seconds. */
+  gaps: number[];
 }
 
-export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|streams|all] [options]
+export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|streams|ai|catchup|all] [options]
   --subscribers N   fan-out subscribers (default 1000; 300 per transport in transports)
   --seconds S       measured seconds per fan-out pass (default 8)
   --warmup S        unmeasured seconds before each rate pass (default 2)
@@ -52,10 +62,19 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|st
                     a redis-server of its own, AOF everysec)
   --transports LIST comma-separated: ws,sse,longpoll (default all three)
   --streams N       concurrent token-streaming responses in transports (default 50)
-  --token-rate T    tokens/s of each response in transports (default 30)
+  --token-rate T    tokens/s of each response in transports and ai (default 30)
   --ds-streams N    Durable Streams in the streams scenario (default 20)
   --ds-appends N    appends per stream in the streams scenario (default 500)
-  --ds-servers L    mooring,mooring-sqlite,ds-reference,ds-reference-file (default all)`;
+  --ds-servers L    mooring,mooring-sqlite,ds-reference,ds-reference-file (default all)
+  ai (not part of all):
+  --ai-responses L  comma-separated loads, concurrent responses (default 100,500)
+  --ai-seconds S    length of each answer in seconds (default 20)
+  --ai-gap S        the gap of the sampled users (default 10)
+  --ai-samples N    users sampled for the gap and the reload (default 10)
+  --ai-systems LIST ${AI_SYSTEMS.join(',')}
+  --profile DIR     --cpu-prof of the Mooring server and agent into DIR
+  catchup (not part of all; --stores picks memory or sqlite, the first given):
+  --gaps LIST       gap lengths in seconds (default 1,10,60,600)`;
 
 function positiveNumber(
   name: string,
@@ -101,6 +120,13 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       'ds-streams': { type: 'string' },
       'ds-appends': { type: 'string' },
       'ds-servers': { type: 'string' },
+      'ai-responses': { type: 'string' },
+      'ai-seconds': { type: 'string' },
+      'ai-gap': { type: 'string' },
+      'ai-samples': { type: 'string' },
+      'ai-systems': { type: 'string' },
+      profile: { type: 'string' },
+      gaps: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -114,6 +140,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     scenario !== 'appends' &&
     scenario !== 'transports' &&
     scenario !== 'streams' &&
+    scenario !== 'ai' &&
+    scenario !== 'catchup' &&
     scenario !== 'all'
   ) {
     throw new Error(`unknown scenario '${scenario}'\n${USAGE}`);
@@ -127,6 +155,10 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   for (const transport of transports ?? []) {
     if (transport !== 'ws' && transport !== 'sse' && transport !== 'longpoll')
       throw new Error(`unknown transport '${transport}'`);
+  }
+  const aiSystems = list(values['ai-systems']) ?? [...AI_SYSTEMS];
+  for (const system of aiSystems) {
+    if (!(AI_SYSTEMS as readonly string[]).includes(system)) throw new Error(`unknown ai system '${system}'`);
   }
   return {
     scenario,
@@ -148,5 +180,14 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     dsStreams: Math.round(positiveNumber('ds-streams', values['ds-streams'], 20)),
     dsAppends: Math.round(positiveNumber('ds-appends', values['ds-appends'], 500)),
     dsServers: list(values['ds-servers']),
+    aiResponses: (list(values['ai-responses']) ?? ['100', '500']).map((v) =>
+      Math.round(positiveNumber('ai-responses', v, 100)),
+    ),
+    aiSeconds: positiveNumber('ai-seconds', values['ai-seconds'], 20),
+    aiGap: positiveNumber('ai-gap', values['ai-gap'], 10),
+    aiSamples: Math.round(positiveNumber('ai-samples', values['ai-samples'], 10)),
+    aiSystems: aiSystems as AiSystem[],
+    profileDir: values.profile,
+    gaps: (list(values.gaps) ?? ['1', '10', '60', '600']).map((v) => positiveNumber('gaps', v, 1)),
   };
 }

@@ -116,6 +116,16 @@ export function fanoutMarkdown(results: FanoutServerResult[], ctx: FanoutReportC
   );
   out.push('');
   out.push(ratiosMarkdown(results, ctx));
+  for (const result of results) {
+    const r = result.redis;
+    if (r === undefined || r.scripts === 0) continue;
+    const calls = Object.entries(r.perScript)
+      .map(([name, n]) => `${name} ${n.toFixed(2)}`)
+      .join(', ');
+    out.push(
+      `\nRedis, ${result.label} (both passes, ${int(r.scripts)} scripts: publishes, and the registry's refreshes): ${r.commandsPerScript.toFixed(2)} commands and ${r.cpuUsPerScript.toFixed(0)} µs of Redis CPU per publish (${calls}); one Redis core at this cost: ≈ ${int(r.scriptsPerCore)} publishes/s.`,
+    );
+  }
   if (notes.length > 0) out.push(`\nNotes:\n${notes.map((n) => `- ${n}`).join('\n')}`);
   return out.join('\n');
 }
@@ -231,6 +241,16 @@ export function appendsMarkdown(results: AppendsResult[]): string {
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
   ];
+  for (const result of results) {
+    const r = result.redis;
+    if (r === undefined || r.scripts === 0) continue;
+    const calls = Object.entries(r.perScript)
+      .map(([name, n]) => `${name} ${n.toFixed(2)}`)
+      .join(', ');
+    out.push(
+      `\nRedis, concurrent appends (${int(r.scripts)} scripts): ${r.commandsPerScript.toFixed(2)} commands and ${r.cpuUsPerScript.toFixed(0)} µs of Redis CPU per append (${calls}); one Redis core at this cost: ≈ ${int(r.scriptsPerCore)} appends/s.`,
+    );
+  }
   if (notes.length > 0) out.push(`\nNotes:\n${notes.map((n) => `- ${n}`).join('\n')}`);
   return out.join('\n');
 }

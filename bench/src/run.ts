@@ -9,9 +9,12 @@ import { cpus, loadavg, platform } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseBenchOptions, USAGE } from './cli-options.ts';
 import { appendsMarkdown, fanoutMarkdown, TARGETS } from './report.ts';
+import { aiMarkdown } from './report-ai.ts';
 import { streamsMarkdown } from './report-streams.ts';
 import { transportsMarkdown } from './report-transports.ts';
+import { type AiResult, runAiStreaming } from './scenarios/ai-streaming.ts';
 import { type AppendsResult, runAppends } from './scenarios/appends.ts';
+import { type CatchupResult, catchupMarkdown, runCatchup } from './scenarios/catchup.ts';
 import {
   EXTRA_FANOUT_SERVERS,
   FANOUT_SERVERS,
@@ -22,7 +25,7 @@ import { runStreams, type StreamsResult } from './scenarios/streams.ts';
 import { runTransports, type TransportsResult } from './scenarios/transports.ts';
 
 /** Whole-run limit: however the scenarios behave, the process ends (children are killed on exit). */
-const RUN_LIMIT_MS = 15 * 60 * 1000;
+const RUN_LIMIT_MS = (process.argv.includes('ai') ? 45 : 15) * 60 * 1000;
 
 let options: ReturnType<typeof parseBenchOptions>;
 try {
@@ -76,6 +79,9 @@ const started = new Date();
 let fanout: FanoutServerResult[] | undefined;
 let appends: AppendsResult[] | undefined;
 let transports: TransportsResult | undefined;
+let ai: AiResult[] | undefined;
+let catchup: CatchupResult[] | undefined;
+const catchupStore = options.stores[0] === 'memory' ? 'memory' : 'sqlite';
 let streams: StreamsResult[] | undefined;
 const streamsOptions = {
   streams: options.dsStreams,
@@ -131,6 +137,22 @@ if (options.scenario === 'transports' || options.scenario === 'all') {
   });
 }
 
+if (options.scenario === 'ai') {
+  ai = await runAiStreaming({
+    responses: options.aiResponses,
+    rate: options.tokenRate,
+    seconds: options.aiSeconds,
+    gapSeconds: options.aiGap,
+    samples: options.aiSamples,
+    systems: options.aiSystems,
+    ...(options.profileDir === undefined ? {} : { profileDir: options.profileDir }),
+  });
+}
+
+if (options.scenario === 'catchup') {
+  catchup = await runCatchup({ gaps: options.gaps, tokenRate: options.tokenRate, store: catchupStore });
+}
+
 if (options.scenario === 'streams' || options.scenario === 'all') streams = await runStreams(streamsOptions);
 
 const sections = [
@@ -161,6 +183,12 @@ if (transports !== undefined) {
     }),
   );
 }
+if (ai !== undefined) {
+  sections.push(
+    aiMarkdown(ai, { rate: options.tokenRate, seconds: options.aiSeconds, gapSeconds: options.aiGap }),
+  );
+}
+if (catchup !== undefined) sections.push(catchupMarkdown(catchup, catchupStore, options.tokenRate));
 if (streams !== undefined) sections.push(streamsMarkdown(streams, streamsOptions));
 process.stdout.write(`${sections.join('\n\n')}\n`);
 
@@ -169,7 +197,7 @@ mkdirSync(resultsDir, { recursive: true });
 const file = `${resultsDir}latest.json`;
 writeFileSync(
   file,
-  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports, streams }, null, 2)}\n`,
+  `${JSON.stringify({ startedAt: started.toISOString(), machine, options, targets: TARGETS, fanout, appends, transports, streams, ai, catchup }, null, 2)}\n`,
 );
 process.stderr.write(`bench: results written to ${file}\n`);
 
@@ -178,5 +206,7 @@ const failed =
   (appends ?? []).some((r) => r.error !== undefined) ||
   (transports?.fanout ?? []).some((r) => r.error !== undefined) ||
   (transports?.tokens ?? []).some((r) => r.error !== undefined) ||
-  (streams ?? []).some((r) => r.error !== undefined);
+  (streams ?? []).some((r) => r.error !== undefined) ||
+  (ai ?? []).some((r) => r.error !== undefined) ||
+  (catchup ?? []).some((r) => r.error !== undefined);
 process.exit(failed ? 1 : 0);

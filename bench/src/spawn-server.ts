@@ -32,6 +32,8 @@ export interface ServerProcess {
    * otherwise asked over IPC (late when the child is busy).
    */
   cpuUsage(): Promise<NodeJS.CpuUsage>;
+  /** Sends `{ type }` over IPC and resolves with the child's first report of the same type. */
+  ask<T>(type: string, timeoutMs?: number): Promise<T>;
   /** Asks the server to close, then kills it if it has not exited within `graceMs`. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -65,11 +67,14 @@ export interface SpawnOptions {
   args?: string[];
   /** How long the server may take to report its port, in ms. Default 15 000. */
   readyTimeoutMs?: number;
+  /** Node options of the child (e.g. `--cpu-prof`). */
+  execArgv?: string[];
 }
 
 export async function spawnServer(modulePath: string, options: SpawnOptions = {}): Promise<ServerProcess> {
   const child = fork(modulePath, options.args ?? [], {
     execPath: process.execPath,
+    ...(options.execArgv === undefined ? {} : { execArgv: [...process.execArgv, ...options.execArgv] }),
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     serialization: 'json',
   });
@@ -122,6 +127,22 @@ export async function spawnServer(modulePath: string, options: SpawnOptions = {}
         };
         child.on('message', onMessage);
         request({ type: 'cpu', id });
+      });
+    },
+    ask<T>(type: string, timeoutMs = 15000) {
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.off('message', onMessage);
+          reject(new Error(`no '${type}' answer from ${modulePath} in ${timeoutMs} ms`));
+        }, timeoutMs);
+        const onMessage = (report: { type: string }): void => {
+          if (report.type !== type) return;
+          clearTimeout(timer);
+          child.off('message', onMessage);
+          resolve(report as T);
+        };
+        child.on('message', onMessage);
+        if (child.connected) child.send({ type });
       });
     },
     async stop(graceMs = 5000) {

@@ -14,6 +14,7 @@ export interface ServerMemory {
 
 export interface MemoryReportingServer {
   port: number;
+  pid: number;
   /** Memory after a forced GC (`gc: false`: as it is, without pausing the server for a collection). */
   memory(gc?: boolean): Promise<ServerMemory>;
   /** True once the process is gone (it should never be, until `stop`). */
@@ -48,6 +49,7 @@ export async function startMemoryReportingServer(
   const { port } = await next<{ port: number }>('ready');
   return {
     port,
+    pid: child.pid ?? -1,
     get exited() {
       return exited;
     },

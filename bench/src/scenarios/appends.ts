@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import type { NewOperation, Store } from '@mooring/server';
 import { createStore } from '@mooring/server';
 import { type RedisServer, startRedis } from '@mooring/testkit';
+import { type RedisCost, readRedis, redisCost } from '../redis-stats.ts';
 import { Histogram, type LatencySummary } from '../stats.ts';
 
 export type StoreKind = 'sqlite' | 'memory' | 'redis';
@@ -60,6 +61,8 @@ export interface AppendsResult {
   store: StoreKind;
   concurrent?: ConcurrentAppendsResult;
   longMessage?: LongMessageResult;
+  /** Redis: what Redis did per append in the concurrent part (one script per append). */
+  redis?: RedisCost;
   error?: string;
 }
 
@@ -200,7 +203,9 @@ async function runStore(kind: StoreKind, options: AppendsOptions): Promise<Appen
     process.stderr.write(
       `appends [${kind}]: ${options.responses} responses × ${options.appendsPerResponse} appends\n`,
     );
+    const before = redis === undefined ? undefined : await readRedis(redis);
     result.concurrent = await runConcurrentAppends(store, options);
+    if (redis !== undefined && before !== undefined) result.redis = redisCost(before, await readRedis(redis));
     process.stderr.write(
       `  ${Math.round(result.concurrent.appendsPerSec).toLocaleString('en-US')} appends/s; long message: ${options.longMessageAppends} appends\n`,
     );

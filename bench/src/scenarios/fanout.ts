@@ -9,6 +9,7 @@
  *   └─────────────────────────────┘             └──────────────────────────┘
  */
 import { fileURLToPath } from 'node:url';
+import { type RedisServer, startRedis } from '@mooring/testkit';
 import type { ByteMeter } from '../clients/byte-meter.ts';
 import type { Closable, FanoutTarget, Publisher } from '../clients/fanout-target.ts';
 import { withTimeout } from '../clients/fanout-target.ts';
@@ -17,7 +18,8 @@ import { rawWsTarget } from '../clients/raw-ws-client.ts';
 import { socketIoTarget } from '../clients/socketio-client.ts';
 import { socketIoSdkTarget } from '../clients/socketio-sdk-client.ts';
 import { scanPayloads } from '../payload.ts';
-import { spawnServer } from '../spawn-server.ts';
+import { type RedisCost, readRedis, redisCost } from '../redis-stats.ts';
+import { type ServerProcess, spawnServer } from '../spawn-server.ts';
 import {
   closeAll,
   DeliveryBook,
@@ -54,6 +56,12 @@ export interface ServerSpec {
   target: FanoutTarget;
   /** The meter the target's subscribers are counted in (wire columns), if any. */
   meter?: ByteMeter;
+  /**
+   * Mooring on the Redis store: a redis-server (AOF everysec) is started for the run and its URL
+   * appended to `args`; `nodes` server processes share it, the subscribers spread over them
+   * round-robin and the publisher on the first (default 1).
+   */
+  redis?: { nodes: number };
 }
 
 export const serverModule = (name: string): string =>
@@ -86,6 +94,16 @@ export const FANOUT_SERVERS: readonly ServerSpec[] = [
 
 /** Servers a run can name with --servers but that are not in the default run. */
 export const EXTRA_FANOUT_SERVERS: readonly ServerSpec[] = [
+  ...[1, 2, 3].map(
+    (nodes): ServerSpec => ({
+      id: nodes === 1 ? 'mooring-redis' : `mooring-redis-${nodes}`,
+      label: nodes === 1 ? 'Mooring (Redis store)' : `Mooring (Redis store, ${nodes} nodes)`,
+      module: serverModule('mooring-server.ts'),
+      args: ['redis'],
+      target: mooringTarget,
+      redis: { nodes },
+    }),
+  ),
   {
     id: 'socketio-sdk',
     label: 'Socket.IO 4.8 (client SDK)',
@@ -106,11 +124,33 @@ export interface FanoutServerResult {
   allPasses?: PassResult[];
   /** Set when the server could not be run or a pass failed; passes holds what completed. */
   error?: string;
+  /** Redis store: what Redis did per publish from the subscribers' connect to the end (both passes). */
+  redis?: RedisCost;
+}
+
+/** Several server processes measured as one (their CPU summed): the nodes sharing one Redis. */
+function cluster(nodes: ServerProcess[]): ServerProcess {
+  const first = nodes[0]!;
+  return {
+    port: first.port,
+    pid: first.pid,
+    async cpuUsage() {
+      const usages = await Promise.all(nodes.map((n) => n.cpuUsage()));
+      return usages.reduce((a, u) => ({ user: a.user + u.user, system: a.system + u.system }), {
+        user: 0,
+        system: 0,
+      });
+    },
+    ask: (type, timeoutMs) => first.ask(type, timeoutMs),
+    async stop(graceMs) {
+      await Promise.all(nodes.map((n) => n.stop(graceMs)));
+    },
+  };
 }
 
 async function connectSubscribers(
   spec: ServerSpec,
-  port: number,
+  ports: number[],
   book: DeliveryBook,
   options: FanoutOptions,
   into: Closable[],
@@ -130,6 +170,7 @@ async function connectSubscribers(
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < options.subscribers && !closing.value) {
+      const port = ports[next % ports.length]!;
       next++;
       const subscriber = await spec.target.subscribe(port, handlers);
       // A failed or timed-out connect phase may have closed everything meanwhile.
@@ -159,17 +200,40 @@ export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions):
   const closing = { value: false };
   let publisher: Publisher | undefined;
   process.stderr.write(`fanout: ${spec.label}\n`);
-  let server: Awaited<ReturnType<typeof spawnServer>> | undefined;
+  let server: ServerProcess | undefined;
+  let redis: RedisServer | undefined;
   try {
-    server = await spawnServer(spec.module, { args: spec.args, label: spec.label });
+    let ports: number[];
+    if (spec.redis !== undefined) {
+      const r = await startRedis({ appendonly: 'everysec' });
+      redis = r;
+      const nodes: ServerProcess[] = [];
+      try {
+        for (let i = 0; i < spec.redis.nodes; i++) {
+          nodes.push(
+            await spawnServer(spec.module, { args: [...spec.args, r.url], label: `${spec.label} #${i + 1}` }),
+          );
+        }
+      } catch (error) {
+        await Promise.all(nodes.map((n) => n.stop()));
+        throw error;
+      }
+      server = cluster(nodes);
+      ports = nodes.map((n) => n.port);
+    } else {
+      server = await spawnServer(spec.module, { args: spec.args, label: spec.label });
+      ports = [server.port];
+    }
     const book = new DeliveryBook();
     const started = performance.now();
     await withTimeout(
-      connectSubscribers(spec, server.port, book, options, subscribers, closing),
+      connectSubscribers(spec, ports, book, options, subscribers, closing),
       60000,
       'connecting subscribers',
     );
     publisher = await spec.target.publisher(server.port);
+    // After the connections: their registry and presence writes are not the publishes' cost.
+    const redisBefore = redis === undefined ? undefined : await readRedis(redis);
     result.connectSeconds = (performance.now() - started) / 1000;
     result.subscribers = book.subscribers;
     process.stderr.write(
@@ -181,6 +245,8 @@ export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions):
       if (!(await settle(book))) process.stderr.write(`  [${spec.label}] still delivering after 30 s\n`);
       result.passes.push(await runSaturatePass(ctx, options.inFlight, 1, options.seconds));
     }
+    if (redis !== undefined && redisBefore !== undefined)
+      result.redis = redisCost(redisBefore, await readRedis(redis));
   } catch (error) {
     result.error = error instanceof Error ? error.message.split('\n')[0]! : String(error);
     process.stderr.write(`  [${spec.label}] failed: ${result.error}\n`);
@@ -189,6 +255,7 @@ export async function runFanoutServer(spec: ServerSpec, options: FanoutOptions):
     closeAll(subscribers);
     publisher?.close();
     await server?.stop();
+    await redis?.close();
     spec.meter?.clear();
   }
   return result;
@@ -241,6 +308,7 @@ export async function runFanout(
       connectSeconds: Math.max(...runs.map((run) => run.connectSeconds)),
       passes: leastDisturbed(allPasses),
       allPasses,
+      ...(runs[0]?.redis === undefined ? {} : { redis: runs[0].redis }),
       ...(error === undefined ? {} : { error }),
     };
   });

@@ -1,11 +1,12 @@
 /**
  * Mooring itself, through its public entry point `startServer`, with the memory store or (argv
- * `sqlite`) a SQLite file in a fresh temporary directory that is removed on close. With
+ * `sqlite`) a SQLite file in a fresh temporary directory that is removed on close, or (argv
+ * `redis <url>`) the Redis store on a redis-server the parent started. With
  * `no-publish-limit`, the per-connection publish rate limit (1,000 operations/s by default) is
  * lifted, for scenarios whose one publisher may go faster than that (saturated fan-out to a few
  * hundred subscribers); everything else keeps its defaults.
  *
- *   node mooring-server.ts [memory|sqlite] [no-publish-limit]
+ *   node mooring-server.ts [memory|sqlite|redis <url>] [no-publish-limit]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,8 @@ import { startServer } from '@mooring/server';
 import { BENCH_KEY } from '../bench-config.ts';
 import { serveChild } from './server-child.ts';
 
-const kind = process.argv[2] === 'sqlite' ? 'sqlite' : 'memory';
+const kind = process.argv[2] === 'sqlite' || process.argv[2] === 'redis' ? process.argv[2] : 'memory';
+const redisUrl = process.argv[3] ?? '';
 const noPublishLimit = process.argv.includes('no-publish-limit');
 
 await serveChild(async () => {
@@ -26,7 +28,12 @@ await serveChild(async () => {
   const server = await startServer({
     host: '127.0.0.1',
     port: 0,
-    store: dir === undefined ? { kind: 'memory' } : { kind: 'sqlite', path: join(dir, 'bench.db') },
+    store:
+      kind === 'redis'
+        ? { kind: 'redis', url: redisUrl }
+        : dir === undefined
+          ? { kind: 'memory' }
+          : { kind: 'sqlite', path: join(dir, 'bench.db') },
     keys: [BENCH_KEY],
     ...(noPublishLimit ? { limits: { maxPublishRate: 1e9 } } : {}),
     // Errors only (on stdout, forwarded to the bench's stderr): a failing publish says why.

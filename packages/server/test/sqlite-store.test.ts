@@ -323,6 +323,53 @@ describe('SqliteStore', () => {
     assert.equal((await after.history('b', { direction: 'forwards', limit: 1 })).messages[0]!.data, 'uv');
   });
 
+  it('deduplicates an op id held in ops or the journal, however its id filter was built (new channel, grown past its size, reopened)', async () => {
+    const { store, make } = await open();
+    const serial = (await store.append('f', [{ action: 'create', publisher: 'p', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
+    // 9,000 appends: past the id filter's first size (1,024: rebuilt from the tables, bigger) and
+    // past a journal merge (8,192 rows), so the early ids are in `ops`, the last ones in the journal.
+    const total = 9_000;
+    const serials: string[] = [];
+    await Promise.all(
+      Array.from({ length: 10 }, async (_, w) => {
+        for (let i = w; i < total; i += 10) {
+          const r = await store.append(
+            'f',
+            [{ action: 'append', publisher: 'p', id: `a${i}`, serial, data: '.' }],
+            OPTS,
+          );
+          serials[i] = r.results[0]!.serial;
+        }
+      }),
+    );
+    const resend = async (s: Store, i: number) =>
+      (await s.append('f', [{ action: 'append', publisher: 'p', id: `a${i}`, serial, data: '.' }], OPTS))
+        .results[0]!;
+    for (const i of [0, 500, 1_500, 8_000, total - 1]) {
+      assert.deepEqual(await resend(store, i), { serial: serials[i], duplicate: true }, `a${i} stored twice`);
+    }
+    // Another publisher's id is its own (dedup scope), and is stored.
+    const other = await store.append(
+      'f',
+      [{ action: 'append', publisher: 'q', id: 'a0', serial, data: '!' }],
+      OPTS,
+    );
+    assert.equal(other.results[0]!.duplicate, undefined);
+    await store.close();
+    // Reopened: no filter in memory, every id only in the tables.
+    const again = make();
+    for (const i of [1, 4_000, total - 2]) {
+      assert.deepEqual(
+        await resend(again, i),
+        { serial: serials[i], duplicate: true },
+        `a${i} stored twice after a reopen`,
+      );
+    }
+    const page = await again.history('f', { direction: 'forwards', limit: 1 });
+    assert.equal(page.messages[0]!.data, `${'.'.repeat(total)}!`, 'no resend was stored');
+  });
+
   it('merges its journal before it holds more than a few MiB of appended text (a merge blocks the event loop)', async () => {
     const { store, path } = await open();
     const big = { ...OPTS, maxMessageSize: 64 * 1024 * 1024 };

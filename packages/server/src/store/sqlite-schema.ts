@@ -100,6 +100,10 @@ export function prepare(db: DatabaseSync) {
     setChannelSeq: p('UPDATE channels SET seq = ? WHERE id = ?'),
     raiseTrimmed: p('UPDATE channels SET trimmed_through = ? WHERE id = ? AND trimmed_through < ?'),
     findId: p('SELECT seq FROM ops WHERE chan = ? AND publisher = ? AND id = ?'),
+    /** Every op id of a channel, merged or not (to build its id filter). */
+    channelIds: p(
+      'SELECT publisher, id FROM ops WHERE chan = ? UNION ALL SELECT publisher, id FROM journal WHERE chan = ?',
+    ),
     journalOp: p(
       `INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -26,6 +26,10 @@
  * coherent because this store must be the only writer of its file (one SqliteStore per path, one
  * process).
  *
+ * Dedup: a new op id is checked against the journal's ids in memory (`#hotIds`), then against a
+ * per-channel Bloom filter of the ids in the tables (sqlite-id-filter.ts: never "absent" for a held
+ * id), and only when the filter says "maybe" against the `ops` index.
+ *
  * The journal (a write buffer): `ops` is indexed three ways by channel, so a commit of n operations
  * on n channels would dirty ~3n scattered pages, and writing those pages, not SQLite's CPU, limits
  * the commit rate. New operations are therefore inserted into `journal`, an append-only table keyed
@@ -64,6 +68,7 @@ import {
 } from './operation-rules.ts';
 import { PageBudget } from './page-bytes.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
+import { IdFilter } from './sqlite-id-filter.ts';
 import { MIGRATE_FROM_1, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import type {
   AppendOptions,
@@ -110,6 +115,9 @@ const MERGE_ROWS = 8192;
  * freezing the event loop for seconds.
  */
 const MERGE_BYTES = 4 * 1024 * 1024;
+/** Channels whose id filter is kept (LRU), and the most ops a channel may have to get one. */
+const FILTERED_CHANNELS = 2048;
+const MAX_FILTERED_IDS = 200_000;
 
 interface ChannelState {
   /** Row id; -1 until the channel's first batch is written. */
@@ -161,6 +169,8 @@ export class SqliteStore implements Store {
   readonly #hotSizes = new Map<string, number>();
   /** Last sequence number in the journal per channel id. */
   readonly #hotSeqs = new Map<number, number>();
+  /** Bloom filters of the op ids each channel holds (see sqlite-id-filter.ts), by channel id. */
+  readonly #filters = new Lru<number, IdFilter>(FILTERED_CHANNELS);
   #journalRows = 0;
   /** Bytes of appended text in the journal (MERGE_BYTES). */
   #journalBytes = 0;
@@ -289,11 +299,13 @@ export class SqliteStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
-      storedId: (publisher, id, key) =>
-        ch.id < 0
-          ? undefined
-          : (this.#hotIds.get(`${ch.id}:${key}`) ??
-            (this.#s.findId.get(ch.id, publisher, id)?.seq as number | undefined)),
+      storedId: (publisher, id, key) => {
+        if (ch.id < 0) return undefined;
+        const hot = this.#hotIds.get(`${ch.id}:${key}`);
+        if (hot !== undefined) return hot;
+        if (this.#filterOf(ch)?.mayHave(key) === false) return undefined;
+        return this.#s.findId.get(ch.id, publisher, id)?.seq as number | undefined;
+      },
       message: (seq) =>
         ch.id < 0 ? undefined : (tx.metas.get(metaKey(ch.id, seq)) ?? this.#meta(ch.id, seq)),
     };
@@ -307,6 +319,7 @@ export class SqliteStore implements Store {
     if (plan.ops.length > 0) {
       if (ch.id < 0) {
         ch.id = this.#s.insertChannel.get(p.channel, ch.epoch, 0)!.id as number;
+        this.#filters.set(ch.id, new IdFilter(0)); // a new channel holds no ids yet
       }
       this.#writeOps(p.channel, ch.id, plan);
       ch.seq = plan.seq;
@@ -324,7 +337,9 @@ export class SqliteStore implements Store {
       const publisher = op.publisher ?? ''; // '' for untyped (JS) callers
       // Update and delete read and rewrite the message from `ops`: merge the journal into it first.
       if (op.action === 'update' || op.action === 'delete') this.#mergeJournal();
-      this.#hotIds.set(`${chan}:${dedupKey(publisher, op.id)}`, seq);
+      const key = dedupKey(publisher, op.id);
+      this.#hotIds.set(`${chan}:${key}`, seq);
+      this.#filters.get(chan)?.add(key);
       this.#journalRows++;
       switch (op.action) {
         case 'create': {
@@ -375,6 +390,25 @@ export class SqliteStore implements Store {
         }
       }
     }
+  }
+
+  /**
+   * The channel's id filter, built from its rows (`ops` and `journal`) when missing or full; none
+   * for a channel with more ops than MAX_FILTERED_IDS (its ids are probed in the index). `ch.seq`
+   * counts every op the channel ever had, so it bounds what the filter must hold.
+   */
+  #filterOf(ch: ChannelState): IdFilter | undefined {
+    const held = this.#filters.get(ch.id);
+    if (held !== undefined && !held.full) return held;
+    if (ch.seq > MAX_FILTERED_IDS) {
+      this.#filters.delete(ch.id);
+      return undefined;
+    }
+    const filter = new IdFilter(2 * ch.seq);
+    for (const r of this.#s.channelIds.iterate(ch.id, ch.id))
+      filter.add(dedupKey(r.publisher as string, r.id as string));
+    this.#filters.set(ch.id, filter);
+    return filter;
   }
 
   /** Moves the journal into `ops`, in key order. Runs inside a transaction. */

@@ -1,0 +1,52 @@
+/** Markdown of the AI streaming scenario (scenarios/ai-streaming.ts): one table per load, ratios to the floor. */
+import type { AiResult, CatchUp } from './scenarios/ai-streaming.ts';
+
+const f = (n: number | undefined, digits = 1): string =>
+  n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits);
+const kb = (n: number): string => (n >= 10_000 ? `${(n / 1024).toFixed(0)} KiB` : `${Math.round(n)} B`);
+const catchUp = (c: CatchUp | string | undefined): string =>
+  c === undefined ? '–' : typeof c === 'string' ? c : `${kb(c.bytes)} in ${Math.round(c.ms)} ms (${c.users})`;
+
+const LABELS: Record<string, string> = {
+  floor: 'floor (AI SDK SSE, no resume)',
+  'resumable-stream': '`resumable-stream` + Redis',
+  'durable-streams': 'Durable Streams (reference server)',
+  'mooring-memory-40': 'Mooring memory, coalesce 40 ms',
+  'mooring-memory-0': 'Mooring memory, coalesce 0',
+  'mooring-sqlite-40': 'Mooring SQLite, coalesce 40 ms',
+  'mooring-sqlite-0': 'Mooring SQLite, coalesce 0',
+  'mooring-redis-40': 'Mooring Redis store, coalesce 40 ms',
+};
+
+export function aiMarkdown(
+  results: AiResult[],
+  options: { rate: number; seconds: number; gapSeconds: number },
+): string {
+  const out: string[] = [];
+  const loads = [...new Set(results.map((r) => r.responses))];
+  for (const n of loads) {
+    const rows = results.filter((r) => r.responses === n);
+    const floor = rows.find((r) => r.system === 'floor' && r.latency !== undefined);
+    out.push(
+      `### AI token streaming: ${n} concurrent responses × ${options.rate} tokens/s, ${options.seconds} s each`,
+      '',
+      `Token → client is the model stub's write → the user's read. CPU is the system's own processes (app or agent + relay; Redis from INFO cpu), not the model stub's or the users'. Gap: a user closes 3 s into the answer and comes back from its position ${options.gapSeconds} s later; reload: a fresh tab joins the answer at that moment. Both: median bytes and ms until the user has every token the model had written when it reconnected (users measured).`,
+      '',
+      '| system | p50 / p99 / max ms | p99 ÷ floor | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
+      '|---|---:|---:|---:|---:|---:|---|---|---:|',
+    );
+    for (const r of rows) {
+      if (r.error !== undefined || r.latency === undefined) {
+        out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | |`);
+        continue;
+      }
+      const l = r.latency;
+      const ratio = floor?.latency ? l.p99 / floor.latency.p99 : Number.NaN;
+      out.push(
+        `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
+      );
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}

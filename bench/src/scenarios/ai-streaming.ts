@@ -1,0 +1,366 @@
+/**
+ * AI token streaming, Mooring against what a team would use instead (`npm run bench -- ai`):
+ *
+ *   model stub ──tokens on a timer──▶ app / agent ──▶ [relay] ──▶ N users (this process)
+ *   (own process)                     (own process)   (own process: Mooring, redis-server, DS server)
+ *
+ * Systems: the floor (AI SDK SSE straight to the client), `resumable-stream` on a local redis-server,
+ * the Durable Streams reference server (one stream per generation, one POST per chunk), and Mooring
+ * (memory, SQLite, Redis store) with the agent's coalescing at 40 ms and 0 ms. For each: N responses
+ * at once (started over one second), each `seconds` × `rate` tokens.
+ *
+ * Measured: token → client (model stub's write → user's read, wall clock of one machine), the CPU of
+ * the system's own processes (app/agent + relay, Redis from `INFO cpu`) per 1,000 tokens delivered,
+ * the users' wire bytes per token; and on a few sampled users: a 10 s gap (the tab closes 3 s into
+ * the answer and comes back from its position 10 s later) and a reload (a fresh tab joins the
+ * answer at the same moment, from nothing): bytes and time until the user is back at the live edge
+ * (has every token the model had written when it reconnected).
+ */
+import { type RedisServer, startRedis } from '@mooring/testkit';
+import {
+  type AiClient,
+  durableUsers,
+  floorUsers,
+  mooringUsers,
+  resumableUsers,
+  type UserSide,
+} from '../ai/ai-clients.ts';
+import { wallMs } from '../ai/model-tokens.ts';
+import type { MooringAgentConfig } from '../ai/mooring-agent.ts';
+import { TokenTracker } from '../ai/token-tracker.ts';
+import { BENCH_KEY } from '../bench-config.ts';
+import { cpuSeconds, machineBusySeconds } from '../cpu-usage.ts';
+import { type ServerProcess, spawnServer } from '../spawn-server.ts';
+import { Histogram, type LatencySummary } from '../stats.ts';
+
+export const AI_SYSTEMS = [
+  'floor',
+  'resumable-stream',
+  'durable-streams',
+  'mooring-memory-40',
+  'mooring-memory-0',
+  'mooring-sqlite-40',
+  'mooring-sqlite-0',
+  'mooring-redis-40',
+] as const;
+export type AiSystem = (typeof AI_SYSTEMS)[number];
+
+export interface AiOptions {
+  responses: number[];
+  rate: number;
+  seconds: number;
+  gapSeconds: number;
+  samples: number;
+  systems: AiSystem[];
+  /** Write `--cpu-prof` profiles of the Mooring server and agent, and of this process, here. */
+  profileDir?: string;
+}
+
+export interface CatchUp {
+  /** Users measured (of the samples: some may not have caught up before the answer ended). */
+  users: number;
+  /** Median bytes received from the reconnect until back at the live edge. */
+  bytes: number;
+  /** Median ms from the reconnect until back at the live edge. */
+  ms: number;
+}
+
+export interface AiResult {
+  system: AiSystem;
+  responses: number;
+  tokensPerResponse: number;
+  latency?: LatencySummary;
+  delivered?: number;
+  missing?: number;
+  /** CPU seconds of the system's own processes per 1,000 tokens delivered. */
+  cpuPer1000?: number;
+  /** The relay's share of it (Mooring server, redis-server, DS server). */
+  relayCpuPer1000?: number;
+  bytesPerToken?: number;
+  gap?: CatchUp | string;
+  reload?: CatchUp | string;
+  loadCpu?: number;
+  otherCpu?: number | null;
+  error?: string;
+}
+
+const MODULE = (path: string): string => new URL(path, import.meta.url).pathname;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function redisCpu(redis: RedisServer | undefined): Promise<number> {
+  if (redis === undefined) return 0;
+  const info = await redis.command('INFO', 'cpu');
+  const field = (name: string): number => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return field('used_cpu_sys') + field('used_cpu_user');
+}
+
+interface Deployment {
+  users: UserSide;
+  /** The system's own processes (app or agent, relay). */
+  own: ServerProcess[];
+  relay: ServerProcess | undefined;
+  redis: RedisServer | undefined;
+  stop(): Promise<void>;
+}
+
+async function deploy(
+  system: AiSystem,
+  stub: ServerProcess,
+  n: number,
+  tokens: number,
+  options: AiOptions,
+): Promise<Deployment> {
+  const prof = (name: string): string[] | undefined =>
+    options.profileDir === undefined
+      ? undefined
+      : [
+          '--cpu-prof',
+          `--cpu-prof-dir=${options.profileDir}`,
+          `--cpu-prof-name=${name}-${system}-${n}.cpuprofile`,
+        ];
+  const started: ServerProcess[] = [];
+  let redis: RedisServer | undefined;
+  const stop = async (): Promise<void> => {
+    for (const p of started.reverse()) await p.stop();
+    await redis?.close();
+  };
+  try {
+    const stubPort = String(stub.port);
+    if (system === 'floor') {
+      const app = await spawnServer(MODULE('../ai/app-server.ts'), {
+        args: ['floor', stubPort],
+        label: 'app floor',
+      });
+      started.push(app);
+      return { users: floorUsers(app.port), own: [app], relay: undefined, redis, stop };
+    }
+    if (system === 'resumable-stream') {
+      redis = await startRedis();
+      const app = await spawnServer(MODULE('../ai/app-server.ts'), {
+        args: ['resumable', stubPort, redis.url],
+        label: 'app resumable',
+      });
+      started.push(app);
+      return { users: resumableUsers(app.port), own: [app], relay: undefined, redis, stop };
+    }
+    if (system === 'durable-streams') {
+      const ds = await spawnServer(MODULE('../ai/durable-streams-server.ts'), { label: 'durable streams' });
+      started.push(ds);
+      const app = await spawnServer(MODULE('../ai/app-server.ts'), {
+        args: ['durable', stubPort, `http://127.0.0.1:${ds.port}`],
+        label: 'app durable',
+      });
+      started.push(app);
+      return { users: durableUsers(app.port, ds.port), own: [app, ds], relay: ds, redis, stop };
+    }
+    const [, store, coalesce] = system.split('-') as [string, 'memory' | 'sqlite' | 'redis', string];
+    if (store === 'redis') redis = await startRedis({ appendonly: 'everysec' });
+    const profServer = prof('server');
+    const server = await spawnServer(MODULE('../servers/mooring-server.ts'), {
+      args: [store, ...(redis ? [redis.url] : []), 'no-publish-limit'],
+      label: `mooring ${store}`,
+      ...(profServer ? { execArgv: profServer } : {}),
+    });
+    started.push(server);
+    const config: MooringAgentConfig = {
+      url: `http://127.0.0.1:${server.port}`,
+      key: BENCH_KEY,
+      stubPort: stub.port,
+      responses: n,
+      tokens,
+      rate: options.rate,
+      coalesceMs: Number(coalesce),
+      perConnection: 50,
+    };
+    const profAgent = prof('agent');
+    const agent = await spawnServer(MODULE('../ai/mooring-agent.ts'), {
+      args: [JSON.stringify(config)],
+      label: 'mooring agent',
+      readyTimeoutMs: 60_000,
+      ...(profAgent ? { execArgv: profAgent } : {}),
+    });
+    started.push(agent);
+    return { users: mooringUsers(config.url, BENCH_KEY), own: [server, agent], relay: server, redis, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+interface CpuSnap {
+  own: number;
+  relay: number;
+  load: number;
+  machine: number | undefined;
+  t: number;
+}
+
+async function cpuSnap(d: Deployment, stub: ServerProcess): Promise<CpuSnap & { stub: number }> {
+  const own = await Promise.all(d.own.map((p) => p.cpuUsage()));
+  const relay = d.relay === undefined ? 0 : cpuSeconds(await d.relay.cpuUsage());
+  const r = await redisCpu(d.redis);
+  return {
+    own: own.reduce((sum, u) => sum + cpuSeconds(u), 0) + r,
+    relay: relay + r,
+    load: cpuSeconds(process.cpuUsage()),
+    machine: machineBusySeconds(),
+    stub: cpuSeconds(await stub.cpuUsage()),
+    t: performance.now(),
+  };
+}
+
+/** Median of the catch-ups of the sampled users: bytes and ms from the reconnect to the live edge. */
+function catchUps(
+  samples: { tracker: TokenTracker; at: number; bytesAt: number }[],
+  emits: Record<string, number[]>,
+): CatchUp | string {
+  const bytes: number[] = [];
+  const ms: number[] = [];
+  for (const { tracker, at, bytesAt } of samples) {
+    const times = emits[tracker.response] ?? [];
+    let edge = 0;
+    let complete = true;
+    for (let k = 0; k < times.length; k++) {
+      if (times[k]! > at) break;
+      const arrived = tracker.arrived[k]!;
+      if (arrived === 0) complete = false;
+      edge = Math.max(edge, arrived);
+    }
+    if (!complete || edge === 0) continue;
+    ms.push(Math.max(0, edge - at));
+    bytes.push(tracker.bytesAt(edge) - bytesAt);
+  }
+  if (ms.length === 0) return 'never caught up';
+  const median = (a: number[]): number => a.sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+  return { users: ms.length, bytes: median(bytes), ms: median(ms) };
+}
+
+async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<AiResult> {
+  const tokens = Math.round(options.seconds * options.rate);
+  const result: AiResult = { system, responses: n, tokensPerResponse: tokens };
+  process.stderr.write(`ai: ${system}, ${n} responses × ${tokens} tokens at ${options.rate}/s\n`);
+  const stub = await spawnServer(MODULE('../ai/model-stub.ts'), { label: 'model stub' });
+  let d: Deployment | undefined;
+  const tabs: AiClient[] = [];
+  try {
+    d = await deploy(system, stub, n, tokens, options);
+    const trackers = Array.from({ length: n }, (_, r) => new TokenTracker(r, tokens));
+    // Open every tab first (connections, attach), so that the measured part is the streaming.
+    let next = 0;
+    const opener = async (): Promise<void> => {
+      while (next < n) {
+        const r = next++;
+        tabs[r] = await d!.users.open(trackers[r]!);
+      }
+    };
+    await Promise.all(Array.from({ length: 25 }, opener));
+    const step = Math.max(1, Math.floor(n / options.samples));
+    const gapped = new Set<number>();
+    if (d.users.resume) for (let r = 0; r < n && gapped.size < options.samples; r += step) gapped.add(r);
+    const before = await cpuSnap(d, stub);
+    const t0 = performance.now();
+    const begun: Promise<void>[] = [];
+    for (let r = 0; r < n; r++) {
+      const at = t0 + (r * 1000) / n;
+      begun.push(
+        sleep(Math.max(0, at - performance.now())).then(() =>
+          d!.users.begin(tabs[r]!, { response: r, tokens, rate: options.rate }),
+        ),
+      );
+    }
+    // Gaps: close 3 s in, come back `gapSeconds` later from the position; reloads join at that moment.
+    const gapSamples: { tracker: TokenTracker; at: number; bytesAt: number }[] = [];
+    const reloadSamples: { tracker: TokenTracker; at: number; bytesAt: number }[] = [];
+    const reloadTabs: AiClient[] = [];
+    const sampling = (async () => {
+      await sleep(3000);
+      for (const r of gapped) tabs[r]!.close();
+      await sleep(options.gapSeconds * 1000);
+      const users = d!.users;
+      await Promise.all(
+        [...gapped].map(async (r) => {
+          const tracker = trackers[r]!;
+          const sample = { tracker, at: wallMs(), bytesAt: tracker.meter.totals().read };
+          gapSamples.push(sample);
+          tabs[r] = await users.resume!(tracker, tabs[r]!);
+        }),
+      );
+      if (users.reload) {
+        await Promise.all(
+          [...gapped].map(async (r) => {
+            const tracker = new TokenTracker(r, tokens);
+            reloadSamples.push({ tracker, at: wallMs(), bytesAt: 0 });
+            reloadTabs.push(await users.reload!(tracker));
+          }),
+        );
+      }
+    })();
+    await Promise.all(begun);
+    const deadline = performance.now() + options.seconds * 1000 + 30_000;
+    while (performance.now() < deadline && trackers.some((t) => !t.complete)) await sleep(100);
+    await sampling;
+    const after = await cpuSnap(d, stub);
+    const { emits } = await stub.ask<{ emits: Record<string, number[]> }>('emits');
+    const histogram = new Histogram();
+    let delivered = 0;
+    let expected = 0;
+    let bytes = 0;
+    let measuredTokens = 0;
+    for (const tracker of trackers) {
+      delivered += tracker.tokensReceived;
+      if (gapped.has(tracker.response)) continue;
+      const times = emits[tracker.response] ?? [];
+      expected += tokens;
+      measuredTokens += tracker.tokensReceived;
+      bytes += tracker.meter.totals().read;
+      for (let k = 0; k < tokens; k++) {
+        const arrived = tracker.arrived[k]!;
+        if (arrived > 0 && times[k] !== undefined) histogram.recordMs(Math.max(0, arrived - times[k]!));
+      }
+    }
+    const seconds = (after.t - before.t) / 1000;
+    result.latency = histogram.summary();
+    result.delivered = delivered;
+    result.missing = expected - measuredTokens;
+    result.cpuPer1000 = ((after.own - before.own) / delivered) * 1000;
+    result.relayCpuPer1000 = ((after.relay - before.relay) / delivered) * 1000;
+    result.bytesPerToken = bytes / measuredTokens;
+    result.gap = d.users.resume
+      ? catchUps(gapSamples, emits)
+      : 'cannot resume: the answer is lost (regenerate)';
+    result.reload = d.users.reload
+      ? catchUps(reloadSamples, emits)
+      : 'cannot resume: the answer is lost (regenerate)';
+    result.loadCpu = (after.load - before.load) / seconds;
+    result.otherCpu =
+      before.machine === undefined || after.machine === undefined
+        ? null
+        : Math.max(
+            0,
+            (after.machine - before.machine) / seconds -
+              (after.own - before.own) / seconds -
+              (after.load - before.load) / seconds -
+              (after.stub - before.stub) / seconds,
+          );
+    for (const tab of reloadTabs) tab.close();
+    process.stderr.write(
+      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms, ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
+    );
+  } catch (error) {
+    result.error = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`  [${system}] failed: ${result.error}\n`);
+  } finally {
+    for (const tab of tabs) tab?.close();
+    await d?.stop();
+    await stub.stop();
+  }
+  return result;
+}
+
+export async function runAiStreaming(options: AiOptions): Promise<AiResult[]> {
+  const results: AiResult[] = [];
+  for (const n of options.responses) {
+    for (const system of options.systems) results.push(await runOne(system, n, options));
+  }
+  return results;
+}
