@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Dependency order: a package comes after everything it imports. */
-export const PUBLISHED = ['protocol', 'client', 'testkit', 'server', 'ai', 'temporal'] as const;
+export const PUBLISHED = ['protocol', 'client', 'testkit', 'server', 'ai', 'temporal', 'react'] as const;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');

@@ -114,6 +114,8 @@ export class DemoAgents {
     const options: Parameters<typeof scriptedReply>[1] = {
       signal: run.signal,
       onChunk: (chunk) => record(transcript, chunk),
+      // a tool that asks first: the run stays open until a user answers on any device
+      approval: (approvalId) => run.waitForApproval(approvalId),
     };
     if (this.#o.pace !== undefined) options.pace = this.#o.pace;
     await run.pipe(scriptedReply(scriptFor(prompt), options));

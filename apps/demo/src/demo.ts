@@ -10,6 +10,7 @@
 import { mkdirSync } from 'node:fs';
 import type { ApiKey, MooringServer } from '@mooring/server';
 import { startServer } from '@mooring/server';
+import { ChaosProxies } from './chaos-proxies.ts';
 import { DemoAgents } from './demo-agents.ts';
 import { buildWebBundle } from './web-bundle.ts';
 import type { WebServer } from './web-server.ts';
@@ -34,6 +35,13 @@ export interface DemoOptions {
   logLevel?: string;
   /** The Mooring URL given to browsers. Default: the page's host name with Mooring's port. */
   publicMooringUrl?: string;
+  /**
+   * The network chaos panel: each page reaches Mooring through its own FaultProxy. Default: on when
+   * the demo listens on 127.0.0.1 (the proxies do) and no `publicMooringUrl` is set.
+   */
+  chaos?: boolean;
+  /** Mooring's heartbeat interval, ms (how soon a blackholed page notices). Default 5 000. */
+  heartbeatInterval?: number;
 }
 
 export interface Demo {
@@ -42,6 +50,8 @@ export interface Demo {
   /** The Mooring server: `http://host:port`. */
   mooringUrl: string;
   mooring: MooringServer;
+  /** The pages' fault proxies (undefined when the chaos panel is off). */
+  chaos: ChaosProxies | undefined;
   agents: DemoAgents;
   close(): Promise<void>;
 }
@@ -57,7 +67,10 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
     keys: [options.key],
     store: options.dataDir === undefined ? { kind: 'memory' } : { kind: 'sqlite', dataDir: options.dataDir },
     logger: options.logLevel ?? 'warn',
+    heartbeatInterval: options.heartbeatInterval ?? 5_000,
   });
+  const chaosOn = options.chaos ?? (host === '127.0.0.1' && options.publicMooringUrl === undefined);
+  const chaos = chaosOn ? new ChaosProxies({ port: mooring.port }) : undefined;
   const agentOptions: ConstructorParameters<typeof DemoAgents>[0] = { url: mooring.url, key };
   if (options.pace !== undefined) agentOptions.pace = options.pace;
   const agents = new DemoAgents(agentOptions);
@@ -71,10 +84,17 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
         key,
         agents,
         ...(options.tokenTtl === undefined ? {} : { tokenTtl: options.tokenTtl }),
-        mooringUrlFor: (pageHost) => options.publicMooringUrl ?? sameHost(pageHost, mooring),
+        mooringUrlFor: async (pageHost, clientId) => {
+          if (options.publicMooringUrl !== undefined) return { url: options.publicMooringUrl, chaos: false };
+          if (chaos && isLoopback(pageHost))
+            return { url: `http://127.0.0.1:${await chaos.portFor(clientId)}`, chaos: true };
+          return { url: sameHost(pageHost, mooring), chaos: false };
+        },
       },
+      chaos,
     });
   } catch (err) {
+    await chaos?.close();
     await agents.close();
     await mooring.close();
     throw err;
@@ -84,12 +104,24 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
     mooringUrl: mooring.url,
     mooring,
     agents,
+    chaos,
     async close() {
       await web.close();
+      await chaos?.close();
       await agents.close();
       await mooring.close();
     },
   };
+}
+
+function isLoopback(pageHost: string | undefined): boolean {
+  if (pageHost === undefined) return false;
+  try {
+    const name = new URL(`http://${pageHost}`).hostname;
+    return name === '127.0.0.1' || name === 'localhost' || name === '[::1]';
+  } catch {
+    return false;
+  }
 }
 
 /** Mooring on the host name the page was loaded from (localhost, 127.0.0.1, a LAN address). */

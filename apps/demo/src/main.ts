@@ -56,8 +56,11 @@ async function main(): Promise<void> {
   Open the same link in a second tab — or on another device — and watch both stream the same answer.
   Reload a tab mid-answer: it comes back to exactly where it was and keeps going, with nothing
   regenerated. In devtools (Network) switch to Offline for a few seconds and back: the badge shows
-  the reconnect and the delivery panel what was caught up. Press Stop: the agent stops and every
-  tab shows the answer as cancelled. Ctrl-C stops the demo; the sessions stay in ${dataDir}.
+  the reconnect and the delivery panel what was caught up — or use the Network chaos buttons (drop,
+  blackhole, refuse WebSocket, buffer streams) on one tab. Press Stop: the agent stops and every
+  tab shows the answer as cancelled. Ask to book a table: the tool asks first, approve it on any tab.
+  Take over as operator in one tab to answer another as a human, then hand back.
+  Ctrl-C stops the demo; the sessions stay in ${dataDir}.
 
 `);
 

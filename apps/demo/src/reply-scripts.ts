@@ -5,7 +5,17 @@
  */
 import type { JSONValue } from 'ai';
 
-export type ReplySegment = { text: string } | { tool: { name: string; input: JSONValue; output: JSONValue } };
+export type ReplySegment =
+  | { text: string /** Only after an approval that was granted (true) or denied (false). */; when?: boolean }
+  | {
+      tool: {
+        name: string;
+        input: JSONValue;
+        output: JSONValue;
+        /** The tool asks first: a `tool-approval-request`, then the run waits for the user's answer. */
+        needsApproval?: boolean;
+      };
+    };
 
 export interface ReplyScript {
   /** The short "thinking" line streamed as reasoning. */
@@ -16,6 +26,7 @@ export interface ReplyScript {
 
 export function scriptFor(prompt: string): ReplyScript {
   const text = prompt.toLowerCase();
+  if (/\bbook|reserve|reservation|table for/.test(text)) return booking();
   if (/weather|rain|sunny|forecast|temperature/.test(text)) return weather(cityIn(prompt));
   if (/mooring|resume|reload|offline|network|reconnect|how|why/.test(text)) return howItWorks(prompt);
   return story();
@@ -83,6 +94,34 @@ Next, open the developer tools, switch the network to offline for a few seconds,
 You can also open this page in a second tab, or copy the link to another device. Both views fold the same log, so they show the same conversation, live, token by token.
 
 Finally, press Stop. The cancel travels through the session to me, I stop writing at once, and every open view marks this answer as cancelled.`,
+      },
+    ],
+  };
+}
+
+/** A tool that asks first: `bookTable` waits for the user's approval. */
+function booking(): ReplyScript {
+  return {
+    reasoning: 'The user wants a table. Booking spends their money, so I will ask before I call bookTable.',
+    segments: [
+      {
+        text: 'I can book a table for two at the Harbour Lights restaurant at 20:00. I need your approval first.',
+      },
+      {
+        tool: {
+          name: 'bookTable',
+          input: { restaurant: 'Harbour Lights', people: 2, time: '20:00' },
+          output: { confirmation: 'HL-2046', restaurant: 'Harbour Lights', time: '20:00' },
+          needsApproval: true,
+        },
+      },
+      {
+        when: true,
+        text: 'Done: your table at Harbour Lights is booked for 20:00, confirmation HL-2046. Every device on this session saw the approval go through.',
+      },
+      {
+        when: false,
+        text: 'Understood, I did not book anything. Ask again whenever you want a table.',
       },
     ],
   };

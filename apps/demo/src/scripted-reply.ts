@@ -21,6 +21,8 @@ export interface ScriptedReplyOptions {
   random?: () => number;
   /** Every chunk as it is handed to the reader. */
   onChunk?: (chunk: UIMessageChunk) => void;
+  /** The user's answer to a `tool-approval-request` (a tool with `needsApproval`). Default: approved. */
+  approval?: (approvalId: string) => Promise<{ approved: boolean; reason?: string | undefined }>;
 }
 
 /** Milliseconds per token on average at pace 1. */
@@ -74,8 +76,10 @@ async function* generate(script: ReplyScript, options: ScriptedReplyOptions): As
 
   let texts = 0;
   let tools = 0;
+  let approved: boolean | undefined;
   for (const segment of script.segments) {
     if ('text' in segment) {
+      if (segment.when !== undefined && segment.when !== approved) continue;
       const id = `text-${texts++}`;
       yield { type: 'text-start', id };
       let previous = '';
@@ -87,7 +91,7 @@ async function* generate(script: ReplyScript, options: ScriptedReplyOptions): As
       yield { type: 'text-end', id };
       continue;
     }
-    const { name, input, output } = segment.tool;
+    const { name, input, output, needsApproval } = segment.tool;
     const toolCallId = `call_${tools++}`;
     yield { type: 'tool-input-start', toolCallId, toolName: name };
     for (const piece of splitEvery(JSON.stringify(input), 6)) {
@@ -95,6 +99,20 @@ async function* generate(script: ReplyScript, options: ScriptedReplyOptions): As
       yield { type: 'tool-input-delta', toolCallId, inputTextDelta: piece };
     }
     yield { type: 'tool-input-available', toolCallId, toolName: name, input };
+    if (needsApproval) {
+      const approvalId = `approval_${toolCallId}`;
+      yield { type: 'tool-approval-request', approvalId, toolCallId };
+      const answer = options.approval
+        ? await abortable(options.approval(approvalId), options.signal)
+        : { approved: true };
+      approved = answer.approved;
+      if (!approved) {
+        yield { type: 'tool-output-denied', toolCallId };
+        yield { type: 'finish-step' };
+        yield { type: 'start-step' };
+        continue;
+      }
+    }
     await wait(700 + random() * 600); // the tool runs
     yield { type: 'tool-output-available', toolCallId, output };
     yield { type: 'finish-step' };
@@ -103,6 +121,26 @@ async function* generate(script: ReplyScript, options: ScriptedReplyOptions): As
   }
   yield { type: 'finish-step' };
   yield { type: 'finish', finishReason: 'stop' };
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts (a cancel while waiting for an approval). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 /**

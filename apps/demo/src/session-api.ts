@@ -3,7 +3,10 @@
  * its agent, and mint a token that can do only what a chat participant needs on that one channel.
  *
  *   request  { sessionId?: string, clientId?: string }        both optional; invalid ones are replaced
- *   response { sessionId, channel, clientId, mooringUrl, token, expiresAt }
+ *   response { sessionId, channel, clientId, mooringUrl, token, expiresAt, chaos }
+ *
+ * `mooringUrl` is the page's own FaultProxy in front of Mooring when the chaos panel is on
+ * (`chaos: true`, see `chaos-proxies.ts`).
  *
  * The browser calls it again before the token expires to renew it (same session and clientId).
  */
@@ -20,6 +23,8 @@ export interface SessionGrant {
   token: string;
   /** ms since 1970. */
   expiresAt: number;
+  /** The network chaos panel works for this page (`POST /api/chaos`). */
+  chaos: boolean;
 }
 
 export interface SessionApiOptions {
@@ -28,8 +33,11 @@ export interface SessionApiOptions {
   agents: DemoAgents;
   /** Token lifetime, ms. Default 1 h. */
   tokenTtl?: number;
-  /** The Mooring URL for a page loaded from `host` (the request's Host header). */
-  mooringUrlFor(host: string | undefined): string;
+  /**
+   * Where a page loaded from `host` (the request's Host header) connects, for `clientId`, and
+   * whether that is a chaos proxy.
+   */
+  mooringUrlFor(host: string | undefined, clientId: string): Promise<{ url: string; chaos: boolean }>;
 }
 
 /** What a chat participant may do on its session channel (PROTOCOL.md §14). */
@@ -59,17 +67,19 @@ export async function grantSession(
     capability: { [channel]: PARTICIPANT_OPERATIONS },
     ttl: options.tokenTtl ?? 3_600_000,
   });
+  const mooring = await options.mooringUrlFor(host, clientId);
   return {
     sessionId,
     channel,
     clientId,
-    mooringUrl: options.mooringUrlFor(host),
+    mooringUrl: mooring.url,
     token: minted.token,
     expiresAt: minted.expiresAt,
+    chaos: mooring.chaos,
   };
 }
 
-function validId(value: unknown): string | undefined {
+export function validId(value: unknown): string | undefined {
   return typeof value === 'string' && ID.test(value) ? value : undefined;
 }
 

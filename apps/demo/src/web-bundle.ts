@@ -1,7 +1,7 @@
 /**
- * The browser app, bundled once at start with esbuild, in memory: `src/web/main.ts` with
- * `@mooring/client` and `@mooring/ai` → `app.js` (+ its source map), and the page and stylesheet as
- * they are. Nothing is written to disk.
+ * The browser app, bundled once at start with esbuild, in memory: `src/web/main.ts` (React) with
+ * `@mooring/react`, `@mooring/client`, `@mooring/ai`, React and the AI SDK → `app.js` (+ its source
+ * map), and the page and stylesheet as they are. Nothing is written to disk.
  *
  * The page uses the packages as built (`npm run build`, which `npm start` and `npm test` run first),
  * resolved through their `exports` as a user's bundler would, so the demo ships what users get. A
@@ -22,7 +22,7 @@ const WEB = new URL('./web/', import.meta.url);
 
 const PACKAGES = fileURLToPath(new URL('../../../packages/', import.meta.url));
 /** The packages the page bundles. */
-const BUNDLED = ['protocol', 'client', 'ai'];
+const BUNDLED = ['protocol', 'client', 'ai', 'react'];
 
 function newestMtime(dir: string): number {
   let newest = 0;
@@ -63,6 +63,7 @@ export async function buildWebBundle(): Promise<Map<string, WebAsset>> {
     write: false,
     // `@mooring/client` loads `ws` lazily in Node only; a browser uses its own WebSocket.
     external: ['ws'],
+    define: { 'process.env.NODE_ENV': '"production"' }, // React's production build
     logLevel: 'silent',
   });
   const assets = new Map<string, WebAsset>();

@@ -4,8 +4,10 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ChaosProxies } from './chaos-proxies.ts';
+import { FAULTS } from './chaos-proxies.ts';
 import type { SessionApiOptions } from './session-api.ts';
-import { grantSession } from './session-api.ts';
+import { grantSession, validId } from './session-api.ts';
 import type { WebAsset } from './web-bundle.ts';
 
 export interface WebServer {
@@ -21,6 +23,7 @@ export async function startWebServer(options: {
   port: number;
   assets: Map<string, WebAsset>;
   api: SessionApiOptions;
+  chaos?: ChaosProxies | undefined;
 }): Promise<WebServer> {
   const server = createServer((req, res) => {
     handle(req, res, options).catch((err: unknown) => {
@@ -47,9 +50,10 @@ export async function startWebServer(options: {
 async function handle(
   req: IncomingMessage,
   res: ServerResponse,
-  options: { assets: Map<string, WebAsset>; api: SessionApiOptions },
+  options: { assets: Map<string, WebAsset>; api: SessionApiOptions; chaos?: ChaosProxies | undefined },
 ): Promise<void> {
   const path = new URL(req.url ?? '/', 'http://demo').pathname;
+  if (path === '/api/chaos') return chaos(req, res, options.chaos);
   if (path === '/api/session') {
     if (req.method !== 'POST') return sendJson(res, 405, { error: 'use POST' });
     let body: unknown;
@@ -71,6 +75,30 @@ async function handle(
     'cache-control': 'no-cache',
   });
   res.end(req.method === 'HEAD' ? undefined : asset.body);
+}
+
+/** `POST /api/chaos { clientId, fault, seconds? }` → 204 (see `chaos-proxies.ts`). Demo only. */
+async function chaos(
+  req: IncomingMessage,
+  res: ServerResponse,
+  proxies: ChaosProxies | undefined,
+): Promise<void> {
+  if (req.method !== 'POST') return sendJson(res, 405, { error: 'use POST' });
+  if (!proxies) return sendJson(res, 404, { error: 'the chaos panel is off (the demo is not on 127.0.0.1)' });
+  let body: { clientId?: unknown; fault?: unknown; seconds?: unknown };
+  try {
+    body = JSON.parse((await readBody(req)) || '{}') as typeof body;
+  } catch {
+    return sendJson(res, 400, { error: 'the body must be JSON: { "clientId", "fault", "seconds"? }' });
+  }
+  const clientId = validId(body.clientId);
+  const fault = FAULTS.find((f) => f === body.fault);
+  const seconds =
+    typeof body.seconds === 'number' && body.seconds > 0 && body.seconds <= 60 ? body.seconds : 8;
+  if (clientId === undefined || fault === undefined)
+    return sendJson(res, 400, { error: `clientId and fault (${FAULTS.join(', ')}) are required` });
+  await proxies.apply(clientId, fault, seconds);
+  res.writeHead(204, { 'cache-control': 'no-store' }).end();
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {

@@ -45,11 +45,20 @@ export interface ToolApproval {
   reason: string | undefined;
 }
 
+/** The result of a client-side tool (`addToolOutput` in the chat): an output, or an error text. */
+export interface ToolOutput {
+  toolCallId: string;
+  output: unknown;
+  errorText: string | undefined;
+}
+
 export type AgentRunEvents<M extends UIMessage = UIMessage> = {
   /** A user steered the run (PROTOCOL.md §13.4 `steer`). */
   steer: M;
   /** A user answered a tool approval request of this run. */
   approval: ToolApproval;
+  /** A client-side tool of this run returned (PROTOCOL.md §13.4 `tool-output`). */
+  toolOutput: ToolOutput;
   /** The run ended. */
   end: FinalRunStatus;
 };
@@ -63,6 +72,8 @@ export class AgentRun<M extends UIMessage = UIMessage> {
   readonly #emitter = new Emitter<AgentRunEvents<M>>();
   readonly #approvals = new Map<string, ToolApproval>();
   readonly #approvalWaiters = new Map<string, Array<(a: ToolApproval) => void>>();
+  readonly #toolOutputs = new Map<string, ToolOutput>();
+  readonly #toolOutputWaiters = new Map<string, Array<(o: ToolOutput) => void>>();
   readonly #pendingSteers: M[] = [];
   #steering: Steering | undefined;
   #status: RunStatus = 'running';
@@ -159,19 +170,17 @@ export class AgentRun<M extends UIMessage = UIMessage> {
    * Rejects with the signal's reason if the run is cancelled first.
    */
   waitForApproval(approvalId: string): Promise<ToolApproval> {
-    const known = this.#approvals.get(approvalId);
-    if (known) return Promise.resolve(known);
-    return new Promise((resolve, reject) => {
-      if (this.signal.aborted) return reject(this.signal.reason);
-      const onAbort = () => reject(this.signal.reason);
-      this.signal.addEventListener('abort', onAbort, { once: true });
-      const list = this.#approvalWaiters.get(approvalId) ?? [];
-      list.push((a) => {
-        this.signal.removeEventListener('abort', onAbort);
-        resolve(a);
-      });
-      this.#approvalWaiters.set(approvalId, list);
-    });
+    return waitFor(this.signal, this.#approvals, this.#approvalWaiters, approvalId);
+  }
+
+  /**
+   * Waits for the output of a client-side tool call this run wrote (a `tool-input-available` chunk
+   * for a tool without `execute`): the chat's `addToolOutput` on the sending device publishes a
+   * `tool-output` control. Keep the run open meanwhile, as for approvals. Rejects with the signal's
+   * reason if the run is cancelled first.
+   */
+  waitForToolOutput(toolCallId: string): Promise<ToolOutput> {
+    return waitFor(this.signal, this.#toolOutputs, this.#toolOutputWaiters, toolCallId);
   }
 
   /**
@@ -226,10 +235,50 @@ export class AgentRun<M extends UIMessage = UIMessage> {
     this.#approvalWaiters.delete(approval.approvalId);
   }
 
+  /**
+   * A tool-output control for this run: written into the run as a `tool-output-available` (or
+   * `-error`) chunk, so every device and every later replay shows the result.
+   */
+  toolOutput(result: ToolOutput): void {
+    if (this.#toolOutputs.has(result.toolCallId)) return;
+    this.#toolOutputs.set(result.toolCallId, result);
+    if (this.#status === 'running')
+      this.#publisher.write(
+        result.errorText !== undefined
+          ? { type: 'tool-output-error', toolCallId: result.toolCallId, errorText: result.errorText }
+          : { type: 'tool-output-available', toolCallId: result.toolCallId, output: result.output },
+      );
+    this.#emitter.emit('toolOutput', result);
+    for (const waiter of this.#toolOutputWaiters.get(result.toolCallId) ?? []) waiter(result);
+    this.#toolOutputWaiters.delete(result.toolCallId);
+  }
+
   async #deliverSteer(message: M): Promise<void> {
     const [model] = await convertToModelMessages([{ role: 'user', parts: message.parts }]);
     if (model?.role === 'user') await this.steering.steer(model, { id: message.id });
   }
+}
+
+/** Resolves with `known.get(key)` once it is set (by a control), or rejects when `signal` aborts. */
+function waitFor<T>(
+  signal: AbortSignal,
+  known: Map<string, T>,
+  waiters: Map<string, Array<(value: T) => void>>,
+  key: string,
+): Promise<T> {
+  const value = known.get(key);
+  if (value !== undefined) return Promise.resolve(value);
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const list = waiters.get(key) ?? [];
+    list.push((v) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(v);
+    });
+    waiters.set(key, list);
+  });
 }
 
 /** The reason of a run's signal when a user cancelled it. */

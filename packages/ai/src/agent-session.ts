@@ -225,6 +225,11 @@ export class AgentSession<M extends UIMessage = UIMessage> {
           if (c.runId === undefined || c.runId === run.runId) run.approve(approval);
         break;
       }
+      case 'tool-output':
+        this.#active
+          .get(c.runId)
+          ?.toolOutput({ toolCallId: c.toolCallId, output: c.output, errorText: c.errorText });
+        break;
       case 'regenerate': {
         const input = this.tree.input(c.inputId);
         if (!input) break;

@@ -2,7 +2,7 @@
  * @mooring/ai — the public surface. Everything not named here is internal.
  */
 
-export type { AgentInput, AgentRunEvents, ToolApproval } from './agent-run.ts';
+export type { AgentInput, AgentRunEvents, ToolApproval, ToolOutput } from './agent-run.ts';
 export { AgentRun, CancelledError } from './agent-run.ts';
 export type { AgentSessionEvents, AgentSessionOptions } from './agent-session.ts';
 export { AgentSession } from './agent-session.ts';
@@ -18,7 +18,9 @@ export { ConversationTree } from './conversation-tree.ts';
 export type { AiErrorCode } from './errors.ts';
 export { AI_ERRORS, MooringAiError } from './errors.ts';
 export { loadSession } from './load-session.ts';
-export type { MooringChatTransportOptions } from './mooring-chat-transport.ts';
+export type { MooringChat, MooringChatOptions } from './mooring-chat.ts';
+export { mooringChat } from './mooring-chat.ts';
+export type { MooringChatTransportEvents, MooringChatTransportOptions } from './mooring-chat-transport.ts';
 export { MooringChatTransport } from './mooring-chat-transport.ts';
 export type { OperationSink, PublishedOperation } from './operation-sink.ts';
 export { channelSink, restSink } from './operation-sink.ts';

@@ -7,6 +7,7 @@
  *     chat.messages ≠ the view  →  chat.messages = the view
  *     a run is in progress on the view  →  chat.resumeStream()   (a replay from its start chunk with
  *                                           the same messageId: it replaces the partial message)
+ *     …unless this device is cancelling it (a stop): the chat stays stopped until the run ends
  *
  * While the chat streams its own request, it is left alone: the transport's stream drives it.
  */
@@ -29,7 +30,9 @@ export function syncChat<M extends UIMessage>(chat: SyncableChat<M>, session: Us
     if (chat.status === 'submitted' || chat.status === 'streaming') return;
     const view = session.messages;
     if (!sameMessages(chat.messages, view)) chat.messages = view;
-    const running = session.tree.view().some((n) => n.kind === 'run' && n.status === 'running');
+    const running = session.tree
+      .view()
+      .some((n) => n.kind === 'run' && n.status === 'running' && !session.cancelling(n.id));
     if (running) {
       resuming = true;
       void chat.resumeStream().finally(() => {

@@ -55,6 +55,12 @@ export interface UserSessionOptions {
   clientId?: string;
   /** Lease on `reply()` runs, ms. Default 30 000. */
   lease?: number;
+  /**
+   * This device's id, written on the inputs it sends: client-side tools (`onToolCall`) of the runs
+   * answering them run on this device only. Default: a new id per session object. Keep one per tab
+   * (e.g. in `sessionStorage`) so a reloaded tab still runs the tool calls of what it sent.
+   */
+  device?: string;
 }
 
 /** A message to send: text, or the parts of a user UIMessage (an id is made when absent). */
@@ -102,6 +108,8 @@ export type UserSessionEvents = {
 
 interface RunMessageState<M> {
   message: M | undefined;
+  /** The run as it was when `message` was built: a view shows both from the same moment. */
+  at: Pick<RunNode, 'status' | 'reason' | 'finishReason'> | undefined;
   building: boolean;
   dirty: boolean;
 }
@@ -114,6 +122,13 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   readonly #emitter = new Emitter<UserSessionEvents>();
   readonly #messages = new Map<string, RunMessageState<M>>();
   readonly #idle: Array<() => void> = [];
+  readonly #cancelling = new Set<string>();
+  /** The last view handed out, its messages, and whether something changed since. */
+  #view: ViewNode<M>[] | undefined;
+  #viewMessages: M[] | undefined;
+  #viewStale = true;
+  /** A local change (a branch selection) shows even while the session is not settled. */
+  #viewLocal = false;
   #building = 0;
   #started: Promise<void> | undefined;
   #changeQueued = false;
@@ -128,7 +143,11 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     if (options.agents !== undefined) treeOptions.agents = options.agents;
     this.tree = new ConversationTree(treeOptions);
     this.#feed = new SessionFeed(this.channel, this.tree);
+    this.device = options.device ?? `dev_${crypto.randomUUID()}`;
   }
+
+  /** This device's id (see `UserSessionOptions.device`). */
+  readonly device: string;
 
   on<K extends keyof UserSessionEvents>(
     event: K,
@@ -173,14 +192,45 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
 
   // ----------------------------------------------------------------------------------- reading
 
-  /** The path shown, with messages and sibling ids. */
+  /**
+   * The path shown, with messages and sibling ids: one consistent snapshot. It is the same array
+   * (and the same node objects) until something on it changed, so `useSyncExternalStore` can read it
+   * directly; while the session catches up or rebuilds a message it stays the last settled one, and
+   * each run's status comes from the moment its message was built (a run never shows `complete`
+   * with an earlier rebuild's text).
+   */
   view(): ViewNode<M>[] {
-    return this.tree.view().map((n) => this.#viewNode(n));
+    if (this.#view && (!this.#viewStale || (!this.settled && !this.#viewLocal))) return this.#view;
+    this.#viewLocal = false;
+    const previous = new Map((this.#view ?? []).map((n) => [n.id, n]));
+    let same = this.#view !== undefined;
+    const next = this.tree.view().map((n, i) => {
+      const fresh = this.#viewNode(n);
+      const old = previous.get(n.id);
+      const node = old && sameViewNode(old, fresh) ? old : fresh;
+      if (node !== this.#view?.[i]) same = false;
+      return node;
+    });
+    if (!same || next.length !== this.#view?.length) this.#view = next;
+    if (this.settled) this.#viewStale = false;
+    return this.#view ?? next;
   }
 
-  /** The UIMessages on the view, in order — what a chat UI shows (and `useChat` holds). */
+  /** The UIMessages on the view, in order — what a chat shows. The same array until the view changes. */
   get messages(): M[] {
-    return this.view().map((n) => n.message);
+    const view = this.view();
+    if (this.#viewMessages === undefined || this.#messagesOf !== view) {
+      this.#viewMessages = view.map((n) => n.message);
+      this.#messagesOf = view;
+    }
+    return this.#viewMessages;
+  }
+
+  #messagesOf: ViewNode<M>[] | undefined;
+
+  /** True between this device's cancel of a run (or `stop()`) and the run's end. */
+  cancelling(runId: string): boolean {
+    return this.#cancelling.has(runId) && this.tree.run(runId)?.status === 'running';
   }
 
   /** A run with its current message, or undefined. */
@@ -246,7 +296,19 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
 
   /** Cancels a run, or every run in progress. */
   async cancel(runId?: string): Promise<void> {
+    for (const run of runId === undefined ? this.tree.running() : [{ id: runId }])
+      this.#cancelling.add(run.id);
+    this.#changed();
     await this.#control(runId === undefined ? { type: 'cancel' } : { type: 'cancel', runId });
+  }
+
+  /**
+   * The user pressed stop: cancels every run in progress on the view (whoever started it, on any
+   * device). Resolves once the cancels are stored; each run then ends `cancelled` on every device.
+   */
+  async stop(): Promise<void> {
+    const running = this.tree.view().filter((n) => n.kind === 'run' && n.status === 'running');
+    await Promise.all(running.map((r) => this.cancel(r.id)));
   }
 
   /** Sends a message into a running run (barge-in). */
@@ -271,6 +333,30 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     await this.#control(control);
   }
 
+  /** Returns the result of a client-side tool call to the run that made it (`tool-output` control). */
+  async toolOutput(result: {
+    runId: string;
+    toolCallId: string;
+    output?: unknown;
+    errorText?: string;
+  }): Promise<void> {
+    const control: ControlData =
+      result.errorText !== undefined
+        ? {
+            type: 'tool-output',
+            runId: result.runId,
+            toolCallId: result.toolCallId,
+            errorText: result.errorText,
+          }
+        : {
+            type: 'tool-output',
+            runId: result.runId,
+            toolCallId: result.toolCallId,
+            output: asJson(result.output ?? null),
+          };
+    await this.#control(control);
+  }
+
   /** Hands the session to a human operator (agents stop answering) or back to the AI. */
   async handover(to: 'human' | 'ai', options: { operator?: string } = {}): Promise<void> {
     const operator = options.operator ?? (to === 'human' ? this.#o.clientId : undefined);
@@ -287,6 +373,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     if (!this.tree.node(nodeId))
       throw new MooringAiError('unknown_node', `no input or run ${nodeId} in the session`);
     this.tree.select(nodeId, this.channel.position);
+    this.#viewLocal = true;
     this.#changed();
     if (this.#o.sharedSelection) await this.#control({ type: 'select', node: nodeId });
   }
@@ -367,7 +454,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   #rebuild(runId: string): void {
     let state = this.#messages.get(runId);
     if (!state) {
-      state = { message: undefined, building: false, dirty: false };
+      state = { message: undefined, at: undefined, building: false, dirty: false };
       this.#messages.set(runId, state);
     }
     state.dirty = true;
@@ -378,9 +465,12 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     state.dirty = false;
     this.#building++;
     const s = state;
+    const at = { status: node.status, reason: node.reason, finishReason: node.finishReason };
     buildRunMessage<M>(node, this.tree.parts(runId))
       .then((message) => {
-        if (this.#messages.get(runId) === s) s.message = message;
+        if (this.#messages.get(runId) !== s) return;
+        s.message = message;
+        s.at = at;
       })
       .catch((err: unknown) =>
         this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err))),
@@ -400,6 +490,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   }
 
   #changed(): void {
+    this.#viewStale = true;
     if (this.#changeQueued) return;
     this.#changeQueued = true;
     queueMicrotask(() => {
@@ -412,16 +503,17 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     const siblings = this.tree.siblings(n.id).map((s) => s.id);
     if (n.kind === 'input')
       return { kind: 'input', id: n.id, message: n.message as M, clientId: n.clientId, siblings };
+    const built = this.#messages.get(n.id);
+    const at = built?.message !== undefined && built.at !== undefined ? built.at : n;
     return {
       kind: 'run',
       id: n.id,
       agent: n.agent,
       input: n.input,
-      status: n.status,
-      reason: n.reason,
-      finishReason: n.finishReason,
-      message:
-        this.#messages.get(n.id)?.message ?? ({ id: n.id, role: 'assistant', parts: [] } as unknown as M),
+      status: at.status,
+      reason: at.reason,
+      finishReason: at.finishReason,
+      message: built?.message ?? ({ id: n.id, role: 'assistant', parts: [] } as unknown as M),
       siblings,
     };
   }
@@ -437,7 +529,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     parent: string | undefined,
     forkOf: string | undefined,
   ): Promise<string> {
-    const data: InputData = { message };
+    const data: InputData = { message, device: this.device };
     if (parent !== undefined) data.parent = parent;
     if (forkOf !== undefined) data.forkOf = forkOf;
     await this.channel.publish(EVENT_INPUT, asJson(data), {
@@ -452,6 +544,13 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
       headers: controlHeaders(control),
     });
   }
+}
+
+/** Same content (a node rebuilt with nothing new keeps its identity in the view). */
+function sameViewNode<M extends UIMessage>(a: ViewNode<M>, b: ViewNode<M>): boolean {
+  if (a.kind !== b.kind || a.message !== b.message || a.siblings.join() !== b.siblings.join()) return false;
+  if (a.kind === 'input' || b.kind === 'input') return true;
+  return a.status === b.status && a.reason === b.reason && a.finishReason === b.finishReason;
 }
 
 function newId(): string {

@@ -79,20 +79,30 @@ describe('MooringChatTransport with the AI SDK chat', () => {
     assert.equal(textOf(again), ANSWER);
   });
 
-  it('stop cancels the run: the model is aborted and the run ends cancelled', async (t) => {
+  it('an abort only detaches the chat; transport.stop() cancels the run: the model is aborted, the run ends cancelled', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
     const signals: AbortSignal[] = [];
     await startAgent(t, server.url, name, { gate: () => sleep(5), signals });
-    const { session, chat } = await chatOn(t, server.url, name);
+    const { session, transport, chat } = await chatOn(t, server.url, name);
     const sent = chat.sendMessage({ text: 'long answer please' });
     await waitFor(() => chat.status === 'streaming' && textOf(chat.messages[1]).length > 10);
+    // The SDK aborts on stop, unmount, StrictMode cleanup and superseding resumes alike: no cancel.
     await chat.stop();
     await sent;
     assert.equal(chat.status, 'ready');
     const runId = session.tree.runs[0]!.id;
-    await waitFor(() => session.run(runId)?.status === 'cancelled');
-    assert.equal(signals[0]?.aborted, true);
+    await waitFor(() => session.run(runId)?.status === 'complete', { message: 'an abort cancelled the run' });
+    assert.equal(signals[0]?.aborted, false);
+
+    const again = chat.sendMessage({ text: 'another long answer' });
+    await waitFor(() => chat.status === 'streaming' && textOf(chat.messages[3]).length > 10);
+    await transport.stop();
+    const second = session.tree.runs[1]!.id;
+    await waitFor(() => session.run(second)?.status === 'cancelled');
+    await again;
+    assert.equal(chat.status, 'ready');
+    assert.equal(signals[1]?.aborted, true);
   });
 
   it('resumes after a reload: a new chat replays the run in progress with the same id, no duplicated text', async (t) => {

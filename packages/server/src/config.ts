@@ -18,7 +18,7 @@ export interface ServeConfig {
   dataDir: string;
   store: 'sqlite' | 'memory' | 'redis';
   /** The Redis store's connection and key prefix (`store: 'redis'`). */
-  redis: { url: string; prefix?: string };
+  redis: { url: string; prefix?: string; commandTimeout?: number };
   keys: ApiKey[];
   heartbeatInterval?: number;
   connectionStateTtl?: number;
@@ -41,8 +41,8 @@ interface FileConfig {
   port?: number;
   data?: string;
   store?: 'sqlite' | 'memory' | 'redis';
-  /** `{ "url": "redis://127.0.0.1:6379", "prefix": "mooring" }` */
-  redis?: { url?: string; prefix?: string };
+  /** `{ "url": "redis://127.0.0.1:6379", "prefix": "mooring", "commandTimeout": 5000 }` */
+  redis?: { url?: string; prefix?: string; commandTimeout?: number };
   /** `"name:secret"` (every operation), or `{ "key": "name:secret", "capability": { glob: [ops] } }`. */
   keys?: Array<string | { key: string; capability?: Record<string, string[]> }>;
   heartbeatInterval?: number | string;
@@ -135,6 +135,11 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
       `the Redis URL must start with redis://, rediss:// or redis+cluster://, got ${JSON.stringify(redis.url)}`,
     );
   if (file.redis?.prefix !== undefined) redis.prefix = String(file.redis.prefix);
+  if (file.redis?.commandTimeout !== undefined) {
+    const ms = Number(file.redis.commandTimeout);
+    if (!(ms > 0)) throw new Error('"redis.commandTimeout" in the config file is a number of ms above 0');
+    redis.commandTimeout = ms;
+  }
   const heartbeat = values.heartbeat ?? env.MOORING_HEARTBEAT ?? file.heartbeatInterval;
   const ttl = env.MOORING_CONNECTION_STATE_TTL ?? file.connectionStateTtl;
 

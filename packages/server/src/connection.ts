@@ -358,6 +358,7 @@ export class Connection {
       if (next.access.allows(channel, 'subscribe')) continue;
       attachment.close();
       this.#attachments.delete(channel);
+      this.#channels.metrics.health.detached(channel, this.id);
       this.send({
         type: 'detached',
         channel,

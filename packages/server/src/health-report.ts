@@ -1,9 +1,9 @@
 /**
- * The JSON behind `GET /v1/channels/:channel/health` and `GET /v1/health` (PROTOCOL.md §11.6):
+ * The JSON behind `GET /v1/channels/:channel/health` and `GET /v1/health` (PROTOCOL.md §11):
  * one channel's delivery health, its leases and their deadlines, and how many are present; or the
  * channels in the most trouble. Both need `history` AND `presence` on a channel (what the session
  * inspector needs too): whoever may read a session's log and presence may see how it is delivered.
- * Numbers are this node's: with several nodes, ask each (or sum what the dashboard shows per node).
+ * Subscribers and counts are this node's (with several nodes, ask each); presence and leases the channel's.
  */
 import { type Access, requireAccess } from './capabilities.ts';
 import type { ChannelService } from './channel-service.ts';

@@ -50,8 +50,11 @@ export class MetricsHistory {
   /** Samples every `interval` until `stop()` (the timer never keeps the process alive). */
   start(): void {
     if (this.#timer) return;
-    void this.sample();
-    this.#timer = setInterval(() => void this.sample(), this.interval);
+    const sample = () => {
+      this.sample().catch(() => {}); // a collector that throws costs one sample, never the process
+    };
+    sample();
+    this.#timer = setInterval(sample, this.interval);
     this.#timer.unref();
   }
 

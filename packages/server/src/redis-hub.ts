@@ -145,12 +145,14 @@ export class RedisHub implements Hub {
   }
 
   async #begin(feed: Feed, before: Promise<{ epoch: string; head: string } | undefined>): Promise<void> {
+    let started: Promise<{ epoch: string; head: string } | undefined> | undefined;
     try {
       const info = await before;
       if (info) {
         feed.epoch = info.epoch;
         feed.delivered = seqOf(info.head);
       }
+      started = Promise.resolve(info);
       await this.#sub.subscribe(busChannel(this.#store.prefix, feed.channel), (payload) =>
         this.#onBus(feed, payload),
       );
@@ -160,9 +162,11 @@ export class RedisHub implements Hub {
       this.#o.onError?.(err);
       if (feed.closed || this.#closed) return;
       // Redis unreachable: try again shortly; clients see the outage through their own requests.
+      // Once the starting point was read, it stays: a new one would skip what was stored since,
+      // which this node may already hold back for delivery (and would then drop as delivered).
       const retry = setTimeout(() => {
         if (!feed.closed && this.#feeds.get(feed.channel) === feed)
-          void this.#begin(feed, this.#store.info(feed.channel));
+          void this.#begin(feed, started ?? this.#store.info(feed.channel));
       }, 500);
       retry.unref();
     }

@@ -48,6 +48,8 @@ interface Lease {
   ms: number;
   /** The holder's connection lives on this node: renew. */
   live: boolean;
+  /** When not live: the deadline this node last set (ms since 1970), after which any node may expire it. */
+  until: number;
 }
 
 interface LeaseRecord {
@@ -103,6 +105,10 @@ export class RedisLeases implements Leases {
   readonly #retryAfter: number;
   readonly #holderTtl: number;
   #sweeping = false;
+  /** Messages looked up recently and found without a lease this node could take: field → until. */
+  readonly #notLeased = new Map<string, number>();
+  readonly #lookupCache: number;
+  #holdersRefreshedAt = 0;
   #closed = false;
 
   constructor(options: RedisLeasesOptions) {
@@ -110,6 +116,7 @@ export class RedisLeases implements Leases {
     const every = options.sweepInterval ?? 1_000;
     this.#retryAfter = options.retryAfter ?? 10 * every;
     this.#holderTtl = Math.max(options.holderTtl, 3 * every);
+    this.#lookupCache = every;
     this.#timer = setInterval(() => this.#tick(), every);
     this.#timer.unref();
   }
@@ -164,7 +171,16 @@ export class RedisLeases implements Leases {
     clientId: string | undefined,
     owner?: string,
   ): void {
-    this.#take({ channel, serial, holder, clientId, owner, ms, live: holder !== undefined });
+    this.#take({
+      channel,
+      serial,
+      holder,
+      clientId,
+      owner,
+      ms,
+      live: holder !== undefined,
+      until: Date.now() + ms,
+    });
     const record: LeaseRecord = { channel, serial, ms };
     if (clientId !== undefined) record.clientId = clientId;
     if (holder !== undefined) record.holder = holder;
@@ -177,8 +193,14 @@ export class RedisLeases implements Leases {
   }
 
   touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void {
-    const lease = this.#leases.get(fieldOf(channel, serial));
-    if (!lease || lease.clientId !== clientId) return;
+    const field = fieldOf(channel, serial);
+    const lease = this.#leases.get(field);
+    if (!lease) {
+      // perhaps taken on another node: look it up (not awaited), unless looked up just now
+      this.#lookUp(field, channel, serial, holder, clientId).catch(this.#o.onError);
+      return;
+    }
+    if (lease.clientId !== clientId) return;
     if (holder !== undefined && lease.holder === holder) return;
     // a REST publisher renews by activity; a new connection of the same clientId takes the lease over
     this.hold(channel, serial, holder, lease.ms, clientId, lease.owner);
@@ -202,6 +224,7 @@ export class RedisLeases implements Leases {
       const lease = this.#leases.get(field);
       if (!lease?.live) continue;
       lease.live = false;
+      lease.until = now + lease.ms;
       args.push(String(now + lease.ms), field);
     }
     this.#renew(args);
@@ -243,6 +266,27 @@ export class RedisLeases implements Leases {
     this.#perOwner.clear();
   }
 
+  /** A lease this node does not know: taken over if the same clientId took it on another node. */
+  async #lookUp(
+    field: string,
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    clientId: string | undefined,
+  ): Promise<void> {
+    const now = Date.now();
+    if ((this.#notLeased.get(field) ?? 0) > now) return;
+    if (this.#notLeased.size >= 10_000) this.#notLeased.clear();
+    this.#notLeased.set(field, now + this.#lookupCache);
+    const record = decodeRecord(
+      await this.#o.connection.send(this.#records, ['HGET', this.#records, field], true),
+    );
+    if (!record || record.clientId !== clientId || this.#leases.has(field) || this.#closed) return;
+    if (holder !== undefined && record.holder === holder) return; // its node renews it
+    this.#notLeased.delete(field);
+    this.hold(channel, serial, holder, record.ms, clientId);
+  }
+
   async #adopt(connectionId: string): Promise<void> {
     const { connection } = this.#o;
     const list = this.#holderKey(connectionId);
@@ -265,6 +309,7 @@ export class RedisLeases implements Leases {
         owner: undefined,
         ms: record.ms,
         live: true,
+        until: now + record.ms,
       });
       args.push(String(now + record.ms), field);
     }
@@ -286,12 +331,20 @@ export class RedisLeases implements Leases {
     const args: string[] = [];
     const holders = new Set<string>();
     for (const [field, lease] of this.#leases) {
-      if (!lease.live) continue;
+      if (!lease.live) {
+        // Not held here any more, and past its deadline: some node expired it (or will). Forget it
+        // here too, or it would count against its owner's budget on this node for ever.
+        if (now > lease.until + this.#retryAfter) this.#drop(field, lease);
+        continue;
+      }
       args.push(String(now + lease.ms), field);
       if (lease.holder !== undefined) holders.add(lease.holder);
     }
     this.#renew(args);
     const { connection, onError } = this.#o;
+    // holder lists live a recovery window: refresh them a few times per window only
+    if (now - this.#holdersRefreshedAt < this.#holderTtl / 4) holders.clear();
+    else this.#holdersRefreshedAt = now;
     for (const holder of holders) {
       const list = this.#holderKey(holder);
       connection.send(list, ['PEXPIRE', list, String(this.#holderTtl)]).catch(onError);

@@ -99,11 +99,13 @@ export class RedisPresence implements Presence {
   readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
   readonly #sweep: NodeJS.Timeout;
   #bus: Promise<BusConnection> | undefined;
+  #recordsRefreshedAt = 0;
   #closed = false;
 
   constructor(options: RedisPresenceOptions) {
     this.#o = options;
     this.#nodeTtl = options.nodeTtl ?? 3_000;
+    this.#busConnection().catch(options.onError);
     this.#beat();
     this.#sweep = setInterval(() => {
       this.#beat();
@@ -271,7 +273,12 @@ export class RedisPresence implements Presence {
     this.#feeds.clear();
     const bus = this.#bus;
     this.#bus = undefined;
-    if (bus) (await bus.catch(() => undefined))?.destroy();
+    // never wait for a connection still being made: destroy it once it exists
+    if (bus)
+      void bus.then(
+        (b) => b.destroy(),
+        () => {},
+      );
   }
 
   /** The bus subscription of a channel this node has interest in (listeners, or a read just now). */
@@ -286,8 +293,13 @@ export class RedisPresence implements Presence {
           for (const listener of listeners) listener(encoded);
         }),
       );
-      ready.catch(this.#o.onError);
-      feed = { listeners: 0, ready, linger: undefined };
+      const created: Feed = { listeners: 0, ready, linger: undefined };
+      // not subscribed (Redis out of reach): forget it, so the next attach tries again
+      ready.catch((err: unknown) => {
+        this.#o.onError(err);
+        if (this.#feeds.get(channel) === created) this.#feeds.delete(channel);
+      });
+      feed = created;
       this.#feeds.set(channel, feed);
     }
     return feed;
@@ -311,8 +323,24 @@ export class RedisPresence implements Presence {
     if (bus) void bus.then((b) => b.unsubscribe(this.#busChannel(channel))).catch(this.#o.onError);
   }
 
+  /**
+   * The pub/sub connection for presence events. Made at start, while Redis is known to answer (one
+   * made during an outage would wait for Redis, holding the process); made again if that failed.
+   */
   #busConnection(): Promise<BusConnection> {
-    this.#bus ??= this.#o.connection.subscriber(this.#o.onError);
+    if (this.#closed) return Promise.reject(new Error('presence is closed'));
+    if (!this.#bus) {
+      const bus = this.#o.connection.subscriber(this.#o.onError);
+      this.#bus = bus;
+      bus.then(
+        (b) => {
+          if (this.#closed) b.destroy();
+        },
+        () => {
+          if (this.#bus === bus) this.#bus = undefined;
+        },
+      );
+    }
     return this.#bus;
   }
 
@@ -340,7 +368,18 @@ export class RedisPresence implements Presence {
     const { connection, prefix, onError, recoverWithin } = this.#o;
     const alive = `${prefix}:node:${this.nodeId}`;
     connection.send(alive, ['SET', alive, '1', 'PX', String(this.#nodeTtl)]).catch(onError);
+    // Declared dead while alive (Redis was out of reach longer than nodeTtl): clear the mark, so a
+    // later real death gets its full grace, and put back what a sweeper may have removed meanwhile.
+    const dead = `${prefix}:node-dead:${this.nodeId}`;
+    connection.send(dead, ['DEL', dead]).then((removed) => {
+      if (Number(removed) !== 1 || this.#closed) return;
+      for (const id of this.#channelsOf.keys()) this.#resume(id).catch(onError);
+    }, onError);
     connection.send(`${prefix}:nodes`, ['SADD', `${prefix}:nodes`, this.nodeId]).catch(onError);
+    // the per-connection records outlive a refresh by far: refresh them a few times per TTL only
+    const now = Date.now();
+    if (now - this.#recordsRefreshedAt < recoverWithin / 4) return;
+    this.#recordsRefreshedAt = now;
     const ttl = String(Math.max(recoverWithin, this.#nodeTtl));
     for (const id of this.#channelsOf.keys()) {
       const record = this.#recordKey(id);

@@ -63,6 +63,11 @@ export interface ServerOptions {
   presenceGrace?: number;
   /** How long a new long-poll connection may wait before its first poll, ms (default 10,000). */
   firstPollTimeout?: number;
+  /**
+   * Redis engine: how long a request forwarded to the node holding its connection waits for the
+   * answer, ms (default 5,000; a poll waits its poll timeout more).
+   */
+  forwardTimeout?: number;
   /** Serve `/metrics` without credentials (default false: any API key or token may read it). */
   publicMetrics?: boolean;
   /** How often expired messages are removed, ms (default 60,000). */
@@ -209,6 +214,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     heartbeatInterval,
     firstPollTimeout: options.firstPollTimeout ?? DEFAULT_TIMINGS.firstPollTimeout,
     ...(forwarder ? { forwarder } : {}),
+    ...(options.forwardTimeout === undefined ? {} : { forwardTimeout: options.forwardTimeout }),
     onError: (err, message) => logger.warn({ err }, message),
   });
 

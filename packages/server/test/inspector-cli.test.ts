@@ -145,33 +145,29 @@ describe('mooring tail', () => {
     const proxy = await FaultProxy.start({ host: '127.0.0.1', port: fx.server.port });
     const r = cli(['tail', channel, '--url', proxy.url('/').replace(/\/$/, '')], { MOORING_KEY: KEY });
     try {
+      // attached once the channel's health lists it (a CLI process on a loaded machine: generous bounds)
       await waitFor(
-        async () => (await rest(fx.server, `/v1/channels/${channel}/health`, { key: KEY })).body.subscribers,
-        {
-          message: `tail never attached: ${r.stderr()}`,
-          timeout: 20_000,
+        async () => {
+          const res = await rest(fx.server, `/v1/channels/${channel}/health`, { key: KEY });
+          return (res.body.subscribers as unknown[]).length === 1;
         },
-      ).then(async () =>
-        waitFor(
-          async () =>
-            (
-              (await rest(fx.server, `/v1/channels/${channel}/health`, { key: KEY })).body
-                .subscribers as unknown[]
-            ).length === 1,
-        ),
+        { message: `tail never attached: ${r.stderr()}`, timeout: 60_000 },
       );
       await publish(channel, 'user', [input('in1', 'Tell me about tides')]);
       await publish(channel, 'agent', [run('run1', 'in1')]);
       const [p] = await publish(channel, 'agent', [part('p1', 'run1', 'Tides')]);
       await publish(channel, 'agent', [{ action: 'append', serial: p!, id: 'p1:1', data: ' rise' }]);
-      await waitFor(() => r.stdout().includes('Tides rise'), { message: `no stream: ${r.stdout()}` });
+      await waitFor(() => r.stdout().includes('Tides rise'), {
+        message: `no stream: ${r.stdout()}`,
+        timeout: 60_000,
+      });
 
       await proxy.reset(); // the network drops mid-run
       await publish(channel, 'agent', [{ action: 'append', serial: p!, id: 'p1:2', data: ' and fall' }]);
       await publish(channel, 'agent', [{ action: 'append', serial: p!, id: 'p1:3', data: ' twice a day.' }]);
       await waitFor(() => r.stderr().includes('resumed from'), {
         message: `no resume: ${r.stderr()}`,
-        timeout: 20_000,
+        timeout: 60_000,
       });
       await publish(channel, 'agent', [
         {
@@ -182,7 +178,10 @@ describe('mooring tail', () => {
           data: { runId: 'run1', agent: 'helper', input: 'in1', finishReason: 'stop' },
         },
       ]);
-      await waitFor(() => r.stdout().includes('■ run run1 complete'), { message: `no end: ${r.stdout()}` });
+      await waitFor(() => r.stdout().includes('■ run run1 complete'), {
+        message: `no end: ${r.stdout()}`,
+        timeout: 60_000,
+      });
       const out = r.stdout();
       assert.match(
         out,
@@ -195,6 +194,15 @@ describe('mooring tail', () => {
       await r.exited;
       await proxy.close();
     }
+  });
+});
+
+describe('mooring tail refused', () => {
+  it('exits 1 with the reason when the channel is forbidden, without printing the key', async () => {
+    const r = cli(['tail', 'other:x', '--url', fx.server.url, '--key', 'reader:r']);
+    assert.equal(await r.exited, 1);
+    assert.match(r.stderr(), /mooring tail: forbidden: your credentials do not allow subscribe on other:x/);
+    assert.ok(!(r.stdout() + r.stderr()).includes('reader:r'));
   });
 });
 

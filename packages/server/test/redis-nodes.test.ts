@@ -2,12 +2,22 @@
  * Presence, leases and recovery keys shared by several nodes on one real redis-server (PROTOCOL.md
  * §15): in-process nodes (`startServer`, port 0) with short sweeps, so a node's death — here its
  * shutdown, which stops its heartbeats and renewals without leaving anything — is seen by the others.
- * The same with `kill -9`ed node processes behind a balancer: redis-node-loss.test.ts.
+ * The same with `kill -9`ed node processes behind a balancer: redis-node-loss.test.ts. The last suite
+ * runs presence, leases and recovery keys on a 3-master Redis Cluster (the keys of each script share
+ * one hash slot).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message, PresenceFrame, ServerFrame } from '@mooring/protocol';
-import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import {
+  type RedisCluster,
+  type RedisServer,
+  redisCliPath,
+  redisSkipReason,
+  startRedis,
+  startRedisCluster,
+  waitFor,
+} from '@mooring/testkit';
 import { createClient } from 'redis';
 import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
@@ -204,7 +214,11 @@ if (skip) {
 
     it('members held by a node that died leave after the grace: not at once, not never, announced once', async () => {
       const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
+      const redisClient = createClient({ url: redis.url });
+      await redisClient.connect();
+      const othersAlive = new Set(await redisClient.keys('mooring:node:*'));
       const doomed = await node(redis);
+      nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'session:doomed';
       const watchers = [
         await RawClient.connect(b.url, { clientId: 'wb' }),
@@ -217,17 +231,25 @@ if (skip) {
       for (const u of users) await u.request({ type: 'presence', channel, action: 'enter' });
       for (const w of watchers)
         await waitFor(() => presenceOf(w, channel).filter((f) => f.action === 'enter').length === 3);
-      const redisClient = createClient({ url: redis.url });
-      await redisClient.connect();
       try {
         const aliveKeys = await redisClient.keys('mooring:node:*');
         assert.equal(aliveKeys.length, 4, 'four live nodes');
+        const id = aliveKeys.find((k) => !othersAlive.has(k))!.slice('mooring:node:'.length);
+        const deadMark = `mooring:node-dead:${id}`;
+        // declared dead long ago while alive (as after a Redis outage longer than nodeTtl): the node
+        // clears the mark itself, so its real death below still gets the full grace
+        await redisClient.set(deadMark, '0', { PX: 60_000 });
+        await waitFor(async () => (await redisClient.exists(deadMark)) === 0, {
+          message: 'a live node never cleared its dead mark',
+        });
+        assert.deepEqual(await members(b, channel), ['user1', 'user2', 'user3']);
         // the node stops: no heartbeat any more, and nothing left on purpose (as after kill -9)
         await doomed.close();
-        await waitFor(async () => (await redisClient.keys('mooring:node-dead:*')).length === 1, {
+        await waitFor(async () => (await redisClient.exists(deadMark)) === 1, {
           message: 'no sweeper noticed the dead node',
         });
         // seen dead, still present: the grace runs from here
+        assert.ok(Number(await redisClient.get(deadMark)) > Date.now(), 'the grace runs from the death');
         assert.deepEqual(await members(b, channel), ['user1', 'user2', 'user3']);
       } finally {
         await redisClient.close();
@@ -297,6 +319,7 @@ if (skip) {
     it('a lease whose node died is expired by the others one lease later, exactly once', async () => {
       const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
       const doomed = await node(redis);
+      nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'run:orphan';
       const watcher = await RawClient.connect(c.url);
       await watcher.attach(channel);
@@ -323,6 +346,7 @@ if (skip) {
     it('the same clientId writing again from another node before expiry takes the lease back', async () => {
       const [a, b] = nodes as [MooringServer, MooringServer];
       const doomed = await node(redis);
+      nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'run:taken-back';
       const agent = await RawClient.connect(doomed.url, { clientId: 'agent' });
       const ack = await agent.publish(channel, [
@@ -334,7 +358,7 @@ if (skip) {
       await restarted.publish(channel, [
         { action: 'update', serial, id: 'again', headers: { status: 'running' }, lease: 1_000 },
       ]);
-      // a REST lease taken after it, shorter-lived: once it ran out, the first deadline has passed too
+      // a REST lease taken after it, and longer: once it ran out, the first deadline has passed too
       await rest(b, `/v1/channels/${channel}/messages`, {
         body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
       });
@@ -349,6 +373,145 @@ if (skip) {
         { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
       await restarted.close();
+    });
+
+    it('any write by the same clientId from another node, even without a lease field, moves the lease there', async () => {
+      const [a, b] = nodes as [MooringServer, MooringServer];
+      const channel = 'run:moved';
+      const first = await RawClient.connect(b.url, { clientId: 'mover' });
+      const ack = await first.publish(channel, [
+        { id: 'run', data: 'x', headers: { status: 'running' }, lease: 1_000 },
+      ]);
+      const serial = ack.results[0]!.serial;
+      first.kill(); // its lease now runs out one lease later, unless the publisher writes again
+      const again = await RawClient.connect(a.url, { clientId: 'mover' });
+      await again.publish(channel, [{ action: 'update', serial, id: 'u1', headers: { status: 'running' } }]);
+      await rest(b, `/v1/channels/${channel}/messages`, {
+        body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
+      });
+      await waitFor(
+        async () =>
+          (await runMessage(b, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
+        { message: 'the probe lease never ran out' },
+      );
+      const run = (await runMessage(b, channel)).find((m) => m.serial === serial);
+      assert.equal(run?.headers?.status, 'running', 'held by the new connection on node A');
+      await again.publish(channel, [
+        { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
+      ]);
+      await again.close();
+    });
+  });
+}
+
+if (!skip) {
+  describe('several nodes: budgets', () => {
+    let redis: RedisServer;
+    let nodes: MooringServer[];
+    before(async () => {
+      redis = await startRedis();
+      const limits = { maxPresenceMembers: 2, maxLeasesPerClient: 3 };
+      nodes = [await node(redis, { limits }), await node(redis, { limits }), await node(redis, { limits })];
+    });
+    after(async () => {
+      for (const n of nodes) await n.close().catch(() => {});
+      await redis.close();
+    });
+
+    it('maxPresenceMembers holds for a channel whose members are on different nodes', async () => {
+      const channel = 'session:full';
+      const [a, b, c] = await Promise.all(
+        nodes.map((n, i) => RawClient.connect(n.url, { clientId: `m${i}` })),
+      );
+      assert.equal((await a!.request({ type: 'presence', channel, action: 'enter' })).type, 'ack');
+      assert.equal((await b!.request({ type: 'presence', channel, action: 'enter' })).type, 'ack');
+      const refused = await c!.request({ type: 'presence', channel, action: 'enter' });
+      assert.ok(refused.type === 'error' && refused.error.code === 'too_many_members');
+      assert.deepEqual(await members(nodes[2]!, channel), ['m0', 'm1']);
+      await Promise.all([a!.close(), b!.close(), c!.close()]);
+    });
+
+    it('leases expired by other nodes stop counting against their owner on the node that took them', async () => {
+      const [a] = nodes as [MooringServer];
+      const channel = 'run:budget';
+      const take = (id: string) =>
+        rest(a, `/v1/channels/${channel}/messages`, {
+          body: { id, data: id, headers: { status: 'running' }, lease: 300 },
+        });
+      for (const id of ['r1', 'r2', 'r3']) assert.equal((await take(id)).status, 200);
+      assert.equal(((await take('r4')).body.error as { code: string }).code, 'too_many_leases');
+      await waitFor(
+        async () =>
+          (await runMessage(a, channel)).filter((m) => m.headers?.status === 'abandoned').length === 3,
+        { message: 'the three leases never ran out' },
+      );
+      // expired by whichever node claimed them; node A forgets them once past their deadline
+      await waitFor(async () => (await take('r4')).status === 200, {
+        message: 'the expired leases still count on the node that took them',
+      });
+      for (const id of ['r5', 'r6']) assert.equal((await take(id)).status, 200);
+    });
+  });
+}
+
+const clusterSkip = skip ?? (redisCliPath() ? undefined : 'redis-cli is not installed');
+if (!clusterSkip) {
+  describe('several nodes on a Redis Cluster: presence, leases, recovery keys', () => {
+    let cluster: RedisCluster;
+    let a: MooringServer;
+    let b: MooringServer;
+    before(async () => {
+      cluster = await startRedisCluster({ masters: 3 });
+      const make = () =>
+        startServer({
+          host: '127.0.0.1',
+          port: 0,
+          keys: [TEST_KEY],
+          store: { kind: 'redis', url: cluster.url },
+          sweepInterval: 100,
+        });
+      a = await make();
+      b = await make();
+    });
+    after(async () => {
+      await a?.close();
+      await b?.close();
+      await cluster?.close();
+    });
+
+    it('works with channels spread over the masters', async () => {
+      const channels = ['session:c1', 'session:c2', 'session:c3', 'session:c4', 'session:c5', 'session:c6'];
+      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
+      for (const channel of channels) await watcher.attach(channel);
+      const phone = await RawClient.connect(a.url, { clientId: 'phone' });
+      for (const channel of channels) await phone.request({ type: 'presence', channel, action: 'enter' });
+      for (const channel of channels) {
+        await watcher.next(isPresence(channel, 'enter'));
+        assert.deepEqual(await members(b, channel), ['phone']);
+      }
+      phone.kill();
+      const back = await RawClient.connect(b.url, {
+        clientId: 'phone',
+        recover: phone.connected.connectionKey,
+      });
+      assert.equal(back.connected.resumed, true, 'the recovery key works on the other node');
+      for (const channel of channels) {
+        const res = await rest(a, `/v1/channels/${channel}/messages`, {
+          body: { id: 'run', data: 'x', headers: { status: 'running' }, lease: 300 },
+        });
+        assert.equal(res.status, 200);
+      }
+      await waitFor(
+        async () => {
+          for (const channel of channels)
+            if (!(await runMessage(b, channel)).some((m) => m.headers?.status === 'abandoned')) return false;
+          return true;
+        },
+        { message: 'leases on some master never ran out' },
+      );
+      await back.close();
+      for (const channel of channels) await watcher.next(isPresence(channel, 'leave'));
+      await watcher.close();
     });
   });
 }

@@ -7,8 +7,12 @@
  * And retention trim on many channels: a trim visits only the channels that have something due.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FaultProxy, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { loadServeConfig } from '../src/config.ts';
 import { type MooringServer, startServer } from '../src/index.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
 import type { NewOperation } from '../src/store/store.ts';
@@ -16,6 +20,23 @@ import { rest, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 const skip = redisSkipReason();
+
+describe('Redis trouble: configuration', () => {
+  it('takes the command deadline from the config file, and refuses a bad one', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'mooring.json');
+    const load = async (redis: unknown) => {
+      await writeFile(file, JSON.stringify({ store: 'redis', redis }));
+      const config = loadServeConfig(['--config', file], {});
+      assert.notEqual(config, 'help');
+      return config as Exclude<typeof config, 'help'>;
+    };
+    assert.equal((await load({ url: 'redis://r:6379', commandTimeout: 800 })).redis.commandTimeout, 800);
+    assert.equal((await load({ url: 'redis://r:6379' })).redis.commandTimeout, undefined);
+    await assert.rejects(load({ url: 'redis://r:6379', commandTimeout: 'soon' }), /commandTimeout/);
+  });
+});
 
 if (skip) {
   describe('Redis trouble', () => {

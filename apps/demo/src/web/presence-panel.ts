@@ -1,63 +1,63 @@
 /**
- * "Who's here": this page enters the session channel's presence with a short device label, and the
- * side panel lists the members, kept current from presence events: this page (marked "(you)": its
- * member has the page's own `connectionId`), the same session's other tabs and devices, and the
- * assistant (the agent enters as `{ role: 'assistant' }`).
+ * "Who's here": this page enters the session channel's presence with a short device label
+ * (`usePresence` with `data`: entered once while mounted, even under StrictMode), and the list shows
+ * the members — this page (marked "(you)": its member has the page's own connection id), the
+ * session's other tabs and devices, and the assistant (the agent enters as `{ role: 'assistant' }`).
  */
-import type { Channel, Mooring, PresenceEvent } from '@mooring/client';
+import type { PresenceMember } from '@mooring/protocol';
+import { usePresence } from '@mooring/react';
+import type { ReactNode } from 'react';
+import { createElement as h, useEffect, useState } from 'react';
 
-type Member = PresenceEvent['member'];
-
-export function watchPresence(client: Mooring, channel: Channel, list: HTMLElement): void {
-  const members = new Map<string, Member>();
-  const render = () => {
-    const own = client.connection.id;
-    const sorted = [...members.values()].sort(
-      (a, b) => rank(a, own) - rank(b, own) || a.timestamp - b.timestamp,
-    );
-    list.replaceChildren(
-      ...sorted.map((m) => {
-        const li = document.createElement('li');
-        const data = (m.data ?? {}) as { device?: unknown; role?: unknown; since?: unknown };
-        const assistant = data.role === 'assistant';
-        li.dataset.kind = assistant ? 'assistant' : 'user';
-        li.dataset.connectionId = m.connectionId;
-        if (m.connectionId === own) li.dataset.you = 'true';
-        const label = document.createElement('span');
-        label.className = 'who';
-        label.textContent = assistant
-          ? 'assistant'
-          : typeof data.device === 'string'
-            ? data.device
-            : m.clientId;
-        li.append(label);
-        if (m.connectionId === own)
-          li.append(' ', Object.assign(document.createElement('b'), { textContent: '(you)' }));
-        const since = typeof data.since === 'number' ? data.since : m.timestamp;
-        const detail = document.createElement('small');
-        detail.textContent = `${assistant ? 'agent' : m.clientId} · since ${new Date(since).toLocaleTimeString()}`;
-        li.append(detail);
-        return li;
-      }),
-    );
-    list.dataset.count = String(members.size);
-  };
-  channel.presence
-    .subscribe(({ action, member }) => {
-      if (action === 'leave') members.delete(member.connectionId);
-      else members.set(member.connectionId, member);
-      render();
-    })
-    .catch(() => {});
-  client.connection.on('connected', render); // a new connection identity changes which member is "you"
-  channel.presence.enter({ device: deviceLabel(navigator.userAgent), since: Date.now() }).catch(() => {});
+export function PresencePanel({ channel }: { channel: string }): ReactNode {
+  const [since] = useState(() => Date.now());
+  const presence = usePresence(channel, { data: { device: deviceLabel(navigator.userAgent), since } });
   // a closing or reloading tab leaves at once (best effort), instead of after the server's grace
-  window.addEventListener('pagehide', () => {
-    channel.presence.leave().catch(() => {});
-  });
+  const { leave } = presence;
+  useEffect(() => {
+    const onPageHide = () => {
+      leave().catch(() => {});
+    };
+    window.addEventListener('pagehide', onPageHide);
+    return () => window.removeEventListener('pagehide', onPageHide);
+  }, [leave]);
+  const own = presence.self;
+  const sorted = [...presence.members].sort(
+    (a, b) => rank(a, own) - rank(b, own) || a.timestamp - b.timestamp,
+  );
+  return h(
+    'ul',
+    { id: 'presence', className: 'presence', 'data-count': sorted.length },
+    sorted.map((m) => {
+      const data = (m.data ?? {}) as { device?: unknown; role?: unknown; since?: unknown };
+      const assistant = data.role === 'assistant';
+      const you = m.connectionId === own;
+      const joined = typeof data.since === 'number' ? data.since : m.timestamp;
+      return h(
+        'li',
+        {
+          key: m.connectionId,
+          'data-kind': assistant ? 'assistant' : 'user',
+          'data-connection-id': m.connectionId,
+          'data-you': you ? 'true' : undefined,
+        },
+        h(
+          'span',
+          { className: 'who' },
+          assistant ? 'assistant' : typeof data.device === 'string' ? data.device : m.clientId,
+        ),
+        you ? [' ', h('b', { key: 'you' }, '(you)')] : null,
+        h(
+          'small',
+          null,
+          `${assistant ? 'agent' : m.clientId} · since ${new Date(joined).toLocaleTimeString()}`,
+        ),
+      );
+    }),
+  );
 }
 
-function rank(m: Member, own: string | undefined): number {
+function rank(m: PresenceMember, own: string | undefined): number {
   if (m.connectionId === own) return 0;
   return (m.data as { role?: unknown } | undefined)?.role === 'assistant' ? 2 : 1;
 }

@@ -1,6 +1,7 @@
 /**
- * The page's side of `POST /api/session`: join (or create) a session and get a token for it. The
- * client SDK calls it again (through `authCallback`) to renew the token before it expires.
+ * The page's side of the demo backend: `POST /api/session` (join or create a session, get a token
+ * for it — the client's `authCallback` calls it again to renew) and `POST /api/chaos` (break this
+ * page's own connection on purpose).
  */
 
 export interface SessionGrant {
@@ -10,6 +11,8 @@ export interface SessionGrant {
   mooringUrl: string;
   token: string;
   expiresAt: number;
+  /** The network chaos panel works for this page. */
+  chaos: boolean;
 }
 
 export async function requestSession(request: {
@@ -24,4 +27,15 @@ export async function requestSession(request: {
   if (!response.ok)
     throw new Error(`POST /api/session answered ${response.status}: ${await response.text()}`);
   return (await response.json()) as SessionGrant;
+}
+
+export type Fault = 'drop' | 'blackhole' | 'refuse-websocket' | 'buffer' | 'pass';
+
+export async function requestFault(clientId: string, fault: Fault, seconds?: number): Promise<void> {
+  const response = await fetch('/api/chaos', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(seconds === undefined ? { clientId, fault } : { clientId, fault, seconds }),
+  });
+  if (!response.ok) throw new Error(`POST /api/chaos answered ${response.status}: ${await response.text()}`);
 }

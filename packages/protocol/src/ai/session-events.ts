@@ -6,7 +6,7 @@
  * Everything here is ordinary Mooring messages; the server knows nothing of it beyond leases.
  *
  *   name         data                                        headers
- *   ai.input     { message, parent?, forkOf? }               input
+ *   ai.input     { message, parent?, forkOf?, device? }      input
  *   ai.run       { runId, agent, input, parent?, replaces?,  run, agent, status
  *                  metadata?, finishReason?, reason? }
  *   ai.part      text | reasoning | tool-input: the text      run, kind, partId?, state, meta?,
@@ -58,6 +58,11 @@ export interface InputData<M extends WireUIMessage = WireUIMessage> {
   parent?: string;
   /** For an edit: the input this one replaces (a sibling with the same parent). */
   forkOf?: string;
+  /**
+   * The sending device (a tab's or app instance's id): the one device that runs client-side tools
+   * (`onToolCall`) for the runs answering this input.
+   */
+  device?: string;
 }
 
 /** Data of an `ai.run` message. */
@@ -84,6 +89,14 @@ export type ControlData<M extends WireUIMessage = WireUIMessage> =
   | { type: 'cancel'; runId?: string }
   | { type: 'steer'; runId: string; message: M }
   | { type: 'tool-approval'; runId?: string; approvalId: string; approved: boolean; reason?: string }
+  | {
+      type: 'tool-output';
+      runId: string;
+      toolCallId: string;
+      output?: JsonValue;
+      /** Set instead of `output` when the client-side tool failed. */
+      errorText?: string;
+    }
   | { type: 'handover'; to: 'human' | 'ai'; operator?: string }
   | { type: 'select'; node: string }
   | { type: 'regenerate'; inputId: string; runId?: string };
@@ -110,6 +123,7 @@ export interface InputRecord<M extends WireUIMessage = WireUIMessage> {
   message: M;
   parent: string | undefined;
   forkOf: string | undefined;
+  device: string | undefined;
   clientId: string | undefined;
   timestamp: number;
 }
@@ -202,7 +216,8 @@ function readInput(m: Message): ReadResult {
   if (!isObject(d)) return bad(m, 'data is not an object');
   const message = d.message;
   if (!isUIMessage(message) || message.role !== 'user') return bad(m, 'data.message is not a user UIMessage');
-  if (!optionalString(d.parent) || !optionalString(d.forkOf)) return bad(m, 'parent/forkOf must be strings');
+  if (!optionalString(d.parent) || !optionalString(d.forkOf) || !optionalString(d.device))
+    return bad(m, 'parent/forkOf/device must be strings');
   return {
     ok: true,
     record: {
@@ -212,6 +227,7 @@ function readInput(m: Message): ReadResult {
       message,
       parent: d.parent as string | undefined,
       forkOf: d.forkOf as string | undefined,
+      device: d.device as string | undefined,
       clientId: m.clientId,
       timestamp: m.timestamp,
     },
@@ -323,6 +339,13 @@ function parseControl(d: Record<string, JsonValue>): ControlData | string {
         optionalString(d.reason)
         ? (d as unknown as ControlData)
         : 'tool-approval needs approvalId and approved';
+    case 'tool-output':
+      return typeof d.runId === 'string' &&
+        typeof d.toolCallId === 'string' &&
+        optionalString(d.errorText) &&
+        (d.output !== undefined) !== (d.errorText !== undefined)
+        ? (d as unknown as ControlData)
+        : 'tool-output needs runId, toolCallId and one of output or errorText';
     case 'handover':
       return (d.to === 'human' || d.to === 'ai') && optionalString(d.operator)
         ? (d as unknown as ControlData)

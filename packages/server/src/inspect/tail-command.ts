@@ -166,13 +166,13 @@ function follow(
             );
           return;
         case 'error':
+          // the attach failed: for good (forbidden, a bad channel or serial), or for now (retry)
           if (frame.ref === 'tail' || (frame.channel === channel && frame.ref === undefined)) {
-            const code = frame.error.code;
-            if (code === 'forbidden' || code === 'unauthorized' || code === 'invalid_channel') {
+            if (!frame.error.retryable) {
               stopped = true;
-              fail(new Error(`${code}: ${frame.error.message}`));
-              ws.close();
+              fail(new Error(`${frame.error.code}: ${frame.error.message}`));
             }
+            ws.close();
           }
           return;
         case 'disconnect':

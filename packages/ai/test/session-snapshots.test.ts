@@ -1,0 +1,140 @@
+// UserSession views are snapshots a UI can hold: the same objects until something changed (so
+// `useSyncExternalStore` can read `view()` / `messages` directly, under StrictMode), and ONE
+// consistent moment — a run reported `complete` never carries an earlier rebuild's text, even while
+// a catch-up after a disconnect delivers the run's end and its rolled-up text.
+import './helpers/dom.ts';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { renderHook } from '@testing-library/react';
+import type { UIMessage } from 'ai';
+import { createElement, type ReactNode, StrictMode, useSyncExternalStore } from 'react';
+import type { AgentRun } from '../src/agent-run.ts';
+import { UserSession } from '../src/user-session.ts';
+import { echoAgent, textOf } from './helpers/agents.ts';
+import { client, proxyTo, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+
+Object.assign(globalThis, { IS_REACT_ACT_ENVIRONMENT: false });
+
+const WORDS = Array.from({ length: 40 }, (_, i) => `w${i} `);
+const FULL = WORDS.join('');
+
+/** An agent writing WORDS one by one, holding after the first `hold` words until released. */
+async function heldAgent(t: import('node:test').TestContext, url: string, name: string, hold: number) {
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  await echoAgent(t, url, name, {
+    coalesceMs: 0,
+    onInput: async (_input, run: AgentRun) => {
+      run.write({ type: 'text-start', id: 't' });
+      for (const [i, w] of WORDS.entries()) {
+        if (i === hold) await released;
+        run.write({ type: 'text-delta', id: 't', delta: w });
+        await run.flush();
+      }
+      run.write({ type: 'text-end', id: 't' });
+    },
+  });
+  return release;
+}
+
+function statusAt(session: UserSession, index: number): string | undefined {
+  const node = session.view()[index];
+  return node?.kind === 'run' ? node.status : undefined;
+}
+
+describe('UserSession snapshots', () => {
+  it('view() and messages are the same objects until something changes; unchanged nodes keep their identity', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const release = await heldAgent(t, server.url, name, 0);
+    release();
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    await session.ready();
+    await session.send('hello');
+    await waitFor(() => session.settled && statusAt(session, 1) === 'complete');
+    const view = session.view();
+    const messages = session.messages;
+    assert.equal(session.view(), view);
+    assert.equal(session.messages, messages);
+    await session.send('again');
+    await waitFor(
+      () => session.settled && session.view().length === 4 && statusAt(session, 3) === 'complete',
+    );
+    const next = session.view();
+    assert.notEqual(next, view);
+    assert.notEqual(session.messages, messages);
+    assert.equal(next[0], view[0], 'the first input is the same node object');
+    assert.equal(session.messages[1], messages[1], 'the first answer is the same message object');
+  });
+
+  it('useSyncExternalStore over session.messages under StrictMode renders the stream without a loop', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const release = await heldAgent(t, server.url, name, 5);
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    const errors: unknown[] = [];
+    const consoleError = console.error;
+    console.error = (...args: unknown[]) => errors.push(args);
+    t.after(() => {
+      console.error = consoleError;
+    });
+    const subscribe = (fn: () => void) => session.on('change', fn);
+    const view = renderHook(() => useSyncExternalStore(subscribe, () => session.messages), {
+      wrapper: ({ children }: { children: ReactNode }) => createElement(StrictMode, null, children),
+    });
+    t.after(() => view.unmount());
+    await session.ready();
+    await session.send('stream please');
+    await waitFor(() => textOf(view.result.current[1] as UIMessage | undefined).length > 0);
+    release();
+    await waitFor(() => textOf(view.result.current[1] as UIMessage | undefined) === FULL, {
+      message: 'the stream never rendered whole',
+    });
+    assert.deepEqual(errors, []);
+  });
+
+  it('a view is one consistent moment under catch-up: a finished run never shows an earlier rebuild’s text', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const release = await heldAgent(t, server.url, name, 10);
+    const proxy = await proxyTo(t, server);
+    const session = new UserSession({
+      channel: client(t, proxy.url('/')).channels.get(name, { start: true }),
+    });
+    t.after(() => session.close());
+    const violations: string[] = [];
+    let checks = 0;
+    const check = () => {
+      checks++;
+      for (const node of session.view())
+        if (node.kind === 'run' && node.status !== 'running' && textOf(node.message) !== FULL)
+          violations.push(`${node.status} with ${JSON.stringify(textOf(node.message))}`);
+    };
+    session.on('change', check);
+    session.on('runEnd', check);
+    await session.ready();
+    await session.send('go');
+    await waitFor(() => textOf(session.view()[1]?.message).length > 0, { message: 'nothing streamed' });
+    // Cut the user off while the run finishes; it catches up on the rolled-up text and the end.
+    proxy.refuse();
+    await proxy.reset();
+    release();
+    const observer = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => observer.close());
+    await observer.ready();
+    await waitFor(() => observer.tree.running().length === 0 && observer.tree.runs.length === 1, {
+      message: 'the run never ended',
+    });
+    proxy.pass();
+    await waitFor(() => session.settled && statusAt(session, 1) === 'complete', {
+      message: 'the session never caught up',
+    });
+    check();
+    assert.equal(textOf(session.view()[1]?.message), FULL);
+    assert.deepEqual(violations, [], `${violations.length} inconsistent views in ${checks} checks`);
+  });
+});

@@ -1,0 +1,187 @@
+/**
+ * `useChannel(name, options)`: a channel's messages folded into a list — each message once, in
+ * serial order, grown by its appends and replaced by its updates (the client's `applyMessage` rule,
+ * so a rolled-up catch-up and live deltas give the same result) — plus the channel's state and
+ * position, and `publish`.
+ *
+ * Subscribing happens in `useSyncExternalStore`'s subscribe (after commit, in the browser); the
+ * folded list lives in a store per hook that survives StrictMode's unsubscribe → subscribe, and a
+ * re-delivered operation (version ≤ held) changes nothing, so nothing is lost or doubled. The
+ * channel stays attached when the hook unmounts (other hooks and sessions may use it); its first
+ * attach mode (`rewind`, `start`, `from`) is the one of the first user of the channel.
+ */
+import type {
+  AttachResult,
+  Channel,
+  ChannelState,
+  ContinuityLost,
+  Mooring,
+  MooringError,
+  OperationOptions,
+} from '@mooring/client';
+import { applyMessage } from '@mooring/client';
+import type { JsonValue, Message } from '@mooring/protocol';
+import { useCallback, useMemo, useSyncExternalStore } from 'react';
+import type { ClientHandle } from './mooring-provider.ts';
+import { useClientHandle } from './mooring-provider.ts';
+
+export interface UseChannelOptions {
+  /** Only messages with this name. */
+  event?: string;
+  /** First attach: the last N messages (rolled up) before live ones. */
+  rewind?: number;
+  /** First attach: every retained message before live ones. */
+  start?: boolean;
+  /** First attach: resume after this serial. */
+  from?: string;
+  /** Keep at most this many messages (the newest). Default: all. */
+  limit?: number;
+}
+
+export interface ChannelSnapshot {
+  /** Folded messages in serial order (tombstones included: `action: 'delete'`). */
+  messages: readonly Message[];
+  state: ChannelState;
+  /** The channel's position ('' before anything). */
+  position: string;
+  /** The last attach's result (resumed or not). */
+  attach: AttachResult | undefined;
+  /** Set when a resume failed and the list may miss what was trimmed (reload it from history). */
+  continuityLost: ContinuityLost | undefined;
+  error: MooringError | undefined;
+}
+
+export interface UseChannelResult extends ChannelSnapshot {
+  /** The channel (undefined during server rendering). */
+  channel: Channel | undefined;
+  /** Publishes a message on the channel; resolves with its serial once stored. */
+  publish(name: string, data?: JsonValue, options?: OperationOptions): Promise<string>;
+}
+
+const SERVER_SNAPSHOT: ChannelSnapshot = Object.freeze({
+  messages: Object.freeze([]) as readonly Message[],
+  state: 'initialized',
+  position: '',
+  attach: undefined,
+  continuityLost: undefined,
+  error: undefined,
+}) as ChannelSnapshot;
+
+class ChannelStore {
+  readonly #handle: ClientHandle;
+  readonly #name: string;
+  readonly #options: UseChannelOptions;
+  readonly #held = new Map<string, Message>();
+  readonly #listeners = new Set<() => void>();
+  #channel: Channel | undefined;
+  #client: Mooring | undefined;
+  #current: ChannelSnapshot = SERVER_SNAPSHOT;
+  #offs: Array<() => void> = [];
+
+  constructor(handle: ClientHandle, name: string, options: UseChannelOptions) {
+    this.#handle = handle;
+    this.#name = name;
+    this.#options = options;
+  }
+
+  channel(): Channel {
+    const client = this.#handle.get();
+    if (this.#channel && this.#client === client) return this.#channel;
+    const { rewind, start, from } = this.#options;
+    this.#client = client;
+    this.#channel = client.channels.get(this.#name, {
+      ...(rewind === undefined ? {} : { rewind }),
+      ...(start === undefined ? {} : { start }),
+      ...(from === undefined ? {} : { from }),
+    });
+    this.#current = { ...SERVER_SNAPSHOT, state: this.#channel.state, position: this.#channel.position };
+    return this.#channel;
+  }
+
+  snapshot = (): ChannelSnapshot => {
+    this.channel();
+    return this.#current;
+  };
+
+  subscribe = (onChange: () => void): (() => void) => {
+    this.#listeners.add(onChange);
+    if (this.#listeners.size === 1) this.#start();
+    return () => {
+      this.#listeners.delete(onChange);
+      if (this.#listeners.size === 0) this.#stop();
+    };
+  };
+
+  #start(): void {
+    const channel = this.channel();
+    const onMessage = (message: Message) => this.#fold(message);
+    const event = this.#options.event;
+    if (event === undefined) channel.subscribe(onMessage).catch(() => {});
+    else channel.subscribe(event, onMessage).catch(() => {});
+    this.#offs = [
+      () => channel.unsubscribe(onMessage),
+      channel.on('statechange', ({ current, reason }) =>
+        this.#publish({
+          state: current,
+          position: channel.position,
+          ...(reason === undefined ? {} : { error: reason }),
+        }),
+      ),
+      channel.on('attached', (attach) => this.#publish({ attach, position: channel.position })),
+      channel.on('continuityLost', (continuityLost) => this.#publish({ continuityLost })),
+      channel.on('error', (error) => this.#publish({ error })),
+    ];
+    this.#publish({ state: channel.state, position: channel.position });
+  }
+
+  #stop(): void {
+    for (const off of this.#offs.splice(0)) off();
+  }
+
+  #fold(incoming: Message): void {
+    const held = this.#held.get(incoming.serial);
+    const next = applyMessage(held, incoming);
+    if (next === held) return;
+    this.#held.set(incoming.serial, next);
+    const list = [...this.#current.messages];
+    if (held !== undefined) {
+      // an append or update of a message held: replace it where it is (newest first: appends
+      // mostly grow the latest messages)
+      for (let i = list.length - 1; i >= 0; i--)
+        if (list[i]?.serial === incoming.serial) {
+          list[i] = next;
+          break;
+        }
+    } else {
+      let at = list.length; // serials mostly arrive in order: insert from the end
+      while (at > 0 && (list[at - 1]?.serial ?? '') > next.serial) at--;
+      list.splice(at, 0, next);
+      const limit = this.#options.limit;
+      if (limit !== undefined && list.length > limit)
+        for (const old of list.splice(0, list.length - limit)) this.#held.delete(old.serial);
+    }
+    this.#publish({ messages: list, position: this.#channel?.position ?? '' });
+  }
+
+  #publish(next: Partial<ChannelSnapshot>): void {
+    this.#current = { ...this.#current, ...next };
+    for (const listener of [...this.#listeners]) listener();
+  }
+}
+
+export function useChannel(name: string, options: UseChannelOptions = {}): UseChannelResult {
+  const handle = useClientHandle();
+  const key = JSON.stringify([options.event, options.rewind, options.start, options.from, options.limit]);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the options are keyed by value
+  const store = useMemo(() => new ChannelStore(handle, name, options), [handle, name, key]);
+  const snapshot = useSyncExternalStore(store.subscribe, store.snapshot, () => SERVER_SNAPSHOT);
+  const publish = useCallback(
+    (event: string, data?: JsonValue, publishOptions?: OperationOptions) =>
+      store.channel().publish(event, data, publishOptions),
+    [store],
+  );
+  return useMemo(
+    () => ({ ...snapshot, channel: handle.peek() ? store.channel() : undefined, publish }),
+    [snapshot, store, handle, publish],
+  );
+}

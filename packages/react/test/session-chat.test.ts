@@ -1,0 +1,169 @@
+// useSession and useMooringChat against a real server and a real agent (AgentSession), under
+// StrictMode: the conversation view and its controls; useChat's messages and status; a second
+// device following; stop from another device; an unmount that cancels nothing.
+import './helpers/dom.ts';
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import type { Mooring } from '@mooring/client';
+import { act, cleanup, render } from '@testing-library/react';
+import type { ReactNode } from 'react';
+import { createElement, StrictMode } from 'react';
+import type { UseMooringChatResult } from '../src/chat.ts';
+import { useMooringChat } from '../src/chat.ts';
+import type { UseSessionResult } from '../src/index.ts';
+import { MooringProvider, useSession } from '../src/index.ts';
+import { closeDom } from './helpers/dom.ts';
+import { agent, client, realServer, sessionName, textOf, waitFor } from './helpers/fixture.ts';
+
+after(async () => {
+  cleanup();
+  await closeDom();
+});
+
+function strict(mooring: Mooring, child: ReactNode) {
+  return createElement(StrictMode, null, createElement(MooringProvider, { client: mooring }, child));
+}
+
+/** Renders `hook` in a component under StrictMode; returns a getter for its latest result. */
+function mount<T>(
+  t: { after(fn: () => void): void },
+  mooring: Mooring,
+  hook: () => T,
+): { current: () => T; unmount(): void } {
+  let latest: T | undefined;
+  function Probe() {
+    latest = hook();
+    return null;
+  }
+  const view = render(strict(mooring, createElement(Probe)));
+  t.after(() => view.unmount());
+  return {
+    current: () => {
+      if (latest === undefined) throw new Error('not rendered yet');
+      return latest;
+    },
+    unmount: () => view.unmount(),
+  };
+}
+
+describe('useSession', () => {
+  it('shows the view and drives send, regenerate, select, cancel, handover and reply', async (t) => {
+    const server = await realServer(t);
+    const channel = sessionName();
+    await agent(t, server.url, channel);
+    const user = client(t, server.url, { clientId: 'user' });
+    const s = mount(t, user, () => useSession(channel));
+    const current = (): UseSessionResult => s.current();
+
+    await act(() => current().send('hi'));
+    await waitFor(() => current().view.find((n) => n.kind === 'run' && n.status === 'complete'));
+    assert.deepEqual(
+      current().messages.map((m) => [m.role, textOf(m)]),
+      [
+        ['user', 'hi'],
+        ['assistant', 'answer: hi'],
+      ],
+    );
+    const first = current().view[1]?.id ?? '';
+
+    await act(() => current().regenerate(first));
+    await waitFor(() => {
+      const last = current().view[1];
+      return (
+        last?.kind === 'run' && last.id !== first && last.status === 'complete' && last.siblings.length === 2
+      );
+    });
+    await act(() => current().select(first));
+    await waitFor(() => current().view[1]?.id === first);
+
+    await act(() => current().send('slow'));
+    const slow = await waitFor(() => current().running[0]);
+    await act(() => current().cancel(slow.id));
+    await waitFor(() =>
+      current().view.find((n) => n.id === slow.id && n.kind === 'run' && n.status === 'cancelled'),
+    );
+    assert.equal(current().running.length, 0);
+
+    await act(() => current().handover('human'));
+    await waitFor(() => current().holder.holder === 'human');
+    assert.equal(current().holder.operator, 'user');
+    await act(() => current().send('is anyone there?'));
+    await act(() =>
+      current()
+        .reply('a human here')
+        .then(() => undefined),
+    );
+    await waitFor(() => {
+      const last = current().view[current().view.length - 1];
+      return last?.kind === 'run' && last.agent === 'human:user' && textOf(last.message) === 'a human here';
+    });
+    await act(() => current().handover('ai'));
+    await waitFor(() => current().holder.holder === 'ai');
+  });
+
+  it('keeps one snapshot object until the session changes (no render loop)', async (t) => {
+    const server = await realServer(t);
+    const channel = sessionName();
+    const user = client(t, server.url, { clientId: 'user' });
+    const snapshots: unknown[] = [];
+    const s = mount(t, user, () => {
+      const result = useSession(channel);
+      snapshots.push(result.view);
+      return result;
+    });
+    await waitFor(() => s.current().settled);
+    const before = s.current().view;
+    const renders = snapshots.length;
+    assert.ok(renders < 20, `rendered ${renders} times for an empty session`);
+    assert.equal(s.current().view, before);
+  });
+});
+
+describe('useMooringChat', () => {
+  it('useChat over the session: messages, status, a second device, stop from it, and an unmount that cancels nothing', async (t) => {
+    const server = await realServer(t);
+    const channel = sessionName();
+    const agentSession = await agent(t, server.url, channel);
+    const ends: string[] = [];
+    agentSession.on('run', (run) => run.on('end', (status) => ends.push(`${run.runId}:${status}`)));
+
+    const first = mount(t, client(t, server.url, { clientId: 'user' }), () => useMooringChat({ channel }));
+    const chat = (): UseMooringChatResult => first.current();
+    await act(() => chat().sendMessage({ text: 'hello' }));
+    await waitFor(() => chat().status === 'ready' && textOf(chat().messages[1]) === 'answer: hello');
+    assert.deepEqual(
+      chat().messages.map((m) => m.role),
+      ['user', 'assistant'],
+    );
+    assert.equal(chat().messages[1]?.id, chat().session.view[1]?.id, 'the assistant message is the run');
+
+    // a second device shows the same conversation, then follows a run started on the first
+    const second = mount(t, client(t, server.url, { clientId: 'user' }), () => useMooringChat({ channel }));
+    await waitFor(() => textOf(second.current().messages[1]) === 'answer: hello');
+    void chat().sendMessage({ text: 'slow' }); // resolves when the answer ends: not awaited
+    await waitFor(
+      () => second.current().status === 'streaming' && textOf(second.current().messages[3]).length > 20,
+      {
+        message: 'the second device does not stream the run started on the first',
+      },
+    );
+    const runId = second.current().messages[3]?.id ?? '';
+
+    // unmounting the device that sent it cancels nothing: the agent keeps writing
+    first.unmount();
+    const shown = textOf(second.current().messages[3]).length;
+    await waitFor(() => textOf(second.current().messages[3]).length > shown + 40);
+    assert.deepEqual(
+      ends.filter((e) => e.startsWith(runId)),
+      [],
+      'the unmount cancelled the run',
+    );
+
+    // Stop on the device that did not send it reaches the agent
+    await act(() => second.current().stop());
+    await waitFor(() => ends.includes(`${runId}:cancelled`), {
+      message: 'stop on the second device did not cancel the run',
+    });
+    await waitFor(() => second.current().status === 'ready');
+  });
+});

@@ -1,0 +1,156 @@
+/**
+ * Requests for an HTTP connection that land on a node not holding it (PROTOCOL.md §12 "No sticky
+ * sessions", §15): two or three nodes on one real redis-server, requests sent to a chosen node.
+ * Forwarded POSTs and polls are answered as the holder answers them; the route exists before the
+ * client learns its connection id; a holder that is gone gives `unknown_connection` at once, one that
+ * does not answer gives a retryable `store_unavailable` after the forward timeout; a forwarded poll
+ * whose client leaves is cancelled on the holder, so the frames it would have carried are not lost.
+ */
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import { FaultProxy, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
+import { TEST_KEY } from './support/fixture.ts';
+import { SseClient } from './support/http-client.ts';
+
+const skip = redisSkipReason();
+
+async function redisFor(t: TestContext): Promise<RedisServer> {
+  const redis = await startRedis();
+  t.after(() => redis.close());
+  return redis;
+}
+
+async function node(t: TestContext, url: string, extra: Partial<ServerOptions> = {}): Promise<MooringServer> {
+  const server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    keys: [TEST_KEY],
+    store: { kind: 'redis', url },
+    ...extra,
+  });
+  t.after(() => server.close());
+  return server;
+}
+
+interface Held {
+  connectionId: string;
+  connectionKey: string;
+}
+
+function post(on: MooringServer, c: Held, frames: unknown): Promise<Response> {
+  return fetch(`${on.url}/v1/connections/${c.connectionId}/frames`, {
+    method: 'POST',
+    signal: AbortSignal.timeout(10_000),
+    headers: { 'content-type': 'application/json', 'x-mooring-connection-key': c.connectionKey },
+    body: JSON.stringify(frames),
+  });
+}
+
+function poll(on: MooringServer, c: Held, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${on.url}/v1/connections/${c.connectionId}/poll`, {
+    headers: { 'x-mooring-connection-key': c.connectionKey },
+    ...(signal ? { signal } : {}),
+  });
+}
+
+/** Opens a long-poll connection on `on`: its `connected` frame. */
+async function openPoll(on: MooringServer): Promise<Held> {
+  const res = await fetch(`${on.url}/v1/connect/poll?key=${TEST_KEY}`);
+  assert.equal(res.status, 200);
+  const [connected] = (await res.json()) as ServerFrame[];
+  assert.ok(connected?.type === 'connected');
+  return connected;
+}
+
+async function errorOf(res: Response): Promise<{ code: string; retryable: boolean }> {
+  return ((await res.json()) as { error: { code: string; retryable: boolean } }).error;
+}
+
+if (skip) {
+  describe('request forwarding', () => {
+    it('needs redis-server', (t) => t.skip(skip));
+  });
+} else {
+  describe('request forwarding between nodes', () => {
+    it('the route exists before the client learns its id: a first request elsewhere finds the holder at once', async (t) => {
+      const redis = await redisFor(t);
+      // the holder's Redis is slow, so its route is written well after the connection is open
+      const slow = await FaultProxy.start({ port: redis.port });
+      t.after(() => slow.close());
+      const a = await node(t, `redis://127.0.0.1:${slow.port}`);
+      const b = await node(t, redis.url);
+      slow.delay(150);
+      const sse = await SseClient.connect(a.url);
+      t.after(() => sse.close());
+      const res = await post(b, sse, { type: 'ping', ref: 1 });
+      assert.equal(res.status, 202, await res.clone().text());
+      await sse.next((f) => f.type === 'pong' && f.ref === 1);
+      const held = await openPoll(a);
+      const first = poll(b, held);
+      assert.equal((await post(b, held, { type: 'ping', ref: 2 })).status, 202);
+      const answer = await first;
+      assert.equal(answer.status, 200, await answer.clone().text());
+      assert.ok(((await answer.json()) as ServerFrame[]).some((f) => f.type === 'pong' && f.ref === 2));
+    });
+
+    it('a holder that is gone answers unknown_connection at once; one that does not answer, store_unavailable after the timeout', async (t) => {
+      const redis = await redisFor(t);
+      const toA = await FaultProxy.start({ port: redis.port });
+      t.after(() => toA.close());
+      const a = await node(t, `redis://127.0.0.1:${toA.port}`);
+      const b = await node(t, redis.url, { forwardTimeout: 300 });
+      const c = await node(t, redis.url);
+      const onA = await SseClient.connect(a.url);
+      t.after(() => onA.close());
+      const onC = await SseClient.connect(c.url);
+      t.after(() => onC.close());
+      assert.equal((await post(b, onA, { type: 'ping', ref: 1 })).status, 202);
+
+      // A's Redis connections go silent: the forwarded request is published, never answered
+      toA.blackhole();
+      const silent = await post(b, onA, { type: 'ping', ref: 2 });
+      assert.equal(silent.status, 503);
+      const error = await errorOf(silent);
+      assert.equal(error.code, 'store_unavailable');
+      assert.equal(error.retryable, true);
+
+      // C stops: nobody listens on its channel any more
+      await c.close();
+      const gone = await post(b, onC, { type: 'ping', ref: 3 });
+      assert.equal(gone.status, 404);
+      assert.equal((await errorOf(gone)).code, 'unknown_connection');
+    });
+
+    it('forwarded polls: the answer goes back to the client that asked; a poll whose client left loses no frame', async (t) => {
+      const redis = await redisFor(t);
+      const a = await node(t, redis.url);
+      const b = await node(t, redis.url);
+      const held = await openPoll(a);
+      // a pending poll on B is answered with what A queues for the connection
+      const pending = poll(b, held);
+      assert.equal((await post(b, held, { type: 'ping', ref: 1 })).status, 202);
+      const answer = await pending;
+      assert.equal(answer.status, 200);
+      assert.deepEqual(
+        ((await answer.json()) as ServerFrame[]).map((f) => [f.type, 'ref' in f ? f.ref : undefined]),
+        [['pong', 1]],
+      );
+      // a poll through B whose client goes away: A must not hand it the next frames. A new poll
+      // answers the pending one with [], which shows that the new one is pending on A.
+      const waiting = poll(b, held);
+      const leaving = new AbortController();
+      const left = poll(b, held, leaving.signal).catch(() => undefined);
+      assert.deepEqual(await (await waiting).json(), []);
+      leaving.abort();
+      await left;
+      assert.equal((await post(b, held, { type: 'ping', ref: 2 })).status, 202);
+      const next = await poll(b, held, AbortSignal.timeout(10_000));
+      assert.deepEqual(
+        ((await next.json()) as ServerFrame[]).map((f) => [f.type, 'ref' in f ? f.ref : undefined]),
+        [['pong', 2]],
+      );
+    });
+  });
+}

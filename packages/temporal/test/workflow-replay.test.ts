@@ -1,0 +1,197 @@
+// The workflow side in Temporal's real workflow sandbox, without a server: `Worker.runReplayHistory`
+// replays hand-built histories of a session workflow (`fixtures/session-workflow.ts`) and fails on any
+// command the history does not hold (a nondeterminism error). It proves that `useMooringSession`'s
+// handlers take the bridge's signals, that an input schedules the answering activity, and that a
+// `cancel` of that run requests the activity's cancellation — while the workflow itself carries on.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { defaultPayloadConverter } from '@temporalio/common';
+import proto from '@temporalio/proto';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { runIdFor } from '../src/workflow/mooring-session.ts';
+
+const { temporal } = proto;
+Runtime.install({ logger: new DefaultLogger('WARN') });
+/** A history event as proto JSON-ish object (numbers for int64s): `History.fromObject` converts it. */
+type Event = { eventType: number } & Record<string, unknown>;
+const T = temporal.api.enums.v1.EventType;
+const WORKFLOWS = fileURLToPath(new URL('./fixtures/session-workflow.ts', import.meta.url));
+const WORKFLOW_ID = 'session:replay';
+const QUEUE = { name: 'q' };
+const payloads = (...values: unknown[]) => ({
+  payloads: values.map((v) => defaultPayloadConverter.toPayload(v)),
+});
+
+/** Numbers the events and fills the workflow task triples. */
+class HistoryBuilder {
+  readonly events: Event[] = [];
+  add(event: Event): number {
+    const eventId = this.events.length + 1;
+    this.events.push({ ...event, eventId, eventTime: { seconds: 1_700_000_000 + eventId } });
+    return eventId;
+  }
+  workflowTask(): number {
+    const scheduled = this.add({
+      eventType: T.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+      workflowTaskScheduledEventAttributes: {
+        taskQueue: QUEUE,
+        startToCloseTimeout: { seconds: 10 },
+        attempt: 1,
+      },
+    });
+    const started = this.add({
+      eventType: T.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+      workflowTaskStartedEventAttributes: {
+        scheduledEventId: scheduled,
+        identity: 'test',
+        requestId: `r${scheduled}`,
+      },
+    });
+    return this.add({
+      eventType: T.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+      workflowTaskCompletedEventAttributes: {
+        scheduledEventId: scheduled,
+        startedEventId: started,
+        identity: 'test',
+      },
+    });
+  }
+  signal(name: string, payload: unknown): void {
+    this.add({
+      eventType: T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+      workflowExecutionSignaledEventAttributes: {
+        signalName: name,
+        input: payloads(payload),
+        identity: 'bridge',
+      },
+    });
+  }
+  history() {
+    return temporal.api.history.v1.History.fromObject({ events: this.events });
+  }
+}
+
+function started(): HistoryBuilder {
+  const h = new HistoryBuilder();
+  h.add({
+    eventType: T.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+    workflowExecutionStartedEventAttributes: {
+      workflowType: { name: 'sessionAgent' },
+      taskQueue: QUEUE,
+      input: payloads({ channel: WORKFLOW_ID }),
+      workflowTaskTimeout: { seconds: 10 },
+      originalExecutionRunId: 'run-1',
+      firstExecutionRunId: 'run-1',
+      attempt: 1,
+      identity: 'test',
+    },
+  });
+  h.workflowTask();
+  return h;
+}
+
+const input = {
+  controlId: 'alice/op-1',
+  channel: WORKFLOW_ID,
+  serial: 's1',
+  inputId: 'msg_1',
+  message: { id: 'msg_1', role: 'user', parts: [{ type: 'text', text: 'hello' }] },
+};
+const runId = runIdFor(WORKFLOW_ID, 'msg_1');
+
+function scheduleAnswer(h: HistoryBuilder, completedTask: number): number {
+  return h.add({
+    eventType: T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    activityTaskScheduledEventAttributes: {
+      activityId: '1',
+      activityType: { name: 'answer' },
+      taskQueue: QUEUE,
+      input: payloads({ channel: WORKFLOW_ID, input: 'msg_1', runId }),
+      startToCloseTimeout: { seconds: 60 },
+      heartbeatTimeout: { seconds: 10 },
+      workflowTaskCompletedEventId: completedTask,
+    },
+  });
+}
+
+const replay = (h: HistoryBuilder) =>
+  Worker.runReplayHistory(
+    { workflowsPath: WORKFLOWS, replayName: 'mooring-replay' },
+    h.history(),
+    WORKFLOW_ID,
+  );
+
+describe('session workflow replay (Temporal workflow sandbox, no server)', { timeout: 170_000 }, () => {
+  it('an input signal schedules the answering activity, and the loop waits for the next input', async () => {
+    const h = started();
+    h.signal('mooring.input', input);
+    const task = h.workflowTask();
+    const scheduled = scheduleAnswer(h, task);
+    const activityStarted = h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+      activityTaskStartedEventAttributes: {
+        scheduledEventId: scheduled,
+        attempt: 1,
+        identity: 'w',
+        requestId: 'a',
+      },
+    });
+    h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+      activityTaskCompletedEventAttributes: {
+        scheduledEventId: scheduled,
+        startedEventId: activityStarted,
+        result: payloads('complete'),
+      },
+    });
+    h.workflowTask(); // the loop waits for the next input: no command
+    await replay(h);
+  });
+
+  it('a cancel of the run requests the activity’s cancellation; the workflow serves on', async () => {
+    const h = started();
+    h.signal('mooring.input', input);
+    const task = h.workflowTask();
+    const scheduled = scheduleAnswer(h, task);
+    const activityStarted = h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+      activityTaskStartedEventAttributes: {
+        scheduledEventId: scheduled,
+        attempt: 1,
+        identity: 'w',
+        requestId: 'a',
+      },
+    });
+    h.signal('mooring.cancel', { controlId: 'alice/op-2', channel: WORKFLOW_ID, serial: 's2', runId });
+    const cancelTask = h.workflowTask();
+    const requested = h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
+      activityTaskCancelRequestedEventAttributes: {
+        scheduledEventId: scheduled,
+        workflowTaskCompletedEventId: cancelTask,
+      },
+    });
+    h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+      activityTaskCanceledEventAttributes: {
+        scheduledEventId: scheduled,
+        startedEventId: activityStarted,
+        latestCancelRequestedEventId: requested,
+      },
+    });
+    h.workflowTask();
+    await replay(h);
+  });
+
+  it('while a human holds the session the agent answers nothing: a history where it did fails to replay', async () => {
+    // No input arrived, yet the history says the workflow scheduled the activity.
+    const h = started();
+    h.signal('mooring.handover', { controlId: 'op/1', channel: WORKFLOW_ID, serial: 's1', to: 'human' });
+    h.signal('mooring.input', input); // a human holds the session: the agent must not answer
+    const task = h.workflowTask();
+    scheduleAnswer(h, task);
+    h.workflowTask();
+    await assert.rejects(replay(h), /nondetermin/i);
+  });
+});
