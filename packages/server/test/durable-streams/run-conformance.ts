@@ -1,7 +1,7 @@
 /**
  * Runs the official Durable Streams conformance suite (@durable-streams/server-conformance-tests)
- * against Mooring on port 0 with a given store (conformance-memory.test.ts, conformance-sqlite.test.ts:
- * one file per store, so the test runner can run them side by side). The suite is a vitest suite, so it runs in a
+ * against Mooring on port 0 with a given store (conformance.test.ts:
+ * both stores, one after the other). The suite is a vitest suite, so it runs in a
  * vitest child process (conformance.vitest.ts) while this process holds the server; the counts of
  * tests run, passed, failed and skipped are printed, and any failure fails this test.
  *
@@ -52,7 +52,7 @@ export async function runConformance(kind: 'memory' | 'sqlite'): Promise<void> {
     const failed = report.testResults
       .flatMap((f) => f.assertionResults)
       .filter((t) => t.status === 'failed')
-      .map((t) => `${t.fullName}: ${t.failureMessages[0]?.split('\n')[0] ?? ''}`);
+      .map((t) => `${t.fullName}: ${t.failureMessages[0]?.split('\n').slice(0, 4).join(' | ') ?? ''}`);
     console.log(
       `Durable Streams conformance (${kind}): ${report.numTotalTests} tests, ` +
         `ran ${report.numTotalTests - report.numPendingTests}, passed ${report.numPassedTests}, ` +
