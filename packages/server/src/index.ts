@@ -6,6 +6,7 @@ export type { ServeConfig } from './config.ts';
 export { developmentKey, loadServeConfig, parseDuration } from './config.ts';
 export type { ConnectionRegistry, Identity, OpenedConnection } from './connection-registry.ts';
 export type { ChannelHealth, SubscriberHealth } from './delivery-health.ts';
+export type { DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 export type { ChannelHealthReport } from './health-report.ts';
 export type { ExpireLease, LeaseManagerOptions, Leases, LeaseView } from './leases.ts';
 export type { MetricsHistorySnapshot } from './metrics-history.ts';
@@ -28,5 +29,18 @@ export type {
   Store,
 } from './store/store.ts';
 export { StoreError } from './store/store.ts';
+export type {
+  AppendOutcome as StreamAppendOutcome,
+  AppendSpec as StreamAppendSpec,
+  CreateOutcome as StreamCreateOutcome,
+  CreateSpec as StreamCreateSpec,
+  DeleteOutcome as StreamDeleteOutcome,
+  ForkSpec,
+  ProducerClaim,
+  ReadPage as StreamReadPage,
+  StreamChunk,
+  StreamMeta,
+  StreamStore,
+} from './store/stream-store.ts';
 export type { MintedToken, TokenRequest } from './tokens.ts';
 export { createToken } from './tokens.ts';

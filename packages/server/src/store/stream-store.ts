@@ -4,7 +4,7 @@
  * at offsets — kept in the store's own space for streams (memory: maps; SQLite: the `ds_*` tables of
  * the same database file), never in the channel log, whose appends roll messages up.
  *
- * Guarantees every implementation keeps (test/stream-store.test.ts runs the same cases on each):
+ * Guarantees every implementation keeps (test/durable-streams/stream-store.test.ts runs the same cases on each):
  * - An append is one atomic step: the chunk, the new tail, the closed flag, the Stream-Seq and the
  *   producer state are stored together or not at all (SQLite: one transaction), so a retry after a
  *   crash is recognised as a duplicate, never stored twice.

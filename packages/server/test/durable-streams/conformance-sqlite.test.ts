@@ -1,7 +1,0 @@
-/** The official Durable Streams conformance suite on the sqlite store (run-conformance.ts). */
-import { test } from 'node:test';
-import { runConformance } from './run-conformance.ts';
-
-test('Durable Streams conformance suite passes on the sqlite store', { timeout: 240_000 }, () =>
-  runConformance('sqlite'),
-);
