@@ -1,7 +1,8 @@
 /**
  * The dashboard's script, served as `/dashboard.js` (the CSP allows no inline script). It draws
  * `/metrics/history` with uPlot, lists `/v1/health`, and inspects one channel (health, leases,
- * presence, the last messages rolled up). Everything from the server is written with textContent.
+ * presence, an AI session's conversation tree with run statuses, the last messages rolled up).
+ * Everything from the server is written with textContent.
  * The charts' data is also kept on `window.mooringDashboard` (what the Chromium test asserts on).
  */
 export const DASHBOARD_SCRIPT = `(() => {
@@ -81,10 +82,14 @@ export const DASHBOARD_SCRIPT = `(() => {
     const out = $('inspector');
     const c = encodeURIComponent(channel);
     try {
-      const [health, presence, log] = await Promise.all([
+      const [health, presence, log, conversation] = await Promise.all([
         get('/v1/channels/' + c + '/health'),
         get('/v1/channels/' + c + '/presence'),
         get('/v1/channels/' + c + '/messages?limit=50'),
+        get('/v1/channels/' + c + '/conversation').catch((err) => {
+          if (err.auth) throw err;
+          return { ai: true, messages: 0, truncated: false, lines: ['(conversation unavailable: ' + err.message + ')'] };
+        }),
       ]);
       const parts = [];
       const add = (title, node) => { parts.push(el('h2', title)); parts.push(node); };
@@ -105,6 +110,11 @@ export const DASHBOARD_SCRIPT = `(() => {
       const members = t();
       table(members, ['clientId', 'connection', 'data'], presence.members.map((m) => ({ cells: [m.clientId, m.connectionId, m.data === undefined ? '' : JSON.stringify(m.data)] })));
       add('Presence (' + presence.members.length + ')', members);
+      if (conversation.ai) {
+        const tree = el('pre', conversation.lines.join('\\n'));
+        tree.id = 'conversation';
+        add('Conversation (' + conversation.messages + ' latest messages' + (conversation.truncated ? ', older ones not read' : '') + ')', tree);
+      }
       const messages = t();
       table(messages, ['serial', 'version', 'action', 'name', 'id', 'clientId', 'headers', 'data'], log.items.slice().reverse().map((m) => ({
         cells: [m.serial, m.version, m.action, m.name || '', m.id, m.clientId || '–', m.headers ? JSON.stringify(m.headers) : '',

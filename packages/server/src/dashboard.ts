@@ -2,8 +2,8 @@
  * The built-in dashboard (ARCHITECTURE.md §13): one static page at `/dashboard` that shows, live,
  * whether users suffer from delivery problems — charts of the last hour (`/metrics/history`: the
  * server's ring buffer), the sessions in trouble (`/v1/health`) and a session inspector (a channel's
- * health, leases, presence and log). Charts are drawn with uPlot, served from this package
- * (`/dashboard/uplot.js`, `/dashboard/uplot.css`): no CDN, no build step.
+ * health, leases, presence, conversation tree and log). Charts are drawn with uPlot, served from
+ * this package (`/dashboard/uplot.js`, `/dashboard/uplot.css`): no CDN, no build step.
  *
  * The page holds no secret: it asks for an API key or token, keeps it in sessionStorage and sends
  * it only as an `authorization` header (never in a URL). Hardened like any page that shows data it

@@ -3,11 +3,13 @@
  * one channel's delivery health, its leases and their deadlines, and how many are present; or the
  * channels in the most trouble. Both need `history` AND `presence` on a channel (what the session
  * inspector needs too): whoever may read a session's log and presence may see how it is delivered.
+ * `GET /v1/channels/:channel/conversation` (same rights) folds an AI session's tree for the inspector.
  * Subscribers and counts are this node's (with several nodes, ask each); presence and leases the channel's.
  */
 import { type Access, requireAccess } from './capabilities.ts';
 import type { ChannelService } from './channel-service.ts';
 import type { ChannelHealth } from './delivery-health.ts';
+import { conversationLines, isAiSession } from './inspect/conversation-view.ts';
 import type { LeaseView } from './leases.ts';
 import type { Presence } from './presence.ts';
 import { ServerError } from './server-error.ts';
@@ -54,5 +56,57 @@ export function troubleReport(
     channels: health.worst(limit, (channel) => mayInspect(access, channel)),
     tracked: health.trackedChannels,
     serverTime: Date.now(),
+  };
+}
+
+/** How many of the latest messages `GET /v1/channels/:channel/conversation` folds (default; at most 1000). */
+export const CONVERSATION_MESSAGES = 500;
+/** …and at most this many bytes of their data (the history page bound, PROTOCOL.md §10). */
+export const CONVERSATION_BYTES = 1024 * 1024;
+
+export interface ConversationReport {
+  channel: string;
+  /** Whether the messages read hold AI session events (inputs or runs). */
+  ai: boolean;
+  /** How many of the latest messages were folded. */
+  messages: number;
+  /** True when the log holds older messages than those folded (the tree may lack its start). */
+  truncated: boolean;
+  /** The conversation tree as text, the same lines `mooring inspect` prints; [] if not an AI session. */
+  lines: string[];
+}
+
+/**
+ * `GET /v1/channels/:channel/conversation?limit=N`: the AI conversation tree with run statuses,
+ * folded from the latest N (default 500, at most 1000) rolled-up messages and at most 1 MiB of
+ * their data, read in one bounded history read while holding a read slot. Needs what the inspector
+ * needs: `history` AND `presence`.
+ */
+export async function conversationReport(
+  channels: ChannelService,
+  access: Access,
+  channel: string,
+  limitParam: string | null,
+): Promise<ConversationReport> {
+  requireAccess(access, channel, 'history');
+  requireAccess(access, channel, 'presence');
+  const limit = limitParam === null ? CONVERSATION_MESSAGES : Number(limitParam);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw new ServerError('bad_request', 'limit must be an integer from 1 to 1000');
+  const release = await channels.reads.acquire();
+  let page: Awaited<ReturnType<ChannelService['history']>>;
+  try {
+    page = await channels.history(channel, { direction: 'backwards', limit, maxBytes: CONVERSATION_BYTES });
+  } finally {
+    release();
+  }
+  const messages = page.messages.slice().reverse();
+  const ai = isAiSession(messages);
+  return {
+    channel,
+    ai,
+    messages: messages.length,
+    truncated: page.more,
+    lines: ai ? await conversationLines(messages) : [],
   };
 }

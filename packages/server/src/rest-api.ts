@@ -20,7 +20,7 @@ import type { Authenticator } from './auth.ts';
 import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
 import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
-import { channelHealthReport, troubleReport } from './health-report.ts';
+import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
@@ -150,7 +150,7 @@ export class RestApi {
       });
     }
     if (path === '/v1/tokens') return only(method, 'POST', () => this.#mintToken(req, res, url));
-    const match = /^\/v1\/channels\/([^/]+)(\/messages|\/presence|\/health)?$/.exec(path);
+    const match = /^\/v1\/channels\/([^/]+)(\/messages|\/presence|\/health|\/conversation)?$/.exec(path);
     if (!match) throw new ServerError('not_found', `no such endpoint: ${method} ${path.slice(0, 200)}`);
     const channel = decodeChannel(match[1]!);
     const identity = await this.#o.auth.authenticate(req, url);
@@ -160,6 +160,15 @@ export class RestApi {
           res,
           200,
           await channelHealthReport(this.#o.channels, this.#o.presence, identity.access, channel),
+        ),
+      );
+    }
+    if (match[2] === '/conversation') {
+      return only(method, 'GET', async () =>
+        send(
+          res,
+          200,
+          await conversationReport(this.#o.channels, identity.access, channel, url.searchParams.get('limit')),
         ),
       );
     }

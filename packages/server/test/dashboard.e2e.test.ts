@@ -1,7 +1,8 @@
 /**
  * The dashboard in real Chromium against a real server (port 0): after traffic its charts have data
  * points (asserted on the data uPlot draws, not on pixels), the sessions in trouble list the channel
- * that had trouble, the inspector shows its log, and the key typed in never reaches the page's HTML.
+ * that had trouble, the inspector shows its log and an AI session's conversation tree with run
+ * statuses (`/v1/channels/:channel/conversation`), and the key typed in never reaches the page's HTML.
  * A screenshot goes to $MOORING_TEST_ARTIFACTS (default: a temp dir), never into the repository.
  */
 import assert from 'node:assert/strict';
@@ -114,6 +115,59 @@ describe('dashboard (Chromium)', () => {
       assert.match(inspector, /Subscribers \(1\)/);
       assert.match(inspector, /reconnects 1 · resumed 1/);
       assert.match(inspector, /\{"kind":"q"\}/, 'headers shown');
+      assert.ok(
+        !inspector.includes('Conversation ('),
+        'no conversation tree for a channel without AI events',
+      );
+
+      // an AI session: an input and a run that completed (the ops AgentRun publishes)
+      const ai = 'session:dash-ai';
+      const runData = { runId: 'run1', agent: 'helper', input: 'in1', parent: 'in1' };
+      await agent.publish(ai, [
+        {
+          id: 'in1',
+          name: 'ai.input',
+          data: { message: { id: 'in1', role: 'user', parts: [{ type: 'text', text: 'Why <b>blue</b>?' }] } },
+        },
+      ]);
+      const [started] = (
+        await agent.publish(ai, [
+          {
+            id: 'run:run1',
+            name: 'ai.run',
+            data: runData,
+            headers: { run: 'run1', agent: 'helper', status: 'running' },
+          },
+        ])
+      ).results;
+      await agent.publish(ai, [
+        {
+          id: 'p1',
+          name: 'ai.part',
+          data: 'Rayleigh scattering.',
+          headers: { run: 'run1', kind: 'text', partId: 'p1', state: 'done' },
+        },
+      ]);
+      await agent.publish(ai, [
+        {
+          action: 'update',
+          serial: started!.serial,
+          id: 'run:run1:end',
+          data: { ...runData, finishReason: 'stop' },
+          headers: { run: 'run1', agent: 'helper', status: 'complete' },
+        },
+      ]);
+      await page.fill('#channel', ai);
+      await page.click('#inspect button');
+      await page.waitForFunction(() => document.querySelector('#conversation') !== null);
+      const tree = (await page.textContent('#conversation')) ?? '';
+      assert.match(tree, /› input in1 from agent: "Why <b>blue<\/b>\?"/, tree);
+      assert.match(tree, /◆ run run1 · helper · complete \(stop\)/, tree);
+      assert.match(tree, /text: "Rayleigh scattering\."/, tree);
+      assert.equal(await page.$$eval('#conversation b', (n) => n.length), 0, 'text, never markup');
+      assert.match((await page.textContent('#inspector')) ?? '', /Conversation \(3 latest messages\)/);
+      const denied = await fetch(`${fx.server.url}/v1/channels/${encodeURIComponent(ai)}/conversation`);
+      assert.equal(denied.status, 401, 'the conversation needs credentials');
 
       const html = await page.content();
       assert.ok(!html.includes(SECRET), 'the key is not in the page HTML');

@@ -164,7 +164,7 @@ describe('delivery health', () => {
     }
   });
 
-  it('needs history and presence on the channel', async () => {
+  it('needs history and presence on the channel (health and conversation)', async () => {
     const fx = await startFixture('memory', {
       keys: [
         'test:secret',
@@ -178,6 +178,16 @@ describe('delivery health', () => {
       assert.equal((await health(fx, channel, 'inspector:i')).status, 200);
       assert.equal((await health(fx, 'other:x', 'inspector:i')).status, 403);
       assert.equal((await rest(fx.server, `/v1/channels/${channel}/health`, { key: null })).status, 401);
+      // the conversation tree: the same rights, a bounded limit
+      const tree = (c: string, key: string | null, q = '') =>
+        rest(fx.server, `/v1/channels/${encodeURIComponent(c)}/conversation${q}`, { key });
+      assert.equal((await tree(channel, 'reader:r')).status, 403);
+      assert.equal((await tree('other:x', 'inspector:i')).status, 403);
+      assert.equal((await tree(channel, null)).status, 401);
+      const none = await tree(channel, 'inspector:i');
+      assert.equal(none.status, 200);
+      assert.deepEqual(none.body, { channel, ai: false, messages: 0, truncated: false, lines: [] });
+      assert.equal((await tree(channel, 'inspector:i', '?limit=1001')).status, 400);
       // the list shows only what the caller may inspect
       const user = await RawClient.connect(fx.server.url, { clientId: 'u' });
       await user.attach('other:x', { from: `zzzzzzzzzzzz.${'0'.repeat(15)}1` });
