@@ -81,7 +81,8 @@ export interface Leases {
   has(channel: string, serial: string): boolean;
   /** The leases on one channel's messages, for inspection (not hot paths). */
   list(channel: string): LeaseView[] | Promise<LeaseView[]>;
-  close(): void;
+  /** Stops timers; a shared implementation also flushes the writes it has not awaited. */
+  close(): void | Promise<void>;
 }
 
 export class LeaseManager implements Leases {

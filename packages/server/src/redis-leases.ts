@@ -99,6 +99,7 @@ const CLAIM_BATCH = 100;
 export class RedisLeases implements Leases {
   readonly #o: RedisLeasesOptions;
   readonly #leases = new Map<string, Lease>();
+  readonly #pending = new Set<Promise<unknown>>();
   readonly #byHolder = new Map<string, Set<string>>();
   readonly #perOwner = new Map<string, number>();
   readonly #timer: NodeJS.Timeout;
@@ -185,11 +186,12 @@ export class RedisLeases implements Leases {
     if (clientId !== undefined) record.clientId = clientId;
     if (holder !== undefined) record.holder = holder;
     const field = fieldOf(channel, serial);
-    HOLD.run(
+    const written = HOLD.run(
       this.#o.connection,
       [this.#deadlines, this.#records, holder === undefined ? this.#records : this.#holderKey(holder)],
       [field, String(Date.now() + ms), JSON.stringify(record), holder ?? '', String(this.#holderTtl)],
-    ).catch(this.#o.onError);
+    );
+    this.#track(written);
   }
 
   touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void {
@@ -197,7 +199,7 @@ export class RedisLeases implements Leases {
     const lease = this.#leases.get(field);
     if (!lease) {
       // perhaps taken on another node: look it up (not awaited), unless looked up just now
-      this.#lookUp(field, channel, serial, holder, clientId).catch(this.#o.onError);
+      this.#track(this.#lookUp(field, channel, serial, holder, clientId));
       return;
     }
     if (lease.clientId !== clientId) return;
@@ -210,9 +212,9 @@ export class RedisLeases implements Leases {
     const field = fieldOf(channel, serial);
     const lease = this.#leases.get(field);
     if (lease) this.#drop(field, lease);
-    const { connection, onError } = this.#o;
-    connection.send(this.#deadlines, ['ZREM', this.#deadlines, field]).catch(onError);
-    connection.send(this.#records, ['HDEL', this.#records, field]).catch(onError);
+    const { connection } = this.#o;
+    this.#track(connection.send(this.#deadlines, ['ZREM', this.#deadlines, field]));
+    this.#track(connection.send(this.#records, ['HDEL', this.#records, field]));
   }
 
   holderLost(connectionId: string): void {
@@ -242,7 +244,7 @@ export class RedisLeases implements Leases {
     }
     this.#renew(args);
     // recovered from another node (perhaps a dead one): take its leases along
-    this.#adopt(connectionId).catch(this.#o.onError);
+    this.#track(this.#adopt(connectionId));
   }
 
   get size(): number {
@@ -258,12 +260,28 @@ export class RedisLeases implements Leases {
   }
 
   /** Stops renewing and sweeping (shutdown); the deadlines stay in Redis and run out on their own. */
-  close(): void {
+  async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
     this.#leases.clear();
     this.#byHolder.clear();
     this.#perOwner.clear();
+    // Writes not awaited on the publish path (a lease just taken, a holder just lost) must reach
+    // Redis before the store's connection closes, or a run whose agent vanished would never expire.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#pending]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, 3_000);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Keeps a write that is not awaited until it settles (for `close`); its error goes to `onError`. */
+  #track(write: Promise<unknown>): void {
+    const pending = write.catch(this.#o.onError).finally(() => this.#pending.delete(pending));
+    this.#pending.add(pending);
   }
 
   /** A lease this node does not know: taken over if the same clientId took it on another node. */
@@ -318,11 +336,16 @@ export class RedisLeases implements Leases {
 
   /** Moves deadlines of leases that still exist (XX: an expired one is not brought back). */
   #renew(args: string[]): void {
-    const { connection, onError } = this.#o;
+    const { connection } = this.#o;
     for (let i = 0; i < args.length; i += 2 * CLAIM_BATCH)
-      connection
-        .send(this.#deadlines, ['ZADD', this.#deadlines, 'XX', ...args.slice(i, i + 2 * CLAIM_BATCH)])
-        .catch(onError);
+      this.#track(
+        connection.send(this.#deadlines, [
+          'ZADD',
+          this.#deadlines,
+          'XX',
+          ...args.slice(i, i + 2 * CLAIM_BATCH),
+        ]),
+      );
   }
 
   #tick(): void {

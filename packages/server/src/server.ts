@@ -348,7 +348,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         http.closeAllConnections();
         await stopped;
         await presence.close();
-        channels.leases.close();
+        await channels.leases.close();
         registry.close?.();
         if ('close' in hub && typeof hub.close === 'function') await hub.close();
         await forwarder?.close();
