@@ -8,12 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FaultProxy, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { loadServeConfig } from '../src/config.ts';
 import { type MooringServer, startServer } from '../src/index.ts';
+import { connectRedis } from '../src/store/redis-connection.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
 import type { NewOperation } from '../src/store/store.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
@@ -101,6 +103,83 @@ if (skip) {
         message: 'a channel attached after the outage is delivered live',
       });
       await Promise.all([pub.close(), sub.close(), late.close()]);
+    });
+  });
+
+  describe('Redis trouble: shutting down without Redis', () => {
+    for (const fault of ['stopped', 'blackholed'] as const) {
+      it(`a node whose Redis is ${fault} still stops: close ends within the command deadline`, async (t) => {
+        const redis = await startRedis();
+        t.after(() => redis.close());
+        const proxy = await FaultProxy.start({ port: redis.port });
+        t.after(() => proxy.close());
+        const server = await startServer({
+          host: '127.0.0.1',
+          port: 0,
+          keys: [TEST_KEY],
+          store: { kind: 'redis', url: `redis://127.0.0.1:${proxy.port}`, commandTimeout: 500 },
+        });
+        const pub = await RawClient.connect(server.url, { clientId: 'agent' });
+        await pub.publish('session:stop', [{ id: 'a', data: 'a' }]);
+        if (fault === 'stopped') {
+          await redis.close();
+        } else {
+          proxy.blackhole();
+          // a publish stranded on the dead connection: its reply will never come
+          const refused = await pub.request({
+            type: 'publish',
+            channel: 'session:stop',
+            ops: [{ id: 'b', data: 'b' }],
+          });
+          assert.equal(refused.type, 'error');
+        }
+        await pub.close();
+        // a hung close would hold the test until its timeout; bound it well below that
+        let timer: NodeJS.Timeout | undefined;
+        const outcome = await Promise.race([
+          server.close().then(() => 'stopped'),
+          new Promise((resolve) => {
+            timer = setTimeout(resolve, 30_000, 'still closing after 30 s');
+          }),
+        ]);
+        clearTimeout(timer);
+        assert.equal(outcome, 'stopped');
+        // and nothing of it lingers: no client left reconnecting (the file's process must end)
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        const sockets = (process as unknown as { _getActiveHandles(): unknown[] })
+          ._getActiveHandles()
+          .filter((h) => h instanceof Socket && (h as Socket).remotePort === proxy.port);
+        assert.equal(sockets.length, 0, 'a socket to the old Redis is still open after close');
+      });
+    }
+  });
+
+  describe('Redis trouble: a pub/sub connection made into a dead network', () => {
+    it('fails within the command deadline instead of waiting for a handshake for ever', async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const proxy = await FaultProxy.start({ port: redis.port });
+      t.after(() => proxy.close());
+      const connection = await connectRedis(`redis://127.0.0.1:${proxy.port}`, () => {}, 300);
+      t.after(() => connection.close());
+      proxy.blackhole();
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        connection
+          .subscriber(() => {})
+          .then(
+            (bus) => {
+              bus.destroy();
+              return 'connected';
+            },
+            (err: Error) => err.message,
+          ),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, 20_000, 'still waiting after 20 s');
+        }),
+      ]);
+      clearTimeout(timer);
+      assert.match(String(outcome), /did not answer/);
     });
   });
 

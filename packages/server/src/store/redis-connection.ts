@@ -30,7 +30,7 @@ export interface RedisConnection {
   eachMaster(args: string[]): Promise<unknown[]>;
   /** A second connection, for sharded pub/sub. */
   subscriber(onError: (err: unknown) => void): Promise<BusConnection>;
-  /** Waits for the replies in flight, then disconnects. */
+  /** Waits for the replies in flight (the command deadline at most), then disconnects. */
   close(): Promise<void>;
   destroy(): void;
 }
@@ -85,6 +85,10 @@ class Replaceable<C extends { destroy(): void; connect(): Promise<unknown> }> {
   readonly #make: () => C;
   readonly #ms: number;
   readonly #onError: (err: unknown) => void;
+  #closed = false;
+  #handshake: NodeJS.Timeout | undefined;
+  /** Replies not yet in, of every command sent (each settles within the deadline). */
+  readonly #pending = new Set<Promise<unknown>>();
 
   constructor(first: C, make: () => C, ms: number, onError: (err: unknown) => void) {
     this.current = first;
@@ -96,7 +100,7 @@ class Replaceable<C extends { destroy(): void; connect(): Promise<unknown> }> {
   run<T>(command: (client: C) => Promise<T>): Promise<T> {
     const client = this.current;
     const reply = command(client);
-    return new Promise<T>((resolve, reject) => {
+    const answered = new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new CommandTimeoutError(this.#ms));
         this.#replace(client);
@@ -112,26 +116,51 @@ class Replaceable<C extends { destroy(): void; connect(): Promise<unknown> }> {
         },
       );
     });
+    this.#pending.add(answered);
+    const settled = () => this.#pending.delete(answered);
+    answered.then(settled, settled);
+    return answered;
+  }
+
+  /**
+   * Stops replacing, waits for the replies of the commands sent (each within its deadline), then
+   * drops the connection. Not node-redis's graceful `close()`: a client still in its handshake, or
+   * reconnecting to a Redis that is gone, never finishes it, and cannot be destroyed after it.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#handshake);
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    quietly(() => this.current.destroy());
+  }
+
+  destroy(): void {
+    this.#closed = true;
+    clearTimeout(this.#handshake);
+    quietly(() => this.current.destroy());
   }
 
   #replace(stale: C): void {
-    if (this.current !== stale) return;
+    if (this.#closed || this.current !== stale) return;
     const next = this.#make();
     this.current = next;
     quietly(() => stale.destroy());
     // Connects in the background; until it is ready, commands fail at once (no offline queue). A
     // handshake into the same dead network never ends by itself: past the deadline, start over.
     let ready = false;
-    const timer = setTimeout(() => {
+    clearTimeout(this.#handshake);
+    this.#handshake = setTimeout(() => {
       if (!ready) this.#replace(next);
     }, this.#ms);
-    timer.unref();
+    this.#handshake.unref();
     next.connect().then(
       () => {
         ready = true;
-        clearTimeout(timer);
+        clearTimeout(this.#handshake);
       },
-      (err: unknown) => this.#onError(err),
+      (err: unknown) => {
+        if (!this.#closed) this.#onError(err);
+      },
     );
   }
 }
@@ -177,10 +206,8 @@ async function connectSingle(
         commandTimeout,
         onSubError,
       ),
-    close: async () => {
-      await clients.current.close();
-    },
-    destroy: () => quietly(() => clients.current.destroy()),
+    close: () => clients.close(),
+    destroy: () => clients.destroy(),
   };
 }
 
@@ -232,9 +259,7 @@ async function connectCluster(
         destroy: () => sub.destroy(),
       };
     },
-    close: async () => {
-      await clusters.current.close();
-    },
-    destroy: () => quietly(() => clusters.current.destroy()),
+    close: () => clusters.close(),
+    destroy: () => clusters.destroy(),
   };
 }

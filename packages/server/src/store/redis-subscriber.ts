@@ -39,7 +39,13 @@ export class WatchedSubscriber implements BusConnection {
     onError: (err: unknown) => void,
   ): Promise<WatchedSubscriber> {
     const first = make();
-    await first.connect();
+    // a connection made into a dead network never ends its handshake by itself
+    try {
+      await deadline(first.connect(), ms);
+    } catch (err) {
+      quietly(() => first.destroy());
+      throw err;
+    }
     const sub = new WatchedSubscriber(first, make, ms, onError);
     first.on('ready', () => sub.#fireReady(first));
     return sub;
@@ -97,23 +103,27 @@ export class WatchedSubscriber implements BusConnection {
   }
 
   #deadline<T>(command: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`Redis did not answer the subscriber within ${this.#ms} ms`)),
-        this.#ms,
-      );
-      command.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      );
-    });
+    return deadline(command, this.#ms);
   }
+}
+
+function deadline<T>(command: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`Redis did not answer the subscriber within ${ms} ms`)),
+      ms,
+    );
+    command.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
 }
 
 function quietly(destroy: () => void): void {
