@@ -183,6 +183,11 @@ export class Channel {
     return this.#position;
   }
 
+  /** The identity this channel's client publishes as (the `clientId` the server stamped, once connected). */
+  get clientId(): string | undefined {
+    return this.#host.connection.details?.clientId;
+  }
+
   /** False when the server leaves this client's own operations out of the live stream. */
   get echo(): boolean {
     return this.#echo;
