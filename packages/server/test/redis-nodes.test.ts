@@ -316,6 +316,51 @@ if (skip) {
       await agent.close();
     });
 
+    it('the channel health lists the leases with their deadlines in Redis, from any node', async () => {
+      const [a, b] = nodes as [MooringServer, MooringServer];
+      const channel = 'run:listed';
+      const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+      const before = Date.now();
+      const ack = await agent.publish(channel, [
+        { id: 'one', data: 'x', lease: 60_000 },
+        { id: 'two', data: 'y', lease: 30_000 },
+      ]);
+      const serials = ack.results.map((r) => r.serial).sort();
+      type View = { serial: string; clientId?: string; ms: number; held: boolean; deadline?: number };
+      const leasesOn = async (server: MooringServer) =>
+        ((await rest(server, `/v1/channels/${channel}/health`)).body.leases as View[]) ?? [];
+      const onA = await leasesOn(a);
+      const onB = await leasesOn(b);
+      assert.deepEqual(
+        onA.map((l) => [l.serial, l.ms, l.held]),
+        [
+          [serials[0], 60_000, true],
+          [serials[1], 30_000, true],
+        ],
+        'held on the node of the publisher',
+      );
+      assert.deepEqual(
+        onB.map((l) => [l.serial, l.clientId, l.held]),
+        [
+          [serials[0], 'agent', false],
+          [serials[1], 'agent', false],
+        ],
+        'seen from another node too',
+      );
+      for (const [i, l] of onB.entries()) {
+        const ms = i === 0 ? 60_000 : 30_000;
+        assert.ok(
+          l.deadline !== undefined && l.deadline >= before + ms && l.deadline <= Date.now() + ms,
+          `the deadline of lease ${i} from Redis (${l.deadline})`,
+        );
+      }
+      await agent.publish(channel, [
+        { action: 'update', serial: serials[0]!, id: 'end-1', lease: 0 },
+        { action: 'update', serial: serials[1]!, id: 'end-2', lease: 0 },
+      ]);
+      await agent.close();
+    });
+
     it('a lease whose node died is expired by the others one lease later, exactly once', async () => {
       const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
       const doomed = await node(redis);
