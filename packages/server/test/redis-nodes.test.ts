@@ -19,9 +19,10 @@ import {
   waitFor,
 } from '@mooring/testkit';
 import { createClient } from 'redis';
-import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
-import { rest, TEST_KEY } from './support/fixture.ts';
+import type { MooringServer, ServerOptions } from '../src/index.ts';
+import { rest } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
+import { redisNode } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason();
 const GRACE = 1_500;
@@ -31,12 +32,9 @@ const isPresence = (channel: string, action?: string) => (f: ServerFrame) =>
 const presenceOf = (c: RawClient, channel: string) =>
   c.frames.filter((f): f is PresenceFrame => f.type === 'presence' && f.channel === channel);
 
+/** A node with short sweeps, so another node's death is seen soon. */
 function node(redis: RedisServer, options: Partial<ServerOptions> = {}): Promise<MooringServer> {
-  return startServer({
-    host: '127.0.0.1',
-    port: 0,
-    keys: [TEST_KEY],
-    store: { kind: 'redis', url: redis.url },
+  return redisNode(redis.url, {
     presenceGrace: GRACE,
     sweepInterval: 100,
     nodeTtl: 400,
@@ -54,6 +52,27 @@ async function members(server: MooringServer, channel: string): Promise<string[]
 async function runMessage(server: MooringServer, channel: string): Promise<Message[]> {
   const res = await rest(server, `/v1/channels/${channel}/messages?direction=forwards&limit=100`);
   return res.body.items as Message[];
+}
+
+/** The `status` header of one message. */
+async function statusOf(server: MooringServer, channel: string, serial: string): Promise<unknown> {
+  return (await runMessage(server, channel)).find((m) => m.serial === serial)?.headers?.status;
+}
+
+/**
+ * Takes a REST lease (1.5 s, longer than the other leases of these tests) and waits until it ran
+ * out: no connection renews it, so by then the sweeps went past every earlier, shorter deadline.
+ */
+async function outlastLeases(server: MooringServer, channel: string): Promise<void> {
+  const res = await rest(server, `/v1/channels/${channel}/messages`, {
+    body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
+  });
+  assert.equal(res.status, 200);
+  await waitFor(
+    async () =>
+      (await runMessage(server, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
+    { message: 'the probe lease never ran out' },
+  );
 }
 
 if (skip) {
@@ -297,19 +316,12 @@ if (skip) {
       const kept = ack.results[0]!.serial;
       // a REST publisher's lease is not renewed by any connection: it runs out, which proves sweeps
       // went past the first lease's deadline several times
-      const res = await rest(b, `/v1/channels/${channel}/messages`, {
-        body: { id: 'rest-run', data: 'y', headers: { status: 'running' }, lease: 1_500 },
-      });
-      assert.equal(res.status, 200);
-      await waitFor(
-        async () =>
-          (await runMessage(b, channel)).some(
-            (m) => m.id === 'rest-run' && m.headers?.status === 'abandoned',
-          ),
-        { message: 'the REST lease never ran out' },
+      await outlastLeases(b, channel);
+      assert.equal(
+        await statusOf(b, channel, kept),
+        'running',
+        'renewed by its node while its connection lives',
       );
-      const run = (await runMessage(b, channel)).find((m) => m.serial === kept);
-      assert.equal(run?.headers?.status, 'running', 'renewed by its node while its connection lives');
       await agent.publish(channel, [
         { action: 'update', serial: kept, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
@@ -403,17 +415,12 @@ if (skip) {
       await restarted.publish(channel, [
         { action: 'update', serial, id: 'again', headers: { status: 'running' }, lease: 1_000 },
       ]);
-      // a REST lease taken after it, and longer: once it ran out, the first deadline has passed too
-      await rest(b, `/v1/channels/${channel}/messages`, {
-        body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
-      });
-      await waitFor(
-        async () =>
-          (await runMessage(b, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
-        { message: 'the probe lease never ran out' },
+      await outlastLeases(b, channel);
+      assert.equal(
+        await statusOf(b, channel, serial),
+        'running',
+        'taken back by the restarted agent: still running',
       );
-      const run = (await runMessage(b, channel)).find((m) => m.serial === serial);
-      assert.equal(run?.headers?.status, 'running', 'taken back by the restarted agent: still running');
       await restarted.publish(channel, [
         { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
@@ -431,16 +438,8 @@ if (skip) {
       first.kill(); // its lease now runs out one lease later, unless the publisher writes again
       const again = await RawClient.connect(a.url, { clientId: 'mover' });
       await again.publish(channel, [{ action: 'update', serial, id: 'u1', headers: { status: 'running' } }]);
-      await rest(b, `/v1/channels/${channel}/messages`, {
-        body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
-      });
-      await waitFor(
-        async () =>
-          (await runMessage(b, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
-        { message: 'the probe lease never ran out' },
-      );
-      const run = (await runMessage(b, channel)).find((m) => m.serial === serial);
-      assert.equal(run?.headers?.status, 'running', 'held by the new connection on node A');
+      await outlastLeases(b, channel);
+      assert.equal(await statusOf(b, channel, serial), 'running', 'held by the new connection on node A');
       await again.publish(channel, [
         { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
@@ -508,16 +507,8 @@ if (!clusterSkip) {
     let b: MooringServer;
     before(async () => {
       cluster = await startRedisCluster({ masters: 3 });
-      const make = () =>
-        startServer({
-          host: '127.0.0.1',
-          port: 0,
-          keys: [TEST_KEY],
-          store: { kind: 'redis', url: cluster.url },
-          sweepInterval: 100,
-        });
-      a = await make();
-      b = await make();
+      a = await redisNode(cluster.url, { sweepInterval: 100 });
+      b = await redisNode(cluster.url, { sweepInterval: 100 });
     });
     after(async () => {
       await a?.close();
