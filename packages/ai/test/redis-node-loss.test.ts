@@ -16,20 +16,17 @@
  * on them. Steering which node a client lands on is done by changing the balancer's rotation.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import type { PresenceEvent } from '@mooring/client';
 import { Balancer, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
 import { AgentSession } from '../src/agent-session.ts';
 import { UserSession } from '../src/user-session.ts';
 import { textOf } from './helpers/agents.ts';
+import { countingRun, killAgent, restartAgent, spawnAgent, tokens } from './helpers/crashing-agent.ts';
 import { client, sessionName, waitFor } from './helpers/fixture.ts';
 import { type NodeProcess, spawnNode } from './helpers/node-process.ts';
 
-const AGENT = fileURLToPath(new URL('./helpers/agent-process.ts', import.meta.url));
 const skip = redisSkipReason();
 const LEASE = 1_500;
 const NODE_ENV = {
@@ -39,10 +36,6 @@ const NODE_ENV = {
   MOORING_HEARTBEAT: '2s',
   MOORING_CONNECTION_STATE_TTL: '30s',
 };
-
-function tokens(n: number): string {
-  return Array.from({ length: n }, (_, i) => `token${i} `).join('');
-}
 
 if (skip) {
   describe('node loss (Redis)', () => {
@@ -203,33 +196,15 @@ if (skip) {
       const [agentNode, userNode] = alive as [NodeProcess, NodeProcess];
       const name = sessionName();
       steer(agentNode);
-      const agent = spawn(process.execPath, [AGENT], {
-        env: {
-          ...process.env,
-          MOORING_URL: base(),
-          MOORING_CHANNEL: name,
-          MOORING_LEASE: String(LEASE),
-          MOORING_FIXED_RUN_ID: '1',
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
+      const { child: agent } = await spawnAgent(t, base(), name, LEASE, {
+        fixedRunId: true,
+        readyWithin: 30_000,
       });
-      t.after(() => agent.kill('SIGKILL'));
-      await once(agent.stdout, 'data', { signal: AbortSignal.timeout(30_000) });
       steer(userNode);
-      const user = new UserSession({
-        channel: client(t, base(), { clientId: 'user' }).channels.get(name, { start: true }),
-      });
-      t.after(() => user.close());
-      await user.start();
-      const inputId = await user.send('count');
-      const runId = `run-for-${inputId}`;
-      await waitFor(() => textOf(user.run(runId)?.message).split(' ').length > 10, {
-        message: 'no text streamed',
-      });
+      const { user, runId } = await countingRun(t, base(), name, 'user');
 
       const killedAt = performance.now();
-      agent.kill('SIGKILL');
-      await Promise.all([once(agent, 'exit'), agentNode.kill()]);
+      await Promise.all([killAgent(agent), agentNode.kill()]);
       assert.equal(user.run(runId)?.status, 'running');
       await waitFor(() => user.run(runId)?.status === 'abandoned', {
         timeout: 20_000,
@@ -248,48 +223,17 @@ if (skip) {
       const userNode = alive[0]!;
       const name = sessionName();
       steer(agentNode);
-      const agent = spawn(process.execPath, [AGENT], {
-        env: {
-          ...process.env,
-          MOORING_URL: base(),
-          MOORING_CHANNEL: name,
-          MOORING_LEASE: String(LEASE),
-          MOORING_FIXED_RUN_ID: '1',
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
+      const { child: agent } = await spawnAgent(t, base(), name, LEASE, {
+        fixedRunId: true,
+        readyWithin: 30_000,
       });
-      t.after(() => agent.kill('SIGKILL'));
-      await once(agent.stdout, 'data', { signal: AbortSignal.timeout(30_000) });
       steer(userNode);
-      const user = new UserSession({
-        channel: client(t, base(), { clientId: 'user' }).channels.get(name, { start: true }),
-      });
-      t.after(() => user.close());
-      await user.start();
-      const inputId = await user.send('count');
-      const runId = `run-for-${inputId}`;
-      await waitFor(() => textOf(user.run(runId)?.message).split(' ').length > 10, {
-        message: 'no text streamed',
-      });
+      const { user, runId } = await countingRun(t, base(), name, 'user');
 
-      agent.kill('SIGKILL');
-      await Promise.all([once(agent, 'exit'), agentNode.kill()]);
+      await Promise.all([killAgent(agent), agentNode.kill()]);
       steer(...alive);
       const TOKENS = 40;
-      const restarted = new AgentSession({
-        channel: client(t, base(), { clientId: 'crashing-agent' }).channels.get(name, { start: true }),
-        agent: 'assistant',
-        answerMissed: true,
-        coalesceMs: 0,
-        runId: (input) => `run-for-${input.id}`,
-        onInput: async (_input, run) => {
-          run.write({ type: 'text-start', id: 't' });
-          for (let i = 0; i < TOKENS; i++) run.write({ type: 'text-delta', id: 't', delta: `token${i} ` });
-          run.write({ type: 'text-end', id: 't' });
-        },
-      });
-      t.after(() => restarted.close());
-      await restarted.start();
+      await restartAgent(t, base(), name, TOKENS);
       assert.equal(user.run(runId)?.status, 'running', 'restarted within the lease');
       await waitFor(() => user.run(runId)?.status === 'complete', {
         timeout: 20_000,
