@@ -16,7 +16,7 @@
  * on them. Steering which node a client lands on is done by changing the balancer's rotation.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PresenceEvent } from '@mooring/client';
 import { Balancer, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
@@ -53,10 +53,23 @@ if (skip) {
       return node;
     };
     const base = () => `http://127.0.0.1:${balancer.port}`;
+    const isAlive = (n: NodeProcess) => n.child.exitCode === null && n.child.signalCode === null;
     /** Only `node` in the rotation: the next connections land there. */
     const steer = (...to: NodeProcess[]) => {
       for (const n of nodes) balancer.remove({ port: n.port });
       for (const n of to) balancer.add({ port: n.port });
+    };
+
+    /** The crashing agent on `agentNode`, a user on `userNode` whose run on it streams already. */
+    const agentAndUser = async (t: TestContext, agentNode: NodeProcess, userNode: NodeProcess) => {
+      const name = sessionName();
+      steer(agentNode);
+      const { child: agent } = await spawnAgent(t, base(), name, LEASE, {
+        fixedRunId: true,
+        readyWithin: 30_000,
+      });
+      steer(userNode);
+      return { agent, name, ...(await countingRun(t, base(), name, 'user')) };
     };
 
     before(async () => {
@@ -192,16 +205,8 @@ if (skip) {
     });
 
     it('kill -9 of the agent and its node: the run ends abandoned one lease later, expired by the other nodes', async (t) => {
-      const alive = nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
-      const [agentNode, userNode] = alive as [NodeProcess, NodeProcess];
-      const name = sessionName();
-      steer(agentNode);
-      const { child: agent } = await spawnAgent(t, base(), name, LEASE, {
-        fixedRunId: true,
-        readyWithin: 30_000,
-      });
-      steer(userNode);
-      const { user, runId } = await countingRun(t, base(), name, 'user');
+      const [agentNode, userNode] = nodes.filter(isAlive) as [NodeProcess, NodeProcess];
+      const { agent, user, runId } = await agentAndUser(t, agentNode, userNode);
 
       const killedAt = performance.now();
       await Promise.all([killAgent(agent), agentNode.kill()]);
@@ -217,18 +222,8 @@ if (skip) {
 
     it('kill -9 of the agent and its node, agent restarted on another node within the lease: the run resumes in place', async (t) => {
       const agentNode = await spawnOne();
-      const alive = nodes.filter(
-        (n) => n !== agentNode && n.child.exitCode === null && n.child.signalCode === null,
-      );
-      const userNode = alive[0]!;
-      const name = sessionName();
-      steer(agentNode);
-      const { child: agent } = await spawnAgent(t, base(), name, LEASE, {
-        fixedRunId: true,
-        readyWithin: 30_000,
-      });
-      steer(userNode);
-      const { user, runId } = await countingRun(t, base(), name, 'user');
+      const alive = nodes.filter((n) => n !== agentNode && isAlive(n));
+      const { agent, user, runId, name } = await agentAndUser(t, agentNode, alive[0]!);
 
       await Promise.all([killAgent(agent), agentNode.kill()]);
       steer(...alive);

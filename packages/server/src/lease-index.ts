@@ -7,15 +7,20 @@
  * for ever, a stale holder list would re-arm a lease that is gone.
  */
 
-/** What the index reads of a lease. */
-export interface IndexedLease {
-  /** The connection holding it, if any. */
-  readonly holder: string | undefined;
-  /** The identity it counts against, if known. */
-  readonly owner: string | undefined;
+/** What every lease keeper knows of a lease (each adds its own timing). */
+export interface HeldLease {
+  channel: string;
+  serial: string;
+  /** The connection holding it; undefined for REST publishers (and for leases restored after a restart). */
+  holder: string | undefined;
+  /** The clientId that took it: the same clientId may take it back from another connection. */
+  clientId: string | undefined;
+  /** The identity it counts against (`maxLeasesPerClient`); unknown for leases restored or adopted. */
+  owner: string | undefined;
+  ms: number;
 }
 
-export class LeaseIndex<L extends IndexedLease> {
+export class LeaseIndex<L extends HeldLease> {
   readonly #leases = new Map<string, L>();
   readonly #byHolder = new Map<string, Set<string>>();
   readonly #perOwner = new Map<string, number>();

@@ -20,19 +20,10 @@
  * `RedisLeases` (redis-leases.ts) keeps the deadlines in Redis, renewed by the holder's node, so any
  * node expires a lease whose holder's node died.
  */
-import { LeaseIndex } from './lease-index.ts';
+import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
-interface Lease {
-  channel: string;
-  serial: string;
-  /** The connection holding it; undefined for REST publishers and leases restored after a restart. */
-  holder: string | undefined;
-  /** The clientId that took it: the same clientId may take it back from another connection. */
-  clientId: string | undefined;
-  /** The identity it counts against (`maxLeasesPerClient`); unknown for leases restored after a restart. */
-  owner: string | undefined;
-  ms: number;
+interface Lease extends HeldLease {
   timer: NodeJS.Timeout | undefined;
   /** When the armed timer fires (ms since 1970); undefined while the holder is connected. */
   deadline?: number | undefined;

@@ -19,7 +19,7 @@
  * Redis writes are not awaited on the publish path (a publish never waits for its lease); errors go to
  * `onError`. `maxLeasesPerClient` is counted per node.
  */
-import { LeaseIndex } from './lease-index.ts';
+import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { ExpireLease, Leases, LeaseView } from './leases.ts';
 import { RedisScript } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
@@ -40,13 +40,7 @@ export interface RedisLeasesOptions {
   holderTtl: number;
 }
 
-interface Lease {
-  channel: string;
-  serial: string;
-  holder: string | undefined;
-  clientId: string | undefined;
-  owner: string | undefined;
-  ms: number;
+interface Lease extends HeldLease {
   /** The holder's connection lives on this node: renew. */
   live: boolean;
   /** When not live: the deadline this node last set (ms since 1970), after which any node may expire it. */

@@ -54,6 +54,30 @@ async function runMessage(server: MooringServer, channel: string): Promise<Messa
   return res.body.items as Message[];
 }
 
+/**
+ * Three nodes on a redis-server of their own, started before the suite's tests and stopped after
+ * (with any node a test adds to `nodes`).
+ */
+function threeNodes(options: Partial<ServerOptions> = {}): { redis: RedisServer; nodes: MooringServer[] } {
+  const fx = { redis: undefined as RedisServer | undefined, nodes: [] as MooringServer[] };
+  before(async () => {
+    const redis = await startRedis();
+    fx.redis = redis;
+    for (let i = 0; i < 3; i++) fx.nodes.push(await node(redis, options));
+  });
+  after(async () => {
+    for (const n of fx.nodes) await n.close().catch(() => {});
+    await fx.redis?.close();
+  });
+  return {
+    get redis() {
+      if (!fx.redis) throw new Error('redis-server not started yet');
+      return fx.redis;
+    },
+    nodes: fx.nodes,
+  };
+}
+
 /** The `status` header of one message. */
 async function statusOf(server: MooringServer, channel: string, serial: string): Promise<unknown> {
   return (await runMessage(server, channel)).find((m) => m.serial === serial)?.headers?.status;
@@ -156,19 +180,10 @@ if (skip) {
   });
 
   describe('several nodes: presence', () => {
-    let redis: RedisServer;
-    let nodes: MooringServer[];
-    before(async () => {
-      redis = await startRedis();
-      nodes = [await node(redis), await node(redis), await node(redis)];
-    });
-    after(async () => {
-      for (const n of nodes) await n.close().catch(() => {});
-      await redis.close();
-    });
+    const fx = threeNodes();
 
     it('members are visible from every node, and each event reaches subscribers on every node once', async () => {
-      const [a, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
       const channel = 'session:everywhere';
       const watchers = await Promise.all(
         [a, b, c].map((n, i) => RawClient.connect(n.url, { clientId: `w${i}` })),
@@ -203,7 +218,7 @@ if (skip) {
     });
 
     it('a connection recovered on another node keeps its presence: no leave, not even after the first node’s grace', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'session:moved';
       const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
       await watcher.attach(channel);
@@ -232,12 +247,12 @@ if (skip) {
     });
 
     it('members held by a node that died leave after the grace: not at once, not never, announced once', async () => {
-      const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
-      const redisClient = createClient({ url: redis.url });
+      const [, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const redisClient = createClient({ url: fx.redis.url });
       await redisClient.connect();
       const othersAlive = new Set(await redisClient.keys('mooring:node:*'));
-      const doomed = await node(redis);
-      nodes.push(doomed); // closed by after() if the test fails first
+      const doomed = await node(fx.redis);
+      fx.nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'session:doomed';
       const watchers = [
         await RawClient.connect(b.url, { clientId: 'wb' }),
@@ -295,19 +310,10 @@ if (skip) {
   });
 
   describe('several nodes: leases', () => {
-    let redis: RedisServer;
-    let nodes: MooringServer[];
-    before(async () => {
-      redis = await startRedis();
-      nodes = [await node(redis), await node(redis), await node(redis)];
-    });
-    after(async () => {
-      for (const n of nodes) await n.close().catch(() => {});
-      await redis.close();
-    });
+    const fx = threeNodes();
 
     it('a lease held on a live node is renewed: other nodes do not expire it', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'run:kept';
       const agent = await RawClient.connect(a.url, { clientId: 'agent' });
       const ack = await agent.publish(channel, [
@@ -329,7 +335,7 @@ if (skip) {
     });
 
     it('the channel health lists the leases with their deadlines in Redis, from any node', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'run:listed';
       const agent = await RawClient.connect(a.url, { clientId: 'agent' });
       const before = Date.now();
@@ -374,9 +380,9 @@ if (skip) {
     });
 
     it('a lease whose node died is expired by the others one lease later, exactly once', async () => {
-      const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
-      const doomed = await node(redis);
-      nodes.push(doomed); // closed by after() if the test fails first
+      const [, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const doomed = await node(fx.redis);
+      fx.nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'run:orphan';
       const watcher = await RawClient.connect(c.url);
       await watcher.attach(channel);
@@ -401,9 +407,9 @@ if (skip) {
     });
 
     it('the same clientId writing again from another node before expiry takes the lease back', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
-      const doomed = await node(redis);
-      nodes.push(doomed); // closed by after() if the test fails first
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
+      const doomed = await node(fx.redis);
+      fx.nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'run:taken-back';
       const agent = await RawClient.connect(doomed.url, { clientId: 'agent' });
       const ack = await agent.publish(channel, [
@@ -428,7 +434,7 @@ if (skip) {
     });
 
     it('any write by the same clientId from another node, even without a lease field, moves the lease there', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'run:moved';
       const first = await RawClient.connect(b.url, { clientId: 'mover' });
       const ack = await first.publish(channel, [
@@ -450,33 +456,23 @@ if (skip) {
 
 if (!skip) {
   describe('several nodes: budgets', () => {
-    let redis: RedisServer;
-    let nodes: MooringServer[];
-    before(async () => {
-      redis = await startRedis();
-      const limits = { maxPresenceMembers: 2, maxLeasesPerClient: 3 };
-      nodes = [await node(redis, { limits }), await node(redis, { limits }), await node(redis, { limits })];
-    });
-    after(async () => {
-      for (const n of nodes) await n.close().catch(() => {});
-      await redis.close();
-    });
+    const fx = threeNodes({ limits: { maxPresenceMembers: 2, maxLeasesPerClient: 3 } });
 
     it('maxPresenceMembers holds for a channel whose members are on different nodes', async () => {
       const channel = 'session:full';
       const [a, b, c] = await Promise.all(
-        nodes.map((n, i) => RawClient.connect(n.url, { clientId: `m${i}` })),
+        fx.nodes.map((n, i) => RawClient.connect(n.url, { clientId: `m${i}` })),
       );
       assert.equal((await a!.request({ type: 'presence', channel, action: 'enter' })).type, 'ack');
       assert.equal((await b!.request({ type: 'presence', channel, action: 'enter' })).type, 'ack');
       const refused = await c!.request({ type: 'presence', channel, action: 'enter' });
       assert.ok(refused.type === 'error' && refused.error.code === 'too_many_members');
-      assert.deepEqual(await members(nodes[2]!, channel), ['m0', 'm1']);
+      assert.deepEqual(await members(fx.nodes[2]!, channel), ['m0', 'm1']);
       await Promise.all([a!.close(), b!.close(), c!.close()]);
     });
 
     it('leases expired by other nodes stop counting against their owner on the node that took them', async () => {
-      const [a] = nodes as [MooringServer];
+      const [a] = fx.nodes as [MooringServer];
       const channel = 'run:budget';
       const take = (id: string) =>
         rest(a, `/v1/channels/${channel}/messages`, {
