@@ -22,6 +22,11 @@ import {
 export interface AppendsGrowthOptions {
   streams: number[];
   appendsPerStream: number;
+  /**
+   * When set, each point appends this many in total (total ÷ streams per stream), so the store ends
+   * the same size at every point and only the concurrency changes.
+   */
+  totalAppends?: number;
   longMessageAppends: number;
   runs: number;
 }
@@ -61,14 +66,18 @@ const median = (values: number[]): number => {
 export async function runAppendsGrowth(options: AppendsGrowthOptions): Promise<AppendsGrowthResult> {
   const points: AppendsGrowthPoint[] = [];
   for (const streams of options.streams) {
-    process.stderr.write(`growth appends: ${streams} streams × ${options.appendsPerStream}\n`);
+    const perStream =
+      options.totalAppends === undefined
+        ? options.appendsPerStream
+        : Math.max(1, Math.round(options.totalAppends / streams));
+    process.stderr.write(`growth appends: ${streams} streams × ${perStream}\n`);
     const point = await withStore(async (store) => {
       const machine0 = machineBusySeconds();
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       const run = await runConcurrentAppends(store, {
         responses: streams,
-        appendsPerResponse: options.appendsPerStream,
+        appendsPerResponse: perStream,
         longMessageAppends: 0,
         stores: ['sqlite'],
       });
@@ -106,14 +115,14 @@ const fmt = (n: number, digits = 0): string =>
 
 export function appendsGrowthMarkdown(result: AppendsGrowthResult, options: AppendsGrowthOptions): string {
   const lines = [
-    `### SQLite appends growth: N concurrent streams × ${fmt(options.appendsPerStream)} awaited appends (in process)`,
+    `### SQLite appends growth: N concurrent streams × ${options.totalAppends === undefined ? fmt(options.appendsPerStream) : `${fmt(options.totalAppends)} ÷ N`} awaited appends (in process)`,
     '',
-    '| streams | appends | acked appends/s (≥ 50,000) | ack p50 / p99 / max ms | CPU (this / other) | verified |',
+    '| streams | appends (per stream) | acked appends/s (≥ 50,000) | ack p50 / p99 / max ms | CPU (this / other) | verified |',
     '|---:|---:|---:|---:|---:|---|',
   ];
   for (const p of result.points) {
     lines.push(
-      `| ${fmt(p.responses)} | ${fmt(p.appends)} | ${fmt(p.appendsPerSec)}${p.appendsPerSec >= 50_000 ? ' ✓' : ' ✗'} | ${fmt(p.latency.p50, 2)} / ${fmt(p.latency.p99, 1)} / ${fmt(p.latency.max, 0)} | ${fmt(p.cpu, 2)} / ${p.otherCpu === null ? '–' : fmt(p.otherCpu, 2)} | ${p.verified ? 'yes' : 'NO'} |`,
+      `| ${fmt(p.responses)} | ${fmt(p.appends)} (${fmt(p.appendsPerResponse)}) | ${fmt(p.appendsPerSec)}${p.appendsPerSec >= 50_000 ? ' ✓' : ' ✗'} | ${fmt(p.latency.p50, 2)} / ${fmt(p.latency.p99, 1)} / ${fmt(p.latency.max, 0)} | ${fmt(p.cpu, 2)} / ${p.otherCpu === null ? '–' : fmt(p.otherCpu, 2)} | ${p.verified ? 'yes' : 'NO'} |`,
     );
   }
   lines.push(

@@ -183,6 +183,10 @@ export async function runGrowthPoint(
     server = await spawnServer(SERVER, {
       args: ['memory', 'no-publish-limit', `max-connections=${subscribers + 100}`],
       label: 'Mooring (memory)',
+      // GROWTH_PROFILE_DIR: a --cpu-prof of the server at each point, to see where its time goes.
+      ...(process.env.GROWTH_PROFILE_DIR === undefined
+        ? {}
+        : { execArgv: ['--cpu-prof', `--cpu-prof-dir=${process.env.GROWTH_PROFILE_DIR}`] }),
     });
     const count = Math.min(options.workers, subscribers);
     const shares: string[][] = Array.from({ length: count }, () => []);

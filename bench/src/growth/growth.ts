@@ -7,7 +7,7 @@
  *
  *   node bench/src/growth/growth.ts [fanout|appends|all] [--points 1000,2000,5000,10000,1000x10]
  *     [--deliveries 20000] [--seconds 8] [--warmup 2] [--workers 4] [--connect-concurrency 200]
- *     [--streams 200,500,1000,2000] [--appends 500] [--long-appends 20000] [--runs 3]
+ *     [--streams 200,500,1000,2000] [--appends 500 | --total N] [--long-appends 20000] [--runs 3]
  *
  * A point is `S` (S subscribers on one channel) or `CxS` (C channels × S subscribers each).
  */
@@ -37,6 +37,7 @@ const { values, positionals } = parseArgs({
     'connect-timeout': { type: 'string', default: '180' },
     streams: { type: 'string', default: '200,500,1000,2000' },
     appends: { type: 'string', default: '500' },
+    total: { type: 'string' },
     'long-appends': { type: 'string', default: '20000' },
     runs: { type: 'string', default: '3' },
   },
@@ -89,6 +90,7 @@ const fanoutOptions = {
 const appendsOptions = {
   streams: values.streams.split(',').map((s) => Math.round(number('streams', s))),
   appendsPerStream: Math.round(number('appends', values.appends)),
+  ...(values.total === undefined ? {} : { totalAppends: Math.round(number('total', values.total)) }),
   longMessageAppends: Math.round(number('long-appends', values['long-appends'])),
   runs: Math.round(number('runs', values.runs)),
 };
