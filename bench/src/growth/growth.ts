@@ -8,6 +8,7 @@
  *   node bench/src/growth/growth.ts [fanout|appends|all] [--points 1000,2000,5000,10000,1000x10]
  *     [--deliveries 20000] [--seconds 8] [--warmup 2] [--workers 4] [--connect-concurrency 200]
  *     [--streams 200,500,1000,2000] [--appends 500 | --total N] [--long-appends 20000] [--runs 3]
+ *     [--checkpoint worker|inline]   (where the SQLite store's WAL checkpoints run, for A/B runs)
  *
  * A point is `S` (S subscribers on one channel) or `CxS` (C channels × S subscribers each).
  */
@@ -40,6 +41,7 @@ const { values, positionals } = parseArgs({
     total: { type: 'string' },
     'long-appends': { type: 'string', default: '20000' },
     runs: { type: 'string', default: '3' },
+    checkpoint: { type: 'string' },
   },
 });
 const part = positionals[0] ?? 'all';
@@ -93,6 +95,9 @@ const appendsOptions = {
   ...(values.total === undefined ? {} : { totalAppends: Math.round(number('total', values.total)) }),
   longMessageAppends: Math.round(number('long-appends', values['long-appends'])),
   runs: Math.round(number('runs', values.runs)),
+  ...(values.checkpoint === 'inline' || values.checkpoint === 'worker'
+    ? { checkpoint: values.checkpoint as 'inline' | 'worker' }
+    : {}),
 };
 
 const sections = [`## How the cost grows (${new Date().toISOString()})`, header];
