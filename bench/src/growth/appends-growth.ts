@@ -10,6 +10,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Store } from '@mooring/server';
 // The store's class itself (not exported by the package): the A/B of where checkpoints run is a
 // constructor option, not a deployment setting.
@@ -40,6 +41,8 @@ export interface AppendsGrowthPoint extends ConcurrentAppendsResult {
   /** Cores used by this process (the store and its callers) and by every other process. */
   cpu: number;
   otherCpu: number | null;
+  /** Event-loop delay over the run (ms): how long the store's synchronous work held the loop. */
+  loopDelay: { p99: number; max: number };
 }
 
 export interface AppendsGrowthResult {
@@ -84,6 +87,8 @@ export async function runAppendsGrowth(options: AppendsGrowthOptions): Promise<A
         : Math.max(1, Math.round(options.totalAppends / streams));
     process.stderr.write(`growth appends: ${streams} streams × ${perStream}\n`);
     const point = await withStore(options.checkpoint, async (store) => {
+      const loop = monitorEventLoopDelay({ resolution: 1 });
+      loop.enable();
       const machine0 = machineBusySeconds();
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
@@ -94,13 +99,15 @@ export async function runAppendsGrowth(options: AppendsGrowthOptions): Promise<A
         stores: ['sqlite'],
       });
       const seconds = (performance.now() - t0) / 1000;
+      loop.disable();
+      const loopDelay = { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };
       const cpu = (cpuSeconds(process.cpuUsage()) - cpuSeconds(cpu0)) / seconds;
       const machine1 = machineBusySeconds();
       const otherCpu =
         machine0 === undefined || machine1 === undefined
           ? null
           : Math.max(0, (machine1 - machine0) / seconds - cpu);
-      return { ...run, cpu, otherCpu };
+      return { ...run, cpu, otherCpu, loopDelay };
     });
     process.stderr.write(
       `  ${Math.round(point.appendsPerSec)} appends/s, p99 ${point.latency.p99.toFixed(1)} ms, other CPU ${point.otherCpu?.toFixed(2)}\n`,
@@ -131,12 +138,12 @@ export function appendsGrowthMarkdown(result: AppendsGrowthResult, options: Appe
   const lines = [
     `### SQLite appends growth${options.checkpoint === undefined ? '' : ` (checkpoints: ${options.checkpoint})`}: N concurrent streams × ${options.totalAppends === undefined ? fmt(options.appendsPerStream) : `${fmt(options.totalAppends)} ÷ N`} awaited appends (in process)`,
     '',
-    '| streams | appends (per stream) | acked appends/s (≥ 50,000) | ack p50 / p99 / max ms | CPU (this / other) | appends / core-s | verified |',
-    '|---:|---:|---:|---:|---:|---:|---|',
+    '| streams | appends (per stream) | acked appends/s (≥ 50,000) | ack p50 / p99 / max ms | loop delay p99 / max ms | CPU (this / other) | appends / core-s | verified |',
+    '|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const p of result.points) {
     lines.push(
-      `| ${fmt(p.responses)} | ${fmt(p.appends)} (${fmt(p.appendsPerResponse)}) | ${fmt(p.appendsPerSec)}${p.appendsPerSec >= 50_000 ? ' ✓' : ' ✗'} | ${fmt(p.latency.p50, 2)} / ${fmt(p.latency.p99, 1)} / ${fmt(p.latency.max, 0)} | ${fmt(p.cpu, 2)} / ${p.otherCpu === null ? '–' : fmt(p.otherCpu, 2)} | ${fmt(p.appendsPerSec / p.cpu)} | ${p.verified ? 'yes' : 'NO'} |`,
+      `| ${fmt(p.responses)} | ${fmt(p.appends)} (${fmt(p.appendsPerResponse)}) | ${fmt(p.appendsPerSec)}${p.appendsPerSec >= 50_000 ? ' ✓' : ' ✗'} | ${fmt(p.latency.p50, 2)} / ${fmt(p.latency.p99, 1)} / ${fmt(p.latency.max, 0)} | ${fmt(p.loopDelay.p99, 1)} / ${fmt(p.loopDelay.max, 0)} | ${fmt(p.cpu, 2)} / ${p.otherCpu === null ? '–' : fmt(p.otherCpu, 2)} | ${fmt(p.appendsPerSec / p.cpu)} | ${p.verified ? 'yes' : 'NO'} |`,
     );
   }
   lines.push(
