@@ -38,6 +38,16 @@ export interface LatencySummary {
   mean: number;
 }
 
+/** A histogram's samples in a form that crosses IPC (JSON). */
+export interface HistogramSnapshot {
+  buckets: [number, number][];
+  count: number;
+  /** µs. */
+  sum: number;
+  max: number;
+  clamped: number;
+}
+
 export class Histogram {
   readonly #counts = new Float64Array(bucketOf(MAX_US) + 1);
   #count = 0;
@@ -73,6 +83,24 @@ export class Histogram {
       if (seen >= rank) return Math.min(bucketUpper(i), this.#max) / 1000;
     }
     return this.#max / 1000;
+  }
+
+  /** The non-empty buckets and totals, to send to another process (see `merge`). */
+  snapshot(): HistogramSnapshot {
+    const buckets: [number, number][] = [];
+    this.#counts.forEach((count, index) => {
+      if (count > 0) buckets.push([index, count]);
+    });
+    return { buckets, count: this.#count, sum: this.#sum, max: this.#max, clamped: this.clamped };
+  }
+
+  /** Adds another histogram's samples (a load generator spread over several processes). */
+  merge(other: HistogramSnapshot): void {
+    for (const [index, count] of other.buckets) this.#counts[index]! += count;
+    this.#count += other.count;
+    this.#sum += other.sum;
+    this.#max = Math.max(this.#max, other.max);
+    this.clamped += other.clamped;
   }
 
   summary(): LatencySummary {

@@ -4,9 +4,11 @@
  * `redis <url>`) the Redis store on a redis-server the parent started. With
  * `no-publish-limit`, the per-connection publish rate limit (1,000 operations/s by default) is
  * lifted, for scenarios whose one publisher may go faster than that (saturated fan-out to a few
- * hundred subscribers); everything else keeps its defaults.
+ * hundred subscribers). With `max-connections=<n>`, one key may hold n connections (the growth
+ * bench's 10,000 subscribers and their publisher on one key; the default is 10,000). Everything else
+ * keeps its defaults.
  *
- *   node mooring-server.ts [memory|sqlite|redis <url>] [no-publish-limit]
+ *   node mooring-server.ts [memory|sqlite|redis <url>] [no-publish-limit] [max-connections=<n>]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,10 @@ import { serveChild } from './server-child.ts';
 const kind = process.argv[2] === 'sqlite' || process.argv[2] === 'redis' ? process.argv[2] : 'memory';
 const redisUrl = process.argv[3] ?? '';
 const noPublishLimit = process.argv.includes('no-publish-limit');
+const maxConnections = Number(
+  process.argv.find((arg) => arg.startsWith('max-connections='))?.slice('max-connections='.length) ??
+    Number.NaN,
+);
 
 await serveChild(async () => {
   const dir = kind === 'sqlite' ? mkdtempSync(join(tmpdir(), 'mooring-bench-')) : undefined;
@@ -35,7 +41,10 @@ await serveChild(async () => {
           ? { kind: 'memory' }
           : { kind: 'sqlite', path: join(dir, 'bench.db') },
     keys: [BENCH_KEY],
-    ...(noPublishLimit ? { limits: { maxPublishRate: 1e9 } } : {}),
+    limits: {
+      ...(noPublishLimit ? { maxPublishRate: 1e9 } : {}),
+      ...(Number.isFinite(maxConnections) ? { maxConnectionsPerKey: maxConnections } : {}),
+    },
     // Errors only (on stdout, forwarded to the bench's stderr): a failing publish says why.
     logger: 'error',
   });

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -387,6 +388,38 @@ describe('SqliteStore', () => {
     assert.ok(held <= 4 * 1024 * 1024 + chunk.length, `${held} bytes waiting in the journal`);
     const page = await store.history('big', { direction: 'forwards', limit: 1 });
     assert.equal((page.messages[0]!.data as string).length, 150 * chunk.length, 'nothing lost by merging');
+  });
+
+  it('checkpoints its WAL off the event loop and keeps it bounded (the main connection never checkpoints)', async () => {
+    let main: DatabaseSync | undefined;
+    const { store, path } = await open({
+      onOpen: (db) => {
+        main = db;
+      },
+    });
+    // SQLite's automatic checkpoint would run inside a COMMIT, on the event loop: it must be off.
+    assert.equal(Number(main?.prepare('PRAGMA wal_autocheckpoint').get()?.wal_autocheckpoint), 0);
+    const serial = (await store.append('wal', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
+    const chunk = 'y'.repeat(2000);
+    // ~40 MB written (~20,000 pages, more with the journal merges). Nothing is rewound by SQLite
+    // itself any more: the WAL holds every frame unless the checkpointer rewinds it.
+    for (let i = 0; i < 20_000; i++) {
+      const channel = `wal${i % 10}`;
+      await store.append(channel, [{ action: 'create', publisher: '', id: `m${i}`, data: chunk }], OPTS);
+    }
+    await store.append('wal', [{ action: 'append', publisher: '', id: 'a', serial, data: 'end' }], OPTS);
+    const reader = new DatabaseSync(path);
+    const frames = Number(reader.prepare('PRAGMA wal_checkpoint(PASSIVE)').get()?.log);
+    reader.close();
+    assert.ok(frames < 16_000, `${frames} frames in the WAL: it was not rewound`);
+    // the file may have grown in a burst before the first rewind; journal_size_limit caps it after
+    assert.ok(
+      statSync(`${path}-wal`).size <= 64 * 1024 * 1024 + 65_536,
+      'WAL file within journal_size_limit',
+    );
+    const page = await store.history('wal', { direction: 'forwards', limit: 1 });
+    assert.equal(page.messages[0]!.data, 'end');
   });
 
   it('refuses to open a file that is not a database', async () => {

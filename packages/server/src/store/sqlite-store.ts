@@ -26,6 +26,10 @@
  * coherent because this store must be the only writer of its file (one SqliteStore per path, one
  * process).
  *
+ * Checkpoints: SQLite's automatic checkpoint is off on the store's connection (it would run inside a
+ * COMMIT, on the event loop); a worker thread copies the WAL back instead (sqlite-checkpointer.ts)
+ * and the store only finishes the job inline (the few frames not copied yet) to rewind the WAL.
+ *
  * Dedup: a new op id is checked against the journal's ids in memory (`#hotIds`), then against a
  * per-channel Bloom filter of the ids in the tables (sqlite-id-filter.ts: never "absent" for a held
  * id), and only when the filter says "maybe" against the `ops` index.
@@ -67,6 +71,7 @@ import {
   seqBound,
 } from './operation-rules.ts';
 import { PageBudget } from './page-bytes.ts';
+import { SqliteCheckpointer } from './sqlite-checkpointer.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
 import { IdFilter } from './sqlite-id-filter.ts';
 import { MIGRATE_FROM_1, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
@@ -103,6 +108,12 @@ export interface SqliteStoreOptions {
    * disk does). The store must stay the only writer of the file.
    */
   onOpen?: (db: DatabaseSync) => void;
+  /**
+   * Where WAL checkpoints run: `worker` (default for a file) on a worker thread with its own
+   * connection, off the event loop; `inline`: SQLite's automatic checkpoint inside the COMMIT that
+   * crosses 1,000 pages (the event loop waits for it).
+   */
+  checkpoint?: 'worker' | 'inline';
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -177,10 +188,13 @@ export class SqliteStore implements Store {
   #queue: Pending[] = [];
   #scheduled = false;
   #closed = false;
+  readonly #checkpointer: SqliteCheckpointer | undefined;
+  readonly #busyTimeoutMs: number;
 
   /** Opens (creating if needed) the database synchronously; throws StoreError('store_unavailable') if it cannot. */
   constructor(options: SqliteStoreOptions) {
     this.#retentionFor = options.retentionFor ?? (() => DAY);
+    this.#busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000));
     this.#metas = new Lru(options.cacheSize ?? 4096);
     let db: DatabaseSync | undefined;
     try {
@@ -193,7 +207,7 @@ export class SqliteStore implements Store {
           `node:sqlite of Node.js ${process.version} is too old: the SQLite store needs Node.js 22.16 or newer`,
         );
       this.#db = db;
-      this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+      this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
       const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
       if (mode !== 'wal' && options.path !== ':memory:') throw new Error(`journal_mode is ${String(mode)}`);
       this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
@@ -212,12 +226,50 @@ export class SqliteStore implements Store {
       this.streams = sqliteStreamStore(this.#db);
       this.#reloadJournal();
       this.#settle();
+      this.#checkpointer =
+        options.checkpoint === 'inline' || options.path === ':memory:'
+          ? undefined
+          : this.#startCheckpointer(options.path);
     } catch (err) {
       if (db?.isOpen) db.close();
       throw new StoreError(
         'store_unavailable',
         `cannot open SQLite store at ${options.path}: ${messageOf(err)}`,
       );
+    }
+  }
+
+  /** Turns SQLite's automatic checkpoint off and starts the worker; back to automatic if it fails. */
+  #startCheckpointer(path: string): SqliteCheckpointer | undefined {
+    const automatic = (): void => {
+      if (this.#db.isOpen) this.#db.exec('PRAGMA wal_autocheckpoint = 1000');
+    };
+    try {
+      const checkpointer = new SqliteCheckpointer(path, {
+        onFailure: automatic,
+        onRewind: () => this.#rewind(),
+      });
+      this.#db.exec('PRAGMA wal_autocheckpoint = 0');
+      return checkpointer;
+    } catch {
+      automatic();
+      return undefined;
+    }
+  }
+
+  /**
+   * The rest of a checkpoint, inline: what the worker has not copied yet, then the WAL is rewound.
+   * Never waits: if the worker is checkpointing right now, it is tried again on its next report.
+   */
+  #rewind(): boolean {
+    if (!this.#db.isOpen || this.#db.isTransaction) return false;
+    try {
+      this.#db.exec('PRAGMA busy_timeout = 0');
+      return Number(this.#db.prepare('PRAGMA wal_checkpoint(RESTART)').get()?.busy) === 0;
+    } catch {
+      return false;
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     }
   }
 
@@ -699,6 +751,8 @@ export class SqliteStore implements Store {
     if (this.#closed) return;
     this.#flush();
     this.#closed = true;
+    // The worker's connection first: the last connection to close checkpoints and removes the WAL.
+    await this.#checkpointer?.close();
     try {
       this.#settle();
     } catch (err) {
