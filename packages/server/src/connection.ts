@@ -52,6 +52,12 @@ export interface TransportSink {
   terminate(): void;
   /** A transport-level keepalive (WebSocket ping frame), when the transport has one. */
   ping?(): void;
+  /**
+   * HTTP transports: the id the client gave this transport when opening it (`transport=`), which
+   * its polls and POSTs repeat. A late request from an earlier transport of the same (recovered)
+   * connection names another id and is refused, so it can never take frames meant for this one.
+   */
+  readonly transportId?: string | undefined;
 }
 
 export interface ConnectionOptions {
