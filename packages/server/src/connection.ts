@@ -458,7 +458,11 @@ export class Connection {
         `a connection may attach at most ${this.#limits.maxChannelsPerConnection} channels; detach some first`,
       );
     previous?.close();
-    const attachment = this.#channels.attach(channel, this.#outlet);
+    const attachment = this.#channels.attach(
+      channel,
+      this.#outlet,
+      frame.echo === false ? this.id : undefined,
+    );
     this.#attachments.set(channel, attachment);
     if (this.#closed) attachment.close();
     let outcome: Awaited<ReturnType<ChannelAttachment['catchUp']>>;
