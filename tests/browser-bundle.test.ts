@@ -7,41 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
-import { build } from 'esbuild';
 import { buildPackage, PUBLISHED } from '../scripts/build.ts';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const KB = 1024;
-
-interface Bundle {
-  minified: number;
-  gzipped: number;
-  inputs: string[];
-}
-
-async function bundle(source: string, external: string[]): Promise<Bundle> {
-  const result = await build({
-    stdin: { contents: source, resolveDir: ROOT, loader: 'js' },
-    bundle: true,
-    minify: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    write: false,
-    metafile: true,
-    // `ws` is loaded lazily by the client in Node only; a browser uses its own WebSocket.
-    external: ['ws', ...external],
-    logLevel: 'silent',
-  });
-  const code = result.outputFiles[0]!.contents;
-  return {
-    minified: code.length,
-    gzipped: gzipSync(code, { level: 9 }).length,
-    inputs: Object.keys(result.metafile.inputs),
-  };
-}
+import { type Bundle, bundle, KB } from './support/bundle.ts';
 
 function report(name: string, b: Bundle, budget: number): void {
   process.stderr.write(

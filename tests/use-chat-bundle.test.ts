@@ -7,13 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
-import { build } from 'esbuild';
 import { buildPackage, PUBLISHED } from '../scripts/build.ts';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const KB = 1024;
+import { bundle, KB } from './support/bundle.ts';
 
 const PAGE = `
   import { createElement, useMemo } from 'react';
@@ -32,35 +27,14 @@ const PAGE = `
   createRoot(document.body).render(createElement(Page));
 `;
 
-async function bundle(external: string[]) {
-  const result = await build({
-    stdin: { contents: PAGE, resolveDir: ROOT, loader: 'js' },
-    bundle: true,
-    minify: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    write: false,
-    metafile: true,
-    external: ['ws', ...external],
-    logLevel: 'silent',
-  });
-  const code = result.outputFiles[0]!.contents;
-  return {
-    gzipped: gzipSync(code, { level: 9 }).length,
-    minified: code.length,
-    inputs: Object.keys(result.metafile.inputs),
-  };
-}
-
 describe('a useChat page', () => {
   before(() => {
     for (const name of PUBLISHED) buildPackage(name);
   });
 
   test('useChat + mooringChat: no zod through Mooring, one copy of `ai`, bundled from dist', async () => {
-    const whole = await bundle([]);
-    const ours = await bundle(['react', 'react-dom', 'react-dom/client', 'ai', '@ai-sdk/react']);
+    const whole = await bundle(PAGE, []);
+    const ours = await bundle(PAGE, ['react', 'react-dom', 'react-dom/client', 'ai', '@ai-sdk/react']);
     process.stderr.write(
       `  useChat page: ${(whole.minified / KB).toFixed(1)} KB min, ${(whole.gzipped / KB).toFixed(1)} KB min+gz; ` +
         `Mooring part ${(ours.minified / KB).toFixed(1)} KB min, ${(ours.gzipped / KB).toFixed(1)} KB min+gz\n`,

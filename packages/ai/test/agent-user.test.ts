@@ -2,13 +2,12 @@
 // equals the one the AI SDK builds from the model's own chunk stream (PROTOCOL.md §13.2).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { UIMessageChunk } from 'ai';
-import { convertToModelMessages, jsonSchema, stepCountIs, streamText, tool, toUIMessageStream } from 'ai';
-import { AgentSession } from '../src/agent-session.ts';
+import { jsonSchema, tool } from 'ai';
 import { UserSession } from '../src/user-session.ts';
+import { modelAgent } from './helpers/agents.ts';
 import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
 import type { LanguageModelV4StreamPart } from './helpers/models.ts';
-import { collect, finish, messageFrom, normalize, scriptedModel, textParts } from './helpers/models.ts';
+import { finish, messageFrom, normalize, scriptedModel, textParts } from './helpers/models.ts';
 
 const weather = tool({
   inputSchema: jsonSchema<{ city: string }>({ type: 'object', properties: { city: { type: 'string' } } }),
@@ -43,26 +42,8 @@ describe('agent ⇄ user session', () => {
   it('rebuilds the assistant message exactly: text, reasoning, tool call with input and output, source', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
-    const produced: Promise<UIMessageChunk[]>[] = [];
     const model = scriptedModel(richSteps());
-    const agent = new AgentSession({
-      channel: client(t, server.url, { clientId: 'agent' }).channels.get(name, { start: true }),
-      agent: 'assistant',
-      onInput: async (input, run) => {
-        const result = streamText({
-          model,
-          messages: await convertToModelMessages(await input.history()),
-          tools: { weather },
-          stopWhen: stepCountIs(3),
-          abortSignal: run.signal,
-        });
-        const [toSession, toTest] = toUIMessageStream({ stream: result.stream, sendSources: true }).tee();
-        produced.push(collect(toTest));
-        await run.pipe(toSession);
-      },
-    });
-    t.after(() => agent.close());
-    await agent.start();
+    const { produced } = await modelAgent(t, server.url, name, model, { tools: { weather } });
 
     const user = new UserSession({
       channel: client(t, server.url, { clientId: 'user' }).channels.get(name, { start: true }),

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { UIMessageChunk } from 'ai';
-import { convertToModelMessages, jsonSchema, stepCountIs, streamText, tool, toUIMessageStream } from 'ai';
-import { AgentSession } from '../src/agent-session.ts';
+import { jsonSchema, tool } from 'ai';
 import { UserSession } from '../src/user-session.ts';
+import { modelAgent } from './helpers/agents.ts';
 import { client, proxyTo, realServer, sessionName, waitFor } from './helpers/fixture.ts';
 import type { LanguageModelV4StreamPart } from './helpers/models.ts';
 import { collect, finish, messageFrom, normalize, scriptedModel, textParts } from './helpers/models.ts';
@@ -61,7 +61,6 @@ describe('a run through disconnects', () => {
       const name = sessionName();
       const rnd = random(seed);
       let resets = 0;
-      const produced: Promise<UIMessageChunk[]>[] = [];
       const model = scriptedModel(steps(), {
         gate: async () => {
           await sleep(2);
@@ -71,25 +70,10 @@ describe('a run through disconnects', () => {
           }
         },
       });
-      const agent = new AgentSession({
-        channel: client(t, server.url, { clientId: 'agent' }).channels.get(name, { start: true }),
-        agent: 'assistant',
+      const { produced } = await modelAgent(t, server.url, name, model, {
+        tools: { weather },
         coalesceMs: 5,
-        onInput: async (input, run) => {
-          const result = streamText({
-            model,
-            messages: await convertToModelMessages(await input.history()),
-            tools: { weather },
-            stopWhen: stepCountIs(3),
-            abortSignal: run.signal,
-          });
-          const [toSession, toTest] = toUIMessageStream({ stream: result.stream, sendSources: true }).tee();
-          produced.push(collect(toTest));
-          await run.pipe(toSession);
-        },
       });
-      t.after(() => agent.close());
-      await agent.start();
 
       const userClient = client(t, proxy.url('/'), { clientId: 'user' });
       const user = new UserSession({ channel: userClient.channels.get(name, { start: true }) });

@@ -1,19 +1,13 @@
 /**
  * The page's side of the demo backend: `POST /api/session` (join or create a session, get a token
  * for it — the client's `authCallback` calls it again to renew) and `POST /api/chaos` (break this
- * page's own connection on purpose).
+ * page's own connection on purpose). The shapes are the backend's own (type-only imports: nothing
+ * of the server is bundled into the page).
  */
+import type { Fault } from '../chaos-proxies.ts';
+import type { SessionGrant } from '../session-api.ts';
 
-export interface SessionGrant {
-  sessionId: string;
-  channel: string;
-  clientId: string;
-  mooringUrl: string;
-  token: string;
-  expiresAt: number;
-  /** The network chaos panel works for this page. */
-  chaos: boolean;
-}
+export type { Fault, SessionGrant };
 
 export async function requestSession(request: {
   sessionId?: string;
@@ -28,8 +22,6 @@ export async function requestSession(request: {
     throw new Error(`POST /api/session answered ${response.status}: ${await response.text()}`);
   return (await response.json()) as SessionGrant;
 }
-
-export type Fault = 'drop' | 'blackhole' | 'refuse-websocket' | 'buffer' | 'pass';
 
 export async function requestFault(clientId: string, fault: Fault, seconds?: number): Promise<void> {
   const response = await fetch('/api/chaos', {

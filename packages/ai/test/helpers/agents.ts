@@ -1,9 +1,14 @@
-/** Small agents for tests: they answer with text built from the input, by hand-written parts. */
+/**
+ * Small agents for tests: they answer with text built from the input, by hand-written parts, or with
+ * a scripted model through the AI SDK.
+ */
 import type { TestContext } from 'node:test';
-import type { UIMessage } from 'ai';
+import type { ToolSet, UIMessage, UIMessageChunk } from 'ai';
+import { convertToModelMessages, stepCountIs, streamText, toUIMessageStream } from 'ai';
 import type { AgentSessionOptions } from '../../src/agent-session.ts';
 import { AgentSession } from '../../src/agent-session.ts';
 import { client } from './fixture.ts';
+import { collect, type scriptedModel } from './models.ts';
 
 export function textOf(message: UIMessage | undefined): string {
   return (message?.parts ?? []).map((p) => (p.type === 'text' ? p.text : '')).join('');
@@ -29,4 +34,39 @@ export async function echoAgent(
   t.after(() => agent.close());
   await agent.start();
   return agent;
+}
+
+/**
+ * An agent (clientId `agent`) that answers each input with `model` through `streamText` (its tools,
+ * up to 3 steps, sources sent), and keeps every run's chunks as the model produced them, to compare
+ * with what users rebuild from the channel.
+ */
+export async function modelAgent(
+  t: TestContext,
+  url: string,
+  channelName: string,
+  model: ReturnType<typeof scriptedModel>,
+  options: { tools?: ToolSet; coalesceMs?: number } = {},
+): Promise<{ agent: AgentSession; produced: Promise<UIMessageChunk[]>[] }> {
+  const produced: Promise<UIMessageChunk[]>[] = [];
+  const agent = new AgentSession({
+    channel: client(t, url, { clientId: 'agent' }).channels.get(channelName, { start: true }),
+    agent: 'assistant',
+    ...(options.coalesceMs === undefined ? {} : { coalesceMs: options.coalesceMs }),
+    onInput: async (input, run) => {
+      const result = streamText({
+        model,
+        messages: await convertToModelMessages(await input.history()),
+        ...(options.tools === undefined ? {} : { tools: options.tools }),
+        stopWhen: stepCountIs(3),
+        abortSignal: run.signal,
+      });
+      const [toSession, toTest] = toUIMessageStream({ stream: result.stream, sendSources: true }).tee();
+      produced.push(collect(toTest));
+      await run.pipe(toSession);
+    },
+  });
+  t.after(() => agent.close());
+  await agent.start();
+  return { agent, produced };
 }
