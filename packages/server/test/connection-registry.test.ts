@@ -1,0 +1,41 @@
+/**
+ * The node-local connection registry (recovery keys, PROTOCOL.md §5.4): a key recovers its identity
+ * within `connectionStateTtl` after its transport is gone, never after — even before the heartbeat's
+ * sweep has removed it — and opening a connection does not scan the registry (the sweep is the
+ * heartbeat's), so connecting N clients costs O(N).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type Identity, LocalConnectionRegistry } from '../src/connection-registry.ts';
+
+const identity = { keyName: 'app', clientId: 'ada', viaToken: false } as unknown as Identity;
+
+describe('LocalConnectionRegistry', () => {
+  it('recovers within the TTL, and not after it even when no sweep ran since', () => {
+    let now = 1_000;
+    const registry = new LocalConnectionRegistry(500, () => now);
+    const first = registry.open(identity);
+    registry.hold(first.connectionId);
+    registry.release(first.connectionId);
+    now += 499;
+    const again = registry.open(identity, first.connectionKey);
+    assert.equal(again.resumed, true);
+    assert.equal(again.connectionId, first.connectionId);
+    registry.release(first.connectionId);
+    now += 500;
+    const late = registry.open(identity, first.connectionKey);
+    assert.equal(late.resumed, false, 'an expired identity is not recovered');
+    assert.notEqual(late.connectionId, first.connectionId);
+  });
+
+  it('opening does not sweep: expired identities wait for the heartbeat’s sweep', () => {
+    let now = 0;
+    const registry = new LocalConnectionRegistry(10, () => now);
+    for (let i = 0; i < 100; i++) registry.release(registry.open(identity).connectionId);
+    now += 100;
+    registry.open(identity);
+    assert.equal(registry.size, 101, 'open left the expired ones to the sweep');
+    registry.sweep();
+    assert.equal(registry.size, 1);
+  });
+});
