@@ -21,10 +21,13 @@ const dirs: string[] = [];
 const redisSkip = redisSkipReason();
 let redis: RedisServer | undefined;
 let prefixes = 0;
+/** Closed at the end even when a case fails midway (an open Redis connection would hold the run). */
+const opened: Store[] = [];
 before(async () => {
   if (!redisSkip) redis = await startRedis();
 });
 after(async () => {
+  for (const store of opened) await store.close();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   await redis?.close();
 });
@@ -41,8 +44,14 @@ const STORES: Record<string, () => Promise<Store>> = {
   ...(redisSkip
     ? {}
     : {
-        redis: async () =>
-          RedisStore.open({ url: (redis as RedisServer).url, prefix: `ds-store-${++prefixes}` }),
+        redis: async () => {
+          const store = await RedisStore.open({
+            url: (redis as RedisServer).url,
+            prefix: `ds-store-${++prefixes}`,
+          });
+          opened.push(store);
+          return store;
+        },
       }),
 };
 
