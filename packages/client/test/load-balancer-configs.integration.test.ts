@@ -1,0 +1,219 @@
+// The load-balancer configs we ship (deploy/nginx.conf, deploy/haproxy.cfg), run with the real
+// nginx and HAProxy binaries in front of three Mooring nodes on one real redis-server. The config
+// files are used as shipped: only the listen address and the upstream servers are rewritten. Both
+// balance per request with no stickiness, so a long-poll or SSE connection's polls and POSTs land
+// on every node and must be forwarded to the node holding the connection.
+// Checks, on every transport: publish and receive exactly once, in order, with no reconnect; the
+// balancer's own log shows the connection requests spread over more than one node.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import type { TransportKind } from '@mooring/protocol';
+import type { MooringServer } from '@mooring/server';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
+import { client, realServer, waitFor } from './helpers/real-server.ts';
+import { assertExactlyOnce, publishStream, record } from './helpers/streams.ts';
+
+const DEPLOY = new URL('../../../deploy/', import.meta.url);
+
+function binary(name: string): string | undefined {
+  return ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin']
+    .map((dir) => join(dir, name))
+    .find((path) => existsSync(path));
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface Balancer {
+  url: string;
+  /** The upstream node (port) of every request whose path starts with `/v1/connections/`. */
+  connectionRequests(): Promise<number[]>;
+}
+
+/** A balancer process listening on `port`; resolves once it accepts connections. */
+async function run(t: TestContext, command: string, args: string[], port: number): Promise<ChildProcess> {
+  // its own process group: nginx's workers outlive a killed master, holding our pipes open
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  t.after(async () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    await exited;
+    child.stdout?.destroy();
+    child.stderr?.destroy();
+  });
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  await waitFor(
+    async () => {
+      if (gone) throw new Error(`${command} exited:\n${output}`);
+      return fetch(`http://127.0.0.1:${port}/health`).then(
+        (res) => res.ok,
+        () => false,
+      );
+    },
+    { message: `${command} never answered on ${port}:\n${output}` },
+  );
+  return child;
+}
+
+async function nginx(t: TestContext, dir: string, nodes: MooringServer[]): Promise<Balancer> {
+  const port = await freePort();
+  const shipped = await readFile(new URL('nginx.conf', DEPLOY), 'utf8');
+  const site = shipped
+    .replace(/^\s*server 10\.0\.0\.\d+:8080 (.*)$/gm, '')
+    .replace(
+      /keepalive 64;/,
+      `${nodes.map((n) => `server 127.0.0.1:${n.port} max_fails=1 fail_timeout=5s;`).join('\n    ')}\n    keepalive 64;`,
+    )
+    .replace(/listen 80;/, `listen 127.0.0.1:${port};`);
+  assert.notEqual(site, shipped);
+  await writeFile(join(dir, 'mooring.conf'), site);
+  const log = join(dir, 'access.log');
+  await writeFile(
+    join(dir, 'nginx.conf'),
+    [
+      'worker_processes 1;',
+      `pid ${join(dir, 'nginx.pid')};`,
+      `error_log ${join(dir, 'error.log')} warn;`,
+      'events { worker_connections 1024; }',
+      'http {',
+      `  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;`,
+      `  fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;`,
+      `  log_format upstream '$upstream_addr $request_uri';`,
+      `  access_log ${log} upstream;`,
+      `  include ${join(dir, 'mooring.conf')};`,
+      '}',
+    ].join('\n'),
+  );
+  await run(t, binary('nginx')!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], port);
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    async connectionRequests() {
+      const lines = (await readFile(log, 'utf8')).split('\n');
+      return lines
+        .map((line) => /^127\.0\.0\.1:(\d+) (\/v1\/connections\/\S*)/.exec(line))
+        .filter((m) => m !== null)
+        .map((m) => Number(m[1]));
+    },
+  };
+}
+
+async function haproxy(t: TestContext, dir: string, nodes: MooringServer[]): Promise<Balancer> {
+  const port = await freePort();
+  const shipped = await readFile(new URL('haproxy.cfg', DEPLOY), 'utf8');
+  const config = shipped
+    .replace(/^\s*server node\d 10\.0\.0\.\d+:8080\s*$/gm, '')
+    .replace(
+      /(default-server [^\n]*\n)/,
+      `$1${nodes.map((n, i) => `    server node${i} 127.0.0.1:${n.port}`).join('\n')}\n`,
+    )
+    .replace(/maxconn 100000/, 'maxconn 4000')
+    .replace(/bind :80/, `bind 127.0.0.1:${port}`)
+    // the request log, to see where each request went (the shipped file leaves logging to the site)
+    .replace(/defaults\n/, 'defaults\n    log stdout format raw local0 info\n    option httplog\n');
+  assert.notEqual(config, shipped);
+  const file = join(dir, 'haproxy.cfg');
+  await writeFile(file, config);
+  const child = await run(t, binary('haproxy')!, ['-db', '-f', file], port);
+  let log = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    log += d.toString();
+  });
+  const ports = new Map(nodes.map((n, i) => [`node${i}`, n.port]));
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    async connectionRequests() {
+      return [...log.matchAll(/mooring_nodes\/(node\d+) .*"(?:GET|POST) \/v1\/connections\//g)].map(
+        (m) => ports.get(m[1]!) ?? 0,
+      );
+    },
+  };
+}
+
+const BALANCERS = { nginx, haproxy } as const;
+const redisMissing = redisSkipReason();
+
+for (const [name, start] of Object.entries(BALANCERS)) {
+  const missing =
+    redisMissing ??
+    (binary(name) ? undefined : `${name} is not installed (apt-get install ${name}); .ci/run installs it`);
+  describe(`deploy/${name === 'nginx' ? 'nginx.conf' : 'haproxy.cfg'} with the real ${name}`, () => {
+    if (missing) {
+      it(`needs ${name} and redis-server`, (t) => t.skip(missing));
+      return;
+    }
+    for (const transport of ['websocket', 'sse', 'longpoll'] as const satisfies TransportKind[]) {
+      it(`${transport}: three nodes, no stickiness; each message once, in order, no reconnect`, async (t) => {
+        const redis = await startRedis();
+        t.after(() => redis.close());
+        const dir = await mkdtemp(join(tmpdir(), `mooring-${name}-`));
+        t.after(() => rm(dir, { recursive: true, force: true }));
+        const nodes: MooringServer[] = [];
+        for (let i = 0; i < 3; i++)
+          nodes.push(await realServer(t, { store: { kind: 'redis', url: redis.url } }));
+        const balancer = await start(t, dir, nodes);
+
+        const reader = client(t, balancer.url, { transports: [transport] });
+        const writer = client(t, balancer.url, { transports: [transport] });
+        const states: string[] = [];
+        for (const c of [reader, writer])
+          c.connection.on('statechange', (change) => states.push(change.current));
+        const channel = `session:${name}-${transport}`;
+        const got = record(reader.channels.get(channel));
+        const own = record(writer.channels.get(channel));
+        await waitFor(() => reader.channels.get(channel).state === 'attached');
+        await waitFor(() => writer.channels.get(channel).state === 'attached');
+        const serials = await publishStream(writer.channels.get(channel), 'w', 60, { window: 5 });
+        const back = await reader.channels.get(channel).publish('r', 'r:0');
+        const all = [...serials, back].sort();
+        await waitFor(() => got.length >= all.length && own.length >= all.length, {
+          message: `reader has ${got.length}, writer ${own.length} of ${all.length}`,
+        });
+        assertExactlyOnce(got, all, 'reader');
+        assertExactlyOnce(own, all, 'writer');
+        assert.equal(reader.connection.transport, transport);
+        assert.deepEqual(
+          states.filter((state) => state !== 'connecting' && state !== 'connected'),
+          [],
+          'no request was refused: neither client had to reconnect',
+        );
+        if (transport !== 'websocket') {
+          // the log is written as requests end: wait until it shows the polls and POSTs
+          const nodesUsed = async () => new Set(await balancer.connectionRequests()).size;
+          await waitFor(async () => (await nodesUsed()) >= 2).catch(async () => {
+            const upstreams = await balancer.connectionRequests();
+            assert.fail(`${name} never spread a connection's requests over nodes: ${upstreams.join(', ')}`);
+          });
+        }
+      });
+    }
+  });
+}
