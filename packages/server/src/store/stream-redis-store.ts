@@ -76,10 +76,10 @@ type Item =
   | { op: 'c'; key: number; after: number; cap: number; maxBytes: number }
   | { op: 'C'; path: string; after: number; maxBytes: number };
 
-/** Thrown inside a step when it reads a row the snapshot does not hold yet. */
+/** Thrown inside a step when it reads a row the snapshot does not hold yet (none: a stream key). */
 class Miss {
-  readonly item: Item;
-  constructor(item: Item) {
+  readonly item: Item | undefined;
+  constructor(item?: Item) {
     this.item = item;
   }
 }
@@ -147,7 +147,8 @@ class RedisStreamTables implements StreamTables {
         } catch (err) {
           if (!(err instanceof Miss)) throw unavailable(err);
           this.#tx = undefined;
-          await this.#load(snap, [err.item]);
+          // no item: the key block ran out; the loop reserves a new one
+          if (err.item) await this.#load(snap, [err.item]);
           continue;
         } finally {
           this.#tx = undefined;
@@ -176,7 +177,7 @@ class RedisStreamTables implements StreamTables {
   }
 
   nextKey(): number {
-    if (this.#nextKey >= this.#lastKey) throw new Miss({ op: 'm', path: '' });
+    if (this.#nextKey >= this.#lastKey) throw new Miss();
     return ++this.#nextKey;
   }
 
@@ -250,7 +251,6 @@ class RedisStreamTables implements StreamTables {
     for (const item of items) {
       switch (item.op) {
         case 'm':
-          if (item.path === '') continue; // a key block was reserved in the loop
           args.push('m', item.path);
           break;
         case 'p':
@@ -267,11 +267,17 @@ class RedisStreamTables implements StreamTables {
           break;
       }
     }
-    if (args.length === 0) return;
     const reply = asArray(await this.run(LOAD, [`${this.#base}m`, `${this.#base}v`], [this.#base, ...args]));
+    try {
+      this.#keep(snap, items, reply);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  #keep(snap: Snapshot, items: Item[], reply: unknown[]): void {
     let at = 0;
     for (const item of items) {
-      if (item.op === 'm' && item.path === '') continue;
       const r = reply[at++];
       switch (item.op) {
         case 'm':
