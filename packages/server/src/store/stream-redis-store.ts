@@ -21,8 +21,9 @@
  *   price: on a Cluster, Durable Streams live on one shard (channels still spread by their own tag).
  *
  * Keys (base = `<prefix>:ds:{ds}:`): `m` hash path → meta JSON; `v` hash path → version; `ver`
- * version counter; `bytes` own bytes of every stream (stats without a scan); `key` stream key
- * counter (reserved by blocks); `c:<key>` zset of chunks; `p:<key>` hash producer id → state JSON.
+ * version counter; `bytes` own bytes of every stream (stats without a scan); `exp` zset path by
+ * expiry deadline (the sweep visits only due streams); `key` stream key counter (reserved by blocks);
+ * `c:<key>` zset of chunks; `p:<key>` hash producer id → state JSON.
  * Wake messages for live readers on other nodes: stream-redis-wakes.ts.
  */
 import { createHash } from 'node:crypto';
@@ -30,7 +31,7 @@ import { readFileSync } from 'node:fs';
 import { ErrorReply } from 'redis';
 import { StoreError } from './store.ts';
 import { StreamEngine, type StreamTables } from './stream-engine.ts';
-import { isExpired, type ProducerState } from './stream-rules.ts';
+import type { ProducerState } from './stream-rules.ts';
 import type {
   AppendOutcome,
   AppendSpec,
@@ -60,7 +61,8 @@ const COMMIT = script('ds-commit');
 const MAX_ATTEMPTS = 64;
 /** Stream keys reserved per INCRBY (unique across nodes; unused ones are skipped, never reused). */
 const KEY_BLOCK = 1000;
-const SWEEP_PAGE = 500;
+/** Due streams one sweep expires at most (the rest at the next). */
+const SWEEP_PAGE = 1000;
 
 /** How the stream store reaches Redis: the Redis store's connection (deadline, in-flight tracking). */
 export interface RedisStreamLink {
@@ -184,7 +186,7 @@ class RedisStreamTables implements StreamTables {
   saveMeta(meta: StreamMeta): void {
     const tx = this.#snap();
     tx.overlay.set(meta.path, { ...meta });
-    tx.writes.push('M', meta.path, JSON.stringify(meta));
+    tx.writes.push('M', meta.path, JSON.stringify(meta), deadline(meta));
   }
 
   remove(meta: StreamMeta): void {
@@ -324,7 +326,7 @@ class RedisStreamTables implements StreamTables {
     const b = this.#base;
     const reply = await this.run(
       COMMIT,
-      [`${b}m`, `${b}v`, `${b}ver`, `${b}bytes`],
+      [`${b}m`, `${b}v`, `${b}ver`, `${b}bytes`, `${b}exp`],
       [b, String(checks.length / 2), ...checks, ...snap.writes],
     );
     return Number(reply) === 1;
@@ -350,6 +352,18 @@ class RedisStreamTables implements StreamTables {
       throw unavailable(err);
     }
   }
+}
+
+/** When the stream expires (ms), for the expiry index; '' when never (or already soft-deleted). */
+function deadline(meta: StreamMeta): string {
+  if (meta.softDeleted) return '';
+  let at = Number.POSITIVE_INFINITY;
+  if (meta.expiresAt !== undefined) {
+    const parsed = Date.parse(meta.expiresAt);
+    at = Number.isFinite(parsed) ? parsed : 0;
+  }
+  if (meta.ttlSeconds !== undefined) at = Math.min(at, meta.touchedAt + meta.ttlSeconds * 1000);
+  return Number.isFinite(at) ? String(at) : '';
 }
 
 function capArg(cap: number): string {
@@ -396,6 +410,7 @@ export class RedisStreamStore implements StreamStore {
   readonly wakes: StreamWakeBus | undefined;
   readonly #t: RedisStreamTables;
   readonly #engine: StreamEngine;
+  #stats = { streams: 0, bytes: 0 };
 
   constructor(link: RedisStreamLink, wakes?: StreamWakeBus) {
     this.#t = new RedisStreamTables(link);
@@ -453,38 +468,38 @@ export class RedisStreamStore implements StreamStore {
   }
 
   /**
-   * Expired streams, found a page of metas at a time (HSCAN), each removed through the engine's own
-   * expiry (`get` expires what is due, atomically, and re-checks it on fresh rows).
+   * Expired streams from the expiry index (`exp`, kept by every commit): only the due ones are
+   * visited, at most `SWEEP_PAGE` per call (the rest at the next), each removed through the engine's
+   * own expiry (`get` expires what is due, atomically, on fresh rows).
    */
   async sweep(now: number): Promise<number> {
-    const key = `${this.#t.base}m`;
-    let cursor = '0';
+    const key = `${this.#t.base}exp`;
+    const due = asArray(
+      await this.#t.send(key, ['ZRANGEBYSCORE', key, '-inf', String(now), 'LIMIT', '0', String(SWEEP_PAGE)]),
+    );
     let removed = 0;
-    do {
-      const reply = asArray(await this.#t.send(key, ['HSCAN', key, cursor, 'COUNT', String(SWEEP_PAGE)]));
-      cursor = String(reply[0] ?? '0');
-      const flat = asArray(reply[1]);
-      for (let i = 0; i + 1 < flat.length; i += 2) {
-        let meta: StreamMeta;
-        try {
-          meta = JSON.parse(String(flat[i + 1])) as StreamMeta;
-        } catch {
-          continue;
-        }
-        if (meta.softDeleted || !isExpired(meta, now)) continue;
-        const after = await this.get(String(flat[i]), now);
-        if (!after || after.softDeleted) removed++;
-      }
-    } while (cursor !== '0');
+    for (const path of due) {
+      const after = await this.get(String(path), now);
+      if (!after || after.softDeleted) removed++;
+    }
     return removed;
   }
 
+  /**
+   * Two counters, no scan. While Redis is unreachable, the last values read: `/metrics` keeps
+   * answering (its other gauges matter most then).
+   */
   async stats(): Promise<{ streams: number; bytes: number }> {
     const b = this.#t.base;
-    const [streams, bytes] = await Promise.all([
-      this.#t.send(`${b}m`, ['HLEN', `${b}m`]),
-      this.#t.send(`${b}bytes`, ['GET', `${b}bytes`]),
-    ]);
-    return { streams: Number(streams ?? 0), bytes: Number(bytes ?? 0) };
+    try {
+      const [streams, bytes] = await Promise.all([
+        this.#t.send(`${b}m`, ['HLEN', `${b}m`]),
+        this.#t.send(`${b}bytes`, ['GET', `${b}bytes`]),
+      ]);
+      this.#stats = { streams: Number(streams ?? 0), bytes: Number(bytes ?? 0) };
+    } catch {
+      // keep the last values
+    }
+    return { ...this.#stats };
   }
 }
