@@ -7,8 +7,9 @@
  * - A stream's wakes are heard (subscribed) while this node has readers of it, and for `linger` ms
  *   after the last one left: a long-poll reader re-waits right after each answer, so it does not
  *   subscribe and unsubscribe once per poll.
- * - A new subscription wakes the stream's readers once it is active: a change made between their
- *   read and the subscription would otherwise go unheard until their timeout.
+ * - A live read calls `listen` before its first read: the subscription is active before the read,
+ *   so a change made after the read is heard. (A wait that had to subscribe by itself wakes its
+ *   readers once the subscription is active instead, a spurious but harmless extra read.)
  * - After the bus reconnects (wakes sent meanwhile may be lost) every local reader is woken once;
  *   nothing is lost, since readers re-read the store.
  */
@@ -16,12 +17,19 @@ import type { StreamWakeBus } from '../store/stream-store.ts';
 
 const DEFAULT_LINGER = 10_000;
 
+interface Watch {
+  /** Settles once the subscription is active (or failed). */
+  ready: Promise<void>;
+  /** Set while lingering after the last reader left. */
+  linger: NodeJS.Timeout | undefined;
+}
+
 export class StreamWaiters {
   readonly #waiting = new Map<string, Set<() => void>>();
   readonly #bus: StreamWakeBus | undefined;
   readonly #linger: number;
-  /** Streams whose wakes are heard; a timer while lingering after the last reader left. */
-  readonly #watched = new Map<string, NodeJS.Timeout | undefined>();
+  /** Streams whose wakes are heard. */
+  readonly #watched = new Map<string, Watch>();
   #closed = false;
 
   constructor(bus?: StreamWakeBus, linger = DEFAULT_LINGER) {
@@ -41,8 +49,8 @@ export class StreamWaiters {
   close(): void {
     this.#closed = true;
     for (const path of [...this.#waiting.keys()]) this.#wake(path);
-    for (const [path, timer] of this.#watched) {
-      clearTimeout(timer);
+    for (const [path, entry] of this.#watched) {
+      clearTimeout(entry.linger);
       this.#bus?.unwatch(path);
     }
     this.#watched.clear();
@@ -72,10 +80,20 @@ export class StreamWaiters {
       const aborted = () => done(false);
       const timer = setTimeout(() => done(false), timeoutMs);
       set.add(wake);
-      this.#hear(path);
+      void this.#hear(path);
       if (signal?.aborted) aborted();
       else signal?.addEventListener('abort', aborted, { once: true });
     });
+  }
+
+  /**
+   * Hears the stream's changes from now on (resolves once subscribed; at once without a bus, when
+   * already subscribed, or when the bus fails: the reader then falls back to its poll timeout).
+   */
+  async listen(path: string): Promise<void> {
+    if (!this.#bus || this.#closed) return;
+    await this.#hear(path, false);
+    if (!this.#waiting.has(path)) this.#release(path);
   }
 
   /** The stream changed through this node: wake its readers here and on the other nodes. */
@@ -101,34 +119,43 @@ export class StreamWaiters {
     for (const wake of [...set]) wake();
   }
 
-  #hear(path: string): void {
+  /** Subscribes the stream's wakes unless already heard; `wake`: wake its readers once active. */
+  #hear(path: string, wake = true): Promise<void> {
     const bus = this.#bus;
-    if (!bus) return;
-    if (this.#watched.has(path)) {
-      clearTimeout(this.#watched.get(path));
-      this.#watched.set(path, undefined);
-      return;
+    if (!bus) return Promise.resolve();
+    const known = this.#watched.get(path);
+    if (known) {
+      clearTimeout(known.linger);
+      known.linger = undefined;
+      return known.ready;
     }
-    this.#watched.set(path, undefined);
-    bus
+    const entry: Watch = { ready: Promise.resolve(), linger: undefined };
+    entry.ready = bus
       .watch(path, () => this.#wake(path))
       .then(
-        () => this.#wake(path),
+        () => {
+          if (wake) this.#wake(path);
+        },
         // not subscribed (Redis unreachable): the readers fall back to their poll timeout
         () => {
-          clearTimeout(this.#watched.get(path));
+          if (this.#watched.get(path) !== entry) return;
+          clearTimeout(entry.linger);
           this.#watched.delete(path);
         },
       );
+    this.#watched.set(path, entry);
+    return entry.ready;
   }
 
   #release(path: string): void {
-    if (!this.#bus || !this.#watched.has(path) || this.#closed) return;
-    const timer = setTimeout(() => {
+    const entry = this.#watched.get(path);
+    if (!this.#bus || !entry || this.#closed) return;
+    clearTimeout(entry.linger);
+    entry.linger = setTimeout(() => {
+      if (this.#watched.get(path) !== entry) return;
       this.#watched.delete(path);
       this.#bus?.unwatch(path);
     }, this.#linger);
-    timer.unref();
-    this.#watched.set(path, timer);
+    entry.linger.unref();
   }
 }

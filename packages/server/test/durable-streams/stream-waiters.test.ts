@@ -81,3 +81,27 @@ test('the subscription lingers after the last reader, then is dropped; notify pu
   assert.equal(brief.watched, 0);
   brief.close();
 });
+
+test('listen resolves once subscribed; the wait after it neither subscribes again nor wakes spuriously', async () => {
+  const bus = new FakeBus();
+  const waiters = new StreamWaiters(bus, 60_000);
+  let listening = false;
+  const listened = waiters.listen('s').then(() => {
+    listening = true;
+  });
+  await Promise.resolve();
+  assert.equal(listening, false, 'not before the subscription is active');
+  bus.activate();
+  await listened;
+  const waited = waiters.wait('s', 30_000);
+  assert.deepEqual(bus.watches, ['s']);
+  let woken = false;
+  void waited.then(() => {
+    woken = true;
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(woken, false, 'no wake without a change');
+  bus.listeners.get('s')?.();
+  assert.equal(await waited, true);
+  waiters.close();
+});
