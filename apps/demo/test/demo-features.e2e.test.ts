@@ -3,112 +3,31 @@
 // FaultProxy, and the answer still completes with exactly the published text), handover to a human
 // operator and back, and a tool that asks for approval first — answered on another device.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { chromium } from 'playwright-core';
-import type { Demo } from '../src/demo.ts';
-import { startDemo } from '../src/demo.ts';
-import type { RunTranscript } from '../src/demo-agents.ts';
+import type { Page } from 'playwright-core';
+import {
+  answer,
+  ask,
+  assertNoErrors,
+  type DemoInChromium,
+  STORY,
+  sessionIdOf,
+  shownText,
+  startDemoInChromium,
+  WAIT,
+  waitForStatus,
+  waitForText,
+} from './support/demo-in-chromium.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run'];
-const WAIT = 60_000;
-const STORY = 'Tell me a story about harbours.';
-
-let demo: Demo;
-let browser: Browser;
-let dataDir: string;
-const contexts: BrowserContext[] = [];
-
+let h: DemoInChromium;
 before(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mooring-demo-'));
-  demo = await startDemo({
-    key: { name: 'demo', secret: randomBytes(16).toString('hex') },
-    port: 0,
-    mooringPort: 0,
-    dataDir,
-    pace: 0.5,
-  });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  h = await startDemoInChromium({ width: 1200, height: 900 });
 });
+after(() => h?.close());
 
-after(async () => {
-  await Promise.all(contexts.map((c) => c.close()));
-  await browser?.close();
-  await demo?.close();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
-
+/** A page of its own device (this file's tests use the page only). */
 async function openPage(sessionId?: string): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
-  contexts.push(context);
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (err) => errors.push(err.message));
-  (page as Page & { errors: string[] }).errors = errors;
-  await page.goto(sessionId === undefined ? demo.url : `${demo.url}/#s=${sessionId}`);
-  await page.waitForSelector('body[data-ready="true"]', { timeout: WAIT });
-  return page;
-}
-
-function assertNoErrors(page: Page): void {
-  assert.deepEqual((page as Page & { errors?: string[] }).errors ?? [], [], 'uncaught errors in the page');
-}
-
-async function sessionIdOf(page: Page): Promise<string> {
-  const id = new URLSearchParams((await page.evaluate(() => location.hash)).slice(1)).get('s');
-  assert.ok(id, 'no session id in the URL');
-  return id;
-}
-
-async function ask(page: Page, prompt: string): Promise<string> {
-  const before = await page.locator('article.assistant').count();
-  await page.fill('#input', prompt);
-  await page.press('#input', 'Enter');
-  await page.waitForFunction((n) => document.querySelectorAll('article.assistant').length > n, before, {
-    timeout: WAIT,
-  });
-  const runId = await page.locator('article.assistant').last().getAttribute('data-run-id');
-  assert.ok(runId, 'the answer has no run id');
-  return runId;
-}
-
-const answer = (runId: string, status?: string) =>
-  `article[data-run-id="${runId}"]${status === undefined ? '' : `[data-status="${status}"]`}`;
-
-async function waitForStatus(page: Page, runId: string, status: string): Promise<void> {
-  await page.waitForSelector(answer(runId, status), { timeout: WAIT });
-}
-
-async function waitForText(page: Page, runId: string, chars: number): Promise<void> {
-  await page.waitForFunction(
-    ([selector, n]) =>
-      [...document.querySelectorAll(`${selector} [data-part="text"]`)].reduce(
-        (sum, el) => sum + (el.textContent?.length ?? 0),
-        0,
-      ) >= n,
-    [answer(runId), chars] as const,
-    { timeout: WAIT },
-  );
-}
-
-async function shownText(page: Page, runId: string): Promise<string[]> {
-  return page.$$eval(`${answer(runId)} [data-part="text"]`, (els) => els.map((el) => el.textContent ?? ''));
-}
-
-async function ended(runId: string): Promise<RunTranscript> {
-  const deadline = Date.now() + WAIT;
-  for (;;) {
-    const t = demo.agents.transcript(runId);
-    if (t && t.status !== 'running') return t;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for run ${runId} to end`);
-    await sleep(50);
-  }
+  return (await h.openPage(sessionId)).page;
 }
 
 async function waitForTransport(page: Page, kind: string): Promise<void> {
@@ -153,7 +72,7 @@ describe('the React demo: chaos panel, handover, tool approval', { timeout: 240_
     await page.click('button[data-fault="pass"]');
 
     await waitForStatus(page, runId, 'complete');
-    const published = await ended(runId);
+    const published = await h.ended(runId);
     assert.equal(published.status, 'complete');
     assert.deepEqual(await shownText(page, runId), published.textParts);
     assert.deepEqual(await shownText(other, runId), published.textParts);
@@ -171,7 +90,7 @@ describe('the React demo: chaos panel, handover, tool approval', { timeout: 240_
     await page.waitForSelector('#badge:not([data-connection="connected"])', { timeout: WAIT });
     await page.waitForSelector('#badge[data-state="connected"]', { timeout: WAIT });
     await waitForStatus(page, runId, 'complete');
-    const published = await ended(runId);
+    const published = await h.ended(runId);
     assert.deepEqual(await shownText(page, runId), published.textParts);
     assert.ok((await reconnects(page)) >= 1);
     assert.equal(await page.getAttribute('#last-attach', 'data-resumed'), 'true');
@@ -228,14 +147,14 @@ describe('the React demo: chaos panel, handover, tool approval', { timeout: 240_
           timeout: WAIT,
         },
       );
-    assert.equal(demo.agents.transcript(runId)?.status, 'running', 'the run should wait for the answer');
+    assert.equal(h.demo.agents.transcript(runId)?.status, 'running', 'the run should wait for the answer');
 
     await second.click(`${answer(runId)} button.approve`);
     for (const page of [first, second]) {
       await waitForStatus(page, runId, 'complete');
       await page.waitForSelector(`${answer(runId)} .tool[data-state="output-available"]`, { timeout: WAIT });
     }
-    const published = await ended(runId);
+    const published = await h.ended(runId);
     assert.deepEqual(published.tools, ['bookTable']);
     assert.match(published.textParts.join(''), /HL-2046/);
     assert.deepEqual(await shownText(first, runId), published.textParts);
@@ -247,7 +166,7 @@ describe('the React demo: chaos panel, handover, tool approval', { timeout: 240_
       timeout: WAIT,
     });
     await waitForStatus(second, denied, 'complete');
-    const refused = await ended(denied);
+    const refused = await h.ended(denied);
     assert.match(refused.textParts.join(''), /did not book anything/);
     assert.deepEqual(await shownText(second, denied), refused.textParts);
     assertNoErrors(first);

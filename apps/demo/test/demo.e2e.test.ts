@@ -4,152 +4,40 @@
 // Each check compares what the page shows with what the agent published (DemoAgents transcripts).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { chromium } from 'playwright-core';
-import type { Demo } from '../src/demo.ts';
 import { startDemo } from '../src/demo.ts';
-import type { RunTranscript } from '../src/demo-agents.ts';
+import {
+  answer,
+  ask,
+  assertNoErrors,
+  type DemoInChromium,
+  STORY,
+  sessionIdOf,
+  shownText,
+  startDemoInChromium,
+  WAIT,
+  waitForStatus,
+  waitForText,
+} from './support/demo-in-chromium.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const WAIT = 60_000;
-const STORY = 'Tell me a story about harbours.';
 const HOW = 'How does Mooring keep this answer when I reload?';
 
-let demo: Demo;
-let browser: Browser;
-let dataDir: string;
-const contexts: BrowserContext[] = [];
-
+let h: DemoInChromium;
 before(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mooring-demo-'));
-  demo = await startDemo({
-    key: { name: 'demo', secret: randomBytes(16).toString('hex') },
-    port: 0,
-    mooringPort: 0,
-    dataDir,
-    pace: 0.5, // ≈ 8 s per answer: long enough to act mid-stream
-  });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  h = await startDemoInChromium();
 });
-
-after(async () => {
-  await browser?.close();
-  await demo?.close();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
-
-/** A page in its own browser context (a separate device), joined to `sessionId` or a new session. */
-async function openPage(
-  sessionId?: string,
-  on: Demo = demo,
-): Promise<{ page: Page; context: BrowserContext }> {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
-  contexts.push(context);
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (err) => errors.push(err.message));
-  (page as Page & { errors: string[] }).errors = errors;
-  await page.goto(sessionId === undefined ? on.url : `${on.url}/#s=${sessionId}`);
-  await page.waitForSelector('body[data-ready="true"]', { timeout: WAIT });
-  return { page, context };
-}
-
-function assertNoErrors(page: Page): void {
-  assert.deepEqual((page as Page & { errors?: string[] }).errors ?? [], [], 'uncaught errors in the page');
-}
-
-async function sessionIdOf(page: Page): Promise<string> {
-  const hash = await page.evaluate(() => location.hash);
-  const id = new URLSearchParams(hash.slice(1)).get('s');
-  assert.ok(id, `no session id in the URL (${hash})`);
-  return id;
-}
-
-async function ask(page: Page, prompt: string): Promise<string> {
-  await page.fill('#input', prompt);
-  await page.press('#input', 'Enter');
-  const answer = await page.waitForSelector('article.assistant:last-child', { timeout: WAIT });
-  const runId = await answer.getAttribute('data-run-id');
-  assert.ok(runId, 'the answer has no run id');
-  return runId;
-}
-
-function answer(runId: string, status?: string): string {
-  return `article[data-run-id="${runId}"]${status === undefined ? '' : `[data-status="${status}"]`}`;
-}
-
-async function waitForStatus(page: Page, runId: string, status: string): Promise<void> {
-  await page.waitForSelector(answer(runId, status), { timeout: WAIT });
-}
-
-/** Waits until the page shows at least `chars` characters of the answer's text. */
-async function waitForText(page: Page, runId: string, chars: number): Promise<void> {
-  await page.waitForFunction(
-    ([selector, n]) =>
-      [...document.querySelectorAll(`${selector} [data-part="text"]`)].reduce(
-        (sum, el) => sum + (el.textContent?.length ?? 0),
-        0,
-      ) >= n,
-    [answer(runId), chars] as const,
-    { timeout: WAIT },
-  );
-}
-
-async function shownText(page: Page, runId: string): Promise<string[]> {
-  return page.$$eval(`${answer(runId)} [data-part="text"]`, (els) => els.map((el) => el.textContent ?? ''));
-}
-
-async function eventually<T>(fn: () => T | undefined, what: string): Promise<T> {
-  const deadline = Date.now() + WAIT;
-  for (;;) {
-    const value = fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-function transcript(runId: string, on: Demo = demo): RunTranscript {
-  const t = on.agents.transcript(runId);
-  assert.ok(t, `the agent has no run ${runId}`);
-  return t;
-}
-
-/** The run's transcript once the agent ended it. */
-function ended(runId: string, on: Demo = demo): Promise<RunTranscript> {
-  return eventually(() => {
-    const t = on.agents.transcript(runId);
-    return t && t.status !== 'running' ? t : undefined;
-  }, `run ${runId} to end`);
-}
+after(() => h?.close());
 
 describe('the demo in Chromium', { timeout: 180_000 }, () => {
-  after(async () => {
-    await Promise.all(contexts.map((c) => c.close()));
-  });
-
   it('streams an answer with reasoning and a tool call to completion', async () => {
-    const { page } = await openPage();
+    const { page } = await h.openPage();
     const runId = await ask(page, "What's the weather in Lisbon today?");
     await waitForStatus(page, runId, 'running');
     await waitForStatus(page, runId, 'complete');
 
-    const published = await ended(runId);
+    const published = await h.ended(runId);
     assert.equal(published.status, 'complete');
     assert.deepEqual(published.tools, ['getWeather']);
     assert.deepEqual(await shownText(page, runId), published.textParts);
@@ -165,11 +53,11 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('a reload mid-answer comes back to the same answer, which completes with exactly the published text', async () => {
-    const { page } = await openPage();
+    const { page } = await h.openPage();
     const runId = await ask(page, STORY);
     await waitForText(page, runId, 60);
     const before = (await shownText(page, runId)).join('');
-    assert.equal(transcript(runId).status, 'running', 'the answer ended before the reload');
+    assert.equal(h.transcript(runId).status, 'running', 'the answer ended before the reload');
 
     await page.reload();
     await page.waitForSelector('body[data-ready="true"]', { timeout: WAIT });
@@ -183,7 +71,7 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
     );
 
     await waitForStatus(page, runId, 'complete');
-    const published = await ended(runId);
+    const published = await h.ended(runId);
     assert.deepEqual(await shownText(page, runId), published.textParts);
     assert.equal(await page.locator('article.user').count(), 1, 'the question is shown more than once');
     assert.equal(await page.locator('article.assistant').count(), 1, 'the answer was regenerated');
@@ -191,9 +79,9 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('a second device on the same session sees the conversation live', async () => {
-    const first = await openPage();
+    const first = await h.openPage();
     const sessionId = await sessionIdOf(first.page);
-    const second = await openPage(sessionId);
+    const second = await h.openPage(sessionId);
     assert.equal(await sessionIdOf(second.page), sessionId);
 
     const runId = await ask(first.page, "What's the weather in Porto?");
@@ -203,7 +91,7 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
 
     await waitForStatus(first.page, runId, 'complete');
     await waitForStatus(second.page, runId, 'complete');
-    const published = await ended(runId);
+    const published = await h.ended(runId);
     assert.deepEqual(await shownText(first.page, runId), published.textParts);
     assert.deepEqual(await shownText(second.page, runId), published.textParts);
     await second.page.waitForSelector(`${answer(runId)} .tool[data-state="output-available"]`);
@@ -239,7 +127,7 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('going offline mid-answer: the page reconnects, resumes and completes with the right text', async () => {
-    const { page, context } = await openPage();
+    const { page, context } = await h.openPage();
     const runId = await ask(page, STORY);
     await waitForText(page, runId, 40);
 
@@ -250,7 +138,7 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
 
     await page.waitForSelector('#badge[data-state="connected"]', { timeout: WAIT });
     await waitForStatus(page, runId, 'complete');
-    const published = await ended(runId);
+    const published = await h.ended(runId);
     assert.deepEqual(await shownText(page, runId), published.textParts);
     assert.ok(Number(await page.textContent('#reconnects')) >= 1, 'no reconnect was counted');
     assert.equal(await page.getAttribute('#last-attach', 'data-resumed'), 'true');
@@ -258,15 +146,15 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('Stop cancels the run on the agent and every page shows it cancelled', async () => {
-    const first = await openPage();
-    const second = await openPage(await sessionIdOf(first.page));
+    const first = await h.openPage();
+    const second = await h.openPage(await sessionIdOf(first.page));
     const runId = await ask(first.page, HOW);
     await waitForText(second.page, runId, 40);
 
     await first.page.click('#stop');
     await waitForStatus(first.page, runId, 'cancelled');
     await waitForStatus(second.page, runId, 'cancelled');
-    const published = await ended(runId);
+    const published = await h.ended(runId);
     assert.equal(published.status, 'cancelled');
 
     // The agent stopped writing: no page shows more than it published, and it never finished.
@@ -282,8 +170,8 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('Regenerate adds an alternative answer, and ‹ › switches between them on every device', async () => {
-    const first = await openPage();
-    const second = await openPage(await sessionIdOf(first.page));
+    const first = await h.openPage();
+    const second = await h.openPage(await sessionIdOf(first.page));
     const original = await ask(first.page, "What's the weather in Madrid?");
     await waitForStatus(first.page, original, 'complete');
 
@@ -303,7 +191,7 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
     for (const page of [first.page, second.page]) {
       await waitForStatus(page, original, 'complete');
       assert.equal(await page.textContent(`${answer(original)} .branch-label`), '1/2');
-      assert.deepEqual(await shownText(page, original), transcript(original).textParts);
+      assert.deepEqual(await shownText(page, original), h.transcript(original).textParts);
     }
     assertNoErrors(first.page);
     assertNoErrors(second.page);
@@ -321,12 +209,12 @@ describe('the demo in Chromium', { timeout: 180_000 }, () => {
       tokenTtl: 4_000,
     });
     try {
-      const { page } = await openPage(undefined, shortLived);
+      const { page } = await h.openPage(undefined, shortLived);
       const runId = await ask(page, STORY);
       await waitForStatus(page, runId, 'complete');
       await page.waitForSelector('#badge[data-state="connected"]', { timeout: WAIT });
       assert.equal(await page.textContent('#reconnects'), '0', 'renewal needed no reconnect');
-      const published = await ended(runId, shortLived);
+      const published = await h.ended(runId, shortLived);
       assert.deepEqual(await shownText(page, runId), published.textParts);
       assertNoErrors(page);
       await page.context().close();

@@ -1,6 +1,7 @@
 /**
  * The Mooring side's app: an agent process (like one AI worker) holding a few realtime connections
- * to Mooring, one `AgentSession` per session channel `ai:<r>`. Each input starts a run whose text
+ * to Mooring, one `AgentSession` per session channel `ai:<r>` (attached with `echo: false`: its own
+ * tokens are not sent back to it). Each input starts a run whose text
  * is the model stub's stream, written chunk by chunk as `text-delta`s; the run publisher coalesces
  * them within `coalesceMs` (0 = one append per read from the model).
  *
@@ -41,7 +42,7 @@ await serveChild(async () => {
     }
     const client = clients[clients.length - 1]!;
     const agent = new AgentSession({
-      channel: client.channels.get(`ai:${r}`, { start: true }),
+      channel: client.channels.get(`ai:${r}`, { start: true, echo: false }),
       agent: 'assistant',
       coalesceMs: config.coalesceMs,
       onInput: async (_input, run) => {

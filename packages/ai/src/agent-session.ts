@@ -13,7 +13,9 @@
  *
  * The session folds the whole channel (the same `ConversationTree` and `SessionFeed` as the user
  * side), so it knows who holds the session, and each input comes with its conversation history. Get
- * the channel with `{ start: true }` so that the fold starts from the session's beginning: what was
+ * the channel with `{ start: true, echo: false }`: `echo: false` spares the agent receiving every
+ * token it publishes back (its own operations are folded from its acks instead), and `start` makes
+ * the fold start from the session's beginning: what was
  * on the channel before the first attach is read as history and not answered (unless
  * `answerMissed`); everything after — including what arrives while reconnecting — is answered. After
  * a lost continuity (the log was recreated or trimmed while the agent was away) the tree is reloaded
@@ -24,6 +26,7 @@
  */
 import type { Channel } from '@mooring/client';
 import { Emitter } from '@mooring/client';
+import type { Message } from '@mooring/protocol';
 import type { UIMessage } from 'ai';
 import type { AgentInput, ToolApproval } from './agent-run.ts';
 import { AgentRun } from './agent-run.ts';
@@ -39,7 +42,7 @@ import { SessionFeed } from './session-feed.ts';
 import type { ControlData, ControlRecord } from './wire.ts';
 
 export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
-  /** The session's channel; get it with `{ start: true }` (see the module comment). */
+  /** The session's channel; get it with `{ start: true, echo: false }` (see the module comment). */
   channel: Channel;
   /** This agent's name, carried by its runs (`agent` header). */
   agent: string;
@@ -97,8 +100,11 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     this.#o = options;
     this.agent = options.agent;
     this.channel = options.channel;
-    this.#sink = options.sink ?? channelSink(options.channel);
     this.#feed = new SessionFeed(options.channel, this.tree);
+    // With `echo: false` the server does not send the agent's own output back: the session folds
+    // what it stored itself (each input's history holds the agent's earlier answers).
+    const own = options.channel.echo ? undefined : (messages: Message[]) => this.#feed.applyOwn(messages);
+    this.#sink = options.sink ?? channelSink(options.channel, undefined, own);
   }
 
   on<K extends keyof AgentSessionEvents<M>>(

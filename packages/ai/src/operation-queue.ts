@@ -1,6 +1,6 @@
 /**
  * The ordered queue behind a run publisher: operations on a few messages (the run and its parts,
- * each known by a key), sent to a sink in order, one batch in flight at a time.
+ * each known by a key), sent to a sink in order, up to the sink's `window` batches in flight.
  *
  *   create(key) ─┐                                 ┌─ ack: serial of each created key
  *   delta(key)  ─┼─▶ [ queue ] ──batch (≤100 ops)──▶ sink
@@ -11,18 +11,36 @@
  * Ids: the n-th operation on key k is `<runId>:<k>:<n>` — deterministic, so a resend is stored once.
  * Retryable failures resend the same batch (same ids); a permanent one stops the queue.
  *
+ * Pipelining: a token should not wait for the previous batch's ack. A sink that keeps the order of
+ * its batches (a realtime channel: one connection, resent in order after a reconnect) has a
+ * `window` > 1, and batches of plain deltas are sent while earlier ones are in flight; anything
+ * structural (a create, an update, an append with headers) waits until nothing is in flight, and
+ * holds the next batches until its ack. Acks are handled in send order. If a batch fails (retryable)
+ * sending stops until every batch in flight settled; if none after it was stored, they are all
+ * resent in order with the same ids (as with one batch); if a later one was stored, its deltas
+ * landed before the failed ones, so each part the failed batches touched is replaced by an `update`
+ * with its whole text so far, sent first — the order of deltas on the wire is then repaired, and no
+ * delta is stored twice or lost.
+ *
  * Resuming a run stored by an earlier attempt (its create came back a duplicate): appends are
  * compared with what that attempt stored (`resume()`) — the part already there is dropped, the rest
  * appended under ids of their own (`<runId>:<k>@<stored length>:<n>`), and a part whose text diverges
  * (or whose stored text is unknown) is replaced by an `update` with this attempt's text.
  */
 import type { Headers, OperationInput } from '@mooring/protocol';
-import type { OperationSink } from './operation-sink.ts';
+import type { OperationSink, PublishedOperation } from './operation-sink.ts';
 
 /** An append carries at most this many UTF-16 units (64 KiB per operation, whatever the text). */
 export const MAX_APPEND_CHARS = 8_192;
 const MAX_BATCH_BYTES = 512 * 1024;
 const MAX_RETRY_DELAY = 5_000;
+
+interface Flight {
+  taken: Array<{ pending: Pending; index: number | undefined }>;
+  /** Only plain deltas (appends without headers): may be in flight beside others. */
+  plain: boolean;
+  outcome?: { results: PublishedOperation[] } | { error: unknown };
+}
 
 export interface QueueTimers {
   setTimeout(fn: () => void, ms: number): unknown;
@@ -86,7 +104,10 @@ export class OperationQueue {
   #paused = false;
   #enqueued = 0;
   #stored = 0;
-  #inFlight = false;
+  /** Batches sent and not yet handled, in send order. */
+  readonly #flights: Flight[] = [];
+  /** A batch in flight failed (retryable): nothing more is sent until every flight settled. */
+  #stopped: { failed: Flight[]; storedAfter: Flight[] } | undefined;
   #timer: unknown;
   #firstDeltaAt: number | undefined;
   #attempt = 0;
@@ -191,8 +212,19 @@ export class OperationQueue {
     this.#sendSoon(true);
   }
 
+  /** Batches the sink may hold in flight at once. */
+  get #window(): number {
+    return this.#resumed === undefined ? Math.max(1, this.#o.sink.window ?? 1) : 1;
+  }
+
+  /** Whether another batch may go out now (a plain one, when something is in flight). */
+  #canSend(): boolean {
+    if (this.#stopped || this.#flights.length >= this.#window) return false;
+    return this.#flights.every((f) => f.plain);
+  }
+
   #sendSoon(now: boolean): void {
-    if (this.#inFlight || this.#queue.length === 0) return;
+    if (!this.#canSend() || this.#queue.length === 0) return;
     if (now) {
       if (this.#timer !== undefined) {
         this.#o.timers.clearTimeout(this.#timer);
@@ -210,12 +242,16 @@ export class OperationQueue {
   }
 
   #send(): void {
-    if (this.#inFlight || this.#paused || this.#queue.length === 0 || this.#failed !== undefined) return;
+    if (!this.#canSend() || this.#paused || this.#queue.length === 0 || this.#failed !== undefined) return;
+    const alongside = this.#flights.length > 0; // only plain deltas may join batches in flight
     const batch: OperationInput[] = [];
-    const taken: Array<{ pending: Pending; index: number | undefined }> = [];
+    const taken: Flight['taken'] = [];
+    let plain = true;
     let bytes = 0;
     for (const pending of this.#queue) {
       if (batch.length >= this.#o.sink.maxOpsPerPublish) break;
+      const isPlain = pending.type === 'append' && pending.headers === undefined;
+      if (alongside && !isPlain) break;
       const op = this.#resolve(pending);
       if (op === undefined) break; // its message's create is not acknowledged yet
       if (op === null) {
@@ -225,39 +261,104 @@ export class OperationQueue {
       const size = typeof op.data === 'string' ? op.data.length * 3 + 200 : 1024;
       if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
       bytes += size;
+      if (!isPlain || op.action !== 'append') plain = false;
       taken.push({ pending, index: batch.length });
       batch.push(op);
     }
     if (taken.length === 0) return;
     this.#queue.splice(0, taken.length);
     this.#firstDeltaAt = undefined;
-    this.#inFlight = true;
+    const flight: Flight = { taken, plain };
+    this.#flights.push(flight);
     const published = batch.length > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);
     published.then(
       (results) => {
-        this.#attempt = 0;
-        this.#inFlight = false;
-        for (const { pending, index } of taken) {
-          const result = index === undefined ? undefined : results[index];
-          if (pending.type !== 'create' || !result) continue;
-          this.#serials.set(pending.key, result.serial);
-          this.#o.onCreated(pending.key, result.serial, result.duplicate === true);
-        }
-        this.#stored += taken.length;
-        this.#wake();
-        this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#firstDeltaAt === undefined);
+        flight.outcome = { results };
+        this.#settle();
       },
       (error: unknown) => {
-        this.#inFlight = false;
-        if (isRetryable(error)) {
-          this.#queue.unshift(...taken.map((t) => t.pending));
-          const delay = Math.min(MAX_RETRY_DELAY, 100 * 2 ** this.#attempt++);
-          this.#o.timers.setTimeout(() => this.#send(), delay);
-          return;
-        }
-        this.#fail(error);
+        flight.outcome = { error };
+        this.#settle();
       },
     );
+    // a plain batch leaves room for the next one at once (pipelining)
+    if (plain)
+      this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#firstDeltaAt === undefined);
+  }
+
+  /** Handles settled flights in send order. */
+  #settle(): void {
+    if (this.#failed !== undefined) return;
+    for (let flight = this.#flights[0]; flight?.outcome; flight = this.#flights[0]) {
+      this.#flights.shift();
+      const outcome = flight.outcome;
+      if ('error' in outcome) {
+        if (!isRetryable(outcome.error)) {
+          this.#fail(outcome.error);
+          return;
+        }
+        this.#stopped ??= { failed: [], storedAfter: [] };
+        this.#stopped.failed.push(flight);
+        continue;
+      }
+      if (this.#stopped) {
+        this.#stopped.storedAfter.push(flight); // stored after a batch that was not
+        continue;
+      }
+      this.#attempt = 0;
+      for (const { pending, index } of flight.taken) {
+        const result = index === undefined ? undefined : outcome.results[index];
+        if (pending.type !== 'create' || !result) continue;
+        this.#serials.set(pending.key, result.serial);
+        this.#o.onCreated(pending.key, result.serial, result.duplicate === true);
+      }
+      this.#stored += flight.taken.length;
+    }
+    this.#wake();
+    if (this.#stopped) {
+      if (this.#flights.length > 0) return; // wait for every batch in flight
+      this.#recover(this.#stopped);
+      this.#stopped = undefined;
+      const delay = Math.min(MAX_RETRY_DELAY, 100 * 2 ** this.#attempt++);
+      this.#o.timers.setTimeout(() => this.#send(), delay);
+      return;
+    }
+    this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#firstDeltaAt === undefined);
+  }
+
+  /**
+   * After a retryable failure: resend the failed batches in order — or, when a later batch was
+   * stored meanwhile (its deltas are ahead of the failed ones), replace each part the failed
+   * batches touched by an update with its whole text up to the last delta sent.
+   */
+  #recover({ failed, storedAfter }: { failed: Flight[]; storedAfter: Flight[] }): void {
+    const pendings = failed.flatMap((f) => f.taken.map((t) => t.pending));
+    if (storedAfter.length === 0) {
+      this.#queue.unshift(...pendings);
+      return;
+    }
+    // Only plain deltas can be in flight behind another batch, so every failed batch but maybe
+    // the first is plain deltas; the first was alone in flight if structural, so nothing was
+    // stored after it. Here, then, every failed pending is a delta.
+    this.#stored += storedAfter.reduce((n, f) => n + f.taken.length, 0) + pendings.length;
+    const ends = new Map<string, number>();
+    for (const pending of [...pendings, ...storedAfter.flatMap((f) => f.taken.map((t) => t.pending))]) {
+      if (pending.type !== 'append') continue;
+      ends.set(pending.key, Math.max(ends.get(pending.key) ?? 0, pending.end));
+    }
+    for (const pending of pendings) {
+      if (pending.type !== 'append') continue;
+      const end = ends.get(pending.key);
+      if (end === undefined) continue;
+      ends.delete(pending.key);
+      const data = (this.#written.get(pending.key) ?? '').slice(0, end);
+      this.#queue.unshift({
+        type: 'update',
+        key: pending.key,
+        op: { action: 'update', id: this.nextId(pending.key, '~'), data },
+      });
+      this.#enqueued++;
+    }
   }
 
   /** The operation for a pending entry: undefined while its target's serial is unknown. */

@@ -4,7 +4,7 @@
  * me their serials", so both fit one small interface.
  */
 import type { Channel, Rest } from '@mooring/client';
-import type { OperationInput } from '@mooring/protocol';
+import type { Message, OperationInput } from '@mooring/protocol';
 import { parseSerial } from '@mooring/protocol';
 
 export interface PublishedOperation {
@@ -18,7 +18,15 @@ export interface OperationSink {
   publish(ops: OperationInput[]): Promise<PublishedOperation[]>;
   /** Operations per publish the server accepts (PROTOCOL.md §10, `maxOpsPerPublish`). */
   readonly maxOpsPerPublish: number;
+  /**
+   * Batches that may be in flight at once: only a sink that stores them in the order they were
+   * published, resends included, may say more than 1 (see `operation-queue.ts`). Default 1.
+   */
+  readonly window?: number;
 }
+
+/** Batches a realtime channel sink keeps in flight: one connection keeps their order (PROTOCOL.md §7). */
+export const CHANNEL_WINDOW = 8;
 
 /**
  * A sink over a realtime channel. Duplicates are recognised when the channel is subscribed: a new
@@ -26,19 +34,60 @@ export interface OperationSink {
  * channel had already reached when the publish was sent can only be an id the server held before.
  * (The client's `publishBatch` returns serials only; see the package README.)
  */
-export function channelSink(channel: Channel, maxOpsPerPublish = 100): OperationSink {
+export function channelSink(
+  channel: Channel,
+  maxOpsPerPublish = 100,
+  onStored?: (own: Message[]) => void,
+): OperationSink {
   return {
     maxOpsPerPublish,
+    window: CHANNEL_WINDOW,
     async publish(ops) {
       const before = channel.position;
       const serials = await channel.publishBatch(ops);
       const epoch = parseSerial(before)?.epoch;
-      return serials.map((serial) => {
+      const results = serials.map((serial): PublishedOperation => {
         const duplicate = epoch !== undefined && parseSerial(serial)?.epoch === epoch && serial <= before;
         return duplicate ? { serial, duplicate: true } : { serial };
       });
+      onStored?.(ownMessages(channel.clientId, ops, results));
+      return results;
     },
   };
+}
+
+/**
+ * The operations just stored, as the channel would have delivered them live: what a publisher whose
+ * channel is attached with `echo: false` folds itself instead of receiving it back. Duplicates are
+ * left out (what is stored is the earlier attempt's, delivered to everyone, this client included).
+ * The timestamp is this client's clock, not the server's.
+ */
+export function ownMessages(
+  clientId: string | undefined,
+  ops: OperationInput[],
+  results: PublishedOperation[],
+): Message[] {
+  const now = Date.now();
+  const out: Message[] = [];
+  ops.forEach((op, i) => {
+    const result = results[i];
+    if (!result || result.duplicate) return;
+    const action = op.action ?? 'create';
+    const message: Message = {
+      serial: action === 'create' ? result.serial : (op.serial ?? result.serial),
+      version: result.serial,
+      action,
+      id: op.id ?? '',
+      timestamp: now,
+    };
+    if (op.name !== undefined) message.name = op.name;
+    if (op.data !== undefined) message.data = op.data;
+    if (op.encoding !== undefined) message.encoding = op.encoding;
+    if (op.headers !== undefined) message.headers = op.headers;
+    if (clientId !== undefined) message.clientId = clientId;
+    out.push(message);
+  });
+  return out;
 }
 
 /** A sink over REST (PROTOCOL.md §11): one HTTP request per batch, retried with the same ids. */

@@ -74,6 +74,14 @@ export class SessionFeed implements RunStreamSource {
     return this.#started;
   }
 
+  /**
+   * Folds operations this client published and the channel does not deliver back (`echo: false`),
+   * in the order they were stored; held back like live messages while reloading.
+   */
+  applyOwn(messages: Message[]): void {
+    for (const message of messages) this.#onMessage(message);
+  }
+
   /** Tree changes, and `{ kind: 'live' }` each time the feed becomes live. */
   watch(fn: (change: TreeChange | { kind: 'live' }) => void): () => void {
     this.#watchers.add(fn);

@@ -9,8 +9,13 @@
  * converge to the same view. When the server cannot resume the channel (`continuityLost`: the log
  * was recreated or trimmed), the session reloads itself from history and carries on live.
  *
- * Run messages are rebuilt by the AI SDK's own processor (see `run-message.ts`) asynchronously; a
- * `change` event follows each update, and `ready()` waits for the pending ones.
+ * Run messages are rebuilt by the AI SDK's own processor (see `run-message.ts`) asynchronously, and
+ * only for a session whose messages someone reads: until the first `view()`, `messages`, `run()`,
+ * `siblings()` or `on('change')`, a change only marks the run's message stale (`settled` and
+ * `ready()` rebuild what is stale then). A rebuild replays the run's parts — O(text) per token — which a client that only reads
+ * `stream(runId)` never needs. Once read, every change rebuilds as it happens: a `change` event
+ * follows each change and each rebuild, the view stays the last settled one while a rebuild runs,
+ * and `ready()` waits for them.
  */
 import type { Channel, ContinuityLost } from '@mooring/client';
 import { Emitter } from '@mooring/client';
@@ -130,6 +135,8 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   /** A local change (a branch selection) shows even while the session is not settled. */
   #viewLocal = false;
   #building = 0;
+  /** Whether anything read the run messages yet (see the module header). */
+  #watched = false;
   #started: Promise<void> | undefined;
   #changeQueued = false;
   #closed = false;
@@ -153,6 +160,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     event: K,
     listener: (value: UserSessionEvents[K]) => void,
   ): () => void {
+    if (event === 'change') this.#watch();
     return this.#emitter.on(event, listener);
   }
 
@@ -161,8 +169,9 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     return this.#feed.live;
   }
 
-  /** True when live and no run message is being rebuilt (the view is up to date with the fold). */
+  /** True when live and no run message is stale or being rebuilt (the view is up to date with the fold). */
   get settled(): boolean {
+    this.#buildStale();
     return this.live && this.#building === 0;
   }
 
@@ -175,7 +184,11 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   /** Resolves once started and every run message is rebuilt. */
   async ready(): Promise<void> {
     await this.start();
-    while (this.#building > 0 || this.#feed.reloading) await new Promise<void>((r) => this.#idle.push(r));
+    this.#buildStale();
+    while (this.#building > 0 || this.#feed.reloading) {
+      await new Promise<void>((r) => this.#idle.push(r));
+      this.#buildStale();
+    }
   }
 
   close(): void {
@@ -200,6 +213,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
    * with an earlier rebuild's text).
    */
   view(): ViewNode<M>[] {
+    this.#watch();
     if (this.#view && (!this.#viewStale || (!this.settled && !this.#viewLocal))) return this.#view;
     this.#viewLocal = false;
     const previous = new Map((this.#view ?? []).map((n) => [n.id, n]));
@@ -426,7 +440,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   }
 
   #becameLive(): void {
-    for (const [runId, state] of this.#messages) if (state.dirty) this.#rebuild(runId);
+    if (this.#watched) this.#buildStale();
     this.#changed();
   }
 
@@ -436,10 +450,10 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
         if (!change.previous) this.#emitter.emit('run', change.node);
         else if (change.previous.status === 'running' && change.node.status !== 'running')
           this.#emitter.emit('runEnd', change.node);
-        this.#rebuild(change.node.id);
+        this.#invalidate(change.node.id);
         break;
       case 'part':
-        this.#rebuild(change.runId);
+        this.#invalidate(change.runId);
         break;
       case 'reset':
         this.#messages.clear();
@@ -450,15 +464,30 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     this.#changed();
   }
 
-  /** Rebuilds a run's message (now if live, else when live again), one rebuild at a time. */
+  /** A run's message is stale: rebuilt now if the session's messages are read, else when first read. */
+  #invalidate(runId: string): void {
+    const state = this.#messages.get(runId);
+    if (state) state.dirty = true;
+    else this.#messages.set(runId, { message: undefined, at: undefined, building: false, dirty: true });
+    if (this.#watched) this.#rebuild(runId);
+  }
+
+  /** Someone reads the messages: rebuild what is stale, and from now on on every change. */
+  #watch(): void {
+    if (this.#watched) return;
+    this.#watched = true;
+    this.#buildStale();
+  }
+
+  /** Starts a rebuild of every stale run message (when live). */
+  #buildStale(): void {
+    for (const [runId, state] of this.#messages) if (state.dirty) this.#rebuild(runId);
+  }
+
+  /** Rebuilds a stale run's message now if live, one rebuild at a time (a reader asked for it). */
   #rebuild(runId: string): void {
-    let state = this.#messages.get(runId);
-    if (!state) {
-      state = { message: undefined, at: undefined, building: false, dirty: false };
-      this.#messages.set(runId, state);
-    }
-    state.dirty = true;
-    if (state.building || !this.live) return;
+    const state = this.#messages.get(runId);
+    if (!state?.dirty || state.building || !this.live) return;
     const node = this.tree.run(runId);
     if (!node) return;
     state.building = true;
@@ -503,6 +532,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     const siblings = this.tree.siblings(n.id).map((s) => s.id);
     if (n.kind === 'input')
       return { kind: 'input', id: n.id, message: n.message as M, clientId: n.clientId, siblings };
+    this.#watch();
     const built = this.#messages.get(n.id);
     const at = built?.message !== undefined && built.at !== undefined ? built.at : n;
     return {

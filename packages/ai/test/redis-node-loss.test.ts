@@ -16,20 +16,17 @@
  * on them. Steering which node a client lands on is done by changing the balancer's rotation.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import type { PresenceEvent } from '@mooring/client';
 import { Balancer, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
 import { AgentSession } from '../src/agent-session.ts';
 import { UserSession } from '../src/user-session.ts';
 import { textOf } from './helpers/agents.ts';
+import { countingRun, killAgent, restartAgent, spawnAgent, tokens } from './helpers/crashing-agent.ts';
 import { client, sessionName, waitFor } from './helpers/fixture.ts';
 import { type NodeProcess, spawnNode } from './helpers/node-process.ts';
 
-const AGENT = fileURLToPath(new URL('./helpers/agent-process.ts', import.meta.url));
 const skip = redisSkipReason();
 const LEASE = 1_500;
 const NODE_ENV = {
@@ -39,10 +36,6 @@ const NODE_ENV = {
   MOORING_HEARTBEAT: '2s',
   MOORING_CONNECTION_STATE_TTL: '30s',
 };
-
-function tokens(n: number): string {
-  return Array.from({ length: n }, (_, i) => `token${i} `).join('');
-}
 
 if (skip) {
   describe('node loss (Redis)', () => {
@@ -60,10 +53,23 @@ if (skip) {
       return node;
     };
     const base = () => `http://127.0.0.1:${balancer.port}`;
+    const isAlive = (n: NodeProcess) => n.child.exitCode === null && n.child.signalCode === null;
     /** Only `node` in the rotation: the next connections land there. */
     const steer = (...to: NodeProcess[]) => {
       for (const n of nodes) balancer.remove({ port: n.port });
       for (const n of to) balancer.add({ port: n.port });
+    };
+
+    /** The crashing agent on `agentNode`, a user on `userNode` whose run on it streams already. */
+    const agentAndUser = async (t: TestContext, agentNode: NodeProcess, userNode: NodeProcess) => {
+      const name = sessionName();
+      steer(agentNode);
+      const { child: agent } = await spawnAgent(t, base(), name, LEASE, {
+        fixedRunId: true,
+        readyWithin: 30_000,
+      });
+      steer(userNode);
+      return { agent, name, ...(await countingRun(t, base(), name, 'user')) };
     };
 
     before(async () => {
@@ -199,37 +205,11 @@ if (skip) {
     });
 
     it('kill -9 of the agent and its node: the run ends abandoned one lease later, expired by the other nodes', async (t) => {
-      const alive = nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
-      const [agentNode, userNode] = alive as [NodeProcess, NodeProcess];
-      const name = sessionName();
-      steer(agentNode);
-      const agent = spawn(process.execPath, [AGENT], {
-        env: {
-          ...process.env,
-          MOORING_URL: base(),
-          MOORING_CHANNEL: name,
-          MOORING_LEASE: String(LEASE),
-          MOORING_FIXED_RUN_ID: '1',
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      t.after(() => agent.kill('SIGKILL'));
-      await once(agent.stdout, 'data', { signal: AbortSignal.timeout(30_000) });
-      steer(userNode);
-      const user = new UserSession({
-        channel: client(t, base(), { clientId: 'user' }).channels.get(name, { start: true }),
-      });
-      t.after(() => user.close());
-      await user.start();
-      const inputId = await user.send('count');
-      const runId = `run-for-${inputId}`;
-      await waitFor(() => textOf(user.run(runId)?.message).split(' ').length > 10, {
-        message: 'no text streamed',
-      });
+      const [agentNode, userNode] = nodes.filter(isAlive) as [NodeProcess, NodeProcess];
+      const { agent, user, runId } = await agentAndUser(t, agentNode, userNode);
 
       const killedAt = performance.now();
-      agent.kill('SIGKILL');
-      await Promise.all([once(agent, 'exit'), agentNode.kill()]);
+      await Promise.all([killAgent(agent), agentNode.kill()]);
       assert.equal(user.run(runId)?.status, 'running');
       await waitFor(() => user.run(runId)?.status === 'abandoned', {
         timeout: 20_000,
@@ -242,54 +222,13 @@ if (skip) {
 
     it('kill -9 of the agent and its node, agent restarted on another node within the lease: the run resumes in place', async (t) => {
       const agentNode = await spawnOne();
-      const alive = nodes.filter(
-        (n) => n !== agentNode && n.child.exitCode === null && n.child.signalCode === null,
-      );
-      const userNode = alive[0]!;
-      const name = sessionName();
-      steer(agentNode);
-      const agent = spawn(process.execPath, [AGENT], {
-        env: {
-          ...process.env,
-          MOORING_URL: base(),
-          MOORING_CHANNEL: name,
-          MOORING_LEASE: String(LEASE),
-          MOORING_FIXED_RUN_ID: '1',
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      t.after(() => agent.kill('SIGKILL'));
-      await once(agent.stdout, 'data', { signal: AbortSignal.timeout(30_000) });
-      steer(userNode);
-      const user = new UserSession({
-        channel: client(t, base(), { clientId: 'user' }).channels.get(name, { start: true }),
-      });
-      t.after(() => user.close());
-      await user.start();
-      const inputId = await user.send('count');
-      const runId = `run-for-${inputId}`;
-      await waitFor(() => textOf(user.run(runId)?.message).split(' ').length > 10, {
-        message: 'no text streamed',
-      });
+      const alive = nodes.filter((n) => n !== agentNode && isAlive(n));
+      const { agent, user, runId, name } = await agentAndUser(t, agentNode, alive[0]!);
 
-      agent.kill('SIGKILL');
-      await Promise.all([once(agent, 'exit'), agentNode.kill()]);
+      await Promise.all([killAgent(agent), agentNode.kill()]);
       steer(...alive);
       const TOKENS = 40;
-      const restarted = new AgentSession({
-        channel: client(t, base(), { clientId: 'crashing-agent' }).channels.get(name, { start: true }),
-        agent: 'assistant',
-        answerMissed: true,
-        coalesceMs: 0,
-        runId: (input) => `run-for-${input.id}`,
-        onInput: async (_input, run) => {
-          run.write({ type: 'text-start', id: 't' });
-          for (let i = 0; i < TOKENS; i++) run.write({ type: 'text-delta', id: 't', delta: `token${i} ` });
-          run.write({ type: 'text-end', id: 't' });
-        },
-      });
-      t.after(() => restarted.close());
-      await restarted.start();
+      await restartAgent(t, base(), name, TOKENS);
       assert.equal(user.run(runId)?.status, 'running', 'restarted within the lease');
       await waitFor(() => user.run(runId)?.status === 'complete', {
         timeout: 20_000,

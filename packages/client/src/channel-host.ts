@@ -36,7 +36,8 @@ export interface ChannelInternals {
   /** The connection went suspended, closed or failed. */
   onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void;
   onAttached(frame: AttachedFrame): void;
-  onMessages(messages: Message[]): void;
+  /** `after`: the version the first message follows (own operations left out, `echo: false`). */
+  onMessages(messages: Message[], after: string | undefined): void;
   onDetached(ref: Ref | undefined, error: MooringError | undefined): void;
   /** A presence snapshot or event (PROTOCOL.md §6.4). */
   onPresence(frame: PresenceFrame): void;

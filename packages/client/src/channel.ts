@@ -56,6 +56,12 @@ export interface ChannelOptions {
   rewind?: number;
   /** Deliver every retained message (rolled up) before live ones. */
   start?: boolean;
+  /**
+   * `false`: the server leaves out of the live stream the operations this client published itself
+   * (PROTOCOL.md §6.2 "Echo"): a publisher that knows what it wrote saves receiving it back. The
+   * position still moves past them. Default `true`. Set before the first attach.
+   */
+  echo?: boolean;
 }
 
 export interface AttachResult {
@@ -108,6 +114,7 @@ export class Channel {
   #wanted = false;
   #everAttached = false;
   #initialMode: Mode;
+  #echo = true;
   #attachRef: Ref | undefined;
   #sentMode: Mode | undefined;
   #attachWaiters: Waiter<AttachResult>[] = [];
@@ -152,7 +159,7 @@ export class Channel {
       },
       onConnectionLost: (state, error) => this.#onConnectionLost(state, error),
       onAttached: (frame) => this.#onAttached(frame),
-      onMessages: (messages) => this.#onMessages(messages),
+      onMessages: (messages, after) => this.#onMessages(messages, after),
       onDetached: (ref, error) => this.#onDetached(ref, error),
       onPresence: (frame) => {
         if (this.#wanted) this.#presence.onFrame(frame);
@@ -176,6 +183,16 @@ export class Channel {
     return this.#position;
   }
 
+  /** The identity this channel's client publishes as (the `clientId` the server stamped, once connected). */
+  get clientId(): string | undefined {
+    return this.#host.connection.details?.clientId;
+  }
+
+  /** False when the server leaves this client's own operations out of the live stream. */
+  get echo(): boolean {
+    return this.#echo;
+  }
+
   /** How many times a hole in the live stream was found and repaired by resuming from the position. */
   get gapsRepaired(): number {
     return this.#gapsRepaired;
@@ -193,6 +210,7 @@ export class Channel {
   configure(options: ChannelOptions): void {
     if (this.#everAttached) return;
     if (options.from !== undefined) this.#position = options.from;
+    if (options.echo !== undefined) this.#echo = options.echo;
     if (options.rewind !== undefined) this.#initialMode = { rewind: options.rewind };
     else if (options.start) this.#initialMode = { start: true };
   }
@@ -329,7 +347,13 @@ export class Channel {
     this.#sentMode = mode;
     this.#presence.onAttaching();
     this.#setState('attaching');
-    this.#host.connection.send({ type: 'attach', ref, channel: this.name, ...mode });
+    this.#host.connection.send({
+      type: 'attach',
+      ref,
+      channel: this.name,
+      ...mode,
+      ...(this.#echo ? {} : { echo: false as const }),
+    });
   }
 
   #onAttached(frame: AttachedFrame): void {
@@ -354,9 +378,12 @@ export class Channel {
     this.#emitter.emit('attached', result);
   }
 
-  #onMessages(messages: Message[]): void {
+  #onMessages(messages: Message[], after: string | undefined): void {
     if (!this.#wanted || this.#repairRef !== undefined) return;
     const live = this.#state === 'attached';
+    // The server left this client's own operations out up to `after` (echo: false): the position
+    // moves past them, and the continuity check goes on from there.
+    if (after !== undefined && live && !this.#echo && after > this.#position) this.#position = after;
     for (const message of messages) {
       if (this.#position !== '' && message.version <= this.#position) continue;
       if (live && this.#position !== '' && !follows(message.version, this.#position)) {

@@ -104,7 +104,7 @@ export class Channels {
         this.#channels.get(frame.channel)?.internals.onAttached(frame);
         return true;
       case 'messages':
-        this.#channels.get(frame.channel)?.internals.onMessages(frame.messages);
+        this.#channels.get(frame.channel)?.internals.onMessages(frame.messages, frame.after);
         return true;
       case 'presence':
         this.#channels.get(frame.channel)?.internals.onPresence(frame);

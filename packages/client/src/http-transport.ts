@@ -5,8 +5,10 @@
  * (`start`) and how it learns that a close it asked for is complete (`closeSent`).
  */
 import type { ClientFrame } from '@mooring/protocol';
+import { connectionUrl } from './endpoints.ts';
 import type { HttpTransportDeps } from './http-upstream.ts';
 import { HttpUpstream } from './http-upstream.ts';
+import { randomBase } from './ids.ts';
 import type { Transport, TransportCloseInfo, TransportHandlers } from './transport.ts';
 
 export abstract class HttpTransport implements Transport {
@@ -20,6 +22,12 @@ export abstract class HttpTransport implements Transport {
   protected url = '';
   protected done = false;
   protected closing = false;
+  /**
+   * This transport's own id (`transport=` on the opening request, its polls and its POSTs): a late
+   * request of an earlier transport of the same recovered connection is refused by the server, so
+   * it can never take the frames meant for this one (PROTOCOL.md §12).
+   */
+  readonly transportId = randomBase(Math.random, 12);
 
   constructor(deps: HttpTransportDeps) {
     this.deps = deps;
@@ -28,8 +36,17 @@ export abstract class HttpTransport implements Transport {
 
   open(url: string, handlers: TransportHandlers): void {
     this.handlers = handlers;
-    this.url = url;
-    this.start(url);
+    const withId = new URL(url);
+    withId.searchParams.set('transport', this.transportId);
+    this.url = withId.toString();
+    this.start(this.url);
+  }
+
+  /** `/v1/connections/:id/<what>` for this transport's requests. */
+  protected connectionUrl(connectionId: string, what: 'frames' | 'poll'): string {
+    const url = new URL(connectionUrl(this.url, connectionId, what));
+    url.searchParams.set('transport', this.transportId);
+    return url.toString();
   }
 
   /** Sends the opening request and reads what follows. */

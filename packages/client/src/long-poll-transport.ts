@@ -12,7 +12,6 @@
  * a poll means the server no longer holds the connection: the transport ends and the connection
  * reconnects (with `recover`) and resumes.
  */
-import { connectionUrl } from './endpoints.ts';
 import { HttpTransport } from './http-transport.ts';
 import { openRefusal, upstreamFailure } from './http-upstream.ts';
 import { toServerFrame } from './transport.ts';
@@ -108,8 +107,8 @@ export class LongPollTransport extends HttpTransport {
         continue;
       }
       if (frame.type === 'connected' && !this.#poll) {
-        this.#poll = { url: connectionUrl(this.url, frame.connectionId, 'poll'), key: frame.connectionKey };
-        this.upstream.connect(connectionUrl(this.url, frame.connectionId, 'frames'), frame.connectionKey);
+        this.#poll = { url: this.connectionUrl(frame.connectionId, 'poll'), key: frame.connectionKey };
+        this.upstream.connect(this.connectionUrl(frame.connectionId, 'frames'), frame.connectionKey);
       }
       this.handlers?.onFrame(frame);
     }

@@ -10,7 +10,6 @@
  * its status and error body, so a 401 is known to be permanent everywhere.
  */
 import type { ServerFrame } from '@mooring/protocol';
-import { connectionUrl } from './endpoints.ts';
 import { HttpTransport } from './http-transport.ts';
 import { openRefusal } from './http-upstream.ts';
 import { SseParser } from './sse-parser.ts';
@@ -94,6 +93,6 @@ export class SseTransport extends HttpTransport {
 
   #onConnected(frame: Extract<ServerFrame, { type: 'connected' }>): void {
     if (this.upstream.connected) return;
-    this.upstream.connect(connectionUrl(this.url, frame.connectionId, 'frames'), frame.connectionKey);
+    this.upstream.connect(this.connectionUrl(frame.connectionId, 'frames'), frame.connectionKey);
   }
 }

@@ -119,7 +119,8 @@ describe('SseTransport', () => {
     const { f, r, transport } = open();
     await flush();
     const [get] = f.calls;
-    assert.equal(get?.url, OPEN_SSE);
+    // every request of the transport names its own id (PROTOCOL.md §12 "Transport ids")
+    assert.equal(get?.url, `${OPEN_SSE}&transport=${transport.transportId}`);
     assert.equal(f.header(get as Call, 'accept'), 'text/event-stream');
     const stream = eventStream();
     get?.respond(stream.response);
@@ -141,7 +142,10 @@ describe('SseTransport', () => {
     await flush();
     assert.equal(f.posts().length, 1, 'one POST in flight');
     const first = f.posts()[0] as Call;
-    assert.equal(first.url, 'http://mooring.test/prefix/v1/connections/c_9/frames');
+    assert.equal(
+      first.url,
+      `http://mooring.test/prefix/v1/connections/c_9/frames?transport=${transport.transportId}`,
+    );
     assert.equal(f.header(first, 'x-mooring-connection-key'), 'c_9.secret');
     assert.deepEqual(f.body(first), [{ type: 'ping', ref: 1 }]);
     first.respond(json(202, { accepted: 1 }));
@@ -308,14 +312,18 @@ describe('LongPollTransport', () => {
   }
 
   it('connects, then polls in a loop with the connection key; every answer is activity', async () => {
-    const { f, r } = open();
+    const { f, r, transport } = open();
     await flush();
     f.calls[0]?.respond(json(200, [connectedFrame({ connectionId: 'c_5', connectionKey: 'c_5.k' })]));
     await flush();
     assert.equal(r.frames[0]?.type, 'connected');
     assert.equal(f.calls.length, 2);
     const poll = f.calls[1] as Call;
-    assert.equal(poll.url, 'http://mooring.test/prefix/v1/connections/c_5/poll');
+    assert.equal(f.calls[0]?.url, `${OPEN_POLL}&transport=${transport.transportId}`);
+    assert.equal(
+      poll.url,
+      `http://mooring.test/prefix/v1/connections/c_5/poll?transport=${transport.transportId}`,
+    );
     assert.equal(f.header(poll, 'x-mooring-connection-key'), 'c_5.k');
     poll.respond(json(200, []));
     await flush();
@@ -372,7 +380,10 @@ describe('LongPollTransport', () => {
     transport.send({ type: 'close' });
     await flush();
     const post = f.posts()[0] as Call;
-    assert.equal(post.url, 'http://mooring.test/prefix/v1/connections/c_6/frames');
+    assert.equal(
+      post.url,
+      `http://mooring.test/prefix/v1/connections/c_6/frames?transport=${transport.transportId}`,
+    );
     assert.deepEqual(f.body(post), [{ type: 'close' }]);
     post.respond(json(202, { accepted: 1 }));
     await flush();

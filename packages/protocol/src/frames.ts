@@ -34,6 +34,11 @@ export interface AttachFrame {
   rewind?: number | undefined;
   /** Replay the channel from its start. */
   start?: true | undefined;
+  /**
+   * `false`: leave out of the live stream the operations this connection published itself
+   * (PROTOCOL.md §6.2 "Echo"). Default: every operation is delivered.
+   */
+  echo?: false | undefined;
 }
 
 export interface DetachFrame {
@@ -127,6 +132,11 @@ export interface MessagesFrame {
   type: 'messages';
   channel: string;
   messages: Message[];
+  /**
+   * On an `echo: false` attachment only: the version the first message follows when the server left
+   * the connection's own operations out right before it (PROTOCOL.md §6.2 "Echo").
+   */
+  after?: string;
 }
 
 export interface DetachedFrame {

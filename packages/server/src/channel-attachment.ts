@@ -13,12 +13,19 @@
  * it takes to deliver each once. Live operations then arrive with consecutive sequence numbers
  * (one per stored operation), which is what lets a client check continuity (PROTOCOL.md §6.3).
  *
+ * Echo (`echo: false`, PROTOCOL.md §6.2): live operations published by the attaching connection
+ * itself are left out; the next frame sent carries `after`, the version its first message follows,
+ * so the client's continuity check still holds. Only a contiguous run of own operations is left
+ * out: one that does not follow the position is delivered, and the client sees the hole.
+ *
  * Large catch-ups never hold the event loop: pages are bounded in bytes, frames are ~64 KiB (or one
  * message), each is written only once the transport has room, and the loop yields between frames.
  */
-import type { AttachFrame, Message, ResumeFailure } from '@mooring/protocol';
+import type { AttachFrame, Message, MessagesFrame, ResumeFailure } from '@mooring/protocol';
+import { parseSerial } from '@mooring/protocol';
 import type { ChannelService } from './channel-service.ts';
 import { type Delivery, encodeMessagesFrame } from './hub.ts';
+import { originOf } from './message-origin.ts';
 import { ServerError } from './server-error.ts';
 import type { Span } from './tracing.ts';
 
@@ -56,13 +63,18 @@ export class ChannelAttachment {
   readonly #outlet: AttachOutlet;
   #state: 'attaching' | 'live' | 'closed' = 'attaching';
   #position = '';
+  /** `echo: false`: the connection whose own operations are left out. */
+  readonly #leaveOut: string | undefined;
+  /** The greatest version the client was sent (below `#position` after own operations left out). */
+  #sent = '';
   #held: Delivery[] = [];
   #heldBytes = 0;
   readonly #cleanups: (() => void)[] = [];
   readonly #current = () => this.#state !== 'closed';
 
-  constructor(channels: ChannelService, channel: string, outlet: AttachOutlet) {
+  constructor(channels: ChannelService, channel: string, outlet: AttachOutlet, leaveOut?: string) {
     this.channel = channel;
+    this.#leaveOut = leaveOut;
     this.#channels = channels;
     this.#outlet = outlet;
     // subscribe BEFORE any read: what is stored after the read's head can only arrive live
@@ -142,6 +154,7 @@ export class ChannelAttachment {
     this.#ensureCurrent();
     if (outcome.epoch === '' && outcome.position !== '') outcome.epoch = outcome.position.split('.')[0] ?? '';
     this.#position = outcome.position;
+    this.#sent = outcome.position;
     channels.metrics.attaches.inc({ mode: modeOf(frame), resumed: String(outcome.resumed) });
     if (outcome.reason !== undefined) channels.metrics.resumeFailures.inc({ reason: outcome.reason });
     return outcome;
@@ -244,15 +257,60 @@ export class ChannelAttachment {
   #deliver(delivery: Delivery): void {
     const last = delivery.messages[delivery.messages.length - 1];
     if (!last || last.version <= this.#position) return;
+    if (this.#leaveOut !== undefined && delivery.messages.some((m) => originOf(m) === this.#leaveOut)) {
+      this.#deliverOthers(delivery);
+      return;
+    }
     const first = delivery.messages[0]!;
-    if (first.version > this.#position) {
+    if (first.version > this.#position && this.#sent === this.#position) {
       this.#outlet.write(delivery.frame);
+      this.#sent = last.version;
     } else {
-      const fresh = delivery.messages.filter((m) => m.version > this.#position);
-      this.#outlet.write(encodeMessagesFrame(delivery.channel, fresh));
+      this.#write(
+        delivery.messages.filter((m) => m.version > this.#position),
+        this.#position,
+      );
     }
     this.#position = last.version;
   }
+
+  /**
+   * `echo: false`: the delivery without this connection's own operations, each run of others' in
+   * one frame. An own operation is left out only if it follows the position (see the header).
+   */
+  #deliverOthers(delivery: Delivery): void {
+    let run: Message[] = [];
+    let runAfter = this.#position;
+    for (const message of delivery.messages) {
+      if (message.version <= this.#position) continue;
+      const own = originOf(message) === this.#leaveOut && follows(message.version, this.#position);
+      if (own) {
+        this.#write(run, runAfter);
+        run = [];
+      } else if (run.length === 0) runAfter = this.#position;
+      if (!own) run.push(message);
+      this.#position = message.version;
+    }
+    this.#write(run, runAfter);
+  }
+
+  /** Writes messages that follow `after`, telling the client `after` when it has not seen it. */
+  #write(messages: Message[], after: string): void {
+    const last = messages[messages.length - 1];
+    if (!last) return;
+    const frame: MessagesFrame = { type: 'messages', channel: this.channel, messages };
+    if (after !== this.#sent) frame.after = after;
+    this.#outlet.write(Buffer.from(JSON.stringify(frame)));
+    this.#sent = last.version;
+  }
+}
+
+/** True when `version` is the operation right after `position` (or the first of a channel). */
+function follows(version: string, position: string): boolean {
+  if (position === '') return true;
+  const next = parseSerial(version);
+  const prev = parseSerial(position);
+  return next !== undefined && prev !== undefined && next.epoch === prev.epoch && next.seq === prev.seq + 1;
 }
 
 function modeOf(frame: AttachFrame): 'resume' | 'rewind' | 'start' | 'live' {

@@ -19,6 +19,7 @@ import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
 import { identityKey } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
+import { markOrigin } from './message-origin.ts';
 import { Metrics } from './metrics.ts';
 import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
@@ -142,6 +143,7 @@ export class ChannelService {
     storing?.end();
     this.metrics.storeSeconds.observe({ operation: 'append' }, (performance.now() - started) / 1000);
     const fanout = tracing?.start('mooring.fanout', { 'mooring.messages': result.messages.length }, span);
+    if (identity.connectionId !== undefined) markOrigin(result.messages, identity.connectionId);
     this.hub.publish(channel, result.messages);
     fanout?.end();
     span?.end();
@@ -236,9 +238,10 @@ export class ChannelService {
   /**
    * Attaches `channel` for one connection: subscribes to live deliveries now; the caller then runs
    * the catch-up and the hand-over to live (see channel-attachment.ts). Every transport attaches here.
+   * `leaveOut`: the attaching connection's id when it asked for `echo: false`.
    */
-  attach(channel: string, outlet: AttachOutlet): ChannelAttachment {
-    return new ChannelAttachment(this, channel, outlet);
+  attach(channel: string, outlet: AttachOutlet, leaveOut?: string): ChannelAttachment {
+    return new ChannelAttachment(this, channel, outlet, leaveOut);
   }
 
   info(channel: string): Promise<ChannelInfo | undefined> {

@@ -52,6 +52,12 @@ export interface TransportSink {
   terminate(): void;
   /** A transport-level keepalive (WebSocket ping frame), when the transport has one. */
   ping?(): void;
+  /**
+   * HTTP transports: the id the client gave this transport when opening it (`transport=`), which
+   * its polls and POSTs repeat. A late request from an earlier transport of the same (recovered)
+   * connection names another id and is refused, so it can never take frames meant for this one.
+   */
+  readonly transportId?: string | undefined;
 }
 
 export interface ConnectionOptions {
@@ -452,7 +458,11 @@ export class Connection {
         `a connection may attach at most ${this.#limits.maxChannelsPerConnection} channels; detach some first`,
       );
     previous?.close();
-    const attachment = this.#channels.attach(channel, this.#outlet);
+    const attachment = this.#channels.attach(
+      channel,
+      this.#outlet,
+      frame.echo === false ? this.id : undefined,
+    );
     this.#attachments.set(channel, attachment);
     if (this.#closed) attachment.close();
     let outcome: Awaited<ReturnType<ChannelAttachment['catchUp']>>;

@@ -124,8 +124,9 @@ export class HttpTransports {
         this.#o.connections.admit(identity);
         const recover = url.searchParams.get('recover') ?? undefined;
         const opened = await this.#o.connections.claim(identity, recover);
-        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, opened);
-        else this.#openPoll(res, identity, opened);
+        const { transportId } = transportIdOf(url);
+        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, opened, transportId);
+        else this.#openPoll(res, identity, opened, transportId);
         return;
       }
       const match = CONNECTION_PATH.exec(path);
@@ -135,6 +136,7 @@ export class HttpTransports {
         kind,
         connectionId: match[1]!,
         connectionKey: connectionKeyOf(req, url),
+        ...transportIdOf(url),
         frames: async () => {
           const body = await readJson(req, this.#o.limits.maxHttpBody);
           return Array.isArray(body) ? body : [body];
@@ -182,6 +184,12 @@ export class HttpTransports {
         return;
       }
       const connection = this.#connectionFor(request.connectionId, request.connectionKey);
+      const current = connection.transport.transportId;
+      if (current !== undefined && request.transportId !== undefined && request.transportId !== current)
+        throw new ServerError(
+          'unknown_connection',
+          `this request belongs to an earlier transport of connection ${connection.id}, which has ended`,
+        );
       if (request.kind === 'frames') {
         if (method !== undefined && method !== 'POST')
           throw new ServerError('method_not_allowed', 'use POST to send frames');
@@ -222,7 +230,13 @@ export class HttpTransports {
     return connection;
   }
 
-  #openStream(req: IncomingMessage, res: ServerResponse, identity: Identity, opened: OpenedConnection): void {
+  #openStream(
+    req: IncomingMessage,
+    res: ServerResponse,
+    identity: Identity,
+    opened: OpenedConnection,
+    transportId: string | undefined,
+  ): void {
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true, 15_000);
     res.writeHead(200, STREAM_HEADERS);
@@ -230,6 +244,7 @@ export class HttpTransports {
     const sink: TransportSink = {
       kind: 'sse',
       answersHeartbeats: false,
+      ...(transportId === undefined ? {} : { transportId }),
       send: (frame) => {
         res.write(`data: ${frame.toString()}\n\n`);
       },
@@ -252,9 +267,14 @@ export class HttpTransports {
     });
   }
 
-  #openPoll(res: ServerResponse, identity: Identity, opened: OpenedConnection): void {
+  #openPoll(
+    res: ServerResponse,
+    identity: Identity,
+    opened: OpenedConnection,
+    transportId: string | undefined,
+  ): void {
     const pollGrace = this.#o.heartbeatInterval + 10_000;
-    const sink = new LongPollSink(this.#pollTimeout, pollGrace);
+    const sink = new LongPollSink(this.#pollTimeout, pollGrace, transportId);
     const connection = this.#o.connections.open(sink, identity, opened);
     sink.onGone = (deliberate) => {
       this.#o.connections.closed(connection, deliberate);
@@ -290,6 +310,15 @@ export class HttpTransports {
   }
 }
 
+/** `transport=`: the id a client gives each HTTP transport it opens (1–64 URL-safe characters). */
+function transportIdOf(url: URL): { transportId?: string } {
+  const given = url.searchParams.get('transport');
+  if (given === null) return {};
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(given))
+    throw new ServerError('bad_request', 'transport must be 1–64 characters of A–Z, a–z, 0–9, _ and -');
+  return { transportId: given };
+}
+
 function connectionKeyOf(req: IncomingMessage, url: URL): string {
   const given = req.headers['x-mooring-connection-key'] ?? url.searchParams.get('connectionKey') ?? '';
   return typeof given === 'string' ? given : '';
@@ -315,7 +344,10 @@ export class LongPollSink implements TransportSink {
   readonly #pollTimeout: number;
   readonly #pollGrace: number;
 
-  constructor(pollTimeout: number, pollGrace: number) {
+  readonly transportId: string | undefined;
+
+  constructor(pollTimeout: number, pollGrace: number, transportId?: string) {
+    this.transportId = transportId;
     this.#pollTimeout = pollTimeout;
     this.#pollGrace = pollGrace;
   }

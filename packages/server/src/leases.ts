@@ -20,18 +20,10 @@
  * `RedisLeases` (redis-leases.ts) keeps the deadlines in Redis, renewed by the holder's node, so any
  * node expires a lease whose holder's node died.
  */
+import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
-interface Lease {
-  channel: string;
-  serial: string;
-  /** The connection holding it; undefined for REST publishers and leases restored after a restart. */
-  holder: string | undefined;
-  /** The clientId that took it: the same clientId may take it back from another connection. */
-  clientId: string | undefined;
-  /** The identity it counts against (`maxLeasesPerClient`); unknown for leases restored after a restart. */
-  owner: string | undefined;
-  ms: number;
+interface Lease extends HeldLease {
   timer: NodeJS.Timeout | undefined;
   /** When the armed timer fires (ms since 1970); undefined while the holder is connected. */
   deadline?: number | undefined;
@@ -86,10 +78,7 @@ export interface Leases {
 }
 
 export class LeaseManager implements Leases {
-  readonly #leases = new Map<string, Lease>();
-  readonly #byHolder = new Map<string, Set<string>>();
-  /** Active leases per owner identity. */
-  readonly #perOwner = new Map<string, number>();
+  readonly #leases = new LeaseIndex<Lease>();
   readonly #o: LeaseManagerOptions;
   #closed = false;
 
@@ -143,7 +132,7 @@ export class LeaseManager implements Leases {
 
   /** The holder's connection is gone: its leases run out unless it comes back in time. */
   holderLost(connectionId: string): void {
-    for (const key of this.#byHolder.get(connectionId) ?? []) {
+    for (const key of this.#leases.keysOf(connectionId) ?? []) {
       const lease = this.#leases.get(key);
       if (lease && !lease.timer) this.#arm(key, lease);
     }
@@ -151,7 +140,7 @@ export class LeaseManager implements Leases {
 
   /** The holder's connection was recovered: its leases hold again. */
   holderBack(connectionId: string): void {
-    for (const key of this.#byHolder.get(connectionId) ?? []) {
+    for (const key of this.#leases.keysOf(connectionId) ?? []) {
       const lease = this.#leases.get(key);
       if (lease?.timer) {
         clearTimeout(lease.timer);
@@ -167,7 +156,7 @@ export class LeaseManager implements Leases {
 
   /** Active leases counted against `owner`. */
   heldBy(owner: string): number {
-    return this.#perOwner.get(owner) ?? 0;
+    return this.#leases.heldBy(owner);
   }
 
   /** The leases on one channel's messages (walks every lease: for inspection, not hot paths). */
@@ -193,8 +182,6 @@ export class LeaseManager implements Leases {
     this.#closed = true;
     for (const lease of this.#leases.values()) if (lease.timer) clearTimeout(lease.timer);
     this.#leases.clear();
-    this.#byHolder.clear();
-    this.#perOwner.clear();
   }
 
   #take(record: LeaseRecord, holder: string | undefined, owner?: string): void {
@@ -210,17 +197,8 @@ export class LeaseManager implements Leases {
       ms: record.ms,
       timer: undefined,
     };
-    this.#leases.set(key, lease);
-    if (owner !== undefined) this.#perOwner.set(owner, this.heldBy(owner) + 1);
+    this.#leases.add(key, lease);
     if (holder === undefined) this.#arm(key, lease);
-    else {
-      let keys = this.#byHolder.get(holder);
-      if (!keys) {
-        keys = new Set();
-        this.#byHolder.set(holder, keys);
-      }
-      keys.add(key);
-    }
   }
 
   /**
@@ -253,17 +231,7 @@ export class LeaseManager implements Leases {
 
   #drop(key: string, lease: Lease): void {
     if (lease.timer) clearTimeout(lease.timer);
-    this.#leases.delete(key);
-    if (lease.owner !== undefined) {
-      const held = this.heldBy(lease.owner) - 1;
-      if (held > 0) this.#perOwner.set(lease.owner, held);
-      else this.#perOwner.delete(lease.owner);
-    }
-    if (lease.holder !== undefined) {
-      const keys = this.#byHolder.get(lease.holder);
-      keys?.delete(key);
-      if (keys?.size === 0) this.#byHolder.delete(lease.holder);
-    }
+    this.#leases.remove(key);
   }
 
   /** Lease records are best effort: a failing write is logged, never fails the publish. */

@@ -15,6 +15,7 @@
  */
 import type { JsonValue, PresenceFrame, PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
+import { PresenceBudget } from './presence-budget.ts';
 import { ServerError } from './server-error.ts';
 
 export type PresenceListener = (frame: Buffer) => void;
@@ -52,8 +53,7 @@ export interface Presence {
 export class PresenceService implements Presence {
   readonly #members = new Map<string, Map<string, PresenceMember>>();
   readonly #listeners = new KeyedListeners<PresenceListener>();
-  /** Per connection: the channels it is present in, and the bytes of its data in each. */
-  readonly #channelsOf = new Map<string, Map<string, number>>();
+  readonly #budget: PresenceBudget;
   readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
   /** Members that left at the end of their grace, kept for `recoverWithin` in case the connection comes back. */
   readonly #departed = new Map<
@@ -64,6 +64,7 @@ export class PresenceService implements Presence {
 
   constructor(options: PresenceOptions) {
     this.#options = options;
+    this.#budget = new PresenceBudget(options);
   }
 
   members(channel: string): PresenceMember[] {
@@ -72,7 +73,7 @@ export class PresenceService implements Presence {
 
   /** The channels where the connection is a presence member. */
   channelsOf(connectionId: string): string[] {
-    return [...(this.#channelsOf.get(connectionId)?.keys() ?? [])];
+    return this.#budget.channelsOf(connectionId);
   }
 
   /**
@@ -93,20 +94,7 @@ export class PresenceService implements Presence {
         'too_many_members',
         `channel ${channel} already has ${this.#options.maxMembers} presence members; try again later`,
       );
-    let channels = this.#channelsOf.get(connectionId);
-    const { maxChannelsPerConnection, maxBytesPerConnection } = this.#options;
-    if (!channels?.has(channel) && (channels?.size ?? 0) >= maxChannelsPerConnection)
-      throw new ServerError(
-        'too_many_channels',
-        `a connection may be present in at most ${maxChannelsPerConnection} channels; leave some first`,
-      );
-    let held = 0;
-    for (const [other, bytes] of channels ?? []) if (other !== channel) held += bytes;
-    if (held + size > maxBytesPerConnection)
-      throw new ServerError(
-        'presence_too_large',
-        `a connection may hold at most ${maxBytesPerConnection} bytes of presence data over all its channels (${held} held); send less, or leave some channels`,
-      );
+    this.#budget.check(connectionId, channel, size);
     if (!set) {
       set = new Map();
       this.#members.set(channel, set);
@@ -114,11 +102,7 @@ export class PresenceService implements Presence {
     const member: PresenceMember = { clientId, connectionId, timestamp: Date.now() };
     if (data !== undefined) member.data = data;
     set.set(connectionId, member);
-    if (!channels) {
-      channels = new Map();
-      this.#channelsOf.set(connectionId, channels);
-    }
-    channels.set(channel, size);
+    this.#budget.add(connectionId, channel, size);
     // entering twice is an update; updating when absent is an enter
     this.#emit({ type: 'presence', channel, action: existing ? 'update' : 'enter', member });
   }
@@ -129,7 +113,7 @@ export class PresenceService implements Presence {
     if (!set || !member) return;
     set.delete(connectionId);
     if (set.size === 0) this.#members.delete(channel);
-    this.#channelsOf.get(connectionId)?.delete(channel);
+    this.#budget.remove(connectionId, channel);
     this.#emit({ type: 'presence', channel, action: 'leave', member: { ...member, timestamp: Date.now() } });
   }
 
@@ -138,19 +122,18 @@ export class PresenceService implements Presence {
     this.#cancelPendingLeave(connectionId);
     this.#departed.delete(connectionId);
     this.#forgetDeparted();
-    for (const channel of [...(this.#channelsOf.get(connectionId)?.keys() ?? [])])
-      this.leave(channel, connectionId);
-    this.#channelsOf.delete(connectionId);
+    for (const channel of this.channelsOf(connectionId)) this.leave(channel, connectionId);
+    this.#budget.forget(connectionId);
   }
 
   /** The connection dropped: its members leave after the grace period unless it comes back. */
   connectionLost(connectionId: string): void {
-    if (!this.#channelsOf.get(connectionId)?.size) return;
+    if (!this.#budget.isPresent(connectionId)) return;
     this.#cancelPendingLeave(connectionId);
     const timer = setTimeout(() => {
       this.#pendingLeaves.delete(connectionId);
       // remember what it was, in case the connection is recovered later within its state TTL
-      const members = [...(this.#channelsOf.get(connectionId)?.keys() ?? [])].flatMap((channel) => {
+      const members = this.channelsOf(connectionId).flatMap((channel) => {
         const member = this.#members.get(channel)?.get(connectionId);
         return member ? [{ channel, member }] : [];
       });

@@ -19,6 +19,7 @@
  * Redis writes are not awaited on the publish path (a publish never waits for its lease); errors go to
  * `onError`. `maxLeasesPerClient` is counted per node.
  */
+import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { ExpireLease, Leases, LeaseView } from './leases.ts';
 import { RedisScript } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
@@ -39,13 +40,7 @@ export interface RedisLeasesOptions {
   holderTtl: number;
 }
 
-interface Lease {
-  channel: string;
-  serial: string;
-  holder: string | undefined;
-  clientId: string | undefined;
-  owner: string | undefined;
-  ms: number;
+interface Lease extends HeldLease {
   /** The holder's connection lives on this node: renew. */
   live: boolean;
   /** When not live: the deadline this node last set (ms since 1970), after which any node may expire it. */
@@ -98,10 +93,8 @@ const CLAIM_BATCH = 100;
 
 export class RedisLeases implements Leases {
   readonly #o: RedisLeasesOptions;
-  readonly #leases = new Map<string, Lease>();
+  readonly #leases = new LeaseIndex<Lease>();
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #byHolder = new Map<string, Set<string>>();
-  readonly #perOwner = new Map<string, number>();
   readonly #timer: NodeJS.Timeout;
   readonly #retryAfter: number;
   readonly #holderTtl: number;
@@ -136,8 +129,9 @@ export class RedisLeases implements Leases {
         true,
       )) as [string, string[]];
       cursor = String(next);
+      const fields: string[] = [];
+      const records: LeaseRecord[] = [];
       for (let i = 0; i + 1 < entries.length; i += 2) {
-        const field = String(entries[i]);
         let record: LeaseRecord;
         try {
           record = JSON.parse(String(entries[i + 1])) as LeaseRecord;
@@ -145,16 +139,27 @@ export class RedisLeases implements Leases {
           continue;
         }
         if (record.channel !== channel) continue;
-        const score = await connection.send(this.#deadlines, ['ZSCORE', this.#deadlines, field], true);
+        fields.push(String(entries[i]));
+        records.push(record);
+      }
+      if (fields.length === 0) continue;
+      // the deadlines of the whole page in one round trip (ZMSCORE: Redis 6.2+)
+      const scores = (await connection.send(
+        this.#deadlines,
+        ['ZMSCORE', this.#deadlines, ...fields],
+        true,
+      )) as unknown[];
+      records.forEach((record, i) => {
+        const score = scores[i];
         const view: LeaseView = {
           serial: record.serial,
           ms: record.ms,
-          held: this.#leases.get(field)?.live ?? false,
+          held: this.#leases.get(fields[i] as string)?.live ?? false,
         };
         if (record.clientId !== undefined) view.clientId = record.clientId;
         if (score !== null && score !== undefined) view.deadline = Number(score);
         views.push(view);
-      }
+      });
     } while (cursor !== '0');
     return views.sort((a, b) => (a.serial < b.serial ? -1 : 1));
   }
@@ -210,15 +215,14 @@ export class RedisLeases implements Leases {
 
   release(channel: string, serial: string): void {
     const field = fieldOf(channel, serial);
-    const lease = this.#leases.get(field);
-    if (lease) this.#drop(field, lease);
+    this.#leases.remove(field);
     const { connection } = this.#o;
     this.#track(connection.send(this.#deadlines, ['ZREM', this.#deadlines, field]));
     this.#track(connection.send(this.#records, ['HDEL', this.#records, field]));
   }
 
   holderLost(connectionId: string): void {
-    const fields = this.#byHolder.get(connectionId);
+    const fields = this.#leases.keysOf(connectionId);
     if (!fields) return;
     const now = Date.now();
     const args: string[] = [];
@@ -233,7 +237,7 @@ export class RedisLeases implements Leases {
   }
 
   holderBack(connectionId: string): void {
-    const fields = this.#byHolder.get(connectionId);
+    const fields = this.#leases.keysOf(connectionId);
     const now = Date.now();
     const args: string[] = [];
     for (const field of fields ?? []) {
@@ -252,7 +256,7 @@ export class RedisLeases implements Leases {
   }
 
   heldBy(owner: string): number {
-    return this.#perOwner.get(owner) ?? 0;
+    return this.#leases.heldBy(owner);
   }
 
   has(channel: string, serial: string): boolean {
@@ -264,8 +268,6 @@ export class RedisLeases implements Leases {
     this.#closed = true;
     clearInterval(this.#timer);
     this.#leases.clear();
-    this.#byHolder.clear();
-    this.#perOwner.clear();
     // Writes not awaited on the publish path (a lease just taken, a holder just lost) must reach
     // Redis before the store's connection closes, or a run whose agent vanished would never expire.
     let timer: NodeJS.Timeout | undefined;
@@ -353,11 +355,11 @@ export class RedisLeases implements Leases {
     const now = Date.now();
     const args: string[] = [];
     const holders = new Set<string>();
-    for (const [field, lease] of this.#leases) {
+    for (const [field, lease] of this.#leases.entries()) {
       if (!lease.live) {
         // Not held here any more, and past its deadline: some node expired it (or will). Forget it
         // here too, or it would count against its owner's budget on this node for ever.
-        if (now > lease.until + this.#retryAfter) this.#drop(field, lease);
+        if (now > lease.until + this.#retryAfter) this.#leases.remove(field);
         continue;
       }
       args.push(String(now + lease.ms), field);
@@ -406,38 +408,14 @@ export class RedisLeases implements Leases {
       }
       const removed = await FINISH.run(connection, [this.#deadlines, this.#records], [field, score]);
       const lease = this.#leases.get(field);
-      if (Number(removed) === 1 && lease && !lease.live) this.#drop(field, lease);
+      if (Number(removed) === 1 && lease && !lease.live) this.#leases.remove(field);
     }
   }
 
   #take(lease: Lease): void {
     const field = fieldOf(lease.channel, lease.serial);
-    const previous = this.#leases.get(field);
-    if (previous) this.#drop(field, previous);
-    this.#leases.set(field, lease);
-    if (lease.owner !== undefined) this.#perOwner.set(lease.owner, this.heldBy(lease.owner) + 1);
-    if (lease.holder !== undefined) {
-      let fields = this.#byHolder.get(lease.holder);
-      if (!fields) {
-        fields = new Set();
-        this.#byHolder.set(lease.holder, fields);
-      }
-      fields.add(field);
-    }
-  }
-
-  #drop(field: string, lease: Lease): void {
-    this.#leases.delete(field);
-    if (lease.owner !== undefined) {
-      const held = this.heldBy(lease.owner) - 1;
-      if (held > 0) this.#perOwner.set(lease.owner, held);
-      else this.#perOwner.delete(lease.owner);
-    }
-    if (lease.holder !== undefined) {
-      const fields = this.#byHolder.get(lease.holder);
-      fields?.delete(field);
-      if (fields?.size === 0) this.#byHolder.delete(lease.holder);
-    }
+    this.#leases.remove(field);
+    this.#leases.add(field, lease);
   }
 
   get #deadlines(): string {

@@ -27,6 +27,7 @@ import { randomBytes } from 'node:crypto';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
 import type { Presence, PresenceListener, PresenceOptions } from './presence.ts';
+import { PresenceBudget } from './presence-budget.ts';
 import { RedisScript, redisUnavailable } from './redis-script.ts';
 import { ServerError } from './server-error.ts';
 import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
@@ -94,8 +95,8 @@ export class RedisPresence implements Presence {
   readonly #nodeTtl: number;
   readonly #listeners = new KeyedListeners<PresenceListener>();
   readonly #feeds = new Map<string, Feed>();
-  /** Per connection held here: its channels and the bytes of its data in each (the budgets). */
-  readonly #channelsOf = new Map<string, Map<string, number>>();
+  /** Per connection held here: its channels and the bytes of its data in each. */
+  readonly #budget: PresenceBudget;
   readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
   readonly #sweep: NodeJS.Timeout;
   #bus: Promise<BusConnection> | undefined;
@@ -105,6 +106,7 @@ export class RedisPresence implements Presence {
   constructor(options: RedisPresenceOptions) {
     this.#o = options;
     this.#nodeTtl = options.nodeTtl ?? 3_000;
+    this.#budget = new PresenceBudget(options);
     this.#busConnection().catch(options.onError);
     this.#beat();
     this.#sweep = setInterval(() => {
@@ -135,7 +137,7 @@ export class RedisPresence implements Presence {
   }
 
   channelsOf(connectionId: string): string[] {
-    return [...(this.#channelsOf.get(connectionId)?.keys() ?? [])];
+    return this.#budget.channelsOf(connectionId);
   }
 
   async enter(
@@ -145,20 +147,7 @@ export class RedisPresence implements Presence {
     data: JsonValue | undefined,
     size: number = data === undefined ? 0 : Buffer.byteLength(JSON.stringify(data)),
   ): Promise<void> {
-    const channels = this.#channelsOf.get(connectionId);
-    const { maxChannelsPerConnection, maxBytesPerConnection } = this.#o;
-    if (!channels?.has(channel) && (channels?.size ?? 0) >= maxChannelsPerConnection)
-      throw new ServerError(
-        'too_many_channels',
-        `a connection may be present in at most ${maxChannelsPerConnection} channels; leave some first`,
-      );
-    let held = 0;
-    for (const [other, bytes] of channels ?? []) if (other !== channel) held += bytes;
-    if (held + size > maxBytesPerConnection)
-      throw new ServerError(
-        'presence_too_large',
-        `a connection may hold at most ${maxBytesPerConnection} bytes of presence data over all its channels (${held} held); send less, or leave some channels`,
-      );
+    this.#budget.check(connectionId, channel, size);
     const member: PresenceMember = { clientId, connectionId, timestamp: Date.now() };
     if (data !== undefined) member.data = data;
     const json = JSON.stringify(member);
@@ -174,17 +163,12 @@ export class RedisPresence implements Presence {
         'too_many_members',
         `channel ${channel} already has ${this.#o.maxMembers} presence members; try again later`,
       );
-    let mine = this.#channelsOf.get(connectionId);
-    if (!mine) {
-      mine = new Map();
-      this.#channelsOf.set(connectionId, mine);
-    }
-    mine.set(channel, size);
+    this.#budget.add(connectionId, channel, size);
     this.#remember(connectionId, channel, json);
   }
 
   leave(channel: string, connectionId: string): void {
-    this.#channelsOf.get(connectionId)?.delete(channel);
+    this.#budget.remove(connectionId, channel);
     const record = this.#recordKey(connectionId);
     this.#o.connection.send(record, ['HDEL', record, channel]).catch(this.#o.onError);
     this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
@@ -193,19 +177,19 @@ export class RedisPresence implements Presence {
   connectionClosed(connectionId: string): void {
     this.#cancelPendingLeave(connectionId);
     const channels = this.channelsOf(connectionId);
-    this.#channelsOf.delete(connectionId);
+    this.#budget.forget(connectionId);
     for (const channel of channels) this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
     const record = this.#recordKey(connectionId);
     this.#o.connection.send(record, ['DEL', record]).catch(this.#o.onError);
   }
 
   connectionLost(connectionId: string): void {
-    if (!this.#channelsOf.get(connectionId)?.size) return;
+    if (!this.#budget.isPresent(connectionId)) return;
     this.#cancelPendingLeave(connectionId);
     const timer = setTimeout(() => {
       this.#pendingLeaves.delete(connectionId);
       const channels = this.channelsOf(connectionId);
-      this.#channelsOf.delete(connectionId);
+      this.#budget.forget(connectionId);
       // only if still held here: a recovery on another node took the members over
       for (const channel of channels)
         this.#run(channel, 'leave', connectionId, this.nodeId, []).catch(this.#o.onError);
@@ -233,12 +217,7 @@ export class RedisPresence implements Presence {
       const size = member.data === undefined ? 0 : Buffer.byteLength(JSON.stringify(member.data));
       const taken = await this.#run(channel, 'rehome', connectionId, this.nodeId, []);
       if (typeof taken === 'string') {
-        let mine = this.#channelsOf.get(connectionId);
-        if (!mine) {
-          mine = new Map();
-          this.#channelsOf.set(connectionId, mine);
-        }
-        mine.set(channel, size);
+        this.#budget.add(connectionId, channel, size);
         this.#indexMember(channel, connectionId);
         continue;
       }
@@ -373,7 +352,7 @@ export class RedisPresence implements Presence {
     const dead = `${prefix}:node-dead:${this.nodeId}`;
     connection.send(dead, ['DEL', dead]).then((removed) => {
       if (Number(removed) !== 1 || this.#closed) return;
-      for (const id of this.#channelsOf.keys()) this.#resume(id).catch(onError);
+      for (const id of this.#budget.connections()) this.#resume(id).catch(onError);
     }, onError);
     connection.send(`${prefix}:nodes`, ['SADD', `${prefix}:nodes`, this.nodeId]).catch(onError);
     // the per-connection records outlive a refresh by far: refresh them a few times per TTL only
@@ -381,7 +360,7 @@ export class RedisPresence implements Presence {
     if (now - this.#recordsRefreshedAt < recoverWithin / 4) return;
     this.#recordsRefreshedAt = now;
     const ttl = String(Math.max(recoverWithin, this.#nodeTtl));
-    for (const id of this.#channelsOf.keys()) {
+    for (const id of this.#budget.connections()) {
       const record = this.#recordKey(id);
       connection.send(record, ['PEXPIRE', record, ttl]).catch(onError);
     }

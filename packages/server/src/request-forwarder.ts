@@ -33,6 +33,8 @@ export interface ConnectionRequest {
   kind: 'frames' | 'poll';
   connectionId: string;
   connectionKey: string;
+  /** The transport id the request names (`transport=`), if any (PROTOCOL.md §12). */
+  transportId?: string;
   /** The upstream frames (kind `frames`), read lazily for a local request. */
   frames: () => Promise<unknown[]>;
 }
@@ -55,6 +57,7 @@ interface RequestMessage {
   kind: 'frames' | 'poll';
   id: string;
   key: string;
+  transport?: string;
   frames?: unknown[];
 }
 interface AnswerMessage {
@@ -160,6 +163,7 @@ export class RequestForwarder {
       kind: request.kind,
       id: request.connectionId,
       key: request.connectionKey,
+      ...(request.transportId === undefined ? {} : { transport: request.transportId }),
       ...(frames === undefined ? {} : { frames }),
     };
     const timer = setTimeout(() => {
@@ -277,6 +281,7 @@ export class RequestForwarder {
         kind: message.kind === 'poll' ? 'poll' : 'frames',
         connectionId: String(message.id),
         connectionKey: String(message.key),
+        ...(typeof message.transport === 'string' ? { transportId: message.transport } : {}),
         frames: async () => frames,
       },
       reply,

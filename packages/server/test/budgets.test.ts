@@ -8,6 +8,7 @@ import { connect as netConnect } from 'node:net';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
+import { redisSkipReason } from '@mooring/testkit';
 import pino from 'pino';
 import { createToken } from '../src/index.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
@@ -32,30 +33,45 @@ async function openUnpolled(url: string, token: string): Promise<number> {
 }
 
 describe('presence budget per connection', () => {
-  it('caps the channels and the bytes of presence one connection holds', async () => {
-    const fx = await startFixture('memory', {
-      limits: {
-        maxPresenceChannelsPerConnection: 3,
-        maxPresenceBytesPerConnection: 1000,
-        maxPresenceRate: 1000,
+  // the same budget, node-local and on Redis (kept by the node holding the connection)
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `caps the channels and the bytes of presence one connection holds (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, {
+          limits: {
+            maxPresenceChannelsPerConnection: 3,
+            maxPresenceBytesPerConnection: 1000,
+            maxPresenceRate: 1000,
+          },
+        });
+        try {
+          const c = await RawClient.connect(fx.server.url, { clientId: 'p' });
+          const enter = (channel: string, data?: unknown) =>
+            c.request({
+              type: 'presence',
+              channel,
+              action: 'enter',
+              ...(data === undefined ? {} : { data }),
+            });
+          for (const ch of ['a', 'b', 'c']) assert.equal(outcome(await enter(ch)), 'ok');
+          assert.equal(outcome(await enter('d')), 'too_many_channels');
+          assert.equal(outcome(await enter('a', 'x'.repeat(600))), 'ok', 'an update of a held channel');
+          assert.equal(outcome(await enter('b', 'y'.repeat(600))), 'presence_too_large');
+          assert.equal(
+            outcome(await enter('a', 'x'.repeat(900))),
+            'ok',
+            'an update replaces the bytes it held',
+          );
+          assert.equal(outcome(await c.request({ type: 'presence', channel: 'c', action: 'leave' })), 'ok');
+          assert.equal(outcome(await enter('d')), 'ok', 'leaving frees a channel');
+          await c.close();
+        } finally {
+          await fx.close();
+        }
       },
-    });
-    try {
-      const c = await RawClient.connect(fx.server.url, { clientId: 'p' });
-      const enter = (channel: string, data?: unknown) =>
-        c.request({ type: 'presence', channel, action: 'enter', ...(data === undefined ? {} : { data }) });
-      for (const ch of ['a', 'b', 'c']) assert.equal(outcome(await enter(ch)), 'ok');
-      assert.equal(outcome(await enter('d')), 'too_many_channels');
-      assert.equal(outcome(await enter('a', 'x'.repeat(600))), 'ok', 'an update of a held channel');
-      assert.equal(outcome(await enter('b', 'y'.repeat(600))), 'presence_too_large');
-      assert.equal(outcome(await enter('a', 'x'.repeat(900))), 'ok', 'an update replaces the bytes it held');
-      assert.equal(outcome(await c.request({ type: 'presence', channel: 'c', action: 'leave' })), 'ok');
-      assert.equal(outcome(await enter('d')), 'ok', 'leaving frees a channel');
-      await c.close();
-    } finally {
-      await fx.close();
-    }
-  });
+    );
 
   it('rate-limits presence frames per connection', async () => {
     const fx = await startFixture('memory', {

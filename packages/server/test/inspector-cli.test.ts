@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import type { OperationInput } from '@mooring/protocol';
 import { FaultProxy, waitFor } from '@mooring/testkit';
 import pino from 'pino';
+import { inspectCommand } from '../src/inspect/inspect-command.ts';
+import { tailCommand } from '../src/inspect/tail-command.ts';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -136,6 +138,30 @@ describe('mooring inspect', () => {
     const none = cli(['inspect', 'session:x', '--url', fx.server.url]);
     assert.equal(await none.exited, 1);
     assert.match(none.stderr(), /credentials are required/);
+  });
+});
+
+describe('inspect and tail flags', () => {
+  it('refuse a missing channel, a bad integer and an unknown flag, each with a clear message', async () => {
+    const env = { MOORING_KEY: KEY };
+    const quiet = () => {};
+    const output = { write: quiet, status: quiet };
+    await assert.rejects(inspectCommand([], env, quiet), /one channel is required\n\nUsage: mooring inspect/);
+    await assert.rejects(
+      inspectCommand(['session:x', '--limit', '0'], env, quiet),
+      /--limit must be an integer from 1 to 10000/,
+    );
+    await assert.rejects(inspectCommand(['session:x', '--bogus'], env, quiet), /bogus/);
+    assert.throws(
+      () => tailCommand(['a', 'b'], env, output),
+      /one channel is required\n\nUsage: mooring tail/,
+    );
+    assert.throws(
+      () => tailCommand(['session:x', '--rewind', '1.5'], env, output),
+      /--rewind must be an integer from 0 to 1000/,
+    );
+    assert.throws(() => tailCommand(['session:x', '--bogus'], env, output), /bogus/);
+    assert.throws(() => tailCommand(['session:x', '--url', 'ftp://x'], env, output), /--url must be http/);
   });
 });
 

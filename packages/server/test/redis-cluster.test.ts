@@ -13,11 +13,10 @@ import {
   startRedisCluster,
   waitFor,
 } from '@mooring/testkit';
-import { startServer } from '../src/index.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
 import { storeConformance } from './store-conformance.ts';
-import { TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
+import { redisNode, redisStoreFixture } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason() ?? (redisCliPath() ? undefined : 'redis-cli is not installed');
 
@@ -33,20 +32,7 @@ if (skip) {
   });
   after(() => cluster.close());
 
-  storeConformance('redis cluster', async (options) => {
-    const prefix = `c${++db}`;
-    const open = () => RedisStore.open({ url: cluster.url, prefix, ...options });
-    let store = await open();
-    return {
-      store,
-      reopen: async () => {
-        await store.close();
-        store = await open();
-        return store;
-      },
-      cleanup: () => store.close(),
-    };
-  });
+  storeConformance('redis cluster', (options) => redisStoreFixture(cluster.url, `c${++db}`, options));
 
   describe('Redis Cluster: sharding and fan-out', () => {
     it("keeps every channel's keys on one master and spreads channels over the masters", async () => {
@@ -89,15 +75,8 @@ if (skip) {
     });
 
     it('delivers across two server nodes over sharded pub/sub, in order and once', async () => {
-      const make = () =>
-        startServer({
-          host: '127.0.0.1',
-          port: 0,
-          keys: [TEST_KEY],
-          store: { kind: 'redis', url: cluster.url },
-        });
-      const a = await make();
-      const b = await make();
+      const a = await redisNode(cluster.url);
+      const b = await redisNode(cluster.url);
       try {
         const channels = ['session:x1', 'session:x2', 'session:x3'];
         const sub = await RawClient.connect(a.url);

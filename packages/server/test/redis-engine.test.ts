@@ -8,12 +8,13 @@ import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
 import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { loadServeConfig } from '../src/config.ts';
-import { type MooringServer, startServer } from '../src/index.ts';
+import type { MooringServer } from '../src/index.ts';
 import { RedisHub } from '../src/redis-hub.ts';
 import type { RedisStore } from '../src/store/redis-store.ts';
 import type { Store } from '../src/store/store.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
 import { fold, RawClient } from './support/raw-client.ts';
+import { redisNode } from './support/redis-fixtures.ts';
 import { spawnServer } from './support/server-process.ts';
 
 const skip = redisSkipReason();
@@ -39,13 +40,7 @@ describe('Redis configuration', () => {
 });
 
 function node(redis: RedisServer, hub?: (store: Store) => Promise<RedisHub>): Promise<MooringServer> {
-  return startServer({
-    host: '127.0.0.1',
-    port: 0,
-    keys: [TEST_KEY],
-    store: { kind: 'redis', url: redis.url },
-    ...(hub ? { hub } : {}),
-  });
+  return redisNode(redis.url, hub ? { hub } : {});
 }
 
 /** Versions strictly increase: every op delivered once, in serial order. */

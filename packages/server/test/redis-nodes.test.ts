@@ -19,9 +19,10 @@ import {
   waitFor,
 } from '@mooring/testkit';
 import { createClient } from 'redis';
-import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
-import { rest, TEST_KEY } from './support/fixture.ts';
+import type { MooringServer, ServerOptions } from '../src/index.ts';
+import { rest } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
+import { redisNode } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason();
 const GRACE = 1_500;
@@ -31,12 +32,9 @@ const isPresence = (channel: string, action?: string) => (f: ServerFrame) =>
 const presenceOf = (c: RawClient, channel: string) =>
   c.frames.filter((f): f is PresenceFrame => f.type === 'presence' && f.channel === channel);
 
+/** A node with short sweeps, so another node's death is seen soon. */
 function node(redis: RedisServer, options: Partial<ServerOptions> = {}): Promise<MooringServer> {
-  return startServer({
-    host: '127.0.0.1',
-    port: 0,
-    keys: [TEST_KEY],
-    store: { kind: 'redis', url: redis.url },
+  return redisNode(redis.url, {
     presenceGrace: GRACE,
     sweepInterval: 100,
     nodeTtl: 400,
@@ -54,6 +52,51 @@ async function members(server: MooringServer, channel: string): Promise<string[]
 async function runMessage(server: MooringServer, channel: string): Promise<Message[]> {
   const res = await rest(server, `/v1/channels/${channel}/messages?direction=forwards&limit=100`);
   return res.body.items as Message[];
+}
+
+/**
+ * Three nodes on a redis-server of their own, started before the suite's tests and stopped after
+ * (with any node a test adds to `nodes`).
+ */
+function threeNodes(options: Partial<ServerOptions> = {}): { redis: RedisServer; nodes: MooringServer[] } {
+  const fx = { redis: undefined as RedisServer | undefined, nodes: [] as MooringServer[] };
+  before(async () => {
+    const redis = await startRedis();
+    fx.redis = redis;
+    for (let i = 0; i < 3; i++) fx.nodes.push(await node(redis, options));
+  });
+  after(async () => {
+    for (const n of fx.nodes) await n.close().catch(() => {});
+    await fx.redis?.close();
+  });
+  return {
+    get redis() {
+      if (!fx.redis) throw new Error('redis-server not started yet');
+      return fx.redis;
+    },
+    nodes: fx.nodes,
+  };
+}
+
+/** The `status` header of one message. */
+async function statusOf(server: MooringServer, channel: string, serial: string): Promise<unknown> {
+  return (await runMessage(server, channel)).find((m) => m.serial === serial)?.headers?.status;
+}
+
+/**
+ * Takes a REST lease (1.5 s, longer than the other leases of these tests) and waits until it ran
+ * out: no connection renews it, so by then the sweeps went past every earlier, shorter deadline.
+ */
+async function outlastLeases(server: MooringServer, channel: string): Promise<void> {
+  const res = await rest(server, `/v1/channels/${channel}/messages`, {
+    body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
+  });
+  assert.equal(res.status, 200);
+  await waitFor(
+    async () =>
+      (await runMessage(server, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
+    { message: 'the probe lease never ran out' },
+  );
 }
 
 if (skip) {
@@ -137,19 +180,10 @@ if (skip) {
   });
 
   describe('several nodes: presence', () => {
-    let redis: RedisServer;
-    let nodes: MooringServer[];
-    before(async () => {
-      redis = await startRedis();
-      nodes = [await node(redis), await node(redis), await node(redis)];
-    });
-    after(async () => {
-      for (const n of nodes) await n.close().catch(() => {});
-      await redis.close();
-    });
+    const fx = threeNodes();
 
     it('members are visible from every node, and each event reaches subscribers on every node once', async () => {
-      const [a, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
       const channel = 'session:everywhere';
       const watchers = await Promise.all(
         [a, b, c].map((n, i) => RawClient.connect(n.url, { clientId: `w${i}` })),
@@ -184,7 +218,7 @@ if (skip) {
     });
 
     it('a connection recovered on another node keeps its presence: no leave, not even after the first node’s grace', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'session:moved';
       const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
       await watcher.attach(channel);
@@ -213,12 +247,12 @@ if (skip) {
     });
 
     it('members held by a node that died leave after the grace: not at once, not never, announced once', async () => {
-      const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
-      const redisClient = createClient({ url: redis.url });
+      const [, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const redisClient = createClient({ url: fx.redis.url });
       await redisClient.connect();
       const othersAlive = new Set(await redisClient.keys('mooring:node:*'));
-      const doomed = await node(redis);
-      nodes.push(doomed); // closed by after() if the test fails first
+      const doomed = await node(fx.redis);
+      fx.nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'session:doomed';
       const watchers = [
         await RawClient.connect(b.url, { clientId: 'wb' }),
@@ -276,19 +310,10 @@ if (skip) {
   });
 
   describe('several nodes: leases', () => {
-    let redis: RedisServer;
-    let nodes: MooringServer[];
-    before(async () => {
-      redis = await startRedis();
-      nodes = [await node(redis), await node(redis), await node(redis)];
-    });
-    after(async () => {
-      for (const n of nodes) await n.close().catch(() => {});
-      await redis.close();
-    });
+    const fx = threeNodes();
 
     it('a lease held on a live node is renewed: other nodes do not expire it', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'run:kept';
       const agent = await RawClient.connect(a.url, { clientId: 'agent' });
       const ack = await agent.publish(channel, [
@@ -297,29 +322,67 @@ if (skip) {
       const kept = ack.results[0]!.serial;
       // a REST publisher's lease is not renewed by any connection: it runs out, which proves sweeps
       // went past the first lease's deadline several times
-      const res = await rest(b, `/v1/channels/${channel}/messages`, {
-        body: { id: 'rest-run', data: 'y', headers: { status: 'running' }, lease: 1_500 },
-      });
-      assert.equal(res.status, 200);
-      await waitFor(
-        async () =>
-          (await runMessage(b, channel)).some(
-            (m) => m.id === 'rest-run' && m.headers?.status === 'abandoned',
-          ),
-        { message: 'the REST lease never ran out' },
+      await outlastLeases(b, channel);
+      assert.equal(
+        await statusOf(b, channel, kept),
+        'running',
+        'renewed by its node while its connection lives',
       );
-      const run = (await runMessage(b, channel)).find((m) => m.serial === kept);
-      assert.equal(run?.headers?.status, 'running', 'renewed by its node while its connection lives');
       await agent.publish(channel, [
         { action: 'update', serial: kept, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
       await agent.close();
     });
 
+    it('the channel health lists the leases with their deadlines in Redis, from any node', async () => {
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
+      const channel = 'run:listed';
+      const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+      const before = Date.now();
+      const ack = await agent.publish(channel, [
+        { id: 'one', data: 'x', lease: 60_000 },
+        { id: 'two', data: 'y', lease: 30_000 },
+      ]);
+      const serials = ack.results.map((r) => r.serial).sort();
+      type View = { serial: string; clientId?: string; ms: number; held: boolean; deadline?: number };
+      const leasesOn = async (server: MooringServer) =>
+        ((await rest(server, `/v1/channels/${channel}/health`)).body.leases as View[]) ?? [];
+      const onA = await leasesOn(a);
+      const onB = await leasesOn(b);
+      assert.deepEqual(
+        onA.map((l) => [l.serial, l.ms, l.held]),
+        [
+          [serials[0], 60_000, true],
+          [serials[1], 30_000, true],
+        ],
+        'held on the node of the publisher',
+      );
+      assert.deepEqual(
+        onB.map((l) => [l.serial, l.clientId, l.held]),
+        [
+          [serials[0], 'agent', false],
+          [serials[1], 'agent', false],
+        ],
+        'seen from another node too',
+      );
+      for (const [i, l] of onB.entries()) {
+        const ms = i === 0 ? 60_000 : 30_000;
+        assert.ok(
+          l.deadline !== undefined && l.deadline >= before + ms && l.deadline <= Date.now() + ms,
+          `the deadline of lease ${i} from Redis (${l.deadline})`,
+        );
+      }
+      await agent.publish(channel, [
+        { action: 'update', serial: serials[0]!, id: 'end-1', lease: 0 },
+        { action: 'update', serial: serials[1]!, id: 'end-2', lease: 0 },
+      ]);
+      await agent.close();
+    });
+
     it('a lease whose node died is expired by the others one lease later, exactly once', async () => {
-      const [, b, c] = nodes as [MooringServer, MooringServer, MooringServer];
-      const doomed = await node(redis);
-      nodes.push(doomed); // closed by after() if the test fails first
+      const [, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const doomed = await node(fx.redis);
+      fx.nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'run:orphan';
       const watcher = await RawClient.connect(c.url);
       await watcher.attach(channel);
@@ -344,9 +407,9 @@ if (skip) {
     });
 
     it('the same clientId writing again from another node before expiry takes the lease back', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
-      const doomed = await node(redis);
-      nodes.push(doomed); // closed by after() if the test fails first
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
+      const doomed = await node(fx.redis);
+      fx.nodes.push(doomed); // closed by after() if the test fails first
       const channel = 'run:taken-back';
       const agent = await RawClient.connect(doomed.url, { clientId: 'agent' });
       const ack = await agent.publish(channel, [
@@ -358,17 +421,12 @@ if (skip) {
       await restarted.publish(channel, [
         { action: 'update', serial, id: 'again', headers: { status: 'running' }, lease: 1_000 },
       ]);
-      // a REST lease taken after it, and longer: once it ran out, the first deadline has passed too
-      await rest(b, `/v1/channels/${channel}/messages`, {
-        body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
-      });
-      await waitFor(
-        async () =>
-          (await runMessage(b, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
-        { message: 'the probe lease never ran out' },
+      await outlastLeases(b, channel);
+      assert.equal(
+        await statusOf(b, channel, serial),
+        'running',
+        'taken back by the restarted agent: still running',
       );
-      const run = (await runMessage(b, channel)).find((m) => m.serial === serial);
-      assert.equal(run?.headers?.status, 'running', 'taken back by the restarted agent: still running');
       await restarted.publish(channel, [
         { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
@@ -376,7 +434,7 @@ if (skip) {
     });
 
     it('any write by the same clientId from another node, even without a lease field, moves the lease there', async () => {
-      const [a, b] = nodes as [MooringServer, MooringServer];
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'run:moved';
       const first = await RawClient.connect(b.url, { clientId: 'mover' });
       const ack = await first.publish(channel, [
@@ -386,16 +444,8 @@ if (skip) {
       first.kill(); // its lease now runs out one lease later, unless the publisher writes again
       const again = await RawClient.connect(a.url, { clientId: 'mover' });
       await again.publish(channel, [{ action: 'update', serial, id: 'u1', headers: { status: 'running' } }]);
-      await rest(b, `/v1/channels/${channel}/messages`, {
-        body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
-      });
-      await waitFor(
-        async () =>
-          (await runMessage(b, channel)).some((m) => m.id === 'probe' && m.headers?.status === 'abandoned'),
-        { message: 'the probe lease never ran out' },
-      );
-      const run = (await runMessage(b, channel)).find((m) => m.serial === serial);
-      assert.equal(run?.headers?.status, 'running', 'held by the new connection on node A');
+      await outlastLeases(b, channel);
+      assert.equal(await statusOf(b, channel, serial), 'running', 'held by the new connection on node A');
       await again.publish(channel, [
         { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
@@ -406,33 +456,23 @@ if (skip) {
 
 if (!skip) {
   describe('several nodes: budgets', () => {
-    let redis: RedisServer;
-    let nodes: MooringServer[];
-    before(async () => {
-      redis = await startRedis();
-      const limits = { maxPresenceMembers: 2, maxLeasesPerClient: 3 };
-      nodes = [await node(redis, { limits }), await node(redis, { limits }), await node(redis, { limits })];
-    });
-    after(async () => {
-      for (const n of nodes) await n.close().catch(() => {});
-      await redis.close();
-    });
+    const fx = threeNodes({ limits: { maxPresenceMembers: 2, maxLeasesPerClient: 3 } });
 
     it('maxPresenceMembers holds for a channel whose members are on different nodes', async () => {
       const channel = 'session:full';
       const [a, b, c] = await Promise.all(
-        nodes.map((n, i) => RawClient.connect(n.url, { clientId: `m${i}` })),
+        fx.nodes.map((n, i) => RawClient.connect(n.url, { clientId: `m${i}` })),
       );
       assert.equal((await a!.request({ type: 'presence', channel, action: 'enter' })).type, 'ack');
       assert.equal((await b!.request({ type: 'presence', channel, action: 'enter' })).type, 'ack');
       const refused = await c!.request({ type: 'presence', channel, action: 'enter' });
       assert.ok(refused.type === 'error' && refused.error.code === 'too_many_members');
-      assert.deepEqual(await members(nodes[2]!, channel), ['m0', 'm1']);
+      assert.deepEqual(await members(fx.nodes[2]!, channel), ['m0', 'm1']);
       await Promise.all([a!.close(), b!.close(), c!.close()]);
     });
 
     it('leases expired by other nodes stop counting against their owner on the node that took them', async () => {
-      const [a] = nodes as [MooringServer];
+      const [a] = fx.nodes as [MooringServer];
       const channel = 'run:budget';
       const take = (id: string) =>
         rest(a, `/v1/channels/${channel}/messages`, {
@@ -463,16 +503,8 @@ if (!clusterSkip) {
     let b: MooringServer;
     before(async () => {
       cluster = await startRedisCluster({ masters: 3 });
-      const make = () =>
-        startServer({
-          host: '127.0.0.1',
-          port: 0,
-          keys: [TEST_KEY],
-          store: { kind: 'redis', url: cluster.url },
-          sweepInterval: 100,
-        });
-      a = await make();
-      b = await make();
+      a = await redisNode(cluster.url, { sweepInterval: 100 });
+      b = await redisNode(cluster.url, { sweepInterval: 100 });
     });
     after(async () => {
       await a?.close();

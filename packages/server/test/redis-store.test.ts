@@ -11,6 +11,7 @@ import { RedisStore } from '../src/store/redis-store.ts';
 import type { AppendOptions, NewOperation } from '../src/store/store.ts';
 import { StoreError } from '../src/store/store.ts';
 import { storeConformance } from './store-conformance.ts';
+import { redisStoreFixture } from './support/redis-fixtures.ts';
 
 const OPTS: AppendOptions = { maxMessageSize: 4 * 1024 * 1024 };
 const skip = redisSkipReason();
@@ -41,22 +42,7 @@ if (skip) {
   after(() => redis.close());
 
   // Each fixture gets its own key prefix on the shared server: fresh and isolated, no FLUSHALL.
-  storeConformance('redis', async (options) => {
-    const prefix = `t${++db}`;
-    const open = () => RedisStore.open({ url: redis.url, prefix, ...options });
-    let store = await open();
-    return {
-      store,
-      reopen: async () => {
-        await store.close();
-        store = await open();
-        return store;
-      },
-      cleanup: async () => {
-        await store.close();
-      },
-    };
-  });
+  storeConformance('redis', (options) => redisStoreFixture(redis.url, `t${++db}`, options));
 
   describe('Redis store: what only Redis can get wrong', () => {
     it('starts a new epoch when Redis lost the channel (flushed): never reuses serials', async () => {

@@ -14,12 +14,13 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FaultProxy, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { loadServeConfig } from '../src/config.ts';
-import { type MooringServer, startServer } from '../src/index.ts';
+import type { MooringServer } from '../src/index.ts';
 import { connectRedis } from '../src/store/redis-connection.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
 import type { NewOperation } from '../src/store/store.ts';
-import { rest, TEST_KEY } from './support/fixture.ts';
+import { rest } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
+import { redisNode } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason();
 
@@ -51,12 +52,7 @@ if (skip) {
       t.after(() => redis.close());
       const proxy = await FaultProxy.start({ port: redis.port });
       t.after(() => proxy.close());
-      const server: MooringServer = await startServer({
-        host: '127.0.0.1',
-        port: 0,
-        keys: [TEST_KEY],
-        store: { kind: 'redis', url: `redis://127.0.0.1:${proxy.port}`, commandTimeout: 1_000 },
-      });
+      const server: MooringServer = await redisNode(`redis://127.0.0.1:${proxy.port}`, {}, 1_000);
       t.after(() => server.close());
       assert.ok(server.store instanceof RedisStore);
       const channel = 'session:blackhole';
@@ -113,12 +109,7 @@ if (skip) {
         t.after(() => redis.close());
         const proxy = await FaultProxy.start({ port: redis.port });
         t.after(() => proxy.close());
-        const server = await startServer({
-          host: '127.0.0.1',
-          port: 0,
-          keys: [TEST_KEY],
-          store: { kind: 'redis', url: `redis://127.0.0.1:${proxy.port}`, commandTimeout: 500 },
-        });
+        const server = await redisNode(`redis://127.0.0.1:${proxy.port}`, {}, 500);
         const pub = await RawClient.connect(server.url, { clientId: 'agent' });
         await pub.publish('session:stop', [{ id: 'a', data: 'a' }]);
         if (fault === 'stopped') {

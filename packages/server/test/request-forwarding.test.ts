@@ -10,9 +10,10 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { FaultProxy, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
-import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
+import type { MooringServer, ServerOptions } from '../src/index.ts';
 import { TEST_KEY } from './support/fixture.ts';
 import { SseClient } from './support/http-client.ts';
+import { redisNode } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason();
 
@@ -23,13 +24,7 @@ async function redisFor(t: TestContext): Promise<RedisServer> {
 }
 
 async function node(t: TestContext, url: string, extra: Partial<ServerOptions> = {}): Promise<MooringServer> {
-  const server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
-    keys: [TEST_KEY],
-    store: { kind: 'redis', url },
-    ...extra,
-  });
+  const server = await redisNode(url, extra);
   t.after(() => server.close());
   return server;
 }

@@ -78,6 +78,7 @@ export const attachFrameSchema = z
     from: serialSchema.optional(),
     rewind: z.number().int().min(1).max(1000).optional(),
     start: z.literal(true).optional(),
+    echo: z.literal(false).optional(),
   })
   .strict()
   .refine((f) => [f.from, f.rewind, f.start].filter((x) => x !== undefined).length <= 1, {

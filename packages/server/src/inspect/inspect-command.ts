@@ -12,7 +12,15 @@ import type { Message, PresenceMember } from '@mooring/protocol';
 import type { ChannelHealthReport } from '../health-report.ts';
 import { conversationLines, isAiSession } from './conversation-view.ts';
 import { bytes, duration, formatMessage, preview } from './format-message.ts';
-import { CONNECTION_HELP, getJson, type InspectTarget, inspectTarget } from './inspect-options.ts';
+import {
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  getJson,
+  type InspectTarget,
+  inspectTarget,
+  integerOption,
+  oneChannel,
+} from './inspect-options.ts';
 
 export const INSPECT_HELP = `Usage: mooring inspect <channel> [--limit <n>] [--json] [--url <url>] (--key <key> | --token <jwt>)
 
@@ -36,23 +44,12 @@ export async function inspectCommand(
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: {
-      url: { type: 'string' },
-      key: { type: 'string' },
-      token: { type: 'string' },
-      limit: { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
+    options: { ...CONNECTION_OPTIONS, limit: { type: 'string' }, json: { type: 'boolean' } },
     strict: true,
   });
   if (values.help) return out(INSPECT_HELP);
-  const channel = positionals[0];
-  if (channel === undefined || positionals.length > 1)
-    throw new Error(`one channel is required\n\n${INSPECT_HELP}`);
-  const limit = values.limit === undefined ? 200 : Number(values.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
-    throw new Error('--limit must be an integer from 1 to 10000');
+  const channel = oneChannel(positionals, INSPECT_HELP);
+  const limit = integerOption('limit', values.limit, 200, 1, 10_000);
   const target = inspectTarget(values, env);
   const path = `/v1/channels/${encodeURIComponent(channel)}`;
   const [health, presence, messages] = await Promise.all([

@@ -2,7 +2,8 @@
  * Where `mooring inspect` / `mooring tail` connect and with what: `--url` (or MOORING_URL, default
  * http://127.0.0.1:8080) and an API key `--key` / MOORING_KEY or a token `--token` / MOORING_TOKEN.
  * The credential travels only in the `authorization` header, never in a URL, and is never printed:
- * what these commands write is safe to paste into a support ticket.
+ * what these commands write is safe to paste into a support ticket. The flags both commands share
+ * (connection, channel, integer bounds) are parsed here once, so they answer alike.
  */
 export interface InspectTarget {
   /** `http(s)://host:port`, no trailing slash. */
@@ -14,6 +15,35 @@ export interface InspectTarget {
 export const CONNECTION_HELP = `  --url       the server (default http://127.0.0.1:8080)        [MOORING_URL]
   --key       an API key <name>:<secret>                          [MOORING_KEY]
   --token     or a token (JWT); it needs history + presence on the channel  [MOORING_TOKEN]`;
+
+/** The `parseArgs` options both commands take (each adds its own). */
+export const CONNECTION_OPTIONS = {
+  url: { type: 'string' },
+  key: { type: 'string' },
+  token: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** The one channel a command names, or an error that shows its usage. */
+export function oneChannel(positionals: string[], help: string): string {
+  const channel = positionals[0];
+  if (channel === undefined || positionals.length > 1) throw new Error(`one channel is required\n\n${help}`);
+  return channel;
+}
+
+/** An optional integer flag within [min, max], `fallback` when absent. */
+export function integerOption(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const value = raw === undefined ? fallback : Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new Error(`--${name} must be an integer from ${min} to ${max}`);
+  return value;
+}
 
 export function inspectTarget(
   values: { url?: string | undefined; key?: string | undefined; token?: string | undefined },

@@ -16,7 +16,14 @@ import { PROTOCOL_VERSION } from '@mooring/protocol';
 import { EVENT_CONTROL, EVENT_INPUT, EVENT_PART, EVENT_RUN } from '@mooring/protocol/ai';
 import WebSocket from 'ws';
 import { formatMessage, preview } from './format-message.ts';
-import { CONNECTION_HELP, type InspectTarget, inspectTarget } from './inspect-options.ts';
+import {
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  type InspectTarget,
+  inspectTarget,
+  integerOption,
+  oneChannel,
+} from './inspect-options.ts';
 
 export const TAIL_HELP = `Usage: mooring tail <channel> [--rewind <n> | --from <serial>] [--raw] [--url <url>] (--key <key> | --token <jwt>)
 
@@ -47,13 +54,10 @@ export function tailCommand(argv: string[], env: NodeJS.ProcessEnv, output: Tail
     args: argv,
     allowPositionals: true,
     options: {
-      url: { type: 'string' },
-      key: { type: 'string' },
-      token: { type: 'string' },
+      ...CONNECTION_OPTIONS,
       rewind: { type: 'string' },
       from: { type: 'string' },
       raw: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
@@ -61,12 +65,8 @@ export function tailCommand(argv: string[], env: NodeJS.ProcessEnv, output: Tail
     output.write(`${TAIL_HELP}\n`);
     return 'help';
   }
-  const channel = positionals[0];
-  if (channel === undefined || positionals.length > 1)
-    throw new Error(`one channel is required\n\n${TAIL_HELP}`);
-  const rewind = values.rewind === undefined ? 10 : Number(values.rewind);
-  if (!Number.isInteger(rewind) || rewind < 0 || rewind > 1000)
-    throw new Error('--rewind must be an integer from 0 to 1000');
+  const channel = oneChannel(positionals, TAIL_HELP);
+  const rewind = integerOption('rewind', values.rewind, 10, 0, 1000);
   return follow(
     inspectTarget(values, env),
     channel,

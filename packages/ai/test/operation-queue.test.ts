@@ -1,0 +1,183 @@
+// OperationQueue pipelining (operation-queue.ts): with a sink that keeps order (`window` > 1), plain
+// deltas go out while earlier batches are in flight; structural operations go alone; after a
+// retryable failure the text is whole and in order, whatever was stored around it.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { OperationInput } from '@mooring/protocol';
+import { OperationQueue } from '../src/operation-queue.ts';
+import type { OperationSink, PublishedOperation } from '../src/operation-sink.ts';
+import { MemoryLog } from './helpers/memory-log.ts';
+
+/** A sink whose publishes the test settles one by one; stored in the log only when acked. */
+class ControlledSink implements OperationSink {
+  readonly maxOpsPerPublish = 100;
+  readonly window: number;
+  readonly log = new MemoryLog();
+  readonly flights: Array<{
+    ops: OperationInput[];
+    ack(): Promise<void>;
+    fail(error: unknown): void;
+  }> = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  /** In-flight count seen when each batch holding something other than plain deltas went out. */
+  structuralSentWith: number[] = [];
+
+  constructor(window: number) {
+    this.window = window;
+  }
+
+  publish(ops: OperationInput[]): Promise<PublishedOperation[]> {
+    if (ops.some((op) => op.action !== 'append' || op.headers !== undefined))
+      this.structuralSentWith.push(this.inFlight);
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    return new Promise((resolve, reject) => {
+      this.flights.push({
+        ops,
+        ack: async () => {
+          this.inFlight--;
+          resolve(await this.log.publish(ops));
+        },
+        fail: (error) => {
+          this.inFlight--;
+          reject(error);
+        },
+      });
+    });
+  }
+}
+
+const timers = () => {
+  const due: Array<() => void> = [];
+  return {
+    due,
+    // a coalescing wait (0 here) runs on the next turn; a retry's backoff when the test says
+    setTimeout: (fn: () => void, ms: number) => {
+      if (ms === 0) setImmediate(fn);
+      else due.push(fn);
+      return fn;
+    },
+    clearTimeout: () => {},
+  };
+};
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+function queueOn(sink: ControlledSink, t = timers()) {
+  return new OperationQueue({
+    sink,
+    runId: 'r',
+    coalesceMs: 0,
+    timers: t,
+    onCreated: () => {},
+    onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+  });
+}
+
+/** The part's text as a catch-up would deliver it. */
+const textOf = (log: MemoryLog) => log.rolledUp().find((m) => m.name === 'part')?.data;
+
+describe('OperationQueue pipelining', () => {
+  it('sends plain deltas while earlier batches are in flight, up to the window, in order', async () => {
+    const sink = new ControlledSink(4);
+    const queue = queueOn(sink);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    await tick();
+    const words = Array.from({ length: 12 }, (_, i) => `w${i} `);
+    for (const w of words) {
+      queue.delta('t', w);
+      await tick(); // each token on its own turn, as from a model
+    }
+    // one batch per token while the window has room: no token waited for the previous ack
+    assert.equal(sink.inFlight, 4);
+    assert.equal(sink.maxInFlight, 4);
+    while (sink.flights.length > 0) {
+      await sink.flights.shift()!.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.equal(textOf(sink.log), words.join(''));
+    assert.equal(sink.log.live.length, new Set(sink.log.live.map((m) => m.id)).size, 'each op once');
+  });
+
+  it('sends a structural operation alone, and holds the next batches until its ack', async () => {
+    const sink = new ControlledSink(4);
+    const queue = queueOn(sink);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    queue.delta('t', 'a');
+    await tick();
+    queue.delta('t', 'b');
+    await tick();
+    queue.append('t', '', { state: 'done' }); // marks the part done: structural
+    queue.delta('t', 'c');
+    await tick();
+    assert.equal(sink.flights.length, 2, 'the structural batch waits for the window to empty');
+    for (let i = 0; i < 4 && sink.flights.length > 0; i++) {
+      await sink.flights.shift()!.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.deepEqual(sink.structuralSentWith, [0, 0]);
+    assert.equal(textOf(sink.log), 'abc');
+  });
+
+  it('after a retryable failure with a later batch stored, the part ends whole and in order', async () => {
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = queueOn(sink, t);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    for (const w of ['a', 'b', 'c']) {
+      queue.delta('t', w);
+      await tick();
+    }
+    assert.equal(sink.flights.length, 3);
+    await sink.flights[0]!.ack(); // 'a' stored
+    sink.flights[1]!.fail(Object.assign(new Error('rate limited'), { retryable: true })); // 'b' not
+    await sink.flights[2]!.ack(); // 'c' stored after 'a': the log now reads "ac"
+    sink.flights.splice(0, 3);
+    await tick();
+    assert.equal(textOf(sink.log), 'ac');
+    queue.delta('t', 'd');
+    t.due.shift()!(); // the retry after its backoff
+    await tick();
+    while (sink.flights.length > 0) {
+      await sink.flights.shift()!.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.equal(textOf(sink.log), 'abcd');
+  });
+
+  it('after a retryable failure of every batch in flight, resends them in order with the same ids', async () => {
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = queueOn(sink, t);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    for (const w of ['a', 'b', 'c']) {
+      queue.delta('t', w);
+      await tick();
+    }
+    const ids = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
+    for (const f of sink.flights.splice(0)) f.fail(Object.assign(new Error('gone'), { retryable: true }));
+    await tick();
+    t.due.shift()!();
+    await tick();
+    const resent = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
+    assert.deepEqual(resent, ids);
+    while (sink.flights.length > 0) {
+      await sink.flights.shift()!.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.equal(textOf(sink.log), 'abc');
+  });
+});

@@ -1,0 +1,82 @@
+/**
+ * The per-connection presence budget (PROTOCOL.md §6.4): the channels a connection is present in
+ * and the bytes of its member data in each, checked against `maxChannelsPerConnection` and
+ * `maxBytesPerConnection` before an enter, so one client cannot fill the server's memory (or Redis)
+ * with members. Kept by the node holding the connection — a connection is on one node at a time —
+ * and shared by `PresenceService` (presence.ts) and `RedisPresence` (redis-presence.ts), so both
+ * refuse the same enters with the same errors.
+ */
+import { ServerError } from './server-error.ts';
+
+export interface PresenceBudgetLimits {
+  /** Channels one connection may be present in. */
+  maxChannelsPerConnection: number;
+  /** Bytes of member data (as JSON) one connection may hold over all its channels. */
+  maxBytesPerConnection: number;
+}
+
+export class PresenceBudget {
+  /** Per connection: its channels, and the bytes of its data in each. */
+  readonly #channelsOf = new Map<string, Map<string, number>>();
+  readonly #limits: PresenceBudgetLimits;
+
+  constructor(limits: PresenceBudgetLimits) {
+    this.#limits = limits;
+  }
+
+  /** The channels where the connection is a presence member. */
+  channelsOf(connectionId: string): string[] {
+    return [...(this.#channelsOf.get(connectionId)?.keys() ?? [])];
+  }
+
+  /** Whether the connection is present in any channel. */
+  isPresent(connectionId: string): boolean {
+    return (this.#channelsOf.get(connectionId)?.size ?? 0) > 0;
+  }
+
+  /** The connections counted here (including those that left every channel but did not close). */
+  connections(): IterableIterator<string> {
+    return this.#channelsOf.keys();
+  }
+
+  /**
+   * Throws `too_many_channels` or `presence_too_large` if the connection may not hold `size` bytes
+   * of data in `channel` (replacing what it holds there already).
+   */
+  check(connectionId: string, channel: string, size: number): void {
+    const channels = this.#channelsOf.get(connectionId);
+    const { maxChannelsPerConnection, maxBytesPerConnection } = this.#limits;
+    if (!channels?.has(channel) && (channels?.size ?? 0) >= maxChannelsPerConnection)
+      throw new ServerError(
+        'too_many_channels',
+        `a connection may be present in at most ${maxChannelsPerConnection} channels; leave some first`,
+      );
+    let held = 0;
+    for (const [other, bytes] of channels ?? []) if (other !== channel) held += bytes;
+    if (held + size > maxBytesPerConnection)
+      throw new ServerError(
+        'presence_too_large',
+        `a connection may hold at most ${maxBytesPerConnection} bytes of presence data over all its channels (${held} held); send less, or leave some channels`,
+      );
+  }
+
+  /** Counts the connection's `size` bytes in `channel` (after a successful enter). */
+  add(connectionId: string, channel: string, size: number): void {
+    let channels = this.#channelsOf.get(connectionId);
+    if (!channels) {
+      channels = new Map();
+      this.#channelsOf.set(connectionId, channels);
+    }
+    channels.set(channel, size);
+  }
+
+  /** The connection left one channel. */
+  remove(connectionId: string, channel: string): void {
+    this.#channelsOf.get(connectionId)?.delete(channel);
+  }
+
+  /** The connection is gone: forgets all it held. */
+  forget(connectionId: string): void {
+    this.#channelsOf.delete(connectionId);
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Each HTTP transport of a connection has its own id (`transport=`, PROTOCOL.md §12). A connection
+ * recovered on a new transport (same connection id, same key) refuses a late poll or POST of the
+ * transport before it — one the network held back — with `unknown_connection`: otherwise that poll
+ * would take the frames meant for the new transport and carry them to a client that stopped
+ * listening, and they would be lost. On one node, and forwarded between two nodes on Redis.
+ */
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
+import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
+import { TEST_KEY } from './support/fixture.ts';
+
+interface Held {
+  connectionId: string;
+  connectionKey: string;
+}
+
+async function server(t: TestContext, options: Partial<ServerOptions> = {}): Promise<MooringServer> {
+  const s = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], ...options });
+  t.after(() => s.close());
+  return s;
+}
+
+async function open(on: MooringServer, transport: string, recover?: string): Promise<Held> {
+  const query = `key=${TEST_KEY}&transport=${transport}${recover ? `&recover=${recover}` : ''}`;
+  const res = await fetch(`${on.url}/v1/connect/poll?${query}`, { signal: AbortSignal.timeout(10_000) });
+  assert.equal(res.status, 200, await res.clone().text());
+  const [connected] = (await res.json()) as ServerFrame[];
+  assert.ok(connected?.type === 'connected', JSON.stringify(connected));
+  return connected;
+}
+
+function request(on: MooringServer, c: Held, what: 'poll' | 'frames', transport: string, body?: unknown) {
+  return fetch(`${on.url}/v1/connections/${c.connectionId}/${what}?transport=${transport}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    signal: AbortSignal.timeout(10_000),
+    headers: { 'content-type': 'application/json', 'x-mooring-connection-key': c.connectionKey },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}
+
+async function scenario(t: TestContext, first: MooringServer, other: MooringServer): Promise<void> {
+  const a = await open(first, 'first');
+  // the client loses its network, and opens a new transport with its recovery key
+  const b = await open(first, 'second', a.connectionKey);
+  assert.equal(b.connectionId, a.connectionId, 'the same connection, recovered');
+  const attached = await request(other, b, 'frames', 'second', [{ type: 'attach', channel: 'session:late' }]);
+  assert.equal(attached.status, 202, await attached.clone().text());
+
+  // the first transport's poll arrives late (it was held by the network): refused, it takes nothing
+  const late = await request(other, a, 'poll', 'first');
+  assert.equal(late.status, 404, await late.clone().text());
+  assert.equal(((await late.json()) as { error: { code: string } }).error.code, 'unknown_connection');
+  const latePost = await request(other, a, 'frames', 'first', [{ type: 'detach', channel: 'session:late' }]);
+  assert.equal(latePost.status, 404, 'a late POST of the earlier transport is refused too');
+
+  // the frames meant for the new transport are still there for its own poll
+  const frames: ServerFrame[] = [];
+  while (!frames.some((f) => f.type === 'attached')) {
+    const res = await request(other, b, 'poll', 'second');
+    assert.equal(res.status, 200, await res.clone().text());
+    frames.push(...((await res.json()) as ServerFrame[]));
+  }
+  assert.ok(frames.some((f) => f.type === 'attached' && f.channel === 'session:late'));
+  t.diagnostic(`the new transport got ${frames.map((f) => f.type).join(', ')}`);
+}
+
+describe('HTTP transport ids', () => {
+  it('a late poll or POST of an earlier transport of a recovered connection is refused; the new one gets its frames', async (t) => {
+    const s = await server(t);
+    await scenario(t, s, s);
+  });
+
+  it('a transport id that is not 1–64 URL-safe characters is a bad_request', async (t) => {
+    const s = await server(t);
+    const res = await fetch(`${s.url}/v1/connect/poll?key=${TEST_KEY}&transport=${'x'.repeat(65)}`);
+    assert.equal(res.status, 400);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'bad_request');
+  });
+
+  const skip = redisSkipReason();
+  it('the same when the requests land on another node and are forwarded', { skip }, async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.close());
+    const options = { store: { kind: 'redis' as const, url: redis.url } };
+    const holder = await server(t, options);
+    const other = await server(t, options);
+    await scenario(t, holder, other);
+  });
+});

@@ -1,0 +1,47 @@
+/**
+ * Fixtures on a Redis the test started (a redis-server or a Cluster, from @mooring/testkit): an
+ * in-process server node on it (127.0.0.1, port 0, the test key), and a Redis store for the store
+ * conformance suite. The several-node, cluster, trouble and forwarding tests all start their nodes
+ * here, so a node of one test is the same as a node of another.
+ */
+import { type MooringServer, type ServerOptions, startServer } from '../../src/index.ts';
+import { RedisStore } from '../../src/store/redis-store.ts';
+import type { StoreFixture, StoreFixtureOptions } from '../store-conformance.ts';
+import { TEST_KEY } from './fixture.ts';
+
+/** A server node on the Redis at `url`; `commandTimeout` is the store's (default its own). */
+export function redisNode(
+  url: string,
+  options: Partial<ServerOptions> = {},
+  commandTimeout?: number,
+): Promise<MooringServer> {
+  return startServer({
+    host: '127.0.0.1',
+    port: 0,
+    keys: [TEST_KEY],
+    store: { kind: 'redis', url, ...(commandTimeout === undefined ? {} : { commandTimeout }) },
+    ...options,
+  });
+}
+
+/**
+ * A fresh Redis store for one conformance case: its own key prefix on a shared server (fresh and
+ * isolated, no FLUSHALL); `reopen` opens the same prefix again.
+ */
+export async function redisStoreFixture(
+  url: string,
+  prefix: string,
+  options: StoreFixtureOptions = {},
+): Promise<StoreFixture> {
+  const open = () => RedisStore.open({ url, prefix, ...options });
+  let store = await open();
+  return {
+    store,
+    reopen: async () => {
+      await store.close();
+      store = await open();
+      return store;
+    },
+    cleanup: () => store.close(),
+  };
+}
