@@ -5,7 +5,7 @@
  *        [--in-flight W] [--rounds N] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
  *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory,redis]
  *        [--transports ws,sse,longpoll] [--streams N] [--token-rate T]
- *        [--ds-streams N] [--ds-appends N] [--ds-servers mooring,mooring-sqlite,ds-reference,ds-reference-file]
+ *        [--ds-streams N] [--ds-appends N] [--ds-servers mooring,mooring-sqlite,mooring-redis,ds-reference,ds-reference-file]
  */
 import { parseArgs } from 'node:util';
 import { AI_SYSTEMS, type AiSystem } from './scenarios/ai-streaming.ts';
@@ -65,7 +65,7 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|st
   --token-rate T    tokens/s of each response in transports and ai (default 30)
   --ds-streams N    Durable Streams in the streams scenario (default 20)
   --ds-appends N    appends per stream in the streams scenario (default 500)
-  --ds-servers L    mooring,mooring-sqlite,ds-reference,ds-reference-file (default all)
+  --ds-servers L    mooring,mooring-sqlite,mooring-redis,ds-reference,ds-reference-file (default all)
   ai (not part of all):
   --ai-responses L  comma-separated loads, concurrent responses (default 100,500)
   --ai-seconds S    length of each answer in seconds (default 20)

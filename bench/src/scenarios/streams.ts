@@ -1,5 +1,6 @@
 /**
- * The streams scenario: Mooring's Durable Streams endpoint (`/v1/stream/*`, memory and SQLite) side
+ * The streams scenario: Mooring's Durable Streams endpoint (`/v1/stream/*`, memory, SQLite and Redis
+ * — a redis-server of its own, AOF everysec) side
  * by side with the Durable Streams reference server (`@durable-streams/server`, memory and
  * file-backed), each in its own process, driven by the same load generator in this one:
  *
@@ -12,6 +13,7 @@
  *
  * Measures and reports; asserts nothing about timings.
  */
+import { type RedisServer, startRedis } from '@mooring/testkit';
 import { BENCH_KEY } from '../bench-config.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
 import { percentile } from '../stats.ts';
@@ -31,6 +33,8 @@ interface Target {
   module: string;
   args: string[];
   auth: boolean;
+  /** Started with `redis <url>` of a redis-server started for it. */
+  redis?: boolean;
 }
 
 const mooring = new URL('../servers/mooring-server.ts', import.meta.url).pathname;
@@ -39,6 +43,14 @@ const reference = new URL('../servers/ds-reference-server.ts', import.meta.url).
 export const STREAM_TARGETS: Target[] = [
   { id: 'mooring', label: 'Mooring (memory)', module: mooring, args: ['memory'], auth: true },
   { id: 'mooring-sqlite', label: 'Mooring (SQLite)', module: mooring, args: ['sqlite'], auth: true },
+  {
+    id: 'mooring-redis',
+    label: 'Mooring (Redis)',
+    module: mooring,
+    args: ['redis'],
+    auth: true,
+    redis: true,
+  },
   { id: 'ds-reference', label: 'DS reference (memory)', module: reference, args: ['memory'], auth: false },
   { id: 'ds-reference-file', label: 'DS reference (file)', module: reference, args: ['file'], auth: false },
 ];
@@ -116,7 +128,13 @@ function headerBytes(res: Response): number {
 }
 
 async function runTarget(target: Target, o: StreamsOptions): Promise<StreamsResult> {
-  const server = await spawnServer(target.module, { args: target.args, label: target.id });
+  const redis: RedisServer | undefined = target.redis
+    ? await startRedis({ appendonly: 'everysec' })
+    : undefined;
+  const server = await spawnServer(target.module, {
+    args: redis ? [...target.args, redis.url] : target.args,
+    label: target.id,
+  });
   const base = `http://127.0.0.1:${server.port}/v1/stream/bench`;
   const auth: Record<string, string> = target.auth ? { authorization: `Bearer ${BENCH_KEY}` } : {};
   const payload = `${'x'.repeat(Math.max(1, o.payloadBytes - 1))}\n`;
@@ -250,6 +268,7 @@ async function runTarget(target: Target, o: StreamsOptions): Promise<StreamsResu
     result.error = error instanceof Error ? error.message : String(error);
   } finally {
     await server.stop();
+    await redis?.close();
   }
   return result;
 }

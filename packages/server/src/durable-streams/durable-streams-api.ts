@@ -76,7 +76,7 @@ const MAX_PATH = 1024;
 export class DurableStreamsApi {
   readonly #o: Required<DurableStreamsOptions>;
   readonly #d: DurableStreamsDeps;
-  readonly waiters = new StreamWaiters();
+  readonly waiters: StreamWaiters;
 
   constructor(options: DurableStreamsOptions, deps: DurableStreamsDeps) {
     this.#o = {
@@ -87,6 +87,7 @@ export class DurableStreamsApi {
       readPageBytes: options.readPageBytes ?? 1024 * 1024,
     };
     this.#d = deps;
+    this.waiters = new StreamWaiters(deps.streams?.wakes);
   }
 
   handles(pathname: string): boolean {
@@ -131,11 +132,7 @@ export class DurableStreamsApi {
       });
     const streams = this.#d.streams;
     if (!streams)
-      throw new StreamHttpError(
-        501,
-        'not_implemented',
-        "this server's store does not carry Durable Streams (use memory or sqlite)",
-      );
+      throw new StreamHttpError(501, 'not_implemented', "this server's store does not carry Durable Streams");
     await this.#authorize(req, url, path, operation);
     switch (method) {
       case 'PUT':

@@ -76,6 +76,8 @@ export async function handleRead(
       : q.offset === undefined || q.offset === '-1'
         ? 0
         : (parseOffset(q.offset) ?? 0);
+  // heard before the first read (other nodes' appends: the wake bus), so no change after it is missed
+  if (q.live === 'sse' || q.live === 'long-poll') await o.waiters.listen(path);
   if (q.live === 'sse') return streamSse(o, path, meta, after, q.cursor, res);
   const json = isJsonStream(meta);
 

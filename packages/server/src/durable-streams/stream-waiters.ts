@@ -1,11 +1,44 @@
 /**
  * Wakes live readers (long-poll, SSE) of a stream when it changes: an append, a close or a delete
- * through this server. In-process only, like the LocalHub: with several nodes over one store, each
- * node would need the store's bus to hear another node's appends (PROTOCOL.md §16.9).
+ * through this server, and — when the store is shared by several nodes (`StreamWakeBus`, Redis) —
+ * through any other node (PROTOCOL.md §16.9).
+ *
+ * - `notify` wakes this node's readers at once and publishes a wake for the other nodes.
+ * - A stream's wakes are heard (subscribed) while this node has readers of it, and for `linger` ms
+ *   after the last one left: a long-poll reader re-waits right after each answer, so it does not
+ *   subscribe and unsubscribe once per poll.
+ * - A live read calls `listen` before its first read: the subscription is active before the read,
+ *   so a change made after the read is heard. (A wait that had to subscribe by itself wakes its
+ *   readers once the subscription is active instead, a spurious but harmless extra read.)
+ * - After the bus reconnects (wakes sent meanwhile may be lost) every local reader is woken once;
+ *   nothing is lost, since readers re-read the store.
  */
+import type { StreamWakeBus } from '../store/stream-store.ts';
+
+const DEFAULT_LINGER = 10_000;
+
+interface Watch {
+  /** Settles once the subscription is active (or failed). */
+  ready: Promise<void>;
+  /** Set while lingering after the last reader left. */
+  linger: NodeJS.Timeout | undefined;
+}
+
 export class StreamWaiters {
   readonly #waiting = new Map<string, Set<() => void>>();
+  readonly #bus: StreamWakeBus | undefined;
+  readonly #linger: number;
+  /** Streams whose wakes are heard. */
+  readonly #watched = new Map<string, Watch>();
   #closed = false;
+
+  constructor(bus?: StreamWakeBus, linger = DEFAULT_LINGER) {
+    this.#bus = bus;
+    this.#linger = linger;
+    bus?.onReconnect(() => {
+      for (const path of [...this.#waiting.keys()]) this.#wake(path);
+    });
+  }
 
   /** True once the server is shutting down: live reads end instead of waiting. */
   get closed(): boolean {
@@ -15,7 +48,12 @@ export class StreamWaiters {
   /** Ends every wait now and every later one at once (shutdown). */
   close(): void {
     this.#closed = true;
-    for (const path of [...this.#waiting.keys()]) this.notify(path);
+    for (const path of [...this.#waiting.keys()]) this.#wake(path);
+    for (const [path, entry] of this.#watched) {
+      clearTimeout(entry.linger);
+      this.#bus?.unwatch(path);
+    }
+    this.#watched.clear();
   }
 
   /** Resolves true when the stream changes, false after `timeoutMs` or when `signal` aborts. */
@@ -32,27 +70,92 @@ export class StreamWaiters {
         signal?.removeEventListener('abort', aborted);
         const current = this.#waiting.get(path);
         current?.delete(wake);
-        if (current?.size === 0) this.#waiting.delete(path);
+        if (current?.size === 0) {
+          this.#waiting.delete(path);
+          this.#release(path);
+        }
         resolve(changed);
       };
       const wake = () => done(true);
       const aborted = () => done(false);
       const timer = setTimeout(() => done(false), timeoutMs);
       set.add(wake);
+      void this.#hear(path);
       if (signal?.aborted) aborted();
       else signal?.addEventListener('abort', aborted, { once: true });
     });
   }
 
+  /**
+   * Hears the stream's changes from now on (resolves once subscribed; at once without a bus, when
+   * already subscribed, or when the bus fails: the reader then falls back to its poll timeout).
+   */
+  async listen(path: string): Promise<void> {
+    if (!this.#bus || this.#closed) return;
+    await this.#hear(path, false);
+    if (!this.#waiting.has(path)) this.#release(path);
+  }
+
+  /** The stream changed through this node: wake its readers here and on the other nodes. */
   notify(path: string): void {
-    const set = this.#waiting.get(path);
-    if (!set) return;
-    for (const wake of [...set]) wake();
+    this.#wake(path);
+    this.#bus?.publish(path);
   }
 
   get size(): number {
     let n = 0;
     for (const set of this.#waiting.values()) n += set.size;
     return n;
+  }
+
+  /** Streams whose wakes this node hears now (tests). */
+  get watched(): number {
+    return this.#watched.size;
+  }
+
+  #wake(path: string): void {
+    const set = this.#waiting.get(path);
+    if (!set) return;
+    for (const wake of [...set]) wake();
+  }
+
+  /** Subscribes the stream's wakes unless already heard; `wake`: wake its readers once active. */
+  #hear(path: string, wake = true): Promise<void> {
+    const bus = this.#bus;
+    if (!bus) return Promise.resolve();
+    const known = this.#watched.get(path);
+    if (known) {
+      clearTimeout(known.linger);
+      known.linger = undefined;
+      return known.ready;
+    }
+    const entry: Watch = { ready: Promise.resolve(), linger: undefined };
+    entry.ready = bus
+      .watch(path, () => this.#wake(path))
+      .then(
+        () => {
+          if (wake) this.#wake(path);
+        },
+        // not subscribed (Redis unreachable): the readers fall back to their poll timeout
+        () => {
+          if (this.#watched.get(path) !== entry) return;
+          clearTimeout(entry.linger);
+          this.#watched.delete(path);
+        },
+      );
+    this.#watched.set(path, entry);
+    return entry.ready;
+  }
+
+  #release(path: string): void {
+    const entry = this.#watched.get(path);
+    if (!this.#bus || !entry || this.#closed) return;
+    clearTimeout(entry.linger);
+    entry.linger = setTimeout(() => {
+      if (this.#watched.get(path) !== entry) return;
+      this.#watched.delete(path);
+      this.#bus?.unwatch(path);
+    }, this.#linger);
+    entry.linger.unref();
   }
 }

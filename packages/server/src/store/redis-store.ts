@@ -57,6 +57,8 @@ import type {
   Store,
 } from './store.ts';
 import { StoreError } from './store.ts';
+import { RedisStreamStore } from './stream-redis-store.ts';
+import { RedisStreamWakes } from './stream-redis-wakes.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -145,12 +147,26 @@ export class RedisStore implements Store {
   #closed = false;
   /** Commands sent and not yet answered: `close()` waits for them (a Cluster client would drop them). */
   readonly #inflight = new Set<Promise<unknown>>();
+  /** Durable Streams (stream-redis-store.ts), on the same connection; wakes on their own subscriber. */
+  readonly streams: RedisStreamStore;
+  readonly #wakes: RedisStreamWakes;
 
   private constructor(connection: RedisConnection, options: RedisStoreOptions) {
     this.connection = connection;
     this.#options = options;
     this.prefix = options.prefix ?? 'mooring';
     this.#retentionFor = options.retentionFor ?? (() => DAY);
+    const closed = () => this.#closed;
+    this.#wakes = new RedisStreamWakes({
+      connection,
+      prefix: this.prefix,
+      closed,
+      onError: (err) => options.onError?.(err),
+    });
+    this.streams = new RedisStreamStore(
+      { prefix: this.prefix, send: (key, args) => this.#send(key, args), closed },
+      this.#wakes,
+    );
   }
 
   /** Connects, refuses an evicting Redis, loads the scripts and the lease records. */
@@ -523,6 +539,7 @@ export class RedisStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#wakes.destroy();
     // A NOSCRIPT fallback may send one more command per call: wait until nothing is in flight.
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
     try {

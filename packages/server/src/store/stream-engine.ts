@@ -38,8 +38,11 @@ import type {
 export const MAX_FORK_DEPTH = 64;
 
 export interface StreamTables {
-  /** Runs `fn` as one atomic step (rolled back if it throws). */
-  atomic<T>(fn: () => T): T;
+  /**
+   * Runs `fn` as one atomic step (rolled back if it throws). May run `fn` more than once (Redis:
+   * optimistic, rerun on fresh rows), so `fn` changes nothing but the rows it writes through here.
+   */
+  atomic<T>(fn: () => T): T | Promise<T>;
   meta(path: string): StreamMeta | undefined;
   /** A key for a new stream's rows. */
   nextKey(): number;
@@ -158,7 +161,7 @@ export class StreamEngine implements StreamStore {
   }
 
   async touch(path: string, now: number): Promise<void> {
-    this.#t.atomic(() => {
+    await this.#t.atomic(() => {
       const meta = this.#live(path, now);
       if (meta && !meta.softDeleted && meta.ttlSeconds !== undefined) {
         meta.touchedAt = now;

@@ -14,9 +14,9 @@
  *   rewritten. A read after offset X returns exactly the chunks stored after X.
  * - A stream past its TTL or Expires-At is gone for every operation (and its path can be reused).
  *
- * A store without this seam (`Store.streams` undefined: the Redis store, for now) makes the endpoint
- * answer 501. A Redis implementation follows the same shape: one script per append that checks and
- * writes meta, producer hash and chunk list on keys of one hash slot.
+ * A store without this seam (`Store.streams` undefined) makes the endpoint answer 501. Redis
+ * (stream-redis-store.ts) runs the same engine with optimistic steps: a compare-and-set script
+ * writes each step's rows together, or nothing when another node changed the stream first.
  */
 
 /** Offsets look like `0000000000000000_0000000000000042`: a fixed prefix, then the tail position. */
@@ -143,7 +143,23 @@ export interface ReadPage {
   upToDate: boolean;
 }
 
+/**
+ * Wakes of live readers across nodes (a store shared by several nodes: Redis). Best effort: a lost
+ * wake only delays a reader to its next poll, since readers always read from the store.
+ */
+export interface StreamWakeBus {
+  /** Tells the other nodes that `path` changed. */
+  publish(path: string): void;
+  /** Hears the other nodes' changes to `path` until `unwatch`; resolves once subscribed. */
+  watch(path: string, onWake: () => void): Promise<void>;
+  unwatch(path: string): void;
+  /** Called after the bus (re)connects: wakes published meanwhile may be lost. */
+  onReconnect(callback: () => void): void;
+}
+
 export interface StreamStore {
+  /** Present when other nodes share the store: live readers hear their changes through it. */
+  readonly wakes?: StreamWakeBus | undefined;
   /**
    * The stream's metadata (soft-deleted ones included: check `softDeleted`), or undefined when it
    * does not exist or has expired. Does not touch the TTL (HEAD).

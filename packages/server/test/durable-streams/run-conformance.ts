@@ -1,7 +1,7 @@
 /**
  * Runs the official Durable Streams conformance suite (@durable-streams/server-conformance-tests)
  * against Mooring on port 0 with a given store (conformance.test.ts:
- * both stores, one after the other). The suite is a vitest suite, so it runs in a
+ * each store, one after the other; Redis: a redis-server of its own). The suite is a vitest suite, so it runs in a
  * vitest child process (conformance.vitest.ts) while this process holds the server; the counts of
  * tests run, passed, failed and skipped are printed, and any failure fails this test.
  *
@@ -29,7 +29,7 @@ interface VitestReport {
   testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[];
 }
 
-export async function runConformance(kind: 'memory' | 'sqlite'): Promise<void> {
+export async function runConformance(kind: 'memory' | 'sqlite' | 'redis'): Promise<void> {
   const fx = await startFixture(kind, { durableStreams: { open: '*', longPollTimeout: LONG_POLL_MS } });
   try {
     const out = join(fx.dir, 'conformance.json');

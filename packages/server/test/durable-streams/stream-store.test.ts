@@ -1,6 +1,6 @@
 /**
- * The stream space of each store (memory, SQLite): the guarantees of stream-store.ts, the same cases
- * on both — offsets and reads, immutability, byte-bounded pages, forks and their removal, expiry — and
+ * The stream space of each store (memory, SQLite, Redis): the guarantees of stream-store.ts, the same
+ * cases on each — offsets and reads, immutability, byte-bounded pages, forks and their removal, expiry — and
  * on SQLite, that an append is all or nothing (chunk, tail and producer state in one transaction).
  */
 import assert from 'node:assert/strict';
@@ -8,16 +8,28 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { after, test } from 'node:test';
+import { after, before, test } from 'node:test';
+import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
 import { MemoryStore } from '../../src/store/memory-store.ts';
+import { RedisStore } from '../../src/store/redis-store.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import { StoreError } from '../../src/store/store.ts';
 import type { StreamStore } from '../../src/store/stream-store.ts';
 
 const dirs: string[] = [];
+const redisSkip = redisSkipReason();
+let redis: RedisServer | undefined;
+let prefixes = 0;
+/** Closed at the end even when a case fails midway (an open Redis connection would hold the run). */
+const opened: Store[] = [];
+before(async () => {
+  if (!redisSkip) redis = await startRedis();
+});
 after(async () => {
+  for (const store of opened) await store.close();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  await redis?.close();
 });
 
 async function sqlitePath(): Promise<string> {
@@ -29,6 +41,18 @@ async function sqlitePath(): Promise<string> {
 const STORES: Record<string, () => Promise<Store>> = {
   memory: async () => new MemoryStore(),
   sqlite: async () => new SqliteStore({ path: await sqlitePath() }),
+  ...(redisSkip
+    ? {}
+    : {
+        redis: async () => {
+          const store = await RedisStore.open({
+            url: (redis as RedisServer).url,
+            prefix: `ds-store-${++prefixes}`,
+          });
+          opened.push(store);
+          return store;
+        },
+      }),
 };
 
 const bytes = (text: string) => Buffer.from(text);

@@ -1,0 +1,505 @@
+/**
+ * Durable Streams in Redis (the Redis store's `streams`): the same `StreamEngine` as memory and
+ * SQLite — stream-rules.ts stays the one place where appends, creates, forks and expiry are decided —
+ * over rows kept in Redis, made atomic by optimistic concurrency instead of a lock:
+ *
+ * - `atomic(fn)` runs the engine's synchronous step on a snapshot of the rows it reads. A row not in
+ *   the snapshot yet stops the run (`Miss`), is loaded (ds-load.lua, one consistent read of several
+ *   rows) and the step runs again. Each operation prefetches what it will read (an append: the
+ *   stream's meta and its producer's row; a read: the meta and the first page), so the usual step is
+ *   one load and, if it writes, one commit.
+ * - A step that writes ends with ds-commit.lua: a compare-and-set on the version of every stream the
+ *   step read (versions come from one counter, so a stream deleted and re-created never matches its
+ *   old version), then every write — chunk, meta (tail, closed, Stream-Seq), producer row — in the
+ *   same script. A changed stream writes nothing and the step reruns on fresh rows. So an append is
+ *   one atomic step and validation never interleaves with another request, on any number of nodes.
+ * - Chunks are immutable members `start:end:base64` of a sorted set scored by `end`: a read is one
+ *   ZRANGEBYSCORE walk from the reader's offset, bounded by bytes (O(page)), capped at the tail of
+ *   the snapshot's meta (never a chunk the snapshot's tail does not cover).
+ * - Every key carries the one hash tag `{ds}` (all Durable Streams on one slot): a fork's create or a
+ *   cascade of removals touches several streams and stays one script on a Redis Cluster too. The
+ *   price: on a Cluster, Durable Streams live on one shard (channels still spread by their own tag).
+ *
+ * Keys (base = `<prefix>:ds:{ds}:`): `m` hash path → meta JSON; `v` hash path → version; `ver`
+ * version counter; `bytes` own bytes of every stream (stats without a scan); `exp` zset path by
+ * expiry deadline (the sweep visits only due streams); `key` stream key counter (reserved by blocks);
+ * `c:<key>` zset of chunks; `p:<key>` hash producer id → state JSON.
+ * Wake messages for live readers on other nodes: stream-redis-wakes.ts.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ErrorReply } from 'redis';
+import { StoreError } from './store.ts';
+import { StreamEngine, type StreamTables } from './stream-engine.ts';
+import type { ProducerState } from './stream-rules.ts';
+import type {
+  AppendOutcome,
+  AppendSpec,
+  CreateOutcome,
+  CreateSpec,
+  DeleteOutcome,
+  ReadPage,
+  StreamChunk,
+  StreamMeta,
+  StreamStore,
+  StreamWakeBus,
+} from './stream-store.ts';
+
+interface Script {
+  text: string;
+  sha: string;
+}
+
+function script(name: string): Script {
+  const text = readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8');
+  return { text, sha: createHash('sha1').update(text).digest('hex') };
+}
+
+const LOAD = script('ds-load');
+const COMMIT = script('ds-commit');
+/** A step rerun this many times because other writers kept changing its streams fails (retryable). */
+const MAX_ATTEMPTS = 64;
+/** Stream keys reserved per INCRBY (unique across nodes; unused ones are skipped, never reused). */
+const KEY_BLOCK = 1000;
+/** Due streams one sweep expires at most (the rest at the next). */
+const SWEEP_PAGE = 1000;
+
+/** How the stream store reaches Redis: the Redis store's connection (deadline, in-flight tracking). */
+export interface RedisStreamLink {
+  prefix: string;
+  send(key: string, args: string[]): Promise<unknown>;
+  closed(): boolean;
+}
+
+type Item =
+  | { op: 'm'; path: string }
+  | { op: 'p'; key: number; id: string }
+  | { op: 'P'; path: string; id: string }
+  | { op: 'c'; key: number; after: number; cap: number; maxBytes: number }
+  | { op: 'C'; path: string; after: number; maxBytes: number };
+
+/** Thrown inside a step when it reads a row the snapshot does not hold yet (none: a stream key). */
+class Miss {
+  readonly item: Item | undefined;
+  constructor(item?: Item) {
+    this.item = item;
+  }
+}
+
+/** What one step has loaded (kept across its reruns after a miss) and written (reset per run). */
+class Snapshot {
+  /** path → meta JSON and version ('0' and no JSON: absent). */
+  readonly metas = new Map<string, { json: string | undefined; version: string }>();
+  readonly producers = new Map<string, ProducerState | undefined>();
+  readonly chunks = new Map<string, StreamChunk[]>();
+  /** key → the tail of its stream as read (chunk reads are capped at it). */
+  readonly tails = new Map<number, number>();
+  /** This run's view: metas saved or removed by the run itself. */
+  overlay = new Map<string, StreamMeta | undefined>();
+  writes: string[] = [];
+}
+
+function chunkKey(key: number, after: number, cap: number, maxBytes: number): string {
+  return `${key}|${after}|${cap}|${maxBytes}`;
+}
+
+function producerKey(key: number, id: string): string {
+  return `${key}|${id}`;
+}
+
+class RedisStreamTables implements StreamTables {
+  readonly #link: RedisStreamLink;
+  readonly #base: string;
+  /** The running step's snapshot (steps run synchronously, one at a time). */
+  #tx: Snapshot | undefined;
+  /** What the next step prefetches (set right before the engine call that starts it). */
+  #hints: Item[] = [];
+  #nextKey = 0;
+  #lastKey = 0;
+  /** Steps rerun because another writer changed one of their streams first. */
+  conflicts = 0;
+
+  constructor(link: RedisStreamLink) {
+    this.#link = link;
+    this.#base = `${link.prefix}:ds:{ds}:`;
+  }
+
+  get base(): string {
+    return this.#base;
+  }
+
+  hint(items: Item[]): void {
+    this.#hints = items;
+  }
+
+  async atomic<T>(fn: () => T): Promise<T> {
+    const hints = this.#hints;
+    this.#hints = [];
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const snap = new Snapshot();
+      if (hints.length > 0) await this.#load(snap, hints);
+      for (;;) {
+        if (this.#nextKey >= this.#lastKey) await this.#reserveKeys();
+        snap.overlay = new Map();
+        snap.writes = [];
+        let result: T;
+        this.#tx = snap;
+        try {
+          result = fn();
+        } catch (err) {
+          if (!(err instanceof Miss)) throw unavailable(err);
+          this.#tx = undefined;
+          // no item: the key block ran out; the loop reserves a new one
+          if (err.item) await this.#load(snap, [err.item]);
+          continue;
+        } finally {
+          this.#tx = undefined;
+        }
+        if (snap.writes.length === 0) return result;
+        if (await this.#commit(snap)) return result;
+        this.conflicts++;
+        break;
+      }
+    }
+    throw new StoreError(
+      'store_unavailable',
+      'stream store: the stream kept changing under this request (too many concurrent writers); retry',
+    );
+  }
+
+  meta(path: string): StreamMeta | undefined {
+    const tx = this.#snap();
+    if (tx.overlay.has(path)) {
+      const meta = tx.overlay.get(path);
+      return meta && { ...meta };
+    }
+    const row = tx.metas.get(path);
+    if (!row) throw new Miss({ op: 'm', path });
+    return row.json === undefined ? undefined : (JSON.parse(row.json) as StreamMeta);
+  }
+
+  nextKey(): number {
+    if (this.#nextKey >= this.#lastKey) throw new Miss();
+    return ++this.#nextKey;
+  }
+
+  saveMeta(meta: StreamMeta): void {
+    const tx = this.#snap();
+    tx.overlay.set(meta.path, { ...meta });
+    tx.writes.push('M', meta.path, JSON.stringify(meta), deadline(meta));
+  }
+
+  remove(meta: StreamMeta): void {
+    const tx = this.#snap();
+    tx.overlay.set(meta.path, undefined);
+    tx.writes.push('R', meta.path, String(meta.key), String(meta.tail - (meta.forkOffset ?? 0)));
+  }
+
+  chunks(key: number, after: number, cap: number, maxBytes: number): StreamChunk[] {
+    const tx = this.#snap();
+    const tail = tx.tails.get(key);
+    const capped = tail === undefined ? cap : Math.min(cap, tail);
+    const found = tx.chunks.get(chunkKey(key, after, capped, maxBytes));
+    if (!found) throw new Miss({ op: 'c', key, after, cap: capped, maxBytes });
+    return found;
+  }
+
+  addChunk(key: number, chunk: StreamChunk): void {
+    const data = Buffer.from(chunk.data.buffer, chunk.data.byteOffset, chunk.data.byteLength);
+    this.#snap().writes.push(
+      'C',
+      String(key),
+      String(chunk.end),
+      `${chunk.start}:${chunk.end}:${data.toString('base64')}`,
+      String(chunk.data.length),
+    );
+  }
+
+  producer(key: number, id: string): ProducerState | undefined {
+    const tx = this.#snap();
+    const k = producerKey(key, id);
+    if (!tx.producers.has(k)) throw new Miss({ op: 'p', key, id });
+    return tx.producers.get(k);
+  }
+
+  saveProducer(key: number, id: string, state: ProducerState): void {
+    this.#snap().writes.push('P', String(key), id, JSON.stringify(state));
+  }
+
+  paths(): string[] {
+    // The Redis store sweeps page by page (RedisStreamStore.sweep), never through the engine's loop.
+    throw new StoreError('internal', 'stream store: paths() is not used on Redis');
+  }
+
+  stats(): { streams: number; bytes: number } {
+    throw new StoreError('internal', 'stream store: stats() is read outside a step on Redis');
+  }
+
+  #snap(): Snapshot {
+    if (!this.#tx) throw new StoreError('internal', 'stream store: a row was read outside a step');
+    return this.#tx;
+  }
+
+  async #reserveKeys(): Promise<void> {
+    const key = `${this.#base}key`;
+    const last = Number(await this.send(key, ['INCRBY', key, String(KEY_BLOCK)]));
+    if (!Number.isSafeInteger(last)) throw new StoreError('internal', 'stream store: bad key counter');
+    this.#nextKey = last - KEY_BLOCK;
+    this.#lastKey = last;
+  }
+
+  async #load(snap: Snapshot, items: Item[]): Promise<void> {
+    const args: string[] = [];
+    for (const item of items) {
+      switch (item.op) {
+        case 'm':
+          args.push('m', item.path);
+          break;
+        case 'p':
+          args.push('p', String(item.key), item.id);
+          break;
+        case 'P':
+          args.push('P', item.path, item.id);
+          break;
+        case 'c':
+          args.push('c', String(item.key), String(item.after), capArg(item.cap), String(item.maxBytes));
+          break;
+        case 'C':
+          args.push('C', item.path, String(item.after), String(item.maxBytes));
+          break;
+      }
+    }
+    const reply = asArray(await this.run(LOAD, [`${this.#base}m`, `${this.#base}v`], [this.#base, ...args]));
+    try {
+      this.#keep(snap, items, reply);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  #keep(snap: Snapshot, items: Item[], reply: unknown[]): void {
+    let at = 0;
+    for (const item of items) {
+      const r = reply[at++];
+      switch (item.op) {
+        case 'm':
+          this.#keepMeta(snap, item.path, asArray(r));
+          break;
+        case 'p':
+          snap.producers.set(producerKey(item.key, item.id), parseProducer(r));
+          break;
+        case 'P': {
+          const row = asArray(r);
+          if (row.length > 0) snap.producers.set(producerKey(Number(row[0]), item.id), parseProducer(row[1]));
+          break;
+        }
+        case 'c':
+          snap.chunks.set(chunkKey(item.key, item.after, item.cap, item.maxBytes), parseChunks(r));
+          break;
+        case 'C': {
+          const row = asArray(r);
+          const meta = this.#keepMeta(snap, item.path, row);
+          if (meta) {
+            const cap = meta.tail;
+            snap.chunks.set(chunkKey(meta.key, item.after, cap, item.maxBytes), parseChunks(row[2]));
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  /** Records a meta row of a load (the first read of a path wins: its version is the one checked). */
+  #keepMeta(snap: Snapshot, path: string, row: unknown[]): StreamMeta | undefined {
+    const known = snap.metas.get(path);
+    const json = known ? known.json : row.length > 0 ? String(row[0]) : undefined;
+    if (!known) snap.metas.set(path, { json, version: row.length > 0 ? String(row[1]) : '0' });
+    if (json === undefined) return undefined;
+    const meta = JSON.parse(json) as StreamMeta;
+    snap.tails.set(meta.key, meta.tail);
+    return meta;
+  }
+
+  async #commit(snap: Snapshot): Promise<boolean> {
+    const checks: string[] = [];
+    for (const [path, row] of snap.metas) checks.push(path, row.version);
+    const b = this.#base;
+    const reply = await this.run(
+      COMMIT,
+      [`${b}m`, `${b}v`, `${b}ver`, `${b}bytes`, `${b}exp`],
+      [b, String(checks.length / 2), ...checks, ...snap.writes],
+    );
+    return Number(reply) === 1;
+  }
+
+  /** Runs a script by SHA; after a Redis restart (script cache empty) sends it in full once. */
+  async run(s: Script, keys: string[], args: string[]): Promise<unknown> {
+    const tail = [String(keys.length), ...keys, ...args];
+    return this.send(keys[0]!, ['EVALSHA', s.sha, ...tail], ['EVAL', s.text, ...tail]);
+  }
+
+  async send(key: string, args: string[], noScript?: string[]): Promise<unknown> {
+    if (this.#link.closed()) throw new StoreError('store_unavailable', 'the Redis store is closed');
+    try {
+      try {
+        return await this.#link.send(key, args);
+      } catch (err) {
+        if (noScript && err instanceof ErrorReply && err.message.startsWith('NOSCRIPT'))
+          return await this.#link.send(key, noScript);
+        throw err;
+      }
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+}
+
+/** When the stream expires (ms), for the expiry index; '' when never (or already soft-deleted). */
+function deadline(meta: StreamMeta): string {
+  if (meta.softDeleted) return '';
+  let at = Number.POSITIVE_INFINITY;
+  if (meta.expiresAt !== undefined) {
+    const parsed = Date.parse(meta.expiresAt);
+    at = Number.isFinite(parsed) ? parsed : 0;
+  }
+  if (meta.ttlSeconds !== undefined) at = Math.min(at, meta.touchedAt + meta.ttlSeconds * 1000);
+  return Number.isFinite(at) ? String(at) : '';
+}
+
+function capArg(cap: number): string {
+  return Number.isFinite(cap) ? String(cap) : '+inf';
+}
+
+function parseProducer(value: unknown): ProducerState | undefined {
+  if (typeof value !== 'string') return undefined;
+  return JSON.parse(value) as ProducerState;
+}
+
+function parseChunks(value: unknown): StreamChunk[] {
+  return asArray(value).map((member) => {
+    const text = String(member);
+    const first = text.indexOf(':');
+    const second = text.indexOf(':', first + 1);
+    const data = Buffer.from(text.slice(second + 1), 'base64');
+    return {
+      start: Number(text.slice(0, first)),
+      end: Number(text.slice(first + 1, second)),
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    };
+  });
+}
+
+function asArray(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+function unavailable(err: unknown): StoreError {
+  if (err instanceof StoreError) return err;
+  if (err instanceof ErrorReply)
+    return new StoreError('internal', `Redis refused a Durable Streams operation: ${err.message}`);
+  if (err instanceof SyntaxError)
+    return new StoreError('internal', `Durable Streams rows in Redis are not Mooring's: ${err.message}`);
+  return new StoreError(
+    'store_unavailable',
+    `Redis is unavailable: ${err instanceof Error ? err.message : String(err)}`,
+  );
+}
+
+/** The Redis store's `streams`: the engine, with each operation's rows prefetched in one load. */
+export class RedisStreamStore implements StreamStore {
+  readonly wakes: StreamWakeBus | undefined;
+  readonly #t: RedisStreamTables;
+  readonly #engine: StreamEngine;
+  #stats = { streams: 0, bytes: 0 };
+
+  constructor(link: RedisStreamLink, wakes?: StreamWakeBus) {
+    this.#t = new RedisStreamTables(link);
+    this.#engine = new StreamEngine(this.#t);
+    this.wakes = wakes;
+  }
+
+  /** Steps that reran because another writer changed their stream first. */
+  get conflicts(): number {
+    return this.#t.conflicts;
+  }
+
+  get(path: string, now: number): Promise<StreamMeta | undefined> {
+    this.#t.hint([{ op: 'm', path }]);
+    return this.#engine.get(path, now);
+  }
+
+  create(path: string, spec: CreateSpec, now: number): Promise<CreateOutcome> {
+    this.#t.hint(
+      spec.fork
+        ? [
+            { op: 'm', path: spec.fork.source },
+            { op: 'm', path },
+          ]
+        : [{ op: 'm', path }],
+    );
+    return this.#engine.create(path, spec, now);
+  }
+
+  append(path: string, spec: AppendSpec, now: number): Promise<AppendOutcome> {
+    this.#t.hint(
+      spec.producer
+        ? [
+            { op: 'm', path },
+            { op: 'P', path, id: spec.producer.id },
+          ]
+        : [{ op: 'm', path }],
+    );
+    return this.#engine.append(path, spec, now);
+  }
+
+  read(path: string, after: number, maxBytes: number, now: number): Promise<ReadPage | undefined> {
+    this.#t.hint([{ op: 'C', path, after, maxBytes }]);
+    return this.#engine.read(path, after, maxBytes, now);
+  }
+
+  touch(path: string, now: number): Promise<void> {
+    this.#t.hint([{ op: 'm', path }]);
+    return this.#engine.touch(path, now);
+  }
+
+  delete(path: string, now: number): Promise<DeleteOutcome> {
+    this.#t.hint([{ op: 'm', path }]);
+    return this.#engine.delete(path, now);
+  }
+
+  /**
+   * Expired streams from the expiry index (`exp`, kept by every commit): only the due ones are
+   * visited, at most `SWEEP_PAGE` per call (the rest at the next), each removed through the engine's
+   * own expiry (`get` expires what is due, atomically, on fresh rows).
+   */
+  async sweep(now: number): Promise<number> {
+    const key = `${this.#t.base}exp`;
+    const due = asArray(
+      await this.#t.send(key, ['ZRANGEBYSCORE', key, '-inf', String(now), 'LIMIT', '0', String(SWEEP_PAGE)]),
+    );
+    let removed = 0;
+    for (const path of due) {
+      const after = await this.get(String(path), now);
+      if (!after || after.softDeleted) removed++;
+    }
+    return removed;
+  }
+
+  /**
+   * Two counters, no scan. While Redis is unreachable, the last values read: `/metrics` keeps
+   * answering (its other gauges matter most then).
+   */
+  async stats(): Promise<{ streams: number; bytes: number }> {
+    const b = this.#t.base;
+    try {
+      const [streams, bytes] = await Promise.all([
+        this.#t.send(`${b}m`, ['HLEN', `${b}m`]),
+        this.#t.send(`${b}bytes`, ['GET', `${b}bytes`]),
+      ]);
+      this.#stats = { streams: Number(streams ?? 0), bytes: Number(bytes ?? 0) };
+    } catch {
+      // keep the last values
+    }
+    return { ...this.#stats };
+  }
+}

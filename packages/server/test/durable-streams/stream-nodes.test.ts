@@ -1,0 +1,208 @@
+/**
+ * Durable Streams on two Mooring nodes sharing one Redis (stream-redis-store.ts, stream-redis-wakes.ts):
+ * - a long-poll reader and an SSE reader on node B get an append made on node A through the wake bus,
+ *   not at their long-poll timeout (60 s here; the reads must end within a third of it);
+ * - producers appending concurrently through both nodes, each request also retried at once on the
+ *   other node: every (producer, seq) is stored exactly once, the offsets the acks name strictly
+ *   increase, and the stream read back is exactly what was acknowledged;
+ * - after the wake bus reconnects, live readers re-read: an append whose wake was never heard still
+ *   reaches them before their timeout;
+ * - bytes of every value round-trip (chunks are base64 in Redis).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { type MooringServer, startServer } from '../../src/server.ts';
+import { RedisStore } from '../../src/store/redis-store.ts';
+import type { StreamStore } from '../../src/store/stream-store.ts';
+import { TEST_KEY } from '../support/fixture.ts';
+
+const skip = redisSkipReason() || false;
+const LONG_POLL = 60_000;
+/** A reader not woken by the bus would wait the whole LONG_POLL: this deadline fails it first. */
+const WOKEN_WITHIN = 20_000;
+let redis: RedisServer | undefined;
+let a: MooringServer | undefined;
+let b: MooringServer | undefined;
+
+before(async () => {
+  if (skip) return;
+  redis = await startRedis();
+  const node = () =>
+    startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: { kind: 'redis', url: (redis as RedisServer).url },
+      durableStreams: { open: '*', longPollTimeout: LONG_POLL, sseMaxDuration: LONG_POLL },
+    });
+  a = await node();
+  b = await node();
+});
+
+after(async () => {
+  await a?.close();
+  await b?.close();
+  await redis?.close();
+});
+
+const url = (server: MooringServer | undefined, path: string) => `${server?.url}/v1/stream/${path}`;
+
+async function create(path: string): Promise<void> {
+  const res = await fetch(url(a, path), { method: 'PUT', headers: { 'content-type': 'text/plain' } });
+  assert.equal(res.status, 201);
+}
+
+/** Resolves once `server` has `n` live readers waiting (its metrics gauge). */
+async function readersWaiting(server: MooringServer | undefined, n: number): Promise<void> {
+  for (;;) {
+    const text = await (await fetch(`${server?.url}/metrics?key=${TEST_KEY}`)).text();
+    const m = /^mooring_stream_live_readers\s+(\d+)/m.exec(text);
+    if (Number(m?.[1] ?? 0) >= n) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+test('a long-poll and an SSE reader on node B are woken by an append on node A', { skip }, async () => {
+  await create('wake');
+  const head = await fetch(url(a, 'wake'), { method: 'HEAD' });
+  const offset = head.headers.get('stream-next-offset') ?? '';
+  const deadline = AbortSignal.timeout(WOKEN_WITHIN);
+
+  const longPoll = fetch(`${url(b, 'wake')}?offset=${offset}&live=long-poll`, { signal: deadline });
+  const sse = (async () => {
+    const res = await fetch(`${url(b, 'wake')}?offset=${offset}&live=sse`, { signal: deadline });
+    assert.equal(res.status, 200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    while (!text.includes('hello from A')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString('utf8');
+    }
+    await reader.cancel();
+    return text;
+  })();
+  await readersWaiting(b, 2);
+
+  const appended = await fetch(url(a, 'wake'), {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain' },
+    body: 'hello from A',
+  });
+  assert.equal(appended.status, 204);
+
+  const polled = await longPoll;
+  assert.equal(polled.status, 200, 'the long-poll returned with data, before its timeout');
+  assert.equal(await polled.text(), 'hello from A');
+  assert.match(await sse, /hello from A/, 'the SSE reader got the append');
+});
+
+test(
+  'producers appending through both nodes at once: each (producer, seq) stored once, nothing lost',
+  { skip },
+  async () => {
+    await create('race');
+    const PRODUCERS = 4;
+    const SEQS = 25;
+    const acked: { producer: number; seq: number; offset: string }[] = [];
+    const post = (node: MooringServer | undefined, producer: number, seq: number) =>
+      fetch(url(node, 'race'), {
+        method: 'POST',
+        headers: {
+          'content-type': 'text/plain',
+          'producer-id': `p${producer}`,
+          'producer-epoch': '0',
+          'producer-seq': String(seq),
+        },
+        body: `p${producer}:${seq};`,
+      });
+    await Promise.all(
+      Array.from({ length: PRODUCERS }, async (_, producer) => {
+        for (let seq = 0; seq < SEQS; seq++) {
+          // the same request on both nodes at once (a client retrying through another node)
+          const [first, second] = seq % 2 === 0 ? [a, b] : [b, a];
+          const replies = await Promise.all([post(first, producer, seq), post(second, producer, seq)]);
+          const statuses = replies.map((r) => r.status).sort();
+          assert.deepEqual(statuses, [200, 204], `p${producer}:${seq} stored once, the other a duplicate`);
+          const stored = replies.find((r) => r.status === 200);
+          acked.push({ producer, seq, offset: stored?.headers.get('stream-next-offset') ?? '' });
+        }
+      }),
+    );
+
+    const offsets = acked.map((x) => x.offset).sort();
+    assert.equal(new Set(offsets).size, offsets.length, 'every acknowledged append has its own offset');
+
+    let body = '';
+    let offset = '-1';
+    for (;;) {
+      const res = await fetch(`${url(b, 'race')}?offset=${offset}`);
+      assert.equal(res.status, 200);
+      body += await res.text();
+      const next = res.headers.get('stream-next-offset') ?? '';
+      assert.ok(offset === '-1' || next > offset, 'offsets strictly increase');
+      offset = next;
+      if (res.headers.get('stream-up-to-date') === 'true') break;
+    }
+    const entries = body.split(';').filter((e) => e !== '');
+    assert.equal(entries.length, PRODUCERS * SEQS, 'every acknowledged append is stored, once');
+    for (let producer = 0; producer < PRODUCERS; producer++) {
+      const seqs = entries.filter((e) => e.startsWith(`p${producer}:`)).map((e) => Number(e.split(':')[1]));
+      assert.deepEqual(
+        seqs,
+        Array.from({ length: SEQS }, (_, i) => i),
+        `p${producer} in order`,
+      );
+    }
+    assert.equal(offset, offsets.at(-1), 'the tail is the last acknowledged offset');
+  },
+);
+
+test(
+  'after the wake bus reconnects, a waiting reader re-reads and gets what it missed',
+  { skip },
+  async () => {
+    await create('reconnect');
+    const deadline = AbortSignal.timeout(WOKEN_WITHIN);
+    const longPoll = fetch(`${url(b, 'reconnect')}?offset=now&live=long-poll`, { signal: deadline });
+    await readersWaiting(b, 1);
+    // stored behind every node's back: no wake is published for it
+    const store = await RedisStore.open({ url: (redis as RedisServer).url });
+    try {
+      const out = await (store.streams as StreamStore).append(
+        'reconnect',
+        { contentType: 'text/plain', data: Buffer.from('missed'), close: false },
+        Date.now(),
+      );
+      assert.equal(out.kind, 'appended');
+    } finally {
+      await store.close();
+    }
+    // every pub/sub connection drops and reconnects
+    await redis?.command('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    const polled = await longPoll;
+    assert.equal(polled.status, 200, 'the reader was woken by the reconnect, before its timeout');
+    assert.equal(await polled.text(), 'missed');
+  },
+);
+
+test('bytes of every value round-trip through Redis', { skip }, async () => {
+  const store = await RedisStore.open({ url: (redis as RedisServer).url, prefix: 'ds-bytes' });
+  try {
+    const s = store.streams as StreamStore;
+    await s.create(
+      'bin',
+      { contentType: 'application/octet-stream', closed: false, data: new Uint8Array(0) },
+      1,
+    );
+    const data = Uint8Array.from({ length: 512 }, (_, i) => (i * 7) % 256);
+    const out = await s.append('bin', { contentType: 'application/octet-stream', data, close: false }, 1);
+    assert.equal(out.kind, 'appended');
+    const page = await s.read('bin', 0, 1 << 20, 1);
+    assert.deepEqual(Buffer.concat(page?.chunks.map((c) => c.data) ?? []), Buffer.from(data));
+    assert.deepEqual(await s.stats(), { streams: 1, bytes: 512 });
+  } finally {
+    await store.close();
+  }
+});
