@@ -87,7 +87,17 @@ describe('the React demo: chaos panel, handover, tool approval', { timeout: 240_
     const runId = await ask(page, STORY);
     await waitForText(page, runId, 30);
     await page.click('button[data-fault="blackhole"]');
-    await page.waitForSelector('#badge:not([data-connection="connected"])', { timeout: WAIT });
+    // the demo's backend applied it (a failed /api/chaos request would show up here, not as silence)
+    await page.waitForSelector('#chaos[data-fault="blackhole"]', { timeout: WAIT });
+    await page
+      .waitForSelector('#badge:not([data-connection="connected"])', { timeout: WAIT })
+      .catch(async (err) => {
+        const badge = await page.evaluate(() => {
+          const el = document.querySelector('#badge');
+          return el ? Object.fromEntries([...el.attributes].map((a) => [a.name, a.value])) : 'no badge';
+        });
+        throw new Error(`the blackhole was never noticed; badge ${JSON.stringify(badge)}`, { cause: err });
+      });
     await page.waitForSelector('#badge[data-state="connected"]', { timeout: WAIT });
     await waitForStatus(page, runId, 'complete');
     const published = await h.ended(runId);
