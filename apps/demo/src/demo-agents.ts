@@ -81,7 +81,8 @@ export class DemoAgents {
   }
 
   async #start(channel: string): Promise<AgentSession> {
-    const sessionChannel = this.#client.channels.get(channel, { start: true });
+    // echo: false — the agent's own tokens are not sent back to it (it folds them from the acks)
+    const sessionChannel = this.#client.channels.get(channel, { start: true, echo: false });
     const session = new AgentSession({
       channel: sessionChannel,
       agent: AGENT_NAME,
