@@ -5,7 +5,7 @@
  * bench/results/growth.json. Bounded: each connect phase has a deadline, each pass a fixed length,
  * and the whole run a time limit; everything listens on 127.0.0.1 only.
  *
- *   node bench/src/growth/growth.ts [fanout|appends|all] [--points 1000,2000,5000,10000,1000x10]
+ *   npm run bench:growth -- [fanout|appends|all] [--points 1000,2000,5000,10000,1000x10]
  *     [--deliveries 20000] [--seconds 8] [--warmup 2] [--workers 4] [--connect-concurrency 200]
  *     [--streams 200,500,1000,2000] [--appends 500 | --total N] [--long-appends 20000] [--runs 3]
  *     [--checkpoint worker|inline]   (where the SQLite store's WAL checkpoints run, for A/B runs)
@@ -26,24 +26,45 @@ import {
 
 const RUN_LIMIT_MS = 20 * 60 * 1000;
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    points: { type: 'string', default: '1000,2000,5000,10000,1000x10' },
-    deliveries: { type: 'string', default: '20000' },
-    seconds: { type: 'string', default: '8' },
-    warmup: { type: 'string', default: '2' },
-    workers: { type: 'string', default: '4' },
-    'connect-concurrency': { type: 'string', default: '200' },
-    'connect-timeout': { type: 'string', default: '180' },
-    streams: { type: 'string', default: '200,500,1000,2000' },
-    appends: { type: 'string', default: '500' },
-    total: { type: 'string' },
-    'long-appends': { type: 'string', default: '20000' },
-    runs: { type: 'string', default: '3' },
-    checkpoint: { type: 'string' },
-  },
-});
+const USAGE = `usage: npm run bench:growth -- [fanout|appends|all] [--points 1000,2000,5000,10000,1000x10]
+  [--deliveries 20000] [--seconds 8] [--warmup 2] [--workers 4] [--connect-concurrency 200]
+  [--streams 200,500,1000,2000] [--appends 500 | --total N] [--long-appends 20000] [--runs 3]
+  [--checkpoint worker|inline]
+`;
+
+let parsed: ReturnType<typeof parse>;
+function parse() {
+  return parseArgs({
+    allowPositionals: true,
+    options: {
+      points: { type: 'string', default: '1000,2000,5000,10000,1000x10' },
+      deliveries: { type: 'string', default: '20000' },
+      seconds: { type: 'string', default: '8' },
+      warmup: { type: 'string', default: '2' },
+      workers: { type: 'string', default: '4' },
+      'connect-concurrency': { type: 'string', default: '200' },
+      'connect-timeout': { type: 'string', default: '180' },
+      streams: { type: 'string', default: '200,500,1000,2000' },
+      appends: { type: 'string', default: '500' },
+      total: { type: 'string' },
+      'long-appends': { type: 'string', default: '20000' },
+      runs: { type: 'string', default: '3' },
+      checkpoint: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+try {
+  parsed = parse();
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n${USAGE}`);
+  process.exit(64);
+}
+const { values, positionals } = parsed;
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const part = positionals[0] ?? 'all';
 if (part !== 'fanout' && part !== 'appends' && part !== 'all') {
   process.stderr.write(`unknown part '${part}': fanout, appends or all\n`);
