@@ -17,7 +17,7 @@ import type { TransportKind } from '@mooring/protocol';
 import type { MooringServer } from '@mooring/server';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { client, realServer, waitFor } from './helpers/real-server.ts';
-import { assertExactlyOnce, publishStream, record } from './helpers/streams.ts';
+import { exchangeExactlyOnce } from './helpers/streams.ts';
 
 const DEPLOY = new URL('../../../deploy/', import.meta.url);
 
@@ -183,28 +183,7 @@ for (const [name, start] of Object.entries(BALANCERS)) {
 
         const reader = client(t, balancer.url, { transports: [transport] });
         const writer = client(t, balancer.url, { transports: [transport] });
-        const states: string[] = [];
-        for (const c of [reader, writer])
-          c.connection.on('statechange', (change) => states.push(change.current));
-        const channel = `session:${name}-${transport}`;
-        const got = record(reader.channels.get(channel));
-        const own = record(writer.channels.get(channel));
-        await waitFor(() => reader.channels.get(channel).state === 'attached');
-        await waitFor(() => writer.channels.get(channel).state === 'attached');
-        const serials = await publishStream(writer.channels.get(channel), 'w', 60, { window: 5 });
-        const back = await reader.channels.get(channel).publish('r', 'r:0');
-        const all = [...serials, back].sort();
-        await waitFor(() => got.length >= all.length && own.length >= all.length, {
-          message: `reader has ${got.length}, writer ${own.length} of ${all.length}`,
-        });
-        assertExactlyOnce(got, all, 'reader');
-        assertExactlyOnce(own, all, 'writer');
-        assert.equal(reader.connection.transport, transport);
-        assert.deepEqual(
-          states.filter((state) => state !== 'connecting' && state !== 'connected'),
-          [],
-          'no request was refused: neither client had to reconnect',
-        );
+        await exchangeExactlyOnce(reader, writer, `session:${name}-${transport}`, transport);
         if (transport !== 'websocket') {
           // the log is written as requests end: wait until it shows the polls and POSTs
           const nodesUsed = async () => new Set(await balancer.connectionRequests()).size;

@@ -18,7 +18,7 @@ import { Balancer, FaultProxy, type RedisServer, redisSkipReason, startRedis } f
 import type { FetchLike } from '../src/rest.ts';
 import { client, connected, realServer, waitFor } from './helpers/real-server.ts';
 import { spawnServer } from './helpers/server-process.ts';
-import { assertExactlyOnce, publishStream, record } from './helpers/streams.ts';
+import { assertExactlyOnce, exchangeExactlyOnce, publishStream, record } from './helpers/streams.ts';
 
 const skip = redisSkipReason();
 
@@ -81,28 +81,7 @@ if (skip) {
         const { nodes, balancer } = await cluster(t);
         const reader = httpClient(t, balancer, transport);
         const writer = httpClient(t, balancer, transport);
-        const channel = `session:spread-${transport}`;
-        const states: string[] = [];
-        for (const c of [reader, writer])
-          c.connection.on('statechange', (change) => states.push(change.current));
-        const got = record(reader.channels.get(channel));
-        const own = record(writer.channels.get(channel));
-        await waitFor(() => reader.channels.get(channel).state === 'attached');
-        await waitFor(() => writer.channels.get(channel).state === 'attached');
-        const serials = await publishStream(writer.channels.get(channel), 'w', 60, { window: 5 });
-        const back = await reader.channels.get(channel).publish('r', 'r:0');
-        const all = [...serials, back].sort();
-        await waitFor(() => got.length >= all.length && own.length >= all.length, {
-          message: `reader has ${got.length}, writer ${own.length} of ${all.length}`,
-        });
-        assertExactlyOnce(got, all, 'reader');
-        assertExactlyOnce(own, all, 'writer');
-        assert.equal(reader.connection.transport, transport);
-        assert.deepEqual(
-          states.filter((state) => state !== 'connecting' && state !== 'connected'),
-          [],
-          'no request was refused: neither client ever had to reconnect',
-        );
+        await exchangeExactlyOnce(reader, writer, `session:spread-${transport}`, transport);
         for (const node of nodes)
           assert.ok(balancer.stats({ port: node.port }).forwarded > 3, 'requests reached every node');
       });

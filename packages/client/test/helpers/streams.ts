@@ -3,8 +3,10 @@
  * a subscriber gets, and check "received == published, in order, once each" (ARCHITECTURE.md §4).
  */
 import assert from 'node:assert/strict';
-import type { Message } from '@mooring/protocol';
+import type { Message, TransportKind } from '@mooring/protocol';
+import { waitFor } from '@mooring/testkit';
 import type { Channel } from '../../src/channel.ts';
+import type { Mooring } from '../../src/mooring.ts';
 
 /** Everything a channel's listener got, in arrival order. */
 export function record(channel: Channel): Message[] {
@@ -74,3 +76,36 @@ export function assertExactlyOnce(got: Message[], published: string[], label = '
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A reader and a writer on `channel`, both already connecting: the writer publishes 60 messages and
+ * the reader one; each client receives every one exactly once, in order, the reader stays on
+ * `transport`, and neither client had to reconnect (no request of theirs was refused).
+ */
+export async function exchangeExactlyOnce(
+  reader: Mooring,
+  writer: Mooring,
+  channel: string,
+  transport: TransportKind,
+): Promise<void> {
+  const states: string[] = [];
+  for (const c of [reader, writer]) c.connection.on('statechange', (change) => states.push(change.current));
+  const got = record(reader.channels.get(channel));
+  const own = record(writer.channels.get(channel));
+  await waitFor(() => reader.channels.get(channel).state === 'attached');
+  await waitFor(() => writer.channels.get(channel).state === 'attached');
+  const serials = await publishStream(writer.channels.get(channel), 'w', 60, { window: 5 });
+  const back = await reader.channels.get(channel).publish('r', 'r:0');
+  const all = [...serials, back].sort();
+  await waitFor(() => got.length >= all.length && own.length >= all.length, {
+    message: `reader has ${got.length}, writer ${own.length} of ${all.length}`,
+  });
+  assertExactlyOnce(got, all, 'reader');
+  assertExactlyOnce(own, all, 'writer');
+  assert.equal(reader.connection.transport, transport);
+  assert.deepEqual(
+    states.filter((state) => state !== 'connecting' && state !== 'connected'),
+    [],
+    'no request was refused: neither client had to reconnect',
+  );
+}
