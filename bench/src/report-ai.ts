@@ -18,6 +18,22 @@ const LABELS: Record<string, string> = {
   'mooring-redis-40': 'Mooring Redis store, coalesce 40 ms',
 };
 
+/**
+ * Mooring's latency target: p99 within 1.2 × the floor's plus the coalescing window, and below
+ * `resumable-stream`'s. "≤ 155.6 ✓" / "≤ 155.6 ✗ (> rs 74.2)".
+ */
+function target(r: AiResult, floor: AiResult | undefined, resumable: AiResult | undefined): string {
+  const window = /^mooring-.*-(\d+)$/.exec(r.system)?.[1];
+  if (window === undefined || floor?.latency === undefined || r.latency === undefined) return '';
+  const limit = 1.2 * floor.latency.p99 + Number(window);
+  const p99 = r.latency.p99;
+  const misses: string[] = [];
+  if (p99 > limit) misses.push(`> ${f(limit)}`);
+  if (resumable?.latency !== undefined && p99 >= resumable.latency.p99)
+    misses.push(`≥ rs ${f(resumable.latency.p99)}`);
+  return misses.length === 0 ? `≤ ${f(limit)} ✓` : `≤ ${f(limit)} ✗ (${misses.join(', ')})`;
+}
+
 export function aiMarkdown(
   results: AiResult[],
   options: { rate: number; seconds: number; gapSeconds: number },
@@ -27,23 +43,24 @@ export function aiMarkdown(
   for (const n of loads) {
     const rows = results.filter((r) => r.responses === n);
     const floor = rows.find((r) => r.system === 'floor' && r.latency !== undefined);
+    const resumable = rows.find((r) => r.system === 'resumable-stream' && r.latency !== undefined);
     out.push(
       `### AI token streaming: ${n} concurrent responses × ${options.rate} tokens/s, ${options.seconds} s each`,
       '',
       `Token → client is the model stub's write → the user's read. CPU is the system's own processes (app or agent + relay; Redis from INFO cpu), not the model stub's or the users'. Gap: a user closes 3 s into the answer and comes back from its position ${options.gapSeconds} s later; reload: a fresh tab joins the answer at that moment. Both: median bytes and ms until the user has every token the model had written when it reconnected (users measured).`,
       '',
-      '| system | p50 / p99 / max ms | p99 ÷ floor | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
-      '|---|---:|---:|---:|---:|---:|---|---|---:|',
+      '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | model → app p99 | app → user p50 / p99 | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
+      '|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|',
     );
     for (const r of rows) {
       if (r.error !== undefined || r.latency === undefined) {
-        out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | |`);
+        out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | | | | |`);
         continue;
       }
       const l = r.latency;
       const ratio = floor?.latency ? l.p99 / floor.latency.p99 : Number.NaN;
       out.push(
-        `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
+        `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
       );
     }
     out.push('');

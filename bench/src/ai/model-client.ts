@@ -1,3 +1,5 @@
+import { tokenEnds, wallMs } from './model-tokens.ts';
+
 /** The chunks of a web stream (its async iteration is not in every TypeScript lib). */
 export async function* chunksOf<T>(stream: ReadableStream<T>): AsyncGenerator<T> {
   const reader = stream.getReader();
@@ -12,14 +14,31 @@ export async function* chunksOf<T>(stream: ReadableStream<T>): AsyncGenerator<T>
   }
 }
 
+/**
+ * When each token reached this process (wall ms, per response): the app's side of the hop split
+ * (model → app, app → user). Asked over IPC: `{ type: 'arrivals' }` → `{ type: 'arrivals', arrivals }`.
+ */
+const arrivals = new Map<number, number[]>();
+process.on('message', (m: { type?: string }) => {
+  if (m?.type === 'arrivals') process.send?.({ type: 'arrivals', arrivals: Object.fromEntries(arrivals) });
+});
+
 /** Reads the model stub's stream (model-stub.ts) as an app would read an LLM API: text as it arrives. */
 export async function* modelText(stubPort: number, response: number, tokens: number, rate: number) {
   const res = await fetch(`http://127.0.0.1:${stubPort}/generate?r=${response}&n=${tokens}&rate=${rate}`);
   if (!res.ok || res.body === null) throw new Error(`model stub answered ${res.status}`);
   const decoder = new TextDecoder();
+  const ends = tokenEnds(response, tokens);
+  const times: number[] = [];
+  arrivals.set(response, times);
+  let length = 0;
   for await (const bytes of chunksOf(res.body)) {
     const text = decoder.decode(bytes, { stream: true });
-    if (text !== '') yield text;
+    if (text === '') continue;
+    length += text.length;
+    const now = wallMs();
+    while (times.length < tokens && ends[times.length]! <= length) times.push(now);
+    yield text;
   }
 }
 

@@ -4,6 +4,8 @@
  * client that has received `length` characters of a response knows which tokens have arrived
  * whatever the system merged or split on the way.
  */
+import { sharedClockMs } from '../clock.ts';
+
 const PIECES = [
   ' The',
   ' session',
@@ -60,5 +62,5 @@ export function tokenEnds(response: number, tokens: number): Uint32Array {
   return ends;
 }
 
-/** Wall-clock time in ms with sub-ms resolution, comparable between processes of one machine. */
-export const wallMs = (): number => performance.timeOrigin + performance.now();
+/** Time in ms with sub-ms resolution, comparable between processes of one machine (`clock.ts`). */
+export const wallMs = sharedClockMs;

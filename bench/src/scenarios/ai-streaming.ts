@@ -70,6 +70,9 @@ export interface AiResult {
   responses: number;
   tokensPerResponse: number;
   latency?: LatencySummary;
+  /** The hop split of the same tokens: model stub → the app (or agent) process, and app → user. */
+  modelToApp?: LatencySummary;
+  appToUser?: LatencySummary;
   delivered?: number;
   missing?: number;
   /** CPU seconds of the system's own processes per 1,000 tokens delivered. */
@@ -96,6 +99,8 @@ async function redisCpu(redis: RedisServer | undefined): Promise<number> {
 
 interface Deployment {
   users: UserSide;
+  /** The process that reads the model (app or agent): it knows when each token reached it. */
+  app: ServerProcess;
   /** The system's own processes (app or agent, relay). */
   own: ServerProcess[];
   relay: ServerProcess | undefined;
@@ -132,7 +137,7 @@ async function deploy(
         label: 'app floor',
       });
       started.push(app);
-      return { users: floorUsers(app.port), own: [app], relay: undefined, redis, stop };
+      return { users: floorUsers(app.port), app, own: [app], relay: undefined, redis, stop };
     }
     if (system === 'resumable-stream') {
       redis = await startRedis();
@@ -141,7 +146,7 @@ async function deploy(
         label: 'app resumable',
       });
       started.push(app);
-      return { users: resumableUsers(app.port), own: [app], relay: undefined, redis, stop };
+      return { users: resumableUsers(app.port), app, own: [app], relay: undefined, redis, stop };
     }
     if (system === 'durable-streams') {
       const ds = await spawnServer(MODULE('../ai/durable-streams-server.ts'), { label: 'durable streams' });
@@ -151,7 +156,7 @@ async function deploy(
         label: 'app durable',
       });
       started.push(app);
-      return { users: durableUsers(app.port, ds.port), own: [app, ds], relay: ds, redis, stop };
+      return { users: durableUsers(app.port, ds.port), app, own: [app, ds], relay: ds, redis, stop };
     }
     const [, store, coalesce] = system.split('-') as [string, 'memory' | 'sqlite' | 'redis', string];
     if (store === 'redis') redis = await startRedis({ appendonly: 'everysec' });
@@ -180,7 +185,14 @@ async function deploy(
       ...(profAgent ? { execArgv: profAgent } : {}),
     });
     started.push(agent);
-    return { users: mooringUsers(config.url, BENCH_KEY), own: [server, agent], relay: server, redis, stop };
+    return {
+      users: mooringUsers(config.url, BENCH_KEY),
+      app: agent,
+      own: [server, agent],
+      relay: server,
+      redis,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
@@ -301,7 +313,10 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
     await sampling;
     const after = await cpuSnap(d, stub);
     const { emits } = await stub.ask<{ emits: Record<string, number[]> }>('emits');
+    const { arrivals } = await d.app.ask<{ arrivals: Record<string, number[]> }>('arrivals');
     const histogram = new Histogram();
+    const toApp = new Histogram();
+    const toUser = new Histogram();
     let delivered = 0;
     let expected = 0;
     let bytes = 0;
@@ -310,16 +325,22 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
       delivered += tracker.tokensReceived;
       if (gapped.has(tracker.response)) continue;
       const times = emits[tracker.response] ?? [];
+      const atApp = arrivals[tracker.response] ?? [];
       expected += tokens;
       measuredTokens += tracker.tokensReceived;
       bytes += tracker.meter.totals().read;
       for (let k = 0; k < tokens; k++) {
         const arrived = tracker.arrived[k]!;
         if (arrived > 0 && times[k] !== undefined) histogram.recordMs(Math.max(0, arrived - times[k]!));
+        const app = atApp[k];
+        if (app !== undefined && times[k] !== undefined) toApp.recordMs(Math.max(0, app - times[k]!));
+        if (app !== undefined && arrived > 0) toUser.recordMs(Math.max(0, arrived - app));
       }
     }
     const seconds = (after.t - before.t) / 1000;
     result.latency = histogram.summary();
+    result.modelToApp = toApp.summary();
+    result.appToUser = toUser.summary();
     result.delivered = delivered;
     result.missing = expected - measuredTokens;
     result.cpuPer1000 = ((after.own - before.own) / delivered) * 1000;
@@ -344,7 +365,7 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
           );
     for (const tab of reloadTabs) tab.close();
     process.stderr.write(
-      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms, ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
+      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
     );
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
