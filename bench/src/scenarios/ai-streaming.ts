@@ -16,6 +16,7 @@
  * answer at the same moment, from nothing): bytes and time until the user is back at the live edge
  * (has every token the model had written when it reconnected).
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type RedisServer, startRedis } from '@mooring/testkit';
 import {
   type AiClient,
@@ -30,6 +31,7 @@ import type { MooringAgentConfig } from '../ai/mooring-agent.ts';
 import { TokenTracker } from '../ai/token-tracker.ts';
 import { BENCH_KEY } from '../bench-config.ts';
 import { cpuSeconds, machineBusySeconds } from '../cpu-usage.ts';
+import { type LoopDelay, loopDelay } from '../servers/server-child.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
 import { Histogram, type LatencySummary } from '../stats.ts';
 
@@ -73,6 +75,8 @@ export interface AiResult {
   /** The hop split of the same tokens: model stub → the app (or agent) process, and app → user. */
   modelToApp?: LatencySummary;
   appToUser?: LatencySummary;
+  /** Event-loop delay p99 (ms) during the run: the app (or agent), the relay, the users' process. */
+  loopP99?: { app: number; relay: number | undefined; users: number };
   delivered?: number;
   missing?: number;
   /** CPU seconds of the system's own processes per 1,000 tokens delivered. */
@@ -269,6 +273,10 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
     const step = Math.max(1, Math.floor(n / options.samples));
     const gapped = new Set<number>();
     if (d.users.resume) for (let r = 0; r < n && gapped.size < options.samples; r += step) gapped.add(r);
+    const usersLoop = monitorEventLoopDelay({ resolution: 5 });
+    await d.app.ask('loop');
+    await d.relay?.ask('loop');
+    usersLoop.enable();
     const before = await cpuSnap(d, stub);
     const t0 = performance.now();
     const begun: Promise<void>[] = [];
@@ -312,6 +320,10 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
     while (performance.now() < deadline && trackers.some((t) => !t.complete)) await sleep(100);
     await sampling;
     const after = await cpuSnap(d, stub);
+    usersLoop.disable();
+    const appLoop = await d.app.ask<{ delay: LoopDelay }>('loop');
+    const relayLoop = await d.relay?.ask<{ delay: LoopDelay }>('loop');
+    result.loopP99 = { app: appLoop.delay.p99, relay: relayLoop?.delay.p99, users: loopDelay(usersLoop).p99 };
     const { emits } = await stub.ask<{ emits: Record<string, number[]> }>('emits');
     const { arrivals } = await d.app.ask<{ arrivals: Record<string, number[]> }>('arrivals');
     const histogram = new Histogram();
@@ -365,7 +377,7 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
           );
     for (const tab of reloadTabs) tab.close();
     process.stderr.write(
-      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
+      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
     );
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);

@@ -2,19 +2,27 @@
  * The child side of a benchmark server process: starts one server, tells the parent its port over
  * IPC, answers CPU-usage queries, and exits when asked, when the parent goes away, or on a signal.
  *
- * IPC messages (parent → child): `{ type: 'cpu', id }`, `{ type: 'stop' }`.
+ * IPC messages (parent → child): `{ type: 'cpu', id }`, `{ type: 'loop' }`, `{ type: 'stop' }`.
  * IPC messages (child → parent): `{ type: 'ready', port }`, `{ type: 'cpu', id, usage }`,
- * `{ type: 'failed', error }`.
+ * `{ type: 'loop', delay }` (the event loop's delay since the last ask), `{ type: 'failed', error }`.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 export interface RunningServer {
   port: number;
   close(): Promise<void>;
 }
 
-export type ChildRequest = { type: 'cpu'; id: number } | { type: 'stop' };
+export type ChildRequest = { type: 'cpu'; id: number } | { type: 'loop' } | { type: 'stop' };
+/** How late the event loop ran its callbacks (ms), over a window: what every token passing waits. */
+export interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+}
 export type ChildReport =
   | { type: 'ready'; port: number }
+  | { type: 'loop'; delay: LoopDelay }
   | { type: 'cpu'; id: number; usage: NodeJS.CpuUsage }
   | { type: 'failed'; error: string };
 
@@ -37,9 +45,14 @@ export async function serveChild(start: () => Promise<RunningServer>): Promise<v
     process.exit(1);
   }
 
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   process.on('message', (raw: ChildRequest) => {
     if (raw.type === 'cpu') send({ type: 'cpu', id: raw.id, usage: process.cpuUsage() });
-    else if (raw.type === 'stop') {
+    else if (raw.type === 'loop') {
+      send({ type: 'loop', delay: loopDelay(loop) });
+      loop.reset();
+    } else if (raw.type === 'stop') {
       // Bounded: a server that does not close in 3 s is left to process.exit.
       const timer = setTimeout(() => process.exit(0), 3000);
       server.close().finally(() => {
@@ -49,4 +62,10 @@ export async function serveChild(start: () => Promise<RunningServer>): Promise<v
     }
   });
   send({ type: 'ready', port: server.port });
+}
+
+/** A loop-delay histogram's p50 / p99 / max in ms (its values are ns). */
+export function loopDelay(h: { percentile(p: number): number; max: number; count: number }): LoopDelay {
+  if (h.count === 0) return { p50: 0, p99: 0, max: 0 };
+  return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
 }
