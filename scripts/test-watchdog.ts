@@ -68,5 +68,13 @@ if (process.env.NODE_TEST_CONTEXT && /\.test\.[cm]?[jt]s$/.test(main)) {
     workerData: { pid: process.pid, after: 60_000, cap: FILE_CAP_MS },
   });
   worker.unref();
-  after(() => worker.postMessage('tests ended'));
+  after(() => {
+    worker.postMessage('tests ended');
+    // Once its tests have ended, the file's process leaves through process.exit() from its last
+    // 'exit' listener (this one, added after the test runner's and the file's own): Node's teardown
+    // after a natural exit (FreeEnvironment → CleanupHandles) was caught spinning for ever at full
+    // CPU, with libuv's loop empty and this watchdog's worker already stopped (gdb, in a file that
+    // had printed ✔ for every test; cf. nodejs/node#47748). process.exit skips that teardown.
+    process.once('exit', () => process.exit());
+  });
 }
