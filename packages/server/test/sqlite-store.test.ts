@@ -12,6 +12,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { parseSerial } from '@mooring/protocol';
+import { JOURNAL_HIGH_ROWS } from '../src/store/sqlite-journal.ts';
 import type { SqliteStoreOptions } from '../src/store/sqlite-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { AppendOptions, Store } from '../src/store/store.ts';
@@ -328,9 +329,9 @@ describe('SqliteStore', () => {
     const { store, make } = await open();
     const serial = (await store.append('f', [{ action: 'create', publisher: 'p', id: 'm', data: '' }], OPTS))
       .results[0]!.serial;
-    // 9,000 appends: past the id filter's first size (1,024: rebuilt from the tables, bigger) and
-    // past a journal merge (8,192 rows), so the early ids are in `ops`, the last ones in the journal.
-    const total = 9_000;
+    // Past the id filter's first size (1,024: rebuilt from the tables, bigger) and past the journal's
+    // high mark (slices merged), so the early ids are in `ops`, the last ones in the journal.
+    const total = JOURNAL_HIGH_ROWS + 2_000;
     const serials: string[] = [];
     await Promise.all(
       Array.from({ length: 10 }, async (_, w) => {
@@ -347,7 +348,7 @@ describe('SqliteStore', () => {
     const resend = async (s: Store, i: number) =>
       (await s.append('f', [{ action: 'append', publisher: 'p', id: `a${i}`, serial, data: '.' }], OPTS))
         .results[0]!;
-    for (const i of [0, 500, 1_500, 8_000, total - 1]) {
+    for (const i of [0, 500, 1_500, 8_000, 30_000, total - 1]) {
       assert.deepEqual(await resend(store, i), { serial: serials[i], duplicate: true }, `a${i} stored twice`);
     }
     // Another publisher's id is its own (dedup scope), and is stored.

@@ -100,10 +100,8 @@ export function prepare(db: DatabaseSync) {
     setChannelSeq: p('UPDATE channels SET seq = ? WHERE id = ?'),
     raiseTrimmed: p('UPDATE channels SET trimmed_through = ? WHERE id = ? AND trimmed_through < ?'),
     findId: p('SELECT seq FROM ops WHERE chan = ? AND publisher = ? AND id = ?'),
-    /** Every op id of a channel, merged or not (to build its id filter). */
-    channelIds: p(
-      'SELECT publisher, id FROM ops WHERE chan = ? UNION ALL SELECT publisher, id FROM journal WHERE chan = ?',
-    ),
+    /** Every op id of a channel merged into `ops` (its journal's are in memory: sqlite-journal.ts). */
+    channelIds: p('SELECT publisher, id FROM ops WHERE chan = ?'),
     journalOp: p(
       `INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -114,10 +112,15 @@ export function prepare(db: DatabaseSync) {
        FROM journal ORDER BY chan, seq`,
     ),
     clearJournal: p('DELETE FROM journal'),
-    journalIds: p('SELECT chan, seq, publisher, id FROM journal'),
-    journalSizes: p(
-      `SELECT chan, msg_seq, sum(octet_length(data)) AS size FROM journal WHERE action = 'append'
-       GROUP BY chan, msg_seq`,
+    /** A slice of the journal (its row ids, a JSON array) into `ops`, in key order. */
+    mergeRows: p(
+      `INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
+       SELECT chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher
+       FROM journal WHERE n IN (SELECT value FROM json_each(?)) ORDER BY chan, seq`,
+    ),
+    deleteRows: p('DELETE FROM journal WHERE n IN (SELECT value FROM json_each(?))'),
+    journalRows: p(
+      'SELECT n, chan, seq, msg_seq, action, publisher, id, octet_length(data) AS size FROM journal ORDER BY n',
     ),
     insertMessage: p(
       `INSERT INTO messages (chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, expires_at)

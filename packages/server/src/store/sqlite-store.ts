@@ -30,19 +30,21 @@
  * COMMIT, on the event loop); a worker thread copies the WAL back instead (sqlite-checkpointer.ts)
  * and the store only finishes the job inline (the few frames not copied yet) to rewind the WAL.
  *
- * Dedup: a new op id is checked against the journal's ids in memory (`#hotIds`), then against a
+ * Dedup: a new op id is checked against the journal's ids in memory (`JournalView`), then against a
  * per-channel Bloom filter of the ids in the tables (sqlite-id-filter.ts: never "absent" for a held
  * id), and only when the filter says "maybe" against the `ops` index.
  *
  * The journal (a write buffer): `ops` is indexed three ways by channel, so a commit of n operations
  * on n channels would dirty ~3n scattered pages, and writing those pages, not SQLite's CPU, limits
  * the commit rate. New operations are therefore inserted into `journal`, an append-only table keyed
- * by insertion order (a commit dirties a few pages), and moved into `ops` in key order once
- * MERGE_ROWS (or MERGE_BYTES of appended text) have gathered, before anything reads `ops` (history, catch-up, trim, update, delete),
- * and on open (after a crash). Between merges, dedup and size checks see the journal through
- * in-memory maps (`#hotIds`, `#hotSizes`, `#hotSeqs`) rebuilt from the table on open or after a
- * rollback. `channels.seq` is likewise brought up to date at each merge, not at each commit: a
- * channel's counter is the greater of it and the channel's last journal row.
+ * by insertion order (a commit dirties a few pages), and moved into `ops` in key order: in bounded
+ * slices carried by the group commits once the journal is large (sqlite-journal.ts: a channel's rows
+ * are moved together, each commit's pause stays short), a channel's rows before anything reads that
+ * channel in `ops` (history, catch-up, update, delete, trim), and the whole journal on open (after a
+ * crash) and close. Dedup and size checks see the journal through its in-memory view
+ * (`JournalView`), rebuilt from the table on open or after a rollback. `channels.seq` is likewise
+ * brought up to date when a channel's rows are merged, not at each commit: a channel's counter is the
+ * greater of it and the channel's last journal row.
  *
  * Schema (version 2; a version 1 file is migrated on open, see sqlite-schema.ts):
  *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
@@ -74,6 +76,7 @@ import { PageBudget } from './page-bytes.ts';
 import { SqliteCheckpointer } from './sqlite-checkpointer.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
 import { IdFilter } from './sqlite-id-filter.ts';
+import { type JournalRow, JournalView, type Slice } from './sqlite-journal.ts';
 import { MIGRATE_FROM_1, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import type {
   AppendOptions,
@@ -118,14 +121,6 @@ export interface SqliteStoreOptions {
 
 const DAY = 24 * 60 * 60 * 1000;
 const TRIM_CHUNK = 500;
-/** Journal rows that trigger a merge into `ops` (see the module header). */
-const MERGE_ROWS = 8192;
-/**
- * Journal bytes (appended text) that trigger a merge too: a merge runs synchronously, so its size is
- * bounded in bytes as well as rows — 8,192 appends of 64 KiB would otherwise be one 512 MiB merge
- * freezing the event loop for seconds.
- */
-const MERGE_BYTES = 4 * 1024 * 1024;
 /** Channels whose id filter is kept (LRU), and the most ops a channel may have to get one. */
 const FILTERED_CHANNELS = 2048;
 const MAX_FILTERED_IDS = 200_000;
@@ -174,17 +169,10 @@ export class SqliteStore implements Store {
   readonly #s: ReturnType<typeof prepare>;
   readonly #channels = new Lru<string, ChannelState>(10_000);
   readonly #metas: Lru<string, MessageMeta>;
-  /** Operations in the journal: `chan:<dedupKey(publisher, id)>` → seq. */
-  readonly #hotIds = new Map<string, number>();
-  /** Bytes appended in the journal per message (`chan:seq`); present iff it has journal appends. */
-  readonly #hotSizes = new Map<string, number>();
-  /** Last sequence number in the journal per channel id. */
-  readonly #hotSeqs = new Map<number, number>();
+  /** The journal's rows, by channel (sqlite-journal.ts). */
+  readonly #journal = new JournalView();
   /** Bloom filters of the op ids each channel holds (see sqlite-id-filter.ts), by channel id. */
   readonly #filters = new Lru<number, IdFilter>(FILTERED_CHANNELS);
-  #journalRows = 0;
-  /** Bytes of appended text in the journal (MERGE_BYTES). */
-  #journalBytes = 0;
   #queue: Pending[] = [];
   #scheduled = false;
   #closed = false;
@@ -225,7 +213,7 @@ export class SqliteStore implements Store {
       this.#s = prepare(this.#db);
       this.streams = sqliteStreamStore(this.#db);
       this.#reloadJournal();
-      this.#settle();
+      this.#settleAll();
       this.#checkpointer =
         options.checkpoint === 'inline' || options.path === ':memory:'
           ? undefined
@@ -325,7 +313,8 @@ export class SqliteStore implements Store {
     }
     try {
       for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
-      if (this.#journalRows >= MERGE_ROWS || this.#journalBytes >= MERGE_BYTES) this.#mergeJournal();
+      const slice = this.#journal.commitSlice();
+      if (slice !== undefined) this.#merge(slice);
       this.#s.commit.run();
     } catch (err) {
       this.#rollback();
@@ -353,7 +342,7 @@ export class SqliteStore implements Store {
       seq: ch.seq,
       storedId: (publisher, id, key) => {
         if (ch.id < 0) return undefined;
-        const hot = this.#hotIds.get(`${ch.id}:${key}`);
+        const hot = this.#journal.idSeq(ch.id, key);
         if (hot !== undefined) return hot;
         if (this.#filterOf(ch)?.mayHave(key) === false) return undefined;
         return this.#s.findId.get(ch.id, publisher, id)?.seq as number | undefined;
@@ -375,7 +364,6 @@ export class SqliteStore implements Store {
       }
       this.#writeOps(p.channel, ch.id, plan);
       ch.seq = plan.seq;
-      this.#hotSeqs.set(ch.id, ch.seq);
       tx.channels.set(p.channel, ch);
       for (const [seq, meta] of plan.touched) tx.metas.set(metaKey(ch.id, seq), meta);
     }
@@ -387,15 +375,16 @@ export class SqliteStore implements Store {
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
       const clientId = op.clientId ?? null;
       const publisher = op.publisher ?? ''; // '' for untyped (JS) callers
-      // Update and delete read and rewrite the message from `ops`: merge the journal into it first.
-      if (op.action === 'update' || op.action === 'delete') this.#mergeJournal();
+      // Update and delete read and rewrite the message from `ops`: merge the channel's journal first.
+      if (op.action === 'update' || op.action === 'delete') this.#mergeChannel(chan);
       const key = dedupKey(publisher, op.id);
-      this.#hotIds.set(`${chan}:${key}`, seq);
       this.#filters.get(chan)?.add(key);
-      this.#journalRows++;
+      const row: JournalRow = { n: 0, seq, msgSeq, key, bytes: 0, append: op.action === 'append' };
       switch (op.action) {
         case 'create': {
-          s.journalOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp, publisher);
+          row.n = journalRow(
+            s.journalOp.run(chan, seq, seq, 'create', op.id, null, null, clientId, timestamp, publisher),
+          );
           const retention = this.#retentionFor(channel);
           s.insertMessage.run(
             chan,
@@ -415,37 +404,52 @@ export class SqliteStore implements Store {
         case 'append': {
           const delta = typeof op.data === 'string' ? op.data : '';
           const headers = op.headers ? JSON.stringify(op.headers) : null;
-          s.journalOp.run(chan, seq, msgSeq, 'append', op.id, delta, headers, clientId, timestamp, publisher);
-          const key = metaKey(chan, msgSeq);
-          const bytes = Buffer.byteLength(delta);
-          this.#hotSizes.set(key, (this.#hotSizes.get(key) ?? 0) + bytes);
-          this.#journalBytes += bytes;
+          row.n = journalRow(
+            s.journalOp.run(
+              chan,
+              seq,
+              msgSeq,
+              'append',
+              op.id,
+              delta,
+              headers,
+              clientId,
+              timestamp,
+              publisher,
+            ),
+          );
+          row.bytes = Buffer.byteLength(delta);
           break;
         }
         case 'update': {
-          const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
-          const current = this.#current(chan, row);
-          s.journalOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp, publisher);
+          const message = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
+          const current = this.#current(chan, message);
+          row.n = journalRow(
+            s.journalOp.run(chan, seq, msgSeq, 'update', op.id, null, null, clientId, timestamp, publisher),
+          );
           const data = op.data !== undefined ? encodeData(op.data, kind) : current.data;
           const dataKind = op.data !== undefined ? kind : current.kind;
           const headers = op.headers ? JSON.stringify(op.headers) : current.headers;
           s.rewriteMessage.run(data, dataKind, headers, seq, 0, chan, msgSeq);
-          s.dropAppends.run(chan, msgSeq, row.base_seq, seq);
+          s.dropAppends.run(chan, msgSeq, message.base_seq, seq);
           break;
         }
         case 'delete': {
-          s.journalOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp, publisher);
-          const row = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
+          row.n = journalRow(
+            s.journalOp.run(chan, seq, msgSeq, 'delete', op.id, null, null, clientId, timestamp, publisher),
+          );
+          const message = s.getMessage.get(chan, msgSeq) as unknown as MessageRow;
           s.rewriteMessage.run(null, 'none', null, seq, 1, chan, msgSeq);
-          s.dropAppends.run(chan, msgSeq, row.base_seq, seq);
+          s.dropAppends.run(chan, msgSeq, message.base_seq, seq);
           break;
         }
       }
+      this.#journal.add(chan, row);
     }
   }
 
   /**
-   * The channel's id filter, built from its rows (`ops` and `journal`) when missing or full; none
+   * The channel's id filter, built from its rows (`ops` and the journal's view) when missing or full; none
    * for a channel with more ops than MAX_FILTERED_IDS (its ids are probed in the index). `ch.seq`
    * counts every op the channel ever had, so it bounds what the filter must hold.
    */
@@ -457,31 +461,52 @@ export class SqliteStore implements Store {
       return undefined;
     }
     const filter = new IdFilter(2 * ch.seq);
-    for (const r of this.#s.channelIds.iterate(ch.id, ch.id))
+    for (const r of this.#s.channelIds.iterate(ch.id))
       filter.add(dedupKey(r.publisher as string, r.id as string));
+    for (const key of this.#journal.keys(ch.id)) filter.add(key);
     this.#filters.set(ch.id, filter);
     return filter;
   }
 
-  /** Moves the journal into `ops`, in key order. Runs inside a transaction. */
-  #mergeJournal(): void {
-    if (this.#journalRows === 0) return;
-    this.#s.mergeJournal.run();
-    this.#s.clearJournal.run();
-    for (const [chan, seq] of this.#hotSeqs) this.#s.setChannelSeq.run(seq, chan);
-    this.#journalRows = 0;
-    this.#journalBytes = 0;
-    this.#hotIds.clear();
-    this.#hotSizes.clear();
-    this.#hotSeqs.clear();
+  /** Moves a slice of the journal into `ops`, in key order. Runs inside a transaction. */
+  #merge(slice: Slice): void {
+    const ns = JSON.stringify(slice.ns);
+    this.#s.mergeRows.run(ns);
+    this.#s.deleteRows.run(ns);
+    for (const [chan, seq] of this.#journal.merged(slice)) this.#s.setChannelSeq.run(seq, chan);
   }
 
-  /** Merges the journal in a transaction of its own, so that `ops` is complete for a read. */
-  #settle(): void {
-    if (this.#journalRows === 0) return;
+  /** Moves a channel's journal rows into `ops`. Runs inside a transaction. */
+  #mergeChannel(chan: number): void {
+    const slice = this.#journal.channel(chan);
+    if (slice !== undefined) this.#merge(slice);
+  }
+
+  /** Moves the whole journal into `ops`. Runs inside a transaction. */
+  #mergeAll(): void {
+    if (this.#journal.rows === 0) return;
+    this.#s.mergeJournal.run();
+    this.#s.clearJournal.run();
+    for (const [chan, seq] of this.#journal.lastSeqs()) this.#s.setChannelSeq.run(seq, chan);
+    this.#journal.clear();
+  }
+
+  /** Merges a channel's journal rows in a transaction of its own, so that `ops` is complete for a read of it. */
+  #settle(chan: number): void {
+    if (this.#journal.lastSeq(chan) === undefined) return;
+    this.#transaction(() => this.#mergeChannel(chan));
+  }
+
+  /** Merges the whole journal in a transaction of its own (open, close). */
+  #settleAll(): void {
+    if (this.#journal.rows === 0) return;
+    this.#transaction(() => this.#mergeAll());
+  }
+
+  #transaction(fn: () => void): void {
     this.#s.begin.run();
     try {
-      this.#mergeJournal();
+      fn();
       this.#s.commit.run();
     } catch (err) {
       this.#rollback();
@@ -510,22 +535,18 @@ export class SqliteStore implements Store {
 
   /** Rebuilds the in-memory view of the journal from the table. */
   #reloadJournal(): void {
-    this.#hotIds.clear();
-    this.#hotSizes.clear();
-    this.#hotSeqs.clear();
-    this.#journalRows = 0;
-    this.#journalBytes = 0;
-    for (const r of this.#s.journalIds.iterate()) {
-      const chan = r.chan as number;
-      const seq = r.seq as number;
-      this.#hotIds.set(`${chan}:${dedupKey(r.publisher as string, r.id as string)}`, seq);
-      this.#hotSeqs.set(chan, Math.max(this.#hotSeqs.get(chan) ?? 0, seq));
-      this.#journalRows++;
+    this.#journal.clear();
+    for (const r of this.#s.journalRows.iterate()) {
+      this.#journal.add(r.chan as number, {
+        n: r.n as number,
+        seq: r.seq as number,
+        msgSeq: r.msg_seq as number,
+        key: dedupKey(r.publisher as string, r.id as string),
+        bytes: (r.size as number | null) ?? 0,
+        append: r.action === 'append',
+      });
     }
-    for (const r of this.#s.journalSizes.iterate()) {
-      this.#hotSizes.set(metaKey(r.chan as number, r.msg_seq as number), r.size as number);
-      this.#journalBytes += r.size as number;
-    }
+    this.#journal.commitSlice(); // counts nothing of the reloaded rows as added by the next commit
   }
 
   /** A message's current data (as stored text), kind, headers (JSON text) and version. */
@@ -556,7 +577,7 @@ export class SqliteStore implements Store {
     const ch: ChannelState = {
       id,
       epoch: row.epoch as string,
-      seq: Math.max(row.seq as number, this.#hotSeqs.get(id) ?? 0),
+      seq: Math.max(row.seq as number, this.#journal.lastSeq(id) ?? 0),
       trimmedThrough: row.trimmed_through as number,
     };
     this.#channels.set(name, ch);
@@ -574,7 +595,7 @@ export class SqliteStore implements Store {
     let size = (row.size as number | null) ?? 0;
     if (!row.deleted && isAppendable(kind)) {
       const appended = this.#s.appendedSize.get(chan, seq, row.base_seq as number)!;
-      const hot = this.#hotSizes.get(key);
+      const hot = this.#journal.appendedBytes(chan, seq);
       if ((appended.n as number) > 0 || hot !== undefined) {
         kind = 'string';
         size += (appended.size as number) + (hot ?? 0);
@@ -628,7 +649,7 @@ export class SqliteStore implements Store {
     return this.#read(() => {
       const ch = this.#channel(channel);
       if (!ch) return emptyPage();
-      this.#settle();
+      this.#settle(ch.id);
       const take = Math.max(0, limit);
       const rows = this.#s.changedSince.all(ch.id, afterSeq(after, ch.epoch), take + 1);
       // roll up (join appends) only what the page takes, stopping at the byte bound
@@ -655,7 +676,7 @@ export class SqliteStore implements Store {
     return this.#read(() => {
       const ch = this.#channel(channel);
       if (!ch) return emptyPage();
-      this.#settle();
+      this.#settle(ch.id);
       const take = Math.max(0, query.limit);
       const lo = query.from === undefined ? 0 : seqBound(query.from, ch.epoch, 'from');
       const hi = query.until === undefined ? ch.seq : seqBound(query.until, ch.epoch, 'until');
@@ -693,12 +714,13 @@ export class SqliteStore implements Store {
   /** Removes up to TRIM_CHUNK expired messages in one transaction. */
   #trimChunk(now: number): number {
     const s = this.#s;
-    this.#settle();
     const expired = s.expired.all(now, TRIM_CHUNK);
     if (expired.length === 0) return 0;
     const through = new Map<number, number>();
     s.begin.run();
     try {
+      // the ops of an expired message are removed from `ops`: its channel's journal rows first
+      for (const chan of new Set(expired.map((e) => e.chan as number))) this.#mergeChannel(chan);
       for (const e of expired) {
         const chan = e.chan as number;
         const seq = e.seq as number;
@@ -754,7 +776,7 @@ export class SqliteStore implements Store {
     // The worker's connection first: the last connection to close checkpoints and removes the WAL.
     await this.#checkpointer?.close();
     try {
-      this.#settle();
+      this.#settleAll();
     } catch (err) {
       throw toStoreError(err);
     } finally {
@@ -785,6 +807,11 @@ class BeginError extends Error {
 /** The StoreError for a failed commit, classified by SQLite's own error (under a BeginError too). */
 function failure(err: unknown): StoreError {
   return toStoreError(err instanceof BeginError ? err.cause : err);
+}
+
+/** The journal row id of an insert. */
+function journalRow(result: { lastInsertRowid: number | bigint }): number {
+  return Number(result.lastInsertRowid);
 }
 
 function metaKey(chan: number, seq: number): string {

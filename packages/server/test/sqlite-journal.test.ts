@@ -1,0 +1,265 @@
+/**
+ * The SQLite store's journal merged into `ops` in slices (sqlite-journal.ts): each group commit
+ * moves a bounded slice, so the journal is often half merged — some channels' rows in `ops`, some
+ * in the journal, one channel's older rows in `ops` and its newer ones in the journal. Reads,
+ * dedup, serial counters, a reopen, and a `kill -9` in the middle of a slice must all be right in
+ * that state.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { parseSerial } from '@mooring/protocol';
+import { JOURNAL_HIGH_ROWS, SLICE_ROWS } from '../src/store/sqlite-journal.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import type { AppendOptions } from '../src/store/store.ts';
+
+const OPTS: AppendOptions = { maxMessageSize: 4 * 1024 * 1024 };
+const CHANNELS = 300;
+/** Rounds of one append per channel: past the journal's high mark, so slices are merged. */
+const ROUNDS = Math.ceil((JOURNAL_HIGH_ROWS * 1.5) / CHANNELS);
+
+const delta = (c: number, i: number) => `<${c}.${i}>`;
+const expected = (c: number, n: number) => Array.from({ length: n }, (_, i) => delta(c, i)).join('');
+
+/** Rows of the channel's appends in `ops` and in the journal, read by another connection. */
+function where(db: DatabaseSync, table: 'ops' | 'journal'): Map<number, number> {
+  const rows = db
+    .prepare(`SELECT chan, count(*) AS n FROM ${table} WHERE action = 'append' GROUP BY chan`)
+    .all();
+  return new Map(rows.map((r) => [r.chan as number, r.n as number]));
+}
+
+describe('SqliteStore journal slices', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0)) await c();
+  });
+
+  it('merges the journal in bounded slices, and reads, dedup, counters and a reopen are right when it is half merged', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-journal-'));
+    const path = join(dir, 'mooring.db');
+    const stores: SqliteStore[] = [];
+    const reader = () => new DatabaseSync(path, { readOnly: true });
+    cleanups.push(async () => {
+      for (const s of stores) await s.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const store = new SqliteStore({ path });
+    stores.push(store);
+    const serials = await Promise.all(
+      Array.from({ length: CHANNELS }, async (_, c) => {
+        const r = await store.append(
+          `c${c}`,
+          [{ action: 'create', publisher: 'p', id: 'm', data: '' }],
+          OPTS,
+        );
+        return r.results[0]!.serial;
+      }),
+    );
+    const db = reader();
+    const journalRows = () => db.prepare('SELECT count(*) AS n FROM journal').get()!.n as number;
+    let before = journalRows();
+    let sliced = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      // one group commit per round: every channel's append queued in the same turn
+      await Promise.all(
+        serials.map((serial, c) =>
+          store.append(
+            `c${c}`,
+            [{ action: 'append', publisher: 'p', id: `a${round}`, serial, data: delta(c, round) }],
+            OPTS,
+          ),
+        ),
+      );
+      const after = journalRows();
+      const moved = before + CHANNELS - after;
+      assert.ok(
+        moved <= Math.max(SLICE_ROWS, 1.5 * CHANNELS),
+        `round ${round}: one commit merged ${moved} journal rows into ops`,
+      );
+      if (moved > 0) sliced++;
+      before = after;
+    }
+    assert.ok(sliced > 0, 'the journal was merged in slices');
+    assert.ok(before <= JOURNAL_HIGH_ROWS + CHANNELS, `${before} rows waiting in the journal`);
+
+    // Half merged: channels with appends in ops and in the journal, and channels only in the journal.
+    const inOps = where(db, 'ops');
+    const inJournal = where(db, 'journal');
+    db.close();
+    const split = [...inOps.keys()].filter((chan) => inJournal.has(chan));
+    assert.ok(split.length > 0, 'some channel has older appends in ops and newer ones in the journal');
+    assert.ok(
+      [...inJournal.keys()].some((chan) => !inOps.has(chan)),
+      'some channel has its appends only in the journal',
+    );
+
+    // Dedup: an id merged into ops and an id still in the journal, on every channel.
+    for (let c = 0; c < CHANNELS; c += 7) {
+      const again = await store.append(
+        `c${c}`,
+        [
+          { action: 'append', publisher: 'p', id: 'a0', serial: serials[c]!, data: 'x' },
+          { action: 'append', publisher: 'p', id: `a${ROUNDS - 1}`, serial: serials[c]!, data: 'x' },
+        ],
+        OPTS,
+      );
+      assert.deepEqual(
+        again.results.map((r) => r.duplicate),
+        [true, true],
+        `c${c}: a retried id was stored again`,
+      );
+    }
+    // Counters: the next op of a channel follows its last one, wherever that one is.
+    const info = (await store.info('c1'))!;
+    assert.equal(parseSerial(info.head)!.seq, ROUNDS + 1);
+    // Reads: catch-up from the middle, and history, for every channel.
+    for (let c = 0; c < CHANNELS; c += 3) {
+      const page = await store.history(`c${c}`, { direction: 'forwards', limit: 1 });
+      assert.equal(page.messages[0]!.data, expected(c, ROUNDS), `c${c} rolled up`);
+    }
+    const mid = await store.readSince('c2', serials[2], 10);
+    assert.equal(mid.messages.length, 1);
+    assert.equal(mid.messages[0]!.data, expected(2, ROUNDS));
+
+    // Reopened without a close (what a restart after a crash sees): the same, once.
+    const again = new SqliteStore({ path });
+    stores.push(again);
+    for (let c = 0; c < CHANNELS; c += 5) {
+      const page = await again.history(`c${c}`, { direction: 'forwards', limit: 1 });
+      assert.equal(page.messages[0]!.data, expected(c, ROUNDS), `c${c} after a reopen`);
+      const retry = await again.append(
+        `c${c}`,
+        [{ action: 'append', publisher: 'p', id: `a${ROUNDS - 2}`, serial: serials[c]!, data: 'x' }],
+        OPTS,
+      );
+      assert.equal(retry.results[0]!.duplicate, true, `c${c}: a retried id was stored again after a reopen`);
+    }
+  });
+
+  for (const crash of [
+    'in the middle of a slice (before its COMMIT)',
+    'right after the COMMIT of a slice',
+  ] as const)
+    it(`keeps every acknowledged append once through kill -9 ${crash}`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'mooring-journal-'));
+      const path = join(dir, 'mooring.db');
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      const storeUrl = pathToFileURL(join(import.meta.dirname, '../src/store/sqlite-store.ts')).href;
+      const before = crash.startsWith('in the middle');
+      // The child streams appends on CHANNELS channels, printing each ack, and kills itself at the
+      // third slice: right after the slice's INSERT into ops, or right after the COMMIT carrying it.
+      const child = spawn(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `
+          import { DatabaseSync } from 'node:sqlite';
+          const prepare = DatabaseSync.prototype.prepare;
+          let slices = 0;
+          let armed = false;
+          const die = () => process.kill(process.pid, 'SIGKILL');
+          const wrap = (statement, after) => {
+            const wrapped = Object.create(statement);
+            Object.defineProperty(wrapped, 'run', { value: (...args) => { const r = statement.run(...args); after(); return r; } });
+            return wrapped;
+          };
+          DatabaseSync.prototype.prepare = function (sql) {
+            const statement = prepare.call(this, sql);
+            if (/^INSERT INTO ops/.test(sql) && /json_each/.test(sql))
+              return wrap(statement, () => { if (++slices === 3) { if (${before}) die(); armed = true; } });
+            if (sql === 'COMMIT') return wrap(statement, () => { if (armed) die(); });
+            return statement;
+          };
+          const { SqliteStore } = await import(${JSON.stringify(storeUrl)});
+          const store = new SqliteStore({ path: ${JSON.stringify(path)} });
+          const opts = { maxMessageSize: 1 << 30 };
+          await Promise.all(Array.from({ length: ${CHANNELS} }, async (_, c) => {
+            const r = await store.append('c' + c, [{ action: 'create', publisher: 'p', id: 'm', data: '' }], opts);
+            const serial = r.results[0].serial;
+            for (let i = 0; ; i++) {
+              await store.append('c' + c, [{ action: 'append', publisher: 'p', id: 'a' + i, serial, data: '<' + c + '.' + i + '>' }], opts);
+              process.stdout.write('ack ' + c + ' ' + i + ' ' + serial + '\\n');
+            }
+          }));
+          `,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const acked = new Map<number, number>();
+      const serials = new Map<number, string>();
+      let buffered = '';
+      const exit = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        child.on('error', reject);
+        // 'close', not 'exit': every ack printed before the kill is read first
+        child.on('close', (_code, signal) => {
+          clearTimeout(timer);
+          resolve(signal);
+        });
+        child.stdout.setEncoding('utf8');
+        child.stdout.on('data', (chunk: string) => {
+          buffered += chunk;
+          const lines = buffered.split('\n');
+          buffered = lines.pop()!;
+          for (const line of lines) {
+            const [, c, i, serial] = line.split(' ') as [string, string, string, string];
+            acked.set(Number(c), Number(i) + 1);
+            serials.set(Number(c), serial);
+          }
+        });
+      });
+      assert.equal(exit, 'SIGKILL');
+      const total = [...acked.values()].reduce((a, b) => a + b, 0);
+      assert.ok(
+        total > JOURNAL_HIGH_ROWS - 2 * CHANNELS,
+        `the child acknowledged ${total} appends before dying`,
+      );
+
+      // The file as the crash left it: a half-merged journal.
+      const raw = new DatabaseSync(path);
+      const inOps = where(raw, 'ops');
+      const inJournal = where(raw, 'journal');
+      raw.close();
+      assert.ok(
+        inOps.size > 0 && inJournal.size > 0,
+        'the crash left appends both in ops and in the journal',
+      );
+
+      const store = new SqliteStore({ path });
+      cleanups.unshift(() => store.close());
+      for (let c = 0; c < CHANNELS; c++) {
+        const n = acked.get(c) ?? 0;
+        const data = (await store.history(`c${c}`, { direction: 'forwards', limit: 1 })).messages[0]?.data;
+        const stored = String(data ?? '').match(/<\d+\.\d+>/g) ?? [];
+        // every acknowledged append, in order, once; at most the one in flight after them
+        assert.ok(
+          stored.length === n || stored.length === n + 1,
+          `c${c}: ${stored.length} stored, ${n} acked`,
+        );
+        assert.equal(stored.join(''), expected(c, stored.length), `c${c}: stored in order, once`);
+        if (n === 0) continue;
+        const retry = await store.append(
+          `c${c}`,
+          Array.from({ length: n }, (_, i) => ({
+            action: 'append' as const,
+            publisher: 'p',
+            id: `a${i}`,
+            serial: serials.get(c)!,
+            data: 'x',
+          })),
+          OPTS,
+        );
+        assert.ok(
+          retry.results.every((r) => r.duplicate),
+          `c${c}: an acknowledged id was stored again`,
+        );
+      }
+    });
+});
