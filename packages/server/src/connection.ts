@@ -34,6 +34,7 @@ import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { Presence } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+import { simplePublishFrame } from './simple-publish-frame.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export interface TransportSink {
@@ -181,29 +182,9 @@ export class Connection {
       );
       return;
     }
-    let parsed: ReturnType<typeof clientFrameSchema.safeParse>;
-    try {
-      parsed = clientFrameSchema.safeParse(raw);
-    } catch {
-      // pathological input (e.g. JSON nested deeper than the validator's stack allows)
-      if (!this.#admitFrame(refOf(raw), undefined)) return;
-      this.#sendError(refOf(raw), undefined, errorInfo('invalid_frame', 'frame is nested too deeply'));
-      return;
-    }
-    if (!parsed.success) {
-      const ref = refOf(raw);
-      const channel = channelOf(raw);
-      if (!this.#admitFrame(ref, channel)) return;
-      const issue = parsed.error.issues[0];
-      const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-      this.#sendError(
-        ref,
-        channel,
-        errorInfo('invalid_frame', `${where}${issue?.message ?? 'invalid frame'}`),
-      );
-      return;
-    }
-    const frame = parsed.data;
+    // the hot publish shapes are checked by hand; everything else (and every error) by the schema
+    const frame = simplePublishFrame(raw) ?? this.#parseFrame(raw);
+    if (frame === undefined) return;
     // publishes have their own budget (per identity); a close is always welcome
     if (frame.type !== 'publish' && frame.type !== 'close') {
       if (
@@ -215,6 +196,27 @@ export class Connection {
         return;
     }
     this.#dispatch(frame).catch((err: unknown) => this.#fail(err, frame));
+  }
+
+  /** Validates `raw` with the full schema; undefined once the `invalid_frame` error is answered. */
+  #parseFrame(raw: unknown): ClientFrame | undefined {
+    let parsed: ReturnType<typeof clientFrameSchema.safeParse>;
+    try {
+      parsed = clientFrameSchema.safeParse(raw);
+    } catch {
+      // pathological input (e.g. JSON nested deeper than the validator's stack allows)
+      if (!this.#admitFrame(refOf(raw), undefined)) return undefined;
+      this.#sendError(refOf(raw), undefined, errorInfo('invalid_frame', 'frame is nested too deeply'));
+      return undefined;
+    }
+    if (parsed.success) return parsed.data;
+    const ref = refOf(raw);
+    const channel = channelOf(raw);
+    if (!this.#admitFrame(ref, channel)) return undefined;
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+    this.#sendError(ref, channel, errorInfo('invalid_frame', `${where}${issue?.message ?? 'invalid frame'}`));
+    return undefined;
   }
 
   /**
