@@ -45,6 +45,12 @@ export interface TransportSink {
    */
   readonly answersHeartbeats: boolean;
   send(frame: Buffer): void;
+  /**
+   * Like `send`, but the frame may wait until the end of the current event-loop turn to share one
+   * write with the turn's other frames (acks, heartbeats, replies; never deliveries, which go out at
+   * once). Order with `send` is kept. Transports without it send at once.
+   */
+  sendSoon?(frame: Buffer): void;
   /** Bytes accepted by send() but not yet written to the network. */
   bufferedAmount(): number;
   /** Ends the transport with a close code (WebSocket) and reason, waiting briefly for the peer. */
@@ -150,8 +156,9 @@ export class Connection {
     return this.#attachments.size;
   }
 
+  /** Sends a reply or notice (not a delivery): it may share the turn's write (`sendSoon`). */
   send(frame: ServerFrame): void {
-    this.#write(Buffer.from(JSON.stringify(frame)));
+    this.#write(Buffer.from(JSON.stringify(frame)), true);
   }
 
   /** Handles one inbound text frame. Never throws: every problem becomes an `error` frame. */
@@ -500,14 +507,15 @@ export class Connection {
     attachment.onClose(this.#presence.subscribe(channel, (encoded) => this.#write(encoded)));
   }
 
-  #write(frame: Buffer): void {
+  #write(frame: Buffer, soon = false): void {
     if (this.#closed) return;
     if (this.transport.bufferedAmount() > this.#limits.maxSendBuffer) {
       this.#slowConsumer();
       return;
     }
     this.#sentBytes += frame.length;
-    this.transport.send(frame);
+    if (soon && this.transport.sendSoon) this.transport.sendSoon(frame);
+    else this.transport.send(frame);
   }
 
   #slowConsumer(): void {

@@ -1,12 +1,14 @@
 /**
- * Every frame written to a socket during one turn of the event loop goes out in one system call.
+ * The frames written to a socket during one turn of the event loop go out in one system call.
  *
  * `ws` writes each frame (header + payload) with its own `writev`, and on loopback or a busy host
  * a system call per frame is most of what a frame costs. Some turns write several frames to one
- * socket: the acks of the publishes that arrived in one read, a heartbeat frame and its ping, a
- * delivery and a presence change. Corking the socket on the first write of a turn and uncorking
- * it once the turn's synchronous work and microtasks are done (`process.nextTick`, queued once
- * per turn for every socket) turns those into one `writev`.
+ * socket: the acks of the publishes that arrived in one read, a heartbeat frame and its ping.
+ * Corking the socket on the first such write of a turn and uncorking it once the turn's
+ * synchronous work and microtasks are done (`process.nextTick`, queued once per turn for every
+ * socket) turns those into one `writev`. The WebSocket transport uses it for replies and
+ * heartbeats (`TransportSink.sendSoon`, `ping`), not for deliveries: a fan-out to N sockets writes
+ * each one at once, so the first subscriber does not wait for the N-th frame to be queued.
  *
  * Safe for what the connection relies on:
  * - order: corking only delays the stream's own queue, frames leave in the order written;

@@ -46,7 +46,8 @@ export class WebSocketTransport {
     const sink: TransportSink = {
       kind: 'websocket',
       answersHeartbeats: true,
-      send: (frame) => {
+      send: (frame) => ws.send(frame, { binary: false }),
+      sendSoon: (frame) => {
         corkForTurn(socket);
         ws.send(frame, { binary: false });
       },
