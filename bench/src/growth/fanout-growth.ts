@@ -7,10 +7,12 @@
  * the curve is only how many connections the server holds and how many each publish reaches.
  *
  * Reported per point: connect time, delivered/s, publish → deliver p50/p99, missing deliveries,
- * the server's CPU, the load generator's (publisher + workers), every other process's, and
- * deliveries per server core-second with its ratio to the first point (goal ≥ 0.8×).
+ * the server's CPU (split into user and system) and its write/read system calls per second, the
+ * load generator's CPU (publisher + workers), every other process's, and deliveries per server
+ * core-second with its ratio to the first point (goal ≥ 0.8×).
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ServerFrame } from '@mooring/protocol';
 import { BENCH_KEY } from '../bench-config.ts';
@@ -54,6 +56,12 @@ export interface FanoutGrowthResult {
   missing: number;
   latency: LatencySummary;
   serverCpu: number;
+  /** The server's CPU split: user (JavaScript, V8) and system (the kernel: sockets, wakeups), cores. */
+  serverUserCpu: number | null;
+  serverSysCpu: number | null;
+  /** The server's write and read system calls per second (Linux `/proc/<pid>/io`). */
+  serverWritesPerSec: number | null;
+  serverReadsPerSec: number | null;
   loadCpu: number;
   otherCpu: number | null;
   deliveriesPerServerCore: number;
@@ -136,17 +144,44 @@ interface Snapshot {
   deliveries: number;
   disconnects: number;
   server: number;
+  serverDetail: ServerDetail | undefined;
   load: number;
   machine: number | undefined;
+}
+
+/** A process's user and system CPU seconds and its read/write system calls so far (Linux). */
+interface ServerDetail {
+  user: number;
+  sys: number;
+  reads: number;
+  writes: number;
+}
+
+function serverDetail(pid: number): ServerDetail | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const io = readFileSync(`/proc/${pid}/io`, 'latin1');
+    const count = (name: string): number => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(io)?.[1]);
+    return {
+      user: Number(fields[11]) / 100,
+      sys: Number(fields[12]) / 100,
+      reads: count('syscr'),
+      writes: count('syscw'),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 async function snapshot(server: ServerProcess, workers: Worker[]): Promise<Snapshot> {
   const machine = machineBusySeconds();
   const at = performance.now();
   const server0 = cpuSeconds(await server.cpuUsage());
+  const detail = serverDetail(server.pid);
   const load = cpuSeconds(process.cpuUsage()) + workers.reduce((sum, w) => sum + w.cpu(), 0);
   const { total, disconnects } = await totals(workers);
-  return { at, deliveries: total, disconnects, server: server0, load, machine };
+  return { at, deliveries: total, disconnects, server: server0, serverDetail: detail, load, machine };
 }
 
 export async function runGrowthPoint(
@@ -169,6 +204,10 @@ export async function runGrowthPoint(
     missing: 0,
     latency: new Histogram().summary(),
     serverCpu: 0,
+    serverUserCpu: null,
+    serverSysCpu: null,
+    serverWritesPerSec: null,
+    serverReadsPerSec: null,
     loadCpu: 0,
     otherCpu: null,
     deliveriesPerServerCore: Number.NaN,
@@ -284,6 +323,12 @@ export async function runGrowthPoint(
     result.deliveredPerSec = (close.deliveries - open.deliveries) / seconds;
     result.serverCpu = (close.server - open.server) / seconds;
     result.loadCpu = (close.load - open.load) / seconds;
+    if (open.serverDetail !== undefined && close.serverDetail !== undefined) {
+      result.serverUserCpu = (close.serverDetail.user - open.serverDetail.user) / seconds;
+      result.serverSysCpu = (close.serverDetail.sys - open.serverDetail.sys) / seconds;
+      result.serverWritesPerSec = (close.serverDetail.writes - open.serverDetail.writes) / seconds;
+      result.serverReadsPerSec = (close.serverDetail.reads - open.serverDetail.reads) / seconds;
+    }
     result.otherCpu =
       open.machine === undefined || close.machine === undefined
         ? null
@@ -326,20 +371,20 @@ export function fanoutGrowthMarkdown(results: FanoutGrowthResult[], options: Fan
   const lines = [
     `### Fan-out growth: ${fmt(options.deliveries)} deliveries/s offered at every point, ${options.seconds} s measured, subscribers in ${options.workers} processes`,
     '',
-    '| channels × subscribers | connected in s (server CPU) | msgs/s | delivered/s | p50 / p99 ms | missing | server CPU | load-gen / other CPU | deliveries / server core-s | ÷ first (≥ 0.8) |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| channels × subscribers | connected in s (server CPU) | msgs/s | delivered/s | p50 / p99 ms | missing | server CPU (user / sys) | server writes/s (reads/s) | load-gen / other CPU | deliveries / server core-s | ÷ first (≥ 0.8) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
     const shape = `${fmt(r.channels)} × ${fmt(r.subscribersPerChannel)} = ${fmt(r.subscribers)}`;
     if (r.error !== undefined && r.deliveredPerSec === 0) {
       lines.push(
-        `| ${shape} | ${fmt(r.connectSeconds, 1)} | – | – | – | – | – | – | – | failed: ${r.error} |`,
+        `| ${shape} | ${fmt(r.connectSeconds, 1)} | – | – | – | – | – | – | – | – | failed: ${r.error} |`,
       );
       continue;
     }
     const ratio = r.deliveriesPerServerCore / base;
     lines.push(
-      `| ${shape} | ${fmt(r.connectSeconds, 1)} (${fmt(r.connectServerCpu, 2)}) | ${fmt(r.offeredMessagesPerSec, 1)} | ${fmt(r.deliveredPerSec)} | ${fmt(r.latency.p50, 1)} / ${fmt(r.latency.p99, 1)} | ${fmt(r.missing)} | ${fmt(r.serverCpu, 2)} | ${fmt(r.loadCpu, 2)} / ${r.otherCpu === null ? '–' : fmt(r.otherCpu, 2)} | ${fmt(r.deliveriesPerServerCore)} | ${fmt(ratio, 2)}${Number.isFinite(ratio) ? (ratio >= 0.8 ? ' ✓' : ' ✗') : ''} |`,
+      `| ${shape} | ${fmt(r.connectSeconds, 1)} (${fmt(r.connectServerCpu, 2)}) | ${fmt(r.offeredMessagesPerSec, 1)} | ${fmt(r.deliveredPerSec)} | ${fmt(r.latency.p50, 1)} / ${fmt(r.latency.p99, 1)} | ${fmt(r.missing)} | ${fmt(r.serverCpu, 2)}${r.serverUserCpu === null || r.serverSysCpu === null ? '' : ` (${fmt(r.serverUserCpu, 2)} / ${fmt(r.serverSysCpu, 2)})`} | ${r.serverWritesPerSec === null || r.serverReadsPerSec === null ? '–' : `${fmt(r.serverWritesPerSec)} (${fmt(r.serverReadsPerSec)})`} | ${fmt(r.loadCpu, 2)} / ${r.otherCpu === null ? '–' : fmt(r.otherCpu, 2)} | ${fmt(r.deliveriesPerServerCore)} | ${fmt(ratio, 2)}${Number.isFinite(ratio) ? (ratio >= 0.8 ? ' ✓' : ' ✗') : ''} |`,
     );
   }
   return lines.join('\n');

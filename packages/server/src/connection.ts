@@ -34,6 +34,7 @@ import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { Presence } from './presence.ts';
 import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+import { simplePublishFrame } from './simple-publish-frame.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export interface TransportSink {
@@ -44,6 +45,12 @@ export interface TransportSink {
    */
   readonly answersHeartbeats: boolean;
   send(frame: Buffer): void;
+  /**
+   * Like `send`, but the frame may wait until the end of the current event-loop turn to share one
+   * write with the turn's other frames (acks, heartbeats, replies; never deliveries, which go out at
+   * once). Order with `send` is kept. Transports without it send at once.
+   */
+  sendSoon?(frame: Buffer): void;
   /** Bytes accepted by send() but not yet written to the network. */
   bufferedAmount(): number;
   /** Ends the transport with a close code (WebSocket) and reason, waiting briefly for the peer. */
@@ -149,8 +156,9 @@ export class Connection {
     return this.#attachments.size;
   }
 
+  /** Sends a reply or notice (not a delivery): it may share the turn's write (`sendSoon`). */
   send(frame: ServerFrame): void {
-    this.#write(Buffer.from(JSON.stringify(frame)));
+    this.#write(Buffer.from(JSON.stringify(frame)), true);
   }
 
   /** Handles one inbound text frame. Never throws: every problem becomes an `error` frame. */
@@ -181,29 +189,9 @@ export class Connection {
       );
       return;
     }
-    let parsed: ReturnType<typeof clientFrameSchema.safeParse>;
-    try {
-      parsed = clientFrameSchema.safeParse(raw);
-    } catch {
-      // pathological input (e.g. JSON nested deeper than the validator's stack allows)
-      if (!this.#admitFrame(refOf(raw), undefined)) return;
-      this.#sendError(refOf(raw), undefined, errorInfo('invalid_frame', 'frame is nested too deeply'));
-      return;
-    }
-    if (!parsed.success) {
-      const ref = refOf(raw);
-      const channel = channelOf(raw);
-      if (!this.#admitFrame(ref, channel)) return;
-      const issue = parsed.error.issues[0];
-      const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-      this.#sendError(
-        ref,
-        channel,
-        errorInfo('invalid_frame', `${where}${issue?.message ?? 'invalid frame'}`),
-      );
-      return;
-    }
-    const frame = parsed.data;
+    // the hot publish shapes are checked by hand; everything else (and every error) by the schema
+    const frame = simplePublishFrame(raw) ?? this.#parseFrame(raw);
+    if (frame === undefined) return;
     // publishes have their own budget (per identity); a close is always welcome
     if (frame.type !== 'publish' && frame.type !== 'close') {
       if (
@@ -215,6 +203,27 @@ export class Connection {
         return;
     }
     this.#dispatch(frame).catch((err: unknown) => this.#fail(err, frame));
+  }
+
+  /** Validates `raw` with the full schema; undefined once the `invalid_frame` error is answered. */
+  #parseFrame(raw: unknown): ClientFrame | undefined {
+    let parsed: ReturnType<typeof clientFrameSchema.safeParse>;
+    try {
+      parsed = clientFrameSchema.safeParse(raw);
+    } catch {
+      // pathological input (e.g. JSON nested deeper than the validator's stack allows)
+      if (!this.#admitFrame(refOf(raw), undefined)) return undefined;
+      this.#sendError(refOf(raw), undefined, errorInfo('invalid_frame', 'frame is nested too deeply'));
+      return undefined;
+    }
+    if (parsed.success) return parsed.data;
+    const ref = refOf(raw);
+    const channel = channelOf(raw);
+    if (!this.#admitFrame(ref, channel)) return undefined;
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+    this.#sendError(ref, channel, errorInfo('invalid_frame', `${where}${issue?.message ?? 'invalid frame'}`));
+    return undefined;
   }
 
   /**
@@ -498,14 +507,15 @@ export class Connection {
     attachment.onClose(this.#presence.subscribe(channel, (encoded) => this.#write(encoded)));
   }
 
-  #write(frame: Buffer): void {
+  #write(frame: Buffer, soon = false): void {
     if (this.#closed) return;
     if (this.transport.bufferedAmount() > this.#limits.maxSendBuffer) {
       this.#slowConsumer();
       return;
     }
     this.#sentBytes += frame.length;
-    this.transport.send(frame);
+    if (soon && this.transport.sendSoon) this.transport.sendSoon(frame);
+    else this.transport.send(frame);
   }
 
   #slowConsumer(): void {

@@ -9,6 +9,7 @@ import { errorInfo } from '@mooring/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Connection, TransportSink } from './connection.ts';
 import type { Identity, OpenedConnection } from './connection-registry.ts';
+import { corkForTurn, flushTurn } from './cork-for-turn.ts';
 
 export interface WebSocketTransportOptions {
   maxFrameSize: number;
@@ -37,23 +38,34 @@ export class WebSocketTransport {
     identity: Identity,
     opened: OpenedConnection,
   ): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, identity, opened));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, socket, identity, opened));
   }
 
-  #attach(ws: WebSocket, identity: Identity, opened: OpenedConnection): void {
+  /** `socket`: the one `ws` writes to; frames of one turn leave in one write (cork-for-turn.ts). */
+  #attach(ws: WebSocket, socket: Duplex, identity: Identity, opened: OpenedConnection): void {
     const sink: TransportSink = {
       kind: 'websocket',
       answersHeartbeats: true,
       send: (frame) => ws.send(frame, { binary: false }),
+      sendSoon: (frame) => {
+        corkForTurn(socket);
+        ws.send(frame, { binary: false });
+      },
       bufferedAmount: () => ws.bufferedAmount,
-      ping: () => ws.ping(),
+      ping: () => {
+        corkForTurn(socket);
+        ws.ping();
+      },
       close: (code, reason) => {
         if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING)
           ws.close(code, reason.slice(0, 120));
         // a peer that does not complete the close handshake (dead network) must not hold the socket
         setTimeout(() => ws.terminate(), 2_000).unref();
       },
-      terminate: () => ws.terminate(),
+      terminate: () => {
+        flushTurn(socket);
+        ws.terminate();
+      },
     };
     const connection = this.#options.accept(sink, identity, opened);
     ws.on('message', (data, isBinary) => {
