@@ -14,7 +14,7 @@ import { ListenError, type MooringServer, startServer } from '../src/index.ts';
 import { toListenError } from '../src/listen.ts';
 import { TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
-import { spawnServer } from './support/server-process.ts';
+import { type ServerProcess, spawnServer } from './support/server-process.ts';
 
 const linux = process.platform === 'linux' ? false : 'SO_REUSEPORT load balancing is tested on Linux';
 
@@ -66,22 +66,27 @@ describe('reusePort', { skip: linux }, () => {
     }
   });
 
-  it('mooring serve --reuse-port: two processes share a port; a third without the flag exits with the reason', async () => {
-    const first = await spawnServer(['--store', 'memory', '--reuse-port']);
+  it('mooring serve --reuse-port: two processes share a port; a third without the flag exits with the reason', async (t) => {
+    const processes: ServerProcess[] = [];
+    // killed whatever fails (a process that did start would otherwise outlive the test run)
+    t.after(async () => {
+      for (const p of processes) p.child.kill('SIGKILL');
+      await Promise.all(processes.map((p) => p.exited));
+    });
+    const spawn = async (args: string[], env?: Record<string, string>) => {
+      const p = await spawnServer(['--store', 'memory', ...args], env);
+      processes.push(p);
+      return p;
+    };
+    const first = await spawn(['--reuse-port']);
     const port = new URL(first.url).port;
-    const second = await spawnServer(['--store', 'memory', '--port', port], { MOORING_REUSE_PORT: '1' });
-    try {
-      assert.equal(second.url, first.url);
-      await assert.rejects(spawnServer(['--store', 'memory', '--port', port]), (err: Error) => {
-        assert.match(err.message, /server exited before listening/);
-        assert.match(err.message, /is already in use: choose another port, or start every node/);
-        return true;
-      });
-    } finally {
-      first.child.kill('SIGKILL');
-      second.child.kill('SIGKILL');
-      await Promise.all([first.exited, second.exited]);
-    }
+    const second = await spawn(['--port', port], { MOORING_REUSE_PORT: '1' });
+    assert.equal(second.url, first.url);
+    await assert.rejects(spawn(['--port', port]), (err: Error) => {
+      assert.match(err.message, /server exited before listening/);
+      assert.match(err.message, /is already in use: choose another port, or start every node/);
+      return true;
+    });
   });
 });
 
