@@ -2,13 +2,15 @@
  * Child process for the idle-connections and fuzz measurements: a Mooring server that reports its
  * memory over IPC. `MOORING_BENCH_LIMITS` (JSON) overrides limits; `{ type: 'memory', gc: false }`
  * reads RSS without forcing a collection (cheap enough to sample under load).
+ * `MOORING_BENCH_PORT` (default 0) and `MOORING_BENCH_REUSE_PORT=1`: several of these on one port.
  */
 import { startServer } from '@mooring/server';
 
 const overrides = JSON.parse(process.env.MOORING_BENCH_LIMITS ?? '{}') as Record<string, number>;
 
 const server = await startServer({
-  port: 0,
+  port: Number(process.env.MOORING_BENCH_PORT ?? 0),
+  reusePort: process.env.MOORING_BENCH_REUSE_PORT === '1',
   host: '127.0.0.1',
   keys: ['bench:secret'],
   limits: { maxConnectionsPerKey: 100_000, ...overrides },

@@ -22,29 +22,51 @@ export interface MemoryReportingServer {
   stop(): Promise<void>;
 }
 
+export interface ListenAt {
+  /** Default 0: any free port. */
+  port?: number;
+  /** Share the port with the other servers started with it (SO_REUSEPORT; Linux). */
+  reusePort?: boolean;
+}
+
 export async function startMemoryReportingServer(
   nodeFlags: string[] = [],
   limits: Record<string, number> = {},
+  at: ListenAt = {},
 ): Promise<MemoryReportingServer> {
   const child = fork(fileURLToPath(new URL('./memory-server-child.ts', import.meta.url)), [], {
     execArgv: ['--expose-gc', ...nodeFlags],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, MOORING_BENCH_LIMITS: JSON.stringify(limits) },
+    env: {
+      ...process.env,
+      MOORING_BENCH_LIMITS: JSON.stringify(limits),
+      MOORING_BENCH_PORT: String(at.port ?? 0),
+      MOORING_BENCH_REUSE_PORT: at.reusePort ? '1' : '0',
+    },
   });
   process.on('exit', () => child.kill('SIGKILL'));
   let exited = false;
   child.on('exit', () => {
     exited = true;
   });
+  // an answer, or a rejection once the process is gone (a server that failed to start never hangs us)
   const next = <T>(type: string) =>
-    new Promise<T>((resolve) => {
+    new Promise<T>((resolve, reject) => {
+      const gone = (code: number | null, signal: string | null) =>
+        reject(new Error(`memory-reporting server exited (${code ?? signal}) before answering '${type}'`));
+      if (child.exitCode !== null || child.signalCode !== null) {
+        gone(child.exitCode, child.signalCode);
+        return;
+      }
       const on = (msg: { type: string }) => {
         if (msg.type === type) {
           child.off('message', on);
+          child.off('exit', gone);
           resolve(msg as T);
         }
       };
       child.on('message', on);
+      child.once('exit', gone);
     });
   const { port } = await next<{ port: number }>('ready');
   return {

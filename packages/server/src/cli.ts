@@ -83,6 +83,7 @@ async function serve(argv: string[]): Promise<void> {
   const server = await startServer({
     host: config.host,
     port: config.port,
+    reusePort: config.reusePort,
     store:
       config.store === 'sqlite'
         ? { kind: 'sqlite', dataDir: config.dataDir }
@@ -103,7 +104,7 @@ async function serve(argv: string[]): Promise<void> {
     ...(config.nodeTtl === undefined ? {} : { nodeTtl: config.nodeTtl }),
   });
   const lines = [
-    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,
+    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.reusePort ? ', port shared: --reuse-port' : ''}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,
     `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
     `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
     `  Durable Streams: ${server.url}/v1/stream/<path>${config.durableStreams.open ? `  (open WITHOUT credentials: ${config.durableStreams.open})` : ''}`,

@@ -15,6 +15,8 @@ import type { NamespaceRules } from './server.ts';
 export interface ServeConfig {
   host: string;
   port: number;
+  /** Share the port with the other nodes of this machine (SO_REUSEPORT). */
+  reusePort: boolean;
   dataDir: string;
   store: 'sqlite' | 'memory' | 'redis';
   /** The Redis store's connection and key prefix (`store: 'redis'`). */
@@ -39,6 +41,7 @@ export interface ServeConfig {
 interface FileConfig {
   host?: string;
   port?: number;
+  reusePort?: boolean;
   data?: string;
   store?: 'sqlite' | 'memory' | 'redis';
   /** `{ "url": "redis://127.0.0.1:6379", "prefix": "mooring", "commandTimeout": 5000 }` */
@@ -73,6 +76,9 @@ export const SERVE_HELP = `Usage: mooring serve [options]
 Options (environment variable in brackets; flags override the environment, which overrides the file):
   --host <addr>             address to listen on            [MOORING_HOST]  default 127.0.0.1
   --port <n>                port (0 = any free port)        [MOORING_PORT]  default 8080
+  --reuse-port              share the port with the other nodes of this machine that ask too
+                            (SO_REUSEPORT, Linux; the kernel spreads connections over them; they
+                            share channels only through --store redis) [MOORING_REUSE_PORT=1]
   --data <dir>              data directory                  [MOORING_DATA]  default ./.mooring
   --store <sqlite|memory|redis>  where channels are stored  [MOORING_STORE] default sqlite
   --redis <url>             Redis for --store redis         [MOORING_REDIS_URL] default redis://127.0.0.1:6379
@@ -105,6 +111,7 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
     options: {
       host: { type: 'string' },
       port: { type: 'string' },
+      'reuse-port': { type: 'boolean' },
       data: { type: 'string' },
       store: { type: 'string' },
       redis: { type: 'string' },
@@ -123,10 +130,17 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   const port = Number(values.port ?? env.MOORING_PORT ?? file.port ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new Error(`port must be 0-65535, got ${port}`);
+  const reusePort =
+    values['reuse-port'] ?? flag(env.MOORING_REUSE_PORT, 'MOORING_REUSE_PORT') ?? file.reusePort ?? false;
+  if (typeof reusePort !== 'boolean') throw new Error('"reusePort" in the config file is true or false');
   const redisUrl = values.redis ?? env.MOORING_REDIS_URL ?? file.redis?.url;
   const store = values.store ?? env.MOORING_STORE ?? file.store ?? (redisUrl ? 'redis' : 'sqlite');
   if (store !== 'sqlite' && store !== 'memory' && store !== 'redis')
     throw new Error(`store must be sqlite, memory or redis, got ${store}`);
+  if (reusePort && store === 'sqlite')
+    throw new Error(
+      'reusePort runs several nodes on one port: they need a store they share (--store redis); two nodes on one SQLite file would clash (--store memory keeps each node apart)',
+    );
   if (file.redis !== undefined && (typeof file.redis !== 'object' || file.redis === null))
     throw new Error('"redis" in the config file is { "url": "redis://host:port", "prefix": "mooring" }');
   const redis: ServeConfig['redis'] = { url: redisUrl ?? 'redis://127.0.0.1:6379' };
@@ -153,6 +167,7 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   const config: ServeConfig = {
     host: values.host ?? env.MOORING_HOST ?? file.host ?? '127.0.0.1',
     port,
+    reusePort,
     dataDir: values.data ?? env.MOORING_DATA ?? file.data ?? '.mooring',
     store,
     redis,
@@ -176,6 +191,14 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   if (file.firstPollTimeout !== undefined)
     config.firstPollTimeout = parseDuration(file.firstPollTimeout, 'firstPollTimeout');
   return config;
+}
+
+/** `1`/`true`/`yes` or `0`/`false`/`no` (an environment variable); undefined when unset. */
+function flag(value: string | undefined, name: string): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (/^(1|true|yes)$/i.test(value)) return true;
+  if (/^(0|false|no)$/i.test(value)) return false;
+  throw new Error(`${name} is 1 or 0, got ${JSON.stringify(value)}`);
 }
 
 function durableStreamsConfig(

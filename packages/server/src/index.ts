@@ -9,6 +9,8 @@ export type { ChannelHealth, SubscriberHealth } from './delivery-health.ts';
 export type { DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 export type { ChannelHealthReport } from './health-report.ts';
 export type { ExpireLease, LeaseManagerOptions, Leases, LeaseView } from './leases.ts';
+export type { ListenErrorCode } from './listen.ts';
+export { ListenError } from './listen.ts';
 export type { MetricsHistorySnapshot } from './metrics-history.ts';
 export type { Presence, PresenceListener, PresenceOptions } from './presence.ts';
 export type { RedisHub, RedisHubOptions, RedisHubStats } from './redis-hub.ts';

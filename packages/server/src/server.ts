@@ -27,6 +27,7 @@ import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
 import { IdentityBudgets } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
+import { listen } from './listen.ts';
 import { Metrics } from './metrics.ts';
 import { MetricsHistory } from './metrics-history.ts';
 import { type Presence, type PresenceOptions, PresenceService } from './presence.ts';
@@ -48,6 +49,13 @@ export interface ServerOptions {
   host?: string;
   /** Default 8080; 0 picks a free port. */
   port?: number;
+  /**
+   * Share the port with other processes that ask for it too (SO_REUSEPORT, default false): the
+   * kernel spreads new connections over them, e.g. one node per core on one machine. Needs a shared
+   * store (the Redis store) for the nodes to serve the same channels. Linux 3.9+, FreeBSD 12+; refused
+   * elsewhere with `ListenError` `reuse_port_unsupported`.
+   */
+  reusePort?: boolean;
   /** A store instance, or how to make one. Default `{ kind: 'memory' }`. */
   store?: Store | StoreSpec;
   /** API keys, `<keyName>:<secret>`. At least one is required. */
@@ -303,18 +311,57 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   }, options.trimInterval ?? 60_000);
   trim.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {
-      http.off('error', reject);
-      resolve();
-    });
-  });
+  let closed: Promise<void> | undefined;
+  const close = () => {
+    closed ??= (async () => {
+      closing = true;
+      durableStreams.waiters.close();
+      clearInterval(heartbeat);
+      clearInterval(trim);
+      httpTransports.close();
+      history.stop();
+      const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
+      for (const connection of connections.all()) {
+        connection.disconnect(
+          'shutting_down',
+          1012,
+          true,
+          errorInfo('shutting_down', 'the server is restarting; reconnect and resume'),
+        );
+      }
+      // wait (3 s at most) for requests in flight to be answered, then drop every socket: idle
+      // keep-alive sockets and sockets that never sent a request alike
+      const deadline = Date.now() + 3_000;
+      while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      http.closeAllConnections();
+      await stopped;
+      await presence.close();
+      await channels.leases.close();
+      registry.close?.();
+      if ('close' in hub && typeof hub.close === 'function') await hub.close();
+      await forwarder?.close();
+      await store.close();
+      logger.info('stopped');
+    })();
+    return closed;
+  };
+
+  const reusePort = options.reusePort ?? false;
+  try {
+    await listen(http, { port: options.port ?? 8080, host: options.host ?? '127.0.0.1', reusePort });
+  } catch (err) {
+    await close();
+    throw err;
+  }
   const address = http.address() as AddressInfo;
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
-  logger.info({ port: address.port, host: address.address, store: store.kind }, 'listening');
+  logger.info({ port: address.port, host: address.address, store: store.kind, reusePort }, 'listening');
+  if (reusePort && store.kind !== 'redis')
+    logger.warn(
+      { store: store.kind },
+      'reusePort without the Redis store: each node on this port keeps its own channels, and a client sees only those of the node the kernel gave it',
+    );
 
-  let closed: Promise<void> | undefined;
   return {
     host: address.address,
     port: address.port,
@@ -324,39 +371,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     get connections() {
       return connections.size;
     },
-    close() {
-      closed ??= (async () => {
-        closing = true;
-        durableStreams.waiters.close();
-        clearInterval(heartbeat);
-        clearInterval(trim);
-        httpTransports.close();
-        history.stop();
-        const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
-        for (const connection of connections.all()) {
-          connection.disconnect(
-            'shutting_down',
-            1012,
-            true,
-            errorInfo('shutting_down', 'the server is restarting; reconnect and resume'),
-          );
-        }
-        // wait (3 s at most) for requests in flight to be answered, then drop every socket: idle
-        // keep-alive sockets and sockets that never sent a request alike
-        const deadline = Date.now() + 3_000;
-        while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-        http.closeAllConnections();
-        await stopped;
-        await presence.close();
-        await channels.leases.close();
-        registry.close?.();
-        if ('close' in hub && typeof hub.close === 'function') await hub.close();
-        await forwarder?.close();
-        await store.close();
-        logger.info('stopped');
-      })();
-      return closed;
-    },
+    close,
   };
 }
 
