@@ -238,11 +238,10 @@ describe('SqliteStore journal slices', () => {
         const n = acked.get(c) ?? 0;
         const data = (await store.history(`c${c}`, { direction: 'forwards', limit: 1 })).messages[0]?.data;
         const stored = String(data ?? '').match(/<\d+\.\d+>/g) ?? [];
-        // every acknowledged append, in order, once; at most the one in flight after them
-        assert.ok(
-          stored.length === n || stored.length === n + 1,
-          `c${c}: ${stored.length} stored, ${n} acked`,
-        );
+        // every acknowledged append, in order, once. More may be stored than this process saw acked:
+        // the one in flight at the kill, and acks the child printed into a full pipe (a pipe write
+        // that would block is queued, and a SIGKILL loses the queue) — seen on a loaded machine.
+        assert.ok(stored.length >= n, `c${c}: ${stored.length} stored, ${n} acked`);
         assert.equal(stored.join(''), expected(c, stored.length), `c${c}: stored in order, once`);
         if (n === 0) continue;
         const retry = await store.append(
