@@ -11,12 +11,14 @@
  * load generator's CPU (publisher + workers), every other process's, and deliveries per server
  * core-second with its ratio to the first point (goal ≥ 0.8×).
  */
+
 import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ServerFrame } from '@mooring/protocol';
 import { BENCH_KEY } from '../bench-config.ts';
 import { connect } from '../clients/mooring-client.ts';
+import { sharedClockMs } from '../clock.ts';
 import { cpuSeconds, machineBusySeconds, processCpuSeconds } from '../cpu-usage.ts';
 import { makePayload } from '../payload.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
@@ -242,7 +244,6 @@ export async function runGrowthPoint(
         channels: shares[w]!,
         concurrency: Math.max(1, Math.ceil(options.connectConcurrency / count)),
         key: BENCH_KEY,
-        origin: performance.timeOrigin,
       };
       worker.send(start);
     }
@@ -292,7 +293,7 @@ export async function runGrowthPoint(
       const due = Math.min(limit, Math.floor(((performance.now() - t0) * rate) / 1000) + 1);
       for (; sent < due; sent++) {
         const channel = `growth:${sent % point.channels}`;
-        const payload = makePayload(sent, performance.now());
+        const payload = makePayload(sent, sharedClockMs());
         socket.send(
           `{"type":"publish","ref":${sent},"channel":"${channel}","ops":[{"name":"t","data":"${payload}"}]}`,
         );

@@ -6,11 +6,13 @@
  *
  * IPC (parent → worker): `start`, `window` (the measured seq range: its latencies are recorded),
  * `count`, `report`, `stop`. (worker → parent): `progress`, `ready`, `count`, `report`.
- * Latency is publisher send → receive on the wall clock (`performance.timeOrigin + now()`), the
- * same clock in every process of the machine; the parent sends its time origin in `start`.
+ * Latency is publisher send → receive on the machine's monotonic clock (`sharedClockMs`,
+ * ../clock.ts), the same clock in every process of the machine.
  */
+
 import type { ServerFrame } from '@mooring/protocol';
 import WebSocket from 'ws';
+import { sharedClockMs } from '../clock.ts';
 import { scanPayloads } from '../payload.ts';
 import { Histogram, type HistogramSnapshot } from '../stats.ts';
 
@@ -23,8 +25,6 @@ export interface WorkerStart {
   channels: string[];
   concurrency: number;
   key: string;
-  /** The publisher's `performance.timeOrigin` (its payloads carry its `performance.now()`). */
-  origin: number;
 }
 
 export type WorkerRequest =
@@ -54,13 +54,12 @@ let from = Number.POSITIVE_INFINITY;
 let to = Number.POSITIVE_INFINITY;
 let measured = 0;
 let histogram = new Histogram();
-let offset = 0; // publisher's origin − ours: adds to a payload's send time to get ours
 
 const onPayload = (seq: number, sentAt: number): void => {
   total++;
   if (seq >= from && seq < to) {
     measured++;
-    histogram.recordMs(performance.now() - (sentAt + offset));
+    histogram.recordMs(sharedClockMs() - sentAt);
   }
 };
 
@@ -113,7 +112,6 @@ function subscribe(start: WorkerStart, channel: string): Promise<void> {
 }
 
 async function connectAll(start: WorkerStart): Promise<void> {
-  offset = start.origin - performance.timeOrigin;
   let next = 0;
   let connected = 0;
   let failed = 0;
