@@ -128,13 +128,13 @@ describe('SqliteStore journal slices', () => {
         ),
       ),
     );
-    retries.forEach((again, k) =>
+    for (const [k, again] of retries.entries()) {
       assert.deepEqual(
         again.results.map((r) => r.duplicate),
         [true, true],
         `c${checked[k]}: a retried id was stored again`,
-      ),
-    );
+      );
+    }
     // Counters: the next op of a channel follows its last one, wherever that one is.
     const info = (await store.info('c1'))!;
     assert.equal(parseSerial(info.head)!.seq, ROUNDS + 1);
