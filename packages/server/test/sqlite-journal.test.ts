@@ -20,16 +20,26 @@ import type { AppendOptions } from '../src/store/store.ts';
 
 const OPTS: AppendOptions = { maxMessageSize: 4 * 1024 * 1024 };
 const CHANNELS = 300;
-/** Rounds of one append per channel: past the journal's high mark, so slices are merged. */
-const ROUNDS = Math.ceil((JOURNAL_HIGH_ROWS * 1.5) / CHANNELS);
+/**
+ * Rounds of one append per channel: past the journal's high mark, and 16 slices (of 1,024 rows, a
+ * commit of 300 adds less) into the generation it starts, about half of it merged.
+ */
+const ROUNDS = Math.ceil(JOURNAL_HIGH_ROWS / CHANNELS) + 16;
 
 const delta = (c: number, i: number) => `<${c}.${i}>`;
 const expected = (c: number, n: number) => Array.from({ length: n }, (_, i) => delta(c, i)).join('');
 
-/** Rows of the channel's appends in `ops` and in the journal, read by another connection. */
-function where(db: DatabaseSync, table: 'ops' | 'journal'): Map<number, number> {
+const MERGED = 'EXISTS (SELECT 1 FROM ops WHERE ops.chan = journal.chan AND ops.seq = journal.seq)';
+
+/**
+ * Appends per channel in `ops`, in the journal not merged, and merged but still in the journal (a
+ * generation not finished), read by another connection.
+ */
+function where(db: DatabaseSync, table: 'ops' | 'journal' | 'merged'): Map<number, number> {
+  const from =
+    table === 'ops' ? 'ops WHERE true' : `journal WHERE ${table === 'merged' ? '' : 'NOT '}${MERGED}`;
   const rows = db
-    .prepare(`SELECT chan, count(*) AS n FROM ${table} WHERE action = 'append' GROUP BY chan`)
+    .prepare(`SELECT chan, count(*) AS n FROM ${from} AND action = 'append' GROUP BY chan`)
     .all();
   return new Map(rows.map((r) => [r.chan as number, r.n as number]));
 }
@@ -49,7 +59,9 @@ describe('SqliteStore journal slices', () => {
       for (const s of stores) await s.close();
       await rm(dir, { recursive: true, force: true });
     });
-    const store = new SqliteStore({ path });
+    // c0's message expires in a minute: trimmed below, while a generation is half merged
+    const retentionFor = (channel: string) => (channel === 'c0' ? 60_000 : 24 * 3_600_000);
+    const store = new SqliteStore({ path, retentionFor });
     stores.push(store);
     const serials = await Promise.all(
       Array.from({ length: CHANNELS }, async (_, c) => {
@@ -62,8 +74,10 @@ describe('SqliteStore journal slices', () => {
       }),
     );
     const db = reader();
-    const journalRows = () => db.prepare('SELECT count(*) AS n FROM journal').get()!.n as number;
-    let before = journalRows();
+    const opsRows = () => db.prepare('SELECT count(*) AS n FROM ops').get()!.n as number;
+    const waiting = () =>
+      db.prepare(`SELECT count(*) AS n FROM journal WHERE NOT ${MERGED}`).get()!.n as number;
+    let before = opsRows();
     let sliced = 0;
     for (let round = 0; round < ROUNDS; round++) {
       // one group commit per round: every channel's append queued in the same turn
@@ -76,8 +90,8 @@ describe('SqliteStore journal slices', () => {
           ),
         ),
       );
-      const after = journalRows();
-      const moved = before + CHANNELS - after;
+      const after = opsRows();
+      const moved = after - before; // `ops` gets rows from the journal only
       assert.ok(
         moved <= Math.max(SLICE_ROWS, 1.5 * CHANNELS),
         `round ${round}: one commit merged ${moved} journal rows into ops`,
@@ -86,7 +100,7 @@ describe('SqliteStore journal slices', () => {
       before = after;
     }
     assert.ok(sliced > 0, 'the journal was merged in slices');
-    assert.ok(before <= JOURNAL_HIGH_ROWS + CHANNELS, `${before} rows waiting in the journal`);
+    assert.ok(waiting() <= JOURNAL_HIGH_ROWS + CHANNELS, `${waiting()} rows waiting in the journal`);
 
     // Half merged: channels with appends in ops and in the journal, and channels only in the journal.
     const inOps = where(db, 'ops');
@@ -99,27 +113,33 @@ describe('SqliteStore journal slices', () => {
       'some channel has its appends only in the journal',
     );
 
-    // Dedup: an id merged into ops and an id still in the journal, on every channel.
-    for (let c = 0; c < CHANNELS; c += 7) {
-      const again = await store.append(
-        `c${c}`,
-        [
-          { action: 'append', publisher: 'p', id: 'a0', serial: serials[c]!, data: 'x' },
-          { action: 'append', publisher: 'p', id: `a${ROUNDS - 1}`, serial: serials[c]!, data: 'x' },
-        ],
-        OPTS,
-      );
+    // Dedup: an id merged into ops and an id still in the journal, on a channel in seven (in one
+    // group commit: every commit merges a slice, and the generation must stay half merged).
+    const checked = Array.from({ length: Math.ceil(CHANNELS / 7) }, (_, k) => 7 * k);
+    const retries = await Promise.all(
+      checked.map((c) =>
+        store.append(
+          `c${c}`,
+          [
+            { action: 'append', publisher: 'p', id: 'a0', serial: serials[c]!, data: 'x' },
+            { action: 'append', publisher: 'p', id: `a${ROUNDS - 1}`, serial: serials[c]!, data: 'x' },
+          ],
+          OPTS,
+        ),
+      ),
+    );
+    for (const [k, again] of retries.entries()) {
       assert.deepEqual(
         again.results.map((r) => r.duplicate),
         [true, true],
-        `c${c}: a retried id was stored again`,
+        `c${checked[k]}: a retried id was stored again`,
       );
     }
     // Counters: the next op of a channel follows its last one, wherever that one is.
     const info = (await store.info('c1'))!;
     assert.equal(parseSerial(info.head)!.seq, ROUNDS + 1);
     // Reads: catch-up from the middle, and history, for every channel.
-    for (let c = 0; c < CHANNELS; c += 3) {
+    for (let c = 0; c < CHANNELS; c += 10) {
       const page = await store.history(`c${c}`, { direction: 'forwards', limit: 1 });
       assert.equal(page.messages[0]!.data, expected(c, ROUNDS), `c${c} rolled up`);
     }
@@ -127,10 +147,17 @@ describe('SqliteStore journal slices', () => {
     assert.equal(mid.messages.length, 1);
     assert.equal(mid.messages[0]!.data, expected(2, ROUNDS));
 
-    // Reopened without a close (what a restart after a crash sees): the same, once.
-    const again = new SqliteStore({ path });
+    // A trim of c0, the first channel swept: its merged rows are still in the journal ...
+    const merged = new DatabaseSync(path, { readOnly: true });
+    assert.ok(where(merged, 'merged').has(1), 'c0 has merged rows in the journal');
+    merged.close();
+    assert.equal(await store.trim(Date.now() + 120_000), 1);
+
+    // Reopened without a close (what a restart after a crash sees): the same, once; c0 stays trimmed.
+    const again = new SqliteStore({ path, retentionFor });
     stores.push(again);
-    for (let c = 0; c < CHANNELS; c += 5) {
+    assert.deepEqual((await again.readSince('c0', undefined, 10)).messages, [], 'c0 is trimmed');
+    for (let c = 5; c < CHANNELS; c += 5) {
       const page = await again.history(`c${c}`, { direction: 'forwards', limit: 1 });
       assert.equal(page.messages[0]!.data, expected(c, ROUNDS), `c${c} after a reopen`);
       const retry = await again.append(
@@ -226,11 +253,13 @@ describe('SqliteStore journal slices', () => {
       const raw = new DatabaseSync(path);
       const inOps = where(raw, 'ops');
       const inJournal = where(raw, 'journal');
+      const mergedInJournal = where(raw, 'merged');
       raw.close();
       assert.ok(
         inOps.size > 0 && inJournal.size > 0,
         'the crash left appends both in ops and in the journal',
       );
+      assert.ok(mergedInJournal.size > 0, 'the crash left merged rows of a generation in the journal');
 
       const store = new SqliteStore({ path });
       cleanups.unshift(() => store.close());

@@ -7,33 +7,35 @@
  * journal without reading it, and so that a merge can take any set of rows by their ids.
  *
  * Merging in slices: once the journal holds JOURNAL_HIGH_ROWS rows (or JOURNAL_HIGH_BYTES of
- * appended text), every group commit also merges one slice of it, until it is back under the low
- * marks. A slice is taken channel after channel in channel order (a sweep that resumes where the
- * last slice stopped and starts over once it reached the last channel), each channel's rows from its
- * oldest. The rows of one channel are next to each other in `ops`' three indexes, all led by the
- * channel; a channel's turn comes back once per sweep, so each turn moves all the rows it gathered
- * meanwhile, writing a few pages of each index for many rows. A slice is bounded (SLICE_ROWS /
- * SLICE_BYTES, or 1.5 × what the commit added when that is more, so the merge keeps up), so no commit
- * holds its group of acknowledgements for a whole merge.
+ * appended text), its rows so far become a generation, merged by the next group commits one slice
+ * each. A slice is taken channel after channel in channel order, each channel's rows of the
+ * generation together: they are next to each other in `ops`' three indexes (all led by the channel),
+ * so each channel's turn writes a few pages of each index for all the rows it gathered. A slice is
+ * bounded (SLICE_ROWS / SLICE_BYTES, or 1.5 × what the commit added when that is more, so the merge
+ * keeps up), so no commit holds its group of acknowledgements for a whole merge.
  *
- *   journal (by n):  a1 b1 c1 a2 b2 a3 c2 b3 …        sweep: a a a | b b b | c c …
- *   slice 1 ─────────────────────────────────────►   [a1 a2 a3 b1 b2 b3]   one INSERT … ORDER BY chan, seq
- *   slice 2 (next commit) ──────────────────────►   [c1 c2 …]
+ *   journal (by n):  a1 b1 c1 a2 b2 a3 c2 b3 | a4 …    generation: n ≤ G (rows up to the mark)
+ *   slice 1 ──────────────────────────────►   [a1 a2 a3 b1 b2 b3]   one INSERT … ORDER BY chan, seq
+ *   slice 2 (next commit) ────────────────►   [c1 c2], then DELETE FROM journal WHERE n <= G
  *
- * A slice is merged and deleted from the journal in the transaction of the group commit that carries
- * it: a crash leaves the journal as the last COMMIT left it, each row in `ops` or in the journal,
- * never both and never neither. The view is rebuilt from the table on open and after a rollback.
+ * A merged row of the generation stays in the journal table until the whole generation is merged,
+ * and is then deleted with the rest of it (a range of the table: deleting each slice's rows, spread
+ * over the whole table, would rewrite most of its pages at every slice). Such a row is known to be
+ * merged by being in `ops` (`ops` gets rows only from the journal): that is how the view is rebuilt
+ * on open and after a rollback. A read, update, delete or trim of a channel merges and deletes its
+ * rows at once; a trim also merges the rest of the generation first (it deletes ops, and a merged row
+ * left in the journal without its op would look unmerged). Each slice is merged in the transaction of
+ * the group commit that carries it: a crash leaves every operation in `ops` or in the journal (not yet
+ * merged), never neither, never merged twice.
  */
 
-/** Journal rows from which every commit merges a slice, until JOURNAL_LOW_ROWS are left. */
+/** Journal rows that make a generation, merged in slices by the next commits. */
 export const JOURNAL_HIGH_ROWS = 32_768;
-export const JOURNAL_LOW_ROWS = 16_384;
 /**
- * Appended text (bytes) from which slices are merged too, down to JOURNAL_LOW_BYTES: 32,768 appends
- * of 64 KiB would otherwise wait in the journal (and be merged by a read of their channel at once).
+ * Appended text (bytes) that makes a generation too: 32,768 appends of 64 KiB would otherwise wait in
+ * the journal (and be merged by a read of their channel at once).
  */
 export const JOURNAL_HIGH_BYTES = 4 * 1024 * 1024;
-export const JOURNAL_LOW_BYTES = 2 * 1024 * 1024;
 /** The least a slice merges (rows, bytes) when the commit added less. */
 export const SLICE_ROWS = 1024;
 export const SLICE_BYTES = 256 * 1024;
@@ -55,6 +57,15 @@ export interface JournalRow {
 export interface Slice {
   ns: number[];
   taken: [chan: number, rows: number][];
+  /** Delete them from the journal table now (not with their generation). */
+  remove: boolean;
+}
+
+/** What merging a slice changed: each channel's last merged seq; the generation's end if it is done. */
+export interface Merged {
+  last: [chan: number, seq: number][];
+  /** Every row of the generation is merged: delete the journal's rows through this `n`. */
+  dropThrough?: number;
 }
 
 export class JournalView {
@@ -63,10 +74,12 @@ export class JournalView {
   readonly #ids = new Map<string, number>();
   /** `chan:msgSeq` → journal appends to that message and their bytes. */
   readonly #appended = new Map<string, { rows: number; bytes: number }>();
-  /** Channels of the current sweep, in order, and the next one's index. */
+  /** The generation being merged: its last `n`, its rows not merged yet, its channels in order. */
+  #gen: number | undefined;
+  #genLeft = 0;
   #sweep: number[] = [];
   #sweepAt = 0;
-  #draining = false;
+  #lastN = 0;
   #addedRows = 0;
   #addedBytes = 0;
   rows = 0;
@@ -79,6 +92,7 @@ export class JournalView {
       this.#byChannel.set(chan, rows);
     }
     rows.push(row);
+    this.#lastN = Math.max(this.#lastN, row.n);
     this.#ids.set(`${chan}:${row.key}`, row.seq);
     if (row.append) {
       const key = `${chan}:${row.msgSeq}`;
@@ -119,7 +133,12 @@ export class JournalView {
   channel(chan: number): Slice | undefined {
     const rows = this.#byChannel.get(chan);
     if (rows === undefined) return undefined;
-    return { ns: rows.map((r) => r.n), taken: [[chan, rows.length]] };
+    return { ns: rows.map((r) => r.n), taken: [[chan, rows.length]], remove: true };
+  }
+
+  /** The ids of every row not merged. */
+  *allRows(): Iterable<number> {
+    for (const rows of this.#byChannel.values()) for (const r of rows) yield r.n;
   }
 
   /** Every channel with journal rows and its last sequence number. */
@@ -129,50 +148,60 @@ export class JournalView {
 
   /**
    * Called once per group commit, after its batches were written: the slice that commit must merge,
-   * if the journal is past its high marks (or still draining to its low ones).
+   * if a generation is being merged (one starts when the journal is past its high marks).
    */
   commitSlice(): Slice | undefined {
     const addedRows = this.#addedRows;
     const addedBytes = this.#addedBytes;
     this.#addedRows = 0;
     this.#addedBytes = 0;
-    if (this.rows >= JOURNAL_HIGH_ROWS || this.bytes >= JOURNAL_HIGH_BYTES) this.#draining = true;
-    if (!this.#draining) return undefined;
-    const slice = this.#next(
+    if (this.#gen === undefined && (this.rows >= JOURNAL_HIGH_ROWS || this.bytes >= JOURNAL_HIGH_BYTES))
+      this.#startGeneration(this.#lastN, this.rows);
+    if (this.#gen === undefined) return undefined;
+    return this.#next(
+      this.#gen,
       Math.max(SLICE_ROWS, Math.ceil(1.5 * addedRows)),
       Math.max(SLICE_BYTES, Math.ceil(1.5 * addedBytes)),
     );
-    return slice;
   }
 
-  /** Up to `maxRows` rows and about `maxBytes` bytes (at least one row), in sweep order. */
-  #next(maxRows: number, maxBytes: number): Slice {
-    const slice: Slice = { ns: [], taken: [] };
+  /** The rest of the generation being merged, at once (before a trim deletes ops). */
+  generationRest(): Slice | undefined {
+    if (this.#gen === undefined) return undefined;
+    return this.#next(this.#gen, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+  }
+
+  #startGeneration(through: number, rows: number): void {
+    this.#gen = through;
+    this.#genLeft = rows;
+    this.#sweep = [...this.#byChannel.keys()].sort((a, b) => a - b);
+    this.#sweepAt = 0;
+  }
+
+  /** Up to `maxRows` rows and about `maxBytes` bytes of the generation, in sweep order. */
+  #next(gen: number, maxRows: number, maxBytes: number): Slice {
+    const slice: Slice = { ns: [], taken: [], remove: false };
     let bytes = 0;
-    while (slice.ns.length < maxRows && bytes < maxBytes && slice.ns.length < this.rows) {
-      if (this.#sweepAt >= this.#sweep.length) {
-        this.#sweep = [...this.#byChannel.keys()].sort((a, b) => a - b);
-        this.#sweepAt = 0;
-      }
+    while (slice.ns.length < maxRows && bytes < maxBytes && this.#sweepAt < this.#sweep.length) {
       const chan = this.#sweep[this.#sweepAt]!;
       const rows = this.#byChannel.get(chan) ?? [];
       let k = 0;
-      while (k < rows.length && slice.ns.length < maxRows && bytes < maxBytes) {
+      while (k < rows.length && rows[k]!.n <= gen && slice.ns.length < maxRows && bytes < maxBytes) {
         slice.ns.push(rows[k]!.n);
         bytes += rows[k]!.bytes;
         k++;
       }
       if (k > 0) slice.taken.push([chan, k]);
-      if (k === rows.length) this.#sweepAt++;
+      if (k === rows.length || rows[k]!.n > gen) this.#sweepAt++;
     }
     return slice;
   }
 
   /**
-   * Forgets the rows of a slice once merged (in the transaction that merged them), and returns each
-   * channel's last merged sequence number: its counter in `channels`.
+   * Forgets the rows of a slice once merged (in the transaction that merged them): each channel's
+   * last merged sequence number (its counter in `channels`), and the generation's end once done.
    */
-  merged(slice: Slice): [chan: number, seq: number][] {
+  merged(slice: Slice): Merged {
     const last: [number, number][] = [];
     for (const [chan, count] of slice.taken) {
       const rows = this.#byChannel.get(chan)!;
@@ -181,12 +210,26 @@ export class JournalView {
       if (count === rows.length) this.#byChannel.delete(chan);
       else this.#byChannel.set(chan, rows.slice(count));
     }
-    if (this.rows <= JOURNAL_LOW_ROWS && this.bytes <= JOURNAL_LOW_BYTES) this.#draining = false;
-    return last;
+    if (this.#gen === undefined || this.#genLeft > 0) return { last };
+    const dropThrough = this.#gen;
+    this.#gen = undefined;
+    this.#sweep = [];
+    return { last, dropThrough };
+  }
+
+  /**
+   * After a reload: rows through `through` were merged by a generation not finished (they are
+   * still in the table); the view's rows up to it are the rest of that generation.
+   */
+  resumeGeneration(through: number): void {
+    let rows = 0;
+    for (const list of this.#byChannel.values()) for (const r of list) if (r.n <= through) rows++;
+    this.#startGeneration(through, rows);
   }
 
   #forget(chan: number, row: JournalRow): void {
     this.#ids.delete(`${chan}:${row.key}`);
+    if (this.#gen !== undefined && row.n <= this.#gen) this.#genLeft--;
     if (row.append) {
       const key = `${chan}:${row.msgSeq}`;
       const held = this.#appended.get(key)!;
@@ -201,9 +244,11 @@ export class JournalView {
     this.#byChannel.clear();
     this.#ids.clear();
     this.#appended.clear();
+    this.#gen = undefined;
+    this.#genLeft = 0;
     this.#sweep = [];
     this.#sweepAt = 0;
-    this.#draining = false;
+    this.#lastN = 0;
     this.#addedRows = 0;
     this.#addedBytes = 0;
     this.rows = 0;

@@ -106,11 +106,6 @@ export function prepare(db: DatabaseSync) {
       `INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    mergeJournal: p(
-      `INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
-       SELECT chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher
-       FROM journal ORDER BY chan, seq`,
-    ),
     clearJournal: p('DELETE FROM journal'),
     /** A slice of the journal (its row ids, a JSON array) into `ops`, in key order. */
     mergeRows: p(
@@ -119,8 +114,13 @@ export function prepare(db: DatabaseSync) {
        FROM journal WHERE n IN (SELECT value FROM json_each(?)) ORDER BY chan, seq`,
     ),
     deleteRows: p('DELETE FROM journal WHERE n IN (SELECT value FROM json_each(?))'),
+    /** A merged generation (sqlite-journal.ts). */
+    dropJournal: p('DELETE FROM journal WHERE n <= ?'),
+    /** The journal, each row with whether it is merged already (in `ops`: a generation not finished). */
     journalRows: p(
-      'SELECT n, chan, seq, msg_seq, action, publisher, id, octet_length(data) AS size FROM journal ORDER BY n',
+      `SELECT n, chan, seq, msg_seq, action, publisher, id, octet_length(data) AS size,
+         EXISTS (SELECT 1 FROM ops WHERE ops.chan = journal.chan AND ops.seq = journal.seq) AS merged
+       FROM journal ORDER BY n`,
     ),
     insertMessage: p(
       `INSERT INTO messages (chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, expires_at)

@@ -471,9 +471,11 @@ export class SqliteStore implements Store {
   /** Moves a slice of the journal into `ops`, in key order. Runs inside a transaction. */
   #merge(slice: Slice): void {
     const ns = JSON.stringify(slice.ns);
-    this.#s.mergeRows.run(ns);
-    this.#s.deleteRows.run(ns);
-    for (const [chan, seq] of this.#journal.merged(slice)) this.#s.setChannelSeq.run(seq, chan);
+    if (slice.ns.length > 0) this.#s.mergeRows.run(ns);
+    if (slice.remove) this.#s.deleteRows.run(ns);
+    const { last, dropThrough } = this.#journal.merged(slice);
+    for (const [chan, seq] of last) this.#s.setChannelSeq.run(seq, chan);
+    if (dropThrough !== undefined) this.#s.dropJournal.run(dropThrough);
   }
 
   /** Moves a channel's journal rows into `ops`. Runs inside a transaction. */
@@ -485,8 +487,8 @@ export class SqliteStore implements Store {
   /** Moves the whole journal into `ops`. Runs inside a transaction. */
   #mergeAll(): void {
     if (this.#journal.rows === 0) return;
-    this.#s.mergeJournal.run();
-    this.#s.clearJournal.run();
+    this.#s.mergeRows.run(JSON.stringify([...this.#journal.allRows()]));
+    this.#s.clearJournal.run(); // merged rows of a generation too
     for (const [chan, seq] of this.#journal.lastSeqs()) this.#s.setChannelSeq.run(seq, chan);
     this.#journal.clear();
   }
@@ -536,7 +538,12 @@ export class SqliteStore implements Store {
   /** Rebuilds the in-memory view of the journal from the table. */
   #reloadJournal(): void {
     this.#journal.clear();
+    let merged: number | undefined;
     for (const r of this.#s.journalRows.iterate()) {
+      if (r.merged === 1) {
+        merged = r.n as number; // merged by a generation not finished: in `ops` already
+        continue;
+      }
       this.#journal.add(r.chan as number, {
         n: r.n as number,
         seq: r.seq as number,
@@ -547,6 +554,7 @@ export class SqliteStore implements Store {
       });
     }
     this.#journal.commitSlice(); // counts nothing of the reloaded rows as added by the next commit
+    if (merged !== undefined) this.#journal.resumeGeneration(merged);
   }
 
   /** A message's current data (as stored text), kind, headers (JSON text) and version. */
@@ -719,7 +727,10 @@ export class SqliteStore implements Store {
     const through = new Map<number, number>();
     s.begin.run();
     try {
-      // the ops of an expired message are removed from `ops`: its channel's journal rows first
+      // The ops of an expired message are removed from `ops`: its channel's journal rows first, and
+      // the rest of a generation (its merged rows, still in the journal, would look unmerged).
+      const rest = this.#journal.generationRest();
+      if (rest !== undefined) this.#merge(rest);
       for (const chan of new Set(expired.map((e) => e.chan as number))) this.#mergeChannel(chan);
       for (const e of expired) {
         const chan = e.chan as number;
