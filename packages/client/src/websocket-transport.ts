@@ -31,12 +31,6 @@ export interface WebSocketLike {
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 const OPEN = 1;
-
-/** The part of a `net.Socket` used to group writes. */
-interface Corkable {
-  cork(): void;
-  uncork(): void;
-}
 const MAX_ERROR_BODY = 64 * 1024;
 
 /** A constructor given directly, or a promise of one (the `ws` package is loaded lazily in Node). */
@@ -50,7 +44,6 @@ export class WebSocketTransport implements Transport {
   #done = false;
   #closeRequested: { code: number | undefined; reason: string | undefined } | undefined;
   #lastError: string | undefined;
-  #corked = false;
 
   constructor(source: WebSocketSource) {
     this.#source = source;
@@ -71,27 +64,7 @@ export class WebSocketTransport implements Transport {
     if (this.#done || socket === undefined || socket.readyState !== OPEN) {
       throw new Error('the WebSocket is not open');
     }
-    this.#cork(socket);
     socket.send(JSON.stringify(frame));
-  }
-
-  /**
-   * Node's `ws` only: holds the TCP socket's writes until the end of this turn of the event loop, so
-   * the frames sent in one turn (an agent's runs whose coalescing timers fire together, a batch of
-   * acks) leave in one system call instead of one each. `setImmediate` and not `nextTick`: Node runs
-   * the tick queue between timer callbacks, and the frames worth grouping come from many of them.
-   * The raw socket is `ws`'s `_socket` (not public API; absent in browsers, which group on their own).
-   */
-  #cork(socket: WebSocketLike): void {
-    if (this.#corked || typeof setImmediate !== 'function') return;
-    const raw = (socket as { _socket?: Partial<Corkable> })._socket;
-    if (typeof raw?.cork !== 'function' || typeof raw.uncork !== 'function') return;
-    raw.cork();
-    this.#corked = true;
-    setImmediate(() => {
-      this.#corked = false;
-      raw.uncork?.();
-    });
   }
 
   close(code?: number, reason?: string): void {

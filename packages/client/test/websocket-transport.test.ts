@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import type { TransportCloseInfo } from '../src/transport.ts';
-import type { WebSocketConstructor, WebSocketLike } from '../src/websocket-transport.ts';
+import type { WebSocketLike } from '../src/websocket-transport.ts';
 import { WebSocketTransport } from '../src/websocket-transport.ts';
 import { flush } from './helpers/fake-transport.ts';
 
@@ -86,58 +86,5 @@ describe('WebSocketTransport', () => {
     assert.deepEqual(socket.closedWith, [4000, 'reconnecting']);
     socket.onclose?.({ code: 4000, reason: '' });
     assert.deepEqual(closes, []);
-  });
-});
-
-describe('WebSocketTransport over Node’s ws', () => {
-  it('sends the frames of one event-loop turn in one socket write, in order', async (t) => {
-    const { WebSocketServer, default: WebSocket } = await import('ws');
-    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    t.after(() => server.close());
-    await new Promise((resolve) => server.once('listening', resolve));
-    const received: number[] = [];
-    const all = new Promise<void>((resolve) =>
-      server.on('connection', (peer) =>
-        peer.on('message', (data) => {
-          received.push((JSON.parse(String(data)) as { ref: number }).ref);
-          if (received.length === 50) resolve();
-        }),
-      ),
-    );
-    let client: { _socket: Record<string, (...args: unknown[]) => unknown> } | undefined;
-    class Recorded extends WebSocket {
-      constructor(url: string) {
-        super(url);
-        client = this as unknown as typeof client;
-      }
-    }
-    const transport = new WebSocketTransport(Recorded as unknown as WebSocketConstructor);
-    t.after(() => transport.close());
-    const { port } = server.address() as { port: number };
-    await new Promise<void>((resolve) =>
-      transport.open(`ws://127.0.0.1:${port}/`, {
-        onOpen: resolve,
-        onFrame: () => {},
-        onProtocolError: () => {},
-        onClose: () => {},
-      }),
-    );
-    // count the client's TCP writes (each one a system call)
-    const raw = client!._socket;
-    let writes = 0;
-    for (const method of ['_write', '_writev'] as const) {
-      const original = raw[method]!;
-      raw[method] = function (this: unknown, ...args: unknown[]) {
-        writes++;
-        return original.apply(this, args);
-      };
-    }
-    for (let ref = 0; ref < 50; ref++) transport.send({ type: 'ping', ref });
-    await all;
-    assert.deepEqual(
-      received,
-      Array.from({ length: 50 }, (_, i) => i),
-    );
-    assert.ok(writes <= 2, `50 frames sent in one turn took ${writes} socket writes`);
   });
 });
