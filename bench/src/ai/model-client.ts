@@ -1,4 +1,5 @@
-import { tokenEnds, wallMs } from './model-tokens.ts';
+import { sharedClockMs } from '../clock.ts';
+import { tokenEnds } from './model-tokens.ts';
 
 /** The chunks of a web stream (its async iteration is not in every TypeScript lib). */
 export async function* chunksOf<T>(stream: ReadableStream<T>): AsyncGenerator<T> {
@@ -36,7 +37,7 @@ export async function* modelText(stubPort: number, response: number, tokens: num
     const text = decoder.decode(bytes, { stream: true });
     if (text === '') continue;
     length += text.length;
-    const now = wallMs();
+    const now = sharedClockMs();
     while (times.length < tokens && ends[times.length]! <= length) times.push(now);
     yield text;
   }

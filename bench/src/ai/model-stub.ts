@@ -1,14 +1,15 @@
 /**
  * The model: a process of its own that streams each response's tokens on a timer, like an LLM API
  * would, over plain chunked HTTP (`GET /generate?r=<response>&n=<tokens>&rate=<tokens/s>`, one
- * chunk per token). It records when it wrote each token (wall clock, `wallMs`) so the orchestrator
+ * chunk per token). It records when it wrote each token (the machine's monotonic clock, `sharedClockMs`) so the orchestrator
  * can time token → client without putting timestamps on the wire of the systems compared.
  *
  * IPC in: `{ type: 'emits' }` → out: `{ type: 'emits', emits: { [response]: number[] } }`.
  */
 import { createServer } from 'node:http';
+import { sharedClockMs } from '../clock.ts';
 import { serveChild } from '../servers/server-child.ts';
-import { tokenText, wallMs } from './model-tokens.ts';
+import { tokenText } from './model-tokens.ts';
 
 const emits = new Map<number, number[]>();
 
@@ -32,7 +33,7 @@ await serveChild(async () => {
     const tick = (): void => {
       const now = performance.now();
       while (k < n && started + k * interval <= now) {
-        times[k] = wallMs();
+        times[k] = sharedClockMs();
         res.write(tokenText(r, k));
         k++;
       }

@@ -4,7 +4,6 @@
  * client that has received `length` characters of a response knows which tokens have arrived
  * whatever the system merged or split on the way.
  */
-import { sharedClockMs } from '../clock.ts';
 
 const PIECES = [
   ' The',
@@ -61,6 +60,3 @@ export function tokenEnds(response: number, tokens: number): Uint32Array {
   }
   return ends;
 }
-
-/** Time in ms with sub-ms resolution, comparable between processes of one machine (`clock.ts`). */
-export const wallMs = sharedClockMs;

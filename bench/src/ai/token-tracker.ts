@@ -1,10 +1,11 @@
 /**
- * What one client has received of one response: the time each token arrived (wall clock, compared
+ * What one client has received of one response: the time each token arrived (the machine's monotonic clock, compared
  * with the model stub's emit times afterwards), and its wire bytes over time, so that the catch-up
  * after a gap can be cut at the moment the client was back at the live edge.
  */
 import { ByteMeter } from '../clients/byte-meter.ts';
-import { tokenEnds, wallMs } from './model-tokens.ts';
+import { sharedClockMs } from '../clock.ts';
+import { tokenEnds } from './model-tokens.ts';
 
 export class TokenTracker {
   readonly response: number;
@@ -37,7 +38,7 @@ export class TokenTracker {
    */
   onLength(length: number): void {
     if (length < (this.ends[this.#next] ?? Number.POSITIVE_INFINITY)) return;
-    const now = wallMs();
+    const now = sharedClockMs();
     while (this.#next < this.ends.length && this.ends[this.#next]! <= length)
       this.arrived[this.#next++] = now;
     this.progress.push(now, this.meter.totals().read);

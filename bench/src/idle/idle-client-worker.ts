@@ -16,17 +16,10 @@
  * IPC (parent → worker): `start`, `count`, `stop`. (worker → parent): `progress`, `ready`, `count`.
  */
 import WebSocket from 'ws';
+import type { WorkerStart } from '../growth/subscriber-worker.ts';
 
-export interface IdleWorkerStart {
-  type: 'start';
-  port: number;
-  /** Source address of every connection of this process. */
-  address: string;
-  /** The channel of each connection of this process. */
-  channels: string[];
-  concurrency: number;
-  key: string;
-}
+/** The same start as the fan-out growth's subscriber worker: port, source address, channels. */
+export type IdleWorkerStart = WorkerStart;
 
 export type IdleWorkerRequest = IdleWorkerStart | { type: 'count' } | { type: 'stop' };
 

@@ -9,7 +9,7 @@
  * (memory, SQLite, Redis store) with the agent's coalescing at 40 ms and 0 ms. For each: N responses
  * at once (started over one second), each `seconds` × `rate` tokens.
  *
- * Measured: token → client (model stub's write → user's read, wall clock of one machine), the CPU of
+ * Measured: token → client (model stub's write → user's read, on the machine's monotonic clock), the CPU of
  * the system's own processes (app/agent + relay, Redis from `INFO cpu`) per 1,000 tokens delivered,
  * the users' wire bytes per token; and on a few sampled users: a 10 s gap (the tab closes 3 s into
  * the answer and comes back from its position 10 s later) and a reload (a fresh tab joins the
@@ -26,10 +26,10 @@ import {
   resumableUsers,
   type UserSide,
 } from '../ai/ai-clients.ts';
-import { wallMs } from '../ai/model-tokens.ts';
 import type { MooringAgentConfig } from '../ai/mooring-agent.ts';
 import { TokenTracker } from '../ai/token-tracker.ts';
 import { BENCH_KEY } from '../bench-config.ts';
+import { sharedClockMs } from '../clock.ts';
 import { cpuSeconds, machineBusySeconds } from '../cpu-usage.ts';
 import { type LoopDelay, loopDelay } from '../servers/server-child.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
@@ -300,7 +300,7 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
       await Promise.all(
         [...gapped].map(async (r) => {
           const tracker = trackers[r]!;
-          const sample = { tracker, at: wallMs(), bytesAt: tracker.meter.totals().read };
+          const sample = { tracker, at: sharedClockMs(), bytesAt: tracker.meter.totals().read };
           gapSamples.push(sample);
           tabs[r] = await users.resume!(tracker, tabs[r]!);
         }),
@@ -309,7 +309,7 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
         await Promise.all(
           [...gapped].map(async (r) => {
             const tracker = new TokenTracker(r, tokens);
-            reloadSamples.push({ tracker, at: wallMs(), bytesAt: 0 });
+            reloadSamples.push({ tracker, at: sharedClockMs(), bytesAt: 0 });
             reloadTabs.push(await users.reload!(tracker));
           }),
         );

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -221,7 +222,6 @@ describe('SqliteStore journal slices', () => {
       );
       const acked = new Map<number, number>();
       const serials = new Map<number, string>();
-      let buffered = '';
       const exit = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
         const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
         child.on('error', reject);
@@ -230,16 +230,10 @@ describe('SqliteStore journal slices', () => {
           clearTimeout(timer);
           resolve(signal);
         });
-        child.stdout.setEncoding('utf8');
-        child.stdout.on('data', (chunk: string) => {
-          buffered += chunk;
-          const lines = buffered.split('\n');
-          buffered = lines.pop()!;
-          for (const line of lines) {
-            const [, c, i, serial] = line.split(' ') as [string, string, string, string];
-            acked.set(Number(c), Number(i) + 1);
-            serials.set(Number(c), serial);
-          }
+        createInterface({ input: child.stdout }).on('line', (line) => {
+          const [, c, i, serial] = line.split(' ') as [string, string, string, string];
+          acked.set(Number(c), Number(i) + 1);
+          serials.set(Number(c), serial);
         });
       });
       assert.equal(exit, 'SIGKILL');

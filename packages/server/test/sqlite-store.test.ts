@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -247,20 +248,13 @@ describe('SqliteStore', () => {
     );
     const acked: number[] = [];
     let serial = '';
-    let buffered = '';
     await new Promise<void>((resolve, reject) => {
       child.on('error', reject);
       child.on('exit', () => resolve());
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk: string) => {
-        buffered += chunk;
-        const lines = buffered.split('\n');
-        buffered = lines.pop()!;
-        for (const line of lines) {
-          const [kind, value] = line.split(' ') as [string, string];
-          if (kind === 'serial') serial = value;
-          else acked.push(Number(value));
-        }
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const [kind, value] = line.split(' ') as [string, string];
+        if (kind === 'serial') serial = value;
+        else acked.push(Number(value));
         if (acked.length >= 12_000 && !child.killed) child.kill('SIGKILL');
       });
     });
