@@ -21,6 +21,7 @@ import { cpuSeconds, machineBusySeconds, processCpuSeconds } from '../cpu-usage.
 import { type IdleClients, startIdleClients } from './idle-clients.ts';
 import { IDLE_USAGE, type IdleOptions, parseIdleOptions } from './idle-options.ts';
 import {
+  type LoopDelay,
   type MemoryReportingServer,
   type ServerMemory,
   startMemoryReportingServer,
@@ -132,6 +133,7 @@ const after = await Promise.all(nodes.map((n) => n.memory()));
 // At rest: heartbeats every 15 s (a frame and a WebSocket ping per connection), nothing else.
 process.stderr.write(`  at rest for ${options.restSeconds} s...\n`);
 const loadAtRest = load();
+await Promise.all(nodes.map((n) => n.loopDelay())); // from here on
 const rest0 = {
   at: performance.now(),
   nodes: nodeCpu(),
@@ -141,6 +143,7 @@ const rest0 = {
 };
 await sleep(options.restSeconds * 1000);
 const restSeconds = (performance.now() - rest0.at) / 1000;
+const restLoop = await Promise.all(nodes.map((n) => n.loopDelay()));
 const restNodes = nodeCpu().map((c, k) => (c - (rest0.nodes[k] ?? 0)) / restSeconds);
 const restClients = (clients.cpuSeconds() - rest0.clients) / restSeconds;
 const restSelf = (cpuSeconds(process.cpuUsage()) - rest0.self) / restSeconds;
@@ -166,6 +169,8 @@ interface NodeRow {
   rssAfterMB: number;
   connectCpu: number;
   restCpu: number;
+  /** How late the event loop ran at rest (heartbeat rounds), max and p99 ms. */
+  restLoop: LoopDelay;
 }
 const row = (
   node: string,
@@ -174,6 +179,7 @@ const row = (
   m: ServerMemory | undefined,
   connect: number,
   rest: number,
+  restLoop: LoopDelay,
 ): NodeRow => {
   const per = (x: number, y: number) => (y - x) / a.connections / 1024;
   const added = (key: 'rss' | 'heapUsed') =>
@@ -190,6 +196,7 @@ const row = (
     rssAfterMB: a.rss / 2 ** 20,
     connectCpu: connect,
     restCpu: rest,
+    restLoop,
   };
 };
 const sum = (key: keyof ServerMemory, of: ServerMemory[]) => of.reduce((s, m) => s + m[key], 0);
@@ -207,6 +214,7 @@ const rows = nodes.map((_, k) =>
     middle?.[k],
     connectCpu[k] ?? Number.NaN,
     restNodes[k] ?? Number.NaN,
+    restLoop[k] ?? { maxMs: Number.NaN, p99Ms: Number.NaN },
   ),
 );
 const all = row(
@@ -216,17 +224,21 @@ const all = row(
   middle === undefined ? undefined : total(middle),
   connectCpu.reduce((a, b) => a + b, 0),
   restServers,
+  {
+    maxMs: Math.max(...restLoop.map((l) => l.maxMs)),
+    p99Ms: Math.max(...restLoop.map((l) => l.p99Ms)),
+  },
 );
 const perHeartbeatMicros = ((restServers * HEARTBEAT_SECONDS) / all.connections) * 1e6;
 
 const lines = [
   `### Idle connections: ${fmt(options.connections)} over ${options.nodes} node(s)${reusePort ? ' on one port (reusePort)' : ''}, clients in ${options.clientProcs} process(es)`,
   '',
-  '| node | connections | RSS / conn (KB) | JS heap / conn (KB) | external / conn (KB) | after the first quarter: RSS / heap per conn (KB) | RSS before → after (MB) | CPU while connecting (cores) | CPU at rest (cores) |',
-  '|---|---:|---:|---:|---:|---:|---|---:|---:|',
+  '| node | connections | RSS / conn (KB) | JS heap / conn (KB) | external / conn (KB) | after the first quarter: RSS / heap per conn (KB) | RSS before → after (MB) | CPU while connecting (cores) | CPU at rest (cores) | loop delay at rest p99 / max ms |',
+  '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|',
   ...[...rows, ...(rows.length > 1 ? [all] : [])].map(
     (r) =>
-      `| ${r.node === 'all' ? '**all**' : r.node} | ${fmt(r.connections)} | ${fmt(r.rssPerConnectionKB, 2)} | ${fmt(r.heapPerConnectionKB, 2)} | ${fmt(r.externalPerConnectionKB, 2)} | ${fmt(r.marginalRssKB, 2)} / ${fmt(r.marginalHeapKB, 2)} | ${fmt(r.rssBeforeMB)} → ${fmt(r.rssAfterMB)} | ${fmt(r.connectCpu, 2)} | ${fmt(r.restCpu, 3)} |`,
+      `| ${r.node === 'all' ? '**all**' : r.node} | ${fmt(r.connections)} | ${fmt(r.rssPerConnectionKB, 2)} | ${fmt(r.heapPerConnectionKB, 2)} | ${fmt(r.externalPerConnectionKB, 2)} | ${fmt(r.marginalRssKB, 2)} / ${fmt(r.marginalHeapKB, 2)} | ${fmt(r.rssBeforeMB)} → ${fmt(r.rssAfterMB)} | ${fmt(r.connectCpu, 2)} | ${fmt(r.restCpu, 3)} | ${fmt(r.restLoop.p99Ms, 1)} / ${fmt(r.restLoop.maxMs, 1)} |`,
   ),
   '',
   `Accepted and attached all ${fmt(all.connections)} in ${fmt(acceptSeconds, 1)} s (${fmt(all.connections / acceptSeconds)}/s, ${options.concurrency} opening at a time). ` +

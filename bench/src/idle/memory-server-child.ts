@@ -3,7 +3,11 @@
  * memory over IPC. `MOORING_BENCH_LIMITS` (JSON) overrides limits; `{ type: 'memory', gc: false }`
  * reads RSS without forcing a collection (cheap enough to sample under load).
  * `MOORING_BENCH_PORT` (default 0) and `MOORING_BENCH_REUSE_PORT=1`: several of these on one port.
+ * `MOORING_BENCH_HEARTBEAT_SLICE`: connections per turn of a heartbeat round (A/B runs; a number
+ * above the connections = the whole round in one turn).
+ * `{ type: 'loop' }` answers how late the event loop ran (max and p99 ms) since the last `loop`.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startServer } from '@mooring/server';
 
 const overrides = JSON.parse(process.env.MOORING_BENCH_LIMITS ?? '{}') as Record<string, number>;
@@ -15,11 +19,19 @@ const server = await startServer({
   keys: ['bench:secret'],
   limits: { maxConnectionsPerKey: 100_000, ...overrides },
   store: { kind: 'memory' },
+  ...(process.env.MOORING_BENCH_HEARTBEAT_SLICE
+    ? { heartbeatSlice: Number(process.env.MOORING_BENCH_HEARTBEAT_SLICE) }
+    : {}),
   // short live reads, so that the fuzz run's Durable Streams requests never wait long
   durableStreams: { longPollTimeout: 250, sseMaxDuration: 250 },
 });
+const loop = monitorEventLoopDelay({ resolution: 10 });
+loop.enable();
 process.on('message', (msg: { type: string; gc?: boolean }) => {
-  if (msg.type === 'memory') {
+  if (msg.type === 'loop') {
+    process.send?.({ type: 'loop', maxMs: loop.max / 1e6, p99Ms: loop.percentile(99) / 1e6 });
+    loop.reset();
+  } else if (msg.type === 'memory') {
     if (msg.gc !== false) {
       globalThis.gc?.();
       globalThis.gc?.();

@@ -12,11 +12,18 @@ export interface ServerMemory {
   connections: number;
 }
 
+export interface LoopDelay {
+  maxMs: number;
+  p99Ms: number;
+}
+
 export interface MemoryReportingServer {
   port: number;
   pid: number;
   /** Memory after a forced GC (`gc: false`: as it is, without pausing the server for a collection). */
   memory(gc?: boolean): Promise<ServerMemory>;
+  /** How late the server's event loop ran since the previous call (ms). */
+  loopDelay(): Promise<LoopDelay>;
   /** True once the process is gone (it should never be, until `stop`). */
   readonly exited: boolean;
   stop(): Promise<void>;
@@ -78,6 +85,10 @@ export async function startMemoryReportingServer(
     async memory(gc = true) {
       child.send({ type: 'memory', gc });
       return next<ServerMemory & { type: string }>('memory');
+    },
+    async loopDelay() {
+      child.send({ type: 'loop' });
+      return next<LoopDelay & { type: string }>('loop');
     },
     async stop() {
       child.send({ type: 'stop' });

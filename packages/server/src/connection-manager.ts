@@ -20,8 +20,11 @@ import type { ChannelService } from './channel-service.ts';
 import { Connection, type TransportSink } from './connection.ts';
 import type { ConnectionRegistry, Identity, OpenedConnection } from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
+import { forEachInSlices, type SlicedPass } from './in-slices.ts';
 import type { Presence } from './presence.ts';
 import { ServerError } from './server-error.ts';
+
+const HEARTBEAT_SLICE = 500;
 
 export interface ConnectionManagerOptions {
   channels: ChannelService;
@@ -31,6 +34,8 @@ export interface ConnectionManagerOptions {
   budgets: IdentityBudgets;
   logger: Logger;
   heartbeatInterval: number;
+  /** Connections a heartbeat round visits per turn of the event loop (default 500). */
+  heartbeatSlice?: number;
   connectionStateTtl: number;
   verifyToken: (token: string) => Promise<Identity>;
 }
@@ -42,6 +47,8 @@ export class ConnectionManager {
   readonly #open = new Map<string, number>();
   /** The budget names each connection was counted under at open. */
   readonly #countedAs = new WeakMap<Connection, string[]>();
+  /** The heartbeat round still running (over more than one slice). */
+  #round: SlicedPass | undefined;
 
   constructor(options: ConnectionManagerOptions) {
     this.#o = options;
@@ -200,9 +207,33 @@ export class ConnectionManager {
     }
   }
 
+  /**
+   * One heartbeat round over the connections open now, in slices (`in-slices.ts`) so that a node
+   * with many connections keeps reading and delivering between them; then the registry sweep. A
+   * round still running when the next is due (a node too busy to finish one per interval) lets
+   * that one go: every connection then sees rounds further apart, never two at once.
+   */
   heartbeat(): void {
-    for (const connection of this.#byId.values()) connection.heartbeat();
-    this.#o.registry.sweep(this.#byId.keys());
+    if (this.#round !== undefined) return;
+    let finished = false;
+    const round = forEachInSlices(
+      [...this.#byId.values()],
+      this.#o.heartbeatSlice ?? HEARTBEAT_SLICE,
+      (connection) => connection.heartbeat(),
+      () => {
+        finished = true;
+        this.#round = undefined;
+        this.#o.registry.sweep(this.#byId.keys());
+      },
+    );
+    // a round of one slice has finished inside the call: only a longer one is still running
+    if (!finished) this.#round = round;
+  }
+
+  /** Stops a heartbeat round between its slices (the server is closing). */
+  stopHeartbeats(): void {
+    this.#round?.cancel();
+    this.#round = undefined;
   }
 }
 

@@ -62,6 +62,11 @@ export interface ServerOptions {
   keys?: Array<string | ApiKey>;
   /** Server heartbeat period in ms (default 15,000; must be below 60,000). */
   heartbeatInterval?: number;
+  /**
+   * Connections a heartbeat round visits per turn of the event loop (default 500): a round over
+   * many connections is spread over turns so publishes keep flowing during it.
+   */
+  heartbeatSlice?: number;
   /** How long a dropped connection keeps its identity, ms (default 120,000). */
   connectionStateTtl?: number;
   limits?: Partial<Limits>;
@@ -184,7 +189,11 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     ? options.presence(store, presenceOptions)
     : engine.presence(presenceOptions);
   const budgets = new IdentityBudgets(limits);
+  const heartbeatSlice = options.heartbeatSlice;
+  if (heartbeatSlice !== undefined && !(Number.isInteger(heartbeatSlice) && heartbeatSlice >= 1))
+    throw new Error('heartbeatSlice must be a whole number of connections, at least 1');
   const connections = new ConnectionManager({
+    ...(heartbeatSlice === undefined ? {} : { heartbeatSlice }),
     channels,
     presence,
     registry,
@@ -195,6 +204,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     connectionStateTtl,
     verifyToken: (token) => auth.verifyToken(token),
   });
+
   let closing = false;
 
   const rest = new RestApi({
@@ -317,6 +327,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       closing = true;
       durableStreams.waiters.close();
       clearInterval(heartbeat);
+      connections.stopHeartbeats();
       clearInterval(trim);
       httpTransports.close();
       history.stop();

@@ -28,6 +28,33 @@ describe('connection lifecycle', () => {
     }
   });
 
+  it('heartbeat rounds in slices reach every connection, round after round, and drop a dead peer', async () => {
+    // 2 connections per turn: a round over 6 is spread over 3 turns of the event loop
+    const fx = await startFixture('memory', { heartbeatInterval: 100, heartbeatSlice: 2 });
+    try {
+      const healthy = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(fx.server.url)));
+      const url = `${fx.server.url.replace('http', 'ws')}/v1/connect?key=${TEST_KEY}`;
+      const dead = new WebSocket(url, { autoPong: false });
+      const code = await new Promise<number | 'still open'>((resolve) => {
+        dead.on('close', (c) => resolve(c));
+        setTimeout(() => resolve('still open'), 5_000).unref();
+      });
+      assert.equal(code, 1006, 'dropped without a close handshake (it is the last of three slices)');
+      for (const [i, client] of healthy.entries()) {
+        await client.next(() => client.frames.filter((f) => f.type === 'heartbeat').length >= 3);
+        assert.equal(client.closeCode, undefined, `connection ${i} answers pings and stays connected`);
+      }
+      await Promise.all(healthy.map((c) => c.close()));
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('refuses a heartbeat slice that is not a whole number of connections', async () => {
+    await assert.rejects(startFixture('memory', { heartbeatSlice: 0 }), /heartbeatSlice must be/);
+    await assert.rejects(startFixture('memory', { heartbeatSlice: 2.5 }), /heartbeatSlice must be/);
+  });
+
   it('drops a slow consumer while others keep receiving, and it resumes losslessly', async () => {
     const fx = await startFixture('memory', { limits: { maxSendBuffer: 64 * 1024 } });
     try {

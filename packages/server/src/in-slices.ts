@@ -1,0 +1,43 @@
+/**
+ * A pass over many items that leaves room for I/O: `visit` runs on `size` items, then the rest
+ * waits for the next turn of the event loop (`setImmediate`, after the poll phase), and so on.
+ *
+ * A heartbeat round writes a frame and a ping to every connection of the node: ~40 µs each on
+ * loopback, so 0.4 s for 10,000 connections and 4 s for 100,000 in one synchronous loop, during
+ * which no publish is read or delivered. In slices of 500 a delivery waits for at most one slice
+ * (~20 ms) instead of the whole round.
+ *
+ * The first slice runs at once, inside the call: a pass over `size` items or fewer behaves exactly
+ * as a plain loop. `done` runs once, after the last item; `cancel` stops a pass between slices
+ * (then `done` never runs).
+ */
+export interface SlicedPass {
+  cancel(): void;
+}
+
+export function forEachInSlices<T>(
+  items: readonly T[],
+  size: number,
+  visit: (item: T) => void,
+  done: () => void,
+): SlicedPass {
+  if (!(size >= 1)) throw new Error(`slice size must be at least 1, got ${size}`);
+  let next: NodeJS.Immediate | undefined;
+  let cancelled = false;
+  const step = (from: number) => {
+    next = undefined;
+    if (cancelled) return;
+    const end = Math.min(from + size, items.length);
+    for (let i = from; i < end; i++) visit(items[i] as T);
+    if (end < items.length) next = setImmediate(step, end);
+    else done();
+  };
+  step(0);
+  return {
+    cancel() {
+      cancelled = true;
+      if (next !== undefined) clearImmediate(next);
+      next = undefined;
+    },
+  };
+}

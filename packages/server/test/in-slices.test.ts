@@ -1,0 +1,79 @@
+/** `forEachInSlices`: a pass over many items that lets the event loop run between its slices. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { forEachInSlices } from '../src/in-slices.ts';
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('forEachInSlices', () => {
+  it('visits every item once, in order, and lets queued I/O callbacks run between slices', async () => {
+    const log: string[] = [];
+    const finished = new Promise<void>((resolve) => {
+      forEachInSlices(
+        [1, 2, 3, 4, 5],
+        2,
+        (n) => {
+          log.push(`visit ${n}`);
+          // something that became ready while the slice runs (a socket read, a timer's work)
+          if (n === 1) setImmediate(() => log.push('other work'));
+        },
+        () => {
+          log.push('done');
+          resolve();
+        },
+      );
+    });
+    assert.deepEqual(log, ['visit 1', 'visit 2'], 'the first slice runs inside the call, and only it');
+    await finished;
+    assert.deepEqual(log, ['visit 1', 'visit 2', 'other work', 'visit 3', 'visit 4', 'visit 5', 'done']);
+  });
+
+  it('finishes inside the call when everything fits in one slice (a plain loop)', () => {
+    const log: string[] = [];
+    forEachInSlices(
+      ['a', 'b'],
+      2,
+      (x) => log.push(x),
+      () => log.push('done'),
+    );
+    assert.deepEqual(log, ['a', 'b', 'done']);
+    forEachInSlices(
+      [],
+      2,
+      (x) => log.push(x),
+      () => log.push('empty done'),
+    );
+    assert.deepEqual(log, ['a', 'b', 'done', 'empty done']);
+  });
+
+  it('stops between slices when cancelled, without calling done', async () => {
+    const visited: number[] = [];
+    let done = false;
+    const pass = forEachInSlices(
+      [1, 2, 3, 4],
+      1,
+      (n) => visited.push(n),
+      () => {
+        done = true;
+      },
+    );
+    await turn();
+    pass.cancel();
+    for (let i = 0; i < 5; i++) await turn();
+    assert.ok(visited.length >= 1 && visited.length < 4, `stopped part way (visited ${visited.join(',')})`);
+    assert.equal(done, false);
+  });
+
+  it('refuses a slice size below 1', () => {
+    assert.throws(
+      () =>
+        forEachInSlices(
+          [1],
+          0,
+          () => {},
+          () => {},
+        ),
+      /at least 1/,
+    );
+  });
+});
