@@ -49,18 +49,18 @@ export function aiMarkdown(
       '',
       `Token → client is the model stub's write → the user's read. CPU is the system's own processes (app or agent + relay; Redis from INFO cpu), not the model stub's or the users'. Gap: a user closes 3 s into the answer and comes back from its position ${options.gapSeconds} s later; reload: a fresh tab joins the answer at that moment. Both: median bytes and ms until the user has every token the model had written when it reconnected (users measured).`,
       '',
-      '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
-      '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|',
+      '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | first token p50 / p99 | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
+      '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|',
     );
     for (const r of rows) {
       if (r.error !== undefined || r.latency === undefined) {
-        out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | | | | | |`);
+        out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | | | | | | |`);
         continue;
       }
       const l = r.latency;
       const ratio = floor?.latency ? l.p99 / floor.latency.p99 : Number.NaN;
       out.push(
-        `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
+        `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
       );
     }
     out.push('');

@@ -75,6 +75,8 @@ export interface AiResult {
   /** The hop split of the same tokens: model stub → the app (or agent) process, and app → user. */
   modelToApp?: LatencySummary;
   appToUser?: LatencySummary;
+  /** The first token of each response alone: time to first token, model → user. */
+  firstToken?: LatencySummary;
   /** Event-loop delay p99 (ms) during the run: the app (or agent), the relay, the users' process. */
   loopP99?: { app: number; relay: number | undefined; users: number };
   delivered?: number;
@@ -329,6 +331,7 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
     const histogram = new Histogram();
     const toApp = new Histogram();
     const toUser = new Histogram();
+    const first = new Histogram();
     let delivered = 0;
     let expected = 0;
     let bytes = 0;
@@ -343,7 +346,10 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
       bytes += tracker.meter.totals().read;
       for (let k = 0; k < tokens; k++) {
         const arrived = tracker.arrived[k]!;
-        if (arrived > 0 && times[k] !== undefined) histogram.recordMs(Math.max(0, arrived - times[k]!));
+        if (arrived > 0 && times[k] !== undefined) {
+          histogram.recordMs(Math.max(0, arrived - times[k]!));
+          if (k === 0) first.recordMs(Math.max(0, arrived - times[k]!));
+        }
         const app = atApp[k];
         if (app !== undefined && times[k] !== undefined) toApp.recordMs(Math.max(0, app - times[k]!));
         if (app !== undefined && arrived > 0) toUser.recordMs(Math.max(0, arrived - app));
@@ -353,6 +359,7 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
     result.latency = histogram.summary();
     result.modelToApp = toApp.summary();
     result.appToUser = toUser.summary();
+    result.firstToken = first.summary();
     result.delivered = delivered;
     result.missing = expected - measuredTokens;
     result.cpuPer1000 = ((after.own - before.own) / delivered) * 1000;

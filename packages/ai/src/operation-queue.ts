@@ -109,7 +109,10 @@ export class OperationQueue {
   /** A batch in flight failed (retryable): nothing more is sent until every flight settled. */
   #stopped: { failed: Flight[]; storedAfter: Flight[] } | undefined;
   #timer: unknown;
-  #firstDeltaAt: number | undefined;
+  /** When the deltas waiting to be sent are due (their window's end, or at once after a quiet one). */
+  #deltasDueAt: number | undefined;
+  /** When the last batch carrying deltas went out (the window a new delta may merge within). */
+  #deltasSentAt = Number.NEGATIVE_INFINITY;
   #attempt = 0;
   #failed: unknown;
 
@@ -174,8 +177,14 @@ export class OperationQueue {
       this.#enqueued++;
       if (this.#o.coalesceMs > 0) this.#mergeable.set(key, append);
     }
-    this.#firstDeltaAt ??= Date.now();
-    this.#sendSoon(this.#o.coalesceMs === 0);
+    if (this.#deltasDueAt === undefined) {
+      // The first delta after a quiet window goes at once (a response's first token, the first
+      // after a tool call): the window only holds deltas that follow one just sent.
+      const now = Date.now();
+      const quiet = now - this.#deltasSentAt >= this.#o.coalesceMs;
+      this.#deltasDueAt = quiet ? now : now + this.#o.coalesceMs;
+    }
+    this.#sendSoon(this.#o.coalesceMs === 0 || this.#deltasDue());
   }
 
   /** Holds sending (while reading what an earlier attempt stored). */
@@ -223,6 +232,11 @@ export class OperationQueue {
     return this.#flights.every((f) => f.plain);
   }
 
+  /** No deltas wait, or those waiting are due now. */
+  #deltasDue(): boolean {
+    return this.#deltasDueAt === undefined || this.#deltasDueAt <= Date.now();
+  }
+
   #sendSoon(now: boolean): void {
     if (!this.#canSend() || this.#queue.length === 0) return;
     if (now) {
@@ -234,7 +248,7 @@ export class OperationQueue {
       return;
     }
     if (this.#timer !== undefined) return;
-    const wait = Math.max(0, (this.#firstDeltaAt ?? Date.now()) + this.#o.coalesceMs - Date.now());
+    const wait = Math.max(0, (this.#deltasDueAt ?? Date.now()) - Date.now());
     this.#timer = this.#o.timers.setTimeout(() => {
       this.#timer = undefined;
       this.#send();
@@ -267,7 +281,9 @@ export class OperationQueue {
     }
     if (taken.length === 0) return;
     this.#queue.splice(0, taken.length);
-    this.#firstDeltaAt = undefined;
+    this.#deltasDueAt = undefined;
+    if (taken.some(({ pending }) => pending.type === 'append' && pending.headers === undefined))
+      this.#deltasSentAt = Date.now();
     const flight: Flight = { taken, plain };
     this.#flights.push(flight);
     const published = batch.length > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);
@@ -282,8 +298,7 @@ export class OperationQueue {
       },
     );
     // a plain batch leaves room for the next one at once (pipelining)
-    if (plain)
-      this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#firstDeltaAt === undefined);
+    if (plain) this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#deltasDue());
   }
 
   /** Handles settled flights in send order. */
@@ -323,7 +338,7 @@ export class OperationQueue {
       this.#o.timers.setTimeout(() => this.#send(), delay);
       return;
     }
-    this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#firstDeltaAt === undefined);
+    this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#deltasDue());
   }
 
   /**

@@ -17,7 +17,9 @@
  * Guarantees (the sending itself is `OperationQueue`'s):
  * - Operations are stored in the order the chunks came; one batch is in flight at a time, so a slow
  *   link coalesces more. Deltas merge within `coalesceMs` (default 40 ms), never across another
- *   operation; `coalesceMs: 0` sends every delta as its own operation.
+ *   operation; the first delta after a quiet window (a response's first token) goes at once, those
+ *   following it within the window wait for its end. `coalesceMs: 0` sends every delta as its own
+ *   operation.
  * - Ids are deterministic (`<runId>:p<k>:<n>`: the k-th part of the run, its n-th operation), so a
  *   resend after a reconnect, or a retried REST request, is stored once. A retried run (its create
  *   comes back a duplicate) resumes in place from what the earlier attempt stored (`stored`).

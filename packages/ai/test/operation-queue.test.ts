@@ -181,3 +181,61 @@ describe('OperationQueue pipelining', () => {
     assert.equal(textOf(sink.log), 'abc');
   });
 });
+
+describe('OperationQueue coalescing window', () => {
+  const windowed = (sink: ControlledSink, t: ReturnType<typeof timers>) =>
+    new OperationQueue({
+      sink,
+      runId: 'r',
+      coalesceMs: 40,
+      timers: t,
+      onCreated: () => {},
+      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+    });
+  const sent = (sink: ControlledSink) => sink.flights.map((f) => f.ops.map((o) => o.data).join('|'));
+
+  it('sends the first delta after a quiet window at once, and holds those right behind it for the window', async () => {
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = windowed(sink, t);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    await tick();
+    queue.delta('t', 'first ');
+    await tick();
+    assert.deepEqual(sent(sink), ['first '], 'the first token did not wait for a window');
+    assert.equal(t.due.length, 0, 'no window timer for it');
+    queue.delta('t', 'a');
+    await tick();
+    queue.delta('t', 'b');
+    await tick();
+    assert.deepEqual(sent(sink), ['first '], 'the deltas right behind it wait');
+    assert.equal(t.due.length, 1, 'one window for both');
+    t.due.shift()!();
+    assert.deepEqual(sent(sink), ['first ', 'ab'], 'merged into one append at the end of the window');
+    while (sink.flights.length > 0) {
+      await sink.flights.shift()!.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.equal(textOf(sink.log), 'first ab');
+  });
+
+  it("a first delta that waited for its part's create goes out with the create's ack, not a window later", async () => {
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = windowed(sink, t);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    queue.delta('t', 'x');
+    await tick();
+    assert.equal(sink.flights.length, 1, 'the create alone: the append needs its serial');
+    await sink.flights.shift()!.ack();
+    await tick();
+    assert.deepEqual(sent(sink), ['x']);
+    assert.equal(t.due.length, 0);
+    await sink.flights.shift()!.ack();
+    await queue.flush();
+    assert.equal(textOf(sink.log), 'x');
+  });
+});
