@@ -8,6 +8,9 @@
  *                     │ and never across another operation (the live order is the write order)
  *                     └─ an append waits for its message's serial: a batch stops before it
  *
+ * Folding (`foldIntoCreates`, a new run only): deltas queued right behind their part's unsent create
+ * go in the create's data; a create once sent never changes (its resend must be the same op).
+ *
  * Ids: the n-th operation on key k is `<runId>:<k>:<n>` — deterministic, so a resend is stored once.
  * Retryable failures resend the same batch (same ids); a permanent one stops the queue.
  *
@@ -77,10 +80,15 @@ type Append = {
   op?: OperationInput | null;
 };
 
-type Pending =
-  | { type: 'create'; key: string; op: OperationInput }
-  | Append
-  | { type: 'update'; key: string; op: Omit<OperationInput, 'serial'> };
+type Create = {
+  type: 'create';
+  key: string;
+  op: OperationInput;
+  /** Taken into a batch once: its data is fixed from then on (a resend must be the same op). */
+  sent?: true;
+};
+
+type Pending = Create | Append | { type: 'update'; key: string; op: Omit<OperationInput, 'serial'> };
 
 interface Resumed extends StoredPart {
   /** How much of `text` this attempt has re-sent so far. */
@@ -109,6 +117,8 @@ export class OperationQueue {
   /** A batch in flight failed (retryable): nothing more is sent until every flight settled. */
   #stopped: { failed: Flight[]; storedAfter: Flight[] } | undefined;
   #timer: unknown;
+  /** Deltas may ride in their part's unsent create (`foldIntoCreates`). */
+  #folding = false;
   /** When the deltas waiting to be sent are due (their window's end, or at once after a quiet one). */
   #deltasDueAt: number | undefined;
   /** When the last batch carrying deltas went out (the window a new delta may merge within). */
@@ -138,7 +148,32 @@ export class OperationQueue {
   }
 
   create(key: string, op: OperationInput): void {
-    this.#push({ type: 'create', key, op });
+    this.#push({ type: 'create', key, op: { ...op } });
+  }
+
+  /**
+   * From now on a delta written while its part's create still waits to be sent rides in the
+   * create's `data` (and so do the plain deltas already queued right behind such a create): a
+   * response's first token goes out with its part instead of waiting for the create's ack. Only
+   * for a run known to be new (its create acknowledged, not a duplicate): a resumed run compares
+   * its appends with what an earlier attempt stored, and a create's data is not compared.
+   * Off with `coalesceMs: 0` (every delta its own operation).
+   */
+  foldIntoCreates(): void {
+    if (this.#o.coalesceMs === 0 || this.#folding) return;
+    this.#folding = true;
+    for (let i = 0; i < this.#queue.length; i++) {
+      const create = this.#queue[i]!;
+      if (create.type !== 'create' || create.sent || typeof create.op.data !== 'string') continue;
+      for (let j = i + 1; j < this.#queue.length; j++) {
+        const next = this.#queue[j]!;
+        if (next.type !== 'append' || next.key !== create.key || next.headers !== undefined) break;
+        if (next.op !== undefined || create.op.data.length + next.data.length > MAX_APPEND_CHARS) break;
+        create.op.data += next.data;
+        next.op = null; // carried by the create: counted as stored with it, never sent
+        if (this.#mergeable.get(next.key) === next) this.#mergeable.delete(next.key);
+      }
+    }
   }
 
   /** A structural append (e.g. the one marking a part done); deltas before it can no longer grow. */
@@ -163,6 +198,18 @@ export class OperationQueue {
     if (delta === '' || this.#failed !== undefined) return;
     const written = (this.#written.get(key) ?? '') + delta;
     this.#written.set(key, written);
+    const last = this.#queue.at(-1);
+    if (
+      this.#folding &&
+      last?.type === 'create' &&
+      last.key === key &&
+      !last.sent &&
+      typeof last.op.data === 'string' &&
+      last.op.data.length + delta.length <= MAX_APPEND_CHARS
+    ) {
+      last.op.data += delta; // rides in its part's create (see foldIntoCreates)
+      return;
+    }
     const pending = this.#o.coalesceMs > 0 ? this.#mergeable.get(key) : undefined;
     if (pending && pending.data.length + delta.length <= MAX_APPEND_CHARS) {
       pending.data += delta;
@@ -269,13 +316,14 @@ export class OperationQueue {
       const op = this.#resolve(pending);
       if (op === undefined) break; // its message's create is not acknowledged yet
       if (op === null) {
-        taken.push({ pending, index: undefined }); // already stored by an earlier attempt
+        taken.push({ pending, index: undefined }); // stored by an earlier attempt, or carried by its create
         continue;
       }
       const size = typeof op.data === 'string' ? op.data.length * 3 + 200 : 1024;
       if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
       bytes += size;
       if (!isPlain || op.action !== 'append') plain = false;
+      if (pending.type === 'create') pending.sent = true;
       taken.push({ pending, index: batch.length });
       batch.push(op);
     }

@@ -4,7 +4,7 @@
  *   chunk                                  operations
  *   (start of the run)                     create ai.run {status: running, lease}      id run:<runId>
  *   text-start / reasoning-start /         create ai.part kind text|reasoning|tool-input,
- *     tool-input-start                       data ''                                   id <runId>:p<k>:0
+ *     tool-input-start                       data '' (or the first deltas, below)      id <runId>:p<k>:0
  *   *-delta                                append (coalesced)                         id <runId>:p<k>:<n>
  *   text-end / reasoning-end,              append '' with headers state: done (+meta)
  *     tool-input-available|error (closes
@@ -18,8 +18,10 @@
  * - Operations are stored in the order the chunks came; one batch is in flight at a time, so a slow
  *   link coalesces more. Deltas merge within `coalesceMs` (default 40 ms), never across another
  *   operation; the first delta after a quiet window (a response's first token) goes at once, those
- *   following it within the window wait for its end. `coalesceMs: 0` sends every delta as its own
- *   operation.
+ *   following it within the window wait for its end. In a new run (its create acknowledged, not a
+ *   duplicate), deltas written while their part's create still waits to be sent ride in that
+ *   create's data, so the first tokens do not wait for the create's ack. `coalesceMs: 0` sends
+ *   every delta as its own operation.
  * - Ids are deterministic (`<runId>:p<k>:<n>`: the k-th part of the run, its n-th operation), so a
  *   resend after a reconnect, or a retried REST request, is stored once. A retried run (its create
  *   comes back a duplicate) resumes in place from what the earlier attempt stored (`stored`).
@@ -135,6 +137,7 @@ export class RunPublisher {
       timers: this.#timers,
       onCreated: (key, serial, duplicate) => {
         if (key === RUN_KEY && duplicate) this.#resume(serial);
+        else if (key === RUN_KEY) this.#queue.foldIntoCreates(); // a new run: nothing to compare with
       },
       onFailed: (error) => this.#fail(error),
     });

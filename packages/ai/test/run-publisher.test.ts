@@ -2,8 +2,10 @@
 // order, coalescing within a window but never across another operation, size limits, retries.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { OperationInput } from '@mooring/protocol';
 import type { UIMessageChunk } from 'ai';
 import { ConversationTree } from '../src/conversation-tree.ts';
+import type { PublishedOperation } from '../src/operation-sink.ts';
 import { buildRunMessage } from '../src/run-message.ts';
 import { RunPublisher } from '../src/run-publisher.ts';
 import { MemoryLog } from './helpers/memory-log.ts';
@@ -92,10 +94,11 @@ describe('RunPublisher', () => {
     log.hold = false;
     log.release();
     await ended;
+    // a, b, c waited behind the run's create: they ride in their part's create (a new run)
     const appends = log.ops.flat().filter((o) => o.action === 'append');
     assert.deepEqual(
       appends.map((o) => o.data),
-      ['abc', 'de', ''],
+      ['de', ''],
     );
     const kinds = log.ops
       .flat()
@@ -104,9 +107,9 @@ describe('RunPublisher', () => {
           ? `+${o.data}`
           : o.action === 'update'
             ? 'end'
-            : String(o.headers?.kind ?? o.name),
+            : `${String(o.headers?.kind ?? o.name)}${typeof o.data === 'string' && o.data !== '' ? `=${o.data}` : ''}`,
       );
-    assert.deepEqual(kinds, ['ai.run', 'text', '+abc', 'chunk', '+de', '+', 'end']);
+    assert.deepEqual(kinds, ['ai.run', 'text=abc', 'chunk', '+de', '+', 'end']);
   });
 
   it('keeps every operation under the size limit: long deltas split, big chunks sent as JSON text', async () => {
@@ -258,3 +261,134 @@ describe('RunPublisher', () => {
     });
   });
 });
+
+describe("RunPublisher: the first tokens ride in their part's create", () => {
+  const text = async (log: MemoryLog) =>
+    (await rebuilt(log)).parts.map((p) => ('text' in p ? p.text : '')).join('|');
+  const stored = (log: MemoryLog) => async () => {
+    const tree = new ConversationTree();
+    for (const m of log.live) tree.apply(m);
+    const run = tree.run('r1');
+    return run && { status: run.status, parts: tree.parts('r1') };
+  };
+  const settle = async (log: MemoryLog) => {
+    for (let i = 0; i < 5; i++) {
+      log.release();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    log.hold = false;
+    log.release();
+  };
+
+  it('in a new run, deltas written before their part was sent go with its create, not after its ack', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log, { coalesceMs: 40 });
+    log.hold = true; // the run's create is in flight
+    void p.start();
+    await new Promise((r) => setTimeout(r, 1));
+    p.write({ type: 'text-start', id: 't' });
+    p.write({ type: 'text-delta', id: 't', delta: 'Hel' });
+    p.write({ type: 'text-delta', id: 't', delta: 'lo' });
+    log.release(); // the run's create is acknowledged: a new run
+    await new Promise((r) => setTimeout(r, 5));
+    p.write({ type: 'text-delta', id: 't', delta: ' there' }); // the part's create is still held
+    p.write({ type: 'text-end', id: 't' });
+    const ended = p.end('complete');
+    await settle(log);
+    await ended;
+    const ops = log.ops.flat();
+    const create = ops.find((o) => o.action === 'create' && o.headers?.kind === 'text');
+    assert.equal(create?.data, 'Hello', 'the first tokens were sent with the part');
+    assert.deepEqual(
+      ops.filter((o) => o.action === 'append').map((o) => o.data),
+      [' there', ''],
+      'a token written after the create was sent is an append',
+    );
+    assert.equal(await text(log), 'Hello there');
+    assert.equal(new Set(ops.map((o) => o.id)).size, ops.length, 'every operation once');
+  });
+
+  it('a retried run never folds (its appends are compared with what the first attempt stored), and stores nothing twice', async () => {
+    const log = new MemoryLog();
+    const first = publisher(log, { coalesceMs: 40 });
+    log.hold = true;
+    void first.start();
+    await new Promise((r) => setTimeout(r, 1));
+    first.write({ type: 'text-start', id: 't' });
+    for (const d of ['Hel', 'lo', ' wor']) first.write({ type: 'text-delta', id: 't', delta: d });
+    await settle(log);
+    await first.flush(); // …and the process dies: no end
+    assert.equal(
+      log.ops.flat().find((o) => o.headers?.kind === 'text')?.data,
+      'Hello wor',
+      'the first attempt folded its tokens into the create',
+    );
+
+    const second = publisher(log, { coalesceMs: 40, stored: stored(log) });
+    log.hold = true;
+    void second.start();
+    await new Promise((r) => setTimeout(r, 1));
+    second.write({ type: 'text-start', id: 't' });
+    for (const d of ['Hel', 'lo', ' wor', 'ld', '!']) second.write({ type: 'text-delta', id: 't', delta: d });
+    second.write({ type: 'text-end', id: 't' });
+    const ended = second.end('complete');
+    await settle(log);
+    await ended;
+    assert.equal(await text(log), 'Hello world!');
+    const tree = new ConversationTree();
+    for (const m of log.live) tree.apply(m);
+    assert.equal(tree.run('r1')?.status, 'complete');
+    assert.equal(tree.parts('r1').length, 1);
+  });
+
+  it('with coalesceMs: 0 every delta stays its own operation', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log, { coalesceMs: 0 });
+    log.hold = true;
+    void p.start();
+    await new Promise((r) => setTimeout(r, 1));
+    p.write({ type: 'text-start', id: 't' });
+    p.write({ type: 'text-delta', id: 't', delta: 'a' });
+    p.write({ type: 'text-delta', id: 't', delta: 'b' });
+    p.write({ type: 'text-end', id: 't' });
+    const ended = p.end('complete');
+    await settle(log);
+    await ended;
+    const ops = log.ops.flat();
+    assert.equal(ops.find((o) => o.headers?.kind === 'text')?.data, '');
+    assert.deepEqual(
+      ops.filter((o) => o.action === 'append').map((o) => o.data),
+      ['a', 'b', ''],
+    );
+  });
+});
+
+describe('RunPublisher: a create that was sent never changes', () => {
+  it('a delta written while a sent create waits to be resent (its ack was lost) is appended, not folded into it', async () => {
+    /** Stores the batch holding the text part's create, then reports a retryable failure once. */
+    class LostAck extends MemoryLog {
+      lost = false;
+      override async publish(ops: OperationInput[]): Promise<PublishedOperation[]> {
+        const results = await super.publish(ops);
+        if (!this.lost && ops.some((o) => o.headers?.kind === 'text')) {
+          this.lost = true;
+          throw Object.assign(new Error('connection lost before the ack'), { retryable: true });
+        }
+        return results;
+      }
+    }
+    const log = new LostAck();
+    const p = publisher(log, { coalesceMs: 40 });
+    await p.start(); // a new run: folding is on
+    p.write({ type: 'text-start', id: 't' });
+    while (!log.lost) await new Promise((r) => setTimeout(r, 1));
+    await new Promise((r) => setTimeout(r, 5)); // the create is queued again, waiting for its retry
+    p.write({ type: 'text-delta', id: 't', delta: 'Hi' });
+    p.write({ type: 'text-end', id: 't' });
+    await p.end('complete');
+    assert.equal(await text(log), 'Hi', 'the delta is not lost in a resent (duplicate) create');
+  });
+});
+
+const text = async (log: MemoryLog) =>
+  (await rebuilt(log)).parts.map((p) => ('text' in p ? p.text : '')).join('|');
