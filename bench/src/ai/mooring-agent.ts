@@ -46,12 +46,15 @@ await serveChild(async () => {
       agent: 'assistant',
       coalesceMs: config.coalesceMs,
       onInput: async (_input, run) => {
-        run.write({ type: 'text-start', id: 't' });
+        // as the AI SDK's streamText does: the text part starts with its first delta
+        let started = false;
         for await (const delta of modelText(config.stubPort, r, config.tokens, config.rate)) {
           if (run.signal.aborted) break;
+          if (!started) run.write({ type: 'text-start', id: 't' });
+          started = true;
           run.write({ type: 'text-delta', id: 't', delta });
         }
-        run.write({ type: 'text-end', id: 't' });
+        if (started) run.write({ type: 'text-end', id: 't' });
       },
     });
     agent.on('error', (error) => process.stdout.write(`agent ai:${r}: ${String(error)}\n`));
