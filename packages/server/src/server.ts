@@ -133,6 +133,8 @@ export interface MooringServer {
 }
 
 export const DEFAULT_RETENTION = 24 * 60 * 60 * 1000;
+/** How long an idle HTTP keep-alive connection stays open, ms: above common balancers' 60 s. */
+export const KEEP_ALIVE_TIMEOUT = 65_000;
 
 const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
@@ -272,6 +274,12 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     else if (durableStreams.handles(url.pathname)) void durableStreams.handle(req, res, url);
     else void rest.handle(req, res, url);
   });
+  // Idle keep-alive connections stay open longer than the balancer in front keeps its own (nginx's
+  // upstream `keepalive_timeout` and AWS ALB: 60 s). Node's default, 5 s, closes them first: a
+  // balancer or client that sends its next request on one just as it closes gets a reset instead
+  // of an answer, and a POST (publish, append, a poll's upstream) is not retried — a 502.
+  http.keepAliveTimeout = KEEP_ALIVE_TIMEOUT;
+  http.headersTimeout = KEEP_ALIVE_TIMEOUT + 1_000;
   http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     try {

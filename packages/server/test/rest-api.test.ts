@@ -1,5 +1,6 @@
 /** The REST API (PROTOCOL.md §11) against a real server. */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
@@ -105,6 +106,31 @@ describe('REST API', () => {
     assert.equal(pre.headers.get('access-control-allow-origin'), '*');
     assert.deepEqual(await (await fetch(`${fx.server.url}/health`)).json(), { status: 'ok' });
     assert.equal((await fetch(`${fx.server.url}/ready`)).status, 200);
+  });
+
+  it("keeps an idle keep-alive connection open past Node's default 5 s (balancers reuse theirs for 60 s)", async () => {
+    const socket = connect(fx.server.port, '127.0.0.1');
+    socket.setEncoding('utf8');
+    let received = '';
+    socket.on('data', (chunk: string) => {
+      received += chunk;
+    });
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const answers = () => received.split('HTTP/1.1 200').length - 1;
+    const until = async (test: () => boolean, what: string) => {
+      for (let i = 0; i < 200 && !test(); i++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok(test(), what);
+    };
+    const ask = () => socket.write('GET /health HTTP/1.1\r\nhost: mooring\r\nconnection: keep-alive\r\n\r\n');
+    ask();
+    await until(() => answers() === 1, 'the first request was answered');
+    assert.match(received, /keep-alive: timeout=65/i);
+    await new Promise((r) => setTimeout(r, 6_000));
+    assert.equal(socket.destroyed, false, 'the server kept the idle connection');
+    ask();
+    await until(() => answers() === 2, 'the second request on the same connection was answered');
+    socket.end();
+    await closed;
   });
 
   it('refuses a WebSocket upgrade with bad credentials with HTTP 401 and a JSON error', async () => {
