@@ -96,6 +96,14 @@ class Worker {
   }
 
   next<T extends WorkerReport['type']>(type: T): Promise<Extract<WorkerReport, { type: T }>> {
+    // a worker already gone never emits 'exit' again: waiting for it would leave this promise
+    // unsettled, and the run would end with no report ("unsettled top-level await")
+    if (this.child.exitCode !== null || this.child.signalCode !== null)
+      return Promise.reject(
+        new Error(
+          `subscriber worker ${this.index} has exited (${this.child.exitCode ?? this.child.signalCode})`,
+        ),
+      );
     return new Promise((resolve, reject) => {
       const list = this.#waiting.get(type) ?? [];
       list.push(resolve as (report: WorkerReport) => void);
@@ -106,10 +114,11 @@ class Worker {
     });
   }
 
+  /** Asks the worker; rejects if it has exited or does not answer within 30 s. */
   ask<T extends 'count' | 'report'>(type: T): Promise<Extract<WorkerReport, { type: T }>> {
     const answer = this.next(type);
     this.send({ type });
-    return answer;
+    return bounded(answer, 30_000, `subscriber worker ${this.index} answering '${type}'`);
   }
 
   cpu(): number {
