@@ -37,7 +37,7 @@ describe('connection lifecycle', () => {
       const dead = new WebSocket(url, { autoPong: false });
       const code = await new Promise<number | 'still open'>((resolve) => {
         dead.on('close', (c) => resolve(c));
-        setTimeout(() => resolve('still open'), 5_000).unref();
+        setTimeout(() => resolve('still open'), 10_000).unref();
       });
       assert.equal(code, 1006, 'dropped without a close handshake (it is the last of three slices)');
       for (const [i, client] of healthy.entries()) {

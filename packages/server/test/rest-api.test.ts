@@ -118,7 +118,7 @@ describe('REST API', () => {
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const answers = () => received.split('HTTP/1.1 200').length - 1;
     const until = async (test: () => boolean, what: string) => {
-      for (let i = 0; i < 200 && !test(); i++) await new Promise((r) => setTimeout(r, 25));
+      for (let i = 0; i < 600 && !test(); i++) await new Promise((r) => setTimeout(r, 25));
       assert.ok(test(), what);
     };
     const ask = () => socket.write('GET /health HTTP/1.1\r\nhost: mooring\r\nconnection: keep-alive\r\n\r\n');
