@@ -164,11 +164,11 @@ export class OperationQueue {
     this.#folding = true;
     for (let i = 0; i < this.#queue.length; i++) {
       const create = this.#queue[i]!;
-      if (create.type !== 'create' || create.sent || typeof create.op.data !== 'string') continue;
+      if (create.type !== 'create') continue;
       for (let j = i + 1; j < this.#queue.length; j++) {
         const next = this.#queue[j]!;
-        if (next.type !== 'append' || next.key !== create.key || next.headers !== undefined) break;
-        if (next.op !== undefined || create.op.data.length + next.data.length > MAX_APPEND_CHARS) break;
+        if (next.type !== 'append' || next.headers !== undefined || next.op !== undefined) break;
+        if (!foldsInto(create, next.key, next.data)) break;
         create.op.data += next.data;
         next.op = null; // carried by the create: counted as stored with it, never sent
         if (this.#mergeable.get(next.key) === next) this.#mergeable.delete(next.key);
@@ -199,14 +199,7 @@ export class OperationQueue {
     const written = (this.#written.get(key) ?? '') + delta;
     this.#written.set(key, written);
     const last = this.#queue.at(-1);
-    if (
-      this.#folding &&
-      last?.type === 'create' &&
-      last.key === key &&
-      !last.sent &&
-      typeof last.op.data === 'string' &&
-      last.op.data.length + delta.length <= MAX_APPEND_CHARS
-    ) {
+    if (this.#folding && last?.type === 'create' && foldsInto(last, key, delta)) {
       last.op.data += delta; // rides in its part's create (see foldIntoCreates)
       return;
     }
@@ -308,6 +301,7 @@ export class OperationQueue {
     const batch: OperationInput[] = [];
     const taken: Flight['taken'] = [];
     let plain = true;
+    let deltasTaken = false;
     let bytes = 0;
     for (const pending of this.#queue) {
       if (batch.length >= this.#o.sink.maxOpsPerPublish) break;
@@ -315,6 +309,7 @@ export class OperationQueue {
       if (alongside && !isPlain) break;
       const op = this.#resolve(pending);
       if (op === undefined) break; // its message's create is not acknowledged yet
+      if (isPlain) deltasTaken = true;
       if (op === null) {
         taken.push({ pending, index: undefined }); // stored by an earlier attempt, or carried by its create
         continue;
@@ -330,8 +325,7 @@ export class OperationQueue {
     if (taken.length === 0) return;
     this.#queue.splice(0, taken.length);
     this.#deltasDueAt = undefined;
-    if (taken.some(({ pending }) => pending.type === 'append' && pending.headers === undefined))
-      this.#deltasSentAt = Date.now();
+    if (deltasTaken) this.#deltasSentAt = Date.now();
     const flight: Flight = { taken, plain };
     this.#flights.push(flight);
     const published = batch.length > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);
@@ -487,6 +481,16 @@ export class OperationQueue {
       }
     }
   }
+}
+
+/** Whether `text` for `key` may still go in this create's data: not sent yet, text data, in size. */
+function foldsInto(create: Create, key: string, text: string): create is Create & { op: { data: string } } {
+  return (
+    create.key === key &&
+    !create.sent &&
+    typeof create.op.data === 'string' &&
+    create.op.data.length + text.length <= MAX_APPEND_CHARS
+  );
 }
 
 function isRetryable(error: unknown): boolean {

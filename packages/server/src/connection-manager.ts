@@ -215,19 +215,16 @@ export class ConnectionManager {
    */
   heartbeat(): void {
     if (this.#round !== undefined) return;
-    let finished = false;
-    const round = forEachInSlices(
+    // undefined when the round fitted in one slice (it has finished, sweep included)
+    this.#round = forEachInSlices(
       [...this.#byId.values()],
       this.#o.heartbeatSlice ?? HEARTBEAT_SLICE,
       (connection) => connection.heartbeat(),
       () => {
-        finished = true;
         this.#round = undefined;
         this.#o.registry.sweep(this.#byId.keys());
       },
     );
-    // a round of one slice has finished inside the call: only a longer one is still running
-    if (!finished) this.#round = round;
   }
 
   /** Stops a heartbeat round between its slices (the server is closing). */

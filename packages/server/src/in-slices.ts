@@ -8,8 +8,9 @@
  * (~20 ms) instead of the whole round.
  *
  * The first slice runs at once, inside the call: a pass over `size` items or fewer behaves exactly
- * as a plain loop. `done` runs once, after the last item; `cancel` stops a pass between slices
- * (then `done` never runs).
+ * as a plain loop, and the call returns `undefined` (nothing is left running). Otherwise it returns
+ * the pass, whose `cancel` stops it between slices (then `done` never runs). `done` runs once,
+ * after the last item.
  */
 export interface SlicedPass {
   cancel(): void;
@@ -20,7 +21,7 @@ export function forEachInSlices<T>(
   size: number,
   visit: (item: T) => void,
   done: () => void,
-): SlicedPass {
+): SlicedPass | undefined {
   if (!(size >= 1)) throw new Error(`slice size must be at least 1, got ${size}`);
   let next: NodeJS.Immediate | undefined;
   let cancelled = false;
@@ -33,6 +34,7 @@ export function forEachInSlices<T>(
     else done();
   };
   step(0);
+  if (next === undefined) return undefined; // finished inside the call
   return {
     cancel() {
       cancelled = true;

@@ -134,7 +134,7 @@ export interface MooringServer {
 
 export const DEFAULT_RETENTION = 24 * 60 * 60 * 1000;
 /** How long an idle HTTP keep-alive connection stays open, ms: above common balancers' 60 s. */
-export const KEEP_ALIVE_TIMEOUT = 65_000;
+const KEEP_ALIVE_TIMEOUT = 65_000;
 
 const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
@@ -206,7 +206,6 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     connectionStateTtl,
     verifyToken: (token) => auth.verifyToken(token),
   });
-
   let closing = false;
 
   const rest = new RestApi({

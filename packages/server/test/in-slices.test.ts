@@ -30,13 +30,14 @@ describe('forEachInSlices', () => {
 
   it('finishes inside the call when everything fits in one slice (a plain loop)', () => {
     const log: string[] = [];
-    forEachInSlices(
+    const pass = forEachInSlices(
       ['a', 'b'],
       2,
       (x) => log.push(x),
       () => log.push('done'),
     );
     assert.deepEqual(log, ['a', 'b', 'done']);
+    assert.equal(pass, undefined, 'nothing left running');
     forEachInSlices(
       [],
       2,
@@ -57,6 +58,7 @@ describe('forEachInSlices', () => {
         done = true;
       },
     );
+    assert.ok(pass, 'a pass over more than one slice is still running after the call');
     await turn();
     pass.cancel();
     for (let i = 0; i < 5; i++) await turn();
