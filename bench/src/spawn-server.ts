@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { MOORING_SERVE_NODE_FLAGS } from './bench-config.ts';
 import { processCpuSeconds } from './cpu-usage.ts';
 import type { ChildReport, ChildRequest } from './servers/server-child.ts';
 
@@ -72,9 +73,14 @@ export interface SpawnOptions {
 }
 
 export async function spawnServer(modulePath: string, options: SpawnOptions = {}): Promise<ServerProcess> {
+  // mooring-server.ts stands for `mooring serve`: it runs with the Node flags that command sets
+  const execArgv = [
+    ...(modulePath.endsWith('/servers/mooring-server.ts') ? MOORING_SERVE_NODE_FLAGS : []),
+    ...(options.execArgv ?? []),
+  ];
   const child = fork(modulePath, options.args ?? [], {
     execPath: process.execPath,
-    ...(options.execArgv === undefined ? {} : { execArgv: [...process.execArgv, ...options.execArgv] }),
+    ...(execArgv.length === 0 ? {} : { execArgv: [...process.execArgv, ...execArgv] }),
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     serialization: 'json',
   });

@@ -41,7 +41,14 @@ export interface FanoutGrowthOptions {
   connectConcurrency: number;
   /** Bound on the connect phase, ms. */
   connectTimeoutMs: number;
+  /**
+   * `mooring` (memory store), or `rooms-floor`: a bare `ws` server with rooms speaking the same
+   * frames (servers/rooms-floor-server.ts), the floor of what per-channel fan-out costs.
+   */
+  server: GrowthServer;
 }
+
+export type GrowthServer = 'mooring' | 'rooms-floor';
 
 export interface FanoutGrowthResult {
   channels: number;
@@ -73,7 +80,21 @@ export interface FanoutGrowthResult {
 }
 
 const WORKER = fileURLToPath(new URL('./subscriber-worker.ts', import.meta.url));
-const SERVER = fileURLToPath(new URL('../servers/mooring-server.ts', import.meta.url));
+const SERVERS: Record<
+  GrowthServer,
+  { path: string; label: string; args: (subscribers: number) => string[] }
+> = {
+  mooring: {
+    path: fileURLToPath(new URL('../servers/mooring-server.ts', import.meta.url)),
+    label: 'Mooring (memory)',
+    args: (subscribers) => ['memory', 'no-publish-limit', `max-connections=${subscribers + 100}`],
+  },
+  'rooms-floor': {
+    path: fileURLToPath(new URL('../servers/rooms-floor-server.ts', import.meta.url)),
+    label: 'rooms floor (ws)',
+    args: () => [],
+  },
+};
 
 class Worker {
   readonly child: ChildProcess;
@@ -230,9 +251,10 @@ export async function runGrowthPoint(
   const workers: Worker[] = [];
   let publisher: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    server = await spawnServer(SERVER, {
-      args: ['memory', 'no-publish-limit', `max-connections=${subscribers + 100}`],
-      label: 'Mooring (memory)',
+    const spec = SERVERS[options.server];
+    server = await spawnServer(spec.path, {
+      args: spec.args(subscribers),
+      label: spec.label,
       // GROWTH_PROFILE_DIR: a --cpu-prof of the server at each point, to see where its time goes.
       ...(process.env.GROWTH_PROFILE_DIR === undefined
         ? {}
@@ -379,7 +401,7 @@ const fmt = (n: number, digits = 0): string =>
 export function fanoutGrowthMarkdown(results: FanoutGrowthResult[], options: FanoutGrowthOptions): string {
   const base = results[0]?.deliveriesPerServerCore ?? Number.NaN;
   const lines = [
-    `### Fan-out growth: ${fmt(options.deliveries)} deliveries/s offered at every point, ${options.seconds} s measured, subscribers in ${options.workers} processes`,
+    `### Fan-out growth (${SERVERS[options.server].label}): ${fmt(options.deliveries)} deliveries/s offered at every point, ${options.seconds} s measured, subscribers in ${options.workers} processes`,
     '',
     '| channels × subscribers | connected in s (server CPU) | msgs/s | delivered/s | p50 / p99 ms | missing | server CPU (user / sys) | server writes/s (reads/s) | load-gen / other CPU | deliveries / server core-s | ÷ first (≥ 0.8) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

@@ -7,6 +7,7 @@
  *
  *   npm run bench:growth -- [fanout|appends|all] [--points 1000,2000,5000,10000,1000x10]
  *     [--deliveries 20000] [--seconds 8] [--warmup 2] [--workers 4] [--connect-concurrency 200]
+ *     [--server mooring|rooms-floor]   (rooms-floor: a bare ws server with rooms, the fan-out floor)
  *     [--streams 200,500,1000,2000] [--appends 500 | --total N] [--long-appends 20000] [--runs 3]
  *     [--checkpoint worker|inline]   (where the SQLite store's WAL checkpoints run, for A/B runs)
  *
@@ -21,6 +22,7 @@ import {
   type FanoutGrowthResult,
   fanoutGrowthMarkdown,
   type GrowthPoint,
+  type GrowthServer,
   runFanoutGrowth,
 } from './fanout-growth.ts';
 
@@ -28,6 +30,7 @@ const RUN_LIMIT_MS = 20 * 60 * 1000;
 
 const USAGE = `usage: npm run bench:growth -- [fanout|appends|all] [--points 1000,2000,5000,10000,1000x10]
   [--deliveries 20000] [--seconds 8] [--warmup 2] [--workers 4] [--connect-concurrency 200]
+  [--server mooring|rooms-floor]
   [--streams 200,500,1000,2000] [--appends 500 | --total N] [--long-appends 20000] [--runs 3]
   [--checkpoint worker|inline]
 `;
@@ -50,6 +53,7 @@ function parse() {
       'long-appends': { type: 'string', default: '20000' },
       runs: { type: 'string', default: '3' },
       checkpoint: { type: 'string' },
+      server: { type: 'string', default: 'mooring' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,6 +105,12 @@ const load = (): string =>
 const header = `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}, Node ${process.version}; load average at start ${load()}`;
 process.stderr.write(`${header}\n`);
 
+function growthServer(value: string): GrowthServer {
+  if (value === 'mooring' || value === 'rooms-floor') return value;
+  process.stderr.write(`--server must be mooring or rooms-floor, not '${value}'\n`);
+  process.exit(64);
+}
+
 const fanoutOptions = {
   points,
   deliveries: number('deliveries', values.deliveries),
@@ -109,6 +119,7 @@ const fanoutOptions = {
   workers: Math.round(number('workers', values.workers)),
   connectConcurrency: Math.round(number('connect-concurrency', values['connect-concurrency'])),
   connectTimeoutMs: number('connect-timeout', values['connect-timeout']) * 1000,
+  server: growthServer(values.server),
 };
 const appendsOptions = {
   streams: values.streams.split(',').map((s) => Math.round(number('streams', s))),

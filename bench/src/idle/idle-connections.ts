@@ -167,6 +167,8 @@ interface NodeRow {
   marginalHeapKB: number;
   rssBeforeMB: number;
   rssAfterMB: number;
+  /** V8's young generation once all were connected, MB (pages it keeps, empty or not). */
+  youngAfterMB: number;
   connectCpu: number;
   restCpu: number;
   /** How late the event loop ran at rest (heartbeat rounds), max and p99 ms. */
@@ -194,6 +196,7 @@ const row = (
     marginalHeapKB: added('heapUsed'),
     rssBeforeMB: b.rss / 2 ** 20,
     rssAfterMB: a.rss / 2 ** 20,
+    youngAfterMB: a.youngGeneration / 2 ** 20,
     connectCpu: connect,
     restCpu: rest,
     restLoop,
@@ -204,6 +207,7 @@ const total = (of: ServerMemory[]): ServerMemory => ({
   rss: sum('rss', of),
   heapUsed: sum('heapUsed', of),
   external: sum('external', of),
+  youngGeneration: sum('youngGeneration', of),
   connections: sum('connections', of),
 });
 const rows = nodes.map((_, k) =>
@@ -234,11 +238,11 @@ const perHeartbeatMicros = ((restServers * HEARTBEAT_SECONDS) / all.connections)
 const lines = [
   `### Idle connections: ${fmt(options.connections)} over ${options.nodes} node(s)${reusePort ? ' on one port (reusePort)' : ''}, clients in ${options.clientProcs} process(es)`,
   '',
-  '| node | connections | RSS / conn (KB) | JS heap / conn (KB) | external / conn (KB) | after the first quarter: RSS / heap per conn (KB) | RSS before → after (MB) | CPU while connecting (cores) | CPU at rest (cores) | loop delay at rest p99 / max ms |',
-  '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|',
+  '| node | connections | RSS / conn (KB) | JS heap / conn (KB) | external / conn (KB) | after the first quarter: RSS / heap per conn (KB) | RSS before → after (MB) | of which young generation (MB) | CPU while connecting (cores) | CPU at rest (cores) | loop delay at rest p99 / max ms |',
+  '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|',
   ...[...rows, ...(rows.length > 1 ? [all] : [])].map(
     (r) =>
-      `| ${r.node === 'all' ? '**all**' : r.node} | ${fmt(r.connections)} | ${fmt(r.rssPerConnectionKB, 2)} | ${fmt(r.heapPerConnectionKB, 2)} | ${fmt(r.externalPerConnectionKB, 2)} | ${fmt(r.marginalRssKB, 2)} / ${fmt(r.marginalHeapKB, 2)} | ${fmt(r.rssBeforeMB)} → ${fmt(r.rssAfterMB)} | ${fmt(r.connectCpu, 2)} | ${fmt(r.restCpu, 3)} | ${fmt(r.restLoop.p99Ms, 1)} / ${fmt(r.restLoop.maxMs, 1)} |`,
+      `| ${r.node === 'all' ? '**all**' : r.node} | ${fmt(r.connections)} | ${fmt(r.rssPerConnectionKB, 2)} | ${fmt(r.heapPerConnectionKB, 2)} | ${fmt(r.externalPerConnectionKB, 2)} | ${fmt(r.marginalRssKB, 2)} / ${fmt(r.marginalHeapKB, 2)} | ${fmt(r.rssBeforeMB)} → ${fmt(r.rssAfterMB)} | ${fmt(r.youngAfterMB)} | ${fmt(r.connectCpu, 2)} | ${fmt(r.restCpu, 3)} | ${fmt(r.restLoop.p99Ms, 1)} / ${fmt(r.restLoop.maxMs, 1)} |`,
   ),
   '',
   `Accepted and attached all ${fmt(all.connections)} in ${fmt(acceptSeconds, 1)} s (${fmt(all.connections / acceptSeconds)}/s, ${options.concurrency} opening at a time). ` +

@@ -31,7 +31,9 @@ export const IDLE_USAGE = `usage: node bench/src/idle/idle-connections.ts [optio
   --connect-timeout S   deadline of the connect phase (default 1200)
   --deadline S          deadline of the whole run; children are killed on any exit (default 1800)
   -h, --help            this text
-IDLE_NODE_FLAGS='--max-semi-space-size=1' passes Node flags to the server processes.`;
+The server processes run with the Node flags of \`mooring serve\` (--max-semi-space-size=16);
+BENCH_MOORING_NODE_FLAGS='' runs them with Node's defaults instead, and IDLE_NODE_FLAGS='…' adds
+flags after those (the last of a flag wins).`;
 
 function whole(name: string, value: string | undefined, fallback: number, min = 1): number {
   if (value === undefined) return fallback;

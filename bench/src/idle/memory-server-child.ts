@@ -8,6 +8,7 @@
  * `{ type: 'loop' }` answers how late the event loop ran (max and p99 ms) since the last `loop`.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { startServer } from '@mooring/server';
 
 const overrides = JSON.parse(process.env.MOORING_BENCH_LIMITS ?? '{}') as Record<string, number>;
@@ -42,6 +43,9 @@ process.on('message', (msg: { type: string; gc?: boolean }) => {
       rss: m.rss,
       heapUsed: m.heapUsed,
       external: m.external,
+      youngGeneration: getHeapSpaceStatistics()
+        .filter((space) => space.space_name === 'new_space' || space.space_name === 'new_large_object_space')
+        .reduce((sum, space) => sum + space.physical_space_size, 0),
       connections: server.connections,
     });
   } else if (msg.type === 'stop') {

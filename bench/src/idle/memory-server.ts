@@ -4,11 +4,14 @@
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { MOORING_SERVE_NODE_FLAGS } from '../bench-config.ts';
 
 export interface ServerMemory {
   rss: number;
   heapUsed: number;
   external: number;
+  /** Memory V8's young generation holds (its pages' physical size), bytes. */
+  youngGeneration: number;
   connections: number;
 }
 
@@ -42,7 +45,7 @@ export async function startMemoryReportingServer(
   at: ListenAt = {},
 ): Promise<MemoryReportingServer> {
   const child = fork(fileURLToPath(new URL('./memory-server-child.ts', import.meta.url)), [], {
-    execArgv: ['--expose-gc', ...nodeFlags],
+    execArgv: ['--expose-gc', ...MOORING_SERVE_NODE_FLAGS, ...nodeFlags],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: {
       ...process.env,

@@ -66,6 +66,16 @@ async function token(argv: string[]): Promise<void> {
   process.stderr.write(`expires ${new Date(minted.expiresAt).toISOString()}\n`);
 }
 
+/**
+ * The young-generation flag this process runs with: `bin/mooring.js` sets --max-semi-space-size=16
+ * unless one was given (command line or NODE_OPTIONS) or MOORING_NODE_DEFAULTS=0.
+ */
+function youngGeneration(): string {
+  // Node reads NODE_OPTIONS first and the command line after it: the last one wins
+  const flags = [...(process.env.NODE_OPTIONS ?? '').split(/\s+/), ...process.execArgv];
+  return flags.findLast((flag) => /^--max[-_]semi[-_]space[-_]size\b/.test(flag)) ?? "Node's default";
+}
+
 async function serve(argv: string[]): Promise<void> {
   const config = loadServeConfig(argv, process.env);
   if (config === 'help') {
@@ -108,6 +118,7 @@ async function serve(argv: string[]): Promise<void> {
     `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
     `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
     `  Durable Streams: ${server.url}/v1/stream/<path>${config.durableStreams.open ? `  (open WITHOUT credentials: ${config.durableStreams.open})` : ''}`,
+    `  Node ${process.version}, V8 young generation: ${youngGeneration()}`,
   ];
   if (devKey) lines.push(`  development key (from ${config.dataDir}/dev-key): ${devKey}`);
   process.stderr.write(`${lines.join('\n')}\n`);
