@@ -113,16 +113,7 @@ async function serve(argv: string[]): Promise<void> {
     ...(config.sweepInterval === undefined ? {} : { sweepInterval: config.sweepInterval }),
     ...(config.nodeTtl === undefined ? {} : { nodeTtl: config.nodeTtl }),
   });
-  const lines = [
-    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.reusePort ? ', port shared: --reuse-port' : ''}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,
-    `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
-    `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
-    `  Durable Streams: ${server.url}/v1/stream/<path>${config.durableStreams.open ? `  (open WITHOUT credentials: ${config.durableStreams.open})` : ''}`,
-    `  Node ${process.version}, V8 young generation: ${youngGeneration()}`,
-  ];
-  if (devKey) lines.push(`  development key (from ${config.dataDir}/dev-key): ${devKey}`);
-  process.stderr.write(`${lines.join('\n')}\n`);
-
+  // signals first, the banner after: whoever waits for the banner and then signals gets a graceful stop
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -138,6 +129,15 @@ async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  const lines = [
+    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.reusePort ? ', port shared: --reuse-port' : ''}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,
+    `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
+    `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
+    `  Durable Streams: ${server.url}/v1/stream/<path>${config.durableStreams.open ? `  (open WITHOUT credentials: ${config.durableStreams.open})` : ''}`,
+    `  Node ${process.version}, V8 young generation: ${youngGeneration()}`,
+  ];
+  if (devKey) lines.push(`  development key (from ${config.dataDir}/dev-key): ${devKey}`);
+  process.stderr.write(`${lines.join('\n')}\n`);
 }
 
 async function inspect(argv: string[]): Promise<void> {

@@ -91,10 +91,14 @@ export class Connection {
   readonly #budgets: IdentityBudgets;
   /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
   readonly #frameBudget: TokenBucket;
-  /** Refusals the connection may collect (a burst, refilled at the same rate); past them it is dropped. */
-  readonly #refusalBudget: TokenBucket;
+  /**
+   * Refusals the connection may collect (a burst, refilled at the same rate); past them it is
+   * dropped. Created full at the first refusal, as the presence budget is at the first presence
+   * frame: the same as full since the connect, and most connections never need them.
+   */
+  #refusalBudget: TokenBucket | undefined;
   /** Presence frames: `maxPresenceRate` per second, a burst of entering every allowed channel once (or a second's worth). */
-  readonly #presenceBudget: TokenBucket;
+  #presenceBudget: TokenBucket | undefined;
   readonly transport: TransportSink;
   readonly #channels: ChannelService;
   readonly #presence: Presence;
@@ -131,11 +135,6 @@ export class Connection {
     this.#verifyToken = options.verifyToken;
     this.#budgets = options.budgets;
     this.#frameBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
-    this.#refusalBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
-    this.#presenceBudget = new TokenBucket(
-      options.limits.maxPresenceRate,
-      Math.max(options.limits.maxPresenceRate, options.limits.maxPresenceChannelsPerConnection),
-    );
     this.#scheduleExpiry();
     this.transport = options.transport;
     this.#channels = options.channels;
@@ -235,6 +234,7 @@ export class Connection {
    */
   #admitFrame(ref: Ref | undefined, channel: string | undefined): boolean {
     if (this.#frameBudget.take()) return true;
+    this.#refusalBudget ??= new TokenBucket(this.#limits.maxFrameRate, this.#limits.maxFrameBurst);
     if (!this.#refusalBudget.take()) {
       this.#channels.metrics.errors.inc({ code: 'rate_limited' });
       this.disconnect(
@@ -438,6 +438,10 @@ export class Connection {
         'bad_request',
         'presence needs a clientId: connect with one (or a token that names one)',
       );
+    this.#presenceBudget ??= new TokenBucket(
+      this.#limits.maxPresenceRate,
+      Math.max(this.#limits.maxPresenceRate, this.#limits.maxPresenceChannelsPerConnection),
+    );
     if (!this.#presenceBudget.take())
       throw new ServerError(
         'rate_limited',

@@ -68,10 +68,14 @@ export interface ChannelHealth {
 
 class ChannelRecord {
   readonly subscribers = new Map<string, SubscriberHealth>();
-  /** Drop time by subscriber (clientId, or connection id for anonymous ones). */
-  readonly drops = new Map<string, number>();
+  /**
+   * Drop time by subscriber (clientId, or connection id for anonymous ones). Created by the first
+   * drop, as `inflight` is by the first publish: a record exists per attached channel, and two
+   * empty Maps are ~0.5 KB of it (bench/README, "Idle connections").
+   */
+  drops: Map<string, number> | undefined;
   /** Publishes in flight: id → start; insertion order is start order, so the first is the oldest. */
-  readonly inflight = new Map<number, number>();
+  inflight: Map<number, number> | undefined;
   lastContinuityLost: { reason: ResumeFailure; at: number } | undefined;
   slots: Float64Array | undefined;
   minutes: Float64Array | undefined;
@@ -108,7 +112,7 @@ class ChannelRecord {
   }
 
   get idle(): boolean {
-    return this.subscribers.size === 0 && this.inflight.size === 0;
+    return this.subscribers.size === 0 && !this.inflight?.size;
   }
 }
 
@@ -119,8 +123,11 @@ export interface DeliveryHealthOptions {
 
 export class DeliveryHealth {
   readonly #channels = new Map<string, ChannelRecord>();
-  /** The channels each connection is attached to (to account for its end). */
-  readonly #byConnection = new Map<string, Set<string>>();
+  /**
+   * The channels each connection is attached to (to account for its end): the channel's name while
+   * it is one (most connections), a Set from the second on.
+   */
+  readonly #byConnection = new Map<string, string | Set<string>>();
   readonly #max: number;
   readonly #now: () => number;
   #publishIds = 0;
@@ -146,16 +153,16 @@ export class DeliveryHealth {
     };
     if (subscriber.clientId !== undefined) entry.clientId = subscriber.clientId;
     record.subscribers.set(subscriber.connectionId, entry);
-    let channels = this.#byConnection.get(subscriber.connectionId);
-    if (!channels) {
-      channels = new Set();
-      this.#byConnection.set(subscriber.connectionId, channels);
-    }
-    channels.add(channel);
+    const channels = this.#byConnection.get(subscriber.connectionId);
+    if (channels === undefined || channels === channel)
+      this.#byConnection.set(subscriber.connectionId, channel);
+    else if (typeof channels === 'string')
+      this.#byConnection.set(subscriber.connectionId, new Set([channels, channel]));
+    else channels.add(channel);
     const who = subscriber.clientId ?? subscriber.connectionId;
-    const droppedAt = record.drops.get(who);
+    const droppedAt = record.drops?.get(who);
     if (droppedAt !== undefined) {
-      record.drops.delete(who);
+      record.drops?.delete(who);
       record.add(F_OFFLINE_MS, now - droppedAt, now);
       record.add(F_MAX_OFFLINE_MS, now - droppedAt, now, true);
     }
@@ -171,7 +178,14 @@ export class DeliveryHealth {
   /** The connection detached the channel on purpose. */
   detached(channel: string, connectionId: string): void {
     this.#channels.get(channel)?.subscribers.delete(connectionId);
-    this.#byConnection.get(connectionId)?.delete(channel);
+    this.#forget(connectionId, channel);
+  }
+
+  /** `channel` is no longer one of the connection's. */
+  #forget(connectionId: string, channel: string): void {
+    const channels = this.#byConnection.get(connectionId);
+    if (channels === channel) this.#byConnection.delete(connectionId);
+    else if (typeof channels === 'object') channels.delete(channel);
   }
 
   /**
@@ -180,16 +194,17 @@ export class DeliveryHealth {
    */
   connectionEnded(connectionId: string, clientId: string | undefined, reason: string): void {
     const channels = this.#byConnection.get(connectionId);
-    if (!channels) return;
+    if (channels === undefined) return;
     this.#byConnection.delete(connectionId);
     const now = this.#now();
-    for (const channel of channels) {
+    for (const channel of typeof channels === 'string' ? [channels] : channels) {
       const record = this.#channels.get(channel);
       if (!record) continue;
       record.subscribers.delete(connectionId);
       if (reason === 'closed' || reason === 'shutting_down') continue;
       if (reason === 'slow_consumer') record.add(F_SLOW, 1, now);
       record.add(F_CONNECTIONS_LOST, 1, now);
+      record.drops ??= new Map();
       if (record.drops.size >= MAX_DROPS) {
         const oldest = record.drops.keys().next().value;
         if (oldest !== undefined) record.drops.delete(oldest);
@@ -210,12 +225,14 @@ export class DeliveryHealth {
   /** A publish was received; returns its id for `published` (acknowledged or failed). */
   publishing(channel: string): number {
     const id = ++this.#publishIds;
-    this.#record(channel).inflight.set(id, this.#now());
+    const record = this.#record(channel);
+    record.inflight ??= new Map();
+    record.inflight.set(id, this.#now());
     return id;
   }
 
   published(channel: string, id: number): void {
-    this.#channels.get(channel)?.inflight.delete(id);
+    this.#channels.get(channel)?.inflight?.delete(id);
   }
 
   /** The health of one channel (undefined when this node knows nothing of it). */
@@ -235,7 +252,7 @@ export class DeliveryHealth {
     const reports: ChannelHealth[] = [];
     for (const [channel, record] of this.#channels) {
       // nothing ever went wrong here: no report to build (most channels, most of the time)
-      if (!record.slots && record.inflight.size === 0 && record.drops.size === 0) continue;
+      if (!record.slots && !record.inflight?.size && !record.drops?.size) continue;
       if (!visible(channel)) continue;
       const report = this.#report(channel, record, now);
       if (report.trouble > 0) reports.push(report);
@@ -248,7 +265,7 @@ export class DeliveryHealth {
   }
 
   #report(channel: string, r: ChannelRecord, now: number): ChannelHealth {
-    const oldest = r.inflight.values().next().value;
+    const oldest = r.inflight?.values().next().value;
     const t = r.totals(now);
     const report: ChannelHealth = {
       channel,
@@ -263,14 +280,14 @@ export class DeliveryHealth {
       maxOfflineMs: t[F_MAX_OFFLINE_MS]!,
       caughtUpMessages: t[F_CAUGHT_UP_MESSAGES]!,
       caughtUpBytes: t[F_CAUGHT_UP_BYTES]!,
-      unackedPublishes: r.inflight.size,
+      unackedPublishes: r.inflight?.size ?? 0,
       oldestUnackedMs: oldest === undefined ? null : now - oldest,
       trouble: 0,
     };
     if (r.lastContinuityLost && now - r.lastContinuityLost.at < HEALTH_WINDOW_MS)
       report.lastContinuityLost = r.lastContinuityLost;
     // still offline: count the time so far
-    for (const at of r.drops.values()) {
+    for (const at of r.drops?.values() ?? []) {
       if (now - at > HEALTH_WINDOW_MS) continue;
       report.offlineMs += now - at;
       report.maxOfflineMs = Math.max(report.maxOfflineMs, now - at);
@@ -309,7 +326,6 @@ export class DeliveryHealth {
     if (victim === undefined) return;
     const record = this.#channels.get(victim);
     this.#channels.delete(victim);
-    for (const connectionId of record?.subscribers.keys() ?? [])
-      this.#byConnection.get(connectionId)?.delete(victim);
+    for (const connectionId of record?.subscribers.keys() ?? []) this.#forget(connectionId, victim);
   }
 }

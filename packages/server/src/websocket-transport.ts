@@ -18,6 +18,55 @@ export interface WebSocketTransportOptions {
   onClose: (connection: Connection, code: number) => void;
 }
 
+const TEXT = { binary: false } as const;
+
+/**
+ * A connection's way out to its socket. A class rather than an object of closures: at 100,000 idle
+ * connections each closure is memory held per connection (bench/README, "Idle connections").
+ */
+class WebSocketSink implements TransportSink {
+  readonly kind = 'websocket';
+  readonly answersHeartbeats = true;
+  readonly #ws: WebSocket;
+  /** The socket `ws` writes to. */
+  readonly #socket: Duplex;
+
+  constructor(ws: WebSocket, socket: Duplex) {
+    this.#ws = ws;
+    this.#socket = socket;
+  }
+
+  send(frame: Buffer): void {
+    this.#ws.send(frame, TEXT);
+  }
+
+  sendSoon(frame: Buffer): void {
+    corkForTurn(this.#socket);
+    this.#ws.send(frame, TEXT);
+  }
+
+  bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  ping(): void {
+    corkForTurn(this.#socket);
+    this.#ws.ping();
+  }
+
+  close(code: number, reason: string): void {
+    const ws = this.#ws;
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason.slice(0, 120));
+    // a peer that does not complete the close handshake (dead network) must not hold the socket
+    setTimeout(() => ws.terminate(), 2_000).unref();
+  }
+
+  terminate(): void {
+    flushTurn(this.#socket);
+    this.#ws.terminate();
+  }
+}
+
 export class WebSocketTransport {
   readonly wss: WebSocketServer;
   readonly #options: WebSocketTransportOptions;
@@ -43,31 +92,7 @@ export class WebSocketTransport {
 
   /** `socket`: the one `ws` writes to; frames of one turn leave in one write (cork-for-turn.ts). */
   #attach(ws: WebSocket, socket: Duplex, identity: Identity, opened: OpenedConnection): void {
-    const sink: TransportSink = {
-      kind: 'websocket',
-      answersHeartbeats: true,
-      send: (frame) => ws.send(frame, { binary: false }),
-      sendSoon: (frame) => {
-        corkForTurn(socket);
-        ws.send(frame, { binary: false });
-      },
-      bufferedAmount: () => ws.bufferedAmount,
-      ping: () => {
-        corkForTurn(socket);
-        ws.ping();
-      },
-      close: (code, reason) => {
-        if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING)
-          ws.close(code, reason.slice(0, 120));
-        // a peer that does not complete the close handshake (dead network) must not hold the socket
-        setTimeout(() => ws.terminate(), 2_000).unref();
-      },
-      terminate: () => {
-        flushTurn(socket);
-        ws.terminate();
-      },
-    };
-    const connection = this.#options.accept(sink, identity, opened);
+    const connection = this.#options.accept(new WebSocketSink(ws, socket), identity, opened);
     ws.on('message', (data, isBinary) => {
       if (isBinary) {
         connection.send({
