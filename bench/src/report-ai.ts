@@ -16,6 +16,8 @@ const LABELS: Record<string, string> = {
   'mooring-sqlite-40': 'Mooring SQLite, coalesce 40 ms',
   'mooring-sqlite-0': 'Mooring SQLite, coalesce 0',
   'mooring-redis-40': 'Mooring Redis store, coalesce 40 ms',
+  'mooring-embedded-40': 'Mooring memory, agent in the server process, coalesce 40 ms',
+  'mooring-embedded-0': 'Mooring memory, agent in the server process, coalesce 0',
 };
 
 /**

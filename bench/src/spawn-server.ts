@@ -73,11 +73,11 @@ export interface SpawnOptions {
 }
 
 export async function spawnServer(modulePath: string, options: SpawnOptions = {}): Promise<ServerProcess> {
-  // mooring-server.ts stands for `mooring serve`: it runs with the Node flags that command sets
-  const execArgv = [
-    ...(modulePath.endsWith('/servers/mooring-server.ts') ? MOORING_SERVE_NODE_FLAGS : []),
-    ...(options.execArgv ?? []),
-  ];
+  // mooring-server.ts stands for `mooring serve`: it runs with the Node flags that command sets, as
+  // does an app embedding the server (ai/mooring-embedded.ts), as the README tells it to
+  const mooring =
+    modulePath.endsWith('/servers/mooring-server.ts') || modulePath.endsWith('/ai/mooring-embedded.ts');
+  const execArgv = [...(mooring ? MOORING_SERVE_NODE_FLAGS : []), ...(options.execArgv ?? [])];
   const child = fork(modulePath, options.args ?? [], {
     execPath: process.execPath,
     ...(execArgv.length === 0 ? {} : { execArgv: [...process.execArgv, ...execArgv] }),

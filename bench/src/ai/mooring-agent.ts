@@ -1,71 +1,17 @@
 /**
- * The Mooring side's app: an agent process (like one AI worker) holding a few realtime connections
- * to Mooring, one `AgentSession` per session channel `ai:<r>` (attached with `echo: false`: its own
- * tokens are not sent back to it). Each input starts a run whose text
- * is the model stub's stream, written chunk by chunk as `text-delta`s; the run publisher coalesces
- * them within `coalesceMs` (0 = one append per read from the model).
+ * The Mooring side's app in a process of its own (like one AI worker), connected to the Mooring
+ * server over WebSocket: the agents of agents.ts.
  *
- *   node mooring-agent.ts <json AgentConfig>
+ *   node mooring-agent.ts <json MooringAgentConfig>
  */
-import { AgentSession } from '@mooring/ai';
-import { Mooring } from '@mooring/client';
 import { serveChild } from '../servers/server-child.ts';
-import { modelText } from './model-client.ts';
+import { type MooringAgentConfig, startAgents } from './agents.ts';
 
-export interface MooringAgentConfig {
-  url: string;
-  key: string;
-  stubPort: number;
-  responses: number;
-  tokens: number;
-  rate: number;
-  coalesceMs: number;
-  /** Sessions served per connection. */
-  perConnection: number;
-}
+export type { MooringAgentConfig } from './agents.ts';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as MooringAgentConfig;
 
 await serveChild(async () => {
-  const clients: Mooring[] = [];
-  const agents: AgentSession[] = [];
-  for (let r = 0; r < config.responses; r++) {
-    if (r % config.perConnection === 0) {
-      clients.push(
-        new Mooring({
-          url: config.url,
-          key: config.key,
-          clientId: `agent-${clients.length}`,
-          environment: null,
-        }),
-      );
-    }
-    const client = clients[clients.length - 1]!;
-    const agent = new AgentSession({
-      channel: client.channels.get(`ai:${r}`, { start: true, echo: false }),
-      agent: 'assistant',
-      coalesceMs: config.coalesceMs,
-      onInput: async (_input, run) => {
-        // as the AI SDK's streamText does: the text part starts with its first delta
-        let started = false;
-        for await (const delta of modelText(config.stubPort, r, config.tokens, config.rate)) {
-          if (run.signal.aborted) break;
-          if (!started) run.write({ type: 'text-start', id: 't' });
-          started = true;
-          run.write({ type: 'text-delta', id: 't', delta });
-        }
-        if (started) run.write({ type: 'text-end', id: 't' });
-      },
-    });
-    agent.on('error', (error) => process.stdout.write(`agent ai:${r}: ${String(error)}\n`));
-    agents.push(agent);
-  }
-  await Promise.all(agents.map((a) => a.start()));
-  return {
-    port: 0,
-    close: async () => {
-      await Promise.all(agents.map((a) => a.close()));
-      for (const c of clients) c.close();
-    },
-  };
+  const agents = await startAgents(config);
+  return { port: 0, close: () => agents.close() };
 });

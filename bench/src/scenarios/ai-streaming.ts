@@ -44,6 +44,8 @@ export const AI_SYSTEMS = [
   'mooring-sqlite-40',
   'mooring-sqlite-0',
   'mooring-redis-40',
+  'mooring-embedded-40',
+  'mooring-embedded-0',
 ] as const;
 export type AiSystem = (typeof AI_SYSTEMS)[number];
 
@@ -163,6 +165,36 @@ async function deploy(
       });
       started.push(app);
       return { users: durableUsers(app.port, ds.port), app, own: [app, ds], relay: ds, redis, stop };
+    }
+    if (system.startsWith('mooring-embedded-')) {
+      // the agents in the server's process, over the in-process transport: no agent → server hop
+      const profEmbedded = prof('embedded');
+      const embedded = await spawnServer(MODULE('../ai/mooring-embedded.ts'), {
+        args: [
+          'memory',
+          JSON.stringify({
+            key: BENCH_KEY,
+            stubPort: stub.port,
+            responses: n,
+            tokens,
+            rate: options.rate,
+            coalesceMs: Number(system.slice('mooring-embedded-'.length)),
+            perConnection: 50,
+          }),
+        ],
+        label: 'mooring embedded',
+        readyTimeoutMs: 60_000,
+        ...(profEmbedded ? { execArgv: profEmbedded } : {}),
+      });
+      started.push(embedded);
+      return {
+        users: mooringUsers(`http://127.0.0.1:${embedded.port}`, BENCH_KEY),
+        app: embedded,
+        own: [embedded],
+        relay: undefined,
+        redis,
+        stop,
+      };
     }
     const [, store, coalesce] = system.split('-') as [string, 'memory' | 'sqlite' | 'redis', string];
     if (store === 'redis') redis = await startRedis({ appendonly: 'everysec' });

@@ -53,7 +53,7 @@ export class Authenticator {
   }
 
   /** Authenticates an HTTP request (REST or a transport handshake). Throws `unauthorized` & co. */
-  async authenticate(req: IncomingMessage, url: URL): Promise<Identity> {
+  async authenticate(req: Pick<IncomingMessage, 'headers'>, url: URL): Promise<Identity> {
     const credential = credentialOf(req, url);
     if (credential === undefined)
       throw new ServerError(
@@ -122,7 +122,7 @@ export class Authenticator {
   }
 }
 
-function credentialOf(req: IncomingMessage, url: URL): Credential | undefined {
+function credentialOf(req: Pick<IncomingMessage, 'headers'>, url: URL): Credential | undefined {
   const header = req.headers.authorization;
   if (header) {
     const [scheme, value] = header.split(' ', 2);

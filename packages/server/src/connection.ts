@@ -37,8 +37,11 @@ import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
 import { simplePublishFrame } from './simple-publish-frame.ts';
 import { TokenBucket } from './token-bucket.ts';
 
+/** How a connection reaches its client: a realtime transport, or `local` (in-process, local-transport.ts). */
+export type ConnectionKind = TransportKind | 'local';
+
 export interface TransportSink {
-  readonly kind: TransportKind;
+  readonly kind: ConnectionKind;
   /**
    * True when the peer answers every heartbeat round (WebSocket pongs), so silence means it is gone.
    * HTTP transports watch their peers themselves (a closed stream, a poll that does not come back).

@@ -11,7 +11,8 @@
  * served as JSON (`GET /v1/channels/:channel/health`, `GET /v1/health`), so the metric series stay
  * bounded. Hot-path cost: a publish does one map lookup and one map insert/delete.
  */
-import type { ResumeFailure, TransportKind } from '@mooring/protocol';
+import type { ResumeFailure } from '@mooring/protocol';
+import type { ConnectionKind } from './connection.ts';
 
 /** The window the per-channel counts cover. */
 export const HEALTH_WINDOW_MS = 15 * 60_000;
@@ -34,7 +35,7 @@ const FIELDS = 9;
 export interface SubscriberHealth {
   connectionId: string;
   clientId?: string;
-  transport: TransportKind;
+  transport: ConnectionKind;
   /** When it attached (ms since 1970). */
   since: number;
 }
@@ -140,7 +141,7 @@ export class DeliveryHealth {
   /** A channel attach completed on a connection (`resume`: it asked to resume from a position). */
   attached(
     channel: string,
-    subscriber: { connectionId: string; clientId?: string | undefined; transport: TransportKind },
+    subscriber: { connectionId: string; clientId?: string | undefined; transport: ConnectionKind },
     resume: boolean,
     outcome: { resumed: boolean; reason?: ResumeFailure | undefined },
   ): void {

@@ -80,7 +80,7 @@ export class HttpTransports {
       this.#refresh = setInterval(() => {
         const held = options.connections
           .all()
-          .filter((c) => c.transport.kind !== 'websocket')
+          .filter((c) => c.transport.kind === 'sse' || c.transport.kind === 'longpoll')
           .map((c) => c.id);
         forwarder.refresh([...held, ...this.#ended.keys()]);
       }, options.heartbeatInterval);

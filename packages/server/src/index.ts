@@ -11,6 +11,7 @@ export type { ChannelHealthReport } from './health-report.ts';
 export type { ExpireLease, LeaseManagerOptions, Leases, LeaseView } from './leases.ts';
 export type { ListenErrorCode } from './listen.ts';
 export { ListenError } from './listen.ts';
+export type { LocalTransport, LocalTransportHandlers } from './local-transport.ts';
 export type { MetricsHistorySnapshot } from './metrics-history.ts';
 export type { Presence, PresenceListener, PresenceOptions } from './presence.ts';
 export type { RedisHub, RedisHubOptions, RedisHubStats } from './redis-hub.ts';

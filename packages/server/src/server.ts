@@ -28,6 +28,7 @@ import { type Hub, LocalHub } from './hub.ts';
 import { IdentityBudgets } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { listen } from './listen.ts';
+import { type LocalTransport, localTransportFactory } from './local-transport.ts';
 import { Metrics } from './metrics.ts';
 import { MetricsHistory } from './metrics-history.ts';
 import { type Presence, type PresenceOptions, PresenceService } from './presence.ts';
@@ -128,6 +129,12 @@ export interface MooringServer {
   readonly logger: Logger;
   /** Open realtime connections. */
   readonly connections: number;
+  /**
+   * For a client in this same process: `new Mooring({ url: server.url, key, transport:
+   * server.localTransport })` connects without a socket (local-transport.ts). Everything else about
+   * the connection is as over WebSocket.
+   */
+  readonly localTransport: () => LocalTransport;
   /** Graceful shutdown; resolves when the store is flushed and closed. */
   close(): Promise<void>;
 }
@@ -255,6 +262,23 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       { open: options.durableStreams.open },
       'Durable Streams matching this glob are served WITHOUT credentials (durableStreams.open)',
     );
+
+  // an agent in this process connects without a socket (`transport: server.localTransport`)
+  const localTransport = localTransportFactory({
+    maxFrameSize: limits.maxFrameSize,
+    authorize: async (url) => {
+      if (closing)
+        throw new ServerError('shutting_down', 'the server is shutting down; retry on another node');
+      if (url.pathname !== '/v1/connect')
+        throw new ServerError('not_found', `no realtime endpoint at ${url.pathname}`);
+      const identity = await auth.authenticate({ headers: {} }, url);
+      connections.admit(identity);
+      const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
+      return { identity, opened };
+    },
+    accept: (transport, identity, opened) => connections.open(transport, identity, opened),
+    onClose: (connection, code) => connections.closed(connection, code === 1000 || code === 1005),
+  });
 
   let inFlight = 0;
   const http: Server = createServer((req, res) => {
@@ -389,6 +413,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     get connections() {
       return connections.size;
     },
+    localTransport,
     close,
   };
 }

@@ -1,0 +1,133 @@
+/**
+ * The in-process transport (`transport: server.localTransport`, PROTOCOL.md §5.5): a client in the
+ * server's own process gets a connection like any other — authenticated, counted, acknowledged,
+ * in order, resumable — without a socket. Its peers on WebSocket see no difference.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import type { MooringError } from '../src/errors.ts';
+import { client, connected, KEY, realServer, waitFor } from './helpers/real-server.ts';
+
+const texts = (messages: Message[]) => messages.map((m) => m.data);
+
+describe('the in-process transport', () => {
+  it('publishes to WebSocket readers and reads theirs, acknowledged, with its clientId stamped', async (t) => {
+    const server = await realServer(t);
+    const agent = client(t, server.url, { clientId: 'agent-1', transport: server.localTransport });
+    const user = client(t, server.url, { clientId: 'user-1' });
+    const seenByUser: Message[] = [];
+    const seenByAgent: Message[] = [];
+    await user.channels.get('session:l').subscribe((m) => seenByUser.push(m));
+    const attached = await agent.channels.get('session:l').subscribe((m) => seenByAgent.push(m));
+    assert.equal(attached.resumed, false);
+    assert.equal(agent.connection.transport, 'local');
+    assert.equal(server.connections, 2, 'the in-process connection is counted like the others');
+
+    const serial = await agent.channels.get('session:l').publish('text', 'Hello');
+    await agent.channels.get('session:l').append(serial, ', world');
+    await user.channels.get('session:l').publish('input', 'hi');
+    await waitFor(() => seenByUser.length === 3 && seenByAgent.length === 3);
+    assert.equal(seenByUser[0]?.clientId, 'agent-1');
+    assert.deepEqual(texts(seenByUser), ['Hello', ', world', 'hi']);
+    assert.deepEqual(
+      seenByAgent.map((m) => m.serial),
+      seenByUser.map((m) => m.serial),
+    );
+  });
+
+  it('keeps the order of a burst of publishes made without waiting', async (t) => {
+    const server = await realServer(t);
+    const agent = client(t, server.url, { transport: server.localTransport });
+    const user = client(t, server.url);
+    const got: Message[] = [];
+    await user.channels.get('session:o').subscribe((m) => got.push(m));
+    const channel = agent.channels.get('session:o');
+    const words = Array.from({ length: 200 }, (_, i) => `w${i}`);
+    const serials = await Promise.all(words.map((w) => channel.publish('t', w)));
+    assert.deepEqual([...serials].sort(), serials, 'stored in the order published');
+    await waitFor(() => got.length === words.length);
+    assert.deepEqual(texts(got), words);
+    assert.equal(user.channels.get('session:o').gapsRepaired, 0);
+  });
+
+  it('resumes after the server drops it: what was published meanwhile arrives once, in order, same identity', async (t) => {
+    // a connection that floods frames is dropped (close 4028 rate_limited) and comes back
+    const server = await realServer(t, { limits: { maxFrameRate: 2, maxFrameBurst: 2 } });
+    const reader = client(t, server.url, { transport: server.localTransport });
+    const writer = client(t, server.url);
+    const got: Message[] = [];
+    await reader.channels.get('session:r').subscribe((m) => got.push(m));
+    await writer.channels.get('session:r').publish('t', 'before');
+    await waitFor(() => got.length === 1);
+    const id = reader.connection.id;
+    let drops = 0;
+    reader.connection.on('disconnected', () => {
+      drops++;
+    });
+    const pings = Array.from({ length: 8 }, () => reader.connection.ping().catch(() => undefined));
+    await waitFor(() => drops > 0, { message: 'the flooding connection was never dropped' });
+    await writer.channels.get('session:r').publish('t', 'while away');
+    await Promise.all(pings);
+    await waitFor(() => reader.connection.state === 'connected');
+    await writer.channels.get('session:r').publish('t', 'after');
+    await waitFor(() => got.length === 3);
+    assert.deepEqual(texts(got), ['before', 'while away', 'after']);
+    assert.equal(reader.connection.id, id, 'the same connection, recovered');
+  });
+
+  it('fails on bad credentials with unauthorized (401), without retrying', async (t) => {
+    const server = await realServer(t);
+    let opened = 0;
+    const c = client(t, server.url, {
+      key: 'test:wrong',
+      transport: () => {
+        opened++;
+        return server.localTransport();
+      },
+    });
+    await waitFor(() => c.connection.state === 'failed');
+    assert.equal(c.connection.errorReason?.code, 'unauthorized');
+    assert.equal(c.connection.errorReason?.status, 401);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(opened, 1, 'no retry after a permanent error');
+    assert.equal(server.connections, 0);
+  });
+
+  it('is held to the connection budget of its key', async (t) => {
+    const server = await realServer(t, { limits: { maxConnectionsPerKey: 1 } });
+    const first = client(t, server.url, { transport: server.localTransport });
+    await connected(first);
+    const second = client(t, server.url, { transport: server.localTransport });
+    await waitFor(() => second.connection.errorReason?.code === 'too_many_connections', {
+      message: 'the second connection of a key limited to one was not refused',
+    });
+    assert.equal(server.connections, 1);
+  });
+
+  it('closes gracefully: the server discards the connection', async (t) => {
+    const server = await realServer(t);
+    const c = client(t, server.url, { transport: server.localTransport });
+    await connected(c);
+    assert.equal(server.connections, 1);
+    c.close();
+    await waitFor(() => c.connection.state === 'closed');
+    await waitFor(() => server.connections === 0);
+    await assert.rejects(
+      c.channels.get('session:x').publish('t', 'after close'),
+      (e: MooringError) => e.code === 'connection_closed',
+    );
+  });
+
+  it('hears the server shut down (shutting_down), and the server forgets the connection', async (t) => {
+    const server = await realServer(t);
+    const c = client(t, server.url, { transport: server.localTransport, key: KEY });
+    await connected(c);
+    const id = c.connection.id;
+    assert.ok(id);
+    await server.close();
+    assert.equal(server.connections, 0);
+    await waitFor(() => c.connection.state !== 'connected');
+    assert.notEqual(c.connection.state, 'connected');
+  });
+});

@@ -1,0 +1,207 @@
+/**
+ * The in-process transport: an agent running in the same Node process as the server connects
+ * without a socket. `new Mooring({ url: server.url, key, transport: server.localTransport })` gives
+ * it a connection like any other (the same authentication, budgets, frames, acks, resume and
+ * presence; PROTOCOL.md §5.5); only the bytes skip the kernel, the WebSocket framing and the other
+ * process's event loop. Frames go each way as JSON text, in order, each in its own microtask, so
+ * neither side ever runs inside the other's call.
+ *
+ * The shape is `@mooring/client`'s `Transport` (structurally: the server does not depend on the
+ * client package).
+ */
+import {
+  type ClientFrame,
+  type ErrorInfo,
+  PROTOCOL_VERSION,
+  parseServerFrame,
+  type ServerFrame,
+} from '@mooring/protocol';
+import type { Connection, TransportSink } from './connection.ts';
+import type { Identity, OpenedConnection } from './connection-registry.ts';
+import { ServerError, toErrorInfo } from './server-error.ts';
+
+/** What the client's connection hears from its transport (`@mooring/client` `TransportHandlers`). */
+export interface LocalTransportHandlers {
+  onOpen(): void;
+  onFrame(frame: ServerFrame): void;
+  onProtocolError(message: string): void;
+  onClose(info: { code: number; reason: string; error?: ErrorInfo; httpStatus?: number }): void;
+}
+
+/** One connection attempt of an in-process client (`@mooring/client` `Transport`). */
+export interface LocalTransport {
+  readonly kind: 'local';
+  open(url: string, handlers: LocalTransportHandlers): void;
+  send(frame: ClientFrame): void;
+  close(code?: number, reason?: string): void;
+  abort(): void;
+}
+
+export interface LocalTransportOptions {
+  maxFrameSize: number;
+  /** Authenticates and admits a connection request (the URL's `key`/`token`, `clientId`, `recover`). */
+  authorize(url: URL): Promise<{ identity: Identity; opened: OpenedConnection }>;
+  accept(transport: TransportSink, identity: Identity, opened: OpenedConnection): Connection;
+  onClose(connection: Connection, code: number): void;
+}
+
+/** HTTP status a refused WebSocket handshake would have carried, for the client's classification. */
+function statusOf(error: ErrorInfo): number {
+  switch (error.code) {
+    case 'unauthorized':
+    case 'token_expired':
+      return 401;
+    case 'forbidden':
+      return 403;
+    case 'too_many_connections':
+      return 429;
+    case 'shutting_down':
+      return 503;
+    case 'bad_request':
+      return 400;
+    default:
+      return 500;
+  }
+}
+
+/** Makes a new, unopened in-process transport per connection attempt. */
+export function localTransportFactory(options: LocalTransportOptions): () => LocalTransport {
+  return () => new InProcessTransport(options);
+}
+
+class InProcessTransport implements LocalTransport {
+  readonly kind = 'local';
+  readonly #options: LocalTransportOptions;
+  #handlers: LocalTransportHandlers | undefined;
+  #sink: LocalSink | undefined;
+  #ended = false;
+
+  constructor(options: LocalTransportOptions) {
+    this.#options = options;
+  }
+
+  open(url: string, handlers: LocalTransportHandlers): void {
+    if (this.#handlers) throw new Error('this transport was opened already; make a new one per attempt');
+    this.#handlers = handlers;
+    void this.#open(new URL(url));
+  }
+
+  async #open(url: URL): Promise<void> {
+    let admitted: { identity: Identity; opened: OpenedConnection };
+    try {
+      const version = url.searchParams.get('v');
+      if (version !== null && version !== String(PROTOCOL_VERSION))
+        throw new ServerError(
+          'bad_request',
+          `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
+        );
+      admitted = await this.#options.authorize(url);
+    } catch (err) {
+      const error = toErrorInfo(err);
+      if (this.#ended) return;
+      this.#ended = true;
+      this.#handlers?.onClose({ code: 1006, reason: error.message, error, httpStatus: statusOf(error) });
+      return;
+    }
+    if (this.#ended) {
+      // aborted while authenticating: the claimed connection is given back at once
+      const sink = new LocalSink(this, this.#options);
+      sink.connection = this.#options.accept(sink, admitted.identity, admitted.opened);
+      sink.end(1006);
+      return;
+    }
+    this.#handlers?.onOpen();
+    const sink = new LocalSink(this, this.#options);
+    this.#sink = sink;
+    sink.connection = this.#options.accept(sink, admitted.identity, admitted.opened);
+  }
+
+  send(frame: ClientFrame): void {
+    const sink = this.#sink;
+    if (this.#ended || sink === undefined) throw new Error('the in-process transport is not open');
+    const text = JSON.stringify(frame);
+    if (Buffer.byteLength(text) > this.#options.maxFrameSize) {
+      // what a WebSocket does with a frame above maxPayload: close 1009
+      this.#end(1009, `frame above ${this.#options.maxFrameSize} bytes`, true);
+      return;
+    }
+    queueMicrotask(() => {
+      if (!sink.ended) sink.connection?.receive(text);
+    });
+  }
+
+  close(code = 1000, reason = ''): void {
+    this.#end(code, reason, true);
+  }
+
+  abort(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#sink?.end(1006);
+  }
+
+  /** The server side delivers a frame (a microtask after its `send`). */
+  deliver(text: string): void {
+    if (this.#ended) return;
+    const frame = parseServerFrame(text);
+    if (typeof frame === 'string') this.#handlers?.onProtocolError(frame);
+    else this.#handlers?.onFrame(frame);
+  }
+
+  /** Either side ends the connection: the server hears `code`, the client's `onClose` follows. */
+  #end(code: number, reason: string, report: boolean): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#sink?.end(code);
+    if (report) queueMicrotask(() => this.#handlers?.onClose({ code, reason }));
+  }
+
+  /** The server closed the connection. */
+  closedByServer(code: number, reason: string): void {
+    this.#end(code, reason, true);
+  }
+}
+
+/** The server's side of one in-process connection. */
+class LocalSink implements TransportSink {
+  readonly kind = 'local';
+  /** The peer lives in this process: it cannot go silent, so heartbeats are not a liveness check. */
+  readonly answersHeartbeats = false;
+  connection: Connection | undefined;
+  ended = false;
+  readonly #client: InProcessTransport;
+  readonly #options: LocalTransportOptions;
+
+  constructor(client: InProcessTransport, options: LocalTransportOptions) {
+    this.#client = client;
+    this.#options = options;
+  }
+
+  send(frame: Buffer): void {
+    if (this.ended) return;
+    const text = frame.toString();
+    queueMicrotask(() => this.#client.deliver(text));
+  }
+
+  bufferedAmount(): number {
+    return 0;
+  }
+
+  close(code: number, reason: string): void {
+    // after the frames sent before it, like a WebSocket close frame
+    queueMicrotask(() => this.#client.closedByServer(code, reason.slice(0, 120)));
+  }
+
+  terminate(): void {
+    // never inside the caller (a connection being dropped): the end is heard a microtask later
+    queueMicrotask(() => this.#client.closedByServer(1006, 'terminated'));
+  }
+
+  /** The connection is over: the server forgets it once, with the code the client would have sent. */
+  end(code: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    const connection = this.connection;
+    if (connection) this.#options.onClose(connection, code);
+  }
+}
