@@ -8,7 +8,7 @@
  */
 import type { AgentRun } from '@mooring/ai';
 import { AgentSession } from '@mooring/ai';
-import { Mooring } from '@mooring/client';
+import { Mooring, type MooringOptions } from '@mooring/client';
 import type { UIMessageChunk } from 'ai';
 import { scriptFor } from './reply-scripts.ts';
 import { scriptedReply } from './scripted-reply.ts';
@@ -22,6 +22,11 @@ export interface DemoAgentsOptions {
   pace?: number;
   /** Where errors outside a run go. Default: stderr. */
   onError?: (error: Error) => void;
+  /**
+   * How the agents' client reaches the server: the server's in-process transport when they run in
+   * its process (`server.localTransport`, as `npm start` does). Default: WebSocket to `url`.
+   */
+  transport?: MooringOptions['transport'];
 }
 
 /** What one run published. */
@@ -53,6 +58,7 @@ export class DemoAgents {
       key: options.key,
       clientId: 'demo-agent',
       environment: null,
+      ...(options.transport === undefined ? {} : { transport: options.transport }),
     });
   }
 

@@ -71,7 +71,12 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
   });
   const chaosOn = options.chaos ?? (host === '127.0.0.1' && options.publicMooringUrl === undefined);
   const chaos = chaosOn ? new ChaosProxies({ port: mooring.port }) : undefined;
-  const agentOptions: ConstructorParameters<typeof DemoAgents>[0] = { url: mooring.url, key };
+  // the agents run in this process: they reach the server without a socket
+  const agentOptions: ConstructorParameters<typeof DemoAgents>[0] = {
+    url: mooring.url,
+    key,
+    transport: mooring.localTransport,
+  };
   if (options.pace !== undefined) agentOptions.pace = options.pace;
   const agents = new DemoAgents(agentOptions);
   let web: WebServer;
