@@ -31,11 +31,11 @@ if (
     /^--max[-_]semi[-_]space[-_]size\b/.test(flag),
   )
 ) {
-  process.execve(process.execPath, [
+  // the environment passed explicitly: Node 22's execve does not default to it (MOORING_KEY was lost)
+  process.execve(
     process.execPath,
-    YOUNG_GENERATION_FLAG,
-    ...process.execArgv,
-    ...process.argv.slice(1),
-  ]);
+    [process.execPath, YOUNG_GENERATION_FLAG, ...process.execArgv, ...process.argv.slice(1)],
+    process.env,
+  );
 }
 await import('#cli');
