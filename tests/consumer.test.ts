@@ -81,6 +81,8 @@ function progress(what: string): void {
 interface Served {
   url: string;
   child: ChildProcess;
+  /** What the banner says of V8's young generation (the bin re-executes itself with a cap). */
+  young: string | undefined;
 }
 
 /** `npx mooring serve` in the consumer project; resolves with its URL once it listens. */
@@ -97,7 +99,8 @@ function serve(project: string, env: NodeJS.ProcessEnv): Promise<Served> {
     const seen = (d: Buffer) => {
       output += d;
       const m = /listening on (http:\/\/[^\s]+)/.exec(output);
-      if (m) resolve({ url: m[1]!, child });
+      const young = /V8 young generation: (.+)/.exec(output)?.[1]?.trim();
+      if (m && young !== undefined) resolve({ url: m[1]!, child, young });
     };
     child.stdout.on('data', seen);
     child.stderr.on('data', seen);
@@ -237,6 +240,8 @@ describe('the published packages, installed from their tarballs', { timeout: 600
       if (which === 'minimum') assert.equal(version, `v${MINIMUM_NODE}`);
       progress(`scenario on Node ${version}`);
       const served = await serve(project, env);
+      // the installed bin re-executed itself with the cap, environment (MOORING_KEY) and all
+      assert.equal(served.young, '--max-semi-space-size=16');
       try {
         const out = await sh('node', ['scenario.js', served.url, KEY], project, env);
         const result = JSON.parse(out.trim().split('\n').at(-1)!) as ScenarioResult;
