@@ -6,11 +6,9 @@
  *
  *   node mooring-embedded.ts <memory|sqlite> <json MooringAgentConfig without url>
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startServer } from '@mooring/server';
 import { BENCH_KEY } from '../bench-config.ts';
+import { benchStore } from '../servers/bench-store.ts';
 import { serveChild } from '../servers/server-child.ts';
 import { type MooringAgentConfig, startAgents } from './agents.ts';
 
@@ -18,15 +16,11 @@ const kind = process.argv[2] === 'sqlite' ? 'sqlite' : 'memory';
 const config = JSON.parse(process.argv[3] ?? '{}') as Omit<MooringAgentConfig, 'url'>;
 
 await serveChild(async () => {
-  const dir = kind === 'sqlite' ? mkdtempSync(join(tmpdir(), 'mooring-bench-')) : undefined;
-  const cleanup = (): void => {
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  };
-  process.on('exit', cleanup);
+  const { store, cleanup } = benchStore(kind);
   const server = await startServer({
     host: '127.0.0.1',
     port: 0,
-    store: dir === undefined ? { kind: 'memory' } : { kind: 'sqlite', path: join(dir, 'bench.db') },
+    store,
     keys: [BENCH_KEY],
     limits: { maxPublishRate: 1e9 },
     logger: 'error',

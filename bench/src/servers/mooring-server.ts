@@ -10,11 +10,9 @@
  *
  *   node mooring-server.ts [memory|sqlite|redis <url>] [no-publish-limit] [max-connections=<n>]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startServer } from '@mooring/server';
 import { BENCH_KEY } from '../bench-config.ts';
+import { benchStore } from './bench-store.ts';
 import { serveChild } from './server-child.ts';
 
 const kind = process.argv[2] === 'sqlite' || process.argv[2] === 'redis' ? process.argv[2] : 'memory';
@@ -26,20 +24,11 @@ const maxConnections = Number(
 );
 
 await serveChild(async () => {
-  const dir = kind === 'sqlite' ? mkdtempSync(join(tmpdir(), 'mooring-bench-')) : undefined;
-  const cleanup = (): void => {
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  };
-  process.on('exit', cleanup);
+  const { store, cleanup } = benchStore(kind, redisUrl);
   const server = await startServer({
     host: '127.0.0.1',
     port: 0,
-    store:
-      kind === 'redis'
-        ? { kind: 'redis', url: redisUrl }
-        : dir === undefined
-          ? { kind: 'memory' }
-          : { kind: 'sqlite', path: join(dir, 'bench.db') },
+    store,
     keys: [BENCH_KEY],
     limits: {
       ...(noPublishLimit ? { maxPublishRate: 1e9 } : {}),
