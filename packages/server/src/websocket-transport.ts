@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorInfo } from '@mooring/protocol';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import type { Connection, TransportSink } from './connection.ts';
 import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { corkForTurn, flushTurn } from './cork-for-turn.ts';
@@ -30,6 +30,9 @@ class WebSocketSink implements TransportSink {
   readonly #ws: WebSocket;
   /** The socket `ws` writes to. */
   readonly #socket: Duplex;
+  /** The connection it serves, and what to call when its socket closes (set once accepted). */
+  connection: Connection | undefined;
+  onClose: ((connection: Connection, code: number) => void) | undefined;
 
   constructor(ws: WebSocket, socket: Duplex) {
     this.#ws = ws;
@@ -92,24 +95,48 @@ export class WebSocketTransport {
 
   /** `socket`: the one `ws` writes to; frames of one turn leave in one write (cork-for-turn.ts). */
   #attach(ws: WebSocket, socket: Duplex, identity: Identity, opened: OpenedConnection): void {
-    const connection = this.#options.accept(new WebSocketSink(ws, socket), identity, opened);
-    ws.on('message', (data, isBinary) => {
-      if (isBinary) {
-        connection.send({
-          type: 'error',
-          error: errorInfo('invalid_frame', 'binary frames are not supported; send JSON text'),
-        });
-        return;
-      }
-      connection.receive(data.toString());
-    });
-    ws.on('pong', () => {
-      connection.alive = true;
-    });
-    ws.on('error', () => {
-      // ws reports oversized frames and protocol violations here and closes the socket itself
-      // (1009 "message too big", 1002 protocol error); 'close' below cleans up.
-    });
-    ws.on('close', (code) => this.#options.onClose(connection, code));
+    const sink = new WebSocketSink(ws, socket);
+    sink.connection = this.#options.accept(sink, identity, opened);
+    sink.onClose = this.#options.onClose;
+    (ws as Tagged)[SINK] = sink;
+    ws.on('message', onMessage);
+    ws.on('pong', onPong);
+    ws.on('error', onError);
+    ws.on('close', onClose);
   }
+}
+
+/**
+ * The socket's listeners are shared by every connection (`this` is the socket, and its sink is on
+ * it): closures made per connection are memory held per connection.
+ */
+const SINK = Symbol('mooring.sink');
+type Tagged = WebSocket & { [SINK]?: WebSocketSink };
+
+function onMessage(this: Tagged, data: RawData, isBinary: boolean): void {
+  const connection = this[SINK]?.connection;
+  if (connection === undefined) return;
+  if (isBinary) {
+    connection.send({
+      type: 'error',
+      error: errorInfo('invalid_frame', 'binary frames are not supported; send JSON text'),
+    });
+    return;
+  }
+  connection.receive(data.toString());
+}
+
+function onPong(this: Tagged): void {
+  const connection = this[SINK]?.connection;
+  if (connection !== undefined) connection.alive = true;
+}
+
+function onError(): void {
+  // ws reports oversized frames and protocol violations here and closes the socket itself
+  // (1009 "message too big", 1002 protocol error); 'close' cleans up.
+}
+
+function onClose(this: Tagged, code: number): void {
+  const sink = this[SINK];
+  if (sink?.connection !== undefined) sink.onClose?.(sink.connection, code);
 }
