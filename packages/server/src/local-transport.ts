@@ -45,25 +45,6 @@ export interface LocalTransportOptions {
   onClose(connection: Connection, code: number): void;
 }
 
-/** HTTP status a refused WebSocket handshake would have carried, for the client's classification. */
-function statusOf(error: ErrorInfo): number {
-  switch (error.code) {
-    case 'unauthorized':
-    case 'token_expired':
-      return 401;
-    case 'forbidden':
-      return 403;
-    case 'too_many_connections':
-      return 429;
-    case 'shutting_down':
-      return 503;
-    case 'bad_request':
-      return 400;
-    default:
-      return 500;
-  }
-}
-
 /** Makes a new, unopened in-process transport per connection attempt. */
 export function localTransportFactory(options: LocalTransportOptions): () => LocalTransport {
   return () => new InProcessTransport(options);
@@ -83,12 +64,13 @@ class InProcessTransport implements LocalTransport {
   open(url: string, handlers: LocalTransportHandlers): void {
     if (this.#handlers) throw new Error('this transport was opened already; make a new one per attempt');
     this.#handlers = handlers;
-    void this.#open(new URL(url));
+    void this.#open(url);
   }
 
-  async #open(url: URL): Promise<void> {
+  async #open(address: string): Promise<void> {
     let admitted: { identity: Identity; opened: OpenedConnection };
     try {
+      const url = new URL(address);
       const version = url.searchParams.get('v');
       if (version !== null && version !== String(PROTOCOL_VERSION))
         throw new ServerError(
@@ -100,7 +82,8 @@ class InProcessTransport implements LocalTransport {
       const error = toErrorInfo(err);
       if (this.#ended) return;
       this.#ended = true;
-      this.#handlers?.onClose({ code: 1006, reason: error.message, error, httpStatus: statusOf(error) });
+      // what a refused WebSocket handshake carries: the HTTP status and the error body
+      this.#handlers?.onClose({ code: 1006, reason: error.message, error, httpStatus: error.status });
       return;
     }
     if (this.#ended) {
