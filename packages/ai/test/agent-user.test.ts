@@ -39,36 +39,41 @@ export function richSteps(): LanguageModelV4StreamPart[][] {
 }
 
 describe('agent ⇄ user session', () => {
-  it('rebuilds the assistant message exactly: text, reasoning, tool call with input and output, source', async (t) => {
-    const server = await realServer(t);
-    const name = sessionName();
-    const model = scriptedModel(richSteps());
-    const { produced } = await modelAgent(t, server.url, name, model, { tools: { weather } });
+  // the agent over WebSocket, and in the server's own process over the in-process transport
+  for (const where of ['websocket', 'in-process'] as const)
+    it(`rebuilds the assistant message exactly: text, reasoning, tool call with input and output, source (agent ${where})`, async (t) => {
+      const server = await realServer(t);
+      const name = sessionName();
+      const model = scriptedModel(richSteps());
+      const { produced } = await modelAgent(t, server.url, name, model, {
+        tools: { weather },
+        ...(where === 'in-process' ? { transport: server.localTransport } : {}),
+      });
 
-    const user = new UserSession({
-      channel: client(t, server.url, { clientId: 'user' }).channels.get(name, { start: true }),
+      const user = new UserSession({
+        channel: client(t, server.url, { clientId: 'user' }).channels.get(name, { start: true }),
+      });
+      t.after(() => user.close());
+      await user.start();
+      const inputId = await user.send('What is the weather in Paris?');
+      const run = await waitFor(() => user.running()[0] ?? user.tree.runs[0]);
+      await waitFor(() => user.run(run.id)?.status === 'complete', { message: 'run never completed' });
+      await user.ready();
+
+      const expected = await messageFrom((await produced[0])!, run.id);
+      assert.deepEqual(normalize(user.run(run.id)?.message), expected);
+      assert.deepEqual(
+        expected.parts.map((p) => p.type),
+        ['step-start', 'reasoning', 'text', 'source-url', 'tool-weather', 'step-start', 'text'],
+      );
+      const view = user.view();
+      assert.deepEqual(
+        view.map((n) => [n.kind, n.id]),
+        [
+          ['input', inputId],
+          ['run', run.id],
+        ],
+      );
+      assert.equal(user.tree.run(run.id)?.finishReason, 'stop');
     });
-    t.after(() => user.close());
-    await user.start();
-    const inputId = await user.send('What is the weather in Paris?');
-    const run = await waitFor(() => user.running()[0] ?? user.tree.runs[0]);
-    await waitFor(() => user.run(run.id)?.status === 'complete', { message: 'run never completed' });
-    await user.ready();
-
-    const expected = await messageFrom((await produced[0])!, run.id);
-    assert.deepEqual(normalize(user.run(run.id)?.message), expected);
-    assert.deepEqual(
-      expected.parts.map((p) => p.type),
-      ['step-start', 'reasoning', 'text', 'source-url', 'tool-weather', 'step-start', 'text'],
-    );
-    const view = user.view();
-    assert.deepEqual(
-      view.map((n) => [n.kind, n.id]),
-      [
-        ['input', inputId],
-        ['run', run.id],
-      ],
-    );
-    assert.equal(user.tree.run(run.id)?.finishReason, 'stop');
-  });
 });

@@ -3,6 +3,7 @@
  * a scripted model through the AI SDK.
  */
 import type { TestContext } from 'node:test';
+import type { MooringOptions } from '@mooring/client';
 import type { ToolSet, UIMessage, UIMessageChunk } from 'ai';
 import { convertToModelMessages, stepCountIs, streamText, toUIMessageStream } from 'ai';
 import type { AgentSessionOptions } from '../../src/agent-session.ts';
@@ -46,11 +47,14 @@ export async function modelAgent(
   url: string,
   channelName: string,
   model: ReturnType<typeof scriptedModel>,
-  options: { tools?: ToolSet; coalesceMs?: number } = {},
+  options: { tools?: ToolSet; coalesceMs?: number; transport?: MooringOptions['transport'] } = {},
 ): Promise<{ agent: AgentSession; produced: Promise<UIMessageChunk[]>[] }> {
   const produced: Promise<UIMessageChunk[]>[] = [];
   const agent = new AgentSession({
-    channel: client(t, url, { clientId: 'agent' }).channels.get(channelName, { start: true }),
+    channel: client(t, url, {
+      clientId: 'agent',
+      ...(options.transport === undefined ? {} : { transport: options.transport }),
+    }).channels.get(channelName, { start: true }),
     agent: 'assistant',
     ...(options.coalesceMs === undefined ? {} : { coalesceMs: options.coalesceMs }),
     onInput: async (input, run) => {
