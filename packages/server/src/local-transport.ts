@@ -9,16 +9,10 @@
  * The shape is `@mooring/client`'s `Transport` (structurally: the server does not depend on the
  * client package).
  */
-import {
-  type ClientFrame,
-  type ErrorInfo,
-  PROTOCOL_VERSION,
-  parseServerFrame,
-  type ServerFrame,
-} from '@mooring/protocol';
+import { type ClientFrame, type ErrorInfo, parseServerFrame, type ServerFrame } from '@mooring/protocol';
 import type { Connection, TransportSink } from './connection.ts';
 import type { Identity, OpenedConnection } from './connection-registry.ts';
-import { ServerError, toErrorInfo } from './server-error.ts';
+import { toErrorInfo } from './server-error.ts';
 
 /** What the client's connection hears from its transport (`@mooring/client` `TransportHandlers`). */
 export interface LocalTransportHandlers {
@@ -39,7 +33,10 @@ export interface LocalTransport {
 
 export interface LocalTransportOptions {
   maxFrameSize: number;
-  /** Authenticates and admits a connection request (the URL's `key`/`token`, `clientId`, `recover`). */
+  /**
+   * Admits a connection request as the WebSocket upgrade does (the URL's path, `v`, `key`/`token`,
+   * `clientId`, `recover`; the connection budgets), or throws why not.
+   */
   authorize(url: URL): Promise<{ identity: Identity; opened: OpenedConnection }>;
   accept(transport: TransportSink, identity: Identity, opened: OpenedConnection): Connection;
   onClose(connection: Connection, code: number): void;
@@ -70,14 +67,7 @@ class InProcessTransport implements LocalTransport {
   async #open(address: string): Promise<void> {
     let admitted: { identity: Identity; opened: OpenedConnection };
     try {
-      const url = new URL(address);
-      const version = url.searchParams.get('v');
-      if (version !== null && version !== String(PROTOCOL_VERSION))
-        throw new ServerError(
-          'bad_request',
-          `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
-        );
-      admitted = await this.#options.authorize(url);
+      admitted = await this.#options.authorize(new URL(address));
     } catch (err) {
       const error = toErrorInfo(err);
       if (this.#ended) return;

@@ -19,8 +19,14 @@ import {
 import pino, { type Logger } from 'pino';
 import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
 import { ChannelService } from './channel-service.ts';
+import type { Connection, TransportSink } from './connection.ts';
 import { ConnectionManager } from './connection-manager.ts';
-import { type ConnectionRegistry, LocalConnectionRegistry } from './connection-registry.ts';
+import {
+  type ConnectionRegistry,
+  type Identity,
+  LocalConnectionRegistry,
+  type OpenedConnection,
+} from './connection-registry.ts';
 import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
@@ -226,12 +232,44 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     ready: () => store.ping(),
     history,
   });
-  const websocket = new WebSocketTransport({
+  /**
+   * What a realtime connection passes before it exists, over WebSocket (the upgrade request) and
+   * in process alike: the server is not closing, the path and protocol version, the credentials,
+   * the connection budgets, and its identity claimed (or recovered with `recover`).
+   */
+  const admitConnection = async (
+    url: URL,
+    req: Pick<IncomingMessage, 'headers'>,
+    endpoint: string,
+  ): Promise<{ identity: Identity; opened: OpenedConnection }> => {
+    if (closing) throw new ServerError('shutting_down', 'the server is shutting down; retry on another node');
+    if (url.pathname !== '/v1/connect')
+      throw new ServerError('not_found', `no ${endpoint} endpoint at ${url.pathname}`);
+    const version = url.searchParams.get('v');
+    if (version !== null && version !== String(PROTOCOL_VERSION))
+      throw new ServerError(
+        'bad_request',
+        `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
+      );
+    const identity = await auth.authenticate(req, url);
+    connections.admit(identity);
+    const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
+    return { identity, opened };
+  };
+  const realtime = {
     maxFrameSize: limits.maxFrameSize,
-    accept: (transport, identity, opened) => connections.open(transport, identity, opened),
+    accept: (transport: TransportSink, identity: Identity, opened: OpenedConnection) =>
+      connections.open(transport, identity, opened),
     // 1000/1005: the client closed on purpose. Anything else (1001 page navigation, 1006 network)
     // may come back: identity and presence keep their grace periods.
-    onClose: (connection, code) => connections.closed(connection, code === 1000 || code === 1005),
+    onClose: (connection: Connection, code: number) =>
+      connections.closed(connection, code === 1000 || code === 1005),
+  };
+  const websocket = new WebSocketTransport(realtime);
+  // an agent in this process connects without a socket (`transport: server.localTransport`)
+  const localTransport = localTransportFactory({
+    ...realtime,
+    authorize: (url) => admitConnection(url, { headers: {} }, 'realtime'),
   });
   const httpTransports = new HttpTransports({
     connections,
@@ -263,23 +301,6 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       'Durable Streams matching this glob are served WITHOUT credentials (durableStreams.open)',
     );
 
-  // an agent in this process connects without a socket (`transport: server.localTransport`)
-  const localTransport = localTransportFactory({
-    maxFrameSize: limits.maxFrameSize,
-    authorize: async (url) => {
-      if (closing)
-        throw new ServerError('shutting_down', 'the server is shutting down; retry on another node');
-      if (url.pathname !== '/v1/connect')
-        throw new ServerError('not_found', `no realtime endpoint at ${url.pathname}`);
-      const identity = await auth.authenticate({ headers: {} }, url);
-      connections.admit(identity);
-      const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
-      return { identity, opened };
-    },
-    accept: (transport, identity, opened) => connections.open(transport, identity, opened),
-    onClose: (connection, code) => connections.closed(connection, code === 1000 || code === 1005),
-  });
-
   let inFlight = 0;
   const http: Server = createServer((req, res) => {
     inFlight++;
@@ -306,20 +327,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     try {
-      const url = requestUrl(req);
-      if (closing)
-        throw new ServerError('shutting_down', 'the server is shutting down; retry on another node');
-      if (url.pathname !== '/v1/connect')
-        throw new ServerError('not_found', `no WebSocket endpoint at ${url.pathname}`);
-      const version = url.searchParams.get('v');
-      if (version !== null && version !== String(PROTOCOL_VERSION))
-        throw new ServerError(
-          'bad_request',
-          `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
-        );
-      const identity = await auth.authenticate(req, url);
-      connections.admit(identity);
-      const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
+      const { identity, opened } = await admitConnection(requestUrl(req), req, 'WebSocket');
       websocket.upgrade(req, socket, head, identity, opened);
     } catch (err) {
       refuseUpgrade(socket, err);
