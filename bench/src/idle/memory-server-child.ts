@@ -5,11 +5,12 @@
  * `MOORING_BENCH_PORT` (default 0) and `MOORING_BENCH_REUSE_PORT=1`: several of these on one port.
  * `MOORING_BENCH_HEARTBEAT_SLICE`: connections per turn of a heartbeat round (A/B runs; a number
  * above the connections = the whole round in one turn).
- * `{ type: 'loop' }` answers how late the event loop ran (max and p99 ms) since the last `loop`.
+ * `{ type: 'loop' }` answers how late the event loop ran (`LoopDelay`, ms) since the last `loop`.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { startServer } from '@mooring/server';
+import { loopDelay } from '../servers/server-child.ts';
 
 const overrides = JSON.parse(process.env.MOORING_BENCH_LIMITS ?? '{}') as Record<string, number>;
 
@@ -30,7 +31,7 @@ const loop = monitorEventLoopDelay({ resolution: 10 });
 loop.enable();
 process.on('message', (msg: { type: string; gc?: boolean }) => {
   if (msg.type === 'loop') {
-    process.send?.({ type: 'loop', maxMs: loop.max / 1e6, p99Ms: loop.percentile(99) / 1e6 });
+    process.send?.({ type: 'loop', delay: loopDelay(loop) });
     loop.reset();
   } else if (msg.type === 'memory') {
     if (msg.gc !== false) {

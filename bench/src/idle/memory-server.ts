@@ -5,6 +5,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { MOORING_SERVE_NODE_FLAGS } from '../bench-config.ts';
+import type { LoopDelay } from '../servers/server-child.ts';
 
 export interface ServerMemory {
   rss: number;
@@ -15,10 +16,7 @@ export interface ServerMemory {
   connections: number;
 }
 
-export interface LoopDelay {
-  maxMs: number;
-  p99Ms: number;
-}
+export type { LoopDelay };
 
 export interface MemoryReportingServer {
   port: number;
@@ -91,7 +89,7 @@ export async function startMemoryReportingServer(
     },
     async loopDelay() {
       child.send({ type: 'loop' });
-      return next<LoopDelay & { type: string }>('loop');
+      return (await next<{ type: string; delay: LoopDelay }>('loop')).delay;
     },
     async stop() {
       child.send({ type: 'stop' });
