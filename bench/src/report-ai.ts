@@ -1,5 +1,6 @@
 /** Markdown of the AI streaming scenario (scenarios/ai-streaming.ts): one table per load, ratios to the floor. */
 import type { AiResult, CatchUp } from './scenarios/ai-streaming.ts';
+import type { GcPauses } from './servers/server-child.ts';
 
 const f = (n: number | undefined, digits = 1): string =>
   n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits);
@@ -51,21 +52,30 @@ export function aiMarkdown(
       '',
       `Token → client is the model stub's write → the user's read. CPU is the system's own processes (app or agent + relay; Redis from INFO cpu), not the model stub's or the users'. Gap: a user closes 3 s into the answer and comes back from its position ${options.gapSeconds} s later; reload: a fresh tab joins the answer at that moment. Both: median bytes and ms until the user has every token the model had written when it reconnected (users measured).`,
       '',
-      '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | first token p50 / p99 | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
-      '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|',
+      '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | first token p50 / p99 | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | GC pause ms / 1k tokens app / relay (longest) | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
+      '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|',
     );
     for (const r of rows) {
       if (r.error !== undefined || r.latency === undefined) {
-        out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | | | | | | |`);
+        out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | | | | | | | |`);
         continue;
       }
       const l = r.latency;
       const ratio = floor?.latency ? l.p99 / floor.latency.p99 : Number.NaN;
       out.push(
-        `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
+        `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${gcPauses(r)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
       );
     }
     out.push('');
   }
   return out.join('\n');
+}
+
+/** GC pause time per 1,000 tokens delivered, app / relay, and the longest single pause of either. */
+function gcPauses(r: AiResult): string {
+  if (r.gc === undefined || !r.delivered) return '–';
+  const per1000 = (pauses: GcPauses | undefined): string =>
+    pauses === undefined ? '–' : f((pauses.totalMs / r.delivered!) * 1000, 2);
+  const longest = Math.max(r.gc.app.maxMs, r.gc.relay?.maxMs ?? 0);
+  return `${per1000(r.gc.app)} / ${per1000(r.gc.relay)} (${f(longest)})`;
 }

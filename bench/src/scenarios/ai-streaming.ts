@@ -31,7 +31,7 @@ import { TokenTracker } from '../ai/token-tracker.ts';
 import { BENCH_KEY } from '../bench-config.ts';
 import { sharedClockMs } from '../clock.ts';
 import { cpuSeconds, machineBusySeconds } from '../cpu-usage.ts';
-import { type LoopDelay, loopDelay } from '../servers/server-child.ts';
+import { type GcPauses, type LoopDelay, loopDelay } from '../servers/server-child.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
 import { Histogram, type LatencySummary } from '../stats.ts';
 
@@ -81,6 +81,8 @@ export interface AiResult {
   firstToken?: LatencySummary;
   /** Event-loop delay p99 (ms) during the run: the app (or agent), the relay, the users' process. */
   loopP99?: { app: number; relay: number | undefined; users: number };
+  /** The garbage collector's pauses during the run in the app (or agent) and the relay process. */
+  gc?: { app: GcPauses; relay: GcPauses | undefined };
   delivered?: number;
   missing?: number;
   /** CPU seconds of the system's own processes per 1,000 tokens delivered. */
@@ -355,9 +357,10 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
     await sampling;
     const after = await cpuSnap(d, stub);
     usersLoop.disable();
-    const appLoop = await d.app.ask<{ delay: LoopDelay }>('loop');
-    const relayLoop = await d.relay?.ask<{ delay: LoopDelay }>('loop');
+    const appLoop = await d.app.ask<{ delay: LoopDelay; gc: GcPauses }>('loop');
+    const relayLoop = await d.relay?.ask<{ delay: LoopDelay; gc: GcPauses }>('loop');
     result.loopP99 = { app: appLoop.delay.p99, relay: relayLoop?.delay.p99, users: loopDelay(usersLoop).p99 };
+    result.gc = { app: appLoop.gc, relay: relayLoop?.gc };
     const { emits } = await stub.ask<{ emits: Record<string, number[]> }>('emits');
     const { arrivals } = await d.app.ask<{ arrivals: Record<string, number[]> }>('arrivals');
     const histogram = new Histogram();
@@ -416,7 +419,7 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
           );
     for (const tab of reloadTabs) tab.close();
     process.stderr.write(
-      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
+      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
     );
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);

@@ -4,9 +4,10 @@
  *
  * IPC messages (parent → child): `{ type: 'cpu', id }`, `{ type: 'loop' }`, `{ type: 'stop' }`.
  * IPC messages (child → parent): `{ type: 'ready', port }`, `{ type: 'cpu', id, usage }`,
- * `{ type: 'loop', delay }` (the event loop's delay since the last ask), `{ type: 'failed', error }`.
+ * `{ type: 'loop', delay, gc }` (the event loop's delay and the garbage collector's pauses since the
+ * last ask), `{ type: 'failed', error }`.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 
 export interface RunningServer {
   port: number;
@@ -20,9 +21,15 @@ export interface LoopDelay {
   p99: number;
   max: number;
 }
+/** The garbage collector's pauses of the main thread over a window (every kind: scavenges, mark-compacts). */
+export interface GcPauses {
+  count: number;
+  totalMs: number;
+  maxMs: number;
+}
 export type ChildReport =
   | { type: 'ready'; port: number }
-  | { type: 'loop'; delay: LoopDelay }
+  | { type: 'loop'; delay: LoopDelay; gc: GcPauses }
   | { type: 'cpu'; id: number; usage: NodeJS.CpuUsage }
   | { type: 'failed'; error: string };
 
@@ -47,10 +54,11 @@ export async function serveChild(start: () => Promise<RunningServer>): Promise<v
 
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
+  const gc = gcPauses();
   process.on('message', (raw: ChildRequest) => {
     if (raw.type === 'cpu') send({ type: 'cpu', id: raw.id, usage: process.cpuUsage() });
     else if (raw.type === 'loop') {
-      send({ type: 'loop', delay: loopDelay(loop) });
+      send({ type: 'loop', delay: loopDelay(loop), gc: gc.take() });
       loop.reset();
     } else if (raw.type === 'stop') {
       // Bounded: a server that does not close in 3 s is left to process.exit.
@@ -68,4 +76,23 @@ export async function serveChild(start: () => Promise<RunningServer>): Promise<v
 export function loopDelay(h: { percentile(p: number): number; max: number; count: number }): LoopDelay {
   if (h.count === 0) return { p50: 0, p99: 0, max: 0 };
   return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
+}
+
+/** Counts the process's GC pauses (`gc` performance entries); `take()` returns them since the last take. */
+export function gcPauses(): { take(): GcPauses } {
+  let pauses: GcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      pauses.count++;
+      pauses.totalMs += entry.duration;
+      pauses.maxMs = Math.max(pauses.maxMs, entry.duration);
+    }
+  }).observe({ entryTypes: ['gc'] });
+  return {
+    take() {
+      const taken = pauses;
+      pauses = { count: 0, totalMs: 0, maxMs: 0 };
+      return taken;
+    },
+  };
 }

@@ -29,28 +29,63 @@ export function encodeMessagesFrame(channel: string, messages: Message[]): Buffe
 }
 
 /**
- * Fan-out on one node. Operations stored during one turn of the event loop are delivered together:
- * one frame per channel per turn, written once to every subscriber. Under load (many publishes per
- * turn) that divides the number of frames and socket writes by the batch size; when idle it costs a
- * single `setImmediate` of latency.
+ * A channel with at most this many subscribers on the node is delivered at the end of the task that
+ * stored its operations; a larger one at the end of the event loop's turn (see LocalHub).
+ */
+export const FEW_SUBSCRIBERS = 4;
+
+/**
+ * Fan-out on one node. Operations are delivered in batches, one frame per channel per batch,
+ * written once to every subscriber:
+ *
+ * - a channel with many subscribers (more than `FEW_SUBSCRIBERS`) batches what was stored during one
+ *   turn of the event loop (`setImmediate`): under load each frame saved is a write saved on every
+ *   subscriber's socket, so the fan-out's throughput rests on it;
+ * - a channel with few subscribers (a chat or AI session: the user's tabs) batches what one task
+ *   stored (a microtask: the operations of one socket read, of one commit), and its frames do not
+ *   wait for the rest of the turn. Under load a turn handles many reads, and a token would
+ *   otherwise wait for all of them before reaching its one or two sockets.
+ *
+ * Per channel, operations still go out in the order they were stored: while a channel has a batch
+ * waiting, what it stores next joins that batch, whichever of the two it is.
  */
 export class LocalHub implements Hub {
   readonly #listeners = new KeyedListeners<HubListener>();
-  readonly #pending = new Map<string, Message[]>();
-  #scheduled = false;
+  /** Batches of small channels, delivered at the end of the current task. */
+  readonly #task = new Map<string, Message[]>();
+  /** Batches of large channels, delivered at the end of the current turn. */
+  readonly #turn = new Map<string, Message[]>();
+  #taskScheduled = false;
+  #turnScheduled = false;
 
   subscribe(channel: string, listener: HubListener): () => void {
     return this.#listeners.add(channel, listener);
   }
 
   publish(channel: string, messages: Message[]): void {
-    if (messages.length === 0 || this.#listeners.count(channel) === 0) return;
-    const pending = this.#pending.get(channel);
-    if (pending) pending.push(...messages);
-    else this.#pending.set(channel, [...messages]);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => this.#flush());
+    const subscribers = this.#listeners.count(channel);
+    if (messages.length === 0 || subscribers === 0) return;
+    const waiting = this.#task.get(channel) ?? this.#turn.get(channel);
+    if (waiting) {
+      waiting.push(...messages);
+    } else if (subscribers <= FEW_SUBSCRIBERS) {
+      this.#task.set(channel, [...messages]);
+      if (!this.#taskScheduled) {
+        this.#taskScheduled = true;
+        queueMicrotask(() => {
+          this.#taskScheduled = false;
+          this.#flush(this.#task);
+        });
+      }
+    } else {
+      this.#turn.set(channel, [...messages]);
+      if (!this.#turnScheduled) {
+        this.#turnScheduled = true;
+        setImmediate(() => {
+          this.#turnScheduled = false;
+          this.#flush(this.#turn);
+        });
+      }
     }
   }
 
@@ -58,10 +93,9 @@ export class LocalHub implements Hub {
     return this.#listeners.count(channel);
   }
 
-  #flush(): void {
-    this.#scheduled = false;
-    const pending = [...this.#pending];
-    this.#pending.clear();
+  #flush(batches: Map<string, Message[]>): void {
+    const pending = [...batches];
+    batches.clear();
     for (const [channel, messages] of pending) {
       const listeners = this.#listeners.get(channel);
       if (!listeners) continue;

@@ -1,0 +1,109 @@
+/**
+ * The single-node hub's batching (hub.ts): a channel with few subscribers is delivered at the end of
+ * the task that stored its operations, without waiting for the rest of the event loop's turn; a
+ * channel with many is delivered once per turn, one frame for everything stored in it; and a
+ * channel's operations go out in the order they were stored when its size crosses the line while
+ * a batch waits.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import { type Delivery, FEW_SUBSCRIBERS, LocalHub } from '../src/hub.ts';
+
+function message(n: number): Message {
+  return { serial: `s${n}`, version: `s${n}`, action: 'create', id: `m${n}`, timestamp: 0, data: `${n}` };
+}
+
+/** `count` subscribers of `channel`; the first records what it receives. */
+function subscribe(hub: LocalHub, channel: string, count: number): { deliveries: Delivery[]; leave(): void } {
+  const deliveries: Delivery[] = [];
+  const offs = [hub.subscribe(channel, (d) => deliveries.push(d))];
+  for (let i = 1; i < count; i++) offs.push(hub.subscribe(channel, () => {}));
+  const leave = (): void => {
+    for (const off of offs.splice(1)) off();
+  };
+  return { deliveries, leave };
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const serials = (deliveries: Delivery[]): string[][] =>
+  deliveries.map((d) => d.messages.map((m) => m.serial));
+
+describe('LocalHub', () => {
+  it('delivers a small channel at the end of the storing task, before callbacks already queued for the turn', async () => {
+    const hub = new LocalHub();
+    const { deliveries } = subscribe(hub, 'ai:1', 1);
+    let seenByQueuedCallback: number | undefined;
+    setImmediate(() => {
+      seenByQueuedCallback = deliveries.length;
+    });
+    hub.publish('ai:1', [message(1)]);
+    hub.publish('ai:1', [message(2)]);
+    assert.equal(deliveries.length, 0, 'not inside publish: the task may store more');
+    await Promise.resolve();
+    assert.deepEqual(serials(deliveries), [['s1', 's2']], 'one frame for what the task stored');
+    await turn();
+    assert.equal(seenByQueuedCallback, 1, 'the delivery did not wait for the rest of the turn');
+  });
+
+  it('delivers a large channel once per turn: what several tasks stored goes in one frame', async () => {
+    const hub = new LocalHub();
+    const { deliveries } = subscribe(hub, 'room:1', FEW_SUBSCRIBERS + 1);
+    // two tasks of the same turn (two reads of one poll phase, here two immediates)
+    await new Promise<void>((resolve) => {
+      setImmediate(() => hub.publish('room:1', [message(1)]));
+      setImmediate(() => {
+        hub.publish('room:1', [message(2)]);
+        resolve();
+      });
+    });
+    await turn();
+    await turn();
+    assert.deepEqual(serials(deliveries), [['s1', 's2']]);
+    assert.equal(
+      deliveries[0]!.frame.toString(),
+      JSON.stringify({ type: 'messages', channel: 'room:1', messages: [message(1), message(2)] }),
+    );
+  });
+
+  it('keeps a channel in order when it grows past the line while a batch waits', async () => {
+    const hub = new LocalHub();
+    const { deliveries } = subscribe(hub, 'ai:2', 1);
+    hub.publish('ai:2', [message(1)]); // waits for the end of the task
+    const others = Array.from({ length: FEW_SUBSCRIBERS }, () => hub.subscribe('ai:2', () => {}));
+    hub.publish('ai:2', [message(2)]); // now a large channel: joins the waiting batch
+    await turn();
+    await turn();
+    assert.deepEqual(serials(deliveries), [['s1', 's2']]);
+    for (const off of others) off();
+  });
+
+  it('keeps a channel in order when it shrinks below the line while a batch waits', async () => {
+    const hub = new LocalHub();
+    const { deliveries, leave } = subscribe(hub, 'room:2', FEW_SUBSCRIBERS + 1);
+    hub.publish('room:2', [message(1)]); // waits for the end of the turn
+    leave();
+    hub.publish('room:2', [message(2)]); // now small, but must not overtake message 1
+    await Promise.resolve();
+    assert.deepEqual(serials(deliveries), [], 'nothing before the waiting batch');
+    await turn();
+    await turn();
+    assert.deepEqual(serials(deliveries), [['s1', 's2']]);
+    hub.publish('room:2', [message(3)]); // nothing waits any more: a small channel's batch
+    await Promise.resolve();
+    assert.deepEqual(serials(deliveries), [['s1', 's2'], ['s3']]);
+  });
+
+  it('delivers nothing for a channel nobody follows, and stops at unsubscribe', async () => {
+    const hub = new LocalHub();
+    hub.publish('ai:3', [message(1)]);
+    const seen: Delivery[] = [];
+    const off = hub.subscribe('ai:3', (d) => seen.push(d));
+    await turn();
+    assert.equal(seen.length, 0, 'an operation stored before the subscription is not delivered live');
+    hub.publish('ai:3', [message(2)]);
+    off();
+    await turn();
+    assert.equal(seen.length, 0);
+  });
+});
