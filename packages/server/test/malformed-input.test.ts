@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DEFAULT_LIMITS } from '@mooring/protocol';
 import { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from '@mooring/testkit';
+import { exceedsDepth } from '../src/json-depth.ts';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -69,5 +71,56 @@ describe('malformed input', () => {
     } finally {
       await fx.close();
     }
+  });
+  it('refuses a frame or a REST body nested deeper than maxJsonDepth with invalid_frame, and takes one at the limit', async () => {
+    const fx: Fixture = await startFixture('memory');
+    try {
+      const limit = DEFAULT_LIMITS.maxJsonDepth;
+      /** A publish whose frame nests `depth` levels: frame, ops, op, then arrays down to a string. */
+      const publish = (depth: number, ref: string) => {
+        let data: unknown = 'x';
+        for (let d = 3; d < depth; d++) data = [data];
+        return { type: 'publish', ref, channel: 'session:deep', ops: [{ id: ref, data }] };
+      };
+      const client = await RawClient.connect(fx.server.url);
+      const deep = await client.request(publish(limit + 1, 'too-deep'));
+      assert.equal(deep.type, 'error');
+      assert.ok(deep.type === 'error' && deep.error.code === 'invalid_frame', JSON.stringify(deep));
+      assert.match(
+        deep.type === 'error' ? deep.error.message : '',
+        new RegExp(`deeper than ${limit} levels`),
+      );
+      // a hundred thousand levels: the same answer, no stack overflow, the connection goes on
+      const levels = 100_000; // built as text: JSON.stringify itself would overflow the stack
+      client.send(
+        `{"type":"publish","ref":"abyss","channel":"session:deep","ops":[{"id":"abyss","data":${'['.repeat(levels)}"x"${']'.repeat(levels)}}]}`,
+      );
+      const abyss = await client.next((f) => f.type === 'error' && f.ref === 'abyss');
+      assert.ok(abyss.type === 'error' && abyss.error.code === 'invalid_frame');
+      const atLimit = await client.request(publish(limit, 'at-limit'));
+      assert.equal(atLimit.type, 'ack', JSON.stringify(atLimit));
+      // REST: the same limit on a body
+      let body: unknown = 'x';
+      for (let d = 1; d < limit + 5; d++) body = [body];
+      const res = await rest(fx.server, '/v1/channels/session:deep/messages', {
+        raw: JSON.stringify({ data: body }),
+      });
+      assert.equal(res.status, 400);
+      assert.equal((res.body.error as { code?: unknown }).code, 'bad_request');
+      await client.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('counts depth as the guard says: the outermost array or object is level 1, each one inside it one more', () => {
+    let nested: unknown = 1;
+    for (let d = 0; d < 5; d++) nested = d % 2 === 0 ? [nested] : { k: nested };
+    assert.equal(exceedsDepth(nested, 5), false);
+    assert.equal(exceedsDepth(nested, 4), true);
+    assert.equal(exceedsDepth('text', 0), false);
+    assert.equal(exceedsDepth({ a: 1, b: [2, { c: [] }] }, 4), false);
+    assert.equal(exceedsDepth({ a: 1, b: [2, { c: [] }] }, 3), true);
+    assert.equal(exceedsDepth([[], [[[]]], []], 3), true, 'a deep branch after shallow ones');
   });
 });
