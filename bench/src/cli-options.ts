@@ -52,7 +52,8 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|st
   --rate R          offered publish rate of the rate pass, msgs/s (default 50)
   --in-flight W     messages in flight in the saturate pass, 0 to skip it (default 8)
   --rounds N        run each server N times, alternating the order, and report the least
-                    disturbed pass (least CPU used by other processes); default 1
+                    disturbed pass (least CPU used by other processes); default 1. ai: every
+                    round, then each system's p99 per round, median and target rounds held
   --servers LIST    comma-separated: raw-ws,socketio,mooring,mooring-sqlite (default all),
                     also socketio-sdk (Socket.IO through socket.io-client)
   --responses N     concurrent responses in the appends scenario (default 200)

@@ -1,6 +1,7 @@
 /** Markdown of the AI streaming scenario (scenarios/ai-streaming.ts): one table per load, ratios to the floor. */
 import type { AiResult, CatchUp } from './scenarios/ai-streaming.ts';
 import type { GcPauses } from './servers/server-child.ts';
+import { median } from './stats.ts';
 
 const f = (n: number | undefined, digits = 1): string =>
   n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits);
@@ -44,31 +45,80 @@ export function aiMarkdown(
   const out: string[] = [];
   const loads = [...new Set(results.map((r) => r.responses))];
   for (const n of loads) {
-    const rows = results.filter((r) => r.responses === n);
-    const floor = rows.find((r) => r.system === 'floor' && r.latency !== undefined);
-    const resumable = rows.find((r) => r.system === 'resumable-stream' && r.latency !== undefined);
+    const atLoad = results.filter((r) => r.responses === n);
+    const rounds = [...new Set(atLoad.map((r) => r.round))];
     out.push(
       `### AI token streaming: ${n} concurrent responses × ${options.rate} tokens/s, ${options.seconds} s each`,
       '',
       `Token → client is the model stub's write → the user's read. CPU is the system's own processes (app or agent + relay; Redis from INFO cpu), not the model stub's or the users'. Gap: a user closes 3 s into the answer and comes back from its position ${options.gapSeconds} s later; reload: a fresh tab joins the answer at that moment. Both: median bytes and ms until the user has every token the model had written when it reconnected (users measured).`,
-      '',
-      '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | first token p50 / p99 | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | GC pause ms / 1k tokens app / relay (longest) | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
-      '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|',
     );
-    for (const r of rows) {
-      if (r.error !== undefined || r.latency === undefined) {
-        out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | | | | | | | |`);
-        continue;
-      }
-      const l = r.latency;
-      const ratio = floor?.latency ? l.p99 / floor.latency.p99 : Number.NaN;
-      out.push(
-        `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${gcPauses(r)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
-      );
+    for (const round of rounds) {
+      const rows = atLoad.filter((r) => r.round === round);
+      if (rounds.length > 1) out.push('', `Round ${round} of ${rounds.length} (in this order):`);
+      out.push('', ...roundTable(rows));
     }
+    if (rounds.length > 1) out.push('', ...acrossRounds(atLoad, rounds.length));
     out.push('');
   }
   return out.join('\n');
+}
+
+/** One run of each system: the full table, ratios and targets against the floor of the same round. */
+function roundTable(rows: AiResult[]): string[] {
+  const floor = rows.find((r) => r.system === 'floor' && r.latency !== undefined);
+  const resumable = rows.find((r) => r.system === 'resumable-stream' && r.latency !== undefined);
+  const out = [
+    '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | first token p50 / p99 | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | GC pause ms / 1k tokens app / relay (longest) | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
+    '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|',
+  ];
+  for (const r of rows) {
+    if (r.error !== undefined || r.latency === undefined) {
+      out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | | | | | | | |`);
+      continue;
+    }
+    const l = r.latency;
+    const ratio = floor?.latency ? l.p99 / floor.latency.p99 : Number.NaN;
+    out.push(
+      `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${gcPauses(r)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
+    );
+  }
+  return out;
+}
+
+/**
+ * Every round side by side: each system's p99 per round, the median, and in how many rounds the
+ * target held (each round judged against its own floor and `resumable-stream`).
+ */
+function acrossRounds(results: AiResult[], rounds: number): string[] {
+  const out = [
+    `Across the ${rounds} rounds (p99 ms per round; the target judged in each round against that round's floor):`,
+    '',
+    '| system | p99 per round | median p99 | median CPU-s / 1k tokens | target held |',
+    '|---|---|---:|---:|---|',
+  ];
+  const systems = [...new Set(results.map((r) => r.system))];
+  for (const system of systems) {
+    const runs = results.filter((r) => r.system === system && r.latency !== undefined);
+    const p99s = runs.map((r) => r.latency!.p99);
+    let held = 0;
+    let judged = 0;
+    for (const r of runs) {
+      const same = results.filter((o) => o.round === r.round && o.latency !== undefined);
+      const verdict = target(
+        r,
+        same.find((o) => o.system === 'floor'),
+        same.find((o) => o.system === 'resumable-stream'),
+      );
+      if (verdict === '') continue;
+      judged++;
+      if (verdict.endsWith('✓')) held++;
+    }
+    const cpu = median(runs.map((r) => r.cpuPer1000 ?? Number.NaN).filter(Number.isFinite));
+    out.push(
+      `| ${LABELS[system] ?? system} | ${p99s.map((p) => f(p)).join(', ') || 'failed'} | ${f(median(p99s))} | ${f(cpu, 3)} | ${judged === 0 ? '' : `${held} of ${judged}`} |`,
+    );
+  }
+  return out;
 }
 
 /** GC pause time per 1,000 tokens delivered, app / relay, and the longest single pause of either. */

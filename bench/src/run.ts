@@ -145,6 +145,7 @@ if (options.scenario === 'ai') {
     gapSeconds: options.aiGap,
     samples: options.aiSamples,
     systems: options.aiSystems,
+    rounds: options.rounds,
     ...(options.profileDir === undefined ? {} : { profileDir: options.profileDir }),
   });
 }

@@ -121,3 +121,11 @@ export function percentile(sorted: readonly number[], q: number): number {
   const rank = Math.max(1, Math.ceil(q * sorted.length));
   return sorted[rank - 1]!;
 }
+
+/** The median of `values` (the mean of the two middle ones for an even count); NaN when empty. */
+export function median(values: number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}

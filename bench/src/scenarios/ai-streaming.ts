@@ -33,7 +33,7 @@ import { sharedClockMs } from '../clock.ts';
 import { cpuSeconds, machineBusySeconds } from '../cpu-usage.ts';
 import { type GcPauses, type LoopDelay, loopDelay } from '../servers/server-child.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
-import { Histogram, type LatencySummary } from '../stats.ts';
+import { Histogram, type LatencySummary, median } from '../stats.ts';
 
 export const AI_SYSTEMS = [
   'floor',
@@ -56,6 +56,8 @@ export interface AiOptions {
   gapSeconds: number;
   samples: number;
   systems: AiSystem[];
+  /** Runs of every system per load, the order reversed every other round (default 1). */
+  rounds?: number;
   /** Write `--cpu-prof` profiles of the Mooring server and agent, and of this process, here. */
   profileDir?: string;
 }
@@ -72,6 +74,8 @@ export interface CatchUp {
 export interface AiResult {
   system: AiSystem;
   responses: number;
+  /** Which round of `--rounds` (1-based). */
+  round: number;
   tokensPerResponse: number;
   latency?: LatencySummary;
   /** The hop split of the same tokens: model stub → the app (or agent) process, and app → user. */
@@ -124,6 +128,7 @@ async function deploy(
   n: number,
   tokens: number,
   options: AiOptions,
+  round: number,
 ): Promise<Deployment> {
   const prof = (name: string): string[] | undefined =>
     options.profileDir === undefined
@@ -131,7 +136,7 @@ async function deploy(
       : [
           '--cpu-prof',
           `--cpu-prof-dir=${options.profileDir}`,
-          `--cpu-prof-name=${name}-${system}-${n}.cpuprofile`,
+          `--cpu-prof-name=${name}-${system}-${n}${(options.rounds ?? 1) > 1 ? `-r${round}` : ''}.cpuprofile`,
         ];
   const started: ServerProcess[] = [];
   let redis: RedisServer | undefined;
@@ -283,19 +288,18 @@ function catchUps(
     bytes.push(tracker.bytesAt(edge) - bytesAt);
   }
   if (ms.length === 0) return 'never caught up';
-  const median = (a: number[]): number => a.sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
   return { users: ms.length, bytes: median(bytes), ms: median(ms) };
 }
 
-async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<AiResult> {
+async function runOne(system: AiSystem, n: number, round: number, options: AiOptions): Promise<AiResult> {
   const tokens = Math.round(options.seconds * options.rate);
-  const result: AiResult = { system, responses: n, tokensPerResponse: tokens };
+  const result: AiResult = { system, responses: n, round, tokensPerResponse: tokens };
   process.stderr.write(`ai: ${system}, ${n} responses × ${tokens} tokens at ${options.rate}/s\n`);
   const stub = await spawnServer(MODULE('../ai/model-stub.ts'), { label: 'model stub' });
   let d: Deployment | undefined;
   const tabs: AiClient[] = [];
   try {
-    d = await deploy(system, stub, n, tokens, options);
+    d = await deploy(system, stub, n, tokens, options, round);
     const trackers = Array.from({ length: n }, (_, r) => new TokenTracker(r, tokens));
     // Open every tab first (connections, attach), so that the measured part is the streaming.
     let next = 0;
@@ -432,10 +436,19 @@ async function runOne(system: AiSystem, n: number, options: AiOptions): Promise<
   return result;
 }
 
+/**
+ * Every system at every load, `rounds` times: round 2 runs the systems in the opposite order, so a
+ * disturbance that comes and goes does not always fall on the same system.
+ */
 export async function runAiStreaming(options: AiOptions): Promise<AiResult[]> {
   const results: AiResult[] = [];
+  const rounds = options.rounds ?? 1;
   for (const n of options.responses) {
-    for (const system of options.systems) results.push(await runOne(system, n, options));
+    for (let round = 1; round <= rounds; round++) {
+      const order = round % 2 === 1 ? options.systems : [...options.systems].reverse();
+      if (rounds > 1) process.stderr.write(`ai: ${n} responses, round ${round} of ${rounds}\n`);
+      for (const system of order) results.push(await runOne(system, n, round, options));
+    }
   }
   return results;
 }
