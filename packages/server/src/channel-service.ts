@@ -141,14 +141,14 @@ export class ChannelService {
       health.published(channel, inflight);
     }
     storing?.end();
-    this.metrics.storeSeconds.observe({ operation: 'append' }, (performance.now() - started) / 1000);
+    this.metrics.hot.storeAppendSeconds.observe((performance.now() - started) / 1000);
     const fanout = tracing?.start('mooring.fanout', { 'mooring.messages': result.messages.length }, span);
     if (identity.connectionId !== undefined) markOrigin(result.messages, identity.connectionId);
     this.hub.publish(channel, result.messages);
     fanout?.end();
     span?.end();
-    this.metrics.publishSeconds.observe((performance.now() - started) / 1000);
-    for (const m of result.messages) this.metrics.operations.inc({ action: m.action });
+    this.metrics.hot.publishSeconds.observe((performance.now() - started) / 1000);
+    for (const m of result.messages) this.metrics.hot.operation(m.action);
     inputs.forEach((input, i) => {
       const outcome = result.results[i];
       if (!outcome) return;
@@ -264,7 +264,7 @@ export class ChannelService {
   async #timedRead<T>(read: Promise<T>): Promise<T> {
     const started = performance.now();
     const result = await read;
-    this.metrics.storeSeconds.observe({ operation: 'read' }, (performance.now() - started) / 1000);
+    this.metrics.hot.storeReadSeconds.observe((performance.now() - started) / 1000);
     return result;
   }
 

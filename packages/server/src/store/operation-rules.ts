@@ -96,14 +96,15 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
   const planned: PlannedOp[] = [];
   const messages: Message[] = [];
   const touched = new Map<number, MessageMeta>();
-  const batchIds = new Map<string, number>();
+  // ids seen earlier in this batch; a batch of one (the common publish) has none to look up
+  const batchIds = ops.length > 1 ? new Map<string, number>() : undefined;
   let seq = ctx.seq;
 
   for (let index = 0; index < ops.length; index++) {
     const op = ops[index]!;
     const publisher = op.publisher ?? ''; // '' for untyped (JS) callers
     const key = dedupKey(publisher, op.id);
-    const earlier = batchIds.get(key) ?? ctx.storedId(publisher, op.id, key);
+    const earlier = batchIds?.get(key) ?? ctx.storedId(publisher, op.id, key);
     if (earlier !== undefined) {
       results.push({ serial: formatSerial(ctx.epoch, earlier), duplicate: true });
       continue;
@@ -121,7 +122,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
       touched.set(msgSeq, nextMeta(current, op, kind, index, options.maxMessageSize));
     }
     seq = opSeq;
-    batchIds.set(key, opSeq);
+    batchIds?.set(key, opSeq);
     const serial = formatSerial(ctx.epoch, opSeq);
     results.push({ serial });
     planned.push({ op, seq: opSeq, msgSeq, kind, timestamp });
