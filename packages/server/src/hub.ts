@@ -52,11 +52,15 @@ export const FEW_SUBSCRIBERS = 4;
 export class LocalHub implements Hub {
   readonly #listeners = new KeyedListeners<HubListener>();
   /** Batches of small channels, delivered at the end of the current task. */
-  readonly #task = new Map<string, Message[]>();
+  readonly #task = new Batches(
+    (flush) => queueMicrotask(flush),
+    (channel, messages) => this.#deliver(channel, messages),
+  );
   /** Batches of large channels, delivered at the end of the current turn. */
-  readonly #turn = new Map<string, Message[]>();
-  #taskScheduled = false;
-  #turnScheduled = false;
+  readonly #turn = new Batches(
+    (flush) => setImmediate(flush),
+    (channel, messages) => this.#deliver(channel, messages),
+  );
 
   subscribe(channel: string, listener: HubListener): () => void {
     return this.#listeners.add(channel, listener);
@@ -65,42 +69,53 @@ export class LocalHub implements Hub {
   publish(channel: string, messages: Message[]): void {
     const subscribers = this.#listeners.count(channel);
     if (messages.length === 0 || subscribers === 0) return;
-    const waiting = this.#task.get(channel) ?? this.#turn.get(channel);
-    if (waiting) {
-      waiting.push(...messages);
-    } else if (subscribers <= FEW_SUBSCRIBERS) {
-      this.#task.set(channel, [...messages]);
-      if (!this.#taskScheduled) {
-        this.#taskScheduled = true;
-        queueMicrotask(() => {
-          this.#taskScheduled = false;
-          this.#flush(this.#task);
-        });
-      }
-    } else {
-      this.#turn.set(channel, [...messages]);
-      if (!this.#turnScheduled) {
-        this.#turnScheduled = true;
-        setImmediate(() => {
-          this.#turnScheduled = false;
-          this.#flush(this.#turn);
-        });
-      }
-    }
+    const waiting = this.#task.waiting(channel) ?? this.#turn.waiting(channel);
+    if (waiting) waiting.push(...messages);
+    else (subscribers <= FEW_SUBSCRIBERS ? this.#task : this.#turn).start(channel, messages);
   }
 
   subscriberCount(channel: string): number {
     return this.#listeners.count(channel);
   }
 
-  #flush(batches: Map<string, Message[]>): void {
-    const pending = [...batches];
-    batches.clear();
-    for (const [channel, messages] of pending) {
-      const listeners = this.#listeners.get(channel);
-      if (!listeners) continue;
-      const delivery: Delivery = { channel, messages, frame: encodeMessagesFrame(channel, messages) };
-      for (const listener of listeners) listener(delivery);
-    }
+  #deliver(channel: string, messages: Message[]): void {
+    const listeners = this.#listeners.get(channel);
+    if (!listeners) return;
+    const delivery: Delivery = { channel, messages, frame: encodeMessagesFrame(channel, messages) };
+    for (const listener of listeners) listener(delivery);
+  }
+}
+
+/** Channels' batches that wait for the same moment (`schedule`) and are delivered together then. */
+class Batches {
+  readonly #batches = new Map<string, Message[]>();
+  readonly #schedule: (flush: () => void) => void;
+  readonly #deliver: (channel: string, messages: Message[]) => void;
+  #scheduled = false;
+
+  constructor(
+    schedule: (flush: () => void) => void,
+    deliver: (channel: string, messages: Message[]) => void,
+  ) {
+    this.#schedule = schedule;
+    this.#deliver = deliver;
+  }
+
+  /** The batch `channel` has waiting here, if any: what it stores next joins it. */
+  waiting(channel: string): Message[] | undefined {
+    return this.#batches.get(channel);
+  }
+
+  /** Starts a batch for `channel` (none waits here), delivered at the next scheduled moment. */
+  start(channel: string, messages: Message[]): void {
+    this.#batches.set(channel, [...messages]);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    this.#schedule(() => {
+      this.#scheduled = false;
+      const pending = [...this.#batches];
+      this.#batches.clear();
+      for (const [channel, batch] of pending) this.#deliver(channel, batch);
+    });
   }
 }
