@@ -22,20 +22,32 @@ const LABELS: Record<string, string> = {
   'mooring-embedded-0': 'Mooring memory, agent in the server process, coalesce 0',
 };
 
+/** A Mooring system's coalescing window in ms (`mooring-memory-40` → 40); undefined for a peer. */
+function windowOf(system: string): number | undefined {
+  const window = /^mooring-.*-(\d+)$/.exec(system)?.[1];
+  return window === undefined ? undefined : Number(window);
+}
+
+/** The first half of Mooring's latency target: p99 within 1.2 × the floor's plus the window. */
+const boundOf = (window: number, floorP99: number): number => 1.2 * floorP99 + window;
+
 /**
  * Mooring's latency target: p99 within 1.2 × the floor's plus the coalescing window, and below
- * `resumable-stream`'s. "≤ 155.6 ✓" / "≤ 155.6 ✗ (> rs 74.2)".
+ * `resumable-stream`'s (when it ran). "≤ 155.6 ✓" / "≤ 155.6 ✗ (> 155.6, ≥ rs 74.2)".
  */
-function target(r: AiResult, floor: AiResult | undefined, resumable: AiResult | undefined): string {
-  const window = /^mooring-.*-(\d+)$/.exec(r.system)?.[1];
-  if (window === undefined || floor?.latency === undefined || r.latency === undefined) return '';
-  const limit = 1.2 * floor.latency.p99 + Number(window);
-  const p99 = r.latency.p99;
+function verdict(p99: number, window: number, floorP99: number, rsP99: number | undefined): string {
+  const limit = boundOf(window, floorP99);
   const misses: string[] = [];
   if (p99 > limit) misses.push(`> ${f(limit)}`);
-  if (resumable?.latency !== undefined && p99 >= resumable.latency.p99)
-    misses.push(`≥ rs ${f(resumable.latency.p99)}`);
+  if (rsP99 !== undefined && p99 >= rsP99) misses.push(`≥ rs ${f(rsP99)}`);
   return misses.length === 0 ? `≤ ${f(limit)} ✓` : `≤ ${f(limit)} ✗ (${misses.join(', ')})`;
+}
+
+/** The target of one run, against the floor and `resumable-stream` of the same round. */
+function target(r: AiResult, floor: AiResult | undefined, resumable: AiResult | undefined): string {
+  const window = windowOf(r.system);
+  if (window === undefined || floor?.latency === undefined || r.latency === undefined) return '';
+  return verdict(r.latency.p99, window, floor.latency.p99, resumable?.latency?.p99);
 }
 
 export function aiMarkdown(
@@ -79,7 +91,7 @@ function roundTable(rows: AiResult[]): string[] {
     const l = r.latency;
     const ratio = floor?.latency ? l.p99 / floor.latency.p99 : Number.NaN;
     out.push(
-      `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${gcPauses(r)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
+      `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${gcColumn(r)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
     );
   }
   return out;
@@ -108,27 +120,25 @@ function acrossRounds(results: AiResult[], rounds: number): string[] {
   for (const system of new Set(results.map((r) => r.system))) {
     const runs = results.filter((r) => r.system === system && r.latency !== undefined);
     const p99s = runs.map((r) => r.latency!.p99);
-    const window = /^mooring-.*-(\d+)$/.exec(system)?.[1];
+    const window = windowOf(system);
     let onMedians = '';
     let within = '';
     let below = '';
     if (window !== undefined) {
-      const limit = (floor: number): number => 1.2 * floor + Number(window);
-      const m = median(p99s);
-      const misses: string[] = [];
-      if (!(m <= limit(floorMedian))) misses.push(`> ${f(limit(floorMedian))}`);
-      if (!(m < rsMedian)) misses.push(`≥ rs ${f(rsMedian)}`);
-      onMedians =
-        misses.length === 0
-          ? `≤ ${f(limit(floorMedian))} ✓`
-          : `≤ ${f(limit(floorMedian))} ✗ (${misses.join(', ')})`;
+      if (p99s.length > 0 && Number.isFinite(floorMedian))
+        onMedians = verdict(
+          median(p99s),
+          window,
+          floorMedian,
+          Number.isFinite(rsMedian) ? rsMedian : undefined,
+        );
       const count = (test: (r: AiResult) => boolean | undefined): string => {
         const judged = runs.filter((r) => test(r) !== undefined);
         return judged.length === 0 ? '–' : `${judged.filter((r) => test(r)).length} of ${judged.length}`;
       };
       within = count((r) => {
         const floor = p99Of('floor', r.round)[0];
-        return floor === undefined ? undefined : r.latency!.p99 <= limit(floor);
+        return floor === undefined ? undefined : r.latency!.p99 <= boundOf(window, floor);
       });
       below = count((r) => {
         const rs = p99Of('resumable-stream', r.round)[0];
@@ -144,7 +154,7 @@ function acrossRounds(results: AiResult[], rounds: number): string[] {
 }
 
 /** GC pause time per 1,000 tokens delivered, app / relay, and the longest single pause of either. */
-function gcPauses(r: AiResult): string {
+function gcColumn(r: AiResult): string {
   if (r.gc === undefined || !r.delivered) return '–';
   const per1000 = (pauses: GcPauses | undefined): string =>
     pauses === undefined ? '–' : f((pauses.totalMs / r.delivered!) * 1000, 2);
