@@ -73,7 +73,7 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|st
   --ai-gap S        the gap of the sampled users (default 10)
   --ai-samples N    users sampled for the gap and the reload (default 10)
   --ai-systems LIST ${AI_SYSTEMS.join(',')}
-  --profile DIR     --cpu-prof of the Mooring server and agent into DIR
+  --profile DIR     --cpu-prof of every server-side process (app, relay, agent) into DIR
   catchup (not part of all; --stores picks memory or sqlite, the first given):
   --gaps LIST       gap lengths in seconds (default 1,10,60,600)`;
 

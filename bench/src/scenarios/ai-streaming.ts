@@ -130,9 +130,9 @@ async function deploy(
   options: AiOptions,
   round: number,
 ): Promise<Deployment> {
-  const prof = (name: string): string[] | undefined =>
+  const prof = (name: string): string[] =>
     options.profileDir === undefined
-      ? undefined
+      ? []
       : [
           '--cpu-prof',
           `--cpu-prof-dir=${options.profileDir}`,
@@ -150,6 +150,7 @@ async function deploy(
       const app = await spawnServer(MODULE('../ai/app-server.ts'), {
         args: ['floor', stubPort],
         label: 'app floor',
+        execArgv: prof('app'),
       });
       started.push(app);
       return { users: floorUsers(app.port), app, own: [app], relay: undefined, redis, stop };
@@ -159,6 +160,7 @@ async function deploy(
       const app = await spawnServer(MODULE('../ai/app-server.ts'), {
         args: ['resumable', stubPort, redis.url],
         label: 'app resumable',
+        execArgv: prof('app'),
       });
       started.push(app);
       return { users: resumableUsers(app.port), app, own: [app], relay: undefined, redis, stop };
@@ -169,6 +171,7 @@ async function deploy(
       const app = await spawnServer(MODULE('../ai/app-server.ts'), {
         args: ['durable', stubPort, `http://127.0.0.1:${ds.port}`],
         label: 'app durable',
+        execArgv: prof('app'),
       });
       started.push(app);
       return { users: durableUsers(app.port, ds.port), app, own: [app, ds], relay: ds, redis, stop };
@@ -191,7 +194,7 @@ async function deploy(
         ],
         label: 'mooring embedded',
         readyTimeoutMs: 60_000,
-        ...(profEmbedded ? { execArgv: profEmbedded } : {}),
+        execArgv: profEmbedded,
       });
       started.push(embedded);
       return {
@@ -209,7 +212,7 @@ async function deploy(
     const server = await spawnServer(MODULE('../servers/mooring-server.ts'), {
       args: [store, ...(redis ? [redis.url] : []), 'no-publish-limit'],
       label: `mooring ${store}`,
-      ...(profServer ? { execArgv: profServer } : {}),
+      execArgv: profServer,
     });
     started.push(server);
     const config: MooringAgentConfig = {
@@ -227,7 +230,7 @@ async function deploy(
       args: [JSON.stringify(config)],
       label: 'mooring agent',
       readyTimeoutMs: 60_000,
-      ...(profAgent ? { execArgv: profAgent } : {}),
+      execArgv: profAgent,
     });
     started.push(agent);
     return {

@@ -5,7 +5,7 @@
  */
 import type { Channel, Rest } from '@mooring/client';
 import type { Message, OperationInput } from '@mooring/protocol';
-import { parseSerial } from '@mooring/protocol';
+import { sameEpoch } from '@mooring/protocol';
 
 export interface PublishedOperation {
   serial: string;
@@ -45,9 +45,8 @@ export function channelSink(
     async publish(ops) {
       const before = channel.position;
       const serials = await channel.publishBatch(ops);
-      const epoch = parseSerial(before)?.epoch;
       const results = serials.map((serial): PublishedOperation => {
-        const duplicate = epoch !== undefined && parseSerial(serial)?.epoch === epoch && serial <= before;
+        const duplicate = sameEpoch(serial, before) && serial <= before;
         return duplicate ? { serial, duplicate: true } : { serial };
       });
       onStored?.(ownMessages(channel.clientId, ops, results));

@@ -26,9 +26,10 @@ import {
   type Message,
   type OperationInput,
   type PublishResult,
-  parseSerial,
   type Ref,
   type ResumeFailure,
+  sameEpoch,
+  serialSeq,
 } from '@mooring/protocol';
 import type { ChannelHost, ChannelInternals } from './channel-host.ts';
 import type { Listener } from './emitter.ts';
@@ -490,8 +491,8 @@ export class Channel {
 
 /** True when `version` is the operation right after `position`: same epoch, next sequence number. */
 function follows(version: string, position: string): boolean {
-  const next = parseSerial(version);
-  const prev = parseSerial(position);
-  if (!next || !prev) return true; // not ours to judge: the version rule alone applies
-  return next.epoch === prev.epoch && next.seq === prev.seq + 1;
+  const next = serialSeq(version);
+  const prev = serialSeq(position);
+  if (next < 0 || prev < 0) return true; // not ours to judge: the version rule alone applies
+  return sameEpoch(version, position) && next === prev + 1;
 }

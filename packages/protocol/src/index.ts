@@ -54,6 +54,15 @@ export type {
   TokenRequestBody,
 } from './rest.ts';
 export type { SerialParts } from './serial.ts';
-export { compareSerials, formatSerial, isSerial, newEpoch, parseSerial } from './serial.ts';
+export {
+  compareSerials,
+  formatSerial,
+  hasEpoch,
+  isSerial,
+  newEpoch,
+  parseSerial,
+  sameEpoch,
+  serialSeq,
+} from './serial.ts';
 export type { TransportKind } from './transports.ts';
 export { isTransportKind, TRANSPORT_KINDS } from './transports.ts';

@@ -1,7 +1,16 @@
 /** Serials (PROTOCOL.md §3): format, parsing, and that string order is log order. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { compareSerials, formatSerial, isSerial, newEpoch, parseSerial } from '@mooring/protocol';
+import {
+  compareSerials,
+  formatSerial,
+  hasEpoch,
+  isSerial,
+  newEpoch,
+  parseSerial,
+  sameEpoch,
+  serialSeq,
+} from '@mooring/protocol';
 
 describe('serials', () => {
   test('format and parse round-trip: 12-char epoch, 16-digit zero-padded sequence', () => {
@@ -50,5 +59,48 @@ describe('serials', () => {
     for (const e of [older, newer, newEpoch()]) assert.match(e, /^[0-9a-z]{12}$/);
     assert.ok(older < newer);
     assert.ok(formatSerial(older, 10 ** 15) < formatSerial(newer, 1));
+  });
+
+  test('the hand-written check agrees with the format, character by character', () => {
+    // The format as a regular expression: the oracle. Every one-character change of a serial, to
+    // each character at the edges of the allowed ranges, is judged the same by both.
+    const format = /^([0-9a-z]{12})\.(\d{16})$/;
+    const base = formatSerial('mi9x2k0a7q3f', 1_234_567);
+    const edges = ['0', '9', 'a', 'z', '/', ':', '`', '{', 'A', 'Z', '.', '-', ' ', 'é'];
+    let checked = 0;
+    for (let i = 0; i <= base.length; i++) {
+      for (const c of edges) {
+        for (const candidate of [
+          base.slice(0, i) + c + base.slice(i + 1),
+          base.slice(0, i) + c + base.slice(i),
+        ]) {
+          const m = format.exec(candidate);
+          assert.equal(isSerial(candidate), m !== null, candidate);
+          assert.equal(serialSeq(candidate), m ? Number(m[2]) : -1, candidate);
+          assert.deepEqual(
+            parseSerial(candidate),
+            m ? { epoch: m[1], seq: Number(m[2]) } : undefined,
+            candidate,
+          );
+          checked++;
+        }
+      }
+    }
+    assert.ok(checked > 500);
+  });
+
+  test('sameEpoch and hasEpoch: both well-formed, the same log', () => {
+    const a = formatSerial('mi9x2k0a7q3f', 7);
+    const b = formatSerial('mi9x2k0a7q3f', 8);
+    const other = formatSerial('mi9x2k0a7q3g', 7);
+    assert.equal(sameEpoch(a, b), true);
+    assert.equal(sameEpoch(a, other), false);
+    assert.equal(sameEpoch(a, ''), false);
+    assert.equal(sameEpoch('', ''), false);
+    assert.equal(sameEpoch('mi9x2k0a7q3f.7', 'mi9x2k0a7q3f.7'), false, 'not serials');
+    assert.equal(hasEpoch(a, 'mi9x2k0a7q3f'), true);
+    assert.equal(hasEpoch(other, 'mi9x2k0a7q3f'), false);
+    assert.equal(hasEpoch(a, 'mi9x2k0a7q3'), false, 'a prefix is not an epoch');
+    assert.equal(hasEpoch('mi9x2k0a7q3f.12', 'mi9x2k0a7q3f'), false);
   });
 });

@@ -22,7 +22,7 @@
  * message), each is written only once the transport has room, and the loop yields between frames.
  */
 import type { AttachFrame, Message, MessagesFrame, ResumeFailure } from '@mooring/protocol';
-import { parseSerial } from '@mooring/protocol';
+import { sameEpoch, serialSeq } from '@mooring/protocol';
 import type { ChannelService } from './channel-service.ts';
 import { type Delivery, encodeMessagesFrame } from './hub.ts';
 import { originOf } from './message-origin.ts';
@@ -257,7 +257,7 @@ export class ChannelAttachment {
   #deliver(delivery: Delivery): void {
     const last = delivery.messages[delivery.messages.length - 1];
     if (!last || last.version <= this.#position) return;
-    if (this.#leaveOut !== undefined && delivery.messages.some((m) => originOf(m) === this.#leaveOut)) {
+    if (this.#leaveOut !== undefined && anyFrom(delivery.messages, this.#leaveOut)) {
       this.#deliverOthers(delivery);
       return;
     }
@@ -279,19 +279,25 @@ export class ChannelAttachment {
    * one frame. An own operation is left out only if it follows the position (see the header).
    */
   #deliverOthers(delivery: Delivery): void {
-    let run: Message[] = [];
+    // allocated only once another's operation comes: an agent's own tokens cost no array each
+    let run: Message[] | undefined;
     let runAfter = this.#position;
     for (const message of delivery.messages) {
       if (message.version <= this.#position) continue;
       const own = originOf(message) === this.#leaveOut && follows(message.version, this.#position);
       if (own) {
-        this.#write(run, runAfter);
-        run = [];
-      } else if (run.length === 0) runAfter = this.#position;
-      if (!own) run.push(message);
+        if (run) this.#write(run, runAfter);
+        run = undefined;
+      } else {
+        if (!run) {
+          run = [];
+          runAfter = this.#position;
+        }
+        run.push(message);
+      }
       this.#position = message.version;
     }
-    this.#write(run, runAfter);
+    if (run) this.#write(run, runAfter);
   }
 
   /** Writes messages that follow `after`, telling the client `after` when it has not seen it. */
@@ -305,12 +311,16 @@ export class ChannelAttachment {
   }
 }
 
+/** True when one of `messages` was published by the connection `connectionId` on this node. */
+function anyFrom(messages: Message[], connectionId: string): boolean {
+  for (const message of messages) if (originOf(message) === connectionId) return true;
+  return false;
+}
+
 /** True when `version` is the operation right after `position` (or the first of a channel). */
 function follows(version: string, position: string): boolean {
   if (position === '') return true;
-  const next = parseSerial(version);
-  const prev = parseSerial(position);
-  return next !== undefined && prev !== undefined && next.epoch === prev.epoch && next.seq === prev.seq + 1;
+  return sameEpoch(version, position) && serialSeq(version) === serialSeq(position) + 1;
 }
 
 function modeOf(frame: AttachFrame): 'resume' | 'rewind' | 'start' | 'live' {

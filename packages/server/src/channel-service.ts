@@ -23,7 +23,14 @@ import { markOrigin } from './message-origin.ts';
 import { Metrics } from './metrics.ts';
 import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
-import type { ChannelInfo, HistoryQuery, NewOperation, RolledUpPage, Store } from './store/store.ts';
+import type {
+  AppendOptions,
+  ChannelInfo,
+  HistoryQuery,
+  NewOperation,
+  RolledUpPage,
+  Store,
+} from './store/store.ts';
 
 export interface PublishIdentity {
   /** The API key that authenticated the publisher (or signed its token); also keys per-identity budgets. */
@@ -77,6 +84,8 @@ export class ChannelService {
   readonly store: Store;
   readonly hub: Hub;
   readonly limits: Limits;
+  /** What every append of a publish passes to the store (one object, not one per publish). */
+  readonly #appendOptions: AppendOptions;
   readonly leases: Leases;
   /**
    * Bounds the large reads running at once: history pages (a slot is held while the page streams)
@@ -101,6 +110,7 @@ export class ChannelService {
     this.store = store;
     this.hub = hub;
     this.limits = limits;
+    this.#appendOptions = { maxMessageSize: limits.maxMessageSize };
     this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.catchUpReads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.leases = makeLeases({
@@ -123,7 +133,8 @@ export class ChannelService {
         'bad_request',
         `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
       );
-    const ops = inputs.map((input, index) => this.#toNewOperation(channel, input, index, identity));
+    const ops: NewOperation[] = [];
+    for (let i = 0; i < inputs.length; i++) ops.push(this.#toNewOperation(channel, inputs[i]!, i, identity));
     const owner = this.#leaseOwner(channel, inputs, identity);
     const started = performance.now();
     const { health, tracing } = this.metrics;
@@ -132,7 +143,7 @@ export class ChannelService {
     const inflight = health.publishing(channel);
     let result: Awaited<ReturnType<Store['append']>>;
     try {
-      result = await this.store.append(channel, ops, { maxMessageSize: this.limits.maxMessageSize });
+      result = await this.store.append(channel, ops, this.#appendOptions);
     } catch (err) {
       tracing?.fail(storing, err);
       tracing?.fail(span, err);
@@ -149,19 +160,20 @@ export class ChannelService {
     span?.end();
     this.metrics.hot.publishSeconds.observe((performance.now() - started) / 1000);
     for (const m of result.messages) this.metrics.hot.operation(m.action);
-    inputs.forEach((input, i) => {
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!;
       const outcome = result.results[i];
-      if (!outcome) return;
+      if (!outcome) continue;
       const serial = input.serial ?? outcome.serial;
       // A resent end (a duplicate: same publisher, same id) still releases: the first attempt may
       // have been stored just before a crash that lost its release. Releasing twice is harmless.
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
-      else if (outcome.duplicate) return;
+      else if (outcome.duplicate) continue;
       else if (input.lease !== undefined)
         this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId, owner);
       else if (input.serial !== undefined)
         this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
-    });
+    }
     return result.results;
   }
 

@@ -88,7 +88,9 @@ export class LocalHub implements Hub {
 
 /** Channels' batches that wait for the same moment (`schedule`) and are delivered together then. */
 class Batches {
-  readonly #batches = new Map<string, Message[]>();
+  #batches = new Map<string, Message[]>();
+  /** The map of the previous flush, emptied: the two take turns, so a flush allocates none. */
+  #spare = new Map<string, Message[]>();
   readonly #schedule: (flush: () => void) => void;
   readonly #deliver: (channel: string, messages: Message[]) => void;
   #scheduled = false;
@@ -111,11 +113,21 @@ class Batches {
     this.#batches.set(channel, [...messages]);
     if (this.#scheduled) return;
     this.#scheduled = true;
-    this.#schedule(() => {
-      this.#scheduled = false;
-      const pending = [...this.#batches];
-      this.#batches.clear();
-      for (const [channel, batch] of pending) this.#deliver(channel, batch);
-    });
+    this.#schedule(this.#flush);
   }
+
+  /**
+   * Delivers the batches waiting. What a delivery stores in turn (re-entrant) starts a new batch in
+   * the other map, for the next flush: a batch being delivered is never joined.
+   */
+  readonly #flush = (): void => {
+    this.#scheduled = false;
+    const pending = this.#batches;
+    this.#batches = this.#spare;
+    pending.forEach(this.#deliverEach);
+    pending.clear();
+    this.#spare = pending;
+  };
+
+  readonly #deliverEach = (batch: Message[], channel: string): void => this.#deliver(channel, batch);
 }

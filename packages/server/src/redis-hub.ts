@@ -17,7 +17,7 @@
  * - A new epoch (Redis lost the channel) restarts the count: the new log is delivered from its start.
  */
 import type { Message } from '@mooring/protocol';
-import { formatSerial, parseSerial } from '@mooring/protocol';
+import { formatSerial, parseSerial, serialSeq } from '@mooring/protocol';
 import type { Hub, HubListener } from './hub.ts';
 import { LocalHub } from './hub.ts';
 import type { BusConnection } from './store/redis-connection.ts';
@@ -62,7 +62,7 @@ const PAGE = 500;
 const MAX_PENDING = 10_000;
 
 function seqOf(serial: string): number {
-  return parseSerial(serial)?.seq ?? 0;
+  return Math.max(0, serialSeq(serial));
 }
 
 function epochOf(serial: string): string {

@@ -106,4 +106,24 @@ describe('LocalHub', () => {
     await turn();
     assert.equal(seen.length, 0);
   });
+
+  it('delivers each batch once, and a publish made while a batch is delivered goes in the next one', async () => {
+    const hub = new LocalHub();
+    const small = subscribe(hub, 'ai:1', 1);
+    const large = subscribe(hub, 'room:1', FEW_SUBSCRIBERS + 1);
+    // a subscriber that stores in turn while it is handed a delivery (an agent answering at once)
+    let answered = false;
+    hub.subscribe('ai:1', () => {
+      if (answered) return;
+      answered = true;
+      hub.publish('ai:1', [message(2)]);
+    });
+    for (let task = 0; task < 3; task++) {
+      hub.publish('ai:1', [message(10 + task)]);
+      hub.publish('room:1', [message(20 + task)]);
+      await turn();
+    }
+    assert.deepEqual(serials(small.deliveries), [['s10'], ['s2'], ['s11'], ['s12']]);
+    assert.deepEqual(serials(large.deliveries), [['s20'], ['s21'], ['s22']]);
+  });
 });

@@ -13,7 +13,7 @@
  * append never reads or rewrites the data: append cost stays O(size of the delta).
  */
 import type { Encoding, Headers, JsonValue, Message, PublishResult } from '@mooring/protocol';
-import { formatSerial, parseSerial } from '@mooring/protocol';
+import { formatSerial, hasEpoch, parseSerial, serialSeq } from '@mooring/protocol';
 import type { AppendOptions, NewOperation } from './store.ts';
 import { StoreError } from './store.ts';
 
@@ -144,10 +144,10 @@ function targetSeq(epoch: string, op: NewOperation, index: number): number {
   if (op.serial === undefined) {
     throw new StoreError('invalid_serial', `an ${op.action} needs the serial of its message`, index);
   }
-  const parts = parseSerial(op.serial);
-  if (!parts) throw new StoreError('invalid_serial', `'${op.serial}' is not a serial`, index);
-  if (parts.epoch !== epoch || parts.seq < 1) throw notFound(op.serial, index);
-  return parts.seq;
+  const seq = serialSeq(op.serial);
+  if (seq < 0) throw new StoreError('invalid_serial', `'${op.serial}' is not a serial`, index);
+  if (seq < 1 || !hasEpoch(op.serial, epoch)) throw notFound(op.serial, index);
+  return seq;
 }
 
 function notFound(serial: string, index: number): StoreError {
