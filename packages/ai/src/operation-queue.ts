@@ -269,7 +269,8 @@ export class OperationQueue {
   /** Whether another batch may go out now (a plain one, when something is in flight). */
   #canSend(): boolean {
     if (this.#stopped || this.#flights.length >= this.#window) return false;
-    return this.#flights.every((f) => f.plain);
+    for (const flight of this.#flights) if (!flight.plain) return false;
+    return true;
   }
 
   /** No deltas wait, or those waiting are due now. */
@@ -284,7 +285,7 @@ export class OperationQueue {
         this.#o.timers.clearTimeout(this.#timer);
         this.#timer = undefined;
       }
-      queueMicrotask(() => this.#send());
+      queueMicrotask(this.#sendNow);
       return;
     }
     if (this.#timer !== undefined) return;
@@ -294,6 +295,9 @@ export class OperationQueue {
       this.#send();
     }, wait);
   }
+
+  /** `#send` as a callback, made once (it runs after every delta of an uncoalesced run). */
+  readonly #sendNow = (): void => this.#send();
 
   #send(): void {
     if (!this.#canSend() || this.#paused || this.#queue.length === 0 || this.#failed !== undefined) return;
@@ -323,7 +327,8 @@ export class OperationQueue {
       batch.push(op);
     }
     if (taken.length === 0) return;
-    this.#queue.splice(0, taken.length);
+    if (taken.length === 1) this.#queue.shift();
+    else this.#queue.splice(0, taken.length);
     this.#deltasDueAt = undefined;
     if (deltasTaken) this.#deltasSentAt = Date.now();
     const flight: Flight = { taken, plain };
@@ -340,7 +345,7 @@ export class OperationQueue {
       },
     );
     // a plain batch leaves room for the next one at once (pipelining)
-    if (plain) this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#deltasDue());
+    if (plain) this.#sendSoon(hasStructural(this.#queue) || this.#deltasDue());
   }
 
   /** Handles settled flights in send order. */
@@ -380,7 +385,7 @@ export class OperationQueue {
       this.#o.timers.setTimeout(() => this.#send(), delay);
       return;
     }
-    this.#sendSoon(this.#queue.some((p) => p.type !== 'append') || this.#deltasDue());
+    this.#sendSoon(hasStructural(this.#queue) || this.#deltasDue());
   }
 
   /**
@@ -491,6 +496,12 @@ function foldsInto(create: Create, key: string, text: string): create is Create 
     typeof create.op.data === 'string' &&
     create.op.data.length + text.length <= MAX_APPEND_CHARS
   );
+}
+
+/** True when something other than a plain append waits: it goes out without waiting for a window. */
+function hasStructural(queue: readonly Pending[]): boolean {
+  for (const pending of queue) if (pending.type !== 'append') return true;
+  return false;
 }
 
 function isRetryable(error: unknown): boolean {

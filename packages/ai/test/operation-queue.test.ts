@@ -223,6 +223,31 @@ describe('OperationQueue coalescing window', () => {
     assert.equal(textOf(sink.log), 'first ab');
   });
 
+  it('deltas held for the window go out on the ack when a structural operation waits behind them', async () => {
+    const sink = new ControlledSink(1); // one batch in flight at a time
+    const t = timers();
+    const queue = windowed(sink, t);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    await tick();
+    queue.delta('t', 'first ');
+    await tick();
+    queue.delta('t', 'a'); // right behind a send: held for the window
+    queue.create('u', { name: 'part', id: queue.nextId('u'), data: 'next' });
+    await tick();
+    assert.deepEqual(sent(sink), ['first ']);
+    await sink.flights.shift()!.ack();
+    await tick();
+    assert.deepEqual(sent(sink), ['a|next'], 'on the ack, not when the window timer fires');
+    await sink.flights.shift()!.ack();
+    await queue.flush();
+    assert.deepEqual(
+      sink.log.rolledUp().map((m) => m.data),
+      ['first a', 'next'],
+    );
+  });
+
   it("a first delta that waited for its part's create goes out with the create's ack, not a window later", async () => {
     const sink = new ControlledSink(4);
     const t = timers();
