@@ -130,4 +130,58 @@ describe('the in-process transport', () => {
     await waitFor(() => c.connection.state !== 'connected');
     assert.notEqual(c.connection.state, 'connected');
   });
+
+  it('hands the server its own copy of a publish: operations changed after the call change nothing stored', async (t) => {
+    const server = await realServer(t);
+    const agent = client(t, server.url, { clientId: 'agent-1', transport: server.localTransport });
+    await connected(agent);
+    const channel = agent.channels.get('session:copy');
+    const ops = [{ id: 'op-1', name: 'text', data: 'original' }];
+    const stored = channel.publishBatch(ops); // sent within the call (the connection is up)
+    ops[0]!.data = 'changed';
+    ops[0]!.name = 'other';
+    ops.push({ id: 'op-2', name: 'text', data: 'extra' });
+    const [serial] = await stored;
+    const appendOps = [{ id: 'op-3', action: 'append' as const, serial: serial!, data: ' text' }];
+    const appended = channel.publishBatch(appendOps);
+    appendOps[0]!.data = ' CHANGED';
+    await appended;
+    const page = await channel.history();
+    assert.deepEqual(
+      page.items.map((m) => [m.name, m.data]),
+      [['text', 'original text']],
+    );
+  });
+
+  it('closes with 1009 on a publish above maxFrameSize, as a WebSocket would; smaller ones are stored', async (t) => {
+    const server = await realServer(t, { limits: { maxFrameSize: 4096 } });
+    const closes: number[] = [];
+    // the client's transport, with its close codes recorded
+    const transport = () => {
+      const inner = server.localTransport();
+      return {
+        kind: inner.kind,
+        open: (url: string, handlers: Parameters<typeof inner.open>[1]) =>
+          inner.open(url, {
+            ...handlers,
+            onClose: (info) => {
+              closes.push(info.code);
+              handlers.onClose(info);
+            },
+          }),
+        send: (frame: Parameters<typeof inner.send>[0]) => inner.send(frame),
+        close: (code?: number, reason?: string) => inner.close(code, reason),
+        abort: () => inner.abort(),
+      };
+    };
+    const agent = client(t, server.url, { transport });
+    const channel = agent.channels.get('session:big');
+    await channel.publish('t', 'x'.repeat(100)); // sent as a copy
+    await channel.publish('t', 'y'.repeat(3000)); // 3,000 chars could be 18 KB of JSON: measured, fits
+    assert.deepEqual(closes, []);
+    void channel.publish('t', 'z'.repeat(5000)).catch(() => {});
+    await waitFor(() => closes.length > 0);
+    assert.equal(closes[0], 1009);
+    agent.close();
+  });
 });

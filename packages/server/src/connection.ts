@@ -12,6 +12,7 @@
  * whose queue stops draining for two heartbeat rounds, the connection ends as a slow consumer.
  */
 import {
+  type AckFrame,
   type AttachFrame,
   type AuthFrame,
   type ClientFrame,
@@ -28,7 +29,7 @@ import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import { requireAccess } from './capabilities.ts';
 import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
-import type { ChannelService } from './channel-service.ts';
+import type { ChannelService, PublishIdentity } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
@@ -54,6 +55,11 @@ export interface TransportSink {
    * once). Order with `send` is kept. Transports without it send at once.
    */
   sendSoon?(frame: Buffer): void;
+  /**
+   * An in-process peer's acks as objects, not bytes: the transport hands the client a copy (the
+   * frame holds nothing the server keeps), in order with what `send` delivers.
+   */
+  sendAck?(frame: AckFrame): void;
   /** Bytes accepted by send() but not yet written to the network. */
   bufferedAmount(): number;
   /** Ends the transport with a close code (WebSocket) and reason, waiting briefly for the peer. */
@@ -89,6 +95,8 @@ export class Connection {
   readonly id: string;
   readonly key: string;
   #identity: Identity;
+  /** `#identity` with this connection's id, as every publish passes it: made once per identity. */
+  #publisher: PublishIdentity | undefined;
   #expiry: NodeJS.Timeout | undefined;
   readonly #verifyToken: (token: string) => Promise<Identity>;
   readonly #budgets: IdentityBudgets;
@@ -160,6 +168,10 @@ export class Connection {
 
   /** Sends a reply or notice (not a delivery): it may share the turn's write (`sendSoon`). */
   send(frame: ServerFrame): void {
+    if (frame.type === 'ack' && this.transport.sendAck !== undefined) {
+      if (!this.#closed) this.transport.sendAck(frame);
+      return;
+    }
     this.#write(Buffer.from(JSON.stringify(frame)), true);
   }
 
@@ -371,6 +383,7 @@ export class Connection {
         `a renewed token must be signed by the key the connection opened with (${this.#identity.keyName}); reconnect to change keys`,
       );
     this.#identity = next;
+    this.#publisher = undefined;
     this.#scheduleExpiry();
     for (const [channel, attachment] of [...this.#attachments]) {
       if (next.access.allows(channel, 'subscribe')) continue;
@@ -426,10 +439,8 @@ export class Connection {
 
   async #publish(frame: PublishFrame): Promise<void> {
     this.#takePublishAllowance(frame.ops.length);
-    const results = await this.#channels.publish(frame.channel, frame.ops, {
-      ...this.#identity,
-      connectionId: this.id,
-    });
+    this.#publisher ??= { ...this.#identity, connectionId: this.id };
+    const results = await this.#channels.publish(frame.channel, frame.ops, this.#publisher);
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
   }
 

@@ -3,16 +3,28 @@
  * without a socket. `new Mooring({ url: server.url, key, transport: server.localTransport })` gives
  * it a connection like any other (the same authentication, budgets, frames, acks, resume and
  * presence; PROTOCOL.md §5.5); only the bytes skip the kernel, the WebSocket framing and the other
- * process's event loop. Frames go each way as JSON text, in order, each in its own microtask, so
- * neither side ever runs inside the other's call.
+ * process's event loop. Frames go each way in order, each in its own microtask, so neither side ever
+ * runs inside the other's call. They go as JSON text, except the two a streaming agent sends and
+ * gets once per token: a publish of the simple shapes (creates and appends of string data, see
+ * simple-publish-frame.ts) and its ack go as copies of the objects, which is what a JSON round trip
+ * would have produced, without the text. Each side gets objects the other does not hold.
  *
  * The shape is `@mooring/client`'s `Transport` (structurally: the server does not depend on the
  * client package).
  */
-import { type ClientFrame, type ErrorInfo, parseServerFrame, type ServerFrame } from '@mooring/protocol';
+import {
+  type AckFrame,
+  type ClientFrame,
+  type ErrorInfo,
+  type OperationInput,
+  type PublishFrame,
+  parseServerFrame,
+  type ServerFrame,
+} from '@mooring/protocol';
 import type { Connection, TransportSink } from './connection.ts';
 import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { toErrorInfo } from './server-error.ts';
+import { simplePublishFrame } from './simple-publish-frame.ts';
 
 /** What the client's connection hears from its transport (`@mooring/client` `TransportHandlers`). */
 export interface LocalTransportHandlers {
@@ -92,6 +104,13 @@ class InProcessTransport implements LocalTransport {
   send(frame: ClientFrame): void {
     const sink = this.#sink;
     if (this.#ended || sink === undefined) throw new Error('the in-process transport is not open');
+    const publish = simplePublishCopy(frame, this.#options.maxFrameSize);
+    if (publish !== undefined) {
+      queueMicrotask(() => {
+        if (!sink.ended) sink.connection?.receiveValue(publish);
+      });
+      return;
+    }
     const text = JSON.stringify(frame);
     if (Buffer.byteLength(text) > this.#options.maxFrameSize) {
       // what a WebSocket does with a frame above maxPayload: close 1009
@@ -119,6 +138,11 @@ class InProcessTransport implements LocalTransport {
     const frame = parseServerFrame(text);
     if (typeof frame === 'string') this.#handlers?.onProtocolError(frame);
     else this.#handlers?.onFrame(frame);
+  }
+
+  /** The server side delivers an ack as an object of the client's own (`LocalSink.sendAck`). */
+  deliverFrame(frame: ServerFrame): void {
+    if (!this.#ended) this.#handlers?.onFrame(frame);
   }
 
   /** Either side ends the connection: the server hears `code`, the client's `onClose` follows. */
@@ -156,6 +180,17 @@ class LocalSink implements TransportSink {
     queueMicrotask(() => this.#client.deliver(text));
   }
 
+  sendAck(frame: AckFrame): void {
+    if (this.ended) return;
+    const copy: AckFrame = { type: 'ack', channel: frame.channel, results: [] };
+    if (frame.ref !== undefined) copy.ref = frame.ref;
+    for (const r of frame.results)
+      copy.results.push(
+        r.duplicate === undefined ? { serial: r.serial } : { serial: r.serial, duplicate: r.duplicate },
+      );
+    queueMicrotask(() => this.#client.deliverFrame(copy));
+  }
+
   bufferedAmount(): number {
     return 0;
   }
@@ -177,4 +212,50 @@ class LocalSink implements TransportSink {
     const connection = this.connection;
     if (connection) this.#options.onClose(connection, code);
   }
+}
+
+/** Bytes of JSON a string can take at most: every UTF-16 unit escaped as `\uXXXX`. */
+const MAX_JSON_BYTES_PER_UNIT = 6;
+/** Room for a publish frame's keys, punctuation, ref and channel (a channel name is ≤ 255 chars). */
+const FRAME_OVERHEAD = 64 + MAX_JSON_BYTES_PER_UNIT * 320;
+/** Room for one operation's keys and punctuation. */
+const OP_OVERHEAD = 64;
+
+/**
+ * A copy of `frame` when it is a publish of the simple shapes (`simplePublishFrame`) whose JSON text
+ * surely fits in `maxFrameSize`: the frame the server would have parsed from that text (the same
+ * keys, `undefined` ones left out, the same strings). Otherwise undefined, and the caller sends
+ * the text (a frame near the limit is measured exactly there).
+ */
+function simplePublishCopy(frame: ClientFrame, maxFrameSize: number): PublishFrame | undefined {
+  const simple = simplePublishFrame(frame);
+  if (simple === undefined) return undefined;
+  let bound = FRAME_OVERHEAD;
+  const ops: OperationInput[] = [];
+  for (const op of simple.ops) {
+    const copy: OperationInput = {};
+    bound += OP_OVERHEAD;
+    if (op.action !== undefined) copy.action = op.action;
+    if (op.id !== undefined) {
+      copy.id = op.id;
+      bound += MAX_JSON_BYTES_PER_UNIT * op.id.length;
+    }
+    if (op.serial !== undefined) {
+      copy.serial = op.serial;
+      bound += op.serial.length;
+    }
+    if (op.name !== undefined) {
+      copy.name = op.name;
+      bound += MAX_JSON_BYTES_PER_UNIT * op.name.length;
+    }
+    if (op.data !== undefined) {
+      copy.data = op.data;
+      bound += MAX_JSON_BYTES_PER_UNIT * (op.data as string).length;
+    }
+    ops.push(copy);
+  }
+  if (bound > maxFrameSize) return undefined;
+  const copy: PublishFrame = { type: 'publish', channel: simple.channel, ops };
+  if (simple.ref !== undefined) copy.ref = simple.ref;
+  return copy;
 }

@@ -350,6 +350,23 @@ describe('auth and capabilities', () => {
     assert.equal(await short.closed(), 4011);
   });
 
+  it('publishes with the renewed token’s rights from the next publish on', async () => {
+    const c = await RawClient.connect(fx.server.url, { token: await mint({ '*': ['*'] }, 'alice') });
+    assert.equal(outcome(await c.request({ type: 'publish', channel: 'room:r', ops: [{ data: 1 }] })), 'ok');
+    const narrower = await c.request({ type: 'auth', token: await mint({ 'session:*': ['*'] }, 'alice') });
+    assert.equal(narrower.type, 'authorized');
+    assert.equal(
+      outcome(await c.request({ type: 'publish', channel: 'room:r', ops: [{ data: 2 }] })),
+      'forbidden',
+      'the old token’s rights are not kept for publishes',
+    );
+    assert.equal(
+      outcome(await c.request({ type: 'publish', channel: 'session:r', ops: [{ data: 3 }] })),
+      'ok',
+    );
+    await c.close();
+  });
+
   it('mints tokens over REST for API keys only', async () => {
     const res = await rest(fx.server, '/v1/tokens', {
       body: { clientId: 'web-1', capability: { 'session:*': ['subscribe'] }, ttl: 60_000 },
