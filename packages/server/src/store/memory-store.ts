@@ -9,15 +9,7 @@
 import type { Encoding, Headers, JsonValue, Message } from '@mooring/protocol';
 import { formatSerial, newEpoch } from '@mooring/protocol';
 import type { BatchPlan, MessageMeta, PlanContext } from './operation-rules.ts';
-import {
-  afterSeq,
-  dedupKey,
-  emptyPage,
-  headSerial,
-  planBatch,
-  rolledUp,
-  seqBound,
-} from './operation-rules.ts';
+import { afterSeq, emptyPage, headSerial, planBatch, rolledUp, seqBound } from './operation-rules.ts';
 import { PageBudget } from './page-bytes.ts';
 import type {
   AppendOptions,
@@ -55,7 +47,10 @@ interface MemMessage extends MessageMeta {
   timestamp: number;
   changed: boolean;
   expiresAt: number;
-  /** Dedup keys (`dedupKey`) of every stored operation on this message, forgotten with it by retention. */
+  /**
+   * The dedup identity of every stored operation on this message, forgotten with it by retention:
+   * publisher scope and op id, two entries per operation (the strings the operations carried).
+   */
   opIds: string[];
 }
 
@@ -65,8 +60,8 @@ interface MemChannel {
   trimmedThrough: number;
   /** By message sequence number, in creation (= serial) order. */
   messages: Map<number, MemMessage>;
-  /** Dedup key (`dedupKey(publisher, id)`) → the operation's sequence number. */
-  ids: Map<string, number>;
+  /** Publisher scope → op id → the operation's sequence number (no key string built per op). */
+  ids: Map<string, Map<string, number>>;
 }
 
 export class MemoryStore implements Store {
@@ -95,7 +90,7 @@ export class MemoryStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
-      storedId: (_publisher, _id, key) => ch.ids.get(key),
+      storedId: (publisher, id) => ch.ids.get(publisher)?.get(id),
       message: (seq) => ch.messages.get(seq),
     };
     const plan = planBatch(ctx, ops, { ...options, now });
@@ -106,8 +101,13 @@ export class MemoryStore implements Store {
 
   #apply(channel: string, ch: MemChannel, plan: BatchPlan): void {
     for (const { op, seq, msgSeq, kind, timestamp } of plan.ops) {
-      const key = dedupKey(op.publisher ?? '', op.id);
-      ch.ids.set(key, seq);
+      const publisher = op.publisher ?? '';
+      let ids = ch.ids.get(publisher);
+      if (ids === undefined) {
+        ids = new Map();
+        ch.ids.set(publisher, ids);
+      }
+      ids.set(op.id, seq);
       if (op.action === 'create') {
         const retention = this.#retentionFor(channel);
         const m: MemMessage = {
@@ -119,7 +119,7 @@ export class MemoryStore implements Store {
           timestamp,
           changed: false,
           expiresAt: timestamp + retention,
-          opIds: [key],
+          opIds: [publisher, op.id],
           kind,
           size: 0,
           deleted: false,
@@ -134,7 +134,7 @@ export class MemoryStore implements Store {
       const m = ch.messages.get(msgSeq)!;
       m.version = seq;
       m.changed = true;
-      m.opIds.push(key);
+      m.opIds.push(publisher, op.id);
       if (op.action === 'delete') {
         m.deleted = true;
         m.base = undefined;
@@ -227,7 +227,11 @@ export class MemoryStore implements Store {
       for (const [seq, m] of ch.messages) {
         if (m.expiresAt > now) continue;
         ch.messages.delete(seq);
-        for (const id of m.opIds) ch.ids.delete(id);
+        for (let i = 0; i < m.opIds.length; i += 2) {
+          const ids = ch.ids.get(m.opIds[i]!);
+          ids?.delete(m.opIds[i + 1]!);
+          if (ids?.size === 0) ch.ids.delete(m.opIds[i]!);
+        }
         ch.trimmedThrough = Math.max(ch.trimmedThrough, m.version);
         removed++;
       }

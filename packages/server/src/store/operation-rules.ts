@@ -41,9 +41,9 @@ export interface PlanContext {
   seq: number;
   /**
    * Sequence number of the stored operation with this id in this publisher's scope, if the channel
-   * has one. `key` is `dedupKey(publisher, id)`, for stores that keep a single map.
+   * has one.
    */
-  storedId(publisher: string, id: string, key: string): number | undefined;
+  storedId(publisher: string, id: string): number | undefined;
   /** State of the message created at `seq`, or undefined when there is none (never or no longer). */
   message(seq: number): MessageMeta | undefined;
 }
@@ -103,8 +103,9 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
   for (let index = 0; index < ops.length; index++) {
     const op = ops[index]!;
     const publisher = op.publisher ?? ''; // '' for untyped (JS) callers
-    const key = dedupKey(publisher, op.id);
-    const earlier = batchIds?.get(key) ?? ctx.storedId(publisher, op.id, key);
+    // the in-batch key only when there is a batch to look in: a publish of one op builds no string
+    const key = batchIds === undefined ? undefined : dedupKey(publisher, op.id);
+    const earlier = (key === undefined ? undefined : batchIds?.get(key)) ?? ctx.storedId(publisher, op.id);
     if (earlier !== undefined) {
       results.push({ serial: formatSerial(ctx.epoch, earlier), duplicate: true });
       continue;
@@ -122,7 +123,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
       touched.set(msgSeq, nextMeta(current, op, kind, index, options.maxMessageSize));
     }
     seq = opSeq;
-    batchIds?.set(key, opSeq);
+    if (key !== undefined) batchIds?.set(key, opSeq);
     const serial = formatSerial(ctx.epoch, opSeq);
     results.push({ serial });
     planned.push({ op, seq: opSeq, msgSeq, kind, timestamp });

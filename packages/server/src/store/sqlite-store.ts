@@ -340,8 +340,9 @@ export class SqliteStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
-      storedId: (publisher, id, key) => {
+      storedId: (publisher, id) => {
         if (ch.id < 0) return undefined;
+        const key = dedupKey(publisher, id);
         const hot = this.#journal.idSeq(ch.id, key);
         if (hot !== undefined) return hot;
         if (this.#filterOf(ch)?.mayHave(key) === false) return undefined;
