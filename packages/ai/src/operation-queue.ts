@@ -9,7 +9,8 @@
  *                     └─ an append waits for its message's serial: a batch stops before it
  *
  * Folding (`foldIntoCreates`, a new run only): deltas queued right behind their part's unsent create
- * go in the create's data; a create once sent never changes (its resend must be the same op).
+ * go in the create's data (with `coalesceMs: 0`, the first delta alone: every delta stays one
+ * operation); a create once sent never changes (its resend must be the same op).
  *
  * Ids: the n-th operation on key k is `<runId>:<k>:<n>` — deterministic, so a resend is stored once.
  * Retryable failures resend the same batch (same ids); a permanent one stops the queue.
@@ -157,10 +158,11 @@ export class OperationQueue {
    * response's first token goes out with its part instead of waiting for the create's ack. Only
    * for a run known to be new (its create acknowledged, not a duplicate): a resumed run compares
    * its appends with what an earlier attempt stored, and a create's data is not compared.
-   * Off with `coalesceMs: 0` (every delta its own operation).
+   * With `coalesceMs: 0` a create carries one delta at most, so every delta stays its own operation
+   * (the first one simply skips the wait for the create's ack).
    */
   foldIntoCreates(): void {
-    if (this.#o.coalesceMs === 0 || this.#folding) return;
+    if (this.#folding) return;
     this.#folding = true;
     for (let i = 0; i < this.#queue.length; i++) {
       const create = this.#queue[i]!;
@@ -168,7 +170,7 @@ export class OperationQueue {
       for (let j = i + 1; j < this.#queue.length; j++) {
         const next = this.#queue[j]!;
         if (next.type !== 'append' || next.headers !== undefined || next.op !== undefined) break;
-        if (!foldsInto(create, next.key, next.data)) break;
+        if (!this.#foldsInto(create, next.key, next.data)) break;
         create.op.data += next.data;
         next.op = null; // carried by the create: counted as stored with it, never sent
         if (this.#mergeable.get(next.key) === next) this.#mergeable.delete(next.key);
@@ -199,7 +201,7 @@ export class OperationQueue {
     const written = (this.#written.get(key) ?? '') + delta;
     this.#written.set(key, written);
     const last = this.#queue.at(-1);
-    if (this.#folding && last?.type === 'create' && foldsInto(last, key, delta)) {
+    if (this.#folding && last?.type === 'create' && this.#foldsInto(last, key, delta)) {
       last.op.data += delta; // rides in its part's create (see foldIntoCreates)
       return;
     }
@@ -252,6 +254,17 @@ export class OperationQueue {
   }
 
   // -------------------------------------------------------------------------------------------
+
+  /** Whether `text`, a delta on `key`, may ride in this unsent create (one delta only when not coalescing). */
+  #foldsInto(create: Create, key: string, text: string): create is Create & { op: { data: string } } {
+    return (
+      create.key === key &&
+      !create.sent &&
+      typeof create.op.data === 'string' &&
+      (this.#o.coalesceMs > 0 || create.op.data === '') &&
+      create.op.data.length + text.length <= MAX_APPEND_CHARS
+    );
+  }
 
   #push(pending: Pending): void {
     if (this.#failed !== undefined) return;
@@ -489,14 +502,6 @@ export class OperationQueue {
 }
 
 /** Whether `text` for `key` may still go in this create's data: not sent yet, text data, in size. */
-function foldsInto(create: Create, key: string, text: string): create is Create & { op: { data: string } } {
-  return (
-    create.key === key &&
-    !create.sent &&
-    typeof create.op.data === 'string' &&
-    create.op.data.length + text.length <= MAX_APPEND_CHARS
-  );
-}
 
 /** True when something other than a plain append waits: it goes out without waiting for a window. */
 function hasStructural(queue: readonly Pending[]): boolean {

@@ -61,9 +61,10 @@ describe('RunPublisher', () => {
         'r1:p2:4', // text done
         'r1:p4:0',
         'r1:p5:0',
-        'r1:p6:0', // the second text part: its own message although its chunk id repeats
-        'r1:p6:1',
-        'r1:p6:2',
+        'r1:p6:0', // the second text part: its own message although its chunk id repeats; its one
+        // delta rides in it (queued behind it, unsent, in a new run); the first part's create had
+        // already gone out with the run's ack, so its deltas are appends
+        'r1:p6:1', // text done
         'r1:p7:0',
         'r1:p8:0', // finish's metadata
       ],
@@ -341,7 +342,7 @@ describe("RunPublisher: the first tokens ride in their part's create", () => {
     assert.equal(tree.parts('r1').length, 1);
   });
 
-  it('with coalesceMs: 0 every delta stays its own operation', async () => {
+  it("with coalesceMs: 0 every delta stays its own operation: the first rides in its part's create alone", async () => {
     const log = new MemoryLog();
     const p = publisher(log, { coalesceMs: 0 });
     log.hold = true;
@@ -355,11 +356,39 @@ describe("RunPublisher: the first tokens ride in their part's create", () => {
     await settle(log);
     await ended;
     const ops = log.ops.flat();
-    assert.equal(ops.find((o) => o.headers?.kind === 'text')?.data, '');
+    assert.equal(ops.find((o) => o.headers?.kind === 'text')?.data, 'a');
     assert.deepEqual(
       ops.filter((o) => o.action === 'append').map((o) => o.data),
-      ['a', 'b', ''],
+      ['b', ''],
     );
+    assert.equal(await text(log), 'ab');
+  });
+
+  it("with coalesceMs: 0 a first token written with its part (the run already stored) skips the wait for the part's ack", async () => {
+    const log = new MemoryLog();
+    const p = publisher(log, { coalesceMs: 0 });
+    await p.start(); // the run's create is acknowledged: a new run
+    p.write({ type: 'text-start', id: 't' });
+    p.write({ type: 'text-delta', id: 't', delta: 'Hi' }); // same turn: the part's create is not sent yet
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(
+      log.ops.map((batch) => batch.map((o) => `${o.action}:${o.data}`)),
+      [[`create:${log.ops[0]![0]!.data}`], ['create:Hi']],
+      'the first token went with its part: no append waited for the part to be acknowledged',
+    );
+    p.write({ type: 'text-delta', id: 't', delta: ' there' }); // the create is sent: an append
+    p.write({ type: 'text-end', id: 't' });
+    const ended = p.end('complete');
+    await settle(log);
+    await ended;
+    assert.deepEqual(
+      log.ops
+        .flat()
+        .filter((o) => o.action === 'append')
+        .map((o) => o.data),
+      [' there', ''],
+    );
+    assert.equal(await text(log), 'Hi there');
   });
 });
 
