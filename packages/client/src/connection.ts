@@ -114,6 +114,10 @@ export class Connection {
   readonly #retryTimer: TimerSlot;
   readonly #openTimer: TimerSlot;
   readonly #idleTimer: TimerSlot;
+  /** Dead-connection detection (`#armIdle`): the last activity, and what the idle timer runs for. */
+  #activeAt = 0;
+  #idleSilence = 0;
+  #idleOrdinary = false;
   readonly #closeTimer: TimerSlot;
 
   constructor(deps: ConnectionDeps) {
@@ -519,20 +523,41 @@ export class Connection {
     this.#emitter.emit('transport', { previous, current: kind });
   }
 
-  /** (Re)starts dead-connection detection: silence for maxIdleInterval + idleGrace means dead. */
+  /**
+   * (Re)starts dead-connection detection: silence for maxIdleInterval + idleGrace means dead; `ms`
+   * (a probe) gives the connection that long to show it lives.
+   *
+   * Activity only moves `#activeAt` while the ordinary timer runs: the timer, when it fires, starts
+   * again for what is left of the silence since the last activity. A busy connection (a frame per
+   * token) so makes no timer per frame.
+   */
   #armIdle(ms?: number): void {
     const details = this.#details;
     if (!details) return;
+    const now = this.#deps.timers.now();
+    this.#activeAt = now;
     const silence = ms ?? details.maxIdleInterval + this.#deps.timings.idleGrace;
-    this.#idleTimer.set(silence, () =>
+    const ordinary = ms === undefined;
+    if (ordinary && this.#idleOrdinary && this.#idleSilence === silence && this.#idleTimer.pending) return;
+    this.#idleOrdinary = ordinary;
+    this.#idleSilence = silence;
+    this.#setIdle(silence, now);
+  }
+
+  #setIdle(silence: number, from: number): void {
+    this.#idleTimer.set(silence - (this.#deps.timers.now() - from), () => {
+      if (this.#idleOrdinary && this.#activeAt > from) {
+        this.#setIdle(silence, this.#activeAt); // active since: what is left of the silence
+        return;
+      }
       this.#dispatch({
         type: 'lost',
         error: new MooringError(
           'timeout',
           `no frame from the server for ${silence} ms; reconnecting automatically`,
         ),
-      }),
-    );
+      });
+    });
   }
 
   /** After a network change: ask for a pong and give the connection `probeTimeout` to show it lives. */

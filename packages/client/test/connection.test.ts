@@ -190,6 +190,22 @@ describe('Connection', () => {
     assert.ok(s.transports.made[0]?.aborted, 'the dead transport is dropped, not waited for');
   });
 
+  it('a busy connection makes no idle timer per frame, and is still dead exactly the silence after its last frame', async () => {
+    const s = setup();
+    await connect(s); // maxIdleInterval 15 000: dead after 25 000 ms of silence
+    const made = s.timers.made;
+    for (let i = 0; i < 3_000; i++) {
+      s.timers.advance(10); // 30 s of frames, longer than the silence allowed
+      s.transports.last().frame({ type: 'heartbeat', serverTime: 0 });
+    }
+    assert.equal(s.connection.state, 'connected');
+    assert.ok(s.timers.made - made <= 3, `${s.timers.made - made} timers for 3,000 frames`);
+    s.timers.advance(24_999);
+    assert.equal(s.connection.state, 'connected');
+    s.timers.advance(1);
+    assert.equal(s.changes.at(-2)?.reason?.code, 'timeout');
+  });
+
   it('treats a failed send as a dead connection', async () => {
     const s = setup();
     await connect(s);

@@ -23,6 +23,11 @@ export class FakeTimers implements Timers {
     return this.#now;
   }
 
+  /** How many timers were ever set. */
+  get made(): number {
+    return this.#nextId;
+  }
+
   setTimeout(fn: () => void, ms: number): unknown {
     this.#nextId += 1;
     // as in Node and browsers: a delay beyond a signed 32-bit int of ms runs after 1 ms
