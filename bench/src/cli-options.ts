@@ -40,6 +40,8 @@ export interface BenchOptions {
   aiGap: number;
   aiSamples: number;
   aiSystems: AiSystem[];
+  /** The ai scenario: round trip in ms added between each app and its store or relay (0: none). */
+  aiAppRtt: number;
   profileDir: string | undefined;
   /** The catchup scenario: gap lengths in seconds. */
   gaps: number[];
@@ -73,6 +75,10 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|st
   --ai-gap S        the gap of the sampled users (default 10)
   --ai-samples N    users sampled for the gap and the reload (default 10)
   --ai-systems LIST ${AI_SYSTEMS.join(',')}
+  --ai-app-rtt MS   round trip added between each app and its store or relay (Mooring's
+                    server, resumable-stream's Redis, the Durable Streams server) by a delaying
+                    proxy: the app runs in another zone (default 0; the embedded agents and the
+                    floor have no such link)
   --profile DIR     --cpu-prof of every server-side process (app, relay, agent) into DIR
   catchup (not part of all; --stores picks memory or sqlite, the first given):
   --gaps LIST       gap lengths in seconds (default 1,10,60,600)`;
@@ -126,6 +132,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       'ai-gap': { type: 'string' },
       'ai-samples': { type: 'string' },
       'ai-systems': { type: 'string' },
+      'ai-app-rtt': { type: 'string' },
       profile: { type: 'string' },
       gaps: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -188,6 +195,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     aiGap: positiveNumber('ai-gap', values['ai-gap'], 10),
     aiSamples: Math.round(positiveNumber('ai-samples', values['ai-samples'], 10)),
     aiSystems: aiSystems as AiSystem[],
+    aiAppRtt: positiveNumber('ai-app-rtt', values['ai-app-rtt'], 0, true),
     profileDir: values.profile,
     gaps: (list(values.gaps) ?? ['1', '10', '60', '600']).map((v) => positiveNumber('gaps', v, 1)),
   };

@@ -52,7 +52,7 @@ function target(r: AiResult, floor: AiResult | undefined, resumable: AiResult | 
 
 export function aiMarkdown(
   results: AiResult[],
-  options: { rate: number; seconds: number; gapSeconds: number },
+  options: { rate: number; seconds: number; gapSeconds: number; appRttMs?: number },
 ): string {
   const out: string[] = [];
   const loads = [...new Set(results.map((r) => r.responses))];
@@ -64,6 +64,11 @@ export function aiMarkdown(
       '',
       `Token → client is the model stub's write → the user's read. CPU is the system's own processes (app or agent + relay; Redis from INFO cpu), not the model stub's or the users'. Gap: a user closes 3 s into the answer and comes back from its position ${options.gapSeconds} s later; reload: a fresh tab joins the answer at that moment. Both: median bytes and ms until the user has every token the model had written when it reconnected (users measured).`,
     );
+    if ((options.appRttMs ?? 0) > 0)
+      out.push(
+        '',
+        `Each app is ${options.appRttMs} ms (round trip) from its store or relay — Mooring's agents from the Mooring server, \`resumable-stream\`'s app from Redis, the Durable Streams app from its server — through a delaying proxy in the load generator's process (its CPU is in the load-gen column). The floor and the agents in the server's process have no such link.`,
+      );
     for (const round of rounds) {
       const rows = atLoad.filter((r) => r.round === round);
       if (rounds.length > 1) out.push('', `Round ${round} of ${rounds.length} (in this order):`);

@@ -146,6 +146,7 @@ if (options.scenario === 'ai') {
     samples: options.aiSamples,
     systems: options.aiSystems,
     rounds: options.rounds,
+    appRttMs: options.aiAppRtt,
     ...(options.profileDir === undefined ? {} : { profileDir: options.profileDir }),
   });
 }
@@ -186,7 +187,12 @@ if (transports !== undefined) {
 }
 if (ai !== undefined) {
   sections.push(
-    aiMarkdown(ai, { rate: options.tokenRate, seconds: options.aiSeconds, gapSeconds: options.aiGap }),
+    aiMarkdown(ai, {
+      rate: options.tokenRate,
+      seconds: options.aiSeconds,
+      gapSeconds: options.aiGap,
+      appRttMs: options.aiAppRtt,
+    }),
   );
 }
 if (catchup !== undefined) sections.push(catchupMarkdown(catchup, catchupStore, options.tokenRate));

@@ -17,7 +17,7 @@
  * (has every token the model had written when it reconnected).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { type RedisServer, startRedis } from '@mooring/testkit';
+import { FaultProxy, type RedisServer, startRedis } from '@mooring/testkit';
 import {
   type AiClient,
   durableUsers,
@@ -58,6 +58,12 @@ export interface AiOptions {
   systems: AiSystem[];
   /** Runs of every system per load, the order reversed every other round (default 1). */
   rounds?: number;
+  /**
+   * Round trip (ms) added between each app and its store or relay by a delaying proxy in this
+   * process (half each way): Mooring's agents apart → server, resumable-stream's app → Redis, the
+   * Durable Streams app → its server. Default 0.
+   */
+  appRttMs?: number;
   /** Write `--cpu-prof` profiles of the Mooring server and agent, and of this process, here. */
   profileDir?: string;
 }
@@ -140,9 +146,20 @@ async function deploy(
         ];
   const started: ServerProcess[] = [];
   let redis: RedisServer | undefined;
+  const proxies: FaultProxy[] = [];
   const stop = async (): Promise<void> => {
+    for (const p of proxies) await p.close();
     for (const p of started.reverse()) await p.stop();
     await redis?.close();
+  };
+  /** The port an app reaches `port` on: through a proxy adding the round trip, if one is asked for. */
+  const fromApp = async (port: number): Promise<number> => {
+    const rtt = options.appRttMs ?? 0;
+    if (rtt === 0) return port;
+    const proxy = await FaultProxy.start({ port });
+    proxy.delay(rtt / 2);
+    proxies.push(proxy);
+    return proxy.port;
   };
   try {
     const stubPort = String(stub.port);
@@ -158,7 +175,7 @@ async function deploy(
     if (system === 'resumable-stream') {
       redis = await startRedis();
       const app = await spawnServer(MODULE('../ai/app-server.ts'), {
-        args: ['resumable', stubPort, redis.url],
+        args: ['resumable', stubPort, `redis://127.0.0.1:${await fromApp(redis.port)}`],
         label: 'app resumable',
         execArgv: prof('app'),
       });
@@ -169,7 +186,7 @@ async function deploy(
       const ds = await spawnServer(MODULE('../ai/durable-streams-server.ts'), { label: 'durable streams' });
       started.push(ds);
       const app = await spawnServer(MODULE('../ai/app-server.ts'), {
-        args: ['durable', stubPort, `http://127.0.0.1:${ds.port}`],
+        args: ['durable', stubPort, `http://127.0.0.1:${await fromApp(ds.port)}`],
         label: 'app durable',
         execArgv: prof('app'),
       });
@@ -216,7 +233,7 @@ async function deploy(
     });
     started.push(server);
     const config: MooringAgentConfig = {
-      url: `http://127.0.0.1:${server.port}`,
+      url: `http://127.0.0.1:${await fromApp(server.port)}`,
       key: BENCH_KEY,
       stubPort: stub.port,
       responses: n,
@@ -234,7 +251,7 @@ async function deploy(
     });
     started.push(agent);
     return {
-      users: mooringUsers(config.url, BENCH_KEY),
+      users: mooringUsers(`http://127.0.0.1:${server.port}`, BENCH_KEY),
       app: agent,
       own: [server, agent],
       relay: server,
