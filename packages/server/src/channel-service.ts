@@ -41,6 +41,11 @@ export interface PublishIdentity {
   access: Access;
   /** The publishing connection, when there is one (leases are held by it). */
   connectionId?: string;
+  /**
+   * `publisherScope` of this identity, computed once by a caller that publishes with the same
+   * identity many times (a connection): every stored op then shares one scope string.
+   */
+  scope?: string;
 }
 
 export type ResumeCheck =
@@ -134,7 +139,9 @@ export class ChannelService {
         `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
       );
     const ops: NewOperation[] = [];
-    for (let i = 0; i < inputs.length; i++) ops.push(this.#toNewOperation(channel, inputs[i]!, i, identity));
+    const scope = identity.scope ?? publisherScope(identity);
+    for (let i = 0; i < inputs.length; i++)
+      ops.push(this.#toNewOperation(channel, inputs[i]!, i, identity, scope));
     const owner = this.#leaseOwner(channel, inputs, identity);
     const started = performance.now();
     const { health, tracing } = this.metrics;
@@ -330,6 +337,7 @@ export class ChannelService {
     input: OperationInput,
     index: number,
     identity: PublishIdentity,
+    scope: string,
   ): NewOperation {
     const size = operationSize(input);
     if (size > this.limits.maxOperationSize)
@@ -340,7 +348,7 @@ export class ChannelService {
     const op: NewOperation = {
       action: input.action ?? 'create',
       id: input.id ?? `${idPrefix}:${++idCounter}`,
-      publisher: publisherScope(identity),
+      publisher: scope,
     };
     const owner = this.#authorize(channel, op.action, identity);
     if (owner !== undefined) op.requireOwner = owner;

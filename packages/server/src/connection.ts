@@ -29,7 +29,7 @@ import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import { requireAccess } from './capabilities.ts';
 import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
-import type { ChannelService, PublishIdentity } from './channel-service.ts';
+import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
@@ -439,7 +439,7 @@ export class Connection {
 
   async #publish(frame: PublishFrame): Promise<void> {
     this.#takePublishAllowance(frame.ops.length);
-    this.#publisher ??= { ...this.#identity, connectionId: this.id };
+    this.#publisher ??= { ...this.#identity, connectionId: this.id, scope: publisherScope(this.#identity) };
     const results = await this.#channels.publish(frame.channel, frame.ops, this.#publisher);
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
   }
