@@ -315,38 +315,44 @@ export class OperationQueue {
   #send(): void {
     if (!this.#canSend() || this.#paused || this.#queue.length === 0 || this.#failed !== undefined) return;
     const alongside = this.#flights.length > 0; // only plain deltas may join batches in flight
-    const batch: OperationInput[] = [];
-    const taken: Flight['taken'] = [];
+    // sized for what is queued (mostly one delta; an array grown by push starts at 16), trimmed below
+    const size = Math.min(this.#queue.length, 16);
+    const batch = new Array<OperationInput>(size);
+    const taken = new Array<Flight['taken'][number]>(size);
+    let ops = 0;
+    let count = 0;
     let plain = true;
     let deltasTaken = false;
     let bytes = 0;
     for (const pending of this.#queue) {
-      if (batch.length >= this.#o.sink.maxOpsPerPublish) break;
+      if (ops >= this.#o.sink.maxOpsPerPublish) break;
       const isPlain = pending.type === 'append' && pending.headers === undefined;
       if (alongside && !isPlain) break;
       const op = this.#resolve(pending);
       if (op === undefined) break; // its message's create is not acknowledged yet
       if (isPlain) deltasTaken = true;
       if (op === null) {
-        taken.push({ pending, index: undefined }); // stored by an earlier attempt, or carried by its create
+        taken[count++] = { pending, index: undefined }; // stored by an earlier attempt, or carried by its create
         continue;
       }
-      const size = typeof op.data === 'string' ? op.data.length * 3 + 200 : 1024;
-      if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) break;
-      bytes += size;
+      const opBytes = typeof op.data === 'string' ? op.data.length * 3 + 200 : 1024;
+      if (ops > 0 && bytes + opBytes > MAX_BATCH_BYTES) break;
+      bytes += opBytes;
       if (!isPlain || op.action !== 'append') plain = false;
       if (pending.type === 'create') pending.sent = true;
-      taken.push({ pending, index: batch.length });
-      batch.push(op);
+      taken[count++] = { pending, index: ops };
+      batch[ops++] = op;
     }
-    if (taken.length === 0) return;
-    if (taken.length === 1) this.#queue.shift();
-    else this.#queue.splice(0, taken.length);
+    if (count === 0) return;
+    batch.length = ops;
+    taken.length = count;
+    if (count === 1) this.#queue.shift();
+    else this.#queue.splice(0, count);
     this.#deltasDueAt = undefined;
     if (deltasTaken) this.#deltasSentAt = Date.now();
     const flight: Flight = { taken, plain };
     this.#flights.push(flight);
-    const published = batch.length > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);
+    const published = ops > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);
     published.then(
       (results) => {
         flight.outcome = { results };

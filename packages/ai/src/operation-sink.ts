@@ -67,10 +67,12 @@ export function ownMessages(
   results: PublishedOperation[],
 ): Message[] {
   const now = Date.now();
-  const out: Message[] = [];
-  ops.forEach((op, i) => {
+  const out = new Array<Message>(ops.length); // sized up front: mostly one op; trimmed below
+  let count = 0;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
     const result = results[i];
-    if (!result || result.duplicate) return;
+    if (!result || result.duplicate) continue;
     const action = op.action ?? 'create';
     const message: Message = {
       serial: action === 'create' ? result.serial : (op.serial ?? result.serial),
@@ -84,8 +86,9 @@ export function ownMessages(
     if (op.encoding !== undefined) message.encoding = op.encoding;
     if (op.headers !== undefined) message.headers = op.headers;
     if (clientId !== undefined) message.clientId = clientId;
-    out.push(message);
-  });
+    out[count++] = message;
+  }
+  out.length = count;
   return out;
 }
 

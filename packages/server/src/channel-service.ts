@@ -138,10 +138,11 @@ export class ChannelService {
         'bad_request',
         `${inputs.length} operations in one publish; at most ${this.limits.maxOpsPerPublish} are allowed`,
       );
-    const ops: NewOperation[] = [];
+    // sized up front: a publish is mostly one operation, and an array grown by push starts at 16
+    const ops = new Array<NewOperation>(inputs.length);
     const scope = identity.scope ?? publisherScope(identity);
     for (let i = 0; i < inputs.length; i++)
-      ops.push(this.#toNewOperation(channel, inputs[i]!, i, identity, scope));
+      ops[i] = this.#toNewOperation(channel, inputs[i]!, i, identity, scope);
     const owner = this.#leaseOwner(channel, inputs, identity);
     const started = performance.now();
     const { health, tracing } = this.metrics;
@@ -177,7 +178,14 @@ export class ChannelService {
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
       else if (outcome.duplicate) continue;
       else if (input.lease !== undefined)
-        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId, owner);
+        this.leases.hold(
+          channel,
+          serial,
+          identity.connectionId,
+          input.lease,
+          identity.clientId,
+          owner ?? identityKey(identity),
+        );
       else if (input.serial !== undefined)
         this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
     }
@@ -188,15 +196,22 @@ export class ChannelService {
    * The identity new leases count against, after checking that it may take them: each lease is a
    * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`).
    */
-  #leaseOwner(channel: string, inputs: OperationInput[], identity: PublishIdentity): string {
-    const owner = identityKey(identity);
-    const taking = inputs.filter(
-      (input) =>
-        input.lease !== undefined &&
+  #leaseOwner(channel: string, inputs: OperationInput[], identity: PublishIdentity): string | undefined {
+    let leased = false;
+    let taking = 0;
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!;
+      if (input.lease === undefined) continue;
+      leased = true;
+      if (
         input.lease > 0 &&
         input.action !== 'delete' &&
-        (input.serial === undefined || !this.leases.has(channel, input.serial)),
-    ).length;
+        (input.serial === undefined || !this.leases.has(channel, input.serial))
+      )
+        taking++;
+    }
+    if (!leased) return undefined; // no lease to take or hold: most publishes (a run's tokens)
+    const owner = identityKey(identity);
     const max = this.limits.maxLeasesPerClient;
     const held = taking > 0 ? this.leases.heldBy(owner) : 0;
     if (taking > 0 && held + taking > max)

@@ -92,9 +92,11 @@ export function byteSize(data: JsonValue | undefined, kind: DataKind): number {
 /** Validates, numbers and deduplicates a batch; throws StoreError (with the op index) on the first bad op. */
 export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], options: AppendOptions): BatchPlan {
   const timestamp = options.now ?? Date.now();
-  const results: PublishResult[] = [];
-  const planned: PlannedOp[] = [];
-  const messages: Message[] = [];
+  // sized up front (a batch is mostly one op; an array grown by push starts at 16), trimmed at the end
+  const results = new Array<PublishResult>(ops.length);
+  const planned = new Array<PlannedOp>(ops.length);
+  const messages = new Array<Message>(ops.length);
+  let count = 0;
   const touched = new Map<number, MessageMeta>();
   // ids seen earlier in this batch; a batch of one (the common publish) has none to look up
   const batchIds = ops.length > 1 ? new Map<string, number>() : undefined;
@@ -107,7 +109,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     const key = batchIds === undefined ? undefined : dedupKey(publisher, op.id);
     const earlier = (key === undefined ? undefined : batchIds?.get(key)) ?? ctx.storedId(publisher, op.id);
     if (earlier !== undefined) {
-      results.push({ serial: formatSerial(ctx.epoch, earlier), duplicate: true });
+      results[index] = { serial: formatSerial(ctx.epoch, earlier), duplicate: true };
       continue;
     }
     const opSeq = seq + 1;
@@ -125,11 +127,13 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     seq = opSeq;
     if (key !== undefined) batchIds?.set(key, opSeq);
     const serial = formatSerial(ctx.epoch, opSeq);
-    results.push({ serial });
-    planned.push({ op, seq: opSeq, msgSeq, kind, timestamp });
+    results[index] = { serial };
+    planned[count] = { op, seq: opSeq, msgSeq, kind, timestamp };
     // A target serial that parsed with this epoch is already in canonical form.
-    messages.push(liveMessage(op, op.action === 'create' ? serial : op.serial!, serial, timestamp));
+    messages[count++] = liveMessage(op, op.action === 'create' ? serial : op.serial!, serial, timestamp);
   }
+  planned.length = count;
+  messages.length = count;
   return { results, ops: planned, messages, touched, seq };
 }
 
