@@ -507,8 +507,6 @@ export class OperationQueue {
   }
 }
 
-/** Whether `text` for `key` may still go in this create's data: not sent yet, text data, in size. */
-
 /** True when something other than a plain append waits: it goes out without waiting for a window. */
 function hasStructural(queue: readonly Pending[]): boolean {
   for (const pending of queue) if (pending.type !== 'append') return true;
