@@ -42,6 +42,8 @@ export interface BenchOptions {
   aiSystems: AiSystem[];
   /** The ai scenario: round trip in ms added between each app and its store or relay (0: none). */
   aiAppRtt: number;
+  /** The ai scenario: round trip in ms added between the users and their server (0: none). */
+  aiUserRtt: number;
   profileDir: string | undefined;
   /** The catchup scenario: gap lengths in seconds. */
   gaps: number[];
@@ -79,6 +81,8 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|st
                     server, resumable-stream's Redis, the Durable Streams server) by a delaying
                     proxy: the app runs in another zone (default 0; the embedded agents and the
                     floor have no such link)
+  --ai-user-rtt MS  round trip added between the users and the server they read from, the
+                    same way: users on a distant or mobile network (default 0)
   --profile DIR     --cpu-prof of every server-side process (app, relay, agent) into DIR
   catchup (not part of all; --stores picks memory or sqlite, the first given):
   --gaps LIST       gap lengths in seconds (default 1,10,60,600)`;
@@ -133,6 +137,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       'ai-samples': { type: 'string' },
       'ai-systems': { type: 'string' },
       'ai-app-rtt': { type: 'string' },
+      'ai-user-rtt': { type: 'string' },
       profile: { type: 'string' },
       gaps: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -196,6 +201,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     aiSamples: Math.round(positiveNumber('ai-samples', values['ai-samples'], 10)),
     aiSystems: aiSystems as AiSystem[],
     aiAppRtt: positiveNumber('ai-app-rtt', values['ai-app-rtt'], 0, true),
+    aiUserRtt: positiveNumber('ai-user-rtt', values['ai-user-rtt'], 0, true),
     profileDir: values.profile,
     gaps: (list(values.gaps) ?? ['1', '10', '60', '600']).map((v) => positiveNumber('gaps', v, 1)),
   };

@@ -52,7 +52,7 @@ function target(r: AiResult, floor: AiResult | undefined, resumable: AiResult | 
 
 export function aiMarkdown(
   results: AiResult[],
-  options: { rate: number; seconds: number; gapSeconds: number; appRttMs?: number },
+  options: { rate: number; seconds: number; gapSeconds: number; appRttMs?: number; userRttMs?: number },
 ): string {
   const out: string[] = [];
   const loads = [...new Set(results.map((r) => r.responses))];
@@ -68,6 +68,11 @@ export function aiMarkdown(
       out.push(
         '',
         `Each app is ${options.appRttMs} ms (round trip) from its store or relay — Mooring's agents from the Mooring server, \`resumable-stream\`'s app from Redis, the Durable Streams app from its server — through a delaying proxy in the load generator's process (its CPU is in the load-gen column). The floor and the agents in the server's process have no such link.`,
+      );
+    if ((options.userRttMs ?? 0) > 0)
+      out.push(
+        '',
+        `Each user is ${options.userRttMs} ms (round trip) from the server it reads from, through a delaying proxy in the load generator's process (its CPU is in the load-gen column): every system's tokens pay the one-way ${(options.userRttMs ?? 0) / 2} ms, and a resume or a reload pays one such round trip per request it needs.`,
       );
     for (const round of rounds) {
       const rows = atLoad.filter((r) => r.round === round);

@@ -147,6 +147,7 @@ if (options.scenario === 'ai') {
     systems: options.aiSystems,
     rounds: options.rounds,
     appRttMs: options.aiAppRtt,
+    userRttMs: options.aiUserRtt,
     ...(options.profileDir === undefined ? {} : { profileDir: options.profileDir }),
   });
 }
@@ -192,6 +193,7 @@ if (ai !== undefined) {
       seconds: options.aiSeconds,
       gapSeconds: options.aiGap,
       appRttMs: options.aiAppRtt,
+      userRttMs: options.aiUserRtt,
     }),
   );
 }

@@ -64,6 +64,11 @@ export interface AiOptions {
    * Durable Streams app → its server. Default 0.
    */
   appRttMs?: number;
+  /**
+   * Round trip (ms) added between the users and the server they read from (the app, or Mooring's
+   * or the Durable Streams server), the same way: users on a distant or mobile network. Default 0.
+   */
+  userRttMs?: number;
   /** Write `--cpu-prof` profiles of the Mooring server and agent, and of this process, here. */
   profileDir?: string;
 }
@@ -152,15 +157,16 @@ async function deploy(
     for (const p of started.reverse()) await p.stop();
     await redis?.close();
   };
-  /** The port an app reaches `port` on: through a proxy adding the round trip, if one is asked for. */
-  const fromApp = async (port: number): Promise<number> => {
-    const rtt = options.appRttMs ?? 0;
+  /** The port `port` is reached on through a proxy adding `rtt` ms of round trip (none for 0). */
+  const distant = async (port: number, rtt: number): Promise<number> => {
     if (rtt === 0) return port;
     const proxy = await FaultProxy.start({ port });
     proxy.delay(rtt / 2);
     proxies.push(proxy);
     return proxy.port;
   };
+  const fromApp = (port: number) => distant(port, options.appRttMs ?? 0);
+  const fromUsers = (port: number) => distant(port, options.userRttMs ?? 0);
   try {
     const stubPort = String(stub.port);
     if (system === 'floor') {
@@ -170,7 +176,7 @@ async function deploy(
         execArgv: prof('app'),
       });
       started.push(app);
-      return { users: floorUsers(app.port), app, own: [app], relay: undefined, redis, stop };
+      return { users: floorUsers(await fromUsers(app.port)), app, own: [app], relay: undefined, redis, stop };
     }
     if (system === 'resumable-stream') {
       redis = await startRedis();
@@ -180,7 +186,14 @@ async function deploy(
         execArgv: prof('app'),
       });
       started.push(app);
-      return { users: resumableUsers(app.port), app, own: [app], relay: undefined, redis, stop };
+      return {
+        users: resumableUsers(await fromUsers(app.port)),
+        app,
+        own: [app],
+        relay: undefined,
+        redis,
+        stop,
+      };
     }
     if (system === 'durable-streams') {
       const ds = await spawnServer(MODULE('../ai/durable-streams-server.ts'), { label: 'durable streams' });
@@ -191,7 +204,14 @@ async function deploy(
         execArgv: prof('app'),
       });
       started.push(app);
-      return { users: durableUsers(app.port, ds.port), app, own: [app, ds], relay: ds, redis, stop };
+      return {
+        users: durableUsers(await fromUsers(app.port), await fromUsers(ds.port)),
+        app,
+        own: [app, ds],
+        relay: ds,
+        redis,
+        stop,
+      };
     }
     if (system.startsWith('mooring-embedded-')) {
       // the agents in the server's process, over the in-process transport: no agent → server hop
@@ -215,7 +235,7 @@ async function deploy(
       });
       started.push(embedded);
       return {
-        users: mooringUsers(`http://127.0.0.1:${embedded.port}`, BENCH_KEY),
+        users: mooringUsers(`http://127.0.0.1:${await fromUsers(embedded.port)}`, BENCH_KEY),
         app: embedded,
         own: [embedded],
         relay: undefined,
@@ -251,7 +271,7 @@ async function deploy(
     });
     started.push(agent);
     return {
-      users: mooringUsers(`http://127.0.0.1:${server.port}`, BENCH_KEY),
+      users: mooringUsers(`http://127.0.0.1:${await fromUsers(server.port)}`, BENCH_KEY),
       app: agent,
       own: [server, agent],
       relay: server,
