@@ -11,10 +11,13 @@
  * the log in order, which is when run streams may emit (see `run-chunk-stream.ts`).
  * A history read that fails with a retryable error is retried until it succeeds.
  * Both session sides (user and agent) and any custom client use it. A feed started on a channel
- * that this client already follows (so the catch-up went to another subscriber) reads the history
- * itself the same way.
+ * that already has a position (a recovery key's, or another subscriber's: the catch-up does not
+ * bring what came before it) reads the history up to that position itself, the same way; that read
+ * starts with the attach instead of after it, one round trip less on a reload.
+ * A reload supersedes a load still under way: the older one stops folding and leaves the held
+ * messages to the newer one, so a stale page never lands in a reset tree.
  */
-import type { Channel, ContinuityLost } from '@mooring/client';
+import type { Channel, ContinuityLost, HistoryPage } from '@mooring/client';
 import { Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
 import type { ConversationTree, TreeChange } from './conversation-tree.ts';
@@ -38,6 +41,8 @@ export class SessionFeed implements RunStreamSource {
   readonly #emitter = new Emitter<SessionFeedEvents>();
   readonly #watchers = new Set<(c: TreeChange | { kind: 'live' }) => void>();
   #held: Message[] | undefined;
+  /** Incremented by each reload: a load of an earlier generation stops folding. */
+  #generation = 0;
   #closed = false;
   #started: Promise<void> | undefined;
   #offs: Array<() => void> = [];
@@ -105,12 +110,25 @@ export class SessionFeed implements RunStreamSource {
       }),
       this.channel.on('continuityLost', (lost) => void this.#reload(lost)),
     );
-    // A channel this client already follows (another subscriber got its history): this feed reads
-    // the history itself, holding live messages back meanwhile.
+    // A channel that already has a position (a recovery key's; another subscriber's, which got the
+    // catch-up): this feed reads the history up to it itself, holding live messages back meanwhile.
+    // The read goes out now, beside the attach: both take a round trip, and neither needs the other.
     const joined = this.channel.position !== '' || this.channel.state === 'attached';
-    if (joined) this.#held = [];
+    const position = this.channel.position;
+    const generation = this.#generation;
+    let first: Promise<HistoryPage> | undefined;
+    if (joined) {
+      this.#held = [];
+      if (position !== '') {
+        first = this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
+        first.catch(() => {}); // handled in #load (retried), or dropped if a reload took over
+      }
+    }
     await this.channel.subscribe(this.#onMessage);
-    if (joined) await this.#load(this.channel.position);
+    if (joined && generation === this.#generation) {
+      // the attach resumed from `position` (or a reload has taken over: generation changed)
+      await this.#load(position !== '' ? position : this.channel.position, first);
+    }
     this.#becameLive();
   }
 
@@ -119,13 +137,19 @@ export class SessionFeed implements RunStreamSource {
    * retryable error (the server restarting, a dead link) is retried with backoff, from a clean tree,
    * for as long as the feed is open: going live without the conversation would be a silent gap.
    */
-  async #load(position: string): Promise<void> {
+  async #load(position: string, first?: Promise<HistoryPage>): Promise<void> {
+    const generation = this.#generation;
+    const current = () => generation === this.#generation && !this.#closed;
     try {
-      for (let attempt = 0; position !== '' && !this.#closed; attempt++) {
+      for (let attempt = 0; position !== '' && current(); attempt++) {
         try {
           if (attempt > 0) this.tree.reset();
-          let page = await this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
+          let page =
+            attempt === 0 && first !== undefined
+              ? await first
+              : await this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
           for (;;) {
+            if (!current()) return; // a reload took over: it folds from a clean tree
             for (const m of page.items) this.tree.apply(m);
             const next = await page.next();
             if (!next) break;
@@ -133,15 +157,18 @@ export class SessionFeed implements RunStreamSource {
           }
           break;
         } catch (err) {
+          if (!current()) return;
           this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err)));
           if ((err as { retryable?: unknown }).retryable !== true) break;
           await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** attempt)));
         }
       }
     } finally {
-      const held = this.#held ?? [];
-      this.#held = undefined;
-      for (const m of held) this.tree.apply(m);
+      if (current()) {
+        const held = this.#held ?? [];
+        this.#held = undefined;
+        for (const m of held) this.tree.apply(m);
+      }
     }
   }
 
@@ -152,6 +179,7 @@ export class SessionFeed implements RunStreamSource {
   }
 
   async #reload(lost: ContinuityLost): Promise<void> {
+    this.#generation++;
     this.#held ??= [];
     this.tree.reset();
     await this.#load(lost.position);

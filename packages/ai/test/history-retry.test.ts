@@ -42,3 +42,36 @@ it('a recovered tab retries a failed history read and shows the whole conversati
     [inputId, secondId],
   );
 });
+
+it('a recovered tab reads the conversation beside its attach, not after it (one round trip less)', async (t) => {
+  const server = await realServer(t);
+  const name = sessionName();
+  const first = client(t, server.url, { clientId: 'user' });
+  const tab = new UserSession({ channel: first.channels.get(name, { start: true }) });
+  t.after(() => tab.close());
+  await tab.start();
+  const inputId = await tab.send('hello');
+  await waitFor(() => tab.view().length === 1, { message: 'the message never showed' });
+  const key = first.recoveryKey();
+  first.close();
+
+  const statesAtRead: string[] = [];
+  let channelState = () => 'none';
+  const watching: FetchLike = (url, init) => {
+    if (url.includes('/messages')) statesAtRead.push(channelState());
+    return globalThis.fetch(url, init);
+  };
+  const reloaded = client(t, server.url, { clientId: 'user', recover: key, fetch: watching });
+  const channel = reloaded.channels.get(name, { start: true });
+  channelState = () => channel.state;
+  const again = new UserSession({ channel });
+  t.after(() => again.close());
+  await again.ready();
+  assert.deepEqual(
+    again.view().map((n) => n.id),
+    [inputId],
+    'the whole conversation',
+  );
+  assert.equal(statesAtRead.length, 1, 'one history read');
+  assert.notEqual(statesAtRead[0], 'attached', 'the history read went out before the attach completed');
+});
