@@ -120,7 +120,7 @@ export class SessionFeed implements RunStreamSource {
     if (joined) {
       this.#held = [];
       if (position !== '') {
-        first = this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
+        first = this.#historyUpTo(position);
         first.catch(() => {}); // handled in #load (retried), or dropped if a reload took over
       }
     }
@@ -144,10 +144,7 @@ export class SessionFeed implements RunStreamSource {
       for (let attempt = 0; position !== '' && current(); attempt++) {
         try {
           if (attempt > 0) this.tree.reset();
-          let page =
-            attempt === 0 && first !== undefined
-              ? await first
-              : await this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
+          let page = attempt === 0 && first !== undefined ? await first : await this.#historyUpTo(position);
           for (;;) {
             if (!current()) return; // a reload took over: it folds from a clean tree
             for (const m of page.items) this.tree.apply(m);
@@ -170,6 +167,11 @@ export class SessionFeed implements RunStreamSource {
         for (const m of held) this.tree.apply(m);
       }
     }
+  }
+
+  /** The first page of the log up to `position`, oldest first. */
+  #historyUpTo(position: string): Promise<HistoryPage> {
+    return this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
   }
 
   #becameLive(): void {

@@ -4,23 +4,29 @@
 // than going live without the conversation. Found by the soak (`npm run soak`): a reloaded tab
 // whose history read failed once showed an empty conversation for good.
 import assert from 'node:assert/strict';
-import { it } from 'node:test';
+import { it, type TestContext } from 'node:test';
 import type { FetchLike } from '@mooring/client';
 import { UserSession } from '../src/user-session.ts';
 import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
 
-it('a recovered tab retries a failed history read and shows the whole conversation', async (t) => {
+/** A tab that sent `texts` and then closed: the server, the session, the input ids, its recovery key. */
+async function closedTab(t: TestContext, texts: string[]) {
   const server = await realServer(t);
   const name = sessionName();
   const first = client(t, server.url, { clientId: 'user' });
   const tab = new UserSession({ channel: first.channels.get(name, { start: true }) });
   t.after(() => tab.close());
   await tab.start();
-  const inputId = await tab.send('hello');
-  const secondId = await tab.send('are you there?');
-  await waitFor(() => tab.view().length === 2, { message: 'the messages never showed' });
+  const ids: string[] = [];
+  for (const text of texts) ids.push(await tab.send(text));
+  await waitFor(() => tab.view().length === texts.length, { message: 'the messages never showed' });
   const key = first.recoveryKey();
   first.close();
+  return { server, name, ids, key };
+}
+
+it('a recovered tab retries a failed history read and shows the whole conversation', async (t) => {
+  const { server, name, ids, key } = await closedTab(t, ['hello', 'are you there?']);
 
   let failed = 0;
   const flaky: FetchLike = (url, init) => {
@@ -39,22 +45,12 @@ it('a recovered tab retries a failed history read and shows the whole conversati
   await waitFor(() => again.view().length === 2, { message: 'the conversation never came back' });
   assert.deepEqual(
     again.view().map((n) => n.id),
-    [inputId, secondId],
+    ids,
   );
 });
 
 it('a recovered tab reads the conversation beside its attach, not after it (one round trip less)', async (t) => {
-  const server = await realServer(t);
-  const name = sessionName();
-  const first = client(t, server.url, { clientId: 'user' });
-  const tab = new UserSession({ channel: first.channels.get(name, { start: true }) });
-  t.after(() => tab.close());
-  await tab.start();
-  const inputId = await tab.send('hello');
-  await waitFor(() => tab.view().length === 1, { message: 'the message never showed' });
-  const key = first.recoveryKey();
-  first.close();
-
+  const { server, name, ids, key } = await closedTab(t, ['hello']);
   const statesAtRead: string[] = [];
   let channelState = () => 'none';
   const watching: FetchLike = (url, init) => {
@@ -69,7 +65,7 @@ it('a recovered tab reads the conversation beside its attach, not after it (one 
   await again.ready();
   assert.deepEqual(
     again.view().map((n) => n.id),
-    [inputId],
+    ids,
     'the whole conversation',
   );
   assert.equal(statesAtRead.length, 1, 'one history read');
