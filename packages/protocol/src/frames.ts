@@ -41,6 +41,20 @@ export interface AttachFrame {
   echo?: false | undefined;
 }
 
+/**
+ * The query parameter of a connection request (WebSocket upgrade, HTTP transports, in process) that
+ * carries attach requests to handle right after `connected` (PROTOCOL.md §5.1): a JSON array of
+ * `AttachFrame`s without `type`.
+ */
+export const CONNECT_ATTACH_PARAM = 'attach';
+
+/**
+ * How long a client lets `attach` grow (characters of JSON, before URL encoding), so that the request
+ * line stays well within what servers and proxies accept (nginx: 8 KiB). Attaches that do not fit go
+ * as frames once connected.
+ */
+export const MAX_CONNECT_ATTACH_CHARS = 2048;
+
 export interface DetachFrame {
   type: 'detach';
   ref?: Ref | undefined;
@@ -112,6 +126,11 @@ export interface ConnectedFrame {
     maxChannelsPerConnection: number;
   };
   serverTime: number;
+  /**
+   * Present when the request carried `attach` (PROTOCOL.md §5.1): how many of those attaches the
+   * server is handling, as if they were the first frames received. Their answers follow this frame.
+   */
+  attaching?: number;
   error?: ErrorInfo;
 }
 

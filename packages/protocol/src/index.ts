@@ -30,7 +30,15 @@ export type {
   ResumeFailure,
   ServerFrame,
 } from './frames.ts';
-export { CHANNEL_NAME_RE, isChannelName, namespaceOf, parseServerFrame, toServerFrame } from './frames.ts';
+export {
+  CHANNEL_NAME_RE,
+  CONNECT_ATTACH_PARAM,
+  isChannelName,
+  MAX_CONNECT_ATTACH_CHARS,
+  namespaceOf,
+  parseServerFrame,
+  toServerFrame,
+} from './frames.ts';
 export type { Limits } from './limits.ts';
 export { DEFAULT_LIMITS, DEFAULT_TIMINGS, PROTOCOL_VERSION } from './limits.ts';
 export type {

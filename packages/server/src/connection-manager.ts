@@ -14,7 +14,7 @@
  * tokens without a clientId. A connection is counted down under the names it was counted at open,
  * whatever its identity became since (a renewed token).
  */
-import type { Limits } from '@mooring/protocol';
+import type { AttachFrame, Limits } from '@mooring/protocol';
 import type { Logger } from 'pino';
 import type { ChannelService } from './channel-service.ts';
 import { Connection, type TransportSink } from './connection.ts';
@@ -62,7 +62,16 @@ export class ConnectionManager {
     return this.#o.registry.open(identity, recover);
   }
 
-  open(transport: TransportSink, identity: Identity, opened: OpenedConnection): Connection {
+  /**
+   * Opens the connection on `transport` and sends `connected`; then handles `attaches` (those of the
+   * connection request, PROTOCOL.md §5.1) as its first frames.
+   */
+  open(
+    transport: TransportSink,
+    identity: Identity,
+    opened: OpenedConnection,
+    attaches?: AttachFrame[],
+  ): Connection {
     const { registry, presence, limits, heartbeatInterval } = this.#o;
     registry.hold(opened.connectionId);
     const connection = new Connection({
@@ -116,7 +125,9 @@ export class ConnectionManager {
         maxChannelsPerConnection: limits.maxChannelsPerConnection,
       },
       serverTime: Date.now(),
+      ...(attaches === undefined ? {} : { attaching: attaches.length }),
     });
+    if (attaches) for (const frame of attaches) connection.receiveValue(frame);
     this.#o.logger.debug(
       { connectionId: opened.connectionId, resumed: opened.resumed, transport: transport.kind },
       'connected',

@@ -22,9 +22,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorInfo, type Limits, PROTOCOL_VERSION } from '@mooring/protocol';
 import type { Authenticator } from './auth.ts';
+import { type Admission, connectAttaches } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
-import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { errorBody, httpReply, type Reply } from './http-reply.ts';
 import type { ConnectionRequest, RequestForwarder } from './request-forwarder.ts';
 import { RequestAborted, readJson, send } from './rest-api.ts';
@@ -120,13 +120,16 @@ export class HttpTransports {
             'bad_request',
             `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
           );
+        const { limits } = this.#o;
+        const attaches = connectAttaches(url, limits.maxChannelsPerConnection, limits.maxJsonDepth);
         const identity = await this.#o.auth.authenticate(req, url);
         this.#o.connections.admit(identity);
         const recover = url.searchParams.get('recover') ?? undefined;
         const opened = await this.#o.connections.claim(identity, recover);
         const { transportId } = transportIdOf(url);
-        if (path === '/v1/connect/sse') this.#openStream(req, res, identity, opened, transportId);
-        else this.#openPoll(res, identity, opened, transportId);
+        const admission = { identity, opened, attaches };
+        if (path === '/v1/connect/sse') this.#openStream(req, res, admission, transportId);
+        else this.#openPoll(res, admission, transportId);
         return;
       }
       const match = CONNECTION_PATH.exec(path);
@@ -233,8 +236,7 @@ export class HttpTransports {
   #openStream(
     req: IncomingMessage,
     res: ServerResponse,
-    identity: Identity,
-    opened: OpenedConnection,
+    { identity, opened, attaches }: Admission,
     transportId: string | undefined,
   ): void {
     req.socket.setNoDelay(true);
@@ -258,7 +260,7 @@ export class HttpTransports {
     };
     // the `connected` frame (and all after it) waits until the route is recorded
     res.cork();
-    const connection = this.#o.connections.open(sink, identity, opened);
+    const connection = this.#o.connections.open(sink, identity, opened, attaches);
     void this.#claim(connection).finally(() => res.uncork());
     res.on('close', () => {
       this.#o.connections.closed(connection, false);
@@ -269,13 +271,12 @@ export class HttpTransports {
 
   #openPoll(
     res: ServerResponse,
-    identity: Identity,
-    opened: OpenedConnection,
+    { identity, opened, attaches }: Admission,
     transportId: string | undefined,
   ): void {
     const pollGrace = this.#o.heartbeatInterval + 10_000;
     const sink = new LongPollSink(this.#pollTimeout, pollGrace, transportId);
-    const connection = this.#o.connections.open(sink, identity, opened);
+    const connection = this.#o.connections.open(sink, identity, opened, attaches);
     sink.onGone = (deliberate) => {
       this.#o.connections.closed(connection, deliberate);
       if (!sink.hasQueued) return;

@@ -14,6 +14,7 @@
  */
 import {
   type AckFrame,
+  type AttachFrame,
   type ClientFrame,
   type ErrorInfo,
   type OperationInput,
@@ -21,6 +22,7 @@ import {
   parseServerFrame,
   type ServerFrame,
 } from '@mooring/protocol';
+import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { toErrorInfo } from './server-error.ts';
@@ -49,8 +51,13 @@ export interface LocalTransportOptions {
    * Admits a connection request as the WebSocket upgrade does (the URL's path, `v`, `key`/`token`,
    * `clientId`, `recover`; the connection budgets), or throws why not.
    */
-  authorize(url: URL): Promise<{ identity: Identity; opened: OpenedConnection }>;
-  accept(transport: TransportSink, identity: Identity, opened: OpenedConnection): Connection;
+  authorize(url: URL): Promise<Admission>;
+  accept(
+    transport: TransportSink,
+    identity: Identity,
+    opened: OpenedConnection,
+    attaches: AttachFrame[] | undefined,
+  ): Connection;
   onClose(connection: Connection, code: number): void;
 }
 
@@ -77,7 +84,7 @@ class InProcessTransport implements LocalTransport {
   }
 
   async #open(address: string): Promise<void> {
-    let admitted: { identity: Identity; opened: OpenedConnection };
+    let admitted: Admission;
     try {
       admitted = await this.#options.authorize(new URL(address));
     } catch (err) {
@@ -91,14 +98,14 @@ class InProcessTransport implements LocalTransport {
     if (this.#ended) {
       // aborted while authenticating: the claimed connection is given back at once
       const sink = new LocalSink(this, this.#options);
-      sink.connection = this.#options.accept(sink, admitted.identity, admitted.opened);
+      sink.connection = this.#options.accept(sink, admitted.identity, admitted.opened, undefined);
       sink.end(1006);
       return;
     }
     this.#handlers?.onOpen();
     const sink = new LocalSink(this, this.#options);
     this.#sink = sink;
-    sink.connection = this.#options.accept(sink, admitted.identity, admitted.opened);
+    sink.connection = this.#options.accept(sink, admitted.identity, admitted.opened, admitted.attaches);
   }
 
   send(frame: ClientFrame): void {

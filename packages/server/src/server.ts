@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
+  type AttachFrame,
   DEFAULT_LIMITS,
   DEFAULT_TIMINGS,
   errorInfo,
@@ -19,6 +20,7 @@ import {
 import pino, { type Logger } from 'pino';
 import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
 import { ChannelService } from './channel-service.ts';
+import { type Admission, connectAttaches } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import { ConnectionManager } from './connection-manager.ts';
 import {
@@ -241,7 +243,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     url: URL,
     req: Pick<IncomingMessage, 'headers'>,
     endpoint: string,
-  ): Promise<{ identity: Identity; opened: OpenedConnection }> => {
+  ): Promise<Admission> => {
     if (closing) throw new ServerError('shutting_down', 'the server is shutting down; retry on another node');
     if (url.pathname !== '/v1/connect')
       throw new ServerError('not_found', `no ${endpoint} endpoint at ${url.pathname}`);
@@ -251,15 +253,20 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         'bad_request',
         `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
       );
+    const attaches = connectAttaches(url, limits.maxChannelsPerConnection, limits.maxJsonDepth);
     const identity = await auth.authenticate(req, url);
     connections.admit(identity);
     const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
-    return { identity, opened };
+    return { identity, opened, attaches };
   };
   const realtime = {
     maxFrameSize: limits.maxFrameSize,
-    accept: (transport: TransportSink, identity: Identity, opened: OpenedConnection) =>
-      connections.open(transport, identity, opened),
+    accept: (
+      transport: TransportSink,
+      identity: Identity,
+      opened: OpenedConnection,
+      attaches: AttachFrame[] | undefined,
+    ) => connections.open(transport, identity, opened, attaches),
     // 1000/1005: the client closed on purpose. Anything else (1001 page navigation, 1006 network)
     // may come back: identity and presence keep their grace periods.
     onClose: (connection: Connection, code: number) =>
@@ -327,8 +334,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     try {
-      const { identity, opened } = await admitConnection(requestUrl(req), req, 'WebSocket');
-      websocket.upgrade(req, socket, head, identity, opened);
+      const { identity, opened, attaches } = await admitConnection(requestUrl(req), req, 'WebSocket');
+      websocket.upgrade(req, socket, head, identity, opened, attaches);
     } catch (err) {
       refuseUpgrade(socket, err);
     }

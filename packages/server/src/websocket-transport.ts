@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { errorInfo } from '@mooring/protocol';
+import { type AttachFrame, errorInfo } from '@mooring/protocol';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import type { Connection, TransportSink } from './connection.ts';
 import type { Identity, OpenedConnection } from './connection-registry.ts';
@@ -14,7 +14,12 @@ import { corkForTurn, flushTurn } from './cork-for-turn.ts';
 export interface WebSocketTransportOptions {
   maxFrameSize: number;
   /** Creates the connection core for an accepted socket. */
-  accept: (transport: TransportSink, identity: Identity, opened: OpenedConnection) => Connection;
+  accept: (
+    transport: TransportSink,
+    identity: Identity,
+    opened: OpenedConnection,
+    attaches: AttachFrame[] | undefined,
+  ) => Connection;
   onClose: (connection: Connection, code: number) => void;
 }
 
@@ -89,14 +94,21 @@ export class WebSocketTransport {
     head: Buffer,
     identity: Identity,
     opened: OpenedConnection,
+    attaches: AttachFrame[] | undefined,
   ): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, socket, identity, opened));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, socket, identity, opened, attaches));
   }
 
   /** `socket`: the one `ws` writes to; frames of one turn leave in one write (cork-for-turn.ts). */
-  #attach(ws: WebSocket, socket: Duplex, identity: Identity, opened: OpenedConnection): void {
+  #attach(
+    ws: WebSocket,
+    socket: Duplex,
+    identity: Identity,
+    opened: OpenedConnection,
+    attaches: AttachFrame[] | undefined,
+  ): void {
     const sink = new WebSocketSink(ws, socket);
-    sink.connection = this.#options.accept(sink, identity, opened);
+    sink.connection = this.#options.accept(sink, identity, opened, attaches);
     sink.onClose = this.#options.onClose;
     (ws as Tagged)[SINK] = sink;
     ws.on('message', onMessage);

@@ -11,7 +11,10 @@ export type Transport = 'websocket' | 'sse' | 'longpoll';
 export const TRANSPORTS: Transport[] = ['websocket', 'sse', 'longpoll'];
 
 /** A token, or an API key (default the test key) with an optional clientId. */
-export type Credentials = { token: string } | { key?: string; clientId?: string };
+export type Credentials = ({ token: string } | { key?: string; clientId?: string }) & {
+  /** The connection request's `attach` parameter (PROTOCOL.md §5.1), as sent. */
+  attach?: string;
+};
 
 export interface FrameClient {
   readonly frames: ServerFrame[];
@@ -27,6 +30,7 @@ function query(credentials: Credentials): string {
     q.set('key', credentials.key ?? TEST_KEY);
     if (credentials.clientId !== undefined) q.set('clientId', credentials.clientId);
   }
+  if (credentials.attach !== undefined) q.set('attach', credentials.attach);
   return q.toString();
 }
 

@@ -12,6 +12,8 @@ export interface RawClientOptions {
   token?: string;
   clientId?: string;
   recover?: string;
+  /** The connection request's `attach` parameter (PROTOCOL.md §5.1), as sent. */
+  attach?: string;
 }
 
 export class RawClient {
@@ -44,6 +46,7 @@ export class RawClient {
     else url.searchParams.set('key', options.key ?? 'test:secret');
     if (options.clientId) url.searchParams.set('clientId', options.clientId);
     if (options.recover) url.searchParams.set('recover', options.recover);
+    if (options.attach !== undefined) url.searchParams.set('attach', options.attach);
     const ws = new WebSocket(url);
     const client = new RawClient(ws);
     const failed = new Promise<never>((_, reject) => {

@@ -1,0 +1,71 @@
+/**
+ * Attaches asked for with the connection request itself (PROTOCOL.md §5.1, `attach`): a JSON array
+ * of attach requests without their `type`, in the query string of the WebSocket upgrade, the HTTP
+ * transports' opening request or an in-process connection's address. The connection handles them
+ * as the first frames it received, in order, right after `connected`: a reloaded page gets its
+ * catch-up one round trip sooner, since it need not wait for `connected` to ask.
+ *
+ * The request is checked as a whole before the connection exists: anything malformed refuses the
+ * connection with `bad_request` (HTTP 400), so a client bug is seen at once rather than as missing
+ * channels. What only the attach itself can tell (access, an unknown namespace, too many channels)
+ * is answered per request with its `ref`, exactly as for an `attach` frame.
+ */
+import type { AttachFrame } from '@mooring/protocol';
+import { CONNECT_ATTACH_PARAM } from '@mooring/protocol';
+import { attachFrameSchema } from '@mooring/protocol/schemas';
+import type { Identity, OpenedConnection } from './connection-registry.ts';
+import { exceedsDepth } from './json-depth.ts';
+import { ServerError } from './server-error.ts';
+
+/** What a connection request passed before its connection exists. */
+export interface Admission {
+  identity: Identity;
+  opened: OpenedConnection;
+  /** The request's `attach`, when it had one. */
+  attaches: AttachFrame[] | undefined;
+}
+
+/**
+ * The attach requests of a connection request, or undefined when it has no `attach` parameter.
+ * Throws `bad_request` for one that is not a JSON array of valid attach requests (at most
+ * `maxChannels`, one per channel).
+ */
+export function connectAttaches(url: URL, maxChannels: number, maxDepth: number): AttachFrame[] | undefined {
+  const values = url.searchParams.getAll(CONNECT_ATTACH_PARAM);
+  if (values.length === 0) return undefined;
+  if (values.length > 1)
+    throw refused(`give ${CONNECT_ATTACH_PARAM} once (a JSON array), not ${values.length} times`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(values[0] ?? '');
+  } catch {
+    throw refused(`${CONNECT_ATTACH_PARAM} is not valid JSON: give an array of attach requests`);
+  }
+  if (!Array.isArray(raw)) throw refused(`${CONNECT_ATTACH_PARAM} must be a JSON array of attach requests`);
+  if (raw.length > maxChannels)
+    throw refused(
+      `${CONNECT_ATTACH_PARAM} asks for ${raw.length} channels; a connection may attach at most ${maxChannels}`,
+    );
+  if (exceedsDepth(raw, maxDepth)) throw refused(`${CONNECT_ATTACH_PARAM} is nested too deeply`);
+  const channels = new Set<string>();
+  return raw.map((entry: unknown, i) => {
+    const where = `${CONNECT_ATTACH_PARAM}[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+      throw refused(`${where} must be an object: { channel, from | rewind | start, echo, ref }`);
+    if ('type' in entry) throw refused(`${where}: leave out type (every entry is an attach)`);
+    const parsed = attachFrameSchema.safeParse({ ...entry, type: 'attach' });
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const path = issue && issue.path.length > 0 ? `.${issue.path.join('.')}` : '';
+      throw refused(`${where}${path}: ${issue?.message ?? 'invalid attach request'}`);
+    }
+    if (channels.has(parsed.data.channel))
+      throw refused(`${where}: channel ${parsed.data.channel} is asked for twice`);
+    channels.add(parsed.data.channel);
+    return parsed.data;
+  });
+}
+
+function refused(message: string): ServerError {
+  return new ServerError('bad_request', message);
+}

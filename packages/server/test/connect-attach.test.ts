@@ -1,0 +1,163 @@
+/**
+ * Attaches sent with the connection request (PROTOCOL.md §5.1 `attach`): handled right after
+ * `connected` as the connection's first frames, on every transport, with the same answers an
+ * `attach` frame gets; a malformed `attach` refuses the connection with `bad_request`.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import WebSocket from 'ws';
+import { createToken } from '../src/index.ts';
+import { connectOn, outcome, publishOn, TRANSPORTS } from './support/any-transport.ts';
+import { type Fixture, startFixture, TEST_KEY } from './support/fixture.ts';
+
+const answerTo = (ref: string) => (f: ServerFrame) => 'ref' in f && f.ref === ref;
+const texts = (frames: ServerFrame[], channel: string) =>
+  frames.flatMap((f) =>
+    f.type === 'messages' && f.channel === channel ? f.messages.map((m) => m.data) : [],
+  );
+
+/** The status and error code a WebSocket upgrade with this `attach` is refused with. */
+function refusedUpgrade(fx: Fixture, attach: string): Promise<{ status: number; code: string }> {
+  const url = new URL('/v1/connect', fx.server.url.replace(/^http/, 'ws'));
+  url.searchParams.set('key', TEST_KEY);
+  url.searchParams.set('attach', attach);
+  const ws = new WebSocket(url);
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => {
+      ws.terminate();
+      reject(new Error('the upgrade was accepted'));
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      res.on('end', () => {
+        const { error } = JSON.parse(body) as { error: { code: string } };
+        resolve({ status: res.statusCode ?? 0, code: error.code });
+      });
+    });
+    ws.on('error', () => {});
+  });
+}
+
+describe('attaches sent with the connection request', () => {
+  let fx: Fixture;
+  before(async () => {
+    fx = await startFixture('memory', { limits: { maxChannelsPerConnection: 3 } });
+  });
+  after(() => fx.close());
+
+  for (const transport of TRANSPORTS) {
+    it(`${transport}: answers them after connected, catch-up first, without a frame from the client`, async () => {
+      const writer = await connectOn(fx, transport, { clientId: 'agent' });
+      const channel = `session:url-${transport}`;
+      const written = await publishOn(writer, channel, [
+        { name: 'text', data: 'one' },
+        { name: 'text', data: 'two' },
+      ]);
+      const attach = JSON.stringify([
+        { ref: 'u1', channel, start: true },
+        { ref: 'u2', channel: `session:url-${transport}-empty` },
+      ]);
+      const reader = await connectOn(fx, transport, { attach });
+      const connected = reader.frames[0];
+      assert.equal(connected?.type, 'connected');
+      assert.equal(connected?.type === 'connected' && connected.attaching, 2);
+      const first = await reader.next(answerTo('u1'));
+      assert.equal(first.type, 'attached', JSON.stringify(first));
+      assert.equal(first.type === 'attached' && first.position, written[1]?.serial);
+      assert.deepEqual(texts(reader.frames, channel), ['one', 'two'], 'the catch-up came before attached');
+      const second = await reader.next(answerTo('u2'));
+      assert.equal(second.type, 'attached');
+      // live from there, like any attachment
+      await publishOn(writer, channel, [{ name: 'text', data: 'three' }]);
+      await reader.next((f) => f.type === 'messages' && f.messages.some((m) => m.data === 'three'));
+      assert.deepEqual(texts(reader.frames, channel), ['one', 'two', 'three']);
+      reader.close();
+      writer.close();
+    });
+  }
+
+  it('resumes from a position given in the request, with only what follows it', async () => {
+    const writer = await connectOn(fx, 'websocket', { clientId: 'agent' });
+    const channel = 'session:url-resume';
+    const [a] = await publishOn(writer, channel, [{ name: 'text', data: 'seen' }]);
+    await publishOn(writer, channel, [{ name: 'text', data: 'missed' }]);
+    const attach = JSON.stringify([{ ref: 'r', channel, from: a?.serial, echo: false }]);
+    const reader = await connectOn(fx, 'sse', { attach });
+    const attached = await reader.next(answerTo('r'));
+    assert.equal(attached.type === 'attached' && attached.resumed, true);
+    assert.deepEqual(texts(reader.frames, channel), ['missed']);
+    reader.close();
+    writer.close();
+  });
+
+  it('answers each request as an attach frame would: a refused channel does not stop the others', async () => {
+    const { token } = await createToken(TEST_KEY, {
+      clientId: 'reader',
+      capability: { 'session:*': ['subscribe'] },
+    });
+    const attach = JSON.stringify([
+      { ref: 'no', channel: 'private:x' },
+      { ref: 'history', channel: 'session:url-allowed', start: true },
+      { ref: 'yes', channel: 'session:url-allowed-2' },
+    ]);
+    const reader = await connectOn(fx, 'websocket', { token, attach });
+    assert.equal(outcome(await reader.next(answerTo('no'))), 'forbidden');
+    assert.equal(outcome(await reader.next(answerTo('history'))), 'forbidden', 'start needs history');
+    assert.equal((await reader.next(answerTo('yes'))).type, 'attached');
+    reader.close();
+  });
+
+  it('counts them against the connection’s channel limit like frames', async () => {
+    const attach = JSON.stringify(['a', 'b', 'c'].map((c) => ({ ref: c, channel: `session:lim-${c}` })));
+    const reader = await connectOn(fx, 'websocket', { attach });
+    for (const ref of ['a', 'b', 'c']) assert.equal((await reader.next(answerTo(ref))).type, 'attached');
+    const more = await reader.request({ type: 'attach', channel: 'session:lim-d' });
+    assert.equal(outcome(more), 'too_many_channels');
+    reader.close();
+  });
+
+  it('says nothing of attaching when the request had no attach, and 0 for an empty list', async () => {
+    const plain = await connectOn(fx, 'longpoll', {});
+    const connected = plain.frames[0];
+    assert.equal(connected?.type === 'connected' && 'attaching' in connected, false);
+    plain.close();
+    const empty = await connectOn(fx, 'websocket', { attach: '[]' });
+    assert.equal(empty.frames[0]?.type === 'connected' && empty.frames[0].attaching, 0);
+    empty.close();
+  });
+
+  it('refuses a malformed attach with bad_request before the connection exists, on every transport', async () => {
+    const cases: Array<[string, string]> = [
+      ['not JSON', '[{'],
+      ['not an array', '{"channel":"session:a"}'],
+      ['an entry that is no object', '["session:a"]'],
+      ['an entry with a type', '[{"type":"publish","channel":"session:a"}]'],
+      ['an invalid channel name', '[{"channel":"no spaces"}]'],
+      ['an invalid position', '[{"channel":"session:a","from":"nope"}]'],
+      ['two modes', '[{"channel":"session:a","start":true,"rewind":3}]'],
+      ['an unknown field', '[{"channel":"session:a","fromm":"x"}]'],
+      ['a channel twice', '[{"channel":"session:a"},{"channel":"session:a","start":true}]'],
+      ['more than the channel limit', JSON.stringify([1, 2, 3, 4].map((i) => ({ channel: `session:${i}` })))],
+      ['nested too deeply', `[{"channel":"session:a","ref":${'['.repeat(100)}${']'.repeat(100)}}]`],
+    ];
+    for (const [what, attach] of cases) {
+      assert.deepEqual(await refusedUpgrade(fx, attach), { status: 400, code: 'bad_request' }, what);
+      for (const path of ['sse', 'poll']) {
+        const query = new URLSearchParams({ key: TEST_KEY, attach });
+        const res = await fetch(`${fx.server.url}/v1/connect/${path}?${query}`);
+        const body = (await res.json()) as { error: { code: string; message: string } };
+        assert.equal(res.status, 400, `${what} (${path})`);
+        assert.equal(body.error.code, 'bad_request', `${what} (${path})`);
+        assert.match(body.error.message, /attach/, `${what} (${path}): the message names the parameter`);
+      }
+    }
+    // the server carries on
+    const after = await connectOn(fx, 'websocket', { attach: '[{"ref":"ok","channel":"session:fine"}]' });
+    assert.equal((await after.next(answerTo('ok'))).type, 'attached');
+    after.close();
+  });
+});
