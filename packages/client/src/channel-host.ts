@@ -6,6 +6,7 @@
  */
 import type {
   AttachedFrame,
+  AttachFrame,
   Message,
   OperationInput,
   PresenceFrame,
@@ -31,6 +32,11 @@ export interface ChannelHost {
 }
 
 export interface ChannelInternals {
+  /**
+   * The attach to send with the next connection request (PROTOCOL.md §5.1), when the channel wants
+   * to be attached; it becomes the channel's attach if the server confirms it (`preattached`).
+   */
+  preattach(): AttachFrame | undefined;
   /** A new connection is up: re-attach if the channel wants to be attached. */
   onConnected(): void;
   /** The connection went suspended, closed or failed. */

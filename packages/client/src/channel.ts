@@ -22,6 +22,7 @@
  */
 import {
   type AttachedFrame,
+  type AttachFrame,
   type JsonValue,
   type Message,
   type OperationInput,
@@ -117,7 +118,10 @@ export class Channel {
   #initialMode: Mode;
   #echo = true;
   #attachRef: Ref | undefined;
-  #sentMode: Mode | undefined;
+  /** Whether the attach in flight resumes from a position. */
+  #sentFrom = false;
+  /** An attach sent with the connection request that is not the channel's (`#onPreattached`). */
+  #staleRef: Ref | undefined;
   #attachWaiters: Waiter<AttachResult>[] = [];
   #detachRef: Ref | undefined;
   #detachWaiters: Waiter<void>[] = [];
@@ -154,8 +158,11 @@ export class Channel {
     this.#initialMode = {};
     this.configure(options);
     register({
+      preattach: () => (this.#wanted ? this.#attachFrame() : undefined),
       onConnected: () => {
-        if (this.#wanted) this.#sendAttach();
+        const preattached = host.connection.preattached(this.name);
+        if (preattached) this.#onPreattached(preattached);
+        else if (this.#wanted) this.#sendAttach();
         this.#presence.onConnected(host.connection.details?.resumed === true);
       },
       onConnectionLost: (state, error) => this.#onConnectionLost(state, error),
@@ -342,25 +349,63 @@ export class Channel {
   }
 
   #sendAttach(): void {
-    const mode = this.#mode();
-    const ref = this.#host.connection.nextRef();
-    this.#attachRef = ref;
-    this.#sentMode = mode;
+    const frame = this.#attachFrame();
+    this.#attaching(frame);
+    this.#host.connection.send(frame);
+  }
+
+  /** The attach this channel asks for now: from its position, else its mode; a fresh ref. */
+  #attachFrame(): AttachFrame {
+    return {
+      type: 'attach',
+      ref: this.#host.connection.nextRef(),
+      channel: this.name,
+      ...this.#mode(),
+      ...(this.#echo ? {} : { echo: false as const }),
+    };
+  }
+
+  /** `frame` is the channel's attach in flight: its answer is awaited. */
+  #attaching(frame: AttachFrame): void {
+    this.#attachRef = frame.ref;
+    this.#sentFrom = frame.from !== undefined;
     this.#presence.onAttaching();
     this.#setState('attaching');
-    this.#host.connection.send({
-      type: 'attach',
-      ref,
-      channel: this.name,
-      ...mode,
-      ...(this.#echo ? {} : { echo: false as const }),
-    });
+  }
+
+  /**
+   * The server is handling the attach the connection request carried for this channel. It is the
+   * channel's attach when it still asks for what the channel wants (nothing can move the position
+   * while disconnected; `configure` or `detach` may have changed the rest since). Otherwise its
+   * answers are not the channel's: a wanted channel attaches again (the server replaces the first),
+   * an unwanted one detaches, dropping what arrives until the detach is answered.
+   */
+  #onPreattached(sent: AttachFrame): void {
+    if (this.#wanted) {
+      const now = this.#attachFrame();
+      if (
+        now.from === sent.from &&
+        now.rewind === sent.rewind &&
+        now.start === sent.start &&
+        now.echo === sent.echo
+      ) {
+        this.#attaching(sent);
+        return;
+      }
+      this.#staleRef = sent.ref;
+      this.#attaching(now);
+      this.#host.connection.send(now);
+      return;
+    }
+    this.#staleRef = sent.ref;
+    const ref = this.#host.connection.nextRef();
+    if (this.#host.connection.send({ type: 'detach', ref, channel: this.name })) this.#repairRef = ref;
   }
 
   #onAttached(frame: AttachedFrame): void {
     if (!this.#wanted || (frame.ref !== undefined && frame.ref !== this.#attachRef)) return;
     const previousPosition = this.#position;
-    const triedFrom = this.#sentMode !== undefined && 'from' in this.#sentMode;
+    const triedFrom = this.#sentFrom;
     let result: AttachResult;
     if (triedFrom && !frame.resumed) {
       const reason = frame.reason ?? 'epoch_changed';
@@ -439,6 +484,7 @@ export class Channel {
   }
 
   #onError(ref: Ref | undefined, error: MooringError): boolean {
+    if (ref !== undefined && ref === this.#staleRef) return true; // e.g. attach_superseded
     if (ref !== undefined && ref === this.#repairRef) {
       this.#repairRef = undefined; // not attached any more: the attach that follows resumes anyway
       return true;

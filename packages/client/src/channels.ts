@@ -2,7 +2,7 @@
  * `client.channels`: one `Channel` object per name for the life of the client, and the routing of
  * channel frames from the connection to them.
  */
-import type { ServerFrame } from '@mooring/protocol';
+import type { AttachFrame, ServerFrame } from '@mooring/protocol';
 import { isChannelName } from '@mooring/protocol';
 import type { ChannelOptions } from './channel.ts';
 import { Channel } from './channel.ts';
@@ -11,6 +11,8 @@ import { MooringError } from './errors.ts';
 
 /** How the client drives the channels; handed over at construction, not part of the public surface. */
 export interface ChannelRouter {
+  /** The attaches to send with the next connection request (PROTOCOL.md §5.1). */
+  preattach(): AttachFrame[];
   onConnected(): void;
   onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void;
   /** Routes `attached`, `messages`, `detached`, `presence`, `ack` and `error` frames; false when nothing took it. */
@@ -32,6 +34,14 @@ export class Channels {
     this.#host = host;
     this.#recovered = new Map(Object.entries(recovered));
     register({
+      preattach: () => {
+        const frames: AttachFrame[] = [];
+        for (const { internals } of this.#channels.values()) {
+          const frame = internals.preattach();
+          if (frame) frames.push(frame);
+        }
+        return frames;
+      },
       onConnected: () => {
         for (const { internals } of this.#channels.values()) internals.onConnected();
       },

@@ -16,7 +16,14 @@
  * Entry actions run before listeners hear about a change, so that, on `connected`, re-attaches and
  * resent publishes go out before anything an application does in its `statechange` listener.
  */
-import type { ClientFrame, ConnectedFrame, DisconnectFrame, ServerFrame } from '@mooring/protocol';
+import {
+  type AttachFrame,
+  type ClientFrame,
+  type ConnectedFrame,
+  type DisconnectFrame,
+  MAX_CONNECT_ATTACH_CHARS,
+  type ServerFrame,
+} from '@mooring/protocol';
 import { classifyClose } from './close-classification.ts';
 import type { ConnectionState, MachineEvent, MachineState } from './connection-state-machine.ts';
 import { INITIAL_STATE, transition } from './connection-state-machine.ts';
@@ -59,6 +66,12 @@ export type ConnectionEvents = {
 /** What the client does around the connection; called before application listeners. */
 export interface ConnectionHooks {
   onConnected(frame: ConnectedFrame): void;
+  /**
+   * The attaches to ask for with the next connection request (PROTOCOL.md §5.1), each with its
+   * ref; asked once per transport opened. Those the server confirms are `preattached` while
+   * `onConnected` runs.
+   */
+  preattach?(): AttachFrame[];
   /** A frame for channels or publishes; returns false when nothing took it. */
   onFrame(frame: ServerFrame): boolean;
   onStateChange(change: ConnectionStateChange): void;
@@ -105,6 +118,10 @@ export class Connection {
   #disconnect: DisconnectFrame | undefined;
   #details: ConnectedFrame | undefined;
   #recover: string | undefined;
+  /** The attaches sent with the transport being opened, by channel (`preattach`). */
+  #preattaching: Map<string, AttachFrame> | undefined;
+  /** Those the server confirmed it handles (`attaching` in `connected`), while entering `connected`. */
+  #preattached: Map<string, AttachFrame> | undefined;
   #nextRef = 0;
   readonly #pings = new Map<
     number,
@@ -244,6 +261,15 @@ export class Connection {
     });
   }
 
+  /**
+   * The attach of `channel` that the server is handling because the connection request carried it
+   * (PROTOCOL.md §5.1): its answers come as an `attach` frame's would. Only while the connection
+   * enters `connected` (`onConnected`); undefined otherwise, and for channels the request left out.
+   */
+  preattached(channel: string): AttachFrame | undefined {
+    return this.#preattached?.get(channel);
+  }
+
   /** Allocates a request ref, unique for the life of the client. */
   nextRef(): number {
     this.#nextRef += 1;
@@ -335,6 +361,7 @@ export class Connection {
       case 'connected': {
         this.#armIdle();
         if (this.#details) this.#deps.hooks.onConnected(this.#details);
+        this.#preattached = undefined;
         const kind = this.#transport?.kind;
         if (kind !== undefined) {
           this.#deps.transports.worked(kind);
@@ -426,7 +453,35 @@ export class Connection {
       ? timings.realtimeRequestTimeout
       : Math.min(choice.fallbackTimeout, timings.realtimeRequestTimeout);
     this.#openTimer.set(timeout, () => this.#openFailed(transport, 'timeout', timeout));
-    transport.open(connectUrl(choice.endpoint, this.#params, this.#recover), this.#handlersFor(transport));
+    const attach = this.#preattach();
+    transport.open(
+      connectUrl(choice.endpoint, this.#params, this.#recover, attach),
+      this.#handlersFor(transport),
+    );
+  }
+
+  /**
+   * The `attach` parameter of a connection request: the attaches the channels want, as many as fit
+   * in `MAX_CONNECT_ATTACH_CHARS` (the others attach with frames once connected).
+   */
+  #preattach(): string | undefined {
+    this.#preattaching = undefined;
+    const frames = this.#deps.hooks.preattach?.() ?? [];
+    if (frames.length === 0) return undefined;
+    const sent = new Map<string, AttachFrame>();
+    const entries: string[] = [];
+    let length = 1;
+    for (const frame of frames) {
+      const { type: _, ...entry } = frame;
+      const json = JSON.stringify(entry);
+      if (length + json.length + 1 > MAX_CONNECT_ATTACH_CHARS) continue;
+      length += json.length + 1;
+      entries.push(json);
+      sent.set(frame.channel, frame);
+    }
+    if (entries.length === 0) return undefined;
+    this.#preattaching = sent;
+    return `[${entries.join(',')}]`;
   }
 
   /** The transport being opened failed or timed out: the next one of the chain, or a lost attempt. */
@@ -475,6 +530,9 @@ export class Connection {
         if (this.state !== 'connecting') return;
         this.#details = frame;
         this.#recover = frame.connectionKey;
+        // a server that does not say `attaching` ignored the request's attaches: send them as frames
+        this.#preattached = frame.attaching === undefined ? undefined : this.#preattaching;
+        this.#preattaching = undefined;
         this.#dispatch({ type: 'opened' });
         return;
       case 'heartbeat':

@@ -4,7 +4,7 @@
  * Accepts `http(s)://` or `ws(s)://`, with or without `/v1/connect`, and keeps a path prefix (a server
  * mounted behind a reverse proxy at `/mooring`).
  */
-import { PROTOCOL_VERSION } from '@mooring/protocol';
+import { CONNECT_ATTACH_PARAM, PROTOCOL_VERSION } from '@mooring/protocol';
 import { MooringError } from './errors.ts';
 
 export interface Endpoints {
@@ -61,10 +61,12 @@ export function connectUrl(
   endpoint: string,
   params: Record<string, string>,
   recover: string | undefined,
+  attach?: string,
 ): string {
   const url = new URL(endpoint);
   url.searchParams.set('v', String(PROTOCOL_VERSION));
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
   if (recover) url.searchParams.set('recover', recover);
+  if (attach !== undefined) url.searchParams.set(CONNECT_ATTACH_PARAM, attach);
   return url.toString();
 }

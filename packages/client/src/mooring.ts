@@ -182,6 +182,7 @@ export class Mooring {
       timings,
       adoptServerTtl: options.connectionStateTtl === undefined,
       hooks: {
+        preattach: () => this.#router.preattach(),
         onConnected: (frame) => {
           auth?.onConnected(frame);
           this.#router.onConnected();
