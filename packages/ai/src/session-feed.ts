@@ -11,9 +11,11 @@
  * the log in order, which is when run streams may emit (see `run-chunk-stream.ts`).
  * A history read that fails with a retryable error is retried until it succeeds.
  * Both session sides (user and agent) and any custom client use it. A feed started on a channel
- * that already has a position (a recovery key's, or another subscriber's: the catch-up does not
- * bring what came before it) reads the history up to that position itself, the same way; that read
- * starts with the attach instead of after it, one round trip less on a reload.
+ * that nothing has attached yet but that has a position (a recovery key's) makes it replay from the
+ * start (`replayFromStart`): the catch-up then is the whole conversation, one round trip. A feed
+ * started on a channel already attached or attaching with a position (another subscriber's: the
+ * catch-up does not bring what came before it) reads the history up to that position itself, the
+ * same way as a reload; that read starts with the attach instead of after it.
  * A reload supersedes a load still under way: the older one stops folding and leaves the held
  * messages to the newer one, so a stale page never lands in a reset tree.
  */
@@ -110,9 +112,15 @@ export class SessionFeed implements RunStreamSource {
       }),
       this.channel.on('continuityLost', (lost) => void this.#reload(lost)),
     );
-    // A channel that already has a position (a recovery key's; another subscriber's, which got the
-    // catch-up): this feed reads the history up to it itself, holding live messages back meanwhile.
-    // The read goes out now, beside the attach: both take a round trip, and neither needs the other.
+    // A channel nothing has attached yet, with a position (a recovery key's): the tree is empty, so
+    // the attach replays the log from its start instead, and the catch-up brings the whole
+    // conversation in the attach's own round trip (with the connection request, on a reload).
+    if (this.channel.position !== '' && this.tree.inputs.length === 0 && this.tree.runs.length === 0)
+      this.channel.replayFromStart();
+    // A channel that already has a position (another subscriber's, which got the catch-up, or one
+    // attaching from a recovery key's): this feed reads the history up to it itself, holding live
+    // messages back meanwhile. The read goes out now, beside the attach: both take a round trip,
+    // and neither needs the other.
     const joined = this.channel.position !== '' || this.channel.state === 'attached';
     const position = this.channel.position;
     const generation = this.#generation;

@@ -1,8 +1,10 @@
-// A tab that starts from a recovery key reads the conversation up to its saved position over REST.
-// If that read fails (the server was restarting, the link dropped) even after the REST client's own
-// retries, the session keeps retrying it rather
-// than going live without the conversation. Found by the soak (`npm run soak`): a reloaded tab
-// whose history read failed once showed an empty conversation for good.
+// A session started on a channel that already has a position must fold the conversation up to it:
+// when nothing has attached the channel yet (a tab reloaded with its recovery key), the attach
+// replays the log from its start and brings it all; when the channel is attached or attaching
+// already, the session reads it over REST, beside the attach. If that read fails (the server was
+// restarting, the link dropped) even after the REST client's own retries, the session keeps
+// retrying it rather than going live without the conversation. Found by the soak (`npm run soak`):
+// a reloaded tab whose history read failed once showed an empty conversation for good.
 import assert from 'node:assert/strict';
 import { it, type TestContext } from 'node:test';
 import type { FetchLike } from '@mooring/client';
@@ -25,8 +27,8 @@ async function closedTab(t: TestContext, texts: string[]) {
   return { server, name, ids, key };
 }
 
-it('a recovered tab retries a failed history read and shows the whole conversation', async (t) => {
-  const { server, name, ids, key } = await closedTab(t, ['hello', 'are you there?']);
+it('a session joining an attached channel retries a failed history read and shows the whole conversation', async (t) => {
+  const { server, name, ids } = await closedTab(t, ['hello', 'are you there?']);
 
   let failed = 0;
   const flaky: FetchLike = (url, init) => {
@@ -37,8 +39,10 @@ it('a recovered tab retries a failed history read and shows the whole conversati
     }
     return globalThis.fetch(url, init);
   };
-  const reloaded = client(t, server.url, { clientId: 'user', recover: key, fetch: flaky });
-  const again = new UserSession({ channel: reloaded.channels.get(name, { start: true }) });
+  const reloaded = client(t, server.url, { clientId: 'user', fetch: flaky });
+  const channel = reloaded.channels.get(name, { start: true });
+  await channel.attach(); // the app attached it first: the catch-up went to no one
+  const again = new UserSession({ channel });
   t.after(() => again.close());
   await again.ready();
   assert.equal(failed, 3, 'the history read failed three times in a row');
@@ -49,7 +53,28 @@ it('a recovered tab retries a failed history read and shows the whole conversati
   );
 });
 
-it('a recovered tab reads the conversation beside its attach, not after it (one round trip less)', async (t) => {
+it('a tab reloaded with its recovery key gets the whole conversation in its attach: no history read', async (t) => {
+  const { server, name, ids, key } = await closedTab(t, ['hello', 'are you there?']);
+  let reads = 0;
+  const watching: FetchLike = (url, init) => {
+    if (url.includes('/messages')) reads++;
+    return globalThis.fetch(url, init);
+  };
+  const reloaded = client(t, server.url, { clientId: 'user', recover: key, fetch: watching });
+  const channel = reloaded.channels.get(name, { start: true });
+  assert.notEqual(channel.position, '', 'the recovery key restored a position');
+  const again = new UserSession({ channel });
+  t.after(() => again.close());
+  await again.ready();
+  assert.deepEqual(
+    again.view().map((n) => n.id),
+    ids,
+    'the whole conversation',
+  );
+  assert.equal(reads, 0, 'no history read: the catch-up replayed the log from its start');
+});
+
+it('a tab whose channel is already attaching from its recovery key reads the conversation beside the attach, not after it', async (t) => {
   const { server, name, ids, key } = await closedTab(t, ['hello']);
   const statesAtRead: string[] = [];
   let channelState = () => 'none';
@@ -60,6 +85,7 @@ it('a recovered tab reads the conversation beside its attach, not after it (one 
   const reloaded = client(t, server.url, { clientId: 'user', recover: key, fetch: watching });
   const channel = reloaded.channels.get(name, { start: true });
   channelState = () => channel.state;
+  void channel.attach(); // e.g. the app entered presence first: attaching from the recovered position
   const again = new UserSession({ channel });
   t.after(() => again.close());
   await again.ready();

@@ -224,6 +224,22 @@ export class Channel {
   }
 
   /**
+   * Makes the next attach replay the channel from the start of its retained log, forgetting the
+   * position (one restored from a recovery key, or kept by `detach`): for an application that lost
+   * the state that position stood for, such as a reloaded page rebuilding a conversation, which then
+   * gets it in the attach's own catch-up, rolled up, instead of reading history first. Only while
+   * nothing wants the channel attached (before `attach`/`subscribe`, or after `detach`); returns
+   * false and changes nothing otherwise.
+   */
+  replayFromStart(): boolean {
+    if (this.#state !== 'initialized' && this.#state !== 'detached') return false; // wanted
+    this.#position = '';
+    this.#everAttached = false;
+    this.#initialMode = { start: true };
+    return true;
+  }
+
+  /**
    * Receives every message (or only those named `name`), live and caught up, each exactly once.
    * Attaches on the first subscription; the promise resolves once attached (ignoring it is safe).
    */

@@ -47,6 +47,29 @@ describe('Channel', () => {
     assert.equal(channel.position, serial(5));
   });
 
+  it('replayFromStart: the next attach replays the log from its start instead of resuming; refused while wanted', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c', { from: serial(5) });
+    assert.equal(channel.position, serial(5));
+    assert.equal(channel.replayFromStart(), true);
+    assert.equal(channel.position, '');
+    void channel.attach();
+    const [attach] = sent(t, 'attach');
+    assert.deepEqual({ ...attach, ref: 0 }, { type: 'attach', ref: 0, channel: 'c', start: true });
+    assert.equal(channel.replayFromStart(), false, 'attaching: nothing changes');
+    t.frame({
+      type: 'attached',
+      ref: attach!.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(7),
+    });
+    assert.equal(channel.replayFromStart(), false, 'attached: nothing changes');
+    assert.equal(channel.position, serial(7));
+  });
+
   it('ignores anything at or below its position (exactly once)', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
