@@ -7,7 +7,7 @@
 // a reloaded tab whose history read failed once showed an empty conversation for good.
 import assert from 'node:assert/strict';
 import { it, type TestContext } from 'node:test';
-import type { FetchLike } from '@mooring/client';
+import type { Channel, FetchLike } from '@mooring/client';
 import { UserSession } from '../src/user-session.ts';
 import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
 
@@ -53,47 +53,48 @@ it('a session joining an attached channel retries a failed history read and show
   );
 });
 
-it('a tab reloaded with its recovery key gets the whole conversation in its attach: no history read', async (t) => {
-  const { server, name, ids, key } = await closedTab(t, ['hello', 'are you there?']);
-  let reads = 0;
+/**
+ * A new tab from the recovery key of `tab` on its session: `prepare` sees the channel before the
+ * session starts. Resolves once the session is ready and shows the whole conversation, with the
+ * channel's state at each history read.
+ */
+async function reopen(
+  t: TestContext,
+  tab: Awaited<ReturnType<typeof closedTab>>,
+  prepare: (channel: Channel) => void = () => {},
+): Promise<string[]> {
+  const statesAtRead: string[] = [];
+  let channel: Channel | undefined;
   const watching: FetchLike = (url, init) => {
-    if (url.includes('/messages')) reads++;
+    if (url.includes('/messages')) statesAtRead.push(channel?.state ?? 'none');
     return globalThis.fetch(url, init);
   };
-  const reloaded = client(t, server.url, { clientId: 'user', recover: key, fetch: watching });
-  const channel = reloaded.channels.get(name, { start: true });
-  assert.notEqual(channel.position, '', 'the recovery key restored a position');
+  const reloaded = client(t, tab.server.url, { clientId: 'user', recover: tab.key, fetch: watching });
+  channel = reloaded.channels.get(tab.name, { start: true });
+  prepare(channel);
   const again = new UserSession({ channel });
   t.after(() => again.close());
   await again.ready();
   assert.deepEqual(
     again.view().map((n) => n.id),
-    ids,
+    tab.ids,
     'the whole conversation',
   );
-  assert.equal(reads, 0, 'no history read: the catch-up replayed the log from its start');
+  return statesAtRead;
+}
+
+it('a tab reloaded with its recovery key gets the whole conversation in its attach: no history read', async (t) => {
+  const tab = await closedTab(t, ['hello', 'are you there?']);
+  const reads = await reopen(t, tab, (channel) =>
+    assert.notEqual(channel.position, '', 'the recovery key restored a position'),
+  );
+  assert.deepEqual(reads, [], 'no history read: the catch-up replayed the log from its start');
 });
 
 it('a tab whose channel is already attaching from its recovery key reads the conversation beside the attach, not after it', async (t) => {
-  const { server, name, ids, key } = await closedTab(t, ['hello']);
-  const statesAtRead: string[] = [];
-  let channelState = () => 'none';
-  const watching: FetchLike = (url, init) => {
-    if (url.includes('/messages')) statesAtRead.push(channelState());
-    return globalThis.fetch(url, init);
-  };
-  const reloaded = client(t, server.url, { clientId: 'user', recover: key, fetch: watching });
-  const channel = reloaded.channels.get(name, { start: true });
-  channelState = () => channel.state;
-  void channel.attach(); // e.g. the app entered presence first: attaching from the recovered position
-  const again = new UserSession({ channel });
-  t.after(() => again.close());
-  await again.ready();
-  assert.deepEqual(
-    again.view().map((n) => n.id),
-    ids,
-    'the whole conversation',
-  );
+  const tab = await closedTab(t, ['hello']);
+  // e.g. the app entered presence first: attaching from the recovered position
+  const statesAtRead = await reopen(t, tab, (channel) => void channel.attach());
   assert.equal(statesAtRead.length, 1, 'one history read');
   assert.notEqual(statesAtRead[0], 'attached', 'the history read went out before the attach completed');
 });
