@@ -131,6 +131,28 @@ describe('the in-process transport', () => {
     assert.notEqual(c.connection.state, 'connected');
   });
 
+  it('carries the attaches asked for before it opened in its connection request, as a WebSocket does', async (t) => {
+    const server = await realServer(t);
+    const writer = client(t, server.url);
+    await writer.channels.get('session:pre').publish('text', 'already there');
+    const types: string[] = [];
+    const transport = () => {
+      const inner = server.localTransport();
+      const send = inner.send.bind(inner);
+      inner.send = (frame) => {
+        types.push(frame.type);
+        send(frame);
+      };
+      return inner;
+    };
+    const agent = client(t, server.url, { transport });
+    const got: Message[] = [];
+    const attached = await agent.channels.get('session:pre', { start: true }).subscribe((m) => got.push(m));
+    assert.equal(attached.resumed, false);
+    assert.deepEqual(texts(got), ['already there']);
+    assert.deepEqual(types, [], 'no attach frame: the address carried it');
+  });
+
   it('hands the server its own copy of a publish: operations changed after the call change nothing stored', async (t) => {
     const server = await realServer(t);
     const agent = client(t, server.url, { clientId: 'agent-1', transport: server.localTransport });
