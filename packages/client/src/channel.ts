@@ -392,30 +392,29 @@ export class Channel {
   /**
    * The server is handling the attach the connection request carried for this channel. It is the
    * channel's attach when it still asks for what the channel wants (nothing can move the position
-   * while disconnected; `configure` or `detach` may have changed the rest since). Otherwise its
-   * answers are not the channel's: a wanted channel attaches again (the server replaces the first),
-   * an unwanted one detaches, dropping what arrives until the detach is answered.
+   * while disconnected; `configure` or `detach` may have changed the rest since). Otherwise it is
+   * undone as a hole is repaired: a detach, what arrives until it is answered dropped, then (for a
+   * channel still wanted) the attach the channel wants now.
    */
   #onPreattached(sent: AttachFrame): void {
-    if (this.#wanted) {
-      const now = this.#attachFrame();
-      if (
-        now.from === sent.from &&
-        now.rewind === sent.rewind &&
-        now.start === sent.start &&
-        now.echo === sent.echo
-      ) {
-        this.#attaching(sent);
-        return;
-      }
-      this.#staleRef = sent.ref;
-      this.#attaching(now);
-      this.#host.connection.send(now);
+    const now = this.#wanted ? this.#attachFrame() : undefined;
+    if (
+      now &&
+      now.from === sent.from &&
+      now.rewind === sent.rewind &&
+      now.start === sent.start &&
+      now.echo === sent.echo
+    ) {
+      this.#attaching(sent);
       return;
     }
-    this.#staleRef = sent.ref;
+    this.#staleRef = sent.ref; // its answer (attached, or attach_superseded) is no one's
     const ref = this.#host.connection.nextRef();
-    if (this.#host.connection.send({ type: 'detach', ref, channel: this.name })) this.#repairRef = ref;
+    if (!this.#host.connection.send({ type: 'detach', ref, channel: this.name })) return;
+    this.#repairRef = ref;
+    if (!now) return;
+    this.#attaching(now);
+    this.#host.connection.send(now);
   }
 
   #onAttached(frame: AttachedFrame): void {

@@ -132,36 +132,46 @@ describe('attaching with the connection request', () => {
     assert.equal(channel.state, 'detached');
   });
 
-  it('a channel whose mode changed before connected attaches again with it; the first answer is not its', async () => {
+  it('a channel whose mode changed before connected undoes the request’s attach and attaches with its mode', async () => {
     const { client, transports } = fakeClient();
     const channel = client.channels.get('session:m');
+    const got: string[] = [];
     const errors: MooringError[] = [];
     client.connection.on('error', (e) => errors.push(e));
-    const attached = channel.attach();
+    const attached = channel.subscribe((m) => got.push(String(m.data)));
     await flush();
     const t = transports.last();
     const [request] = urlAttaches(t);
     assert.equal(request?.rewind, undefined);
-    client.channels.get('session:m', { rewind: 5 });
+    client.channels.get('session:m', { rewind: 1 });
     t.connected({ attaching: 1 });
+    const [detach] = sent(t, 'detach');
     const [frame] = sent(t, 'attach');
-    assert.equal(frame?.rewind, 5);
-    t.frame({
-      type: 'error',
-      ref: request!.ref!,
-      channel: 'session:m',
-      error: errorInfo('attach_superseded', 'superseded'),
-    });
-    assert.equal(channel.state, 'attaching');
+    assert.equal(frame?.rewind, 1);
+    assert.ok(detach && t.sent.indexOf(detach) < t.sent.indexOf(frame), 'undone before the new attach');
+    // what the request's attach still sends is dropped until the detach is answered
+    t.frame({ type: 'messages', channel: 'session:m', messages: [created(1, 'a'), created(2, 'b')] });
     t.frame({
       type: 'attached',
-      ref: frame!.ref,
+      ref: request!.ref!,
       channel: 'session:m',
       resumed: false,
       epoch: EPOCH,
-      position: '',
+      position: serial(2),
+    });
+    t.frame({ type: 'detached', ref: detach.ref, channel: 'session:m' });
+    assert.equal(channel.state, 'attaching');
+    t.frame({ type: 'messages', channel: 'session:m', messages: [created(2, 'b')] });
+    t.frame({
+      type: 'attached',
+      ref: frame.ref,
+      channel: 'session:m',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(2),
     });
     assert.equal((await attached).resumed, false);
+    assert.deepEqual(got, ['b'], 'the last message only, as rewind: 1 asked');
     assert.deepEqual(errors, []);
   });
 
