@@ -7,8 +7,9 @@
  *
  * The request is checked as a whole before the connection exists: anything malformed refuses the
  * connection with `bad_request` (HTTP 400), so a client bug is seen at once rather than as missing
- * channels. What only the attach itself can tell (access, an unknown namespace, too many channels)
- * is answered per request with its `ref`, exactly as for an `attach` frame.
+ * channels. What only the attach itself can tell (access, an unknown namespace, more channels than
+ * the connection may attach) is answered per request with its `ref`, exactly as for an `attach`
+ * frame: a client that asks for more channels than the server allows still connects.
  */
 import type { AttachFrame } from '@mooring/protocol';
 import { CONNECT_ATTACH_PARAM } from '@mooring/protocol';
@@ -27,10 +28,11 @@ export interface Admission {
 
 /**
  * The attach requests of a connection request, or undefined when it has no `attach` parameter.
- * Throws `bad_request` for one that is not a JSON array of valid attach requests (at most
- * `maxChannels`, one per channel).
+ * Throws `bad_request` for one that is not a JSON array of valid attach requests, one per channel.
+ * How many there may be is left to the limits frames have: the size of the request line (16 KiB of
+ * headers), then, per request, `maxChannelsPerConnection` and the frame budget.
  */
-export function connectAttaches(url: URL, maxChannels: number, maxDepth: number): AttachFrame[] | undefined {
+export function connectAttaches(url: URL, maxDepth: number): AttachFrame[] | undefined {
   const values = url.searchParams.getAll(CONNECT_ATTACH_PARAM);
   if (values.length === 0) return undefined;
   if (values.length > 1)
@@ -42,10 +44,6 @@ export function connectAttaches(url: URL, maxChannels: number, maxDepth: number)
     throw refused(`${CONNECT_ATTACH_PARAM} is not valid JSON: give an array of attach requests`);
   }
   if (!Array.isArray(raw)) throw refused(`${CONNECT_ATTACH_PARAM} must be a JSON array of attach requests`);
-  if (raw.length > maxChannels)
-    throw refused(
-      `${CONNECT_ATTACH_PARAM} asks for ${raw.length} channels; a connection may attach at most ${maxChannels}`,
-    );
   if (exceedsDepth(raw, maxDepth)) throw refused(`${CONNECT_ATTACH_PARAM} is nested too deeply`);
   const channels = new Set<string>();
   return raw.map((entry: unknown, i) => {

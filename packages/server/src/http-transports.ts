@@ -121,7 +121,7 @@ export class HttpTransports {
             `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
           );
         const { limits } = this.#o;
-        const attaches = connectAttaches(url, limits.maxChannelsPerConnection, limits.maxJsonDepth);
+        const attaches = connectAttaches(url, limits.maxJsonDepth);
         const identity = await this.#o.auth.authenticate(req, url);
         this.#o.connections.admit(identity);
         const recover = url.searchParams.get('recover') ?? undefined;

@@ -253,7 +253,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         'bad_request',
         `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
       );
-    const attaches = connectAttaches(url, limits.maxChannelsPerConnection, limits.maxJsonDepth);
+    const attaches = connectAttaches(url, limits.maxJsonDepth);
     const identity = await auth.authenticate(req, url);
     connections.admit(identity);
     const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
