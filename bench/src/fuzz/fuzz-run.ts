@@ -12,10 +12,21 @@
  * Durable Streams requests (`stream-fuzz.ts`, `--stream-requests`) run beside them, with a bystander
  * following a stream that must lose nothing either.
  *
- *   node bench/src/fuzz/fuzz-run.ts [--frames 80000] [--requests 20000] [--stream-requests 10000] [--seed 1]
+ * Connection requests with a fuzzed `attach` parameter (`--connect-requests`, PROTOCOL.md §5.1): each
+ * must be refused with 400 `bad_request`, or connect and get one answer per attach it carried.
+ *
+ *   node bench/src/fuzz/fuzz-run.ts [--frames 80000] [--requests 20000] [--stream-requests 10000]
+ *                                   [--connect-requests 2000] [--seed 1]
  *                                   [--adversarial-only] [--only <scenario name part>]
  */
-import { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from '@mooring/testkit';
+import {
+  fuzzConnectAttach,
+  fuzzFrameText,
+  mutateFrame,
+  prng,
+  randomText,
+  SEED_FRAMES,
+} from '@mooring/testkit';
 import WebSocket from 'ws';
 import { startMemoryReportingServer } from '../idle/memory-server.ts';
 import { printAdversarial, runAdversarial } from './adversarial.ts';
@@ -28,6 +39,7 @@ const arg = (name: string, fallback: number) => {
 const FRAMES = arg('frames', 80_000);
 const REQUESTS = arg('requests', 20_000);
 const STREAM_REQUESTS = arg('stream-requests', 10_000);
+const CONNECT_REQUESTS = arg('connect-requests', 2_000);
 const rand = prng(arg('seed', 1));
 const KEY = 'bench:secret';
 const onlyIndex = process.argv.indexOf('--only');
@@ -158,6 +170,68 @@ async function httpFuzzer(count: number): Promise<void> {
   }
 }
 
+// connection requests with a fuzzed `attach`: a typed 400, or one answer per attach after `connected`
+const connectStats = {
+  requests: 0,
+  refused: 0,
+  connected: 0,
+  asked: 0,
+  answered: 0,
+  other: new Map<string, number>(),
+};
+async function connectFuzzer(count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const url = new URL(`ws://127.0.0.1:${port}/v1/connect?key=${KEY}`);
+    url.searchParams.set('attach', fuzzConnectAttach(rand)); // lone surrogates become U+FFFD
+    const ws = new WebSocket(url);
+    ws.on('error', () => {});
+    let attaching = -1;
+    let answers = 0;
+    ws.on('message', (data) => {
+      const f = JSON.parse(data.toString());
+      if (f.type === 'connected') attaching = f.attaching ?? -1;
+      else if (f.type === 'attached' || f.type === 'error') answers++;
+    });
+    const outcome = await new Promise<string>((resolve) => {
+      ws.once('open', () => resolve('open'));
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => {
+          body += c.toString();
+        });
+        res.on('end', () => {
+          let code = '?';
+          try {
+            code = JSON.parse(body).error.code;
+          } catch {}
+          resolve(`${res.statusCode} ${code}`);
+        });
+      });
+    });
+    connectStats.requests++;
+    if (outcome === '400 bad_request') {
+      connectStats.refused++;
+      continue;
+    }
+    if (outcome !== 'open') {
+      connectStats.other.set(outcome, (connectStats.other.get(outcome) ?? 0) + 1);
+      continue;
+    }
+    const deadline = Date.now() + 5_000;
+    while ((attaching < 0 || answers < attaching) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 2));
+    connectStats.connected++;
+    connectStats.asked += Math.max(attaching, 0);
+    connectStats.answered += answers;
+    if (attaching < 0 || answers !== attaching) {
+      const what =
+        attaching < 0 ? 'no attaching in connected' : `${answers} answers to ${attaching} attaches`;
+      connectStats.other.set(what, (connectStats.other.get(what) ?? 0) + 1);
+    }
+    ws.terminate();
+  }
+}
+
 const ticker = setInterval(() => {
   publisher.send(JSON.stringify({ type: 'publish', channel: 'bystander', ops: [{ data: published++ }] }));
 }, 20);
@@ -177,6 +251,7 @@ await Promise.all([
   httpFuzzer(REQUESTS / 2),
   streamFuzzer(base, STREAM_REQUESTS / 2, rand, streamStats),
   streamFuzzer(base, STREAM_REQUESTS / 2, rand, streamStats),
+  connectFuzzer(CONNECT_REQUESTS),
 ]);
 const streamWatch = await stopStreamBystander();
 clearInterval(ticker);
@@ -216,6 +291,16 @@ console.log(
       ' ',
     )} | ${streamWatch.received.length}/${streamWatch.appended} received${streamInOrder ? ' in order' : ' OUT OF ORDER'}, ${streamLost} lost |`,
 );
+console.log('');
+console.log(
+  '| connection requests with a fuzzed attach | refused 400 bad_request | connected: attaches answered / asked | anything else |',
+);
+console.log('|---|---|---|---|');
+console.log(
+  `| ${connectStats.requests} | ${connectStats.refused} | ${connectStats.connected}: ${connectStats.answered} / ${connectStats.asked} | ${
+    [...connectStats.other].map(([what, n]) => `${what} ×${n}`).join(', ') || 'none'
+  } |`,
+);
 bystander.terminate();
 publisher.terminate();
 const crashed = server.exited;
@@ -225,7 +310,12 @@ console.log('');
 const rows = await runAdversarial();
 printAdversarial(rows);
 process.exit(
-  crashed || lost > 0 || streamLost !== 0 || !streamInOrder || rows.some((r) => !r.alive || r.lost > 0)
+  crashed ||
+    lost > 0 ||
+    streamLost !== 0 ||
+    !streamInOrder ||
+    connectStats.other.size > 0 ||
+    rows.some((r) => !r.alive || r.lost > 0)
     ? 1
     : 0,
 );

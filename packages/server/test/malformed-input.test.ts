@@ -5,8 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_LIMITS } from '@mooring/protocol';
-import { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from '@mooring/testkit';
+import { DEFAULT_LIMITS, type ServerFrame } from '@mooring/protocol';
+import {
+  fuzzConnectAttach,
+  fuzzFrameText,
+  mutateFrame,
+  prng,
+  randomText,
+  SEED_FRAMES,
+} from '@mooring/testkit';
+import WebSocket from 'ws';
 import { exceedsDepth } from '../src/json-depth.ts';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -72,6 +80,62 @@ describe('malformed input', () => {
       await fx.close();
     }
   });
+  it('answers fuzzed attach parameters of connection requests: a typed 400, or one answer per attach', async () => {
+    const fx: Fixture = await startFixture('memory');
+    try {
+      const rand = prng(20261203);
+      const outcomes = { refused: 0, connected: 0, answered: 0 };
+      for (let i = 0; i < 300; i++) {
+        const attach = fuzzConnectAttach(rand);
+        const url = new URL('/v1/connect', fx.server.url.replace(/^http/, 'ws'));
+        url.searchParams.set('key', 'test:secret');
+        url.searchParams.set('attach', attach);
+        const ws = new WebSocket(url);
+        ws.on('error', () => {});
+        const frames: ServerFrame[] = [];
+        ws.on('message', (data) => frames.push(JSON.parse(data.toString()) as ServerFrame));
+        const opened = await new Promise<{ status: number; body: string } | 'open'>((resolve) => {
+          ws.once('open', () => resolve('open'));
+          ws.once('unexpected-response', (_req, res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => {
+              body += c.toString();
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          });
+        });
+        if (opened !== 'open') {
+          const what = `${opened.status} for ${attach.slice(0, 120)}`;
+          assert.equal(opened.status, 400, what);
+          assert.equal(
+            (JSON.parse(opened.body) as { error: { code: string } }).error.code,
+            'bad_request',
+            what,
+          );
+          outcomes.refused++;
+          continue;
+        }
+        outcomes.connected++;
+        const answers = () => frames.filter((f) => f.type === 'attached' || f.type === 'error').length;
+        const deadline = Date.now() + 5_000;
+        while (
+          (frames[0]?.type !== 'connected' || answers() < (frames[0].attaching ?? 0)) &&
+          Date.now() < deadline
+        )
+          await new Promise((r) => setTimeout(r, 2));
+        const connected = frames[0];
+        assert.equal(connected?.type, 'connected', attach);
+        assert.equal(answers(), connected.type === 'connected' ? connected.attaching : -1, attach);
+        outcomes.answered += answers();
+        ws.terminate();
+      }
+      assert.ok(outcomes.refused > 100 && outcomes.connected > 20, JSON.stringify(outcomes));
+      assert.equal((await fetch(`${fx.server.url}/health`)).status, 200);
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('refuses a frame or a REST body nested deeper than maxJsonDepth with invalid_frame, and takes one at the limit', async () => {
     const fx: Fixture = await startFixture('memory');
     try {

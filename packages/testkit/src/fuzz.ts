@@ -88,3 +88,24 @@ export function fuzzFrameText(rand: () => number): string {
     return `{"type":"publish","channel":"fuzz:deep","ops":[{"data":${'['.repeat(3_000)}${']'.repeat(3_000)}}]}`;
   return JSON.stringify(mutateFrame(pick(SEED_FRAMES, rand), rand)) ?? 'undefined';
 }
+
+/** Valid `attach` parameters of a connection request (PROTOCOL.md §5.1) that mutations start from. */
+const SEED_CONNECT_ATTACH: readonly unknown[] = [
+  [
+    { ref: 1, channel: 'fuzz:a', rewind: 2 },
+    { ref: 'b', channel: 'fuzz:b', start: true },
+    { channel: 'fuzz:c', from: 'aaaaaaaaaaaa.0000000000000001', echo: false },
+  ],
+  [{ ref: 7, channel: 'fuzz:d' }],
+];
+
+/**
+ * One fuzzed `attach` query parameter: random text (20%), deeply nested brackets (5%), or a mutated
+ * seed list (75%, sometimes left valid).
+ */
+export function fuzzConnectAttach(rand: () => number): string {
+  const roll = rand();
+  if (roll < 0.2) return randomText(rand);
+  if (roll < 0.25) return '['.repeat(100 + Math.floor(rand() * 2_000));
+  return JSON.stringify(mutateFrame(pick(SEED_CONNECT_ATTACH, rand), rand)) ?? 'undefined';
+}

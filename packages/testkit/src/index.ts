@@ -3,7 +3,7 @@ export { Balancer } from './balancer.ts';
 export type { FaultProxyOptions, ProxyTarget } from './fault-proxy.ts';
 export { FaultProxy } from './fault-proxy.ts';
 export type { BufferOptions, FaultProxyStats, Faults } from './faults.ts';
-export { fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from './fuzz.ts';
+export { fuzzConnectAttach, fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from './fuzz.ts';
 export type { RedisCluster } from './redis-cluster.ts';
 export { redisCliPath, startRedisCluster } from './redis-cluster.ts';
 export type { RedisServer, RedisServerOptions } from './redis-server.ts';
