@@ -85,6 +85,13 @@ export interface MooringOptions extends Partial<Timings> {
   recoverOnReload?: boolean;
   /** Connect in the constructor. Default true (otherwise on `connect()`, the first attach or publish). */
   autoConnect?: boolean;
+  /**
+   * Ask for the channels to attach in the connection request itself (PROTOCOL.md §5.1 `attach`): a
+   * reconnect or a reload gets its catch-up one round trip sooner. Default true. `false` attaches
+   * with frames only, for deployments whose proxies log URLs and must not see channel names and
+   * positions there.
+   */
+  attachWithConnection?: boolean;
   /** Operations kept while not connected; beyond, publishes reject with `queue_full`. Default 1 000. */
   maxQueuedOps?: number;
   /**
@@ -182,7 +189,7 @@ export class Mooring {
       timings,
       adoptServerTtl: options.connectionStateTtl === undefined,
       hooks: {
-        preattach: () => this.#router.preattach(),
+        preattach: () => (options.attachWithConnection === false ? [] : this.#router.preattach()),
         onConnected: (frame) => {
           auth?.onConnected(frame);
           this.#router.onConnected();

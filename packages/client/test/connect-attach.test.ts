@@ -175,6 +175,26 @@ describe('attaching with the connection request', () => {
     assert.deepEqual(errors, []);
   });
 
+  it('with attachWithConnection: false, the URL carries no attach and the channel attaches with a frame', async () => {
+    const { client, transports } = fakeClient({ attachWithConnection: false });
+    const attached = client.channels.get('session:quiet').attach();
+    await flush();
+    const t = transports.last();
+    assert.equal(t.query.get('attach'), null);
+    t.connected();
+    const [frame] = sent(t, 'attach');
+    assert.equal(frame?.channel, 'session:quiet');
+    t.frame({
+      type: 'attached',
+      ref: frame.ref,
+      channel: 'session:quiet',
+      resumed: false,
+      epoch: EPOCH,
+      position: '',
+    });
+    assert.equal((await attached).resumed, false);
+  });
+
   it('puts in the URL only as many attaches as fit; the others go as frames', async () => {
     const { client, transports } = fakeClient();
     const names = Array.from({ length: 60 }, (_, i) => `session:${'x'.repeat(60)}-${i}`);
