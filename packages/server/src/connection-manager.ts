@@ -127,7 +127,11 @@ export class ConnectionManager {
       serverTime: Date.now(),
       ...(attaches === undefined ? {} : { attaching: attaches.length }),
     });
-    if (attaches) for (const frame of attaches) connection.receiveValue(frame);
+    if (attaches && attaches.length > 0) {
+      const answered = attaches.map((frame) => connection.receiveValue(frame));
+      // the catch-up pacing waits once half the send buffer is queued: release before that
+      transport.holdFirstAnswer?.(Promise.all(answered), limits.maxSendBuffer / 2);
+    }
     this.#o.logger.debug(
       { connectionId: opened.connectionId, resumed: opened.resumed, transport: transport.kind },
       'connected',

@@ -69,6 +69,12 @@ export interface TransportSink {
   /** A transport-level keepalive (WebSocket ping frame), when the transport has one. */
   ping?(): void;
   /**
+   * The connection request's attaches (PROTOCOL.md §5.1) are answered once `answered` settles: a
+   * transport whose first answer carries `connected` (long-polling) may hold that answer until
+   * then, so the catch-up comes with it, bounded by `maxBytes` queued and a short time.
+   */
+  holdFirstAnswer?(answered: Promise<unknown>, maxBytes: number): void;
+  /**
    * HTTP transports: the id the client gave this transport when opening it (`transport=`), which
    * its polls and POSTs repeat. A late request from an earlier transport of the same (recovered)
    * connection names another id and is refused, so it can never take frames meant for this one.
@@ -190,8 +196,11 @@ export class Connection {
     this.receiveValue(raw);
   }
 
-  /** Handles one inbound frame already parsed from JSON (HTTP upstream). Never throws. */
-  receiveValue(raw: unknown): void {
+  /**
+   * Handles one inbound frame already parsed from JSON (HTTP upstream). Never throws. Returns a
+   * promise settled once the frame is answered, when its handler runs asynchronously.
+   */
+  receiveValue(raw: unknown): Promise<void> | undefined {
     this.alive = true;
     if (this.#closed) return;
     if (exceedsDepth(raw, this.#limits.maxJsonDepth)) {
@@ -216,7 +225,7 @@ export class Connection {
       )
         return;
     }
-    this.#dispatch(frame).catch((err: unknown) => this.#fail(err, frame));
+    return this.#dispatch(frame).catch((err: unknown) => this.#fail(err, frame));
   }
 
   /** Validates `raw` with the full schema; undefined once the `invalid_frame` error is answered. */

@@ -330,6 +330,9 @@ function connectionKeyOf(req: IncomingMessage, url: URL): string {
  * pending at a time (a new one answers the old with `[]`). A connection whose client stops polling
  * for `pollGrace` ms is gone, like a WebSocket that stopped answering pings.
  */
+/** How long the opening answer of a long-poll connection waits for its attaches at most, ms. */
+const FIRST_ANSWER_HOLD = 1_000;
+
 export class LongPollSink implements TransportSink {
   readonly kind = 'longpoll';
   readonly answersHeartbeats = false;
@@ -342,6 +345,8 @@ export class LongPollSink implements TransportSink {
   #polls = 0;
   #flushScheduled = false;
   #ended = false;
+  /** While the opening answer waits for the connection request's attaches (`holdFirstAnswer`). */
+  #hold: { bytes: number; release: () => void } | undefined;
   readonly #pollTimeout: number;
   readonly #pollGrace: number;
 
@@ -375,10 +380,33 @@ export class LongPollSink implements TransportSink {
     else this.#pendingTimer = setTimeout(() => this.#answer([]), this.#pollTimeout);
   }
 
+  /**
+   * The opening answer (`[connected]`) waits for the connection request's attaches to be answered,
+   * so that their catch-up comes with it: one round trip instead of two. It goes anyway once
+   * `maxBytes` are queued (a large catch-up waits for room, which only a poll makes) or after
+   * FIRST_ANSWER_HOLD ms.
+   */
+  holdFirstAnswer(answered: Promise<unknown>, maxBytes: number): void {
+    const timer = setTimeout(() => hold.release(), FIRST_ANSWER_HOLD);
+    timer.unref();
+    const hold = {
+      bytes: maxBytes,
+      release: () => {
+        if (this.#hold !== hold) return;
+        this.#hold = undefined;
+        clearTimeout(timer);
+        this.#flush();
+      },
+    };
+    this.#hold = hold;
+    answered.then(hold.release, hold.release);
+  }
+
   send(frame: Buffer): void {
     if (this.#ended) return;
     this.#queue.push(frame);
     this.#queuedBytes += frame.length;
+    if (this.#hold && this.#queuedBytes >= this.#hold.bytes) this.#hold.release();
     if (this.#pending && !this.#flushScheduled) {
       // gather every frame sent in this tick into one answer
       this.#flushScheduled = true;
@@ -423,7 +451,7 @@ export class LongPollSink implements TransportSink {
   }
 
   #flush(): void {
-    if (!this.#pending || this.#queue.length === 0) return;
+    if (!this.#pending || this.#queue.length === 0 || this.#hold) return;
     this.#answer(this.#takeQueue());
   }
 

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import WebSocket from 'ws';
+import type { Reply } from '../src/http-reply.ts';
+import { LongPollSink } from '../src/http-transports.ts';
 import { createToken } from '../src/index.ts';
 import { connectOn, outcome, publishOn, TRANSPORTS } from './support/any-transport.ts';
 import { type Fixture, startFixture, TEST_KEY } from './support/fixture.ts';
@@ -79,6 +81,96 @@ describe('attaches sent with the connection request', () => {
       writer.close();
     });
   }
+
+  it('longpoll: the opening answer carries the catch-up and attached with connected (one round trip)', async () => {
+    const writer = await connectOn(fx, 'websocket', { clientId: 'agent' });
+    const channel = 'session:url-first-answer';
+    await publishOn(writer, channel, [{ name: 'text', data: 'hello' }]);
+    const query = new URLSearchParams({
+      key: TEST_KEY,
+      attach: JSON.stringify([{ ref: 'f', channel, start: true }]),
+    });
+    const res = await fetch(`${fx.server.url}/v1/connect/poll?${query}`);
+    const frames = (await res.json()) as ServerFrame[];
+    assert.deepEqual(
+      frames.map((f) => f.type).slice(0, 3),
+      ['connected', 'messages', 'attached'],
+      'presence sync may follow attached',
+    );
+    assert.deepEqual(texts(frames, channel), ['hello']);
+    const connected = frames[0];
+    if (connected?.type === 'connected')
+      await fetch(`${fx.server.url}/v1/connections/${connected.connectionId}/frames`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-mooring-connection-key': connected.connectionKey },
+        body: JSON.stringify({ type: 'close' }),
+      });
+    writer.close();
+  });
+
+  it('longpoll: a catch-up larger than the send buffer is not held up by the opening answer', async () => {
+    const small = await startFixture('memory', { limits: { maxSendBuffer: 64 * 1024 } });
+    try {
+      const writer = await connectOn(small, 'websocket', { clientId: 'agent' });
+      const channel = 'session:url-big';
+      const chunk = 'x'.repeat(16 * 1024);
+      for (let i = 0; i < 20; i++)
+        await publishOn(writer, channel, [{ name: 'text', data: `${i}:${chunk}` }]);
+      const attach = JSON.stringify([{ ref: 'big', channel, start: true }]);
+      const reader = await connectOn(small, 'longpoll', { attach });
+      const attached = await reader.next(answerTo('big'), 20_000);
+      assert.equal(attached.type, 'attached');
+      const got = texts(reader.frames, channel).map((d) => String(d).split(':')[0]);
+      assert.deepEqual(
+        got,
+        Array.from({ length: 20 }, (_, i) => String(i)),
+        'every message once, in order',
+      );
+      reader.close();
+      writer.close();
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('longpoll: the held opening answer goes once its attaches are answered, or once enough is queued', async () => {
+    const answers: string[] = [];
+    const reply = (): Reply => ({
+      json: (_status, body) => answers.push(body.toString()),
+      destroy: () => {},
+      onClose: () => {},
+      writableLength: 0,
+      gone: false,
+    });
+    const frame = (n: number) => Buffer.from(JSON.stringify({ type: 'heartbeat', serverTime: n }));
+    // released by its attaches being answered
+    let release = () => {};
+    const answered = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const first = new LongPollSink(25_000, 25_000);
+    first.holdFirstAnswer(answered, 1_000_000);
+    first.send(frame(1));
+    first.poll(reply());
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(answers, [], 'held while its attaches are not answered');
+    release();
+    await answered;
+    assert.equal(answers.length, 1);
+    // released by the bytes queued (a catch-up waiting for room), never answered otherwise
+    const second = new LongPollSink(25_000, 25_000);
+    second.holdFirstAnswer(new Promise(() => {}), 60);
+    second.send(frame(2));
+    second.poll(reply());
+    await new Promise((r) => setImmediate(r));
+    assert.equal(answers.length, 1, 'held below the bytes');
+    second.send(frame(3));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(answers.length, 2);
+    assert.equal((JSON.parse(answers[1]!) as unknown[]).length, 2, 'both frames in the opening answer');
+    first.terminate();
+    second.terminate();
+  });
 
   it('resumes from a position given in the request, with only what follows it', async () => {
     const writer = await connectOn(fx, 'websocket', { clientId: 'agent' });
