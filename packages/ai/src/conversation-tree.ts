@@ -181,7 +181,12 @@ export class ConversationTree {
         return;
       }
       case 'part': {
-        const key = claimKey(this.#messages.get(record.serial)?.clientId, record.runId);
+        // a part grown by appends (a token each) keeps the key its create computed
+        const known = this.#bySerial.get(record.serial);
+        const key =
+          known?.type === 'part' && known.id === record.runId && known.key !== undefined
+            ? known.key
+            : claimKey(folded.clientId, record.runId);
         let parts = this.#parts.get(key);
         if (!parts) {
           parts = new Map();
@@ -199,9 +204,10 @@ export class ConversationTree {
             if (i >= 0) sorted[i] = record;
           }
         }
-        this.#bySerial.set(record.serial, { type: 'part', id: record.runId, key });
+        if (known?.key !== key) this.#bySerial.set(record.serial, { type: 'part', id: record.runId, key });
         const run = this.#runs.get(record.runId);
-        if (run && claimKey(run.clientId, run.id) !== key) {
+        // the run's claim key is (its clientId, its id), and its id is the part's runId
+        if (run && (run.clientId ?? '') !== (folded.clientId ?? '')) {
           this.#refuse(record.serial, `part of run ${record.runId} not written by the run's publisher`);
           return;
         }
