@@ -14,9 +14,10 @@
  * tokens without a clientId. A connection is counted down under the names it was counted at open,
  * whatever its identity became since (a renewed token).
  */
-import type { AttachFrame, Limits } from '@mooring/protocol';
+import type { Limits } from '@mooring/protocol';
 import type { Logger } from 'pino';
 import type { ChannelService } from './channel-service.ts';
+import type { Admission } from './connect-attaches.ts';
 import { Connection, type TransportSink } from './connection.ts';
 import type { ConnectionRegistry, Identity, OpenedConnection } from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
@@ -63,15 +64,10 @@ export class ConnectionManager {
   }
 
   /**
-   * Opens the connection on `transport` and sends `connected`; then handles `attaches` (those of the
-   * connection request, PROTOCOL.md §5.1) as its first frames.
+   * Opens the admitted connection on `transport` and sends `connected`; then handles the attaches of
+   * the connection request (PROTOCOL.md §5.1) as its first frames.
    */
-  open(
-    transport: TransportSink,
-    identity: Identity,
-    opened: OpenedConnection,
-    attaches?: AttachFrame[],
-  ): Connection {
+  open(transport: TransportSink, { identity, opened, attaches }: Admission): Connection {
     const { registry, presence, limits, heartbeatInterval } = this.#o;
     registry.hold(opened.connectionId);
     const connection = new Connection({

@@ -20,9 +20,8 @@
  * connection is closed (e.g. for flooding), so one 1 MiB body cannot hold the server.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorInfo, type Limits, PROTOCOL_VERSION } from '@mooring/protocol';
-import type { Authenticator } from './auth.ts';
-import { type Admission, connectAttaches } from './connect-attaches.ts';
+import { errorInfo, type Limits } from '@mooring/protocol';
+import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
 import { errorBody, httpReply, type Reply } from './http-reply.ts';
@@ -33,7 +32,8 @@ import { ServerError, toErrorInfo } from './server-error.ts';
 
 export interface HttpTransportsOptions {
   connections: ConnectionManager;
-  auth: Authenticator;
+  /** Checks an opening request (version, `attach`, credentials, budgets) and claims its identity. */
+  admit: (url: URL, req: IncomingMessage) => Promise<Admission>;
   limits: Limits;
   heartbeatInterval: number;
   /** How long a poll waits for frames before answering `[]`, ms. Default 25,000 (below common proxy timeouts). */
@@ -114,20 +114,8 @@ export class HttpTransports {
       const path = url.pathname;
       if (path === '/v1/connect/sse' || path === '/v1/connect/poll') {
         if (req.method !== 'GET') throw new ServerError('method_not_allowed', 'use GET here');
-        const version = url.searchParams.get('v');
-        if (version !== null && version !== String(PROTOCOL_VERSION))
-          throw new ServerError(
-            'bad_request',
-            `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
-          );
-        const { limits } = this.#o;
-        const attaches = connectAttaches(url, limits.maxJsonDepth);
-        const identity = await this.#o.auth.authenticate(req, url);
-        this.#o.connections.admit(identity);
-        const recover = url.searchParams.get('recover') ?? undefined;
-        const opened = await this.#o.connections.claim(identity, recover);
+        const admission = await this.#o.admit(url, req);
         const { transportId } = transportIdOf(url);
-        const admission = { identity, opened, attaches };
         if (path === '/v1/connect/sse') this.#openStream(req, res, admission, transportId);
         else this.#openPoll(res, admission, transportId);
         return;
@@ -236,7 +224,7 @@ export class HttpTransports {
   #openStream(
     req: IncomingMessage,
     res: ServerResponse,
-    { identity, opened, attaches }: Admission,
+    admission: Admission,
     transportId: string | undefined,
   ): void {
     req.socket.setNoDelay(true);
@@ -260,7 +248,7 @@ export class HttpTransports {
     };
     // the `connected` frame (and all after it) waits until the route is recorded
     res.cork();
-    const connection = this.#o.connections.open(sink, identity, opened, attaches);
+    const connection = this.#o.connections.open(sink, admission);
     void this.#claim(connection).finally(() => res.uncork());
     res.on('close', () => {
       this.#o.connections.closed(connection, false);
@@ -269,14 +257,10 @@ export class HttpTransports {
     });
   }
 
-  #openPoll(
-    res: ServerResponse,
-    { identity, opened, attaches }: Admission,
-    transportId: string | undefined,
-  ): void {
+  #openPoll(res: ServerResponse, admission: Admission, transportId: string | undefined): void {
     const pollGrace = this.#o.heartbeatInterval + 10_000;
     const sink = new LongPollSink(this.#pollTimeout, pollGrace, transportId);
-    const connection = this.#o.connections.open(sink, identity, opened, attaches);
+    const connection = this.#o.connections.open(sink, admission);
     sink.onGone = (deliberate) => {
       this.#o.connections.closed(connection, deliberate);
       if (!sink.hasQueued) return;

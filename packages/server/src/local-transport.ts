@@ -14,7 +14,6 @@
  */
 import {
   type AckFrame,
-  type AttachFrame,
   type ClientFrame,
   type ErrorInfo,
   type OperationInput,
@@ -24,7 +23,6 @@ import {
 } from '@mooring/protocol';
 import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
-import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { toErrorInfo } from './server-error.ts';
 import { simplePublishFrame } from './simple-publish-frame.ts';
 
@@ -52,12 +50,7 @@ export interface LocalTransportOptions {
    * `clientId`, `recover`; the connection budgets), or throws why not.
    */
   authorize(url: URL): Promise<Admission>;
-  accept(
-    transport: TransportSink,
-    identity: Identity,
-    opened: OpenedConnection,
-    attaches: AttachFrame[] | undefined,
-  ): Connection;
+  accept(transport: TransportSink, admission: Admission): Connection;
   onClose(connection: Connection, code: number): void;
 }
 
@@ -98,14 +91,14 @@ class InProcessTransport implements LocalTransport {
     if (this.#ended) {
       // aborted while authenticating: the claimed connection is given back at once
       const sink = new LocalSink(this, this.#options);
-      sink.connection = this.#options.accept(sink, admitted.identity, admitted.opened, undefined);
+      sink.connection = this.#options.accept(sink, { ...admitted, attaches: undefined });
       sink.end(1006);
       return;
     }
     this.#handlers?.onOpen();
     const sink = new LocalSink(this, this.#options);
     this.#sink = sink;
-    sink.connection = this.#options.accept(sink, admitted.identity, admitted.opened, admitted.attaches);
+    sink.connection = this.#options.accept(sink, admitted);
   }
 
   send(frame: ClientFrame): void {

@@ -9,7 +9,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
-  type AttachFrame,
   DEFAULT_LIMITS,
   DEFAULT_TIMINGS,
   errorInfo,
@@ -23,12 +22,7 @@ import { ChannelService } from './channel-service.ts';
 import { type Admission, connectAttaches } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import { ConnectionManager } from './connection-manager.ts';
-import {
-  type ConnectionRegistry,
-  type Identity,
-  LocalConnectionRegistry,
-  type OpenedConnection,
-} from './connection-registry.ts';
+import { type ConnectionRegistry, LocalConnectionRegistry } from './connection-registry.ts';
 import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
@@ -235,18 +229,11 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     history,
   });
   /**
-   * What a realtime connection passes before it exists, over WebSocket (the upgrade request) and
-   * in process alike: the server is not closing, the path and protocol version, the credentials,
-   * the connection budgets, and its identity claimed (or recovered with `recover`).
+   * What every realtime connection request passes before its connection exists, on any transport:
+   * the protocol version, its `attach` (PROTOCOL.md §5.1), the credentials, the connection budgets,
+   * and its identity claimed (or recovered with `recover`).
    */
-  const admitConnection = async (
-    url: URL,
-    req: Pick<IncomingMessage, 'headers'>,
-    endpoint: string,
-  ): Promise<Admission> => {
-    if (closing) throw new ServerError('shutting_down', 'the server is shutting down; retry on another node');
-    if (url.pathname !== '/v1/connect')
-      throw new ServerError('not_found', `no ${endpoint} endpoint at ${url.pathname}`);
+  const admit = async (url: URL, req: Pick<IncomingMessage, 'headers'>): Promise<Admission> => {
     const version = url.searchParams.get('v');
     if (version !== null && version !== String(PROTOCOL_VERSION))
       throw new ServerError(
@@ -259,14 +246,20 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
     return { identity, opened, attaches };
   };
+  /** The same over WebSocket (the upgrade request) and in process: not closing, the right path, then `admit`. */
+  const admitConnection = async (
+    url: URL,
+    req: Pick<IncomingMessage, 'headers'>,
+    endpoint: string,
+  ): Promise<Admission> => {
+    if (closing) throw new ServerError('shutting_down', 'the server is shutting down; retry on another node');
+    if (url.pathname !== '/v1/connect')
+      throw new ServerError('not_found', `no ${endpoint} endpoint at ${url.pathname}`);
+    return admit(url, req);
+  };
   const realtime = {
     maxFrameSize: limits.maxFrameSize,
-    accept: (
-      transport: TransportSink,
-      identity: Identity,
-      opened: OpenedConnection,
-      attaches: AttachFrame[] | undefined,
-    ) => connections.open(transport, identity, opened, attaches),
+    accept: (transport: TransportSink, admission: Admission) => connections.open(transport, admission),
     // 1000/1005: the client closed on purpose. Anything else (1001 page navigation, 1006 network)
     // may come back: identity and presence keep their grace periods.
     onClose: (connection: Connection, code: number) =>
@@ -280,7 +273,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   });
   const httpTransports = new HttpTransports({
     connections,
-    auth,
+    admit,
     limits,
     heartbeatInterval,
     firstPollTimeout: options.firstPollTimeout ?? DEFAULT_TIMINGS.firstPollTimeout,
@@ -334,8 +327,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     try {
-      const { identity, opened, attaches } = await admitConnection(requestUrl(req), req, 'WebSocket');
-      websocket.upgrade(req, socket, head, identity, opened, attaches);
+      websocket.upgrade(req, socket, head, await admitConnection(requestUrl(req), req, 'WebSocket'));
     } catch (err) {
       refuseUpgrade(socket, err);
     }

@@ -5,21 +5,16 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type AttachFrame, errorInfo } from '@mooring/protocol';
+import { errorInfo } from '@mooring/protocol';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
-import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { corkForTurn, flushTurn } from './cork-for-turn.ts';
 
 export interface WebSocketTransportOptions {
   maxFrameSize: number;
   /** Creates the connection core for an accepted socket. */
-  accept: (
-    transport: TransportSink,
-    identity: Identity,
-    opened: OpenedConnection,
-    attaches: AttachFrame[] | undefined,
-  ) => Connection;
+  accept: (transport: TransportSink, admission: Admission) => Connection;
   onClose: (connection: Connection, code: number) => void;
 }
 
@@ -88,27 +83,14 @@ export class WebSocketTransport {
     });
   }
 
-  upgrade(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    identity: Identity,
-    opened: OpenedConnection,
-    attaches: AttachFrame[] | undefined,
-  ): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, socket, identity, opened, attaches));
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Admission): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.#attach(ws, socket, admission));
   }
 
   /** `socket`: the one `ws` writes to; frames of one turn leave in one write (cork-for-turn.ts). */
-  #attach(
-    ws: WebSocket,
-    socket: Duplex,
-    identity: Identity,
-    opened: OpenedConnection,
-    attaches: AttachFrame[] | undefined,
-  ): void {
+  #attach(ws: WebSocket, socket: Duplex, admission: Admission): void {
     const sink = new WebSocketSink(ws, socket);
-    sink.connection = this.#options.accept(sink, identity, opened, attaches);
+    sink.connection = this.#options.accept(sink, admission);
     sink.onClose = this.#options.onClose;
     (ws as Tagged)[SINK] = sink;
     ws.on('message', onMessage);
