@@ -16,7 +16,7 @@ import { CONNECT_ATTACH_PARAM } from '@mooring/protocol';
 import { attachFrameSchema } from '@mooring/protocol/schemas';
 import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { exceedsDepth } from './json-depth.ts';
-import { ServerError } from './server-error.ts';
+import { issueText, ServerError } from './server-error.ts';
 
 /** What a connection request passed before its connection exists. */
 export interface Admission {
@@ -52,11 +52,7 @@ export function connectAttaches(url: URL, maxDepth: number): AttachFrame[] | und
       throw refused(`${where} must be an object: { channel, from | rewind | start, echo, ref }`);
     if ('type' in entry) throw refused(`${where}: leave out type (every entry is an attach)`);
     const parsed = attachFrameSchema.safeParse({ ...entry, type: 'attach' });
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const path = issue && issue.path.length > 0 ? `.${issue.path.join('.')}` : '';
-      throw refused(`${where}${path}: ${issue?.message ?? 'invalid attach request'}`);
-    }
+    if (!parsed.success) throw refused(issueText(parsed.error.issues, 'invalid attach request', where));
     if (channels.has(parsed.data.channel))
       throw refused(`${where}: channel ${parsed.data.channel} is asked for twice`);
     channels.add(parsed.data.channel);

@@ -34,7 +34,7 @@ import type { Identity } from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { Presence } from './presence.ts';
-import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+import { isExpectedError, issueText, ServerError, toErrorInfo } from './server-error.ts';
 import { simplePublishFrame } from './simple-publish-frame.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -243,9 +243,11 @@ export class Connection {
     const ref = refOf(raw);
     const channel = channelOf(raw);
     if (!this.#admitFrame(ref, channel)) return undefined;
-    const issue = parsed.error.issues[0];
-    const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-    this.#sendError(ref, channel, errorInfo('invalid_frame', `${where}${issue?.message ?? 'invalid frame'}`));
+    this.#sendError(
+      ref,
+      channel,
+      errorInfo('invalid_frame', issueText(parsed.error.issues, 'invalid frame')),
+    );
     return undefined;
   }
 

@@ -25,7 +25,7 @@ import type { IdentityBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
 import type { Presence } from './presence.ts';
-import { isExpectedError, ServerError, toErrorInfo } from './server-error.ts';
+import { isExpectedError, issueText, ServerError, toErrorInfo } from './server-error.ts';
 import type { HistoryQuery } from './store/store.ts';
 import { createToken, type TokenRequest } from './tokens.ts';
 
@@ -183,9 +183,7 @@ export class RestApi {
         const body = await this.#readBody(req);
         const parsed = publishBodySchema.safeParse(body);
         if (!parsed.success) {
-          const issue = parsed.error.issues[0];
-          const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-          throw new ServerError('bad_request', `${where}${issue?.message ?? 'invalid body'}`);
+          throw new ServerError('bad_request', issueText(parsed.error.issues, 'invalid body'));
         }
         const ops: OperationInput[] = Array.isArray(parsed.data)
           ? parsed.data

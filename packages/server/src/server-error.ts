@@ -27,3 +27,19 @@ export function toErrorInfo(err: unknown): ErrorInfo {
   if (err instanceof ServerError) return errorInfo(err.code, err.message);
   return errorInfo('internal', 'internal server error; the request may be retried');
 }
+
+/**
+ * A failed schema check as one line for the caller: the first issue's path (after `prefix`, when
+ * given) and message, `path: message`; `fallback` when there is no issue.
+ */
+export function issueText(
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+  fallback: string,
+  prefix = '',
+): string {
+  const issue = issues[0];
+  const path = issue && issue.path.length > 0 ? issue.path.join('.') : '';
+  const where = prefix !== '' && path !== '' ? `${prefix}.${path}` : prefix || path;
+  const message = issue?.message ?? fallback;
+  return where === '' ? message : `${where}: ${message}`;
+}
