@@ -178,14 +178,8 @@ export class ChannelService {
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
       else if (outcome.duplicate) continue;
       else if (input.lease !== undefined)
-        this.leases.hold(
-          channel,
-          serial,
-          identity.connectionId,
-          input.lease,
-          identity.clientId,
-          owner ?? identityKey(identity),
-        );
+        // an input with a lease made #leaseOwner compute the owner
+        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId, owner!);
       else if (input.serial !== undefined)
         this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
     }
