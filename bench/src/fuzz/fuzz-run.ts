@@ -22,6 +22,7 @@
 import {
   fuzzConnectAttach,
   fuzzFrameText,
+  handshake,
   mutateFrame,
   prng,
   randomText,
@@ -192,22 +193,15 @@ async function connectFuzzer(count: number): Promise<void> {
       if (f.type === 'connected') attaching = f.attaching ?? -1;
       else if (f.type === 'attached' || f.type === 'error') answers++;
     });
-    const outcome = await new Promise<string>((resolve) => {
-      ws.once('open', () => resolve('open'));
-      ws.once('unexpected-response', (_req, res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => {
-          body += c.toString();
-        });
-        res.on('end', () => {
-          let code = '?';
-          try {
-            code = JSON.parse(body).error.code;
-          } catch {}
-          resolve(`${res.statusCode} ${code}`);
-        });
-      });
-    });
+    const opened = await handshake(ws).catch((err: unknown) => ({ status: 0, body: String(err) }));
+    let outcome = 'open';
+    if (opened !== 'open') {
+      let code = '?';
+      try {
+        code = JSON.parse(opened.body).error.code;
+      } catch {}
+      outcome = `${opened.status} ${code}`;
+    }
     connectStats.requests++;
     if (outcome === '400 bad_request') {
       connectStats.refused++;

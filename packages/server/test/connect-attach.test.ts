@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
+import { handshake } from '@mooring/testkit';
 import WebSocket from 'ws';
 import type { Reply } from '../src/http-reply.ts';
 import { LongPollSink } from '../src/http-transports.ts';
@@ -20,28 +21,18 @@ const texts = (frames: ServerFrame[], channel: string) =>
   );
 
 /** The status and error code a WebSocket upgrade with this `attach` is refused with. */
-function refusedUpgrade(fx: Fixture, attach: string): Promise<{ status: number; code: string }> {
+async function refusedUpgrade(fx: Fixture, attach: string): Promise<{ status: number; code: string }> {
   const url = new URL('/v1/connect', fx.server.url.replace(/^http/, 'ws'));
   url.searchParams.set('key', TEST_KEY);
   url.searchParams.set('attach', attach);
   const ws = new WebSocket(url);
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => {
-      ws.terminate();
-      reject(new Error('the upgrade was accepted'));
-    });
-    ws.once('unexpected-response', (_req, res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => {
-        body += chunk.toString();
-      });
-      res.on('end', () => {
-        const { error } = JSON.parse(body) as { error: { code: string } };
-        resolve({ status: res.statusCode ?? 0, code: error.code });
-      });
-    });
-    ws.on('error', () => {});
-  });
+  const opened = await handshake(ws);
+  if (opened === 'open') {
+    ws.terminate();
+    throw new Error('the upgrade was accepted');
+  }
+  const { error } = JSON.parse(opened.body) as { error: { code: string } };
+  return { status: opened.status, code: error.code };
 }
 
 describe('attaches sent with the connection request', () => {

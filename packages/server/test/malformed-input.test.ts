@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS, type ServerFrame } from '@mooring/protocol';
 import {
   fuzzConnectAttach,
   fuzzFrameText,
+  handshake,
   mutateFrame,
   prng,
   randomText,
@@ -94,16 +95,7 @@ describe('malformed input', () => {
         ws.on('error', () => {});
         const frames: ServerFrame[] = [];
         ws.on('message', (data) => frames.push(JSON.parse(data.toString()) as ServerFrame));
-        const opened = await new Promise<{ status: number; body: string } | 'open'>((resolve) => {
-          ws.once('open', () => resolve('open'));
-          ws.once('unexpected-response', (_req, res) => {
-            let body = '';
-            res.on('data', (c: Buffer) => {
-              body += c.toString();
-            });
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-          });
-        });
+        const opened = await handshake(ws);
         if (opened !== 'open') {
           const what = `${opened.status} for ${attach.slice(0, 120)}`;
           assert.equal(opened.status, 400, what);
