@@ -3,17 +3,33 @@
  * a server may refuse: `'open'`, or the refusal's HTTP status and body (the server's typed error).
  * Attach message listeners before awaiting it: frames may follow the upgrade at once.
  */
-import type WebSocket from 'ws';
 
-export function handshake(ws: WebSocket): Promise<'open' | { status: number; body: string }> {
+/** What `handshake` needs of a `ws` WebSocket: structural, so this package's types need no `@types/ws`. */
+export interface HandshakeSocket {
+  once(event: 'open', listener: () => void): unknown;
+  once(
+    event: 'unexpected-response',
+    listener: (request: unknown, response: HandshakeResponse) => void,
+  ): unknown;
+  once(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** The refused handshake's HTTP response, as `ws` hands it over. */
+export interface HandshakeResponse {
+  statusCode?: number | undefined;
+  on(event: 'data', listener: (chunk: { toString(): string }) => void): unknown;
+  on(event: 'end', listener: () => void): unknown;
+}
+
+export function handshake(ws: HandshakeSocket): Promise<'open' | { status: number; body: string }> {
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve('open'));
-    ws.once('unexpected-response', (_req, res) => {
+    ws.once('unexpected-response', (_request, response) => {
       let body = '';
-      res.on('data', (chunk: Buffer) => {
+      response.on('data', (chunk) => {
         body += chunk.toString();
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
     });
     ws.once('error', reject);
   });

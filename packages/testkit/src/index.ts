@@ -4,6 +4,7 @@ export type { FaultProxyOptions, ProxyTarget } from './fault-proxy.ts';
 export { FaultProxy } from './fault-proxy.ts';
 export type { BufferOptions, FaultProxyStats, Faults } from './faults.ts';
 export { fuzzConnectAttach, fuzzFrameText, mutateFrame, prng, randomText, SEED_FRAMES } from './fuzz.ts';
+export type { HandshakeResponse, HandshakeSocket } from './handshake.ts';
 export { handshake } from './handshake.ts';
 export type { RedisCluster } from './redis-cluster.ts';
 export { redisCliPath, startRedisCluster } from './redis-cluster.ts';
