@@ -49,6 +49,8 @@ interface Flight {
 export interface QueueTimers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
+  /** The clock the window is measured on, ms (default `Date.now`). */
+  now?: () => number;
 }
 
 export interface OperationQueueOptions {
@@ -220,11 +222,12 @@ export class OperationQueue {
       if (this.#o.coalesceMs > 0) this.#mergeable.set(key, append);
     }
     if (this.#deltasDueAt === undefined) {
-      // The first delta after a quiet window goes at once (a response's first token, the first
-      // after a tool call): the window only holds deltas that follow one just sent.
-      const now = Date.now();
+      // At most one batch of deltas per window, and no delta held longer than the window: the
+      // first delta after a quiet window goes at once (a response's first token, the first after a
+      // tool call); one right behind a send waits until a window has passed since that send.
+      const now = this.#now();
       const quiet = now - this.#deltasSentAt >= this.#o.coalesceMs;
-      this.#deltasDueAt = quiet ? now : now + this.#o.coalesceMs;
+      this.#deltasDueAt = quiet ? now : this.#deltasSentAt + this.#o.coalesceMs;
     }
     this.#sendSoon(this.#o.coalesceMs === 0 || this.#deltasDue());
   }
@@ -288,7 +291,11 @@ export class OperationQueue {
 
   /** No deltas wait, or those waiting are due now. */
   #deltasDue(): boolean {
-    return this.#deltasDueAt === undefined || this.#deltasDueAt <= Date.now();
+    return this.#deltasDueAt === undefined || this.#deltasDueAt <= this.#now();
+  }
+
+  #now(): number {
+    return this.#o.timers.now === undefined ? Date.now() : this.#o.timers.now();
   }
 
   #sendSoon(now: boolean): void {
@@ -302,7 +309,8 @@ export class OperationQueue {
       return;
     }
     if (this.#timer !== undefined) return;
-    const wait = Math.max(0, (this.#deltasDueAt ?? Date.now()) - Date.now());
+    const at = this.#now();
+    const wait = Math.max(0, (this.#deltasDueAt ?? at) - at);
     this.#timer = this.#o.timers.setTimeout(() => {
       this.#timer = undefined;
       this.#send();
@@ -349,7 +357,7 @@ export class OperationQueue {
     if (count === 1) this.#queue.shift();
     else this.#queue.splice(0, count);
     this.#deltasDueAt = undefined;
-    if (deltasTaken) this.#deltasSentAt = Date.now();
+    if (deltasTaken) this.#deltasSentAt = this.#now();
     const flight: Flight = { taken, plain };
     this.#flights.push(flight);
     const published = ops > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);

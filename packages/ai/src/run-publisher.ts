@@ -17,8 +17,9 @@
  * Guarantees (the sending itself is `OperationQueue`'s):
  * - Operations are stored in the order the chunks came; one batch is in flight at a time, so a slow
  *   link coalesces more. Deltas merge within `coalesceMs` (default 40 ms), never across another
- *   operation; the first delta after a quiet window (a response's first token) goes at once, those
- *   following it within the window wait for its end. In a new run (its create acknowledged, not a
+ *   operation: at most one batch of deltas per window, none held longer than the window. The first
+ *   delta after a quiet window (a response's first token) goes at once; one written within a
+ *   window of the last send waits until that window has passed. In a new run (its create acknowledged, not a
  *   duplicate), deltas written while their part's create still waits to be sent ride in that
  *   create's data, so the first tokens do not wait for the create's ack. `coalesceMs: 0` sends
  *   every delta as its own operation (the first may still ride in its part's create, alone).

@@ -223,6 +223,58 @@ describe('OperationQueue coalescing window', () => {
     assert.equal(textOf(sink.log), 'first ab');
   });
 
+  it('holds a delta right behind a send only until a window has passed since that send: one batch per window', async () => {
+    const sink = new ControlledSink(4);
+    let clock = 1_000_000;
+    const waits: number[] = [];
+    const due: Array<() => void> = [];
+    const queue = new OperationQueue({
+      sink,
+      runId: 'r',
+      coalesceMs: 40,
+      timers: {
+        setTimeout: (fn: () => void, ms: number) => {
+          waits.push(ms);
+          due.push(fn);
+          return fn;
+        },
+        clearTimeout: () => {},
+        now: () => clock,
+      },
+      onCreated: () => {},
+      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+    });
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    await tick();
+    queue.delta('t', 'a'); // quiet: at once
+    await tick();
+    assert.deepEqual(sent(sink), ['a']);
+    clock += 33; // the next token of a 30 tokens/s model
+    queue.delta('t', 'b');
+    await tick();
+    assert.deepEqual(waits, [7], 'held until 40 ms after the send, not 40 ms after itself');
+    clock += 7;
+    due.shift()!();
+    assert.deepEqual(sent(sink), ['a', 'b']);
+    clock += 26; // 26 ms after that send
+    queue.delta('t', 'c');
+    clock += 10;
+    queue.delta('t', 'd'); // within the same window: merged
+    await tick();
+    assert.deepEqual(waits, [7, 14], 'the window counts from the last send');
+    assert.equal(sent(sink).length, 2, 'nothing more before the window ends');
+    clock += 4;
+    due.shift()!();
+    assert.deepEqual(sent(sink), ['a', 'b', 'cd']);
+    clock += 40; // a quiet window
+    queue.delta('t', 'e');
+    await tick();
+    assert.deepEqual(sent(sink), ['a', 'b', 'cd', 'e'], 'after a quiet window: at once');
+    assert.deepEqual(waits, [7, 14]);
+  });
+
   it('deltas held for the window go out on the ack when a structural operation waits behind them', async () => {
     const sink = new ControlledSink(1); // one batch in flight at a time
     const t = timers();
