@@ -49,7 +49,7 @@ interface Flight {
 export interface QueueTimers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
-  /** The clock the window is measured on, ms (default `Date.now`). */
+  /** The clock the window is measured on, ms (default `performance.now`: monotonic). */
   now?: () => number;
 }
 
@@ -227,7 +227,8 @@ export class OperationQueue {
       // tool call); one right behind a send waits until a window has passed since that send.
       const now = this.#now();
       const quiet = now - this.#deltasSentAt >= this.#o.coalesceMs;
-      this.#deltasDueAt = quiet ? now : this.#deltasSentAt + this.#o.coalesceMs;
+      // never later than a window from now, whatever a clock that went back says
+      this.#deltasDueAt = quiet ? now : Math.min(this.#deltasSentAt, now) + this.#o.coalesceMs;
     }
     this.#sendSoon(this.#o.coalesceMs === 0 || this.#deltasDue());
   }
@@ -295,7 +296,7 @@ export class OperationQueue {
   }
 
   #now(): number {
-    return this.#o.timers.now === undefined ? Date.now() : this.#o.timers.now();
+    return this.#o.timers.now === undefined ? performance.now() : this.#o.timers.now();
   }
 
   #sendSoon(now: boolean): void {

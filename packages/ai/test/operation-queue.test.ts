@@ -273,6 +273,14 @@ describe('OperationQueue coalescing window', () => {
     await tick();
     assert.deepEqual(sent(sink), ['a', 'b', 'cd', 'e'], 'after a quiet window: at once');
     assert.deepEqual(waits, [7, 14]);
+    while (sink.flights.length > 0) {
+      await sink.flights.shift()!.ack();
+      await tick();
+    }
+    clock -= 3_600_000; // a clock that goes back an hour
+    queue.delta('t', 'f');
+    await tick();
+    assert.deepEqual(waits, [7, 14, 40], 'held a window at most, not until the clock caught up');
   });
 
   it('deltas held for the window go out on the ack when a structural operation waits behind them', async () => {
