@@ -36,8 +36,13 @@ export const JOURNAL_HIGH_ROWS = 32_768;
  * the journal (and be merged by a read of their channel at once).
  */
 export const JOURNAL_HIGH_BYTES = 4 * 1024 * 1024;
-/** The least a slice merges (rows, bytes) when the commit added less. */
-export const SLICE_ROWS = 1024;
+/**
+ * The least a slice merges (rows, bytes) when the commit added less. Small: at a low rate of appends
+ * (a few per commit, e.g. a hundred token streams) a generation is then merged by many short slices,
+ * where 1,024 rows made a burst of back-to-back commits of 5–9 ms each (bench/README.md, *The SQLite
+ * store's token tail*); at a high rate 1.5 × what the commit added is the bound anyway.
+ */
+export const SLICE_ROWS = 64;
 export const SLICE_BYTES = 256 * 1024;
 
 /** One journal row, as the view keeps it. */
