@@ -26,6 +26,8 @@ export type { OperationSink, PublishedOperation } from './operation-sink.ts';
 export { channelSink, restSink } from './operation-sink.ts';
 export type { PublishedRun, PublishUIMessageStreamOptions } from './publish-ui-message-stream.ts';
 export { publishUIMessageStream } from './publish-ui-message-stream.ts';
+export type { ChunkReader } from './read-chunks.ts';
+export { readChunks } from './read-chunks.ts';
 export { RunChunkEmitter } from './run-chunk-emitter.ts';
 export type { RunStreamOptions, RunStreamSource } from './run-chunk-stream.ts';
 export { runChunkStream } from './run-chunk-stream.ts';

@@ -24,7 +24,7 @@
  */
 
 import type { EndOptions, PublisherTimers, RunPublisherOptions } from '@mooring/ai';
-import { loadSession, RunPublisher, restSink } from '@mooring/ai';
+import { loadSession, RunPublisher, readChunks, restSink } from '@mooring/ai';
 import type { Rest } from '@mooring/client';
 import type { JsonValue } from '@mooring/protocol';
 import type { FinalRunStatus } from '@mooring/protocol/ai';
@@ -219,22 +219,6 @@ function runIdOf(info: Context['info'], step: string | number | undefined): stri
     activityId: info.activityId,
   };
   return deriveRunId(step === undefined ? parts : { ...parts, step });
-}
-
-/** One chunk at a time, with a way to stop the source (cancelling the stream stops the model call behind it). */
-function readChunks(source: ChunkSource): { next(): Promise<IteratorResult<UIMessageChunk>>; stop(): void } {
-  if (source instanceof ReadableStream) {
-    const reader = source.getReader();
-    return {
-      next: async () => {
-        const r = await reader.read();
-        return r.done ? { done: true, value: undefined } : { done: false, value: r.value };
-      },
-      stop: () => void reader.cancel().catch(() => {}),
-    };
-  }
-  const iterator = source[Symbol.asyncIterator]();
-  return { next: () => iterator.next(), stop: () => void iterator.return?.()?.catch(() => {}) };
 }
 
 /**
