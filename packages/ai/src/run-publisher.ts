@@ -19,10 +19,11 @@
  *   link coalesces more. Deltas merge within `coalesceMs` (default 40 ms), never across another
  *   operation: at most one batch of deltas per window, none held longer than the window. The first
  *   delta after a quiet window (a response's first token) goes at once; one written within a
- *   window of the last send waits until that window has passed. In a new run (its create acknowledged, not a
- *   duplicate), deltas written while their part's create still waits to be sent ride in that
- *   create's data, so the first tokens do not wait for the create's ack. `coalesceMs: 0` sends
- *   every delta as its own operation (the first may still ride in its part's create, alone).
+ *   window of the last send waits until that window has passed. In a new run (its create
+ *   acknowledged, not a duplicate), deltas written while their part's create still waits to be
+ *   sent ride in that create's data, so the first tokens do not wait for the create's ack.
+ *   `coalesceMs: 0` sends every delta as its own operation (the first may still ride in its part's
+ *   create, alone).
  * - Ids are deterministic (`<runId>:p<k>:<n>`: the k-th part of the run, its n-th operation), so a
  *   resend after a reconnect, or a retried REST request, is stored once. A retried run (its create
  *   comes back a duplicate) resumes in place from what the earlier attempt stored (`stored`).
