@@ -19,6 +19,7 @@ import {
   type ErrorInfo,
   errorInfo,
   type Limits,
+  type PresenceMember,
   type PresenceRequestFrame,
   type PublishFrame,
   type Ref,
@@ -530,10 +531,27 @@ export class Connection {
     this.send(withRef(attached, frame.ref));
     attachment.goLive();
 
-    // presence: the whole set now, then every change
-    const members = await this.#presence.members(channel);
+    // Presence: the whole set now, then every change. Listening starts before the set is read, and
+    // what arrives meanwhile follows the sync: on a shared presence (Redis) a change made while the
+    // set was being read could otherwise fall between the read and the listener. A change already in
+    // the set arrives once more, which a client applies as the same state (PROTOCOL.md §6.4).
+    let held: Buffer[] | undefined = [];
+    const unsubscribe = this.#presence.subscribe(channel, (encoded) => {
+      if (held === undefined) this.#write(encoded);
+      else held.push(encoded);
+    });
+    attachment.onClose(unsubscribe);
+    let members: PresenceMember[];
+    try {
+      members = await this.#presence.members(channel);
+    } catch (err) {
+      unsubscribe();
+      throw err;
+    }
     this.send({ type: 'presence', channel, action: 'sync', members });
-    attachment.onClose(this.#presence.subscribe(channel, (encoded) => this.#write(encoded)));
+    const meanwhile = held;
+    held = undefined;
+    for (const encoded of meanwhile) this.#write(encoded);
   }
 
   #write(frame: Buffer, soon = false): void {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PresenceFrame, ServerFrame } from '@mooring/protocol';
 import { redisSkipReason } from '@mooring/testkit';
+import { type Presence, PresenceService } from '../src/presence.ts';
 import { rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -135,3 +136,60 @@ for (const kind of kinds)
       }
     });
   });
+
+describe('presence: a change while a new subscriber reads the set', () => {
+  it('reaches that subscriber after its sync, not nowhere', async () => {
+    // The set is read at once and handed over only when the test says: what enters in between is
+    // not in the snapshot, so it must come as an event (on Redis the read is a round trip).
+    let readStarted: () => void = () => {};
+    const reading = new Promise<void>((resolve) => {
+      readStarted = resolve;
+    });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slowRead = (inner: Presence): Presence => ({
+      members: async (channel) => {
+        const snapshot = await inner.members(channel);
+        readStarted();
+        await released;
+        return snapshot;
+      },
+      channelsOf: (connectionId) => inner.channelsOf(connectionId),
+      enter: (channel, connectionId, clientId, data, size) =>
+        inner.enter(channel, connectionId, clientId, data, size),
+      leave: (channel, connectionId) => inner.leave(channel, connectionId),
+      connectionClosed: (connectionId) => inner.connectionClosed(connectionId),
+      connectionLost: (connectionId) => inner.connectionLost(connectionId),
+      connectionResumed: (connectionId) => inner.connectionResumed(connectionId),
+      subscribe: (channel, listener) => inner.subscribe(channel, listener),
+      close: () => inner.close(),
+    });
+    const fx = await startFixture('memory', {
+      presence: (_store, options) => slowRead(new PresenceService(options)),
+    });
+    try {
+      const channel = 'session:read';
+      const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
+      await watcher.attach(channel);
+      await reading;
+      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      await agent.request({ type: 'presence', channel, action: 'enter', data: { n: 1 } });
+      release();
+      const sync = await watcher.next(isAction('sync'));
+      assert.ok(sync.type === 'presence' && sync.action === 'sync');
+      assert.deepEqual(sync.members, [], 'the set as read, before the enter');
+      await agent.request({ type: 'presence', channel, action: 'update', data: { n: 2 } });
+      await watcher.next(isAction('update'));
+      assert.deepEqual(
+        presenceEvents(watcher, channel).map((f) => f.action),
+        ['sync', 'enter', 'update'],
+        'the enter made during the read came after the sync',
+      );
+      await Promise.all([watcher.close(), agent.close()]);
+    } finally {
+      await fx.close();
+    }
+  });
+});
