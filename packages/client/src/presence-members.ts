@@ -6,7 +6,7 @@
  * snapshot after a re-attach is compared with the set held before it, and only the difference comes
  * out (a member who left while this client was away leaves; nobody who stayed "re-enters"). Actions
  * are normalised on the set: `enter` of a known member is an `update`, `leave` of an unknown one is
- * nothing.
+ * nothing, and an `enter` or `update` that brings a member's state as it is held is nothing too.
  */
 import type { PresenceMember } from '@mooring/protocol';
 
@@ -42,6 +42,10 @@ export class PresenceMembers {
       this.#members.delete(member.connectionId);
       return { action: 'leave', member: copy(member) };
     }
+    // the same state again (a change the server sends right after a `sync` that already held it,
+    // PROTOCOL.md §6.4): nothing changed, so nothing to tell
+    const held = this.#members.get(member.connectionId);
+    if (held !== undefined && sameState(held, member)) return undefined;
     this.#members.set(member.connectionId, copy(member));
     return { action: known ? 'update' : 'enter', member: copy(member) };
   }

@@ -261,6 +261,20 @@ describe('presence set', () => {
     assert.deepEqual(leaves, ['agent', 'user']);
   });
 
+  it('a change already in the snapshot, sent again right after it, is no event', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const presence = client.channels.get('room').presence;
+    const events: string[] = [];
+    void presence.subscribe((e) => events.push(`${e.action}:${e.member.clientId}`));
+    // the server read the set while the agent entered: the sync holds it, and its enter follows
+    attachWithSync(t, [member('c_a', 'agent', 'x', 5)]);
+    t.frame({ type: 'presence', channel: 'room', action: 'enter', member: member('c_a', 'agent', 'x', 5) });
+    // a real update (a new timestamp), even with the same data, is one
+    t.frame({ type: 'presence', channel: 'room', action: 'update', member: member('c_a', 'agent', 'x', 6) });
+    assert.deepEqual(events, ['enter:agent', 'update:agent']);
+  });
+
   it('after a re-attach, subscribers hear only what changed while the client was away', async () => {
     const { client, connect, timers, transports } = fakeClient();
     const t1 = await connect();
