@@ -36,18 +36,17 @@ export class PresenceMembers {
 
   /** Applies one event from the server; returns the change it made, if any. */
   apply(action: PresenceAction, member: PresenceMember): PresenceEvent | undefined {
-    const known = this.#members.has(member.connectionId);
+    const held = this.#members.get(member.connectionId);
     if (action === 'leave') {
-      if (!known) return undefined;
+      if (held === undefined) return undefined;
       this.#members.delete(member.connectionId);
       return { action: 'leave', member: copy(member) };
     }
     // the same state again (a change the server sends right after a `sync` that already held it,
     // PROTOCOL.md §6.4): nothing changed, so nothing to tell
-    const held = this.#members.get(member.connectionId);
     if (held !== undefined && sameState(held, member)) return undefined;
     this.#members.set(member.connectionId, copy(member));
-    return { action: known ? 'update' : 'enter', member: copy(member) };
+    return { action: held === undefined ? 'enter' : 'update', member: copy(member) };
   }
 
   /** Replaces the set with a snapshot; returns the changes from the set held before (leaves first). */

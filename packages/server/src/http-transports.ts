@@ -309,14 +309,14 @@ function connectionKeyOf(req: IncomingMessage, url: URL): string {
   return typeof given === 'string' ? given : '';
 }
 
+/** How long the opening answer of a long-poll connection waits for its attaches at most, ms. */
+const FIRST_ANSWER_HOLD = 1_000;
+
 /**
  * Downstream of a long-polling connection: frames queue here until a poll takes them. One poll is
  * pending at a time (a new one answers the old with `[]`). A connection whose client stops polling
  * for `pollGrace` ms is gone, like a WebSocket that stopped answering pings.
  */
-/** How long the opening answer of a long-poll connection waits for its attaches at most, ms. */
-const FIRST_ANSWER_HOLD = 1_000;
-
 export class LongPollSink implements TransportSink {
   readonly kind = 'longpoll';
   readonly answersHeartbeats = false;
