@@ -120,6 +120,49 @@ describe('SqliteStore write failures', () => {
     );
   });
 
+  it('a batch retried alone after its group commit failed gets the serial it would have had', async () => {
+    const { store, fill, unfill } = await open();
+    const serial = (await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))
+      .results[0]!.serial;
+    fill();
+    // One group commit (same turn): two good batches, one on a new channel, and one too big. The
+    // transaction is rolled back and each batch retried alone: the good ones are stored.
+    const onOld = store.append(
+      'ch',
+      [{ action: 'append', publisher: '', id: 'a1', serial, data: 'a1.' }],
+      OPTS,
+    );
+    const onNew = store.append('fresh', [{ action: 'create', publisher: '', id: 'n', data: 'n.' }], OPTS);
+    const big = store.append('other', [{ action: 'create', publisher: '', id: 'big', data: BIG }], OPTS);
+    await assert.rejects(big, unavailable);
+    const [old, fresh] = await Promise.all([onOld, onNew]);
+    unfill();
+    assert.equal(parseSerial(old.results[0]!.serial)!.seq, 2, 'no serial used up by the rolled-back attempt');
+    assert.equal(parseSerial(fresh.results[0]!.serial)!.seq, 1);
+    assert.deepEqual(
+      (await all(store, 'fresh')).map((m) => [m.id, m.data]),
+      [['n', 'n.']],
+      'the new channel exists: its row was written again, not taken from the rolled-back attempt',
+    );
+    const next = await store.append(
+      'ch',
+      [{ action: 'append', publisher: '', id: 'a2', serial, data: 'a2.' }],
+      OPTS,
+    );
+    assert.equal(parseSerial(next.results[0]!.serial)!.seq, 3);
+    assert.deepEqual(
+      (await all(store, 'ch')).map((m) => [m.id, m.data]),
+      [['m', 'a1.a2.']],
+    );
+    // The message's size is 6 bytes, not 9 (counting the rolled-back 'a1.'): 3 more fit in 9.
+    const full = await store.append(
+      'ch',
+      [{ action: 'append', publisher: '', id: 'a3', serial, data: 'a3.' }],
+      { ...OPTS, maxMessageSize: 9 },
+    );
+    assert.equal(parseSerial(full.results[0]!.serial)!.seq, 4);
+  });
+
   it('rebuilds the journal view after a rollback that had merged the journal (update)', async () => {
     const { store, fill, unfill } = await open();
     const serial = (await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS))

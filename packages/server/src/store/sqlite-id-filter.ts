@@ -36,7 +36,9 @@ export class IdFilter {
   }
 
   add(key: string): void {
-    const [h1, h2] = hashes(key);
+    hash(key);
+    const h1 = hashA;
+    const h2 = hashB;
     for (let i = 0; i < HASHES; i++) {
       const bit = (h1 + i * h2) & this.#mask;
       this.#bits[bit >>> 5]! |= 1 << (bit & 31);
@@ -46,7 +48,9 @@ export class IdFilter {
 
   /** False: the id was certainly never added. True: it may have been. */
   mayHave(key: string): boolean {
-    const [h1, h2] = hashes(key);
+    hash(key);
+    const h1 = hashA;
+    const h2 = hashB;
     for (let i = 0; i < HASHES; i++) {
       const bit = (h1 + i * h2) & this.#mask;
       if ((this.#bits[bit >>> 5]! & (1 << (bit & 31))) === 0) return false;
@@ -55,8 +59,12 @@ export class IdFilter {
   }
 }
 
+/** The two hashes `hash` computed last (module state, not an array per call: it runs per operation). */
+let hashA = 0;
+let hashB = 0;
+
 /** Two independent 32-bit hashes of a string (FNV-1a with two offsets), for double hashing. */
-function hashes(key: string): [number, number] {
+function hash(key: string): void {
   let a = 0x811c9dc5;
   let b = 0x01000193 ^ 0x5bd1e995;
   for (let i = 0; i < key.length; i++) {
@@ -64,6 +72,6 @@ function hashes(key: string): [number, number] {
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
   }
-  // b odd, so that the probe sequence visits different bits
-  return [a >>> 0, (b | 1) >>> 0];
+  hashA = a >>> 0;
+  hashB = (b | 1) >>> 0; // odd, so that the probe sequence visits different bits
 }

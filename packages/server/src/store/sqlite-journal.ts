@@ -73,12 +73,22 @@ export interface Merged {
   dropThrough?: number;
 }
 
+/** A channel's rows in the journal, and what dedup and size checks look up in them. */
+interface ChannelRows {
+  /** In sequence order. */
+  rows: JournalRow[];
+  /** Dedup key → seq. */
+  ids: Map<string, number>;
+  /** Message seq → the journal's appends to it and their bytes. */
+  appended: Map<number, { rows: number; bytes: number }>;
+}
+
 export class JournalView {
-  readonly #byChannel = new Map<number, JournalRow[]>();
-  /** `chan:key` → seq. */
-  readonly #ids = new Map<string, number>();
-  /** `chan:msgSeq` → journal appends to that message and their bytes. */
-  readonly #appended = new Map<string, { rows: number; bytes: number }>();
+  /**
+   * By channel: a channel's lookups are forgotten with it when all its rows are merged, not key by
+   * key (a shrinking Map is copied, and composite string keys were built and hashed per operation).
+   */
+  readonly #byChannel = new Map<number, ChannelRows>();
   /** The generation being merged: its last `n`, its rows not merged yet, its channels in order. */
   #gen: number | undefined;
   #genLeft = 0;
@@ -91,18 +101,17 @@ export class JournalView {
   bytes = 0;
 
   add(chan: number, row: JournalRow): void {
-    let rows = this.#byChannel.get(chan);
-    if (rows === undefined) {
-      rows = [];
-      this.#byChannel.set(chan, rows);
+    let ch = this.#byChannel.get(chan);
+    if (ch === undefined) {
+      ch = { rows: [], ids: new Map(), appended: new Map() };
+      this.#byChannel.set(chan, ch);
     }
-    rows.push(row);
+    ch.rows.push(row);
     this.#lastN = Math.max(this.#lastN, row.n);
-    this.#ids.set(`${chan}:${row.key}`, row.seq);
+    ch.ids.set(row.key, row.seq);
     if (row.append) {
-      const key = `${chan}:${row.msgSeq}`;
-      const held = this.#appended.get(key);
-      if (held === undefined) this.#appended.set(key, { rows: 1, bytes: row.bytes });
+      const held = ch.appended.get(row.msgSeq);
+      if (held === undefined) ch.appended.set(row.msgSeq, { rows: 1, bytes: row.bytes });
       else {
         held.rows++;
         held.bytes += row.bytes;
@@ -116,39 +125,39 @@ export class JournalView {
 
   /** The sequence number of a channel's op held in the journal under this dedup key. */
   idSeq(chan: number, key: string): number | undefined {
-    return this.#ids.get(`${chan}:${key}`);
+    return this.#byChannel.get(chan)?.ids.get(key);
   }
 
   /** Bytes appended to a message by journal rows; undefined when it has no append in the journal. */
   appendedBytes(chan: number, msgSeq: number): number | undefined {
-    return this.#appended.get(`${chan}:${msgSeq}`)?.bytes;
+    return this.#byChannel.get(chan)?.appended.get(msgSeq)?.bytes;
   }
 
   /** The channel's last sequence number in the journal. */
   lastSeq(chan: number): number | undefined {
-    return this.#byChannel.get(chan)?.at(-1)?.seq;
+    return this.#byChannel.get(chan)?.rows.at(-1)?.seq;
   }
 
   /** Dedup keys of the channel's journal rows. */
   *keys(chan: number): Iterable<string> {
-    for (const row of this.#byChannel.get(chan) ?? []) yield row.key;
+    for (const row of this.#byChannel.get(chan)?.rows ?? []) yield row.key;
   }
 
   /** Every journal row of a channel (to merge before reading it from `ops`). */
   channel(chan: number): Slice | undefined {
-    const rows = this.#byChannel.get(chan);
+    const rows = this.#byChannel.get(chan)?.rows;
     if (rows === undefined) return undefined;
     return { ns: rows.map((r) => r.n), taken: [[chan, rows.length]], remove: true };
   }
 
   /** The ids of every row not merged. */
   *allRows(): Iterable<number> {
-    for (const rows of this.#byChannel.values()) for (const r of rows) yield r.n;
+    for (const { rows } of this.#byChannel.values()) for (const r of rows) yield r.n;
   }
 
   /** Every channel with journal rows and its last sequence number. */
   *lastSeqs(): Iterable<[chan: number, seq: number]> {
-    for (const [chan, rows] of this.#byChannel) yield [chan, rows.at(-1)!.seq];
+    for (const [chan, { rows }] of this.#byChannel) yield [chan, rows.at(-1)!.seq];
   }
 
   /**
@@ -189,7 +198,7 @@ export class JournalView {
     let bytes = 0;
     while (slice.ns.length < maxRows && bytes < maxBytes && this.#sweepAt < this.#sweep.length) {
       const chan = this.#sweep[this.#sweepAt]!;
-      const rows = this.#byChannel.get(chan) ?? [];
+      const rows = this.#byChannel.get(chan)?.rows ?? [];
       let k = 0;
       while (k < rows.length && rows[k]!.n <= gen && slice.ns.length < maxRows && bytes < maxBytes) {
         slice.ns.push(rows[k]!.n);
@@ -209,11 +218,13 @@ export class JournalView {
   merged(slice: Slice): Merged {
     const last: [number, number][] = [];
     for (const [chan, count] of slice.taken) {
-      const rows = this.#byChannel.get(chan)!;
-      for (let i = 0; i < count; i++) this.#forget(chan, rows[i]!);
+      const ch = this.#byChannel.get(chan)!;
+      const rows = ch.rows;
+      const all = count === rows.length;
+      for (let i = 0; i < count; i++) this.#forget(all ? undefined : ch, rows[i]!);
       last.push([chan, rows[count - 1]!.seq]);
-      if (count === rows.length) this.#byChannel.delete(chan);
-      else this.#byChannel.set(chan, rows.slice(count));
+      if (all) this.#byChannel.delete(chan);
+      else ch.rows = rows.slice(count);
     }
     if (this.#gen === undefined || this.#genLeft > 0) return { last };
     const dropThrough = this.#gen;
@@ -228,18 +239,20 @@ export class JournalView {
    */
   resumeGeneration(through: number): void {
     let rows = 0;
-    for (const list of this.#byChannel.values()) for (const r of list) if (r.n <= through) rows++;
+    for (const list of this.#byChannel.values()) for (const r of list.rows) if (r.n <= through) rows++;
     this.#startGeneration(through, rows);
   }
 
-  #forget(chan: number, row: JournalRow): void {
-    this.#ids.delete(`${chan}:${row.key}`);
+  /** Counts a merged row out; `ch` undefined: its channel's lookups are dropped whole. */
+  #forget(ch: ChannelRows | undefined, row: JournalRow): void {
     if (this.#gen !== undefined && row.n <= this.#gen) this.#genLeft--;
-    if (row.append) {
-      const key = `${chan}:${row.msgSeq}`;
-      const held = this.#appended.get(key)!;
-      if (--held.rows === 0) this.#appended.delete(key);
-      else held.bytes -= row.bytes;
+    if (ch !== undefined) {
+      ch.ids.delete(row.key);
+      if (row.append) {
+        const held = ch.appended.get(row.msgSeq)!;
+        if (--held.rows === 0) ch.appended.delete(row.msgSeq);
+        else held.bytes -= row.bytes;
+      }
     }
     this.rows--;
     this.bytes -= row.bytes;
@@ -247,8 +260,6 @@ export class JournalView {
 
   clear(): void {
     this.#byChannel.clear();
-    this.#ids.clear();
-    this.#appended.clear();
     this.#gen = undefined;
     this.#genLeft = 0;
     this.#sweep = [];

@@ -154,12 +154,6 @@ interface MessageRow {
   deleted: number;
 }
 
-/** Changes made by one flush, applied to the caches only once it has committed. */
-interface FlushState {
-  channels: Map<string, ChannelState>;
-  metas: Map<string, MessageMeta>;
-}
-
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly #db: DatabaseSync;
@@ -304,7 +298,6 @@ export class SqliteStore implements Store {
 
   /** Writes the batches in one transaction; settles their promises only after COMMIT. Throws (rolled back) on a write failure. */
   #commit(pending: Pending[]): void {
-    const tx: FlushState = { channels: new Map(), metas: new Map() };
     const outcomes: (AppendResult | StoreError)[] = [];
     try {
       this.#s.begin.run();
@@ -312,7 +305,7 @@ export class SqliteStore implements Store {
       throw new BeginError(err);
     }
     try {
-      for (const p of pending) outcomes.push(this.#writeBatch(p, tx));
+      for (const p of pending) outcomes.push(this.#writeBatch(p));
       const slice = this.#journal.commitSlice();
       if (slice !== undefined) this.#merge(slice);
       this.#s.commit.run();
@@ -320,8 +313,6 @@ export class SqliteStore implements Store {
       this.#rollback();
       throw err;
     }
-    for (const [name, ch] of tx.channels) this.#channels.set(name, ch);
-    for (const [key, meta] of tx.metas) this.#metas.set(key, meta);
     pending.forEach((p, i) => {
       const outcome = outcomes[i]!;
       if (outcome instanceof StoreError) p.reject(outcome);
@@ -330,9 +321,9 @@ export class SqliteStore implements Store {
   }
 
   /** Validates one batch (returning its StoreError if invalid, having written nothing) and writes it. */
-  #writeBatch(p: Pending, tx: FlushState): AppendResult | StoreError {
+  #writeBatch(p: Pending): AppendResult | StoreError {
     const now = p.options.now ?? Date.now();
-    const known = tx.channels.get(p.channel) ?? this.#channel(p.channel);
+    const known = this.#channel(p.channel);
     if (p.ops.length === 0) return { epoch: known?.epoch ?? '', results: [], messages: [] };
     const ch: ChannelState = known
       ? { ...known }
@@ -348,8 +339,7 @@ export class SqliteStore implements Store {
         if (this.#filterOf(ch)?.mayHave(key) === false) return undefined;
         return this.#s.findId.get(ch.id, publisher, id)?.seq as number | undefined;
       },
-      message: (seq) =>
-        ch.id < 0 ? undefined : (tx.metas.get(metaKey(ch.id, seq)) ?? this.#meta(ch.id, seq)),
+      message: (seq) => (ch.id < 0 ? undefined : this.#meta(ch.id, seq)),
     };
     let plan: BatchPlan;
     try {
@@ -365,8 +355,8 @@ export class SqliteStore implements Store {
       }
       this.#writeOps(p.channel, ch.id, plan);
       ch.seq = plan.seq;
-      tx.channels.set(p.channel, ch);
-      for (const [seq, meta] of plan.touched) tx.metas.set(metaKey(ch.id, seq), meta);
+      this.#channels.set(p.channel, ch);
+      for (const [seq, meta] of plan.touched) this.#metas.set(metaKey(ch.id, seq), meta);
     }
     return { epoch: ch.epoch, results: plan.results, messages: plan.messages };
   }
@@ -517,8 +507,11 @@ export class SqliteStore implements Store {
     }
   }
 
+  /** Undoes the transaction, and whatever the caches took from it (they are read again from the file). */
   #rollback(): void {
     if (this.#db.isTransaction) this.#s.rollback.run();
+    this.#channels.clear();
+    this.#metas.clear();
     this.#reloadJournal();
   }
 
