@@ -185,6 +185,10 @@ class SseSubscriber extends HttpSubscriber {
               .filter((event) => event.startsWith('data: '))
               .map((event) => event.slice(6)),
           );
+          // as @mooring/client does: a heartbeat is answered upstream, or the server drops a
+          // stream that stays silent for two rounds (PROTOCOL.md §12)
+          if (this.connectionId !== '' && whole.includes('"type":"heartbeat"'))
+            void this.post({ type: 'ping' }).catch(() => {});
           if (this.connectionId !== '') resolve();
         });
         res.once('close', () => this.ended('stream closed'));

@@ -51,6 +51,9 @@ export class HttpUpstream {
     this.#pump();
   }
 
+  /** Frames queued so far (sent or about to be). */
+  sent = 0;
+
   get connected(): boolean {
     return this.#target !== undefined;
   }
@@ -58,6 +61,7 @@ export class HttpUpstream {
   /** Queues one frame; throws once the upstream has stopped. */
   send(frame: ClientFrame): void {
     if (this.#stopped) throw new Error('the HTTP transport is closed');
+    this.sent++;
     this.#queue.push(JSON.stringify(frame));
     this.#pump();
   }

@@ -88,8 +88,29 @@ export class SseTransport extends HttpTransport {
       return;
     }
     if (frame.type === 'connected') this.#onConnected(frame);
+    else if (frame.type === 'heartbeat') this.#answerHeartbeat();
     this.handlers?.onFrame(frame);
   }
+
+  /**
+   * The server cannot see this client through the stream (a middlebox keeps it open after the client
+   * is gone): it drops an SSE connection that sent nothing upstream for two heartbeat rounds
+   * (PROTOCOL.md §12). So a heartbeat is answered with a `ping`, unless a frame went up since the
+   * previous one.
+   */
+  #answerHeartbeat(): void {
+    const sent = this.upstream.sent;
+    if (sent === this.#sentAtHeartbeat && this.upstream.connected) {
+      try {
+        this.upstream.send({ type: 'ping' });
+      } catch {
+        // the upstream has stopped: the transport is ending
+      }
+    }
+    this.#sentAtHeartbeat = this.upstream.sent;
+  }
+
+  #sentAtHeartbeat = 0;
 
   #onConnected(frame: Extract<ServerFrame, { type: 'connected' }>): void {
     if (this.upstream.connected) return;

@@ -135,26 +135,36 @@ describe('SseTransport', () => {
       ['connected', 'heartbeat'],
     );
     assert.equal(r.activity(), 1);
-
-    transport.send({ type: 'ping', ref: 1 });
-    transport.send({ type: 'ping', ref: 2 });
-    transport.send({ type: 'ping', ref: 3 });
-    await flush();
-    assert.equal(f.posts().length, 1, 'one POST in flight');
+    // nothing sent yet: the heartbeat is answered upstream (PROTOCOL.md §12), a ping without ref
+    assert.equal(f.posts().length, 1);
     const first = f.posts()[0] as Call;
     assert.equal(
       first.url,
       `http://mooring.test/prefix/v1/connections/c_9/frames?transport=${transport.transportId}`,
     );
     assert.equal(f.header(first, 'x-mooring-connection-key'), 'c_9.secret');
-    assert.deepEqual(f.body(first), [{ type: 'ping', ref: 1 }]);
+    assert.deepEqual(f.body(first), [{ type: 'ping' }]);
+
+    transport.send({ type: 'ping', ref: 1 });
+    transport.send({ type: 'ping', ref: 2 });
+    await flush();
+    assert.equal(f.posts().length, 1, 'one POST in flight');
     first.respond(json(202, { accepted: 1 }));
     await flush();
     assert.equal(f.posts().length, 2);
     assert.deepEqual(f.body(f.posts()[1] as Call), [
+      { type: 'ping', ref: 1 },
       { type: 'ping', ref: 2 },
-      { type: 'ping', ref: 3 },
     ]);
+    (f.posts()[1] as Call).respond(json(202, { accepted: 2 }));
+    // frames went up since the last heartbeat: the next one needs no answer; the one after does
+    stream.frame({ type: 'heartbeat', serverTime: 2 });
+    await flush();
+    assert.equal(f.posts().length, 2);
+    stream.frame({ type: 'heartbeat', serverTime: 3 });
+    await flush();
+    assert.equal(f.posts().length, 3);
+    assert.deepEqual(f.body(f.posts()[2] as Call), [{ type: 'ping' }]);
     assert.deepEqual(r.closes, []);
   });
 

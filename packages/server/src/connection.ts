@@ -45,8 +45,9 @@ export type ConnectionKind = TransportKind | 'local';
 export interface TransportSink {
   readonly kind: ConnectionKind;
   /**
-   * True when the peer answers every heartbeat round (WebSocket pongs), so silence means it is gone.
-   * HTTP transports watch their peers themselves (a closed stream, a poll that does not come back).
+   * True when the peer answers every heartbeat round (WebSocket pongs, an SSE client's upstream
+   * `ping`), so silence means it is gone. Long-polling watches its peer itself (a poll that does not
+   * come back); the in-process transport has no network to lose.
    */
   readonly answersHeartbeats: boolean;
   send(frame: Buffer): void;
@@ -291,14 +292,16 @@ export class Connection {
     if (this.#closed) return;
     this.#missedHeartbeats = this.alive ? 0 : this.#missedHeartbeats + 1;
     this.alive = false;
+    // A peer that stopped reading cannot read the heartbeats it would answer either: the stall,
+    // checked first, names the cause (slow_consumer) where the silence would only say it is gone.
+    if (this.#stalled()) {
+      this.#slowConsumer();
+      return;
+    }
     if (this.transport.answersHeartbeats && this.#missedHeartbeats >= 2) {
       this.closeReason = 'heartbeat_timeout';
       this.transport.terminate();
       this.dispose();
-      return;
-    }
-    if (this.#stalled()) {
-      this.#slowConsumer();
       return;
     }
     this.send({ type: 'heartbeat', serverTime: Date.now() });

@@ -233,7 +233,10 @@ export class HttpTransports {
     res.flushHeaders();
     const sink: TransportSink = {
       kind: 'sse',
-      answersHeartbeats: false,
+      // The client answers each heartbeat with an upstream request (PROTOCOL.md §12): an SSE peer
+      // gone behind a middlebox that keeps the stream open (a silently dropped flow) is seen
+      // only by its silence, and its leases must run out.
+      answersHeartbeats: true,
       ...(transportId === undefined ? {} : { transportId }),
       send: (frame) => {
         res.write(`data: ${frame.toString()}\n\n`);

@@ -44,6 +44,67 @@ describe('HTTP streaming (SSE)', () => {
     }
   });
 
+  it('drops a stream whose client sends nothing upstream for two heartbeat rounds; one that answers stays', async () => {
+    // A client gone behind a middlebox that keeps its stream open (a silently dropped flow) is seen
+    // only by its silence: without this its connection, and the leases it holds, would last for ever.
+    const fx = await startFixture('memory', { heartbeatInterval: 50 });
+    try {
+      const silent = await SseClient.connect(fx.server.url, 'key=test:secret&clientId=gone');
+      let silentEnded = false;
+      void silent.ended.then(() => {
+        silentEnded = true;
+      });
+      const answering = await SseClient.connect(fx.server.url, 'key=test:secret&clientId=here');
+      let answered = 0;
+      // every heartbeat answered with a ping, as @mooring/client does on SSE
+      for (let round = 0; round < 8; round++) {
+        const seen = answering.frames.filter((f) => f.type === 'heartbeat').length;
+        await answering.next(() => answering.frames.filter((f) => f.type === 'heartbeat').length > seen);
+        assert.equal((await answering.post({ type: 'ping' })).status, 202);
+        answered++;
+      }
+      assert.equal(answered, 8);
+      assert.ok(silentEnded, 'eight heartbeat rounds later the silent stream was ended by the server');
+      const pong = await answering.request({ type: 'ping' });
+      assert.equal(pong.type, 'pong', 'the answering client is still connected');
+      answering.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('a lease held over SSE runs out when the flow is silently dropped (the client gone behind it)', async () => {
+    // The soak's stuck runs: an agent on SSE, its flow blackholed, then the agent killed. The proxy
+    // keeps the server's side of the stream open, so only the heartbeat rule ends the connection,
+    // and then its lease runs out: the run ends `abandoned` and another agent can take it up.
+    const fx = await startFixture('memory', { heartbeatInterval: 50 });
+    const proxy = await FaultProxy.start({ port: fx.server.port });
+    try {
+      const channel = 'session:sse-lease';
+      const watcher = await RawClient.connect(fx.server.url);
+      await watcher.attach(channel);
+      const agent = await SseClient.connect(
+        `http://127.0.0.1:${proxy.port}`,
+        'key=test:secret&clientId=agent',
+      );
+      const ack = await agent.request({
+        type: 'publish',
+        channel,
+        ops: [{ id: 'run', data: '', headers: { status: 'streaming' }, lease: 100 }],
+      });
+      assert.equal(ack.type, 'ack');
+      proxy.blackhole();
+      agent.close(); // the agent dies; nothing of it reaches the server
+      await watcher.next(
+        (f) => f.type === 'messages' && f.messages.some((m) => m.headers?.status === 'abandoned'),
+      );
+      await watcher.close();
+    } finally {
+      await proxy.close();
+      await fx.close();
+    }
+  });
+
   it('resumes after the stream breaks: same connection identity, exactly the missed messages', async () => {
     const fx = await startFixture('sqlite');
     try {
