@@ -145,6 +145,8 @@ export class Connection {
   closeReason: string | undefined;
   /** Set by the transport whenever anything arrives (frames, pongs); cleared by each heartbeat round. */
   alive = true;
+  /** Upstream HTTP requests whose body is still arriving: the peer lives while one does. */
+  upstreamRequests = 0;
   #missedHeartbeats = 0;
 
   constructor(options: ConnectionOptions) {
@@ -290,7 +292,7 @@ export class Connection {
    */
   heartbeat(): void {
     if (this.#closed) return;
-    this.#missedHeartbeats = this.alive ? 0 : this.#missedHeartbeats + 1;
+    this.#missedHeartbeats = this.alive || this.upstreamRequests > 0 ? 0 : this.#missedHeartbeats + 1;
     this.alive = false;
     // A peer that stopped reading cannot read the heartbeats it would answer either: the stall,
     // checked first, names the cause (slow_consumer) where the silence would only say it is gone.

@@ -184,7 +184,15 @@ export class HttpTransports {
       if (request.kind === 'frames') {
         if (method !== undefined && method !== 'POST')
           throw new ServerError('method_not_allowed', 'use POST to send frames');
-        const frames = await request.frames();
+        // the client lives while its request arrives: a large body on a slow link may take longer
+        // than two heartbeat rounds, and an SSE connection is dropped on that silence
+        connection.upstreamRequests++;
+        let frames: unknown[];
+        try {
+          frames = await request.frames();
+        } finally {
+          connection.upstreamRequests--;
+        }
         for (let i = 0; i < frames.length && !connection.closed; i++) {
           if (i > 0 && i % FRAMES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
           connection.receiveValue(frames[i]);

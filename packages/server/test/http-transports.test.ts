@@ -3,6 +3,7 @@
  * WebSocket, through one connection core; and both still work where a proxy refuses WebSocket.
  */
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { describe, it } from 'node:test';
 import { FaultProxy } from '@mooring/testkit';
 import WebSocket from 'ws';
@@ -68,6 +69,40 @@ describe('HTTP streaming (SSE)', () => {
       const pong = await answering.request({ type: 'ping' });
       assert.equal(pong.type, 'pong', 'the answering client is still connected');
       answering.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('an upstream POST whose body takes longer than two heartbeat rounds to arrive keeps its stream', async () => {
+    const fx = await startFixture('memory', { heartbeatInterval: 50 });
+    try {
+      const sse = await SseClient.connect(fx.server.url, 'key=test:secret&clientId=slow');
+      let ended = false;
+      void sse.ended.then(() => {
+        ended = true;
+      });
+      const body = `[${' '.repeat(1000)}{"type":"ping","ref":1}]`; // JSON padded with whitespace
+      const req = request(`${fx.server.url}/v1/connections/${sse.connectionId}/frames`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-mooring-connection-key': sse.connectionKey },
+      });
+      const answered = new Promise<number>((resolve) =>
+        req.on('response', (res) => resolve(res.statusCode ?? 0)),
+      );
+      // the body in ten pieces, each after the next heartbeat: about ten rounds with no whole frame
+      for (let i = 0; i < 10; i++) {
+        const seen = sse.frames.filter((f) => f.type === 'heartbeat').length;
+        req.write(body.slice((i * body.length) / 10, ((i + 1) * body.length) / 10));
+        await sse.next(() => ended || sse.frames.filter((f) => f.type === 'heartbeat').length > seen);
+        assert.equal(ended, false, `stream ended after piece ${i}`);
+      }
+      req.end();
+      assert.equal(await answered, 202);
+      assert.equal(ended, false, 'the stream is still open');
+      const pong = await sse.next((f) => f.type === 'pong');
+      assert.equal(pong.type, 'pong');
+      sse.close();
     } finally {
       await fx.close();
     }
