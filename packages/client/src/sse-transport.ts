@@ -17,6 +17,8 @@ import { parseServerFrame } from './transport.ts';
 
 export class SseTransport extends HttpTransport {
   readonly kind = 'sse';
+  /** Frames the upstream had sent when the last heartbeat came (`#answerHeartbeat`). */
+  #sentAtHeartbeat = 0;
   protected start(url: string): void {
     Promise.resolve()
       .then(() =>
@@ -109,8 +111,6 @@ export class SseTransport extends HttpTransport {
     }
     this.#sentAtHeartbeat = this.upstream.sent;
   }
-
-  #sentAtHeartbeat = 0;
 
   #onConnected(frame: Extract<ServerFrame, { type: 'connected' }>): void {
     if (this.upstream.connected) return;

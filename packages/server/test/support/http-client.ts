@@ -65,14 +65,24 @@ abstract class HttpClientBase {
 export class SseClient extends HttpClientBase {
   readonly #abort = new AbortController();
   ended: Promise<void> = Promise.resolve();
+  /** True once the stream has ended (the server closed it, or `close()`). */
+  hasEnded = false;
 
   static async connect(baseUrl: string, query = 'key=test:secret'): Promise<SseClient> {
     const client = new SseClient(baseUrl);
     const res = await fetch(`${baseUrl}/v1/connect/sse?${query}`, { signal: client.#abort.signal });
     if (res.status !== 200 || !res.body) throw new Error(`SSE refused: ${res.status} ${await res.text()}`);
-    client.ended = client.#read(res.body);
+    client.ended = client.#read(res.body).then(() => {
+      client.hasEnded = true;
+    });
     await client.next((f) => f.type === 'connected');
     return client;
+  }
+
+  /** Waits for the next `heartbeat` frame; resolves at once if the stream ends first. */
+  async nextHeartbeat(): Promise<void> {
+    const seen = this.frames.filter((f) => f.type === 'heartbeat').length;
+    await this.next(() => this.hasEnded || this.frames.filter((f) => f.type === 'heartbeat').length > seen);
   }
 
   async #read(body: ReadableStream<Uint8Array>): Promise<void> {
