@@ -24,7 +24,12 @@
  * resent in order with the same ids (as with one batch); if a later one was stored, its deltas
  * landed before the failed ones, so each part the failed batches touched is replaced by an `update`
  * with its whole text so far, sent first — the order of deltas on the wire is then repaired, and no
- * delta is stored twice or lost.
+ * delta is stored twice or lost. A failure is not always a refusal: a batch whose answer was lost
+ * (the connection was suspended) may have been stored. The sink says which failures are refusals
+ * (`refused`); a refused batch followed by a failed one that was not refused is repaired the same
+ * way, since that later one may be stored ahead of it. (Failures that are all refusals stored
+ * nothing; failures that are all lost answers on one ordered connection stored a prefix, which a
+ * resend with the same ids completes in order.)
  *
  * Resuming a run stored by an earlier attempt (its create came back a duplicate): appends are
  * compared with what that attempt stored (`resume()`) — the part already there is dropped, the rest
@@ -418,18 +423,18 @@ export class OperationQueue {
 
   /**
    * After a retryable failure: resend the failed batches in order — or, when a later batch was
-   * stored meanwhile (its deltas are ahead of the failed ones), replace each part the failed
-   * batches touched by an update with its whole text up to the last delta sent.
+   * (or may have been) stored meanwhile (its deltas are ahead of the failed ones), replace each
+   * part the failed batches touched by an update with its whole text up to the last delta sent.
    */
   #recover({ failed, storedAfter }: { failed: Flight[]; storedAfter: Flight[] }): void {
     const pendings = failed.flatMap((f) => f.taken.map((t) => t.pending));
-    if (storedAfter.length === 0) {
+    if (storedAfter.length === 0 && !this.#refusedAhead(failed)) {
       this.#queue.unshift(...pendings);
       return;
     }
     // Only plain deltas can be in flight behind another batch, so every failed batch but maybe
     // the first is plain deltas; the first was alone in flight if structural, so nothing was
-    // stored after it. Here, then, every failed pending is a delta.
+    // stored or failed after it. Here, then, every failed pending is a delta.
     this.#stored += storedAfter.reduce((n, f) => n + f.taken.length, 0) + pendings.length;
     const ends = new Map<string, number>();
     for (const pending of [...pendings, ...storedAfter.flatMap((f) => f.taken.map((t) => t.pending))]) {
@@ -441,14 +446,53 @@ export class OperationQueue {
       const end = ends.get(pending.key);
       if (end === undefined) continue;
       ends.delete(pending.key);
-      const data = (this.#written.get(pending.key) ?? '').slice(0, end);
-      this.#queue.unshift({
-        type: 'update',
-        key: pending.key,
-        op: { action: 'update', id: this.nextId(pending.key, '~'), data },
-      });
+      const serial = this.#serials.get(pending.key) ?? '';
+      const text = (this.#written.get(pending.key) ?? '').slice(0, end);
+      const { update, rest } = this.#replacement(pending.key, serial, text, '~', undefined);
+      this.#queue.unshift({ type: 'update', key: pending.key, op: update }, ...rest);
       this.#enqueued++;
     }
+  }
+
+  /**
+   * The operations that replace part `key`'s text by `text`: one update when it fits an operation,
+   * else an update with its first piece followed by appends of the rest (an operation holds at most
+   * MAX_APPEND_CHARS), `headers` on the last. The appends come resolved and counted as enqueued.
+   */
+  #replacement(
+    key: string,
+    serial: string,
+    text: string,
+    namespace: string,
+    headers: Headers | undefined,
+  ): { update: OperationInput; rest: Append[] } {
+    const [first = '', ...pieces] = splitText(text, MAX_APPEND_CHARS);
+    const update: OperationInput = { action: 'update', id: this.nextId(key, namespace), serial, data: first };
+    const rest: Append[] = [];
+    let end = first.length;
+    for (const data of pieces) {
+      end += data.length;
+      const op: OperationInput = { action: 'append', id: this.nextId(key, namespace), serial, data };
+      rest.push({ type: 'append', key, data, headers: undefined, end, op });
+    }
+    const last = rest.at(-1);
+    if (headers !== undefined) {
+      if (last) last.headers = headers;
+      (last?.op ?? update).headers = headers;
+    }
+    this.#enqueued += rest.length;
+    return { update, rest };
+  }
+
+  /** A failed batch that stored nothing (refused) ahead of a failed one that may have been stored. */
+  #refusedAhead(failed: Flight[]): boolean {
+    let refusal = false;
+    for (const flight of failed) {
+      const error = flight.outcome && 'error' in flight.outcome ? flight.outcome.error : undefined;
+      if (this.#o.sink.refused?.(error) === true) refusal = true;
+      else if (refusal) return true;
+    }
+    return false;
   }
 
   /** The operation for a pending entry: undefined while its target's serial is unknown. */
@@ -470,8 +514,8 @@ export class OperationQueue {
     return pending.op;
   }
 
-  #op(pending: Append, serial: string, data: string, namespace = '', action: 'append' | 'update' = 'append') {
-    const op: OperationInput = { action, id: this.nextId(pending.key, namespace), serial, data };
+  #op(pending: Append, serial: string, data: string, namespace = '') {
+    const op: OperationInput = { action: 'append', id: this.nextId(pending.key, namespace), serial, data };
     if (pending.headers !== undefined) op.headers = pending.headers;
     return op;
   }
@@ -482,7 +526,9 @@ export class OperationQueue {
       r.diverged = true;
       r.unknown = false;
       const text = (this.#written.get(pending.key) ?? '').slice(0, pending.end);
-      return this.#op(pending, serial, text, namespace, 'update');
+      const { update, rest } = this.#replacement(pending.key, serial, text, namespace, pending.headers);
+      if (rest.length > 0) this.#queue.splice(this.#queue.indexOf(pending) + 1, 0, ...rest); // sent right after it
+      return update;
     };
     if (r.unknown) return replace();
     let data = pending.data;

@@ -5,7 +5,7 @@
  */
 import type { Channel, Rest } from '@mooring/client';
 import type { Message, OperationInput } from '@mooring/protocol';
-import { sameEpoch } from '@mooring/protocol';
+import { isErrorCode, sameEpoch } from '@mooring/protocol';
 
 export interface PublishedOperation {
   serial: string;
@@ -23,6 +23,13 @@ export interface OperationSink {
    * published, resends included, may say more than 1 (see `operation-queue.ts`). Default 1.
    */
   readonly window?: number;
+  /**
+   * Whether a failed publish is known to have stored nothing (the server refused it). A sink with a
+   * `window` > 1 says so: after a refusal, a later batch whose answer was lost (reported failed)
+   * may have been stored, and resending both would store the refused one behind it. Without it,
+   * every failure counts as "answer lost" (see `operation-queue.ts`).
+   */
+  refused?(error: unknown): boolean;
 }
 
 /** Batches a realtime channel sink keeps in flight: one connection keeps their order (PROTOCOL.md §7). */
@@ -42,6 +49,7 @@ export function channelSink(
   return {
     maxOpsPerPublish,
     window: CHANNEL_WINDOW,
+    refused: storedNothing,
     async publish(ops) {
       const before = channel.position;
       const serials = await channel.publishBatch(ops);
@@ -53,6 +61,17 @@ export function channelSink(
       return results;
     },
   };
+}
+
+/**
+ * Whether a channel publish that failed with `error` certainly stored nothing: the server answered
+ * it with an error (a publish is atomic; `internal` excepted, which may come after the store), or the
+ * client refused it before sending (`queue_full`). The client's own connection errors
+ * (`connection_suspended`…) reject publishes whose answer never came: those may have been stored.
+ */
+export function storedNothing(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return code === 'queue_full' || (isErrorCode(code) && code !== 'internal');
 }
 
 /**

@@ -3,9 +3,11 @@
 // retryable failure the text is whole and in order, whatever was stored around it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { Channel } from '@mooring/client';
+import { MooringError } from '@mooring/client';
 import type { OperationInput } from '@mooring/protocol';
-import { OperationQueue } from '../src/operation-queue.ts';
-import type { OperationSink, PublishedOperation } from '../src/operation-sink.ts';
+import { MAX_APPEND_CHARS, OperationQueue } from '../src/operation-queue.ts';
+import { channelSink, type OperationSink, type PublishedOperation } from '../src/operation-sink.ts';
 import { MemoryLog } from './helpers/memory-log.ts';
 
 /** A sink whose publishes the test settles one by one; stored in the log only when acked. */
@@ -17,6 +19,8 @@ class ControlledSink implements OperationSink {
     ops: OperationInput[];
     ack(): Promise<void>;
     fail(error: unknown): void;
+    /** Stores the batch, then fails it: its answer was lost (e.g. the connection was suspended). */
+    storeThenFail(error: unknown): Promise<void>;
   }> = [];
   inFlight = 0;
   maxInFlight = 0;
@@ -25,6 +29,11 @@ class ControlledSink implements OperationSink {
 
   constructor(window: number) {
     this.window = window;
+  }
+
+  /** A failure is a refusal (nothing of the batch stored) when the test says so. */
+  refused(error: unknown): boolean {
+    return (error as { refused?: unknown }).refused === true;
   }
 
   publish(ops: OperationInput[]): Promise<PublishedOperation[]> {
@@ -41,6 +50,11 @@ class ControlledSink implements OperationSink {
         },
         fail: (error) => {
           this.inFlight--;
+          reject(error);
+        },
+        storeThenFail: async (error) => {
+          this.inFlight--;
+          await this.log.publish(ops);
           reject(error);
         },
       });
@@ -179,6 +193,146 @@ describe('OperationQueue pipelining', () => {
     }
     await queue.flush();
     assert.equal(textOf(sink.log), 'abc');
+  });
+  it('after a refused batch and a later one whose answer was lost, the part ends whole and in order', async () => {
+    // 'b' is refused (nothing stored); 'c' is stored but its answer lost (both reported failed).
+    // Resending both with their ids would store 'b' now and take 'c' as a duplicate: "acb".
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = queueOn(sink, t);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    for (const w of ['a', 'b', 'c']) {
+      queue.delta('t', w);
+      await tick();
+    }
+    assert.equal(sink.flights.length, 3);
+    await sink.flights[0]!.ack();
+    sink.flights[1]!.fail(Object.assign(new Error('rate limited'), { retryable: true, refused: true }));
+    await sink.flights[2]!.storeThenFail(Object.assign(new Error('suspended'), { retryable: true }));
+    sink.flights.splice(0, 3);
+    await tick();
+    assert.equal(textOf(sink.log), 'ac');
+    t.due.shift()!(); // the retry after its backoff
+    await tick();
+    while (sink.flights.length > 0) {
+      await sink.flights.shift()!.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.equal(textOf(sink.log), 'abc');
+  });
+
+  it('after failures that are all refusals, resends the batches in order with the same ids', async () => {
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = queueOn(sink, t);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    for (const w of ['a', 'b', 'c']) {
+      queue.delta('t', w);
+      await tick();
+    }
+    const ids = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
+    for (const f of sink.flights.splice(0))
+      f.fail(Object.assign(new Error('rate limited'), { retryable: true, refused: true }));
+    await tick();
+    t.due.shift()!();
+    await tick();
+    assert.deepEqual(
+      sink.flights.flatMap((f) => f.ops.map((op) => op.id)),
+      ids,
+    );
+    while (sink.flights.length > 0) {
+      await sink.flights.shift()!.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.equal(textOf(sink.log), 'abc');
+  });
+});
+
+describe('OperationQueue replacing a long part', () => {
+  /** Every operation's data fits one operation (the server refuses one above maxOperationSize). */
+  const assertOpsFit = (ops: OperationInput[]) => {
+    for (const op of ops)
+      assert.ok(
+        typeof op.data !== 'string' || op.data.length <= MAX_APPEND_CHARS,
+        `${op.action} ${op.id} carries ${String(op.data).length} chars`,
+      );
+  };
+
+  it('repairs a part longer than one operation with an update and appends, in order', async () => {
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = queueOn(sink, t);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    const words = ['a', 'b', 'c'].map((c) => c.repeat(6_000));
+    for (const w of words) {
+      queue.delta('t', w);
+      await tick();
+    }
+    assert.equal(sink.flights.length, 3);
+    await sink.flights[0]!.ack();
+    sink.flights[1]!.fail(Object.assign(new Error('rate limited'), { retryable: true, refused: true }));
+    await sink.flights[2]!.ack(); // stored after the refused one: repaired with the whole text
+    sink.flights.splice(0, 3);
+    await tick();
+    t.due.shift()!();
+    await tick();
+    const sent: OperationInput[] = [];
+    while (sink.flights.length > 0) {
+      const flight = sink.flights.shift()!;
+      sent.push(...flight.ops);
+      await flight.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.equal(sent[0]?.action, 'update');
+    assertOpsFit(sent);
+    assert.equal(textOf(sink.log), words.join(''));
+  });
+
+  it('replaces a diverging resumed part longer than one operation with an update and appends', async () => {
+    const log = new MemoryLog();
+    const earlier = new OperationQueue({
+      sink: log,
+      runId: 'r',
+      coalesceMs: 0,
+      timers: timers(),
+      onCreated: () => {},
+      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+    });
+    const text = 'x'.repeat(2 * MAX_APPEND_CHARS) + 'y'.repeat(3_000);
+    earlier.create('t', { name: 'part', id: earlier.nextId('t'), data: '' });
+    earlier.delta('t', `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`); // what a first attempt stored
+    await earlier.flush();
+
+    const queue = new OperationQueue({
+      sink: log,
+      runId: 'r',
+      coalesceMs: 0,
+      timers: timers(),
+      onCreated: () => {},
+      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+    });
+    queue.pause();
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    queue.delta('t', text);
+    const before = log.ops.length;
+    queue.resume(new Map([['t', { text: `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`, done: false }]]));
+    await queue.flush();
+    const sent = log.ops.slice(before).flat();
+    assert.ok(
+      sent.some((op) => op.action === 'update'),
+      'the part was replaced',
+    );
+    assertOpsFit(sent);
+    assert.equal(textOf(log), text);
   });
 });
 
@@ -323,5 +477,19 @@ describe('OperationQueue coalescing window', () => {
     await sink.flights.shift()!.ack();
     await queue.flush();
     assert.equal(textOf(sink.log), 'x');
+  });
+});
+
+describe('channelSink refusals', () => {
+  it('counts a server error or a full offline queue as "nothing stored", a lost answer as unknown', () => {
+    const sink = channelSink({} as Channel);
+    const refused = (code: ConstructorParameters<typeof MooringError>[0]) =>
+      sink.refused?.(new MooringError(code, code));
+    for (const code of ['rate_limited', 'store_unavailable', 'token_expired', 'queue_full'] as const)
+      assert.equal(refused(code), true, code);
+    // the connection's own rejections (the answer never came), and a server error that may follow the store
+    for (const code of ['connection_suspended', 'disconnected', 'timeout', 'internal'] as const)
+      assert.equal(refused(code), false, code);
+    assert.equal(sink.refused?.(new Error('what')), false);
   });
 });
