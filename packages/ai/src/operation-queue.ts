@@ -29,7 +29,10 @@
  * (`refused`); a refused batch followed by a failed one that was not refused is repaired the same
  * way, since that later one may be stored ahead of it. (Failures that are all refusals stored
  * nothing; failures that are all lost answers on one ordered connection stored a prefix, which a
- * resend with the same ids completes in order.)
+ * resend with the same ids completes in order.) And whatever the cause — a refusal whose answer was
+ * lost with its connection never reaches the queue at all — the acks tell: an append acknowledged
+ * at a serial below one sent ahead of it (a duplicate's serial is where it was stored first) was
+ * stored out of order, and its part is replaced the same way, once nothing is in flight.
  *
  * Resuming a run stored by an earlier attempt (its create came back a duplicate): appends are
  * compared with what that attempt stored (`resume()`) — the part already there is dropped, the rest
@@ -37,6 +40,7 @@
  * (or whose stored text is unknown) is replaced by an `update` with this attempt's text.
  */
 import type { Headers, OperationInput } from '@mooring/protocol';
+import { sameEpoch } from '@mooring/protocol';
 import type { OperationSink, PublishedOperation } from './operation-sink.ts';
 
 /** An append carries at most this many UTF-16 units (64 KiB per operation, whatever the text). */
@@ -96,7 +100,10 @@ type Create = {
   sent?: true;
 };
 
-type Pending = Create | Append | { type: 'update'; key: string; op: Omit<OperationInput, 'serial'> };
+/** Replaces a part whose appends were stored out of order; its text is taken when it is sent. */
+type Repair = { type: 'repair'; key: string; op?: OperationInput };
+
+type Pending = Create | Append | Repair | { type: 'update'; key: string; op: Omit<OperationInput, 'serial'> };
 
 interface Resumed extends StoredPart {
   /** How much of `text` this attempt has re-sent so far. */
@@ -117,6 +124,10 @@ export class OperationQueue {
   readonly #written = new Map<string, string>();
   readonly #waiters: Array<{ resolve(): void; upTo: number }> = [];
   #resumed: Map<string, Resumed> | undefined;
+  /** The highest serial an append of each key was stored at, as this queue's acks told it. */
+  readonly #lastStored = new Map<string, string>();
+  /** Keys with a `repair` queued and not sent yet. */
+  readonly #repairing = new Set<string>();
   #paused = false;
   #enqueued = 0;
   #stored = 0;
@@ -403,7 +414,9 @@ export class OperationQueue {
       this.#attempt = 0;
       for (const { pending, index } of flight.taken) {
         const result = index === undefined ? undefined : outcome.results[index];
-        if (pending.type !== 'create' || !result) continue;
+        if (!result) continue;
+        if (pending.type === 'append') this.#checkOrder(pending.key, result.serial);
+        if (pending.type !== 'create') continue;
         this.#serials.set(pending.key, result.serial);
         this.#o.onCreated(pending.key, result.serial, result.duplicate === true);
       }
@@ -484,6 +497,43 @@ export class OperationQueue {
     return { update, rest };
   }
 
+  /**
+   * An append of `key` was stored at `serial` (a duplicate: where it was stored before). Below an
+   * append sent ahead of it, the two are stored out of order — e.g. a refusal whose answer was lost
+   * with its connection, the refused append resent and stored behind a later one. Whatever the
+   * cause, the part is replaced by its text (a `repair` at the front, sent once nothing is in flight).
+   */
+  #checkOrder(key: string, serial: string): void {
+    const last = this.#lastStored.get(key);
+    if (last === undefined || !sameEpoch(last, serial) || serial > last) {
+      this.#lastStored.set(key, serial);
+      return;
+    }
+    if (serial === last || this.#repairing.has(key)) return;
+    this.#repairing.add(key);
+    this.#queue.unshift({ type: 'repair', key });
+    this.#enqueued++;
+  }
+
+  /** A repair's operations, once it is sent: the part's text up to its first append still queued behind it. */
+  #resolveRepair(repair: Repair, serial: string): OperationInput {
+    if (repair.op !== undefined) return repair.op;
+    this.#repairing.delete(repair.key);
+    const at = this.#queue.indexOf(repair);
+    const written = this.#written.get(repair.key) ?? '';
+    let end = written.length;
+    for (let i = at + 1; i < this.#queue.length; i++) {
+      const next = this.#queue[i]!;
+      if (next.type !== 'append' || next.key !== repair.key) continue;
+      end = next.end - next.data.length;
+      break;
+    }
+    const { update, rest } = this.#replacement(repair.key, serial, written.slice(0, end), '~', undefined);
+    if (rest.length > 0) this.#queue.splice(at + 1, 0, ...rest);
+    repair.op = update;
+    return update;
+  }
+
   /** A failed batch that stored nothing (refused) ahead of a failed one that may have been stored. */
   #refusedAhead(failed: Flight[]): boolean {
     let refusal = false;
@@ -501,6 +551,7 @@ export class OperationQueue {
     const serial = this.#serials.get(pending.key);
     if (serial === undefined) return undefined;
     if (pending.type === 'update') return { ...pending.op, serial };
+    if (pending.type === 'repair') return this.#resolveRepair(pending, serial);
     if (pending.op !== undefined) return pending.op;
     if (this.#mergeable.get(pending.key) === pending) this.#mergeable.delete(pending.key); // frozen now
     let resumed = this.#resumed?.get(pending.key);
@@ -546,6 +597,7 @@ export class OperationQueue {
     this.#failed = error;
     this.#queue.length = 0;
     this.#mergeable.clear();
+    this.#repairing.clear();
     this.#stored = this.#enqueued;
     this.#wake();
     this.#o.onFailed(error);

@@ -224,6 +224,44 @@ describe('OperationQueue pipelining', () => {
     assert.equal(textOf(sink.log), 'abc');
   });
 
+  it('replaces a part whose appends the acks show stored out of order, whatever the cause', async () => {
+    // 'b' refused on a connection that then died (the refusal never arrived), 'c' stored on it; 'b'
+    // resent on the next one lands behind 'c', and 'c' resent comes back a duplicate below it.
+    const sink = new ControlledSink(4);
+    const queue = queueOn(sink);
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    await tick();
+    await sink.flights.shift()!.ack();
+    for (const w of ['a', 'b', 'c', 'd']) {
+      queue.delta('t', w);
+      await tick();
+    }
+    assert.equal(sink.flights.length, 4);
+    await sink.flights[0]!.ack();
+    await sink.log.publish(sink.flights[2]!.ops); // 'c' stored first
+    await sink.flights[1]!.ack(); // 'b' stored behind it
+    await sink.flights[2]!.ack(); // 'c' again: a duplicate, at the serial below 'b'
+    await tick();
+    assert.equal(textOf(sink.log), 'acb');
+    queue.delta('t', 'e'); // written while 'd' is in flight: queued behind the repair
+    await tick();
+    assert.equal(sink.flights.length, 4, 'the repair waits for the batch in flight');
+    await sink.flights[3]!.ack();
+    sink.flights.splice(0, 4);
+    await tick();
+    const sent: OperationInput[] = [];
+    while (sink.flights.length > 0) {
+      const flight = sink.flights.shift()!;
+      sent.push(...flight.ops);
+      await flight.ack();
+      await tick();
+    }
+    await queue.flush();
+    assert.equal(sent[0]?.action, 'update', 'the repair goes first');
+    assert.equal(sent[0]?.data, 'abcd', 'with the text sent so far, not the delta queued behind it');
+    assert.equal(textOf(sink.log), 'abcde');
+  });
+
   it('after failures that are all refusals, resends the batches in order with the same ids', async () => {
     const sink = new ControlledSink(4);
     const t = timers();
