@@ -32,7 +32,10 @@
  * resend with the same ids completes in order.) And whatever the cause — a refusal whose answer was
  * lost with its connection never reaches the queue at all — the acks tell: an append acknowledged
  * at a serial below one sent ahead of it (a duplicate's serial is where it was stored first) was
- * stored out of order, and its part is replaced the same way, once nothing is in flight.
+ * stored out of order, and its part is replaced the same way, once nothing is in flight. An append
+ * given up for an update is first sent again with its id and no data: a copy of it still on its way
+ * on a dead transport then lands as a duplicate (or before the update, which replaces it), never
+ * after it. (`operation-queue-chaos.test.ts` drives all of this through a real client at random.)
  *
  * Resuming a run stored by an earlier attempt (its create came back a duplicate): appends are
  * compared with what that attempt stored (`resume()`) — the part already there is dropped, the rest
@@ -103,7 +106,18 @@ type Create = {
 /** Replaces a part whose appends were stored out of order; its text is taken when it is sent. */
 type Repair = { type: 'repair'; key: string; op?: OperationInput };
 
-type Pending = Create | Append | Repair | { type: 'update'; key: string; op: Omit<OperationInput, 'serial'> };
+/**
+ * An append given up for an update, sent again with its id and no data: a copy of it still on its way
+ * (on a transport that died) then lands as a duplicate, or before this, where the update replaces it.
+ */
+type Void = { type: 'void'; key: string; op: OperationInput };
+
+type Pending =
+  | Create
+  | Append
+  | Repair
+  | Void
+  | { type: 'update'; key: string; op: Omit<OperationInput, 'serial'> };
 
 interface Resumed extends StoredPart {
   /** How much of `text` this attempt has re-sent so far. */
@@ -407,6 +421,10 @@ export class OperationQueue {
         this.#stopped.failed.push(flight);
         continue;
       }
+      for (const { pending, index } of flight.taken) {
+        const result = index === undefined ? undefined : outcome.results[index];
+        if (result && pending.type === 'append') this.#checkOrder(pending.key, result.serial);
+      }
       if (this.#stopped) {
         this.#stopped.storedAfter.push(flight); // stored after a batch that was not
         continue;
@@ -414,9 +432,7 @@ export class OperationQueue {
       this.#attempt = 0;
       for (const { pending, index } of flight.taken) {
         const result = index === undefined ? undefined : outcome.results[index];
-        if (!result) continue;
-        if (pending.type === 'append') this.#checkOrder(pending.key, result.serial);
-        if (pending.type !== 'create') continue;
+        if (!result || pending.type !== 'create') continue;
         this.#serials.set(pending.key, result.serial);
         this.#o.onCreated(pending.key, result.serial, result.duplicate === true);
       }
@@ -454,6 +470,12 @@ export class OperationQueue {
       if (pending.type !== 'append') continue;
       ends.set(pending.key, Math.max(ends.get(pending.key) ?? 0, pending.end));
     }
+    // The failed appends' ids are not given up: a copy of one may still be on its way and would be
+    // stored after the update. Each is sent again, empty, ahead of the updates (`Void`).
+    const front: Pending[] = [];
+    for (const pending of pendings)
+      if (pending.type === 'append' && pending.op)
+        front.push({ type: 'void', key: pending.key, op: { ...pending.op, data: '' } });
     for (const pending of pendings) {
       if (pending.type !== 'append') continue;
       const end = ends.get(pending.key);
@@ -462,9 +484,11 @@ export class OperationQueue {
       const serial = this.#serials.get(pending.key) ?? '';
       const text = (this.#written.get(pending.key) ?? '').slice(0, end);
       const { update, rest } = this.#replacement(pending.key, serial, text, '~', undefined);
-      this.#queue.unshift({ type: 'update', key: pending.key, op: update }, ...rest);
+      front.push({ type: 'update', key: pending.key, op: update }, ...rest);
       this.#enqueued++;
     }
+    this.#enqueued += front.filter((p) => p.type === 'void').length;
+    this.#queue.unshift(...front);
   }
 
   /**
@@ -547,7 +571,7 @@ export class OperationQueue {
 
   /** The operation for a pending entry: undefined while its target's serial is unknown. */
   #resolve(pending: Pending): OperationInput | null | undefined {
-    if (pending.type === 'create') return pending.op;
+    if (pending.type === 'create' || pending.type === 'void') return pending.op;
     const serial = this.#serials.get(pending.key);
     if (serial === undefined) return undefined;
     if (pending.type === 'update') return { ...pending.op, serial };
