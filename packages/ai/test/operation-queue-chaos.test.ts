@@ -3,7 +3,8 @@
 // suspension (every pending publish rejected), reconnects; two parts, coalescing 0 or 40 ms. Whatever
 // happens, once the network heals each part's stored text is exactly what was written, in order,
 // ended, and the run never failed. Seeded: a failure names its seed; MOORING_CHAOS_SEED=<n> replays
-// that scenario alone and prints its trace, MOORING_CHAOS_COUNT=<n> runs more (2,000 by default).
+// that scenario alone and prints its trace, MOORING_CHAOS_COUNT=<n> runs more (2,000 by default),
+// MOORING_CHAOS_REFUSE=<p> sets how often the server refuses a publish (0.15).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ClientFrame, ErrorInfo } from '@mooring/protocol';
@@ -133,7 +134,7 @@ async function scenario(seed: number): Promise<void> {
     } else if (roll < 0.7) {
       const waiting = server.waiting(transports.made);
       const t = waiting[Math.floor(random() * waiting.length)];
-      if (t) await server.next(t, random() < 0.15);
+      if (t) await server.next(t, random() < Number(process.env.MOORING_CHAOS_REFUSE ?? 0.15));
     } else if (roll < 0.78) {
       await drop();
     } else if (roll < 0.81) {
