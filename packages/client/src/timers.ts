@@ -29,13 +29,17 @@ export class TimerSlot {
     this.#timers = timers;
   }
 
+  /** Runs `fn` after `ms` (a delay already past — a late event loop — runs it on the next turn). */
   set(ms: number, fn: () => void): void {
     this.clear();
-    const handle = this.#timers.setTimeout(() => {
-      if (this.#handle !== handle) return;
-      this.#handle = undefined;
-      fn();
-    }, ms);
+    const handle = this.#timers.setTimeout(
+      () => {
+        if (this.#handle !== handle) return;
+        this.#handle = undefined;
+        fn();
+      },
+      Math.max(0, ms),
+    );
     this.#handle = handle;
   }
 
