@@ -26,6 +26,9 @@ export interface SoakOptions {
   upgradeIntervalMs: number;
   settleSeconds: number;
   userTransports: Array<'websocket' | 'sse' | 'longpoll'>;
+  /** `sqlite`: one server on its data directory; `redis`: `nodes` servers sharing a redis-server and one port. */
+  store: 'sqlite' | 'redis';
+  nodes: number;
   json: boolean;
 }
 
@@ -52,6 +55,9 @@ export const SOAK_HELP = `Usage: npm run soak -- [options]      (node bench/src/
   --upgrade-interval MS   clients on a fallback transport try WebSocket again every MS default 5000
   --settle S              how long runs may take to settle after the chaos        default 90
   --user-transports LIST  transports the users may use (websocket,sse,longpoll)   default all, with fallback
+  --store sqlite|redis    sqlite: one server on its data dir; redis: --nodes servers on one
+                          port (SO_REUSEPORT) sharing a local redis-server; a kill hits one node default sqlite
+  --nodes N               server nodes with --store redis                          default 2
   --json                  also print the result as one JSON line
 
 Exit code: 0 nothing lost, duplicated, reordered or stuck; 1 a violation (the seed replays the
@@ -82,6 +88,8 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
       'upgrade-interval': { type: 'string', default: '5000' },
       settle: { type: 'string', default: '90' },
       'user-transports': { type: 'string', default: 'websocket,sse,longpoll' },
+      store: { type: 'string', default: 'sqlite' },
+      nodes: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -94,6 +102,11 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
     return n;
   };
   const sessions = Math.floor(num('sessions', v.sessions, 1));
+  const store = v.store;
+  if (store !== 'sqlite' && store !== 'redis')
+    throw new Error(`--store must be sqlite or redis, got ${store}`);
+  if (store === 'sqlite' && v.nodes !== undefined && v.nodes !== '1')
+    throw new Error('--nodes needs --store redis (SQLite is one process on its file)');
   const [min, max] = (v.tokens ?? '').split('-').map(Number);
   if (!Number.isInteger(min) || !Number.isInteger(max) || min! < 1 || max! < min!)
     throw new Error(`--tokens must be MIN-MAX, got ${v.tokens}`);
@@ -128,6 +141,8 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
     upgradeIntervalMs: num('upgrade-interval', v['upgrade-interval'], 100),
     settleSeconds: num('settle', v.settle, 1),
     userTransports: transportList(v['user-transports'] ?? ''),
+    store,
+    nodes: Math.floor(v.nodes === undefined ? (store === 'redis' ? 2 : 1) : num('nodes', v.nodes, 1)),
     json: v.json ?? false,
   };
 }

@@ -1,8 +1,12 @@
 /**
- * The soak's server: a real `mooring serve` (SQLite in a data directory) as a child process, which
- * the orchestrator SIGKILLs and starts again on the same port and data directory. The fault proxies
- * keep pointing at that port, so clients see the crash as resets and refused connections until the
- * new process listens. Its RSS is sampled from /proc for the summary (bounded memory).
+ * The soak's server: a real `mooring serve` as a child process, which the orchestrator SIGKILLs and
+ * starts again on the same port (and data directory). The fault proxies keep pointing at that port, so
+ * clients see the crash as resets and refused connections until the new process listens. Its RSS is
+ * sampled from /proc for the summary (bounded memory).
+ *
+ * With SQLite there is one process on its data directory. With Redis (`redis` given) several nodes
+ * share one port (`--reuse-port`: the kernel spreads new connections over them) and one redis-server;
+ * a kill hits one node, and the others carry on (a client reconnecting lands on any node).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -17,6 +21,10 @@ export interface ServerOptions {
   heartbeat: string;
   /** Where the server's log goes (appended). */
   log: (line: string) => void;
+  /** Use the Redis store at this URL, sharing the port with the other nodes. */
+  redis?: string;
+  /** The port to listen on (a node joining the others); default: 0 the first time, then the same. */
+  port?: number;
 }
 
 export class ServerProcess {
@@ -29,10 +37,16 @@ export class ServerProcess {
 
   constructor(options: ServerOptions) {
     this.#o = options;
+    this.#port = options.port ?? 0;
   }
 
   get port(): number {
     return this.#port;
+  }
+
+  /** Listens on this port from the next start (a node joining the others on theirs). */
+  set port(port: number) {
+    this.#port = port;
   }
 
   get pid(): number | undefined {
@@ -64,8 +78,9 @@ export class ServerProcess {
         String(this.#port),
         '--data',
         this.#o.dataDir,
-        '--store',
-        'sqlite',
+        ...(this.#o.redis === undefined
+          ? ['--store', 'sqlite']
+          : ['--store', 'redis', '--redis', this.#o.redis, '--reuse-port']),
         '--heartbeat',
         this.#o.heartbeat,
         '--log-level',
@@ -115,5 +130,67 @@ export class ServerProcess {
     } catch {
       // between a kill and the restart
     }
+  }
+}
+
+/**
+ * The soak's servers: one (SQLite) or several nodes on one port (Redis). Kills go round the nodes;
+ * the summary's RSS is the lowest and highest any node had.
+ */
+export class ServerNodes {
+  readonly nodes: ServerProcess[];
+  #next = 0;
+
+  constructor(nodes: ServerProcess[]) {
+    this.nodes = nodes;
+  }
+
+  /** The port every node listens on (the proxies point at it). */
+  get port(): number {
+    return this.nodes[0]!.port;
+  }
+
+  get starts(): number {
+    return this.nodes.reduce((n, node) => n + node.starts, 0);
+  }
+
+  get rssMin(): number {
+    return Math.min(...this.nodes.map((node) => node.rssMin));
+  }
+
+  get rssMax(): number {
+    return Math.max(...this.nodes.map((node) => node.rssMax));
+  }
+
+  get pids(): string {
+    return this.nodes.map((node) => node.pid).join(', ');
+  }
+
+  /** Starts the first node on a free port, then the others on the same one. */
+  async start(): Promise<void> {
+    await this.nodes[0]!.start();
+    for (const node of this.nodes.slice(1)) {
+      node.port = this.port;
+      await node.start();
+    }
+  }
+
+  /** The node the next kill hits. */
+  victim(): ServerProcess {
+    const node = this.nodes[this.#next % this.nodes.length]!;
+    this.#next++;
+    return node;
+  }
+
+  killNow(): void {
+    for (const node of this.nodes) node.killNow();
+  }
+
+  async kill(): Promise<void> {
+    for (const node of this.nodes) await node.kill();
+  }
+
+  sample(): void {
+    for (const node of this.nodes) node.sample();
   }
 }

@@ -10,6 +10,10 @@
  *   │ → transcripts │  (same run ids)          └─────────┘  (same port, same data)   │ tab reloads    │
  *   └───────────────┘                                                                └────────────────┘
  *
+ * `--store redis`: `--nodes` servers on one port (SO_REUSEPORT) sharing a local redis-server; each
+ * server kill hits one node, the others carry on, and clients reconnect to whichever node the kernel
+ * picks (their connections recovered across nodes).
+ *
  * This process owns every random decision (seeded: `--seed` replays the schedule, though not the
  * timing), the proxies, the kills and the reloads. After `--seconds` of chaos, faults stop, killed
  * agents come back (except the ones killed for good), users stop asking, and every run must settle
@@ -21,7 +25,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FaultProxy, prng } from '@mooring/testkit';
+import { FaultProxy, prng, startRedis } from '@mooring/testkit';
 import { Chaos, FAULT_KINDS } from './chaos.ts';
 import type {
   AgentConfig,
@@ -32,7 +36,7 @@ import type {
   UsersRequest,
 } from './messages.ts';
 import { parseSoakOptions, SOAK_HELP, type SoakOptions } from './options.ts';
-import { ServerProcess } from './server-process.ts';
+import { ServerNodes, ServerProcess } from './server-process.ts';
 import { summaryTable } from './summary.ts';
 import { readTranscripts, totalViolations, verify } from './verify.ts';
 
@@ -80,19 +84,30 @@ log(`soak: replay with: ${replay}`);
 // ------------------------------------------------------------------------------------- server
 
 let serverLog = 0;
-const server = new ServerProcess({
-  dataDir: join(dir, 'data'),
-  key: KEY,
-  heartbeat: o.heartbeat,
-  log: (line) => {
-    // The start banner repeats on every restart; anything else (warnings, errors) is shown.
-    if (/^(Mooring listening|\s+(WebSocket|Dashboard):)/.test(line)) return;
-    if (serverLog++ < 20) log(`  [server] ${line.slice(0, 300)}`);
-  },
-});
+const redis = o.store === 'redis' ? await startRedis() : undefined;
+if (redis) process.on('exit', () => void redis.close()); // however this process ends
+const server = new ServerNodes(
+  Array.from(
+    { length: o.nodes },
+    (_, i) =>
+      new ServerProcess({
+        dataDir: join(dir, o.nodes === 1 ? 'data' : `data-${i}`),
+        key: KEY,
+        heartbeat: o.heartbeat,
+        ...(redis === undefined ? {} : { redis: redis.url }),
+        log: (line) => {
+          // The start banner repeats on every restart; anything else (warnings, errors) is shown.
+          if (/^(Mooring listening|\s+(WebSocket|Dashboard):)/.test(line)) return;
+          if (serverLog++ < 20) log(`  [server ${i}] ${line.slice(0, 300)}`);
+        },
+      }),
+  ),
+);
 process.on('exit', () => server.killNow()); // however this process ends
 await server.start();
-log(`soak: mooring serve pid ${server.pid} on port ${server.port}`);
+log(
+  `soak: mooring serve (${o.store}${redis ? `, ${o.nodes} nodes, redis-server on ${redis.port}` : ''}) pid ${server.pids} on port ${server.port}`,
+);
 
 // ------------------------------------------------------------------------------------- agents
 
@@ -287,11 +302,12 @@ if (o.killForGood > 0 && o.agentProcesses > 1) {
   );
 }
 
-let serverDown = false;
+/** The node killed and not started again yet. */
+let serverDown: ServerProcess | undefined;
 /** A server that cannot start again on its data after a SIGKILL has lost durability: a violation. */
-async function restartServer(): Promise<void> {
+async function restartServer(node: ServerProcess): Promise<void> {
   try {
-    await server.start();
+    await node.start();
   } catch (err) {
     log(`soak: FAILED — the server did not start again after SIGKILL: ${(err as Error).message}`);
     log(`soak: replay the schedule with: ${replay}; data kept in ${dir}`);
@@ -302,16 +318,18 @@ if (o.serverKillEverySeconds > 0)
   timers.push(
     setInterval(() => {
       if (serverDown) return;
-      serverDown = true;
       stats.serverKills++;
       const downMs = between(300, 2000);
       track(
         (async () => {
-          await server.kill();
+          const node = server.victim();
+          serverDown = node;
+          await node.kill();
           await sleep(downMs);
-          await restartServer();
-          serverDown = false;
-          log(`soak: server SIGKILLed and restarted (pid ${server.pid}, ${Math.round(downMs)} ms down)`);
+          await restartServer(node);
+          serverDown = undefined;
+          const which = server.nodes.length > 1 ? `node ${server.nodes.indexOf(node)}` : 'server';
+          log(`soak: ${which} SIGKILLed and restarted (pid ${node.pid}, ${Math.round(downMs)} ms down)`);
         })(),
       );
     }, o.serverKillEverySeconds * 1000),
@@ -352,7 +370,7 @@ chaosOn = false;
 chaos.stop();
 for (const t of timers.slice(0, -1)) clearInterval(t);
 await Promise.all([...pending]);
-if (serverDown) await restartServer();
+if (serverDown) await restartServer(serverDown);
 for (const agent of agents) if (agent.dead && !agent.forGood) track(startAgent(agent));
 for (const u of users)
   toUsers(u, { type: 'stop', orphaned: [...orphaned].filter((s) => usersOf.get(s) === u) });
@@ -421,6 +439,7 @@ log(
 for (const agent of agents) await killAgent(agent);
 for (const u of users) u.child.kill('SIGKILL');
 await server.kill();
+await redis?.close();
 for (const p of [...userProxies, ...agents.map((a) => a.proxy)]) await p.close();
 if (bad === 0) rmSync(dir, { recursive: true, force: true });
 else log(`soak: data, transcripts and reports kept in ${dir}`);

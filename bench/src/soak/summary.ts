@@ -33,6 +33,7 @@ export function summaryTable(s: Summary): string {
   const o = s.options;
   const rows: Array<[string, string | number]> = [
     ['seed', o.seed],
+    ['store', o.store === 'redis' ? `redis, ${o.nodes} nodes on one port` : 'sqlite'],
     ['sessions', o.sessions],
     ['chaos / settle (s)', `${s.chaosSeconds.toFixed(0)} / ${s.settleSeconds.toFixed(0)}`],
     [
@@ -55,7 +56,10 @@ export function summaryTable(s: Summary): string {
     ],
     ['streams ended `abandoned`, run resumed later', r.streamsEndedEarly],
     ['network faults', FAULT_KINDS.map((k) => `${k} ${s.faults[k]}`).join(', ')],
-    ['server SIGKILLs (starts)', `${s.stats.serverKills} (${s.serverStarts})`],
+    [
+      o.nodes > 1 ? 'server node SIGKILLs (starts)' : 'server SIGKILLs (starts)',
+      `${s.stats.serverKills} (${s.serverStarts})`,
+    ],
     [
       'agent SIGKILLs (restarts; killed for good)',
       `${s.stats.agentKills} (${s.stats.agentRestarts}; ${Math.min(o.killForGood, o.agentProcesses - 1)})`,
