@@ -160,6 +160,11 @@ export class Channel {
     register({
       preattach: () => (this.#wanted ? this.#attachFrame() : undefined),
       onConnected: () => {
+        // A repair's detach sent on the previous connection is never answered on this one: waiting
+        // for it would drop every message from now on. The attach below resumes from the position.
+        this.#repairRef = undefined;
+        // Likewise a detach: the connection that held the attachment is gone, so it is detached.
+        if (this.#detachRef !== undefined) this.#onDetached(this.#detachRef, undefined);
         const preattached = host.connection.preattached(this.name);
         if (preattached) this.#onPreattached(preattached);
         else if (this.#wanted) this.#sendAttach();

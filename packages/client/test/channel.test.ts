@@ -201,6 +201,75 @@ describe('Channel', () => {
     assert.equal(channel.gapsRepaired, 1);
   });
 
+  it('a repair cut by a reconnect does not freeze the channel: the new connection resumes it', async () => {
+    // The repair's detach went out on a connection that dropped before answering it: its answer
+    // never comes, and nothing on the next connection may wait for it (seen in the Redis soak: a
+    // user's stream stuck for good after a hole repaired just before a reconnect).
+    const { client, connect, timers } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const got: string[] = [];
+    void channel.subscribe((m) => got.push(String(m.data)));
+    const a1 = sent(t, 'attach')[0]!;
+    t.frame({
+      type: 'attached',
+      ref: a1.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(3),
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'four')] });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(6, 'six')] }); // a hole: repair
+    assert.equal(channel.gapsRepaired, 1);
+    assert.equal(sent(t, 'detach').length, 1);
+    t.end({ code: 1006, reason: '' }); // before the detach is answered
+    timers.advance(30_000);
+    const t2 = await connect();
+    const a2 = sent(t2, 'attach').at(-1)!;
+    assert.equal(a2.from, serial(4), 'resumes from the last position without a hole');
+    t2.frame({ type: 'messages', channel: 'c', messages: [created(5, 'five'), created(6, 'six')] });
+    t2.frame({
+      type: 'attached',
+      ref: a2.ref,
+      channel: 'c',
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(6),
+    });
+    t2.frame({ type: 'messages', channel: 'c', messages: [created(7, 'seven')] });
+    await flush();
+    assert.deepEqual(got, ['four', 'five', 'six', 'seven']);
+    assert.equal(channel.state, 'attached');
+  });
+
+  it('a detach cut by a reconnect resolves: the new connection holds no attachment', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    void channel.attach();
+    const a1 = sent(t, 'attach')[0]!;
+    t.frame({
+      type: 'attached',
+      ref: a1.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(3),
+    });
+    let detached = false;
+    void channel.detach().then(() => {
+      detached = true;
+    });
+    t.end({ code: 1006, reason: '' }); // before the detach is answered
+    timers.advance(30_000);
+    const t2 = await connect();
+    await flush();
+    assert.equal(detached, true, 'detach() resolved');
+    assert.equal(channel.state, 'detached');
+    assert.equal(sent(t2, 'attach').length, 0, 'not attached again');
+  });
+
   it('uses the first-attach mode asked for: rewind, start or from', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
