@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
-import { redisSkipReason, startRedis } from '@mooring/testkit';
+import { redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import WebSocket from 'ws';
 import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
 import { TEST_KEY } from './support/fixture.ts';
 
@@ -71,6 +72,34 @@ describe('HTTP transport ids', () => {
   it('a late poll or POST of an earlier transport of a recovered connection is refused; the new one gets its frames', async (t) => {
     const s = await server(t);
     await scenario(t, s, s);
+  });
+
+  it('a late POST of an earlier transport is refused when the connection was recovered on a WebSocket', async (t) => {
+    const s = await server(t);
+    const a = await open(s, 'first');
+    await request(s, a, 'frames', 'first', [{ type: 'attach', ref: 1, channel: 'session:ws' }]);
+    // the client moves to a WebSocket with its recovery key (an upgrade, or a reconnect)
+    const url = new URL('/v1/connect', s.url.replace(/^http/, 'ws'));
+    url.searchParams.set('key', TEST_KEY);
+    url.searchParams.set('recover', a.connectionKey);
+    const ws = new WebSocket(url);
+    t.after(() => ws.terminate());
+    const frames: ServerFrame[] = [];
+    ws.on('message', (data) => frames.push(JSON.parse(String(data)) as ServerFrame));
+    const connected = await new Promise<ServerFrame>((resolve) =>
+      ws.once('message', (d) => resolve(JSON.parse(String(d)))),
+    );
+    assert.ok(connected.type === 'connected' && connected.connectionId === a.connectionId, 'recovered');
+    ws.send(JSON.stringify({ type: 'attach', ref: 2, channel: 'session:ws' }));
+    await waitFor(() => frames.some((f) => f.type === 'attached' && f.ref === 2));
+    // the earlier transport's detach, held back by the network, arrives now: refused, not acted on
+    const latePost = await request(s, a, 'frames', 'first', [
+      { type: 'detach', ref: 3, channel: 'session:ws' },
+    ]);
+    assert.equal(latePost.status, 404, await latePost.clone().text());
+    ws.send(JSON.stringify({ type: 'ping', ref: 4 }));
+    await waitFor(() => frames.some((f) => f.type === 'pong'));
+    assert.ok(!frames.some((f) => f.type === 'detached'), 'the WebSocket attachment is still there');
   });
 
   it('a transport id that is not 1–64 URL-safe characters is a bad_request', async (t) => {
