@@ -43,7 +43,7 @@ export interface ChannelInternals {
   onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void;
   onAttached(frame: AttachedFrame): void;
   /** `after`: the version the first message follows (own operations left out, `echo: false`). */
-  onMessages(messages: Message[], after: string | undefined): void;
+  onMessages(messages: Message[], after: string | undefined, rolledUp?: boolean): void;
   onDetached(ref: Ref | undefined, error: MooringError | undefined): void;
   /** A presence snapshot or event (PROTOCOL.md §6.4). */
   onPresence(frame: PresenceFrame): void;

@@ -172,7 +172,7 @@ export class Channel {
       },
       onConnectionLost: (state, error) => this.#onConnectionLost(state, error),
       onAttached: (frame) => this.#onAttached(frame),
-      onMessages: (messages, after) => this.#onMessages(messages, after),
+      onMessages: (messages, after, rolledUp) => this.#onMessages(messages, after, rolledUp === true),
       onDetached: (ref, error) => this.#onDetached(ref, error),
       onPresence: (frame) => {
         if (this.#wanted) this.#presence.onFrame(frame);
@@ -444,15 +444,20 @@ export class Channel {
     this.#emitter.emit('attached', result);
   }
 
-  #onMessages(messages: Message[], after: string | undefined): void {
+  #onMessages(messages: Message[], after: string | undefined, rolledUp = false): void {
     if (!this.#wanted || this.#repairRef !== undefined) return;
     const live = this.#state === 'attached';
+    // Rolled up from `after` (a node read back what its bus missed): complete from there, so its
+    // skipping versions are no hole — for a client at `after` or past it; one behind it has a hole.
+    const whole =
+      rolledUp && after !== undefined && (this.#position === '' || wholeFrom(after, this.#position));
     // The server left this client's own operations out up to `after` (echo: false): the position
     // moves past them, and the continuity check goes on from there.
-    if (after !== undefined && live && !this.#echo && after > this.#position) this.#position = after;
+    if (after !== undefined && live && !this.#echo && !rolledUp && after > this.#position)
+      this.#position = after;
     for (const message of messages) {
       if (this.#position !== '' && message.version <= this.#position) continue;
-      if (live && this.#position !== '' && !follows(message.version, this.#position)) {
+      if (live && !whole && this.#position !== '' && !follows(message.version, this.#position)) {
         this.#repair();
         return;
       }
@@ -553,6 +558,11 @@ export class Channel {
     this.#state = state;
     this.#emitter.emit('statechange', { previous, current: state, reason });
   }
+}
+
+/** True when a frame rolled up from `after` covers everything after `position` (same epoch, not ahead of it). */
+function wholeFrom(after: string, position: string): boolean {
+  return after === '' || (sameEpoch(after, position) && serialSeq(after) <= serialSeq(position));
 }
 
 /** True when `version` is the operation right after `position`: same epoch, next sequence number. */

@@ -114,7 +114,9 @@ export class Channels {
         this.#channels.get(frame.channel)?.internals.onAttached(frame);
         return true;
       case 'messages':
-        this.#channels.get(frame.channel)?.internals.onMessages(frame.messages, frame.after);
+        this.#channels
+          .get(frame.channel)
+          ?.internals.onMessages(frame.messages, frame.after, frame.rolledUp === true);
         return true;
       case 'presence':
         this.#channels.get(frame.channel)?.internals.onPresence(frame);

@@ -270,6 +270,45 @@ describe('Channel', () => {
     assert.equal(sent(t2, 'attach').length, 0, 'not attached again');
   });
 
+  it('applies a rolled-up frame (a node read back what its bus missed) from its position without a repair', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const got: string[] = [];
+    void channel.subscribe((m) => got.push(String(m.data)));
+    const a1 = sent(t, 'attach')[0]!;
+    t.frame({
+      type: 'attached',
+      ref: a1.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(3),
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'four')] });
+    // 5–8 rolled up: 6 and 8 are the latest versions of what changed; the versions skip
+    t.frame({
+      type: 'messages',
+      channel: 'c',
+      messages: [created(6, 'six'), created(8, 'eight')],
+      after: serial(4),
+      rolledUp: true,
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(9, 'nine')] });
+    assert.deepEqual(got, ['four', 'six', 'eight', 'nine']);
+    assert.equal(channel.gapsRepaired, 0);
+    // rolled up from beyond the position: what lies between is missing — a hole, repaired
+    t.frame({
+      type: 'messages',
+      channel: 'c',
+      messages: [created(12, 'twelve')],
+      after: serial(11),
+      rolledUp: true,
+    });
+    assert.deepEqual(got, ['four', 'six', 'eight', 'nine']);
+    assert.equal(channel.gapsRepaired, 1);
+  });
+
   it('uses the first-attach mode asked for: rewind, start or from', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();

@@ -152,10 +152,17 @@ export interface MessagesFrame {
   channel: string;
   messages: Message[];
   /**
-   * On an `echo: false` attachment only: the version the first message follows when the server left
-   * the connection's own operations out right before it (PROTOCOL.md §6.2 "Echo").
+   * The version the first message follows: on an `echo: false` attachment, when the server left the
+   * connection's own operations out right before it (PROTOCOL.md §6.2 "Echo"); with `rolledUp`, the
+   * position the frame brings the client on from.
    */
   after?: string;
+  /**
+   * The messages are rolled up (a node read back what its bus missed, PROTOCOL.md §6.2): together
+   * they hold every change after `after`, so their versions may skip. A client at `after` applies
+   * them without asking each to follow the one before.
+   */
+  rolledUp?: true;
 }
 
 export interface DetachedFrame {

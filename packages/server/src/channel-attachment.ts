@@ -257,6 +257,17 @@ export class ChannelAttachment {
   #deliver(delivery: Delivery): void {
     const last = delivery.messages[delivery.messages.length - 1];
     if (!last || last.version <= this.#position) return;
+    if (delivery.rolledUp) {
+      // every change after what the hub delivered before, which this attachment has: complete from
+      // its position on, whose versions may skip (own operations included: read back, not echoed)
+      this.#write(
+        delivery.messages.filter((m) => m.version > this.#position),
+        this.#position,
+        true,
+      );
+      this.#position = last.version;
+      return;
+    }
     if (this.#leaveOut !== undefined && anyFrom(delivery.messages, this.#leaveOut)) {
       this.#deliverOthers(delivery);
       return;
@@ -300,12 +311,18 @@ export class ChannelAttachment {
     if (run) this.#write(run, runAfter);
   }
 
-  /** Writes messages that follow `after`, telling the client `after` when it has not seen it. */
-  #write(messages: Message[], after: string): void {
+  /**
+   * Writes messages that follow `after`, telling the client `after` when it has not seen it (or
+   * always, for messages rolled up from `after`).
+   */
+  #write(messages: Message[], after: string, rolledUp = false): void {
     const last = messages[messages.length - 1];
     if (!last) return;
     const frame: MessagesFrame = { type: 'messages', channel: this.channel, messages };
-    if (after !== this.#sent) frame.after = after;
+    if (rolledUp) {
+      frame.after = after;
+      frame.rolledUp = true;
+    } else if (after !== this.#sent) frame.after = after;
     this.#outlet.write(Buffer.from(JSON.stringify(frame)));
     this.#sent = last.version;
   }

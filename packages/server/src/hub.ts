@@ -14,13 +14,19 @@ export interface Delivery {
   messages: Message[];
   /** The `messages` frame for these operations, encoded once for every subscriber. */
   frame: Buffer;
+  /**
+   * The messages are rolled up (read back from the store after what the hub delivered before): they
+   * hold every change since, and their versions may skip. `frame` does not say so; the listener does.
+   */
+  rolledUp?: true;
 }
 
 export type HubListener = (delivery: Delivery) => void;
 
 export interface Hub {
   subscribe(channel: string, listener: HubListener): () => void;
-  publish(channel: string, messages: Message[]): void;
+  /** `rolledUp`: the messages were read back, rolled up, after everything delivered before. */
+  publish(channel: string, messages: Message[], rolledUp?: boolean): void;
   subscriberCount(channel: string): number;
 }
 
@@ -66,9 +72,16 @@ export class LocalHub implements Hub {
     return this.#listeners.add(channel, listener);
   }
 
-  publish(channel: string, messages: Message[]): void {
+  publish(channel: string, messages: Message[], rolledUp = false): void {
     const subscribers = this.#listeners.count(channel);
     if (messages.length === 0 || subscribers === 0) return;
+    if (rolledUp) {
+      // its own delivery, now, after what waits for this channel (the order is the serial order)
+      const before = this.#task.take(channel) ?? this.#turn.take(channel);
+      if (before) this.#deliver(channel, before);
+      this.#deliver(channel, messages, true);
+      return;
+    }
     const waiting = this.#task.waiting(channel) ?? this.#turn.waiting(channel);
     if (waiting) waiting.push(...messages);
     else (subscribers <= FEW_SUBSCRIBERS ? this.#task : this.#turn).start(channel, messages);
@@ -78,10 +91,11 @@ export class LocalHub implements Hub {
     return this.#listeners.count(channel);
   }
 
-  #deliver(channel: string, messages: Message[]): void {
+  #deliver(channel: string, messages: Message[], rolledUp = false): void {
     const listeners = this.#listeners.get(channel);
     if (!listeners) return;
     const delivery: Delivery = { channel, messages, frame: encodeMessagesFrame(channel, messages) };
+    if (rolledUp) delivery.rolledUp = true;
     for (const listener of listeners) listener(delivery);
   }
 }
@@ -106,6 +120,13 @@ class Batches {
   /** The batch `channel` has waiting here, if any: what it stores next joins it. */
   waiting(channel: string): Message[] | undefined {
     return this.#batches.get(channel);
+  }
+
+  /** Takes the batch `channel` has waiting here out of the next flush (to deliver it now). */
+  take(channel: string): Message[] | undefined {
+    const batch = this.#batches.get(channel);
+    if (batch) this.#batches.delete(channel);
+    return batch;
   }
 
   /** Starts a batch for `channel` (none waits here), delivered at the next scheduled moment. */

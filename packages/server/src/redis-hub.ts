@@ -9,7 +9,8 @@
  * - Pub/sub is lossy (a reconnect, an output-buffer limit). Serials are contiguous per channel (one
  *   seq per op), so a jump shows a loss: the node waits `gapGrace` for the missing batch (it may be
  *   in flight on the other socket), then reads what it missed from the store — rolled up, which the
- *   client folds like catch-up — and goes on. An idle channel whose last batch was lost shows no
+ *   client folds like catch-up, in a frame marked `rolledUp` so that its skipping versions are not
+ *   taken for a hole — and goes on. An idle channel whose last batch was lost shows no
  *   jump, so every `checkInterval` each subscribed channel's head is compared with what was delivered.
  * - Starting a channel: the store head is read *before* the bus subscription is made (on the store's
  *   connection, ahead of the attaching client's own reads), then everything after it is read back
@@ -253,9 +254,10 @@ export class RedisHub implements Hub {
     void this.#readBack(feed);
   }
 
-  #deliver(feed: Feed, messages: Message[]): void {
+  /** `rolledUp`: read back from the store after `feed.delivered` (versions may skip). */
+  #deliver(feed: Feed, messages: Message[], rolledUp = false): void {
     feed.delivered = seqOf(messages[messages.length - 1]!.version);
-    this.#local.publish(feed.channel, messages);
+    this.#local.publish(feed.channel, messages, rolledUp);
   }
 
   /** Reads everything after the last delivered op from the store, delivers it, then what was held. */
@@ -277,7 +279,7 @@ export class RedisHub implements Hub {
           feed.delivered = 0;
         }
         const fresh = page.messages.filter((m) => seqOf(m.version) > feed.delivered);
-        if (fresh.length > 0) this.#deliver(feed, fresh);
+        if (fresh.length > 0) this.#deliver(feed, fresh, true);
         if (!page.more || page.messages.length === 0) {
           feed.delivered = Math.max(feed.delivered, seqOf(page.head));
           break;

@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Message } from '@mooring/protocol';
+import type { Message, ServerFrame } from '@mooring/protocol';
+import { serialSeq } from '@mooring/protocol';
 import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { loadServeConfig } from '../src/config.ts';
 import type { MooringServer } from '../src/index.ts';
@@ -16,6 +17,24 @@ import { rest, TEST_KEY } from './support/fixture.ts';
 import { fold, RawClient } from './support/raw-client.ts';
 import { redisNode } from './support/redis-fixtures.ts';
 import { spawnServer } from './support/server-process.ts';
+
+/**
+ * What a client's continuity check (client/src/channel.ts) does with these live frames: each message
+ * follows the one before, unless the frame is rolled up from a position the client had reached.
+ */
+function assertNoHole(frames: ServerFrame[]): void {
+  let position = -1;
+  for (const frame of frames) {
+    if (frame.type !== 'messages') continue;
+    const whole = frame.rolledUp === true && frame.after !== undefined && serialSeq(frame.after) <= position;
+    for (const m of frame.messages) {
+      const seq = serialSeq(m.version);
+      if (seq <= position) continue;
+      assert.ok(position < 0 || whole || seq === position + 1, `a hole before ${m.version} (at ${position})`);
+      position = seq;
+    }
+  }
+}
 
 const skip = redisSkipReason();
 
@@ -156,6 +175,13 @@ if (skip) {
       assert.ok(hubA!.stats.repairs > repairsBefore, 'gaps were read back from the store');
       assertInOrderOnce(sub.messages(channel));
       await assertConverged(sub, b, channel);
+      // the read-backs came rolled up, marked so: a client's continuity check takes none for a hole
+      const frames = sub.frames.filter((f) => f.type === 'messages' && f.channel === channel);
+      assert.ok(
+        frames.some((f) => f.type === 'messages' && f.rolledUp),
+        'read-backs came marked rolledUp',
+      );
+      assertNoHole(frames);
       await Promise.all([sub.close(), pub.close()]);
     });
   });
