@@ -4,7 +4,7 @@
 // deliveries held for it while it catches up pass `maxSendBuffer` bytes. Others are unaffected.
 import assert from 'node:assert/strict';
 import { type IncomingMessage, request } from 'node:http';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { type MooringServer, startServer } from '../src/index.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
@@ -13,8 +13,12 @@ import { RawClient } from './support/raw-client.ts';
 
 const MIB = 1024 * 1024;
 
-/** An SSE connection read through a raw socket, so that pausing it really stops reading. */
-async function stuckSse(server: MooringServer, channel: string): Promise<void> {
+/**
+ * An SSE connection read through a raw socket, so that pausing it really stops reading. Its upstream
+ * stays alive (a `ping` POST every 100 ms until the server drops it, as a client whose page still runs
+ * but whose stream is stuck): what ends it is the stall rule, not the rule for a client gone silent.
+ */
+async function stuckSse(server: MooringServer, channel: string, t: TestContext): Promise<void> {
   const req = request(`${server.url}/v1/connect/sse?key=${TEST_KEY}`);
   req.on('error', () => {});
   const res: IncomingMessage = await new Promise((resolve) => {
@@ -42,6 +46,19 @@ async function stuckSse(server: MooringServer, channel: string): Promise<void> {
     body: JSON.stringify({ type: 'attach', ref: 1, channel, start: true }),
   });
   assert.equal(post.status, 202);
+  const pings = setInterval(() => {
+    fetch(`${server.url}/v1/connections/${connected.connectionId}/frames`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mooring-connection-key': connected.connectionKey },
+      body: JSON.stringify({ type: 'ping' }),
+    }).then(
+      (res) => {
+        if (res.status !== 202) clearInterval(pings); // dropped
+      },
+      () => clearInterval(pings),
+    );
+  }, 100);
+  t.after(() => clearInterval(pings));
 }
 
 async function fill(server: MooringServer, channel: string, messages: number): Promise<void> {
@@ -86,7 +103,7 @@ describe('stuck readers', () => {
     const bystander = await RawClient.connect(server.url);
     t.after(() => bystander.kill());
     await bystander.attach('big');
-    await stuckSse(server, 'big');
+    await stuckSse(server, 'big', t);
     // the stuck reader's catch-up never gets room; the stall rule ends it
     await droppedAsSlow(server, 10_000);
     assert.equal(await slowConsumers(server), 1);
@@ -114,7 +131,7 @@ describe('stuck readers', () => {
     const bystander = await RawClient.connect(server.url);
     t.after(() => bystander.kill());
     await bystander.attach('big');
-    await stuckSse(server, 'big');
+    await stuckSse(server, 'big', t);
     // live traffic while the stuck reader is still catching up: 60 KB operations, 4 MiB in all
     let published = 0;
     const serials: string[] = [];
