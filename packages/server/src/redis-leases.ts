@@ -101,6 +101,12 @@ export class RedisLeases implements Leases {
   #sweeping = false;
   /** Messages looked up recently and found without a lease this node could take: field → until. */
   readonly #notLeased = new Map<string, number>();
+  /**
+   * Holders whose connection this node lost (connection id → when), until the recovery window is
+   * over: a lease taken for one of them afterwards — by a recovery's read of its list, or a look-up,
+   * both asynchronous — is not live here, so it runs out instead of being renewed for ever.
+   */
+  readonly #lost = new Map<string, number>();
   readonly #lookupCache: number;
   #holdersRefreshedAt = 0;
   #closed = false;
@@ -222,6 +228,7 @@ export class RedisLeases implements Leases {
   }
 
   holderLost(connectionId: string): void {
+    this.#lost.set(connectionId, Date.now());
     const fields = this.#leases.keysOf(connectionId);
     if (!fields) return;
     const now = Date.now();
@@ -237,6 +244,7 @@ export class RedisLeases implements Leases {
   }
 
   holderBack(connectionId: string): void {
+    this.#lost.delete(connectionId);
     const fields = this.#leases.keysOf(connectionId);
     const now = Date.now();
     const args: string[] = [];
@@ -353,6 +361,7 @@ export class RedisLeases implements Leases {
   #tick(): void {
     if (this.#closed) return;
     const now = Date.now();
+    for (const [holder, at] of this.#lost) if (now - at > this.#holderTtl) this.#lost.delete(holder);
     const args: string[] = [];
     const holders = new Set<string>();
     for (const [field, lease] of this.#leases.entries()) {
@@ -413,6 +422,7 @@ export class RedisLeases implements Leases {
   }
 
   #take(lease: Lease): void {
+    if (lease.live && lease.holder !== undefined && this.#lost.has(lease.holder)) lease.live = false;
     const field = fieldOf(lease.channel, lease.serial);
     this.#leases.remove(field);
     this.#leases.add(field, lease);
