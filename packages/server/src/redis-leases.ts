@@ -409,6 +409,10 @@ export class RedisLeases implements Leases {
         await FINISH.run(connection, [this.#deadlines, this.#records], [field, score]);
         continue;
       }
+      // A batch is expired one lease at a time: released (the run finished) or taken again since the
+      // claim, the lease is not this expiry's to abandon any more
+      const current = await connection.send(this.#deadlines, ['ZSCORE', this.#deadlines, field], true);
+      if (current === null || current === undefined || Number(current) !== Number(score)) continue;
       try {
         await this.#o.expire(parsed[0], parsed[1]);
       } catch (err) {

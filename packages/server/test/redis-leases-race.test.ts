@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { deferred, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { RedisLeases } from '../src/redis-leases.ts';
 import { connectRedis } from '../src/store/redis-connection.ts';
 
@@ -41,5 +41,38 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     b.holderLost('conn-1'); // …and lost again at once
     await waitFor(() => expired.length > 0, { timeout: 5_000, message: 'the lease never ran out' });
     assert.equal(expired.length, 1);
+  });
+
+  it('a lease released while its claimed batch is being expired is not abandoned', async (t) => {
+    // Overdue leases are claimed in a batch and expired one at a time (a read and a write each); a
+    // run that finishes meanwhile releases its lease, and must not be turned `abandoned` after.
+    const redis = await startRedis();
+    t.after(() => redis.close());
+    const connection = await connectRedis(redis.url, () => {});
+    t.after(() => connection.close());
+    const expired: string[] = [];
+    const first = deferred<void>();
+    const leases = new RedisLeases({
+      expire: async (_channel, serial) => {
+        expired.push(serial);
+        if (expired.length === 1) await first.promise; // the first expiry is slow
+      },
+      onError: (err) => assert.fail(String(err)),
+      connection,
+      prefix: 'release',
+      sweepInterval: 50,
+      holderTtl: 10_000,
+    });
+    t.after(() => leases.close());
+    leases.hold('session:r', 'e.1', 'conn-1', 100, 'agent');
+    leases.hold('session:r', 'e.2', 'conn-1', 100, 'agent');
+    leases.holderLost('conn-1'); // both run out together, and are claimed in one batch
+    await waitFor(() => expired.length === 1, { timeout: 5_000 });
+    const other = expired[0] === 'e.1' ? 'e.2' : 'e.1';
+    leases.release('session:r', other); // its run finished while the first expiry was under way
+    await waitFor(async () => (await leases.list('session:r')).length === 1);
+    first.resolve();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(expired, [expired[0]], `${other} was abandoned after it was released`);
   });
 });
