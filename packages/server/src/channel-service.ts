@@ -168,6 +168,7 @@ export class ChannelService {
     span?.end();
     this.metrics.hot.publishSeconds.observe((performance.now() - started) / 1000);
     for (const m of result.messages) this.metrics.hot.operation(m.action);
+    let leased: Promise<void>[] | undefined;
     for (let i = 0; i < inputs.length; i++) {
       const input = inputs[i]!;
       const outcome = result.results[i];
@@ -177,12 +178,25 @@ export class ChannelService {
       // have been stored just before a crash that lost its release. Releasing twice is harmless.
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
       else if (outcome.duplicate) continue;
-      else if (input.lease !== undefined)
+      else if (input.lease !== undefined) {
         // an input with a lease made #leaseOwner compute the owner
-        this.leases.hold(channel, serial, identity.connectionId, input.lease, identity.clientId, owner!);
-      else if (input.serial !== undefined)
+        const recorded = this.leases.hold(
+          channel,
+          serial,
+          identity.connectionId,
+          input.lease,
+          identity.clientId,
+          owner!,
+        );
+        if (recorded) {
+          leased ??= [];
+          leased.push(recorded);
+        }
+      } else if (input.serial !== undefined)
         this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
     }
+    // acknowledged once its leases are recorded where every node sees them (see Leases.hold)
+    if (leased) await Promise.all(leased);
     return result.results;
   }
 

@@ -56,6 +56,11 @@ export interface LeaseManagerOptions {
 export interface Leases {
   /** Re-arms what was recorded before a restart; how many. */
   restore(): number;
+  /**
+   * Takes (or renews) a lease. A promise, when the lease is recorded elsewhere (Redis): it resolves
+   * once every node can see it (a failure goes to `onError`, not here); the publish that took the
+   * lease is acknowledged only then, so a node that dies in between cannot leave a run unleased.
+   */
   hold(
     channel: string,
     serial: string,
@@ -63,7 +68,7 @@ export interface Leases {
     ms: number,
     clientId: string | undefined,
     owner?: string,
-  ): void;
+  ): void | Promise<void>;
   touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void;
   release(channel: string, serial: string): void;
   holderLost(connectionId: string): void;

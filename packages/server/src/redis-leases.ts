@@ -16,8 +16,10 @@
  * - A connection recovered on another node takes its leases along (`holderBack` reads its list).
  *   An agent restarted elsewhere takes a lease back by writing to the message with a lease again.
  *
- * Redis writes are not awaited on the publish path (a publish never waits for its lease); errors go to
- * `onError`. `maxLeasesPerClient` is counted per node.
+ * A publish that takes a lease is acknowledged once the lease is written (`hold` returns the write),
+ * so a node killed in between cannot leave an acknowledged run without one; every other Redis write
+ * here (renewals, a holder lost, a touch) is not awaited. Errors go to `onError`.
+ * `maxLeasesPerClient` is counted per node.
  */
 import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { ExpireLease, Leases, LeaseView } from './leases.ts';
@@ -182,7 +184,7 @@ export class RedisLeases implements Leases {
     ms: number,
     clientId: string | undefined,
     owner?: string,
-  ): void {
+  ): Promise<void> {
     this.#take({
       channel,
       serial,
@@ -203,6 +205,10 @@ export class RedisLeases implements Leases {
       [field, String(Date.now() + ms), JSON.stringify(record), holder ?? '', String(this.#holderTtl)],
     );
     this.#track(written);
+    return written.then(
+      () => undefined,
+      () => undefined, // reported by #track
+    );
   }
 
   touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void {

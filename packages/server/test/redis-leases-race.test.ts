@@ -7,8 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DEFAULT_LIMITS } from '@mooring/protocol';
 import { deferred, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { ChannelService } from '../src/channel-service.ts';
+import { LocalHub } from '../src/hub.ts';
+import { LeaseManager, type Leases } from '../src/leases.ts';
 import { RedisLeases } from '../src/redis-leases.ts';
+import { MemoryStore } from '../src/store/memory-store.ts';
 import { connectRedis } from '../src/store/redis-connection.ts';
 
 describe('Redis leases', { skip: redisSkipReason() }, () => {
@@ -74,5 +79,52 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     first.resolve();
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(expired, [expired[0]], `${other} was abandoned after it was released`);
+  });
+
+  it('a publish that takes a lease is acknowledged only once the lease is recorded', async () => {
+    // A lease recorded in Redis after the ack could be lost with a node killed in between, and the
+    // run would then never expire (the Redis soak, seed 38: a run of a killed agent left running).
+    const recorded = deferred<void>();
+    let holds = 0;
+    const service = new ChannelService(
+      new MemoryStore(),
+      new LocalHub(),
+      DEFAULT_LIMITS,
+      undefined,
+      undefined,
+      (options) => {
+        const real = new LeaseManager(options);
+        return new Proxy(real, {
+          get(target, key) {
+            if (key === 'hold')
+              return (...args: Parameters<Leases['hold']>) => {
+                holds++;
+                target.hold(...args);
+                return recorded.promise; // written elsewhere, not yet
+              };
+            const value = Reflect.get(target, key, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        });
+      },
+    );
+    let acked = false;
+    const publishing = service
+      .publish('session:ack', [{ name: 'run', id: 'run-1', data: '', lease: 5_000 }], {
+        keyName: 'k',
+        viaToken: false,
+        access: { allows: () => true },
+        clientId: 'agent',
+        connectionId: 'conn-1',
+      })
+      .then(() => {
+        acked = true;
+      });
+    await waitFor(() => holds === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(acked, false, 'acknowledged before its lease was recorded');
+    recorded.resolve();
+    await publishing;
+    assert.equal(acked, true);
   });
 });
