@@ -6,7 +6,7 @@
  * agent killed for good never abandoned).
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { DEFAULT_LIMITS } from '@mooring/protocol';
 import { deferred, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { ChannelService } from '../src/channel-service.ts';
@@ -16,27 +16,42 @@ import { RedisLeases } from '../src/redis-leases.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { connectRedis } from '../src/store/redis-connection.ts';
 
+/**
+ * A redis-server and a connection for one test, torn down leases first, then the connection, then
+ * the server (the other way round, a sweep in flight would see the server gone). Errors the leases
+ * report are collected, and the test asserts there were none before it ends.
+ */
+async function redisFor(t: TestContext) {
+  const redis = await startRedis();
+  const connection = await connectRedis(redis.url, () => {});
+  const errors: unknown[] = [];
+  const open: RedisLeases[] = [];
+  t.after(async () => {
+    for (const leases of open) await leases.close();
+    await connection.close();
+    await redis.close();
+  });
+  const leases = (options: Omit<ConstructorParameters<typeof RedisLeases>[0], 'connection' | 'onError'>) => {
+    const made = new RedisLeases({ ...options, connection, onError: (err) => errors.push(err) });
+    open.push(made);
+    return made;
+  };
+  return { errors, leases };
+}
+
 describe('Redis leases', { skip: redisSkipReason() }, () => {
   it('a lease whose holder is lost while its recovery reads the list still runs out', async (t) => {
-    const redis = await startRedis();
-    t.after(() => redis.close());
-    const connection = await connectRedis(redis.url, () => {});
-    t.after(() => connection.close());
+    const { errors, leases } = await redisFor(t);
     const expired: string[] = [];
-    const node = (name: string) => {
-      const leases = new RedisLeases({
+    const node = (name: string) =>
+      leases({
         expire: async (channel, serial) => {
           expired.push(`${name}:${channel}:${serial}`);
         },
-        onError: (err) => assert.fail(String(err)),
-        connection,
         prefix: 'race',
         sweepInterval: 50,
         holderTtl: 10_000,
       });
-      t.after(() => leases.close());
-      return leases;
-    };
     const a = node('a');
     const b = node('b');
     a.hold('session:race', 'e.1', 'conn-1', 200, 'agent');
@@ -46,29 +61,24 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     b.holderLost('conn-1'); // …and lost again at once
     await waitFor(() => expired.length > 0, { timeout: 5_000, message: 'the lease never ran out' });
     assert.equal(expired.length, 1);
+    assert.deepEqual(errors, []);
   });
 
   it('a lease released while its claimed batch is being expired is not abandoned', async (t) => {
     // Overdue leases are claimed in a batch and expired one at a time (a read and a write each); a
     // run that finishes meanwhile releases its lease, and must not be turned `abandoned` after.
-    const redis = await startRedis();
-    t.after(() => redis.close());
-    const connection = await connectRedis(redis.url, () => {});
-    t.after(() => connection.close());
+    const redis = await redisFor(t);
     const expired: string[] = [];
     const first = deferred<void>();
-    const leases = new RedisLeases({
+    const leases = redis.leases({
       expire: async (_channel, serial) => {
         expired.push(serial);
         if (expired.length === 1) await first.promise; // the first expiry is slow
       },
-      onError: (err) => assert.fail(String(err)),
-      connection,
       prefix: 'release',
       sweepInterval: 50,
       holderTtl: 10_000,
     });
-    t.after(() => leases.close());
     leases.hold('session:r', 'e.1', 'conn-1', 100, 'agent');
     leases.hold('session:r', 'e.2', 'conn-1', 100, 'agent');
     leases.holderLost('conn-1'); // both run out together, and are claimed in one batch
@@ -79,6 +89,7 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     first.resolve();
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(expired, [expired[0]], `${other} was abandoned after it was released`);
+    assert.deepEqual(redis.errors, []);
   });
 
   it('a publish that takes a lease is acknowledged only once the lease is recorded', async () => {
