@@ -92,13 +92,38 @@ function queueOn(sink: ControlledSink, t = timers()) {
 /** The part's text as a catch-up would deliver it. */
 const textOf = (log: MemoryLog) => log.rolledUp().find((m) => m.name === 'part')?.data;
 
+/** Creates part 't' and acknowledges its create, so that its deltas go out as appends. */
+async function createPart(sink: ControlledSink, queue: OperationQueue): Promise<void> {
+  queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+  await tick();
+  await sink.flights.shift()!.ack();
+}
+
+/** Writes each delta of part 't' on its own turn, as from a model. */
+async function write(queue: OperationQueue, deltas: readonly string[]): Promise<void> {
+  for (const delta of deltas) {
+    queue.delta('t', delta);
+    await tick();
+  }
+}
+
+/** Acknowledges every batch in flight, and those sent meanwhile, in order; returns what they held. */
+async function ackAll(sink: ControlledSink): Promise<OperationInput[]> {
+  const sent: OperationInput[] = [];
+  while (sink.flights.length > 0) {
+    const flight = sink.flights.shift()!;
+    sent.push(...flight.ops);
+    await flight.ack();
+    await tick();
+  }
+  return sent;
+}
+
 describe('OperationQueue pipelining', () => {
   it('sends plain deltas while earlier batches are in flight, up to the window, in order', async () => {
     const sink = new ControlledSink(4);
     const queue = queueOn(sink);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
+    await createPart(sink, queue);
     await tick();
     const words = Array.from({ length: 12 }, (_, i) => `w${i} `);
     for (const w of words) {
@@ -108,10 +133,7 @@ describe('OperationQueue pipelining', () => {
     // one batch per token while the window has room: no token waited for the previous ack
     assert.equal(sink.inFlight, 4);
     assert.equal(sink.maxInFlight, 4);
-    while (sink.flights.length > 0) {
-      await sink.flights.shift()!.ack();
-      await tick();
-    }
+    await ackAll(sink);
     await queue.flush();
     assert.equal(textOf(sink.log), words.join(''));
     assert.equal(sink.log.live.length, new Set(sink.log.live.map((m) => m.id)).size, 'each op once');
@@ -120,9 +142,7 @@ describe('OperationQueue pipelining', () => {
   it('sends a structural operation alone, and holds the next batches until its ack', async () => {
     const sink = new ControlledSink(4);
     const queue = queueOn(sink);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
+    await createPart(sink, queue);
     queue.delta('t', 'a');
     await tick();
     queue.delta('t', 'b');
@@ -144,13 +164,8 @@ describe('OperationQueue pipelining', () => {
     const sink = new ControlledSink(4);
     const t = timers();
     const queue = queueOn(sink, t);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
-    for (const w of ['a', 'b', 'c']) {
-      queue.delta('t', w);
-      await tick();
-    }
+    await createPart(sink, queue);
+    await write(queue, ['a', 'b', 'c']);
     assert.equal(sink.flights.length, 3);
     const b = sink.flights[1]!.ops;
     await sink.flights[0]!.ack(); // 'a' stored
@@ -162,10 +177,7 @@ describe('OperationQueue pipelining', () => {
     queue.delta('t', 'd');
     t.due.shift()!(); // the retry after its backoff
     await tick();
-    while (sink.flights.length > 0) {
-      await sink.flights.shift()!.ack();
-      await tick();
-    }
+    await ackAll(sink);
     await queue.flush();
     assert.equal(textOf(sink.log), 'abcd');
     // a copy of 'b' still on its way (sent on a transport that died) lands late: a duplicate now
@@ -177,13 +189,8 @@ describe('OperationQueue pipelining', () => {
     const sink = new ControlledSink(4);
     const t = timers();
     const queue = queueOn(sink, t);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
-    for (const w of ['a', 'b', 'c']) {
-      queue.delta('t', w);
-      await tick();
-    }
+    await createPart(sink, queue);
+    await write(queue, ['a', 'b', 'c']);
     const ids = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
     for (const f of sink.flights.splice(0)) f.fail(Object.assign(new Error('gone'), { retryable: true }));
     await tick();
@@ -191,10 +198,7 @@ describe('OperationQueue pipelining', () => {
     await tick();
     const resent = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
     assert.deepEqual(resent, ids);
-    while (sink.flights.length > 0) {
-      await sink.flights.shift()!.ack();
-      await tick();
-    }
+    await ackAll(sink);
     await queue.flush();
     assert.equal(textOf(sink.log), 'abc');
   });
@@ -204,13 +208,8 @@ describe('OperationQueue pipelining', () => {
     const sink = new ControlledSink(4);
     const t = timers();
     const queue = queueOn(sink, t);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
-    for (const w of ['a', 'b', 'c']) {
-      queue.delta('t', w);
-      await tick();
-    }
+    await createPart(sink, queue);
+    await write(queue, ['a', 'b', 'c']);
     assert.equal(sink.flights.length, 3);
     await sink.flights[0]!.ack();
     sink.flights[1]!.fail(Object.assign(new Error('rate limited'), { retryable: true, refused: true }));
@@ -220,10 +219,7 @@ describe('OperationQueue pipelining', () => {
     assert.equal(textOf(sink.log), 'ac');
     t.due.shift()!(); // the retry after its backoff
     await tick();
-    while (sink.flights.length > 0) {
-      await sink.flights.shift()!.ack();
-      await tick();
-    }
+    await ackAll(sink);
     await queue.flush();
     assert.equal(textOf(sink.log), 'abc');
   });
@@ -233,13 +229,8 @@ describe('OperationQueue pipelining', () => {
     // resent on the next one lands behind 'c', and 'c' resent comes back a duplicate below it.
     const sink = new ControlledSink(4);
     const queue = queueOn(sink);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
-    for (const w of ['a', 'b', 'c', 'd']) {
-      queue.delta('t', w);
-      await tick();
-    }
+    await createPart(sink, queue);
+    await write(queue, ['a', 'b', 'c', 'd']);
     assert.equal(sink.flights.length, 4);
     await sink.flights[0]!.ack();
     await sink.log.publish(sink.flights[2]!.ops); // 'c' stored first
@@ -253,13 +244,7 @@ describe('OperationQueue pipelining', () => {
     await sink.flights[3]!.ack();
     sink.flights.splice(0, 4);
     await tick();
-    const sent: OperationInput[] = [];
-    while (sink.flights.length > 0) {
-      const flight = sink.flights.shift()!;
-      sent.push(...flight.ops);
-      await flight.ack();
-      await tick();
-    }
+    const sent = await ackAll(sink);
     await queue.flush();
     assert.equal(sent[0]?.action, 'update', 'the repair goes first');
     assert.equal(sent[0]?.data, 'abcd', 'with the text sent so far, not the delta queued behind it');
@@ -270,13 +255,8 @@ describe('OperationQueue pipelining', () => {
     const sink = new ControlledSink(4);
     const t = timers();
     const queue = queueOn(sink, t);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
-    for (const w of ['a', 'b', 'c']) {
-      queue.delta('t', w);
-      await tick();
-    }
+    await createPart(sink, queue);
+    await write(queue, ['a', 'b', 'c']);
     const ids = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
     for (const f of sink.flights.splice(0))
       f.fail(Object.assign(new Error('rate limited'), { retryable: true, refused: true }));
@@ -287,10 +267,7 @@ describe('OperationQueue pipelining', () => {
       sink.flights.flatMap((f) => f.ops.map((op) => op.id)),
       ids,
     );
-    while (sink.flights.length > 0) {
-      await sink.flights.shift()!.ack();
-      await tick();
-    }
+    await ackAll(sink);
     await queue.flush();
     assert.equal(textOf(sink.log), 'abc');
   });
@@ -310,14 +287,9 @@ describe('OperationQueue replacing a long part', () => {
     const sink = new ControlledSink(4);
     const t = timers();
     const queue = queueOn(sink, t);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
+    await createPart(sink, queue);
     const words = ['a', 'b', 'c'].map((c) => c.repeat(6_000));
-    for (const w of words) {
-      queue.delta('t', w);
-      await tick();
-    }
+    await write(queue, words);
     assert.equal(sink.flights.length, 3);
     await sink.flights[0]!.ack();
     sink.flights[1]!.fail(Object.assign(new Error('rate limited'), { retryable: true, refused: true }));
@@ -326,13 +298,7 @@ describe('OperationQueue replacing a long part', () => {
     await tick();
     t.due.shift()!();
     await tick();
-    const sent: OperationInput[] = [];
-    while (sink.flights.length > 0) {
-      const flight = sink.flights.shift()!;
-      sent.push(...flight.ops);
-      await flight.ack();
-      await tick();
-    }
+    const sent = await ackAll(sink);
     await queue.flush();
     assert.deepEqual(
       sent.map((op) => op.action),
@@ -399,9 +365,7 @@ describe('OperationQueue coalescing window', () => {
     const sink = new ControlledSink(4);
     const t = timers();
     const queue = windowed(sink, t);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
+    await createPart(sink, queue);
     await tick();
     queue.delta('t', 'first ');
     await tick();
@@ -415,10 +379,7 @@ describe('OperationQueue coalescing window', () => {
     assert.equal(t.due.length, 1, 'one window for both');
     t.due.shift()!();
     assert.deepEqual(sent(sink), ['first ', 'ab'], 'merged into one append at the end of the window');
-    while (sink.flights.length > 0) {
-      await sink.flights.shift()!.ack();
-      await tick();
-    }
+    await ackAll(sink);
     await queue.flush();
     assert.equal(textOf(sink.log), 'first ab');
   });
@@ -444,9 +405,7 @@ describe('OperationQueue coalescing window', () => {
       onCreated: () => {},
       onFailed: (error) => assert.fail(`failed: ${String(error)}`),
     });
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
+    await createPart(sink, queue);
     await tick();
     queue.delta('t', 'a'); // quiet: at once
     await tick();
@@ -473,10 +432,7 @@ describe('OperationQueue coalescing window', () => {
     await tick();
     assert.deepEqual(sent(sink), ['a', 'b', 'cd', 'e'], 'after a quiet window: at once');
     assert.deepEqual(waits, [7, 14]);
-    while (sink.flights.length > 0) {
-      await sink.flights.shift()!.ack();
-      await tick();
-    }
+    await ackAll(sink);
     clock -= 3_600_000; // a clock that goes back an hour
     queue.delta('t', 'f');
     await tick();
@@ -487,9 +443,7 @@ describe('OperationQueue coalescing window', () => {
     const sink = new ControlledSink(1); // one batch in flight at a time
     const t = timers();
     const queue = windowed(sink, t);
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    await tick();
-    await sink.flights.shift()!.ack();
+    await createPart(sink, queue);
     await tick();
     queue.delta('t', 'first ');
     await tick();

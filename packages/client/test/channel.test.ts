@@ -6,7 +6,25 @@ import { describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
 import { MooringError } from '../src/errors.ts';
 import { appended, created, EPOCH, fakeClient, sent, serial } from './helpers/fake-client.ts';
+import type { FakeTransport } from './helpers/fake-transport.ts';
 import { flush } from './helpers/fake-transport.ts';
+
+/** Answers the first attach channel `c` sent on `t`: attached at `position`. */
+function answerAttach(t: FakeTransport, position: string): void {
+  const attach = sent(t, 'attach')[0]!;
+  t.frame({ type: 'attached', ref: attach.ref, channel: 'c', resumed: false, epoch: EPOCH, position });
+}
+
+/** A connected client with channel `c` subscribed (the data it delivers lands in `got`), attached at 3. */
+async function subscribedAt3() {
+  const fake = fakeClient();
+  const t = await fake.connect();
+  const channel = fake.client.channels.get('c');
+  const got: string[] = [];
+  void channel.subscribe((m) => got.push(String(m.data)));
+  answerAttach(t, serial(3));
+  return { ...fake, t, channel, got };
+}
 
 describe('Channel', () => {
   it('attaches on the first subscribe and delivers messages, filtered by name', async () => {
@@ -157,20 +175,7 @@ describe('Channel', () => {
   });
 
   it('repairs a hole in the live stream: drops what follows it, detaches, resumes from its position', async () => {
-    const { client, connect } = fakeClient();
-    const t = await connect();
-    const channel = client.channels.get('c');
-    const got: string[] = [];
-    void channel.subscribe((m) => got.push(String(m.data)));
-    const a1 = sent(t, 'attach')[0]!;
-    t.frame({
-      type: 'attached',
-      ref: a1.ref,
-      channel: 'c',
-      resumed: false,
-      epoch: EPOCH,
-      position: serial(3),
-    });
+    const { t, channel, got } = await subscribedAt3();
     t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'four')] });
     // 5 was lost on the way: 6 does not follow 4
     t.frame({ type: 'messages', channel: 'c', messages: [created(6, 'six'), created(7, 'seven')] });
@@ -205,20 +210,7 @@ describe('Channel', () => {
     // The repair's detach went out on a connection that dropped before answering it: its answer
     // never comes, and nothing on the next connection may wait for it (seen in the Redis soak: a
     // user's stream stuck for good after a hole repaired just before a reconnect).
-    const { client, connect, timers } = fakeClient();
-    const t = await connect();
-    const channel = client.channels.get('c');
-    const got: string[] = [];
-    void channel.subscribe((m) => got.push(String(m.data)));
-    const a1 = sent(t, 'attach')[0]!;
-    t.frame({
-      type: 'attached',
-      ref: a1.ref,
-      channel: 'c',
-      resumed: false,
-      epoch: EPOCH,
-      position: serial(3),
-    });
+    const { t, channel, got, connect, timers } = await subscribedAt3();
     t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'four')] });
     t.frame({ type: 'messages', channel: 'c', messages: [created(6, 'six')] }); // a hole: repair
     assert.equal(channel.gapsRepaired, 1);
@@ -248,15 +240,7 @@ describe('Channel', () => {
     const t = await connect();
     const channel = client.channels.get('c');
     void channel.attach();
-    const a1 = sent(t, 'attach')[0]!;
-    t.frame({
-      type: 'attached',
-      ref: a1.ref,
-      channel: 'c',
-      resumed: false,
-      epoch: EPOCH,
-      position: serial(3),
-    });
+    answerAttach(t, serial(3));
     let detached = false;
     void channel.detach().then(() => {
       detached = true;
@@ -271,20 +255,7 @@ describe('Channel', () => {
   });
 
   it('applies a rolled-up frame (a node read back what its bus missed) from its position without a repair', async () => {
-    const { client, connect } = fakeClient();
-    const t = await connect();
-    const channel = client.channels.get('c');
-    const got: string[] = [];
-    void channel.subscribe((m) => got.push(String(m.data)));
-    const a1 = sent(t, 'attach')[0]!;
-    t.frame({
-      type: 'attached',
-      ref: a1.ref,
-      channel: 'c',
-      resumed: false,
-      epoch: EPOCH,
-      position: serial(3),
-    });
+    const { t, channel, got } = await subscribedAt3();
     t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'four')] });
     // 5–8 rolled up: 6 and 8 are the latest versions of what changed; the versions skip
     t.frame({
