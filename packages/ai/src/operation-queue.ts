@@ -421,21 +421,21 @@ export class OperationQueue {
         this.#stopped.failed.push(flight);
         continue;
       }
+      // (a create goes alone, so it is never in a batch stored behind a failure)
       for (const { pending, index } of flight.taken) {
         const result = index === undefined ? undefined : outcome.results[index];
-        if (result && pending.type === 'append') this.#checkOrder(pending.key, result.serial);
+        if (!result) continue;
+        if (pending.type === 'append') this.#checkOrder(pending.key, result.serial);
+        else if (pending.type === 'create') {
+          this.#serials.set(pending.key, result.serial);
+          this.#o.onCreated(pending.key, result.serial, result.duplicate === true);
+        }
       }
       if (this.#stopped) {
         this.#stopped.storedAfter.push(flight); // stored after a batch that was not
         continue;
       }
       this.#attempt = 0;
-      for (const { pending, index } of flight.taken) {
-        const result = index === undefined ? undefined : outcome.results[index];
-        if (!result || pending.type !== 'create') continue;
-        this.#serials.set(pending.key, result.serial);
-        this.#o.onCreated(pending.key, result.serial, result.duplicate === true);
-      }
       this.#stored += flight.taken.length;
     }
     this.#wake();
@@ -473,9 +473,11 @@ export class OperationQueue {
     // The failed appends' ids are not given up: a copy of one may still be on its way and would be
     // stored after the update. Each is sent again, empty, ahead of the updates (`Void`).
     const front: Pending[] = [];
-    for (const pending of pendings)
-      if (pending.type === 'append' && pending.op)
-        front.push({ type: 'void', key: pending.key, op: { ...pending.op, data: '' } });
+    for (const pending of pendings) {
+      if (pending.type !== 'append' || !pending.op) continue;
+      front.push({ type: 'void', key: pending.key, op: { ...pending.op, data: '' } });
+      this.#enqueued++;
+    }
     for (const pending of pendings) {
       if (pending.type !== 'append') continue;
       const end = ends.get(pending.key);
@@ -487,7 +489,6 @@ export class OperationQueue {
       front.push({ type: 'update', key: pending.key, op: update }, ...rest);
       this.#enqueued++;
     }
-    this.#enqueued += front.filter((p) => p.type === 'void').length;
     this.#queue.unshift(...front);
   }
 
@@ -552,9 +553,20 @@ export class OperationQueue {
       end = next.end - next.data.length;
       break;
     }
-    const { update, rest } = this.#replacement(repair.key, serial, written.slice(0, end), '~', undefined);
-    if (rest.length > 0) this.#queue.splice(at + 1, 0, ...rest);
-    repair.op = update;
+    repair.op = this.#replaceAt(repair, serial, written.slice(0, end), '~', undefined);
+    return repair.op;
+  }
+
+  /** The update replacing `entry`'s part by `text`; the appends of the rest go right after `entry`. */
+  #replaceAt(
+    entry: Pending,
+    serial: string,
+    text: string,
+    namespace: string,
+    headers: Headers | undefined,
+  ): OperationInput {
+    const { update, rest } = this.#replacement(entry.key, serial, text, namespace, headers);
+    if (rest.length > 0) this.#queue.splice(this.#queue.indexOf(entry) + 1, 0, ...rest);
     return update;
   }
 
@@ -601,9 +613,7 @@ export class OperationQueue {
       r.diverged = true;
       r.unknown = false;
       const text = (this.#written.get(pending.key) ?? '').slice(0, pending.end);
-      const { update, rest } = this.#replacement(pending.key, serial, text, namespace, pending.headers);
-      if (rest.length > 0) this.#queue.splice(this.#queue.indexOf(pending) + 1, 0, ...rest); // sent right after it
-      return update;
+      return this.#replaceAt(pending, serial, text, namespace, pending.headers);
     };
     if (r.unknown) return replace();
     let data = pending.data;

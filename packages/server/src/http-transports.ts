@@ -178,15 +178,18 @@ export class HttpTransports {
       // A request of an earlier transport (the network held it back) is refused, also when the
       // connection was recovered on a WebSocket (which has no transport id): acted on by the new
       // transport's connection, a late detach or attach would undo what the client did since.
-      const late = () =>
-        request.transportId !== undefined &&
-        (this.#o.connections.get(request.connectionId) !== connection ||
-          request.transportId !== connection.transport.transportId);
-      if (late())
-        throw new ServerError(
-          'unknown_connection',
-          `this request belongs to an earlier transport of connection ${connection.id}, which has ended`,
-        );
+      const refuseIfLate = () => {
+        if (
+          request.transportId !== undefined &&
+          (this.#o.connections.get(request.connectionId) !== connection ||
+            request.transportId !== connection.transport.transportId)
+        )
+          throw new ServerError(
+            'unknown_connection',
+            `this request belongs to an earlier transport of connection ${connection.id}, which has ended`,
+          );
+      };
+      refuseIfLate();
       if (request.kind === 'frames') {
         if (method !== undefined && method !== 'POST')
           throw new ServerError('method_not_allowed', 'use POST to send frames');
@@ -199,12 +202,7 @@ export class HttpTransports {
         } finally {
           connection.upstreamRequests--;
         }
-        // the connection moved to another transport while the body arrived: same as arriving late
-        if (late())
-          throw new ServerError(
-            'unknown_connection',
-            `this request belongs to an earlier transport of connection ${connection.id}, which has ended`,
-          );
+        refuseIfLate(); // the connection moved to another transport while the body arrived
         for (let i = 0; i < frames.length && !connection.closed; i++) {
           if (i > 0 && i % FRAMES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
           connection.receiveValue(frames[i]);
