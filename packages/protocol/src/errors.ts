@@ -28,6 +28,7 @@ export const ERRORS = {
   attach_superseded: { status: 409, retryable: false },
   not_appendable: { status: 409, retryable: false },
   message_deleted: { status: 409, retryable: false },
+  version_changed: { status: 409, retryable: false },
   stream_conflict: { status: 409, retryable: false },
   stream_closed: { status: 409, retryable: false },
   stream_gone: { status: 410, retryable: false },

@@ -23,13 +23,14 @@ import { markOrigin } from './message-origin.ts';
 import { Metrics } from './metrics.ts';
 import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
-import type {
-  AppendOptions,
-  ChannelInfo,
-  HistoryQuery,
-  NewOperation,
-  RolledUpPage,
-  Store,
+import {
+  type AppendOptions,
+  type ChannelInfo,
+  type HistoryQuery,
+  type NewOperation,
+  type RolledUpPage,
+  type Store,
+  StoreError,
 } from './store/store.ts';
 
 export interface PublishIdentity {
@@ -230,8 +231,14 @@ export class ChannelService {
     return owner;
   }
 
-  /** A lease ran out: the final update that marks the message abandoned, other headers kept. */
-  async expireLease(channel: string, serial: string): Promise<void> {
+  /**
+   * A lease ran out: the final update that marks the message abandoned, other headers kept. Written
+   * on condition of the version read (`ifVersion`): a run that ends (or writes at all) between the
+   * read and the write changes the version, and the expiry then stores nothing and resolves false —
+   * the lease's owner decides again (released: nothing to do; else retried). True: the message is
+   * abandoned now, or there is nothing to abandon (gone, deleted, already marked).
+   */
+  async expireLease(channel: string, serial: string): Promise<boolean> {
     const page = await this.store.history(channel, {
       direction: 'forwards',
       from: serial,
@@ -239,26 +246,34 @@ export class ChannelService {
       limit: 1,
     });
     const message = page.messages[0];
-    if (!message || message.serial !== serial || message.action === 'delete') return;
+    if (!message || message.serial !== serial || message.action === 'delete') return true;
     // Already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
-    if (message.headers?.status === 'abandoned') return;
+    if (message.headers?.status === 'abandoned') return true;
     const headers = { ...message.headers, status: 'abandoned' };
-    // The id names the version that expired: a message resumed after an expiry (a new lease) can
-    // expire again, while two sweepers expiring the same version still store it once.
-    const result = await this.store.append(
-      channel,
-      [
-        {
-          action: 'update',
-          serial,
-          id: `lease-expired:${serial}:${message.version}`,
-          publisher: SERVER_SCOPE,
-          headers,
-        },
-      ],
-      { maxMessageSize: this.limits.maxMessageSize },
-    );
+    let result: Awaited<ReturnType<Store['append']>>;
+    try {
+      result = await this.store.append(
+        channel,
+        [
+          {
+            action: 'update',
+            serial,
+            // The id names the version that expired: a message resumed after an expiry (a new lease)
+            // can expire again, while two sweepers expiring the same version still store it once.
+            id: `lease-expired:${serial}:${message.version}`,
+            publisher: SERVER_SCOPE,
+            headers,
+            ifVersion: parseSerial(message.version)!.seq,
+          },
+        ],
+        this.#appendOptions,
+      );
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'version_changed') return false;
+      throw err;
+    }
     this.hub.publish(channel, result.messages);
+    return true;
   }
 
   /** Whether a client holding `position` can resume: same epoch, nothing after it trimmed, not ahead. */

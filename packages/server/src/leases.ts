@@ -43,7 +43,13 @@ export interface LeaseView {
   deadline?: number;
 }
 
-export type ExpireLease = (channel: string, serial: string) => Promise<void>;
+/**
+ * Marks a message abandoned. Resolves true when done (or nothing was left to abandon), false when
+ * the message changed between the expiry's read and its write: it stored nothing, and the lease's
+ * owner decides again — a lease released or taken again meanwhile is left alone, any other runs
+ * out again (the write came from its publisher, alive after all).
+ */
+export type ExpireLease = (channel: string, serial: string) => Promise<boolean>;
 
 export interface LeaseManagerOptions {
   expire: ExpireLease;
@@ -85,6 +91,8 @@ export interface Leases {
 export class LeaseManager implements Leases {
   readonly #leases = new LeaseIndex<Lease>();
   readonly #o: LeaseManagerOptions;
+  /** Leases whose expiry is under way; a release or a new take removes theirs (see #arm). */
+  readonly #expiring = new Set<string>();
   #closed = false;
 
   constructor(options: LeaseManagerOptions) {
@@ -130,8 +138,9 @@ export class LeaseManager implements Leases {
   release(channel: string, serial: string): void {
     const key = keyOf(channel, serial);
     const lease = this.#leases.get(key);
-    if (!lease) return;
-    this.#drop(key, lease);
+    if (lease) this.#drop(key, lease);
+    // released while its expiry is under way: the run ended, and the expiry must not retry
+    else if (!this.#expiring.delete(key)) return;
     this.#safe(() => this.#o.records?.remove(channel, serial));
   }
 
@@ -187,12 +196,14 @@ export class LeaseManager implements Leases {
     this.#closed = true;
     for (const lease of this.#leases.values()) if (lease.timer) clearTimeout(lease.timer);
     this.#leases.clear();
+    this.#expiring.clear();
   }
 
   #take(record: LeaseRecord, holder: string | undefined, owner?: string): void {
     const key = keyOf(record.channel, record.serial);
     const previous = this.#leases.get(key);
     if (previous) this.#drop(key, previous);
+    this.#expiring.delete(key); // an expiry under way is not this lease's
     const lease: Lease = {
       channel: record.channel,
       serial: record.serial,
@@ -210,24 +221,29 @@ export class LeaseManager implements Leases {
    * Crash-safe expiry: the `abandoned` update is stored first and the record removed only after, so a
    * crash between the two leaves the record, which the next start re-arms; the expiry then runs
    * again and, finding the message already abandoned, stores nothing more. If the update cannot be
-   * stored, the record stays and the expiry is retried after another `ms`.
+   * stored, the record stays and the expiry is retried after another `ms`. A lease released or taken
+   * again while its expiry runs is left to that (`#expiring`); a message written meanwhile by anyone
+   * else (the expiry stored nothing: ExpireLease) gets its lease back, to run out again.
    */
   #arm(key: string, lease: Lease): void {
     lease.deadline = Date.now() + lease.ms;
     lease.timer = setTimeout(() => {
       this.#drop(key, lease);
+      this.#expiring.add(key);
+      const again = () => {
+        const retry: LeaseRecord = { channel: lease.channel, serial: lease.serial, ms: lease.ms };
+        if (lease.clientId !== undefined) retry.clientId = lease.clientId;
+        this.#take(retry, undefined);
+      };
       this.#o.expire(lease.channel, lease.serial).then(
-        () => {
-          // Taken again meanwhile (the publisher wrote with a lease): that record is the new one's.
-          if (this.#leases.has(key)) return;
-          this.#safe(() => this.#o.records?.remove(lease.channel, lease.serial));
+        (expired) => {
+          if (!this.#expiring.delete(key)) return; // released or taken again meanwhile
+          if (expired) this.#safe(() => this.#o.records?.remove(lease.channel, lease.serial));
+          else if (!this.#closed) again();
         },
         (err: unknown) => {
           this.#o.onError(err);
-          if (this.#closed || this.#leases.has(key)) return;
-          const retry: LeaseRecord = { channel: lease.channel, serial: lease.serial, ms: lease.ms };
-          if (lease.clientId !== undefined) retry.clientId = lease.clientId;
-          this.#take(retry, undefined);
+          if (this.#expiring.delete(key) && !this.#closed) again();
         },
       );
     }, lease.ms);

@@ -420,7 +420,10 @@ export class RedisLeases implements Leases {
       const current = await connection.send(this.#deadlines, ['ZSCORE', this.#deadlines, field], true);
       if (current === null || current === undefined || Number(current) !== Number(score)) continue;
       try {
-        await this.#o.expire(parsed[0], parsed[1]);
+        // false: the message was written between the expiry's read and its write, which stored
+        // nothing; the claim stays, and some node decides again after retryAfter (released by then:
+        // gone; taken again: its deadline moved; else expired with the version it reads then)
+        if (!(await this.#o.expire(parsed[0], parsed[1]))) continue;
       } catch (err) {
         this.#o.onError(err); // retried by some node after retryAfter
         continue;

@@ -47,6 +47,7 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
       leases({
         expire: async (channel, serial) => {
           expired.push(`${name}:${channel}:${serial}`);
+          return true;
         },
         prefix: 'race',
         sweepInterval: 50,
@@ -74,6 +75,7 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
       expire: async (_channel, serial) => {
         expired.push(serial);
         if (expired.length === 1) await first.promise; // the first expiry is slow
+        return true;
       },
       prefix: 'release',
       sweepInterval: 50,

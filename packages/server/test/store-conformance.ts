@@ -597,6 +597,39 @@ export function storeConformance(
         assert.equal(m.clientId, 'alice');
       });
 
+      it('applies an op with ifVersion only to the message version it names, else version_changed', async () => {
+        const f = await fresh();
+        let store = f.store;
+        const s1 = await put(store, 'ch', create({ data: 'a' }));
+        const stale = (op: NewOperation, index = 0) =>
+          rejectsWith(store.append('ch', [op], OPTS), 'version_changed', index);
+        await stale(update(s1, { headers: { x: 1 }, ifVersion: seqOf(s1) + 1 }));
+        const a1 = await put(store, 'ch', append(s1, 'b', { id: 'a1', ifVersion: seqOf(s1) }));
+        await stale(append(s1, 'x', { ifVersion: seqOf(s1) }));
+        // a resend is a duplicate before it is checked; another message moves only its own version
+        assert.equal(await put(store, 'ch', append(s1, 'b', { id: 'a1', ifVersion: 1 })), a1);
+        await put(store, 'ch', create({ data: '' }));
+        const u1 = await put(store, 'ch', update(s1, { headers: { x: 1 }, ifVersion: seqOf(a1) }));
+        const a2 = await put(store, 'ch', append(s1, 'c', { ifVersion: seqOf(u1) }));
+        // within a batch, an op sees the version the earlier ops of the batch made
+        const batch = await store.append(
+          'ch',
+          [append(s1, 'd', { ifVersion: seqOf(a2) }), append(s1, 'e', { ifVersion: seqOf(a2) + 1 })],
+          OPTS,
+        );
+        const last = batch.results[1]!.serial;
+        const both = [append(s1, 'y', { ifVersion: seqOf(last) }), append(s1, 'z', { ifVersion: seqOf(a2) })];
+        await rejectsWith(store.append('ch', both, OPTS), 'version_changed', 1);
+        if (f.reopen) store = await f.reopen(); // the version as the store finds it on open
+        await stale(update(s1, { ifVersion: seqOf(a2) }));
+        const m = (await store.history('ch', { direction: 'forwards', limit: 1 })).messages[0]!;
+        assert.equal(m.data, 'abcde', 'a refused batch stored nothing');
+        assert.equal(m.version, last);
+        await put(store, 'ch', update(s1, { data: 'new', ifVersion: seqOf(last) }));
+        await put(store, 'ch', del(s1));
+        await rejectsWith(store.append('ch', [update(s1, { ifVersion: 1 })], OPTS), 'message_deleted', 0);
+      });
+
       it('enforces maxMessageSize in UTF-8 bytes on append and update', async () => {
         const store = await open();
         const small: AppendOptions = { maxMessageSize: 10 };

@@ -92,6 +92,7 @@ export class MemoryStore implements Store {
       seq: ch.seq,
       storedId: (publisher, id) => ch.ids.get(publisher)?.get(id),
       message: (seq) => ch.messages.get(seq),
+      version: (seq) => ch.messages.get(seq)?.version,
     };
     const plan = planBatch(ctx, ops, { ...options, now });
     if (!existing) this.#channels.set(channel, ch);

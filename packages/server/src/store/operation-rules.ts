@@ -46,6 +46,11 @@ export interface PlanContext {
   storedId(publisher: string, id: string): number | undefined;
   /** State of the message created at `seq`, or undefined when there is none (never or no longer). */
   message(seq: number): MessageMeta | undefined;
+  /**
+   * The version (sequence number of the last operation applied) of the message created at `seq`, or
+   * undefined when there is none. Asked only for an op with `ifVersion`: it may cost a read.
+   */
+  version(seq: number): number | undefined;
 }
 
 /** One operation of a plan, ready to be stored. */
@@ -122,7 +127,17 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     } else {
       msgSeq = targetSeq(ctx.epoch, op, index);
       const current = touched.get(msgSeq) ?? ctx.message(msgSeq);
-      touched.set(msgSeq, nextMeta(current, op, kind, index, options.maxMessageSize));
+      const next = nextMeta(current, op, kind, index, options.maxMessageSize);
+      if (op.ifVersion !== undefined) {
+        const version = versionInBatch(planned, count, msgSeq) ?? ctx.version(msgSeq);
+        if (version !== op.ifVersion)
+          throw new StoreError(
+            'version_changed',
+            `message ${op.serial} is at version ${version}, not ${op.ifVersion}: it changed since it was read`,
+            index,
+          );
+      }
+      touched.set(msgSeq, next);
     }
     seq = opSeq;
     if (key !== undefined) batchIds?.set(key, opSeq);
@@ -143,6 +158,12 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
  */
 export function dedupKey(publisher: string, id: string): string {
   return `${publisher.length}:${publisher}${id}`;
+}
+
+/** The last op of this batch (so far) applied to a message, if any: its version within the batch. */
+function versionInBatch(planned: PlannedOp[], count: number, msgSeq: number): number | undefined {
+  for (let i = count - 1; i >= 0; i--) if (planned[i]!.msgSeq === msgSeq) return planned[i]!.seq;
+  return undefined;
 }
 
 function targetSeq(epoch: string, op: NewOperation, index: number): number {

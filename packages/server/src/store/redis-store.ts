@@ -291,6 +291,7 @@ export class RedisStore implements Store {
       if (op.clientId !== undefined) flags += 'c';
       if (op.requireOwner !== undefined) flags += 'o';
       if (op.encoding === 'base64') flags += 'e';
+      if (op.ifVersion !== undefined) flags += 'v';
       args.push(
         op.action,
         dedupField(op),
@@ -305,7 +306,7 @@ export class RedisStore implements Store {
         op.headers === undefined ? '' : JSON.stringify(op.headers),
         op.clientId ?? '',
         op.requireOwner ?? '',
-        '',
+        op.ifVersion === undefined ? '' : String(op.ifVersion),
       );
       // The live form without serial/version, for the bus (publish.lua fills them per op).
       const live = liveMessage(op, op.serial ?? '', '', now);
@@ -610,6 +611,12 @@ function batchError(
       );
     case 'not_owner':
       return new StoreError('not_owner', `message ${serial} was created by another client`, index);
+    case 'version_changed':
+      return new StoreError(
+        'version_changed',
+        `message ${serial} is at version ${detail}, not ${op?.ifVersion}: it changed since it was read`,
+        index,
+      );
     case 'not_appendable':
       return new StoreError(
         'not_appendable',

@@ -133,6 +133,14 @@ export class JournalView {
     return this.#byChannel.get(chan)?.appended.get(msgSeq)?.bytes;
   }
 
+  /** The sequence number of the last journal row applied to a message (a scan: not a hot path). */
+  lastOf(chan: number, msgSeq: number): number | undefined {
+    const rows = this.#byChannel.get(chan)?.rows;
+    if (rows === undefined) return undefined;
+    for (let i = rows.length - 1; i >= 0; i--) if (rows[i]!.msgSeq === msgSeq) return rows[i]!.seq;
+    return undefined;
+  }
+
   /** The channel's last sequence number in the journal. */
   lastSeq(chan: number): number | undefined {
     return this.#byChannel.get(chan)?.rows.at(-1)?.seq;

@@ -148,6 +148,7 @@ export function prepare(db: DatabaseSync) {
       `SELECT group_concat(data, '' ORDER BY seq) AS data, max(seq) AS version
        FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ?`,
     ),
+    lastOpOf: p('SELECT max(seq) AS version FROM ops WHERE chan = ? AND msg_seq = ?'),
     lastHeaders: p(
       `SELECT headers FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ? AND headers IS NOT NULL
        ORDER BY seq DESC LIMIT 1`,

@@ -340,6 +340,7 @@ export class SqliteStore implements Store {
         return this.#s.findId.get(ch.id, publisher, id)?.seq as number | undefined;
       },
       message: (seq) => (ch.id < 0 ? undefined : this.#meta(ch.id, seq)),
+      version: (seq) => (ch.id < 0 ? undefined : this.#version(ch.id, seq)),
     };
     let plan: BatchPlan;
     try {
@@ -607,6 +608,14 @@ export class SqliteStore implements Store {
     if (row.client_id !== null) meta.clientId = row.client_id as string;
     this.#metas.set(key, meta);
     return meta;
+  }
+
+  /** A committed message's version: its last op, in the journal or else in `ops` (not a hot path). */
+  #version(chan: number, seq: number): number | undefined {
+    const hot = this.#journal.lastOf(chan, seq);
+    const merged = this.#s.lastOpOf.get(chan, seq)?.version as number | null | undefined;
+    if (merged === null || merged === undefined) return hot;
+    return hot === undefined ? merged : Math.max(hot, merged);
   }
 
   #rollUp(epoch: string, chan: number, row: MessageRow): Message {

@@ -50,6 +50,12 @@ export interface NewOperation {
   clientId?: string;
   /** When set, an append/update/delete is refused with `not_owner` unless the target message was created by this clientId. */
   requireOwner?: string;
+  /**
+   * When set, an append/update/delete is refused with `version_changed` unless the target message's
+   * version (the sequence number of the last operation applied to it) is this one: a write that must
+   * not land on a message changed since it was read (the server's lease expiry, channel-service.ts).
+   */
+  ifVersion?: number;
 }
 
 export interface AppendOptions {

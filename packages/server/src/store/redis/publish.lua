@@ -8,8 +8,8 @@
 -- ARGV: 1 now, 2 maxMessageSize, 3 candidate epoch, 4 retention ms ('inf' = forever),
 --       5 bus channel, 6 live template (JSON, for the bus), 7 op count, then 14 fields per op:
 --       action, dedup field, id, preflight error code, target epoch, target seq, flags
---       (n name, h headers, c clientId, o requireOwner, e base64), name, data, kind, headers,
---       clientId, requireOwner, spare.
+--       (n name, h headers, c clientId, o requireOwner, e base64, v ifVersion), name, data, kind,
+--       headers, clientId, requireOwner, ifVersion.
 -- Returns {'ok', epoch, r1, r2, ...} (r = seq, or 'd'..seq for a duplicate) or {'err', code, index, detail}
 -- or {'corrupt', what}.
 local meta, ids, ver, msgs, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -34,11 +34,11 @@ end
 local function has(flags, f) return string.find(flags, f, 1, true) ~= nil end
 
 local function loadMeta(msgSeq)
-  local m = redis.call('HMGET', prefix .. 'm:' .. msgSeq, 'k', 'sz', 'cid', 'del')
+  local m = redis.call('HMGET', prefix .. 'm:' .. msgSeq, 'k', 'sz', 'cid', 'del', 'v')
   if not m[1] then return nil end
   local size = tonumber(m[2])
   if not size then return false end
-  return {kind = m[1], size = size, cid = m[3] or false, del = m[4] == '1'}
+  return {kind = m[1], size = size, cid = m[3] or false, del = m[4] == '1', v = tonumber(m[5])}
 end
 
 local results = {}
@@ -66,7 +66,7 @@ for i = 0, n - 1 do
     if action == 'create' then
       local size = 0
       if kind ~= 'none' then size = #data end
-      touched[opSeq] = {kind = kind, size = size, cid = has(flags, 'c') and ARGV[b + 11] or false, del = false}
+      touched[opSeq] = {kind = kind, size = size, cid = has(flags, 'c') and ARGV[b + 11] or false, del = false, v = opSeq}
     else
       local tseq = tonumber(ARGV[b + 5])
       if ARGV[b + 4] ~= epoch or not tseq or tseq < 1 then return {'err', 'message_not_found', i, ''} end
@@ -79,7 +79,7 @@ for i = 0, n - 1 do
       if not cur then return {'err', 'message_not_found', i, ''} end
       if cur.del then return {'err', 'message_deleted', i, ''} end
       if has(flags, 'o') and cur.cid ~= ARGV[b + 12] then return {'err', 'not_owner', i, ''} end
-      local nxt = {kind = cur.kind, size = cur.size, cid = cur.cid, del = false}
+      local nxt = {kind = cur.kind, size = cur.size, cid = cur.cid, del = false, v = opSeq}
       if action == 'delete' then
         nxt.kind, nxt.size, nxt.del = 'none', 0, true
       elseif action == 'append' then
@@ -91,6 +91,9 @@ for i = 0, n - 1 do
         nxt.kind, nxt.size = kind, #data
       end
       if nxt.size > maxSize then return {'err', 'message_too_large', i, tostring(nxt.size)} end
+      if has(flags, 'v') and cur.v ~= tonumber(ARGV[b + 13]) then
+        return {'err', 'version_changed', i, tostring(cur.v)}
+      end
       touched[msgSeq] = nxt
     end
     seq = opSeq

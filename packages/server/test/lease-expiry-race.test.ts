@@ -1,0 +1,185 @@
+/**
+ * A lease's expiry reads the message, then writes `status: abandoned` over it. A run that ends (or
+ * is written at all) between the two must not be overwritten: the write is conditional on the
+ * version read (`ifVersion`), and the lease's owner decides again. Seen in the Redis soak: finished
+ * runs turned `abandoned` by an expiry already under way when the run ended.
+ *
+ * The store here holds the expiry's read back until the test has written to the message, so the
+ * race happens every time, on the node-local leases and on Redis leases.
+ */
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import { DEFAULT_LIMITS, type Message } from '@mooring/protocol';
+import { type Deferred, deferred, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { ChannelService, type PublishIdentity } from '../src/channel-service.ts';
+import { LocalHub } from '../src/hub.ts';
+import type { LeaseManagerOptions, Leases } from '../src/leases.ts';
+import { RedisLeases } from '../src/redis-leases.ts';
+import { MemoryStore } from '../src/store/memory-store.ts';
+import { connectRedis } from '../src/store/redis-connection.ts';
+import type { HistoryQuery, RolledUpPage } from '../src/store/store.ts';
+
+const CHANNEL = 'session:expiry-race';
+
+/** A memory store whose next read of one message (the expiry's) is held until `release` resolves. */
+class HeldReadStore extends MemoryStore {
+  held: { serial: string; reading: Deferred<void>; release: Deferred<void> } | undefined;
+
+  /** The next read of `serial` is held; resolves `reading` once it has read (and is held). */
+  holdNextRead(serial: string) {
+    this.held = { serial, reading: deferred<void>(), release: deferred<void>() };
+    return this.held;
+  }
+
+  override async history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
+    const page = await super.history(channel, query);
+    const held = this.held;
+    if (held && query.from === held.serial && query.until === held.serial) {
+      this.held = undefined;
+      held.reading.resolve();
+      await held.release.promise; // the page read before the test's write goes back stale
+    }
+    return page;
+  }
+}
+
+const agent = (connectionId?: string): PublishIdentity => {
+  const identity: PublishIdentity = {
+    keyName: 'test',
+    viaToken: false,
+    clientId: 'agent',
+    access: { allows: () => true },
+  };
+  if (connectionId !== undefined) identity.connectionId = connectionId;
+  return identity;
+};
+
+async function current(service: ChannelService, serial: string): Promise<Message> {
+  const page = await service.history(CHANNEL, {
+    direction: 'forwards',
+    from: serial,
+    until: serial,
+    limit: 1,
+  });
+  return page.messages[0]!;
+}
+
+/** Records what each expiry resolved to (the service's leases call `expireLease` on the instance). */
+function watchExpiries(service: ChannelService): boolean[] {
+  const outcomes: boolean[] = [];
+  const expire = service.expireLease.bind(service);
+  service.expireLease = async (channel, serial) => {
+    const outcome = await expire(channel, serial);
+    outcomes.push(outcome);
+    return outcome;
+  };
+  return outcomes;
+}
+
+/** The two kinds of leases, each with a ChannelService over a HeldReadStore. */
+const kinds: {
+  name: string;
+  skip?: string | undefined;
+  start(t: TestContext): Promise<{ service: ChannelService; store: HeldReadStore; holder?: string }>;
+}[] = [
+  {
+    name: 'node-local leases',
+    async start(t) {
+      const store = new HeldReadStore();
+      const service = new ChannelService(store, new LocalHub(), DEFAULT_LIMITS);
+      t.after(() => service.leases.close());
+      // no connection: a REST publisher's lease runs out `ms` after its last write
+      return { service, store };
+    },
+  },
+  {
+    name: 'Redis leases',
+    skip: redisSkipReason(),
+    async start(t) {
+      const redis = await startRedis();
+      const connection = await connectRedis(redis.url, () => {});
+      const store = new HeldReadStore();
+      const errors: unknown[] = [];
+      const service = new ChannelService(
+        store,
+        new LocalHub(),
+        DEFAULT_LIMITS,
+        undefined,
+        (err) => errors.push(err),
+        (options: LeaseManagerOptions): Leases =>
+          new RedisLeases({
+            ...options,
+            connection,
+            prefix: 'expiry-race',
+            sweepInterval: 20,
+            retryAfter: 150,
+            holderTtl: 10_000,
+          }),
+      );
+      t.after(async () => {
+        await service.leases.close();
+        await connection.close();
+        await redis.close();
+        assert.deepEqual(errors, []);
+      });
+      return { service, store, holder: 'conn-1' };
+    },
+  },
+];
+
+for (const kind of kinds) {
+  describe(`a lease expiry racing a write (${kind.name})`, { skip: kind.skip ?? false }, () => {
+    it('a run that ends while its expiry is under way stays ended, not abandoned', async (t) => {
+      const { service, store, holder } = await kind.start(t);
+      const outcomes = watchExpiries(service);
+      const [run] = await service.publish(
+        CHANNEL,
+        [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
+        agent(holder),
+      );
+      const held = store.holdNextRead(run!.serial);
+      if (holder !== undefined) service.leases.holderLost(holder); // the agent's connection dropped
+      await held.reading.promise; // the lease ran out, and its expiry has read the message…
+      // …when the agent, back, ends the run
+      await service.publish(
+        CHANNEL,
+        [{ action: 'update', serial: run!.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
+        agent(),
+      );
+      held.release.resolve();
+      await waitFor(() => outcomes.length > 0, { message: 'the expiry never settled' });
+      assert.deepEqual(outcomes, [false], 'the expiry stored nothing: the message had changed');
+      // Past a retry (Redis: retryAfter 150 ms; node-local: the lease's 100 ms), the run is still done.
+      await new Promise((r) => setTimeout(r, 400));
+      const message = await current(service, run!.serial);
+      assert.equal(message.headers?.status, 'done');
+      assert.deepEqual(outcomes, [false], 'a released lease is not expired again');
+      assert.equal(service.leases.has(CHANNEL, run!.serial), false);
+    });
+
+    it('a run written to (not ended) while its expiry is under way runs out again, with that write', async (t) => {
+      const { service, store, holder } = await kind.start(t);
+      const outcomes = watchExpiries(service);
+      const [run] = await service.publish(
+        CHANNEL,
+        [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
+        agent(holder),
+      );
+      const held = store.holdNextRead(run!.serial);
+      if (holder !== undefined) service.leases.holderLost(holder);
+      await held.reading.promise;
+      // a token from another client (no lease of its own: the run's lease is not renewed by it)
+      await service.publish(
+        CHANNEL,
+        [{ action: 'append', serial: run!.serial, id: 'late', data: ' and more' }],
+        { ...agent(), clientId: 'someone-else' },
+      );
+      held.release.resolve();
+      await waitFor(() => outcomes.includes(true), { message: 'the lease never ran out again' });
+      assert.equal(outcomes[0], false);
+      const message = await current(service, run!.serial);
+      assert.equal(message.headers?.status, 'abandoned');
+      assert.equal(message.data, 'partial and more');
+    });
+  });
+}
