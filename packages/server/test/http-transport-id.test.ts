@@ -6,6 +6,7 @@
  * listening, and they would be lost. On one node, and forwarded between two nodes on Redis.
  */
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { describe, it, type TestContext } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
@@ -40,6 +41,18 @@ function request(on: MooringServer, c: Held, what: 'poll' | 'frames', transport:
     headers: { 'content-type': 'application/json', 'x-mooring-connection-key': c.connectionKey },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
+}
+
+/** The connection recovered on a WebSocket (an upgrade, or a reconnect): its frames as they come. */
+function recoverOnWebSocket(on: MooringServer, connectionKey: string) {
+  const url = new URL('/v1/connect', on.url.replace(/^http/, 'ws'));
+  url.searchParams.set('key', TEST_KEY);
+  url.searchParams.set('recover', connectionKey);
+  const socket = new WebSocket(url);
+  const frames: ServerFrame[] = [];
+  socket.on('message', (data) => frames.push(JSON.parse(String(data)) as ServerFrame));
+  const connected = waitFor(() => frames.find((f) => f.type === 'connected'));
+  return { socket, frames, connected };
 }
 
 async function scenario(t: TestContext, first: MooringServer, other: MooringServer): Promise<void> {
@@ -100,6 +113,52 @@ describe('HTTP transport ids', () => {
     ws.send(JSON.stringify({ type: 'ping', ref: 4 }));
     await waitFor(() => frames.some((f) => f.type === 'pong'));
     assert.ok(!frames.some((f) => f.type === 'detached'), 'the WebSocket attachment is still there');
+  });
+
+  it('a POST of an earlier transport whose body was still arriving when the connection moved to a WebSocket is refused', async (t) => {
+    const s = await server(t);
+    const a = await open(s, 'first');
+    await request(s, a, 'frames', 'first', [{ type: 'attach', ref: 1, channel: 'session:slow' }]);
+    // a POST of the first transport is under way: its head has arrived (checked: the transport is
+    // current), its body not yet
+    const post = httpRequest(`${s.url}/v1/connections/${a.connectionId}/frames?transport=first`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-mooring-connection-key': a.connectionKey,
+        expect: '100-continue',
+      },
+    });
+    const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      post.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          body += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      post.on('error', reject);
+    });
+    // `100 Continue` is written by the server just before it hands the request to its handler
+    const continued = new Promise((resolve) => post.once('continue', resolve));
+    post.flushHeaders();
+    await continued;
+    post.write('[{"type":"detach","ref":3,');
+    // meanwhile the client moves to a WebSocket and attaches there
+    const ws = recoverOnWebSocket(s, a.connectionKey);
+    t.after(() => ws.socket.terminate());
+    await ws.connected;
+    ws.socket.send(JSON.stringify({ type: 'attach', ref: 2, channel: 'session:slow' }));
+    await waitFor(() => ws.frames.some((f) => f.type === 'attached' && f.ref === 2));
+    // the rest of the body arrives: refused, its detach not acted on
+    post.end('"channel":"session:slow"}]');
+    const reply = await answered;
+    assert.equal(reply.status, 404, reply.body);
+    assert.equal((JSON.parse(reply.body) as { error: { code: string } }).error.code, 'unknown_connection');
+    ws.socket.send(JSON.stringify({ type: 'ping', ref: 4 }));
+    await waitFor(() => ws.frames.some((f) => f.type === 'pong'));
+    assert.ok(!ws.frames.some((f) => f.type === 'detached'), 'the WebSocket attachment is still there');
   });
 
   it('a transport id that is not 1–64 URL-safe characters is a bad_request', async (t) => {
