@@ -120,7 +120,7 @@ export class ChannelService {
     this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.catchUpReads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.leases = makeLeases({
-      expire: (channel, serial) => this.expireLease(channel, serial),
+      expire: (channel, serial, due) => this.expireLease(channel, serial, due),
       onError,
       records: store.leases,
     });
@@ -145,6 +145,7 @@ export class ChannelService {
     for (let i = 0; i < inputs.length; i++)
       ops[i] = this.#toNewOperation(channel, inputs[i]!, i, identity, scope);
     const owner = this.#leaseOwner(channel, inputs, identity);
+    if (this.leases.ending) await this.#markEnding(channel, inputs);
     const started = performance.now();
     const { health, tracing } = this.metrics;
     const span = tracing?.start('mooring.publish', { 'mooring.channel': channel, 'mooring.ops': ops.length });
@@ -201,6 +202,18 @@ export class ChannelService {
     return result.results;
   }
 
+  /** Marks the runs this publish ends on leases this node knows (see Leases.ending): one write each. */
+  async #markEnding(channel: string, inputs: OperationInput[]): Promise<void> {
+    let marks: Promise<void>[] | undefined;
+    for (const input of inputs) {
+      if (input.serial === undefined || (input.action !== 'delete' && input.lease !== 0)) continue;
+      if (!this.leases.has(channel, input.serial)) continue;
+      marks ??= [];
+      marks.push(this.leases.ending!(channel, input.serial));
+    }
+    if (marks) await Promise.all(marks);
+  }
+
   /**
    * The identity new leases count against, after checking that it may take them: each lease is a
    * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`).
@@ -238,7 +251,7 @@ export class ChannelService {
    * the lease's owner decides again (released: nothing to do; else retried). True: the message is
    * abandoned now, or there is nothing to abandon (gone, deleted, already marked).
    */
-  async expireLease(channel: string, serial: string): Promise<boolean> {
+  async expireLease(channel: string, serial: string, due?: () => Promise<boolean>): Promise<boolean> {
     const page = await this.store.history(channel, {
       direction: 'forwards',
       from: serial,
@@ -249,6 +262,7 @@ export class ChannelService {
     if (!message || message.serial !== serial || message.action === 'delete') return true;
     // Already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
     if (message.headers?.status === 'abandoned') return true;
+    if (due && !(await due())) return false; // its run is being ended: the lease's owner decides later
     const headers = { ...message.headers, status: 'abandoned' };
     let result: Awaited<ReturnType<Store['append']>>;
     try {

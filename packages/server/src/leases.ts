@@ -49,7 +49,12 @@ export interface LeaseView {
  * owner decides again — a lease released or taken again meanwhile is left alone, any other runs
  * out again (the write came from its publisher, alive after all).
  */
-export type ExpireLease = (channel: string, serial: string) => Promise<boolean>;
+export type ExpireLease = (
+  channel: string,
+  serial: string,
+  /** Asked between the expiry's read and its write: false → store nothing, resolve false. */
+  due?: () => Promise<boolean>,
+) => Promise<boolean>;
 
 export interface LeaseManagerOptions {
   expire: ExpireLease;
@@ -77,6 +82,13 @@ export interface Leases {
   ): void | Promise<void>;
   touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void;
   release(channel: string, serial: string): void;
+  /**
+   * A publish is about to end the run on a message this node knows leased (`lease: 0` or a delete).
+   * A shared implementation (Redis) marks it, awaited before the end is stored: an expiry on another
+   * node that reads the message after the end was stored sees the mark before it writes, even when
+   * the release (sent after the store) has not reached Redis yet. `release` removes the mark.
+   */
+  ending?(channel: string, serial: string): Promise<void>;
   holderLost(connectionId: string): void;
   holderBack(connectionId: string): void;
   readonly size: number;

@@ -13,6 +13,11 @@
  *   `abandoned` update is stored through the normal publish path with the deterministic id
  *   `lease-expired:<serial>:<version>` (two nodes racing store it once), and only then is the lease
  *   removed — unless it was taken again meanwhile (its deadline moved), which keeps it.
+ * - An expiry writes on condition of the version it read (channel-service.ts `expireLease`). An end
+ *   (`lease: 0`, a delete) is stored before its release reaches Redis, so the ending node first marks
+ *   the run in `<prefix>:{leases}:ending` (`ending`, awaited); an expiry that reads the ended message
+ *   finds the mark before it writes (`#due`) and stores nothing. The release removes the mark; a mark
+ *   older than `retryAfter` (its end never came) no longer counts.
  * - A connection recovered on another node takes its leases along (`holderBack` reads its list).
  *   An agent restarted elsewhere takes a lease back by writing to the message with a lease again.
  *
@@ -80,12 +85,16 @@ end
 return out
 `);
 
-/** KEYS: deadlines, records. ARGV: field, claimed score. Removes the lease unless it was taken again. */
+/**
+ * KEYS: deadlines, records, ending marks. ARGV: field, claimed score. Removes the lease (and a mark
+ * left by an end that never released it) unless it was taken again.
+ */
 const FINISH = new RedisScript(`
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
   return 1
 end
 return 0
@@ -231,6 +240,22 @@ export class RedisLeases implements Leases {
     const { connection } = this.#o;
     this.#track(connection.send(this.#deadlines, ['ZREM', this.#deadlines, field]));
     this.#track(connection.send(this.#records, ['HDEL', this.#records, field]));
+    this.#track(connection.send(this.#ending, ['HDEL', this.#ending, field]));
+  }
+
+  /** Marks the run ending (awaited before its end is stored; see Leases.ending). */
+  async ending(channel: string, serial: string): Promise<void> {
+    const field = fieldOf(channel, serial);
+    await this.#o.connection.send(this.#ending, ['HSET', this.#ending, field, String(Date.now())]);
+  }
+
+  /**
+   * Whether an expiry may write: no end is under way. A mark older than `retryAfter` is one whose
+   * end never released the lease (its node died, or the end was refused), and does not hold it.
+   */
+  async #due(field: string): Promise<boolean> {
+    const at = await this.#o.connection.send(this.#ending, ['HGET', this.#ending, field], true);
+    return at === null || at === undefined || Date.now() - Number(at) > this.#retryAfter;
   }
 
   holderLost(connectionId: string): void {
@@ -412,7 +437,7 @@ export class RedisLeases implements Leases {
       const score = String(claimed[i + 1]);
       const parsed = parseField(field);
       if (!parsed) {
-        await FINISH.run(connection, [this.#deadlines, this.#records], [field, score]);
+        await FINISH.run(connection, [this.#deadlines, this.#records, this.#ending], [field, score]);
         continue;
       }
       // A batch is expired one lease at a time: released (the run finished) or taken again since the
@@ -423,12 +448,16 @@ export class RedisLeases implements Leases {
         // false: the message was written between the expiry's read and its write, which stored
         // nothing; the claim stays, and some node decides again after retryAfter (released by then:
         // gone; taken again: its deadline moved; else expired with the version it reads then)
-        if (!(await this.#o.expire(parsed[0], parsed[1]))) continue;
+        if (!(await this.#o.expire(parsed[0], parsed[1], () => this.#due(field)))) continue;
       } catch (err) {
         this.#o.onError(err); // retried by some node after retryAfter
         continue;
       }
-      const removed = await FINISH.run(connection, [this.#deadlines, this.#records], [field, score]);
+      const removed = await FINISH.run(
+        connection,
+        [this.#deadlines, this.#records, this.#ending],
+        [field, score],
+      );
       const lease = this.#leases.get(field);
       if (Number(removed) === 1 && lease && !lease.live) this.#leases.remove(field);
     }
@@ -447,6 +476,11 @@ export class RedisLeases implements Leases {
 
   get #records(): string {
     return `${this.#o.prefix}:{leases}:records`;
+  }
+
+  /** Runs being ended: field → when the mark was set (ms since 1970). */
+  get #ending(): string {
+    return `${this.#o.prefix}:{leases}:ending`;
   }
 
   #holderKey(connectionId: string): string {

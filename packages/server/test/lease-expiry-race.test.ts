@@ -23,22 +23,30 @@ const CHANNEL = 'session:expiry-race';
 
 /** A memory store whose next read of one message (the expiry's) is held until `release` resolves. */
 class HeldReadStore extends MemoryStore {
-  held: { serial: string; reading: Deferred<void>; release: Deferred<void> } | undefined;
+  held: { serial: string; before: boolean; reading: Deferred<void>; release: Deferred<void> } | undefined;
 
-  /** The next read of `serial` is held; resolves `reading` once it has read (and is held). */
-  holdNextRead(serial: string) {
-    this.held = { serial, reading: deferred<void>(), release: deferred<void>() };
+  /**
+   * The next read of `serial` is held, after it has read (its page goes back stale) or, `before`,
+   * before it reads; `reading` resolves once it is held.
+   */
+  holdNextRead(serial: string, before = false) {
+    this.held = { serial, before, reading: deferred<void>(), release: deferred<void>() };
     return this.held;
   }
 
   override async history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
-    const page = await super.history(channel, query);
     const held = this.held;
-    if (held && query.from === held.serial && query.until === held.serial) {
-      this.held = undefined;
+    if (!held || query.from !== held.serial || query.until !== held.serial)
+      return super.history(channel, query);
+    this.held = undefined;
+    if (held.before) {
       held.reading.resolve();
-      await held.release.promise; // the page read before the test's write goes back stale
+      await held.release.promise;
+      return super.history(channel, query);
     }
+    const page = await super.history(channel, query);
+    held.reading.resolve();
+    await held.release.promise;
     return page;
   }
 }
@@ -68,8 +76,8 @@ async function current(service: ChannelService, serial: string): Promise<Message
 function watchExpiries(service: ChannelService): boolean[] {
   const outcomes: boolean[] = [];
   const expire = service.expireLease.bind(service);
-  service.expireLease = async (channel, serial) => {
-    const outcome = await expire(channel, serial);
+  service.expireLease = async (channel, serial, due) => {
+    const outcome = await expire(channel, serial, due);
     outcomes.push(outcome);
     return outcome;
   };
@@ -183,3 +191,61 @@ for (const kind of kinds) {
     });
   });
 }
+
+describe(
+  'a lease expiry reading a run whose end is stored but not yet released (Redis leases)',
+  {
+    skip: redisSkipReason(),
+  },
+  () => {
+    it('an end stored before the expiry reads the message is not abandoned while its release is on the way', async (t) => {
+      // On Redis the end's release is sent after the end is stored, so an expiry on another node can
+      // read the ended message while the lease is still there. The end marks the run before it is
+      // stored (Leases.ending), and the expiry looks for the mark between its read and its write.
+      const { service, store, holder } = await kinds[1]!.start(t);
+      const outcomes = watchExpiries(service);
+      const [run] = await service.publish(
+        CHANNEL,
+        [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
+        agent(holder),
+      );
+      const held = store.holdNextRead(run!.serial, true);
+      service.leases.holderLost(holder!);
+      await held.reading.promise; // the lease ran out; its expiry is about to read the message
+      // the agent ends the run, and its release is held back on the way to Redis
+      const release = service.leases.release.bind(service.leases);
+      let released: (() => void) | undefined;
+      service.leases.release = (channel, serial) => {
+        released = () => release(channel, serial);
+      };
+      await service.publish(
+        CHANNEL,
+        [{ action: 'update', serial: run!.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
+        agent(holder),
+      );
+      assert.ok(released, 'the end released its lease');
+      held.release.resolve(); // the expiry reads the ended message now
+      await waitFor(() => outcomes.length > 0, { message: 'the expiry never settled' });
+      assert.deepEqual(outcomes, [false], 'the expiry saw the run being ended and stored nothing');
+      released();
+      await new Promise((r) => setTimeout(r, 400)); // past the claim's retryAfter (150 ms)
+      assert.equal((await current(service, run!.serial)).headers?.status, 'done');
+      assert.deepEqual(outcomes, [false]);
+
+      it('a run marked ending whose end never came (refused, or its node died) is still abandoned later', async (t) => {
+        const { service, holder } = await kinds[1]!.start(t);
+        const outcomes = watchExpiries(service);
+        const [run] = await service.publish(
+          CHANNEL,
+          [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
+          agent(holder),
+        );
+        await service.leases.ending!(CHANNEL, run!.serial); // the end's mark; the end itself is lost
+        service.leases.holderLost(holder!);
+        await waitFor(() => outcomes.includes(true), { message: 'the lease never ran out' });
+        assert.equal(outcomes[0], false, 'a fresh mark holds the expiry back');
+        assert.equal((await current(service, run!.serial)).headers?.status, 'abandoned');
+      });
+    });
+  },
+);
