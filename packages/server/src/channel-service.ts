@@ -179,8 +179,15 @@ export class ChannelService {
       // A resent end (a duplicate: same publisher, same id) still releases: the first attempt may
       // have been stored just before a crash that lost its release. Releasing twice is harmless.
       if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
-      else if (outcome.duplicate) continue;
-      else if (input.lease !== undefined) {
+      else if (outcome.duplicate) {
+        // A resent op that takes a lease (its answer was lost): the first attempt may have been
+        // stored by a node killed before it recorded the lease. Taken again if the message is
+        // unchanged since that op (so no end came after it) and no lease is known here.
+        if (input.lease !== undefined && input.lease > 0 && !this.leases.has(channel, serial)) {
+          leased ??= [];
+          leased.push(this.#leaseResent(channel, serial, outcome.serial, input.lease, identity, owner!));
+        }
+      } else if (input.lease !== undefined) {
         // an input with a lease made #leaseOwner compute the owner
         const recorded = this.leases.hold(
           channel,
@@ -200,6 +207,26 @@ export class ChannelService {
     // acknowledged once its leases are recorded where every node sees them (see Leases.hold)
     if (leased) await Promise.all(leased);
     return result.results;
+  }
+
+  /** The lease of a resent op (see `publish`), if its message's version is still that op. */
+  async #leaseResent(
+    channel: string,
+    serial: string,
+    op: string,
+    ms: number,
+    identity: PublishIdentity,
+    owner: string,
+  ): Promise<void> {
+    const page = await this.store.history(channel, {
+      direction: 'forwards',
+      from: serial,
+      until: serial,
+      limit: 1,
+    });
+    const message = page.messages[0];
+    if (message?.serial !== serial || message.version !== op || message.action === 'delete') return;
+    await this.leases.hold(channel, serial, identity.connectionId, ms, identity.clientId, owner);
   }
 
   /** Marks the runs this publish ends on leases this node knows (see Leases.ending): one write each. */

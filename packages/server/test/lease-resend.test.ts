@@ -1,0 +1,66 @@
+/**
+ * A publish that takes a lease, resent because its answer was lost, is a duplicate: nothing is
+ * stored again. Its first attempt may have been stored by a node killed before it recorded the
+ * lease (on Redis the lease is written after the store), and the run would then have no lease: if
+ * its agent died too, nothing would ever end it. A resent op with a lease therefore takes the lease
+ * again — unless the message changed since that op (an end after it must not be undone).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULT_LIMITS, type OperationInput } from '@mooring/protocol';
+import { waitFor } from '@mooring/testkit';
+import { ChannelService, type PublishIdentity } from '../src/channel-service.ts';
+import { LocalHub } from '../src/hub.ts';
+import { MemoryStore } from '../src/store/memory-store.ts';
+
+const CHANNEL = 'session:resend';
+const agent: PublishIdentity = {
+  keyName: 'test',
+  viaToken: false,
+  clientId: 'agent',
+  access: { allows: () => true },
+};
+
+function service(t: { after(fn: () => unknown): void }): ChannelService {
+  const s = new ChannelService(new MemoryStore(), new LocalHub(), DEFAULT_LIMITS);
+  t.after(() => s.leases.close());
+  return s;
+}
+
+const create: OperationInput = {
+  id: 'run:1',
+  name: 'ai.run',
+  data: '',
+  headers: { status: 'running' },
+  lease: 200,
+};
+
+describe('a resent publish that takes a lease', () => {
+  it('takes the lease again when the first attempt stored the message but not its lease', async (t) => {
+    const s = service(t);
+    const [first] = await s.publish(CHANNEL, [create], agent);
+    s.leases.release(CHANNEL, first!.serial); // the node that stored it died before the lease was recorded
+    const [again] = await s.publish(CHANNEL, [create], agent);
+    assert.equal(again!.duplicate, true);
+    assert.equal(again!.serial, first!.serial);
+    assert.equal(s.leases.has(CHANNEL, first!.serial), true, 'the run has a lease again');
+    // and it runs out like any lease: the run ends abandoned
+    await waitFor(async () => {
+      const page = await s.history(CHANNEL, { direction: 'forwards', limit: 1 });
+      return page.messages[0]?.headers?.status === 'abandoned';
+    });
+  });
+
+  it('takes no lease when the message changed since that op (the run ended after it)', async (t) => {
+    const s = service(t);
+    const [first] = await s.publish(CHANNEL, [create], agent);
+    await s.publish(
+      CHANNEL,
+      [{ action: 'update', serial: first!.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
+      agent,
+    );
+    const [again] = await s.publish(CHANNEL, [create], agent); // a late copy of the create
+    assert.equal(again!.duplicate, true);
+    assert.equal(s.leases.has(CHANNEL, first!.serial), false, 'an ended run takes no lease');
+  });
+});
