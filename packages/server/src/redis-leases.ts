@@ -243,10 +243,18 @@ export class RedisLeases implements Leases {
     this.#track(connection.send(this.#ending, ['HDEL', this.#ending, field]));
   }
 
-  /** Marks the run ending (awaited before its end is stored; see Leases.ending). */
+  /**
+   * Marks the run ending (awaited before its end is stored; see Leases.ending). Best effort: a mark
+   * that cannot be written goes to `onError` and the end goes on (its store write would most likely
+   * fail the same way).
+   */
   async ending(channel: string, serial: string): Promise<void> {
     const field = fieldOf(channel, serial);
-    await this.#o.connection.send(this.#ending, ['HSET', this.#ending, field, String(Date.now())]);
+    try {
+      await this.#o.connection.send(this.#ending, ['HSET', this.#ending, field, String(Date.now())]);
+    } catch (err) {
+      this.#o.onError(err);
+    }
   }
 
   /**
