@@ -5,7 +5,7 @@
  * - The store's publish script puts every stored batch on the channel's bus (SPUBLISH, same hash tag
  *   as the channel's keys), so batches reach the bus in serial order. A node subscribes the bus of a
  *   channel only while it has local listeners on it, and delivers its own publishes at once (their
- *   echo from the bus is then dropped as already delivered).
+ *   echo from the bus is then dropped as already delivered, by its head alone: `busBatchHead`).
  * - Pub/sub is lossy (a reconnect, an output-buffer limit). Serials are contiguous per channel (one
  *   seq per op), so a jump shows a loss: the node waits `gapGrace` for the missing batch (it may be
  *   in flight on the other socket), then reads what it missed from the store — rolled up, which the
@@ -23,7 +23,7 @@ import type { Hub, HubListener } from './hub.ts';
 import { LocalHub } from './hub.ts';
 import type { BusConnection } from './store/redis-connection.ts';
 import type { RedisStore } from './store/redis-store.ts';
-import { busChannel, decodeBusBatch } from './store/redis-store.ts';
+import { busBatchHead, busChannel, decodeBusBatch } from './store/redis-store.ts';
 
 export interface RedisHubOptions {
   store: RedisStore;
@@ -43,6 +43,8 @@ export interface RedisHubStats {
   dropped: number;
   /** Gaps (or stale channels) read back from the store. */
   repairs: number;
+  /** Batches from the bus dropped unparsed: delivered already (mostly this node's own echoes). */
+  skipped: number;
 }
 
 interface Feed {
@@ -71,7 +73,7 @@ function epochOf(serial: string): string {
 }
 
 export class RedisHub implements Hub {
-  readonly stats: RedisHubStats = { received: 0, dropped: 0, repairs: 0 };
+  readonly stats: RedisHubStats = { received: 0, dropped: 0, repairs: 0, skipped: 0 };
   readonly #store: RedisStore;
   readonly #sub: BusConnection;
   readonly #local = new LocalHub();
@@ -191,9 +193,18 @@ export class RedisHub implements Hub {
       this.stats.dropped++;
       return;
     }
+    this.stats.received++;
+    if (feed.state === 'live') {
+      // the echo of this node's own publish (or a batch delivered by a read-back): dropped before
+      // its operations are parsed, which is most of what a node receives when it holds the publisher
+      const head = busBatchHead(payload);
+      if (head !== undefined && head.epoch === feed.epoch && head.last <= feed.delivered) {
+        this.stats.skipped++;
+        return;
+      }
+    }
     const batch = decodeBusBatch(payload);
     if (!batch || batch.messages.length === 0) return;
-    this.stats.received++;
     this.#accept(feed, batch.messages);
   }
 

@@ -110,6 +110,30 @@ export interface BusBatch {
   messages: Message[];
 }
 
+/**
+ * The epoch and the highest seq a bus payload stores (0 when it holds only duplicates), read
+ * without parsing its operations: a node drops the echo of its own publishes (delivered already)
+ * by this alone. Undefined when the payload is not one of publish.lua's.
+ */
+export function busBatchHead(payload: string): { epoch: string; last: number } | undefined {
+  const first = payload.indexOf('\n');
+  const second = payload.indexOf('\n', first + 1);
+  if (first < 0 || second < 0) return undefined;
+  let last = 0;
+  let at = first + 1;
+  while (at < second) {
+    let end = payload.indexOf(',', at);
+    if (end < 0 || end > second) end = second;
+    if (payload.charCodeAt(at) !== 100 /* 'd': a duplicate */) {
+      const seq = Number(payload.slice(at, end));
+      if (!Number.isInteger(seq)) return undefined;
+      if (seq > last) last = seq;
+    }
+    at = end + 1;
+  }
+  return { epoch: payload.slice(0, first), last };
+}
+
 /** Decodes a bus payload written by publish.lua; undefined when it is not one. */
 export function decodeBusBatch(payload: string): BusBatch | undefined {
   const first = payload.indexOf('\n');

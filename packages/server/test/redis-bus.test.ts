@@ -1,0 +1,32 @@
+/**
+ * The bus payload of a stored batch (publish.lua: epoch, each op's seq or `d<seq>` for a duplicate,
+ * the ops as JSON). A node reads its head alone to drop what it delivered already (its own echoes)
+ * without parsing the operations; the head must agree with the whole decode.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { busBatchHead, decodeBusBatch } from '../src/store/redis-store.ts';
+
+const ops = (n: number) =>
+  JSON.stringify(
+    Array.from({ length: n }, (_, i) => ({ action: 'append', id: `a${i}`, serial: 'e1-1', data: 'x' })),
+  );
+
+describe('bus payloads', () => {
+  it('the head gives the epoch and the highest stored seq, duplicates left out', () => {
+    assert.deepEqual(busBatchHead(`0abc\n12\n${ops(1)}`), { epoch: '0abc', last: 12 });
+    assert.deepEqual(busBatchHead(`0abc\n12,d7,14\n${ops(3)}`), { epoch: '0abc', last: 14 });
+    assert.deepEqual(busBatchHead(`0abc\nd7,d8\n${ops(2)}`), { epoch: '0abc', last: 0 });
+    const payload = `0abc\n30,31,d2,32\n${ops(4)}`;
+    const decoded = decodeBusBatch(payload)!;
+    const seqs = decoded.messages.map((m) => Number(m.version.split('.').pop()));
+    assert.deepEqual(seqs, [30, 31, 32]);
+    assert.equal(busBatchHead(payload)!.last, Math.max(...seqs));
+  });
+
+  it('a payload that is not one of the store’s has no head', () => {
+    assert.equal(busBatchHead('no newline'), undefined);
+    assert.equal(busBatchHead('0abc\nonly one'), undefined);
+    assert.equal(busBatchHead(`0abc\n12,x3\n${ops(2)}`), undefined);
+  });
+});
