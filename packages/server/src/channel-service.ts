@@ -230,12 +230,15 @@ export class ChannelService {
     await this.leases.hold(channel, serial, identity.connectionId, ms, identity.clientId, owner);
   }
 
-  /** Marks the runs this publish ends on leases this node knows (see Leases.ending): one write each. */
+  /** Marks the runs this publish ends (see Leases.ending): one write each, ends only. */
   #markEnding(channel: string, inputs: OperationInput[]): Promise<unknown> | undefined {
     let marks: Promise<void>[] | undefined;
     for (const input of inputs) {
-      if (input.serial === undefined || (input.action !== 'delete' && input.lease !== 0)) continue;
-      if (!this.leases.has(channel, input.serial)) continue;
+      if (input.serial === undefined) continue;
+      // `lease: 0` says the message is leased, wherever the lease was taken (this node may not know
+      // it yet: a takeover still on its way); a delete ends a run only if this node knows its lease
+      if (input.lease !== 0 && (input.action !== 'delete' || !this.leases.has(channel, input.serial)))
+        continue;
       marks ??= [];
       marks.push(this.leases.ending!(channel, input.serial));
     }

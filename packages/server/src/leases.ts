@@ -83,7 +83,7 @@ export interface Leases {
   touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void;
   release(channel: string, serial: string): void;
   /**
-   * A publish is about to end the run on a message this node knows leased (`lease: 0` or a delete).
+   * A publish is about to end a run (`lease: 0`, or a delete of a message this node knows leased).
    * A shared implementation (Redis) marks it, awaited before the end is stored: an expiry on another
    * node that reads the message after the end was stored sees the mark before it writes, even when
    * the release (sent after the store) has not reached Redis yet. `release` removes the mark.

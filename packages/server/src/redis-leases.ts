@@ -18,6 +18,10 @@
  *   the run in `<prefix>:{leases}:ending` (`ending`, awaited); an expiry that reads the ended message
  *   finds the mark before it writes (`#due`) and stores nothing. The release removes the mark; a mark
  *   older than `retryAfter` (its end never came) no longer counts.
+ * - A write of the lease's clientId from another connection or node takes the lease over (`touch`,
+ *   after a look-up when this node does not know it); only if it still exists when the takeover is
+ *   written (HOLD's takeover mode), and a release removes a lease in one script, so a run that ended
+ *   between the look-up and the takeover does not get its lease back.
  * - A connection recovered on another node takes its leases along (`holderBack` reads its list).
  *   An agent restarted elsewhere takes a lease back by writing to the message with a lease again.
  *
@@ -62,14 +66,27 @@ interface LeaseRecord {
   holder?: string;
 }
 
-/** KEYS: deadlines, records, holder list (or records again). ARGV: field, deadline, record, holder, list TTL. */
+/**
+ * KEYS: deadlines, records, holder list (or records again). ARGV: field, deadline, record, holder,
+ * list TTL, '1' for a takeover (only a lease that still exists: one released meanwhile stays
+ * released). Returns 1, or 0 for a takeover of a lease that is gone.
+ */
 const HOLD = new RedisScript(`
+if ARGV[6] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 if ARGV[4] ~= '' then
   redis.call('SADD', KEYS[3], ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
+return 1
+`);
+
+/** KEYS: deadlines, records, ending marks. ARGV: field. Removes the lease and its mark at once. */
+const RELEASE = new RedisScript(`
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 `);
 
@@ -194,7 +211,24 @@ export class RedisLeases implements Leases {
     clientId: string | undefined,
     owner?: string,
   ): Promise<void> {
-    this.#take({
+    return this.#hold(channel, serial, holder, ms, clientId, owner, false);
+  }
+
+  /**
+   * Takes a lease (a publish with `lease > 0`), or takes over one that exists (`takeover`: a write of
+   * its clientId from another connection or node). A takeover decided on an earlier read of Redis
+   * is done only if the lease is still there: the run may have ended (its release) since.
+   */
+  #hold(
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    ms: number,
+    clientId: string | undefined,
+    owner: string | undefined,
+    takeover: boolean,
+  ): Promise<void> {
+    const lease: Lease = {
       channel,
       serial,
       holder,
@@ -203,7 +237,8 @@ export class RedisLeases implements Leases {
       ms,
       live: holder !== undefined,
       until: Date.now() + ms,
-    });
+    };
+    this.#take(lease);
     const record: LeaseRecord = { channel, serial, ms };
     if (clientId !== undefined) record.clientId = clientId;
     if (holder !== undefined) record.holder = holder;
@@ -211,11 +246,21 @@ export class RedisLeases implements Leases {
     const written = HOLD.run(
       this.#o.connection,
       [this.#deadlines, this.#records, holder === undefined ? this.#records : this.#holderKey(holder)],
-      [field, String(Date.now() + ms), JSON.stringify(record), holder ?? '', String(this.#holderTtl)],
+      [
+        field,
+        String(Date.now() + ms),
+        JSON.stringify(record),
+        holder ?? '',
+        String(this.#holderTtl),
+        takeover ? '1' : '',
+      ],
     );
     this.#track(written);
     return written.then(
-      () => undefined,
+      (taken) => {
+        // gone meanwhile: not held here either (or this node would renew and count it)
+        if (Number(taken) === 0 && this.#leases.get(field) === lease) this.#leases.remove(field);
+      },
       () => undefined, // reported by #track
     );
   }
@@ -231,16 +276,14 @@ export class RedisLeases implements Leases {
     if (lease.clientId !== clientId) return;
     if (holder !== undefined && lease.holder === holder) return;
     // a REST publisher renews by activity; a new connection of the same clientId takes the lease over
-    this.hold(channel, serial, holder, lease.ms, clientId, lease.owner);
+    void this.#hold(channel, serial, holder, lease.ms, clientId, lease.owner, true);
   }
 
   release(channel: string, serial: string): void {
     const field = fieldOf(channel, serial);
     this.#leases.remove(field);
-    const { connection } = this.#o;
-    this.#track(connection.send(this.#deadlines, ['ZREM', this.#deadlines, field]));
-    this.#track(connection.send(this.#records, ['HDEL', this.#records, field]));
-    this.#track(connection.send(this.#ending, ['HDEL', this.#ending, field]));
+    // one script: a takeover (HOLD) between its deletes would bring the lease back
+    this.#track(RELEASE.run(this.#o.connection, [this.#deadlines, this.#records, this.#ending], [field]));
   }
 
   /**
@@ -351,7 +394,8 @@ export class RedisLeases implements Leases {
     if (!record || record.clientId !== clientId || this.#leases.has(field) || this.#closed) return;
     if (holder !== undefined && record.holder === holder) return; // its node renews it
     this.#notLeased.delete(field);
-    this.hold(channel, serial, holder, record.ms, clientId);
+    // the record was read a round trip ago: taken over only if it is still there (not released)
+    await this.#hold(channel, serial, holder, record.ms, clientId, undefined, true);
   }
 
   async #adopt(connectionId: string): Promise<void> {

@@ -88,7 +88,12 @@ function watchExpiries(service: ChannelService): boolean[] {
 const kinds: {
   name: string;
   skip?: string | undefined;
-  start(t: TestContext): Promise<{ service: ChannelService; store: HeldReadStore; holder?: string }>;
+  start(t: TestContext): Promise<{
+    service: ChannelService;
+    store: HeldReadStore;
+    holder?: string;
+    node?: () => ChannelService;
+  }>;
 }[] = [
   {
     name: 'node-local leases',
@@ -108,29 +113,36 @@ const kinds: {
       const connection = await connectRedis(redis.url, () => {});
       const store = new HeldReadStore();
       const errors: unknown[] = [];
-      const service = new ChannelService(
-        store,
-        new LocalHub(),
-        DEFAULT_LIMITS,
-        undefined,
-        (err) => errors.push(err),
-        (options: LeaseManagerOptions): Leases =>
-          new RedisLeases({
-            ...options,
-            connection,
-            prefix: 'expiry-race',
-            sweepInterval: 20,
-            retryAfter: 150,
-            holderTtl: 10_000,
-          }),
-      );
+      const nodes: ChannelService[] = [];
+      // a node: its own ChannelService and leases; the store and Redis shared
+      const node = () => {
+        const made = new ChannelService(
+          store,
+          new LocalHub(),
+          DEFAULT_LIMITS,
+          undefined,
+          (err) => errors.push(err),
+          (options: LeaseManagerOptions): Leases =>
+            new RedisLeases({
+              ...options,
+              connection,
+              prefix: 'expiry-race',
+              sweepInterval: 20,
+              retryAfter: 150,
+              holderTtl: 10_000,
+            }),
+        );
+        nodes.push(made);
+        return made;
+      };
+      const service = node();
       t.after(async () => {
-        await service.leases.close();
+        for (const made of nodes) await made.leases.close();
         await connection.close();
         await redis.close();
         assert.deepEqual(errors, []);
       });
-      return { service, store, holder: 'conn-1' };
+      return { service, store, holder: 'conn-1', node };
     },
   },
 ];
@@ -198,54 +210,58 @@ describe(
     skip: redisSkipReason(),
   },
   () => {
-    it('an end stored before the expiry reads the message is not abandoned while its release is on the way', async (t) => {
-      // On Redis the end's release is sent after the end is stored, so an expiry on another node can
-      // read the ended message while the lease is still there. The end marks the run before it is
-      // stored (Leases.ending), and the expiry looks for the mark between its read and its write.
-      const { service, store, holder } = await kinds[1]!.start(t);
-      const outcomes = watchExpiries(service);
-      const [run] = await service.publish(
-        CHANNEL,
-        [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
-        agent(holder),
-      );
-      const held = store.holdNextRead(run!.serial, true);
-      service.leases.holderLost(holder!);
-      await held.reading.promise; // the lease ran out; its expiry is about to read the message
-      // the agent ends the run, and its release is held back on the way to Redis
-      const release = service.leases.release.bind(service.leases);
-      let released: (() => void) | undefined;
-      service.leases.release = (channel, serial) => {
-        released = () => release(channel, serial);
-      };
-      await service.publish(
-        CHANNEL,
-        [{ action: 'update', serial: run!.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
-        agent(holder),
-      );
-      assert.ok(released, 'the end released its lease');
-      held.release.resolve(); // the expiry reads the ended message now
-      await waitFor(() => outcomes.length > 0, { message: 'the expiry never settled' });
-      assert.deepEqual(outcomes, [false], 'the expiry saw the run being ended and stored nothing');
-      released();
-      await new Promise((r) => setTimeout(r, 400)); // past the claim's retryAfter (150 ms)
-      assert.equal((await current(service, run!.serial)).headers?.status, 'done');
-      assert.deepEqual(outcomes, [false]);
-
-      it('a run marked ending whose end never came (refused, or its node died) is still abandoned later', async (t) => {
-        const { service, holder } = await kinds[1]!.start(t);
+    for (const via of ['the node holding the lease', 'a node that does not know the lease']) {
+      it(`an end stored before the expiry reads the message is not abandoned while its release is on the way (the end through ${via})`, async (t) => {
+        // On Redis the end's release is sent after the end is stored, so an expiry on another node can
+        // read the ended message while the lease is still there. The end marks the run before it is
+        // stored (Leases.ending), and the expiry looks for the mark between its read and its write.
+        const { service, store, holder, node } = await kinds[1]!.start(t);
+        // the agent may have reconnected to another node, which has not looked the lease up yet
+        const ending = via.startsWith('a node') ? node!() : service;
         const outcomes = watchExpiries(service);
         const [run] = await service.publish(
           CHANNEL,
           [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
           agent(holder),
         );
-        await service.leases.ending!(CHANNEL, run!.serial); // the end's mark; the end itself is lost
+        const held = store.holdNextRead(run!.serial, true);
         service.leases.holderLost(holder!);
-        await waitFor(() => outcomes.includes(true), { message: 'the lease never ran out' });
-        assert.equal(outcomes[0], false, 'a fresh mark holds the expiry back');
-        assert.equal((await current(service, run!.serial)).headers?.status, 'abandoned');
+        await held.reading.promise; // the lease ran out; its expiry is about to read the message
+        // the agent ends the run, and its release is held back on the way to Redis
+        const release = ending.leases.release.bind(ending.leases);
+        let released: (() => void) | undefined;
+        ending.leases.release = (channel, serial) => {
+          released = () => release(channel, serial);
+        };
+        await ending.publish(
+          CHANNEL,
+          [{ action: 'update', serial: run!.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
+          agent(holder),
+        );
+        assert.ok(released, 'the end released its lease');
+        held.release.resolve(); // the expiry reads the ended message now
+        await waitFor(() => outcomes.length > 0, { message: 'the expiry never settled' });
+        assert.deepEqual(outcomes, [false], 'the expiry saw the run being ended and stored nothing');
+        released();
+        await new Promise((r) => setTimeout(r, 400)); // past the claim's retryAfter (150 ms)
+        assert.equal((await current(service, run!.serial)).headers?.status, 'done');
+        assert.deepEqual(outcomes, [false]);
       });
+    }
+
+    it('a run marked ending whose end never came (refused, or its node died) is still abandoned later', async (t) => {
+      const { service, holder } = await kinds[1]!.start(t);
+      const outcomes = watchExpiries(service);
+      const [run] = await service.publish(
+        CHANNEL,
+        [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
+        agent(holder),
+      );
+      await service.leases.ending!(CHANNEL, run!.serial); // the end's mark; the end itself is lost
+      service.leases.holderLost(holder!);
+      await waitFor(() => outcomes.includes(true), { message: 'the lease never ran out' });
+      assert.equal(outcomes[0], false, 'a fresh mark holds the expiry back');
+      assert.equal((await current(service, run!.serial)).headers?.status, 'abandoned');
     });
   },
 );

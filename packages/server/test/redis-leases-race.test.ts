@@ -14,7 +14,7 @@ import { LocalHub } from '../src/hub.ts';
 import { LeaseManager, type Leases } from '../src/leases.ts';
 import { RedisLeases } from '../src/redis-leases.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
-import { connectRedis } from '../src/store/redis-connection.ts';
+import { connectRedis, type RedisConnection } from '../src/store/redis-connection.ts';
 
 /**
  * A redis-server and a connection for one test, torn down leases first, then the connection, then
@@ -92,6 +92,69 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(expired, [expired[0]], `${other} was abandoned after it was released`);
     assert.deepEqual(redis.errors, []);
+  });
+
+  it('a takeover decided on a read from before the run ended does not bring its lease back', async (t) => {
+    // A write of the lease's clientId on a node that does not know the lease looks it up (a read),
+    // then takes it over. When the run ended (its release) between that read and the takeover, the
+    // takeover wrote the lease again, and it ran out later over the ended run: a finished run turned
+    // `abandoned` (the Redis soak, seed 40 on three nodes).
+    const redis = await startRedis();
+    const connection = await connectRedis(redis.url, () => {});
+    const errors: unknown[] = [];
+    const heldRead = deferred<void>();
+    const gate = deferred<void>();
+    let holdNextRead = false;
+    // node B's connection: the answer to its next HGET is held back (the read is done, its answer late)
+    const gated: RedisConnection = {
+      cluster: connection.cluster,
+      send: async (key, args, readonly) => {
+        const reply = await connection.send(key, args, readonly);
+        if (holdNextRead && args[0] === 'HGET') {
+          holdNextRead = false;
+          heldRead.resolve();
+          await gate.promise;
+        }
+        return reply;
+      },
+      eachMaster: (args) => connection.eachMaster(args),
+      subscriber: (onError) => connection.subscriber(onError),
+      close: async () => {},
+      destroy: () => {},
+    };
+    const options = {
+      expire: async () => true,
+      onError: (err: unknown) => errors.push(err),
+      prefix: 'takeover',
+      sweepInterval: 50,
+      holderTtl: 10_000,
+    };
+    const a = new RedisLeases({ ...options, connection });
+    const b = new RedisLeases({ ...options, connection: gated });
+    t.after(async () => {
+      await a.close();
+      await b.close();
+      await connection.close();
+      await redis.close();
+    });
+    await a.hold('session:t', 'e.1', 'conn-1', 5_000, 'agent');
+    holdNextRead = true;
+    b.touch('session:t', 'e.1', 'conn-2', 'agent'); // the agent, reconnected to B, writes: B looks the lease up
+    await heldRead.promise;
+    b.release('session:t', 'e.1'); // …and ends the run before the look-up's answer is back
+    await connection.send(undefined, ['PING']); // the release is applied
+    gate.resolve();
+    // the look-up goes on in this process, and what it writes goes on the same connection: a few
+    // turns, each followed by a round trip, and it has been applied
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setImmediate(r));
+      await connection.send(undefined, ['PING']);
+    }
+    assert.equal(b.has('session:t', 'e.1'), false, 'node B does not hold a lease that is gone');
+    const field = JSON.stringify(['session:t', 'e.1']);
+    assert.equal(await connection.send(undefined, ['ZSCORE', 'takeover:{leases}:deadlines', field]), null);
+    assert.equal(await connection.send(undefined, ['HEXISTS', 'takeover:{leases}:records', field]), 0);
+    assert.deepEqual(errors, []);
   });
 
   it('a publish that takes a lease is acknowledged only once the lease is recorded', async () => {
