@@ -219,14 +219,8 @@ export class ChannelService {
     identity: PublishIdentity,
     owner: string,
   ): Promise<void> {
-    const page = await this.store.history(channel, {
-      direction: 'forwards',
-      from: serial,
-      until: serial,
-      limit: 1,
-    });
-    const message = page.messages[0];
-    if (message?.serial !== serial || message.version !== op || message.action === 'delete') return;
+    const message = await this.#messageAt(channel, serial);
+    if (message?.version !== op || message.action === 'delete') return;
     await this.leases.hold(channel, serial, identity.connectionId, ms, identity.clientId, owner);
   }
 
@@ -283,14 +277,8 @@ export class ChannelService {
    * abandoned now, or there is nothing to abandon (gone, deleted, already marked).
    */
   async expireLease(channel: string, serial: string, due?: () => Promise<boolean>): Promise<boolean> {
-    const page = await this.store.history(channel, {
-      direction: 'forwards',
-      from: serial,
-      until: serial,
-      limit: 1,
-    });
-    const message = page.messages[0];
-    if (!message || message.serial !== serial || message.action === 'delete') return true;
+    const message = await this.#messageAt(channel, serial);
+    if (!message || message.action === 'delete') return true;
     // Already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
     if (message.headers?.status === 'abandoned') return true;
     if (due && !(await due())) return false; // its run is being ended: the lease's owner decides later
@@ -319,6 +307,18 @@ export class ChannelService {
     }
     this.hub.publish(channel, result.messages);
     return true;
+  }
+
+  /** The message `serial` as it is now (rolled up), or undefined when the channel has none. */
+  async #messageAt(channel: string, serial: string): Promise<Message | undefined> {
+    const page = await this.store.history(channel, {
+      direction: 'forwards',
+      from: serial,
+      until: serial,
+      limit: 1,
+    });
+    const message = page.messages[0];
+    return message?.serial === serial ? message : undefined;
   }
 
   /** Whether a client holding `position` can resume: same epoch, nothing after it trimmed, not ahead. */

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { DEFAULT_LIMITS, type Message } from '@mooring/protocol';
+import { DEFAULT_LIMITS, type Message, type PublishResult } from '@mooring/protocol';
 import { type Deferred, deferred, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { ChannelService, type PublishIdentity } from '../src/channel-service.ts';
 import { LocalHub } from '../src/hub.ts';
@@ -70,6 +70,16 @@ async function current(service: ChannelService, serial: string): Promise<Message
     limit: 1,
   });
   return page.messages[0]!;
+}
+
+/** A run of the agent with a 100 ms lease, `partial` so far. */
+async function startRun(service: ChannelService, holder: string | undefined): Promise<PublishResult> {
+  const [run] = await service.publish(
+    CHANNEL,
+    [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
+    agent(holder),
+  );
+  return run!;
 }
 
 /** Records what each expiry resolved to (the service's leases call `expireLease` on the instance). */
@@ -152,18 +162,14 @@ for (const kind of kinds) {
     it('a run that ends while its expiry is under way stays ended, not abandoned', async (t) => {
       const { service, store, holder } = await kind.start(t);
       const outcomes = watchExpiries(service);
-      const [run] = await service.publish(
-        CHANNEL,
-        [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
-        agent(holder),
-      );
-      const held = store.holdNextRead(run!.serial);
+      const run = await startRun(service, holder);
+      const held = store.holdNextRead(run.serial);
       if (holder !== undefined) service.leases.holderLost(holder); // the agent's connection dropped
       await held.reading.promise; // the lease ran out, and its expiry has read the message…
       // …when the agent, back, ends the run
       await service.publish(
         CHANNEL,
-        [{ action: 'update', serial: run!.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
+        [{ action: 'update', serial: run.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
         agent(),
       );
       held.release.resolve();
@@ -171,33 +177,29 @@ for (const kind of kinds) {
       assert.deepEqual(outcomes, [false], 'the expiry stored nothing: the message had changed');
       // Past a retry (Redis: retryAfter 150 ms; node-local: the lease's 100 ms), the run is still done.
       await new Promise((r) => setTimeout(r, 400));
-      const message = await current(service, run!.serial);
+      const message = await current(service, run.serial);
       assert.equal(message.headers?.status, 'done');
       assert.deepEqual(outcomes, [false], 'a released lease is not expired again');
-      assert.equal(service.leases.has(CHANNEL, run!.serial), false);
+      assert.equal(service.leases.has(CHANNEL, run.serial), false);
     });
 
     it('a run written to (not ended) while its expiry is under way runs out again, with that write', async (t) => {
       const { service, store, holder } = await kind.start(t);
       const outcomes = watchExpiries(service);
-      const [run] = await service.publish(
-        CHANNEL,
-        [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
-        agent(holder),
-      );
-      const held = store.holdNextRead(run!.serial);
+      const run = await startRun(service, holder);
+      const held = store.holdNextRead(run.serial);
       if (holder !== undefined) service.leases.holderLost(holder);
       await held.reading.promise;
       // a token from another client (no lease of its own: the run's lease is not renewed by it)
       await service.publish(
         CHANNEL,
-        [{ action: 'append', serial: run!.serial, id: 'late', data: ' and more' }],
+        [{ action: 'append', serial: run.serial, id: 'late', data: ' and more' }],
         { ...agent(), clientId: 'someone-else' },
       );
       held.release.resolve();
       await waitFor(() => outcomes.includes(true), { message: 'the lease never ran out again' });
       assert.equal(outcomes[0], false);
-      const message = await current(service, run!.serial);
+      const message = await current(service, run.serial);
       assert.equal(message.headers?.status, 'abandoned');
       assert.equal(message.data, 'partial and more');
     });
@@ -219,12 +221,8 @@ describe(
         // the agent may have reconnected to another node, which has not looked the lease up yet
         const ending = via.startsWith('a node') ? node!() : service;
         const outcomes = watchExpiries(service);
-        const [run] = await service.publish(
-          CHANNEL,
-          [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
-          agent(holder),
-        );
-        const held = store.holdNextRead(run!.serial, true);
+        const run = await startRun(service, holder);
+        const held = store.holdNextRead(run.serial, true);
         service.leases.holderLost(holder!);
         await held.reading.promise; // the lease ran out; its expiry is about to read the message
         // the agent ends the run, and its release is held back on the way to Redis
@@ -235,7 +233,7 @@ describe(
         };
         await ending.publish(
           CHANNEL,
-          [{ action: 'update', serial: run!.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
+          [{ action: 'update', serial: run.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
           agent(holder),
         );
         assert.ok(released, 'the end released its lease');
@@ -244,7 +242,7 @@ describe(
         assert.deepEqual(outcomes, [false], 'the expiry saw the run being ended and stored nothing');
         released();
         await new Promise((r) => setTimeout(r, 400)); // past the claim's retryAfter (150 ms)
-        assert.equal((await current(service, run!.serial)).headers?.status, 'done');
+        assert.equal((await current(service, run.serial)).headers?.status, 'done');
         assert.deepEqual(outcomes, [false]);
       });
     }
@@ -252,16 +250,12 @@ describe(
     it('a run marked ending whose end never came (refused, or its node died) is still abandoned later', async (t) => {
       const { service, holder } = await kinds[1]!.start(t);
       const outcomes = watchExpiries(service);
-      const [run] = await service.publish(
-        CHANNEL,
-        [{ name: 'ai.run', data: 'partial', headers: { status: 'running' }, lease: 100 }],
-        agent(holder),
-      );
-      await service.leases.ending!(CHANNEL, run!.serial); // the end's mark; the end itself is lost
+      const run = await startRun(service, holder);
+      await service.leases.ending!(CHANNEL, run.serial); // the end's mark; the end itself is lost
       service.leases.holderLost(holder!);
       await waitFor(() => outcomes.includes(true), { message: 'the lease never ran out' });
       assert.equal(outcomes[0], false, 'a fresh mark holds the expiry back');
-      assert.equal((await current(service, run!.serial)).headers?.status, 'abandoned');
+      assert.equal((await current(service, run.serial)).headers?.status, 'abandoned');
     });
   },
 );
