@@ -7,7 +7,9 @@
  *   holder's leases are listed in `<prefix>:{leases}:holder:<connectionId>`.
  * - The node holding the holder's connection renews the deadline (now + ms) every `sweepInterval`
  *   while the connection lives. When the connection drops, the deadline is set to now + ms and left;
- *   when its node dies, renewals stop: either way the lease runs out one lease later.
+ *   when its node dies, renewals stop: either way the lease runs out one lease later. A renewal
+ *   never brings a lease back, and the node forgets a lease the renewal finds gone (ended through
+ *   another node, or expired there), so it no longer counts against its owner here.
  * - Every node sweeps: a script claims the leases past their deadline atomically (pushing each
  *   deadline `retryAfter` ahead, so a sweeper that dies mid-expiry is retried by another), the
  *   `abandoned` update is stored through the normal publish path with the deterministic id
@@ -56,6 +58,19 @@ interface Lease extends HeldLease {
   live: boolean;
   /** When not live: the deadline this node last set (ms since 1970), after which any node may expire it. */
   until: number;
+  /**
+   * Known to be in Redis: its HOLD answered, or it was read there (adopted). A renewal that finds
+   * it gone forgets it; one still being written (a HOLD may be sent again after NOSCRIPT, behind a
+   * renewal) is not judged by that.
+   */
+  stored: boolean;
+}
+
+/** A renewal: the new deadline of a lease this node knows. */
+interface Renewal {
+  field: string;
+  lease: Lease;
+  deadline: number;
 }
 
 interface LeaseRecord {
@@ -88,6 +103,22 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
+`);
+
+/**
+ * KEYS: deadlines. ARGV: deadline, field, deadline, field, ... Moves the deadlines of the leases that
+ * still exist (an expired or released one is not brought back) and returns the fields that are gone.
+ */
+const RENEW = new RedisScript(`
+local gone = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+  else
+    gone[#gone + 1] = ARGV[i + 1]
+  end
+end
+return gone
 `);
 
 /** KEYS: deadlines. ARGV: now, retry deadline, max. Returns field, claimed score, field, score, ... */
@@ -237,6 +268,7 @@ export class RedisLeases implements Leases {
       ms,
       live: holder !== undefined,
       until: Date.now() + ms,
+      stored: false,
     };
     this.#take(lease);
     const record: LeaseRecord = { channel, serial, ms };
@@ -260,6 +292,7 @@ export class RedisLeases implements Leases {
       (taken) => {
         // gone meanwhile: not held here either (or this node would renew and count it)
         if (Number(taken) === 0 && this.#leases.get(field) === lease) this.#leases.remove(field);
+        else lease.stored = true;
       },
       () => undefined, // reported by #track
     );
@@ -314,29 +347,29 @@ export class RedisLeases implements Leases {
     const fields = this.#leases.keysOf(connectionId);
     if (!fields) return;
     const now = Date.now();
-    const args: string[] = [];
+    const renewals: Renewal[] = [];
     for (const field of fields) {
       const lease = this.#leases.get(field);
       if (!lease?.live) continue;
       lease.live = false;
       lease.until = now + lease.ms;
-      args.push(String(now + lease.ms), field);
+      renewals.push({ field, lease, deadline: lease.until });
     }
-    this.#renew(args);
+    this.#renew(renewals);
   }
 
   holderBack(connectionId: string): void {
     this.#lost.delete(connectionId);
     const fields = this.#leases.keysOf(connectionId);
     const now = Date.now();
-    const args: string[] = [];
+    const renewals: Renewal[] = [];
     for (const field of fields ?? []) {
       const lease = this.#leases.get(field);
       if (!lease) continue;
       lease.live = true;
-      args.push(String(now + lease.ms), field);
+      renewals.push({ field, lease, deadline: now + lease.ms });
     }
-    this.#renew(args);
+    this.#renew(renewals);
     // recovered from another node (perhaps a dead one): take its leases along
     this.#track(this.#adopt(connectionId));
   }
@@ -403,7 +436,7 @@ export class RedisLeases implements Leases {
     const list = this.#holderKey(connectionId);
     const fields = ((await connection.send(list, ['SMEMBERS', list], true)) as unknown[]).map(String);
     const now = Date.now();
-    const args: string[] = [];
+    const renewals: Renewal[] = [];
     for (const field of fields) {
       if (this.#leases.has(field)) continue;
       const raw = await connection.send(this.#records, ['HGET', this.#records, field], true);
@@ -412,7 +445,7 @@ export class RedisLeases implements Leases {
         await connection.send(list, ['SREM', list, field]);
         continue;
       }
-      this.#take({
+      const lease: Lease = {
         channel: record.channel,
         serial: record.serial,
         holder: connectionId,
@@ -421,31 +454,46 @@ export class RedisLeases implements Leases {
         ms: record.ms,
         live: true,
         until: now + record.ms,
-      });
-      args.push(String(now + record.ms), field);
+        stored: true, // read there: if it was released since, the renewal below finds it gone
+      };
+      this.#take(lease);
+      renewals.push({ field, lease, deadline: lease.until });
     }
-    this.#renew(args);
+    this.#renew(renewals);
   }
 
-  /** Moves deadlines of leases that still exist (XX: an expired one is not brought back). */
-  #renew(args: string[]): void {
-    const { connection } = this.#o;
-    for (let i = 0; i < args.length; i += 2 * CLAIM_BATCH)
-      this.#track(
-        connection.send(this.#deadlines, [
-          'ZADD',
-          this.#deadlines,
-          'XX',
-          ...args.slice(i, i + 2 * CLAIM_BATCH),
-        ]),
-      );
+  /**
+   * Moves the deadlines of leases that still exist, and forgets here the ones Redis no longer has:
+   * released through another node (an end written there), or expired by another node while this
+   * one was late to renew, or released between an adoption's read and its renewal. Kept, such a
+   * lease would count against its owner on this node and be renewed in vain for as long as its
+   * holder's connection lives.
+   */
+  #renew(renewals: Renewal[]): void {
+    for (let i = 0; i < renewals.length; i += CLAIM_BATCH) {
+      const batch = renewals.slice(i, i + CLAIM_BATCH);
+      const args: string[] = [];
+      // judged by what was known when the renewal was sent: a HOLD answered after it proves nothing
+      const stored = new Map<string, Lease>();
+      for (const { field, lease, deadline } of batch) {
+        args.push(String(deadline), field);
+        if (lease.stored) stored.set(field, lease);
+      }
+      const renewed = RENEW.run(this.#o.connection, [this.#deadlines], args).then((gone) => {
+        for (const field of (gone as unknown[]).map(String)) {
+          const lease = stored.get(field);
+          if (lease && this.#leases.get(field) === lease) this.#leases.remove(field);
+        }
+      });
+      this.#track(renewed);
+    }
   }
 
   #tick(): void {
     if (this.#closed) return;
     const now = Date.now();
     for (const [holder, at] of this.#lost) if (now - at > this.#holderTtl) this.#lost.delete(holder);
-    const args: string[] = [];
+    const renewals: Renewal[] = [];
     const holders = new Set<string>();
     for (const [field, lease] of this.#leases.entries()) {
       if (!lease.live) {
@@ -454,10 +502,10 @@ export class RedisLeases implements Leases {
         if (now > lease.until + this.#retryAfter) this.#leases.remove(field);
         continue;
       }
-      args.push(String(now + lease.ms), field);
+      renewals.push({ field, lease, deadline: now + lease.ms });
       if (lease.holder !== undefined) holders.add(lease.holder);
     }
-    this.#renew(args);
+    this.#renew(renewals);
     const { connection, onError } = this.#o;
     // holder lists live a recovery window: refresh them a few times per window only
     if (now - this.#holdersRefreshedAt < this.#holderTtl / 4) holders.clear();

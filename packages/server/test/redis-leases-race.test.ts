@@ -157,6 +157,122 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('a lease ended through another node stops counting on the node whose connection holds it', async (t) => {
+    // The agent's connection is on node A, its end (`lease: 0`) arrives through node B (a REST call,
+    // or the agent's second connection). B releases the lease in Redis; A must forget it too, or it
+    // counts against the agent's budget there (maxLeasesPerClient) for as long as the connection lives.
+    const redis = await redisFor(t);
+    const node = () =>
+      redis.leases({ expire: async () => true, prefix: 'ended', sweepInterval: 50, holderTtl: 10_000 });
+    const a = node();
+    const b = node();
+    await a.hold('session:e', 'e.1', 'conn-1', 5_000, 'agent', 'owner-1');
+    assert.equal(a.heldBy('owner-1'), 1);
+    b.release('session:e', 'e.1');
+    await waitFor(() => !a.has('session:e', 'e.1'), {
+      timeout: 5_000,
+      message: 'node A still holds a lease released through node B',
+    });
+    assert.equal(a.heldBy('owner-1'), 0);
+    assert.deepEqual(await a.list('session:e'), []);
+    assert.deepEqual(redis.errors, []);
+  });
+
+  it('a lease released while a recovered connection adopts it is not kept on the adopting node', async (t) => {
+    // A connection recovered on node B takes its leases along: B reads the holder's list, then each
+    // record, then holds the lease. A run that ends between that read and the hold must not leave
+    // B holding (and counting) a lease Redis no longer has.
+    const redis = await startRedis();
+    const connection = await connectRedis(redis.url, () => {});
+    const errors: unknown[] = [];
+    const heldRead = deferred<void>();
+    const gate = deferred<void>();
+    let holdNextRead = false;
+    const gated: RedisConnection = {
+      cluster: connection.cluster,
+      send: async (key, args, readonly) => {
+        const reply = await connection.send(key, args, readonly);
+        if (holdNextRead && args[0] === 'HGET') {
+          holdNextRead = false;
+          heldRead.resolve();
+          await gate.promise;
+        }
+        return reply;
+      },
+      eachMaster: (args) => connection.eachMaster(args),
+      subscriber: (onError) => connection.subscriber(onError),
+      close: async () => {},
+      destroy: () => {},
+    };
+    const options = {
+      expire: async () => true,
+      onError: (err: unknown) => errors.push(err),
+      prefix: 'adopt',
+      sweepInterval: 50,
+      holderTtl: 10_000,
+    };
+    const a = new RedisLeases({ ...options, connection });
+    const b = new RedisLeases({ ...options, connection: gated });
+    t.after(async () => {
+      await a.close();
+      await b.close();
+      await connection.close();
+      await redis.close();
+    });
+    await a.hold('session:ad', 'e.1', 'conn-1', 5_000, 'agent');
+    a.holderLost('conn-1'); // the connection left node A…
+    holdNextRead = true;
+    b.holderBack('conn-1'); // …and is recovered on node B, which reads the lease's record…
+    await heldRead.promise;
+    a.release('session:ad', 'e.1'); // …while the run is ended (through node A)
+    await connection.send(undefined, ['PING']);
+    gate.resolve();
+    // the adoption goes on in this process and writes on the same connection: a few turns, each
+    // followed by a round trip, and it has taken the lease (and its renewal may have answered)
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setImmediate(r));
+      await connection.send(undefined, ['PING']);
+    }
+    await waitFor(() => !b.has('session:ad', 'e.1'), {
+      timeout: 5_000,
+      message: 'node B holds a lease released while it adopted it',
+    });
+    assert.deepEqual(await b.list('session:ad'), []);
+    assert.deepEqual(errors, []);
+  });
+
+  it('a renewal that overtakes a lease still being written does not forget the lease', async (t) => {
+    // A script Redis forgot (a restart, a failover) is sent again in full after NOSCRIPT: a lease's
+    // HOLD can then reach Redis after a renewal sent later, which finds the lease not there yet.
+    const redis = await startRedis();
+    const connection = await connectRedis(redis.url, () => {});
+    const errors: unknown[] = [];
+    const a = new RedisLeases({
+      expire: async () => true,
+      onError: (err) => errors.push(err),
+      connection,
+      prefix: 'overtake',
+      sweepInterval: 60_000, // no tick during the test: the renewals are the ones it makes
+      holderTtl: 60_000,
+    });
+    t.after(async () => {
+      await a.close();
+      await connection.close();
+      await redis.close();
+    });
+    await a.hold('session:o', 'e.0', 'conn-0', 5_000, 'agent');
+    await connection.send(undefined, ['SCRIPT', 'FLUSH']);
+    a.holderLost('conn-0'); // a renewal: RENEW is loaded again, HOLD is not
+    for (let i = 0; i < 3; i++) await connection.send(undefined, ['PING']);
+    const holding = a.hold('session:o', 'e.1', 'conn-1', 5_000, 'agent'); // NOSCRIPT, then sent in full…
+    a.holderLost('conn-1'); // …after this renewal, which finds no e.1 yet
+    await holding;
+    for (let i = 0; i < 3; i++) await connection.send(undefined, ['PING']);
+    assert.equal(a.has('session:o', 'e.1'), true, 'the node forgot a lease Redis has');
+    assert.equal((await a.list('session:o')).length, 2);
+    assert.deepEqual(errors, []);
+  });
+
   it('a publish that takes a lease is acknowledged only once the lease is recorded', async () => {
     // A lease recorded in Redis after the ack could be lost with a node killed in between, and the
     // run would then never expire (the Redis soak, seed 38: a run of a killed agent left running).
