@@ -39,6 +39,68 @@ async function redisFor(t: TestContext) {
   return { errors, leases };
 }
 
+/**
+ * Two nodes' leases on one redis-server: A on the plain connection, B on one whose next HGET answer
+ * can be held back (`holdNextRead`: the read is done, its answer late) until `gate` is resolved.
+ */
+async function gatedNodes(t: TestContext, prefix: string) {
+  const redis = await startRedis();
+  const connection = await connectRedis(redis.url, () => {});
+  const errors: unknown[] = [];
+  const heldRead = deferred<void>();
+  const gate = deferred<void>();
+  let holding = false;
+  const gated: RedisConnection = {
+    cluster: connection.cluster,
+    send: async (key, args, readonly) => {
+      const reply = await connection.send(key, args, readonly);
+      if (holding && args[0] === 'HGET') {
+        holding = false;
+        heldRead.resolve();
+        await gate.promise;
+      }
+      return reply;
+    },
+    eachMaster: (args) => connection.eachMaster(args),
+    subscriber: (onError) => connection.subscriber(onError),
+    close: async () => {},
+    destroy: () => {},
+  };
+  const options = {
+    expire: async () => true,
+    onError: (err: unknown) => errors.push(err),
+    prefix,
+    sweepInterval: 50,
+    holderTtl: 10_000,
+  };
+  const a = new RedisLeases({ ...options, connection });
+  const b = new RedisLeases({ ...options, connection: gated });
+  t.after(async () => {
+    await a.close();
+    await b.close();
+    await connection.close();
+    await redis.close();
+  });
+  return {
+    a,
+    b,
+    connection,
+    errors,
+    heldRead: heldRead.promise,
+    gate,
+    holdNextRead: () => {
+      holding = true;
+    },
+    /** Lets what node B does in this process, and writes on the same connection, be applied. */
+    settle: async () => {
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setImmediate(r));
+        await connection.send(undefined, ['PING']);
+      }
+    },
+  };
+}
+
 describe('Redis leases', { skip: redisSkipReason() }, () => {
   it('a lease whose holder is lost while its recovery reads the list still runs out', async (t) => {
     const { errors, leases } = await redisFor(t);
@@ -99,57 +161,18 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     // then takes it over. When the run ended (its release) between that read and the takeover, the
     // takeover wrote the lease again, and it ran out later over the ended run: a finished run turned
     // `abandoned` (the Redis soak, seed 40 on three nodes).
-    const redis = await startRedis();
-    const connection = await connectRedis(redis.url, () => {});
-    const errors: unknown[] = [];
-    const heldRead = deferred<void>();
-    const gate = deferred<void>();
-    let holdNextRead = false;
-    // node B's connection: the answer to its next HGET is held back (the read is done, its answer late)
-    const gated: RedisConnection = {
-      cluster: connection.cluster,
-      send: async (key, args, readonly) => {
-        const reply = await connection.send(key, args, readonly);
-        if (holdNextRead && args[0] === 'HGET') {
-          holdNextRead = false;
-          heldRead.resolve();
-          await gate.promise;
-        }
-        return reply;
-      },
-      eachMaster: (args) => connection.eachMaster(args),
-      subscriber: (onError) => connection.subscriber(onError),
-      close: async () => {},
-      destroy: () => {},
-    };
-    const options = {
-      expire: async () => true,
-      onError: (err: unknown) => errors.push(err),
-      prefix: 'takeover',
-      sweepInterval: 50,
-      holderTtl: 10_000,
-    };
-    const a = new RedisLeases({ ...options, connection });
-    const b = new RedisLeases({ ...options, connection: gated });
-    t.after(async () => {
-      await a.close();
-      await b.close();
-      await connection.close();
-      await redis.close();
-    });
+    const { a, b, connection, errors, heldRead, gate, holdNextRead, settle } = await gatedNodes(
+      t,
+      'takeover',
+    );
     await a.hold('session:t', 'e.1', 'conn-1', 5_000, 'agent');
-    holdNextRead = true;
+    holdNextRead();
     b.touch('session:t', 'e.1', 'conn-2', 'agent'); // the agent, reconnected to B, writes: B looks the lease up
-    await heldRead.promise;
+    await heldRead;
     b.release('session:t', 'e.1'); // …and ends the run before the look-up's answer is back
     await connection.send(undefined, ['PING']); // the release is applied
     gate.resolve();
-    // the look-up goes on in this process, and what it writes goes on the same connection: a few
-    // turns, each followed by a round trip, and it has been applied
-    for (let i = 0; i < 5; i++) {
-      await new Promise((r) => setImmediate(r));
-      await connection.send(undefined, ['PING']);
-    }
+    await settle(); // the look-up's takeover, if any, is applied
     assert.equal(b.has('session:t', 'e.1'), false, 'node B does not hold a lease that is gone');
     const field = JSON.stringify(['session:t', 'e.1']);
     assert.equal(await connection.send(undefined, ['ZSCORE', 'takeover:{leases}:deadlines', field]), null);
@@ -182,57 +205,16 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     // A connection recovered on node B takes its leases along: B reads the holder's list, then each
     // record, then holds the lease. A run that ends between that read and the hold must not leave
     // B holding (and counting) a lease Redis no longer has.
-    const redis = await startRedis();
-    const connection = await connectRedis(redis.url, () => {});
-    const errors: unknown[] = [];
-    const heldRead = deferred<void>();
-    const gate = deferred<void>();
-    let holdNextRead = false;
-    const gated: RedisConnection = {
-      cluster: connection.cluster,
-      send: async (key, args, readonly) => {
-        const reply = await connection.send(key, args, readonly);
-        if (holdNextRead && args[0] === 'HGET') {
-          holdNextRead = false;
-          heldRead.resolve();
-          await gate.promise;
-        }
-        return reply;
-      },
-      eachMaster: (args) => connection.eachMaster(args),
-      subscriber: (onError) => connection.subscriber(onError),
-      close: async () => {},
-      destroy: () => {},
-    };
-    const options = {
-      expire: async () => true,
-      onError: (err: unknown) => errors.push(err),
-      prefix: 'adopt',
-      sweepInterval: 50,
-      holderTtl: 10_000,
-    };
-    const a = new RedisLeases({ ...options, connection });
-    const b = new RedisLeases({ ...options, connection: gated });
-    t.after(async () => {
-      await a.close();
-      await b.close();
-      await connection.close();
-      await redis.close();
-    });
+    const { a, b, connection, errors, heldRead, gate, holdNextRead, settle } = await gatedNodes(t, 'adopt');
     await a.hold('session:ad', 'e.1', 'conn-1', 5_000, 'agent');
     a.holderLost('conn-1'); // the connection left node A…
-    holdNextRead = true;
+    holdNextRead();
     b.holderBack('conn-1'); // …and is recovered on node B, which reads the lease's record…
-    await heldRead.promise;
+    await heldRead;
     a.release('session:ad', 'e.1'); // …while the run is ended (through node A)
     await connection.send(undefined, ['PING']);
     gate.resolve();
-    // the adoption goes on in this process and writes on the same connection: a few turns, each
-    // followed by a round trip, and it has taken the lease (and its renewal may have answered)
-    for (let i = 0; i < 5; i++) {
-      await new Promise((r) => setImmediate(r));
-      await connection.send(undefined, ['PING']);
-    }
+    await settle(); // the adoption has taken the lease (and its renewal may have answered)
     await waitFor(() => !b.has('session:ad', 'e.1'), {
       timeout: 5_000,
       message: 'node B holds a lease released while it adopted it',
