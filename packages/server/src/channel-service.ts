@@ -93,6 +93,8 @@ export class ChannelService {
   /** What every append of a publish passes to the store (one object, not one per publish). */
   readonly #appendOptions: AppendOptions;
   readonly leases: Leases;
+  /** Told of each run this node marked `abandoned` (the server logs it). */
+  onLeaseExpired: (expired: { channel: string; serial: string; version: string }) => void = () => {};
   /**
    * Bounds the large reads running at once: history pages (a slot is held while the page streams)
    * and, in a pool of their own, catch-up and rewind pages (a slot only for the store read) — so
@@ -124,6 +126,7 @@ export class ChannelService {
       onError,
       records: store.leases,
     });
+    metrics.leaseCount = () => this.leases.size;
   }
 
   /** Validates, stores (atomically) and fans out; resolves once the store committed. */
@@ -277,11 +280,17 @@ export class ChannelService {
    * abandoned now, or there is nothing to abandon (gone, deleted, already marked).
    */
   async expireLease(channel: string, serial: string, due?: () => Promise<boolean>): Promise<boolean> {
+    const { leaseExpiries } = this.metrics;
     const message = await this.#messageAt(channel, serial);
-    if (!message || message.action === 'delete') return true;
-    // Already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
-    if (message.headers?.status === 'abandoned') return true;
-    if (due && !(await due())) return false; // its run is being ended: the lease's owner decides later
+    // Deleted, or already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
+    if (!message || message.action === 'delete' || message.headers?.status === 'abandoned') {
+      leaseExpiries.inc({ outcome: 'gone' });
+      return true;
+    }
+    if (due && !(await due())) {
+      leaseExpiries.inc({ outcome: 'changed' }); // its run is being ended: the lease's owner decides later
+      return false;
+    }
     const headers = { ...message.headers, status: 'abandoned' };
     let result: Awaited<ReturnType<Store['append']>>;
     try {
@@ -302,10 +311,17 @@ export class ChannelService {
         this.#appendOptions,
       );
     } catch (err) {
-      if (err instanceof StoreError && err.code === 'version_changed') return false;
+      if (err instanceof StoreError && err.code === 'version_changed') {
+        leaseExpiries.inc({ outcome: 'changed' });
+        return false;
+      }
       throw err;
     }
     this.hub.publish(channel, result.messages);
+    if (!result.results[0]?.duplicate) {
+      leaseExpiries.inc({ outcome: 'abandoned' });
+      this.onLeaseExpired({ channel, serial, version: message.version });
+    }
     return true;
   }
 

@@ -23,6 +23,9 @@ export class Metrics {
   readonly catchUpMessages: Counter;
   readonly operations: Counter<'action'>;
   readonly errors: Counter<'code'>;
+  readonly leaseExpiries: Counter<'outcome'>;
+  /** The leases this node holds or waits on (`mooring_leases`), read when /metrics is scraped. */
+  leaseCount: () => number = () => 0;
   readonly publishSeconds: Histogram;
   readonly storeSeconds: Histogram<'operation'>;
   /**
@@ -91,6 +94,21 @@ export class Metrics {
       help: 'Errors answered to clients (frames and REST), by code',
       labelNames: ['code'],
       registers,
+    });
+    this.leaseExpiries = new Counter({
+      name: 'mooring_lease_expiries_total',
+      help: 'Lease expiries by outcome (abandoned: the run marked abandoned; changed: the message was written or its run ended meanwhile, nothing stored; gone: the message was deleted or already abandoned)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    const metrics = this;
+    new Gauge({
+      name: 'mooring_leases',
+      help: 'Message leases this node holds or waits on (with Redis: those taken or renewed through this node)',
+      registers,
+      collect() {
+        this.set(metrics.leaseCount());
+      },
     });
     this.publishSeconds = new Histogram({
       name: 'mooring_publish_seconds',

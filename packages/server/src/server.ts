@@ -185,6 +185,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     (err) => logger.error({ err }, 'lease expiry failed'),
     options.leases ? (o) => options.leases!(store, o) : engine.leases,
   );
+  channels.onLeaseExpired = (expired) =>
+    logger.info(expired, 'lease expired: its publisher is gone, the run is marked abandoned');
   const restored = channels.leases.restore();
   if (restored > 0) logger.info({ leases: restored }, 'leases re-armed after restart');
   const auth = new Authenticator(keys);

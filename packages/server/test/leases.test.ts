@@ -4,11 +4,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
+import { waitFor } from '@mooring/testkit';
+import pino from 'pino';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { AppendResult, RolledUpPage } from '../src/store/store.ts';
-import { type Fixture, rest, startFixture } from './support/fixture.ts';
+import { type Fixture, rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 const abandoned = (c: RawClient, channel: string) =>
@@ -198,6 +201,65 @@ describe('message leases', () => {
       other.close();
       await own.close();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('message leases: what operators see', () => {
+  it('counts leases and expiries in /metrics and logs each run marked abandoned', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _enc, done) {
+          lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+          done();
+        },
+      }),
+    );
+    const fx = await startFixture('memory', { logger });
+    const metric = async (name: string) => {
+      const text = await (
+        await fetch(`${fx.server.url}/metrics`, { headers: { authorization: `Bearer ${TEST_KEY}` } })
+      ).text();
+      const line = text.split('\n').find((l) => l.startsWith(name));
+      return line === undefined ? undefined : Number(line.slice(name.length).trim());
+    };
+    try {
+      const channel = 'session:lease-metrics';
+      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      const ack = await agent.publish(channel, [
+        { id: 'run', data: '', headers: { status: 'streaming' }, lease: 200 },
+      ]);
+      const serial = ack.results[0]!.serial;
+      const ended = await agent.publish(channel, [
+        { id: 'done', data: '', headers: { status: 'streaming' }, lease: 200 },
+      ]);
+      assert.equal(await metric('mooring_leases '), 2);
+      await agent.publish(channel, [
+        {
+          action: 'update',
+          serial: ended.results[0]!.serial,
+          id: 'end',
+          headers: { status: 'complete' },
+          lease: 0,
+        },
+      ]);
+      assert.equal(await metric('mooring_leases '), 1);
+      agent.kill(); // the agent died mid-run: its one open run expires
+      await waitFor(async () => (await metric('mooring_lease_expiries_total{outcome="abandoned"}')) === 1, {
+        message: 'the expiry was not counted',
+      });
+      assert.equal(await metric('mooring_leases '), 0);
+      const logged = lines.filter(
+        (l) => l.msg === 'lease expired: its publisher is gone, the run is marked abandoned',
+      );
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]!.channel, channel);
+      assert.equal(logged[0]!.serial, serial);
+      assert.equal(logged[0]!.version, serial, 'the version the expiry read: the create, nothing after it');
+    } finally {
+      await fx.close();
     }
   });
 });
