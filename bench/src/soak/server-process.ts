@@ -84,7 +84,7 @@ export class ServerProcess {
         '--heartbeat',
         this.#o.heartbeat,
         '--log-level',
-        'warn',
+        'info', // lease expiries included: the soak keeps each node's log in its data folder
       ],
       { env: { ...process.env, MOORING_KEY: this.#o.key }, stdio: ['ignore', 'pipe', 'pipe'] },
     );

@@ -21,7 +21,7 @@
  * conversation and every chunk stream they read. Progress on stderr, the summary table on stdout.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,8 +96,12 @@ const server = new ServerNodes(
         heartbeat: o.heartbeat,
         ...(redis === undefined ? {} : { redis: redis.url }),
         log: (line) => {
-          // The start banner repeats on every restart; anything else (warnings, errors) is shown.
+          // Every line goes to server-<i>.log (kept with the data when the soak fails). The start
+          // banner repeats on every restart, and info lines (lease expiries) are many: shown are
+          // the warnings and errors, and lines that are not the log's JSON.
+          appendFileSync(join(dir, `server-${i}.log`), `${line}\n`);
           if (/^(Mooring listening|\s+(WebSocket|Dashboard):)/.test(line)) return;
+          if (logLevel(line) < 40) return;
           if (serverLog++ < 20) log(`  [server ${i}] ${line.slice(0, 300)}`);
         },
       }),
@@ -131,6 +135,17 @@ interface Agent {
   child: ChildProcess | undefined;
   dead: boolean;
   forGood: boolean;
+}
+
+/** A pino line's level (30 info, 40 warn, 50 error); a line that is not one counts as a warning. */
+function logLevel(line: string): number {
+  if (!line.startsWith('{')) return 40;
+  try {
+    const level = (JSON.parse(line) as { level?: unknown }).level;
+    return typeof level === 'number' ? level : 40;
+  } catch {
+    return 40;
+  }
 }
 
 function forkChild(module: string, config: unknown): ChildProcess {
