@@ -315,6 +315,11 @@ export class ChannelService {
         leaseExpiries.inc({ outcome: 'changed' });
         return false;
       }
+      // deleted (or removed by retention) since the read: its run is over, nothing to mark
+      if (err instanceof StoreError && (err.code === 'message_deleted' || err.code === 'message_not_found')) {
+        leaseExpiries.inc({ outcome: 'gone' });
+        return true;
+      }
       throw err;
     }
     this.hub.publish(channel, result.messages);

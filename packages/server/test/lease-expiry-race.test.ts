@@ -83,8 +83,7 @@ async function startRun(service: ChannelService, holder: string | undefined): Pr
 }
 
 /** Records what each expiry resolved to (the service's leases call `expireLease` on the instance). */
-function watchExpiries(service: ChannelService): boolean[] {
-  const outcomes: boolean[] = [];
+function watchExpiries(service: ChannelService, outcomes: boolean[] = []): boolean[] {
   const expire = service.expireLease.bind(service);
   service.expireLease = async (channel, serial, due) => {
     const outcome = await expire(channel, serial, due);
@@ -183,6 +182,31 @@ for (const kind of kinds) {
       assert.equal(service.leases.has(CHANNEL, run.serial), false);
     });
 
+    for (const when of ['after', 'before'] as const) {
+      it(`a message deleted while its expiry is under way (${when} the expiry's read) stays deleted`, async (t) => {
+        // A delete ends a run like `lease: 0` does. Through a node that does not know the lease it
+        // sets no ending mark (Redis): the expiry's write is refused (after: `message_deleted`), or
+        // it reads the tombstone (before), and either way the lease is done, nothing stored (an
+        // expiry that took the refusal for a failure was retried, and logged as one).
+        const { service, store, holder, node } = await kind.start(t);
+        const deleting = node?.() ?? service;
+        const outcomes = watchExpiries(service);
+        if (deleting !== service) watchExpiries(deleting, outcomes); // its sweep may claim the lease
+        const run = await startRun(service, holder);
+        const held = store.holdNextRead(run.serial, when === 'before');
+        if (holder !== undefined) service.leases.holderLost(holder);
+        await held.reading.promise;
+        await deleting.publish(CHANNEL, [{ action: 'delete', serial: run.serial, id: 'gone' }], agent());
+        held.release.resolve();
+        await waitFor(() => outcomes.length > 0, { message: 'the expiry never settled' });
+        assert.deepEqual(outcomes, [true], 'the lease is done');
+        await new Promise((r) => setTimeout(r, 400)); // past a retry
+        assert.equal((await current(service, run.serial)).action, 'delete');
+        assert.deepEqual(outcomes, [true], 'not expired again');
+        assert.equal(service.leases.has(CHANNEL, run.serial), false);
+      });
+    }
+
     it('a run written to (not ended) while its expiry is under way runs out again, with that write', async (t) => {
       const { service, store, holder } = await kind.start(t);
       const outcomes = watchExpiries(service);
@@ -220,7 +244,9 @@ describe(
         const { service, store, holder, node } = await kinds[1]!.start(t);
         // the agent may have reconnected to another node, which has not looked the lease up yet
         const ending = via.startsWith('a node') ? node!() : service;
+        // either node's sweep may claim the overdue lease: both are watched
         const outcomes = watchExpiries(service);
+        if (ending !== service) watchExpiries(ending, outcomes);
         const run = await startRun(service, holder);
         const held = store.holdNextRead(run.serial, true);
         service.leases.holderLost(holder!);
