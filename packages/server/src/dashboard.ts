@@ -48,6 +48,7 @@ const CHARTS: Array<[string, string]> = [
   ['latency', 'Publish → deliver and store latency (ms)'],
   ['errors', 'Errors (per min, by code)'],
   ['slow', 'Slow-consumer drops (per min)'],
+  ['abandoned', 'Runs abandoned by a lease expiry (per min)'],
 ];
 
 export const DASHBOARD_HTML = `<!doctype html>

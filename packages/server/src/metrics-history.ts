@@ -66,7 +66,7 @@ export class MetricsHistory {
   /** Takes one sample now (also used by tests). */
   async sample(now = Date.now()): Promise<void> {
     const m = this.#metrics;
-    const [connections, closed, attaches, failures, operations, catchUp, errors, publish, store] =
+    const [connections, closed, attaches, failures, operations, catchUp, errors, publish, store, expiries] =
       await Promise.all([
         m.connections.get(),
         m.connectionsClosed.get(),
@@ -77,6 +77,7 @@ export class MetricsHistory {
         m.errors.get(),
         m.publishSeconds.get(),
         m.storeSeconds.get(),
+        m.leaseExpiries.get(),
       ]);
     const seconds = this.#previousAt === 0 ? 0 : (now - this.#previousAt) / 1000;
     const values = new Map<string, number | null>();
@@ -135,6 +136,8 @@ export class MetricsHistory {
     let slow = 0;
     for (const v of closed.values) if (v.labels.reason === 'slow_consumer') slow += v.value;
     rate('slow', 'slow-consumer drops', slow, 60);
+    // runs whose publisher (an agent) vanished: a rise means agents crash or lose their network
+    rate('abandoned', 'runs abandoned', sumBy(expiries, 'outcome').get('abandoned') ?? 0, 60);
 
     const publishBuckets = this.#bucketDeltas('publish', publish.values);
     set('latency', 'publish p50', quantileMs(publishBuckets, 0.5));

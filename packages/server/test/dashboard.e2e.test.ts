@@ -88,7 +88,16 @@ describe('dashboard (Chromium)', () => {
         },
         { timeout: 20_000, message: 'the operations chart never showed a stored operation' },
       );
-      for (const name of ['connections', 'closed', 'resumes', 'operations', 'latency', 'errors', 'slow']) {
+      for (const name of [
+        'connections',
+        'closed',
+        'resumes',
+        'operations',
+        'latency',
+        'errors',
+        'slow',
+        'abandoned',
+      ]) {
         assert.ok(charts[name], `chart ${name} has no data`);
         assert.ok(charts[name].data[0]!.length >= 2, `chart ${name}: ${charts[name].data[0]!.length} points`);
       }

@@ -263,6 +263,8 @@ describe('metrics history', () => {
     metrics.operations.inc({ action: 'create' }, 120);
     metrics.connectionsClosed.inc({ transport: 'websocket', reason: 'slow_consumer' }, 3);
     metrics.publishSeconds.observe(0.004);
+    metrics.leaseExpiries.inc({ outcome: 'abandoned' }, 2);
+    metrics.leaseExpiries.inc({ outcome: 'changed' }, 5);
     t += 60_000;
     await history.sample(t);
     let snap = history.snapshot();
@@ -270,6 +272,7 @@ describe('metrics history', () => {
     assert.deepEqual(snap.series.connections?.sse, [0, 2]);
     assert.deepEqual(snap.series.operations?.stored, [0, 2], '120 in 60 s = 2/s');
     assert.deepEqual(snap.series.slow?.['slow-consumer drops'], [0, 3], 'per minute');
+    assert.deepEqual(snap.series.abandoned?.['runs abandoned'], [0, 2], 'only the abandoned outcome');
     const p50 = snap.series.latency?.['publish p50']?.[1];
     assert.ok(p50 !== null && p50 !== undefined && p50 > 2.5 && p50 <= 5, `p50 ${p50} ms in its bucket`);
     for (let i = 0; i < 100; i++) {
