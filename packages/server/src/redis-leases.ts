@@ -17,9 +17,10 @@
  *   removed — unless it was taken again meanwhile (its deadline moved), which keeps it.
  * - An expiry writes on condition of the version it read (channel-service.ts `expireLease`). An end
  *   (`lease: 0`, a delete) is stored before its release reaches Redis, so the ending node first marks
- *   the run in `<prefix>:{leases}:ending` (`ending`, awaited); an expiry that reads the ended message
- *   finds the mark before it writes (`#due`) and stores nothing. The release removes the mark; a mark
- *   older than `retryAfter` (its end never came) no longer counts.
+ *   the run (`ending`, awaited: a key `<prefix>:{leases}:ending:<field>`); an expiry that reads the
+ *   ended message finds the mark before it writes (`#due`) and stores nothing. The release removes
+ *   the mark. A mark lives `retryAfter` at most: one whose end never came (refused — a serial that
+ *   does not exist —, or its node died) is gone by then, so marks cannot pile up in Redis.
  * - A write of the lease's clientId from another connection or node takes the lease over (`touch`,
  *   after a look-up when this node does not know it); only if it still exists when the takeover is
  *   written (HOLD's takeover mode), and a release removes a lease in one script, so a run that ended
@@ -97,11 +98,11 @@ end
 return 1
 `);
 
-/** KEYS: deadlines, records, ending marks. ARGV: field. Removes the lease and its mark at once. */
+/** KEYS: deadlines, records, the lease's ending mark. ARGV: field. Removes the lease and its mark at once. */
 const RELEASE = new RedisScript(`
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[3])
 return 1
 `);
 
@@ -134,15 +135,15 @@ return out
 `);
 
 /**
- * KEYS: deadlines, records, ending marks. ARGV: field, claimed score. Removes the lease (and a mark
- * left by an end that never released it) unless it was taken again.
+ * KEYS: deadlines, records, the lease's ending mark. ARGV: field, claimed score. Removes the lease
+ * (and a mark left by an end that never released it) unless it was taken again.
  */
 const FINISH = new RedisScript(`
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('DEL', KEYS[3])
   return 1
 end
 return 0
@@ -316,30 +317,31 @@ export class RedisLeases implements Leases {
     const field = fieldOf(channel, serial);
     this.#leases.remove(field);
     // one script: a takeover (HOLD) between its deletes would bring the lease back
-    this.#track(RELEASE.run(this.#o.connection, [this.#deadlines, this.#records, this.#ending], [field]));
+    this.#track(
+      RELEASE.run(this.#o.connection, [this.#deadlines, this.#records, this.#ending(field)], [field]),
+    );
   }
 
   /**
-   * Marks the run ending (awaited before its end is stored; see Leases.ending). Best effort: a mark
+   * Marks the run ending (awaited before its end is stored; see Leases.ending), for `retryAfter`:
+   * past that, a mark whose end never came would only hold a due expiry back. Best effort: a mark
    * that cannot be written goes to `onError` and the end goes on (its store write would most likely
    * fail the same way).
    */
   async ending(channel: string, serial: string): Promise<void> {
-    const field = fieldOf(channel, serial);
+    const key = this.#ending(fieldOf(channel, serial));
     try {
-      await this.#o.connection.send(this.#ending, ['HSET', this.#ending, field, String(Date.now())]);
+      await this.#o.connection.send(key, ['SET', key, String(Date.now()), 'PX', String(this.#retryAfter)]);
     } catch (err) {
       this.#o.onError(err);
     }
   }
 
-  /**
-   * Whether an expiry may write: no end is under way. A mark older than `retryAfter` is one whose
-   * end never released the lease (its node died, or the end was refused), and does not hold it.
-   */
+  /** Whether an expiry may write: no end is under way (no mark, or one that ran out). */
   async #due(field: string): Promise<boolean> {
-    const at = await this.#o.connection.send(this.#ending, ['HGET', this.#ending, field], true);
-    return at === null || at === undefined || Date.now() - Number(at) > this.#retryAfter;
+    const key = this.#ending(field);
+    const at = await this.#o.connection.send(key, ['GET', key], true);
+    return at === null || at === undefined;
   }
 
   holderLost(connectionId: string): void {
@@ -537,7 +539,7 @@ export class RedisLeases implements Leases {
       const score = String(claimed[i + 1]);
       const parsed = parseField(field);
       if (!parsed) {
-        await FINISH.run(connection, [this.#deadlines, this.#records, this.#ending], [field, score]);
+        await FINISH.run(connection, [this.#deadlines, this.#records, this.#ending(field)], [field, score]);
         continue;
       }
       // A batch is expired one lease at a time: released (the run finished) or taken again since the
@@ -555,7 +557,7 @@ export class RedisLeases implements Leases {
       }
       const removed = await FINISH.run(
         connection,
-        [this.#deadlines, this.#records, this.#ending],
+        [this.#deadlines, this.#records, this.#ending(field)],
         [field, score],
       );
       const lease = this.#leases.get(field);
@@ -578,9 +580,9 @@ export class RedisLeases implements Leases {
     return `${this.#o.prefix}:{leases}:records`;
   }
 
-  /** Runs being ended: field → when the mark was set (ms since 1970). */
-  get #ending(): string {
-    return `${this.#o.prefix}:{leases}:ending`;
+  /** The mark of a run being ended (its value: when it was set, ms since 1970; TTL retryAfter). */
+  #ending(field: string): string {
+    return `${this.#o.prefix}:{leases}:ending:${field}`;
   }
 
   #holderKey(connectionId: string): string {

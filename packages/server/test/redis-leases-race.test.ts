@@ -255,6 +255,63 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('an end that is refused leaves no ending mark in Redis (a client cannot pile marks up)', async (t) => {
+    // An end (`lease: 0`) marks its run in Redis before it is stored; only its release removes the
+    // mark. An end the store refuses (a serial that does not exist) is never released: its mark must
+    // run out on its own, or a publisher could fill Redis with marks, one per made-up serial.
+    const redis = await startRedis();
+    const connection = await connectRedis(redis.url, () => {});
+    const errors: unknown[] = [];
+    const service = new ChannelService(
+      new MemoryStore(),
+      new LocalHub(),
+      DEFAULT_LIMITS,
+      undefined,
+      (err) => errors.push(err),
+      (options) =>
+        new RedisLeases({
+          ...options,
+          connection,
+          prefix: 'marks',
+          sweepInterval: 20,
+          retryAfter: 100,
+          holderTtl: 10_000,
+        }),
+    );
+    t.after(async () => {
+      await service.leases.close();
+      await connection.close();
+      await redis.close();
+    });
+    const identity = {
+      keyName: 'k',
+      viaToken: false,
+      access: { allows: () => true },
+      clientId: 'agent',
+      connectionId: 'conn-1',
+    };
+    const [run] = await service.publish('session:m', [{ name: 'run', id: 'run-1', data: '' }], identity);
+    const marks = async () =>
+      ((await connection.send(undefined, ['KEYS', 'marks:{leases}:ending:*'])) as unknown[]).length;
+    for (let i = 0; i < 20; i++) {
+      const made = `${run!.serial.slice(0, -4)}${String(9000 + i)}`; // a serial of this log that does not exist
+      await assert.rejects(
+        service.publish(
+          'session:m',
+          [{ action: 'update', serial: made, id: `end-${i}`, lease: 0 }],
+          identity,
+        ),
+        (err: Error & { code?: string }) => err.code === 'message_not_found',
+      );
+    }
+    assert.equal(await marks(), 20, 'each end marked its run before it was refused');
+    await waitFor(async () => (await marks()) === 0, {
+      timeout: 5_000,
+      message: 'the marks of refused ends stay in Redis',
+    });
+    assert.deepEqual(errors, []);
+  });
+
   it('a publish that takes a lease is acknowledged only once the lease is recorded', async () => {
     // A lease recorded in Redis after the ack could be lost with a node killed in between, and the
     // run would then never expire (the Redis soak, seed 38: a run of a killed agent left running).
