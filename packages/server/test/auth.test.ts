@@ -224,6 +224,15 @@ describe('auth and capabilities', () => {
       403,
     );
     assert.equal((await rest(fx.server, '/v1/channels/session:rest/presence', auth)).status, 403);
+    const info = await rest(fx.server, '/v1/channels/session:rest', auth);
+    assert.equal(info.status, 403, 'the channel info needs subscribe');
+    assert.equal((info.body.error as { code: string }).code, 'forbidden');
+    const subscriber = await mint({ 'session:*': ['subscribe'] });
+    const seen = await rest(fx.server, '/v1/channels/session:rest', {
+      key: null,
+      headers: { authorization: `Bearer ${subscriber}` },
+    });
+    assert.equal(seen.status, 200);
     const reader = await mint({ 'session:*': ['history'] });
     const ok = await rest(fx.server, '/v1/channels/session:rest/messages', {
       key: null,
