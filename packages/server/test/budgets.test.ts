@@ -153,6 +153,28 @@ describe('connection budget per identity', () => {
     }
   });
 
+  it('holds the anonymous tokens of a key to one connection budget together; named clients keep theirs', async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxConnectionsPerKey: 10, maxAnonymousConnectionsPerKey: 2, keyConnectionReserve: 2 },
+      firstPollTimeout: 60_000,
+    });
+    try {
+      // two holders of anonymous tokens of the key: one budget between them
+      const anonymous = await Promise.all([createToken(TEST_KEY), createToken(TEST_KEY)]);
+      const statuses: number[] = [];
+      for (const { token } of [...anonymous, ...anonymous])
+        statuses.push(await openUnpolled(fx.server.url, token));
+      assert.deepEqual(statuses, [200, 200, 429, 429]);
+      const alice = await RawClient.connect(fx.server.url, {
+        token: (await createToken(TEST_KEY, { clientId: 'alice' })).token,
+      });
+      assert.equal((await alice.request({ type: 'ping' })).type, 'pong');
+      await alice.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('keeps a reserve of the key for the key itself, whatever the tokens hold together', async () => {
     const fx = await startFixture('memory', {
       limits: { maxConnectionsPerKey: 20, maxConnectionsPerClient: 6, keyConnectionReserve: 2 },
@@ -272,6 +294,10 @@ describe('publish budget per identity', () => {
     try {
       const { token } = await createToken(TEST_KEY, { clientId: 'agent' });
       const publish = (body: unknown) => rest(fx.server, '/v1/channels/l/messages', { key: token, body });
+      // one batch counts all the leases it takes: 4 in one publish are over a cap of 3
+      const batch = await publish(Array.from({ length: 4 }, (_, i) => ({ data: `run ${i}`, lease: 60_000 })));
+      assert.equal(batch.status, 429);
+      assert.equal((batch.body.error as { code: string }).code, 'too_many_leases');
       const serials: string[] = [];
       for (let i = 0; i < 3; i++) {
         const res = await publish({ data: `run ${i}`, lease: 60_000 });
@@ -339,6 +365,31 @@ describe('frame throttle', () => {
       assert.ok(Math.max(...rtts) < 5_000, `bystander RTTs ${rtts.map((x) => x.toFixed(0)).join(',')}`);
       assert.equal((await bystander.request({ type: 'ping' })).type, 'pong');
       await bystander.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('frame throttle (frames that are not JSON)', () => {
+  it('a flood of frames that are not JSON draws on the same budget: the flooder is dropped', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const flooder = await RawClient.connect(fx.server.url);
+      for (let i = 0; i < 20_000 && flooder.ws.readyState === flooder.ws.OPEN; i++) {
+        flooder.ws.send('not json');
+        if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+      }
+      // frames are handled in order: a ping after the flood is answered only if the flood was
+      const end = await Promise.race([
+        flooder.closed(),
+        flooder.request({ type: 'ping' }).then(
+          (f) => f.type,
+          () => 'no answer',
+        ),
+      ]);
+      assert.equal(end, 4028, 'the flooder is disconnected (rate_limited)');
+      assert.ok(flooder.frames.some((f) => f.type === 'error' && f.error.code === 'rate_limited'));
     } finally {
       await fx.close();
     }
