@@ -225,7 +225,7 @@ describe('auth and capabilities', () => {
     );
     assert.equal((await rest(fx.server, '/v1/channels/session:rest/presence', auth)).status, 403);
     const info = await rest(fx.server, '/v1/channels/session:rest', auth);
-    assert.equal(info.status, 403, 'the channel info needs subscribe');
+    assert.equal(info.status, 403, 'the channel info needs subscribe or history');
     assert.equal((info.body.error as { code: string }).code, 'forbidden');
     const subscriber = await mint({ 'session:*': ['subscribe'] });
     const seen = await rest(fx.server, '/v1/channels/session:rest', {
