@@ -87,13 +87,15 @@ export async function conversationReport(
   access: Access,
   channel: string,
   limitParam: string | null,
+  /** Who asks (an identity key): its share of the read slots is bounded (read-limiter.ts). */
+  reader?: string,
 ): Promise<ConversationReport> {
   requireAccess(access, channel, 'history');
   requireAccess(access, channel, 'presence');
   const limit = limitParam === null ? CONVERSATION_MESSAGES : Number(limitParam);
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
     throw new ServerError('bad_request', 'limit must be an integer from 1 to 1000');
-  const release = await channels.reads.acquire();
+  const release = await channels.reads.acquire('bounded', reader);
   let page: Awaited<ReturnType<ChannelService['history']>>;
   try {
     page = await channels.history(channel, { direction: 'backwards', limit, maxBytes: CONVERSATION_BYTES });

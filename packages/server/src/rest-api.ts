@@ -21,7 +21,7 @@ import { type Access, Capability, type Operation, requireAccess } from './capabi
 import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
 import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
-import type { IdentityBudgets } from './identity-budgets.ts';
+import { type IdentityBudgets, identityKey } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
 import type { Presence } from './presence.ts';
@@ -168,7 +168,13 @@ export class RestApi {
         send(
           res,
           200,
-          await conversationReport(this.#o.channels, identity.access, channel, url.searchParams.get('limit')),
+          await conversationReport(
+            this.#o.channels,
+            identity.access,
+            channel,
+            url.searchParams.get('limit'),
+            identityKey(identity),
+          ),
         ),
       );
     }
@@ -198,7 +204,7 @@ export class RestApi {
       }
       return only(method, 'GET', () => {
         requireAccess(identity.access, channel, 'history');
-        return this.#history(res, url, channel);
+        return this.#history(res, url, channel, identityKey(identity));
       });
     }
     return only(method, 'GET', async () => {
@@ -247,7 +253,7 @@ export class RestApi {
    * never one string for the whole page — yielding to the event loop between messages and waiting
    * for the reader to take each chunk.
    */
-  async #history(res: ServerResponse, url: URL, channel: string): Promise<void> {
+  async #history(res: ServerResponse, url: URL, channel: string, reader: string): Promise<void> {
     const q = url.searchParams;
     const limit = q.has('limit') ? Number(q.get('limit')) : 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
@@ -260,7 +266,8 @@ export class RestApi {
     const query: HistoryQuery = { direction, limit, maxBytes: HISTORY_PAGE_BYTES };
     if (from !== undefined) query.from = from;
     if (until !== undefined) query.until = until;
-    const release = await this.#o.channels.reads.acquire();
+    // held while the page streams, at its reader's pace: one reader's share of the slots is bounded
+    const release = await this.#o.channels.reads.acquire('bounded', reader);
     try {
       const page = await this.#o.channels.history(channel, query);
       let next: string | undefined;

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { type AttachedFrame, formatSerial, type Message, parseSerial } from '@mooring/protocol';
 import { CATCHUP_PAGE_BYTES } from '../src/channel-attachment.ts';
-import { startServer } from '../src/index.ts';
+import { createToken, startServer } from '../src/index.ts';
 import { HISTORY_PAGE_BYTES } from '../src/rest-api.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
@@ -362,4 +362,71 @@ describe('read slots', () => {
     const statuses = (await refusedTwice).map((r) => r.status).sort();
     assert.deepEqual(statuses, [200, 429, 429]);
   });
+
+  it("one client's history pages that it never reads do not lock other clients out", async (t) => {
+    // A page holds its read slot while it streams, at its reader's pace. A client asking for big
+    // pages and reading none used to take every slot and the line behind them: everyone else's
+    // history waited, then was refused. Now one identity runs in at most half the slots.
+    const store = new MemoryStore();
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store,
+      limits: { maxConcurrentReads: 2, maxQueuedReads: 8 },
+    });
+    t.after(() => server.close());
+    const huge = 'h'.repeat(16 * MIB);
+    await store.append('huge', [{ action: 'create', publisher: '', id: 'h', data: huge }], {
+      maxMessageSize: 32 * MIB,
+    });
+    await store.append('small', [{ action: 'create', publisher: '', id: 's', data: 'small' }], {
+      maxMessageSize: MIB,
+    });
+    const tokenOf = async (clientId: string) =>
+      (await createToken(TEST_KEY, { clientId, capability: { '*': ['*'] } })).token;
+    const mallory = await tokenOf('mallory');
+    // two stuck pages of one client: one runs, the other waits behind it (its share is one slot)
+    for (let i = 0; i < 2; i++) {
+      const stuck = request(`${server.url}/v1/channels/huge/messages?limit=1000`, {
+        headers: { authorization: `Bearer ${mallory}` },
+      });
+      stuck.on('error', () => {});
+      stuck.on('response', (res: IncomingMessage) => {
+        res.pause();
+        t.after(() => res.destroy());
+      });
+      stuck.end();
+      t.after(() => stuck.destroy());
+    }
+    // its line is bounded too: past a quarter of the queue, its own reads are refused
+    const refused = await waitForStatus(server.url, 'small', mallory, 429);
+    assert.equal(refused, 429);
+    const alice = await tokenOf('alice');
+    const res = await fetch(`${server.url}/v1/channels/small/messages`, {
+      headers: { authorization: `Bearer ${alice}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(res.status, 200, "another client's history is served");
+    const body = (await res.json()) as { items: Message[] };
+    assert.equal(body.items[0]?.data, 'small');
+  });
 });
+
+/**
+ * Asks for `channel`'s history until an answer has `status` (each ask may wait in line or not), at
+ * most 5 times: fewer than the server's whole line (8), so a refusal is the client's share's.
+ */
+async function waitForStatus(url: string, channel: string, token: string, status: number): Promise<number> {
+  const pending: Promise<unknown>[] = [];
+  for (let i = 0; i < 5; i++) {
+    const ask = fetch(`${url}/v1/channels/${channel}/messages`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    pending.push(ask.catch(() => undefined));
+    const answered = await Promise.race([ask, new Promise<undefined>((r) => setTimeout(r, 100))]);
+    if (answered instanceof Response && answered.status === status) return status;
+  }
+  return -1;
+}

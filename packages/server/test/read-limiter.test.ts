@@ -1,0 +1,78 @@
+/** The read slots (read-limiter.ts): a bounded number of large reads, and one owner's share of them. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ReadLimiter } from '../src/read-limiter.ts';
+import { ServerError } from '../src/server-error.ts';
+
+/** Lets every settled acquire's continuation run. */
+const turn = () => new Promise((r) => setImmediate(r));
+
+describe('ReadLimiter', () => {
+  it('runs one owner in at most half the slots; the others run beside it', async () => {
+    const limiter = new ReadLimiter(4, 16);
+    const granted: string[] = [];
+    const take = (owner: string) =>
+      limiter.acquire('bounded', owner).then((release) => {
+        granted.push(owner);
+        return release;
+      });
+    const mallory = [take('m'), take('m'), take('m'), take('m')];
+    await turn();
+    assert.deepEqual(granted, ['m', 'm'], 'two of four slots, the rest wait');
+    const alice = await take('a');
+    const bob = await take('b');
+    assert.deepEqual(granted, ['m', 'm', 'a', 'b']);
+    assert.equal(limiter.running, 4);
+    // a slot freed by alice goes to no one of mallory's: she holds her share
+    alice();
+    await turn();
+    assert.deepEqual(granted, ['m', 'm', 'a', 'b']);
+    assert.equal(limiter.running, 3);
+    // one of mallory's own ends: her next waiter takes its place
+    (await mallory[0]!)();
+    await turn();
+    assert.deepEqual(granted, ['m', 'm', 'a', 'b', 'm']);
+    bob();
+    for (const m of mallory.slice(1)) (await m)();
+  });
+
+  it('refuses an owner past a quarter of the line while others still queue', async () => {
+    const limiter = new ReadLimiter(2, 8);
+    const held = [await limiter.acquire('bounded', 'm')];
+    const waiting = [limiter.acquire('bounded', 'm'), limiter.acquire('bounded', 'm')];
+    await assert.rejects(limiter.acquire('bounded', 'm'), (err) => {
+      assert.ok(err instanceof ServerError);
+      assert.equal(err.code, 'rate_limited');
+      return true;
+    });
+    // the server's own reads and other clients are not held to mallory's share
+    held.push(await limiter.acquire('bounded', 'a'));
+    const queued = limiter.acquire('bounded', 'b');
+    assert.equal(limiter.waiting, 3);
+    for (const release of held) release();
+    for (const w of [...waiting, queued]) (await w)();
+    assert.equal(limiter.running, 0);
+    assert.equal(limiter.waiting, 0);
+  });
+
+  it('two slots freed in one turn do not both go to one owner past its share', async () => {
+    const limiter = new ReadLimiter(2, 8);
+    const a = await limiter.acquire('bounded', 'a');
+    const b = await limiter.acquire('bounded', 'b');
+    let mallory = 0;
+    const waiters = [0, 1].map(() =>
+      limiter.acquire('bounded', 'm').then((release) => {
+        mallory++;
+        return release;
+      }),
+    );
+    a();
+    b(); // the same turn: mallory's first waiter has not resumed yet
+    await turn();
+    assert.equal(mallory, 1, 'one slot for her, the other stays free');
+    assert.equal(limiter.running, 1);
+    (await waiters[0]!)();
+    (await waiters[1]!)();
+    assert.equal(limiter.running, 0);
+  });
+});
