@@ -196,6 +196,14 @@ describe('delivery health', () => {
       const all = await rest(fx.server, '/v1/health');
       assert.equal((all.body.channels as unknown[]).length, 1);
       assert.equal((await rest(fx.server, '/v1/health?limit=0')).status, 400);
+      // both rights on the channel: history alone does not list it
+      await user.attach(channel, { from: `zzzzzzzzzzzz.${'0'.repeat(15)}1` });
+      const names = async (key: string) =>
+        ((await rest(fx.server, '/v1/health', { key })).body.channels as { channel: string }[]).map(
+          (c) => c.channel,
+        );
+      assert.deepEqual(await names('inspector:i'), [channel]);
+      assert.deepEqual(await names('reader:r'), [], 'history without presence');
       await user.close();
     } finally {
       await fx.close();
