@@ -342,6 +342,16 @@ export function storeConformance(
         const run2 = await store.append('ch', [create({ id: 'c', publisher: 'c:ab' })], OPTS);
         assert.equal(run1.results[0]!.duplicate, undefined);
         assert.equal(run2.results[0]!.duplicate, undefined);
+        // …within one batch too (a store that keeps ids per publisher checks a batch by its keys).
+        const pair = await store.append(
+          'ch',
+          [create({ id: 'yz', publisher: 'c:x' }), create({ id: 'z', publisher: 'c:xy' })],
+          OPTS,
+        );
+        assert.deepEqual(
+          pair.results.map((r) => r.duplicate),
+          [undefined, undefined],
+        );
         // Appends are scoped too: another publisher's append id does not swallow the agent's.
         const s1 = victim.results[0]!.serial;
         await put(store, 'ch', append(s1, '!', { id: 'run:1:2', publisher: 'c:mallory' }));
