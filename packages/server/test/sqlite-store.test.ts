@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { parseSerial } from '@mooring/protocol';
 import { JOURNAL_HIGH_ROWS } from '../src/store/sqlite-journal.ts';
 import type { SqliteStoreOptions } from '../src/store/sqlite-store.ts';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { MAX_FILTERED_IDS, SqliteStore } from '../src/store/sqlite-store.ts';
 import type { AppendOptions, Store } from '../src/store/store.ts';
 import { StoreError } from '../src/store/store.ts';
 import { storeConformance } from './store-conformance.ts';
@@ -364,6 +364,34 @@ describe('SqliteStore', () => {
     }
     const page = await again.history('f', { direction: 'forwards', limit: 1 });
     assert.equal(page.messages[0]!.data, `${'.'.repeat(total)}!`, 'no resend was stored');
+  });
+
+  it('scopes ids by publisher in a channel too large for an id filter (every id looked up in the index)', async () => {
+    const { store, make } = await open();
+    // Past MAX_FILTERED_IDS the channel has no id filter: a new id is not ruled out by it (which
+    // answers for a publisher's key), so the index lookup alone keeps publishers' ids apart.
+    const batches = Array.from({ length: MAX_FILTERED_IDS / 100 + 1 }, (_, b) =>
+      store.append(
+        'big',
+        Array.from({ length: 100 }, (_, i) => ({
+          action: 'create' as const,
+          publisher: 'p',
+          id: `a${b * 100 + i}`,
+        })),
+        OPTS,
+      ),
+    );
+    const serials = (await Promise.all(batches)).flatMap((r) => r.results.map((x) => x.serial));
+    const check = async (s: Store, id: string) => {
+      const other = await s.append('big', [{ action: 'create', publisher: 'q', id }], OPTS);
+      assert.equal(other.results[0]!.duplicate, undefined, `q's ${id} taken for p's`);
+      const i = Number(id.slice(1));
+      const retry = await s.append('big', [{ action: 'create', publisher: 'p', id }], OPTS);
+      assert.deepEqual(retry.results[0], { serial: serials[i], duplicate: true }, `p's ${id} stored twice`);
+    };
+    await check(store, 'a5');
+    await store.close();
+    await check(make(), 'a6'); // reopened: every id in `ops`
   });
 
   it('merges its journal before it holds more than a few MiB of appended text (a merge blocks the event loop)', async () => {

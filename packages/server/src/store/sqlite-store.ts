@@ -123,7 +123,7 @@ const DAY = 24 * 60 * 60 * 1000;
 const TRIM_CHUNK = 500;
 /** Channels whose id filter is kept (LRU), and the most ops a channel may have to get one. */
 const FILTERED_CHANNELS = 2048;
-const MAX_FILTERED_IDS = 200_000;
+export const MAX_FILTERED_IDS = 200_000;
 
 interface ChannelState {
   /** Row id; -1 until the channel's first batch is written. */
