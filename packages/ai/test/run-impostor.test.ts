@@ -168,8 +168,15 @@ describe('a run id claimed first by another session member (§13.5)', () => {
           },
         }),
       });
+    const ownParts = async () =>
+      (await rest.history(name, { limit: 100 })).items
+        .filter((m) => m.name === EVENT_PART && m.clientId === 'assistant')
+        .map((m) => m.version);
     await attempt();
+    const stored = await ownParts();
     await attempt(); // the function retried: its create is a duplicate of its own first one
+    // It compared its text with its own claim's, the same: its part is not written again.
+    assert.deepEqual(await ownParts(), stored, 'the retry rewrote its part');
     const { session } = await userSession(t, await member(t, server.url, name, 'alice'), ['assistant']);
     assert.deepEqual(
       session.tree.parts(RUN).map((p) => p.text),
