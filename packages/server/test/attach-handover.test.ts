@@ -203,7 +203,8 @@ for (const storeKind of ['memory', 'sqlite', 'redis'] as const) {
 describe('a failed attach', () => {
   it('leaves nothing attached: no live deliveries held for it, detach answers not_attached', async (t) => {
     const store = new GatedStore(new MemoryStore());
-    const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
+    const limits = { maxSendBuffer: 64 * 1024 };
+    const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store, limits });
     t.after(() => server.close());
     await publish(server, 'failing', [{ name: 't', data: 'before' }]);
     const client = await RawClient.connect(server.url);
@@ -212,9 +213,12 @@ describe('a failed attach', () => {
     const answer = await client.request({ type: 'attach', channel: 'failing', start: true });
     assert.equal(answer.type, 'error');
     assert.equal(answer.type === 'error' && answer.error.code, 'store_unavailable');
-    await publish(server, 'failing', [{ name: 't', data: 'after' }]);
+    // More than the send buffer: an attachment left subscribed would hold these for ever, counted
+    // against the connection, and drop it as slow_consumer.
+    for (let i = 0; i < 3; i++) await publish(server, 'failing', [{ name: 't', data: 'x'.repeat(30_000) }]);
     const detach = await client.request({ type: 'detach', channel: 'failing' });
     assert.equal(detach.type === 'error' && detach.error.code, 'not_attached');
     assert.deepEqual(client.messages('failing'), [], 'nothing delivered for the failed attach');
+    assert.equal(client.closeCode, undefined, 'the connection is still open');
   });
 });
