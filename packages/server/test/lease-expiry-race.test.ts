@@ -273,6 +273,31 @@ describe(
       });
     }
 
+    it('an end is stored only once its mark is in Redis', async (t) => {
+      // An expiry on another node (its own connection to Redis) looks for the mark after it read the
+      // ended message: a mark still on its way when the end is stored would come too late for it.
+      const { service, store, holder } = await kinds[1]!.start(t);
+      const run = await startRun(service, holder);
+      const order: string[] = [];
+      const mark = service.leases.ending!.bind(service.leases);
+      service.leases.ending = async (channel, serial) => {
+        await new Promise(setImmediate); // a mark slower than the store's write
+        await mark(channel, serial);
+        order.push('marked');
+      };
+      const append = store.append.bind(store);
+      store.append = (channel, ops, options) => {
+        order.push('stored');
+        return append(channel, ops, options);
+      };
+      await service.publish(
+        CHANNEL,
+        [{ action: 'update', serial: run.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
+        agent(holder),
+      );
+      assert.deepEqual(order, ['marked', 'stored']);
+    });
+
     it('a run marked ending whose end never came (refused, or its node died) is still abandoned later', async (t) => {
       const { service, holder } = await kinds[1]!.start(t);
       const outcomes = watchExpiries(service);
