@@ -201,6 +201,43 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(redis.errors, []);
   });
 
+  it('a lease expired by another node stops counting on the node that took it', async (t) => {
+    // A REST publisher's lease (no connection holds it) is expired by whichever node claims it first.
+    // Node A took it; node B expires it here (A's own expiry, if it claims first, waits until B's is
+    // done, then finds the message changed): A must forget it, or it counts against its owner there
+    // (maxLeasesPerClient) for good.
+    const redis = await redisFor(t);
+    const expiredOnB = deferred<void>();
+    const a = redis.leases({
+      expire: async () => {
+        await expiredOnB.promise;
+        return false;
+      },
+      prefix: 'expired-elsewhere',
+      sweepInterval: 50,
+      retryAfter: 200,
+      holderTtl: 10_000,
+    });
+    redis.leases({
+      expire: async () => {
+        expiredOnB.resolve();
+        return true;
+      },
+      prefix: 'expired-elsewhere',
+      sweepInterval: 50,
+      retryAfter: 200,
+      holderTtl: 10_000,
+    });
+    await a.hold('session:x', 'e.1', undefined, 100, 'agent', 'owner-1');
+    assert.equal(a.heldBy('owner-1'), 1);
+    await expiredOnB.promise;
+    await waitFor(() => a.heldBy('owner-1') === 0, {
+      timeout: 5_000,
+      message: 'node A still counts a lease node B expired',
+    });
+    assert.deepEqual(redis.errors, []);
+  });
+
   it('a lease released while a recovered connection adopts it is not kept on the adopting node', async (t) => {
     // A connection recovered on node B takes its leases along: B reads the holder's list, then each
     // record, then holds the lease. A run that ends between that read and the hold must not leave
