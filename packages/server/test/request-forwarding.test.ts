@@ -118,6 +118,22 @@ if (skip) {
       assert.equal((await errorOf(gone)).code, 'unknown_connection');
     });
 
+    it('a connection recovered on another node takes its route along: requests through a third node reach it', async (t) => {
+      const redis = await redisFor(t);
+      const a = await node(t, redis.url);
+      const b = await node(t, redis.url);
+      const c = await node(t, redis.url);
+      const first = await SseClient.connect(a.url);
+      first.close(); // the transport is lost; node A keeps the identity for recovery
+      await first.ended;
+      const again = await SseClient.connect(b.url, `key=${TEST_KEY}&recover=${first.connectionKey}`);
+      t.after(() => again.close());
+      assert.equal(again.connectionId, first.connectionId, 'the same connection, now held by node B');
+      const res = await post(c, again, { type: 'ping', ref: 1 });
+      assert.equal(res.status, 202, await res.clone().text());
+      await again.next((f) => f.type === 'pong' && f.ref === 1);
+    });
+
     it('forwarded polls: the answer goes back to the client that asked; a poll whose client left loses no frame', async (t) => {
       const redis = await redisFor(t);
       const a = await node(t, redis.url);
