@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { loadServeConfig } from '../src/config.ts';
 import { ListenError, type MooringServer, startServer } from '../src/index.ts';
 import { toListenError } from '../src/listen.ts';
@@ -65,6 +66,33 @@ describe('reusePort', { skip: linux }, () => {
       await Promise.all([plain.close(), shared.close()]);
     }
   });
+
+  it(
+    'a node that cannot listen closes what it opened: no connection to Redis is left',
+    { skip: redisSkipReason() ?? false },
+    async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const plain = await node(0, false);
+      t.after(() => plain.close());
+      const clients = async () =>
+        Number(/connected_clients:(\d+)/.exec(await redis.command('INFO', 'clients'))?.[1]);
+      const before = await clients();
+      const refused = startServer({
+        host: '127.0.0.1',
+        port: plain.port,
+        keys: [TEST_KEY],
+        store: { kind: 'redis', url: redis.url },
+      });
+      await assert.rejects(
+        refused,
+        (err: unknown) => err instanceof ListenError && err.code === 'address_in_use',
+      );
+      await waitFor(async () => (await clients()) === before, {
+        message: 'the refused node left its connections to Redis open',
+      });
+    },
+  );
 
   it('mooring serve --reuse-port: two processes share a port; a third without the flag exits with the reason', async (t) => {
     const processes: ServerProcess[] = [];
