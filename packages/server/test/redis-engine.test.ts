@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message, ServerFrame } from '@mooring/protocol';
 import { serialSeq } from '@mooring/protocol';
-import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { FaultProxy, type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { loadServeConfig } from '../src/config.ts';
 import type { MooringServer } from '../src/index.ts';
 import { RedisHub } from '../src/redis-hub.ts';
@@ -341,6 +341,34 @@ if (skip) {
         await watcher.close();
       } finally {
         await server.close();
+        await redis.close();
+      }
+    });
+
+    it('a node that stops right after a run ended still removes its lease from Redis', async () => {
+      // The release is not awaited on the publish path, and on a Redis that has not seen the script
+      // yet it takes two round trips (NOSCRIPT, then the script in full). Lost on close, the lease
+      // would run out later and turn the finished run `abandoned`.
+      const redis = await startRedis();
+      const slow = await FaultProxy.start({ port: redis.port });
+      const server = await redisNode(`redis://127.0.0.1:${slow.port}`);
+      try {
+        const channel = 'session:ended-then-stopped';
+        const agent = await RawClient.connect(server.url, { clientId: 'agent' });
+        const run = await agent.publish(channel, [
+          { id: 'r', data: '', headers: { status: 'streaming' }, lease: 60_000 },
+        ]);
+        const serial = run.results[0]!.serial;
+        slow.delay(100); // the release's two round trips take a while
+        await agent.publish(channel, [
+          { action: 'update', serial, id: 'end', headers: { status: 'done' }, lease: 0 },
+        ]);
+        agent.kill();
+        await server.close();
+        assert.equal(await redis.command('ZCARD', 'mooring:{leases}:deadlines'), ':0\r\n');
+      } finally {
+        await server.close();
+        await slow.close();
         await redis.close();
       }
     });
