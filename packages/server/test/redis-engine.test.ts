@@ -251,7 +251,9 @@ if (skip) {
       { timeout: 60_000 },
       async () => {
         const redis = await startRedis({ appendonly: 'always' });
-        const server = await node(redis);
+        // A command deadline longer than the test: a publish or /ready parked while Redis is down
+        // (an offline queue) would wait for Redis instead of being refused at once.
+        const server = await redisNode(redis.url, {}, 120_000);
         try {
           const channel = 'session:outage';
           const pub = await RawClient.connect(server.url, { clientId: 'agent' });
