@@ -14,6 +14,12 @@
  */
 import { ServerError } from './server-error.ts';
 
+/** An owner's reads: running, and waiting in line. */
+interface Share {
+  running: number;
+  waiting: number;
+}
+
 interface Waiter {
   owner: string | undefined;
   resolve: () => void;
@@ -28,7 +34,7 @@ export class ReadLimiter {
   #running = 0;
   readonly #waiting: Waiter[] = [];
   /** Running and waiting reads per owner (owners with none are not kept). */
-  readonly #held = new Map<string, { running: number; waiting: number }>();
+  readonly #held = new Map<string, Share>();
 
   constructor(concurrency: number, maxWaiting: number) {
     this.#concurrency = Math.max(1, concurrency);
@@ -85,7 +91,7 @@ export class ReadLimiter {
   }
 
   /** Why a bounded read cannot wait in line, if it cannot. */
-  #busy(held: { running: number; waiting: number } | undefined): string | undefined {
+  #busy(held: Share | undefined): string | undefined {
     if (this.#waiting.length >= this.#maxWaiting)
       return `the server is busy with ${this.#running} large reads and ${this.#waiting.length} waiting; retry shortly`;
     if (held && held.waiting >= this.#perOwnerWaiting)
@@ -93,7 +99,7 @@ export class ReadLimiter {
     return undefined;
   }
 
-  #mayRun(held: { running: number } | undefined): boolean {
+  #mayRun(held: Share | undefined): boolean {
     return held === undefined || held.running < this.#perOwner;
   }
 
@@ -122,7 +128,7 @@ export class ReadLimiter {
     if (held && held.running === 0 && held.waiting === 0) this.#held.delete(owner);
   }
 
-  #heldBy(owner: string): { running: number; waiting: number } {
+  #heldBy(owner: string): Share {
     let held = this.#held.get(owner);
     if (!held) {
       held = { running: 0, waiting: 0 };

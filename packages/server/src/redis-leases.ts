@@ -340,8 +340,7 @@ export class RedisLeases implements Leases {
   /** Whether an expiry may write: no end is under way (no mark, or one that ran out). */
   async #due(field: string): Promise<boolean> {
     const key = this.#ending(field);
-    const at = await this.#o.connection.send(key, ['GET', key], true);
-    return at === null || at === undefined;
+    return Number(await this.#o.connection.send(key, ['EXISTS', key], true)) === 0;
   }
 
   holderLost(connectionId: string): void {

@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { type IncomingMessage, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, describe, it, type TestContext } from 'node:test';
 import { type AttachedFrame, formatSerial, type Message, parseSerial } from '@mooring/protocol';
 import { CATCHUP_PAGE_BYTES } from '../src/channel-attachment.ts';
 import { createToken, startServer } from '../src/index.ts';
@@ -296,23 +296,28 @@ for (const kind of ['memory', 'sqlite'] as const) {
   });
 }
 
+/**
+ * A server with these read limits and a channel `huge` of one 16 MiB message: more than the socket
+ * buffers take, so a reader that takes nothing keeps its page waiting for room — and its read slot
+ * held.
+ */
+async function readSlotServer(
+  t: TestContext,
+  limits: { maxConcurrentReads: number; maxQueuedReads: number },
+) {
+  const store = new MemoryStore();
+  const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store, limits });
+  t.after(() => server.close());
+  const huge = 'h'.repeat(16 * MIB);
+  await store.append('huge', [{ action: 'create', publisher: '', id: 'h', data: huge }], {
+    maxMessageSize: 32 * MIB,
+  });
+  return { store, server };
+}
+
 describe('read slots', () => {
   it('runs at most maxConcurrentReads history pages at once; beyond the queue: rate_limited (429, retryable)', async (t) => {
-    const store = new MemoryStore();
-    const server = await startServer({
-      host: '127.0.0.1',
-      port: 0,
-      keys: [TEST_KEY],
-      store,
-      limits: { maxConcurrentReads: 1, maxQueuedReads: 1 },
-    });
-    t.after(() => server.close());
-    // one 16 MiB message: more than the socket buffers take, so a reader that takes nothing keeps
-    // its page waiting for room — and its read slot held
-    const huge = 'h'.repeat(16 * MIB);
-    await store.append('huge', [{ action: 'create', publisher: '', id: 'h', data: huge }], {
-      maxMessageSize: 32 * MIB,
-    });
+    const { store, server } = await readSlotServer(t, { maxConcurrentReads: 1, maxQueuedReads: 1 });
     const stuck = request(`${server.url}/v1/channels/huge/messages?limit=1000`, {
       headers: { authorization: `Bearer ${TEST_KEY}` },
     });
@@ -367,19 +372,7 @@ describe('read slots', () => {
     // A page holds its read slot while it streams, at its reader's pace. A client asking for big
     // pages and reading none used to take every slot and the line behind them: everyone else's
     // history waited, then was refused. Now one identity runs in at most half the slots.
-    const store = new MemoryStore();
-    const server = await startServer({
-      host: '127.0.0.1',
-      port: 0,
-      keys: [TEST_KEY],
-      store,
-      limits: { maxConcurrentReads: 2, maxQueuedReads: 8 },
-    });
-    t.after(() => server.close());
-    const huge = 'h'.repeat(16 * MIB);
-    await store.append('huge', [{ action: 'create', publisher: '', id: 'h', data: huge }], {
-      maxMessageSize: 32 * MIB,
-    });
+    const { store, server } = await readSlotServer(t, { maxConcurrentReads: 2, maxQueuedReads: 8 });
     await store.append('small', [{ action: 'create', publisher: '', id: 's', data: 'small' }], {
       maxMessageSize: MIB,
     });

@@ -11,7 +11,7 @@ import { waitFor } from '@mooring/testkit';
 import pino from 'pino';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { AppendResult, RolledUpPage } from '../src/store/store.ts';
-import { type Fixture, rest, startFixture, TEST_KEY } from './support/fixture.ts';
+import { type Fixture, metricsText, metricValue, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 const abandoned = (c: RawClient, channel: string) =>
@@ -218,13 +218,7 @@ describe('message leases: what operators see', () => {
       }),
     );
     const fx = await startFixture('memory', { logger });
-    const metric = async (name: string) => {
-      const text = await (
-        await fetch(`${fx.server.url}/metrics`, { headers: { authorization: `Bearer ${TEST_KEY}` } })
-      ).text();
-      const line = text.split('\n').find((l) => l.startsWith(name));
-      return line === undefined ? undefined : Number(line.slice(name.length).trim());
-    };
+    const metric = async (series: string) => metricValue(await metricsText(fx.server), series);
     try {
       const channel = 'session:lease-metrics';
       const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });

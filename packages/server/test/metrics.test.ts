@@ -1,12 +1,11 @@
 /** `/metrics` (ARCHITECTURE.md §13): Prometheus text, authenticated by default, counting what happened. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { startFixture, TEST_KEY } from './support/fixture.ts';
+import { metricValue, startFixture, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 function value(text: string, metric: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(metric));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  return metricValue(text, metric) ?? 0;
 }
 
 describe('metrics', () => {

@@ -8,7 +8,7 @@ import { describe, it, type TestContext } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { type MooringServer, startServer } from '../src/index.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
-import { TEST_KEY } from './support/fixture.ts';
+import { metricsText, metricValue, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 const MIB = 1024 * 1024;
@@ -73,11 +73,8 @@ async function fill(server: MooringServer, channel: string, messages: number): P
 }
 
 async function slowConsumers(server: MooringServer): Promise<number> {
-  const res = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${TEST_KEY}` } });
-  const m = /mooring_connections_closed_total\{transport="sse",reason="slow_consumer"\} (\d+)/.exec(
-    await res.text(),
-  );
-  return m ? Number(m[1]) : 0;
+  const series = 'mooring_connections_closed_total{transport="sse",reason="slow_consumer"} ';
+  return metricValue(await metricsText(server), series) ?? 0;
 }
 
 /** Waits until the server counted a slow SSE consumer (the paused client cannot see its close). */

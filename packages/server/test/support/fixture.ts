@@ -55,6 +55,18 @@ export async function startFixture(
   return fixture;
 }
 
+/** The server's `/metrics` text, read with the test key. */
+export async function metricsText(server: MooringServer): Promise<string> {
+  const res = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${TEST_KEY}` } });
+  return res.text();
+}
+
+/** The value of the first line of Prometheus `text` that starts with `series`; undefined if none. */
+export function metricValue(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(series));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
 export async function rest(
   server: MooringServer,
   path: string,
