@@ -86,6 +86,12 @@ export function assertChannelName(channel: string): void {
     );
 }
 
+/** The leases a publish takes, and the identity they count against. */
+interface LeaseClaim {
+  owner: string;
+  taking: number;
+}
+
 export class ChannelService {
   readonly store: Store;
   readonly hub: Hub;
@@ -93,6 +99,8 @@ export class ChannelService {
   /** What every append of a publish passes to the store (one object, not one per publish). */
   readonly #appendOptions: AppendOptions;
   readonly leases: Leases;
+  /** Owner → its publishes in flight that take leases (checked, not recorded yet), in arrival order. */
+  readonly #reserved = new Map<string, Set<LeaseClaim>>();
   /** Told of each run this node marked `abandoned` (the server logs it). */
   onLeaseExpired: (expired: { channel: string; serial: string; version: string }) => void = () => {};
   /**
@@ -147,7 +155,30 @@ export class ChannelService {
     const scope = identity.scope ?? publisherScope(identity);
     for (let i = 0; i < inputs.length; i++)
       ops[i] = this.#toNewOperation(channel, inputs[i]!, i, identity, scope);
-    const owner = this.#leaseOwner(channel, inputs, identity);
+    let claim = this.#leaseClaim(channel, inputs, identity);
+    if (claim instanceof Promise) claim = await claim; // only a publish taking leases on Redis
+    let result: Awaited<ReturnType<Store['append']>>;
+    let leaseWrites: Promise<void>[] | undefined;
+    try {
+      result = await this.#store(channel, ops, inputs, identity);
+      leaseWrites = this.#recordLeases(channel, inputs, result.results, identity, claim?.owner);
+    } finally {
+      // the leases are counted where they were recorded now (or were never taken)
+      if (claim && claim.taking > 0) this.#unreserve(claim);
+    }
+    // acknowledged once its leases are recorded, and its ended ones removed, where every node sees
+    // them (see Leases.hold, Leases.release)
+    if (leaseWrites) await Promise.all(leaseWrites);
+    return result.results;
+  }
+
+  /** Stores a publish's operations (after marking the runs it ends) and fans them out. */
+  async #store(
+    channel: string,
+    ops: NewOperation[],
+    inputs: OperationInput[],
+    identity: PublishIdentity,
+  ): Promise<Awaited<ReturnType<Store['append']>>> {
     const marking = this.leases.ending ? this.#markEnding(channel, inputs) : undefined;
     if (marking) await marking;
     const started = performance.now();
@@ -174,25 +205,44 @@ export class ChannelService {
     span?.end();
     this.metrics.hot.publishSeconds.observe((performance.now() - started) / 1000);
     for (const m of result.messages) this.metrics.hot.operation(m.action);
-    let leased: Promise<void>[] | undefined;
+    return result;
+  }
+
+  /**
+   * Takes, renews and releases the leases of a stored publish; returns the writes to wait for
+   * before its acknowledgement (a lease recorded elsewhere: Redis).
+   */
+  #recordLeases(
+    channel: string,
+    inputs: OperationInput[],
+    results: PublishResult[],
+    identity: PublishIdentity,
+    owner: string | undefined,
+  ): Promise<void>[] | undefined {
+    let writes: Promise<void>[] | undefined;
     for (let i = 0; i < inputs.length; i++) {
       const input = inputs[i]!;
-      const outcome = result.results[i];
+      const outcome = results[i];
       if (!outcome) continue;
       const serial = input.serial ?? outcome.serial;
       // A resent end (a duplicate: same publisher, same id) still releases: the first attempt may
       // have been stored just before a crash that lost its release. Releasing twice is harmless.
-      if (input.action === 'delete' || input.lease === 0) this.leases.release(channel, serial);
-      else if (outcome.duplicate) {
+      if (input.action === 'delete' || input.lease === 0) {
+        const released = this.leases.release(channel, serial);
+        if (released) {
+          writes ??= [];
+          writes.push(released);
+        }
+      } else if (outcome.duplicate) {
         // A resent op that takes a lease (its answer was lost): the first attempt may have been
         // stored by a node killed before it recorded the lease. Taken again if the message is
         // unchanged since that op (so no end came after it) and no lease is known here.
         if (input.lease !== undefined && input.lease > 0 && !this.leases.has(channel, serial)) {
-          leased ??= [];
-          leased.push(this.#leaseResent(channel, serial, outcome.serial, input.lease, identity, owner!));
+          writes ??= [];
+          writes.push(this.#leaseResent(channel, serial, outcome.serial, input.lease, identity, owner!));
         }
       } else if (input.lease !== undefined) {
-        // an input with a lease made #leaseOwner compute the owner
+        // an input with a lease made #leaseClaim compute the owner
         const recorded = this.leases.hold(
           channel,
           serial,
@@ -202,15 +252,13 @@ export class ChannelService {
           owner!,
         );
         if (recorded) {
-          leased ??= [];
-          leased.push(recorded);
+          writes ??= [];
+          writes.push(recorded);
         }
       } else if (input.serial !== undefined)
         this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
     }
-    // acknowledged once its leases are recorded where every node sees them (see Leases.hold)
-    if (leased) await Promise.all(leased);
-    return result.results;
+    return writes;
   }
 
   /** The lease of a resent op (see `publish`), if its message's version is still that op. */
@@ -244,9 +292,16 @@ export class ChannelService {
 
   /**
    * The identity new leases count against, after checking that it may take them: each lease is a
-   * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`).
+   * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`). The
+   * leases a publish takes are reserved at once, until they are recorded (`#unreserve`): publishes
+   * of one identity in flight together (pipelined on a connection) are counted together. A promise
+   * when the count is read from where every node keeps it (Redis).
    */
-  #leaseOwner(channel: string, inputs: OperationInput[], identity: PublishIdentity): string | undefined {
+  #leaseClaim(
+    channel: string,
+    inputs: OperationInput[],
+    identity: PublishIdentity,
+  ): LeaseClaim | undefined | Promise<LeaseClaim> {
     let leased = false;
     let taking = 0;
     for (let i = 0; i < inputs.length; i++) {
@@ -261,15 +316,50 @@ export class ChannelService {
         taking++;
     }
     if (!leased) return undefined; // no lease to take or hold: most publishes (a run's tokens)
-    const owner = identityKey(identity);
-    const max = this.limits.maxLeasesPerClient;
-    const held = taking > 0 ? this.leases.heldBy(owner) : 0;
-    if (taking > 0 && held + taking > max)
-      throw new ServerError(
-        'too_many_leases',
-        `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${held} message leases (limit ${max}); end some runs (lease: 0) first`,
-      );
-    return owner;
+    const claim: LeaseClaim = { owner: identityKey(identity), taking };
+    if (taking === 0) return claim;
+    let inFlight = this.#reserved.get(claim.owner);
+    if (!inFlight) {
+      inFlight = new Set();
+      this.#reserved.set(claim.owner, inFlight);
+    }
+    inFlight.add(claim);
+    const check = (held: number): LeaseClaim => {
+      // and those of the publishes ahead of this one still in flight (not recorded anywhere yet):
+      // the first to arrive get the leases, also when the count is read from Redis
+      let others = 0;
+      for (const ahead of this.#reserved.get(claim.owner) ?? []) {
+        if (ahead === claim) break;
+        others += ahead.taking;
+      }
+      const max = this.limits.maxLeasesPerClient;
+      if (held + others + taking > max) {
+        this.#unreserve(claim);
+        throw new ServerError(
+          'too_many_leases',
+          `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${held + others} message leases (limit ${max}); end some runs (lease: 0) first`,
+        );
+      }
+      return claim;
+    };
+    let held: number | Promise<number>;
+    try {
+      held = this.leases.heldBy(claim.owner);
+    } catch (err) {
+      this.#unreserve(claim);
+      throw err;
+    }
+    if (typeof held === 'number') return check(held);
+    return held.then(check, (err: unknown) => {
+      this.#unreserve(claim);
+      throw err;
+    });
+  }
+
+  #unreserve(claim: LeaseClaim): void {
+    const inFlight = this.#reserved.get(claim.owner);
+    inFlight?.delete(claim);
+    if (inFlight?.size === 0) this.#reserved.delete(claim.owner);
   }
 
   /**

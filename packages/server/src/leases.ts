@@ -81,7 +81,12 @@ export interface Leases {
     owner?: string,
   ): void | Promise<void>;
   touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void;
-  release(channel: string, serial: string): void;
+  /**
+   * Ends a lease. A promise when it is recorded elsewhere (Redis): it resolves once the lease no
+   * longer counts against its owner on any node (a failure goes to `onError`), and the end is
+   * acknowledged only then, so the owner's next run is never refused for the lease it just ended.
+   */
+  release(channel: string, serial: string): void | Promise<void>;
   /**
    * A publish is about to end a run (`lease: 0`, or a delete of a message this node knows leased).
    * A shared implementation (Redis) marks it, awaited before the end is stored: an expiry on another
@@ -92,7 +97,11 @@ export interface Leases {
   holderLost(connectionId: string): void;
   holderBack(connectionId: string): void;
   readonly size: number;
-  heldBy(owner: string): number;
+  /**
+   * The leases counted against `owner` (`maxLeasesPerClient`). A promise when they are counted
+   * where every node sees them (Redis): the count then covers the owner's leases on every node.
+   */
+  heldBy(owner: string): number | Promise<number>;
   has(channel: string, serial: string): boolean;
   /** The leases on one channel's messages, for inspection (not hot paths). */
   list(channel: string): LeaseView[] | Promise<LeaseView[]>;

@@ -9,7 +9,7 @@
  *   while the connection lives. When the connection drops, the deadline is set to now + ms and left;
  *   when its node dies, renewals stop: either way the lease runs out one lease later. A renewal
  *   never brings a lease back, and the node forgets a lease the renewal finds gone (ended through
- *   another node, or expired there), so it no longer counts against its owner here.
+ *   another node, or expired there), so it does not renew it in vain.
  * - Every node sweeps: a script claims the leases past their deadline atomically (pushing each
  *   deadline `retryAfter` ahead, so a sweeper that dies mid-expiry is retried by another), the
  *   `abandoned` update is stored through the normal publish path with the deterministic id
@@ -31,11 +31,15 @@
  * A publish that takes a lease is acknowledged once the lease is written (`hold` returns the write),
  * so a node killed in between cannot leave an acknowledged run without one; every other Redis write
  * here (renewals, a holder lost, a touch) is not awaited. Errors go to `onError`.
- * `maxLeasesPerClient` is counted per node.
+ * `maxLeasesPerClient` is counted in Redis, across nodes: each lease names its owner in
+ * `<prefix>:{leases}:owner-of`, and `<prefix>:{leases}:owners` counts the leases of each owner. The
+ * scripts that write and remove a lease keep both in step with it, so a node's crash cannot leave a
+ * count behind (its leases are expired by another node, which uncounts them). A publish taking
+ * leases reads the count first; creates racing on several nodes can pass the limit by those in flight.
  */
 import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { ExpireLease, Leases, LeaseView } from './leases.ts';
-import { RedisScript } from './redis-script.ts';
+import { RedisScript, redisUnavailable } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
 
 export interface RedisLeasesOptions {
@@ -83,12 +87,32 @@ interface LeaseRecord {
 }
 
 /**
- * KEYS: deadlines, records, holder list (or records again). ARGV: field, deadline, record, holder,
- * list TTL, '1' for a takeover (only a lease that still exists: one released meanwhile stays
- * released). Returns 1, or 0 for a takeover of a lease that is gone.
+ * Lua shared by the scripts that remove a lease: `uncount(owners, ownerOf, field)` takes the lease
+ * off its owner's count (an owner at 0 is removed).
  */
-const HOLD = new RedisScript(`
-if ARGV[6] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+const UNCOUNT = `
+local function uncount(owners, ownerOf, field)
+  local owner = redis.call('HGET', ownerOf, field)
+  if not owner then return end
+  redis.call('HDEL', ownerOf, field)
+  if redis.call('HINCRBY', owners, owner, -1) <= 0 then redis.call('HDEL', owners, owner) end
+end
+`;
+
+/**
+ * KEYS: deadlines, records, holder list (or records again), owners, owner-of. ARGV: field,
+ * deadline, record, holder, list TTL, '1' for a takeover (only a lease that still exists: one
+ * released meanwhile stays released; it keeps its owner), owner ('' for none). Returns 1, or 0 for
+ * a takeover of a lease that is gone.
+ */
+const HOLD = new RedisScript(`${UNCOUNT}
+if ARGV[6] == '1' then
+  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+elseif ARGV[7] ~= '' and redis.call('HGET', KEYS[5], ARGV[1]) ~= ARGV[7] then
+  uncount(KEYS[4], KEYS[5], ARGV[1])
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[7])
+  redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 if ARGV[4] ~= '' then
@@ -98,11 +122,15 @@ end
 return 1
 `);
 
-/** KEYS: deadlines, records, the lease's ending mark. ARGV: field. Removes the lease and its mark at once. */
-const RELEASE = new RedisScript(`
+/**
+ * KEYS: deadlines, records, the lease's ending mark, owners, owner-of. ARGV: field. Removes the
+ * lease, its mark and its count at once.
+ */
+const RELEASE = new RedisScript(`${UNCOUNT}
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])
+uncount(KEYS[4], KEYS[5], ARGV[1])
 return 1
 `);
 
@@ -135,15 +163,17 @@ return out
 `);
 
 /**
- * KEYS: deadlines, records, the lease's ending mark. ARGV: field, claimed score. Removes the lease
- * (and a mark left by an end that never released it) unless it was taken again.
+ * KEYS: deadlines, records, the lease's ending mark, owners, owner-of. ARGV: field, claimed score.
+ * Removes the lease (with its count, and a mark left by an end that never released it) unless it
+ * was taken again.
  */
-const FINISH = new RedisScript(`
+const FINISH = new RedisScript(`${UNCOUNT}
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('DEL', KEYS[3])
+  uncount(KEYS[4], KEYS[5], ARGV[1])
   return 1
 end
 return 0
@@ -278,7 +308,13 @@ export class RedisLeases implements Leases {
     const field = fieldOf(channel, serial);
     const written = HOLD.run(
       this.#o.connection,
-      [this.#deadlines, this.#records, holder === undefined ? this.#records : this.#holderKey(holder)],
+      [
+        this.#deadlines,
+        this.#records,
+        holder === undefined ? this.#records : this.#holderKey(holder),
+        this.#owners,
+        this.#ownerOf,
+      ],
       [
         field,
         String(Date.now() + ms),
@@ -286,6 +322,7 @@ export class RedisLeases implements Leases {
         holder ?? '',
         String(this.#holderTtl),
         takeover ? '1' : '',
+        owner ?? '',
       ],
     );
     this.#track(written);
@@ -313,12 +350,15 @@ export class RedisLeases implements Leases {
     void this.#hold(channel, serial, holder, lease.ms, clientId, lease.owner, true);
   }
 
-  release(channel: string, serial: string): void {
+  release(channel: string, serial: string): Promise<void> {
     const field = fieldOf(channel, serial);
     this.#leases.remove(field);
     // one script: a takeover (HOLD) between its deletes would bring the lease back
-    this.#track(
-      RELEASE.run(this.#o.connection, [this.#deadlines, this.#records, this.#ending(field)], [field]),
+    const released = RELEASE.run(this.#o.connection, this.#removal(field), [field]);
+    this.#track(released);
+    return released.then(
+      () => undefined,
+      () => undefined, // reported by #track
     );
   }
 
@@ -379,8 +419,19 @@ export class RedisLeases implements Leases {
     return this.#leases.size;
   }
 
-  heldBy(owner: string): number {
-    return this.#leases.heldBy(owner);
+  /**
+   * The owner's leases on every node, as Redis counts them. Read from the master, on the connection
+   * that writes the leases: a HOLD this node sent before is counted. (Not this node's own list: a
+   * lease ended through another node stays in it until the next renewal finds it gone.)
+   */
+  async heldBy(owner: string): Promise<number> {
+    let counted: unknown;
+    try {
+      counted = await this.#o.connection.send(this.#owners, ['HGET', this.#owners, owner]);
+    } catch (err) {
+      throw redisUnavailable(err, 'the lease count');
+    }
+    return Number(counted ?? 0);
   }
 
   has(channel: string, serial: string): boolean {
@@ -467,8 +518,8 @@ export class RedisLeases implements Leases {
    * Moves the deadlines of leases that still exist, and forgets here the ones Redis no longer has:
    * released through another node (an end written there), or expired by another node while this
    * one was late to renew, or released between an adoption's read and its renewal. Kept, such a
-   * lease would count against its owner on this node and be renewed in vain for as long as its
-   * holder's connection lives.
+   * lease would be renewed in vain, and taken for held here (`has`), for as long as its holder's
+   * connection lives.
    */
   #renew(renewals: Renewal[]): void {
     for (let i = 0; i < renewals.length; i += CLAIM_BATCH) {
@@ -499,7 +550,7 @@ export class RedisLeases implements Leases {
     for (const [field, lease] of this.#leases.entries()) {
       if (!lease.live) {
         // Not held here any more, and past its deadline: some node expired it (or will). Forget it
-        // here too, or it would count against its owner's budget on this node for ever.
+        // here too, or this node would take it for held for ever (`has`).
         if (now > lease.until + this.#retryAfter) this.#leases.remove(field);
         continue;
       }
@@ -538,7 +589,7 @@ export class RedisLeases implements Leases {
       const score = String(claimed[i + 1]);
       const parsed = parseField(field);
       if (!parsed) {
-        await FINISH.run(connection, [this.#deadlines, this.#records, this.#ending(field)], [field, score]);
+        await FINISH.run(connection, this.#removal(field), [field, score]);
         continue;
       }
       // A batch is expired one lease at a time: released (the run finished) or taken again since the
@@ -554,11 +605,7 @@ export class RedisLeases implements Leases {
         this.#o.onError(err); // retried by some node after retryAfter
         continue;
       }
-      const removed = await FINISH.run(
-        connection,
-        [this.#deadlines, this.#records, this.#ending(field)],
-        [field, score],
-      );
+      const removed = await FINISH.run(connection, this.#removal(field), [field, score]);
       const lease = this.#leases.get(field);
       if (Number(removed) === 1 && lease && !lease.live) this.#leases.remove(field);
     }
@@ -577,6 +624,21 @@ export class RedisLeases implements Leases {
 
   get #records(): string {
     return `${this.#o.prefix}:{leases}:records`;
+  }
+
+  /** Owner → how many leases it holds (`maxLeasesPerClient`, across nodes). */
+  get #owners(): string {
+    return `${this.#o.prefix}:{leases}:owners`;
+  }
+
+  /** Lease field → the owner it counts against. */
+  get #ownerOf(): string {
+    return `${this.#o.prefix}:{leases}:owner-of`;
+  }
+
+  /** The keys of FINISH (and RELEASE): everything a lease's removal touches. */
+  #removal(field: string): string[] {
+    return [this.#deadlines, this.#records, this.#ending(field), this.#owners, this.#ownerOf];
   }
 
   /** The mark of a run being ended (its value: when it was set, ms since 1970; TTL retryAfter). */

@@ -330,6 +330,55 @@ describe('publish budget per identity', () => {
   });
 });
 
+describe('leases in flight', () => {
+  // Publishes pipelined on one connection are checked before any of them is stored; each counts
+  // the others' leases, on every store (Redis: read from the shared count, the others reserved here)
+  for (const kind of ['memory', 'sqlite', 'redis'] as const)
+    it(
+      `pipelined creates of one identity count together against maxLeasesPerClient (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, { limits: { maxLeasesPerClient: 3 } });
+        try {
+          const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+          const answers = await Promise.all(
+            Array.from({ length: 10 }, (_, i) =>
+              agent.request({
+                type: 'publish',
+                channel: 'run:pipelined',
+                ops: [{ id: `run-${i}`, data: `run ${i}`, lease: 60_000 }],
+              }),
+            ),
+          );
+          assert.deepEqual(
+            answers.map(outcome),
+            [...Array(3).fill('ok'), ...Array(7).fill('too_many_leases')],
+            'the first three in order are taken, the rest refused',
+          );
+          // a refused publish stored nothing, and gave its reservation back: ending one run frees one
+          const serial = (answers[0] as { results: Array<{ serial: string }> }).results[0]!.serial;
+          await agent.publish('run:pipelined', [{ action: 'update', serial, id: 'end', lease: 0 }]);
+          assert.equal(
+            outcome(
+              await agent.request({
+                type: 'publish',
+                channel: 'run:pipelined',
+                ops: [{ id: 'run-10', data: 'again', lease: 60_000 }],
+              }),
+            ),
+            'ok',
+          );
+          const history = await rest(fx.server, '/v1/channels/run:pipelined/messages');
+          const stored = (history.body.items as Array<{ data: string }>).map((m) => m.data).sort();
+          assert.deepEqual(stored, ['again', 'run 0', 'run 1', 'run 2'], 'the refused runs stored nothing');
+          await agent.close();
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+});
+
 describe('frame throttle', () => {
   it('a ping flood from one connection is refused and dropped; a bystander keeps answering', async () => {
     const fx = await startFixture('memory');

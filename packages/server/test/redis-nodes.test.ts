@@ -471,6 +471,64 @@ if (!skip) {
       await Promise.all([a!.close(), b!.close(), c!.close()]);
     });
 
+    it('maxLeasesPerClient holds for one identity whose connections are on different nodes', async () => {
+      // one agent (one key, one clientId) connected to all three nodes: each node alone sees fewer
+      // than the limit, Redis counts them all
+      const agents = await Promise.all(fx.nodes.map((n) => RawClient.connect(n.url, { clientId: 'spread' })));
+      const [onA, onB, onC] = agents as [RawClient, RawClient, RawClient];
+      const channel = 'run:spread';
+      const start = (agent: RawClient, id: string) =>
+        agent.request({
+          type: 'publish',
+          channel,
+          ops: [{ id, data: id, headers: { status: 'running' }, lease: 60_000 }],
+        });
+      const serials: string[] = [];
+      for (const [agent, id] of [
+        [onA, 'r1'],
+        [onB, 'r2'],
+        [onC, 'r3'],
+      ] as const) {
+        const ack = await start(agent, id);
+        assert.equal(ack.type, 'ack', JSON.stringify(ack));
+        if (ack.type === 'ack') serials.push(ack.results[0]!.serial);
+      }
+      for (const agent of agents) {
+        const refused = await start(agent, `over-${agents.indexOf(agent)}`);
+        assert.ok(
+          refused.type === 'error' && refused.error.code === 'too_many_leases',
+          `a fourth lease was taken: ${JSON.stringify(refused)}`,
+        );
+      }
+      // A run ended through another node than the one that took it frees its lease everywhere, by
+      // the time its end is acknowledged: the owner's next run, through a third node, is not refused
+      for (let i = 0; i < 10; i++) {
+        const ends = agents[(i + 1) % 3]!;
+        await ends.publish(channel, [
+          {
+            action: 'update',
+            serial: serials.shift()!,
+            id: `end-${i}`,
+            headers: { status: 'complete' },
+            lease: 0,
+          },
+        ]);
+        const next = await start(agents[(i + 2) % 3]!, `next-${i}`);
+        assert.equal(
+          next.type,
+          'ack',
+          `round ${i}: the ended run's lease still counted (${JSON.stringify(next)})`,
+        );
+        if (next.type === 'ack') serials.push(next.results[0]!.serial);
+        assert.equal((await start(agents[i % 3]!, `over-again-${i}`)).type, 'error');
+      }
+      await onA.publish(
+        channel,
+        serials.map((serial, i) => ({ action: 'update' as const, serial, id: `last-${i}`, lease: 0 })),
+      );
+      await Promise.all(agents.map((agent) => agent.close()));
+    });
+
     it('leases expired by other nodes stop counting against their owner on the node that took them', async () => {
       const [a] = fx.nodes as [MooringServer];
       const channel = 'run:budget';
