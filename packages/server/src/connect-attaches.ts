@@ -14,6 +14,7 @@
 import type { AttachFrame } from '@mooring/protocol';
 import { CONNECT_ATTACH_PARAM } from '@mooring/protocol';
 import { attachFrameSchema } from '@mooring/protocol/schemas';
+import type { Seat } from './connection-manager.ts';
 import type { Identity, OpenedConnection } from './connection-registry.ts';
 import { exceedsDepth } from './json-depth.ts';
 import { issueText, ServerError } from './server-error.ts';
@@ -24,6 +25,8 @@ export interface Admission {
   opened: OpenedConnection;
   /** The request's `attach`, when it had one. */
   attaches: AttachFrame[] | undefined;
+  /** Its place in the connection budgets, counted since its admission (connection-manager.ts). */
+  seat?: Seat;
 }
 
 /**

@@ -11,8 +11,11 @@
  * all but `keyConnectionReserve` (at most a tenth of the key's limit) — so the backend holding the key
  * can always connect — and per token
  * identity: `maxConnectionsPerClient` per key + clientId, `maxAnonymousConnectionsPerKey` for
- * tokens without a clientId. A connection is counted down under the names it was counted at open,
- * whatever its identity became since (a renewed token).
+ * tokens without a clientId. A connection is counted from its admission (a `Seat`), not from its
+ * open: requests that are admitted together each see the others, though the claim of their
+ * identity (Redis) and the WebSocket upgrade come between. A seat whose connection never opens is
+ * given back (`giveUp`; after `SEAT_TIMEOUT` at the latest). A connection is counted down under the
+ * names it was counted at admission, whatever its identity became since (a renewed token).
  */
 import type { Limits } from '@mooring/protocol';
 import type { Logger } from 'pino';
@@ -26,6 +29,16 @@ import type { Presence } from './presence.ts';
 import { ServerError } from './server-error.ts';
 
 const HEARTBEAT_SLICE = 500;
+/** How long an admitted connection request may take to open before its seat is given back, ms. */
+const SEAT_TIMEOUT = 30_000;
+
+/** An admitted connection request's place in its connection budgets, until it opens or gives up. */
+export interface Seat {
+  readonly names: string[];
+  /** Opened (the connection counts on) or given up (counted down). */
+  settled: boolean;
+  timer: NodeJS.Timeout;
+}
 
 export interface ConnectionManagerOptions {
   channels: ChannelService;
@@ -67,7 +80,7 @@ export class ConnectionManager {
    * Opens the admitted connection on `transport` and sends `connected`; then handles the attaches of
    * the connection request (PROTOCOL.md §5.1) as its first frames.
    */
-  open(transport: TransportSink, { identity, opened, attaches }: Admission): Connection {
+  open(transport: TransportSink, { identity, opened, attaches, seat }: Admission): Connection {
     const { registry, presence, limits, heartbeatInterval } = this.#o;
     registry.hold(opened.connectionId);
     const connection = new Connection({
@@ -84,9 +97,15 @@ export class ConnectionManager {
     });
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);
-    const names = budgetNames(identity);
-    this.#countedAs.set(connection, names);
-    for (const name of names) this.#open.set(name, (this.#open.get(name) ?? 0) + 1);
+    if (seat && !seat.settled) {
+      seat.settled = true; // counted since its admission
+      clearTimeout(seat.timer);
+      this.#countedAs.set(connection, seat.names);
+    } else {
+      const names = budgetNames(identity);
+      this.#countedAs.set(connection, names);
+      this.#count(names, 1);
+    }
     this.#o.channels.metrics.connections.inc({ transport: transport.kind });
     this.#o.channels.metrics.connectionsOpened.inc({
       transport: transport.kind,
@@ -156,8 +175,28 @@ export class ConnectionManager {
     this.#o.logger.debug({ connectionId: connection.id, deliberate }, 'disconnected');
   }
 
-  /** Refuses a new connection beyond any of its connection budgets (too_many_connections). */
-  admit(identity: Identity): void {
+  /**
+   * Refuses a new connection beyond any of its connection budgets (too_many_connections); else
+   * counts it at once and returns its seat, which `open` takes (or `giveUp` gives back).
+   */
+  admit(identity: Identity): Seat {
+    this.#checkBudgets(identity);
+    const names = budgetNames(identity);
+    this.#count(names, 1);
+    const seat: Seat = { names, settled: false, timer: setTimeout(() => this.giveUp(seat), SEAT_TIMEOUT) };
+    seat.timer.unref();
+    return seat;
+  }
+
+  /** A seat whose connection will not open (its claim failed, its socket closed first): counted down. */
+  giveUp(seat: Seat | undefined): void {
+    if (!seat || seat.settled) return;
+    seat.settled = true;
+    clearTimeout(seat.timer);
+    this.#count(seat.names, -1);
+  }
+
+  #checkBudgets(identity: Identity): void {
     const { limits } = this.#o;
     const [key, tokens, client] = budgetNames(identity);
     const refuse = (name: string | undefined, limit: number, what: string) => {
@@ -211,8 +250,12 @@ export class ConnectionManager {
   #countDown(connection: Connection): void {
     const names = this.#countedAs.get(connection) ?? [];
     this.#countedAs.delete(connection); // counted down once, however often the transport reports it
+    this.#count(names, -1);
+  }
+
+  #count(names: string[], delta: 1 | -1): void {
     for (const name of names) {
-      const open = (this.#open.get(name) ?? 1) - 1;
+      const open = (this.#open.get(name) ?? 0) + delta;
       if (open > 0) this.#open.set(name, open);
       else this.#open.delete(name);
     }

@@ -60,6 +60,23 @@ export class PresenceBudget {
       );
   }
 
+  /**
+   * Checks (as `check`) and counts at once, for an enter that completes later (Redis): enters sent
+   * together on one connection each see the others. Returns the undo for an enter that failed,
+   * which puts back what the channel held before (unless a later enter changed it since).
+   */
+  take(connectionId: string, channel: string, size: number): () => void {
+    this.check(connectionId, channel, size);
+    const before = this.#channelsOf.get(connectionId)?.get(channel);
+    this.add(connectionId, channel, size);
+    const channels = this.#channelsOf.get(connectionId)!;
+    return () => {
+      if (this.#channelsOf.get(connectionId) !== channels || channels.get(channel) !== size) return;
+      if (before === undefined) channels.delete(channel);
+      else channels.set(channel, before);
+    };
+  }
+
   /** Counts the connection's `size` bytes in `channel` (after a successful enter). */
   add(connectionId: string, channel: string, size: number): void {
     let channels = this.#channelsOf.get(connectionId);

@@ -147,7 +147,8 @@ export class RedisPresence implements Presence {
     data: JsonValue | undefined,
     size: number = data === undefined ? 0 : Buffer.byteLength(JSON.stringify(data)),
   ): Promise<void> {
-    this.#budget.check(connectionId, channel, size);
+    // counted from now: the enters a connection sends together each see the others
+    const undo = this.#budget.take(connectionId, channel, size);
     const member: PresenceMember = { clientId, connectionId, timestamp: Date.now() };
     if (data !== undefined) member.data = data;
     const json = JSON.stringify(member);
@@ -156,14 +157,16 @@ export class RedisPresence implements Presence {
       json,
       String(this.#o.maxMembers),
     ]).catch((err: unknown) => {
+      undo();
       throw redisUnavailable(err, 'presence');
     });
-    if (outcome === 'full')
+    if (outcome === 'full') {
+      undo();
       throw new ServerError(
         'too_many_members',
         `channel ${channel} already has ${this.#o.maxMembers} presence members; try again later`,
       );
-    this.#budget.add(connectionId, channel, size);
+    }
     this.#remember(connectionId, channel, json);
   }
 

@@ -22,7 +22,11 @@ import { ChannelService } from './channel-service.ts';
 import { type Admission, connectAttaches } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import { ConnectionManager } from './connection-manager.ts';
-import { type ConnectionRegistry, LocalConnectionRegistry } from './connection-registry.ts';
+import {
+  type ConnectionRegistry,
+  LocalConnectionRegistry,
+  type OpenedConnection,
+} from './connection-registry.ts';
 import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
@@ -244,9 +248,15 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       );
     const attaches = connectAttaches(url, limits.maxJsonDepth);
     const identity = await auth.authenticate(req, url);
-    connections.admit(identity);
-    const opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
-    return { identity, opened, attaches };
+    const seat = connections.admit(identity);
+    let opened: OpenedConnection;
+    try {
+      opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
+    } catch (err) {
+      connections.giveUp(seat);
+      throw err;
+    }
+    return { identity, opened, attaches, seat };
   };
   /** The same over WebSocket (the upgrade request) and in process: not closing, the right path, then `admit`. */
   const admitConnection = async (
@@ -329,7 +339,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   http.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     try {
-      websocket.upgrade(req, socket, head, await admitConnection(requestUrl(req), req, 'WebSocket'));
+      const admission = await admitConnection(requestUrl(req), req, 'WebSocket');
+      // a socket closed before its upgrade completes never opens its connection
+      socket.once('close', () => connections.giveUp(admission.seat));
+      websocket.upgrade(req, socket, head, admission);
     } catch (err) {
       refuseUpgrade(socket, err);
     }

@@ -218,6 +218,80 @@ describe('connection budget per identity', () => {
   });
 });
 
+describe('connection requests in flight', () => {
+  // A connection is counted from its admission: requests admitted together each count, though the
+  // claim of their identity (Redis: a round trip) and the WebSocket upgrade come between
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `connection requests of one client sent together count together (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, { limits: { maxConnectionsPerClient: 3 } });
+        try {
+          const { token } = await createToken(TEST_KEY, { clientId: 'many' });
+          const tries = await Promise.allSettled(
+            Array.from({ length: 10 }, () => RawClient.connect(fx.server.url, { token })),
+          );
+          const opened = tries.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
+          assert.equal(opened.length, 3, 'connections opened beyond maxConnectionsPerClient');
+          for (const t of tries) if (t.status === 'rejected') assert.match(String(t.reason), /HTTP 429/);
+          await Promise.all(opened.map((c) => c.close()));
+          // closed, and the refused ones held nothing: three fit again
+          await until(() => fx.server.connections === 0, 'the connections are closed');
+          const again = await Promise.all(
+            Array.from({ length: 3 }, () => RawClient.connect(fx.server.url, { token })),
+          );
+          await Promise.all(again.map((c) => c.close()));
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+
+  it(
+    'a WebSocket request whose socket closes before the upgrade holds no place',
+    { skip: redisSkipReason() || false },
+    async () => {
+      const fx = await startFixture('redis', { limits: { maxConnectionsPerClient: 3 } });
+      try {
+        const { token } = await createToken(TEST_KEY, { clientId: 'gone' });
+        const { port } = new URL(fx.server.url);
+        // upgrade requests whose sockets are closed as soon as they are sent (the admission, with its
+        // token check and its Redis claim, is still running)
+        await Promise.all(
+          Array.from(
+            { length: 10 },
+            () =>
+              new Promise<void>((resolve) => {
+                const socket = netConnect(Number(port), '127.0.0.1', () => {
+                  socket.end(
+                    `GET /v1/connect?token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+                    () => socket.destroy(),
+                  );
+                });
+                socket.on('close', () => resolve());
+                socket.on('error', () => {});
+              }),
+          ),
+        );
+        const opened: RawClient[] = [];
+        for (let i = 0; i < 3; i++)
+          await until(
+            async () => {
+              const c = await RawClient.connect(fx.server.url, { token }).catch(() => undefined);
+              if (c) opened.push(c);
+              return c !== undefined;
+            },
+            `connection ${i + 1} of 3 is admitted`,
+          );
+        await Promise.all(opened.map((c) => c.close()));
+      } finally {
+        await fx.close();
+      }
+    },
+  );
+});
+
 describe('publish budget per identity', () => {
   // Bounds, not timings: a bucket of `rate` per second (burst `rate`) accepts at most
   // rate + rate × seconds operations in `seconds`, however slow the machine is.
@@ -328,6 +402,43 @@ describe('publish budget per identity', () => {
       await fx.close();
     }
   });
+});
+
+describe('presence enters in flight', () => {
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `enters sent together on one connection each count against its presence budget (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, {
+          limits: { maxPresenceChannelsPerConnection: 3, maxPresenceMembers: 1, maxPresenceRate: 1000 },
+        });
+        try {
+          const c = await RawClient.connect(fx.server.url, { clientId: 'p' });
+          const enter = (channel: string) => c.request({ type: 'presence', channel, action: 'enter' });
+          const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => enter(`room-${i}`)));
+          assert.deepEqual(answers.map(outcome), [
+            ...Array(3).fill('ok'),
+            ...Array(7).fill('too_many_channels'),
+          ]);
+          // an enter refused by the channel (full) gives its place in the budget back
+          const other = await RawClient.connect(fx.server.url, { clientId: 'q' });
+          assert.equal(
+            outcome(await other.request({ type: 'presence', channel: 'full', action: 'enter' })),
+            'ok',
+          );
+          assert.equal(
+            outcome(await c.request({ type: 'presence', channel: 'room-0', action: 'leave' })),
+            'ok',
+          );
+          assert.equal(outcome(await enter('full')), 'too_many_members');
+          assert.equal(outcome(await enter('room-5')), 'ok', 'the refused enter still held a channel');
+          await Promise.all([c.close(), other.close()]);
+        } finally {
+          await fx.close();
+        }
+      },
+    );
 });
 
 describe('leases in flight', () => {
