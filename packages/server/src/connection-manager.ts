@@ -188,6 +188,22 @@ export class ConnectionManager {
     return seat;
   }
 
+  /**
+   * A live Durable Streams read (long-poll, SSE) of `identity`: it holds a socket and a waiter for
+   * as long as a connection would, so it counts in the same budgets (too_many_connections) until
+   * the returned release is called (once; later calls do nothing).
+   */
+  holdLiveRead(identity: Identity): () => void {
+    this.#checkBudgets(identity);
+    const names = budgetNames(identity);
+    this.#count(names, 1);
+    let held = true;
+    return () => {
+      if (held) this.#count(names, -1);
+      held = false;
+    };
+  }
+
   /** A seat whose connection will not open (its claim failed, its socket closed first): counted down. */
   giveUp(seat: Seat | undefined): void {
     if (!seat || seat.settled) return;

@@ -306,6 +306,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     logger,
     onRequest: (method, status) => streamMetrics.requests.inc({ method, status: String(status) }),
     onBytes: (direction, bytes) => streamMetrics.bytes.inc({ direction }, bytes),
+    budgets: {
+      write: (identity) => budgets.takePublish(identity, 1),
+      live: (identity) => connections.holdLiveRead(identity),
+    },
   });
   if (options.durableStreams?.open)
     logger.warn(

@@ -12,12 +12,14 @@
  * default); every other needs an API key or token whose capability allows the operation on
  * `stream:<path>` (`stream-read`, `stream-append`, `stream-create`, `stream-delete`). Every refusal
  * is a typed JSON error with the status the Durable Streams spec names; nothing a request sends can
- * make it a 500.
+ * make it a 500. Budgets: a credential's writes take from its identity's publish rate and its live
+ * reads hold places in its connection budgets (`DurableStreamsDeps.budgets`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth.ts';
 import { globMatches, type Operation, requireAccess } from '../capabilities.ts';
+import type { Identity } from '../connection-registry.ts';
 import { RequestAborted } from '../rest-api.ts';
 import { ServerError, toErrorInfo } from '../server-error.ts';
 import { StoreError } from '../store/store.ts';
@@ -69,6 +71,16 @@ export interface DurableStreamsDeps {
   /** Counts requests and bytes (metrics.ts). */
   onRequest: (operation: string, status: number) => void;
   onBytes: (direction: 'in' | 'out', bytes: number) => void;
+  /**
+   * The budgets of the credential's identity (PROTOCOL.md §10, §16): a write (PUT, POST, DELETE)
+   * takes one operation of its publish rate (`rate_limited`); a live read (long-poll, SSE) counts
+   * like a realtime connection while it lasts (`too_many_connections`) and returns its release.
+   * Streams served without credentials (`open`) have no identity and take neither.
+   */
+  budgets?: {
+    write(identity: Identity): void;
+    live(identity: Identity): () => void;
+  };
 }
 
 const MAX_PATH = 1024;
@@ -133,7 +145,9 @@ export class DurableStreamsApi {
     const streams = this.#d.streams;
     if (!streams)
       throw new StreamHttpError(501, 'not_implemented', "this server's store does not carry Durable Streams");
-    await this.#authorize(req, url, path, operation);
+    const identity = await this.#authorize(req, url, path, operation);
+    const { budgets } = this.#d;
+    if (identity && budgets && method !== 'GET' && method !== 'HEAD') budgets.write(identity);
     switch (method) {
       case 'PUT':
         return this.#create(streams, path, req, res, url);
@@ -152,22 +166,31 @@ export class DurableStreamsApi {
         if (!meta) throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
         if (meta.softDeleted) throw gone(path);
         if (method === 'HEAD') return head(meta, path, res);
-        return handleRead(
-          {
-            streams,
-            waiters: this.waiters,
-            longPollTimeout: this.#o.longPollTimeout,
-            sseMaxDuration: this.#o.sseMaxDuration,
-            pageBytes: this.#o.readPageBytes,
-            cacheScope: this.#isOpen(path) ? 'public' : 'private',
-            onRead: (bytes) => this.#d.onBytes('out', bytes),
-          },
-          path,
-          meta,
-          req,
-          res,
-          url,
-        );
+        const live = url.searchParams.get('live');
+        const release =
+          identity && budgets && (live === 'sse' || live === 'long-poll')
+            ? budgets.live(identity)
+            : undefined;
+        try {
+          return await handleRead(
+            {
+              streams,
+              waiters: this.waiters,
+              longPollTimeout: this.#o.longPollTimeout,
+              sseMaxDuration: this.#o.sseMaxDuration,
+              pageBytes: this.#o.readPageBytes,
+              cacheScope: this.#isOpen(path) ? 'public' : 'private',
+              onRead: (bytes) => this.#d.onBytes('out', bytes),
+            },
+            path,
+            meta,
+            req,
+            res,
+            url,
+          );
+        } finally {
+          release?.();
+        }
       }
     }
   }
@@ -176,11 +199,18 @@ export class DurableStreamsApi {
     return this.#o.open !== '' && globMatches(this.#o.open, path);
   }
 
-  async #authorize(req: IncomingMessage, url: URL, path: string, operation: Operation): Promise<void> {
-    if (this.#isOpen(path)) return;
+  /** The credential's identity, checked for `operation` on the stream; none for an open stream. */
+  async #authorize(
+    req: IncomingMessage,
+    url: URL,
+    path: string,
+    operation: Operation,
+  ): Promise<Identity | undefined> {
+    if (this.#isOpen(path)) return undefined;
     try {
       const identity = await this.#d.auth.authenticate(req, url);
       requireAccess(identity.access, `stream:${path}`, operation);
+      return identity;
     } catch (err) {
       if (err instanceof ServerError) {
         const info = toErrorInfo(err);

@@ -1,0 +1,95 @@
+/**
+ * Durable Streams requests take from the budgets of their credential's identity (PROTOCOL.md §10,
+ * §16): a write (PUT, POST, DELETE) one operation of its publish rate; a live read (long-poll, SSE)
+ * a place in its connection budgets while it waits. One token holder cannot flood a node with
+ * appends or hold it with waiting readers; others are not touched.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createToken } from '../../src/index.ts';
+import { type Fixture, metricsText, metricValue, startFixture, TEST_KEY } from '../support/fixture.ts';
+import { RawClient } from '../support/raw-client.ts';
+
+let fx: Fixture;
+
+before(async () => {
+  fx = await startFixture('memory', {
+    limits: { maxPublishRate: 5, maxConnectionsPerClient: 2 },
+    durableStreams: { longPollTimeout: 60_000 },
+  });
+});
+after(() => fx.close());
+
+const ALL = { 'stream:*': ['stream-read', 'stream-append', 'stream-create', 'stream-delete'] };
+
+function tokenFor(clientId: string): Promise<string> {
+  return createToken(TEST_KEY, { clientId, capability: ALL }).then((t) => t.token);
+}
+
+function call(path: string, token: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${fx.server.url}/v1/stream/${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain', ...init.headers },
+  });
+}
+
+async function errorCode(res: Response): Promise<string> {
+  return ((await res.json()) as { error: { code: string } }).error.code;
+}
+
+test('writes take from the publish rate of their identity: past it 429 rate_limited, nothing stored; others write on', async () => {
+  const flood = await tokenFor('flood');
+  const other = await tokenFor('other');
+  assert.equal((await call('rate/a', flood, { method: 'PUT' })).status, 201);
+  const statuses: number[] = [];
+  for (let i = 0; i < 10; i++)
+    statuses.push((await call('rate/a', flood, { method: 'POST', body: String(i) })).status);
+  // a burst of 5: the PUT and four appends; the rest refused (the bucket refills 5 per second, so
+  // one more may fit on a slow machine)
+  assert.ok(statuses.filter((s) => s === 204).length <= 5, `appends taken: ${statuses}`);
+  assert.ok(statuses.includes(429), `none refused: ${statuses}`);
+  const refused = await call('rate/a', flood, { method: 'POST', body: 'x' });
+  if (refused.status === 429) assert.equal(await errorCode(refused), 'rate_limited');
+  const stored = await (await call('rate/a?offset=-1', flood)).text();
+  assert.equal(stored, statuses.flatMap((s, i) => (s === 204 ? [String(i)] : [])).join(''));
+  assert.equal(
+    (await call('rate/b', other, { method: 'PUT', body: 'mine' })).status,
+    201,
+    'another identity',
+  );
+});
+
+test('live reads count in the connection budget of their identity while they wait', async () => {
+  const reader = await tokenFor('reader');
+  assert.equal((await call('live/a', reader, { method: 'PUT' })).status, 201);
+  const waiting = [new AbortController(), new AbortController()];
+  const polls = waiting.map((abort) =>
+    call('live/a?offset=now&live=long-poll', reader, { signal: abort.signal }).catch(() => undefined),
+  );
+  // both wait at the tail (60 s): a third live read, or a WebSocket of the same client, is refused
+  await waitForReaders(2);
+  const third = await call('live/a?offset=now&live=sse', reader);
+  assert.equal(third.status, 429);
+  assert.equal(await errorCode(third), 'too_many_connections');
+  await assert.rejects(RawClient.connect(fx.server.url, { token: reader }), /HTTP 429/);
+  // a plain read is not live: it holds nothing
+  assert.equal((await call('live/a?offset=-1', reader)).status, 200);
+  // a reader that leaves gives its place back
+  waiting[0]!.abort();
+  await polls[0];
+  await waitForReaders(1);
+  const ws = await RawClient.connect(fx.server.url, { token: reader });
+  await ws.close();
+  waiting[1]!.abort();
+  await polls[1];
+});
+
+async function waitForReaders(count: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const readers = metricValue(await metricsText(fx.server), 'mooring_stream_live_readers ');
+    if (readers === count) return;
+    if (Date.now() > deadline) throw new Error(`live readers never reached ${count} (${readers})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
