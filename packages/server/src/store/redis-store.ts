@@ -29,8 +29,10 @@
  *   d:<s> string the message's data (string, JSON text or base64)
  *   o:<s> list  dedup fields of every op applied to the message (forgotten with it by retention)
  * Global: prefix:trim (zset: channel → when its oldest message expires, ms; channels with finite
- * retention), prefix:leases (hash, lease records). (prefix:channels, the set that older versions
- * scanned whole on every trim, is moved into prefix:trim a page per trim.)
+ * retention). (prefix:channels, the set that older versions scanned whole on every trim, is moved
+ * into prefix:trim a page per trim.) Message leases are not the store's: a Redis node keeps them
+ * under prefix:{leases}:* (redis-leases.ts), so this store has no `leases` (older versions wrote
+ * prefix:leases, which nothing reads any more).
  *
  * Retention trim is incremental: a trim visits only the channels whose oldest message is due
  * (`ZRANGEBYSCORE prefix:trim -inf now`), at most `TRIM_CHANNELS` per call, and then files each
@@ -49,8 +51,6 @@ import type {
   AppendResult,
   ChannelInfo,
   HistoryQuery,
-  LeaseRecord,
-  LeaseRecords,
   NewOperation,
   RetentionFor,
   RolledUpPage,
@@ -167,7 +167,6 @@ export class RedisStore implements Store {
   readonly #shas = new Map<ScriptName, string>();
   /** Channels this node has put in the trim set (bounded: forgetting one only costs a SADD). */
   readonly #registered = new Set<string>();
-  readonly #leases = new Map<string, LeaseRecord>();
   #closed = false;
   /** Commands sent and not yet answered: `close()` waits for them (a Cluster client would drop them). */
   readonly #inflight = new Set<Promise<unknown>>();
@@ -208,7 +207,6 @@ export class RedisStore implements Store {
     try {
       await store.#checkPolicy();
       await store.#loadScripts();
-      await store.#loadLeases();
     } catch (err) {
       connection.destroy();
       throw err;
@@ -513,44 +511,6 @@ export class RedisStore implements Store {
     await this.#send(old, ['SREM', old, ...moved]);
   }
 
-  /** Lease records in one Redis hash; read once at start (the interface is synchronous), written through. */
-  readonly leases: LeaseRecords = {
-    save: (record) => {
-      if (this.#closed) return;
-      const field = leaseField(record.channel, record.serial);
-      this.#leases.set(field, record);
-      this.#send(`${this.prefix}:leases`, [
-        'HSET',
-        `${this.prefix}:leases`,
-        field,
-        JSON.stringify(record),
-      ]).catch((err: unknown) => this.#options.onError?.(err));
-    },
-    remove: (channel, serial) => {
-      if (this.#closed) return;
-      const field = leaseField(channel, serial);
-      this.#leases.delete(field);
-      this.#send(`${this.prefix}:leases`, ['HDEL', `${this.prefix}:leases`, field]).catch((err: unknown) =>
-        this.#options.onError?.(err),
-      );
-    },
-    all: () => [...this.#leases.values()],
-  };
-
-  async #loadLeases(): Promise<void> {
-    const key = `${this.prefix}:leases`;
-    const flat = asArray(await this.#send(key, ['HGETALL', key], true));
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      try {
-        const r = JSON.parse(String(flat[i + 1])) as LeaseRecord;
-        if (typeof r.channel === 'string' && typeof r.serial === 'string' && typeof r.ms === 'number')
-          this.#leases.set(String(flat[i]), r);
-      } catch {
-        this.#options.onCorrupt?.('*', `lease record ${String(flat[i])} is not JSON`);
-      }
-    }
-  }
-
   async ping(): Promise<void> {
     if (this.#closed) throw closedError();
     try {
@@ -595,10 +555,6 @@ function asArray(value: unknown): unknown[] {
 function dedupField(op: NewOperation): string {
   const publisher = op.publisher ?? '';
   return `${publisher.length}:${publisher}${op.id}`;
-}
-
-function leaseField(channel: string, serial: string): string {
-  return `${channel}\n${serial}`;
 }
 
 function encodeData(data: JsonValue | undefined, kind: DataKind): string {
