@@ -141,6 +141,51 @@ describe('a run id claimed first by another session member (§13.5)', () => {
     }
   });
 
+  it('an agent answering again under the same run id resumes from its own claim, not from the claim a member made first', async (t) => {
+    // The realtime path (AgentSession) with deterministic run ids: a regenerate answers the input
+    // again under the same id, so the run's create comes back a duplicate and the run resumes from
+    // what is stored at that serial — its own claim, not mallory's earlier one of the same id.
+    const server = await realServer(t);
+    const name = sessionName();
+    const mallory = await member(t, server.url, name, 'mallory');
+    await fakeRun(mallory);
+    let answers = 0;
+    const agent = await echoAgent(t, server.url, name, {
+      runId: (input) => `run-for-${input.id}`,
+      onInput: (input, run) => {
+        answers++;
+        run.writeText(`assistant#1: ${textOf(input.message)}`);
+      },
+    });
+    const alice = await member(t, server.url, name, 'alice');
+    const { session } = await userSession(t, alice, ['assistant']);
+    await session.send({ id: INPUT, parts: [{ type: 'text', text: 'hello' }] });
+    await waitFor(() => session.tree.run(RUN)?.status === 'complete', { message: 'the run never ended' });
+    const ownParts = async () =>
+      (await alice.history({ limit: 100 })).items.filter(
+        (m) => m.name === EVENT_PART && m.clientId === 'assistant',
+      );
+    const first = await ownParts();
+    const ownRun = async () =>
+      (await alice.history({ limit: 100 })).items.find(
+        (m) => m.name === 'ai.run' && m.clientId === 'assistant',
+      );
+    const ended = (await ownRun())?.version;
+    await session.regenerate(RUN);
+    await waitFor(() => answers === 2, { message: 'the regenerate never reached the agent' });
+    await agent.close({ drain: true }); // its run published all it had to
+    await session.ready();
+    assert.deepEqual(shown(session), ['user: hello', `${RUN}: ${REAL}`]);
+    // The same answer again: compared with its own stored run, nothing is written (its end is a
+    // duplicate of the first one's). Compared with mallory's, its text would diverge and be written.
+    assert.deepEqual(
+      (await ownParts()).map((m) => [m.serial, m.version, m.data]),
+      first.map((m) => [m.serial, m.version, m.data]),
+      'its part was written again',
+    );
+    assert.equal((await ownRun())?.version, ended, 'the run message was written again');
+  });
+
   it('a retried run resumes from its own claim, not from the claim a member made first', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
