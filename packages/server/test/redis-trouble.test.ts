@@ -3,7 +3,9 @@
  * FaultProxy in blackhole mode between the node and a real redis-server. Publishes must fail with a
  * retryable `store_unavailable` within the command timeout (never hang, never be acknowledged
  * unstored), `/ready` says 503, connected clients keep their sessions, and everything works again
- * once the network does — the node replaces its dead command connection by itself.
+ * once the network does — the node replaces its dead command connection by itself, and its pub/sub
+ * connection too, subscribing again what it had subscribed. A bus subscribe that fails is tried again
+ * from the starting point first read; a node stops without Redis and leaves no connection behind.
  * And retention trim on many channels: a trim visits only the channels that have something due.
  */
 import assert from 'node:assert/strict';
@@ -15,14 +17,21 @@ import { describe, it } from 'node:test';
 import { FaultProxy, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { loadServeConfig } from '../src/config.ts';
 import type { MooringServer } from '../src/index.ts';
+import { RedisHub } from '../src/redis-hub.ts';
 import { connectRedis } from '../src/store/redis-connection.ts';
-import { RedisStore } from '../src/store/redis-store.ts';
+import { busChannel, RedisStore } from '../src/store/redis-store.ts';
 import type { NewOperation } from '../src/store/store.ts';
 import { rest } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 import { redisNode } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason();
+
+/** This process's open sockets to `port`. */
+const socketsTo = (port: number): number =>
+  (process as unknown as { _getActiveHandles(): unknown[] })
+    ._getActiveHandles()
+    .filter((h) => h instanceof Socket && h.remotePort === port).length;
 
 describe('Redis trouble: configuration', () => {
   it('takes the command deadline from the config file, and refuses a bad one', async (t) => {
@@ -52,8 +61,16 @@ if (skip) {
       t.after(() => redis.close());
       const proxy = await FaultProxy.start({ port: redis.port });
       t.after(() => proxy.close());
-      const server: MooringServer = await redisNode(`redis://127.0.0.1:${proxy.port}`, {}, 1_000);
+      // its hub's position check slowed down: what another node stores reaches it only by the bus
+      const server: MooringServer = await redisNode(
+        `redis://127.0.0.1:${proxy.port}`,
+        { hub: (store) => RedisHub.open({ store: store as RedisStore, checkInterval: 600_000 }) },
+        1_000,
+      );
       t.after(() => server.close());
+      // a second node, on Redis directly
+      const other = await redisNode(redis.url);
+      t.after(() => other.close());
       assert.ok(server.store instanceof RedisStore);
       const channel = 'session:blackhole';
       const pub = await RawClient.connect(server.url, { clientId: 'agent' });
@@ -98,7 +115,69 @@ if (skip) {
       await waitFor(() => late.positions.get('session:after') === after.results[0]!.serial, {
         message: 'a channel attached after the outage is delivered live',
       });
-      await Promise.all([pub.close(), sub.close(), late.close()]);
+      // the channel subscribed before the outage is subscribed again on the new connection: what
+      // another node stores now reaches its subscriber here live
+      const remote = await RawClient.connect(other.url, { clientId: 'remote' });
+      const fromOther = await remote.publish(channel, [{ id: 'remote', data: 'z' }]);
+      await waitFor(() => sub.positions.get(channel) === fromOther.results[0]!.serial, {
+        message: 'a channel subscribed before the outage is delivered live from another node',
+      });
+      await Promise.all([pub.close(), sub.close(), late.close(), remote.close()]);
+    });
+  });
+
+  describe('Redis trouble: a bus subscribe that fails', () => {
+    it('is tried again from the starting point it read: an op stored meanwhile reaches the subscriber', async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const channel = 'session:resubscribe';
+      // the node's bus: its first subscribe to the channel is held, then fails (a dead pub/sub
+      // connection), once the test has stored an op after the hub read its starting point
+      let fail: (err: Error) => void = () => {};
+      let held = false;
+      const server = await redisNode(redis.url, {
+        hub: async (store) => {
+          const { connection } = store as RedisStore;
+          const open = connection.subscriber;
+          connection.subscriber = async (onError) => {
+            const bus = await open(onError);
+            const subscribe = bus.subscribe.bind(bus);
+            bus.subscribe = (name, listener) => {
+              if (held || name !== busChannel('mooring', channel)) return subscribe(name, listener);
+              held = true;
+              return new Promise((_resolve, reject) => {
+                fail = reject;
+              });
+            };
+            return bus;
+          };
+          try {
+            return await RedisHub.open({ store: store as RedisStore });
+          } finally {
+            connection.subscriber = open;
+          }
+        },
+      });
+      t.after(() => server.close());
+      const pub = await RawClient.connect(server.url, { clientId: 'agent' });
+      const sub = await RawClient.connect(server.url);
+      await sub.attach(channel);
+      await waitFor(() => held, { message: 'the hub subscribes the channel' });
+      // stored after the hub's starting point and after the attach's catch-up: only the hub brings it
+      const meanwhile = await pub.publish(channel, [{ id: 'meanwhile', data: 'm' }]);
+      fail(new Error('Redis did not answer the subscriber'));
+      await waitFor(() => sub.positions.get(channel) === meanwhile.results[0]!.serial, {
+        message: 'the op stored while the subscribe failed reaches the subscriber',
+      });
+      const next = await pub.publish(channel, [{ id: 'next', data: 'n' }]);
+      await waitFor(() => sub.positions.get(channel) === next.results[0]!.serial, {
+        message: 'the channel is live after the retry',
+      });
+      assert.deepEqual(
+        sub.messages(channel).map((m) => m.data),
+        ['m', 'n'],
+      );
+      await Promise.all([pub.close(), sub.close()]);
     });
   });
 
@@ -137,12 +216,32 @@ if (skip) {
         assert.equal(outcome, 'stopped');
         // and nothing of it lingers: no client left reconnecting (the file's process must end)
         await new Promise((resolve) => setTimeout(resolve, 1_500));
-        const sockets = (process as unknown as { _getActiveHandles(): unknown[] })
-          ._getActiveHandles()
-          .filter((h) => h instanceof Socket && (h as Socket).remotePort === proxy.port);
-        assert.equal(sockets.length, 0, 'a socket to the old Redis is still open after close');
+        assert.equal(socketsTo(proxy.port), 0, 'a socket to the old Redis is still open after close');
       });
     }
+  });
+
+  describe('Redis trouble: closing with a command still waiting', () => {
+    it('a command whose deadline runs out while the connection closes makes no new connection after close', async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const proxy = await FaultProxy.start({ port: redis.port });
+      t.after(() => proxy.close());
+      const connection = await connectRedis(`redis://127.0.0.1:${proxy.port}`, () => {}, 300);
+      t.after(() => connection.destroy());
+      proxy.blackhole();
+      // sent on the connection itself (as presence, leases and the forwarder do), not through the
+      // store, whose close waits for its own commands first: its deadline runs out during close
+      const stranded = connection.send(undefined, ['PING']);
+      stranded.catch(() => {});
+      await connection.close();
+      await assert.rejects(stranded, /did not answer/);
+      const accepted = proxy.stats.accepted;
+      // a replacement made after close would connect again within each deadline (300 ms)
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      assert.equal(proxy.stats.accepted, accepted, 'a connection to Redis was made after close');
+      assert.equal(socketsTo(proxy.port), 0, 'a socket to Redis is still open after close');
+    });
   });
 
   describe('Redis trouble: a pub/sub connection made into a dead network', () => {
@@ -154,6 +253,7 @@ if (skip) {
       const connection = await connectRedis(`redis://127.0.0.1:${proxy.port}`, () => {}, 300);
       t.after(() => connection.close());
       proxy.blackhole();
+      const open = socketsTo(proxy.port);
       let timer: NodeJS.Timeout | undefined;
       const outcome = await Promise.race([
         connection
@@ -171,6 +271,10 @@ if (skip) {
       ]);
       clearTimeout(timer);
       assert.match(String(outcome), /did not answer/);
+      // the failed connection is dropped, not left in its handshake (it would hold the process open)
+      await waitFor(() => socketsTo(proxy.port) === open, {
+        message: 'the failed pub/sub connection is still open',
+      });
     });
   });
 
@@ -210,6 +314,25 @@ if (skip) {
       await redis.command('SADD', 'mooring:channels', 'legacy:y');
       assert.equal(await store.trim(t0 + 50 * HOUR), 1);
       assert.match(await redis.command('SCARD', 'mooring:channels'), /^:0/);
+    });
+
+    it('files a channel trimmed in part again at the expiry of its oldest remaining message', async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const store = await RedisStore.open({ url: redis.url, retentionFor: () => HOUR });
+      t.after(() => store.close());
+      const t0 = 1_700_000_000_000;
+      const opts = { maxMessageSize: 1 << 20 };
+      await store.append('short:z', [op('old')], { ...opts, now: t0 });
+      await store.append('short:z', [op('young')], { ...opts, now: t0 + HOUR / 2 });
+
+      assert.equal(await store.trim(t0 + HOUR), 1);
+      const before = await evalshaCalls(redis);
+      // the young message is due at t0 + 1.5 h: not visited before, trimmed then (not one retention later)
+      assert.equal(await store.trim(t0 + HOUR + 1), 0);
+      assert.equal(await evalshaCalls(redis), before, 'nothing due until the young message expires');
+      assert.equal(await store.trim(t0 + HOUR + HOUR / 2), 1);
+      assert.equal((await store.info('short:z'))!.messageCount, 0);
     });
   });
 }
