@@ -4,7 +4,8 @@
 // balance per request with no stickiness, so a long-poll or SSE connection's polls and POSTs land
 // on every node and must be forwarded to the node holding the connection.
 // Checks, on every transport: publish and receive exactly once, in order, with no reconnect; the
-// balancer's own log shows the connection requests spread over more than one node.
+// balancer's own log shows the connection requests spread over more than one node. And the files'
+// inactivity timeouts stay above the longest quiet of a healthy connection (read, not waited for).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import type { TransportKind } from '@mooring/protocol';
+import { DEFAULT_TIMINGS, type TransportKind } from '@mooring/protocol';
 import type { MooringServer } from '@mooring/server';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { client, realServer, waitFor } from './helpers/real-server.ts';
@@ -157,6 +158,35 @@ async function haproxy(t: TestContext, dir: string, nodes: MooringServer[]): Pro
     },
   };
 }
+
+/**
+ * The longest a node leaves a healthy request quiet: the heartbeat on streams and WebSockets, and a
+ * long poll (25 s, `http-transports.ts`) forwarded to the node holding its connection (+ 5 s,
+ * `forwardTimeout`). A balancer's inactivity timeouts must stay above it, or it cuts healthy
+ * connections — which these tests, running a few seconds, would not see; so the numbers are read.
+ */
+const QUIETEST_MS = Math.max(DEFAULT_TIMINGS.heartbeatInterval, 25_000 + 5_000);
+
+describe('deploy/: inactivity timeouts', () => {
+  const seconds = (text: string, directive: RegExp): number => {
+    const m = directive.exec(text);
+    assert.ok(m, `${directive} is not in the shipped file`);
+    return Number(m[1]) * 1000;
+  };
+  it('nginx.conf and haproxy.cfg wait longer than a node stays quiet on a healthy connection', async () => {
+    const nginx = await readFile(new URL('nginx.conf', DEPLOY), 'utf8');
+    const haproxy = await readFile(new URL('haproxy.cfg', DEPLOY), 'utf8');
+    const timeouts = {
+      'nginx proxy_read_timeout': seconds(nginx, /^\s*proxy_read_timeout (\d+)s;/m),
+      'nginx proxy_send_timeout': seconds(nginx, /^\s*proxy_send_timeout (\d+)s;/m),
+      'haproxy timeout client': seconds(haproxy, /^\s*timeout client (\d+)s$/m),
+      'haproxy timeout server': seconds(haproxy, /^\s*timeout server (\d+)s$/m),
+      'haproxy timeout tunnel': seconds(haproxy, /^\s*timeout tunnel (\d+)s$/m),
+    };
+    for (const [name, ms] of Object.entries(timeouts))
+      assert.ok(ms > QUIETEST_MS, `${name} is ${ms} ms: not above ${QUIETEST_MS} ms`);
+  });
+});
 
 const BALANCERS = { nginx, haproxy } as const;
 const redisMissing = redisSkipReason();
