@@ -5,19 +5,21 @@
 // on every node and must be forwarded to the node holding the connection.
 // Checks, on every transport: publish and receive exactly once, in order, with no reconnect; the
 // balancer's own log shows the connection requests spread over more than one node. And the files'
-// inactivity timeouts stay above the longest quiet of a healthy connection (read, not waited for).
+// inactivity timeouts stay above the longest quiet of a healthy connection (read, not waited for);
+// behind nginx, a reader that stops reading is a backlog the node sees (nginx does not absorb it),
+// by the file's own `proxy_buffering off`, not only the nodes' `X-Accel-Buffering: no`.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { DEFAULT_TIMINGS, type TransportKind } from '@mooring/protocol';
+import { CONNECT_ATTACH_PARAM, DEFAULT_TIMINGS, type TransportKind } from '@mooring/protocol';
 import type { MooringServer } from '@mooring/server';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
-import { client, realServer, waitFor } from './helpers/real-server.ts';
+import { client, KEY, realServer, waitFor } from './helpers/real-server.ts';
 import { exchangeExactlyOnce } from './helpers/streams.ts';
 
 const DEPLOY = new URL('../../../deploy/', import.meta.url);
@@ -85,10 +87,21 @@ async function run(t: TestContext, command: string, args: string[], port: number
   return child;
 }
 
-async function nginx(t: TestContext, dir: string, nodes: MooringServer[]): Promise<Balancer> {
+/**
+ * nginx with the shipped site. `ignoreAccelBuffering`: nginx ignores the nodes' `X-Accel-Buffering: no`
+ * (which it would otherwise obey), so that only the file's own settings decide whether it buffers.
+ */
+async function nginx(
+  t: TestContext,
+  dir: string,
+  nodes: MooringServer[],
+  { ignoreAccelBuffering = false } = {},
+): Promise<Balancer> {
   const port = await freePort();
+  // run as root, nginx's workers are `nobody`: they must reach their temp files in `dir` (mkdtemp: 0700)
+  await chmod(dir, 0o755);
   const shipped = await readFile(new URL('nginx.conf', DEPLOY), 'utf8');
-  const site = shipped
+  let site = shipped
     .replace(/^\s*server 10\.0\.0\.\d+:8080 (.*)$/gm, '')
     .replace(
       /keepalive 64;/,
@@ -96,6 +109,11 @@ async function nginx(t: TestContext, dir: string, nodes: MooringServer[]): Promi
     )
     .replace(/listen 80;/, `listen 127.0.0.1:${port};`);
   assert.notEqual(site, shipped);
+  if (ignoreAccelBuffering)
+    site = site.replace(
+      /proxy_pass http:\/\/mooring;/,
+      '$&\n        proxy_ignore_headers X-Accel-Buffering;',
+    );
   await writeFile(join(dir, 'mooring.conf'), site);
   const log = join(dir, 'access.log');
   await writeFile(
@@ -226,3 +244,48 @@ for (const [name, start] of Object.entries(BALANCERS)) {
     }
   });
 }
+
+describe('deploy/nginx.conf with the real nginx: a reader that stops reading', () => {
+  const missing = binary('nginx')
+    ? undefined
+    : 'nginx is not installed (apt-get install nginx); .ci/run installs it';
+  it(
+    'reaches the node as a backlog: the node drops it as a slow consumer',
+    { skip: missing ?? false },
+    async (t) => {
+      const dir = await mkdtemp(join(tmpdir(), 'mooring-nginx-slow-'));
+      t.after(() => rm(dir, { recursive: true, force: true }));
+      const node = await realServer(t, { store: { kind: 'memory' }, limits: { maxSendBuffer: 1024 * 1024 } });
+      const balancer = await nginx(t, dir, [node], { ignoreAccelBuffering: true });
+      const channel = 'session:nginx-slow';
+      const url = new URL(balancer.url);
+      const attach = encodeURIComponent(JSON.stringify([{ channel }]));
+      const reader = connect(Number(url.port), url.hostname);
+      reader.on('error', () => {});
+      t.after(() => reader.destroy());
+      reader.write(
+        `GET /v1/connect/sse?v=1&key=${encodeURIComponent(KEY)}&${CONNECT_ATTACH_PARAM}=${attach} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\n\r\n`,
+      );
+      let got = '';
+      const onData = (chunk: Buffer) => {
+        got += chunk.toString('latin1');
+      };
+      reader.on('data', onData);
+      await waitFor(() => got.includes('"attached"'), { message: `the reader never attached: ${got}` });
+      // it stops reading for good: what nginx does not hold must wait in the node
+      reader.off('data', onData);
+      reader.pause();
+      // the node's limit is 1 MiB, the kernel's socket buffers a few MiB more: with nginx passing the
+      // backlog on, the node drops the reader after about 9 MiB; a buffering nginx would take 1 GiB
+      const writer = client(t, node.url);
+      await waitFor(() => node.connections === 2, { message: 'the writer never connected' });
+      const chunk = 'x'.repeat(32 * 1024);
+      let sent = 0;
+      while (node.connections === 2 && sent < 64 * 1024 * 1024) {
+        await writer.channels.get(channel).publish('w', chunk);
+        sent += chunk.length;
+      }
+      assert.equal(node.connections, 1, `the reader was never dropped: nginx held ${sent} bytes for it`);
+    },
+  );
+});
