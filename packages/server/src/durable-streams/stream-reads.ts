@@ -202,6 +202,8 @@ async function streamSse(
     'content-type': 'text/event-stream',
     'cache-control': 'no-cache',
     connection: 'keep-alive',
+    // nginx passes each event on at once, also where `proxy_buffering` was left on
+    'x-accel-buffering': 'no',
   };
   if (base64) headers[H.sseEncoding] = 'base64';
   res.writeHead(200, headers);

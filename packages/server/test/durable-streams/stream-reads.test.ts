@@ -2,7 +2,7 @@
  * Reads that the conformance suite leaves open (PROTOCOL.md §16.6–16.7): a 304 never hides a close
  * (the ETag names the closed end); a partial page says neither up-to-date nor closed; a long-poll at
  * the tail is woken by an append (not by its timeout); a timed-out long-poll carries the tail and a
- * cursor that moves forward.
+ * cursor that moves forward; an SSE read tells proxies not to buffer it.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -92,4 +92,14 @@ test('a long-poll that times out answers 204 with the tail and a cursor that mov
   assert.equal(idle.headers.get('stream-next-offset'), tail);
   assert.equal(idle.headers.get('stream-up-to-date'), 'true');
   assert.ok(Number(idle.headers.get('stream-cursor')) > 99999999999, 'a cursor never goes back or repeats');
+});
+
+test('an SSE read asks proxies not to buffer it (nginx: X-Accel-Buffering)', async () => {
+  await fetch(url('sse-headers'), { method: 'PUT', headers: text, body: 'x' });
+  const abort = new AbortController();
+  const res = await fetch(url('sse-headers?offset=-1&live=sse'), { signal: abort.signal });
+  assert.equal(res.headers.get('content-type'), 'text/event-stream');
+  assert.equal(res.headers.get('x-accel-buffering'), 'no');
+  assert.equal(res.headers.get('cache-control'), 'no-cache');
+  abort.abort();
 });
