@@ -209,6 +209,25 @@ describe('delivery health', () => {
       await fx.close();
     }
   });
+
+  it('reads the conversation tree from a page of at most 1 MiB, and says older messages were not read', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const channel = 'session:health-big';
+      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      const size = 60_000;
+      // 20 messages of 60 KB: 1.2 MB, under the 500 messages of the default limit
+      for (let i = 0; i < 20; i++) await agent.publish(channel, [{ id: `m${i}`, data: 'x'.repeat(size) }]);
+      const tree = await rest(fx.server, `/v1/channels/${encodeURIComponent(channel)}/conversation`);
+      assert.equal(tree.status, 200);
+      const body = tree.body as { messages: number; truncated: boolean };
+      assert.ok(body.messages >= 1 && body.messages * size <= 1024 * 1024, `${body.messages} messages read`);
+      assert.equal(body.truncated, true, 'older messages not read');
+      await agent.close();
+    } finally {
+      await fx.close();
+    }
+  });
 });
 
 describe('DeliveryHealth bookkeeping', () => {
