@@ -48,15 +48,16 @@ describe('serverless publishing (REST)', () => {
       input: inputId,
       stream: toSession,
       lease: 300,
+      metadata: { model: 'scripted', region: 'eu' }, // known at the start: the message's metadata
     });
     assert.equal(published.status, 'complete');
 
     await waitFor(() => user.run(published.runId)?.status === 'complete');
     await user.ready();
-    assert.deepEqual(
-      normalize(user.run(published.runId)?.message),
-      await messageFrom(await produced, published.runId),
-    );
+    assert.deepEqual(normalize(user.run(published.runId)?.message), {
+      ...(await messageFrom(await produced, published.runId)),
+      metadata: { model: 'scripted', region: 'eu' },
+    });
   });
 
   it('holds the lease by activity while the function works, and abandons the run when it dies', async (t) => {
