@@ -41,10 +41,13 @@ describe('connection state', () => {
   it('shows connecting → connected → reconnecting with a countdown → retry now → connected', async (t) => {
     const server = await realServer(t);
     const proxy = await proxyTo(t, server);
+    // the backed-off retry waits at least 30 s (jitter in the upper half of a 60 s window), so only
+    // "retry now" can reconnect within the test's wait below
     const mooring = client(t, proxy.url(), {
       transports: ['websocket'],
-      initialRetryDelay: 3_000,
-      disconnectedRetryTimeout: 5_000,
+      initialRetryDelay: 60_000,
+      disconnectedRetryTimeout: 60_000,
+      random: () => 0.5 + Math.random() / 2,
     });
     const seen: ConnectionSnapshot[] = [];
     function Probe() {
@@ -80,7 +83,10 @@ describe('connection state', () => {
 
     proxy.pass();
     await act(async () => fireEvent.click(screen.getByText('retry now')));
-    await waitFor(() => screen.queryByText('Connected'), { timeout: 2_500 }); // before the backed-off retry
+    await waitFor(() => screen.queryByText('Connected'), {
+      timeout: 10_000, // well before the backed-off retry (≥ 30 s)
+      message: 'retry now did not reconnect',
+    });
     const states = seen.map((s) => s.state);
     assert.deepEqual(
       states.slice(0, 2),
