@@ -299,6 +299,70 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'pipelined leased creates (token: 3,000 sent at once on one WebSocket)',
+    async attack({ port }) {
+      const t = await token({ clientId: 'pipelined' });
+      const { ws } = await openWs(`ws://127.0.0.1:${port}/v1/connect?token=${t}`);
+      const counts = counter(ws);
+      // sent without waiting for answers: each is checked while the others are in flight
+      // (maxLeasesPerClient 1,000; maxPublishRate 1,000 with a burst of as many)
+      await sendAll(
+        ws,
+        Array.from({ length: 3_000 }, (_, i) =>
+          JSON.stringify({
+            type: 'publish',
+            channel: 'pipelined',
+            ops: [{ data: i, lease: 3_600_000 }],
+            ref: i,
+          }),
+        ),
+      );
+      await sleep(2_000);
+      ws.close();
+      return fmt(counts, ['ack', 'too', 'rate', 'close']);
+    },
+  },
+  {
+    name: 'Durable Streams floods (token: 16 loops × 5 s of appends; 500 waiting long-polls)',
+    async attack({ base }) {
+      const t = await token({ clientId: 'streams', capability: { 'stream:*': ['*'] } });
+      const call = async (path: string, init: RequestInit): Promise<number> => {
+        try {
+          const res = await fetch(`${base}/v1/stream/${path}`, {
+            ...init,
+            headers: { authorization: `Bearer ${t}`, 'content-type': 'text/plain' },
+          });
+          await res.arrayBuffer();
+          return res.status;
+        } catch {
+          return 0;
+        }
+      };
+      await call('flood', { method: 'PUT' });
+      const appends = new Map<number, number>();
+      const until = Date.now() + 5_000;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (Date.now() < until) {
+            const s = await call('flood', { method: 'POST', body: 'x'.repeat(1024) });
+            appends.set(s, (appends.get(s) ?? 0) + 1);
+          }
+        }),
+      );
+      // long-polls at the tail, all at once: those within the client's connection budget wait (to
+      // the poll timeout, 250 ms on this server: 204), the rest are refused at once (429)
+      const polls = new Map<number, number>();
+      await Promise.all(
+        Array.from({ length: 500 }, async () => {
+          const s = await call('flood?offset=now&live=long-poll', {});
+          polls.set(s, (polls.get(s) ?? 0) + 1);
+        }),
+      );
+      const ok = appends.get(204) ?? 0;
+      return `appends: ${[...appends].map(([s, n]) => `${s}×${n}`).join(' ')} (${(ok / 5).toFixed(0)} stored/s); 500 long-polls at once: ${[...polls].map(([s, n]) => `${s === 204 ? 'waited' : s}×${n}`).join(' ')}`;
+    },
+  },
+  {
     name: 'hostile capability globs (8-star glob × 250-char channel names)',
     async attack({ port }) {
       const glob = '*a*a*a*a*a*a*a*a*b';
