@@ -160,7 +160,34 @@ export class ChannelService {
     let result: Awaited<ReturnType<Store['append']>>;
     let leaseWrites: Promise<void>[] | undefined;
     try {
-      result = await this.#store(channel, ops, inputs, identity);
+      const marking = this.leases.ending ? this.#markEnding(channel, inputs) : undefined;
+      if (marking) await marking;
+      const started = performance.now();
+      const { health, tracing } = this.metrics;
+      const span = tracing?.start('mooring.publish', {
+        'mooring.channel': channel,
+        'mooring.ops': ops.length,
+      });
+      const storing = tracing?.start('mooring.store.append', { 'mooring.store': this.store.kind }, span);
+      const inflight = health.publishing(channel);
+      try {
+        result = await this.store.append(channel, ops, this.#appendOptions);
+      } catch (err) {
+        tracing?.fail(storing, err);
+        tracing?.fail(span, err);
+        throw err;
+      } finally {
+        health.published(channel, inflight);
+      }
+      storing?.end();
+      this.metrics.hot.storeAppendSeconds.observe((performance.now() - started) / 1000);
+      const fanout = tracing?.start('mooring.fanout', { 'mooring.messages': result.messages.length }, span);
+      if (identity.connectionId !== undefined) markOrigin(result.messages, identity.connectionId);
+      this.hub.publish(channel, result.messages);
+      fanout?.end();
+      span?.end();
+      this.metrics.hot.publishSeconds.observe((performance.now() - started) / 1000);
+      for (const m of result.messages) this.metrics.hot.operation(m.action);
       leaseWrites = this.#recordLeases(channel, inputs, result.results, identity, claim?.owner);
     } finally {
       // the leases are counted where they were recorded now (or were never taken)
@@ -170,42 +197,6 @@ export class ChannelService {
     // them (see Leases.hold, Leases.release)
     if (leaseWrites) await Promise.all(leaseWrites);
     return result.results;
-  }
-
-  /** Stores a publish's operations (after marking the runs it ends) and fans them out. */
-  async #store(
-    channel: string,
-    ops: NewOperation[],
-    inputs: OperationInput[],
-    identity: PublishIdentity,
-  ): Promise<Awaited<ReturnType<Store['append']>>> {
-    const marking = this.leases.ending ? this.#markEnding(channel, inputs) : undefined;
-    if (marking) await marking;
-    const started = performance.now();
-    const { health, tracing } = this.metrics;
-    const span = tracing?.start('mooring.publish', { 'mooring.channel': channel, 'mooring.ops': ops.length });
-    const storing = tracing?.start('mooring.store.append', { 'mooring.store': this.store.kind }, span);
-    const inflight = health.publishing(channel);
-    let result: Awaited<ReturnType<Store['append']>>;
-    try {
-      result = await this.store.append(channel, ops, this.#appendOptions);
-    } catch (err) {
-      tracing?.fail(storing, err);
-      tracing?.fail(span, err);
-      throw err;
-    } finally {
-      health.published(channel, inflight);
-    }
-    storing?.end();
-    this.metrics.hot.storeAppendSeconds.observe((performance.now() - started) / 1000);
-    const fanout = tracing?.start('mooring.fanout', { 'mooring.messages': result.messages.length }, span);
-    if (identity.connectionId !== undefined) markOrigin(result.messages, identity.connectionId);
-    this.hub.publish(channel, result.messages);
-    fanout?.end();
-    span?.end();
-    this.metrics.hot.publishSeconds.observe((performance.now() - started) / 1000);
-    for (const m of result.messages) this.metrics.hot.operation(m.action);
-    return result;
   }
 
   /**
