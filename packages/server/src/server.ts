@@ -345,6 +345,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     try {
       const admission = await admitConnection(requestUrl(req), req, 'WebSocket');
       // a socket closed before its upgrade completes never opens its connection
+      if (socket.destroyed) {
+        connections.giveUp(admission.seat);
+        return;
+      }
       socket.once('close', () => connections.giveUp(admission.seat));
       websocket.upgrade(req, socket, head, admission);
     } catch (err) {

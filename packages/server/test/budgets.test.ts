@@ -257,17 +257,18 @@ describe('connection requests in flight', () => {
         const { token } = await createToken(TEST_KEY, { clientId: 'gone' });
         const { port } = new URL(fx.server.url);
         // upgrade requests whose sockets are closed as soon as they are sent (the admission, with its
-        // token check and its Redis claim, is still running)
+        // token check and its Redis claim, is still running): half end theirs (FIN: the server's
+        // socket closes when the upgrade finds it unwritable), half reset it (RST: it is destroyed
+        // while the admission runs, before the upgrade handler listens for its close)
+        const request = `GET /v1/connect?token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
         await Promise.all(
           Array.from(
             { length: 10 },
-            () =>
+            (_, i) =>
               new Promise<void>((resolve) => {
                 const socket = netConnect(Number(port), '127.0.0.1', () => {
-                  socket.end(
-                    `GET /v1/connect?token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
-                    () => socket.destroy(),
-                  );
+                  if (i % 2 === 0) socket.end(request, () => socket.destroy());
+                  else socket.write(request, () => socket.resetAndDestroy());
                 });
                 socket.on('close', () => resolve());
                 socket.on('error', () => {});
