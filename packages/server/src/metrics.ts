@@ -91,7 +91,7 @@ export class Metrics {
     });
     this.errors = new Counter({
       name: 'mooring_errors_total',
-      help: 'Errors answered to clients (frames and REST), by code',
+      help: 'Errors answered to clients (frames, REST and refused connection requests), by code',
       labelNames: ['code'],
       registers,
     });

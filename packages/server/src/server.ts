@@ -239,7 +239,13 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
    * the protocol version, its `attach` (PROTOCOL.md §5.1), the credentials, the connection budgets,
    * and its identity claimed (or recovered with `recover`).
    */
-  const admit = async (url: URL, req: Pick<IncomingMessage, 'headers'>): Promise<Admission> => {
+  const admit = (url: URL, req: Pick<IncomingMessage, 'headers'>): Promise<Admission> =>
+    admitRequest(url, req).catch((err: unknown) => {
+      // a refused handshake is an error answered to a client too (too_many_connections, unauthorized…)
+      metrics.errors.inc({ code: toErrorInfo(err).code });
+      throw err;
+    });
+  const admitRequest = async (url: URL, req: Pick<IncomingMessage, 'headers'>): Promise<Admission> => {
     const version = url.searchParams.get('v');
     if (version !== null && version !== String(PROTOCOL_VERSION))
       throw new ServerError(

@@ -31,6 +31,18 @@ describe('metrics', () => {
       assert.equal(value(text, 'mooring_errors_total{code="invalid_frame"}'), 1);
       assert.ok(value(text, 'mooring_publish_seconds_count') >= 1);
       assert.match(text, /mooring_process_resident_memory_bytes/);
+      // a refused connection request counts too (WebSocket and long-poll handshakes)
+      const unauthorized = async () =>
+        value(
+          await (await fetch(`${fx.server.url}/metrics?key=${TEST_KEY}`)).text(),
+          'mooring_errors_total{code="unauthorized"}',
+        );
+      const before = await unauthorized();
+      await assert.rejects(RawClient.connect(fx.server.url, { key: 'test:wrong' }), /HTTP 401/);
+      const poll = await fetch(`${fx.server.url}/v1/connect/poll?key=test:wrong`);
+      assert.equal(poll.status, 401);
+      await poll.arrayBuffer();
+      assert.equal((await unauthorized()) - before, 2);
       a.kill();
       await new Promise((r) => setTimeout(r, 50));
       const after = await (await fetch(`${fx.server.url}/metrics?key=${TEST_KEY}`)).text();
