@@ -23,6 +23,7 @@ import {
   sessionName,
   textOf,
   waitFor,
+  within,
 } from './helpers/fixture.ts';
 
 const WORKER = fileURLToPath(new URL('./helpers/activity-process.ts', import.meta.url));
@@ -227,17 +228,34 @@ describe('streamToSession (a streaming activity)', () => {
   });
 
   it('a cancellation reaches the activity while the model is silent: the stream stops, the run ends `cancelled`', async (t) => {
+    const model = scriptedModel({ stallAfter: 4 });
+    // Registered before the server's close, so it runs first: a model still silent when the test ends
+    // is let go, and an activity the cancellation never reached ends with the server still up, instead
+    // of holding the test's process.
+    const activities: Promise<unknown>[] = [];
+    t.after(async () => {
+      model.release();
+      await Promise.allSettled(activities);
+    });
     const { name, user, input, rest } = await session(t);
     const env = attempt(name, 1);
-    const model = scriptedModel({ stallAfter: 4 });
     const running = env.exec(() =>
       streamToSession({ rest, channel: name, input, coalesceMs: 0, stream: () => model.stream }),
     );
+    activities.push(running);
     const runId = await waitFor(() => user.running()[0]?.id);
     await waitFor(() => textOf(user.run(runId)?.message).length > 0);
     env.cancel();
-    await assert.rejects(running, (err) => err instanceof CancelledFailure);
+    await assert.rejects(
+      within(running, {
+        message:
+          'the cancelled activity never ended: the cancellation did not reach it while its model was silent',
+      }),
+      (err) => err instanceof CancelledFailure,
+    );
     assert.equal(model.cancelled, true, 'the model stream was cancelled');
-    await waitFor(() => user.run(runId)?.status === 'cancelled');
+    await waitFor(() => user.run(runId)?.status === 'cancelled', {
+      message: 'the run never ended `cancelled`',
+    });
   });
 });

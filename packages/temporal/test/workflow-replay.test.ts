@@ -10,6 +10,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { runIdFor } from '../src/workflow/mooring-session.ts';
+import { within } from './helpers/within.ts';
 
 const { temporal } = proto;
 Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -115,12 +116,27 @@ function scheduleAnswer(h: HistoryBuilder, completedTask: number): number {
   });
 }
 
+/**
+ * The workflow runs in a worker thread with a deadline per activation, so that a workflow looping
+ * without yielding fails its replay ("Script execution timed out") instead of hanging. Replay's default
+ * (`debugMode`) runs it on the test's own thread without a deadline: such a loop held the test past the
+ * describe's 170 s timeout, which never fired; a deadline on this thread crashes Node instead (an async
+ * id assertion). `debugMode` is left out of `ReplayWorkerOptions`' type, yet replay reads it: passed as
+ * a variable, not a literal.
+ */
+const REPLAY_OPTIONS = {
+  workflowsPath: WORKFLOWS,
+  replayName: 'mooring-replay',
+  debugMode: false,
+  isolateExecutionTimeout: '10s',
+} as const;
+
+/** Replays `h`; the outer bound catches anything else that never ends. */
 const replay = (h: HistoryBuilder) =>
-  Worker.runReplayHistory(
-    { workflowsPath: WORKFLOWS, replayName: 'mooring-replay' },
-    h.history(),
-    WORKFLOW_ID,
-  );
+  within(Worker.runReplayHistory(REPLAY_OPTIONS, h.history(), WORKFLOW_ID), {
+    timeout: 30_000,
+    message: 'the replay never ended',
+  });
 
 describe('session workflow replay (Temporal workflow sandbox, no server)', { timeout: 170_000 }, () => {
   it('an input signal schedules the answering activity, and the loop waits for the next input', async () => {
@@ -192,6 +208,10 @@ describe('session workflow replay (Temporal workflow sandbox, no server)', { tim
     const task = h.workflowTask();
     scheduleAnswer(h, task);
     h.workflowTask();
-    await assert.rejects(replay(h), /nondetermin/i);
+    await assert.rejects(
+      replay(h),
+      /nondetermin/i,
+      'the workflow must refuse to answer while a human holds the session (a nondeterminism error), not answer or loop',
+    );
   });
 });

@@ -59,6 +59,8 @@ export interface ScriptedModel {
   readonly pulled: number;
   /** True once the consumer cancelled the stream (a cancelled activity stops its model). */
   readonly cancelled: boolean;
+  /** Ends a stall with an error (nothing if the stream is not stalled): a test lets its model go. */
+  release(): void;
 }
 
 /**
@@ -78,6 +80,7 @@ export function scriptedModel(
   ];
   let pulled = 0;
   let cancelled = false;
+  let release = () => {};
   const stream = new ReadableStream<UIMessageChunk>({
     async pull(controller) {
       if (options.delay) await new Promise((resolve) => setTimeout(resolve, options.delay));
@@ -85,7 +88,14 @@ export function scriptedModel(
         controller.error(new Error('model connection reset'));
         return;
       }
-      if (options.stallAfter !== undefined && pulled >= options.stallAfter) return new Promise(() => {});
+      if (options.stallAfter !== undefined && pulled >= options.stallAfter) {
+        return new Promise<void>((resolve) => {
+          release = () => {
+            controller.error(new Error('the model was released by the test'));
+            resolve();
+          };
+        });
+      }
       const next = chunks[pulled++];
       if (next) controller.enqueue(next);
       else controller.close();
@@ -102,7 +112,9 @@ export function scriptedModel(
     get cancelled() {
       return cancelled;
     },
+    release: () => release(),
   };
 }
 
 export { waitFor };
+export { within } from './within.ts';
