@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import type { UIMessage, UIMessageChunk } from 'ai';
 import type { AgentRun } from '../src/agent-run.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
-import { realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { realServer, sessionName, waitFor, within } from './helpers/fixture.ts';
 import { messageFrom, normalize } from './helpers/models.ts';
 import { device } from './helpers/use-chat-device.ts';
 
@@ -117,7 +117,9 @@ describe('useChat (@ai-sdk/react) over Mooring: parts, metadata and chat options
     const laptop = device(t, server.url, name);
     await laptop.chat.sendMessage({ text: 'q' });
     await waitFor(() => laptop.chat.status === 'ready' && textOf(laptop.chat.messages[1]) === 'answer 1');
-    await laptop.chat.regenerate();
+    await within(laptop.chat.regenerate(), {
+      message: 'regenerate() never returned: no regenerated answer reached useChat',
+    });
     await waitFor(() => laptop.chat.status === 'ready' && textOf(laptop.chat.messages[1]) === 'answer 2');
     assert.equal(laptop.chat.messages.length, 2);
     const [first, second] = laptop.session.tree.runs;
