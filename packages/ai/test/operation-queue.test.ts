@@ -9,6 +9,7 @@ import type { OperationInput } from '@mooring/protocol';
 import { MAX_APPEND_CHARS, OperationQueue } from '../src/operation-queue.ts';
 import { channelSink, type OperationSink, type PublishedOperation } from '../src/operation-sink.ts';
 import { MemoryLog } from './helpers/memory-log.ts';
+import { within } from './helpers/within.ts';
 
 /** A sink whose publishes the test settles one by one; stored in the log only when acked. */
 class ControlledSink implements OperationSink {
@@ -78,6 +79,16 @@ const timers = () => {
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * `queue.flush()`, bounded: a queue that never stores all it was given (a repair that went wrong)
+ * fails its test with a reason instead of holding it until the runner's timeout.
+ */
+const flushed = (queue: OperationQueue) =>
+  within(queue.flush(), {
+    timeout: 10_000,
+    message: 'flush() never returned: the queue did not store all it was given',
+  });
+
 function queueOn(sink: ControlledSink, t = timers()) {
   return new OperationQueue({
     sink,
@@ -134,7 +145,7 @@ describe('OperationQueue pipelining', () => {
     assert.equal(sink.inFlight, 4);
     assert.equal(sink.maxInFlight, 4);
     await ackAll(sink);
-    await queue.flush();
+    await flushed(queue);
     assert.equal(textOf(sink.log), words.join(''));
     assert.equal(sink.log.live.length, new Set(sink.log.live.map((m) => m.id)).size, 'each op once');
   });
@@ -155,7 +166,7 @@ describe('OperationQueue pipelining', () => {
       await sink.flights.shift()!.ack();
       await tick();
     }
-    await queue.flush();
+    await flushed(queue);
     assert.deepEqual(sink.structuralSentWith, [0, 0]);
     assert.equal(textOf(sink.log), 'abc');
   });
@@ -178,7 +189,7 @@ describe('OperationQueue pipelining', () => {
     t.due.shift()!(); // the retry after its backoff
     await tick();
     await ackAll(sink);
-    await queue.flush();
+    await flushed(queue);
     assert.equal(textOf(sink.log), 'abcd');
     // a copy of 'b' still on its way (sent on a transport that died) lands late: a duplicate now
     await sink.log.publish(b);
@@ -199,7 +210,7 @@ describe('OperationQueue pipelining', () => {
     const resent = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
     assert.deepEqual(resent, ids);
     await ackAll(sink);
-    await queue.flush();
+    await flushed(queue);
     assert.equal(textOf(sink.log), 'abc');
   });
   it('after a refused batch and a later one whose answer was lost, the part ends whole and in order', async () => {
@@ -220,7 +231,7 @@ describe('OperationQueue pipelining', () => {
     t.due.shift()!(); // the retry after its backoff
     await tick();
     await ackAll(sink);
-    await queue.flush();
+    await flushed(queue);
     assert.equal(textOf(sink.log), 'abc');
   });
 
@@ -245,7 +256,7 @@ describe('OperationQueue pipelining', () => {
     sink.flights.splice(0, 4);
     await tick();
     const sent = await ackAll(sink);
-    await queue.flush();
+    await flushed(queue);
     assert.equal(sent[0]?.action, 'update', 'the repair goes first');
     assert.equal(sent[0]?.data, 'abcd', 'with the text sent so far, not the delta queued behind it');
     assert.equal(textOf(sink.log), 'abcde');
@@ -268,7 +279,7 @@ describe('OperationQueue pipelining', () => {
       ids,
     );
     await ackAll(sink);
-    await queue.flush();
+    await flushed(queue);
     assert.equal(textOf(sink.log), 'abc');
   });
 });
@@ -299,7 +310,7 @@ describe('OperationQueue replacing a long part', () => {
     t.due.shift()!();
     await tick();
     const sent = await ackAll(sink);
-    await queue.flush();
+    await flushed(queue);
     assert.deepEqual(
       sent.map((op) => op.action),
       ['append', 'update', 'append', 'append'],
@@ -322,7 +333,7 @@ describe('OperationQueue replacing a long part', () => {
     const text = 'x'.repeat(2 * MAX_APPEND_CHARS) + 'y'.repeat(3_000);
     earlier.create('t', { name: 'part', id: earlier.nextId('t'), data: '' });
     earlier.delta('t', `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`); // what a first attempt stored
-    await earlier.flush();
+    await flushed(earlier);
 
     const queue = new OperationQueue({
       sink: log,
@@ -337,7 +348,7 @@ describe('OperationQueue replacing a long part', () => {
     queue.delta('t', text);
     const before = log.ops.length;
     queue.resume(new Map([['t', { text: `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`, done: false }]]));
-    await queue.flush();
+    await flushed(queue);
     const sent = log.ops.slice(before).flat();
     assert.ok(
       sent.some((op) => op.action === 'update'),
@@ -380,7 +391,7 @@ describe('OperationQueue coalescing window', () => {
     t.due.shift()!();
     assert.deepEqual(sent(sink), ['first ', 'ab'], 'merged into one append at the end of the window');
     await ackAll(sink);
-    await queue.flush();
+    await flushed(queue);
     assert.equal(textOf(sink.log), 'first ab');
   });
 
@@ -455,7 +466,7 @@ describe('OperationQueue coalescing window', () => {
     await tick();
     assert.deepEqual(sent(sink), ['a|next'], 'on the ack, not when the window timer fires');
     await sink.flights.shift()!.ack();
-    await queue.flush();
+    await flushed(queue);
     assert.deepEqual(
       sink.log.rolledUp().map((m) => m.data),
       ['first a', 'next'],
@@ -475,7 +486,7 @@ describe('OperationQueue coalescing window', () => {
     assert.deepEqual(sent(sink), ['x']);
     assert.equal(t.due.length, 0);
     await sink.flights.shift()!.ack();
-    await queue.flush();
+    await flushed(queue);
     assert.equal(textOf(sink.log), 'x');
   });
 });
