@@ -6,10 +6,10 @@ import { describe, it } from 'node:test';
 import type { Channel } from '@mooring/client';
 import { MooringError } from '@mooring/client';
 import type { OperationInput } from '@mooring/protocol';
+import { within } from '@mooring/testkit';
 import { MAX_APPEND_CHARS, OperationQueue } from '../src/operation-queue.ts';
 import { channelSink, type OperationSink, type PublishedOperation } from '../src/operation-sink.ts';
 import { MemoryLog } from './helpers/memory-log.ts';
-import { within } from './helpers/within.ts';
 
 /** A sink whose publishes the test settles one by one; stored in the log only when acked. */
 class ControlledSink implements OperationSink {

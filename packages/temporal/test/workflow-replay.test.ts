@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { within } from '@mooring/testkit';
 import { defaultPayloadConverter } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { runIdFor } from '../src/workflow/mooring-session.ts';
-import { within } from './helpers/within.ts';
 
 const { temporal } = proto;
 Runtime.install({ logger: new DefaultLogger('WARN') });

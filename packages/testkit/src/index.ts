@@ -10,5 +10,5 @@ export type { RedisCluster } from './redis-cluster.ts';
 export { redisCliPath, startRedisCluster } from './redis-cluster.ts';
 export type { RedisServer, RedisServerOptions } from './redis-server.ts';
 export { redisServerPath, redisSkipReason, startRedis } from './redis-server.ts';
-export type { Deferred, OnceOptions, WaitForOptions } from './wait.ts';
-export { deferred, once, waitFor } from './wait.ts';
+export type { Deferred, OnceOptions, WaitForOptions, WithinOptions } from './wait.ts';
+export { deferred, once, waitFor, within } from './wait.ts';

@@ -39,6 +39,36 @@ export async function waitFor<T>(
   }
 }
 
+export interface WithinOptions {
+  /** Give up after this many milliseconds. Default 20 000. */
+  timeout?: number;
+  /** What did not happen: the message of the error thrown on timeout. */
+  message: string;
+}
+
+/**
+ * Resolve or reject as `promise` does, or reject with `message` once `timeout` passes without it
+ * settling: a promise that settles only when the product works fails its test with a reason, not
+ * at the runner's timeout. Choose a bound far above a passing run's time; nothing asserts on time.
+ *
+ *   await within(chat.regenerate(), { message: 'regenerate() never returned' });
+ */
+export async function within<T>(promise: Promise<T>, options: WithinOptions): Promise<T> {
+  const { timeout = 20_000, message } = options;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${message} (not settled within ${timeout / 1000} s)`)),
+      timeout,
+    );
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface OnceOptions {
   /** Give up after this many milliseconds. Default 10 000. */
   timeout?: number;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
-import { deferred, once, waitFor } from '../src/wait.ts';
+import { deferred, once, waitFor, within } from '../src/wait.ts';
 
 test('waitFor resolves with the first truthy value', async () => {
   let calls = 0;
@@ -46,4 +46,13 @@ test('deferred settles from outside', async () => {
   const e = deferred();
   e.reject(new Error('nope'));
   await assert.rejects(e.promise, /nope/);
+});
+
+test('within settles as its promise does, or rejects with its message when it never settles', async () => {
+  assert.equal(await within(Promise.resolve(7), { message: 'unused' }), 7);
+  await assert.rejects(within(Promise.reject(new Error('own')), { message: 'unused' }), /own/);
+  await assert.rejects(
+    within(new Promise(() => {}), { timeout: 20, message: 'the answer never came' }),
+    /the answer never came \(not settled within 0.02 s\)/,
+  );
 });

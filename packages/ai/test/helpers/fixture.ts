@@ -44,4 +44,4 @@ export function sessionName(): string {
 }
 
 export { waitFor };
-export { within } from './within.ts';
+export { within } from '@mooring/testkit';

@@ -117,4 +117,4 @@ export function scriptedModel(
 }
 
 export { waitFor };
-export { within } from './within.ts';
+export { within } from '@mooring/testkit';
