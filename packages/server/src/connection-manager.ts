@@ -37,7 +37,8 @@ export interface Seat {
   readonly names: string[];
   /** Opened (the connection counts on) or given up (counted down). */
   settled: boolean;
-  timer: NodeJS.Timeout;
+  /** Gives the seat up if it is still unsettled then; dropped once settled. */
+  timer: NodeJS.Timeout | undefined;
 }
 
 export interface ConnectionManagerOptions {
@@ -100,6 +101,7 @@ export class ConnectionManager {
     if (seat && !seat.settled) {
       seat.settled = true; // counted since its admission
       clearTimeout(seat.timer);
+      seat.timer = undefined;
       this.#countedAs.set(connection, seat.names);
     } else {
       const names = budgetNames(identity);
@@ -183,8 +185,8 @@ export class ConnectionManager {
     this.#checkBudgets(identity);
     const names = budgetNames(identity);
     this.#count(names, 1);
-    const seat: Seat = { names, settled: false, timer: setTimeout(() => this.giveUp(seat), SEAT_TIMEOUT) };
-    seat.timer.unref();
+    const seat: Seat = { names, settled: false, timer: undefined };
+    seat.timer = setTimeout(() => this.giveUp(seat), SEAT_TIMEOUT).unref();
     return seat;
   }
 
@@ -209,6 +211,7 @@ export class ConnectionManager {
     if (!seat || seat.settled) return;
     seat.settled = true;
     clearTimeout(seat.timer);
+    seat.timer = undefined;
     this.#count(seat.names, -1);
   }
 

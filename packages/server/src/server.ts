@@ -350,12 +350,14 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     socket.on('error', () => socket.destroy());
     try {
       const admission = await admitConnection(requestUrl(req), req, 'WebSocket');
-      // a socket closed before its upgrade completes never opens its connection
+      // a socket closed before its upgrade completes never opens its connection (the listener keeps
+      // only the seat, which is small once settled: it lives as long as the socket)
+      const { seat } = admission;
       if (socket.destroyed) {
-        connections.giveUp(admission.seat);
+        connections.giveUp(seat);
         return;
       }
-      socket.once('close', () => connections.giveUp(admission.seat));
+      socket.once('close', () => connections.giveUp(seat));
       websocket.upgrade(req, socket, head, admission);
     } catch (err) {
       refuseUpgrade(socket, err);
