@@ -36,6 +36,8 @@
  * scripts that write and remove a lease keep both in step with it, so a node's crash cannot leave a
  * count behind (its leases are expired by another node, which uncounts them). A publish taking
  * leases reads the count first; creates racing on several nodes can pass the limit by those in flight.
+ * Every node also walks `owner-of` slowly (REPAIR) and uncounts a lease whose record is gone, so a
+ * count left behind by something that does not keep it (an older node in a rolling upgrade) heals.
  */
 import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { ExpireLease, Leases, LeaseView } from './leases.ts';
@@ -179,7 +181,23 @@ end
 return 0
 `);
 
+/**
+ * KEYS: records, owners, owner-of. ARGV: cursor, count. One step of a walk over `owner-of`: a lease
+ * counted for its owner whose record is gone (removed by something that does not keep the count:
+ * a node of an older version during a rolling upgrade) is uncounted. Returns the next cursor.
+ */
+const REPAIR = new RedisScript(`${UNCOUNT}
+local page = redis.call('HSCAN', KEYS[3], ARGV[1], 'COUNT', ARGV[2])
+local entries = page[2]
+for i = 1, #entries, 2 do
+  if redis.call('HEXISTS', KEYS[1], entries[i]) == 0 then uncount(KEYS[2], KEYS[3], entries[i]) end
+end
+return page[1]
+`);
+
 const CLAIM_BATCH = 100;
+/** The owners' counts are checked against the lease records every this many sweeps, a page at a time. */
+const REPAIR_EVERY = 10;
 
 export class RedisLeases implements Leases {
   readonly #o: RedisLeasesOptions;
@@ -189,6 +207,9 @@ export class RedisLeases implements Leases {
   readonly #retryAfter: number;
   readonly #holderTtl: number;
   #sweeping = false;
+  #ticks = 0;
+  /** Where the walk over `owner-of` (REPAIR) goes on. */
+  #repairCursor = '0';
   /** Messages looked up recently and found without a lease this node could take: field → until. */
   readonly #notLeased = new Map<string, number>();
   /**
@@ -566,6 +587,7 @@ export class RedisLeases implements Leases {
       const list = this.#holderKey(holder);
       connection.send(list, ['PEXPIRE', list, String(this.#holderTtl)]).catch(onError);
     }
+    if (++this.#ticks % REPAIR_EVERY === 0) this.#track(this.#repairCounts());
     if (this.#sweeping) return;
     this.#sweeping = true;
     this.#sweep()
@@ -573,6 +595,16 @@ export class RedisLeases implements Leases {
       .finally(() => {
         this.#sweeping = false;
       });
+  }
+
+  /** One page of the walk that keeps the owners' counts in step with the lease records (REPAIR). */
+  async #repairCounts(): Promise<void> {
+    const next = await REPAIR.run(
+      this.#o.connection,
+      [this.#records, this.#owners, this.#ownerOf],
+      [this.#repairCursor, String(CLAIM_BATCH)],
+    );
+    this.#repairCursor = String(next);
   }
 
   /** Claims the overdue leases (atomically: each by one node), expires them, then removes them. */

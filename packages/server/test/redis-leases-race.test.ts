@@ -36,7 +36,7 @@ async function redisFor(t: TestContext) {
     open.push(made);
     return made;
   };
-  return { errors, leases };
+  return { connection, errors, leases };
 }
 
 /**
@@ -199,6 +199,27 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.equal(await a.heldBy('owner-1'), 0);
     assert.deepEqual(await a.list('session:e'), []);
     assert.deepEqual(redis.errors, []);
+  });
+
+  it('an owner count left behind by a release that did not keep it (an older node) heals', async (t) => {
+    // During a rolling upgrade a node of an earlier version may end a run: it removes the lease's
+    // deadline and record but knows nothing of the owners' counts. The walk over `owner-of` finds
+    // the lease gone and uncounts it; the owner's other lease stays counted.
+    const { connection, errors, leases } = await redisFor(t);
+    const a = leases({ expire: async () => true, prefix: 'heal', sweepInterval: 20, holderTtl: 10_000 });
+    await a.hold('session:h', 'h.1', 'conn-1', 60_000, 'agent', 'owner-1');
+    await a.hold('session:h', 'h.2', 'conn-1', 60_000, 'agent', 'owner-1');
+    assert.equal(await a.heldBy('owner-1'), 2);
+    const field = JSON.stringify(['session:h', 'h.1']);
+    await connection.send('heal:{leases}:deadlines', ['ZREM', 'heal:{leases}:deadlines', field]);
+    await connection.send('heal:{leases}:records', ['HDEL', 'heal:{leases}:records', field]);
+    await waitFor(async () => (await a.heldBy('owner-1')) === 1, {
+      timeout: 5_000,
+      message: 'the count of a lease whose record is gone never healed',
+    });
+    await new Promise((r) => setTimeout(r, 500)); // more walks: the live lease stays counted
+    assert.equal(await a.heldBy('owner-1'), 1);
+    assert.deepEqual(errors, []);
   });
 
   it('a lease expired by another node is forgotten by the node that took it', async (t) => {
