@@ -114,8 +114,9 @@ export class HttpTransports {
       const path = url.pathname;
       if (path === '/v1/connect/sse' || path === '/v1/connect/poll') {
         if (req.method !== 'GET') throw new ServerError('method_not_allowed', 'use GET here');
-        const admission = await this.#o.admit(url, req);
+        // checked before the admission, which counts the connection from then on
         const { transportId } = transportIdOf(url);
+        const admission = await this.#o.admit(url, req);
         if (path === '/v1/connect/sse') this.#openStream(req, res, admission, transportId);
         else this.#openPoll(res, admission, transportId);
         return;

@@ -248,6 +248,21 @@ describe('connection requests in flight', () => {
       },
     );
 
+  it('an HTTP connection request refused for a bad transport id holds no place', async () => {
+    const fx = await startFixture('memory', { limits: { maxConnectionsPerClient: 2 } });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'bad-transport' });
+      for (let i = 0; i < 4; i++) {
+        const res = await fetch(`${fx.server.url}/v1/connect/poll?token=${token}&transport=no%20spaces`);
+        assert.equal(res.status, 400);
+        await res.arrayBuffer();
+      }
+      for (let i = 0; i < 2; i++) assert.equal(await openUnpolled(fx.server.url, token), 200);
+    } finally {
+      await fx.close();
+    }
+  });
+
   it(
     'a WebSocket request whose socket closes before the upgrade holds no place',
     { skip: redisSkipReason() || false },
