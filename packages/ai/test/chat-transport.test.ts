@@ -11,7 +11,7 @@ import { MooringChatTransport } from '../src/mooring-chat-transport.ts';
 import { syncChat } from '../src/sync-chat.ts';
 import { UserSession } from '../src/user-session.ts';
 import { textOf } from './helpers/agents.ts';
-import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { client, realServer, sessionName, waitFor, within } from './helpers/fixture.ts';
 import type { ScriptOptions } from './helpers/models.ts';
 import { finish, normalize, scriptedModel, textParts } from './helpers/models.ts';
 import { TestChat } from './helpers/test-chat.ts';
@@ -59,7 +59,9 @@ describe('MooringChatTransport with the AI SDK chat', () => {
     await startAgent(t, server.url, name);
     const { session, chat } = await chatOn(t, server.url, name);
 
-    await chat.sendMessage({ text: 'Say sixty words' });
+    await within(chat.sendMessage({ text: 'Say sixty words' }), {
+      message: 'sendMessage() never returned: no answer reached the chat',
+    });
     assert.equal(chat.status, 'ready');
     assert.equal(chat.messages.length, 2);
     const [question, answer] = chat.messages as [UIMessage, UIMessage];
@@ -70,7 +72,9 @@ describe('MooringChatTransport with the AI SDK chat', () => {
     await session.ready();
     assert.deepEqual(normalize(answer), normalize(session.run(runId)!.message));
 
-    await chat.regenerate();
+    await within(chat.regenerate(), {
+      message: 'regenerate() never returned: no new answer reached the chat',
+    });
     assert.equal(chat.messages.length, 2);
     const again = chat.messages[1]!;
     const second = session.tree.runs[1]!;
@@ -136,7 +140,9 @@ describe('MooringChatTransport with the AI SDK chat', () => {
     const laptop = await chatOn(t, server.url, name);
     const stop = syncChat(laptop.chat, laptop.session);
     t.after(stop);
-    await phone.chat.sendMessage({ text: 'from the phone' });
+    await within(phone.chat.sendMessage({ text: 'from the phone' }), {
+      message: 'sendMessage() never returned: no answer reached the chat',
+    });
     await waitFor(() => laptop.chat.messages.length === 2 && textOf(laptop.chat.messages[1]) === ANSWER, {
       message: 'the laptop chat never showed the phone run',
     });

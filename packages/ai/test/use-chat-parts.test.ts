@@ -59,11 +59,14 @@ describe('useChat (@ai-sdk/react) over Mooring: parts, metadata and chat options
       message: 'the session view did not replace the initial messages once caught up',
     });
 
-    await laptop.chat.sendMessage({
-      text: 'Weather?',
-      files: [{ type: 'file', mediaType: 'text/plain', url: 'data:text/plain;base64,aGk=' }],
-      metadata: { lang: 'en' },
-    });
+    await within(
+      laptop.chat.sendMessage({
+        text: 'Weather?',
+        files: [{ type: 'file', mediaType: 'text/plain', url: 'data:text/plain;base64,aGk=' }],
+        metadata: { lang: 'en' },
+      }),
+      { message: 'sendMessage() never returned: no answer reached the chat' },
+    );
     const [sent] = inputs;
     assert.deepEqual(
       normalize(sent?.metadata),
@@ -115,7 +118,9 @@ describe('useChat (@ai-sdk/react) over Mooring: parts, metadata and chat options
       },
     });
     const laptop = device(t, server.url, name);
-    await laptop.chat.sendMessage({ text: 'q' });
+    await within(laptop.chat.sendMessage({ text: 'q' }), {
+      message: 'sendMessage() never returned: no answer reached the chat',
+    });
     await waitFor(() => laptop.chat.status === 'ready' && textOf(laptop.chat.messages[1]) === 'answer 1');
     await within(laptop.chat.regenerate(), {
       message: 'regenerate() never returned: no regenerated answer reached useChat',
@@ -126,7 +131,9 @@ describe('useChat (@ai-sdk/react) over Mooring: parts, metadata and chat options
     assert.equal(second?.replaces, first?.id);
     assert.equal(laptop.chat.messages[1]!.id, second?.id);
 
-    await laptop.chat.sendMessage({ text: 'again' });
+    await within(laptop.chat.sendMessage({ text: 'again' }), {
+      message: 'sendMessage() never returned: no answer reached the chat',
+    });
     await waitFor(() => laptop.chat.status === 'error', {
       message: 'the failed run did not set status error',
     });

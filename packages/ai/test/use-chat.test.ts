@@ -14,7 +14,7 @@ import {
 } from 'ai';
 import type { AgentRun } from '../src/agent-run.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
-import { realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { realServer, sessionName, waitFor, within } from './helpers/fixture.ts';
 import { device } from './helpers/use-chat-device.ts';
 
 /** Lets every pending task run: a page whose main thread is spun by a request loop never gets here. */
@@ -239,7 +239,9 @@ describe('useChat (@ai-sdk/react) over Mooring', () => {
     const laptop = device(t, server.url, name, {
       chat: { sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses },
     });
-    await laptop.chat.sendMessage({ text: 'pay 5' });
+    await within(laptop.chat.sendMessage({ text: 'pay 5' }), {
+      message: 'sendMessage() never returned: no answer reached the chat',
+    });
     await waitFor(
       () =>
         laptop.chat.status === 'ready' &&
@@ -297,7 +299,9 @@ describe('useChat (@ai-sdk/react) over Mooring', () => {
       },
     });
     const laptop = device(t, server.url, name);
-    await laptop.chat.sendMessage({ text: 'first' });
+    await within(laptop.chat.sendMessage({ text: 'first' }), {
+      message: 'sendMessage() never returned: no answer reached the chat',
+    });
     await waitFor(() => laptop.chat.status === 'ready' && laptop.chat.messages.length === 2); // rendered
     const original = laptop.chat.messages[0]!.id;
     const edited = laptop.chat.sendMessage({ text: 'first, edited', messageId: original });
