@@ -5,6 +5,7 @@ import './helpers/dom.ts';
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { Mooring } from '@mooring/client';
+import { within } from '@mooring/testkit';
 import { act, cleanup, render } from '@testing-library/react';
 import type { ReactNode } from 'react';
 import { createElement, StrictMode } from 'react';
@@ -129,7 +130,11 @@ describe('useMooringChat', () => {
 
     const first = mount(t, client(t, server.url, { clientId: 'user' }), () => useMooringChat({ channel }));
     const chat = (): UseMooringChatResult => first.current();
-    await act(() => chat().sendMessage({ text: 'hello' }));
+    await act(() =>
+      within(chat().sendMessage({ text: 'hello' }), {
+        message: 'sendMessage() never returned: no answer reached useChat',
+      }),
+    );
     await waitFor(() => chat().status === 'ready' && textOf(chat().messages[1]) === 'answer: hello');
     assert.deepEqual(
       chat().messages.map((m) => m.role),
