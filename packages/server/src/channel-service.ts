@@ -333,13 +333,7 @@ export class ChannelService {
       }
       return claim;
     };
-    let held: number | Promise<number>;
-    try {
-      held = this.leases.heldBy(claim.owner);
-    } catch (err) {
-      this.#unreserve(claim);
-      throw err;
-    }
+    const held = this.leases.heldBy(claim.owner); // a local count, or a read of Redis (rejects, never throws)
     if (typeof held === 'number') return check(held);
     return held.then(check, (err: unknown) => {
       this.#unreserve(claim);

@@ -182,10 +182,7 @@ export class ConnectionManager {
    * counts it at once and returns its seat, which `open` takes (or `giveUp` gives back).
    */
   admit(identity: Identity): Seat {
-    this.#checkBudgets(identity);
-    const names = budgetNames(identity);
-    this.#count(names, 1);
-    const seat: Seat = { names, settled: false, timer: undefined };
+    const seat: Seat = { names: this.#take(identity), settled: false, timer: undefined };
     seat.timer = setTimeout(() => this.giveUp(seat), SEAT_TIMEOUT).unref();
     return seat;
   }
@@ -196,9 +193,7 @@ export class ConnectionManager {
    * the returned release is called (once; later calls do nothing).
    */
   holdLiveRead(identity: Identity): () => void {
-    this.#checkBudgets(identity);
-    const names = budgetNames(identity);
-    this.#count(names, 1);
+    const names = this.#take(identity);
     let held = true;
     return () => {
       if (held) this.#count(names, -1);
@@ -215,9 +210,11 @@ export class ConnectionManager {
     this.#count(seat.names, -1);
   }
 
-  #checkBudgets(identity: Identity): void {
+  /** Checks every connection budget of `identity` (too_many_connections), then counts one more; its names. */
+  #take(identity: Identity): string[] {
     const { limits } = this.#o;
-    const [key, tokens, client] = budgetNames(identity);
+    const names = budgetNames(identity);
+    const [key, tokens, client] = names;
     const refuse = (name: string | undefined, limit: number, what: string) => {
       const open = name === undefined ? 0 : (this.#open.get(name) ?? 0);
       if (open >= limit)
@@ -227,22 +224,29 @@ export class ConnectionManager {
         );
     };
     refuse(key, limits.maxConnectionsPerKey, `key ${identity.keyName}`);
-    if (!identity.viaToken) return;
-    // the reserve is at most a tenth of the key's limit: a small limit is not all reserve
-    const reserve = Math.min(limits.keyConnectionReserve, Math.floor(limits.maxConnectionsPerKey / 10));
-    refuse(
-      tokens,
-      limits.maxConnectionsPerKey - reserve,
-      `the tokens of key ${identity.keyName} (the rest is reserved for the key itself)`,
-    );
-    if (identity.clientId === undefined)
-      refuse(client, limits.maxAnonymousConnectionsPerKey, `the anonymous tokens of key ${identity.keyName}`);
-    else
+    if (identity.viaToken) {
+      // the reserve is at most a tenth of the key's limit: a small limit is not all reserve
+      const reserve = Math.min(limits.keyConnectionReserve, Math.floor(limits.maxConnectionsPerKey / 10));
       refuse(
-        client,
-        limits.maxConnectionsPerClient,
-        `clientId ${identity.clientId} of key ${identity.keyName}`,
+        tokens,
+        limits.maxConnectionsPerKey - reserve,
+        `the tokens of key ${identity.keyName} (the rest is reserved for the key itself)`,
       );
+      if (identity.clientId === undefined)
+        refuse(
+          client,
+          limits.maxAnonymousConnectionsPerKey,
+          `the anonymous tokens of key ${identity.keyName}`,
+        );
+      else
+        refuse(
+          client,
+          limits.maxConnectionsPerClient,
+          `clientId ${identity.clientId} of key ${identity.keyName}`,
+        );
+    }
+    this.#count(names, 1);
+    return names;
   }
 
   get(id: string): Connection | undefined {

@@ -4,7 +4,8 @@
  * count per owner identity (`maxLeasesPerClient`). `LeaseManager` (leases.ts) and `RedisLeases`
  * (redis-leases.ts) both keep their node's leases here, so adding and removing a lease can never
  * leave a holder list or an owner count behind: a stale count would refuse an identity's leases
- * for ever, a stale holder list would re-arm a lease that is gone.
+ * for ever, a stale holder list would re-arm a lease that is gone. (`RedisLeases` counts owners in
+ * Redis, for every node, so its leases name no owner here.)
  */
 
 /** What every lease keeper knows of a lease (each adds its own timing). */

@@ -316,7 +316,7 @@ export class RedisLeases implements Leases {
       serial,
       holder,
       clientId,
-      owner,
+      owner: undefined, // counted in Redis (HOLD), not in this node's index
       ms,
       live: holder !== undefined,
       until: Date.now() + ms,
@@ -368,7 +368,7 @@ export class RedisLeases implements Leases {
     if (lease.clientId !== clientId) return;
     if (holder !== undefined && lease.holder === holder) return;
     // a REST publisher renews by activity; a new connection of the same clientId takes the lease over
-    void this.#hold(channel, serial, holder, lease.ms, clientId, lease.owner, true);
+    void this.#hold(channel, serial, holder, lease.ms, clientId, undefined, true); // keeps its owner
   }
 
   release(channel: string, serial: string): Promise<void> {
