@@ -13,8 +13,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
-import { FaultProxy, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { describe, it, type TestContext } from 'node:test';
+import { FaultProxy, type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { loadServeConfig } from '../src/config.ts';
 import type { MooringServer } from '../src/index.ts';
 import { RedisHub } from '../src/redis-hub.ts';
@@ -26,6 +26,15 @@ import { RawClient } from './support/raw-client.ts';
 import { redisNode } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason();
+
+/** A redis-server of its own behind a FaultProxy (both closed when the test ends). */
+async function proxiedRedis(t: TestContext): Promise<{ redis: RedisServer; proxy: FaultProxy }> {
+  const redis = await startRedis();
+  t.after(() => redis.close());
+  const proxy = await FaultProxy.start({ port: redis.port });
+  t.after(() => proxy.close());
+  return { redis, proxy };
+}
 
 /** This process's open sockets to `port`. */
 const socketsTo = (port: number): number =>
@@ -57,10 +66,7 @@ if (skip) {
 } else {
   describe('Redis trouble: a blackholed Redis', () => {
     it('publishes fail with a retryable store_unavailable within the command timeout; sessions survive; all works again after', async (t) => {
-      const redis = await startRedis();
-      t.after(() => redis.close());
-      const proxy = await FaultProxy.start({ port: redis.port });
-      t.after(() => proxy.close());
+      const { redis, proxy } = await proxiedRedis(t);
       // its hub's position check slowed down: what another node stores reaches it only by the bus
       const server: MooringServer = await redisNode(
         `redis://127.0.0.1:${proxy.port}`,
@@ -184,10 +190,7 @@ if (skip) {
   describe('Redis trouble: shutting down without Redis', () => {
     for (const fault of ['stopped', 'blackholed'] as const) {
       it(`a node whose Redis is ${fault} still stops: close ends within the command deadline`, async (t) => {
-        const redis = await startRedis();
-        t.after(() => redis.close());
-        const proxy = await FaultProxy.start({ port: redis.port });
-        t.after(() => proxy.close());
+        const { redis, proxy } = await proxiedRedis(t);
         const server = await redisNode(`redis://127.0.0.1:${proxy.port}`, {}, 500);
         const pub = await RawClient.connect(server.url, { clientId: 'agent' });
         await pub.publish('session:stop', [{ id: 'a', data: 'a' }]);
@@ -223,10 +226,7 @@ if (skip) {
 
   describe('Redis trouble: closing with a command still waiting', () => {
     it('a command whose deadline runs out while the connection closes makes no new connection after close', async (t) => {
-      const redis = await startRedis();
-      t.after(() => redis.close());
-      const proxy = await FaultProxy.start({ port: redis.port });
-      t.after(() => proxy.close());
+      const { proxy } = await proxiedRedis(t);
       const connection = await connectRedis(`redis://127.0.0.1:${proxy.port}`, () => {}, 300);
       t.after(() => connection.destroy());
       proxy.blackhole();
@@ -246,10 +246,7 @@ if (skip) {
 
   describe('Redis trouble: a pub/sub connection made into a dead network', () => {
     it('fails within the command deadline instead of waiting for a handshake for ever', async (t) => {
-      const redis = await startRedis();
-      t.after(() => redis.close());
-      const proxy = await FaultProxy.start({ port: redis.port });
-      t.after(() => proxy.close());
+      const { proxy } = await proxiedRedis(t);
       const connection = await connectRedis(`redis://127.0.0.1:${proxy.port}`, () => {}, 300);
       t.after(() => connection.close());
       proxy.blackhole();
