@@ -90,6 +90,8 @@ export function assertChannelName(channel: string): void {
 interface LeaseClaim {
   owner: string;
   taking: number;
+  /** Where leases are counted across nodes (Redis): the places reserved there (`Leases.reserve`). */
+  reservation?: string;
 }
 
 export class ChannelService {
@@ -188,7 +190,7 @@ export class ChannelService {
       span?.end();
       this.metrics.hot.publishSeconds.observe((performance.now() - started) / 1000);
       for (const m of result.messages) this.metrics.hot.operation(m.action);
-      leaseWrites = this.#recordLeases(channel, inputs, result.results, identity, claim?.owner);
+      leaseWrites = this.#recordLeases(channel, inputs, result.results, identity, claim);
     } finally {
       // the leases are counted where they were recorded now (or were never taken)
       if (claim && claim.taking > 0) this.#unreserve(claim);
@@ -208,8 +210,9 @@ export class ChannelService {
     inputs: OperationInput[],
     results: PublishResult[],
     identity: PublishIdentity,
-    owner: string | undefined,
+    claim: LeaseClaim | undefined,
   ): Promise<void>[] | undefined {
+    const owner = claim?.owner;
     let writes: Promise<void>[] | undefined;
     for (let i = 0; i < inputs.length; i++) {
       const input = inputs[i]!;
@@ -241,6 +244,7 @@ export class ChannelService {
           input.lease,
           identity.clientId,
           owner!,
+          claim?.reservation,
         );
         if (recorded) {
           writes ??= [];
@@ -309,6 +313,20 @@ export class ChannelService {
     if (!leased) return undefined; // no lease to take or hold: most publishes (a run's tokens)
     const claim: LeaseClaim = { owner: identityKey(identity), taking };
     if (taking === 0) return claim;
+    const max = this.limits.maxLeasesPerClient;
+    const refuse = (held: number): ServerError =>
+      new ServerError(
+        'too_many_leases',
+        `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${held} message leases (limit ${max}); end some runs (lease: 0) first`,
+      );
+    if (this.leases.reserve) {
+      // counted where every node sees it: the check and the reservation are one step there
+      return this.leases.reserve(claim.owner, taking, max).then((reserved) => {
+        if ('held' in reserved) throw refuse(reserved.held);
+        claim.reservation = reserved.id;
+        return claim;
+      });
+    }
     let inFlight = this.#reserved.get(claim.owner);
     if (!inFlight) {
       inFlight = new Set();
@@ -323,13 +341,9 @@ export class ChannelService {
         if (ahead === claim) break;
         others += ahead.taking;
       }
-      const max = this.limits.maxLeasesPerClient;
       if (held + others + taking > max) {
         this.#unreserve(claim);
-        throw new ServerError(
-          'too_many_leases',
-          `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${held + others} message leases (limit ${max}); end some runs (lease: 0) first`,
-        );
+        throw refuse(held + others);
       }
       return claim;
     };
@@ -342,6 +356,10 @@ export class ChannelService {
   }
 
   #unreserve(claim: LeaseClaim): void {
+    if (claim.reservation !== undefined) {
+      this.leases.unreserve?.(claim.reservation);
+      return;
+    }
     const inFlight = this.#reserved.get(claim.owner);
     inFlight?.delete(claim);
     if (inFlight?.size === 0) this.#reserved.delete(claim.owner);

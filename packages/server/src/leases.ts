@@ -79,6 +79,8 @@ export interface Leases {
     ms: number,
     clientId: string | undefined,
     owner?: string,
+    /** The reservation (`reserve`) this lease was counted in until it is written. */
+    reservation?: string,
   ): void | Promise<void>;
   touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void;
   /**
@@ -102,6 +104,16 @@ export interface Leases {
    * where every node sees them (Redis): the count then covers the owner's leases on every node.
    */
   heldBy(owner: string): number | Promise<number>;
+  /**
+   * Where leases are counted across nodes (Redis): reserves `places` leases for `owner` if what it
+   * holds and has reserved on every node, and these, stay within `limit` (atomically). Resolves to
+   * the reservation (passed to `hold`, then given back with `unreserve`) or to what the owner holds
+   * and has reserved when refused. Absent: the count is this node's (`heldBy`), and `ChannelService`
+   * reserves in memory.
+   */
+  reserve?(owner: string, places: number, limit: number): Promise<{ id: string } | { held: number }>;
+  /** Gives back what is left of a reservation once its publish is done (its leases recorded, or none). */
+  unreserve?(id: string): void;
   has(channel: string, serial: string): boolean;
   /** The leases on one channel's messages, for inspection (not hot paths). */
   list(channel: string): LeaseView[] | Promise<LeaseView[]>;

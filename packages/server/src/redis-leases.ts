@@ -35,10 +35,15 @@
  * `<prefix>:{leases}:owner-of`, and `<prefix>:{leases}:owners` counts the leases of each owner. The
  * scripts that write and remove a lease keep both in step with it, so a node's crash cannot leave a
  * count behind (its leases are expired by another node, which uncounts them). A publish taking
- * leases reads the count first; creates racing on several nodes can pass the limit by those in flight.
+ * leases first reserves them (RESERVE: the count, plus what other publishes in flight on any node
+ * reserved, checked and added to in one script), so creates racing through several nodes are
+ * counted together; the HOLD that writes a lease turns one reserved place into a counted one, and
+ * the rest is given back once the publish is done (UNRESERVE). A reservation lives
+ * `reservationTtl` at most: one whose node died is given back by the next RESERVE.
  * Every node also walks `owner-of` slowly (REPAIR) and uncounts a lease whose record is gone, so a
  * count left behind by something that does not keep it (an older node in a rolling upgrade) heals.
  */
+import { randomUUID } from 'node:crypto';
 import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { ExpireLease, Leases, LeaseView } from './leases.ts';
 import { RedisScript, redisUnavailable } from './redis-script.ts';
@@ -53,6 +58,11 @@ export interface RedisLeasesOptions {
   sweepInterval?: number;
   /** How long a claimed expiry waits before another node may retry it, ms (default 10 × sweepInterval). */
   retryAfter?: number;
+  /**
+   * How long a publish's reservation of leases lasts at most, ms (default 30,000): past it, one whose
+   * node died before giving it back no longer counts.
+   */
+  reservationTtl?: number;
   /**
    * How long a holder's list of leases outlives its last renewal, ms: the connection recovery window
    * (connectionStateTtl), within which another node may recover the connection and take them along.
@@ -102,18 +112,71 @@ end
 `;
 
 /**
- * KEYS: deadlines, records, holder list (or records again), owners, owner-of. ARGV: field,
- * deadline, record, holder, list TTL, '1' for a takeover (only a lease that still exists: one
- * released meanwhile stays released; it keeps its owner), owner ('' for none). Returns 1, or 0 for
- * a takeover of a lease that is gone.
+ * Lua shared by the scripts that give reserved leases back: `unreserve(reserved, reservations,
+ * reservedBy, id, k)` gives back `k` of reservation `id`'s places (all of them when `k` is nil).
+ * A reservation is `reservedBy[id]` = "<places>:<owner>", its deadline in `reservations`, and its
+ * places added to `reserved[owner]`.
  */
-const HOLD = new RedisScript(`${UNCOUNT}
+const UNRESERVE_FN = `
+local function unreserve(reserved, reservations, reservedBy, id, k)
+  local value = redis.call('HGET', reservedBy, id)
+  if not value then return end
+  local sep = string.find(value, ':', 1, true)
+  local places = tonumber(string.sub(value, 1, sep - 1))
+  local owner = string.sub(value, sep + 1)
+  local give = places
+  if k and k < places then give = k end
+  if redis.call('HINCRBY', reserved, owner, -give) <= 0 then redis.call('HDEL', reserved, owner) end
+  if give >= places then
+    redis.call('HDEL', reservedBy, id)
+    redis.call('ZREM', reservations, id)
+  else
+    redis.call('HSET', reservedBy, id, (places - give) .. ':' .. owner)
+  end
+end
+`;
+
+/**
+ * KEYS: owners, reserved, reservations, reserved-by. ARGV: owner, places, limit, reservation id,
+ * deadline, now. Gives back reservations past their deadline (their node died), then reserves
+ * `places` for the owner if its counted leases, its reserved places and these stay within `limit`.
+ * Returns -1 when reserved, else what the owner holds and has reserved (refused).
+ */
+const RESERVE = new RedisScript(`${UNRESERVE_FN}
+local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[6], 'LIMIT', 0, 100)
+for _, id in ipairs(stale) do unreserve(KEYS[2], KEYS[3], KEYS[4], id, nil) end
+local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') + tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if held + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return held end
+redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+redis.call('HSET', KEYS[4], ARGV[4], ARGV[2] .. ':' .. ARGV[1])
+return -1
+`);
+
+/** KEYS: reserved, reservations, reserved-by. ARGV: reservation id. Gives back what is left of it. */
+const UNRESERVE = new RedisScript(`${UNRESERVE_FN}
+unreserve(KEYS[1], KEYS[2], KEYS[3], ARGV[1], nil)
+return 1
+`);
+
+/**
+ * KEYS: deadlines, records, holder list (or records again), owners, owner-of, reserved,
+ * reservations, reserved-by. ARGV: field, deadline, record, holder, list TTL, '1' for a takeover
+ * (only a lease that still exists: one released meanwhile stays released; it keeps its owner),
+ * owner ('' for none), the reservation the lease was counted in until now ('' for none). Returns 1,
+ * or 0 for a takeover of a lease that is gone.
+ */
+const HOLD = new RedisScript(`${UNCOUNT}${UNRESERVE_FN}
 if ARGV[6] == '1' then
   if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
-elseif ARGV[7] ~= '' and redis.call('HGET', KEYS[5], ARGV[1]) ~= ARGV[7] then
-  uncount(KEYS[4], KEYS[5], ARGV[1])
-  redis.call('HSET', KEYS[5], ARGV[1], ARGV[7])
-  redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
+else
+  if ARGV[7] ~= '' and redis.call('HGET', KEYS[5], ARGV[1]) ~= ARGV[7] then
+    uncount(KEYS[4], KEYS[5], ARGV[1])
+    redis.call('HSET', KEYS[5], ARGV[1], ARGV[7])
+    redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
+  end
+  -- counted now (or already): its reserved place is given back in the same step
+  if ARGV[8] ~= '' then unreserve(KEYS[6], KEYS[7], KEYS[8], ARGV[8], 1) end
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
@@ -221,6 +284,10 @@ export class RedisLeases implements Leases {
   readonly #lookupCache: number;
   #holdersRefreshedAt = 0;
   #closed = false;
+  /** This instance's part of reservation ids (unique across nodes and restarts), and a counter. */
+  readonly #id = randomUUID();
+  #reservations = 0;
+  readonly #reservationTtl: number;
 
   constructor(options: RedisLeasesOptions) {
     this.#o = options;
@@ -228,6 +295,7 @@ export class RedisLeases implements Leases {
     this.#retryAfter = options.retryAfter ?? 10 * every;
     this.#holderTtl = Math.max(options.holderTtl, 3 * every);
     this.#lookupCache = every;
+    this.#reservationTtl = options.reservationTtl ?? 30_000;
     this.#timer = setInterval(() => this.#tick(), every);
     this.#timer.unref();
   }
@@ -293,8 +361,51 @@ export class RedisLeases implements Leases {
     ms: number,
     clientId: string | undefined,
     owner?: string,
+    reservation?: string,
   ): Promise<void> {
-    return this.#hold(channel, serial, holder, ms, clientId, owner, false);
+    return this.#hold(channel, serial, holder, ms, clientId, owner, false, reservation);
+  }
+
+  /**
+   * Reserves `places` leases for `owner` if what it holds on every node, what its publishes in
+   * flight on every node reserved, and these stay within `limit` (one script, so creates racing
+   * through several nodes are counted together). Resolves to the reservation's id, or to what the
+   * owner holds and has reserved when refused; rejects when Redis does not answer.
+   */
+  async reserve(owner: string, places: number, limit: number): Promise<{ id: string } | { held: number }> {
+    const id = `${this.#id}:${++this.#reservations}`;
+    const now = Date.now();
+    let answer: unknown;
+    try {
+      answer = await RESERVE.run(
+        this.#o.connection,
+        [this.#owners, this.#reserved, this.#reservationDeadlines, this.#reservedBy],
+        [owner, String(places), String(limit), id, String(now + this.#reservationTtl), String(now)],
+      );
+    } catch (err) {
+      throw redisUnavailable(err, 'the lease count');
+    }
+    const held = Number(answer);
+    return held < 0 ? { id } : { held };
+  }
+
+  /**
+   * Gives back what is left of a reservation (the places its publish did not turn into leases).
+   * Sent after the publish's HOLDs on the same connection, so a lease is never uncounted between
+   * the two; not awaited by a publish (a failure goes to `onError`, and the reservation runs out on
+   * its own). Resolves once it is done.
+   */
+  unreserve(id: string): Promise<void> {
+    const done = UNRESERVE.run(
+      this.#o.connection,
+      [this.#reserved, this.#reservationDeadlines, this.#reservedBy],
+      [id],
+    );
+    this.#track(done);
+    return done.then(
+      () => undefined,
+      () => undefined, // reported by #track
+    );
   }
 
   /**
@@ -310,6 +421,7 @@ export class RedisLeases implements Leases {
     clientId: string | undefined,
     owner: string | undefined,
     takeover: boolean,
+    reservation?: string,
   ): Promise<void> {
     const lease: Lease = {
       channel,
@@ -335,6 +447,9 @@ export class RedisLeases implements Leases {
         holder === undefined ? this.#records : this.#holderKey(holder),
         this.#owners,
         this.#ownerOf,
+        this.#reserved,
+        this.#reservationDeadlines,
+        this.#reservedBy,
       ],
       [
         field,
@@ -344,6 +459,7 @@ export class RedisLeases implements Leases {
         String(this.#holderTtl),
         takeover ? '1' : '',
         owner ?? '',
+        reservation ?? '',
       ],
     );
     this.#track(written);
@@ -666,6 +782,21 @@ export class RedisLeases implements Leases {
   /** Lease field → the owner it counts against. */
   get #ownerOf(): string {
     return `${this.#o.prefix}:{leases}:owner-of`;
+  }
+
+  /** Owner → the places its publishes in flight reserved (RESERVE), on every node. */
+  get #reserved(): string {
+    return `${this.#o.prefix}:{leases}:reserved`;
+  }
+
+  /** Reservation id → its deadline (ms since 1970). */
+  get #reservationDeadlines(): string {
+    return `${this.#o.prefix}:{leases}:reservations`;
+  }
+
+  /** Reservation id → "<places>:<owner>". */
+  get #reservedBy(): string {
+    return `${this.#o.prefix}:{leases}:reserved-by`;
   }
 
   /** The keys of FINISH (and RELEASE): everything a lease's removal touches. */

@@ -504,6 +504,37 @@ describe('leases in flight', () => {
         }
       },
     );
+
+  for (const kind of ['memory', 'sqlite', 'redis'] as const)
+    it(
+      `a publish the store refuses after its leases were reserved gives them back (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, { limits: { maxLeasesPerClient: 2 } });
+        try {
+          const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+          const publish = (ops: unknown[]) =>
+            agent.request({ type: 'publish', channel: 'run:refused', ops } as never);
+          // two leased creates and an append to a message that does not exist: the store refuses
+          // the whole publish, after the check reserved both leases
+          const refused = await publish([
+            { id: 'a', data: 'a', lease: 60_000 },
+            { id: 'b', data: 'b', lease: 60_000 },
+            { action: 'append', id: 'c', serial: 'zzzzzzzzzzzz.0000000000000999', data: 'c' },
+          ]);
+          assert.equal(refused.type, 'error', JSON.stringify(refused));
+          for (const id of ['d', 'e'])
+            assert.equal(
+              outcome(await publish([{ id, data: id, lease: 60_000 }])),
+              'ok',
+              'the refused publish still holds its reserved leases',
+            );
+          await agent.close();
+        } finally {
+          await fx.close();
+        }
+      },
+    );
 });
 
 describe('frame throttle', () => {

@@ -222,6 +222,42 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('reserved leases count on every node until they are written or given back', async (t) => {
+    // Two nodes' leases on one Redis: what one reserved is seen by the other's check at once; the
+    // HOLD that writes a lease turns its place from reserved into counted in the same step (no
+    // moment where it counts twice, which would refuse a create that fits); what a publish did not
+    // write is given back.
+    const { errors, leases } = await redisFor(t);
+    const options = { expire: async () => true, prefix: 'reserve', sweepInterval: 1_000, holderTtl: 10_000 };
+    const a = leases(options);
+    const b = leases(options);
+    const first = await a.reserve('owner-1', 2, 3);
+    assert.ok('id' in first, 'two of three fit');
+    assert.deepEqual(await b.reserve('owner-1', 2, 3), { held: 2 }, 'the other node sees the reservation');
+    await a.hold('session:r', 'r.1', 'conn-1', 60_000, 'agent', 'owner-1', first.id);
+    assert.equal(await a.heldBy('owner-1'), 1);
+    // one counted, one still reserved (the publish is not done): two more would make four
+    assert.deepEqual(await b.reserve('owner-1', 2, 3), { held: 2 }, 'a written lease counted once');
+    await a.unreserve(first.id); // the publish wrote one of its two
+    const second = await b.reserve('owner-1', 2, 3);
+    assert.ok('id' in second, `the place not written was given back: ${JSON.stringify(second)}`);
+    await b.unreserve(second.id);
+    assert.deepEqual(errors, []);
+  });
+
+  it('a reservation whose node never gives it back stops counting after its deadline', async (t) => {
+    const { errors, leases } = await redisFor(t);
+    const options = { expire: async () => true, prefix: 'stale', sweepInterval: 1_000, holderTtl: 10_000 };
+    const dying = leases({ ...options, reservationTtl: 200 });
+    const other = leases(options);
+    assert.ok('id' in (await dying.reserve('owner-1', 3, 3)));
+    assert.deepEqual(await other.reserve('owner-1', 1, 3), { held: 3 });
+    await new Promise((r) => setTimeout(r, 300));
+    const after = await other.reserve('owner-1', 3, 3);
+    assert.ok('id' in after, `a stale reservation still counted: ${JSON.stringify(after)}`);
+    assert.deepEqual(errors, []);
+  });
+
   it('a lease expired by another node is forgotten by the node that took it', async (t) => {
     // A REST publisher's lease (no connection holds it) is expired by whichever node claims it first.
     // Node A took it; node B expires it here (A's own expiry, if it claims first, waits until B's is
@@ -393,7 +429,7 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
             if (key === 'hold')
               return (...args: Parameters<Leases['hold']>) => {
                 holds++;
-                target.hold(...args);
+                Reflect.apply(target.hold, target, args);
                 return recorded.promise; // written elsewhere, not yet
               };
             const value = Reflect.get(target, key, target);

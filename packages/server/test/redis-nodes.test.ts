@@ -529,6 +529,48 @@ if (!skip) {
       await Promise.all(agents.map((agent) => agent.close()));
     });
 
+    it('creates racing through different nodes at once count together against maxLeasesPerClient', async () => {
+      // one identity, one connection per node, five leased creates pipelined on each, all sent
+      // before any answer: a node that read the count and then wrote would let each node's first
+      // three through (nine leases under a limit of three)
+      const agents = await Promise.all(fx.nodes.map((n) => RawClient.connect(n.url, { clientId: 'racer' })));
+      const channel = 'run:racing';
+      for (let round = 0; round < 3; round++) {
+        const sent = agents.flatMap((agent, a) =>
+          Array.from({ length: 5 }, (_, i) =>
+            agent.request({
+              type: 'publish',
+              channel,
+              ops: [{ id: `r${round}-${a}-${i}`, data: 'x', headers: { status: 'running' }, lease: 60_000 }],
+            }),
+          ),
+        );
+        const answers = await Promise.all(sent);
+        const taken = answers.filter((answer) => answer.type === 'ack');
+        const refused = answers.filter(
+          (answer) => answer.type === 'error' && answer.error.code === 'too_many_leases',
+        );
+        assert.equal(
+          taken.length,
+          3,
+          `round ${round}: ${taken.length} leases taken under a limit of 3 (${JSON.stringify(answers.map((a) => a.type))})`,
+        );
+        assert.equal(refused.length, 12, `round ${round}: every other create is refused`);
+        // every refused create gave its reservation back: ending the three frees three places
+        const serials = taken.map((answer) => (answer.type === 'ack' ? answer.results[0]!.serial : ''));
+        await agents[round % 3]!.publish(
+          channel,
+          serials.map((serial, i) => ({
+            action: 'update' as const,
+            serial,
+            id: `end-${round}-${i}`,
+            lease: 0,
+          })),
+        );
+      }
+      await Promise.all(agents.map((agent) => agent.close()));
+    });
+
     it('leases expired by other nodes stop counting against their owner on the node that took them', async () => {
       const [a] = fx.nodes as [MooringServer];
       const channel = 'run:budget';
