@@ -263,7 +263,29 @@ describe('SqliteStore write failures', () => {
   });
 
   it('refuses every batch while another connection holds the write lock (SQLITE_BUSY), then stores their retries once', async () => {
-    const { store, path } = await open({ busyTimeoutMs: 20 });
+    // Counts the store's BEGINs: a flush whose BEGIN meets the lock refuses all its batches at once.
+    // Retrying them one by one would wait out the busy timeout once per batch, blocking the event
+    // loop each time, with the same outcome (the time cannot be asserted; the attempts can).
+    let begins = 0;
+    const prepare = DatabaseSync.prototype.prepare;
+    DatabaseSync.prototype.prepare = function (this: DatabaseSync, sql: string) {
+      const statement = prepare.call(this, sql);
+      if (/^\s*BEGIN/i.test(sql)) {
+        const run = statement.run.bind(statement) as (...args: unknown[]) => ReturnType<typeof statement.run>;
+        statement.run = ((...args: unknown[]) => {
+          begins++;
+          return run(...args);
+        }) as typeof statement.run;
+      }
+      return statement;
+    };
+    let opened: Awaited<ReturnType<typeof open>>;
+    try {
+      opened = await open({ busyTimeoutMs: 20 });
+    } finally {
+      DatabaseSync.prototype.prepare = prepare;
+    }
+    const { store, path } = opened;
     await store.append('ch', [{ action: 'create', publisher: '', id: 'm0', data: 'x' }], OPTS);
     const other = new DatabaseSync(path);
     cleanups.unshift(async () => other.close());
@@ -271,11 +293,17 @@ describe('SqliteStore write failures', () => {
     const ops = [1, 2, 3].map((i): NewOperation[] => [
       { action: 'create', publisher: '', id: `m${i}`, data: `${i}` },
     ]);
+    const before = begins;
     const outcomes = await Promise.allSettled(ops.map((batch) => store.append('ch', batch, OPTS)));
     for (const o of outcomes) {
       assert.equal(o.status, 'rejected');
       assert.ok(unavailable(o.reason));
     }
+    assert.equal(
+      begins - before,
+      1,
+      'the three batches were refused after one BEGIN, not retried one by one',
+    );
     other.exec('ROLLBACK');
     for (const batch of ops) {
       const r = await store.append('ch', batch, OPTS);
