@@ -38,8 +38,9 @@
  * leases first reserves them (RESERVE: the count, plus what other publishes in flight on any node
  * reserved, checked and added to in one script), so creates racing through several nodes are
  * counted together; the HOLD that writes a lease turns one reserved place into a counted one, and
- * the rest is given back once the publish is done (UNRESERVE). A reservation lives
- * `reservationTtl` at most: one whose node died is given back by the next RESERVE.
+ * the rest is given back once the publish is done (UNRESERVE; one whose answer or give-back was
+ * lost, by the next sweeps). A reservation lives `reservationTtl` at most: one whose node died is
+ * given back by the next RESERVE.
  * Every node also walks `owner-of` slowly (REPAIR) and uncounts a lease whose record is gone, so a
  * count left behind by something that does not keep it (an older node in a rolling upgrade) heals.
  */
@@ -259,6 +260,8 @@ return page[1]
 `);
 
 const CLAIM_BATCH = 100;
+/** Reservations whose give-back failed that the sweeps try again, at most. */
+const MAX_LOST_RESERVATIONS = 1_000;
 /** The owners' counts are checked against the lease records every this many sweeps, a page at a time. */
 const REPAIR_EVERY = 10;
 
@@ -288,6 +291,8 @@ export class RedisLeases implements Leases {
   readonly #id = randomUUID();
   #reservations = 0;
   readonly #reservationTtl: number;
+  /** Reservations whose answer did not come (perhaps made): id → until when to try giving them back. */
+  readonly #lostReservations = new Map<string, number>();
 
   constructor(options: RedisLeasesOptions) {
     this.#o = options;
@@ -383,6 +388,10 @@ export class RedisLeases implements Leases {
         [owner, String(places), String(limit), id, String(now + this.#reservationTtl), String(now)],
       );
     } catch (err) {
+      // Redis may have reserved and only the answer been lost (a missed deadline): given back by
+      // the next sweeps rather than left counting until its deadline (the connection that failed is
+      // being replaced, and refuses commands until its successor is up)
+      this.#giveBackLater(id);
       throw redisUnavailable(err, 'the lease count');
     }
     const held = Number(answer);
@@ -392,8 +401,8 @@ export class RedisLeases implements Leases {
   /**
    * Gives back what is left of a reservation (the places its publish did not turn into leases).
    * Sent after the publish's HOLDs on the same connection, so a lease is never uncounted between
-   * the two; not awaited by a publish (a failure goes to `onError`, and the reservation runs out on
-   * its own). Resolves once it is done.
+   * the two; not awaited by a publish (a failure goes to `onError`, and the next sweeps try again
+   * until the reservation has run out on its own). Resolves once it is done or failed.
    */
   unreserve(id: string): Promise<void> {
     const done = UNRESERVE.run(
@@ -404,7 +413,9 @@ export class RedisLeases implements Leases {
     this.#track(done);
     return done.then(
       () => undefined,
-      () => undefined, // reported by #track
+      () => {
+        this.#giveBackLater(id); // reported by #track
+      },
     );
   }
 
@@ -703,6 +714,15 @@ export class RedisLeases implements Leases {
       const list = this.#holderKey(holder);
       connection.send(list, ['PEXPIRE', list, String(this.#holderTtl)]).catch(onError);
     }
+    for (const [id, until] of this.#lostReservations) {
+      if (now > until)
+        this.#lostReservations.delete(id); // it has run out in Redis by now
+      else
+        UNRESERVE.run(connection, [this.#reserved, this.#reservationDeadlines, this.#reservedBy], [id]).then(
+          () => this.#lostReservations.delete(id),
+          () => {}, // Redis still away: tried again at the next sweep
+        );
+    }
     if (++this.#ticks % REPAIR_EVERY === 0) this.#track(this.#repairCounts());
     if (this.#sweeping) return;
     this.#sweeping = true;
@@ -757,6 +777,15 @@ export class RedisLeases implements Leases {
       const lease = this.#leases.get(field);
       if (Number(removed) === 1 && lease && !lease.live) this.#leases.remove(field);
     }
+  }
+
+  /**
+   * Tries giving a reservation back at the next sweeps, until it has run out in Redis anyway. At
+   * most `MAX_LOST_RESERVATIONS` wait (a long outage): the others simply run out.
+   */
+  #giveBackLater(id: string): void {
+    if (this.#lostReservations.size < MAX_LOST_RESERVATIONS)
+      this.#lostReservations.set(id, Date.now() + this.#reservationTtl);
   }
 
   #take(lease: Lease): void {

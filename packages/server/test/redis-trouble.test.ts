@@ -275,6 +275,48 @@ if (skip) {
     });
   });
 
+  describe('Redis trouble: a lease reservation whose answer is lost', () => {
+    it('is refused with store_unavailable and given back: the identity is not refused afterwards', async (t) => {
+      // Redis runs the reservation but its answer comes after the command deadline (a slow link):
+      // the create is refused (retryable), and the place Redis reserved must not keep counting
+      // until the reservation's deadline (30 s) — the retry would be refused under a limit of 1
+      const { proxy } = await proxiedRedis(t);
+      const server = await redisNode(
+        `redis://127.0.0.1:${proxy.port}`,
+        { limits: { maxLeasesPerClient: 1 } },
+        500,
+      );
+      t.after(() => server.close());
+      const agent = await RawClient.connect(server.url, { clientId: 'agent' });
+      t.after(() => agent.close());
+      const create = (id: string) =>
+        agent.request({ type: 'publish', channel: 'run:slow', ops: [{ id, data: id, lease: 60_000 }] });
+      // one run first, ended: Redis then knows the scripts (EVALSHA runs at once, no NOSCRIPT round trip)
+      const first = await create('r0');
+      assert.equal(first.type, 'ack', JSON.stringify(first));
+      if (first.type === 'ack')
+        await agent.publish('run:slow', [
+          { action: 'update', serial: first.results[0]!.serial, id: 'r0-end', lease: 0 },
+        ]);
+      proxy.delay(400); // each way: the request runs at ~400 ms, its answer is back at ~800 (deadline 500)
+      const refused = await create('r1');
+      assert.ok(
+        refused.type === 'error' && refused.error.code === 'store_unavailable',
+        `not refused as retryable: ${JSON.stringify(refused)}`,
+      );
+      proxy.pass();
+      // retried (same id) until the node's new Redis connection is up and the lost reservation given
+      // back: within a few sweeps, well before the reservation's own deadline (30 s)
+      let answer = await create('r1');
+      const until = Date.now() + 10_000;
+      while (answer.type === 'error' && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 250));
+        answer = await create('r1');
+      }
+      assert.equal(answer.type, 'ack', `the retry was still refused after 10 s: ${JSON.stringify(answer)}`);
+    });
+  });
+
   describe('Redis trouble: retention trim on many channels', () => {
     const HOUR = 60 * 60 * 1000;
     const op = (id: string): NewOperation => ({ action: 'create', publisher: '', id, data: id });
