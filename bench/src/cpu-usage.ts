@@ -26,6 +26,18 @@ export function processCpuSeconds(pid: number): number | undefined {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
+/**
+ * Seconds a process's main thread (its event loop) has spent runnable but waiting for a core, so far
+ * (`/proc/<pid>/schedstat`, second field, ns; needs schedstats in the kernel). On a machine with
+ * fewer cores than busy processes this is where a token waits that no profile of the process shows.
+ */
+export function processRunQueueSeconds(pid: number): number | undefined {
+  const fields = read(`/proc/${pid}/schedstat`)?.trim().split(/\s+/);
+  if (fields === undefined || fields.length < 2) return undefined;
+  const ns = Number(fields[1]);
+  return Number.isFinite(ns) ? ns / 1e9 : undefined;
+}
+
 /** Busy CPU seconds summed over every core of the machine, by every process. */
 export function machineBusySeconds(): number | undefined {
   const stat = read('/proc/stat');

@@ -30,7 +30,7 @@ import type { MooringAgentConfig } from '../ai/mooring-agent.ts';
 import { TokenTracker } from '../ai/token-tracker.ts';
 import { BENCH_KEY } from '../bench-config.ts';
 import { sharedClockMs } from '../clock.ts';
-import { cpuSeconds, machineBusySeconds } from '../cpu-usage.ts';
+import { cpuSeconds, machineBusySeconds, processRunQueueSeconds } from '../cpu-usage.ts';
 import { type GcPauses, type LoopDelay, loopDelay } from '../servers/server-child.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
 import { Histogram, type LatencySummary, median } from '../stats.ts';
@@ -96,6 +96,11 @@ export interface AiResult {
   firstToken?: LatencySummary;
   /** Event-loop delay p99 (ms) during the run: the app (or agent), the relay, the users' process. */
   loopP99?: { app: number; relay: number | undefined; users: number };
+  /**
+   * Seconds the app's (or agent's) and the relay's main threads waited for a core during the run
+   * (runnable, not running: the machine's cores were busy), per 1,000 tokens delivered.
+   */
+  coreWaitPer1000?: { app: number | undefined; relay: number | undefined };
   /** The garbage collector's pauses during the run in the app (or agent) and the relay process. */
   gc?: { app: GcPauses; relay: GcPauses | undefined };
   delivered?: number;
@@ -111,6 +116,10 @@ export interface AiResult {
   otherCpu?: number | null;
   error?: string;
 }
+
+/** Seconds per 1,000 tokens as ms, or – when not measured. */
+const ms1k = (seconds: number | undefined): string =>
+  seconds === undefined ? '–' : (seconds * 1000).toFixed(0);
 
 const MODULE = (path: string): string => new URL(path, import.meta.url).pathname;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -287,6 +296,9 @@ async function deploy(
 interface CpuSnap {
   own: number;
   relay: number;
+  /** Run-queue waits so far (s) of the app's and the relay's main threads. */
+  waitApp: number | undefined;
+  waitRelay: number | undefined;
   load: number;
   machine: number | undefined;
   t: number;
@@ -297,6 +309,8 @@ async function cpuSnap(d: Deployment, stub: ServerProcess): Promise<CpuSnap & { 
   const relay = d.relay === undefined ? 0 : cpuSeconds(await d.relay.cpuUsage());
   const r = await redisCpu(d.redis);
   return {
+    waitApp: processRunQueueSeconds(d.app.pid),
+    waitRelay: d.relay === undefined ? undefined : processRunQueueSeconds(d.relay.pid),
     own: own.reduce((sum, u) => sum + cpuSeconds(u), 0) + r,
     relay: relay + r,
     load: cpuSeconds(process.cpuUsage()),
@@ -443,6 +457,12 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
     result.missing = expected - measuredTokens;
     result.cpuPer1000 = ((after.own - before.own) / delivered) * 1000;
     result.relayCpuPer1000 = ((after.relay - before.relay) / delivered) * 1000;
+    const waited = (a: number | undefined, b: number | undefined) =>
+      a === undefined || b === undefined ? undefined : ((b - a) / delivered) * 1000;
+    result.coreWaitPer1000 = {
+      app: waited(before.waitApp, after.waitApp),
+      relay: waited(before.waitRelay, after.waitRelay),
+    };
     result.bytesPerToken = bytes / measuredTokens;
     result.gap = d.users.resume
       ? catchUps(gapSamples, emits)
@@ -463,7 +483,7 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
           );
     for (const tab of reloadTabs) tab.close();
     process.stderr.write(
-      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
+      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}); waited for a core ${ms1k(result.coreWaitPer1000.app)} / ${ms1k(result.coreWaitPer1000.relay)} ms per 1k tokens (app / relay), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
     );
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
