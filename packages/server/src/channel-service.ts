@@ -289,8 +289,9 @@ export class ChannelService {
    * The identity new leases count against, after checking that it may take them: each lease is a
    * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`). The
    * leases a publish takes are reserved at once, until they are recorded (`#unreserve`): publishes
-   * of one identity in flight together (pipelined on a connection) are counted together. A promise
-   * when the count is read from where every node keeps it (Redis).
+   * of one identity in flight together (pipelined on a connection) are counted together. Where
+   * leases are counted across nodes (Redis: `Leases.reserve`), the check and the reservation are
+   * one step there, so publishes in flight on every node count together; a promise then.
    */
   #leaseClaim(
     channel: string,
