@@ -43,7 +43,7 @@
  * (or whose stored text is unknown) is replaced by an `update` with this attempt's text.
  */
 import type { Headers, OperationInput } from '@mooring/protocol';
-import { sameEpoch } from '@mooring/protocol';
+import { appendText, sameEpoch } from '@mooring/protocol';
 import type { OperationSink, PublishedOperation } from './operation-sink.ts';
 
 /** An append carries at most this many UTF-16 units (64 KiB per operation, whatever the text). */
@@ -230,7 +230,7 @@ export class OperationQueue {
   /** A streamed delta: merged into the key's pending append within the window. */
   delta(key: string, delta: string): void {
     if (delta === '' || this.#failed !== undefined) return;
-    const written = (this.#written.get(key) ?? '') + delta;
+    const written = appendText(this.#written.get(key) ?? '', delta);
     this.#written.set(key, written);
     const last = this.#queue.at(-1);
     if (this.#folding && last?.type === 'create' && this.#foldsInto(last, key, delta)) {

@@ -13,7 +13,7 @@
  * A folded message has `action: 'update'` (changed since creation) or `'delete'`, like a rolled-up
  * one, and `version` = the incoming version. `id`, `clientId` and `timestamp` stay the creator's.
  */
-import type { Message } from '@mooring/protocol';
+import { appendText, type Message } from '@mooring/protocol';
 
 export function applyMessage(held: Message | undefined, incoming: Message): Message {
   if (held !== undefined && incoming.version <= held.version) return held;
@@ -24,7 +24,12 @@ export function applyMessage(held: Message | undefined, incoming: Message): Mess
       if (held === undefined) return { ...incoming, action: 'update' };
       const base = typeof held.data === 'string' ? held.data : '';
       const delta = typeof incoming.data === 'string' ? incoming.data : '';
-      const next: Message = { ...held, action: 'update', version: incoming.version, data: base + delta };
+      const next: Message = {
+        ...held,
+        action: 'update',
+        version: incoming.version,
+        data: appendText(base, delta),
+      };
       if (incoming.headers !== undefined) next.headers = incoming.headers;
       return next;
     }
