@@ -5,7 +5,8 @@
  *
  * - `epoch` (12 base-36 chars) is fixed for the life of a channel's log. A new log (channel deleted,
  *   expired, store wiped) gets a new epoch, so a position from an old log is never taken for a new one.
- *   Epochs are time-prefixed, so a newer epoch sorts after an older one.
+ *   Epochs are time-prefixed, so a newer epoch sorts after an older one (made by one process:
+ *   strictly; by two, from a millisecond apart).
  * - `sequence` (16 zero-padded decimal digits) strictly increases by one per operation.
  *
  * Within a channel serials are strictly increasing and sort lexicographically. Clients treat them as
@@ -25,9 +26,19 @@ export interface SerialParts {
   seq: number;
 }
 
-/** A fresh epoch: 9 chars of base-36 milliseconds then 3 random base-36 chars. */
+/** The time part of the last epoch this process made (ms). */
+let lastEpochTime = 0;
+
+/**
+ * A fresh epoch: 9 chars of base-36 milliseconds then 3 random base-36 chars. The time part strictly
+ * increases within a process, so an epoch made right after another (a log lost or deleted and
+ * started again within the same millisecond) still sorts after it: a node that follows a channel
+ * takes a batch of an older epoch for stale.
+ */
 export function newEpoch(now: number = Date.now()): string {
-  const time = now.toString(36).padStart(9, '0').slice(-9);
+  const ms = Math.max(Math.floor(now), lastEpochTime + 1);
+  lastEpochTime = ms;
+  const time = ms.toString(36).padStart(9, '0').slice(-9);
   let rand = '';
   for (let i = 0; i < EPOCH_WIDTH - 9; i++) rand += Math.floor(Math.random() * 36).toString(36);
   return time + rand;

@@ -53,6 +53,16 @@ describe('serials', () => {
     assert.equal(compareSerials(serials[0]!, serials[1]!), -1);
   });
 
+  test('an epoch made right after another sorts after it, also within the same millisecond', () => {
+    // a log deleted and started again at once: followers take a batch of an older epoch for stale
+    for (let i = 0; i < 200; i++) {
+      const now = Date.now();
+      const first = newEpoch(now);
+      const second = newEpoch(now);
+      assert.ok(second > first, `${second} does not sort after ${first}`);
+    }
+  });
+
   test('epochs: 12 base-36 chars, time-prefixed so a newer log sorts after an older one', () => {
     const older = newEpoch(Date.UTC(2025, 0, 1));
     const newer = newEpoch(Date.UTC(2026, 0, 1));
