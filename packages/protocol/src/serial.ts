@@ -33,7 +33,7 @@ let lastEpochTime = 0;
  * A fresh epoch: 9 chars of base-36 milliseconds then 3 random base-36 chars. The time part strictly
  * increases within a process, so an epoch made right after another (a log lost or deleted and
  * started again within the same millisecond) still sorts after it: a node that follows a channel
- * takes a batch of an older epoch for stale.
+ * takes a batch of an older epoch for stale (it reads it back only at its next position check).
  */
 export function newEpoch(now: number = Date.now()): string {
   const ms = Math.max(Math.floor(now), lastEpochTime + 1);
