@@ -7,10 +7,11 @@
  * (a read flattens a rope into one string). An agent folding its own output reads nothing while it
  * streams: a 20,000-token answer held that way took 640 KB where its text is 138 KB.
  *
- * `appendText` reads one character (`at`, which flattens; `charCodeAt` reads through a rope) each time the text's length crosses a multiple of an eighth of
- * its size (at least 256 characters), which flattens it: at most an eighth stays a rope, and the
- * copying adds up to a few times the final length (O(1) per appended character, never O(length) per
- * append). On an engine without ropes the read costs nothing and changes nothing.
+ * `appendText` reads one character each time the text's length crosses a multiple of an eighth of
+ * its size (at least 256 characters). `at` flattens a rope (`charCodeAt` reads through it), so at
+ * most an eighth stays a rope, and the copying adds up to at most 16 times the final length (eight
+ * flattenings per doubling): O(1) per appended character, never O(length) per append. On an engine
+ * without ropes the read costs nothing and changes nothing.
  */
 
 /** Appends at most this many characters before the first flattening. */
