@@ -18,7 +18,7 @@ import { type Access, type Operation, requireAccess } from './capabilities.ts';
 import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
 import { identityKey } from './identity-budgets.ts';
-import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
+import { LeaseManager, type LeaseManagerOptions, type Leases, type Reservation } from './leases.ts';
 import { markOrigin } from './message-origin.ts';
 import { Metrics } from './metrics.ts';
 import { ReadLimiter } from './read-limiter.ts';
@@ -90,7 +90,7 @@ export function assertChannelName(channel: string): void {
 interface LeaseClaim {
   owner: string;
   taking: number;
-  /** Where leases are counted across nodes (Redis): the places reserved there (`Leases.reserve`). */
+  /** The places reserved for them until they are recorded (`Leases.reserve`). */
   reservation?: string;
 }
 
@@ -101,8 +101,6 @@ export class ChannelService {
   /** What every append of a publish passes to the store (one object, not one per publish). */
   readonly #appendOptions: AppendOptions;
   readonly leases: Leases;
-  /** Owner → its publishes in flight that take leases (checked, not recorded yet), in arrival order. */
-  readonly #reserved = new Map<string, Set<LeaseClaim>>();
   /** Told of each run this node marked `abandoned` (the server logs it). */
   onLeaseExpired: (expired: { channel: string; serial: string; version: string }) => void = () => {};
   /**
@@ -289,9 +287,8 @@ export class ChannelService {
    * The identity new leases count against, after checking that it may take them: each lease is a
    * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`). The
    * leases a publish takes are reserved at once, until they are recorded (`#unreserve`): publishes
-   * of one identity in flight together (pipelined on a connection) are counted together. Where
-   * leases are counted across nodes (Redis: `Leases.reserve`), the check and the reservation are
-   * one step there, so publishes in flight on every node count together; a promise then.
+   * of one identity in flight together (pipelined on a connection, or on several Redis nodes) are
+   * counted together. A promise where leases are counted across nodes (Redis).
    */
   #leaseClaim(
     channel: string,
@@ -320,50 +317,19 @@ export class ChannelService {
         'too_many_leases',
         `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${held} message leases (limit ${max}); end some runs (lease: 0) first`,
       );
-    if (this.leases.reserve) {
-      // counted where every node sees it: the check and the reservation are one step there
-      return this.leases.reserve(claim.owner, taking, max).then((reserved) => {
-        if ('held' in reserved) throw refuse(reserved.held);
-        claim.reservation = reserved.id;
-        return claim;
-      });
-    }
-    let inFlight = this.#reserved.get(claim.owner);
-    if (!inFlight) {
-      inFlight = new Set();
-      this.#reserved.set(claim.owner, inFlight);
-    }
-    inFlight.add(claim);
-    const check = (held: number): LeaseClaim => {
-      // and those of the publishes ahead of this one still in flight (not recorded anywhere yet):
-      // the first to arrive get the leases, also when the count is read from Redis
-      let others = 0;
-      for (const ahead of this.#reserved.get(claim.owner) ?? []) {
-        if (ahead === claim) break;
-        others += ahead.taking;
-      }
-      if (held + others + taking > max) {
-        this.#unreserve(claim);
-        throw refuse(held + others);
-      }
+    // checked and reserved in one step (on Redis, in Redis): publishes in flight together count
+    // together, and the first to arrive get the leases
+    const settle = (reserved: Reservation): LeaseClaim => {
+      if ('held' in reserved) throw refuse(reserved.held);
+      claim.reservation = reserved.id;
       return claim;
     };
-    const held = this.leases.heldBy(claim.owner); // a local count, or a read of Redis (rejects, never throws)
-    if (typeof held === 'number') return check(held);
-    return held.then(check, (err: unknown) => {
-      this.#unreserve(claim);
-      throw err;
-    });
+    const reserved = this.leases.reserve(claim.owner, taking, max);
+    return reserved instanceof Promise ? reserved.then(settle) : settle(reserved);
   }
 
   #unreserve(claim: LeaseClaim): void {
-    if (claim.reservation !== undefined) {
-      this.leases.unreserve?.(claim.reservation);
-      return;
-    }
-    const inFlight = this.#reserved.get(claim.owner);
-    inFlight?.delete(claim);
-    if (inFlight?.size === 0) this.#reserved.delete(claim.owner);
+    if (claim.reservation !== undefined) this.leases.unreserve(claim.reservation);
   }
 
   /**

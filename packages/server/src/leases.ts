@@ -105,15 +105,16 @@ export interface Leases {
    */
   heldBy(owner: string): number | Promise<number>;
   /**
-   * Where leases are counted across nodes (Redis): reserves `places` leases for `owner` if what it
-   * holds and has reserved on every node, and these, stay within `limit` (atomically). Resolves to
-   * the reservation (passed to `hold`, then given back with `unreserve`) or to what the owner holds
-   * and has reserved when refused. Absent: the count is this node's (`heldBy`), and `ChannelService`
-   * reserves in memory.
+   * Reserves `places` leases for `owner` (`maxLeasesPerClient`) if what it holds, what its
+   * publishes in flight reserved, and these stay within `limit`: checked and added in one step, so
+   * publishes in flight together count together and the first to arrive get the leases. The
+   * reservation is passed to `hold` (Redis turns one place into a counted lease there, in the same
+   * script) and given back with `unreserve` once the publish is done. Answers what the owner holds and has reserved when refused. A
+   * promise where leases are counted across nodes (Redis), which rejects when they cannot be read.
    */
-  reserve?(owner: string, places: number, limit: number): Promise<{ id: string } | { held: number }>;
+  reserve(owner: string, places: number, limit: number): Reservation | Promise<Reservation>;
   /** Gives back what is left of a reservation once its publish is done (its leases recorded, or none). */
-  unreserve?(id: string): void;
+  unreserve(id: string): void;
   has(channel: string, serial: string): boolean;
   /** The leases on one channel's messages, for inspection (not hot paths). */
   list(channel: string): LeaseView[] | Promise<LeaseView[]>;
@@ -121,12 +122,20 @@ export interface Leases {
   close(): void | Promise<void>;
 }
 
+/** A reservation's id, or (refused) what the owner holds and has reserved. */
+export type Reservation = { id: string } | { held: number };
+
 export class LeaseManager implements Leases {
   readonly #leases = new LeaseIndex<Lease>();
   readonly #o: LeaseManagerOptions;
   /** Leases whose expiry is under way; a release or a new take removes theirs (see #arm). */
   readonly #expiring = new Set<string>();
   #closed = false;
+  /** Reservations of publishes in flight (`reserve`): id → owner and places. */
+  readonly #reservations = new Map<string, { owner: string; places: number }>();
+  /** Owner → the places its reservations hold. */
+  readonly #reserved = new Map<string, number>();
+  #reservationIds = 0;
 
   constructor(options: LeaseManagerOptions) {
     this.#o = options;
@@ -148,10 +157,29 @@ export class LeaseManager implements Leases {
     clientId: string | undefined,
     owner?: string,
   ): void {
+    // a publish's reservation ends (`unreserve`) in the same turn as its takes: none to turn here
     const record: LeaseRecord = { channel, serial, ms };
     if (clientId !== undefined) record.clientId = clientId;
     this.#take(record, holder, owner);
     this.#safe(() => this.#o.records?.save(record));
+  }
+
+  reserve(owner: string, places: number, limit: number): Reservation {
+    const held = this.#leases.heldBy(owner) + (this.#reserved.get(owner) ?? 0);
+    if (held + places > limit) return { held };
+    const id = String(++this.#reservationIds);
+    this.#reservations.set(id, { owner, places });
+    this.#reserved.set(owner, (this.#reserved.get(owner) ?? 0) + places);
+    return { id };
+  }
+
+  unreserve(id: string): void {
+    const reservation = this.#reservations.get(id);
+    if (!reservation) return;
+    this.#reservations.delete(id);
+    const left = (this.#reserved.get(reservation.owner) ?? 0) - reservation.places;
+    if (left > 0) this.#reserved.set(reservation.owner, left);
+    else this.#reserved.delete(reservation.owner);
   }
 
   /**

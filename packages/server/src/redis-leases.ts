@@ -46,7 +46,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type HeldLease, LeaseIndex } from './lease-index.ts';
-import type { ExpireLease, Leases, LeaseView } from './leases.ts';
+import type { ExpireLease, Leases, LeaseView, Reservation } from './leases.ts';
 import { RedisScript, redisUnavailable } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
 
@@ -377,14 +377,14 @@ export class RedisLeases implements Leases {
    * through several nodes are counted together). Resolves to the reservation's id, or to what the
    * owner holds and has reserved when refused; rejects when Redis does not answer.
    */
-  async reserve(owner: string, places: number, limit: number): Promise<{ id: string } | { held: number }> {
+  async reserve(owner: string, places: number, limit: number): Promise<Reservation> {
     const id = `${this.#id}:${++this.#reservations}`;
     const now = Date.now();
     let answer: unknown;
     try {
       answer = await RESERVE.run(
         this.#o.connection,
-        [this.#owners, this.#reserved, this.#reservationDeadlines, this.#reservedBy],
+        [this.#owners, ...this.#reservationKeys],
         [owner, String(places), String(limit), id, String(now + this.#reservationTtl), String(now)],
       );
     } catch (err) {
@@ -405,11 +405,7 @@ export class RedisLeases implements Leases {
    * until the reservation has run out on its own). Resolves once it is done or failed.
    */
   unreserve(id: string): Promise<void> {
-    const done = UNRESERVE.run(
-      this.#o.connection,
-      [this.#reserved, this.#reservationDeadlines, this.#reservedBy],
-      [id],
-    );
+    const done = this.#sendUnreserve(id);
     this.#track(done);
     return done.then(
       () => undefined,
@@ -458,9 +454,7 @@ export class RedisLeases implements Leases {
         holder === undefined ? this.#records : this.#holderKey(holder),
         this.#owners,
         this.#ownerOf,
-        this.#reserved,
-        this.#reservationDeadlines,
-        this.#reservedBy,
+        ...this.#reservationKeys,
       ],
       [
         field,
@@ -718,7 +712,7 @@ export class RedisLeases implements Leases {
       if (now > until)
         this.#lostReservations.delete(id); // it has run out in Redis by now
       else
-        UNRESERVE.run(connection, [this.#reserved, this.#reservationDeadlines, this.#reservedBy], [id]).then(
+        this.#sendUnreserve(id).then(
           () => this.#lostReservations.delete(id),
           () => {}, // Redis still away: tried again at the next sweep
         );
@@ -779,6 +773,10 @@ export class RedisLeases implements Leases {
     }
   }
 
+  #sendUnreserve(id: string): Promise<unknown> {
+    return UNRESERVE.run(this.#o.connection, this.#reservationKeys, [id]);
+  }
+
   /**
    * Tries giving a reservation back at the next sweeps, until it has run out in Redis anyway. At
    * most `MAX_LOST_RESERVATIONS` wait (a long outage): the others simply run out.
@@ -813,19 +811,14 @@ export class RedisLeases implements Leases {
     return `${this.#o.prefix}:{leases}:owner-of`;
   }
 
-  /** Owner → the places its publishes in flight reserved (RESERVE), on every node. */
-  get #reserved(): string {
-    return `${this.#o.prefix}:{leases}:reserved`;
-  }
-
-  /** Reservation id → its deadline (ms since 1970). */
-  get #reservationDeadlines(): string {
-    return `${this.#o.prefix}:{leases}:reservations`;
-  }
-
-  /** Reservation id → "<places>:<owner>". */
-  get #reservedBy(): string {
-    return `${this.#o.prefix}:{leases}:reserved-by`;
+  /**
+   * The keys of UNRESERVE (and the last three of RESERVE and HOLD): owner → the places its
+   * publishes in flight reserved, on every node; reservation id → its deadline (ms since 1970);
+   * reservation id → "<places>:<owner>".
+   */
+  get #reservationKeys(): [string, string, string] {
+    const p = `${this.#o.prefix}:{leases}`;
+    return [`${p}:reserved`, `${p}:reservations`, `${p}:reserved-by`];
   }
 
   /** The keys of FINISH (and RELEASE): everything a lease's removal touches. */
