@@ -5,7 +5,10 @@
  * periods (a loss the client may come back from).
  *
  * A recovered connection takes its id over from a transport that may not have noticed it is dead
- * yet; the old one is then dropped and its late close event changes nothing.
+ * yet; the old one is then dropped and its late close event changes nothing. With a shared registry
+ * (Redis) the old transport may be on another node: that node is told (`nodes.tellReplaced`) and
+ * drops it the same way (`replacedElsewhere`), handing presence and leases over without a leave or
+ * a lost holder, since the connection lives on.
  *
  * Connection budgets (`admit`): per key (`maxConnectionsPerKey`), of which tokens together may hold
  * all but `keyConnectionReserve` (at most a tenth of the key's limit) — so the backend holding the key
@@ -53,6 +56,8 @@ export interface ConnectionManagerOptions {
   heartbeatSlice?: number;
   connectionStateTtl: number;
   verifyToken: (token: string) => Promise<Identity>;
+  /** Several nodes sharing the registry: this node's id, and how to tell another node of a takeover. */
+  nodes?: { id: string; tellReplaced: (holder: string, connectionId: string) => void };
 }
 
 export class ConnectionManager {
@@ -62,6 +67,8 @@ export class ConnectionManager {
   readonly #open = new Map<string, number>();
   /** The budget names each connection was counted under at open. */
   readonly #countedAs = new WeakMap<Connection, string[]>();
+  /** Each connection's holder mark in a shared registry (`OpenedConnection.holder`). */
+  readonly #holders = new WeakMap<Connection, string>();
   /** The heartbeat round still running (over more than one slice). */
   #round: SlicedPass | undefined;
 
@@ -98,6 +105,7 @@ export class ConnectionManager {
     });
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);
+    if (opened.holder !== undefined) this.#holders.set(connection, opened.holder);
     if (seat && !seat.settled) {
       seat.settled = true; // counted since its admission
       clearTimeout(seat.timer);
@@ -123,6 +131,9 @@ export class ConnectionManager {
     if (opened.resumed) {
       presence.connectionResumed(opened.connectionId);
       this.#o.channels.leases.holderBack(opened.connectionId);
+      const { nodes } = this.#o;
+      if (nodes && opened.replaced !== undefined && !opened.replaced.startsWith(`${nodes.id}.`))
+        nodes.tellReplaced(opened.replaced, opened.connectionId);
     }
     connection.send({
       type: 'connected',
@@ -175,6 +186,26 @@ export class ConnectionManager {
       this.#o.presence.connectionLost(connection.id);
     }
     this.#o.logger.debug({ connectionId: connection.id, deliberate }, 'disconnected');
+  }
+
+  /**
+   * Connection `id` was recovered on another node, taking over the open whose holder mark is
+   * `holder`: if that open still holds it here, its transport is dropped as at a local takeover.
+   * Nothing ends: presence and leases are forgotten here without a leave or a lost holder (the
+   * other node took them over), and the identity stays in the registry.
+   */
+  replacedElsewhere(id: string, holder: string): void {
+    const connection = this.#byId.get(id);
+    if (!connection || this.#holders.get(connection) !== holder) return; // gone, or recovered here since
+    this.#byId.delete(id);
+    connection.closeReason = 'replaced';
+    this.#recordClose(connection, false);
+    connection.transport.terminate();
+    connection.dispose();
+    this.#countDown(connection);
+    this.#o.presence.connectionMoved?.(id);
+    this.#o.channels.leases.holderMoved?.(id);
+    this.#o.logger.debug({ connectionId: id }, 'recovered on another node: transport dropped');
   }
 
   /**

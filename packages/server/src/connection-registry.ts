@@ -36,6 +36,13 @@ export interface OpenedConnection {
   connectionId: string;
   connectionKey: string;
   resumed: boolean;
+  /**
+   * A registry shared by nodes (Redis): this open's holder mark, `<node id>.<n>`, which a later
+   * takeover elsewhere names when it tells this node to drop the transport (`replaced`).
+   */
+  holder?: string;
+  /** A takeover on a shared registry: the holder mark it replaced (another node's, or this one's). */
+  replaced?: string;
 }
 
 /**

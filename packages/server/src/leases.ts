@@ -98,6 +98,12 @@ export interface Leases {
   ending?(channel: string, serial: string): Promise<void>;
   holderLost(connectionId: string): void;
   holderBack(connectionId: string): void;
+  /**
+   * A shared implementation (Redis): the holder's connection was recovered on another node, which
+   * took its leases along (its `holderBack`). Forget them here without a write: renewed from here
+   * too, they would outlive the connection's real loss on the other node.
+   */
+  holderMoved?(connectionId: string): void;
   readonly size: number;
   /**
    * The leases counted against `owner` (`maxLeasesPerClient`). A promise when they are counted

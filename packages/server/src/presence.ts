@@ -46,6 +46,11 @@ export interface Presence {
   connectionClosed(connectionId: string): void;
   connectionLost(connectionId: string): void;
   connectionResumed(connectionId: string): void;
+  /**
+   * A shared implementation (Redis): the connection was recovered on another node, which took its
+   * members over. Forget it here, leaving nothing and announcing nothing.
+   */
+  connectionMoved?(connectionId: string): void;
   subscribe(channel: string, listener: PresenceListener): () => void;
   close(): void | Promise<void>;
 }

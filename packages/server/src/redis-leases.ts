@@ -557,6 +557,11 @@ export class RedisLeases implements Leases {
     this.#track(this.#adopt(connectionId));
   }
 
+  holderMoved(connectionId: string): void {
+    this.#lost.delete(connectionId);
+    for (const field of [...(this.#leases.keysOf(connectionId) ?? [])]) this.#leases.remove(field);
+  }
+
   get size(): number {
     return this.#leases.size;
   }

@@ -210,6 +210,11 @@ export class RedisPresence implements Presence {
     this.#resume(connectionId).catch(this.#o.onError);
   }
 
+  connectionMoved(connectionId: string): void {
+    this.#cancelPendingLeave(connectionId);
+    this.#budget.forget(connectionId);
+  }
+
   async #resume(connectionId: string): Promise<void> {
     const record = this.#recordKey(connectionId);
     const flat = (await this.#o.connection.send(record, ['HGETALL', record], true)) as unknown[];

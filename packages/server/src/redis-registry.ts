@@ -3,11 +3,20 @@
  * the connection on any node, with the same connectionId, for `connectionStateTtl` after its
  * transport is gone — including when the node that held it died.
  *
- * One key per connection, `<prefix>:connection:<id>`, holding only what a recovery checks: a SHA-256
- * of the secret (compared in constant time; Redis never sees the secret itself), the key name and
- * the clientId. Expiry is Redis's: the key's TTL. The node holding the transport refreshes it every
- * heartbeat, so a live connection never expires and one whose node died expires on its own one TTL
- * after the node's last refresh. A deliberate close deletes it.
+ * One key per connection, `<prefix>:connection:<id>`, holding what a recovery checks — a SHA-256 of
+ * the secret (Redis never sees the secret itself), the key name and the clientId — and who holds the
+ * connection now: a holder mark, `<node id>.<n>`, new for every open. Expiry is Redis's: the key's
+ * TTL. The node holding the transport refreshes it every heartbeat, so a live connection never
+ * expires and one whose node died expires on its own one TTL after the node's last refresh. A
+ * deliberate close deletes it.
+ *
+ * A recovery checks the key and takes the holder mark over in one script (TAKE), and answers the
+ * mark it replaced: when that names another node, the caller tells that node its transport was
+ * replaced (the old one may not have noticed it is dead, or it is a second client with the same
+ * key), as a single node drops the old transport at a takeover. Recoveries racing through several
+ * nodes are ordered by Redis: each is told the mark of the one before, so exactly the last keeps
+ * the connection. (The secret's hash is compared in the script, in Redis: a timing difference there
+ * could tell about the hash, never about the secret.)
  *
  * Writes other than the recovery check are not awaited (a lost refresh costs at most an early
  * expiry); errors go to `onError`.
@@ -20,8 +29,7 @@ import {
   type OpenedConnection,
   parseConnectionKey,
 } from './connection-registry.ts';
-import { redisUnavailable } from './redis-script.ts';
-import { safeEqual } from './safe-equal.ts';
+import { RedisScript, redisUnavailable } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
 
 export interface RedisConnectionRegistryOptions {
@@ -31,6 +39,8 @@ export interface RedisConnectionRegistryOptions {
   ttl: number;
   /** How often held identities are refreshed (the heartbeat), ms: the TTL is never shorter than 3 of them. */
   refreshEvery: number;
+  /** This node's id on the node bus (holder marks start with it). */
+  nodeId: string;
   onError: (err: unknown) => void;
 }
 
@@ -39,11 +49,34 @@ interface StoredIdentity {
   s: string;
   k: string;
   c?: string;
+  /** The holder mark of the open that holds the connection (absent: written by an older node). */
+  n?: string;
 }
+
+/**
+ * KEYS: the identity. ARGV: the secret's hash, keyName, '1' + clientId or '0', the new holder mark,
+ * ttl ms. → false when absent or not matching (recovers nothing), else the mark it replaced ('' for
+ * none), the key now holding the new mark.
+ */
+const TAKE = new RedisScript(`
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local ok, v = pcall(cjson.decode, raw)
+if not ok or type(v) ~= 'table' or v.s ~= ARGV[1] or v.k ~= ARGV[2] then return false end
+if ARGV[3] == '0' then
+  if v.c ~= nil then return false end
+elseif v.c ~= string.sub(ARGV[3], 2) then return false end
+local replaced = v.n
+if type(replaced) ~= 'string' then replaced = '' end
+v.n = ARGV[4]
+redis.call('SET', KEYS[1], cjson.encode(v), 'PX', ARGV[5])
+return replaced
+`);
 
 export class RedisConnectionRegistry implements ConnectionRegistry {
   readonly #o: RedisConnectionRegistryOptions;
   readonly #ttl: number;
+  #opens = 0;
 
   constructor(options: RedisConnectionRegistryOptions) {
     this.#o = options;
@@ -59,27 +92,34 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
   }
 
   async #open(identity: Identity, recoverKey?: string): Promise<OpenedConnection> {
+    const holder = `${this.#o.nodeId}.${++this.#opens}`;
     const parsed = recoverKey === undefined ? undefined : parseConnectionKey(recoverKey);
     if (parsed !== undefined && recoverKey !== undefined) {
-      const raw = await this.#o.connection.send(this.#key(parsed.id), ['GET', this.#key(parsed.id)], true);
-      const stored = decode(raw);
-      if (
-        stored !== undefined &&
-        safeEqual(stored.s, hash(parsed.secret)) &&
-        stored.k === identity.keyName &&
-        stored.c === identity.clientId
-      ) {
-        this.#expireIn(parsed.id, this.#ttl);
-        return { connectionId: parsed.id, connectionKey: recoverKey, resumed: true };
+      const key = this.#key(parsed.id);
+      const client = identity.clientId === undefined ? '0' : `1${identity.clientId}`;
+      const replaced = await TAKE.run(
+        this.#o.connection,
+        [key],
+        [hash(parsed.secret), identity.keyName, client, holder, String(this.#ttl)],
+      );
+      if (typeof replaced === 'string') {
+        const opened: OpenedConnection = {
+          connectionId: parsed.id,
+          connectionKey: recoverKey,
+          resumed: true,
+          holder,
+        };
+        if (replaced !== '') opened.replaced = replaced;
+        return opened;
       }
     }
     const { connectionId, secret } = newConnectionKey();
-    const stored: StoredIdentity = { s: hash(secret), k: identity.keyName };
+    const stored: StoredIdentity = { s: hash(secret), k: identity.keyName, n: holder };
     if (identity.clientId !== undefined) stored.c = identity.clientId;
     const key = this.#key(connectionId);
     // awaited: the key must exist before the client can learn it and present it elsewhere
     await this.#o.connection.send(key, ['SET', key, JSON.stringify(stored), 'PX', String(this.#ttl)]);
-    return { connectionId, connectionKey: `${connectionId}.${secret}`, resumed: false };
+    return { connectionId, connectionKey: `${connectionId}.${secret}`, resumed: false, holder };
   }
 
   hold(connectionId: string): void {
@@ -112,17 +152,4 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
 
 function hash(secret: string): string {
   return createHash('sha256').update(secret).digest('base64url');
-}
-
-/** A stored identity, or undefined for a missing or unreadable key (which then recovers nothing). */
-function decode(raw: unknown): StoredIdentity | undefined {
-  if (raw === null || raw === undefined) return undefined;
-  try {
-    const value = JSON.parse(String(raw)) as Partial<StoredIdentity>;
-    if (typeof value.s !== 'string' || typeof value.k !== 'string') return undefined;
-    if (value.c !== undefined && typeof value.c !== 'string') return undefined;
-    return value as StoredIdentity;
-  } catch {
-    return undefined;
-  }
 }

@@ -21,6 +21,9 @@
  * - Exactly once: A forwards each request once and never retries it; the 202 is sent only after the
  *   holder handled the frames. A timed-out request may or may not have been handled: the client
  *   reconnects and resends what was not acknowledged, which idempotency stores once.
+ * - The same channel carries takeovers, whatever the transport: a node that recovered a connection
+ *   another node held tells that node (`replaced`, naming the holder mark it replaced), which drops
+ *   its transport as a single node does at a takeover (redis-registry.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { errorInfo } from '@mooring/protocol';
@@ -71,7 +74,18 @@ interface CancelMessage {
   t: 'cancel';
   rid: string;
 }
-type BusMessage = RequestMessage | AnswerMessage | CancelMessage;
+/** A connection this node held was recovered elsewhere: drop its transport if `holder` is still its open. */
+interface ReplacedMessage {
+  t: 'replaced';
+  id: string;
+  holder: string;
+}
+type BusMessage = RequestMessage | AnswerMessage | CancelMessage | ReplacedMessage;
+
+/** The node a holder mark (`<node id>.<n>`, redis-registry.ts) names. */
+export function nodeOfHolder(holder: string): string {
+  return holder.slice(0, holder.lastIndexOf('.'));
+}
 
 interface Waiting {
   reply: Reply;
@@ -86,6 +100,7 @@ export class RequestForwarder {
   #sub: BusConnection | undefined;
   #handler: ConnectionRequestHandler = (_request, reply) =>
     reply.json(404, errorBody(errorInfo('unknown_connection', 'this node serves no connections yet')));
+  #onReplaced: (connectionId: string, holder: string) => void = () => {};
   #next = 0;
   /** Requests this node forwarded, waiting for their answer. */
   readonly #waiting = new Map<string, Waiting>();
@@ -109,6 +124,16 @@ export class RequestForwarder {
   /** Who handles the requests forwarded to this node. */
   serve(handler: ConnectionRequestHandler): void {
     this.#handler = handler;
+  }
+
+  /** Who drops a transport when its connection was recovered on another node. */
+  onReplaced(handler: (connectionId: string, holder: string) => void): void {
+    this.#onReplaced = handler;
+  }
+
+  /** Tells the node of `holder` that connection `id` was recovered here (not awaited; errors to onError). */
+  tellReplaced(holder: string, id: string): void {
+    this.#publish(nodeOfHolder(holder), { t: 'replaced', id, holder });
   }
 
   /** Records that this node holds connection `id` (awaited before the client learns the id). */
@@ -243,6 +268,11 @@ export class RequestForwarder {
     }
     if (message.t === 'cancel') {
       this.#serving.get(message.rid)?.();
+      return;
+    }
+    if (message.t === 'replaced') {
+      if (typeof message.id === 'string' && typeof message.holder === 'string')
+        this.#onReplaced(message.id, message.holder);
       return;
     }
     if (message.t === 'req' && typeof message.rid === 'string' && typeof message.from === 'string')

@@ -180,7 +180,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   if (options.tracing) metrics.tracing = new Tracing(options.tracing === true ? undefined : options.tracing);
   const history = new MetricsHistory(metrics, options.metricsSampleInterval);
   history.start();
-  const engine = await nodeEngine(store, options, connectionStateTtl, heartbeatInterval, logger);
+  const engine = await nodeEngine(store, options, connectionStateTtl, heartbeatInterval, logger, forwarder);
   const channels = new ChannelService(
     store,
     hub,
@@ -220,7 +220,11 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     heartbeatInterval,
     connectionStateTtl,
     verifyToken: (token) => auth.verifyToken(token),
+    ...(forwarder
+      ? { nodes: { id: forwarder.nodeId, tellReplaced: (holder, id) => forwarder.tellReplaced(holder, id) } }
+      : {}),
   });
+  forwarder?.onReplaced((id, holder) => connections.replacedElsewhere(id, holder));
   let closing = false;
 
   const rest = new RestApi({
@@ -505,6 +509,7 @@ async function nodeEngine(
   connectionStateTtl: number,
   heartbeatInterval: number,
   logger: Logger,
+  forwarder: RequestForwarder | undefined,
 ): Promise<NodeEngine> {
   const local: NodeEngine = {
     leases: (o) => new LeaseManager(o),
@@ -520,7 +525,7 @@ async function nodeEngine(
       import('./redis-presence.ts'),
     ],
   );
-  if (!(store instanceof RedisStore)) return local;
+  if (!(store instanceof RedisStore) || !forwarder) return local;
   const { connection, prefix } = store;
   const sweepInterval = options.sweepInterval ?? 1_000;
   const onError = (what: string) => (err: unknown) => logger.warn({ err }, `Redis ${what} problem`);
@@ -539,6 +544,7 @@ async function nodeEngine(
         prefix,
         ttl: connectionStateTtl,
         refreshEvery: heartbeatInterval,
+        nodeId: forwarder.nodeId,
         onError: onError('connection registry'),
       }),
     presence: (o) =>

@@ -179,6 +179,177 @@ if (skip) {
     });
   });
 
+  describe('several nodes: a connection recovered while its old transport lives', () => {
+    const fx = threeNodes();
+    /** Resolves with whether `client`'s socket closed within `ms`. */
+    const closesWithin = (client: RawClient, ms: number) =>
+      Promise.race([
+        client.closed().then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref()),
+      ]);
+
+    it('the node that held it drops its transport, as one node does at a takeover; presence moves without a leave', async () => {
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
+      const channel = 'session:taken-over';
+      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
+      await watcher.attach(channel);
+      // the phone's socket to A is never closed by the phone: A sees a live transport
+      const phone = await RawClient.connect(a.url, { clientId: 'phone' });
+      await phone.request({ type: 'presence', channel, action: 'enter' });
+      await watcher.next(isPresence(channel, 'enter'));
+      const back = await RawClient.connect(b.url, {
+        clientId: 'phone',
+        recover: phone.connected.connectionKey,
+      });
+      assert.equal(back.connected.resumed, true);
+      assert.equal(
+        await closesWithin(phone, 5_000),
+        true,
+        'A still holds the transport B took the connection over from (its heartbeats would keep it for ever)',
+      );
+      await waitFor(() => a.connections === 0, { message: 'A still counts the replaced connection' });
+      // A ended nothing: past its grace, the member is still there, held by B
+      await new Promise((resolve) => setTimeout(resolve, GRACE + 300));
+      await back.request({ type: 'presence', channel, action: 'update', data: 'still here' });
+      await watcher.next(isPresence(channel, 'update'));
+      assert.deepEqual(
+        presenceOf(watcher, channel).map((f) => f.action),
+        ['sync', 'enter', 'update'],
+      );
+      assert.deepEqual(
+        await members(a, channel),
+        ['phone', 'watcher'].filter((c) => c === 'phone'),
+      );
+      // and the identity is still in Redis: B's connection can be recovered again, on A
+      back.kill();
+      await waitFor(() => b.connections === 1, { message: 'B never saw the loss' });
+      const again = await RawClient.connect(a.url, {
+        clientId: 'phone',
+        recover: phone.connected.connectionKey,
+      });
+      assert.equal(again.connected.resumed, true);
+      await Promise.all([again.close(), watcher.close()]);
+    });
+
+    it('the run keeps its lease while recovered elsewhere, and ends abandoned once the recovered connection is lost', async () => {
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const channel = 'run:taken-over';
+      const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+      const ack = await agent.publish(channel, [
+        { id: 'run', data: 'x', headers: { status: 'running' }, lease: 400 },
+      ]);
+      const serial = ack.results[0]!.serial;
+      const back = await RawClient.connect(b.url, {
+        clientId: 'agent',
+        recover: agent.connected.connectionKey,
+      });
+      assert.equal(back.connected.resumed, true);
+      assert.equal(await closesWithin(agent, 5_000), true, 'the replaced transport was dropped');
+      await outlastLeases(c, channel);
+      assert.equal(
+        await statusOf(c, channel, serial),
+        'running',
+        'renewed by B while the connection lives there',
+      );
+      // the connection is lost on B for good: nobody may renew the lease any more (A forgot it)
+      back.kill();
+      await waitFor(async () => (await statusOf(c, channel, serial)) === 'abandoned', {
+        message:
+          'the run never ended abandoned: a node still renews the lease of a connection it no longer holds',
+      });
+    });
+
+    it('the same key recovered on two nodes at once is held by exactly one of them', async () => {
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      for (let round = 0; round < 3; round++) {
+        const tab = await RawClient.connect(a.url, { clientId: `tab${round}` });
+        const key = tab.connected.connectionKey;
+        const [onB, onC] = await Promise.all([
+          RawClient.connect(b.url, { clientId: `tab${round}`, recover: key }),
+          RawClient.connect(c.url, { clientId: `tab${round}`, recover: key }),
+        ]);
+        assert.equal(onB.connected.resumed && onC.connected.resumed, true, 'each recovery matched the key');
+        assert.equal(await closesWithin(tab, 5_000), true, 'the replaced transport was dropped');
+        // the earlier of the two is told by the later one and dropped
+        const first = await Promise.race([
+          onB.closed().then(() => onB),
+          onC.closed().then(() => onC),
+          new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5_000).unref()),
+        ]);
+        assert.ok(first, 'both recoveries still hold the connection');
+        const last = first === onB ? onC : onB;
+        assert.equal(await closesWithin(last, 500), false, 'the last recovery keeps the connection');
+        await waitFor(() => a.connections + b.connections + c.connections === 1, {
+          message: 'more than one node holds the connection',
+        });
+        await last.close();
+        await waitFor(() => a.connections + b.connections + c.connections === 0);
+      }
+    });
+
+    it('the node that held it forgets its members: declared dead and back (a Redis outage), it does not take them back', async () => {
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
+      const channel = 'session:forgotten';
+      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
+      await watcher.attach(channel);
+      const phone = await RawClient.connect(a.url, { clientId: 'forgotten' });
+      await phone.request({ type: 'presence', channel, action: 'enter' });
+      await watcher.next(isPresence(channel, 'enter'));
+      const redisClient = createClient({ url: fx.redis.url });
+      await redisClient.connect();
+      try {
+        const held = await redisClient.hGet(`mooring:{${channel}}:presence`, phone.connected.connectionId);
+        const presenceNodeOfA = held!.split('\n')[0]!;
+        const back = await RawClient.connect(b.url, {
+          clientId: 'forgotten',
+          recover: phone.connected.connectionKey,
+        });
+        assert.equal(back.connected.resumed, true);
+        assert.equal(await closesWithin(phone, 5_000), true, 'the replaced transport was dropped');
+        // A is declared dead while alive: it clears the mark and re-takes the members it holds
+        const deadMark = `mooring:node-dead:${presenceNodeOfA}`;
+        await redisClient.set(deadMark, '0', { PX: 60_000 });
+        await waitFor(async () => (await redisClient.exists(deadMark)) === 0, {
+          message: 'A never cleared its dead mark',
+        });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        // held by B: lost there, it leaves after B's grace
+        back.kill();
+        await watcher.next(isPresence(channel, 'leave'), 4 * GRACE);
+      } finally {
+        await redisClient.close();
+      }
+      assert.deepEqual(await members(a, channel), []);
+      await watcher.close();
+    });
+
+    it('a takeover notice naming an earlier open of the connection drops nothing', async () => {
+      const [a] = fx.nodes as [MooringServer];
+      const phone = await RawClient.connect(a.url, { clientId: 'noticed' });
+      const redisClient = createClient({ url: fx.redis.url });
+      await redisClient.connect();
+      try {
+        const { connectionId } = phone.connected;
+        const stored = JSON.parse((await redisClient.get(`mooring:connection:${connectionId}`))!) as {
+          n: string;
+        };
+        const dot = stored.n.lastIndexOf('.');
+        const node = stored.n.slice(0, dot);
+        const notice = (holder: string) =>
+          redisClient.sPublish(
+            `mooring:node:{${node}}`,
+            JSON.stringify({ t: 'replaced', id: connectionId, holder }),
+          );
+        assert.equal(await notice(`${node}.${Number(stored.n.slice(dot + 1)) - 1}`), 1, 'A listens');
+        assert.equal(await closesWithin(phone, 500), false, 'an older open named: the live one stays');
+        await notice(stored.n);
+        assert.equal(await closesWithin(phone, 5_000), true, 'its own open named: dropped');
+      } finally {
+        await redisClient.close();
+      }
+    });
+  });
+
   describe('several nodes: presence', () => {
     const fx = threeNodes();
 
