@@ -26,7 +26,7 @@ export interface Admission {
   /** The request's `attach`, when it had one. */
   attaches: AttachFrame[] | undefined;
   /** Its place in the connection budgets, counted since its admission (connection-manager.ts). */
-  seat?: Seat;
+  seat: Seat;
 }
 
 /**

@@ -25,11 +25,11 @@ import type { Logger } from 'pino';
 import type { ChannelService } from './channel-service.ts';
 import type { Admission } from './connect-attaches.ts';
 import { Connection, type TransportSink } from './connection.ts';
+import { type ConnectionCounts, type CountCheck, LocalConnectionCounts } from './connection-counts.ts';
 import type { ConnectionRegistry, Identity, OpenedConnection } from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { forEachInSlices, type SlicedPass } from './in-slices.ts';
 import type { Presence } from './presence.ts';
-import { ServerError } from './server-error.ts';
 
 const HEARTBEAT_SLICE = 500;
 /** How long an admitted connection request may take to open before its seat is given back, ms. */
@@ -56,6 +56,8 @@ export interface ConnectionManagerOptions {
   heartbeatSlice?: number;
   connectionStateTtl: number;
   verifyToken: (token: string) => Promise<Identity>;
+  /** Where the connection budgets are counted (default: this process's connections). */
+  counts?: ConnectionCounts;
   /** Several nodes sharing the registry: this node's id, and how to tell another node of a takeover. */
   nodes?: { id: string; tellReplaced: (holder: string, connectionId: string) => void };
 }
@@ -64,7 +66,7 @@ export class ConnectionManager {
   readonly #o: ConnectionManagerOptions;
   readonly #byId = new Map<string, Connection>();
   /** Open connections per budget name (see `budgetNames`). */
-  readonly #open = new Map<string, number>();
+  readonly #counts: ConnectionCounts;
   /** The budget names each connection was counted under at open. */
   readonly #countedAs = new WeakMap<Connection, string[]>();
   /** Each connection's holder mark in a shared registry (`OpenedConnection.holder`). */
@@ -74,6 +76,7 @@ export class ConnectionManager {
 
   constructor(options: ConnectionManagerOptions) {
     this.#o = options;
+    this.#counts = options.counts ?? new LocalConnectionCounts();
   }
 
   /**
@@ -106,15 +109,11 @@ export class ConnectionManager {
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);
     if (opened.holder !== undefined) this.#holders.set(connection, opened.holder);
-    if (seat && !seat.settled) {
+    if (!seat.settled) {
       seat.settled = true; // counted since its admission
       clearTimeout(seat.timer);
       seat.timer = undefined;
       this.#countedAs.set(connection, seat.names);
-    } else {
-      const names = budgetNames(identity);
-      this.#countedAs.set(connection, names);
-      this.#count(names, 1);
     }
     this.#o.channels.metrics.connections.inc({ transport: transport.kind });
     this.#o.channels.metrics.connectionsOpened.inc({
@@ -210,12 +209,18 @@ export class ConnectionManager {
 
   /**
    * Refuses a new connection beyond any of its connection budgets (too_many_connections); else
-   * counts it at once and returns its seat, which `open` takes (or `giveUp` gives back).
+   * counts it at once and returns its seat, which `open` takes (or `giveUp` gives back). A promise
+   * where the budgets are counted across nodes.
    */
-  admit(identity: Identity): Seat {
-    const seat: Seat = { names: this.#take(identity), settled: false, timer: undefined };
-    seat.timer = setTimeout(() => this.giveUp(seat), SEAT_TIMEOUT).unref();
-    return seat;
+  admit(identity: Identity): Seat | Promise<Seat> {
+    const checks = this.#checks(identity);
+    const taken = this.#counts.take(checks);
+    const seat = (): Seat => {
+      const held: Seat = { names: checks.map((c) => c.name), settled: false, timer: undefined };
+      held.timer = setTimeout(() => this.giveUp(held), SEAT_TIMEOUT).unref();
+      return held;
+    };
+    return taken instanceof Promise ? taken.then(seat) : seat();
   }
 
   /**
@@ -223,13 +228,17 @@ export class ConnectionManager {
    * as long as a connection would, so it counts in the same budgets (too_many_connections) until
    * the returned release is called (once; later calls do nothing).
    */
-  holdLiveRead(identity: Identity): () => void {
-    const names = this.#take(identity);
-    let held = true;
-    return () => {
-      if (held) this.#count(names, -1);
-      held = false;
+  holdLiveRead(identity: Identity): (() => void) | Promise<() => void> {
+    const checks = this.#checks(identity);
+    const taken = this.#counts.take(checks);
+    const release = (): (() => void) => {
+      let held = true;
+      return () => {
+        if (held) this.#counts.give(checks.map((c) => c.name));
+        held = false;
+      };
     };
+    return taken instanceof Promise ? taken.then(release) : release();
   }
 
   /** A seat whose connection will not open (its claim failed, its socket closed first): counted down. */
@@ -238,46 +247,44 @@ export class ConnectionManager {
     seat.settled = true;
     clearTimeout(seat.timer);
     seat.timer = undefined;
-    this.#count(seat.names, -1);
+    this.#counts.give(seat.names);
   }
 
-  /** Checks every connection budget of `identity` (too_many_connections), then counts one more; its names. */
-  #take(identity: Identity): string[] {
+  /** Stops counting (the server is closing): a shared count gives this node's share back. */
+  async closeCounts(): Promise<void> {
+    await this.#counts.close?.();
+  }
+
+  /** The connection budgets `identity` must fit, in the order they are checked. */
+  #checks(identity: Identity): CountCheck[] {
     const { limits } = this.#o;
-    const names = budgetNames(identity);
-    const [key, tokens, client] = names;
-    const refuse = (name: string | undefined, limit: number, what: string) => {
-      const open = name === undefined ? 0 : (this.#open.get(name) ?? 0);
-      if (open >= limit)
-        throw new ServerError(
-          'too_many_connections',
-          `${what} already has ${open} connections (limit ${limit}); close some, or retry later`,
-        );
-    };
-    refuse(key, limits.maxConnectionsPerKey, `key ${identity.keyName}`);
+    const [key, tokens, client] = budgetNames(identity);
+    const checks: CountCheck[] = [
+      { name: key!, limit: limits.maxConnectionsPerKey, what: `key ${identity.keyName}` },
+    ];
     if (identity.viaToken) {
       // the reserve is at most a tenth of the key's limit: a small limit is not all reserve
       const reserve = Math.min(limits.keyConnectionReserve, Math.floor(limits.maxConnectionsPerKey / 10));
-      refuse(
-        tokens,
-        limits.maxConnectionsPerKey - reserve,
-        `the tokens of key ${identity.keyName} (the rest is reserved for the key itself)`,
+      checks.push({
+        name: tokens!,
+        limit: limits.maxConnectionsPerKey - reserve,
+        what: `the tokens of key ${identity.keyName} (the rest is reserved for the key itself)`,
+      });
+      checks.push(
+        identity.clientId === undefined
+          ? {
+              name: client!,
+              limit: limits.maxAnonymousConnectionsPerKey,
+              what: `the anonymous tokens of key ${identity.keyName}`,
+            }
+          : {
+              name: client!,
+              limit: limits.maxConnectionsPerClient,
+              what: `clientId ${identity.clientId} of key ${identity.keyName}`,
+            },
       );
-      if (identity.clientId === undefined)
-        refuse(
-          client,
-          limits.maxAnonymousConnectionsPerKey,
-          `the anonymous tokens of key ${identity.keyName}`,
-        );
-      else
-        refuse(
-          client,
-          limits.maxConnectionsPerClient,
-          `clientId ${identity.clientId} of key ${identity.keyName}`,
-        );
     }
-    this.#count(names, 1);
-    return names;
+    return checks;
   }
 
   get(id: string): Connection | undefined {
@@ -304,15 +311,7 @@ export class ConnectionManager {
   #countDown(connection: Connection): void {
     const names = this.#countedAs.get(connection) ?? [];
     this.#countedAs.delete(connection); // counted down once, however often the transport reports it
-    this.#count(names, -1);
-  }
-
-  #count(names: string[], delta: 1 | -1): void {
-    for (const name of names) {
-      const open = (this.#open.get(name) ?? 0) + delta;
-      if (open > 0) this.#open.set(name, open);
-      else this.#open.delete(name);
-    }
+    if (names.length > 0) this.#counts.give(names);
   }
 
   /**

@@ -21,6 +21,7 @@ import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
 import { ChannelService } from './channel-service.ts';
 import { type Admission, connectAttaches } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
+import type { ConnectionCounts } from './connection-counts.ts';
 import { ConnectionManager } from './connection-manager.ts';
 import {
   type ConnectionRegistry,
@@ -209,8 +210,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const heartbeatSlice = options.heartbeatSlice;
   if (heartbeatSlice !== undefined && !(Number.isInteger(heartbeatSlice) && heartbeatSlice >= 1))
     throw new Error('heartbeatSlice must be a whole number of connections, at least 1');
+  const counts = engine.counts();
   const connections = new ConnectionManager({
     ...(heartbeatSlice === undefined ? {} : { heartbeatSlice }),
+    ...(counts ? { counts } : {}),
     channels,
     presence,
     registry,
@@ -258,7 +261,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       );
     const attaches = connectAttaches(url, limits.maxJsonDepth);
     const identity = await auth.authenticate(req, url);
-    const seat = connections.admit(identity);
+    const seat = await connections.admit(identity);
     let opened: OpenedConnection;
     try {
       opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
@@ -419,6 +422,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       http.closeAllConnections();
       await stopped;
+      await connections.closeCounts();
       await presence.close();
       await channels.leases.close();
       registry.close?.();
@@ -494,6 +498,8 @@ async function makeForwarder(
 }
 
 interface NodeEngine {
+  /** Where connection budgets are counted: this process, or (Redis) every node's in Redis. */
+  counts: () => ConnectionCounts | undefined;
   leases: (options: LeaseManagerOptions) => Leases;
   registry: () => ConnectionRegistry;
   presence: (options: PresenceOptions) => Presence;
@@ -512,24 +518,39 @@ async function nodeEngine(
   forwarder: RequestForwarder | undefined,
 ): Promise<NodeEngine> {
   const local: NodeEngine = {
+    counts: () => undefined,
     leases: (o) => new LeaseManager(o),
     registry: () => new LocalConnectionRegistry(connectionStateTtl),
     presence: (o) => new PresenceService(o),
   };
   if (store.kind !== 'redis') return local;
-  const [{ RedisStore }, { RedisLeases }, { RedisConnectionRegistry }, { RedisPresence }] = await Promise.all(
-    [
-      import('./store/redis-store.ts'),
-      import('./redis-leases.ts'),
-      import('./redis-registry.ts'),
-      import('./redis-presence.ts'),
-    ],
-  );
+  const [
+    { RedisStore },
+    { RedisLeases },
+    { RedisConnectionRegistry },
+    { RedisPresence },
+    { RedisConnectionCounts },
+  ] = await Promise.all([
+    import('./store/redis-store.ts'),
+    import('./redis-leases.ts'),
+    import('./redis-registry.ts'),
+    import('./redis-presence.ts'),
+    import('./redis-connection-counts.ts'),
+  ]);
   if (!(store instanceof RedisStore) || !forwarder) return local;
   const { connection, prefix } = store;
   const sweepInterval = options.sweepInterval ?? 1_000;
   const onError = (what: string) => (err: unknown) => logger.warn({ err }, `Redis ${what} problem`);
   return {
+    counts: () =>
+      new RedisConnectionCounts({
+        connection,
+        prefix,
+        nodeId: forwarder.nodeId,
+        nodeTtl: options.nodeTtl ?? 3_000,
+        sweepInterval,
+        onError: onError('connection budgets'),
+      }),
     leases: (o) =>
       new RedisLeases({
         ...o,

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message, PresenceFrame, ServerFrame } from '@mooring/protocol';
 import {
+  FaultProxy,
   type RedisCluster,
   type RedisServer,
   redisCliPath,
@@ -19,8 +20,8 @@ import {
   waitFor,
 } from '@mooring/testkit';
 import { createClient } from 'redis';
-import type { MooringServer, ServerOptions } from '../src/index.ts';
-import { rest } from './support/fixture.ts';
+import { createToken, type MooringServer, type ServerOptions } from '../src/index.ts';
+import { rest, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 import { redisNode } from './support/redis-fixtures.ts';
 
@@ -33,8 +34,12 @@ const presenceOf = (c: RawClient, channel: string) =>
   c.frames.filter((f): f is PresenceFrame => f.type === 'presence' && f.channel === channel);
 
 /** A node with short sweeps, so another node's death is seen soon. */
-function node(redis: RedisServer, options: Partial<ServerOptions> = {}): Promise<MooringServer> {
-  return redisNode(redis.url, {
+function node(
+  redis: RedisServer,
+  options: Partial<ServerOptions> = {},
+  url = redis.url,
+): Promise<MooringServer> {
+  return redisNode(url, {
     presenceGrace: GRACE,
     sweepInterval: 100,
     nodeTtl: 400,
@@ -766,6 +771,128 @@ if (!skip) {
   });
 }
 
+if (!skip) {
+  describe('several nodes: connection budgets', () => {
+    const fx = threeNodes({ limits: { maxConnectionsPerClient: 4 } });
+    const tokenOf = async (clientId: string) => (await createToken(TEST_KEY, { clientId })).token;
+    const total = async (clientId: string): Promise<number> => {
+      const redisClient = createClient({ url: fx.redis.url });
+      await redisClient.connect();
+      try {
+        return Number(
+          (await redisClient.hGet('mooring:{conns}:open', `client\u0000test\u0000${clientId}`)) ?? 0,
+        );
+      } finally {
+        await redisClient.close();
+      }
+    };
+
+    it('maxConnectionsPerClient counts the client’s connections on every node, and a close anywhere frees a place', async () => {
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const token = await tokenOf('spread-tabs');
+      const tabs = [
+        await RawClient.connect(a.url, { token }),
+        await RawClient.connect(a.url, { token }),
+        await RawClient.connect(b.url, { token }),
+        await RawClient.connect(c.url, { token }),
+      ];
+      for (const n of [a, b, c])
+        await assert.rejects(
+          RawClient.connect(n.url, { token }),
+          /HTTP 429/,
+          'a fifth connection of the client, on a node that holds fewer than four',
+        );
+      assert.equal(await total('spread-tabs'), 4);
+      await tabs.shift()!.close();
+      // the place is given back without waiting: the next request, on another node, fits
+      const again = await waitFor(async () => RawClient.connect(c.url, { token }).catch(() => undefined), {
+        message: 'the closed connection still counts',
+      });
+      tabs.push(again);
+      await assert.rejects(RawClient.connect(b.url, { token }), /HTTP 429/);
+      await Promise.all(tabs.map((tab) => tab.close()));
+      await waitFor(async () => (await total('spread-tabs')) === 0, {
+        message: 'the closes were not counted down',
+      });
+    });
+
+    it('connection requests racing through three nodes at once count together: exactly the limit opens', async () => {
+      for (let round = 0; round < 3; round++) {
+        const token = await tokenOf(`racing-tabs-${round}`);
+        const tries = await Promise.allSettled(
+          fx.nodes.flatMap((n) => Array.from({ length: 4 }, () => RawClient.connect(n.url, { token }))),
+        );
+        const opened = tries.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
+        assert.equal(opened.length, 4, `round ${round}: ${opened.length} of 12 opened under a limit of 4`);
+        for (const t of tries) if (t.status === 'rejected') assert.match(String(t.reason), /HTTP 429/);
+        await Promise.all(opened.map((tab) => tab.close()));
+      }
+    });
+
+    it('a count lost to a failed command is written right by the node’s next sweep', async (t) => {
+      const proxy = await FaultProxy.start({ port: fx.redis.port });
+      t.after(() => proxy.close());
+      // a liveness key that outlives the outage: nobody reclaims the node's share meanwhile
+      const flaky = await redisNode(
+        `redis://127.0.0.1:${proxy.port}`,
+        { sweepInterval: 100, nodeTtl: 60_000, heartbeatInterval: 500, presenceGrace: GRACE },
+        300,
+      );
+      fx.nodes.push(flaky); // closed by after()
+      const token = await tokenOf('flaky');
+      const tabs = await Promise.all(
+        Array.from({ length: 3 }, () => RawClient.connect(flaky.url, { token })),
+      );
+      assert.equal(await total('flaky'), 3);
+      proxy.blackhole();
+      await tabs[0]!.close(); // its give-back misses the command deadline
+      await waitFor(() => flaky.connections === 2, { message: 'the node never saw the close' });
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      proxy.pass();
+      await waitFor(async () => (await total('flaky')) === 2, {
+        message: 'the lost give-back still counts in Redis',
+      });
+      await Promise.all(tabs.slice(1).map((tab) => tab.close()));
+      await waitFor(async () => (await total('flaky')) === 0, {
+        message: 'the closes were not counted down',
+      });
+    });
+
+    it('the share of a node cut off from Redis is given back by the others, and written again once it is back', async (t) => {
+      const proxy = await FaultProxy.start({ port: fx.redis.port });
+      t.after(() => proxy.close());
+      const cut = await node(fx.redis, {}, `redis://127.0.0.1:${proxy.port}`);
+      fx.nodes.push(cut); // closed by after()
+      const [a] = fx.nodes as [MooringServer];
+      const token = await tokenOf('cut-off');
+      const onCut = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(cut.url, { token })));
+      await assert.rejects(RawClient.connect(a.url, { token }), /HTTP 429/);
+      proxy.blackhole();
+      // its liveness key expires (400 ms): a sweep of another node gives its four places back
+      const onA: RawClient[] = [];
+      await waitFor(
+        async () => {
+          const tab = await RawClient.connect(a.url, { token }).catch(() => undefined);
+          if (tab) onA.push(tab);
+          return onA.length === 4;
+        },
+        { message: 'the cut-off node’s share was never given back' },
+      );
+      await assert.rejects(RawClient.connect(a.url, { token }), /HTTP 429/);
+      // back: the node finds itself unlisted and writes its share again (over the limit now, so
+      // nothing more opens until enough close)
+      proxy.pass();
+      await waitFor(async () => (await total('cut-off')) === 8, {
+        message: 'the node back from its outage did not write its share again',
+      });
+      await Promise.all([...onA, ...onCut].map((tab) => tab.close()));
+      await waitFor(async () => (await total('cut-off')) === 0, {
+        message: 'the closes were not counted down',
+      });
+    });
+  });
+}
+
 const clusterSkip = skip ?? (redisCliPath() ? undefined : 'redis-cli is not installed');
 if (!clusterSkip) {
   describe('several nodes on a Redis Cluster: presence, leases, recovery keys', () => {
@@ -774,8 +901,8 @@ if (!clusterSkip) {
     let b: MooringServer;
     before(async () => {
       cluster = await startRedisCluster({ masters: 3 });
-      a = await redisNode(cluster.url, { sweepInterval: 100 });
-      b = await redisNode(cluster.url, { sweepInterval: 100 });
+      a = await redisNode(cluster.url, { sweepInterval: 100, limits: { maxConnectionsPerClient: 2 } });
+      b = await redisNode(cluster.url, { sweepInterval: 100, limits: { maxConnectionsPerClient: 2 } });
     });
     after(async () => {
       await a?.close();
@@ -816,6 +943,15 @@ if (!clusterSkip) {
       await back.close();
       for (const channel of channels) await watcher.next(isPresence(channel, 'leave'));
       await watcher.close();
+    });
+
+    it('counts connection budgets across the nodes', async () => {
+      const { token } = await createToken(TEST_KEY, { clientId: 'cluster-tabs' });
+      const tabs = [await RawClient.connect(a.url, { token }), await RawClient.connect(b.url, { token })];
+      await assert.rejects(RawClient.connect(a.url, { token }), /HTTP 429/);
+      await tabs[0]!.close();
+      tabs[0] = await waitFor(async () => RawClient.connect(b.url, { token }).catch(() => undefined));
+      await Promise.all(tabs.map((tab) => tab.close()));
     });
   });
 }

@@ -74,12 +74,13 @@ export interface DurableStreamsDeps {
   /**
    * The budgets of the credential's identity (PROTOCOL.md §10, §16): a write (PUT, POST, DELETE)
    * takes one operation of its publish rate (`rate_limited`); a live read (long-poll, SSE) counts
-   * like a realtime connection while it lasts (`too_many_connections`) and returns its release.
+   * like a realtime connection while it lasts (`too_many_connections`) and returns its release
+   * (a promise where the budgets are counted across nodes).
    * Streams served without credentials (`open`) have no identity and take neither.
    */
   budgets?: {
     write(identity: Identity): void;
-    live(identity: Identity): () => void;
+    live(identity: Identity): (() => void) | Promise<() => void>;
   };
 }
 
@@ -169,7 +170,7 @@ export class DurableStreamsApi {
         const live = url.searchParams.get('live');
         const release =
           identity && budgets && (live === 'sse' || live === 'long-poll')
-            ? budgets.live(identity)
+            ? await budgets.live(identity)
             : undefined;
         try {
           return await handleRead(

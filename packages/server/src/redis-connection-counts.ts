@@ -1,0 +1,246 @@
+/**
+ * Connection budgets counted across nodes, in Redis (PROTOCOL.md §10, §15): a client spread over
+ * several nodes (a balancer without affinity) holds `maxConnectionsPerKey`, the key's reserve,
+ * `maxConnectionsPerClient` and `maxAnonymousConnectionsPerKey` once, not once per node.
+ *
+ * Keys, all in one hash slot (`{conns}`) for Redis Cluster:
+ * - `<prefix>:{conns}:open`: budget name → connections open under it on every node;
+ * - `<prefix>:{conns}:node:<id>`: the same for one node only, its share of the totals;
+ * - `<prefix>:{conns}:alive:<id>`: the node is alive (expires `nodeTtl` after its last refresh);
+ * - `<prefix>:{conns}:nodes`: the nodes that count.
+ *
+ * - A connection request is checked and counted in one script (TAKE): every name under its limit,
+ *   then one more in the totals and in the node's share. Requests racing through several nodes so
+ *   count together. Its end is given back (GIVE, not awaited), from the node's share first: what a
+ *   node no longer has a share of is not taken from the totals twice.
+ * - A node that dies leaves its share behind until its liveness key expires; then any node's sweep
+ *   gives it back (RECLAIM, which checks the liveness key itself, so a node that is only slow keeps
+ *   its share). A node that closes gives its share back at once.
+ * - Drift: the node keeps its own counts in memory (`#mine`, counted when a request is sent, so it
+ *   includes requests in flight). When a count may differ from Redis's — a command failed or its
+ *   answer was lost, or Redis lost the node's share (declared dead while only out of reach, a Redis
+ *   restart: its next refresh adds it to the nodes again) — the next sweep writes its share again
+ *   from memory (RECLAIM of itself, then SET), every command of it sent at once, in order after
+ *   what this node sent before.
+ */
+import {
+  type ConnectionCounts,
+  type CountCheck,
+  LocalConnectionCounts,
+  tooManyConnections,
+} from './connection-counts.ts';
+import { RedisScript, redisUnavailable } from './redis-script.ts';
+import type { RedisConnection } from './store/redis-connection.ts';
+
+export interface RedisConnectionCountsOptions {
+  connection: RedisConnection;
+  prefix: string;
+  /** This node's id (the node bus's). */
+  nodeId: string;
+  /** The node's liveness key lives this long without a refresh, ms (default 3,000). */
+  nodeTtl?: number;
+  /** How often the node refreshes its liveness and looks for dead nodes' shares, ms (default 1,000). */
+  sweepInterval?: number;
+  onError: (err: unknown) => void;
+}
+
+/** KEYS: totals, the node's share. ARGV: name, limit pairs. → 0 (counted) or {check index, open}. */
+const TAKE = new RedisScript(`
+local n = #ARGV / 2
+for i = 1, n do
+  local open = tonumber(redis.call('HGET', KEYS[1], ARGV[2 * i - 1]) or '0')
+  if open >= tonumber(ARGV[2 * i]) then return {i, open} end
+end
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[1], ARGV[2 * i - 1], 1)
+  redis.call('HINCRBY', KEYS[2], ARGV[2 * i - 1], 1)
+end
+return 0
+`);
+
+/** KEYS: totals, the node's share. ARGV: names. Counts one less where the node has a share. */
+const GIVE = new RedisScript(`
+for _, name in ipairs(ARGV) do
+  local mine = redis.call('HINCRBY', KEYS[2], name, -1)
+  if mine <= 0 then redis.call('HDEL', KEYS[2], name) end
+  if mine >= 0 and redis.call('HINCRBY', KEYS[1], name, -1) <= 0 then redis.call('HDEL', KEYS[1], name) end
+end
+return 0
+`);
+
+/**
+ * KEYS: totals, a node's share, its liveness key, the nodes. ARGV: node id, mode: 'dead' (only if
+ * its liveness key expired; then it is no node any more), 'leave' (its own, closing), 'sync' (its
+ * own share only, written again next). → -1 (alive: nothing done), else the names given back.
+ */
+const RECLAIM = new RedisScript(`
+if ARGV[2] == 'dead' and redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+local flat = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat, 2 do
+  if redis.call('HINCRBY', KEYS[1], flat[i], -tonumber(flat[i + 1])) <= 0 then redis.call('HDEL', KEYS[1], flat[i]) end
+end
+redis.call('DEL', KEYS[2])
+if ARGV[2] ~= 'sync' then
+  redis.call('SREM', KEYS[4], ARGV[1])
+  if ARGV[2] == 'leave' then redis.call('DEL', KEYS[3]) end
+end
+return #flat / 2
+`);
+
+/** KEYS: totals, the node's share. ARGV: name, count pairs: the node's share set to them. */
+const SET = new RedisScript(`
+for i = 1, #ARGV, 2 do
+  local name, count = ARGV[i], tonumber(ARGV[i + 1])
+  local old = tonumber(redis.call('HGET', KEYS[2], name) or '0')
+  if count ~= old then
+    if count > 0 then redis.call('HSET', KEYS[2], name, count) else redis.call('HDEL', KEYS[2], name) end
+    if redis.call('HINCRBY', KEYS[1], name, count - old) <= 0 then redis.call('HDEL', KEYS[1], name) end
+  end
+end
+return 0
+`);
+
+/** KEYS: the node's liveness key, the nodes. ARGV: node id, ttl. → 1 when the node was not listed. */
+const BEAT = new RedisScript(`
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+return redis.call('SADD', KEYS[2], ARGV[1])
+`);
+
+/** Names per SET command when the node writes its share again. */
+const SYNC_BATCH = 500;
+
+export class RedisConnectionCounts implements ConnectionCounts {
+  readonly #o: RedisConnectionCountsOptions;
+  readonly #mine = new LocalConnectionCounts();
+  readonly #nodeTtl: number;
+  readonly #timer: NodeJS.Timeout;
+  /** This node's share in Redis may differ from `#mine`: the next sweep writes it again. */
+  #dirty = true;
+  /** Writes of the share sent so far (a take answered across one may have been counted wrong). */
+  #syncs = 0;
+  #sweeping = false;
+  #closed = false;
+
+  constructor(options: RedisConnectionCountsOptions) {
+    this.#o = options;
+    this.#nodeTtl = options.nodeTtl ?? 3_000;
+    this.#timer = setInterval(() => this.#sweep(), options.sweepInterval ?? 1_000);
+    this.#timer.unref();
+    this.#sweep();
+  }
+
+  async take(checks: readonly CountCheck[]): Promise<void> {
+    const names = checks.map((check) => check.name);
+    const args: string[] = [];
+    for (const check of checks) args.push(check.name, String(check.limit));
+    // counted here from now: a write of the share sent meanwhile includes it, after it in Redis
+    this.#mine.add(names);
+    const syncs = this.#syncs;
+    let answer: unknown;
+    try {
+      answer = await TAKE.run(this.#o.connection, [this.#totals, this.#share(this.#o.nodeId)], args);
+    } catch (err) {
+      this.#mine.give(names);
+      this.#dirty = true; // counted in Redis or not: unknown
+      throw redisUnavailable(err, 'the connection budgets');
+    }
+    if (Array.isArray(answer)) {
+      this.#mine.give(names);
+      if (this.#syncs !== syncs) this.#dirty = true; // a write of the share counted it
+      const check = checks[Number(answer[0]) - 1];
+      if (check) throw tooManyConnections(check, Number(answer[1]), ' on all nodes');
+    }
+  }
+
+  give(names: readonly string[]): void {
+    this.#mine.give(names);
+    if (this.#closed) return;
+    GIVE.run(this.#o.connection, [this.#totals, this.#share(this.#o.nodeId)], [...names]).catch(
+      (err: unknown) => {
+        this.#dirty = true;
+        this.#o.onError(err);
+      },
+    );
+  }
+
+  /** Gives this node's share back (its connections are closed or being closed). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#reclaim(this.#o.nodeId, 'leave').catch(this.#o.onError);
+  }
+
+  #sweep(): void {
+    if (this.#closed || this.#sweeping) return;
+    this.#sweeping = true;
+    this.#pass()
+      .catch(this.#o.onError)
+      .finally(() => {
+        this.#sweeping = false;
+      });
+  }
+
+  /** Every sweep: alive; the share written again if it may be wrong; dead nodes' shares given back. */
+  async #pass(): Promise<void> {
+    const { connection, nodeId } = this.#o;
+    const joined = await BEAT.run(
+      connection,
+      [this.#alive(nodeId), this.#nodes],
+      [nodeId, String(this.#nodeTtl)],
+    );
+    if (Number(joined) === 1) this.#dirty = true; // Redis did not list this node: its share is gone
+    if (this.#dirty) await this.#sync();
+    const nodes = (await connection.send(this.#nodes, ['SMEMBERS', this.#nodes], true)) as unknown[];
+    for (const node of nodes.map(String))
+      if (node !== nodeId && !this.#closed) await this.#reclaim(node, 'dead');
+  }
+
+  /** Writes this node's share again from `#mine`: every command sent at once, so in one order. */
+  async #sync(): Promise<void> {
+    this.#dirty = false;
+    this.#syncs++;
+    const { connection, nodeId } = this.#o;
+    const keys = [this.#totals, this.#share(nodeId)];
+    const sent: Promise<unknown>[] = [this.#reclaim(nodeId, 'sync')];
+    let args: string[] = [];
+    for (const [name, count] of this.#mine.entries()) {
+      args.push(name, String(count));
+      if (args.length >= 2 * SYNC_BATCH) {
+        sent.push(SET.run(connection, keys, args));
+        args = [];
+      }
+    }
+    if (args.length > 0) sent.push(SET.run(connection, keys, args));
+    const results = await Promise.allSettled(sent);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      this.#dirty = true;
+      throw failed.reason;
+    }
+  }
+
+  #reclaim(node: string, mode: 'dead' | 'leave' | 'sync'): Promise<unknown> {
+    return RECLAIM.run(
+      this.#o.connection,
+      [this.#totals, this.#share(node), this.#alive(node), this.#nodes],
+      [node, mode],
+    );
+  }
+
+  get #totals(): string {
+    return `${this.#o.prefix}:{conns}:open`;
+  }
+
+  get #nodes(): string {
+    return `${this.#o.prefix}:{conns}:nodes`;
+  }
+
+  #share(node: string): string {
+    return `${this.#o.prefix}:{conns}:node:${node}`;
+  }
+
+  #alive(node: string): string {
+    return `${this.#o.prefix}:{conns}:alive:${node}`;
+  }
+}
