@@ -1,0 +1,94 @@
+/**
+ * Connection budgets counted in Redis (redis-connection-counts.ts), driven directly on a real
+ * redis-server with the sweeps held back, so each case controls when a node's share is given back:
+ * the multi-node behaviour through real servers is in redis-nodes.test.ts ("connection budgets").
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import { createClient } from 'redis';
+import type { CountCheck } from '../src/connection-counts.ts';
+import { RedisConnectionCounts } from '../src/redis-connection-counts.ts';
+import { RedisStore } from '../src/store/redis-store.ts';
+
+const skip = redisSkipReason();
+
+describe('RedisConnectionCounts', { skip: skip ?? false }, () => {
+  let redis: RedisServer;
+  let store: RedisStore;
+  let client: ReturnType<typeof createClient>;
+  let prefix = 0;
+  before(async () => {
+    redis = await startRedis();
+    store = await RedisStore.open({ url: redis.url, prefix: 'unused' });
+    client = createClient({ url: redis.url });
+    await client.connect();
+  });
+  after(async () => {
+    await client?.close();
+    await store?.close();
+    await redis?.close();
+  });
+
+  /** A node's counts under a prefix of the test's own; no sweep after the first unless asked. */
+  const counts = (name: string, nodeId: string) =>
+    new RedisConnectionCounts({
+      connection: store.connection,
+      prefix: name,
+      nodeId,
+      nodeTtl: 60_000,
+      sweepInterval: 60_000,
+      onError: () => {},
+    });
+  const check = (name: string, limit = 10): CountCheck => ({ name, limit, what: name });
+  const total = async (p: string, name: string) =>
+    Number((await client.hGet(`${p}:{conns}:open`, name)) ?? 0);
+
+  it('a give-back that arrives after the node’s share was given back by another node takes nothing from the others', async () => {
+    const p = `t${++prefix}`;
+    const a = counts(p, 'a');
+    await a.take([check('x')]);
+    await a.take([check('x')]);
+    assert.equal(await total(p, 'x'), 2);
+    // node a seen dead (its liveness key gone): node b's first sweep gives a's share back
+    await client.del(`${p}:{conns}:alive:a`);
+    const b = counts(p, 'b');
+    await waitFor(async () => (await total(p, 'x')) === 0, { message: 'b never gave a’s share back' });
+    await b.take([check('x')]);
+    // a, alive after all, sees one of its connections close before it writes its share again
+    a.give(['x']);
+    await store.connection.send(undefined, ['PING']); // after a's give-back, on the same connection
+    assert.equal(await total(p, 'x'), 1, 'b’s connection still counts');
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('a node that stops gives its share back at once', async () => {
+    const p = `t${++prefix}`;
+    const a = counts(p, 'a');
+    const b = counts(p, 'b');
+    await a.take([check('y'), check('z')]);
+    await b.take([check('y')]);
+    assert.equal(await total(p, 'y'), 2);
+    await a.close();
+    assert.equal(await total(p, 'y'), 1);
+    assert.equal(await total(p, 'z'), 0);
+    assert.equal(await client.exists(`${p}:{conns}:alive:a`), 0);
+    assert.deepEqual(await client.sMembers(`${p}:{conns}:nodes`), ['b']);
+    await b.close();
+  });
+
+  it('refuses over any one of its checks and counts nothing then', async () => {
+    const p = `t${++prefix}`;
+    const a = counts(p, 'a');
+    await a.take([check('key', 3), check('client', 1)]);
+    await assert.rejects(a.take([check('key', 3), check('client', 1)]), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'too_many_connections');
+      assert.match(err.message, /client already has 1 connections on all nodes \(limit 1\)/);
+      return true;
+    });
+    assert.equal(await total(p, 'key'), 1, 'the refused request counted nothing');
+    await a.take([check('key', 3), check('other', 1)]);
+    assert.equal(await total(p, 'key'), 2);
+    await a.close();
+  });
+});
