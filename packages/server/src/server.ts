@@ -261,10 +261,25 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       );
     const attaches = connectAttaches(url, limits.maxJsonDepth);
     const identity = await auth.authenticate(req, url);
+    const recover = url.searchParams.get('recover') ?? undefined;
+    if (recover === undefined) {
+      // a new identity: its seat and its claim (each a round trip on Redis) go together, and the
+      // one that succeeded is undone when the other fails
+      const [seat, opened] = await Promise.allSettled([
+        connections.admit(identity),
+        connections.claim(identity, undefined),
+      ]);
+      if (seat.status === 'fulfilled' && opened.status === 'fulfilled')
+        return { identity, opened: opened.value, attaches, seat: seat.value };
+      if (seat.status === 'fulfilled') connections.giveUp(seat.value);
+      if (opened.status === 'fulfilled') registry.discard(opened.value.connectionId);
+      throw seat.status === 'rejected' ? seat.reason : (opened as PromiseRejectedResult).reason;
+    }
+    // a recovery takes the connection over when claimed: only once it has its seat
     const seat = await connections.admit(identity);
     let opened: OpenedConnection;
     try {
-      opened = await connections.claim(identity, url.searchParams.get('recover') ?? undefined);
+      opened = await connections.claim(identity, recover);
     } catch (err) {
       connections.giveUp(seat);
       throw err;

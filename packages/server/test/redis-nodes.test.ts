@@ -803,6 +803,18 @@ if (!skip) {
           'a fifth connection of the client, on a node that holds fewer than four',
         );
       assert.equal(await total('spread-tabs'), 4);
+      // a refused request's identity, claimed beside its budget check, is not left behind (it would
+      // expire with the recovery window, 5 s here: looked for well within it)
+      const redisClient = createClient({ url: fx.redis.url });
+      await redisClient.connect();
+      try {
+        await waitFor(async () => (await redisClient.keys('mooring:connection:*')).length === 4, {
+          timeout: 1_000,
+          message: 'the refused requests left their identities in Redis',
+        });
+      } finally {
+        await redisClient.close();
+      }
       await tabs.shift()!.close();
       // the place is given back without waiting: the next request, on another node, fits
       const again = await waitFor(async () => RawClient.connect(c.url, { token }).catch(() => undefined), {
