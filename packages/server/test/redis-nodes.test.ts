@@ -59,6 +59,35 @@ async function runMessage(server: MooringServer, channel: string): Promise<Messa
   return res.body.items as Message[];
 }
 
+/** A watcher on `b` attached to `channel`, and a client on `a` present in it (its socket left open). */
+async function presentOn(
+  a: MooringServer,
+  b: MooringServer,
+  channel: string,
+  clientId: string,
+): Promise<{ watcher: RawClient; phone: RawClient }> {
+  const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
+  await watcher.attach(channel);
+  const phone = await RawClient.connect(a.url, { clientId });
+  await phone.request({ type: 'presence', channel, action: 'enter' });
+  await watcher.next(isPresence(channel, 'enter'));
+  return { watcher, phone };
+}
+
+/**
+ * Past the first node's grace the member recovered as `back` is still there: its update is the
+ * only event the watcher sees after its enter (no leave, no enter again).
+ */
+async function stillPresentAfterGrace(back: RawClient, watcher: RawClient, channel: string): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, GRACE + 300));
+  await back.request({ type: 'presence', channel, action: 'update', data: 'still here' });
+  await watcher.next(isPresence(channel, 'update'));
+  assert.deepEqual(
+    presenceOf(watcher, channel).map((f) => f.action),
+    ['sync', 'enter', 'update'],
+  );
+}
+
 /**
  * Three nodes on a redis-server of their own, started before the suite's tests and stopped after
  * (with any node a test adds to `nodes`).
@@ -196,12 +225,8 @@ if (skip) {
     it('the node that held it drops its transport, as one node does at a takeover; presence moves without a leave', async () => {
       const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'session:taken-over';
-      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
-      await watcher.attach(channel);
       // the phone's socket to A is never closed by the phone: A sees a live transport
-      const phone = await RawClient.connect(a.url, { clientId: 'phone' });
-      await phone.request({ type: 'presence', channel, action: 'enter' });
-      await watcher.next(isPresence(channel, 'enter'));
+      const { watcher, phone } = await presentOn(a, b, channel, 'phone');
       const back = await RawClient.connect(b.url, {
         clientId: 'phone',
         recover: phone.connected.connectionKey,
@@ -214,17 +239,8 @@ if (skip) {
       );
       await waitFor(() => a.connections === 0, { message: 'A still counts the replaced connection' });
       // A ended nothing: past its grace, the member is still there, held by B
-      await new Promise((resolve) => setTimeout(resolve, GRACE + 300));
-      await back.request({ type: 'presence', channel, action: 'update', data: 'still here' });
-      await watcher.next(isPresence(channel, 'update'));
-      assert.deepEqual(
-        presenceOf(watcher, channel).map((f) => f.action),
-        ['sync', 'enter', 'update'],
-      );
-      assert.deepEqual(
-        await members(a, channel),
-        ['phone', 'watcher'].filter((c) => c === 'phone'),
-      );
+      await stillPresentAfterGrace(back, watcher, channel);
+      assert.deepEqual(await members(a, channel), ['phone']);
       // and the identity is still in Redis: B's connection can be recovered again, on A
       back.kill();
       await waitFor(() => b.connections === 1, { message: 'B never saw the loss' });
@@ -295,11 +311,7 @@ if (skip) {
     it('the node that held it forgets its members: declared dead and back (a Redis outage), it does not take them back', async () => {
       const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'session:forgotten';
-      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
-      await watcher.attach(channel);
-      const phone = await RawClient.connect(a.url, { clientId: 'forgotten' });
-      await phone.request({ type: 'presence', channel, action: 'enter' });
-      await watcher.next(isPresence(channel, 'enter'));
+      const { watcher, phone } = await presentOn(a, b, channel, 'forgotten');
       const redisClient = createClient({ url: fx.redis.url });
       await redisClient.connect();
       try {
@@ -396,11 +408,7 @@ if (skip) {
     it('a connection recovered on another node keeps its presence: no leave, not even after the first node’s grace', async () => {
       const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'session:moved';
-      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
-      await watcher.attach(channel);
-      const phone = await RawClient.connect(a.url, { clientId: 'phone' });
-      await phone.request({ type: 'presence', channel, action: 'enter' });
-      await watcher.next(isPresence(channel, 'enter'));
+      const { watcher, phone } = await presentOn(a, b, channel, 'phone');
       phone.kill();
       await waitFor(() => a.connections === 0, { message: 'A never saw the loss' });
       const back = await RawClient.connect(b.url, {
@@ -409,13 +417,7 @@ if (skip) {
       });
       assert.equal(back.connected.resumed, true);
       // A's grace runs out; its leave applies only to members it still holds, and B took them over
-      await new Promise((resolve) => setTimeout(resolve, GRACE + 300));
-      await back.request({ type: 'presence', channel, action: 'update', data: 'still here' });
-      await watcher.next(isPresence(channel, 'update'));
-      assert.deepEqual(
-        presenceOf(watcher, channel).map((f) => f.action),
-        ['sync', 'enter', 'update'],
-      );
+      await stillPresentAfterGrace(back, watcher, channel);
       back.kill();
       await watcher.next(isPresence(channel, 'leave'));
       assert.deepEqual(await members(a, channel), []);
