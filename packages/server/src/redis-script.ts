@@ -1,7 +1,8 @@
 /**
- * Runs a Lua script on the Redis node owning its first key: in full the first time on a connection,
- * then by SHA, and in full once more after Redis forgot it (a restart, a failover, a Cluster master
- * that never saw it), which caches it again.
+ * Runs a Lua script on the Redis node owning its first key: in full the first time on a connection
+ * and after each reconnect (Redis may have restarted or failed over), then by SHA, and in full once
+ * more when Redis answers that it forgot it (`SCRIPT FLUSH`, a Cluster master that never saw it),
+ * which caches it again.
  * The scripts are kept as strings in the modules that use them, so a build needs no extra files.
  */
 import { createHash } from 'node:crypto';
@@ -17,15 +18,17 @@ export class RedisScript {
     this.#sha = createHash('sha1').update(text).digest('hex');
   }
 
-  /** Connections this script was sent on in full (EVAL), which cached it in Redis. */
-  readonly #sentOn = new WeakSet<RedisConnection>();
+  /** The connections this script was sent on in full (EVAL), which cached it in Redis: at which epoch. */
+  readonly #sentOn = new WeakMap<RedisConnection, number>();
 
   async run(connection: RedisConnection, keys: string[], args: string[]): Promise<unknown> {
     const tail = [String(keys.length), ...keys, ...args];
-    // The first run on a connection goes in full: a NOSCRIPT answer would send it again after the
-    // commands sent behind it, out of the order callers rely on (a give-back after its write).
-    if (!this.#sentOn.has(connection)) {
-      this.#sentOn.add(connection);
+    // The first run on a connection, and again once it reconnected (`scriptEpoch`: Redis may have
+    // restarted), goes in full: a NOSCRIPT answer would send it again after the commands sent
+    // behind it, out of the order callers rely on (a give-back after its write).
+    const epoch = connection.scriptEpoch ?? 0;
+    if (this.#sentOn.get(connection) !== epoch) {
+      this.#sentOn.set(connection, epoch);
       return connection.send(keys[0], ['EVAL', this.#text, ...tail]);
     }
     try {

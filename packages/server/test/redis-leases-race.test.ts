@@ -36,7 +36,7 @@ async function redisFor(t: TestContext) {
     open.push(made);
     return made;
   };
-  return { connection, errors, leases };
+  return { connection, errors, leases, url: redis.url };
 }
 
 /**
@@ -253,6 +253,41 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     const first = await a.reserve('owner-1', 1, 1);
     assert.ok('id' in first);
     void a.unreserve(first.id);
+    const next = await a.reserve('owner-1', 1, 1);
+    assert.ok('id' in next, `the give-back ran after the next reservation: ${JSON.stringify(next)}`);
+    await a.unreserve(next.id);
+    assert.deepEqual(errors, []);
+  });
+
+  it('…and after Redis lost its scripts and the connection was made again (a restart)', async (t) => {
+    const { connection, errors, leases, url } = await redisFor(t);
+    const a = leases({
+      expire: async () => true,
+      prefix: 'restart',
+      sweepInterval: 1_000,
+      holderTtl: 10_000,
+    });
+    const first = await a.reserve('owner-1', 1, 1);
+    assert.ok('id' in first);
+    await a.unreserve(first.id); // both scripts known to Redis and sent by SHA from here on
+    // as after a restart: the scripts are gone, and the node's connection is made again
+    const admin = await connectRedis(url, () => {});
+    await admin.send(undefined, ['SCRIPT', 'FLUSH']);
+    await admin.send(undefined, ['CLIENT', 'KILL', 'TYPE', 'normal']);
+    await admin.close();
+    await waitFor(
+      async () =>
+        connection.send(undefined, ['PING']).then(
+          () => true,
+          () => false,
+        ),
+      {
+        message: 'the connection was never made again',
+      },
+    );
+    const again = await a.reserve('owner-1', 1, 1);
+    assert.ok('id' in again);
+    void a.unreserve(again.id);
     const next = await a.reserve('owner-1', 1, 1);
     assert.ok('id' in next, `the give-back ran after the next reservation: ${JSON.stringify(next)}`);
     await a.unreserve(next.id);

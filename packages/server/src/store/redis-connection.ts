@@ -24,6 +24,12 @@ import { WatchedSubscriber } from './redis-subscriber.ts';
 
 export interface RedisConnection {
   readonly cluster: boolean;
+  /**
+   * Grows whenever a new connection to Redis is ready (a reconnect, a replacement, a Cluster node
+   * reconnecting): Redis may have lost its scripts meanwhile (a restart, a failover), so each is
+   * sent in full once more (redis-script.ts). Absent: never re-sent in full.
+   */
+  readonly scriptEpoch?: number;
   /** Sends one command to the node owning `key` (any node when undefined). */
   send(key: string | undefined, args: string[], readonly?: boolean): Promise<unknown>;
   /** Sends one command to every master (one for a single Redis); resolves with their replies. */
@@ -179,9 +185,11 @@ async function connectSingle(
   onError: (err: unknown) => void,
   commandTimeout: number,
 ): Promise<RedisConnection> {
+  let scriptEpoch = 0;
   const make = () => {
     const c = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy } });
     c.on('error', onError);
+    c.on('ready', () => scriptEpoch++);
     return c;
   };
   const first = make();
@@ -194,6 +202,9 @@ async function connectSingle(
   const clients = new Replaceable(first, make, commandTimeout, onError);
   return {
     cluster: false,
+    get scriptEpoch() {
+      return scriptEpoch;
+    },
     send: (_key, args) => clients.run((client) => client.sendCommand(args)),
     eachMaster: async (args) => [await clients.run((client) => client.sendCommand(args))],
     subscriber: (onSubError) =>
@@ -220,9 +231,13 @@ async function connectCluster(
     rootNodes: seeds.map((url) => ({ url })),
     defaults: { disableOfflineQueue: true, socket: { reconnectStrategy } },
   };
+  let scriptEpoch = 0;
   const make = () => {
     const c = createCluster(options);
     c.on('error', onError);
+    // a node client reports its first ready only; a reconnect is seen as it starts
+    c.on('node-ready', () => scriptEpoch++);
+    c.on('node-reconnecting', () => scriptEpoch++);
     return c;
   };
   const first = make();
@@ -235,6 +250,9 @@ async function connectCluster(
   const clusters = new Replaceable(first, make, commandTimeout, onError);
   return {
     cluster: true,
+    get scriptEpoch() {
+      return scriptEpoch;
+    },
     send: (key, args, readonly = false) =>
       clusters.run((cluster) => cluster.sendCommand(key, readonly, args)),
     eachMaster: async (args) =>
