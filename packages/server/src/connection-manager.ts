@@ -181,7 +181,7 @@ export class ConnectionManager {
       this.#o.registry.discard(connection.id);
       this.#o.presence.connectionClosed(connection.id);
     } else {
-      this.#o.registry.release(connection.id);
+      this.#o.registry.release(connection.id, this.#holders.get(connection));
       this.#o.presence.connectionLost(connection.id);
     }
     this.#o.logger.debug({ connectionId: connection.id, deliberate }, 'disconnected');
@@ -211,9 +211,15 @@ export class ConnectionManager {
    * Refuses a new connection beyond any of its connection budgets (too_many_connections); else
    * counts it at once and returns its seat, which `open` takes (or `giveUp` gives back). A promise
    * where the budgets are counted across nodes.
+   *
+   * `takesOver`: a recovery of a connection whose transport still holds it (here or on another
+   * node), which that transport's drop will count down: it takes that place, so it may go one over
+   * each budget meanwhile. A client at its limit whose network changed silently reconnects at once,
+   * instead of being refused until the server notices the old socket is dead.
    */
-  admit(identity: Identity): Seat | Promise<Seat> {
+  admit(identity: Identity, takesOver = false): Seat | Promise<Seat> {
     const checks = this.#checks(identity);
+    if (takesOver) for (const check of checks) check.limit += 1;
     const taken = this.#counts.take(checks);
     const seat = (): Seat => {
       const held: Seat = { names: checks.map((c) => c.name), settled: false, timer: undefined };
@@ -285,6 +291,17 @@ export class ConnectionManager {
       );
     }
     return checks;
+  }
+
+  /**
+   * Whether a recovery just claimed (`claim`) takes the connection over from a transport that still
+   * holds it: one of this node's, or (shared registry) an open of another node not released yet.
+   */
+  takesOver(opened: OpenedConnection): boolean {
+    if (!opened.resumed) return false;
+    if (this.#byId.has(opened.connectionId)) return true;
+    const { nodes } = this.#o;
+    return opened.replaced !== undefined && (!nodes || !opened.replaced.startsWith(`${nodes.id}.`));
   }
 
   get(id: string): Connection | undefined {

@@ -41,7 +41,10 @@ export interface OpenedConnection {
    * takeover elsewhere names when it tells this node to drop the transport (`replaced`).
    */
   holder?: string;
-  /** A takeover on a shared registry: the holder mark it replaced (another node's, or this one's). */
+  /**
+   * A takeover on a shared registry: the holder mark it replaced (another node's, or this one's),
+   * present only while that open holds a transport (a release forgets its mark).
+   */
   replaced?: string;
 }
 
@@ -53,7 +56,13 @@ export interface OpenedConnection {
 export interface ConnectionRegistry {
   open(identity: Identity, recoverKey?: string): OpenedConnection | Promise<OpenedConnection>;
   hold(connectionId: string): void;
-  release(connectionId: string): void;
+  /** The transport is gone; `holder`: the open it held (a shared registry forgets the mark then). */
+  release(connectionId: string, holder?: string): void;
+  /**
+   * A recovery claimed with `open` will not open after all (refused by a budget): a shared registry
+   * gives the holder mark back to the open it replaced, if no later recovery took it since.
+   */
+  unclaim?(opened: OpenedConnection): void;
   discard(connectionId: string): void;
   sweep(held: Iterable<string>): void;
   close?(): void;
@@ -120,7 +129,7 @@ export class LocalConnectionRegistry implements ConnectionRegistry {
   }
 
   /** The transport is gone: keep the identity for the TTL. */
-  release(connectionId: string): void {
+  release(connectionId: string, _holder?: string): void {
     const held = this.#held.get(connectionId);
     if (held) held.expiresAt = this.#now() + this.#ttl;
   }

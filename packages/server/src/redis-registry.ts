@@ -73,6 +73,24 @@ redis.call('SET', KEYS[1], cjson.encode(v), 'PX', ARGV[5])
 return replaced
 `);
 
+/**
+ * KEYS: the identity. ARGV: the mark to find, the mark to put in its place ('' for none), ttl ms or
+ * '' (keep the expiry). Swaps only if the key still holds the first mark.
+ */
+const SWAP = new RedisScript(`
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, v = pcall(cjson.decode, raw)
+if not ok or type(v) ~= 'table' or v.n ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then v.n = nil else v.n = ARGV[2] end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], cjson.encode(v), 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], cjson.encode(v), 'PX', ARGV[3])
+end
+return 1
+`);
+
 export class RedisConnectionRegistry implements ConnectionRegistry {
   readonly #o: RedisConnectionRegistryOptions;
   readonly #ttl: number;
@@ -126,8 +144,21 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
     this.#expireIn(connectionId, this.#ttl);
   }
 
-  release(connectionId: string): void {
-    this.#expireIn(connectionId, this.#ttl);
+  /** The transport is gone: its mark forgotten (no transport holds the connection), the TTL from now. */
+  release(connectionId: string, holder?: string): void {
+    if (holder === undefined) {
+      this.#expireIn(connectionId, this.#ttl);
+      return;
+    }
+    const key = this.#key(connectionId);
+    // only if still its mark: a later open (taken over meanwhile) keeps its own, and its expiry
+    SWAP.run(this.#o.connection, [key], [holder, '', String(this.#ttl)]).catch(this.#o.onError);
+  }
+
+  unclaim(opened: OpenedConnection): void {
+    if (opened.holder === undefined) return;
+    const key = this.#key(opened.connectionId);
+    SWAP.run(this.#o.connection, [key], [opened.holder, opened.replaced ?? '', '']).catch(this.#o.onError);
   }
 
   discard(connectionId: string): void {

@@ -23,11 +23,7 @@ import { type Admission, connectAttaches } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionCounts } from './connection-counts.ts';
 import { ConnectionManager } from './connection-manager.ts';
-import {
-  type ConnectionRegistry,
-  LocalConnectionRegistry,
-  type OpenedConnection,
-} from './connection-registry.ts';
+import { type ConnectionRegistry, LocalConnectionRegistry } from './connection-registry.ts';
 import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
@@ -275,16 +271,18 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       if (opened.status === 'fulfilled') registry.discard(opened.value.connectionId);
       throw seat.status === 'rejected' ? seat.reason : (opened as PromiseRejectedResult).reason;
     }
-    // a recovery takes the connection over when claimed: only once it has its seat
-    const seat = await connections.admit(identity);
-    let opened: OpenedConnection;
+    // A recovery is claimed first: one that takes the connection over from a transport still
+    // holding it takes that transport's place in the budgets. Refused, it gives the claim back.
+    const opened = await connections.claim(identity, recover);
     try {
-      opened = await connections.claim(identity, recover);
+      const seat = await connections.admit(identity, connections.takesOver(opened));
+      return { identity, opened, attaches, seat };
     } catch (err) {
-      connections.giveUp(seat);
+      registry.unclaim?.(opened);
+      // the local registry started the recovery window of a connection a transport still holds
+      if (connections.get(opened.connectionId)) registry.hold(opened.connectionId);
       throw err;
     }
-    return { identity, opened, attaches, seat };
   };
   /** The same over WebSocket (the upgrade request) and in process: not closing, the right path, then `admit`. */
   const admitConnection = async (

@@ -248,6 +248,41 @@ describe('connection requests in flight', () => {
       },
     );
 
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `a client at its limit whose old socket still looks alive recovers at once; a recovery of a connection already gone is checked (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, { limits: { maxConnectionsPerClient: 2 } });
+        try {
+          const { token } = await createToken(TEST_KEY, { clientId: 'moving' });
+          const desk = await RawClient.connect(fx.server.url, { token });
+          // the phone's network changed: its old socket is silent but open, as far as the server knows
+          const phone = await RawClient.connect(fx.server.url, { token });
+          const moved = await RawClient.connect(fx.server.url, {
+            token,
+            recover: phone.connected.connectionKey,
+          });
+          assert.equal(moved.connected.resumed, true, 'it takes the old transport’s place');
+          await phone.closed(); // dropped by the takeover
+          await until(() => fx.server.connections === 2, 'the old transport still counts');
+          await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/, 'two of two');
+          // a connection whose transport is gone holds no place: recovering it is checked like a new one
+          moved.kill();
+          await until(() => fx.server.connections === 1, 'the server never saw the loss');
+          const tablet = await RawClient.connect(fx.server.url, { token });
+          await assert.rejects(
+            RawClient.connect(fx.server.url, { token, recover: moved.connected.connectionKey }),
+            /HTTP 429/,
+            'a recovery of a lost connection went over the limit',
+          );
+          await Promise.all([desk.close(), tablet.close()]);
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+
   it('an HTTP connection request refused for a bad transport id holds no place', async () => {
     const fx = await startFixture('memory', { limits: { maxConnectionsPerClient: 2 } });
     try {

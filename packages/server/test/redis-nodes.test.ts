@@ -830,6 +830,33 @@ if (!skip) {
       });
     });
 
+    it('a client at its limit recovers a connection whose old socket still looks alive on another node; one already gone is checked', async () => {
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const token = await tokenOf('roaming');
+      const tabs = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(a.url, { token })));
+      // the phone (tabs[0]) changed networks: A still holds its silent socket; it recovers on B
+      const moved = await RawClient.connect(b.url, { token, recover: tabs[0]!.connected.connectionKey });
+      assert.equal(moved.connected.resumed, true, 'it takes the old transport’s place');
+      await tabs[0]!.closed(); // dropped by A when B told it
+      await waitFor(async () => (await total('roaming')) === 4, {
+        message: 'the old transport still counts',
+      });
+      await assert.rejects(RawClient.connect(c.url, { token }), /HTTP 429/, 'four of four');
+      // lost on B for good, then the client opens another: the lost one's key recovers nothing over the limit
+      moved.kill();
+      await waitFor(async () => (await total('roaming')) === 3, { message: 'B never saw the loss' });
+      tabs[0] = await RawClient.connect(c.url, { token });
+      await assert.rejects(
+        RawClient.connect(a.url, { token, recover: moved.connected.connectionKey }),
+        /HTTP 429/,
+        'a recovery of a lost connection went over the limit',
+      );
+      await Promise.all(tabs.map((tab) => tab.close()));
+      await waitFor(async () => (await total('roaming')) === 0, {
+        message: 'the closes were not counted down',
+      });
+    });
+
     it('connection requests racing through three nodes at once count together: exactly the limit opens', async () => {
       for (let round = 0; round < 3; round++) {
         const token = await tokenOf(`racing-tabs-${round}`);

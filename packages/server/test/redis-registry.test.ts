@@ -1,0 +1,85 @@
+/**
+ * Connection identities in Redis (redis-registry.ts) on a real redis-server: the holder mark a
+ * recovery takes over, forgets when its transport is gone, and gives back when the recovery is
+ * refused. The behaviour through real nodes is in redis-nodes.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
+import type { Identity } from '../src/connection-registry.ts';
+import { RedisConnectionRegistry } from '../src/redis-registry.ts';
+import { connectRedis, type RedisConnection } from '../src/store/redis-connection.ts';
+
+const identity: Identity = {
+  keyName: 'app',
+  clientId: 'phone',
+  access: {} as Identity['access'],
+  viaToken: true,
+};
+
+describe('RedisConnectionRegistry', { skip: redisSkipReason() ?? false }, () => {
+  let redis: RedisServer;
+  let connection: RedisConnection;
+  before(async () => {
+    redis = await startRedis();
+    connection = await connectRedis(redis.url, () => {});
+  });
+  after(async () => {
+    await connection?.close();
+    await redis?.close();
+  });
+  const registry = (nodeId: string) =>
+    new RedisConnectionRegistry({
+      connection,
+      prefix: 'reg',
+      ttl: 60_000,
+      refreshEvery: 1_000,
+      nodeId,
+      onError: (err) => assert.fail(String(err)),
+    });
+  const markOf = async (id: string) =>
+    (JSON.parse(String(await connection.send(undefined, ['GET', `reg:connection:${id}`]))) as { n?: string })
+      .n;
+
+  it('a recovery names the open it replaced while that open holds a transport, not after its release', async () => {
+    const a = registry('na');
+    const b = registry('nb');
+    const first = await a.open(identity);
+    const taken = await b.open(identity, first.connectionKey);
+    assert.equal(taken.resumed, true);
+    assert.equal(taken.replaced, first.holder, 'A’s open still held it');
+    b.release(taken.connectionId, taken.holder);
+    await waitFor(async () => (await markOf(taken.connectionId)) === undefined, {
+      message: 'the mark stayed',
+    });
+    const again = await a.open(identity, first.connectionKey);
+    assert.equal(again.resumed, true);
+    assert.equal(again.replaced, undefined, 'no transport held it: nothing to take over');
+  });
+
+  it('a release by an open that was taken over leaves the new holder’s mark', async () => {
+    const a = registry('na');
+    const b = registry('nb');
+    const first = await a.open(identity);
+    const taken = await b.open(identity, first.connectionKey);
+    a.release(first.connectionId, first.holder); // A noticed its old socket's loss only now
+    await connection.send(undefined, ['PING']);
+    assert.equal(await markOf(first.connectionId), taken.holder);
+  });
+
+  it('a refused recovery gives the mark back to the open it replaced, unless a later one took it', async () => {
+    const a = registry('na');
+    const b = registry('nb');
+    const first = await a.open(identity);
+    const refused = await b.open(identity, first.connectionKey);
+    b.unclaim(refused);
+    await waitFor(async () => (await markOf(first.connectionId)) === first.holder, {
+      message: 'the mark was not given back',
+    });
+    const taken = await b.open(identity, first.connectionKey);
+    const late = await a.open(identity, first.connectionKey);
+    b.unclaim(taken); // too late: A's later recovery holds it
+    await connection.send(undefined, ['PING']);
+    assert.equal(await markOf(first.connectionId), late.holder);
+  });
+});
