@@ -7,6 +7,7 @@
  * one hash slot).
  */
 import assert from 'node:assert/strict';
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Message, PresenceFrame, ServerFrame } from '@mooring/protocol';
 import {
@@ -338,6 +339,37 @@ if (skip) {
       }
       assert.deepEqual(await members(a, channel), []);
       await watcher.close();
+    });
+
+    it('a recovery whose socket closes before its upgrade takes nothing over: the next recovery still drops the old transport', async () => {
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      // the socket reset (destroyed while B's admission runs) or ended (closed when B upgrades it)
+      for (const how of ['reset', 'end'] as const) {
+        const clientId = `half-moved-${how}`;
+        const phone = await RawClient.connect(a.url, { clientId });
+        const key = phone.connected.connectionKey;
+        // the upgrade request reaches B and its socket goes at once: B's claim runs, nothing opens
+        const { port } = new URL(b.url);
+        const request = `GET /v1/connect?key=${encodeURIComponent(TEST_KEY)}&clientId=${clientId}&recover=${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+        await new Promise<void>((resolve) => {
+          const socket = netConnect(Number(port), '127.0.0.1', () => {
+            if (how === 'reset') socket.write(request, () => socket.resetAndDestroy());
+            else socket.end(request, () => socket.destroy());
+          });
+          socket.on('close', () => resolve());
+          socket.on('error', () => {});
+        });
+        await new Promise((resolve) => setTimeout(resolve, 300)); // B's admission has run by now
+        assert.equal(b.connections, 0);
+        const moved = await RawClient.connect(c.url, { clientId, recover: key });
+        assert.equal(moved.connected.resumed, true);
+        assert.equal(
+          await closesWithin(phone, 5_000),
+          true,
+          `${how}: A was not told (the mark named B's open that never was)`,
+        );
+        await moved.close();
+      }
     });
 
     it('a takeover notice naming an earlier open of the connection drops nothing', async () => {
