@@ -544,6 +544,14 @@ export class Connection {
         }
         return;
       case 'disconnect': {
+        if (frame.reason === 'replaced') {
+          // our own upgrade candidate took the connection over: its loss is held as usual
+          if (this.#upgrade.opening) return;
+          // Another client took this connection over with its key (two instances started from one
+          // recovery key). Taking it back would drop that one, which would take it back in turn, for
+          // ever: continue as a new connection instead (channels resume from their positions).
+          this.#recover = undefined;
+        }
         this.#disconnect = frame;
         const classified = classifyClose({ code: 1006, reason: frame.reason }, frame);
         this.#dispatch(classified);

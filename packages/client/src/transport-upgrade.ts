@@ -70,6 +70,11 @@ export class TransportUpgrade {
     this.#drainTimer = new TimerSlot(deps.timers);
   }
 
+  /** A candidate is opening: a takeover of the connection now is most likely its own. */
+  get opening(): boolean {
+    return this.#candidate !== undefined;
+  }
+
   /** Between adoption and the switch: the connection must not send (it resends after the switch). */
   get switching(): boolean {
     return this.#switching;

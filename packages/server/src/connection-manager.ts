@@ -20,7 +20,7 @@
  * given back (`giveUp`; after `SEAT_TIMEOUT` at the latest). A connection is counted down under the
  * names it was counted at admission, whatever its identity became since (a renewed token).
  */
-import type { Limits } from '@mooring/protocol';
+import { CLOSE_CODES, type Limits } from '@mooring/protocol';
 import type { Logger } from 'pino';
 import type { ChannelService } from './channel-service.ts';
 import type { Admission } from './connect-attaches.ts';
@@ -120,13 +120,7 @@ export class ConnectionManager {
       transport: transport.kind,
       resumed: String(opened.resumed),
     });
-    if (previous && previous !== connection) {
-      previous.closeReason = 'replaced';
-      this.#recordClose(previous, false);
-      previous.transport.terminate();
-      previous.dispose();
-      this.#countDown(previous);
-    }
+    if (previous && previous !== connection) this.#replaced(previous);
     if (opened.resumed) {
       presence.connectionResumed(opened.connectionId);
       this.#o.channels.leases.holderBack(opened.connectionId);
@@ -197,11 +191,7 @@ export class ConnectionManager {
     const connection = this.#byId.get(id);
     if (!connection || this.#holders.get(connection) !== holder) return; // gone, or recovered here since
     this.#byId.delete(id);
-    connection.closeReason = 'replaced';
-    this.#recordClose(connection, false);
-    connection.transport.terminate();
-    connection.dispose();
-    this.#countDown(connection);
+    this.#replaced(connection);
     this.#o.presence.connectionMoved?.(id);
     this.#o.channels.leases.holderMoved?.(id);
     this.#o.logger.debug({ connectionId: id }, 'recovered on another node: transport dropped');
@@ -314,6 +304,23 @@ export class ConnectionManager {
 
   all(): Connection[] {
     return [...this.#byId.values()];
+  }
+
+  /**
+   * Drops the transport of a connection a recovery took over. It is told first (`disconnect`
+   * `replaced`, on a transport that streams): a client whose own new transport took over ignores
+   * it, and another client started from the same recovery key continues as a new connection
+   * instead of taking this one back. A long-poll transport is dropped at once, as before: its
+   * late polls are refused (`unknown_connection`), never answered with a frame.
+   */
+  #replaced(connection: Connection): void {
+    if (connection.transport.kind === 'longpoll') {
+      connection.closeReason = 'replaced';
+      connection.transport.terminate();
+      connection.dispose();
+    } else connection.disconnect('replaced', CLOSE_CODES.going_away.code, true);
+    this.#recordClose(connection, false);
+    this.#countDown(connection);
   }
 
   #recordClose(connection: Connection, deliberate: boolean): void {
