@@ -21,6 +21,11 @@ export interface ConnectionCounts {
    * `too_many_connections` and counts nothing. A promise where counts are shared (Redis).
    */
   take(checks: readonly CountCheck[]): void | Promise<void>;
+  /**
+   * Counts one more connection under each name, unchecked: one that is open already though its
+   * admission's place was given back (it opened after `SEAT_TIMEOUT`, connection-manager.ts).
+   */
+  add(names: readonly string[]): void;
   /** Counts one connection less under each name (taken before). */
   give(names: readonly string[]): void;
   /** Stops timers; a shared implementation gives back what this node counted. */
@@ -55,20 +60,11 @@ export class LocalConnectionCounts implements ConnectionCounts {
     }
   }
 
-  /** Counts one more under each name, unchecked (what another count already admitted). */
   add(names: readonly string[]): void {
     for (const name of names) this.#open.set(name, (this.#open.get(name) ?? 0) + 1);
   }
 
-  get(name: string): number {
-    return this.#open.get(name) ?? 0;
-  }
-
   entries(): IterableIterator<[string, number]> {
     return this.#open.entries();
-  }
-
-  get size(): number {
-    return this.#open.size;
   }
 }

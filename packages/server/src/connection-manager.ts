@@ -26,7 +26,12 @@ import type { ChannelService } from './channel-service.ts';
 import type { Admission } from './connect-attaches.ts';
 import { Connection, type TransportSink } from './connection.ts';
 import { type ConnectionCounts, type CountCheck, LocalConnectionCounts } from './connection-counts.ts';
-import type { ConnectionRegistry, Identity, OpenedConnection } from './connection-registry.ts';
+import {
+  type ConnectionRegistry,
+  type Identity,
+  nodeOfHolder,
+  type OpenedConnection,
+} from './connection-registry.ts';
 import type { IdentityBudgets } from './identity-budgets.ts';
 import { forEachInSlices, type SlicedPass } from './in-slices.ts';
 import type { Presence } from './presence.ts';
@@ -114,6 +119,10 @@ export class ConnectionManager {
       clearTimeout(seat.timer);
       seat.timer = undefined;
       this.#countedAs.set(connection, seat.names);
+    } else {
+      // its place was given back (it took longer than SEAT_TIMEOUT to open): open now, it counts
+      this.#countedAs.set(connection, seat.names);
+      this.#counts.add(seat.names);
     }
     this.#o.channels.metrics.connections.inc({ transport: transport.kind });
     this.#o.channels.metrics.connectionsOpened.inc({
@@ -124,9 +133,8 @@ export class ConnectionManager {
     if (opened.resumed) {
       presence.connectionResumed(opened.connectionId);
       this.#o.channels.leases.holderBack(opened.connectionId);
-      const { nodes } = this.#o;
-      if (nodes && opened.replaced !== undefined && !opened.replaced.startsWith(`${nodes.id}.`))
-        nodes.tellReplaced(opened.replaced, opened.connectionId);
+      const elsewhere = this.#replacedElsewhere(opened);
+      if (elsewhere !== undefined) this.#o.nodes?.tellReplaced(elsewhere, opened.connectionId);
     }
     connection.send({
       type: 'connected',
@@ -289,9 +297,14 @@ export class ConnectionManager {
    */
   takesOver(opened: OpenedConnection): boolean {
     if (!opened.resumed) return false;
-    if (this.#byId.has(opened.connectionId)) return true;
+    return this.#byId.has(opened.connectionId) || this.#replacedElsewhere(opened) !== undefined;
+  }
+
+  /** The holder mark a takeover replaced, when it is another node's open (which must drop it). */
+  #replacedElsewhere(opened: OpenedConnection): string | undefined {
     const { nodes } = this.#o;
-    return opened.replaced !== undefined && (!nodes || !opened.replaced.startsWith(`${nodes.id}.`));
+    const mark = opened.replaced;
+    return nodes && mark !== undefined && nodeOfHolder(mark) !== nodes.id ? mark : undefined;
   }
 
   get(id: string): Connection | undefined {

@@ -68,6 +68,11 @@ export interface ConnectionRegistry {
   close?(): void;
 }
 
+/** The node a holder mark (`OpenedConnection.holder`, `<node id>.<n>`) names. */
+export function nodeOfHolder(holder: string): string {
+  return holder.slice(0, holder.lastIndexOf('.'));
+}
+
 /** Splits `<id>.<secret>`; undefined for anything else. */
 export function parseConnectionKey(key: string): { id: string; secret: string } | undefined {
   const dot = key.indexOf('.');

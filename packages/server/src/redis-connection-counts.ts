@@ -152,16 +152,24 @@ export class RedisConnectionCounts implements ConnectionCounts {
     }
   }
 
+  add(names: readonly string[]): void {
+    this.#mine.add(names);
+    if (this.#closed) return;
+    const unchecked = names.flatMap((name) => [name, String(Number.MAX_SAFE_INTEGER)]);
+    TAKE.run(this.#o.connection, [this.#totals, this.#share(this.#o.nodeId)], unchecked).catch(this.#lost);
+  }
+
   give(names: readonly string[]): void {
     this.#mine.give(names);
     if (this.#closed) return;
-    GIVE.run(this.#o.connection, [this.#totals, this.#share(this.#o.nodeId)], [...names]).catch(
-      (err: unknown) => {
-        this.#dirty = true;
-        this.#o.onError(err);
-      },
-    );
+    GIVE.run(this.#o.connection, [this.#totals, this.#share(this.#o.nodeId)], [...names]).catch(this.#lost);
   }
+
+  /** A write of the share not awaited failed: Redis may or may not have it, so it is written again. */
+  readonly #lost = (err: unknown): void => {
+    this.#dirty = true;
+    this.#o.onError(err);
+  };
 
   /** Gives this node's share back (its connections are closed or being closed). */
   async close(): Promise<void> {

@@ -27,6 +27,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { errorInfo } from '@mooring/protocol';
+import { nodeOfHolder } from './connection-registry.ts';
 import { errorBody, type Reply } from './http-reply.ts';
 import { ServerError } from './server-error.ts';
 import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
@@ -81,11 +82,6 @@ interface ReplacedMessage {
   holder: string;
 }
 type BusMessage = RequestMessage | AnswerMessage | CancelMessage | ReplacedMessage;
-
-/** The node a holder mark (`<node id>.<n>`, redis-registry.ts) names. */
-export function nodeOfHolder(holder: string): string {
-  return holder.slice(0, holder.lastIndexOf('.'));
-}
 
 interface Waiting {
   reply: Reply;

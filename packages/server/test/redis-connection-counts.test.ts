@@ -77,6 +77,21 @@ describe('RedisConnectionCounts', { skip: skip ?? false }, () => {
     await b.close();
   });
 
+  it('a connection counted unchecked (it opened after its place was given back) counts over the limit, and is given back like any other', async () => {
+    const p = `t${++prefix}`;
+    const a = counts(p, 'a');
+    await a.take([check('late', 1)]);
+    a.add(['late']);
+    await store.connection.send(undefined, ['PING']); // after the add, on the same connection
+    assert.equal(await total(p, 'late'), 2);
+    await assert.rejects(a.take([check('late', 2)]), /too_many_connections|already has 2/);
+    a.give(['late']);
+    a.give(['late']);
+    await store.connection.send(undefined, ['PING']);
+    assert.equal(await total(p, 'late'), 0);
+    await a.close();
+  });
+
   it('refuses over any one of its checks and counts nothing then', async () => {
     const p = `t${++prefix}`;
     const a = counts(p, 'a');
