@@ -59,10 +59,11 @@ export interface ConnectionRegistry {
   /** The transport is gone; `holder`: the open it held (a shared registry forgets the mark then). */
   release(connectionId: string, holder?: string): void;
   /**
-   * A recovery claimed with `open` will not open after all (refused by a budget): a shared registry
-   * gives the holder mark back to the open it replaced, if no later recovery took it since.
+   * What `open` claimed will not open after all (refused by a budget, its socket gone first): a new
+   * identity is forgotten; a recovery changes nothing (a shared registry gives the holder mark back
+   * to the open it replaced, if no later recovery took it since).
    */
-  unclaim?(opened: OpenedConnection): void;
+  unclaim(opened: OpenedConnection): void;
   discard(connectionId: string): void;
   sweep(held: Iterable<string>): void;
   close?(): void;
@@ -118,7 +119,8 @@ export class LocalConnectionRegistry implements ConnectionRegistry {
         held.identity.keyName === identity.keyName &&
         held.identity.clientId === identity.clientId
       ) {
-        held.expiresAt = now + this.#ttl;
+        // a transport still holding it keeps it held until the takeover opens (or does not)
+        if (held.expiresAt !== undefined) held.expiresAt = now + this.#ttl;
         return { connectionId: id, connectionKey: recoverKey, resumed: true };
       }
     }
@@ -142,6 +144,10 @@ export class LocalConnectionRegistry implements ConnectionRegistry {
   /** The client closed on purpose: forget at once. */
   discard(connectionId: string): void {
     this.#held.delete(connectionId);
+  }
+
+  unclaim(opened: OpenedConnection): void {
+    if (!opened.resumed) this.discard(opened.connectionId);
   }
 
   sweep(_held?: Iterable<string>): void {

@@ -156,6 +156,10 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
   }
 
   unclaim(opened: OpenedConnection): void {
+    if (!opened.resumed) {
+      this.discard(opened.connectionId);
+      return;
+    }
     if (opened.holder === undefined) return;
     const key = this.#key(opened.connectionId);
     SWAP.run(this.#o.connection, [key], [opened.holder, opened.replaced ?? '', '']).catch(this.#o.onError);

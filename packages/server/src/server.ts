@@ -23,11 +23,7 @@ import { type Admission, connectAttaches } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionCounts } from './connection-counts.ts';
 import { ConnectionManager } from './connection-manager.ts';
-import {
-  type ConnectionRegistry,
-  LocalConnectionRegistry,
-  type OpenedConnection,
-} from './connection-registry.ts';
+import { type ConnectionRegistry, LocalConnectionRegistry } from './connection-registry.ts';
 import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
@@ -272,7 +268,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       if (seat.status === 'fulfilled' && opened.status === 'fulfilled')
         return { identity, opened: opened.value, attaches, seat: seat.value };
       if (seat.status === 'fulfilled') connections.giveUp(seat.value);
-      if (opened.status === 'fulfilled') unclaim(opened.value);
+      if (opened.status === 'fulfilled') registry.unclaim(opened.value);
       throw seat.status === 'rejected' ? seat.reason : (opened as PromiseRejectedResult).reason;
     }
     // A recovery is claimed first: one that takes the connection over from a transport still
@@ -282,25 +278,15 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       const seat = await connections.admit(identity, connections.takesOver(opened));
       return { identity, opened, attaches, seat };
     } catch (err) {
-      unclaim(opened);
+      registry.unclaim(opened);
       throw err;
     }
-  };
-  /** A claimed identity whose connection will not open: a new one forgotten, a takeover given back. */
-  const unclaim = (opened: OpenedConnection): void => {
-    if (!opened.resumed) {
-      registry.discard(opened.connectionId);
-      return;
-    }
-    registry.unclaim?.(opened);
-    // the local registry started the recovery window of a connection a transport still holds
-    if (connections.get(opened.connectionId)) registry.hold(opened.connectionId);
   };
   /** An admission whose connection will not open after all (its socket closed first). */
   const abandon = ({ seat, opened }: Admission): void => {
     if (seat.settled) return;
     connections.giveUp(seat);
-    unclaim(opened);
+    registry.unclaim(opened);
   };
   /** The same over WebSocket (the upgrade request) and in process: not closing, the right path, then `admit`. */
   const admitConnection = async (

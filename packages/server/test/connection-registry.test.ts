@@ -28,6 +28,26 @@ describe('LocalConnectionRegistry', () => {
     assert.notEqual(late.connectionId, first.connectionId);
   });
 
+  it('a recovery that does not open after all leaves a held connection held, and forgets a new identity', () => {
+    let now = 0;
+    const registry = new LocalConnectionRegistry(500, () => now);
+    const first = registry.open(identity);
+    registry.hold(first.connectionId); // its transport lives
+    const refused = registry.open(identity, first.connectionKey);
+    assert.equal(refused.resumed, true);
+    registry.unclaim(refused); // refused by a budget
+    now += 10_000;
+    registry.sweep();
+    assert.equal(registry.open(identity, first.connectionKey).resumed, true, 'still held: never expired');
+    const fresh = registry.open(identity);
+    registry.unclaim(fresh);
+    assert.equal(
+      registry.open(identity, fresh.connectionKey).resumed,
+      false,
+      'the unused identity is forgotten',
+    );
+  });
+
   it('opening does not sweep: expired identities wait for the heartbeat’s sweep', () => {
     let now = 0;
     const registry = new LocalConnectionRegistry(10, () => now);
