@@ -138,7 +138,7 @@ export class RedisConnectionCounts implements ConnectionCounts {
     const syncs = this.#syncs;
     let answer: unknown;
     try {
-      answer = await TAKE.run(this.#o.connection, [this.#totals, this.#share(this.#o.nodeId)], args);
+      answer = await TAKE.run(this.#o.connection, this.#ownKeys, args);
     } catch (err) {
       this.#mine.give(names);
       this.#dirty = true; // counted in Redis or not: unknown
@@ -156,13 +156,13 @@ export class RedisConnectionCounts implements ConnectionCounts {
     this.#mine.add(names);
     if (this.#closed) return;
     const unchecked = names.flatMap((name) => [name, String(Number.MAX_SAFE_INTEGER)]);
-    TAKE.run(this.#o.connection, [this.#totals, this.#share(this.#o.nodeId)], unchecked).catch(this.#lost);
+    TAKE.run(this.#o.connection, this.#ownKeys, unchecked).catch(this.#lost);
   }
 
   give(names: readonly string[]): void {
     this.#mine.give(names);
     if (this.#closed) return;
-    GIVE.run(this.#o.connection, [this.#totals, this.#share(this.#o.nodeId)], [...names]).catch(this.#lost);
+    GIVE.run(this.#o.connection, this.#ownKeys, [...names]).catch(this.#lost);
   }
 
   /** A write of the share not awaited failed: Redis may or may not have it, so it is written again. */
@@ -209,7 +209,7 @@ export class RedisConnectionCounts implements ConnectionCounts {
     this.#dirty = false;
     this.#syncs++;
     const { connection, nodeId } = this.#o;
-    const keys = [this.#totals, this.#share(nodeId)];
+    const keys = this.#ownKeys;
     const sent: Promise<unknown>[] = [this.#reclaim(nodeId, 'sync')];
     let args: string[] = [];
     for (const [name, count] of this.#mine.entries()) {
@@ -238,6 +238,11 @@ export class RedisConnectionCounts implements ConnectionCounts {
 
   get #totals(): string {
     return `${this.#o.prefix}:{conns}:open`;
+  }
+
+  /** The keys of TAKE, GIVE and SET: the totals and this node's share. */
+  get #ownKeys(): string[] {
+    return [this.#totals, this.#share(this.#o.nodeId)];
   }
 
   get #nodes(): string {
