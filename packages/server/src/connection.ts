@@ -32,7 +32,7 @@ import { requireAccess } from './capabilities.ts';
 import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
-import type { IdentityBudgets } from './identity-budgets.ts';
+import type { PublishBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { Presence } from './presence.ts';
 import { isExpectedError, issueText, ServerError, toErrorInfo } from './server-error.ts';
@@ -93,7 +93,7 @@ export interface ConnectionOptions {
   presence: Presence;
   limits: Limits;
   /** Publish budgets per identity, shared with REST and the identity's other connections. */
-  budgets: IdentityBudgets;
+  budgets: PublishBudgets;
   logger: Logger;
   /** Verifies a renewed token (an `auth` frame) into an identity. */
   verifyToken: (token: string) => Promise<Identity>;
@@ -107,7 +107,7 @@ export class Connection {
   #publisher: PublishIdentity | undefined;
   #expiry: NodeJS.Timeout | undefined;
   readonly #verifyToken: (token: string) => Promise<Identity>;
-  readonly #budgets: IdentityBudgets;
+  readonly #budgets: PublishBudgets;
   /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
   readonly #frameBudget: TokenBucket;
   /**
@@ -449,13 +449,11 @@ export class Connection {
     this.#expiry.unref();
   }
 
-  /** Takes `count` publishes from the identity's budget (shared), or refuses them all with `rate_limited`. */
-  #takePublishAllowance(count: number): void {
-    this.#budgets.takePublish(this.#identity, count);
-  }
-
   async #publish(frame: PublishFrame): Promise<void> {
-    this.#takePublishAllowance(frame.ops.length);
+    // the identity's budget (shared); decided in frame order, so the publishes stay in order when
+    // one waits for Redis
+    const decided = this.#budgets.takePublish(this.#identity, frame.ops.length);
+    if (decided) await decided;
     this.#publisher ??= { ...this.#identity, connectionId: this.id, scope: publisherScope(this.#identity) };
     const results = await this.#channels.publish(frame.channel, frame.ops, this.#publisher);
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));

@@ -21,7 +21,7 @@ import { type Access, Capability, type Operation, requireAccess } from './capabi
 import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
 import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
-import { type IdentityBudgets, identityKey } from './identity-budgets.ts';
+import { identityKey, type PublishBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
 import type { Presence } from './presence.ts';
@@ -35,7 +35,7 @@ export interface RestApiOptions {
   auth: Authenticator;
   limits: Limits;
   /** Publish budgets per identity, shared with the identity's realtime connections. */
-  budgets: IdentityBudgets;
+  budgets: PublishBudgets;
   logger: Logger;
   /** Serve `/metrics` without credentials (for a scraper on a private network). Default false. */
   publicMetrics?: boolean;
@@ -197,7 +197,7 @@ export class RestApi {
             ? (parsed.data.ops as OperationInput[])
             : [parsed.data as OperationInput];
         // one budget per identity: REST and the identity's connections draw from the same bucket
-        this.#o.budgets.takePublish(identity, ops.length);
+        await this.#o.budgets.takePublish(identity, ops.length);
         const results = await this.#o.channels.publish(channel, ops, identity);
         send(res, 200, { channel, results });
         return;

@@ -28,7 +28,7 @@ import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams
 import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
-import { IdentityBudgets } from './identity-budgets.ts';
+import { IdentityBudgets, type PublishBudgets } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { listen } from './listen.ts';
 import { type LocalTransport, localTransportFactory } from './local-transport.ts';
@@ -202,7 +202,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const presence = options.presence
     ? options.presence(store, presenceOptions)
     : engine.presence(presenceOptions);
-  const budgets = new IdentityBudgets(limits);
+  const budgets = engine.budgets(limits);
   const heartbeatSlice = options.heartbeatSlice;
   if (heartbeatSlice !== undefined && !(Number.isInteger(heartbeatSlice) && heartbeatSlice >= 1))
     throw new Error('heartbeatSlice must be a whole number of connections, at least 1');
@@ -516,6 +516,8 @@ async function makeForwarder(
 interface NodeEngine {
   /** Where connection budgets are counted: this process, or (Redis) every node's in Redis. */
   counts: () => ConnectionCounts | undefined;
+  /** Where publish budgets are counted: this process, or (Redis) across every node in Redis. */
+  budgets: (limits: Limits) => PublishBudgets;
   leases: (options: LeaseManagerOptions) => Leases;
   registry: () => ConnectionRegistry;
   presence: (options: PresenceOptions) => Presence;
@@ -535,6 +537,7 @@ async function nodeEngine(
 ): Promise<NodeEngine> {
   const local: NodeEngine = {
     counts: () => undefined,
+    budgets: (limits) => new IdentityBudgets(limits),
     leases: (o) => new LeaseManager(o),
     registry: () => new LocalConnectionRegistry(connectionStateTtl),
     presence: (o) => new PresenceService(o),
@@ -546,12 +549,14 @@ async function nodeEngine(
     { RedisConnectionRegistry },
     { RedisPresence },
     { RedisConnectionCounts },
+    { RedisPublishBudgets },
   ] = await Promise.all([
     import('./store/redis-store.ts'),
     import('./redis-leases.ts'),
     import('./redis-registry.ts'),
     import('./redis-presence.ts'),
     import('./redis-connection-counts.ts'),
+    import('./redis-publish-budgets.ts'),
   ]);
   if (!(store instanceof RedisStore) || !forwarder) return local;
   const { connection, prefix } = store;
@@ -566,6 +571,14 @@ async function nodeEngine(
         nodeTtl: options.nodeTtl ?? 3_000,
         sweepInterval,
         onError: onError('connection budgets'),
+      }),
+    budgets: (limits) =>
+      new RedisPublishBudgets({
+        connection,
+        prefix,
+        limits,
+        onError: (err) =>
+          logger.warn({ err }, 'Redis publish budgets problem: each node counts alone until Redis answers'),
       }),
     leases: (o) =>
       new RedisLeases({

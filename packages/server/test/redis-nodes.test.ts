@@ -781,6 +781,30 @@ if (!skip) {
       await Promise.all(agents.map((agent) => agent.close()));
     });
 
+    it('pipelined publishes of one connection keep their order while their budget is asked of Redis', async () => {
+      // maxPublishRate 1,000: a node takes an allowance of 10 at a time from Redis
+      const [a] = fx.nodes as [MooringServer];
+      const { token } = await createToken(TEST_KEY, { clientId: 'pipeliner' });
+      const client = await RawClient.connect(a.url, { token });
+      const channel = 'session:rate-order';
+      const publish = (tag: string, n: number) =>
+        client.request({
+          type: 'publish',
+          channel,
+          ops: Array.from({ length: n }, (_, j) => ({ id: `${tag}-${j}`, data: j })),
+        });
+      assert.equal((await publish('first', 1)).type, 'ack'); // 9 of the allowance left
+      // sent together: 5 from the allowance (4 left), 5 more wait for Redis, and the last 1, which the
+      // allowance covers, must wait behind them
+      const acks = await Promise.all([publish('p0', 5), publish('p1', 5), publish('p2', 1)]);
+      for (const ack of acks) assert.equal(ack.type, 'ack', JSON.stringify(ack));
+      assert.deepEqual(
+        (await runMessage(a, channel)).map((m) => m.id),
+        ['first-0', ...['p0', 'p1'].flatMap((p) => Array.from({ length: 5 }, (_, j) => `${p}-${j}`)), 'p2-0'],
+      );
+      await client.close();
+    });
+
     it('leases expired by other nodes stop counting against their owner on the node that took them', async () => {
       const [a] = fx.nodes as [MooringServer];
       const channel = 'run:budget';
@@ -962,6 +986,36 @@ if (!skip) {
       await waitFor(async () => (await total('cut-off')) === 0, {
         message: 'the closes were not counted down',
       });
+    });
+  });
+
+  describe('several nodes: publish budgets', () => {
+    const fx = threeNodes({ limits: { maxPublishRate: 10 } });
+
+    it('maxPublishRate counts the identity’s publishes on every node, connections and REST together', async () => {
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const { token } = await createToken(TEST_KEY, { clientId: 'spread-writer' });
+      const onA = await RawClient.connect(a.url, { token });
+      const onB = await RawClient.connect(b.url, { token });
+      const ops = (n: number, tag: string) =>
+        Array.from({ length: n }, (_, i) => ({ id: `${tag}-${i}`, data: i }));
+      const channel = 'session:rate';
+      const first = await onA.request({ type: 'publish', channel, ops: ops(8, 'a') });
+      assert.equal(first.type, 'ack', JSON.stringify(first));
+      // 2 of 10 left (a tenth of a token more per 10 ms): 8 more through another node are refused
+      // whole, over a connection as over REST
+      const second = await onB.request({ type: 'publish', channel, ops: ops(8, 'b') });
+      assert.ok(
+        second.type === 'error' && second.error.code === 'rate_limited',
+        `B published past the identity's rate: ${JSON.stringify(second)}`,
+      );
+      const viaRest = await rest(c, `/v1/channels/${channel}/messages`, { key: token, body: ops(8, 'c') });
+      assert.equal(viaRest.status, 429, JSON.stringify(viaRest.body));
+      assert.deepEqual(
+        (await runMessage(c, channel)).map((m) => m.id),
+        ops(8, 'a').map((op) => op.id),
+      );
+      await Promise.all([onA.close(), onB.close()]);
     });
   });
 }

@@ -73,13 +73,14 @@ export interface DurableStreamsDeps {
   onBytes: (direction: 'in' | 'out', bytes: number) => void;
   /**
    * The budgets of the credential's identity (PROTOCOL.md §10, §16): a write (PUT, POST, DELETE)
-   * takes one operation of its publish rate (`rate_limited`); a live read (long-poll, SSE) counts
+   * takes one operation of its publish rate (`rate_limited`; a promise where the budgets are
+   * counted across nodes); a live read (long-poll, SSE) counts
    * like a realtime connection while it lasts (`too_many_connections`) and returns its release
    * (a promise where the budgets are counted across nodes).
    * Streams served without credentials (`open`) have no identity and take neither.
    */
   budgets?: {
-    write(identity: Identity): void;
+    write(identity: Identity): Promise<void> | undefined;
     live(identity: Identity): (() => void) | Promise<() => void>;
   };
 }
@@ -148,7 +149,7 @@ export class DurableStreamsApi {
       throw new StreamHttpError(501, 'not_implemented', "this server's store does not carry Durable Streams");
     const identity = await this.#authorize(req, url, path, operation);
     const { budgets } = this.#d;
-    if (identity && budgets && method !== 'GET' && method !== 'HEAD') budgets.write(identity);
+    if (identity && budgets && method !== 'GET' && method !== 'HEAD') await budgets.write(identity);
     switch (method) {
       case 'PUT':
         return this.#create(streams, path, req, res, url);

@@ -1,0 +1,129 @@
+/**
+ * Publish budgets counted in Redis (redis-publish-budgets.ts), driven directly on a real
+ * redis-server: two instances on one Redis are two nodes. Through real servers and clients:
+ * redis-nodes.test.ts ("publish budgets").
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DEFAULT_LIMITS, type Limits } from '@mooring/protocol';
+import { FaultProxy, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import type { BudgetIdentity } from '../src/identity-budgets.ts';
+import { RedisPublishBudgets } from '../src/redis-publish-budgets.ts';
+import { RedisStore } from '../src/store/redis-store.ts';
+
+const skip = redisSkipReason();
+
+const writer: BudgetIdentity = { keyName: 'test', clientId: 'writer', viaToken: true };
+
+/** Resolves to true when the take is granted, false when refused with rate_limited. */
+async function granted(take: () => Promise<void> | undefined): Promise<boolean> {
+  try {
+    await take();
+    return true;
+  } catch (err) {
+    assert.equal((err as { code?: string }).code, 'rate_limited', String(err));
+    return false;
+  }
+}
+
+describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
+  let redis: RedisServer;
+  let store: RedisStore;
+  let prefix = 0;
+  before(async () => {
+    redis = await startRedis();
+    store = await RedisStore.open({ url: redis.url, prefix: 'unused' });
+  });
+  after(async () => {
+    await store?.close();
+    await redis?.close();
+  });
+
+  const budgets = (
+    p: string,
+    limits: Partial<Limits>,
+    connection = store.connection,
+    onError: (err: unknown) => void = () => {},
+  ) => new RedisPublishBudgets({ connection, prefix: p, limits: { ...DEFAULT_LIMITS, ...limits }, onError });
+
+  it('two nodes draw from one bucket: what one spent, the other cannot', async () => {
+    const p = `t${++prefix}`;
+    const a = budgets(p, { maxPublishRate: 10 });
+    const b = budgets(p, { maxPublishRate: 10 });
+    assert.ok(await granted(() => a.takePublish(writer, 8)));
+    // 2 left (and a tenth of a token per 10 ms): 8 more on the other node are refused, whole
+    assert.equal(await granted(() => b.takePublish(writer, 8)), false);
+    assert.ok(await granted(() => b.takePublish(writer, 2)));
+    assert.equal(await granted(() => a.takePublish(writer, 1)), false);
+    // another identity has a bucket of its own
+    assert.ok(await granted(() => b.takePublish({ ...writer, clientId: 'other' }, 10)));
+  });
+
+  it('a node spends its allowance without asking Redis, and never more than Redis granted', async () => {
+    const p = `t${++prefix}`;
+    const a = budgets(p, { maxPublishRate: 1_000 });
+    // the first take asks Redis for an allowance of 10 (a hundredth of a second's rate)
+    assert.ok(await granted(() => a.takePublish(writer, 1)));
+    for (let i = 0; i < 9; i++)
+      assert.equal(a.takePublish(writer, 1), undefined, `take ${i + 2} waited for Redis`);
+    // the eleventh is beyond the allowance: it asks again
+    const eleventh = a.takePublish(writer, 1);
+    assert.ok(eleventh instanceof Promise, 'spent more than the allowance without asking Redis');
+    await eleventh;
+  });
+
+  it('takes of one identity are decided in the order they were asked for, even when an earlier one waits for Redis', async () => {
+    const p = `t${++prefix}`;
+    const a = budgets(p, { maxPublishRate: 1_000 });
+    await a.takePublish(writer, 8); // an allowance of 10: 2 left
+    const decided: string[] = [];
+    const big = a.takePublish(writer, 5); // beyond the allowance: waits for Redis
+    assert.ok(big instanceof Promise);
+    void big.then(() => decided.push('5 ops'));
+    // within the allowance, but asked after the waiting one: it must not overtake it
+    const small = a.takePublish(writer, 1);
+    if (small === undefined) decided.push('1 op');
+    else void small.then(() => decided.push('1 op'));
+    await Promise.all([big, small]);
+    assert.deepEqual(decided, ['5 ops', '1 op']);
+  });
+
+  it('a refused take leaves the next one of the identity undisturbed', async () => {
+    const p = `t${++prefix}`;
+    const a = budgets(p, { maxPublishRate: 10 });
+    const over = a.takePublish(writer, 11);
+    const fits = a.takePublish(writer, 10);
+    assert.equal(await granted(() => over), false);
+    assert.ok(await granted(() => fits));
+  });
+
+  it('API keys without maxKeyPublishRate are not counted: nothing is asked of Redis', async () => {
+    const p = `t${++prefix}`;
+    const a = budgets(p, { maxPublishRate: 1 });
+    for (let i = 0; i < 100; i++)
+      assert.equal(a.takePublish({ keyName: 'test', clientId: 'agent', viaToken: false }, 10), undefined);
+    assert.equal(a.size, 0);
+  });
+
+  it('while Redis does not answer, the node counts alone (told once) instead of refusing or hanging', async () => {
+    const proxy = await FaultProxy.start({ port: redis.port });
+    const errors: unknown[] = [];
+    const cut = await RedisStore.open({
+      url: `redis://127.0.0.1:${proxy.port}`,
+      prefix: 'unused',
+      commandTimeout: 300,
+    });
+    try {
+      const a = budgets(`t${++prefix}`, { maxPublishRate: 10 }, cut.connection, (err) => errors.push(err));
+      proxy.blackhole();
+      assert.ok(await granted(() => a.takePublish(writer, 6)));
+      assert.ok(await granted(() => a.takePublish(writer, 4)));
+      // the node's own bucket still limits: 10 per second
+      assert.equal(await granted(() => a.takePublish(writer, 5)), false);
+      assert.equal(errors.length, 1, 'the outage was told more than once');
+    } finally {
+      cut.connection.destroy();
+      await proxy.close();
+    }
+  });
+});
