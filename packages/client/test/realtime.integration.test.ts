@@ -93,32 +93,36 @@ describe('client ⇄ server', () => {
     assert.deepEqual(texts(got), ['after']);
   });
 
-  it('two clients started from one recovery key do not take the connection from each other: the replaced one continues as a new connection', async (t) => {
-    const server = await realServer(t);
-    const writer = client(t, server.url);
-    const first = client(t, server.url, { clientId: 'tab' });
-    const firstGot: Message[] = [];
-    await first.channels.get('session:twin').subscribe((m) => firstGot.push(m));
-    const key = first.recoveryKey();
-    const firstId = first.connection.id;
-    let connects = 0;
-    first.connection.on('connected', () => connects++);
-    // a second tab starts from the same key while the first still lives
-    const second = client(t, server.url, { clientId: 'tab', recover: key });
-    const secondGot: Message[] = [];
-    await second.channels.get('session:twin').subscribe((m) => secondGot.push(m));
-    second.connection.on('connected', () => connects++);
-    assert.equal(second.connection.id, firstId, 'the second took the connection over');
-    await waitFor(() => first.connection.state === 'connected' && first.connection.id !== firstId, {
-      message: 'the replaced client did not continue as a new connection',
+  for (const transport of ['websocket', 'sse', 'longpoll'] as const)
+    it(`two clients started from one recovery key do not take the connection from each other: the replaced one continues as a new connection (${transport})`, async (t) => {
+      const server = await realServer(t);
+      const writer = client(t, server.url);
+      const first = client(t, server.url, { clientId: 'tab', transports: [transport] });
+      const firstGot: Message[] = [];
+      await first.channels.get(`session:twin-${transport}`).subscribe((m) => firstGot.push(m));
+      const key = first.recoveryKey();
+      const firstId = first.connection.id;
+      let connects = 0;
+      first.connection.on('connected', () => connects++);
+      // a second tab starts from the same key while the first still lives
+      const second = client(t, server.url, { clientId: 'tab', recover: key, transports: [transport] });
+      const secondGot: Message[] = [];
+      await second.channels.get(`session:twin-${transport}`).subscribe((m) => secondGot.push(m));
+      second.connection.on('connected', () => connects++);
+      assert.equal(second.connection.id, firstId, 'the second took the connection over');
+      await waitFor(() => first.connection.state === 'connected' && first.connection.id !== firstId, {
+        message: 'the replaced client did not continue as a new connection',
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      assert.ok(
+        connects <= 1,
+        `the two clients took the connection from each other ${connects} times in 1 s`,
+      );
+      assert.equal(second.connection.id, firstId);
+      // both still follow the channel
+      await writer.channels.get(`session:twin-${transport}`).publish('t', 'to both');
+      await waitFor(() => texts(firstGot).includes('to both') && texts(secondGot).includes('to both'));
     });
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    assert.ok(connects <= 1, `the two clients took the connection from each other ${connects} times in 1 s`);
-    assert.equal(second.connection.id, firstId);
-    // both still follow the channel
-    await writer.channels.get('session:twin').publish('t', 'to both');
-    await waitFor(() => texts(firstGot).includes('to both') && texts(secondGot).includes('to both'));
-  });
 
   it('raises continuityLost when the server comes back with a new log (memory store restarted)', async (t) => {
     const first = await realServer(t);

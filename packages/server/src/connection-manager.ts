@@ -323,15 +323,11 @@ export class ConnectionManager {
    * Drops the transport of a connection a recovery took over. It is told first (`disconnect`
    * `replaced`, on a transport that streams): a client whose own new transport took over ignores
    * it, and another client started from the same recovery key continues as a new connection
-   * instead of taking this one back. A long-poll transport is dropped at once, as before: its
-   * late polls are refused (`unknown_connection`), never answered with a frame.
+   * instead of taking this one back. A long-poll transport tells a poll waiting now; a later poll
+   * of it is told by its route (http-transports.ts).
    */
   #replaced(connection: Connection): void {
-    if (connection.transport.kind === 'longpoll') {
-      connection.closeReason = 'replaced';
-      connection.transport.terminate();
-      connection.dispose();
-    } else connection.disconnect('replaced', CLOSE_CODES.going_away.code, true);
+    connection.disconnect('replaced', CLOSE_CODES.going_away.code, true);
     this.#recordClose(connection, false);
     this.#countDown(connection);
   }

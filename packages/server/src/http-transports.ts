@@ -20,7 +20,7 @@
  * connection is closed (e.g. for flooding), so one 1 MiB body cannot hold the server.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorInfo, type Limits } from '@mooring/protocol';
+import { errorInfo, type Limits, type ServerFrame } from '@mooring/protocol';
 import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
@@ -176,20 +176,30 @@ export class HttpTransports {
         return;
       }
       const connection = this.#connectionFor(request.connectionId, request.connectionKey);
-      // A request of an earlier transport (the network held it back) is refused, also when the
-      // connection was recovered on a WebSocket (which has no transport id): acted on by the new
-      // transport's connection, a late detach or attach would undo what the client did since.
+      // A request of an earlier transport (the network held it back, or another client recovered
+      // the connection with the same key) is not acted on, also when the connection was recovered
+      // on a WebSocket (which has no transport id): a late poll would take the new transport's
+      // frames, a late detach or attach would undo what the client did since.
+      const late = () =>
+        request.transportId !== undefined &&
+        (this.#o.connections.get(request.connectionId) !== connection ||
+          request.transportId !== connection.transport.transportId);
       const refuseIfLate = () => {
-        if (
-          request.transportId !== undefined &&
-          (this.#o.connections.get(request.connectionId) !== connection ||
-            request.transportId !== connection.transport.transportId)
-        )
+        if (late())
           throw new ServerError(
             'unknown_connection',
             `this request belongs to an earlier transport of connection ${connection.id}, which has ended`,
           );
       };
+      if (request.kind === 'poll' && late()) {
+        if (method !== undefined && method !== 'GET')
+          throw new ServerError('method_not_allowed', 'use GET to poll');
+        // Told as a streaming transport is told at a takeover: a client whose own new transport
+        // took over ignores it; another one started from the same recovery key goes on as a new
+        // connection instead of taking this one back (which would go on for ever).
+        reply.json(200, REPLACED_ANSWER);
+        return;
+      }
       refuseIfLate();
       if (request.kind === 'frames') {
         if (method !== undefined && method !== 'POST')
@@ -285,7 +295,9 @@ export class HttpTransports {
     const connection = this.#o.connections.open(sink, admission);
     sink.onGone = (deliberate) => {
       this.#o.connections.closed(connection, deliberate);
-      if (!sink.hasQueued) return;
+      // A taken-over transport's frames are not kept: its next poll is late, and told so (below);
+      // kept under the connection's id, they would go to the new transport's poll instead.
+      if (!sink.hasQueued || connection.closeReason === 'replaced') return;
       // keep its last frames (e.g. `disconnect` with the reason) for one more poll
       this.#ended.set(connection.id, { key: connection.key, sink });
       setTimeout(() => this.#ended.delete(connection.id), pollGrace).unref();
@@ -316,6 +328,11 @@ export class HttpTransports {
     return ended.sink;
   }
 }
+
+/** A poll of a transport whose connection another transport took over: its last frame. */
+const REPLACED_ANSWER = Buffer.from(
+  JSON.stringify([{ type: 'disconnect', reason: 'replaced', reconnect: true } satisfies ServerFrame]),
+);
 
 /** `transport=`: the id a client gives each HTTP transport it opens (1–64 URL-safe characters). */
 function transportIdOf(url: URL): { transportId?: string } {

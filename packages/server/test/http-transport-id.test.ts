@@ -1,7 +1,8 @@
 /**
  * Each HTTP transport of a connection has its own id (`transport=`, PROTOCOL.md §12). A connection
- * recovered on a new transport (same connection id, same key) refuses a late poll or POST of the
- * transport before it — one the network held back — with `unknown_connection`: otherwise that poll
+ * recovered on a new transport (same connection id, same key) acts on no late poll or POST of the
+ * transport before it — one the network held back: a POST is refused with `unknown_connection`, a
+ * poll is answered with `disconnect { reason: "replaced" }` and nothing else. Otherwise that poll
  * would take the frames meant for the new transport and carry them to a client that stopped
  * listening, and they would be lost. On one node, and forwarded between two nodes on Redis.
  */
@@ -63,10 +64,11 @@ async function scenario(t: TestContext, first: MooringServer, other: MooringServ
   const attached = await request(other, b, 'frames', 'second', [{ type: 'attach', channel: 'session:late' }]);
   assert.equal(attached.status, 202, await attached.clone().text());
 
-  // the first transport's poll arrives late (it was held by the network): refused, it takes nothing
+  // the first transport's poll arrives late (it was held by the network): told it was replaced, it
+  // takes nothing (a client that did not take the connection over itself goes on as a new one)
   const late = await request(other, a, 'poll', 'first');
-  assert.equal(late.status, 404, await late.clone().text());
-  assert.equal(((await late.json()) as { error: { code: string } }).error.code, 'unknown_connection');
+  assert.equal(late.status, 200, await late.clone().text());
+  assert.deepEqual(await late.json(), [{ type: 'disconnect', reason: 'replaced', reconnect: true }]);
   const latePost = await request(other, a, 'frames', 'first', [{ type: 'detach', channel: 'session:late' }]);
   assert.equal(latePost.status, 404, 'a late POST of the earlier transport is refused too');
 
@@ -81,10 +83,35 @@ async function scenario(t: TestContext, first: MooringServer, other: MooringServ
   t.diagnostic(`the new transport got ${frames.map((f) => f.type).join(', ')}`);
 }
 
+/** The new transport polls before the old one's late poll: the old transport's last frames are not its. */
+async function newTransportPollsFirst(on: MooringServer): Promise<void> {
+  const a = await open(on, 'first');
+  const b = await open(on, 'second', a.connectionKey);
+  const attached = await request(on, b, 'frames', 'second', [{ type: 'attach', channel: 'session:first' }]);
+  assert.equal(attached.status, 202, await attached.clone().text());
+  const frames: ServerFrame[] = [];
+  while (!frames.some((f) => f.type === 'attached')) {
+    const res = await request(on, b, 'poll', 'second');
+    assert.equal(res.status, 200, await res.clone().text());
+    frames.push(...((await res.json()) as ServerFrame[]));
+  }
+  assert.deepEqual(
+    frames.filter((f) => f.type === 'disconnect'),
+    [],
+    'the new transport got the disconnect meant for the one it replaced',
+  );
+  const late = await request(on, a, 'poll', 'first');
+  assert.deepEqual(await late.json(), [{ type: 'disconnect', reason: 'replaced', reconnect: true }]);
+}
+
 describe('HTTP transport ids', () => {
-  it('a late poll or POST of an earlier transport of a recovered connection is refused; the new one gets its frames', async (t) => {
+  it('a late poll or POST of an earlier transport of a recovered connection is not acted on; the new one gets its frames', async (t) => {
     const s = await server(t);
     await scenario(t, s, s);
+  });
+
+  it('the new transport does not get the frames of the transport it replaced, when it polls first', async (t) => {
+    await newTransportPollsFirst(await server(t));
   });
 
   it('a late POST of an earlier transport is refused when the connection was recovered on a WebSocket', async (t) => {
