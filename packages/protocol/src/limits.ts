@@ -40,6 +40,14 @@ export const DEFAULT_LIMITS = {
   maxPublishRate: 1_000,
   /** The same for API-key identities (trusted backends and agents); 0 = no limit. */
   maxKeyPublishRate: 0,
+  /**
+   * Bytes one token identity may publish per second (operations' name + data + headers, as their
+   * size is counted; Durable Streams bodies), with a burst of as many. A publish larger than the
+   * burst passes when the budget is full, and the identity waits for it to refill.
+   */
+  maxPublishBytesRate: 1024 * 1024,
+  /** The same for API-key identities; 0 = no limit. */
+  maxKeyPublishBytesRate: 0,
   /** Message leases held at once by one identity (key + clientId). */
   maxLeasesPerClient: 1_000,
   /**

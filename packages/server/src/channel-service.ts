@@ -21,6 +21,7 @@ import { identityKey } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases, type Reservation } from './leases.ts';
 import { markOrigin } from './message-origin.ts';
 import { Metrics } from './metrics.ts';
+import { operationSize } from './operation-size.ts';
 import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
 import {
@@ -524,14 +525,6 @@ export class ChannelService {
     if (identity.clientId !== undefined) op.clientId = identity.clientId;
     return op;
   }
-}
-
-function operationSize(input: OperationInput): number {
-  let size = input.name === undefined ? 0 : Buffer.byteLength(input.name);
-  if (typeof input.data === 'string') size += Buffer.byteLength(input.data);
-  else if (input.data !== undefined) size += Buffer.byteLength(JSON.stringify(input.data));
-  if (input.headers !== undefined) size += Buffer.byteLength(JSON.stringify(input.headers));
-  return size;
 }
 
 export function byVersion(a: Message, b: Message): number {

@@ -337,7 +337,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     onRequest: (method, status) => streamMetrics.requests.inc({ method, status: String(status) }),
     onBytes: (direction, bytes) => streamMetrics.bytes.inc({ direction }, bytes),
     budgets: {
-      write: (identity) => budgets.takePublish(identity, 1),
+      write: (identity, count, bytes) => budgets.takePublish(identity, count, bytes),
       live: (identity) => connections.holdLiveRead(identity),
     },
   });

@@ -20,10 +20,23 @@ export class TokenBucket {
 
   /** Takes `count` tokens if all are there; returns whether it did. */
   take(count = 1): boolean {
-    this.#refill();
-    if (this.#tokens < count) return false;
+    if (!this.holds(count)) return false;
     this.#tokens -= count;
     return true;
+  }
+
+  /**
+   * Whether `count` tokens could be taken now. With `debt`, a count above the burst can be when the
+   * bucket is full: one large item passes, and the bucket refills from below zero.
+   */
+  holds(count: number, debt = false): boolean {
+    this.#refill();
+    return this.#tokens >= (debt ? Math.min(count, this.burst) : count);
+  }
+
+  /** Takes `count` tokens that `holds` said are there (in debt, the bucket goes below zero). */
+  spend(count: number): void {
+    this.#tokens -= count;
   }
 
   #refill(): void {

@@ -414,6 +414,44 @@ describe('publish budget per identity', () => {
     }
   });
 
+  it('counts bytes too: one token holder cannot fill the store at its operation rate', async () => {
+    // 10 kB per second: far below what 1,000 operations of 64 KiB would be
+    const fx = await startFixture('memory', { limits: { maxPublishBytesRate: 10_000 } });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'filler' });
+      const ws = await RawClient.connect(fx.server.url, { token });
+      const sized = (bytes: number) => [{ name: 'blob', data: 'x'.repeat(bytes - 4) }];
+      assert.equal(outcome(await ws.request({ type: 'publish', channel: 'x', ops: sized(6_000) })), 'ok');
+      // 4,000 left (and 10 more per ms): 6,000 more are refused whole, over a connection and over REST
+      const refused = await ws.request({ type: 'publish', channel: 'x', ops: sized(6_000) });
+      assert.ok(
+        refused.type === 'error' &&
+          refused.error.code === 'rate_limited' &&
+          /bytes/.test(refused.error.message),
+        JSON.stringify(refused).slice(0, 300),
+      );
+      const viaRest = await rest(fx.server, '/v1/channels/x/messages', { key: token, body: sized(6_000) });
+      assert.equal(viaRest.status, 429);
+      // small publishes still fit
+      assert.equal(outcome(await ws.request({ type: 'publish', channel: 'x', ops: sized(100) })), 'ok');
+      await ws.close();
+      // one publish larger than the burst passes when the budget is full; then the identity waits
+      const large = await RawClient.connect(fx.server.url, {
+        token: (await createToken(TEST_KEY, { clientId: 'large' })).token,
+      });
+      assert.equal(outcome(await large.request({ type: 'publish', channel: 'x', ops: sized(30_000) })), 'ok');
+      assert.equal(
+        outcome(await large.request({ type: 'publish', channel: 'x', ops: sized(100) })),
+        'rate_limited',
+      );
+      await large.close();
+      const keyed = await rest(fx.server, '/v1/channels/x/messages', { body: sized(60_000) });
+      assert.equal(keyed.status, 200, 'API keys are not counted by default');
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('caps the active leases of one identity', async () => {
     const fx = await startFixture('memory', { limits: { maxLeasesPerClient: 3 } });
     try {

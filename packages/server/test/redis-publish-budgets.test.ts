@@ -50,24 +50,51 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 10 });
     const b = budgets(p, { maxPublishRate: 10 });
-    assert.ok(await granted(() => a.takePublish(writer, 8)));
+    assert.ok(await granted(() => a.takePublish(writer, 8, 0)));
     // 2 left (and a tenth of a token per 10 ms): 8 more on the other node are refused, whole
-    assert.equal(await granted(() => b.takePublish(writer, 8)), false);
-    assert.ok(await granted(() => b.takePublish(writer, 2)));
-    assert.equal(await granted(() => a.takePublish(writer, 1)), false);
+    assert.equal(await granted(() => b.takePublish(writer, 8, 0)), false);
+    assert.ok(await granted(() => b.takePublish(writer, 2, 0)));
+    assert.equal(await granted(() => a.takePublish(writer, 1, 0)), false);
     // another identity has a bucket of its own
-    assert.ok(await granted(() => b.takePublish({ ...writer, clientId: 'other' }, 10)));
+    assert.ok(await granted(() => b.takePublish({ ...writer, clientId: 'other' }, 10, 0)));
+  });
+
+  it('bytes: two nodes draw from one bucket, and one publish over the burst passes when it is full', async () => {
+    const p = `t${++prefix}`;
+    const limits = { maxPublishRate: 1_000, maxPublishBytesRate: 1_000 };
+    const a = budgets(p, limits);
+    const b = budgets(p, limits);
+    assert.ok(await granted(() => a.takePublish(writer, 1, 600)));
+    assert.equal(await granted(() => b.takePublish(writer, 1, 600)), false);
+    assert.ok(await granted(() => b.takePublish(writer, 1, () => 300)));
+    const large = { ...writer, clientId: 'large' };
+    assert.ok(await granted(() => a.takePublish(large, 1, 5_000)));
+    assert.equal(await granted(() => b.takePublish(large, 1, 1)), false);
+  });
+
+  it('a take refused for its bytes takes no operations, and one refused for its operations no bytes', async () => {
+    const p = `t${++prefix}`;
+    const a = budgets(p, { maxPublishRate: 2, maxPublishBytesRate: 1_000 });
+    assert.ok(await granted(() => a.takePublish(writer, 1, 900)));
+    assert.equal(await granted(() => a.takePublish(writer, 1, 900)), false); // bytes short
+    assert.ok(await granted(() => a.takePublish(writer, 1, 50))); // the second operation is still there
+    assert.equal(await granted(() => a.takePublish(writer, 1, 1)), false); // operations short
+    const b = budgets(p, { maxPublishRate: 2, maxPublishBytesRate: 1_000 });
+    assert.ok(
+      await granted(() => b.takePublish({ ...writer, clientId: 'fresh' }, 1, 1_000)),
+      'a full bytes bucket',
+    );
   });
 
   it('a node spends its allowance without asking Redis, and never more than Redis granted', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1_000 });
     // the first take asks Redis for an allowance of 10 (a hundredth of a second's rate)
-    assert.ok(await granted(() => a.takePublish(writer, 1)));
+    assert.ok(await granted(() => a.takePublish(writer, 1, 0)));
     for (let i = 0; i < 9; i++)
-      assert.equal(a.takePublish(writer, 1), undefined, `take ${i + 2} waited for Redis`);
+      assert.equal(a.takePublish(writer, 1, 0), undefined, `take ${i + 2} waited for Redis`);
     // the eleventh is beyond the allowance: it asks again
-    const eleventh = a.takePublish(writer, 1);
+    const eleventh = a.takePublish(writer, 1, 0);
     assert.ok(eleventh instanceof Promise, 'spent more than the allowance without asking Redis');
     await eleventh;
   });
@@ -75,13 +102,13 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
   it('takes of one identity are decided in the order they were asked for, even when an earlier one waits for Redis', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1_000 });
-    await a.takePublish(writer, 8); // an allowance of 10: 2 left
+    await a.takePublish(writer, 8, 0); // an allowance of 10: 2 left
     const decided: string[] = [];
-    const big = a.takePublish(writer, 5); // beyond the allowance: waits for Redis
+    const big = a.takePublish(writer, 5, 0); // beyond the allowance: waits for Redis
     assert.ok(big instanceof Promise);
     void big.then(() => decided.push('5 ops'));
     // within the allowance, but asked after the waiting one: it must not overtake it
-    const small = a.takePublish(writer, 1);
+    const small = a.takePublish(writer, 1, 0);
     if (small === undefined) decided.push('1 op');
     else void small.then(() => decided.push('1 op'));
     await Promise.all([big, small]);
@@ -91,8 +118,8 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
   it('a refused take leaves the next one of the identity undisturbed', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 10 });
-    const over = a.takePublish(writer, 11);
-    const fits = a.takePublish(writer, 10);
+    const over = a.takePublish(writer, 11, 0);
+    const fits = a.takePublish(writer, 10, 0);
     assert.equal(await granted(() => over), false);
     assert.ok(await granted(() => fits));
   });
@@ -101,7 +128,7 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1 });
     for (let i = 0; i < 100; i++)
-      assert.equal(a.takePublish({ keyName: 'test', clientId: 'agent', viaToken: false }, 10), undefined);
+      assert.equal(a.takePublish({ keyName: 'test', clientId: 'agent', viaToken: false }, 10, 0), undefined);
     assert.equal(a.size, 0);
   });
 
@@ -116,10 +143,10 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
     try {
       const a = budgets(`t${++prefix}`, { maxPublishRate: 10 }, cut.connection, (err) => errors.push(err));
       proxy.blackhole();
-      assert.ok(await granted(() => a.takePublish(writer, 6)));
-      assert.ok(await granted(() => a.takePublish(writer, 4)));
+      assert.ok(await granted(() => a.takePublish(writer, 6, 0)));
+      assert.ok(await granted(() => a.takePublish(writer, 4, 0)));
       // the node's own bucket still limits: 10 per second
-      assert.equal(await granted(() => a.takePublish(writer, 5)), false);
+      assert.equal(await granted(() => a.takePublish(writer, 5, 0)), false);
       assert.equal(errors.length, 1, 'the outage was told more than once');
     } finally {
       cut.connection.destroy();

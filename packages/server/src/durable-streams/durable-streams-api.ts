@@ -73,14 +73,15 @@ export interface DurableStreamsDeps {
   onBytes: (direction: 'in' | 'out', bytes: number) => void;
   /**
    * The budgets of the credential's identity (PROTOCOL.md §10, §16): a write (PUT, POST, DELETE)
-   * takes one operation of its publish rate (`rate_limited`; a promise where the budgets are
-   * counted across nodes); a live read (long-poll, SSE) counts
+   * takes one operation of its publish rate before its body is read, and its body's bytes of its
+   * bytes rate once read (`rate_limited`; a promise where the budgets are counted across nodes); a
+   * live read (long-poll, SSE) counts
    * like a realtime connection while it lasts (`too_many_connections`) and returns its release
    * (a promise where the budgets are counted across nodes).
    * Streams served without credentials (`open`) have no identity and take neither.
    */
   budgets?: {
-    write(identity: Identity): Promise<void> | undefined;
+    write(identity: Identity, count: number, bytes: number): Promise<void> | undefined;
     live(identity: Identity): (() => void) | Promise<() => void>;
   };
 }
@@ -149,12 +150,18 @@ export class DurableStreamsApi {
       throw new StreamHttpError(501, 'not_implemented', "this server's store does not carry Durable Streams");
     const identity = await this.#authorize(req, url, path, operation);
     const { budgets } = this.#d;
-    if (identity && budgets && method !== 'GET' && method !== 'HEAD') await budgets.write(identity);
+    if (identity && budgets && method !== 'GET' && method !== 'HEAD') await budgets.write(identity, 1, 0);
+    const body = async (): Promise<Uint8Array> => {
+      const data = await readBody(req, this.#o.maxAppendBytes);
+      this.#d.onBytes('in', data.length);
+      if (identity && budgets && data.length > 0) await budgets.write(identity, 0, data.length);
+      return data;
+    };
     switch (method) {
       case 'PUT':
-        return this.#create(streams, path, req, res, url);
+        return this.#create(streams, path, req, res, url, body);
       case 'POST':
-        return this.#append(streams, path, req, res);
+        return this.#append(streams, path, req, res, body);
       case 'DELETE': {
         const outcome = await streams.delete(path, Date.now());
         if (outcome === 'not_found') throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
@@ -230,13 +237,13 @@ export class DurableStreamsApi {
     req: IncomingMessage,
     res: ServerResponse,
     url: URL,
+    body: () => Promise<Uint8Array>,
   ): Promise<void> {
     const fork = forkHeaders(req);
     if (fork) await this.#authorize(req, url, fork.source, 'stream-read');
     const expiry = expiryHeaders(req);
     const closed = closedHeader(req);
-    let data: Uint8Array = await readBody(req, this.#o.maxAppendBytes);
-    this.#d.onBytes('in', data.length);
+    let data = await body();
     // a fork without a Content-Type takes its source's
     const contentType = fork && !hasContentType(req) ? undefined : creationContentType(req);
     let jsonType = contentType;
@@ -295,13 +302,13 @@ export class DurableStreamsApi {
     path: string,
     req: IncomingMessage,
     res: ServerResponse,
+    body: () => Promise<Uint8Array>,
   ): Promise<void> {
     const producer = producerHeaders(req);
     const streamSeq = streamSeqHeader(req);
     const close = closedHeader(req);
     const contentType = requestContentType(req);
-    let data: Uint8Array = await readBody(req, this.#o.maxAppendBytes);
-    this.#d.onBytes('in', data.length);
+    let data = await body();
     if (data.length === 0 && !close)
       throw new StreamHttpError(
         400,

@@ -59,6 +59,26 @@ test('writes take from the publish rate of their identity: past it 429 rate_limi
   );
 });
 
+test('writes take the bytes of their body from the bytes rate of their identity; one body over the burst passes when it is full', async () => {
+  // the default maxPublishBytesRate: 1 MiB per second, a burst of as many
+  const big = await tokenFor('big');
+  assert.equal((await call('bytes/a', big, { method: 'PUT' })).status, 201);
+  const body = 'b'.repeat(600_000);
+  assert.equal((await call('bytes/a', big, { method: 'POST', body })).status, 204);
+  const refused = await call('bytes/a', big, { method: 'POST', body });
+  assert.equal(refused.status, 429);
+  assert.equal(await errorCode(refused), 'rate_limited');
+  assert.equal(
+    (await (await call('bytes/a?offset=-1', big)).text()).length,
+    600_000,
+    'the refused body is not stored',
+  );
+  const huge = await tokenFor('huge');
+  assert.equal((await call('bytes/b', huge, { method: 'PUT' })).status, 201);
+  assert.equal((await call('bytes/b', huge, { method: 'POST', body: 'h'.repeat(3_000_000) })).status, 204);
+  assert.equal((await call('bytes/b', huge, { method: 'POST', body: 'h' })).status, 429);
+});
+
 test('live reads count in the connection budget of their identity while they wait', async () => {
   const reader = await tokenFor('reader');
   assert.equal((await call('live/a', reader, { method: 'PUT' })).status, 201);
