@@ -299,6 +299,47 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'filling the store (token: 64 KiB publishes for 5 s, 8 in flight on a WebSocket)',
+    async attack({ port }) {
+      const t = await token({ clientId: 'filler' });
+      const { ws } = await openWs(`ws://127.0.0.1:${port}/v1/connect?token=${t}`);
+      const counts = counter(ws);
+      const data = 'x'.repeat(64 * 1024 - 8);
+      const until = Date.now() + 5_000;
+      const answered = () => (counts.get('ack') ?? 0) + (counts.get('rate_limited') ?? 0);
+      let sent = 0;
+      while (Date.now() < until && ws.readyState === ws.OPEN) {
+        for (let i = 0; i < 8; i++)
+          ws.send(
+            JSON.stringify({ type: 'publish', channel: 'fill', ops: [{ name: 'blob', data }], ref: sent++ }),
+          );
+        // eight in flight: their answers come before the next eight
+        while (answered() < sent && ws.readyState === ws.OPEN && Date.now() < until + 5_000) await sleep(1);
+      }
+      ws.close();
+      const stored = counts.get('ack') ?? 0;
+      return `${fmt(counts, ['ack', 'rate', 'close'])}: ${((stored * 64) / 1024 / 5).toFixed(2)} MB/s stored`;
+    },
+  },
+  {
+    name: 'connection churn (token: connect and drop without a close, 16 at once, 5 s)',
+    async attack({ port }) {
+      const t = await token({ clientId: 'churner' });
+      const statuses = new Map<number, number>();
+      const until = Date.now() + 5_000;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (Date.now() < until) {
+            const { ws, status } = await openWs(`ws://127.0.0.1:${port}/v1/connect?token=${t}`);
+            statuses.set(status, (statuses.get(status) ?? 0) + 1);
+            ws.terminate(); // no close: the identity stays recoverable
+          }
+        }),
+      );
+      return `handshakes: ${[...statuses].map(([s, n]) => `${s}×${n}`).join(' ')}`;
+    },
+  },
+  {
     name: 'pipelined leased creates (token: 3,000 sent at once on one WebSocket)',
     async attack({ port }) {
       const t = await token({ clientId: 'pipelined' });

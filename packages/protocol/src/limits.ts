@@ -48,6 +48,14 @@ export const DEFAULT_LIMITS = {
   maxPublishBytesRate: 1024 * 1024,
   /** The same for API-key identities; 0 = no limit. */
   maxKeyPublishBytesRate: 0,
+  /**
+   * Connection requests (new or recovering, any transport) of one token clientId per second, after
+   * a burst of twice `maxConnectionsPerClient`: every dropped connection stays recoverable for a
+   * while, so connecting and dropping without end would hold memory without bound.
+   */
+  maxConnectRate: 10,
+  /** The same for a key's anonymous tokens together, after a burst of twice `maxAnonymousConnectionsPerKey`. */
+  maxAnonymousConnectRate: 250,
   /** Message leases held at once by one identity (key + clientId). */
   maxLeasesPerClient: 1_000,
   /**

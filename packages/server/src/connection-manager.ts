@@ -32,7 +32,7 @@ import {
   nodeOfHolder,
   type OpenedConnection,
 } from './connection-registry.ts';
-import type { PublishBudgets } from './identity-budgets.ts';
+import type { RateBudgets } from './identity-budgets.ts';
 import { forEachInSlices, type SlicedPass } from './in-slices.ts';
 import type { Presence } from './presence.ts';
 
@@ -54,7 +54,7 @@ export interface ConnectionManagerOptions {
   presence: Presence;
   registry: ConnectionRegistry;
   limits: Limits;
-  budgets: PublishBudgets;
+  budgets: RateBudgets;
   logger: Logger;
   heartbeatInterval: number;
   /** Connections a heartbeat round visits per turn of the event loop (default 500). */

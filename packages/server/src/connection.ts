@@ -32,7 +32,7 @@ import { requireAccess } from './capabilities.ts';
 import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
-import type { PublishBudgets } from './identity-budgets.ts';
+import type { RateBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import { operationsSize } from './operation-size.ts';
 import type { Presence } from './presence.ts';
@@ -94,7 +94,7 @@ export interface ConnectionOptions {
   presence: Presence;
   limits: Limits;
   /** Publish budgets per identity, shared with REST and the identity's other connections. */
-  budgets: PublishBudgets;
+  budgets: RateBudgets;
   logger: Logger;
   /** Verifies a renewed token (an `auth` frame) into an identity. */
   verifyToken: (token: string) => Promise<Identity>;
@@ -108,7 +108,7 @@ export class Connection {
   #publisher: PublishIdentity | undefined;
   #expiry: NodeJS.Timeout | undefined;
   readonly #verifyToken: (token: string) => Promise<Identity>;
-  readonly #budgets: PublishBudgets;
+  readonly #budgets: RateBudgets;
   /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
   readonly #frameBudget: TokenBucket;
   /**
@@ -453,9 +453,7 @@ export class Connection {
   async #publish(frame: PublishFrame): Promise<void> {
     // the identity's budget (shared); decided in frame order, so the publishes stay in order when
     // one waits for Redis
-    const decided = this.#budgets.takePublish(this.#identity, frame.ops.length, () =>
-      operationsSize(frame.ops),
-    );
+    const decided = this.#budgets.take(this.#identity, frame.ops.length, () => operationsSize(frame.ops));
     if (decided) await decided;
     this.#publisher ??= { ...this.#identity, connectionId: this.id, scope: publisherScope(this.#identity) };
     const results = await this.#channels.publish(frame.channel, frame.ops, this.#publisher);

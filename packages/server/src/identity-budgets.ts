@@ -1,16 +1,25 @@
 /**
- * Publish budgets per identity (PROTOCOL.md §10): one token bucket per key + clientId, shared by
- * REST, Durable Streams writes and every connection of that identity, so opening more connections
- * (or switching to REST) buys no more throughput. Token identities get `maxPublishRate` operations
- * and `maxPublishBytesRate` bytes per second, API-key identities `maxKeyPublishRate` and
- * `maxKeyPublishBytesRate` (0 = unlimited: trusted backends and agents). A publish takes from both
- * or from neither. The bytes budget keeps one token holder from filling the store for everyone
- * (a thousand 64 KiB operations per second would be 64 MB/s); one publish larger than its burst
- * passes when the budget is full, and the identity then waits for it to refill. Anonymous tokens of
- * one key share one budget.
+ * Rate budgets per identity (PROTOCOL.md §10): token buckets per key + clientId, shared by every
+ * connection, REST call and Durable Streams write of that identity. Anonymous tokens of one key
+ * share one identity. Two sets of rules use them:
+ * - `publishRules`: token identities get `maxPublishRate` operations and `maxPublishBytesRate`
+ *   bytes per second, API-key identities `maxKeyPublishRate` and `maxKeyPublishBytesRate` (0 = none:
+ *   trusted backends and agents). Opening more connections (or switching to REST) buys no more
+ *   throughput. The bytes budget keeps one token holder from filling the store for everyone (a
+ *   thousand 64 KiB operations per second would be 64 MB/s).
+ * - `connectRules`: connection requests (new or recovering, any transport) of a token clientId,
+ *   `maxConnectRate` per second after a burst of twice `maxConnectionsPerClient`; of a key's
+ *   anonymous tokens together, `maxAnonymousConnectRate` after a burst of twice
+ *   `maxAnonymousConnectionsPerKey`.
+ *   Every dropped connection leaves its identity recoverable (and its presence for the grace), so
+ *   a client opening and dropping connections as fast as the server accepts them would hold
+ *   memory without bound.
+ * A take counts `count` units and, where a bytes rate is set, `bytes` bytes: from both or from
+ * neither. One take larger than the bytes burst passes when that budget is full, and the identity
+ * then waits for it to refill.
  *
- * `PublishBudgets` is where they are counted: `IdentityBudgets` in this process (one node), or
- * `RedisPublishBudgets` across every node (redis-publish-budgets.ts).
+ * `RateBudgets` is where they are counted: `IdentityBudgets` in this process (one node), or
+ * `RedisIdentityBudgets` across every node (redis-identity-budgets.ts).
  *
  * The map of buckets is bounded: beyond `maxTracked` identities the least recently used go (an idle
  * bucket has refilled, so forgetting it changes nothing), so a flood of distinct clientIds costs
@@ -23,30 +32,44 @@ import { TokenBucket } from './token-bucket.ts';
 
 export type BudgetIdentity = Pick<Identity, 'keyName' | 'clientId' | 'viaToken'>;
 
-/** Where publish budgets are counted. */
-export interface PublishBudgets {
+/** Where rate budgets are counted. */
+export interface RateBudgets {
   /**
-   * Takes `count` operations of `bytes` bytes together from the identity's budgets (`bytes` may be
-   * a function, called only where bytes are counted), or refuses them all with `rate_limited`
-   * (thrown, or the promise rejected). Undefined when it was decided at once. The takes of one
-   * identity are decided in the order they were asked for, so a caller that goes on as each is
-   * decided keeps its publishes in order.
+   * Takes `count` units and `bytes` bytes together from the identity's budgets (`bytes` may be a
+   * function, called only where bytes are counted), or refuses them all (thrown, or the promise
+   * rejected; the rules' refusal). Undefined when it was decided at once. The takes of one identity
+   * are decided in the order they were asked for, so a caller that goes on as each is decided keeps
+   * its publishes in order.
    */
-  takePublish(identity: BudgetIdentity, count: number, bytes: Bytes): Promise<void> | undefined;
+  take(identity: BudgetIdentity, count: number, bytes: Bytes): Promise<void> | undefined;
 }
 
-/** A publish's size in bytes, or how to measure it (only where bytes are counted). */
+/** A size in bytes, or how to measure it (only where bytes are counted). */
 export type Bytes = number | (() => number);
 
-/** An identity's publish rates per second (0: not counted). */
-export interface PublishRates {
-  ops: number;
-  bytes: number;
+/** One bucket: its refill per second and what it holds when full. */
+export interface Rate {
+  perSecond: number;
+  burst: number;
+}
+
+/** An identity's buckets (absent: not counted). */
+export interface Rates {
+  units: Rate | undefined;
+  bytes: Rate | undefined;
+}
+
+/** What a set of rate budgets counts, per identity, and how it refuses. */
+export interface RateRules {
+  /** Names the budgets where they are shared (Redis keys `<prefix>:rate:<name>:<identity>`). */
+  name: string;
+  of(identity: BudgetIdentity): Rates;
+  refuse(identity: BudgetIdentity, rates: Rates, which: 'units' | 'bytes'): ServerError;
 }
 
 /** One identity's buckets, where counted. */
 interface Buckets {
-  ops: TokenBucket | undefined;
+  units: TokenBucket | undefined;
   bytes: TokenBucket | undefined;
 }
 
@@ -56,38 +79,38 @@ export interface IdentityBudgetsOptions {
   now?: () => number;
 }
 
-export class IdentityBudgets implements PublishBudgets {
-  readonly #limits: Limits;
+export class IdentityBudgets implements RateBudgets {
+  readonly #rules: RateRules;
   readonly #buckets = new Map<string, Buckets>();
   readonly #maxTracked: number;
   readonly #now: () => number;
 
-  constructor(limits: Limits, options: IdentityBudgetsOptions = {}) {
-    this.#limits = limits;
+  constructor(rules: RateRules, options: IdentityBudgetsOptions = {}) {
+    this.#rules = rules;
     this.#maxTracked = options.maxTracked ?? 100_000;
     this.#now = options.now ?? Date.now;
   }
 
-  /** Takes `count` operations of `bytes` from the identity's budgets, or refuses them all with `rate_limited`. */
-  takePublish(identity: BudgetIdentity, count: number, bytes: Bytes): undefined {
-    const rates = publishRatesOf(identity, this.#limits);
-    if (rates.ops <= 0 && rates.bytes <= 0) return;
+  /** Takes `count` units and `bytes` bytes from the identity's budgets, or refuses them all. */
+  take(identity: BudgetIdentity, count: number, bytes: Bytes): undefined {
+    const rates = this.#rules.of(identity);
+    if (!rates.units && !rates.bytes) return;
     const id = identityKey(identity);
     let buckets = this.#buckets.get(id);
     if (buckets)
       this.#buckets.delete(id); // re-inserted below: the map's order is least recently used first
-    else
-      buckets = {
-        ops: rates.ops > 0 ? new TokenBucket(rates.ops, rates.ops, this.#now) : undefined,
-        bytes: rates.bytes > 0 ? new TokenBucket(rates.bytes, rates.bytes, this.#now) : undefined,
-      };
+    else buckets = { units: this.#bucket(rates.units), bytes: this.#bucket(rates.bytes) };
     this.#buckets.set(id, buckets);
     if (this.#buckets.size > this.#maxTracked) this.#evict();
     const size = buckets.bytes ? sizeOf(bytes) : 0;
-    if (buckets.ops && !buckets.ops.holds(count)) throw rateLimited(identity, rates, 'ops');
-    if (buckets.bytes && !buckets.bytes.holds(size, true)) throw rateLimited(identity, rates, 'bytes');
-    buckets.ops?.spend(count);
+    if (buckets.units && !buckets.units.holds(count)) throw this.#rules.refuse(identity, rates, 'units');
+    if (buckets.bytes && !buckets.bytes.holds(size, true)) throw this.#rules.refuse(identity, rates, 'bytes');
+    buckets.units?.spend(count);
     buckets.bytes?.spend(size);
+  }
+
+  #bucket(rate: Rate | undefined): TokenBucket | undefined {
+    return rate ? new TokenBucket(rate.perSecond, rate.burst, this.#now) : undefined;
   }
 
   /** Identities currently tracked (tests, metrics). */
@@ -110,29 +133,52 @@ export function identityKey(identity: BudgetIdentity): string {
   return `${identity.viaToken ? 'token' : 'key'}\u0000${identity.keyName}\u0000${identity.clientId ?? ''}`;
 }
 
-/** The identity's publish rates per second (0: none). */
-export function publishRatesOf(identity: BudgetIdentity, limits: Limits): PublishRates {
-  return identity.viaToken
-    ? { ops: limits.maxPublishRate, bytes: limits.maxPublishBytesRate }
-    : { ops: limits.maxKeyPublishRate, bytes: limits.maxKeyPublishBytesRate };
+/** A bucket of `perSecond` (at least `burst` when full), or none for 0. */
+function rate(perSecond: number, burst = perSecond): Rate | undefined {
+  return perSecond > 0 ? { perSecond, burst: Math.max(burst, perSecond, 1) } : undefined;
+}
+
+/** Publishes: operations and bytes per second. */
+export function publishRules(limits: Limits): RateRules {
+  const token: Rates = { units: rate(limits.maxPublishRate), bytes: rate(limits.maxPublishBytesRate) };
+  const key: Rates = { units: rate(limits.maxKeyPublishRate), bytes: rate(limits.maxKeyPublishBytesRate) };
+  return {
+    name: 'publish',
+    of: (identity) => (identity.viaToken ? token : key),
+    refuse: (identity, rates, which) =>
+      new ServerError(
+        'rate_limited',
+        `more than ${which === 'units' ? `${rates.units?.perSecond} operations` : `${rates.bytes?.perSecond} bytes`} published per second by ${describe(identity)} (all its connections, REST and Durable Streams writes together); slow down and retry`,
+      ),
+  };
+}
+
+/** Connection requests (new or recovering) of token identities; API keys are not counted. */
+export function connectRules(limits: Limits): RateRules {
+  // bursts of twice the connection budgets: a client at its budget is told too_many_connections
+  // (what it can act on), and every tab of a full client can reconnect at once after a network change
+  const named: Rates = {
+    units: rate(limits.maxConnectRate, 2 * limits.maxConnectionsPerClient),
+    bytes: undefined,
+  };
+  const anonymous: Rates = {
+    units: rate(limits.maxAnonymousConnectRate, 2 * limits.maxAnonymousConnectionsPerKey),
+    bytes: undefined,
+  };
+  const none: Rates = { units: undefined, bytes: undefined };
+  return {
+    name: 'connect',
+    of: (identity) => (!identity.viaToken ? none : identity.clientId === undefined ? anonymous : named),
+    refuse: (identity, rates) =>
+      new ServerError(
+        'rate_limited',
+        `more than ${rates.units?.perSecond} connection requests per second by ${describe(identity)}; retry after a short delay`,
+      ),
+  };
 }
 
 export function sizeOf(bytes: Bytes): number {
   return typeof bytes === 'number' ? bytes : bytes();
-}
-
-/** The refusal of a publish beyond one of the identity's rates. */
-export function rateLimited(
-  identity: BudgetIdentity,
-  rates: PublishRates,
-  which: 'ops' | 'bytes',
-): ServerError {
-  const what =
-    which === 'ops' ? `${rates.ops} operations per second` : `${rates.bytes} bytes published per second`;
-  return new ServerError(
-    'rate_limited',
-    `more than ${what} for ${describe(identity)} (all its connections, REST and Durable Streams writes together); slow down and retry`,
-  );
 }
 
 function describe(identity: BudgetIdentity): string {

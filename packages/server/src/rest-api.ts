@@ -21,7 +21,7 @@ import { type Access, Capability, type Operation, requireAccess } from './capabi
 import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
 import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
-import { identityKey, type PublishBudgets } from './identity-budgets.ts';
+import { identityKey, type RateBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
 import { operationsSize } from './operation-size.ts';
@@ -36,7 +36,7 @@ export interface RestApiOptions {
   auth: Authenticator;
   limits: Limits;
   /** Publish budgets per identity, shared with the identity's realtime connections. */
-  budgets: PublishBudgets;
+  budgets: RateBudgets;
   logger: Logger;
   /** Serve `/metrics` without credentials (for a scraper on a private network). Default false. */
   publicMetrics?: boolean;
@@ -198,7 +198,7 @@ export class RestApi {
             ? (parsed.data.ops as OperationInput[])
             : [parsed.data as OperationInput];
         // one budget per identity: REST and the identity's connections draw from the same bucket
-        await this.#o.budgets.takePublish(identity, ops.length, () => operationsSize(ops));
+        await this.#o.budgets.take(identity, ops.length, () => operationsSize(ops));
         const results = await this.#o.channels.publish(channel, ops, identity);
         send(res, 200, { channel, results });
         return;

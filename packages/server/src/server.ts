@@ -28,7 +28,13 @@ import { DurableStreamsApi, type DurableStreamsOptions } from './durable-streams
 import { StreamMetrics } from './durable-streams/stream-metrics.ts';
 import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
-import { IdentityBudgets, type PublishBudgets } from './identity-budgets.ts';
+import {
+  connectRules,
+  IdentityBudgets,
+  publishRules,
+  type RateBudgets,
+  type RateRules,
+} from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { listen } from './listen.ts';
 import { type LocalTransport, localTransportFactory } from './local-transport.ts';
@@ -202,7 +208,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const presence = options.presence
     ? options.presence(store, presenceOptions)
     : engine.presence(presenceOptions);
-  const budgets = engine.budgets(limits);
+  const budgets = engine.budgets(publishRules(limits));
+  const connectBudgets = engine.budgets(connectRules(limits));
   const heartbeatSlice = options.heartbeatSlice;
   if (heartbeatSlice !== undefined && !(Number.isInteger(heartbeatSlice) && heartbeatSlice >= 1))
     throw new Error('heartbeatSlice must be a whole number of connections, at least 1');
@@ -257,6 +264,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       );
     const attaches = connectAttaches(url, limits.maxJsonDepth);
     const identity = await auth.authenticate(req, url);
+    // the identity's connection-request rate, before anything is counted or claimed
+    const rated = connectBudgets.take(identity, 1, 0);
+    if (rated) await rated;
     const recover = url.searchParams.get('recover') ?? undefined;
     if (recover === undefined) {
       // a new identity: its seat and its claim (each a round trip on Redis) go together, and the
@@ -337,7 +347,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     onRequest: (method, status) => streamMetrics.requests.inc({ method, status: String(status) }),
     onBytes: (direction, bytes) => streamMetrics.bytes.inc({ direction }, bytes),
     budgets: {
-      write: (identity, count, bytes) => budgets.takePublish(identity, count, bytes),
+      write: (identity, count, bytes) => budgets.take(identity, count, bytes),
       live: (identity) => connections.holdLiveRead(identity),
     },
   });
@@ -516,8 +526,8 @@ async function makeForwarder(
 interface NodeEngine {
   /** Where connection budgets are counted: this process, or (Redis) every node's in Redis. */
   counts: () => ConnectionCounts | undefined;
-  /** Where publish budgets are counted: this process, or (Redis) across every node in Redis. */
-  budgets: (limits: Limits) => PublishBudgets;
+  /** Where rate budgets are counted: this process, or (Redis) across every node in Redis. */
+  budgets: (rules: RateRules) => RateBudgets;
   leases: (options: LeaseManagerOptions) => Leases;
   registry: () => ConnectionRegistry;
   presence: (options: PresenceOptions) => Presence;
@@ -537,7 +547,7 @@ async function nodeEngine(
 ): Promise<NodeEngine> {
   const local: NodeEngine = {
     counts: () => undefined,
-    budgets: (limits) => new IdentityBudgets(limits),
+    budgets: (rules) => new IdentityBudgets(rules),
     leases: (o) => new LeaseManager(o),
     registry: () => new LocalConnectionRegistry(connectionStateTtl),
     presence: (o) => new PresenceService(o),
@@ -549,14 +559,14 @@ async function nodeEngine(
     { RedisConnectionRegistry },
     { RedisPresence },
     { RedisConnectionCounts },
-    { RedisPublishBudgets },
+    { RedisIdentityBudgets },
   ] = await Promise.all([
     import('./store/redis-store.ts'),
     import('./redis-leases.ts'),
     import('./redis-registry.ts'),
     import('./redis-presence.ts'),
     import('./redis-connection-counts.ts'),
-    import('./redis-publish-budgets.ts'),
+    import('./redis-identity-budgets.ts'),
   ]);
   if (!(store instanceof RedisStore) || !forwarder) return local;
   const { connection, prefix } = store;
@@ -572,13 +582,16 @@ async function nodeEngine(
         sweepInterval,
         onError: onError('connection budgets'),
       }),
-    budgets: (limits) =>
-      new RedisPublishBudgets({
+    budgets: (rules) =>
+      new RedisIdentityBudgets({
         connection,
         prefix,
-        limits,
+        rules,
         onError: (err) =>
-          logger.warn({ err }, 'Redis publish budgets problem: each node counts alone until Redis answers'),
+          logger.warn(
+            { err, budgets: rules.name },
+            'Redis rate budgets problem: each node counts alone until Redis answers',
+          ),
       }),
     leases: (o) =>
       new RedisLeases({

@@ -226,7 +226,9 @@ describe('connection requests in flight', () => {
       `connection requests of one client sent together count together (${kind})`,
       { skip: (kind === 'redis' && redisSkipReason()) || false },
       async () => {
-        const fx = await startFixture(kind, { limits: { maxConnectionsPerClient: 3 } });
+        const fx = await startFixture(kind, {
+          limits: { maxConnectionsPerClient: 3, maxConnectRate: 1_000 },
+        });
         try {
           const { token } = await createToken(TEST_KEY, { clientId: 'many' });
           const tries = await Promise.allSettled(
@@ -447,6 +449,30 @@ describe('publish budget per identity', () => {
       await large.close();
       const keyed = await rest(fx.server, '/v1/channels/x/messages', { body: sized(60_000) });
       assert.equal(keyed.status, 200, 'API keys are not counted by default');
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('limits the connection requests of one token clientId: connecting and dropping cannot go on without end', async () => {
+    // a burst of twice maxConnectionsPerClient (4), then 2 per second
+    const fx = await startFixture('memory', { limits: { maxConnectRate: 2, maxConnectionsPerClient: 2 } });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'churner' });
+      for (let i = 0; i < 4; i++) {
+        const c = await RawClient.connect(fx.server.url, { token });
+        c.ws.terminate(); // dropped without a close: the identity stays recoverable
+      }
+      await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/);
+      const polled = await fetch(`${fx.server.url}/v1/connect/poll?token=${encodeURIComponent(token)}`);
+      assert.equal(polled.status, 429);
+      assert.equal(((await polled.json()) as { error: { code: string } }).error.code, 'rate_limited');
+      // another clientId and the key itself still connect
+      const other = await RawClient.connect(fx.server.url, {
+        token: (await createToken(TEST_KEY, { clientId: 'other' })).token,
+      });
+      const keyed = await RawClient.connect(fx.server.url, {});
+      await Promise.all([other.close(), keyed.close()]);
     } finally {
       await fx.close();
     }

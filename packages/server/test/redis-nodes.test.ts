@@ -989,8 +989,8 @@ if (!skip) {
     });
   });
 
-  describe('several nodes: publish budgets', () => {
-    const fx = threeNodes({ limits: { maxPublishRate: 10 } });
+  describe('several nodes: rate budgets', () => {
+    const fx = threeNodes({ limits: { maxPublishRate: 10, maxConnectRate: 1, maxConnectionsPerClient: 2 } });
 
     it('maxPublishRate counts the identity’s publishes on every node, connections and REST together', async () => {
       const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
@@ -1016,6 +1016,17 @@ if (!skip) {
         ops(8, 'a').map((op) => op.id),
       );
       await Promise.all([onA.close(), onB.close()]);
+    });
+
+    it('maxConnectRate counts the connection requests of a clientId on every node', async () => {
+      // a burst of twice maxConnectionsPerClient (4), then 1 per second, for all nodes together
+      const { token } = await createToken(TEST_KEY, { clientId: 'churner' });
+      for (let i = 0; i < 4; i++) {
+        const c = await RawClient.connect(fx.nodes[i % 3]!.url, { token });
+        c.ws.terminate();
+      }
+      for (const n of fx.nodes)
+        await assert.rejects(RawClient.connect(n.url, { token }), /HTTP 429/, 'a fifth request, on any node');
     });
   });
 }

@@ -1,5 +1,5 @@
 /**
- * Publish budgets counted in Redis (redis-publish-budgets.ts), driven directly on a real
+ * Rate budgets counted in Redis (redis-identity-budgets.ts), driven directly on a real
  * redis-server: two instances on one Redis are two nodes. Through real servers and clients:
  * redis-nodes.test.ts ("publish budgets").
  */
@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_LIMITS, type Limits } from '@mooring/protocol';
 import { FaultProxy, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
-import type { BudgetIdentity } from '../src/identity-budgets.ts';
-import { RedisPublishBudgets } from '../src/redis-publish-budgets.ts';
+import { type BudgetIdentity, connectRules, publishRules } from '../src/identity-budgets.ts';
+import { RedisIdentityBudgets } from '../src/redis-identity-budgets.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
 
 const skip = redisSkipReason();
@@ -26,7 +26,7 @@ async function granted(take: () => Promise<void> | undefined): Promise<boolean> 
   }
 }
 
-describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
+describe('RedisIdentityBudgets', { skip: skip ?? false }, () => {
   let redis: RedisServer;
   let store: RedisStore;
   let prefix = 0;
@@ -44,19 +44,25 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
     limits: Partial<Limits>,
     connection = store.connection,
     onError: (err: unknown) => void = () => {},
-  ) => new RedisPublishBudgets({ connection, prefix: p, limits: { ...DEFAULT_LIMITS, ...limits }, onError });
+  ) =>
+    new RedisIdentityBudgets({
+      connection,
+      prefix: p,
+      rules: publishRules({ ...DEFAULT_LIMITS, ...limits }),
+      onError,
+    });
 
   it('two nodes draw from one bucket: what one spent, the other cannot', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 10 });
     const b = budgets(p, { maxPublishRate: 10 });
-    assert.ok(await granted(() => a.takePublish(writer, 8, 0)));
+    assert.ok(await granted(() => a.take(writer, 8, 0)));
     // 2 left (and a tenth of a token per 10 ms): 8 more on the other node are refused, whole
-    assert.equal(await granted(() => b.takePublish(writer, 8, 0)), false);
-    assert.ok(await granted(() => b.takePublish(writer, 2, 0)));
-    assert.equal(await granted(() => a.takePublish(writer, 1, 0)), false);
+    assert.equal(await granted(() => b.take(writer, 8, 0)), false);
+    assert.ok(await granted(() => b.take(writer, 2, 0)));
+    assert.equal(await granted(() => a.take(writer, 1, 0)), false);
     // another identity has a bucket of its own
-    assert.ok(await granted(() => b.takePublish({ ...writer, clientId: 'other' }, 10, 0)));
+    assert.ok(await granted(() => b.take({ ...writer, clientId: 'other' }, 10, 0)));
   });
 
   it('bytes: two nodes draw from one bucket, and one publish over the burst passes when it is full', async () => {
@@ -64,37 +70,34 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
     const limits = { maxPublishRate: 1_000, maxPublishBytesRate: 1_000 };
     const a = budgets(p, limits);
     const b = budgets(p, limits);
-    assert.ok(await granted(() => a.takePublish(writer, 1, 600)));
-    assert.equal(await granted(() => b.takePublish(writer, 1, 600)), false);
-    assert.ok(await granted(() => b.takePublish(writer, 1, () => 300)));
+    assert.ok(await granted(() => a.take(writer, 1, 600)));
+    assert.equal(await granted(() => b.take(writer, 1, 600)), false);
+    assert.ok(await granted(() => b.take(writer, 1, () => 300)));
     const large = { ...writer, clientId: 'large' };
-    assert.ok(await granted(() => a.takePublish(large, 1, 5_000)));
-    assert.equal(await granted(() => b.takePublish(large, 1, 1)), false);
+    assert.ok(await granted(() => a.take(large, 1, 5_000)));
+    assert.equal(await granted(() => b.take(large, 1, 1)), false);
   });
 
   it('a take refused for its bytes takes no operations, and one refused for its operations no bytes', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 2, maxPublishBytesRate: 1_000 });
-    assert.ok(await granted(() => a.takePublish(writer, 1, 900)));
-    assert.equal(await granted(() => a.takePublish(writer, 1, 900)), false); // bytes short
-    assert.ok(await granted(() => a.takePublish(writer, 1, 50))); // the second operation is still there
-    assert.equal(await granted(() => a.takePublish(writer, 1, 1)), false); // operations short
+    assert.ok(await granted(() => a.take(writer, 1, 900)));
+    assert.equal(await granted(() => a.take(writer, 1, 900)), false); // bytes short
+    assert.ok(await granted(() => a.take(writer, 1, 50))); // the second operation is still there
+    assert.equal(await granted(() => a.take(writer, 1, 1)), false); // operations short
     const b = budgets(p, { maxPublishRate: 2, maxPublishBytesRate: 1_000 });
-    assert.ok(
-      await granted(() => b.takePublish({ ...writer, clientId: 'fresh' }, 1, 1_000)),
-      'a full bytes bucket',
-    );
+    assert.ok(await granted(() => b.take({ ...writer, clientId: 'fresh' }, 1, 1_000)), 'a full bytes bucket');
   });
 
   it('a node spends its allowance without asking Redis, and never more than Redis granted', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1_000 });
     // the first take asks Redis for an allowance of 10 (a hundredth of a second's rate)
-    assert.ok(await granted(() => a.takePublish(writer, 1, 0)));
+    assert.ok(await granted(() => a.take(writer, 1, 0)));
     for (let i = 0; i < 9; i++)
-      assert.equal(a.takePublish(writer, 1, 0), undefined, `take ${i + 2} waited for Redis`);
+      assert.equal(a.take(writer, 1, 0), undefined, `take ${i + 2} waited for Redis`);
     // the eleventh is beyond the allowance: it asks again
-    const eleventh = a.takePublish(writer, 1, 0);
+    const eleventh = a.take(writer, 1, 0);
     assert.ok(eleventh instanceof Promise, 'spent more than the allowance without asking Redis');
     await eleventh;
   });
@@ -102,13 +105,13 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
   it('takes of one identity are decided in the order they were asked for, even when an earlier one waits for Redis', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1_000 });
-    await a.takePublish(writer, 8, 0); // an allowance of 10: 2 left
+    await a.take(writer, 8, 0); // an allowance of 10: 2 left
     const decided: string[] = [];
-    const big = a.takePublish(writer, 5, 0); // beyond the allowance: waits for Redis
+    const big = a.take(writer, 5, 0); // beyond the allowance: waits for Redis
     assert.ok(big instanceof Promise);
     void big.then(() => decided.push('5 ops'));
     // within the allowance, but asked after the waiting one: it must not overtake it
-    const small = a.takePublish(writer, 1, 0);
+    const small = a.take(writer, 1, 0);
     if (small === undefined) decided.push('1 op');
     else void small.then(() => decided.push('1 op'));
     await Promise.all([big, small]);
@@ -118,8 +121,8 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
   it('a refused take leaves the next one of the identity undisturbed', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 10 });
-    const over = a.takePublish(writer, 11, 0);
-    const fits = a.takePublish(writer, 10, 0);
+    const over = a.take(writer, 11, 0);
+    const fits = a.take(writer, 10, 0);
     assert.equal(await granted(() => over), false);
     assert.ok(await granted(() => fits));
   });
@@ -128,8 +131,35 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1 });
     for (let i = 0; i < 100; i++)
-      assert.equal(a.takePublish({ keyName: 'test', clientId: 'agent', viaToken: false }, 10, 0), undefined);
+      assert.equal(a.take({ keyName: 'test', clientId: 'agent', viaToken: false }, 10, 0), undefined);
     assert.equal(a.size, 0);
+  });
+
+  it('connection requests: a token clientId gets a burst of twice its connection budget, then maxConnectRate; keys are not counted', async () => {
+    const p = `t${++prefix}`;
+    const limits = { ...DEFAULT_LIMITS, maxConnectRate: 2, maxConnectionsPerClient: 3 };
+    const a = new RedisIdentityBudgets({
+      connection: store.connection,
+      prefix: p,
+      rules: connectRules(limits),
+      onError: () => {},
+    });
+    const b = new RedisIdentityBudgets({
+      connection: store.connection,
+      prefix: p,
+      rules: connectRules(limits),
+      onError: () => {},
+    });
+    for (let i = 0; i < 6; i++)
+      assert.ok(await granted(() => (i % 2 ? a : b).take(writer, 1, 0)), `request ${i + 1}`);
+    assert.equal(
+      await granted(() => a.take(writer, 1, 0)),
+      false,
+      'a seventh request at once, on either node',
+    );
+    assert.equal(await granted(() => b.take(writer, 1, 0)), false);
+    const agent = { keyName: 'test', clientId: 'agent', viaToken: false };
+    for (let i = 0; i < 20; i++) assert.equal(a.take(agent, 1, 0), undefined);
   });
 
   it('while Redis does not answer, the node counts alone (told once) instead of refusing or hanging', async () => {
@@ -143,10 +173,10 @@ describe('RedisPublishBudgets', { skip: skip ?? false }, () => {
     try {
       const a = budgets(`t${++prefix}`, { maxPublishRate: 10 }, cut.connection, (err) => errors.push(err));
       proxy.blackhole();
-      assert.ok(await granted(() => a.takePublish(writer, 6, 0)));
-      assert.ok(await granted(() => a.takePublish(writer, 4, 0)));
+      assert.ok(await granted(() => a.take(writer, 6, 0)));
+      assert.ok(await granted(() => a.take(writer, 4, 0)));
       // the node's own bucket still limits: 10 per second
-      assert.equal(await granted(() => a.takePublish(writer, 5, 0)), false);
+      assert.equal(await granted(() => a.take(writer, 5, 0)), false);
       assert.equal(errors.length, 1, 'the outage was told more than once');
     } finally {
       cut.connection.destroy();
