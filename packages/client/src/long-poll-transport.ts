@@ -10,8 +10,10 @@
  * Exactly one poll is pending at a time: the next one starts when the previous answer arrived. Every
  * answer, empty or not, counts as traffic for dead-connection detection. `404 unknown_connection` on
  * a poll means the server no longer holds the connection: the transport ends and the connection
- * reconnects (with `recover`) and resumes.
+ * reconnects (with `recover`) and resumes. A `disconnect` frame is the server's last on a transport:
+ * the transport ends after handing it over (its close code 1001, as a WebSocket's would be).
  */
+import { CLOSE_CODES } from '@mooring/protocol';
 import { HttpTransport } from './http-transport.ts';
 import { openRefusal, upstreamFailure } from './http-upstream.ts';
 import { toServerFrame } from './transport.ts';
@@ -111,6 +113,13 @@ export class LongPollTransport extends HttpTransport {
         this.upstream.connect(this.connectionUrl(frame.connectionId, 'frames'), frame.connectionKey);
       }
       this.handlers?.onFrame(frame);
+      if (frame.type === 'disconnect' && !this.done) {
+        // The server's last frame on this transport (a WebSocket would be closed now): stop polling.
+        // Polling on would get it again at once (a replaced transport's late polls are answered so),
+        // in a tight loop while the connection waits for an upgrade candidate that took it over.
+        this.finish({ code: CLOSE_CODES.going_away.code, reason: frame.reason });
+        return false;
+      }
     }
     return !this.done;
   }

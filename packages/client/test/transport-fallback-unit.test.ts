@@ -341,6 +341,26 @@ describe('background upgrade', () => {
     assert.equal(s.connection.errorReason?.code, 'disconnected');
   });
 
+  it('the server replaced the old transport for the candidate, then the candidate failed: the connection reconnects with its key', async () => {
+    // `disconnect replaced` on the old transport while the candidate opens is the candidate's own
+    // takeover, not a second client's: the key is kept, and the reconnect takes the connection back
+    const s = setup();
+    const sse = await onSse(s);
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    s.last().connected();
+    await flush();
+    const candidate = s.last();
+    sse.frame({ type: 'disconnect', reason: 'replaced', reconnect: true });
+    sse.end({ code: 1001, reason: 'replaced' });
+    assert.equal(s.connection.state, 'connected');
+    candidate.end({ code: 1006, reason: '' });
+    assert.equal(s.connection.state, 'disconnected');
+    s.timers.advance(s.connection.retryIn ?? 0);
+    await flush();
+    assert.equal(s.last().query.get('recover'), 'c_1.k', 'reconnected as a new connection');
+  });
+
   it('a lost connection abandons the upgrade in progress', async () => {
     const s = setup();
     const sse = await onSse(s);

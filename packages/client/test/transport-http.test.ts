@@ -368,6 +368,25 @@ describe('LongPollTransport', () => {
     assert.equal(classifyClose(r.closes[0] as TransportCloseInfo).type, 'lost');
   });
 
+  it('a disconnect frame is the last of the transport: handed over, then the transport ends and polls no more', async () => {
+    // a replaced transport's late polls are all answered so: polling on would loop while the
+    // connection waits for the upgrade candidate that took it over
+    const { f, r } = open();
+    await flush();
+    f.calls[0]?.respond(json(200, [connectedFrame()]));
+    await flush();
+    f.calls[1]?.respond(json(200, [{ type: 'disconnect', reason: 'replaced', reconnect: true }]));
+    await flush();
+    assert.deepEqual(
+      r.frames.map((x) => x.type),
+      ['connected', 'disconnect'],
+    );
+    assert.equal(r.closes.length, 1);
+    assert.equal(r.closes[0]?.code, 1001);
+    assert.equal(r.closes[0]?.reason, 'replaced');
+    assert.equal(f.calls.length, 2, 'it polled again after the disconnect');
+  });
+
   it('a refused opening request reports its status and error body', async () => {
     const { f, r } = open();
     await flush();
