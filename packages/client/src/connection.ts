@@ -550,7 +550,9 @@ export class Connection {
           // Another client took this connection over with its key (two instances started from one
           // recovery key). Taking it back would drop that one, which would take it back in turn, for
           // ever: continue as a new connection instead (channels resume from their positions).
-          this.#recover = undefined;
+          // Unless a candidate of ours failed lately: it may have reached the server all the same,
+          // and this is then an ordinary loss (the reconnect takes the connection back from it).
+          if (!this.#upgrade.failedLately) this.#recover = undefined;
         }
         this.#disconnect = frame;
         const classified = classifyClose({ code: 1006, reason: frame.reason }, frame);

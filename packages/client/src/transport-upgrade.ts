@@ -62,6 +62,8 @@ export class TransportUpgrade {
   #retiring: Transport | undefined;
   #heldLoss: TransportCloseInfo | undefined;
   #switching = false;
+  /** When a candidate last failed (timers' clock): it may still reach the server after that. */
+  #failedAt: number | undefined;
 
   constructor(deps: TransportUpgradeDeps) {
     this.#deps = deps;
@@ -73,6 +75,18 @@ export class TransportUpgrade {
   /** A candidate is opening: a takeover of the connection now is most likely its own. */
   get opening(): boolean {
     return this.#candidate !== undefined;
+  }
+
+  /**
+   * A candidate failed within the last `realtimeRequestTimeout`: the request of one given up on here
+   * (timed out, reset on its way back) may still have reached the server and taken the connection
+   * over, so a takeover now may be its own too.
+   */
+  get failedLately(): boolean {
+    return (
+      this.#failedAt !== undefined &&
+      this.#deps.timers.now() - this.#failedAt < this.#deps.timings.realtimeRequestTimeout
+    );
   }
 
   /** Between adoption and the switch: the connection must not send (it resends after the switch). */
@@ -174,6 +188,7 @@ export class TransportUpgrade {
     this.#candidate = undefined;
     this.#candidateTimer.clear();
     candidate.abort();
+    this.#failedAt = this.#deps.timers.now();
     const loss = this.#heldLoss;
     this.#heldLoss = undefined;
     if (loss === undefined) {

@@ -361,6 +361,26 @@ describe('background upgrade', () => {
     assert.equal(s.last().query.get('recover'), 'c_1.k', 'reconnected as a new connection');
   });
 
+  it('a candidate given up on here may still have taken the connection over: replaced soon after, the connection reconnects with its key', async () => {
+    const s = setup();
+    const sse = await onSse(s);
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    s.last().connected();
+    await flush();
+    const candidate = s.last();
+    // the candidate times out here; its request, slow on its way, still reaches the server
+    s.timers.advance(TIMINGS.realtimeRequestTimeout);
+    await flush();
+    assert.equal(candidate.aborted, true);
+    assert.equal(s.connection.state, 'connected');
+    sse.frame({ type: 'disconnect', reason: 'replaced', reconnect: true });
+    assert.equal(s.connection.state, 'disconnected');
+    s.timers.advance(s.connection.retryIn ?? 0);
+    await flush();
+    assert.equal(s.last().query.get('recover'), 'c_1.k', 'reconnected as a new connection');
+  });
+
   it('a lost connection abandons the upgrade in progress', async () => {
     const s = setup();
     const sse = await onSse(s);
