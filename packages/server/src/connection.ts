@@ -34,7 +34,6 @@ import { type ChannelService, type PublishIdentity, publisherScope } from './cha
 import type { Identity } from './connection-registry.ts';
 import type { RateBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
-import { operationsSize } from './operation-size.ts';
 import type { Presence } from './presence.ts';
 import { isExpectedError, issueText, ServerError, toErrorInfo } from './server-error.ts';
 import { simplePublishFrame } from './simple-publish-frame.ts';
@@ -453,7 +452,7 @@ export class Connection {
   async #publish(frame: PublishFrame): Promise<void> {
     // the identity's budget (shared); decided in frame order, so the publishes stay in order when
     // one waits for Redis
-    const decided = this.#budgets.take(this.#identity, frame.ops.length, () => operationsSize(frame.ops));
+    const decided = this.#budgets.take(this.#identity, frame.ops.length, frame.ops);
     if (decided) await decided;
     this.#publisher ??= { ...this.#identity, connectionId: this.id, scope: publisherScope(this.#identity) };
     const results = await this.#channels.publish(frame.channel, frame.ops, this.#publisher);

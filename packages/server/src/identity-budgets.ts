@@ -25,8 +25,9 @@
  * bucket has refilled, so forgetting it changes nothing), so a flood of distinct clientIds costs
  * bounded memory.
  */
-import type { Limits } from '@mooring/protocol';
+import type { Limits, OperationInput } from '@mooring/protocol';
 import type { Identity } from './connection-registry.ts';
+import { operationsSize } from './operation-size.ts';
 import { ServerError } from './server-error.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -35,8 +36,8 @@ export type BudgetIdentity = Pick<Identity, 'keyName' | 'clientId' | 'viaToken'>
 /** Where rate budgets are counted. */
 export interface RateBudgets {
   /**
-   * Takes `count` units and `bytes` bytes together from the identity's budgets (`bytes` may be a
-   * function, called only where bytes are counted), or refuses them all (thrown, or the promise
+   * Takes `count` units and `bytes` bytes together from the identity's budgets (`bytes` may be the
+   * operations, measured only where bytes are counted), or refuses them all (thrown, or the promise
    * rejected; the rules' refusal). Undefined when it was decided at once. The takes of one identity
    * are decided in the order they were asked for, so a caller that goes on as each is decided keeps
    * its publishes in order.
@@ -44,8 +45,11 @@ export interface RateBudgets {
   take(identity: BudgetIdentity, count: number, bytes: Bytes): Promise<void> | undefined;
 }
 
-/** A size in bytes, or how to measure it (only where bytes are counted). */
-export type Bytes = number | (() => number);
+/**
+ * A size in bytes, or the operations whose size it is (measured only where bytes are counted: an
+ * agent's publish per token allocates nothing for it).
+ */
+export type Bytes = number | readonly OperationInput[];
 
 /** One bucket: its refill per second and what it holds when full. */
 export interface Rate {
@@ -178,7 +182,7 @@ export function connectRules(limits: Limits): RateRules {
 }
 
 export function sizeOf(bytes: Bytes): number {
-  return typeof bytes === 'number' ? bytes : bytes();
+  return typeof bytes === 'number' ? bytes : operationsSize(bytes);
 }
 
 function describe(identity: BudgetIdentity): string {

@@ -24,7 +24,6 @@ import { channelHealthReport, conversationReport, troubleReport } from './health
 import { identityKey, type RateBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
-import { operationsSize } from './operation-size.ts';
 import type { Presence } from './presence.ts';
 import { isExpectedError, issueText, ServerError, toErrorInfo } from './server-error.ts';
 import type { HistoryQuery } from './store/store.ts';
@@ -198,7 +197,7 @@ export class RestApi {
             ? (parsed.data.ops as OperationInput[])
             : [parsed.data as OperationInput];
         // one budget per identity: REST and the identity's connections draw from the same bucket
-        await this.#o.budgets.take(identity, ops.length, () => operationsSize(ops));
+        await this.#o.budgets.take(identity, ops.length, ops);
         const results = await this.#o.channels.publish(channel, ops, identity);
         send(res, 200, { channel, results });
         return;

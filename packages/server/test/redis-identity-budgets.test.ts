@@ -72,7 +72,7 @@ describe('RedisIdentityBudgets', { skip: skip ?? false }, () => {
     const b = budgets(p, limits);
     assert.ok(await granted(() => a.take(writer, 1, 600)));
     assert.equal(await granted(() => b.take(writer, 1, 600)), false);
-    assert.ok(await granted(() => b.take(writer, 1, () => 300)));
+    assert.ok(await granted(() => b.take(writer, 1, [{ data: 'x'.repeat(300) }])));
     const large = { ...writer, clientId: 'large' };
     assert.ok(await granted(() => a.take(large, 1, 5_000)));
     assert.equal(await granted(() => b.take(large, 1, 1)), false);
