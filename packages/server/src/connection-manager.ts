@@ -76,6 +76,11 @@ export class ConnectionManager {
   readonly #countedAs = new WeakMap<Connection, string[]>();
   /** Each connection's holder mark in a shared registry (`OpenedConnection.holder`). */
   readonly #holders = new WeakMap<Connection, string>();
+  /**
+   * Holder marks another node took over before their open here (its takeover notice came first),
+   * with when the notice came; kept for at most `SEAT_TIMEOUT`.
+   */
+  readonly #preempted = new Map<string, number>();
   /** The heartbeat round still running (over more than one slice). */
   #round: SlicedPass | undefined;
 
@@ -165,7 +170,19 @@ export class ConnectionManager {
       { connectionId: opened.connectionId, resumed: opened.resumed, transport: transport.kind },
       'connected',
     );
+    // taken over elsewhere before it opened here: dropped now, as it would have been a moment later
+    if (opened.holder !== undefined && this.#preempted.delete(opened.holder))
+      this.replacedElsewhere(opened.connectionId, opened.holder);
     return connection;
+  }
+
+  /** Forgets takeover notices older than an admission's seat: their opens will not come any more. */
+  #forgetPreempted(): void {
+    const before = Date.now() - SEAT_TIMEOUT;
+    for (const [holder, at] of this.#preempted) {
+      if (at >= before) break;
+      this.#preempted.delete(holder);
+    }
   }
 
   /**
@@ -197,7 +214,13 @@ export class ConnectionManager {
    */
   replacedElsewhere(id: string, holder: string): void {
     const connection = this.#byId.get(id);
-    if (!connection || this.#holders.get(connection) !== holder) return; // gone, or recovered here since
+    if (!connection || this.#holders.get(connection) !== holder) {
+      // gone, recovered here since, or not open yet: a recovery claimed here whose upgrade is still
+      // on its way when a later recovery elsewhere took its mark over. Kept for `open`.
+      this.#preempted.set(holder, Date.now());
+      this.#forgetPreempted();
+      return;
+    }
     this.#byId.delete(id);
     this.#replaced(connection);
     this.#o.presence.connectionMoved?.(id);

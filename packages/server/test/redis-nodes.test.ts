@@ -397,6 +397,45 @@ if (skip) {
         await redisClient.close();
       }
     });
+
+    it('a takeover notice that comes before the open it names drops that open once it opens', async () => {
+      // Two recoveries at once: C takes over B's mark while B's upgrade is still on its way, and C's
+      // notice reaches B first. Staged on one node: the notice names the mark A's next open will get.
+      const [a] = fx.nodes as [MooringServer];
+      const phone = await RawClient.connect(a.url, { clientId: 'early' });
+      const redisClient = createClient({ url: fx.redis.url });
+      await redisClient.connect();
+      try {
+        const { connectionId } = phone.connected;
+        const stored = JSON.parse((await redisClient.get(`mooring:connection:${connectionId}`))!) as {
+          n: string;
+        };
+        const dot = stored.n.lastIndexOf('.');
+        const node = stored.n.slice(0, dot);
+        const next = `${node}.${Number(stored.n.slice(dot + 1)) + 1}`;
+        const listeners = await redisClient.sPublish(
+          `mooring:node:{${node}}`,
+          JSON.stringify({ t: 'replaced', id: connectionId, holder: next }),
+        );
+        assert.equal(listeners, 1, 'A listens');
+        await new Promise((resolve) => setTimeout(resolve, 100)); // the notice is in before the open
+        const late = await RawClient.connect(a.url, {
+          clientId: 'early',
+          recover: phone.connected.connectionKey,
+        });
+        const held = JSON.parse((await redisClient.get(`mooring:connection:${connectionId}`))!) as {
+          n: string;
+        };
+        assert.equal(held.n, next, 'the recovery got the mark the notice named');
+        assert.equal(
+          await closesWithin(late, 5_000),
+          true,
+          'the open the notice named still holds the connection',
+        );
+      } finally {
+        await redisClient.close();
+      }
+    });
   });
 
   describe('several nodes: presence', () => {
