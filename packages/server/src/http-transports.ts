@@ -191,17 +191,8 @@ export class HttpTransports {
             `this request belongs to an earlier transport of connection ${connection.id}, which has ended`,
           );
       };
-      if (request.kind === 'poll' && late()) {
-        if (method !== undefined && method !== 'GET')
-          throw new ServerError('method_not_allowed', 'use GET to poll');
-        // Told as a streaming transport is told at a takeover: a client whose own new transport
-        // took over ignores it; another one started from the same recovery key goes on as a new
-        // connection instead of taking this one back (which would go on for ever).
-        reply.json(200, REPLACED_ANSWER);
-        return;
-      }
-      refuseIfLate();
       if (request.kind === 'frames') {
+        refuseIfLate();
         if (method !== undefined && method !== 'POST')
           throw new ServerError('method_not_allowed', 'use POST to send frames');
         // the client lives while its request arrives: a large body on a slow link may take longer
@@ -223,6 +214,13 @@ export class HttpTransports {
       }
       if (method !== undefined && method !== 'GET')
         throw new ServerError('method_not_allowed', 'use GET to poll');
+      if (late()) {
+        // Told as a streaming transport is told at a takeover: a client whose own new transport
+        // took over ignores it; another one started from the same recovery key goes on as a new
+        // connection instead of taking this one back (which would go on for ever).
+        reply.json(200, REPLACED_ANSWER);
+        return;
+      }
       const sink = connection.transport;
       if (!(sink instanceof LongPollSink))
         throw new ServerError(

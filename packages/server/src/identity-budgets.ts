@@ -29,6 +29,7 @@ import type { Limits, OperationInput } from '@mooring/protocol';
 import type { Identity } from './connection-registry.ts';
 import { operationsSize } from './operation-size.ts';
 import { ServerError } from './server-error.ts';
+import { Lru } from './store/lru.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export type BudgetIdentity = Pick<Identity, 'keyName' | 'clientId' | 'viaToken'>;
@@ -85,13 +86,12 @@ export interface IdentityBudgetsOptions {
 
 export class IdentityBudgets implements RateBudgets {
   readonly #rules: RateRules;
-  readonly #buckets = new Map<string, Buckets>();
-  readonly #maxTracked: number;
+  readonly #buckets: Lru<string, Buckets>;
   readonly #now: () => number;
 
   constructor(rules: RateRules, options: IdentityBudgetsOptions = {}) {
     this.#rules = rules;
-    this.#maxTracked = options.maxTracked ?? 100_000;
+    this.#buckets = new Lru(options.maxTracked ?? 100_000);
     this.#now = options.now ?? Date.now;
   }
 
@@ -101,11 +101,10 @@ export class IdentityBudgets implements RateBudgets {
     if (!rates.units && !rates.bytes) return;
     const id = identityKey(identity);
     let buckets = this.#buckets.get(id);
-    if (buckets)
-      this.#buckets.delete(id); // re-inserted below: the map's order is least recently used first
-    else buckets = { units: this.#bucket(rates.units), bytes: this.#bucket(rates.bytes) };
-    this.#buckets.set(id, buckets);
-    if (this.#buckets.size > this.#maxTracked) this.#evict();
+    if (!buckets) {
+      buckets = { units: this.#bucket(rates.units), bytes: this.#bucket(rates.bytes) };
+      this.#buckets.set(id, buckets);
+    }
     const size = buckets.bytes ? sizeOf(bytes) : 0;
     if (buckets.units && !buckets.units.holds(count)) throw this.#rules.refuse(identity, rates, 'units');
     if (buckets.bytes && !buckets.bytes.holds(size, true)) throw this.#rules.refuse(identity, rates, 'bytes');
@@ -120,15 +119,6 @@ export class IdentityBudgets implements RateBudgets {
   /** Identities currently tracked (tests, metrics). */
   get size(): number {
     return this.#buckets.size;
-  }
-
-  /** Drops the least recently used 1%: amortised O(1), and an old bucket has (nearly) refilled anyway. */
-  #evict(): void {
-    const target = Math.floor(this.#maxTracked * 0.99);
-    for (const id of this.#buckets.keys()) {
-      if (this.#buckets.size <= target) break;
-      this.#buckets.delete(id);
-    }
   }
 }
 
