@@ -247,6 +247,23 @@ async function onSse(s: ReturnType<typeof setup>): Promise<DrainingTransport> {
   return sse;
 }
 
+/** On SSE, with a WebSocket upgrade candidate opening (its probe passed): the old transport, the candidate. */
+async function candidateOpening(s: ReturnType<typeof setup>) {
+  const sse = await onSse(s);
+  s.timers.advance(TIMINGS.upgradeInterval);
+  await flush();
+  s.last().connected(); // the probe
+  await flush();
+  return { sse, candidate: s.last() };
+}
+
+/** After a loss: the transport of the reconnect, opened once its backoff ran. */
+async function reconnected(s: ReturnType<typeof setup>) {
+  s.timers.advance(s.connection.retryIn ?? 0);
+  await flush();
+  return s.last();
+}
+
 describe('background upgrade', () => {
   it('probes WebSocket every upgradeInterval, then moves the connection to it: no state change', async () => {
     const s = setup();
@@ -297,12 +314,8 @@ describe('background upgrade', () => {
 
   it('a switch does not wait for ever on a drain that never ends', async () => {
     const s = setup();
-    const sse = await onSse(s);
-    s.timers.advance(TIMINGS.upgradeInterval);
-    await flush();
-    s.last().connected();
-    await flush();
-    s.last().connected({ connectionId: 'c_1', connectionKey: 'c_1.k', resumed: true });
+    const { sse, candidate } = await candidateOpening(s);
+    candidate.connected({ connectionId: 'c_1', connectionKey: 'c_1.k', resumed: true });
     assert.equal(s.connection.transport, 'sse');
     s.timers.advance(TIMINGS.realtimeRequestTimeout);
     assert.equal(sse.aborted, true);
@@ -328,12 +341,7 @@ describe('background upgrade', () => {
 
   it('the old transport ended and the candidate failed: that loss counts, the connection reconnects', async () => {
     const s = setup();
-    const sse = await onSse(s);
-    s.timers.advance(TIMINGS.upgradeInterval);
-    await flush();
-    s.last().connected();
-    await flush();
-    const candidate = s.last();
+    const { sse, candidate } = await candidateOpening(s);
     sse.end({ code: 1006, reason: 'the stream ended' });
     assert.equal(s.connection.state, 'connected');
     candidate.end({ code: 1006, reason: '' });
@@ -345,30 +353,18 @@ describe('background upgrade', () => {
     // `disconnect replaced` on the old transport while the candidate opens is the candidate's own
     // takeover, not a second client's: the key is kept, and the reconnect takes the connection back
     const s = setup();
-    const sse = await onSse(s);
-    s.timers.advance(TIMINGS.upgradeInterval);
-    await flush();
-    s.last().connected();
-    await flush();
-    const candidate = s.last();
+    const { sse, candidate } = await candidateOpening(s);
     sse.frame({ type: 'disconnect', reason: 'replaced', reconnect: true });
     sse.end({ code: 1001, reason: 'replaced' });
     assert.equal(s.connection.state, 'connected');
     candidate.end({ code: 1006, reason: '' });
     assert.equal(s.connection.state, 'disconnected');
-    s.timers.advance(s.connection.retryIn ?? 0);
-    await flush();
-    assert.equal(s.last().query.get('recover'), 'c_1.k', 'reconnected as a new connection');
+    assert.equal((await reconnected(s)).query.get('recover'), 'c_1.k', 'reconnected as a new connection');
   });
 
   it('a candidate given up on here may still have taken the connection over: replaced soon after, the connection reconnects with its key', async () => {
     const s = setup();
-    const sse = await onSse(s);
-    s.timers.advance(TIMINGS.upgradeInterval);
-    await flush();
-    s.last().connected();
-    await flush();
-    const candidate = s.last();
+    const { sse, candidate } = await candidateOpening(s);
     // the candidate times out here; its request, slow on its way, still reaches the server
     s.timers.advance(TIMINGS.realtimeRequestTimeout);
     await flush();
@@ -376,19 +372,12 @@ describe('background upgrade', () => {
     assert.equal(s.connection.state, 'connected');
     sse.frame({ type: 'disconnect', reason: 'replaced', reconnect: true });
     assert.equal(s.connection.state, 'disconnected');
-    s.timers.advance(s.connection.retryIn ?? 0);
-    await flush();
-    assert.equal(s.last().query.get('recover'), 'c_1.k', 'reconnected as a new connection');
+    assert.equal((await reconnected(s)).query.get('recover'), 'c_1.k', 'reconnected as a new connection');
   });
 
   it('a lost connection abandons the upgrade in progress', async () => {
     const s = setup();
-    const sse = await onSse(s);
-    s.timers.advance(TIMINGS.upgradeInterval);
-    await flush();
-    s.last().connected();
-    await flush();
-    const candidate = s.last();
+    const { sse, candidate } = await candidateOpening(s);
     sse.frame({ type: 'disconnect', reason: 'shutting_down', reconnect: true });
     assert.equal(s.connection.state, 'disconnected');
     assert.equal(candidate.aborted, true);

@@ -372,6 +372,17 @@ if (skip) {
       }
     });
 
+    type Redis = ReturnType<typeof createClient>;
+    /** The holder mark in Redis of connection `id`: the whole mark, its node, its open's number. */
+    const markOf = async (redisClient: Redis, id: string) => {
+      const { n: mark } = JSON.parse((await redisClient.get(`mooring:connection:${id}`))!) as { n: string };
+      const dot = mark.lastIndexOf('.');
+      return { mark, node: mark.slice(0, dot), open: Number(mark.slice(dot + 1)) };
+    };
+    /** Sends `node` a takeover notice naming `holder`; resolves to how many nodes listened. */
+    const notice = (redisClient: Redis, node: string, id: string, holder: string) =>
+      redisClient.sPublish(`mooring:node:{${node}}`, JSON.stringify({ t: 'replaced', id, holder }));
+
     it('a takeover notice naming an earlier open of the connection drops nothing', async () => {
       const [a] = fx.nodes as [MooringServer];
       const phone = await RawClient.connect(a.url, { clientId: 'noticed' });
@@ -379,19 +390,10 @@ if (skip) {
       await redisClient.connect();
       try {
         const { connectionId } = phone.connected;
-        const stored = JSON.parse((await redisClient.get(`mooring:connection:${connectionId}`))!) as {
-          n: string;
-        };
-        const dot = stored.n.lastIndexOf('.');
-        const node = stored.n.slice(0, dot);
-        const notice = (holder: string) =>
-          redisClient.sPublish(
-            `mooring:node:{${node}}`,
-            JSON.stringify({ t: 'replaced', id: connectionId, holder }),
-          );
-        assert.equal(await notice(`${node}.${Number(stored.n.slice(dot + 1)) - 1}`), 1, 'A listens');
+        const { mark, node, open } = await markOf(redisClient, connectionId);
+        assert.equal(await notice(redisClient, node, connectionId, `${node}.${open - 1}`), 1, 'A listens');
         assert.equal(await closesWithin(phone, 500), false, 'an older open named: the live one stays');
-        await notice(stored.n);
+        await notice(redisClient, node, connectionId, mark);
         assert.equal(await closesWithin(phone, 5_000), true, 'its own open named: dropped');
       } finally {
         await redisClient.close();
@@ -407,26 +409,19 @@ if (skip) {
       await redisClient.connect();
       try {
         const { connectionId } = phone.connected;
-        const stored = JSON.parse((await redisClient.get(`mooring:connection:${connectionId}`))!) as {
-          n: string;
-        };
-        const dot = stored.n.lastIndexOf('.');
-        const node = stored.n.slice(0, dot);
-        const next = `${node}.${Number(stored.n.slice(dot + 1)) + 1}`;
-        const listeners = await redisClient.sPublish(
-          `mooring:node:{${node}}`,
-          JSON.stringify({ t: 'replaced', id: connectionId, holder: next }),
-        );
-        assert.equal(listeners, 1, 'A listens');
+        const { node, open } = await markOf(redisClient, connectionId);
+        const next = `${node}.${open + 1}`;
+        assert.equal(await notice(redisClient, node, connectionId, next), 1, 'A listens');
         await new Promise((resolve) => setTimeout(resolve, 100)); // the notice is in before the open
         const late = await RawClient.connect(a.url, {
           clientId: 'early',
           recover: phone.connected.connectionKey,
         });
-        const held = JSON.parse((await redisClient.get(`mooring:connection:${connectionId}`))!) as {
-          n: string;
-        };
-        assert.equal(held.n, next, 'the recovery got the mark the notice named');
+        assert.equal(
+          (await markOf(redisClient, connectionId)).mark,
+          next,
+          'the recovery got the mark the notice named',
+        );
         assert.equal(
           await closesWithin(late, 5_000),
           true,
