@@ -22,6 +22,15 @@ describe('applyMessage', () => {
     });
   });
 
+  it('takes the name a rolled-up update carries when the held copy began from an append', () => {
+    // a client that joined mid-message holds it from its first append, without the create's name
+    const { name: _name, ...live } = appended(2, 1, 'lo'); // a live append carries no name
+    const held = applyMessage(undefined, live);
+    assert.equal(held.name, undefined);
+    const rolled: Message = { ...created(1, 'Hello'), action: 'update', version: serial(3) };
+    assert.equal(applyMessage(held, rolled).name, 'text');
+  });
+
   it('ignores what it already applied (version ≤ held version)', () => {
     const held = applyMessage(applyMessage(undefined, created(1, 'a')), appended(2, 1, 'b'));
     assert.equal(applyMessage(held, appended(2, 1, 'b')), held);

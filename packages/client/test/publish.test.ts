@@ -39,9 +39,11 @@ describe('publishing', () => {
     );
   });
 
-  it('rejects with the server error', async () => {
+  it('rejects with the server error, reported to the publisher only', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
+    const errors: MooringError[] = [];
+    client.connection.on('error', (e) => errors.push(e));
     const p = client.channels.get('c').append(serial(1), 'x');
     const f = sent(t, 'publish')[0]!;
     t.frame({
@@ -54,6 +56,7 @@ describe('publishing', () => {
       p,
       (e: MooringError) => e.code === 'not_appendable' && e.status === 409 && !e.retryable,
     );
+    assert.deepEqual(errors, [], 'an answered publish is not a connection error too');
   });
 
   it('resends unacknowledged publishes in order with the same ids after a reconnect', async () => {
@@ -90,6 +93,8 @@ describe('publishing', () => {
   it('keeps a publish the server refused while shutting down, for the next connection', async () => {
     const { client, connect, timers } = fakeClient();
     const t1 = await connect();
+    const errors: MooringError[] = [];
+    client.connection.on('error', (e) => errors.push(e));
     const p = client.channels.get('c').publish('x');
     const f = sent(t1, 'publish')[0]!;
     t1.frame({
@@ -105,6 +110,7 @@ describe('publishing', () => {
     assert.equal(again.ops[0]?.id, f.ops[0]?.id);
     t2.frame({ type: 'ack', ref: again.ref, channel: 'c', results: [{ serial: serial(1) }] });
     assert.equal(await p, serial(1));
+    assert.deepEqual(errors, [], 'a publish kept for the next connection is not a connection error');
   });
 
   it('publishes a batch atomically in one frame, and refuses an oversized batch', async () => {
@@ -131,8 +137,39 @@ describe('publishing', () => {
     const { client } = fakeClient({ maxQueuedOps: 3, autoConnect: false });
     const channel = client.channels.get('c');
     const queued = [channel.publish('1'), channel.publish('2'), channel.publish('3')];
-    for (const p of queued) p.catch(() => {});
+    const settled: string[] = [];
+    for (const [i, p] of queued.entries())
+      p.then(
+        () => settled.push(`${i} stored`),
+        (e: MooringError) => settled.push(`${i} ${e.code}`),
+      );
     await assert.rejects(channel.publish('4'), (e: MooringError) => e.code === 'queue_full' && e.retryable);
+    await flush();
+    assert.deepEqual(settled, [], 'a queue holding exactly maxQueuedOps keeps every one of them');
+    /** How a publish ended by the time the fake transport settled: refused at once, or not. */
+    const outcome = async (p: Promise<unknown>) => {
+      let end = 'waiting';
+      p.then(
+        () => {
+          end = 'stored';
+        },
+        (e: MooringError) => {
+          end = e.code;
+        },
+      );
+      await flush();
+      return end;
+    };
+    const four = Array.from({ length: 4 }, (_, i) => ({ name: String(i) }));
+    // the very first publish is bounded too, before any connection was ever made
+    const first = fakeClient({ maxQueuedOps: 3, autoConnect: false }).client.channels.get('c');
+    assert.equal(await outcome(first.publishBatch(four)), 'queue_full');
+    // and the first one after a connection was lost
+    const again = fakeClient({ maxQueuedOps: 3 });
+    const t = await again.connect();
+    t.end({ code: 1006, reason: '' });
+    await flush();
+    assert.equal(await outcome(again.client.channels.get('c').publishBatch(four)), 'queue_full');
     assert.equal(
       client.connection.state,
       'connecting',

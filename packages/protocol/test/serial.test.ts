@@ -112,5 +112,17 @@ describe('serials', () => {
     assert.equal(hasEpoch(other, 'mi9x2k0a7q3f'), false);
     assert.equal(hasEpoch(a, 'mi9x2k0a7q3'), false, 'a prefix is not an epoch');
     assert.equal(hasEpoch('mi9x2k0a7q3f.12', 'mi9x2k0a7q3f'), false);
+    // one side well-formed is not enough, whichever side it is
+    assert.equal(sameEpoch(a, 'mi9x2k0a7q3f.7'), false);
+    assert.equal(sameEpoch('mi9x2k0a7q3f.7', a), false);
+  });
+
+  test('sequence number 0 is well-formed and of its log (it names no operation: they start at 1)', () => {
+    const zero = formatSerial('mi9x2k0a7q3f', 0);
+    assert.equal(isSerial(zero), true);
+    assert.deepEqual(parseSerial(zero), { epoch: 'mi9x2k0a7q3f', seq: 0 });
+    assert.equal(hasEpoch(zero, 'mi9x2k0a7q3f'), true);
+    assert.equal(sameEpoch(zero, formatSerial('mi9x2k0a7q3f', 1)), true);
+    assert.equal(sameEpoch(formatSerial('mi9x2k0a7q3f', 1), zero), true);
   });
 });

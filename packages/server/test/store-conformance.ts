@@ -607,6 +607,51 @@ export function storeConformance(
         assert.equal(m.clientId, 'alice');
       });
 
+      it('keeps the creator as owner through appends and updates, in the batch and after it', async () => {
+        const f = await fresh();
+        let store = f.store;
+        const mine = await put(store, 'ch', create({ data: '', clientId: 'alice' }));
+        // each op of the batch sees the owner the earlier ones left
+        await store.append(
+          'ch',
+          [
+            append(mine, 'a', { clientId: 'alice', requireOwner: 'alice' }),
+            update(mine, { headers: { step: 1 }, clientId: 'alice', requireOwner: 'alice' }),
+            append(mine, 'b', { clientId: 'alice', requireOwner: 'alice' }),
+          ],
+          OPTS,
+        );
+        await put(store, 'ch', append(mine, 'c', { clientId: 'alice', requireOwner: 'alice' }));
+        if (f.reopen) store = await f.reopen(); // the owner as the store finds it on open
+        await rejectsWith(
+          store.append('ch', [append(mine, 'x', { clientId: 'bob', requireOwner: 'bob' })], OPTS),
+          'not_owner',
+          0,
+        );
+        await put(store, 'ch', append(mine, 'd', { clientId: 'alice', requireOwner: 'alice' }));
+        assert.equal((await only(store, 'ch')).data, 'abcd');
+      });
+
+      it('refuses an append whose delta is not a plain string, and one naming sequence number 0', async () => {
+        const store = await open();
+        const s1 = await put(store, 'ch', create({ data: 'a' }));
+        await rejectsWith(
+          store.append('ch', [append(s1, undefined, { data: { a: 1 } })], OPTS),
+          'bad_request',
+          0,
+        );
+        await rejectsWith(store.append('ch', [append(s1, undefined, { data: 5 })], OPTS), 'bad_request', 0);
+        await rejectsWith(
+          store.append('ch', [append(s1, undefined, { data: 'AAE=', encoding: 'base64' })], OPTS),
+          'bad_request',
+          0,
+        );
+        // a well-formed serial of this log before its first op names no message
+        const zero = formatSerial(parseSerial(s1)!.epoch, 0);
+        await rejectsWith(store.append('ch', [append(zero, 'z')], OPTS), 'message_not_found', 0);
+        assert.equal((await only(store, 'ch')).data, 'a');
+      });
+
       it('applies an op with ifVersion only to the message version it names, else version_changed', async () => {
         const f = await fresh();
         let store = f.store;

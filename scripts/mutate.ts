@@ -1,0 +1,140 @@
+/**
+ * A mutation sweep: breaks one source file on purpose, one small change at a time, and runs the
+ * given tests against each change. A change the tests do not notice ("survived") is either
+ * equivalent (it cannot change behaviour) or a guarantee no test holds. GUARANTEES.md lists the
+ * sweeps run and what was done with each survivor.
+ *
+ *   npm run mutate -- packages/server/src/store/operation-rules.ts packages/server/test/memory-store.test.ts
+ *
+ * The changes are operator flips on code lines (not comments, not imports): `===`/`!==`, `<`/`<=`,
+ * `>`/`>=`, `&&`/`||`, `??` → `||`, `true`/`false`, a `!` dropped after `(`, `+ 1`/`- 1`, `++` →
+ * `--`. The file is changed in place and always restored, also on Ctrl-C; run it on a checkout
+ * nobody else is building from. Each test run has `--timeout` seconds (default 120); a run that
+ * takes longer counts as noticed (a mutant that hangs a test is caught by it).
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { timeout: { type: 'string' }, line: { type: 'string' } },
+});
+const [file, ...tests] = positionals;
+if (file === undefined || tests.length === 0) {
+  console.error('usage: npm run mutate -- [--timeout S] [--line FROM-TO] <source file> <test file>...');
+  process.exit(2);
+}
+const timeoutMs = Number(values.timeout ?? 120) * 1000;
+const [fromLine, toLine] = (values.line ?? '1-1000000').split('-').map(Number) as [number, number];
+
+const FLIPS: ReadonlyArray<readonly [string, string]> = [
+  [' === ', ' !== '],
+  [' !== ', ' === '],
+  [' <= ', ' < '],
+  [' < ', ' <= '],
+  [' >= ', ' > '],
+  [' > ', ' >= '],
+  [' && ', ' || '],
+  [' || ', ' && '],
+  [' ?? ', ' || '],
+  ['true', 'false'],
+  ['false', 'true'],
+  ['(!', '('],
+  [' + 1', ' - 1'],
+  [' - 1', ' + 1'],
+  ['++', '--'],
+];
+
+interface Mutant {
+  line: number;
+  column: number;
+  from: string;
+  to: string;
+}
+
+const original = readFileSync(file, 'utf8');
+const lines = original.split('\n');
+
+function isWord(ch: string | undefined): boolean {
+  return ch !== undefined && /[\w$]/.test(ch);
+}
+
+function mutants(): Mutant[] {
+  const found: Mutant[] = [];
+  let inComment = false;
+  lines.forEach((text, i) => {
+    const line = i + 1;
+    const s = text.trim();
+    if (inComment) {
+      if (s.includes('*/')) inComment = false;
+      return;
+    }
+    if (s.startsWith('/*')) {
+      inComment = !s.includes('*/');
+      return;
+    }
+    if (line < fromLine || line > toLine) return;
+    if (s.startsWith('//') || s.startsWith('*') || s.startsWith('import ') || s.startsWith('export type'))
+      return;
+    const code = text.split(' // ')[0]!;
+    for (const [from, to] of FLIPS) {
+      for (let at = code.indexOf(from); at >= 0; at = code.indexOf(from, at + 1)) {
+        const word = from === 'true' || from === 'false';
+        if (word && (isWord(code[at - 1]) || isWord(code[at + from.length]))) continue;
+        if (from === '++' && (code[at - 1] === '+' || code[at + 2] === '+')) continue;
+        found.push({ line, column: at, from, to });
+      }
+    }
+  });
+  return found;
+}
+
+function restore(): void {
+  writeFileSync(file!, original);
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    restore();
+    process.exit(130);
+  });
+}
+
+function noticed(): boolean {
+  const run = spawnSync(
+    process.execPath,
+    ['--import', './scripts/test-watchdog.ts', '--test', '--test-concurrency=2', ...tests],
+    { stdio: 'ignore', timeout: timeoutMs },
+  );
+  return run.status !== 0 || run.signal !== null;
+}
+
+const all = mutants();
+console.log(`${file}: ${all.length} mutants, tests: ${tests.join(' ')}`);
+if (noticed()) {
+  // otherwise every mutant would look noticed
+  console.error('the tests fail on the unchanged file: fix them first');
+  process.exit(1);
+}
+const started = Date.now();
+const survivors: Mutant[] = [];
+try {
+  all.forEach((m, n) => {
+    const mutated = [...lines];
+    const text = lines[m.line - 1]!;
+    mutated[m.line - 1] = text.slice(0, m.column) + m.to + text.slice(m.column + m.from.length);
+    writeFileSync(file, mutated.join('\n'));
+    const caught = noticed();
+    if (!caught) {
+      survivors.push(m);
+      console.log(`survived ${file}:${m.line} '${m.from.trim()}' → '${m.to.trim()}': ${text.trim()}`);
+    }
+    if ((n + 1) % 10 === 0) console.log(`  ${n + 1} / ${all.length} run, ${survivors.length} survived`);
+  });
+} finally {
+  restore();
+}
+const seconds = Math.round((Date.now() - started) / 1000);
+console.log(
+  `${all.length} mutants, ${all.length - survivors.length} noticed, ${survivors.length} survived (${seconds} s)`,
+);
