@@ -8,9 +8,11 @@
  *
  * The changes are operator flips on code lines (not comments, not imports): `===`/`!==`, `<`/`<=`,
  * `>`/`>=`, `&&`/`||`, `??` → `||`, `true`/`false`, a `!` dropped after `(`, `+ 1`/`- 1`, `++` →
- * `--`. The file is changed in place and always restored, also on Ctrl-C; run it on a checkout
- * nobody else is building from. Each test run has `--timeout` seconds (default 120); a run that
- * takes longer counts as noticed (a mutant that hangs a test is caught by it).
+ * `--`. `--also` names slower tests (repeatable), run only for what survived the first ones: a
+ * mutant is reported when neither set notices it. `--line FROM-TO` limits the sweep to those lines.
+ * The file is changed in place and always restored, also on Ctrl-C; run it on a checkout nobody
+ * else is building from. Each test run has `--timeout` seconds (default 120); a run that takes
+ * longer counts as noticed (a mutant that hangs a test is caught by it).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -18,11 +20,17 @@ import { parseArgs } from 'node:util';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { timeout: { type: 'string' }, line: { type: 'string' } },
+  options: {
+    timeout: { type: 'string' },
+    line: { type: 'string' },
+    also: { type: 'string', multiple: true },
+  },
 });
 const [file, ...tests] = positionals;
 if (file === undefined || tests.length === 0) {
-  console.error('usage: npm run mutate -- [--timeout S] [--line FROM-TO] <source file> <test file>...');
+  console.error(
+    'usage: npm run mutate -- [--timeout S] [--line FROM-TO] [--also TEST]... <source file> <test file>...',
+  );
   process.exit(2);
 }
 const timeoutMs = Number(values.timeout ?? 120) * 1000;
@@ -100,10 +108,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-function noticed(): boolean {
+const also = values.also ?? [];
+
+function noticed(files: readonly string[] = tests): boolean {
   const run = spawnSync(
     process.execPath,
-    ['--import', './scripts/test-watchdog.ts', '--test', '--test-concurrency=2', ...tests],
+    ['--import', './scripts/test-watchdog.ts', '--test', '--test-concurrency=2', ...files],
     { stdio: 'ignore', timeout: timeoutMs },
   );
   return run.status !== 0 || run.signal !== null;
@@ -111,7 +121,7 @@ function noticed(): boolean {
 
 const all = mutants();
 console.log(`${file}: ${all.length} mutants, tests: ${tests.join(' ')}`);
-if (noticed()) {
+if (noticed([...tests, ...also])) {
   // otherwise every mutant would look noticed
   console.error('the tests fail on the unchanged file: fix them first');
   process.exit(1);
@@ -124,7 +134,7 @@ try {
     const text = lines[m.line - 1]!;
     mutated[m.line - 1] = text.slice(0, m.column) + m.to + text.slice(m.column + m.from.length);
     writeFileSync(file, mutated.join('\n'));
-    const caught = noticed();
+    const caught = noticed() || (also.length > 0 && noticed(also));
     if (!caught) {
       survivors.push(m);
       console.log(`survived ${file}:${m.line} '${m.from.trim()}' → '${m.to.trim()}': ${text.trim()}`);

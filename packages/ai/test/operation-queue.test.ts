@@ -491,6 +491,142 @@ describe('OperationQueue coalescing window', () => {
   });
 });
 
+describe('OperationQueue edges', () => {
+  const windowed = (sink: ControlledSink, t = timers()) =>
+    new OperationQueue({
+      sink,
+      runId: 'r',
+      coalesceMs: 60_000,
+      timers: t,
+      onCreated: () => {},
+      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+    });
+  const opsOf = (sent: OperationInput[], action: string) =>
+    sent.filter((op) => (op.action ?? 'create') === action).map((op) => op.data);
+
+  it('sends nothing while paused (reading what an earlier attempt stored), and all of it on resume', async () => {
+    const sink = new ControlledSink(4);
+    const queue = queueOn(sink);
+    queue.pause();
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    queue.delta('t', 'a');
+    await tick();
+    await tick();
+    assert.equal(sink.flights.length, 0, 'held while paused');
+    queue.resume(new Map());
+    await tick();
+    await ackAll(sink);
+    await flushed(queue);
+    assert.equal(textOf(sink.log), 'a');
+  });
+
+  it('with coalesceMs 0 every delta stays its own operation, also those queued behind a batch in flight', async () => {
+    const sink = new ControlledSink(1);
+    const queue = queueOn(sink);
+    await createPart(sink, queue);
+    queue.delta('t', 'a');
+    await tick();
+    queue.delta('t', 'b');
+    queue.delta('t', 'c');
+    await tick();
+    assert.equal(sink.flights.length, 1, "'b' and 'c' wait behind 'a'");
+    await sink.flights.shift()!.ack();
+    await tick();
+    assert.deepEqual(
+      sink.flights.map((f) => f.ops.map((op) => op.data)),
+      [['b', 'c']],
+    );
+    await ackAll(sink);
+    await flushed(queue);
+    assert.equal(textOf(sink.log), 'abc');
+  });
+
+  it('merges deltas into one append up to exactly MAX_APPEND_CHARS', async () => {
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = windowed(sink, t);
+    await createPart(sink, queue);
+    queue.delta('t', 'first');
+    await tick();
+    queue.delta('t', 'x'.repeat(MAX_APPEND_CHARS - 1));
+    queue.delta('t', 'y');
+    queue.delta('t', 'z'); // one over: a new append
+    await tick();
+    t.due.shift()!();
+    const sent = await ackAll(sink);
+    await flushed(queue);
+    assert.deepEqual(
+      opsOf(sent, 'append').map((data) => (data as string).length),
+      [5, MAX_APPEND_CHARS, 1],
+    );
+  });
+
+  it("folds the deltas queued behind a part's unsent create into it, up to exactly MAX_APPEND_CHARS", async () => {
+    const sink = new ControlledSink(4);
+    const queue = windowed(sink);
+    await createPart(sink, queue);
+    queue.delta('t', 'first'); // in flight: the creates below wait for it (structural)
+    await tick();
+    queue.create('u', { name: 'u', id: queue.nextId('u'), data: '' });
+    queue.delta('u', 'a');
+    queue.delta('u', 'b');
+    queue.create('v', { name: 'v', id: queue.nextId('v'), data: 'x'.repeat(MAX_APPEND_CHARS - 2) });
+    queue.foldIntoCreates(); // the run's create was acknowledged: a new run
+    queue.delta('v', 'yz'); // written now: rides in the create too, to exactly the limit
+    queue.delta('v', '!'); // one over: its own append
+    await tick();
+    const sent = await ackAll(sink);
+    await flushed(queue);
+    const creates = opsOf(sent, 'create') as string[];
+    assert.deepEqual(
+      creates.map((data) => `${data.slice(0, 2)}…${data.slice(-2)} (${data.length})`),
+      ['ab…ab (2)', `xx…yz (${MAX_APPEND_CHARS})`],
+    );
+    assert.deepEqual(opsOf(sent, 'append'), ['first', '!']);
+  });
+
+  it('flush() waits for an update put before everything queued', async () => {
+    const sink = new ControlledSink(4);
+    const queue = queueOn(sink);
+    await createPart(sink, queue);
+    queue.update('t', { id: queue.nextId('t'), headers: { state: 'done' } }, true);
+    let done = false;
+    void queue.flush().then(() => {
+      done = true;
+    });
+    await tick();
+    assert.equal(done, false, 'the update is not stored yet');
+    await ackAll(sink);
+    await tick();
+    assert.equal(done, true);
+  });
+
+  it("a repair's text includes the data of a structural append", async () => {
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = queueOn(sink, t);
+    await createPart(sink, queue);
+    await write(queue, ['a']);
+    queue.append('t', 'B', { mark: 1 }); // structural: alone, once 'a' is stored
+    await ackAll(sink);
+    await write(queue, ['c', 'd']);
+    assert.equal(sink.flights.length, 2);
+    sink.flights[0]!.fail(Object.assign(new Error('rate limited'), { retryable: true })); // 'c' not stored
+    await sink.flights[1]!.ack(); // 'd' stored: the log reads "aBd"
+    sink.flights.splice(0, 2);
+    await tick();
+    t.due.shift()!(); // the retry after its backoff: the part replaced by its whole text
+    await tick();
+    const sent = await ackAll(sink);
+    await flushed(queue);
+    assert.ok(
+      sent.some((op) => op.action === 'update'),
+      'the part was replaced',
+    );
+    assert.equal(textOf(sink.log), 'aBcd');
+  });
+});
+
 describe('channelSink refusals', () => {
   it('counts a server error or a full offline queue as "nothing stored", a lost answer as unknown', () => {
     const sink = channelSink({} as Channel);
