@@ -81,10 +81,6 @@ export class ChannelAttachment {
     this.#cleanups.push(channels.hub.subscribe(channel, (delivery) => this.#onLive(delivery)));
   }
 
-  get live(): boolean {
-    return this.#state === 'live';
-  }
-
   /** The greatest version sent on this channel. */
   get position(): string {
     return this.#position;

@@ -67,8 +67,20 @@ describe('tracing', () => {
       assert.ok(attach, `spans: ${spans.map((s) => s.name).join(', ')}`);
       assert.equal(attach.attributes['mooring.mode'], 'resume');
       assert.equal(attach.attributes['mooring.resumed'], true);
+      assert.equal(attach.attributes['mooring.resume_failure'], undefined);
       const [catchup] = named(spans, 'mooring.catchup');
       assert.equal(catchup?.parentSpanContext?.spanId, attach.spanContext().spanId);
+
+      // a resume that cannot be honoured says why on its span
+      exporter.reset();
+      const epoch = ack.results[0]!.serial.split('.')[0]!;
+      const ahead = `${epoch}.${'9'.repeat(16)}`;
+      const late = await RawClient.connect(fx.server.url);
+      await late.attach(channel, { from: ahead });
+      const [failed] = named(exporter.getFinishedSpans(), 'mooring.attach');
+      assert.equal(failed?.attributes['mooring.resumed'], false);
+      assert.equal(failed?.attributes['mooring.resume_failure'], 'position_ahead');
+      await late.close();
       await agent.close();
       await reader.close();
     } finally {
