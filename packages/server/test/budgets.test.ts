@@ -429,7 +429,8 @@ describe('publish budget per identity', () => {
       assert.ok(
         refused.type === 'error' &&
           refused.error.code === 'rate_limited' &&
-          /bytes/.test(refused.error.message),
+          /bytes/.test(refused.error.message) &&
+          refused.error.message.includes('clientId filler of key'), // whose budget it is
         JSON.stringify(refused).slice(0, 300),
       );
       const viaRest = await rest(fx.server, '/v1/channels/x/messages', { key: token, body: sized(6_000) });
