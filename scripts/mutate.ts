@@ -11,8 +11,8 @@
  * `--`. `--also` names slower tests (repeatable), run only for what survived the first ones: a
  * mutant is reported when neither set notices it. `--line FROM-TO` limits the sweep to those lines.
  * The file is changed in place and always restored, also on Ctrl-C; run it on a checkout nobody
- * else is building from. Each test has at most 30 s and each run `--timeout` seconds (default 120);
- * a run that takes longer counts as noticed (a mutant that hangs a test is caught by it).
+ * else is building from. Each run of the tests has `--timeout` seconds (default 120) and each test
+ * half of it; a run that takes longer counts as noticed (a mutant that hangs a test is caught by it).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -119,7 +119,7 @@ function noticed(files: readonly string[] = tests): boolean {
       '--test',
       '--test-concurrency=2',
       // a mutant that makes a test wait for ever fails that test, not the whole sweep's time
-      `--test-timeout=${Math.min(timeoutMs, 30_000)}`,
+      `--test-timeout=${Math.round(timeoutMs / 2)}`,
       ...files,
     ],
     { stdio: 'ignore', timeout: timeoutMs },
