@@ -308,6 +308,18 @@ describe('Channel', () => {
     });
     await assert.rejects(attached, (e: MooringError) => e.code === 'forbidden');
     assert.equal(channel.state, 'failed');
+    // asking again asks the server again (the token may have been renewed with the capability)
+    const again = channel.attach();
+    assert.equal(sent(t, 'attach').length, 2);
+    t.frame({
+      type: 'attached',
+      ref: sent(t, 'attach')[1]!.ref,
+      channel: 'secret',
+      resumed: false,
+      epoch: EPOCH,
+      position: '',
+    });
+    assert.deepEqual(await again, { resumed: false, position: '' });
   });
 
   it('detaches and stops re-attaching', async () => {
@@ -385,5 +397,77 @@ describe('Channel', () => {
     });
     assert.equal(errors[0]?.code, 'internal');
     assert.ok(errors[0] instanceof MooringError);
+  });
+  it('unsubscribe removes one listener, one name, a name for one listener, or everything', async () => {
+    const { t, channel } = await subscribedAt3(); // its first listener takes every message
+    const got: string[] = [];
+    const all = (m: Message) => got.push(`all:${m.data}`);
+    const status = (m: Message) => got.push(`status:${m.data}`);
+    void channel.subscribe(all);
+    void channel.subscribe('status', status);
+    void channel.subscribe('status', all);
+    let n = 3;
+    const deliver = () => {
+      t.frame({
+        type: 'messages',
+        channel: 'c',
+        messages: [created(n + 1, `t${n + 1}`), created(n + 2, `s${n + 2}`, 'status')],
+      });
+      n += 2;
+    };
+    deliver();
+    assert.deepEqual(got, ['all:t4', 'all:s5', 'status:s5', 'all:s5']);
+    got.length = 0;
+    channel.unsubscribe('status', all); // that one subscription only
+    deliver();
+    assert.deepEqual(got, ['all:t6', 'all:s7', 'status:s7']);
+    got.length = 0;
+    channel.unsubscribe(all); // from everywhere
+    deliver();
+    assert.deepEqual(got, ['status:s9']);
+    got.length = 0;
+    void channel.subscribe(all);
+    channel.unsubscribe('status'); // every listener of that name
+    deliver();
+    assert.deepEqual(got, ['all:t10', 'all:s11']);
+    got.length = 0;
+    channel.unsubscribe();
+    deliver();
+    assert.deepEqual(got, []);
+  });
+
+  it('asks the server once: a second attach while attaching or attached sends nothing more', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const first = channel.attach();
+    const second = channel.attach();
+    assert.equal(sent(t, 'attach').length, 1, 'one attach in flight for both');
+    answerAttach(t, serial(3));
+    assert.deepEqual(await Promise.all([first, second]), [
+      { resumed: false, position: serial(3) },
+      { resumed: false, position: serial(3) },
+    ]);
+    assert.deepEqual(await channel.attach(), { resumed: false, position: serial(3) });
+    assert.equal(sent(t, 'attach').length, 1, 'attached already: answered at once');
+  });
+
+  it('a channel only looked up is not attached on connect, and its detach sends nothing', async () => {
+    const { client, connect } = fakeClient();
+    const channel = client.channels.get('c');
+    const t = await connect();
+    assert.equal(sent(t, 'attach').length, 0);
+    await channel.detach();
+    assert.equal(sent(t, 'detach').length, 0);
+    assert.equal(channel.state, 'initialized');
+  });
+
+  it('rejects a publish the server acknowledged without a result', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const p = client.channels.get('c').publish('x');
+    const f = sent(t, 'publish')[0]!;
+    t.frame({ type: 'ack', ref: f.ref, channel: 'c', results: [] });
+    await assert.rejects(p, (e: MooringError) => e.code === 'protocol_error');
   });
 });
