@@ -152,7 +152,7 @@ describe('Channel', () => {
     const channel = client.channels.get('c');
     const lost: unknown[] = [];
     channel.on('continuityLost', (e) => lost.push(e));
-    void channel.subscribe(() => {});
+    const attached = channel.subscribe(() => {});
     t1.frame({ type: 'messages', channel: 'c', messages: [created(7, 'x')] });
     t1.end({ code: 1006, reason: '' });
     timers.advance(0);
@@ -172,6 +172,21 @@ describe('Channel', () => {
       { reason: 'epoch_changed', previousPosition: serial(7), position: serial(2, other) },
     ]);
     assert.equal(channel.position, serial(2, other));
+    assert.deepEqual(await attached, { resumed: false, reason: 'epoch_changed', position: serial(2, other) });
+  });
+
+  it('a channel the server detached on its own stays detached, also after a reconnect', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('c');
+    void channel.subscribe(() => {});
+    answerAttach(t1, serial(3));
+    t1.frame({ type: 'detached', channel: 'c' }); // no ref: not an answer to a detach of ours
+    assert.equal(channel.state, 'detached');
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    const t2 = await connect();
+    assert.equal(sent(t2, 'attach').length, 0, "not attached again behind the server's back");
   });
 
   it('repairs a hole in the live stream: drops what follows it, detaches, resumes from its position', async () => {
@@ -278,6 +293,30 @@ describe('Channel', () => {
     });
     assert.deepEqual(got, ['four', 'six', 'eight', 'nine']);
     assert.equal(channel.gapsRepaired, 1);
+  });
+
+  it('echo: false moves past own operations the server left out, never back to a rolled-up frame behind it', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c', { echo: false });
+    const got: string[] = [];
+    void channel.subscribe((m) => got.push(String(m.data)));
+    answerAttach(t, serial(3));
+    // 4 and 5 were this connection's own: left out, the frame says where it stands
+    t.frame({ type: 'messages', channel: 'c', messages: [], after: serial(5) });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(6, 'six')] });
+    assert.equal(channel.gapsRepaired, 0, 'no hole: 4 and 5 were left out on purpose');
+    // a node's read-back from before the position: nothing in it is new
+    t.frame({
+      type: 'messages',
+      channel: 'c',
+      messages: [created(6, 'six')],
+      after: serial(4),
+      rolledUp: true,
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(7, 'seven')] });
+    assert.deepEqual(got, ['six', 'seven']);
+    assert.equal(channel.position, serial(7));
   });
 
   it('uses the first-attach mode asked for: rewind, start or from', async () => {
