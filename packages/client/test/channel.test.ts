@@ -175,6 +175,37 @@ describe('Channel', () => {
     assert.deepEqual(await attached, { resumed: false, reason: 'epoch_changed', position: serial(2, other) });
   });
 
+  it('a channel whose attach was refused is not attached again by a reconnect', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('secret');
+    channel.attach().catch(() => {});
+    t1.frame({
+      type: 'error',
+      ref: sent(t1, 'attach')[0]!.ref,
+      channel: 'secret',
+      error: { code: 'forbidden', status: 403, retryable: false, message: 'no subscribe capability' },
+    });
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    const t2 = await connect();
+    assert.equal(sent(t2, 'attach').length, 0);
+    assert.equal(channel.state, 'failed');
+  });
+
+  it('a closed connection leaves its channels detached, a failed one failed', async () => {
+    const closing = await subscribedAt3();
+    closing.client.close();
+    closing.t.end({ code: 1000, reason: '' });
+    await flush();
+    assert.equal(closing.channel.state, 'detached');
+    const failing = await subscribedAt3();
+    failing.t.frame({ type: 'disconnect', reason: 'forbidden', reconnect: false });
+    await flush();
+    assert.equal(failing.client.connection.state, 'failed');
+    assert.equal(failing.channel.state, 'failed');
+  });
+
   it('a channel the server detached on its own stays detached, also after a reconnect', async () => {
     const { client, connect, timers } = fakeClient();
     const t1 = await connect();
@@ -336,6 +367,8 @@ describe('Channel', () => {
   it('fails an attach refused by the server', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
+    const connectionErrors: MooringError[] = [];
+    client.connection.on('error', (e) => connectionErrors.push(e));
     const channel = client.channels.get('secret');
     const attached = channel.attach();
     const a = sent(t, 'attach')[0]!;
@@ -347,6 +380,7 @@ describe('Channel', () => {
     });
     await assert.rejects(attached, (e: MooringError) => e.code === 'forbidden');
     assert.equal(channel.state, 'failed');
+    assert.deepEqual(connectionErrors, [], "the channel's refusal is not a connection error too");
     // asking again asks the server again (the token may have been renewed with the capability)
     const again = channel.attach();
     assert.equal(sent(t, 'attach').length, 2);
