@@ -214,8 +214,10 @@ for (const kind of kinds) {
       const rewound = await sub.attach(channel, { rewind: 3 });
       assert.deepEqual(texts(sub.messages(channel)), ['m7', 'm8', 'm9']);
       assert.equal(rewound.position, sub.messages(channel)[2]?.version);
+      assert.equal(rewound.resumed, false, 'a rewind is not a resume');
       const all = await RawClient.connect(fx.server.url);
-      await all.attach(channel, { start: true });
+      const started = await all.attach(channel, { start: true });
+      assert.equal(started.resumed, false, 'nor is a start');
       assert.deepEqual(
         texts(all.messages(channel)),
         Array.from({ length: 10 }, (_, i) => `m${i}`),
