@@ -75,4 +75,22 @@ describe('ReadLimiter', () => {
     (await waiters[1]!)();
     assert.equal(limiter.running, 0);
   });
+  it('a release called twice frees one slot; the line holds exactly maxWaiting', async () => {
+    const limiter = new ReadLimiter(1, 2);
+    const first = await limiter.acquire();
+    const waiting = [limiter.acquire(), limiter.acquire()]; // the line is full at 2, not before
+    await assert.rejects(
+      limiter.acquire(),
+      (e: unknown) => e instanceof ServerError && e.code === 'rate_limited',
+    );
+    first();
+    first(); // again: nothing more is freed
+    await turn();
+    assert.equal(limiter.running, 1, 'one slot, handed to the first waiter only');
+    const second = await waiting[0]!;
+    second();
+    (await waiting[1]!)();
+    await turn();
+    assert.equal(limiter.running, 0);
+  });
 });
