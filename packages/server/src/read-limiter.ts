@@ -47,6 +47,11 @@ export class ReadLimiter {
     return this.#running;
   }
 
+  /** Owners with reads running or waiting: the others are forgotten (tests). */
+  get owners(): number {
+    return this.#held.size;
+  }
+
   get waiting(): number {
     return this.#waiting.length;
   }

@@ -93,4 +93,19 @@ describe('ReadLimiter', () => {
     await turn();
     assert.equal(limiter.running, 0);
   });
+
+  it('forgets an owner once it has nothing running or waiting', async () => {
+    const limiter = new ReadLimiter(2, 8);
+    const a = await limiter.acquire('bounded', 'a');
+    const b = await limiter.acquire('bounded', 'b');
+    const queued = limiter.acquire('bounded', 'c');
+    assert.equal(limiter.owners, 3, 'running or waiting: remembered');
+    a();
+    await turn();
+    assert.equal(limiter.owners, 2, "a's read is done");
+    b();
+    (await queued)();
+    await turn();
+    assert.equal(limiter.owners, 0, 'nothing kept for owners that came and went');
+  });
 });
