@@ -12,8 +12,9 @@
  * mutant is reported when neither set notices it. `--line FROM-TO` limits the sweep to those lines.
  * The file is changed in place and restored at the end, also on Ctrl-C (a signal sent to the sweep
  * alone takes effect once the test run in progress ends); run it on a checkout nobody else is
- * building or sweeping from. Each run of the tests has `--timeout` seconds (default 120) and each test
- * half of it; a run that takes longer counts as noticed (a mutant that hangs a test is caught by it).
+ * building or sweeping from. Each run of the tests has `--timeout` seconds (default 120) and each
+ * test half of it; a run that takes longer counts as noticed (a mutant that hangs a test is caught
+ * by it).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
