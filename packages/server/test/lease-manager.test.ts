@@ -1,0 +1,112 @@
+// LeaseManager (leases.ts) on its own, with real timers and an expiry the test answers: renewal by
+// activity, a lost holder armed once, an expiry that fails or is overtaken by a release, and close().
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LeaseManager } from '../src/leases.ts';
+import type { LeaseRecord, LeaseRecords } from '../src/store/store.ts';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A manager whose expiries the test settles; `expiries` lists the serials as they come due. */
+function manager(answer: (serial: string) => Promise<boolean> = async () => true) {
+  const expiries: string[] = [];
+  const removed: string[] = [];
+  const records: LeaseRecords = {
+    save: () => {},
+    remove: (_channel: string, serial: string) => {
+      removed.push(serial);
+    },
+    all: () => [] as LeaseRecord[],
+  };
+  const leases = new LeaseManager({
+    expire: (_channel, serial) => {
+      expiries.push(serial);
+      return answer(serial);
+    },
+    onError: () => {},
+    records,
+  });
+  return { leases, expiries, removed };
+}
+
+describe('LeaseManager', () => {
+  it("a lease held over REST (no connection) is renewed by its clientId's activity, and runs out after it", async () => {
+    const { leases, expiries } = manager();
+    leases.hold('ch', 's1', undefined, 120, 'agent');
+    for (let i = 0; i < 8; i++) {
+      await sleep(40);
+      leases.touch('ch', 's1', undefined, 'agent'); // each publish of the run renews it
+    }
+    assert.deepEqual(expiries, [], 'renewed for 320 ms by activity: never ran out');
+    leases.touch('ch', 's1', undefined, 'someone-else'); // not its clientId: renews nothing
+    await sleep(200);
+    assert.deepEqual(expiries, ['s1'], 'ran out once the activity stopped');
+    leases.close();
+  });
+
+  it('a lost holder arms its leases once, however often it is reported lost', async () => {
+    const { leases, expiries } = manager();
+    leases.hold('ch', 's1', 'conn-1', 100, 'agent');
+    leases.holderLost('conn-1');
+    await sleep(50);
+    leases.holderLost('conn-1'); // reported again (another node's notice): the deadline stays
+    await sleep(200);
+    assert.deepEqual(expiries, ['s1']);
+    leases.close();
+  });
+
+  it('an expiry that stored nothing gives the lease back with its clientId, so activity still renews it', async () => {
+    let first = true;
+    const { leases, expiries } = manager(async () => {
+      const stored = !first;
+      first = false;
+      return stored; // the first expiry found the message written meanwhile
+    });
+    leases.hold('ch', 's1', undefined, 100, 'agent');
+    await sleep(130); // the first expiry ran (at 100 ms) and stored nothing: the lease is back
+    assert.deepEqual(expiries, ['s1']);
+    for (let i = 0; i < 6; i++) {
+      await sleep(25);
+      leases.touch('ch', 's1', undefined, 'agent');
+    }
+    assert.deepEqual(expiries, ['s1'], "the returned lease is still the agent's: renewed");
+    leases.close();
+  });
+
+  it('a release while its expiry runs removes the record, and a failing expiry does not bring the lease back', async () => {
+    let fail: (err: Error) => void = () => {};
+    const { leases, expiries, removed } = manager(
+      () =>
+        new Promise<boolean>((_, reject) => {
+          fail = reject;
+        }),
+    );
+    leases.hold('ch', 's1', undefined, 30, 'agent');
+    await sleep(60);
+    assert.deepEqual(expiries, ['s1'], 'the expiry is under way');
+    leases.release('ch', 's1'); // the run ended meanwhile
+    assert.deepEqual(removed, ['s1'], 'its record goes: a restart must not re-arm it');
+    fail(new Error('store unreachable'));
+    await sleep(100);
+    assert.deepEqual(expiries, ['s1'], 'released: not retried');
+    assert.equal(leases.has('ch', 's1'), false);
+    leases.close();
+  });
+
+  it('after close() a failing expiry is not retried', async () => {
+    let fail: (err: Error) => void = () => {};
+    const { leases, expiries } = manager(
+      () =>
+        new Promise<boolean>((_, reject) => {
+          fail = reject;
+        }),
+    );
+    leases.hold('ch', 's1', undefined, 30, 'agent');
+    await sleep(60);
+    leases.close(); // shutdown while the expiry runs
+    fail(new Error('store closed'));
+    await sleep(100);
+    assert.deepEqual(expiries, ['s1']);
+    assert.equal(leases.has('ch', 's1'), false, 'no lease (and no timer) after close');
+  });
+});
