@@ -1,5 +1,7 @@
 // LeaseManager (leases.ts) on its own, with real timers and an expiry the test answers: renewal by
 // activity, a lost holder armed once, an expiry that fails or is overtaken by a release, and close().
+// Checks that a lease did run out sleep past its deadline (timers fire in the order they are due);
+// checks that it did not leave hundreds of ms between a renewal and the deadline.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LeaseManager } from '../src/leases.ts';
@@ -32,14 +34,15 @@ function manager(answer: (serial: string) => Promise<boolean> = async () => true
 describe('LeaseManager', () => {
   it("a lease held over REST (no connection) is renewed by its clientId's activity, and runs out after it", async () => {
     const { leases, expiries } = manager();
-    leases.hold('ch', 's1', undefined, 120, 'agent');
-    for (let i = 0; i < 8; i++) {
-      await sleep(40);
+    // a 400 ms lease renewed every 50 ms: a loaded machine may stall the loop, not by 350 ms
+    leases.hold('ch', 's1', undefined, 400, 'agent');
+    for (let i = 0; i < 12; i++) {
+      await sleep(50);
       leases.touch('ch', 's1', undefined, 'agent'); // each publish of the run renews it
     }
-    assert.deepEqual(expiries, [], 'renewed for 320 ms by activity: never ran out');
+    assert.deepEqual(expiries, [], 'renewed for 600 ms by activity: never ran out');
     leases.touch('ch', 's1', undefined, 'someone-else'); // not its clientId: renews nothing
-    await sleep(200);
+    await sleep(600); // due before this sleep ends: timers fire in order
     assert.deepEqual(expiries, ['s1'], 'ran out once the activity stopped');
     leases.close();
   });
@@ -62,11 +65,11 @@ describe('LeaseManager', () => {
       first = false;
       return stored; // the first expiry found the message written meanwhile
     });
-    leases.hold('ch', 's1', undefined, 100, 'agent');
-    await sleep(130); // the first expiry ran (at 100 ms) and stored nothing: the lease is back
+    leases.hold('ch', 's1', undefined, 300, 'agent');
+    await sleep(330); // the first expiry ran (at 300 ms) and stored nothing: the lease is back
     assert.deepEqual(expiries, ['s1']);
-    for (let i = 0; i < 6; i++) {
-      await sleep(25);
+    for (let i = 0; i < 8; i++) {
+      await sleep(50);
       leases.touch('ch', 's1', undefined, 'agent');
     }
     assert.deepEqual(expiries, ['s1'], "the returned lease is still the agent's: renewed");
