@@ -89,16 +89,19 @@ const flushed = (queue: OperationQueue) =>
     message: 'flush() never returned: the queue did not store all it was given',
   });
 
-function queueOn(sink: ControlledSink, t = timers()) {
+function queueOn(sink: ControlledSink, t = timers(), coalesceMs = 0) {
   return new OperationQueue({
     sink,
     runId: 'r',
-    coalesceMs: 0,
+    coalesceMs,
     timers: t,
     onCreated: () => {},
     onFailed: (error) => assert.fail(`failed: ${String(error)}`),
   });
 }
+
+// A long window (the timers are the test's): a slow machine cannot make a delta look "quiet".
+const windowed = (sink: ControlledSink, t = timers()) => queueOn(sink, t, 60_000);
 
 /** The part's text as a catch-up would deliver it. */
 const textOf = (log: MemoryLog) => log.rolledUp().find((m) => m.name === 'part')?.data;
@@ -360,16 +363,6 @@ describe('OperationQueue replacing a long part', () => {
 });
 
 describe('OperationQueue coalescing window', () => {
-  // a long window (the timers are the test's): a slow machine cannot make a delta look "quiet"
-  const windowed = (sink: ControlledSink, t: ReturnType<typeof timers>) =>
-    new OperationQueue({
-      sink,
-      runId: 'r',
-      coalesceMs: 60_000,
-      timers: t,
-      onCreated: () => {},
-      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
-    });
   const sent = (sink: ControlledSink) => sink.flights.map((f) => f.ops.map((o) => o.data).join('|'));
 
   it('sends the first delta after a quiet window at once, and holds those right behind it for the window', async () => {
@@ -492,15 +485,6 @@ describe('OperationQueue coalescing window', () => {
 });
 
 describe('OperationQueue edges', () => {
-  const windowed = (sink: ControlledSink, t = timers()) =>
-    new OperationQueue({
-      sink,
-      runId: 'r',
-      coalesceMs: 60_000,
-      timers: t,
-      onCreated: () => {},
-      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
-    });
   const opsOf = (sent: OperationInput[], action: string) =>
     sent.filter((op) => (op.action ?? 'create') === action).map((op) => op.data);
 

@@ -134,18 +134,6 @@ describe('publishing', () => {
   });
 
   it('bounds the offline queue and rejects beyond it with queue_full', async () => {
-    const { client } = fakeClient({ maxQueuedOps: 3, autoConnect: false });
-    const channel = client.channels.get('c');
-    const queued = [channel.publish('1'), channel.publish('2'), channel.publish('3')];
-    const settled: string[] = [];
-    for (const [i, p] of queued.entries())
-      p.then(
-        () => settled.push(`${i} stored`),
-        (e: MooringError) => settled.push(`${i} ${e.code}`),
-      );
-    await assert.rejects(channel.publish('4'), (e: MooringError) => e.code === 'queue_full' && e.retryable);
-    await flush();
-    assert.deepEqual(settled, [], 'a queue holding exactly maxQueuedOps keeps every one of them');
     /** How a publish ended by the time the fake transport settled: refused at once, or not. */
     const outcome = async (p: Promise<unknown>) => {
       let end = 'waiting';
@@ -160,6 +148,15 @@ describe('publishing', () => {
       await flush();
       return end;
     };
+    const { client } = fakeClient({ maxQueuedOps: 3, autoConnect: false });
+    const channel = client.channels.get('c');
+    const queued = [channel.publish('1'), channel.publish('2'), channel.publish('3')].map(outcome);
+    await assert.rejects(channel.publish('4'), (e: MooringError) => e.code === 'queue_full' && e.retryable);
+    assert.deepEqual(
+      await Promise.all(queued),
+      ['waiting', 'waiting', 'waiting'],
+      'a queue holding exactly maxQueuedOps keeps every one of them',
+    );
     const four = Array.from({ length: 4 }, (_, i) => ({ name: String(i) }));
     // the very first publish is bounded too, before any connection was ever made
     const first = fakeClient({ maxQueuedOps: 3, autoConnect: false }).client.channels.get('c');
