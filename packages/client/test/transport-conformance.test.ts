@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
+import WebSocket from 'ws';
 import type { MooringError } from '../src/errors.ts';
 import type { TransportKind } from '../src/transport.ts';
 import { client, connected, proxyTo, realServer, waitFor } from './helpers/real-server.ts';
@@ -38,6 +39,59 @@ for (const kind of KINDS) {
         ],
       );
       assert.equal(writer.connection.transport, kind);
+    });
+
+    it('asks for compact messages frames unless told not to, and reads the same messages either way', async (t) => {
+      const server = await realServer(t);
+      /** The connection requests a client made, and how many compact frames reached it over WebSocket. */
+      const spy = () => {
+        const seen = { requests: [] as string[], compact: 0 };
+        const fetchSpy = (url: string, init: RequestInit) => {
+          seen.requests.push(url);
+          return fetch(url, init);
+        };
+        class WebSocketSpy extends WebSocket {
+          constructor(url: string, protocols?: string | string[]) {
+            super(url, protocols);
+            seen.requests.push(url);
+            this.on('message', (data) => {
+              if (String(data).startsWith('{"type":"m",')) seen.compact++;
+            });
+          }
+        }
+        return { seen, options: { fetch: fetchSpy, WebSocket: WebSocketSpy as never } };
+      };
+      const asked = spy();
+      const declined = spy();
+      const compact = client(t, server.url, { ...on, ...asked.options });
+      const plain = client(t, server.url, { ...on, ...declined.options, compactFrames: false });
+      const got = { compact: [] as Message[], plain: [] as Message[] };
+      await compact.channels.get('session:compact').subscribe((m) => got.compact.push(m));
+      await plain.channels.get('session:compact').subscribe((m) => got.plain.push(m));
+      const writer = client(t, server.url, { clientId: 'agent-1' }).channels.get('session:compact');
+      const serial = await writer.publish('text', 'Hel', { headers: { state: 'streaming' } });
+      await writer.append(serial, 'lo');
+      await waitFor(() => got.compact.length === 2 && got.plain.length === 2);
+      assert.deepEqual(got.compact, got.plain);
+      assert.deepEqual(
+        got.compact.map((m) => [m.action, m.data, m.clientId]),
+        [
+          ['create', 'Hel', 'agent-1'],
+          ['append', 'lo', 'agent-1'],
+        ],
+      );
+      // the opening requests (/v1/connect, /v1/connect/sse, /v1/connect/poll), not a connection's polls
+      const connects = (requests: string[]) =>
+        requests.filter((u) => /^\/v1\/connect(\/|$)/.test(new URL(u).pathname));
+      assert.ok(connects(asked.seen.requests).length > 0);
+      for (const url of connects(asked.seen.requests))
+        assert.equal(new URL(url).searchParams.get('frames'), 'compact');
+      for (const url of connects(declined.seen.requests))
+        assert.equal(new URL(url).searchParams.get('frames'), null);
+      if (kind === 'websocket') {
+        assert.ok(asked.seen.compact >= 2, `${asked.seen.compact} compact frames`);
+        assert.equal(declined.seen.compact, 0);
+      }
     });
 
     it('pings the server: the round trip crosses the network both ways', async (t) => {

@@ -5,6 +5,7 @@
  * `@mooring/protocol/schemas` entry), which the server uses to validate every inbound frame, and a
  * compile-time check there keeps each schema and its type the same.
  */
+import { COMPACT_MESSAGES_TYPE, expandCompactMessages } from './compact.ts';
 import type { ErrorInfo } from './errors.ts';
 import type { JsonValue, Message, OperationInput, PublishResult } from './message.ts';
 
@@ -131,6 +132,11 @@ export interface ConnectedFrame {
    * server is handling, as if they were the first frames received. Their answers follow this frame.
    */
   attaching?: number;
+  /**
+   * `'compact'` when the request asked for compact `messages` frames (`frames=compact`, PROTOCOL.md
+   * §6.5) and this server sends them. Absent: plain frames only (an older server ignores the ask).
+   */
+  frames?: 'compact';
   error?: ErrorInfo;
 }
 
@@ -265,6 +271,9 @@ export function toServerFrame(value: unknown): ServerFrame | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     return 'frame is not a JSON object';
   const type = (value as { type?: unknown }).type;
+  // a compact `messages` frame (a client asked for them, §6.5): expanded here, so nothing past the
+  // transport sees the difference
+  if (type === COMPACT_MESSAGES_TYPE) return expandCompactMessages(value as Record<string, unknown>);
   if (typeof type !== 'string' || !SERVER_FRAME_TYPES.has(type))
     return `unknown frame type ${JSON.stringify(type)}`;
   if (!CHANNEL_LESS.has(type)) {

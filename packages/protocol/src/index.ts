@@ -3,6 +3,15 @@
  * dependencies, so browsers can use it freely. Runtime schemas are in `@mooring/protocol/schemas`;
  * the AI session vocabulary (PROTOCOL.md §13) is in `@mooring/protocol/ai`.
  */
+export type { MessagesFrameExtras } from './compact.ts';
+export {
+  COMPACT_FRAMES,
+  COMPACT_MESSAGES_TYPE,
+  encodeCompactMessages,
+  encodeMessages,
+  expandCompactMessages,
+  FRAMES_PARAM,
+} from './compact.ts';
 export type { CloseReason, ErrorCode, ErrorInfo } from './errors.ts';
 export { CLOSE_CODES, ERRORS, errorInfo, isErrorCode } from './errors.ts';
 export type {

@@ -21,16 +21,18 @@
  * Large catch-ups never hold the event loop: pages are bounded in bytes, frames are ~64 KiB (or one
  * message), each is written only once the transport has room, and the loop yields between frames.
  */
-import type { AttachFrame, Message, MessagesFrame, ResumeFailure } from '@mooring/protocol';
+import type { AttachFrame, Message, ResumeFailure } from '@mooring/protocol';
 import { sameEpoch, serialSeq } from '@mooring/protocol';
 import type { ChannelService } from './channel-service.ts';
-import { type Delivery, encodeMessagesFrame } from './hub.ts';
+import { type Delivery, encodeMessagesFrame, frameOf } from './hub.ts';
 import { originOf } from './message-origin.ts';
 import { ServerError } from './server-error.ts';
 import type { Span } from './tracing.ts';
 
 /** What an attachment needs from its connection, whatever the transport. */
 export interface AttachOutlet {
+  /** The connection reads compact `messages` frames (PROTOCOL.md §6.5). */
+  compact: boolean;
   /** Writes one encoded frame (the connection applies its send-buffer bound). */
   write(frame: Buffer): void;
   /** Resolves once the transport has room for another catch-up frame, or `current()` turned false. */
@@ -226,7 +228,7 @@ export class ChannelAttachment {
       if (bytes < CATCHUP_FRAME_BYTES && i < messages.length - 1) continue;
       await this.#outlet.drained(this.#current);
       if (!this.#current()) return;
-      const frame = encodeMessagesFrame(this.channel, batch);
+      const frame = encodeMessagesFrame(this.channel, batch, this.#outlet.compact);
       this.#channels.metrics.health.caughtUp(this.channel, batch.length, frame.length);
       this.#outlet.write(frame);
       batch = [];
@@ -239,8 +241,9 @@ export class ChannelAttachment {
     if (this.#state === 'live') this.#deliver(delivery);
     else if (this.#state === 'attaching') {
       this.#held.push(delivery);
-      this.#heldBytes += delivery.frame.length;
-      this.#outlet.hold(delivery.frame.length);
+      const bytes = frameOf(delivery, this.#outlet.compact).length;
+      this.#heldBytes += bytes;
+      this.#outlet.hold(bytes);
     }
   }
 
@@ -270,7 +273,7 @@ export class ChannelAttachment {
     }
     const first = delivery.messages[0]!;
     if (first.version > this.#position && this.#sent === this.#position) {
-      this.#outlet.write(delivery.frame);
+      this.#outlet.write(frameOf(delivery, this.#outlet.compact));
       this.#sent = last.version;
     } else {
       this.#write(
@@ -314,12 +317,10 @@ export class ChannelAttachment {
   #write(messages: Message[], after: string, rolledUp = false): void {
     const last = messages[messages.length - 1];
     if (!last) return;
-    const frame: MessagesFrame = { type: 'messages', channel: this.channel, messages };
-    if (rolledUp) {
-      frame.after = after;
-      frame.rolledUp = true;
-    } else if (after !== this.#sent) frame.after = after;
-    this.#outlet.write(Buffer.from(JSON.stringify(frame)));
+    const extras = rolledUp
+      ? { after, rolledUp }
+      : { after: after !== this.#sent ? after : undefined, rolledUp: false };
+    this.#outlet.write(encodeMessagesFrame(this.channel, messages, this.#outlet.compact, extras));
     this.#sent = last.version;
   }
 }

@@ -27,6 +27,8 @@ export interface Admission {
   attaches: AttachFrame[] | undefined;
   /** Its place in the connection budgets, counted since its admission (connection-manager.ts). */
   seat: Seat;
+  /** The request asked for compact `messages` frames (`frames=compact`, PROTOCOL.md §6.5). */
+  compact: boolean;
 }
 
 /**

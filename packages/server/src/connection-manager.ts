@@ -101,7 +101,7 @@ export class ConnectionManager {
    * Opens the admitted connection on `transport` and sends `connected`; then handles the attaches of
    * the connection request (PROTOCOL.md §5.1) as its first frames.
    */
-  open(transport: TransportSink, { identity, opened, attaches, seat }: Admission): Connection {
+  open(transport: TransportSink, { identity, opened, attaches, seat, compact }: Admission): Connection {
     const { registry, presence, limits, heartbeatInterval } = this.#o;
     registry.hold(opened.connectionId);
     const connection = new Connection({
@@ -115,6 +115,7 @@ export class ConnectionManager {
       budgets: this.#o.budgets,
       logger: this.#o.logger,
       verifyToken: this.#o.verifyToken,
+      compact,
     });
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);
@@ -160,6 +161,7 @@ export class ConnectionManager {
       },
       serverTime: Date.now(),
       ...(attaches === undefined ? {} : { attaching: attaches.length }),
+      ...(compact ? { frames: 'compact' as const } : {}),
     });
     if (attaches && attaches.length > 0) {
       const answered = attaches.map((frame) => connection.receiveValue(frame));

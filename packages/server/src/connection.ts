@@ -97,6 +97,8 @@ export interface ConnectionOptions {
   logger: Logger;
   /** Verifies a renewed token (an `auth` frame) into an identity. */
   verifyToken: (token: string) => Promise<Identity>;
+  /** Send `messages` frames in the compact form (the request asked for it, PROTOCOL.md §6.5). */
+  compact?: boolean;
 }
 
 export class Connection {
@@ -131,6 +133,7 @@ export class Connection {
   #drainedAtHeartbeat = 0;
   #stalledRounds = 0;
   readonly #outlet: AttachOutlet = {
+    compact: false,
     write: (frame) => this.#write(frame),
     drained: (current) => this.#drained(current),
     hold: (delta) => {
@@ -154,6 +157,7 @@ export class Connection {
     this.key = options.key;
     this.#identity = options.identity;
     this.#verifyToken = options.verifyToken;
+    this.#outlet.compact = options.compact === true;
     this.#budgets = options.budgets;
     this.#frameBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
     this.#scheduleExpiry();

@@ -6,7 +6,12 @@
  * costs one JSON.stringify, not N. A distributed engine (Redis) will implement the same interface
  * over pub/sub; subscribers rely only on "in serial order, after storing".
  */
-import type { Message } from '@mooring/protocol';
+import {
+  encodeCompactMessages,
+  encodeMessages,
+  type Message,
+  type MessagesFrameExtras,
+} from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
 
 export interface Delivery {
@@ -14,6 +19,8 @@ export interface Delivery {
   messages: Message[];
   /** The `messages` frame for these operations, encoded once for every subscriber. */
   frame: Buffer;
+  /** Its compact form (PROTOCOL.md §6.5), encoded at the first compact subscriber's need: `frameOf`. */
+  compactFrame?: Buffer;
   /**
    * The messages are rolled up (read back from the store after what the hub delivered before): they
    * hold every change since, and their versions may skip. `frame` does not say so; the listener does.
@@ -30,8 +37,23 @@ export interface Hub {
   subscriberCount(channel: string): number;
 }
 
-export function encodeMessagesFrame(channel: string, messages: Message[]): Buffer {
-  return Buffer.from(JSON.stringify({ type: 'messages', channel, messages }));
+/** A `messages` frame, plain or compact (PROTOCOL.md §6.3, §6.5). */
+export function encodeMessagesFrame(
+  channel: string,
+  messages: Message[],
+  compact = false,
+  extras?: MessagesFrameExtras,
+): Buffer {
+  return Buffer.from(
+    compact ? encodeCompactMessages(channel, messages, extras) : encodeMessages(channel, messages, extras),
+  );
+}
+
+/** The frame of `delivery` in the form a subscriber reads; each form is encoded once per delivery. */
+export function frameOf(delivery: Delivery, compact: boolean): Buffer {
+  if (!compact) return delivery.frame;
+  delivery.compactFrame ??= encodeMessagesFrame(delivery.channel, delivery.messages, true);
+  return delivery.compactFrame;
 }
 
 /**

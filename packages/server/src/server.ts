@@ -9,9 +9,11 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
+  COMPACT_FRAMES,
   DEFAULT_LIMITS,
   DEFAULT_TIMINGS,
   errorInfo,
+  FRAMES_PARAM,
   type Limits,
   namespaceOf,
   PROTOCOL_VERSION,
@@ -263,6 +265,8 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         `protocol version ${version} is not supported; use v=${PROTOCOL_VERSION}`,
       );
     const attaches = connectAttaches(url, limits.maxJsonDepth);
+    // another value (a format of a later version) is not refused: the client reads plain frames
+    const compact = url.searchParams.get(FRAMES_PARAM) === COMPACT_FRAMES;
     const identity = await auth.authenticate(req, url);
     // the identity's connection-request rate, before anything is counted or claimed
     const rated = connectBudgets.take(identity, 1, 0);
@@ -276,7 +280,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
         connections.claim(identity, undefined),
       ]);
       if (seat.status === 'fulfilled' && opened.status === 'fulfilled')
-        return { identity, opened: opened.value, attaches, seat: seat.value };
+        return { identity, opened: opened.value, attaches, seat: seat.value, compact };
       if (seat.status === 'fulfilled') connections.giveUp(seat.value);
       if (opened.status === 'fulfilled') registry.unclaim(opened.value);
       throw seat.status === 'rejected' ? seat.reason : (opened as PromiseRejectedResult).reason;
@@ -286,7 +290,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     const opened = await connections.claim(identity, recover);
     try {
       const seat = await connections.admit(identity, connections.takesOver(opened));
-      return { identity, opened, attaches, seat };
+      return { identity, opened, attaches, seat, compact };
     } catch (err) {
       registry.unclaim(opened);
       throw err;

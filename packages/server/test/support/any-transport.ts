@@ -14,10 +14,14 @@ export const TRANSPORTS: Transport[] = ['websocket', 'sse', 'longpoll'];
 export type Credentials = ({ token: string } | { key?: string; clientId?: string }) & {
   /** The connection request's `attach` parameter (PROTOCOL.md §5.1), as sent. */
   attach?: string;
+  /** The connection request's `frames` parameter (`compact`: PROTOCOL.md §6.5). */
+  frames?: string;
 };
 
 export interface FrameClient {
   readonly frames: ServerFrame[];
+  /** Compact `messages` frames received so far (PROTOCOL.md §6.5), kept expanded in `frames`. */
+  readonly compactFrames: number;
   request(frame: Record<string, unknown>): Promise<ServerFrame>;
   next(test: (f: ServerFrame) => boolean, timeoutMs?: number): Promise<ServerFrame>;
   close(): void;
@@ -31,6 +35,7 @@ function query(credentials: Credentials): string {
     if (credentials.clientId !== undefined) q.set('clientId', credentials.clientId);
   }
   if (credentials.attach !== undefined) q.set('attach', credentials.attach);
+  if (credentials.frames !== undefined) q.set('frames', credentials.frames);
   return q.toString();
 }
 
@@ -43,6 +48,9 @@ export async function connectOn(
     const c = await RawClient.connect(fx.server.url, credentials);
     return {
       frames: c.frames,
+      get compactFrames() {
+        return c.compactFrames;
+      },
       request: (f) => c.request(f),
       next: (t, ms) => c.next(t, ms),
       close: () => c.kill(),
@@ -52,6 +60,9 @@ export async function connectOn(
     const c = await SseClient.connect(fx.server.url, query(credentials));
     return {
       frames: c.frames,
+      get compactFrames() {
+        return c.compactFrames;
+      },
       request: (f) => c.request(f),
       next: (t, ms) => c.next(t, ms),
       close: () => c.close(),
@@ -60,6 +71,9 @@ export async function connectOn(
   const c = await PollClient.connect(fx.server.url, query(credentials));
   return {
     frames: c.frames,
+    get compactFrames() {
+      return c.compactFrames;
+    },
     request: (f) => c.request(f),
     next: (t, ms) => c.next(t, ms),
     close: () => c.stop(),

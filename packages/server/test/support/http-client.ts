@@ -3,7 +3,7 @@
  * read through fetch, and a long-poll loop. Both keep every frame received and send upstream frames
  * by POST, one request at a time (which keeps the client's frames in order).
  */
-import type { ServerFrame } from '@mooring/protocol';
+import { type ServerFrame, toServerFrame } from '@mooring/protocol';
 
 abstract class HttpClientBase {
   readonly frames: ServerFrame[] = [];
@@ -18,7 +18,11 @@ abstract class HttpClientBase {
     this.baseUrl = baseUrl;
   }
 
-  protected onFrame(frame: ServerFrame): void {
+  /** Compact `messages` frames received (PROTOCOL.md §6.5), each kept expanded in `frames`. */
+  compactFrames = 0;
+
+  protected onFrame(value: ServerFrame): void {
+    const frame = expanded(value, this);
     if (frame.type === 'connected') {
       this.connectionId = frame.connectionId;
       this.connectionKey = frame.connectionKey;
@@ -147,4 +151,13 @@ export class PollClient extends HttpClientBase {
   stop(): void {
     this.#stopped = true;
   }
+}
+
+/** A compact `messages` frame as the plain one it stands for (counted on `client`); others as they are. */
+export function expanded(value: unknown, client: { compactFrames: number }): ServerFrame {
+  if ((value as { type?: unknown }).type !== 'm') return value as ServerFrame;
+  client.compactFrames++;
+  const frame = toServerFrame(value);
+  if (typeof frame === 'string') throw new Error(`bad compact frame: ${frame}`);
+  return frame;
 }

@@ -5,6 +5,7 @@
  */
 import type { AckFrame, AttachedFrame, Message, OperationInput, ServerFrame } from '@mooring/protocol';
 import WebSocket from 'ws';
+import { expanded } from './http-client.ts';
 
 export interface RawClientOptions {
   key?: string;
@@ -14,6 +15,8 @@ export interface RawClientOptions {
   recover?: string;
   /** The connection request's `attach` parameter (PROTOCOL.md §5.1), as sent. */
   attach?: string;
+  /** The connection request's `frames` parameter (`compact`: PROTOCOL.md §6.5). */
+  frames?: string;
 }
 
 export class RawClient {
@@ -24,13 +27,15 @@ export class RawClient {
   /** Position per channel: the greatest version applied. */
   readonly positions = new Map<string, string>();
   closeCode: number | undefined;
+  /** Compact `messages` frames received (PROTOCOL.md §6.5), each kept expanded in `frames`. */
+  compactFrames = 0;
   #ref = 0;
   readonly #waiters = new Set<{ test: (f: ServerFrame) => boolean; resolve: (f: ServerFrame) => void }>();
   readonly #closed: Promise<number>;
 
   private constructor(ws: WebSocket) {
     this.ws = ws;
-    ws.on('message', (data) => this.#onFrame(JSON.parse(data.toString()) as ServerFrame));
+    ws.on('message', (data) => this.#onFrame(expanded(JSON.parse(data.toString()), this)));
     this.#closed = new Promise((resolve) =>
       ws.on('close', (code) => {
         this.closeCode = code;
@@ -47,6 +52,7 @@ export class RawClient {
     if (options.clientId) url.searchParams.set('clientId', options.clientId);
     if (options.recover) url.searchParams.set('recover', options.recover);
     if (options.attach !== undefined) url.searchParams.set('attach', options.attach);
+    if (options.frames !== undefined) url.searchParams.set('frames', options.frames);
     const ws = new WebSocket(url);
     const client = new RawClient(ws);
     const failed = new Promise<never>((_, reject) => {
