@@ -44,6 +44,8 @@ export interface BenchOptions {
   aiAppRtt: number;
   /** The ai scenario: round trip in ms added between the users and their server (0: none). */
   aiUserRtt: number;
+  /** The ai scenario: the frames Mooring's users ask for (compact: PROTOCOL.md §6.5, the SDK's default). */
+  aiFrames: 'compact' | 'plain';
   profileDir: string | undefined;
   /** The catchup scenario: gap lengths in seconds. */
   gaps: number[];
@@ -83,6 +85,8 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|st
                     floor have no such link)
   --ai-user-rtt MS  round trip added between the users and the server they read from, the
                     same way: users on a distant or mobile network (default 0)
+  --ai-frames F     compact (the SDK's default, PROTOCOL.md §6.5) or plain: the messages
+                    frames Mooring's users ask for
   --profile DIR     --cpu-prof of every server-side process (app, relay, agent) into DIR
   catchup (not part of all; --stores picks memory or sqlite, the first given):
   --gaps LIST       gap lengths in seconds (default 1,10,60,600)`;
@@ -138,6 +142,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       'ai-systems': { type: 'string' },
       'ai-app-rtt': { type: 'string' },
       'ai-user-rtt': { type: 'string' },
+      'ai-frames': { type: 'string' },
       profile: { type: 'string' },
       gaps: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -173,6 +178,9 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   for (const system of aiSystems) {
     if (!(AI_SYSTEMS as readonly string[]).includes(system)) throw new Error(`unknown ai system '${system}'`);
   }
+  const aiFrames = values['ai-frames'] ?? 'compact';
+  if (aiFrames !== 'compact' && aiFrames !== 'plain')
+    throw new Error(`--ai-frames must be compact or plain, not '${aiFrames}'`);
   return {
     scenario,
     subscribers: Math.round(positiveNumber('subscribers', values.subscribers, 1000)),
@@ -202,6 +210,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     aiSystems: aiSystems as AiSystem[],
     aiAppRtt: positiveNumber('ai-app-rtt', values['ai-app-rtt'], 0, true),
     aiUserRtt: positiveNumber('ai-user-rtt', values['ai-user-rtt'], 0, true),
+    aiFrames,
     profileDir: values.profile,
     gaps: (list(values.gaps) ?? ['1', '10', '60', '600']).map((v) => positiveNumber('gaps', v, 1)),
   };

@@ -148,6 +148,7 @@ if (options.scenario === 'ai') {
     rounds: options.rounds,
     appRttMs: options.aiAppRtt,
     userRttMs: options.aiUserRtt,
+    frames: options.aiFrames,
     ...(options.profileDir === undefined ? {} : { profileDir: options.profileDir }),
   });
 }

@@ -253,7 +253,7 @@ class MooringTab implements AiClient {
 }
 
 /** Mooring: a client + UserSession per tab, reading the run as the AI SDK would. */
-export function mooringUsers(url: string, key: string): UserSide {
+export function mooringUsers(url: string, key: string, frames: 'compact' | 'plain' = 'compact'): UserSide {
   const open = async (tracker: TokenTracker, recover: string | undefined): Promise<MooringTab> => {
     const client = new Mooring({
       url,
@@ -261,6 +261,7 @@ export function mooringUsers(url: string, key: string): UserSide {
       clientId: `user-${tracker.response}`,
       environment: null,
       transports: ['websocket'],
+      compactFrames: frames === 'compact',
       WebSocket: countingWebSocket(tracker) as never,
       ...(recover === undefined ? {} : { recover }),
     });

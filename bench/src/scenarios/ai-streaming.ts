@@ -69,6 +69,8 @@ export interface AiOptions {
    * or the Durable Streams server), the same way: users on a distant or mobile network. Default 0.
    */
   userRttMs?: number;
+  /** The messages frames Mooring's users ask for (default compact, as the SDK does). */
+  frames?: 'compact' | 'plain';
   /** Write `--cpu-prof` profiles of the Mooring server and agent, and of this process, here. */
   profileDir?: string;
 }
@@ -244,7 +246,7 @@ async function deploy(
       });
       started.push(embedded);
       return {
-        users: mooringUsers(`http://127.0.0.1:${await fromUsers(embedded.port)}`, BENCH_KEY),
+        users: mooringUsers(`http://127.0.0.1:${await fromUsers(embedded.port)}`, BENCH_KEY, options.frames),
         app: embedded,
         own: [embedded],
         relay: undefined,
@@ -280,7 +282,7 @@ async function deploy(
     });
     started.push(agent);
     return {
-      users: mooringUsers(`http://127.0.0.1:${await fromUsers(server.port)}`, BENCH_KEY),
+      users: mooringUsers(`http://127.0.0.1:${await fromUsers(server.port)}`, BENCH_KEY, options.frames),
       app: agent,
       own: [server, agent],
       relay: server,

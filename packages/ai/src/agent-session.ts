@@ -33,6 +33,7 @@ import { AgentRun } from './agent-run.ts';
 import type { InputNode, RunNode, TreeChange } from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
 import { errorText, MooringAiError } from './errors.ts';
+import { randomId } from './ids.ts';
 import type { OperationSink } from './operation-sink.ts';
 import { channelSink } from './operation-sink.ts';
 import { historyOf } from './run-message.ts';
@@ -52,7 +53,7 @@ export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
   accepts?(input: AgentInput<M>): boolean;
   /** Every control, after the session acted on it. */
   onControl?(control: ControlData, record: ControlRecord): void;
-  /** Run ids. Default: random (`run_<uuid>`). A deterministic id makes a retried run dedupe. */
+  /** Run ids. Default: random (`run_` and 22 base64url characters). A deterministic id makes a retried run dedupe. */
   runId?(input: AgentInput<M>): string;
   /** Lease on each run message, ms (PROTOCOL.md §7.1). Default 30 000. */
   lease?: number;
@@ -267,7 +268,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
       this.#emitter.emit('skip', { input, reason: 'not_accepted' });
       return;
     }
-    const runId = this.#o.runId?.(input) ?? `run_${crypto.randomUUID()}`;
+    const runId = this.#o.runId?.(input) ?? randomId('run_');
     const publisherOptions: ConstructorParameters<typeof RunPublisher>[0] = {
       sink: this.#sink,
       runId,

@@ -19,6 +19,7 @@ import type { Rest } from '@mooring/client';
 import type { JsonValue } from '@mooring/protocol';
 import type { UIMessageChunk } from 'ai';
 import { errorText } from './errors.ts';
+import { randomId } from './ids.ts';
 import { loadSession } from './load-session.ts';
 import { restSink } from './operation-sink.ts';
 import { readChunks } from './read-chunks.ts';
@@ -58,7 +59,7 @@ export interface PublishedRun {
 
 /** Publishes a whole run over REST; resolves once its end is stored. */
 export async function publishUIMessageStream(options: PublishUIMessageStreamOptions): Promise<PublishedRun> {
-  const runId = options.runId ?? `run_${crypto.randomUUID()}`;
+  const runId = options.runId ?? randomId('run_');
   let failure: unknown;
   const publisherOptions: RunPublisherOptions = {
     sink: restSink(options.rest, options.channel),

@@ -31,6 +31,7 @@ import type {
 } from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
 import { MooringAiError } from './errors.ts';
+import { randomId } from './ids.ts';
 import { channelSink } from './operation-sink.ts';
 import type { RunStreamOptions, RunStreamSource } from './run-chunk-stream.ts';
 import { runChunkStream } from './run-chunk-stream.ts';
@@ -150,7 +151,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     if (options.agents !== undefined) treeOptions.agents = options.agents;
     this.tree = new ConversationTree(treeOptions);
     this.#feed = new SessionFeed(this.channel, this.tree);
-    this.device = options.device ?? `dev_${crypto.randomUUID()}`;
+    this.device = options.device ?? randomId('dev_');
   }
 
   /** This device's id (see `UserSessionOptions.device`). */
@@ -402,7 +403,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
       throw new MooringAiError('no_input', 'reply() needs options.clientId on the session');
     const input = options.input ?? this.tree.lastInput()?.id;
     if (input === undefined) throw new MooringAiError('no_input', 'there is no input to reply to');
-    const runId = `run_${crypto.randomUUID()}`;
+    const runId = randomId('run_');
     const publisher = new RunPublisher({
       sink: channelSink(this.channel),
       runId,
@@ -584,7 +585,7 @@ function sameViewNode<M extends UIMessage>(a: ViewNode<M>, b: ViewNode<M>): bool
 }
 
 function newId(): string {
-  return `msg_${crypto.randomUUID()}`;
+  return randomId('msg_');
 }
 
 /** A user UIMessage from text or parts; keeps a given id. */
