@@ -3,8 +3,9 @@
  *
  * The hub is told about operations only after the store made them durable, in serial order per
  * channel, and hands every subscriber the same pre-serialised frame so that fan-out to N subscribers
- * costs one JSON.stringify, not N. A distributed engine (Redis) will implement the same interface
- * over pub/sub; subscribers rely only on "in serial order, after storing".
+ * costs one encoding, not N (two at most: plain and compact subscribers read different forms). A
+ * distributed engine (Redis) implements the same interface over pub/sub; subscribers rely only on
+ * "in serial order, after storing".
  */
 import {
   encodeCompactMessages,
@@ -17,13 +18,15 @@ import { KeyedListeners } from './keyed-listeners.ts';
 export interface Delivery {
   channel: string;
   messages: Message[];
-  /** The `messages` frame for these operations, encoded once for every subscriber. */
-  frame: Buffer;
-  /** Its compact form (PROTOCOL.md §6.5), encoded at the first compact subscriber's need: `frameOf`. */
-  compactFrame?: Buffer;
+  /**
+   * The `messages` frame for these operations, plain and compact (PROTOCOL.md §6.5): each encoded
+   * at the first subscriber that reads that form, once for all of them (`frameOf`).
+   */
+  plainFrame: Buffer | undefined;
+  compactFrame: Buffer | undefined;
   /**
    * The messages are rolled up (read back from the store after what the hub delivered before): they
-   * hold every change since, and their versions may skip. `frame` does not say so; the listener does.
+   * hold every change since, and their versions may skip. The frames do not say so; the listener does.
    */
   rolledUp?: true;
 }
@@ -51,9 +54,12 @@ export function encodeMessagesFrame(
 
 /** The frame of `delivery` in the form a subscriber reads; each form is encoded once per delivery. */
 export function frameOf(delivery: Delivery, compact: boolean): Buffer {
-  if (!compact) return delivery.frame;
-  delivery.compactFrame ??= encodeMessagesFrame(delivery.channel, delivery.messages, true);
-  return delivery.compactFrame;
+  if (compact) {
+    delivery.compactFrame ??= encodeMessagesFrame(delivery.channel, delivery.messages, true);
+    return delivery.compactFrame;
+  }
+  delivery.plainFrame ??= encodeMessagesFrame(delivery.channel, delivery.messages);
+  return delivery.plainFrame;
 }
 
 /**
@@ -116,7 +122,7 @@ export class LocalHub implements Hub {
   #deliver(channel: string, messages: Message[], rolledUp = false): void {
     const listeners = this.#listeners.get(channel);
     if (!listeners) return;
-    const delivery: Delivery = { channel, messages, frame: encodeMessagesFrame(channel, messages) };
+    const delivery: Delivery = { channel, messages, plainFrame: undefined, compactFrame: undefined };
     if (rolledUp) delivery.rolledUp = true;
     for (const listener of listeners) listener(delivery);
   }

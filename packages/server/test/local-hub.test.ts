@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
-import { type Delivery, FEW_SUBSCRIBERS, LocalHub } from '../src/hub.ts';
+import { type Delivery, FEW_SUBSCRIBERS, frameOf, LocalHub } from '../src/hub.ts';
 
 function message(n: number): Message {
   return { serial: `s${n}`, version: `s${n}`, action: 'create', id: `m${n}`, timestamp: 0, data: `${n}` };
@@ -61,7 +61,7 @@ describe('LocalHub', () => {
     await turn();
     assert.deepEqual(serials(deliveries), [['s1', 's2']]);
     assert.equal(
-      deliveries[0]!.frame.toString(),
+      frameOf(deliveries[0]!, false).toString(),
       JSON.stringify({ type: 'messages', channel: 'room:1', messages: [message(1), message(2)] }),
     );
   });
