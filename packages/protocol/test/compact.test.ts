@@ -124,6 +124,18 @@ describe('compact messages frames', () => {
     assert.equal(foreign.v, 11);
   });
 
+  test('a numeric serial is its sequence in the frame epoch, 0 included', () => {
+    const frame = toServerFrame({
+      type: 'm',
+      channel: 'c',
+      epoch: E,
+      m: [{ a: 'c', s: 0, v: 7, i: 'i', t: 1 }],
+    });
+    assert.ok(typeof frame === 'object' && frame.type === 'messages');
+    assert.equal(frame.messages[0]?.serial, `${E}.0000000000000000`);
+    assert.equal(frame.messages[0]?.version, `${E}.0000000000000007`);
+  });
+
   test('an empty frame carries no epoch and expands to no messages', () => {
     const frame = JSON.parse(encodeCompactMessages('c', []));
     assert.equal('epoch' in frame, false);
@@ -151,6 +163,8 @@ describe('compact messages frames', () => {
       [{ type: 'm', channel: 'c' }, /without an m array/],
       [{ type: 'm', channel: 'c', epoch: 5, m: [] }, /non-string epoch/],
       [{ type: 'm', channel: 'c', epoch: E, m: [7] }, /message 0 is not an object/],
+      [{ type: 'm', channel: 'c', epoch: E, m: [null] }, /message 0 is not an object/],
+      [{ type: 'm', channel: 'c', epoch: E, m: [['c', 1, 'i', 1]] }, /message 0 is not an object/],
       [{ type: 'm', channel: 'c', epoch: E, m: [{ a: 'x', s: 1, i: 'i', t: 1 }] }, /unknown action "x"/],
       [{ type: 'm', channel: 'c', m: [{ a: 'c', s: 1, i: 'i', t: 1 }] }, /no valid serial/],
       [{ type: 'm', channel: 'c', epoch: 'short', m: [{ a: 'c', s: 1, i: 'i', t: 1 }] }, /no valid serial/],
