@@ -46,6 +46,26 @@ describe('LocalHub', () => {
     assert.equal(seenByQueuedCallback, 1, 'the delivery did not wait for the rest of the turn');
   });
 
+  it('takes a channel of exactly FEW_SUBSCRIBERS subscribers for a small one', async () => {
+    const hub = new LocalHub();
+    const { deliveries } = subscribe(hub, 'ai:4', FEW_SUBSCRIBERS);
+    hub.publish('ai:4', [message(1)]);
+    await Promise.resolve();
+    assert.deepEqual(serials(deliveries), [['s1']], 'delivered at the end of the task, not of the turn');
+  });
+
+  it('delivers a read-back (rolled up) at once, marked, after the batch that waits for its channel', () => {
+    const hub = new LocalHub();
+    const { deliveries } = subscribe(hub, 'ai:5', 1);
+    hub.publish('ai:5', [message(1)]);
+    hub.publish('ai:5', [message(2), message(3)], true);
+    assert.deepEqual(serials(deliveries), [['s1'], ['s2', 's3']]);
+    assert.deepEqual(
+      deliveries.map((d) => d.rolledUp),
+      [undefined, true],
+    );
+  });
+
   it('delivers a large channel once per turn: what several tasks stored goes in one frame', async () => {
     const hub = new LocalHub();
     const { deliveries } = subscribe(hub, 'room:1', FEW_SUBSCRIBERS + 1);
