@@ -53,6 +53,31 @@ describe('metrics', () => {
     }
   });
 
+  it('tells a connection the client closed (WebSocket 1000, or a close frame) from one lost', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const closed = async (reason: string) =>
+        value(
+          await (await fetch(`${fx.server.url}/metrics?key=${TEST_KEY}`)).text(),
+          `mooring_connections_closed_total{transport="websocket",reason="${reason}"}`,
+        );
+      const byCode = await RawClient.connect(fx.server.url);
+      byCode.ws.close(1000); // a WebSocket close, no close frame of the protocol
+      await byCode.closed();
+      const byFrame = await RawClient.connect(fx.server.url);
+      byFrame.send({ type: 'close' });
+      await new Promise<void>((resolve) => byFrame.ws.once('close', () => resolve()));
+      const lost = await RawClient.connect(fx.server.url);
+      lost.kill();
+      for (let i = 0; i < 100 && (await closed('closed')) + (await closed('lost')) < 3; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await closed('closed'), 2);
+      assert.equal(await closed('lost'), 1);
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('serves the dashboard page, which reads /metrics/history and /v1/health', async () => {
     const fx = await startFixture('memory');
     try {
