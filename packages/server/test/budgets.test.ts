@@ -269,6 +269,12 @@ describe('connection requests in flight', () => {
           await phone.closed(); // dropped by the takeover
           await until(() => fx.server.connections === 2, 'the old transport still counts');
           await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/, 'two of two');
+          // a recovery of a connection the server does not know takes no one's place
+          await assert.rejects(
+            RawClient.connect(fx.server.url, { token, recover: 'c_nobodyknows.0123456789abcdef' }),
+            /HTTP 429/,
+            'a recovery of an unknown connection went over the limit',
+          );
           // a connection whose transport is gone holds no place: recovering it is checked like a new one
           moved.kill();
           await until(() => fx.server.connections === 1, 'the server never saw the loss');
