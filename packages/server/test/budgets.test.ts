@@ -266,7 +266,11 @@ describe('connection requests in flight', () => {
             recover: phone.connected.connectionKey,
           });
           assert.equal(moved.connected.resumed, true, 'it takes the old transport’s place');
-          await phone.closed(); // dropped by the takeover
+          await phone.closed(); // dropped by the takeover, told so, and told it may reconnect (PROTOCOL.md §5.4)
+          assert.deepEqual(
+            phone.frames.filter((f) => f.type === 'disconnect'),
+            [{ type: 'disconnect', reason: 'replaced', reconnect: true }],
+          );
           await until(() => fx.server.connections === 2, 'the old transport still counts');
           await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/, 'two of two');
           // a recovery of a connection the server does not know takes no one's place
