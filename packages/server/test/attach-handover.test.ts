@@ -222,3 +222,28 @@ describe('a failed attach', () => {
     assert.equal(client.closeCode, undefined, 'the connection is still open');
   });
 });
+
+describe('live deliveries held during a catch-up', () => {
+  it('count against the send buffer only until the attach goes live: attach after attach never adds up', async (t) => {
+    const store = new GatedStore(new MemoryStore());
+    const limits = { maxSendBuffer: 64 * 1024 };
+    const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store, limits });
+    t.after(() => server.close());
+    const client = await RawClient.connect(server.url);
+    t.after(() => client.kill());
+    // each round holds about 20 KB of live deliveries while its catch-up read waits: under the
+    // buffer alone, five times over it together
+    for (let round = 0; round < 16; round++) {
+      const channel = `held-${round}`;
+      await publish(server, channel, [{ name: 't', data: 'before' }]);
+      const gate = store.arm('readSince', 'early');
+      const attached = client.request({ type: 'attach', channel, start: true });
+      await gate.reached;
+      await publish(server, channel, [{ name: 't', data: 'x'.repeat(20_000) }]);
+      gate.release();
+      assert.equal((await attached).type, 'attached');
+      await until(() => client.messages(channel).length === 2, `round ${round}: the held delivery`);
+    }
+    assert.equal(client.closeCode, undefined, 'the connection is still open (not a slow consumer)');
+  });
+});
