@@ -46,6 +46,46 @@ it('echo: false leaves out own operations, delivers the others with no hole to r
   assert.equal(seenByB.map((m) => m.data ?? '').join(''), 'abxcdyez', 'the other client sees all');
 });
 
+it('echo: false in a delivery that mixes own and others’ operations: the others arrive, in one frame each run, no hole', async (t) => {
+  const server = await startServer({ port: 0, host: '127.0.0.1', keys: ['test:secret'] });
+  t.after(() => server.close());
+  // in-process clients: what they publish in one synchronous block is stored in one turn, and a
+  // channel with more than 4 subscribers gets one delivery per turn, mixing both publishers
+  const local = (clientId: string) =>
+    new Mooring({
+      url: server.url,
+      key: 'test:secret',
+      clientId,
+      environment: null,
+      transport: server.localTransport,
+    });
+  const a = local('agent');
+  const b = local('user');
+  const watchers = Array.from({ length: 4 }, (_, i) => local(`watcher-${i}`));
+  t.after(() => {
+    for (const c of [a, b, ...watchers]) c.close();
+  });
+  const channel = 'session:echo-mixed';
+  const quiet = a.channels.get(channel, { echo: false });
+  const loud = b.channels.get(channel);
+  const seenByA: Message[] = [];
+  await quiet.subscribe((m) => seenByA.push(m));
+  await loud.attach();
+  for (const w of watchers) await w.channels.get(channel).attach();
+  const others: Promise<string>[] = [];
+  for (let round = 0; round < 5; round++) {
+    void quiet.publish('own', `a${round}`);
+    others.push(loud.publish('other', `b${round}`));
+  }
+  const serials = await Promise.all(others);
+  await until(() => seenByA.some((m) => m.version === serials[serials.length - 1]));
+  assert.deepEqual(
+    seenByA.map((m) => m.data),
+    ['b0', 'b1', 'b2', 'b3', 'b4'],
+  );
+  assert.equal(quiet.gapsRepaired, 0, 'no other operation was left out');
+});
+
 it('echo: false resumes exactly: what others published while away arrives, own ops come back once, rolled up', async (t) => {
   const server = await startServer({ port: 0, host: '127.0.0.1', keys: ['test:secret'] });
   t.after(() => server.close());
