@@ -17,6 +17,9 @@ describe('metrics', () => {
       const ack = await a.publish('session:m', [{ data: 'x' }]);
       await a.attach('session:m', { from: ack.results[0]!.serial });
       await a.attach('session:m', { from: `zzzzzzzzzzzz.${'0'.repeat(15)}1` });
+      await a.attach('session:m-live');
+      await a.attach('session:m-start', { start: true });
+      await a.attach('session:m-rewind', { rewind: 2 });
       await a.request({ type: 'nope' });
       const res = await fetch(`${fx.server.url}/metrics`, {
         headers: { authorization: `Bearer ${TEST_KEY}` },
@@ -26,6 +29,9 @@ describe('metrics', () => {
       const text = await res.text();
       assert.equal(value(text, 'mooring_connections{transport="websocket"}'), 1);
       assert.equal(value(text, 'mooring_attaches_total{mode="resume",resumed="true"}'), 1);
+      assert.equal(value(text, 'mooring_attaches_total{mode="live",resumed="false"}'), 1);
+      assert.equal(value(text, 'mooring_attaches_total{mode="start",resumed="false"}'), 1);
+      assert.equal(value(text, 'mooring_attaches_total{mode="rewind",resumed="false"}'), 1);
       assert.equal(value(text, 'mooring_resume_failures_total{reason="epoch_changed"}'), 1);
       assert.equal(value(text, 'mooring_operations_total{action="create"}'), 1);
       assert.equal(value(text, 'mooring_errors_total{code="invalid_frame"}'), 1);
