@@ -133,6 +133,24 @@ async function ackAll(sink: ControlledSink): Promise<OperationInput[]> {
   return sent;
 }
 
+it("never puts more than the sink's maxOpsPerPublish operations in one publish", async () => {
+  const sink = new ControlledSink(1);
+  (sink as { maxOpsPerPublish: number }).maxOpsPerPublish = 3;
+  const queue = queueOn(sink);
+  // ten creates queued in one task: they leave in batches of at most three, one after another
+  for (let i = 0; i < 10; i++) queue.create(`p${i}`, { name: 'part', id: queue.nextId(`p${i}`), data: '' });
+  await tick();
+  const sizes: number[] = [];
+  while (sink.flights.length > 0) {
+    const flight = sink.flights.shift()!;
+    sizes.push(flight.ops.length);
+    await flight.ack();
+    await tick();
+  }
+  assert.deepEqual(sizes, [3, 3, 3, 1]);
+  await flushed(queue);
+});
+
 describe('OperationQueue pipelining', () => {
   it('sends plain deltas while earlier batches are in flight, up to the window, in order', async () => {
     const sink = new ControlledSink(4);
