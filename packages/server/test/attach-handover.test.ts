@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { type Message, parseSerial, type ServerFrame } from '@mooring/protocol';
 import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
 import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
@@ -200,15 +200,21 @@ for (const storeKind of ['memory', 'sqlite', 'redis'] as const) {
   }
 }
 
+/** A memory store behind a gate, a server whose send buffer is 64 KiB, and a WebSocket client. */
+async function smallBufferServer(t: TestContext) {
+  const store = new GatedStore(new MemoryStore());
+  const limits = { maxSendBuffer: 64 * 1024 };
+  const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store, limits });
+  t.after(() => server.close());
+  const client = await RawClient.connect(server.url);
+  t.after(() => client.kill());
+  return { store, server, client };
+}
+
 describe('a failed attach', () => {
   it('leaves nothing attached: no live deliveries held for it, detach answers not_attached', async (t) => {
-    const store = new GatedStore(new MemoryStore());
-    const limits = { maxSendBuffer: 64 * 1024 };
-    const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store, limits });
-    t.after(() => server.close());
+    const { store, server, client } = await smallBufferServer(t);
     await publish(server, 'failing', [{ name: 't', data: 'before' }]);
-    const client = await RawClient.connect(server.url);
-    t.after(() => client.kill());
     store.failNext('readSince', new StoreError('store_unavailable', 'the store is down (test)'));
     const answer = await client.request({ type: 'attach', channel: 'failing', start: true });
     assert.equal(answer.type, 'error');
@@ -225,12 +231,7 @@ describe('a failed attach', () => {
 
 describe('live deliveries held during a catch-up', () => {
   it('count against the send buffer only until the attach goes live: attach after attach never adds up', async (t) => {
-    const store = new GatedStore(new MemoryStore());
-    const limits = { maxSendBuffer: 64 * 1024 };
-    const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store, limits });
-    t.after(() => server.close());
-    const client = await RawClient.connect(server.url);
-    t.after(() => client.kill());
+    const { store, server, client } = await smallBufferServer(t);
     // each round holds about 20 KB of live deliveries while its catch-up read waits: under the
     // buffer alone, five times over it together
     for (let round = 0; round < 16; round++) {
