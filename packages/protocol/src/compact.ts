@@ -1,5 +1,5 @@
 /**
- * Compact `messages` frames (PROTOCOL.md §6.5): the same messages in about half the bytes, for a
+ * Compact `messages` frames (PROTOCOL.md §6.5): the same messages in about a third fewer bytes, for a
  * client that asks for them with `frames=compact` in its connection request.
  *
  * A streamed token is one `append` in one frame, and in the plain JSON form most of its ~270 bytes
