@@ -234,6 +234,33 @@ describe('OperationQueue pipelining', () => {
     await flushed(queue);
     assert.equal(textOf(sink.log), 'abc');
   });
+
+  it('a retry whose backoff ends while a structural batch is in flight waits for its ack', async () => {
+    // The backoff's timer calls the send directly: the window is checked there too, or the resent
+    // delta would go out beside a batch that must be alone in flight.
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = queueOn(sink, t);
+    await createPart(sink, queue);
+    await write(queue, ['a']);
+    sink.flights.shift()!.fail(Object.assign(new Error('rate limited'), { retryable: true }));
+    await tick();
+    assert.equal(t.due.length, 1, 'the retry waits for its backoff');
+    // meanwhile a new part is created: 'a' (back at the head of the queue) goes with it, alone
+    queue.create('u', { name: 'part', id: queue.nextId('u'), data: '' });
+    await tick();
+    assert.equal(sink.flights.length, 1);
+    queue.delta('t', 'b');
+    await tick();
+    t.due.shift()!(); // the backoff ends with the structural batch still in flight
+    await tick();
+    assert.equal(sink.flights.length, 1, "'b' waits for the structural batch's ack");
+    assert.deepEqual(sink.structuralSentWith, [0, 0]);
+    await ackAll(sink);
+    await flushed(queue);
+    const parts = sink.log.rolledUp().filter((m) => m.name === 'part');
+    assert.deepEqual(parts.map((m) => m.data).sort(), ['', 'ab']);
+  });
   it('after a refused batch and a later one whose answer was lost, the part ends whole and in order', async () => {
     // 'b' is refused (nothing stored); 'c' is stored but its answer lost (both reported failed).
     // Resending both with their ids would store 'b' now and take 'c' as a duplicate: "acb".
