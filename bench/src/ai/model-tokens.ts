@@ -2,7 +2,8 @@
  * The model's text, shared by the stub that emits it and the clients that time its arrival: token k
  * of response r is a fixed word piece (mean ≈ 4.6 chars, nothing that needs JSON escaping), so a
  * client that has received `length` characters of a response knows which tokens have arrived
- * whatever the system merged or split on the way.
+ * whatever the system merged or split on the way. The transports and catch-up scenarios publish
+ * the same pieces.
  */
 
 const PIECES = [

@@ -9,6 +9,7 @@
  * attached while the appends were stored, × tokens).
  */
 import { fileURLToPath } from 'node:url';
+import { tokenText } from '../ai/model-tokens.ts';
 import { ByteMeter } from '../clients/byte-meter.ts';
 import { withTimeout } from '../clients/fanout-target.ts';
 import { connect } from '../clients/mooring-client.ts';
@@ -31,21 +32,6 @@ export interface CatchupResult {
   replayBytes: number;
   error?: string;
 }
-
-const TOKENS = [
-  ' The',
-  ' session',
-  ' resumes',
-  ' from',
-  ' its',
-  ' position',
-  ',',
-  ' so',
-  ' nothing',
-  ' is',
-  ' lost',
-  '.',
-];
 
 async function one(port: number, gap: number, rate: number): Promise<CatchupResult> {
   const tokens = Math.round(gap * rate);
@@ -87,7 +73,7 @@ async function one(port: number, gap: number, rate: number): Promise<CatchupResu
   for (let k = 0; k < tokens; k += 100) {
     const ops = [];
     for (let i = k; i < Math.min(tokens, k + 100); i++) {
-      const data = TOKENS[i % TOKENS.length]!;
+      const data = tokenText(0, i);
       textBytes += data.length;
       ops.push({ action: 'append', id: `answer:${i}`, serial, data });
     }

@@ -12,6 +12,7 @@
  * latency is token sent → token received, on one clock (this process). Responses start spread over
  * one token interval, so the server sees a steady stream rather than R tokens at once.
  */
+import { tokenText } from '../ai/model-tokens.ts';
 import type { ByteMeter, WireBytes } from '../clients/byte-meter.ts';
 import type { Closable, SubscriberHandlers } from '../clients/fanout-target.ts';
 import { withTimeout } from '../clients/fanout-target.ts';
@@ -67,51 +68,6 @@ export interface TokenStreamResult {
   publishErrors: number;
 }
 
-/** Word pieces of roughly LLM-token size (mean ≈ 4.6 chars), none needing JSON escaping. */
-const TOKENS = [
-  ' The',
-  ' session',
-  ' resumes',
-  ' from',
-  ' its',
-  ' position',
-  ',',
-  ' so',
-  ' nothing',
-  ' is',
-  ' lost',
-  ' when',
-  ' the',
-  ' network',
-  ' drops',
-  '.',
-  ' A',
-  ' response',
-  ' is',
-  ' one',
-  ' message',
-  ' that',
-  ' grows',
-  ' by',
-  ' appen',
-  'ds',
-  ';',
-  ' each',
-  ' delta',
-  ' costs',
-  ' a',
-  ' few',
-  ' bytes',
-  ' on',
-  ' disk',
-  ' and',
-  ' on',
-  ' the',
-  ' wire',
-  '\\n',
-];
-
-const tokenText = (stream: number, k: number): string => TOKENS[(stream * 7 + k) % TOKENS.length]!;
 const APPEND = '"action":"append"';
 
 function countAppends(text: string): number {
