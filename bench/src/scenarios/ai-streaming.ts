@@ -30,7 +30,7 @@ import type { MooringAgentConfig } from '../ai/mooring-agent.ts';
 import { TokenTracker } from '../ai/token-tracker.ts';
 import { BENCH_KEY } from '../bench-config.ts';
 import { sharedClockMs } from '../clock.ts';
-import { cpuSeconds, machineBusySeconds, processRunQueueSeconds } from '../cpu-usage.ts';
+import { cpuSeconds, machineBusySeconds, processIoCalls, processRunQueueSeconds } from '../cpu-usage.ts';
 import { type GcPauses, type LoopDelay, loopDelay } from '../servers/server-child.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
 import { Histogram, type LatencySummary, median } from '../stats.ts';
@@ -103,6 +103,8 @@ export interface AiResult {
    * (runnable, not running: the machine's cores were busy), per 1,000 tokens delivered.
    */
   coreWaitPer1000?: { app: number | undefined; relay: number | undefined };
+  /** Read and write system calls of the app (or agent) and of the relay, per token delivered. */
+  ioCallsPerToken?: { app: number | undefined; relay: number | undefined };
   /** The garbage collector's pauses during the run in the app (or agent) and the relay process. */
   gc?: { app: GcPauses; relay: GcPauses | undefined };
   delivered?: number;
@@ -118,6 +120,10 @@ export interface AiResult {
   otherCpu?: number | null;
   error?: string;
 }
+
+/** Read + write system calls per token, app / relay, or – when not measured. */
+const callsText = (c: { app: number | undefined; relay: number | undefined }): string =>
+  `${c.app?.toFixed(2) ?? '–'} / ${c.relay?.toFixed(2) ?? '–'}`;
 
 /** Seconds per 1,000 tokens as ms, or – when not measured. */
 const ms1k = (seconds: number | undefined): string =>
@@ -301,6 +307,9 @@ interface CpuSnap {
   /** Run-queue waits so far (s) of the app's and the relay's main threads. */
   waitApp: number | undefined;
   waitRelay: number | undefined;
+  /** Read and write system calls so far of the app's and the relay's processes. */
+  callsApp: number | undefined;
+  callsRelay: number | undefined;
   load: number;
   machine: number | undefined;
   t: number;
@@ -313,6 +322,8 @@ async function cpuSnap(d: Deployment, stub: ServerProcess): Promise<CpuSnap & { 
   return {
     waitApp: processRunQueueSeconds(d.app.pid),
     waitRelay: d.relay === undefined ? undefined : processRunQueueSeconds(d.relay.pid),
+    callsApp: processIoCalls(d.app.pid),
+    callsRelay: d.relay === undefined ? undefined : processIoCalls(d.relay.pid),
     own: own.reduce((sum, u) => sum + cpuSeconds(u), 0) + r,
     relay: relay + r,
     load: cpuSeconds(process.cpuUsage()),
@@ -465,6 +476,12 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
       app: waited(before.waitApp, after.waitApp),
       relay: waited(before.waitRelay, after.waitRelay),
     };
+    const calls = (a: number | undefined, b: number | undefined) =>
+      a === undefined || b === undefined ? undefined : (b - a) / delivered;
+    result.ioCallsPerToken = {
+      app: calls(before.callsApp, after.callsApp),
+      relay: calls(before.callsRelay, after.callsRelay),
+    };
     result.bytesPerToken = bytes / measuredTokens;
     result.gap = d.users.resume
       ? catchUps(gapSamples, emits)
@@ -485,7 +502,7 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
           );
     for (const tab of reloadTabs) tab.close();
     process.stderr.write(
-      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}); waited for a core ${ms1k(result.coreWaitPer1000.app)} / ${ms1k(result.coreWaitPer1000.relay)} ms per 1k tokens (app / relay), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
+      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}); waited for a core ${ms1k(result.coreWaitPer1000.app)} / ${ms1k(result.coreWaitPer1000.relay)} ms per 1k tokens (app / relay), ${callsText(result.ioCallsPerToken)} system calls per token (app / relay), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
     );
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
