@@ -55,6 +55,39 @@ describe('connection lifecycle', () => {
     await assert.rejects(startFixture('memory', { heartbeatSlice: 2.5 }), /heartbeatSlice must be/);
   });
 
+  it('refuses a heartbeat interval that is not above 0 and below 60 s (idle-timeout proxies close at 60 s)', async () => {
+    for (const heartbeatInterval of [0, -1, 60_000, Number.NaN])
+      await assert.rejects(
+        startFixture('memory', { heartbeatInterval }),
+        /heartbeatInterval must be between 0 and 60,000 ms/,
+        String(heartbeatInterval),
+      );
+    const fx = await startFixture('memory', { heartbeatInterval: 59_999 });
+    await fx.close();
+  });
+
+  it('with a connection state TTL of 0 a dropped connection keeps no identity (0 is not "the default")', async () => {
+    for (const [connectionStateTtl, resumed] of [
+      [0, false],
+      [60_000, true],
+    ] as const) {
+      const fx = await startFixture('memory', { connectionStateTtl });
+      try {
+        const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
+        phone.kill();
+        await new Promise((r) => setTimeout(r, 50));
+        const back = await RawClient.connect(fx.server.url, {
+          clientId: 'phone',
+          recover: phone.connected.connectionKey,
+        });
+        assert.equal(back.connected.resumed, resumed, `TTL ${connectionStateTtl}`);
+        await back.close();
+      } finally {
+        await fx.close();
+      }
+    }
+  });
+
   it('drops a slow consumer while others keep receiving, and it resumes losslessly', async () => {
     const fx = await startFixture('memory', { limits: { maxSendBuffer: 64 * 1024 } });
     try {

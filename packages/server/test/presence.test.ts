@@ -109,6 +109,25 @@ for (const kind of kinds)
       }
     });
 
+    it('with a grace of 0, an abrupt loss leaves at once (0 is a grace, not "the default")', async () => {
+      const fx = await startFixture(kind, { presenceGrace: 0 });
+      try {
+        const channel = 'session:nograce';
+        const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
+        await watcher.attach(channel);
+        const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
+        await phone.request({ type: 'presence', channel, action: 'enter' });
+        await watcher.next(isAction('enter'));
+        phone.kill();
+        // the default grace is 15 s: a leave within 5 s is the 0 given
+        const leave = await watcher.next(isAction('leave'), 5_000);
+        assert.ok(leave.type === 'presence' && leave.member.clientId === 'phone');
+        await watcher.close();
+      } finally {
+        await fx.close();
+      }
+    });
+
     it('a connection recovered after the grace (within its state TTL) enters again', async () => {
       const fx = await startFixture(kind, { presenceGrace: 200 });
       try {
