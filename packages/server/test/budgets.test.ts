@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason } from '@mooring/testkit';
 import pino from 'pino';
+import { LocalConnectionRegistry } from '../src/connection-registry.ts';
 import { createToken } from '../src/index.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient } from './support/http-client.ts';
@@ -196,6 +197,37 @@ describe('connection budget per identity', () => {
       await fx.close();
     }
   });
+
+  // the identity is claimed alongside the seat (on Redis both are round trips, sent together); a
+  // refused seat gives the claim back, or each refused request would keep an identity until its
+  // state TTL ran out. The registry is the node-local one in both, to count what it holds.
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `a connection request refused by its budget leaves no identity behind in the registry (${kind})`,
+      {
+        skip: (kind === 'redis' && redisSkipReason()) || false,
+      },
+      async () => {
+        let registry: LocalConnectionRegistry | undefined;
+        const fx = await startFixture(kind, {
+          limits: { maxConnectionsPerClient: 1 },
+          registry: () => {
+            registry = new LocalConnectionRegistry(120_000);
+            return registry;
+          },
+        });
+        try {
+          const { token } = await createToken(TEST_KEY, { clientId: 'one' });
+          const first = await RawClient.connect(fx.server.url, { token });
+          for (let i = 0; i < 3; i++)
+            await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 429/);
+          assert.equal(registry?.size, 1, 'only the connection that opened holds an identity');
+          await first.close();
+        } finally {
+          await fx.close();
+        }
+      },
+    );
 
   it('ends a long-poll connection that never polls after firstPollTimeout', async () => {
     const fx = await startFixture('memory', {

@@ -53,6 +53,8 @@ describe('connection lifecycle', () => {
   it('refuses a heartbeat slice that is not a whole number of connections', async () => {
     await assert.rejects(startFixture('memory', { heartbeatSlice: 0 }), /heartbeatSlice must be/);
     await assert.rejects(startFixture('memory', { heartbeatSlice: 2.5 }), /heartbeatSlice must be/);
+    const fx = await startFixture('memory', { heartbeatSlice: 1 }); // one connection per slice
+    await fx.close();
   });
 
   it('refuses a heartbeat interval that is not above 0 and below 60 s (idle-timeout proxies close at 60 s)', async () => {

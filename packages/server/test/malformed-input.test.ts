@@ -128,6 +128,37 @@ describe('malformed input', () => {
     }
   });
 
+  it('refuses a connection request of another protocol version with a typed 400 on every transport; v=1 or none connects', async () => {
+    const fx: Fixture = await startFixture('memory');
+    try {
+      const ws = (v: string | undefined) => {
+        const url = new URL('/v1/connect', fx.server.url.replace(/^http/, 'ws'));
+        url.searchParams.set('key', 'test:secret');
+        if (v !== undefined) url.searchParams.set('v', v);
+        const socket = new WebSocket(url);
+        socket.on('error', () => {});
+        return handshake(socket).finally(() => socket.terminate());
+      };
+      for (const v of ['2', '0', 'one', '']) {
+        const refused = await ws(v);
+        assert.ok(refused !== 'open', `v=${v} connected`);
+        assert.equal(refused.status, 400);
+        const { error } = JSON.parse(refused.body) as { error: { code: string; message: string } };
+        assert.equal(error.code, 'bad_request');
+        assert.match(error.message, new RegExp(`protocol version ${v} is not supported; use v=1`));
+      }
+      assert.equal(await ws('1'), 'open');
+      assert.equal(await ws(undefined), 'open');
+      for (const path of ['/v1/connect/sse', '/v1/connect/poll']) {
+        const res = await fetch(`${fx.server.url}${path}?key=test:secret&v=2`);
+        assert.equal(res.status, 400, path);
+        assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'bad_request');
+      }
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('refuses a frame or a REST body nested deeper than maxJsonDepth with invalid_frame, and takes one at the limit', async () => {
     const fx: Fixture = await startFixture('memory');
     try {

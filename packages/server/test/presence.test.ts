@@ -121,7 +121,7 @@ for (const kind of kinds)
         phone.kill();
         // the default grace is 15 s: a leave within 5 s is the 0 given
         const leave = await watcher.next(isAction('leave'), 5_000);
-        assert.ok(leave.type === 'presence' && leave.member.clientId === 'phone');
+        assert.ok(leave.type === 'presence' && leave.action === 'leave' && leave.member.clientId === 'phone');
         await watcher.close();
       } finally {
         await fx.close();
