@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
+import { MemoryStore, startServer } from '../src/index.ts';
 import { startFixture, TEST_KEY } from './support/fixture.ts';
+import { GatedStore } from './support/gated-store.ts';
 import { fold, RawClient } from './support/raw-client.ts';
 import { StalledClient } from './support/stalled-client.ts';
 
@@ -162,6 +164,36 @@ describe('connection lifecycle', () => {
       await again.close();
     } finally {
       await fx.close();
+    }
+  });
+
+  it('on shutdown answers the HTTP requests in flight before it drops their sockets', async () => {
+    const store = new GatedStore(new MemoryStore());
+    const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
+    try {
+      await fetch(`${server.url}/v1/channels/session:slow/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 't', data: 'kept' }),
+      });
+      // a history read held by the store while the server is told to stop
+      const gate = store.arm('history', 'early');
+      const reading = fetch(`${server.url}/v1/channels/session:slow/messages`, {
+        headers: { authorization: `Bearer ${TEST_KEY}` },
+      });
+      await gate.reached;
+      const closing = server.close();
+      setTimeout(gate.release, 100);
+      const res = await reading;
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { items: Array<{ data: unknown }> };
+      assert.deepEqual(
+        body.items.map((m) => m.data),
+        ['kept'],
+      );
+      await closing;
+    } finally {
+      await server.close();
     }
   });
 });
