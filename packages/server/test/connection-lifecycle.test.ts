@@ -3,6 +3,7 @@
  * (PROTOCOL.md §5.3 and §8), with real sockets.
  */
 import assert from 'node:assert/strict';
+import { connect as netConnect } from 'node:net';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { MemoryStore, startServer } from '../src/index.ts';
@@ -167,7 +168,7 @@ describe('connection lifecycle', () => {
     }
   });
 
-  it('on shutdown answers the HTTP requests in flight before it drops their sockets', async () => {
+  it('on shutdown answers the HTTP requests in flight before it drops their sockets, and turns later ones away', async () => {
     const store = new GatedStore(new MemoryStore());
     const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
     try {
@@ -176,22 +177,29 @@ describe('connection lifecycle', () => {
         headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' },
         body: JSON.stringify({ name: 't', data: 'kept' }),
       });
-      // a history read held by the store while the server is told to stop
+      // a history read held by the store when the server is told to stop
       const gate = store.arm('history', 'early');
-      const reading = fetch(`${server.url}/v1/channels/session:slow/messages`, {
-        headers: { authorization: `Bearer ${TEST_KEY}` },
+      const socket = netConnect(server.port, '127.0.0.1');
+      let answers = '';
+      socket.on('data', (d) => {
+        answers += d.toString();
       });
+      const ended = new Promise((resolve) => socket.on('close', resolve));
+      socket.write(
+        `GET /v1/channels/session:slow/messages HTTP/1.1\r\nhost: mooring\r\nauthorization: Bearer ${TEST_KEY}\r\n\r\n`,
+      );
       await gate.reached;
       const closing = server.close();
+      // the next request on that keep-alive connection, sent once the shutdown began
+      socket.write('GET /health HTTP/1.1\r\nhost: mooring\r\n\r\n');
       setTimeout(gate.release, 100);
-      const res = await reading;
-      assert.equal(res.status, 200);
-      const body = (await res.json()) as { items: Array<{ data: unknown }> };
-      assert.deepEqual(
-        body.items.map((m) => m.data),
-        ['kept'],
-      );
+      await ended;
       await closing;
+      const [read, late] = answers.split(/(?=HTTP\/1\.1 )/);
+      assert.match(read ?? '', /^HTTP\/1\.1 200/);
+      assert.match(read ?? '', /"data":"kept"/, 'the read in flight is answered whole');
+      assert.match(late ?? '', /^HTTP\/1\.1 503/);
+      assert.match(late ?? '', /"code":"shutting_down"/);
     } finally {
       await server.close();
     }
