@@ -105,8 +105,11 @@ if (skip) {
 
       // A's Redis connections go silent: the forwarded request is published, never answered
       toA.blackhole();
+      const asked = performance.now();
       const silent = await post(b, onA, { type: 'ping', ref: 2 });
       assert.equal(silent.status, 503);
+      // B's own timeout (300 ms), not the default's 5 s: a wide margin, it is not a speed test
+      assert.ok(performance.now() - asked < 2_500, 'the forwardTimeout given was not used');
       const error = await errorOf(silent);
       assert.equal(error.code, 'store_unavailable');
       assert.equal(error.retryable, true);
