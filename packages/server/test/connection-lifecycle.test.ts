@@ -168,6 +168,17 @@ describe('connection lifecycle', () => {
     }
   });
 
+  it('a shutdown with no HTTP request in flight does not wait out the 3 s it gives them', async () => {
+    const fx = await startFixture('memory');
+    const c = await RawClient.connect(fx.server.url);
+    await c.publish('session:quick', [{ data: 'x' }]);
+    const started = performance.now();
+    await fx.server.close();
+    // a wide margin: it is not a speed test, only "not the 3 s deadline"
+    assert.ok(performance.now() - started < 2_000, 'close() waited for requests that were not there');
+    await fx.close();
+  });
+
   it('on shutdown answers the HTTP requests in flight before it drops their sockets, and turns later ones away', async () => {
     const store = new GatedStore(new MemoryStore());
     const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });

@@ -19,8 +19,15 @@ import { type ServerProcess, spawnServer } from './support/server-process.ts';
 
 const linux = process.platform === 'linux' ? false : 'SO_REUSEPORT load balancing is tested on Linux';
 
-function node(port: number, reusePort: boolean): Promise<MooringServer> {
-  return startServer({ host: '127.0.0.1', port, reusePort, keys: [TEST_KEY], store: { kind: 'memory' } });
+/** A node on `port`; `reusePort` undefined: the option left out (its default). */
+function node(port: number, reusePort: boolean | undefined): Promise<MooringServer> {
+  return startServer({
+    host: '127.0.0.1',
+    port,
+    ...(reusePort === undefined ? {} : { reusePort }),
+    keys: [TEST_KEY],
+    store: { kind: 'memory' },
+  });
 }
 
 describe('reusePort', { skip: linux }, () => {
@@ -49,6 +56,7 @@ describe('reusePort', { skip: linux }, () => {
         [plain.port, false],
         [plain.port, true],
         [shared.port, false],
+        [shared.port, undefined], // not shared unless asked
       ] as const) {
         await assert.rejects(node(port, reusePort), (err: unknown) => {
           assert.ok(err instanceof ListenError, String(err));
