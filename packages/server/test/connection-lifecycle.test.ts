@@ -168,6 +168,17 @@ describe('connection lifecycle', () => {
     }
   });
 
+  it('port 0 is a free port of the system, not the default 8080: two servers side by side', async () => {
+    const options = { host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
+    const [a, b] = await Promise.all([startServer(options), startServer(options)]);
+    try {
+      assert.notEqual(a.port, b.port);
+      assert.ok(a.port !== 8080 && b.port !== 8080);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it('a shutdown with no HTTP request in flight does not wait out the 3 s it gives them', async () => {
     const fx = await startFixture('memory');
     const c = await RawClient.connect(fx.server.url);
