@@ -137,3 +137,27 @@ describe('REST API', () => {
     await assert.rejects(RawClient.connect(fx.server.url, { key: 'test:nope' }), /401/);
   });
 });
+
+describe('retention per namespace', () => {
+  it("trims a channel by its namespace's retention, '*' for the others; 0 keeps nothing, Infinity everything", async () => {
+    const fx = await startFixture('memory', {
+      namespaces: { '*': { retention: 0 }, keep: { retention: Number.POSITIVE_INFINITY } },
+      trimInterval: 50,
+    });
+    try {
+      for (const channel of ['keep:a', 'other:a'])
+        assert.equal(
+          (await rest(fx.server, `/v1/channels/${channel}/messages`, { body: { data: channel } })).status,
+          200,
+        );
+      const items = async (channel: string) =>
+        ((await rest(fx.server, `/v1/channels/${channel}/messages`)).body.items as unknown[]).length;
+      for (let i = 0; i < 200 && (await items('other:a')) > 0; i++)
+        await new Promise((r) => setTimeout(r, 25));
+      assert.equal(await items('other:a'), 0, "the '*' retention of 0 was not applied");
+      assert.equal(await items('keep:a'), 1, 'the keep namespace is kept');
+    } finally {
+      await fx.close();
+    }
+  });
+});
