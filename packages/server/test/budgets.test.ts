@@ -10,8 +10,9 @@ import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason } from '@mooring/testkit';
 import pino from 'pino';
-import { LocalConnectionRegistry } from '../src/connection-registry.ts';
+import { type ConnectionRegistry, LocalConnectionRegistry } from '../src/connection-registry.ts';
 import { createToken } from '../src/index.ts';
+import { ServerError } from '../src/server-error.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient } from './support/http-client.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -228,6 +229,41 @@ describe('connection budget per identity', () => {
         }
       },
     );
+
+  it('a connection request whose identity claim fails gives its seat back at once', async () => {
+    // the claim fails alone (a registry in Redis that is down, while the counts answer): without the
+    // seat given back, each such request would hold a place in the budgets for 30 s
+    let failing = 3;
+    const fx = await startFixture('memory', {
+      limits: { maxConnectionsPerClient: 2 },
+      registry: (): ConnectionRegistry => {
+        const local = new LocalConnectionRegistry(120_000);
+        return {
+          open: (identity, recover) =>
+            failing-- > 0
+              ? Promise.reject(new ServerError('store_unavailable', 'the registry is down (test)'))
+              : local.open(identity, recover),
+          hold: (id) => local.hold(id),
+          release: (id) => local.release(id),
+          unclaim: (opened) => local.unclaim(opened),
+          discard: (id) => local.discard(id),
+          sweep: () => local.sweep(),
+        };
+      },
+    });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'unlucky' });
+      for (let i = 0; i < 3; i++)
+        await assert.rejects(RawClient.connect(fx.server.url, { token }), /HTTP 503/);
+      const opened = await Promise.all([
+        RawClient.connect(fx.server.url, { token }),
+        RawClient.connect(fx.server.url, { token }),
+      ]);
+      await Promise.all(opened.map((c) => c.close()));
+    } finally {
+      await fx.close();
+    }
+  });
 
   it('ends a long-poll connection that never polls after firstPollTimeout', async () => {
     const fx = await startFixture('memory', {
