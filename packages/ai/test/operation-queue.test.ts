@@ -27,6 +27,9 @@ class ControlledSink implements OperationSink {
   maxInFlight = 0;
   /** In-flight count seen when each batch holding something other than plain deltas went out. */
   structuralSentWith: number[] = [];
+  /** Batches sent while one holding something other than plain deltas was in flight (must stay 0). */
+  sentBesideStructural = 0;
+  #structuralInFlight = 0;
 
   constructor(window: number) {
     this.window = window;
@@ -38,23 +41,29 @@ class ControlledSink implements OperationSink {
   }
 
   publish(ops: OperationInput[]): Promise<PublishedOperation[]> {
-    if (ops.some((op) => op.action !== 'append' || op.headers !== undefined))
-      this.structuralSentWith.push(this.inFlight);
+    const structural = ops.some((op) => op.action !== 'append' || op.headers !== undefined);
+    if (structural) this.structuralSentWith.push(this.inFlight);
+    if (this.#structuralInFlight > 0) this.sentBesideStructural++;
+    if (structural) this.#structuralInFlight++;
+    const landed = () => {
+      this.inFlight--;
+      if (structural) this.#structuralInFlight--;
+    };
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     return new Promise((resolve, reject) => {
       this.flights.push({
         ops,
         ack: async () => {
-          this.inFlight--;
+          landed();
           resolve(await this.log.publish(ops));
         },
         fail: (error) => {
-          this.inFlight--;
+          landed();
           reject(error);
         },
         storeThenFail: async (error) => {
-          this.inFlight--;
+          landed();
           await this.log.publish(ops);
           reject(error);
         },
@@ -189,7 +198,24 @@ describe('OperationQueue pipelining', () => {
     }
     await flushed(queue);
     assert.deepEqual(sink.structuralSentWith, [0, 0]);
+    assert.equal(sink.sentBesideStructural, 0, "'c' waited for the structural batch's ack");
     assert.equal(textOf(sink.log), 'abc');
+  });
+
+  it('holds a delta written while an append with headers (structural) is in flight until its ack', async () => {
+    const sink = new ControlledSink(4);
+    const queue = queueOn(sink);
+    await createPart(sink, queue);
+    queue.append('t', 'a', { note: 'checkpoint' }); // headers: structural, goes alone
+    await tick();
+    assert.equal(sink.flights.length, 1);
+    queue.delta('t', 'b');
+    await tick();
+    assert.equal(sink.flights.length, 1, "'b' waits for the structural batch's ack");
+    assert.equal(sink.sentBesideStructural, 0);
+    await ackAll(sink);
+    await flushed(queue);
+    assert.equal(textOf(sink.log), 'ab');
   });
 
   it('after a retryable failure with a later batch stored, the part ends whole and in order', async () => {
