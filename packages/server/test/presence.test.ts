@@ -11,6 +11,21 @@ const presenceEvents = (c: RawClient, channel: string) =>
   c.frames.filter((f): f is PresenceFrame => f.type === 'presence' && f.channel === channel);
 const isAction = (action: string) => (f: ServerFrame) => f.type === 'presence' && f.action === action;
 
+/** A watcher attached to `channel` and a phone that entered it (the watcher has seen the enter). */
+async function watchedPhone(url: string, channel: string, data?: unknown) {
+  const watcher = await RawClient.connect(url, { clientId: 'watcher' });
+  await watcher.attach(channel);
+  const phone = await RawClient.connect(url, { clientId: 'phone' });
+  await phone.request({
+    type: 'presence',
+    channel,
+    action: 'enter',
+    ...(data === undefined ? {} : { data }),
+  });
+  await watcher.next(isAction('enter'));
+  return { watcher, phone };
+}
+
 const kinds = redisSkipReason() ? (['memory'] as const) : (['memory', 'redis'] as const);
 for (const kind of kinds)
   describe(`presence (${kind})`, () => {
@@ -59,11 +74,7 @@ for (const kind of kinds)
       const fx = await startFixture(kind, { presenceGrace: 400 });
       try {
         const channel = 'session:flap';
-        const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
-        await watcher.attach(channel);
-        const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
-        await phone.request({ type: 'presence', channel, action: 'enter' });
-        await watcher.next(isAction('enter'));
+        const { watcher, phone } = await watchedPhone(fx.server.url, channel);
 
         // network blip: the socket dies, the client comes back with its connection key at once
         phone.kill();
@@ -113,11 +124,7 @@ for (const kind of kinds)
       const fx = await startFixture(kind, { presenceGrace: 0 });
       try {
         const channel = 'session:nograce';
-        const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
-        await watcher.attach(channel);
-        const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
-        await phone.request({ type: 'presence', channel, action: 'enter' });
-        await watcher.next(isAction('enter'));
+        const { watcher, phone } = await watchedPhone(fx.server.url, channel);
         phone.kill();
         // the default grace is 15 s: a leave within 5 s is the 0 given
         const leave = await watcher.next(isAction('leave'), 5_000);
@@ -132,10 +139,7 @@ for (const kind of kinds)
       const fx = await startFixture(kind, { presenceGrace: 200 });
       try {
         const channel = 'session:late';
-        const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
-        await watcher.attach(channel);
-        const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
-        await phone.request({ type: 'presence', channel, action: 'enter', data: { device: 'phone' } });
+        const { watcher, phone } = await watchedPhone(fx.server.url, channel, { device: 'phone' });
         phone.kill();
         await watcher.next(isAction('leave'));
         const back = await RawClient.connect(fx.server.url, {
