@@ -25,6 +25,9 @@ export class MemoryLog implements OperationSink {
   }
 
   async publish(ops: OperationInput[]): Promise<PublishedOperation[]> {
+    // as the server: a publish carries 1 to maxOpsPerPublish operations (bad_request, for good)
+    if (ops.length === 0 || ops.length > this.maxOpsPerPublish)
+      throw Object.assign(new Error(`a publish of ${ops.length} operations`), { code: 'bad_request' });
     if (this.hold) await new Promise<void>((r) => this.#held.push(r));
     const failure = this.failures.shift();
     if (failure !== undefined) throw failure;
