@@ -261,6 +261,39 @@ describe('OperationQueue pipelining', () => {
     assert.equal(textOf(sink.log), 'abc');
   });
 
+  it('backs off longer after each failure in a row (100 ms doubling, at most 5 s), and from 100 ms after a success', async () => {
+    const sink = new ControlledSink(1);
+    const t = timers();
+    const delays: number[] = [];
+    const queue = queueOn(sink, {
+      ...t,
+      setTimeout: (fn: () => void, ms: number) => {
+        if (ms > 0) delays.push(ms);
+        return t.setTimeout(fn, ms);
+      },
+    });
+    await createPart(sink, queue);
+    await write(queue, ['a']);
+    for (let i = 0; i < 8; i++) {
+      sink.flights.shift()!.fail(Object.assign(new Error('rate limited'), { retryable: true }));
+      await tick();
+      t.due.shift()!(); // the backoff ends: 'a' again
+      await tick();
+    }
+    assert.deepEqual(delays, [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
+    await sink.flights.shift()!.ack();
+    await tick();
+    await write(queue, ['b']);
+    sink.flights.shift()!.fail(Object.assign(new Error('rate limited'), { retryable: true }));
+    await tick();
+    assert.equal(delays.at(-1), 100, 'a stored batch starts the backoff over');
+    t.due.shift()!();
+    await tick();
+    await ackAll(sink);
+    await flushed(queue);
+    assert.equal(textOf(sink.log), 'ab');
+  });
+
   it('a retry whose backoff ends while a structural batch is in flight waits for its ack', async () => {
     // The backoff's timer calls the send directly: the window is checked there too, or the resent
     // delta would go out beside a batch that must be alone in flight.
