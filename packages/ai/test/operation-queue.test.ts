@@ -466,6 +466,35 @@ describe('OperationQueue replacing a long part', () => {
   });
 });
 
+describe('OperationQueue resuming a part', () => {
+  it("a diverging resumed append's headers (its part's end) ride on the replacement", async () => {
+    const log = new MemoryLog();
+    const attempt = () =>
+      new OperationQueue({
+        sink: log,
+        runId: 'r',
+        coalesceMs: 0,
+        timers: timers(),
+        onCreated: () => {},
+        onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+      });
+    const earlier = attempt();
+    earlier.create('t', { name: 'part', id: earlier.nextId('t'), data: '' });
+    earlier.delta('t', 'abX'); // what a first attempt stored before it died
+    await flushed(earlier);
+
+    const queue = attempt();
+    queue.pause();
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    queue.append('t', 'abcd', { state: 'done' }); // the text and its end in one append
+    queue.resume(new Map([['t', { text: 'abX', done: false }]]));
+    await flushed(queue);
+    const part = log.rolledUp().find((m) => m.name === 'part');
+    assert.equal(part?.data, 'abcd');
+    assert.deepEqual(part?.headers, { state: 'done' }, 'the end marker was lost with the replacement');
+  });
+});
+
 describe('OperationQueue coalescing window', () => {
   const sent = (sink: ControlledSink) => sink.flights.map((f) => f.ops.map((o) => o.data).join('|'));
 
