@@ -362,7 +362,14 @@ describe('OperationQueue pipelining', () => {
     await sink.flights[3]!.ack();
     sink.flights.splice(0, 4);
     await tick();
+    let done = false;
+    const flushing = queue.flush().then(() => {
+      done = true;
+    });
+    await tick();
+    assert.equal(done, false, 'flush() waits for the repair (and what is behind it) to be stored');
     const sent = await ackAll(sink);
+    await flushing;
     await flushed(queue);
     assert.equal(sent[0]?.action, 'update', 'the repair goes first');
     assert.equal(sent[0]?.data, 'abcd', 'with the text sent so far, not the delta queued behind it');
