@@ -337,9 +337,14 @@ describe('OperationQueue pipelining', () => {
     assert.equal(textOf(sink.log), 'ac');
     t.due.shift()!(); // the retry after its backoff
     await tick();
-    await ackAll(sink);
+    const sent = await ackAll(sink);
     await flushed(queue);
     assert.equal(textOf(sink.log), 'abc');
+    // replaced at once by an update: 'b' is never appended behind 'c' (readers never see "acb")
+    assert.deepEqual(
+      sent.filter((op) => op.data !== '').map((op) => `${op.action} ${op.data}`),
+      ['update abc'],
+    );
   });
 
   it('replaces a part whose appends the acks show stored out of order, whatever the cause', async () => {
