@@ -507,6 +507,61 @@ describe('OperationQueue resuming a part', () => {
   });
 });
 
+describe('OperationQueue resuming a part: after the replacement', () => {
+  const attempt = (log: MemoryLog) =>
+    new OperationQueue({
+      sink: log,
+      runId: 'r',
+      coalesceMs: 0,
+      timers: timers(),
+      onCreated: () => {},
+      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+    });
+  /** A first attempt that stored part 't' with `text`. */
+  async function stored(log: MemoryLog, text: string): Promise<void> {
+    const earlier = attempt(log);
+    earlier.create('t', { name: 'part', id: earlier.nextId('t'), data: '' });
+    earlier.delta('t', text);
+    await flushed(earlier);
+  }
+
+  it('replaces a diverged part once: the deltas after it are appended, not compared again', async () => {
+    const log = new MemoryLog();
+    await stored(log, 'abX');
+    const queue = attempt(log);
+    queue.pause();
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    for (const delta of ['ab', 'c', 'd', 'e']) queue.delta('t', delta);
+    const before = log.ops.length;
+    queue.resume(new Map([['t', { text: 'abX', done: false }]]));
+    await flushed(queue);
+    const sent = log.ops
+      .slice(before)
+      .flat()
+      .filter((op) => (op.action ?? 'create') !== 'create');
+    assert.deepEqual(
+      sent.map((op) => `${op.action} ${op.data}`),
+      ['update abc', 'append d', 'append e'],
+    );
+    assert.equal(textOf(log), 'abcde');
+  });
+
+  it('marks a part it knew nothing about done: its end marker is sent after the replacement', async () => {
+    const log = new MemoryLog();
+    await stored(log, 'ab');
+    const queue = attempt(log);
+    queue.pause();
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    queue.delta('t', 'abc');
+    queue.append('t', '', { state: 'done' });
+    queue.resume(new Map()); // what the first attempt stored of 't' is unknown
+    await flushed(queue);
+    const part = log.rolledUp().find((m) => m.name === 'part');
+    assert.equal(part?.data, 'abc');
+    assert.deepEqual(part?.headers, { state: 'done' });
+  });
+});
+
 describe('OperationQueue coalescing window', () => {
   const sent = (sink: ControlledSink) => sink.flights.map((f) => f.ops.map((o) => o.data).join('|'));
 
