@@ -525,6 +525,27 @@ describe('OperationQueue resuming a part: after the replacement', () => {
     await flushed(earlier);
   }
 
+  it('sends nothing for the deltas the first attempt stored, then appends the rest', async () => {
+    const log = new MemoryLog();
+    await stored(log, 'abc');
+    const queue = attempt(log);
+    queue.pause();
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    for (const delta of ['ab', 'c', 'd']) queue.delta('t', delta);
+    const before = log.ops.length;
+    queue.resume(new Map([['t', { text: 'abc', done: false }]]));
+    await flushed(queue);
+    const sent = log.ops
+      .slice(before)
+      .flat()
+      .filter((op) => (op.action ?? 'create') !== 'create');
+    assert.deepEqual(
+      sent.map((op) => `${op.action} ${op.data}`),
+      ['append d'],
+    );
+    assert.equal(textOf(log), 'abcd');
+  });
+
   it('replaces a diverged part once: the deltas after it are appended, not compared again', async () => {
     const log = new MemoryLog();
     await stored(log, 'abX');
