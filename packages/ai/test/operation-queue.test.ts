@@ -7,7 +7,7 @@ import type { Channel } from '@mooring/client';
 import { MooringError } from '@mooring/client';
 import type { OperationInput } from '@mooring/protocol';
 import { within } from '@mooring/testkit';
-import { MAX_APPEND_CHARS, OperationQueue } from '../src/operation-queue.ts';
+import { MAX_APPEND_CHARS, OperationQueue, splitText } from '../src/operation-queue.ts';
 import { channelSink, type OperationSink, type PublishedOperation } from '../src/operation-sink.ts';
 import { MemoryLog } from './helpers/memory-log.ts';
 
@@ -602,8 +602,11 @@ describe('OperationQueue coalescing window', () => {
     await tick();
     assert.deepEqual(sent(sink), ['first '], 'the deltas right behind it wait');
     assert.equal(t.due.length, 1, 'one window for both');
+    await sink.flights.shift()!.ack();
+    await tick();
+    assert.deepEqual(sent(sink), [], "the first token's ack does not end their window");
     t.due.shift()!();
-    assert.deepEqual(sent(sink), ['first ', 'ab'], 'merged into one append at the end of the window');
+    assert.deepEqual(sent(sink), ['ab'], 'merged into one append at the end of the window');
     await ackAll(sink);
     await flushed(queue);
     assert.equal(textOf(sink.log), 'first ab');
@@ -843,5 +846,19 @@ describe('channelSink refusals', () => {
     for (const code of ['connection_suspended', 'disconnected', 'timeout', 'internal'] as const)
       assert.equal(refused(code), false, code);
     assert.equal(sink.refused?.(new Error('what')), false);
+  });
+});
+
+describe('splitText', () => {
+  it('cuts at most max UTF-16 units per piece, never between the two halves of a surrogate pair', () => {
+    assert.deepEqual(splitText('abc', 3), ['abc']);
+    assert.deepEqual(splitText('abcde', 2), ['ab', 'cd', 'e']);
+    // a pair at the cut moves whole into the next piece, at both ends of the high-surrogate range
+    for (const pair of ['\u{1F600}', '\uD800\uDC00', '\uDBFF\uDFFF'])
+      assert.deepEqual(splitText(`a${pair}b`, 2), ['a', pair, 'b'], JSON.stringify(pair));
+    // a low surrogate or a plain character at the cut is cut as usual
+    assert.deepEqual(splitText('a\uDC00b', 2), ['a\uDC00', 'b']);
+    // a lone high surrogate at the very end stays in the last piece
+    assert.deepEqual(splitText('ab\uD83D', 2), ['ab', '\uD83D']);
   });
 });
