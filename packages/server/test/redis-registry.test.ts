@@ -82,4 +82,13 @@ describe('RedisConnectionRegistry', { skip: redisSkipReason() ?? false }, () => 
     await connection.send(undefined, ['PING']);
     assert.equal(await markOf(first.connectionId), late.holder);
   });
+
+  it('a recovery key that is not one (malformed, or of an identity that is gone) opens a new identity', async () => {
+    const a = registry('na');
+    for (const key of ['garbage', '.', 'id.', 'nosuchid.secret']) {
+      const opened = await a.open(identity, key);
+      assert.equal(opened.resumed, false, key);
+      assert.notEqual(opened.connectionKey, key);
+    }
+  });
 });
