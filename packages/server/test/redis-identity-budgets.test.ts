@@ -89,6 +89,27 @@ describe('RedisIdentityBudgets', { skip: skip ?? false }, () => {
     assert.ok(await granted(() => b.take({ ...writer, clientId: 'fresh' }, 1, 1_000)), 'a full bytes bucket');
   });
 
+  it('asks Redis for bytes alone when its operations allowance covers the take, and says which budget refused', async () => {
+    const p = `t${++prefix}`;
+    const a = budgets(p, { maxPublishRate: 1_000, maxPublishBytesRate: 1_000 });
+    assert.ok(await granted(() => a.take(writer, 1, 10))); // an allowance of operations, 10 bytes
+    assert.ok(await granted(() => a.take(writer, 1, 100)), 'more bytes asked for, no operations');
+    const refusal = async (take: () => unknown) =>
+      String(
+        await Promise.resolve()
+          .then(take)
+          .then(
+            () => 'granted',
+            (err: Error) => err.message,
+          ),
+      );
+    assert.match(await refusal(() => a.take(writer, 1, 5_000)), /1000 bytes published per second/);
+    const b = budgets(p, { maxPublishRate: 1, maxPublishBytesRate: 1_000 });
+    const other = { ...writer, clientId: 'other' };
+    assert.ok(await granted(() => b.take(other, 1, 1)));
+    assert.match(await refusal(() => b.take(other, 1, 1)), /1 operations published per second/);
+  });
+
   it('a node spends its allowance without asking Redis, and never more than Redis granted', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1_000 });
