@@ -62,6 +62,24 @@ describe('RedisConnectionCounts', { skip: skip ?? false }, () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it('a budget name whose count falls to 0 leaves no field behind in Redis (given back, or by a node that stops)', async () => {
+    // fields of identities that came and went would otherwise pile up in the hashes for ever
+    const p = `t${++prefix}`;
+    const a = counts(p, 'a');
+    const fields = async () => [
+      ...(await client.hKeys(`${p}:{conns}:open`)),
+      ...(await client.hKeys(`${p}:{conns}:node:a`)).map((k) => `a:${k}`),
+    ];
+    await a.take([check('x')]);
+    await a.take([check('y')]);
+    assert.deepEqual((await fields()).sort(), ['a:x', 'a:y', 'x', 'y']);
+    a.give(['x']);
+    await store.connection.send(undefined, ['PING']); // after a's give-back, on the same connection
+    assert.deepEqual((await fields()).sort(), ['a:y', 'y'], 'x given back');
+    await a.close();
+    assert.deepEqual(await fields(), [], 'y given back by the node that stopped');
+  });
+
   it('a node that stops gives its share back at once', async () => {
     const p = `t${++prefix}`;
     const a = counts(p, 'a');
