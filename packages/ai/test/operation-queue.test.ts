@@ -479,35 +479,6 @@ describe('OperationQueue replacing a long part', () => {
 });
 
 describe('OperationQueue resuming a part', () => {
-  it("a diverging resumed append's headers (its part's end) ride on the replacement", async () => {
-    const log = new MemoryLog();
-    const attempt = () =>
-      new OperationQueue({
-        sink: log,
-        runId: 'r',
-        coalesceMs: 0,
-        timers: timers(),
-        onCreated: () => {},
-        onFailed: (error) => assert.fail(`failed: ${String(error)}`),
-      });
-    const earlier = attempt();
-    earlier.create('t', { name: 'part', id: earlier.nextId('t'), data: '' });
-    earlier.delta('t', 'abX'); // what a first attempt stored before it died
-    await flushed(earlier);
-
-    const queue = attempt();
-    queue.pause();
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    queue.append('t', 'abcd', { state: 'done' }); // the text and its end in one append
-    queue.resume(new Map([['t', { text: 'abX', done: false }]]));
-    await flushed(queue);
-    const part = log.rolledUp().find((m) => m.name === 'part');
-    assert.equal(part?.data, 'abcd');
-    assert.deepEqual(part?.headers, { state: 'done' }, 'the end marker was lost with the replacement');
-  });
-});
-
-describe('OperationQueue resuming a part: after the replacement', () => {
   const attempt = (log: MemoryLog) =>
     new OperationQueue({
       sink: log,
@@ -524,6 +495,20 @@ describe('OperationQueue resuming a part: after the replacement', () => {
     earlier.delta('t', text);
     await flushed(earlier);
   }
+
+  it("a diverging resumed append's headers (its part's end) ride on the replacement", async () => {
+    const log = new MemoryLog();
+    await stored(log, 'abX');
+    const queue = attempt(log);
+    queue.pause();
+    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+    queue.append('t', 'abcd', { state: 'done' }); // the text and its end in one append
+    queue.resume(new Map([['t', { text: 'abX', done: false }]]));
+    await flushed(queue);
+    const part = log.rolledUp().find((m) => m.name === 'part');
+    assert.equal(part?.data, 'abcd');
+    assert.deepEqual(part?.headers, { state: 'done' }, 'the end marker was lost with the replacement');
+  });
 
   it('sends nothing for the deltas the first attempt stored, then appends the rest', async () => {
     const log = new MemoryLog();
