@@ -62,6 +62,30 @@ describe('RedisConnectionCounts', { skip: skip ?? false }, () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it('a node whose counts Redis lost (a restart without persistence) writes its share again at its next sweep', async () => {
+    const p = `t${++prefix}`;
+    const a = new RedisConnectionCounts({
+      connection: store.connection,
+      prefix: p,
+      nodeId: 'a',
+      nodeTtl: 60_000,
+      sweepInterval: 50,
+      onError: () => {},
+    });
+    try {
+      await a.take([check('x')]);
+      await a.take([check('x')]);
+      assert.equal(await total(p, 'x'), 2);
+      const keys = await client.keys(`${p}:*`);
+      await client.del(keys); // the totals, the node's share, its liveness and the node list: gone
+      await waitFor(async () => (await total(p, 'x')) === 2, {
+        message: 'the node never wrote its share again: its two connections count for nothing',
+      });
+    } finally {
+      await a.close();
+    }
+  });
+
   it('a budget name whose count falls to 0 leaves no field behind in Redis (given back, or by a node that stops)', async () => {
     // fields of identities that came and went would otherwise pile up in the hashes for ever
     const p = `t${++prefix}`;
