@@ -104,11 +104,11 @@ function roundTable(rows: AiResult[]): string[] {
     '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | first token p50 / p99 | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | GC pause ms / 1k tokens app / relay (longest) | waited for a core ms / 1k tokens app / relay | read + write system calls / token app / relay | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
     '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|',
   ];
+  const columns = out[1]!.split('|').length - 2;
   for (const r of rows) {
     if (r.error !== undefined || r.latency === undefined) {
-      out.push(
-        `| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} | | | | | | | | | | | | | | | |`,
-      );
+      // the name, the error, then an empty cell for each column left
+      out.push(`| ${LABELS[r.system] ?? r.system} | failed: ${r.error ?? '?'} |${' |'.repeat(columns - 2)}`);
       continue;
     }
     const l = r.latency;

@@ -470,17 +470,16 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
     result.missing = expected - measuredTokens;
     result.cpuPer1000 = ((after.own - before.own) / delivered) * 1000;
     result.relayCpuPer1000 = ((after.relay - before.relay) / delivered) * 1000;
-    const waited = (a: number | undefined, b: number | undefined) =>
-      a === undefined || b === undefined ? undefined : ((b - a) / delivered) * 1000;
+    /** What a /proc counter grew by during the window, per `per` tokens (undefined: not read). */
+    const grew = (a: number | undefined, b: number | undefined, per = 1) =>
+      a === undefined || b === undefined ? undefined : ((b - a) / delivered) * per;
     result.coreWaitPer1000 = {
-      app: waited(before.waitApp, after.waitApp),
-      relay: waited(before.waitRelay, after.waitRelay),
+      app: grew(before.waitApp, after.waitApp, 1000),
+      relay: grew(before.waitRelay, after.waitRelay, 1000),
     };
-    const calls = (a: number | undefined, b: number | undefined) =>
-      a === undefined || b === undefined ? undefined : (b - a) / delivered;
     result.ioCallsPerToken = {
-      app: calls(before.callsApp, after.callsApp),
-      relay: calls(before.callsRelay, after.callsRelay),
+      app: grew(before.callsApp, after.callsApp),
+      relay: grew(before.callsRelay, after.callsRelay),
     };
     result.bytesPerToken = bytes / measuredTokens;
     result.gap = d.users.resume
