@@ -7,7 +7,7 @@ import { connect as netConnect } from 'node:net';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { MemoryStore, startServer } from '../src/index.ts';
-import { startFixture, TEST_KEY } from './support/fixture.ts';
+import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { GatedStore } from './support/gated-store.ts';
 import { fold, RawClient } from './support/raw-client.ts';
 import { StalledClient } from './support/stalled-client.ts';
@@ -194,11 +194,10 @@ describe('connection lifecycle', () => {
     const store = new GatedStore(new MemoryStore());
     const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
     try {
-      await fetch(`${server.url}/v1/channels/session:slow/messages`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ name: 't', data: 'kept' }),
+      const stored = await rest(server, '/v1/channels/session:slow/messages', {
+        body: { name: 't', data: 'kept' },
       });
+      assert.equal(stored.status, 200);
       // a history read held by the store when the server is told to stop
       const gate = store.arm('history', 'early');
       const socket = netConnect(server.port, '127.0.0.1');

@@ -31,13 +31,13 @@ describe('RedisConnectionCounts', { skip: skip ?? false }, () => {
   });
 
   /** A node's counts under a prefix of the test's own; no sweep after the first unless asked. */
-  const counts = (name: string, nodeId: string) =>
+  const counts = (name: string, nodeId: string, sweepInterval = 60_000) =>
     new RedisConnectionCounts({
       connection: store.connection,
       prefix: name,
       nodeId,
       nodeTtl: 60_000,
-      sweepInterval: 60_000,
+      sweepInterval,
       onError: () => {},
     });
   const check = (name: string, limit = 10): CountCheck => ({ name, limit, what: name });
@@ -64,14 +64,7 @@ describe('RedisConnectionCounts', { skip: skip ?? false }, () => {
 
   it('a node whose counts Redis lost (a restart without persistence) writes its share again at its next sweep', async () => {
     const p = `t${++prefix}`;
-    const a = new RedisConnectionCounts({
-      connection: store.connection,
-      prefix: p,
-      nodeId: 'a',
-      nodeTtl: 60_000,
-      sweepInterval: 50,
-      onError: () => {},
-    });
+    const a = counts(p, 'a', 50);
     try {
       await a.take([check('x')]);
       await a.take([check('x')]);

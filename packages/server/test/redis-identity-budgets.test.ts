@@ -15,16 +15,20 @@ const skip = redisSkipReason();
 
 const writer: BudgetIdentity = { keyName: 'test', clientId: 'writer', viaToken: true };
 
-/** Resolves to true when the take is granted, false when refused with rate_limited. */
-async function granted(take: () => Promise<void> | undefined): Promise<boolean> {
+/** The message of the take's rate_limited refusal; undefined when it is granted. */
+async function refusal(take: () => Promise<void> | undefined): Promise<string | undefined> {
   try {
     await take();
-    return true;
+    return undefined;
   } catch (err) {
     assert.equal((err as { code?: string }).code, 'rate_limited', String(err));
-    return false;
+    return (err as Error).message;
   }
 }
+
+/** Resolves to true when the take is granted, false when refused with rate_limited. */
+const granted = async (take: () => Promise<void> | undefined): Promise<boolean> =>
+  (await refusal(take)) === undefined;
 
 describe('RedisIdentityBudgets', { skip: skip ?? false }, () => {
   let redis: RedisServer;
@@ -94,20 +98,17 @@ describe('RedisIdentityBudgets', { skip: skip ?? false }, () => {
     const a = budgets(p, { maxPublishRate: 1_000, maxPublishBytesRate: 1_000 });
     assert.ok(await granted(() => a.take(writer, 1, 10))); // an allowance of operations, 10 bytes
     assert.ok(await granted(() => a.take(writer, 1, 100)), 'more bytes asked for, no operations');
-    const refusal = async (take: () => unknown) =>
-      String(
-        await Promise.resolve()
-          .then(take)
-          .then(
-            () => 'granted',
-            (err: Error) => err.message,
-          ),
-      );
-    assert.match(await refusal(() => a.take(writer, 1, 5_000)), /1000 bytes published per second/);
+    assert.match(
+      (await refusal(() => a.take(writer, 1, 5_000))) ?? 'granted',
+      /1000 bytes published per second/,
+    );
     const b = budgets(p, { maxPublishRate: 1, maxPublishBytesRate: 1_000 });
     const other = { ...writer, clientId: 'other' };
     assert.ok(await granted(() => b.take(other, 1, 1)));
-    assert.match(await refusal(() => b.take(other, 1, 1)), /1 operations published per second/);
+    assert.match(
+      (await refusal(() => b.take(other, 1, 1))) ?? 'granted',
+      /1 operations published per second/,
+    );
   });
 
   it('a node spends its allowance without asking Redis, and never more than Redis granted', async () => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
+import { waitFor } from '@mooring/testkit';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -152,9 +153,10 @@ describe('retention per namespace', () => {
         );
       const items = async (channel: string) =>
         ((await rest(fx.server, `/v1/channels/${channel}/messages`)).body.items as unknown[]).length;
-      for (let i = 0; i < 200 && (await items('other:a')) > 0; i++)
-        await new Promise((r) => setTimeout(r, 25));
-      assert.equal(await items('other:a'), 0, "the '*' retention of 0 was not applied");
+      await waitFor(async () => (await items('other:a')) === 0, {
+        timeout: 5_000,
+        message: "the '*' retention of 0 was not applied",
+      });
       assert.equal(await items('keep:a'), 1, 'the keep namespace is kept');
     } finally {
       await fx.close();
