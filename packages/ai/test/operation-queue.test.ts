@@ -122,6 +122,32 @@ async function createPart(sink: ControlledSink, queue: OperationQueue): Promise<
   await sink.flights.shift()!.ack();
 }
 
+/** An attempt of run 'r' publishing to `log`, uncoalesced (a retried run starts one per attempt). */
+const attempt = (log: MemoryLog) =>
+  new OperationQueue({
+    sink: log,
+    runId: 'r',
+    coalesceMs: 0,
+    timers: timers(),
+    onCreated: () => {},
+    onFailed: (error) => assert.fail(`failed: ${String(error)}`),
+  });
+
+/** A first attempt that stored part 't' with `text`. */
+async function stored(log: MemoryLog, text: string): Promise<void> {
+  const earlier = attempt(log);
+  earlier.create('t', { name: 'part', id: earlier.nextId('t'), data: '' });
+  earlier.delta('t', text);
+  await flushed(earlier);
+}
+
+/** The operations published to `log` since it held `before` publishes, creates left out. */
+const sentSince = (log: MemoryLog, before: number): OperationInput[] =>
+  log.ops
+    .slice(before)
+    .flat()
+    .filter((op) => (op.action ?? 'create') !== 'create');
+
 /** Writes each delta of part 't' on its own turn, as from a model. */
 async function write(queue: OperationQueue, deltas: readonly string[]): Promise<void> {
   for (const delta of deltas) {
@@ -441,34 +467,17 @@ describe('OperationQueue replacing a long part', () => {
 
   it('replaces a diverging resumed part longer than one operation with an update and appends', async () => {
     const log = new MemoryLog();
-    const earlier = new OperationQueue({
-      sink: log,
-      runId: 'r',
-      coalesceMs: 0,
-      timers: timers(),
-      onCreated: () => {},
-      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
-    });
     const text = 'x'.repeat(2 * MAX_APPEND_CHARS) + 'y'.repeat(3_000);
-    earlier.create('t', { name: 'part', id: earlier.nextId('t'), data: '' });
-    earlier.delta('t', `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`); // what a first attempt stored
-    await flushed(earlier);
+    await stored(log, `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`); // what a first attempt stored
 
-    const queue = new OperationQueue({
-      sink: log,
-      runId: 'r',
-      coalesceMs: 0,
-      timers: timers(),
-      onCreated: () => {},
-      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
-    });
+    const queue = attempt(log);
     queue.pause();
     queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
     queue.delta('t', text);
     const before = log.ops.length;
     queue.resume(new Map([['t', { text: `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`, done: false }]]));
     await flushed(queue);
-    const sent = log.ops.slice(before).flat();
+    const sent = sentSince(log, before);
     assert.ok(
       sent.some((op) => op.action === 'update'),
       'the part was replaced',
@@ -479,23 +488,6 @@ describe('OperationQueue replacing a long part', () => {
 });
 
 describe('OperationQueue resuming a part', () => {
-  const attempt = (log: MemoryLog) =>
-    new OperationQueue({
-      sink: log,
-      runId: 'r',
-      coalesceMs: 0,
-      timers: timers(),
-      onCreated: () => {},
-      onFailed: (error) => assert.fail(`failed: ${String(error)}`),
-    });
-  /** A first attempt that stored part 't' with `text`. */
-  async function stored(log: MemoryLog, text: string): Promise<void> {
-    const earlier = attempt(log);
-    earlier.create('t', { name: 'part', id: earlier.nextId('t'), data: '' });
-    earlier.delta('t', text);
-    await flushed(earlier);
-  }
-
   it("a diverging resumed append's headers (its part's end) ride on the replacement", async () => {
     const log = new MemoryLog();
     await stored(log, 'abX');
@@ -520,10 +512,7 @@ describe('OperationQueue resuming a part', () => {
     const before = log.ops.length;
     queue.resume(new Map([['t', { text: 'abc', done: false }]]));
     await flushed(queue);
-    const sent = log.ops
-      .slice(before)
-      .flat()
-      .filter((op) => (op.action ?? 'create') !== 'create');
+    const sent = sentSince(log, before);
     assert.deepEqual(
       sent.map((op) => `${op.action} ${op.data}`),
       ['append d'],
@@ -541,10 +530,7 @@ describe('OperationQueue resuming a part', () => {
     const before = log.ops.length;
     queue.resume(new Map([['t', { text: 'abX', done: false }]]));
     await flushed(queue);
-    const sent = log.ops
-      .slice(before)
-      .flat()
-      .filter((op) => (op.action ?? 'create') !== 'create');
+    const sent = sentSince(log, before);
     assert.deepEqual(
       sent.map((op) => `${op.action} ${op.data}`),
       ['update abc', 'append d', 'append e'],
