@@ -174,13 +174,15 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const connectionStateTtl = options.connectionStateTtl ?? DEFAULT_TIMINGS.connectionStateTtl;
   const keys = (options.keys ?? []).map((k) => (typeof k === 'string' ? parseApiKey(k) : k));
   if (keys.length === 0) throw new Error('at least one API key is required (keys: ["<name>:<secret>"])');
+  const heartbeatSlice = options.heartbeatSlice;
+  if (heartbeatSlice !== undefined && !(Number.isInteger(heartbeatSlice) && heartbeatSlice >= 1))
+    throw new Error('heartbeatSlice must be a whole number of connections, at least 1');
 
   const retentionFor = retentionRules(options.namespaces ?? {});
   const store = isStore(options.store)
     ? options.store
     : await createStore(options.store ?? { kind: 'memory' }, retentionFor, logger);
-  const hub = await makeHub(options.hub, store, logger);
-  const forwarder = await makeForwarder(store, heartbeatInterval, logger);
+  const { hub, forwarder } = await openBus(options.hub, store, heartbeatInterval, logger);
   const metrics = new Metrics();
   if (options.tracing) metrics.tracing = new Tracing(options.tracing === true ? undefined : options.tracing);
   const history = new MetricsHistory(metrics, options.metricsSampleInterval);
@@ -212,9 +214,6 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     : engine.presence(presenceOptions);
   const budgets = engine.budgets(publishRules(limits));
   const connectBudgets = engine.budgets(connectRules(limits));
-  const heartbeatSlice = options.heartbeatSlice;
-  if (heartbeatSlice !== undefined && !(Number.isInteger(heartbeatSlice) && heartbeatSlice >= 1))
-    throw new Error('heartbeatSlice must be a whole number of connections, at least 1');
   const counts = engine.counts();
   const connections = new ConnectionManager({
     ...(heartbeatSlice === undefined ? {} : { heartbeatSlice }),
@@ -465,20 +464,22 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   };
 
   const reusePort = options.reusePort ?? false;
+  let address: AddressInfo;
   try {
     await listen(http, { port: options.port ?? 8080, host: options.host ?? '127.0.0.1', reusePort });
+    address = http.address() as AddressInfo;
+    logger.info({ port: address.port, host: address.address, store: store.kind, reusePort }, 'listening');
+    if (reusePort && store.kind !== 'redis')
+      logger.warn(
+        { store: store.kind },
+        'reusePort without the Redis store: each node on this port keeps its own channels, and a client sees only those of the node the kernel gave it',
+      );
   } catch (err) {
+    // the port is given back whatever failed (a logger of the caller's that throws included)
     await close();
     throw err;
   }
-  const address = http.address() as AddressInfo;
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
-  logger.info({ port: address.port, host: address.address, store: store.kind, reusePort }, 'listening');
-  if (reusePort && store.kind !== 'redis')
-    logger.warn(
-      { store: store.kind },
-      'reusePort without the Redis store: each node on this port keeps its own channels, and a client sees only those of the node the kernel gave it',
-    );
 
   return {
     host: address.address,
@@ -492,6 +493,28 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     localTransport,
     close,
   };
+}
+
+/**
+ * The parts that open connections of their own (Redis: the bus's subscriber, the forwarder's). One
+ * that fails closes what opened before it and the store, so a failed start leaves no connection
+ * holding the process.
+ */
+async function openBus(
+  option: ServerOptions['hub'],
+  store: Store,
+  heartbeatInterval: number,
+  logger: Logger,
+): Promise<{ hub: Hub; forwarder: RequestForwarder | undefined }> {
+  let hub: Hub | undefined;
+  try {
+    hub = await makeHub(option, store, logger);
+    return { hub, forwarder: await makeForwarder(store, heartbeatInterval, logger) };
+  } catch (err) {
+    const closeHub = hub && 'close' in hub && typeof hub.close === 'function' ? hub.close() : undefined;
+    await Promise.allSettled([closeHub, store.close()]);
+    throw err;
+  }
 }
 
 async function makeHub(option: ServerOptions['hub'], store: Store, logger: Logger): Promise<Hub> {

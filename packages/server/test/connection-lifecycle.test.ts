@@ -3,8 +3,13 @@
  * (PROTOCOL.md §5.3 and §8), with real sockets.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import pino from 'pino';
 import WebSocket from 'ws';
 import { MemoryStore, startServer } from '../src/index.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
@@ -177,6 +182,59 @@ describe('connection lifecycle', () => {
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
+  });
+
+  it('a start that fails leaves nothing open: options are checked first, a part that fails closes the store, and a throw after listening gives the port back', async () => {
+    // options are refused before the store is opened: no SQLite file appears
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-start-'));
+    const path = join(dir, 'never.db');
+    try {
+      await assert.rejects(
+        startServer({ port: 0, keys: [TEST_KEY], store: { kind: 'sqlite', path }, heartbeatSlice: 0 }),
+        /heartbeatSlice must be/,
+      );
+      assert.equal(existsSync(path), false, 'the store was opened before the options were checked');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+
+    // a part opened after the store fails (the bus, as a Redis hub whose subscriber is refused)
+    let closedStores = 0;
+    const store = new MemoryStore();
+    const close = store.close.bind(store);
+    store.close = () => {
+      closedStores++;
+      return close();
+    };
+    const hub = () => {
+      throw new Error('bus refused');
+    };
+    await assert.rejects(startServer({ port: 0, keys: [TEST_KEY], store, hub }), /bus refused/);
+    assert.equal(closedStores, 1, 'the store stayed open after a failed start');
+
+    // the caller's logger throws on "listening": the port is closed again, not left bound
+    let port = 0;
+    const logger = pino({ level: 'silent' });
+    logger.info = ((fields: { port?: number }, message?: string) => {
+      if (message === 'listening') {
+        port = fields.port ?? 0;
+        throw new Error('logger broke');
+      }
+    }) as typeof logger.info;
+    await assert.rejects(
+      startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], logger }),
+      /logger broke/,
+    );
+    assert.ok(port > 0);
+    const refused = await new Promise<string | undefined>((resolve) => {
+      const socket = netConnect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(undefined);
+      });
+      socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code));
+    });
+    assert.equal(refused, 'ECONNREFUSED', 'the failed start left its port listening');
   });
 
   it('a shutdown with no HTTP request in flight does not wait out the 3 s it gives them', async () => {
