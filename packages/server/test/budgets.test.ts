@@ -685,6 +685,39 @@ describe('leases in flight', () => {
 
   for (const kind of ['memory', 'sqlite', 'redis'] as const)
     it(
+      `one publish that would take more leases than maxLeasesPerClient is refused whole, with none held yet (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, { limits: { maxLeasesPerClient: 2 } });
+        try {
+          const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+          const runs = (ids: string[]) =>
+            agent.request({
+              type: 'publish',
+              channel: 'run:many',
+              ops: ids.map((id) => ({ id, data: id, lease: 60_000 })),
+            });
+          const refused = await runs(['a', 'b', 'c']);
+          assert.equal(outcome(refused), 'too_many_leases', JSON.stringify(refused));
+          assert.match(
+            refused.type === 'error' ? refused.error.message : '',
+            /already holds 0 message leases \(limit 2\)/,
+          );
+          assert.equal(outcome(await runs(['d', 'e'])), 'ok', 'the limit itself fits');
+          const history = await rest(fx.server, '/v1/channels/run:many/messages');
+          assert.deepEqual((history.body.items as Array<{ data: string }>).map((m) => m.data).sort(), [
+            'd',
+            'e',
+          ]);
+          await agent.close();
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+
+  for (const kind of ['memory', 'sqlite', 'redis'] as const)
+    it(
       `a publish the store refuses after its leases were reserved gives them back (${kind})`,
       { skip: (kind === 'redis' && redisSkipReason()) || false },
       async () => {

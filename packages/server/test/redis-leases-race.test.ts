@@ -258,6 +258,63 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it("a write of the lease's clientId from another connection takes the lease over; another clientId's write, or a run ended meanwhile, does not", async (t) => {
+    const { connection, errors, leases } = await redisFor(t);
+    const options = { expire: async () => true, prefix: 'touch', sweepInterval: 1_000, holderTtl: 10_000 };
+    const a = leases(options);
+    const records = 'touch:{leases}:records';
+    const field = JSON.stringify(['session:t', 't.1']);
+    /** The lease's record once what this node sent before is done (one connection: in order). */
+    const record = async () => {
+      await connection.send(undefined, ['PING']);
+      const raw = await connection.send(records, ['HGET', records, field]);
+      return raw === null ? undefined : (JSON.parse(String(raw)) as { holder?: string; clientId?: string });
+    };
+    await a.hold('session:t', 't.1', 'conn-1', 60_000, 'agent');
+    a.touch('session:t', 't.1', 'conn-2', 'intruder');
+    assert.deepEqual(await record(), {
+      channel: 'session:t',
+      serial: 't.1',
+      ms: 60_000,
+      clientId: 'agent',
+      holder: 'conn-1',
+    });
+    a.touch('session:t', 't.1', 'conn-3', 'agent'); // the agent, reconnected
+    assert.equal(
+      (await record())?.holder,
+      'conn-3',
+      "the clientId's new connection did not take the lease over",
+    );
+    // the run ends through another node; this node still knows the lease, and a late write of the
+    // agent must not bring it back
+    await leases(options).release('session:t', 't.1');
+    a.touch('session:t', 't.1', 'conn-4', 'agent');
+    assert.equal(await record(), undefined, 'a takeover brought an ended lease back');
+    await waitFor(() => !a.has('session:t', 't.1'), { message: 'the node kept the ended lease' });
+    assert.deepEqual(errors, []);
+  });
+
+  it('an owner whose leases and reservations all ended leaves no count behind in Redis', async (t) => {
+    // Counts that fall to 0 are removed, not kept at 0: one field per owner that ever held a lease
+    // would pile up in the `owners` and `reserved` hashes otherwise.
+    const { connection, errors, leases } = await redisFor(t);
+    const a = leases({ expire: async () => true, prefix: 'zero', sweepInterval: 1_000, holderTtl: 10_000 });
+    const fields = async (hash: string) => {
+      const key = `zero:{leases}:${hash}`;
+      return (await connection.send(key, ['HGETALL', key])) as string[];
+    };
+    const reservation = await a.reserve('owner-1', 2, 3);
+    assert.ok('id' in reservation);
+    await a.hold('session:z', 'z.1', 'conn-1', 60_000, 'agent', 'owner-1', reservation.id);
+    assert.deepEqual(await fields('owners'), ['owner-1', '1']);
+    assert.deepEqual(await fields('reserved'), ['owner-1', '1']);
+    await a.unreserve(reservation.id); // the place the publish did not write
+    assert.deepEqual(await fields('reserved'), [], 'a reservation given back left its owner at 0');
+    await a.release('session:z', 'z.1');
+    assert.deepEqual(await fields('owners'), [], 'a released lease left its owner at 0');
+    assert.deepEqual(errors, []);
+  });
+
   it('a give-back sent before a reservation is done before it, also the first time Redis sees the script', async (t) => {
     // A publish gives its reservation back without waiting, and the owner's next create may follow
     // at once. A script Redis does not know yet (NOSCRIPT) must not be sent again behind it.
