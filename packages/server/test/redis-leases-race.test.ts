@@ -140,6 +140,27 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('a connection lost and recovered on the same node keeps its leases: renewed again, never expired', async (t) => {
+    const { errors, leases } = await redisFor(t);
+    const expired: string[] = [];
+    const a = leases({
+      expire: async (_channel, serial) => {
+        expired.push(serial);
+        return true;
+      },
+      prefix: 'back',
+      sweepInterval: 50,
+      holderTtl: 10_000,
+    });
+    await a.hold('session:b', 'b.1', 'conn-1', 200, 'agent');
+    a.holderLost('conn-1'); // a blip…
+    a.holderBack('conn-1'); // …and the connection recovered here: its lease is live again
+    await new Promise((r) => setTimeout(r, 800)); // four lease lengths, sixteen sweeps
+    assert.deepEqual(expired, [], 'the lease of a recovered connection ran out');
+    assert.ok(a.has('session:b', 'b.1'));
+    assert.deepEqual(errors, []);
+  });
+
   it('a lease released while its claimed batch is being expired is not abandoned', async (t) => {
     // Overdue leases are claimed in a batch and expired one at a time (a read and a write each); a
     // run that finishes meanwhile releases its lease, and must not be turned `abandoned` after.
