@@ -315,6 +315,35 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it("on a node that does not know the lease, a write of its clientId takes it over after a look-up; another clientId's write does not", async (t) => {
+    const { connection, errors, leases } = await redisFor(t);
+    // short sweeps: a look-up that found no lease to take is not repeated for one sweep interval
+    const options = { expire: async () => true, prefix: 'lookup', sweepInterval: 50, holderTtl: 10_000 };
+    const a = leases(options);
+    const b = leases(options);
+    const records = 'lookup:{leases}:records';
+    const field = JSON.stringify(['session:l', 'l.1']);
+    const holder = async () => {
+      const raw = await connection.send(records, ['HGET', records, field]);
+      return (JSON.parse(String(raw)) as { holder?: string }).holder;
+    };
+    await a.hold('session:l', 'l.1', 'conn-1', 60_000, 'agent');
+    b.touch('session:l', 'l.1', 'conn-9', 'intruder');
+    await new Promise((r) => setTimeout(r, 200)); // its look-up done, and its cache run out
+    assert.equal(
+      await holder(),
+      'conn-1',
+      'another clientId took the lease over on a node that looked it up',
+    );
+    assert.equal(b.has('session:l', 'l.1'), false);
+    b.touch('session:l', 'l.1', 'conn-2', 'agent'); // the agent, reconnected to node B
+    await waitFor(async () => (await holder()) === 'conn-2', {
+      message: 'the agent on node B never took its lease over',
+    });
+    assert.ok(b.has('session:l', 'l.1'));
+    assert.deepEqual(errors, []);
+  });
+
   it('an owner whose leases and reservations all ended leaves no count behind in Redis', async (t) => {
     // Counts that fall to 0 are removed, not kept at 0: one field per owner that ever held a lease
     // would pile up in the `owners` and `reserved` hashes otherwise.
