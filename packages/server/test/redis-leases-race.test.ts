@@ -344,6 +344,30 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('a connection recovered on another node takes along only the leases it still holds', async (t) => {
+    // Its list in Redis may name leases another connection of its clientId took over since, or that
+    // ended: those are struck off the list, not adopted (renewed by two nodes, or brought back).
+    const { connection, errors, leases } = await redisFor(t);
+    const options = { expire: async () => true, prefix: 'adopt', sweepInterval: 1_000, holderTtl: 10_000 };
+    const a = leases(options);
+    const b = leases(options);
+    await a.hold('session:a', 'a.1', 'conn-1', 60_000, 'agent'); // taken over below
+    await a.hold('session:a', 'a.2', 'conn-1', 60_000, 'agent'); // ended below
+    await a.hold('session:a', 'a.3', 'conn-1', 60_000, 'agent'); // still conn-1's
+    a.touch('session:a', 'a.1', 'conn-2', 'agent');
+    await a.release('session:a', 'a.2');
+    a.holderMoved('conn-1'); // conn-1 is recovered on node B
+    b.holderBack('conn-1');
+    const list = 'adopt:{leases}:holder:conn-1';
+    await waitFor(async () => ((await connection.send(list, ['SCARD', list])) as number) === 1, {
+      message: 'the list still names leases conn-1 no longer holds',
+    });
+    await waitFor(() => b.has('session:a', 'a.3'), { message: 'the lease conn-1 holds was not adopted' });
+    assert.equal(b.has('session:a', 'a.1'), false, 'a lease taken over by conn-2 was adopted');
+    assert.equal(b.has('session:a', 'a.2'), false, 'an ended lease was adopted');
+    assert.deepEqual(errors, []);
+  });
+
   it('an owner whose leases and reservations all ended leaves no count behind in Redis', async (t) => {
     // Counts that fall to 0 are removed, not kept at 0: one field per owner that ever held a lease
     // would pile up in the `owners` and `reserved` hashes otherwise.
