@@ -344,6 +344,24 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it("a live holder's list of leases outlives the recovery window it was written with: the sweeps keep refreshing it", async (t) => {
+    // The list lets a node that recovers the connection take its leases along. Written with a TTL of
+    // the recovery window, it would be gone for a connection that lived longer than that, and its
+    // runs abandoned after a recovery elsewhere.
+    const { connection, errors, leases } = await redisFor(t);
+    const options = { expire: async () => true, prefix: 'list', sweepInterval: 50, holderTtl: 300 };
+    const a = leases(options);
+    await a.hold('session:k', 'k.1', 'conn-1', 60_000, 'agent');
+    await new Promise((r) => setTimeout(r, 1_000)); // three windows and more
+    const list = 'list:{leases}:holder:conn-1';
+    assert.equal(await connection.send(list, ['EXISTS', list]), 1, "the live holder's list ran out");
+    const b = leases(options);
+    a.holderMoved('conn-1');
+    b.holderBack('conn-1');
+    await waitFor(() => b.has('session:k', 'k.1'), { message: 'the recovery elsewhere found no lease' });
+    assert.deepEqual(errors, []);
+  });
+
   it('a connection recovered on another node takes along only the leases it still holds', async (t) => {
     // Its list in Redis may name leases another connection of its clientId took over since, or that
     // ended: those are struck off the list, not adopted (renewed by two nodes, or brought back).
