@@ -190,6 +190,35 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(redis.errors, []);
   });
 
+  it('a lease taken again while its claimed batch is being expired is not abandoned', async (t) => {
+    // The same race with the agent back instead of the run finished: it writes to its run with a
+    // lease again, which moves the deadline; the expiry must leave that run alone.
+    const redis = await redisFor(t);
+    const expired: string[] = [];
+    const first = deferred<void>();
+    const leases = redis.leases({
+      expire: async (_channel, serial) => {
+        expired.push(serial);
+        if (expired.length === 1) await first.promise; // the first expiry is slow
+        return true;
+      },
+      prefix: 'again',
+      sweepInterval: 50,
+      holderTtl: 10_000,
+    });
+    leases.hold('session:g', 'g.1', 'conn-1', 100, 'agent');
+    leases.hold('session:g', 'g.2', 'conn-1', 100, 'agent');
+    leases.holderLost('conn-1'); // both run out together, and are claimed in one batch
+    await waitFor(() => expired.length === 1, { timeout: 5_000 });
+    const other = expired[0] === 'g.1' ? 'g.2' : 'g.1';
+    await leases.hold('session:g', other, 'conn-2', 60_000, 'agent'); // its agent is back
+    first.resolve();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(expired, [expired[0]], `${other} was abandoned after it was taken again`);
+    assert.ok(leases.has('session:g', other));
+    assert.deepEqual(redis.errors, []);
+  });
+
   it('a takeover decided on a read from before the run ended does not bring its lease back', async (t) => {
     // A write of the lease's clientId on a node that does not know the lease looks it up (a read),
     // then takes it over. When the run ended (its release) between that read and the takeover, the
