@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { SignJWT } from 'jose';
 import { createToken } from '../src/index.ts';
+import { MAX_TOKEN_TTL } from '../src/tokens.ts';
 import { type Fixture, rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -322,8 +323,12 @@ describe('auth and capabilities', () => {
         key: null,
         headers: { authorization: `Bearer ${token}` },
       });
-      assert.equal((res.body.error as { code: string } | undefined)?.code, code, what);
+      const error = res.body.error as { code: string; message: string } | undefined;
+      assert.equal(error?.code, code, what);
       assert.equal(res.status, 401, what);
+      // a token of a key this server does not know says so, rather than "the signature does not verify"
+      if (what.endsWith('kid'))
+        assert.match(error?.message ?? '', /not signed by a key this server knows/, what);
       await assert.rejects(RawClient.connect(fx.server.url, { token }), /handshake refused: HTTP 40/, what);
     }
   });
@@ -374,6 +379,18 @@ describe('auth and capabilities', () => {
       'ok',
     );
     await c.close();
+  });
+
+  it('createToken checks its lifetime (1 s to 24 h, 0 is not "the default") and its key, and reports the clientId it signed', async () => {
+    const now = Date.now();
+    for (const ttl of [0, 999, MAX_TOKEN_TTL + 1, Number.NaN])
+      await assert.rejects(createToken(TEST_KEY, { ttl }), /ttl must be between 1 s and 24 h/, `ttl ${ttl}`);
+    const longest = await createToken(TEST_KEY, { ttl: MAX_TOKEN_TTL, clientId: 'alice' }, now);
+    assert.equal(longest.expiresAt, Math.floor((now + MAX_TOKEN_TTL) / 1000) * 1000);
+    assert.equal(longest.clientId, 'alice');
+    assert.equal((await createToken(TEST_KEY, {}, now)).clientId, undefined);
+    for (const key of ['nocolon', ':secret', 'name:'])
+      await assert.rejects(createToken(key), /an API key looks like <keyName>:<secret>/, key);
   });
 
   it('mints tokens over REST for API keys only', async () => {
