@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { SignJWT } from 'jose';
+import { parseApiKey } from '../src/auth.ts';
 import { createToken } from '../src/index.ts';
 import { MAX_TOKEN_TTL } from '../src/tokens.ts';
 import { type Fixture, rest, startFixture, TEST_KEY } from './support/fixture.ts';
@@ -190,6 +191,25 @@ describe('auth and capabilities', () => {
       body: { action: 'append', serial, data: 'y' },
     });
     assert.equal((viaRest.body.error as { code: string }).code, 'not_owner');
+  });
+
+  it('takes an empty ?clientId= for none (an anonymous publisher), not for a bad clientId', async () => {
+    const res = await rest(fx.server, '/v1/channels/session:no-id/messages?clientId=', {
+      body: { data: 'x' },
+    });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const history = await rest(fx.server, '/v1/channels/session:no-id/messages');
+    const [message] = history.body.items as Array<{ clientId?: string }>;
+    assert.equal(message?.clientId, undefined);
+  });
+
+  it('refuses an API key that is not <keyName>:<secret> (no name, no secret, whitespace)', () => {
+    assert.deepEqual(parseApiKey('agents:s3cret:with:colons'), {
+      name: 'agents',
+      secret: 's3cret:with:colons',
+    });
+    for (const text of ['nocolon', ':secret', 'name:', 'na me:secret', 'name:sec ret'])
+      assert.throws(() => parseApiKey(text), /an API key looks like <keyName>:<secret>/, text);
   });
 
   it('keeps *-own to the client’s own messages', async () => {
