@@ -203,6 +203,20 @@ describe('auth and capabilities', () => {
     assert.equal(message?.clientId, undefined);
   });
 
+  it('reads credentials from Authorization only for Basic and Bearer with a value; otherwise from the query', async () => {
+    const path = `/v1/channels/session:creds/messages?key=${encodeURIComponent(TEST_KEY)}`;
+    for (const authorization of ['Digest abc', 'Bearer', 'Basic']) {
+      const res = await rest(fx.server, path, { key: null, headers: { authorization } });
+      assert.equal(res.status, 200, `${authorization}: ${JSON.stringify(res.body)}`);
+    }
+    const none = await rest(fx.server, '/v1/channels/session:creds/messages', {
+      key: null,
+      headers: { authorization: 'Bearer' },
+    });
+    assert.equal(none.status, 401);
+    assert.match((none.body.error as { message: string }).message, /no credentials/);
+  });
+
   it('refuses an API key that is not <keyName>:<secret> (no name, no secret, whitespace)', () => {
     assert.deepEqual(parseApiKey('agents:s3cret:with:colons'), {
       name: 'agents',
