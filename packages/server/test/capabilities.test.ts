@@ -36,6 +36,28 @@ function* strings(alphabet: string, maxLength: number): Generator<string> {
   }
 }
 
+describe('capability specs', () => {
+  it('refuses what is not a spec with a typed bad_request, and takes its bounds at their word', () => {
+    const refuses = (spec: unknown, message: RegExp) =>
+      assert.throws(
+        () => Capability.parse(spec),
+        (err: Error & { code?: string }) => err.code === 'bad_request' && message.test(err.message),
+        JSON.stringify(spec)?.slice(0, 60),
+      );
+    for (const spec of [null, [], 'session:*', 42, undefined])
+      refuses(spec, /must be an object of channel glob → operations/);
+    for (const ops of ['subscribe', 7, { 0: 'subscribe' }]) refuses({ 'session:*': ops }, /must be a list/);
+    const globs = (n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`g${i}`, ['subscribe']]));
+    assert.ok(Capability.parse(globs(100)).allows('g99', 'subscribe'));
+    refuses(globs(101), /more than 100 channel globs/);
+    assert.ok(Capability.parse({ ['a'.repeat(256)]: ['subscribe'] }).allows('a'.repeat(256), 'subscribe'));
+    refuses({ ['a'.repeat(257)]: ['subscribe'] }, /invalid channel glob/);
+    assert.ok(Capability.parse({ x: Array(20).fill('publish') }).allows('x', 'publish'));
+    refuses({ x: Array(21).fill('publish') }, /must be a list/);
+  });
+});
+
 describe('capability globs', () => {
   it('match exactly as documented: * is any run (":" included), everything else itself', () => {
     const cases: Array<[string, string, boolean]> = [
