@@ -586,6 +586,22 @@ describe('publish budget per identity', () => {
         200,
         'a released lease frees a slot',
       );
+      // at the cap again (runs 0, 2 and 4): a lease taken on a message that exists counts like a
+      // new run's, and a create with `lease: 0` takes none
+      const plain = await publish({ data: 'a note' });
+      const noteSerial = (plain.body.results as Array<{ serial: string }>)[0]!.serial;
+      const onExisting = await publish({
+        action: 'update',
+        serial: noteSerial,
+        data: 'a run now',
+        lease: 60_000,
+      });
+      assert.equal(onExisting.status, 429, 'a lease taken on an existing message was not counted');
+      assert.equal(
+        (await publish({ data: 'not a run', lease: 0 })).status,
+        200,
+        'lease 0 counted as a lease',
+      );
       const other = (await createToken(TEST_KEY, { clientId: 'other' })).token;
       const theirs = await rest(fx.server, '/v1/channels/l/messages', {
         key: other,

@@ -63,4 +63,13 @@ describe('a resent publish that takes a lease', () => {
     assert.equal(again!.duplicate, true);
     assert.equal(s.leases.has(CHANNEL, first!.serial), false, 'an ended run takes no lease');
   });
+
+  it('takes no lease for a resent op that had none', async (t) => {
+    const s = service(t);
+    const plain: OperationInput = { id: 'note:1', name: 'note', data: 'no run' };
+    const [first] = await s.publish(CHANNEL, [plain], agent);
+    const [again] = await s.publish(CHANNEL, [plain], agent);
+    assert.equal(again!.duplicate, true);
+    assert.equal(s.leases.has(CHANNEL, first!.serial), false, 'a resent plain op took a lease');
+  });
 });
