@@ -298,6 +298,29 @@ describe(
       assert.deepEqual(order, ['marked', 'stored']);
     });
 
+    it('a publish marks the runs it ends (lease 0, or a delete of a run this node holds), and no other write', async (t) => {
+      const { service, holder } = await kinds[1]!.start(t);
+      const marked: string[] = [];
+      const mark = service.leases.ending!.bind(service.leases);
+      service.leases.ending = async (channel, serial) => {
+        marked.push(serial);
+        await mark(channel, serial);
+      };
+      const a = await startRun(service, holder);
+      const b = await startRun(service, holder);
+      await service.publish(CHANNEL, [{ action: 'append', serial: a.serial, data: ' more' }], agent(holder));
+      await service.publish(CHANNEL, [{ action: 'update', serial: a.serial, data: 'all' }], agent(holder));
+      assert.deepEqual(marked, [], 'a write that ends nothing was marked (a round trip to Redis per token)');
+      await service.publish(CHANNEL, [{ action: 'delete', serial: b.serial }], agent(holder));
+      assert.deepEqual(marked, [b.serial], 'the delete of a held run was not marked');
+      await service.publish(
+        CHANNEL,
+        [{ action: 'update', serial: a.serial, id: 'end', headers: { status: 'done' }, lease: 0 }],
+        agent(holder),
+      );
+      assert.deepEqual(marked, [b.serial, a.serial]);
+    });
+
     it('a run marked ending whose end never came (refused, or its node died) is still abandoned later', async (t) => {
       const { service, holder } = await kinds[1]!.start(t);
       const outcomes = watchExpiries(service);
