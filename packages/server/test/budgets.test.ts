@@ -717,7 +717,7 @@ describe('leases in flight', () => {
           assert.equal(outcome(refused), 'too_many_leases', JSON.stringify(refused));
           assert.match(
             refused.type === 'error' ? refused.error.message : '',
-            /already holds 0 message leases \(limit 2\)/,
+            /clientId agent already holds 0 message leases \(limit 2\)/,
           );
           assert.equal(outcome(await runs(['d', 'e'])), 'ok', 'the limit itself fits');
           const history = await rest(fx.server, '/v1/channels/run:many/messages');
