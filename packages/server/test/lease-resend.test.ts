@@ -64,6 +64,12 @@ describe('a resent publish that takes a lease', () => {
     assert.equal(s.leases.has(CHANNEL, first!.serial), false, 'an ended run takes no lease');
   });
 
+  it('an expiry of a message that is gone (trimmed by retention, or never stored) has nothing to abandon', async (t) => {
+    const s = service(t);
+    assert.equal(await s.expireLease(CHANNEL, 'zzzzzzzzzzzz.0000000000000042'), true);
+    assert.equal(await s.expireLease('session:never', 'zzzzzzzzzzzz.0000000000000001'), true);
+  });
+
   it('takes no lease for a resent op that had none', async (t) => {
     const s = service(t);
     const plain: OperationInput = { id: 'note:1', name: 'note', data: 'no run' };
