@@ -12,6 +12,7 @@ import { waitFor } from '@mooring/testkit';
 import { ChannelService, type PublishIdentity } from '../src/channel-service.ts';
 import { LocalHub } from '../src/hub.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
+import { StoreError } from '../src/store/store.ts';
 
 const CHANNEL = 'session:resend';
 const agent: PublishIdentity = {
@@ -68,6 +69,23 @@ describe('a resent publish that takes a lease', () => {
     const s = service(t);
     assert.equal(await s.expireLease(CHANNEL, 'zzzzzzzzzzzz.0000000000000042'), true);
     assert.equal(await s.expireLease('session:never', 'zzzzzzzzzzzz.0000000000000001'), true);
+  });
+
+  it('an expiry whose write the store refuses fails (its lease retries it); one whose message was deleted since its read has nothing to abandon', async (t) => {
+    const store = new MemoryStore();
+    const s = new ChannelService(store, new LocalHub(), DEFAULT_LIMITS);
+    t.after(() => s.leases.close());
+    const [run] = await s.publish(CHANNEL, [{ ...create, lease: 60_000 }], agent);
+    const append = store.append.bind(store);
+    store.append = async () => {
+      throw new StoreError('store_unavailable', 'the disk is full');
+    };
+    await assert.rejects(s.expireLease(CHANNEL, run!.serial), /the disk is full/);
+    store.append = async () => {
+      throw new StoreError('message_deleted', 'deleted since the read');
+    };
+    assert.equal(await s.expireLease(CHANNEL, run!.serial), true);
+    store.append = append;
   });
 
   it('takes no lease for a resent op that had none', async (t) => {

@@ -195,14 +195,28 @@ for (const kind of kinds) {
       assert.equal(unknown.reason, 'epoch_changed');
       assert.equal(sub.messages(channel).length, 0);
 
-      await pub.publish(channel, [{ id: 'g2', data: 'newer' }]);
+      const head = (await pub.publish(channel, [{ id: 'g2', data: 'newer' }])).results[0]!.serial;
       await waitUntil(() => sub.messages(channel).length === 1, 'live g2');
+      // the head itself is a position to resume from (nothing to catch up), one past it is not
+      assert.equal(
+        (await sub.attach(channel, { from: head })).resumed,
+        true,
+        'a client at the head could not resume',
+      );
+      const past = `${epoch}.${String(Number(head.split('.')[1]) + 1).padStart(16, '0')}`;
+      assert.equal((await sub.attach(channel, { from: past })).reason, 'position_ahead');
       // retention has passed for everything stored so far
       await fx.server.store.trim(Date.now() + 48 * 3600_000);
       const trimmed = await sub.attach(channel, { from: ack.results[0]!.serial });
       assert.equal(trimmed.resumed, false);
       assert.equal(trimmed.reason, 'position_trimmed');
       assert.equal(sub.messages(channel).length, 1, 'nothing sent for a failed resume');
+      // a client that saw everything trimmed (up to the head) lost nothing: it resumes
+      assert.equal(
+        (await sub.attach(channel, { from: head })).resumed,
+        true,
+        'a position at the trim was refused',
+      );
       await Promise.all([pub.close(), sub.close()]);
     });
 
