@@ -182,6 +182,11 @@ describe('auth and capabilities', () => {
           ops: [{ action, serial, ...(action === 'delete' ? {} : { data: 'y' }) }],
         });
         assert.equal(outcome(answer), 'not_owner', `${action} on ${transport}`);
+        const needs = action === 'delete' ? 'delete-any' : 'update-any';
+        assert.match(
+          answer.type === 'error' ? answer.error.message : '',
+          new RegExp(`${action} needs ${needs}`),
+        );
       }
       c.close();
     }
