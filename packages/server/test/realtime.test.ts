@@ -220,6 +220,23 @@ for (const kind of kinds) {
       await Promise.all([pub.close(), sub.close()]);
     });
 
+    it('rewinds at most 4 MiB of data: the newest messages that fit, in order', async () => {
+      const channel = 'session:rewind-bytes';
+      const pub = await RawClient.connect(fx.server.url);
+      const piece = 'x'.repeat(60_000);
+      for (let i = 0; i < 80; i++) await pub.publish(channel, [{ id: `b${i}`, data: `${i}:${piece}` }]);
+      const sub = await RawClient.connect(fx.server.url);
+      await sub.attach(channel, { rewind: 100 });
+      const got = sub.messages(channel).map((m) => Number(String(m.data).split(':')[0]));
+      // 4 MiB holds 69 of these (60,003 bytes each)
+      assert.ok(got.length >= 60 && got.length < 80, `${got.length} messages rewound`);
+      assert.deepEqual(
+        got,
+        Array.from({ length: got.length }, (_, i) => 80 - got.length + i),
+      );
+      await Promise.all([pub.close(), sub.close()]);
+    });
+
     it('rewinds the last N messages and attaches from the start', async () => {
       const channel = 'session:rewind';
       const pub = await RawClient.connect(fx.server.url);
