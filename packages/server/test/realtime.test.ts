@@ -277,6 +277,11 @@ for (const kind of kinds) {
         [{ type: 'publish', channel: 'a', ops: [] }, 'invalid_frame'],
         [{ type: 'publish', channel: 'a', ops: [{ action: 'append', data: 'x' }] }, 'invalid_frame'],
         [{ type: 'publish', channel: 'a', ops: [{ data: 'x'.repeat(70_000) }] }, 'operation_too_large'],
+        // name + data + headers: one byte over maxOperationSize (64 KiB)
+        [
+          { type: 'publish', channel: 'a', ops: [{ name: 'n', data: 'x'.repeat(64 * 1024) }] },
+          'operation_too_large',
+        ],
         [
           {
             type: 'publish',
@@ -292,6 +297,12 @@ for (const kind of kinds) {
         assert.equal(answer.type, 'error', JSON.stringify(frame).slice(0, 80));
         assert.equal(answer.type === 'error' && answer.error.code, code, JSON.stringify(frame).slice(0, 80));
       }
+      const atTheLimit = await c.request({
+        type: 'publish',
+        channel: 'a',
+        ops: [{ name: 'n', data: 'x'.repeat(64 * 1024 - 1) }],
+      });
+      assert.equal(atTheLimit.type, 'ack', 'an operation of exactly maxOperationSize was refused');
       c.send('{not json');
       const notJson = await c.next((f) => f.type === 'error' && f.error.message.includes('JSON'));
       assert.equal(notJson.type, 'error');
