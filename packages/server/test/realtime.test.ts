@@ -25,17 +25,30 @@ for (const kind of kinds) {
       const pub = await RawClient.connect(fx.server.url, { clientId: 'agent-1' });
       const attached = await sub.attach('session:basic');
       assert.equal(attached.resumed, false);
-      const ack = await pub.publish('session:basic', [{ id: 'b1', name: 'text', data: 'hello' }]);
-      assert.equal(ack.results.length, 1);
+      const ack = await pub.publish('session:basic', [
+        { id: 'b1', name: 'text', data: 'hello', headers: { lang: 'en' } },
+        { id: 'b2', name: 'bytes', data: 'AAEC', encoding: 'base64' },
+      ]);
+      assert.equal(ack.results.length, 2);
       const serial = ack.results[0]!.serial;
-      await sub.next((f) => f.type === 'messages');
-      const [m] = sub.messages('session:basic');
+      await waitUntil(() => sub.messages('session:basic').length === 2, 'both delivered');
+      const [m, bytes] = sub.messages('session:basic');
       assert.equal(m?.serial, serial);
       assert.equal(m?.version, serial);
       assert.equal(m?.clientId, 'agent-1');
       assert.equal(m?.data, 'hello');
+      // what the publisher gave is what subscribers and history get
+      const given = (x: Message | undefined) => ({
+        name: x?.name,
+        encoding: x?.encoding,
+        headers: x?.headers,
+      });
+      assert.deepEqual(given(m), { name: 'text', encoding: undefined, headers: { lang: 'en' } });
+      assert.deepEqual(given(bytes), { name: 'bytes', encoding: 'base64', headers: undefined });
       const history = await rest(fx.server, '/v1/channels/session:basic/messages');
-      assert.equal((history.body.items as Message[])[0]?.serial, serial);
+      const items = (history.body.items as Message[]).sort((a, b) => (a.serial < b.serial ? -1 : 1));
+      assert.equal(items[0]?.serial, serial);
+      assert.deepEqual(items.map(given), [given(m), given(bytes)]);
       await Promise.all([sub.close(), pub.close()]);
     });
 
