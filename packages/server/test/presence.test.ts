@@ -135,29 +135,30 @@ for (const kind of kinds)
       }
     });
 
-    it('a connection recovered after the grace (within its state TTL) enters again', async () => {
-      const fx = await startFixture(kind, { presenceGrace: 200 });
-      try {
-        const channel = 'session:late';
-        const { watcher, phone } = await watchedPhone(fx.server.url, channel, { device: 'phone' });
-        phone.kill();
-        await watcher.next(isAction('leave'));
-        const back = await RawClient.connect(fx.server.url, {
-          clientId: 'phone',
-          recover: phone.connected.connectionKey,
-        });
-        assert.equal(back.connected.resumed, true);
-        await watcher.next(
-          () => presenceEvents(watcher, channel).filter((f) => f.action === 'enter').length === 2,
-        );
-        const last = presenceEvents(watcher, channel).at(-1)!;
-        assert.ok(last.action === 'enter' && last.member.clientId === 'phone');
-        assert.deepEqual(last.member.data, { device: 'phone' });
-        await Promise.all([watcher.close(), back.close()]);
-      } finally {
-        await fx.close();
-      }
-    });
+    for (const data of [{ device: 'phone' }, undefined])
+      it(`a connection recovered after the grace (within its state TTL) enters again (${data ? 'with' : 'without'} data)`, async () => {
+        const fx = await startFixture(kind, { presenceGrace: 200 });
+        try {
+          const channel = 'session:late';
+          const { watcher, phone } = await watchedPhone(fx.server.url, channel, data);
+          phone.kill();
+          await watcher.next(isAction('leave'));
+          const back = await RawClient.connect(fx.server.url, {
+            clientId: 'phone',
+            recover: phone.connected.connectionKey,
+          });
+          assert.equal(back.connected.resumed, true);
+          await watcher.next(
+            () => presenceEvents(watcher, channel).filter((f) => f.action === 'enter').length === 2,
+          );
+          const last = presenceEvents(watcher, channel).at(-1)!;
+          assert.ok(last.action === 'enter' && last.member.clientId === 'phone');
+          assert.deepEqual(last.member.data, data);
+          await Promise.all([watcher.close(), back.close()]);
+        } finally {
+          await fx.close();
+        }
+      });
   });
 
 describe('presence: a change while a new subscriber reads the set', () => {
