@@ -103,6 +103,23 @@ for (const kind of kinds)
       }
     });
 
+    it('a leave from a connection that is not a member announces nothing', async () => {
+      const fx = await startFixture(kind);
+      try {
+        const channel = 'session:stranger';
+        const { watcher, phone } = await watchedPhone(fx.server.url, channel);
+        const stranger = await RawClient.connect(fx.server.url, { clientId: 'stranger' });
+        await stranger.request({ type: 'presence', channel, action: 'leave' });
+        await phone.request({ type: 'presence', channel, action: 'leave' });
+        const leave = await watcher.next(isAction('leave'));
+        assert.ok(leave.type === 'presence' && leave.member.clientId === 'phone', JSON.stringify(leave));
+        assert.equal(presenceEvents(watcher, channel).filter((f) => f.action === 'leave').length, 1);
+        await Promise.all([watcher.close(), phone.close(), stranger.close()]);
+      } finally {
+        await fx.close();
+      }
+    });
+
     it('a clean close leaves at once, whatever the grace period', async () => {
       const fx = await startFixture(kind, { presenceGrace: 60_000 });
       try {
