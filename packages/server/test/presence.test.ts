@@ -103,17 +103,26 @@ for (const kind of kinds)
       }
     });
 
-    it('a leave from a connection that is not a member announces nothing', async () => {
+    it('a leave from a connection that is not a member announces nothing; a member leaving leaves the others', async () => {
       const fx = await startFixture(kind);
       try {
         const channel = 'session:stranger';
         const { watcher, phone } = await watchedPhone(fx.server.url, channel);
         const stranger = await RawClient.connect(fx.server.url, { clientId: 'stranger' });
         await stranger.request({ type: 'presence', channel, action: 'leave' });
+        await stranger.request({ type: 'presence', channel, action: 'enter' });
         await phone.request({ type: 'presence', channel, action: 'leave' });
         const leave = await watcher.next(isAction('leave'));
         assert.ok(leave.type === 'presence' && leave.member.clientId === 'phone', JSON.stringify(leave));
         assert.equal(presenceEvents(watcher, channel).filter((f) => f.action === 'leave').length, 1);
+        // one member leaving leaves the others in the set
+        const members = (await rest(fx.server, `/v1/channels/${channel}/presence`)).body.members as Array<{
+          clientId: string;
+        }>;
+        assert.deepEqual(
+          members.map((m) => m.clientId),
+          ['stranger'],
+        );
         await Promise.all([watcher.close(), phone.close(), stranger.close()]);
       } finally {
         await fx.close();
