@@ -113,7 +113,10 @@ for (const kind of kinds)
         await stranger.request({ type: 'presence', channel, action: 'enter' });
         await phone.request({ type: 'presence', channel, action: 'leave' });
         const leave = await watcher.next(isAction('leave'));
-        assert.ok(leave.type === 'presence' && leave.member.clientId === 'phone', JSON.stringify(leave));
+        assert.ok(
+          leave.type === 'presence' && leave.action === 'leave' && leave.member.clientId === 'phone',
+          JSON.stringify(leave),
+        );
         assert.equal(presenceEvents(watcher, channel).filter((f) => f.action === 'leave').length, 1);
         // one member leaving leaves the others in the set
         const members = (await rest(fx.server, `/v1/channels/${channel}/presence`)).body.members as Array<{
