@@ -148,6 +148,27 @@ const sentSince = (log: MemoryLog, before: number): OperationInput[] =>
     .flat()
     .filter((op) => (op.action ?? 'create') !== 'create');
 
+/**
+ * A second attempt of a run whose first stored `first` of part 't': it creates 't' again, writes
+ * `deltas` while paused, and resumes knowing what the first stored. Returns what it sent, creates
+ * left out.
+ */
+async function resumeAfter(
+  log: MemoryLog,
+  first: string,
+  deltas: readonly string[],
+): Promise<OperationInput[]> {
+  await stored(log, first);
+  const queue = attempt(log);
+  queue.pause();
+  queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
+  for (const delta of deltas) queue.delta('t', delta);
+  const before = log.ops.length;
+  queue.resume(new Map([['t', { text: first, done: false }]]));
+  await flushed(queue);
+  return sentSince(log, before);
+}
+
 /** Writes each delta of part 't' on its own turn, as from a model. */
 async function write(queue: OperationQueue, deltas: readonly string[]): Promise<void> {
   for (const delta of deltas) {
@@ -468,16 +489,7 @@ describe('OperationQueue replacing a long part', () => {
   it('replaces a diverging resumed part longer than one operation with an update and appends', async () => {
     const log = new MemoryLog();
     const text = 'x'.repeat(2 * MAX_APPEND_CHARS) + 'y'.repeat(3_000);
-    await stored(log, `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`); // what a first attempt stored
-
-    const queue = attempt(log);
-    queue.pause();
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    queue.delta('t', text);
-    const before = log.ops.length;
-    queue.resume(new Map([['t', { text: `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`, done: false }]]));
-    await flushed(queue);
-    const sent = sentSince(log, before);
+    const sent = await resumeAfter(log, `${text.slice(0, 2 * MAX_APPEND_CHARS)}DIVERGED`, [text]);
     assert.ok(
       sent.some((op) => op.action === 'update'),
       'the part was replaced',
@@ -504,15 +516,7 @@ describe('OperationQueue resuming a part', () => {
 
   it('sends nothing for the deltas the first attempt stored, then appends the rest', async () => {
     const log = new MemoryLog();
-    await stored(log, 'abc');
-    const queue = attempt(log);
-    queue.pause();
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    for (const delta of ['ab', 'c', 'd']) queue.delta('t', delta);
-    const before = log.ops.length;
-    queue.resume(new Map([['t', { text: 'abc', done: false }]]));
-    await flushed(queue);
-    const sent = sentSince(log, before);
+    const sent = await resumeAfter(log, 'abc', ['ab', 'c', 'd']);
     assert.deepEqual(
       sent.map((op) => `${op.action} ${op.data}`),
       ['append d'],
@@ -522,15 +526,7 @@ describe('OperationQueue resuming a part', () => {
 
   it('replaces a diverged part once: the deltas after it are appended, not compared again', async () => {
     const log = new MemoryLog();
-    await stored(log, 'abX');
-    const queue = attempt(log);
-    queue.pause();
-    queue.create('t', { name: 'part', id: queue.nextId('t'), data: '' });
-    for (const delta of ['ab', 'c', 'd', 'e']) queue.delta('t', delta);
-    const before = log.ops.length;
-    queue.resume(new Map([['t', { text: 'abX', done: false }]]));
-    await flushed(queue);
-    const sent = sentSince(log, before);
+    const sent = await resumeAfter(log, 'abX', ['ab', 'c', 'd', 'e']);
     assert.deepEqual(
       sent.map((op) => `${op.action} ${op.data}`),
       ['update abc', 'append d', 'append e'],
