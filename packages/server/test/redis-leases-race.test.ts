@@ -114,6 +114,41 @@ async function gatedNodes(t: TestContext, prefix: string) {
   };
 }
 
+/**
+ * Two leases of one holder that run out together and are claimed in one batch; resolves once the
+ * first one's expiry is under way (held until `finish`), naming the other, still to be expired.
+ */
+async function batchMidExpiry(t: TestContext, prefix: string) {
+  const { errors, leases: make } = await redisFor(t);
+  const expired: string[] = [];
+  const first = deferred<void>();
+  const leases = make({
+    expire: async (_channel, serial) => {
+      expired.push(serial);
+      if (expired.length === 1) await first.promise; // the first expiry is slow
+      return true;
+    },
+    prefix,
+    sweepInterval: 50,
+    holderTtl: 10_000,
+  });
+  leases.hold('session:race', 'e.1', 'conn-1', 100, 'agent');
+  leases.hold('session:race', 'e.2', 'conn-1', 100, 'agent');
+  leases.holderLost('conn-1'); // both run out together, and are claimed in one batch
+  await waitFor(() => expired.length === 1, { timeout: 5_000 });
+  return {
+    leases,
+    expired,
+    errors,
+    other: expired[0] === 'e.1' ? 'e.2' : 'e.1',
+    /** Lets the first expiry end, then waits past the claim's retry for a wrong second one. */
+    finish: async () => {
+      first.resolve();
+      await new Promise((r) => setTimeout(r, 300));
+    },
+  };
+}
+
 describe('Redis leases', { skip: redisSkipReason() }, () => {
   it('a lease whose holder is lost while its recovery reads the list still runs out', async (t) => {
     const { errors, leases } = await redisFor(t);
@@ -164,59 +199,23 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
   it('a lease released while its claimed batch is being expired is not abandoned', async (t) => {
     // Overdue leases are claimed in a batch and expired one at a time (a read and a write each); a
     // run that finishes meanwhile releases its lease, and must not be turned `abandoned` after.
-    const redis = await redisFor(t);
-    const expired: string[] = [];
-    const first = deferred<void>();
-    const leases = redis.leases({
-      expire: async (_channel, serial) => {
-        expired.push(serial);
-        if (expired.length === 1) await first.promise; // the first expiry is slow
-        return true;
-      },
-      prefix: 'release',
-      sweepInterval: 50,
-      holderTtl: 10_000,
-    });
-    leases.hold('session:r', 'e.1', 'conn-1', 100, 'agent');
-    leases.hold('session:r', 'e.2', 'conn-1', 100, 'agent');
-    leases.holderLost('conn-1'); // both run out together, and are claimed in one batch
-    await waitFor(() => expired.length === 1, { timeout: 5_000 });
-    const other = expired[0] === 'e.1' ? 'e.2' : 'e.1';
-    leases.release('session:r', other); // its run finished while the first expiry was under way
-    await waitFor(async () => (await leases.list('session:r')).length === 1);
-    first.resolve();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(expired, [expired[0]], `${other} was abandoned after it was released`);
-    assert.deepEqual(redis.errors, []);
+    const race = await batchMidExpiry(t, 'release');
+    race.leases.release('session:race', race.other); // its run finished while the first expiry was under way
+    await waitFor(async () => (await race.leases.list('session:race')).length === 1);
+    await race.finish();
+    assert.deepEqual(race.expired, [race.expired[0]], `${race.other} was abandoned after it was released`);
+    assert.deepEqual(race.errors, []);
   });
 
   it('a lease taken again while its claimed batch is being expired is not abandoned', async (t) => {
     // The same race with the agent back instead of the run finished: it writes to its run with a
     // lease again, which moves the deadline; the expiry must leave that run alone.
-    const redis = await redisFor(t);
-    const expired: string[] = [];
-    const first = deferred<void>();
-    const leases = redis.leases({
-      expire: async (_channel, serial) => {
-        expired.push(serial);
-        if (expired.length === 1) await first.promise; // the first expiry is slow
-        return true;
-      },
-      prefix: 'again',
-      sweepInterval: 50,
-      holderTtl: 10_000,
-    });
-    leases.hold('session:g', 'g.1', 'conn-1', 100, 'agent');
-    leases.hold('session:g', 'g.2', 'conn-1', 100, 'agent');
-    leases.holderLost('conn-1'); // both run out together, and are claimed in one batch
-    await waitFor(() => expired.length === 1, { timeout: 5_000 });
-    const other = expired[0] === 'g.1' ? 'g.2' : 'g.1';
-    await leases.hold('session:g', other, 'conn-2', 60_000, 'agent'); // its agent is back
-    first.resolve();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(expired, [expired[0]], `${other} was abandoned after it was taken again`);
-    assert.ok(leases.has('session:g', other));
-    assert.deepEqual(redis.errors, []);
+    const race = await batchMidExpiry(t, 'again');
+    await race.leases.hold('session:race', race.other, 'conn-2', 60_000, 'agent'); // its agent is back
+    await race.finish();
+    assert.deepEqual(race.expired, [race.expired[0]], `${race.other} was abandoned after it was taken again`);
+    assert.ok(race.leases.has('session:race', race.other));
+    assert.deepEqual(race.errors, []);
   });
 
   it('a takeover decided on a read from before the run ended does not bring its lease back', async (t) => {
