@@ -455,7 +455,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       await presence.close();
       await channels.leases.close();
       registry.close?.();
-      if ('close' in hub && typeof hub.close === 'function') await hub.close();
+      await closeHub(hub);
       await forwarder?.close();
       await store.close();
       logger.info('stopped');
@@ -511,10 +511,14 @@ async function openBus(
     hub = await makeHub(option, store, logger);
     return { hub, forwarder: await makeForwarder(store, heartbeatInterval, logger) };
   } catch (err) {
-    const closeHub = hub && 'close' in hub && typeof hub.close === 'function' ? hub.close() : undefined;
-    await Promise.allSettled([closeHub, store.close()]);
+    await Promise.allSettled([hub && closeHub(hub), store.close()]);
     throw err;
   }
+}
+
+/** Closes a hub that holds something open (the Redis bus); the local hub has nothing to close. */
+async function closeHub(hub: Hub): Promise<void> {
+  if ('close' in hub && typeof hub.close === 'function') await hub.close();
 }
 
 async function makeHub(option: ServerOptions['hub'], store: Store, logger: Logger): Promise<Hub> {
