@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Message } from '@mooring/protocol';
+import { formatSerial, type Message, parseSerial } from '@mooring/protocol';
 import { redisSkipReason } from '@mooring/testkit';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { fold, RawClient } from './support/raw-client.ts';
@@ -216,7 +216,7 @@ for (const kind of kinds) {
         true,
         'a client at the head could not resume',
       );
-      const past = `${epoch}.${String(Number(head.split('.')[1]) + 1).padStart(16, '0')}`;
+      const past = formatSerial(epoch, parseSerial(head)!.seq + 1);
       assert.equal((await sub.attach(channel, { from: past })).reason, 'position_ahead');
       // retention has passed for everything stored so far
       await fx.server.store.trim(Date.now() + 48 * 3600_000);
