@@ -2,28 +2,34 @@
 // PROTOCOL.md §5.3, §8): retries, suspension, permanent failures, dead-connection detection, close.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ConnectionStateChange } from '../src/connection.ts';
+import type { ConnectionDeps, ConnectionStateChange } from '../src/connection.ts';
 import { Connection } from '../src/connection.ts';
 import { DEFAULT_CLIENT_TIMINGS } from '../src/timings.ts';
 import { fixedTransport } from '../src/transport-selector.ts';
 import { FakeTimers } from './helpers/fake-timers.ts';
 import { fakeTransports, flush } from './helpers/fake-transport.ts';
 
-function setup(random = () => 0.5) {
+function setup(
+  random = () => 0.5,
+  more: { params?: ConnectionDeps['params']; onConnected?: () => void } = {},
+) {
   const timers = new FakeTimers();
   const transports = fakeTransports();
   const changes: ConnectionStateChange[] = [];
   const connected: string[] = [];
   const connection = new Connection({
     transports: fixedTransport('ws://mooring.test/v1/connect', transports.factory),
-    params: () => ({ key: 'app:secret', clientId: 'agent-1' }),
+    params: more.params ?? (() => ({ key: 'app:secret', clientId: 'agent-1' })),
     recover: undefined,
     timers,
     random,
     timings: DEFAULT_CLIENT_TIMINGS,
     adoptServerTtl: true,
     hooks: {
-      onConnected: (frame) => connected.push(frame.connectionId),
+      onConnected: (frame) => {
+        connected.push(frame.connectionId);
+        more.onConnected?.();
+      },
       onFrame: () => false,
       onStateChange: () => {},
     },
@@ -212,6 +218,41 @@ describe('Connection', () => {
     s.transports.last().failSends = true;
     assert.equal(s.connection.send({ type: 'ping', ref: 1 }), false);
     assert.equal(s.connection.state, 'disconnected');
+  });
+
+  it('a change made while a state is entered is heard after it: a resend failing as the connection opens', async () => {
+    const s = setup(undefined, { onConnected: () => s.connection.send({ type: 'ping', ref: 1 }) });
+    s.connection.connect();
+    await flush();
+    s.transports.last().failSends = true;
+    s.transports.last().connected();
+    assert.deepEqual(
+      s.changes.map((c) => `${c.previous}->${c.current}`),
+      ['initialized->connecting', 'connecting->connected', 'connected->disconnected'],
+      'listeners hear the changes in the order they happened',
+    );
+    assert.equal(s.connection.state, 'disconnected');
+  });
+
+  it('credentials that arrive after their attempt gave up open nothing; the next attempt uses its own', async () => {
+    const pending: ((params: Record<string, string>) => void)[] = [];
+    const s = setup(undefined, { params: () => new Promise((resolve) => pending.push(resolve)) });
+    s.connection.connect();
+    await flush();
+    s.timers.advance(DEFAULT_CLIENT_TIMINGS.realtimeRequestTimeout);
+    assert.equal(s.connection.state, 'disconnected');
+    while (pending.length < 2) {
+      s.timers.advance(s.connection.retryIn ?? 0);
+      await flush();
+    }
+    assert.equal(s.connection.state, 'connecting');
+    pending[0]?.({ key: 'stale:1' });
+    await flush();
+    assert.equal(s.transports.made.length, 0, "the first attempt's credentials came too late");
+    pending[1]?.({ key: 'fresh:2' });
+    await flush();
+    assert.equal(s.transports.made.length, 1);
+    assert.equal(s.transports.last().query.get('key'), 'fresh:2');
   });
 
   it('gives up an attempt that gets no connected frame in realtimeRequestTimeout', async () => {

@@ -36,6 +36,41 @@ describe('connection lifecycle', () => {
     }
   });
 
+  it('a peer silent from the start has two whole rounds to answer; one that sends frames but no pongs stays', async () => {
+    const fx = await startFixture('memory', { heartbeatInterval: 100 });
+    try {
+      const url = `${fx.server.url.replace('http', 'ws')}/v1/connect?key=${TEST_KEY}`;
+      const open = (): { socket: WebSocket; heartbeats: () => number } => {
+        const socket = new WebSocket(url, { autoPong: false });
+        let count = 0;
+        socket.on('message', (data) => {
+          if ((JSON.parse(String(data)) as { type: string }).type === 'heartbeat') count += 1;
+        });
+        return { socket, heartbeats: () => count };
+      };
+      const talker = open();
+      // a ping frame every 30 ms: the connection hears from its peer, though never a pong
+      const pinging = setInterval(() => {
+        if (talker.socket.readyState === WebSocket.OPEN) talker.socket.send('{"type":"ping"}');
+      }, 30);
+      try {
+        const silent = open();
+        const code = await new Promise<number>((resolve) => silent.socket.on('close', (c) => resolve(c)));
+        assert.equal(code, 1006);
+        // rounds 1 and 2 send a heartbeat (and a ping); round 3 finds two unanswered and drops it
+        assert.equal(silent.heartbeats(), 2, 'dropped at the third round, not the second');
+        while (talker.heartbeats() < 5 && talker.socket.readyState === WebSocket.OPEN)
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        assert.equal(talker.socket.readyState, WebSocket.OPEN, 'frames count as answers');
+        talker.socket.close();
+      } finally {
+        clearInterval(pinging);
+      }
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('heartbeat rounds in slices reach every connection, round after round, and drop a dead peer', async () => {
     // 2 connections per turn: a round over 6 is spread over 3 turns of the event loop
     const fx = await startFixture('memory', { heartbeatInterval: 100, heartbeatSlice: 2 });
