@@ -10,7 +10,6 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   COMPACT_FRAMES,
-  DEFAULT_LIMITS,
   DEFAULT_TIMINGS,
   errorInfo,
   FRAMES_PARAM,
@@ -38,6 +37,7 @@ import {
   type RateRules,
 } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
+import { resolveLimits } from './limits.ts';
 import { listen } from './listen.ts';
 import { type LocalTransport, localTransportFactory } from './local-transport.ts';
 import { Metrics } from './metrics.ts';
@@ -167,7 +167,7 @@ const SECURITY_HEADER_LINES = Object.entries(SECURITY_HEADERS)
 export async function startServer(options: ServerOptions = {}): Promise<MooringServer> {
   const logger =
     typeof options.logger === 'object' ? options.logger : pino({ level: options.logger ?? 'silent' });
-  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const limits = resolveLimits(options.limits);
   const heartbeatInterval = options.heartbeatInterval ?? DEFAULT_TIMINGS.heartbeatInterval;
   if (!(heartbeatInterval > 0 && heartbeatInterval < 60_000))
     throw new Error('heartbeatInterval must be between 0 and 60,000 ms (idle-timeout proxies close at 60 s)');

@@ -792,6 +792,16 @@ describe('frame throttle', () => {
       ]);
       assert.equal(code, 4028, 'the flooder is disconnected (rate_limited)');
       assert.ok(flooder.frames.some((f) => f.type === 'error' && f.error.code === 'rate_limited'));
+      const disconnect = flooder.frames.find((f) => f.type === 'disconnect');
+      assert.deepEqual(
+        disconnect?.type === 'disconnect' && [
+          disconnect.reason,
+          disconnect.reconnect,
+          disconnect.error?.code,
+        ],
+        ['rate_limited', true, 'rate_limited'],
+        'told why, and that it may come back',
+      );
       const seconds = (performance.now() - floodStarted) / 1000;
       const pongs = flooder.frames.filter((f) => f.type === 'pong').length;
       assert.ok(pongs <= 1_000 + 100 * seconds, `answered at most a burst and its refill, got ${pongs}`);
@@ -799,6 +809,30 @@ describe('frame throttle', () => {
       assert.ok(Math.max(...rtts) < 5_000, `bystander RTTs ${rtts.map((x) => x.toFixed(0)).join(',')}`);
       assert.equal((await bystander.request({ type: 'ping' })).type, 'pong');
       await bystander.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('frame throttle (what it leaves alone)', () => {
+  it('publishes and a close draw nothing from the frame budget', async () => {
+    const fx = await startFixture('memory', { limits: { maxFrameRate: 1, maxFrameBurst: 2 } });
+    try {
+      const client = await RawClient.connect(fx.server.url);
+      for (let i = 0; i < 10; i++) {
+        const ack = await client.request({ type: 'publish', channel: 'x', ops: [{ data: i }] });
+        assert.equal(ack.type, 'ack', `publish ${i} has the identity's budget, not the frame budget`);
+      }
+      // the burst of two other frames, then a refusal
+      for (const expected of ['pong', 'pong', 'error'])
+        assert.equal((await client.request({ type: 'ping' })).type, expected);
+      client.ws.send(JSON.stringify({ type: 'close' }));
+      const code = await Promise.race([
+        client.closed(),
+        new Promise((resolve) => setTimeout(() => resolve('still open after 5 s'), 5_000).unref()),
+      ]);
+      assert.equal(code, 1000, 'a close is always heard');
     } finally {
       await fx.close();
     }

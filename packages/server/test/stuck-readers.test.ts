@@ -10,6 +10,7 @@ import { type MooringServer, startServer } from '../src/index.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { metricsText, metricValue, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
+import { StalledClient } from './support/stalled-client.ts';
 
 const MIB = 1024 * 1024;
 
@@ -72,8 +73,8 @@ async function fill(server: MooringServer, channel: string, messages: number): P
     );
 }
 
-async function slowConsumers(server: MooringServer): Promise<number> {
-  const series = 'mooring_connections_closed_total{transport="sse",reason="slow_consumer"} ';
+async function slowConsumers(server: MooringServer, transport = 'sse'): Promise<number> {
+  const series = `mooring_connections_closed_total{transport="${transport}",reason="slow_consumer"} `;
   return metricValue(await metricsText(server), series) ?? 0;
 }
 
@@ -148,5 +149,44 @@ describe('stuck readers', () => {
       live.map((m) => m.version),
       serials,
     );
+  });
+
+  it('a reader that is slow but keeps reading is not stalled, however long its queue stays full', async (t) => {
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: new MemoryStore(),
+      heartbeatInterval: 1_000,
+    });
+    t.after(() => server.close());
+    await fill(server, 'big', 20);
+    const slow = await StalledClient.connect(server.url, `/v1/connect?key=${TEST_KEY}`);
+    t.after(() => slow.destroy());
+    slow.sendText(JSON.stringify({ type: 'attach', ref: 1, channel: 'big', start: true }));
+    // one chunk (at most 64 KB) every 10 ms: the kernel's buffers and the server's queue stay full
+    // for many heartbeat rounds; a ping frame every 50 ms answers for the pongs it never sends
+    let read = 0;
+    const paused = new Set<NodeJS.Timeout>();
+    slow.socket.on('data', (chunk: Buffer) => {
+      read += chunk.length;
+      slow.socket.pause();
+      const timer = setTimeout(() => {
+        paused.delete(timer);
+        slow.socket.resume();
+      }, 10);
+      paused.add(timer);
+    });
+    const pinging = setInterval(() => slow.sendText('{"type":"ping"}'), 50);
+    t.after(() => {
+      clearInterval(pinging);
+      for (const timer of paused) clearTimeout(timer);
+    });
+    const deadline = Date.now() + 30_000;
+    while (read < 20 * MIB && !slow.socket.destroyed && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.ok(read >= 20 * MIB, `the whole catch-up arrived (${read} bytes)`);
+    assert.equal(await slowConsumers(server, 'websocket'), 0, 'never taken for a stalled reader');
+    assert.equal(server.connections, 1);
   });
 });

@@ -1,0 +1,92 @@
+/**
+ * The server's limits (PROTOCOL.md §10): the defaults with what the operator set, checked before
+ * anything opens. A limit's name spelt wrong, a string where a number belongs, or a value that would
+ * break the server (a frame size of 0, a JSON depth the validator's stack cannot hold) stops the
+ * start with a message that names it, instead of being ignored or found out by the first client.
+ */
+import { DEFAULT_LIMITS, type Limits } from '@mooring/protocol';
+
+/**
+ * The deepest `maxJsonDepth` allowed: the frame validator and JSON.stringify recurse once per level,
+ * and a few thousand levels exhaust the stack of the handler that runs them.
+ */
+export const MAX_JSON_DEPTH = 512;
+
+type LimitName = keyof Limits;
+
+/** Limits where 0 would refuse everything or break the server (the others read 0 as none or no limit). */
+const AT_LEAST_ONE: ReadonlySet<LimitName> = new Set<LimitName>([
+  'maxOperationSize',
+  'maxMessageSize',
+  'maxFrameSize',
+  'maxHttpBody',
+  'maxOpsPerPublish',
+  'maxConcurrentReads',
+  'maxChannelNameLength',
+  'maxIdLength',
+  'maxFrameRate',
+  'maxFrameBurst',
+  'maxPresenceRate',
+  'maxJsonDepth',
+  'maxSendBuffer',
+]);
+
+export function resolveLimits(given: unknown): Limits {
+  const limits: Limits = { ...DEFAULT_LIMITS };
+  if (given === undefined) return limits;
+  if (typeof given !== 'object' || given === null || Array.isArray(given))
+    throw new Error(`limits must be an object of limits by name, e.g. { "maxFrameRate": 100 }`);
+  for (const [name, value] of Object.entries(given)) {
+    if (value === undefined) continue;
+    if (!Object.hasOwn(DEFAULT_LIMITS, name)) {
+      const near = closest(name, Object.keys(DEFAULT_LIMITS));
+      throw new Error(
+        `limits.${name} is not a limit${near ? `; did you mean ${near}?` : ''} (PROTOCOL.md §10)`,
+      );
+    }
+    const key = name as LimitName;
+    // rates are per second and may be fractional; counts and sizes are whole
+    const whole = !key.endsWith('Rate');
+    const least = AT_LEAST_ONE.has(key) ? 1 : 0;
+    if (
+      typeof value !== 'number' ||
+      !Number.isFinite(value) ||
+      value < least ||
+      (whole && !Number.isInteger(value))
+    )
+      throw new Error(
+        `limits.${key} must be a ${whole ? 'whole number' : 'number'} of at least ${least}, got ${JSON.stringify(value)}`,
+      );
+    if (key === 'maxJsonDepth' && value > MAX_JSON_DEPTH)
+      throw new Error(`limits.maxJsonDepth may be at most ${MAX_JSON_DEPTH} levels, got ${value}`);
+    limits[key] = value;
+  }
+  return limits;
+}
+
+/** The known name nearest to a misspelt one (case aside, or at most two edits away). */
+function closest(name: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of known) {
+    if (candidate.toLowerCase() === name.toLowerCase()) return candidate;
+    const d = distance(name, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance, one row at a time. */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++)
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
