@@ -2,6 +2,7 @@
 // PROTOCOL.md §5.3, §8): retries, suspension, permanent failures, dead-connection detection, close.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { type AttachFrame, MAX_CONNECT_ATTACH_CHARS } from '@mooring/protocol';
 import type { ConnectionDeps, ConnectionStateChange } from '../src/connection.ts';
 import { Connection } from '../src/connection.ts';
 import { DEFAULT_CLIENT_TIMINGS } from '../src/timings.ts';
@@ -11,7 +12,7 @@ import { fakeTransports, flush } from './helpers/fake-transport.ts';
 
 function setup(
   random = () => 0.5,
-  more: { params?: ConnectionDeps['params']; onConnected?: () => void } = {},
+  more: { params?: ConnectionDeps['params']; onConnected?: () => void; preattach?: () => AttachFrame[] } = {},
 ) {
   const timers = new FakeTimers();
   const transports = fakeTransports();
@@ -32,6 +33,7 @@ function setup(
       },
       onFrame: () => false,
       onStateChange: () => {},
+      ...(more.preattach ? { preattach: more.preattach } : {}),
     },
   });
   connection.on('statechange', (change) => changes.push(change));
@@ -194,6 +196,64 @@ describe('Connection', () => {
     assert.deepEqual(s.states().slice(-2), ['disconnected', 'connecting']);
     assert.equal(s.changes.at(-2)?.reason?.code, 'timeout');
     assert.ok(s.transports.made[0]?.aborted, 'the dead transport is dropped, not waited for');
+  });
+
+  it("traffic that is not a frame resets the clock too, but only the current transport's", async () => {
+    const s = setup();
+    await connect(s); // dead after 25 000 ms of silence
+    s.timers.advance(24_999);
+    s.transports.last().activity(); // an SSE comment, an empty long-poll answer
+    s.timers.advance(24_999);
+    assert.equal(s.connection.state, 'connected');
+    s.timers.advance(1);
+    assert.equal(s.connection.state, 'connecting', 'dead 25 s after the activity');
+    await flush();
+    const [old, current] = s.transports.made;
+    current?.connected();
+    s.timers.advance(24_999);
+    old?.activity();
+    s.timers.advance(1);
+    assert.equal(s.connection.state, 'connecting', "an old transport's traffic proves nothing");
+    assert.equal(s.transports.made.length, 2);
+  });
+
+  it("reports the current transport's protocol errors, not an old one's", async () => {
+    const s = setup();
+    const errors: string[] = [];
+    s.connection.on('error', (e) => errors.push(`${e.code}: ${e.message}`));
+    await connect(s);
+    s.transports.last().protocolError('a frame that is not JSON');
+    assert.deepEqual(errors, ['protocol_error: the server sent a frame that is not JSON']);
+    s.transports.last().end({ code: 1006, reason: '' });
+    s.timers.advance(0);
+    await flush();
+    s.transports.made[0]?.protocolError('late junk');
+    assert.equal(errors.length, 1);
+  });
+
+  it('asks for as many attaches with the connection request as fit in MAX_CONNECT_ATTACH_CHARS, to the character', async () => {
+    // the parameter is `[` + entries joined by `,` + `]`; an entry is the attach frame without its type
+    const entry = (channel: string): string => JSON.stringify({ channel, ref: 1 });
+    const frame = (channel: string): AttachFrame => ({ type: 'attach', channel, ref: 1 });
+    const a = 'a'.repeat(1000);
+    const room = MAX_CONNECT_ATTACH_CHARS - (1 + entry(a).length + 1) - 1; // the last 1: `]`
+    const fits = 'b'.repeat(room - entry('').length);
+    const over = `${fits}x`;
+    assert.equal(`[${entry(a)},${entry(fits)}]`.length, MAX_CONNECT_ATTACH_CHARS);
+    let frames = [frame(a), frame(over), frame('c')];
+    const s = setup(undefined, { preattach: () => frames });
+    s.connection.connect();
+    await flush();
+    assert.deepEqual(
+      JSON.parse(s.transports.last().query.get('attach') ?? '[]').map((e: { channel: string }) => e.channel),
+      [a, 'c'],
+      'one character over: left for an attach frame; a later one that fits still goes',
+    );
+    frames = [frame(a), frame(fits)];
+    s.transports.last().end({ code: 1006, reason: '' });
+    s.timers.advance(DEFAULT_CLIENT_TIMINGS.realtimeRequestTimeout);
+    await flush();
+    assert.equal(s.transports.last().query.get('attach')?.length, MAX_CONNECT_ATTACH_CHARS);
   });
 
   it('a busy connection makes no idle timer per frame, and is still dead exactly the silence after its last frame', async () => {

@@ -46,6 +46,15 @@ export class FakeTransport implements Transport {
     this.#handlers?.onFrame(frame);
   }
 
+  /** Traffic that is not a frame (an SSE comment, an empty long-poll answer). */
+  activity(): void {
+    this.#handlers?.onActivity?.();
+  }
+
+  protocolError(message: string): void {
+    this.#handlers?.onProtocolError(message);
+  }
+
   connected(overrides: Partial<ConnectedFrame> = {}): void {
     this.frame(connectedFrame(overrides));
   }
