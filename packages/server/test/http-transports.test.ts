@@ -45,6 +45,33 @@ describe('HTTP streaming (SSE)', () => {
     }
   });
 
+  it("a close frame ends the connection's presence and identity at once, as a WebSocket close does", async () => {
+    // the stream's end alone reads as a lost connection: the close frame is what tells them apart
+    const fx = await startFixture('memory', { presenceGrace: 60_000 });
+    try {
+      const watcher = await RawClient.connect(fx.server.url, { clientId: 'watcher' });
+      await watcher.attach('room');
+      const sse = await SseClient.connect(fx.server.url, 'key=test:secret&clientId=browser');
+      const connected = sse.frames.find((f) => f.type === 'connected');
+      assert.equal((await sse.request({ type: 'presence', channel: 'room', action: 'enter' })).type, 'ack');
+      await watcher.next((f) => f.type === 'presence' && f.action === 'enter');
+      await sse.post({ type: 'close' });
+      const left = await watcher.next((f) => f.type === 'presence' && f.action === 'leave', 5_000);
+      assert.ok(
+        left.type === 'presence' && left.action === 'leave' && left.member.clientId === 'browser',
+        'left at once, not after 60 s',
+      );
+      const again = await RawClient.connect(fx.server.url, {
+        clientId: 'browser',
+        recover: connected?.type === 'connected' ? connected.connectionKey : '',
+      });
+      assert.equal(again.connected.resumed, false, 'nothing left to recover');
+      await Promise.all([watcher.close(), again.close()]);
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('drops a stream whose client sends nothing upstream for two heartbeat rounds; one that answers stays', async () => {
     // A client gone behind a middlebox that keeps its stream open (a silently dropped flow) is seen
     // only by its silence: without this its connection, and the leases it holds, would last for ever.
@@ -239,6 +266,28 @@ describe('ending long-polling connections', () => {
       const bye = await expiring.next((f) => f.type === 'disconnect', 20_000);
       assert.ok(bye.type === 'disconnect' && bye.reason === 'token_expired');
       expiring.stop();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('ending long-polling connections (frames after a close)', () => {
+  it('handles none of the frames a POST carries after a close frame', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const poll = await PollClient.connect(fx.server.url);
+      const before = { type: 'publish', ref: 1, channel: 'x', ops: [{ id: 'before', data: 1 }] };
+      const after = { type: 'publish', ref: 2, channel: 'x', ops: [{ id: 'after', data: 2 }] };
+      assert.equal((await poll.post([before, { type: 'close' }, after])).status, 202);
+      await waitUntil(() => fx.server.connections === 0, 'the connection ended');
+      const history = await rest(fx.server, '/v1/channels/x/messages');
+      assert.deepEqual(
+        (history.body.items as Array<{ id: string }>).map((m) => m.id),
+        ['before'],
+        'nothing after the close is published',
+      );
+      poll.stop();
     } finally {
       await fx.close();
     }
