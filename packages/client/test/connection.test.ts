@@ -2,7 +2,7 @@
 // PROTOCOL.md §5.3, §8): retries, suspension, permanent failures, dead-connection detection, close.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type AttachFrame, MAX_CONNECT_ATTACH_CHARS } from '@mooring/protocol';
+import { type AttachFrame, MAX_CONNECT_ATTACH_CHARS, type ServerFrame } from '@mooring/protocol';
 import type { ConnectionDeps, ConnectionStateChange } from '../src/connection.ts';
 import { Connection } from '../src/connection.ts';
 import { DEFAULT_CLIENT_TIMINGS } from '../src/timings.ts';
@@ -12,7 +12,12 @@ import { fakeTransports, flush } from './helpers/fake-transport.ts';
 
 function setup(
   random = () => 0.5,
-  more: { params?: ConnectionDeps['params']; onConnected?: () => void; preattach?: () => AttachFrame[] } = {},
+  more: {
+    params?: ConnectionDeps['params'];
+    onConnected?: () => void;
+    preattach?: () => AttachFrame[];
+    onFrame?: (frame: ServerFrame) => boolean;
+  } = {},
 ) {
   const timers = new FakeTimers();
   const transports = fakeTransports();
@@ -31,7 +36,7 @@ function setup(
         connected.push(frame.connectionId);
         more.onConnected?.();
       },
-      onFrame: () => false,
+      onFrame: more.onFrame ?? (() => false),
       onStateChange: () => {},
       ...(more.preattach ? { preattach: more.preattach } : {}),
     },
@@ -334,6 +339,26 @@ describe('Connection', () => {
     assert.equal(s.connection.state, 'closed');
     s.timers.advance(60_000);
     assert.equal(s.transports.made.length, 1);
+  });
+
+  it('hands frames to the client while connected and while closing (late acks), none before connected', async () => {
+    const heard: string[] = [];
+    const s = setup(undefined, {
+      onFrame: (frame) => {
+        heard.push(`${frame.type} ${'ref' in frame ? frame.ref : ''}`);
+        return true;
+      },
+    });
+    s.connection.connect();
+    await flush();
+    const t = s.transports.last();
+    t.frame({ type: 'ack', ref: 1, channel: 'x', results: [] }); // not connected yet
+    t.connected();
+    t.frame({ type: 'ack', ref: 2, channel: 'x', results: [] });
+    s.connection.close();
+    assert.equal(s.connection.state, 'closing');
+    t.frame({ type: 'ack', ref: 3, channel: 'x', results: [] }); // a publish sent before the close
+    assert.deepEqual(heard, ['ack 2', 'ack 3']);
   });
 
   it('closes even when the server never answers the close', async () => {
