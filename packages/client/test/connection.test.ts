@@ -361,6 +361,21 @@ describe('Connection', () => {
     assert.deepEqual(heard, ['ack 2', 'ack 3']);
   });
 
+  it('reports an error frame that answers nothing the client tracks; other untaken frames pass quietly', async () => {
+    const s = setup(); // the client takes no frame
+    const errors: string[] = [];
+    s.connection.on('error', (e) => errors.push(`${e.code}: ${e.message}`));
+    await connect(s);
+    const t = s.transports.last();
+    t.frame({ type: 'detached', channel: 'nobody-asked' });
+    assert.deepEqual(errors, []);
+    t.frame({
+      type: 'error',
+      error: { code: 'invalid_frame', status: 400, retryable: false, message: 'frame is not valid JSON' },
+    });
+    assert.deepEqual(errors, ['invalid_frame: frame is not valid JSON']);
+  });
+
   it('closes even when the server never answers the close', async () => {
     const s = setup();
     await connect(s);

@@ -190,6 +190,23 @@ for (const kind of kinds)
       });
   });
 
+describe('presence data size', () => {
+  it('takes data of exactly maxOperationSize bytes (as JSON) and refuses one byte more', async () => {
+    const fx = await startFixture('memory', { limits: { maxOperationSize: 1000 } });
+    try {
+      const phone = await RawClient.connect(fx.server.url, { clientId: 'phone' });
+      const enter = (data: string) =>
+        phone.request({ type: 'presence', channel: 'room', action: 'enter', data });
+      assert.equal((await enter('x'.repeat(998))).type, 'ack', '998 characters and two quotes: 1000 bytes');
+      const over = await enter('x'.repeat(999));
+      assert.equal(over.type === 'error' && over.error.code, 'operation_too_large');
+      await phone.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
 describe('presence: a change while a new subscriber reads the set', () => {
   it('reaches that subscriber after its sync, not nowhere', async () => {
     // The set is read at once and handed over only when the test says: what enters in between is
