@@ -425,6 +425,23 @@ describe('Connection', () => {
     assert.equal(alive.connection.state, 'connected');
   });
 
+  it('a second network change while probing sends a second ping and gives it a whole probe timeout', async () => {
+    const s = setup();
+    await connect(s);
+    const probe = DEFAULT_CLIENT_TIMINGS.probeTimeout;
+    s.connection.networkChanged('online');
+    s.timers.advance(probe / 2);
+    s.connection.networkChanged('visible');
+    assert.deepEqual(
+      s.transports.last().sent.map((f) => f.type),
+      ['ping', 'ping'],
+    );
+    s.timers.advance(probe - 1);
+    assert.equal(s.connection.state, 'connected', 'the second ping has its own probe timeout');
+    s.timers.advance(1);
+    assert.deepEqual(s.states().slice(-2), ['disconnected', 'connecting']);
+  });
+
   it('measures ping round trips', async () => {
     const s = setup();
     await connect(s);
