@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import WebSocket from 'ws';
@@ -66,6 +67,42 @@ describe('connection lifecycle', () => {
       } finally {
         clearInterval(pinging);
       }
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('a frame whose handling fails unexpectedly is answered `internal` and logged with its error; refusals are not logged as errors', async () => {
+    const lines: Array<{ level: number; msg: string; err?: { message: string } }> = [];
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _enc, done) {
+          lines.push(JSON.parse(String(chunk)));
+          done();
+        },
+      }),
+    );
+    class BrokenStore extends MemoryStore {
+      override async append(...args: Parameters<MemoryStore['append']>) {
+        if (args[0] === 'broken') throw new Error('disk on fire');
+        return super.append(...args);
+      }
+    }
+    const fx = await startFixture('memory', { logger, store: new BrokenStore() });
+    try {
+      const client = await RawClient.connect(fx.server.url);
+      const failed = await client.request({ type: 'publish', channel: 'broken', ops: [{ data: 1 }] });
+      assert.equal(failed.type === 'error' && failed.error.code, 'internal');
+      const refused = await client.request({ type: 'detach', channel: 'never-attached' });
+      assert.equal(refused.type === 'error' && refused.error.code, 'not_attached');
+      const errors = lines.filter((l) => l.level >= 50);
+      assert.deepEqual(
+        errors.map((l) => [l.msg, l.err?.message]),
+        [['frame handler failed', 'disk on fire']],
+        'the failure once, with its cause; the refusal not at all',
+      );
+      await client.close();
     } finally {
       await fx.close();
     }
