@@ -96,6 +96,14 @@ describe('connection lifecycle', () => {
       assert.equal(failed.type === 'error' && failed.error.code, 'internal');
       const refused = await client.request({ type: 'detach', channel: 'never-attached' });
       assert.equal(refused.type === 'error' && refused.error.code, 'not_attached');
+      assert.equal(
+        refused.type === 'error' && refused.channel,
+        'never-attached',
+        'an error names the channel of the frame it answers',
+      );
+      assert.equal('channel' in failed && failed.channel, 'broken');
+      const bad = await client.request({ type: 'ping', extra: true });
+      assert.ok(bad.type === 'error' && !('channel' in bad), 'and no channel for a frame without one');
       const errors = lines.filter((l) => l.level >= 50);
       assert.deepEqual(
         errors.map((l) => [l.msg, l.err?.message]),
