@@ -81,6 +81,34 @@ describe('malformed input', () => {
       await fx.close();
     }
   });
+  it('answers JSON that is not an object with invalid_frame, and echoes a ref of up to 64 characters', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const client = await RawClient.connect(fx.server.url);
+      const errors = () => client.frames.filter((f) => f.type === 'error');
+      for (const [i, text] of ['null', '5', '"ping"', '[]', 'true'].entries()) {
+        client.send(text);
+        await client.next(() => errors().length === i + 1);
+        assert.equal(errors()[i]?.type === 'error' && errors()[i]?.error.code, 'invalid_frame', text);
+      }
+      for (const ref of ['r'.repeat(64), 'r'.repeat(65)]) {
+        client.send(JSON.stringify({ type: 'nonsense', ref }));
+        const before = errors().length;
+        await client.next(() => errors().length === before + 1);
+        const answer = errors().at(-1);
+        assert.equal(
+          answer?.type === 'error' && answer.ref,
+          ref.length <= 64 ? ref : undefined,
+          `${ref.length}`,
+        );
+      }
+      assert.equal((await client.request({ type: 'ping' })).type, 'pong', 'the connection lives on');
+      await client.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('answers fuzzed attach parameters of connection requests: a typed 400, or one answer per attach', async () => {
     const fx: Fixture = await startFixture('memory');
     try {
