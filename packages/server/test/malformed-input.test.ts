@@ -102,6 +102,14 @@ describe('malformed input', () => {
           `${ref.length}`,
         );
       }
+      // and the channel of an invalid frame, of up to 256 characters
+      for (const channel of ['c'.repeat(256), 'c'.repeat(257)]) {
+        client.send(JSON.stringify({ type: 'attach', channel, rewind: 'many' }));
+        const before = errors().length;
+        await client.next(() => errors().length === before + 1);
+        const answer = errors().at(-1);
+        assert.equal(answer?.type === 'error' && answer.channel, channel.length <= 256 ? channel : undefined);
+      }
       assert.equal((await client.request({ type: 'ping' })).type, 'pong', 'the connection lives on');
       await client.close();
     } finally {
