@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import type { Limits } from '@mooring/protocol';
 import { type ApiKey, parseApiKey } from './auth.ts';
 import type { DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
+import { nearestName } from './nearest-name.ts';
 import type { NamespaceRules } from './server.ts';
 
 export interface ServeConfig {
@@ -70,6 +71,27 @@ interface FileConfig {
     readPageBytes?: number;
   };
 }
+
+/** Every key of `FileConfig`: anything else in a config file is refused. */
+const FILE_KEYS = [
+  'host',
+  'port',
+  'reusePort',
+  'data',
+  'store',
+  'redis',
+  'keys',
+  'heartbeatInterval',
+  'connectionStateTtl',
+  'presenceGrace',
+  'sweepInterval',
+  'nodeTtl',
+  'firstPollTimeout',
+  'limits',
+  'namespaces',
+  'logLevel',
+  'durableStreams',
+] as const satisfies readonly (keyof FileConfig)[];
 
 export const SERVE_HELP = `Usage: mooring serve [options]
 
@@ -239,19 +261,28 @@ function keyFromFile(entry: string | { key: string; capability?: Record<string, 
 
 function readConfigFile(path: string): FileConfig {
   let text: string;
+  let parsed: object;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new Error(`cannot read config file ${path}: ${(err as Error).message}`);
   }
   try {
-    const parsed: unknown = JSON.parse(text);
+    parsed = JSON.parse(text);
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
       throw new Error('not an object');
-    return parsed as FileConfig;
   } catch (err) {
     throw new Error(`config file ${path} is not a JSON object: ${(err as Error).message}`);
   }
+  // a misspelt key would otherwise be ignored without a word, leaving its default in force
+  for (const key of Object.keys(parsed)) {
+    if ((FILE_KEYS as readonly string[]).includes(key)) continue;
+    const near = nearestName(key, FILE_KEYS);
+    throw new Error(
+      `config file ${path}: "${key}" is not a setting${near ? `; did you mean "${near}"?` : ''} (known: ${FILE_KEYS.join(', ')})`,
+    );
+  }
+  return parsed as FileConfig;
 }
 
 /** Reads `<dataDir>/dev-key`, or makes one. Returns the key and whether it was just made. */

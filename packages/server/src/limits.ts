@@ -5,6 +5,7 @@
  * start with a message that names it, instead of being ignored or found out by the first client.
  */
 import { DEFAULT_LIMITS, type Limits } from '@mooring/protocol';
+import { nearestName } from './nearest-name.ts';
 
 /**
  * The deepest `maxJsonDepth` allowed: the frame validator and JSON.stringify recurse once per level,
@@ -39,7 +40,7 @@ export function resolveLimits(given: unknown): Limits {
   for (const [name, value] of Object.entries(given)) {
     if (value === undefined) continue;
     if (!Object.hasOwn(DEFAULT_LIMITS, name)) {
-      const near = closest(name, Object.keys(DEFAULT_LIMITS));
+      const near = nearestName(name, Object.keys(DEFAULT_LIMITS));
       throw new Error(
         `limits.${name} is not a limit${near ? `; did you mean ${near}?` : ''} (PROTOCOL.md §10)`,
       );
@@ -62,31 +63,4 @@ export function resolveLimits(given: unknown): Limits {
     limits[key] = value;
   }
   return limits;
-}
-
-/** The known name nearest to a misspelt one (case aside, or at most two edits away). */
-function closest(name: string, known: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const candidate of known) {
-    if (candidate.toLowerCase() === name.toLowerCase()) return candidate;
-    const d = distance(name, candidate);
-    if (d < bestDistance) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-/** Levenshtein distance, one row at a time. */
-function distance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++)
-      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    row = next;
-  }
-  return row[b.length]!;
 }
