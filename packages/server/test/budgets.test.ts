@@ -5,16 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
-import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason } from '@mooring/testkit';
-import pino from 'pino';
 import { type ConnectionRegistry, LocalConnectionRegistry } from '../src/connection-registry.ts';
 import { createToken } from '../src/index.ts';
 import { ServerError } from '../src/server-error.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient } from './support/http-client.ts';
+import { captureLog } from './support/log-capture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 const outcome = (f: ServerFrame) => (f.type === 'error' ? f.error.code : 'ok');
@@ -899,16 +898,7 @@ describe('HTTP upstream slices', () => {
 
 describe('HTTP hardening', () => {
   it('an aborted request body is not an internal error: not logged as one, not counted', async () => {
-    const lines: string[] = [];
-    const logger = pino(
-      { level: 'debug' },
-      new Writable({
-        write(chunk, _enc, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      }),
-    );
+    const { logger, lines, errors } = captureLog('debug');
     const fx = await startFixture('memory', { logger });
     try {
       const socket = netConnect(fx.server.port, '127.0.0.1');
@@ -920,11 +910,10 @@ describe('HTTP hardening', () => {
       socket.destroy();
       // the server saw the abort: as what it is (debug), or as a failure (error)
       await until(
-        () => lines.some((l) => l.includes('request aborted by the client') || JSON.parse(l).level >= 50),
+        () => lines.some((l) => l.msg === 'request aborted by the client' || l.level >= 50),
         'the abort is seen',
       );
-      const errors = lines.filter((l) => JSON.parse(l).level >= 50);
-      assert.deepEqual(errors, [], 'nothing logged as an error');
+      assert.deepEqual(errors(), [], 'nothing logged as an error');
       const metrics = await (await fetch(`${fx.server.url}/metrics?key=${TEST_KEY}`)).text();
       assert.doesNotMatch(metrics, /mooring_errors_total\{code="internal"\}/);
     } finally {

@@ -8,13 +8,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { MemoryStore, startServer } from '../src/index.ts';
+import { BrokenStore } from './support/broken-store.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { GatedStore } from './support/gated-store.ts';
+import { captureLog } from './support/log-capture.ts';
 import { fold, RawClient } from './support/raw-client.ts';
 import { StalledClient } from './support/stalled-client.ts';
 
@@ -73,22 +74,7 @@ describe('connection lifecycle', () => {
   });
 
   it('a frame whose handling fails unexpectedly is answered `internal` and logged with its error; refusals are not logged as errors', async () => {
-    const lines: Array<{ level: number; msg: string; err?: { message: string } }> = [];
-    const logger = pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk, _enc, done) {
-          lines.push(JSON.parse(String(chunk)));
-          done();
-        },
-      }),
-    );
-    class BrokenStore extends MemoryStore {
-      override async append(...args: Parameters<MemoryStore['append']>) {
-        if (args[0] === 'broken') throw new Error('disk on fire');
-        return super.append(...args);
-      }
-    }
+    const { logger, errors } = captureLog();
     const fx = await startFixture('memory', { logger, store: new BrokenStore() });
     try {
       const client = await RawClient.connect(fx.server.url);
@@ -104,9 +90,8 @@ describe('connection lifecycle', () => {
       assert.equal('channel' in failed && failed.channel, 'broken');
       const bad = await client.request({ type: 'ping', extra: true });
       assert.ok(bad.type === 'error' && !('channel' in bad), 'and no channel for a frame without one');
-      const errors = lines.filter((l) => l.level >= 50);
       assert.deepEqual(
-        errors.map((l) => [l.msg, l.err?.message]),
+        errors().map((l) => [l.msg, l.err?.message]),
         [['frame handler failed', 'disk on fire']],
         'the failure once, with its cause; the refusal not at all',
       );

@@ -4,7 +4,9 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
 import { waitFor } from '@mooring/testkit';
+import { BrokenStore } from './support/broken-store.ts';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
+import { captureLog } from './support/log-capture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 describe('REST API', () => {
@@ -158,6 +160,27 @@ describe('retention per namespace', () => {
         message: "the '*' retention of 0 was not applied",
       });
       assert.equal(await items('keep:a'), 1, 'the keep namespace is kept');
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('REST failures', () => {
+  it('a request that fails unexpectedly is answered 500 internal and logged with its error; refusals are not logged as errors', async () => {
+    const { logger, errors } = captureLog();
+    const fx = await startFixture('memory', { logger, store: new BrokenStore() });
+    try {
+      const failed = await rest(fx.server, '/v1/channels/broken/messages', { body: { data: 1 } });
+      assert.equal(failed.status, 500);
+      assert.equal((failed.body.error as { code: string }).code, 'internal');
+      assert.equal((await rest(fx.server, '/v1/nowhere')).status, 404);
+      assert.equal((await rest(fx.server, '/v1/channels/x/messages', { raw: '{"data":' })).status, 400);
+      assert.deepEqual(
+        errors().map((l) => [l.msg, l.err?.message, l.path]),
+        [['request failed', 'disk on fire', '/v1/channels/broken/messages']],
+        'the failure once, with its cause; the refusals not at all',
+      );
     } finally {
       await fx.close();
     }
