@@ -89,6 +89,7 @@ describe('REST API', () => {
       ],
       [rest(fx.server, '/v1/channels/x/messages?limit=0'), 400, 'bad_request'],
       [rest(fx.server, '/v1/channels/x/messages?direction=up'), 400, 'bad_request'],
+      [rest(fx.server, '/v1/channels/x/messages?direction='), 400, 'bad_request'], // empty is not "the default"
       [rest(fx.server, '/v1/channels/x/messages?from=nope'), 400, 'invalid_serial'],
       [rest(fx.server, '/v1/channels/%E0%A4%A/messages'), 400, 'invalid_channel'],
       [rest(fx.server, '/v1/channels/a%20b/messages'), 400, 'invalid_channel'],
