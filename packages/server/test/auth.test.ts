@@ -453,6 +453,10 @@ describe('auth and capabilities', () => {
     assert.equal(withToken.status, 401);
     const bad = await rest(fx.server, '/v1/tokens', { body: { ttl: 10 } });
     assert.equal(bad.status, 400);
+    // `null` asks for the defaults; a body that is not an object is refused, falsy ones too
+    assert.equal((await rest(fx.server, '/v1/tokens', { raw: 'null' })).status, 200);
+    for (const raw of ['false', '0', '""', '[]', '"x"'])
+      assert.equal((await rest(fx.server, '/v1/tokens', { raw })).status, 400, raw);
   });
 });
 
