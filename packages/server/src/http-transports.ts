@@ -167,11 +167,15 @@ export class HttpTransports {
    */
   async #serve(request: ConnectionRequest, reply: Reply, method?: string): Promise<void> {
     try {
+      // before anything is taken: a wrong method must not use up an ended connection's last frames
+      if (method !== undefined && method !== (request.kind === 'poll' ? 'GET' : 'POST'))
+        throw new ServerError(
+          'method_not_allowed',
+          request.kind === 'poll' ? 'use GET to poll' : 'use POST to send frames',
+        );
       const ended =
         request.kind === 'poll' ? this.#endedPoll(request.connectionId, request.connectionKey) : undefined;
       if (ended) {
-        if (method !== undefined && method !== 'GET')
-          throw new ServerError('method_not_allowed', 'use GET to poll');
         ended.poll(reply);
         return;
       }
@@ -193,8 +197,6 @@ export class HttpTransports {
       };
       if (request.kind === 'frames') {
         refuseIfLate();
-        if (method !== undefined && method !== 'POST')
-          throw new ServerError('method_not_allowed', 'use POST to send frames');
         // the client lives while its request arrives: a large body on a slow link may take longer
         // than two heartbeat rounds, and an SSE connection is dropped on that silence
         connection.upstreamRequests++;
@@ -212,8 +214,6 @@ export class HttpTransports {
         reply.json(202, Buffer.from(JSON.stringify({ accepted: frames.length })));
         return;
       }
-      if (method !== undefined && method !== 'GET')
-        throw new ServerError('method_not_allowed', 'use GET to poll');
       if (late()) {
         // Told as a streaming transport is told at a takeover: a client whose own new transport
         // took over ignores it; another one started from the same recovery key goes on as a new

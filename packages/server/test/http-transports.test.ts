@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { describe, it } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
 import { FaultProxy } from '@mooring/testkit';
 import WebSocket from 'ws';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
@@ -217,6 +218,19 @@ describe('long-polling', () => {
         poll.messages('session:lp').map((m) => m.data),
         [...Array.from({ length: 20 }, (_, i) => i), 'from poll'],
       );
+      // each path takes its own method
+      const base = `${fx.server.url}/v1/connections/${poll.connectionId}`;
+      const headers = { 'x-mooring-connection-key': poll.connectionKey };
+      for (const [method, path] of [
+        ['POST', 'poll'],
+        ['GET', 'frames'],
+        ['PUT', 'frames'],
+      ] as const) {
+        const res = await fetch(`${base}/${path}`, { method, headers });
+        assert.equal(res.status, 405, `${method} ${path}`);
+        const { error } = (await res.json()) as { error: { message: string } };
+        assert.equal(error.message, path === 'poll' ? 'use GET to poll' : 'use POST to send frames');
+      }
       poll.stop();
       await pub.close();
     } finally {
@@ -288,6 +302,36 @@ describe('ending long-polling connections (frames after a close)', () => {
         'nothing after the close is published',
       );
       poll.stop();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('a long-polling connection that ended between polls', () => {
+  it('keeps its last frames for one more poll; a request of the wrong method does not use them up', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const { createToken } = await import('../src/index.ts');
+      const { token } = await createToken(TEST_KEY, { clientId: 'short', ttl: 1_000 });
+      const open = await fetch(`${fx.server.url}/v1/connect/poll?token=${encodeURIComponent(token)}`);
+      const [connected] = (await open.json()) as ServerFrame[];
+      if (connected?.type !== 'connected') throw new Error('not connected');
+      const headers = { 'x-mooring-connection-key': connected.connectionKey };
+      const poll = `${fx.server.url}/v1/connections/${connected.connectionId}/poll`;
+      // no poll is pending when the token runs out: the disconnect waits for the next one
+      await waitUntil(() => fx.server.connections === 0, 'the token expired');
+      const wrong = await fetch(poll, { method: 'POST', headers, body: '[]' });
+      assert.equal(wrong.status, 405);
+      const last = await fetch(poll, { headers });
+      assert.equal(last.status, 200);
+      const frames = (await last.json()) as ServerFrame[];
+      assert.deepEqual(
+        frames.map((f) => (f.type === 'disconnect' ? `${f.type} ${f.reason}` : f.type)),
+        ['disconnect token_expired'],
+      );
+      const after = await fetch(poll, { headers });
+      assert.equal(after.status, 404, 'kept for one poll only');
     } finally {
       await fx.close();
     }
