@@ -1,11 +1,12 @@
 /** The REST API (PROTOCOL.md §11) against a real server. */
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
 import { waitFor } from '@mooring/testkit';
 import { BrokenStore } from './support/broken-store.ts';
-import { type Fixture, rest, startFixture } from './support/fixture.ts';
+import { type Fixture, rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { captureLog } from './support/log-capture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -182,6 +183,50 @@ describe('REST failures', () => {
         [['request failed', 'disk on fire', '/v1/channels/broken/messages']],
         'the failure once, with its cause; the refusals not at all',
       );
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('REST body size', () => {
+  it('takes a body of exactly maxHttpBody bytes and refuses one byte more, declared or streamed', async () => {
+    const fx = await startFixture('memory', { limits: { maxHttpBody: 1000 } });
+    try {
+      const body = (bytes: number) => `{"data":"${'x'.repeat(bytes - 11)}"}`;
+      assert.equal(body(1000).length, 1000);
+      const url = new URL('/v1/channels/sized/messages', fx.server.url);
+      /** POSTs `text` with a content-length, or chunked in two pieces (its length unknown upfront). */
+      const post = (text: string, chunked: boolean) =>
+        new Promise<number>((resolve, reject) => {
+          const req = request(url, {
+            method: 'POST',
+            headers: {
+              authorization: `Bearer ${TEST_KEY}`,
+              'content-type': 'application/json',
+              ...(chunked ? {} : { 'content-length': String(Buffer.byteLength(text)) }),
+            },
+          });
+          req.on('error', reject);
+          req.on('response', (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          req.write(text.slice(0, 500));
+          req.end(text.slice(500));
+        });
+      for (const chunked of [false, true]) {
+        assert.equal(
+          await post(body(1000), chunked),
+          200,
+          `${chunked ? 'streamed' : 'declared'}: at the limit`,
+        );
+        assert.equal(
+          await post(body(1001), chunked),
+          413,
+          `${chunked ? 'streamed' : 'declared'}: one byte over`,
+        );
+      }
     } finally {
       await fx.close();
     }
