@@ -13,6 +13,11 @@ describe('metrics', () => {
     const fx = await startFixture('memory');
     try {
       assert.equal((await fetch(`${fx.server.url}/metrics`)).status, 401, 'not public by default');
+      assert.equal((await fetch(`${fx.server.url}/metrics/history`)).status, 401, 'nor is its history');
+      const history = await fetch(`${fx.server.url}/metrics/history`, {
+        headers: { authorization: `Bearer ${TEST_KEY}` },
+      });
+      assert.equal(history.status, 200);
       const a = await RawClient.connect(fx.server.url);
       const ack = await a.publish('session:m', [{ data: 'x' }]);
       await a.attach('session:m', { from: ack.results[0]!.serial });
