@@ -164,6 +164,36 @@ const SECURITY_HEADER_LINES = Object.entries(SECURITY_HEADERS)
   .map(([name, value]) => `${name}: ${value}\r\n`)
   .join('');
 
+/**
+ * The other durations (ms), checked with the rest before anything opens: finite and not negative
+ * (a timer of `Infinity` or `NaN` fires at once), and above 0 where 0 would spin a timer or end
+ * every long-poll connection at once. A TTL or a grace of 0 means none.
+ */
+const DURATIONS: ReadonlyArray<[keyof ServerOptions, 'at least' | 'above']> = [
+  ['connectionStateTtl', 'at least'],
+  ['presenceGrace', 'at least'],
+  ['firstPollTimeout', 'above'],
+  ['forwardTimeout', 'above'],
+  ['trimInterval', 'above'],
+  ['sweepInterval', 'above'],
+  ['nodeTtl', 'above'],
+  ['metricsSampleInterval', 'above'],
+];
+
+function checkDurations(options: ServerOptions): void {
+  for (const [name, bound] of DURATIONS) {
+    const value: unknown = options[name];
+    if (value === undefined) continue;
+    if (
+      typeof value !== 'number' ||
+      !Number.isFinite(value) ||
+      value < 0 ||
+      (bound === 'above' && value === 0)
+    )
+      throw new Error(`${name} must be a number of ms ${bound} 0, got ${String(value)}`);
+  }
+}
+
 export async function startServer(options: ServerOptions = {}): Promise<MooringServer> {
   const logger =
     typeof options.logger === 'object' ? options.logger : pino({ level: options.logger ?? 'silent' });
@@ -177,6 +207,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const heartbeatSlice = options.heartbeatSlice;
   if (heartbeatSlice !== undefined && !(Number.isInteger(heartbeatSlice) && heartbeatSlice >= 1))
     throw new Error('heartbeatSlice must be a whole number of connections, at least 1');
+  checkDurations(options);
 
   const retentionFor = retentionRules(options.namespaces ?? {});
   const store = isStore(options.store)

@@ -141,6 +141,25 @@ describe('connection lifecycle', () => {
     await fx.close();
   });
 
+  it('refuses durations that are not finite, negative, or 0 where 0 would spin a timer', async () => {
+    for (const [options, message] of [
+      [
+        { connectionStateTtl: Number.POSITIVE_INFINITY },
+        /connectionStateTtl must be a number of ms at least 0, got Infinity/,
+      ],
+      [{ presenceGrace: -1 }, /presenceGrace must be a number of ms at least 0, got -1/],
+      [{ firstPollTimeout: 0 }, /firstPollTimeout must be a number of ms above 0, got 0/],
+      [{ trimInterval: Number.NaN }, /trimInterval must be a number of ms above 0, got NaN/],
+      [{ sweepInterval: 0 }, /sweepInterval must be a number of ms above 0/],
+      [{ nodeTtl: '3s' as unknown as number }, /nodeTtl must be a number of ms above 0, got 3s/],
+      [{ forwardTimeout: 0 }, /forwardTimeout must be/],
+      [{ metricsSampleInterval: 0 }, /metricsSampleInterval must be/],
+    ] as const)
+      await assert.rejects(startFixture('memory', options), message, JSON.stringify(options));
+    const fx = await startFixture('memory', { connectionStateTtl: 0, presenceGrace: 0, firstPollTimeout: 1 });
+    await fx.close();
+  });
+
   it('with a connection state TTL of 0 a dropped connection keeps no identity (0 is not "the default")', async () => {
     for (const [connectionStateTtl, resumed] of [
       [0, false],

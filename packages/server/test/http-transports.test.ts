@@ -308,6 +308,30 @@ describe('ending long-polling connections (frames after a close)', () => {
   });
 });
 
+describe('a long-polling client between polls', () => {
+  it('stays connected through a heartbeat round in which it has no poll waiting', async () => {
+    // its grace is a heartbeat and 10 s; a pause over two rounds would be a stalled queue instead
+    const fx = await startFixture('memory', { heartbeatInterval: 1_000 });
+    try {
+      const open = await fetch(`${fx.server.url}/v1/connect/poll?key=${TEST_KEY}`);
+      const [connected] = (await open.json()) as ServerFrame[];
+      if (connected?.type !== 'connected') throw new Error('not connected');
+      const headers = { 'x-mooring-connection-key': connected.connectionKey };
+      const poll = `${fx.server.url}/v1/connections/${connected.connectionId}/poll`;
+      for (let i = 0; i < 2; i++) {
+        // 1.5 s without a poll waiting: at least one round, at most two
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        const answer = await fetch(poll, { headers });
+        assert.equal(answer.status, 200, `poll ${i}`);
+        await answer.json();
+      }
+      assert.equal(fx.server.connections, 1, 'still connected');
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
 describe('a long-polling connection that ended between polls', () => {
   it('keeps its last frames for one more poll; a request of the wrong method does not use them up', async () => {
     const fx = await startFixture('memory');
