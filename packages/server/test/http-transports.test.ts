@@ -332,6 +332,38 @@ describe('a long-polling client between polls', () => {
   });
 });
 
+describe('a long-polling connection that never polls', () => {
+  it('ends after firstPollTimeout; one that polled and has no poll waiting at that moment does not', async () => {
+    const fx = await startFixture('memory', { heartbeatInterval: 5_000, firstPollTimeout: 300 });
+    try {
+      const connect = async () => {
+        const open = await fetch(`${fx.server.url}/v1/connect/poll?key=${TEST_KEY}`);
+        const [connected] = (await open.json()) as ServerFrame[];
+        if (connected?.type !== 'connected') throw new Error('not connected');
+        const headers = { 'x-mooring-connection-key': connected.connectionKey };
+        const base = `${fx.server.url}/v1/connections/${connected.connectionId}`;
+        return { headers, poll: `${base}/poll`, frames: `${base}/frames` };
+      };
+      const idle = await connect();
+      const active = await connect();
+      // two polls, both answered (the second by the pong of a ping), so none waits at 300 ms
+      const first = fetch(active.poll, { headers: active.headers });
+      const second = fetch(active.poll, { headers: active.headers });
+      assert.deepEqual(await (await first).json(), []);
+      const ping = { ...active.headers, 'content-type': 'application/json' };
+      await fetch(active.frames, { method: 'POST', headers: ping, body: '{"type":"ping"}' });
+      assert.equal(((await (await second).json()) as ServerFrame[])[0]?.type, 'pong');
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      assert.equal((await fetch(idle.poll, { headers: idle.headers })).status, 404, 'never polled: ended');
+      const later = fetch(active.poll, { headers: active.headers });
+      await fetch(active.frames, { method: 'POST', headers: ping, body: '{"type":"ping"}' });
+      assert.equal((await later).status, 200, 'polled: still there');
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
 describe('a long-polling connection that ended between polls', () => {
   it('keeps its last frames for one more poll; a request of the wrong method does not use them up', async () => {
     const fx = await startFixture('memory');
