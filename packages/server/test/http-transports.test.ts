@@ -342,7 +342,13 @@ describe('a long-polling connection that never polls', () => {
         if (connected?.type !== 'connected') throw new Error('not connected');
         const headers = { 'x-mooring-connection-key': connected.connectionKey };
         const base = `${fx.server.url}/v1/connections/${connected.connectionId}`;
-        return { headers, poll: `${base}/poll`, frames: `${base}/frames` };
+        return {
+          headers,
+          poll: `${base}/poll`,
+          frames: `${base}/frames`,
+          id: connected.connectionId,
+          key: connected.connectionKey,
+        };
       };
       const idle = await connect();
       const active = await connect();
@@ -358,6 +364,11 @@ describe('a long-polling connection that never polls', () => {
       const later = fetch(active.poll, { headers: active.headers });
       await fetch(active.frames, { method: 'POST', headers: ping, body: '{"type":"ping"}' });
       assert.equal((await later).status, 200, 'polled: still there');
+      // ended by the server, not closed by its client: its identity is kept for a recovery
+      const back = await RawClient.connect(fx.server.url, { recover: idle.key });
+      assert.equal(back.connected.resumed, true, 'the connection that never polled is recovered');
+      assert.equal(back.connected.connectionId, idle.id);
+      await back.close();
     } finally {
       await fx.close();
     }
