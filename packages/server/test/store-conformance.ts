@@ -458,6 +458,13 @@ export function storeConformance(
         assert.deepEqual((await store.readSince('ch', undefined, 10)).messages, [expected]);
       });
 
+      it('keeps an empty name as given (it is a name: the schema allows it), live and in history', async () => {
+        const store = await open();
+        const c = await store.append('ch', [create({ id: 'n', name: '', data: 'x' })], OPTS);
+        assert.equal(c.messages[0]?.name, '');
+        assert.equal((await only(store, 'ch')).name, '');
+      });
+
       it('treats a create without data as an empty string', async () => {
         const store = await open();
         const s1 = await put(store, 'ch', create({ id: 'empty' }));
