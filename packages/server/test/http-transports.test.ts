@@ -313,11 +313,7 @@ describe('a long-polling client between polls', () => {
     // its grace is a heartbeat and 10 s; a pause over two rounds would be a stalled queue instead
     const fx = await startFixture('memory', { heartbeatInterval: 1_000 });
     try {
-      const open = await fetch(`${fx.server.url}/v1/connect/poll?key=${TEST_KEY}`);
-      const [connected] = (await open.json()) as ServerFrame[];
-      if (connected?.type !== 'connected') throw new Error('not connected');
-      const headers = { 'x-mooring-connection-key': connected.connectionKey };
-      const poll = `${fx.server.url}/v1/connections/${connected.connectionId}/poll`;
+      const { headers, poll } = await rawPoll(fx.server.url);
       for (let i = 0; i < 2; i++) {
         // 1.5 s without a poll waiting: at least one round, at most two
         await new Promise((resolve) => setTimeout(resolve, 1_500));
@@ -336,22 +332,8 @@ describe('a long-polling connection that never polls', () => {
   it('ends after firstPollTimeout; one that polled and has no poll waiting at that moment does not', async () => {
     const fx = await startFixture('memory', { heartbeatInterval: 5_000, firstPollTimeout: 300 });
     try {
-      const connect = async () => {
-        const open = await fetch(`${fx.server.url}/v1/connect/poll?key=${TEST_KEY}`);
-        const [connected] = (await open.json()) as ServerFrame[];
-        if (connected?.type !== 'connected') throw new Error('not connected');
-        const headers = { 'x-mooring-connection-key': connected.connectionKey };
-        const base = `${fx.server.url}/v1/connections/${connected.connectionId}`;
-        return {
-          headers,
-          poll: `${base}/poll`,
-          frames: `${base}/frames`,
-          id: connected.connectionId,
-          key: connected.connectionKey,
-        };
-      };
-      const idle = await connect();
-      const active = await connect();
+      const idle = await rawPoll(fx.server.url);
+      const active = await rawPoll(fx.server.url);
       // two polls, both answered (the second by the pong of a ping), so none waits at 300 ms
       const first = fetch(active.poll, { headers: active.headers });
       const second = fetch(active.poll, { headers: active.headers });
@@ -381,11 +363,7 @@ describe('a long-polling connection that ended between polls', () => {
     try {
       const { createToken } = await import('../src/index.ts');
       const { token } = await createToken(TEST_KEY, { clientId: 'short', ttl: 1_000 });
-      const open = await fetch(`${fx.server.url}/v1/connect/poll?token=${encodeURIComponent(token)}`);
-      const [connected] = (await open.json()) as ServerFrame[];
-      if (connected?.type !== 'connected') throw new Error('not connected');
-      const headers = { 'x-mooring-connection-key': connected.connectionKey };
-      const poll = `${fx.server.url}/v1/connections/${connected.connectionId}/poll`;
+      const { headers, poll } = await rawPoll(fx.server.url, `token=${encodeURIComponent(token)}`);
       // no poll is pending when the token runs out: the disconnect waits for the next one
       await waitUntil(() => fx.server.connections === 0, 'the token expired');
       const wrong = await fetch(poll, { method: 'POST', headers, body: '[]' });
@@ -438,4 +416,19 @@ async function waitUntil(test: () => boolean, what: string, timeoutMs = 10_000):
     if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** A long-polling connection opened by hand: its id, key, header and the URLs of its two paths. */
+async function rawPoll(url: string, query = `key=${TEST_KEY}`) {
+  const open = await fetch(`${url}/v1/connect/poll?${query}`);
+  const [connected] = (await open.json()) as ServerFrame[];
+  if (connected?.type !== 'connected') throw new Error(`not connected: ${JSON.stringify(connected)}`);
+  const base = `${url}/v1/connections/${connected.connectionId}`;
+  return {
+    id: connected.connectionId,
+    key: connected.connectionKey,
+    headers: { 'x-mooring-connection-key': connected.connectionKey },
+    poll: `${base}/poll`,
+    frames: `${base}/frames`,
+  };
 }
