@@ -760,7 +760,6 @@ export class SqliteStore implements Store {
     this.#read(() => this.#s.ping.get());
   }
 
-  /** Commits every queued append, then closes the database. Later calls reject with store_unavailable. */
   /** Lease records (a small table written only when a lease is taken or released). */
   readonly leases: LeaseRecords = {
     save: (r) => {
@@ -783,6 +782,7 @@ export class SqliteStore implements Store {
       }),
   };
 
+  /** Commits every queued append, then closes the database. Later calls reject with store_unavailable. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#flush();
