@@ -15,7 +15,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { parseSerial } from '@mooring/protocol';
-import { JOURNAL_HIGH_ROWS } from '../src/store/sqlite-journal.ts';
+import { JOURNAL_HIGH_ROWS, type JournalRow, JournalView } from '../src/store/sqlite-journal.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { AppendOptions } from '../src/store/store.ts';
 
@@ -289,4 +289,29 @@ describe('SqliteStore journal slices', () => {
         );
       }
     });
+});
+
+describe('the journal view', () => {
+  const row = (n: number, seq: number, msgSeq: number, bytes = 0): JournalRow => ({
+    n,
+    seq,
+    msgSeq,
+    key: `k${n}`,
+    bytes,
+    append: bytes > 0,
+  });
+
+  it("counts a message's appends one by one, and forgets them when a partial merge takes them all", () => {
+    const view = new JournalView();
+    view.add(1, row(1, 10, 5, 100)); // two appends to message 5
+    view.add(1, row(2, 11, 5, 30));
+    view.add(1, row(3, 12, 12)); // a create after them, left in the journal
+    assert.equal(view.appendedBytes(1, 5), 130);
+    view.merged({ ns: [1], taken: [[1, 1]], remove: true });
+    assert.equal(view.appendedBytes(1, 5), 30, 'one append merged, one left');
+    view.merged({ ns: [2], taken: [[1, 1]], remove: true });
+    assert.equal(view.appendedBytes(1, 5), undefined, 'no append of it left in the journal');
+    assert.deepEqual([view.rows, view.bytes, view.lastSeq(1)], [1, 0, 12]);
+    assert.deepEqual([...view.keys(1)], ['k3']);
+  });
 });
