@@ -15,7 +15,13 @@ import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { parseSerial } from '@mooring/protocol';
-import { JOURNAL_HIGH_ROWS, type JournalRow, JournalView } from '../src/store/sqlite-journal.ts';
+import {
+  JOURNAL_HIGH_BYTES,
+  JOURNAL_HIGH_ROWS,
+  type JournalRow,
+  JournalView,
+  SLICE_ROWS,
+} from '../src/store/sqlite-journal.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import type { AppendOptions } from '../src/store/store.ts';
 
@@ -313,5 +319,45 @@ describe('the journal view', () => {
     assert.equal(view.appendedBytes(1, 5), undefined, 'no append of it left in the journal');
     assert.deepEqual([view.rows, view.bytes, view.lastSeq(1)], [1, 0, 12]);
     assert.deepEqual([...view.keys(1)], ['k3']);
+  });
+
+  it('starts a generation at exactly its high marks, rows or bytes, and merges it in bounded slices', () => {
+    const fill = (view: JournalView, from: number, count: number, bytes = 0) => {
+      for (let n = from; n < from + count; n++) view.add(n % 2, row(n, n, n, bytes));
+    };
+    const short = new JournalView();
+    fill(short, 1, JOURNAL_HIGH_ROWS - 1);
+    assert.equal(short.commitSlice(), undefined, 'one row short: no generation');
+    const rows = new JournalView();
+    fill(rows, 1, JOURNAL_HIGH_ROWS - 100);
+    assert.equal(rows.commitSlice(), undefined);
+    fill(rows, JOURNAL_HIGH_ROWS - 99, 100); // exactly the mark, 100 rows added by this commit
+    const sizes: number[] = [];
+    for (let slice = rows.commitSlice(); slice !== undefined; slice = rows.commitSlice()) {
+      sizes.push(slice.ns.length);
+      rows.merged(slice);
+      if (sizes.length > 1_000) break;
+    }
+    assert.deepEqual(
+      sizes.slice(0, 3),
+      [150, SLICE_ROWS, SLICE_ROWS],
+      '1.5 × what the commit added, then the least',
+    );
+    assert.equal(
+      sizes.reduce((a, b) => a + b, 0),
+      JOURNAL_HIGH_ROWS,
+      'the whole generation, once',
+    );
+    assert.equal(rows.rows, 0);
+    // exactly the bytes mark in 4 appends of 1 MiB, the last 2 added by this commit: a slice bound
+    // of 1.5 × 2 MiB, met exactly by 3 of them
+    const bytes = new JournalView();
+    fill(bytes, 1, 2, JOURNAL_HIGH_BYTES / 4);
+    assert.equal(bytes.commitSlice(), undefined);
+    fill(bytes, 3, 2, JOURNAL_HIGH_BYTES / 4);
+    const first = bytes.commitSlice();
+    assert.deepEqual(first?.ns, [2, 4, 1], 'the bytes mark starts a generation too; channel 0 first');
+    if (first) bytes.merged(first);
+    assert.deepEqual(bytes.commitSlice()?.ns, [3], 'the rest in the next slice');
   });
 });
