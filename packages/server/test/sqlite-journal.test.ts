@@ -360,4 +360,22 @@ describe('the journal view', () => {
     if (first) bytes.merged(first);
     assert.deepEqual(bytes.commitSlice()?.ns, [3], 'the rest in the next slice');
   });
+
+  it("does not skip a channel's last row of the generation when a slice ends just before it", () => {
+    // channel 1 holds rows 1…32,617, channel 0 the last 151 (its last row ends the generation);
+    // the first slice (1.5 × 100 added) ends one row short of channel 0's end
+    const view = new JournalView();
+    const split = JOURNAL_HIGH_ROWS - 151;
+    for (let n = 1; n <= split; n++) view.add(1, row(n, n, n));
+    for (let n = split + 1; n <= JOURNAL_HIGH_ROWS - 100; n++) view.add(0, row(n, n, n));
+    assert.equal(view.commitSlice(), undefined);
+    for (let n = JOURNAL_HIGH_ROWS - 99; n <= JOURNAL_HIGH_ROWS; n++) view.add(0, row(n, n, n));
+    let merged = 0;
+    for (let i = 0, slice = view.commitSlice(); slice && i < 1_000; i++, slice = view.commitSlice()) {
+      merged += slice.ns.length;
+      view.merged(slice);
+    }
+    assert.equal(merged, JOURNAL_HIGH_ROWS);
+    assert.equal(view.rows, 0, 'the generation ended: nothing left in the journal');
+  });
 });
