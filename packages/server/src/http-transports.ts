@@ -124,6 +124,13 @@ export class HttpTransports {
       const match = CONNECTION_PATH.exec(path);
       if (!match) throw new ServerError('not_found', `no such endpoint: ${req.method} ${path.slice(0, 200)}`);
       const kind = match[2] === 'poll' ? 'poll' : 'frames';
+      // checked here, first, for a request served here or forwarded alike: a wrong method must not
+      // use up an ended connection's last frames
+      if (req.method !== (kind === 'poll' ? 'GET' : 'POST'))
+        throw new ServerError(
+          'method_not_allowed',
+          kind === 'poll' ? 'use GET to poll' : 'use POST to send frames',
+        );
       const request: ConnectionRequest = {
         kind,
         connectionId: match[1]!,
@@ -137,13 +144,9 @@ export class HttpTransports {
       const reply = httpReply(res);
       const forwarder = this.#o.forwarder;
       if (!forwarder || this.#holds(request.connectionId)) {
-        await this.#serve(request, reply, req.method ?? 'GET');
+        await this.#serve(request, reply);
         return;
       }
-      if (kind === 'frames' && req.method !== 'POST')
-        throw new ServerError('method_not_allowed', 'use POST to send frames');
-      if (kind === 'poll' && req.method !== 'GET')
-        throw new ServerError('method_not_allowed', 'use GET to poll');
       const wait = kind === 'poll' ? this.#pollTimeout + this.#forwardTimeout : this.#forwardTimeout;
       await forwarder.forward(request, reply, wait);
     } catch (err) {
@@ -163,16 +166,10 @@ export class HttpTransports {
 
   /**
    * Handles a request on `/v1/connections/:id/…` for a connection this node holds — from its own
-   * client, or forwarded by another node (then `req` is absent: the method was checked there).
+   * client, or forwarded by another node (the method was checked where the request arrived).
    */
-  async #serve(request: ConnectionRequest, reply: Reply, method?: string): Promise<void> {
+  async #serve(request: ConnectionRequest, reply: Reply): Promise<void> {
     try {
-      // before anything is taken: a wrong method must not use up an ended connection's last frames
-      if (method !== undefined && method !== (request.kind === 'poll' ? 'GET' : 'POST'))
-        throw new ServerError(
-          'method_not_allowed',
-          request.kind === 'poll' ? 'use GET to poll' : 'use POST to send frames',
-        );
       const ended =
         request.kind === 'poll' ? this.#endedPoll(request.connectionId, request.connectionKey) : undefined;
       if (ended) {
