@@ -48,8 +48,26 @@ interface Balancer {
   connectionRequests(): Promise<number[]>;
 }
 
-/** A balancer process listening on `port`; resolves once it accepts connections. */
-async function run(t: TestContext, command: string, args: string[], port: number): Promise<ChildProcess> {
+/** A path the balancer answers itself, with the token of its run: see `startBalancer`. */
+const PROBE = '/__balancer';
+
+/** The balancer could not bind its port: something else took it between `freePort` and its start. */
+class PortTaken extends Error {}
+
+/**
+ * A balancer process listening on `port`; resolves once the balancer itself answers `PROBE` with
+ * `token`, then once it passes `/health` on to the nodes. A free port can be taken by another test
+ * before the balancer binds it — a listener's or an outgoing connection's — and that other listener
+ * may answer `/health` too (it did once in CI: the test then talked to a Mooring node of another
+ * test, which went away); the token tells them apart.
+ */
+async function run(
+  t: TestContext,
+  command: string,
+  args: string[],
+  port: number,
+  token: string,
+): Promise<ChildProcess> {
   // its own process group: nginx's workers outlive a killed master, holding our pipes open
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
@@ -74,17 +92,36 @@ async function run(t: TestContext, command: string, args: string[], port: number
   void exited.then(() => {
     gone = true;
   });
-  await waitFor(
-    async () => {
-      if (gone) throw new Error(`${command} exited:\n${output}`);
-      return fetch(`http://127.0.0.1:${port}/health`).then(
-        (res) => res.ok,
-        () => false,
-      );
-    },
-    { message: `${command} never answered on ${port}:\n${output}` },
-  );
+  const answers = async (path: string, body?: string) => {
+    if (gone) {
+      if (/address already in use/i.test(output)) throw new PortTaken(output);
+      throw new Error(`${command} exited:\n${output}`);
+    }
+    return fetch(`http://127.0.0.1:${port}${path}`).then(
+      async (res) => res.ok && (body === undefined || (await res.text()) === body),
+      () => false,
+    );
+  };
+  await waitFor(() => answers(PROBE, token), { message: `${command} never answered on ${port}:\n${output}` });
+  await waitFor(() => answers('/health'), { message: `no node answered through ${command}:\n${output}` });
   return child;
+}
+
+/** Starts a balancer on a free port, with a fresh port (up to five) each time the port was taken. */
+async function startBalancer(
+  t: TestContext,
+  start: (port: number, token: string) => Promise<void>,
+): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      await start(port, `balancer-${process.pid}-${port}-${attempt}`);
+      return port;
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === 5) throw error;
+      t.diagnostic(`port ${port} was taken before the balancer bound it; trying another`);
+    }
+  }
 }
 
 /**
@@ -97,42 +134,49 @@ async function nginx(
   nodes: MooringServer[],
   { ignoreAccelBuffering = false } = {},
 ): Promise<Balancer> {
-  const port = await freePort();
   // run as root, nginx's workers are `nobody`: they must reach their temp files in `dir` (mkdtemp: 0700)
   await chmod(dir, 0o755);
   const shipped = await readFile(new URL('nginx.conf', DEPLOY), 'utf8');
-  let site = shipped
-    .replace(/^\s*server 10\.0\.0\.\d+:8080 (.*)$/gm, '')
-    .replace(
-      /keepalive 64;/,
-      `${nodes.map((n) => `server 127.0.0.1:${n.port} max_fails=1 fail_timeout=5s;`).join('\n    ')}\n    keepalive 64;`,
-    )
-    .replace(/listen 80;/, `listen 127.0.0.1:${port};`);
-  assert.notEqual(site, shipped);
-  if (ignoreAccelBuffering)
-    site = site.replace(
-      /proxy_pass http:\/\/mooring;/,
-      '$&\n        proxy_ignore_headers X-Accel-Buffering;',
-    );
-  await writeFile(join(dir, 'mooring.conf'), site);
   const log = join(dir, 'access.log');
-  await writeFile(
-    join(dir, 'nginx.conf'),
-    [
-      'worker_processes 1;',
-      `pid ${join(dir, 'nginx.pid')};`,
-      `error_log ${join(dir, 'error.log')} warn;`,
-      'events { worker_connections 1024; }',
-      'http {',
-      `  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;`,
-      `  fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;`,
-      `  log_format upstream '$upstream_addr $request_uri';`,
-      `  access_log ${log} upstream;`,
-      `  include ${join(dir, 'mooring.conf')};`,
-      '}',
-    ].join('\n'),
-  );
-  await run(t, binary('nginx')!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], port);
+  const port = await startBalancer(t, async (port, token) => {
+    let site = shipped
+      .replace(/^\s*server 10\.0\.0\.\d+:8080 (.*)$/gm, '')
+      .replace(
+        /keepalive 64;/,
+        `${nodes.map((n) => `server 127.0.0.1:${n.port} max_fails=1 fail_timeout=5s;`).join('\n    ')}\n    keepalive 64;`,
+      )
+      .replace(/listen 80;/, `listen 127.0.0.1:${port};\n    location = ${PROBE} { return 200 "${token}"; }`);
+    assert.notEqual(site, shipped);
+    if (ignoreAccelBuffering)
+      site = site.replace(
+        /proxy_pass http:\/\/mooring;/,
+        '$&\n        proxy_ignore_headers X-Accel-Buffering;',
+      );
+    await writeFile(join(dir, 'mooring.conf'), site);
+    await writeFile(
+      join(dir, 'nginx.conf'),
+      [
+        'worker_processes 1;',
+        `pid ${join(dir, 'nginx.pid')};`,
+        `error_log stderr warn;`,
+        'events { worker_connections 1024; }',
+        'http {',
+        `  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy;`,
+        `  fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;`,
+        `  log_format upstream '$upstream_addr $request_uri';`,
+        `  access_log ${log} upstream;`,
+        `  include ${join(dir, 'mooring.conf')};`,
+        '}',
+      ].join('\n'),
+    );
+    await run(
+      t,
+      binary('nginx')!,
+      ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'],
+      port,
+      token,
+    );
+  });
   return {
     url: `http://127.0.0.1:${port}/`,
     async connectionRequests() {
@@ -146,24 +190,29 @@ async function nginx(
 }
 
 async function haproxy(t: TestContext, dir: string, nodes: MooringServer[]): Promise<Balancer> {
-  const port = await freePort();
   const shipped = await readFile(new URL('haproxy.cfg', DEPLOY), 'utf8');
-  const config = shipped
-    .replace(/^\s*server node\d 10\.0\.0\.\d+:8080\s*$/gm, '')
-    .replace(
-      /(default-server [^\n]*\n)/,
-      `$1${nodes.map((n, i) => `    server node${i} 127.0.0.1:${n.port}`).join('\n')}\n`,
-    )
-    .replace(/maxconn 100000/, 'maxconn 4000')
-    .replace(/bind :80/, `bind 127.0.0.1:${port}`)
-    // the request log, to see where each request went (the shipped file leaves logging to the site)
-    .replace(/defaults\n/, 'defaults\n    log stdout format raw local0 info\n    option httplog\n');
-  assert.notEqual(config, shipped);
-  const file = join(dir, 'haproxy.cfg');
-  await writeFile(file, config);
-  const child = await run(t, binary('haproxy')!, ['-db', '-f', file], port);
+  let child: ChildProcess | undefined;
+  const port = await startBalancer(t, async (port, token) => {
+    const config = shipped
+      .replace(/^\s*server node\d 10\.0\.0\.\d+:8080\s*$/gm, '')
+      .replace(
+        /(default-server [^\n]*\n)/,
+        `$1${nodes.map((n, i) => `    server node${i} 127.0.0.1:${n.port}`).join('\n')}\n`,
+      )
+      .replace(/maxconn 100000/, 'maxconn 4000')
+      .replace(
+        /bind :80\n/,
+        `bind 127.0.0.1:${port}\n    http-request return status 200 content-type text/plain string "${token}" if { path ${PROBE} }\n`,
+      )
+      // the request log, to see where each request went (the shipped file leaves logging to the site)
+      .replace(/defaults\n/, 'defaults\n    log stdout format raw local0 info\n    option httplog\n');
+    assert.notEqual(config, shipped);
+    const file = join(dir, 'haproxy.cfg');
+    await writeFile(file, config);
+    child = await run(t, binary('haproxy')!, ['-db', '-f', file], port, token);
+  });
   let log = '';
-  child.stdout?.on('data', (d: Buffer) => {
+  child!.stdout?.on('data', (d: Buffer) => {
     log += d.toString();
   });
   const ports = new Map(nodes.map((n, i) => [`node${i}`, n.port]));

@@ -1,6 +1,6 @@
 /**
  * A real `redis-server` for tests: spawned on a free 127.0.0.1 port in a temp dir, ready when it
- * answers PING, killed (gracefully, or with SIGKILL for crash tests) and cleaned up by the test.
+ * answers PING and its INFO names this process, killed (gracefully, or with SIGKILL for crash tests) and cleaned up by the test.
  *
  * Redis cannot listen on port 0, so a free port is found by binding a socket to port 0 and closing
  * it; a lost race (another process takes the port first) is retried on a new port. `restart()` starts
@@ -158,8 +158,13 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     for (;;) {
       if (gone) throw new Error(`redis-server exited at start:\n${log}`);
       try {
+        // PING is refused while the AOF loads; INFO's process id tells this server from another
+        // that took the port first (it answers PING as well)
         const reply = await rawCommand(port, ['PING'], 500);
-        if (reply.startsWith('+PONG')) return;
+        if (reply.startsWith('+PONG')) {
+          const info = await rawCommand(port, ['INFO', 'server'], 500);
+          if (info.includes(`process_id:${proc.pid}\r\n`)) return;
+        }
       } catch {
         // not listening yet (or still loading the AOF)
       }
