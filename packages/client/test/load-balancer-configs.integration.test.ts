@@ -46,6 +46,13 @@ interface Balancer {
   url: string;
   /** The upstream node (port) of every request whose path starts with `/v1/connections/`. */
   connectionRequests(): Promise<number[]>;
+  /** Whether the balancer process still runs, and if not how it ended and what it printed. */
+  status(): string;
+}
+
+interface Running {
+  child: ChildProcess;
+  status(): string;
 }
 
 /** A path the balancer answers itself, with the token of its run: see `startBalancer`. */
@@ -67,7 +74,7 @@ async function run(
   args: string[],
   port: number,
   token: string,
-): Promise<ChildProcess> {
+): Promise<Running> {
   // its own process group: nginx's workers outlive a killed master, holding our pipes open
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
@@ -104,19 +111,24 @@ async function run(
   };
   await waitFor(() => answers(PROBE, token), { message: `${command} never answered on ${port}:\n${output}` });
   await waitFor(() => answers('/health'), { message: `no node answered through ${command}:\n${output}` });
-  return child;
+  return {
+    child,
+    status: () =>
+      gone
+        ? `${command} exited (${child.exitCode ?? child.signalCode}):\n${output.slice(-2000)}`
+        : `${command} is running`,
+  };
 }
 
 /** Starts a balancer on a free port, with a fresh port (up to five) each time the port was taken. */
 async function startBalancer(
   t: TestContext,
-  start: (port: number, token: string) => Promise<void>,
-): Promise<number> {
+  start: (port: number, token: string) => Promise<Running>,
+): Promise<Running & { port: number }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     try {
-      await start(port, `balancer-${process.pid}-${port}-${attempt}`);
-      return port;
+      return { ...(await start(port, `balancer-${process.pid}-${port}-${attempt}`)), port };
     } catch (error) {
       if (!(error instanceof PortTaken) || attempt === 5) throw error;
       t.diagnostic(`port ${port} was taken before the balancer bound it; trying another`);
@@ -138,7 +150,7 @@ async function nginx(
   await chmod(dir, 0o755);
   const shipped = await readFile(new URL('nginx.conf', DEPLOY), 'utf8');
   const log = join(dir, 'access.log');
-  const port = await startBalancer(t, async (port, token) => {
+  const { port, status } = await startBalancer(t, async (port, token) => {
     let site = shipped
       .replace(/^\s*server 10\.0\.0\.\d+:8080 (.*)$/gm, '')
       .replace(
@@ -169,7 +181,7 @@ async function nginx(
         '}',
       ].join('\n'),
     );
-    await run(
+    return run(
       t,
       binary('nginx')!,
       ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'],
@@ -186,13 +198,13 @@ async function nginx(
         .filter((m) => m !== null)
         .map((m) => Number(m[1]));
     },
+    status,
   };
 }
 
 async function haproxy(t: TestContext, dir: string, nodes: MooringServer[]): Promise<Balancer> {
   const shipped = await readFile(new URL('haproxy.cfg', DEPLOY), 'utf8');
-  let child: ChildProcess | undefined;
-  const port = await startBalancer(t, async (port, token) => {
+  const { port, child, status } = await startBalancer(t, async (port, token) => {
     const config = shipped
       .replace(/^\s*server node\d 10\.0\.0\.\d+:8080\s*$/gm, '')
       .replace(
@@ -209,10 +221,10 @@ async function haproxy(t: TestContext, dir: string, nodes: MooringServer[]): Pro
     assert.notEqual(config, shipped);
     const file = join(dir, 'haproxy.cfg');
     await writeFile(file, config);
-    child = await run(t, binary('haproxy')!, ['-db', '-f', file], port, token);
+    return run(t, binary('haproxy')!, ['-db', '-f', file], port, token);
   });
   let log = '';
-  child!.stdout?.on('data', (d: Buffer) => {
+  child.stdout?.on('data', (d: Buffer) => {
     log += d.toString();
   });
   const ports = new Map(nodes.map((n, i) => [`node${i}`, n.port]));
@@ -223,6 +235,7 @@ async function haproxy(t: TestContext, dir: string, nodes: MooringServer[]): Pro
         (m) => ports.get(m[1]!) ?? 0,
       );
     },
+    status,
   };
 }
 
@@ -280,7 +293,11 @@ for (const [name, start] of Object.entries(BALANCERS)) {
 
         const reader = client(t, balancer.url, { transports: [transport] });
         const writer = client(t, balancer.url, { transports: [transport] });
-        await exchangeExactlyOnce(reader, writer, `session:${name}-${transport}`, transport);
+        await exchangeExactlyOnce(reader, writer, `session:${name}-${transport}`, transport).catch(
+          (error) => {
+            throw new Error(`${error}\n(${balancer.status()})`, { cause: error });
+          },
+        );
         if (transport !== 'websocket') {
           // the log is written as requests end: wait until it shows the polls and POSTs
           const nodesUsed = async () => new Set(await balancer.connectionRequests()).size;
