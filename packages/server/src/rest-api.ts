@@ -218,7 +218,8 @@ export class RestApi {
   /** `POST /v1/tokens` (API key only): `{ clientId?, capability?, ttl? }` → a signed token. */
   async #mintToken(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const key = this.#o.auth.authenticateKey(req, url);
-    const body = await this.#readBody(req);
+    // every field is optional: no body at all asks for the defaults, as `{}` and `null` do
+    const body = await this.#readBody(req, { empty: {} });
     const parsed = tokenRequestSchema.safeParse(body ?? {});
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -237,8 +238,8 @@ export class RestApi {
     send(res, 200, await createToken({ name: key.name, secret: key.secret }, request));
   }
 
-  async #readBody(req: IncomingMessage): Promise<unknown> {
-    const body = await readJson(req, this.#o.limits.maxHttpBody);
+  async #readBody(req: IncomingMessage, options?: { empty: unknown }): Promise<unknown> {
+    const body = await readJson(req, this.#o.limits.maxHttpBody, options);
     if (exceedsDepth(body, this.#o.limits.maxJsonDepth))
       throw new ServerError(
         'bad_request',
@@ -387,8 +388,15 @@ export class RequestAborted extends Error {
   }
 }
 
-/** Reads a JSON body of at most `max` bytes; `body_too_large` beyond, `bad_request` if not JSON. */
-export async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
+/**
+ * Reads a JSON body of at most `max` bytes; `body_too_large` beyond, `bad_request` if not JSON. A
+ * body of no bytes is not JSON either, unless `empty` gives the value it stands for.
+ */
+export async function readJson(
+  req: IncomingMessage,
+  max: number,
+  options?: { empty: unknown },
+): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > max) {
     req.resume();
@@ -410,6 +418,7 @@ export async function readJson(req: IncomingMessage, max: number): Promise<unkno
     // the stream failed: the peer reset or aborted the request (ECONNRESET, 'aborted')
     throw new RequestAborted();
   }
+  if (size === 0 && options) return options.empty;
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {

@@ -453,10 +453,22 @@ describe('auth and capabilities', () => {
     assert.equal(withToken.status, 401);
     const bad = await rest(fx.server, '/v1/tokens', { body: { ttl: 10 } });
     assert.equal(bad.status, 400);
-    // `null` asks for the defaults; a body that is not an object is refused, falsy ones too
+    // `null`, and no body at all, ask for the defaults; a body that is not an object is refused,
+    // falsy ones too; a publish's body stays required
     assert.equal((await rest(fx.server, '/v1/tokens', { raw: 'null' })).status, 200);
-    for (const raw of ['false', '0', '""', '[]', '"x"'])
+    for (const init of [{ method: 'POST' }, { raw: '' }]) {
+      const bare = await rest(fx.server, '/v1/tokens', init);
+      assert.equal(bare.status, 200, JSON.stringify(init));
+      assert.equal(bare.body.clientId, undefined);
+      assert.deepEqual(bare.body.capability, { '*': ['*'] });
+      const ttl = (bare.body.expiresAt as number) - Date.now();
+      assert.ok(ttl > 3_500_000 && ttl <= 3_600_000, `the default hour, not ${ttl} ms`);
+    }
+    for (const raw of ['false', '0', '""', '[]', '"x"', ' '])
       assert.equal((await rest(fx.server, '/v1/tokens', { raw })).status, 400, raw);
+    const publish = await rest(fx.server, '/v1/channels/session:t/messages', { raw: '' });
+    assert.equal(publish.status, 400);
+    assert.match(String((publish.body.error as { message: string }).message), /not valid JSON/);
   });
 });
 
