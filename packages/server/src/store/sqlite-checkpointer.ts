@@ -62,9 +62,9 @@ export interface CheckpointerOptions {
   rewindFrames?: number;
   /**
    * Called on the store's thread when the WAL outgrew `rewindFrames`: checkpoint the rest inline
-   * and rewind it. Returns false if it could not (busy): the next report asks again.
+   * and rewind it. If it could not (busy), the next report asks again.
    */
-  onRewind: () => boolean;
+  onRewind: () => void;
   /** The worker could not start or died: the store must checkpoint by itself from now on. */
   onFailure: (error: Error) => void;
 }
@@ -74,8 +74,6 @@ export class SqliteCheckpointer {
   #failed = false;
   #exited = false;
   #closing: Promise<void> | undefined;
-  /** WAL frames at the worker's last checkpoint. */
-  walFrames = 0;
 
   constructor(path: string, options: CheckpointerOptions) {
     const rewindFrames = options.rewindFrames ?? 4096;
@@ -90,10 +88,9 @@ export class SqliteCheckpointer {
       this.#failed = true;
       options.onFailure(error);
     };
+    // a rewind that could not run (busy) is asked for again by the next report: the WAL has grown
     this.#worker.on('message', (report: CheckpointReport) => {
-      this.walFrames = report.log;
-      if (report.log > rewindFrames && !this.#failed && this.#closing === undefined && options.onRewind())
-        this.walFrames = 0;
+      if (report.log > rewindFrames && !this.#failed && this.#closing === undefined) options.onRewind();
     });
     this.#worker.on('error', fail);
     this.#worker.on('exit', (code) => {

@@ -241,15 +241,15 @@ export class SqliteStore implements Store {
 
   /**
    * The rest of a checkpoint, inline: what the worker has not copied yet, then the WAL is rewound.
-   * Never waits: if the worker is checkpointing right now, it is tried again on its next report.
+   * Never waits: if the worker is checkpointing right now (busy), it is tried again on its next report.
    */
-  #rewind(): boolean {
-    if (!this.#db.isOpen || this.#db.isTransaction) return false;
+  #rewind(): void {
+    if (!this.#db.isOpen || this.#db.isTransaction) return;
     try {
       this.#db.exec('PRAGMA busy_timeout = 0');
-      return Number(this.#db.prepare('PRAGMA wal_checkpoint(RESTART)').get()?.busy) === 0;
+      this.#db.prepare('PRAGMA wal_checkpoint(RESTART)').get();
     } catch {
-      return false;
+      // an I/O error: the next report asks again
     } finally {
       this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     }
