@@ -22,6 +22,7 @@ import { LeaseManager, type LeaseManagerOptions, type Leases, type Reservation }
 import { markOrigin } from './message-origin.ts';
 import { Metrics } from './metrics.ts';
 import { operationSize } from './operation-size.ts';
+import type { PublishOrder } from './publish-order.ts';
 import { ReadLimiter } from './read-limiter.ts';
 import { ServerError } from './server-error.ts';
 import {
@@ -48,6 +49,8 @@ export interface PublishIdentity {
    * identity many times (a connection): every stored op then shares one scope string.
    */
   scope?: string;
+  /** The publishing connection's order: its publishes are stored in the order they were sent. */
+  order?: PublishOrder;
 }
 
 export type ResumeCheck =
@@ -157,12 +160,15 @@ export class ChannelService {
     for (let i = 0; i < inputs.length; i++)
       ops[i] = this.#toNewOperation(channel, inputs[i]!, i, identity, scope);
     let claim = this.#leaseClaim(channel, inputs, identity);
-    if (claim instanceof Promise) claim = await claim; // only a publish taking leases on Redis
+    const ending = this.leases.ending ? this.#endingSerials(channel, inputs) : undefined;
+    // a publish waiting for Redis keeps its place: later ones of the connection wait with it
+    const turn = identity.order?.enter(claim instanceof Promise || ending !== undefined);
     let result: Awaited<ReturnType<Store['append']>>;
     let leaseWrites: Promise<void>[] | undefined;
     try {
-      const marking = this.leases.ending ? this.#markEnding(channel, inputs) : undefined;
-      if (marking) await marking;
+      if (claim instanceof Promise) claim = await claim; // only a publish taking leases on Redis
+      if (ending) await Promise.all(ending.map((serial) => this.leases.ending!(channel, serial)));
+      if (turn?.before) await turn.before;
       const started = performance.now();
       const { health, tracing } = this.metrics;
       const span = tracing?.start('mooring.publish', {
@@ -172,7 +178,9 @@ export class ChannelService {
       const storing = tracing?.start('mooring.store.append', { 'mooring.store': this.store.kind }, span);
       const inflight = health.publishing(channel);
       try {
-        result = await this.store.append(channel, ops, this.#appendOptions);
+        const appending = this.store.append(channel, ops, this.#appendOptions);
+        turn?.leave(); // the store keeps the order of its appends
+        result = await appending;
       } catch (err) {
         tracing?.fail(storing, err);
         tracing?.fail(span, err);
@@ -191,8 +199,9 @@ export class ChannelService {
       for (const m of result.messages) this.metrics.hot.operation(m.action);
       leaseWrites = this.#recordLeases(channel, inputs, result.results, identity, claim);
     } finally {
+      turn?.leave();
       // the leases are counted where they were recorded now (or were never taken)
-      if (claim && claim.taking > 0) this.#unreserve(claim);
+      if (claim && !(claim instanceof Promise) && claim.taking > 0) this.#unreserve(claim);
     }
     // acknowledged once its leases are recorded, and its ended ones removed, where every node sees
     // them (see Leases.hold, Leases.release)
@@ -269,19 +278,19 @@ export class ChannelService {
     await this.leases.hold(channel, serial, identity.connectionId, ms, identity.clientId, owner);
   }
 
-  /** Marks the runs this publish ends (see Leases.ending): one write each, ends only. */
-  #markEnding(channel: string, inputs: OperationInput[]): Promise<unknown> | undefined {
-    let marks: Promise<void>[] | undefined;
+  /** The runs this publish ends, to be marked first (see Leases.ending): one write each. */
+  #endingSerials(channel: string, inputs: OperationInput[]): string[] | undefined {
+    let serials: string[] | undefined;
     for (const input of inputs) {
       if (input.serial === undefined) continue;
       // `lease: 0` says the message is leased, wherever the lease was taken (this node may not know
       // it yet: a takeover still on its way); a delete ends a run only if this node knows its lease
       if (input.lease !== 0 && (input.action !== 'delete' || !this.leases.has(channel, input.serial)))
         continue;
-      marks ??= [];
-      marks.push(this.leases.ending!(channel, input.serial));
+      serials ??= [];
+      serials.push(input.serial);
     }
-    return marks && Promise.all(marks); // undefined (nothing to wait for) on nearly every publish
+    return serials; // undefined (nothing to wait for) on nearly every publish
   }
 
   /**

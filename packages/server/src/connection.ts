@@ -35,6 +35,7 @@ import type { Identity } from './connection-registry.ts';
 import type { RateBudgets } from './identity-budgets.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { Presence } from './presence.ts';
+import { PublishOrder } from './publish-order.ts';
 import { isExpectedError, issueText, ServerError, toErrorInfo } from './server-error.ts';
 import { simplePublishFrame } from './simple-publish-frame.ts';
 import { TokenBucket } from './token-bucket.ts';
@@ -107,6 +108,8 @@ export class Connection {
   #identity: Identity;
   /** `#identity` with this connection's id, as every publish passes it: made once per identity. */
   #publisher: PublishIdentity | undefined;
+  /** Its publishes are stored in the order they were sent, whatever its identity is renewed to. */
+  readonly #order = new PublishOrder();
   #expiry: NodeJS.Timeout | undefined;
   readonly #verifyToken: (token: string) => Promise<Identity>;
   readonly #budgets: RateBudgets;
@@ -458,7 +461,12 @@ export class Connection {
     // one waits for Redis
     const decided = this.#budgets.take(this.#identity, frame.ops.length, frame.ops);
     if (decided) await decided;
-    this.#publisher ??= { ...this.#identity, connectionId: this.id, scope: publisherScope(this.#identity) };
+    this.#publisher ??= {
+      ...this.#identity,
+      connectionId: this.id,
+      scope: publisherScope(this.#identity),
+      order: this.#order,
+    };
     const results = await this.#channels.publish(frame.channel, frame.ops, this.#publisher);
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
   }
