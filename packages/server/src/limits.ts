@@ -32,6 +32,22 @@ const AT_LEAST_ONE: ReadonlySet<LimitName> = new Set<LimitName>([
   'maxSendBuffer',
 ]);
 
+/**
+ * Limits the wire format itself bounds: the frame schema every node and client shares checks them
+ * at their defaults. They are listed so that a config naming them is understood, but cannot change.
+ */
+const FIXED: ReadonlySet<LimitName> = new Set<LimitName>([
+  'maxHeaders',
+  'maxIdLength',
+  'maxChannelNameLength',
+]);
+
+/** Limits that may be lowered but not raised past the bound the frame schema checks. */
+const AT_MOST: Partial<Record<LimitName, number>> = {
+  maxJsonDepth: MAX_JSON_DEPTH,
+  maxOpsPerPublish: DEFAULT_LIMITS.maxOpsPerPublish,
+};
+
 export function resolveLimits(given: unknown): Limits {
   const limits: Limits = { ...DEFAULT_LIMITS };
   if (given === undefined) return limits;
@@ -58,8 +74,17 @@ export function resolveLimits(given: unknown): Limits {
       throw new Error(
         `limits.${key} must be a ${whole ? 'whole number' : 'number'} of at least ${least}, got ${JSON.stringify(value)}`,
       );
-    if (key === 'maxJsonDepth' && value > MAX_JSON_DEPTH)
-      throw new Error(`limits.maxJsonDepth may be at most ${MAX_JSON_DEPTH} levels, got ${value}`);
+    if (FIXED.has(key) && value !== DEFAULT_LIMITS[key])
+      throw new Error(
+        `limits.${key} is fixed at ${DEFAULT_LIMITS[key]} by the wire format and cannot be changed, got ${value}`,
+      );
+    const most = AT_MOST[key];
+    if (most !== undefined && value > most)
+      throw new Error(
+        key === 'maxJsonDepth'
+          ? `limits.maxJsonDepth may be at most ${MAX_JSON_DEPTH} levels, got ${value}`
+          : `limits.${key} may be lowered but not raised past ${most} (the frame format's bound), got ${value}`,
+      );
     limits[key] = value;
   }
   return limits;

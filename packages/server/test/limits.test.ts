@@ -27,6 +27,38 @@ describe('limits', () => {
     assert.equal(resolveLimits({ maxFrameSize: 1 }).maxFrameSize, 1);
   });
 
+  it('refuses to change what the wire format fixes; maxOpsPerPublish may be lowered, not raised', async () => {
+    for (const name of ['maxHeaders', 'maxIdLength', 'maxChannelNameLength'] as const) {
+      assert.equal(
+        resolveLimits({ [name]: DEFAULT_LIMITS[name] })[name],
+        DEFAULT_LIMITS[name],
+        'the default is taken',
+      );
+      for (const value of [DEFAULT_LIMITS[name] - 1, DEFAULT_LIMITS[name] * 2])
+        assert.throws(
+          () => resolveLimits({ [name]: value }),
+          new RegExp(`^Error: limits\\.${name} is fixed at ${DEFAULT_LIMITS[name]} by the wire format`),
+        );
+    }
+    assert.throws(
+      () => resolveLimits({ maxOpsPerPublish: 101 }),
+      /limits\.maxOpsPerPublish may be lowered but not raised past 100 \(the frame format's bound\), got 101/,
+    );
+    // lowered, it is announced and held, over a connection as over REST
+    const fx = await startFixture('memory', { limits: { maxOpsPerPublish: 2 } });
+    try {
+      const c = await RawClient.connect(fx.server.url);
+      assert.equal(c.connected.limits.maxOpsPerPublish, 2);
+      const ops = [{ data: 1 }, { data: 2 }, { data: 3 }];
+      const refused = await c.request({ type: 'publish', channel: 'session:ops', ops });
+      assert.equal(refused.type === 'error' && refused.error.code, 'bad_request', JSON.stringify(refused));
+      assert.equal((await c.publish('session:ops', ops.slice(0, 2))).results.length, 2);
+      await c.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('refuses a name that is not a limit, naming the nearest one', () => {
     assert.throws(
       () => resolveLimits({ maxFrameRte: 5 }),
