@@ -257,7 +257,10 @@ export class Connection {
     this.#sendError(
       ref,
       channel,
-      errorInfo('invalid_frame', issueText(parsed.error.issues, 'invalid frame')),
+      errorInfo(
+        issueCode(raw, parsed.error.issues[0]?.path),
+        issueText(parsed.error.issues, 'invalid frame'),
+      ),
     );
     return undefined;
   }
@@ -631,6 +634,29 @@ function refOf(raw: unknown): Ref | undefined {
   if (typeof ref === 'string' && ref.length <= 64) return ref;
   if (typeof ref === 'number' && Number.isInteger(ref)) return ref;
   return undefined;
+}
+
+/**
+ * The code of a frame the schema refused (PROTOCOL.md §9): a channel name or a serial that is a
+ * string but not a valid one is `invalid_channel` / `invalid_serial`, as on REST; anything else,
+ * a missing or mistyped field among them, is `invalid_frame`.
+ */
+function issueCode(
+  raw: unknown,
+  path: readonly PropertyKey[] | undefined,
+): 'invalid_channel' | 'invalid_serial' | 'invalid_frame' {
+  if (path === undefined || path.length === 0) return 'invalid_frame';
+  let value: unknown = raw;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null) return 'invalid_frame';
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  if (typeof value !== 'string') return 'invalid_frame';
+  const last = path[path.length - 1];
+  if (path.length === 1 && last === 'channel') return 'invalid_channel';
+  if ((path.length === 1 && last === 'from') || (path[0] === 'ops' && last === 'serial'))
+    return 'invalid_serial';
+  return 'invalid_frame';
 }
 
 function channelOf(raw: unknown): string | undefined {

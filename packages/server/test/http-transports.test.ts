@@ -38,7 +38,7 @@ describe('HTTP streaming (SSE)', () => {
       await sse.next((f) => f.type === 'heartbeat');
       await waitUntil(() => sse.comments > 0, 'an SSE comment heartbeat');
       const bad = await sse.request({ type: 'attach', channel: 'bad channel' });
-      assert.ok(bad.type === 'error' && bad.error.code === 'invalid_frame');
+      assert.ok(bad.type === 'error' && bad.error.code === 'invalid_channel');
       sse.close();
       await ws.close();
     } finally {

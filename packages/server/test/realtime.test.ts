@@ -285,7 +285,20 @@ for (const kind of kinds) {
       const c = await RawClient.connect(fx.server.url);
       const cases: Array<[unknown, string]> = [
         [{ type: 'nope' }, 'invalid_frame'],
-        [{ type: 'attach', channel: 'has space' }, 'invalid_frame'],
+        // a channel or a serial that is a string but not a valid one: the code REST gives it
+        [{ type: 'attach', channel: 'has space' }, 'invalid_channel'],
+        [{ type: 'detach', channel: 'x'.repeat(257) }, 'invalid_channel'],
+        [{ type: 'publish', channel: 'bad name', ops: [{ data: 1 }] }, 'invalid_channel'],
+        [{ type: 'presence', channel: 'has space', action: 'enter' }, 'invalid_channel'],
+        [{ type: 'attach', channel: 'a', from: 'not-a-serial' }, 'invalid_serial'],
+        [
+          { type: 'publish', channel: 'a', ops: [{ action: 'append', serial: 'nope', data: 'x' }] },
+          'invalid_serial',
+        ],
+        // missing or of another type: the frame is malformed
+        [{ type: 'attach', channel: 5 }, 'invalid_frame'],
+        [{ type: 'attach' }, 'invalid_frame'],
+        [{ type: 'attach', channel: 'a', from: 7 }, 'invalid_frame'],
         [{ type: 'attach', channel: 'a', rewind: 2, start: true }, 'invalid_frame'],
         [{ type: 'publish', channel: 'a', ops: [] }, 'invalid_frame'],
         [{ type: 'publish', channel: 'a', ops: [{ action: 'append', data: 'x' }] }, 'invalid_frame'],
