@@ -46,7 +46,11 @@ import type { Headers, OperationInput } from '@mooring/protocol';
 import { appendText, sameEpoch } from '@mooring/protocol';
 import type { OperationSink, PublishedOperation } from './operation-sink.ts';
 
-/** An append carries at most this many UTF-16 units (64 KiB per operation, whatever the text). */
+/**
+ * An append carries at most this many UTF-16 units: at most 24 KiB of UTF-8 (3 bytes a unit at
+ * most; a surrogate pair, never split, is 4 bytes for 2), so it fits `maxOperationSize` (64 KiB,
+ * counted in bytes) whatever the text. Creates that carry deltas and replacing updates hold as much.
+ */
 export const MAX_APPEND_CHARS = 8_192;
 const MAX_BATCH_BYTES = 512 * 1024;
 const MAX_RETRY_DELAY = 5_000;
@@ -374,7 +378,7 @@ export class OperationQueue {
         taken[count++] = { pending, index: undefined }; // stored by an earlier attempt, or carried by its create
         continue;
       }
-      const opBytes = typeof op.data === 'string' ? op.data.length * 3 + 200 : 1024;
+      const opBytes = frameBytes(op);
       if (ops > 0 && bytes + opBytes > MAX_BATCH_BYTES) break;
       bytes += opBytes;
       if (!isPlain || op.action !== 'append') plain = false;
@@ -656,6 +660,44 @@ function hasStructural(queue: readonly Pending[]): boolean {
 
 function isRetryable(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === true;
+}
+
+/**
+ * What an operation adds to a publish frame, counted so that a batch of `MAX_BATCH_BYTES` (half of
+ * `maxFrameSize` / `maxHttpBody`, 1 MiB) fits one: other data (a chunk part: up to 48 KiB) and headers
+ * count as their JSON's UTF-8 bytes; string data as 3 bytes per UTF-16 unit (cheap for a delta: no
+ * pass over it), which its JSON escapes (6 bytes for a control character or a lone surrogate) at most
+ * double; so do the 256 bytes for the rest of the operation (its id, at most 256 characters, its
+ * serial), which leaves room for the frame's own fields.
+ */
+function frameBytes(op: OperationInput): number {
+  let bytes = 256;
+  if (typeof op.data === 'string') bytes += op.data.length * 3;
+  else if (op.data !== undefined) bytes += utf8Length(JSON.stringify(op.data));
+  if (op.headers !== undefined) bytes += utf8Length(JSON.stringify(op.headers));
+  return bytes;
+}
+
+/**
+ * The length of `text` in UTF-8 bytes, as the server counts operation sizes (PROTOCOL.md §10), without
+ * encoding it (this package also runs in browsers: no `Buffer`). A lone surrogate counts 3, the bytes of
+ * the U+FFFD it is encoded as.
+ */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 4;
+        i++;
+      } else bytes += 3;
+    } else bytes += 3;
+  }
+  return bytes;
 }
 
 /** Splits text into pieces of at most `max` UTF-16 units without cutting a surrogate pair. */

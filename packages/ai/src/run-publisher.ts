@@ -27,8 +27,9 @@
  * - Ids are deterministic (`<runId>:p<k>:<n>`: the k-th part of the run, its n-th operation), so a
  *   resend after a reconnect, or a retried REST request, is stored once. A retried run (its create
  *   comes back a duplicate) resumes in place from what the earlier attempt stored (`stored`).
- * - A chunk above 48 KiB of JSON is sent as its JSON text grown by appends (`format: json-text`), and
- *   appends are split, so no operation exceeds `maxOperationSize` (64 KiB).
+ * - A chunk whose JSON is above 48 KiB of UTF-8 is sent as its JSON text grown by appends
+ *   (`format: json-text`), and appends are split, so no operation exceeds `maxOperationSize` (64 KiB;
+ *   the server counts bytes, so a chunk of CJK text or emoji goes as appends long before 48 K characters).
  * - Retryable failures are retried with the same ids; a permanent one stops the run: the publisher
  *   tries to end it `error` and reports the failure.
  */
@@ -36,7 +37,7 @@ import type { Headers, JsonValue, OperationInput } from '@mooring/protocol';
 import type { UIMessageChunk } from 'ai';
 import { errorText } from './errors.ts';
 import type { QueueTimers, StoredPart } from './operation-queue.ts';
-import { MAX_APPEND_CHARS, OperationQueue, splitText } from './operation-queue.ts';
+import { MAX_APPEND_CHARS, OperationQueue, splitText, utf8Length } from './operation-queue.ts';
 import type { OperationSink } from './operation-sink.ts';
 import type { FinalRunStatus, PartKind, RunData, RunStatus } from './wire.ts';
 import { asJson, EVENT_PART, EVENT_RUN } from './wire.ts';
@@ -45,7 +46,11 @@ import { asJson, EVENT_PART, EVENT_RUN } from './wire.ts';
 export const DEFAULT_LEASE_MS = 30_000;
 /** Default window within which deltas are merged, ms. */
 export const DEFAULT_COALESCE_MS = 40;
-const MAX_CHUNK_JSON = 48 * 1024;
+/**
+ * Bytes of UTF-8 JSON above which a chunk is sent as JSON text grown by appends: one create holds it
+ * with room to spare for its name and headers under `maxOperationSize` (64 KiB, counted in bytes).
+ */
+export const MAX_CHUNK_JSON_BYTES = 48 * 1024;
 
 export type PublisherTimers = QueueTimers;
 
@@ -342,7 +347,7 @@ export class RunPublisher {
     const headers: Headers = { run: this.runId, kind: 'chunk', type: chunk.type };
     if ('toolCallId' in chunk && typeof chunk.toolCallId === 'string') headers.toolCallId = chunk.toolCallId;
     const json = JSON.stringify(chunk);
-    if (json.length <= MAX_CHUNK_JSON) {
+    if (utf8Length(json) <= MAX_CHUNK_JSON_BYTES) {
       const data = asJson(JSON.parse(json));
       this.#queue.create(key, {
         action: 'create',
