@@ -114,14 +114,20 @@ export function closedHeader(req: IncomingMessage): boolean {
   return single(req, H.closed)?.toLowerCase() === 'true';
 }
 
+/** The request's `Content-Type` if it is well formed (`type/subtype…`); a malformed one counts as absent. */
+function wellFormedContentType(req: IncomingMessage): string | undefined {
+  const value = single(req, 'content-type')?.trim();
+  return value && /^[\w.+-]+\/[\w.+-]+/.test(value) ? value : undefined;
+}
+
+/** Whether the request names a content type: a fork without one (or with a malformed one) takes its source's. */
 export function hasContentType(req: IncomingMessage): boolean {
-  return (single(req, 'content-type')?.trim() ?? '') !== '';
+  return wellFormedContentType(req) !== undefined;
 }
 
 /** The content type to create a stream with: a missing or malformed one is `application/octet-stream`. */
 export function creationContentType(req: IncomingMessage): string {
-  const value = single(req, 'content-type')?.trim();
-  return value && /^[\w.+-]+\/[\w.+-]+/.test(value) ? value : 'application/octet-stream';
+  return wellFormedContentType(req) ?? 'application/octet-stream';
 }
 
 export function expiryHeaders(req: IncomingMessage): { ttlSeconds?: number; expiresAt?: string } {

@@ -165,6 +165,15 @@ test('forks: 404 for no source, 400 for bad offsets, 409 for mismatches, 410 for
   await expectError('f/a', { method: 'PUT', headers: { 'stream-fork-sub-offset': '0' } }, 400);
   await expectError('f/a', { method: 'PUT', headers: from({ 'content-type': 'application/json' }) }, 409);
   assert.equal((await call('f/a', { method: 'PUT', headers: from() })).status, 201);
+  // a malformed Content-Type counts as none: the fork takes its source's, as one without does
+  for (const type of ['garbage', ';charset=utf-8', '/plain']) {
+    const fork = await call(`f/typed-${type.length}`, {
+      method: 'PUT',
+      headers: from({ 'content-type': type }),
+    });
+    assert.equal(fork.status, 201, type);
+    assert.equal(fork.headers.get('content-type'), 'text/plain', type);
+  }
   assert.equal((await call('f/src', { method: 'DELETE' })).status, 204);
   for (const method of ['GET', 'HEAD', 'DELETE']) await expectError('f/src', { method }, 410);
   await expectError('f/src', { method: 'POST', headers: text, body: 'x' }, 410, 'stream_gone');
