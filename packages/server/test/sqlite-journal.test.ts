@@ -361,6 +361,28 @@ describe('the journal view', () => {
     assert.deepEqual(bytes.commitSlice()?.ns, [3], 'the rest in the next slice');
   });
 
+  it('a generation resumed after a reload ends with its last row, not one before; rows past it do not count', () => {
+    // a reload found rows 1…65 merged by an unfinished generation (channel 0) and rows 66…70 after
+    // it (channel 1). The generation's end deletes its rows from the journal table: ending one row
+    // early would delete a row not yet in `ops`.
+    const view = new JournalView();
+    for (let n = 1; n <= 65; n++) view.add(0, row(n, n, n));
+    for (let n = 66; n <= 70; n++) view.add(1, row(n, n, n));
+    assert.equal(view.commitSlice(), undefined, 'below the marks, no generation of its own'); // (and slices of 64 from now on)
+    view.resumeGeneration(65);
+    // a read of channel 1 merges its rows at once: past the generation, they do not count in it
+    const read = view.channel(1)!;
+    assert.deepEqual(view.merged(read).dropThrough, undefined);
+    const first = view.commitSlice()!;
+    assert.equal(first.ns.length, SLICE_ROWS, 'a slice of 64: one row of the generation left');
+    assert.equal(view.merged(first).dropThrough, undefined, 'the generation ended one row early');
+    const last = view.commitSlice()!;
+    assert.deepEqual(last.ns, [65]);
+    assert.equal(view.merged(last).dropThrough, 65);
+    assert.equal(view.rows, 0);
+    assert.equal(view.commitSlice(), undefined);
+  });
+
   it("does not skip a channel's last row of the generation when a slice ends just before it", () => {
     // channel 1 holds rows 1…32,617, channel 0 the last 151 (its last row ends the generation);
     // the first slice (1.5 × 100 added) ends one row short of channel 0's end
