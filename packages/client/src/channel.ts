@@ -32,6 +32,7 @@ import {
   sameEpoch,
   serialSeq,
 } from '@mooring/protocol';
+import { markRolledUp } from './apply-message.ts';
 import type { ChannelHost, ChannelInternals } from './channel-host.ts';
 import type { Listener } from './emitter.ts';
 import { Emitter } from './emitter.ts';
@@ -455,6 +456,10 @@ export class Channel {
     // moves past them, and the continuity check goes on from there.
     if (after !== undefined && live && !this.#echo && !rolledUp && after > this.#position)
       this.#position = after;
+    // Rolled up (PROTOCOL.md §4.1: whole messages, not operations), so that `applyMessage` replaces a
+    // held copy with them: a `rolledUp` frame, and a catch-up — what comes before `attached`, once
+    // the frames of an attachment being detached (live ones) have ended with its `detached`.
+    if (rolledUp || (!live && this.#detachRef === undefined)) markRolledUp(messages);
     for (const message of messages) {
       if (this.#position !== '' && message.version <= this.#position) continue;
       if (live && !whole && this.#position !== '' && !follows(message.version, this.#position)) {

@@ -22,6 +22,7 @@ import { defaultWebSocket } from './default-websocket.ts';
 import { endpoints } from './endpoints.ts';
 import type { MooringErrorCode } from './errors.ts';
 import { MooringError } from './errors.ts';
+import { frameLimit } from './frame-size.ts';
 import { IdGenerator } from './ids.ts';
 import { LongPollTransport } from './long-poll-transport.ts';
 import { PublishQueue } from './publish-queue.ts';
@@ -229,6 +230,7 @@ export class Mooring {
       send: (frame) => this.connection.send(frame),
       nextRef: () => this.connection.nextRef(),
       maxQueuedOps: options.maxQueuedOps ?? DEFAULT_MAX_QUEUED_OPS,
+      maxFrameSize: () => frameLimit(this.connection.details?.limits),
     });
     this.channels = new Channels(this.#host(), recovery?.channels ?? {}, (r) => {
       router = r;

@@ -14,13 +14,17 @@
  *   a `sync` that lacks this         the grace ran out before the connection was recovered: enter
  *   connection while it should be in again (only visible while the channel is attached)
  *
+ * A request whose frame is above the server's `maxFrameSize` is refused with `frame_too_large` and
+ * never sent (the server would close the connection with 1009, and the resend would loop).
+ *
  * The set itself (`get`, `subscribe`) comes from the channel's attachment: a `sync` snapshot after
  * each attach, then one event per change; `get` and `subscribe` attach the channel.
  */
-import type { JsonValue, PresenceFrame, PresenceMember, Ref } from '@mooring/protocol';
+import type { JsonValue, PresenceFrame, PresenceMember, PresenceRequestFrame, Ref } from '@mooring/protocol';
 import type { Connection } from './connection.ts';
 import type { Listener } from './emitter.ts';
 import type { MooringError } from './errors.ts';
+import { frameLimit, frameTooLarge, measure } from './frame-size.ts';
 import type { PresenceAction, PresenceEvent } from './presence-members.ts';
 import { PresenceMembers } from './presence-members.ts';
 
@@ -175,6 +179,8 @@ export class Presence {
   #request(action: PresenceAction, data: JsonValue | undefined): Promise<void> {
     const refused = this.#host.refusal();
     if (refused) return Promise.reject(refused);
+    const tooLarge = this.#tooLarge(presenceFrame(0, this.channel, action, data)); // exact at the send
+    if (tooLarge) return Promise.reject(tooLarge);
     return new Promise((resolve, reject) => {
       const request: PresenceRequest = {
         action,
@@ -195,12 +201,30 @@ export class Presence {
     if (request.generation === this.#generation) return;
     const connection = this.#host.connection;
     const ref = connection.nextRef();
-    const frame = { type: 'presence', ref, channel: this.channel, action: request.action } as const;
-    if (!connection.send(request.data === undefined ? frame : { ...frame, data: request.data })) return;
+    const frame = presenceFrame(ref, this.channel, request.action, request.data);
+    const tooLarge = this.#tooLarge(frame);
+    if (tooLarge) {
+      // Never sent, so never resent on the next connection (the server would close this one: 1009).
+      this.#remove(request);
+      request.reject(tooLarge);
+      return;
+    }
+    if (!connection.send(frame)) return;
     if (request.ref !== undefined) this.#byRef.delete(request.ref);
     request.ref = ref;
     request.generation = this.#generation;
     this.#byRef.set(ref, request);
+  }
+
+  /**
+   * Why `frame` must not be sent: `frame_too_large` above the server's `maxFrameSize` (PROTOCOL.md
+   * §10), `bad_request` when it is not JSON; undefined when it may go.
+   */
+  #tooLarge(frame: PresenceRequestFrame): MooringError | undefined {
+    const max = frameLimit(this.#host.connection.details?.limits);
+    const bytes = measure(frame, 'presence data');
+    if (typeof bytes !== 'number') return bytes;
+    return bytes > max ? frameTooLarge('presence', bytes, max) : undefined;
   }
 
   #onConnected(resumed: boolean): void {
@@ -255,7 +279,7 @@ export class Presence {
       const me = this.#host.connection.id;
       if (me !== undefined && !this.#members.has(me) && this.#requests.length === 0 && this.#confirmed) {
         this.#restore();
-        for (const request of this.#requests) this.#send(request);
+        for (const request of [...this.#requests]) this.#send(request);
       }
       for (const event of events) this.#emit(event);
       const members = this.#members.list();
@@ -307,4 +331,14 @@ export class Presence {
       }
     }
   }
+}
+
+function presenceFrame(
+  ref: Ref,
+  channel: string,
+  action: PresenceAction,
+  data: JsonValue | undefined,
+): PresenceRequestFrame {
+  const frame = { type: 'presence', ref, channel, action } as const;
+  return data === undefined ? frame : { ...frame, data };
 }

@@ -6,6 +6,11 @@
  * ids: what the server already stored comes back as `duplicate`, so the effect is exactly once.
  * While the connection is down the queue is bounded (`maxQueuedOps`); beyond it publishes are
  * rejected at once with `queue_full` instead of growing memory without limit.
+ *
+ * A publish whose frame is above the server's `maxFrameSize` is never sent (the server would close
+ * the connection with 1009, and the resend on the next connection would be closed again, for ever):
+ * it is rejected with `frame_too_large` when made, against the limits last announced (the default
+ * before any), and again, exactly, before each send, against the current connection's.
  */
 import type {
   AckFrame,
@@ -16,10 +21,13 @@ import type {
   Ref,
 } from '@mooring/protocol';
 import { MooringError } from './errors.ts';
+import { frameTooLarge, jsonBytes, measure } from './frame-size.ts';
 
 interface PendingPublish {
   channel: string;
   ops: OperationInput[];
+  /** Bytes of `ops` as JSON: the bulk of the frame, measured once. */
+  opsBytes: number;
   /** The ref of the latest send, and on which connection it went out. */
   ref: Ref | undefined;
   generation: number;
@@ -32,6 +40,8 @@ export interface PublishQueueDeps {
   send(frame: ClientFrame): boolean;
   nextRef(): Ref;
   maxQueuedOps: number;
+  /** The largest frame the server takes (`connected.limits.maxFrameSize`, or the default before any). */
+  maxFrameSize(): number;
 }
 
 export class PublishQueue {
@@ -54,6 +64,12 @@ export class PublishQueue {
   }
 
   add(channel: string, ops: OperationInput[]): Promise<PublishResult[]> {
+    const opsBytes = measure(ops, 'publish');
+    if (opsBytes instanceof MooringError) return Promise.reject(opsBytes);
+    // the smallest ref: a frame too large with it is too large with any (the send checks exactly)
+    const bytes = publishFrameBytes(channel, 0, opsBytes);
+    const max = this.#deps.maxFrameSize();
+    if (bytes > max) return Promise.reject(frameTooLarge('publish', bytes, max));
     if (!this.#connected && this.size + ops.length > this.#deps.maxQueuedOps) {
       return Promise.reject(
         new MooringError(
@@ -64,7 +80,15 @@ export class PublishQueue {
       );
     }
     return new Promise((resolve, reject) => {
-      const entry: PendingPublish = { channel, ops, ref: undefined, generation: -1, resolve, reject };
+      const entry: PendingPublish = {
+        channel,
+        ops,
+        opsBytes,
+        ref: undefined,
+        generation: -1,
+        resolve,
+        reject,
+      };
       this.#entries.push(entry);
       if (this.#connected) this.#send(entry);
     });
@@ -119,7 +143,15 @@ export class PublishQueue {
   #send(entry: PendingPublish): void {
     if (entry.generation === this.#generation) return;
     const ref = this.#deps.nextRef();
-    if (!this.#deps.send({ type: 'publish', ref, channel: entry.channel, ops: entry.ops })) {
+    const bytes = publishFrameBytes(entry.channel, ref, entry.opsBytes);
+    const max = this.#deps.maxFrameSize();
+    if (bytes > max) {
+      // Never sent, so never resent: the connection stays up and the publishes after it go out.
+      this.#remove(entry);
+      entry.reject(frameTooLarge('publish', bytes, max));
+      return;
+    }
+    if (!this.#deps.send(publishFrame(entry.channel, ref, entry.ops))) {
       this.#connected = false;
       return;
     }
@@ -133,4 +165,13 @@ export class PublishQueue {
     if (i >= 0) this.#entries.splice(i, 1);
     if (entry.ref !== undefined) this.#byRef.delete(entry.ref);
   }
+}
+
+function publishFrame(channel: string, ref: Ref, ops: OperationInput[]): ClientFrame {
+  return { type: 'publish', ref, channel, ops };
+}
+
+/** Bytes of `publishFrame(channel, ref, ops)` as sent, given the bytes of `ops` as JSON. */
+function publishFrameBytes(channel: string, ref: Ref, opsBytes: number): number {
+  return jsonBytes(publishFrame(channel, ref, [])) - '[]'.length + opsBytes;
 }

@@ -13,6 +13,7 @@ import type {
   PublishResponse,
   PublishResult,
 } from '@mooring/protocol';
+import { markRolledUp } from './apply-message.ts';
 import { codeForHttpStatus, errorInfoFromBody, MooringError } from './errors.ts';
 import type { IdGenerator } from './ids.ts';
 import type { Timers } from './timers.ts';
@@ -104,6 +105,7 @@ export class Rest {
 
   async #page(path: string): Promise<HistoryPage> {
     const body = (await this.#request('GET', path)) as HistoryResponse;
+    markRolledUp(body.items); // whole messages: `applyMessage` replaces a held copy with them
     const nextPath = body.next ?? undefined;
     return {
       channel: body.channel,

@@ -178,9 +178,11 @@ describe('the in-process transport', () => {
   it('closes with 1009 on a publish above maxFrameSize, as a WebSocket would; smaller ones are stored', async (t) => {
     const server = await realServer(t, { limits: { maxFrameSize: 4096 } });
     const closes: number[] = [];
+    let current: ReturnType<typeof server.localTransport> | undefined;
     // the client's transport, with its close codes recorded
     const transport = () => {
       const inner = server.localTransport();
+      current = inner;
       return {
         kind: inner.kind,
         open: (url: string, handlers: Parameters<typeof inner.open>[1]) =>
@@ -201,7 +203,16 @@ describe('the in-process transport', () => {
     await channel.publish('t', 'x'.repeat(100)); // sent as a copy
     await channel.publish('t', 'y'.repeat(3000)); // 3,000 chars could be 18 KB of JSON: measured, fits
     assert.deepEqual(closes, []);
-    void channel.publish('t', 'z'.repeat(5000)).catch(() => {});
+    // the client itself never sends a frame above the announced maxFrameSize (PROTOCOL.md §9)…
+    await assert.rejects(channel.publish('t', 'z'.repeat(5000)), { code: 'frame_too_large' });
+    assert.deepEqual(closes, []);
+    // …so the transport gets one straight
+    current?.send({
+      type: 'publish',
+      ref: 'big',
+      channel: 'session:big',
+      ops: [{ action: 'create', id: 'big', name: 't', data: 'z'.repeat(5000) }],
+    });
     await waitFor(() => closes.length > 0);
     assert.equal(closes[0], 1009);
     agent.close();

@@ -2,9 +2,16 @@
 // (ARCHITECTURE.md §4.1), the bounded offline queue and failing fast when suspended, failed or closed (§5).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { type ClientFrame, DEFAULT_LIMITS, type JsonValue } from '@mooring/protocol';
+import { within } from '@mooring/testkit';
 import type { MooringError } from '../src/errors.ts';
 import { fakeClient, sent, serial } from './helpers/fake-client.ts';
-import { flush } from './helpers/fake-transport.ts';
+import { connectedFrame, flush } from './helpers/fake-transport.ts';
+
+/** `p`, failing the test when it has not settled within 2 s (a publish nobody answers never does). */
+function settled<T>(p: Promise<T>): Promise<T> {
+  return within(p, { timeout: 2_000, message: 'the publish never settled' });
+}
 
 describe('publishing', () => {
   it('sends operations with generated ids and resolves with the serial on ack', async () => {
@@ -172,6 +179,117 @@ describe('publishing', () => {
       'connecting',
       'publishing connects a client that was never started',
     );
+  });
+
+  it('refuses a publish whose frame is above the announced maxFrameSize (UTF-8 bytes, to the byte), never sending it', async () => {
+    const { client, transports } = fakeClient();
+    await flush();
+    const t = transports.last();
+    t.connected({ limits: { ...connectedFrame().limits, maxFrameSize: 1_000 } });
+    const bytesOf = (frame: ClientFrame) => Buffer.byteLength(JSON.stringify(frame));
+    const channel = client.channels.get('c');
+    const first = channel.publishResults([{ id: 'a', data: 'x' }]);
+    const a = sent(t, 'publish')[0]!;
+    t.frame({ type: 'ack', ref: a.ref, channel: 'c', results: [{ serial: serial(1) }] });
+    await first;
+    // a frame of exactly maxFrameSize goes out; its data is 2-byte characters, so bytes ≠ length
+    const frameOf = (data: string) => ({
+      type: 'publish' as const,
+      ref: (a.ref as number) + 1,
+      channel: 'c',
+      ops: [{ id: 'b', data }],
+    });
+    const room = 1_000 - bytesOf(frameOf(''));
+    const full = 'é'.repeat(Math.floor(room / 2)) + (room % 2 === 1 ? 'x' : '');
+    const fits = channel.publishResults([{ id: 'b', data: full }]);
+    assert.equal(sent(t, 'publish').length, 2);
+    assert.equal(bytesOf(sent(t, 'publish')[1]!), 1_000, 'the frame is exactly maxFrameSize');
+    t.frame({ type: 'ack', ref: sent(t, 'publish')[1]!.ref, channel: 'c', results: [{ serial: serial(2) }] });
+    await fits;
+    // one byte more is refused, though its length in UTF-16 units is about half the limit
+    const over = `${full}x`;
+    assert.ok(over.length < 600);
+    await assert.rejects(
+      settled(channel.publishResults([{ id: 'c', data: over }])),
+      (e: MooringError) =>
+        e.code === 'frame_too_large' &&
+        e.status === 413 &&
+        !e.retryable &&
+        /1001 bytes.*maxFrameSize of 1000/.test(e.message),
+    );
+    assert.equal(sent(t, 'publish').length, 2, 'the oversized publish was never sent');
+    assert.equal(client.connection.state, 'connected');
+    void channel.publish('after', 'small');
+    assert.equal(sent(t, 'publish').length, 3, 'the publishes after it go out');
+  });
+
+  it('refuses a queued publish above the maxFrameSize the connection announces, and sends the others', async () => {
+    const { client, transports, timers } = fakeClient();
+    const channel = client.channels.get('c');
+    const outcomes: string[] = [];
+    const track = (name: string, p: Promise<unknown>) =>
+      p.then(
+        () => outcomes.push(`${name}: stored`),
+        (e: MooringError) => outcomes.push(`${name}: ${e.code}`),
+      );
+    // made while connecting: below the default maxFrameSize, so queued
+    const small1 = track('small1', channel.publish('small1', 'x'));
+    const big = track('big', channel.publish('big', 'y'.repeat(3_000)));
+    const small2 = track('small2', channel.publish('small2', 'z'));
+    await flush();
+    const t1 = transports.last();
+    t1.connected({ limits: { ...connectedFrame().limits, maxFrameSize: 2_000 } });
+    await settled(big);
+    assert.deepEqual(outcomes, ['big: frame_too_large']);
+    assert.deepEqual(
+      sent(t1, 'publish').map((f) => f.ops[0]?.name),
+      ['small1', 'small2'],
+      'the oversized publish is not sent; the others are, in order',
+    );
+    // a new connection resends what is unacknowledged: never the refused one
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    await flush();
+    const t2 = transports.last();
+    t2.connected({ limits: { ...connectedFrame().limits, maxFrameSize: 2_000 } });
+    const resent = sent(t2, 'publish');
+    assert.deepEqual(
+      resent.map((f) => f.ops[0]?.name),
+      ['small1', 'small2'],
+    );
+    resent.forEach((f, i) => {
+      t2.frame({ type: 'ack', ref: f.ref, channel: 'c', results: [{ serial: serial(i + 1) }] });
+    });
+    await Promise.all([small1, small2]);
+    assert.deepEqual(outcomes, ['big: frame_too_large', 'small1: stored', 'small2: stored']);
+  });
+
+  it('refuses a publish that cannot be sent as JSON with bad_request, keeping the connection', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    await assert.rejects(
+      settled(client.channels.get('c').publish('x', cycle as unknown as JsonValue)),
+      (e: MooringError) => e.code === 'bad_request' && !e.retryable && /JSON/.test(e.message),
+    );
+    assert.equal(client.connection.state, 'connected', 'not taken for a failed send');
+    assert.deepEqual(sent(t, 'publish'), []);
+  });
+
+  it('refuses a publish above the default maxFrameSize at once, before the first connection', async () => {
+    const { client, transports } = fakeClient({ autoConnect: false });
+    // rejected without any `connected` (none is ever answered here)
+    await assert.rejects(
+      settled(client.channels.get('c').publish('huge', 'x'.repeat(DEFAULT_LIMITS.maxFrameSize))),
+      (e: MooringError) =>
+        e.code === 'frame_too_large' &&
+        !e.retryable &&
+        e.message.includes(String(DEFAULT_LIMITS.maxFrameSize)),
+    );
+    await flush();
+    transports.last().connected();
+    assert.deepEqual(sent(transports.last(), 'publish'), [], 'and never sent once connected');
   });
 
   it('fails pending and new publishes fast once suspended', async () => {

@@ -1,0 +1,71 @@
+/**
+ * The size of a frame the client sends, against the server's `maxFrameSize` (PROTOCOL.md §10, announced
+ * in `connected.limits`). The server closes a connection whose incoming frame is larger with 1009 and
+ * sends no error (§8, §9): a request that went out anyway would be resent on the next connection, and
+ * closed again, for ever. So the requests that are resent (publishes, presence) are measured before
+ * each send and refused locally with `frame_too_large` (413, not retryable) instead.
+ */
+import { DEFAULT_LIMITS } from '@mooring/protocol';
+import { MooringError } from './errors.ts';
+
+/**
+ * The largest frame the server takes: what the latest `connected` announced, else the protocol's
+ * default (before the first `connected`; the check is made again, exactly, when the frame is sent).
+ */
+export function frameLimit(limits: { maxFrameSize?: number } | undefined): number {
+  const announced = limits?.maxFrameSize;
+  return typeof announced === 'number' && announced > 0 ? announced : DEFAULT_LIMITS.maxFrameSize;
+}
+
+/** Bytes of `value` as JSON text in UTF-8: what a frame weighs on the wire. */
+export function jsonBytes(value: unknown): number {
+  return utf8Length(JSON.stringify(value) ?? '');
+}
+
+/**
+ * The length of `text` in UTF-8 bytes, without encoding it (browsers have no `Buffer`). A lone
+ * surrogate counts 3, the bytes of the U+FFFD it is encoded as (JSON.stringify escapes them anyway).
+ */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 4;
+        i++;
+      } else bytes += 3;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/**
+ * `jsonBytes(value)`, or the error of a request that cannot be sent as JSON at all (a BigInt, a
+ * cycle): JSON.stringify would throw in the transport, the send would count as a lost connection and
+ * the resend on the next one would throw again.
+ */
+export function measure(value: unknown, what: string): number | MooringError {
+  try {
+    return jsonBytes(value);
+  } catch (err) {
+    return new MooringError(
+      'bad_request',
+      `the ${what} cannot be sent as JSON (${err instanceof Error ? err.message : String(err)}); it was not sent`,
+      { cause: err },
+    );
+  }
+}
+
+/** The error of a request whose frame is `bytes` long, above `max`: permanent, never sent. */
+export function frameTooLarge(what: string, bytes: number, max: number): MooringError {
+  return new MooringError(
+    'frame_too_large',
+    `the ${what} frame would be ${bytes} bytes, above the server's maxFrameSize of ${max} ` +
+      '(PROTOCOL.md §10); it was not sent: make it smaller (split a batch into several publishes, ' +
+      'a long text into appends)',
+  );
+}

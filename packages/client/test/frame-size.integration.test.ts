@@ -1,0 +1,90 @@
+// A frame above the server's maxFrameSize (PROTOCOL.md §8 close 1009, §9 frame_too_large, §10): the
+// server closes the socket with 1009 and sends no error, so a client that sent it would reconnect and
+// resend it for ever. The client refuses it locally instead, against the limits `connected` announced.
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { within } from '@mooring/testkit';
+import { MooringError } from '../src/errors.ts';
+import type { Mooring } from '../src/mooring.ts';
+import { client, connected, realServer } from './helpers/real-server.ts';
+
+/** Small enough that a batch of a few operations, each well within maxOperationSize, passes it. */
+const limits = { maxFrameSize: 4096, maxOperationSize: 2048 };
+
+/**
+ * The error `p` ends with, within `timeout` ms: one that never settles fails the test (saying how
+ * often the connection dropped meanwhile) instead of holding it.
+ */
+async function failure(p: Promise<unknown>, what: string, drops: () => number): Promise<unknown> {
+  try {
+    return await within(
+      p.then(
+        () => assert.fail(`${what} was accepted`),
+        (err: unknown) => err,
+      ),
+      { timeout: 5_000, message: `${what} never settled` },
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the connection dropped ${drops()} times meanwhile`);
+  }
+}
+
+/** Counts the times the connection of `c` leaves `connected` from now on. */
+function dropCounter(c: Mooring): () => number {
+  let drops = 0;
+  c.connection.on('statechange', ({ previous }) => {
+    if (previous === 'connected') drops++;
+  });
+  return () => drops;
+}
+
+it('refuses a publish whose frame is above maxFrameSize with frame_too_large, never sends it, and stays connected', async (t) => {
+  const server = await realServer(t, { limits });
+  const c = client(t, server.url);
+  await connected(c);
+  assert.equal(c.connection.details?.limits.maxFrameSize, 4096);
+  const id = c.connection.id;
+  const drops = dropCounter(c);
+  const channel = c.channels.get('session:frames');
+  // three operations of 1,500 characters: each within maxOperationSize, together above maxFrameSize
+  const ops = ['a', 'b', 'c'].map((name) => ({ name, data: name.repeat(1_500) }));
+  const err = await failure(channel.publishBatch(ops), 'the oversized publish', drops);
+  assert.ok(err instanceof MooringError, `a MooringError, got ${String(err)}`);
+  assert.equal(err.code, 'frame_too_large');
+  assert.equal(err.status, 413);
+  assert.equal(err.retryable, false);
+  assert.match(err.message, /4096/);
+
+  // the connection is the same one: the frame never reached the server
+  const serial = await within(channel.publish('small', 'fits'), {
+    timeout: 5_000,
+    message: 'a publish after the refused one',
+  });
+  assert.equal(typeof serial, 'string');
+  assert.equal(drops(), 0, 'the connection never dropped');
+  assert.equal(c.connection.id, id);
+  const page = await channel.history();
+  assert.deepEqual(
+    page.items.map((m) => m.name),
+    ['small'],
+    'nothing of the refused publish was stored',
+  );
+});
+
+it('refuses a presence request whose frame is above maxFrameSize with frame_too_large, and stays connected', async (t) => {
+  const server = await realServer(t, { limits });
+  const c = client(t, server.url, { clientId: 'agent-1' });
+  await connected(c);
+  const drops = dropCounter(c);
+  const presence = c.channels.get('session:presence-frames').presence;
+  const err = await failure(
+    presence.enter({ note: 'x'.repeat(5_000) }),
+    'the oversized presence enter',
+    drops,
+  );
+  assert.ok(err instanceof MooringError, `a MooringError, got ${String(err)}`);
+  assert.equal(err.code, 'frame_too_large');
+  assert.equal(err.retryable, false);
+  await within(presence.enter({ note: 'small' }), { timeout: 5_000, message: 'a small presence enter' });
+  assert.equal(drops(), 0, 'the connection never dropped');
+});
