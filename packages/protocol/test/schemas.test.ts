@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DEFAULT_LIMITS } from '@mooring/protocol';
+import { DEFAULT_LIMITS, type JsonValue } from '@mooring/protocol';
 import {
   channelSchema,
   clientFrameSchema,
@@ -122,6 +122,34 @@ describe('operations (§4, §7)', () => {
       'empty key': { '': 1 },
       'long key': { [long(129)]: 1 },
     });
+  });
+
+  test('headers: a flood of bad ones is refused at the first fault past the count, with one issue', () => {
+    // 60,000 headers whose values are objects (a 700 KB frame): one issue, not one per header
+    const flood = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, {}]));
+    const result = headersSchema.safeParse(flood);
+    assert.equal(result.success, false);
+    assert.deepEqual(
+      result.error?.issues.map((i) => i.message),
+      ['header "k0": a header value is a string, a number or a boolean'],
+    );
+    const many = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, i]));
+    assert.deepEqual(
+      headersSchema.safeParse(many).error?.issues.map((i) => i.message),
+      ['too many headers'],
+    );
+    refuses(headersSchema, { array: [1], 'class instance': new Map(), null: null, string: 'a' });
+  });
+
+  test('JSON values: checked without recursion, however deep or wide', () => {
+    let deep: JsonValue = 'x';
+    for (let i = 0; i < 200_000; i++) deep = [deep];
+    assert.equal(jsonValueSchema.safeParse(deep).success, true, 'a recursive check overflows the stack');
+    const wide = Array.from({ length: 300_000 }, () => ({}));
+    assert.equal(jsonValueSchema.safeParse(wide).success, true);
+    assert.equal(jsonValueSchema.safeParse([...wide, { a: [1, Number.NaN] }]).success, false);
+    assert.equal(jsonValueSchema.safeParse({ d: new Date(0) }).success, false, 'not a plain object');
+    assert.equal(jsonValueSchema.safeParse(Object.create(null)).success, true);
   });
 
   test('JSON values: anything JSON, nothing else', () => {

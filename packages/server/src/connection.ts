@@ -200,11 +200,21 @@ export class Connection {
     try {
       raw = JSON.parse(text);
     } catch {
-      if (!this.#admitFrame(undefined, undefined)) return;
-      this.#sendError(undefined, undefined, errorInfo('invalid_frame', 'frame is not valid JSON'));
+      this.receiveUnreadable('frame is not valid JSON');
       return;
     }
     this.receiveValue(raw);
+  }
+
+  /**
+   * A frame that cannot be read at all (not JSON, binary): answered `invalid_frame`, and drawn from
+   * the frame budget like any frame that is not a publish, so a flood of them ends in 4028.
+   */
+  receiveUnreadable(why: string): void {
+    this.alive = true;
+    if (this.#closed) return;
+    if (!this.#admitFrame(undefined, undefined)) return;
+    this.#sendError(undefined, undefined, errorInfo('invalid_frame', why));
   }
 
   /**

@@ -5,7 +5,6 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { errorInfo } from '@mooring/protocol';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
@@ -111,10 +110,7 @@ function onMessage(this: Tagged, data: RawData, isBinary: boolean): void {
   const connection = this[SINK]?.connection;
   if (connection === undefined) return;
   if (isBinary) {
-    connection.send({
-      type: 'error',
-      error: errorInfo('invalid_frame', 'binary frames are not supported; send JSON text'),
-    });
+    connection.receiveUnreadable('binary frames are not supported; send JSON text');
     return;
   }
   connection.receive(data.toString());

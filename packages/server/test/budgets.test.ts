@@ -839,28 +839,32 @@ describe('frame throttle (what it leaves alone)', () => {
 });
 
 describe('frame throttle (frames that are not JSON)', () => {
-  it('a flood of frames that are not JSON draws on the same budget: the flooder is dropped', async () => {
-    const fx = await startFixture('memory');
-    try {
-      const flooder = await RawClient.connect(fx.server.url);
-      for (let i = 0; i < 20_000 && flooder.ws.readyState === flooder.ws.OPEN; i++) {
-        flooder.ws.send('not json');
-        if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+  for (const [what, frame] of [
+    ['text that is not JSON', 'not json'],
+    ['binary', Buffer.from([1])],
+  ] as const)
+    it(`a flood of frames that are not JSON (${what}) draws on the same budget: the flooder is dropped`, async () => {
+      const fx = await startFixture('memory');
+      try {
+        const flooder = await RawClient.connect(fx.server.url);
+        for (let i = 0; i < 20_000 && flooder.ws.readyState === flooder.ws.OPEN; i++) {
+          flooder.ws.send(frame);
+          if (i % 500 === 0) await new Promise((r) => setImmediate(r));
+        }
+        // frames are handled in order: a ping after the flood is answered only if the flood was
+        const end = await Promise.race([
+          flooder.closed(),
+          flooder.request({ type: 'ping' }).then(
+            (f) => f.type,
+            () => 'no answer',
+          ),
+        ]);
+        assert.equal(end, 4028, 'the flooder is disconnected (rate_limited)');
+        assert.ok(flooder.frames.some((f) => f.type === 'error' && f.error.code === 'rate_limited'));
+      } finally {
+        await fx.close();
       }
-      // frames are handled in order: a ping after the flood is answered only if the flood was
-      const end = await Promise.race([
-        flooder.closed(),
-        flooder.request({ type: 'ping' }).then(
-          (f) => f.type,
-          () => 'no answer',
-        ),
-      ]);
-      assert.equal(end, 4028, 'the flooder is disconnected (rate_limited)');
-      assert.ok(flooder.frames.some((f) => f.type === 'error' && f.error.code === 'rate_limited'));
-    } finally {
-      await fx.close();
-    }
-  });
+    });
 });
 
 describe('HTTP upstream slices', () => {
