@@ -373,6 +373,9 @@ export function send(res: ServerResponse, status: number, body: unknown): void {
     'content-type': 'application/json; charset=utf-8',
     'cache-control': 'no-store',
     'content-length': Buffer.byteLength(text),
+    // answered before its body was all read (refused as too large): the connection cannot carry
+    // another request, so it is closed after this answer instead of drained to the body's end
+    ...(unreadBodies.has(res.req) ? { connection: 'close' } : {}),
   });
   res.end(text);
 }
@@ -388,6 +391,15 @@ export class RequestAborted extends Error {
   }
 }
 
+/** Requests whose body was refused before it was all read: their connection is closed after the answer. */
+const unreadBodies = new WeakSet<IncomingMessage>();
+
+/** The rest of a refused body is read and dropped while the 413 goes out; `send` then closes the connection. */
+function refuseBody(req: IncomingMessage): void {
+  unreadBodies.add(req);
+  req.resume();
+}
+
 /**
  * Reads a JSON body of at most `max` bytes; `body_too_large` beyond, `bad_request` if not JSON. A
  * body of no bytes is not JSON either, unless `empty` gives the value it stands for.
@@ -399,7 +411,7 @@ export async function readJson(
 ): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > max) {
-    req.resume();
+    refuseBody(req);
     throw new ServerError('body_too_large', `the body is ${declared} bytes; at most ${max} are accepted`);
   }
   const chunks: Buffer[] = [];
@@ -408,7 +420,7 @@ export async function readJson(
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
       if (size > max) {
-        req.resume();
+        refuseBody(req);
         throw new ServerError('body_too_large', `the body is over ${max} bytes`);
       }
       chunks.push(chunk);

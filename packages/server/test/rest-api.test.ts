@@ -190,6 +190,57 @@ describe('REST failures', () => {
 });
 
 describe('REST body size', () => {
+  it('answers a body too large with 413 and closes the connection, instead of reading the body to its end', async () => {
+    const fx = await startFixture('memory', { limits: { maxHttpBody: 1000 } });
+    try {
+      for (const declared of [true, false]) {
+        const socket = connect(fx.server.port, '127.0.0.1');
+        socket.on('error', () => {});
+        let answer = '';
+        socket.on('data', (d: Buffer) => {
+          answer += d.toString('latin1');
+        });
+        const closed = new Promise<true>((resolve) => socket.once('close', () => resolve(true)));
+        socket.write(
+          `POST /v1/channels/sized/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TEST_KEY}\r\n` +
+            'Content-Type: application/json\r\n' +
+            (declared ? 'Content-Length: 1000000000\r\n\r\n' : 'Transfer-Encoding: chunked\r\n\r\n'),
+        );
+        // 64 × maxHttpBody, in pieces, for as long as the server reads it (a body that never ends)
+        const piece = Buffer.alloc(4096, 'x');
+        const chunk = declared ? piece : Buffer.concat([Buffer.from('1000\r\n'), piece, Buffer.from('\r\n')]);
+        let sent = 0;
+        let open = true;
+        void closed.then(() => {
+          open = false;
+        });
+        while (open && sent < 64 * 1000) {
+          if (!socket.write(chunk))
+            await Promise.race([
+              new Promise((r) => socket.once('drain', r)),
+              closed,
+              new Promise((r) => setTimeout(r, 200)),
+            ]);
+          sent += piece.length;
+        }
+        const gone = await Promise.race([
+          closed,
+          new Promise<string>((r) => setTimeout(() => r('still open after 5 s'), 5_000)),
+        ]);
+        socket.destroy();
+        assert.equal(
+          gone,
+          true,
+          `${declared ? 'declared' : 'chunked'}: the server read on (${sent} bytes sent)`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 413 /, declared ? 'declared' : 'chunked');
+        assert.match(answer, /\r\nconnection: close\r\n/i);
+      }
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('takes a body of exactly maxHttpBody bytes and refuses one byte more, declared or streamed', async () => {
     const fx = await startFixture('memory', { limits: { maxHttpBody: 1000 } });
     try {
