@@ -503,13 +503,15 @@ export class Connection {
       );
     if (frame.action === 'leave') this.#presence.leave(frame.channel, this.id);
     else {
-      const size = frame.data === undefined ? 0 : Buffer.byteLength(JSON.stringify(frame.data));
+      // serialised once: the size is what the budget counts, and the text is what presence keeps
+      const json = frame.data === undefined ? undefined : JSON.stringify(frame.data);
+      const size = json === undefined ? 0 : Buffer.byteLength(json);
       if (size > this.#limits.maxOperationSize)
         throw new ServerError(
           'operation_too_large',
           `presence data may be at most ${this.#limits.maxOperationSize} bytes`,
         );
-      await this.#presence.enter(frame.channel, this.id, clientId, frame.data, size);
+      await this.#presence.enter(frame.channel, this.id, clientId, frame.data, size, json);
     }
     this.send(withRef({ type: 'ack', channel: frame.channel, results: [] }, frame.ref));
   }
@@ -569,14 +571,19 @@ export class Connection {
       else held.push(encoded);
     });
     attachment.onClose(unsubscribe);
-    let members: PresenceMember[];
+    // the sync frame as the presence encodes it from its members' JSON (no parsing), when it can
+    let sync: Buffer;
     try {
-      members = await this.#presence.members(channel);
+      if (this.#presence.syncFrame) sync = await this.#presence.syncFrame(channel);
+      else {
+        const members: PresenceMember[] = await this.#presence.members(channel);
+        sync = Buffer.from(JSON.stringify({ type: 'presence', channel, action: 'sync', members }));
+      }
     } catch (err) {
       unsubscribe();
       throw err;
     }
-    this.send({ type: 'presence', channel, action: 'sync', members });
+    this.#write(sync, true);
     const meanwhile = held;
     held = undefined;
     for (const encoded of meanwhile) this.#write(encoded);

@@ -10,10 +10,18 @@
  * `maxBytesPerConnection` bytes of member data (as JSON) over all of them, so one client cannot fill
  * the server's memory with members (`too_many_channels`, `presence_too_large`).
  *
+ * Memory follows the budgets: a member's data is kept as its JSON text (the size the budget counts),
+ * never as parsed objects (a JSON array of 21,000 `{}` is 63 KB as text, ~1.3 MB as objects), and
+ * the frames sent (events, `sync`) are built from that text. What dropped connections keep (members
+ * in their grace, then the departed members kept for a recovery within `recoverWithin`) is bounded
+ * per clientId by `maxDroppedBytesPerClient`: past it, the oldest dropped connection of that clientId
+ * is let go (its members leave now, or its departed members are forgotten), so connecting, entering
+ * and dropping without end holds no more than the bound.
+ *
  * `Presence` is the seam: `PresenceService` here is node-local; `RedisPresence` (redis-presence.ts)
  * keeps the same sets in Redis so every node sees them, and removes a dead node's members.
  */
-import type { JsonValue, PresenceFrame, PresenceMember } from '@mooring/protocol';
+import { DEFAULT_LIMITS, type JsonValue, type PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
 import { PresenceBudget } from './presence-budget.ts';
 import { ServerError } from './server-error.ts';
@@ -29,7 +37,17 @@ export interface PresenceOptions {
   maxBytesPerConnection: number;
   /** How long a dropped connection can still be recovered (connectionStateTtl), ms. */
   recoverWithin: number;
+  /**
+   * What the dropped connections of one clientId keep together (members in their grace, then kept
+   * for a recovery), counted as their data's JSON bytes plus `DROPPED_MEMBER_COST` per member.
+   * Default: `maxConnectionsPerClient` (default limits) × `maxBytesPerConnection`, what that
+   * clientId's live connections may hold.
+   */
+  maxDroppedBytesPerClient?: number;
 }
+
+/** What one kept member counts in `maxDroppedBytesPerClient` beyond its data: its channel and record. */
+export const DROPPED_MEMBER_COST = 256;
 
 /** Presence sets, node-local or shared; `enter` and `members` may answer later on a shared one. */
 export interface Presence {
@@ -41,6 +59,8 @@ export interface Presence {
     clientId: string,
     data: JsonValue | undefined,
     size?: number,
+    /** `data` as JSON, when the caller serialised it already (`size` is then its bytes). */
+    json?: string,
   ): void | Promise<void>;
   leave(channel: string, connectionId: string): void;
   connectionClosed(connectionId: string): void;
@@ -51,29 +71,90 @@ export interface Presence {
    * members over. Forget it here, leaving nothing and announcing nothing.
    */
   connectionMoved?(connectionId: string): void;
+  /**
+   * The channel's `sync` frame, encoded (PROTOCOL.md §6.4): what `members` gives, as JSON, built
+   * from the members' stored JSON without parsing it. Optional: without it the frame is made from
+   * `members`.
+   */
+  syncFrame?(channel: string): Buffer | Promise<Buffer>;
   subscribe(channel: string, listener: PresenceListener): () => void;
   close(): void | Promise<void>;
 }
 
+/** A member as kept: its data as JSON text, as the budget counts it. */
+interface StoredMember {
+  clientId: string;
+  connectionId: string;
+  timestamp: number;
+  /** The data as JSON, or undefined when the member has none. */
+  data: string | undefined;
+  /** Bytes of `data` (UTF-8), as counted by the budget. */
+  size: number;
+}
+
+/** A dropped connection: in its grace (`timer`), or departed (`departed`, its members left). */
+interface Dropped {
+  clientId: string;
+  /** What it counts in `maxDroppedBytesPerClient`. */
+  cost: number;
+  timer: NodeJS.Timeout | undefined;
+  /** Set once its members left: what is needed to make them enter again on a recovery. */
+  departed:
+    | { at: number; members: Array<{ channel: string; data: string | undefined; size: number }> }
+    | undefined;
+}
+
 export class PresenceService implements Presence {
-  readonly #members = new Map<string, Map<string, PresenceMember>>();
+  readonly #members = new Map<string, Map<string, StoredMember>>();
   readonly #listeners = new KeyedListeners<PresenceListener>();
   readonly #budget: PresenceBudget;
-  readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
-  /** Members that left at the end of their grace, kept for `recoverWithin` in case the connection comes back. */
-  readonly #departed = new Map<
-    string,
-    { members: Array<{ channel: string; member: PresenceMember }>; at: number }
-  >();
+  /** Dropped connections (in grace or departed), by connectionId. */
+  readonly #dropped = new Map<string, Dropped>();
+  /** Per clientId: its dropped connections, oldest first, and their total cost. */
+  readonly #droppedOf = new Map<string, { cost: number; ids: Set<string> }>();
   readonly #options: PresenceOptions;
+  readonly #maxDropped: number;
+  /** Bytes of member data (JSON) held by the sets now. */
+  #heldBytes = 0;
 
   constructor(options: PresenceOptions) {
     this.#options = options;
     this.#budget = new PresenceBudget(options);
+    this.#maxDropped =
+      options.maxDroppedBytesPerClient ??
+      DEFAULT_LIMITS.maxConnectionsPerClient * options.maxBytesPerConnection;
   }
 
   members(channel: string): PresenceMember[] {
-    return [...(this.#members.get(channel)?.values() ?? [])];
+    return [...(this.#members.get(channel)?.values() ?? [])].map(toMember);
+  }
+
+  syncFrame(channel: string): Buffer {
+    const members = [...(this.#members.get(channel)?.values() ?? [])].map(memberJson);
+    return Buffer.from(
+      `{"type":"presence","channel":${JSON.stringify(channel)},"action":"sync","members":[${members.join(',')}]}`,
+    );
+  }
+
+  /**
+   * What the service keeps, for tests and diagnostics: members and their data bytes in the sets,
+   * and the dropped connections (in grace or departed) with their cost and departed data bytes.
+   */
+  retained(): {
+    members: number;
+    bytes: number;
+    dropped: number;
+    droppedCost: number;
+    departedBytes: number;
+  } {
+    let members = 0;
+    for (const set of this.#members.values()) members += set.size;
+    let droppedCost = 0;
+    for (const of of this.#droppedOf.values()) droppedCost += of.cost;
+    let departedBytes = 0;
+    for (const dropped of this.#dropped.values())
+      for (const m of dropped.departed?.members ?? []) departedBytes += m.size;
+    return { members, bytes: this.#heldBytes, dropped: this.#dropped.size, droppedCost, departedBytes };
   }
 
   /** The channels where the connection is a presence member. */
@@ -83,14 +164,32 @@ export class PresenceService implements Presence {
 
   /**
    * Enters, or updates when the connection is already a member (an update of a non-member enters).
-   * `size`: the bytes of `data` as JSON, when the caller measured them already.
+   * `size`: the bytes of `data` as JSON, and `json` that JSON, when the caller made them already.
    */
   enter(
     channel: string,
     connectionId: string,
     clientId: string,
     data: JsonValue | undefined,
-    size: number = data === undefined ? 0 : Buffer.byteLength(JSON.stringify(data)),
+    size?: number,
+    json?: string,
+  ): void {
+    const text = data === undefined ? undefined : (json ?? JSON.stringify(data));
+    this.#enter(
+      channel,
+      connectionId,
+      clientId,
+      text,
+      size ?? (text === undefined ? 0 : Buffer.byteLength(text)),
+    );
+  }
+
+  #enter(
+    channel: string,
+    connectionId: string,
+    clientId: string,
+    data: string | undefined,
+    size: number,
   ): void {
     let set = this.#members.get(channel);
     const existing = set?.get(connectionId);
@@ -104,12 +203,12 @@ export class PresenceService implements Presence {
       set = new Map();
       this.#members.set(channel, set);
     }
-    const member: PresenceMember = { clientId, connectionId, timestamp: Date.now() };
-    if (data !== undefined) member.data = data;
+    const member: StoredMember = { clientId, connectionId, timestamp: Date.now(), data, size };
     set.set(connectionId, member);
+    this.#heldBytes += size - (existing?.size ?? 0);
     this.#budget.add(connectionId, channel, size);
     // entering twice is an update; updating when absent is an enter
-    this.#emit({ type: 'presence', channel, action: existing ? 'update' : 'enter', member });
+    this.#emit(channel, existing ? 'update' : 'enter', memberJson(member));
   }
 
   leave(channel: string, connectionId: string): void {
@@ -118,15 +217,19 @@ export class PresenceService implements Presence {
     if (!set || !member) return;
     set.delete(connectionId);
     if (set.size === 0) this.#members.delete(channel);
+    this.#heldBytes -= member.size;
     this.#budget.remove(connectionId, channel);
-    this.#emit({ type: 'presence', channel, action: 'leave', member: { ...member, timestamp: Date.now() } });
+    this.#emit(channel, 'leave', memberJson({ ...member, timestamp: Date.now() }));
   }
 
   /** The connection closed on purpose: its members leave now. */
   connectionClosed(connectionId: string): void {
-    this.#cancelPendingLeave(connectionId);
-    this.#departed.delete(connectionId);
+    this.#forgetDropped(connectionId);
     this.#forgetDeparted();
+    this.#leaveAll(connectionId);
+  }
+
+  #leaveAll(connectionId: string): void {
     for (const channel of this.channelsOf(connectionId)) this.leave(channel, connectionId);
     this.#budget.forget(connectionId);
   }
@@ -134,19 +237,42 @@ export class PresenceService implements Presence {
   /** The connection dropped: its members leave after the grace period unless it comes back. */
   connectionLost(connectionId: string): void {
     if (!this.#budget.isPresent(connectionId)) return;
-    this.#cancelPendingLeave(connectionId);
+    this.#forgetDropped(connectionId);
+    this.#forgetDeparted();
+    const held = this.#held(connectionId);
+    const clientId = held[0]?.member.clientId;
+    if (clientId === undefined) return;
+    let cost = 0;
+    for (const { member } of held) cost += member.size + DROPPED_MEMBER_COST;
     const timer = setTimeout(() => {
-      this.#pendingLeaves.delete(connectionId);
-      // remember what it was, in case the connection is recovered later within its state TTL
-      const members = this.channelsOf(connectionId).flatMap((channel) => {
-        const member = this.#members.get(channel)?.get(connectionId);
-        return member ? [{ channel, member }] : [];
-      });
-      this.connectionClosed(connectionId);
-      if (members.length > 0) this.#departed.set(connectionId, { members, at: Date.now() });
+      const dropped = this.#dropped.get(connectionId);
+      if (dropped?.timer !== timer) return;
+      dropped.timer = undefined;
+      // remember what it was, in case the connection is recovered later within its state TTL:
+      // the channels and the data's JSON, nothing more
+      const members = this.#held(connectionId).map(({ channel, member }) => ({
+        channel,
+        data: member.data,
+        size: member.size,
+      }));
+      this.#leaveAll(connectionId);
+      if (members.length > 0) dropped.departed = { at: Date.now(), members };
+      else this.#forgetDropped(connectionId);
     }, this.#options.grace);
     timer.unref();
-    this.#pendingLeaves.set(connectionId, timer);
+    this.#dropped.set(connectionId, { clientId, cost, timer, departed: undefined });
+    let of = this.#droppedOf.get(clientId);
+    if (!of) {
+      of = { cost: 0, ids: new Set() };
+      this.#droppedOf.set(clientId, of);
+    }
+    of.ids.add(connectionId);
+    of.cost += cost;
+    // over the bound: let the oldest dropped connections of this clientId go (never the one just lost)
+    for (const oldest of of.ids) {
+      if (of.cost <= this.#maxDropped || oldest === connectionId) break;
+      this.#letGo(oldest);
+    }
   }
 
   /**
@@ -154,22 +280,52 @@ export class PresenceService implements Presence {
    * (nothing is announced); after the grace its members left, so they enter again.
    */
   connectionResumed(connectionId: string): void {
-    this.#cancelPendingLeave(connectionId);
     this.#forgetDeparted();
-    const departed = this.#departed.get(connectionId);
-    this.#departed.delete(connectionId);
-    for (const { channel, member } of departed?.members ?? []) {
+    const departed = this.#dropped.get(connectionId)?.departed;
+    const clientId = this.#dropped.get(connectionId)?.clientId;
+    this.#forgetDropped(connectionId);
+    if (!departed || clientId === undefined) return;
+    for (const { channel, data, size } of departed.members) {
       try {
-        this.enter(channel, connectionId, member.clientId, member.data);
+        this.#enter(channel, connectionId, clientId, data, size);
       } catch {
         // the channel filled up meanwhile: the client sees itself missing from the snapshot
       }
     }
   }
 
+  /** A dropped connection over its clientId's bound: its members leave now, or its departed ones are forgotten. */
+  #letGo(connectionId: string): void {
+    const dropped = this.#dropped.get(connectionId);
+    this.#forgetDropped(connectionId);
+    if (dropped?.departed === undefined) this.#leaveAll(connectionId);
+  }
+
+  /** Stops counting a dropped connection (recovered, closed, let go or expired); cancels its grace. */
+  #forgetDropped(connectionId: string): void {
+    const dropped = this.#dropped.get(connectionId);
+    if (!dropped) return;
+    if (dropped.timer) clearTimeout(dropped.timer);
+    this.#dropped.delete(connectionId);
+    const of = this.#droppedOf.get(dropped.clientId);
+    if (!of) return;
+    of.ids.delete(connectionId);
+    of.cost -= dropped.cost;
+    if (of.ids.size === 0) this.#droppedOf.delete(dropped.clientId);
+  }
+
   #forgetDeparted(): void {
     const cutoff = Date.now() - this.#options.recoverWithin;
-    for (const [id, departed] of this.#departed) if (departed.at < cutoff) this.#departed.delete(id);
+    for (const [id, dropped] of this.#dropped)
+      if (dropped.departed && dropped.departed.at < cutoff) this.#forgetDropped(id);
+  }
+
+  /** The connection's members, with their channels. */
+  #held(connectionId: string): Array<{ channel: string; member: StoredMember }> {
+    return this.channelsOf(connectionId).flatMap((channel) => {
+      const member = this.#members.get(channel)?.get(connectionId);
+      return member ? [{ channel, member }] : [];
+    });
   }
 
   subscribe(channel: string, listener: PresenceListener): () => void {
@@ -177,20 +333,42 @@ export class PresenceService implements Presence {
   }
 
   close(): void {
-    for (const timer of this.#pendingLeaves.values()) clearTimeout(timer);
-    this.#pendingLeaves.clear();
+    for (const dropped of this.#dropped.values()) if (dropped.timer) clearTimeout(dropped.timer);
+    this.#dropped.clear();
+    this.#droppedOf.clear();
   }
 
-  #cancelPendingLeave(connectionId: string): void {
-    const timer = this.#pendingLeaves.get(connectionId);
-    if (timer) clearTimeout(timer);
-    this.#pendingLeaves.delete(connectionId);
-  }
-
-  #emit(frame: PresenceFrame): void {
-    const listeners = this.#listeners.get(frame.channel);
+  #emit(channel: string, action: 'enter' | 'update' | 'leave', member: string): void {
+    const listeners = this.#listeners.get(channel);
     if (!listeners) return;
-    const encoded = Buffer.from(JSON.stringify(frame));
+    // as JSON.stringify({ type, channel, action, member }) would write it
+    const encoded = Buffer.from(
+      `{"type":"presence","channel":${JSON.stringify(channel)},"action":"${action}","member":${member}}`,
+    );
     for (const listener of listeners) listener(encoded);
   }
+}
+
+/**
+ * A member as JSON, its data given as JSON text: what JSON.stringify({ clientId, connectionId,
+ * timestamp, data }) would write, byte for byte.
+ */
+export function memberJson(member: {
+  clientId: string;
+  connectionId: string;
+  timestamp: number;
+  data: string | undefined;
+}): string {
+  const data = member.data === undefined ? '' : `,"data":${member.data}`;
+  return `{"clientId":${JSON.stringify(member.clientId)},"connectionId":${JSON.stringify(member.connectionId)},"timestamp":${member.timestamp}${data}}`;
+}
+
+function toMember(stored: StoredMember): PresenceMember {
+  const member: PresenceMember = {
+    clientId: stored.clientId,
+    connectionId: stored.connectionId,
+    timestamp: stored.timestamp,
+  };
+  if (stored.data !== undefined) member.data = JSON.parse(stored.data) as JsonValue;
+  return member;
 }

@@ -22,11 +22,14 @@
  *
  * Presence events travel over pub/sub, which may lose one (a reconnect); the `sync` sent on attach
  * is read from the hash and is always complete.
+ *
+ * The node keeps no member data: members are written as JSON (the data serialised once, as the budget
+ * counts it), and the `sync` frame is built from the stored JSON without parsing it.
  */
 import { randomBytes } from 'node:crypto';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
-import type { Presence, PresenceListener, PresenceOptions } from './presence.ts';
+import { memberJson, type Presence, type PresenceListener, type PresenceOptions } from './presence.ts';
 import { PresenceBudget } from './presence-budget.ts';
 import { RedisScript, redisUnavailable } from './redis-script.ts';
 import { ServerError } from './server-error.ts';
@@ -117,6 +120,32 @@ export class RedisPresence implements Presence {
   }
 
   async members(channel: string): Promise<PresenceMember[]> {
+    const members: PresenceMember[] = [];
+    for (const value of await this.#read(channel)) {
+      const member = decodeMember(value);
+      if (member) members.push(member);
+    }
+    return members;
+  }
+
+  async syncFrame(channel: string): Promise<Buffer> {
+    const members: string[] = [];
+    for (const value of await this.#read(channel)) {
+      const json = storedJson(value);
+      // as written by `enter` (JSON.stringify): taken as is; anything else is read and written again
+      if (json.startsWith('{"clientId":"')) members.push(json);
+      else {
+        const member = decodeMember(value);
+        if (member) members.push(JSON.stringify(member));
+      }
+    }
+    return Buffer.from(
+      `{"type":"presence","channel":${JSON.stringify(channel)},"action":"sync","members":[${members.join(',')}]}`,
+    );
+  }
+
+  /** The stored values of the channel's members. */
+  async #read(channel: string): Promise<string[]> {
     // A listener usually follows (attach): have the bus subscribed first, so no event falls between.
     const feed = this.#feed(channel);
     this.#linger(channel, feed);
@@ -128,12 +157,9 @@ export class RedisPresence implements Presence {
     } catch (err) {
       throw redisUnavailable(err, 'presence');
     }
-    const members: PresenceMember[] = [];
-    for (let i = 1; i < flat.length; i += 2) {
-      const member = decodeMember(String(flat[i]));
-      if (member) members.push(member);
-    }
-    return members;
+    const values: string[] = [];
+    for (let i = 1; i < flat.length; i += 2) values.push(String(flat[i]));
+    return values;
   }
 
   channelsOf(connectionId: string): string[] {
@@ -145,15 +171,16 @@ export class RedisPresence implements Presence {
     connectionId: string,
     clientId: string,
     data: JsonValue | undefined,
-    size: number = data === undefined ? 0 : Buffer.byteLength(JSON.stringify(data)),
+    size?: number,
+    dataJson?: string,
   ): Promise<void> {
+    const text = data === undefined ? undefined : (dataJson ?? JSON.stringify(data));
+    const bytes = size ?? (text === undefined ? 0 : Buffer.byteLength(text));
     // counted from now: the enters a connection sends together each see the others
-    const undo = this.#budget.take(connectionId, channel, size);
-    const member: PresenceMember = { clientId, connectionId, timestamp: Date.now() };
-    if (data !== undefined) member.data = data;
-    const json = JSON.stringify(member);
+    const undo = this.#budget.take(connectionId, channel, bytes);
+    const json = memberJson({ clientId, connectionId, timestamp: Date.now(), data: text });
     const outcome = await this.#run(channel, 'enter', connectionId, this.nodeId, [
-      String(size),
+      String(bytes),
       json,
       String(this.#o.maxMembers),
     ]).catch((err: unknown) => {
@@ -453,9 +480,14 @@ export class RedisPresence implements Presence {
   }
 }
 
+/** The member JSON of a stored value (`<node>\n<size>\n<json>`) or of a bare member JSON. */
+function storedJson(value: string): string {
+  return value.startsWith('{') ? value : value.split('\n').slice(2).join('\n');
+}
+
 /** A member from a stored value (`<node>\n<size>\n<json>`) or a bare member JSON; undefined if unreadable. */
 function decodeMember(value: string): PresenceMember | undefined {
-  const json = value.startsWith('{') ? value : value.split('\n').slice(2).join('\n');
+  const json = storedJson(value);
   try {
     const member = JSON.parse(json) as PresenceMember;
     if (typeof member.clientId !== 'string' || typeof member.connectionId !== 'string') return undefined;

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   COMPACT_FRAMES,
+  DEFAULT_LIMITS,
   DEFAULT_TIMINGS,
   errorInfo,
   FRAMES_PARAM,
@@ -239,6 +240,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     maxChannelsPerConnection: limits.maxPresenceChannelsPerConnection,
     maxBytesPerConnection: limits.maxPresenceBytesPerConnection,
     recoverWithin: connectionStateTtl,
+    // what a clientId's live connections may hold (0: no connection limit, so the default count)
+    maxDroppedBytesPerClient:
+      (limits.maxConnectionsPerClient || DEFAULT_LIMITS.maxConnectionsPerClient) *
+      limits.maxPresenceBytesPerConnection,
   };
   const presence = options.presence
     ? options.presence(store, presenceOptions)
