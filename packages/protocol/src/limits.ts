@@ -49,6 +49,13 @@ export const DEFAULT_LIMITS = {
   /** The same for API-key identities; 0 = no limit. */
   maxKeyPublishBytesRate: 0,
   /**
+   * Bytes one token identity may send one node per second over WebSocket, counted before they are
+   * parsed, after a burst of twice this or of two `maxFrameSize` frames, whichever is larger. Past
+   * it the node stops reading the connection until the budget refills (nothing is refused: TCP
+   * slows the sender). API keys are not counted. 0 = no limit.
+   */
+  maxInboundBytesRate: 4 * 1024 * 1024,
+  /**
    * Connection requests (new or recovering, any transport) of one token clientId per second, after
    * a burst of twice `maxConnectionsPerClient`: every dropped connection stays recoverable for a
    * while, so connecting and dropping without end would hold memory without bound.

@@ -34,6 +34,7 @@ import {
 } from './connection-registry.ts';
 import type { RateBudgets } from './identity-budgets.ts';
 import { forEachInSlices, type SlicedPass } from './in-slices.ts';
+import { InboundBudget } from './inbound-budget.ts';
 import type { Presence } from './presence.ts';
 
 const HEARTBEAT_SLICE = 500;
@@ -83,10 +84,20 @@ export class ConnectionManager {
   readonly #preempted = new Map<string, number>();
   /** The heartbeat round still running (over more than one slice). */
   #round: SlicedPass | undefined;
+  /** Inbound bytes per token identity (`maxInboundBytesRate`), shared by its connections here. */
+  readonly #inbound: InboundBudget | undefined;
 
   constructor(options: ConnectionManagerOptions) {
     this.#o = options;
     this.#counts = options.counts ?? new LocalConnectionCounts();
+    const { maxInboundBytesRate: rate, maxFrameSize } = options.limits;
+    const throttled = options.channels.metrics.inboundThrottled;
+    this.#inbound =
+      rate > 0
+        ? new InboundBudget(rate, Math.max(2 * rate, 2 * maxFrameSize), () => throttled.inc())
+        : undefined;
+    const inbound = this.#inbound;
+    if (inbound) options.channels.metrics.inboundIdentities = () => inbound.size;
   }
 
   /**
@@ -116,6 +127,7 @@ export class ConnectionManager {
       logger: this.#o.logger,
       verifyToken: this.#o.verifyToken,
       compact,
+      ...(this.#inbound ? { inbound: this.#inbound } : {}),
     });
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);

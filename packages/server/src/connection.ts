@@ -32,7 +32,8 @@ import { requireAccess } from './capabilities.ts';
 import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
-import type { RateBudgets } from './identity-budgets.ts';
+import { identityKey, type RateBudgets } from './identity-budgets.ts';
+import type { InboundBudget } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { Presence } from './presence.ts';
 import { PublishOrder } from './publish-order.ts';
@@ -100,6 +101,8 @@ export interface ConnectionOptions {
   verifyToken: (token: string) => Promise<Identity>;
   /** Send `messages` frames in the compact form (the request asked for it, PROTOCOL.md §6.5). */
   compact?: boolean;
+  /** Inbound bytes per token identity on this node, read before parsing (`maxInboundBytesRate`). */
+  inbound?: InboundBudget;
 }
 
 export class Connection {
@@ -108,6 +111,8 @@ export class Connection {
   #identity: Identity;
   /** `#identity` with this connection's id, as every publish passes it: made once per identity. */
   #publisher: PublishIdentity | undefined;
+  /** A token identity's share of the node's inbound bytes (see `inboundPause`). */
+  readonly #inbound: { budget: InboundBudget; key: string } | undefined;
   /** Its publishes are stored in the order they were sent, whatever its identity is renewed to. */
   readonly #order = new PublishOrder();
   #expiry: NodeJS.Timeout | undefined;
@@ -162,6 +167,10 @@ export class Connection {
     this.#verifyToken = options.verifyToken;
     this.#outlet.compact = options.compact === true;
     this.#budgets = options.budgets;
+    if (options.inbound && options.identity.viaToken) {
+      this.#inbound = { budget: options.inbound, key: identityKey(options.identity) };
+      options.inbound.hold(this.#inbound.key);
+    }
     this.#frameBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
     this.#scheduleExpiry();
     this.transport = options.transport;
@@ -204,6 +213,14 @@ export class Connection {
       return;
     }
     this.receiveValue(raw);
+  }
+
+  /**
+   * How long (ms) the transport must stop reading after `bytes` arrived, to keep a token identity
+   * within `maxInboundBytesRate` on this node; 0 within it, and always for API keys.
+   */
+  inboundPause(bytes: number): number {
+    return this.#inbound ? this.#inbound.budget.take(this.#inbound.key, bytes) : 0;
   }
 
   /**
@@ -367,6 +384,7 @@ export class Connection {
   dispose(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#inbound) this.#inbound.budget.release(this.#inbound.key);
     if (this.#expiry) clearTimeout(this.#expiry);
     for (const attachment of this.#attachments.values()) attachment.close();
     this.#attachments.clear();

@@ -24,8 +24,11 @@ export class Metrics {
   readonly operations: Counter<'action'>;
   readonly errors: Counter<'code'>;
   readonly leaseExpiries: Counter<'outcome'>;
+  readonly inboundThrottled: Counter;
   /** The leases this node holds or waits on (`mooring_leases`), read when /metrics is scraped. */
   leaseCount: () => number = () => 0;
+  /** Token identities with an inbound budget on this node (`mooring_inbound_identities`). */
+  inboundIdentities: () => number = () => 0;
   readonly publishSeconds: Histogram;
   readonly storeSeconds: Histogram<'operation'>;
   /**
@@ -101,7 +104,20 @@ export class Metrics {
       labelNames: ['outcome'],
       registers,
     });
+    this.inboundThrottled = new Counter({
+      name: 'mooring_inbound_throttled_total',
+      help: 'WebSocket frames after which a token identity was over maxInboundBytesRate on this node, so its connection stopped being read until the budget refilled',
+      registers,
+    });
     const metrics = this;
+    new Gauge({
+      name: 'mooring_inbound_identities',
+      help: 'Token identities with a connection on this node, each with its maxInboundBytesRate budget',
+      registers,
+      collect() {
+        this.set(metrics.inboundIdentities());
+      },
+    });
     new Gauge({
       name: 'mooring_leases',
       help: 'Message leases this node holds or waits on (with Redis: those taken or renewed through this node)',

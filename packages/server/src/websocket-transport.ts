@@ -106,9 +106,32 @@ export class WebSocketTransport {
 const SINK = Symbol('mooring.sink');
 type Tagged = WebSocket & { [SINK]?: WebSocketSink };
 
-function onMessage(this: Tagged, data: RawData, isBinary: boolean): void {
+/** Set on a socket whose reading is paused for its identity's inbound budget. */
+const RESUME = Symbol('mooring.resume');
+type Paused = Tagged & { [RESUME]?: NodeJS.Timeout };
+
+function rawLength(data: RawData): number {
+  if (Array.isArray(data)) {
+    let length = 0;
+    for (const part of data) length += part.length;
+    return length;
+  }
+  return data.byteLength;
+}
+
+function onMessage(this: Paused, data: RawData, isBinary: boolean): void {
   const connection = this[SINK]?.connection;
   if (connection === undefined) return;
+  // the identity's inbound budget, before any parsing: over it, stop reading until it refills
+  const pause = connection.inboundPause(rawLength(data));
+  if (pause > 0 && this[RESUME] === undefined) {
+    this.pause();
+    this[RESUME] = setTimeout(() => {
+      delete this[RESUME];
+      if (this.readyState === this.OPEN) this.resume();
+    }, pause);
+    this[RESUME].unref();
+  }
   if (isBinary) {
     connection.receiveUnreadable('binary frames are not supported; send JSON text');
     return;

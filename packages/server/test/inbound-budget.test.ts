@@ -1,0 +1,105 @@
+/**
+ * `maxInboundBytesRate` (PROTOCOL.md §10): a token identity's WebSocket bytes are counted before
+ * they are parsed, and past the budget its connections stop being read until it refills. Nothing is
+ * refused or lost; API keys are not counted.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import { InboundBudget } from '../src/inbound-budget.ts';
+import { createToken } from '../src/index.ts';
+import { metricsText, metricValue, startFixture, TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+
+describe('InboundBudget', () => {
+  it('a burst, then the rate: the pause is what brings the bucket back to zero', () => {
+    let now = 0;
+    let throttled = 0;
+    const budget = new InboundBudget(
+      1000,
+      2000,
+      () => throttled++,
+      () => now,
+    );
+    assert.equal(budget.take('a', 500), 0, 'no bucket, nothing counted');
+    budget.hold('a');
+    assert.equal(budget.take('a', 2000), 0, 'the burst, exactly');
+    assert.equal(budget.take('a', 500), 500, '500 bytes over at 1000/s: 500 ms');
+    now += 500;
+    assert.equal(budget.take('a', 0), 0, 'refilled to zero');
+    now += 10_000;
+    assert.equal(budget.take('a', 2001), 1, 'refills to the burst, not beyond');
+    assert.equal(throttled, 2);
+  });
+
+  it("one bucket per identity, shared by its connections, dropped with the last one's release", () => {
+    const now = 0;
+    const budget = new InboundBudget(
+      1000,
+      1000,
+      () => {},
+      () => now,
+    );
+    budget.hold('a');
+    budget.hold('a');
+    budget.hold('b');
+    assert.equal(budget.take('a', 800), 0);
+    assert.equal(budget.take('a', 400), 200, "the second connection draws on the first's bucket");
+    assert.equal(budget.take('b', 1000), 0, 'another identity has its own');
+    budget.release('a');
+    assert.equal(budget.size, 2);
+    budget.release('a');
+    assert.equal(budget.size, 1);
+    assert.equal(budget.take('a', 10_000), 0, 'released: not counted');
+  });
+});
+
+describe('maxInboundBytesRate on a server', () => {
+  it('a token identity over it is read more slowly, nothing lost; an API key sending the same is not counted', async () => {
+    // 256 KiB/s after a burst of 512 KiB; 100 publishes of 12 KB (1.2 MB) sent at once: the last
+    // 700 KB take about 2.7 s to be read (less what the node reads in the socket reads that take
+    // it over, before it pauses). Only a lower bound on the time is asserted (a loaded machine
+    // makes it longer, never shorter).
+    const fx = await startFixture('memory', {
+      limits: {
+        maxInboundBytesRate: 256 * 1024,
+        maxFrameSize: 16 * 1024,
+        maxPublishBytesRate: 16 * 1024 * 1024,
+      },
+    });
+    try {
+      const throttled = async () =>
+        metricValue(await metricsText(fx.server), 'mooring_inbound_throttled_total') ?? 0;
+      const data = 'x'.repeat(12_000);
+      const send = async (c: RawClient, channel: string) => {
+        const started = performance.now();
+        const answers = await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            c.request({ type: 'publish', channel, ops: [{ id: `p${i}`, data }] }),
+          ),
+        );
+        return { types: answers.map((a: ServerFrame) => a.type), ms: performance.now() - started };
+      };
+      const key = await RawClient.connect(fx.server.url, { clientId: 'backend' });
+      assert.deepEqual((await send(key, 'session:key')).types, Array(100).fill('ack'));
+      assert.equal(await throttled(), 0, 'an API key is not counted');
+      const { token } = await createToken(TEST_KEY, { clientId: 'browser' });
+      const browser = await RawClient.connect(fx.server.url, { token });
+      const sent = await send(browser, 'session:token');
+      assert.deepEqual(sent.types, Array(100).fill('ack'), 'every publish stored');
+      assert.ok((await throttled()) > 0, 'the token identity went over its budget');
+      assert.ok(
+        sent.ms >= 1_000,
+        `read at its budget, not at once: all answered in ${sent.ms.toFixed(0)} ms`,
+      );
+      const identities = async () => metricValue(await metricsText(fx.server), 'mooring_inbound_identities');
+      assert.equal(await identities(), 1, 'the token identity, not the key');
+      await Promise.all([key.close(), browser.close()]);
+      const gone = async () => (await identities()) === 0;
+      for (let i = 0; i < 100 && !(await gone()); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await identities(), 0, 'its budget is dropped with its last connection');
+    } finally {
+      await fx.close();
+    }
+  });
+});
