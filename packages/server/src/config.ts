@@ -68,7 +68,10 @@ interface FileConfig {
     longPollTimeout?: number | string;
     sseMaxDuration?: number | string;
     maxAppendBytes?: number;
+    maxJsonAppendBytes?: number;
     readPageBytes?: number;
+    maxConcurrentReads?: number;
+    stallTimeout?: number | string;
   };
 }
 
@@ -240,11 +243,20 @@ function durableStreamsConfig(
     out.longPollTimeout = parseDuration(file.longPollTimeout, 'durableStreams.longPollTimeout');
   if (file?.sseMaxDuration !== undefined)
     out.sseMaxDuration = parseDuration(file.sseMaxDuration, 'durableStreams.sseMaxDuration');
-  for (const name of ['maxAppendBytes', 'readPageBytes'] as const) {
+  if (file?.stallTimeout !== undefined)
+    out.stallTimeout = parseDuration(file.stallTimeout, 'durableStreams.stallTimeout');
+  for (const name of [
+    'maxAppendBytes',
+    'maxJsonAppendBytes',
+    'readPageBytes',
+    'maxConcurrentReads',
+  ] as const) {
     const value = file?.[name];
     if (value === undefined) continue;
     if (!Number.isInteger(value) || value < 1)
-      throw new Error(`durableStreams.${name} must be a positive whole number of bytes`);
+      throw new Error(
+        `durableStreams.${name} must be a positive whole number${name === 'maxConcurrentReads' ? '' : ' of bytes'}`,
+      );
     out[name] = value;
   }
   return out;

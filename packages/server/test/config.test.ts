@@ -41,10 +41,21 @@ describe('config file', () => {
         limits: { maxFrameRate: 50 },
         namespaces: { chat: { retention: '7d' } },
         logLevel: 'warn',
-        durableStreams: { open: 'public/*' },
+        durableStreams: {
+          open: 'public/*',
+          stallTimeout: '20s',
+          maxJsonAppendBytes: 65_536,
+          maxConcurrentReads: 2,
+        },
       })
     )();
     assert.ok(config !== 'help');
+    assert.deepEqual(config.durableStreams, {
+      open: 'public/*',
+      stallTimeout: 20_000,
+      maxJsonAppendBytes: 65_536,
+      maxConcurrentReads: 2,
+    });
     assert.equal(config.heartbeatInterval, 10_000);
     assert.equal(config.limits.maxFrameRate, 50);
     assert.equal(config.logLevel, 'warn');

@@ -13,20 +13,26 @@
  * `stream:<path>` (`stream-read`, `stream-append`, `stream-create`, `stream-delete`). Every refusal
  * is a typed JSON error with the status the Durable Streams spec names; nothing a request sends can
  * make it a 500. Budgets: a credential's writes take from its identity's publish rate and its live
- * reads hold places in its connection budgets (`DurableStreamsDeps.budgets`).
+ * reads hold places in its connection budgets (`DurableStreamsDeps.budgets`). Memory and event loop:
+ * a catch-up or long-poll page is streamed holding one of `maxConcurrentReads` page slots (one
+ * identity, or one address on the open namespace, at most half), at its reader's pace; a reader that
+ * takes nothing for `stallTimeout` is cut (stream-reads.ts); JSON bodies are bounded by
+ * `maxJsonAppendBytes` and re-serialised in slices (json-mode.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth.ts';
 import { globMatches, type Operation, requireAccess } from '../capabilities.ts';
 import type { Identity } from '../connection-registry.ts';
+import { identityKey } from '../identity-budgets.ts';
+import { ReadLimiter } from '../read-limiter.ts';
 import { RequestAborted } from '../rest-api.ts';
 import { ServerError, toErrorInfo } from '../server-error.ts';
 import { StoreError } from '../store/store.ts';
 import { isJsonStream, mediaType } from '../store/stream-rules.ts';
 import type { AppendOutcome, StreamMeta, StreamStore } from '../store/stream-store.ts';
 import { formatOffset } from '../store/stream-store.ts';
-import { jsonFragment } from './json-mode.ts';
+import { jsonFragmentSliced } from './json-mode.ts';
 import {
   closedHeader,
   creationContentType,
@@ -60,6 +66,18 @@ export interface DurableStreamsOptions {
   sseMaxDuration?: number;
   /** Largest body of one PUT or POST, bytes (413 above). Default 8 MiB. */
   maxAppendBytes?: number;
+  /**
+   * Largest JSON-mode body (a PUT or POST with `application/json`), bytes (413 above; at most
+   * `maxAppendBytes`): parsing and re-serialising cost far more per byte than storing. Default 1 MiB.
+   */
+  maxJsonAppendBytes?: number;
+  /**
+   * Catch-up and long-poll pages read and streamed at once, server-wide (others wait their turn);
+   * one identity (one address on the open namespace) holds at most half. Default 8.
+   */
+  maxConcurrentReads?: number;
+  /** A read whose reader takes nothing for this long is cut, ms. Default 30,000. */
+  stallTimeout?: number;
   /** A read answer stops after about this many bytes of data (always ≥ 1 append). Default 1 MiB. */
   readPageBytes?: number;
 }
@@ -91,6 +109,7 @@ const MAX_PATH = 1024;
 export class DurableStreamsApi {
   readonly #o: Required<DurableStreamsOptions>;
   readonly #d: DurableStreamsDeps;
+  readonly #reads: ReadLimiter;
   readonly waiters: StreamWaiters;
 
   constructor(options: DurableStreamsOptions, deps: DurableStreamsDeps) {
@@ -99,9 +118,14 @@ export class DurableStreamsApi {
       longPollTimeout: options.longPollTimeout ?? 20_000,
       sseMaxDuration: options.sseMaxDuration ?? 60_000,
       maxAppendBytes: options.maxAppendBytes ?? 8 * 1024 * 1024,
+      maxJsonAppendBytes: options.maxJsonAppendBytes ?? 1024 * 1024,
       readPageBytes: options.readPageBytes ?? 1024 * 1024,
+      maxConcurrentReads: options.maxConcurrentReads ?? 8,
+      stallTimeout: options.stallTimeout ?? 30_000,
     };
     this.#d = deps;
+    // a reader waits its turn however long the line: waiting holds no page
+    this.#reads = new ReadLimiter(this.#o.maxConcurrentReads, Number.POSITIVE_INFINITY);
     this.waiters = new StreamWaiters(deps.streams?.wakes);
   }
 
@@ -151,8 +175,8 @@ export class DurableStreamsApi {
     const identity = await this.#authorize(req, url, path, operation);
     const { budgets } = this.#d;
     if (identity && budgets && method !== 'GET' && method !== 'HEAD') await budgets.write(identity, 1, 0);
-    const body = async (): Promise<Uint8Array> => {
-      const data = await readBody(req, this.#o.maxAppendBytes);
+    const body = async (json: boolean): Promise<Uint8Array> => {
+      const data = await readBody(req, json ? this.#jsonMax : this.#o.maxAppendBytes);
       this.#d.onBytes('in', data.length);
       if (identity && budgets && data.length > 0) await budgets.write(identity, 0, data.length);
       return data;
@@ -176,6 +200,7 @@ export class DurableStreamsApi {
         if (meta.softDeleted) throw gone(path);
         if (method === 'HEAD') return head(meta, path, res);
         const live = url.searchParams.get('live');
+        const owner = identity ? identityKey(identity) : `open\u0000${req.socket.remoteAddress ?? ''}`;
         const release =
           identity && budgets && (live === 'sse' || live === 'long-poll')
             ? await budgets.live(identity)
@@ -190,6 +215,8 @@ export class DurableStreamsApi {
               pageBytes: this.#o.readPageBytes,
               cacheScope: this.#isOpen(path) ? 'public' : 'private',
               onRead: (bytes) => this.#d.onBytes('out', bytes),
+              stallTimeout: this.#o.stallTimeout,
+              pageSlot: () => this.#reads.acquire('always', owner),
             },
             path,
             meta,
@@ -202,6 +229,10 @@ export class DurableStreamsApi {
         }
       }
     }
+  }
+
+  get #jsonMax(): number {
+    return Math.min(this.#o.maxJsonAppendBytes, this.#o.maxAppendBytes);
   }
 
   #isOpen(path: string): boolean {
@@ -237,20 +268,21 @@ export class DurableStreamsApi {
     req: IncomingMessage,
     res: ServerResponse,
     url: URL,
-    body: () => Promise<Uint8Array>,
+    body: (json: boolean) => Promise<Uint8Array>,
   ): Promise<void> {
     const fork = forkHeaders(req);
     if (fork) await this.#authorize(req, url, fork.source, 'stream-read');
     const expiry = expiryHeaders(req);
     const closed = closedHeader(req);
-    let data = await body();
     // a fork without a Content-Type takes its source's
     const contentType = fork && !hasContentType(req) ? undefined : creationContentType(req);
+    let data = await body(contentType !== undefined && isJsonStream({ contentType }));
     let jsonType = contentType;
     if (fork && contentType === undefined)
       jsonType = (await streams.get(fork.source, Date.now()))?.contentType;
     if (data.length > 0 && jsonType !== undefined && isJsonStream({ contentType: jsonType })) {
-      const parsed = jsonFragment(data, true);
+      if (data.length > this.#jsonMax) throw jsonTooLarge(data.length, this.#jsonMax);
+      const parsed = await jsonFragmentSliced(data, true);
       if (!parsed.ok) throw new StreamHttpError(400, 'bad_request', parsed.reason);
       data = parsed.fragment;
     }
@@ -302,13 +334,14 @@ export class DurableStreamsApi {
     path: string,
     req: IncomingMessage,
     res: ServerResponse,
-    body: () => Promise<Uint8Array>,
+    body: (json: boolean) => Promise<Uint8Array>,
   ): Promise<void> {
     const producer = producerHeaders(req);
     const streamSeq = streamSeqHeader(req);
     const close = closedHeader(req);
     const contentType = requestContentType(req);
-    let data = await body();
+    // a JSON body is only ever stored in a JSON stream: bounded as such before it is read
+    let data = await body(mediaType(contentType) === 'application/json');
     if (data.length === 0 && !close)
       throw new StreamHttpError(
         400,
@@ -328,7 +361,7 @@ export class DurableStreamsApi {
       isJsonStream(meta) &&
       mediaType(contentType) === 'application/json'
     ) {
-      const parsed = jsonFragment(data, false);
+      const parsed = await jsonFragmentSliced(data, false);
       if (!parsed.ok) throw new StreamHttpError(400, 'bad_request', parsed.reason);
       data = parsed.fragment;
     }
@@ -423,6 +456,14 @@ function answerAppend(
         [H.receivedSeq]: String(outcome.received),
       });
   }
+}
+
+function jsonTooLarge(size: number, max: number): StreamHttpError {
+  return new StreamHttpError(
+    413,
+    'body_too_large',
+    `the JSON body is ${size} bytes; at most ${max} bytes of JSON are accepted`,
+  );
 }
 
 function gone(path: string): StreamHttpError {

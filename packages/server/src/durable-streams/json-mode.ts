@@ -3,7 +3,15 @@
  * A POST body is one JSON value, or an array whose elements (one level flattened) are the messages.
  * Each request is stored as one chunk: its messages re-serialised and joined with `,`, so a read is
  * `[` + the chunks joined with `,` + `]` without parsing anything again.
+ *
+ * Parsing and re-serialising cost far more than the bytes (an 8 MiB `[{},{},…]` took over a second
+ * of one event-loop turn), so the work per request is bounded: JSON bodies are refused above
+ * `maxJsonAppendBytes` (1 MiB by default, durable-streams-api.ts), nesting deeper than
+ * `MAX_JSON_NESTING` is refused by a linear scan before anything is parsed, and the messages are
+ * re-serialised in slices with the event loop free in between (`jsonFragmentSliced`).
  */
+import { setImmediate as yieldTurn } from 'node:timers/promises';
+
 export type JsonFragment = { ok: true; fragment: Uint8Array } | { ok: false; reason: string };
 
 /**
@@ -11,6 +19,52 @@ export type JsonFragment = { ok: true; fragment: Uint8Array } | { ok: false; rea
  * on a POST an empty array is refused, as it appends nothing.
  */
 export function jsonFragment(body: Uint8Array, allowEmpty: boolean): JsonFragment {
+  const parsed = parse(body, allowEmpty);
+  if (!Array.isArray(parsed)) return parsed;
+  try {
+    return { ok: true, fragment: Buffer.from(parsed.map((m) => JSON.stringify(m)).join(','), 'utf8') };
+  } catch {
+    return TOO_DEEP;
+  }
+}
+
+/**
+ * `jsonFragment`, re-serialising the messages a slice at a time (about `SLICE_MS` of work each) with
+ * the event loop free in between, so a body of many small messages does not hold it for long.
+ */
+export async function jsonFragmentSliced(body: Uint8Array, allowEmpty: boolean): Promise<JsonFragment> {
+  const parsed = parse(body, allowEmpty);
+  if (!Array.isArray(parsed)) return parsed;
+  const out: string[] = new Array(parsed.length);
+  try {
+    let sliceStart = performance.now();
+    for (let i = 0; i < parsed.length; i++) {
+      out[i] = JSON.stringify(parsed[i]);
+      if ((i & 1023) === 1023 && performance.now() - sliceStart > SLICE_MS) {
+        await yieldTurn();
+        sliceStart = performance.now();
+      }
+    }
+  } catch {
+    return TOO_DEEP;
+  }
+  return { ok: true, fragment: Buffer.from(out.join(','), 'utf8') };
+}
+
+/**
+ * Nesting (the outermost array or object is level 1) above which a JSON body is refused before it is
+ * parsed: re-serialising recurses once per level.
+ */
+export const MAX_JSON_NESTING = 512;
+const SLICE_MS = 10;
+const TOO_DEEP: JsonFragment = {
+  ok: false,
+  reason: `the JSON body is nested deeper than ${MAX_JSON_NESTING} levels`,
+};
+
+/** The messages of a JSON body, or why it is refused. */
+function parse(body: Uint8Array, allowEmpty: boolean): unknown[] | JsonFragment {
+  if (nestedDeeper(body, MAX_JSON_NESTING)) return TOO_DEEP;
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
@@ -22,12 +76,28 @@ export function jsonFragment(body: Uint8Array, allowEmpty: boolean): JsonFragmen
     if (allowEmpty) return { ok: true, fragment: new Uint8Array(0) };
     return { ok: false, reason: 'an empty JSON array appends nothing' };
   }
-  try {
-    return { ok: true, fragment: Buffer.from(messages.map((m) => JSON.stringify(m)).join(','), 'utf8') };
-  } catch {
-    // nesting deep enough to exhaust the stack when re-serialised
-    return { ok: false, reason: 'the JSON body is nested too deeply' };
+  return messages;
+}
+
+/**
+ * Whether brackets outside strings nest deeper than `limit`: one pass over the bytes, no allocation.
+ * Invalid JSON may pass (JSON.parse refuses it next); valid JSON deeper than the limit never does.
+ */
+function nestedDeeper(body: Uint8Array, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const b = body[i];
+    if (inString) {
+      // skip the escaped character, e.g. \"
+      if (b === 0x5c) i++;
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
   }
+  return false;
 }
 
 /** The JSON array of the messages held by `chunks`. */

@@ -10,8 +10,21 @@
  * - A live read at the tail waits for a change (append, close, delete) or its timeout, never
  *   polls; a closed stream at the tail answers at once.
  * - The ETag names the range and the closure, so a 304 never hides new data or a close.
+ *
+ * What the server can rely on (a reader that does not read must not fill its memory):
+ * - A response waits for its turn on its socket before it reads anything, so requests pipelined on
+ *   one connection do not each hold a page while earlier answers wait to be sent.
+ * - A catch-up or long-poll page is read and streamed while holding a page slot (`pageSlot`: a few
+ *   at once, one identity at most half), in pieces of at most `WRITE_BYTES`, each written only once
+ *   the reader took the previous ones (`drain`), never one buffer for the whole page.
+ * - SSE encodes and writes each page the same way, yielding to the event loop between pieces.
+ * - A reader that takes nothing for `stallTimeout` is cut, and so is one that leaves the end of its
+ *   answer unread that long; an SSE read returns (and gives back its budget place) only once its
+ *   socket took everything or was destroyed.
  */
+import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { isJsonStream, mediaType } from '../store/stream-rules.ts';
 import type { ReadPage, StreamChunk, StreamMeta, StreamStore } from '../store/stream-store.ts';
 import { formatOffset, parseOffset } from '../store/stream-store.ts';
@@ -31,7 +44,14 @@ export interface ReadOptions {
   cacheScope: 'public' | 'private';
   /** Called with the bytes of data sent (metrics). */
   onRead: (bytes: number) => void;
+  /** A response whose reader takes nothing for this long is destroyed, ms. */
+  stallTimeout: number;
+  /** Waits for a slot to read and stream one page (catch-up, long-poll); resolves with its release. */
+  pageSlot: () => Promise<() => void>;
 }
+
+/** The most bytes (or characters) handed to a response in one write. */
+export const WRITE_BYTES = 64 * 1024;
 
 type Live = 'long-poll' | 'sse' | undefined;
 
@@ -70,6 +90,8 @@ export async function handleRead(
   url: URL,
 ): Promise<void> {
   const q = parseReadQuery(url);
+  // pipelined requests: nothing is read before the answers ahead of this one are sent
+  if (!(await socketTurn(req, res))) return;
   const after =
     q.offset === 'now'
       ? meta.tail
@@ -94,36 +116,51 @@ export async function handleRead(
     return;
   }
 
-  let page = await o.streams.read(path, after, o.pageBytes, Date.now());
-  if (!page) throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
-  if (q.live === 'long-poll' && page.chunks.length === 0) {
-    const deadline = Date.now() + o.longPollTimeout;
-    const abort = abortOnClose(req, res);
-    while (page.chunks.length === 0 && !page.meta.closed && !abort.signal.aborted && !o.waiters.closed) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      await o.waiters.wait(path, left, abort.signal);
-      const next = await o.streams.read(path, after, o.pageBytes, Date.now());
-      if (!next) throw new StreamHttpError(404, 'not_found', `the stream at ${path} was deleted`);
-      page = next;
+  let release = await o.pageSlot();
+  try {
+    if (res.destroyed) return;
+    let page = await o.streams.read(path, after, o.pageBytes, Date.now());
+    if (!page) throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
+    if (q.live === 'long-poll' && page.chunks.length === 0) {
+      // nobody waits holding a slot
+      release();
+      const deadline = Date.now() + o.longPollTimeout;
+      const abort = abortOnClose(req, res);
+      while (page.chunks.length === 0 && !page.meta.closed && !abort.signal.aborted && !o.waiters.closed) {
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        await o.waiters.wait(path, left, abort.signal);
+        const next = await o.streams.read(path, after, o.pageBytes, Date.now());
+        if (!next) throw new StreamHttpError(404, 'not_found', `the stream at ${path} was deleted`);
+        page = next;
+      }
+      if (abort.signal.aborted) return;
+      if (page.chunks.length === 0) {
+        const headers: Record<string, string> = {
+          [H.nextOffset]: formatOffset(Math.max(after, page.meta.tail)),
+          [H.upToDate]: 'true',
+          'cache-control': 'no-store',
+        };
+        if (page.meta.closed) headers[H.closed] = 'true';
+        else headers[H.cursor] = responseCursor(q.cursor);
+        res.writeHead(204, headers).end();
+        return;
+      }
+      // data came: read it again holding a slot (the waiting read's page is dropped, not queued)
+      release = await o.pageSlot();
+      if (res.destroyed) return;
+      const fresh = await o.streams.read(path, after, o.pageBytes, Date.now());
+      if (!fresh) throw new StreamHttpError(404, 'not_found', `the stream at ${path} was deleted`);
+      page = fresh;
     }
-    if (abort.signal.aborted) return;
-    if (page.chunks.length === 0) {
-      const headers: Record<string, string> = {
-        [H.nextOffset]: formatOffset(Math.max(after, page.meta.tail)),
-        [H.upToDate]: 'true',
-        'cache-control': 'no-store',
-      };
-      if (page.meta.closed) headers[H.closed] = 'true';
-      else headers[H.cursor] = responseCursor(q.cursor);
-      res.writeHead(204, headers).end();
-      return;
-    }
+    await sendPage(o, path, page, after, q, req, res, json);
+  } finally {
+    release();
   }
-  sendPage(o, path, page, after, q, req, res, json);
 }
 
-function sendPage(
+/** Writes one page, a piece at a time at the reader's pace (see the module header). */
+async function sendPage(
   o: ReadOptions,
   path: string,
   page: ReadPage,
@@ -132,7 +169,7 @@ function sendPage(
   req: IncomingMessage,
   res: ServerResponse,
   json: boolean,
-): void {
+): Promise<void> {
   const { meta, chunks } = page;
   const next = chunks.at(-1)?.end ?? Math.max(after, meta.tail);
   const eof = page.upToDate && meta.closed;
@@ -154,12 +191,115 @@ function sendPage(
     res.writeHead(304, { etag, 'cache-control': headers['cache-control'] as string }).end();
     return;
   }
-  const body = json ? jsonArray(chunks.map((c) => c.data)) : concat(chunks);
-  o.onRead(body.length);
-  headers['content-length'] = String(body.length);
+  const parts = json ? jsonParts(chunks.map((c) => c.data)) : chunks.map((c) => c.data);
+  const length = parts.reduce((sum, part) => sum + part.byteLength, 0);
+  o.onRead(length);
+  headers['content-length'] = String(length);
   if (mediaType(meta.contentType) === 'application/octet-stream')
     headers['content-disposition'] = 'attachment';
-  res.writeHead(200, headers).end(body);
+  res.writeHead(200, headers);
+  for (const part of parts)
+    for (let i = 0; i < part.byteLength; i += WRITE_BYTES)
+      if (!(await writePiece(res, part.subarray(i, i + WRITE_BYTES), o.stallTimeout))) return;
+  // the slot is freed now (at most one piece is left buffered); the end is still watched
+  void endWithin(res, o.stallTimeout);
+}
+
+/** `[`, the chunks separated by `,`, `]`: the JSON array of `jsonArray` without copying the chunks. */
+function jsonParts(chunks: readonly Uint8Array[]): Uint8Array[] {
+  const parts: Uint8Array[] = [OPEN];
+  chunks.forEach((chunk, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(chunk);
+  });
+  parts.push(CLOSE);
+  return parts;
+}
+const OPEN = Buffer.from('[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
+
+/**
+ * Resolves once the answers ahead of this one on its socket are sent (HTTP/1.1 pipelining: Node
+ * runs the handler of every request it parsed, and buffers the answers that are not yet first in
+ * line). False when the connection is gone first.
+ */
+async function socketTurn(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  if (res.socket) return !res.destroyed;
+  const socket = req.socket;
+  if (socket.destroyed) return false;
+  const done = new AbortController();
+  try {
+    await Promise.race([
+      once(res, 'socket', { signal: done.signal }),
+      once(res, 'close', { signal: done.signal }),
+      closeOf(socket),
+    ]);
+  } catch {
+    return false;
+  } finally {
+    done.abort(); // removes the listeners that did not fire
+  }
+  return res.socket !== null && !res.destroyed && !socket.destroyed;
+}
+
+/** One listener per socket, however many requests wait on it. */
+const socketCloses = new WeakMap<Socket, Promise<void>>();
+function closeOf(socket: Socket): Promise<void> {
+  let closed = socketCloses.get(socket);
+  if (!closed) {
+    closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socketCloses.set(socket, closed);
+  }
+  return closed;
+}
+
+/**
+ * Writes one piece; when the response's buffer is full, waits until the reader took it. A reader
+ * that takes nothing for `stall` ms is cut. False when the response is gone.
+ */
+async function writePiece(res: ServerResponse, piece: Uint8Array | string, stall: number): Promise<boolean> {
+  if (res.destroyed) return false;
+  if (res.write(piece)) return true;
+  const done = new AbortController();
+  const timer = setTimeout(() => done.abort(), stall);
+  try {
+    await Promise.race([
+      once(res, 'drain', { signal: done.signal }),
+      once(res, 'close', { signal: done.signal }),
+    ]);
+  } catch {
+    res.destroy();
+    return false;
+  } finally {
+    clearTimeout(timer);
+    done.abort();
+  }
+  return !res.destroyed;
+}
+
+/**
+ * Ends the response; if its last bytes are not taken within `stall` ms, destroys it rather than
+ * leave them buffered on a connection nobody reads. Resolves when the response is done either way.
+ */
+function endWithin(res: ServerResponse, stall: number): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  res.end();
+  if (res.writableFinished) return Promise.resolve();
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      res.off('finish', finish);
+      res.off('close', finish);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      res.destroy();
+      finish();
+    }, stall);
+    res.once('finish', finish);
+    res.once('close', finish);
+  });
 }
 
 function concat(chunks: StreamChunk[]): Buffer {
@@ -178,13 +318,48 @@ function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortControlle
 
 /**
  * SSE data lines: every line of the payload gets its own `data:`. A reader strips one space after the
- * colon, so a line that starts with a space is written after `data: ` to keep it.
+ * colon, so a line that starts with a space is written after `data: ` to keep it. Yields the event in
+ * pieces of about `WRITE_BYTES` characters (never splitting a surrogate pair), so a large payload is
+ * encoded a piece at a time, between which the caller waits for its reader and yields.
  */
-function sseEvent(event: 'data' | 'control', payload: string): string {
-  return `event: ${event}\n${payload
-    .split(/\r\n|\r|\n/)
-    .map((line) => (line.startsWith(' ') ? `data: ${line}` : `data:${line}`))
-    .join('\n')}\n\n`;
+export function* sseEvent(event: 'data' | 'control', payload: string): Generator<string> {
+  let out = `event: ${event}\n`;
+  const breaks = /\r\n|\r|\n/g;
+  let start = 0;
+  for (;;) {
+    const found = breaks.exec(payload);
+    const end = found ? found.index : payload.length;
+    out += end > start && payload.charCodeAt(start) === 32 ? 'data: ' : 'data:';
+    let i = start;
+    while (i < end) {
+      let take = Math.min(end - i, WRITE_BYTES - out.length);
+      if (take <= 0) {
+        yield out;
+        out = '';
+        continue;
+      }
+      const last = payload.charCodeAt(i + take - 1);
+      if (take < end - i && last >= 0xd800 && last <= 0xdbff) take = take > 1 ? take - 1 : take + 1;
+      out += payload.slice(i, i + take);
+      i += take;
+    }
+    out += '\n';
+    if (out.length >= WRITE_BYTES) {
+      yield out;
+      out = '';
+    }
+    if (!found) break;
+    start = breaks.lastIndex;
+  }
+  yield `${out}\n`;
+}
+
+/** A base64 data event in pieces (3-byte aligned slices: their encodings join into the whole's). */
+function* sseBase64Event(bytes: Buffer): Generator<string> {
+  yield 'event: data\ndata:';
+  const step = (WRITE_BYTES / 4) * 3;
+  for (let i = 0; i < bytes.length; i += step) yield bytes.subarray(i, i + step).toString('base64');
+  yield '\n\n';
 }
 
 async function streamSse(
@@ -213,19 +388,26 @@ async function streamSse(
   const ends = Date.now() + o.sseMaxDuration;
   let position = start;
   let cursor = clientCursor;
+  const send = async (pieces: Iterable<string>): Promise<boolean> => {
+    for (const piece of pieces) {
+      if (!(await writePiece(res, piece, o.stallTimeout))) return false;
+      // a large page is encoded a piece at a time: others are served in between
+      if (piece.length >= WRITE_BYTES) await new Promise((resolve) => setImmediate(resolve));
+    }
+    return true;
+  };
   try {
-    while (!abort.signal.aborted && !o.waiters.closed) {
+    while (!abort.signal.aborted && !o.waiters.closed && !res.destroyed) {
       const page = await o.streams.read(path, position, o.pageBytes, Date.now());
       if (!page) break; // deleted: end the response; a reconnect gets 404
       if (page.chunks.length > 0) {
-        const bytes = concat(page.chunks);
-        const payload = json
-          ? jsonArray(page.chunks.map((c) => c.data)).toString('utf8')
+        o.onRead(page.chunks.reduce((sum, c) => sum + c.data.byteLength, 0));
+        const event = json
+          ? sseEvent('data', jsonArray(page.chunks.map((c) => c.data)).toString('utf8'))
           : base64
-            ? bytes.toString('base64')
-            : bytes.toString('utf8');
-        o.onRead(bytes.length);
-        res.write(sseEvent('data', payload));
+            ? sseBase64Event(concat(page.chunks))
+            : sseEvent('data', concat(page.chunks).toString('utf8'));
+        if (!(await send(event))) return;
         position = page.chunks.at(-1)?.end ?? position;
       } else {
         position = Math.max(position, page.meta.tail);
@@ -238,15 +420,21 @@ async function streamSse(
         control.streamCursor = cursor;
         if (page.upToDate) control.upToDate = true;
       }
-      res.write(sseEvent('control', JSON.stringify(control)));
+      if (!(await send(sseEvent('control', JSON.stringify(control))))) return;
       if (eof) break;
-      if (!page.upToDate) continue;
+      if (!page.upToDate) {
+        // the next page: after others had their turn
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
       const left = ends - Date.now();
       if (left <= 0) break;
       // wait for a change; on timeout loop once more (a keep-alive control event)
       await o.waiters.wait(path, Math.min(left, o.longPollTimeout), abort.signal);
     }
   } finally {
-    res.end();
+    // the budget place is given back when this returns: only once the socket took everything (or
+    // the response was destroyed)
+    await endWithin(res, o.stallTimeout);
   }
 }
