@@ -43,7 +43,7 @@
  * (or whose stored text is unknown) is replaced by an `update` with this attempt's text.
  */
 import type { Headers, OperationInput } from '@mooring/protocol';
-import { appendText, sameEpoch } from '@mooring/protocol';
+import { appendText, sameEpoch, utf8Length } from '@mooring/protocol';
 import type { OperationSink, PublishedOperation } from './operation-sink.ts';
 
 /**
@@ -675,28 +675,6 @@ function frameBytes(op: OperationInput): number {
   if (typeof op.data === 'string') bytes += op.data.length * 3;
   else if (op.data !== undefined) bytes += utf8Length(JSON.stringify(op.data));
   if (op.headers !== undefined) bytes += utf8Length(JSON.stringify(op.headers));
-  return bytes;
-}
-
-/**
- * The length of `text` in UTF-8 bytes, as the server counts operation sizes (PROTOCOL.md §10), without
- * encoding it (this package also runs in browsers: no `Buffer`). A lone surrogate counts 3, the bytes of
- * the U+FFFD it is encoded as.
- */
-export function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        bytes += 4;
-        i++;
-      } else bytes += 3;
-    } else bytes += 3;
-  }
   return bytes;
 }
 

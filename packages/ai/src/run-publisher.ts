@@ -34,10 +34,11 @@
  *   tries to end it `error` and reports the failure.
  */
 import type { Headers, JsonValue, OperationInput } from '@mooring/protocol';
+import { utf8Length } from '@mooring/protocol';
 import type { UIMessageChunk } from 'ai';
 import { errorText } from './errors.ts';
 import type { QueueTimers, StoredPart } from './operation-queue.ts';
-import { MAX_APPEND_CHARS, OperationQueue, splitText, utf8Length } from './operation-queue.ts';
+import { MAX_APPEND_CHARS, OperationQueue, splitText } from './operation-queue.ts';
 import type { OperationSink } from './operation-sink.ts';
 import type { FinalRunStatus, PartKind, RunData, RunStatus } from './wire.ts';
 import { asJson, EVENT_PART, EVENT_RUN } from './wire.ts';

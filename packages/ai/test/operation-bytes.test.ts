@@ -6,10 +6,11 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
+import { utf8Length } from '@mooring/protocol';
 import type { UIMessage, UIMessageChunk } from 'ai';
 import { AgentSession } from '../src/agent-session.ts';
 import { ConversationTree } from '../src/conversation-tree.ts';
-import { MAX_APPEND_CHARS, utf8Length } from '../src/operation-queue.ts';
+import { MAX_APPEND_CHARS } from '../src/operation-queue.ts';
 import { channelSink } from '../src/operation-sink.ts';
 import { buildRunMessage } from '../src/run-message.ts';
 import { MAX_CHUNK_JSON_BYTES, RunPublisher } from '../src/run-publisher.ts';

@@ -5,7 +5,7 @@
  * closed again, for ever. So the requests that are resent (publishes, presence) are measured before
  * each send and refused locally with `frame_too_large` (413, not retryable) instead.
  */
-import { DEFAULT_LIMITS } from '@mooring/protocol';
+import { DEFAULT_LIMITS, utf8Length } from '@mooring/protocol';
 import { MooringError } from './errors.ts';
 
 /**
@@ -20,27 +20,6 @@ export function frameLimit(limits: { maxFrameSize?: number } | undefined): numbe
 /** Bytes of `value` as JSON text in UTF-8: what a frame weighs on the wire. */
 export function jsonBytes(value: unknown): number {
   return utf8Length(JSON.stringify(value) ?? '');
-}
-
-/**
- * The length of `text` in UTF-8 bytes, without encoding it (browsers have no `Buffer`). A lone
- * surrogate counts 3, the bytes of the U+FFFD it is encoded as (JSON.stringify escapes them anyway).
- */
-export function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        bytes += 4;
-        i++;
-      } else bytes += 3;
-    } else bytes += 3;
-  }
-  return bytes;
 }
 
 /**

@@ -81,6 +81,6 @@ export {
   sameEpoch,
   serialSeq,
 } from './serial.ts';
-export { appendText } from './text.ts';
+export { appendText, utf8Length } from './text.ts';
 export type { TransportKind } from './transports.ts';
 export { isTransportKind, TRANSPORT_KINDS } from './transports.ts';

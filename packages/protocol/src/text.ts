@@ -25,3 +25,25 @@ export function appendText(base: string, delta: string): string {
   if (Math.floor(text.length / step) !== Math.floor(base.length / step)) text.at(-1); // flattens it (V8)
   return text;
 }
+
+/**
+ * The length of `text` in UTF-8 bytes, as the server counts operation and frame sizes (PROTOCOL.md
+ * §10), without encoding it (browsers have no `Buffer`). A lone surrogate counts 3, the bytes of the
+ * U+FFFD it is encoded as.
+ */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 4;
+        i++;
+      } else bytes += 3;
+    } else bytes += 3;
+  }
+  return bytes;
+}

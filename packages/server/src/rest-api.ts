@@ -3,7 +3,6 @@
  * serverless agents, backends and tools. Every answer is JSON; every error is `{ error: ErrorInfo }`
  * with the matching HTTP status.
  */
-import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   errorInfo,
@@ -28,6 +27,7 @@ import type { Presence } from './presence.ts';
 import { isExpectedError, issueText, ServerError, toErrorInfo } from './server-error.ts';
 import type { HistoryQuery } from './store/store.ts';
 import { createToken, type TokenRequest } from './tokens.ts';
+import { writeWithin } from './write-within.ts';
 
 export interface RestApiOptions {
   channels: ChannelService;
@@ -304,34 +304,12 @@ async function streamPage(
     'cache-control': 'no-store',
   });
   const head = `{"channel":${JSON.stringify(channel)},"epoch":${JSON.stringify(epoch)},"position":${JSON.stringify(position)},"items":[`;
-  if (!(await writeChunk(res, head))) return;
+  if (!(await writeWithin(res, head, HISTORY_STALL_MS))) return;
   for (let i = 0; i < messages.length; i++) {
-    if (!(await writeChunk(res, (i > 0 ? ',' : '') + JSON.stringify(messages[i])))) return;
+    if (!(await writeWithin(res, (i > 0 ? ',' : '') + JSON.stringify(messages[i]), HISTORY_STALL_MS))) return;
     await new Promise((resolve) => setImmediate(resolve));
   }
   res.end(next === undefined ? ']}' : `],"next":${JSON.stringify(next)}}`);
-}
-
-/** Writes one chunk; waits for the reader when the buffer is full. False when the response is gone. */
-async function writeChunk(res: ServerResponse, chunk: string): Promise<boolean> {
-  if (res.destroyed) return false;
-  if (res.write(chunk)) return true;
-  const done = new AbortController();
-  const timer = setTimeout(() => done.abort(), HISTORY_STALL_MS);
-  try {
-    await Promise.race([
-      once(res, 'drain', { signal: done.signal }),
-      once(res, 'close', { signal: done.signal }),
-    ]);
-  } catch {
-    // the reader took nothing for HISTORY_STALL_MS: drop it and free the read slot
-    res.destroy();
-    return false;
-  } finally {
-    clearTimeout(timer);
-    done.abort(); // removes the listener that did not fire
-  }
-  return !res.destroyed;
 }
 
 function requireEither(access: Access, channel: string, a: Operation, b: Operation): void {

@@ -28,6 +28,7 @@ import type { Socket } from 'node:net';
 import { isJsonStream, mediaType } from '../store/stream-rules.ts';
 import type { ReadPage, StreamChunk, StreamMeta, StreamStore } from '../store/stream-store.ts';
 import { formatOffset, parseOffset } from '../store/stream-store.ts';
+import { writeWithin } from '../write-within.ts';
 import { jsonArray } from './json-mode.ts';
 import { responseCursor } from './stream-cursor.ts';
 import { H, StreamHttpError } from './stream-http.ts';
@@ -200,7 +201,7 @@ async function sendPage(
   res.writeHead(200, headers);
   for (const part of parts)
     for (let i = 0; i < part.byteLength; i += WRITE_BYTES)
-      if (!(await writePiece(res, part.subarray(i, i + WRITE_BYTES), o.stallTimeout))) return;
+      if (!(await writeWithin(res, part.subarray(i, i + WRITE_BYTES), o.stallTimeout))) return;
   // the slot is freed now (at most one piece is left buffered); the end is still watched
   void endWithin(res, o.stallTimeout);
 }
@@ -252,30 +253,6 @@ function closeOf(socket: Socket): Promise<void> {
     socketCloses.set(socket, closed);
   }
   return closed;
-}
-
-/**
- * Writes one piece; when the response's buffer is full, waits until the reader took it. A reader
- * that takes nothing for `stall` ms is cut. False when the response is gone.
- */
-async function writePiece(res: ServerResponse, piece: Uint8Array | string, stall: number): Promise<boolean> {
-  if (res.destroyed) return false;
-  if (res.write(piece)) return true;
-  const done = new AbortController();
-  const timer = setTimeout(() => done.abort(), stall);
-  try {
-    await Promise.race([
-      once(res, 'drain', { signal: done.signal }),
-      once(res, 'close', { signal: done.signal }),
-    ]);
-  } catch {
-    res.destroy();
-    return false;
-  } finally {
-    clearTimeout(timer);
-    done.abort();
-  }
-  return !res.destroyed;
 }
 
 /**
@@ -390,7 +367,7 @@ async function streamSse(
   let cursor = clientCursor;
   const send = async (pieces: Iterable<string>): Promise<boolean> => {
     for (const piece of pieces) {
-      if (!(await writePiece(res, piece, o.stallTimeout))) return false;
+      if (!(await writeWithin(res, piece, o.stallTimeout))) return false;
       // a large page is encoded a piece at a time: others are served in between
       if (piece.length >= WRITE_BYTES) await new Promise((resolve) => setImmediate(resolve));
     }
