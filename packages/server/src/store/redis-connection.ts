@@ -20,7 +20,7 @@
  * Cluster, node-redis restores the shard subscriptions and the hub's position check covers the rest.
  */
 import { createClient, createCluster } from 'redis';
-import { WatchedSubscriber } from './redis-subscriber.ts';
+import { ChannelOrder, WatchedSubscriber } from './redis-subscriber.ts';
 
 export interface RedisConnection {
   readonly cluster: boolean;
@@ -268,9 +268,10 @@ async function connectCluster(
       const sub = clusters.current.duplicate();
       sub.on('error', onSubError);
       await sub.connect();
+      const order = new ChannelOrder();
       return {
-        subscribe: (channel, listener) => sub.sSubscribe(channel, listener),
-        unsubscribe: (channel) => sub.sUnsubscribe(channel),
+        subscribe: (channel, listener) => order.run(channel, () => sub.sSubscribe(channel, listener)),
+        unsubscribe: (channel) => order.run(channel, () => sub.sUnsubscribe(channel)),
         // A shard's subscription is restored by node-redis on reconnect; the hub's periodic position
         // check finds what was published meanwhile.
         onReady: () => {},

@@ -14,12 +14,38 @@ import type { BusConnection, BusListener } from './redis-connection.ts';
 
 type Client = ReturnType<typeof createClient>;
 
+/**
+ * Runs each channel's subscribes and unsubscribes one after the other, each once the one before it
+ * was answered. node-redis takes a channel whose unsubscribe is still unanswered for subscribed: a
+ * subscribe sent then only adds a listener, and the unsubscribe's answer leaves the connection
+ * subscribed to nothing (a hub whose last subscriber left and a new one came at once received
+ * nothing from the bus, 4 times in 30). Operations on different channels do not wait on each other.
+ */
+export class ChannelOrder {
+  readonly #last = new Map<string, Promise<unknown>>();
+
+  run(channel: string, op: () => Promise<void>): Promise<void> {
+    const before = this.#last.get(channel);
+    const running = before === undefined ? op() : before.then(op, op);
+    const settled = running.then(
+      () => {},
+      () => {},
+    );
+    this.#last.set(channel, settled);
+    void settled.then(() => {
+      if (this.#last.get(channel) === settled) this.#last.delete(channel);
+    });
+    return running;
+  }
+}
+
 export class WatchedSubscriber implements BusConnection {
   #client: Client;
   readonly #make: () => Client;
   readonly #ms: number;
   readonly #onError: (err: unknown) => void;
   readonly #listeners = new Map<string, BusListener>();
+  readonly #order = new ChannelOrder();
   readonly #ready: (() => void)[] = [];
   readonly #watch: NodeJS.Timeout;
   #destroyed = false;
@@ -53,12 +79,12 @@ export class WatchedSubscriber implements BusConnection {
 
   subscribe(channel: string, listener: BusListener): Promise<void> {
     this.#listeners.set(channel, listener);
-    return this.#deadline(this.#client.sSubscribe(channel, listener));
+    return this.#order.run(channel, () => this.#deadline(this.#client.sSubscribe(channel, listener)));
   }
 
   unsubscribe(channel: string): Promise<void> {
     this.#listeners.delete(channel);
-    return this.#deadline(this.#client.sUnsubscribe(channel));
+    return this.#order.run(channel, () => this.#deadline(this.#client.sUnsubscribe(channel)));
   }
 
   onReady(callback: () => void): void {
