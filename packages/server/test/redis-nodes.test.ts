@@ -446,6 +446,22 @@ if (skip) {
       const agent = await RawClient.connect(a.url, { clientId: 'agent' });
       await agent.request({ type: 'presence', channel, action: 'enter', data: { typing: false } });
       await agent.request({ type: 'presence', channel, action: 'update', data: { typing: true } });
+      // the data as entered, from any node: a late attach's sync, and REST
+      const late = await RawClient.connect(c.url, { clientId: 'late' });
+      await late.attach(channel);
+      const sync = (await late.next(isPresence(channel, 'sync'))) as Extract<
+        ServerFrame,
+        { type: 'presence' }
+      >;
+      assert.deepEqual(sync.action === 'sync' && sync.members.map((m) => [m.clientId, m.data]), [
+        ['agent', { typing: true }],
+      ]);
+      const listed = await rest(b, `/v1/channels/${channel}/presence`);
+      assert.deepEqual(
+        (listed.body.members as Array<{ data: unknown }>).map((m) => m.data),
+        [{ typing: true }],
+      );
+      await late.close();
       await agent.request({ type: 'presence', channel, action: 'leave' });
       for (const w of watchers) await w.next(isPresence(channel, 'leave'));
       assert.deepEqual(await members(c, channel), []);
@@ -462,12 +478,20 @@ if (skip) {
             f.action !== 'sync' &&
             f.member.clientId === 'w2',
         );
-      for (const w of watchers)
+      for (const w of watchers) {
         assert.deepEqual(
           presenceOf(w, channel).map((f) => f.action),
           ['sync', 'enter', 'update', 'leave', 'enter', 'enter'],
           'every event once, in order, on every node',
         );
+        assert.deepEqual(
+          presenceOf(w, channel)
+            .slice(1, 3)
+            .map((f) => f.action !== 'sync' && f.member.data),
+          [{ typing: false }, { typing: true }],
+          'each event with its data',
+        );
+      }
       await Promise.all([...watchers, agent].map((x) => x.close()));
     });
 
