@@ -521,6 +521,25 @@ if (skip) {
       await watcher.close();
     });
 
+    it('a connection that detached hears no more presence of the channel; one still attached on its node does', async () => {
+      const [a, b] = fx.nodes as [MooringServer, MooringServer];
+      const channel = 'session:detached';
+      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
+      await watcher.attach(channel);
+      const stayer = await RawClient.connect(b.url, { clientId: 'stayer' });
+      await stayer.attach(channel);
+      assert.equal((await watcher.request({ type: 'detach', channel })).type, 'detached');
+      const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+      await agent.request({ type: 'presence', channel, action: 'enter' });
+      await stayer.next(isPresence(channel, 'enter'));
+      assert.equal((await watcher.request({ type: 'ping' })).type, 'pong'); // anything sent before has come
+      assert.deepEqual(
+        presenceOf(watcher, channel).map((f) => f.action),
+        ['sync'],
+      );
+      await Promise.all([watcher.close(), stayer.close(), agent.close()]);
+    });
+
     it('a connection recovered on another node after its grace enters its members again, with their data', async () => {
       const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'session:came-back';
