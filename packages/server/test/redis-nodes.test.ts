@@ -540,6 +540,26 @@ if (skip) {
       await Promise.all([watcher.close(), stayer.close(), agent.close()]);
     });
 
+    it('a presence read with no listener subscribes the channel a while (5 s), then lets it go', async () => {
+      const [, b] = fx.nodes as [MooringServer, MooringServer];
+      const channel = 'session:read-only';
+      const redisClient = createClient({ url: fx.redis.url });
+      await redisClient.connect();
+      try {
+        const bus = `mooring:presence:{${channel}}`;
+        const subscribers = async () =>
+          Number(((await redisClient.sendCommand(['PUBSUB', 'SHARDNUMSUB', bus])) as unknown[])[1]);
+        assert.deepEqual(await members(b, channel), []);
+        assert.equal(await subscribers(), 1, 'kept for an attach that usually follows');
+        await waitFor(async () => (await subscribers()) === 0, {
+          timeout: 15_000,
+          message: 'the subscription of a channel nobody listens to was never let go',
+        });
+      } finally {
+        await redisClient.quit();
+      }
+    });
+
     it('a connection recovered on another node after its grace enters its members again, with their data', async () => {
       const [a, b] = fx.nodes as [MooringServer, MooringServer];
       const channel = 'session:came-back';
