@@ -91,13 +91,14 @@ export class ConnectionManager {
     this.#o = options;
     this.#counts = options.counts ?? new LocalConnectionCounts();
     const { maxInboundBytesRate: rate, maxFrameSize } = options.limits;
-    const throttled = options.channels.metrics.inboundThrottled;
-    this.#inbound =
-      rate > 0
-        ? new InboundBudget(rate, Math.max(2 * rate, 2 * maxFrameSize), () => throttled.inc())
-        : undefined;
-    const inbound = this.#inbound;
-    if (inbound) options.channels.metrics.inboundIdentities = () => inbound.size;
+    if (rate > 0) {
+      const { metrics } = options.channels;
+      const inbound = new InboundBudget(rate, Math.max(2 * rate, 2 * maxFrameSize), () =>
+        metrics.inboundThrottled.inc(),
+      );
+      metrics.inboundIdentities = () => inbound.size;
+      this.#inbound = inbound;
+    }
   }
 
   /**

@@ -35,7 +35,7 @@ import type { Identity } from './connection-registry.ts';
 import { identityKey, type RateBudgets } from './identity-budgets.ts';
 import type { InboundBudget } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
-import type { Presence } from './presence.ts';
+import { encodeSync, type Presence } from './presence.ts';
 import { PublishOrder } from './publish-order.ts';
 import { isExpectedError, issueText, ServerError, toErrorInfo } from './server-error.ts';
 import { simplePublishFrame } from './simple-publish-frame.ts';
@@ -595,7 +595,10 @@ export class Connection {
       if (this.#presence.syncFrame) sync = await this.#presence.syncFrame(channel);
       else {
         const members: PresenceMember[] = await this.#presence.members(channel);
-        sync = Buffer.from(JSON.stringify({ type: 'presence', channel, action: 'sync', members }));
+        sync = encodeSync(
+          channel,
+          members.map((m) => JSON.stringify(m)),
+        );
       }
     } catch (err) {
       unsubscribe();

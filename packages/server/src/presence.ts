@@ -21,7 +21,7 @@
  * `Presence` is the seam: `PresenceService` here is node-local; `RedisPresence` (redis-presence.ts)
  * keeps the same sets in Redis so every node sees them, and removes a dead node's members.
  */
-import { DEFAULT_LIMITS, type JsonValue, type PresenceMember } from '@mooring/protocol';
+import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
 import { PresenceBudget } from './presence-budget.ts';
 import { ServerError } from './server-error.ts';
@@ -39,11 +39,10 @@ export interface PresenceOptions {
   recoverWithin: number;
   /**
    * What the dropped connections of one clientId keep together (members in their grace, then kept
-   * for a recovery), counted as their data's JSON bytes plus `DROPPED_MEMBER_COST` per member.
-   * Default: `maxConnectionsPerClient` (default limits) × `maxBytesPerConnection`, what that
-   * clientId's live connections may hold.
+   * for a recovery), counted as their data's JSON bytes plus `DROPPED_MEMBER_COST` per member: what
+   * that clientId's live connections may hold (server.ts).
    */
-  maxDroppedBytesPerClient?: number;
+  maxDroppedBytesPerClient: number;
 }
 
 /** What one kept member counts in `maxDroppedBytesPerClient` beyond its data: its channel and record. */
@@ -113,16 +112,12 @@ export class PresenceService implements Presence {
   /** Per clientId: its dropped connections, oldest first, and their total cost. */
   readonly #droppedOf = new Map<string, { cost: number; ids: Set<string> }>();
   readonly #options: PresenceOptions;
-  readonly #maxDropped: number;
   /** Bytes of member data (JSON) held by the sets now. */
   #heldBytes = 0;
 
   constructor(options: PresenceOptions) {
     this.#options = options;
     this.#budget = new PresenceBudget(options);
-    this.#maxDropped =
-      options.maxDroppedBytesPerClient ??
-      DEFAULT_LIMITS.maxConnectionsPerClient * options.maxBytesPerConnection;
   }
 
   members(channel: string): PresenceMember[] {
@@ -130,10 +125,7 @@ export class PresenceService implements Presence {
   }
 
   syncFrame(channel: string): Buffer {
-    const members = [...(this.#members.get(channel)?.values() ?? [])].map(memberJson);
-    return Buffer.from(
-      `{"type":"presence","channel":${JSON.stringify(channel)},"action":"sync","members":[${members.join(',')}]}`,
-    );
+    return encodeSync(channel, [...(this.#members.get(channel)?.values() ?? [])].map(memberJson));
   }
 
   /**
@@ -270,7 +262,7 @@ export class PresenceService implements Presence {
     of.cost += cost;
     // over the bound: let the oldest dropped connections of this clientId go (never the one just lost)
     for (const oldest of of.ids) {
-      if (of.cost <= this.#maxDropped || oldest === connectionId) break;
+      if (of.cost <= this.#options.maxDroppedBytesPerClient || oldest === connectionId) break;
       this.#letGo(oldest);
     }
   }
@@ -347,6 +339,16 @@ export class PresenceService implements Presence {
     );
     for (const listener of listeners) listener(encoded);
   }
+}
+
+/**
+ * The `sync` frame of a channel, from its members already as JSON: what JSON.stringify({ type,
+ * channel, action: 'sync', members }) would write.
+ */
+export function encodeSync(channel: string, members: readonly string[]): Buffer {
+  return Buffer.from(
+    `{"type":"presence","channel":${JSON.stringify(channel)},"action":"sync","members":[${members.join(',')}]}`,
+  );
 }
 
 /**

@@ -29,7 +29,13 @@
 import { randomBytes } from 'node:crypto';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
-import { memberJson, type Presence, type PresenceListener, type PresenceOptions } from './presence.ts';
+import {
+  encodeSync,
+  memberJson,
+  type Presence,
+  type PresenceListener,
+  type PresenceOptions,
+} from './presence.ts';
 import { PresenceBudget } from './presence-budget.ts';
 import { RedisScript, redisUnavailable } from './redis-script.ts';
 import { ServerError } from './server-error.ts';
@@ -139,9 +145,7 @@ export class RedisPresence implements Presence {
         if (member) members.push(JSON.stringify(member));
       }
     }
-    return Buffer.from(
-      `{"type":"presence","channel":${JSON.stringify(channel)},"action":"sync","members":[${members.join(',')}]}`,
-    );
+    return encodeSync(channel, members);
   }
 
   /** The stored values of the channel's members. */

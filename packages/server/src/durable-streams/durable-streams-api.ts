@@ -32,7 +32,7 @@ import { StoreError } from '../store/store.ts';
 import { isJsonStream, mediaType } from '../store/stream-rules.ts';
 import type { AppendOutcome, StreamMeta, StreamStore } from '../store/stream-store.ts';
 import { formatOffset } from '../store/stream-store.ts';
-import { jsonFragmentSliced } from './json-mode.ts';
+import { jsonFragment } from './json-mode.ts';
 import {
   closedHeader,
   creationContentType,
@@ -282,7 +282,7 @@ export class DurableStreamsApi {
       jsonType = (await streams.get(fork.source, Date.now()))?.contentType;
     if (data.length > 0 && jsonType !== undefined && isJsonStream({ contentType: jsonType })) {
       if (data.length > this.#jsonMax) throw jsonTooLarge(data.length, this.#jsonMax);
-      const parsed = await jsonFragmentSliced(data, true);
+      const parsed = await jsonFragment(data, true);
       if (!parsed.ok) throw new StreamHttpError(400, 'bad_request', parsed.reason);
       data = parsed.fragment;
     }
@@ -361,7 +361,7 @@ export class DurableStreamsApi {
       isJsonStream(meta) &&
       mediaType(contentType) === 'application/json'
     ) {
-      const parsed = await jsonFragmentSliced(data, false);
+      const parsed = await jsonFragment(data, false);
       if (!parsed.ok) throw new StreamHttpError(400, 'bad_request', parsed.reason);
       data = parsed.fragment;
     }

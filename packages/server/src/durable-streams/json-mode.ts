@@ -7,32 +7,22 @@
  * Parsing and re-serialising cost far more than the bytes (an 8 MiB `[{},{},…]` took over a second
  * of one event-loop turn), so the work per request is bounded: JSON bodies are refused above
  * `maxJsonAppendBytes` (1 MiB by default, durable-streams-api.ts), nesting deeper than
- * `MAX_JSON_NESTING` is refused by a linear scan before anything is parsed, and the messages are
- * re-serialised in slices with the event loop free in between (`jsonFragmentSliced`).
+ * `MAX_JSON_DEPTH` is refused by a linear scan before anything is parsed, and the messages are
+ * re-serialised in slices with the event loop free in between (`jsonFragment`).
  */
 import { setImmediate as yieldTurn } from 'node:timers/promises';
+import { MAX_JSON_DEPTH } from '../limits.ts';
 
 export type JsonFragment = { ok: true; fragment: Uint8Array } | { ok: false; reason: string };
 
 /**
  * The chunk to store for a JSON body. `allowEmpty` (a PUT's initial content): `[]` is an empty stream;
  * on a POST an empty array is refused, as it appends nothing.
+ *
+ * The messages are re-serialised a slice at a time (about `SLICE_MS` of work each) with the event
+ * loop free in between, so a body of many small messages does not hold it for long.
  */
-export function jsonFragment(body: Uint8Array, allowEmpty: boolean): JsonFragment {
-  const parsed = parse(body, allowEmpty);
-  if (!Array.isArray(parsed)) return parsed;
-  try {
-    return { ok: true, fragment: Buffer.from(parsed.map((m) => JSON.stringify(m)).join(','), 'utf8') };
-  } catch {
-    return TOO_DEEP;
-  }
-}
-
-/**
- * `jsonFragment`, re-serialising the messages a slice at a time (about `SLICE_MS` of work each) with
- * the event loop free in between, so a body of many small messages does not hold it for long.
- */
-export async function jsonFragmentSliced(body: Uint8Array, allowEmpty: boolean): Promise<JsonFragment> {
+export async function jsonFragment(body: Uint8Array, allowEmpty: boolean): Promise<JsonFragment> {
   const parsed = parse(body, allowEmpty);
   if (!Array.isArray(parsed)) return parsed;
   const out: string[] = new Array(parsed.length);
@@ -51,20 +41,15 @@ export async function jsonFragmentSliced(body: Uint8Array, allowEmpty: boolean):
   return { ok: true, fragment: Buffer.from(out.join(','), 'utf8') };
 }
 
-/**
- * Nesting (the outermost array or object is level 1) above which a JSON body is refused before it is
- * parsed: re-serialising recurses once per level.
- */
-export const MAX_JSON_NESTING = 512;
 const SLICE_MS = 10;
 const TOO_DEEP: JsonFragment = {
   ok: false,
-  reason: `the JSON body is nested deeper than ${MAX_JSON_NESTING} levels`,
+  reason: `the JSON body is nested deeper than ${MAX_JSON_DEPTH} levels`,
 };
 
 /** The messages of a JSON body, or why it is refused. */
 function parse(body: Uint8Array, allowEmpty: boolean): unknown[] | JsonFragment {
-  if (nestedDeeper(body, MAX_JSON_NESTING)) return TOO_DEEP;
+  if (nestedDeeper(body, MAX_JSON_DEPTH)) return TOO_DEEP;
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
