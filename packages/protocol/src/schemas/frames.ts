@@ -49,9 +49,8 @@ export function isJsonValue(value: unknown): value is JsonValue {
           for (let i = 0; i < v.length; i++) stack.push(v[i]);
           continue;
         }
-        const proto = Object.getPrototypeOf(v);
-        if (proto !== Object.prototype && proto !== null) return false;
-        for (const key of Object.keys(v)) stack.push((v as Record<string, unknown>)[key]);
+        if (!isPlainObject(v)) return false;
+        for (const key of Object.keys(v)) stack.push(v[key]);
         continue;
       }
       default:
@@ -63,6 +62,13 @@ export function isJsonValue(value: unknown): value is JsonValue {
 
 export const jsonValueSchema = z.custom<JsonValue>(isJsonValue, 'not a JSON value');
 
+/** An object JSON could have made: not an array, nor an instance of a class (a `Date`, a `Map`). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
 /**
  * What is wrong with `headers`, if anything: an object of at most `maxHeaders` names of 1–128
  * characters, each to a string, a number or a boolean. By hand, stopping at the first fault (and
@@ -70,16 +76,12 @@ export const jsonValueSchema = z.custom<JsonValue>(isJsonValue, 'not a JSON valu
  * frame and built an issue for each, 700 ms of the event loop.
  */
 function headersFault(headers: unknown): string | undefined {
-  if (typeof headers !== 'object' || headers === null || Array.isArray(headers))
-    return 'headers are an object of names to strings, numbers or booleans';
-  const proto = Object.getPrototypeOf(headers);
-  if (proto !== Object.prototype && proto !== null)
-    return 'headers are an object of names to strings, numbers or booleans';
+  if (!isPlainObject(headers)) return 'headers are an object of names to strings, numbers or booleans';
   let count = 0;
   for (const name in headers) {
     if (++count > DEFAULT_LIMITS.maxHeaders) return 'too many headers';
     if (name.length < 1 || name.length > 128) return 'a header name is 1 to 128 characters';
-    const value = (headers as Record<string, unknown>)[name];
+    const value = headers[name];
     if (
       typeof value !== 'string' &&
       typeof value !== 'boolean' &&
