@@ -1,8 +1,9 @@
 /**
  * One client connection, independent of its transport (PROTOCOL.md §5–8).
  *
- * Transports (WebSocket now; HTTP streaming and long-polling later) are thin adapters: they hand
- * inbound text to `receive()` and implement `TransportSink` for outbound frames. Everything else —
+ * Transports (WebSocket, HTTP streaming, long-polling) are thin adapters: they hand inbound text to
+ * `receive()` (or parsed upstream frames to `receiveValue()`), pace their reading by `inboundPause`,
+ * and implement `TransportSink` for outbound frames. Everything else —
  * frame validation, publishing, acks, the send-buffer bound, slow consumers — is here, so every
  * transport behaves the same. Attaching (catch-up and the hand-over to live) is ChannelAttachment's
  * (channel-attachment.ts); this file checks the capability, sends `attached` and joins presence.

@@ -136,8 +136,8 @@ export class HttpTransports {
         connectionId: match[1]!,
         connectionKey: connectionKeyOf(req, url),
         ...transportIdOf(url),
-        frames: async () => {
-          const body = await readJson(req, this.#o.limits.maxHttpBody);
+        frames: async (pace) => {
+          const body = await readJson(req, this.#o.limits.maxHttpBody, pace ? { pace } : undefined);
           return Array.isArray(body) ? body : [body];
         },
       };
@@ -199,7 +199,8 @@ export class HttpTransports {
         connection.upstreamRequests++;
         let frames: unknown[];
         try {
-          frames = await request.frames();
+          // read at the pace of the identity's inbound budget, as a WebSocket is
+          frames = await request.frames((bytes) => connection.inboundPause(bytes));
         } finally {
           connection.upstreamRequests--;
         }

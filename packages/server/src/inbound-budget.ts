@@ -1,15 +1,21 @@
 /**
- * The bytes a token identity may send this node per second over WebSocket, before any of them is
- * parsed (PROTOCOL.md §10, `maxInboundBytesRate`). Parsing and checking a frame costs the event loop
+ * The bytes a token identity may send this node per second — WebSocket frames and the bodies of
+ * upstream POSTs (HTTP transports) — before any of them is parsed (PROTOCOL.md §10,
+ * `maxInboundBytesRate`). Parsing and checking a frame costs the event loop
  * in proportion to its size (tens of ms for a frame of `maxFrameSize` whose JSON is a few hundred
  * thousand small values), and every other budget is taken after that work: without this one, a
  * token holder sending large frames as fast as its link allows held the event loop from everyone.
  *
- * Over budget, nothing is refused: the connection's socket stops being read until the identity's
- * bucket has refilled, so TCP slows the sender down and no frame is lost. One bucket per identity
+ * Over budget, nothing is refused: the connection's socket (or the POST's body) stops being read
+ * until the identity's bucket has refilled, so TCP slows the sender down and no frame is lost. A
+ * POST forwarded from another node (Redis) was read there; it waits here, on the node holding the
+ * connection, for as long as its bytes ask before its frames are handled. One bucket per identity
  * (key + clientId, or a key's anonymous tokens together), shared by its connections on this node;
  * the event loop is per node, so the budget is too. API keys (trusted backends) are not counted.
  */
+/** How long (ms) to stop reading after `bytes` more arrived; 0 to read on. */
+export type Pace = (bytes: number) => number;
+
 interface Bucket {
   level: number;
   at: number;

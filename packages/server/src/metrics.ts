@@ -106,7 +106,7 @@ export class Metrics {
     });
     this.inboundThrottled = new Counter({
       name: 'mooring_inbound_throttled_total',
-      help: 'WebSocket frames after which a token identity was over maxInboundBytesRate on this node, so its connection stopped being read until the budget refilled',
+      help: 'WebSocket frames or pieces of an upstream POST after which a token identity was over maxInboundBytesRate on this node, so its connection or POST stopped being read until the budget refilled',
       registers,
     });
     const metrics = this;

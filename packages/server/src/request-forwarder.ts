@@ -29,6 +29,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { errorInfo } from '@mooring/protocol';
 import { nodeOfHolder } from './connection-registry.ts';
 import { errorBody, type Reply } from './http-reply.ts';
+import type { Pace } from './inbound-budget.ts';
 import { ServerError } from './server-error.ts';
 import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
 
@@ -39,8 +40,12 @@ export interface ConnectionRequest {
   connectionKey: string;
   /** The transport id the request names (`transport=`), if any (PROTOCOL.md §12). */
   transportId?: string;
-  /** The upstream frames (kind `frames`), read lazily for a local request. */
-  frames: () => Promise<unknown[]>;
+  /**
+   * The upstream frames (kind `frames`), read lazily for a local request. The node holding the
+   * connection passes its identity's inbound budget as `pace` (`maxInboundBytesRate`): a local body
+   * is read at that pace, a forwarded one waits for its bytes before its frames are handled.
+   */
+  frames: (pace?: Pace) => Promise<unknown[]>;
 }
 
 export type ConnectionRequestHandler = (request: ConnectionRequest, reply: Reply) => void;
@@ -272,11 +277,11 @@ export class RequestForwarder {
       return;
     }
     if (message.t === 'req' && typeof message.rid === 'string' && typeof message.from === 'string')
-      this.#handleRequest(message);
+      this.#handleRequest(message, Buffer.byteLength(payload));
   }
 
   /** A request forwarded to this node: handled like a local one, its answer sent back. */
-  #handleRequest(message: RequestMessage): void {
+  #handleRequest(message: RequestMessage, bytes: number): void {
     const { rid, from } = message;
     let answered = false;
     const closeListeners: (() => void)[] = [];
@@ -308,7 +313,11 @@ export class RequestForwarder {
         connectionId: String(message.id),
         connectionKey: String(message.key),
         ...(typeof message.transport === 'string' ? { transportId: message.transport } : {}),
-        frames: async () => frames,
+        frames: async (pace) => {
+          const wait = pace?.(bytes) ?? 0;
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          return frames;
+        },
       },
       reply,
     );

@@ -21,6 +21,7 @@ import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
 import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
 import { identityKey, type RateBudgets } from './identity-budgets.ts';
+import type { Pace } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
 import type { Presence } from './presence.ts';
@@ -380,12 +381,14 @@ function refuseBody(req: IncomingMessage): void {
 
 /**
  * Reads a JSON body of at most `max` bytes; `body_too_large` beyond, `bad_request` if not JSON. A
- * body of no bytes is not JSON either, unless `empty` gives the value it stands for.
+ * body of no bytes is not JSON either, unless `empty` gives the value it stands for. With `pace`,
+ * each piece is counted as it arrives and reading waits as long as `pace` says before the next one
+ * (TCP then slows the sender).
  */
 export async function readJson(
   req: IncomingMessage,
   max: number,
-  options?: { empty: unknown },
+  options?: { empty?: unknown; pace?: Pace },
 ): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > max) {
@@ -402,13 +405,15 @@ export async function readJson(
         throw new ServerError('body_too_large', `the body is over ${max} bytes`);
       }
       chunks.push(chunk);
+      const wait = options?.pace?.(chunk.length) ?? 0;
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     }
   } catch (err) {
     if (err instanceof ServerError) throw err;
     // the stream failed: the peer reset or aborted the request (ECONNRESET, 'aborted')
     throw new RequestAborted();
   }
-  if (size === 0 && options) return options.empty;
+  if (size === 0 && options && 'empty' in options) return options.empty;
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {

@@ -1,14 +1,18 @@
 /**
- * `maxInboundBytesRate` (PROTOCOL.md §10): a token identity's WebSocket bytes are counted before
- * they are parsed, and past the budget its connections stop being read until it refills. Nothing is
- * refused or lost; API keys are not counted.
+ * `maxInboundBytesRate` (PROTOCOL.md §10): a token identity's bytes are counted before they are
+ * parsed, and past the budget its connections stop being read until it refills — WebSocket frames,
+ * and the bodies of upstream POSTs on the HTTP transports (also one forwarded from another node,
+ * which waits on the node holding the connection). Nothing is refused or lost; API keys are not
+ * counted.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { InboundBudget } from '../src/inbound-budget.ts';
-import { createToken } from '../src/index.ts';
+import { createToken, type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
 import { metricsText, metricValue, startFixture, TEST_KEY } from './support/fixture.ts';
+import { PollClient, SseClient } from './support/http-client.ts';
 import { RawClient } from './support/raw-client.ts';
 
 describe('InboundBudget', () => {
@@ -102,4 +106,95 @@ describe('maxInboundBytesRate on a server', () => {
       await fx.close();
     }
   });
+});
+
+/** 256 KiB/s after a burst of 512 KiB, and publishes allowed far beyond it. */
+const SLOW_INBOUND: Partial<ServerOptions> = {
+  limits: { maxInboundBytesRate: 256 * 1024, maxFrameSize: 16 * 1024, maxPublishBytesRate: 16 * 1024 * 1024 },
+};
+
+const throttledOn = async (server: MooringServer) =>
+  metricValue(await metricsText(server), 'mooring_inbound_throttled_total') ?? 0;
+
+/**
+ * Sends 25 POSTs of four 12 KB publishes each (1.2 MB), one after the other, to `to` (the node of
+ * `client`'s connection or another one); resolves with how long until every publish was acked.
+ */
+async function postPublishes(client: SseClient | PollClient, to: string, channel: string) {
+  const data = 'x'.repeat(12_000);
+  const started = performance.now();
+  for (let post = 0; post < 25; post++) {
+    const frames = Array.from({ length: 4 }, (_, i) => ({
+      type: 'publish',
+      channel,
+      ref: post * 4 + i + 1,
+      ops: [{ id: `p${post}-${i}`, data }],
+    }));
+    const res = await fetch(`${to}/v1/connections/${client.connectionId}/frames`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-mooring-connection-key': client.connectionKey },
+      body: JSON.stringify(frames),
+    });
+    assert.equal(res.status, 202, await res.text());
+  }
+  const answers: ServerFrame[] = [];
+  for (let ref = 1; ref <= 100; ref++)
+    answers.push(await client.next((f) => 'ref' in f && f.ref === ref, 30_000));
+  return { types: answers.map((a) => a.type), ms: performance.now() - started };
+}
+
+describe('maxInboundBytesRate over HTTP', () => {
+  for (const transport of ['sse', 'longpoll'] as const) {
+    it(`a token identity's upstream POSTs are read at its budget on ${transport}, nothing lost; an API key's are not counted`, async () => {
+      const fx = await startFixture('memory', SLOW_INBOUND);
+      const open = (query: string) =>
+        transport === 'sse'
+          ? SseClient.connect(fx.server.url, query)
+          : PollClient.connect(fx.server.url, query);
+      const clients: (SseClient | PollClient)[] = [];
+      try {
+        const key = await open(`key=${TEST_KEY}`);
+        clients.push(key);
+        assert.deepEqual(
+          (await postPublishes(key, fx.server.url, 'session:key')).types,
+          Array(100).fill('ack'),
+        );
+        assert.equal(await throttledOn(fx.server), 0, 'an API key is not counted');
+        const { token } = await createToken(TEST_KEY, { clientId: 'browser' });
+        const browser = await open(`token=${token}`);
+        clients.push(browser);
+        const sent = await postPublishes(browser, fx.server.url, 'session:token');
+        assert.deepEqual(sent.types, Array(100).fill('ack'), 'every publish stored');
+        assert.ok((await throttledOn(fx.server)) > 0, 'the token identity went over its budget');
+        // about 2.7 s at the budget; only a lower bound is asserted (a loaded machine makes it longer)
+        assert.ok(sent.ms >= 1_000, `read at its budget, not at once: all acked in ${sent.ms.toFixed(0)} ms`);
+      } finally {
+        for (const c of clients) c instanceof SseClient ? c.close() : c.stop();
+        await fx.close();
+      }
+    });
+  }
+
+  const skip = redisSkipReason();
+  it(
+    "a POST forwarded from another node waits on the holder for its identity's budget",
+    { skip },
+    async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const options = { ...SLOW_INBOUND, host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
+      const holder = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
+      t.after(() => holder.close());
+      const other = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
+      t.after(() => other.close());
+      const { token } = await createToken(TEST_KEY, { clientId: 'browser' });
+      const browser = await SseClient.connect(holder.url, `token=${token}`);
+      t.after(() => browser.close());
+      const sent = await postPublishes(browser, other.url, 'session:forwarded');
+      assert.deepEqual(sent.types, Array(100).fill('ack'), 'every publish stored');
+      assert.ok((await throttledOn(holder)) > 0, 'the holder counted the forwarded bytes');
+      assert.equal(await throttledOn(other), 0, 'the node that forwarded holds no budget for it');
+      assert.ok(sent.ms >= 1_000, `read at its budget, not at once: all acked in ${sent.ms.toFixed(0)} ms`);
+    },
+  );
 });
