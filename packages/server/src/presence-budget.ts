@@ -92,6 +92,14 @@ export class PresenceBudget {
     this.#channelsOf.get(connectionId)?.delete(channel);
   }
 
+  /** What the connection holds: its channels and the bytes of its data over all of them. */
+  held(connectionId: string): { channels: number; bytes: number } {
+    const channels = this.#channelsOf.get(connectionId);
+    let bytes = 0;
+    for (const size of channels?.values() ?? []) bytes += size;
+    return { channels: channels?.size ?? 0, bytes };
+  }
+
   /** The connection is gone: forgets all it held. */
   forget(connectionId: string): void {
     this.#channelsOf.delete(connectionId);

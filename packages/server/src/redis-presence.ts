@@ -18,7 +18,13 @@
  *   when a sweeper first saw it dead (`<prefix>:node-dead:<id>`, set once) its members leave after
  *   the grace, through the same conditional script, so sweepers racing announce each leave once.
  * - Budgets: `maxMembers` per channel is checked inside the script; the per-connection budgets are
- *   kept by the node holding the connection (a connection is on one node at a time).
+ *   kept by the node holding the connection (a connection is on one node at a time). What dropped
+ *   connections keep (members in their grace, then their records for a recovery) is bounded per
+ *   clientId by `maxDroppedBytesPerClient`, for all nodes together: a ledger per clientId
+ *   (`<prefix>:{presence-dropped:<clientId>}`, a sorted set by drop time and a hash of costs) is
+ *   kept by one script. Past the bound, the oldest dropped connections are let go: their records are
+ *   deleted (a recovery enters nothing again) and their members leave now, if the node that dropped
+ *   them still holds them.
  *
  * Presence events travel over pub/sub, which may lose one (a reconnect); the `sync` sent on attach
  * is read from the hash and is always complete.
@@ -30,6 +36,7 @@ import { randomBytes } from 'node:crypto';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
 import {
+  DROPPED_MEMBER_COST,
   encodeSync,
   memberJson,
   type Presence,
@@ -91,6 +98,61 @@ return member
 
 const script = new RedisScript(PRESENCE_SCRIPT);
 
+/**
+ * The dropped connections of one clientId. KEYS: the sorted set (connectionId by drop time), the hash
+ * (connectionId → `<node>\n<cost>`, and '' → the total cost). ARGV: op, connectionId, now, then
+ *   add:    cost, max, window, node → the connections let go, flat: id, node, id, node, …
+ *   remove:                         → 1 if it was counted, else 0
+ * Entries older than `window` (their records expired) are dropped first; the one just added is never
+ * let go. Both keys live `window` after the last add and are deleted when they count nothing.
+ */
+const DROPPED_SCRIPT = `
+local order, costs = KEYS[1], KEYS[2]
+local op, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local total = tonumber(redis.call('HGET', costs, '') or '0')
+local function uncount(gone)
+  local value = redis.call('HGET', costs, gone)
+  if not value then return nil end
+  local node, cost = string.match(value, '^(.*)\\n(%d+)$')
+  total = total - (tonumber(cost) or 0)
+  redis.call('HDEL', costs, gone)
+  redis.call('ZREM', order, gone)
+  return node or ''
+end
+local function settle()
+  if redis.call('ZCARD', order) == 0 then
+    redis.call('DEL', order, costs)
+  else
+    redis.call('HSET', costs, '', total)
+  end
+end
+if op == 'remove' then
+  local found = uncount(id)
+  settle()
+  return found and 1 or 0
+end
+local cost, max, window, node = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', order, '-inf', now - window)) do uncount(gone) end
+uncount(id)
+redis.call('ZADD', order, now, id)
+redis.call('HSET', costs, id, node .. '\\n' .. cost)
+total = total + cost
+local let_go = {}
+while total > max do
+  local oldest = redis.call('ZRANGE', order, 0, 0)[1]
+  if not oldest or oldest == id then break end
+  local held_by = uncount(oldest)
+  table.insert(let_go, oldest)
+  table.insert(let_go, held_by)
+end
+settle()
+redis.call('PEXPIRE', order, window)
+redis.call('PEXPIRE', costs, window)
+return let_go
+`;
+
+const droppedScript = new RedisScript(DROPPED_SCRIPT);
+
 interface Feed {
   listeners: number;
   ready: Promise<void>;
@@ -107,6 +169,8 @@ export class RedisPresence implements Presence {
   /** Per connection held here: its channels and the bytes of its data in each. */
   readonly #budget: PresenceBudget;
   readonly #pendingLeaves = new Map<string, NodeJS.Timeout>();
+  /** The clientId of each connection present here (for its clientId's ledger when it drops). */
+  readonly #clientOf = new Map<string, string>();
   readonly #sweep: NodeJS.Timeout;
   #bus: Promise<BusConnection> | undefined;
   #recordsRefreshedAt = 0;
@@ -182,6 +246,7 @@ export class RedisPresence implements Presence {
     const bytes = size ?? (text === undefined ? 0 : Buffer.byteLength(text));
     // counted from now: the enters a connection sends together each see the others
     const undo = this.#budget.take(connectionId, channel, bytes);
+    this.#clientOf.set(connectionId, clientId);
     const json = memberJson({ clientId, connectionId, timestamp: Date.now(), data: text });
     const outcome = await this.#run(channel, 'enter', connectionId, this.nodeId, [
       String(bytes),
@@ -212,6 +277,7 @@ export class RedisPresence implements Presence {
     this.#cancelPendingLeave(connectionId);
     const channels = this.channelsOf(connectionId);
     this.#budget.forget(connectionId);
+    this.#clientOf.delete(connectionId);
     for (const channel of channels) this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
     const record = this.#recordKey(connectionId);
     this.#o.connection.send(record, ['DEL', record]).catch(this.#o.onError);
@@ -220,10 +286,12 @@ export class RedisPresence implements Presence {
   connectionLost(connectionId: string): void {
     if (!this.#budget.isPresent(connectionId)) return;
     this.#cancelPendingLeave(connectionId);
+    this.#countDropped(connectionId).catch(this.#o.onError);
     const timer = setTimeout(() => {
       this.#pendingLeaves.delete(connectionId);
       const channels = this.channelsOf(connectionId);
       this.#budget.forget(connectionId);
+      this.#clientOf.delete(connectionId);
       // only if still held here: a recovery on another node took the members over
       for (const channel of channels)
         this.#run(channel, 'leave', connectionId, this.nodeId, []).catch(this.#o.onError);
@@ -244,15 +312,68 @@ export class RedisPresence implements Presence {
   connectionMoved(connectionId: string): void {
     this.#cancelPendingLeave(connectionId);
     this.#budget.forget(connectionId);
+    this.#clientOf.delete(connectionId);
+  }
+
+  /**
+   * The connection dropped: counted in its clientId's ledger, with what it keeps (its data and a
+   * record per member). The oldest dropped connections past `maxDroppedBytesPerClient` are let go.
+   */
+  async #countDropped(connectionId: string): Promise<void> {
+    const clientId = this.#clientOf.get(connectionId);
+    if (clientId === undefined) return;
+    const held = this.#budget.held(connectionId);
+    const cost = held.bytes + held.channels * DROPPED_MEMBER_COST;
+    const { grace, recoverWithin, maxDroppedBytesPerClient } = this.#o;
+    const keys = this.#ledgerKeys(clientId);
+    const letGo = (await droppedScript.run(this.#o.connection, keys, [
+      'add',
+      connectionId,
+      String(Date.now()),
+      String(cost),
+      String(maxDroppedBytesPerClient),
+      String(grace + Math.max(recoverWithin, this.#nodeTtl)),
+      this.nodeId,
+    ])) as unknown[];
+    for (let i = 0; i + 1 < letGo.length; i += 2) await this.#letGo(String(letGo[i]), String(letGo[i + 1]));
+  }
+
+  /**
+   * A dropped connection over its clientId's bound: its record goes (a recovery enters nothing
+   * again) and its members leave now, if `node`, which dropped it, still holds them.
+   */
+  async #letGo(connectionId: string, node: string): Promise<void> {
+    if (node === this.nodeId && this.#pendingLeaves.has(connectionId)) {
+      this.#cancelPendingLeave(connectionId);
+      this.#budget.forget(connectionId);
+      this.#clientOf.delete(connectionId);
+    }
+    const record = this.#recordKey(connectionId);
+    const { connection } = this.#o;
+    const flat = (await connection.send(record, ['HGETALL', record], true)) as unknown[];
+    await connection.send(record, ['DEL', record]);
+    for (let i = 0; i + 1 < flat.length; i += 2)
+      await this.#run(String(flat[i]), 'leave', connectionId, node, []);
   }
 
   async #resume(connectionId: string): Promise<void> {
     const record = this.#recordKey(connectionId);
     const flat = (await this.#o.connection.send(record, ['HGETALL', record], true)) as unknown[];
+    let counted = false;
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const channel = String(flat[i]);
       const member = decodeMember(String(flat[i + 1]));
       if (!member) continue;
+      if (!counted) {
+        // recovered: no longer one of its clientId's dropped connections
+        counted = true;
+        await droppedScript.run(this.#o.connection, this.#ledgerKeys(member.clientId), [
+          'remove',
+          connectionId,
+          String(Date.now()),
+        ]);
+      }
+      this.#clientOf.set(connectionId, member.clientId);
       const size = member.data === undefined ? 0 : Buffer.byteLength(JSON.stringify(member.data));
       const taken = await this.#run(channel, 'rehome', connectionId, this.nodeId, []);
       if (typeof taken === 'string') {
@@ -473,6 +594,12 @@ export class RedisPresence implements Presence {
 
   #busChannel(channel: string): string {
     return `${this.#o.prefix}:presence:{${channel}}`;
+  }
+
+  /** The ledger of a clientId's dropped connections: its sorted set and its hash (one hash slot). */
+  #ledgerKeys(clientId: string): [string, string] {
+    const order = `${this.#o.prefix}:{presence-dropped:${clientId}}`;
+    return [order, `${order}:cost`];
   }
 
   #recordKey(connectionId: string): string {

@@ -1,0 +1,139 @@
+/**
+ * On Redis, what a clientId's dropped connections keep for a recovery (members in their grace, then
+ * their records) is bounded by `maxDroppedBytesPerClient` for all nodes together, as on one node:
+ * past it, the oldest is let go — its members leave now and a recovery enters nothing again — so
+ * connecting, entering and dropping without end (on any nodes) holds no more than the bound in Redis.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
+import { createClient } from 'redis';
+import type { MooringServer } from '../src/index.ts';
+import { DROPPED_MEMBER_COST } from '../src/presence.ts';
+import { rest } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+import { redisNode } from './support/redis-fixtures.ts';
+
+const skip = redisSkipReason();
+const data = 'x'.repeat(598); // 600 bytes as JSON
+const COST = 600 + DROPPED_MEMBER_COST;
+const CAP = 2 * 1000; // maxConnectionsPerClient × maxPresenceBytesPerConnection: two dropped connections fit, not three
+
+const isLeaveOf = (connectionId: string) => (f: ServerFrame) =>
+  f.type === 'presence' && f.action === 'leave' && f.member.connectionId === connectionId;
+
+async function members(server: MooringServer): Promise<string[]> {
+  const res = await rest(server, '/v1/channels/p:0/presence');
+  return (res.body.members as Array<{ connectionId: string }>).map((m) => m.connectionId).sort();
+}
+
+/** A connection of `mallory` on `server` that enters p:0 and then drops without a close. */
+async function enterAndDrop(server: MooringServer): Promise<RawClient> {
+  const before = server.connections;
+  const client = await RawClient.connect(server.url, { clientId: 'mallory' });
+  const answer = await client.request({ type: 'presence', channel: 'p:0', action: 'enter', data });
+  assert.equal(answer.type, 'ack', JSON.stringify(answer));
+  client.kill();
+  for (let i = 0; i < 500 && server.connections > before; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(server.connections, before, 'the node saw the drop');
+  return client;
+}
+
+describe('Redis presence: dropped connections per clientId', () => {
+  it(
+    'keeps at most maxDroppedBytesPerClient over all nodes: the oldest leaves at once and recovers without its presence; the newer ones keep theirs',
+    { skip },
+    async (t) => {
+      assert.ok(2 * COST <= CAP && 3 * COST > CAP, 'two fit under the bound, three do not');
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const options = {
+        presenceGrace: 60_000, // a leave seen now is the bound's, not the grace's
+        limits: { maxConnectionsPerClient: 2, maxPresenceBytesPerConnection: 1000 },
+      };
+      const a = await redisNode(redis.url, options);
+      t.after(() => a.close());
+      const b = await redisNode(redis.url, options);
+      t.after(() => b.close());
+      const watcher = await RawClient.connect(b.url, { clientId: 'watcher' });
+      t.after(() => watcher.close());
+      await watcher.attach('p:0');
+
+      const first = await enterAndDrop(a);
+      const second = await enterAndDrop(b);
+      assert.deepEqual(
+        await members(a),
+        [first.connected.connectionId, second.connected.connectionId].sort(),
+        'two dropped connections fit: both stay in their grace',
+      );
+      const third = await enterAndDrop(a); // over the bound: the oldest (on node a) is let go
+      const left = await watcher.next(isLeaveOf(first.connected.connectionId));
+      assert.ok(left.type === 'presence');
+      assert.deepEqual(
+        await members(b),
+        [second.connected.connectionId, third.connected.connectionId].sort(),
+        'the newer two stay',
+      );
+
+      const inspect = createClient({ url: redis.url });
+      inspect.on('error', () => {}); // Redis stops first at the end
+      await inspect.connect();
+      t.after(() => inspect.destroy());
+      const [ledger] = await inspect.keys('*{presence-dropped:mallory}');
+      assert.ok(ledger, 'a ledger for the clientId');
+      assert.deepEqual(
+        (await inspect.zRange(ledger, 0, -1)).sort(),
+        [second.connected.connectionId, third.connected.connectionId].sort(),
+      );
+      assert.equal(Number(await inspect.hGet(`${ledger}:cost`, '')), 2 * COST, 'the total it counts');
+      assert.deepEqual(
+        await inspect.keys(`*presence-connection:${first.connected.connectionId}`),
+        [],
+        'the record of the one let go is deleted',
+      );
+
+      // the one let go recovers (on the other node) without its presence; the newest keeps its own
+      const back = await RawClient.connect(b.url, {
+        clientId: 'mallory',
+        recover: first.connected.connectionKey,
+      });
+      t.after(() => back.close());
+      assert.equal(back.connected.resumed, true);
+      const newest = await RawClient.connect(b.url, {
+        clientId: 'mallory',
+        recover: third.connected.connectionKey,
+      });
+      t.after(() => newest.close());
+      assert.equal(newest.connected.resumed, true);
+      for (let i = 0; i < 200 && (await inspect.zCard(ledger)) !== 1; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(
+        await inspect.zRange(ledger, 0, -1),
+        [second.connected.connectionId],
+        'recovered: not counted',
+      );
+      assert.equal(Number(await inspect.hGet(`${ledger}:cost`, '')), COST);
+      assert.deepEqual(
+        await members(b),
+        [second.connected.connectionId, third.connected.connectionId].sort(),
+        'the connection let go did not enter again',
+      );
+      assert.equal(
+        watcher.frames.filter((f) => f.type === 'presence' && f.action === 'leave').length,
+        1,
+        'only the one let go left',
+      );
+
+      // the last dropped one recovers too: the ledger counts nothing and is gone
+      const last = await RawClient.connect(a.url, {
+        clientId: 'mallory',
+        recover: second.connected.connectionKey,
+      });
+      t.after(() => last.close());
+      for (let i = 0; i < 200 && (await inspect.exists(ledger)) === 1; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.equal(await inspect.exists([ledger, `${ledger}:cost`]), 0, 'no ledger left behind');
+    },
+  );
+});
