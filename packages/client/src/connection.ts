@@ -280,11 +280,11 @@ export class Connection {
    * Sends a frame if connected. Returns false when it could not be sent; a send that fails on an
    * open transport means the transport is dead, and the connection reconnects.
    */
-  send(frame: ClientFrame): boolean {
+  send(frame: ClientFrame, json?: string): boolean {
     const transport = this.#transport;
     if (this.state !== 'connected' || transport === undefined || this.#upgrade.switching) return false;
     try {
-      transport.send(frame);
+      transport.send(frame, json);
       return true;
     } catch (err) {
       this.#dispatch({

@@ -22,14 +22,20 @@ export function jsonBytes(value: unknown): number {
   return utf8Length(JSON.stringify(value) ?? '');
 }
 
+/** `encode`'s bytes: what `value` weighs on the wire, or why it cannot be sent. */
+export function measure(value: unknown, what: string): number | MooringError {
+  const json = encode(value, what);
+  return json instanceof MooringError ? json : utf8Length(json);
+}
+
 /**
- * `jsonBytes(value)`, or the error of a request that cannot be sent as JSON at all (a BigInt, a
+ * `value` as JSON text, or the error of a request that cannot be sent as JSON at all (a BigInt, a
  * cycle): JSON.stringify would throw in the transport, the send would count as a lost connection and
  * the resend on the next one would throw again.
  */
-export function measure(value: unknown, what: string): number | MooringError {
+export function encode(value: unknown, what: string): string | MooringError {
   try {
-    return jsonBytes(value);
+    return JSON.stringify(value) ?? '';
   } catch (err) {
     return new MooringError(
       'bad_request',

@@ -55,13 +55,13 @@ export abstract class HttpTransport implements Transport {
   /** The `close` frame was accepted upstream: end when the server has ended the connection. */
   protected abstract closeSent(code: number, reason: string): void;
 
-  send(frame: ClientFrame): void {
+  send(frame: ClientFrame, json?: string): void {
     if (this.done) throw new Error(`the ${this.kind === 'sse' ? 'SSE' : 'long-polling'} transport is closed`);
     if (frame.type === 'close') {
       this.close(1000, 'client closed'); // sends it, and knows the end that follows is a normal one
       return;
     }
-    this.upstream.send(frame);
+    this.upstream.send(frame, json);
   }
 
   /**

@@ -58,11 +58,11 @@ export class HttpUpstream {
     return this.#target !== undefined;
   }
 
-  /** Queues one frame; throws once the upstream has stopped. */
-  send(frame: ClientFrame): void {
+  /** Queues one frame (`json`: the frame already written, if it was); throws once the upstream has stopped. */
+  send(frame: ClientFrame, json?: string): void {
     if (this.#stopped) throw new Error('the HTTP transport is closed');
     this.sent++;
-    this.#queue.push(JSON.stringify(frame));
+    this.#queue.push(json ?? JSON.stringify(frame));
     this.#pump();
   }
 

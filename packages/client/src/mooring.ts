@@ -227,7 +227,7 @@ export class Mooring {
     });
     this.connection = connection;
     this.#queue = new PublishQueue({
-      send: (frame) => this.connection.send(frame),
+      send: (frame, json) => this.connection.send(frame, json),
       nextRef: () => this.connection.nextRef(),
       maxQueuedOps: options.maxQueuedOps ?? DEFAULT_MAX_QUEUED_OPS,
       maxFrameSize: () => frameLimit(this.connection.details?.limits),

@@ -20,13 +20,15 @@ import type {
   PublishResult,
   Ref,
 } from '@mooring/protocol';
+import { utf8Length } from '@mooring/protocol';
 import { MooringError } from './errors.ts';
-import { frameTooLarge, jsonBytes, measure } from './frame-size.ts';
+import { encode, frameTooLarge, jsonBytes } from './frame-size.ts';
 
 interface PendingPublish {
   channel: string;
   ops: OperationInput[];
-  /** Bytes of `ops` as JSON: the bulk of the frame, measured once. */
+  /** `ops` as JSON, and its bytes: the bulk of the frame, written and measured once. */
+  opsJson: string;
   opsBytes: number;
   /** The ref of the latest send, and on which connection it went out. */
   ref: Ref | undefined;
@@ -36,8 +38,11 @@ interface PendingPublish {
 }
 
 export interface PublishQueueDeps {
-  /** Sends a frame on the current connection; false when there is none (or it just died). */
-  send(frame: ClientFrame): boolean;
+  /**
+   * Sends a frame on the current connection (`json`: the frame as JSON, sent as is by transports
+   * that send text); false when there is none (or it just died).
+   */
+  send(frame: ClientFrame, json: string): boolean;
   nextRef(): Ref;
   maxQueuedOps: number;
   /** The largest frame the server takes (`connected.limits.maxFrameSize`, or the default before any). */
@@ -64,8 +69,9 @@ export class PublishQueue {
   }
 
   add(channel: string, ops: OperationInput[]): Promise<PublishResult[]> {
-    const opsBytes = measure(ops, 'publish');
-    if (opsBytes instanceof MooringError) return Promise.reject(opsBytes);
+    const opsJson = encode(ops, 'publish');
+    if (opsJson instanceof MooringError) return Promise.reject(opsJson);
+    const opsBytes = utf8Length(opsJson);
     // the smallest ref: a frame too large with it is too large with any (the send checks exactly)
     const bytes = publishFrameBytes(channel, 0, opsBytes);
     const max = this.#deps.maxFrameSize();
@@ -83,6 +89,7 @@ export class PublishQueue {
       const entry: PendingPublish = {
         channel,
         ops,
+        opsJson,
         opsBytes,
         ref: undefined,
         generation: -1,
@@ -143,7 +150,9 @@ export class PublishQueue {
   #send(entry: PendingPublish): void {
     if (entry.generation === this.#generation) return;
     const ref = this.#deps.nextRef();
-    const bytes = publishFrameBytes(entry.channel, ref, entry.opsBytes);
+    // the frame as JSON, its ops written once (when published): `{…,"ops":[]}` with them put in
+    const head = JSON.stringify(publishFrame(entry.channel, ref, []));
+    const bytes = utf8Length(head) - '[]'.length + entry.opsBytes;
     const max = this.#deps.maxFrameSize();
     if (bytes > max) {
       // Never sent, so never resent: the connection stays up and the publishes after it go out.
@@ -151,7 +160,8 @@ export class PublishQueue {
       entry.reject(frameTooLarge('publish', bytes, max));
       return;
     }
-    if (!this.#deps.send(publishFrame(entry.channel, ref, entry.ops))) {
+    const json = `${head.slice(0, -'[]}'.length)}${entry.opsJson}}`;
+    if (!this.#deps.send(publishFrame(entry.channel, ref, entry.ops), json)) {
       this.#connected = false;
       return;
     }

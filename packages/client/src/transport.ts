@@ -49,8 +49,12 @@ export interface Transport {
   readonly kind: string;
   /** Starts opening `url`. Handlers are called asynchronously, never from inside `open`. */
   open(url: string, handlers: TransportHandlers): void;
-  /** Sends one frame. Throws when the transport cannot send (the connection then reconnects). */
-  send(frame: ClientFrame): void;
+  /**
+   * Sends one frame. Throws when the transport cannot send (the connection then reconnects).
+   * `json`, when given, is the frame already written as JSON (a publish, measured before it was
+   * sent): a transport that sends text sends it as is instead of writing the frame again.
+   */
+  send(frame: ClientFrame, json?: string): void;
   /** Closes gracefully; `onClose` follows. Safe to call in any state, more than once. */
   close(code?: number, reason?: string): void;
   /** Drops the transport at once, without a closing handshake, and reports nothing more. */

@@ -59,12 +59,12 @@ export class WebSocketTransport implements Transport {
     );
   }
 
-  send(frame: Parameters<Transport['send']>[0]): void {
+  send(frame: Parameters<Transport['send']>[0], json?: string): void {
     const socket = this.#socket;
     if (this.#done || socket === undefined || socket.readyState !== OPEN) {
       throw new Error('the WebSocket is not open');
     }
-    socket.send(JSON.stringify(frame));
+    socket.send(json ?? JSON.stringify(frame));
   }
 
   close(code?: number, reason?: string): void {

@@ -97,6 +97,26 @@ describe('publishing', () => {
     assert.deepEqual(await Promise.all([a, b, c]), [serial(1), serial(2), serial(3)]);
   });
 
+  it('sends a publish as the JSON its operations were written to once, byte for byte the frame, also when resent', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('session:"quoted"\\x');
+    void channel.publish('a', { text: 'naïve ✓ \u2028', list: [1, null, { deep: true }] });
+    const texts = (t: typeof t1) =>
+      t.sent.flatMap((frame, i) => (frame.type === 'publish' ? [{ frame, json: t.texts[i] }] : []));
+    const [first] = texts(t1);
+    assert.equal(first?.json, JSON.stringify(first?.frame), 'the text is the frame');
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    const t2 = await connect();
+    const [resent] = texts(t2);
+    assert.notEqual(
+      resent?.frame.type === 'publish' && resent.frame.ref,
+      first?.frame.type === 'publish' && first.frame.ref,
+    );
+    assert.equal(resent?.json, JSON.stringify(resent?.frame), 'with its new ref');
+  });
+
   it('keeps a publish the server refused while shutting down, for the next connection', async () => {
     const { client, connect, timers } = fakeClient();
     const t1 = await connect();

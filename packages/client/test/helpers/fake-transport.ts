@@ -10,6 +10,8 @@ export class FakeTransport implements Transport {
   readonly kind: string;
   url: string | undefined;
   readonly sent: ClientFrame[] = [];
+  /** The JSON text given with each sent frame (a publish, written once), in `sent`'s order. */
+  readonly texts: (string | undefined)[] = [];
   closedBy: { code: number | undefined; reason: string | undefined } | undefined;
   aborted = false;
   failSends = false;
@@ -24,9 +26,10 @@ export class FakeTransport implements Transport {
     this.#handlers = handlers;
   }
 
-  send(frame: ClientFrame): void {
+  send(frame: ClientFrame, json?: string): void {
     if (this.failSends) throw new Error('socket is dead');
     this.sent.push(frame);
+    this.texts.push(json);
   }
 
   close(code?: number, reason?: string): void {
