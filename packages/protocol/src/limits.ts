@@ -49,8 +49,8 @@ export const DEFAULT_LIMITS = {
   /** The same for API-key identities; 0 = no limit. */
   maxKeyPublishBytesRate: 0,
   /**
-   * Bytes one token identity may send one node per second (WebSocket frames and upstream POST
-   * bodies), counted before they are parsed, after a burst of twice this or of two `maxFrameSize`
+   * Bytes one token identity may send one node per second (WebSocket frames, and the bodies of
+   * upstream POSTs, REST publishes and Durable Streams writes), counted before they are parsed, after a burst of twice this or of two `maxFrameSize`
    * frames, whichever is larger. Past it the node stops reading the connection (or the POST) until
    * the budget refills (nothing is refused: TCP slows the sender). API keys are not counted. 0 = no
    * limit.

@@ -34,7 +34,7 @@ import {
 } from './connection-registry.ts';
 import type { RateBudgets } from './identity-budgets.ts';
 import { forEachInSlices, type SlicedPass } from './in-slices.ts';
-import { InboundBudget } from './inbound-budget.ts';
+import type { InboundBudget } from './inbound-budget.ts';
 import type { Presence } from './presence.ts';
 
 const HEARTBEAT_SLICE = 500;
@@ -56,6 +56,8 @@ export interface ConnectionManagerOptions {
   registry: ConnectionRegistry;
   limits: Limits;
   budgets: RateBudgets;
+  /** Inbound bytes per token identity (`maxInboundBytesRate`), shared with REST and Durable Streams; none when 0. */
+  inbound?: InboundBudget;
   logger: Logger;
   heartbeatInterval: number;
   /** Connections a heartbeat round visits per turn of the event loop (default 500). */
@@ -84,21 +86,10 @@ export class ConnectionManager {
   readonly #preempted = new Map<string, number>();
   /** The heartbeat round still running (over more than one slice). */
   #round: SlicedPass | undefined;
-  /** Inbound bytes per token identity (`maxInboundBytesRate`), shared by its connections here. */
-  readonly #inbound: InboundBudget | undefined;
 
   constructor(options: ConnectionManagerOptions) {
     this.#o = options;
     this.#counts = options.counts ?? new LocalConnectionCounts();
-    const { maxInboundBytesRate: rate, maxFrameSize } = options.limits;
-    if (rate > 0) {
-      const { metrics } = options.channels;
-      const inbound = new InboundBudget(rate, Math.max(2 * rate, 2 * maxFrameSize), () =>
-        metrics.inboundThrottled.inc(),
-      );
-      metrics.inboundIdentities = () => inbound.size;
-      this.#inbound = inbound;
-    }
   }
 
   /**
@@ -128,7 +119,7 @@ export class ConnectionManager {
       logger: this.#o.logger,
       verifyToken: this.#o.verifyToken,
       compact,
-      ...(this.#inbound ? { inbound: this.#inbound } : {}),
+      ...(this.#o.inbound ? { inbound: this.#o.inbound } : {}),
     });
     const previous = this.#byId.get(opened.connectionId);
     this.#byId.set(opened.connectionId, connection);

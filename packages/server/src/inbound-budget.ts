@@ -1,37 +1,51 @@
 /**
- * The bytes a token identity may send this node per second — WebSocket frames and the bodies of
- * upstream POSTs (HTTP transports) — before any of them is parsed (PROTOCOL.md §10,
- * `maxInboundBytesRate`). Parsing and checking a frame costs the event loop
- * in proportion to its size (tens of ms for a frame of `maxFrameSize` whose JSON is a few hundred
- * thousand small values), and every other budget is taken after that work: without this one, a
- * token holder sending large frames as fast as its link allows held the event loop from everyone.
+ * The bytes a token identity may send this node per second — WebSocket frames, the bodies of
+ * upstream POSTs (HTTP transports), of REST publishes and of Durable Streams writes — before any of
+ * them is parsed (PROTOCOL.md §10, `maxInboundBytesRate`). Parsing and checking a frame costs the
+ * event loop in proportion to its size (tens of ms for a frame of `maxFrameSize` whose JSON is a
+ * few hundred thousand small values), and every other budget is taken after that work: without
+ * this one, a token holder sending large frames or bodies as fast as its link allows held the event
+ * loop from everyone.
  *
- * Over budget, nothing is refused: the connection's socket (or the POST's body) stops being read
+ * Over budget, nothing is refused: the connection's socket (or the request's body) stops being read
  * until the identity's bucket has refilled, so TCP slows the sender down and no frame is lost. A
  * POST forwarded from another node (Redis) was read there; it waits here, on the node holding the
  * connection, for as long as its bytes ask before its frames are handled. One bucket per identity
- * (key + clientId, or a key's anonymous tokens together), shared by its connections on this node;
- * the event loop is per node, so the budget is too. API keys (trusted backends) are not counted.
+ * (key + clientId, or a key's anonymous tokens together), shared by its connections and requests on
+ * this node; the event loop is per node, so the budget is too. A bucket outlives its last user until
+ * it has refilled, so requests one after the other draw on one bucket, not a fresh burst each. API
+ * keys (trusted backends) are not counted.
  */
+
+import type { BudgetIdentity } from './identity-budgets.ts';
+
 /** How long (ms) to stop reading after `bytes` more arrived; 0 to read on. */
 export type Pace = (bytes: number) => number;
+
+/**
+ * Reads a request body of `identity` through `read`, at the identity's pace when it is counted (a
+ * token identity, with `maxInboundBytesRate` on), else without one.
+ */
+export type PacedRead = <T>(identity: BudgetIdentity, read: (pace?: Pace) => Promise<T>) => Promise<T>;
 
 interface Bucket {
   level: number;
   at: number;
-  /** Connections of the identity open on this node: the bucket is dropped with the last. */
+  /** Connections and requests of the identity open on this node. */
   users: number;
 }
 
 export class InboundBudget {
   readonly #buckets = new Map<string, Bucket>();
+  /** Buckets with no user, by when they are full again (kept till then), in the order they were left. */
+  readonly #idle = new Map<string, number>();
   readonly #rate: number;
   readonly #burst: number;
   readonly #now: () => number;
   readonly #onThrottle: () => void;
 
   /**
-   * `rate` bytes per second after a burst of `burst` bytes; `onThrottle` hears each frame that
+   * `rate` bytes per second after a burst of `burst` bytes; `onThrottle` hears each read that
    * leaves an identity over its budget (a metric); `now` in ms (a clock for tests).
    */
   constructor(
@@ -46,37 +60,73 @@ export class InboundBudget {
     this.#now = now;
   }
 
-  /** A connection of `key` opened. */
+  /** A connection or request of `key` began. */
   hold(key: string): void {
+    this.#forgetFull();
     const bucket = this.#buckets.get(key);
-    if (bucket) bucket.users++;
-    else this.#buckets.set(key, { level: this.#burst, at: this.#now(), users: 1 });
+    if (bucket) {
+      bucket.users++;
+      this.#idle.delete(key);
+    } else this.#buckets.set(key, { level: this.#burst, at: this.#now(), users: 1 });
   }
 
-  /** A connection of `key` closed. */
+  /** A connection or request of `key` ended: its bucket is dropped once it has refilled. */
   release(key: string): void {
     const bucket = this.#buckets.get(key);
-    if (bucket && --bucket.users === 0) this.#buckets.delete(key);
+    if (bucket === undefined || --bucket.users > 0) return;
+    this.#refill(bucket);
+    this.#idle.delete(key);
+    this.#idle.set(key, bucket.at + ((this.#burst - bucket.level) * 1000) / this.#rate);
+    this.#forgetFull();
+  }
+
+  /** Reads a request's body at `key`'s pace, as one more user of its bucket while it reads. */
+  async reading<T>(key: string, read: (pace: Pace) => Promise<T>): Promise<T> {
+    this.hold(key);
+    try {
+      return await read((bytes) => this.take(key, bytes));
+    } finally {
+      this.release(key);
+    }
   }
 
   /**
-   * Takes `bytes` just received; returns how long (ms) the connection must stop reading for the
-   * bucket to be back at zero, or 0 while the identity is within its budget.
+   * Takes `bytes` just received; returns how long (ms) the reading must stop for the bucket to be
+   * back at zero, or 0 while the identity is within its budget.
    */
   take(key: string, bytes: number): number {
     const bucket = this.#buckets.get(key);
     if (bucket === undefined) return 0;
-    const now = this.#now();
-    bucket.level = Math.min(this.#burst, bucket.level + ((now - bucket.at) * this.#rate) / 1000);
-    bucket.at = now;
+    this.#refill(bucket);
     bucket.level -= bytes;
     if (bucket.level >= 0) return 0;
     this.#onThrottle();
     return Math.ceil((-bucket.level * 1000) / this.#rate);
   }
 
-  /** Identities with a bucket (for tests). */
+  /** Identities with a bucket (for the metric and tests). */
   get size(): number {
+    this.#forgetFull();
     return this.#buckets.size;
+  }
+
+  #refill(bucket: Bucket): void {
+    const now = this.#now();
+    bucket.level = Math.min(this.#burst, bucket.level + ((now - bucket.at) * this.#rate) / 1000);
+    bucket.at = now;
+  }
+
+  /**
+   * Drops the unused buckets that are full again (a new one would be the same). Checked in the
+   * order they were left, up to the first that is not full yet: one left later may wait a little
+   * longer behind it, which only keeps it longer.
+   */
+  #forgetFull(): void {
+    const now = this.#now();
+    for (const [key, fullAt] of this.#idle) {
+      if (fullAt > now) return;
+      this.#idle.delete(key);
+      this.#buckets.delete(key);
+    }
   }
 }

@@ -106,13 +106,13 @@ export class Metrics {
     });
     this.inboundThrottled = new Counter({
       name: 'mooring_inbound_throttled_total',
-      help: 'WebSocket frames or pieces of an upstream POST after which a token identity was over maxInboundBytesRate on this node, so its connection or POST stopped being read until the budget refilled',
+      help: 'WebSocket frames or pieces of a request body after which a token identity was over maxInboundBytesRate on this node, so its connection or request stopped being read until the budget refilled',
       registers,
     });
     const metrics = this;
     new Gauge({
       name: 'mooring_inbound_identities',
-      help: 'Token identities with a connection on this node, each with its maxInboundBytesRate budget',
+      help: 'Token identities with a maxInboundBytesRate budget on this node: a connection or a request body being read now, or a budget still refilling',
       registers,
       collect() {
         this.set(metrics.inboundIdentities());

@@ -21,7 +21,7 @@ import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
 import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
 import { identityKey, type RateBudgets } from './identity-budgets.ts';
-import type { Pace } from './inbound-budget.ts';
+import type { Pace, PacedRead } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
 import type { Presence } from './presence.ts';
@@ -37,6 +37,8 @@ export interface RestApiOptions {
   limits: Limits;
   /** Publish budgets per identity, shared with the identity's realtime connections. */
   budgets: RateBudgets;
+  /** Reads a publish's body at its identity's inbound pace (`maxInboundBytesRate`). */
+  paced?: PacedRead;
   logger: Logger;
   /** Serve `/metrics` without credentials (for a scraper on a private network). Default false. */
   publicMetrics?: boolean;
@@ -187,7 +189,8 @@ export class RestApi {
     }
     if (match[2]) {
       if (method === 'POST') {
-        const body = await this.#readBody(req);
+        const read = (pace?: Pace) => this.#readBody(req, pace ? { pace } : undefined);
+        const body = await (this.#o.paced ? this.#o.paced(identity, read) : read());
         const parsed = publishBodySchema.safeParse(body);
         if (!parsed.success) {
           throw new ServerError('bad_request', issueText(parsed.error.issues, 'invalid body'));
@@ -239,7 +242,7 @@ export class RestApi {
     send(res, 200, await createToken({ name: key.name, secret: key.secret }, request));
   }
 
-  async #readBody(req: IncomingMessage, options?: { empty: unknown }): Promise<unknown> {
+  async #readBody(req: IncomingMessage, options?: { empty?: unknown; pace?: Pace }): Promise<unknown> {
     const body = await readJson(req, this.#o.limits.maxHttpBody, options);
     if (exceedsDepth(body, this.#o.limits.maxJsonDepth))
       throw new ServerError(

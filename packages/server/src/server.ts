@@ -33,10 +33,12 @@ import { type Hub, LocalHub } from './hub.ts';
 import {
   connectRules,
   IdentityBudgets,
+  identityKey,
   publishRules,
   type RateBudgets,
   type RateRules,
 } from './identity-budgets.ts';
+import { InboundBudget, type PacedRead } from './inbound-budget.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases } from './leases.ts';
 import { resolveLimits } from './limits.ts';
 import { listen } from './listen.ts';
@@ -251,9 +253,22 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const budgets = engine.budgets(publishRules(limits));
   const connectBudgets = engine.budgets(connectRules(limits));
   const counts = engine.counts();
+  // a token identity's bytes, counted before they are parsed: its connections, its REST publishes
+  // and its Durable Streams writes draw on one bucket on this node (`maxInboundBytesRate`)
+  const { maxInboundBytesRate: inboundRate, maxFrameSize } = limits;
+  const inbound =
+    inboundRate > 0
+      ? new InboundBudget(inboundRate, Math.max(2 * inboundRate, 2 * maxFrameSize), () =>
+          metrics.inboundThrottled.inc(),
+        )
+      : undefined;
+  if (inbound) metrics.inboundIdentities = () => inbound.size;
+  const paced: PacedRead = (identity, read) =>
+    inbound && identity.viaToken ? inbound.reading(identityKey(identity), read) : read();
   const connections = new ConnectionManager({
     ...(heartbeatSlice === undefined ? {} : { heartbeatSlice }),
     ...(counts ? { counts } : {}),
+    ...(inbound ? { inbound } : {}),
     channels,
     presence,
     registry,
@@ -276,6 +291,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     auth,
     limits,
     budgets,
+    paced,
     logger,
     publicMetrics: options.publicMetrics ?? false,
     ready: () => store.ping(),
@@ -388,6 +404,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     budgets: {
       write: (identity, count, bytes) => budgets.take(identity, count, bytes),
       live: (identity) => connections.holdLiveRead(identity),
+      paced,
     },
   });
   if (options.durableStreams?.open)

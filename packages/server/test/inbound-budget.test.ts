@@ -36,8 +36,8 @@ describe('InboundBudget', () => {
     assert.equal(throttled, 2);
   });
 
-  it("one bucket per identity, shared by its connections, dropped with the last one's release", () => {
-    const now = 0;
+  it("one bucket per identity, shared by its connections, dropped after the last one's release once it refilled", () => {
+    let now = 0;
     const budget = new InboundBudget(
       1000,
       1000,
@@ -53,8 +53,45 @@ describe('InboundBudget', () => {
     budget.release('a');
     assert.equal(budget.size, 2);
     budget.release('a');
-    assert.equal(budget.size, 1);
+    assert.equal(budget.size, 2, '200 bytes under: kept while it refills');
+    now += 1_199;
+    assert.equal(budget.size, 2, 'not full yet');
+    budget.hold('a');
+    assert.equal(
+      budget.take('a', 1_000),
+      1,
+      'held again before it refilled: the same bucket, not a fresh burst',
+    );
+    budget.release('a');
+    now += 1_000;
+    assert.equal(budget.size, 2, 'still 1 byte short');
+    now += 1;
+    assert.equal(budget.size, 1, 'full again: dropped');
     assert.equal(budget.take('a', 10_000), 0, 'released: not counted');
+    budget.release('b');
+    assert.equal(budget.size, 0, 'a full bucket is dropped at once');
+  });
+
+  it('reading: a request counts as one more user while it reads, at the pace of the shared bucket', async () => {
+    let now = 0;
+    const budget = new InboundBudget(
+      1000,
+      1000,
+      () => {},
+      () => now,
+    );
+    const paces: number[] = [];
+    await budget.reading('a', async (pace) => {
+      assert.equal(budget.size, 1);
+      paces.push(pace(600), pace(600));
+    });
+    assert.deepEqual(paces, [0, 200]);
+    assert.equal(budget.size, 1, 'kept after the request: the next one draws on it');
+    assert.equal(await budget.reading('a', async (pace) => pace(100)), 300);
+    now += 300;
+    assert.equal(budget.size, 1);
+    now += 1000;
+    assert.equal(budget.size, 0);
   });
 });
 
@@ -174,6 +211,73 @@ describe('maxInboundBytesRate over HTTP', () => {
       }
     });
   }
+
+  it("a token identity's REST publishes and Durable Streams writes draw on the same budget, nothing lost; an API key's are not counted", async () => {
+    const fx = await startFixture('memory', SLOW_INBOUND);
+    try {
+      const { token } = await createToken(TEST_KEY, {
+        clientId: 'writer',
+        capability: {
+          'session:*': ['publish'],
+          'stream:*': ['stream-create', 'stream-append', 'stream-read'],
+        },
+      });
+      const data = 'x'.repeat(12_000);
+      /** 25 bodies of 48 KB (1.2 MB), one after the other: how long until all were answered. */
+      const send = async (
+        path: string,
+        credential: string,
+        body: (i: number) => string,
+        ok: number,
+        type = 'application/json',
+      ) => {
+        const started = performance.now();
+        for (let i = 0; i < 25; i++) {
+          const res = await fetch(`${fx.server.url}${path}`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${credential}`, 'content-type': type },
+            body: body(i),
+          });
+          assert.equal(res.status, ok, await res.text());
+        }
+        return performance.now() - started;
+      };
+      const ops = (i: number) =>
+        JSON.stringify({ ops: Array.from({ length: 4 }, (_, j) => ({ id: `p${i}-${j}`, data })) });
+      await send('/v1/channels/session:key/messages', TEST_KEY, ops, 200);
+      assert.equal(await throttledOn(fx.server), 0, 'an API key is not counted');
+
+      const rest = await send('/v1/channels/session:token/messages', token, ops, 200);
+      assert.ok((await throttledOn(fx.server)) > 0, 'the token identity went over its budget');
+      assert.ok(rest >= 1_000, `REST publishes read at the budget, not at once: ${rest.toFixed(0)} ms`);
+      const info = await fetch(`${fx.server.url}/v1/channels/session:token`, {
+        headers: { authorization: `Bearer ${TEST_KEY}` },
+      });
+      assert.equal(((await info.json()) as { messages: number }).messages, 100, 'every publish stored');
+
+      const created = await fetch(`${fx.server.url}/v1/stream/stream:paced`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+      });
+      assert.equal(created.status, 201);
+      const throttled = await throttledOn(fx.server);
+      const streamed = await send('/v1/stream/stream:paced', token, () => data.repeat(4), 204, 'text/plain');
+      assert.ok((await throttledOn(fx.server)) > throttled, 'its stream writes went over the budget too');
+      assert.ok(streamed >= 1_000, `stream writes read at the budget: ${streamed.toFixed(0)} ms`);
+      let length = 0;
+      for (let offset = '-1', upToDate = false; !upToDate; ) {
+        const read = await fetch(`${fx.server.url}/v1/stream/stream:paced?offset=${offset}`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        length += (await read.text()).length;
+        offset = read.headers.get('stream-next-offset') ?? '';
+        upToDate = read.headers.get('stream-up-to-date') === 'true';
+      }
+      assert.equal(length, 25 * 48_000, 'every write stored');
+    } finally {
+      await fx.close();
+    }
+  });
 
   const skip = redisSkipReason();
   it(

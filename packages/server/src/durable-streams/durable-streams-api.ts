@@ -25,6 +25,7 @@ import type { Authenticator } from '../auth.ts';
 import { globMatches, type Operation, requireAccess } from '../capabilities.ts';
 import type { Identity } from '../connection-registry.ts';
 import { identityKey } from '../identity-budgets.ts';
+import type { Pace, PacedRead } from '../inbound-budget.ts';
 import { ReadLimiter } from '../read-limiter.ts';
 import { RequestAborted } from '../rest-api.ts';
 import { ServerError, toErrorInfo } from '../server-error.ts';
@@ -101,6 +102,8 @@ export interface DurableStreamsDeps {
   budgets?: {
     write(identity: Identity, count: number, bytes: number): Promise<void> | undefined;
     live(identity: Identity): (() => void) | Promise<() => void>;
+    /** Reads a write's body at its identity's inbound pace (`maxInboundBytesRate`). */
+    paced?: PacedRead;
   };
 }
 
@@ -176,7 +179,8 @@ export class DurableStreamsApi {
     const { budgets } = this.#d;
     if (identity && budgets && method !== 'GET' && method !== 'HEAD') await budgets.write(identity, 1, 0);
     const body = async (json: boolean): Promise<Uint8Array> => {
-      const data = await readBody(req, json ? this.#jsonMax : this.#o.maxAppendBytes);
+      const read = (pace?: Pace) => readBody(req, json ? this.#jsonMax : this.#o.maxAppendBytes, pace);
+      const data = await (identity && budgets?.paced ? budgets.paced(identity, read) : read());
       this.#d.onBytes('in', data.length);
       if (identity && budgets && data.length > 0) await budgets.write(identity, 0, data.length);
       return data;

@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type ErrorCode, errorInfo } from '@mooring/protocol';
+import type { Pace } from '../inbound-budget.ts';
 import { RequestAborted } from '../rest-api.ts';
 import type { ForkSpec, ProducerClaim } from '../store/stream-store.ts';
 import { parseOffset } from '../store/stream-store.ts';
@@ -237,8 +238,8 @@ export function requestContentType(req: IncomingMessage): string | undefined {
  */
 const DRAIN_LIMIT = 64 * 1024 * 1024;
 
-/** Reads the whole body, refusing (413) anything above `max` bytes. */
-export async function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+/** Reads the whole body, refusing (413) anything above `max` bytes; with `pace`, waits as it says after each piece. */
+export async function readBody(req: IncomingMessage, max: number, pace?: Pace): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   const tooLarge = (what: string) =>
     new StreamHttpError(413, 'body_too_large', `the body is ${what}; at most ${max} bytes are accepted`);
@@ -256,6 +257,8 @@ export async function readBody(req: IncomingMessage, max: number): Promise<Buffe
         throw tooLarge(`over ${DRAIN_LIMIT} bytes`);
       }
       if (size <= max) chunks.push(chunk);
+      const wait = pace?.(chunk.length) ?? 0;
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     }
   } catch (err) {
     if (err instanceof StreamHttpError) throw err;
