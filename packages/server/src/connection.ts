@@ -34,7 +34,7 @@ import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import { identityKey, type RateBudgets } from './identity-budgets.ts';
-import type { InboundBudget } from './inbound-budget.ts';
+import type { InboundBudget, Pace } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import { encodeSync, type Presence } from './presence.ts';
 import { PublishOrder } from './publish-order.ts';
@@ -222,6 +222,15 @@ export class Connection {
    */
   inboundPause(bytes: number): number {
     return this.#inbound ? this.#inbound.budget.take(this.#inbound.key, bytes) : 0;
+  }
+
+  /**
+   * Reads a request body of this connection (an upstream POST) through `read`, at the pace of its
+   * identity's inbound budget and among its `BODIES_PER_IDENTITY` bodies read at once; without a
+   * pace for API keys.
+   */
+  readPaced<T>(read: (pace?: Pace) => Promise<T>): Promise<T> {
+    return this.#inbound ? this.#inbound.budget.reading(this.#inbound.key, read) : read();
   }
 
   /**

@@ -200,7 +200,7 @@ export class HttpTransports {
         let frames: unknown[];
         try {
           // read at the pace of the identity's inbound budget, as a WebSocket is
-          frames = await request.frames((bytes) => connection.inboundPause(bytes));
+          frames = await connection.readPaced((pace) => request.frames(pace));
         } finally {
           connection.upstreamRequests--;
         }

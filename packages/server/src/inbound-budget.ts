@@ -28,11 +28,22 @@ export type Pace = (bytes: number) => number;
  */
 export type PacedRead = <T>(identity: BudgetIdentity, read: (pace?: Pace) => Promise<T>) => Promise<T>;
 
+/**
+ * Request bodies of one identity read at once on a node; more wait, unread, for one to finish. A
+ * body is buffered until it is whole, so bodies left part-sent (until Node's `requestTimeout`, 300 s)
+ * would otherwise hold up to `maxHttpBody` each, as many as the identity opened.
+ */
+export const BODIES_PER_IDENTITY = 8;
+
 interface Bucket {
   level: number;
   at: number;
   /** Connections and requests of the identity open on this node. */
   users: number;
+  /** Request bodies being read now (at most `BODIES_PER_IDENTITY`). */
+  reading: number;
+  /** Requests waiting for one of those to finish, first come first served. */
+  waiting: (() => void)[];
 }
 
 export class InboundBudget {
@@ -67,7 +78,7 @@ export class InboundBudget {
     if (bucket) {
       bucket.users++;
       this.#idle.delete(key);
-    } else this.#buckets.set(key, { level: this.#burst, at: this.#now(), users: 1 });
+    } else this.#buckets.set(key, { level: this.#burst, at: this.#now(), users: 1, reading: 0, waiting: [] });
   }
 
   /** A connection or request of `key` ended: its bucket is dropped once it has refilled. */
@@ -80,11 +91,23 @@ export class InboundBudget {
     this.#forgetFull();
   }
 
-  /** Reads a request's body at `key`'s pace, as one more user of its bucket while it reads. */
+  /**
+   * Reads a request's body at `key`'s pace, as one more user of its bucket while it reads; with
+   * `BODIES_PER_IDENTITY` of its bodies being read already, only once one of them has finished.
+   */
   async reading<T>(key: string, read: (pace: Pace) => Promise<T>): Promise<T> {
     this.hold(key);
+    const bucket = this.#buckets.get(key)!;
     try {
-      return await read((bytes) => this.take(key, bytes));
+      if (bucket.reading < BODIES_PER_IDENTITY) bucket.reading++;
+      else await new Promise<void>((resolve) => bucket.waiting.push(resolve)); // handed its slot
+      try {
+        return await read((bytes) => this.take(key, bytes));
+      } finally {
+        const next = bucket.waiting.shift();
+        if (next) next();
+        else bucket.reading--;
+      }
     } finally {
       this.release(key);
     }

@@ -6,10 +6,11 @@
  * counted.
  */
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
-import { InboundBudget } from '../src/inbound-budget.ts';
+import { BODIES_PER_IDENTITY, InboundBudget } from '../src/inbound-budget.ts';
 import { createToken, type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
 import { metricsText, metricValue, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
@@ -92,6 +93,94 @@ describe('InboundBudget', () => {
     assert.equal(budget.size, 1);
     now += 1000;
     assert.equal(budget.size, 0);
+  });
+});
+
+describe('bodies read at once per identity', () => {
+  it(`at most BODIES_PER_IDENTITY (${BODIES_PER_IDENTITY}) of an identity's bodies are read at once; the next waits for one to finish, first come first served; another identity does not wait`, async () => {
+    const budget = new InboundBudget(1000, 1000);
+    const started: string[] = [];
+    const finish = new Map<string, () => void>();
+    const body = (name: string, key = 'a') =>
+      budget.reading(key, async () => {
+        started.push(name);
+        await new Promise<void>((resolve) => finish.set(name, resolve));
+        return name;
+      });
+    const tick = () => new Promise((resolve) => setImmediate(resolve));
+    const held = Array.from({ length: BODIES_PER_IDENTITY }, (_, i) => body(`held${i}`));
+    const late = [body('late1'), body('late2')];
+    const other = body('other', 'b');
+    await tick();
+    assert.deepEqual(started, [
+      ...Array.from({ length: BODIES_PER_IDENTITY }, (_, i) => `held${i}`),
+      'other',
+    ]);
+    finish.get('other')!();
+    assert.equal(await other, 'other');
+    finish.get('held3')!();
+    assert.equal(await held[3], 'held3');
+    await tick();
+    assert.equal(started.at(-1), 'late1', 'the first waiting takes the slot');
+    assert.ok(!started.includes('late2'));
+    const extra = body('extra');
+    await tick();
+    assert.ok(!started.includes('extra'), 'a slot handed on is still taken: eight are read, no more');
+    finish.get('late1')!();
+    await late[0];
+    await tick();
+    assert.equal(started.at(-1), 'late2');
+    assert.ok(!started.includes('extra'));
+    for (const [name, done] of finish) if (name !== 'late2') done();
+    finish.get('late2')!();
+    await Promise.all([...held, ...late]);
+    await tick();
+    finish.get('extra')!();
+    assert.equal(await extra, 'extra');
+    assert.equal(budget.size, 0, 'all done, the buckets full: dropped');
+  });
+
+  it("a token's REST bodies left part-sent hold only its own slots: its next publish waits, another token's does not", async () => {
+    const fx = await startFixture('memory');
+    const stalled: ReturnType<typeof httpRequest>[] = [];
+    try {
+      const tokenOf = async (clientId: string) => (await createToken(TEST_KEY, { clientId })).token;
+      const [slow, other] = await Promise.all([tokenOf('slow'), tokenOf('other')]);
+      const url = new URL('/v1/channels/session:s/messages', fx.server.url);
+      for (let i = 0; i < BODIES_PER_IDENTITY; i++) {
+        const req = httpRequest(url, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${slow}`,
+            'content-type': 'application/json',
+            'content-length': '100000',
+          },
+        });
+        req.on('error', () => {});
+        req.write('{"ops":[{"data":"'); // and nothing more
+        stalled.push(req);
+      }
+      await new Promise((r) => setTimeout(r, 1_500)); // the server has taken them in
+      const publish = (token: string) =>
+        fetch(url, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ ops: [{ data: 'hi' }] }),
+        });
+      let answered = false;
+      const waiting = publish(slow).then((res) => {
+        answered = true;
+        return res;
+      });
+      assert.equal((await publish(other)).status, 200, "another token's publish is not held");
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(answered, false, 'its own next publish waits for a slot');
+      stalled.shift()!.destroy();
+      assert.equal((await waiting).status, 200, 'taken once a part-sent body went');
+    } finally {
+      for (const req of stalled) req.destroy();
+      await fx.close();
+    }
   });
 });
 
