@@ -229,6 +229,11 @@ export class Connection {
    * identity's inbound budget and among its `BODIES_PER_IDENTITY` bodies read at once; without a
    * pace for API keys.
    */
+  /** The key of its identity's inbound budget, for a token identity while the budget is on. */
+  get inboundKey(): string | undefined {
+    return this.#inbound?.key;
+  }
+
   readPaced<T>(read: (pace?: Pace) => Promise<T>): Promise<T> {
     return this.#inbound ? this.#inbound.budget.reading(this.#inbound.key, read) : read();
   }

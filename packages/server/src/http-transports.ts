@@ -25,6 +25,7 @@ import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
 import { errorBody, httpReply, type Reply } from './http-reply.ts';
+import type { InboundBudget } from './inbound-budget.ts';
 import type { ConnectionRequest, RequestForwarder } from './request-forwarder.ts';
 import { RequestAborted, readJson, send } from './rest-api.ts';
 import { safeEqual } from './safe-equal.ts';
@@ -42,6 +43,8 @@ export interface HttpTransportsOptions {
   firstPollTimeout?: number;
   /** Carries requests for connections held by other nodes to them (Redis engine). */
   forwarder?: RequestForwarder;
+  /** The node's inbound budget: a POST forwarded from here is read at its identity's pace here too. */
+  inbound?: InboundBudget;
   /** How long a forwarded upstream POST waits for the holder's answer, ms (a poll waits `pollTimeout` more). Default 5,000. */
   forwardTimeout?: number;
   /** Logs what cannot be answered to a client (a route that could not be recorded). */
@@ -148,7 +151,13 @@ export class HttpTransports {
         return;
       }
       const wait = kind === 'poll' ? this.#pollTimeout + this.#forwardTimeout : this.#forwardTimeout;
-      await forwarder.forward(request, reply, wait);
+      const inbound = this.#o.inbound;
+      await forwarder.forward(
+        request,
+        reply,
+        wait,
+        inbound ? (budget, read) => inbound.reading(budget, read) : undefined,
+      );
     } catch (err) {
       if (err instanceof RequestAborted) {
         res.destroy();
@@ -309,7 +318,7 @@ export class HttpTransports {
   async #claim(connection: Connection): Promise<void> {
     if (!this.#o.forwarder) return;
     try {
-      await this.#o.forwarder.claim(connection.id, connection.key);
+      await this.#o.forwarder.claim(connection.id, connection.key, connection.inboundKey);
     } catch (err) {
       // the connection still works for requests that land here; others get unknown_connection
       this.#o.onError?.(err, 'could not record the route of an HTTP connection');

@@ -7,9 +7,11 @@
  *   client ─POST frames─▶ node A ──SPUBLISH node:{B} {req}──▶ node B (holds the SSE stream / poll queue)
  *          ◀──202────────  node A ◀─SPUBLISH node:{A} {ans}──  handles the frames like a local POST
  *
- * - Routes: a node holding an HTTP connection writes `route:{<id>}` = `<node> <sha256(key)>` before
- *   the client learns the id (so a first POST anywhere finds it), and refreshes its expiry every
- *   heartbeat round while it holds the connection; a takeover (`recover`) on another node rewrites it.
+ * - Routes: a node holding an HTTP connection writes `route:{<id>}` = `<node> <sha256(key)>` (then,
+ *   for a token identity, ` <its inbound budget key>`) before the client learns the id (so a first
+ *   POST anywhere finds it), and refreshes its expiry every heartbeat round while it holds the
+ *   connection; a takeover (`recover`) on another node rewrites it. The node a POST lands on reads
+ *   its body at that identity's inbound pace there (`maxInboundBytesRate` guards each node's loop).
  *   Any node can so check a connection key without the holder's memory; the holder checks it again.
  * - Each node listens on its own sharded pub/sub channel `node:{<node>}`. SPUBLISH answers how many
  *   listened: none means the holder is gone → `unknown_connection` at once (the client reconnects
@@ -137,13 +139,16 @@ export class RequestForwarder {
     this.#publish(nodeOfHolder(holder), { t: 'replaced', id, holder });
   }
 
-  /** Records that this node holds connection `id` (awaited before the client learns the id). */
-  async claim(id: string, key: string): Promise<void> {
+  /**
+   * Records that this node holds connection `id` (awaited before the client learns the id), with
+   * the key of its identity's inbound budget if it has one.
+   */
+  async claim(id: string, key: string, budget?: string): Promise<void> {
     const route = this.#route(id);
     await this.#o.connection.send(route, [
       'SET',
       route,
-      `${this.nodeId} ${keyHash(key)}`,
+      `${this.nodeId} ${keyHash(key)}${budget === undefined ? '' : ` ${budget}`}`,
       'PX',
       String(this.#o.routeTtl),
     ]);
@@ -163,8 +168,14 @@ export class RequestForwarder {
   /**
    * Carries `request` to the node holding the connection; its answer (or a timeout's) goes to
    * `reply`. Throws a ServerError when no node holds the connection or Redis cannot be reached.
+   * `paced` reads a POST's body at the pace of the budget the route names, if it names one.
    */
-  async forward(request: ConnectionRequest, reply: Reply, timeout: number): Promise<void> {
+  async forward(
+    request: ConnectionRequest,
+    reply: Reply,
+    timeout: number,
+    paced?: (budget: string, read: (pace?: Pace) => Promise<unknown[]>) => Promise<unknown[]>,
+  ): Promise<void> {
     if (this.#closed) throw new ServerError('shutting_down', 'the server is shutting down; retry');
     const routeKey = this.#route(request.connectionId);
     let route: unknown;
@@ -173,13 +184,15 @@ export class RequestForwarder {
     } catch (err) {
       throw unreachable(err);
     }
-    const [holder, hash] = typeof route === 'string' ? route.split(' ', 2) : [];
+    const [holder, hash, budget] = typeof route === 'string' ? splitRoute(route) : [];
     if (!holder || holder === this.nodeId || hash !== keyHash(request.connectionKey))
       throw new ServerError(
         'unknown_connection',
         `connection ${request.connectionId} is not open (it ended or the key is wrong): connect again with recover`,
       );
-    const frames = request.kind === 'frames' ? await request.frames() : undefined;
+    const read = (pace?: Pace) => request.frames(pace);
+    const frames =
+      request.kind !== 'frames' ? undefined : budget && paced ? await paced(budget, read) : await read();
     if (reply.gone) return;
     const rid = `${this.nodeId}:${++this.#next}`;
     const message: RequestMessage = {
@@ -350,4 +363,13 @@ function unreachable(err: unknown): ServerError {
     'store_unavailable',
     `cannot reach Redis to find the node holding this connection (${detail}); retry, or reconnect with recover`,
   );
+}
+
+/** A route's holder, key hash and budget key (everything after the second space; none if absent). */
+function splitRoute(route: string): [string, string, string | undefined] {
+  const first = route.indexOf(' ');
+  if (first < 0) return [route, '', undefined];
+  const second = route.indexOf(' ', first + 1);
+  if (second < 0) return [route.slice(0, first), route.slice(first + 1), undefined];
+  return [route.slice(0, first), route.slice(first + 1, second), route.slice(second + 1)];
 }

@@ -385,6 +385,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     heartbeatInterval,
     firstPollTimeout: options.firstPollTimeout ?? DEFAULT_TIMINGS.firstPollTimeout,
     ...(forwarder ? { forwarder } : {}),
+    ...(inbound ? { inbound } : {}),
     ...(options.forwardTimeout === undefined ? {} : { forwardTimeout: options.forwardTimeout }),
     onError: (err, message) => logger.warn({ err }, message),
   });

@@ -370,7 +370,7 @@ describe('maxInboundBytesRate over HTTP', () => {
 
   const skip = redisSkipReason();
   it(
-    "a POST forwarded from another node waits on the holder for its identity's budget",
+    "a POST forwarded from another node is read at its identity's pace where it lands, and waits on the holder for its bytes",
     { skip },
     async (t) => {
       const redis = await startRedis();
@@ -386,7 +386,10 @@ describe('maxInboundBytesRate over HTTP', () => {
       const sent = await postPublishes(browser, other.url, 'session:forwarded');
       assert.deepEqual(sent.types, Array(100).fill('ack'), 'every publish stored');
       assert.ok((await throttledOn(holder)) > 0, 'the holder counted the forwarded bytes');
-      assert.equal(await throttledOn(other), 0, 'the node that forwarded holds no budget for it');
+      assert.ok(
+        (await throttledOn(other)) > 0,
+        'the node the POSTs landed on read them at the pace of the identity the route names',
+      );
       assert.ok(sent.ms >= 1_000, `read at its budget, not at once: all acked in ${sent.ms.toFixed(0)} ms`);
     },
   );
