@@ -76,6 +76,11 @@ export interface Presence {
    * `members`.
    */
   syncFrame?(channel: string): Buffer | Promise<Buffer>;
+  /**
+   * The channel's members, each as JSON (what `members` gives, written out), from their stored JSON
+   * without parsing it. Optional: without it they are written from `members`.
+   */
+  memberJsons?(channel: string): string[] | Promise<string[]>;
   subscribe(channel: string, listener: PresenceListener): () => void;
   close(): void | Promise<void>;
 }
@@ -125,7 +130,11 @@ export class PresenceService implements Presence {
   }
 
   syncFrame(channel: string): Buffer {
-    return encodeSync(channel, [...(this.#members.get(channel)?.values() ?? [])].map(memberJson));
+    return encodeSync(channel, this.memberJsons(channel));
+  }
+
+  memberJsons(channel: string): string[] {
+    return [...(this.#members.get(channel)?.values() ?? [])].map(memberJson);
   }
 
   /**

@@ -199,6 +199,10 @@ export class RedisPresence implements Presence {
   }
 
   async syncFrame(channel: string): Promise<Buffer> {
+    return encodeSync(channel, await this.memberJsons(channel));
+  }
+
+  async memberJsons(channel: string): Promise<string[]> {
     const members: string[] = [];
     for (const value of await this.#read(channel)) {
       const json = storedJson(value);
@@ -209,7 +213,7 @@ export class RedisPresence implements Presence {
         if (member) members.push(JSON.stringify(member));
       }
     }
-    return encodeSync(channel, members);
+    return members;
   }
 
   /** The stored values of the channel's members. */

@@ -184,7 +184,7 @@ export class RestApi {
     if (match[2] === '/presence') {
       return only(method, 'GET', async () => {
         requireEither(identity.access, channel, 'presence', 'subscribe');
-        send(res, 200, { channel, members: await this.#o.presence.members(channel) });
+        await this.#presence(res, channel, identityKey(identity));
       });
     }
     if (match[2]) {
@@ -253,6 +253,25 @@ export class RestApi {
   }
 
   /**
+   * `GET …/presence`: the members as stored (their JSON, not parsed and written again), read while
+   * holding a read slot as a history page is (a channel's members may hold
+   * `maxPresenceMembers` × `maxPresenceBytesPerConnection`), and streamed member by member.
+   */
+  async #presence(res: ServerResponse, channel: string, reader: string): Promise<void> {
+    const { presence } = this.#o;
+    const release = await this.#o.channels.reads.acquire('bounded', reader);
+    try {
+      const members = presence.memberJsons
+        ? await presence.memberJsons(channel)
+        : (await presence.members(channel)).map((member) => JSON.stringify(member));
+      const head = `{"channel":${JSON.stringify(channel)},"members":[`;
+      await streamJson(res, head, members.length, (i) => members[i]!, ']}');
+    } finally {
+      release();
+    }
+  }
+
+  /**
    * `GET …/messages`: one page bounded in count AND bytes, read while holding a read slot (at most a
    * few large reads at once; beyond a queue, `rate_limited`), and streamed message by message —
    * never one string for the whole page — yielding to the event loop between messages and waiting
@@ -293,6 +312,31 @@ export class RestApi {
   }
 }
 
+/**
+ * Writes `count` pieces of JSON (`piece(i)`, made as it is written) between `head` and `tail`, one
+ * per write, waiting for the reader to take each and yielding to the event loop between them: an
+ * answer nobody reads holds a piece and the socket's buffer, never the whole answer.
+ */
+async function streamJson(
+  res: ServerResponse,
+  head: string,
+  count: number,
+  piece: (i: number) => string,
+  tail: string,
+): Promise<void> {
+  res.writeHead(200, {
+    ...CORS_HEADERS,
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+  });
+  if (!(await writeWithin(res, head, HISTORY_STALL_MS))) return;
+  for (let i = 0; i < count; i++) {
+    if (!(await writeWithin(res, (i > 0 ? ',' : '') + piece(i), HISTORY_STALL_MS))) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  res.end(tail);
+}
+
 /** Writes a history page as JSON, one message per chunk (see #history). */
 async function streamPage(
   res: ServerResponse,
@@ -302,18 +346,9 @@ async function streamPage(
   messages: Message[],
   next: string | undefined,
 ): Promise<void> {
-  res.writeHead(200, {
-    ...CORS_HEADERS,
-    'content-type': 'application/json; charset=utf-8',
-    'cache-control': 'no-store',
-  });
   const head = `{"channel":${JSON.stringify(channel)},"epoch":${JSON.stringify(epoch)},"position":${JSON.stringify(position)},"items":[`;
-  if (!(await writeWithin(res, head, HISTORY_STALL_MS))) return;
-  for (let i = 0; i < messages.length; i++) {
-    if (!(await writeWithin(res, (i > 0 ? ',' : '') + JSON.stringify(messages[i]), HISTORY_STALL_MS))) return;
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  res.end(next === undefined ? ']}' : `],"next":${JSON.stringify(next)}}`);
+  const tail = next === undefined ? ']}' : `],"next":${JSON.stringify(next)}}`;
+  await streamJson(res, head, messages.length, (i) => JSON.stringify(messages[i]), tail);
 }
 
 function requireEither(access: Access, channel: string, a: Operation, b: Operation): void {

@@ -16,6 +16,7 @@ import { after, describe, it, type TestContext } from 'node:test';
 import { type AttachedFrame, formatSerial, type Message, parseSerial } from '@mooring/protocol';
 import { CATCHUP_PAGE_BYTES } from '../src/channel-attachment.ts';
 import { createToken, startServer } from '../src/index.ts';
+import { PresenceService } from '../src/presence.ts';
 import { HISTORY_PAGE_BYTES } from '../src/rest-api.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
@@ -404,16 +405,75 @@ describe('read slots', () => {
     const body = (await res.json()) as { items: Message[] };
     assert.equal(body.items[0]?.data, 'small');
   });
+
+  it("presence reads take read slots as history pages do: one client's that it never reads do not lock others out", async (t) => {
+    // A channel's members may hold maxPresenceMembers × maxPresenceBytesPerConnection: here 100
+    // members of 250 KB (25 MB). Its presence is streamed member by member at its reader's pace,
+    // holding a read slot as a history page does.
+    let service: PresenceService | undefined;
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: new MemoryStore(),
+      limits: { maxConcurrentReads: 2, maxQueuedReads: 8 },
+      presence: (_store, options) => {
+        service = new PresenceService(options);
+        return service;
+      },
+    });
+    t.after(() => server.close());
+    const data = 'p'.repeat(250_000);
+    for (let i = 0; i < 100; i++) service!.enter('crowd', `c${i}`, `member${i}`, data);
+    const tokenOf = async (clientId: string) =>
+      (await createToken(TEST_KEY, { clientId, capability: { '*': ['*'] } })).token;
+    const mallory = await tokenOf('mallory');
+    for (let i = 0; i < 2; i++) {
+      const stuck = request(`${server.url}/v1/channels/crowd/presence`, {
+        headers: { authorization: `Bearer ${mallory}` },
+      });
+      stuck.on('error', () => {});
+      stuck.on('response', (res: IncomingMessage) => {
+        res.pause();
+        t.after(() => res.destroy());
+      });
+      stuck.end();
+      t.after(() => stuck.destroy());
+    }
+    assert.equal(
+      await waitForStatus(server.url, 'crowd', mallory, 429, 'presence'),
+      429,
+      'its own line is full',
+    );
+    const alice = await tokenOf('alice');
+    const res = await fetch(`${server.url}/v1/channels/crowd/presence`, {
+      headers: { authorization: `Bearer ${alice}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(res.status, 200, "another client's presence read is served");
+    const text = await res.text();
+    assert.equal(
+      text,
+      JSON.stringify({ channel: 'crowd', members: service!.members('crowd') }),
+      'the members as JSON, byte for byte',
+    );
+  });
 });
 
 /**
  * Asks for `channel`'s history until an answer has `status` (each ask may wait in line or not), at
  * most 5 times: fewer than the server's whole line (8), so a refusal is the client's share's.
  */
-async function waitForStatus(url: string, channel: string, token: string, status: number): Promise<number> {
+async function waitForStatus(
+  url: string,
+  channel: string,
+  token: string,
+  status: number,
+  what: 'messages' | 'presence' = 'messages',
+): Promise<number> {
   const pending: Promise<unknown>[] = [];
   for (let i = 0; i < 5; i++) {
-    const ask = fetch(`${url}/v1/channels/${channel}/messages`, {
+    const ask = fetch(`${url}/v1/channels/${channel}/${what}`, {
       headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(10_000),
     });

@@ -16,9 +16,9 @@ import { RawClient } from './support/raw-client.ts';
 import { redisNode } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason();
-const data = 'x'.repeat(598); // 600 bytes as JSON
-const COST = 600 + DROPPED_MEMBER_COST;
-const CAP = 2 * 1000; // maxConnectionsPerClient × maxPresenceBytesPerConnection: two dropped connections fit, not three
+const data = 'x'.repeat(742); // 744 bytes as JSON
+const COST = 744 + DROPPED_MEMBER_COST; // 1,000
+const CAP = 2 * 1000; // maxConnectionsPerClient × maxPresenceBytesPerConnection: two dropped connections fit exactly, not three
 
 const isLeaveOf = (connectionId: string) => (f: ServerFrame) =>
   f.type === 'presence' && f.action === 'leave' && f.member.connectionId === connectionId;
@@ -45,7 +45,7 @@ describe('Redis presence: dropped connections per clientId', () => {
     'keeps at most maxDroppedBytesPerClient over all nodes: the oldest leaves at once and recovers without its presence; the newer ones keep theirs',
     { skip },
     async (t) => {
-      assert.ok(2 * COST <= CAP && 3 * COST > CAP, 'two fit under the bound, three do not');
+      assert.ok(2 * COST === CAP && 3 * COST > CAP, 'two fill the bound exactly, three are over it');
       const redis = await startRedis();
       t.after(() => redis.close());
       const options = {
