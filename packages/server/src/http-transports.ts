@@ -15,7 +15,9 @@
  * the connection id (the `connected` frame waits for it), so the first POST may land anywhere.
  *
  * Budgets: a long-poll connection that never polls after `connected` ends after `firstPollTimeout`
- * (it holds a connection slot without ever reading); the frames of one upstream POST are handled
+ * (it holds a connection slot without ever reading); an upstream POST's body is read at its token
+ * identity's inbound pace (`maxInboundBytesRate`, also on a node that forwards it), as one of at
+ * most `BODIES_PER_IDENTITY` bodies of that identity read at once; the frames of one upstream POST are handled
  * in slices with the event loop yielded between them, and the rest of a POST is dropped once the
  * connection is closed (e.g. for flooding), so one 1 MiB body cannot hold the server.
  */
