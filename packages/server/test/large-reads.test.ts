@@ -377,22 +377,9 @@ describe('read slots', () => {
     await store.append('small', [{ action: 'create', publisher: '', id: 's', data: 'small' }], {
       maxMessageSize: MIB,
     });
-    const tokenOf = async (clientId: string) =>
-      (await createToken(TEST_KEY, { clientId, capability: { '*': ['*'] } })).token;
     const mallory = await tokenOf('mallory');
     // two stuck pages of one client: one runs, the other waits behind it (its share is one slot)
-    for (let i = 0; i < 2; i++) {
-      const stuck = request(`${server.url}/v1/channels/huge/messages?limit=1000`, {
-        headers: { authorization: `Bearer ${mallory}` },
-      });
-      stuck.on('error', () => {});
-      stuck.on('response', (res: IncomingMessage) => {
-        res.pause();
-        t.after(() => res.destroy());
-      });
-      stuck.end();
-      t.after(() => stuck.destroy());
-    }
+    for (let i = 0; i < 2; i++) readNothing(t, `${server.url}/v1/channels/huge/messages?limit=1000`, mallory);
     // its line is bounded too: past a quarter of the queue, its own reads are refused
     const refused = await waitForStatus(server.url, 'small', mallory, 429);
     assert.equal(refused, 429);
@@ -425,21 +412,8 @@ describe('read slots', () => {
     t.after(() => server.close());
     const data = 'p'.repeat(250_000);
     for (let i = 0; i < 100; i++) service!.enter('crowd', `c${i}`, `member${i}`, data);
-    const tokenOf = async (clientId: string) =>
-      (await createToken(TEST_KEY, { clientId, capability: { '*': ['*'] } })).token;
     const mallory = await tokenOf('mallory');
-    for (let i = 0; i < 2; i++) {
-      const stuck = request(`${server.url}/v1/channels/crowd/presence`, {
-        headers: { authorization: `Bearer ${mallory}` },
-      });
-      stuck.on('error', () => {});
-      stuck.on('response', (res: IncomingMessage) => {
-        res.pause();
-        t.after(() => res.destroy());
-      });
-      stuck.end();
-      t.after(() => stuck.destroy());
-    }
+    for (let i = 0; i < 2; i++) readNothing(t, `${server.url}/v1/channels/crowd/presence`, mallory);
     assert.equal(
       await waitForStatus(server.url, 'crowd', mallory, 429, 'presence'),
       429,
@@ -459,6 +433,21 @@ describe('read slots', () => {
     );
   });
 });
+
+const tokenOf = async (clientId: string) =>
+  (await createToken(TEST_KEY, { clientId, capability: { '*': ['*'] } })).token;
+
+/** A GET of `url` whose answer is never read (until the test ends). */
+function readNothing(t: TestContext, url: string, token: string): void {
+  const stuck = request(url, { headers: { authorization: `Bearer ${token}` } });
+  stuck.on('error', () => {});
+  stuck.on('response', (res: IncomingMessage) => {
+    res.pause();
+    t.after(() => res.destroy());
+  });
+  stuck.end();
+  t.after(() => stuck.destroy());
+}
 
 /**
  * Asks for `channel`'s history until an answer has `status` (each ask may wait in line or not), at
