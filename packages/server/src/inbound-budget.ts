@@ -54,21 +54,25 @@ export class InboundBudget {
   readonly #burst: number;
   readonly #now: () => number;
   readonly #onThrottle: () => void;
+  readonly #onWait: () => void;
 
   /**
    * `rate` bytes per second after a burst of `burst` bytes; `onThrottle` hears each read that
-   * leaves an identity over its budget (a metric); `now` in ms (a clock for tests).
+   * leaves an identity over its budget, `onWait` each body that waits for one of its identity's
+   * `BODIES_PER_IDENTITY` (metrics); `now` in ms (a clock for tests).
    */
   constructor(
     rate: number,
     burst: number,
     onThrottle: () => void = () => {},
     now: () => number = () => performance.now(),
+    onWait: () => void = () => {},
   ) {
     this.#rate = rate;
     this.#burst = burst;
     this.#onThrottle = onThrottle;
     this.#now = now;
+    this.#onWait = onWait;
   }
 
   /** A connection or request of `key` began. */
@@ -100,7 +104,10 @@ export class InboundBudget {
     const bucket = this.#buckets.get(key)!;
     try {
       if (bucket.reading < BODIES_PER_IDENTITY) bucket.reading++;
-      else await new Promise<void>((resolve) => bucket.waiting.push(resolve)); // handed its slot
+      else {
+        this.#onWait();
+        await new Promise<void>((resolve) => bucket.waiting.push(resolve)); // handed its slot
+      }
       try {
         return await read((bytes) => this.take(key, bytes));
       } finally {

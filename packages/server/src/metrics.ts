@@ -25,6 +25,7 @@ export class Metrics {
   readonly errors: Counter<'code'>;
   readonly leaseExpiries: Counter<'outcome'>;
   readonly inboundThrottled: Counter;
+  readonly inboundBodiesWaited: Counter;
   /** The leases this node holds or waits on (`mooring_leases`), read when /metrics is scraped. */
   leaseCount: () => number = () => 0;
   /** Token identities with an inbound budget on this node (`mooring_inbound_identities`). */
@@ -107,6 +108,11 @@ export class Metrics {
     this.inboundThrottled = new Counter({
       name: 'mooring_inbound_throttled_total',
       help: 'WebSocket frames or pieces of a request body after which a token identity was over maxInboundBytesRate on this node, so its connection or request stopped being read until the budget refilled',
+      registers,
+    });
+    this.inboundBodiesWaited = new Counter({
+      name: 'mooring_inbound_bodies_waited_total',
+      help: 'Request bodies of a token identity that waited, unread, because 8 of its bodies were being read on this node',
       registers,
     });
     const metrics = this;

@@ -258,8 +258,12 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const { maxInboundBytesRate: inboundRate, maxFrameSize } = limits;
   const inbound =
     inboundRate > 0
-      ? new InboundBudget(inboundRate, Math.max(2 * inboundRate, 2 * maxFrameSize), () =>
-          metrics.inboundThrottled.inc(),
+      ? new InboundBudget(
+          inboundRate,
+          Math.max(2 * inboundRate, 2 * maxFrameSize),
+          () => metrics.inboundThrottled.inc(),
+          undefined,
+          () => metrics.inboundBodiesWaited.inc(),
         )
       : undefined;
   if (inbound) metrics.inboundIdentities = () => inbound.size;

@@ -175,6 +175,8 @@ describe('bodies read at once per identity', () => {
       assert.equal((await publish(other)).status, 200, "another token's publish is not held");
       await new Promise((r) => setTimeout(r, 200));
       assert.equal(answered, false, 'its own next publish waits for a slot');
+      const waited = metricValue(await metricsText(fx.server), 'mooring_inbound_bodies_waited_total');
+      assert.equal(waited, 1, 'the wait is counted');
       stalled.shift()!.destroy();
       assert.equal((await waiting).status, 200, 'taken once a part-sent body went');
     } finally {
