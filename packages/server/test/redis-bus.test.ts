@@ -29,4 +29,25 @@ describe('bus payloads', () => {
     assert.equal(busBatchHead('0abc\nonly one'), undefined);
     assert.equal(busBatchHead(`0abc\n12,x3\n${ops(2)}`), undefined);
   });
+
+  it('a create takes its version as its serial; other operations keep the serial they name', () => {
+    const payload = `0abc\n5,6\n${JSON.stringify([
+      { action: 'create', id: 'c', data: 'x' },
+      { action: 'append', id: 'a', serial: 'e1-1', data: 'y' },
+    ])}`;
+    const [create, append] = decodeBusBatch(payload)!.messages;
+    assert.equal(create!.serial, create!.version);
+    assert.equal(append!.serial, 'e1-1');
+    assert.notEqual(append!.version, 'e1-1');
+  });
+
+  it('a payload that is not one of the store’s decodes to nothing', () => {
+    assert.equal(decodeBusBatch('no newline'), undefined);
+    assert.equal(decodeBusBatch(`0abc\n${ops(1)}`), undefined, 'one newline');
+    assert.equal(decodeBusBatch('[\n{"action":"create"}]'), undefined, 'one newline, in JSON');
+    assert.equal(decodeBusBatch('0abc\n1\nnot json'), undefined);
+    assert.equal(decodeBusBatch('0abc\n1\n{"length":1}'), undefined, 'operations that are not a list');
+    assert.equal(decodeBusBatch(`0abc\n1,2\n${ops(1)}`), undefined, 'more results than operations');
+    assert.equal(decodeBusBatch(`0abc\n1\n${ops(2)}`), undefined, 'fewer results than operations');
+  });
 });

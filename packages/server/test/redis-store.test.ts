@@ -56,6 +56,16 @@ if (skip) {
       await store.close();
     });
 
+    it('keeps the key prefix it is given, an empty one too (no default put in its place)', async () => {
+      const store = await RedisStore.open({ url: redis.url, prefix: '' });
+      assert.equal(store.prefix, '');
+      await store.append('bare', [create({ data: 'a' })], OPTS);
+      const reply = await redis.command('KEYS', '*bare*'); // RESP: the keys on lines of their own
+      const keys = reply.split('\r\n').filter((line) => line.includes('bare'));
+      assert.ok(keys.length > 0 && keys.every((key) => key.startsWith(':')), JSON.stringify(keys));
+      await store.close();
+    });
+
     it('refuses to start on an evicting Redis (maxmemory-policy other than noeviction)', async () => {
       const lru = await startRedis({ maxmemoryPolicy: 'allkeys-lru' });
       try {
