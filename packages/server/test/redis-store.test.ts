@@ -66,6 +66,18 @@ if (skip) {
       await store.close();
     });
 
+    it('refuses every call after close() as closed (store_unavailable), and a second close() does nothing', async () => {
+      const store = await RedisStore.open({ url: redis.url, prefix: 'closed' });
+      await store.append('ch', [create()], OPTS);
+      await store.close();
+      await assert.rejects(store.append('ch', [create()], OPTS), (err: unknown) => {
+        assert.ok(err instanceof StoreError && err.code === 'store_unavailable', String(err));
+        assert.match(err.message, /the Redis store is closed/);
+        return true;
+      });
+      await store.close();
+    });
+
     it('refuses to start on an evicting Redis (maxmemory-policy other than noeviction)', async () => {
       const lru = await startRedis({ maxmemoryPolicy: 'allkeys-lru' });
       try {
