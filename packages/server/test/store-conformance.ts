@@ -52,11 +52,17 @@ function del(serial: string, fields: Partial<NewOperation> = {}): NewOperation {
   return { action: 'delete', publisher: '', id: uid('d'), serial, ...fields };
 }
 
-async function rejectsWith(promise: Promise<unknown>, code: string, index?: number): Promise<void> {
+async function rejectsWith(
+  promise: Promise<unknown>,
+  code: string,
+  index?: number,
+  message?: RegExp,
+): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
     assert.ok(err instanceof StoreError, `expected a StoreError, got ${String(err)}`);
     assert.equal(err.code, code, err.message);
     if (index !== undefined) assert.equal(err.index, index);
+    if (message !== undefined) assert.match(err.message, message);
     return true;
   });
 }
@@ -562,9 +568,20 @@ export function storeConformance(
         await rejectsWith(store.append('ch', [append(gone, 'z')], OPTS), 'message_deleted', 0);
         await rejectsWith(store.append('ch', [update(gone, { data: 'z' })], OPTS), 'message_deleted', 0);
         await rejectsWith(store.append('ch', [del(gone)], OPTS), 'message_deleted', 0);
-        await rejectsWith(store.append('ch', [append(json, 'z')], OPTS), 'not_appendable', 0);
-        await rejectsWith(store.append('ch', [append(num, 'z')], OPTS), 'not_appendable', 0);
-        await rejectsWith(store.append('ch', [append(bytes, 'z')], OPTS), 'not_appendable', 0);
+        // every store says the same: what the message holds, and what to do instead
+        await rejectsWith(
+          store.append('ch', [append(json, 'z')], OPTS),
+          'not_appendable',
+          0,
+          /holds a JSON value/,
+        );
+        await rejectsWith(
+          store.append('ch', [append(num, 'z')], OPTS),
+          'not_appendable',
+          0,
+          /holds a JSON value/,
+        );
+        await rejectsWith(store.append('ch', [append(bytes, 'z')], OPTS), 'not_appendable', 0, /holds bytes/);
         await rejectsWith(
           store.append('ch', [append(formatSerial(epoch, 9999), 'z')], OPTS),
           'message_not_found',
@@ -576,11 +593,17 @@ export function storeConformance(
         if (fakeForeign !== text) {
           await rejectsWith(store.append('ch', [append(fakeForeign, 'z')], OPTS), 'message_not_found', 0);
         }
-        await rejectsWith(store.append('ch', [append('garbage', 'z')], OPTS), 'invalid_serial', 0);
+        await rejectsWith(
+          store.append('ch', [append('garbage', 'z')], OPTS),
+          'invalid_serial',
+          0,
+          /'garbage' is not a serial/,
+        );
         await rejectsWith(
           store.append('ch', [{ action: 'append', publisher: '', id: uid() }], OPTS),
           'invalid_serial',
           0,
+          /an append needs the serial of its message/,
         );
         // Updating non-string data is fine, and the message stays as it was after refusals.
         await put(store, 'ch', update(json, { data: { a: 2 } }));
