@@ -224,16 +224,16 @@ export class Connection {
     return this.#inbound ? this.#inbound.budget.take(this.#inbound.key, bytes) : 0;
   }
 
-  /**
-   * Reads a request body of this connection (an upstream POST) through `read`, at the pace of its
-   * identity's inbound budget and among its `BODIES_PER_IDENTITY` bodies read at once; without a
-   * pace for API keys.
-   */
   /** The key of its identity's inbound budget, for a token identity while the budget is on. */
   get inboundKey(): string | undefined {
     return this.#inbound?.key;
   }
 
+  /**
+   * Reads a request body of this connection (an upstream POST) through `read`, at the pace of its
+   * identity's inbound budget and among its `BODIES_PER_IDENTITY` bodies read at once; without a
+   * pace for API keys.
+   */
   readPaced<T>(read: (pace?: Pace) => Promise<T>): Promise<T> {
     return this.#inbound ? this.#inbound.budget.reading(this.#inbound.key, read) : read();
   }

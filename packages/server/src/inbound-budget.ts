@@ -22,6 +22,12 @@ import type { BudgetIdentity } from './identity-budgets.ts';
 /** How long (ms) to stop reading after `bytes` more arrived; 0 to read on. */
 export type Pace = (bytes: number) => number;
 
+/** Tells `pace` (if any) that `bytes` more arrived, and waits as long as it says before reading on. */
+export async function paced(pace: Pace | undefined, bytes: number): Promise<void> {
+  const wait = pace?.(bytes) ?? 0;
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}
+
 /**
  * Reads a request body of `identity` through `read`, at the identity's pace when it is counted (a
  * token identity, with `maxInboundBytesRate` on), else without one.
@@ -64,15 +70,13 @@ export class InboundBudget {
   constructor(
     rate: number,
     burst: number,
-    onThrottle: () => void = () => {},
-    now: () => number = () => performance.now(),
-    onWait: () => void = () => {},
+    hooks: { onThrottle?: () => void; onWait?: () => void; now?: () => number } = {},
   ) {
     this.#rate = rate;
     this.#burst = burst;
-    this.#onThrottle = onThrottle;
-    this.#now = now;
-    this.#onWait = onWait;
+    this.#onThrottle = hooks.onThrottle ?? (() => {});
+    this.#onWait = hooks.onWait ?? (() => {});
+    this.#now = hooks.now ?? (() => performance.now());
   }
 
   /** A connection or request of `key` began. */

@@ -371,13 +371,13 @@ export class RedisPresence implements Presence {
       if (!counted) {
         // recovered: no longer one of its clientId's dropped connections
         counted = true;
+        this.#clientOf.set(connectionId, member.clientId);
         await droppedScript.run(this.#o.connection, this.#ledgerKeys(member.clientId), [
           'remove',
           connectionId,
           String(Date.now()),
         ]);
       }
-      this.#clientOf.set(connectionId, member.clientId);
       const size = member.data === undefined ? 0 : Buffer.byteLength(JSON.stringify(member.data));
       const taken = await this.#run(channel, 'rehome', connectionId, this.nodeId, []);
       if (typeof taken === 'string') {

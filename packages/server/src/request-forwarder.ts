@@ -31,7 +31,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { errorInfo } from '@mooring/protocol';
 import { nodeOfHolder } from './connection-registry.ts';
 import { errorBody, type Reply } from './http-reply.ts';
-import type { Pace } from './inbound-budget.ts';
+import { type Pace, paced } from './inbound-budget.ts';
 import { ServerError } from './server-error.ts';
 import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
 
@@ -327,8 +327,7 @@ export class RequestForwarder {
         connectionKey: String(message.key),
         ...(typeof message.transport === 'string' ? { transportId: message.transport } : {}),
         frames: async (pace) => {
-          const wait = pace?.(bytes) ?? 0;
-          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          await paced(pace, bytes);
           return frames;
         },
       },

@@ -21,7 +21,7 @@ import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
 import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
 import { identityKey, type RateBudgets } from './identity-budgets.ts';
-import type { Pace, PacedRead } from './inbound-budget.ts';
+import { type Pace, type PacedRead, paced } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
 import type { Presence } from './presence.ts';
@@ -443,8 +443,7 @@ export async function readJson(
         throw new ServerError('body_too_large', `the body is over ${max} bytes`);
       }
       chunks.push(chunk);
-      const wait = options?.pace?.(chunk.length) ?? 0;
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      await paced(options?.pace, chunk.length);
     }
   } catch (err) {
     if (err instanceof ServerError) throw err;

@@ -258,13 +258,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const { maxInboundBytesRate: inboundRate, maxFrameSize } = limits;
   const inbound =
     inboundRate > 0
-      ? new InboundBudget(
-          inboundRate,
-          Math.max(2 * inboundRate, 2 * maxFrameSize),
-          () => metrics.inboundThrottled.inc(),
-          undefined,
-          () => metrics.inboundBodiesWaited.inc(),
-        )
+      ? new InboundBudget(inboundRate, Math.max(2 * inboundRate, 2 * maxFrameSize), {
+          onThrottle: () => metrics.inboundThrottled.inc(),
+          onWait: () => metrics.inboundBodiesWaited.inc(),
+        })
       : undefined;
   if (inbound) metrics.inboundIdentities = () => inbound.size;
   const paced: PacedRead = (identity, read) =>

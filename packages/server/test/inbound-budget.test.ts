@@ -20,12 +20,7 @@ describe('InboundBudget', () => {
   it('a burst, then the rate: the pause is what brings the bucket back to zero', () => {
     let now = 0;
     let throttled = 0;
-    const budget = new InboundBudget(
-      1000,
-      2000,
-      () => throttled++,
-      () => now,
-    );
+    const budget = new InboundBudget(1000, 2000, { onThrottle: () => throttled++, now: () => now });
     assert.equal(budget.take('a', 500), 0, 'no bucket, nothing counted');
     budget.hold('a');
     assert.equal(budget.take('a', 2000), 0, 'the burst, exactly');
@@ -39,12 +34,7 @@ describe('InboundBudget', () => {
 
   it("one bucket per identity, shared by its connections, dropped after the last one's release once it refilled", () => {
     let now = 0;
-    const budget = new InboundBudget(
-      1000,
-      1000,
-      () => {},
-      () => now,
-    );
+    const budget = new InboundBudget(1000, 1000, { now: () => now });
     budget.hold('a');
     budget.hold('a');
     budget.hold('b');
@@ -75,12 +65,7 @@ describe('InboundBudget', () => {
 
   it('reading: a request counts as one more user while it reads, at the pace of the shared bucket', async () => {
     let now = 0;
-    const budget = new InboundBudget(
-      1000,
-      1000,
-      () => {},
-      () => now,
-    );
+    const budget = new InboundBudget(1000, 1000, { now: () => now });
     const paces: number[] = [];
     await budget.reading('a', async (pace) => {
       assert.equal(budget.size, 1);

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type ErrorCode, errorInfo } from '@mooring/protocol';
-import type { Pace } from '../inbound-budget.ts';
+import { type Pace, paced } from '../inbound-budget.ts';
 import { RequestAborted } from '../rest-api.ts';
 import type { ForkSpec, ProducerClaim } from '../store/stream-store.ts';
 import { parseOffset } from '../store/stream-store.ts';
@@ -257,8 +257,7 @@ export async function readBody(req: IncomingMessage, max: number, pace?: Pace): 
         throw tooLarge(`over ${DRAIN_LIMIT} bytes`);
       }
       if (size <= max) chunks.push(chunk);
-      const wait = pace?.(chunk.length) ?? 0;
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      await paced(pace, chunk.length);
     }
   } catch (err) {
     if (err instanceof StreamHttpError) throw err;
