@@ -17,12 +17,7 @@ export function frameLimit(limits: { maxFrameSize?: number } | undefined): numbe
   return typeof announced === 'number' && announced > 0 ? announced : DEFAULT_LIMITS.maxFrameSize;
 }
 
-/** Bytes of `value` as JSON text in UTF-8: what a frame weighs on the wire. */
-export function jsonBytes(value: unknown): number {
-  return utf8Length(JSON.stringify(value) ?? '');
-}
-
-/** `encode`'s bytes: what `value` weighs on the wire, or why it cannot be sent. */
+/** `encode`'s bytes in UTF-8: what `value` weighs on the wire, or why it cannot be sent. */
 export function measure(value: unknown, what: string): number | MooringError {
   const json = encode(value, what);
   return json instanceof MooringError ? json : utf8Length(json);

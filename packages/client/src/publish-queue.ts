@@ -22,7 +22,7 @@ import type {
 } from '@mooring/protocol';
 import { utf8Length } from '@mooring/protocol';
 import { MooringError } from './errors.ts';
-import { encode, frameTooLarge, jsonBytes } from './frame-size.ts';
+import { encode, frameTooLarge } from './frame-size.ts';
 
 interface PendingPublish {
   channel: string;
@@ -73,7 +73,7 @@ export class PublishQueue {
     if (opsJson instanceof MooringError) return Promise.reject(opsJson);
     const opsBytes = utf8Length(opsJson);
     // the smallest ref: a frame too large with it is too large with any (the send checks exactly)
-    const bytes = publishFrameBytes(channel, 0, opsBytes);
+    const bytes = publishFrameBytes(publishHead(channel, 0), opsBytes);
     const max = this.#deps.maxFrameSize();
     if (bytes > max) return Promise.reject(frameTooLarge('publish', bytes, max));
     if (!this.#connected && this.size + ops.length > this.#deps.maxQueuedOps) {
@@ -151,8 +151,8 @@ export class PublishQueue {
     if (entry.generation === this.#generation) return;
     const ref = this.#deps.nextRef();
     // the frame as JSON, its ops written once (when published): `{…,"ops":[]}` with them put in
-    const head = JSON.stringify(publishFrame(entry.channel, ref, []));
-    const bytes = utf8Length(head) - '[]'.length + entry.opsBytes;
+    const head = publishHead(entry.channel, ref);
+    const bytes = publishFrameBytes(head, entry.opsBytes);
     const max = this.#deps.maxFrameSize();
     if (bytes > max) {
       // Never sent, so never resent: the connection stays up and the publishes after it go out.
@@ -181,7 +181,12 @@ function publishFrame(channel: string, ref: Ref, ops: OperationInput[]): ClientF
   return { type: 'publish', ref, channel, ops };
 }
 
-/** Bytes of `publishFrame(channel, ref, ops)` as sent, given the bytes of `ops` as JSON. */
-function publishFrameBytes(channel: string, ref: Ref, opsBytes: number): number {
-  return jsonBytes(publishFrame(channel, ref, [])) - '[]'.length + opsBytes;
+/** `publishFrame(channel, ref, [])` as JSON: the frame around its operations, `{…,"ops":[]}`. */
+function publishHead(channel: string, ref: Ref): string {
+  return JSON.stringify(publishFrame(channel, ref, []));
+}
+
+/** Bytes of the publish frame as sent, given its `head` and the bytes of its operations as JSON. */
+function publishFrameBytes(head: string, opsBytes: number): number {
+  return utf8Length(head) - '[]'.length + opsBytes;
 }
