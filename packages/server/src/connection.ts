@@ -2,7 +2,7 @@
  * One client connection, independent of its transport (PROTOCOL.md §5–8).
  *
  * Transports (WebSocket, HTTP streaming, long-polling) are thin adapters: they hand inbound text to
- * `receive()` (or parsed upstream frames to `receiveValue()`), pace their reading by `inboundPause`,
+ * `receive()` (or parsed upstream frames to `receiveValue()`), pace their reading by `inbound`,
  * and implement `TransportSink` for outbound frames. Everything else —
  * frame validation, publishing, acks, the send-buffer bound, slow consumers — is here, so every
  * transport behaves the same. Attaching (catch-up and the hand-over to live) is ChannelAttachment's
@@ -112,7 +112,7 @@ export class Connection {
   #identity: Identity;
   /** `#identity` with this connection's id, as every publish passes it: made once per identity. */
   #publisher: PublishIdentity | undefined;
-  /** A token identity's share of the node's inbound bytes (see `inboundPause`). */
+  /** A token identity's share of the node's inbound bytes (see `inbound`). */
   readonly #inbound: { budget: InboundBudget; key: string } | undefined;
   /** Its publishes are stored in the order they were sent, whatever its identity is renewed to. */
   readonly #order = new PublishOrder();
@@ -217,16 +217,11 @@ export class Connection {
   }
 
   /**
-   * How long (ms) the transport must stop reading after `bytes` arrived, to keep a token identity
-   * within `maxInboundBytesRate` on this node; 0 within it, and always for API keys.
+   * Its identity's inbound budget and key in it, for a token identity while `maxInboundBytesRate`
+   * is on (API keys are not counted): a transport paces its reading by it.
    */
-  inboundPause(bytes: number): number {
-    return this.#inbound ? this.#inbound.budget.take(this.#inbound.key, bytes) : 0;
-  }
-
-  /** The key of its identity's inbound budget, for a token identity while the budget is on. */
-  get inboundKey(): string | undefined {
-    return this.#inbound?.key;
+  get inbound(): { readonly budget: InboundBudget; readonly key: string } | undefined {
+    return this.#inbound;
   }
 
   /**

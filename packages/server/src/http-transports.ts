@@ -320,7 +320,7 @@ export class HttpTransports {
   async #claim(connection: Connection): Promise<void> {
     if (!this.#o.forwarder) return;
     try {
-      await this.#o.forwarder.claim(connection.id, connection.key, connection.inboundKey);
+      await this.#o.forwarder.claim(connection.id, connection.key, connection.inbound?.key);
     } catch (err) {
       // the connection still works for requests that land here; others get unknown_connection
       this.#o.onError?.(err, 'could not record the route of an HTTP connection');

@@ -35,9 +35,11 @@ export async function paced(pace: Pace | undefined, bytes: number): Promise<void
 export type PacedRead = <T>(identity: BudgetIdentity, read: (pace?: Pace) => Promise<T>) => Promise<T>;
 
 /**
- * Request bodies of one identity read at once on a node; more wait, unread, for one to finish. A
- * body is buffered until it is whole, so bodies left part-sent (until Node's `requestTimeout`, 300 s)
- * would otherwise hold up to `maxHttpBody` each, as many as the identity opened.
+ * Request bodies and WebSocket messages of one identity read at once on a node; more wait, unread,
+ * for one to finish. Each is buffered until it is whole, so bodies left part-sent (until Node's
+ * `requestTimeout`, 300 s) would otherwise hold up to `maxHttpBody` each, and messages begun on its
+ * WebSocket connections (for as long as they stay open) up to `maxFrameSize` each, as many as the
+ * identity opened.
  */
 export const BODIES_PER_IDENTITY = 8;
 
@@ -46,9 +48,9 @@ interface Bucket {
   at: number;
   /** Connections and requests of the identity open on this node. */
   users: number;
-  /** Request bodies being read now (at most `BODIES_PER_IDENTITY`). */
+  /** Request bodies and WebSocket messages being read now (at most `BODIES_PER_IDENTITY`). */
   reading: number;
-  /** Requests waiting for one of those to finish, first come first served. */
+  /** Those waiting for one of them to finish, first come first served. */
   waiting: (() => void)[];
 }
 
@@ -64,8 +66,8 @@ export class InboundBudget {
 
   /**
    * `rate` bytes per second after a burst of `burst` bytes; `onThrottle` hears each read that
-   * leaves an identity over its budget, `onWait` each body that waits for one of its identity's
-   * `BODIES_PER_IDENTITY` (metrics); `now` in ms (a clock for tests).
+   * leaves an identity over its budget, `onWait` each body or WebSocket message that waits for one
+   * of its identity's `BODIES_PER_IDENTITY` (metrics); `now` in ms (a clock for tests).
    */
   constructor(
     rate: number,
@@ -101,27 +103,57 @@ export class InboundBudget {
 
   /**
    * Reads a request's body at `key`'s pace, as one more user of its bucket while it reads; with
-   * `BODIES_PER_IDENTITY` of its bodies being read already, only once one of them has finished.
+   * `BODIES_PER_IDENTITY` of its bodies (or part-received WebSocket messages) being read already,
+   * only once one of them has finished.
    */
   async reading<T>(key: string, read: (pace: Pace) => Promise<T>): Promise<T> {
     this.hold(key);
-    const bucket = this.#buckets.get(key)!;
     try {
-      if (bucket.reading < BODIES_PER_IDENTITY) bucket.reading++;
-      else {
-        this.#onWait();
-        await new Promise<void>((resolve) => bucket.waiting.push(resolve)); // handed its slot
-      }
+      let granted!: () => void;
+      const handed = new Promise<void>((resolve) => {
+        granted = resolve;
+      });
+      if (!this.enter(key, granted)) await handed;
       try {
         return await read((bytes) => this.take(key, bytes));
       } finally {
-        const next = bucket.waiting.shift();
-        if (next) next();
-        else bucket.reading--;
+        this.leave(key);
       }
     } finally {
       this.release(key);
     }
+  }
+
+  /**
+   * Takes one of `key`'s `BODIES_PER_IDENTITY` reading slots (a body, or a WebSocket message begun
+   * and not yet whole) and returns true; with all of them taken, returns false and calls `granted`
+   * once a slot is handed to it, first come first served. `key` must be held (`hold`).
+   */
+  enter(key: string, granted: () => void): boolean {
+    const bucket = this.#buckets.get(key)!;
+    if (bucket.reading < BODIES_PER_IDENTITY) {
+      bucket.reading++;
+      return true;
+    }
+    this.#onWait();
+    bucket.waiting.push(granted);
+    return false;
+  }
+
+  /** Gives back a slot taken by `enter` (or handed to it): to the first waiting, else free. */
+  leave(key: string): void {
+    const bucket = this.#buckets.get(key);
+    if (bucket === undefined) return;
+    const next = bucket.waiting.shift();
+    if (next) next();
+    else bucket.reading--;
+  }
+
+  /** `granted`, waiting for a slot of `key`, no longer wants one. */
+  cancel(key: string, granted: () => void): void {
+    const waiting = this.#buckets.get(key)?.waiting;
+    const at = waiting?.indexOf(granted) ?? -1;
+    if (at >= 0) waiting!.splice(at, 1);
   }
 
   /**

@@ -9,6 +9,8 @@ import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import { corkForTurn, flushTurn } from './cork-for-turn.ts';
+import type { InboundBudget } from './inbound-budget.ts';
+import { MessageScanner } from './message-scanner.ts';
 
 export interface WebSocketTransportOptions {
   maxFrameSize: number;
@@ -89,9 +91,17 @@ export class WebSocketTransport {
   /** `socket`: the one `ws` writes to; frames of one turn leave in one write (cork-for-turn.ts). */
   #attach(ws: WebSocket, socket: Duplex, admission: Admission): void {
     const sink = new WebSocketSink(ws, socket);
-    sink.connection = this.#options.accept(sink, admission);
+    const connection = this.#options.accept(sink, admission);
+    sink.connection = connection;
     sink.onClose = this.#options.onClose;
     (ws as Tagged)[SINK] = sink;
+    if (connection.inbound) {
+      // read before `ws` parses anything: the bytes are counted, and messages followed, as they come
+      const gate = new InboundGate(ws, connection.inbound.budget, connection.inbound.key);
+      (ws as Tagged)[GATE] = gate;
+      (socket as GatedSocket)[GATE] = gate;
+      socket.prependListener('data', onSocketData);
+    }
     ws.on('message', onMessage);
     ws.on('pong', onPong);
     ws.on('error', onError);
@@ -104,34 +114,107 @@ export class WebSocketTransport {
  * it): closures made per connection are memory held per connection.
  */
 const SINK = Symbol('mooring.sink');
-type Tagged = WebSocket & { [SINK]?: WebSocketSink };
+type Tagged = WebSocket & { [SINK]?: WebSocketSink; [GATE]?: InboundGate };
 
-/** Set on a socket whose reading is paused for its identity's inbound budget. */
-const RESUME = Symbol('mooring.resume');
-type Paused = Tagged & { [RESUME]?: NodeJS.Timeout };
+/** A token identity's connection: its socket's reads, paced by the identity's inbound budget. */
+const GATE = Symbol('mooring.gate');
+type GatedSocket = Duplex & { [GATE]?: InboundGate };
 
-function rawLength(data: RawData): number {
-  if (Array.isArray(data)) {
-    let length = 0;
-    for (const part of data) length += part.length;
-    return length;
+const NO_SLOT = 0;
+const HOLDS_SLOT = 1;
+const WAITS_FOR_SLOT = 2;
+
+/**
+ * Paces the reading of one token identity's socket (inbound-budget.ts), by the bytes read from it,
+ * before `ws` parses them:
+ *
+ * - past the identity's `maxInboundBytesRate`, the socket is not read until the budget refills;
+ * - while a message has begun and is not whole (`ws` holds what has come of it, up to
+ *   `maxFrameSize`), it holds one of the identity's `BODIES_PER_IDENTITY` reading slots; with all of
+ *   them taken, the socket is not read until one is handed to it. What the read that began the
+ *   message brought (one socket read, at most 64 KiB) is all such a connection holds meanwhile.
+ *
+ * `ws.pause()` rather than the socket's own: `ws` resumes its socket after its own back-pressure
+ * unless the WebSocket is paused.
+ */
+class InboundGate {
+  readonly #ws: WebSocket;
+  readonly #budget: InboundBudget;
+  readonly #key: string;
+  readonly #messages = new MessageScanner();
+  /** Set while the budget refills. */
+  #refilling: NodeJS.Timeout | undefined;
+  #slot = NO_SLOT;
+  #closed = false;
+
+  constructor(ws: WebSocket, budget: InboundBudget, key: string) {
+    this.#ws = ws;
+    this.#budget = budget;
+    this.#key = key;
+    budget.hold(key); // its own use of the bucket, given back when the socket has closed
   }
-  return data.byteLength;
+
+  /** `chunk` was read from the socket; `ws` parses it next. */
+  read(chunk: Buffer): void {
+    if (this.#closed) return;
+    const wait = this.#budget.take(this.#key, chunk.length);
+    if (wait > 0 && this.#refilling === undefined) {
+      this.#refilling = setTimeout(this.#refilled, wait);
+      this.#refilling.unref();
+    }
+    this.#messages.scan(chunk);
+    if (this.#messages.partial) {
+      if (this.#slot === NO_SLOT)
+        this.#slot = this.#budget.enter(this.#key, this.#granted) ? HOLDS_SLOT : WAITS_FOR_SLOT;
+    } else if (this.#slot === HOLDS_SLOT) {
+      this.#slot = NO_SLOT;
+      this.#budget.leave(this.#key);
+    } else if (this.#slot === WAITS_FOR_SLOT) {
+      this.#slot = NO_SLOT;
+      this.#budget.cancel(this.#key, this.#granted);
+    }
+    if (this.#refilling !== undefined || this.#slot === WAITS_FOR_SLOT) this.#ws.pause();
+  }
+
+  /** The socket has closed: its slot (or its place in line) and its bucket are given back. */
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#refilling);
+    this.#refilling = undefined;
+    if (this.#slot === HOLDS_SLOT) this.#budget.leave(this.#key);
+    else if (this.#slot === WAITS_FOR_SLOT) this.#budget.cancel(this.#key, this.#granted);
+    this.#slot = NO_SLOT;
+    this.#budget.release(this.#key);
+  }
+
+  readonly #refilled = (): void => {
+    this.#refilling = undefined;
+    this.#readOn();
+  };
+
+  readonly #granted = (): void => {
+    this.#slot = HOLDS_SLOT;
+    this.#readOn();
+  };
+
+  #readOn(): void {
+    if (
+      this.#refilling === undefined &&
+      this.#slot !== WAITS_FOR_SLOT &&
+      this.#ws.readyState === this.#ws.OPEN
+    )
+      this.#ws.resume();
+  }
 }
 
-function onMessage(this: Paused, data: RawData, isBinary: boolean): void {
+function onSocketData(this: GatedSocket, chunk: Buffer): void {
+  this[GATE]?.read(chunk);
+}
+
+function onMessage(this: Tagged, data: RawData, isBinary: boolean): void {
   const connection = this[SINK]?.connection;
   if (connection === undefined) return;
-  // the identity's inbound budget, before any parsing: over it, stop reading until it refills
-  const pause = connection.inboundPause(rawLength(data));
-  if (pause > 0 && this[RESUME] === undefined) {
-    this.pause();
-    this[RESUME] = setTimeout(() => {
-      delete this[RESUME];
-      if (this.readyState === this.OPEN) this.resume();
-    }, pause);
-    this[RESUME].unref();
-  }
   if (isBinary) {
     connection.receiveUnreadable('binary frames are not supported; send JSON text');
     return;
@@ -150,6 +233,7 @@ function onError(): void {
 }
 
 function onClose(this: Tagged, code: number): void {
+  this[GATE]?.closed();
   const sink = this[SINK];
   if (sink?.connection !== undefined) sink.onClose?.(sink.connection, code);
 }

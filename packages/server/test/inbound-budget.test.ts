@@ -15,6 +15,7 @@ import { createToken, type MooringServer, type ServerOptions, startServer } from
 import { metricsText, metricValue, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
 import { RawClient } from './support/raw-client.ts';
+import { reply, StalledClient } from './support/stalled-client.ts';
 
 describe('InboundBudget', () => {
   it('a burst, then the rate: the pause is what brings the bucket back to zero', () => {
@@ -166,6 +167,79 @@ describe('bodies read at once per identity', () => {
       assert.equal((await waiting).status, 200, 'taken once a part-sent body went');
     } finally {
       for (const req of stalled) req.destroy();
+      await fx.close();
+    }
+  });
+  it("a token's WebSocket messages left part-sent hold its slots: its next one waits unread, its whole ones and another token's do not", async () => {
+    const fx = await startFixture('memory');
+    const clients: StalledClient[] = [];
+    try {
+      const tokenOf = async (clientId: string) => (await createToken(TEST_KEY, { clientId })).token;
+      const [slow, other] = await Promise.all([tokenOf('slow'), tokenOf('other')]);
+      const open = async (token: string) => {
+        const client = await StalledClient.connect(fx.server.url, `/v1/connect?token=${token}`);
+        clients.push(client);
+        await client.until('"connected"');
+        return client;
+      };
+      const ping = (ref: number) => StalledClient.frame(JSON.stringify({ type: 'ping', ref }));
+      // a publish of 80 KB (two operations), sent as its first half and, later, the rest
+      const publish = (ref: number) => {
+        const data = 'x'.repeat(40_000);
+        const frame = StalledClient.frame(
+          JSON.stringify({ type: 'publish', channel: 'session:s', ref, ops: [{ data }, { data }] }),
+        );
+        return { first: frame.subarray(0, 40_000), rest: frame.subarray(40_000) };
+      };
+      const held: { client: StalledClient; rest: Buffer }[] = [];
+      for (let i = 0; i < BODIES_PER_IDENTITY; i++) {
+        const client = await open(slow);
+        const { first, rest } = publish(100 + i);
+        client.write(Buffer.concat([ping(1), first]));
+        await client.until(reply('pong', 1)); // read: it holds a slot from here
+        held.push({ client, rest });
+      }
+      await new Promise((r) => setTimeout(r, 200)); // the halves that follow their pongs read too
+      const ninth = await open(slow);
+      const late = publish(200);
+      ninth.write(Buffer.concat([ping(1), late.first]));
+      await ninth.until(reply('pong', 1));
+      ninth.write(Buffer.concat([late.rest, ping(2)]));
+
+      const whole = await open(slow);
+      whole.write(ping(3));
+      whole.sendText(
+        JSON.stringify({ type: 'publish', channel: 'session:s', ref: 4, ops: [{ data: 'hi' }] }),
+      );
+      await whole.until(reply('ack', 4));
+      assert.match(whole.received, reply('pong', 3));
+
+      const another = await open(other);
+      const theirs = publish(5);
+      another.write(theirs.first);
+      await new Promise((r) => setTimeout(r, 100));
+      another.write(Buffer.concat([theirs.rest, ping(6)]));
+      await another.until(reply('pong', 6));
+      await another.until(reply('ack', 5), 5_000); // another token's part-sent message is not held
+
+      assert.doesNotMatch(ninth.received, reply('ack', 200), 'the ninth waits, unread');
+      assert.doesNotMatch(ninth.received, reply('pong', 2));
+      const waited = metricValue(await metricsText(fx.server), 'mooring_inbound_bodies_waited_total');
+      assert.equal(waited, 1, 'the wait is counted');
+
+      held.shift()!.client.destroy();
+      await ninth.until(reply('pong', 2)); // read once a part-sent message went
+      await ninth.until(reply('ack', 200), 5_000);
+      for (const { client, rest } of held) client.write(rest);
+      await Promise.all(held.map(({ client }, i) => client.until(reply('ack', 101 + i))));
+      const again = publish(300);
+      ninth.write(again.first);
+      await new Promise((r) => setTimeout(r, 100));
+      ninth.write(Buffer.concat([again.rest, ping(7)]));
+      await ninth.until(reply('pong', 7)); // the slots are given back as their messages end
+      await ninth.until(reply('ack', 300), 5_000);
+    } finally {
+      for (const client of clients) client.destroy();
       await fx.close();
     }
   });

@@ -1,15 +1,22 @@
 /**
- * A WebSocket client that stops reading: a raw TCP socket doing the upgrade handshake by hand, so
- * that pausing it really stops reading (the `ws` client resumes its socket by itself). Used to make
- * a genuinely slow consumer.
+ * A WebSocket client that stops reading, or sends its frames in pieces: a raw TCP socket doing the
+ * upgrade handshake by hand, so that pausing it really stops reading (the `ws` client resumes its
+ * socket by itself) and a frame can be left part-sent. Used to make a genuinely slow consumer, and a
+ * sender that begins messages and does not finish them.
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 
 export class StalledClient {
   readonly socket: Socket;
-  private constructor(socket: Socket) {
+  /** What the server sent after the handshake, as text (its frames are not masked: JSON shows). */
+  received = '';
+  private constructor(socket: Socket, first: string) {
     this.socket = socket;
+    this.received = first;
+    socket.on('data', (chunk: Buffer) => {
+      this.received += chunk.toString('latin1');
+    });
   }
 
   static async connect(baseUrl: string, path: string): Promise<StalledClient> {
@@ -24,30 +31,66 @@ export class StalledClient {
       `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
     );
-    await new Promise<void>((resolve) => {
+    const first = await new Promise<string>((resolve) => {
       let head = '';
       const onData = (chunk: Buffer) => {
         head += chunk.toString('latin1');
-        if (head.includes('\r\n\r\n')) {
+        const end = head.indexOf('\r\n\r\n');
+        if (end >= 0) {
           socket.off('data', onData);
-          resolve();
+          resolve(head.slice(end + 4));
         }
       };
       socket.on('data', onData);
     });
-    return new StalledClient(socket);
+    return new StalledClient(socket, first);
   }
 
-  /** Sends one masked text frame (client frames must be masked). */
-  sendText(text: string): void {
+  /** One masked text frame (client frames must be masked), whole. */
+  static frame(text: string): Buffer {
     const payload = Buffer.from(text);
     const mask = randomBytes(4);
     const len = payload.length;
     const header =
-      len < 126 ? Buffer.from([0x81, 0x80 | len]) : Buffer.from([0x81, 0x80 | 126, len >> 8, len & 255]);
+      len < 126
+        ? Buffer.from([0x81, 0x80 | len])
+        : len < 65_536
+          ? Buffer.from([0x81, 0x80 | 126, len >> 8, len & 255])
+          : Buffer.from([
+              0x81,
+              0x80 | 127,
+              0,
+              0,
+              0,
+              0,
+              len >>> 24,
+              (len >> 16) & 255,
+              (len >> 8) & 255,
+              len & 255,
+            ]);
     const masked = Buffer.alloc(len);
     for (let i = 0; i < len; i++) masked[i] = payload[i]! ^ mask[i % 4]!;
-    this.socket.write(Buffer.concat([header, mask, masked]));
+    return Buffer.concat([header, mask, masked]);
+  }
+
+  /** Sends one masked text frame. */
+  sendText(text: string): void {
+    this.socket.write(StalledClient.frame(text));
+  }
+
+  /** Sends raw bytes: a part of a frame, or several. */
+  write(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  /** Waits until the server has sent `text` (as part of a frame), or fails after `ms`. */
+  async until(text: string | RegExp, ms = 10_000): Promise<void> {
+    const sent = () => (typeof text === 'string' ? this.received.includes(text) : text.test(this.received));
+    const deadline = Date.now() + ms;
+    while (!sent()) {
+      if (Date.now() > deadline) throw new Error(`the server did not send ${text} in ${ms} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 
   /** Stops reading for good: the kernel buffers fill and the server's send buffer grows. */
@@ -58,4 +101,9 @@ export class StalledClient {
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** A frame of `type` answering `ref`, as it shows in `received` (up to the next frame's type). */
+export function reply(type: string, ref: number): RegExp {
+  return new RegExp(`"type":"${type}"(?:(?!"type":).)*?"ref":${ref}[,}]`, 's');
 }
