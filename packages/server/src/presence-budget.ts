@@ -8,6 +8,9 @@
  */
 import { ServerError } from './server-error.ts';
 
+/** What one kept member counts in `maxDroppedBytesPerClient` beyond its data: its channel and record. */
+export const DROPPED_MEMBER_COST = 256;
+
 export interface PresenceBudgetLimits {
   /** Channels one connection may be present in. */
   maxChannelsPerConnection: number;
@@ -98,6 +101,15 @@ export class PresenceBudget {
     let bytes = 0;
     for (const size of channels?.values() ?? []) bytes += size;
     return { channels: channels?.size ?? 0, bytes };
+  }
+
+  /**
+   * What the connection's presence counts in its clientId's `maxDroppedBytesPerClient` once it has
+   * dropped: its data's JSON bytes, and `DROPPED_MEMBER_COST` per channel it is present in.
+   */
+  droppedCost(connectionId: string): number {
+    const { channels, bytes } = this.held(connectionId);
+    return bytes + channels * DROPPED_MEMBER_COST;
   }
 
   /** The connection is gone: forgets all it held. */

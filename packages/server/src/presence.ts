@@ -45,9 +45,6 @@ export interface PresenceOptions {
   maxDroppedBytesPerClient: number;
 }
 
-/** What one kept member counts in `maxDroppedBytesPerClient` beyond its data: its channel and record. */
-export const DROPPED_MEMBER_COST = 256;
-
 /** Presence sets, node-local or shared; `enter` and `members` may answer later on a shared one. */
 export interface Presence {
   members(channel: string): PresenceMember[] | Promise<PresenceMember[]>;
@@ -243,8 +240,7 @@ export class PresenceService implements Presence {
     const held = this.#held(connectionId);
     const clientId = held[0]?.member.clientId;
     if (clientId === undefined) return;
-    let cost = 0;
-    for (const { member } of held) cost += member.size + DROPPED_MEMBER_COST;
+    const cost = this.#budget.droppedCost(connectionId);
     const timer = setTimeout(() => {
       const dropped = this.#dropped.get(connectionId);
       if (dropped?.timer !== timer) return;

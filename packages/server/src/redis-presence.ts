@@ -36,7 +36,6 @@ import { randomBytes } from 'node:crypto';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import { KeyedListeners } from './keyed-listeners.ts';
 import {
-  DROPPED_MEMBER_COST,
   encodeSync,
   memberJson,
   type Presence,
@@ -326,8 +325,7 @@ export class RedisPresence implements Presence {
   async #countDropped(connectionId: string): Promise<void> {
     const clientId = this.#clientOf.get(connectionId);
     if (clientId === undefined) return;
-    const held = this.#budget.held(connectionId);
-    const cost = held.bytes + held.channels * DROPPED_MEMBER_COST;
+    const cost = this.#budget.droppedCost(connectionId);
     const { grace, recoverWithin, maxDroppedBytesPerClient } = this.#o;
     const keys = this.#ledgerKeys(clientId);
     const letGo = (await droppedScript.run(this.#o.connection, keys, [

@@ -11,7 +11,8 @@ import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { PresenceFrame, ServerFrame } from '@mooring/protocol';
-import { DROPPED_MEMBER_COST, PresenceService } from '../src/presence.ts';
+import { PresenceService } from '../src/presence.ts';
+import { DROPPED_MEMBER_COST } from '../src/presence-budget.ts';
 import { rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 

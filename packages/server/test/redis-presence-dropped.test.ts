@@ -10,7 +10,7 @@ import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { createClient } from 'redis';
 import type { MooringServer } from '../src/index.ts';
-import { DROPPED_MEMBER_COST } from '../src/presence.ts';
+import { DROPPED_MEMBER_COST } from '../src/presence-budget.ts';
 import { rest } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 import { redisNode } from './support/redis-fixtures.ts';
