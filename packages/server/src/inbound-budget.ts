@@ -51,7 +51,12 @@ interface Bucket {
   /** Request bodies and WebSocket messages being read now (at most `BODIES_PER_IDENTITY`). */
   reading: number;
   /** Those waiting for one of them to finish, first come first served. */
-  waiting: (() => void)[];
+  waiting: SlotWaiter[];
+}
+
+/** Waits for one of its identity's reading slots: `granted` is called when one is handed to it. */
+export interface SlotWaiter {
+  granted(): void;
 }
 
 export class InboundBudget {
@@ -109,11 +114,11 @@ export class InboundBudget {
   async reading<T>(key: string, read: (pace: Pace) => Promise<T>): Promise<T> {
     this.hold(key);
     try {
-      let granted!: () => void;
+      const waiter = { granted: () => {} };
       const handed = new Promise<void>((resolve) => {
-        granted = resolve;
+        waiter.granted = resolve;
       });
-      if (!this.enter(key, granted)) await handed;
+      if (!this.enter(key, waiter)) await handed;
       try {
         return await read((bytes) => this.take(key, bytes));
       } finally {
@@ -126,17 +131,18 @@ export class InboundBudget {
 
   /**
    * Takes one of `key`'s `BODIES_PER_IDENTITY` reading slots (a body, or a WebSocket message begun
-   * and not yet whole) and returns true; with all of them taken, returns false and calls `granted`
-   * once a slot is handed to it, first come first served. `key` must be held (`hold`).
+   * and not yet whole) and returns true; with all of them taken, returns false and calls
+   * `waiter.granted()` once a slot is handed to it, first come first served. `key` must be held
+   * (`hold`).
    */
-  enter(key: string, granted: () => void): boolean {
+  enter(key: string, waiter: SlotWaiter): boolean {
     const bucket = this.#buckets.get(key)!;
     if (bucket.reading < BODIES_PER_IDENTITY) {
       bucket.reading++;
       return true;
     }
     this.#onWait();
-    bucket.waiting.push(granted);
+    bucket.waiting.push(waiter);
     return false;
   }
 
@@ -145,14 +151,14 @@ export class InboundBudget {
     const bucket = this.#buckets.get(key);
     if (bucket === undefined) return;
     const next = bucket.waiting.shift();
-    if (next) next();
+    if (next) next.granted();
     else bucket.reading--;
   }
 
-  /** `granted`, waiting for a slot of `key`, no longer wants one. */
-  cancel(key: string, granted: () => void): void {
+  /** `waiter`, waiting for a slot of `key`, no longer wants one. */
+  cancel(key: string, waiter: SlotWaiter): void {
     const waiting = this.#buckets.get(key)?.waiting;
-    const at = waiting?.indexOf(granted) ?? -1;
+    const at = waiting?.indexOf(waiter) ?? -1;
     if (at >= 0) waiting!.splice(at, 1);
   }
 

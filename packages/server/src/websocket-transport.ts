@@ -9,7 +9,7 @@ import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import type { Admission } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
 import { corkForTurn, flushTurn } from './cork-for-turn.ts';
-import type { InboundBudget } from './inbound-budget.ts';
+import type { InboundBudget, SlotWaiter } from './inbound-budget.ts';
 import { MessageScanner } from './message-scanner.ts';
 
 export interface WebSocketTransportOptions {
@@ -137,7 +137,7 @@ const WAITS_FOR_SLOT = 2;
  * `ws.pause()` rather than the socket's own: `ws` resumes its socket after its own back-pressure
  * unless the WebSocket is paused.
  */
-class InboundGate {
+class InboundGate implements SlotWaiter {
   readonly #ws: WebSocket;
   readonly #budget: InboundBudget;
   readonly #key: string;
@@ -159,19 +159,19 @@ class InboundGate {
     if (this.#closed) return;
     const wait = this.#budget.take(this.#key, chunk.length);
     if (wait > 0 && this.#refilling === undefined) {
-      this.#refilling = setTimeout(this.#refilled, wait);
+      this.#refilling = setTimeout(refilled, wait, this);
       this.#refilling.unref();
     }
     this.#messages.scan(chunk);
     if (this.#messages.partial) {
       if (this.#slot === NO_SLOT)
-        this.#slot = this.#budget.enter(this.#key, this.#granted) ? HOLDS_SLOT : WAITS_FOR_SLOT;
+        this.#slot = this.#budget.enter(this.#key, this) ? HOLDS_SLOT : WAITS_FOR_SLOT;
     } else if (this.#slot === HOLDS_SLOT) {
       this.#slot = NO_SLOT;
       this.#budget.leave(this.#key);
     } else if (this.#slot === WAITS_FOR_SLOT) {
       this.#slot = NO_SLOT;
-      this.#budget.cancel(this.#key, this.#granted);
+      this.#budget.cancel(this.#key, this);
     }
     if (this.#refilling !== undefined || this.#slot === WAITS_FOR_SLOT) this.#ws.pause();
   }
@@ -183,20 +183,22 @@ class InboundGate {
     clearTimeout(this.#refilling);
     this.#refilling = undefined;
     if (this.#slot === HOLDS_SLOT) this.#budget.leave(this.#key);
-    else if (this.#slot === WAITS_FOR_SLOT) this.#budget.cancel(this.#key, this.#granted);
+    else if (this.#slot === WAITS_FOR_SLOT) this.#budget.cancel(this.#key, this);
     this.#slot = NO_SLOT;
     this.#budget.release(this.#key);
   }
 
-  readonly #refilled = (): void => {
+  /** The budget has refilled (a timer's callback, shared by every gate: no closure per connection). */
+  refilled(): void {
     this.#refilling = undefined;
     this.#readOn();
-  };
+  }
 
-  readonly #granted = (): void => {
+  /** A slot was handed to it. */
+  granted(): void {
     this.#slot = HOLDS_SLOT;
     this.#readOn();
-  };
+  }
 
   #readOn(): void {
     if (
@@ -206,6 +208,10 @@ class InboundGate {
     )
       this.#ws.resume();
   }
+}
+
+function refilled(gate: InboundGate): void {
+  gate.refilled();
 }
 
 function onSocketData(this: GatedSocket, chunk: Buffer): void {
