@@ -51,13 +51,22 @@ export interface AttachOutcome {
   reason?: ResumeFailure;
 }
 
-/** Messages per catch-up page, and the byte bound of a page (always ≥ 1 message). */
+/**
+ * Messages per catch-up page, and the byte bound of a page (always ≥ 1 message). A page is held
+ * while it is sent, for as long as its reader takes: small enough that connections whose readers
+ * stopped do not add up to much, large enough that a store read is cheap beside its bytes.
+ */
 export const CATCHUP_PAGE = 200;
-export const CATCHUP_PAGE_BYTES = 1024 * 1024;
+export const CATCHUP_PAGE_BYTES = 256 * 1024;
 /** A rewind sends the last N messages, or fewer when they hold more data than this (always ≥ 1). */
 export const REWIND_BYTES = 4 * 1024 * 1024;
 /** Catch-up frames are cut at about this many bytes (a bigger single message makes its own frame). */
 export const CATCHUP_FRAME_BYTES = 64 * 1024;
+/**
+ * Bytes a catch-up leaves queued in a streaming transport (WebSocket, SSE) before it waits to write
+ * the next frame: the kernel's socket buffer carries the throughput, this only keeps it fed.
+ */
+export const CATCHUP_QUEUE_BYTES = CATCHUP_FRAME_BYTES;
 
 export class ChannelAttachment {
   readonly channel: string;

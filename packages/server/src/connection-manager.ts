@@ -24,7 +24,7 @@ import { CLOSE_CODES, type Limits } from '@mooring/protocol';
 import type { Logger } from 'pino';
 import type { ChannelService } from './channel-service.ts';
 import type { Admission } from './connect-attaches.ts';
-import { Connection, type TransportSink } from './connection.ts';
+import { Connection, catchUpQueueOf, type TransportSink } from './connection.ts';
 import { type ConnectionCounts, type CountCheck, LocalConnectionCounts } from './connection-counts.ts';
 import {
   type ConnectionRegistry,
@@ -169,8 +169,8 @@ export class ConnectionManager {
     });
     if (attaches && attaches.length > 0) {
       const answered = attaches.map((frame) => connection.receiveValue(frame));
-      // the catch-up pacing waits once half the send buffer is queued: release before that
-      transport.holdFirstAnswer?.(Promise.all(answered), limits.maxSendBuffer / 2);
+      // the catch-up waits once the transport's catch-up queue is full: released by then
+      transport.holdFirstAnswer?.(Promise.all(answered), catchUpQueueOf(transport, limits.maxSendBuffer));
     }
     this.#o.logger.debug(
       { connectionId: opened.connectionId, resumed: opened.resumed, transport: transport.kind },

@@ -30,7 +30,7 @@ import {
 import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import { requireAccess } from './capabilities.ts';
-import type { AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
+import { type AttachOutlet, CATCHUP_QUEUE_BYTES, type ChannelAttachment } from './channel-attachment.ts';
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import { identityKey, type RateBudgets } from './identity-budgets.ts';
@@ -67,6 +67,13 @@ export interface TransportSink {
   sendAck?(frame: AckFrame): void;
   /** Bytes accepted by send() but not yet written to the network. */
   bufferedAmount(): number;
+  /**
+   * Bytes a catch-up may leave queued (`bufferedAmount`) before it waits to write its next frame;
+   * `CATCHUP_QUEUE_BYTES` when absent, and never past half of `maxSendBuffer` (`catchUpQueueOf`). A
+   * stream's queue is only what the kernel's socket buffer (which carries the throughput) has not
+   * taken, so a little is plenty; long-polling's queue is what each poll carries away.
+   */
+  readonly catchUpQueue?: number;
   /** Ends the transport with a close code (WebSocket) and reason, waiting briefly for the peer. */
   close(code: number, reason: string): void;
   /** Drops the transport at once: for peers that are not reading (slow, dead). */
@@ -85,6 +92,11 @@ export interface TransportSink {
    * connection names another id and is refused, so it can never take frames meant for this one.
    */
   readonly transportId?: string | undefined;
+}
+
+/** What a catch-up leaves queued on `transport` at most before it waits (`TransportSink.catchUpQueue`). */
+export function catchUpQueueOf(transport: TransportSink, maxSendBuffer: number): number {
+  return Math.min(transport.catchUpQueue ?? CATCHUP_QUEUE_BYTES, maxSendBuffer / 2);
 }
 
 export interface ConnectionOptions {
@@ -646,9 +658,13 @@ export class Connection {
     );
   }
 
-  /** Waits until the transport's buffer has room for another catch-up page. */
+  /**
+   * Waits until the transport's queue has room for another catch-up frame. A catch-up is paced by
+   * its reader: one that stops reading holds no more than the transport's `catchUpQueue`, a frame
+   * and the page being sent (not `maxSendBuffer` each, as many as its identity has connections).
+   */
   async #drained(current: () => boolean): Promise<void> {
-    const threshold = this.#limits.maxSendBuffer / 2;
+    const threshold = catchUpQueueOf(this.transport, this.#limits.maxSendBuffer);
     while (current() && this.transport.bufferedAmount() > threshold) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }

@@ -359,6 +359,12 @@ function connectionKeyOf(req: IncomingMessage, url: URL): string {
 const FIRST_ANSWER_HOLD = 1_000;
 
 /**
+ * Catch-up bytes a long-polling connection queues before the catch-up waits for a poll to take
+ * them: about what one poll's answer carries while catching up.
+ */
+export const POLL_CATCHUP_BYTES = 256 * 1024;
+
+/**
  * Downstream of a long-polling connection: frames queue here until a poll takes them. One poll is
  * pending at a time (a new one answers the old with `[]`). A connection whose client stops polling
  * for `pollGrace` ms is gone, like a WebSocket that stopped answering pings.
@@ -366,6 +372,7 @@ const FIRST_ANSWER_HOLD = 1_000;
 export class LongPollSink implements TransportSink {
   readonly kind = 'longpoll';
   readonly answersHeartbeats = false;
+  readonly catchUpQueue = POLL_CATCHUP_BYTES;
   onGone: (deliberate: boolean) => void = () => {};
   #queue: Buffer[] = [];
   #queuedBytes = 0;

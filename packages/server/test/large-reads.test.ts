@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { type AttachedFrame, formatSerial, type Message, parseSerial } from '@mooring/protocol';
-import { CATCHUP_PAGE_BYTES } from '../src/channel-attachment.ts';
+import { CATCHUP_FRAME_BYTES, CATCHUP_PAGE_BYTES } from '../src/channel-attachment.ts';
+import { POLL_CATCHUP_BYTES } from '../src/http-transports.ts';
 import { createToken, startServer } from '../src/index.ts';
 import { PresenceService } from '../src/presence.ts';
 import { HISTORY_PAGE_BYTES } from '../src/rest-api.ts';
@@ -315,6 +316,61 @@ async function readSlotServer(
   });
   return { store, server };
 }
+
+describe('a catch-up is paced by its reader', () => {
+  it('over long-polling, what waits for the next poll is one poll answer of catch-up, not the whole channel; every message once, in order', async (t) => {
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: new MemoryStore(),
+    });
+    t.after(() => server.close());
+    const backend = await RawClient.connect(server.url);
+    t.after(() => backend.kill());
+    const data = 'y'.repeat(10_000);
+    for (
+      let i = 0;
+      i < 200;
+      i++ // 2 MB, well under half of maxSendBuffer (the old bound)
+    )
+      await backend.request({ type: 'publish', channel: 'session:long', ops: [{ id: `m${i}`, data }] });
+    const opened = await fetch(`${server.url}/v1/connect/poll?key=${TEST_KEY}`);
+    const [connected] = (await opened.json()) as { connectionId: string; connectionKey: string }[];
+    const headers = {
+      'x-mooring-connection-key': connected!.connectionKey,
+      'content-type': 'application/json',
+    };
+    const base = `${server.url}/v1/connections/${connected!.connectionId}`;
+    const attach = { type: 'attach', ref: 1, channel: 'session:long', start: true };
+    const posted = await fetch(`${base}/frames`, { method: 'POST', headers, body: JSON.stringify([attach]) });
+    assert.equal(posted.status, 202);
+    await new Promise((r) => setTimeout(r, 500)); // the catch-up runs while nobody polls
+    const answers: number[] = [];
+    const messages: Message[] = [];
+    let attached = false;
+    while (!attached && answers.length < 100) {
+      const res = await fetch(`${base}/poll`, { headers });
+      const text = await res.text();
+      answers.push(Buffer.byteLength(text));
+      for (const frame of JSON.parse(text) as { type: string; messages?: Message[] }[]) {
+        if (frame.type === 'messages') messages.push(...frame.messages!);
+        if (frame.type === 'attached') attached = true;
+      }
+    }
+    t.diagnostic(`poll answers (bytes): ${answers.join(', ')}`);
+    assert.ok(attached, 'the catch-up ends');
+    assert.ok(
+      answers[0]! <= POLL_CATCHUP_BYTES + CATCHUP_FRAME_BYTES + 16 * 1024,
+      `queued for the first poll: ${answers[0]} bytes`,
+    );
+    assert.deepEqual(
+      messages.map((m) => m.id),
+      Array.from({ length: 200 }, (_, i) => `m${i}`),
+      'every message once, in order',
+    );
+  });
+});
 
 describe('read slots', () => {
   it('runs at most maxConcurrentReads history pages at once; beyond the queue: rate_limited (429, retryable)', async (t) => {
