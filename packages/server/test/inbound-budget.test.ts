@@ -126,6 +126,27 @@ describe('bodies read at once per identity', () => {
     assert.equal(budget.size, 0, 'all done, the buckets full: dropped');
   });
 
+  it('enter, leave and cancel: a slot handed on in turn, a waiter that left the line passed over, a freed slot taken again', () => {
+    let waited = 0;
+    const budget = new InboundBudget(1000, 1000, { onWait: () => waited++ });
+    budget.hold('a');
+    const order: string[] = [];
+    const waiter = (name: string) => ({ granted: () => order.push(name) });
+    for (let i = 0; i < BODIES_PER_IDENTITY; i++) assert.equal(budget.enter('a', waiter(`held${i}`)), true);
+    const [first, gone, last] = [waiter('first'), waiter('gone'), waiter('last')];
+    assert.equal(budget.enter('a', first), false);
+    assert.equal(budget.enter('a', gone), false);
+    assert.equal(budget.enter('a', last), false);
+    assert.equal(waited, 3);
+    budget.cancel('a', gone);
+    budget.leave('a');
+    budget.leave('a');
+    assert.deepEqual(order, ['first', 'last'], 'in turn, without the one that left the line');
+    budget.leave('a');
+    assert.equal(budget.enter('a', waiter('next')), true, 'a slot given back with nobody waiting is free');
+    assert.equal(budget.enter('a', waiter('over')), false, 'and then all eight are taken again');
+  });
+
   it("a token's REST bodies left part-sent hold only its own slots: its next publish waits, another token's does not", async () => {
     const fx = await startFixture('memory');
     const stalled: ReturnType<typeof httpRequest>[] = [];
@@ -200,6 +221,11 @@ describe('bodies read at once per identity', () => {
         held.push({ client, rest });
       }
       await new Promise((r) => setTimeout(r, 200)); // the halves that follow their pongs read too
+      // first in line, and gone before a slot frees: it must not take one
+      const leaver = await open(slow);
+      leaver.write(Buffer.concat([ping(1), publish(150).first]));
+      await leaver.until(reply('pong', 1));
+      await new Promise((r) => setTimeout(r, 100));
       const ninth = await open(slow);
       const late = publish(200);
       ninth.write(Buffer.concat([ping(1), late.first]));
@@ -225,8 +251,10 @@ describe('bodies read at once per identity', () => {
       assert.doesNotMatch(ninth.received, reply('ack', 200), 'the ninth waits, unread');
       assert.doesNotMatch(ninth.received, reply('pong', 2));
       const waited = metricValue(await metricsText(fx.server), 'mooring_inbound_bodies_waited_total');
-      assert.equal(waited, 1, 'the wait is counted');
+      assert.equal(waited, 2, 'the waits are counted');
 
+      leaver.destroy();
+      await new Promise((r) => setTimeout(r, 100));
       held.shift()!.client.destroy();
       await ninth.until(reply('pong', 2)); // read once a part-sent message went
       await ninth.until(reply('ack', 200), 5_000);
