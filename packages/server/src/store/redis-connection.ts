@@ -180,6 +180,20 @@ function quietly(destroy: () => void): void {
   }
 }
 
+/** A client made by `make` and connected; one that cannot connect is destroyed, not left retrying. */
+async function connected<C extends { connect(): Promise<unknown>; destroy(): void }>(
+  make: () => C,
+): Promise<C> {
+  const client = make();
+  try {
+    await client.connect();
+  } catch (err) {
+    client.destroy();
+    throw err;
+  }
+  return client;
+}
+
 async function connectSingle(
   url: string,
   onError: (err: unknown) => void,
@@ -192,14 +206,7 @@ async function connectSingle(
     c.on('ready', () => scriptEpoch++);
     return c;
   };
-  const first = make();
-  try {
-    await first.connect();
-  } catch (err) {
-    first.destroy();
-    throw err;
-  }
-  const clients = new Replaceable(first, make, commandTimeout, onError);
+  const clients = new Replaceable(await connected(make), make, commandTimeout, onError);
   return {
     cluster: false,
     get scriptEpoch() {
@@ -240,14 +247,7 @@ async function connectCluster(
     c.on('node-reconnecting', () => scriptEpoch++);
     return c;
   };
-  const first = make();
-  try {
-    await first.connect();
-  } catch (err) {
-    first.destroy();
-    throw err;
-  }
-  const clusters = new Replaceable(first, make, commandTimeout, onError);
+  const clusters = new Replaceable(await connected(make), make, commandTimeout, onError);
   return {
     cluster: true,
     get scriptEpoch() {
