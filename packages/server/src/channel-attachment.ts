@@ -38,6 +38,12 @@ export interface AttachOutlet {
   /** Resolves once the transport has room for another catch-up frame, or `current()` turned false. */
   drained(current: () => boolean): Promise<void>;
   /**
+   * Runs `run` once the connection's other catch-ups are not reading or sending a page: one page at
+   * a time per connection, in the order asked. A page is held while its reader takes it, so a
+   * connection catching up many channels for a reader that stopped holds one page, not one each.
+   */
+  turn<T>(run: () => Promise<T>): Promise<T>;
+  /**
    * Bytes of live deliveries held while catching up changed by `delta` (negative: released). The
    * connection bounds the total over its channels and ends as a slow consumer beyond it.
    */
@@ -145,10 +151,14 @@ export class ChannelAttachment {
         outcome = { resumed: false, epoch: check.epoch, position: check.head, reason: check.reason };
       }
     } else if (frame.rewind !== undefined) {
-      const page = await channels.rewind(channel, frame.rewind, REWIND_BYTES);
-      this.#ensureCurrent();
-      await this.#send(page.messages);
-      outcome = { resumed: false, epoch: page.epoch, position: page.head };
+      const rewind = frame.rewind;
+      outcome = await this.#outlet.turn(async () => {
+        await this.#outlet.drained(this.#current);
+        const page = await channels.rewind(channel, rewind, REWIND_BYTES);
+        this.#ensureCurrent();
+        await this.#send(page.messages);
+        return { resumed: false, epoch: page.epoch, position: page.head };
+      });
     } else if (frame.start) {
       const info = await channels.info(channel);
       const position = await catchUpSince(undefined);
@@ -200,24 +210,33 @@ export class ChannelAttachment {
       );
   }
 
-  /** Sends every message changed after `after`, page by page; returns the position reached. */
+  /**
+   * Sends every message changed after `after`, page by page, each page in a turn of the connection's
+   * (read once the transport has room, sent before the next catch-up's page); returns the position
+   * reached.
+   */
   async #catchUpSince(after: string | undefined): Promise<string> {
     let position = after ?? '';
     for (;;) {
-      const page = await this.#channels.readSince(
-        this.channel,
-        position || undefined,
-        CATCHUP_PAGE,
-        CATCHUP_PAGE_BYTES,
-      );
-      this.#ensureCurrent();
-      const fresh = page.messages.filter((m) => m.version > position);
-      if (fresh.length > 0) {
-        await this.#send(fresh);
+      const head = await this.#outlet.turn(async () => {
+        await this.#outlet.drained(this.#current);
         this.#ensureCurrent();
-        position = fresh[fresh.length - 1]!.version;
-      }
-      if (!page.more || fresh.length === 0) return position > page.head ? position : page.head || position;
+        const page = await this.#channels.readSince(
+          this.channel,
+          position || undefined,
+          CATCHUP_PAGE,
+          CATCHUP_PAGE_BYTES,
+        );
+        this.#ensureCurrent();
+        const fresh = page.messages.filter((m) => m.version > position);
+        if (fresh.length > 0) {
+          await this.#send(fresh);
+          this.#ensureCurrent();
+          position = fresh[fresh.length - 1]!.version;
+        }
+        return !page.more || fresh.length === 0 ? page.head : undefined;
+      });
+      if (head !== undefined) return position > head ? position : head || position;
     }
   }
 

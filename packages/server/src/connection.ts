@@ -94,6 +94,8 @@ export interface TransportSink {
   readonly transportId?: string | undefined;
 }
 
+function noop(): void {}
+
 /** What a catch-up leaves queued on `transport` at most before it waits (`TransportSink.catchUpQueue`). */
 export function catchUpQueueOf(transport: TransportSink, maxSendBuffer: number): number {
   return Math.min(transport.catchUpQueue ?? CATCHUP_QUEUE_BYTES, maxSendBuffer / 2);
@@ -161,7 +163,14 @@ export class Connection {
       this.#heldBytes += delta;
       if (delta > 0 && this.#heldBytes > this.#limits.maxSendBuffer) this.#slowConsumer();
     },
+    turn: (run) => {
+      const turn = this.#catchUpTurns.then(run);
+      this.#catchUpTurns = turn.then(noop, noop);
+      return turn;
+    },
   };
+  /** The catch-up pages of this connection's channels, one after another (`AttachOutlet.turn`). */
+  #catchUpTurns: Promise<void> = Promise.resolve();
   #closed = false;
   /** True once the client asked to close (a `close` frame): its presence ends at once. */
   closedByClient = false;

@@ -21,7 +21,7 @@ import { PresenceService } from '../src/presence.ts';
 import { HISTORY_PAGE_BYTES } from '../src/rest-api.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
-import type { RolledUpPage, Store } from '../src/store/store.ts';
+import type { HistoryQuery, RolledUpPage, Store } from '../src/store/store.ts';
 import { TEST_KEY } from './support/fixture.ts';
 import { GatedStore } from './support/gated-store.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -168,6 +168,16 @@ class PageSpy extends GatedStore {
     this.pages.push({ messages: page.messages.length, bytes });
     return page;
   }
+
+  /** Rewinds read history pages: counted with the catch-up pages. */
+  override async history(channel: string, query: HistoryQuery): Promise<RolledUpPage> {
+    const page = await super.history(channel, query);
+    const bytes = page.messages.reduce((n, m) => n + (typeof m.data === 'string' ? m.data.length : 0), 0);
+    this.histories.push({ messages: page.messages.length, bytes });
+    return page;
+  }
+
+  readonly histories: { messages: number; bytes: number }[] = [];
 }
 
 async function sqliteStore(): Promise<Store> {
@@ -318,58 +328,77 @@ async function readSlotServer(
 }
 
 describe('a catch-up is paced by its reader', () => {
-  it('over long-polling, what waits for the next poll is one poll answer of catch-up, not the whole channel; every message once, in order', async (t) => {
-    const server = await startServer({
-      host: '127.0.0.1',
-      port: 0,
-      keys: [TEST_KEY],
-      store: new MemoryStore(),
-    });
-    t.after(() => server.close());
-    const backend = await RawClient.connect(server.url);
-    t.after(() => backend.kill());
-    const data = 'y'.repeat(10_000);
-    for (
-      let i = 0;
-      i < 200;
-      i++ // 2 MB, well under half of maxSendBuffer (the old bound)
-    )
-      await backend.request({ type: 'publish', channel: 'session:long', ops: [{ id: `m${i}`, data }] });
-    const opened = await fetch(`${server.url}/v1/connect/poll?key=${TEST_KEY}`);
-    const [connected] = (await opened.json()) as { connectionId: string; connectionKey: string }[];
-    const headers = {
-      'x-mooring-connection-key': connected!.connectionKey,
-      'content-type': 'application/json',
-    };
-    const base = `${server.url}/v1/connections/${connected!.connectionId}`;
-    const attach = { type: 'attach', ref: 1, channel: 'session:long', start: true };
-    const posted = await fetch(`${base}/frames`, { method: 'POST', headers, body: JSON.stringify([attach]) });
-    assert.equal(posted.status, 202);
-    await new Promise((r) => setTimeout(r, 500)); // the catch-up runs while nobody polls
-    const answers: number[] = [];
-    const messages: Message[] = [];
-    let attached = false;
-    while (!attached && answers.length < 100) {
-      const res = await fetch(`${base}/poll`, { headers });
-      const text = await res.text();
-      answers.push(Buffer.byteLength(text));
-      for (const frame of JSON.parse(text) as { type: string; messages?: Message[] }[]) {
-        if (frame.type === 'messages') messages.push(...frame.messages!);
-        if (frame.type === 'attached') attached = true;
+  for (const mode of ['start', 'rewind'] as const)
+    it(`over long-polling, five channels attached at once (${mode}): what waits for the next poll is one poll answer, one page is read at a time for the connection, not one per channel; every message once, in order`, async (t) => {
+      const store = new PageSpy(new MemoryStore());
+      const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
+      t.after(() => server.close());
+      const backend = await RawClient.connect(server.url);
+      t.after(() => backend.kill());
+      // five channels of 60 messages of 10 KB (600 KB each, 3 MB: under half of maxSendBuffer, the
+      // old bound of what a catch-up queued; a rewind reads each channel as one page)
+      const channels = Array.from({ length: 5 }, (_, c) => `session:long${c}`);
+      const data = 'y'.repeat(10_000);
+      for (const channel of channels)
+        await Promise.all(
+          Array.from({ length: 60 }, (_, i) =>
+            backend.request({ type: 'publish', channel, ops: [{ id: `m${i}`, data }] }),
+          ),
+        );
+      const opened = await fetch(`${server.url}/v1/connect/poll?key=${TEST_KEY}`);
+      const [connected] = (await opened.json()) as { connectionId: string; connectionKey: string }[];
+      const headers = {
+        'x-mooring-connection-key': connected!.connectionKey,
+        'content-type': 'application/json',
+      };
+      const base = `${server.url}/v1/connections/${connected!.connectionId}`;
+      const attaches = channels.map((channel, ref) =>
+        mode === 'start'
+          ? { type: 'attach', ref, channel, start: true }
+          : { type: 'attach', ref, channel, rewind: 60 },
+      );
+      store.pages.length = 0;
+      store.histories.length = 0;
+      const posted = await fetch(`${base}/frames`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(attaches),
+      });
+      assert.equal(posted.status, 202);
+      await new Promise((r) => setTimeout(r, 500)); // the catch-ups run while nobody polls
+      const readWhileStalled = store.pages.length + store.histories.length;
+      const answers: number[] = [];
+      const messages = new Map<string, string[]>(channels.map((channel) => [channel, []]));
+      let attached = 0;
+      while (attached < channels.length && answers.length < 200) {
+        const res = await fetch(`${base}/poll`, { headers });
+        const text = await res.text();
+        answers.push(Buffer.byteLength(text));
+        for (const frame of JSON.parse(text) as { type: string; channel: string; messages?: Message[] }[]) {
+          if (frame.type === 'messages')
+            messages.get(frame.channel)!.push(...frame.messages!.map((m) => m.id));
+          if (frame.type === 'attached') attached++;
+        }
       }
-    }
-    t.diagnostic(`poll answers (bytes): ${answers.join(', ')}`);
-    assert.ok(attached, 'the catch-up ends');
-    assert.ok(
-      answers[0]! <= POLL_CATCHUP_BYTES + CATCHUP_FRAME_BYTES + 16 * 1024,
-      `queued for the first poll: ${answers[0]} bytes`,
-    );
-    assert.deepEqual(
-      messages.map((m) => m.id),
-      Array.from({ length: 200 }, (_, i) => `m${i}`),
-      'every message once, in order',
-    );
-  });
+      t.diagnostic(
+        `pages read before the first poll: ${readWhileStalled}; poll answers (bytes): ${answers.join(', ')}`,
+      );
+      assert.equal(attached, channels.length, 'every catch-up ends');
+      assert.ok(
+        readWhileStalled <= 2,
+        `${readWhileStalled} pages read while nobody polled: one page at a time per connection, read once there is room`,
+      );
+      assert.ok(
+        answers[0]! <= POLL_CATCHUP_BYTES + CATCHUP_FRAME_BYTES + 16 * 1024,
+        `queued for the first poll: ${answers[0]} bytes`,
+      );
+      for (const channel of channels)
+        assert.deepEqual(
+          messages.get(channel),
+          Array.from({ length: 60 }, (_, i) => `m${i}`),
+          `${channel}: every message once, in order`,
+        );
+    });
 });
 
 describe('read slots', () => {
