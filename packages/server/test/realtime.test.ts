@@ -189,7 +189,7 @@ for (const kind of kinds) {
       await Promise.all([pub.close(), witness.close(), b.close()]);
     });
 
-    it('answers resumed:false with a reason for a trimmed or foreign position, and sends no catch-up', async () => {
+    it('answers resumed:false with a reason for a trimmed or foreign position, and sends no catch-up; a start on a channel trimmed to nothing is at the head', async () => {
       const channel = 'session:gone';
       const pub = await RawClient.connect(fx.server.url);
       const ack = await pub.publish(channel, [{ id: 'g1', data: 'old' }]);
@@ -230,6 +230,10 @@ for (const kind of kinds) {
         true,
         'a position at the trim was refused',
       );
+      // from the start of a channel whose every message was trimmed: nothing to send, at the head
+      const fromStart = await sub.attach(channel, { start: true });
+      assert.equal(fromStart.position, head, 'attached at the head, not at the empty position');
+      assert.equal(sub.messages(channel).length, 1, 'nothing sent');
       await Promise.all([pub.close(), sub.close()]);
     });
 
