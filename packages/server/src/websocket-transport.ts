@@ -97,7 +97,7 @@ export class WebSocketTransport {
     (ws as Tagged)[SINK] = sink;
     if (connection.inbound) {
       // read before `ws` parses anything: the bytes are counted, and messages followed, as they come
-      const gate = new InboundGate(ws, connection.inbound.budget, connection.inbound.key);
+      const gate = new InboundGate(ws, connection, connection.inbound.budget, connection.inbound.key);
       (ws as Tagged)[GATE] = gate;
       (socket as GatedSocket)[GATE] = gate;
       socket.prependListener('data', onSocketData);
@@ -132,13 +132,15 @@ const WAITS_FOR_SLOT = 2;
  * - while a message has begun and is not whole (`ws` holds what has come of it, up to
  *   `maxFrameSize`), it holds one of the identity's `BODIES_PER_IDENTITY` reading slots; with all of
  *   them taken, the socket is not read until one is handed to it. What the read that began the
- *   message brought (one socket read, at most 64 KiB) is all such a connection holds meanwhile.
+ *   message brought (one socket read, at most 64 KiB) is all such a connection holds meanwhile;
+ * - any bytes read count as hearing from the peer for the heartbeat, as an upstream POST's do.
  *
  * `ws.pause()` rather than the socket's own: `ws` resumes its socket after its own back-pressure
  * unless the WebSocket is paused.
  */
 class InboundGate implements SlotWaiter {
   readonly #ws: WebSocket;
+  readonly #connection: Connection;
   readonly #budget: InboundBudget;
   readonly #key: string;
   readonly #messages = new MessageScanner();
@@ -147,8 +149,9 @@ class InboundGate implements SlotWaiter {
   #slot = NO_SLOT;
   #closed = false;
 
-  constructor(ws: WebSocket, budget: InboundBudget, key: string) {
+  constructor(ws: WebSocket, connection: Connection, budget: InboundBudget, key: string) {
     this.#ws = ws;
+    this.#connection = connection;
     this.#budget = budget;
     this.#key = key;
     budget.hold(key); // its own use of the bucket, given back when the socket has closed
@@ -157,6 +160,9 @@ class InboundGate implements SlotWaiter {
   /** `chunk` was read from the socket; `ws` parses it next. */
   read(chunk: Buffer): void {
     if (this.#closed) return;
+    // bytes arriving are not silence: a frame longer than two heartbeat rounds on a slow uplink
+    // (where no pong can come between its bytes) keeps its connection, as an upstream POST does
+    this.#connection.alive = true;
     const wait = this.#budget.take(this.#key, chunk.length);
     if (wait > 0 && this.#refilling === undefined) {
       this.#refilling = setTimeout(refilled, wait, this);

@@ -11,13 +11,13 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import WebSocket from 'ws';
-import { MemoryStore, startServer } from '../src/index.ts';
+import { createToken, MemoryStore, startServer } from '../src/index.ts';
 import { BrokenStore } from './support/broken-store.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { GatedStore } from './support/gated-store.ts';
 import { captureLog } from './support/log-capture.ts';
 import { fold, RawClient } from './support/raw-client.ts';
-import { StalledClient } from './support/stalled-client.ts';
+import { reply, StalledClient } from './support/stalled-client.ts';
 
 describe('connection lifecycle', () => {
   it('sends heartbeats and drops a peer that stops answering pings', async () => {
@@ -33,6 +33,34 @@ describe('connection lifecycle', () => {
       await healthy.next((f) => f.type === 'heartbeat');
       assert.equal(healthy.closeCode, undefined, 'a peer that answers pings stays connected');
       await healthy.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('a token connection receiving one long frame on a slow uplink stays past two heartbeat rounds: its bytes are heard, though no pong can come between them', async () => {
+    const fx = await startFixture('memory', { heartbeatInterval: 100 });
+    try {
+      const { token } = await createToken(TEST_KEY, { clientId: 'slow-uplink' });
+      // a raw socket: it never answers the transport's pings
+      const client = await StalledClient.connect(fx.server.url, `/v1/connect?token=${token}`);
+      await client.until('"connected"');
+      const frame = StalledClient.frame(
+        JSON.stringify({
+          type: 'publish',
+          channel: 'session:up',
+          ref: 1,
+          ops: [{ data: 'x'.repeat(60_000) }],
+        }),
+      );
+      // in 20 pieces, 50 ms apart: a second, ten heartbeat rounds, for one frame
+      for (let at = 0; at < frame.length; at += Math.ceil(frame.length / 20)) {
+        client.write(frame.subarray(at, at + Math.ceil(frame.length / 20)));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await client.until(reply('ack', 1), 5_000);
+      assert.equal(client.socket.destroyed, false, 'still connected');
+      client.destroy();
     } finally {
       await fx.close();
     }
