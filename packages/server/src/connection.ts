@@ -68,10 +68,8 @@ export interface TransportSink {
   /** Bytes accepted by send() but not yet written to the network. */
   bufferedAmount(): number;
   /**
-   * Bytes a catch-up may leave queued (`bufferedAmount`) before it waits to write its next frame;
-   * `CATCHUP_QUEUE_BYTES` when absent, and never past half of `maxSendBuffer` (`catchUpQueueOf`). A
-   * stream's queue is only what the kernel's socket buffer (which carries the throughput) has not
-   * taken, so a little is plenty; long-polling's queue is what each poll carries away.
+   * Bytes a catch-up may leave queued here before it waits (`CATCHUP_QUEUE_BYTES` when absent; never
+   * past half of `maxSendBuffer`): long-polling's queue is what each poll carries away.
    */
   readonly catchUpQueue?: number;
   /** Ends the transport with a close code (WebSocket) and reason, waiting briefly for the peer. */

@@ -331,7 +331,11 @@ describe('a catch-up is paced by its reader', () => {
   for (const mode of ['start', 'rewind'] as const)
     it(`over long-polling, five channels attached at once (${mode}): what waits for the next poll is one poll answer, one page is read at a time for the connection, not one per channel; every message once, in order`, async (t) => {
       const store = new PageSpy(new MemoryStore());
-      const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
+      // a send buffer of 512 KiB caps the catch-up queue at 256 KiB (long-polling's own is 1 MiB):
+      // a page and a half of these channels
+      const limits = { maxSendBuffer: 512 * 1024 };
+      const queue = Math.min(POLL_CATCHUP_BYTES, limits.maxSendBuffer / 2);
+      const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store, limits });
       t.after(() => server.close());
       const backend = await RawClient.connect(server.url);
       t.after(() => backend.kill());
@@ -389,7 +393,7 @@ describe('a catch-up is paced by its reader', () => {
         `${readWhileStalled} pages read while nobody polled: one page at a time per connection, read once there is room`,
       );
       assert.ok(
-        answers[0]! <= POLL_CATCHUP_BYTES + CATCHUP_FRAME_BYTES + 16 * 1024,
+        answers[0]! <= queue + CATCHUP_FRAME_BYTES + 16 * 1024,
         `queued for the first poll: ${answers[0]} bytes`,
       );
       for (const channel of channels)
@@ -399,6 +403,60 @@ describe('a catch-up is paced by its reader', () => {
           `${channel}: every message once, in order`,
         );
     });
+
+  it('over long-polling with the default limits, one channel of 3 MB: the first poll carries about POLL_CATCHUP_BYTES, not everything up to half of maxSendBuffer', async (t) => {
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: new MemoryStore(),
+    });
+    t.after(() => server.close());
+    const backend = await RawClient.connect(server.url);
+    t.after(() => backend.kill());
+    const data = 'y'.repeat(10_000);
+    for (let i = 0; i < 300; i += 50)
+      await Promise.all(
+        Array.from({ length: 50 }, (_, k) =>
+          backend.request({ type: 'publish', channel: 'session:big', ops: [{ id: `m${i + k}`, data }] }),
+        ),
+      );
+    const opened = await fetch(`${server.url}/v1/connect/poll?key=${TEST_KEY}`);
+    const [connected] = (await opened.json()) as { connectionId: string; connectionKey: string }[];
+    const headers = {
+      'x-mooring-connection-key': connected!.connectionKey,
+      'content-type': 'application/json',
+    };
+    const base = `${server.url}/v1/connections/${connected!.connectionId}`;
+    const attach = { type: 'attach', ref: 1, channel: 'session:big', start: true };
+    assert.equal(
+      (await fetch(`${base}/frames`, { method: 'POST', headers, body: JSON.stringify([attach]) })).status,
+      202,
+    );
+    await new Promise((r) => setTimeout(r, 500)); // the catch-up runs while nobody polls
+    const answers: number[] = [];
+    const ids: string[] = [];
+    let attached = false;
+    while (!attached && answers.length < 100) {
+      const text = await (await fetch(`${base}/poll`, { headers })).text();
+      answers.push(Buffer.byteLength(text));
+      for (const frame of JSON.parse(text) as { type: string; messages?: Message[] }[]) {
+        if (frame.type === 'messages') ids.push(...frame.messages!.map((m) => m.id));
+        if (frame.type === 'attached') attached = true;
+      }
+    }
+    t.diagnostic(`poll answers (bytes): ${answers.join(', ')}`);
+    assert.ok(attached);
+    assert.ok(
+      answers[0]! <= POLL_CATCHUP_BYTES + CATCHUP_FRAME_BYTES + 16 * 1024,
+      `queued for the first poll: ${answers[0]} bytes`,
+    );
+    assert.deepEqual(
+      ids,
+      Array.from({ length: 300 }, (_, i) => `m${i}`),
+      'every message once, in order',
+    );
+  });
 });
 
 describe('read slots', () => {
