@@ -94,6 +94,9 @@ export interface TransportSink {
 
 function noop(): void {}
 
+/** Where every connection's catch-up turns begin (one settled promise, not one per connection). */
+const NO_TURN: Promise<void> = Promise.resolve();
+
 /** What a catch-up leaves queued on `transport` at most before it waits (`TransportSink.catchUpQueue`). */
 export function catchUpQueueOf(transport: TransportSink, maxSendBuffer: number): number {
   return Math.min(transport.catchUpQueue ?? CATCHUP_QUEUE_BYTES, maxSendBuffer / 2);
@@ -168,7 +171,7 @@ export class Connection {
     },
   };
   /** The catch-up pages of this connection's channels, one after another (`AttachOutlet.turn`). */
-  #catchUpTurns: Promise<void> = Promise.resolve();
+  #catchUpTurns: Promise<void> = NO_TURN;
   #closed = false;
   /** True once the client asked to close (a `close` frame): its presence ends at once. */
   closedByClient = false;
