@@ -56,6 +56,12 @@ const STORES: Record<string, () => Promise<Store>> = {
 };
 
 const bytes = (text: string) => Buffer.from(text);
+/** A fork of `source` at its tail, with `data` of its own. */
+const fork = (source: string, data = new Uint8Array(0)) => ({
+  closed: false,
+  data,
+  fork: { source, subOffset: 0 },
+});
 const textOf = (chunks: { data: Uint8Array }[]) => Buffer.concat(chunks.map((c) => c.data)).toString();
 const T0 = 1_000_000;
 
@@ -158,6 +164,38 @@ for (const [kind, open] of Object.entries(STORES)) {
     await make(s, 'e', { expiresAt: new Date(T0 + 5_000).toISOString() });
     assert.equal(await s.sweep(T0 + 5_000), 1);
     assert.equal(await s.get('e', T0), undefined);
+    await store.close();
+  });
+
+  test(`${kind}: a fork without an expiry of its own ends with its source (Expires-At or TTL)`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    const deadline = new Date(T0 + 5_000).toISOString();
+    await make(s, 'dated', { expiresAt: deadline });
+    await s.create('dated-fork', fork('dated'), T0);
+    assert.equal((await s.get('dated-fork', T0))?.expiresAt, deadline);
+    assert.equal(await s.get('dated-fork', T0 + 5_000), undefined, 'the fork does not outlive its source');
+    await make(s, 'ttl', { ttlSeconds: 10 });
+    await s.create('ttl-fork', fork('ttl'), T0);
+    assert.equal((await s.get('ttl-fork', T0))?.ttlSeconds, 10);
+    assert.equal(await s.get('ttl-fork', T0 + 10_000), undefined);
+    await store.close();
+  });
+
+  test(`${kind}: a close without data stores no chunk: a read after it is what it was before`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'c', { data: bytes('abc') });
+    const before = await s.read('c', 0, 1 << 20, T0);
+    const closed = await s.append('c', { data: new Uint8Array(0), close: true }, T0);
+    assert.equal(closed.kind, 'appended');
+    const after = await s.read('c', 0, 1 << 20, T0);
+    assert.equal(after?.meta.closed, true);
+    assert.equal(after?.meta.tail, 3);
+    assert.deepEqual(
+      after?.chunks.map((c) => [c.start, c.end]),
+      before?.chunks.map((c) => [c.start, c.end]),
+    );
     await store.close();
   });
 }
