@@ -109,6 +109,8 @@ for (const [kind, open] of Object.entries(STORES)) {
     const page = await s.read('p', 0, 250, T0);
     assert.equal(page?.chunks.length, 2);
     assert.equal(page?.upToDate, false);
+    const exact = await s.read('p', 0, 200, T0);
+    assert.equal(exact?.chunks.length, 2, 'chunks adding up to exactly maxBytes are one page');
     const one = await s.read('p', 0, 10, T0);
     assert.equal(one?.chunks.length, 1, 'a chunk above the budget is still served alone');
     let after = 0;
@@ -235,5 +237,23 @@ test('sqlite: an append whose producer state cannot be written stores nothing (o
     T0,
   );
   assert.equal(dup.kind, 'duplicate');
+  await store.close();
+});
+
+test('sqlite: streams created after a reopen get rows of their own; the earlier ones keep theirs', async () => {
+  const path = await sqlitePath();
+  let store = new SqliteStore({ path });
+  await make(store.streams as StreamStore, 'a', { data: bytes('first') });
+  await make(store.streams as StreamStore, 'b', { data: bytes('second') });
+  await store.close();
+  store = new SqliteStore({ path });
+  const s = store.streams as StreamStore;
+  await make(s, 'c', { data: bytes('third') });
+  for (const [name, text] of [
+    ['a', 'first'],
+    ['b', 'second'],
+    ['c', 'third'],
+  ] as const)
+    assert.equal(textOf((await s.read(name, 0, 1 << 20, T0))?.chunks ?? []), text, name);
   await store.close();
 });
