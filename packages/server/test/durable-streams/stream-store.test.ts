@@ -15,6 +15,7 @@ import { RedisStore } from '../../src/store/redis-store.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import { StoreError } from '../../src/store/store.ts';
+import { MAX_FORK_DEPTH } from '../../src/store/stream-engine.ts';
 import type { StreamStore } from '../../src/store/stream-store.ts';
 
 const dirs: string[] = [];
@@ -198,6 +199,104 @@ for (const [kind, open] of Object.entries(STORES)) {
       after?.chunks.map((c) => [c.start, c.end]),
       before?.chunks.map((c) => [c.start, c.end]),
     );
+    await store.close();
+  });
+
+  test(`${kind}: forks nest at most MAX_FORK_DEPTH deep: a fork of the deepest one is refused`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'd0', { data: bytes('x') });
+    for (let i = 1; i <= MAX_FORK_DEPTH; i++)
+      assert.equal((await s.create(`d${i}`, fork(`d${i - 1}`), T0)).kind, 'created', `fork ${i}`);
+    assert.equal((await s.create('deeper', fork(`d${MAX_FORK_DEPTH}`), T0)).kind, 'bad_fork');
+    assert.equal(textOf((await s.read(`d${MAX_FORK_DEPTH}`, 0, 1 << 20, T0))?.chunks ?? []), 'x');
+    await store.close();
+  });
+
+  test(`${kind}: a page of a fork stops at maxBytes across the fork boundary too`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'src', { data: bytes('aaaa') });
+    await s.create('fork', fork('src', bytes('bbbb')), T0);
+    const first = await s.read('fork', 0, 6, T0);
+    assert.equal(textOf(first?.chunks ?? []), 'aaaa', "the fork's own chunk does not fit what is left");
+    assert.equal(first?.upToDate, false);
+    const exact = await s.read('fork', 0, 8, T0);
+    assert.equal(
+      textOf(exact?.chunks ?? []),
+      'aaaabbbb',
+      'chunks adding up to exactly maxBytes are one page',
+    );
+    assert.equal(exact?.upToDate, true);
+    await store.close();
+  });
+
+  test(
+    `${kind}: a page of a fork cut inside its inherited part goes on there, not at the fork's own chunks`,
+    {
+      todo: "BUG: the page skips the source's chunks that did not fit and serves the fork's own after them",
+    },
+    async () => {
+      const store = await open();
+      const s = store.streams as StreamStore;
+      await make(s, 'src', { data: bytes('aaaa') });
+      await s.append('src', { contentType: 'text/plain', data: bytes('bbbb'), close: false }, T0);
+      await s.create('fork', fork('src', bytes('c')), T0);
+      let after = 0;
+      let read = '';
+      for (let pages = 0; pages < 10; pages++) {
+        const page = await s.read('fork', after, 6, T0);
+        read += textOf(page?.chunks ?? []);
+        if (!page || page.upToDate) break;
+        after = page.chunks.at(-1)?.end ?? after;
+      }
+      await store.close();
+      assert.equal(read, 'aaaabbbbc');
+    },
+  );
+
+  test(`${kind}: a sub-offset may take a whole append, of bytes or of JSON messages, and no more`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    const at = (source: string, subOffset: number) => ({
+      closed: false,
+      data: new Uint8Array(0),
+      fork: { source, offset: 0, subOffset },
+    });
+    await make(s, 'b', { data: bytes('hello') });
+    assert.equal((await s.create('b-all', at('b', 5), T0)).kind, 'created');
+    assert.equal(textOf((await s.read('b-all', 0, 1 << 20, T0))?.chunks ?? []), 'hello');
+    assert.equal((await s.create('b-more', at('b', 6), T0)).kind, 'bad_fork');
+    await make(s, 'j', { contentType: 'application/json', data: bytes('{"a":1},{"b":2}') });
+    assert.equal((await s.create('j-all', at('j', 2), T0)).kind, 'created');
+    assert.equal(textOf((await s.read('j-all', 0, 1 << 20, T0))?.chunks ?? []), '{"a":1},{"b":2}');
+    assert.equal((await s.create('j-more', at('j', 3), T0)).kind, 'bad_fork');
+    await store.close();
+  });
+
+  test(`${kind}: touch slides the TTL as a read does (a waiting live reader keeps its stream)`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'touched', { ttlSeconds: 10 });
+    await s.touch('touched', T0 + 9_000);
+    assert.ok(await s.get('touched', T0 + 18_000), 'a touch at +9 s moved the deadline to +19 s');
+    assert.equal(await s.get('touched', T0 + 19_000), undefined);
+    await store.close();
+  });
+
+  test(`${kind}: a fork created again at another Stream-Fork-Offset is a conflict, at the same one the same create`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'src', { data: bytes('abc') });
+    await s.append('src', { contentType: 'text/plain', data: bytes('def'), close: false }, T0);
+    const at = (offset: number) => ({
+      closed: false,
+      data: new Uint8Array(0),
+      fork: { source: 'src', offset, subOffset: 0 },
+    });
+    assert.equal((await s.create('f', at(3), T0)).kind, 'created');
+    assert.equal((await s.create('f', at(3), T0)).kind, 'exists');
+    assert.equal((await s.create('f', at(6), T0)).kind, 'conflict');
     await store.close();
   });
 }
