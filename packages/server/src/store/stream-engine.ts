@@ -241,8 +241,11 @@ export class StreamEngine implements StreamStore {
     const out: StreamChunk[] = [];
     if (meta.forkedFrom !== undefined && meta.forkOffset !== undefined && after < meta.forkOffset) {
       const source = this.#t.meta(meta.forkedFrom);
-      if (source) out.push(...this.#stitched(source, after, Math.min(cap, meta.forkOffset), budget));
-      if (budget.taken > 0 && budget.left <= 0) return out;
+      const limit = Math.min(cap, meta.forkOffset);
+      if (source) out.push(...this.#stitched(source, after, limit, budget));
+      // a page that ended inside the inherited part (its byte bound reached, or the next inherited
+      // chunk too big for what is left) goes on there next time, not at the fork's own chunks
+      if (budget.taken > 0 && (budget.left <= 0 || (out.at(-1)?.end ?? limit) < limit)) return out;
     }
     // the tables bound the page (always ≥ 1 chunk); after inherited chunks, that one may not fit
     const taken = budget.taken;
