@@ -6,30 +6,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MessageScanner } from '../src/message-scanner.ts';
+import { wsFrame } from './support/stalled-client.ts';
 
 const TEXT = 0x1;
 const CONTINUATION = 0x0;
 const PING = 0x9;
 const PONG = 0xa;
 
-/** One client frame (masked, as every client frame is, unless `masked` is false). */
-function frame(opcode: number, final: boolean, payloadLength: number, masked = true): Buffer {
-  const first = (final ? 0x80 : 0) | opcode;
-  const mask = masked ? 0x80 : 0;
-  let header: number[];
-  if (payloadLength < 126) header = [first, mask | payloadLength];
-  else if (payloadLength < 65_536) header = [first, mask | 126, payloadLength >> 8, payloadLength & 255];
-  else {
-    const length = Buffer.alloc(8);
-    length.writeBigUInt64BE(BigInt(payloadLength));
-    header = [first, mask | 127, ...length];
-  }
-  return Buffer.concat([
-    Buffer.from(header),
-    masked ? Buffer.from([1, 2, 3, 4]) : Buffer.alloc(0),
-    Buffer.alloc(payloadLength, 0x61),
-  ]);
-}
+/** One client frame of `payloadLength` bytes (masked, as every client frame is, unless `masked` is false). */
+const frame = (opcode: number, final: boolean, payloadLength: number, masked = true): Buffer =>
+  wsFrame(opcode, final, Buffer.alloc(payloadLength, 0x61), masked);
 
 /** Feeds `bytes` in reads of `size`; returns `partial` after each read. */
 function scanIn(bytes: Buffer, size: number, scanner = new MessageScanner()): boolean[] {

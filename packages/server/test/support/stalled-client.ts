@@ -48,29 +48,7 @@ export class StalledClient {
 
   /** One masked text frame (client frames must be masked), whole. */
   static frame(text: string): Buffer {
-    const payload = Buffer.from(text);
-    const mask = randomBytes(4);
-    const len = payload.length;
-    const header =
-      len < 126
-        ? Buffer.from([0x81, 0x80 | len])
-        : len < 65_536
-          ? Buffer.from([0x81, 0x80 | 126, len >> 8, len & 255])
-          : Buffer.from([
-              0x81,
-              0x80 | 127,
-              0,
-              0,
-              0,
-              0,
-              len >>> 24,
-              (len >> 16) & 255,
-              (len >> 8) & 255,
-              len & 255,
-            ]);
-    const masked = Buffer.alloc(len);
-    for (let i = 0; i < len; i++) masked[i] = payload[i]! ^ mask[i % 4]!;
-    return Buffer.concat([header, mask, masked]);
+    return wsFrame(0x1, true, Buffer.from(text));
   }
 
   /** Sends one masked text frame. */
@@ -106,4 +84,29 @@ export class StalledClient {
 /** A frame of `type` answering `ref`, as it shows in `received` (up to the next frame's type). */
 export function reply(type: string, ref: number): RegExp {
   return new RegExp(`"type":"${type}"(?:(?!"type":).)*?"ref":${ref}[,}]`, 's');
+}
+
+/**
+ * One client WebSocket frame (RFC 6455 §5.2): `opcode`, FIN when `final`, the payload length in
+ * its 7-, 16- or 64-bit form, and the payload masked with a random key (unless `masked` is false,
+ * which a server must refuse).
+ */
+export function wsFrame(opcode: number, final: boolean, payload: Buffer, masked = true): Buffer {
+  const first = (final ? 0x80 : 0) | opcode;
+  const mask = masked ? 0x80 : 0;
+  const len = payload.length;
+  let header: Buffer;
+  if (len < 126) header = Buffer.from([first, mask | len]);
+  else if (len < 65_536) header = Buffer.from([first, mask | 126, len >> 8, len & 255]);
+  else {
+    header = Buffer.alloc(10);
+    header[0] = first;
+    header[1] = mask | 127;
+    header.writeBigUInt64BE(BigInt(len), 2);
+  }
+  if (!masked) return Buffer.concat([header, payload]);
+  const key = randomBytes(4);
+  const body = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) body[i] = payload[i]! ^ key[i % 4]!;
+  return Buffer.concat([header, key, body]);
 }
