@@ -10,11 +10,12 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type IncomingMessage, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { type AttachedFrame, formatSerial, type Message, parseSerial } from '@mooring/protocol';
-import { CATCHUP_FRAME_BYTES, CATCHUP_PAGE_BYTES } from '../src/channel-attachment.ts';
+import { CATCHUP_FRAME_BYTES, CATCHUP_PAGE_BYTES, CATCHUP_QUEUE_BYTES } from '../src/channel-attachment.ts';
 import { POLL_CATCHUP_BYTES } from '../src/http-transports.ts';
 import { createToken, startServer } from '../src/index.ts';
 import { PresenceService } from '../src/presence.ts';
@@ -26,6 +27,7 @@ import { TEST_KEY } from './support/fixture.ts';
 import { GatedStore } from './support/gated-store.ts';
 import { RawClient } from './support/raw-client.ts';
 import { spawnServer } from './support/server-process.ts';
+import { StalledClient } from './support/stalled-client.ts';
 
 const MIB = 1024 * 1024;
 const MESSAGES = 16;
@@ -445,6 +447,99 @@ describe('a catch-up is paced by its reader', () => {
     );
     assert.deepEqual(ids.get('session:big'), idsUpTo(300), 'every message once, in order');
   });
+});
+
+/**
+ * Bytes the kernel holds for the TCP connection between `port` (the client's end) and the server:
+ * what the client's socket received and nobody read, plus what the server's socket has not yet got
+ * acknowledged (`/proc/net/tcp`: `rx_queue` of the one, `tx_queue` of the other).
+ */
+function kernelHeld(clientPort: number, serverPort: number): number {
+  const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, '0');
+  let held = 0;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const [, local, remote, , queues] = line.trim().split(/\s+/);
+    if (local === undefined || remote === undefined || queues === undefined) continue;
+    const [tx, rx] = queues.split(':').map((q) => Number.parseInt(q, 16)) as [number, number];
+    if (local.endsWith(`:${hex(clientPort)}`) && remote.endsWith(`:${hex(serverPort)}`)) held += rx;
+    if (local.endsWith(`:${hex(serverPort)}`) && remote.endsWith(`:${hex(clientPort)}`)) held += tx;
+  }
+  return held;
+}
+
+/**
+ * A raw socket that opens `path` (a WebSocket upgrade, or an SSE stream) and reads nothing after
+ * the response's first bytes: the kernel buffers fill, then what the server queues in the process.
+ */
+async function stalledReader(
+  base: string,
+  path: string,
+  websocket: boolean,
+): Promise<{ socket: Socket; read: () => number }> {
+  if (websocket) {
+    const client = await StalledClient.connect(base, path);
+    client.stall();
+    return { socket: client.socket, read: () => client.received.length };
+  }
+  const url = new URL(base);
+  const socket = connect(Number(url.port), url.hostname);
+  socket.on('error', () => {});
+  let read = 0;
+  await new Promise<void>((resolve) => {
+    socket.once('connect', () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\n\r\n`);
+      socket.once('data', (chunk: Buffer) => {
+        read += chunk.length;
+        socket.pause();
+        resolve();
+      });
+    });
+  });
+  return { socket, read: () => read };
+}
+
+describe('a catch-up over a stream is paced by its reader', () => {
+  for (const transport of ['WebSocket', 'SSE'] as const)
+    it(`over ${transport} with the default limits: a reader that stops reading leaves about CATCHUP_QUEUE_BYTES queued in the server (and a page), not half of maxSendBuffer`, async (t) => {
+      if (process.platform !== 'linux') return t.skip('reads the kernel socket queues from /proc/net/tcp');
+      const store = new PageSpy(new MemoryStore());
+      const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
+      t.after(() => server.close());
+      const backend = await RawClient.connect(server.url);
+      t.after(() => backend.kill());
+      // 12 MB: more than the kernel buffers of a loopback connection take, plus half of maxSendBuffer
+      await fill10k(backend, 'session:big', 1200);
+      store.pages.length = 0;
+      const attach = encodeURIComponent(JSON.stringify([{ ref: 1, channel: 'session:big', start: true }]));
+      const path =
+        transport === 'WebSocket'
+          ? `/v1/connect?key=${TEST_KEY}&attach=${attach}`
+          : `/v1/connect/sse?key=${TEST_KEY}&attach=${attach}`;
+      const reader = await stalledReader(server.url, path, transport === 'WebSocket');
+      t.after(() => reader.socket.destroy());
+      // wait until nothing moves: no page read, the kernel queues still, for 1 s
+      const produced = () => store.pages.reduce((n, p) => n + p.bytes, 0);
+      let last = '';
+      let still = 0;
+      while (still < 10) {
+        await new Promise((r) => setTimeout(r, 100));
+        const now = `${produced()} ${kernelHeld(reader.socket.localPort!, server.port)}`;
+        still = now === last ? still + 1 : 0;
+        last = now;
+      }
+      const kernel = kernelHeld(reader.socket.localPort!, server.port);
+      // message data read from the store, less what the kernel holds and the reader read: what the
+      // server's process holds (its queue, and the rest of the page in hand); framing makes it more
+      const inProcess = produced() - kernel - reader.read();
+      t.diagnostic(
+        `read from the store ${produced()} bytes of data; kernel holds ${kernel}; the server's process ~${inProcess}`,
+      );
+      assert.ok(produced() < 1200 * 10_000, 'the catch-up stopped with its reader');
+      assert.ok(
+        inProcess <= CATCHUP_QUEUE_BYTES + CATCHUP_FRAME_BYTES + CATCHUP_PAGE_BYTES + 64 * 1024,
+        `the server's process holds ~${inProcess} bytes of catch-up for a reader that stopped`,
+      );
+    });
 });
 
 describe('read slots', () => {
