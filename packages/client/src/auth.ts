@@ -523,8 +523,9 @@ function tokenDetails(value: unknown): TokenDetails | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const { token, expiresAt } = value as { token?: unknown; expiresAt?: unknown };
   if (typeof token !== 'string' || token === '') return undefined;
-  if (expiresAt !== undefined && expiresAt !== null && typeof expiresAt !== 'number') return undefined;
-  return typeof expiresAt === 'number' ? { token, expiresAt } : { token };
+  if (expiresAt === undefined || expiresAt === null) return { token };
+  // a time, ms since 1970: NaN or Infinity would make the token look due for renewal at every use
+  return typeof expiresAt === 'number' && Number.isFinite(expiresAt) ? { token, expiresAt } : undefined;
 }
 
 /**

@@ -211,6 +211,45 @@ describe('token auth: connecting', () => {
     assert.equal(c.transports.last().query.get('token'), 'fresh.x.y');
     assert.equal(calls.length, 2);
   });
+
+  it('fails, naming what it got, when the callback returns something that is not a token; no handshake, no retry loop', async () => {
+    const cases: [unknown, RegExp][] = [
+      [42, /got 42/],
+      [undefined, /got undefined/],
+      ['', /got ""/],
+      [{ token: '' }, /got an object with keys \["token"\]/],
+      [{ jwt: 'a.b.c' }, /keys \["jwt"\]/],
+      [{ token: 'a.b.c', expiresAt: 'soon' }, /keys \["token","expiresAt"\]/],
+      // an expiry that is not a time would make every use of the token look due for renewal
+      [{ token: 'a.b.c', expiresAt: Number.NaN }, /keys \["token","expiresAt"\]/],
+      [{ token: 'a.b.c', expiresAt: Number.POSITIVE_INFINITY }, /keys \["token","expiresAt"\]/],
+    ];
+    for (const [answer, named] of cases) {
+      let calls = 0;
+      const c = fakeClient({
+        key: undefined,
+        authCallback: () => {
+          calls += 1;
+          return answer as string;
+        },
+      });
+      await flush();
+      const what = JSON.stringify(answer) ?? String(answer);
+      assert.equal(c.client.connection.state, 'failed', what);
+      const reason = c.client.connection.errorReason;
+      assert.equal(reason?.code, 'auth_failed', what);
+      assert.equal(reason?.retryable, false, what);
+      assert.match(
+        reason?.message ?? '',
+        /authCallback must return a token string or \{ token, expiresAt\? \}/,
+      );
+      assert.match(reason?.message ?? '', named, what);
+      c.timers.advance(10 * MINUTE);
+      await flush();
+      assert.equal(calls, 1, `${what}: asked once`);
+      assert.equal(c.transports.made.length, 0, `${what}: no handshake`);
+    }
+  });
 });
 
 describe('token auth: renewal over the live connection', () => {
