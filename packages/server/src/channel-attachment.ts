@@ -43,6 +43,8 @@ export interface AttachOutlet {
    * connection catching up many channels for a reader that stopped holds one page, not one each.
    */
   turn<T>(run: () => Promise<T>): Promise<T>;
+  /** Who reads (an identity key): its catch-up reads take their share of the slots (read-limiter.ts). */
+  reader(): string;
   /**
    * Bytes of live deliveries held while catching up changed by `delta` (negative: released). The
    * connection bounds the total over its channels and ends as a slow consumer beyond it.
@@ -158,7 +160,7 @@ export class ChannelAttachment {
       const rewind = frame.rewind;
       outcome = await this.#outlet.turn(async () => {
         await this.#outlet.drained(this.#current);
-        const page = await channels.rewind(channel, rewind, REWIND_BYTES);
+        const page = await channels.rewind(channel, rewind, REWIND_BYTES, this.#outlet.reader());
         this.#ensureCurrent();
         await this.#send(page.messages);
         return { resumed: false, epoch: page.epoch, position: page.head };
@@ -230,6 +232,7 @@ export class ChannelAttachment {
           position || undefined,
           CATCHUP_PAGE,
           CATCHUP_PAGE_BYTES,
+          this.#outlet.reader(),
         );
         this.#ensureCurrent();
         const fresh = page.messages.filter((m) => m.version > position);

@@ -132,7 +132,7 @@ export class ChannelService {
     this.limits = limits;
     this.#appendOptions = { maxMessageSize: limits.maxMessageSize };
     this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
-    this.catchUpReads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
+    this.catchUpReads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads, 'contended');
     this.leases = makeLeases({
       expire: (channel, serial, due) => this.expireLease(channel, serial, due),
       onError,
@@ -441,16 +441,21 @@ export class ChannelService {
     return this.store.info(channel);
   }
 
-  /** A catch-up page: waits for a read slot (never refused: the attach is already under way). */
+  /**
+   * A catch-up page: waits for a read slot (never refused: the attach is already under way).
+   * `reader`: who reads (an identity key), whose reads yield to others' past half of the slots.
+   */
   readSince(
     channel: string,
     after: string | undefined,
     limit: number,
     maxBytes?: number,
+    reader?: string,
   ): Promise<RolledUpPage> {
     return this.catchUpReads.run(
       () => this.#timedRead(this.store.readSince(channel, after, limit, maxBytes)),
       'always',
+      reader,
     );
   }
 
@@ -470,12 +475,13 @@ export class ChannelService {
    * The last `n` messages rolled up — fewer when they hold more than `maxBytes` of data (always at
    * least one) — returned in version order, and the head at the time of the read.
    */
-  async rewind(channel: string, n: number, maxBytes?: number): Promise<RolledUpPage> {
+  async rewind(channel: string, n: number, maxBytes?: number, reader?: string): Promise<RolledUpPage> {
     const query: HistoryQuery = { direction: 'backwards', limit: n };
     if (maxBytes !== undefined) query.maxBytes = maxBytes;
     const page = await this.catchUpReads.run(
       () => this.#timedRead(this.store.history(channel, query)),
       'always',
+      reader,
     );
     const messages = [...page.messages].sort(byVersion);
     return { ...page, messages };

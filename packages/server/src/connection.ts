@@ -169,6 +169,8 @@ export class Connection {
       this.#catchUpTurns = turn.then(noop, noop);
       return turn;
     },
+    // made when a catch-up reads, not kept per connection
+    reader: () => identityKey(this.#identity),
   };
   /** The catch-up pages of this connection's channels, one after another (`AttachOutlet.turn`). */
   #catchUpTurns: Promise<void> = NO_TURN;

@@ -11,6 +11,11 @@
  * only while that owner holds fewer than half the slots, and waits only while it has fewer than a
  * quarter of the queue; when a slot frees, the first waiter whose owner is under its share takes
  * it. So one identity can take at most half the slots and a quarter of the line.
+ *
+ * `share: 'contended'` (catch-up pages) holds owners to their half only while others wait: a slot is
+ * held for the store read alone, not while a reader takes the page, so an owner may use every idle
+ * slot, and when one frees, a waiter of an owner under its share goes first. One identity's many
+ * connections catching up at once then delay another's catch-up by one read, not by their queue.
  */
 import { ServerError } from './server-error.ts';
 
@@ -36,7 +41,11 @@ export class ReadLimiter {
   /** Running and waiting reads per owner (owners with none are not kept). */
   readonly #held = new Map<string, Share>();
 
-  constructor(concurrency: number, maxWaiting: number) {
+  /** Whether an owner past its share may take a slot nobody under theirs waits for. */
+  readonly #strict: boolean;
+
+  constructor(concurrency: number, maxWaiting: number, share: 'strict' | 'contended' = 'strict') {
+    this.#strict = share === 'strict';
     this.#concurrency = Math.max(1, concurrency);
     this.#maxWaiting = maxWaiting;
     this.#perOwner = Math.max(1, Math.floor(this.#concurrency / 2));
@@ -62,7 +71,7 @@ export class ReadLimiter {
    */
   async acquire(wait: 'bounded' | 'always' = 'bounded', owner?: string): Promise<() => void> {
     const held = owner === undefined ? undefined : this.#heldBy(owner);
-    if (this.#running < this.#concurrency && this.#mayRun(held)) {
+    if (this.#running < this.#concurrency && this.#mayTake(held)) {
       this.#running++;
       if (held) held.running++;
     } else {
@@ -108,9 +117,21 @@ export class ReadLimiter {
     return held === undefined || held.running < this.#perOwner;
   }
 
-  /** A slot was freed: to the first waiter whose owner is under its share, else it is free. */
+  /**
+   * Whether a read may take a free slot now: under its owner's share, or shares are held only when
+   * contended (then a free slot means nobody waits).
+   */
+  #mayTake(held: Share | undefined): boolean {
+    return this.#mayRun(held) || !this.#strict;
+  }
+
+  /**
+   * A slot was freed: to the first waiter whose owner is under its share; else, unless shares are
+   * strict, to the first waiter; else it is free.
+   */
   #handOver(): void {
-    const i = this.#waiting.findIndex((w) => w.owner === undefined || this.#mayRun(this.#held.get(w.owner)));
+    let i = this.#waiting.findIndex((w) => w.owner === undefined || this.#mayRun(this.#held.get(w.owner)));
+    if (i < 0 && !this.#strict && this.#waiting.length > 0) i = 0;
     if (i < 0) {
       this.#running--;
       return;

@@ -660,6 +660,89 @@ describe('read slots', () => {
   });
 });
 
+/** A store whose catch-up reads take `ms` each (a store across a network), in the order they start. */
+class SlowCatchUps extends MemoryStore {
+  readonly started: string[] = [];
+  mostAtOnce = 0;
+  #running = 0;
+  readonly ms: number;
+  constructor(ms: number) {
+    super();
+    this.ms = ms;
+  }
+
+  override async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
+    this.started.push(channel);
+    this.#running++;
+    this.mostAtOnce = Math.max(this.mostAtOnce, this.#running);
+    await new Promise((r) => setTimeout(r, this.ms));
+    this.#running--;
+    return super.readSince(channel, after, limit, maxBytes);
+  }
+}
+
+describe('catch-up read slots', () => {
+  it("one token's many connections catching up at once delay another client's catch-up by a read, not by their line; theirs use every idle slot", async (t) => {
+    const store = new SlowCatchUps(20);
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store,
+      limits: { maxConcurrentReads: 4 },
+    });
+    t.after(() => server.close());
+    // 20 channels of 10 pages each (200 small messages a page), and one for alice
+    const ops = (n: number) => Array.from({ length: 200 }, (_, i) => ({ id: `m${n}-${i}`, data: 'x' }));
+    for (let c = 0; c < 20; c++)
+      for (let p = 0; p < 10; p++)
+        await store.append(
+          `session:m${c}`,
+          ops(p).map((op) => ({ action: 'create' as const, publisher: '', ...op })),
+          { maxMessageSize: MIB },
+        );
+    await store.append('session:alice', [{ action: 'create', publisher: '', id: 'a', data: 'hi' }], {
+      maxMessageSize: MIB,
+    });
+    const mallory = await tokenOf('mallory');
+    const connections = await Promise.all(
+      Array.from({ length: 20 }, () => RawClient.connect(server.url, { token: mallory })),
+    );
+    t.after(() => {
+      for (const c of connections) c.kill();
+    });
+    connections.forEach((c, i) => {
+      c.send({ type: 'attach', ref: i, channel: `session:m${i}`, start: true });
+    });
+    // mallory's catch-ups under way: every slot hers, her other connections in line
+    while (store.started.length < 8) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(store.mostAtOnce, 4, 'alone, her reads take every slot, not half');
+    const alice = await RawClient.connect(server.url, { token: await tokenOf('alice') });
+    t.after(() => alice.kill());
+    const before = store.started.length;
+    const answer = await alice.request({ type: 'attach', ref: 'a', channel: 'session:alice', start: true });
+    assert.equal(answer.type, 'attached');
+    assert.deepEqual(
+      alice.messages('session:alice').map((m) => m.id),
+      ['a'],
+    );
+    const hers = store.started.indexOf('session:alice');
+    const between = store.started.slice(before, hers).length;
+    t.diagnostic(`mallory's reads begun between alice's attach and her read: ${between}`);
+    assert.ok(between <= 6, `${between} of mallory's reads went first`);
+    // and mallory's catch-ups all end, every message once
+    await Promise.all(connections.map((c) => c.next((f) => f.type === 'attached', 30_000)));
+    connections.forEach((c, i) => {
+      assert.equal(c.messages(`session:m${i}`).length, 2000, `session:m${i}`);
+    });
+  });
+});
+
 const tokenOf = async (clientId: string) =>
   (await createToken(TEST_KEY, { clientId, capability: { '*': ['*'] } })).token;
 

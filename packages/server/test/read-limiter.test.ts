@@ -94,6 +94,51 @@ describe('ReadLimiter', () => {
     assert.equal(limiter.running, 0);
   });
 
+  it("with shares held only when contended (catch-up pages): one owner takes every idle slot, and the next freed goes to another owner's waiter ahead of its line", async () => {
+    const limiter = new ReadLimiter(4, 64, 'contended');
+    const granted: string[] = [];
+    const take = (owner: string) =>
+      limiter.acquire('always', owner).then((release) => {
+        granted.push(owner);
+        return release;
+      });
+    const mallory = Array.from({ length: 10 }, () => take('m'));
+    await turn();
+    assert.deepEqual(granted, ['m', 'm', 'm', 'm'], 'nobody else waits: all four slots are hers');
+    assert.equal(limiter.waiting, 6);
+    const alice = take('a');
+    (await mallory[0]!)();
+    await turn();
+    assert.deepEqual(granted.slice(4), ['a'], "the freed slot goes to alice, ahead of mallory's six");
+    // alice done, mallory over her share with nobody else waiting: her line goes on at full width
+    (await alice)();
+    await turn();
+    assert.equal(granted.length, 6);
+    assert.equal(limiter.running, 4);
+    for (const m of mallory.slice(1)) {
+      (await m)();
+      await turn();
+    }
+    assert.equal(granted.filter((o) => o === 'm').length, 10, 'every read of hers ran');
+    assert.equal(limiter.running, 0);
+    assert.equal(limiter.waiting, 0);
+  });
+
+  it('with strict shares (history pages), one owner never takes more than half, even of idle slots', async () => {
+    const limiter = new ReadLimiter(4, 64);
+    let running = 0;
+    const reads = Array.from({ length: 4 }, () =>
+      limiter.acquire('always', 'm').then((release) => {
+        running++;
+        return release;
+      }),
+    );
+    await turn();
+    assert.equal(running, 2);
+    assert.equal(limiter.running, 2, 'two slots stay free for others');
+    for (const r of reads) (await r)();
+  });
+
   it('forgets an owner once it has nothing running or waiting', async () => {
     const limiter = new ReadLimiter(2, 8);
     const a = await limiter.acquire('bounded', 'a');
