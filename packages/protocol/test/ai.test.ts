@@ -83,6 +83,11 @@ describe('AI session events (§13)', () => {
     refused(msg(EVENT_RUN, data), /unknown status/);
     refused(msg(EVENT_RUN, { runId: 'r1', agent: 'a' }, { status: 'running' }), /must be strings/);
     refused(msg(EVENT_RUN, { ...data, reason: 1 }, { status: 'error' }), /must be strings/);
+    // each field alone, not only all of them missing at once
+    for (const field of ['runId', 'agent', 'input'])
+      refused(msg(EVENT_RUN, { ...data, [field]: 7 }, { status: 'running' }), /runId, agent and input/);
+    for (const field of ['replaces', 'finishReason', 'reason'])
+      refused(msg(EVENT_RUN, { ...data, [field]: false }, { status: 'complete' }), /replaces\/finishReason/);
   });
 
   test('ai.part: streamed text parts and chunk parts (JSON or json-text)', () => {
@@ -108,6 +113,14 @@ describe('AI session events (§13)', () => {
     refused(msg(EVENT_PART, 'x', { run: 'r1', kind: 'text' }), /without partId/);
     refused(msg(EVENT_PART, { x: 1 }, { run: 'r1', kind: 'text', partId: 't' }), /not a string/);
     refused(msg(EVENT_PART, 'x', { run: 'r1', kind: 'chunk' }), /not a UIMessageChunk/);
+    refused(msg(EVENT_PART, { type: 5 }, { run: 'r1', kind: 'chunk' }), /not a UIMessageChunk/);
+    for (const kind of ['reasoning', 'tool-input'])
+      refused(msg(EVENT_PART, 'x', { run: 'r1', kind }), new RegExp(`${kind} part without partId`));
+    for (const text of ['{"type":5}', '[1]', '"text"'])
+      refused(
+        msg(EVENT_PART, text, { run: 'r1', kind: 'chunk', format: 'json-text', state: 'done' }),
+        /json-text is not a chunk/,
+      );
     refused(
       msg(EVENT_PART, '{', { run: 'r1', kind: 'chunk', format: 'json-text', state: 'done' }),
       /not JSON/,
@@ -142,6 +155,20 @@ describe('AI session events (§13)', () => {
     refused(msg(EVENT_CONTROL, { type: 'select' }), /select needs/);
     refused(msg(EVENT_CONTROL, { type: 'regenerate' }), /regenerate needs/);
     refused(msg(EVENT_CONTROL, 'cancel'), /not a control/);
+    refused(msg(EVENT_CONTROL, null), /not a control/);
+    refused(msg(EVENT_CONTROL, { type: 5 }), /not a control|unknown control/);
+    // a steered message may have any of the three roles, and no other
+    for (const role of ['assistant', 'system'])
+      ok(msg(EVENT_CONTROL, { type: 'steer', runId: 'r1', message: { ...user, role } }));
+    refused(
+      msg(EVENT_CONTROL, { type: 'steer', runId: 'r1', message: { ...user, role: 'banana' } }),
+      /steer needs/,
+    );
+    assert.deepEqual(
+      controlHeaders({ type: 'cancel', runId: undefined }),
+      { control: 'cancel' },
+      'no run: undefined',
+    );
     assert.deepEqual(controlHeaders({ type: 'cancel', runId: 'r1' }), { control: 'cancel', run: 'r1' });
     assert.deepEqual(controlHeaders({ type: 'select', node: 'n' }), { control: 'select' });
   });
