@@ -165,9 +165,9 @@ describe('AI session events (§13)', () => {
       /steer needs/,
     );
     assert.deepEqual(
-      controlHeaders({ type: 'cancel', runId: undefined }),
+      controlHeaders({ type: 'cancel', runId: undefined } as unknown as Parameters<typeof controlHeaders>[0]),
       { control: 'cancel' },
-      'no run: undefined',
+      'a runId left undefined (plain JavaScript) gives no run header',
     );
     assert.deepEqual(controlHeaders({ type: 'cancel', runId: 'r1' }), { control: 'cancel', run: 'r1' });
     assert.deepEqual(controlHeaders({ type: 'select', node: 'n' }), { control: 'select' });
