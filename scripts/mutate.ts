@@ -10,13 +10,13 @@
  * `>`/`>=`, `&&`/`||`, `??` → `||`, `true`/`false`, a `!` dropped after `(`, `+ 1`/`- 1`, `++` →
  * `--`. `--also` names slower tests (repeatable), run only for what survived the first ones: a
  * mutant is reported when neither set notices it. `--line FROM-TO` limits the sweep to those lines.
- * The file is changed in place and restored at the end, also on Ctrl-C (a signal sent to the sweep
- * alone takes effect once the test run in progress ends); run it on a checkout nobody else is
+ * The file is changed in place and restored at the end, also on Ctrl-C or SIGTERM (the test run in
+ * progress, a process group of its own, is killed first); run it on a checkout nobody else is
  * building or sweeping from. Each run of the tests has `--timeout` seconds (default 120) and each
  * test half of it; a run that takes longer counts as noticed (a mutant that hangs a test is caught
  * by it).
  */
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -103,17 +103,29 @@ function mutants(): Mutant[] {
 function restore(): void {
   writeFileSync(file!, original);
 }
+/** The test run in progress: a signal ends it (and its servers) before the file is restored. */
+let running: ChildProcess | undefined;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
+    if (running?.pid !== undefined) killGroup(running.pid);
     restore();
     process.exit(130);
   });
 }
 
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
 const also = values.also ?? [];
 
-function noticed(files: readonly string[] = tests): boolean {
-  const run = spawnSync(
+/** Runs `files` against the file as it is now; true when a test failed or the run timed out. */
+function noticed(files: readonly string[] = tests): Promise<boolean> {
+  const child = spawn(
     process.execPath,
     [
       '--import',
@@ -124,14 +136,23 @@ function noticed(files: readonly string[] = tests): boolean {
       `--test-timeout=${Math.round(timeoutMs / 2)}`,
       ...files,
     ],
-    { stdio: 'ignore', timeout: timeoutMs },
+    // a group of its own, so a timeout or a signal ends the servers its tests started too
+    { stdio: 'ignore', detached: true },
   );
-  return run.status !== 0 || run.signal !== null;
+  running = child;
+  const timer = setTimeout(() => killGroup(child.pid!), timeoutMs);
+  return new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      running = undefined;
+      resolve(code !== 0 || signal !== null);
+    });
+  });
 }
 
 const all = mutants();
 console.log(`${file}: ${all.length} mutants, tests: ${tests.join(' ')}`);
-if (noticed([...tests, ...also])) {
+if (await noticed([...tests, ...also])) {
   // otherwise every mutant would look noticed
   console.error('the tests fail on the unchanged file: fix them first');
   process.exit(1);
@@ -139,18 +160,18 @@ if (noticed([...tests, ...also])) {
 const started = Date.now();
 const survivors: Mutant[] = [];
 try {
-  all.forEach((m, n) => {
+  for (const [n, m] of all.entries()) {
     const mutated = [...lines];
     const text = lines[m.line - 1]!;
     mutated[m.line - 1] = text.slice(0, m.column) + m.to + text.slice(m.column + m.from.length);
     writeFileSync(file, mutated.join('\n'));
-    const caught = noticed() || (also.length > 0 && noticed(also));
+    const caught = (await noticed()) || (also.length > 0 && (await noticed(also)));
     if (!caught) {
       survivors.push(m);
       console.log(`survived ${file}:${m.line} '${m.from.trim()}' → '${m.to.trim()}': ${text.trim()}`);
     }
     if ((n + 1) % 10 === 0) console.log(`  ${n + 1} / ${all.length} run, ${survivors.length} survived`);
-  });
+  }
 } finally {
   restore();
 }
