@@ -3,7 +3,7 @@
 // and refused credentials lead to — without waiting in real time.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ErrorInfo } from '@mooring/protocol';
+import type { ErrorInfo, ServerFrame } from '@mooring/protocol';
 import type { AuthCallbackParams, TokenDetails } from '../src/auth.ts';
 import { jwtExpiry } from '../src/auth.ts';
 import type { ConnectionStateChange } from '../src/connection.ts';
@@ -108,6 +108,10 @@ describe('token auth: options', () => {
     assert.equal(jwtExpiry(jwt({ clientId: 'x' })), undefined);
     assert.equal(jwtExpiry('not-a-jwt'), undefined);
     assert.equal(jwtExpiry('a.%%%.c'), undefined);
+    // an exp that is no number of seconds: a string, or JSON's 1e999 (Infinity once parsed)
+    assert.equal(jwtExpiry(jwt({ exp: '1800000000' })), undefined);
+    const infinite = `${jwt({}).split('.')[0]}.${Buffer.from('{"exp":1e999}').toString('base64url')}.c2ln`;
+    assert.equal(jwtExpiry(infinite), undefined);
   });
 });
 
@@ -187,6 +191,21 @@ describe('token auth: connecting', () => {
     await wrongKey.connect();
     assert.equal(wrongKey.calls.length, 2);
     assert.equal(wrongKey.client.connection.state, 'connected');
+
+    // the same for a token refused 403 (another clientId than the token's, a channel it lacks)
+    const wrongClient = tokenClient();
+    await flush();
+    wrongClient.transports.last().end({
+      code: 1006,
+      reason: '',
+      httpStatus: 403,
+      error: refused('forbidden', 403, false),
+    });
+    assert.equal(wrongClient.client.connection.state, 'failed');
+    wrongClient.client.connect();
+    await wrongClient.connect();
+    assert.equal(wrongClient.calls.length, 2, 'a new token, not the refused one');
+    assert.equal(wrongClient.transports.last().query.get('token'), 'tok2.x.y');
   });
 
   it('gives up on a callback that never answers within realtimeRequestTimeout, and retries', async () => {
@@ -210,6 +229,14 @@ describe('token auth: connecting', () => {
     }
     assert.equal(c.transports.last().query.get('token'), 'fresh.x.y');
     assert.equal(calls.length, 2);
+  });
+
+  it('takes { token } without an expiresAt, or with null, as a token whose expiry is unknown', async () => {
+    for (const answer of [{ token: 'a.b.c' }, { token: 'a.b.c', expiresAt: null }]) {
+      const c = fakeClient({ key: undefined, authCallback: () => answer as TokenDetails });
+      await flush();
+      assert.equal(c.transports.last().query.get('token'), 'a.b.c', JSON.stringify(answer));
+    }
   });
 
   it('fails, naming what it got, when the callback returns something that is not a token; no handshake, no retry loop', async () => {
@@ -326,6 +353,17 @@ describe('token auth: renewal over the live connection', () => {
     assert.equal(sent(t, 'auth').length, 1);
   });
 
+  it('ignores a connected frame whose serverTime is not a time (0): no clock offset from it', async () => {
+    const s = tokenClient({ life: 60 * MINUTE });
+    await flush();
+    const t = s.transports.last();
+    t.connected({ serverTime: 0 });
+    await s.advance(48 * MINUTE - 1);
+    assert.equal(sent(t, 'auth').length, 0, 'not renewed early (an offset of minus now would)');
+    await s.advance(1);
+    assert.equal(sent(t, 'auth').length, 1);
+  });
+
   it('retries a failed renewal with backoff, reporting it as an error event without a state change', async () => {
     let failRenewals = 2;
     const s = tokenClient({
@@ -354,7 +392,10 @@ describe('token auth: renewal over the live connection', () => {
     await s.advance(8 * MINUTE);
     const [auth] = sent(t, 'auth');
     t.frame({ type: 'error', ref: auth!.ref, error: refused('forbidden', 403, false) });
-    assert.equal(s.errors.at(-1)?.code, 'forbidden');
+    assert.equal(s.errors.length, 1, 'reported once (not also as an error nobody tracks)');
+    assert.equal(s.errors[0]?.code, 'forbidden');
+    assert.equal(s.errors[0]?.retryable, false);
+    assert.match(s.errors[0]?.message ?? '', /refused the renewed token/);
     await s.advance(MINUTE);
     assert.equal(sent(t, 'auth').length, 1);
     assert.equal(s.calls.length, 2);
@@ -400,6 +441,105 @@ describe('token auth: renewal over the live connection', () => {
     assert.equal(auths.length, 2);
     assert.equal(auths[1]?.token, auths[0]?.token, 'the token already fetched is sent again');
     assert.equal(s.calls.length, 2);
+  });
+});
+
+describe('token auth: the answers around a renewal', () => {
+  it("the server's authorized expiresAt sets when the renewed token is renewed; an answer without a usable one keeps the token's own", async () => {
+    for (const [answered, next] of [
+      [10 * MINUTE, 8 * MINUTE], // the server's word: 80 % of 10 minutes
+      [undefined, 48 * MINUTE], // none: the callback's 60 minutes
+      [0, 48 * MINUTE], // not a time
+    ] as const) {
+      const s = tokenClient({ life: 60 * MINUTE });
+      const t = await s.connect();
+      await s.advance(48 * MINUTE);
+      const [auth] = sent(t, 'auth');
+      const frame: ServerFrame = { type: 'authorized', ref: auth!.ref };
+      if (answered !== undefined) frame.expiresAt = answered === 0 ? 0 : s.timers.now() + answered;
+      t.frame(frame);
+      await s.advance(next - 1);
+      assert.equal(sent(t, 'auth').length, 1, `answered ${answered}: not before ${next}`);
+      await s.advance(1);
+      assert.equal(sent(t, 'auth').length, 2, `answered ${answered}: at ${next}`);
+      assert.deepEqual(s.errors, []);
+    }
+  });
+
+  it('an authorized frame that answers no renewal in flight, or another ref, changes nothing and is no error', async () => {
+    const s = tokenClient({ life: 60 * MINUTE });
+    const t = await s.connect();
+    t.frame({ type: 'authorized', ref: 99, expiresAt: s.timers.now() + MINUTE });
+    await s.advance(48 * MINUTE - 1);
+    assert.equal(sent(t, 'auth').length, 0, 'the renewal keeps its time');
+    await s.advance(1);
+    const [auth] = sent(t, 'auth');
+    t.frame({ type: 'authorized', ref: 'not-it', expiresAt: s.timers.now() + MINUTE });
+    t.frame({ type: 'authorized', ref: auth!.ref, expiresAt: s.timers.now() + 10 * MINUTE });
+    await s.advance(8 * MINUTE);
+    assert.equal(sent(t, 'auth').length, 2, 'the answer to its own ref counted, the other not');
+    assert.deepEqual(s.errors, []);
+  });
+
+  it("an error answering another request while a renewal is in flight is that request's, not the renewal's", async () => {
+    const s = tokenClient({ life: 10 * MINUTE });
+    const t = await s.connect();
+    // with nothing in flight, an error nobody tracks is surfaced as it is
+    t.frame({ type: 'error', ref: 'p1', error: refused('forbidden', 403, false) });
+    assert.equal(s.errors.length, 1);
+    await s.advance(8 * MINUTE);
+    const [auth] = sent(t, 'auth');
+    t.frame({ type: 'error', ref: 'p2', error: refused('forbidden', 403, false) });
+    assert.equal(s.errors.length, 2);
+    assert.doesNotMatch(s.errors[1]?.message ?? '', /renewed token/);
+    t.frame({ type: 'authorized', ref: auth!.ref, expiresAt: s.timers.now() + 10 * MINUTE });
+    await s.advance(8 * MINUTE);
+    assert.equal(sent(t, 'auth').length, 2, "the renewal's own answer was still awaited, and taken");
+  });
+
+  it('a renewal answered token_expired gets another token and sends it, without an error event', async () => {
+    const s = tokenClient({ life: 10 * MINUTE });
+    const t = await s.connect();
+    await s.advance(8 * MINUTE);
+    const [first] = sent(t, 'auth');
+    t.frame({ type: 'error', ref: first!.ref, error: refused('token_expired', 401, true) });
+    await s.advance(1_000); // initialRetryDelay
+    const auths = sent(t, 'auth');
+    assert.equal(auths.length, 2);
+    assert.notEqual(auths[1]?.token, first?.token, 'not the token the server found expired');
+    assert.equal(s.calls.length, 3);
+    assert.deepEqual(s.errors, []);
+    assert.equal(s.client.connection.state, 'connected');
+  });
+
+  it('a token_expired error that answers no request renews over the live connection, and is surfaced', async () => {
+    const s = tokenClient({ life: 60 * MINUTE });
+    const t = await s.connect();
+    t.frame({ type: 'error', error: refused('token_expired', 401, true) });
+    await s.advance(0);
+    const [auth] = sent(t, 'auth');
+    assert.equal(auth?.token, 'tok2.x.y', 'a new token at once, not at 80 % of the old one');
+    assert.equal(s.errors.at(-1)?.code, 'token_expired');
+    assert.equal(s.client.connection.state, 'connected');
+  });
+
+  it('a renewal already fetching its token is not started again: one auth frame', async () => {
+    let release: (() => void) | undefined;
+    const s = tokenClient({
+      life: 10 * MINUTE,
+      authCallback: async (params) => {
+        if (params.reason === 'renew') await new Promise<void>((resolve) => (release = resolve));
+        return { token: `t-${params.reason}.x.y`, expiresAt: s.timers.now() + 10 * MINUTE };
+      },
+    });
+    const t = await s.connect();
+    await s.advance(8 * MINUTE); // the renewal begins; its callback waits
+    assert.ok(release);
+    t.frame({ type: 'error', error: refused('token_expired', 401, true) }); // asks to renew again
+    await s.advance(0);
+    release();
+    await s.advance(0);
+    assert.equal(sent(t, 'auth').length, 1);
   });
 });
 
@@ -501,6 +641,20 @@ describe('token auth: authUrl', () => {
       assert.equal((req?.init.headers as Record<string, string>)['x-csrf'], 'abc');
       assert.equal(c.transports.last().query.get('token'), token);
     }
+  });
+
+  it('sends no clientId when the client has none, and keeps one authParams names', async () => {
+    const c = authUrlClient(() => new Response('a.b.c'));
+    await flush();
+    await flush();
+    assert.equal(c.requests[0]?.url.searchParams.has('clientId'), false);
+    const named = authUrlClient(() => new Response('a.b.c'), {
+      clientId: 'web-1',
+      authParams: { clientId: 'from-params' },
+    });
+    await flush();
+    await flush();
+    assert.equal(named.requests[0]?.url.searchParams.get('clientId'), 'from-params');
   });
 
   it('POSTs JSON when authMethod is POST (e.g. the server’s own POST /v1/tokens)', async () => {
