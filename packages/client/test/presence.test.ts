@@ -3,7 +3,7 @@
 // (§5.4: a recovered connection keeps it; a new identity enters again).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { JsonValue, PresenceMember } from '@mooring/protocol';
+import { DEFAULT_LIMITS, type JsonValue, type PresenceMember } from '@mooring/protocol';
 import type { MooringError } from '../src/errors.ts';
 import type { PresenceEvent } from '../src/presence-members.ts';
 import { EPOCH, fakeClient, sent } from './helpers/fake-client.ts';
@@ -64,6 +64,8 @@ describe('presence requests', () => {
   it('rejects with the server error answering the request', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
+    const errors: MooringError[] = [];
+    client.connection.on('error', (e) => errors.push(e));
     const entering = client.channels.get('room').presence.enter();
     const [enter] = sent(t, 'presence');
     t.frame({
@@ -73,6 +75,23 @@ describe('presence requests', () => {
       error: { code: 'bad_request', status: 400, retryable: false, message: 'presence needs a clientId' },
     });
     await assert.rejects(entering, (e: MooringError) => e.code === 'bad_request');
+    assert.deepEqual(errors, [], "the request's own error, not also the connection's");
+  });
+
+  it('sends a request whose frame is exactly maxFrameSize; one byte more is frame_too_large, never sent', async () => {
+    const { client, transports } = fakeClient({ autoConnect: false });
+    const presence = client.channels.get('room').presence;
+    client.connect();
+    await flush();
+    const t = transports.last();
+    const empty = JSON.stringify({ type: 'presence', ref: 1, channel: 'room', action: 'enter', data: '' });
+    t.connected({ limits: { ...DEFAULT_LIMITS, maxFrameSize: empty.length + 100 } });
+    void presence.enter('x'.repeat(100));
+    const [enter] = sent(t, 'presence');
+    assert.equal(enter?.ref, 1, 'the ref the size was reckoned with');
+    assert.equal(JSON.stringify(enter).length, empty.length + 100, 'exactly maxFrameSize: sent');
+    await assert.rejects(presence.enter('x'.repeat(101)), (e: MooringError) => e.code === 'frame_too_large');
+    assert.equal(sent(t, 'presence').length, 1);
   });
 
   it('queues requests until connected, and fails fast while suspended', async () => {
@@ -147,6 +166,39 @@ describe('presence across reconnects', () => {
     const t3 = transports.last();
     t3.connected({ resumed: false });
     assert.equal(sent(t3, 'presence').length, 0);
+  });
+
+  it('an automatic re-enter lost with its connection is made again on the next one, without an error anywhere', async () => {
+    const { client, connect, timers, transports } = fakeClient({ clientId: 'me', connectionStateTtl: 1_000 });
+    const t1 = await connect();
+    const channel = client.channels.get('room');
+    const errors: MooringError[] = [];
+    channel.on('error', (e) => errors.push(e));
+    client.connection.on('error', (e) => errors.push(e));
+    const entered = channel.presence.enter('here');
+    ack(t1, sent(t1, 'presence')[0]!.ref);
+    await entered;
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected({ resumed: false });
+    assert.equal(sent(t2, 'presence')[0]?.action, 'enter', 'the re-enter goes out, unanswered');
+    // the connection is lost for long enough to be suspended, the re-enter still pending
+    t2.end({ code: 1006, reason: '' });
+    for (let i = 0; i < 20 && client.connection.state !== 'suspended'; i++) {
+      timers.advance(500);
+      await flush();
+      transports.last().end({ code: 1006, reason: '' });
+    }
+    assert.equal(client.connection.state, 'suspended');
+    assert.deepEqual(errors, [], 'nobody asked for it: nobody is told it failed');
+    client.connect();
+    await flush();
+    const t3 = transports.last();
+    t3.connected({ resumed: false });
+    assert.deepEqual(
+      sent(t3, 'presence').map((f) => [f.action, f.data]),
+      [['enter', 'here']],
+    );
   });
 
   it('a pending request replaces the automatic re-enter (no enter-then-leave)', async () => {
@@ -288,6 +340,98 @@ describe('presence set', () => {
     t2.connected();
     attachWithSync(t2, [member('c_a', 'a'), member('c_c', 'c', 'new', 2), member('c_d', 'd')]);
     assert.deepEqual(events, ['leave:c_b', 'update:c_c', 'enter:c_d']);
+  });
+
+  it('get() on a new connection waits for its snapshot, not the set from before', async () => {
+    const { client, connect, timers, transports } = fakeClient();
+    const t1 = await connect();
+    const presence = client.channels.get('room').presence;
+    const first = presence.get();
+    attachWithSync(t1, [member('c_a', 'a')]);
+    await first;
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected(); // connected, the channel's attach sent, its snapshot not yet here
+    let settled = false;
+    const during = presence.get().then((m) => {
+      settled = true;
+      return m;
+    });
+    await flush();
+    assert.equal(settled, false, 'the set from before the drop is not served');
+    attachWithSync(t2, [member('c_b', 'b')]);
+    assert.deepEqual(
+      (await during).map((m) => m.connectionId),
+      ['c_b'],
+    );
+  });
+
+  it('get() after a detach attaches again and waits for the snapshot, not an empty set', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('room');
+    const first = channel.presence.get();
+    attachWithSync(t, [member('c_a', 'a')]);
+    await first;
+    const detaching = channel.detach();
+    const detach = sent(t, 'detach').at(-1);
+    t.frame({ type: 'detached', ref: detach!.ref, channel: 'room' });
+    await detaching;
+    const again = channel.presence.get();
+    assert.equal(sent(t, 'attach').length, 2, 'attached again');
+    attachWithSync(t, [member('c_a', 'a'), member('c_b', 'b')]);
+    assert.deepEqual(
+      (await again).map((m) => m.connectionId),
+      ['c_a', 'c_b'],
+    );
+  });
+
+  it('get() on a client that was closed rejects at once (it does not wait for a snapshot that cannot come)', async () => {
+    const { client, connect } = fakeClient();
+    await connect();
+    const presence = client.channels.get('room').presence;
+    client.close();
+    await flush();
+    const outcome = await Promise.race([
+      presence.get().then(
+        () => 'resolved',
+        (e: MooringError) => e.code,
+      ),
+      new Promise((r) => setTimeout(() => r('still waiting'), 1_000)),
+    ]);
+    assert.notEqual(outcome, 'still waiting');
+    assert.notEqual(outcome, 'resolved');
+  });
+
+  it('unsubscribe removes one action of every listener, one listener of every action, or both', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const presence = client.channels.get('room').presence;
+    const heard: string[] = [];
+    const all = (e: PresenceEvent) => heard.push(`all:${e.action}`);
+    const enters = (e: PresenceEvent) => heard.push(`enters:${e.action}`);
+    const leaves = (e: PresenceEvent) => heard.push(`leaves:${e.action}`);
+    void presence.subscribe(all);
+    void presence.subscribe('enter', enters);
+    void presence.subscribe('leave', leaves);
+    void presence.subscribe('leave', all);
+    attachWithSync(t, []);
+    const change = (action: 'enter' | 'leave', id: string) =>
+      t.frame({ type: 'presence', channel: 'room', action, member: member(id, id) });
+    presence.unsubscribe('enter'); // `enters` only: `all` was subscribed to every action, not to 'enter'
+    change('enter', 'c_a');
+    change('leave', 'c_a');
+    assert.deepEqual(heard, ['all:enter', 'all:leave', 'leaves:leave', 'all:leave']);
+    heard.length = 0;
+    presence.unsubscribe('leave', all); // `all` for 'leave' only
+    change('enter', 'c_b');
+    change('leave', 'c_b');
+    assert.deepEqual(heard, ['all:enter', 'all:leave', 'leaves:leave']);
+    heard.length = 0;
+    presence.unsubscribe(leaves); // everywhere
+    change('enter', 'c_c');
+    change('leave', 'c_c');
+    assert.deepEqual(heard, ['all:enter', 'all:leave']);
   });
 
   it('get() waits while the connection is down, and rejects when the channel is detached', async () => {
