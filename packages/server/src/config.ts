@@ -98,7 +98,8 @@ const FILE_KEYS = [
 
 export const SERVE_HELP = `Usage: mooring serve [options]
 
-Options (environment variable in brackets; flags override the environment, which overrides the file):
+Options (environment variable in brackets, unset when empty; flags override the environment, which
+overrides the file):
   --host <addr>             address to listen on            [MOORING_HOST]  default 127.0.0.1
   --port <n>                port (0 = any free port)        [MOORING_PORT]  default 8080
   --reuse-port              share the port with the other nodes of this machine that ask too
@@ -122,6 +123,9 @@ stores it in <data>/dev-key and prints it.`;
 
 export function parseDuration(value: number | string, what: string): number {
   if (typeof value === 'number') return value;
+  // from a JSON file, anything may come: `true`, `null`, an object
+  if (typeof value !== 'string')
+    throw new Error(`${what}: not a duration: ${JSON.stringify(value)} (use e.g. 500ms, 15s, 30m, 24h, 7d)`);
   if (value === 'forever') return Number.POSITIVE_INFINITY;
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
   if (!m)
@@ -130,7 +134,11 @@ export function parseDuration(value: number | string, what: string): number {
   return Number(m[1]) * unit;
 }
 
-export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig | 'help' {
+export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv): ServeConfig | 'help' {
+  // An empty variable is an unset one (a template that renders `MOORING_PORT=`), as for MOORING_KEY.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(environment).filter(([name, value]) => name.startsWith('MOORING_') && value !== ''),
+  );
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -183,7 +191,11 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
   const ttl = env.MOORING_CONNECTION_STATE_TTL ?? file.connectionStateTtl;
 
   const namespaces: Record<string, NamespaceRules> = {};
+  if (file.namespaces !== undefined && !isPlainObject(file.namespaces))
+    throw new Error('"namespaces" in the config file is an object, e.g. { "chat": { "retention": "7d" } }');
   for (const [name, rules] of Object.entries(file.namespaces ?? {})) {
+    if (!isPlainObject(rules))
+      throw new Error(`namespaces.${name} in the config file is an object, e.g. { "retention": "7d" }`);
     namespaces[name] =
       rules.retention === undefined
         ? {}
@@ -196,7 +208,7 @@ export function loadServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServeCo
     dataDir: values.data ?? env.MOORING_DATA ?? file.data ?? '.mooring',
     store,
     redis,
-    keys: env.MOORING_KEY ? [parseApiKey(env.MOORING_KEY)] : (file.keys ?? []).map(keyFromFile),
+    keys: env.MOORING_KEY ? [parseApiKey(env.MOORING_KEY)] : keysFromFile(file.keys),
     limits: file.limits ?? {},
     namespaces,
     logLevel: values['log-level'] ?? env.MOORING_LOG_LEVEL ?? file.logLevel ?? 'info',
@@ -260,6 +272,16 @@ function durableStreamsConfig(
     out[name] = value;
   }
   return out;
+}
+
+function keysFromFile(keys: FileConfig['keys']): ApiKey[] {
+  if (keys === undefined) return [];
+  if (!Array.isArray(keys)) throw new Error('"keys" in the config file is a list, e.g. ["app:secret"]');
+  return keys.map(keyFromFile);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function keyFromFile(entry: string | { key: string; capability?: Record<string, string[]> }): ApiKey {

@@ -1,13 +1,15 @@
 /**
- * The config file of `mooring serve` (ARCHITECTURE.md §13): a key that is not a setting stops the
- * start with a message naming it and the nearest known key, instead of leaving its default in force.
+ * The config of `mooring serve` (ARCHITECTURE.md §13): flags over the environment over the config
+ * file; a key that is not a setting, or a setting of the wrong shape, stops the start with a message
+ * naming it, instead of leaving a default in force or failing later with a `TypeError`.
  */
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadServeConfig } from '../src/config.ts';
+import { developmentKey, loadServeConfig, parseDuration, type ServeConfig } from '../src/config.ts';
 
 describe('config file', () => {
   let dir = '';
@@ -59,6 +61,320 @@ describe('config file', () => {
     assert.equal(config.heartbeatInterval, 10_000);
     assert.equal(config.limits.maxFrameRate, 50);
     assert.equal(config.logLevel, 'warn');
+  });
+
+  /** Loads `content` as the config file with `env`, and the flags `argv`. */
+  const config = async (content: unknown, env: NodeJS.ProcessEnv = {}, argv: string[] = []) => {
+    const file = join(dir, `c${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(file, JSON.stringify(content));
+    const loaded = loadServeConfig(['--config', file, ...argv], env);
+    assert.ok(loaded !== 'help');
+    return loaded as ServeConfig;
+  };
+
+  it('flags over the environment over the file, for every setting that has all three', async () => {
+    const file = {
+      host: '10.0.0.1',
+      port: 1001,
+      store: 'memory',
+      data: 'file-data',
+      logLevel: 'warn',
+      heartbeatInterval: '1s',
+      redis: { url: 'redis://file:1' },
+      durableStreams: { open: 'file/*' },
+    };
+    const env = {
+      MOORING_HOST: '10.0.0.2',
+      MOORING_PORT: '1002',
+      MOORING_STORE: 'sqlite',
+      MOORING_DATA: 'env-data',
+      MOORING_LOG_LEVEL: 'error',
+      MOORING_HEARTBEAT: '2s',
+      MOORING_REDIS_URL: 'redis://env:2',
+      MOORING_STREAMS_OPEN: 'env/*',
+    };
+    const flags = [
+      ...['--host', '10.0.0.3', '--port', '1003', '--store', 'redis', '--data', 'flag-data'],
+      ...[
+        '--log-level',
+        'debug',
+        '--heartbeat',
+        '3s',
+        '--redis',
+        'redis://flag:3',
+        '--streams-open',
+        'flag/*',
+      ],
+    ];
+    const pick = (c: ServeConfig) => [
+      c.host,
+      c.port,
+      c.store,
+      c.dataDir,
+      c.logLevel,
+      c.heartbeatInterval,
+      c.redis.url,
+      c.durableStreams.open,
+    ];
+    assert.deepEqual(pick(await config(file)), [
+      '10.0.0.1',
+      1001,
+      'memory',
+      'file-data',
+      'warn',
+      1000,
+      'redis://file:1',
+      'file/*',
+    ]);
+    assert.deepEqual(pick(await config(file, env)), [
+      '10.0.0.2',
+      1002,
+      'sqlite',
+      'env-data',
+      'error',
+      2000,
+      'redis://env:2',
+      'env/*',
+    ]);
+    assert.deepEqual(pick(await config(file, env, flags)), [
+      '10.0.0.3',
+      1003,
+      'redis',
+      'flag-data',
+      'debug',
+      3000,
+      'redis://flag:3',
+      'flag/*',
+    ]);
+    // the other durations: the environment over the file
+    const durations = await config(
+      { connectionStateTtl: '1m', presenceGrace: '1s', sweepInterval: '2s', nodeTtl: '3s' },
+      {
+        MOORING_CONNECTION_STATE_TTL: '2m',
+        MOORING_PRESENCE_GRACE: '4s',
+        MOORING_SWEEP_INTERVAL: '5s',
+        MOORING_NODE_TTL: '6s',
+      },
+    );
+    assert.deepEqual(
+      [durations.connectionStateTtl, durations.presenceGrace, durations.sweepInterval, durations.nodeTtl],
+      [120_000, 4_000, 5_000, 6_000],
+    );
+  });
+
+  it('an environment variable set empty is unset: the file, or the default, applies', async () => {
+    const empty = Object.fromEntries(
+      [
+        'HOST',
+        'PORT',
+        'STORE',
+        'DATA',
+        'LOG_LEVEL',
+        'HEARTBEAT',
+        'REDIS_URL',
+        'STREAMS_OPEN',
+        'CONNECTION_STATE_TTL',
+        'PRESENCE_GRACE',
+        'SWEEP_INTERVAL',
+        'NODE_TTL',
+        'KEY',
+        'REUSE_PORT',
+        'CONFIG',
+      ].map((name) => [`MOORING_${name}`, '']),
+    );
+    const c = await config({ port: 1001, presenceGrace: '1s', durableStreams: { open: 'file/*' } }, empty);
+    assert.deepEqual(
+      [c.host, c.port, c.store, c.dataDir, c.presenceGrace, c.durableStreams.open, c.keys],
+      ['127.0.0.1', 1001, 'sqlite', '.mooring', 1_000, 'file/*', []],
+    );
+  });
+
+  it('unknown flags are refused; ports run from 0 to 65535', async () => {
+    assert.throws(() => loadServeConfig(['--prot', '80'], {}), /Unknown option '--prot'/);
+    assert.equal((await config({ port: 65_535 })).port, 65_535);
+    assert.equal((await config({ port: 0 })).port, 0, '0: any free port');
+    assert.equal(
+      (await config({ durableStreams: { maxConcurrentReads: 1 } })).durableStreams.maxConcurrentReads,
+      1,
+    );
+  });
+
+  it('the defaults: 127.0.0.1:8080, SQLite in .mooring, a Redis URL of its own when asked for Redis, no keys', async () => {
+    const c = await config({});
+    assert.deepEqual(
+      [
+        c.host,
+        c.port,
+        c.reusePort,
+        c.store,
+        c.dataDir,
+        c.logLevel,
+        c.redis.url,
+        c.keys,
+        c.limits,
+        c.namespaces,
+      ],
+      ['127.0.0.1', 8080, false, 'sqlite', '.mooring', 'info', 'redis://127.0.0.1:6379', [], {}, {}],
+    );
+    for (const key of [
+      'heartbeatInterval',
+      'connectionStateTtl',
+      'presenceGrace',
+      'sweepInterval',
+      'nodeTtl',
+    ])
+      assert.equal(key in c, false, `${key}: the server's own default`);
+    assert.deepEqual(c.durableStreams, {});
+    // a Redis URL alone picks the Redis store
+    assert.equal((await config({}, { MOORING_REDIS_URL: 'redis://r:1' })).store, 'redis');
+    assert.equal((await config({ redis: { url: 'rediss://r:1' } })).store, 'redis');
+  });
+
+  it('MOORING_KEY replaces the keys of the file; keys are "name:secret" or { key, capability }', async () => {
+    const file = {
+      keys: ['app:secret', { key: 'ro:secret2', capability: { 'public:*': ['subscribe'] } }, { key: 'b:s' }],
+    };
+    const fromFile = await config(file);
+    assert.deepEqual(
+      fromFile.keys.map((k) => [k.name, k.capability]),
+      [
+        ['app', undefined],
+        ['ro', { 'public:*': ['subscribe'] }],
+        ['b', undefined],
+      ],
+    );
+    assert.equal('capability' in fromFile.keys[2]!, false, 'no capability: the key may do everything');
+    const fromEnv = await config(file, { MOORING_KEY: 'env:secret3' });
+    assert.deepEqual(
+      fromEnv.keys.map((k) => k.name),
+      ['env'],
+    );
+  });
+
+  it('MOORING_REUSE_PORT is 1/true/yes or 0/false/no (empty: unset); reusePort needs a shared store', async () => {
+    for (const value of ['1', 'true', 'YES'])
+      assert.equal((await config({ store: 'redis' }, { MOORING_REUSE_PORT: value })).reusePort, true, value);
+    for (const value of ['0', 'false', 'No'])
+      assert.equal(
+        (await config({ store: 'redis', reusePort: true }, { MOORING_REUSE_PORT: value })).reusePort,
+        false,
+      );
+    assert.equal(
+      (await config({ store: 'redis', reusePort: true }, { MOORING_REUSE_PORT: '' })).reusePort,
+      true,
+    );
+    assert.equal(
+      (await config({ store: 'memory' }, {}, ['--reuse-port'])).reusePort,
+      true,
+      'memory: nodes apart',
+    );
+    await assert.rejects(
+      config({}, { MOORING_REUSE_PORT: 'maybe' }),
+      /MOORING_REUSE_PORT is 1 or 0, got "maybe"/,
+    );
+    await assert.rejects(config({ reusePort: 'yes' }), /"reusePort" in the config file is true or false/);
+    await assert.rejects(config({ reusePort: true }), /reusePort runs several nodes on one port/);
+  });
+
+  it('refuses each setting of the wrong shape, naming it', async () => {
+    const refused: [unknown, RegExp][] = [
+      [{ port: -1 }, /port must be 0-65535, got -1/],
+      [{ port: 65_536 }, /port must be 0-65535, got 65536/],
+      [{ port: 80.5 }, /port must be 0-65535/],
+      [{ port: 'http' }, /port must be 0-65535, got NaN/],
+      [{ store: 'postgres' }, /store must be sqlite, memory or redis, got postgres/],
+      [{ redis: 'redis://r:1' }, /"redis" in the config file is \{ "url"/],
+      [{ redis: null }, /"redis" in the config file is \{ "url"/],
+      [{ redis: { url: 'http://r:1' } }, /the Redis URL must start with redis:\/\//],
+      [
+        { redis: { commandTimeout: 0 } },
+        /"redis.commandTimeout" in the config file is a number of ms above 0/,
+      ],
+      [{ redis: { commandTimeout: 'soon' } }, /"redis.commandTimeout"/],
+      [{ heartbeatInterval: 'soon' }, /heartbeat: not a duration: "soon"/],
+      [{ heartbeatInterval: true }, /heartbeat: not a duration: true/],
+      [{ presenceGrace: { s: 1 } }, /presenceGrace: not a duration/],
+      [{ firstPollTimeout: '10 parsecs' }, /firstPollTimeout: not a duration/],
+      [{ namespaces: { chat: { retention: 'a week' } } }, /namespaces\.chat\.retention: not a duration/],
+      [{ namespaces: { chat: null } }, /namespaces\.chat in the config file is an object/],
+      [{ namespaces: ['chat'] }, /"namespaces" in the config file is an object/],
+      [{ keys: 'app:secret' }, /"keys" in the config file is a list/],
+      [{ keys: [5] }, /each entry of "keys" is "name:secret" or \{ "key"/],
+      [{ keys: [null] }, /each entry of "keys"/],
+      [{ keys: [{ key: 5 }] }, /each entry of "keys"/],
+      [{ durableStreams: 'public/*' }, /"durableStreams" in the config file is an object/],
+      [{ durableStreams: null }, /"durableStreams" in the config file is an object/],
+      [{ durableStreams: { open: '' } }, /durableStreams\.open must be a glob of stream paths, got ""/],
+      [{ durableStreams: { open: 'a b' } }, /durableStreams\.open must be a glob/],
+      [{ durableStreams: { open: 5 } }, /durableStreams\.open must be a glob/],
+      [
+        { durableStreams: { maxAppendBytes: 0 } },
+        /durableStreams\.maxAppendBytes must be a positive whole number of bytes/,
+      ],
+      [
+        { durableStreams: { readPageBytes: 1.5 } },
+        /durableStreams\.readPageBytes must be a positive whole number of bytes/,
+      ],
+      [
+        { durableStreams: { maxConcurrentReads: 0 } },
+        /durableStreams\.maxConcurrentReads must be a positive whole number$/,
+      ],
+      [{ durableStreams: { longPollTimeout: 'x' } }, /durableStreams\.longPollTimeout: not a duration/],
+    ];
+    for (const [content, message] of refused)
+      await assert.rejects(config(content), message, JSON.stringify(content));
+    await assert.rejects(
+      config({}, { MOORING_STORE: 'mongo' }),
+      /store must be sqlite, memory or redis, got mongo/,
+    );
+  });
+
+  it('refuses a config file that is not a JSON object, or not there, naming it', async () => {
+    for (const content of ['[1]', 'null', '5', '{"port": 80', '']) {
+      const file = join(dir, `bad${Math.random().toString(36).slice(2)}.json`);
+      await writeFile(file, content);
+      assert.throws(
+        () => loadServeConfig(['--config', file], {}),
+        /config file .* is not a JSON object/,
+        content,
+      );
+    }
+    assert.throws(
+      () => loadServeConfig([], { MOORING_CONFIG: join(dir, 'missing.json') }),
+      /cannot read config file .*missing\.json/,
+    );
+  });
+
+  it('durations: a number is ms; text takes ms, s, m, h, d, decimals, or forever', () => {
+    const cases: [number | string, number][] = [
+      [250, 250],
+      ['250', 250],
+      ['500ms', 500],
+      ['15s', 15_000],
+      ['1.5s', 1_500],
+      ['30m', 1_800_000],
+      ['24h', 86_400_000],
+      ['7d', 604_800_000],
+      [' 2s ', 2_000],
+      ['forever', Number.POSITIVE_INFINITY],
+    ];
+    for (const [value, ms] of cases) assert.equal(parseDuration(value, 'x'), ms, String(value));
+    for (const value of ['', 's', '-1s', '1w', '1e3', 'never'])
+      assert.throws(() => parseDuration(value, 'ttl'), /ttl: not a duration/, value);
+  });
+
+  it('the development key: made once in the data directory, then read back; an empty file is made again', () => {
+    const data = join(dir, `dev${Math.random().toString(36).slice(2)}`, 'nested');
+    const first = developmentKey(data);
+    assert.equal(first.created, true);
+    assert.match(first.key, /^dev:[A-Za-z0-9_-]{32}$/);
+    assert.equal(readFileSync(join(data, 'dev-key'), 'utf8'), `${first.key}\n`);
+    assert.deepEqual(developmentKey(data), { key: first.key, created: false });
+    writeFileSync(join(data, 'dev-key'), '\n');
+    const again = developmentKey(data);
+    assert.equal(again.created, true);
+    assert.notEqual(again.key, first.key);
+    assert.ok(existsSync(join(data, 'dev-key')));
   });
 
   it('refuses a key that is not a setting, naming the nearest one', async () => {
