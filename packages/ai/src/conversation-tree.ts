@@ -30,7 +30,7 @@
  */
 import { applyMessage, Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
-import type { ControlData, ControlRecord, InputRecord, PartRecord, RunRecord, RunStatus } from './wire.ts';
+import type { ControlData, ControlRecord, InputRecord, PartRecord, RunRecord } from './wire.ts';
 import { readSessionMessage } from './wire.ts';
 
 export interface InputNode extends Omit<InputRecord, 'type'> {
@@ -515,8 +515,4 @@ function insertSorted(list: ControlRecord[], record: ControlRecord): void {
   let i = list.length;
   while (i > 0 && list[i - 1]!.serial > record.serial) i--;
   list.splice(i, 0, record);
-}
-
-export function isRunning(status: RunStatus): boolean {
-  return status === 'running';
 }

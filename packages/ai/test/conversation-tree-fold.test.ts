@@ -1,22 +1,42 @@
 // The fold itself, without a server: malformed §13 messages are reported and left out, an input sent
-// before the previous one was answered follows it, and a deleted node leaves the view.
+// before the previous one was answered follows it, a deleted node leaves the view, and the view picks
+// among alternatives by recency and selection (PROTOCOL.md §13.1) whatever a member writes.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Headers, JsonValue, Message } from '@mooring/protocol';
+import type { UIMessage } from 'ai';
 import { ConversationTree } from '../src/conversation-tree.ts';
 
 let seq = 0;
+/** The next serial of the channel (also a position to select at). */
+function nextSerial(): string {
+  return `aaaaaaaaaaaa.${String(++seq).padStart(16, '0')}`;
+}
 function message(name: string, data: JsonValue, headers: Headers = {}): Message {
-  const serial = `aaaaaaaaaaaa.${String(++seq).padStart(16, '0')}`;
+  const serial = nextSerial();
   return { serial, version: serial, action: 'create', id: serial, name, data, headers, timestamp: seq };
 }
-const input = (id: string, parent?: string) =>
+/** The live delete of a message (a later version). */
+function deletion(of: Message): Message {
+  return { serial: of.serial, version: nextSerial(), action: 'delete', id: of.id, timestamp: seq };
+}
+const input = (id: string, parent?: string, forkOf?: string) =>
   message('ai.input', {
     message: { id, role: 'user', parts: [{ type: 'text', text: id }] },
     ...(parent ? { parent } : {}),
+    ...(forkOf ? { forkOf } : {}),
   });
-const run = (runId: string, inputId: string) =>
-  message('ai.run', { runId, agent: 'a', input: inputId }, { run: runId, agent: 'a', status: 'running' });
+const run = (runId: string, inputId: string, replaces?: string) =>
+  message(
+    'ai.run',
+    { runId, agent: 'a', input: inputId, ...(replaces ? { replaces } : {}) },
+    { run: runId, agent: 'a', status: 'running' },
+  );
+const ids = (nodes: readonly { id: string }[]) => nodes.map((n) => n.id);
+
+function textOf(message: UIMessage): string {
+  return message.parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
+}
 
 describe('ConversationTree fold', () => {
   it('reports malformed session messages and leaves them out', () => {
@@ -48,17 +68,190 @@ describe('ConversationTree fold', () => {
     );
   });
 
+  it('an input id written again by a later message keeps the first input, its text and its place', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    tree.apply(run('r1', 'i1'));
+    // the same message id again, elsewhere in the tree and with other text (a replay, or a member
+    // reusing an id): the input id names the first message
+    tree.apply(
+      message('ai.input', {
+        message: { id: 'i1', role: 'user', parts: [{ type: 'text', text: 'again' }] },
+        parent: 'r1',
+      }),
+    );
+    assert.deepEqual(
+      tree.inputs.map((n) => textOf(n.message)),
+      ['i1'],
+    );
+    assert.equal(tree.input('i1')?.parent, undefined);
+    assert.deepEqual(
+      tree.view().map((n) => n.id),
+      ['i1', 'r1'],
+    );
+  });
+
+  it('a deleted part leaves its run', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    tree.apply(run('r1', 'i1'));
+    const kept = message('ai.part', 'kept', { run: 'r1', kind: 'text', partId: 't1', state: 'done' });
+    const gone = message('ai.part', 'gone', { run: 'r1', kind: 'text', partId: 't2', state: 'done' });
+    tree.apply(kept);
+    tree.apply(gone);
+    tree.apply(deletion(gone));
+    assert.deepEqual(
+      tree.parts('r1').map((p) => p.text),
+      ['kept'],
+    );
+  });
+
+  it('the latest handover by serial holds, whatever order controls arrive in; other controls leave it', () => {
+    const tree = new ConversationTree();
+    const back = message('ai.control', { type: 'handover', to: 'ai' });
+    const taken = message('ai.control', { type: 'handover', to: 'human', operator: 'op' });
+    tree.apply(taken); // a catch-up may deliver the later handover first
+    tree.apply(back);
+    assert.deepEqual(tree.handover, { holder: 'human', operator: 'op', serial: taken.serial });
+    // a later control of another type is no handover
+    tree.apply(message('ai.control', { type: 'cancel' }));
+    assert.deepEqual(tree.handover, { holder: 'human', operator: 'op', serial: taken.serial });
+  });
+
+  it('claimAt answers only for the serial of a run claim', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    const claim = run('r1', 'i1');
+    tree.apply(claim);
+    const part = message('ai.part', 'text', { run: 'r1', kind: 'text', partId: 't1', state: 'done' });
+    tree.apply(part);
+    assert.equal(tree.claimAt(claim.serial)?.run.id, 'r1');
+    assert.equal(tree.claimAt(part.serial), undefined, 'a part is not a claim');
+    assert.equal(tree.claimAt('aaaaaaaaaaaa.9999999999999999'), undefined, 'an unknown serial');
+  });
+
+  it('a run deleted and then claimed again by its publisher shows the new claim', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    const first = run('r1', 'i1');
+    tree.apply(first);
+    tree.apply(deletion(first));
+    assert.equal(tree.run('r1'), undefined);
+    // the same publisher writes the run again (a retried run with a deterministic id)
+    const again = run('r1', 'i1');
+    tree.apply(again);
+    assert.equal(tree.run('r1')?.serial, again.serial);
+    assert.deepEqual(ids(tree.view()), ['i1', 'r1']);
+  });
+
+  it('a deleted control leaves the list of controls', () => {
+    const tree = new ConversationTree();
+    const first = message('ai.control', { type: 'cancel' });
+    const second = message('ai.control', { type: 'cancel', runId: 'r1' });
+    tree.apply(first);
+    tree.apply(second);
+    tree.apply(deletion(first));
+    assert.deepEqual(
+      tree.controls.map((c) => c.serial),
+      [second.serial],
+    );
+  });
+
+  it('lastControl is the latest control of the type asked for, the first one included', () => {
+    const tree = new ConversationTree();
+    const handover = message('ai.control', { type: 'handover', to: 'human' });
+    const cancel = message('ai.control', { type: 'cancel' });
+    tree.apply(handover);
+    tree.apply(cancel);
+    assert.equal(tree.lastControl('handover')?.serial, handover.serial);
+    assert.equal(tree.lastControl('cancel')?.serial, cancel.serial);
+    assert.equal(tree.lastControl('select'), undefined);
+  });
+
   it('drops a deleted node from the view', () => {
     const tree = new ConversationTree();
     const first = input('i1');
     tree.apply(first);
     const answer = run('r1', 'i1');
     tree.apply(answer);
-    const deletion = `aaaaaaaaaaaa.${String(++seq).padStart(16, '0')}`;
-    tree.apply({ serial: answer.serial, version: deletion, action: 'delete', id: answer.id, timestamp: seq });
+    tree.apply(deletion(answer));
     assert.deepEqual(
       tree.view().map((n) => n.id),
       ['i1'],
     );
+  });
+});
+
+describe('ConversationTree view', () => {
+  it('lastInput is the input whose answers end the view, also when it is the first one', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    assert.equal(tree.lastInput()?.id, 'i1');
+    tree.apply(run('r1', 'i1'));
+    assert.equal(tree.lastInput()?.id, 'i1');
+  });
+
+  it('a selection made while its newer alternative is the latest message holds (an edit not answered yet)', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    tree.apply(run('r1', 'i1'));
+    tree.apply(input('i2', 'r1'));
+    const edit = input('i2b', 'r1', 'i2');
+    tree.apply(edit);
+    assert.deepEqual(ids(tree.view()), ['i1', 'r1', 'i2b']);
+    // the channel's position is still the edit itself: the selection's recency ties with it
+    tree.select('i2', edit.serial);
+    assert.deepEqual(ids(tree.view()), ['i1', 'r1', 'i2']);
+  });
+
+  it('a selection holds until something newer appears among the inputs that may follow', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    tree.apply(input('i3', 'i1')); // sent before i1 had an answer: it follows i1 itself
+    tree.apply(run('r1', 'i1'));
+    tree.select('i3', nextSerial());
+    assert.deepEqual(ids(tree.view()), ['i1', 'r1', 'i3']);
+    // another device sends a message after r1: newer than the selection, so it shows
+    tree.apply(input('i2', 'r1'));
+    assert.deepEqual(ids(tree.view()), ['i1', 'r1', 'i2']);
+  });
+
+  it('a selection at a position older than the node it selects never makes that node look older', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    const stale = nextSerial(); // a position taken before either run was folded
+    tree.apply(run('r1', 'i1'));
+    tree.apply(run('r2', 'i1', 'r1'));
+    tree.select('r2', stale);
+    assert.deepEqual(ids(tree.view()), ['i1', 'r2']);
+  });
+
+  it('a regenerated run whose original was deleted still shows', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    const original = run('r1', 'i1');
+    tree.apply(original);
+    tree.apply(run('r2', 'i1', 'r1'));
+    tree.apply(deletion(original));
+    assert.deepEqual(ids(tree.view()), ['i1', 'r2']);
+    assert.deepEqual(ids(tree.siblings('r2')), ['r2']);
+  });
+
+  it('runs that name each other as replaced (a member writing nonsense) do not hang the view', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    tree.apply(run('r1', 'i1', 'r2'));
+    tree.apply(run('r2', 'i1', 'r1'));
+    assert.equal(tree.view()[0]?.id, 'i1');
+    assert.ok(tree.view().length <= 3);
+  });
+
+  it('a run named after an earlier input (a member writing nonsense) does not make the view loop', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    tree.apply(input('i2', 'i1'));
+    // a run whose id is "i1": the inputs following it are those following the input i1, i2 again
+    tree.apply(run('i1', 'i2'));
+    assert.deepEqual(ids(tree.view()), ['i1', 'i2', 'i1']);
   });
 });
