@@ -1,12 +1,13 @@
 // When the server cannot resume the session channel (its log was recreated: a memory store
 // restarted), the user session raises no silent gap: it reloads the conversation from history by
-// itself and carries on live (ARCHITECTURE.md §4.2, §11).
+// itself and carries on live (ARCHITECTURE.md §4.2, §11); an agent back in the new log answers what
+// it missed there.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ContinuityLost } from '@mooring/client';
 import { UserSession } from '../src/user-session.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
-import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { client, proxyTo, realServer, sessionName, waitFor } from './helpers/fixture.ts';
 
 describe('continuity lost', () => {
   it('reloads the conversation from history and converges to the new log', async (t) => {
@@ -49,5 +50,49 @@ describe('continuity lost', () => {
       user.view().map((n) => textOf(n.message)),
       ['in the new log', 'assistant#2: in the new log', 'still here', 'assistant#3: still here'],
     );
+  });
+
+  it('an agent back after its log was recreated answers what was sent while it was away, only at the end of each branch', async (t) => {
+    const first = await realServer(t);
+    const port = first.port;
+    const proxy = await proxyTo(t, first);
+    const name = sessionName();
+    const agent = await echoAgent(t, proxy.url('/'), name);
+    const session = (url: string, clientId: string) => {
+      const s = new UserSession({
+        channel: client(t, url, { clientId }).channels.get(name, { start: true }),
+        clientId,
+      });
+      t.after(() => s.close());
+      return s;
+    };
+    const before = session(first.url, 'user');
+    await before.start();
+    await before.send('in the old log');
+    await waitFor(() => agent.tree.runs[0]?.status === 'complete');
+
+    proxy.refuse(); // the agent cannot come back until the test lets it
+    await first.close();
+    const second = await realServer(t, { port }); // same address, empty memory store: a new epoch
+    // Meanwhile, in the new log: an operator answers a first message, and the user follows up.
+    const user = session(second.url, 'user');
+    const operator = session(second.url, 'op');
+    await user.start();
+    await operator.start();
+    await user.send('answered by the operator');
+    await waitFor(() => operator.tree.inputs.length === 1);
+    await operator.reply('the operator answers');
+    await waitFor(() => user.tree.runs.length === 1);
+    await user.send('sent while the agent was away');
+
+    proxy.pass();
+    const answered = () =>
+      user.tree.runs
+        .filter((r) => r.agent === 'assistant')
+        .map((r) => textOf(user.tree.input(r.input)?.message));
+    await waitFor(() => answered().length > 0, { message: 'the agent answered nothing it missed' });
+    await waitFor(() => user.tree.runs.every((r) => r.status !== 'running') && agent.runs.length === 0);
+    await user.ready();
+    assert.deepEqual(answered(), ['sent while the agent was away']);
   });
 });

@@ -1,6 +1,7 @@
 // Controls (PROTOCOL.md §13.4): cancel reaches the model's abort signal and ends the run `cancelled`
 // everywhere; steer reaches the model at the next step; two agents run concurrently in one session;
-// a human operator takes the session over and hands it back.
+// a control naming a run reaches that run (or that run's agent) only; a human operator takes the
+// session over and hands it back.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -154,6 +155,76 @@ describe('controls', () => {
     assert.equal(texts.researcher, 'Research notes: alpha beta gamma delta epsilon');
     assert.equal(texts.writer, 'Draft: one two three four five six seven');
     assert.equal(together, 2, 'both runs streamed at the same time');
+  });
+
+  it('a cancel or a tool approval naming a run reaches only that run; one naming none reaches every run', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const approvals = new Map<string, string[]>();
+    const agent = new AgentSession({
+      channel: client(t, server.url, { clientId: 'assistant' }).channels.get(name, { start: true }),
+      agent: 'assistant',
+      onInput: async (_input, run) => {
+        approvals.set(run.runId, []);
+        run.on('approval', (a) => approvals.get(run.runId)?.push(a.approvalId));
+        // held until cancelled
+        await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve()));
+      },
+    });
+    t.after(() => agent.close());
+    await agent.start();
+    const session = await user(t, server.url, name);
+    await session.send('one');
+    await session.send('two');
+    await waitFor(() => agent.runs.length === 2);
+    const [one, two] = agent.runs.map((r) => r.runId) as [string, string];
+
+    await session.approveTool({ runId: one, approvalId: 'for-one', approved: true });
+    await waitFor(() => approvals.get(one)?.length === 1);
+    await session.approveTool({ approvalId: 'for-all', approved: true });
+    await waitFor(() => approvals.get(one)?.length === 2 && approvals.get(two)?.length === 1);
+    assert.deepEqual(approvals.get(one), ['for-one', 'for-all']);
+    assert.deepEqual(approvals.get(two), ['for-all']);
+
+    await session.cancel(one);
+    await waitFor(() => session.run(one)?.status === 'cancelled');
+    assert.equal(session.run(two)?.status, 'running');
+    assert.equal(agent.runs.find((r) => r.runId === two)?.signal.aborted, false);
+    await session.cancel();
+    await waitFor(() => session.run(two)?.status === 'cancelled');
+  });
+
+  it("a regenerate naming a run is answered by that run's agent only; one naming only an input, by every agent", async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name);
+    await echoAgent(t, server.url, name, { agent: 'writer' });
+    const customer = await user(t, server.url, name, 'customer');
+    const operator = await user(t, server.url, name, 'operator');
+    const agentsOf = (inputId: string) =>
+      customer.tree
+        .runsOf(inputId)
+        .map((r) => r.agent)
+        .sort();
+    const hi = await customer.send('hi');
+    await waitFor(() => customer.tree.runsOf(hi).length === 2);
+    const written = customer.tree.runsOf(hi).find((r) => r.agent === 'writer')!;
+    await customer.regenerate(written.id);
+    await waitFor(() => customer.tree.runsOf(hi).length >= 3);
+    // the other agent does not take the writer's regenerate for its own
+    await waitFor(() => customer.tree.runsOf(hi).every((r) => r.status === 'complete'));
+    assert.deepEqual(agentsOf(hi), ['assistant', 'writer', 'writer']);
+
+    // an input nobody answered (the session was held by a human): regenerating it asks every agent
+    await operator.handover('human');
+    await waitFor(() => customer.holder.holder === 'human');
+    const unanswered = await customer.send('while a human held the session');
+    await operator.handover('ai');
+    await waitFor(() => customer.holder.holder === 'ai');
+    assert.deepEqual(agentsOf(unanswered), []);
+    await customer.regenerate(unanswered);
+    await waitFor(() => customer.tree.runsOf(unanswered).length === 2);
+    assert.deepEqual(agentsOf(unanswered), ['assistant', 'writer']);
   });
 
   it('hands the session to a human operator and back', async (t) => {
