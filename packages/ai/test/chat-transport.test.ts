@@ -1,6 +1,8 @@
 // MooringChatTransport driven by the AI SDK's own chat state (an AbstractChat, as @ai-sdk/react
 // uses): send, regenerate, stop, resume after a reload (a new chat and transport replaying the run
-// in progress — no duplicated text), and runs started on another device reaching the chat.
+// in progress — no duplicated text), and runs started on another device reaching the chat; which run
+// a request waits for (its own input's, never another device's), what a message follows, what a
+// continuation publishes, and what stop() and an abort leave behind.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,7 +12,7 @@ import { AgentSession } from '../src/agent-session.ts';
 import { MooringChatTransport } from '../src/mooring-chat-transport.ts';
 import { syncChat } from '../src/sync-chat.ts';
 import { UserSession } from '../src/user-session.ts';
-import { textOf } from './helpers/agents.ts';
+import { echoAgent, textOf } from './helpers/agents.ts';
 import { client, realServer, sessionName, waitFor, within } from './helpers/fixture.ts';
 import type { ScriptOptions } from './helpers/models.ts';
 import { finish, normalize, scriptedModel, textParts } from './helpers/models.ts';
@@ -83,6 +85,176 @@ describe('MooringChatTransport with the AI SDK chat', () => {
     assert.equal(textOf(again), ANSWER);
   });
 
+  it("regenerating one of two agents' answers by its message id asks that agent only", async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name);
+    await echoAgent(t, server.url, name, { agent: 'writer' });
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    await session.start();
+    const input = await session.send('hi');
+    const done = (count: number) =>
+      session.tree.runsOf(input).length === count &&
+      session.tree.runsOf(input).every((r) => r.status === 'complete');
+    await waitFor(() => done(2));
+    await session.ready();
+    const agents = () =>
+      session.tree
+        .runsOf(input)
+        .map((r) => r.agent)
+        .sort();
+    for (const agent of ['writer', 'assistant']) {
+      // the chat shows both answers; the one regenerated is first or last of them
+      const chat = new TestChat({
+        id: name,
+        transport: new MooringChatTransport({ session }),
+        messages: session.messages,
+      });
+      const target = session.tree.runsOf(input).find((r) => r.agent === agent)!;
+      await within(chat.regenerate({ messageId: target.id }), { message: 'regenerate() never returned' });
+      const count = session.tree.runsOf(input).length;
+      await waitFor(() => done(count));
+      await sleep(50); // another agent's answer would have started by now
+      await session.ready();
+    }
+    assert.deepEqual(agents(), ['assistant', 'assistant', 'writer', 'writer']);
+  });
+
+  it('a chat waiting for its answer does not take a run another device started meanwhile for it', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    // The agent answers only the phone.
+    await echoAgent(t, server.url, name, { accepts: (input) => textOf(input.message) === 'from the phone' });
+    const laptop = await chatOn(t, server.url, name);
+    void laptop.chat.sendMessage({ text: 'nobody answers this yet' });
+    await waitFor(() => laptop.session.tree.inputs.length === 1 && laptop.chat.status === 'submitted');
+    const phone = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => phone.close());
+    await phone.start();
+    await phone.send('from the phone');
+    await waitFor(() => laptop.session.tree.runs[0]?.status === 'complete');
+    await sleep(50);
+    assert.equal(laptop.chat.status, 'submitted');
+    assert.deepEqual(
+      laptop.chat.messages.map((m) => m.role),
+      ['user'],
+    );
+  });
+
+  it('an edit of a chat message the session never received is sent as a new input', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name);
+    // a message the chat holds but the session has not (its send never reached the channel)
+    const local: UIMessage = { id: 'never-sent', role: 'user', parts: [{ type: 'text', text: 'draft' }] };
+    const { session, chat } = await chatOn(t, server.url, name, [local]);
+    await within(chat.sendMessage({ text: 'edited', messageId: 'never-sent' }), {
+      message: 'sendMessage() never returned',
+    });
+    assert.equal(chat.error, undefined);
+    assert.deepEqual(
+      session.tree.inputs.map((i) => textOf(i.message)),
+      ['edited'],
+    );
+    assert.equal(textOf(chat.messages[1]), 'assistant#1: edited');
+  });
+
+  it('a message follows the message before it in the chat, not what the session shows last', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name);
+    const { session, chat } = await chatOn(t, server.url, name);
+    await within(chat.sendMessage({ text: 'first' }), { message: 'sendMessage() never returned' });
+    const answer = chat.messages[1]!.id;
+    // another device, whose run this chat does not show (no syncChat), goes on after the answer
+    const phone = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => phone.close());
+    await phone.start();
+    await phone.send('from the phone');
+    await waitFor(() => session.tree.runs.length === 2);
+    await within(chat.sendMessage({ text: 'second' }), { message: 'sendMessage() never returned' });
+    const second = session.tree.inputs.find((i) => textOf(i.message) === 'second')!;
+    assert.equal(second.parent, answer);
+  });
+
+  it('sendMessages refuses a request whose last message is not a user message', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const { session, transport } = await chatOn(t, server.url, name);
+    const request = (messages: UIMessage[]) =>
+      transport.sendMessages({
+        trigger: 'submit-message',
+        chatId: name,
+        messageId: undefined,
+        messages,
+        abortSignal: undefined,
+      });
+    const system: UIMessage = { id: 's', role: 'system', parts: [{ type: 'text', text: 'be brief' }] };
+    await assert.rejects(request([system]), /the last message is not a user message/);
+    await assert.rejects(request([]), /the last message is not a user message/);
+    assert.deepEqual(session.tree.inputs, []);
+  });
+
+  it('continuing an assistant message publishes its approval answers (with their reason) and client-side tool results, dynamic tools included', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const { session, transport } = await chatOn(t, server.url, name);
+    const runId = 'run-that-has-ended';
+    const answered: UIMessage = {
+      id: runId,
+      role: 'assistant',
+      parts: [
+        {
+          type: 'tool-weather',
+          toolCallId: 'c1',
+          state: 'output-available',
+          input: {},
+          output: { temperature: 21 },
+        },
+        { type: 'tool-weather', toolCallId: 'c2', state: 'output-error', input: {}, errorText: 'no network' },
+        { type: 'tool-weather', toolCallId: 'c3', state: 'input-available', input: {} },
+        {
+          type: 'dynamic-tool',
+          toolName: 'lookup',
+          toolCallId: 'c5',
+          state: 'output-available',
+          input: {},
+          output: 'found',
+        },
+        {
+          type: 'tool-weather',
+          toolCallId: 'c4',
+          state: 'approval-responded',
+          input: {},
+          approval: { id: 'a1', approved: false, reason: 'not today' },
+        },
+      ],
+    };
+    const user: UIMessage = { id: 'u', role: 'user', parts: [{ type: 'text', text: 'weather?' }] };
+    // the run is not running here: what the message holds is published, then the request ends
+    await assert.rejects(
+      transport.sendMessages({
+        trigger: 'submit-message',
+        chatId: name,
+        messageId: undefined,
+        messages: [user, answered],
+        abortSignal: undefined,
+      }),
+      { name: 'AbortError' },
+    );
+    await waitFor(() => session.tree.controls.length === 4);
+    assert.deepEqual(
+      session.tree.controls.map((c) => c.control),
+      [
+        { type: 'tool-output', runId, toolCallId: 'c1', output: { temperature: 21 } },
+        { type: 'tool-output', runId, toolCallId: 'c2', errorText: 'no network' },
+        { type: 'tool-output', runId, toolCallId: 'c5', output: 'found' },
+        { type: 'tool-approval', runId, approvalId: 'a1', approved: false, reason: 'not today' },
+      ],
+    );
+  });
+
   it('an abort only detaches the chat; transport.stop() cancels the run: the model is aborted, the run ends cancelled', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
@@ -107,6 +279,68 @@ describe('MooringChatTransport with the AI SDK chat', () => {
     await again;
     assert.equal(chat.status, 'ready');
     assert.equal(signals[1]?.aborted, true);
+  });
+
+  it('a stop before the run starts cancels that run only: a run another device starts meanwhile is not cancelled', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    t.after(() => release());
+    // The agent answers only the phone, and holds its answer until released.
+    const agent = new AgentSession({
+      channel: client(t, server.url, { clientId: 'agent' }).channels.get(name, { start: true }),
+      agent: 'assistant',
+      accepts: (input) => textOf(input.message) === 'from the phone',
+      onInput: async (_input, run) => {
+        await released;
+        run.writeText('answered');
+      },
+    });
+    t.after(() => agent.close());
+    await agent.start();
+    const laptop = await chatOn(t, server.url, name);
+    void laptop.chat.sendMessage({ text: 'nobody answers this yet' });
+    await waitFor(() => laptop.session.tree.inputs.length === 1 && laptop.chat.status === 'submitted');
+    await laptop.transport.stop(); // waits for the run answering the laptop's message
+
+    const phone = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => phone.close());
+    await phone.start();
+    await phone.send('from the phone');
+    const runId = await waitFor(() => laptop.session.tree.runs[0]?.id);
+    await sleep(100); // a cancel sent on seeing it would be on its way by now
+    release();
+    await waitFor(() => laptop.session.run(runId)?.status !== 'running');
+    assert.equal(laptop.session.run(runId)?.status, 'complete');
+  });
+
+  it('a request aborted before its run started is not cancelled by a later stop()', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const laptop = await chatOn(t, server.url, name);
+    const sent = laptop.chat.sendMessage({ text: 'hello' });
+    await waitFor(() => laptop.session.tree.inputs.length === 1 && laptop.chat.status === 'submitted');
+    // an abort (an unmount, say) only detaches: it leaves nothing for stop() to cancel
+    await laptop.chat.stop();
+    await sent;
+    await laptop.transport.stop();
+    await echoAgent(t, server.url, name, {
+      answerMissed: true,
+      onInput: async (_input, run) => {
+        // long enough for a cancel sent when the run shows up to arrive
+        await Promise.race([
+          sleep(300),
+          new Promise((resolve) => run.signal.addEventListener('abort', resolve)),
+        ]);
+        run.writeText('answered');
+      },
+    });
+    const runId = await waitFor(() => laptop.session.tree.runs[0]?.id);
+    await waitFor(() => laptop.session.run(runId)?.status !== 'running');
+    assert.equal(laptop.session.run(runId)?.status, 'complete');
   });
 
   it('resumes after a reload: a new chat replays the run in progress with the same id, no duplicated text', async (t) => {
