@@ -464,6 +464,15 @@ export class ConversationTree {
     return touched;
   }
 
+  /** The latest handover left among the controls, or the AI's by default. */
+  #latestHandover(): Handover {
+    for (let i = this.#controls.length - 1; i >= 0; i--) {
+      const { control, serial } = this.#controls[i]!;
+      if (control.type === 'handover') return { holder: control.to, operator: control.operator, serial };
+    }
+    return { holder: 'ai', operator: undefined, serial: '' };
+  }
+
   #remove(serial: string): void {
     const what = this.#bySerial.get(serial);
     if (!what) return;
@@ -487,7 +496,15 @@ export class ConversationTree {
       this.#sortedParts.delete(key);
     } else {
       const i = this.#controls.findIndex((c) => c.serial === serial);
-      if (i >= 0) this.#controls.splice(i, 1);
+      const removed = i >= 0 ? this.#controls.splice(i, 1)[0]!.control : undefined;
+      // what a deleted control did is undone: the handover before it holds again, a shared
+      // selection it made no longer counts
+      if (removed?.type === 'handover' && serial === this.#handover.serial)
+        this.#handover = this.#latestHandover();
+      if (removed?.type === 'select') {
+        const j = this.#selections.findIndex((s) => s.at === serial && s.node === removed.node);
+        if (j >= 0) this.#selections.splice(j, 1);
+      }
     }
     this.#emitter.emit('change', { kind: 'removed', serial });
   }

@@ -157,6 +157,31 @@ describe('ConversationTree fold', () => {
     );
   });
 
+  it('a deleted handover gives the session back to the holder before it; a deleted shared selection stops holding', () => {
+    const tree = new ConversationTree({ sharedSelection: true });
+    const first = message('ai.control', { type: 'handover', to: 'human', operator: 'ann' });
+    const taken = message('ai.control', { type: 'handover', to: 'human', operator: 'op' });
+    const back = message('ai.control', { type: 'handover', to: 'ai' });
+    tree.apply(first);
+    tree.apply(taken);
+    tree.apply(back);
+    tree.apply(deletion(back)); // handed back by mistake: the latest operator holds it again
+    assert.deepEqual(tree.handover, { holder: 'human', operator: 'op', serial: taken.serial });
+    tree.apply(message('ai.control', { type: 'cancel' }));
+    tree.apply(deletion(first)); // an earlier one deleted: the latest still holds
+    assert.deepEqual(tree.handover, { holder: 'human', operator: 'op', serial: taken.serial });
+    tree.apply(deletion(taken));
+    assert.deepEqual(tree.handover, { holder: 'ai', operator: undefined, serial: '' }, 'none left: the AI');
+
+    tree.apply(input('i1'));
+    tree.apply(input('i2', undefined, 'i1')); // an edit: the newer alternative shows
+    const select = message('ai.control', { type: 'select', node: 'i1' });
+    tree.apply(select);
+    assert.deepEqual(ids(tree.view()), ['i1'], 'the shared selection holds');
+    tree.apply(deletion(select));
+    assert.deepEqual(ids(tree.view()), ['i2'], 'once deleted, the newer alternative again');
+  });
+
   it('lastControl is the latest control of the type asked for, the first one included', () => {
     const tree = new ConversationTree();
     const handover = message('ai.control', { type: 'handover', to: 'human' });
