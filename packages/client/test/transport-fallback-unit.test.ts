@@ -42,7 +42,14 @@ const TIMINGS = {
   idleGrace: 1_000_000_000,
 };
 
-function setup(options: { kinds?: TransportKind[]; storage?: MemoryStorage } = {}) {
+function setup(
+  options: {
+    kinds?: TransportKind[];
+    storage?: MemoryStorage;
+    /** The credentials of each connection request (the handshake's, the upgrade's). */
+    params?: () => Record<string, string> | Promise<Record<string, string>>;
+  } = {},
+) {
   const timers = new FakeTimers();
   const storage = options.storage ?? new MemoryStorage();
   const made: FakeTransport[] = [];
@@ -67,7 +74,7 @@ function setup(options: { kinds?: TransportKind[]; storage?: MemoryStorage } = {
   const resumed: string[] = [];
   const connection = new Connection({
     transports: selector,
-    params: () => ({ key: 'app:secret' }),
+    params: options.params ?? (() => ({ key: 'app:secret' })),
     recover: undefined,
     timers,
     random: () => 0.5,
@@ -320,6 +327,33 @@ describe('background upgrade', () => {
     s.timers.advance(TIMINGS.realtimeRequestTimeout);
     assert.equal(sse.aborted, true);
     assert.equal(s.connection.transport, 'websocket');
+    // the drain ends late after all: the switch is not made a second time (no second re-attach)
+    const resumes = s.resumed.length;
+    sse.releaseDrain();
+    await flush();
+    assert.equal(s.resumed.length, resumes);
+  });
+
+  it('an upgrade whose credentials cannot be had now (the auth source fails) is tried again after upgradeInterval', async () => {
+    let asked = 0;
+    const s = setup({
+      params: () => {
+        asked += 1;
+        if (asked === 2) throw new Error('auth source down'); // the first upgrade's
+        return { key: 'app:secret' };
+      },
+    });
+    await onSse(s);
+    const count = s.made.length;
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    assert.equal(asked, 2);
+    assert.equal(s.made.length, count, 'no probe without credentials');
+    assert.equal(s.connection.state, 'connected');
+    s.timers.advance(TIMINGS.upgradeInterval);
+    await flush();
+    assert.equal(s.made.length, count + 1, 'tried again: a probe');
+    assert.equal(s.last().kind, 'websocket');
   });
 
   it('a failed probe leaves the fallback alone and tries again later', async () => {
