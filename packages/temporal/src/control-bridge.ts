@@ -127,6 +127,8 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
   readonly #o: ControlBridgeOptions;
   readonly #positions: PositionStore;
   readonly #followed = new Map<string, Followed>();
+  /** Follows still loading their saved position: a second `follow` of the same session waits for it. */
+  readonly #starting = new Map<string, Promise<void>>();
   #closed = false;
 
   constructor(options: ControlBridgeOptions) {
@@ -135,9 +137,20 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
     this.#positions = options.positions ?? memoryPositions();
   }
 
-  /** Follows a session: resolves once attached (from its saved position, or per `startAt`). */
-  async follow(channelName: string): Promise<void> {
-    if (this.#closed || this.#followed.has(channelName)) return;
+  /**
+   * Follows a session: resolves once attached (from its saved position, or per `startAt`). Following
+   * one already followed, or being followed, is the same follow: each control is delivered once.
+   */
+  follow(channelName: string): Promise<void> {
+    if (this.#closed || this.#followed.has(channelName)) return Promise.resolve();
+    const starting = this.#starting.get(channelName);
+    if (starting) return starting;
+    const start = this.#follow(channelName).finally(() => this.#starting.delete(channelName));
+    this.#starting.set(channelName, start);
+    return start;
+  }
+
+  async #follow(channelName: string): Promise<void> {
     const saved = await this.#positions.load(channelName);
     const channel = this.#o.mooring.channels.get(
       channelName,

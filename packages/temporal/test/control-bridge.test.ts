@@ -111,6 +111,30 @@ describe('ControlBridge', () => {
     assert.equal(state.pending.length, 2, 'the input and the regeneration wait for an answer');
   });
 
+  it('following a session twice, at once or one after the other, delivers each control once; unfollow stops, also for a session never followed', async (t) => {
+    const { name, user, workflows, bridge } = await setup(t);
+    const b = bridge();
+    await Promise.all([b.follow(name), b.follow(name)]);
+    await b.follow(name);
+    await user.cancel('run-1');
+    await waitFor(() => workflows.calls.length >= 1);
+    await b.idle();
+    await user.cancel('run-2');
+    await waitFor(() => workflows.calls.length >= 2);
+    await b.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => (c.payload as { runId?: string }).runId),
+      ['run-1', 'run-2'],
+      'each control once',
+    );
+    await b.unfollow('session:never-followed');
+    await b.unfollow(name);
+    await user.cancel('run-3');
+    await new Promise((r) => setTimeout(r, 200));
+    await b.idle();
+    assert.equal(workflows.calls.length, 2, 'nothing after unfollow');
+  });
+
   it('a restarted bridge resumes from its saved position: nothing is delivered twice, nothing missed', async (t) => {
     const { name, user, workflows, bridge } = await setup(t);
     const dir = mkdtempSync(join(tmpdir(), 'mooring-bridge-'));
