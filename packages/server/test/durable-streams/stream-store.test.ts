@@ -278,6 +278,44 @@ for (const [kind, open] of Object.entries(STORES)) {
     await store.close();
   });
 
+  // a read at `now` touches after its own look-up: the stream may be gone by then (deleted or
+  // expired meanwhile), and the read answers with what it found instead of failing
+  test(`${kind}: touch of a stream that is not there (never made, deleted, expired) does nothing`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await s.touch('never', T0);
+    await make(s, 'deleted');
+    await s.delete('deleted', T0);
+    await s.touch('deleted', T0);
+    await make(s, 'expired', { ttlSeconds: 10 });
+    await s.touch('expired', T0 + 10_000);
+    for (const path of ['never', 'deleted', 'expired']) assert.equal(await s.get(path, T0), undefined, path);
+    await store.close();
+  });
+
+  test(`${kind}: a stream past its TTL with forks is soft-deleted: its path stays taken, appends are refused, its forks read it`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'src', { ttlSeconds: 10, data: bytes('abc') });
+    await s.create('f', { ...fork('src', bytes('D')), ttlSeconds: 1_000 }, T0);
+    const at = T0 + 10_000;
+    // the first call after the deadline expires it: its path stays taken for the forks' reads
+    assert.equal(
+      (await s.create('src', { contentType: 'text/plain', closed: false, data: bytes('new') }, at)).kind,
+      'path_in_use',
+    );
+    assert.equal((await s.get('src', at))?.softDeleted, true);
+    assert.equal(
+      (await s.append('src', { contentType: 'text/plain', data: bytes('x'), close: false }, at)).kind,
+      'gone',
+    );
+    assert.equal(await s.read('src', 0, 1 << 20, at), undefined);
+    assert.equal(textOf((await s.read('f', 0, 1 << 20, at))?.chunks ?? []), 'abcD');
+    assert.equal(await s.delete('f', at), 'deleted');
+    assert.equal(await s.get('src', at), undefined, 'its last fork gone, the expired source goes');
+    await store.close();
+  });
+
   test(`${kind}: a fork created again at another Stream-Fork-Offset is a conflict, at the same one the same create`, async () => {
     const store = await open();
     const s = store.streams as StreamStore;
