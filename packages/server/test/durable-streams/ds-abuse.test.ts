@@ -220,6 +220,9 @@ function sseReference(event: string, payload: string): string {
 test('SSE events written in pieces join into the same event: long lines, CRLF, leading spaces, surrogate pairs at piece boundaries', async () => {
   const long = 'x'.repeat(WRITE_BYTES * 2 + 7);
   const pairs = `${'a'.repeat(WRITE_BYTES - 8)}${'😀'.repeat(WRITE_BYTES)}`;
+  // the first and the last high surrogate (U+10000, U+10FFFF) at piece boundaries too
+  const first = `${'a'.repeat(WRITE_BYTES - 8)}${'\u{10000}'.repeat(WRITE_BYTES)}`;
+  const last = `${'a'.repeat(WRITE_BYTES - 8)}${'\u{10FFFF}'.repeat(WRITE_BYTES)}`;
   const payloads = [
     '',
     '\n',
@@ -227,6 +230,8 @@ test('SSE events written in pieces join into the same event: long lines, CRLF, l
     long,
     `${long}\r\n ${long}\r`,
     pairs,
+    first,
+    last,
     '\n'.repeat(WRITE_BYTES * 3),
     `a\r${'\r\n'.repeat(WRITE_BYTES)}`,
   ];

@@ -2,11 +2,21 @@
  * Reads that the conformance suite leaves open (PROTOCOL.md §16.6–16.7): a 304 never hides a close
  * (the ETag names the closed end); a partial page says neither up-to-date nor closed; a long-poll at
  * the tail is woken by an append (not by its timeout); a timed-out long-poll carries the tail and a
- * cursor that moves forward; an SSE read tells proxies not to buffer it.
+ * cursor that moves forward; an SSE read tells proxies not to buffer it. Also (from the mutation
+ * sweep of stream-reads.ts): the ETag names its start offset; data answers are cacheable, empty ones
+ * at the tail are not, octet-stream ones are attachments; a cursor only on long-poll data that is
+ * not the closed end; a long-poll ends when its reader leaves; a live read subscribes to its
+ * stream's wakes before its first read.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { waitFor } from '@mooring/testkit';
+import { handleRead } from '../../src/durable-streams/stream-reads.ts';
+import { StreamWaiters } from '../../src/durable-streams/stream-waiters.ts';
+import { memoryStreamStore } from '../../src/store/stream-memory-store.ts';
+import type { StreamWakeBus } from '../../src/store/stream-store.ts';
 import { type Fixture, startFixture, TEST_KEY } from '../support/fixture.ts';
 
 let fx: Fixture;
@@ -33,6 +43,20 @@ test('a 304 never hides a close: the ETag of the closed end differs', async () =
   assert.equal(closed.status, 200);
   assert.equal(closed.headers.get('stream-closed'), 'true');
   assert.equal(await closed.text(), 'data');
+});
+
+test('the ETag names the start offset: the answer from another offset is not a 304 of the first', async () => {
+  const created = await fetch(url('etag-start'), { method: 'PUT', headers: text, body: 'abc' });
+  const first = created.headers.get('stream-next-offset') ?? '';
+  await fetch(url('etag-start'), { method: 'POST', headers: text, body: 'def' });
+  const whole = await fetch(url('etag-start?offset=-1'));
+  assert.equal(await whole.text(), 'abcdef');
+  const etag = whole.headers.get('etag') ?? '';
+  assert.match(etag, /:-1:/);
+  const rest = await fetch(url(`etag-start?offset=${first}`), { headers: { 'if-none-match': etag } });
+  assert.equal(rest.status, 200);
+  assert.equal(await rest.text(), 'def');
+  assert.notEqual(rest.headers.get('etag'), etag);
 });
 
 test('pages of a closed stream: up-to-date and closed only on the last one', async () => {
@@ -84,6 +108,31 @@ test('a long-poll at the tail is woken by an append', { timeout: 20_000 }, async
   }
 });
 
+// the poll would wait a minute for nobody if its reader's leaving did not end it
+test('a long-poll whose reader leaves stops waiting at once', { timeout: 20_000 }, async () => {
+  const slow = await startFixture('memory', { durableStreams: { open: '*', longPollTimeout: 60_000 } });
+  try {
+    const at = (path: string) => `${slow.server.url}/v1/stream/${path}`;
+    const created = await fetch(at('left'), { method: 'PUT', headers: text, body: 'x' });
+    const tail = created.headers.get('stream-next-offset') ?? '';
+    const leave = new AbortController();
+    const polling = fetch(at(`left?offset=${tail}&live=long-poll`), { signal: leave.signal }).catch(
+      () => 'left',
+    );
+    await waitFor(async () => (await liveReaders(slow.server)) === 1, {
+      message: 'the long-poll never waited',
+    });
+    leave.abort();
+    assert.equal(await polling, 'left');
+    await waitFor(async () => (await liveReaders(slow.server)) === 0, {
+      timeout: 5_000,
+      message: 'the long-poll still waits for a reader that left',
+    });
+  } finally {
+    await slow.close();
+  }
+});
+
 test('a long-poll that times out answers 204 with the tail and a cursor that moves forward', async () => {
   const created = await fetch(url('idle'), { method: 'PUT', headers: text, body: 'x' });
   const tail = created.headers.get('stream-next-offset') ?? '';
@@ -94,6 +143,21 @@ test('a long-poll that times out answers 204 with the tail and a cursor that mov
   assert.ok(Number(idle.headers.get('stream-cursor')) > 99999999999, 'a cursor never goes back or repeats');
 });
 
+test("a long-poll's data answer carries a Stream-Cursor; a catch-up answer and the closed end do not", async () => {
+  await fetch(url('cursor'), { method: 'PUT', headers: text, body: 'x' });
+  const catchUp = await fetch(url('cursor?offset=-1'));
+  assert.equal(await catchUp.text(), 'x');
+  assert.equal(catchUp.headers.get('stream-cursor'), null);
+  const polled = await fetch(url('cursor?offset=-1&live=long-poll'));
+  assert.equal(await polled.text(), 'x');
+  assert.ok(Number(polled.headers.get('stream-cursor')) > 0);
+  await fetch(url('cursor'), { method: 'POST', headers: { 'stream-closed': 'true' } });
+  const end = await fetch(url('cursor?offset=-1&live=long-poll'));
+  assert.equal(await end.text(), 'x');
+  assert.equal(end.headers.get('stream-closed'), 'true');
+  assert.equal(end.headers.get('stream-cursor'), null);
+});
+
 test('an SSE read asks proxies not to buffer it (nginx: X-Accel-Buffering)', async () => {
   await fetch(url('sse-headers'), { method: 'PUT', headers: text, body: 'x' });
   const abort = new AbortController();
@@ -102,4 +166,84 @@ test('an SSE read asks proxies not to buffer it (nginx: X-Accel-Buffering)', asy
   assert.equal(res.headers.get('x-accel-buffering'), 'no');
   assert.equal(res.headers.get('cache-control'), 'no-cache');
   abort.abort();
+});
+
+test('a catch-up answer with data is cacheable, an empty one at the tail is not; octet-stream reads are attachments', async () => {
+  await fetch(url('cached'), { method: 'PUT', headers: text, body: 'x' });
+  const data = await fetch(url('cached?offset=-1'));
+  assert.equal(await data.text(), 'x');
+  assert.equal(data.headers.get('cache-control'), 'public, max-age=60, stale-while-revalidate=300');
+  assert.equal(data.headers.get('content-disposition'), null, 'text is not an attachment');
+  const tail = data.headers.get('stream-next-offset') ?? '';
+  const empty = await fetch(url(`cached?offset=${tail}`));
+  assert.equal(await empty.text(), '');
+  assert.equal(empty.headers.get('cache-control'), 'no-store', 'it would hide the appends to come');
+  const binary = { 'content-type': 'application/octet-stream' };
+  await fetch(url('binary'), { method: 'PUT', headers: binary, body: 'y' });
+  const bytes = await fetch(url('binary?offset=-1'));
+  assert.equal(await bytes.text(), 'y');
+  assert.equal(bytes.headers.get('content-disposition'), 'attachment');
+});
+
+// with a wake bus (Redis), a change made between a live read's first read and its subscription
+// would be missed or heard late: the read subscribes first; a plain read waits for nothing
+test('a live read subscribes to its stream before its first read; a plain read subscribes to nothing', async () => {
+  const events: string[] = [];
+  const bus: StreamWakeBus = {
+    publish: () => {},
+    watch: async (path) => {
+      events.push(`watch ${path}`);
+    },
+    unwatch: () => {},
+    onReconnect: () => {},
+  };
+  const streams = memoryStreamStore();
+  const reads = Object.assign(Object.create(streams) as typeof streams, {
+    read: (...args: Parameters<typeof streams.read>) => {
+      events.push(`read ${args[0]}`);
+      return streams.read(...args);
+    },
+  });
+  const waiters = new StreamWaiters(bus, 0);
+  const options = {
+    streams: reads,
+    waiters,
+    longPollTimeout: 200,
+    sseMaxDuration: 200,
+    pageBytes: 1 << 20,
+    cacheScope: 'public' as const,
+    onRead: () => {},
+    stallTimeout: 5_000,
+    pageSlot: async () => () => {},
+  };
+  const server = createServer(async (req, res) => {
+    const at = new URL(req.url ?? '/', 'http://localhost');
+    const path = at.pathname.slice(1);
+    const meta = await streams.get(path, Date.now());
+    if (meta) await handleRead(options, path, meta, req, res, at);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    for (const path of ['plain', 'poll', 'sse'])
+      await streams.create(
+        path,
+        { contentType: 'text/plain', closed: false, data: Buffer.from('x') },
+        Date.now(),
+      );
+    await (await fetch(`${base}/plain?offset=-1`)).text();
+    assert.deepEqual(events, ['read plain']);
+    events.length = 0;
+    const polled = await fetch(`${base}/poll?offset=0000000000000000_0000000000000001&live=long-poll`);
+    assert.equal(polled.status, 204);
+    assert.deepEqual(events.slice(0, 2), ['watch poll', 'read poll']);
+    events.length = 0;
+    await (await fetch(`${base}/sse?offset=-1&live=sse`)).text();
+    assert.deepEqual(events.slice(0, 2), ['watch sse', 'read sse']);
+  } finally {
+    waiters.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
