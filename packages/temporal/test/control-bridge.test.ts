@@ -135,6 +135,17 @@ describe('ControlBridge', () => {
     assert.equal(workflows.calls.length, 2, 'nothing after unfollow');
   });
 
+  it('a closed bridge follows nothing more', async (t) => {
+    const { name, user, workflows, bridge } = await setup(t);
+    const b = bridge();
+    await b.close();
+    await b.follow(name);
+    await user.cancel('run-1');
+    await new Promise((r) => setTimeout(r, 200));
+    await b.idle();
+    assert.equal(workflows.calls.length, 0);
+  });
+
   it('a restarted bridge resumes from its saved position: nothing is delivered twice, nothing missed', async (t) => {
     const { name, user, workflows, bridge } = await setup(t);
     const dir = mkdtempSync(join(tmpdir(), 'mooring-bridge-'));
