@@ -78,6 +78,56 @@ describe('WebSocketTransport', () => {
     assert.deepEqual(closes, [{ code: 4001, reason: 'unauthorized' }]);
   });
 
+  it('takes the HTTP status of a refused handshake from the error event before the close; an empty error message keeps the first', async () => {
+    const { closes } = open();
+    await flush();
+    const socket = BrowserSocket.last!;
+    socket.onerror?.({ message: 'Unexpected server response: 502' });
+    socket.onerror?.({ message: '' });
+    socket.onerror?.({ message: 7 });
+    socket.onclose?.({ code: 1006, reason: '' });
+    assert.deepEqual(closes, [
+      { code: 1006, reason: '', httpStatus: 502, localError: 'Unexpected server response: 502' },
+    ]);
+  });
+
+  it('reads the JSON error body of a refused handshake (ws), in text and byte chunks alike', async () => {
+    let refused: ((req: unknown, res: unknown) => void) | undefined;
+    class WsSocket extends BrowserSocket {
+      on(event: string, fn: (req: unknown, res: unknown) => void): void {
+        if (event === 'unexpected-response') refused = fn;
+      }
+    }
+    const closes: TransportCloseInfo[] = [];
+    const transport = new WebSocketTransport(WsSocket);
+    transport.open('ws://h/v1/connect?v=1', {
+      onOpen: () => {},
+      onFrame: () => {},
+      onProtocolError: () => {},
+      onClose: (c) => closes.push(c),
+    });
+    await flush();
+    assert.ok(refused, 'listens for the refused handshake');
+    const listeners = new Map<string, (chunk?: unknown) => void>();
+    refused(
+      {},
+      {
+        statusCode: 401,
+        on: (event: string, fn: (chunk?: unknown) => void) => listeners.set(event, fn),
+      },
+    );
+    const body = JSON.stringify({
+      error: { code: 'unauthorized', status: 401, retryable: false, message: 'unknown key' },
+    });
+    listeners.get('data')?.(body.slice(0, 20));
+    listeners.get('data')?.(new TextEncoder().encode(body.slice(20)));
+    listeners.get('end')?.();
+    assert.equal(closes.length, 1);
+    assert.equal(closes[0]?.httpStatus, 401);
+    assert.equal(closes[0]?.error?.code, 'unauthorized');
+    assert.equal(closes[0]?.error?.message, 'unknown key');
+  });
+
   it('aborts with a reconnect close code (not 1000/1005) and reports nothing more', async () => {
     const { transport, closes } = open();
     await flush();
