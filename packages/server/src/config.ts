@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Limits } from '@mooring/protocol';
+import { isPlainObject } from '@mooring/protocol/schemas';
 import { type ApiKey, parseApiKey } from './auth.ts';
 import type { DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 import { nearestName } from './nearest-name.ts';
@@ -280,10 +281,6 @@ function keysFromFile(keys: FileConfig['keys']): ApiKey[] {
   return keys.map(keyFromFile);
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function keyFromFile(entry: string | { key: string; capability?: Record<string, string[]> }): ApiKey {
   if (typeof entry === 'string') return parseApiKey(entry);
   if (typeof entry !== 'object' || entry === null || typeof entry.key !== 'string')
@@ -303,8 +300,7 @@ function readConfigFile(path: string): FileConfig {
   }
   try {
     parsed = JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-      throw new Error('not an object');
+    if (!isPlainObject(parsed)) throw new Error('not an object');
   } catch (err) {
     throw new Error(`config file ${path} is not a JSON object: ${(err as Error).message}`);
   }

@@ -11,6 +11,7 @@
  * frame gets the same answer as without it (test/simple-publish-frame.test.ts compares both).
  */
 import { DEFAULT_LIMITS, isChannelName, isSerial, type PublishFrame } from '@mooring/protocol';
+import { isPlainObject } from '@mooring/protocol/schemas';
 
 const FRAME_KEYS = new Set(['type', 'ref', 'channel', 'ops']);
 const OP_KEYS = new Set(['action', 'id', 'serial', 'name', 'data']);
@@ -47,10 +48,4 @@ function isSimpleOperation(op: unknown): boolean {
 
 function isRef(ref: unknown): boolean {
   return typeof ref === 'string' ? ref.length <= 64 : Number.isSafeInteger(ref);
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
 }

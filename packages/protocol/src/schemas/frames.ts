@@ -63,7 +63,7 @@ export function isJsonValue(value: unknown): value is JsonValue {
 export const jsonValueSchema = z.custom<JsonValue>(isJsonValue, 'not a JSON value');
 
 /** An object JSON could have made: not an array, nor an instance of a class (a `Date`, a `Map`). */
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const proto = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;

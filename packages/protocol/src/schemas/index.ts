@@ -10,6 +10,7 @@ export {
   closeFrameSchema,
   detachFrameSchema,
   headersSchema,
+  isPlainObject,
   jsonValueSchema,
   operationInputSchema,
   pingFrameSchema,
