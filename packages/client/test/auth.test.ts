@@ -77,6 +77,16 @@ function tokenClient(
   return { ...fake, calls, changes, errors, connect, advance };
 }
 
+/** A token client whose first handshake the server refuses with `code` (HTTP `status`, not retryable). */
+async function refusedAtHandshake(code: string, status: number) {
+  const s = tokenClient();
+  await flush();
+  s.transports
+    .last()
+    .end({ code: 1006, reason: '', httpStatus: status, error: refused(code, status, false) });
+  return s;
+}
+
 describe('token auth: options', () => {
   const url = 'http://mooring.test';
   const noop = async () => 'a.b.c';
@@ -172,14 +182,7 @@ describe('token auth: connecting', () => {
     await denied.advance(10 * MINUTE);
     assert.equal(denied.calls.length, 1);
 
-    const wrongKey = tokenClient();
-    await flush();
-    wrongKey.transports.last().end({
-      code: 1006,
-      reason: '',
-      httpStatus: 401,
-      error: refused('unauthorized', 401, false),
-    });
+    const wrongKey = await refusedAtHandshake('unauthorized', 401);
     assert.equal(wrongKey.client.connection.state, 'failed');
     assert.equal(wrongKey.client.connection.errorReason?.code, 'unauthorized');
     await wrongKey.advance(10 * MINUTE);
@@ -193,14 +196,7 @@ describe('token auth: connecting', () => {
     assert.equal(wrongKey.client.connection.state, 'connected');
 
     // the same for a token refused 403 (another clientId than the token's, a channel it lacks)
-    const wrongClient = tokenClient();
-    await flush();
-    wrongClient.transports.last().end({
-      code: 1006,
-      reason: '',
-      httpStatus: 403,
-      error: refused('forbidden', 403, false),
-    });
+    const wrongClient = await refusedAtHandshake('forbidden', 403);
     assert.equal(wrongClient.client.connection.state, 'failed');
     wrongClient.client.connect();
     await wrongClient.connect();

@@ -24,6 +24,22 @@ function attachWithSync(t: FakeTransport, members: PresenceMember[], channel = '
   t.frame({ type: 'presence', channel, action: 'sync', members });
 }
 
+/** Ends `t` and every reconnect after it until the connection is suspended (its `connectionStateTtl` passed). */
+async function suspend(
+  t: FakeTransport,
+  client: { connection: { state: string } },
+  timers: { advance(ms: number): void },
+  transports: { last(): FakeTransport },
+) {
+  t.end({ code: 1006, reason: '' });
+  for (let i = 0; i < 20 && client.connection.state !== 'suspended'; i++) {
+    timers.advance(500);
+    await flush();
+    transports.last().end({ code: 1006, reason: '' });
+  }
+  assert.equal(client.connection.state, 'suspended');
+}
+
 /** Drops the transport and lets the client open the next one (not yet answered). */
 async function drop(t: FakeTransport, timers: { advance(ms: number): void }) {
   t.end({ code: 1006, reason: '' });
@@ -107,13 +123,7 @@ describe('presence requests', () => {
     ack(t, enter!.ref);
     await entering;
 
-    t.end({ code: 1006, reason: '' });
-    for (let i = 0; i < 20 && client.connection.state !== 'suspended'; i++) {
-      timers.advance(500);
-      await flush();
-      transports.last().end({ code: 1006, reason: '' });
-    }
-    assert.equal(client.connection.state, 'suspended');
+    await suspend(t, client, timers, transports);
     await assert.rejects(presence.update('x'), (e: MooringError) => e.code === 'connection_suspended');
   });
 });
@@ -183,13 +193,7 @@ describe('presence across reconnects', () => {
     t2.connected({ resumed: false });
     assert.equal(sent(t2, 'presence')[0]?.action, 'enter', 'the re-enter goes out, unanswered');
     // the connection is lost for long enough to be suspended, the re-enter still pending
-    t2.end({ code: 1006, reason: '' });
-    for (let i = 0; i < 20 && client.connection.state !== 'suspended'; i++) {
-      timers.advance(500);
-      await flush();
-      transports.last().end({ code: 1006, reason: '' });
-    }
-    assert.equal(client.connection.state, 'suspended');
+    await suspend(t2, client, timers, transports);
     assert.deepEqual(errors, [], 'nobody asked for it: nobody is told it failed');
     client.connect();
     await flush();
