@@ -6,13 +6,14 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import type { PresenceEvent } from '@mooring/client';
+import { startServer } from '@mooring/server';
 import { act, cleanup, render, screen } from '@testing-library/react';
-import type { ReactNode } from 'react';
-import { createElement, StrictMode } from 'react';
+import type { ActivityProps, ReactNode } from 'react';
+import { Activity, createElement, StrictMode } from 'react';
 import type { UseChannelResult, UsePresenceResult } from '../src/index.ts';
 import { MooringProvider, useChannel, usePresence } from '../src/index.ts';
 import { closeDom } from './helpers/dom.ts';
-import { client, realServer, waitFor } from './helpers/fixture.ts';
+import { client, clientOptions, realServer, waitFor } from './helpers/fixture.ts';
 
 after(async () => {
   cleanup();
@@ -22,6 +23,31 @@ after(async () => {
 function strict(mooring: ReturnType<typeof client>, child: ReactNode) {
   return createElement(StrictMode, null, createElement(MooringProvider, { client: mooring }, child));
 }
+
+/** Renders `useChannel(name, options)` under StrictMode; returns a getter for its latest result. */
+function mountChannel(
+  t: { after(fn: () => void): void },
+  mooring: ReturnType<typeof client>,
+  name: string,
+  options: Parameters<typeof useChannel>[1],
+): { current: () => UseChannelResult; unmount(): void } {
+  let latest: UseChannelResult | undefined;
+  function Probe() {
+    latest = useChannel(name, options);
+    return null;
+  }
+  const view = render(strict(mooring, createElement(Probe)));
+  t.after(() => view.unmount());
+  return {
+    current: () => {
+      if (latest === undefined) throw new Error('not rendered yet');
+      return latest;
+    },
+    unmount: () => view.unmount(),
+  };
+}
+
+const texts = (result: UseChannelResult) => result.messages.map((m) => m.data);
 
 describe('useChannel', () => {
   it('folds creates and appends into one message each, in order, exactly once under StrictMode', async (t) => {
@@ -59,6 +85,113 @@ describe('useChannel', () => {
     );
     assert.equal(latest?.state, 'attached');
     assert.equal(latest?.position, latest?.messages[2]?.serial);
+  });
+
+  it('start: every retained message before live ones; from: only what follows that serial', async (t) => {
+    const server = await realServer(t);
+    const name = `chat:${randomUUID()}`;
+    const channel = client(t, server.url, { clientId: 'publisher' }).channels.get(name);
+    const first = await channel.publish('note', 'one');
+    await channel.publish('note', 'two');
+
+    const all = mountChannel(t, client(t, server.url), name, { start: true });
+    const after = mountChannel(t, client(t, server.url), name, { from: first });
+    await waitFor(() => all.current().state === 'attached' && after.current().state === 'attached');
+    await channel.publish('note', 'three');
+    await waitFor(() => all.current().messages.length === 3 && after.current().messages.length === 2);
+    assert.deepEqual(texts(all.current()), ['one', 'two', 'three']);
+    assert.deepEqual(
+      texts(after.current()),
+      ['two', 'three'],
+      'from: replayed the serial itself, or nothing',
+    );
+    assert.equal(after.current().attach?.resumed, true);
+  });
+
+  it('grows the oldest message of the list by its appends, in place', async (t) => {
+    const server = await realServer(t);
+    const name = `chat:${randomUUID()}`;
+    const channel = client(t, server.url, { clientId: 'publisher' }).channels.get(name);
+    const oldest = await channel.publish('answer', 'Hel');
+    await channel.publish('note', 'after it');
+    const hook = mountChannel(t, client(t, server.url), name, { rewind: 10 });
+    await waitFor(() => hook.current().messages.length === 2);
+    await channel.append(oldest, 'lo');
+    await waitFor(() => hook.current().messages[0]?.data === 'Hello', { message: 'the append never showed' });
+    assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
+  });
+
+  it('limit keeps the newest messages only', async (t) => {
+    const server = await realServer(t);
+    const name = `chat:${randomUUID()}`;
+    const channel = client(t, server.url, { clientId: 'publisher' }).channels.get(name);
+    const hook = mountChannel(t, client(t, server.url), name, { limit: 2 });
+    await waitFor(() => hook.current().state === 'attached');
+    for (const text of ['a', 'b', 'c', 'd']) await channel.publish('note', text);
+    await waitFor(() => hook.current().messages.at(-1)?.data === 'd');
+    assert.deepEqual(texts(hook.current()), ['c', 'd']);
+  });
+
+  it('a refused attach shows the failed state and its error', async (t) => {
+    const server = await startServer({
+      port: 0,
+      host: '127.0.0.1',
+      keys: [{ name: 'narrow', secret: 's3', capability: { 'other:*': ['subscribe'] } }],
+      store: { kind: 'memory' },
+      logger: 'silent',
+    });
+    t.after(() => server.close());
+    const hook = mountChannel(t, client(t, server.url, { key: 'narrow:s3' }), `chat:${randomUUID()}`, {});
+    await waitFor(() => hook.current().state === 'failed', { message: 'the refused attach never failed' });
+    assert.equal(hook.current().error?.code, 'forbidden');
+    await act(() => new Promise((r) => setTimeout(r, 20))); // whatever follows must not clear it
+    assert.equal(hook.current().error?.code, 'forbidden');
+  });
+
+  it('stops listening to the channel when it unmounts', async (t) => {
+    const server = await realServer(t);
+    const name = `chat:${randomUUID()}`;
+    const hook = mountChannel(t, client(t, server.url), name, {});
+    await waitFor(() => hook.current().state === 'attached');
+    const channel = hook.current().channel;
+    assert.ok(channel);
+    let unsubscribed = 0;
+    const unsubscribe = channel.unsubscribe.bind(channel);
+    channel.unsubscribe = ((...args: Parameters<typeof unsubscribe>) => {
+      unsubscribed++;
+      return unsubscribe(...args);
+    }) as typeof channel.unsubscribe;
+    hook.unmount();
+    assert.equal(unsubscribed, 1, "the unmounted hook still receives the channel's messages");
+  });
+
+  it('hidden by <Activity> and shown again under a provider with options: follows the new client', async (t) => {
+    const server = await realServer(t);
+    const name = `chat:${randomUUID()}`;
+    const channel = client(t, server.url, { clientId: 'publisher' }).channels.get(name);
+    let latest: UseChannelResult | undefined;
+    function Messages() {
+      latest = useChannel(name);
+      return null;
+    }
+    const tree = (mode: 'visible' | 'hidden') =>
+      createElement(
+        Activity,
+        // ActivityProps types `children` as required, which createElement's third argument fills
+        { mode } as ActivityProps,
+        createElement(MooringProvider, { options: clientOptions(server.url) }, createElement(Messages)),
+      );
+    const view = render(tree('visible'));
+    t.after(() => view.unmount());
+    await waitFor(() => latest?.state === 'attached');
+    const before = latest?.channel;
+    view.rerender(tree('hidden')); // the provider's effect is cleaned up: it closes its client
+    await waitFor(() => before?.state !== 'attached', { message: 'hiding did not close the client' });
+    view.rerender(tree('visible')); // a new client: the same hook must use its channel
+    await waitFor(() => latest?.state === 'attached', { message: 'the hook stayed on the closed client' });
+    assert.notEqual(latest?.channel, before);
+    await channel.publish('note', 'after the switch');
+    await waitFor(() => latest?.messages.at(-1)?.data === 'after the switch');
   });
 });
 
@@ -98,5 +231,50 @@ describe('usePresence', () => {
       ['enter', 'leave'],
       'StrictMode made the page flap (enter, leave, enter …)',
     );
+  });
+
+  it('lists the members of a channel this client had attached and synced before the hook mounted', async (t) => {
+    const server = await realServer(t);
+    const name = `room:${randomUUID()}`;
+    await client(t, server.url, { clientId: 'observer' }).channels.get(name).presence.enter({ here: true });
+    const page = client(t, server.url, { clientId: 'page' });
+    assert.deepEqual(
+      (await page.channels.get(name).presence.get()).map((m) => m.clientId),
+      ['observer'],
+    );
+    let latest: UsePresenceResult | undefined;
+    function Room() {
+      latest = usePresence(name);
+      return null;
+    }
+    const view = render(strict(page, createElement(Room)));
+    t.after(() => view.unmount());
+    await waitFor(() => latest?.members.length === 1, {
+      message: 'the member present before the hook is missing',
+    });
+    assert.equal(latest?.members[0]?.clientId, 'observer');
+  });
+
+  it('hooks on one channel share one presence subscription', async (t) => {
+    const server = await realServer(t);
+    const name = `room:${randomUUID()}`;
+    const page = client(t, server.url, { clientId: 'page' });
+    const presence = page.channels.get(name).presence;
+    let subscriptions = 0;
+    const subscribe = presence.subscribe.bind(presence);
+    presence.subscribe = ((...args: Parameters<typeof subscribe>) => {
+      subscriptions++;
+      return subscribe(...args);
+    }) as typeof presence.subscribe;
+    const seen: number[] = [];
+    function Room() {
+      seen.push(usePresence(name).members.length);
+      return null;
+    }
+    const view = render(strict(page, createElement('div', null, createElement(Room), createElement(Room))));
+    t.after(() => view.unmount());
+    await client(t, server.url, { clientId: 'observer' }).channels.get(name).presence.enter();
+    await waitFor(() => seen.at(-1) === 1);
+    assert.equal(subscriptions, 1, 'each hook (or StrictMode pass) subscribed again');
   });
 });

@@ -99,6 +99,109 @@ describe('connection state', () => {
     assert.equal(seen[seen.length - 1]?.reconnects, 1);
   });
 
+  it('<ConnectionStatus /> names each state, counts down to the retry, and offers retry now only while retrying', async (t) => {
+    const server = await realServer(t);
+    const proxy = await proxyTo(t, server);
+    const mooring = client(t, proxy.url(), {
+      transports: ['websocket'],
+      initialRetryDelay: 20,
+      disconnectedRetryTimeout: 50,
+      connectionStateTtl: 300, // failing that long: suspended
+      suspendedRetryTimeout: 60_000, // only "retry now" reconnects within the test
+    });
+    let current: ConnectionSnapshot | undefined;
+    const seen: string[] = [];
+    const retryErrors: Array<string | undefined> = []; // the error shown while connecting again
+    function Probe() {
+      current = useConnectionState();
+      if (current.state === 'connecting' && current.previous === 'disconnected')
+        retryErrors.push(current.error?.code);
+      return null;
+    }
+    // every state and label <ConnectionStatus /> shows, in order
+    const observer = new MutationObserver(() => {
+      const status = document.querySelector('[role="status"]');
+      const shown = `${status?.getAttribute('data-state')}: ${status?.firstChild?.textContent}`;
+      if (status && seen[seen.length - 1] !== shown) seen.push(shown);
+    });
+    observer.observe(document.body, { subtree: true, childList: true, characterData: true });
+    t.after(() => observer.disconnect());
+    const view = render(
+      createElement(
+        MooringProvider,
+        { client: mooring },
+        createElement(ConnectionStatus),
+        createElement(Probe),
+      ),
+    );
+    t.after(() => view.unmount());
+    const status = () => screen.getByRole('status');
+    assert.equal(status().textContent, 'Connecting…');
+    await waitFor(() => status().textContent === 'Connected');
+    assert.equal(status().querySelector('button'), null, 'retry now offered while connected');
+
+    proxy.refuse();
+    await act(() => proxy.reset());
+    const offline = await waitFor(
+      () => status().textContent?.match(/^Offline — retrying in (\d+) s retry now$/),
+      {
+        timeout: 10_000,
+        message: 'never showed the suspended state with its countdown',
+      },
+    );
+    // the countdown runs from when the state changed, not from when the component mounted
+    assert.ok(Number(offline[1]) <= 60, `retrying in ${offline[1]} s, for a retry 60 s away`);
+    assert.equal(status().getAttribute('data-state'), 'suspended');
+    assert.ok(current?.error, 'suspended without the reason');
+
+    proxy.pass();
+    await act(async () => fireEvent.click(screen.getByText('retry now')));
+    await waitFor(() => status().textContent === 'Connected', { timeout: 10_000 });
+    assert.equal(current?.error, undefined, 'connected again with the old error');
+    assert.ok(
+      retryErrors.length > 0 && retryErrors.every((code) => code !== undefined),
+      'a retry forgot the last error',
+    );
+    assert.ok(
+      seen.includes('connecting: Reconnecting…'),
+      `no "Reconnecting…" while connecting again: ${seen.join(' | ')}`,
+    );
+
+    await act(async () => mooring.close());
+    await waitFor(() => status().textContent === 'Disconnected');
+    assert.equal(status().querySelector('button'), null, 'retry now offered for a client closed on purpose');
+  });
+
+  it('<ConnectionStatus /> of a client refused for good: failed, with the reason and retry now', async (t) => {
+    const server = await realServer(t);
+    const mooring = client(t, server.url, { key: 'test:wrong-secret' });
+    const view = render(createElement(MooringProvider, { client: mooring }, createElement(ConnectionStatus)));
+    t.after(() => view.unmount());
+    await waitFor(() => screen.getByRole('status').getAttribute('data-state') === 'failed', {
+      timeout: 10_000,
+    });
+    const status = screen.getByRole('status');
+    assert.match(status.textContent ?? '', /^Connection failed: .+ retry now$/);
+    assert.ok(status.querySelector('button'));
+  });
+
+  it('a client already waiting to retry when first shown: the countdown is there from the start', async (t) => {
+    const server = await realServer(t);
+    const proxy = await proxyTo(t, server);
+    proxy.refuse();
+    const mooring = client(t, proxy.url(), {
+      transports: ['websocket'],
+      initialRetryDelay: 20,
+      disconnectedRetryTimeout: 50,
+      connectionStateTtl: 100,
+      suspendedRetryTimeout: 60_000,
+    });
+    await waitFor(() => mooring.connection.state === 'suspended', { timeout: 10_000 });
+    const view = render(createElement(MooringProvider, { client: mooring }, createElement(ConnectionStatus)));
+    t.after(() => view.unmount());
+    assert.match(screen.getByRole('status').textContent ?? '', /^Offline — retrying in \d+ s retry now$/);
+  });
+
   it('snapshots are stable: re-rendering without a change returns the same object', async (t) => {
     const server = await realServer(t);
     const mooring = client(t, server.url);
@@ -115,6 +218,37 @@ describe('connection state', () => {
     await waitFor(() => screen.queryByText('2:connected'));
     const [a, b] = snapshots.slice(-2);
     assert.equal(a, b, 'a re-render without a connection change produced a new result object');
+  });
+});
+
+describe('MooringProvider', () => {
+  it('leaves a client it was given open when it unmounts', async (t) => {
+    const server = await realServer(t);
+    const mooring = client(t, server.url);
+    const view = render(createElement(MooringProvider, { client: mooring }, createElement(ConnectionStatus)));
+    await waitFor(() => screen.queryByText('Connected'));
+    view.unmount();
+    await act(() => new Promise((r) => setTimeout(r, 20))); // past the deferred release
+    assert.equal(mooring.connection.state, 'connected', 'the provider closed a client it does not own');
+  });
+
+  it('given another client, its hooks follow that one', async (t) => {
+    const server = await realServer(t);
+    const [a, b] = [client(t, server.url), client(t, server.url)];
+    let latest: ConnectionSnapshot | undefined;
+    function Probe() {
+      latest = useConnectionState();
+      return null;
+    }
+    const tree = (mooring: typeof a) =>
+      createElement(MooringProvider, { client: mooring }, createElement(Probe));
+    const view = render(tree(a));
+    t.after(() => view.unmount());
+    await waitFor(() => latest?.state === 'connected' && latest.connectionId === a.connection.id);
+    view.rerender(tree(b));
+    await waitFor(() => b.connection.id !== undefined && latest?.connectionId === b.connection.id, {
+      message: 'the hooks stayed on the first client',
+    });
   });
 });
 

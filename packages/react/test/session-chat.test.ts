@@ -4,6 +4,7 @@
 import './helpers/dom.ts';
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import type { ViewNode } from '@mooring/ai';
 import type { Mooring } from '@mooring/client';
 import { within } from '@mooring/testkit';
 import { act, cleanup, render } from '@testing-library/react';
@@ -102,6 +103,68 @@ describe('useSession', () => {
     await waitFor(() => current().holder.holder === 'ai');
   });
 
+  it('passes its options to the session: device, agents, shared selection', async (t) => {
+    const server = await realServer(t);
+    const channel = sessionName();
+    await agent(t, server.url, channel);
+    const laptop = mount(t, client(t, server.url, { clientId: 'user' }), () =>
+      useSession(channel, { sharedSelection: true, device: 'laptop-tab' }),
+    );
+    const phone = mount(t, client(t, server.url, { clientId: 'user' }), () =>
+      useSession(channel, { sharedSelection: true }),
+    );
+    const others = mount(t, client(t, server.url, { clientId: 'user' }), () =>
+      useSession(channel, { agents: ['another-agent'] }),
+    );
+    await waitFor(() => laptop.current().session !== undefined);
+    assert.equal(laptop.current().session?.device, 'laptop-tab');
+
+    await act(() =>
+      laptop
+        .current()
+        .send('hi')
+        .then(() => undefined),
+    );
+    const complete = (node: ViewNode | undefined) => node?.kind === 'run' && node.status === 'complete';
+    await waitFor(() => complete(laptop.current().view[1]));
+    const first = laptop.current().view[1]?.id ?? '';
+    await act(() => laptop.current().regenerate(first));
+    await waitFor(() => phone.current().view[1]?.id !== first && complete(phone.current().view[1]));
+    await act(() => laptop.current().select(first));
+    await waitFor(() => phone.current().view[1]?.id === first, {
+      message: 'the phone did not follow the selection',
+    });
+
+    // runs of agents it was not told of are not shown
+    await waitFor(() => others.current().settled && others.current().view.length >= 1);
+    assert.deepEqual(
+      others.current().view.map((n) => n.kind),
+      ['input'],
+    );
+  });
+
+  it('works without StrictMode too: the first hook starts the session', async (t) => {
+    const server = await realServer(t);
+    const channel = sessionName();
+    await agent(t, server.url, channel);
+    let latest: UseSessionResult | undefined;
+    function Probe() {
+      latest = useSession(channel);
+      return null;
+    }
+    const view = render(
+      createElement(
+        MooringProvider,
+        { client: client(t, server.url, { clientId: 'user' }) },
+        createElement(Probe),
+      ),
+    );
+    t.after(() => view.unmount());
+    await waitFor(() => latest?.settled, { message: 'the session never started' });
+    await act(() => latest?.send('hi').then(() => undefined) ?? Promise.resolve());
+    await waitFor(() => textOf(latest?.messages[1]) === 'answer: hi');
+  });
+
   it('keeps one snapshot object until the session changes (no render loop)', async (t) => {
     const server = await realServer(t);
     const channel = sessionName();
@@ -128,7 +191,12 @@ describe('useMooringChat', () => {
     const ends: string[] = [];
     agentSession.on('run', (run) => run.on('end', (status) => ends.push(`${run.runId}:${status}`)));
 
-    const first = mount(t, client(t, server.url, { clientId: 'user' }), () => useMooringChat({ channel }));
+    const statuses: string[] = [];
+    const first = mount(t, client(t, server.url, { clientId: 'user' }), () => {
+      const result = useMooringChat({ channel });
+      if (statuses.at(-1) !== result.status) statuses.push(result.status);
+      return result;
+    });
     const chat = (): UseMooringChatResult => first.current();
     await act(() =>
       within(chat().sendMessage({ text: 'hello' }), {
@@ -141,6 +209,15 @@ describe('useMooringChat', () => {
       ['user', 'assistant'],
     );
     assert.equal(chat().messages[1]?.id, chat().session.view[1]?.id, 'the assistant message is the run');
+    // nothing is sent again by itself (no sendAutomaticallyWhen given)
+    statuses.splice(0);
+    await act(() => new Promise((r) => setTimeout(r, 50)));
+    assert.deepEqual(statuses, [], 'the chat sent again on its own');
+    assert.deepEqual(
+      chat().session.view.map((n) => n.kind),
+      ['input', 'run'],
+      'the chat sent again on its own',
+    );
 
     // a second device shows the same conversation, then follows a run started on the first
     const second = mount(t, client(t, server.url, { clientId: 'user' }), () => useMooringChat({ channel }));
@@ -170,5 +247,35 @@ describe('useMooringChat', () => {
       message: 'stop on the second device did not cancel the run',
     });
     await waitFor(() => second.current().status === 'ready');
+  });
+
+  it('passes throttle on to useChat: a streamed answer updates the messages at most once per interval', async (t) => {
+    const server = await realServer(t);
+    const channel = sessionName();
+    await agent(t, server.url, channel);
+    const updates = { throttled: 0, alias: 0, plain: 0 };
+    const watch = (key: keyof typeof updates, options: Parameters<typeof useMooringChat>[0]) => {
+      let last = '';
+      return mount(t, client(t, server.url, { clientId: 'user' }), () => {
+        const result = useMooringChat(options);
+        const text = textOf(result.messages[1]);
+        if (text !== last) {
+          last = text;
+          updates[key]++;
+        }
+        return result;
+      });
+    };
+    const plain = watch('plain', { channel });
+    watch('throttled', { channel, throttle: 60_000 });
+    watch('alias', { channel, experimental_throttle: 60_000 });
+    void plain.current().sendMessage({ text: 'slow' }); // streams until cancelled
+    await waitFor(() => updates.plain >= 20, { message: 'the answer did not stream' });
+    await act(() => plain.current().stop());
+    assert.ok(
+      updates.throttled <= 2,
+      `throttle: ${updates.throttled} updates while unthrottled saw ${updates.plain}`,
+    );
+    assert.ok(updates.alias <= 2, `experimental_throttle: ${updates.alias} updates`);
   });
 });

@@ -66,7 +66,7 @@ test('renderToString with every hook: server snapshots, no client made', async (
     return createElement(
       'p',
       null,
-      `${connection.state}|${channel.messages.length}|${presence.members.length}|${session.view.length}|${chat.messages.length}|${chat.status}`,
+      `${connection.state}|${channel.messages.length}|${presence.members.length}|${session.view.length}|${session.settled}|${chat.messages.length}|${chat.status}`,
     );
   }
   const html = renderToString(
@@ -80,6 +80,6 @@ test('renderToString with every hook: server snapshots, no client made', async (
       createElement(Page),
     ),
   );
-  assert.match(html, /initialized\|0\|0\|0\|0\|ready/);
+  assert.match(html, /initialized\|0\|0\|0\|false\|0\|ready/);
   assert.match(html, /data-state="initialized"/);
 });
