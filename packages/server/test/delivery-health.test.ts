@@ -253,6 +253,125 @@ describe('DeliveryHealth bookkeeping', () => {
     assert.equal(r.subscribers.length, 1, 'who is attached is not windowed');
   });
 
+  it('sums counts over the minutes of the window and takes the longest time offline of any minute, to its last millisecond', () => {
+    const minute = 60_000;
+    let now = 1_000 * minute; // the start of a minute
+    const start = now;
+    const h = new DeliveryHealth({ now: () => now });
+    const sub = (connectionId: string) => ({ connectionId, clientId: 'u', transport: 'websocket' as const });
+    const dropFor = (ms: number, from: string, to: string) => {
+      h.connectionEnded(from, 'u', 'lost');
+      now += ms;
+      h.attached('ch', sub(to), true, { resumed: true });
+    };
+    h.attached('ch', sub('c1'), true, { resumed: true });
+    dropFor(3_000, 'c1', 'c2'); // offline 3 s, then 1 s, in the first minute
+    dropFor(1_000, 'c2', 'c3');
+    now = start + 2 * minute;
+    dropFor(2_000, 'c3', 'c4'); // offline 2 s, two minutes later
+    let r = h.channel('ch')!;
+    assert.deepEqual(
+      [r.reconnects, r.resumes, r.connectionsLost, r.offlineMs, r.maxOfflineMs],
+      [4, 4, 3, 6_000, 3_000],
+    );
+    // the first minute's counts stay in the window until its 15th minute has ended
+    now = start + HEALTH_WINDOW_MS - 1;
+    r = h.channel('ch')!;
+    assert.deepEqual([r.reconnects, r.maxOfflineMs], [4, 3_000]);
+    now = start + HEALTH_WINDOW_MS;
+    r = h.channel('ch')!;
+    assert.deepEqual([r.reconnects, r.maxOfflineMs], [1, 2_000], 'a minute 15 minutes old still counted');
+  });
+
+  it('a lost connection counts as a drop on every channel it was attached to, and on none it detached', () => {
+    const h = new DeliveryHealth({ now: () => 0 });
+    const sub = (connectionId: string) => ({ connectionId, transport: 'websocket' as const });
+    for (const channel of ['a', 'b', 'c']) h.attached(channel, sub('one'), false, { resumed: false });
+    h.detached('b', 'one');
+    h.attached('a', sub('only-a'), false, { resumed: false });
+    h.detached('a', 'only-a');
+    h.connectionEnded('one', undefined, 'lost');
+    h.connectionEnded('only-a', undefined, 'lost');
+    assert.deepEqual(
+      ['a', 'b', 'c'].map((channel) => [
+        h.channel(channel)?.connectionsLost,
+        h.channel(channel)?.subscribers.length,
+      ]),
+      [
+        [1, 0],
+        [0, 0],
+        [1, 0],
+      ],
+    );
+  });
+
+  it('remembers at most 64 subscribers still offline per channel, the latest ones', () => {
+    let now = 0;
+    const h = new DeliveryHealth({ now: () => now });
+    for (let i = 0; i < 100; i++) {
+      h.attached('ch', { connectionId: `c${i}`, clientId: `u${i}`, transport: 'websocket' }, false, {
+        resumed: false,
+      });
+      h.connectionEnded(`c${i}`, `u${i}`, 'lost');
+    }
+    now = 1_000;
+    const r = h.channel('ch')!;
+    assert.equal(r.connectionsLost, 100);
+    assert.equal(r.offlineMs, 64 * 1_000, 'the drops remembered are not bounded');
+    // the earliest were forgotten: u0 comes back without a time offline, u99 with one
+    h.attached('ch', { connectionId: 'back0', clientId: 'u0', transport: 'websocket' }, true, {
+      resumed: true,
+    });
+    h.attached('ch', { connectionId: 'back99', clientId: 'u99', transport: 'websocket' }, true, {
+      resumed: true,
+    });
+    assert.equal(h.channel('ch')!.offlineMs, 64 * 1_000);
+  });
+
+  it('worst() lists channels in trouble, worst first: an unacknowledged publish older than a second is trouble, a catch-up is not', () => {
+    let now = 0;
+    const h = new DeliveryHealth({ now: () => now });
+    h.caughtUp('quiet', 0, 0); // nothing known of it: ignored
+    h.attached('quiet', { connectionId: 'q', transport: 'websocket' }, false, { resumed: false });
+    h.caughtUp('quiet', 10, 1_000);
+    h.publishing('waiting');
+    h.attached('lost', { connectionId: 'l', transport: 'websocket' }, true, {
+      resumed: false,
+      reason: 'position_trimmed',
+    });
+    now = 4_000;
+    h.publishing('one-second'); // waiting exactly a second at the report: not yet trouble
+    now = 5_000;
+    assert.deepEqual(
+      h.worst(10).map((r) => [r.channel, r.trouble]),
+      [
+        ['lost', 11], // continuity lost ×10 + a reconnect
+        ['waiting', 5], // 5 s unacknowledged
+      ],
+    );
+    assert.deepEqual(
+      h.worst(1, (channel) => channel !== 'lost').map((r) => r.channel),
+      ['waiting'],
+    );
+  });
+
+  it('continuity lost shows for 15 minutes, and a subscriber still offline counts for 15 minutes', () => {
+    let now = 0;
+    const h = new DeliveryHealth({ now: () => now });
+    h.attached('ch', { connectionId: 'a', clientId: 'x', transport: 'websocket' }, true, {
+      resumed: false,
+      reason: 'position_trimmed',
+    });
+    h.attached('ch', { connectionId: 'b', clientId: 'y', transport: 'websocket' }, false, { resumed: false });
+    h.connectionEnded('b', 'y', 'lost');
+    now = HEALTH_WINDOW_MS - 1;
+    assert.deepEqual(h.channel('ch')?.lastContinuityLost, { reason: 'position_trimmed', at: 0 });
+    now = HEALTH_WINDOW_MS;
+    const r = h.channel('ch')!;
+    assert.equal(r.lastContinuityLost, undefined, 'continuity lost 15 minutes ago still shown');
+    assert.equal(r.offlineMs, HEALTH_WINDOW_MS, 'offline for exactly the window: counted');
+  });
+
   it('a client closing on purpose is not a drop; one still offline counts its time so far', () => {
     let now = 0;
     const h = new DeliveryHealth({ now: () => now });
