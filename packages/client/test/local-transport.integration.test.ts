@@ -36,6 +36,21 @@ describe('the in-process transport', () => {
     );
   });
 
+  it('a publish repeated with the same op id is stored once and acknowledged as a duplicate', async (t) => {
+    const server = await realServer(t);
+    const channel = client(t, server.url, { transport: server.localTransport }).channels.get('session:dup');
+    const op = { id: 'op-1', name: 'text', data: 'once' };
+    const [first] = await channel.publishResults([op]);
+    const [again] = await channel.publishResults([op]);
+    assert.equal(first?.duplicate, undefined);
+    assert.deepEqual(again, { serial: first?.serial, duplicate: true });
+    const page = await channel.history();
+    assert.deepEqual(
+      page.items.map((m) => m.data),
+      ['once'],
+    );
+  });
+
   it('keeps the order of a burst of publishes made without waiting', async (t) => {
     const server = await realServer(t);
     const agent = client(t, server.url, { transport: server.localTransport });
@@ -92,6 +107,120 @@ describe('the in-process transport', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(opened, 1, 'no retry after a permanent error');
     assert.equal(server.connections, 0);
+  });
+
+  it('as a transport: refuses to send before it opened and after it closed, and reports a refused open once', async (t) => {
+    const server = await realServer(t);
+    const closes: number[] = [];
+    const handlers = (onOpen: () => void = () => {}) => ({
+      onOpen,
+      onFrame: () => {},
+      onProtocolError: () => {},
+      onClose: ({ code }: { code: number }) => closes.push(code),
+    });
+    const ping = { type: 'ping' } as const;
+    const transport = server.localTransport();
+    assert.throws(() => transport.send(ping), /not open/);
+    let opened = false;
+    transport.open(
+      `${server.url.replace('http', 'ws')}/v1/connect?v=1&key=${KEY}`,
+      handlers(() => {
+        opened = true;
+      }),
+    );
+    await waitFor(() => opened);
+    await waitFor(() => server.connections === 1);
+    transport.close();
+    assert.throws(() => transport.send(ping), /not open/, 'a closed transport took a frame');
+    await waitFor(() => closes.length === 1 && server.connections === 0);
+
+    const refused = server.localTransport();
+    refused.open(`${server.url.replace('http', 'ws')}/v1/connect?v=1&key=test:wrong`, handlers());
+    await waitFor(() => closes.length === 2);
+    refused.close();
+
+    // an aborted transport is silent: it takes no frame and reports no close
+    const aborted = server.localTransport();
+    let abortedOpen = false;
+    aborted.open(
+      `${server.url.replace('http', 'ws')}/v1/connect?v=1&key=${KEY}`,
+      handlers(() => {
+        abortedOpen = true;
+      }),
+    );
+    await waitFor(() => abortedOpen && server.connections === 1);
+    aborted.abort();
+    assert.throws(() => aborted.send(ping), /not open/, 'an aborted transport took a frame');
+    await waitFor(() => server.connections === 0);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(
+      closes,
+      [1000, 1006],
+      'a refused open reported its close again, or an abort reported one',
+    );
+  });
+
+  it('as a transport: takes a frame of exactly maxFrameSize bytes, and closes with 1009 on one byte more', async (t) => {
+    const max = 4096;
+    const server = await realServer(t, { limits: { maxFrameSize: max } });
+    const url = `${server.url.replace('http', 'ws')}/v1/connect?v=1&key=${KEY}`;
+    const frameOf = (bytes: number) => {
+      const frame = { type: 'presence', channel: 'room:x', action: 'enter', ref: 'r1', data: '' };
+      frame.data = 'a'.repeat(bytes - JSON.stringify(frame).length);
+      assert.equal(JSON.stringify(frame).length, bytes);
+      return frame as Parameters<ReturnType<typeof server.localTransport>['send']>[0];
+    };
+    for (const [bytes, closed] of [
+      [max, false],
+      [max + 1, true],
+    ] as const) {
+      const frames: string[] = [];
+      const closes: number[] = [];
+      let opened = false;
+      const transport = server.localTransport();
+      transport.open(url, {
+        onOpen: () => {
+          opened = true;
+        },
+        onFrame: (frame) => frames.push(frame.type),
+        onProtocolError: () => {},
+        onClose: ({ code }) => closes.push(code),
+      });
+      await waitFor(() => opened && frames.includes('connected'));
+      transport.send(frameOf(bytes));
+      await waitFor(() => closes.length > 0 || frames.some((type) => type === 'ack' || type === 'error'));
+      assert.deepEqual(closes, closed ? [1009] : [], `a frame of ${bytes} bytes (maxFrameSize ${max})`);
+      if (!closed) transport.close();
+    }
+  });
+
+  it('an idle in-process client is not dropped for missing heartbeats (it cannot go silent)', async (t) => {
+    const server = await realServer(t, { heartbeatInterval: 20 });
+    const c = client(t, server.url, { transport: server.localTransport });
+    await connected(c);
+    const changes: string[] = [];
+    c.connection.on('statechange', ({ current }) => changes.push(current));
+    await new Promise((resolve) => setTimeout(resolve, 300)); // 15 heartbeat rounds, nothing sent
+    assert.deepEqual(changes, [], 'the server dropped an idle in-process connection');
+  });
+
+  it('as a transport: hears the server close it, with the code', async (t) => {
+    const server = await realServer(t);
+    const closes: number[] = [];
+    let opened = false;
+    const transport = server.localTransport();
+    transport.open(`${server.url.replace('http', 'ws')}/v1/connect?v=1&key=${KEY}`, {
+      onOpen: () => {
+        opened = true;
+      },
+      onFrame: () => {},
+      onProtocolError: () => {},
+      onClose: ({ code }) => closes.push(code),
+    });
+    await waitFor(() => opened && server.connections === 1);
+    await server.close();
+    await waitFor(() => closes.length > 0, { message: 'the server closed it and the client never heard' });
+    assert.equal(closes.length, 1);
   });
 
   it('is held to the connection budget of its key', async (t) => {
