@@ -11,6 +11,7 @@
  * transport unusable: the connection reconnects and resends what was not acknowledged.
  */
 import type { ClientFrame } from '@mooring/protocol';
+import { utf8Length } from '@mooring/protocol';
 import { errorInfoFromBody } from './errors.ts';
 import type { FetchLike } from './rest.ts';
 import type { Timers } from './timers.ts';
@@ -22,7 +23,10 @@ export interface HttpTransportDeps {
   timers: Timers;
   /** How long one upstream POST may take before the transport counts as dead, ms. */
   requestTimeout: number;
-  /** Upper bound of one POST body (several frames batched), bytes. Default 512 KiB; a bigger frame goes alone. */
+  /**
+   * Upper bound of one POST body (several frames batched), bytes: this or the server's announced
+   * `maxHttpBody`, the lower. Default 512 KiB; a bigger frame goes alone.
+   */
   maxBatchBytes?: number;
 }
 
@@ -35,8 +39,9 @@ export interface HttpUpstreamDeps extends HttpTransportDeps {
 
 export class HttpUpstream {
   readonly #deps: HttpUpstreamDeps;
-  #target: { url: string; key: string } | undefined;
-  #queue: string[] = [];
+  #target: { url: string; key: string; maxBody: number | undefined } | undefined;
+  /** Frames as JSON, with their length in bytes (UTF-8, as the server counts a body). */
+  #queue: { json: string; bytes: number }[] = [];
   #inFlight: AbortController | undefined;
   #stopped = false;
   #idleWaiters: (() => void)[] = [];
@@ -45,9 +50,12 @@ export class HttpUpstream {
     this.#deps = deps;
   }
 
-  /** Where to POST, known once the server's `connected` frame arrived. Frames sent before wait. */
-  connect(framesUrl: string, connectionKey: string): void {
-    this.#target = { url: framesUrl, key: connectionKey };
+  /**
+   * Where to POST, known once the server's `connected` frame arrived (`maxHttpBody`: the bytes of a
+   * body it accepts, from that frame's limits). Frames sent before wait.
+   */
+  connect(framesUrl: string, connectionKey: string, maxHttpBody?: number): void {
+    this.#target = { url: framesUrl, key: connectionKey, maxBody: maxHttpBody };
     this.#pump();
   }
 
@@ -62,7 +70,8 @@ export class HttpUpstream {
   send(frame: ClientFrame, json?: string): void {
     if (this.#stopped) throw new Error('the HTTP transport is closed');
     this.sent++;
-    this.#queue.push(json ?? JSON.stringify(frame));
+    const text = json ?? JSON.stringify(frame);
+    this.#queue.push({ json: text, bytes: utf8Length(text) });
     this.#pump();
   }
 
@@ -103,12 +112,13 @@ export class HttpUpstream {
       this.#settle();
       return;
     }
-    const max = this.#deps.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
-    let bytes = 0;
+    const max = Math.min(this.#deps.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES, target.maxBody ?? Infinity);
+    // the body is `[`, the frames with a `,` between them, `]`: each frame adds its bytes and one
+    let bytes = 1;
     let count = 0;
     for (const frame of this.#queue) {
-      if (count > 0 && bytes + frame.length + 1 > max) break;
-      bytes += frame.length + 1;
+      if (count > 0 && bytes + frame.bytes + 1 > max) break;
+      bytes += frame.bytes + 1;
       count += 1;
     }
     const batch = this.#queue.splice(0, count);
@@ -135,7 +145,7 @@ export class HttpUpstream {
       .fetch(target.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-mooring-connection-key': target.key },
-        body: `[${batch.join(',')}]`,
+        body: `[${batch.map((frame) => frame.json).join(',')}]`,
         signal: controller.signal,
       })
       .then(async (res) => {

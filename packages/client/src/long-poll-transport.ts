@@ -110,7 +110,11 @@ export class LongPollTransport extends HttpTransport {
       }
       if (frame.type === 'connected' && !this.#poll) {
         this.#poll = { url: this.connectionUrl(frame.connectionId, 'poll'), key: frame.connectionKey };
-        this.upstream.connect(this.connectionUrl(frame.connectionId, 'frames'), frame.connectionKey);
+        this.upstream.connect(
+          this.connectionUrl(frame.connectionId, 'frames'),
+          frame.connectionKey,
+          frame.limits?.maxHttpBody,
+        );
       }
       this.handlers?.onFrame(frame);
       if (frame.type === 'disconnect' && !this.done) {

@@ -114,6 +114,10 @@ export class SseTransport extends HttpTransport {
 
   #onConnected(frame: Extract<ServerFrame, { type: 'connected' }>): void {
     if (this.upstream.connected) return;
-    this.upstream.connect(this.connectionUrl(frame.connectionId, 'frames'), frame.connectionKey);
+    this.upstream.connect(
+      this.connectionUrl(frame.connectionId, 'frames'),
+      frame.connectionKey,
+      frame.limits?.maxHttpBody,
+    );
   }
 }

@@ -1,7 +1,9 @@
 // A frame above the server's maxFrameSize (PROTOCOL.md §8 close 1009, §9 frame_too_large, §10): the
 // server closes the socket with 1009 and sends no error, so a client that sent it would reconnect and
 // resend it for ever. The client refuses it locally instead, against the limits `connected` announced.
+// And the frames the HTTP transports batch into one POST stay within `maxHttpBody` (§12).
 import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
 import { it } from 'node:test';
 import { within } from '@mooring/testkit';
 import { MooringError } from '../src/errors.ts';
@@ -88,3 +90,36 @@ it('refuses a presence request whose frame is above maxFrameSize with frame_too_
   await within(presence.enter({ note: 'small' }), { timeout: 5_000, message: 'a small presence enter' });
   assert.equal(drops(), 0, 'the connection never dropped');
 });
+
+// On the HTTP transports the frames queued while an upstream POST is on its way go together in the
+// next one (PROTOCOL.md §12), whose body the server refuses whole above `maxHttpBody` (413
+// `body_too_large`): the transport would end, and the resent frames be batched and refused again.
+for (const kind of ['sse', 'longpoll'] as const) {
+  const burst = async (t: TestContext, serverLimits: Record<string, number>, data: string, count: number) => {
+    const server = await realServer(t, { limits: serverLimits });
+    const c = client(t, server.url, { transports: [kind] });
+    await connected(c);
+    assert.equal(c.connection.transport, kind);
+    const id = c.connection.id;
+    const drops = dropCounter(c);
+    const channel = c.channels.get('session:http-batches');
+    // the first goes up alone; the others queue behind it and go up in the next POSTs
+    const serials = await within(
+      Promise.all(Array.from({ length: count }, (_, i) => channel.publish(`m${i}`, data))),
+      { timeout: 10_000, message: `the publishes never all settled (${drops()} drops)` },
+    );
+    assert.equal(serials.length, count);
+    assert.equal(drops(), 0, 'the connection never dropped (no POST was refused)');
+    assert.equal(c.connection.id, id);
+  };
+
+  it(`${kind}: a burst of non-ASCII publishes goes up in POSTs within maxHttpBody, counted in UTF-8 bytes`, async (t) => {
+    // 20 publishes of 20,000 three-byte characters: 400,000 characters (within 512 Ki), 1.2 MB (above 1 MiB)
+    await burst(t, {}, '中'.repeat(20_000), 21);
+  });
+
+  it(`${kind}: a burst of publishes goes up in POSTs within the maxHttpBody the server announced`, async (t) => {
+    // 10 publishes of 20,000 bytes: together above the server's 64 KiB, each within it
+    await burst(t, { maxHttpBody: 64 * 1024 }, 'x'.repeat(20_000), 11);
+  });
+}

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ClientFrame, ServerFrame } from '@mooring/protocol';
 import { classifyClose } from '../src/close-classification.ts';
+import { HttpUpstream } from '../src/http-upstream.ts';
 import { LongPollTransport } from '../src/long-poll-transport.ts';
 import type { FetchLike } from '../src/rest.ts';
 import { SseParser } from '../src/sse-parser.ts';
@@ -418,5 +419,81 @@ describe('LongPollTransport', () => {
     await flush();
     assert.equal(r.closes[0]?.code, 1000);
     assert.equal(pendingPoll.init.signal?.aborted, true, 'the pending poll is cancelled');
+  });
+});
+
+describe('HttpUpstream', () => {
+  const FRAMES_URL = 'http://mooring.test/v1/connections/c_1/frames';
+
+  function upstream(options: { maxBatchBytes?: number; maxHttpBody?: number } = {}) {
+    const f = scriptedFetch();
+    const failures: TransportCloseInfo[] = [];
+    const u = new HttpUpstream({
+      fetch: f.fetch,
+      timers: new FakeTimers(),
+      requestTimeout: 10_000,
+      ...(options.maxBatchBytes === undefined ? {} : { maxBatchBytes: options.maxBatchBytes }),
+      onFailure: (info) => failures.push(info),
+    });
+    u.connect(FRAMES_URL, 'c_1.k', options.maxHttpBody);
+    return { f, u, failures };
+  }
+
+  /** A frame's JSON of exactly `bytes` bytes in UTF-8, mostly three-byte characters (one per 3 bytes). */
+  function frameOf(bytes: number, ref: number): { frame: ClientFrame; json: string } {
+    const head = `{"type":"ping","ref":${ref},"pad":"`;
+    const room = bytes - head.length - 2;
+    const json = `${head}${'中'.repeat(Math.floor(room / 3))}${'x'.repeat(room % 3)}"}`;
+    return { frame: { type: 'ping', ref }, json };
+  }
+
+  const bodyBytes = (c: Call) => new TextEncoder().encode(String(c.init.body)).length;
+  const refs = (f: ReturnType<typeof scriptedFetch>, c: Call) =>
+    f.body(c).map((frame) => (frame as { ref?: number }).ref);
+
+  /** Sends frames of these sizes behind a first one in flight; the refs of each POST that follows. */
+  async function batches(u: HttpUpstream, f: ReturnType<typeof scriptedFetch>, sizes: number[]) {
+    u.send({ type: 'ping', ref: 0 });
+    sizes.forEach((size, i) => {
+      const { frame, json } = frameOf(size, i + 1);
+      u.send(frame, json);
+    });
+    await flush();
+    const posts: { refs: (number | undefined)[]; bytes: number }[] = [];
+    for (let i = 0; i < f.posts().length; i++) {
+      const post = f.posts()[i] as Call;
+      if (i > 0) posts.push({ refs: refs(f, post), bytes: bodyBytes(post) });
+      post.respond(json(202, { accepted: f.body(post).length }));
+      await flush();
+    }
+    return posts;
+  }
+
+  it('batches queued frames in POST bodies of at most maxBatchBytes, counted in UTF-8 bytes with brackets and commas; a bigger frame goes alone', async () => {
+    const { f, u, failures } = upstream({ maxBatchBytes: 400 });
+    // 3 × 132 bytes (about 70 characters each): a body of exactly 400; the next 132, 132, 133 would
+    // be 401; 500 is above the bound
+    const posts = await batches(u, f, [132, 132, 132, 132, 132, 133, 500, 140]);
+    assert.deepEqual(posts, [
+      { refs: [1, 2, 3], bytes: 400 },
+      { refs: [4, 5], bytes: 267 },
+      { refs: [6], bytes: 135 },
+      { refs: [7], bytes: 502 },
+      { refs: [8], bytes: 142 },
+    ]);
+    assert.deepEqual(failures, []);
+  });
+
+  it("the server's announced maxHttpBody bounds a batch where it is below maxBatchBytes", async () => {
+    const lower = upstream({ maxHttpBody: 400 });
+    assert.deepEqual(
+      (await batches(lower.u, lower.f, [132, 132, 132, 132])).map((p) => p.refs),
+      [[1, 2, 3], [4]],
+    );
+    const higher = upstream({ maxBatchBytes: 400, maxHttpBody: 4_000 });
+    assert.deepEqual(
+      (await batches(higher.u, higher.f, [132, 132, 132, 132])).map((p) => p.refs),
+      [[1, 2, 3], [4]],
+    );
   });
 });
