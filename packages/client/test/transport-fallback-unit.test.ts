@@ -7,7 +7,12 @@ import type { ConnectionStateChange, TransportChange } from '../src/connection.t
 import { Connection } from '../src/connection.ts';
 import { DEFAULT_CLIENT_TIMINGS } from '../src/timings.ts';
 import type { TransportKind } from '../src/transport.ts';
-import { shouldFallBack, TransportSelector, transportKinds } from '../src/transport-selector.ts';
+import {
+  defaultTransportStorage,
+  shouldFallBack,
+  TransportSelector,
+  transportKinds,
+} from '../src/transport-selector.ts';
 import { MemoryStorage } from './helpers/fake-client.ts';
 import { FakeTimers } from './helpers/fake-timers.ts';
 import { FakeTransport, flush } from './helpers/fake-transport.ts';
@@ -239,6 +244,39 @@ describe('fallback chain', () => {
     assert.deepEqual(transportKinds(['sse', 'sse', 'longpoll']), ['sse', 'longpoll']);
     assert.throws(() => transportKinds(['carrier-pigeon']), /unknown transport "carrier-pigeon"/);
     assert.throws(() => transportKinds([]), /empty/);
+  });
+
+  it("remembers the transport in the browser's localStorage where there is one, else in memory shared by the process's clients", () => {
+    const before = Object.getOwnPropertyDescriptor(globalThis, 'localStorage');
+    const setLocal = (descriptor: PropertyDescriptor) =>
+      Object.defineProperty(globalThis, 'localStorage', { configurable: true, ...descriptor });
+    const key = `transport-storage-test-${Math.random()}`;
+    try {
+      const local = new MemoryStorage();
+      setLocal({ value: local });
+      assert.equal(defaultTransportStorage(), local);
+      for (const descriptor of [
+        { value: undefined },
+        { value: {} }, // not a Storage
+        {
+          get() {
+            throw new Error('denied'); // privacy modes
+          },
+        },
+      ]) {
+        setLocal(descriptor);
+        const a = defaultTransportStorage();
+        const b = defaultTransportStorage();
+        a.setItem(key, 'sse');
+        assert.equal(b.getItem(key), 'sse', 'clients of the process share it');
+        assert.equal(local.getItem(key), null);
+        a.removeItem(key);
+        assert.equal(b.getItem(key), null);
+      }
+    } finally {
+      if (before) Object.defineProperty(globalThis, 'localStorage', before);
+      else delete (globalThis as { localStorage?: unknown }).localStorage;
+    }
   });
 });
 

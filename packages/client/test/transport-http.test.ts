@@ -47,6 +47,7 @@ function eventStream() {
   return {
     response: new Response(stream, { status: 200, headers: { 'content-type': 'text/event-stream' } }),
     write: (text: string) => controller?.enqueue(encoder.encode(text)),
+    bytes: (bytes: Uint8Array) => controller?.enqueue(bytes),
     frame: (frame: ServerFrame) => controller?.enqueue(encoder.encode(`data: ${JSON.stringify(frame)}\n\n`)),
     end: () => controller?.close(),
   };
@@ -169,6 +170,24 @@ describe('SseTransport', () => {
     assert.deepEqual(r.closes, []);
   });
 
+  it('decodes a character whose UTF-8 bytes arrive in two chunks', async () => {
+    const { f, r } = open();
+    await flush();
+    const stream = eventStream();
+    f.calls[0]?.respond(stream.response);
+    await flush();
+    const bytes = new TextEncoder().encode(
+      `data: ${JSON.stringify({ type: 'disconnect', reason: 'bye 中', reconnect: true })}\n\n`,
+    );
+    const cut = bytes.indexOf(0xe4) + 1; // inside the three bytes of 中
+    stream.bytes(bytes.slice(0, cut));
+    await flush();
+    stream.bytes(bytes.slice(cut));
+    await flush();
+    assert.deepEqual(r.problems, []);
+    assert.deepEqual(r.frames, [{ type: 'disconnect', reason: 'bye 中', reconnect: true }]);
+  });
+
   it('reports a malformed event and stays open', async () => {
     const { f, r } = open();
     await flush();
@@ -239,7 +258,7 @@ describe('SseTransport', () => {
     assert.equal(r.closes[0]?.reason, 'unknown_connection');
     assert.equal(r.closes[0]?.httpStatus, undefined);
     assert.equal(classifyClose(r.closes[0] as TransportCloseInfo).type, 'lost');
-    assert.throws(() => transport.send({ type: 'ping', ref: 2 }), /closed/);
+    assert.throws(() => transport.send({ type: 'ping', ref: 2 }), /the SSE transport is closed/);
   });
 
   it('an upstream POST that never returns ends the transport after requestTimeout', async () => {
@@ -292,7 +311,7 @@ describe('SseTransport', () => {
     assert.deepEqual(r.closes, [], 'abort reports nothing');
   });
 
-  it('close() sends a close frame; the server ending the stream then closes with 1000', async () => {
+  it('close() sends a close frame, once; the server ending the stream then closes with 1000', async () => {
     const { f, r, transport } = open();
     await flush();
     const stream = eventStream();
@@ -300,9 +319,12 @@ describe('SseTransport', () => {
     stream.frame(connectedFrame());
     await flush();
     transport.close(1000, 'bye');
+    transport.close(1000, 'bye again');
     await flush();
     assert.deepEqual(f.body(f.posts()[0] as Call), [{ type: 'close' }]);
     f.posts()[0]?.respond(json(202, { accepted: 1 }));
+    await flush();
+    assert.equal(f.posts().length, 1, 'one close frame, however often close() is called');
     stream.end();
     await flush();
     assert.equal(r.closes[0]?.code, 1000);
@@ -357,7 +379,7 @@ describe('LongPollTransport', () => {
   });
 
   it('404 unknown_connection on a poll ends the transport as a loss', async () => {
-    const { f, r } = open();
+    const { f, r, transport } = open();
     await flush();
     f.calls[0]?.respond(json(200, [connectedFrame()]));
     await flush();
@@ -367,6 +389,7 @@ describe('LongPollTransport', () => {
     await flush();
     assert.equal(r.closes[0]?.reason, 'unknown_connection');
     assert.equal(classifyClose(r.closes[0] as TransportCloseInfo).type, 'lost');
+    assert.throws(() => transport.send({ type: 'ping', ref: 1 }), /the long-polling transport is closed/);
   });
 
   it('a disconnect frame is the last of the transport: handed over, then the transport ends and polls no more', async () => {
