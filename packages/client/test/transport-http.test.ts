@@ -448,7 +448,7 @@ describe('LongPollTransport', () => {
 describe('HttpUpstream', () => {
   const FRAMES_URL = 'http://mooring.test/v1/connections/c_1/frames';
 
-  function upstream(options: { maxBatchBytes?: number; maxHttpBody?: number } = {}) {
+  function upstream(options: { maxBatchBytes?: number; maxHttpBody?: number; connect?: boolean } = {}) {
     const f = scriptedFetch();
     const failures: TransportCloseInfo[] = [];
     const u = new HttpUpstream({
@@ -458,9 +458,43 @@ describe('HttpUpstream', () => {
       ...(options.maxBatchBytes === undefined ? {} : { maxBatchBytes: options.maxBatchBytes }),
       onFailure: (info) => failures.push(info),
     });
-    u.connect(FRAMES_URL, 'c_1.k', options.maxHttpBody);
+    if (options.connect !== false) u.connect(FRAMES_URL, 'c_1.k', options.maxHttpBody);
     return { f, u, failures };
   }
+
+  it('frames sent before the connection is known wait for it, then go up together, in order', async () => {
+    const { f, u } = upstream({ connect: false });
+    u.send({ type: 'ping', ref: 1 });
+    u.send({ type: 'ping', ref: 2 });
+    await flush();
+    assert.equal(u.connected, false);
+    assert.equal(f.posts().length, 0);
+    u.connect(FRAMES_URL, 'c_1.k');
+    await flush();
+    assert.equal(f.posts().length, 1);
+    const post = f.posts()[0] as Call;
+    assert.equal(post.url, FRAMES_URL);
+    assert.equal(f.header(post, 'x-mooring-connection-key'), 'c_1.k');
+    assert.deepEqual(f.body(post), [
+      { type: 'ping', ref: 1 },
+      { type: 'ping', ref: 2 },
+    ]);
+  });
+
+  it('a POST that fails on its way ends the upstream once, saying why; the frames queued behind it are dropped', async () => {
+    const { f, u, failures } = upstream();
+    u.send({ type: 'ping', ref: 1 });
+    u.send({ type: 'ping', ref: 2 });
+    await flush();
+    (f.posts()[0] as Call).fail(new TypeError('fetch failed'));
+    await flush();
+    assert.deepEqual(failures, [
+      { code: 1006, reason: '', localError: 'an upstream POST failed: TypeError: fetch failed' },
+    ]);
+    assert.equal(f.posts().length, 1, 'the connection resends what was not acknowledged');
+    assert.throws(() => u.send({ type: 'ping', ref: 3 }), /closed/);
+    await u.idle();
+  });
 
   /** A frame's JSON of exactly `bytes` bytes in UTF-8, mostly three-byte characters (one per 3 bytes). */
   function frameOf(bytes: number, ref: number): { frame: ClientFrame; json: string } {
