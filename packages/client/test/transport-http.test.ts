@@ -378,6 +378,21 @@ describe('LongPollTransport', () => {
     assert.equal(f.calls.length, 4);
   });
 
+  it('a first answer without a connected frame ends the transport; no poll follows', async () => {
+    const { f, r } = open();
+    await flush();
+    f.calls[0]?.respond(json(200, [{ type: 'heartbeat', serverTime: 1 }]));
+    await flush();
+    assert.deepEqual(
+      r.frames.map((x) => x.type),
+      ['heartbeat'],
+    );
+    assert.equal(r.closes.length, 1);
+    assert.equal(r.closes[0]?.code, 1006);
+    assert.match(r.closes[0]?.localError ?? '', /no connected frame/);
+    assert.equal(f.calls.length, 1);
+  });
+
   it('404 unknown_connection on a poll ends the transport as a loss', async () => {
     const { f, r, transport } = open();
     await flush();
