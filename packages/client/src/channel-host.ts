@@ -45,6 +45,8 @@ export interface ChannelInternals {
   /** `after`: the version the first message follows (own operations left out, `echo: false`). */
   onMessages(messages: Message[], after: string | undefined, rolledUp?: boolean): void;
   onDetached(ref: Ref | undefined, error: MooringError | undefined): void;
+  /** The ref of the channel's detach while it waits for the answer. */
+  pendingDetach(): Ref | undefined;
   /** A presence snapshot or event (PROTOCOL.md §6.4). */
   onPresence(frame: PresenceFrame): void;
   /** An `ack` that is not a publish's (presence requests); false when `ref` is not the channel's. */

@@ -175,6 +175,7 @@ export class Channel {
       onAttached: (frame) => this.#onAttached(frame),
       onMessages: (messages, after, rolledUp) => this.#onMessages(messages, after, rolledUp === true),
       onDetached: (ref, error) => this.#onDetached(ref, error),
+      pendingDetach: () => this.#detachRef,
       onPresence: (frame) => {
         if (this.#wanted) this.#presence.onFrame(frame);
       },

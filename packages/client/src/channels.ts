@@ -2,7 +2,7 @@
  * `client.channels`: one `Channel` object per name for the life of the client, and the routing of
  * channel frames from the connection to them.
  */
-import type { AttachFrame, ServerFrame } from '@mooring/protocol';
+import type { AttachFrame, Ref, ServerFrame } from '@mooring/protocol';
 import { isChannelName } from '@mooring/protocol';
 import type { ChannelOptions } from './channel.ts';
 import { Channel } from './channel.ts';
@@ -25,6 +25,12 @@ export class Channels {
   readonly #host: ChannelHost;
   readonly #channels = new Map<string, { channel: Channel; internals: ChannelInternals }>();
   readonly #recovered: Map<string, string>;
+  /**
+   * Released channels waiting for the answer to their detach, by its ref: out of `#channels` (a
+   * later `get` makes a fresh one), they still hear that answer, or the new or lost connection that
+   * ends the wait, so the promise `release` returned settles.
+   */
+  readonly #releasing = new Map<Ref, ChannelInternals>();
 
   constructor(
     host: ChannelHost,
@@ -43,9 +49,12 @@ export class Channels {
         return frames;
       },
       onConnected: () => {
+        // a new connection holds no attachment: a released channel's detach is complete
+        for (const [ref, internals] of this.#releasing) internals.onDetached(ref, undefined);
         for (const { internals } of this.#channels.values()) internals.onConnected();
       },
       onConnectionLost: (state, error) => {
+        for (const internals of this.#releasing.values()) internals.onConnectionLost(state, error);
         for (const { internals } of this.#channels.values()) internals.onConnectionLost(state, error);
       },
       onFrame: (frame) => this.#route(frame),
@@ -100,7 +109,14 @@ export class Channels {
     if (!entry) return Promise.resolve();
     this.#channels.delete(name);
     entry.channel.unsubscribe();
-    return entry.channel.detach();
+    const detached = entry.channel.detach();
+    const ref = entry.internals.pendingDetach();
+    if (ref !== undefined) {
+      this.#releasing.set(ref, entry.internals);
+      const forget = () => this.#releasing.delete(ref);
+      detached.then(forget, forget);
+    }
+    return detached;
   }
 
   /** Every channel made so far. */
@@ -123,11 +139,13 @@ export class Channels {
         return true;
       case 'ack':
         return this.#channels.get(frame.channel)?.internals.onAck(frame.ref) ?? false;
-      case 'detached':
-        this.#channels
-          .get(frame.channel)
-          ?.internals.onDetached(frame.ref, frame.error ? MooringError.fromInfo(frame.error) : undefined);
+      case 'detached': {
+        const error = frame.error ? MooringError.fromInfo(frame.error) : undefined;
+        const released = frame.ref === undefined ? undefined : this.#releasing.get(frame.ref);
+        if (released) released.onDetached(frame.ref, error);
+        else this.#channels.get(frame.channel)?.internals.onDetached(frame.ref, error);
         return true;
+      }
       case 'error': {
         const error = MooringError.fromInfo(frame.error);
         if (frame.channel !== undefined) {

@@ -440,6 +440,84 @@ describe('Channel', () => {
     assert.equal(sent(transports.last(), 'attach').length, 1);
   });
 
+  it('release detaches the channel and forgets it: it settles on the answer, and a later get makes a fresh one the answer leaves alone', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    const got: string[] = [];
+    void channel.subscribe((m) => got.push(String(m.data)));
+    answerAttach(t, serial(3));
+    assert.equal(client.channels.has('c'), true);
+    assert.deepEqual(client.channels.all(), [channel]);
+    let released = false;
+    const releasing = client.channels.release('c').then(() => {
+      released = true;
+    });
+    assert.equal(client.channels.has('c'), false);
+    assert.deepEqual(client.channels.all(), []);
+    const detach = sent(t, 'detach')[0]!;
+    assert.equal(detach.channel, 'c');
+    // taken again before the server answered the detach
+    const fresh = client.channels.get('c');
+    assert.notEqual(fresh, channel);
+    void fresh.subscribe((m) => got.push(`fresh ${String(m.data)}`));
+    const attach = sent(t, 'attach')[1]!;
+    t.frame({ type: 'detached', ref: detach.ref, channel: 'c' });
+    await flush();
+    assert.equal(released, true, 'release() settled');
+    await releasing;
+    assert.equal(channel.state, 'detached');
+    assert.equal(fresh.state, 'attaching', "the old detach's answer is not the fresh channel's");
+    t.frame({
+      type: 'attached',
+      ref: attach.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(3),
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'hi')] });
+    assert.equal(fresh.state, 'attached');
+    assert.deepEqual(got, ['fresh hi'], 'the released channel lost its listeners');
+    await client.channels.release('never-made');
+  });
+
+  it('a release cut by closing the client settles', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    void channel.attach();
+    answerAttach(t, serial(3));
+    let released = false;
+    void client.channels.release('c').then(() => {
+      released = true;
+    });
+    void client.close();
+    t.end({ code: 1000, reason: '' });
+    await flush();
+    assert.equal(released, true, 'release() settled');
+    assert.equal(channel.state, 'detached');
+  });
+
+  it('a release cut by a reconnect settles: the new connection holds no attachment', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    void channel.attach();
+    answerAttach(t, serial(3));
+    let released = false;
+    void client.channels.release('c').then(() => {
+      released = true;
+    });
+    t.end({ code: 1006, reason: '' }); // before the detach is answered
+    timers.advance(30_000);
+    const t2 = await connect();
+    await flush();
+    assert.equal(released, true, 'release() settled');
+    assert.equal(channel.state, 'detached');
+    assert.equal(sent(t2, 'attach').length, 0, 'not attached again');
+  });
+
   it('refuses invalid channel names at once', () => {
     const { client } = fakeClient({ autoConnect: false });
     assert.throws(
