@@ -426,6 +426,25 @@ describe('LongPollTransport', () => {
     assert.equal(f.calls.length, 2, 'it polled again after the disconnect');
   });
 
+  it('an opening request that gets no answer at all says the server is unreachable; a failed poll does not', async () => {
+    const a = open();
+    await flush();
+    a.f.calls[0]?.fail(new TypeError('fetch failed'));
+    await flush();
+    assert.equal(a.r.closes.length, 1);
+    assert.equal(a.r.closes[0]?.unreachable, true);
+
+    const b = open();
+    await flush();
+    b.f.calls[0]?.respond(json(200, [connectedFrame()]));
+    await flush();
+    b.f.calls[1]?.fail(new TypeError('fetch failed'));
+    await flush();
+    assert.equal(b.r.closes.length, 1);
+    assert.equal(b.r.closes[0]?.unreachable, undefined);
+    assert.match(b.r.closes[0]?.localError ?? '', /a poll failed/);
+  });
+
   it('a refused opening request reports its status and error body', async () => {
     const { f, r } = open();
     await flush();
