@@ -393,6 +393,25 @@ describe('LongPollTransport', () => {
     assert.equal(f.calls.length, 1);
   });
 
+  it('a poll answer that is not JSON, or not an array, is reported and polling goes on', async () => {
+    const { f, r } = open();
+    await flush();
+    f.calls[0]?.respond(json(200, [connectedFrame()]));
+    await flush();
+    f.calls[1]?.respond(new Response('<html>gateway</html>', { status: 200 }));
+    await flush();
+    assert.deepEqual(r.problems, ['a long-poll answer is not JSON']);
+    assert.equal(f.calls.length, 3, 'polled again');
+    f.calls[2]?.respond(json(200, { type: 'heartbeat', serverTime: 1 }));
+    await flush();
+    assert.deepEqual(r.problems, [
+      'a long-poll answer is not JSON',
+      'a long-poll answer is not an array of frames',
+    ]);
+    assert.equal(f.calls.length, 4, 'polled again');
+    assert.deepEqual(r.closes, []);
+  });
+
   it('404 unknown_connection on a poll ends the transport as a loss', async () => {
     const { f, r, transport } = open();
     await flush();
