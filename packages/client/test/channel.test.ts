@@ -364,6 +364,41 @@ describe('Channel', () => {
     ]);
   });
 
+  it('an error frame goes to the channel whose request it answers, named or not; one answering nothing here is a connection error', async () => {
+    const { client, connect } = fakeClient();
+    const t = await connect();
+    const connectionErrors: string[] = [];
+    client.connection.on('error', (e) => connectionErrors.push(e.code));
+    const other = client.channels.get('other');
+    void other.attach();
+    const channel = client.channels.get('secret');
+    let refused: MooringError | undefined;
+    channel.attach().catch((e: MooringError) => {
+      refused = e;
+    });
+    const a = sent(t, 'attach')[1]!;
+    assert.equal(a.channel, 'secret');
+    const error = { code: 'forbidden', status: 403, retryable: false, message: 'no' } as const;
+    // without its channel: found by its ref
+    t.frame({ type: 'error', ref: a.ref, error });
+    await flush();
+    assert.equal(refused?.code, 'forbidden');
+    assert.equal(channel.state, 'failed');
+    assert.equal(other.state, 'attaching');
+    assert.deepEqual(connectionErrors, []);
+    // answering nothing here: a ref no channel sent, a channel no one took, no ref at all
+    t.frame({ type: 'error', ref: 9_999, error: { ...error, code: 'bad_request' } });
+    t.frame({
+      type: 'error',
+      ref: 9_998,
+      channel: 'never-made',
+      error: { ...error, code: 'invalid_channel' },
+    });
+    t.frame({ type: 'error', error: { ...error, code: 'rate_limited' } });
+    assert.deepEqual(connectionErrors, ['bad_request', 'invalid_channel', 'rate_limited']);
+    assert.equal(other.state, 'attaching');
+  });
+
   it('fails an attach refused by the server', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
