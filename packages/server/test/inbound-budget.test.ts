@@ -459,7 +459,7 @@ describe('maxInboundBytesRate over HTTP', () => {
 
   const skip = redisSkipReason();
   it(
-    "a POST forwarded from another node is read at its identity's pace where it lands, and waits on the holder for its bytes",
+    "a POST forwarded from another node is read at its identity's pace where it lands (an API key's is not counted there), and waits on the holder for its bytes",
     { skip },
     async (t) => {
       const redis = await startRedis();
@@ -469,6 +469,12 @@ describe('maxInboundBytesRate over HTTP', () => {
       t.after(() => holder.close());
       const other = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
       t.after(() => other.close());
+      const backend = await SseClient.connect(holder.url, `key=${TEST_KEY}`);
+      t.after(() => backend.close());
+      const byKey = await postPublishes(backend, other.url, 'session:key');
+      assert.deepEqual(byKey.types, Array(100).fill('ack'));
+      assert.equal(await throttledOn(other), 0, 'an API key is not counted where its POSTs land');
+      assert.equal(await throttledOn(holder), 0, 'nor on the holder');
       const { token } = await createToken(TEST_KEY, { clientId: 'browser' });
       const browser = await SseClient.connect(holder.url, `token=${token}`);
       t.after(() => browser.close());
@@ -480,6 +486,50 @@ describe('maxInboundBytesRate over HTTP', () => {
         'the node the POSTs landed on read them at the pace of the identity the route names',
       );
       assert.ok(sent.ms >= 1_000, `read at its budget, not at once: all acked in ${sent.ms.toFixed(0)} ms`);
+    },
+  );
+
+  it(
+    "a POST forwarded from another node draws there on the budget its identity's own connections on that node use",
+    { skip },
+    async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const options = { ...SLOW_INBOUND, host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
+      const holder = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
+      t.after(() => holder.close());
+      const other = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
+      t.after(() => other.close());
+      const { token } = await createToken(TEST_KEY, { clientId: 'browser' });
+      const here = await SseClient.connect(other.url, `token=${token}`);
+      t.after(() => here.close());
+      const there = await SseClient.connect(holder.url, `token=${token}`);
+      t.after(() => there.close());
+      const data = 'x'.repeat(12_000);
+      const frames = (count: number, channel: string) =>
+        Array.from({ length: count }, (_, i) => ({
+          type: 'publish',
+          channel,
+          ops: [{ id: `${channel}-${i}`, data }],
+        }));
+      const postFrames = async (client: SseClient, body: unknown[]) => {
+        const res = await fetch(`${other.url}/v1/connections/${client.connectionId}/frames`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-mooring-connection-key': client.connectionKey },
+          body: JSON.stringify(body),
+        });
+        assert.equal(res.status, 202, await res.text());
+      };
+      // the identity's connection on `other` spends its burst (512 KiB) there, and 700 KB more
+      for (let post = 0; post < 25; post++) await postFrames(here, frames(4, `session:here${post}`));
+      const spent = await throttledOn(other);
+      assert.ok(spent > 0, 'the local POSTs went over the budget');
+      // 480 KB through `other` for its connection on `holder`: under a fresh burst, over a spent one
+      await postFrames(there, frames(40, 'session:there'));
+      assert.ok(
+        (await throttledOn(other)) > spent,
+        "the forwarded POST was read on a budget of its own, not on its identity's",
+      );
     },
   );
 });

@@ -2,9 +2,10 @@
  * Requests for an HTTP connection that land on a node not holding it (PROTOCOL.md §12 "No sticky
  * sessions", §15): two or three nodes on one real redis-server, requests sent to a chosen node.
  * Forwarded POSTs and polls are answered as the holder answers them; the route exists before the
- * client learns its connection id; a holder that is gone gives `unknown_connection` at once, one that
- * does not answer gives a retryable `store_unavailable` after the forward timeout; a forwarded poll
- * whose client leaves is cancelled on the holder, so the frames it would have carried are not lost.
+ * client learns its connection id; a wrong connection key is refused where the request lands; a
+ * holder that is gone gives `unknown_connection` at once, one that does not answer gives a retryable
+ * `store_unavailable` after the forward timeout; a forwarded poll whose client leaves is cancelled on
+ * the holder, so the frames it would have carried are not lost.
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
@@ -119,6 +120,26 @@ if (skip) {
       const gone = await post(b, onC, { type: 'ping', ref: 3 });
       assert.equal(gone.status, 404);
       assert.equal((await errorOf(gone)).code, 'unknown_connection');
+    });
+
+    it('a wrong connection key is refused by the node the request lands on, without asking the holder', async (t) => {
+      const redis = await redisFor(t);
+      const toA = await FaultProxy.start({ port: redis.port });
+      t.after(() => toA.close());
+      const a = await node(t, `redis://127.0.0.1:${toA.port}`);
+      const b = await node(t, redis.url, { forwardTimeout: 1_000 });
+      const onA = await SseClient.connect(a.url);
+      t.after(() => onA.close());
+      assert.equal((await post(b, onA, { type: 'ping', ref: 1 })).status, 202);
+      // the holder cannot answer any more: only B itself can refuse the request
+      toA.blackhole();
+      const wrong = await post(
+        b,
+        { ...onA, connectionKey: `${onA.connectionKey}x` },
+        { type: 'ping', ref: 2 },
+      );
+      assert.equal(wrong.status, 404, 'the request went to the holder with a wrong key');
+      assert.equal((await errorOf(wrong)).code, 'unknown_connection');
     });
 
     it('a connection recovered on another node takes its route along: requests through a third node reach it', async (t) => {
