@@ -58,7 +58,7 @@ function script(name: string): Script {
 const LOAD = script('ds-load');
 const COMMIT = script('ds-commit');
 /** A step rerun this many times because other writers kept changing its streams fails (retryable). */
-const MAX_ATTEMPTS = 64;
+export const MAX_ATTEMPTS = 64;
 /** Stream keys reserved per INCRBY (unique across nodes; unused ones are skipped, never reused). */
 const KEY_BLOCK = 1000;
 /** Due streams one sweep expires at most (the rest at the next). */

@@ -11,11 +11,14 @@ import type { DatabaseSync } from 'node:sqlite';
 import { after, before, test } from 'node:test';
 import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
 import { MemoryStore } from '../../src/store/memory-store.ts';
+import { ErrorReply } from 'redis';
+import { CommandTimeoutError, connectRedis } from '../../src/store/redis-connection.ts';
 import { RedisStore } from '../../src/store/redis-store.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import { StoreError } from '../../src/store/store.ts';
 import { MAX_FORK_DEPTH } from '../../src/store/stream-engine.ts';
+import { MAX_ATTEMPTS, RedisStreamStore } from '../../src/store/stream-redis-store.ts';
 import type { StreamStore } from '../../src/store/stream-store.ts';
 
 const dirs: string[] = [];
@@ -388,3 +391,147 @@ test('sqlite: streams created after a reopen get rows of their own; the earlier 
     assert.equal(textOf((await s.read(name, 0, 1 << 20, T0))?.chunks ?? []), text, name);
   await store.close();
 });
+
+test(
+  'redis: a step whose stream keeps changing under it gives up after MAX_ATTEMPTS, retryable, having written nothing',
+  {
+    skip: redisSkip,
+  },
+  async (t) => {
+    const connection = await connectRedis((redis as RedisServer).url, () => {});
+    t.after(() => connection.close());
+    const prefix = `ds-store-${++prefixes}`;
+    const versions = `${prefix}:ds:{ds}:v`;
+    let meddle = false;
+    let commits = 0;
+    const s = new RedisStreamStore({
+      prefix,
+      closed: () => false,
+      send: async (key, args) => {
+        // a commit (ds-commit.lua names 5 keys): another writer changes the stream just before it
+        if (meddle && args[0]?.startsWith('EVAL') && args[2] === '5') {
+          // (and a step that would never give up fails here instead of running for ever)
+          if (++commits > MAX_ATTEMPTS) throw new Error('one attempt too many');
+          await connection.send(versions, ['HINCRBY', versions, 'x', '1']);
+        }
+        return connection.send(key, args);
+      },
+    });
+    await make(s, 'x');
+    meddle = true;
+    await assert.rejects(
+      s.append('x', { contentType: 'text/plain', data: bytes('never'), close: false }, T0),
+      (err: unknown) => err instanceof StoreError && err.code === 'store_unavailable',
+    );
+    assert.equal(commits, MAX_ATTEMPTS, 'one commit per attempt, and no more attempts');
+    assert.equal(s.conflicts, MAX_ATTEMPTS);
+    meddle = false;
+    assert.equal((await s.get('x', T0))?.tail, 0, 'nothing of the append was written');
+    assert.equal(
+      (await s.append('x', { contentType: 'text/plain', data: bytes('now'), close: false }, T0)).kind,
+      'appended',
+    );
+  },
+);
+
+test(
+  'redis: stream keys are unique across nodes, also past a block of reserved keys: no two streams share rows',
+  {
+    skip: redisSkip,
+  },
+  async () => {
+    const prefix = `ds-store-${++prefixes}`;
+    const url = (redis as RedisServer).url;
+    const one = await RedisStore.open({ url, prefix });
+    opened.push(one);
+    const two = await RedisStore.open({ url, prefix });
+    opened.push(two);
+    await make(one.streams, 'a', { data: bytes('first') });
+    // node two reserves the block after node one's, uses it up (1000 keys) and reserves the next
+    for (let i = 0; i <= 1000; i++) await make(two.streams, `b${i}`, { data: bytes('b') });
+    assert.equal(textOf((await one.streams.read('a', 0, 1 << 20, T0))?.chunks ?? []), 'first');
+    for (const i of [0, 999, 1000])
+      assert.equal(textOf((await two.streams.read(`b${i}`, 0, 1 << 20, T0))?.chunks ?? []), 'b', `b${i}`);
+  },
+);
+
+test(
+  "redis: a read's page ends at the tail of the meta it read, also when another node appends while it reads",
+  {
+    skip: redisSkip,
+  },
+  async (t) => {
+    const url = (redis as RedisServer).url;
+    const prefix = `ds-store-${++prefixes}`;
+    const writer = await RedisStore.open({ url, prefix });
+    opened.push(writer);
+    const connection = await connectRedis(url, () => {});
+    t.after(() => connection.close());
+    let meddle = false;
+    const reader = new RedisStreamStore({
+      prefix,
+      closed: () => false,
+      send: async (key, args) => {
+        const reply = await connection.send(key, args);
+        // after each load of rows (ds-load.lua names 2 keys), another node appends to the stream
+        if (meddle && args[0]?.startsWith('EVAL') && args[2] === '2')
+          await writer.streams.append(
+            'x',
+            { contentType: 'text/plain', data: bytes('+more'), close: false },
+            T0,
+          );
+        return reply;
+      },
+    });
+    await make(writer.streams, 'x', { data: bytes('first') });
+    meddle = true;
+    const page = await reader.read('x', 0, 1 << 20, T0);
+    meddle = false;
+    assert.equal(page?.meta.tail, 5);
+    assert.equal(textOf(page?.chunks ?? []), 'first', 'a chunk past the tail the page names');
+    assert.equal(page?.upToDate, true);
+  },
+);
+
+test(
+  'redis: a commit whose answer was lost, or that Redis refused, is not sent again: the caller hears it, stored at most once',
+  {
+    skip: redisSkip,
+  },
+  async (t) => {
+    const connection = await connectRedis((redis as RedisServer).url, () => {});
+    t.after(() => connection.close());
+    let fault: 'lost' | 'refused' | undefined;
+    const s = new RedisStreamStore({
+      prefix: `ds-store-${++prefixes}`,
+      closed: () => false,
+      send: async (key, args) => {
+        // the next commit (ds-commit.lua names 5 keys) run by SHA meets the fault, once
+        const now = args[0] === 'EVALSHA' && args[2] === '5' ? fault : undefined;
+        if (now) fault = undefined;
+        if (now === 'refused') throw new ErrorReply('OOM command not allowed when used memory > maxmemory');
+        const reply = await connection.send(key, args);
+        if (now === 'lost') throw new CommandTimeoutError(5_000);
+        return reply;
+      },
+    });
+    await make(s, 'x', { data: bytes('first') });
+    const more = (text: string) =>
+      s.append('x', { contentType: 'text/plain', data: bytes(text), close: false }, T0);
+    fault = 'lost';
+    await assert.rejects(
+      more('+lost'),
+      (err: unknown) => err instanceof StoreError && err.code === 'store_unavailable',
+    );
+    fault = 'refused';
+    await assert.rejects(
+      more('+refused'),
+      (err: unknown) => err instanceof StoreError && err.code === 'internal',
+    );
+    assert.equal(
+      textOf((await s.read('x', 0, 1 << 20, T0))?.chunks ?? []),
+      'first+lost',
+      'the commit whose answer was lost was run once, the refused one never',
+    );
+  },
+);
