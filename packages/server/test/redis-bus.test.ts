@@ -1,11 +1,13 @@
 /**
  * The bus payload of a stored batch (publish.lua: epoch, each op's seq or `d<seq>` for a duplicate,
  * the ops as JSON). A node reads its head alone to drop what it delivered already (its own echoes)
- * without parsing the operations; the head must agree with the whole decode.
+ * without parsing the operations; the head must agree with the whole decode. And the order of the
+ * subscribes and unsubscribes of one channel on the bus's connection (redis-subscriber.ts).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { busBatchHead, decodeBusBatch } from '../src/store/redis-store.ts';
+import { ChannelOrder } from '../src/store/redis-subscriber.ts';
 
 const ops = (n: number) =>
   JSON.stringify(
@@ -49,5 +51,39 @@ describe('bus payloads', () => {
     assert.equal(decodeBusBatch('0abc\n1\n{"length":1}'), undefined, 'operations that are not a list');
     assert.equal(decodeBusBatch(`0abc\n1,2\n${ops(1)}`), undefined, 'more results than operations');
     assert.equal(decodeBusBatch(`0abc\n1\n${ops(2)}`), undefined, 'fewer results than operations');
+  });
+});
+
+describe('channel order', () => {
+  it("runs a channel's operations one after the other, also one queued while the second runs; other channels do not wait", async () => {
+    const order = new ChannelOrder();
+    const log: string[] = [];
+    const gate = () => {
+      let open = () => {};
+      const opened = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      return { opened, open };
+    };
+    const op = (name: string, wait?: Promise<void>) => async () => {
+      log.push(`${name} start`);
+      await wait;
+      log.push(`${name} end`);
+    };
+    const first = gate();
+    const second = gate();
+    const one = order.run('c', op('1', first.opened));
+    const two = order.run('c', op('2', second.opened));
+    await order.run('d', op('x'));
+    first.open();
+    await one;
+    await new Promise((resolve) => setImmediate(resolve));
+    // the second runs now: a third waits for it, though the first is over
+    const three = order.run('c', op('3'));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(log, ['1 start', 'x start', 'x end', '1 end', '2 start']);
+    second.open();
+    await Promise.all([two, three]);
+    assert.deepEqual(log.slice(5), ['2 end', '3 start', '3 end']);
   });
 });
