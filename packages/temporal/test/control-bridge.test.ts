@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
 import { UserSession } from '@mooring/ai';
+import { EVENT_CONTROL, EVENT_RUN } from '@mooring/protocol/ai';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { BridgeWorkflowClient, ControlBridgeOptions } from '../src/control-bridge.ts';
@@ -246,6 +247,84 @@ describe('ControlBridge', () => {
       workflows.calls.slice(4).map((c) => (c.payload as { runId?: string }).runId),
       ['run-3', 'run-4'],
     );
+  });
+
+  it('an input carries its parent, the input it edits and its publisher; an approval and a regeneration their run', async (t) => {
+    const { server, name, user, workflows, bridge } = await setup(t);
+    const b = bridge();
+    await b.follow(name);
+    const first = await user.send('one');
+    const second = await user.send('two');
+    const edited = await user.edit(second, 'two, better');
+    await user.approveTool({ runId: 'run-1', approvalId: 'ap-1', approved: false });
+    // A regeneration of one answer names its run (what `regenerate(runId)` sends for a run in the view).
+    const raw = client(t, server.url, { clientId: 'alice' }).channels.get(name);
+    await raw.publish(EVENT_CONTROL, { type: 'regenerate', inputId: first, runId: 'run-1' });
+    await waitFor(() => workflows.calls.length === 5);
+    await b.idle();
+
+    const payloads = workflows.calls.map((c) => c.payload as Record<string, unknown>);
+    assert.deepEqual(
+      payloads.slice(0, 3).map((p) => ({ inputId: p.inputId, parent: p.parent, forkOf: p.forkOf })),
+      [
+        { inputId: first, parent: undefined, forkOf: undefined },
+        { inputId: second, parent: first, forkOf: undefined },
+        { inputId: edited, parent: first, forkOf: second },
+      ],
+    );
+    assert.ok(
+      payloads.slice(0, 3).every((p) => p.clientId === 'alice'),
+      'each input names its publisher',
+    );
+    assert.equal(payloads[3]?.runId, 'run-1', 'the approval names its run');
+    assert.deepEqual(
+      { inputId: payloads[4]?.inputId, runId: payloads[4]?.runId },
+      { inputId: first, runId: 'run-1' },
+      'the regeneration names the run it replaces',
+    );
+  });
+
+  it('`kinds` forwards only those kinds; the others are passed over, and the position saved past them', async (t) => {
+    const { name, user, workflows, bridge } = await setup(t);
+    const positions = memoryPositions();
+    const b = bridge({ kinds: ['cancel'], positions });
+    const delivered: string[] = [];
+    b.on('delivered', (d) => delivered.push(d.kind));
+    await b.follow(name);
+    await user.send('not forwarded');
+    await user.cancel('run-1');
+    await user.steer('run-1', 'not forwarded either');
+    await waitFor(() => delivered.length === 1);
+    await b.idle();
+    assert.deepEqual(delivered, ['cancel']);
+    assert.deepEqual(
+      workflows.calls.map((c) => c.name),
+      ['mooring.cancel'],
+    );
+    // The steer after the cancel was not delivered, but a restart must not read it again.
+    const last = (await user.channel.history({ limit: 1 })).items[0];
+    await waitFor(async () => (await positions.load(name)) === last?.version, {
+      message: 'the position was not saved past the controls not forwarded',
+    });
+  });
+
+  it("a malformed control is reported (not retried) and skipped, the next one delivered; a malformed message of another kind is not the bridge's to report", async (t) => {
+    const { server, name, user, workflows, bridge } = await setup(t);
+    const b = bridge();
+    const errors: { controlId: string | undefined; retrying: boolean; error: unknown }[] = [];
+    b.on('error', (e) => errors.push(e));
+    await b.follow(name);
+    const raw = client(t, server.url, { clientId: 'mallory' }).channels.get(name);
+    await raw.publish(EVENT_RUN, 'not a run');
+    await raw.publish(EVENT_CONTROL, { type: 'steer', runId: 'run-1' });
+    await user.cancel('run-1');
+    await waitFor(() => workflows.calls.length === 1);
+    await b.idle();
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]?.retrying, false);
+    assert.equal(errors[0]?.controlId, undefined);
+    assert.ok(errors[0]?.error instanceof TypeError);
+    assert.equal((workflows.calls[0]?.payload as { runId?: string }).runId, 'run-1');
   });
 
   it("`cancel: 'workflow'` cancels the workflow itself", async (t) => {
