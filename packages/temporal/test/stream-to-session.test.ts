@@ -9,10 +9,12 @@ import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadSession, UserSession } from '@mooring/ai';
+import type { ServerOptions } from '@mooring/server';
 import type { Info } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
+import type { UIMessageChunk } from 'ai';
 import type { StreamHeartbeat, StreamToSessionOptions } from '../src/stream-to-session.ts';
 import { streamToSession } from '../src/stream-to-session.ts';
 import {
@@ -31,8 +33,8 @@ const FULL = ANSWER.join('');
 /** The failures here are on purpose: the mock worker's "activity failed" warnings are noise. */
 const QUIET = { logger: new DefaultLogger('ERROR') };
 
-async function session(t: TestContext) {
-  const server = await realServer(t);
+async function session(t: TestContext, serverOptions: Partial<ServerOptions> = {}) {
+  const server = await realServer(t, serverOptions);
   const name = sessionName();
   const user = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
   t.after(() => user.close());
@@ -225,6 +227,147 @@ describe('streamToSession (a streaming activity)', () => {
       'progress only grows',
     );
     assert.equal(counts.at(-1), ANSWER.length + 4, 'the last heartbeat counts every chunk');
+    for (let n = 1; n <= ANSWER.length + 4; n++)
+      assert.ok(
+        counts.includes(n),
+        `heartbeatEvery 0: a heartbeat after every chunk (none after chunk ${n})`,
+      );
+  });
+
+  it("the run is stored with the caller's agent, metadata and the run it replaces; each `step` is a run of its own", async (t) => {
+    const { name, user, input, rest } = await session(t);
+    const env = attempt(name, 1);
+    const first = await env.exec(() =>
+      streamToSession({ rest, channel: name, input, step: 1, stream: () => scriptedModel().stream }),
+    );
+    const second = await env.exec(() =>
+      streamToSession({
+        rest,
+        channel: name,
+        input,
+        step: 2,
+        agent: 'critic',
+        metadata: { model: 'scripted' },
+        replaces: first.runId,
+        stream: () => scriptedModel().stream,
+      }),
+    );
+    assert.notEqual(second.runId, first.runId, 'another step, another run');
+    assert.equal(second.alreadyEnded, false);
+    const tree = await loadSession({ rest, channel: name });
+    const run = tree.run(second.runId);
+    assert.deepEqual(
+      { agent: run?.agent, metadata: run?.metadata, replaces: run?.replaces, status: run?.status },
+      { agent: 'critic', metadata: { model: 'scripted' }, replaces: first.runId, status: 'complete' },
+    );
+    assert.equal(tree.run(first.runId)?.agent, 'assistant');
+    await waitFor(() => user.run(second.runId)?.status === 'complete');
+  });
+
+  it('a model stream that aborts ends the run `cancelled` with its reason', async (t) => {
+    const { name, user, input, rest } = await session(t);
+    const chunks: UIMessageChunk[] = [
+      { type: 'start' },
+      { type: 'text-start', id: 't0' },
+      { type: 'text-delta', id: 't0', delta: 'Half an ans' },
+      { type: 'abort', reason: 'the user stopped it' },
+    ];
+    const result = await attempt(name, 1).exec(() =>
+      streamToSession({
+        rest,
+        channel: name,
+        input,
+        stream: async function* () {
+          yield* chunks;
+        },
+      }),
+    );
+    assert.deepEqual(
+      { status: result.status, reason: result.reason },
+      { status: 'cancelled', reason: 'the user stopped it' },
+    );
+    await waitFor(() => user.run(result.runId)?.status === 'cancelled');
+    assert.equal(user.run(result.runId)?.reason, 'the user stopped it');
+  });
+
+  it("the run's lease is renewed while the model streams: a stream longer than the lease completes", async (t) => {
+    const { name, user, input, rest } = await session(t);
+    const statuses: string[] = [];
+    user.tree.on('change', (c) => {
+      if (c.kind === 'run') statuses.push(c.node.status);
+    });
+    // 12 chunks 100 ms apart: well past a 400 ms lease that nothing would renew.
+    const result = await attempt(name, 1).exec(() =>
+      streamToSession({
+        rest,
+        channel: name,
+        input,
+        lease: 400,
+        stream: () => scriptedModel({ delay: 100 }).stream,
+      }),
+    );
+    assert.equal(result.status, 'complete');
+    await waitFor(() => user.run(result.runId)?.status === 'complete');
+    assert.ok(!statuses.includes('abandoned'), `the run was abandoned mid-stream: ${statuses.join(', ')}`);
+    assert.deepEqual(
+      (await loadSession({ rest, channel: name })).parts(result.runId).map((p) => p.text),
+      [FULL],
+    );
+  });
+
+  it('`coalesceMs` reaches the publisher: with 0, the deltas of a fast model are operations of their own', async (t) => {
+    const { server, name, input, rest } = await session(t);
+    const appends: string[] = [];
+    const watcher = client(t, server.url).channels.get(name);
+    await watcher.subscribe((m) => {
+      if (m.action === 'append') appends.push(String(m.data));
+    });
+    const result = await attempt(name, 1).exec(() =>
+      streamToSession({ rest, channel: name, input, coalesceMs: 0, stream: () => scriptedModel().stream }),
+    );
+    assert.equal(result.status, 'complete');
+    // (the default 40 ms window merges a fast model's deltas into the part's create)
+    await waitFor(() => appends.filter((d) => d !== '').length >= 2, {
+      message: `coalesceMs 0: every delta its own operation, got appends ${JSON.stringify(appends)}`,
+    });
+  });
+
+  it('a permanent publishing failure stops reading the model and fails the attempt; the run ends `error`', async (t) => {
+    // A text part may not grow past 512 bytes here: the model's answer is refused (`message_too_large`).
+    const { name, user, input, rest } = await session(t, { limits: { maxMessageSize: 512 } });
+    let runId = '';
+    let read = 0;
+    async function* model(): AsyncGenerator<UIMessageChunk> {
+      read++;
+      yield { type: 'start' };
+      read++;
+      yield { type: 'text-start', id: 't0' };
+      read++;
+      yield { type: 'text-delta', id: 't0', delta: 'x'.repeat(600) };
+      // The model goes on only once the refusal has ended the run.
+      await waitFor(() => user.run(runId)?.status === 'error');
+      for (let i = 0; i < 5; i++) {
+        read++;
+        yield { type: 'text-delta', id: 't0', delta: 'more' };
+      }
+    }
+    await assert.rejects(
+      attempt(name, 1).exec(() =>
+        streamToSession({
+          rest,
+          channel: name,
+          input,
+          coalesceMs: 0,
+          stream: (context) => {
+            runId = context.runId;
+            return model();
+          },
+        }),
+      ),
+      (err: { code?: string }) => err.code === 'message_too_large',
+    );
+    assert.ok(read <= 4, `the model was read on after the failure: ${read} chunks`);
+    assert.equal((await loadSession({ rest, channel: name })).run(runId)?.status, 'error');
   });
 
   it('a cancellation reaches the activity while the model is silent: the stream stops, the run ends `cancelled`', async (t) => {

@@ -7,15 +7,24 @@ import { randomUUID } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import type { MooringOptions } from '@mooring/client';
 import { Mooring } from '@mooring/client';
-import type { MooringServer } from '@mooring/server';
+import type { MooringServer, ServerOptions } from '@mooring/server';
 import { startServer } from '@mooring/server';
 import { waitFor } from '@mooring/testkit';
 import type { UIMessage, UIMessageChunk } from 'ai';
 
 export const KEY = 'test:secret';
 
-export async function realServer(t: TestContext): Promise<MooringServer> {
-  const server = await startServer({ port: 0, host: '127.0.0.1', keys: [KEY], store: { kind: 'memory' } });
+export async function realServer(
+  t: TestContext,
+  options: Partial<ServerOptions> = {},
+): Promise<MooringServer> {
+  const server = await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    keys: [KEY],
+    store: { kind: 'memory' },
+    ...options,
+  });
   t.after(() => server.close());
   return server;
 }
