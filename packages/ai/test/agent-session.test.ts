@@ -1,11 +1,12 @@
 // What an AgentSession answers (ARCHITECTURE.md §11): at start the log is history, answered only with
 // `answerMissed`, and then only the inputs at the end of their branch that this agent has not
 // answered; `close()` cancels the runs in progress unless asked to drain them; its publishing options
-// reach every run.
+// reach every run; a run ends by what the stream its handler piped did (failed, error chunk, abort).
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { UIMessageChunk } from 'ai';
 import type { AgentSession } from '../src/agent-session.ts';
 import { UserSession } from '../src/user-session.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
@@ -165,5 +166,93 @@ describe('AgentSession', () => {
     await (await userSession(t, server.url, timed)).send('hi');
     await waitFor(() => timedLog.ops.flat().some((op) => op.headers?.status === 'complete'));
     assert.ok(timersSet > 0, 'no timer went through the given timers');
+  });
+
+  it("pipe: a stream that fails ends the run `error` with the failure's message, the text so far kept", async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name, {
+      onInput: async (_input, run) => {
+        let sent = false;
+        await run.pipe(
+          new ReadableStream<UIMessageChunk>({
+            pull(controller) {
+              if (sent) return controller.error(new Error('the model connection dropped'));
+              sent = true;
+              controller.enqueue({ type: 'text-start', id: 't' });
+              controller.enqueue({ type: 'text-delta', id: 't', delta: 'so far' });
+            },
+          }),
+        );
+      },
+    });
+    const user = await userSession(t, server.url, name);
+    await user.send('hi');
+    const run = await waitFor(() => user.tree.runs.find((r) => r.status !== 'running'));
+    assert.deepEqual(
+      { status: run.status, reason: run.reason },
+      { status: 'error', reason: 'the model connection dropped' },
+    );
+    await user.ready();
+    assert.equal(textOf(user.run(run.id)?.message), 'so far');
+  });
+
+  it('pipe: an `error` chunk ends the run `error` and lets go of the rest of the stream', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    let cancelled = false;
+    let pulledAfterError = 0;
+    await echoAgent(t, server.url, name, {
+      onInput: async (_input, run) => {
+        let n = 0;
+        await run.pipe(
+          new ReadableStream<UIMessageChunk>(
+            {
+              pull(controller) {
+                n++;
+                if (n === 1) controller.enqueue({ type: 'error', errorText: 'rate limited' });
+                else {
+                  pulledAfterError++;
+                  controller.enqueue({ type: 'text-start', id: `t${n}` });
+                }
+              },
+              cancel() {
+                cancelled = true;
+              },
+            },
+            { highWaterMark: 0 },
+          ),
+        );
+      },
+    });
+    const user = await userSession(t, server.url, name);
+    await user.send('hi');
+    const run = await waitFor(() => user.tree.runs.find((r) => r.status !== 'running'));
+    assert.deepEqual({ status: run.status, reason: run.reason }, { status: 'error', reason: 'rate limited' });
+    assert.equal(cancelled, true, 'the stream was cancelled');
+    assert.equal(pulledAfterError, 0, 'nothing was read after the error chunk');
+  });
+
+  it("a handler that returns after piping a stream that aborted: the run ends `cancelled` with the abort's reason", async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name, {
+      onInput: async (_input, run) => {
+        await run.pipe(
+          (async function* (): AsyncGenerator<UIMessageChunk> {
+            yield { type: 'text-start', id: 't' };
+            yield { type: 'text-delta', id: 't', delta: 'half' };
+            yield { type: 'abort', reason: 'stopped by the tool' };
+          })(),
+        );
+      },
+    });
+    const user = await userSession(t, server.url, name);
+    await user.send('hi');
+    const run = await waitFor(() => user.tree.runs.find((r) => r.status !== 'running'));
+    assert.deepEqual(
+      { status: run.status, reason: run.reason },
+      { status: 'cancelled', reason: 'stopped by the tool' },
+    );
   });
 });
