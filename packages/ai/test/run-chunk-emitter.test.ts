@@ -1,0 +1,162 @@
+// RunChunkEmitter (PROTOCOL.md §13.2, "Rebuilding the chunk stream of a run") on runs published into
+// the in-memory log and folded: `skip` (a consumer that already holds the message — the `tail` mode
+// of a continuation — gets only what comes next), a live sync giving only what is new, the chunks
+// each way a run ends turns into, and chunk parts that are not replayed.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { EVENT_PART } from '@mooring/protocol/ai';
+import type { UIMessageChunk } from 'ai';
+import { ConversationTree } from '../src/conversation-tree.ts';
+import { RunChunkEmitter } from '../src/run-chunk-emitter.ts';
+import { RunPublisher } from '../src/run-publisher.ts';
+import { MemoryLog } from './helpers/memory-log.ts';
+
+function publisher(log: MemoryLog, options: Partial<ConstructorParameters<typeof RunPublisher>[0]> = {}) {
+  return new RunPublisher({ sink: log, runId: 'r1', agent: 'a', input: 'i1', coalesceMs: 0, ...options });
+}
+
+/** The run and its parts as a client folding the log has them now. */
+function folded(log: MemoryLog) {
+  const tree = new ConversationTree();
+  for (const m of log.live) tree.apply(m);
+  return { run: tree.run('r1')!, parts: tree.parts('r1') };
+}
+
+describe('RunChunkEmitter', () => {
+  it('skip: a consumer that holds the message so far gets only what comes next — no start, no part again', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log);
+    p.write({ type: 'text-start', id: 'a' });
+    p.write({ type: 'text-delta', id: 'a', delta: 'First part.' });
+    p.write({ type: 'text-end', id: 'a' });
+    p.write({ type: 'text-start', id: 'b' });
+    p.write({ type: 'text-delta', id: 'b', delta: 'Second' });
+    await p.flush();
+
+    const emitter = new RunChunkEmitter();
+    emitter.skip(folded(log).parts);
+
+    p.write({ type: 'text-delta', id: 'b', delta: ' part.' });
+    p.write({ type: 'text-end', id: 'b' });
+    await p.end('complete');
+    const { run, parts } = folded(log);
+    assert.deepEqual(emitter.sync(run, parts), [
+      { type: 'text-delta', id: 'b', delta: ' part.' },
+      { type: 'text-end', id: 'b' },
+      { type: 'finish' },
+    ]);
+    assert.equal(emitter.finished, true);
+  });
+
+  it("a full replay: start with the run's metadata, then the end: finish with its reason, abort with the cancel's reason, error with the failure's (or a default)", async () => {
+    const endings: Array<[Parameters<RunPublisher['end']>, UIMessageChunk[]]> = [
+      [['complete', { finishReason: 'length' }], [{ type: 'finish', finishReason: 'length' }]],
+      [['complete', {}], [{ type: 'finish' }]],
+      [['cancelled', { reason: 'the user stopped it' }], [{ type: 'abort', reason: 'the user stopped it' }]],
+      [['cancelled', {}], [{ type: 'abort' }]],
+      [
+        ['error', { reason: 'the model is down' }],
+        [{ type: 'error', errorText: 'the model is down' }, { type: 'finish' }],
+      ],
+      [
+        ['error', {}],
+        [{ type: 'error', errorText: 'the run failed' }, { type: 'finish' }],
+      ],
+    ];
+    for (const [end, tail] of endings) {
+      const log = new MemoryLog();
+      const p = publisher(log, { metadata: { model: 'm1' } });
+      p.write({ type: 'text-start', id: 't' });
+      p.write({ type: 'text-delta', id: 't', delta: 'Hi' });
+      p.write({ type: 'text-end', id: 't' });
+      await p.end(...end);
+      const { run, parts } = folded(log);
+      assert.deepEqual(
+        new RunChunkEmitter().sync(run, parts),
+        [
+          { type: 'start', messageId: 'r1', messageMetadata: { model: 'm1' } },
+          { type: 'text-start', id: 't' },
+          { type: 'text-delta', id: 't', delta: 'Hi' },
+          { type: 'text-end', id: 't' },
+          ...tail,
+        ],
+        JSON.stringify(end),
+      );
+    }
+  });
+
+  it('live: a sync after each change gives the start once, then only what is new (nothing when nothing is)', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log);
+    const emitter = new RunChunkEmitter();
+    const live: UIMessageChunk[] = [];
+    const sync = () => {
+      const { run, parts } = folded(log);
+      const out = emitter.sync(run, parts);
+      live.push(...out);
+      return out;
+    };
+    await p.start();
+    assert.deepEqual(sync(), [{ type: 'start', messageId: 'r1' }]);
+    assert.deepEqual(sync(), [], 'nothing new');
+    p.write({ type: 'text-start', id: 't' });
+    p.write({ type: 'text-delta', id: 't', delta: 'Hel' });
+    await p.flush();
+    assert.deepEqual(sync(), [
+      { type: 'text-start', id: 't' },
+      { type: 'text-delta', id: 't', delta: 'Hel' },
+    ]);
+    assert.deepEqual(sync(), [], 'no empty delta, no second text-start');
+    p.write({ type: 'text-delta', id: 't', delta: 'lo' });
+    p.write({ type: 'text-end', id: 't' });
+    p.write({ type: 'tool-input-start', toolCallId: 'c1', toolName: 'weather' });
+    p.write({ type: 'tool-input-delta', toolCallId: 'c1', inputTextDelta: '{"city":' });
+    await p.flush();
+    assert.deepEqual(sync(), [
+      { type: 'text-delta', id: 't', delta: 'lo' },
+      { type: 'text-end', id: 't' },
+      { type: 'tool-input-start', toolCallId: 'c1', toolName: 'weather' },
+      { type: 'tool-input-delta', toolCallId: 'c1', inputTextDelta: '{"city":' },
+    ]);
+    assert.deepEqual(sync(), [], 'no second text-end, no empty tool input delta');
+    p.write({ type: 'tool-input-delta', toolCallId: 'c1', inputTextDelta: '"Lisbon"}' });
+    p.write({
+      type: 'tool-input-available',
+      toolCallId: 'c1',
+      toolName: 'weather',
+      input: { city: 'Lisbon' },
+    });
+    await p.end('complete');
+    assert.deepEqual(sync(), [
+      { type: 'tool-input-delta', toolCallId: 'c1', inputTextDelta: '"Lisbon"}' },
+      { type: 'tool-input-available', toolCallId: 'c1', toolName: 'weather', input: { city: 'Lisbon' } },
+      { type: 'finish' },
+    ]);
+    assert.deepEqual(sync(), [], 'nothing after the end');
+    assert.equal(live.filter((c) => c.type === 'start').length, 1);
+  });
+
+  it("a chunk part holding a start, finish or abort chunk (an untyped publisher's) is not replayed: the run's own status ends the stream", async () => {
+    const log = new MemoryLog();
+    const p = publisher(log);
+    await p.start();
+    const part = (chunk: Record<string, string>) => ({
+      name: EVENT_PART,
+      data: chunk,
+      headers: { run: 'r1', kind: 'chunk', type: chunk.type! },
+    });
+    await log.publish([
+      part({ type: 'start' }),
+      part({ type: 'data-note', data: 'kept' } as never),
+      part({ type: 'finish' }),
+      part({ type: 'abort' }),
+    ]);
+    await p.end('complete');
+    const { run, parts } = folded(log);
+    assert.deepEqual(new RunChunkEmitter().sync(run, parts), [
+      { type: 'start', messageId: 'r1' },
+      { type: 'data-note', data: 'kept' },
+      { type: 'finish' },
+    ]);
+  });
+});
