@@ -159,4 +159,32 @@ describe('RunChunkEmitter', () => {
       { type: 'finish' },
     ]);
   });
+
+  it('a large chunk still arriving as JSON text holds back the parts after it, which follow once it is whole', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log);
+    await p.start();
+    const big = { run: 'r1', kind: 'chunk', type: 'data-big', format: 'json-text' };
+    const [created] = await log.publish([
+      { name: EVENT_PART, data: '{"type":"data-big",', headers: { ...big, state: 'streaming' } },
+    ]);
+    await log.publish([
+      {
+        name: EVENT_PART,
+        data: { type: 'data-after', data: 1 },
+        headers: { run: 'r1', kind: 'chunk', type: 'data-after' },
+      },
+    ]);
+    const emitter = new RunChunkEmitter();
+    let { run, parts } = folded(log);
+    assert.deepEqual(emitter.sync(run, parts), [{ type: 'start', messageId: 'r1' }], 'the later part waits');
+    await log.publish([
+      { action: 'append', serial: created!.serial, data: '"data":"x"}', headers: { ...big, state: 'done' } },
+    ]);
+    ({ run, parts } = folded(log));
+    assert.deepEqual(emitter.sync(run, parts), [
+      { type: 'data-big', data: 'x' },
+      { type: 'data-after', data: 1 },
+    ]);
+  });
 });
