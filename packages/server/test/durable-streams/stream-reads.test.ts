@@ -6,7 +6,8 @@
  * sweep of stream-reads.ts): the ETag names its start offset; data answers are cacheable, empty ones
  * at the tail are not, octet-stream ones are attachments; a cursor only on long-poll data that is
  * not the closed end; a long-poll ends when its reader leaves; a live read subscribes to its
- * stream's wakes before its first read.
+ * stream's wakes before its first read. What an offset the server never sent, inside an append, reads
+ * (the spec leaves it undefined).
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -183,6 +184,43 @@ test('a catch-up answer with data is cacheable, an empty one at the tail is not;
   const bytes = await fetch(url('binary?offset=-1'));
   assert.equal(await bytes.text(), 'y');
   assert.equal(bytes.headers.get('content-disposition'), 'attachment');
+});
+
+// the Durable Streams spec leaves an offset the server never sent undefined (PROTOCOL.md §8: clients
+// MUST NOT construct offsets; a fork at one MAY read corrupted data or be refused with 400): this pins
+// what Mooring answers for one that falls inside an append
+test("an offset never sent that falls inside an append is read from that append's start; a fork there inherits none of it", async () => {
+  const created = await fetch(url('made-up'), { method: 'PUT', headers: text, body: 'abc' });
+  const first = created.headers.get('stream-next-offset') ?? '';
+  const appended = await fetch(url('made-up'), { method: 'POST', headers: text, body: 'defgh' });
+  const tail = appended.headers.get('stream-next-offset') ?? '';
+  const inside = first.replace(/3$/, '5');
+  assert.notEqual(inside, first);
+  const read = await fetch(url(`made-up?offset=${inside}`));
+  assert.equal(read.status, 200);
+  assert.equal(await read.text(), 'defgh');
+  assert.equal(read.headers.get('stream-next-offset'), tail);
+  const fork = (path: string, extra: Record<string, string> = {}) =>
+    fetch(url(path), {
+      method: 'PUT',
+      headers: { 'stream-forked-from': '/v1/stream/made-up', 'stream-fork-offset': inside, ...extra },
+    });
+  const forked = await fork('made-up-fork');
+  assert.equal(forked.status, 201);
+  assert.equal(forked.headers.get('stream-next-offset'), inside);
+  await fetch(url('made-up-fork'), { method: 'POST', headers: text, body: 'XY' });
+  let offset = '-1';
+  let body = '';
+  for (let pages = 0; pages < 5; pages++) {
+    const page = await fetch(url(`made-up-fork?offset=${offset}`));
+    body += await page.text();
+    offset = page.headers.get('stream-next-offset') ?? offset;
+    if (page.headers.get('stream-up-to-date') === 'true') break;
+  }
+  assert.equal(body, 'abcXY', 'the fork reads the appends before the cut one, then its own');
+  const sub = await fork('made-up-sub', { 'stream-fork-sub-offset': '1' });
+  assert.equal(sub.status, 400, 'a sub-offset needs an append that starts at the fork offset');
+  await sub.arrayBuffer();
 });
 
 // with a wake bus (Redis), a change made between a live read's first read and its subscription

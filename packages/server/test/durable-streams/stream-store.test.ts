@@ -334,6 +334,47 @@ for (const [kind, open] of Object.entries(STORES)) {
     assert.equal((await s.create('f', at(6), T0)).kind, 'conflict');
     await store.close();
   });
+
+  // the Durable Streams spec (PROTOCOL.md §8) leaves offsets a client made up undefined: these pin
+  // what Mooring does with one that falls inside an append (each append is stored whole)
+  test(`${kind}: an offset inside an append reads that whole append; a fork there inherits none of it`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'src', { data: bytes('abc') });
+    await s.append('src', { contentType: 'text/plain', data: bytes('defgh'), close: false }, T0);
+    const inside = await s.read('src', 5, 1 << 20, T0);
+    assert.deepEqual(
+      inside?.chunks.map((c) => [c.start, c.end, Buffer.from(c.data).toString()]),
+      [[3, 8, 'defgh']],
+      'the append is served from its start, not from the offset asked for',
+    );
+    assert.equal(inside?.upToDate, true);
+    const at5 = { closed: false, data: new Uint8Array(0), fork: { source: 'src', offset: 5, subOffset: 0 } };
+    assert.equal((await s.create('f', at5, T0)).kind, 'created');
+    assert.equal((await s.get('f', T0))?.tail, 5, "the fork's tail is the offset it was given");
+    await s.append('f', { contentType: 'text/plain', data: bytes('XY'), close: false }, T0);
+    // every page, followed from the start as a reader does
+    const pages: [number, number, string][][] = [];
+    let after = 0;
+    for (let n = 0; n < 5; n++) {
+      const page = await s.read('f', after, 1 << 20, T0);
+      pages.push((page?.chunks ?? []).map((c) => [c.start, c.end, Buffer.from(c.data).toString()]));
+      if (!page || page.upToDate) break;
+      after = page.chunks.at(-1)?.end ?? after;
+    }
+    assert.deepEqual(
+      pages,
+      [[[0, 3, 'abc']], [[5, 7, 'XY']]],
+      "no byte of the cut append is inherited; the fork's own appends start at its offset",
+    );
+    const sub = { ...at5, fork: { ...at5.fork, subOffset: 1 } };
+    assert.equal(
+      (await s.create('f-sub', sub, T0)).kind,
+      'bad_fork',
+      'no append starts there to take part of',
+    );
+    await store.close();
+  });
 }
 
 test('sqlite: an append whose producer state cannot be written stores nothing (one transaction)', async () => {
