@@ -6,8 +6,8 @@
  * sweep of stream-reads.ts): the ETag names its start offset; data answers are cacheable, empty ones
  * at the tail are not, octet-stream ones are attachments; a cursor only on long-poll data that is
  * not the closed end; a long-poll ends when its reader leaves; a live read subscribes to its
- * stream's wakes before its first read. What an offset the server never sent, inside an append, reads
- * (the spec leaves it undefined).
+ * stream's wakes before its first read; an SSE read ends once its waiters close (shutdown). What an
+ * offset the server never sent, inside an append, reads (the spec leaves it undefined).
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -17,7 +17,7 @@ import { waitFor } from '@mooring/testkit';
 import { handleRead } from '../../src/durable-streams/stream-reads.ts';
 import { StreamWaiters } from '../../src/durable-streams/stream-waiters.ts';
 import { memoryStreamStore } from '../../src/store/stream-memory-store.ts';
-import type { StreamWakeBus } from '../../src/store/stream-store.ts';
+import type { StreamStore, StreamWakeBus } from '../../src/store/stream-store.ts';
 import { type Fixture, startFixture, TEST_KEY } from '../support/fixture.ts';
 
 let fx: Fixture;
@@ -254,15 +254,7 @@ test('a live read subscribes to its stream before its first read; a plain read s
     stallTimeout: 5_000,
     pageSlot: async () => () => {},
   };
-  const server = createServer(async (req, res) => {
-    const at = new URL(req.url ?? '/', 'http://localhost');
-    const path = at.pathname.slice(1);
-    const meta = await streams.get(path, Date.now());
-    if (meta) await handleRead(options, path, meta, req, res, at);
-    else res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { base, close } = await serveReads(options, streams);
   try {
     for (const path of ['plain', 'poll', 'sse'])
       await streams.create(
@@ -281,7 +273,72 @@ test('a live read subscribes to its stream before its first read; a plain read s
     assert.deepEqual(events.slice(0, 2), ['watch sse', 'read sse']);
   } finally {
     waiters.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await close();
+  }
+});
+
+/** A server answering `GET /<path>?…` with `handleRead` alone, on port 0. */
+async function serveReads(options: Parameters<typeof handleRead>[0], streams: StreamStore) {
+  const server = createServer(async (req, res) => {
+    const at = new URL(req.url ?? '/', 'http://localhost');
+    const path = at.pathname.slice(1);
+    const meta = await streams.get(path, Date.now());
+    if (meta) await handleRead(options, path, meta, req, res, at);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+// at shutdown the waiters close (server.ts): an SSE read at the tail must end there, not loop on
+// waits that now return at once, writing a control event each time until its socket is cut
+test('an SSE read ends cleanly once its waiters close (shutdown), with no further event', async () => {
+  const streams = memoryStreamStore();
+  const waiters = new StreamWaiters();
+  const options = {
+    streams,
+    waiters,
+    longPollTimeout: 60_000,
+    sseMaxDuration: 60_000,
+    pageBytes: 1 << 20,
+    cacheScope: 'public' as const,
+    onRead: () => {},
+    stallTimeout: 5_000,
+    pageSlot: async () => () => {},
+  };
+  const { base, close } = await serveReads(options, streams);
+  try {
+    await streams.create(
+      's',
+      { contentType: 'text/plain', closed: false, data: Buffer.from('x') },
+      Date.now(),
+    );
+    const res = await fetch(`${base}/s?offset=-1&live=sse`);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let seen = '';
+    while (!seen.includes('"upToDate":true')) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, 'the read ended before it was up to date');
+      seen += Buffer.from(value).toString();
+    }
+    await waitFor(() => waiters.size === 1, { message: 'the SSE read never waited at the tail' });
+    waiters.close();
+    let after = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      after += Buffer.from(value).toString();
+      if (after.includes('event:')) break;
+    }
+    await reader.cancel();
+    assert.equal(after, '', 'the response ends with nothing more written');
+  } finally {
+    await close();
   }
 });
