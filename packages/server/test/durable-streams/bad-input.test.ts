@@ -202,6 +202,14 @@ test('access: 401 without credentials, 403 outside the capability, the open glob
   await expectError('publicity/p', { method: 'PUT', headers: text, key: null }, 401);
 });
 
+test('a stream path is 1 to 1024 characters: an empty or a longer one is 400', async () => {
+  const longest = `p/${'x'.repeat(1022)}`;
+  assert.equal((await call(longest, { method: 'PUT', headers: text })).status, 201);
+  assert.equal((await call(longest, { method: 'HEAD' })).status, 200);
+  await expectError(`${longest}x`, { method: 'PUT', headers: text }, 400, 'bad_request');
+  await expectError('', { method: 'PUT', headers: text }, 400, 'bad_request');
+});
+
 test('other methods are 405; the server still answers after all of it', async () => {
   await expectError('m/x', { method: 'PATCH' }, 405, 'method_not_allowed');
   const health = await fetch(`${fx.server.url}/health`);

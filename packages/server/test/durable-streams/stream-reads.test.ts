@@ -134,6 +134,32 @@ test('a long-poll whose reader leaves stops waiting at once', { timeout: 20_000 
   }
 });
 
+// a 0 configured must not fall back to the defaults (20 s, 60 s): the test's timeout catches that
+test(
+  'a long-poll timeout of 0 answers a poll at the tail at once; an SSE duration of 0 ends after one page',
+  { timeout: 15_000 },
+  async () => {
+    const brief = await startFixture('memory', {
+      durableStreams: { open: '*', longPollTimeout: 0, sseMaxDuration: 0 },
+    });
+    try {
+      const at = (path: string) => `${brief.server.url}/v1/stream/${path}`;
+      const created = await fetch(at('zero'), { method: 'PUT', headers: text, body: 'x' });
+      const tail = created.headers.get('stream-next-offset') ?? '';
+      const polled = await fetch(at(`zero?offset=${tail}&live=long-poll`));
+      assert.equal(polled.status, 204);
+      assert.equal(polled.headers.get('stream-up-to-date'), 'true');
+      const sse = await fetch(at('zero?offset=-1&live=sse'));
+      const events = (await sse.text()).split('\n\n').filter((e) => e !== '');
+      assert.equal(events.length, 2, 'one data event, one control event, then the end');
+      assert.match(events[0] ?? '', /^event: data\ndata:x$/);
+      assert.match(events[1] ?? '', /"upToDate":true/);
+    } finally {
+      await brief.close();
+    }
+  },
+);
+
 test('a long-poll that times out answers 204 with the tail and a cursor that moves forward', async () => {
   const created = await fetch(url('idle'), { method: 'PUT', headers: text, body: 'x' });
   const tail = created.headers.get('stream-next-offset') ?? '';
