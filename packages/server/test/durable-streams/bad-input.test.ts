@@ -183,12 +183,19 @@ test('forks: 404 for no source, 400 for bad offsets, 409 for mismatches, 410 for
   assert.equal(await (await call('f/a?offset=-1')).text(), 'hello');
 });
 
-test('access: 401 without credentials, 403 outside the capability, the open glob only where it says', async () => {
-  await expectError('shared/x', { method: 'PUT', key: null }, 401, 'unauthorized');
+test('access: 401 (asking for a Bearer credential) without credentials, 403 outside the capability, the open glob only where it says', async () => {
+  const unauthorized = await expectError('shared/x', { method: 'PUT', key: null }, 401, 'unauthorized');
+  assert.equal(unauthorized.headers.get('www-authenticate'), 'Bearer');
   await expectError('shared/x', { method: 'PUT', key: 'test:wrong' }, 401);
   assert.equal((await call('shared/x', { method: 'PUT', headers: text, body: 'hi' })).status, 201);
   assert.equal(await (await call('shared/x?offset=-1', { key: READER })).text(), 'hi');
-  await expectError('shared/x', { method: 'POST', headers: text, body: 'x', key: READER }, 403, 'forbidden');
+  const forbidden = await expectError(
+    'shared/x',
+    { method: 'POST', headers: text, body: 'x', key: READER },
+    403,
+    'forbidden',
+  );
+  assert.equal(forbidden.headers.get('www-authenticate'), null, 'a 403 asks for no credentials');
   await expectError('shared/x', { method: 'DELETE', key: READER }, 403);
   await expectError('other/x?offset=-1', { key: READER }, 403);
   // a fork is a read of its source: a reader of nothing cannot copy a stream it may not read
@@ -208,6 +215,41 @@ test('a stream path is 1 to 1024 characters: an empty or a longer one is 400', a
   assert.equal((await call(longest, { method: 'HEAD' })).status, 200);
   await expectError(`${longest}x`, { method: 'PUT', headers: text }, 400, 'bad_request');
   await expectError('', { method: 'PUT', headers: text }, 400, 'bad_request');
+});
+
+test('JSON bodies take at most maxJsonAppendBytes (a create, an append, a fork of a JSON stream without a Content-Type); other bodies up to maxAppendBytes', async () => {
+  const small = await startFixture('memory', {
+    durableStreams: { open: '*', maxAppendBytes: 1024, maxJsonAppendBytes: 100 },
+  });
+  try {
+    // bytes, not a string: fetch would add a text/plain Content-Type
+    const put = (path: string, headers: Record<string, string>, body: string) =>
+      fetch(`${small.server.url}/v1/stream/${path}`, {
+        method: 'PUT',
+        headers,
+        body: new TextEncoder().encode(body),
+      });
+    const post = (path: string, headers: Record<string, string>, body: string) =>
+      fetch(`${small.server.url}/v1/stream/${path}`, { method: 'POST', headers, body });
+    /** A JSON string of exactly `bytes` bytes. */
+    const value = (bytes: number) => `"${'a'.repeat(bytes - 2)}"`;
+    const status = async (res: Promise<Response>) => {
+      const answer = await res;
+      await answer.arrayBuffer();
+      return answer.status;
+    };
+    assert.equal(await status(put('j', json, value(100))), 201);
+    assert.equal(await status(put('j-over', json, value(101))), 413);
+    assert.equal(await status(post('j', json, value(100))), 204);
+    assert.equal(await status(post('j', json, value(101))), 413);
+    const from = { 'stream-forked-from': '/v1/stream/j' };
+    assert.equal(await status(put('j-fork', from, value(100))), 201);
+    assert.equal(await status(put('j-fork-over', from, value(101))), 413);
+    assert.equal(await status(put('t', text, 'x'.repeat(1024))), 201);
+    assert.equal(await status(post('t', text, 'x'.repeat(1024))), 204);
+  } finally {
+    await small.close();
+  }
 });
 
 test('other methods are 405; the server still answers after all of it', async () => {
