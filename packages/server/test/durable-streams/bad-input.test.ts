@@ -129,6 +129,20 @@ test('append: 400 for malformed requests, 404 for no stream, 409 for conflicts, 
   assert.ok(closed.headers.get('stream-next-offset'));
 });
 
+test("a body under another Content-Type than its stream's is 409, never parsed as JSON; a close may carry the JSON Content-Type", async () => {
+  assert.equal((await call('ct/j', { method: 'PUT', headers: json, body: '1' })).status, 201);
+  await expectError('ct/j', { method: 'POST', headers: text, body: '{' }, 409, 'stream_conflict');
+  await expectError(
+    'ct/fork',
+    { method: 'PUT', headers: { ...text, 'stream-forked-from': '/v1/stream/ct/j' }, body: '{' },
+    409,
+    'stream_conflict',
+  );
+  const closed = await call('ct/j', { method: 'POST', headers: { ...json, 'stream-closed': 'true' } });
+  assert.equal(closed.status, 204);
+  assert.equal(closed.headers.get('stream-closed'), 'true');
+});
+
 test('reads: 400 for bad offsets and modes, 404 for no stream', async () => {
   assert.equal((await call('r/s', { method: 'PUT', headers: text, body: 'abc' })).status, 201);
   for (const query of [
