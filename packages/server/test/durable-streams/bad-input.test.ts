@@ -143,6 +143,28 @@ test("a body under another Content-Type than its stream's is 409, never parsed a
   assert.equal(closed.headers.get('stream-closed'), 'true');
 });
 
+test('a Producer-Id and a Stream-Seq take up to 256 characters; 257 is 400', async () => {
+  assert.equal((await call('len/s', { method: 'PUT', headers: text })).status, 201);
+  const producer = (id: string) => ({
+    ...text,
+    'producer-id': id,
+    'producer-epoch': '0',
+    'producer-seq': '0',
+  });
+  assert.equal(
+    (await call('len/s', { method: 'POST', headers: producer('p'.repeat(256)), body: 'a' })).status,
+    200,
+  );
+  await expectError('len/s', { method: 'POST', headers: producer('p'.repeat(257)), body: 'b' }, 400);
+  const seq = (value: string) => ({ ...text, 'stream-seq': value });
+  assert.equal(
+    (await call('len/s', { method: 'POST', headers: seq('1'.repeat(256)), body: 'c' })).status,
+    204,
+  );
+  await expectError('len/s', { method: 'POST', headers: seq('2'.repeat(257)), body: 'd' }, 400);
+  assert.equal(await (await call('len/s?offset=-1')).text(), 'ac');
+});
+
 test('reads: 400 for bad offsets and modes, 404 for no stream', async () => {
   assert.equal((await call('r/s', { method: 'PUT', headers: text, body: 'abc' })).status, 201);
   for (const query of [
