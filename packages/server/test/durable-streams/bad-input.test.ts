@@ -165,6 +165,17 @@ test('a Producer-Id and a Stream-Seq take up to 256 characters; 257 is 400', asy
   assert.equal(await (await call('len/s?offset=-1')).text(), 'ac');
 });
 
+test('headers are read strictly: an RFC 3339 Stream-Expires-At that is a real date, a Producer-Epoch ≤ 2^53-1, a fork source under /v1/stream/; a sub-offset 0 needs no offset', async () => {
+  for (const expiresAt of ['2099-13-45T00:00:00Z', 'Thu, 01 Jan 2099 00:00:00 GMT'])
+    await expectError('h/exp', { method: 'PUT', headers: { 'stream-expires-at': expiresAt } }, 400);
+  assert.equal((await call('h/s', { method: 'PUT', headers: text })).status, 201);
+  const unsafe = { ...text, 'producer-id': 'p', 'producer-epoch': '9007199254740993', 'producer-seq': '0' };
+  await expectError('h/s', { method: 'POST', headers: unsafe, body: 'x' }, 400);
+  await expectError('h/f', { method: 'PUT', headers: { 'stream-forked-from': '/v2/stream/h/s' } }, 404);
+  const sub0 = { 'stream-forked-from': '/v1/stream/h/s', 'stream-fork-sub-offset': '0' };
+  assert.equal((await call('h/f', { method: 'PUT', headers: sub0 })).status, 201);
+});
+
 test('reads: 400 for bad offsets and modes, 404 for no stream', async () => {
   assert.equal((await call('r/s', { method: 'PUT', headers: text, body: 'abc' })).status, 201);
   for (const query of [
