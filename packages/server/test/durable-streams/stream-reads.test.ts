@@ -14,6 +14,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { waitFor } from '@mooring/testkit';
+import { responseCursor } from '../../src/durable-streams/stream-cursor.ts';
 import { handleRead } from '../../src/durable-streams/stream-reads.ts';
 import { StreamWaiters } from '../../src/durable-streams/stream-waiters.ts';
 import { memoryStreamStore } from '../../src/store/stream-memory-store.ts';
@@ -168,6 +169,20 @@ test('a long-poll that times out answers 204 with the tail and a cursor that mov
   assert.equal(idle.headers.get('stream-next-offset'), tail);
   assert.equal(idle.headers.get('stream-up-to-date'), 'true');
   assert.ok(Number(idle.headers.get('stream-cursor')) > 99999999999, 'a cursor never goes back or repeats');
+});
+
+test('a Stream-Cursor is the current 20 s interval, and never at or below the cursor the client echoed', () => {
+  const now = Date.parse('2026-01-01T00:00:00Z');
+  const current = Number(responseCursor(null, now));
+  assert.equal(current, Math.floor((now - Date.parse('2024-10-09T00:00:00Z')) / 20_000));
+  assert.equal(responseCursor(undefined, now), String(current));
+  for (const malformed of ['', 'abc', '-5', '1'.repeat(16)])
+    assert.equal(responseCursor(malformed, now), String(current), malformed);
+  assert.equal(responseCursor(String(current - 1), now), String(current), 'an old cursor: the current one');
+  for (const echoed of [current, current + 1000]) {
+    const next = Number(responseCursor(String(echoed), now));
+    assert.ok(next > echoed && next <= echoed + 180, `${echoed} → ${next}: a jump of 1 to 180 intervals`);
+  }
 });
 
 test("a long-poll's data answer carries a Stream-Cursor; a catch-up answer and the closed end do not", async () => {
