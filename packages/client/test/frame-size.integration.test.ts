@@ -113,6 +113,26 @@ for (const kind of ['sse', 'longpoll'] as const) {
     assert.equal(c.connection.id, id);
   };
 
+  it(`${kind}: a publish whose frame cannot fit one POST of the announced maxHttpBody is refused unsent, and the connection stays`, async (t) => {
+    const server = await realServer(t, { limits: { maxHttpBody: 16 * 1024 } }); // maxFrameSize stays 1 MiB
+    const c = client(t, server.url, { transports: [kind] });
+    await connected(c);
+    const drops = dropCounter(c);
+    const channel = c.channels.get('session:http-body');
+    await assert.rejects(
+      within(channel.publish('big', 'x'.repeat(20_000)), {
+        timeout: 10_000,
+        message: 'the publish was sent and resent after every reconnect',
+      }),
+      (e: MooringError) => e.code === 'frame_too_large' && /maxHttpBody/.test(e.message),
+    );
+    assert.ok(
+      await channel.publish('fits', 'x'.repeat(16 * 1024 - 400)),
+      'a publish within the body refused',
+    );
+    assert.equal(drops(), 0, 'the connection dropped');
+  });
+
   it(`${kind}: a burst of non-ASCII publishes goes up in POSTs within maxHttpBody, counted in UTF-8 bytes`, async (t) => {
     // 20 publishes of 20,000 three-byte characters: 400,000 characters (within 512 Ki), 1.2 MB (above 1 MiB)
     await burst(t, {}, '中'.repeat(20_000), 21);
