@@ -63,6 +63,10 @@ interface Feed {
 
 const PAGE = 500;
 const MAX_PENDING = 10_000;
+/** After the bus reconnected, a catch-up that failed is made again after this, doubling… */
+const CATCH_UP_RETRY_MS = 100;
+/** …up to this. */
+const CATCH_UP_MAX_MS = 2_000;
 
 function seqOf(serial: string): number {
   return Math.max(0, serialSeq(serial));
@@ -86,10 +90,11 @@ export class RedisHub implements Hub {
     this.#store = options.store;
     this.#sub = sub;
     this.#o = options;
-    this.#check = setInterval(() => this.#checkAll(), options.checkInterval ?? 5_000);
+    this.#check = setInterval(() => void this.#checkAll(), options.checkInterval ?? 5_000);
     this.#check.unref();
-    // After a reconnect the subscriptions are restored, but what was published meanwhile is gone.
-    sub.onReady(() => this.#checkAll());
+    // After a reconnect the subscriptions are restored, but what was published meanwhile is gone:
+    // read it back, again until it worked (the store's command connection may come back later).
+    sub.onReady(() => this.#catchUp(CATCH_UP_RETRY_MS));
   }
 
   /** Opens the subscriber connection (a second connection to the store's Redis). */
@@ -271,9 +276,12 @@ export class RedisHub implements Hub {
     this.#local.publish(feed.channel, messages, rolledUp);
   }
 
-  /** Reads everything after the last delivered op from the store, delivers it, then what was held. */
-  async #readBack(feed: Feed): Promise<void> {
-    if (feed.state === 'repairing') return;
+  /**
+   * Reads everything after the last delivered op from the store, delivers it, then what was held.
+   * Resolves false when the store failed (tried again on the next check or jump).
+   */
+  async #readBack(feed: Feed): Promise<boolean> {
+    if (feed.state === 'repairing') return true; // the one under way delivers it
     const wasLive = feed.state === 'live';
     feed.state = 'repairing';
     if (wasLive) this.stats.repairs++;
@@ -282,7 +290,7 @@ export class RedisHub implements Hub {
         feed.epoch !== undefined && feed.delivered > 0 ? formatSerial(feed.epoch, feed.delivered) : undefined;
       for (;;) {
         const page = await this.#store.readSince(feed.channel, after, PAGE);
-        if (feed.closed) return;
+        if (feed.closed) return true;
         if (page.epoch === '') break;
         if (page.epoch !== feed.epoch) {
           // The log was replaced (readSince then read it from its start).
@@ -299,24 +307,51 @@ export class RedisHub implements Hub {
       }
       feed.state = 'live';
       this.#drainPending(feed);
+      return true;
     } catch (err) {
       this.#o.onError?.(err);
       // Try again on the next position check (or the next jump).
       feed.state = 'live';
+      return false;
     }
   }
 
-  /** The position check: a channel whose head moved past what was delivered lost its last batch. */
-  #checkAll(): void {
+  /**
+   * The position check after the bus reconnected: what was published while it was away is read
+   * back, and the check is made again (after `delay`, doubling up to `CATCH_UP_MAX_MS`) until every
+   * channel's check and read-back worked, instead of waiting for the periodic one.
+   */
+  #catchUp(delay: number): void {
+    if (this.#closed) return;
+    void this.#checkAll().then((ok) => {
+      if (ok || this.#closed) return;
+      const timer = setTimeout(() => this.#catchUp(Math.min(delay * 2, CATCH_UP_MAX_MS)), delay);
+      timer.unref();
+    });
+  }
+
+  /**
+   * The position check: a channel whose head moved past what was delivered lost its last batch.
+   * Resolves false when a store call failed (that channel is checked again later).
+   */
+  async #checkAll(): Promise<boolean> {
+    const checks: Promise<boolean>[] = [];
     for (const feed of this.#feeds.values()) {
       if (feed.state !== 'live' || feed.pending.length > 0) continue;
-      this.#store.info(feed.channel).then(
-        (info) => {
-          if (!info || feed.closed || feed.state !== 'live') return;
-          if (info.epoch !== feed.epoch || seqOf(info.head) > feed.delivered) void this.#readBack(feed);
-        },
-        (err: unknown) => this.#o.onError?.(err),
+      checks.push(
+        this.#store.info(feed.channel).then(
+          (info) => {
+            if (!info || feed.closed || feed.state !== 'live') return true;
+            if (info.epoch !== feed.epoch || seqOf(info.head) > feed.delivered) return this.#readBack(feed);
+            return true;
+          },
+          (err: unknown) => {
+            this.#o.onError?.(err);
+            return false;
+          },
+        ),
       );
     }
+    return (await Promise.all(checks)).every(Boolean);
   }
 }

@@ -132,6 +132,38 @@ if (skip) {
     });
   });
 
+  it('what another node stores while Redis is away reaches a subscriber here once it is back, without waiting for the position check', async (t) => {
+    const { redis, proxy } = await proxiedRedis(t);
+    const server: MooringServer = await redisNode(
+      `redis://127.0.0.1:${proxy.port}`,
+      { hub: (store) => RedisHub.open({ store: store as RedisStore, checkInterval: 600_000 }) },
+      1_000,
+    );
+    t.after(() => server.close());
+    const other = await redisNode(redis.url);
+    t.after(() => other.close());
+    const channel = 'session:away';
+    const sub = await RawClient.connect(server.url);
+    await sub.attach(channel);
+    const remote = await RawClient.connect(other.url, { clientId: 'remote' });
+    await remote.publish(channel, [{ id: 'before', data: 'before' }]);
+    await waitFor(() => sub.positions.has(channel));
+
+    proxy.blackhole();
+    await waitFor(async () => (await rest(server, '/ready')).status === 503, {
+      message: 'never saw Redis go',
+    });
+    // stored by the other node while this one's bus is away: its bus message never arrives here
+    const during = await remote.publish(channel, [{ id: 'during', data: 'during' }]);
+    proxy.pass();
+    // nothing more is published: only the catch-up after the reconnect can bring it
+    await waitFor(() => sub.positions.get(channel) === during.results[0]!.serial, {
+      timeout: 20_000,
+      message: 'what was stored while the bus was away never reached the subscriber',
+    });
+    await Promise.all([sub.close(), remote.close()]);
+  });
+
   describe('Redis trouble: a bus subscribe that fails', () => {
     it('is tried again from the starting point it read: an op stored meanwhile reaches the subscriber', async (t) => {
       const redis = await startRedis();
