@@ -6,7 +6,8 @@
  *   ai.input            ───────────────▶ executeUpdate(mooring.input,  { updateId: controlId })
  *   ai.control cancel   ───────────────▶ executeUpdate(mooring.cancel) → cancels the run's scope
  *                                        (or handle.cancel(): `cancel: 'workflow'`)
- *   ai.control steer / tool-approval / handover / regenerate ──▶ mooring.steer / .approval / …
+ *   ai.control steer / tool-approval / tool-output / handover / regenerate
+ *                                    ──▶ mooring.steer / .approval / .toolOutput / …
  *   (select is a view choice: not forwarded)
  *
  * Guarantees:
@@ -44,6 +45,8 @@ import {
   regenerateUpdate,
   steerSignal,
   steerUpdate,
+  toolOutputSignal,
+  toolOutputUpdate,
 } from './workflow/definitions.ts';
 
 /** The part of a Temporal `WorkflowHandle` the bridge uses (`client.workflow.getHandle(id)` fits). */
@@ -104,6 +107,7 @@ const UPDATES = {
   cancel: cancelUpdate,
   steer: steerUpdate,
   approval: approvalUpdate,
+  'tool-output': toolOutputUpdate,
   handover: handoverUpdate,
   regenerate: regenerateUpdate,
 } as const;
@@ -112,6 +116,7 @@ const SIGNALS = {
   cancel: cancelSignal,
   steer: steerSignal,
   approval: approvalSignal,
+  'tool-output': toolOutputSignal,
   handover: handoverSignal,
   regenerate: regenerateSignal,
 } as const;
@@ -310,6 +315,17 @@ function controlPayload(base: Base, record: ControlRecord): ControlPayload | und
       };
       if (c.runId !== undefined) payload.runId = c.runId;
       if (c.reason !== undefined) payload.reason = c.reason;
+      return payload;
+    }
+    case 'tool-output': {
+      const payload: ControlPayload = {
+        kind: 'tool-output',
+        ...base,
+        runId: c.runId,
+        toolCallId: c.toolCallId,
+      };
+      if (c.output !== undefined) payload.output = c.output;
+      if (c.errorText !== undefined) payload.errorText = c.errorText;
       return payload;
     }
     case 'handover':

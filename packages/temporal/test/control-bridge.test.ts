@@ -47,6 +47,40 @@ async function setup(t: TestContext) {
 }
 
 describe('ControlBridge', () => {
+  it('delivers a client-side tool output (and a tool failure) as mooring.toolOutput, for the workflow to wait on', async (t) => {
+    const { name, user, workflows, bridge, workflowId } = await setup(t);
+    const b = bridge();
+    await b.follow(name);
+    await user.toolOutput({ runId: 'run-1', toolCallId: 'call-1', output: { city: 'Lyon' } });
+    await user.toolOutput({ runId: 'run-1', toolCallId: 'call-2', errorText: 'no GPS' });
+    await waitFor(() => workflows.calls.length === 2);
+    await b.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => [c.name, c.updateId === c.payload?.controlId]),
+      [
+        ['mooring.toolOutput', true],
+        ['mooring.toolOutput', true],
+      ],
+    );
+    const [ok, failed] = workflows.calls.map((c) => c.payload as Record<string, unknown>);
+    assert.deepEqual(
+      [ok?.runId, ok?.toolCallId, ok?.output, ok?.errorText],
+      ['run-1', 'call-1', { city: 'Lyon' }, undefined],
+    );
+    assert.deepEqual(
+      [failed?.toolCallId, failed?.errorText, 'output' in (failed ?? {})],
+      ['call-2', 'no GPS', false],
+    );
+    const state = workflows.state(workflowId);
+    assert.deepEqual(state.toolOutput('call-1'), {
+      runId: 'run-1',
+      output: { city: 'Lyon' },
+      errorText: undefined,
+    });
+    assert.deepEqual(state.toolOutput('call-2'), { runId: 'run-1', output: undefined, errorText: 'no GPS' });
+    assert.equal(state.toolOutput('call-3'), undefined);
+  });
+
   it('delivers inputs and controls as typed updates, in order, with the control id as update id', async (t) => {
     const { name, user, workflows, bridge, workflowId } = await setup(t);
     const b = bridge();

@@ -50,6 +50,14 @@ export interface ApprovalPayload extends Delivered {
   reason?: string;
 }
 
+/** `tool-output`: what a client-side tool of a run returned (or why it failed: `errorText`). */
+export interface ToolOutputPayload extends Delivered {
+  runId: string;
+  toolCallId: string;
+  output?: unknown;
+  errorText?: string;
+}
+
 /** `handover`: while a human holds the session, the agent answers no input. */
 export interface HandoverPayload extends Delivered {
   to: 'human' | 'ai';
@@ -67,6 +75,7 @@ export type ControlPayload =
   | ({ kind: 'cancel' } & CancelPayload)
   | ({ kind: 'steer' } & SteerPayload)
   | ({ kind: 'approval' } & ApprovalPayload)
+  | ({ kind: 'tool-output' } & ToolOutputPayload)
   | ({ kind: 'handover' } & HandoverPayload)
   | ({ kind: 'regenerate' } & RegeneratePayload);
 
@@ -78,6 +87,7 @@ export const CONTROL_NAMES = {
   cancel: 'mooring.cancel',
   steer: 'mooring.steer',
   approval: 'mooring.approval',
+  'tool-output': 'mooring.toolOutput',
   handover: 'mooring.handover',
   regenerate: 'mooring.regenerate',
 } as const satisfies Record<ControlKind, string>;
@@ -86,6 +96,7 @@ export const inputUpdate = defineUpdate<void, [InputPayload]>(CONTROL_NAMES.inpu
 export const cancelUpdate = defineUpdate<void, [CancelPayload]>(CONTROL_NAMES.cancel);
 export const steerUpdate = defineUpdate<void, [SteerPayload]>(CONTROL_NAMES.steer);
 export const approvalUpdate = defineUpdate<void, [ApprovalPayload]>(CONTROL_NAMES.approval);
+export const toolOutputUpdate = defineUpdate<void, [ToolOutputPayload]>(CONTROL_NAMES['tool-output']);
 export const handoverUpdate = defineUpdate<void, [HandoverPayload]>(CONTROL_NAMES.handover);
 export const regenerateUpdate = defineUpdate<void, [RegeneratePayload]>(CONTROL_NAMES.regenerate);
 
@@ -93,5 +104,6 @@ export const inputSignal = defineSignal<[InputPayload]>(CONTROL_NAMES.input);
 export const cancelSignal = defineSignal<[CancelPayload]>(CONTROL_NAMES.cancel);
 export const steerSignal = defineSignal<[SteerPayload]>(CONTROL_NAMES.steer);
 export const approvalSignal = defineSignal<[ApprovalPayload]>(CONTROL_NAMES.approval);
+export const toolOutputSignal = defineSignal<[ToolOutputPayload]>(CONTROL_NAMES['tool-output']);
 export const handoverSignal = defineSignal<[HandoverPayload]>(CONTROL_NAMES.handover);
 export const regenerateSignal = defineSignal<[RegeneratePayload]>(CONTROL_NAMES.regenerate);

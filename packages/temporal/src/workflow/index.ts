@@ -12,6 +12,7 @@ export type {
   InputPayload,
   RegeneratePayload,
   SteerPayload,
+  ToolOutputPayload,
 } from './definitions.ts';
 export {
   approvalSignal,
@@ -27,10 +28,12 @@ export {
   regenerateUpdate,
   steerSignal,
   steerUpdate,
+  toolOutputSignal,
+  toolOutputUpdate,
 } from './definitions.ts';
 export type { MooringWorkflowSession } from './mooring-session.ts';
 export { runIdFor, useMooringSession } from './mooring-session.ts';
-export type { ApprovalAnswer, ControlEffect } from './session-state.ts';
+export type { ApprovalAnswer, ControlEffect, ToolOutput } from './session-state.ts';
 export { SessionState } from './session-state.ts';
 export type { SubAgentArgs, SubAgentResult, SubAgentTask } from './sub-agents.ts';
 export { answerWithSubAgents, planSubAgents } from './sub-agents.ts';

@@ -35,8 +35,10 @@ import {
   regenerateUpdate,
   steerSignal,
   steerUpdate,
+  toolOutputSignal,
+  toolOutputUpdate,
 } from './definitions.ts';
-import type { ApprovalAnswer } from './session-state.ts';
+import type { ApprovalAnswer, ToolOutput } from './session-state.ts';
 import { SessionState } from './session-state.ts';
 
 export interface MooringWorkflowSession {
@@ -47,6 +49,8 @@ export interface MooringWorkflowSession {
   run<T>(runId: string, fn: () => Promise<T>): Promise<T | undefined>;
   /** Resolves once a user answers the approval request `approvalId`. */
   waitForApproval(approvalId: string): Promise<ApprovalAnswer>;
+  /** Resolves once the device that ran the client-side tool call `toolCallId` sent its output. */
+  waitForToolOutput(toolCallId: string): Promise<ToolOutput>;
   /** Steering messages for the run that arrived since the last call. */
   takeSteers(runId: string): UIMessage[];
 }
@@ -73,6 +77,7 @@ export function useMooringSession(): MooringWorkflowSession {
   both('cancel', cancelUpdate, cancelSignal);
   both('steer', steerUpdate, steerSignal);
   both('approval', approvalUpdate, approvalSignal);
+  both('tool-output', toolOutputUpdate, toolOutputSignal);
   both('handover', handoverUpdate, handoverSignal);
   both('regenerate', regenerateUpdate, regenerateSignal);
 
@@ -101,6 +106,10 @@ export function useMooringSession(): MooringWorkflowSession {
     async waitForApproval(approvalId) {
       await condition(() => state.approval(approvalId) !== undefined);
       return state.approval(approvalId) as ApprovalAnswer;
+    },
+    async waitForToolOutput(toolCallId) {
+      await condition(() => state.toolOutput(toolCallId) !== undefined);
+      return state.toolOutput(toolCallId) as ToolOutput;
     },
     takeSteers: (runId) => state.takeSteers(runId),
   };

@@ -6,7 +6,8 @@
  * - Each control applies once: a `controlId` already applied is ignored (`apply` returns false).
  * - Inputs queue in arrival order; while a human holds the session (handover) none is handed out.
  * - A `cancel` names a run, or every run running when it arrived (`cancelAll`).
- * - Approvals are kept by approval id until a run asks for them; steers by run id.
+ * - Approvals are kept by approval id until a run asks for them, client-side tool outputs by tool
+ *   call id; steers by run id.
  */
 import type { UIMessage } from 'ai';
 import type { ControlPayload, InputPayload, RegeneratePayload } from './definitions.ts';
@@ -14,6 +15,13 @@ import type { ControlPayload, InputPayload, RegeneratePayload } from './definiti
 export interface ApprovalAnswer {
   approved: boolean;
   reason: string | undefined;
+}
+
+/** What a client-side tool returned: its `output`, or the `errorText` of its failure. */
+export interface ToolOutput {
+  runId: string;
+  output: unknown;
+  errorText: string | undefined;
 }
 
 /** What the workflow must do about a control it just applied (besides reading the state). */
@@ -28,6 +36,7 @@ export class SessionState {
   readonly pending: (InputPayload | ({ regenerate: true } & RegeneratePayload))[] = [];
   readonly #steers = new Map<string, UIMessage[]>();
   readonly #approvals = new Map<string, ApprovalAnswer>();
+  readonly #toolOutputs = new Map<string, ToolOutput>();
   readonly #cancelled = new Set<string>();
   holder: 'ai' | 'human' = 'ai';
   operator: string | undefined;
@@ -58,6 +67,13 @@ export class SessionState {
       case 'approval':
         this.#approvals.set(payload.approvalId, { approved: payload.approved, reason: payload.reason });
         return { kind: 'none' };
+      case 'tool-output':
+        this.#toolOutputs.set(payload.toolCallId, {
+          runId: payload.runId,
+          output: payload.output,
+          errorText: payload.errorText,
+        });
+        return { kind: 'none' };
       case 'handover':
         this.holder = payload.to;
         this.operator = payload.to === 'human' ? payload.operator : undefined;
@@ -82,6 +98,11 @@ export class SessionState {
 
   approval(approvalId: string): ApprovalAnswer | undefined {
     return this.#approvals.get(approvalId);
+  }
+
+  /** What the client-side tool call `toolCallId` returned, once a device answered it. */
+  toolOutput(toolCallId: string): ToolOutput | undefined {
+    return this.#toolOutputs.get(toolCallId);
   }
 
   /** Steering messages for a run, taken (each is returned once). */
