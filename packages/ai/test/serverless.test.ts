@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +15,7 @@ import { publishUIMessageStream } from '../src/publish-ui-message-stream.ts';
 import { historyOf } from '../src/run-message.ts';
 import { UserSession } from '../src/user-session.ts';
 import { textOf } from './helpers/agents.ts';
-import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { client, KEY, realServer, sessionName, waitFor } from './helpers/fixture.ts';
 import { collect, finish, messageFrom, normalize, scriptedModel, textParts } from './helpers/models.ts';
 
 const FUNCTION = fileURLToPath(new URL('./helpers/serverless-process.ts', import.meta.url));
@@ -68,6 +69,11 @@ describe('serverless publishing (REST)', () => {
     await user.start();
     const inputId = await user.send('think slowly');
     const rest = client(t, server.url, { autoConnect: false }).rest;
+    // every status a run shows on the way (an expiry would show `abandoned` before the end overrides it)
+    const statuses = new Set<string>();
+    user.on('change', () => {
+      for (const run of user.tree.runs) statuses.add(run.status);
+    });
 
     // Slow but alive: silent for longer than the lease between chunks; renewals keep it running.
     let silentFor = 0;
@@ -96,6 +102,7 @@ describe('serverless publishing (REST)', () => {
       user.tree.runs.some((r) => r.status === 'abandoned'),
       false,
     );
+    assert.equal(statuses.has('abandoned'), false, 'the lease ran out while the function was working');
 
     // A function that dies mid-stream (killed: no goodbye) — one lease after its last renewal.
     const second = await user.send('again');
@@ -119,5 +126,147 @@ describe('serverless publishing (REST)', () => {
     });
     await user.ready();
     assert.equal(textOf(user.run('run-dies')?.message), 'partial');
+  });
+});
+
+describe('publishUIMessageStream: its options and how a run ends', () => {
+  async function session(t: TestContext, options: Parameters<typeof realServer>[1] = {}) {
+    const server = await realServer(t, options);
+    const name = sessionName();
+    const user = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => user.close());
+    await user.start();
+    const inputId = await user.send('hi');
+    const rest = client(t, server.url, { autoConnect: false, clientId: 'fn' }).rest;
+    return { server, name, user, inputId, rest };
+  }
+  // the chunks, then the end (an error only once they were read: `error()` drops what is queued)
+  const stream = (chunks: UIMessageChunk[], fail?: Error) => {
+    let i = 0;
+    return new ReadableStream<UIMessageChunk>({
+      pull(c) {
+        const chunk = chunks[i++];
+        if (chunk) c.enqueue(chunk);
+        else if (fail) c.error(fail);
+        else c.close();
+      },
+    });
+  };
+  const text = (words: string[]): UIMessageChunk[] => [
+    { type: 'text-start', id: 't' },
+    ...words.map((delta) => ({ type: 'text-delta' as const, id: 't', delta })),
+    { type: 'text-end', id: 't' },
+  ];
+
+  it('a stream that fails ends the run error with the failure, the text so far kept', async (t) => {
+    const { name, user, inputId, rest } = await session(t);
+    const done = await publishUIMessageStream({
+      rest,
+      channel: name,
+      input: inputId,
+      stream: stream(
+        [
+          { type: 'text-start', id: 't' },
+          { type: 'text-delta', id: 't', delta: 'so far' },
+        ],
+        new Error('model overloaded'),
+      ),
+    });
+    assert.deepEqual([done.status, done.reason], ['error', 'model overloaded']);
+    await waitFor(() => user.run(done.runId)?.status === 'error');
+    await user.ready();
+    assert.equal(textOf(user.run(done.runId)?.message), 'so far');
+    assert.equal(user.run(done.runId)?.reason, 'model overloaded', 'every device sees why');
+  });
+
+  it("an abort chunk, or the caller's signal, ends the run cancelled (with the abort's reason)", async (t) => {
+    const { name, user, inputId, rest } = await session(t);
+    const aborted = await publishUIMessageStream({
+      rest,
+      channel: name,
+      input: inputId,
+      stream: stream([...text(['partial']), { type: 'abort', reason: 'user stopped' }]),
+    });
+    assert.deepEqual([aborted.status, aborted.reason], ['cancelled', 'user stopped']);
+    await waitFor(() => user.run(aborted.runId)?.status === 'cancelled');
+    assert.equal(user.run(aborted.runId)?.reason, 'user stopped');
+
+    const controller = new AbortController();
+    let pulled = 0;
+    const endless = new ReadableStream<UIMessageChunk>({
+      async pull(c) {
+        pulled++;
+        if (pulled === 1) c.enqueue({ type: 'text-start', id: 't' });
+        else c.enqueue({ type: 'text-delta', id: 't', delta: `w${pulled} ` });
+        if (pulled === 5) controller.abort();
+        await sleep(1);
+      },
+    });
+    const stopped = await publishUIMessageStream({
+      rest,
+      channel: name,
+      input: inputId,
+      stream: endless,
+      signal: controller.signal,
+    });
+    assert.equal(stopped.status, 'cancelled');
+    assert.ok(pulled < 10, `read on after the abort: ${pulled} chunks`);
+    await waitFor(() => user.run(stopped.runId)?.status === 'cancelled');
+  });
+
+  it('replaces and coalesceMs reach the run: an alternative to the run it replaces, each delta its own operation', async (t) => {
+    const { server, name, user, inputId, rest } = await session(t);
+    const first = await publishUIMessageStream({
+      rest,
+      channel: name,
+      input: inputId,
+      stream: stream(text(['one'])),
+    });
+    const watcher = client(t, server.url).channels.get(name);
+    let appends = 0;
+    await watcher.subscribe((m) => {
+      if (m.action === 'append') appends++;
+    });
+    const words = ['a ', 'b ', 'c ', 'd ', 'e'];
+    const second = await publishUIMessageStream({
+      rest,
+      channel: name,
+      input: inputId,
+      stream: stream(text(words)),
+      replaces: first.runId,
+      coalesceMs: 0,
+    });
+    await waitFor(() => user.run(second.runId)?.status === 'complete');
+    assert.equal(user.tree.runs.find((r) => r.id === second.runId)?.replaces, first.runId);
+    await waitFor(() => appends >= words.length - 1, {
+      message: `the deltas were merged (${appends} appends) though coalesceMs was 0`,
+    });
+  });
+
+  it('a publish the server refuses for good stops reading the stream and rejects', async (t) => {
+    const { server, name, inputId } = await session(t, {
+      keys: [KEY, { name: 'reader', secret: 'secret', capability: { '*': ['subscribe', 'history'] } }],
+    });
+    const readOnly = client(t, server.url, {
+      autoConnect: false,
+      clientId: 'fn',
+      key: 'reader:secret',
+    }).rest;
+    let pulled = 0;
+    const long = new ReadableStream<UIMessageChunk>({
+      pull(c) {
+        pulled++;
+        if (pulled > 2_000) c.close();
+        else
+          c.enqueue(
+            pulled === 1 ? { type: 'text-start', id: 't' } : { type: 'text-delta', id: 't', delta: 'x' },
+          );
+      },
+    });
+    await assert.rejects(
+      publishUIMessageStream({ rest: readOnly, channel: name, input: inputId, stream: long }),
+      (e: { code?: string }) => e.code === 'forbidden',
+    );
+    assert.ok(pulled < 1_000, `the stream was read on after the refusal: ${pulled} chunks`);
   });
 });
