@@ -8,43 +8,27 @@ import { after, describe, it } from 'node:test';
 import type { PresenceEvent } from '@mooring/client';
 import { startServer } from '@mooring/server';
 import { act, cleanup, render, screen } from '@testing-library/react';
-import type { ActivityProps, ReactNode } from 'react';
-import { Activity, createElement, StrictMode } from 'react';
+import type { ActivityProps } from 'react';
+import { Activity, createElement } from 'react';
 import type { UseChannelResult, UsePresenceResult } from '../src/index.ts';
 import { MooringProvider, useChannel, usePresence } from '../src/index.ts';
 import { closeDom } from './helpers/dom.ts';
 import { client, clientOptions, realServer, waitFor } from './helpers/fixture.ts';
+import { mount, strict } from './helpers/mount.ts';
 
 after(async () => {
   cleanup();
   await closeDom();
 });
 
-function strict(mooring: ReturnType<typeof client>, child: ReactNode) {
-  return createElement(StrictMode, null, createElement(MooringProvider, { client: mooring }, child));
-}
-
-/** Renders `useChannel(name, options)` under StrictMode; returns a getter for its latest result. */
+/** `useChannel(name, options)` rendered under StrictMode. */
 function mountChannel(
   t: { after(fn: () => void): void },
   mooring: ReturnType<typeof client>,
   name: string,
   options: Parameters<typeof useChannel>[1],
 ): { current: () => UseChannelResult; unmount(): void } {
-  let latest: UseChannelResult | undefined;
-  function Probe() {
-    latest = useChannel(name, options);
-    return null;
-  }
-  const view = render(strict(mooring, createElement(Probe)));
-  t.after(() => view.unmount());
-  return {
-    current: () => {
-      if (latest === undefined) throw new Error('not rendered yet');
-      return latest;
-    },
-    unmount: () => view.unmount(),
-  };
+  return mount(t, mooring, () => useChannel(name, options));
 }
 
 const texts = (result: UseChannelResult) => result.messages.map((m) => m.data);

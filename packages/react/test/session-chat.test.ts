@@ -5,48 +5,21 @@ import './helpers/dom.ts';
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { ViewNode } from '@mooring/ai';
-import type { Mooring } from '@mooring/client';
 import { within } from '@mooring/testkit';
 import { act, cleanup, render } from '@testing-library/react';
-import type { ReactNode } from 'react';
-import { createElement, StrictMode } from 'react';
+import { createElement } from 'react';
 import type { UseMooringChatResult } from '../src/chat.ts';
 import { useMooringChat } from '../src/chat.ts';
 import type { UseSessionResult } from '../src/index.ts';
 import { MooringProvider, useSession } from '../src/index.ts';
 import { closeDom } from './helpers/dom.ts';
 import { agent, client, realServer, sessionName, textOf, waitFor } from './helpers/fixture.ts';
+import { mount } from './helpers/mount.ts';
 
 after(async () => {
   cleanup();
   await closeDom();
 });
-
-function strict(mooring: Mooring, child: ReactNode) {
-  return createElement(StrictMode, null, createElement(MooringProvider, { client: mooring }, child));
-}
-
-/** Renders `hook` in a component under StrictMode; returns a getter for its latest result. */
-function mount<T>(
-  t: { after(fn: () => void): void },
-  mooring: Mooring,
-  hook: () => T,
-): { current: () => T; unmount(): void } {
-  let latest: T | undefined;
-  function Probe() {
-    latest = hook();
-    return null;
-  }
-  const view = render(strict(mooring, createElement(Probe)));
-  t.after(() => view.unmount());
-  return {
-    current: () => {
-      if (latest === undefined) throw new Error('not rendered yet');
-      return latest;
-    },
-    unmount: () => view.unmount(),
-  };
-}
 
 describe('useSession', () => {
   it('shows the view and drives send, regenerate, select, cancel, handover and reply', async (t) => {

@@ -36,6 +36,26 @@ async function proxiedRedis(t: TestContext): Promise<{ redis: RedisServer; proxy
   return { redis, proxy };
 }
 
+/**
+ * A node whose Redis is behind a FaultProxy, its hub's position check slowed down (what another node
+ * stores reaches it only by the bus, or by the catch-up after a reconnect), and a second node on
+ * Redis directly.
+ */
+async function nodeBehindProxy(
+  t: TestContext,
+): Promise<{ proxy: FaultProxy; server: MooringServer; other: MooringServer }> {
+  const { redis, proxy } = await proxiedRedis(t);
+  const server = await redisNode(
+    `redis://127.0.0.1:${proxy.port}`,
+    { hub: (store) => RedisHub.open({ store: store as RedisStore, checkInterval: 600_000 }) },
+    1_000,
+  );
+  t.after(() => server.close());
+  const other = await redisNode(redis.url);
+  t.after(() => other.close());
+  return { proxy, server, other };
+}
+
 /** This process's open sockets to `port`. */
 const socketsTo = (port: number): number =>
   (process as unknown as { _getActiveHandles(): unknown[] })
@@ -66,17 +86,7 @@ if (skip) {
 } else {
   describe('Redis trouble: a blackholed Redis', () => {
     it('publishes fail with a retryable store_unavailable within the command timeout; sessions survive; all works again after', async (t) => {
-      const { redis, proxy } = await proxiedRedis(t);
-      // its hub's position check slowed down: what another node stores reaches it only by the bus
-      const server: MooringServer = await redisNode(
-        `redis://127.0.0.1:${proxy.port}`,
-        { hub: (store) => RedisHub.open({ store: store as RedisStore, checkInterval: 600_000 }) },
-        1_000,
-      );
-      t.after(() => server.close());
-      // a second node, on Redis directly
-      const other = await redisNode(redis.url);
-      t.after(() => other.close());
+      const { proxy, server, other } = await nodeBehindProxy(t);
       assert.ok(server.store instanceof RedisStore);
       const channel = 'session:blackhole';
       const pub = await RawClient.connect(server.url, { clientId: 'agent' });
@@ -130,38 +140,30 @@ if (skip) {
       });
       await Promise.all([pub.close(), sub.close(), late.close(), remote.close()]);
     });
-  });
 
-  it('what another node stores while Redis is away reaches a subscriber here once it is back, without waiting for the position check', async (t) => {
-    const { redis, proxy } = await proxiedRedis(t);
-    const server: MooringServer = await redisNode(
-      `redis://127.0.0.1:${proxy.port}`,
-      { hub: (store) => RedisHub.open({ store: store as RedisStore, checkInterval: 600_000 }) },
-      1_000,
-    );
-    t.after(() => server.close());
-    const other = await redisNode(redis.url);
-    t.after(() => other.close());
-    const channel = 'session:away';
-    const sub = await RawClient.connect(server.url);
-    await sub.attach(channel);
-    const remote = await RawClient.connect(other.url, { clientId: 'remote' });
-    await remote.publish(channel, [{ id: 'before', data: 'before' }]);
-    await waitFor(() => sub.positions.has(channel));
+    it('what another node stores while Redis is away reaches a subscriber here once it is back, without waiting for the position check', async (t) => {
+      const { proxy, server, other } = await nodeBehindProxy(t);
+      const channel = 'session:away';
+      const sub = await RawClient.connect(server.url);
+      await sub.attach(channel);
+      const remote = await RawClient.connect(other.url, { clientId: 'remote' });
+      await remote.publish(channel, [{ id: 'before', data: 'before' }]);
+      await waitFor(() => sub.positions.has(channel));
 
-    proxy.blackhole();
-    await waitFor(async () => (await rest(server, '/ready')).status === 503, {
-      message: 'never saw Redis go',
+      proxy.blackhole();
+      await waitFor(async () => (await rest(server, '/ready')).status === 503, {
+        message: 'never saw Redis go',
+      });
+      // stored by the other node while this one's bus is away: its bus message never arrives here
+      const during = await remote.publish(channel, [{ id: 'during', data: 'during' }]);
+      proxy.pass();
+      // nothing more is published: only the catch-up after the reconnect can bring it
+      await waitFor(() => sub.positions.get(channel) === during.results[0]!.serial, {
+        timeout: 20_000,
+        message: 'what was stored while the bus was away never reached the subscriber',
+      });
+      await Promise.all([sub.close(), remote.close()]);
     });
-    // stored by the other node while this one's bus is away: its bus message never arrives here
-    const during = await remote.publish(channel, [{ id: 'during', data: 'during' }]);
-    proxy.pass();
-    // nothing more is published: only the catch-up after the reconnect can bring it
-    await waitFor(() => sub.positions.get(channel) === during.results[0]!.serial, {
-      timeout: 20_000,
-      message: 'what was stored while the bus was away never reached the subscriber',
-    });
-    await Promise.all([sub.close(), remote.close()]);
   });
 
   describe('Redis trouble: a bus subscribe that fails', () => {
