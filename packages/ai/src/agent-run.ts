@@ -128,10 +128,15 @@ export class AgentRun<M extends UIMessage = UIMessage> {
     const stop = () => source.stop();
     if (this.#status !== 'running') return stop();
     this.signal.addEventListener('abort', stop, { once: true });
+    let finished = false;
     try {
       for (;;) {
         const next = await source.next();
-        if (next.done || this.#status !== 'running') break;
+        if (next.done) {
+          finished = true;
+          break;
+        }
+        if (this.#status !== 'running') break;
         this.#publisher.write(next.value);
         if (this.#publisher.streamError !== undefined) break;
       }
@@ -139,7 +144,9 @@ export class AgentRun<M extends UIMessage = UIMessage> {
       if (!this.signal.aborted) this.#error ??= errorText(err);
     } finally {
       this.signal.removeEventListener('abort', stop);
-      if (this.#publisher.streamError !== undefined || this.#error !== undefined) stop();
+      // let go of what is left (an error, an `error` chunk, a run ended meanwhile): the stream is
+      // cancelled, so the model call behind it stops
+      if (!finished) stop();
     }
     await this.#publisher.flush();
     const failed = this.#publisher.streamError ?? this.#error;

@@ -233,6 +233,38 @@ describe('AgentSession', () => {
     assert.equal(pulledAfterError, 0, 'nothing was read after the error chunk');
   });
 
+  it('pipe: a run ended while it pipes cancels the stream, so the model behind it stops', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    let cancelled = false;
+    await echoAgent(t, server.url, name, {
+      onInput: async (_input, run) => {
+        let n = 0;
+        await run.pipe(
+          new ReadableStream<UIMessageChunk>(
+            {
+              async pull(controller) {
+                n++;
+                if (n === 1) controller.enqueue({ type: 'text-start', id: 't' });
+                else controller.enqueue({ type: 'text-delta', id: 't', delta: `w${n} ` });
+                if (n === 3) void run.end('complete'); // the handler decides it has enough
+                await new Promise((resolve) => setTimeout(resolve, 1));
+              },
+              cancel() {
+                cancelled = true;
+              },
+            },
+            { highWaterMark: 0 },
+          ),
+        );
+      },
+    });
+    const user = await userSession(t, server.url, name);
+    await user.send('hi');
+    await waitFor(() => user.tree.runs.find((r) => r.status === 'complete'));
+    await waitFor(() => cancelled, { message: 'the stream was left unread, not cancelled' });
+  });
+
   it("a handler that returns after piping a stream that aborted: the run ends `cancelled` with the abort's reason", async (t) => {
     const server = await realServer(t);
     const name = sessionName();
