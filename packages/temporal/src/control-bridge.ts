@@ -13,7 +13,9 @@
  * Guarantees:
  * - Per session, controls are delivered one at a time in the session's order; the position (the
  *   message's version) is saved after each delivery, so a restarted bridge resumes after the last one
- *   it delivered and delivers everything that arrived while it was away.
+ *   it delivered and delivers everything that arrived while it was away. A control counts once, by
+ *   its creation: one sent while the bridge was away and changed since (it comes back rolled up, as
+ *   an `update`) is delivered; a later change to a control already delivered is not a new control.
  * - Each control takes effect once: its id (`<publisher clientId>/<operation id>`) is the update id,
  *   which Temporal keeps one update per, and is in the payload for the workflow's own check (needed
  *   for signals, which carry no idempotency key). A crash between delivering and saving re-delivers
@@ -25,6 +27,7 @@
 import type { Channel, Mooring } from '@mooring/client';
 import { Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
+import { compareSerials } from '@mooring/protocol';
 import type { ControlRecord, InputRecord } from '@mooring/protocol/ai';
 import { EVENT_CONTROL, EVENT_INPUT, readSessionMessage } from '@mooring/protocol/ai';
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/client';
@@ -126,6 +129,12 @@ interface Followed {
   queue: Message[];
   draining: Promise<void> | undefined;
   listener: (message: Message) => void;
+  /**
+   * The newest message (by serial, its creation) the bridge has read, from the saved position on. A
+   * message at or before it was read already: a later operation on it (an update, or the same
+   * message rolled up again after a gap) is not a new control.
+   */
+  after: string | undefined;
 }
 
 export class ControlBridge extends Emitter<ControlBridgeEvents> {
@@ -165,6 +174,7 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
       channel,
       queue: [],
       draining: undefined,
+      after: saved,
       listener: (message) => {
         followed.queue.push(message);
         followed.draining ??= this.#drain(channelName, followed);
@@ -203,7 +213,7 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
     while (followed.queue.length > 0 && !this.#closed) {
       const message = followed.queue.shift() as Message;
       const position = message.version ?? message.serial;
-      const payload = this.#payloadOf(channelName, message);
+      const payload = this.#isNew(followed, message) ? this.#payloadOf(channelName, message) : undefined;
       if (!payload) {
         unsaved = position;
         continue;
@@ -218,9 +228,20 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
     if (followed.queue.length > 0 && !this.#closed) followed.draining = this.#drain(channelName, followed);
   }
 
+  /**
+   * True for a message the bridge has not read before. Live, that is a `create` (later operations
+   * carry their message's older serial); in a catch-up, a message created after the saved position,
+   * whatever its action: one created and then updated or appended to while the bridge was away
+   * arrives rolled up as an `update` or `append`, and is still a control never delivered.
+   */
+  #isNew(followed: Followed, message: Message): boolean {
+    if (followed.after !== undefined && compareSerials(message.serial, followed.after) <= 0) return false;
+    followed.after = message.serial;
+    return true; // a tombstone (`delete`) is new too, and `readSessionMessage` reads it as nothing
+  }
+
   #payloadOf(channel: string, message: Message): ControlPayload | undefined {
-    if (message.action !== 'create' || (message.name !== EVENT_INPUT && message.name !== EVENT_CONTROL))
-      return undefined;
+    if (message.name !== EVENT_INPUT && message.name !== EVENT_CONTROL) return undefined;
     const read = readSessionMessage(message);
     if (!read) return undefined;
     if (!read.ok) {

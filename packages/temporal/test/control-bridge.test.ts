@@ -216,6 +216,49 @@ describe('ControlBridge', () => {
     );
   });
 
+  it('a control created and then changed while the bridge was away is delivered once on resume (it comes back rolled up as an update); one delivered before is not delivered again', async (t) => {
+    const { name, user, workflows, bridge } = await setup(t);
+    const positions = memoryPositions();
+    const first = bridge({ positions });
+    await first.follow(name);
+    const delivered = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-a' });
+    await waitFor(() => workflows.calls.length === 1);
+    await first.idle();
+    await first.close();
+
+    // While no bridge runs: a control is sent and then changed by its sender, and the control the
+    // bridge delivered is changed too.
+    const away = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b' });
+    await user.channel.update(away, { headers: { edited: 'yes' } });
+    await user.channel.update(delivered, { headers: { edited: 'yes' } });
+    // And one is sent and withdrawn (deleted): it comes back as a tombstone, not a control.
+    await user.channel.delete(await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-c' }));
+
+    const second = bridge({ positions });
+    const errors: unknown[] = [];
+    second.on('error', (e) => errors.push(e));
+    await second.follow(name);
+    await waitFor(() => workflows.calls.length >= 2);
+    await second.idle();
+    // A live change of a control already delivered is not a new control either.
+    await user.channel.update(away, { headers: { edited: 'twice' } });
+    await user.cancel('run-z');
+    await waitFor(() => workflows.calls.length >= 3);
+    await second.idle();
+
+    assert.deepEqual(
+      workflows.calls.map((c) => [c.name, c.payload?.serial]),
+      [
+        ['mooring.cancel', delivered],
+        ['mooring.cancel', away],
+        ['mooring.cancel', workflows.calls[2]?.payload?.serial],
+      ],
+    );
+    assert.notEqual(workflows.calls[2]?.payload?.serial, away);
+    assert.deepEqual(errors, [], 'the tombstone is not read as a malformed control');
+    assert.equal(new Set(workflows.calls.map((c) => c.updateId)).size, 3);
+  });
+
   it('a crash between delivering and saving re-delivers that control once more, and it applies once', async (t) => {
     for (const delivery of ['update', 'signal'] as const) {
       const { name, user, workflows, bridge, workflowId } = await setup(t);
