@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { type AddressInfo, createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -219,6 +220,91 @@ describe('mooring tail', () => {
       r.child.kill('SIGINT');
       await r.exited;
       await proxy.close();
+    }
+  });
+});
+
+describe('mooring tail, starting and resuming', () => {
+  function collect() {
+    const lines = { out: '', status: [] as string[] };
+    const output = {
+      write: (text: string) => {
+        lines.out += text;
+      },
+      status: (line: string) => {
+        lines.status.push(line);
+      },
+    };
+    return { lines, output };
+  }
+
+  it('a start with the last messages is not reported as lost continuity; a --from whose log is gone is, with the reason', async () => {
+    const channel = 'session:tail-start';
+    await publish(channel, 'user', [
+      { id: 'm1', name: 'note', data: 'first' },
+      { id: 'm2', name: 'note', data: 'second' },
+    ]);
+    const env = { MOORING_KEY: KEY };
+    const started = collect();
+    const tail = tailCommand([channel, '--url', fx.server.url], env, started.output);
+    assert.notEqual(tail, 'help');
+    if (tail === 'help') return;
+    try {
+      await waitFor(() => started.lines.out.includes('"second"'), { message: started.lines.out });
+      await publish(channel, 'user', [{ id: 'm3', name: 'note', data: 'third' }]);
+      await waitFor(() => started.lines.out.includes('"third"'), { message: started.lines.out });
+      assert.match(started.lines.out, /"first"[\s\S]*"second"[\s\S]*"third"/);
+      assert.deepEqual(started.lines.status, [], 'a rewind starts: nothing was lost');
+    } finally {
+      await tail.stop();
+    }
+
+    // A position of another log (the channel was recreated, or the serial is from elsewhere).
+    const resumed = collect();
+    const lost = tailCommand(
+      [channel, '--url', fx.server.url, '--from', '000000000000.0000000000000001'],
+      env,
+      resumed.output,
+    );
+    if (lost === 'help') return;
+    try {
+      await waitFor(() => resumed.lines.status.length > 0, { message: 'nothing said' });
+      assert.match(
+        resumed.lines.status[0]!,
+        /^— continuity lost \(epoch_changed\): .*following live from \S+\.\d+$/,
+      );
+      await publish(channel, 'user', [{ id: 'm4', name: 'note', data: 'fourth' }]);
+      await waitFor(() => resumed.lines.out.includes('"fourth"'), { message: resumed.lines.out });
+      assert.ok(!resumed.lines.out.includes('"third"'), 'nothing from before is printed as if new');
+    } finally {
+      await lost.stop();
+    }
+  });
+
+  it('inspect and tail say why a server cannot be reached', async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const url = `http://127.0.0.1:${closed}`;
+    const env = { MOORING_KEY: KEY };
+    await assert.rejects(
+      inspectCommand(['session:x', '--url', url], env, () => {}),
+      new RegExp(`^Error: cannot reach ${url}: ECONNREFUSED$`),
+    );
+    const { lines, output } = collect();
+    const tail = tailCommand(['session:x', '--url', url], env, output);
+    if (tail === 'help') return;
+    try {
+      await waitFor(() => lines.status.length > 0);
+      assert.match(
+        lines.status[0]!,
+        /^— disconnected \(connect ECONNREFUSED 127\.0\.0\.1:\d+\); reconnecting in \d+ ms/,
+      );
+    } finally {
+      await tail.stop();
     }
   });
 });

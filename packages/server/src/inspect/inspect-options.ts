@@ -71,7 +71,13 @@ export function inspectTarget(
 
 /** GET a JSON path of the server; a typed error answer becomes an Error with its code. */
 export async function getJson<T>(target: InspectTarget, path: string): Promise<T> {
-  const res = await fetch(target.url + path, { headers: { authorization: target.authorization } });
+  const res = await fetch(target.url + path, { headers: { authorization: target.authorization } }).catch(
+    (err: Error) => {
+      // fetch says only "fetch failed"; the reason (refused, unknown host, reset) is its cause
+      const cause = (err.cause as { code?: string; message?: string } | undefined) ?? {};
+      throw new Error(`cannot reach ${target.url}: ${cause.code ?? cause.message ?? err.message}`);
+    },
+  );
   const text = await res.text();
   let body: unknown;
   try {

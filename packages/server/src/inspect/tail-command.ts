@@ -89,6 +89,10 @@ function follow(
   output: TailOutput,
 ): TailHandle {
   let position = start.from ?? '';
+  /** The position the current attach resumes from (`''`: it rewinds, or starts live). */
+  let asked = '';
+  /** Why the last connection attempt failed, for the status line. */
+  let lastError = '';
   let socket: WebSocket | undefined;
   let stopped = false;
   let attempt = 0;
@@ -121,7 +125,12 @@ function follow(
       }
       ws.terminate();
     });
-    ws.on('error', () => {}); // followed by close: reconnect there
+    ws.on('error', (err) => {
+      lastError = err.message; // followed by close: reconnect there
+    });
+    ws.on('open', () => {
+      lastError = '';
+    });
     ws.on('message', (data) => {
       alive();
       let frame: ServerFrame;
@@ -134,15 +143,18 @@ function follow(
         case 'connected': {
           maxIdle = frame.maxIdleInterval;
           alive();
+          asked = position;
           const mode = position ? { from: position } : start.rewind > 0 ? { rewind: start.rewind } : {};
           ws.send(JSON.stringify({ type: 'attach', ref: 'tail', channel, ...mode }));
           return;
         }
         case 'attached': {
           if (frame.channel !== channel) return;
-          if (position && frame.resumed) {
-            if (attempt > 0) output.status(`— resumed from ${position}: nothing missed`);
-          } else if (position) {
+          // Only an attach `from` a position resumes: a rewind (or none) is a start, never a loss,
+          // though its catch-up already moved `position` before this frame came.
+          if (asked && frame.resumed) {
+            if (attempt > 0) output.status(`— resumed from ${asked}: nothing missed`);
+          } else if (asked) {
             output.status(
               `— continuity lost (${frame.reason ?? 'unknown'}): what was published meanwhile is not shown; following live from ${frame.position || 'the start'}`,
             );
@@ -188,7 +200,7 @@ function follow(
       attempt++;
       const wait = Math.min(5_000, 250 * 2 ** Math.min(attempt - 1, 5)) * (0.5 + Math.random() / 2);
       output.status(
-        `— disconnected; reconnecting in ${Math.round(wait)} ms (resuming after ${position || 'the start'})`,
+        `— disconnected${lastError ? ` (${lastError})` : ''}; reconnecting in ${Math.round(wait)} ms (resuming after ${position || 'the start'})`,
       );
       retry = setTimeout(connect, wait);
     });
