@@ -161,9 +161,11 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
   const configPath = values.config ?? env.MOORING_CONFIG;
   const file: FileConfig = configPath ? readConfigFile(configPath) : {};
 
-  const port = Number(values.port ?? env.MOORING_PORT ?? file.port ?? 8080);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`port must be 0-65535, got ${port}`);
+  const givenPort = values.port ?? env.MOORING_PORT ?? file.port ?? 8080;
+  // Number() would read '', null and false as 0 (a random port) and true as 1: digits only
+  const port = typeof givenPort === 'string' && /^\d+$/.test(givenPort) ? Number(givenPort) : givenPort;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`port must be 0-65535, got ${JSON.stringify(givenPort)}`);
   const reusePort =
     values['reuse-port'] ?? flag(env.MOORING_REUSE_PORT, 'MOORING_REUSE_PORT') ?? file.reusePort ?? false;
   if (typeof reusePort !== 'boolean') throw new Error('"reusePort" in the config file is true or false');

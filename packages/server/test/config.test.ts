@@ -193,6 +193,10 @@ describe('config file', () => {
     assert.throws(() => loadServeConfig(['--prot', '80'], {}), /Unknown option '--prot'/);
     assert.equal((await config({ port: 65_535 })).port, 65_535);
     assert.equal((await config({ port: 0 })).port, 0, '0: any free port');
+    assert.equal((loadServeConfig(['--port', '8081'], {}) as ServeConfig).port, 8081);
+    assert.throws(() => loadServeConfig(['--port', 'abc'], {}), /port must be 0-65535, got "abc"/);
+    assert.throws(() => loadServeConfig(['--port', ''], {}), /got ""/, 'not 0, a random port');
+    assert.throws(() => loadServeConfig([], { MOORING_PORT: '0x50' }), /got "0x50"/);
     assert.equal(
       (await config({ durableStreams: { maxConcurrentReads: 1 } })).durableStreams.maxConcurrentReads,
       1,
@@ -281,7 +285,10 @@ describe('config file', () => {
       [{ port: -1 }, /port must be 0-65535, got -1/],
       [{ port: 65_536 }, /port must be 0-65535, got 65536/],
       [{ port: 80.5 }, /port must be 0-65535/],
-      [{ port: 'http' }, /port must be 0-65535, got NaN/],
+      [{ port: 'http' }, /port must be 0-65535, got "http"/],
+      [{ port: '' }, /port must be 0-65535, got ""/],
+      [{ port: true }, /port must be 0-65535, got true/],
+      [{ port: ' 80' }, /port must be 0-65535, got " 80"/],
       [{ store: 'postgres' }, /store must be sqlite, memory or redis, got postgres/],
       [{ redis: 'redis://r:1' }, /"redis" in the config file is \{ "url"/],
       [{ redis: null }, /"redis" in the config file is \{ "url"/],
