@@ -5,7 +5,7 @@
  * flags below override them.
  */
 import { parseArgs } from 'node:util';
-// Not exported by @mooring/server yet: the CLI's configuration loader and its development key.
+// The CLI's configuration loader and development key, so the demo reads the same settings.
 import { developmentKey, loadServeConfig, parseApiKey } from '@mooring/server';
 import { startDemo } from './demo.ts';
 
