@@ -10,8 +10,8 @@
  * need `allowImportingTsExtensions`.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Dependency order: a package comes after everything it imports. */
@@ -33,9 +33,24 @@ export function rewriteDeclaration(text: string): string {
   return text.replace(/(['"])(\.\.?\/[^'"]*?)\.ts\1/g, '$1$2.js$1');
 }
 
+/** Every file under `dir` that `tsc` does not compile (the Redis store's Lua scripts), relative. */
+function* assetFiles(dir: string, under = ''): Generator<string> {
+  for (const entry of readdirSync(join(dir, under), { withFileTypes: true })) {
+    const path = join(under, entry.name);
+    if (entry.isDirectory()) yield* assetFiles(dir, path);
+    else if (!entry.name.endsWith('.ts')) yield path;
+  }
+}
+
 export function buildPackage(name: string): void {
   const dir = join(ROOT, 'packages', name);
   execFileSync(process.execPath, [TSC, '-p', join(dir, 'tsconfig.build.json')], { stdio: 'inherit' });
+  // Files the code reads beside itself (`new URL('./redis/x.lua', import.meta.url)`) go to the same
+  // place in dist, or the built package would look for them in vain.
+  for (const asset of assetFiles(join(dir, 'src'))) {
+    mkdirSync(dirname(join(dir, 'dist', asset)), { recursive: true });
+    copyFileSync(join(dir, 'src', asset), join(dir, 'dist', asset));
+  }
   for (const file of declarationFiles(join(dir, 'dist'))) {
     const text = readFileSync(file, 'utf8');
     const rewritten = rewriteDeclaration(text);

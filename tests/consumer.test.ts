@@ -6,7 +6,8 @@
  * fold an AI run with `@mooring/ai` (tests/consumer/scenario.js). Also: a consumer's `.ts` typechecks
  * against the packed `.d.ts` with a strict tsconfig, the bin refuses an older Node with a clear
  * message, the tarballs hold only `dist`, `bin`, README and package.json, and
- * `npm publish --dry-run` passes for every package.
+ * `npm publish --dry-run` passes for every package; and the installed server on Redis (a real
+ * `redis-server`), whose Lua scripts are files the build copies beside the code.
  *
  * The build is incremental (`npm run build`, which `npm test` runs first, leaves little to do), and
  * the temp project reuses npm's cache, so the run is bounded by `npm install`.
@@ -28,6 +29,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { buildPackage, PUBLISHED } from '../scripts/build.ts';
 
 const run = promisify(execFile);
@@ -86,9 +88,10 @@ interface Served {
 }
 
 /** `npx mooring serve` in the consumer project; resolves with its URL once it listens. */
-function serve(project: string, env: NodeJS.ProcessEnv): Promise<Served> {
+function serve(project: string, env: NodeJS.ProcessEnv, store: string[] = []): Promise<Served> {
   const data = mkdtempSync(join(project, 'data-'));
-  const child = spawn('npx', ['mooring', 'serve', '--port', '0', '--data', data, '--log-level', 'warn'], {
+  const args = ['mooring', 'serve', '--port', '0', '--data', data, '--log-level', 'warn', ...store];
+  const child = spawn('npx', args, {
     cwd: project,
     env: { ...env, MOORING_KEY: KEY },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -257,6 +260,33 @@ describe('the published packages, installed from their tarballs', { timeout: 600
       }
     });
   }
+
+  test('npx mooring serve --store redis: the installed package runs on Redis (its Lua scripts are in the tarball), live sessions and Durable Streams', async (t) => {
+    const skip = redisSkipReason();
+    if (skip) return t.skip(skip);
+    const redis = await startRedis();
+    try {
+      const served = await serve(project, pinned, ['--store', 'redis', '--redis', redis.url]);
+      try {
+        const out = await sh('node', ['scenario.js', served.url, KEY], project, pinned);
+        const result = JSON.parse(out.trim().split('\n').at(-1)!) as ScenarioResult;
+        assert.equal(result.resumed, true);
+        assert.deepEqual(result.missed, [{ action: 'update', data: 'Hello world' }]);
+        assert.equal(result.answerText, 'Hi from the agent');
+        assert.equal(result.runStatus, 'complete');
+        // A Durable Stream on Redis: its own scripts (load, commit).
+        const stream = `${served.url}/v1/stream/consumer/redis-${Date.now()}`;
+        const auth = { authorization: `Bearer ${KEY}`, 'content-type': 'text/plain' };
+        assert.equal((await fetch(stream, { method: 'PUT', headers: auth })).status, 201);
+        assert.equal((await fetch(stream, { method: 'POST', headers: auth, body: 'tide' })).status, 204);
+        assert.equal(await (await fetch(`${stream}?offset=-1`, { headers: auth })).text(), 'tide');
+      } finally {
+        await stop(served);
+      }
+    } finally {
+      await redis.close();
+    }
+  });
 
   test(`the mooring bin and the SQLite store refuse Node ${TOO_OLD_NODE} with a clear message`, async () => {
     const env = userEnv(join(oldNode, 'node_modules/.bin'));
