@@ -255,6 +255,12 @@ describe('the published packages, installed from their tarballs', { timeout: 600
         assert.equal(result.answerRole, 'assistant');
         assert.equal(result.answerText, 'Hi from the agent');
         assert.equal(result.runStatus, 'complete');
+        // The dashboard and the files it loads from the installed dependencies (uPlot).
+        for (const path of ['/dashboard', '/dashboard.js', '/dashboard/uplot.js', '/dashboard/uplot.css']) {
+          const res = await fetch(served.url + path);
+          assert.equal(res.status, 200, `${path}: ${res.status}`);
+          assert.ok((await res.text()).length > 100, `${path} is empty`);
+        }
       } finally {
         await stop(served);
       }
