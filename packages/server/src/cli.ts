@@ -90,6 +90,17 @@ async function serve(argv: string[]): Promise<void> {
     devKey = dev.key;
   }
   if (config.store === 'sqlite') mkdirSync(config.dataDir, { recursive: true });
+  const redisUrl = config.redis.url.replace(/\/\/[^@/]*@/, '//***@');
+  // The store waits for Redis as long as it takes (a supervisor may start both at once); say so,
+  // rather than leave only the log's retries to explain why no banner comes.
+  const waiting =
+    config.store === 'redis'
+      ? setTimeout(() => {
+          process.stderr.write(
+            `mooring: waiting for Redis at ${redisUrl} (each failed attempt is logged; Ctrl-C to give up)\n`,
+          );
+        }, 2_000)
+      : undefined;
   const server = await startServer({
     host: config.host,
     port: config.port,
@@ -112,7 +123,7 @@ async function serve(argv: string[]): Promise<void> {
     ...(config.presenceGrace === undefined ? {} : { presenceGrace: config.presenceGrace }),
     ...(config.sweepInterval === undefined ? {} : { sweepInterval: config.sweepInterval }),
     ...(config.nodeTtl === undefined ? {} : { nodeTtl: config.nodeTtl }),
-  });
+  }).finally(() => clearTimeout(waiting));
   // signals first, the banner after: whoever waits for the banner and then signals gets a graceful stop
   let stopping = false;
   const stop = (signal: string) => {
@@ -130,7 +141,7 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   const lines = [
-    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.reusePort ? ', port shared: --reuse-port' : ''}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${config.redis.url.replace(/\/\/[^@/]*@/, '//***@')}` : ''})`,
+    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.reusePort ? ', port shared: --reuse-port' : ''}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${redisUrl}` : ''})`,
     `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
     `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
     `  Durable Streams: ${server.url}/v1/stream/<path>${config.durableStreams.open ? `  (open WITHOUT credentials: ${config.durableStreams.open})` : ''}`,
