@@ -29,7 +29,8 @@ const TOKEN_HELP = `Usage: mooring token --key <name>:<secret> [--client-id <id>
                  e.g. '{"session:*":["subscribe","publish","append-own","presence"]}'
   --ttl          lifetime: 30m, 1h (default), 24h at most
 
-Operations: subscribe publish history presence append-own update-own update-any delete-own delete-any *`;
+Operations: subscribe publish history presence append-own update-own update-any delete-own delete-any
+            stream-read stream-append stream-create stream-delete (Durable Streams) *`;
 
 async function token(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -50,9 +51,11 @@ async function token(argv: string[]): Promise<void> {
   const key = values.key ?? process.env.MOORING_KEY;
   if (!key) throw new Error(`--key is required\n\n${TOKEN_HELP}`);
   const request: TokenRequest = {};
-  if (values['client-id']) request.clientId = values['client-id'];
-  if (values.ttl) request.ttl = parseDuration(values.ttl, 'ttl');
-  if (values.capability) {
+  // An empty value (an unset shell variable) is refused, never read as "not given": that would be an
+  // anonymous token, or one with everything the key may do.
+  if (values['client-id'] !== undefined) request.clientId = values['client-id'];
+  if (values.ttl !== undefined) request.ttl = parseDuration(values.ttl, 'ttl');
+  if (values.capability !== undefined) {
     let capability: unknown;
     try {
       capability = JSON.parse(values.capability);
