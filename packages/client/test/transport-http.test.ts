@@ -105,6 +105,21 @@ describe('SseParser', () => {
     parser.push('tial\n\n');
     assert.deepEqual(events, ['partial']);
   });
+
+  it('reads a CRLF as one line ending, inside a chunk and split across two (no blank line that would end the event early)', () => {
+    const whole: string[] = [];
+    new SseParser({ onEvent: (d) => whole.push(d), onComment: () => {} }).push('data: a\r\ndata: b\r\n\r\n');
+    assert.deepEqual(whole, ['a\nb']);
+
+    const split: string[] = [];
+    const parser = new SseParser({ onEvent: (d) => split.push(d), onComment: () => {} });
+    parser.push('data: a\r');
+    parser.push('\ndata: b\r');
+    parser.push('\n\r');
+    parser.push('\n');
+    assert.deepEqual(split, ['a\nb']);
+    assert.equal(parser.buffered, 0);
+  });
 });
 
 describe('SseTransport', () => {
