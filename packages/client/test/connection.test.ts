@@ -168,6 +168,38 @@ describe('Connection', () => {
     }
   });
 
+  it('a handshake refused without an error body fails on 400 to 499 (but 408 and 429), and retries 408 and 5xx', async () => {
+    for (const [status, expected] of [
+      [400, 'failed'],
+      [499, 'failed'],
+      [408, 'disconnected'],
+      [429, 'disconnected'],
+      [500, 'disconnected'],
+    ] as const) {
+      const s = setup();
+      s.connection.connect();
+      await flush();
+      s.transports.last().end({ code: 1006, reason: '', httpStatus: status });
+      assert.equal(s.connection.state, expected, `HTTP ${status}`);
+      assert.equal(s.connection.errorReason?.retryable, expected === 'disconnected', `HTTP ${status}`);
+      assert.equal(s.connection.errorReason?.status, status);
+    }
+  });
+
+  it('a dropped connection says why: the transport error, else the close reason, else the close code', async () => {
+    for (const [end, detail] of [
+      [{ code: 1006, reason: 'ignored', localError: 'the stream broke' }, '(the stream broke)'],
+      [{ code: 1001, reason: 'going away' }, '(going away)'],
+      [{ code: 1006, reason: '' }, '(close code 1006)'],
+    ] as const) {
+      const s = setup();
+      await connect(s);
+      s.transports.last().end(end);
+      assert.equal(s.connection.errorReason?.code, 'disconnected');
+      assert.ok(s.connection.errorReason?.message.includes(detail), s.connection.errorReason?.message);
+    }
+  });
+
   it('follows the server disconnect frame: reconnect true retries, false fails', async () => {
     const a = setup();
     await connect(a);
