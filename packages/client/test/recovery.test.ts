@@ -19,6 +19,30 @@ describe('recovery keys', () => {
     assert.throws(() => decodeRecoveryKey(bad), /channel c/);
   });
 
+  it('reject a key that is not an object, lacks a field, or is not UTF-8, with a bad_request error (never a TypeError)', () => {
+    const keyOf = (bytes: Uint8Array) =>
+      btoa(String.fromCharCode(...bytes))
+        .replace(/\+/g, '-')
+        .replace(/\//g, '_')
+        .replace(/=+$/, '');
+    const keyOfJson = (value: unknown) => keyOf(new TextEncoder().encode(JSON.stringify(value)));
+    const rejected = (key: string, why: RegExp) =>
+      assert.throws(
+        () => decodeRecoveryKey(key),
+        (e: MooringError) => e.name === 'MooringError' && e.code === 'bad_request' && why.test(e.message),
+      );
+    rejected(keyOfJson(null), /not an object/);
+    rejected(keyOfJson(7), /not an object/);
+    rejected(keyOfJson({ v: 1, c: {}, t: 1 }), /fields are missing/);
+    rejected(keyOfJson({ v: 1, k: 'c_1.sig', c: {} }), /fields are missing/);
+    rejected(keyOfJson({ v: 1, k: 'c_1.sig', t: 1 }), /fields are missing/);
+    rejected(keyOfJson({ v: 1, k: 'c_1.sig', c: null, t: 1 }), /fields are missing/);
+    // a connection key holding a byte that is not UTF-8: refused, not read as U+FFFD
+    const json = new TextEncoder().encode('{"v":1,"k":"c_1.\u0001","c":{},"t":1}');
+    json[json.indexOf(1)] = 0xff;
+    rejected(keyOf(json), /not base64url JSON/);
+  });
+
   it('lets a fresh client continue the connection identity and each channel from its position', async () => {
     const old = fakeClient();
     const t = await old.connect();
