@@ -7,6 +7,7 @@ import type { ConnectionStateChange, TransportChange } from '../src/connection.t
 import { Connection } from '../src/connection.ts';
 import { DEFAULT_CLIENT_TIMINGS } from '../src/timings.ts';
 import type { TransportKind } from '../src/transport.ts';
+import { probeTransport } from '../src/transport-probe.ts';
 import {
   defaultTransportStorage,
   shouldFallBack,
@@ -475,5 +476,45 @@ describe('background upgrade', () => {
     s.timers.advance(TIMINGS.upgradeInterval * 3);
     await flush();
     assert.equal(s.made.length, count);
+  });
+});
+
+describe('probeTransport', () => {
+  const PROBE_URL = 'ws://mooring.test/v1/connect?v=1&key=app%3Asecret';
+
+  it('a transport that closes before `connected` fails the probe at once, and is aborted (not closed as done)', async () => {
+    const timers = new FakeTimers();
+    const t = new FakeTransport('websocket');
+    const probe = probeTransport(t, PROBE_URL, timers, 4_000);
+    t.end({ code: 1006, reason: '', httpStatus: 502 });
+    assert.equal(await probe.result, false);
+    assert.equal(t.aborted, true);
+    assert.equal(t.closedBy, undefined);
+    assert.deepEqual(timers.pending(), []);
+  });
+
+  it('a transport that throws when opened fails the probe', async () => {
+    const timers = new FakeTimers();
+    const t = new FakeTransport('websocket');
+    t.open = () => {
+      throw new Error('WebSocket is not available here');
+    };
+    const probe = probeTransport(t, PROBE_URL, timers, 4_000);
+    assert.equal(await probe.result, false);
+    assert.equal(t.closedBy, undefined);
+    assert.deepEqual(timers.pending(), []);
+  });
+
+  it('settles once: after `connected`, the close it causes and a late cancel() leave the transport closed with 1000, not aborted', async () => {
+    const timers = new FakeTimers();
+    const t = new FakeTransport('websocket');
+    const probe = probeTransport(t, PROBE_URL, timers, 4_000);
+    t.connected();
+    assert.equal(await probe.result, true);
+    assert.deepEqual(t.closedBy, { code: 1000, reason: 'probe done' });
+    t.end({ code: 1000, reason: 'probe done' });
+    probe.cancel();
+    timers.advance(4_000);
+    assert.equal(t.aborted, false);
   });
 });
