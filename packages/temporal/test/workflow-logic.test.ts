@@ -31,6 +31,15 @@ describe('SessionState (the workflow fold of controls)', () => {
     assert.equal(state.takeInput(), undefined);
   });
 
+  it('is ready only while an input waits and the agent holds the session', () => {
+    const state = new SessionState();
+    assert.equal(state.ready, false, 'nothing waits yet');
+    state.apply({ kind: 'input', ...base(1), inputId: 'i1', message: message('one') });
+    assert.equal(state.ready, true);
+    state.takeInput();
+    assert.equal(state.ready, false, 'the only input was taken');
+  });
+
   it('applies each control id once (a re-delivered update or signal changes nothing)', () => {
     const state = new SessionState();
     const input: ControlPayload = { kind: 'input', ...base(1), inputId: 'i1', message: message('one') };
