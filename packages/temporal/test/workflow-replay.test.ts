@@ -73,12 +73,12 @@ class HistoryBuilder {
   }
 }
 
-function started(): HistoryBuilder {
+function started(workflowType = 'sessionAgent'): HistoryBuilder {
   const h = new HistoryBuilder();
   h.add({
     eventType: T.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
     workflowExecutionStartedEventAttributes: {
-      workflowType: { name: 'sessionAgent' },
+      workflowType: { name: workflowType },
       taskQueue: QUEUE,
       input: payloads({ channel: WORKFLOW_ID }),
       workflowTaskTimeout: { seconds: 10 },
@@ -213,5 +213,60 @@ describe('session workflow replay (Temporal workflow sandbox, no server)', { tim
       /nondetermin/i,
       'the workflow must refuse to answer while a human holds the session (a nondeterminism error), not answer or loop',
     );
+  });
+  it('sub-agents named by workflow type (a string) start a child workflow per agent, and the parent serves on once both answered', async () => {
+    // Replay matches each child's start with a command of the workflow by kind (not by id or type):
+    // this holds that the string form starts the two children without failing the workflow task.
+    const h = started('subAgentsParent');
+    h.signal('mooring.input', input);
+    const task = h.workflowTask();
+    const children = ['researcher', 'critic'].map((agent) => {
+      const workflowId = `${WORKFLOW_ID}/msg_1/${agent}`;
+      const args = {
+        channel: WORKFLOW_ID,
+        input: 'msg_1',
+        agent,
+        runId: runIdFor(WORKFLOW_ID, 'msg_1', agent),
+      };
+      const initiated = h.add({
+        eventType: T.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+        startChildWorkflowExecutionInitiatedEventAttributes: {
+          namespace: 'default',
+          workflowId,
+          workflowType: { name: 'subAgent' },
+          taskQueue: QUEUE,
+          input: payloads(args),
+          workflowTaskCompletedEventId: task,
+        },
+      });
+      return { workflowId, initiated };
+    });
+    const startedIds = children.map(({ workflowId, initiated }) =>
+      h.add({
+        eventType: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED,
+        childWorkflowExecutionStartedEventAttributes: {
+          namespace: 'default',
+          initiatedEventId: initiated,
+          workflowExecution: { workflowId, runId: `${workflowId}-run` },
+          workflowType: { name: 'subAgent' },
+        },
+      }),
+    );
+    h.workflowTask();
+    for (const [i, { workflowId, initiated }] of children.entries()) {
+      h.add({
+        eventType: T.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,
+        childWorkflowExecutionCompletedEventAttributes: {
+          namespace: 'default',
+          initiatedEventId: initiated,
+          startedEventId: startedIds[i],
+          workflowExecution: { workflowId, runId: `${workflowId}-run` },
+          workflowType: { name: 'subAgent' },
+          result: payloads('complete'),
+        },
+      });
+    }
+    h.workflowTask(); // both answered: the loop waits for the next input, no command
+    await replay(h);
   });
 });
