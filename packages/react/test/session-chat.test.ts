@@ -5,8 +5,10 @@ import './helpers/dom.ts';
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { ViewNode } from '@mooring/ai';
+import { AgentSession } from '@mooring/ai';
 import { within } from '@mooring/testkit';
 import { act, cleanup, render } from '@testing-library/react';
+import type { UIMessage } from 'ai';
 import { createElement } from 'react';
 import type { UseMooringChatResult } from '../src/chat.ts';
 import { useMooringChat } from '../src/chat.ts';
@@ -74,6 +76,104 @@ describe('useSession', () => {
     });
     await act(() => current().handover('ai'));
     await waitFor(() => current().holder.holder === 'ai');
+  });
+
+  it('drives edit, steer and approveTool, each with all its arguments', async (t) => {
+    const server = await realServer(t);
+    const channel = sessionName();
+    const assistant = new AgentSession({
+      channel: client(t, server.url, { clientId: 'assistant' }).channels.get(channel, { start: true }),
+      agent: 'assistant',
+      coalesceMs: 0,
+      onInput: async (input, run) => {
+        const text = textOf(input.message);
+        if (text === 'wait for a steer') {
+          const steer = await new Promise<UIMessage>((resolve) => run.on('steer', resolve));
+          run.writeText(`steered: ${textOf(steer)}`);
+        } else if (text === 'delete /tmp/x') {
+          run.write({ type: 'tool-input-available', toolCallId: 'c1', toolName: 'deleteFile', input: {} });
+          run.write({ type: 'tool-approval-request', approvalId: 'ap1', toolCallId: 'c1' });
+          const answer = await run.waitForApproval('ap1');
+          run.writeText(answer.approved ? `deleted (${answer.reason})` : 'kept');
+        } else run.writeText(`answer: ${text}`);
+      },
+    });
+    t.after(() => assistant.close());
+    await assistant.start();
+    const s = mount(t, client(t, server.url, { clientId: 'user' }), () => useSession(channel));
+    const current = (): UseSessionResult => s.current();
+    const texts = () => current().messages.map((m) => textOf(m));
+
+    let hi = '';
+    await act(async () => {
+      hi = await current().send('hi');
+    });
+    await waitFor(() => texts()[1] === 'answer: hi');
+    await act(() =>
+      current()
+        .edit(hi, 'hello')
+        .then(() => undefined),
+    );
+    await waitFor(() => texts().join('|') === 'hello|answer: hello');
+    assert.equal(current().view[0]?.siblings.length, 2, 'the edit is a sibling of the input it edits');
+
+    await act(() =>
+      current()
+        .send('wait for a steer')
+        .then(() => undefined),
+    );
+    const waiting = await waitFor(() => current().running[0]);
+    await act(() => current().steer(waiting.id, 'in French'));
+    await waitFor(() => texts().at(-1) === 'steered: in French');
+
+    await act(() =>
+      current()
+        .send('delete /tmp/x')
+        .then(() => undefined),
+    );
+    const asking = await waitFor(() => current().running[0]);
+    await act(() =>
+      current().approveTool({ runId: asking.id, approvalId: 'ap1', approved: true, reason: 'fine' }),
+    );
+    await waitFor(() => texts().at(-1) === 'deleted (fine)');
+  });
+
+  it('passes the options of send, handover and reply on to the session', async (t) => {
+    const server = await realServer(t);
+    const channel = sessionName();
+    await agent(t, server.url, channel);
+    const s = mount(t, client(t, server.url, { clientId: 'user' }), () => useSession(channel));
+    const current = (): UseSessionResult => s.current();
+    const texts = () => current().messages.map((m) => textOf(m));
+
+    let one = '';
+    await act(async () => {
+      one = await current().send('one');
+    });
+    await waitFor(() => texts()[1] === 'answer: one');
+    const answer = current().view[1]?.id ?? '';
+    await act(() =>
+      current()
+        .send('two')
+        .then(() => undefined),
+    );
+    await waitFor(() => texts()[3] === 'answer: two');
+    await act(() =>
+      current()
+        .send('branch', { parent: answer })
+        .then(() => undefined),
+    );
+    await waitFor(() => texts().join('|') === 'one|answer: one|branch|answer: branch');
+
+    await act(() => current().handover('human', { operator: 'Sam' }));
+    await waitFor(() => current().holder.holder === 'human');
+    assert.equal(current().holder.operator, 'Sam');
+    let reply = '';
+    await act(async () => {
+      reply = await current().reply('a human here', { input: one });
+    });
+    await waitFor(() => current().session?.run(reply));
+    assert.equal(current().session?.run(reply)?.input, one);
   });
 
   it('passes its options to the session: device, agents, shared selection', async (t) => {
