@@ -113,7 +113,7 @@ overrides the file):
                             a Cluster: redis+cluster://host:port,host:port,...)
   --config <file>           JSON configuration file         [MOORING_CONFIG]
   --heartbeat <duration>    heartbeat interval (< 60s)      [MOORING_HEARTBEAT] default 15s
-  --log-level <level>       fatal|error|warn|info|debug     [MOORING_LOG_LEVEL] default info
+  --log-level <level>       silent|fatal|error|warn|info|debug|trace  [MOORING_LOG_LEVEL] default info
   --streams-open <glob>     Durable Streams paths served WITHOUT credentials [MOORING_STREAMS_OPEN]
                             (e.g. 'public/*'; default none; logged at start)
   API key                                                   [MOORING_KEY=<name>:<secret>]
@@ -134,6 +134,9 @@ export function parseDuration(value: number | string, what: string): number {
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 'ms'] ?? 1;
   return Number(m[1]) * unit;
 }
+
+/** pino's levels, quietest last. */
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv): ServeConfig | 'help' {
   // An empty variable is an unset one (a template that renders `MOORING_PORT=`), as for MOORING_KEY.
@@ -172,7 +175,7 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
   const redisUrl = values.redis ?? env.MOORING_REDIS_URL ?? file.redis?.url;
   const store = values.store ?? env.MOORING_STORE ?? file.store ?? (redisUrl ? 'redis' : 'sqlite');
   if (store !== 'sqlite' && store !== 'memory' && store !== 'redis')
-    throw new Error(`store must be sqlite, memory or redis, got ${store}`);
+    throw new Error(`store must be sqlite, memory or redis, got ${JSON.stringify(store)}`);
   if (reusePort && store === 'sqlite')
     throw new Error(
       'reusePort runs several nodes on one port: they need a store they share (--store redis); two nodes on one SQLite file would clash (--store memory keeps each node apart)',
@@ -220,6 +223,18 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
       values['streams-open'] ?? env.MOORING_STREAMS_OPEN,
     ),
   };
+  // An empty value (an unset shell variable in `--host "$HOST"`) is refused, not taken as given:
+  // Node would listen on every interface for an empty host, and use the current folder for data.
+  if (typeof config.host !== 'string' || config.host.trim() === '')
+    throw new Error(
+      `host must be an address to listen on (127.0.0.1; 0.0.0.0 for every interface), got ${JSON.stringify(config.host)}`,
+    );
+  if (typeof config.dataDir !== 'string' || config.dataDir.trim() === '')
+    throw new Error(`data must be a folder for the SQLite store, got ${JSON.stringify(config.dataDir)}`);
+  if (!LOG_LEVELS.includes(config.logLevel))
+    throw new Error(
+      `log level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(config.logLevel)}`,
+    );
   if (heartbeat !== undefined) config.heartbeatInterval = parseDuration(heartbeat, 'heartbeat');
   if (ttl !== undefined) config.connectionStateTtl = parseDuration(ttl, 'connectionStateTtl');
   const durations = [

@@ -203,6 +203,33 @@ describe('config file', () => {
     );
   });
 
+  it('refuses an empty host, data folder or store, and a log level pino does not have, naming what was given', () => {
+    // `--host "$HOST"` with HOST unset: Node would listen on every interface
+    assert.throws(() => loadServeConfig(['--host', ''], {}), /host must be an address to listen on .*got ""/);
+    assert.throws(() => loadServeConfig(['--host', ' '], {}), /got " "/);
+    assert.throws(
+      () => loadServeConfig(['--data', ''], {}),
+      /data must be a folder for the SQLite store, got ""/,
+    );
+    assert.throws(
+      () => loadServeConfig(['--store', ''], {}),
+      /store must be sqlite, memory or redis, got ""/,
+    );
+    assert.throws(
+      () => loadServeConfig(['--log-level', 'loud'], {}),
+      /log level must be one of trace, debug, info, warn, error, fatal, silent, got "loud"/,
+    );
+    assert.throws(() => loadServeConfig(['--log-level', ''], {}), /log level must be one of/);
+    // an empty environment variable is unset (the default applies), as before
+    const c = loadServeConfig([], {
+      MOORING_HOST: '',
+      MOORING_DATA: '',
+      MOORING_LOG_LEVEL: '',
+    }) as ServeConfig;
+    assert.deepEqual([c.host, c.dataDir, c.logLevel], ['127.0.0.1', '.mooring', 'info']);
+    assert.equal((loadServeConfig(['--log-level', 'silent'], {}) as ServeConfig).logLevel, 'silent');
+  });
+
   it('the defaults: 127.0.0.1:8080, SQLite in .mooring, a Redis URL of its own when asked for Redis, no keys', async () => {
     const c = await config({});
     assert.deepEqual(
@@ -289,7 +316,7 @@ describe('config file', () => {
       [{ port: '' }, /port must be 0-65535, got ""/],
       [{ port: true }, /port must be 0-65535, got true/],
       [{ port: ' 80' }, /port must be 0-65535, got " 80"/],
-      [{ store: 'postgres' }, /store must be sqlite, memory or redis, got postgres/],
+      [{ store: 'postgres' }, /store must be sqlite, memory or redis, got "postgres"/],
       [{ redis: 'redis://r:1' }, /"redis" in the config file is \{ "url"/],
       [{ redis: null }, /"redis" in the config file is \{ "url"/],
       [{ redis: { url: 'http://r:1' } }, /the Redis URL must start with redis:\/\//],
@@ -332,7 +359,7 @@ describe('config file', () => {
       await assert.rejects(config(content), message, JSON.stringify(content));
     await assert.rejects(
       config({}, { MOORING_STORE: 'mongo' }),
-      /store must be sqlite, memory or redis, got mongo/,
+      /store must be sqlite, memory or redis, got "mongo"/,
     );
   });
 
