@@ -113,7 +113,9 @@ describe('leases across kill -9', () => {
       clients.push(agent);
       const serial = (
         await agent.publish(channel, [
-          { id: 'run', data: 'answer', headers: { status: 'streaming' }, lease: 300 },
+          // a lease far longer than a restart takes on a loaded machine: the resent end must be what
+          // ends it, not a race with the re-armed expiry
+          { id: 'run', data: 'answer', headers: { status: 'streaming' }, lease: 5_000 },
         ])
       ).results[0]!.serial;
       const end = {

@@ -296,14 +296,15 @@ describe('streamToSession (a streaming activity)', () => {
     user.tree.on('change', (c) => {
       if (c.kind === 'run') statuses.push(c.node.status);
     });
-    // 12 chunks 100 ms apart: well past a 400 ms lease that nothing would renew.
+    // 12 chunks 250 ms apart: 3 s, well past a 1 s lease that nothing would renew; each renewal
+    // comes within a quarter of the lease, with room for a loaded machine's stalls.
     const result = await attempt(name, 1).exec(() =>
       streamToSession({
         rest,
         channel: name,
         input,
-        lease: 400,
-        stream: () => scriptedModel({ delay: 100 }).stream,
+        lease: 1_000,
+        stream: () => scriptedModel({ delay: 250 }).stream,
       }),
     );
     assert.equal(result.status, 'complete');
