@@ -78,14 +78,16 @@ async function main(): Promise<void> {
 }
 
 function pace(text: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--pace must be a number ≥ 0, got ${text}`);
+  const n = text.trim() === '' ? Number.NaN : Number(text);
+  if (!Number.isFinite(n) || n < 0)
+    throw new Error(`--pace must be a number ≥ 0, got ${JSON.stringify(text)}`);
   return n;
 }
 
 function port(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`not a port: ${text}`);
+  // digits only: Number('') is 0, a random port
+  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isInteger(n) || n > 65535) throw new Error(`not a port: ${JSON.stringify(text)}`);
   return n;
 }
 

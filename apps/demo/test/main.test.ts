@@ -1,0 +1,77 @@
+/**
+ * `npm start`'s program (apps/demo/src/main.ts) as a process, as the README runs it: both servers
+ * come up (ports chosen by the system here), the banner names them, the page and Mooring answer, the
+ * development key is made in the data folder, and SIGTERM stops both. Bad flags are refused.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from '@mooring/testkit';
+
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+/** The environment of a user's shell: no key, so the demo makes its development key. */
+const { MOORING_KEY: _, ...ENV } = process.env;
+
+it('starts Mooring and the demo page, prints where, answers on both, and stops on SIGTERM', async (t) => {
+  const data = mkdtempSync(join(tmpdir(), 'mooring-demo-main-'));
+  t.after(() => rmSync(data, { recursive: true, force: true }));
+  const child = spawn(process.execPath, [MAIN, '--port', '0', '--mooring-port', '0', '--data', data], {
+    env: ENV,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  t.after(() => child.kill('SIGKILL'));
+  let output = '';
+  child.stdout.on('data', (d) => {
+    output += d;
+  });
+  child.stderr.on('data', (d) => {
+    output += d;
+  });
+  let code: number | null | undefined;
+  void exited.then((c) => {
+    code = c;
+  });
+  await waitFor(() => code !== undefined || /Mooring {8}http:\/\/\S+/.test(output), {
+    timeout: 60_000,
+    message: 'no banner within 60 s',
+  });
+  assert.equal(code, undefined, `the demo exited (${code}): ${output}`);
+  const page = /Mooring demo {3}(http:\/\/\S+)/.exec(output)?.[1];
+  const mooring = /Mooring {8}(http:\/\/\S+)/.exec(output)?.[1];
+  assert.ok(page && mooring, output);
+  assert.match(output, new RegExp(`SQLite in ${data.replaceAll('/', '\\/')}, key "dev"`));
+
+  const html = await fetch(page);
+  assert.equal(html.status, 200);
+  assert.match(html.headers.get('content-type') ?? '', /text\/html/);
+  assert.match(await html.text(), /<script/);
+  assert.deepEqual(await (await fetch(`${mooring}/health`)).json(), { status: 'ok' });
+  const key = readFileSync(join(data, 'dev-key'), 'utf8').trim();
+  const history = await fetch(`${mooring}/v1/channels/session:nothing/messages`, {
+    headers: { authorization: `Bearer ${key}` },
+  });
+  assert.equal(history.status, 200, 'the development key in the data folder is the one Mooring takes');
+  assert.ok(existsSync(join(data, 'mooring.db')), 'sessions are kept in the data folder');
+
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+});
+
+it('refuses a bad flag or port with a message', () => {
+  for (const [args, why] of [
+    [['--bogus'], /demo: Unknown option '--bogus'/],
+    [['--port', 'abc'], /demo: not a port: "abc"/],
+    [['--port', ''], /demo: not a port: ""/],
+    [['--pace=-1'], /demo: --pace must be a number ≥ 0, got "-1"/],
+  ] as const) {
+    // bounded: a flag wrongly accepted starts the demo, which runs until killed
+    const r = spawnSync(process.execPath, [MAIN, ...args], { env: ENV, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, why);
+  }
+});
