@@ -140,29 +140,40 @@ const replay = (h: HistoryBuilder) =>
 
 describe('session workflow replay (Temporal workflow sandbox, no server)', { timeout: 170_000 }, () => {
   it('an input signal schedules the answering activity, and the loop waits for the next input', async () => {
+    /** One input answered; its last workflow task's id. */
+    const answered = (h: HistoryBuilder): number => {
+      h.signal('mooring.input', input);
+      const task = h.workflowTask();
+      const scheduled = scheduleAnswer(h, task);
+      const activityStarted = h.add({
+        eventType: T.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+        activityTaskStartedEventAttributes: {
+          scheduledEventId: scheduled,
+          attempt: 1,
+          identity: 'w',
+          requestId: 'a',
+        },
+      });
+      h.add({
+        eventType: T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+        activityTaskCompletedEventAttributes: {
+          scheduledEventId: scheduled,
+          startedEventId: activityStarted,
+          result: payloads('complete'),
+        },
+      });
+      return h.workflowTask(); // the loop waits for the next input: no command
+    };
     const h = started();
-    h.signal('mooring.input', input);
-    const task = h.workflowTask();
-    const scheduled = scheduleAnswer(h, task);
-    const activityStarted = h.add({
-      eventType: T.EVENT_TYPE_ACTIVITY_TASK_STARTED,
-      activityTaskStartedEventAttributes: {
-        scheduledEventId: scheduled,
-        attempt: 1,
-        identity: 'w',
-        requestId: 'a',
-      },
-    });
-    h.add({
-      eventType: T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
-      activityTaskCompletedEventAttributes: {
-        scheduledEventId: scheduled,
-        startedEventId: activityStarted,
-        result: payloads('complete'),
-      },
-    });
-    h.workflowTask(); // the loop waits for the next input: no command
+    answered(h);
     await replay(h);
+
+    // Replay notices a command in the history the workflow did not give, not one it gave that the
+    // history lacks: "waits" is held by a history where it answered again, unasked, failing.
+    const again = started();
+    scheduleAnswer(again, answered(again));
+    again.workflowTask();
+    await assert.rejects(replay(again), /nondetermin/i, 'the loop answered again without a new input');
   });
 
   it('a cancel of the run requests the activity’s cancellation; the workflow serves on', async () => {
