@@ -278,6 +278,32 @@ if (skip) {
     });
   });
 
+  describe('Redis trouble: a network dead for several command deadlines', () => {
+    it('starts the handshake of its replacement connection over at every deadline, and is back once the network is', async (t) => {
+      const { proxy } = await proxiedRedis(t);
+      const connection = await connectRedis(`redis://127.0.0.1:${proxy.port}`, () => {}, 300);
+      t.after(() => connection.close());
+      const accepted = proxy.stats.accepted;
+      proxy.blackhole();
+      await assert.rejects(connection.send(undefined, ['PING']), /did not answer/);
+      // the first replacement, then one more at each deadline its handshake misses: the second
+      // replacement must be watched as the first was
+      await waitFor(() => proxy.stats.accepted >= accepted + 4, {
+        message: 'a replacement connection left in its handshake for ever',
+      });
+      proxy.pass();
+      // a blackholed flow stays dead: only a connection made after the network is back answers
+      await waitFor(
+        () =>
+          connection.send(undefined, ['PING']).then(
+            (reply) => reply === 'PONG',
+            () => false,
+          ),
+        { message: 'Redis answers again' },
+      );
+    });
+  });
+
   describe('Redis trouble: a pub/sub connection made into a dead network', () => {
     it('fails within the command deadline instead of waiting for a handshake for ever', async (t) => {
       const { proxy } = await proxiedRedis(t);

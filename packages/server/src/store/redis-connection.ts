@@ -155,14 +155,17 @@ class Replaceable<C extends { destroy(): void; connect(): Promise<unknown> }> {
     // handshake into the same dead network never ends by itself: past the deadline, start over.
     let ready = false;
     clearTimeout(this.#handshake);
-    this.#handshake = setTimeout(() => {
+    const handshake = setTimeout(() => {
       if (!ready) this.#replace(next);
     }, this.#ms);
-    this.#handshake.unref();
+    handshake.unref();
+    this.#handshake = handshake;
     next.connect().then(
       () => {
         ready = true;
-        clearTimeout(this.#handshake);
+        // its own watch only: a client destroyed in its handshake (replaced by the next one, whose
+        // watch is already set) resolves its connect too
+        clearTimeout(handshake);
       },
       (err: unknown) => {
         if (!this.#closed) this.#onError(err);
