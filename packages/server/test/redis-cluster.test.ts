@@ -5,6 +5,7 @@
  * pub/sub.
  */
 import assert from 'node:assert/strict';
+import { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
   type RedisCluster,
@@ -13,12 +14,19 @@ import {
   startRedisCluster,
   waitFor,
 } from '@mooring/testkit';
+import { connectRedis } from '../src/store/redis-connection.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
 import { storeConformance } from './store-conformance.ts';
 import { RawClient } from './support/raw-client.ts';
 import { redisNode, redisStoreFixture } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason() ?? (redisCliPath() ? undefined : 'redis-cli is not installed');
+
+/** This process's open sockets to `port`. */
+const socketsTo = (port: number): number =>
+  (process as unknown as { _getActiveHandles(): unknown[] })
+    ._getActiveHandles()
+    .filter((h) => h instanceof Socket && h.remotePort === port).length;
 
 if (skip) {
   describe('Redis Cluster', () => {
@@ -101,6 +109,36 @@ if (skip) {
         await a.close();
         await b.close();
       }
+    });
+  });
+
+  describe('Redis Cluster: a master that is down', () => {
+    it('refuses a command for its keys at once, never parks it until the master is back', async (t) => {
+      const own = await startRedisCluster({ masters: 3 });
+      t.after(() => own.close());
+      // a deadline far beyond the test's: only the missing offline queue can refuse the command
+      const connection = await connectRedis(own.url, () => {}, 600_000);
+      t.after(() => connection.destroy());
+      const down = own.nodes[0]!;
+      let key: string | undefined;
+      for (let i = 0; key === undefined; i++) {
+        await connection.send(`k${i}`, ['SET', `k${i}`, 'v']);
+        if ((await down.command('EXISTS', `k${i}`)).trim() === ':1') key = `k${i}`;
+      }
+      await down.close();
+      await waitFor(() => socketsTo(down.port) === 0, { message: 'the client saw the master go' });
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        connection.send(key, ['GET', key]).then(
+          (reply) => `answered ${String(reply)}`,
+          (err: Error) => err.message,
+        ),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, 20_000, 'still waiting after 20 s');
+        }),
+      ]);
+      clearTimeout(timer);
+      assert.match(String(outcome), /offline/);
     });
   });
 }
