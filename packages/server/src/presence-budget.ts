@@ -21,6 +21,8 @@ export interface PresenceBudgetLimits {
 export class PresenceBudget {
   /** Per connection: its channels, and the bytes of its data in each. */
   readonly #channelsOf = new Map<string, Map<string, number>>();
+  /** Per connection and channel: the enters taken and not yet settled (`take`), in the order sent. */
+  readonly #pendingOf = new Map<string, Map<string, Pending>>();
   readonly #limits: PresenceBudgetLimits;
 
   constructor(limits: PresenceBudgetLimits) {
@@ -65,23 +67,62 @@ export class PresenceBudget {
 
   /**
    * Checks (as `check`) and counts at once, for an enter that completes later (Redis): enters sent
-   * together on one connection each see the others. Returns the undo for an enter that failed,
-   * which puts back what the channel held before (unless a later enter changed it since).
+   * together on one connection each see the others. The enter then settles as `kept` or `undone`
+   * (it failed). The channel counts the last enter sent that did not fail (still pending or kept),
+   * or what it held before them: however the enters of one channel sent together end, and in
+   * whichever order, a failed one counts nothing after. A `remove`, `forget` or `add` meanwhile
+   * decides the channel's count; the enters pending then settle without changing it.
    */
-  take(connectionId: string, channel: string, size: number): () => void {
+  take(connectionId: string, channel: string, size: number): Taken {
     this.check(connectionId, channel, size);
-    const before = this.#channelsOf.get(connectionId)?.get(channel);
-    this.add(connectionId, channel, size);
-    const channels = this.#channelsOf.get(connectionId)!;
-    return () => {
-      if (this.#channelsOf.get(connectionId) !== channels || channels.get(channel) !== size) return;
-      if (before === undefined) channels.delete(channel);
-      else channels.set(channel, before);
+    let pendingOf = this.#pendingOf.get(connectionId);
+    if (!pendingOf) {
+      pendingOf = new Map();
+      this.#pendingOf.set(connectionId, pendingOf);
+    }
+    let pending = pendingOf.get(channel);
+    if (!pending) {
+      pending = { base: this.#channelsOf.get(connectionId)?.get(channel), enters: [] };
+      pendingOf.set(channel, pending);
+    }
+    const enter: PendingEnter = { size, state: 'pending' };
+    pending.enters.push(enter);
+    this.#count(connectionId, channel, size);
+    const settle = (state: 'kept' | 'undone') => {
+      if (enter.state !== 'pending') return;
+      enter.state = state;
+      this.#settle(connectionId, channel, pending);
     };
+    return { kept: () => settle('kept'), undo: () => settle('undone') };
+  }
+
+  /** What an enter settled means for its channel's count, once its own enter has settled. */
+  #settle(connectionId: string, channel: string, pending: Pending): void {
+    const pendingOf = this.#pendingOf.get(connectionId);
+    // the channel was left, the connection forgotten, or a member counted since: theirs to say
+    if (pendingOf?.get(channel) !== pending) return;
+    // settled from the oldest on: what Redis holds for sure is the base of the rest
+    while (pending.enters[0] !== undefined && pending.enters[0].state !== 'pending') {
+      const first = pending.enters.shift()!;
+      if (first.state === 'kept') pending.base = first.size;
+    }
+    const last = pending.enters.findLast((e) => e.state !== 'undone');
+    const size = last === undefined ? pending.base : last.size;
+    if (pending.enters.length === 0) {
+      pendingOf.delete(channel);
+      if (pendingOf.size === 0) this.#pendingOf.delete(connectionId);
+    }
+    if (size === undefined) this.#channelsOf.get(connectionId)?.delete(channel);
+    else this.#count(connectionId, channel, size);
   }
 
   /** Counts the connection's `size` bytes in `channel` (after a successful enter). */
   add(connectionId: string, channel: string, size: number): void {
+    this.#dropPending(connectionId, channel);
+    this.#count(connectionId, channel, size);
+  }
+
+  #count(connectionId: string, channel: string, size: number): void {
     let channels = this.#channelsOf.get(connectionId);
     if (!channels) {
       channels = new Map();
@@ -90,8 +131,15 @@ export class PresenceBudget {
     channels.set(channel, size);
   }
 
+  #dropPending(connectionId: string, channel: string): void {
+    const pendingOf = this.#pendingOf.get(connectionId);
+    if (!pendingOf?.delete(channel)) return;
+    if (pendingOf.size === 0) this.#pendingOf.delete(connectionId);
+  }
+
   /** The connection left one channel. */
   remove(connectionId: string, channel: string): void {
+    this.#dropPending(connectionId, channel);
     this.#channelsOf.get(connectionId)?.delete(channel);
   }
 
@@ -115,5 +163,23 @@ export class PresenceBudget {
   /** The connection is gone: forgets all it held. */
   forget(connectionId: string): void {
     this.#channelsOf.delete(connectionId);
+    this.#pendingOf.delete(connectionId);
   }
+}
+
+/** An enter taken by `PresenceBudget.take`: it is kept (it succeeded), or undone (it failed). */
+export interface Taken {
+  kept(): void;
+  undo(): void;
+}
+
+interface PendingEnter {
+  size: number;
+  state: 'pending' | 'kept' | 'undone';
+}
+
+/** The enters of one connection in one channel not yet settled, and what the channel held before. */
+interface Pending {
+  base: number | undefined;
+  enters: PendingEnter[];
 }

@@ -248,7 +248,7 @@ export class RedisPresence implements Presence {
     const text = data === undefined ? undefined : (dataJson ?? JSON.stringify(data));
     const bytes = size ?? (text === undefined ? 0 : Buffer.byteLength(text));
     // counted from now: the enters a connection sends together each see the others
-    const undo = this.#budget.take(connectionId, channel, bytes);
+    const taken = this.#budget.take(connectionId, channel, bytes);
     this.#clientOf.set(connectionId, clientId);
     const json = memberJson({ clientId, connectionId, timestamp: Date.now(), data: text });
     const outcome = await this.#run(channel, 'enter', connectionId, this.nodeId, [
@@ -256,16 +256,17 @@ export class RedisPresence implements Presence {
       json,
       String(this.#o.maxMembers),
     ]).catch((err: unknown) => {
-      undo();
+      taken.undo();
       throw redisUnavailable(err, 'presence');
     });
     if (outcome === 'full') {
-      undo();
+      taken.undo();
       throw new ServerError(
         'too_many_members',
         `channel ${channel} already has ${this.#o.maxMembers} presence members; try again later`,
       );
     }
+    taken.kept();
     this.#remember(connectionId, channel, json);
   }
 

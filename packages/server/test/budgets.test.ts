@@ -65,6 +65,9 @@ describe('presence budget per connection', () => {
             'ok',
             'an update replaces the bytes it held',
           );
+          // 902 bytes held ("x…" as JSON); 98 more make exactly the cap, 99 one byte over it
+          assert.equal(outcome(await enter('b', 'y'.repeat(97))), 'presence_too_large');
+          assert.equal(outcome(await enter('b', 'y'.repeat(96))), 'ok', 'up to the cap itself');
           assert.equal(outcome(await c.request({ type: 'presence', channel: 'c', action: 'leave' })), 'ok');
           assert.equal(outcome(await enter('d')), 'ok', 'leaving frees a channel');
           await c.close();
@@ -642,6 +645,42 @@ describe('presence enters in flight', () => {
           );
           assert.equal(outcome(await enter('full')), 'too_many_members');
           assert.equal(outcome(await enter('room-5')), 'ok', 'the refused enter still held a channel');
+          await Promise.all([c.close(), other.close()]);
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+});
+
+describe('presence enters in flight, all refused', () => {
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `two enters of one channel sent together and both refused hold no place in the budget after (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, {
+          limits: { maxPresenceChannelsPerConnection: 2, maxPresenceMembers: 1, maxPresenceRate: 1000 },
+        });
+        try {
+          const other = await RawClient.connect(fx.server.url, { clientId: 'q' });
+          assert.equal(
+            outcome(await other.request({ type: 'presence', channel: 'full', action: 'enter' })),
+            'ok',
+          );
+          const c = await RawClient.connect(fx.server.url, { clientId: 'p' });
+          const enter = (channel: string, data?: string) =>
+            c.request({
+              type: 'presence',
+              channel,
+              action: 'enter',
+              ...(data === undefined ? {} : { data }),
+            });
+          // an enter and an update of it, sent without waiting: the channel is full for both
+          const answers = await Promise.all([enter('full', 'a'), enter('full', 'ab')]);
+          assert.deepEqual(answers.map(outcome), ['too_many_members', 'too_many_members']);
+          assert.equal(outcome(await enter('room-1')), 'ok');
+          assert.equal(outcome(await enter('room-2')), 'ok', 'a refused enter still holds a channel');
           await Promise.all([c.close(), other.close()]);
         } finally {
           await fx.close();
