@@ -47,6 +47,11 @@ export class LeaseIndex<L extends HeldLease> {
     return this.#leases.values();
   }
 
+  /** The identities with a lease counted against them (none left behind once their leases are gone). */
+  get owners(): number {
+    return this.#perOwner.size;
+  }
+
   /** Active leases counted against `owner`. */
   heldBy(owner: string): number {
     return this.#perOwner.get(owner) ?? 0;

@@ -58,6 +58,19 @@ describe('LeaseManager', () => {
     leases.close();
   });
 
+  it('a lease that followed its publisher to another connection is not armed when the old one is lost', async () => {
+    const { leases, expiries } = manager();
+    leases.hold('ch', 's1', 'conn-1', 100, 'agent');
+    leases.touch('ch', 's1', 'conn-2', 'agent'); // the run goes on from the publisher's new connection
+    leases.holderLost('conn-1');
+    await sleep(250); // due before this sleep ends, had it been armed: timers fire in order
+    assert.deepEqual(expiries, [], 'held by conn-2, which lives: it did not run out');
+    leases.holderLost('conn-2');
+    await sleep(250);
+    assert.deepEqual(expiries, ['s1'], 'its holder now is lost: it runs out');
+    leases.close();
+  });
+
   it('an expiry that stored nothing gives the lease back with its clientId, so activity still renews it', async () => {
     let first = true;
     const { leases, expiries } = manager(async () => {
