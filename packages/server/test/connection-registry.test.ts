@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type Identity, LocalConnectionRegistry } from '../src/connection-registry.ts';
+import { type Identity, LocalConnectionRegistry, parseConnectionKey } from '../src/connection-registry.ts';
 
 const identity = { keyName: 'app', clientId: 'ada', viaToken: false } as unknown as Identity;
 
@@ -46,6 +46,25 @@ describe('LocalConnectionRegistry', () => {
       false,
       'the unused identity is forgotten',
     );
+  });
+
+  it('at the very end of its window an identity is neither recovered nor kept by the sweep', () => {
+    let now = 0;
+    const registry = new LocalConnectionRegistry(10, () => now);
+    const first = registry.open(identity);
+    registry.hold(first.connectionId);
+    registry.release(first.connectionId);
+    now += 10;
+    registry.sweep();
+    assert.equal(registry.size, 0, 'swept as its window ends');
+    assert.equal(registry.open(identity, first.connectionKey).resumed, false);
+  });
+
+  it('reads a connection key as <id>.<secret>, and nothing else', () => {
+    assert.deepEqual(parseConnectionKey('c_1.s3cret'), { id: 'c_1', secret: 's3cret' });
+    assert.deepEqual(parseConnectionKey('c_1.s.x'), { id: 'c_1', secret: 's.x' });
+    for (const malformed of ['', 'c_1', '.s3cret', 'c_1.', '.'])
+      assert.equal(parseConnectionKey(malformed), undefined, JSON.stringify(malformed));
   });
 
   it('opening does not sweep: expired identities wait for the heartbeat’s sweep', () => {
