@@ -39,6 +39,14 @@ export class PresenceBudget {
     return (this.#channelsOf.get(connectionId)?.size ?? 0) > 0;
   }
 
+  /** The enters `take` keeps until they settle: none once every enter sent has been answered. */
+  get unsettled(): number {
+    let n = 0;
+    for (const pendingOf of this.#pendingOf.values())
+      for (const pending of pendingOf.values()) n += pending.enters.length;
+    return n;
+  }
+
   /** The connections counted here (including those that left every channel but did not close). */
   connections(): IterableIterator<string> {
     return this.#channelsOf.keys();

@@ -33,6 +33,41 @@ describe('PresenceBudget', () => {
     assert.deepEqual(b.held('c'), { channels: 1, bytes: 20 });
   });
 
+  it('an enter refused after an earlier one of the same channel still pending leaves the earlier one counted', () => {
+    const b = budget();
+    const first = b.take('c', 'a', 10);
+    const second = b.take('c', 'a', 20);
+    second.undo();
+    assert.deepEqual(b.held('c'), { channels: 1, bytes: 10 });
+    first.kept();
+    assert.deepEqual(b.held('c'), { channels: 1, bytes: 10 });
+    assert.equal(b.unsettled, 0);
+  });
+
+  it('enters of two channels sent together settle each on its own, whatever the other did', () => {
+    const b = budget();
+    const a = b.take('c', 'a', 10);
+    const other = b.take('c', 'b', 20);
+    a.kept();
+    other.undo();
+    assert.deepEqual(b.held('c'), { channels: 1, bytes: 10 }, 'the refused enter of b is given back');
+    // a leave of one channel with an enter pending, while an enter of another is pending too
+    const again = b.take('c', 'a', 15);
+    const c = b.take('c', 'c', 30);
+    b.remove('c', 'a');
+    again.kept();
+    c.undo();
+    assert.deepEqual(b.held('c'), { channels: 0, bytes: 0 }, 'the refused enter of c is given back');
+  });
+
+  it('keeps nothing of the enters once they are answered, however many', () => {
+    const b = budget();
+    for (let i = 0; i < 100; i++) b.take('c', 'a', i % 50).kept(); // an update after the other
+    b.take('c', 'b', 5).undo();
+    assert.equal(b.unsettled, 0);
+    assert.deepEqual(b.held('c'), { channels: 1, bytes: 49 });
+  });
+
   it('enters of one channel sent together and all refused hold nothing after, in either order', () => {
     for (const order of [
       [0, 1],
