@@ -2,10 +2,14 @@
  * StreamWaiters over a wake bus (a fake one, driven by the test): a new subscription wakes the
  * stream's readers once it is active, so a change made before it was active is not missed; the
  * subscription lingers after the last reader left (no subscribe per long-poll), then is dropped;
- * `notify` wakes local readers and publishes.
+ * `notify` wakes local readers and publishes. Also (from the mutation sweep of stream-waiters.ts): a
+ * wait ends false on its timeout, its abort and after close; a listen after close subscribes nothing;
+ * a subscription made by listen alone lingers and is dropped; a failed subscription is forgotten, so
+ * the next reader subscribes again without waking the readers already waiting.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { within } from '@mooring/testkit';
 import { StreamWaiters } from '../../src/durable-streams/stream-waiters.ts';
 import type { StreamWakeBus } from '../../src/store/stream-store.ts';
 
@@ -14,7 +18,7 @@ class FakeBus implements StreamWakeBus {
   readonly watches: string[] = [];
   readonly unwatches: string[] = [];
   readonly listeners = new Map<string, () => void>();
-  readonly #pending: (() => void)[] = [];
+  readonly #pending: { resolve: () => void; reject: (err: Error) => void }[] = [];
   #unwatched: (() => void) | undefined;
 
   publish(path: string): void {
@@ -23,7 +27,7 @@ class FakeBus implements StreamWakeBus {
   watch(path: string, onWake: () => void): Promise<void> {
     this.watches.push(path);
     this.listeners.set(path, onWake);
-    return new Promise((resolve) => this.#pending.push(resolve));
+    return new Promise((resolve, reject) => this.#pending.push({ resolve, reject }));
   }
   unwatch(path: string): void {
     this.unwatches.push(path);
@@ -33,7 +37,11 @@ class FakeBus implements StreamWakeBus {
   onReconnect(): void {}
   /** Makes every pending subscription active. */
   activate(): void {
-    for (const resolve of this.#pending.splice(0)) resolve();
+    for (const { resolve } of this.#pending.splice(0)) resolve();
+  }
+  /** Fails every pending subscription (Redis unreachable). */
+  fail(): void {
+    for (const { reject } of this.#pending.splice(0)) reject(new Error('subscribe failed'));
   }
   unwatched(): Promise<void> {
     return new Promise((resolve) => {
@@ -103,5 +111,65 @@ test('listen resolves once subscribed; the wait after it neither subscribes agai
   assert.equal(woken, false, 'no wake without a change');
   bus.listeners.get('s')?.();
   assert.equal(await waited, true);
+  waiters.close();
+});
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+test('a wait ends false on its timeout or its abort, and at once after close; a listen after close subscribes nothing', async () => {
+  const bus = new FakeBus();
+  const waiters = new StreamWaiters(bus, 60_000);
+  assert.equal(await waiters.wait('s', 1), false, 'timed out: no change');
+  const abort = new AbortController();
+  const aborted = waiters.wait('s', 30_000, abort.signal);
+  abort.abort();
+  assert.equal(await aborted, false, 'aborted: no change');
+  assert.equal(waiters.size, 0);
+  waiters.close();
+  assert.equal(await waiters.wait('t', 30_000), false, 'after close: at once, no change');
+  const listened = waiters.listen('t');
+  // nothing would ever drop a subscription made after close
+  assert.deepEqual(bus.watches, ['s'], 'a listen after close does not subscribe');
+  await listened;
+});
+
+// a long-poll that finds data at once answers without waiting: its stream must not stay subscribed
+test('a subscription made by listen alone, with no wait after it, is dropped after the linger', async () => {
+  const bus = new FakeBus();
+  const waiters = new StreamWaiters(bus, 10);
+  const listened = waiters.listen('s');
+  bus.activate();
+  await listened;
+  await within(bus.unwatched(), { timeout: 5_000, message: 'the subscription was kept with no reader' });
+  assert.deepEqual(bus.unwatches, ['s']);
+  assert.equal(waiters.watched, 0);
+  waiters.close();
+});
+
+test('a subscription that fails is dropped: the next listen subscribes again (waking nobody), a reader ends at its timeout', async () => {
+  const bus = new FakeBus();
+  const waiters = new StreamWaiters(bus, 60_000);
+  const waited = waiters.wait('s', 30_000);
+  bus.fail();
+  await turn();
+  assert.equal(waiters.watched, 0, 'the failed subscription is not counted as heard');
+  const listened = waiters.listen('s');
+  assert.deepEqual(bus.watches, ['s', 's'], 'the next reader subscribes again');
+  bus.activate();
+  await listened;
+  let woken = false;
+  void waited.then(() => {
+    woken = true;
+  });
+  await turn();
+  assert.equal(woken, false, "another reader's subscription is no change: the waiting reader is not woken");
+  bus.listeners.get('s')?.();
+  assert.equal(await waited, true);
+
+  // not subscribed at all: the reader falls back to its timeout, and ends cleanly there
+  const alone = waiters.wait('t', 20);
+  bus.fail();
+  assert.equal(await alone, false);
+  assert.equal(waiters.size, 0);
   waiters.close();
 });
