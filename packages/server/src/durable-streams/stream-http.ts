@@ -234,16 +234,18 @@ export function requestContentType(req: IncomingMessage): string | undefined {
 /**
  * A body over the limit is still read (and dropped) up to this many bytes before the 413 is sent: a
  * server that answers while the client is still sending closes the connection under it, and the
- * client sees a network error instead of the 413.
+ * client sees a network error instead of the 413. A limit above it is read up to the limit: the
+ * drain bound never refuses a body the limit takes.
  */
 const DRAIN_LIMIT = 64 * 1024 * 1024;
 
 /** Reads the whole body, refusing (413) anything above `max` bytes; with `pace`, waits as it says after each piece. */
 export async function readBody(req: IncomingMessage, max: number, pace?: Pace): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
+  const drain = Math.max(DRAIN_LIMIT, max);
   const tooLarge = (what: string) =>
     new StreamHttpError(413, 'body_too_large', `the body is ${what}; at most ${max} bytes are accepted`);
-  if (declared > DRAIN_LIMIT) {
+  if (declared > drain) {
     req.resume();
     throw tooLarge(`${declared} bytes`);
   }
@@ -252,9 +254,9 @@ export async function readBody(req: IncomingMessage, max: number, pace?: Pace): 
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > DRAIN_LIMIT) {
+      if (size > drain) {
         req.resume();
-        throw tooLarge(`over ${DRAIN_LIMIT} bytes`);
+        throw tooLarge(`over ${drain} bytes`);
       }
       if (size <= max) chunks.push(chunk);
       await paced(pace, chunk.length);

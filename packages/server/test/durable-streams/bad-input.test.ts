@@ -2,10 +2,13 @@
  * Bad Durable Streams requests get the status the Durable Streams spec names (400, 401, 403, 404,
  * 405, 409, 410, 413), a typed JSON error, and never a 500; the server keeps serving (PROTOCOL.md §16).
  * Also: a key's capability decides which streams it may touch, and the open namespace is only what
- * its glob names.
+ * its glob names. From the mutation sweep of stream-http.ts: a TTL or Expires-At alone is taken,
+ * producer headers without an id are 400, a fork sub-offset above 0 is taken with its offset, and a
+ * maxAppendBytes above the 64 MiB drain bound takes bodies up to it.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { formatOffset } from '../../src/store/stream-store.ts';
 import { type Fixture, startFixture, TEST_KEY } from '../support/fixture.ts';
 
 let fx: Fixture;
@@ -303,4 +306,72 @@ test('other methods are 405; the server still answers after all of it', async ()
   await expectError('m/x', { method: 'PATCH' }, 405, 'method_not_allowed');
   const health = await fetch(`${fx.server.url}/health`);
   assert.equal(health.status, 200);
+});
+
+test('Stream-TTL or Stream-Expires-At alone is taken (HEAD names it); producer headers without a Producer-Id are 400', async () => {
+  const ttl = await call('e/ttl', { method: 'PUT', headers: { ...text, 'stream-ttl': '60' } });
+  assert.equal(ttl.status, 201);
+  assert.equal((await call('e/ttl', { method: 'HEAD' })).headers.get('stream-ttl'), '60');
+  const at = '2099-01-01T00:00:00Z';
+  const expires = await call('e/exp', { method: 'PUT', headers: { ...text, 'stream-expires-at': at } });
+  assert.equal(expires.status, 201);
+  assert.equal((await call('e/exp', { method: 'HEAD' })).headers.get('stream-expires-at'), at);
+  const noId = { ...text, 'producer-epoch': '0', 'producer-seq': '0' };
+  await expectError('e/ttl', { method: 'POST', headers: noId, body: 'x' }, 400, 'bad_request');
+});
+
+test('a fork with a Stream-Fork-Sub-Offset above 0 at an append start inherits that much of the append', async () => {
+  const created = await call('sub/src', { method: 'PUT', headers: text, body: 'abc' });
+  const first = created.headers.get('stream-next-offset') ?? '';
+  assert.equal((await call('sub/src', { method: 'POST', headers: text, body: 'defgh' })).status, 204);
+  const fork = await call('sub/fork', {
+    method: 'PUT',
+    headers: {
+      'stream-forked-from': '/v1/stream/sub/src',
+      'stream-fork-offset': first,
+      'stream-fork-sub-offset': '2',
+    },
+  });
+  assert.equal(fork.status, 201, await fork.text());
+  let offset = '-1';
+  let body = '';
+  for (let pages = 0; pages < 5; pages++) {
+    const page = await call(`sub/fork?offset=${offset}`);
+    body += await page.text();
+    offset = page.headers.get('stream-next-offset') ?? offset;
+    if (page.headers.get('stream-up-to-date') === 'true') break;
+  }
+  assert.equal(body, 'abcde');
+});
+
+// an over-limit body is drained up to 64 MiB before the 413; that bound must not cap a larger
+// maxAppendBytes (it did: every body above 64 MiB was a 413 naming a limit it was under)
+test('a maxAppendBytes above 64 MiB takes a body of that size, with a Content-Length or streamed', async () => {
+  const LIMIT = 64 * 1024 * 1024 + 1;
+  const big = await startFixture('memory', { durableStreams: { open: '*', maxAppendBytes: LIMIT } });
+  try {
+    const at = `${big.server.url}/v1/stream/big`;
+    assert.equal((await fetch(at, { method: 'PUT', headers: text })).status, 201);
+    const body = Buffer.alloc(LIMIT, 0x61);
+    const declared = await fetch(at, { method: 'POST', headers: text, body });
+    assert.equal(declared.status, 204, await declared.text());
+    // no Content-Length: the size is known only as the body arrives
+    const streamed = await fetch(at, {
+      method: 'POST',
+      headers: text,
+      body: new ReadableStream({
+        start(controller) {
+          for (let at = 0; at < LIMIT; at += 1024 * 1024)
+            controller.enqueue(body.subarray(at, at + 1024 * 1024));
+          controller.close();
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    assert.equal(streamed.status, 204, await streamed.text());
+    const head = await fetch(at, { method: 'HEAD' });
+    assert.equal(head.headers.get('stream-next-offset'), formatOffset(2 * LIMIT));
+  } finally {
+    await big.close();
+  }
 });
