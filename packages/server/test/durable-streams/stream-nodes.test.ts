@@ -8,13 +8,16 @@
  * - after the wake bus reconnects, live readers re-read: an append whose wake was never heard still
  *   reaches them before their timeout;
  * - bytes of every value round-trip (chunks are base64 in Redis).
+ * Also (from the mutation sweep of stream-redis-wakes.ts): a stream's wake channel is unsubscribed
+ * after unwatch, a closed store opens no subscriber connection, and a subscriber connection that
+ * could not be opened is opened again by the next watch.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { type MooringServer, startServer } from '../../src/server.ts';
 import { RedisStore } from '../../src/store/redis-store.ts';
-import type { StreamStore } from '../../src/store/stream-store.ts';
+import type { StreamStore, StreamWakeBus } from '../../src/store/stream-store.ts';
 import { TEST_KEY } from '../support/fixture.ts';
 
 const skip = redisSkipReason() || false;
@@ -206,3 +209,58 @@ test('bytes of every value round-trip through Redis', { skip }, async () => {
     await store.close();
   }
 });
+
+test(
+  "a stream's wake channel is subscribed while watched and unsubscribed after; a closed store's bus subscribes nothing",
+  { skip },
+  async () => {
+    const open = () => RedisStore.open({ url: (redis as RedisServer).url, prefix: 'ds-wakes' });
+    const channel = 'ds-wakes:dsw:{w}';
+    const subscribers = async () => {
+      const reply = await (redis as RedisServer).command('PUBSUB', 'SHARDNUMSUB', channel);
+      return Number(/:(\d+)\r\n$/.exec(reply)?.[1]);
+    };
+    const store = await open();
+    const wakes = (store.streams as StreamStore).wakes as StreamWakeBus;
+    try {
+      await wakes.watch('w', () => {});
+      assert.equal(await subscribers(), 1, 'subscribed once watch resolves');
+      wakes.unwatch('w');
+      await waitFor(async () => (await subscribers()) === 0, {
+        message: 'the wake channel stayed subscribed after unwatch',
+      });
+    } finally {
+      await store.close();
+    }
+    // a live read arriving while the server shuts down: no subscriber connection is opened any more
+    const closed = await open();
+    await closed.close();
+    const late = (closed.streams as StreamStore).wakes as StreamWakeBus;
+    await assert.rejects(
+      late.watch('w', () => {}),
+      /the Redis store is closed/,
+    );
+    assert.equal(await subscribers(), 0);
+  },
+);
+
+test(
+  'a wake subscription that could not be opened (Redis down) is opened by the next watch once Redis is back',
+  { skip },
+  async () => {
+    const own = await startRedis();
+    const store = await RedisStore.open({ url: own.url, prefix: 'ds-retry', commandTimeout: 1_000 });
+    try {
+      const wakes = (store.streams as StreamStore).wakes as StreamWakeBus;
+      await own.stop();
+      await assert.rejects(wakes.watch('w', () => {}));
+      await own.restart();
+      await wakes.watch('w', () => {});
+      const reply = await own.command('PUBSUB', 'SHARDNUMSUB', 'ds-retry:dsw:{w}');
+      assert.match(reply, /:1\r\n$/, 'subscribed');
+    } finally {
+      await store.close();
+      await own.close();
+    }
+  },
+);
