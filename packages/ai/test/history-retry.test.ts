@@ -98,3 +98,76 @@ it('a tab whose channel is already attaching from its recovery key reads the con
   assert.equal(statesAtRead.length, 1, 'one history read');
   assert.notEqual(statesAtRead[0], 'attached', 'the history read went out before the attach completed');
 });
+
+/**
+ * A client on the server of `tab` whose history reads wait for `release()`: the session on it
+ * joins the channel once the app has attached it, so it reads the conversation itself.
+ */
+async function joinHeld(t: TestContext, tab: Awaited<ReturnType<typeof closedTab>>) {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  let reads = 0;
+  const held: FetchLike = async (url, init) => {
+    if (!url.includes('/messages')) return globalThis.fetch(url, init);
+    reads++;
+    await gate;
+    return globalThis.fetch(url, init);
+  };
+  const reloaded = client(t, tab.server.url, { clientId: 'user', fetch: held });
+  const channel = reloaded.channels.get(tab.name, { start: true });
+  await channel.attach();
+  const session = new UserSession({ channel });
+  t.after(() => session.close());
+  const errors: Error[] = [];
+  session.on('error', (err) => errors.push(err));
+  const started = session.start();
+  await waitFor(() => reads === 1, { message: 'the session never read the history' });
+  return { session, started, release, errors };
+}
+
+it('a session joining an attached channel is not live until the conversation up to its position is folded, and reports no error', async (t) => {
+  const tab = await closedTab(t, ['hello', 'are you there?']);
+  const { session, started, release, errors } = await joinHeld(t, tab);
+  assert.equal(session.channel.state, 'attached');
+  assert.equal(session.live, false, 'not live while the history read is under way');
+  release();
+  await started;
+  await session.ready();
+  assert.equal(session.live, true);
+  assert.deepEqual(
+    session.view().map((n) => n.id),
+    tab.ids,
+  );
+  assert.deepEqual(errors, [], 'a read of one page is not an error');
+});
+
+it('a session closed while its history read is under way folds nothing of it', async (t) => {
+  const tab = await closedTab(t, ['hello', 'are you there?']);
+  const { session, started, release } = await joinHeld(t, tab);
+  session.close();
+  release();
+  await started;
+  assert.equal(session.live, false);
+  assert.deepEqual(session.tree.inputs, [], 'the page read for a closed session was not folded');
+});
+
+it('a session joining an attached channel that holds nothing yet reads no history', async (t) => {
+  const server = await realServer(t);
+  let reads = 0;
+  const counting: FetchLike = (url, init) => {
+    if (url.includes('/messages')) reads++;
+    return globalThis.fetch(url, init);
+  };
+  const channel = client(t, server.url, { fetch: counting }).channels.get(sessionName(), { start: true });
+  await channel.attach();
+  assert.equal(channel.position, '', 'an empty log: no position');
+  const session = new UserSession({ channel });
+  t.after(() => session.close());
+  await session.ready();
+  const id = await session.send('the first message');
+  await waitFor(() => session.view().length === 1);
+  assert.equal(session.view()[0]?.id, id);
+  assert.equal(reads, 0, 'nothing to read up to');
+});
