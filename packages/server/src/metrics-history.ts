@@ -89,12 +89,16 @@ export class MetricsHistory {
       }
       values.set(`${chart}\u0000${name}`, value);
     };
-    /** The rate of a counter total since the previous sample (null on the first sample). */
+    /**
+     * The rate of a counter total since the previous sample (0 on the first sample: no interval yet).
+     * A series first seen after that was 0 at the previous sample (a labelled counter appears on its
+     * first increment), so its whole total is that interval's.
+     */
     const rate = (chart: string, name: string, total: number, per: number) => {
       const key = `${chart}\u0000${name}`;
-      const before = this.#previous.get(key);
+      const before = this.#previous.get(key) ?? 0;
       this.#previous.set(key, total);
-      set(chart, name, before === undefined || seconds <= 0 ? 0 : ((total - before) / seconds) * per);
+      set(chart, name, seconds <= 0 ? 0 : ((total - before) / seconds) * per);
     };
     const sumBy = (
       metric: { values: { value: number; labels: Partial<Record<string, string | number>> }[] },

@@ -9,7 +9,7 @@ import { waitFor } from '@mooring/testkit';
 import { DeliveryHealth, HEALTH_WINDOW_MS } from '../src/delivery-health.ts';
 import type { ChannelHealthReport } from '../src/health-report.ts';
 import { Metrics } from '../src/metrics.ts';
-import { MetricsHistory } from '../src/metrics-history.ts';
+import { MetricsHistory, quantileMs } from '../src/metrics-history.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import type { AppendOptions, AppendResult, NewOperation } from '../src/store/store.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
@@ -205,6 +205,49 @@ describe('delivery health', () => {
       assert.deepEqual(await names('inspector:i'), [channel]);
       assert.deepEqual(await names('reader:r'), [], 'history without presence');
       await user.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('takes a limit of 1 to 100 channels in trouble and of 1 to 1000 conversation messages, whole numbers only', async () => {
+    const fx = await startFixture('memory');
+    try {
+      const user = await RawClient.connect(fx.server.url, { clientId: 'u' });
+      for (const c of ['session:limit-a', 'session:limit-b'])
+        await user.attach(c, { from: `zzzzzzzzzzzz.${'0'.repeat(15)}1` }); // continuity lost: trouble
+      const troubled = (q: string) => rest(fx.server, `/v1/health${q}`);
+      assert.equal(((await troubled('')).body.channels as unknown[]).length, 2);
+      assert.equal(((await troubled('?limit=1')).body.channels as unknown[]).length, 1, 'the least limit');
+      assert.equal(
+        ((await troubled('?limit=100')).body.channels as unknown[]).length,
+        2,
+        'the greatest limit',
+      );
+      for (const q of ['?limit=0', '?limit=101', '?limit=1.5', '?limit=abc'])
+        assert.equal((await troubled(q)).status, 400, q);
+
+      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      const channel = 'session:limit-tree';
+      for (let i = 0; i < 3; i++) await agent.publish(channel, [{ id: `m${i}`, data: 'x' }]);
+      const tree = (q: string) =>
+        rest(fx.server, `/v1/channels/${encodeURIComponent(channel)}/conversation${q}`);
+      const one = await tree('?limit=1');
+      assert.equal(one.status, 200);
+      assert.deepEqual(
+        [one.body.messages, one.body.truncated],
+        [1, true],
+        'the latest message, older ones not read',
+      );
+      const all = await tree('?limit=1000');
+      assert.deepEqual([all.status, all.body.messages, all.body.truncated], [200, 3, false]);
+      for (const q of ['?limit=0', '?limit=1001', '?limit=2.5', '?limit=x']) {
+        const res = await tree(q);
+        assert.equal(res.status, 400, q);
+        assert.match(JSON.stringify(res.body), /limit must be an integer from 1 to 1000/);
+      }
+      await user.close();
+      await agent.close();
     } finally {
       await fx.close();
     }
@@ -429,6 +472,89 @@ describe('metrics history', () => {
     assert.equal(snap.t.length, 60, 'an hour, no more');
     assert.equal(snap.t[59], t / 1000, 'newest last');
     assert.equal(snap.series.latency?.['publish p50']?.[59], null, 'no publish in the interval: no value');
+  });
+
+  it('shows a series first seen after the first sample at its rate in that interval, and no rate before a first interval', async () => {
+    const metrics = new Metrics();
+    metrics.operations.inc({ action: 'create' }, 50); // counted before the history started
+    const history = new MetricsHistory(metrics, 60_000);
+    let t = 1_000_000;
+    await history.sample(t);
+    await history.sample(t); // the same instant again: no interval, no rate
+    metrics.errors.inc({ code: 'rate_limited' }, 6);
+    metrics.connectionsClosed.inc({ transport: 'websocket', reason: 'lost' }, 2);
+    t += 60_000;
+    await history.sample(t);
+    const snap = history.snapshot();
+    assert.deepEqual(
+      snap.series.operations?.stored,
+      [0, 0, 0],
+      'a total from before the first sample is no rate',
+    );
+    assert.deepEqual(
+      snap.series.errors?.rate_limited,
+      [0, 0, 6],
+      'the first 6 errors of a code, in a minute',
+    );
+    assert.deepEqual(snap.series.closed?.lost, [0, 0, 2], 'the first connections lost');
+  });
+
+  it('shows resumes that resumed and continuity lost, and store append and read latency apart', async () => {
+    const metrics = new Metrics();
+    const history = new MetricsHistory(metrics, 60_000);
+    let t = 1_000_000;
+    await history.sample(t);
+    metrics.attaches.inc({ mode: 'resume', resumed: 'true' }, 3);
+    metrics.attaches.inc({ mode: 'resume', resumed: 'false' }, 5);
+    metrics.attaches.inc({ mode: 'live', resumed: 'false' }, 7);
+    metrics.resumeFailures.inc({ reason: 'epoch_changed' }, 2);
+    metrics.storeSeconds.observe({ operation: 'append' }, 0.004);
+    metrics.storeSeconds.observe({ operation: 'read' }, 0.4);
+    t += 60_000;
+    await history.sample(t);
+    const { series } = history.snapshot();
+    assert.deepEqual(series.resumes?.resumed, [0, 3], 'only resume attaches that resumed, per minute');
+    assert.deepEqual(series.resumes?.['continuity lost'], [0, 2]);
+    const append = series.latency?.['store append p99']?.[1];
+    const read = series.latency?.['store read p99']?.[1];
+    assert.ok(append != null && append > 2.5 && append <= 5, `append p99 ${append} ms in its bucket`);
+    assert.ok(read != null && read > 250 && read <= 500, `read p99 ${read} ms in its bucket`);
+  });
+
+  it('keeps at most 32 series per chart, the first seen', async () => {
+    const metrics = new Metrics();
+    const history = new MetricsHistory(metrics, 60_000);
+    for (let i = 0; i < 40; i++) metrics.errors.inc({ code: `code${i}` });
+    await history.sample(1_000_000);
+    const names = Object.keys(history.snapshot().series.errors ?? {});
+    assert.deepEqual(
+      names,
+      Array.from({ length: 32 }, (_, i) => `code${i}`),
+    );
+  });
+
+  it("a quantile that falls on a bucket boundary is that bucket's upper bound, interpolated inside a bucket otherwise", () => {
+    // cumulative [upper bound s, count]: one observation up to 5 ms, one in (10, 25] ms
+    const buckets: Array<[number, number]> = [
+      [0.005, 1],
+      [0.01, 1],
+      [0.025, 2],
+      [Infinity, 2],
+    ];
+    assert.equal(quantileMs(buckets, 0.5), 5);
+    assert.equal(quantileMs(buckets, 0.75), 17.5);
+    assert.equal(
+      quantileMs(
+        [
+          [0.005, 0],
+          [Infinity, 4],
+        ],
+        0.5,
+      ),
+      5,
+      'past the last bound: that bound',
+    );
+    assert.equal(quantileMs([[Infinity, 0]], 0.5), null, 'nothing observed');
   });
 
   it('is served at /metrics/history to credentials', async () => {
