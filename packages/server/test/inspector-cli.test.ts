@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -281,6 +282,225 @@ describe('mooring tail, starting and resuming', () => {
     }
   });
 
+  /** Resolves once `channel` has `count` subscribers on the server (tail attached, or gone). */
+  const subscribers = (channel: string, count: number) =>
+    waitFor(
+      async () => {
+        const res = await rest(fx.server, `/v1/channels/${encodeURIComponent(channel)}/health`, { key: KEY });
+        return (res.body.subscribers as unknown[]).length === count;
+      },
+      { message: `${channel} never had ${count} subscribers` },
+    );
+
+  it('prints AI events as text streams and each tool part once, everything else as lines; --raw prints AI events as lines', async () => {
+    const channel = 'session:tail-print';
+    const env = { MOORING_KEY: KEY };
+    const { lines, output } = collect();
+    const tail = tailCommand([channel, '--url', fx.server.url], env, output);
+    if (tail === 'help') return;
+    const peer = await RawClient.connect(fx.server.url, { key: KEY, clientId: 'peer' });
+    try {
+      await subscribers(channel, 1);
+      await publish(channel, 'user', [
+        {
+          id: 'in1',
+          name: 'ai.input',
+          data: {
+            message: {
+              id: 'in1',
+              role: 'user',
+              parts: [
+                { type: 'text', text: 'Tell me ' },
+                { type: 'file', url: 'x' },
+                { type: 'text', text: 'more' },
+              ],
+            },
+          },
+        },
+      ]);
+      const [runSerial] = await publish(channel, 'agent', [run('r1', 'in1')]);
+      const [p1] = await publish(channel, 'agent', [part('p1', 'r1', 'Hello')]);
+      await publish(channel, 'agent', [{ action: 'append', serial: p1!, id: 'p1:1', data: ' world' }]);
+      await publish(channel, 'agent', [
+        { id: 'p2', name: 'ai.part', data: 'hmm', headers: { run: 'r1', kind: 'reasoning', partId: 'p2' } },
+      ]);
+      const toolHeaders = { run: 'r1', kind: 'tool-call', toolName: 'search', partId: 't1' };
+      const [t1] = await publish(channel, 'agent', [
+        { id: 't1', name: 'ai.part', data: { q: 'tides' }, headers: toolHeaders },
+      ]);
+      // a tool part's update (its result) and a finished text part's whole text add nothing
+      await publish(channel, 'agent', [
+        { action: 'update', serial: t1!, id: 't1:done', data: { q: 'tides', hits: 3 }, headers: toolHeaders },
+      ]);
+      await publish(channel, 'agent', [
+        {
+          action: 'update',
+          serial: p1!,
+          id: 'p1:done',
+          data: 'Hello world',
+          headers: { run: 'r1', kind: 'text', partId: 'p1', state: 'done' },
+        },
+      ]);
+      // a part without a kind is no AI part: a line
+      const [p3] = await publish(channel, 'agent', [
+        { id: 'p3', name: 'ai.part', data: 'loose', headers: { run: 'r1' } },
+      ]);
+      const end = (status: string, id: string) =>
+        publish(channel, 'agent', [
+          {
+            action: 'update',
+            serial: runSerial!,
+            id,
+            headers: { status },
+            data: { runId: 'r1', agent: 'helper', input: 'in1', finishReason: 'stop' },
+          },
+        ]);
+      await end('running', 'r1:renewed'); // still running: nothing to say
+      await end('complete', 'r1:end');
+      const [deleted] = await publish(channel, 'agent', [{ action: 'delete', serial: p1!, id: 'p1:del' }]);
+      const [note] = await publish(channel, 'user', [{ id: 'n1', name: 'note', data: 'bye' }]);
+      assert.equal(
+        (await peer.request({ type: 'presence', channel, action: 'enter', data: {} })).type,
+        'ack',
+      );
+      await waitFor(() => lines.status.some((l) => l.startsWith('presence: enter peer (')), {
+        message: lines.status.join('\n'),
+      });
+      await waitFor(() => lines.out.includes('"bye"'), { message: lines.out });
+      assert.equal(
+        lines.out,
+        [
+          '› user: Tell me more',
+          '◆ run r1 · helper · answering in1',
+          '  Hello world',
+          '  (reasoning) hmm',
+          '  [tool-call search] {"q":"tides"}',
+          `${p3}  create  ai.part  id=p3  client=agent  headers={"run":"r1"}  "loose"`,
+          '■ run r1 complete (stop)',
+          `${p1}  v=${deleted}  delete  id=p1:del  client=agent`,
+          `${note}  create  note  id=n1  client=user  "bye"`,
+          '',
+        ].join('\n'),
+      );
+      assert.deepEqual(
+        lines.status.filter((l) => l.startsWith('presence')),
+        [`presence: enter peer (${peer.connected.connectionId})`],
+        'changes only, not the sync',
+      );
+    } finally {
+      await tail.stop();
+      await peer.close();
+    }
+
+    const raw = collect();
+    const rawTail = tailCommand(
+      [channel, '--url', fx.server.url, '--raw', '--rewind', '100'],
+      env,
+      raw.output,
+    );
+    if (rawTail === 'help') return;
+    try {
+      await waitFor(() => raw.lines.out.includes('"bye"'), { message: raw.lines.out });
+      assert.match(raw.lines.out, /^\S+ {2}create {2}ai\.input {2}id=in1 /m);
+      assert.match(raw.lines.out, /^\S+ {2}v=\S+ {2}update {2}ai\.run {2}id=r1 /m);
+      assert.ok(!/[›◆■]/.test(raw.lines.out), raw.lines.out);
+    } finally {
+      await rawTail.stop();
+    }
+  });
+
+  it('with --rewind 0 starts live, resumes from where it was after a drop though nothing was printed yet, and stop() detaches', async () => {
+    const channel = 'session:tail-live';
+    await publish(channel, 'user', [{ id: 'old', name: 'note', data: 'old' }]);
+    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: fx.server.port });
+    const { lines, output } = collect();
+    const tail = tailCommand(
+      [channel, '--url', proxy.url('/').replace(/\/$/, ''), '--rewind', '0'],
+      { MOORING_KEY: KEY },
+      output,
+    );
+    if (tail === 'help') return;
+    try {
+      await subscribers(channel, 1);
+      await proxy.reset();
+      await waitFor(() => lines.status.length > 0, { message: 'no disconnect said' });
+      await publish(channel, 'user', [{ id: 'during', name: 'note', data: 'during' }]);
+      await waitFor(() => lines.out.includes('"during"'), { message: lines.out });
+      await publish(channel, 'user', [{ id: 'after', name: 'note', data: 'after' }]);
+      await waitFor(() => lines.out.includes('"after"'), { message: lines.out });
+      assert.equal(lines.out.split('\n').length, 3, `each once, nothing from before: ${lines.out}`);
+      assert.ok(!lines.out.includes('"old"'));
+      assert.match(lines.status[0]!, /^— disconnected/);
+      assert.match(lines.status[1]!, /^— resumed from \S+\.\d+: nothing missed$/);
+      assert.equal(lines.status.length, 2, lines.status.join('\n'));
+    } finally {
+      await tail.stop();
+      await proxy.close();
+    }
+    await subscribers(channel, 0);
+  });
+
+  it('with --from starts after that position and says nothing of a resume', async () => {
+    const channel = 'session:tail-from';
+    const [first] = await publish(channel, 'user', [
+      { id: 'm1', name: 'note', data: 'first' },
+      { id: 'm2', name: 'note', data: 'second' },
+    ]);
+    const { lines, output } = collect();
+    const tail = tailCommand(
+      [channel, '--url', fx.server.url, '--from', first!],
+      { MOORING_KEY: KEY },
+      output,
+    );
+    if (tail === 'help') return;
+    try {
+      await waitFor(() => lines.out.includes('"second"'), { message: lines.out });
+      await publish(channel, 'user', [{ id: 'm3', name: 'note', data: 'third' }]);
+      await waitFor(() => lines.out.includes('"third"'), { message: lines.out });
+      assert.ok(!lines.out.includes('"first"'), lines.out);
+      assert.deepEqual(lines.status, []);
+    } finally {
+      await tail.stop();
+    }
+  });
+
+  it('ends on refused credentials (HTTP 401 or 403), and retries any other refused handshake', async () => {
+    const wrong = collect();
+    const refused = tailCommand(
+      ['session:x', '--url', fx.server.url],
+      { MOORING_KEY: 'ops:wrong' },
+      wrong.output,
+    );
+    if (refused === 'help') return;
+    assert.equal((await refused.failed).message, 'the server refused the credentials (HTTP 401)');
+    await refused.stop();
+    // a server that answers every upgrade with one status
+    for (const status of [403, 503]) {
+      const server = createHttpServer();
+      server.on('upgrade', (_req, socket) => {
+        socket.end(`HTTP/1.1 ${status} No\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const { lines, output } = collect();
+      const tail = tailCommand(['session:x', '--url', url], { MOORING_KEY: KEY }, output);
+      if (tail === 'help') return;
+      try {
+        if (status === 403) {
+          assert.equal((await tail.failed).message, 'the server refused the credentials (HTTP 403)');
+        } else {
+          await waitFor(() => lines.status.length >= 2, { message: 'no retry' });
+          assert.match(lines.status[1]!, /^— disconnected.*; reconnecting in \d+ ms/);
+          const ended = await Promise.race([tail.failed.then(() => true), Promise.resolve(false)]);
+          assert.equal(ended, false, 'a 503 is not the end');
+        }
+      } finally {
+        await tail.stop();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    }
+  });
+
   it('inspect and tail say why a server cannot be reached', async () => {
     const closed = await new Promise<number>((resolve) => {
       const server = createServer().listen(0, '127.0.0.1', () => {
@@ -298,11 +518,19 @@ describe('mooring tail, starting and resuming', () => {
     const tail = tailCommand(['session:x', '--url', url], env, output);
     if (tail === 'help') return;
     try {
-      await waitFor(() => lines.status.length > 0);
+      await waitFor(() => lines.status.length >= 3, { message: lines.status.join('\n') });
       assert.match(
         lines.status[0]!,
         /^— disconnected \(connect ECONNREFUSED 127\.0\.0\.1:\d+\); reconnecting in \d+ ms/,
       );
+      // the wait printed (not measured): from 125–250 ms, doubling, with jitter
+      const waits = lines.status.slice(0, 3).map((l) => Number(/reconnecting in (\d+) ms/.exec(l)?.[1]));
+      for (const [i, [low, high]] of [
+        [125, 250],
+        [250, 500],
+        [500, 1000],
+      ].entries())
+        assert.ok(waits[i]! >= low! && waits[i]! <= high!, `wait ${i + 1}: ${waits[i]} ms`);
     } finally {
       await tail.stop();
     }
