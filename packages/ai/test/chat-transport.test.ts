@@ -10,7 +10,9 @@ import type { UIMessage } from 'ai';
 import { convertToModelMessages, streamText, toUIMessageStream } from 'ai';
 import { AgentSession } from '../src/agent-session.ts';
 import { MooringChatTransport } from '../src/mooring-chat-transport.ts';
-import { syncChat } from '../src/sync-chat.ts';
+import { channelSink } from '../src/operation-sink.ts';
+import { RunPublisher } from '../src/run-publisher.ts';
+import { type SyncableChat, syncChat } from '../src/sync-chat.ts';
 import { UserSession } from '../src/user-session.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
 import { client, realServer, sessionName, waitFor, within } from './helpers/fixture.ts';
@@ -382,5 +384,196 @@ describe('MooringChatTransport with the AI SDK chat', () => {
     });
     await waitFor(() => laptop.chat.status === 'ready');
     assert.deepEqual(normalize(laptop.chat.messages), normalize(phone.chat.messages));
+  });
+});
+
+/** A chat as syncChat sees it, set by the test; its resumes end when the test says so. */
+class FakeChat implements SyncableChat<UIMessage> {
+  status: SyncableChat<UIMessage>['status'] = 'ready';
+  messages: UIMessage[] = [];
+  resumes = 0;
+  readonly #resuming: Array<() => void> = [];
+
+  resumeStream(): Promise<void> {
+    this.resumes++;
+    return new Promise((resolve) => this.#resuming.push(resolve));
+  }
+
+  endResumes(): void {
+    for (const resolve of this.#resuming.splice(0)) resolve();
+  }
+}
+
+/** Lets every queued task run (the session's change events, syncChat's microtasks). */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A session showing a question, an operator's answer and a follow-up; `touch()` makes it change locally. */
+async function answeredSession(t: import('node:test').TestContext) {
+  const server = await realServer(t);
+  const name = sessionName();
+  const session = new UserSession({
+    channel: client(t, server.url, { clientId: 'op' }).channels.get(name, { start: true }),
+    clientId: 'op',
+  });
+  t.after(() => session.close());
+  await session.start();
+  await session.send('the question');
+  await waitFor(() => session.tree.inputs.length === 1);
+  await session.reply('the answer');
+  await session.send('a follow-up');
+  await waitFor(() => session.view().length === 3);
+  await session.ready();
+  const touch = async () => {
+    await session.select(session.view()[0]!.id); // a local change: a `change` event, the view as it was
+    await turn();
+  };
+  return { server, name, session, touch };
+}
+
+/** A run by another client that stays `running` until `end()`. */
+async function runningRun(t: import('node:test').TestContext, url: string, name: string, input: string) {
+  const agentClient = client(t, url, { clientId: 'agent' });
+  const publisher = new RunPublisher({
+    sink: channelSink(agentClient.channels.get(name)),
+    runId: `run_${input}`,
+    agent: 'assistant',
+    input,
+    coalesceMs: 0,
+  });
+  publisher.write({ type: 'text-start', id: 't' });
+  publisher.write({ type: 'text-delta', id: 't', delta: 'thinking' });
+  await publisher.flush();
+  return publisher;
+}
+
+describe('syncChat', () => {
+  it("puts the session's messages into an idle chat, leaves a chat that streams or is submitted alone, and does nothing once stopped", async (t) => {
+    const { session, touch } = await answeredSession(t);
+    const chat = new FakeChat();
+    const own: UIMessage[] = [];
+    chat.messages = own;
+    chat.status = 'streaming';
+    const stop = syncChat(chat, session);
+    t.after(stop);
+    await turn();
+    assert.equal(chat.messages, own, 'a streaming chat is left alone');
+    chat.status = 'submitted';
+    await touch();
+    assert.equal(chat.messages, own, 'a submitted chat is left alone');
+    chat.status = 'error';
+    await touch();
+    assert.equal(chat.messages, session.messages, 'an idle chat shows the session');
+    stop();
+    chat.messages = own;
+    await touch();
+    assert.equal(chat.messages, own, 'stopped: the chat is left alone');
+    assert.equal(chat.resumes, 0, 'no run in progress: nothing to resume');
+  });
+
+  it('replaces what differs from the view (a message, its parts, the last one’s content) and keeps a chat that already shows it', async (t) => {
+    const { session, touch } = await answeredSession(t);
+    const view = session.messages;
+    const chat = new FakeChat();
+    const copy = structuredClone(view);
+    chat.messages = copy;
+    const stop = syncChat(chat, session);
+    t.after(stop);
+    await turn();
+    assert.equal(chat.messages, copy, 'the same messages (copies): kept');
+    const variants: Array<[string, (m: UIMessage[]) => void]> = [
+      [
+        'a message of another id',
+        (m) => {
+          m[1]!.id = 'another';
+        },
+      ],
+      [
+        'a message with another part',
+        (m) => {
+          m[1]!.parts.push({ type: 'text', text: 'more' });
+        },
+      ],
+      [
+        'the last message with other text',
+        (m) => {
+          m[2]!.parts[0] = { type: 'text', text: 'other' };
+        },
+      ],
+      [
+        'a message less',
+        (m) => {
+          m.pop();
+        },
+      ],
+    ];
+    for (const [what, change] of variants) {
+      const shown = structuredClone(view);
+      change(shown);
+      chat.messages = shown;
+      await touch();
+      assert.equal(chat.messages, session.messages, what);
+    }
+  });
+
+  it('resumes a run in progress on the view once, not again until that resume ends; not a run this device is cancelling, nor one that ended', async (t) => {
+    const { server, name, session, touch } = await answeredSession(t);
+    const chat = new FakeChat();
+    const stop = syncChat(chat, session);
+    t.after(stop);
+    await turn();
+    assert.equal(chat.resumes, 0, 'runs that ended are not resumed');
+    const input = session.view()[2]!.id;
+    const publisher = await runningRun(t, server.url, name, input);
+    await waitFor(() => chat.resumes === 1, { message: 'the run in progress was never resumed' });
+    await touch();
+    await touch();
+    assert.equal(chat.resumes, 1, 'one resume at a time');
+    chat.endResumes();
+    await waitFor(() => chat.resumes === 2, { message: 'the run still in progress was not resumed again' });
+    await session.cancel(publisher.runId);
+    chat.endResumes();
+    await touch();
+    await touch();
+    assert.equal(chat.resumes, 2, 'a run this device is cancelling is not resumed');
+    await publisher.end('complete');
+    await waitFor(() => {
+      const run = session.view()[3];
+      return run?.kind === 'run' && run.status !== 'running';
+    });
+    await touch();
+    assert.equal(chat.resumes, 2, 'nor one that ended');
+  });
+
+  it('stopped while a resume is under way: when that resume ends, nothing more', async (t) => {
+    const { server, name, session } = await answeredSession(t);
+    const chat = new FakeChat();
+    const stop = syncChat(chat, session);
+    t.after(stop);
+    const publisher = await runningRun(t, server.url, name, session.view()[2]!.id);
+    t.after(() => publisher.end('complete'));
+    await waitFor(() => chat.resumes === 1, { message: 'the run in progress was never resumed' });
+    stop();
+    const own: UIMessage[] = [];
+    chat.messages = own;
+    chat.endResumes();
+    await turn();
+    await turn();
+    assert.equal(chat.resumes, 1, 'no resume after stop()');
+    assert.equal(chat.messages, own, 'the chat is left alone');
+  });
+
+  it('follows nothing while the session is not settled, and catches up once it is', async (t) => {
+    const { session, touch } = await answeredSession(t);
+    const chat = new FakeChat();
+    const stop = syncChat(chat, session);
+    t.after(stop);
+    await waitFor(() => chat.messages === session.messages);
+    await session.channel.detach();
+    const own: UIMessage[] = [];
+    chat.messages = own;
+    await touch();
+    assert.equal(chat.messages, own, 'not live: the chat is left alone');
+    await session.channel.attach();
+    await waitFor(() => chat.messages === session.messages, { message: 'the chat never caught up' });
   });
 });

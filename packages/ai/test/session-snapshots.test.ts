@@ -9,6 +9,8 @@ import { renderHook } from '@testing-library/react';
 import type { UIMessage } from 'ai';
 import { createElement, type ReactNode, StrictMode, useSyncExternalStore } from 'react';
 import type { AgentRun } from '../src/agent-run.ts';
+import { channelSink } from '../src/operation-sink.ts';
+import { RunPublisher } from '../src/run-publisher.ts';
 import { UserSession } from '../src/user-session.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
 import { client, proxyTo, realServer, sessionName, waitFor } from './helpers/fixture.ts';
@@ -136,5 +138,35 @@ describe('UserSession snapshots', () => {
     check();
     assert.equal(textOf(session.view()[1]?.message), FULL);
     assert.deepEqual(violations, [], `${violations.length} inconsistent views in ${checks} checks`);
+  });
+});
+
+describe('UserSession events', () => {
+  it('run once when a run appears, runEnd once when it ends, with the status it ended with', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    await session.start();
+    const events: string[] = [];
+    session.on('run', (run) => events.push(`run ${run.id} ${run.status}`));
+    session.on('runEnd', (run) => events.push(`runEnd ${run.id} ${run.status}`));
+    const input = await session.send('hello');
+    const publisher = new RunPublisher({
+      sink: channelSink(client(t, server.url, { clientId: 'agent' }).channels.get(name)),
+      runId: 'run_events',
+      agent: 'assistant',
+      input,
+      coalesceMs: 0,
+    });
+    publisher.write({ type: 'text-start', id: 't' });
+    publisher.write({ type: 'text-delta', id: 't', delta: 'hi' });
+    await publisher.flush();
+    await waitFor(() => events.length === 1, { message: 'no run event' });
+    publisher.write({ type: 'text-end', id: 't' });
+    await publisher.end('cancelled', { reason: 'enough' });
+    await waitFor(() => session.tree.run('run_events')?.status === 'cancelled');
+    await session.ready();
+    assert.deepEqual(events, ['run run_events running', 'runEnd run_events cancelled']);
   });
 });
