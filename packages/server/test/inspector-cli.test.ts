@@ -14,7 +14,9 @@ import { fileURLToPath } from 'node:url';
 import type { OperationInput } from '@mooring/protocol';
 import { FaultProxy, waitFor } from '@mooring/testkit';
 import pino from 'pino';
+import { WebSocketServer } from 'ws';
 import { inspectCommand } from '../src/inspect/inspect-command.ts';
+import { inspectTarget, integerOption } from '../src/inspect/inspect-options.ts';
 import { tailCommand } from '../src/inspect/tail-command.ts';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -167,6 +169,48 @@ describe('inspect and tail flags', () => {
   });
 });
 
+describe('where inspect and tail connect, and with what', () => {
+  it('take --url, else MOORING_URL, else the default, without credentials or a query in it', () => {
+    const key = { key: 'a:b' };
+    assert.deepEqual(inspectTarget(key, {}), { url: 'http://127.0.0.1:8080', authorization: 'Bearer a:b' });
+    assert.equal(
+      inspectTarget(key, { MOORING_URL: 'https://h.example/base/' }).url,
+      'https://h.example/base',
+    );
+    assert.equal(
+      inspectTarget({ ...key, url: 'http://x:1' }, { MOORING_URL: 'https://h' }).url,
+      'http://x:1',
+    );
+    for (const url of ['http://u:p@h', 'http://u@h', 'http://:p@h', 'http://h/?key=k'])
+      assert.throws(
+        () => inspectTarget({ ...key, url }, {}),
+        /--url must not carry credentials or a query/,
+        url,
+      );
+    assert.throws(() => inspectTarget({ ...key, url: 'nope' }, {}), /--url must be a URL like/);
+  });
+
+  it('take a --key or --token flag before MOORING_KEY, and MOORING_KEY before MOORING_TOKEN', () => {
+    const auth = (values: { key?: string; token?: string }, env: NodeJS.ProcessEnv) =>
+      inspectTarget(values, env).authorization;
+    assert.equal(auth({ token: 'jwt' }, { MOORING_KEY: 'a:b' }), 'Bearer jwt', 'the flag wins');
+    assert.equal(auth({ key: 'c:d' }, { MOORING_TOKEN: 'jwt' }), 'Bearer c:d');
+    assert.equal(auth({}, { MOORING_TOKEN: 'jwt' }), 'Bearer jwt');
+    assert.equal(auth({}, { MOORING_KEY: 'a:b', MOORING_TOKEN: 'jwt' }), 'Bearer a:b');
+    assert.throws(() => auth({}, {}), /credentials are required/);
+  });
+
+  it('take an integer flag at its bounds, and the default without it', () => {
+    assert.equal(integerOption('limit', undefined, 200, 1, 10_000), 200);
+    assert.equal(integerOption('limit', '1', 200, 1, 10_000), 1);
+    assert.equal(integerOption('limit', '10000', 200, 1, 10_000), 10_000);
+    assert.throws(
+      () => integerOption('limit', '10001', 200, 1, 10_000),
+      /--limit must be an integer from 1 to 10000/,
+    );
+  });
+});
+
 describe('mooring tail', () => {
   it('streams an AI run as text and resumes after a connection reset, missing and repeating nothing', async () => {
     const channel = 'session:tail-1';
@@ -301,6 +345,12 @@ describe('mooring tail, starting and resuming', () => {
     const peer = await RawClient.connect(fx.server.url, { key: KEY, clientId: 'peer' });
     try {
       await subscribers(channel, 1);
+      // malformed AI events: an input without data or with parts that are no list, a run without its id
+      await publish(channel, 'user', [{ id: 'in0', name: 'ai.input', data: null }]);
+      await publish(channel, 'user', [
+        { id: 'in00', name: 'ai.input', data: { message: { parts: 'oops' } } },
+      ]);
+      const [noRun] = await publish(channel, 'agent', [{ id: 'r0', name: 'ai.run', data: { agent: 'x' } }]);
       await publish(channel, 'user', [
         {
           id: 'in1',
@@ -370,6 +420,9 @@ describe('mooring tail, starting and resuming', () => {
       assert.equal(
         lines.out,
         [
+          '› user: ',
+          '› user: ',
+          `${noRun}  create  ai.run  id=r0  client=agent  {"agent":"x"}`,
           '› user: Tell me more',
           '◆ run r1 · helper · answering in1',
           '  Hello world',
@@ -409,7 +462,7 @@ describe('mooring tail, starting and resuming', () => {
     }
   });
 
-  it('with --rewind 0 starts live, resumes from where it was after a drop though nothing was printed yet, and stop() detaches', async () => {
+  it('with --rewind 0 starts live, and resumes from where it was after a drop though nothing was printed yet', async () => {
     const channel = 'session:tail-live';
     await publish(channel, 'user', [{ id: 'old', name: 'note', data: 'old' }]);
     const proxy = await FaultProxy.start({ host: '127.0.0.1', port: fx.server.port });
@@ -430,7 +483,7 @@ describe('mooring tail, starting and resuming', () => {
       await waitFor(() => lines.out.includes('"after"'), { message: lines.out });
       assert.equal(lines.out.split('\n').length, 3, `each once, nothing from before: ${lines.out}`);
       assert.ok(!lines.out.includes('"old"'));
-      assert.match(lines.status[0]!, /^— disconnected/);
+      assert.match(lines.status[0]!, /^— disconnected.*\(resuming after \S+\.\d+\)$/);
       assert.match(lines.status[1]!, /^— resumed from \S+\.\d+: nothing missed$/);
       assert.equal(lines.status.length, 2, lines.status.join('\n'));
     } finally {
@@ -440,7 +493,7 @@ describe('mooring tail, starting and resuming', () => {
     await subscribers(channel, 0);
   });
 
-  it('with --from starts after that position and says nothing of a resume', async () => {
+  it('with --from starts after that position and says nothing of a resume; stop() closes the connection', async () => {
     const channel = 'session:tail-from';
     const [first] = await publish(channel, 'user', [
       { id: 'm1', name: 'note', data: 'first' },
@@ -462,6 +515,108 @@ describe('mooring tail, starting and resuming', () => {
     } finally {
       await tail.stop();
     }
+    await subscribers(channel, 0); // stop() closed the connection
+  });
+
+  it("stays connected through quiet stretches longer than the server's heartbeat interval", async () => {
+    // the server heartbeats every 100 ms: tail allows the interval + 10 s of silence before it gives up
+    const quiet = await startFixture('memory', { keys: [KEY], heartbeatInterval: 100 });
+    const channel = 'session:tail-quiet';
+    const { lines, output } = collect();
+    const tail = tailCommand([channel, '--url', quiet.server.url], { MOORING_KEY: KEY }, output);
+    if (tail === 'help') return;
+    try {
+      await waitFor(
+        async () => {
+          const res = await rest(quiet.server, `/v1/channels/${channel}/health`, { key: KEY });
+          const body = res.body as { serverTime: number; subscribers: { since: number }[] };
+          return body.subscribers.length === 1 && body.serverTime - body.subscribers[0]!.since > 500;
+        },
+        { message: `never attached for 5 heartbeats: ${lines.status.join('\n')}` },
+      );
+      assert.deepEqual(lines.status, [], 'no disconnect');
+    } finally {
+      await tail.stop();
+      await quiet.close();
+    }
+  });
+
+  it('remembers the latest 10,000 AI parts: an append to an older one prints as a line', async () => {
+    const channel = 'session:tail-bounded';
+    const { lines, output } = collect();
+    const tail = tailCommand([channel, '--url', fx.server.url], { MOORING_KEY: KEY }, output);
+    if (tail === 'help') return;
+    try {
+      await subscribers(channel, 1);
+      const parts = (from: number, n: number): OperationInput[] =>
+        Array.from({ length: n }, (_, i) => ({
+          id: `b${from + i}`,
+          name: 'ai.part',
+          data: 'x',
+          headers: { run: 'r', kind: 'text', partId: `b${from + i}` },
+        }));
+      const [oldest] = await publish(channel, 'agent', parts(0, 1));
+      // 10,000 more: the 10,001st part seen pushes the oldest out
+      for (let i = 1; i <= 10_000; i += 100) await publish(channel, 'agent', parts(i, 100));
+      await publish(channel, 'agent', [{ action: 'append', serial: oldest!, id: 'b0:late', data: 'late' }]);
+      await waitFor(() => lines.out.includes('"late"') || lines.out.endsWith('late'), {
+        message: lines.out.slice(-200),
+      });
+      assert.match(lines.out, /\n\S+ {2}v=\S+ {2}append {2}id=b0:late {2}client=agent {2}"late"\n$/);
+    } finally {
+      await tail.stop();
+    }
+  });
+
+  it('prints a message the server sends again only once, and ends on a ref-less error of its own channel only', async () => {
+    // a server speaking the wire protocol by script: the protocol lets a server send a message
+    // again (a client ignores a version not after its position) and an error without a ref
+    const channel = 'session:scripted';
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise((resolve) => wss.once('listening', resolve));
+    const message = (n: number) => ({
+      serial: `a.${n}`,
+      version: `a.${n}`,
+      action: 'create',
+      id: `m${n}`,
+      name: 'note',
+      data: `n${n}`,
+      timestamp: 0,
+    });
+    wss.on('connection', (ws) => {
+      ws.send(JSON.stringify({ type: 'connected', maxIdleInterval: 15_000 }));
+      ws.once('message', () => {
+        const frames = [
+          { type: 'attached', ref: 'tail', channel, resumed: false, position: '' },
+          { type: 'messages', channel, messages: [message(1)] },
+          { type: 'messages', channel, messages: [message(1), message(2)] },
+          {
+            type: 'error',
+            channel: 'session:other',
+            error: { code: 'forbidden', message: 'other', retryable: false },
+          },
+          { type: 'error', channel, error: { code: 'forbidden', message: 'mine', retryable: false } },
+        ];
+        for (const frame of frames) ws.send(JSON.stringify(frame));
+      });
+    });
+    const url = `http://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+    const { lines, output } = collect();
+    const tail = tailCommand([channel, '--url', url], { MOORING_KEY: KEY }, output);
+    if (tail === 'help') return;
+    try {
+      assert.equal((await tail.failed).message, 'forbidden: mine');
+      await tail.stop();
+      assert.deepEqual(lines.status, [], 'no reconnecting after an error that is not retryable');
+      assert.deepEqual(
+        lines.out.split('\n').map((l) => l.split('  ')[0]),
+        ['a.1', 'a.2', ''],
+        lines.out,
+      );
+    } finally {
+      await tail.stop();
+      await new Promise((resolve) => wss.close(resolve));
+    }
   });
 
   it('ends on refused credentials (HTTP 401 or 403), and retries any other refused handshake', async () => {
@@ -474,6 +629,7 @@ describe('mooring tail, starting and resuming', () => {
     if (refused === 'help') return;
     assert.equal((await refused.failed).message, 'the server refused the credentials (HTTP 401)');
     await refused.stop();
+    assert.deepEqual(wrong.lines.status, [], 'no reconnecting after refused credentials');
     // a server that answers every upgrade with one status
     for (const status of [403, 503]) {
       const server = createHttpServer();
@@ -488,6 +644,8 @@ describe('mooring tail, starting and resuming', () => {
       try {
         if (status === 403) {
           assert.equal((await tail.failed).message, 'the server refused the credentials (HTTP 403)');
+          await tail.stop();
+          assert.deepEqual(lines.status, [], 'no reconnecting after refused credentials');
         } else {
           await waitFor(() => lines.status.length >= 2, { message: 'no retry' });
           assert.match(lines.status[1]!, /^— disconnected.*; reconnecting in \d+ ms/);
@@ -521,7 +679,7 @@ describe('mooring tail, starting and resuming', () => {
       await waitFor(() => lines.status.length >= 3, { message: lines.status.join('\n') });
       assert.match(
         lines.status[0]!,
-        /^— disconnected \(connect ECONNREFUSED 127\.0\.0\.1:\d+\); reconnecting in \d+ ms/,
+        /^— disconnected \(connect ECONNREFUSED 127\.0\.0\.1:\d+\); reconnecting in \d+ ms \(resuming after the start\)$/,
       );
       // the wait printed (not measured): from 125–250 ms, doubling, with jitter
       const waits = lines.status.slice(0, 3).map((l) => Number(/reconnecting in (\d+) ms/.exec(l)?.[1]));

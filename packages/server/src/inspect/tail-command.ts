@@ -267,8 +267,9 @@ class Printer {
     const data = (typeof m.data === 'object' && m.data !== null ? m.data : {}) as Record<string, unknown>;
     switch (name) {
       case EVENT_INPUT: {
-        const message = data.message as { parts?: unknown[] } | undefined;
-        const text = (message?.parts ?? [])
+        const message = data.message as { parts?: unknown } | undefined;
+        // a malformed input (parts not a list) prints as an empty one, never ends tail
+        const text = (Array.isArray(message?.parts) ? message.parts : [])
           .map((p) =>
             typeof p === 'object' && p !== null && (p as { type?: unknown }).type === 'text'
               ? String((p as { text?: unknown }).text)
