@@ -198,6 +198,9 @@ describe('where inspect and tail connect, and with what', () => {
     assert.equal(auth({}, { MOORING_TOKEN: 'jwt' }), 'Bearer jwt');
     assert.equal(auth({}, { MOORING_KEY: 'a:b', MOORING_TOKEN: 'jwt' }), 'Bearer a:b');
     assert.throws(() => auth({}, {}), /credentials are required/);
+    // an empty variable is unset: it neither hides the next one nor stands as a value
+    assert.equal(auth({}, { MOORING_KEY: '', MOORING_TOKEN: 'jwt' }), 'Bearer jwt');
+    assert.equal(inspectTarget({ key: 'a:b' }, { MOORING_URL: '' }).url, 'http://127.0.0.1:8080');
   });
 
   it('take an integer flag at its bounds, and the default without it', () => {
@@ -208,6 +211,9 @@ describe('where inspect and tail connect, and with what', () => {
       () => integerOption('limit', '10001', 200, 1, 10_000),
       /--limit must be an integer from 1 to 10000/,
     );
+    // `--rewind ""` is not 0 (Number('') is): digits only
+    for (const raw of ['', ' 5', '0x5', '1e2', '-0'])
+      assert.throws(() => integerOption('rewind', raw, 10, 0, 1000), /--rewind must be an integer/, raw);
   });
 });
 

@@ -39,7 +39,8 @@ export function integerOption(
   min: number,
   max: number,
 ): number {
-  const value = raw === undefined ? fallback : Number(raw);
+  // digits only: Number('') is 0, and ' 5' or '0x5' are not what anyone typed on purpose
+  const value = raw === undefined ? fallback : /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
   if (!Number.isInteger(value) || value < min || value > max)
     throw new Error(`--${name} must be an integer from ${min} to ${max}`);
   return value;
@@ -47,8 +48,10 @@ export function integerOption(
 
 export function inspectTarget(
   values: { url?: string | undefined; key?: string | undefined; token?: string | undefined },
-  env: NodeJS.ProcessEnv,
+  environment: NodeJS.ProcessEnv,
 ): InspectTarget {
+  // an empty variable is unset, as for `mooring serve`
+  const env = Object.fromEntries(Object.entries(environment).filter(([, value]) => value !== ''));
   const raw = values.url ?? env.MOORING_URL ?? 'http://127.0.0.1:8080';
   let url: URL;
   try {
