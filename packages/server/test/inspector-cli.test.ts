@@ -201,6 +201,10 @@ describe('where inspect and tail connect, and with what', () => {
     // an empty variable is unset: it neither hides the next one nor stands as a value
     assert.equal(auth({}, { MOORING_KEY: '', MOORING_TOKEN: 'jwt' }), 'Bearer jwt');
     assert.equal(inspectTarget({ key: 'a:b' }, { MOORING_URL: '' }).url, 'http://127.0.0.1:8080');
+    // an empty flag is refused, never replaced by the environment or the other flag
+    assert.throws(() => auth({ key: '' }, { MOORING_KEY: 'a:b' }), /credentials are required/);
+    assert.throws(() => auth({ token: '' }, { MOORING_TOKEN: 'jwt' }), /credentials are required/);
+    assert.throws(() => auth({ key: '', token: 'jwt' }, {}), /credentials are required/);
   });
 
   it('take an integer flag at its bounds, and the default without it', () => {
