@@ -116,6 +116,19 @@ function scheduleAnswer(h: HistoryBuilder, completedTask: number): number {
   });
 }
 
+/** A worker picked up the activity scheduled at `scheduled`; the started event's id. */
+function startActivity(h: HistoryBuilder, scheduled: number): number {
+  return h.add({
+    eventType: T.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+    activityTaskStartedEventAttributes: {
+      scheduledEventId: scheduled,
+      attempt: 1,
+      identity: 'w',
+      requestId: 'a',
+    },
+  });
+}
+
 /**
  * The workflow runs in a worker thread with a deadline per activation, so that a workflow looping
  * without yielding fails its replay ("Script execution timed out") instead of hanging. Replay's default
@@ -145,15 +158,7 @@ describe('session workflow replay (Temporal workflow sandbox, no server)', { tim
       h.signal('mooring.input', input);
       const task = h.workflowTask();
       const scheduled = scheduleAnswer(h, task);
-      const activityStarted = h.add({
-        eventType: T.EVENT_TYPE_ACTIVITY_TASK_STARTED,
-        activityTaskStartedEventAttributes: {
-          scheduledEventId: scheduled,
-          attempt: 1,
-          identity: 'w',
-          requestId: 'a',
-        },
-      });
+      const activityStarted = startActivity(h, scheduled);
       h.add({
         eventType: T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
         activityTaskCompletedEventAttributes: {
@@ -181,15 +186,7 @@ describe('session workflow replay (Temporal workflow sandbox, no server)', { tim
     h.signal('mooring.input', input);
     const task = h.workflowTask();
     const scheduled = scheduleAnswer(h, task);
-    const activityStarted = h.add({
-      eventType: T.EVENT_TYPE_ACTIVITY_TASK_STARTED,
-      activityTaskStartedEventAttributes: {
-        scheduledEventId: scheduled,
-        attempt: 1,
-        identity: 'w',
-        requestId: 'a',
-      },
-    });
+    const activityStarted = startActivity(h, scheduled);
     h.signal('mooring.cancel', { controlId: 'alice/op-2', channel: WORKFLOW_ID, serial: 's2', runId });
     const cancelTask = h.workflowTask();
     const requested = h.add({
