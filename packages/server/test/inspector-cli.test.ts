@@ -418,6 +418,10 @@ describe('mooring tail, starting and resuming', () => {
       await end('running', 'r1:renewed'); // still running: nothing to say
       await end('complete', 'r1:end');
       const [deleted] = await publish(channel, 'agent', [{ action: 'delete', serial: p1!, id: 'p1:del' }]);
+      // a control is one line of its own, not also printed as an operation
+      await publish(channel, 'user', [
+        { id: 'c1', name: 'ai.control', data: { type: 'cancel', runId: 'r1' } },
+      ]);
       const [note] = await publish(channel, 'user', [{ id: 'n1', name: 'note', data: 'bye' }]);
       assert.equal(
         (await peer.request({ type: 'presence', channel, action: 'enter', data: {} })).type,
@@ -441,6 +445,7 @@ describe('mooring tail, starting and resuming', () => {
           `${p3}  create  ai.part  id=p3  client=agent  headers={"run":"r1"}  "loose"`,
           '■ run r1 complete (stop)',
           `${p1}  v=${deleted}  delete  id=p1:del  client=agent`,
+          '↯ control {"type":"cancel","runId":"r1"} from user',
           `${note}  create  note  id=n1  client=user  "bye"`,
           '',
         ].join('\n'),
