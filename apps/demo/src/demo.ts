@@ -7,7 +7,6 @@
  *
  * Used by `main.ts` (fixed ports for people) and by the e2e tests (port 0, a temp data dir).
  */
-import { mkdirSync } from 'node:fs';
 import type { ApiKey, MooringServer } from '@mooring/server';
 import { startServer } from '@mooring/server';
 import { ChaosProxies } from './chaos-proxies.ts';
@@ -60,7 +59,6 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
   const host = options.host ?? '127.0.0.1';
   const key = `${options.key.name}:${options.key.secret}`;
   const assets = await buildWebBundle();
-  if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true });
   const mooring = await startServer({
     host,
     port: options.mooringPort ?? 8080,

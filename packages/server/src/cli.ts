@@ -5,11 +5,11 @@
  *   mooring inspect <channel>   a channel's health, leases, presence, log and conversation tree
  *   mooring tail <channel>      follow a channel live, resuming after disconnects
  */
-import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type ApiKey, parseApiKey } from './auth.ts';
 import { Capability } from './capabilities.ts';
 import { developmentKey, loadServeConfig, parseDuration, SERVE_HELP } from './config.ts';
+import { makeDirectory } from './make-directory.ts';
 import { startServer } from './server.ts';
 import { createToken, type TokenRequest } from './tokens.ts';
 
@@ -92,7 +92,7 @@ async function serve(argv: string[]): Promise<void> {
     keys = [dev.key];
     devKey = dev.key;
   }
-  if (config.store === 'sqlite') mkdirSync(config.dataDir, { recursive: true });
+  if (config.store === 'sqlite') makeDirectory(config.dataDir);
   const redisUrl = config.redis.url.replace(/\/\/[^@/]*@/, '//***@');
   // The store waits for Redis as long as it takes (a supervisor may start both at once); say so,
   // rather than leave only the log's retries to explain why no banner comes.

@@ -4,13 +4,14 @@
  * `15s`, `30m`, `24h`, `7d`, and `forever` for retention.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Limits } from '@mooring/protocol';
 import { isPlainObject } from '@mooring/protocol/schemas';
 import { type ApiKey, parseApiKey } from './auth.ts';
 import type { DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
+import { makeDirectory } from './make-directory.ts';
 import { nearestName } from './nearest-name.ts';
 import type { NamespaceRules } from './server.ts';
 
@@ -341,7 +342,7 @@ export function developmentKey(dataDir: string): { key: string; created: boolean
   } catch {
     // not there yet
   }
-  mkdirSync(dataDir, { recursive: true });
+  makeDirectory(dataDir);
   const key = `dev:${randomBytes(24).toString('base64url')}`;
   writeFileSync(path, `${key}\n`, { mode: 0o600 });
   return { key, created: true };

@@ -55,11 +55,11 @@
  * `ops.data`/`ops.headers` are kept only for appends after the message's `base_seq`; every op keeps its
  * publisher and id (idempotency) and `msg_seq` (catch-up by position) until retention removes its message.
  */
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { Headers, Message } from '@mooring/protocol';
 import { formatSerial, newEpoch } from '@mooring/protocol';
+import { makeDirectory } from '../make-directory.ts';
 import { Lru } from './lru.ts';
 import type { BatchPlan, DataKind, MessageMeta, PlanContext } from './operation-rules.ts';
 import {
@@ -180,7 +180,7 @@ export class SqliteStore implements Store {
     this.#metas = new Lru(options.cacheSize ?? 4096);
     let db: DatabaseSync | undefined;
     try {
-      if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+      if (options.path !== ':memory:') makeDirectory(dirname(options.path));
       db = new DatabaseSync(options.path);
       // Node 22.13–22.15 load node:sqlite without `isTransaction`, which decides whether a failed
       // batch is rolled back: refuse them with the version to install, not a half-working store.
