@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { DEFAULT_LIMITS, ERRORS, errorInfo, isErrorCode } from '@mooring/protocol';
+import { DEFAULT_LIMITS, DEFAULT_TIMINGS, ERRORS, errorInfo, isErrorCode } from '@mooring/protocol';
 
 const PROTOCOL = readFileSync(new URL('../../../PROTOCOL.md', import.meta.url), 'utf8');
 
@@ -34,23 +34,22 @@ describe('errors', () => {
       assert.equal(isErrorCode(bad), false, String(bad));
   });
 
-  test('PROTOCOL.md §10 states the default limits the code uses', () => {
-    const limits = section('10. Limits');
-    const kib = (n: number) => (n >= 1024 * 1024 ? `${n / 1024 / 1024} MiB` : `${n / 1024} KiB`);
-    for (const key of [
-      'maxOperationSize',
-      'maxMessageSize',
-      'maxFrameSize',
-      'maxHttpBody',
-      'maxSendBuffer',
-    ] as const)
-      assert.match(limits, new RegExp(`\`${key}\`[^|]*\\| ${kib(DEFAULT_LIMITS[key])} \\|`), key);
-    for (const key of [
-      'maxOpsPerPublish',
-      'maxChannelsPerConnection',
-      'maxPresenceMembers',
-      'maxJsonDepth',
-    ] as const)
-      assert.match(limits, new RegExp(`\`${key}\`[^|]*\\| ${DEFAULT_LIMITS[key]} \\|`), key);
+  test('PROTOCOL.md §10 has one row for every limit, with the default the code uses, and none for a limit the code lacks', () => {
+    const rows = [...section('10. Limits').matchAll(/^\| `([A-Za-z]+)`[^|]*\| ([^|]+) \|/gm)];
+    // "64 KiB", "1 MiB", "10 000", "10 s", "0"
+    const value = (text: string) => {
+      const m = /^(\d+(?: \d{3})*) ?(KiB|MiB|s)?$/.exec(text.trim());
+      assert.ok(m, `not a default: "${text}"`);
+      const scale = { KiB: 1024, MiB: 1024 * 1024, s: 1000 }[m[2] as 'KiB' | 'MiB' | 's'] ?? 1;
+      return Number(m[1]!.replaceAll(' ', '')) * scale;
+    };
+    const documented = new Map<string, number>();
+    for (const [, name, text] of rows) {
+      assert.ok(!documented.has(name!), `${name} has two rows`);
+      documented.set(name!, value(text!));
+    }
+    const code = new Map<string, number>(Object.entries(DEFAULT_LIMITS));
+    code.set('firstPollTimeout', DEFAULT_TIMINGS.firstPollTimeout);
+    assert.deepEqual(Object.fromEntries(documented), Object.fromEntries(code));
   });
 });
