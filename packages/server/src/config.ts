@@ -97,6 +97,19 @@ const FILE_KEYS = [
   'logLevel',
   'durableStreams',
 ] as const satisfies readonly (keyof FileConfig)[];
+const REDIS_KEYS = ['url', 'prefix', 'commandTimeout'] as const satisfies readonly (keyof NonNullable<
+  FileConfig['redis']
+>)[];
+const DURABLE_STREAMS_KEYS = [
+  'open',
+  'longPollTimeout',
+  'sseMaxDuration',
+  'maxAppendBytes',
+  'maxJsonAppendBytes',
+  'readPageBytes',
+  'maxConcurrentReads',
+  'stallTimeout',
+] as const satisfies readonly (keyof NonNullable<FileConfig['durableStreams']>)[];
 
 export const SERVE_HELP = `Usage: mooring serve [options]
 
@@ -183,6 +196,7 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
     );
   if (file.redis !== undefined && (typeof file.redis !== 'object' || file.redis === null))
     throw new Error('"redis" in the config file is { "url": "redis://host:port", "prefix": "mooring" }');
+  if (file.redis !== undefined) refuseUnknown(file.redis, REDIS_KEYS, '"redis" in the config file');
   const redis: ServeConfig['redis'] = { url: redisUrl ?? 'redis://127.0.0.1:6379' };
   if (!/^(rediss?|redis\+clusters?):\/\//.test(redis.url))
     throw new Error(
@@ -203,6 +217,7 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
   for (const [name, rules] of Object.entries(file.namespaces ?? {})) {
     if (!isPlainObject(rules))
       throw new Error(`namespaces.${name} in the config file is an object, e.g. { "retention": "7d" }`);
+    refuseUnknown(rules, ['retention'], `namespaces.${name} in the config file`);
     namespaces[name] =
       rules.retention === undefined
         ? {}
@@ -263,6 +278,7 @@ function durableStreamsConfig(
 ): DurableStreamsOptions {
   if (file !== undefined && (typeof file !== 'object' || file === null))
     throw new Error('"durableStreams" in the config file is an object, e.g. { "open": "public/*" }');
+  if (file !== undefined) refuseUnknown(file, DURABLE_STREAMS_KEYS, '"durableStreams" in the config file');
   const out: DurableStreamsOptions = {};
   const glob = open ?? file?.open;
   if (glob !== undefined) {
@@ -303,6 +319,8 @@ function keyFromFile(entry: string | { key: string; capability?: Record<string, 
   if (typeof entry === 'string') return parseApiKey(entry);
   if (typeof entry !== 'object' || entry === null || typeof entry.key !== 'string')
     throw new Error('each entry of "keys" is "name:secret" or { "key": "name:secret", "capability": {...} }');
+  // a misspelt "capability" would leave the key with every operation
+  refuseUnknown(entry, ['key', 'capability'], 'an entry of "keys" in the config file');
   const key = parseApiKey(entry.key);
   if (entry.capability !== undefined) key.capability = entry.capability;
   return key;
@@ -322,15 +340,19 @@ function readConfigFile(path: string): FileConfig {
   } catch (err) {
     throw new Error(`config file ${path} is not a JSON object: ${(err as Error).message}`);
   }
-  // a misspelt key would otherwise be ignored without a word, leaving its default in force
-  for (const key of Object.keys(parsed)) {
-    if ((FILE_KEYS as readonly string[]).includes(key)) continue;
-    const near = nearestName(key, FILE_KEYS);
+  refuseUnknown(parsed, FILE_KEYS, `config file ${path}`);
+  return parsed as FileConfig;
+}
+
+/** A misspelt key would otherwise be ignored without a word, leaving its default in force. */
+function refuseUnknown(object: object, known: readonly string[], where: string): void {
+  for (const key of Object.keys(object)) {
+    if (known.includes(key)) continue;
+    const near = nearestName(key, known);
     throw new Error(
-      `config file ${path}: "${key}" is not a setting${near ? `; did you mean "${near}"?` : ''} (known: ${FILE_KEYS.join(', ')})`,
+      `${where}: "${key}" is not a setting${near ? `; did you mean "${near}"?` : ''} (known: ${known.join(', ')})`,
     );
   }
-  return parsed as FileConfig;
 }
 
 /** Reads `<dataDir>/dev-key`, or makes one. Returns the key and whether it was just made. */

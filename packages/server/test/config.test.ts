@@ -419,4 +419,45 @@ describe('config file', () => {
     assert.throws(await load({ Port: 8080 }), /"Port" is not a setting; did you mean "port"\?/);
     assert.throws(await load({ colour: 'blue' }), /"colour" is not a setting \(known: host, port, /);
   });
+
+  it('refuses a key that is not a setting inside redis, durableStreams, a namespace or a key entry', async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [
+        { redis: { url: 'redis://127.0.0.1:6379', prefx: 'app' } },
+        /"redis" in the config file: "prefx" is not a setting; did you mean "prefix"\?/,
+      ],
+      [
+        { redis: { commandTimout: 2000 } },
+        /"commandTimout" is not a setting; did you mean "commandTimeout"\?/,
+      ],
+      [
+        { durableStreams: { maxAppendbytes: 1024 } },
+        /"durableStreams" in the config file: "maxAppendbytes" is not a setting; did you mean "maxAppendBytes"\?/,
+      ],
+      [
+        { namespaces: { session: { retension: '7d' } } },
+        /namespaces\.session in the config file: "retension" is not a setting; did you mean "retention"\?/,
+      ],
+      // a misspelt capability would have left the key with every operation
+      [
+        { keys: [{ key: 'app:secret', capabilty: { 'public:*': ['subscribe'] } }] },
+        /an entry of "keys" in the config file: "capabilty" is not a setting; did you mean "capability"\?/,
+      ],
+    ];
+    for (const [content, message] of cases)
+      assert.throws(await load(content), message, JSON.stringify(content));
+    // what is right still loads
+    const config = (
+      await load({
+        redis: { url: 'redis://127.0.0.1:6379', prefix: 'app', commandTimeout: 2000 },
+        durableStreams: { maxAppendBytes: 1024, open: 'public/*' },
+        namespaces: { session: { retention: '7d' } },
+        keys: [{ key: 'app:secret', capability: { 'public:*': ['subscribe'] } }],
+      })
+    )();
+    assert.ok(config !== 'help');
+    assert.equal(config.redis.prefix, 'app');
+    assert.equal(config.durableStreams.maxAppendBytes, 1024);
+    assert.deepEqual(config.keys[0]?.capability, { 'public:*': ['subscribe'] });
+  });
 });
