@@ -1,5 +1,6 @@
 /** `/metrics` (ARCHITECTURE.md §13): Prometheus text, authenticated by default, counting what happened. */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { metricValue, startFixture, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -101,6 +102,31 @@ describe('metrics', () => {
       assert.match(script, /get\('\/metrics\/history'\)/);
       assert.match(script, /get\('\/v1\/health\?limit=20'\)/);
       assert.doesNotMatch(html + script, /test:secret/, 'the page holds no secret');
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it("the README's Metrics section names exactly the metrics a server serves (its process metrics apart)", async () => {
+    const fx = await startFixture('memory');
+    try {
+      const res = await fetch(`${fx.server.url}/metrics`, {
+        headers: { authorization: `Bearer ${TEST_KEY}` },
+      });
+      const served = [...(await res.text()).matchAll(/^# TYPE (mooring_\w+)/gm)]
+        .map((m) => m[1]!)
+        .filter((name) => !/^mooring_(process|nodejs)_/.test(name));
+      const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+      const section = readme.slice(
+        readme.indexOf('\n## Metrics'),
+        readme.indexOf('\n## ', readme.indexOf('\n## Metrics') + 1),
+      );
+      // `name{labels}` or `name`; `mooring_process_*` stands for a family
+      const documented = [...section.matchAll(/`(mooring_\w+?)(?:\{[^`]*)?`/g)]
+        .map((m) => m[1]!)
+        .filter((name) => !name.endsWith('_'));
+      assert.ok(served.length >= 20, `only ${served.length} metrics served`);
+      assert.deepEqual([...new Set(documented)].sort(), [...new Set(served)].sort());
     } finally {
       await fx.close();
     }
