@@ -6,8 +6,10 @@
  * fold an AI run with `@mooring/ai` (tests/consumer/scenario.js). Also: a consumer's `.ts` typechecks
  * against the packed `.d.ts` with a strict tsconfig, the bin refuses an older Node with a clear
  * message, the tarballs hold only `dist`, `bin`, README and package.json, and
- * `npm publish --dry-run` passes for every package; and the installed server on Redis (a real
- * `redis-server`), whose Lua scripts are files the build copies beside the code.
+ * `npm publish --dry-run` passes for every package; the installed server on Redis (a real
+ * `redis-server`), whose Lua scripts are files the build copies beside the code; and `@mooring/react`
+ * (both entry points, rendered on the server with the consumer's own React) and `@mooring/temporal`
+ * (both entry points) with the peers a user installs beside them.
  *
  * The build is incremental (`npm run build`, which `npm test` runs first, leaves little to do), and
  * the temp project reuses npm's cache, so the run is bounded by `npm install`.
@@ -40,6 +42,17 @@ const MINIMUM_NODE = '22.16.0';
 /** One below it: the bin must refuse it with a message. */
 const TOO_OLD_NODE = '22.15.0';
 const KEY = 'consumer:consumer-secret';
+/** What the consumer installs beside the tarballs: the peers of @mooring/ai, react and temporal. */
+const PEERS = [
+  'ai',
+  'react',
+  'react-dom',
+  '@ai-sdk/react',
+  '@temporalio/activity',
+  '@temporalio/client',
+  '@temporalio/common',
+  '@temporalio/workflow',
+];
 
 function lockedVersion(name: string): string {
   const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
@@ -178,8 +191,15 @@ describe('the published packages, installed from their tarballs', { timeout: 600
             name: 'mooring-consumer',
             private: true,
             type: 'module',
-            dependencies: { ...deps, ai: lockedVersion('ai') },
-            devDependencies: { '@types/node': lockedVersion('@types/node') },
+            // the peers a user installs beside @mooring/react and @mooring/temporal
+            dependencies: {
+              ...deps,
+              ...Object.fromEntries(PEERS.map((name) => [name, lockedVersion(name)])),
+            },
+            devDependencies: {
+              '@types/node': lockedVersion('@types/node'),
+              '@types/react': lockedVersion('@types/react'),
+            },
             // Every @mooring package comes from its tarball, never from a registry.
             overrides: deps,
           },
@@ -212,7 +232,7 @@ describe('the published packages, installed from their tarballs', { timeout: 600
         writeFileSync(join(dir, 'package.json'), '{"private":true}');
       }
       progress(
-        `npm install (tarballs + ai + @types/node; node@${MINIMUM_NODE} and node@${TOO_OLD_NODE} beside)`,
+        `npm install (tarballs + ${PEERS.join(', ')}; node@${MINIMUM_NODE} and node@${TOO_OLD_NODE} beside)`,
       );
       const npmInstall = ['install', '--no-audit', '--no-fund', '--prefer-offline'];
       await Promise.all([
@@ -330,9 +350,9 @@ describe('the published packages, installed from their tarballs', { timeout: 600
   });
 
   test('a consumer .ts typechecks against the packed .d.ts (strict, no allowImportingTsExtensions)', async () => {
-    // `skipLibCheck: false`, so our declarations are checked too. The AI SDK's own declarations do not
-    // pass that under `exactOptionalPropertyTypes` (nor without @types/json-schema): errors inside
-    // them are not ours and are left out; any other error fails the test.
+    // `skipLibCheck: false`, so our declarations are checked too, React's and Temporal's entry points
+    // included. The peers' own declarations (the AI SDK's do not pass under
+    // `exactOptionalPropertyTypes`) are not ours: only errors in consumer.ts and in @mooring count.
     const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
     const out = await new Promise<string>((resolve) =>
       execFile(
@@ -343,8 +363,43 @@ describe('the published packages, installed from their tarballs', { timeout: 600
       ),
     );
     const errors = out.split('\n').filter((line) => /error TS\d+/.test(line));
-    const ours = errors.filter((line) => !/^node_modules\/(ai|@ai-sdk)\//.test(line));
+    // the consumer's file and our declarations; the peers' own (the AI SDK's, React's, Temporal's)
+    // are not ours
+    const ours = errors.filter((line) => /^(consumer\.ts|node_modules\/@mooring\/)/.test(line));
     assert.deepEqual(ours, [], 'no type error in the consumer or in @mooring declarations');
+  });
+
+  test("@mooring/react and @mooring/temporal load as installed, with the consumer's own React (server rendering) and Temporal", async () => {
+    // every entry point; React hooks from the consumer's one copy of React (a second copy would
+    // throw "Invalid hook call"); the workflow entry with the consumer's @temporalio/workflow
+    const script = `
+      import { createElement } from 'react';
+      import { renderToString } from 'react-dom/server';
+      import { ConnectionStatus, MooringProvider, useChannel } from '@mooring/react';
+      import { useMooringChat } from '@mooring/react/chat';
+      import { ControlBridge, streamToSession } from '@mooring/temporal';
+      import { runIdFor, useMooringSession, inputUpdate } from '@mooring/temporal/workflow';
+      function Panel() {
+        const channel = useChannel('session:ssr');
+        const chat = useMooringChat({ channel: 'session:ssr' });
+        return createElement('p', null, 'messages ' + channel.messages.length + ' ' + chat.messages.length + ' ' + chat.status);
+      }
+      const html = renderToString(createElement(MooringProvider, { options: { url: 'http://127.0.0.1:1', authUrl: '/t' } },
+        createElement(ConnectionStatus), createElement(Panel)));
+      console.log(JSON.stringify({ html, kinds: [typeof ControlBridge, typeof streamToSession, typeof useMooringSession],
+        runId: runIdFor('wf', 'in-1'), update: inputUpdate.name }));`;
+    const out = await sh('node', ['--input-type=module', '-e', script], project, pinned);
+    const result = JSON.parse(out.trim().split('\n').at(-1)!) as {
+      html: string;
+      kinds: string[];
+      runId: string;
+      update: string;
+    };
+    assert.match(result.html, /role="status"/);
+    assert.match(result.html, /messages 0 0 ready/);
+    assert.deepEqual(result.kinds, ['function', 'function', 'function']);
+    assert.equal(result.runId, 'wf:wf:in-1');
+    assert.equal(typeof result.update, 'string');
   });
 
   test('npm publish --dry-run passes for every package', async () => {

@@ -13,8 +13,13 @@ import {
 } from '@mooring/protocol';
 import { EVENT_RUN, type RunStatus, readSessionMessage } from '@mooring/protocol/ai';
 import { clientFrameSchema } from '@mooring/protocol/schemas';
+import { ConnectionStatus, MooringProvider, useChannel } from '@mooring/react';
+import { useMooringChat } from '@mooring/react/chat';
 import { createToken, startServer } from '@mooring/server';
+import { ControlBridge, streamToSession } from '@mooring/temporal';
+import { runIdFor, useMooringSession } from '@mooring/temporal/workflow';
 import { FaultProxy } from '@mooring/testkit';
+import { createElement, type ReactNode } from 'react';
 
 export async function example(url: string): Promise<string> {
   const client = new Mooring({ url, key: 'app:secret', clientId: 'me' });
@@ -55,3 +60,23 @@ export async function serve(): Promise<void> {
   await proxy.close();
   await server.close();
 }
+
+// @mooring/react and @mooring/temporal: every entry point, against the consumer's own React, AI SDK
+// and Temporal packages (peers).
+export function ChatPanel({ channel }: { channel: string }): ReactNode {
+  const { messages } = useChannel(channel);
+  const chat = useMooringChat({ channel });
+  return createElement(
+    MooringProvider,
+    { options: { url: 'http://127.0.0.1:8080', authUrl: '/api/mooring-token' } },
+    createElement(ConnectionStatus),
+    `${messages.length} ${chat.messages.length} ${chat.status}`,
+  );
+}
+
+export function chatWorkflow(): Promise<unknown> {
+  const session = useMooringSession();
+  return session.run(runIdFor('wf', 'input-1'), () => session.nextInput());
+}
+
+export const activities = { streamToSession, bridge: ControlBridge };
