@@ -11,6 +11,7 @@ import { Capability } from './capabilities.ts';
 import { developmentKey, loadServeConfig, parseDuration, SERVE_HELP } from './config.ts';
 import { makeDirectory } from './make-directory.ts';
 import { startServer } from './server.ts';
+import { redactRedisUrl } from './store/redis-url.ts';
 import { createToken, type TokenRequest } from './tokens.ts';
 
 const USAGE = `Usage: mooring <command>
@@ -93,7 +94,7 @@ async function serve(argv: string[]): Promise<void> {
     devKey = dev.key;
   }
   if (config.store === 'sqlite') makeDirectory(config.dataDir);
-  const redisUrl = config.redis.url.replace(/\/\/[^@/]*@/, '//***@');
+  const redisUrl = redactRedisUrl(config.redis.url);
   // The store waits for Redis as long as it takes (a supervisor may start both at once); say so,
   // rather than leave only the log's retries to explain why no banner comes.
   const waiting =

@@ -46,6 +46,7 @@ import { ErrorReply } from 'redis';
 import type { DataKind } from './operation-rules.ts';
 import { emptyPage, headSerial, kindOf, liveMessage, rolledUp } from './operation-rules.ts';
 import { connectRedis, type RedisConnection } from './redis-connection.ts';
+import { redactRedisUrl } from './redis-url.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -200,7 +201,7 @@ export class RedisStore implements Store {
     } catch (err) {
       throw new StoreError(
         'store_unavailable',
-        `cannot connect to Redis at ${redact(options.url)}: ${message(err)}`,
+        `cannot connect to Redis at ${redactRedisUrl(options.url)}: ${message(err)}`,
       );
     }
     const store = new RedisStore(connection, options);
@@ -541,10 +542,6 @@ function closedError(): StoreError {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function redact(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
 function asArray(value: unknown): unknown[] {
