@@ -14,6 +14,7 @@ import type { DurableStreamsOptions } from './durable-streams/durable-streams-ap
 import { makeDirectory } from './make-directory.ts';
 import { nearestName } from './nearest-name.ts';
 import type { NamespaceRules } from './server.ts';
+import { wholeNumber } from './whole-number.ts';
 
 export interface ServeConfig {
   host: string;
@@ -179,8 +180,8 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
   const file: FileConfig = configPath ? readConfigFile(configPath) : {};
 
   const givenPort = values.port ?? env.MOORING_PORT ?? file.port ?? 8080;
-  // Number() would read '', null and false as 0 (a random port) and true as 1: digits only
-  const port = typeof givenPort === 'string' && /^\d+$/.test(givenPort) ? Number(givenPort) : givenPort;
+  // a file's number is taken as it is; a string (flag, environment, file) is digits only
+  const port = typeof givenPort === 'string' ? wholeNumber(givenPort) : givenPort;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)
     throw new Error(`port must be 0-65535, got ${JSON.stringify(givenPort)}`);
   const reusePort =

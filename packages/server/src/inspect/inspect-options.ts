@@ -5,6 +5,8 @@
  * what these commands write is safe to paste into a support ticket. The flags both commands share
  * (connection, channel, integer bounds) are parsed here once, so they answer alike.
  */
+import { wholeNumber } from '../whole-number.ts';
+
 export interface InspectTarget {
   /** `http(s)://host:port`, no trailing slash. */
   url: string;
@@ -39,8 +41,7 @@ export function integerOption(
   min: number,
   max: number,
 ): number {
-  // digits only: Number('') is 0, and ' 5' or '0x5' are not what anyone typed on purpose
-  const value = raw === undefined ? fallback : /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  const value = raw === undefined ? fallback : wholeNumber(raw);
   if (!Number.isInteger(value) || value < min || value > max)
     throw new Error(`--${name} must be an integer from ${min} to ${max}`);
   return value;
