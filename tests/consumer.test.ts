@@ -402,6 +402,29 @@ describe('the published packages, installed from their tarballs', { timeout: 600
     assert.equal(typeof result.update, 'string');
   });
 
+  test("a workflow importing the installed @mooring/temporal/workflow passes Temporal's workflow bundler", async () => {
+    // What a user's worker does at start: webpack the workflow code with what it imports from
+    // node_modules into Temporal's sandbox, which refuses Node built-ins and non-deterministic code.
+    // The replay tests bundle the sources; this is the packed dist.
+    writeFileSync(
+      join(project, 'workflows.js'),
+      `import { runIdFor, useMooringSession } from '@mooring/temporal/workflow';
+      export async function chat() {
+        const session = useMooringSession();
+        const input = await session.nextInput();
+        return runIdFor('wf', input.inputId);
+      }`,
+    );
+    const { bundleWorkflowCode } = await import('@temporalio/worker');
+    const { code } = await bundleWorkflowCode({
+      workflowsPath: join(project, 'workflows.js'),
+      logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
+    });
+    // the installed dist is in the bundle, its update and signal names with it
+    assert.match(code, /node_modules\/@mooring\/temporal\/dist\/workflow/);
+    assert.match(code, /mooring\.input/);
+  });
+
   test('npm publish --dry-run passes for every package', async () => {
     const out = await sh(
       'npm',
