@@ -33,14 +33,16 @@ export async function travelAgent({ channel }: { channel: string }): Promise<voi
   for (;;) {
     const next = await session.nextInput();
     const input = next.inputId;
+    const key = next.controlId; // a regeneration of an input is a new answer: new runs
     await answerWithSubAgents(session, subAgent, {
       channel,
       input,
+      key,
       agents: ['researcher', 'critic'],
       parentWorkflowId: workflowId,
     });
 
-    const proposal = runIdFor(workflowId, input, 'booker');
+    const proposal = runIdFor(workflowId, key, 'booker');
     const approvalId = `${proposal}:book`;
     const status = await session.run(proposal, () =>
       answer({

@@ -103,6 +103,35 @@ describe('planSubAgents (parent workflow → child workflows)', () => {
     assert.notEqual(plan[0]?.runId, plan[1]?.runId);
   });
 
+  it('a regeneration of an answered input, keyed by its control id, plans new children and new runs', () => {
+    // what nextInput() hands out: the input, then a regeneration of the same input
+    const state = new SessionState();
+    state.apply({ kind: 'input', ...base(1), inputId: 'msg_1', message: message('one') });
+    state.apply({ kind: 'regenerate', ...base(2), inputId: 'msg_1', runId: 'r1' });
+    const first = state.takeInput()!;
+    const again = state.takeInput()!;
+    assert.equal(first.inputId, again.inputId, 'the same input');
+    const plan = (next: typeof first) =>
+      planSubAgents({
+        parentWorkflowId: 'trip-42',
+        input: next.inputId,
+        key: next.controlId,
+        agents: ['researcher'],
+      });
+    assert.deepEqual(plan(first), [
+      {
+        agent: 'researcher',
+        workflowId: 'trip-42/alice/c1/researcher',
+        runId: runIdFor('trip-42', 'alice/c1', 'researcher'),
+      },
+    ]);
+    const [answered] = plan(first);
+    const [regenerated] = plan(again);
+    assert.notEqual(regenerated?.runId, answered?.runId, 'a new run, not the answered one');
+    assert.notEqual(regenerated?.workflowId, answered?.workflowId, 'new child workflows');
+    assert.notEqual(runIdFor('trip-42', again.controlId), runIdFor('trip-42', first.controlId));
+  });
+
   it('refuses an agent listed twice (two runs would claim one answer)', () => {
     assert.throws(
       () => planSubAgents({ parentWorkflowId: 'p', input: 'i', agents: ['a', 'a'] }),

@@ -99,7 +99,7 @@ const input = {
   inputId: 'msg_1',
   message: { id: 'msg_1', role: 'user', parts: [{ type: 'text', text: 'hello' }] },
 };
-const runId = runIdFor(WORKFLOW_ID, 'msg_1');
+const runId = runIdFor(WORKFLOW_ID, input.controlId); // what the fixture workflow computes
 
 function scheduleAnswer(h: HistoryBuilder, completedTask: number): number {
   return h.add({

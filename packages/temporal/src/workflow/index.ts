@@ -35,5 +35,5 @@ export type { MooringWorkflowSession } from './mooring-session.ts';
 export { runIdFor, useMooringSession } from './mooring-session.ts';
 export type { ApprovalAnswer, ControlEffect, ToolOutput } from './session-state.ts';
 export { SessionState } from './session-state.ts';
-export type { SubAgentArgs, SubAgentResult, SubAgentTask } from './sub-agents.ts';
+export type { SubAgentArgs, SubAgentPlanOptions, SubAgentResult, SubAgentTask } from './sub-agents.ts';
 export { answerWithSubAgents, planSubAgents } from './sub-agents.ts';

@@ -115,7 +115,11 @@ export function useMooringSession(): MooringWorkflowSession {
   };
 }
 
-/** A run id a workflow computes for its answer to one input (deterministic: replays compute the same). */
+/**
+ * A run id a workflow computes for one answer (deterministic: replays compute the same). `key` is the
+ * `controlId` of what `nextInput()` returned: unique per input and per regeneration of it (an
+ * `inputId` is the same for both, so a regeneration keyed by it would get the answered run's id).
+ */
 export function runIdFor(workflowId: string, key: string, agent?: string): string {
   return agent === undefined ? `wf:${workflowId}:${key}` : `wf:${workflowId}:${key}:${agent}`;
 }

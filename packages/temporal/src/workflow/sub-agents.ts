@@ -30,19 +30,29 @@ export interface SubAgentArgs {
   runId: string;
 }
 
-export function planSubAgents(options: {
+export interface SubAgentPlanOptions {
   parentWorkflowId: string;
+  /** The input the sub-agents answer. */
   input: string;
+  /**
+   * What this answer is for, unique per answer: the `controlId` of what `nextInput()` returned
+   * (default: `input`). A regeneration answers the same input again, so keyed by the input it would
+   * get the answered runs' ids back (and `streamToSession` would return them, publishing nothing).
+   */
+  key?: string;
   agents: readonly string[];
-}): SubAgentTask[] {
+}
+
+export function planSubAgents(options: SubAgentPlanOptions): SubAgentTask[] {
+  const key = options.key ?? options.input;
   const seen = new Set<string>();
   return options.agents.map((agent) => {
     if (seen.has(agent)) throw new TypeError(`sub-agent "${agent}" is listed twice: each agent answers once`);
     seen.add(agent);
     return {
       agent,
-      workflowId: `${options.parentWorkflowId}/${options.input}/${agent}`,
-      runId: runIdFor(options.parentWorkflowId, options.input, agent),
+      workflowId: `${options.parentWorkflowId}/${key}/${agent}`,
+      runId: runIdFor(options.parentWorkflowId, key, agent),
     };
   });
 }
@@ -61,7 +71,7 @@ export async function answerWithSubAgents<R>(
   session: MooringWorkflowSession,
   /** The child workflow (its function, or its type name). */
   child: string | ((args: SubAgentArgs) => Promise<R>),
-  options: { channel: string; input: string; agents: readonly string[]; parentWorkflowId: string },
+  options: SubAgentPlanOptions & { channel: string },
   childOptions: Omit<ChildWorkflowOptions, 'workflowId' | 'args'> = {},
 ): Promise<SubAgentResult<R>[]> {
   const workflowType = typeof child === 'string' ? child : child.name;
