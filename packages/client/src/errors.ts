@@ -44,6 +44,8 @@ export interface MooringErrorOptions {
   /** Overrides whether the code is retryable. */
   retryable?: boolean;
   cause?: unknown;
+  /** The operation ids of the publish this error rejects without a server's answer. */
+  ids?: string[];
 }
 
 export class MooringError extends Error {
@@ -51,6 +53,12 @@ export class MooringError extends Error {
   readonly code: MooringErrorCode;
   readonly status: number;
   readonly retryable: boolean;
+  /**
+   * Set on a publish rejected without an answer from the server (the connection `suspended`,
+   * `failed` or `closed` while it waited): its operation ids, in order. It may have been stored;
+   * publishing it again with these ids (`{ id }`) stores it at most once.
+   */
+  readonly ids?: string[];
 
   constructor(code: MooringErrorCode, message: string, options: MooringErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -58,6 +66,14 @@ export class MooringError extends Error {
     this.code = code;
     this.status = options.status ?? entry.status;
     this.retryable = options.retryable ?? entry.retryable;
+    if (options.ids !== undefined) this.ids = options.ids;
+  }
+
+  /** This error for one publish: the same, with that publish's operation ids. */
+  forPublish(ids: string[]): MooringError {
+    const options: MooringErrorOptions = { status: this.status, retryable: this.retryable, ids };
+    if (this.cause !== undefined) options.cause = this.cause;
+    return new MooringError(this.code, this.message, options);
   }
 
   /** Wraps an `ErrorInfo` received from a server, keeping its code, status and retryable flag. */

@@ -140,11 +140,15 @@ export class PublishQueue {
     return true;
   }
 
-  /** Rejects everything pending (suspended, failed, closed). */
+  /**
+   * Rejects everything pending (suspended, failed, closed), each with its operation ids: one sent
+   * may have been stored, and republished with them it is stored at most once.
+   */
   rejectAll(error: MooringError): void {
     const entries = this.#entries.splice(0);
     this.#byRef.clear();
-    for (const entry of entries) entry.reject(error);
+    for (const entry of entries)
+      entry.reject(error.forPublish(entry.ops.flatMap((op) => (op.id === undefined ? [] : [op.id]))));
   }
 
   #send(entry: PendingPublish): void {

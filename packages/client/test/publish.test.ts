@@ -313,16 +313,24 @@ describe('publishing', () => {
     assert.deepEqual(sent(transports.last(), 'publish'), [], 'and never sent once connected');
   });
 
-  it('fails pending and new publishes fast once suspended', async () => {
-    const { client, timers, transports } = fakeClient({ connectionStateTtl: 1_000 });
+  it('fails pending and new publishes fast once suspended; a pending one says its ids, to be republished at most once', async () => {
+    const { client, timers, transports, connect } = fakeClient({ connectionStateTtl: 1_000 });
+    await connect();
     const pending = client.channels.get('c').publish('queued');
     await flush();
+    const [frame] = sent(transports.last(), 'publish');
+    const id = frame?.ops[0]?.id;
+    assert.ok(id, 'sent, unanswered: it may be stored');
     transports.last().end({ code: 1006, reason: '' });
     timers.advance(2_000);
     await flush();
     transports.last().end({ code: 1006, reason: '' });
     assert.equal(client.connection.state, 'suspended');
-    await assert.rejects(pending, (e: MooringError) => e.code === 'connection_suspended');
+    await assert.rejects(pending, (e: MooringError) => {
+      assert.equal(e.code, 'connection_suspended');
+      assert.deepEqual(e.ids, [id]);
+      return true;
+    });
     await assert.rejects(
       client.channels.get('c').publish('now'),
       (e: MooringError) => e.code === 'connection_suspended' && /connect\(\)/.test(e.message),
