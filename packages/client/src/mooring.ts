@@ -169,7 +169,7 @@ export class Mooring {
       ...(auth ? { auth } : {}),
       ...(!auth && options.clientId !== undefined ? { clientId: options.clientId } : {}),
       fetch: fetchImpl,
-      ids: this.#ids,
+      nextId: () => this.#ids.next(this.clientId === undefined),
       timers,
       requestTimeout: timings.realtimeRequestTimeout,
     });
@@ -306,7 +306,8 @@ export class Mooring {
       connection: this.connection,
       rest: this.rest,
       publish: (channel, ops) => this.#publish(channel, ops),
-      nextId: () => this.#ids.next(),
+      // without a clientId, this client may share its dedup scope with others: ids they cannot guess
+      nextId: () => this.#ids.next(this.clientId === undefined),
       ensureConnecting: () => {
         if (this.connection.state === 'initialized') this.connection.connect();
       },

@@ -15,7 +15,6 @@ import type {
 } from '@mooring/protocol';
 import { markRolledUp } from './apply-message.ts';
 import { codeForHttpStatus, errorInfoFromBody, MooringError } from './errors.ts';
-import type { IdGenerator } from './ids.ts';
 import type { Timers } from './timers.ts';
 
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
@@ -34,7 +33,8 @@ export interface RestDeps {
   /** Token auth instead of a key: the `Authorization` value, and what to do when the server says it expired. */
   auth?: { authorization(): Promise<string>; expired(): void };
   fetch: FetchLike;
-  ids: IdGenerator;
+  /** An id for an operation published without one (as the realtime connection makes them). */
+  nextId(): string;
   timers: Timers;
   /** Extra attempts after a network failure or a retryable error. Default 2. */
   retries?: number;
@@ -81,7 +81,7 @@ export class Rest {
   /** Publishes operations atomically; resolves once they are stored. Ids are added where missing. */
   async publish(channel: string, ops: OperationInput | OperationInput[]): Promise<PublishResult[]> {
     const list = (Array.isArray(ops) ? ops : [ops]).map((op) =>
-      op.id ? op : { ...op, id: this.#deps.ids.next() },
+      op.id ? op : { ...op, id: this.#deps.nextId() },
     );
     const body = await this.#request('POST', `${channelPath(channel)}/messages`, { ops: list });
     return (body as PublishResponse).results;

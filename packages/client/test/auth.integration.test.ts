@@ -95,6 +95,36 @@ describe('token auth against a real server', () => {
     assert.equal(page.items.length, 1);
   });
 
+  it("anonymous token holders share a dedup scope, yet one cannot make another's next operation a duplicate: it cannot guess its id", async (t) => {
+    const server = await realServer(t);
+    const victim = tokenClient(t, server.url).client;
+    const attacker = tokenClient(t, server.url).client;
+    await Promise.all([connected(victim), connected(attacker)]);
+    assert.equal(victim.connection.details?.clientId, undefined, 'anonymous');
+    const seen: Message[] = [];
+    await attacker.channels.get('session:public').subscribe((m) => seen.push(m));
+    await victim.channels.get('session:public').publish('text', 'first');
+    await waitFor(() => seen.length === 1);
+    // ids are on every message: the attacker takes the victim's next one, `<base>:<n + 1>`, first
+    const [base, n] = (seen[0]?.id ?? '').split(':');
+    const guess = `${base}:${Number(n) + 1}`;
+    await attacker.channels.get('session:public').publish('text', 'spoofed', { id: guess });
+    const serial = await victim.channels.get('session:public').publish('text', 'second');
+    await waitFor(() => seen.length === 3);
+    assert.deepEqual(
+      seen.map((m) => m.data),
+      ['first', 'spoofed', 'second'],
+      "the victim's second message is stored as its own",
+    );
+    assert.equal(seen[2]?.serial, serial);
+    // with a clientId the scope is the clientId's own: short ids
+    const named = tokenClient(t, server.url, { clientId: 'web-2' }).client;
+    await connected(named);
+    await named.channels.get('session:public').publish('text', 'named');
+    await waitFor(() => seen.length === 4);
+    assert.match(seen[3]?.id ?? '', /^[0-9a-z]{12}:\d+$/);
+  });
+
   for (const transport of TRANSPORTS) {
     it(`renews the token over the live ${transport} connection, which outlives its first token`, async (t) => {
       const server = await realServer(t);

@@ -14,6 +14,16 @@ function settled<T>(p: Promise<T>): Promise<T> {
 }
 
 describe('publishing', () => {
+  it('with a clientId, ids are <base>:<n> (its own dedup scope)', async () => {
+    const { client, connect } = fakeClient({ clientId: 'agent-1' });
+    const t = await connect();
+    void client.channels.get('c').publish('text', 'a');
+    void client.channels.get('c').publish('text', 'b');
+    const ids = sent(t, 'publish').map((f) => f.ops[0]?.id);
+    assert.match(ids[0] ?? '', /^[0-9a-z]{12}:1$/);
+    assert.equal(ids[1], `${ids[0]?.split(':')[0]}:2`);
+  });
+
   it('sends operations with generated ids and resolves with the serial on ack', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
@@ -25,7 +35,10 @@ describe('publishing', () => {
     const frames = sent(t, 'publish');
     const ops = frames.map((f) => f.ops[0] ?? {});
     const ids = ops.map((op) => op?.id);
-    assert.match(ids[0] ?? '', /^[0-9a-z]{12}:1$/);
+    // no clientId: the publisher may share its dedup scope, so each id ends in a secret part
+    assert.match(ids[0] ?? '', /^[0-9a-z]{12}:1:[0-9a-v]{16}$/);
+    assert.match(ids[1] ?? '', /^[0-9a-z]{12}:2:[0-9a-v]{16}$/);
+    assert.notEqual(ids[0]?.split(':')[2], ids[1]?.split(':')[2]);
     assert.equal(new Set(ids).size, 4, 'every operation has its own id');
     assert.equal(ids[2], 'my-id');
     assert.deepEqual(
