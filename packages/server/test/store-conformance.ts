@@ -867,6 +867,11 @@ export function storeConformance(
         const two = await store.readSince('ch', undefined, 100, 25_000);
         assert.equal(two.messages.length, 2, 'as many as fit in maxBytes, never more');
         assert.equal(two.more, true);
+        const exact = await store.readSince('ch', undefined, 100, 20_000);
+        assert.equal(exact.messages.length, 2, 'messages filling maxBytes exactly fit in it');
+        const unbounded = await store.readSince('ch', undefined, 100, 0);
+        assert.equal(unbounded.messages.length, 6, 'maxBytes 0: no byte bound');
+        assert.equal(unbounded.more, false);
         const seen: string[] = [];
         let after: string | undefined;
         for (;;) {

@@ -101,7 +101,10 @@ export interface HistoryQuery {
   /** Inclusive upper bound on the message serial. */
   until?: string;
   limit: number;
-  /** Stop the page once the messages' data reaches about this many bytes (always ≥ 1 message). */
+  /**
+   * Stop the page once the messages' data reaches about this many bytes (always ≥ 1 message); 0 or
+   * less: no byte bound.
+   */
   maxBytes?: number;
 }
 
@@ -115,7 +118,7 @@ export interface Store {
    * Messages (rolled up) that have any operation after `after` (exclusive; undefined = from the
    * start), ordered by `version` ascending, at most `limit`. Used for catch-up. With `maxBytes`,
    * the page also stops once the messages' data reaches about that many bytes — but always holds at
-   * least one message, so any message can be read.
+   * least one message, so any message can be read (0 or less: no byte bound).
    */
   readSince(
     channel: string,
