@@ -160,6 +160,12 @@ describe('SqliteStore journal slices', () => {
     assert.ok(where(merged, 'merged').has(1), 'c0 has merged rows in the journal');
     merged.close();
     assert.equal(await store.trim(Date.now() + 120_000), 1);
+    // ... so the trim merged the rest of the generation first, and then deleted all of it from the
+    // journal: a merged row left there would look unmerged once its op is trimmed from `ops`
+    const trimmed = new DatabaseSync(path, { readOnly: true });
+    assert.deepEqual([...where(trimmed, 'merged')], [], 'merged rows left in the journal');
+    assert.ok(!where(trimmed, 'journal').has(1), "rows of c0's trimmed message left in the journal");
+    trimmed.close();
 
     // Reopened without a close (what a restart after a crash sees): the same, once; c0 stays trimmed.
     const again = new SqliteStore({ path, retentionFor });

@@ -10,7 +10,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, it } from 'node:test';
 import { formatSerial, newEpoch } from '@mooring/protocol';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
-import type { AppendOptions } from '../src/store/store.ts';
+import { type AppendOptions, StoreError } from '../src/store/store.ts';
 
 const OPTS: AppendOptions = { maxMessageSize: 1024 * 1024 };
 
@@ -75,6 +75,34 @@ const SCHEMA_1 = `
 `;
 
 const dirs: string[] = [];
+
+/** A schema-1 data dir (its `mooring.db`) holding one channel `ch` with one message. */
+async function schema1File(): Promise<{ path: string; epoch: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mooring-migrate-'));
+  dirs.push(dir);
+  const path = join(dir, 'mooring.db');
+  const now = Date.now();
+  const epoch = newEpoch(now);
+  const old = new DatabaseSync(path);
+  old.exec('PRAGMA journal_mode = WAL');
+  old.exec(SCHEMA_1);
+  old.exec('PRAGMA user_version = 1');
+  old.prepare('INSERT INTO channels (id, name, epoch, seq) VALUES (1, ?, ?, 1)').run('ch', epoch);
+  old
+    .prepare(
+      `INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
+       VALUES (1, 1, 1, 'create', 'run:1', NULL, NULL, 'agent', ?)`,
+    )
+    .run(now);
+  old
+    .prepare(
+      `INSERT INTO messages (chan, seq, id, name, data, kind, headers, client_id, ts, base_seq, expires_at)
+       VALUES (1, 1, 'run:1', NULL, 'Hello', 'string', NULL, 'agent', ?, 1, ?)`,
+    )
+    .run(now, now + 3_600_000);
+  old.close();
+  return { path, epoch };
+}
 after(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
@@ -156,5 +184,42 @@ it('opens a schema-1 data dir: ids of clientIds keep deduplicating in their scop
   store = new SqliteStore({ path });
   const again = await store.append('ch', [{ action: 'create', id: 'run:1', publisher: 'c:mallory' }], OPTS);
   assert.deepEqual(again.results, [{ serial: s(4), duplicate: true }]);
+  await store.close();
+});
+
+it('a migration that fails midway changes nothing: the file stays schema 1, and migrates whole once it can', async () => {
+  const { path, epoch } = await schema1File();
+  // the migration's columns are added, then its rewrite of the journal fails
+  let db = new DatabaseSync(path);
+  db.exec(`CREATE TRIGGER refuse BEFORE UPDATE ON journal BEGIN SELECT RAISE(ABORT, 'refused'); END;
+    INSERT INTO journal (chan, seq, msg_seq, action, id, data, headers, client_id, ts)
+    VALUES (1, 2, 1, 'append', 'run:1:1', ' world', NULL, 'agent', 0)`);
+  db.close();
+  assert.throws(
+    () => new SqliteStore({ path }),
+    (e: unknown) => e instanceof StoreError && e.code === 'store_unavailable' && /refused/.test(e.message),
+  );
+  db = new DatabaseSync(path);
+  assert.equal(db.prepare('PRAGMA user_version').get()?.user_version, 1);
+  const columns = db
+    .prepare('PRAGMA table_info(ops)')
+    .all()
+    .map((c) => c.name);
+  assert.ok(!columns.includes('publisher'), `ops kept the migration's column: ${columns.join(', ')}`);
+  assert.ok(
+    db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'ops_by_id'").get(),
+    'the old index was dropped',
+  );
+  db.exec('DROP TRIGGER refuse');
+  db.close();
+
+  const store = new SqliteStore({ path });
+  const s1 = formatSerial(epoch, 1);
+  assert.deepEqual(
+    (await store.history('ch', { direction: 'forwards', limit: 10 })).messages.map((m) => [m.serial, m.data]),
+    [[s1, 'Hello world']],
+  );
+  const retry = await store.append('ch', [{ action: 'create', id: 'run:1', publisher: 'c:agent' }], OPTS);
+  assert.deepEqual(retry.results, [{ serial: s1, duplicate: true }]);
   await store.close();
 });
