@@ -245,6 +245,32 @@ if (skip) {
     });
   });
 
+  describe('Redis engine: key prefix', () => {
+    it("a node's store keeps its keys under its prefix: nodes on one Redis share channels only with the same prefix", async () => {
+      const redis = await startRedis();
+      const tenant = (prefix: string) =>
+        redisNode(redis.url, { store: { kind: 'redis', url: redis.url, prefix } });
+      const [a, sameA, other] = await Promise.all([tenant('tenant-a'), tenant('tenant-a'), node(redis)]);
+      try {
+        const posted = await rest(a, '/v1/channels/session:prefixed/messages', { body: { data: 'for a' } });
+        assert.equal(posted.status, 200);
+        assert.deepEqual(
+          (await historyOf(sameA, 'session:prefixed')).map((m) => m.data),
+          ['for a'],
+        );
+        assert.deepEqual(
+          await historyOf(other, 'session:prefixed'),
+          [],
+          'the default prefix sees nothing of it',
+        );
+        assert.match(await redis.command('KEYS', 'tenant-a:*'), /tenant-a:\{session:prefixed\}/);
+      } finally {
+        await Promise.all([a.close(), sameA.close(), other.close()]);
+        await redis.close();
+      }
+    });
+  });
+
   describe('Redis engine: Redis trouble', () => {
     it(
       'Redis stopped: /ready is 503 and publishes are refused as retryable, never acknowledged; with AOF every acknowledged op survives a restart',
