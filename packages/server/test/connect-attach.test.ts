@@ -214,6 +214,20 @@ describe('attaches sent with the connection request', () => {
     empty.close();
   });
 
+  it('names the entry and its field in the refusal of a malformed attach', async () => {
+    const refusal = async (attach: string) => {
+      const query = new URLSearchParams({ key: TEST_KEY, attach });
+      const res = await fetch(`${fx.server.url}/v1/connect/poll?${query}`);
+      assert.equal(res.status, 400);
+      return ((await res.json()) as { error: { message: string } }).error.message;
+    };
+    assert.match(
+      await refusal('[{"channel":"session:a"},{"channel":"session:b","from":"nope"}]'),
+      /^attach\[1\]\.from: /,
+    );
+    assert.match(await refusal('[{"channel":"session:a","fromm":"x"}]'), /^attach\[0\]: \S/);
+  });
+
   it('refuses a malformed attach with bad_request before the connection exists, on every transport', async () => {
     const cases: Array<[string, string]> = [
       ['not JSON', '[{'],

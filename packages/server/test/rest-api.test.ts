@@ -105,6 +105,22 @@ describe('REST API', () => {
     }
   });
 
+  it('a refused publish says where: the field of a bad body by its path, the op of a batch by its index', async () => {
+    const bad = await rest(fx.server, '/v1/channels/session:where/messages', {
+      body: [{ data: 'ok' }, { action: 'append', serial: 'nope', data: 'x' }],
+    });
+    assert.equal(bad.status, 400);
+    assert.match((bad.body.error as { message: string }).message, /^1\.serial: /);
+    const created = await rest(fx.server, '/v1/channels/session:where/messages', { body: { data: 'a' } });
+    const serial = (created.body.results as { serial: string }[])[0]!.serial;
+    const missing = `${serial.slice(0, -3)}999`;
+    const refused = await rest(fx.server, '/v1/channels/session:where/messages', {
+      body: [{ data: 'b' }, { action: 'append', serial: missing, data: 'x' }],
+    });
+    assert.equal((refused.body.error as { code: string }).code, 'message_not_found');
+    assert.match((refused.body.error as { message: string }).message, /^op 1: /);
+  });
+
   it('answers CORS preflight and health checks', async () => {
     const pre = await fetch(`${fx.server.url}/v1/channels/x/messages`, { method: 'OPTIONS' });
     assert.equal(pre.status, 204);
