@@ -13,7 +13,7 @@ import {
   type OperationInput,
   parseSerial,
 } from '@mooring/protocol';
-import { publishBodySchema, tokenRequestSchema } from '@mooring/protocol/schemas';
+import { publishBodySchemaFor, tokenRequestSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import type { Authenticator } from './auth.ts';
 import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
@@ -191,7 +191,8 @@ export class RestApi {
       if (method === 'POST') {
         const read = (pace?: Pace) => this.#readBody(req, pace ? { pace } : undefined);
         const body = await (this.#o.paced ? this.#o.paced(identity, read) : read());
-        const parsed = publishBodySchema.safeParse(body);
+        // validated against the one form its shape asks for: a refusal names the field at fault
+        const parsed = publishBodySchemaFor(body).safeParse(body);
         if (!parsed.success) {
           throw new ServerError('bad_request', issueText(parsed.error.issues, 'invalid body'));
         }

@@ -111,6 +111,16 @@ describe('REST API', () => {
     });
     assert.equal(bad.status, 400);
     assert.match((bad.body.error as { message: string }).message, /^1\.serial: /);
+    // one operation, or a wrapped list: the field at fault too, not the union ("Invalid input")
+    for (const [body, where] of [
+      [{ data: 'x', name: 5 }, /^name: /],
+      [{ ops: [{ data: 'y', id: 7 }] }, /^ops\.0\.id: /],
+      [{ ops: [{ data: 'y' }], extra: 1 }, /Unrecognized key.*extra/],
+    ] as const) {
+      const refused = await rest(fx.server, '/v1/channels/session:where/messages', { body });
+      assert.equal(refused.status, 400);
+      assert.match((refused.body.error as { message: string }).message, where, JSON.stringify(body));
+    }
     const created = await rest(fx.server, '/v1/channels/session:where/messages', { body: { data: 'a' } });
     const serial = (created.body.results as { serial: string }[])[0]!.serial;
     const missing = `${serial.slice(0, -3)}999`;

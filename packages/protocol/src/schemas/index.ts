@@ -18,4 +18,10 @@ export {
   publishFrameSchema,
   serialSchema,
 } from './frames.ts';
-export { publishBodySchema, tokenRequestSchema } from './rest.ts';
+export {
+  publishBodySchema,
+  publishBodySchemaFor,
+  publishListSchema,
+  publishWrappedSchema,
+  tokenRequestSchema,
+} from './rest.ts';

@@ -7,12 +7,26 @@ import type { PublishBody, TokenRequestBody } from '../rest.ts';
 import { operationInputSchema } from './frames.ts';
 import type { Equals, Same } from './type-equals.ts';
 
-/** `POST /v1/channels/:channel/messages`. */
-export const publishBodySchema = z.union([
-  operationInputSchema,
-  z.array(operationInputSchema),
-  z.object({ ops: z.array(operationInputSchema) }).strict(),
-]);
+/** `POST /v1/channels/:channel/messages` with a list of operations: `[op, …]`. */
+export const publishListSchema = z.array(operationInputSchema);
+/** …or wrapped: `{ "ops": [op, …] }`. */
+export const publishWrappedSchema = z.object({ ops: publishListSchema }).strict();
+
+/**
+ * `POST /v1/channels/:channel/messages`: one operation, a list, or a wrapped list. A server tells
+ * the three apart by the body's shape (`publishBodySchemaFor`) before validating, so a refusal names
+ * the field at fault (`name: …`, `1.serial: …`, `ops.0.id: …`), not the union as a whole.
+ */
+export const publishBodySchema = z.union([operationInputSchema, publishListSchema, publishWrappedSchema]);
+
+/** The one schema of `publishBodySchema` a body of this shape must meet. */
+export function publishBodySchemaFor(
+  body: unknown,
+): typeof operationInputSchema | typeof publishListSchema | typeof publishWrappedSchema {
+  if (Array.isArray(body)) return publishListSchema;
+  if (typeof body === 'object' && body !== null && 'ops' in body) return publishWrappedSchema;
+  return operationInputSchema;
+}
 
 /** `POST /v1/tokens`. */
 export const tokenRequestSchema = z
