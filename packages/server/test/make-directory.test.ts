@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { makeDirectory } from '../src/make-directory.ts';
+import { startServer } from '../src/server.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -64,6 +65,20 @@ describe('a data folder that cannot be made (under /proc)', { skip: !existsSync(
       assert.equal(r.signal, null, 'the server hung at start');
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /ENOENT.*\/proc\/mooring-nowhere/);
+    });
+  }
+});
+
+describe('an empty SQLite path or data folder (an unset variable)', () => {
+  for (const store of [
+    { kind: 'sqlite', path: '' },
+    { kind: 'sqlite', dataDir: '' },
+  ] as const) {
+    it(`startServer refuses ${JSON.stringify(store)}, naming it, instead of a file in the current folder`, async () => {
+      await assert.rejects(
+        startServer({ port: 0, keys: ['a:b'], store, logger: 'silent' }),
+        new RegExp(`the SQLite store's ${'path' in store ? 'path' : 'dataDir'} is empty`),
+      );
     });
   }
 });

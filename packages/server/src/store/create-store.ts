@@ -37,6 +37,11 @@ export async function createStore(
       onError: (err) => log?.warn({ err }, 'Redis connection problem'),
     });
   }
+  // an empty value (an unset variable) is refused, never read as "the current folder"
+  if (spec.path === '' || spec.dataDir === '')
+    throw new TypeError(
+      `the SQLite store's ${spec.path === '' ? 'path' : 'dataDir'} is empty: give a file (path) or a folder (dataDir)`,
+    );
   const path = spec.path ?? join(spec.dataDir ?? '.mooring', 'mooring.db');
   const { SqliteStore } = await import('./sqlite-store.ts');
   return new SqliteStore({
