@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import { type ApiKey, parseApiKey } from './auth.ts';
 import { Capability } from './capabilities.ts';
-import { developmentKey, loadServeConfig, parseDuration, SERVE_HELP } from './config.ts';
+import { developmentKey, loadServeConfig, misspeltEnvironment, parseDuration, SERVE_HELP } from './config.ts';
 import { makeDirectory } from './make-directory.ts';
 import { startServer } from './server.ts';
 import { redactRedisUrl } from './store/redis-url.ts';
@@ -86,6 +86,8 @@ async function serve(argv: string[]): Promise<void> {
     console.log(SERVE_HELP);
     return;
   }
+  for (const warning of misspeltEnvironment(process.env))
+    process.stderr.write(`mooring: warning: ${warning}\n`);
   let keys: Array<ApiKey | string> = config.keys;
   let devKey: string | undefined;
   if (keys.length === 0) {

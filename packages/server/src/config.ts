@@ -153,6 +153,43 @@ export function parseDuration(value: number | string, what: string): number {
 /** pino's levels, quietest last. */
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
+/** The environment variables `mooring serve` reads (SERVE_HELP and the README list them). */
+export const SERVE_ENVIRONMENT = [
+  'MOORING_HOST',
+  'MOORING_PORT',
+  'MOORING_REUSE_PORT',
+  'MOORING_DATA',
+  'MOORING_STORE',
+  'MOORING_REDIS_URL',
+  'MOORING_CONFIG',
+  'MOORING_HEARTBEAT',
+  'MOORING_LOG_LEVEL',
+  'MOORING_STREAMS_OPEN',
+  'MOORING_KEY',
+  'MOORING_CONNECTION_STATE_TTL',
+  'MOORING_PRESENCE_GRACE',
+  'MOORING_SWEEP_INTERVAL',
+  'MOORING_NODE_TTL',
+  'MOORING_NODE_DEFAULTS',
+  'MOORING_TRACING',
+] as const;
+
+/**
+ * Warnings for `MOORING_*` variables that look like a misspelt setting (`MOORING_PROT`): such a
+ * variable is ignored, leaving the default in force without a word. Others (an application's own
+ * `MOORING_URL`, say) are not a setting's near miss and are left alone.
+ */
+export function misspeltEnvironment(environment: NodeJS.ProcessEnv): string[] {
+  const known: readonly string[] = SERVE_ENVIRONMENT;
+  const warnings: string[] = [];
+  for (const name of Object.keys(environment)) {
+    if (!name.startsWith('MOORING_') || known.includes(name)) continue;
+    const near = nearestName(name, known);
+    if (near !== undefined) warnings.push(`${name} is not a setting of mooring serve; did you mean ${near}?`);
+  }
+  return warnings;
+}
+
 export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv): ServeConfig | 'help' {
   // An empty variable is an unset one (a template that renders `MOORING_PORT=`), as for MOORING_KEY.
   const env: NodeJS.ProcessEnv = Object.fromEntries(

@@ -4,12 +4,22 @@
  * naming it, instead of leaving a default in force or failing later with a `TypeError`.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { developmentKey, loadServeConfig, parseDuration, type ServeConfig } from '../src/config.ts';
+import { fileURLToPath } from 'node:url';
+import {
+  developmentKey,
+  loadServeConfig,
+  misspeltEnvironment,
+  parseDuration,
+  SERVE_ENVIRONMENT,
+  SERVE_HELP,
+  type ServeConfig,
+} from '../src/config.ts';
 
 describe('config file', () => {
   let dir = '';
@@ -459,5 +469,49 @@ describe('config file', () => {
     assert.equal(config.redis.prefix, 'app');
     assert.equal(config.durableStreams.maxAppendBytes, 1024);
     assert.deepEqual(config.keys[0]?.capability, { 'public:*': ['subscribe'] });
+  });
+
+  it('warns of a MOORING_ variable that looks like a misspelt setting, and of no other', () => {
+    assert.deepEqual(
+      misspeltEnvironment({
+        MOORING_PROT: '9000',
+        MOORING_LOG_LEVL: 'debug',
+        MOORING_PORT: '8080',
+        MOORING_URL: 'http://127.0.0.1:8080',
+        MOORING_TOKEN: 't',
+        MOORING_APP_THEME: 'dark',
+        PORT: '1',
+      }),
+      [
+        'MOORING_PROT is not a setting of mooring serve; did you mean MOORING_PORT?',
+        'MOORING_LOG_LEVL is not a setting of mooring serve; did you mean MOORING_LOG_LEVEL?',
+      ],
+    );
+  });
+
+  it('every variable the serve help names is one it knows', () => {
+    const named = [...SERVE_HELP.matchAll(/\b(MOORING_[A-Z_]+)/g)].map((m) => m[1]);
+    for (const name of named) assert.ok((SERVE_ENVIRONMENT as readonly string[]).includes(name ?? ''), name);
+  });
+
+  it('mooring serve prints that warning at start', { skip: !existsSync('/proc/self') }, () => {
+    // a data folder that cannot be made ends the start right after the warnings
+    const { NODE_OPTIONS: _, ...env } = process.env;
+    const r = spawnSync(
+      process.execPath,
+      [
+        fileURLToPath(new URL('../src/cli.ts', import.meta.url)),
+        'serve',
+        '--port',
+        '0',
+        '--data',
+        '/proc/mooring-x',
+      ],
+      { env: { ...env, MOORING_KEY: 'a:b', MOORING_PROT: '9000' }, encoding: 'utf8', timeout: 30_000 },
+    );
+    assert.match(
+      r.stderr,
+      /mooring: warning: MOORING_PROT is not a setting of mooring serve; did you mean MOORING_PORT\?/,
+    );
   });
 });
