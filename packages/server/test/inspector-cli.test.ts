@@ -18,7 +18,9 @@ import { WebSocketServer } from 'ws';
 import { inspectCommand } from '../src/inspect/inspect-command.ts';
 import { inspectTarget, integerOption } from '../src/inspect/inspect-options.ts';
 import { tailCommand } from '../src/inspect/tail-command.ts';
-import { type Fixture, rest, startFixture } from './support/fixture.ts';
+import { MemoryStore } from '../src/store/memory-store.ts';
+import type { AppendOptions, AppendResult, NewOperation } from '../src/store/store.ts';
+import { type Fixture, rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -76,10 +78,13 @@ async function publish(channel: string, clientId: string, ops: OperationInput[])
   return (res.body.results as { serial: string }[]).map((r) => r.serial);
 }
 
-const input = (id: string, text: string): OperationInput => ({
+const input = (id: string, text: string, parent?: string): OperationInput => ({
   id,
   name: 'ai.input',
-  data: { message: { id, role: 'user', parts: [{ type: 'text', text }] } },
+  data: {
+    message: { id, role: 'user', parts: [{ type: 'text', text }] },
+    ...(parent === undefined ? {} : { parent }),
+  },
 });
 const run = (runId: string, inputId: string, lease?: number): OperationInput => ({
   id: runId,
@@ -132,6 +137,121 @@ describe('mooring inspect', () => {
     assert.equal(doc.messages.length, 3);
     assert.equal(doc.health.leases.length, 1);
     await member.close();
+  });
+
+  it('shows a publish awaiting its ack with its age, and no age once none waits', async () => {
+    /** A memory store whose appends wait for `gate`: a publish received but not yet acknowledged. */
+    class GatedStore extends MemoryStore {
+      gate: Promise<void> | undefined;
+      override async append(
+        channel: string,
+        ops: NewOperation[],
+        options: AppendOptions,
+      ): Promise<AppendResult> {
+        await this.gate;
+        return super.append(channel, ops, options);
+      }
+    }
+    const store = new GatedStore();
+    let open!: () => void;
+    store.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const gated = await startFixture('memory', { store });
+    const channel = 'session:inspect-unacked';
+    const inspect = async () => {
+      const lines: string[] = [];
+      await inspectCommand([channel, '--url', gated.server.url], { MOORING_KEY: TEST_KEY }, (line) =>
+        lines.push(line),
+      );
+      return lines.join('\n');
+    };
+    try {
+      const agent = await RawClient.connect(gated.server.url, { clientId: 'agent' });
+      const pending = agent.publish(channel, [{ id: 'slow', data: 'x' }]);
+      const waiting = await waitFor(async () => {
+        const out = await inspect();
+        return out.includes('publishes awaiting ack 1') && out;
+      });
+      assert.match(waiting, / · publishes awaiting ack 1 \(oldest \d+(\.\d)? (ms|s|min)\)$/m);
+      open();
+      await pending;
+      assert.match(await inspect(), / · publishes awaiting ack 0$/m);
+      await agent.close();
+    } finally {
+      open();
+      await gated.close();
+    }
+  });
+
+  it('draws the conversation tree: nested inputs, regenerations with their reason, chunk parts, a handover, malformed events; only the text of inputs', async () => {
+    const channel = 'session:inspect-tree';
+    await publish(channel, 'user', [
+      {
+        id: 'in1',
+        name: 'ai.input',
+        data: {
+          message: {
+            id: 'in1',
+            role: 'user',
+            // only text parts are the input's text: not a null, a bare string, or another part's text
+            parts: [
+              { type: 'text', text: 'First' },
+              null,
+              'loose',
+              { type: 'reasoning', text: 'hidden' },
+              { type: 'text', text: ' question' },
+            ],
+          },
+        },
+      },
+      // sent before in1 had an answer: it follows in1 itself
+      input('in2', 'Also this', 'in1'),
+    ]);
+    await publish(channel, 'agent', [
+      run('run1', 'in1'),
+      {
+        id: 'run2',
+        name: 'ai.run',
+        data: { runId: 'run2', agent: 'helper', input: 'in1', replaces: 'run1', reason: 'model overloaded' },
+        headers: { status: 'error' },
+      },
+      {
+        id: 'c1',
+        name: 'ai.part',
+        data: { type: 'data-weather', data: {} },
+        headers: { run: 'run1', kind: 'chunk' },
+      },
+      { id: 'bad', name: 'ai.run', data: { runId: 'run3' }, headers: { status: 'running' } },
+    ]);
+    await publish(channel, 'user', [input('in3', 'Thanks', 'run1')]);
+    await publish(channel, 'ops', [
+      { id: 'h1', name: 'ai.control', data: { type: 'handover', to: 'human', operator: 'olga' } },
+    ]);
+    const lines: string[] = [];
+    await inspectCommand([channel, '--url', fx.server.url], { MOORING_KEY: KEY }, (line) => lines.push(line));
+    const tree = lines.slice(lines.indexOf('conversation:'));
+    assert.deepEqual(tree.slice(0, -1), [
+      'conversation:',
+      '  handed over to a human: olga',
+      '  › input in1 from user: "First question"',
+      '    › input in2 from user: "Also this"',
+      '    ◆ run run1 · helper · running',
+      '        chunk: data-weather',
+      '      › input in3 from user: "Thanks"',
+      '    ◆ run run2 · helper · error (model overloaded) (regenerates run1)',
+    ]);
+    assert.match(tree.at(-1)!, /^ {2}! malformed: ai\.run \S+: runId, agent and input must be strings$/);
+
+    // a channel without AI session events has no conversation section, nor a handover line
+    const plain = 'session:inspect-plain';
+    await publish(plain, 'user', [{ id: 'n1', name: 'note', data: 'hello' }]);
+    const plainLines: string[] = [];
+    await inspectCommand([plain, '--url', fx.server.url], { MOORING_KEY: KEY }, (line) =>
+      plainLines.push(line),
+    );
+    assert.match(plainLines.at(-1)!, /^ {2}\S+ {2}create {2}note {2}id=n1 {2}client=user {2}"hello"$/);
+    assert.ok(!plainLines.includes('conversation:'), plainLines.join('\n'));
   });
 
   it('needs presence as well as history, and says so without printing the key', async () => {
