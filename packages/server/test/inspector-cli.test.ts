@@ -15,6 +15,7 @@ import type { OperationInput } from '@mooring/protocol';
 import { FaultProxy, waitFor } from '@mooring/testkit';
 import pino from 'pino';
 import { WebSocketServer } from 'ws';
+import { bytes, duration, formatMessage, preview } from '../src/inspect/format-message.ts';
 import { inspectCommand } from '../src/inspect/inspect-command.ts';
 import { inspectTarget, integerOption } from '../src/inspect/inspect-options.ts';
 import { tailCommand } from '../src/inspect/tail-command.ts';
@@ -262,6 +263,44 @@ describe('mooring inspect', () => {
     const none = cli(['inspect', 'session:x', '--url', fx.server.url]);
     assert.equal(await none.exited, 1);
     assert.match(none.stderr(), /credentials are required/);
+  });
+});
+
+describe('how inspect prints', () => {
+  it('prints durations and sizes in the unit their size calls for, switching exactly at 1 s, 2 min, 1 KiB and 1 MiB', () => {
+    assert.equal(duration(null), '–');
+    assert.equal(duration(undefined), '–');
+    assert.equal(duration(999.4), '999 ms');
+    assert.equal(duration(1000), '1.0 s');
+    assert.equal(duration(119_999), '120.0 s');
+    assert.equal(duration(120_000), '2.0 min');
+    assert.equal(bytes(1023), '1023 B');
+    assert.equal(bytes(1024), '1.0 KiB');
+    assert.equal(bytes(1024 * 1024 - 1), '1024.0 KiB');
+    assert.equal(bytes(1024 * 1024), '1.0 MiB');
+  });
+
+  it('shows data as JSON cut past its limit with its full length, a version only when it differs, headers only when there are some', () => {
+    const fits = 'x'.repeat(158); // 160 characters as JSON: the limit
+    assert.equal(preview(fits), JSON.stringify(fits));
+    const over = 'x'.repeat(159);
+    assert.equal(preview(over), `"${over}…(161 chars)`);
+    assert.equal(preview({ a: 1 }, 7), '{"a":1}');
+    assert.equal(preview({ a: 12 }, 7), '{"a":12…(8 chars)');
+    const created = { serial: 's1', version: 's1', action: 'create', id: 'm1', timestamp: 0 } as const;
+    assert.equal(formatMessage({ ...created, headers: {} }), 's1  create  id=m1');
+    assert.equal(
+      formatMessage({
+        ...created,
+        version: 's2',
+        action: 'update',
+        name: 'note',
+        clientId: 'c',
+        headers: { k: 'v' },
+        data: 'd',
+      }),
+      's1  v=s2  update  note  id=m1  client=c  headers={"k":"v"}  "d"',
+    );
   });
 });
 
