@@ -1,7 +1,8 @@
 /**
  * `mooring token`: prints a token the server accepts, with the clientId and capability asked for;
  * an empty value (an unset shell variable) is refused, never read as "not given" — which would
- * mint an anonymous token, or one with everything the key may do.
+ * mint an anonymous token, or one with everything the key may do (nor an empty --key read as
+ * "take MOORING_KEY").
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -43,4 +44,15 @@ it('refuses an empty --client-id, --capability or --ttl instead of minting an an
     assert.match(r.err, why);
     assert.equal(r.out, '', 'no token printed');
   }
+});
+
+it('refuses an empty --key even with MOORING_KEY set, and an unknown flag, printing no token', () => {
+  const empty = token('--key', '');
+  assert.equal(empty.code, 1, empty.out);
+  assert.match(empty.err, /^mooring: --key is required/);
+  assert.equal(empty.out, '');
+  const unknown = token('--client', 'alice');
+  assert.equal(unknown.code, 1, unknown.out);
+  assert.match(unknown.err, /Unknown option '--client'/);
+  assert.equal(unknown.out, '');
 });
