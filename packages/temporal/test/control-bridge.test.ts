@@ -3,7 +3,7 @@
 // each once — across a bridge restart (its saved position) and a crash between delivering and saving
 // (the control id as update id) — transient failures are retried, permanent ones skipped.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -411,5 +411,21 @@ describe('ControlBridge', () => {
     await user.cancel();
     await waitFor(() => workflows.calls.length === 1);
     assert.deepEqual(workflows.calls, [{ workflowId, method: 'cancel' }]);
+  });
+});
+
+describe('filePositions', () => {
+  it('reads a file that holds no object (null, a string) as no positions, and saves over it a clean one', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'mooring-positions-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    for (const [i, content] of ['null', '"x"'].entries()) {
+      const path = join(dir, `positions-${i}.json`);
+      writeFileSync(path, content);
+      const positions = filePositions(path);
+      assert.equal(positions.load('session:a'), undefined, content);
+      positions.save('session:a', 's1');
+      assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { 'session:a': 's1' }, content);
+      assert.equal(filePositions(path).load('session:a'), 's1', content);
+    }
   });
 });
