@@ -88,6 +88,41 @@ describe('SqliteStore', () => {
     assert.deepEqual(levels, { full: 2, normal: 1, default: 1 });
   });
 
+  it('stores an append as its delta: the message row keeps its base, the deltas are rows of their own (O(delta), not O(message))', async () => {
+    const { store, path } = await open();
+    const base = 'b'.repeat(256 * 1024);
+    const created = await store.append(
+      'ch',
+      [{ action: 'create', publisher: '', id: 'm', data: base }],
+      OPTS,
+    );
+    const serial = created.results[0]!.serial;
+    for (let i = 0; i < 300; i++)
+      await store.append(
+        'ch',
+        [{ action: 'append', publisher: '', id: `a${i}`, serial, data: `<${i}>` }],
+        OPTS,
+      );
+    const deltas = Array.from({ length: 300 }, (_, i) => `<${i}>`).join('');
+    const [rolledUp] = (await store.history('ch', { direction: 'forwards', limit: 1 })).messages;
+    assert.equal(rolledUp?.data, base + deltas);
+    await store.close(); // merges the journal into ops
+    const db = new DatabaseSync(path, { readOnly: true });
+    try {
+      const row = db.prepare('SELECT length(data) AS bytes FROM messages').get() as { bytes: number };
+      assert.equal(row.bytes, base.length, 'the message row was not rewritten by the appends');
+      const ops = db
+        .prepare('SELECT count(*) AS n, sum(length(data)) AS bytes FROM ops WHERE data IS NOT NULL')
+        .get() as {
+        n: number;
+        bytes: number;
+      };
+      assert.deepEqual({ ...ops }, { n: 300, bytes: deltas.length }, 'each append holds its delta only');
+    } finally {
+      db.close();
+    }
+  });
+
   it('rolls up a 20,000-append message and keeps validating it after a reopen', async () => {
     const { store, make } = await open();
     const created = await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS);
