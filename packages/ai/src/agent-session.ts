@@ -64,6 +64,12 @@ export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
    * are the last input on their branch. Default false.
    */
   answerMissed?: boolean;
+  /**
+   * The clientIds allowed to hand the session over (PROTOCOL.md §13.5): a handover by anyone else is
+   * ignored, so it cannot stop this agent. Give every reader of the session the same list. Default:
+   * every clientId.
+   */
+  operators?: readonly string[];
   /** Where operations go. Default: the channel. */
   sink?: OperationSink;
   timers?: PublisherTimers;
@@ -82,7 +88,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
   readonly agent: string;
   readonly channel: Channel;
   /** The session folded into a conversation tree (read-only use). */
-  readonly tree = new ConversationTree();
+  readonly tree: ConversationTree;
   readonly #o: AgentSessionOptions<M>;
   readonly #sink: OperationSink;
   readonly #emitter = new Emitter<AgentSessionEvents<M>>();
@@ -101,6 +107,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     this.#o = options;
     this.agent = options.agent;
     this.channel = options.channel;
+    this.tree = new ConversationTree(options.operators === undefined ? {} : { operators: options.operators });
     this.#feed = new SessionFeed(options.channel, this.tree);
     // With `echo: false` the server does not send the agent's own output back: the session folds
     // what it stored itself (each input's history holds the agent's earlier answers).

@@ -75,6 +75,12 @@ export interface ConversationTreeOptions {
    * Default: every clientId (the earliest claim of a run id wins).
    */
   agents?: readonly string[];
+  /**
+   * The clientIds allowed to hand the session over (`handover` controls, PROTOCOL.md §13.5). A
+   * handover from any other clientId is ignored and reported (`malformed`): it neither stops the
+   * agents nor gives the session back. Default: every clientId.
+   */
+  operators?: readonly string[];
 }
 
 interface Selection {
@@ -103,6 +109,7 @@ export class ConversationTree {
   /** Serials already reported as refused, so a refused message's later operations stay quiet. */
   readonly #refused = new Set<string>();
   readonly #agents: ReadonlySet<string> | undefined;
+  readonly #operators: ReadonlySet<string> | undefined;
   readonly #controls: ControlRecord[] = [];
   readonly #selections: Selection[] = [];
   #handover: Handover = { holder: 'ai', operator: undefined, serial: '' };
@@ -112,6 +119,7 @@ export class ConversationTree {
   constructor(options: ConversationTreeOptions = {}) {
     this.#sharedSelection = options.sharedSelection ?? false;
     this.#agents = options.agents === undefined ? undefined : new Set(options.agents);
+    this.#operators = options.operators === undefined ? undefined : new Set(options.operators);
   }
 
   on<K extends keyof TreeEvents>(event: K, listener: (value: TreeEvents[K]) => void): () => void {
@@ -216,6 +224,18 @@ export class ConversationTree {
       }
       case 'control': {
         if (this.#bySerial.has(record.serial)) return;
+        const from = record.clientId;
+        if (
+          record.control.type === 'handover' &&
+          this.#operators !== undefined &&
+          (from === undefined || !this.#operators.has(from))
+        ) {
+          this.#refuse(
+            record.serial,
+            `handover by ${from ?? 'anonymous'}: not one of the session's operators`,
+          );
+          return;
+        }
         this.#bySerial.set(record.serial, { type: 'control', id: record.serial });
         insertSorted(this.#controls, record);
         const c = record.control;

@@ -57,6 +57,11 @@ export interface UserSessionOptions {
    * accepted from the operator's own clientId.
    */
   agents?: readonly string[];
+  /**
+   * The clientIds allowed to hand the session over (PROTOCOL.md §13.5): a handover by anyone else is
+   * not shown and does not change who holds the session. Default: every clientId.
+   */
+  operators?: readonly string[];
   /** This client's clientId: the default handover operator, and the author of `reply()` runs. */
   clientId?: string;
   /** Lease on `reply()` runs, ms. Default 30 000. */
@@ -149,6 +154,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     const treeOptions: ConversationTreeOptions = {};
     if (options.sharedSelection !== undefined) treeOptions.sharedSelection = options.sharedSelection;
     if (options.agents !== undefined) treeOptions.agents = options.agents;
+    if (options.operators !== undefined) treeOptions.operators = options.operators;
     this.tree = new ConversationTree(treeOptions);
     this.#feed = new SessionFeed(this.channel, this.tree);
     this.device = options.device ?? randomId('dev_');

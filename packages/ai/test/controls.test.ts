@@ -227,6 +227,35 @@ describe('controls', () => {
     assert.deepEqual(agentsOf(unanswered), ['assistant', 'writer']);
   });
 
+  it('with operators named, a handover by anyone else changes nothing: the agent answers on, readers show the AI holding', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const agent = await echoAgent(t, server.url, name, { operators: ['operator'] });
+    const reader = new UserSession({
+      channel: client(t, server.url, { clientId: 'watcher' }).channels.get(name, { start: true }),
+      operators: ['operator'],
+    });
+    t.after(() => reader.close());
+    const refused: string[] = [];
+    reader.tree.on('malformed', (reason) => refused.push(reason));
+    await reader.start();
+    const mallory = await user(t, server.url, name, 'mallory');
+    const operator = await user(t, server.url, name, 'operator');
+    await mallory.handover('human');
+    await waitFor(() => refused.length === 1);
+    assert.match(refused[0] ?? '', /handover by mallory: not one of the session's operators/);
+    const asked = await mallory.send('still answered?');
+    await waitFor(() => reader.tree.runsOf(asked).some((r) => r.status === 'complete'));
+    assert.equal(agent.holder.holder, 'ai');
+    assert.equal(reader.holder.holder, 'ai');
+    // a reader that names no operators follows every handover: the list must be the session's
+    assert.equal(mallory.holder.holder, 'human');
+    // the operator's own handover is followed
+    await operator.handover('human');
+    await waitFor(() => agent.holder.holder === 'human' && reader.holder.holder === 'human');
+    assert.equal(reader.holder.operator, 'operator');
+  });
+
   it('hands the session to a human operator and back', async (t) => {
     const server = await realServer(t);
     const name = sessionName();

@@ -36,6 +36,8 @@ export interface SessionStoreOptions {
   sharedSelection?: boolean;
   /** The agents' clientIds: runs started by anyone else are not shown. */
   agents?: readonly string[];
+  /** The clientIds allowed to hand the session over: a handover by anyone else changes nothing. */
+  operators?: readonly string[];
   /** The operator identity for `handover` / `reply`. Default: the client's clientId. */
   clientId?: string;
   /** This device's id (client-side tools run on the device that asked). Default: one per session object. */
@@ -154,6 +156,7 @@ export function sessionStore<M extends UIMessage>(
   } as UserSessionOptions;
   if (options.sharedSelection !== undefined) sessionOptions.sharedSelection = options.sharedSelection;
   if (options.agents !== undefined) sessionOptions.agents = options.agents;
+  if (options.operators !== undefined) sessionOptions.operators = options.operators;
   if (options.device !== undefined) sessionOptions.device = options.device;
   const all = stores;
   const store: SessionStore<M> = new SessionStore<M>(new UserSession<M>(sessionOptions), () => {

@@ -87,6 +87,11 @@ export interface ControlBridgeOptions {
   startAt?: 'start' | 'now';
   /** Which kinds to forward. Default: all. */
   kinds?: readonly ControlKind[];
+  /**
+   * The clientIds allowed to hand a session over (PROTOCOL.md §13.5): a `handover` by anyone else is
+   * not forwarded, as the session's readers given the same list ignore it. Default: every clientId.
+   */
+  operators?: readonly string[];
   /** Backoff for transient failures, ms. Default 200 → 10 000, doubling. */
   retry?: { initial?: number; max?: number };
 }
@@ -265,6 +270,12 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
           ? controlPayload(base, read.record)
           : undefined;
     if (!payload || (this.#o.kinds && !this.#o.kinds.includes(payload.kind))) return undefined;
+    if (
+      payload.kind === 'handover' &&
+      this.#o.operators !== undefined &&
+      (message.clientId === undefined || !this.#o.operators.includes(message.clientId))
+    )
+      return undefined;
     return payload;
   }
 

@@ -385,6 +385,28 @@ describe('ControlBridge', () => {
     });
   });
 
+  it("`operators` forwards a handover only from them, as the session's readers given the same list follow it", async (t) => {
+    const { server, name, user, workflows, bridge } = await setup(t);
+    const b = bridge({ operators: ['alice'] });
+    await b.follow(name);
+    const mallory = new UserSession({
+      channel: client(t, server.url, { clientId: 'mallory' }).channels.get(name, { start: true }),
+    });
+    t.after(() => mallory.close());
+    await mallory.start();
+    await mallory.handover('human');
+    await user.handover('human');
+    await waitFor(() => workflows.calls.length === 1);
+    await b.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => [
+        c.name,
+        (c.payload as { controlId?: string } | undefined)?.controlId?.split('/')[0],
+      ]),
+      [['mooring.handover', 'alice']],
+    );
+  });
+
   it("a malformed control is reported (not retried) and skipped, the next one delivered; a malformed message of another kind is not the bridge's to report", async (t) => {
     const { server, name, user, workflows, bridge } = await setup(t);
     const b = bridge();
