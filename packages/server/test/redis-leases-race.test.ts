@@ -602,7 +602,8 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
           connection,
           prefix: 'marks',
           sweepInterval: 20,
-          retryAfter: 100,
+          // a mark lives retryAfter: long enough to count all 20 on a loaded machine
+          retryAfter: 3_000,
           holderTtl: 10_000,
         }),
     );
@@ -634,7 +635,7 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     }
     assert.equal(await marks(), 20, 'each end marked its run before it was refused');
     await waitFor(async () => (await marks()) === 0, {
-      timeout: 5_000,
+      timeout: 15_000,
       message: 'the marks of refused ends stay in Redis',
     });
     assert.deepEqual(errors, []);
