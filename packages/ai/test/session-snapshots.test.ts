@@ -139,6 +139,44 @@ describe('UserSession snapshots', () => {
     assert.equal(textOf(session.view()[1]?.message), FULL);
     assert.deepEqual(violations, [], `${violations.length} inconsistent views in ${checks} checks`);
   });
+  it('after a branch selection, a catch-up again shows the last settled view: no finished run without its text', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const proxy = await proxyTo(t, server);
+    const session = new UserSession({
+      channel: client(t, proxy.url('/'), { clientId: 'user' }).channels.get(name, { start: true }),
+      clientId: 'user',
+    });
+    t.after(() => session.close());
+    const violations: string[] = [];
+    session.on('change', () => {
+      for (const node of session.view())
+        if (node.kind === 'run' && node.status !== 'running' && textOf(node.message) === '')
+          violations.push(`${node.id} ${node.status} with no text`);
+    });
+    await session.ready();
+    const first = await session.send('one');
+    await session.reply('answer one', { input: first });
+    await waitFor(() => session.settled && session.view().length === 2);
+    await session.select(first);
+    await waitFor(() => session.settled);
+    // Cut the user off while another member asks and is answered; the user catches up on both.
+    proxy.refuse();
+    await proxy.reset();
+    const other = new UserSession({
+      channel: client(t, server.url, { clientId: 'operator' }).channels.get(name, { start: true }),
+      clientId: 'operator',
+    });
+    t.after(() => other.close());
+    await other.ready();
+    const second = await other.send('two');
+    await other.reply('answer two', { input: second });
+    proxy.pass();
+    await waitFor(() => session.settled && textOf(session.view()[3]?.message) === 'answer two', {
+      message: 'the session never caught up',
+    });
+    assert.deepEqual(violations, []);
+  });
 });
 
 describe('UserSession events', () => {
@@ -168,5 +206,74 @@ describe('UserSession events', () => {
     await waitFor(() => session.tree.run('run_events')?.status === 'cancelled');
     await session.ready();
     assert.deepEqual(events, ['run run_events running', 'runEnd run_events cancelled']);
+  });
+});
+
+/** Counts the session's run-message rebuilds (each one reads the run's parts from the tree). */
+function countRebuilds(session: UserSession): { count: number } {
+  const counter = { count: 0 };
+  const parts = session.tree.parts.bind(session.tree);
+  session.tree.parts = (runId) => {
+    counter.count++;
+    return parts(runId);
+  };
+  return counter;
+}
+
+describe('UserSession rebuilds', () => {
+  it('a session nobody reads rebuilds no run message, even with run and runEnd listeners; the first read rebuilds it', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    await session.start();
+    const rebuilds = countRebuilds(session);
+    const ended: string[] = [];
+    session.on('run', () => {});
+    session.on('runEnd', (run) => ended.push(run.id));
+    const input = await session.send('hello');
+    const publisher = new RunPublisher({
+      sink: channelSink(client(t, server.url, { clientId: 'agent' }).channels.get(name)),
+      runId: 'run_lazy',
+      agent: 'assistant',
+      input,
+      coalesceMs: 0,
+    });
+    publisher.write({ type: 'text-start', id: 't' });
+    for (const word of ['one ', 'two ', 'three']) {
+      publisher.write({ type: 'text-delta', id: 't', delta: word });
+      await publisher.flush();
+    }
+    publisher.write({ type: 'text-end', id: 't' });
+    await publisher.end('complete');
+    await waitFor(() => ended.length === 1, { message: 'the run never ended' });
+    assert.equal(rebuilds.count, 0, 'no rebuild before anything reads the messages');
+    await session.ready();
+    assert.ok(rebuilds.count > 0, 'ready() rebuilds what is stale');
+    assert.equal(textOf(session.run('run_lazy')?.message), 'one two three');
+    assert.equal(session.run('run_lazy')?.status, 'complete');
+  });
+
+  it('a change listener alone has every change rebuilt as it happens', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    await session.start();
+    const rebuilds = countRebuilds(session);
+    session.on('change', () => {});
+    const input = await session.send('hello');
+    const publisher = new RunPublisher({
+      sink: channelSink(client(t, server.url, { clientId: 'agent' }).channels.get(name)),
+      runId: 'run_watched',
+      agent: 'assistant',
+      input,
+      coalesceMs: 0,
+    });
+    publisher.write({ type: 'text-start', id: 't' });
+    publisher.write({ type: 'text-delta', id: 't', delta: 'hi' });
+    await publisher.flush();
+    await waitFor(() => rebuilds.count > 0, { message: 'a change listener did not start rebuilds' });
+    await publisher.end('complete');
   });
 });
