@@ -1,7 +1,8 @@
 // Controls (PROTOCOL.md §13.4): cancel reaches the model's abort signal and ends the run `cancelled`
 // everywhere; steer reaches the model at the next step; two agents run concurrently in one session;
 // a control naming a run reaches that run (or that run's agent) only; a human operator takes the
-// session over and hands it back.
+// session over and hands it back; `cancelling()` and `stop()` name the runs they should; a tool output
+// carries what was given; `reply()` runs take the session's lease.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -194,6 +195,51 @@ describe('controls', () => {
     await waitFor(() => session.run(two)?.status === 'cancelled');
   });
 
+  it("cancelling() holds from this device's cancel of a run until it ends; stop() cancels only the runs in progress on the view", async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const agent = new AgentSession({
+      channel: client(t, server.url, { clientId: 'assistant' }).channels.get(name, { start: true }),
+      agent: 'assistant',
+      onInput: async (_input, run) => {
+        // held until cancelled
+        await new Promise<void>((resolve) => run.signal.addEventListener('abort', () => resolve()));
+      },
+    });
+    t.after(() => agent.close());
+    await agent.start();
+    const session = await user(t, server.url, name);
+    await session.send('one');
+    await session.send('two');
+    await waitFor(() => session.tree.running().length === 2);
+    const [one, two] = session.tree.running().map((r) => r.id) as [string, string];
+    assert.equal(session.cancelling(one), false, 'nothing cancelled yet');
+
+    const cancelled = session.cancel(one);
+    assert.equal(session.cancelling(one), true, 'from the cancel on');
+    assert.equal(session.cancelling(two), false, 'only the run named');
+    await cancelled;
+    await waitFor(() => session.run(one)?.status === 'cancelled');
+    assert.equal(session.cancelling(one), false, 'not once the run ended');
+
+    await session.send('three');
+    await waitFor(() => session.tree.running().length === 2);
+    const three = session.tree.running()[1]!.id;
+    const stopped = session.stop();
+    assert.equal(session.cancelling(two), true);
+    assert.equal(session.cancelling(three), true);
+    await stopped;
+    await waitFor(() => session.tree.running().length === 0);
+    assert.deepEqual(
+      session.tree.controls.map((c) => c.control),
+      [
+        { type: 'cancel', runId: one },
+        { type: 'cancel', runId: two },
+        { type: 'cancel', runId: three },
+      ],
+    );
+  });
+
   it("a regenerate naming a run is answered by that run's agent only; one naming only an input, by every agent", async (t) => {
     const server = await realServer(t);
     const name = sessionName();
@@ -296,6 +342,31 @@ describe('controls', () => {
     );
   });
 
+  it('reply() runs take the lease set on the session: 30 000 ms by default, none with lease: 0', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const leases = async (lease: number | undefined) => {
+      const session = new UserSession({
+        channel: client(t, server.url, { clientId: 'operator' }).channels.get(name, { start: true }),
+        clientId: 'operator',
+        ...(lease === undefined ? {} : { lease }),
+      });
+      t.after(() => session.close());
+      await session.start();
+      const published: Array<number | undefined> = [];
+      const publishBatch = session.channel.publishBatch.bind(session.channel);
+      session.channel.publishBatch = (ops) => {
+        for (const op of ops) if ('lease' in op) published.push(op.lease);
+        return publishBatch(ops);
+      };
+      const input = await session.send('hello');
+      await session.reply('hi', { input });
+      return published;
+    };
+    assert.deepEqual(await leases(undefined), [30_000, 0], 'taken on the create, released at the end');
+    assert.deepEqual(await leases(0), [], 'no operation carries a lease');
+  });
+
   it('tool approval: the run waits for the answer, which reaches every device as part of the run', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
@@ -336,5 +407,29 @@ describe('controls', () => {
     assert.equal(tool?.approval?.approved, true);
     assert.equal(tool?.approval?.reason, 'fine');
     assert.equal(textOf(laptop.run(runId)?.message), 'Deleted.');
+  });
+
+  it('a tool output carries the output as given, a falsy one included; none given is null', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const session = await user(t, server.url, name);
+    const outputs: Array<[string, unknown]> = [
+      ['zero', 0],
+      ['no', false],
+      ['empty', ''],
+      ['none', undefined],
+    ];
+    for (const [toolCallId, output] of outputs)
+      await session.toolOutput({ runId: 'run_tools', toolCallId, output });
+    await waitFor(() => session.tree.controls.length === 4);
+    assert.deepEqual(
+      session.tree.controls.map((c) => c.control),
+      [
+        { type: 'tool-output', runId: 'run_tools', toolCallId: 'zero', output: 0 },
+        { type: 'tool-output', runId: 'run_tools', toolCallId: 'no', output: false },
+        { type: 'tool-output', runId: 'run_tools', toolCallId: 'empty', output: '' },
+        { type: 'tool-output', runId: 'run_tools', toolCallId: 'none', output: null },
+      ],
+    );
   });
 });

@@ -107,6 +107,21 @@ describe('conversation tree', () => {
     ]);
   });
 
+  it("an edit keeps a message id given for it; one repeating the edited input's id gets a new one", async (t) => {
+    const server = await realServer(t);
+    const user = await userSession(t, server.url, sessionName());
+    const one = await user.send('one');
+    const mine = await user.edit(one, { id: 'msg_mine', parts: [{ type: 'text', text: 'uno' }] });
+    assert.equal(mine, 'msg_mine');
+    const again = await user.edit(one, { id: one, parts: [{ type: 'text', text: 'eins' }] });
+    assert.notEqual(again, one);
+    await waitFor(() => user.tree.inputs.length === 3);
+    assert.deepEqual(
+      user.siblings(one).map((n) => `${n.id === again ? 'new id' : n.id}:${textOf(n.message)}`),
+      [`${one}:one`, 'msg_mine:uno', 'new id:eins'],
+    );
+  });
+
   it('shares the selection across devices when asked to, and a late joiner computes the same view', async (t) => {
     const server = await realServer(t);
     const name = sessionName();

@@ -72,6 +72,26 @@ describe('UserSession snapshots', () => {
     assert.equal(session.messages[1], messages[1], 'the first answer is the same message object');
   });
 
+  it('a change off the view (a control) leaves view() and messages the same objects', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const session = new UserSession({
+      channel: client(t, server.url, { clientId: 'user' }).channels.get(name, { start: true }),
+      clientId: 'user',
+    });
+    t.after(() => session.close());
+    await session.ready();
+    const input = await session.send('hello');
+    await session.reply('hi', { input });
+    await waitFor(() => session.settled && statusAt(session, 1) === 'complete');
+    const view = session.view();
+    const messages = session.messages;
+    await session.approveTool({ approvalId: 'nothing-asked', approved: true });
+    await waitFor(() => session.tree.controls.length === 1 && session.settled);
+    assert.equal(session.view(), view);
+    assert.equal(session.messages, messages);
+  });
+
   it('useSyncExternalStore over session.messages under StrictMode renders the stream without a loop', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
@@ -139,6 +159,24 @@ describe('UserSession snapshots', () => {
     assert.equal(textOf(session.view()[1]?.message), FULL);
     assert.deepEqual(violations, [], `${violations.length} inconsistent views in ${checks} checks`);
   });
+  it('a branch selection shows at once, even while the session is not live', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    await session.ready();
+    const one = await session.send('one');
+    const uno = await session.edit(one, 'uno');
+    await waitFor(() => session.settled && session.view()[0]?.id === uno);
+    await session.channel.detach();
+    assert.equal(session.live, false);
+    await session.select(one);
+    assert.deepEqual(
+      session.view().map((n) => n.id),
+      [one],
+    );
+  });
+
   it('after a branch selection, a catch-up again shows the last settled view: no finished run without its text', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
