@@ -315,3 +315,59 @@ describe('UserSession rebuilds', () => {
     await publisher.end('complete');
   });
 });
+
+describe('UserSession run nodes', () => {
+  it('a run’s view node keeps its identity while nothing on it changes', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const release = await heldAgent(t, server.url, name, 0);
+    release();
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    await session.ready();
+    await session.send('hello');
+    await waitFor(() => session.settled && statusAt(session, 1) === 'complete');
+    const answer = session.view()[1];
+    await session.send('again');
+    await waitFor(
+      () => session.settled && session.view().length === 4 && statusAt(session, 3) === 'complete',
+    );
+    assert.equal(session.view()[1], answer, 'the first answer is the same node object');
+  });
+
+  it('run() reports the status from the moment its message was built: a run that just ended shows running with its last rebuilt text until the rebuild with its end', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const session = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => session.close());
+    await session.ready();
+    const input = await session.send('hello');
+    const publisher = new RunPublisher({
+      sink: channelSink(client(t, server.url, { clientId: 'agent' }).channels.get(name)),
+      runId: 'run_moment',
+      agent: 'assistant',
+      input,
+      coalesceMs: 0,
+    });
+    publisher.write({ type: 'text-start', id: 't' });
+    publisher.write({ type: 'text-delta', id: 't', delta: 'hi' });
+    await publisher.flush();
+    await waitFor(() => session.settled && textOf(session.run('run_moment')?.message) === 'hi', {
+      message: 'the first text was never rebuilt',
+    });
+    const atEnd: string[] = [];
+    session.on('runEnd', (run) => {
+      const shown = session.run(run.id);
+      atEnd.push(`${shown?.status} ${JSON.stringify(textOf(shown?.message))}`);
+    });
+    publisher.write({ type: 'text-delta', id: 't', delta: ' there' });
+    publisher.write({ type: 'text-end', id: 't' });
+    await publisher.end('complete');
+    await waitFor(() => atEnd.length === 1, { message: 'no runEnd' });
+    await session.ready();
+    assert.deepEqual(atEnd, ['running "hi"'], 'the end is shown only with the text it came with');
+    const shown = session.run('run_moment');
+    assert.equal(shown?.status, 'complete');
+    assert.equal(textOf(shown?.message), 'hi there');
+  });
+});
