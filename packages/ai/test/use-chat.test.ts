@@ -13,6 +13,7 @@ import {
   lastAssistantMessageIsCompleteWithToolCalls,
 } from 'ai';
 import type { AgentRun } from '../src/agent-run.ts';
+import type { UserSession } from '../src/user-session.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
 import { realServer, sessionName, waitFor, within } from './helpers/fixture.ts';
 import { device } from './helpers/use-chat-device.ts';
@@ -312,5 +313,191 @@ describe('useChat (@ai-sdk/react) over Mooring', () => {
     released = true;
     await edited;
     assert.equal(laptop.chat.messages[0]!.id, input.id);
+  });
+
+  it('onToolCall runs once per tool call, also when the chat replays the run before the tool’s result is in it', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name, {
+      onInput: async (_input, run: AgentRun) => {
+        run.write({ type: 'start-step' });
+        run.write({ type: 'tool-input-start', toolCallId: 'ask-1', toolName: 'askUser' });
+        run.write({ type: 'tool-input-available', toolCallId: 'ask-1', toolName: 'askUser', input: {} });
+        const { output } = await run.waitForToolOutput('ask-1');
+        run.writeText(`You said ${(output as { answer: string }).answer}.`);
+      },
+    });
+    const calls: string[] = [];
+    const laptop = device(t, server.url, name, {
+      // The app asks its user: the answer comes later, after the chat replayed the run.
+      chat: { onToolCall: ({ toolCall }) => void calls.push(toolCall.toolCallId) },
+    });
+    void laptop.chat.sendMessage({ text: 'ask me' });
+    await waitFor(() => calls.length === 1, { message: 'onToolCall never ran' });
+    void laptop.chat.resumeStream(); // a remount with resume: true, a reconnect: the run replayed
+    await waitFor(() => laptop.transport.reconnects === 1);
+    await waitFor(() => toolPart(laptop.chat.messages[1], 'ask-1')?.state === 'input-available');
+    await turns();
+    assert.deepEqual(calls, ['ask-1'], 'the replayed tool call was not run again');
+    await laptop.chat.addToolOutput({
+      tool: 'askUser',
+      toolCallId: 'ask-1',
+      output: { answer: 'yes' },
+    } as never);
+    await waitFor(
+      () => laptop.chat.status === 'ready' && textOf(laptop.chat.messages[1]) === 'You said yes.',
+      {
+        message: 'the tool output never reached the agent',
+      },
+    );
+    assert.deepEqual(calls, ['ask-1']);
+  });
+
+  it('addToolOutput reaches the run that made the call: two agents’ runs each wait for a client-side tool, the older one’s input came whole (no tool-input-start)', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const toolAgent = (agent: string, streamed: boolean) =>
+      echoAgent(t, server.url, name, {
+        agent,
+        answerMissed: true,
+        onInput: async (_input, run: AgentRun) => {
+          const toolCallId = `call-${agent}`;
+          run.write({ type: 'start-step' });
+          if (streamed) run.write({ type: 'tool-input-start', toolCallId, toolName: 'pick' });
+          run.write({ type: 'tool-input-available', toolCallId, toolName: 'pick', input: {} });
+          const { output } = await run.waitForToolOutput(toolCallId);
+          run.writeText(`${agent} got ${(output as { pick: string }).pick}`);
+        },
+      });
+    const asked = (session: UserSession, toolCallId: string) =>
+      session.tree.runs.some((r) =>
+        session.tree.parts(r.id).some((p) => p.headers.toolCallId === toolCallId),
+      );
+    await toolAgent('whole', false);
+    const laptop = device(t, server.url, name, { agents: ['whole', 'streamed'] });
+    void laptop.chat.sendMessage({ text: 'pick one each' });
+    await waitFor(() => asked(laptop.session, 'call-whole'), { message: 'the first tool call never came' });
+    // A second agent joins and answers the input too: its run is the newer one, with a tool-input part.
+    await toolAgent('streamed', true);
+    await waitFor(() => asked(laptop.session, 'call-streamed'), {
+      message: 'the second tool call never came',
+    });
+    void laptop.chat.addToolOutput({
+      tool: 'pick',
+      toolCallId: 'call-whole',
+      output: { pick: 'A' },
+    } as never);
+    void laptop.chat.addToolOutput({
+      tool: 'pick',
+      toolCallId: 'call-streamed',
+      output: { pick: 'B' },
+    } as never);
+    await waitFor(() => laptop.session.tree.running().length === 0 && laptop.session.settled, {
+      message: 'a tool output never reached its run',
+    });
+    const texts = laptop.session.tree.runs.map(
+      (r) => `${r.agent} ${r.status}: ${textOf(laptop.session.run(r.id)?.message)}`,
+    );
+    assert.deepEqual(texts, ['whole complete: whole got A', 'streamed complete: streamed got B']);
+  });
+
+  it('a tool approval answered with a reason reaches the agent with that reason', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    await echoAgent(t, server.url, name, {
+      onInput: async (_input, run: AgentRun) => {
+        run.write({ type: 'start-step' });
+        run.write({ type: 'tool-input-start', toolCallId: 'rm-1', toolName: 'deleteFile' });
+        run.write({ type: 'tool-input-available', toolCallId: 'rm-1', toolName: 'deleteFile', input: {} });
+        run.write({ type: 'tool-approval-request', toolCallId: 'rm-1', approvalId: 'ap-rm' });
+        const answer = await run.waitForApproval('ap-rm');
+        run.write({ type: 'finish-step' });
+        run.writeText(`${answer.approved ? 'approved' : 'denied'}: ${answer.reason}`);
+      },
+    });
+    const laptop = device(t, server.url, name);
+    void laptop.chat.sendMessage({ text: 'delete it' });
+    await waitFor(() => toolPart(laptop.chat.messages[1], 'rm-1')?.state === 'approval-requested', {
+      message: 'the approval request never showed',
+    });
+    await laptop.chat.addToolApprovalResponse({ id: 'ap-rm', approved: false, reason: 'keep it' });
+    await waitFor(() => laptop.session.tree.running().length === 0 && laptop.session.settled, {
+      message: 'the answer never reached the agent',
+    });
+    assert.equal(textOf(laptop.session.messages[1]), 'denied: keep it');
+  });
+
+  it('a tab reloaded mid-run runs no onToolCall for a tool call the run already holds a result of (output, error or denial)', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    let released = false;
+    t.after(() => {
+      released = true;
+    });
+    await echoAgent(t, server.url, name, {
+      coalesceMs: 0,
+      onInput: async (_input, run: AgentRun) => {
+        run.write({ type: 'start-step' });
+        for (const toolCallId of ['c-ok', 'c-err']) {
+          run.write({ type: 'tool-input-available', toolCallId, toolName: 'locate', input: {} });
+          await run.waitForToolOutput(toolCallId);
+        }
+        run.write({ type: 'tool-input-available', toolCallId: 'c-no', toolName: 'locate', input: {} });
+        run.write({ type: 'tool-approval-request', toolCallId: 'c-no', approvalId: 'ap-no' });
+        await run.waitForApproval('ap-no');
+        run.write({ type: 'tool-output-denied', toolCallId: 'c-no' });
+        run.write({ type: 'finish-step' });
+        // The run goes on (the answer streams) while a tab reloads.
+        run.write({ type: 'text-start', id: 't' });
+        for (let i = 0; i < 3000 && !released; i++) {
+          run.write({ type: 'text-delta', id: 't', delta: `w${i} ` });
+          await sleep(10);
+        }
+        run.write({ type: 'text-end', id: 't' });
+      },
+    });
+    const calls: string[] = [];
+    let tab: ReturnType<typeof device> | undefined;
+    const onToolCall = ({ toolCall }: { toolCall: { toolCallId: string; toolName: string } }) => {
+      calls.push(toolCall.toolCallId);
+      const { toolCallId } = toolCall;
+      if (toolCallId === 'c-ok')
+        void tab?.chat.addToolOutput({ tool: 'locate', toolCallId, output: { city: 'Lyon' } } as never);
+      if (toolCallId === 'c-err')
+        void tab?.chat.addToolOutput({
+          tool: 'locate',
+          toolCallId,
+          state: 'output-error',
+          errorText: 'no signal',
+        } as never);
+    };
+    tab = device(t, server.url, name, { device: 'tab-1', chat: { onToolCall } });
+    void tab.chat.sendMessage({ text: 'where am I?' });
+    await waitFor(() => toolPart(tab?.chat.messages[1], 'c-no')?.state === 'approval-requested', {
+      message: 'the tool calls were never answered',
+    });
+    await tab.chat.addToolApprovalResponse({ id: 'ap-no', approved: false });
+    const states = (d: typeof tab) =>
+      ['c-ok', 'c-err', 'c-no'].map((id) => toolPart(d?.chat.messages[1], id)?.state).join();
+    const answered = 'output-available,output-error,output-denied';
+    await waitFor(() => states(tab) === answered && textOf(tab?.chat.messages[1]).length > 0, {
+      message: 'the run never went on past its tool calls',
+    });
+    assert.deepEqual(calls, ['c-ok', 'c-err', 'c-no']);
+
+    // The tab reloads (same device id: its tool calls are still its own) while the run streams.
+    tab.unmount();
+    calls.length = 0;
+    tab = device(t, server.url, name, { device: 'tab-1', resume: true, chat: { onToolCall } });
+    await waitFor(
+      () =>
+        tab?.chat.status === 'streaming' &&
+        states(tab) === answered &&
+        textOf(tab.chat.messages[1]).length > 0,
+      { message: 'the reloaded tab never followed the run' },
+    );
+    await turns();
+    assert.deepEqual(calls, [], 'no tool call ran again');
+    released = true;
   });
 });

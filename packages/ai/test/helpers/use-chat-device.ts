@@ -54,6 +54,8 @@ export interface DeviceOptions {
   device?: string;
   /** A plain `useChat({ id, transport })`, no `mooringChat()`. */
   plain?: boolean;
+  /** The session's agents (default `['assistant']`). */
+  agents?: string[];
   /** More options for `mooringChat()` (onToolCall, sendAutomaticallyWhen, onData, id, messages…). */
   chat?: Partial<MooringChatOptions<UIMessage>>;
 }
@@ -61,7 +63,7 @@ export interface DeviceOptions {
 export function device(t: TestContext, url: string, name: string, options: DeviceOptions = {}): Device {
   const sessionOptions: ConstructorParameters<typeof UserSession>[0] = {
     channel: client(t, url).channels.get(name, { start: true }),
-    agents: ['assistant'],
+    agents: options.agents ?? ['assistant'],
   };
   if (options.device !== undefined) sessionOptions.device = options.device;
   const session = new UserSession(sessionOptions);
