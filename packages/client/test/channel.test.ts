@@ -566,7 +566,7 @@ describe('Channel', () => {
     const channel = client.channels.get('c');
     const attached = channel.attach();
     await channel.detach();
-    await assert.rejects(attached, (e: MooringError) => e.code === 'channel_detached');
+    await assert.rejects(attached, (e: MooringError) => e.code === 'channel_detached' && !e.retryable);
     assert.equal(channel.state, 'detached');
   });
 
@@ -654,6 +654,6 @@ describe('Channel', () => {
     const p = client.channels.get('c').publish('x');
     const f = sent(t, 'publish')[0]!;
     t.frame({ type: 'ack', ref: f.ref, channel: 'c', results: [] });
-    await assert.rejects(p, (e: MooringError) => e.code === 'protocol_error');
+    await assert.rejects(p, (e: MooringError) => e.code === 'protocol_error' && e.retryable);
   });
 });

@@ -196,6 +196,7 @@ describe('Connection', () => {
       await connect(s);
       s.transports.last().end(end);
       assert.equal(s.connection.errorReason?.code, 'disconnected');
+      assert.equal(s.connection.errorReason?.retryable, true);
       assert.ok(s.connection.errorReason?.message.includes(detail), s.connection.errorReason?.message);
     }
   });
@@ -359,6 +360,7 @@ describe('Connection', () => {
     s.timers.advance(DEFAULT_CLIENT_TIMINGS.realtimeRequestTimeout);
     assert.equal(s.connection.state, 'disconnected');
     assert.equal(s.connection.errorReason?.code, 'timeout');
+    assert.equal(s.connection.errorReason?.retryable, true);
   });
 
   it('closes gracefully: close frame, then closed when the server closes', async () => {

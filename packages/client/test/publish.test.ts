@@ -341,6 +341,7 @@ describe('publishing', () => {
     assert.equal(client.connection.state, 'suspended');
     await assert.rejects(pending, (e: MooringError) => {
       assert.equal(e.code, 'connection_suspended');
+      assert.ok(e.retryable);
       assert.deepEqual(e.ids, [id]);
       return true;
     });
@@ -357,7 +358,7 @@ describe('publishing', () => {
     t.end({ code: 4003, reason: 'forbidden' });
     await assert.rejects(
       pending,
-      (e: MooringError) => e.code === 'connection_failed' && e.cause !== undefined,
+      (e: MooringError) => e.code === 'connection_failed' && e.cause !== undefined && !e.retryable,
     );
     await assert.rejects(
       failed.client.channels.get('c').publish('y'),
@@ -369,7 +370,7 @@ describe('publishing', () => {
     closed.client.close();
     await assert.rejects(
       closed.client.channels.get('c').publish('z'),
-      (e: MooringError) => e.code === 'connection_closed',
+      (e: MooringError) => e.code === 'connection_closed' && !e.retryable,
     );
   });
 });
