@@ -520,6 +520,28 @@ describe('token auth: the answers around a renewal', () => {
     assert.equal(s.client.connection.state, 'connected');
   });
 
+  it('gives up a renewal whose callback never answers after realtimeRequestTimeout: a retryable auth_failed, then a retry', async () => {
+    let renewals = 0;
+    const s = tokenClient({
+      life: 10 * MINUTE,
+      authCallback: async (params) => {
+        if (params.reason === 'renew' && ++renewals === 1) await new Promise<never>(() => {});
+        return { token: `t-${params.reason}.x.y`, expiresAt: s.timers.now() + 10 * MINUTE };
+      },
+    });
+    const t = await s.connect();
+    await s.advance(8 * MINUTE); // the renewal begins; its callback never answers
+    assert.equal(s.errors.length, 0);
+    await s.advance(10_000); // realtimeRequestTimeout
+    assert.equal(s.errors.length, 1);
+    assert.equal(s.errors[0]?.code, 'auth_failed');
+    assert.match(s.errors[0]?.message ?? '', /no token from the auth source/);
+    assert.equal(s.errors[0]?.retryable, true);
+    await s.advance(5_000);
+    assert.equal(sent(t, 'auth')[0]?.token, 't-renew.x.y', 'the retry sends the new token');
+    assert.equal(s.client.connection.state, 'connected');
+  });
+
   it('a renewal already fetching its token is not started again: one auth frame', async () => {
     let release: (() => void) | undefined;
     const s = tokenClient({
