@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -215,15 +214,22 @@ describe('mooring serve', () => {
 
   it('a second signal during its shutdown neither repeats nor cuts it short: said once, exit 0', async () => {
     const server = await serve(['--store', 'memory'], { MOORING_KEY: 'test:secret' });
-    // a request whose body never ends: the shutdown waits for it (3 s at most) before it drops sockets
+    // a request whose body never ends: the shutdown waits for it (3 s at most) before it drops sockets.
+    // Its `100 Continue` comes as the server takes the request: it is in flight before the signal.
     const { port } = new URL(server.url);
     const socket = connect(Number(port), '127.0.0.1');
-    await once(socket, 'connect');
     socket.on('error', () => {});
+    let answer = '';
+    socket.on('data', (d) => {
+      answer += d;
+    });
     socket.write(
       'POST /v1/channels/session:slow/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test:secret\r\n' +
-        'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"data":',
+        'Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n',
     );
+    await waitFor(() => answer.startsWith('HTTP/1.1 100 Continue'), {
+      message: `no 100 Continue: ${answer}`,
+    });
     // 'close': the process ended and all it wrote has been read
     const closed = new Promise<number | null>((resolve) => server.child.on('close', (code) => resolve(code)));
     server.child.kill('SIGTERM');
