@@ -87,7 +87,9 @@ function mutants(): Mutant[] {
     if (line < fromLine || line > toLine) return;
     if (s.startsWith('//') || s.startsWith('*') || s.startsWith('import ') || s.startsWith('export type'))
       return;
-    const code = text.split(' // ')[0]!;
+    // a space after the code, so that an operator ending the line (`a &&`, a condition broken over
+    // lines) is flipped too
+    const code = `${text.split(' // ')[0]!.trimEnd()} `;
     for (const [from, to] of FLIPS) {
       for (let at = code.indexOf(from); at >= 0; at = code.indexOf(from, at + 1)) {
         const word = from === 'true' || from === 'false';
