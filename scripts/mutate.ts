@@ -9,7 +9,8 @@
  * The changes are operator flips on code lines (not comments, not imports): `===`/`!==`, `<`/`<=`,
  * `>`/`>=`, `&&`/`||`, `??` → `||`, `true`/`false`, a `!` dropped after `(`, `+ 1`/`- 1`, `++` →
  * `--`. `--also` names slower tests (repeatable), run only for what survived the first ones: a
- * mutant is reported when neither set notices it. `--line FROM-TO` limits the sweep to those lines.
+ * mutant is reported when neither set notices it. `--line FROM-TO` limits the sweep to those lines;
+ * `--line-ends` to the operators that end a line (those sweeps before stop 47 never flipped).
  * The file is changed in place and restored at the end, also on Ctrl-C or SIGTERM (the test run in
  * progress, a process group of its own, is killed first); run it on a checkout nobody else is
  * building or sweeping from. Each run of the tests has `--timeout` seconds (default 120) and each
@@ -26,12 +27,13 @@ const { values, positionals } = parseArgs({
     timeout: { type: 'string' },
     line: { type: 'string' },
     also: { type: 'string', multiple: true },
+    'line-ends': { type: 'boolean' },
   },
 });
 const [file, ...tests] = positionals;
 if (file === undefined || tests.length === 0) {
   console.error(
-    'usage: npm run mutate -- [--timeout S] [--line FROM-TO] [--also TEST]... <source file> <test file>...',
+    'usage: npm run mutate -- [--timeout S] [--line FROM-TO] [--line-ends] [--also TEST]... <source file> <test file>...',
   );
   process.exit(2);
 }
@@ -95,6 +97,7 @@ function mutants(): Mutant[] {
         const word = from === 'true' || from === 'false';
         if (word && (isWord(code[at - 1]) || isWord(code[at + from.length]))) continue;
         if (from === '++' && (code[at - 1] === '+' || code[at + 2] === '+')) continue;
+        if (values['line-ends'] && at + from.length < code.length) continue;
         found.push({ line, column: at, from, to });
       }
     }
