@@ -102,6 +102,8 @@ describe('token auth: options', () => {
     bad({ key: 'a:b', authCallback: noop }, /only one .*got key, authCallback/);
     bad({ token: 'a.b.c', authUrl: 'https://app.test/token' }, /only one/);
     bad({ key: 'a:b', authMethod: 'POST' }, /go with options.authUrl/);
+    bad({ key: 'a:b', authHeaders: { 'x-app': '1' } }, /go with options.authUrl/);
+    bad({ token: 'a.b.c', authParams: { room: 'r' } }, /go with options.authUrl/);
     bad({ authUrl: 'not a url' }, /invalid authUrl/);
     bad({ key: '' }, /keyName/);
     for (const ok of [
