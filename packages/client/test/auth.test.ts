@@ -206,6 +206,35 @@ describe('token auth: connecting', () => {
     assert.equal(wrongClient.transports.last().query.get('token'), 'tok2.x.y');
   });
 
+  it('keeps the token when the connection fails for another cause than the token, and a fixed token after a refusal', async () => {
+    // refused for another cause (not 401/403): connect() again reuses the still fresh token
+    const s = tokenClient();
+    await flush();
+    s.transports
+      .last()
+      .end({ code: 1006, reason: '', httpStatus: 400, error: refused('bad_request', 400, false) });
+    assert.equal(s.client.connection.state, 'failed');
+    assert.equal(s.client.connection.errorReason?.code, 'bad_request');
+    s.client.connect();
+    await s.connect();
+    assert.equal(s.client.connection.state, 'connected');
+    assert.equal(s.calls.length, 1, 'no new token for a failure that was not the token');
+    assert.equal(s.transports.last().query.get('token'), 'tok1.x.y');
+
+    // a fixed token refused 401 cannot be replaced: connect() after fixing the cause sends it again
+    const c = fakeClient({ key: undefined, token: 'fixed.x.y' });
+    await flush();
+    c.transports
+      .last()
+      .end({ code: 1006, reason: '', httpStatus: 401, error: refused('unauthorized', 401, false) });
+    assert.equal(c.client.connection.state, 'failed');
+    c.client.connect();
+    await c.connect();
+    assert.equal(c.client.connection.state, 'connected');
+    assert.equal(c.transports.made.length, 2);
+    assert.equal(c.transports.last().query.get('token'), 'fixed.x.y');
+  });
+
   it('gives up on a callback that never answers within realtimeRequestTimeout, and retries', async () => {
     let hang = true;
     const calls: AuthCallbackParams[] = [];

@@ -448,6 +448,21 @@ describe('background upgrade', () => {
     assert.equal((await reconnected(s)).query.get('recover'), 'c_1.k', 'reconnected as a new connection');
   });
 
+  it('a candidate that failed longer than realtimeRequestTimeout ago is not behind a takeover: replaced then, the connection continues as a new one', async () => {
+    const s = setup();
+    const { sse, candidate } = await candidateOpening(s);
+    s.timers.advance(TIMINGS.realtimeRequestTimeout);
+    await flush();
+    assert.equal(candidate.aborted, true);
+    // its request would have reached the server by now: a takeover now is another client's
+    s.timers.advance(TIMINGS.realtimeRequestTimeout);
+    await flush();
+    assert.equal(s.connection.state, 'connected');
+    sse.frame({ type: 'disconnect', reason: 'replaced', reconnect: true });
+    assert.equal(s.connection.state, 'disconnected');
+    assert.equal((await reconnected(s)).query.get('recover'), null, 'no recovery key: not taken back');
+  });
+
   it('a lost connection abandons the upgrade in progress', async () => {
     const s = setup();
     const { sse, candidate } = await candidateOpening(s);
