@@ -432,7 +432,11 @@ describe('background upgrade', () => {
     assert.equal(s.connection.state, 'connected');
     candidate.end({ code: 1006, reason: '' });
     assert.equal(s.connection.state, 'disconnected');
-    assert.equal((await reconnected(s)).query.get('recover'), 'c_1.k', 'reconnected as a new connection');
+    assert.equal(
+      (await reconnected(s)).query.get('recover'),
+      'c_1.k',
+      'reconnected with its key, to take the connection back',
+    );
   });
 
   it('a candidate given up on here may still have taken the connection over: replaced soon after, the connection reconnects with its key', async () => {
@@ -445,7 +449,11 @@ describe('background upgrade', () => {
     assert.equal(s.connection.state, 'connected');
     sse.frame({ type: 'disconnect', reason: 'replaced', reconnect: true });
     assert.equal(s.connection.state, 'disconnected');
-    assert.equal((await reconnected(s)).query.get('recover'), 'c_1.k', 'reconnected as a new connection');
+    assert.equal(
+      (await reconnected(s)).query.get('recover'),
+      'c_1.k',
+      'reconnected with its key, to take the connection back',
+    );
   });
 
   it('a candidate that failed longer than realtimeRequestTimeout ago is not behind a takeover: replaced then, the connection continues as a new one', async () => {
