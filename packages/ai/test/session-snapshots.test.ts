@@ -4,7 +4,7 @@
 // a catch-up after a disconnect delivers the run's end and its rolled-up text.
 import './helpers/dom.ts';
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { renderHook } from '@testing-library/react';
 import type { UIMessage } from 'ai';
 import { createElement, type ReactNode, StrictMode, useSyncExternalStore } from 'react';
@@ -44,6 +44,17 @@ async function heldAgent(t: import('node:test').TestContext, url: string, name: 
 function statusAt(session: UserSession, index: number): string | undefined {
   const node = session.view()[index];
   return node?.kind === 'run' ? node.status : undefined;
+}
+
+/** A run answering `input` as the session's agent publishes it, every delta its own operation. */
+function agentRun(t: TestContext, url: string, name: string, runId: string, input: string): RunPublisher {
+  return new RunPublisher({
+    sink: channelSink(client(t, url, { clientId: 'agent' }).channels.get(name)),
+    runId,
+    agent: 'assistant',
+    input,
+    coalesceMs: 0,
+  });
 }
 
 describe('UserSession snapshots', () => {
@@ -228,13 +239,7 @@ describe('UserSession events', () => {
     session.on('run', (run) => events.push(`run ${run.id} ${run.status}`));
     session.on('runEnd', (run) => events.push(`runEnd ${run.id} ${run.status}`));
     const input = await session.send('hello');
-    const publisher = new RunPublisher({
-      sink: channelSink(client(t, server.url, { clientId: 'agent' }).channels.get(name)),
-      runId: 'run_events',
-      agent: 'assistant',
-      input,
-      coalesceMs: 0,
-    });
+    const publisher = agentRun(t, server.url, name, 'run_events', input);
     publisher.write({ type: 'text-start', id: 't' });
     publisher.write({ type: 'text-delta', id: 't', delta: 'hi' });
     await publisher.flush();
@@ -270,13 +275,7 @@ describe('UserSession rebuilds', () => {
     session.on('run', () => {});
     session.on('runEnd', (run) => ended.push(run.id));
     const input = await session.send('hello');
-    const publisher = new RunPublisher({
-      sink: channelSink(client(t, server.url, { clientId: 'agent' }).channels.get(name)),
-      runId: 'run_lazy',
-      agent: 'assistant',
-      input,
-      coalesceMs: 0,
-    });
+    const publisher = agentRun(t, server.url, name, 'run_lazy', input);
     publisher.write({ type: 'text-start', id: 't' });
     for (const word of ['one ', 'two ', 'three']) {
       publisher.write({ type: 'text-delta', id: 't', delta: word });
@@ -301,13 +300,7 @@ describe('UserSession rebuilds', () => {
     const rebuilds = countRebuilds(session);
     session.on('change', () => {});
     const input = await session.send('hello');
-    const publisher = new RunPublisher({
-      sink: channelSink(client(t, server.url, { clientId: 'agent' }).channels.get(name)),
-      runId: 'run_watched',
-      agent: 'assistant',
-      input,
-      coalesceMs: 0,
-    });
+    const publisher = agentRun(t, server.url, name, 'run_watched', input);
     publisher.write({ type: 'text-start', id: 't' });
     publisher.write({ type: 'text-delta', id: 't', delta: 'hi' });
     await publisher.flush();
@@ -342,13 +335,7 @@ describe('UserSession run nodes', () => {
     t.after(() => session.close());
     await session.ready();
     const input = await session.send('hello');
-    const publisher = new RunPublisher({
-      sink: channelSink(client(t, server.url, { clientId: 'agent' }).channels.get(name)),
-      runId: 'run_moment',
-      agent: 'assistant',
-      input,
-      coalesceMs: 0,
-    });
+    const publisher = agentRun(t, server.url, name, 'run_moment', input);
     publisher.write({ type: 'text-start', id: 't' });
     publisher.write({ type: 'text-delta', id: 't', delta: 'hi' });
     await publisher.flush();
