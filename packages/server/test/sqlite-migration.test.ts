@@ -76,8 +76,8 @@ const SCHEMA_1 = `
 
 const dirs: string[] = [];
 
-/** A schema-1 data dir (its `mooring.db`) holding one channel `ch` with one message. */
-async function schema1File(): Promise<{ path: string; epoch: string }> {
+/** A new schema-1 data dir: its `mooring.db`, open and empty, and an epoch for its channel. */
+async function schema1Database(): Promise<{ path: string; epoch: string; now: number; old: DatabaseSync }> {
   const dir = await mkdtemp(join(tmpdir(), 'mooring-migrate-'));
   dirs.push(dir);
   const path = join(dir, 'mooring.db');
@@ -87,6 +87,12 @@ async function schema1File(): Promise<{ path: string; epoch: string }> {
   old.exec('PRAGMA journal_mode = WAL');
   old.exec(SCHEMA_1);
   old.exec('PRAGMA user_version = 1');
+  return { path, epoch, now, old };
+}
+
+/** A schema-1 data dir (its `mooring.db`) holding one channel `ch` with one message. */
+async function schema1File(): Promise<{ path: string; epoch: string }> {
+  const { path, epoch, now, old } = await schema1Database();
   old.prepare('INSERT INTO channels (id, name, epoch, seq) VALUES (1, ?, ?, 1)').run('ch', epoch);
   old
     .prepare(
@@ -108,15 +114,7 @@ after(async () => {
 });
 
 it('opens a schema-1 data dir: ids of clientIds keep deduplicating in their scope, anonymous ids in none', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'mooring-migrate-'));
-  dirs.push(dir);
-  const path = join(dir, 'mooring.db');
-  const now = Date.now();
-  const epoch = newEpoch(now);
-  const old = new DatabaseSync(path);
-  old.exec('PRAGMA journal_mode = WAL');
-  old.exec(SCHEMA_1);
-  old.exec('PRAGMA user_version = 1');
+  const { path, epoch, now, old } = await schema1Database();
   old.prepare('INSERT INTO channels (id, name, epoch, seq) VALUES (1, ?, ?, 2)').run('ch', epoch);
   const op = old.prepare(
     'INSERT INTO ops (chan, seq, msg_seq, action, id, data, headers, client_id, ts) VALUES (1, ?, ?, ?, ?, ?, NULL, ?, ?)',
