@@ -138,7 +138,7 @@ const WAITS_FOR_SLOT = 2;
  * `ws.pause()` rather than the socket's own: `ws` resumes its socket after its own back-pressure
  * unless the WebSocket is paused.
  */
-class InboundGate implements SlotWaiter {
+export class InboundGate implements SlotWaiter {
   readonly #ws: WebSocket;
   readonly #connection: Connection;
   readonly #budget: InboundBudget;

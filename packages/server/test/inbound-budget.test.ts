@@ -10,8 +10,11 @@ import { request as httpRequest } from 'node:http';
 import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
+import type { WebSocket } from 'ws';
+import type { Connection } from '../src/connection.ts';
 import { BODIES_PER_IDENTITY, InboundBudget } from '../src/inbound-budget.ts';
 import { createToken, type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
+import { InboundGate } from '../src/websocket-transport.ts';
 import { metricsText, metricValue, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -145,6 +148,54 @@ describe('bodies read at once per identity', () => {
     budget.leave('a');
     assert.equal(budget.enter('a', waiter('next')), true, 'a slot given back with nobody waiting is free');
     assert.equal(budget.enter('a', waiter('over')), false, 'and then all eight are taken again');
+  });
+
+  it('a WebSocket waiting for a slot stays unread when its bucket refills, and one handed a slot stays unread until its bucket refills', async () => {
+    let now = 0;
+    const budget = new InboundBudget(1_000_000, 1_000, { now: () => now });
+    const socket = () => ({
+      OPEN: 1,
+      readyState: 1,
+      paused: false,
+      pause() {
+        this.paused = true;
+      },
+      resume() {
+        this.paused = false;
+      },
+    });
+    const connection = () => ({ alive: false }) as unknown as Connection;
+    const begun = StalledClient.frame(JSON.stringify({ type: 'ping', data: 'x'.repeat(4_000) })).subarray(
+      0,
+      2_000,
+    );
+    // all eight slots taken by messages begun elsewhere
+    budget.hold('a');
+    for (let i = 0; i < BODIES_PER_IDENTITY; i++)
+      assert.equal(budget.enter('a', { granted: () => {} }), true);
+
+    // 1000 bytes over at 1 MB/s: reading stops for 1 ms, and for a slot
+    const waiting = socket();
+    const gate = new InboundGate(waiting as unknown as WebSocket, connection(), budget, 'a');
+    gate.read(begun);
+    assert.equal(waiting.paused, true);
+    now += 10;
+    await new Promise((r) => setTimeout(r, 50)); // the 1 ms refill timer has fired before this one
+    assert.equal(waiting.paused, true, 'refilled, but still waiting for a slot: not read on');
+    budget.leave('a');
+    assert.equal(waiting.paused, false, 'a slot handed to it, and its bucket refilled: read on');
+    gate.closed();
+
+    // handed a slot while its bucket is still refilling: not read until it has refilled
+    const refilling = socket();
+    const second = new InboundGate(refilling as unknown as WebSocket, connection(), budget, 'a');
+    assert.equal(budget.enter('a', { granted: () => {} }), true, 'the slot it gave back, taken again');
+    budget.take('a', 1_000_000); // a second from refilling
+    second.read(begun);
+    assert.equal(refilling.paused, true);
+    budget.leave('a');
+    assert.equal(refilling.paused, true, 'a slot handed to it, but its bucket is still refilling');
+    second.closed();
   });
 
   it("a token's REST bodies left part-sent hold only its own slots: its next publish waits, another token's does not", async () => {

@@ -131,6 +131,34 @@ if (skip) {
       await store.close();
     });
 
+    it('reads a message whose hash lost its id or holds a malformed version or timestamp as corrupt, each fault alone', async () => {
+      const logged: string[] = [];
+      const store = await RedisStore.open({
+        url: redis.url,
+        prefix: 'fields',
+        onCorrupt: (channel, detail) => logged.push(`${channel}: ${detail}`),
+      });
+      const faults: Array<[string, string[]]> = [
+        ['version', ['HSET', 'v', 'oops']],
+        ['timestamp', ['HSET', 'ts', 'oops']],
+        ['id', ['HDEL', 'id']],
+      ];
+      for (const [channel, [command, field, value]] of faults) {
+        const s = await store.append(channel, [create({ data: 'x' })], OPTS);
+        const seq = parseSerial(s.results[0]!.serial)!.seq;
+        const page = await store.history(channel, { direction: 'forwards', limit: 10 });
+        assert.equal(page.messages.length, 1, `${channel}: readable before the fault`);
+        const args = [`fields:{${channel}}:m:${seq}`, field!, ...(value === undefined ? [] : [value])];
+        await redis.command(command!, ...args);
+        await rejectsWith(store.history(channel, { direction: 'forwards', limit: 10 }), 'internal');
+        assert.ok(
+          logged.some((l) => l.startsWith(`${channel}: `)),
+          `${channel}: logged as corrupt`,
+        );
+      }
+      await store.close();
+    });
+
     it('refuses calls with store_unavailable while Redis is down, and serves again when it is back', async () => {
       const own = await startRedis({ appendonly: 'always' });
       const store = await RedisStore.open({ url: own.url, onError: () => {} });
