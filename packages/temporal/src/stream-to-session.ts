@@ -140,7 +140,8 @@ export async function streamToSession(options: StreamToSessionOptions): Promise<
   // Heartbeats also while the model is silent (a long tool call): cancellation is delivered through them.
   const beating = setInterval(beat, Math.max(10, every));
 
-  let thrown: unknown;
+  // boxed: a stream may throw anything, `undefined` and `null` included, and that is still a failure
+  let thrown: { error: unknown } | undefined;
   let stopListening = () => {};
   try {
     await publisher.start();
@@ -169,7 +170,7 @@ export async function streamToSession(options: StreamToSessionOptions): Promise<
       stopListening();
     }
   } catch (err) {
-    if (!signal.aborted) thrown = err;
+    if (!signal.aborted) thrown = { error: err };
   } finally {
     clearInterval(beating);
   }
@@ -180,11 +181,9 @@ export async function streamToSession(options: StreamToSessionOptions): Promise<
     throw new CancelledFailure('the run was cancelled');
   }
   const error =
-    thrown ??
+    (thrown && (thrown.error ?? streamFailure(`the model stream threw ${String(thrown.error)}`))) ??
     failure ??
-    (publisher.streamError !== undefined
-      ? ApplicationFailure.create({ message: publisher.streamError, type: 'ModelStreamError' })
-      : undefined);
+    (publisher.streamError !== undefined ? streamFailure(publisher.streamError) : undefined);
   if (error !== undefined) {
     if (willRetry(info, error) && failure === undefined) {
       // The next attempt resumes this run: store what this one produced, stop renewing the lease.
@@ -204,6 +203,10 @@ export async function streamToSession(options: StreamToSessionOptions): Promise<
   if (failure !== undefined) throw failure;
   beat();
   return { runId, status, reason, alreadyEnded: false };
+}
+
+function streamFailure(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: 'ModelStreamError' });
 }
 
 function runIdOf(info: Context['info'], step: string | number | undefined): string {

@@ -201,6 +201,45 @@ describe('streamToSession (a streaming activity)', () => {
     assert.equal(abandoned.kind === 'run' && abandoned.status, 'abandoned');
   });
 
+  it('a model stream that throws undefined (or null) fails the attempt like any throw: the last one ends the run `error`, never `complete`', async (t) => {
+    const { name, input, rest } = await session(t);
+    for (const [n, value] of [
+      [1, undefined],
+      [2, null],
+    ] as const) {
+      const last = new Attempt(
+        {
+          attempt: 1,
+          activityId: `throws-${n}`,
+          workflowExecution: { workflowId: name, runId: 'wf-run-1' },
+          retryPolicy: { maximumAttempts: 1 },
+        },
+        QUIET,
+      );
+      await assert.rejects(
+        last.exec(() =>
+          streamToSession({
+            rest,
+            channel: name,
+            input,
+            stream: () =>
+              new ReadableStream({
+                pull() {
+                  throw value;
+                },
+              }),
+          }),
+        ),
+        new RegExp(`the model stream threw ${value}`),
+      );
+    }
+    const ended = (await loadSession({ rest, channel: name })).runs.map((r) => [r.status, r.reason]);
+    assert.deepEqual(ended, [
+      ['error', 'the model stream threw undefined'],
+      ['error', 'the model stream threw null'],
+    ]);
+  });
+
   it('heartbeats carry the run id, the attempt and the progress', async (t) => {
     const { name, input, rest } = await session(t);
     const env = attempt(name, 1);
