@@ -28,6 +28,31 @@ describe('LocalConnectionRegistry', () => {
     assert.notEqual(late.connectionId, first.connectionId);
   });
 
+  it('recovers only for the same key and clientId with the right secret; a refused try leaves the connection to its owner', () => {
+    let now = 1_000;
+    const registry = new LocalConnectionRegistry(500, () => now);
+    const first = registry.open(identity);
+    registry.hold(first.connectionId);
+    registry.release(first.connectionId);
+    const [id, secret] = first.connectionKey.split('.') as [string, string];
+    const wrongSecret = `${id}.${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`;
+    const tries: Array<[string, Identity, string]> = [
+      ['a wrong secret', identity, wrongSecret],
+      ['another key', { ...identity, keyName: 'other' } as Identity, first.connectionKey],
+      ['another clientId', { ...identity, clientId: 'eve' } as Identity, first.connectionKey],
+      ['no clientId', { ...identity, clientId: undefined } as unknown as Identity, first.connectionKey],
+    ];
+    for (const [what, who, key] of tries) {
+      const opened = registry.open(who, key);
+      assert.equal(opened.resumed, false, what);
+      assert.notEqual(opened.connectionId, first.connectionId, what);
+    }
+    now += 100;
+    const owner = registry.open(identity, first.connectionKey);
+    assert.equal(owner.resumed, true, 'the owner still recovers it');
+    assert.equal(owner.connectionId, first.connectionId);
+  });
+
   it('a recovery that does not open after all leaves a held connection held, and forgets a new identity', () => {
     let now = 0;
     const registry = new LocalConnectionRegistry(500, () => now);
