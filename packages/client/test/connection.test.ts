@@ -168,13 +168,14 @@ describe('Connection', () => {
     }
   });
 
-  it('a handshake refused without an error body fails on 400 to 499 (but 408 and 429), and retries 408 and 5xx', async () => {
-    for (const [status, expected] of [
-      [400, 'failed'],
-      [499, 'failed'],
-      [408, 'disconnected'],
-      [429, 'disconnected'],
-      [500, 'disconnected'],
+  it('a handshake refused without an error body fails on 400 to 499 (but 408 and 429), and retries 408 and 5xx, with the code of its status', async () => {
+    for (const [status, expected, code] of [
+      [400, 'failed', 'bad_request'],
+      [499, 'failed', 'bad_request'],
+      [408, 'disconnected', 'bad_request'],
+      [429, 'disconnected', 'too_many_connections'],
+      [500, 'disconnected', 'internal'],
+      [503, 'disconnected', 'store_unavailable'],
     ] as const) {
       const s = setup();
       s.connection.connect();
@@ -183,6 +184,7 @@ describe('Connection', () => {
       assert.equal(s.connection.state, expected, `HTTP ${status}`);
       assert.equal(s.connection.errorReason?.retryable, expected === 'disconnected', `HTTP ${status}`);
       assert.equal(s.connection.errorReason?.status, status);
+      assert.equal(s.connection.errorReason?.code, code, `HTTP ${status}: the code of its status`);
     }
   });
 
