@@ -30,6 +30,7 @@
  */
 import { applyMessage, Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
+import { handoverAllowed } from '@mooring/protocol/ai';
 import type { ControlData, ControlRecord, InputRecord, PartRecord, RunRecord } from './wire.ts';
 import { readSessionMessage } from './wire.ts';
 
@@ -109,7 +110,7 @@ export class ConversationTree {
   /** Serials already reported as refused, so a refused message's later operations stay quiet. */
   readonly #refused = new Set<string>();
   readonly #agents: ReadonlySet<string> | undefined;
-  readonly #operators: ReadonlySet<string> | undefined;
+  readonly #operators: readonly string[] | undefined;
   readonly #controls: ControlRecord[] = [];
   readonly #selections: Selection[] = [];
   #handover: Handover = { holder: 'ai', operator: undefined, serial: '' };
@@ -119,7 +120,7 @@ export class ConversationTree {
   constructor(options: ConversationTreeOptions = {}) {
     this.#sharedSelection = options.sharedSelection ?? false;
     this.#agents = options.agents === undefined ? undefined : new Set(options.agents);
-    this.#operators = options.operators === undefined ? undefined : new Set(options.operators);
+    this.#operators = options.operators;
   }
 
   on<K extends keyof TreeEvents>(event: K, listener: (value: TreeEvents[K]) => void): () => void {
@@ -224,15 +225,10 @@ export class ConversationTree {
       }
       case 'control': {
         if (this.#bySerial.has(record.serial)) return;
-        const from = record.clientId;
-        if (
-          record.control.type === 'handover' &&
-          this.#operators !== undefined &&
-          (from === undefined || !this.#operators.has(from))
-        ) {
+        if (record.control.type === 'handover' && !handoverAllowed(this.#operators, record.clientId)) {
           this.#refuse(
             record.serial,
-            `handover by ${from ?? 'anonymous'}: not one of the session's operators`,
+            `handover by ${record.clientId ?? 'anonymous'}: not one of the session's operators`,
           );
           return;
         }

@@ -29,7 +29,7 @@ import { Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
 import { compareSerials } from '@mooring/protocol';
 import type { ControlRecord, InputRecord } from '@mooring/protocol/ai';
-import { EVENT_CONTROL, EVENT_INPUT, readSessionMessage } from '@mooring/protocol/ai';
+import { EVENT_CONTROL, EVENT_INPUT, handoverAllowed, readSessionMessage } from '@mooring/protocol/ai';
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/client';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { PositionStore } from './position-store.ts';
@@ -270,11 +270,7 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
           ? controlPayload(base, read.record)
           : undefined;
     if (!payload || (this.#o.kinds && !this.#o.kinds.includes(payload.kind))) return undefined;
-    if (
-      payload.kind === 'handover' &&
-      this.#o.operators !== undefined &&
-      (message.clientId === undefined || !this.#o.operators.includes(message.clientId))
-    )
+    if (payload.kind === 'handover' && !handoverAllowed(this.#o.operators, message.clientId))
       return undefined;
     return payload;
   }

@@ -27,6 +27,7 @@ export {
   EVENT_INPUT,
   EVENT_PART,
   EVENT_RUN,
+  handoverAllowed,
   isFinal,
   isObject,
   PART_KINDS,

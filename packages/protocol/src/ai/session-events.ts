@@ -180,6 +180,18 @@ export type ReadResult<M extends WireUIMessage = WireUIMessage, C extends WireCh
   | undefined;
 
 /**
+ * Whether a `handover` control from `clientId` is taken (PROTOCOL.md §13.5): from anyone when the
+ * reader names no operators, else only from one of them. Every reader (the tree, Temporal's bridge)
+ * asks this one rule, so they agree on who holds the session.
+ */
+export function handoverAllowed(
+  operators: readonly string[] | undefined,
+  clientId: string | undefined,
+): boolean {
+  return operators === undefined || (clientId !== undefined && operators.includes(clientId));
+}
+
+/**
  * Reads a (folded) message as a session record. `undefined` for messages that are not AI session
  * events (other names, tombstones); `{ ok: false, reason }` for a malformed one. `M` and `C` name the
  * caller's message and chunk types: what passes the structural check is taken to be one (the JSON a
