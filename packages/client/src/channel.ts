@@ -463,7 +463,11 @@ export class Channel {
     if (rolledUp || (!live && this.#detachRef === undefined)) markRolledUp(messages);
     for (const message of messages) {
       if (this.#position !== '' && message.version <= this.#position) continue;
-      if (live && !whole && this.#position !== '' && !follows(message.version, this.#position)) {
+      if (
+        live &&
+        this.#position !== '' &&
+        (newLog(message.version, this.#position) || (!whole && !follows(message.version, this.#position)))
+      ) {
         this.#repair();
         return;
       }
@@ -569,6 +573,15 @@ export class Channel {
 /** True when a frame rolled up from `after` covers everything after `position` (same epoch, not ahead of it). */
 function wholeFrom(after: string, position: string): boolean {
   return after === '' || (sameEpoch(after, position) && serialSeq(after) <= serialSeq(position));
+}
+
+/**
+ * True when `version` belongs to another log than `position` (another epoch: the log was lost and
+ * made again, or its Redis came back with less). Even a frame rolled up from the log's start is then
+ * no continuation: the channel resumes, and the server's `epoch_changed` raises `continuityLost`.
+ */
+function newLog(version: string, position: string): boolean {
+  return serialSeq(version) >= 0 && serialSeq(position) >= 0 && !sameEpoch(version, position);
 }
 
 /** True when `version` is the operation right after `position`: same epoch, next sequence number. */

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { parseSerial } from '@mooring/protocol';
+import { formatSerial, parseSerial } from '@mooring/protocol';
 import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
 import { RedisStore } from '../src/store/redis-store.ts';
 import type { AppendOptions, NewOperation } from '../src/store/store.ts';
@@ -53,6 +53,86 @@ if (skip) {
       assert.notEqual(again.epoch, first.epoch);
       assert.equal(parseSerial(again.results[0]!.serial)?.seq, 1);
       assert.ok(again.epoch > first.epoch, 'a newer epoch sorts after the older one');
+      await store.close();
+    });
+
+    it('starts a new epoch on a Redis brought back from an older snapshot: a serial handed out before is never given to another operation', async () => {
+      const own = await startRedis();
+      const store = await RedisStore.open({ url: own.url, onError: () => {} });
+      try {
+        const kept = await store.append('ch', [create({ data: 'a' }), create({ data: 'b' })], OPTS);
+        await own.command('SAVE');
+        const lost = await store.append('ch', [create({ data: 'c' })], OPTS);
+        assert.equal(parseSerial(lost.results[0]!.serial)?.seq, 3);
+        // A crash: the snapshot comes back, without `c`.
+        await own.stop('SIGKILL');
+        await own.restart();
+        await waitUntil(() =>
+          store.ping().then(
+            () => true,
+            () => false,
+          ),
+        );
+        const next = await store.append('ch', [create({ data: 'd' })], OPTS);
+        const serial = next.results[0]!.serial;
+        assert.notEqual(serial, lost.results[0]!.serial, 'the serial of the lost op is not reused');
+        assert.ok(next.epoch > kept.epoch, `a new, later epoch: ${next.epoch} after ${kept.epoch}`);
+        const page = await store.history('ch', { direction: 'forwards', limit: 10 });
+        assert.deepEqual(
+          page.messages.map((m) => [m.serial, m.data]),
+          [
+            [formatSerial(next.epoch, 1), 'a'],
+            [formatSerial(next.epoch, 2), 'b'],
+            [formatSerial(next.epoch, 3), 'd'],
+          ],
+          'what the snapshot kept, then the new op, all in the new epoch',
+        );
+        // An append naming a message by its serial of the old epoch is refused: it may have lost ops.
+        await rejectsWith(
+          store.append(
+            'ch',
+            [{ action: 'append', publisher: '', id: 'late', serial: kept.results[0]!.serial, data: '+' }],
+            OPTS,
+          ),
+          'message_not_found',
+        );
+        // The next publish on the same Redis stays in the epoch.
+        const same = await store.append('ch', [create({ data: 'e' })], OPTS);
+        assert.equal(same.epoch, next.epoch);
+      } finally {
+        await store.close();
+        await own.close();
+      }
+    });
+
+    it('keeps the epoch of a channel written before the Redis was recorded (an older Mooring), and records it', async () => {
+      const store = await RedisStore.open({ url: redis.url, prefix: 'legacy' });
+      const first = await store.append('ch', [create({ data: 'a' })], OPTS);
+      assert.match(
+        String(await redis.command('HGET', 'legacy:{ch}:meta', 'run')),
+        /^\$40\r\n[0-9a-f]{40}\r\n$/,
+      );
+      await redis.command('HDEL', 'legacy:{ch}:meta', 'run');
+      const next = await store.append('ch', [create({ data: 'b' })], OPTS);
+      assert.equal(next.epoch, first.epoch);
+      assert.match(
+        String(await redis.command('HGET', 'legacy:{ch}:meta', 'run')),
+        /^\$40\r\n[0-9a-f]{40}\r\n$/,
+      );
+      await store.close();
+    });
+
+    it('makes the new epoch sort after the old one even when the old one was made by a clock ahead', async () => {
+      const store = await RedisStore.open({ url: redis.url, prefix: 'ahead' });
+      await store.append('ch', [create({ data: 'a' })], OPTS);
+      // The old epoch, made by a clock a year ahead, ends in 'zzz': the next one carries. (Not newEpoch:
+      // this process would then make its own later epochs after it.)
+      const time = (Date.now() + 365 * 24 * 3600_000).toString(36).padStart(9, '0');
+      await redis.command('HSET', 'ahead:{ch}:meta', 'epoch', `${time}zzz`, 'run', 'another-redis');
+      const next = await store.append('ch', [create({ data: 'b' })], OPTS);
+      const carried = (Number.parseInt(time, 36) + 1).toString(36).padStart(9, '0');
+      assert.equal(next.epoch, `${carried}000`);
+      assert.ok(next.epoch > `${time}zzz`);
       await store.close();
     });
 
@@ -175,11 +255,20 @@ if (skip) {
             () => false,
           ),
         );
-        // AOF (always): the acknowledged op survived the crash, with its epoch and dedup.
+        // AOF (always): the acknowledged op survived the crash, with its dedup. Read before any
+        // publish, the log is as it was; the first publish on the new Redis starts a new epoch, a
+        // duplicate too, and the op keeps its sequence in it.
         const info = await store.info('ch');
         assert.equal(info?.head, s.results[0]!.serial);
         const dup = await store.append('ch', [create({ id: 'kept', data: 'a' })], OPTS);
-        assert.deepEqual(dup.results, [{ serial: s.results[0]!.serial, duplicate: true }]);
+        const before = parseSerial(s.results[0]!.serial)!;
+        assert.ok(dup.epoch > before.epoch, `a new, later epoch: ${dup.epoch} after ${before.epoch}`);
+        assert.deepEqual(dup.results, [{ serial: formatSerial(dup.epoch, before.seq), duplicate: true }]);
+        assert.equal(
+          (await store.info('ch'))?.epoch,
+          dup.epoch,
+          'the new epoch is stored, not only answered',
+        );
       } finally {
         await store.close();
         await own.close();

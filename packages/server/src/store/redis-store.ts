@@ -9,6 +9,12 @@
  * - The epoch lives in the channel's meta hash and is created by the script when missing: Redis data
  *   that was lost (flushed, a new empty instance) starts a new epoch, so clients get
  *   `resumed: false, epoch_changed`, never reused serials.
+ * - A new Redis, a new epoch: the meta hash records the `run_id` of the Redis that last wrote it, and
+ *   the first publish on another one (a restart, a restored backup, a failover) starts a new epoch.
+ *   That Redis may hold less than its predecessor acknowledged (an RDB snapshot, a lost second of
+ *   AOF `everysec`, a replica behind), and continuing the epoch would give new operations serials
+ *   that clients hold for lost ones (a silent gap). Mooring cannot tell a lossless restart from a
+ *   lossy one, so every restart costs each channel one re-read by its clients.
  * - Appends are O(size of the delta): a message's data is one Redis string grown with APPEND; its
  *   validation state (kind, size, creator, deleted) is a few fields of its hash.
  * - Reads (info, readSince, history) are one read-only script each: one consistent snapshot.
@@ -20,7 +26,7 @@
  *   (retryable, never acknowledged). Commands are not queued while disconnected.
  *
  * Keys of channel C (one hash slot, `{C}` tag; key = prefix:{C}:suffix, suffixes never contain '}'):
- *   meta  hash  epoch, seq (last op), trimmed (trimmedThrough)
+ *   meta  hash  epoch, seq (last op), trimmed (trimmedThrough), run (run_id of the Redis that wrote it)
  *   ids   hash  dedup field (publisher + id) → op seq
  *   ver   zset  message seq scored by its version (catch-up: "changed since")
  *   msgs  zset  message seq scored by itself (history by serial)

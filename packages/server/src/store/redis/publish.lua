@@ -19,7 +19,35 @@ local maxSize = tonumber(ARGV[2])
 local n = tonumber(ARGV[7])
 local FIELDS = 14
 
-local head = redis.call('HMGET', meta, 'epoch', 'seq')
+-- The Redis running this script. A restart, a restored backup or a failover gives it a new run_id, and
+-- it may hold less than the Redis before it acknowledged (an RDB snapshot, the last second of an AOF
+-- `everysec`, a replica behind its master): continuing the epoch would give new operations serials
+-- that clients already hold for lost ones. So the first publish of a channel on a new Redis starts a
+-- new epoch (the messages kept, renumbered in it by their sequence; clients re-read the channel).
+-- '' when this Redis does not say (a server that is not Redis): never a new epoch for it.
+local server = redis.call('INFO', 'server')
+local runAt = string.find(server, 'run_id:', 1, true)
+local run = ''
+if runAt then run = string.match(server, '^[0-9a-f]+', runAt + 7) or '' end
+
+-- The base-36 epoch right after `e` (epochs sort as strings), nil if `e` is not one.
+local function after(e)
+  local digits = '0123456789abcdefghijklmnopqrstuvwxyz'
+  local out, carry = {}, true
+  for i = #e, 1, -1 do
+    local c = string.sub(e, i, i)
+    if carry then
+      local d = string.find(digits, c, 1, true)
+      if not d then return nil end
+      if d == 36 then c = '0' else c, carry = string.sub(digits, d + 1, d + 1), false end
+    end
+    out[i] = c
+  end
+  if carry then return nil end
+  return table.concat(out)
+end
+
+local head = redis.call('HMGET', meta, 'epoch', 'seq', 'run')
 local epoch = head[1]
 local seq = 0
 local fresh = false
@@ -29,6 +57,20 @@ if not epoch then
 else
   seq = tonumber(head[2])
   if not seq then return {'corrupt', 'meta.seq is not a number'} end
+  if run ~= '' and head[3] ~= run then
+    -- A log written before Mooring recorded run ids (no `run`) is adopted as it is.
+    if head[3] then
+      -- Newer epochs sort after older ones, whatever the clock of the node that made the candidate.
+      if ARGV[3] > epoch then
+        epoch = ARGV[3]
+      else
+        epoch = after(epoch)
+        if not epoch then return {'corrupt', 'meta.epoch is not an epoch'} end
+      end
+    end
+    -- Written even if the batch is refused below: the new epoch is a fact about this Redis, not the batch.
+    redis.call('HSET', meta, 'epoch', epoch, 'run', run)
+  end
 end
 
 local function has(flags, f) return string.find(flags, f, 1, true) ~= nil end
@@ -107,7 +149,10 @@ local reply = {'ok', epoch}
 for _, r in ipairs(results) do reply[#reply + 1] = r end
 if #plan == 0 then return reply end
 
-if fresh then redis.call('HSET', meta, 'epoch', epoch, 'trimmed', 0) end
+if fresh then
+  redis.call('HSET', meta, 'epoch', epoch, 'trimmed', 0)
+  if run ~= '' then redis.call('HSET', meta, 'run', run) end
+end
 local retention = ARGV[4]
 for _, p in ipairs(plan) do
   local b = p.b

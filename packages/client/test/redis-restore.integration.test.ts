@@ -1,0 +1,73 @@
+// A Redis that comes back with less than it acknowledged (PROTOCOL.md §15, "A new Redis, a new
+// epoch"): a real server on a real redis-server that is SAVEd, written to, killed (SIGKILL) and
+// restarted from its snapshot. A client subscribed through it saw an operation the snapshot does not
+// hold; it must be told its continuity was lost (and reload), never be handed the new log as if it
+// went on from the old one, nor a later operation under the serial it holds for the lost one.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Message } from '@mooring/protocol';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
+import type { ContinuityLost } from '../src/channel.ts';
+import { client, connected, realServer, waitFor } from './helpers/real-server.ts';
+
+const skip = redisSkipReason();
+
+describe('a Redis restored from an older snapshot', () => {
+  it('a subscriber that saw a lost operation is told continuityLost (epoch_changed) and reads the stored log', async (t) => {
+    if (skip) return t.skip(skip);
+    const redis = await startRedis();
+    t.after(() => redis.close());
+    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const agent = client(t, server.url, { clientId: 'agent' });
+    const reader = client(t, server.url);
+    await Promise.all([connected(agent), connected(reader)]);
+
+    const channel = reader.channels.get('session:restored');
+    const seen: Message[] = [];
+    const lost: ContinuityLost[] = [];
+    channel.on('continuityLost', (e) => lost.push(e));
+    await channel.subscribe((m) => seen.push(m));
+    const out = agent.channels.get('session:restored');
+
+    await out.publish('msg', 'a');
+    await out.publish('msg', 'b');
+    await redis.command('SAVE');
+    const gone = await out.publish('msg', 'c');
+    await waitFor(() => seen.some((m) => m.serial === gone), { message: 'the reader saw c' });
+
+    await redis.stop('SIGKILL');
+    await redis.restart();
+    await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+      message: 'the server is ready on the restarted Redis',
+    });
+    const next = await out.publish('msg', 'd');
+    assert.notEqual(next, gone, 'the lost operation’s serial is not given to another');
+
+    await waitFor(() => lost.length > 0, { message: 'the reader was told its continuity was lost' });
+    const epoch = next.split('.')[0]!;
+    assert.deepEqual(lost, [{ reason: 'epoch_changed', previousPosition: gone, position: next }]);
+    // Nothing of the new log was taken for a continuation of the old one: what the reader was given
+    // live is what it saw before, and it reloads the channel from history (as the AI layer does).
+    assert.deepEqual(
+      seen.map((m) => m.data),
+      ['a', 'b', 'c'],
+    );
+    const page = await channel.history({ direction: 'forwards' });
+    assert.equal(page.epoch, epoch);
+    assert.deepEqual(
+      page.items.map((m) => [m.serial, m.data]),
+      [
+        [`${epoch}.0000000000000001`, 'a'],
+        [`${epoch}.0000000000000002`, 'b'],
+        [next, 'd'],
+      ],
+    );
+    // …and goes on from there: the next operation arrives live, once.
+    const later = await out.publish('msg', 'e');
+    await waitFor(() => seen.some((m) => m.serial === later), { message: 'the reader got e live' });
+    assert.deepEqual(
+      seen.slice(3).map((m) => m.data),
+      ['e'],
+    );
+  });
+});
