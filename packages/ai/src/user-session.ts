@@ -225,7 +225,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     this.#viewLocal = false;
     const previous = new Map((this.#view ?? []).map((n) => [n.id, n]));
     let same = this.#view !== undefined;
-    const next = this.tree.view().map((n, i) => {
+    const next = this.#built(this.tree.view()).map((n, i) => {
       const fresh = this.#viewNode(n);
       const old = previous.get(n.id);
       const node = old && sameViewNode(old, fresh) ? old : fresh;
@@ -235,6 +235,18 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
     if (!same || next.length !== this.#view?.length) this.#view = next;
     if (this.settled) this.#viewStale = false;
     return this.#view ?? next;
+  }
+
+  /**
+   * The path up to its first run whose message was never built: read for the first time, a session
+   * rebuilds its run messages asynchronously, and a run shown meanwhile would read `complete` with
+   * no text (a component mounted on a live session would flash an empty answer).
+   */
+  #built(path: TreeNode[]): TreeNode[] {
+    const first = path.findIndex(
+      (n) => n.kind === 'run' && this.#messages.get(n.id)?.message === undefined && this.#messages.has(n.id),
+    );
+    return first < 0 ? path : path.slice(0, first);
   }
 
   /** The UIMessages on the view, in order — what a chat shows. The same array until the view changes. */
@@ -508,9 +520,14 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
         s.message = message;
         s.at = at;
       })
-      .catch((err: unknown) =>
-        this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err))),
-      )
+      .catch((err: unknown) => {
+        // shown as an empty message rather than not at all (the view stops at a run never built)
+        if (this.#messages.get(runId) === s && s.message === undefined) {
+          s.message = { id: runId, role: 'assistant', parts: [] } as unknown as M;
+          s.at = at;
+        }
+        this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err)));
+      })
       .finally(() => {
         s.building = false;
         this.#building--;

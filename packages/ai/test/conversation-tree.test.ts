@@ -24,6 +24,8 @@ async function userSession(
 
 /** The view as [kind, text] pairs, once every run on it is complete and rebuilt. */
 async function shown(session: UserSession): Promise<string[]> {
+  // ready() first: read for the first time, the view stops before a run not built yet
+  await session.ready();
   await waitFor(() => session.view().every((n) => n.kind === 'input' || n.status !== 'running'));
   await session.ready();
   return session.view().map((n) => `${n.kind}:${textOf(n.message)}`);

@@ -291,6 +291,42 @@ describe('UserSession rebuilds', () => {
     assert.equal(session.run('run_lazy')?.status, 'complete');
   });
 
+  it('read for the first time on a live session, the view stops before a run whose message is not built yet: never an ended run without its text', async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const writer = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => writer.close());
+    await writer.start();
+    const input = await writer.send('hello');
+    const publisher = agentRun(t, server.url, name, 'run_late', input);
+    publisher.write({ type: 'text-start', id: 't' });
+    publisher.write({ type: 'text-delta', id: 't', delta: 'all there' });
+    publisher.write({ type: 'text-end', id: 't' });
+    await publisher.end('complete');
+    // A component mounted later: the session is live (started elsewhere), nothing has read it yet.
+    const late = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => late.close());
+    await late.start();
+    await waitFor(() => late.running().length === 0 && late.tree.run('run_late')?.status === 'complete');
+    const first = late.view();
+    for (const node of first)
+      assert.ok(
+        node.kind !== 'run' || node.status === 'running' || textOf(node.message) !== '',
+        `run ${node.id} shown ended with no text`,
+      );
+    assert.deepEqual(
+      first.map((n) => n.kind),
+      ['input'],
+      'the input, and the run once its message is built',
+    );
+    await late.ready();
+    const settled = late.view();
+    assert.deepEqual(
+      settled.map((n) => (n.kind === 'run' ? [n.status, textOf(n.message)] : [n.kind])),
+      [['input'], ['complete', 'all there']],
+    );
+  });
+
   it('a change listener alone has every change rebuilt as it happens', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
