@@ -140,6 +140,24 @@ describe('mooring inspect', () => {
     await member.close();
   });
 
+  it('--limit past one history page (1,000) reads the pages it needs: exactly the latest N, oldest first', async () => {
+    const channel = 'session:inspect-many';
+    for (let batch = 0; batch < 13; batch++)
+      await publish(
+        channel,
+        'agent',
+        Array.from({ length: 100 }, (_, i) => ({ id: `m${batch * 100 + i}`, data: batch * 100 + i })),
+      );
+    const r = cli(['inspect', channel, '--json', '--limit', '1234', '--url', fx.server.url, '--key', KEY]);
+    assert.equal(await r.exited, 0, r.stderr());
+    const doc = JSON.parse(r.stdout()) as { messages: { data: number }[] };
+    const expected = Array.from({ length: 1234 }, (_, i) => 1300 - 1234 + i);
+    assert.deepEqual(
+      doc.messages.map((m) => m.data),
+      expected,
+    );
+  });
+
   it('shows a publish awaiting its ack with its age, and no age once none waits', async () => {
     /** A memory store whose appends wait for `gate`: a publish received but not yet acknowledged. */
     class GatedStore extends MemoryStore {
