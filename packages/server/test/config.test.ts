@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -492,6 +492,23 @@ describe('config file', () => {
   it('every variable the serve help names is one it knows', () => {
     const named = [...SERVE_HELP.matchAll(/\b(MOORING_[A-Z_]+)/g)].map((m) => m[1]);
     for (const name of named) assert.ok((SERVE_ENVIRONMENT as readonly string[]).includes(name ?? ''), name);
+  });
+
+  it('every MOORING_ variable the server reads is one it knows (none is warned of as misspelt)', () => {
+    const src = fileURLToPath(new URL('../src/', import.meta.url));
+    const read = new Set<string>();
+    for (const file of readdirSync(src, { recursive: true, encoding: 'utf8' })) {
+      // inspect and tail are other commands, with variables of their own (MOORING_URL, MOORING_TOKEN)
+      if (!file.endsWith('.ts') || file.startsWith('inspect')) continue;
+      for (const m of readFileSync(join(src, file), 'utf8').matchAll(/\.(MOORING_[A-Z0-9_]+)\b/g))
+        read.add(m[1]!);
+    }
+    assert.ok(read.has('MOORING_TRACING') && read.has('MOORING_PORT'), [...read].join(' '));
+    for (const name of read)
+      assert.ok(
+        (SERVE_ENVIRONMENT as readonly string[]).includes(name),
+        `${name} is read but not in SERVE_ENVIRONMENT`,
+      );
   });
 
   it('mooring serve prints that warning at start', { skip: !existsSync('/proc/self') }, () => {
