@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   type Action,
+  formatSerial,
   isChannelName,
   type Limits,
   type Message,
@@ -351,7 +352,16 @@ export class ChannelService {
    */
   async expireLease(channel: string, serial: string, due?: () => Promise<boolean>): Promise<boolean> {
     const { leaseExpiries } = this.metrics;
-    const message = await this.#messageAt(channel, serial);
+    let message = await this.#messageAt(channel, serial);
+    if (!message) {
+      // A lease taken before the log went on in a new epoch (a new Redis) names its message by its
+      // old serial: the same sequence in the new epoch, when the message was kept.
+      const current = await this.#currentSerial(channel, serial);
+      if (current !== undefined) {
+        serial = current;
+        message = await this.#messageAt(channel, serial);
+      }
+    }
     // Deleted, or already marked (an expiry stored before a crash, re-armed on restart): nothing to apply.
     if (!message || message.action === 'delete' || message.headers?.status === 'abandoned') {
       leaseExpiries.inc({ outcome: 'gone' });
@@ -398,6 +408,16 @@ export class ChannelService {
       this.onLeaseExpired({ channel, serial, version: message.version });
     }
     return true;
+  }
+
+  /** `serial` of the epoch before the channel's current one, in the current one; undefined if none. */
+  async #currentSerial(channel: string, serial: string): Promise<string | undefined> {
+    const parsed = parseSerial(serial);
+    const info = await this.store.info(channel);
+    const previous = info?.previous;
+    if (!parsed || !info || !previous || parsed.epoch !== previous.epoch || parsed.seq > previous.through)
+      return undefined;
+    return formatSerial(info.epoch, parsed.seq);
   }
 
   /** The message `serial` as it is now (rolled up), or undefined when the channel has none. */

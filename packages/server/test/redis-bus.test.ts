@@ -43,6 +43,15 @@ describe('bus payloads', () => {
     assert.notEqual(append!.version, 'e1-1');
   });
 
+  it('an operation naming its message by a serial of the epoch before a new Redis carries the serial in the batch’s epoch', () => {
+    const old = '0mxa00000aaa';
+    const now = '0mxb00000bbb';
+    const payload = `${now}\n7\n${JSON.stringify([{ action: 'append', id: 'a', serial: `${old}.0000000000000002`, data: 'y' }])}`;
+    const [append] = decodeBusBatch(payload)!.messages;
+    assert.equal(append!.serial, `${now}.0000000000000002`);
+    assert.equal(append!.version, `${now}.0000000000000007`);
+  });
+
   it('a payload that is not one of the store’s decodes to nothing', () => {
     assert.equal(decodeBusBatch('no newline'), undefined);
     assert.equal(decodeBusBatch(`0abc\n${ops(1)}`), undefined, 'one newline');

@@ -87,11 +87,25 @@ if (skip) {
           ],
           'what the snapshot kept, then the new op, all in the new epoch',
         );
-        // An append naming a message by its serial of the old epoch is refused: it may have lost ops.
+        // A message the snapshot kept is still reached by its old serial (a run written across the
+        // restart goes on), and answered with its serial in the new epoch; a lost one is not found.
+        const info = await store.info('ch');
+        assert.deepEqual(info?.previous, { epoch: kept.epoch, through: 2 });
+        const grown = await store.append(
+          'ch',
+          [{ action: 'append', publisher: '', id: 'late', serial: kept.results[0]!.serial, data: '+' }],
+          OPTS,
+        );
+        assert.equal(grown.epoch, next.epoch);
+        assert.equal(grown.messages[0]?.serial, formatSerial(next.epoch, 1));
+        assert.equal(
+          (await store.history('ch', { direction: 'forwards', limit: 1 })).messages[0]?.data,
+          'a+',
+        );
         await rejectsWith(
           store.append(
             'ch',
-            [{ action: 'append', publisher: '', id: 'late', serial: kept.results[0]!.serial, data: '+' }],
+            [{ action: 'append', publisher: '', id: 'lost', serial: lost.results[0]!.serial, data: '+' }],
             OPTS,
           ),
           'message_not_found',

@@ -14,7 +14,10 @@
  *   That Redis may hold less than its predecessor acknowledged (an RDB snapshot, a lost second of
  *   AOF `everysec`, a replica behind), and continuing the epoch would give new operations serials
  *   that clients hold for lost ones (a silent gap). Mooring cannot tell a lossless restart from a
- *   lossy one, so every restart costs each channel one re-read by its clients.
+ *   lossy one, so every restart costs each channel one re-read by its clients. The old epoch and the
+ *   sequence it reached are kept (meta `prev`, `through`, `ChannelInfo.previous`): an update or
+ *   append naming a kept message by its old serial is taken, and sent on with its serial in the new
+ *   epoch (`inEpoch`), so a run written across the restart goes on and its lease can still end it.
  * - Appends are O(size of the delta): a message's data is one Redis string grown with APPEND; its
  *   validation state (kind, size, creator, deleted) is a few fields of its hash.
  * - Reads (info, readSince, history) are one read-only script each: one consistent snapshot.
@@ -26,7 +29,8 @@
  *   (retryable, never acknowledged). Commands are not queued while disconnected.
  *
  * Keys of channel C (one hash slot, `{C}` tag; key = prefix:{C}:suffix, suffixes never contain '}'):
- *   meta  hash  epoch, seq (last op), trimmed (trimmedThrough), run (run_id of the Redis that wrote it)
+ *   meta  hash  epoch, seq (last op), trimmed (trimmedThrough), run (run_id of the Redis that wrote it),
+ *               prev, through (the epoch before the last new Redis, and its last seq)
  *   ids   hash  dedup field (publisher + id) → op seq
  *   ver   zset  message seq scored by its version (catch-up: "changed since")
  *   msgs  zset  message seq scored by itself (history by serial)
@@ -160,9 +164,18 @@ export function decodeBusBatch(payload: string): BusBatch | undefined {
     if (r.startsWith('d')) return;
     const m = template[i] as Message;
     const version = formatSerial(epoch, Number(r));
-    messages.push({ ...m, serial: m.action === 'create' ? version : m.serial, version });
+    messages.push({ ...m, serial: m.action === 'create' ? version : inEpoch(m.serial, epoch), version });
   });
   return { epoch, messages };
+}
+
+/**
+ * A message's serial in `epoch`: the same, or, for a target named by its serial of the epoch before
+ * a new Redis (publish.lua keeps those messages, with their sequences), the same sequence in `epoch`.
+ */
+function inEpoch(serial: string, epoch: string): string {
+  const parsed = parseSerial(serial);
+  return parsed === undefined || parsed.epoch === epoch ? serial : formatSerial(epoch, parsed.seq);
 }
 
 export class RedisStore implements Store {
@@ -359,7 +372,9 @@ export class RedisStore implements Store {
       }
       const serial = formatSerial(epoch, Number(token));
       results.push({ serial });
-      messages.push(liveMessage(op, op.action === 'create' ? serial : op.serial!, serial, now));
+      messages.push(
+        liveMessage(op, op.action === 'create' ? serial : inEpoch(op.serial!, epoch), serial, now),
+      );
     });
     return { epoch, results, messages };
   }
@@ -395,18 +410,21 @@ export class RedisStore implements Store {
       await this.#run('info', channel, [this.#key(channel, 'meta'), this.#key(channel, 'msgs')], []),
     );
     if (reply.length === 0) return undefined;
-    const [epoch, seq, trimmed, count] = reply.map((v) => String(v));
+    const [epoch, seq, trimmed, count, prev = '', through = ''] = reply.map((v) => String(v));
     const seqN = Number(seq);
     const trimmedN = Number(trimmed);
     if (!epoch || !Number.isSafeInteger(seqN) || !Number.isSafeInteger(trimmedN))
       throw this.#corrupt(channel, 'meta hash holds a bad epoch, seq or trimmed');
-    return {
+    const info: ChannelInfo = {
       channel,
       epoch,
       head: headSerial(epoch, seqN),
       trimmedThrough: trimmedN,
       messageCount: Number(count),
     };
+    if (prev !== '' && Number.isSafeInteger(Number(through)))
+      info.previous = { epoch: prev, through: Number(through) };
+    return info;
   }
 
   async readSince(

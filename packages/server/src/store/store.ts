@@ -82,6 +82,12 @@ export interface ChannelInfo {
   trimmedThrough: number;
   /** Messages currently retained (not counting deleted tombstones? — counting them: tombstones are messages). */
   messageCount: number;
+  /**
+   * Redis only: the epoch the log had before its first publish on a new Redis (a restart, a restore,
+   * a failover), and the sequence it had reached there. Serials of that epoch up to `through` name
+   * the same messages in this one (updates and appends naming them are taken; see publish.lua).
+   */
+  previous?: { epoch: string; through: number };
 }
 
 export interface RolledUpPage {

@@ -23,7 +23,10 @@ local FIELDS = 14
 -- it may hold less than the Redis before it acknowledged (an RDB snapshot, the last second of an AOF
 -- `everysec`, a replica behind its master): continuing the epoch would give new operations serials
 -- that clients already hold for lost ones. So the first publish of a channel on a new Redis starts a
--- new epoch (the messages kept, renumbered in it by their sequence; clients re-read the channel).
+-- new epoch (the messages kept, with the same sequences in it; clients re-read the channel). The old
+-- epoch and the sequence it reached here are kept (`prev`, `through`): an update or append naming a
+-- message by its old serial still reaches it when it is one of those kept, so a run being written
+-- across the restart goes on (and its lease can still end it).
 -- '' when this Redis does not say (a server that is not Redis): never a new epoch for it.
 local server = redis.call('INFO', 'server')
 local runAt = string.find(server, 'run_id:', 1, true)
@@ -47,8 +50,9 @@ local function after(e)
   return table.concat(out)
 end
 
-local head = redis.call('HMGET', meta, 'epoch', 'seq', 'run')
+local head = redis.call('HMGET', meta, 'epoch', 'seq', 'run', 'prev', 'through')
 local epoch = head[1]
+local prev, through = head[4], tonumber(head[5] or '')
 local seq = 0
 local fresh = false
 if not epoch then
@@ -60,6 +64,7 @@ else
   if run ~= '' and head[3] ~= run then
     -- A log written before Mooring recorded run ids (no `run`) is adopted as it is.
     if head[3] then
+      prev, through = epoch, seq
       -- Newer epochs sort after older ones, whatever the clock of the node that made the candidate.
       if ARGV[3] > epoch then
         epoch = ARGV[3]
@@ -67,6 +72,7 @@ else
         epoch = after(epoch)
         if not epoch then return {'corrupt', 'meta.epoch is not an epoch'} end
       end
+      redis.call('HSET', meta, 'prev', prev, 'through', through)
     end
     -- Written even if the batch is refused below: the new epoch is a fact about this Redis, not the batch.
     redis.call('HSET', meta, 'epoch', epoch, 'run', run)
@@ -111,7 +117,8 @@ for i = 0, n - 1 do
       touched[opSeq] = {kind = kind, size = size, cid = has(flags, 'c') and ARGV[b + 11] or false, del = false, v = opSeq}
     else
       local tseq = tonumber(ARGV[b + 5])
-      if ARGV[b + 4] ~= epoch or not tseq or tseq < 1 then return {'err', 'message_not_found', i, ''} end
+      local known = ARGV[b + 4] == epoch or (ARGV[b + 4] == prev and tseq and tseq <= through)
+      if not known or not tseq or tseq < 1 then return {'err', 'message_not_found', i, ''} end
       msgSeq = tseq
       local cur = touched[msgSeq]
       if cur == nil then

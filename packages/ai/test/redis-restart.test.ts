@@ -1,0 +1,113 @@
+// A Redis restart in the middle of an answer (PROTOCOL.md §15, "A new Redis, a new epoch"): the
+// channel goes on in a new epoch, readers re-read it once, and the run being written goes on — its
+// agent still names its message by the serial of the old epoch — or, if the agent is gone, its lease
+// still ends it `abandoned`. A real server on a real redis-server, killed (SIGKILL) and restarted.
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import type { MooringServer } from '@mooring/server';
+import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { AgentSession } from '../src/agent-session.ts';
+import { UserSession } from '../src/user-session.ts';
+import { textOf } from './helpers/agents.ts';
+import { killAgent, spawnAgent } from './helpers/crashing-agent.ts';
+import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+
+const skip = redisSkipReason();
+const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
+
+async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
+  await redis.stop('SIGKILL');
+  await redis.restart();
+  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+    message: 'the server is ready on the restarted Redis',
+  });
+}
+
+async function userOn(t: TestContext, url: string, name: string): Promise<UserSession> {
+  const user = new UserSession({ channel: client(t, url).channels.get(name, { start: true }) });
+  t.after(() => user.close());
+  await user.start();
+  return user;
+}
+
+describe('a Redis restart mid-answer', () => {
+  it('the run goes on in the new epoch and ends complete with its whole text, on every reader', async (t) => {
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const name = sessionName();
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const agent = new AgentSession({
+      channel: client(t, server.url, { clientId: 'agent' }).channels.get(name, { start: true }),
+      agent: 'assistant',
+      coalesceMs: 0,
+      onInput: async (_input, run) => {
+        run.write({ type: 'text-start', id: 't' });
+        for (const [i, word] of WORDS.entries()) {
+          if (i === WORDS.length / 2) await released;
+          run.write({ type: 'text-delta', id: 't', delta: word });
+          await run.flush();
+        }
+        run.write({ type: 'text-end', id: 't' });
+      },
+    });
+    t.after(() => agent.close());
+    await agent.start();
+
+    const user = await userOn(t, server.url, name);
+    let lost = 0;
+    user.channel.on('continuityLost', () => lost++);
+    await user.send('go');
+    const runId = await waitFor(() => user.tree.runs[0]?.id);
+    const half = WORDS.slice(0, WORDS.length / 2).join('');
+    await waitFor(async () => {
+      await user.ready();
+      return textOf(user.run(runId)?.message) === half;
+    });
+
+    await restartRedis(redis, server);
+    release();
+    await waitFor(() => user.run(runId)?.status !== 'running', { message: 'the run never ended' });
+    await user.ready();
+    assert.equal(user.run(runId)?.status, 'complete');
+    assert.equal(textOf(user.run(runId)?.message), WORDS.join(''));
+    assert.equal(lost, 1, 'the reader re-read the channel once (epoch_changed)');
+    const later = await userOn(t, server.url, name);
+    await later.ready();
+    assert.equal(later.run(runId)?.status, 'complete');
+    assert.equal(textOf(later.run(runId)?.message), WORDS.join(''));
+  });
+
+  it('an agent gone after the restart: its run is still ended abandoned by its lease', async (t) => {
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const server = await realServer(t, {
+      store: { kind: 'redis', url: redis.url },
+      sweepInterval: 100,
+    });
+    const name = sessionName();
+    const { child } = await spawnAgent(t, server.url, name, 1_000);
+    const user = await userOn(t, server.url, name);
+    await user.send('go on forever');
+    const runId = await waitFor(() => user.tree.runs[0]?.id);
+    await waitFor(async () => {
+      await user.ready();
+      return textOf(user.run(runId)?.message).length > 20;
+    });
+
+    await restartRedis(redis, server);
+    // the agent writes again in the new epoch (its lease is held), then dies without a word
+    const before = textOf(user.run(runId)?.message).length;
+    await waitFor(async () => {
+      await user.ready();
+      return textOf(user.run(runId)?.message).length > before + 20;
+    });
+    await killAgent(child);
+    await waitFor(() => user.run(runId)?.status === 'abandoned', { message: 'the run was never abandoned' });
+  });
+});
