@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import { StoreError } from '../src/store/store.ts';
 import { storeConformance } from './store-conformance.ts';
 
 const OPTS: AppendOptions = { maxMessageSize: 4 * 1024 * 1024 };
+const BOOT_ID = '/proc/sys/kernel/random/boot_id';
 
 async function tempDb(): Promise<{ dir: string; path: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'mooring-sqlite-'));
@@ -87,6 +88,96 @@ describe('SqliteStore', () => {
     // SQLite's numbers: 1 = NORMAL, 2 = FULL
     assert.deepEqual(levels, { full: 2, normal: 1, default: 1 });
   });
+
+  describe(
+    'a file left open on another boot (a power loss may have undone its last commits)',
+    { skip: !existsSync(BOOT_ID) && `${BOOT_ID} is missing` },
+    () => {
+      /** The store's file as a power loss leaves it, once closed: `open` still '1' (null: as it is), on `boot`. */
+      function leftOpen(path: string, boot: string | undefined, open: string | null = '1'): void {
+        const db = new DatabaseSync(path);
+        try {
+          if (open !== null) db.prepare("UPDATE store_state SET value = ? WHERE name = 'open'").run(open);
+          if (boot !== undefined)
+            db.prepare("UPDATE store_state SET value = ? WHERE name = 'boot'").run(boot);
+        } finally {
+          db.close();
+        }
+      }
+      const create = (id: string, data: string) => ({ action: 'create' as const, publisher: '', id, data });
+
+      it('goes on in a new, later epoch; a kept message is still reached by its old serial, a later one is not', async () => {
+        const { path, store, make } = await open();
+        const kept = await store.append('ch', [create('a', 'a'), create('b', 'b')], OPTS);
+        // another channel whose epoch was made by a clock a year ahead: the new one sorts after it too
+        const ahead = `${(Date.now() + 365 * 24 * 3600_000).toString(36).padStart(9, '0')}zzz`;
+        await store.append('ahead', [create('x', 'x')], OPTS);
+        await store.close();
+        const db = new DatabaseSync(path);
+        db.prepare("UPDATE channels SET epoch = ? WHERE name = 'ahead'").run(ahead);
+        db.close();
+        leftOpen(path, 'another-boot');
+
+        const again = make();
+        const info = await again.info('ch');
+        assert.ok(
+          info!.epoch > kept.epoch && info!.epoch > ahead,
+          `${info!.epoch} after ${kept.epoch} and ${ahead}`,
+        );
+        assert.deepEqual(info!.previous, { epoch: kept.epoch, through: 2 });
+        assert.equal(info!.head, `${info!.epoch}.0000000000000002`);
+        const grown = await again.append(
+          'ch',
+          [{ action: 'append', publisher: '', id: 'late', serial: kept.results[0]!.serial, data: '+' }],
+          OPTS,
+        );
+        assert.equal(grown.messages[0]?.serial, `${info!.epoch}.0000000000000001`);
+        await assert.rejects(
+          again.append(
+            'ch',
+            [
+              {
+                action: 'append',
+                publisher: '',
+                id: 'never',
+                serial: `${kept.epoch}.0000000000000003`,
+                data: '+',
+              },
+            ],
+            OPTS,
+          ),
+          (err: unknown) => err instanceof StoreError && err.code === 'message_not_found',
+        );
+        const page = await again.history('ch', { direction: 'forwards', limit: 10 });
+        assert.deepEqual(
+          page.messages.map((m) => [m.serial, m.data]),
+          [
+            [`${info!.epoch}.0000000000000001`, 'a+'],
+            [`${info!.epoch}.0000000000000002`, 'b'],
+          ],
+        );
+        // closed cleanly and opened again on this boot: the same epoch
+        await again.close();
+        assert.equal((await make().info('ch'))?.epoch, info!.epoch);
+      });
+
+      it('keeps its epoch after a process crash on this boot, after a clean close before a reboot, and with synchronous full', async () => {
+        for (const [what, boot, openFlag, synchronous] of [
+          ['a kill -9 (same boot)', undefined, '1', 'normal'],
+          ['a clean close (as close() leaves it), then a reboot', 'another-boot', null, 'normal'],
+          ['synchronous full', 'another-boot', '1', 'full'],
+        ] as const) {
+          const { path, store, make } = await open({ synchronous });
+          const first = await store.append('ch', [create('a', 'a')], OPTS);
+          await store.close();
+          leftOpen(path, boot, openFlag);
+          const info = await make({ synchronous }).info('ch');
+          assert.equal(info?.epoch, first.epoch, what);
+          assert.equal(info?.previous, undefined, what);
+        }
+      });
+    },
+  );
 
   it('stores an append as its delta: the message row keeps its base, the deltas are rows of their own (O(delta), not O(message))', async () => {
     const { store, path } = await open();

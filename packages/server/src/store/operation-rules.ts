@@ -40,6 +40,11 @@ export interface PlanContext {
   /** The last sequence number stored in the channel (0 when none). */
   seq: number;
   /**
+   * The epoch the log had before it went on in `epoch` (a new Redis, a power loss) and the last
+   * sequence it reached: its serials up to `through` name the same messages in `epoch`.
+   */
+  previous?: { epoch: string; through: number };
+  /**
    * Sequence number of the stored operation with this id in this publisher's scope, if the channel
    * has one.
    */
@@ -125,7 +130,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
       if (op.clientId !== undefined) meta.clientId = op.clientId;
       touched.set(opSeq, meta);
     } else {
-      msgSeq = targetSeq(ctx.epoch, op, index);
+      msgSeq = targetSeq(ctx, op, index);
       const current = touched.get(msgSeq) ?? ctx.message(msgSeq);
       const next = nextMeta(current, op, kind, index, options.maxMessageSize);
       if (op.ifVersion !== undefined) {
@@ -144,8 +149,15 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     const serial = formatSerial(ctx.epoch, opSeq);
     results[index] = { serial };
     planned[count] = { op, seq: opSeq, msgSeq, kind, timestamp };
-    // A target serial that parsed with this epoch is already in canonical form.
-    messages[count++] = liveMessage(op, op.action === 'create' ? serial : op.serial!, serial, timestamp);
+    // A target serial that parsed with this epoch is already in canonical form; one of the previous
+    // epoch is given in this one.
+    const target =
+      op.action === 'create'
+        ? serial
+        : hasEpoch(op.serial!, ctx.epoch)
+          ? op.serial!
+          : formatSerial(ctx.epoch, msgSeq);
+    messages[count++] = liveMessage(op, target, serial, timestamp);
   }
   planned.length = count;
   messages.length = count;
@@ -166,13 +178,17 @@ function versionInBatch(planned: PlannedOp[], count: number, msgSeq: number): nu
   return undefined;
 }
 
-function targetSeq(epoch: string, op: NewOperation, index: number): number {
+function targetSeq(ctx: PlanContext, op: NewOperation, index: number): number {
   if (op.serial === undefined) {
     throw new StoreError('invalid_serial', `an ${op.action} needs the serial of its message`, index);
   }
   const seq = serialSeq(op.serial);
   if (seq < 0) throw new StoreError('invalid_serial', `'${op.serial}' is not a serial`, index);
-  if (seq < 1 || !hasEpoch(op.serial, epoch)) throw notFound(op.serial, index);
+  const previous = ctx.previous;
+  const known =
+    hasEpoch(op.serial, ctx.epoch) ||
+    (previous !== undefined && seq <= previous.through && hasEpoch(op.serial, previous.epoch));
+  if (seq < 1 || !known) throw notFound(op.serial, index);
   return seq;
 }
 

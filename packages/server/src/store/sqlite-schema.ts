@@ -86,6 +86,25 @@ CREATE TABLE IF NOT EXISTS messages (
   PRIMARY KEY (chan, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS channel_epochs (
+  chan INTEGER PRIMARY KEY,
+  epoch TEXT NOT NULL,
+  through INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_state (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+`;
+
+/**
+ * Keeps each channel's epoch and the last sequence it reached in `channel_epochs`, before the
+ * channels go on in a new epoch (sqlite-store.ts, "A power loss").
+ */
+export const NEW_EPOCHS = `
+INSERT OR REPLACE INTO channel_epochs (chan, epoch, through)
+  SELECT c.id, c.epoch, max(c.seq, coalesce((SELECT max(j.seq) FROM journal j WHERE j.chan = c.id), 0))
+  FROM channels c;
 `;
 
 export function prepare(db: DatabaseSync) {
@@ -95,7 +114,9 @@ export function prepare(db: DatabaseSync) {
     commit: p('COMMIT'),
     rollback: p('ROLLBACK'),
     ping: p('SELECT 1'),
-    getChannel: p('SELECT id, epoch, seq, trimmed_through FROM channels WHERE name = ?'),
+    getChannel: p(
+      'SELECT c.id, c.epoch, c.seq, c.trimmed_through, e.epoch AS prev_epoch, e.through AS prev_through FROM channels c LEFT JOIN channel_epochs e ON e.chan = c.id WHERE c.name = ?',
+    ),
     insertChannel: p('INSERT INTO channels (name, epoch, seq) VALUES (?, ?, ?) RETURNING id'),
     setChannelSeq: p('UPDATE channels SET seq = ? WHERE id = ?'),
     raiseTrimmed: p('UPDATE channels SET trimmed_through = ? WHERE id = ? AND trimmed_through < ?'),

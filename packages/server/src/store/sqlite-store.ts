@@ -46,8 +46,21 @@
  * brought up to date when a channel's rows are merged, not at each commit: a channel's counter is the
  * greater of it and the channel's last journal row.
  *
+ * A power loss: with `synchronous=NORMAL` an OS crash or power loss can undo the last commits, and
+ * the channels would then give their serials again to new operations (a client that saw the lost
+ * ones would resume past different ones: a silent gap). So the store writes the machine's boot id
+ * and "open" on open, and "closed" on close (each commit fsynced). Opened on another boot after it
+ * was left open, every channel goes on in a new epoch (clients re-read it: `epoch_changed`); its
+ * old epoch and last sequence are kept in `channel_epochs`, so an update or append naming a kept
+ * message by its old serial still reaches it (a run written across it goes on; its lease can still
+ * end it). A process crash (`kill -9`) loses nothing and keeps the boot id: no new epoch. Neither
+ * with `synchronous: 'full'`, nor where the boot id is unknown (not Linux). A restored backup is
+ * not detected.
+ *
  * Schema (version 2; a version 1 file is migrated on open, see sqlite-schema.ts):
  *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
+ *   channel_epochs(chan, epoch, through)         the epoch before the last new one (a power loss)
+ *   store_state(name, value)                     boot (the boot id), open ('1' while open)
  *   journal(n, <the columns of ops>)                                     operations not yet merged
  *   ops(chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
  *                                                 PK (chan, seq), UNIQUE (chan, publisher, id)
@@ -55,6 +68,7 @@
  * `ops.data`/`ops.headers` are kept only for appends after the message's `base_seq`; every op keeps its
  * publisher and id (idempotency) and `msg_seq` (catch-up by position) until retention removes its message.
  */
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { Headers, Message } from '@mooring/protocol';
@@ -77,7 +91,7 @@ import { SqliteCheckpointer } from './sqlite-checkpointer.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
 import { IdFilter } from './sqlite-id-filter.ts';
 import { type JournalRow, JournalView, type Slice } from './sqlite-journal.ts';
-import { MIGRATE_FROM_1, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import { MIGRATE_FROM_1, NEW_EPOCHS, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -131,6 +145,8 @@ interface ChannelState {
   epoch: string;
   seq: number;
   trimmedThrough: number;
+  /** The epoch before a power loss made a new one, and the last sequence it reached. */
+  previous?: { epoch: string; through: number };
 }
 
 interface Pending {
@@ -172,12 +188,15 @@ export class SqliteStore implements Store {
   #closed = false;
   readonly #checkpointer: SqliteCheckpointer | undefined;
   readonly #busyTimeoutMs: number;
+  /** A file, not `:memory:`: its opens and closes are recorded (see "A power loss"). */
+  readonly #file: boolean;
 
   /** Opens (creating if needed) the database synchronously; throws StoreError('store_unavailable') if it cannot. */
   constructor(options: SqliteStoreOptions) {
     this.#retentionFor = options.retentionFor ?? (() => DAY);
     this.#busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000));
     this.#metas = new Lru(options.cacheSize ?? 4096);
+    this.#file = options.path !== ':memory:';
     let db: DatabaseSync | undefined;
     try {
       if (options.path !== ':memory:') makeDirectory(dirname(options.path));
@@ -203,6 +222,7 @@ export class SqliteStore implements Store {
       if (version === 1) this.#migrateFrom1();
       this.#db.exec(SCHEMA);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      if (this.#file) this.#opened(options.synchronous === 'full');
       options.onOpen?.(this.#db);
       this.#s = prepare(this.#db);
       this.streams = sqliteStreamStore(this.#db);
@@ -218,6 +238,57 @@ export class SqliteStore implements Store {
         'store_unavailable',
         `cannot open SQLite store at ${options.path}: ${messageOf(err)}`,
       );
+    }
+  }
+
+  /**
+   * Records this open (boot id, open), fsynced; first, if the file was left open on another boot
+   * with `synchronous=NORMAL`, moves every channel to a new epoch (see "A power loss" above).
+   */
+  #opened(full: boolean): void {
+    const state = new Map(
+      this.#db
+        .prepare('SELECT name, value FROM store_state')
+        .all()
+        .map((row) => [String(row.name), String(row.value)]),
+    );
+    const boot = bootId();
+    const lost = !full && boot !== '' && state.get('open') === '1' && (state.get('boot') ?? boot) !== boot;
+    this.#synced(() => {
+      if (lost) {
+        const newest = this.#db.prepare('SELECT max(epoch) AS e FROM channels').get()?.e;
+        if (typeof newest === 'string') {
+          this.#db.exec(NEW_EPOCHS);
+          // after every epoch the file holds, whatever this clock says
+          let epoch = newEpoch();
+          if (epoch <= newest) epoch = newEpoch(Number.parseInt(newest.slice(0, 9), 36) + 1);
+          this.#db.prepare('UPDATE channels SET epoch = ?').run(epoch);
+        }
+      }
+      this.#setState('boot', boot);
+      this.#setState('open', '1');
+    });
+  }
+
+  #setState(name: string, value: string): void {
+    this.#db.prepare('INSERT OR REPLACE INTO store_state (name, value) VALUES (?, ?)').run(name, value);
+  }
+
+  /** Runs `write` in a transaction committed with the WAL fsynced, whatever `synchronous` says. */
+  #synced(write: () => void): void {
+    const mode = Number(this.#db.prepare('PRAGMA synchronous').get()?.synchronous ?? 1);
+    this.#db.exec('PRAGMA synchronous = FULL');
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        write();
+        this.#db.exec('COMMIT');
+      } catch (err) {
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw err;
+      }
+    } finally {
+      this.#db.exec(`PRAGMA synchronous = ${mode}`);
     }
   }
 
@@ -331,6 +402,7 @@ export class SqliteStore implements Store {
     const ctx: PlanContext = {
       epoch: ch.epoch,
       seq: ch.seq,
+      ...(ch.previous === undefined ? {} : { previous: ch.previous }),
       storedId: (publisher, id) => {
         if (ch.id < 0) return undefined;
         const key = dedupKey(publisher, id);
@@ -583,6 +655,8 @@ export class SqliteStore implements Store {
       seq: Math.max(row.seq as number, this.#journal.lastSeq(id) ?? 0),
       trimmedThrough: row.trimmed_through as number,
     };
+    if (typeof row.prev_epoch === 'string')
+      ch.previous = { epoch: row.prev_epoch, through: Number(row.prev_through) };
     this.#channels.set(name, ch);
     return ch;
   }
@@ -640,13 +714,15 @@ export class SqliteStore implements Store {
     return this.#read(() => {
       const ch = this.#channel(channel);
       if (!ch) return undefined;
-      return {
+      const info: ChannelInfo = {
         channel,
         epoch: ch.epoch,
         head: headSerial(ch.epoch, ch.seq),
         trimmedThrough: ch.trimmedThrough,
         messageCount: this.#s.countMessages.get(ch.id)!.n as number,
       };
+      if (ch.previous) info.previous = ch.previous;
+      return info;
     });
   }
 
@@ -791,6 +867,7 @@ export class SqliteStore implements Store {
     await this.#checkpointer?.close();
     try {
       this.#settleAll();
+      if (this.#file) this.#synced(() => this.#setState('open', '0'));
     } catch (err) {
       throw toStoreError(err);
     } finally {
@@ -830,4 +907,13 @@ function journalRow(result: { lastInsertRowid: number | bigint }): number {
 
 function metaKey(chan: number, seq: number): string {
   return `${chan}:${seq}`;
+}
+
+/** This boot of the machine (Linux), '' where it cannot be read. */
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
