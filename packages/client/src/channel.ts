@@ -82,6 +82,12 @@ export interface ContinuityLost {
   previousPosition: string;
   /** The new position (the log's head; '' when the channel has no log). Reload state up to here. */
   position: string;
+  /**
+   * `epoch_changed` when the log went on in a new epoch (a Redis restart, a power loss): the
+   * messages up to `previousPosition` are still there up to this serial of the new epoch (same
+   * sequences), and what changed after it was delivered before this event. Undefined otherwise.
+   */
+  kept?: string;
 }
 
 export interface ChannelStateChange {
@@ -121,6 +127,8 @@ export class Channel {
   #attachRef: Ref | undefined;
   /** Whether the attach in flight resumes from a position. */
   #sentFrom = false;
+  /** The position the attach in flight resumes from ('' when it does not). */
+  #fromSent = '';
   /** An attach sent with the connection request that is not the channel's (`#onPreattached`). */
   #staleRef: Ref | undefined;
   #attachWaiters: Waiter<AttachResult>[] = [];
@@ -392,6 +400,7 @@ export class Channel {
   #attaching(frame: AttachFrame): void {
     this.#attachRef = frame.ref;
     this.#sentFrom = frame.from !== undefined;
+    this.#fromSent = frame.from ?? '';
     this.#presence.onAttaching();
     this.#setState('attaching');
   }
@@ -426,14 +435,16 @@ export class Channel {
 
   #onAttached(frame: AttachedFrame): void {
     if (!this.#wanted || (frame.ref !== undefined && frame.ref !== this.#attachRef)) return;
-    const previousPosition = this.#position;
     const triedFrom = this.#sentFrom;
     let result: AttachResult;
     if (triedFrom && !frame.resumed) {
       const reason = frame.reason ?? 'epoch_changed';
       this.#position = frame.position;
       result = { resumed: false, reason, position: frame.position };
-      this.#emitter.emit('continuityLost', { reason, previousPosition, position: frame.position });
+      // the position resumed from (a catch-up after `kept` has moved the channel's own since)
+      const lost: ContinuityLost = { reason, previousPosition: this.#fromSent, position: frame.position };
+      if (frame.kept !== undefined) lost.kept = frame.kept;
+      this.#emitter.emit('continuityLost', lost);
     } else {
       if (frame.position > this.#position) this.#position = frame.position;
       result = { resumed: frame.resumed, position: this.#position };

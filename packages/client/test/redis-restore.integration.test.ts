@@ -1,8 +1,9 @@
 // A Redis that comes back with less than it acknowledged (PROTOCOL.md §15, "A new Redis, a new
 // epoch"): a real server on a real redis-server that is SAVEd, written to, killed (SIGKILL) and
 // restarted from its snapshot. A client subscribed through it saw an operation the snapshot does not
-// hold; it must be told its continuity was lost (and reload), never be handed the new log as if it
-// went on from the old one, nor a later operation under the serial it holds for the lost one.
+// hold; it must be told its continuity was lost (and which of its messages are kept), be given what
+// was stored after those, never be handed the new log as if it went on from the old one, nor a later
+// operation under the serial it holds for the lost one.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
@@ -45,12 +46,21 @@ describe('a Redis restored from an older snapshot', () => {
 
     await waitFor(() => lost.length > 0, { message: 'the reader was told its continuity was lost' });
     const epoch = next.split('.')[0]!;
-    assert.deepEqual(lost, [{ reason: 'epoch_changed', previousPosition: gone, position: next }]);
-    // Nothing of the new log was taken for a continuation of the old one: what the reader was given
-    // live is what it saw before, and it reloads the channel from history (as the AI layer does).
+    // `c` is lost; `a` and `b` are kept, as `<epoch>.1` and `<epoch>.2`: the reader is told so, and
+    // is given what changed after them — `d`, the first operation on the new Redis — so a subscriber
+    // that reads no history misses nothing stored. Nothing of the new log was applied as if it
+    // followed `c`.
+    assert.deepEqual(lost, [
+      { reason: 'epoch_changed', previousPosition: gone, position: next, kept: `${epoch}.0000000000000002` },
+    ]);
     assert.deepEqual(
-      seen.map((m) => m.data),
-      ['a', 'b', 'c'],
+      seen.map((m) => [m.serial.split('.')[0] === epoch, m.data]),
+      [
+        [false, 'a'],
+        [false, 'b'],
+        [false, 'c'],
+        [true, 'd'],
+      ],
     );
     const page = await channel.history({ direction: 'forwards' });
     assert.equal(page.epoch, epoch);
@@ -66,7 +76,7 @@ describe('a Redis restored from an older snapshot', () => {
     const later = await out.publish('msg', 'e');
     await waitFor(() => seen.some((m) => m.serial === later), { message: 'the reader got e live' });
     assert.deepEqual(
-      seen.slice(3).map((m) => m.data),
+      seen.slice(4).map((m) => m.data),
       ['e'],
     );
   });

@@ -148,6 +148,12 @@ export interface AttachedFrame {
   resumed: boolean;
   /** Why an attach `from` a position did not resume. */
   reason?: ResumeFailure;
+  /**
+   * With `epoch_changed`, when the log went on in a new epoch from the position's (a new Redis, a
+   * power loss): the position's messages up to here are still in the log, under serials of the new
+   * epoch with the same sequences, and the catch-up sent is what changed after this serial.
+   */
+  kept?: string;
   epoch: string;
   /** The channel's position once the catch-up was sent; '' for a channel with no operations yet. */
   position: string;

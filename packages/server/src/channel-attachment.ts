@@ -57,6 +57,8 @@ export interface AttachOutcome {
   epoch: string;
   position: string;
   reason?: ResumeFailure;
+  /** `epoch_changed` from the epoch the log had before: where the catch-up started (see ResumeCheck). */
+  kept?: string;
 }
 
 /**
@@ -153,6 +155,10 @@ export class ChannelAttachment {
       if (check.resumed) {
         const position = await catchUpSince(frame.from);
         outcome = { resumed: true, epoch: check.epoch, position };
+      } else if (check.kept !== undefined) {
+        // what changed after the client's messages that are still there: nothing new is skipped
+        const position = await catchUpSince(check.kept);
+        outcome = { resumed: false, epoch: check.epoch, position, reason: check.reason, kept: check.kept };
       } else {
         outcome = { resumed: false, epoch: check.epoch, position: check.head, reason: check.reason };
       }

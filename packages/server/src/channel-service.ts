@@ -56,7 +56,7 @@ export interface PublishIdentity {
 
 export type ResumeCheck =
   | { resumed: true; epoch: string; head: string }
-  | { resumed: false; reason: ResumeFailure; epoch: string; head: string };
+  | { resumed: false; reason: ResumeFailure; epoch: string; head: string; kept?: string };
 
 /**
  * The dedup scope of the server's own operations (lease expiry): no identity maps to it
@@ -438,8 +438,22 @@ export class ChannelService {
     const parsed = parseSerial(position);
     if (!parsed) throw new ServerError('invalid_serial', `not a serial: ${JSON.stringify(position)}`);
     if (!info) return { resumed: false, reason: 'epoch_changed', epoch: '', head: '' };
-    if (parsed.epoch !== info.epoch)
-      return { resumed: false, reason: 'epoch_changed', epoch: info.epoch, head: info.head };
+    if (parsed.epoch !== info.epoch) {
+      const check: ResumeCheck = {
+        resumed: false,
+        reason: 'epoch_changed',
+        epoch: info.epoch,
+        head: info.head,
+      };
+      // The log went on in a new epoch (a new Redis, a power loss) from the one the position is in:
+      // up to the sequence that epoch reached, the client's messages are still there (`kept`).
+      const previous = info.previous;
+      if (previous !== undefined && parsed.epoch === previous.epoch) {
+        const seq = Math.min(parsed.seq, previous.through);
+        if (seq >= info.trimmedThrough) check.kept = formatSerial(info.epoch, seq);
+      }
+      return check;
+    }
     const headSeq = parseSerial(info.head)?.seq ?? 0;
     if (parsed.seq > headSeq)
       return { resumed: false, reason: 'position_ahead', epoch: info.epoch, head: info.head };

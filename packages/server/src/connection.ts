@@ -604,6 +604,7 @@ export class Connection {
       position: outcome.position,
     };
     if (outcome.reason !== undefined) attached.reason = outcome.reason;
+    if (outcome.kept !== undefined) attached.kept = outcome.kept;
     this.#channels.metrics.health.attached(
       channel,
       { connectionId: this.id, clientId: this.#identity.clientId, transport: this.transport.kind },

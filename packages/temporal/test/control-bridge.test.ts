@@ -10,6 +10,7 @@ import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
 import { UserSession } from '@mooring/ai';
 import { EVENT_CONTROL, EVENT_RUN } from '@mooring/protocol/ai';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { BridgeWorkflowClient, ControlBridgeOptions } from '../src/control-bridge.ts';
@@ -179,6 +180,50 @@ describe('ControlBridge', () => {
     await new Promise((r) => setTimeout(r, 200));
     await b.idle();
     assert.equal(workflows.calls.length, 0);
+  });
+
+  it('across a Redis restart (the log goes on in a new epoch), the first input sent after it is delivered, once; none is delivered again', async (t) => {
+    const skip = redisSkipReason();
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const name = sessionName();
+    const user = new UserSession({
+      channel: client(t, server.url, { clientId: 'alice' }).channels.get(name, { start: true }),
+    });
+    t.after(() => user.close());
+    await user.start();
+    const workflows = new FakeWorkflows();
+    const bridge = new ControlBridge({
+      mooring: client(t, server.url, { clientId: 'bridge' }),
+      workflows,
+      workflowId: (channel) => `wf-${channel}`,
+      retry: { initial: 10, max: 50 },
+    });
+    t.after(() => bridge.close());
+    await bridge.follow(name);
+    await user.send('before');
+    await waitFor(() => workflows.calls.length === 1);
+
+    await redis.stop('SIGKILL');
+    await redis.restart();
+    await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200);
+    // the first publish on the new Redis: it starts the new epoch, and the bridge's connection (which
+    // stayed up) learns of that epoch from this very input
+    await user.send('after');
+    await waitFor(() => workflows.calls.length >= 2, {
+      message: 'the input sent after the restart never arrived',
+    });
+    await user.send('later');
+    await waitFor(() => workflows.calls.length >= 3);
+    await bridge.idle();
+    assert.deepEqual(
+      workflows.calls.map(
+        (c) => (c.payload as { message?: { parts?: { text?: string }[] } }).message?.parts?.[0]?.text,
+      ),
+      ['before', 'after', 'later'],
+    );
   });
 
   it('a restarted bridge resumes from its saved position: nothing is delivered twice, nothing missed', async (t) => {
