@@ -197,7 +197,8 @@ describe('streamToSession (a streaming activity)', () => {
         }),
       ),
     );
-    const abandoned = await waitFor(() => user.running().length === 0 && user.view().at(-1));
+    // settled: the view shows a run once its message is built
+    const abandoned = await waitFor(() => user.running().length === 0 && user.settled && user.view().at(-1));
     assert.equal(abandoned.kind === 'run' && abandoned.status, 'abandoned');
   });
 
