@@ -22,17 +22,22 @@ export type JsonFragment = { ok: true; fragment: Uint8Array } | { ok: false; rea
  * The messages are re-serialised a slice at a time (about `SLICE_MS` of work each) with the event
  * loop free in between, so a body of many small messages does not hold it for long.
  */
-export async function jsonFragment(body: Uint8Array, allowEmpty: boolean): Promise<JsonFragment> {
+export async function jsonFragment(
+  body: Uint8Array,
+  allowEmpty: boolean,
+  /** The clock the slices are timed with (a test's own). */
+  now: () => number = () => performance.now(),
+): Promise<JsonFragment> {
   const parsed = parse(body, allowEmpty);
   if (!Array.isArray(parsed)) return parsed;
   const out: string[] = new Array(parsed.length);
   try {
-    let sliceStart = performance.now();
+    let sliceStart = now();
     for (let i = 0; i < parsed.length; i++) {
       out[i] = JSON.stringify(parsed[i]);
-      if ((i & 1023) === 1023 && performance.now() - sliceStart > SLICE_MS) {
+      if ((i & 1023) === 1023 && now() - sliceStart > SLICE_MS) {
         await yieldTurn();
-        sliceStart = performance.now();
+        sliceStart = now();
       }
     }
   } catch {

@@ -53,3 +53,32 @@ test('nesting of 512 levels is taken and 513 refused; brackets inside strings, a
     assert.equal(await frag(body), JSON.stringify(text), body.slice(0, 8));
   }
 });
+
+test('many messages are re-serialised in slices: other work gets the event loop between them, whatever the clock says', async () => {
+  // a clock on which every look is 11 ms later: each 1,024 messages exceed a slice
+  let t = 0;
+  const clock = () => {
+    t += 11;
+    return t;
+  };
+  let turns = 0;
+  let done = false;
+  const tick = () => {
+    turns++;
+    if (!done) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const body = Buffer.from(`[${new Array(4096).fill('{}').join(',')}]`);
+  const out = await jsonFragment(body, false, clock);
+  done = true;
+  assert.ok(out.ok);
+  assert.equal(Buffer.from(out.fragment).toString(), new Array(4096).fill('{}').join(','));
+  assert.ok(turns >= 3, `other work ran ${turns} times while 4,096 messages were re-serialised`);
+  // and on a clock that stands still, one slice: no yield for a small body
+  turns = 0;
+  done = false;
+  setImmediate(tick);
+  await jsonFragment(body, false, () => 0);
+  done = true;
+  assert.equal(turns, 0);
+});
