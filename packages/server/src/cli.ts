@@ -113,7 +113,12 @@ async function serve(argv: string[]): Promise<void> {
     reusePort: config.reusePort,
     store:
       config.store === 'sqlite'
-        ? { kind: 'sqlite', dataDir: config.dataDir }
+        ? {
+            kind: 'sqlite',
+            dataDir: config.dataDir,
+            synchronous: config.synchronous,
+            ...(config.newEpochs ? { newEpochs: true } : {}),
+          }
         : config.store === 'redis'
           ? { kind: 'redis', ...config.redis }
           : { kind: 'memory' },
@@ -147,12 +152,16 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   const lines = [
-    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.reusePort ? ', port shared: --reuse-port' : ''}${config.store === 'sqlite' ? `, data: ${config.dataDir}` : ''}${config.store === 'redis' ? `, redis: ${redisUrl}` : ''})`,
+    `Mooring listening on ${server.url}  (store: ${server.store.kind}${config.reusePort ? ', port shared: --reuse-port' : ''}${config.store === 'sqlite' ? `, data: ${config.dataDir}${config.synchronous === 'full' ? ', synchronous: full' : ''}` : ''}${config.store === 'redis' ? `, redis: ${redisUrl}` : ''})`,
     `  WebSocket: ${server.url.replace('http', 'ws')}/v1/connect`,
     `  Dashboard: ${server.url}/dashboard   Metrics: ${server.url}/metrics`,
     `  Durable Streams: ${server.url}/v1/stream/<path>${config.durableStreams.open ? `  (open WITHOUT credentials: ${config.durableStreams.open})` : ''}`,
     `  Node ${process.version}, V8 young generation: ${youngGeneration()}`,
   ];
+  if (config.newEpochs)
+    lines.push(
+      '  --new-epochs: every channel went on in a new epoch (clients re-read; start without it next time)',
+    );
   if (devKey) lines.push(`  development key (from ${config.dataDir}/dev-key): ${devKey}`);
   process.stderr.write(`${lines.join('\n')}\n`);
 }

@@ -23,6 +23,10 @@ export interface ServeConfig {
   reusePort: boolean;
   dataDir: string;
   store: 'sqlite' | 'memory' | 'redis';
+  /** The SQLite store's `synchronous` (normal: survives a process crash; full: a power loss too). */
+  synchronous: 'normal' | 'full';
+  /** Start every SQLite channel in a new epoch (once, after restoring a backup of the data dir). */
+  newEpochs: boolean;
   /** The Redis store's connection and key prefix (`store: 'redis'`). */
   redis: { url: string; prefix?: string; commandTimeout?: number };
   keys: ApiKey[];
@@ -48,6 +52,8 @@ interface FileConfig {
   reusePort?: boolean;
   data?: string;
   store?: 'sqlite' | 'memory' | 'redis';
+  /** `'normal'` (default) or `'full'`: the SQLite store's fsync per commit. */
+  synchronous?: 'normal' | 'full';
   /** `{ "url": "redis://127.0.0.1:6379", "prefix": "mooring", "commandTimeout": 5000 }` */
   redis?: { url?: string; prefix?: string; commandTimeout?: number };
   /** `"name:secret"` (every operation), or `{ "key": "name:secret", "capability": { glob: [ops] } }`. */
@@ -85,6 +91,7 @@ const FILE_KEYS = [
   'reusePort',
   'data',
   'store',
+  'synchronous',
   'redis',
   'keys',
   'heartbeatInterval',
@@ -123,6 +130,11 @@ overrides the file):
                             share channels only through --store redis) [MOORING_REUSE_PORT=1]
   --data <dir>              data directory                  [MOORING_DATA]  default ./.mooring
   --store <sqlite|memory|redis>  where channels are stored  [MOORING_STORE] default sqlite
+  --synchronous <normal|full>  SQLite: normal keeps every acknowledged operation through a crash
+                            of the process, full also through a power loss (an fsync per commit)
+                            [MOORING_SYNCHRONOUS] default normal
+  --new-epochs              SQLite: start every channel in a new epoch, once, after restoring a
+                            backup of the data directory (clients re-read; no serial is reused)
   --redis <url>             Redis for --store redis         [MOORING_REDIS_URL] default redis://127.0.0.1:6379
                             (given alone, it selects the Redis store; several nodes share one Redis;
                             a Cluster: redis+cluster://host:port,host:port,...)
@@ -160,6 +172,7 @@ export const SERVE_ENVIRONMENT = [
   'MOORING_REUSE_PORT',
   'MOORING_DATA',
   'MOORING_STORE',
+  'MOORING_SYNCHRONOUS',
   'MOORING_REDIS_URL',
   'MOORING_CONFIG',
   'MOORING_HEARTBEAT',
@@ -203,6 +216,8 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
       'reuse-port': { type: 'boolean' },
       data: { type: 'string' },
       store: { type: 'string' },
+      synchronous: { type: 'string' },
+      'new-epochs': { type: 'boolean' },
       redis: { type: 'string' },
       config: { type: 'string' },
       heartbeat: { type: 'string' },
@@ -228,6 +243,14 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
   const store = values.store ?? env.MOORING_STORE ?? file.store ?? (redisUrl ? 'redis' : 'sqlite');
   if (store !== 'sqlite' && store !== 'memory' && store !== 'redis')
     throw new Error(`store must be sqlite, memory or redis, got ${JSON.stringify(store)}`);
+  const synchronous = values.synchronous ?? env.MOORING_SYNCHRONOUS ?? file.synchronous ?? 'normal';
+  if (synchronous !== 'normal' && synchronous !== 'full')
+    throw new Error(`synchronous must be normal or full, got ${JSON.stringify(synchronous)}`);
+  const newEpochs = values['new-epochs'] ?? false;
+  if (newEpochs && store !== 'sqlite')
+    throw new Error(
+      `--new-epochs is for the SQLite store (a Redis restored from a backup starts new epochs by itself; memory starts new ones at every start), not ${store}`,
+    );
   if (reusePort && store === 'sqlite')
     throw new Error(
       'reusePort runs several nodes on one port: they need a store they share (--store redis); two nodes on one SQLite file would clash (--store memory keeps each node apart)',
@@ -267,6 +290,8 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
     reusePort,
     dataDir: values.data ?? env.MOORING_DATA ?? file.data ?? '.mooring',
     store,
+    synchronous,
+    newEpochs,
     redis,
     keys: env.MOORING_KEY ? [parseApiKey(env.MOORING_KEY)] : keysFromFile(file.keys),
     limits: file.limits ?? {},

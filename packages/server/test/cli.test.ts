@@ -155,6 +155,40 @@ describe('mooring serve', () => {
     assert.ok(sqlite.banner.includes(`(store: sqlite, data: ${data})\n`), sqlite.banner);
   });
 
+  it('--new-epochs (after restoring a data folder) starts every channel in a new epoch, once; --synchronous full is said', async () => {
+    const data = tempDir();
+    const env = { MOORING_KEY: 'ops:s' };
+    const auth = { authorization: 'Bearer ops:s', 'content-type': 'application/json' };
+    const epochOf = async (url: string) => {
+      const res = await fetch(`${url}/v1/channels/session:cli`, { headers: auth });
+      return ((await res.json()) as { epoch: string }).epoch;
+    };
+    const first = await serve(['--data', data], env);
+    const published = await fetch(`${first.url}/v1/channels/session:cli/messages`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ data: 'x' }),
+    });
+    assert.equal(published.status, 200);
+    const before = await epochOf(first.url);
+    await first.stop();
+    const restored = await serve(['--data', data, '--new-epochs', '--synchronous', 'full'], env);
+    const after = await epochOf(restored.url);
+    await restored.stop();
+    assert.ok(after > before, `a new, later epoch: ${after} after ${before}`);
+    assert.ok(
+      restored.banner.includes(`(store: sqlite, data: ${data}, synchronous: full)\n`),
+      restored.banner,
+    );
+    assert.match(restored.banner, /--new-epochs: every channel went on in a new epoch/);
+    const again = await serve(['--data', data], env);
+    assert.equal(await epochOf(again.url), after, 'once: the next start keeps it');
+    await again.stop();
+    const wrong = await refused(['--store', 'memory', '--new-epochs'], env);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /--new-epochs is for the SQLite store/);
+  });
+
   it('hands the server the timings it was given: heartbeat and connection state TTL reach clients', async () => {
     const server = await serve(['--store', 'memory', '--heartbeat', '5s'], {
       MOORING_KEY: 'test:secret',

@@ -88,6 +88,7 @@ describe('config file', () => {
       port: 1001,
       store: 'memory',
       data: 'file-data',
+      synchronous: 'full',
       logLevel: 'warn',
       heartbeatInterval: '1s',
       redis: { url: 'redis://file:1' },
@@ -98,6 +99,7 @@ describe('config file', () => {
       MOORING_PORT: '1002',
       MOORING_STORE: 'sqlite',
       MOORING_DATA: 'env-data',
+      MOORING_SYNCHRONOUS: 'normal',
       MOORING_LOG_LEVEL: 'error',
       MOORING_HEARTBEAT: '2s',
       MOORING_REDIS_URL: 'redis://env:2',
@@ -105,6 +107,7 @@ describe('config file', () => {
     };
     const flags = [
       ...['--host', '10.0.0.3', '--port', '1003', '--store', 'redis', '--data', 'flag-data'],
+      ...['--synchronous', 'full'],
       ...[
         '--log-level',
         'debug',
@@ -121,6 +124,7 @@ describe('config file', () => {
       c.port,
       c.store,
       c.dataDir,
+      c.synchronous,
       c.logLevel,
       c.heartbeatInterval,
       c.redis.url,
@@ -131,6 +135,7 @@ describe('config file', () => {
       1001,
       'memory',
       'file-data',
+      'full',
       'warn',
       1000,
       'redis://file:1',
@@ -141,6 +146,7 @@ describe('config file', () => {
       1002,
       'sqlite',
       'env-data',
+      'normal',
       'error',
       2000,
       'redis://env:2',
@@ -151,6 +157,7 @@ describe('config file', () => {
       1003,
       'redis',
       'flag-data',
+      'full',
       'debug',
       3000,
       'redis://flag:3',
@@ -492,6 +499,24 @@ describe('config file', () => {
   it('every variable the serve help names is one it knows', () => {
     const named = [...SERVE_HELP.matchAll(/\b(MOORING_[A-Z_]+)/g)].map((m) => m[1]);
     for (const name of named) assert.ok((SERVE_ENVIRONMENT as readonly string[]).includes(name ?? ''), name);
+  });
+
+  it('takes synchronous from --synchronous, MOORING_SYNCHRONOUS or the file (normal by default), and refuses another value', async () => {
+    const config = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+      const c = loadServeConfig(argv, env);
+      assert.notEqual(c, 'help');
+      return c as Exclude<typeof c, 'help'>;
+    };
+    assert.equal(config([]).synchronous, 'normal');
+    assert.equal(config([], { MOORING_SYNCHRONOUS: 'full' }).synchronous, 'full');
+    assert.equal(config(['--synchronous', 'normal'], { MOORING_SYNCHRONOUS: 'full' }).synchronous, 'normal');
+    assert.throws(
+      () => config(['--synchronous', 'fsync']),
+      /synchronous must be normal or full, got "fsync"/,
+    );
+    assert.equal(config([]).newEpochs, false);
+    assert.equal(config(['--new-epochs']).newEpochs, true);
+    assert.throws(() => config(['--new-epochs', '--store', 'redis']), /--new-epochs is for the SQLite store/);
   });
 
   it('every MOORING_ variable the server reads is one it knows (none is warned of as misspelt)', () => {

@@ -6,7 +6,14 @@ import type { RetentionFor, Store } from './store.ts';
 export type StoreSpec =
   | { kind: 'memory' }
   /** `path` is the database file; `dataDir` puts `mooring.db` in that folder. */
-  | { kind: 'sqlite'; path?: string; dataDir?: string; synchronous?: 'normal' | 'full' }
+  | {
+      kind: 'sqlite';
+      path?: string;
+      dataDir?: string;
+      synchronous?: 'normal' | 'full';
+      /** Every channel in a new epoch at open (after restoring a backup of the file). */
+      newEpochs?: boolean;
+    }
   /**
    * `url`: `redis://host:port`; `prefix` of every key (default `mooring`); `commandTimeout`: deadline
    * of one Redis command in ms (default 5,000), past which calls fail with `store_unavailable`.
@@ -48,5 +55,6 @@ export async function createStore(
     path,
     retentionFor,
     ...(spec.synchronous ? { synchronous: spec.synchronous } : {}),
+    ...(spec.newEpochs ? { newEpochs: true } : {}),
   });
 }

@@ -55,7 +55,7 @@
  * message by its old serial still reaches it (a run written across it goes on; its lease can still
  * end it). A process crash (`kill -9`) loses nothing and keeps the boot id: no new epoch. Neither
  * with `synchronous: 'full'`, nor where the boot id is unknown (not Linux). A restored backup is
- * not detected.
+ * not detected: `newEpochs` (`mooring serve --new-epochs`) asks for new epochs at open, once.
  *
  * Schema (version 2; a version 1 file is migrated on open, see sqlite-schema.ts):
  *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
@@ -115,6 +115,12 @@ export interface SqliteStoreOptions {
   retentionFor?: RetentionFor;
   /** `normal` (default): survives a process crash. `full`: fsync per commit, survives power loss. */
   synchronous?: 'normal' | 'full';
+  /**
+   * Every channel goes on in a new epoch at open, as after a power loss (see "A power loss"): for a
+   * file restored from a backup, whose channels would otherwise give again the serials handed out
+   * after the backup. Once: not for every start.
+   */
+  newEpochs?: boolean;
   /** Messages whose validation state is cached (LRU). Default 4096. */
   cacheSize?: number;
   /** How long a write waits for another connection's lock before failing (ms). Default 5000. */
@@ -222,7 +228,7 @@ export class SqliteStore implements Store {
       if (version === 1) this.#migrateFrom1();
       this.#db.exec(SCHEMA);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-      if (this.#file) this.#opened(options.synchronous === 'full');
+      if (this.#file) this.#opened(options.synchronous === 'full', options.newEpochs === true);
       options.onOpen?.(this.#db);
       this.#s = prepare(this.#db);
       this.streams = sqliteStreamStore(this.#db);
@@ -245,7 +251,7 @@ export class SqliteStore implements Store {
    * Records this open (boot id, open), fsynced; first, if the file was left open on another boot
    * with `synchronous=NORMAL`, moves every channel to a new epoch (see "A power loss" above).
    */
-  #opened(full: boolean): void {
+  #opened(full: boolean, asked: boolean): void {
     const state = new Map(
       this.#db
         .prepare('SELECT name, value FROM store_state')
@@ -253,7 +259,8 @@ export class SqliteStore implements Store {
         .map((row) => [String(row.name), String(row.value)]),
     );
     const boot = bootId();
-    const lost = !full && boot !== '' && state.get('open') === '1' && (state.get('boot') ?? boot) !== boot;
+    const lost =
+      asked || (!full && boot !== '' && state.get('open') === '1' && (state.get('boot') ?? boot) !== boot);
     this.#synced(() => {
       if (lost) {
         const newest = this.#db.prepare('SELECT max(epoch) AS e FROM channels').get()?.e;
