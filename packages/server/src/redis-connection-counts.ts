@@ -19,7 +19,9 @@
  * - Drift: the node keeps its own counts in memory (`#mine`, counted when a request is sent, so it
  *   includes requests in flight). When a count may differ from Redis's — a command failed or its
  *   answer was lost, or Redis lost the node's share (declared dead while only out of reach, a Redis
- *   restart: its next refresh adds it to the nodes again) — the next sweep writes its share again
+ *   restart: its next refresh adds it to the nodes again), or the share may be an older one (a Redis
+ *   with a new run_id: restarted, restored from a snapshot or failed over, it may still list the node
+ *   with the share it had when the snapshot was taken) — the next sweep writes its share again
  *   from memory (RECLAIM of itself, then SET), every command of it sent at once, in order after
  *   what this node sent before.
  */
@@ -100,10 +102,18 @@ end
 return 0
 `);
 
-/** KEYS: the node's liveness key, the nodes. ARGV: node id, ttl. → 1 when the node was not listed. */
+/**
+ * KEYS: the node's liveness key, the nodes. ARGV: node id, ttl. → {1 when the node was not listed,
+ * the run_id of the Redis ('' when it does not say)}.
+ */
 const BEAT = new RedisScript(`
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
-return redis.call('SADD', KEYS[2], ARGV[1])
+local joined = redis.call('SADD', KEYS[2], ARGV[1])
+local server = redis.call('INFO', 'server')
+local at = string.find(server, 'run_id:', 1, true)
+local run = ''
+if at then run = string.match(server, '^[0-9a-f]+', at + 7) or '' end
+return {joined, run}
 `);
 
 /** Names per SET command when the node writes its share again. */
@@ -120,6 +130,8 @@ export class RedisConnectionCounts implements ConnectionCounts {
   #syncs = 0;
   #sweeping = false;
   #closed = false;
+  /** The run_id of the Redis that answered the last sweep. */
+  #run: string | undefined;
 
   constructor(options: RedisConnectionCountsOptions) {
     this.#o = options;
@@ -192,12 +204,17 @@ export class RedisConnectionCounts implements ConnectionCounts {
   /** Every sweep: alive; the share written again if it may be wrong; dead nodes' shares given back. */
   async #pass(): Promise<void> {
     const { connection, nodeId } = this.#o;
-    const joined = await BEAT.run(
+    const [joined, runId] = (await BEAT.run(
       connection,
       [this.#alive(nodeId), this.#nodes],
       [nodeId, String(this.#nodeTtl)],
-    );
+    )) as [unknown, unknown];
+    const run = String(runId ?? '');
     if (Number(joined) === 1) this.#dirty = true; // Redis did not list this node: its share is gone
+    // Another Redis (restarted, restored from a snapshot, failed over) may hold a share this node had
+    // before or after the one it has now, and still list the node: written again all the same
+    if (run !== '' && this.#run !== undefined && run !== this.#run) this.#dirty = true;
+    if (run !== '') this.#run = run;
     if (this.#dirty) await this.#sync();
     const nodes = (await connection.send(this.#nodes, ['SMEMBERS', this.#nodes], true)) as unknown[];
     for (const node of nodes.map(String))

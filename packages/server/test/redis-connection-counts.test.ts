@@ -79,6 +79,54 @@ describe('RedisConnectionCounts', { skip: skip ?? false }, () => {
     }
   });
 
+  it('a node whose counts came back from an older snapshot (Redis restarted, restored or failed over) writes its share again at its next sweep', async () => {
+    // Redis still lists the node (it was in the snapshot) and its liveness key did not run out: only
+    // the Redis's new run_id tells that the share it holds may be another's than the node's.
+    const own = await startRedis();
+    const ownStore = await RedisStore.open({ url: own.url, prefix: 'unused', onError: () => {} });
+    const a = new RedisConnectionCounts({
+      connection: ownStore.connection,
+      prefix: 'p',
+      nodeId: 'a',
+      nodeTtl: 600_000,
+      sweepInterval: 50,
+      onError: () => {},
+    });
+    const open = async () =>
+      Number(String(await own.command('HGET', 'p:{conns}:open', 'x')).split('\r\n')[1]);
+    try {
+      await a.take([check('x')]);
+      await a.take([check('x')]);
+      await own.command('SAVE');
+      await a.take([check('x')]);
+      await a.take([check('x')]);
+      await a.take([check('x')]);
+      a.give(['x']); // one of the two the snapshot holds closes, after it: four open
+      await ownStore.connection.send(undefined, ['PING']);
+      assert.equal(await open(), 4);
+      await own.stop('SIGKILL');
+      await own.restart();
+      await waitFor(
+        () =>
+          ownStore.ping().then(
+            () => true,
+            () => false,
+          ),
+        { message: 'the store never reconnected' },
+      );
+      // the snapshot's 2 would let the client open 6 more under a limit of 10, or lock it out if
+      // the snapshot held more than are open
+      await waitFor(async () => (await open()) === 4, {
+        message: 'the node never wrote its share again: Redis counts what the snapshot held',
+      });
+      await assert.rejects(a.take([check('x', 4)]), /too_many_connections|already has 4/);
+    } finally {
+      await a.close();
+      await ownStore.close();
+      await own.close();
+    }
+  });
+
   it('a budget name whose count falls to 0 leaves no field behind in Redis (given back, or by a node that stops)', async () => {
     // fields of identities that came and went would otherwise pile up in the hashes for ever
     const p = `t${++prefix}`;
