@@ -322,7 +322,7 @@ export class DurableStreamsApi {
     const meta = outcome.meta;
     const headers: Record<string, string> = {
       'content-type': meta.contentType,
-      [H.nextOffset]: formatOffset(meta.tail),
+      [H.nextOffset]: formatOffset(meta.tail, meta),
     };
     if (meta.closed) headers[H.closed] = 'true';
     if (outcome.kind === 'created') {
@@ -393,9 +393,9 @@ const OPERATION_OF: Record<string, Operation> = {
 function head(meta: StreamMeta, path: string, res: ServerResponse): void {
   const headers: Record<string, string> = {
     'content-type': meta.contentType,
-    [H.nextOffset]: formatOffset(meta.tail),
+    [H.nextOffset]: formatOffset(meta.tail, meta),
     'cache-control': 'no-store',
-    etag: `"${Buffer.from(path).toString('base64url')}:-1:${formatOffset(meta.tail)}${meta.closed ? ':c' : ''}"`,
+    etag: `"${Buffer.from(path).toString('base64url')}:-1:${formatOffset(meta.tail, meta)}${meta.closed ? ':c' : ''}"`,
   };
   if (meta.closed) headers[H.closed] = 'true';
   if (meta.ttlSeconds !== undefined) headers[H.ttl] = String(meta.ttlSeconds);
@@ -416,7 +416,9 @@ function answerAppend(
       throw gone('the stream');
     case 'appended':
     case 'duplicate': {
-      const headers: Record<string, string> = { [H.nextOffset]: formatOffset(outcome.meta.tail) };
+      const headers: Record<string, string> = {
+        [H.nextOffset]: formatOffset(outcome.meta.tail, outcome.meta),
+      };
       if (outcome.meta.closed) headers[H.closed] = 'true';
       if (producer) {
         headers[H.producerEpoch] = String(producer.epoch);
@@ -429,7 +431,7 @@ function answerAppend(
     case 'closed':
       throw new StreamHttpError(409, 'stream_closed', 'the stream is closed: nothing more can be appended', {
         [H.closed]: 'true',
-        [H.nextOffset]: formatOffset(outcome.meta.tail),
+        [H.nextOffset]: formatOffset(outcome.meta.tail, outcome.meta),
       });
     case 'content_type_mismatch':
       throw new StreamHttpError(

@@ -186,6 +186,7 @@ export function forkHeaders(req: IncomingMessage): ForkSpec | undefined {
     if (position === undefined)
       throw new StreamHttpError(400, 'bad_request', 'Stream-Fork-Offset must be a Stream-Next-Offset value');
     fork.offset = position;
+    fork.offsetToken = offset;
   }
   if (sub !== undefined) {
     if (!/^(0|[1-9]\d{0,14})$/.test(sub))

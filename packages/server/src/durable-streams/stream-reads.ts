@@ -27,7 +27,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { isJsonStream, mediaType } from '../store/stream-rules.ts';
 import type { ReadPage, StreamChunk, StreamMeta, StreamStore } from '../store/stream-store.ts';
-import { formatOffset, parseOffset } from '../store/stream-store.ts';
+import { formatOffset, offsetPosition, parseOffset } from '../store/stream-store.ts';
 import { writeWithin } from '../write-within.ts';
 import { jsonArray } from './json-mode.ts';
 import { responseCursor } from './stream-cursor.ts';
@@ -82,6 +82,15 @@ export function parseReadQuery(url: URL): ReadRequest {
   return { offset, live, cursor: url.searchParams.get('cursor') };
 }
 
+/** 410: the offset names data the stream no longer holds (its Redis came back without it). */
+function offsetGone(offset: string): StreamHttpError {
+  return new StreamHttpError(
+    410,
+    'stream_gone',
+    `offset ${offset} names data this stream no longer holds (its Redis came back without it); read it again from -1`,
+  );
+}
+
 export async function handleRead(
   o: ReadOptions,
   path: string,
@@ -93,12 +102,14 @@ export async function handleRead(
   const q = parseReadQuery(url);
   // pipelined requests: nothing is read before the answers ahead of this one are sent
   if (!(await socketTurn(req, res))) return;
-  const after =
+  const position =
     q.offset === 'now'
       ? meta.tail
       : q.offset === undefined || q.offset === '-1'
         ? 0
-        : (parseOffset(q.offset) ?? 0);
+        : (offsetPosition(meta, q.offset) ?? 0);
+  if (position === 'gone') throw offsetGone(q.offset as string);
+  const after = position;
   // heard before the first read (other nodes' appends: the wake bus), so no change after it is missed
   if (q.live === 'sse' || q.live === 'long-poll') await o.waiters.listen(path);
   if (q.live === 'sse') return streamSse(o, path, meta, after, q.cursor, res);
@@ -108,7 +119,7 @@ export async function handleRead(
     await o.streams.touch(path, Date.now());
     const headers: Record<string, string> = {
       'content-type': meta.contentType,
-      [H.nextOffset]: formatOffset(meta.tail),
+      [H.nextOffset]: formatOffset(meta.tail, meta),
       [H.upToDate]: 'true',
       'cache-control': 'no-store',
     };
@@ -133,12 +144,15 @@ export async function handleRead(
         await o.waiters.wait(path, left, abort.signal);
         const next = await o.streams.read(path, after, o.pageBytes, Date.now());
         if (!next) throw new StreamHttpError(404, 'not_found', `the stream at ${path} was deleted`);
+        // Redis came back without the data the offset names while the request waited
+        if (q.offset !== undefined && offsetPosition(next.meta, q.offset) === 'gone')
+          throw offsetGone(q.offset);
         page = next;
       }
       if (abort.signal.aborted) return;
       if (page.chunks.length === 0) {
         const headers: Record<string, string> = {
-          [H.nextOffset]: formatOffset(Math.max(after, page.meta.tail)),
+          [H.nextOffset]: formatOffset(Math.max(after, page.meta.tail), page.meta),
           [H.upToDate]: 'true',
           'cache-control': 'no-store',
         };
@@ -175,10 +189,10 @@ async function sendPage(
   const next = chunks.at(-1)?.end ?? Math.max(after, meta.tail);
   const eof = page.upToDate && meta.closed;
   const start = q.offset === undefined ? '-1' : q.offset;
-  const etag = `"${Buffer.from(path).toString('base64url')}:${start}:${formatOffset(next)}${eof ? ':c' : ''}"`;
+  const etag = `"${Buffer.from(path).toString('base64url')}:${start}:${formatOffset(next, meta)}${eof ? ':c' : ''}"`;
   const headers: Record<string, string> = {
     'content-type': meta.contentType,
-    [H.nextOffset]: formatOffset(next),
+    [H.nextOffset]: formatOffset(next, meta),
     etag,
     // data never changes at an offset: cacheable; an empty answer at the tail is not (it would hide
     // new data or the close)
@@ -364,6 +378,8 @@ async function streamSse(
   res.once('close', () => abort.abort());
   const ends = Date.now() + o.sseMaxDuration;
   let position = start;
+  /** The last offset sent. */
+  let handed: string | undefined;
   let cursor = clientCursor;
   const send = async (pieces: Iterable<string>): Promise<boolean> => {
     for (const piece of pieces) {
@@ -377,6 +393,8 @@ async function streamSse(
     while (!abort.signal.aborted && !o.waiters.closed && !res.destroyed) {
       const page = await o.streams.read(path, position, o.pageBytes, Date.now());
       if (!page) break; // deleted: end the response; a reconnect gets 404
+      // Redis came back without the data the last offset sent names: a reconnect from it gets 410
+      if (handed !== undefined && offsetPosition(page.meta, handed) === 'gone') break;
       if (page.chunks.length > 0) {
         o.onRead(page.chunks.reduce((sum, c) => sum + c.data.byteLength, 0));
         const event = json
@@ -390,7 +408,8 @@ async function streamSse(
         position = Math.max(position, page.meta.tail);
       }
       const eof = page.upToDate && page.meta.closed;
-      const control: Record<string, string | boolean> = { streamNextOffset: formatOffset(position) };
+      handed = formatOffset(position, page.meta);
+      const control: Record<string, string | boolean> = { streamNextOffset: handed };
       if (eof) control.streamClosed = true;
       else {
         cursor = responseCursor(cursor);

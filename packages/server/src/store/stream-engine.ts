@@ -22,16 +22,17 @@ import {
   type ResolvedCreate,
   sameCreate,
 } from './stream-rules.ts';
-import type {
-  AppendOutcome,
-  AppendSpec,
-  CreateOutcome,
-  CreateSpec,
-  DeleteOutcome,
-  ReadPage,
-  StreamChunk,
-  StreamMeta,
-  StreamStore,
+import {
+  type AppendOutcome,
+  type AppendSpec,
+  type CreateOutcome,
+  type CreateSpec,
+  type DeleteOutcome,
+  offsetPosition,
+  type ReadPage,
+  type StreamChunk,
+  type StreamMeta,
+  type StreamStore,
 } from './stream-store.ts';
 
 /** Reads and removals walk fork chains recursively: their depth is bounded. */
@@ -86,6 +87,12 @@ export class StreamEngine implements StreamStore {
           return { kind: 'bad_fork', reason: `a fork chain is at most ${MAX_FORK_DEPTH} streams deep` };
         if (spec.contentType !== undefined && mediaType(spec.contentType) !== mediaType(source.contentType))
           return { kind: 'fork_type_mismatch' };
+        if (spec.fork.offsetToken !== undefined && offsetPosition(source, spec.fork.offsetToken) === 'gone')
+          return {
+            kind: 'bad_fork',
+            reason:
+              'Stream-Fork-Offset names data the source no longer holds (its Redis came back without it)',
+          };
         const offset = spec.fork.offset ?? source.tail;
         resolved = {
           contentType: spec.contentType ?? source.contentType,
@@ -116,6 +123,9 @@ export class StreamEngine implements StreamStore {
           if (typeof prefix === 'string') return { kind: 'bad_fork', reason: prefix };
           if (prefix.length > 0) own.push(prefix);
         }
+        // its offsets up to the fork offset are the source's, of the generations that wrote them
+        const inherited = source.generations?.filter(([, from]) => from < resolved.fork!.offset);
+        if (inherited && inherited.length > 0) meta.generations = inherited;
         source.refCount++;
         this.#t.saveMeta(source);
       }

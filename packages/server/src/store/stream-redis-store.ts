@@ -24,6 +24,10 @@
  * version counter; `bytes` own bytes of every stream (stats without a scan); `exp` zset path by
  * expiry deadline (the sweep visits only due streams); `key` stream key counter (reserved by blocks);
  * `c:<key>` zset of chunks; `p:<key>` hash producer id → state JSON.
+ * A meta records the `run_id` of the Redis that last wrote it; read from another Redis (a restart,
+ * a restored snapshot, a failover: it may hold less than was acknowledged), the stream's positions
+ * past its tail start a new generation of offsets (`#onThisRedis`), and a commit checks that the
+ * Redis it writes to is the one the step read (a Redis that came back may give a version again).
  * Wake messages for live readers on other nodes: stream-redis-wakes.ts.
  */
 import { createHash } from 'node:crypto';
@@ -32,17 +36,18 @@ import { ErrorReply } from 'redis';
 import { StoreError } from './store.ts';
 import { StreamEngine, type StreamTables } from './stream-engine.ts';
 import type { ProducerState } from './stream-rules.ts';
-import type {
-  AppendOutcome,
-  AppendSpec,
-  CreateOutcome,
-  CreateSpec,
-  DeleteOutcome,
-  ReadPage,
-  StreamChunk,
-  StreamMeta,
-  StreamStore,
-  StreamWakeBus,
+import {
+  type AppendOutcome,
+  type AppendSpec,
+  type CreateOutcome,
+  type CreateSpec,
+  type DeleteOutcome,
+  nextGeneration,
+  type ReadPage,
+  type StreamChunk,
+  type StreamMeta,
+  type StreamStore,
+  type StreamWakeBus,
 } from './stream-store.ts';
 
 interface Script {
@@ -88,8 +93,13 @@ class Miss {
 
 /** What one step has loaded (kept across its reruns after a miss) and written (reset per run). */
 class Snapshot {
-  /** path → meta JSON and version ('0' and no JSON: absent). */
-  readonly metas = new Map<string, { json: string | undefined; version: string }>();
+  /**
+   * path → meta JSON and version ('0' and no JSON: absent); `view`: the meta as this step sees it, on
+   * this Redis (made once per step: see `meta`).
+   */
+  readonly metas = new Map<string, { json: string | undefined; version: string; view?: string }>();
+  /** The run_id of the Redis the rows were read from ('' when it does not say). */
+  run: string | undefined;
   readonly producers = new Map<string, ProducerState | undefined>();
   readonly chunks = new Map<string, StreamChunk[]>();
   /** key → the tail of its stream as read (chunk reads are capped at it). */
@@ -175,7 +185,26 @@ class RedisStreamTables implements StreamTables {
     }
     const row = tx.metas.get(path);
     if (!row) throw new Miss({ op: 'm', path });
-    return row.json === undefined ? undefined : (JSON.parse(row.json) as StreamMeta);
+    if (row.json === undefined) return undefined;
+    row.view ??= this.#onThisRedis(row.json, tx.run);
+    return JSON.parse(row.view) as StreamMeta;
+  }
+
+  /**
+   * A stream last written by another Redis (this one restarted, was restored from a snapshot, or
+   * took over in a failover) may have lost appends whose offsets readers hold: its positions past
+   * the tail it has now start a new generation, so no offset handed out before is given to other
+   * data, and one of lost data is told apart (stream-store.ts `offsetPosition`). Saved with the
+   * step's first write; a step that writes nothing starts nothing (its offsets up to the tail are
+   * the old ones). A stream written before Mooring recorded the Redis (no `run`) is adopted as it is.
+   */
+  #onThisRedis(json: string, run: string | undefined): string {
+    if (!run) return json;
+    const meta = JSON.parse(json) as StreamMeta;
+    if (meta.run === run) return json;
+    if (meta.run !== undefined) meta.generations = nextGeneration(meta.generations, meta.tail, Date.now());
+    meta.run = run;
+    return JSON.stringify(meta);
   }
 
   nextKey(): number {
@@ -185,8 +214,9 @@ class RedisStreamTables implements StreamTables {
 
   saveMeta(meta: StreamMeta): void {
     const tx = this.#snap();
-    tx.overlay.set(meta.path, { ...meta });
-    tx.writes.push('M', meta.path, JSON.stringify(meta), deadline(meta));
+    const saved = tx.run ? { ...meta, run: tx.run } : { ...meta };
+    tx.overlay.set(meta.path, saved);
+    tx.writes.push('M', meta.path, JSON.stringify(saved), deadline(meta));
   }
 
   remove(meta: StreamMeta): void {
@@ -270,8 +300,16 @@ class RedisStreamTables implements StreamTables {
       }
     }
     const reply = asArray(await this.run(LOAD, [`${this.#base}m`, `${this.#base}v`], [this.#base, ...args]));
+    const run = String(reply[0] ?? '');
+    // rows of two Redis in one step (a restart between its loads): read again (retryable)
+    if (snap.run !== undefined && snap.run !== run)
+      throw new StoreError(
+        'store_unavailable',
+        'Redis restarted while a Durable Streams step read it; retry',
+      );
+    snap.run = run;
     try {
-      this.#keep(snap, items, reply);
+      this.#keep(snap, items, reply.slice(1));
     } catch (err) {
       throw unavailable(err);
     }
@@ -327,7 +365,7 @@ class RedisStreamTables implements StreamTables {
     const reply = await this.run(
       COMMIT,
       [`${b}m`, `${b}v`, `${b}ver`, `${b}bytes`, `${b}exp`],
-      [b, String(checks.length / 2), ...checks, ...snap.writes],
+      [b, snap.run ?? '', String(checks.length / 2), ...checks, ...snap.writes],
     );
     return Number(reply) === 1;
   }

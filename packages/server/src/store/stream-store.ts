@@ -19,19 +19,85 @@
  * writes each step's rows together, or nothing when another node changed the stream first.
  */
 
-/** Offsets look like `0000000000000000_0000000000000042`: a fixed prefix, then the tail position. */
+/**
+ * Offsets look like `0000000000000000_0000000000000042`: the generation (16 digits), then the tail
+ * position (16 digits). A stream's first generation is 0; the Redis store starts another one when a
+ * stream is first written on a Redis that is not the one that wrote it last (restarted, restored from
+ * a snapshot, failed over: it may hold less than was acknowledged), so that appends made after it
+ * never reuse an offset handed out for data that Redis lost (see `StreamMeta.generations`).
+ */
 export const ZERO_OFFSET = '0000000000000000_0000000000000000';
 
-export function formatOffset(position: number): string {
-  return `0000000000000000_${String(position).padStart(16, '0')}`;
+/** The offset of `position` in a stream (in the generation that wrote it). */
+export function formatOffset(position: number, meta?: Pick<StreamMeta, 'generations'>): string {
+  const generation = generationAt(meta?.generations, position);
+  return `${String(generation).padStart(16, '0')}_${String(position).padStart(16, '0')}`;
 }
 
 /** The tail position an offset names, or undefined when it is not one of ours. */
 export function parseOffset(offset: string): number | undefined {
+  return splitOffset(offset)?.[1];
+}
+
+/**
+ * The position a reader's offset names in this stream, or 'gone' when it names data the stream no
+ * longer holds: an offset of a generation past whose end it lies (written after the snapshot that
+ * Redis came back from), or of a generation the stream does not know (started on a Redis whose
+ * writes were lost). Undefined when it is not one of ours.
+ */
+export function offsetPosition(
+  meta: Pick<StreamMeta, 'generations'>,
+  offset: string,
+): number | 'gone' | undefined {
+  const split = splitOffset(offset);
+  if (!split) return undefined;
+  const [generation, position] = split;
+  const generations = meta.generations;
+  if (!generations || generations.length === 0) return generation === 0 ? position : 'gone';
+  const i = generations.findIndex(([g]) => g === generation);
+  if (i < 0) return 'gone';
+  const next = generations[i + 1];
+  return next !== undefined && position > next[1] ? 'gone' : position;
+}
+
+/**
+ * The generations after a stream was first written on another Redis, at tail `tail`: a new one,
+ * after every one before (its number from the clock, like channel epochs), naming the positions past
+ * `tail`. A last one that named no position yet (the stream did not grow since it started) is
+ * replaced: whatever it named was lost with the Redis that wrote it.
+ */
+export function nextGeneration(
+  generations: readonly [number, number][] | undefined,
+  tail: number,
+  now: number,
+): [number, number][] {
+  const list: [number, number][] = generations && generations.length > 0 ? [...generations] : [[0, 0]];
+  const last = list.at(-1) as [number, number];
+  const started: [number, number] = [Math.max(now, last[0] + 1), tail];
+  if (list.length > 1 && last[1] === tail) list[list.length - 1] = started;
+  else list.push(started);
+  return list;
+}
+
+/** The generation whose offsets name `position`: the last one starting before it (the first for 0). */
+function generationAt(generations: readonly [number, number][] | undefined, position: number): number {
+  if (!generations || generations.length === 0) return 0;
+  let generation = generations[0]![0];
+  for (const [g, from] of generations) {
+    if (from >= position) break;
+    generation = g;
+  }
+  return generation;
+}
+
+function splitOffset(offset: string): [number, number] | undefined {
   const match = /^(\d{16})_(\d{16})$/.exec(offset);
   if (!match) return undefined;
+  const generation = Number(match[1]);
   const position = Number(match[2]);
-  return Number.isSafeInteger(position) ? position : undefined;
+  return Number.isSafeInteger(position) && Number.isSafeInteger(generation)
+    ? [generation, position]
+    : undefined;
 }
 
 export interface ProducerClaim {
@@ -66,6 +132,14 @@ export interface StreamMeta {
   forkSubOffset?: number;
   /** Forks whose source this stream is. */
   refCount: number;
+  /**
+   * Generations of its offsets, [generation, from]: each names the positions past `from`, up to
+   * where the next one starts. Absent: one, generation 0 (memory, SQLite, and a Redis stream
+   * written by one Redis only). A fork inherits those that start before its fork offset.
+   */
+  generations?: [number, number][];
+  /** Redis: the run_id of the Redis that last wrote the stream (another one starts a generation). */
+  run?: string;
   /** Deleted (or expired) while forks still read it: 410 for every direct operation. */
   softDeleted: boolean;
 }
@@ -83,6 +157,8 @@ export interface ForkSpec {
   source: string;
   /** Default: the source's tail. */
   offset?: number;
+  /** The offset as sent (`offset` is its position): checked against the source's generations. */
+  offsetToken?: string;
   /** Messages (JSON) or bytes (others) of the chunk at `offset` inherited too; 0 = none. */
   subOffset: number;
 }

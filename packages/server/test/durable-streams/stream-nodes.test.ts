@@ -264,3 +264,100 @@ test(
     }
   },
 );
+
+test(
+  'after a Redis restored from an older snapshot, a reader holding an offset of lost data is answered 410 and appends get offsets after every offset handed out before',
+  { skip },
+  async () => {
+    const own = await startRedis();
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: { kind: 'redis', url: own.url },
+      durableStreams: { open: '*' },
+    });
+    const at = (offset: string) => `${url(server, 'restored')}?offset=${offset}`;
+    const append = async (body: string) => {
+      const res = await fetch(url(server, 'restored'), {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain' },
+        body,
+      });
+      assert.equal(res.status, 204);
+      return res.headers.get('stream-next-offset') ?? '';
+    };
+    try {
+      const created = await fetch(url(server, 'restored'), {
+        method: 'PUT',
+        headers: { 'content-type': 'text/plain' },
+        body: 'ab',
+      });
+      assert.equal(created.status, 201);
+      const kept = created.headers.get('stream-next-offset') ?? '';
+      await own.command('SAVE');
+      const lost = await append('cd'); // acknowledged, and read: then lost
+      const read = await fetch(at('-1'));
+      assert.equal(await read.text(), 'abcd');
+      assert.equal(read.headers.get('stream-next-offset'), lost);
+      // A long-poll waiting at the tail across the restart
+      const waiting = fetch(`${at(lost)}&live=long-poll`);
+      await waitFor(
+        async () =>
+          /^mooring_stream_live_readers\s+1/m.test(
+            await (await fetch(`${server.url}/metrics?key=${TEST_KEY}`)).text(),
+          ),
+        { message: 'the long-poll never waited' },
+      );
+
+      await own.stop('SIGKILL');
+      await own.restart();
+      await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+        message: 'the server is ready on the restarted Redis',
+      });
+      // Before any write: the offset of lost data names nothing this stream holds
+      assert.equal((await fetch(at(lost))).status, 410);
+      const x = await append('X');
+      const yz = await append('YZ');
+      assert.ok(x > lost, `an offset after every one handed out before: ${x} after ${lost}`);
+      assert.ok(yz > x);
+      // woken by the appends: never `YZ` as if it followed `cd` (503 when it read while Redis was away)
+      const woken = await waiting;
+      assert.ok([410, 503].includes(woken.status), `the waiting long-poll: ${woken.status}`);
+      await woken.body?.cancel();
+      // A reader that saw `cd` (lost) would otherwise be given `YZ` (the append holding its position),
+      // silently missing `X`, or `X`+`YZ` after `cd`: neither is the stream
+      const stale = await fetch(at(lost));
+      assert.equal(stale.status, 410, 'the offset of lost data: gone');
+      await stale.body?.cancel();
+      // One that stopped within what the snapshot kept reads on, with the new offsets
+      const fromKept = await fetch(at(kept));
+      assert.equal(await fromKept.text(), 'XYZ');
+      assert.equal(fromKept.headers.get('stream-next-offset'), yz);
+      const whole = await fetch(at('-1'));
+      assert.equal(await whole.text(), 'abXYZ');
+      assert.equal(whole.headers.get('stream-next-offset'), yz);
+      const fromX = await fetch(at(x));
+      assert.equal(await fromX.text(), 'YZ');
+      const head = await fetch(url(server, 'restored'), { method: 'HEAD' });
+      assert.equal(head.headers.get('stream-next-offset'), yz);
+      // A fork's offsets are its source's up to the fork offset; a fork at lost data is refused
+      const fork = (name: string, offset: string) =>
+        fetch(url(server, name), {
+          method: 'PUT',
+          headers: {
+            'content-type': 'text/plain',
+            'stream-forked-from': '/v1/stream/restored',
+            'stream-fork-offset': offset,
+          },
+        });
+      const forked = await fork('restored-fork', x);
+      assert.equal(forked.status, 201);
+      assert.equal(forked.headers.get('stream-next-offset'), x);
+      assert.equal((await fork('restored-lost', lost)).status, 400);
+    } finally {
+      await server.close();
+      await own.close();
+    }
+  },
+);

@@ -8,7 +8,16 @@
 --   'c', key, after, cap, maxBytes → chunk members with end in (after, cap], ~maxBytes (always ≥ 1)
 --   'C', path, after, maxBytes    → {json, version, members capped at the stream's tail} or {}
 -- A chunk member is 'start:end:base64'; its score is end.
+-- The reply starts with the run_id of this Redis ('' when it does not say): a stream last written by
+-- another Redis starts a new generation of offsets (stream-redis-store.ts).
 local base = ARGV[1]
+
+local function runId()
+  local server = redis.call('INFO', 'server')
+  local at = string.find(server, 'run_id:', 1, true)
+  if not at then return '' end
+  return string.match(server, '^[0-9a-f]+', at + 7) or ''
+end
 
 local function chunks(key, after, cap, maxBytes)
   local out, bytes, from = {}, 0, after
@@ -32,7 +41,7 @@ local function keyOf(json)
   return string.format('%d', meta.key), string.format('%d', meta.tail)
 end
 
-local out = {}
+local out = {runId()}
 local i = 2
 while i <= #ARGV do
   local op = ARGV[i]
