@@ -22,8 +22,10 @@
  *
  * Keys (base = `<prefix>:ds:{ds}:`): `m` hash path → meta JSON; `v` hash path → version; `ver`
  * version counter; `bytes` own bytes of every stream (stats without a scan); `exp` zset path by
- * expiry deadline (the sweep visits only due streams); `key` stream key counter (reserved by blocks);
- * `c:<key>` zset of chunks; `p:<key>` hash producer id → state JSON.
+ * expiry deadline (the sweep visits only due streams); `key` stream key counter (reserved by
+ * blocks, each used only on the Redis it was reserved on: one back from a snapshot gives the same
+ * block again — not so after a FLUSHALL, the same Redis); `c:<key>` zset of chunks; `p:<key>` hash
+ * producer id → state JSON.
  * A meta records the `run_id` of the Redis that last wrote it; read from another Redis (a restart,
  * a restored snapshot, a failover: it may hold less than was acknowledged), the stream's positions
  * past its tail start a new generation of offsets (`#onThisRedis`), and a commit checks that the
@@ -56,12 +58,22 @@ interface Script {
 }
 
 function script(name: string): Script {
-  const text = readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8');
+  return inline(readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8'));
+}
+
+function inline(text: string): Script {
   return { text, sha: createHash('sha1').update(text).digest('hex') };
 }
 
 const LOAD = script('ds-load');
 const COMMIT = script('ds-commit');
+/** KEYS: the stream key counter. ARGV: block size. → {the block's last key, the Redis's run_id ('' if unsaid)}. */
+const RESERVE_KEYS = inline(`
+local last = redis.call('INCRBY', KEYS[1], ARGV[1])
+local server = redis.call('INFO', 'server')
+local at = string.find(server, 'run_id:', 1, true)
+return {last, at and string.match(server, '^[0-9a-f]+', at + 7) or ''}
+`);
 /** A step rerun this many times because other writers kept changing its streams fails (retryable). */
 export const MAX_ATTEMPTS = 64;
 /** Stream keys reserved per INCRBY (unique across nodes; unused ones are skipped, never reused). */
@@ -126,6 +138,11 @@ class RedisStreamTables implements StreamTables {
   #hints: Item[] = [];
   #nextKey = 0;
   #lastKey = 0;
+  /**
+   * The Redis the key block was reserved on: another one (restarted, restored, failed over) may give
+   * the same block to another node, so the block is dropped and one reserved there.
+   */
+  #keysRun: string | undefined;
   /** Steps rerun because another writer changed one of their streams first. */
   conflicts = 0;
 
@@ -149,7 +166,11 @@ class RedisStreamTables implements StreamTables {
       const snap = new Snapshot();
       if (hints.length > 0) await this.#load(snap, hints);
       for (;;) {
-        if (this.#nextKey >= this.#lastKey) await this.#reserveKeys();
+        if (this.#nextKey >= this.#lastKey || (snap.run !== undefined && snap.run !== this.#keysRun)) {
+          await this.#reserveKeys();
+          // reserved on another Redis than the rows were read from (a restart between): read again
+          if (snap.run !== undefined && snap.run !== this.#keysRun) break;
+        }
         snap.overlay = new Map();
         snap.writes = [];
         let result: T;
@@ -272,8 +293,10 @@ class RedisStreamTables implements StreamTables {
 
   async #reserveKeys(): Promise<void> {
     const key = `${this.#base}key`;
-    const last = Number(await this.send(key, ['INCRBY', key, String(KEY_BLOCK)]));
+    const [reply, run] = asArray(await this.run(RESERVE_KEYS, [key], [String(KEY_BLOCK)]));
+    const last = Number(reply);
     if (!Number.isSafeInteger(last)) throw new StoreError('internal', 'stream store: bad key counter');
+    this.#keysRun = String(run ?? '');
     this.#nextKey = last - KEY_BLOCK;
     this.#lastKey = last;
   }
