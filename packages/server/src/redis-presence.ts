@@ -26,11 +26,18 @@
  *   deleted (a recovery enters nothing again) and their members leave now, if the node that dropped
  *   them still holds them.
  *
+ * - A Redis that lost members or has them back from before they left (restarted from an older
+ *   snapshot, failed over, flushed): a beat that finds a new run_id, or this node no longer listed,
+ *   writes the members of the connections held here again (kept as entered, `#held`; entered again
+ *   where missing) and makes those Redis lists for this node but it does not hold leave (`#heal`).
+ *   On a Redis Cluster only the run_id of the master holding `<prefix>:nodes` is watched.
+ *
  * Presence events travel over pub/sub, which may lose one (a reconnect); the `sync` sent on attach
  * is read from the hash and is always complete.
  *
- * The node keeps no member data: members are written as JSON (the data serialised once, as the budget
- * counts it), and the `sync` frame is built from the stored JSON without parsing it.
+ * Members are written as JSON (the data serialised once, as the budget counts it), and the `sync`
+ * frame is built from the stored JSON without parsing it. The node keeps the JSON of its own
+ * connections' members (bounded by the per-connection budgets) only to write them again.
  */
 import { randomBytes } from 'node:crypto';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
@@ -62,6 +69,8 @@ export interface RedisPresenceOptions extends PresenceOptions {
  *   enter:  size, member (JSON), maxMembers       → 'full' | 'enter' | 'update'
  *   leave:  ('' node: whoever holds it)            → 1 if it left (and was announced), else 0
  *   rehome: (silently take it over)                → the stored member JSON, or false if absent
+ *   restore: size, member (JSON)                   → 1 if written (entered again if absent), 0 if held
+ *                                                     by this node already
  * A stored value is `<node>\n<size>\n<member JSON>`.
  */
 const PRESENCE_SCRIPT = `
@@ -71,6 +80,12 @@ local function frame(action, member)
   return '{"type":"presence","channel":' .. channel .. ',"action":"' .. action .. '","member":' .. member .. '}'
 end
 local current = redis.call('HGET', key, id)
+if op == 'restore' then
+  if current and string.match(current, '^([^\\n]*)\\n') == node then return 0 end
+  redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[8])
+  if not current then redis.call('SPUBLISH', bus, frame('enter', ARGV[8])) end
+  return 1
+end
 if op == 'enter' then
   if not current and redis.call('HLEN', key) >= tonumber(ARGV[9]) then return 'full' end
   redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[8])
@@ -96,6 +111,17 @@ return member
 `;
 
 const script = new RedisScript(PRESENCE_SCRIPT);
+
+/**
+ * KEYS: the nodes. ARGV: this node's id. → {1 when the node was not listed, else 0; the run_id of
+ * the Redis ('' when it does not say)}.
+ */
+const BEAT = new RedisScript(`
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+local server = redis.call('INFO', 'server')
+local at = string.find(server, 'run_id:', 1, true)
+return {added, at and string.match(server, '^[0-9a-f]+', at + 7) or ''}
+`);
 
 /**
  * The dropped connections of one clientId. KEYS: the sorted set (connectionId by drop time), the hash
@@ -174,6 +200,14 @@ export class RedisPresence implements Presence {
   #bus: Promise<BusConnection> | undefined;
   #recordsRefreshedAt = 0;
   #closed = false;
+  /**
+   * The members of the connections held here, as entered (connectionId → channel → JSON and data
+   * size): written again if Redis lost them (`#heal`).
+   */
+  readonly #held = new Map<string, Map<string, { json: string; size: number }>>();
+  /** The run_id of the Redis that answered the last beat ('' when it does not say); none before the first. */
+  #redisRun: string | undefined;
+  #healing = false;
 
   constructor(options: RedisPresenceOptions) {
     this.#o = options;
@@ -267,11 +301,12 @@ export class RedisPresence implements Presence {
       );
     }
     taken.kept();
-    this.#remember(connectionId, channel, json);
+    this.#remember(connectionId, channel, json, bytes);
   }
 
   leave(channel: string, connectionId: string): void {
     this.#budget.remove(connectionId, channel);
+    this.#held.get(connectionId)?.delete(channel);
     const record = this.#recordKey(connectionId);
     this.#o.connection.send(record, ['HDEL', record, channel]).catch(this.#o.onError);
     this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
@@ -281,6 +316,7 @@ export class RedisPresence implements Presence {
     this.#cancelPendingLeave(connectionId);
     const channels = this.channelsOf(connectionId);
     this.#budget.forget(connectionId);
+    this.#held.delete(connectionId);
     this.#clientOf.delete(connectionId);
     for (const channel of channels) this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
     const record = this.#recordKey(connectionId);
@@ -295,6 +331,7 @@ export class RedisPresence implements Presence {
       this.#pendingLeaves.delete(connectionId);
       const channels = this.channelsOf(connectionId);
       this.#budget.forget(connectionId);
+      this.#held.delete(connectionId);
       this.#clientOf.delete(connectionId);
       // only if still held here: a recovery on another node took the members over
       for (const channel of channels)
@@ -316,6 +353,7 @@ export class RedisPresence implements Presence {
   connectionMoved(connectionId: string): void {
     this.#cancelPendingLeave(connectionId);
     this.#budget.forget(connectionId);
+    this.#held.delete(connectionId);
     this.#clientOf.delete(connectionId);
   }
 
@@ -349,6 +387,7 @@ export class RedisPresence implements Presence {
     if (node === this.nodeId && this.#pendingLeaves.has(connectionId)) {
       this.#cancelPendingLeave(connectionId);
       this.#budget.forget(connectionId);
+      this.#held.delete(connectionId);
       this.#clientOf.delete(connectionId);
     }
     const record = this.#recordKey(connectionId);
@@ -381,6 +420,7 @@ export class RedisPresence implements Presence {
       const taken = await this.#run(channel, 'rehome', connectionId, this.nodeId, []);
       if (typeof taken === 'string') {
         this.#budget.add(connectionId, channel, size);
+        this.#hold(connectionId, channel, taken, size);
         this.#indexMember(channel, connectionId);
         continue;
       }
@@ -487,7 +527,8 @@ export class RedisPresence implements Presence {
   }
 
   /** The per-connection record (for a recovery anywhere) and this node's index (for its death). */
-  #remember(connectionId: string, channel: string, member: string): void {
+  #remember(connectionId: string, channel: string, member: string, size: number): void {
+    this.#hold(connectionId, channel, member, size);
     const record = this.#recordKey(connectionId);
     const { connection, onError, recoverWithin } = this.#o;
     connection.send(record, ['HSET', record, channel, member]).catch(onError);
@@ -495,6 +536,51 @@ export class RedisPresence implements Presence {
       .send(record, ['PEXPIRE', record, String(Math.max(recoverWithin, this.#nodeTtl))])
       .catch(onError);
     this.#indexMember(channel, connectionId);
+  }
+
+  #hold(connectionId: string, channel: string, json: string, size: number): void {
+    let channels = this.#held.get(connectionId);
+    if (!channels) {
+      channels = new Map();
+      this.#held.set(connectionId, channels);
+    }
+    channels.set(channel, { json, size });
+  }
+
+  /**
+   * Redis may have lost this node's members, or have them back from before they left (a restart
+   * from an older snapshot, a failover, a FLUSHALL): the members of the connections held here are
+   * written again (entered again where missing), and those it lists for this node that it does not
+   * hold leave. Until then — one beat — presence is as the Redis has it.
+   */
+  async #heal(): Promise<void> {
+    if (this.#healing || this.#closed) return;
+    this.#healing = true;
+    try {
+      const { connection } = this.#o;
+      for (const [connectionId, channels] of this.#held)
+        for (const [channel, { json, size }] of channels) {
+          await this.#run(channel, 'restore', connectionId, this.nodeId, [String(size), json]);
+          const record = this.#recordKey(connectionId);
+          await connection.send(record, ['HSET', record, channel, json]);
+          await connection.send(record, [
+            'PEXPIRE',
+            record,
+            String(Math.max(this.#o.recoverWithin, this.#nodeTtl)),
+          ]);
+          this.#indexMember(channel, connectionId);
+        }
+      const index = this.#nodeIndex(this.nodeId);
+      const entries = (await connection.send(index, ['SMEMBERS', index], true)) as unknown[];
+      for (const entry of entries) {
+        const parsed = parseEntry(String(entry));
+        if (parsed && this.#held.get(parsed[1])?.has(parsed[0])) continue;
+        if (parsed) await this.#run(parsed[0], 'leave', parsed[1], this.nodeId, []);
+        await connection.send(index, ['SREM', index, String(entry)]);
+      }
+    } finally {
+      this.#healing = false;
+    }
   }
 
   #indexMember(channel: string, connectionId: string): void {
@@ -517,7 +603,15 @@ export class RedisPresence implements Presence {
       if (Number(removed) !== 1 || this.#closed) return;
       for (const id of this.#budget.connections()) this.#resume(id).catch(onError);
     }, onError);
-    connection.send(`${prefix}:nodes`, ['SADD', `${prefix}:nodes`, this.nodeId]).catch(onError);
+    BEAT.run(connection, [`${prefix}:nodes`], [this.nodeId]).then((reply) => {
+      const [added, runId] = reply as [unknown, unknown];
+      const run = String(runId ?? '');
+      // Redis no longer lists this node (flushed, or it saw it dead) or is another Redis (restarted,
+      // restored from a snapshot, failed over): its members may be missing, or back after they left
+      const seen = this.#redisRun;
+      this.#redisRun = run;
+      if (seen !== undefined && (Number(added) === 1 || run !== seen)) this.#heal().catch(onError);
+    }, onError);
     // the per-connection records outlive a refresh by far: refresh them a few times per TTL only
     const now = Date.now();
     if (now - this.#recordsRefreshedAt < recoverWithin / 4) return;

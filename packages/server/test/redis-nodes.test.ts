@@ -443,6 +443,57 @@ if (skip) {
   describe('several nodes: presence', () => {
     const fx = threeNodes();
 
+    it('after a Redis restored from an older snapshot, a member that left since is gone and one that entered since is there', async () => {
+      const own = await startRedis();
+      const a = await node(own);
+      try {
+        const channel = 'session:restored';
+        const gone = await RawClient.connect(a.url, { clientId: 'gone' });
+        await gone.request({ type: 'presence', channel, action: 'enter' });
+        await own.command('SAVE');
+        await gone.close(); // left after the snapshot
+        const there = await RawClient.connect(a.url, { clientId: 'there' });
+        await there.request({ type: 'presence', channel, action: 'enter', data: { n: 1 } });
+        assert.deepEqual(await members(a, channel), ['there']);
+        await own.stop('SIGKILL');
+        await own.restart();
+        await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200, {
+          message: 'the node is ready on the restarted Redis',
+        });
+        await waitFor(async () => (await members(a, channel)).join() === 'there', {
+          message: 'presence stayed as the snapshot had it: `gone` listed, `there` missing',
+        });
+        const listed = await rest(a, `/v1/channels/${channel}/presence`);
+        assert.deepEqual((listed.body.members as Array<{ data: unknown }>)[0]?.data, { n: 1 });
+        // the record a recovery reads is back too: the member leaves when its connection closes
+        await there.close();
+        await waitFor(async () => (await members(a, channel)).length === 0, {
+          message: '`there` never left',
+        });
+      } finally {
+        await a.close();
+        await own.close();
+      }
+    });
+
+    it('after a FLUSHALL, the members of live connections are there again', async () => {
+      const own = await startRedis();
+      const a = await node(own);
+      try {
+        const channel = 'session:flushed';
+        const there = await RawClient.connect(a.url, { clientId: 'there' });
+        await there.request({ type: 'presence', channel, action: 'enter' });
+        await own.command('FLUSHALL');
+        await waitFor(async () => (await members(a, channel)).join() === 'there', {
+          message: 'the member of a live connection stayed missing',
+        });
+        await there.close();
+      } finally {
+        await a.close();
+        await own.close();
+      }
+    });
+
     it('members are visible from every node, and each event reaches subscribers on every node once', async () => {
       const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
       const channel = 'session:everywhere';
@@ -793,6 +844,47 @@ if (skip) {
       ]);
       await again.close();
     });
+
+    // Red: the lease names the run's serial of the old epoch, and its expiry finds no message there
+    // (the run lives on at the same sequence in the new epoch). A fix needs the roll point, which
+    // publish.lua does not record yet: see the sweep's report.
+    it(
+      'a run whose lease was taken before a Redis restart (nothing lost: AOF always) ends abandoned once its agent is gone',
+      {
+        todo: 'a lease taken before a Redis restart expires under the serial of the old epoch and abandons nothing',
+      },
+      async () => {
+        const own = await startRedis({ appendonly: 'always' });
+        const a = await node(own);
+        try {
+          const channel = 'run:restarted';
+          const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+          const ack = await agent.publish(channel, [
+            { id: 'run', data: 'x', headers: { status: 'running' }, lease: 500 },
+          ]);
+          assert.equal(ack.results[0]?.duplicate, undefined);
+          await own.stop('SIGTERM');
+          await own.restart();
+          await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200, {
+            message: 'the node is ready on the restarted Redis',
+          });
+          // the channel's first publish on the restarted Redis starts a new epoch (§15): the run keeps
+          // its sequence there, and its agent, vanished, never ends it
+          await rest(a, `/v1/channels/${channel}/messages`, { body: { id: 'other', data: 'y' } });
+          await agent.close();
+          await waitFor(
+            async () =>
+              (await runMessage(a, channel)).find((m) => m.id === 'run')?.headers?.status === 'abandoned',
+            {
+              message: 'the run stayed running for ever: its lease expired under the serial of the old epoch',
+            },
+          );
+        } finally {
+          await a.close();
+          await own.close();
+        }
+      },
+    );
   });
 }
 
