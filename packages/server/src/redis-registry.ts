@@ -18,6 +18,11 @@
  * the connection. (The secret's hash is compared in the script, in Redis: a timing difference there
  * could tell about the hash, never about the secret.)
  *
+ * A Redis that lost the key of a connection whose transport lives (a FLUSHALL, a restore from an older
+ * snapshot, a failover) would leave it unrecoverable for as long as it lives: the node keeps what it
+ * wrote for each connection it holds, and the heartbeat's refresh writes the key again when it is
+ * gone (REFRESH).
+ *
  * Writes other than the recovery check are not awaited (a lost refresh costs at most an early
  * expiry); errors go to `onError`.
  */
@@ -91,10 +96,22 @@ end
 return 1
 `);
 
+/**
+ * KEYS: the identity. ARGV: its value as the holding node wrote it, ttl ms. Moves the expiry; writes
+ * the key again if Redis lost it. → 1 when written again.
+ */
+const REFRESH = new RedisScript(`
+if redis.call('PEXPIRE', KEYS[1], ARGV[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`);
+
 export class RedisConnectionRegistry implements ConnectionRegistry {
   readonly #o: RedisConnectionRegistryOptions;
   readonly #ttl: number;
   #opens = 0;
+  /** The connections whose transport this node holds: connection id → its key's value, with this open's mark. */
+  readonly #held = new Map<string, { value: string; holder: string }>();
 
   constructor(options: RedisConnectionRegistryOptions) {
     this.#o = options;
@@ -121,6 +138,9 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
         [hash(parsed.secret), identity.keyName, client, holder, String(this.#ttl)],
       );
       if (typeof replaced === 'string') {
+        const taken: StoredIdentity = { s: hash(parsed.secret), k: identity.keyName, n: holder };
+        if (identity.clientId !== undefined) taken.c = identity.clientId;
+        this.#held.set(parsed.id, { value: JSON.stringify(taken), holder });
         const opened: OpenedConnection = {
           connectionId: parsed.id,
           connectionKey: recoverKey,
@@ -135,17 +155,20 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
     const stored: StoredIdentity = { s: hash(secret), k: identity.keyName, n: holder };
     if (identity.clientId !== undefined) stored.c = identity.clientId;
     const key = this.#key(connectionId);
+    const value = JSON.stringify(stored);
     // awaited: the key must exist before the client can learn it and present it elsewhere
-    await this.#o.connection.send(key, ['SET', key, JSON.stringify(stored), 'PX', String(this.#ttl)]);
+    await this.#o.connection.send(key, ['SET', key, value, 'PX', String(this.#ttl)]);
+    this.#held.set(connectionId, { value, holder });
     return { connectionId, connectionKey: `${connectionId}.${secret}`, resumed: false, holder };
   }
 
   hold(connectionId: string): void {
-    this.#expireIn(connectionId, this.#ttl);
+    this.#refresh(connectionId);
   }
 
   /** The transport is gone: its mark forgotten (no transport holds the connection), the TTL from now. */
   release(connectionId: string, holder?: string): void {
+    this.#forget(connectionId, holder);
     if (holder === undefined) {
       this.#expireIn(connectionId, this.#ttl);
       return;
@@ -156,6 +179,7 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
   }
 
   unclaim(opened: OpenedConnection): void {
+    this.#forget(opened.connectionId, opened.holder);
     if (!opened.resumed) {
       this.discard(opened.connectionId);
       return;
@@ -166,13 +190,32 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
   }
 
   discard(connectionId: string): void {
+    this.#held.delete(connectionId);
     const key = this.#key(connectionId);
     this.#o.connection.send(key, ['DEL', key]).catch(this.#o.onError);
   }
 
   /** Every heartbeat: the identities this node holds live on. */
   sweep(held: Iterable<string>): void {
-    for (const id of held) this.#expireIn(id, this.#ttl);
+    for (const id of held) this.#refresh(id);
+  }
+
+  /** The TTL from now; the key written again if Redis lost it (a transport of this node holds it). */
+  #refresh(connectionId: string): void {
+    const held = this.#held.get(connectionId);
+    if (!held) {
+      this.#expireIn(connectionId, this.#ttl);
+      return;
+    }
+    REFRESH.run(this.#o.connection, [this.#key(connectionId)], [held.value, String(this.#ttl)]).catch(
+      this.#o.onError,
+    );
+  }
+
+  /** No transport of this node holds the connection (its open's, or any when `holder` is undefined). */
+  #forget(connectionId: string, holder: string | undefined): void {
+    if (holder === undefined || this.#held.get(connectionId)?.holder === holder)
+      this.#held.delete(connectionId);
   }
 
   #expireIn(connectionId: string, ms: number): void {

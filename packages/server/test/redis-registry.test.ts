@@ -91,4 +91,25 @@ describe('RedisConnectionRegistry', { skip: redisSkipReason() ?? false }, () => 
       assert.notEqual(opened.connectionKey, key);
     }
   });
+
+  it('a live connection whose identity Redis lost (a FLUSHALL, a restore from an older snapshot) can be recovered again after the next heartbeat', async () => {
+    const a = registry('na');
+    const b = registry('nb');
+    const live = await a.open(identity);
+    const recovered = await b.open(identity, (await a.open(identity)).connectionKey);
+    a.release(live.connectionId, live.holder); // gone from A…
+    const moved = await b.open(identity, live.connectionKey); // …and recovered on B
+    assert.equal(moved.resumed, true);
+    await connection.send(undefined, ['FLUSHALL']);
+    b.sweep([moved.connectionId, recovered.connectionId]); // B's heartbeat
+    const again = await a.open(identity, live.connectionKey);
+    assert.equal(again.resumed, true, 'recovered: its identity was written again by its node');
+    assert.equal(again.connectionId, live.connectionId);
+    assert.equal(again.replaced, moved.holder, 'B’s open held it');
+    // one B no longer holds (released) is not written again
+    b.release(recovered.connectionId, recovered.holder);
+    await connection.send(undefined, ['FLUSHALL']);
+    b.sweep([recovered.connectionId]);
+    assert.equal((await a.open(identity, recovered.connectionKey)).resumed, false);
+  });
 });
