@@ -71,7 +71,13 @@ describe('a Redis restart mid-answer', () => {
 
     await restartRedis(redis, server);
     release();
-    await waitFor(() => user.run(runId)?.status !== 'running', { message: 'the run never ended' });
+    await waitFor(
+      () => {
+        const status = user.run(runId)?.status;
+        return status !== undefined && status !== 'running';
+      },
+      { message: 'the run never ended' },
+    );
     await user.ready();
     assert.equal(user.run(runId)?.status, 'complete');
     assert.equal(textOf(user.run(runId)?.message), WORDS.join(''));

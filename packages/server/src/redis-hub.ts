@@ -223,6 +223,14 @@ export class RedisHub implements Hub {
     if (epoch !== feed.epoch) {
       // A batch of an older log is stale; a newer epoch is a new log, counted from its start.
       if (feed.epoch !== undefined && epoch < feed.epoch) return;
+      if (feed.epoch !== undefined && feed.delivered > 0 && seqOf(messages[0]!.version) > 1) {
+        // Not a new log from its start: the log this feed followed going on in this epoch (a new
+        // Redis). Read back from where it was — the store takes that position into the new epoch
+        // when it can (only what changed after it, not the whole log, at every node), else from
+        // the start.
+        void this.#readBack(feed);
+        return;
+      }
       feed.epoch = epoch;
       feed.delivered = 0;
       feed.pending = [];

@@ -373,6 +373,30 @@ if (skip) {
       }
     });
 
+    it('a log that goes on in a new epoch (a new Redis) is read back from where the feed was, not from its start', async () => {
+      const n = await node();
+      try {
+        const r = new Recorder();
+        await subscribeLive(n, 'goes-on', r.listener);
+        const e1 = (await n.other.append('goes-on', creates(1, 5), APPEND)).epoch;
+        await until(() => r.seqs().length === 5, 'the first five delivered');
+        // as after a Redis restart: the channel was written by another Redis
+        await redis.command('HSET', `${n.prefix}:{goes-on}:meta`, 'run', 'another-redis');
+        const e2 = (await n.other.append('goes-on', creates(6, 1), APPEND)).epoch;
+        assert.ok(e2 > e1);
+        await until(() => r.versions().includes(formatSerial(e2, 6)), 'op 6, in the new epoch, delivered');
+        await tick();
+        assert.deepEqual(
+          r.versions(),
+          [1, 2, 3, 4, 5].map((seq) => formatSerial(e1, seq)).concat(formatSerial(e2, 6)),
+          'only what changed after the feed’s position, not the whole log again',
+        );
+        assert.deepEqual(n.errors, []);
+      } finally {
+        await n.close();
+      }
+    });
+
     it('a new epoch whose batches were all lost is found by the position check and read back from its start', async () => {
       let dropAll = false;
       const n = await node({ checkInterval: 30, filter: () => !dropAll });

@@ -122,7 +122,9 @@ export interface Store {
   info(channel: string): Promise<ChannelInfo | undefined>;
   /**
    * Messages (rolled up) that have any operation after `after` (exclusive; undefined = from the
-   * start), ordered by `version` ascending, at most `limit`. Used for catch-up. With `maxBytes`,
+   * start; a serial of another epoch: from the start, except one of `ChannelInfo.previous`, taken at
+   * its sequence up to `through`), ordered by `version` ascending, at most `limit`. Used for
+   * catch-up. With `maxBytes`,
    * the page also stops once the messages' data reaches about that many bytes — but always holds at
    * least one message, so any message can be read (0 or less: no byte bound).
    */

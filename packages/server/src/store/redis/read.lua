@@ -1,13 +1,14 @@
 -- Mooring: one consistent, read-only snapshot of a channel's rolled-up messages (see redis-store.ts).
 -- KEYS: 1 meta (hash), 2 ver (zset), 3 msgs (zset); message keys derive from KEYS[1].
 -- ARGV: 1 mode ('since' | 'forwards' | 'backwards'), 2 limit, 3 maxBytes (0 = none),
---       since: 4 after epoch ('' = from the start), 5 after seq
+--       since: 4 after epoch ('' = from the start), 5 after seq (an epoch the log had before a new
+--       Redis: that seq, at most where it reached, in this one — see publish.lua; another: the start)
 --       history: 4 from epoch, 5 from seq, 6 until epoch, 7 until seq ('' epoch = no bound)
 -- Returns {} when the channel has no log, else {epoch, headSeq, more, m1, m2, ...} where each m is
 -- {msgSeq, {hash field, value, ...}, data or false-as-''} in page order, or {'corrupt', what}.
 local meta, ver, msgs = KEYS[1], KEYS[2], KEYS[3]
 local prefix = string.sub(meta, 1, -5)
-local head = redis.call('HMGET', meta, 'epoch', 'seq')
+local head = redis.call('HMGET', meta, 'epoch', 'seq', 'prev', 'through')
 local epoch = head[1]
 if not epoch then return {} end
 local headSeq = tonumber(head[2] or '0')
@@ -29,7 +30,11 @@ end
 local seqs
 if mode == 'since' then
   local after = 0
-  if ARGV[4] == epoch then after = tonumber(ARGV[5]) end
+  if ARGV[4] == epoch then
+    after = tonumber(ARGV[5])
+  elseif ARGV[4] == head[3] and tonumber(head[4] or '') then
+    after = math.min(tonumber(ARGV[5]), tonumber(head[4]))
+  end
   seqs = redis.call('ZRANGEBYSCORE', ver, '(' .. after, '+inf', 'LIMIT', 0, limit + 1)
 else
   local lo, hi = 0, headSeq
