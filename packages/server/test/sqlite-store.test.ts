@@ -165,16 +165,33 @@ describe('SqliteStore', () => {
         for (const [what, boot, openFlag, synchronous] of [
           ['a kill -9 (same boot)', undefined, '1', 'normal'],
           ['a clean close (as close() leaves it), then a reboot', 'another-boot', null, 'normal'],
-          ['synchronous full', 'another-boot', '1', 'full'],
+          ['synchronous full (the flag as a run under FULL leaves it)', 'another-boot', 'while open', 'full'],
         ] as const) {
           const { path, store, make } = await open({ synchronous });
           const first = await store.append('ch', [create('a', 'a')], OPTS);
+          const reader = new DatabaseSync(path);
+          const whileOpen = String(
+            reader.prepare("SELECT value FROM store_state WHERE name = 'open'").get()?.value,
+          );
+          reader.close();
           await store.close();
-          leftOpen(path, boot, openFlag);
+          leftOpen(path, boot, openFlag === 'while open' ? whileOpen : openFlag);
           const info = await make({ synchronous }).info('ch');
           assert.equal(info?.epoch, first.epoch, what);
           assert.equal(info?.previous, undefined, what);
         }
+      });
+
+      it('goes on in a new epoch when the run that left it open had synchronous normal, whatever the next one asks for', async () => {
+        // left open by a run under NORMAL (its last commits may be undone), opened again under FULL
+        // (an operator who switched after the crash): the lost serials must not be handed out again
+        const { path, store, make } = await open({ synchronous: 'normal' });
+        const first = await store.append('ch', [create('a', 'a')], OPTS);
+        await store.close();
+        leftOpen(path, 'another-boot');
+        const info = await make({ synchronous: 'full' }).info('ch');
+        assert.ok(info!.epoch > first.epoch, `${info!.epoch} after ${first.epoch}`);
+        assert.deepEqual(info!.previous, { epoch: first.epoch, through: 1 });
       });
     },
   );

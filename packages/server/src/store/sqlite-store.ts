@@ -54,13 +54,14 @@
  * old epoch and last sequence are kept in `channel_epochs`, so an update or append naming a kept
  * message by its old serial still reaches it (a run written across it goes on; its lease can still
  * end it). A process crash (`kill -9`) loses nothing and keeps the boot id: no new epoch. Neither
- * with `synchronous: 'full'`, nor where the boot id is unknown (not Linux). A restored backup is
+ * when the run that left it open had `synchronous: 'full'` ("open" is then 'full'; what the next
+ * run asks for does not count), nor where the boot id is unknown (not Linux). A restored backup is
  * not detected: `newEpochs` (`mooring serve --new-epochs`) asks for new epochs at open, once.
  *
  * Schema (version 2; a version 1 file is migrated on open, see sqlite-schema.ts):
  *   channels(id, name UNIQUE, epoch, seq, trimmed_through)
  *   channel_epochs(chan, epoch, through)         the epoch before the last new one (a power loss)
- *   store_state(name, value)                     boot (the boot id), open ('1' while open)
+ *   store_state(name, value)                     boot (the boot id), open ('1' while open, 'full' under FULL)
  *   journal(n, <the columns of ops>)                                     operations not yet merged
  *   ops(chan, seq, msg_seq, action, id, data, headers, client_id, ts, publisher)
  *                                                 PK (chan, seq), UNIQUE (chan, publisher, id)
@@ -248,8 +249,9 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Records this open (boot id, open), fsynced; first, if the file was left open on another boot
-   * with `synchronous=NORMAL`, moves every channel to a new epoch (see "A power loss" above).
+   * Records this open (boot id, open: '1', or 'full' under `synchronous: 'full'`), fsynced; first,
+   * if the file was left open on another boot by a run with `synchronous=NORMAL` (whatever this one
+   * asks for), moves every channel to a new epoch (see "A power loss" above).
    */
   #opened(full: boolean, asked: boolean): void {
     const state = new Map(
@@ -259,8 +261,9 @@ export class SqliteStore implements Store {
         .map((row) => [String(row.name), String(row.value)]),
     );
     const boot = bootId();
-    const lost =
-      asked || (!full && boot !== '' && state.get('open') === '1' && (state.get('boot') ?? boot) !== boot);
+    // `open` is '1' while a run under NORMAL has the file open ('full' under FULL: nothing it
+    // acknowledged can be undone): what the run that left it open asked for counts, not this one's
+    const lost = asked || (boot !== '' && state.get('open') === '1' && (state.get('boot') ?? boot) !== boot);
     this.#synced(() => {
       if (lost) {
         const newest = this.#db.prepare('SELECT max(epoch) AS e FROM channels').get()?.e;
@@ -273,7 +276,7 @@ export class SqliteStore implements Store {
         }
       }
       this.#setState('boot', boot);
-      this.#setState('open', '1');
+      this.#setState('open', full ? 'full' : '1');
     });
   }
 
