@@ -80,4 +80,55 @@ describe('a Redis restored from an older snapshot', () => {
       ['e'],
     );
   });
+
+  it('a resume checked against the old epoch whose catch-up reads the new one is told continuityLost, and is given no message twice', async (t) => {
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const agent = client(t, server.url, { clientId: 'agent' });
+    await connected(agent);
+    const out = agent.channels.get('session:raced');
+    await out.publish('msg', 'a');
+    const b = await out.publish('msg', 'b');
+
+    await redis.stop('SIGKILL');
+    await redis.restart();
+    await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+      message: 'the server is ready on the restarted Redis',
+    });
+    // The first publish on the new Redis (which starts the new epoch) lands between the resume's
+    // check (still the old epoch: nothing was written on this Redis yet) and its catch-up read.
+    const store = server.store;
+    const readSince = store.readSince.bind(store);
+    let raced: Promise<string> | undefined;
+    store.readSince = async (channel, after, limit, maxBytes) => {
+      // the attach's catch-up (a read with a byte budget), not the hub's read-back
+      if (raced === undefined && channel === 'session:raced' && after === b && maxBytes !== undefined) {
+        raced = out.publish('msg', 'd');
+        await raced;
+      }
+      return readSince(channel, after, limit, maxBytes);
+    };
+
+    const reader = client(t, server.url);
+    const channel = reader.channels.get('session:raced', { from: b });
+    const seen: Message[] = [];
+    const lost: ContinuityLost[] = [];
+    channel.on('continuityLost', (e) => lost.push(e));
+    await channel.subscribe((m) => seen.push(m));
+    assert.ok(raced, 'the catch-up read was raced');
+    const d = await raced;
+    await waitFor(() => seen.some((m) => m.serial === d), { message: 'the reader got d' });
+    const epoch = d.split('.')[0]!;
+    // a and b are the reader's own (kept, as <epoch>.1 and .2): only d is new to it, and it is told
+    // that its serials changed
+    assert.deepEqual(
+      seen.map((m) => [m.serial, m.data]),
+      [[d, 'd']],
+    );
+    assert.deepEqual(lost, [
+      { reason: 'epoch_changed', previousPosition: b, position: d, kept: `${epoch}.0000000000000002` },
+    ]);
+  });
 });

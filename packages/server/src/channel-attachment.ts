@@ -68,6 +68,11 @@ export interface AttachOutcome {
  */
 export const CATCHUP_PAGE = 200;
 export const CATCHUP_PAGE_BYTES = 256 * 1024;
+/**
+ * How many times a resume is checked again when its log went on in a new epoch between the check
+ * and a catch-up read; past this the catch-up is read as the store has it.
+ */
+const MAX_RECHECKS = 3;
 /** A rewind sends the last N messages, or fewer when they hold more data than this (always ≥ 1). */
 export const REWIND_BYTES = 4 * 1024 * 1024;
 /** Catch-up frames are cut at about this many bytes (a bigger single message makes its own frame). */
@@ -138,10 +143,10 @@ export class ChannelAttachment {
   async #catchUp(frame: AttachFrame, span: Span | undefined): Promise<AttachOutcome> {
     const { channel } = this;
     const channels = this.#channels;
-    const catchUpSince = async (after: string | undefined) => {
+    const catchUpSince = async (after: string | undefined, epoch?: string) => {
       const reading = channels.metrics.tracing?.start('mooring.catchup', {}, span);
       try {
-        const position = await this.#catchUpSince(after);
+        const position = await this.#catchUpSince(after, epoch);
         reading?.end();
         return position;
       } catch (err) {
@@ -151,16 +156,32 @@ export class ChannelAttachment {
     };
     let outcome: AttachOutcome;
     if (frame.from !== undefined) {
-      const check = await channels.checkResume(channel, frame.from);
-      if (check.resumed) {
-        const position = await catchUpSince(frame.from);
-        outcome = { resumed: true, epoch: check.epoch, position };
-      } else if (check.kept !== undefined) {
-        // what changed after the client's messages that are still there: nothing new is skipped
-        const position = await catchUpSince(check.kept);
-        outcome = { resumed: false, epoch: check.epoch, position, reason: check.reason, kept: check.kept };
-      } else {
-        outcome = { resumed: false, epoch: check.epoch, position: check.head, reason: check.reason };
+      // `from`, then the position the catch-up reached if the log went on in a new epoch between
+      // the check and a read (a Redis's first publish after a restart): checked again from there
+      let from = frame.from;
+      let replaced = false;
+      for (let attempt = 0; ; attempt++) {
+        const check = await channels.checkResume(channel, from);
+        if (!check.resumed && check.kept === undefined) {
+          outcome = { resumed: false, epoch: check.epoch, position: check.head, reason: check.reason };
+          break;
+        }
+        const after = check.resumed ? from : check.kept!;
+        // what changed after the position (or after the client's messages that are still there:
+        // nothing new is skipped), read in the epoch checked, never in a log that replaced it
+        const caught = await catchUpSince(after, attempt < MAX_RECHECKS ? check.epoch : undefined);
+        if (caught.replaced) {
+          from = caught.position;
+          replaced = true;
+          continue;
+        }
+        const position = caught.position;
+        if (!check.resumed)
+          outcome = { resumed: false, epoch: check.epoch, position, reason: check.reason, kept: after };
+        else if (replaced)
+          outcome = { resumed: false, epoch: check.epoch, position, reason: 'epoch_changed' };
+        else outcome = { resumed: true, epoch: check.epoch, position };
+        break;
       }
     } else if (frame.rewind !== undefined) {
       const rewind = frame.rewind;
@@ -173,7 +194,7 @@ export class ChannelAttachment {
       });
     } else if (frame.start) {
       const info = await channels.info(channel);
-      const position = await catchUpSince(undefined);
+      const { position } = await catchUpSince(undefined);
       outcome = { resumed: false, epoch: info?.epoch ?? '', position };
     } else {
       const info = await channels.info(channel);
@@ -225,9 +246,13 @@ export class ChannelAttachment {
   /**
    * Sends every message changed after `after`, page by page, each page in a turn of the connection's
    * (read once the transport has room, sent before the next catch-up's page); returns the position
-   * reached.
+   * reached. With `epoch`, a page of another log (the log went on in a new epoch, or was lost, since
+   * the resume was checked) is not sent: `replaced`, and the position reached in `epoch`.
    */
-  async #catchUpSince(after: string | undefined): Promise<string> {
+  async #catchUpSince(
+    after: string | undefined,
+    epoch?: string,
+  ): Promise<{ position: string; replaced?: true }> {
     let position = after ?? '';
     for (;;) {
       const head = await this.#outlet.turn(async () => {
@@ -241,6 +266,7 @@ export class ChannelAttachment {
           this.#outlet.reader(),
         );
         this.#ensureCurrent();
+        if (epoch !== undefined && page.epoch !== epoch) return null;
         const fresh = page.messages.filter((m) => m.version > position);
         if (fresh.length > 0) {
           await this.#send(fresh);
@@ -249,7 +275,8 @@ export class ChannelAttachment {
         }
         return !page.more || fresh.length === 0 ? page.head : undefined;
       });
-      if (head !== undefined) return position > head ? position : head || position;
+      if (head === null) return { position, replaced: true };
+      if (head !== undefined) return { position: position > head ? position : head || position };
     }
   }
 
