@@ -131,4 +131,46 @@ describe('a Redis restored from an older snapshot', () => {
       { reason: 'epoch_changed', previousPosition: b, position: d, kept: `${epoch}.0000000000000002` },
     ]);
   });
+
+  it('a resume from before two Redis restarts in a row keeps its messages, and is given what came after them', async (t) => {
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const agent = client(t, server.url, { clientId: 'agent' });
+    await connected(agent);
+    const out = agent.channels.get('session:twice');
+    await out.publish('msg', 'a');
+    const b = await out.publish('msg', 'b');
+    const restart = async () => {
+      await redis.stop('SIGKILL');
+      await redis.restart();
+      await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+        message: 'the server is ready on the restarted Redis',
+      });
+    };
+    await restart();
+    await out.publish('msg', 'c');
+    await restart();
+    const d = await out.publish('msg', 'd');
+    const epoch = d.split('.')[0]!;
+
+    const reader = client(t, server.url);
+    const channel = reader.channels.get('session:twice', { from: b });
+    const seen: Message[] = [];
+    const lost: ContinuityLost[] = [];
+    channel.on('continuityLost', (e) => lost.push(e));
+    await channel.subscribe((m) => seen.push(m));
+    await waitFor(() => lost.length > 0, { message: 'the reader was told its continuity was lost' });
+    assert.deepEqual(lost, [
+      { reason: 'epoch_changed', previousPosition: b, position: d, kept: `${epoch}.0000000000000002` },
+    ]);
+    assert.deepEqual(
+      seen.map((m) => [m.serial, m.data]),
+      [
+        [`${epoch}.0000000000000003`, 'c'],
+        [d, 'd'],
+      ],
+    );
+  });
 });

@@ -30,6 +30,7 @@ import {
   type AppendOptions,
   type ChannelInfo,
   type HistoryQuery,
+  keptThrough,
   type NewOperation,
   type RolledUpPage,
   type Store,
@@ -410,13 +411,13 @@ export class ChannelService {
     return true;
   }
 
-  /** `serial` of the epoch before the channel's current one, in the current one; undefined if none. */
+  /** `serial` of an epoch before the channel's current one, in the current one; undefined if none. */
   async #currentSerial(channel: string, serial: string): Promise<string | undefined> {
     const parsed = parseSerial(serial);
     const info = await this.store.info(channel);
-    const previous = info?.previous;
-    if (!parsed || !info || !previous || parsed.epoch !== previous.epoch || parsed.seq > previous.through)
-      return undefined;
+    if (!parsed || !info) return undefined;
+    const through = keptThrough(info, parsed.epoch);
+    if (through === undefined || parsed.seq > through) return undefined;
     return formatSerial(info.epoch, parsed.seq);
   }
 
@@ -447,9 +448,9 @@ export class ChannelService {
       };
       // The log went on in a new epoch (a new Redis, a power loss) from the one the position is in:
       // up to the sequence that epoch reached, the client's messages are still there (`kept`).
-      const previous = info.previous;
-      if (previous !== undefined && parsed.epoch === previous.epoch) {
-        const seq = Math.min(parsed.seq, previous.through);
+      const through = keptThrough(info, parsed.epoch);
+      if (through !== undefined) {
+        const seq = Math.min(parsed.seq, through);
         if (seq >= info.trimmedThrough) check.kept = formatSerial(info.epoch, seq);
       }
       return check;

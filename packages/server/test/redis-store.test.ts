@@ -119,6 +119,56 @@ if (skip) {
       }
     });
 
+    it('after two new Redis in a row, a kept message is still reached by its serial of the epoch before both', async () => {
+      const own = await startRedis({ appendonly: 'always' });
+      const store = await RedisStore.open({ url: own.url, onError: () => {} });
+      const restart = async () => {
+        await own.stop('SIGKILL');
+        await own.restart();
+        await waitUntil(() =>
+          store.ping().then(
+            () => true,
+            () => false,
+          ),
+        );
+      };
+      try {
+        const first = await store.append('ch', [create({ data: 'a' }), create({ data: 'b' })], OPTS);
+        await restart();
+        const second = await store.append('ch', [create({ data: 'c' })], OPTS);
+        await restart();
+        const third = await store.append('ch', [create({ data: 'd' })], OPTS);
+        assert.ok(first.epoch < second.epoch && second.epoch < third.epoch);
+        // a run created before both restarts goes on (its writer holds the first epoch's serial)
+        const grown = await store.append(
+          'ch',
+          [{ action: 'append', publisher: '', id: 'late', serial: first.results[0]!.serial, data: '+' }],
+          OPTS,
+        );
+        assert.equal(grown.messages[0]?.serial, formatSerial(third.epoch, 1));
+        assert.equal(
+          (await store.history('ch', { direction: 'forwards', limit: 1 })).messages[0]?.data,
+          'a+',
+        );
+        // (the first epoch, and how far the later ones kept it, are in the channel's info)
+        const info = await store.info('ch');
+        assert.deepEqual(info?.previous, { epoch: second.epoch, through: 3 });
+        assert.deepEqual(info?.older, [{ epoch: first.epoch, through: 2 }]);
+        // past what that epoch had reached, nothing: seq 3 of the first epoch was never stored
+        await rejectsWith(
+          store.append(
+            'ch',
+            [{ action: 'append', publisher: '', id: 'x', serial: formatSerial(first.epoch, 3), data: '+' }],
+            OPTS,
+          ),
+          'message_not_found',
+        );
+      } finally {
+        await store.close();
+        await own.close();
+      }
+    });
+
     it('keeps the epoch of a channel written before the Redis was recorded (an older Mooring), and records it', async () => {
       const store = await RedisStore.open({ url: redis.url, prefix: 'legacy' });
       const first = await store.append('ch', [create({ data: 'a' })], OPTS);

@@ -30,7 +30,8 @@
  *
  * Keys of channel C (one hash slot, `{C}` tag; key = prefix:{C}:suffix, suffixes never contain '}'):
  *   meta  hash  epoch, seq (last op), trimmed (trimmedThrough), run (run_id of the Redis that wrote it),
- *               prev, through (the epoch before the last new Redis, and its last seq)
+ *               prev, through (the epoch before the last new Redis, and its last seq),
+ *               older ('epoch:through,…': the epochs before prev, newest first, at most 8)
  *   ids   hash  dedup field (publisher + id) → op seq
  *   ver   zset  message seq scored by its version (catch-up: "changed since")
  *   msgs  zset  message seq scored by itself (history by serial)
@@ -410,7 +411,7 @@ export class RedisStore implements Store {
       await this.#run('info', channel, [this.#key(channel, 'meta'), this.#key(channel, 'msgs')], []),
     );
     if (reply.length === 0) return undefined;
-    const [epoch, seq, trimmed, count, prev = '', through = ''] = reply.map((v) => String(v));
+    const [epoch, seq, trimmed, count, prev = '', through = '', older = ''] = reply.map((v) => String(v));
     const seqN = Number(seq);
     const trimmedN = Number(trimmed);
     if (!epoch || !Number.isSafeInteger(seqN) || !Number.isSafeInteger(trimmedN))
@@ -424,6 +425,11 @@ export class RedisStore implements Store {
     };
     if (prev !== '' && Number.isSafeInteger(Number(through)))
       info.previous = { epoch: prev, through: Number(through) };
+    if (older !== '')
+      info.older = older.split(',').map((entry) => {
+        const [e = '', t = ''] = entry.split(':');
+        return { epoch: e, through: Number(t) };
+      });
     return info;
   }
 

@@ -88,6 +88,21 @@ export interface ChannelInfo {
    * the same messages in this one (updates and appends naming them are taken; see publish.lua).
    */
   previous?: { epoch: string; through: number };
+  /**
+   * Redis only: the epochs before `previous` (one per earlier new Redis, newest first, at most 8),
+   * each with the last sequence every later epoch kept of it: its serials up to `through` name the
+   * same messages in this epoch too.
+   */
+  older?: { epoch: string; through: number }[];
+}
+
+/**
+ * The last sequence of the earlier epoch `epoch` whose messages this log still holds under the same
+ * sequences (see `ChannelInfo.previous`, `older`); undefined when `epoch` is none of its earlier ones.
+ */
+export function keptThrough(info: ChannelInfo, epoch: string): number | undefined {
+  if (info.previous?.epoch === epoch) return info.previous.through;
+  return info.older?.find((e) => e.epoch === epoch)?.through;
 }
 
 export interface RolledUpPage {

@@ -50,9 +50,9 @@ local function after(e)
   return table.concat(out)
 end
 
-local head = redis.call('HMGET', meta, 'epoch', 'seq', 'run', 'prev', 'through')
+local head = redis.call('HMGET', meta, 'epoch', 'seq', 'run', 'prev', 'through', 'older')
 local epoch = head[1]
-local prev, through = head[4], tonumber(head[5] or '')
+local prev, through, older = head[4], tonumber(head[5] or ''), head[6] or ''
 local seq = 0
 local fresh = false
 if not epoch then
@@ -64,6 +64,15 @@ else
   if run ~= '' and head[3] ~= run then
     -- A log written before Mooring recorded run ids (no `run`) is adopted as it is.
     if head[3] then
+      -- the epochs before `prev` (`older`: 'epoch:through,…', newest first, at most 8) stay reachable
+      -- as far as every later epoch kept their messages
+      if prev and through then
+        local chain = {prev .. ':' .. math.min(through, seq)}
+        for e, t in string.gmatch(older, '([^:,]+):(%d+)') do
+          if #chain < 8 then chain[#chain + 1] = e .. ':' .. math.min(tonumber(t), seq) end
+        end
+        older = table.concat(chain, ',')
+      end
       prev, through = epoch, seq
       -- Newer epochs sort after older ones, whatever the clock of the node that made the candidate.
       if ARGV[3] > epoch then
@@ -72,7 +81,7 @@ else
         epoch = after(epoch)
         if not epoch then return {'corrupt', 'meta.epoch is not an epoch'} end
       end
-      redis.call('HSET', meta, 'prev', prev, 'through', through)
+      redis.call('HSET', meta, 'prev', prev, 'through', through, 'older', older)
     end
     -- Written even if the batch is refused below: the new epoch is a fact about this Redis, not the batch.
     redis.call('HSET', meta, 'epoch', epoch, 'run', run)
@@ -80,6 +89,15 @@ else
 end
 
 local function has(flags, f) return string.find(flags, f, 1, true) ~= nil end
+
+-- Whether message `s` of the earlier epoch `e` is kept in this one (same sequence).
+local function kept(e, s)
+  if e == prev then return s <= through end
+  for oe, ot in string.gmatch(older, '([^:,]+):(%d+)') do
+    if oe == e then return s <= tonumber(ot) end
+  end
+  return false
+end
 
 local function loadMeta(msgSeq)
   local m = redis.call('HMGET', prefix .. 'm:' .. msgSeq, 'k', 'sz', 'cid', 'del', 'v')
@@ -117,7 +135,7 @@ for i = 0, n - 1 do
       touched[opSeq] = {kind = kind, size = size, cid = has(flags, 'c') and ARGV[b + 11] or false, del = false, v = opSeq}
     else
       local tseq = tonumber(ARGV[b + 5])
-      local known = ARGV[b + 4] == epoch or (ARGV[b + 4] == prev and tseq and tseq <= through)
+      local known = ARGV[b + 4] == epoch or (tseq and kept(ARGV[b + 4], tseq))
       if not known or not tseq or tseq < 1 then return {'err', 'message_not_found', i, ''} end
       msgSeq = tseq
       local cur = touched[msgSeq]
