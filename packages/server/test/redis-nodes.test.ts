@@ -846,38 +846,41 @@ if (skip) {
     });
 
     // The lease names the run's serial of the old epoch; its expiry finds the run at the same
-    // sequence in the new epoch (ChannelInfo.previous).
-    it('a run whose lease was taken before a Redis restart (nothing lost: AOF always) ends abandoned once its agent is gone', async () => {
-      const own = await startRedis({ appendonly: 'always' });
-      const a = await node(own);
-      try {
-        const channel = 'run:restarted';
-        const agent = await RawClient.connect(a.url, { clientId: 'agent' });
-        const ack = await agent.publish(channel, [
-          { id: 'run', data: 'x', headers: { status: 'running' }, lease: 500 },
-        ]);
-        assert.equal(ack.results[0]?.duplicate, undefined);
-        await own.stop('SIGTERM');
-        await own.restart();
-        await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200, {
-          message: 'the node is ready on the restarted Redis',
-        });
-        // the channel's first publish on the restarted Redis starts a new epoch (§15): the run keeps
-        // its sequence there, and its agent, vanished, never ends it
-        await rest(a, `/v1/channels/${channel}/messages`, { body: { id: 'other', data: 'y' } });
-        await agent.close();
-        await waitFor(
-          async () =>
-            (await runMessage(a, channel)).find((m) => m.id === 'run')?.headers?.status === 'abandoned',
-          {
-            message: 'the run stayed running for ever: its lease expired under the serial of the old epoch',
-          },
-        );
-      } finally {
-        await a.close();
-        await own.close();
-      }
-    });
+    // sequence in the new epoch (ChannelInfo.previous; after several, ChannelInfo.older).
+    for (const restarts of [1, 2])
+      it(`a run whose lease was taken before ${restarts === 1 ? 'a Redis restart' : 'two Redis restarts in a row'} (nothing lost: AOF always) ends abandoned once its agent is gone`, async () => {
+        const own = await startRedis({ appendonly: 'always' });
+        const a = await node(own);
+        try {
+          const channel = 'run:restarted';
+          const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+          const ack = await agent.publish(channel, [
+            { id: 'run', data: 'x', headers: { status: 'running' }, lease: 500 },
+          ]);
+          assert.equal(ack.results[0]?.duplicate, undefined);
+          for (let i = 0; i < restarts; i++) {
+            await own.stop('SIGTERM');
+            await own.restart();
+            await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200, {
+              message: 'the node is ready on the restarted Redis',
+            });
+            // the channel's first publish on the restarted Redis starts a new epoch (§15): the run
+            // keeps its sequence there, and its agent, vanished, never ends it
+            await rest(a, `/v1/channels/${channel}/messages`, { body: { id: `other-${i}`, data: 'y' } });
+          }
+          await agent.close();
+          await waitFor(
+            async () =>
+              (await runMessage(a, channel)).find((m) => m.id === 'run')?.headers?.status === 'abandoned',
+            {
+              message: 'the run stayed running for ever: its lease expired under the serial of the old epoch',
+            },
+          );
+        } finally {
+          await a.close();
+          await own.close();
+        }
+      });
   });
 }
 
