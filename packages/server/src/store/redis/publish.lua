@@ -78,8 +78,11 @@ else
       if ARGV[3] > epoch then
         epoch = ARGV[3]
       else
-        epoch = after(epoch)
-        if not epoch then return {'corrupt', 'meta.epoch is not an epoch'} end
+        -- the time after it, then this Redis's own digits: two Redis that load the same data (a
+        -- restore, then another) make two epochs, never one name for two logs
+        local time = after(string.sub(epoch, 1, 9))
+        if not time then return {'corrupt', 'meta.epoch is not an epoch'} end
+        epoch = time .. string.sub(run, 1, #epoch - 9)
       end
       redis.call('HSET', meta, 'prev', prev, 'through', through, 'older', older)
     end
