@@ -8,7 +8,10 @@
  *
  * The changes are operator flips on code lines (not comments, not imports): `===`/`!==`, `<`/`<=`,
  * `>`/`>=`, `&&`/`||`, `??` → `||`, `true`/`false`, a `!` dropped after `(`, `+ 1`/`- 1`, `++` →
- * `--`. `--also` names slower tests (repeatable), run only for what survived the first ones: a
+ * `--`. Lua (a `.lua` file, or with `--lua` the Lua in a TypeScript file's strings — then only Lua
+ * flips, limited with `--line` to the lines of those strings): `==`/`~=`, `<`/`<=`, `>`/`>=`,
+ * `and`/`or`, `not ` dropped, `+ 1`/`- 1`, `true`/`false`; not on `--` comment lines, after ` -- `,
+ * or inside a quoted Lua string. `--list` prints the mutants and runs nothing. `--also` names slower tests (repeatable), run only for what survived the first ones: a
  * mutant is reported when neither set notices it. `--line FROM-TO` limits the sweep to those lines;
  * `--line-ends` to the operators that end a line (those sweeps before stop 47 never flipped).
  * The file is changed in place and restored at the end, also on Ctrl-C or SIGTERM (the test run in
@@ -28,12 +31,14 @@ const { values, positionals } = parseArgs({
     line: { type: 'string' },
     also: { type: 'string', multiple: true },
     'line-ends': { type: 'boolean' },
+    lua: { type: 'boolean' },
+    list: { type: 'boolean' },
   },
 });
 const [file, ...tests] = positionals;
-if (file === undefined || tests.length === 0) {
+if (file === undefined || (tests.length === 0 && values.list !== true)) {
   console.error(
-    'usage: npm run mutate -- [--timeout S] [--line FROM-TO] [--line-ends] [--also TEST]... <source file> <test file>...',
+    'usage: npm run mutate -- [--timeout S] [--line FROM-TO] [--line-ends] [--lua] [--list] [--also TEST]... <source file> <test file>...',
   );
   process.exit(2);
 }
@@ -58,6 +63,36 @@ const FLIPS: ReadonlyArray<readonly [string, string]> = [
   ['++', '--'],
 ];
 
+/** The Lua run inside Redis (`.lua` files, the scripts in TypeScript strings with `--lua`). */
+const LUA_FLIPS: ReadonlyArray<readonly [string, string]> = [
+  [' == ', ' ~= '],
+  [' ~= ', ' == '],
+  [' <= ', ' < '],
+  [' < ', ' <= '],
+  [' >= ', ' > '],
+  [' > ', ' >= '],
+  [' and ', ' or '],
+  [' or ', ' and '],
+  ['not ', ''],
+  [' + 1', ' - 1'],
+  [' - 1', ' + 1'],
+  ['true', 'false'],
+  ['false', 'true'],
+];
+const lua = file.endsWith('.lua') || values.lua === true;
+
+/** True when `at` is inside a quoted Lua string ('...' or "...") of `code`. */
+function inLuaString(code: string, at: number): boolean {
+  let quote: string | undefined;
+  for (let i = 0; i < at; i++) {
+    const ch = code[i]!;
+    if (quote !== undefined && ch === '\\') i++;
+    else if (quote === undefined && (ch === "'" || ch === '"')) quote = ch;
+    else if (ch === quote) quote = undefined;
+  }
+  return quote !== undefined;
+}
+
 interface Mutant {
   line: number;
   column: number;
@@ -74,29 +109,34 @@ function isWord(ch: string | undefined): boolean {
 
 function mutants(): Mutant[] {
   const found: Mutant[] = [];
+  const luaFile = file!.endsWith('.lua');
   let inComment = false;
   lines.forEach((text, i) => {
     const line = i + 1;
     const s = text.trim();
-    if (inComment) {
-      if (s.includes('*/')) inComment = false;
-      return;
-    }
-    if (s.startsWith('/*')) {
-      inComment = !s.includes('*/');
-      return;
+    if (!luaFile) {
+      if (inComment) {
+        if (s.includes('*/')) inComment = false;
+        return;
+      }
+      if (s.startsWith('/*')) {
+        inComment = !s.includes('*/');
+        return;
+      }
     }
     if (line < fromLine || line > toLine) return;
+    if (lua && s.startsWith('--')) return;
     if (s.startsWith('//') || s.startsWith('*') || s.startsWith('import ') || s.startsWith('export type'))
       return;
     // a space after the code, so that an operator ending the line (`a &&`, a condition broken over
     // lines) is flipped too
-    const code = `${text.split(' // ')[0]!.trimEnd()} `;
-    for (const [from, to] of FLIPS) {
+    const code = `${text.split(lua ? ' -- ' : ' // ')[0]!.trimEnd()} `;
+    for (const [from, to] of lua ? LUA_FLIPS : FLIPS) {
       for (let at = code.indexOf(from); at >= 0; at = code.indexOf(from, at + 1)) {
-        const word = from === 'true' || from === 'false';
-        if (word && (isWord(code[at - 1]) || isWord(code[at + from.length]))) continue;
+        const word = from === 'true' || from === 'false' || from === 'not ';
+        if (word && (isWord(code[at - 1]) || isWord(code[at + from.trimEnd().length]))) continue;
         if (from === '++' && (code[at - 1] === '+' || code[at + 2] === '+')) continue;
+        if (lua && inLuaString(code, at)) continue;
         if (values['line-ends'] && at + from.length < code.length) continue;
         found.push({ line, column: at, from, to });
       }
@@ -156,6 +196,11 @@ function noticed(files: readonly string[] = tests): Promise<boolean> {
 }
 
 const all = mutants();
+if (values.list) {
+  for (const m of all)
+    console.log(`${file}:${m.line} '${m.from.trim()}' → '${m.to.trim()}': ${lines[m.line - 1]!.trim()}`);
+  process.exit(0);
+}
 console.log(`${file}: ${all.length} mutants, tests: ${tests.join(' ')}`);
 if (await noticed([...tests, ...also])) {
   // otherwise every mutant would look noticed
