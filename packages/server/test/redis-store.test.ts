@@ -154,6 +154,22 @@ if (skip) {
         const info = await store.info('ch');
         assert.deepEqual(info?.previous, { epoch: second.epoch, through: 3 });
         assert.deepEqual(info?.older, [{ epoch: first.epoch, through: 2 }]);
+        // history bounds of an earlier epoch name the same messages as far as it was kept; its later
+        // serials sort before every message of the epochs after it
+        const page = (from?: string, until?: string) =>
+          store
+            .history('ch', {
+              direction: 'forwards',
+              limit: 10,
+              ...(from === undefined ? {} : { from }),
+              ...(until === undefined ? {} : { until }),
+            })
+            .then((p) => p.messages.map((m) => m.data));
+        assert.deepEqual(await page(undefined, first.results[0]!.serial), ['a+']);
+        assert.deepEqual(await page(first.results[1]!.serial), ['b', 'c', 'd']);
+        assert.deepEqual(await page(formatSerial(first.epoch, 3)), ['c', 'd']);
+        assert.deepEqual(await page(undefined, formatSerial(first.epoch, 9)), ['a+', 'b']);
+        assert.deepEqual(await page(undefined, second.results[0]!.serial), ['a+', 'b', 'c']);
         // past what that epoch had reached, nothing: seq 3 of the first epoch was never stored
         await rejectsWith(
           store.append(

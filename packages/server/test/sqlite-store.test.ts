@@ -156,6 +156,20 @@ describe('SqliteStore', () => {
             [`${info!.epoch}.0000000000000002`, 'b'],
           ],
         );
+        // history bounds of the old epoch name the same messages, as far as it was kept
+        const bounded = async (from?: string, until?: string) =>
+          (
+            await again.history('ch', {
+              direction: 'forwards',
+              limit: 10,
+              ...(from === undefined ? {} : { from }),
+              ...(until === undefined ? {} : { until }),
+            })
+          ).messages.map((m) => m.data);
+        assert.deepEqual(await bounded(undefined, kept.results[0]!.serial), ['a+']);
+        assert.deepEqual(await bounded(kept.results[1]!.serial), ['b']);
+        assert.deepEqual(await bounded(`${kept.epoch}.0000000000000003`), []);
+        assert.deepEqual(await bounded(undefined, `${kept.epoch}.0000000000000009`), ['a+', 'b']);
         // closed cleanly and opened again on this boot: the same epoch
         await again.close();
         assert.equal((await make().info('ch'))?.epoch, info!.epoch);

@@ -305,12 +305,23 @@ export function rolledUp(s: MessageState): Message {
 /**
  * Turns an inclusive serial bound into a sequence number of the channel's log. Serials of an older
  * epoch sort before every serial of this one and newer ones after (epochs are time-prefixed), so a
- * bound from another epoch means "before the start" or "after the end". Throws on a malformed serial.
+ * bound from another epoch means "before the start" or "after the end" — except one of `previous`,
+ * the epoch the log went on from, whose serials up to `previous.through` name the same messages in
+ * this one. Throws on a malformed serial.
  */
-export function seqBound(serial: string, epoch: string, side: 'from' | 'until'): number {
+export function seqBound(
+  serial: string,
+  epoch: string,
+  side: 'from' | 'until',
+  previous?: { epoch: string; through: number },
+): number {
   const parts = parseSerial(serial);
   if (!parts) throw new StoreError('invalid_serial', `'${serial}' is not a serial`);
   if (parts.epoch === epoch) return parts.seq;
+  // the epoch the log went on from names the same messages up to `through`; its later serials sort
+  // before every message after those
+  if (previous !== undefined && parts.epoch === previous.epoch)
+    return Math.min(parts.seq, side === 'from' ? previous.through + 1 : previous.through);
   const before = parts.epoch < epoch;
   if (side === 'from') return before ? 0 : Number.POSITIVE_INFINITY;
   return before ? -1 : Number.POSITIVE_INFINITY;

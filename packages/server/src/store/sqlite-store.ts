@@ -775,8 +775,8 @@ export class SqliteStore implements Store {
       if (!ch) return emptyPage();
       this.#settle(ch.id);
       const take = Math.max(0, query.limit);
-      const lo = query.from === undefined ? 0 : seqBound(query.from, ch.epoch, 'from');
-      const hi = query.until === undefined ? ch.seq : seqBound(query.until, ch.epoch, 'until');
+      const lo = query.from === undefined ? 0 : seqBound(query.from, ch.epoch, 'from', ch.previous);
+      const hi = query.until === undefined ? ch.seq : seqBound(query.until, ch.epoch, 'until', ch.previous);
       const stmt = query.direction === 'forwards' ? this.#s.historyForwards : this.#s.historyBackwards;
       // row by row: a page of big messages stops at its byte bound without reading the rest
       const rows = stmt.iterate(ch.id, Math.max(lo, 0), Math.min(hi, ch.seq), take + 1);

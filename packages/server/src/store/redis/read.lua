@@ -8,16 +8,27 @@
 -- {msgSeq, {hash field, value, ...}, data or false-as-''} in page order, or {'corrupt', what}.
 local meta, ver, msgs = KEYS[1], KEYS[2], KEYS[3]
 local prefix = string.sub(meta, 1, -5)
-local head = redis.call('HMGET', meta, 'epoch', 'seq', 'prev', 'through')
+local head = redis.call('HMGET', meta, 'epoch', 'seq', 'prev', 'through', 'older')
 local epoch = head[1]
 if not epoch then return {} end
 local headSeq = tonumber(head[2] or '0')
 if not headSeq then return {'corrupt', 'meta.seq is not a number'} end
 local mode, limit, maxBytes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
--- An inclusive bound of another epoch means "before the start" or "after the end".
+-- An inclusive bound of another epoch means "before the start" or "after the end"; but one of an
+-- earlier epoch the log went on from (a new Redis, see publish.lua) names the same messages up to the
+-- sequence this log kept of it, and its later serials sort before every message after those.
 local function bound(e, s, side)
   if e == epoch then return tonumber(s) end
+  local kept = nil
+  if e == head[3] then kept = tonumber(head[4]) end
+  for oe, ot in string.gmatch(head[5] or '', '([^:,]+):(%d+)') do
+    if not kept and oe == e then kept = tonumber(ot) end
+  end
+  if kept then
+    if side == 'from' then return math.min(tonumber(s), kept + 1) end
+    return math.min(tonumber(s), kept)
+  end
   local before = e < epoch
   if side == 'from' then
     if before then return 0 end
