@@ -119,7 +119,7 @@ if (skip) {
       }
     });
 
-    it('after two new Redis in a row, a kept message is still reached by its serial of the epoch before both', async () => {
+    it('after two (and three) new Redis in a row, a kept message is still reached by its serial of the epoch before them', async () => {
       const own = await startRedis({ appendonly: 'always' });
       const store = await RedisStore.open({ url: own.url, onError: () => {} });
       const restart = async () => {
@@ -179,6 +179,19 @@ if (skip) {
           ),
           'message_not_found',
         );
+        // a third: the older epochs are carried on to the next one
+        await restart();
+        const fourth = await store.append('ch', [create({ data: 'e' })], OPTS);
+        const again = await store.append(
+          'ch',
+          [{ action: 'append', publisher: '', id: 'later', serial: first.results[1]!.serial, data: '+' }],
+          OPTS,
+        );
+        assert.equal(again.messages[0]?.serial, formatSerial(fourth.epoch, 2));
+        assert.deepEqual((await store.info('ch'))?.older, [
+          { epoch: second.epoch, through: 3 },
+          { epoch: first.epoch, through: 2 },
+        ]);
       } finally {
         await store.close();
         await own.close();
