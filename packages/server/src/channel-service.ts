@@ -237,6 +237,12 @@ export class ChannelService {
           writes ??= [];
           writes.push(released);
         }
+        // a lease taken on the message under its serial of another epoch (before a new Redis, a
+        // power loss) ends too: else it runs out later and marks the ended run abandoned
+        if (input.serial !== undefined) {
+          writes ??= [];
+          writes.push(this.#releaseAliases(channel, serial));
+        }
       } else if (outcome.duplicate) {
         // A resent op that takes a lease (its answer was lost): the first attempt may have been
         // stored by a node killed before it recorded the lease. Taken again if the message is
@@ -409,6 +415,29 @@ export class ChannelService {
       this.onLeaseExpired({ channel, serial, version: message.version });
     }
     return true;
+  }
+
+  /**
+   * Releases the leases on the message `serial` names under its serials of the other epochs the log
+   * remembers (ChannelInfo.previous, older: the same sequence names the same message in each, as far
+   * as it was kept). Nothing to do, after one info read, on a channel that never went on in a new epoch.
+   */
+  async #releaseAliases(channel: string, serial: string): Promise<void> {
+    const parsed = parseSerial(serial);
+    if (!parsed) return;
+    const info = await this.store.info(channel);
+    if (!info?.previous) return;
+    const names = (epoch: string): boolean =>
+      epoch === info.epoch || (keptThrough(info, epoch) ?? -1) >= parsed.seq;
+    if (!names(parsed.epoch)) return;
+    const epochs = [info.epoch, info.previous.epoch, ...(info.older ?? []).map((e) => e.epoch)];
+    const released: Promise<void>[] = [];
+    for (const epoch of epochs) {
+      if (epoch === parsed.epoch || !names(epoch)) continue;
+      const done = this.leases.release(channel, formatSerial(epoch, parsed.seq));
+      if (done) released.push(done);
+    }
+    await Promise.all(released);
   }
 
   /** `serial` of an epoch before the channel's current one, in the current one; undefined if none. */

@@ -845,6 +845,41 @@ if (skip) {
       await again.close();
     });
 
+    it('a run ended by its serial of the new epoch is not marked abandoned by the lease it took under the old one', async () => {
+      const own = await startRedis({ appendonly: 'always' });
+      const a = await node(own);
+      try {
+        const channel = 'run:ended-anew';
+        const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+        const ack = await agent.publish(channel, [
+          { id: 'run', data: 'x', headers: { status: 'running' }, lease: 500 },
+        ]);
+        const old = ack.results[0]!.serial;
+        await own.stop('SIGTERM');
+        await own.restart();
+        await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200, {
+          message: 'the node is ready on the restarted Redis',
+        });
+        await rest(a, `/v1/channels/${channel}/messages`, { body: { id: 'other', data: 'y' } });
+        // the run as read after the restart (a client that reloaded, a resent create's answer)
+        const now = (await runMessage(a, channel)).find((m) => m.id === 'run')!.serial;
+        assert.notEqual(now, old);
+        await agent.publish(channel, [
+          { action: 'update', serial: now, id: 'end', headers: { status: 'complete' }, lease: 0 },
+        ]);
+        await agent.close();
+        await outlastLeases(a, channel);
+        assert.equal(
+          (await runMessage(a, channel)).find((m) => m.id === 'run')?.headers?.status,
+          'complete',
+          'the ended run was marked abandoned when the lease taken under its old serial ran out',
+        );
+      } finally {
+        await a.close();
+        await own.close();
+      }
+    });
+
     // The lease names the run's serial of the old epoch; its expiry finds the run at the same
     // sequence in the new epoch (ChannelInfo.previous; after several, ChannelInfo.older).
     for (const restarts of [1, 2])
