@@ -56,6 +56,16 @@ if (skip) {
       await store.close();
     });
 
+    it('starts a new log when the channel lost its meta hash alone: op ids left from the old log are no duplicates', async () => {
+      const store = await RedisStore.open({ url: redis.url, prefix: 'nometa' });
+      const first = await store.append('ch', [create({ id: 'x', data: 'a' })], OPTS);
+      await redis.command('DEL', 'nometa:{ch}:meta');
+      const again = await store.append('ch', [create({ id: 'x', data: 'b' })], OPTS);
+      assert.notEqual(again.epoch, first.epoch);
+      assert.deepEqual(again.results, [{ serial: formatSerial(again.epoch, 1) }]);
+      await store.close();
+    });
+
     it('starts a new epoch on a Redis brought back from an older snapshot: a serial handed out before is never given to another operation', async () => {
       const own = await startRedis();
       const store = await RedisStore.open({ url: own.url, onError: () => {} });
@@ -262,6 +272,48 @@ if (skip) {
       await store.close();
     });
 
+    it('refuses a publish as corrupt when a new Redis would start the epoch after a stored epoch that is not one', async () => {
+      const logged: string[] = [];
+      const store = await RedisStore.open({
+        url: redis.url,
+        prefix: 'notepoch',
+        onCorrupt: (channel, detail) => logged.push(`${channel}: ${detail}`),
+      });
+      // '.' is no base-36 digit (and a wildcard to a Lua pattern); all 'z' has no next epoch of its
+      // length. Both sort after any candidate epoch, so the next one would be made from them.
+      for (const [channel, epoch] of [
+        ['dot', 'zzzzzzzzzzz.'],
+        ['full', 'zzzzzzzzzzzz'],
+      ] as const) {
+        await store.append(channel, [create({ data: 'a' })], OPTS);
+        await redis.command('HSET', `notepoch:{${channel}}:meta`, 'epoch', epoch, 'run', 'another-redis');
+        await rejectsWith(store.append(channel, [create({ data: 'b' })], OPTS), 'internal');
+        assert.ok(
+          logged.includes(`${channel}: meta.epoch is not an epoch`),
+          `${channel}: ${JSON.stringify(logged)}`,
+        );
+      }
+      await store.close();
+    });
+
+    it('starts the epoch after the stored one on a new Redis when the candidate epoch is that same epoch', async (t) => {
+      const store = await RedisStore.open({ url: redis.url, prefix: 'same' });
+      await store.append('ch', [create({ data: 'a' })], OPTS);
+      // The candidate of the next publish, made predictable: its time and a random part of zeros.
+      const now = Date.now() + 60_000;
+      const candidate = `${now.toString(36).padStart(9, '0')}000`;
+      await redis.command('HSET', 'same:{ch}:meta', 'epoch', candidate, 'run', 'another-redis');
+      t.mock.method(Math, 'random', () => 0);
+      const next = await store.append('ch', [create({ data: 'b' })], { ...OPTS, now });
+      t.mock.restoreAll();
+      assert.equal(
+        next.epoch,
+        `${now.toString(36).padStart(9, '0')}001`,
+        'not the epoch the lost ops may hold',
+      );
+      await store.close();
+    });
+
     it('keeps the key prefix it is given, an empty one too (no default put in its place)', async () => {
       const store = await RedisStore.open({ url: redis.url, prefix: '' });
       assert.equal(store.prefix, '');
@@ -329,6 +381,7 @@ if (skip) {
         ),
         'internal',
       );
+      assert.ok(logged.includes(`bad: message ${seq} has a bad size`), JSON.stringify(logged));
       assert.ok(logged.some((l) => l.startsWith('wrongtype:')));
       assert.ok(logged.some((l) => l.startsWith('bad:')));
       // other channels are untouched

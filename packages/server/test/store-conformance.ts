@@ -240,6 +240,20 @@ export function storeConformance(
         assert.equal(m.data, 'xy');
         const first = (await store.history('ch', { direction: 'forwards', limit: 1 })).messages[0]!;
         assert.equal(first.data, 'a');
+        // …its owner and its size too (head is now 3)
+        const third = formatSerial(epoch, 4);
+        const owned = [
+          create({ data: 'abc', clientId: 'alice' }),
+          append(third, 'd', { requireOwner: 'alice' }),
+        ];
+        assert.equal((await store.append('ch', owned, OPTS)).results[1]!.serial, formatSerial(epoch, 5));
+        const fifth = formatSerial(epoch, 6);
+        const small: AppendOptions = { maxMessageSize: 5 };
+        await rejectsWith(
+          store.append('ch', [create({ data: 'abcd' }), append(fifth, 'ef')], small),
+          'message_too_large',
+          1,
+        );
       });
 
       it('from concurrent callers fail alone: the other calls still store', async () => {
@@ -719,6 +733,8 @@ export function storeConformance(
         const store = await open();
         const small: AppendOptions = { maxMessageSize: 10 };
         const s1 = await put(store, 'ch', create({ data: 'hello' }), small);
+        // 11 bytes: what the create stored counts (the first append after it checks it too)
+        await rejectsWith(store.append('ch', [append(s1, 'world!')], small), 'message_too_large', 0);
         await put(store, 'ch', append(s1, 'worl'), small); // 9 bytes
         await rejectsWith(store.append('ch', [append(s1, 'é')], small), 'message_too_large', 0); // 11 bytes
         await put(store, 'ch', append(s1, 'd'), small); // exactly 10
