@@ -314,6 +314,22 @@ if (skip) {
       await store.close();
     });
 
+    it('trims every expired message of a channel in one call, a full chunk (500) of them and more', async () => {
+      const store = await RedisStore.open({ url: redis.url, prefix: 'chunks', retentionFor: () => 1000 });
+      const t0 = 1_700_000_000_000;
+      for (const [channel, count] of [
+        ['full', 500],
+        ['more', 1001],
+      ] as const) {
+        const ops = Array.from({ length: count }, () => create({ data: 'x' }));
+        await store.append(channel, ops, { ...OPTS, now: t0 });
+      }
+      assert.equal(await store.trim(t0 + 1000), 1501);
+      assert.equal((await store.info('full'))?.messageCount, 0);
+      assert.equal((await store.info('more'))?.messageCount, 0);
+      await store.close();
+    });
+
     it('keeps the key prefix it is given, an empty one too (no default put in its place)', async () => {
       const store = await RedisStore.open({ url: redis.url, prefix: '' });
       assert.equal(store.prefix, '');
