@@ -218,6 +218,30 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(race.errors, []);
   });
 
+  it('a lease taken again while its expiry is being stored is kept: the expiry removes only the lease it claimed', async (t) => {
+    // The agent writes with a lease again after the expiry read the message (its deadline moves):
+    // the removal that ends the expiry must leave that new lease alone.
+    const { errors, leases: make } = await redisFor(t);
+    const second = deferred<void>();
+    const leases: RedisLeases = make({
+      expire: async (channel, serial) => {
+        if (serial === 'f.1') await leases.hold(channel, serial, 'conn-2', 60_000, 'agent');
+        else second.resolve();
+        return true;
+      },
+      prefix: 'finish',
+      sweepInterval: 50,
+      holderTtl: 10_000,
+    });
+    await leases.hold('session:f', 'f.1', 'conn-1', 100, 'agent');
+    await leases.hold('session:f', 'f.2', 'conn-1', 100, 'agent');
+    leases.holderLost('conn-1');
+    await second.promise; // expired after f.1 (an earlier deadline): f.1's expiry is done
+    const kept = (await leases.list('session:f')).map((l) => l.serial);
+    assert.ok(kept.includes('f.1'), `the lease taken again during its expiry was removed: ${kept}`);
+    assert.deepEqual(errors, []);
+  });
+
   it('a takeover decided on a read from before the run ended does not bring its lease back', async (t) => {
     // A write of the lease's clientId on a node that does not know the lease looks it up (a read),
     // then takes it over. When the run ended (its release) between that read and the takeover, the
@@ -281,6 +305,9 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     });
     await new Promise((r) => setTimeout(r, 500)); // more walks: the live lease stays counted
     assert.equal(await a.heldBy('owner-1'), 1);
+    // …and it is the live lease that is counted: its release takes the owner to 0
+    await a.release('session:h', 'h.2');
+    assert.equal(await a.heldBy('owner-1'), 0, 'the walk uncounted the live lease instead');
     assert.deepEqual(errors, []);
   });
 
@@ -432,6 +459,21 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(await fields('reserved'), [], 'a reservation given back left its owner at 0');
     await a.release('session:z', 'z.1');
     assert.deepEqual(await fields('owners'), [], 'a released lease left its owner at 0');
+    // A reservation whose every place became a lease is gone with its last one, deadline and all.
+    const one = await a.reserve('owner-1', 1, 3);
+    assert.ok('id' in one);
+    await a.hold('session:z', 'z.2', 'conn-1', 60_000, 'agent', 'owner-1', one.id);
+    assert.deepEqual(await fields('reserved-by'), [], 'a used-up reservation was kept');
+    assert.equal(
+      await connection.send('zero:{leases}:reservations', ['ZCARD', 'zero:{leases}:reservations']),
+      0,
+    );
+    assert.deepEqual(await fields('reserved'), []);
+    await a.release('session:z', 'z.2');
+    // A lease of no owner is counted for nobody.
+    await a.hold('session:z', 'z.3', 'conn-1', 60_000, 'agent');
+    assert.deepEqual(await fields('owners'), [], 'a lease of no owner was counted');
+    await a.release('session:z', 'z.3');
     assert.deepEqual(errors, []);
   });
 
