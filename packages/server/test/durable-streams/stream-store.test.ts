@@ -173,6 +173,20 @@ for (const [kind, open] of Object.entries(STORES)) {
     await store.close();
   });
 
+  test(`${kind}: a sweep counts only what it removes: a deleted stream, or one soft-deleted under its forks, is not due any more`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'gone', { ttlSeconds: 10 });
+    assert.equal(await s.delete('gone', T0), 'deleted');
+    await make(s, 'src', { ttlSeconds: 10 });
+    await s.create('f', { ...fork('src'), ttlSeconds: 1_000 }, T0);
+    assert.equal(await s.delete('src', T0), 'deleted');
+    assert.equal((await s.get('src', T0))?.softDeleted, true);
+    assert.equal(await s.sweep(T0 + 10_000), 0);
+    assert.ok(await s.get('f', T0 + 10_000));
+    await store.close();
+  });
+
   test(`${kind}: a fork without an expiry of its own ends with its source (Expires-At or TTL)`, async () => {
     const store = await open();
     const s = store.streams as StreamStore;
