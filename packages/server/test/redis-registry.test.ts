@@ -112,4 +112,49 @@ describe('RedisConnectionRegistry', { skip: redisSkipReason() ?? false }, () => 
     b.sweep([recovered.connectionId]);
     assert.equal((await a.open(identity, recovered.connectionKey)).resumed, false);
   });
+
+  it('a recovery with another secret, API key or clientId than the identity’s, or of an expired identity, opens a new one', async () => {
+    const a = registry('nr');
+    const noClient: Identity = { keyName: identity.keyName, access: identity.access, viaToken: true };
+    const withClient = await a.open(identity);
+    const anonymous = await a.open(noClient);
+    const other = (secret: string) => `${secret.split('.')[0]}.${'0'.repeat(secret.split('.')[1]!.length)}`;
+    const refused: Array<[string, Identity, string]> = [
+      ['another secret', identity, other(withClient.connectionKey)],
+      ['another API key', { ...identity, keyName: 'other' }, withClient.connectionKey],
+      ['another clientId', { ...identity, clientId: 'laptop' }, withClient.connectionKey],
+      ['no clientId', noClient, withClient.connectionKey],
+      ['a clientId', identity, anonymous.connectionKey],
+    ];
+    for (const [what, who, key] of refused) {
+      const opened = await a.open(who, key);
+      assert.equal(opened.resumed, false, what);
+      assert.notEqual(opened.connectionId, withClient.connectionId, what);
+    }
+    // the right ones still recover
+    assert.equal((await a.open(identity, withClient.connectionKey)).resumed, true);
+    assert.equal((await a.open(noClient, anonymous.connectionKey)).resumed, true);
+    await connection.send(undefined, ['DEL', `reg:connection:${withClient.connectionId}`]);
+    assert.equal((await a.open(identity, withClient.connectionKey)).resumed, false, 'an expired identity');
+  });
+
+  it('an identity key holding JSON that is not an identity recovers nothing and releases nothing, without an error', async () => {
+    const errors: unknown[] = [];
+    const a = new RedisConnectionRegistry({
+      connection,
+      prefix: 'reg',
+      ttl: 60_000,
+      refreshEvery: 1_000,
+      nodeId: 'nj',
+      onError: (err) => errors.push(err),
+    });
+    const opened = await a.open(identity);
+    const key = `reg:connection:${opened.connectionId}`;
+    await connection.send(undefined, ['SET', key, '5']);
+    assert.equal((await a.open(identity, opened.connectionKey)).resumed, false);
+    a.release(opened.connectionId, opened.holder);
+    await waitFor(async () => (await connection.send(undefined, ['PING'])) !== undefined);
+    assert.equal(String(await connection.send(undefined, ['GET', key])), '5');
+    assert.deepEqual(errors, []);
+  });
 });
