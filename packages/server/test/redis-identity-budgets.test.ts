@@ -111,6 +111,18 @@ describe('RedisIdentityBudgets', { skip: skip ?? false }, () => {
     );
   });
 
+  it('a bytes limit turned on for an identity already counted (a node with the new limits) starts from a full bucket', async () => {
+    const p = `t${++prefix}`;
+    const before = budgets(p, { maxPublishRate: 1_000, maxPublishBytesRate: 0 });
+    assert.ok(await granted(() => before.take(writer, 1, 10))); // operations counted, bytes not
+    const errors: unknown[] = [];
+    const after = budgets(p, { maxPublishRate: 1_000, maxPublishBytesRate: 1_000 }, store.connection, (err) =>
+      errors.push(err),
+    );
+    assert.ok(await granted(() => after.take(writer, 1, 1_000)), 'the whole burst of bytes');
+    assert.deepEqual(errors, [], 'Redis answered the take');
+  });
+
   it('a node spends its allowance without asking Redis, and never more than Redis granted', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1_000 });
