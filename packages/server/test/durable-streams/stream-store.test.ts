@@ -104,6 +104,23 @@ for (const [kind, open] of Object.entries(STORES)) {
     await store.close();
   });
 
+  test(`${kind}: a page holds every chunk that fits in maxBytes, 64 of them and more`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    for (const [path, count] of [
+      ['sixty-four', 64],
+      ['hundred', 100],
+    ] as const) {
+      await make(s, path);
+      for (let i = 0; i < count; i++)
+        await s.append(path, { contentType: 'text/plain', data: bytes('x'), close: false }, T0);
+      const page = await s.read(path, 0, 1 << 20, T0);
+      assert.equal(page?.chunks.length, count, path);
+      assert.equal(page?.upToDate, true, path);
+    }
+    await store.close();
+  });
+
   test(`${kind}: a page stops at about maxBytes but always holds one chunk`, async () => {
     const store = await open();
     const s = store.streams as StreamStore;
