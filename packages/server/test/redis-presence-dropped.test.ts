@@ -136,4 +136,40 @@ describe('Redis presence: dropped connections per clientId', () => {
       assert.equal(await inspect.exists([ledger, `${ledger}:cost`]), 0, 'no ledger left behind');
     },
   );
+
+  it(
+    'never lets go of the connection just dropped, even when it alone is over the bound',
+    { skip },
+    async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      // 2 × 400 bytes of data and 2 member records: 1,312 over a bound of 1,000
+      const limits = { maxConnectionsPerClient: 1, maxPresenceBytesPerConnection: 1000 };
+      const a = await redisNode(redis.url, { presenceGrace: 60_000, limits });
+      t.after(() => a.close());
+      const client = await RawClient.connect(a.url, { clientId: 'solo' });
+      for (const channel of ['p:0', 'p:1']) {
+        const answer = await client.request({
+          type: 'presence',
+          channel,
+          action: 'enter',
+          data: 'x'.repeat(398),
+        });
+        assert.equal(answer.type, 'ack', JSON.stringify(answer));
+      }
+      client.kill();
+      const inspect = createClient({ url: redis.url });
+      inspect.on('error', () => {}); // Redis stops first at the end
+      await inspect.connect();
+      t.after(() => inspect.destroy());
+      let ledger: string | undefined;
+      for (let i = 0; i < 500 && ledger === undefined; i++) {
+        [ledger] = await inspect.keys('*{presence-dropped:solo}');
+        if (ledger === undefined) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(ledger, 'the drop was counted and kept');
+      assert.deepEqual(await inspect.zRange(ledger, 0, -1), [client.connected.connectionId]);
+      assert.deepEqual(await members(a), [client.connected.connectionId], 'still in its grace');
+    },
+  );
 });
