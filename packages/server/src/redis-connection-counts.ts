@@ -33,6 +33,7 @@ import {
 } from './connection-counts.ts';
 import { RedisScript, redisUnavailable } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
+import { RUN_ID_LUA } from './store/redis-run-id.ts';
 
 export interface RedisConnectionCountsOptions {
   connection: RedisConnection;
@@ -106,14 +107,10 @@ return 0
  * KEYS: the node's liveness key, the nodes. ARGV: node id, ttl. → {1 when the node was not listed,
  * the run_id of the Redis ('' when it does not say)}.
  */
-const BEAT = new RedisScript(`
+const BEAT = new RedisScript(`${RUN_ID_LUA}
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 local joined = redis.call('SADD', KEYS[2], ARGV[1])
-local server = redis.call('INFO', 'server')
-local at = string.find(server, 'run_id:', 1, true)
-local run = ''
-if at then run = string.match(server, '^[0-9a-f]+', at + 7) or '' end
-return {joined, run}
+return {joined, runId()}
 `);
 
 /** Names per SET command when the node writes its share again. */

@@ -53,6 +53,7 @@ import { PresenceBudget } from './presence-budget.ts';
 import { RedisScript, redisUnavailable } from './redis-script.ts';
 import { ServerError } from './server-error.ts';
 import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
+import { RUN_ID_LUA } from './store/redis-run-id.ts';
 
 export interface RedisPresenceOptions extends PresenceOptions {
   connection: RedisConnection;
@@ -116,11 +117,9 @@ const script = new RedisScript(PRESENCE_SCRIPT);
  * KEYS: the nodes. ARGV: this node's id. → {1 when the node was not listed, else 0; the run_id of
  * the Redis ('' when it does not say)}.
  */
-const BEAT = new RedisScript(`
+const BEAT = new RedisScript(`${RUN_ID_LUA}
 local added = redis.call('SADD', KEYS[1], ARGV[1])
-local server = redis.call('INFO', 'server')
-local at = string.find(server, 'run_id:', 1, true)
-return {added, at and string.match(server, '^[0-9a-f]+', at + 7) or ''}
+return {added, runId()}
 `);
 
 /**

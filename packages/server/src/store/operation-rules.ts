@@ -149,14 +149,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     const serial = formatSerial(ctx.epoch, opSeq);
     results[index] = { serial };
     planned[count] = { op, seq: opSeq, msgSeq, kind, timestamp };
-    // A target serial that parsed with this epoch is already in canonical form; one of the previous
-    // epoch is given in this one.
-    const target =
-      op.action === 'create'
-        ? serial
-        : hasEpoch(op.serial!, ctx.epoch)
-          ? op.serial!
-          : formatSerial(ctx.epoch, msgSeq);
+    const target = op.action === 'create' ? serial : inEpoch(op.serial!, ctx.epoch);
     messages[count++] = liveMessage(op, target, serial, timestamp);
   }
   planned.length = count;
@@ -176,6 +169,18 @@ export function dedupKey(publisher: string, id: string): string {
 function versionInBatch(planned: PlannedOp[], count: number, msgSeq: number): number | undefined {
   for (let i = count - 1; i >= 0; i--) if (planned[i]!.msgSeq === msgSeq) return planned[i]!.seq;
   return undefined;
+}
+
+/**
+ * A message's serial in `epoch`: itself (a serial of this epoch is already in canonical form), or,
+ * for a message named by its serial of an earlier epoch the log went on from (kept with its
+ * sequence: a new Redis, a power loss), the same sequence in `epoch`. Allocates nothing in the
+ * common case.
+ */
+export function inEpoch(serial: string, epoch: string): string {
+  if (hasEpoch(serial, epoch)) return serial;
+  const seq = serialSeq(serial);
+  return seq < 0 ? serial : formatSerial(epoch, seq);
 }
 
 function targetSeq(ctx: PlanContext, op: NewOperation, index: number): number {

@@ -55,8 +55,9 @@ import type { Headers, JsonValue, Message } from '@mooring/protocol';
 import { formatSerial, newEpoch, parseSerial } from '@mooring/protocol';
 import { ErrorReply } from 'redis';
 import type { DataKind } from './operation-rules.ts';
-import { emptyPage, headSerial, kindOf, liveMessage, rolledUp } from './operation-rules.ts';
+import { emptyPage, headSerial, inEpoch, kindOf, liveMessage, rolledUp } from './operation-rules.ts';
 import { connectRedis, type RedisConnection } from './redis-connection.ts';
+import { RUN_ID_LUA } from './redis-run-id.ts';
 import { redactRedisUrl } from './redis-url.ts';
 import type {
   AppendOptions,
@@ -104,7 +105,7 @@ function script(name: string): string {
 }
 
 const SCRIPTS = {
-  publish: script('publish'),
+  publish: RUN_ID_LUA + script('publish'),
   read: script('read'),
   info: script('info'),
   trim: script('trim'),
@@ -168,15 +169,6 @@ export function decodeBusBatch(payload: string): BusBatch | undefined {
     messages.push({ ...m, serial: m.action === 'create' ? version : inEpoch(m.serial, epoch), version });
   });
   return { epoch, messages };
-}
-
-/**
- * A message's serial in `epoch`: the same, or, for a target named by its serial of the epoch before
- * a new Redis (publish.lua keeps those messages, with their sequences), the same sequence in `epoch`.
- */
-function inEpoch(serial: string, epoch: string): string {
-  const parsed = parseSerial(serial);
-  return parsed === undefined || parsed.epoch === epoch ? serial : formatSerial(epoch, parsed.seq);
 }
 
 export class RedisStore implements Store {

@@ -269,10 +269,9 @@ export class SqliteStore implements Store {
         const newest = this.#db.prepare('SELECT max(epoch) AS e FROM channels').get()?.e;
         if (typeof newest === 'string') {
           this.#db.exec(NEW_EPOCHS);
-          // after every epoch the file holds, whatever this clock says
-          let epoch = newEpoch();
-          if (epoch <= newest) epoch = newEpoch(Number.parseInt(newest.slice(0, 9), 36) + 1);
-          this.#db.prepare('UPDATE channels SET epoch = ?').run(epoch);
+          // after every epoch the file holds, whatever this clock says (an epoch begins with its time)
+          const after = Number.parseInt(newest.slice(0, 9), 36) + 1;
+          this.#db.prepare('UPDATE channels SET epoch = ?').run(newEpoch(Math.max(Date.now(), after)));
         }
       }
       this.#setState('boot', boot);
@@ -289,16 +288,24 @@ export class SqliteStore implements Store {
     const mode = Number(this.#db.prepare('PRAGMA synchronous').get()?.synchronous ?? 1);
     this.#db.exec('PRAGMA synchronous = FULL');
     try {
-      this.#db.exec('BEGIN IMMEDIATE');
-      try {
-        write();
-        this.#db.exec('COMMIT');
-      } catch (err) {
-        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-        throw err;
-      }
+      this.#plainTransaction(write);
     } finally {
       this.#db.exec(`PRAGMA synchronous = ${mode}`);
+    }
+  }
+
+  /**
+   * `fn` in one transaction, all of it or none, with plain statements: for the work of open and
+   * close, which runs before the prepared ones exist or has no cache to undo (`#transaction`).
+   */
+  #plainTransaction(fn: () => void): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      fn();
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw err;
     }
   }
 
@@ -600,16 +607,11 @@ export class SqliteStore implements Store {
 
   /** Schema 1 → 2 (publisher-scoped op ids), in one transaction: all of it or none. */
   #migrateFrom1(): void {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
+    this.#plainTransaction(() => {
       this.#db.exec(MIGRATE_FROM_1);
       this.#db.exec(SCHEMA);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-      this.#db.exec('COMMIT');
-    } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw err;
-    }
+    });
   }
 
   /** Rebuilds the in-memory view of the journal from the table. */

@@ -35,6 +35,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ErrorReply } from 'redis';
+import { RUN_ID_LUA } from './redis-run-id.ts';
 import { StoreError } from './store.ts';
 import { StreamEngine, type StreamTables } from './stream-engine.ts';
 import type { ProducerState } from './stream-rules.ts';
@@ -57,22 +58,20 @@ interface Script {
   sha: string;
 }
 
-function script(name: string): Script {
-  return inline(readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8'));
-}
-
 function inline(text: string): Script {
   return { text, sha: createHash('sha1').update(text).digest('hex') };
+}
+
+function script(name: string): Script {
+  return inline(RUN_ID_LUA + readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8'));
 }
 
 const LOAD = script('ds-load');
 const COMMIT = script('ds-commit');
 /** KEYS: the stream key counter. ARGV: block size. → {the block's last key, the Redis's run_id ('' if unsaid)}. */
-const RESERVE_KEYS = inline(`
+const RESERVE_KEYS = inline(`${RUN_ID_LUA}
 local last = redis.call('INCRBY', KEYS[1], ARGV[1])
-local server = redis.call('INFO', 'server')
-local at = string.find(server, 'run_id:', 1, true)
-return {last, at and string.match(server, '^[0-9a-f]+', at + 7) or ''}
+return {last, runId()}
 `);
 /** A step rerun this many times because other writers kept changing its streams fails (retryable). */
 export const MAX_ATTEMPTS = 64;

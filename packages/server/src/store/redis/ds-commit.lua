@@ -11,13 +11,9 @@
 --   'P', key, id, json              save a producer's state
 -- Returns 1 when written, 0 when a checked stream changed since it was read, or the Redis did (a
 -- restart, a failover: versions may have been given again), nothing written.
+-- (`runId` is put before this script by stream-redis-store.ts: redis-run-id.ts.)
 local base = ARGV[1]
-if ARGV[2] ~= '' then
-  local server = redis.call('INFO', 'server')
-  local at = string.find(server, 'run_id:', 1, true)
-  local run = at and string.match(server, '^[0-9a-f]+', at + 7) or ''
-  if run ~= ARGV[2] then return 0 end
-end
+if ARGV[2] ~= '' and runId() ~= ARGV[2] then return 0 end
 local checks = tonumber(ARGV[3])
 local i = 4
 for _ = 1, checks do

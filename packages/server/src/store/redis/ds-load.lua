@@ -10,14 +10,8 @@
 -- A chunk member is 'start:end:base64'; its score is end.
 -- The reply starts with the run_id of this Redis ('' when it does not say): a stream last written by
 -- another Redis starts a new generation of offsets (stream-redis-store.ts).
+-- (`runId` is put before this script by stream-redis-store.ts: redis-run-id.ts.)
 local base = ARGV[1]
-
-local function runId()
-  local server = redis.call('INFO', 'server')
-  local at = string.find(server, 'run_id:', 1, true)
-  if not at then return '' end
-  return string.match(server, '^[0-9a-f]+', at + 7) or ''
-end
 
 local function chunks(key, after, cap, maxBytes)
   local out, bytes, from = {}, 0, after

@@ -28,10 +28,8 @@ local FIELDS = 14
 -- message by its old serial still reaches it when it is one of those kept, so a run being written
 -- across the restart goes on (and its lease can still end it).
 -- '' when this Redis does not say (a server that is not Redis): never a new epoch for it.
-local server = redis.call('INFO', 'server')
-local runAt = string.find(server, 'run_id:', 1, true)
-local run = ''
-if runAt then run = string.match(server, '^[0-9a-f]+', runAt + 7) or '' end
+-- (`runId` is put before this script by redis-store.ts: redis-run-id.ts.)
+local run = runId()
 
 -- The base-36 epoch right after `e` (epochs sort as strings), nil if `e` is not one.
 local function after(e)
