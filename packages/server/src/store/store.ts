@@ -83,9 +83,10 @@ export interface ChannelInfo {
   /** Messages currently retained (not counting deleted tombstones? — counting them: tombstones are messages). */
   messageCount: number;
   /**
-   * Redis only: the epoch the log had before its first publish on a new Redis (a restart, a restore,
-   * a failover), and the sequence it had reached there. Serials of that epoch up to `through` name
-   * the same messages in this one (updates and appends naming them are taken; see publish.lua).
+   * The epoch the log had before it went on in a new one — its first publish on a new Redis (a
+   * restart, a restore, a failover; publish.lua), or a SQLite file opened after a power loss — and
+   * the sequence it had reached there. Serials of that epoch up to `through` name the same messages
+   * in this one (updates and appends naming them are taken). The memory store never has one.
    */
   previous?: { epoch: string; through: number };
   /**
