@@ -125,10 +125,8 @@ export class Channel {
   #initialMode: Mode;
   #echo = true;
   #attachRef: Ref | undefined;
-  /** Whether the attach in flight resumes from a position. */
-  #sentFrom = false;
-  /** The position the attach in flight resumes from ('' when it does not). */
-  #fromSent = '';
+  /** The position the attach in flight resumes from; undefined when it does not resume. */
+  #fromSent: string | undefined;
   /** An attach sent with the connection request that is not the channel's (`#onPreattached`). */
   #staleRef: Ref | undefined;
   #attachWaiters: Waiter<AttachResult>[] = [];
@@ -399,8 +397,7 @@ export class Channel {
   /** `frame` is the channel's attach in flight: its answer is awaited. */
   #attaching(frame: AttachFrame): void {
     this.#attachRef = frame.ref;
-    this.#sentFrom = frame.from !== undefined;
-    this.#fromSent = frame.from ?? '';
+    this.#fromSent = frame.from;
     this.#presence.onAttaching();
     this.#setState('attaching');
   }
@@ -435,14 +432,14 @@ export class Channel {
 
   #onAttached(frame: AttachedFrame): void {
     if (!this.#wanted || (frame.ref !== undefined && frame.ref !== this.#attachRef)) return;
-    const triedFrom = this.#sentFrom;
+    const triedFrom = this.#fromSent;
     let result: AttachResult;
-    if (triedFrom && !frame.resumed) {
+    if (triedFrom !== undefined && !frame.resumed) {
       const reason = frame.reason ?? 'epoch_changed';
       this.#position = frame.position;
       result = { resumed: false, reason, position: frame.position };
       // the position resumed from (a catch-up after `kept` has moved the channel's own since)
-      const lost: ContinuityLost = { reason, previousPosition: this.#fromSent, position: frame.position };
+      const lost: ContinuityLost = { reason, previousPosition: triedFrom, position: frame.position };
       if (frame.kept !== undefined) lost.kept = frame.kept;
       this.#emitter.emit('continuityLost', lost);
     } else {
