@@ -30,7 +30,12 @@ export async function buildRunMessage<M extends UIMessage = UIMessage>(
   let last: M | undefined;
   // Errors (an `error` chunk, a malformed part) do not stop the rebuild: the message is what it is.
   for await (const message of readUIMessageStream<M>({ stream, onError: () => {} })) last = message;
-  return last ?? ({ id: run.id, role: 'assistant', parts: [] } as unknown as M);
+  return last ?? emptyRunMessage<M>(run.id);
+}
+
+/** A run's message with nothing in it yet (no parts built, or none written). */
+export function emptyRunMessage<M extends UIMessage>(runId: string): M {
+  return { id: runId, role: 'assistant', parts: [] } as unknown as M;
 }
 
 /**

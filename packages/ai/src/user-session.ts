@@ -35,7 +35,7 @@ import { randomId } from './ids.ts';
 import { channelSink } from './operation-sink.ts';
 import type { RunStreamOptions, RunStreamSource } from './run-chunk-stream.ts';
 import { runChunkStream } from './run-chunk-stream.ts';
-import { buildRunMessage } from './run-message.ts';
+import { buildRunMessage, emptyRunMessage } from './run-message.ts';
 import { RunPublisher } from './run-publisher.ts';
 import { SessionFeed } from './session-feed.ts';
 import type { ControlData, FinalRunStatus, InputData, RunStatus } from './wire.ts';
@@ -243,9 +243,10 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
    * no text (a component mounted on a live session would flash an empty answer).
    */
   #built(path: TreeNode[]): TreeNode[] {
-    const first = path.findIndex(
-      (n) => n.kind === 'run' && this.#messages.get(n.id)?.message === undefined && this.#messages.has(n.id),
-    );
+    const first = path.findIndex((n) => {
+      const state = n.kind === 'run' ? this.#messages.get(n.id) : undefined;
+      return state !== undefined && state.message === undefined;
+    });
     return first < 0 ? path : path.slice(0, first);
   }
 
@@ -523,7 +524,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
       .catch((err: unknown) => {
         // shown as an empty message rather than not at all (the view stops at a run never built)
         if (this.#messages.get(runId) === s && s.message === undefined) {
-          s.message = { id: runId, role: 'assistant', parts: [] } as unknown as M;
+          s.message = emptyRunMessage<M>(runId);
           s.at = at;
         }
         this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err)));
@@ -567,7 +568,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
       status: at.status,
       reason: at.reason,
       finishReason: at.finishReason,
-      message: built?.message ?? ({ id: n.id, role: 'assistant', parts: [] } as unknown as M),
+      message: built?.message ?? emptyRunMessage<M>(n.id),
       siblings,
     };
   }
