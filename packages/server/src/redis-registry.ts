@@ -138,9 +138,7 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
         [hash(parsed.secret), identity.keyName, client, holder, String(this.#ttl)],
       );
       if (typeof replaced === 'string') {
-        const taken: StoredIdentity = { s: hash(parsed.secret), k: identity.keyName, n: holder };
-        if (identity.clientId !== undefined) taken.c = identity.clientId;
-        this.#held.set(parsed.id, { value: JSON.stringify(taken), holder });
+        this.#held.set(parsed.id, { value: storedIdentity(parsed.secret, identity, holder), holder });
         const opened: OpenedConnection = {
           connectionId: parsed.id,
           connectionKey: recoverKey,
@@ -152,10 +150,8 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
       }
     }
     const { connectionId, secret } = newConnectionKey();
-    const stored: StoredIdentity = { s: hash(secret), k: identity.keyName, n: holder };
-    if (identity.clientId !== undefined) stored.c = identity.clientId;
     const key = this.#key(connectionId);
-    const value = JSON.stringify(stored);
+    const value = storedIdentity(secret, identity, holder);
     // awaited: the key must exist before the client can learn it and present it elsewhere
     await this.#o.connection.send(key, ['SET', key, value, 'PX', String(this.#ttl)]);
     this.#held.set(connectionId, { value, holder });
@@ -230,4 +226,11 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
 
 function hash(secret: string): string {
   return createHash('sha256').update(secret).digest('base64url');
+}
+
+/** The identity key's value (StoredIdentity, JSON) for a connection with `secret`, held by `holder`. */
+function storedIdentity(secret: string, identity: Identity, holder: string): string {
+  const stored: StoredIdentity = { s: hash(secret), k: identity.keyName, n: holder };
+  if (identity.clientId !== undefined) stored.c = identity.clientId;
+  return JSON.stringify(stored);
 }
