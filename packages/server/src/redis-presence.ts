@@ -528,13 +528,22 @@ export class RedisPresence implements Presence {
   /** The per-connection record (for a recovery anywhere) and this node's index (for its death). */
   #remember(connectionId: string, channel: string, member: string, size: number): void {
     this.#hold(connectionId, channel, member, size);
+    for (const written of this.#writeRecord(connectionId, channel, member)) written.catch(this.#o.onError);
+  }
+
+  /**
+   * The member in its connection's record (what another node recovers it from) and in this node's
+   * index; the record's writes, sent in order, to wait for or not.
+   */
+  #writeRecord(connectionId: string, channel: string, member: string): Promise<unknown>[] {
     const record = this.#recordKey(connectionId);
-    const { connection, onError, recoverWithin } = this.#o;
-    connection.send(record, ['HSET', record, channel, member]).catch(onError);
-    connection
-      .send(record, ['PEXPIRE', record, String(Math.max(recoverWithin, this.#nodeTtl))])
-      .catch(onError);
+    const { connection, recoverWithin } = this.#o;
+    const writes = [
+      connection.send(record, ['HSET', record, channel, member]),
+      connection.send(record, ['PEXPIRE', record, String(Math.max(recoverWithin, this.#nodeTtl))]),
+    ];
     this.#indexMember(channel, connectionId);
+    return writes;
   }
 
   #hold(connectionId: string, channel: string, json: string, size: number): void {
@@ -560,14 +569,7 @@ export class RedisPresence implements Presence {
       for (const [connectionId, channels] of this.#held)
         for (const [channel, { json, size }] of channels) {
           await this.#run(channel, 'restore', connectionId, this.nodeId, [String(size), json]);
-          const record = this.#recordKey(connectionId);
-          await connection.send(record, ['HSET', record, channel, json]);
-          await connection.send(record, [
-            'PEXPIRE',
-            record,
-            String(Math.max(this.#o.recoverWithin, this.#nodeTtl)),
-          ]);
-          this.#indexMember(channel, connectionId);
+          await Promise.all(this.#writeRecord(connectionId, channel, json));
         }
       const index = this.#nodeIndex(this.nodeId);
       const entries = (await connection.send(index, ['SMEMBERS', index], true)) as unknown[];
