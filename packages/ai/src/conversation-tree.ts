@@ -278,6 +278,11 @@ export class ConversationTree {
     return this.#inputs.get(id) ?? this.#runs.get(id);
   }
 
+  /** The session messages the tree holds, each folded (rolled up) as far as it has them; any order. */
+  held(): Message[] {
+    return [...this.#messages.values()];
+  }
+
   get inputs(): InputNode[] {
     return [...this.#inputs.values()].sort(bySerial);
   }

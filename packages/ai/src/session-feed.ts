@@ -22,6 +22,7 @@
 import type { Channel, ContinuityLost, HistoryPage } from '@mooring/client';
 import { Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
+import { formatSerial, parseSerial } from '@mooring/protocol';
 import type { ConversationTree, TreeChange } from './conversation-tree.ts';
 import type { RunStreamSource } from './run-chunk-stream.ts';
 
@@ -177,6 +178,41 @@ export class SessionFeed implements RunStreamSource {
     }
   }
 
+  /**
+   * The log went on in a new epoch (a Redis restart, a SQLite file after a power loss) and kept
+   * every message this feed holds (`kept` is the position it resumed from): they are still there,
+   * under the same sequences in the new epoch. The tree is folded again from what it holds, renamed
+   * into the new epoch, and what the catch-up brought after `kept` — no history read, so a Redis
+   * restart does not make every session re-read its conversation at once. False when that cannot
+   * be (the log lost messages this feed had, or the tree holds another epoch): reload from history.
+   */
+  #refold(lost: ContinuityLost): boolean {
+    const from = parseSerial(lost.previousPosition);
+    const kept = lost.kept === undefined ? undefined : parseSerial(lost.kept);
+    if (!from || !kept || kept.seq !== from.seq) return false;
+    const messages = new Map<string, Message>();
+    for (const held of this.tree.held()) {
+      const serial = parseSerial(held.serial);
+      const version = parseSerial(held.version);
+      if (!serial || !version || serial.epoch !== version.epoch) return false;
+      let message = held;
+      if (serial.epoch === from.epoch) {
+        message = {
+          ...held,
+          serial: formatSerial(kept.epoch, serial.seq),
+          version: formatSerial(kept.epoch, version.seq),
+        };
+      } else if (serial.epoch !== kept.epoch) return false;
+      // a kept message the catch-up brought again (changed after `kept`): its newer copy
+      const other = messages.get(message.serial);
+      if (other === undefined || other.version < message.version) messages.set(message.serial, message);
+    }
+    this.tree.reset();
+    for (const message of [...messages.values()].sort((a, b) => (a.version < b.version ? -1 : 1)))
+      this.tree.apply(message);
+    return true;
+  }
+
   /** The first page of the log up to `position`, oldest first. */
   #historyUpTo(position: string): Promise<HistoryPage> {
     return this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
@@ -190,6 +226,11 @@ export class SessionFeed implements RunStreamSource {
 
   async #reload(lost: ContinuityLost): Promise<void> {
     this.#generation++;
+    if (this.#held === undefined && this.#refold(lost)) {
+      this.#emitter.emit('reloaded', lost);
+      this.#becameLive();
+      return;
+    }
     this.#held ??= [];
     this.tree.reset();
     await this.#load(lost.position);
