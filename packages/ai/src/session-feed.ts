@@ -197,6 +197,8 @@ export class SessionFeed implements RunStreamSource {
       if (!serial || !version || serial.epoch !== version.epoch) return false;
       let message = held;
       if (serial.epoch === from.epoch) {
+        // one past `kept` (an own operation folded before the position moved over it) may be lost
+        if (version.seq > kept.seq) return false;
         message = {
           ...held,
           serial: formatSerial(kept.epoch, serial.seq),
