@@ -30,7 +30,7 @@
  *   snapshot, failed over, flushed): a beat that finds a new run_id, or this node no longer listed,
  *   writes the members of the connections held here again (kept as entered, `#held`; entered again
  *   where missing) and makes those Redis lists for this node but it does not hold leave (`#heal`).
- *   On a Redis Cluster only the run_id of the master holding `<prefix>:nodes` is watched.
+ *   On a Redis Cluster the run_ids of every master are watched (members live on all of them).
  *
  * Presence events travel over pub/sub, which may lose one (a reconnect); the `sync` sent on attach
  * is read from the hash and is always complete.
@@ -53,7 +53,7 @@ import { PresenceBudget } from './presence-budget.ts';
 import { RedisScript, redisUnavailable } from './redis-script.ts';
 import { ServerError } from './server-error.ts';
 import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
-import { RUN_ID_LUA } from './store/redis-run-id.ts';
+import { RUN_ID_LUA, runIdOf } from './store/redis-run-id.ts';
 
 export interface RedisPresenceOptions extends PresenceOptions {
   connection: RedisConnection;
@@ -206,7 +206,11 @@ export class RedisPresence implements Presence {
   readonly #held = new Map<string, Map<string, { json: string; size: number }>>();
   /** The run_id of the Redis that answered the last beat ('' when it does not say); none before the first. */
   #redisRun: string | undefined;
+  /** On a Cluster, the run_ids of its masters as the last beat read them (sorted, joined). */
+  #mastersRun: string | undefined;
   #healing = false;
+  /** A heal is due: a beat saw Redis change, and no heal has gone through since (retried each beat). */
+  #healOwed = false;
 
   constructor(options: RedisPresenceOptions) {
     this.#o = options;
@@ -564,6 +568,7 @@ export class RedisPresence implements Presence {
   async #heal(): Promise<void> {
     if (this.#healing || this.#closed) return;
     this.#healing = true;
+    this.#healOwed = false;
     try {
       const { connection } = this.#o;
       for (const [connectionId, channels] of this.#held)
@@ -579,6 +584,9 @@ export class RedisPresence implements Presence {
         if (parsed) await this.#run(parsed[0], 'leave', parsed[1], this.nodeId, []);
         await connection.send(index, ['SREM', index, String(entry)]);
       }
+    } catch (err) {
+      this.#healOwed = true; // a master not ready yet (a Cluster still joining it): the next beat
+      throw err;
     } finally {
       this.#healing = false;
     }
@@ -604,15 +612,32 @@ export class RedisPresence implements Presence {
       if (Number(removed) !== 1 || this.#closed) return;
       for (const id of this.#budget.connections()) this.#resume(id).catch(onError);
     }, onError);
-    BEAT.run(connection, [`${prefix}:nodes`], [this.nodeId]).then((reply) => {
-      const [added, runId] = reply as [unknown, unknown];
-      const run = String(runId ?? '');
-      // Redis no longer lists this node (flushed, or it saw it dead) or is another Redis (restarted,
-      // restored from a snapshot, failed over): its members may be missing, or back after they left
-      const seen = this.#redisRun;
-      this.#redisRun = run;
-      if (seen !== undefined && (Number(added) === 1 || run !== seen)) this.#heal().catch(onError);
-    }, onError);
+    // On a Cluster the members live on every master: the run_ids of all of them (a master not
+    // answering now: as last seen), not only the one holding the nodes key
+    const masters = connection.cluster
+      ? connection.eachMaster(['INFO', 'server']).then(
+          (replies) =>
+            replies
+              .map((r) => runIdOf(String(r)))
+              .sort()
+              .join(','),
+          () => this.#mastersRun,
+        )
+      : undefined;
+    Promise.all([BEAT.run(connection, [`${prefix}:nodes`], [this.nodeId]), masters]).then(
+      ([reply, others]) => {
+        const [added, runId] = reply as [unknown, unknown];
+        this.#mastersRun = others;
+        const run = `${String(runId ?? '')}/${others ?? ''}`;
+        // Redis no longer lists this node (flushed, or it saw it dead) or is another Redis (restarted,
+        // restored from a snapshot, failed over): its members may be missing, or back after they left
+        const seen = this.#redisRun;
+        this.#redisRun = run;
+        if (seen !== undefined && (Number(added) === 1 || run !== seen)) this.#healOwed = true;
+        if (this.#healOwed) this.#heal().catch(onError);
+      },
+      onError,
+    );
     // the per-connection records outlive a refresh by far: refresh them a few times per TTL only
     const now = Date.now();
     if (now - this.#recordsRefreshedAt < recoverWithin / 4) return;

@@ -9,6 +9,7 @@ import { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
   type RedisCluster,
+  type RedisServer,
   redisCliPath,
   redisSkipReason,
   startRedisCluster,
@@ -17,6 +18,7 @@ import {
 import { connectRedis } from '../src/store/redis-connection.ts';
 import { RedisStore } from '../src/store/redis-store.ts';
 import { storeConformance } from './store-conformance.ts';
+import { rest } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 import { redisNode, redisStoreFixture } from './support/redis-fixtures.ts';
 
@@ -109,6 +111,42 @@ if (skip) {
         await a.close();
         await b.close();
       }
+    });
+  });
+
+  describe('Redis Cluster: presence after a master lost its data', () => {
+    it('a member whose channel lives on a restarted master, not the one holding the nodes key, is written again', async (t) => {
+      const own = await startRedisCluster({ masters: 3 });
+      t.after(() => own.close());
+      const server = await redisNode(own.url, { sweepInterval: 100, nodeTtl: 400, heartbeatInterval: 500 });
+      t.after(() => server.close());
+      /** The master holding `key`, once it exists. */
+      const holder = async (key: string): Promise<RedisServer | undefined> => {
+        for (const node of own.nodes) if ((await node.command('EXISTS', key)).trim() === ':1') return node;
+        return undefined;
+      };
+      const members = async (channel: string): Promise<string> => {
+        const res = await rest(server, `/v1/channels/${channel}/presence`);
+        return (res.body.members as Array<{ clientId: string }>).map((m) => m.clientId).join();
+      };
+      const nodesMaster = await waitFor(() => holder('mooring:nodes'));
+      const there = await RawClient.connect(server.url, { clientId: 'there' });
+      t.after(() => there.close());
+      let channel = '';
+      let master: RedisServer | undefined;
+      for (let i = 0; master === undefined; i++) {
+        channel = `session:shard-${i}`;
+        await there.request({ type: 'presence', channel, action: 'enter' });
+        const on = await holder(`mooring:{${channel}}:presence`);
+        if (on !== nodesMaster) master = on;
+      }
+      // no persistence: the master comes back (its slots kept in nodes.conf) with none of its keys
+      await master.stop('SIGKILL');
+      await master.restart();
+      await waitFor(async () => (await master.command('CLUSTER', 'INFO')).includes('cluster_state:ok'));
+      await waitFor(async () => (await members(channel)) === 'there', {
+        message: 'the member of a live connection stayed missing on the restarted master',
+      });
     });
   });
 

@@ -9,3 +9,8 @@ export const RUN_ID_LUA = `local function runId()
   return at and string.match(server, '^[0-9a-f]+', at + 7) or ''
 end
 `;
+
+/** The `run_id` in the text of an `INFO server` reply, '' when it has none. */
+export function runIdOf(info: string): string {
+  return /run_id:([0-9a-f]+)/.exec(info)?.[1] ?? '';
+}
