@@ -62,6 +62,11 @@ export interface RedisPresenceOptions extends PresenceOptions {
   nodeTtl?: number;
   /** How often the node refreshes its key and sweeps for dead nodes, ms (default 1,000). */
   sweepInterval?: number;
+  /**
+   * A beat found Redis to be another instance than the last one (a restart, a restored snapshot, a
+   * failover; on a Cluster, any master): `previous` and `current` are the run_ids as read.
+   */
+  onNewRedis?: (previous: string, current: string) => void;
   onError: (err: unknown) => void;
 }
 
@@ -633,6 +638,7 @@ export class RedisPresence implements Presence {
         // restored from a snapshot, failed over): its members may be missing, or back after they left
         const seen = this.#redisRun;
         this.#redisRun = run;
+        if (seen !== undefined && run !== seen) this.#o.onNewRedis?.(seen, run);
         if (seen !== undefined && (Number(added) === 1 || run !== seen)) this.#healOwed = true;
         if (this.#healOwed) this.#heal().catch(onError);
       },

@@ -704,6 +704,11 @@ async function nodeEngine(
         sweepInterval,
         nodeTtl: options.nodeTtl ?? 3_000,
         onError: onError('presence'),
+        onNewRedis: (previous, current) =>
+          logger.warn(
+            { previous, current },
+            'Redis is not the instance it was (restarted, restored or failed over: its run_id changed). It may hold less than it acknowledged: each channel goes on in a new epoch at its next write (clients are told continuityLost, with kept), and this node writes its presence, connection budgets and recovery keys again',
+          ),
       }),
   };
 }

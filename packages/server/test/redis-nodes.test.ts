@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Message, PresenceFrame, ServerFrame } from '@mooring/protocol';
 import {
@@ -20,6 +21,7 @@ import {
   startRedisCluster,
   waitFor,
 } from '@mooring/testkit';
+import pino from 'pino';
 import { createClient } from 'redis';
 import { createToken, type MooringServer, type ServerOptions } from '../src/index.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
@@ -488,6 +490,35 @@ if (skip) {
           message: 'the member of a live connection stayed missing',
         });
         await there.close();
+      } finally {
+        await a.close();
+        await own.close();
+      }
+    });
+
+    it('a node says in its log that Redis is another instance after a restart, once', async () => {
+      const own = await startRedis({ appendonly: 'always' });
+      const lines: Array<{ msg?: string; previous?: string; current?: string }> = [];
+      const logger = pino(
+        { level: 'warn' },
+        new Writable({
+          write(chunk, _enc, done) {
+            lines.push(JSON.parse(String(chunk)) as (typeof lines)[number]);
+            done();
+          },
+        }),
+      );
+      const a = await node(own, { logger });
+      try {
+        const said = () => lines.filter((l) => l.msg?.startsWith('Redis is not the instance it was'));
+        await new Promise((resolve) => setTimeout(resolve, 300)); // a few beats on the same Redis
+        assert.equal(said().length, 0, 'nothing to say while Redis stays the same');
+        await own.stop('SIGKILL');
+        await own.restart();
+        await waitFor(() => said().length === 1, { message: 'the node never said Redis changed' });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(said().length, 1, 'said once');
+        assert.notEqual(said()[0]!.previous, said()[0]!.current);
       } finally {
         await a.close();
         await own.close();
