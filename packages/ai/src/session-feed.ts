@@ -20,9 +20,8 @@
  * messages to the newer one, so a stale page never lands in a reset tree.
  */
 import type { Channel, ContinuityLost, HistoryPage } from '@mooring/client';
-import { Emitter } from '@mooring/client';
+import { Emitter, keptMessages } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
-import { formatSerial, parseSerial } from '@mooring/protocol';
 import type { ConversationTree, TreeChange } from './conversation-tree.ts';
 import type { RunStreamSource } from './run-chunk-stream.ts';
 
@@ -187,31 +186,10 @@ export class SessionFeed implements RunStreamSource {
    * be (the log lost messages this feed had, or the tree holds another epoch): reload from history.
    */
   #refold(lost: ContinuityLost): boolean {
-    const from = parseSerial(lost.previousPosition);
-    const kept = lost.kept === undefined ? undefined : parseSerial(lost.kept);
-    if (!from || !kept || kept.seq !== from.seq) return false;
-    const messages = new Map<string, Message>();
-    for (const held of this.tree.held()) {
-      const serial = parseSerial(held.serial);
-      const version = parseSerial(held.version);
-      if (!serial || !version || serial.epoch !== version.epoch) return false;
-      let message = held;
-      if (serial.epoch === from.epoch) {
-        // one past `kept` (an own operation folded before the position moved over it) may be lost
-        if (version.seq > kept.seq) return false;
-        message = {
-          ...held,
-          serial: formatSerial(kept.epoch, serial.seq),
-          version: formatSerial(kept.epoch, version.seq),
-        };
-      } else if (serial.epoch !== kept.epoch) return false;
-      // a kept message the catch-up brought again (changed after `kept`): its newer copy
-      const other = messages.get(message.serial);
-      if (other === undefined || other.version < message.version) messages.set(message.serial, message);
-    }
+    const messages = keptMessages(this.tree.held(), lost);
+    if (!messages) return false;
     this.tree.reset();
-    for (const message of [...messages.values()].sort((a, b) => (a.version < b.version ? -1 : 1)))
-      this.tree.apply(message);
+    for (const message of messages) this.tree.apply(message);
     return true;
   }
 

@@ -19,7 +19,7 @@ import type {
   MooringError,
   OperationOptions,
 } from '@mooring/client';
-import { applyMessage } from '@mooring/client';
+import { applyMessage, keptMessages } from '@mooring/client';
 import type { JsonValue, Message } from '@mooring/protocol';
 import { useCallback, useMemo, useSyncExternalStore } from 'react';
 import type { ClientHandle } from './mooring-provider.ts';
@@ -46,7 +46,11 @@ export interface ChannelSnapshot {
   position: string;
   /** The last attach's result (resumed or not). */
   attach: AttachResult | undefined;
-  /** Set when a resume failed and the list may miss what was trimmed (reload it from history). */
+  /**
+   * Set when a resume failed and the list may miss something (trimmed, or lost by the store): reload
+   * it from history. Not set when the log only went on in a new epoch keeping every message held
+   * (a Redis restart that lost nothing): the list is then renamed into the new epoch by itself.
+   */
   continuityLost: ContinuityLost | undefined;
   error: MooringError | undefined;
 }
@@ -128,7 +132,7 @@ class ChannelStore {
         }),
       ),
       channel.on('attached', (attach) => this.#publish({ attach, position: channel.position })),
-      channel.on('continuityLost', (continuityLost) => this.#publish({ continuityLost })),
+      channel.on('continuityLost', (continuityLost) => this.#onContinuityLost(continuityLost)),
       channel.on('error', (error) => this.#publish({ error })),
     ];
     this.#publish({ state: channel.state, position: channel.position });
@@ -161,6 +165,23 @@ class ChannelStore {
         for (const old of list.splice(0, list.length - limit)) this.#held.delete(old.serial);
     }
     this.#publish({ messages: list, position: this.#channel?.position ?? '' });
+  }
+
+  /**
+   * The log went on in a new epoch having kept every message held here (`kept` at the position
+   * resumed from): the list is renamed into it — the same messages, nothing to reload, and no
+   * `continuityLost` to show. Otherwise the list may miss something: `continuityLost` is set.
+   */
+  #onContinuityLost(continuityLost: ContinuityLost): void {
+    const kept = keptMessages(this.#held.values(), continuityLost);
+    if (!kept) {
+      this.#publish({ continuityLost });
+      return;
+    }
+    this.#held.clear();
+    for (const message of kept) this.#held.set(message.serial, message);
+    const messages = kept.sort((a, b) => (a.serial < b.serial ? -1 : 1));
+    this.#publish({ messages, position: this.#channel?.position ?? '' });
   }
 
   #publish(next: Partial<ChannelSnapshot>): void {

@@ -4,6 +4,9 @@
 import './helpers/dom.ts';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { PresenceEvent } from '@mooring/client';
 import { startServer } from '@mooring/server';
@@ -13,7 +16,7 @@ import { Activity, createElement } from 'react';
 import type { UseChannelResult, UsePresenceResult } from '../src/index.ts';
 import { MooringProvider, useChannel, usePresence } from '../src/index.ts';
 import { closeDom } from './helpers/dom.ts';
-import { client, clientOptions, realServer, waitFor } from './helpers/fixture.ts';
+import { client, clientOptions, KEY, realServer, waitFor } from './helpers/fixture.ts';
 import { mount, strict } from './helpers/mount.ts';
 
 after(async () => {
@@ -103,6 +106,38 @@ describe('useChannel', () => {
     await channel.append(oldest, 'lo');
     await waitFor(() => hook.current().messages[0]?.data === 'Hello', { message: 'the append never showed' });
     assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
+  });
+
+  it('a log gone on in a new epoch that kept every message: the list renamed into it, no message twice, no continuityLost', async (t) => {
+    // a SQLite file opened with new epochs (as after a restored backup or a power loss; a Redis
+    // restart does the same), on the same port: the hook's client resumes and is told `kept`
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-react-epochs-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'mooring.db');
+    const start = (port: number, newEpochs: boolean) =>
+      startServer({ port, host: '127.0.0.1', keys: [KEY], store: { kind: 'sqlite', path, newEpochs } });
+    let server = await start(0, false);
+    t.after(() => server.close());
+    const name = `chat:${randomUUID()}`;
+    const channel = client(t, server.url, { clientId: 'publisher' }).channels.get(name);
+    const answer = await channel.publish('answer', 'Hel');
+    await channel.publish('note', 'after it');
+    const hook = mountChannel(t, client(t, server.url), name, { rewind: 10 });
+    await waitFor(() => hook.current().messages.length === 2);
+    const before = hook.current().position;
+
+    await server.close();
+    server = await start(server.port, true);
+    await waitFor(() => hook.current().position !== before && hook.current().state === 'attached', {
+      message: 'the hook never resumed in the new epoch',
+    });
+    // the publisher still names its message by the serial of the old epoch: it reaches it
+    await channel.append(answer, 'lo');
+    await waitFor(() => hook.current().messages[0]?.data === 'Hello', { message: 'the append never showed' });
+    assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
+    assert.equal(hook.current().continuityLost, undefined);
+    const epoch = hook.current().position.slice(0, 12);
+    assert.ok(hook.current().messages.every((m) => m.serial.startsWith(epoch)));
   });
 
   it('limit keeps the newest messages only', async (t) => {
