@@ -6,7 +6,9 @@
  * publish (PROTOCOL.md §15: Mooring cannot tell a lossless restart from a lossy one), so every
  * session is told `continuityLost`. Reported: how many were told, the history reads they made and
  * the messages those read, the time from the first send until every session shows its new input and
- * is live again, and the CPU of this process (the clients) meanwhile.
+ * is live again, and the CPU of this process (the clients) meanwhile. `--lossy`: no AOF, and an RDB
+ * snapshot taken before each session's last input, so the restart loses one input per session
+ * (Redis's default persistence after a crash): every session then reloads from history.
  */
 import { parseArgs } from 'node:util';
 import { UserSession } from '@mooring/ai';
@@ -14,13 +16,17 @@ import { Mooring } from '@mooring/client';
 import { startServer } from '@mooring/server';
 import { startRedis, waitFor } from '@mooring/testkit';
 
-const { values } = parseArgs({ options: { sessions: { type: 'string' }, inputs: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { sessions: { type: 'string' }, inputs: { type: 'string' }, lossy: { type: 'boolean' } },
+});
+const lossy = values.lossy === true;
 const N = Number(values.sessions ?? 200);
 const K = Number(values.inputs ?? 40);
 const PER_CLIENT = 50;
 const KEY = 'bench:secret';
 
-const redis = await startRedis({ appendonly: 'always' });
+// lossy: no AOF; an RDB snapshot before each session's last input, which the restart loses
+const redis = await startRedis(lossy ? {} : { appendonly: 'always' });
 const server = await startServer({
   port: 0,
   host: '127.0.0.1',
@@ -48,11 +54,17 @@ try {
     await session.start();
     sessions.push(session);
   }
-  await Promise.all(
-    sessions.map(async (s) => {
-      for (let k = 0; k < K; k++) await s.send(`input ${k} ${'x'.repeat(200)}`);
-    }),
-  );
+  const inputs = (from: number, to: number) =>
+    Promise.all(
+      sessions.map(async (s) => {
+        for (let k = from; k < to; k++) await s.send(`input ${k} ${'x'.repeat(200)}`);
+      }),
+    );
+  await inputs(0, lossy ? K - 1 : K);
+  if (lossy) {
+    await redis.command('SAVE');
+    await inputs(K - 1, K);
+  }
   Object.assign(counted, { reads: 0, items: 0, lost: 0 });
   process.stderr.write('restarting Redis… ');
   await redis.stop('SIGKILL');
@@ -62,7 +74,13 @@ try {
   const started = performance.now();
   const cpu = process.cpuUsage();
   await Promise.all(sessions.map((s) => s.send('after the restart')));
-  await waitFor(() => sessions.every((s) => s.live && s.tree.inputs.length === K + 1), {
+  // lossy: each session's last input is gone, the one sent after the restart takes its place
+  const whole = lossy ? K : K + 1;
+  const sentAfter = (s: UserSession) =>
+    s.tree.inputs.some((i) =>
+      i.message.parts.some((p) => p.type === 'text' && p.text === 'after the restart'),
+    );
+  await waitFor(() => sessions.every((s) => s.live && sentAfter(s) && s.tree.inputs.length === whole), {
     timeout: 120_000,
     interval: 5,
   });
@@ -73,7 +91,7 @@ try {
   );
   console.log('|---|---:|---:|---:|---:|---:|');
   console.log(
-    `| ${N} × ${K} | ${counted.lost} | ${counted.reads} | ${counted.items} | ${Math.round(ms)} ms | ${Math.round((used.user + used.system) / 1000)} ms |`,
+    `| ${N} × ${K}${lossy ? ', lossy' : ''} | ${counted.lost} | ${counted.reads} | ${counted.items} | ${Math.round(ms)} ms | ${Math.round((used.user + used.system) / 1000)} ms |`,
   );
 } finally {
   for (const s of sessions) s.close();

@@ -133,7 +133,7 @@ export class ConversationTree {
     const folded = applyMessage(held, incoming);
     if (folded === held) return;
     if (folded.action === 'delete') {
-      this.#messages.delete(incoming.serial);
+      this.#messages.set(incoming.serial, folded); // its tombstone: what it was is known after a restart
       this.#remove(incoming.serial);
       return;
     }
@@ -278,7 +278,10 @@ export class ConversationTree {
     return this.#inputs.get(id) ?? this.#runs.get(id);
   }
 
-  /** The session messages the tree holds, each folded (rolled up) as far as it has them; any order. */
+  /**
+   * The session messages the tree holds, each folded (rolled up) as far as it has them, and the
+   * tombstones of those deleted; any order.
+   */
   held(): Message[] {
     return [...this.#messages.values()];
   }

@@ -141,18 +141,29 @@ export class SessionFeed implements RunStreamSource {
   }
 
   /**
-   * Folds history up to `position`, then what was held back meanwhile. A read that fails with a
-   * retryable error (the server restarting, a dead link) is retried with backoff, from a clean tree,
-   * for as long as the feed is open: going live without the conversation would be a silent gap.
+   * Folds history up to `position` (from `range.from` on, after `range.base`), then what was held
+   * back meanwhile. A read that fails with a retryable error (the server restarting, a dead link) is
+   * retried with backoff, from a clean tree (and `base`), for as long as the feed is open: going
+   * live without the conversation would be a silent gap.
    */
-  async #load(position: string, first?: Promise<HistoryPage>): Promise<void> {
+  async #load(
+    position: string,
+    first?: Promise<HistoryPage>,
+    range: { from?: string; base?: Message[] } = {},
+  ): Promise<void> {
     const generation = this.#generation;
     const current = () => generation === this.#generation && !this.#closed;
     try {
       for (let attempt = 0; position !== '' && current(); attempt++) {
         try {
-          if (attempt > 0) this.tree.reset();
-          let page = attempt === 0 && first !== undefined ? await first : await this.#historyUpTo(position);
+          if (attempt > 0) {
+            this.tree.reset();
+            for (const m of range.base ?? []) this.tree.apply(m);
+          }
+          let page =
+            attempt === 0 && first !== undefined
+              ? await first
+              : await this.#historyUpTo(position, range.from);
           for (;;) {
             if (!current()) return; // a reload took over: it folds from a clean tree
             for (const m of page.items) this.tree.apply(m);
@@ -177,25 +188,14 @@ export class SessionFeed implements RunStreamSource {
     }
   }
 
-  /**
-   * The log went on in a new epoch (a Redis restart, a SQLite file after a power loss) and kept
-   * every message this feed holds (`kept` is the position it resumed from): they are still there,
-   * under the same sequences in the new epoch. The tree is folded again from what it holds, renamed
-   * into the new epoch, and what the catch-up brought after `kept` — no history read, so a Redis
-   * restart does not make every session re-read its conversation at once. False when that cannot
-   * be (the log lost messages this feed had, or the tree holds another epoch): reload from history.
-   */
-  #refold(lost: ContinuityLost): boolean {
-    const messages = keptMessages(this.tree.held(), lost);
-    if (!messages) return false;
-    this.tree.reset();
-    for (const message of messages) this.tree.apply(message);
-    return true;
-  }
-
-  /** The first page of the log up to `position`, oldest first. */
-  #historyUpTo(position: string): Promise<HistoryPage> {
-    return this.channel.history({ direction: 'forwards', until: position, limit: 1000 });
+  /** The first page of the log up to `position` (from `from`), oldest first. */
+  #historyUpTo(position: string, from?: string): Promise<HistoryPage> {
+    return this.channel.history({
+      direction: 'forwards',
+      ...(from === undefined ? {} : { from }),
+      until: position,
+      limit: 1000,
+    });
   }
 
   #becameLive(): void {
@@ -204,16 +204,24 @@ export class SessionFeed implements RunStreamSource {
     for (const fn of [...this.#watchers]) fn({ kind: 'live' });
   }
 
+  /**
+   * Continuity lost: the tree is folded again from what the log now has. After a new epoch with
+   * `kept` (a Redis restart, a SQLite file after a power loss) most of what the tree holds is still
+   * true, renamed into the new epoch (`keptMessages`): only messages changed in what the log lost
+   * are read again — nothing at all when it lost nothing this feed had — so a store restart is not
+   * every session re-reading its conversation at once. Otherwise: the history up to the position.
+   */
   async #reload(lost: ContinuityLost): Promise<void> {
     this.#generation++;
-    if (this.#held === undefined && this.#refold(lost)) {
-      this.#emitter.emit('reloaded', lost);
-      this.#becameLive();
-      return;
-    }
+    const kept = this.#held === undefined ? keptMessages(this.tree.held(), lost) : undefined;
     this.#held ??= [];
     this.tree.reset();
-    await this.#load(lost.position);
+    if (kept) {
+      for (const message of kept.messages) this.tree.apply(message);
+      if (kept.reread !== undefined)
+        await this.#load(lost.kept!, undefined, { from: kept.reread, base: kept.messages });
+      else await this.#load('');
+    } else await this.#load(lost.position);
     this.#emitter.emit('reloaded', lost);
     this.#becameLive();
   }

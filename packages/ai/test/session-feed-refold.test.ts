@@ -1,7 +1,8 @@
 // The session feed after a log went on in a new epoch (`continuityLost` with `kept`), without a
-// server: a feed that holds nothing past `kept` folds again what it holds, renamed into the new
-// epoch, and reads no history; one that holds a message past `kept` (which the new log may not
-// have) reloads from history. The channel is a stand-in that records history reads.
+// server: it folds again what it holds, renamed into the new epoch, without what was created in
+// what the log lost, and reads again only the messages the new log has in another state (changed or
+// deleted in what it lost), from the first of them up to `kept`. The channel is a stand-in that
+// records history reads.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Channel, ContinuityLost, HistoryPage } from '@mooring/client';
@@ -24,7 +25,7 @@ function input(epoch: string, seq: number, id: string): Message {
 function standIn(log: Message[]) {
   const events = new Emitter<{ continuityLost: ContinuityLost; statechange: { current: string } }>();
   const listeners: Array<(m: Message) => void> = [];
-  let reads = 0;
+  const queries: unknown[] = [];
   const channel = {
     position: '',
     state: 'attached',
@@ -34,8 +35,8 @@ function standIn(log: Message[]) {
     },
     unsubscribe: () => {},
     replayFromStart: () => {},
-    history: async (): Promise<HistoryPage> => {
-      reads++;
+    history: async (query: unknown): Promise<HistoryPage> => {
+      queries.push(query);
       return { items: log, next: async () => undefined } as unknown as HistoryPage;
     },
   };
@@ -45,7 +46,8 @@ function standIn(log: Message[]) {
       for (const fn of listeners) fn(m);
     },
     lose: (lost: ContinuityLost) => events.emit('continuityLost', lost),
-    reads: () => reads,
+    reads: () => queries.length,
+    queries: () => queries,
   };
 }
 
@@ -77,8 +79,8 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
     );
   });
 
-  it('a held message past kept (an own operation the position had not passed) makes it reload from history', async () => {
-    const stand = standIn([input(NEW, 1, 'a'), input(NEW, 2, 'c')]);
+  it('drops an input created in what the log lost (an own one, folded before the position moved over it), reading nothing', async () => {
+    const stand = standIn([]);
     const tree = new ConversationTree();
     const feed = new SessionFeed(stand.channel, tree);
     await feed.start();
@@ -87,14 +89,52 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
     stand.lose({
       reason: 'epoch_changed',
       previousPosition: serial(OLD, 1),
-      position: serial(NEW, 2),
+      position: serial(NEW, 1),
       kept: serial(NEW, 1),
     });
     await new Promise((r) => setImmediate(r));
-    assert.equal(stand.reads(), 1);
+    assert.equal(stand.reads(), 0);
+    assert.deepEqual(
+      tree.inputs.map((n) => [n.id, n.serial]),
+      [['a', serial(NEW, 1)]],
+    );
+  });
+
+  it('reads again, from its serial up to kept, a message changed in what the log lost', async () => {
+    const stand = standIn([input(NEW, 2, 'b')]);
+    const tree = new ConversationTree();
+    const feed = new SessionFeed(stand.channel, tree);
+    await feed.start();
+    stand.deliver(input(OLD, 1, 'a'));
+    stand.deliver(input(OLD, 2, 'b'));
+    // b deleted at 3, which the new log lost: it has b as it was
+    stand.deliver({
+      serial: serial(OLD, 2),
+      version: serial(OLD, 3),
+      action: 'delete',
+      id: 'x',
+      timestamp: 3,
+    });
     assert.deepEqual(
       tree.inputs.map((n) => n.id),
-      ['a', 'c'],
+      ['a'],
+    );
+    stand.lose({
+      reason: 'epoch_changed',
+      previousPosition: serial(OLD, 3),
+      position: serial(NEW, 2),
+      kept: serial(NEW, 2),
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(stand.queries(), [
+      { direction: 'forwards', from: serial(NEW, 2), until: serial(NEW, 2), limit: 1000 },
+    ]);
+    assert.deepEqual(
+      tree.inputs.map((n) => [n.id, n.serial]),
+      [
+        ['a', serial(NEW, 1)],
+        ['b', serial(NEW, 2)],
+      ],
     );
   });
 });

@@ -24,6 +24,7 @@ export { Emitter } from './emitter.ts';
 export type { ClientErrorCode, MooringErrorCode } from './errors.ts';
 export { CLIENT_ERRORS, MooringError } from './errors.ts';
 export type { HttpTransportDeps } from './http-upstream.ts';
+export type { KeptMessages } from './kept-messages.ts';
 export { keptMessages } from './kept-messages.ts';
 export { LongPollTransport } from './long-poll-transport.ts';
 export type { MooringOptions } from './mooring.ts';

@@ -1,41 +1,69 @@
 /**
  * What a client holds after its channel's log went on in a new epoch (a Redis restart, a SQLite file
- * after a power loss): `continuityLost` with `kept` at the sequence of the position it resumed from
- * means the new log kept every message the client had, under the same sequences in the new epoch,
- * and delivered what changed after `kept` just before the event. Renaming the held copies into the
- * new epoch (and keeping the newer copy where the catch-up brought one) is then the whole reload —
- * no history read. Used by `@mooring/ai` sessions and `@mooring/react`'s `useChannel`.
+ * after a power loss): `continuityLost` with `kept` says the new log has every message up to `kept`
+ * as it was, under the same sequences in the new epoch, and delivered what changed after `kept` just
+ * before the event. So most of what a client holds is still true, renamed:
+ *
+ *   held copy (old epoch)                         in the new log
+ *   version ≤ kept                                the same message: renamed
+ *   created after kept                            lost (another message may have its sequence): dropped
+ *   created up to kept, changed after it          an older state: read again (`reread`)
+ *   (a copy the catch-up brought, new epoch)      kept; the newer copy of a serial wins
+ *
+ * With `kept` at the position resumed from (a restart that lost nothing this client had: every
+ * restart of an AOF `always` Redis) nothing is read again. Used by `@mooring/ai` sessions and
+ * `@mooring/react`'s `useChannel`, so a store restart is not a herd of history reads.
  */
 import { formatSerial, type Message, parseSerial } from '@mooring/protocol';
 import type { ContinuityLost } from './channel.ts';
 
+export interface KeptMessages {
+  /** What the new log has as held: the copies renamed into its epoch, one per serial, in version order. */
+  messages: Message[];
+  /**
+   * The first serial (new epoch) of the messages the new log has in another state than held
+   * (changed or deleted in what it lost): read the history from here up to `kept` again. Undefined:
+   * nothing to read.
+   */
+  reread?: string;
+}
+
 /**
- * The `held` messages (folded copies, any order) renamed into the epoch of `lost.kept`, one per
- * serial, in version order; undefined when that is not the whole truth: no `kept`, `kept` before
- * the position (the log lost messages the client had), or a copy held under another epoch or past
- * `kept` (an own operation applied before the position moved over it may be one the log lost).
+ * The `held` messages (folded copies, tombstones included, any order) as the new log of `lost` has
+ * them; undefined when that cannot be told (no `kept`, or a copy of an epoch that is neither the
+ * position's nor the new one): reload from history.
  */
-export function keptMessages(held: Iterable<Message>, lost: ContinuityLost): Message[] | undefined {
+export function keptMessages(held: Iterable<Message>, lost: ContinuityLost): KeptMessages | undefined {
   const from = parseSerial(lost.previousPosition);
   const kept = lost.kept === undefined ? undefined : parseSerial(lost.kept);
-  if (!from || !kept || kept.seq !== from.seq) return undefined;
+  if (!from || !kept) return undefined;
   const messages = new Map<string, Message>();
+  const stale: number[] = [];
   for (const copy of held) {
     const serial = parseSerial(copy.serial);
     const version = parseSerial(copy.version);
     if (!serial || !version || serial.epoch !== version.epoch) return undefined;
     let message = copy;
     if (serial.epoch === from.epoch) {
-      if (version.seq > kept.seq) return undefined;
+      if (serial.seq > kept.seq) continue; // created in what the log lost
+      if (version.seq > kept.seq) {
+        stale.push(serial.seq);
+        continue;
+      }
       message = {
         ...copy,
         serial: formatSerial(kept.epoch, serial.seq),
         version: formatSerial(kept.epoch, version.seq),
       };
     } else if (serial.epoch !== kept.epoch) return undefined;
-    // a kept message the catch-up brought again (changed after `kept`): its newer copy
     const other = messages.get(message.serial);
     if (other === undefined || other.version < message.version) messages.set(message.serial, message);
   }
-  return [...messages.values()].sort((a, b) => (a.version < b.version ? -1 : 1));
+  // a stale copy the catch-up brought again (changed after `kept` in the new log) is whole already
+  const reread = stale.filter((seq) => !messages.has(formatSerial(kept.epoch, seq)));
+  const result: KeptMessages = {
+    messages: [...messages.values()].sort((a, b) => (a.version < b.version ? -1 : 1)),
+  };
+  if (reread.length > 0) result.reread = formatSerial(kept.epoch, Math.min(...reread));
+  return result;
 }

@@ -33,7 +33,7 @@ describe('keptMessages', () => {
       msg(NEW, 4, 4, 'new'),
     ];
     assert.deepEqual(
-      keptMessages(held, lost(3, 3))?.map((m) => [m.serial, m.version, m.data]),
+      keptMessages(held, lost(3, 3))?.messages.map((m) => [m.serial, m.version, m.data]),
       [
         [s(NEW, 1), s(NEW, 1), 'one'],
         [s(NEW, 4), s(NEW, 4), 'new'],
@@ -42,12 +42,29 @@ describe('keptMessages', () => {
     );
   });
 
-  it('is undefined without kept, with kept before the position, for a copy past kept or of a third epoch', () => {
+  it('drops copies created in what the log lost and reads again those it has in another state', () => {
+    // position 5, kept 3: 4 and 5 were lost; message 2 was changed at 4 (lost): the log has it as it was at 2
+    const held = [msg(OLD, 1, 1, 'one'), msg(OLD, 2, 4, 'two, changed'), msg(OLD, 5, 5, 'five')];
+    const kept = keptMessages(held, lost(5, 3));
+    assert.deepEqual(
+      kept?.messages.map((m) => m.serial),
+      [s(NEW, 1)],
+    );
+    assert.equal(kept?.reread, s(NEW, 2));
+    // the catch-up brought message 2 again (changed after kept in the new log): nothing to read
+    const caught = keptMessages([...held, msg(NEW, 2, 7, 'two, again')], lost(5, 3));
+    assert.equal(caught?.reread, undefined);
+    assert.deepEqual(
+      caught?.messages.map((m) => m.data),
+      ['one', 'two, again'],
+    );
+  });
+
+  it('is undefined without kept or for a copy of a third epoch; nothing to read with kept at the position', () => {
     const held = [msg(OLD, 1, 1, 'one')];
     assert.equal(keptMessages(held, lost(1, undefined)), undefined);
-    assert.equal(keptMessages(held, lost(2, 1)), undefined, 'the log lost what came after kept');
-    assert.equal(keptMessages([msg(OLD, 1, 2, 'x')], lost(1, 1)), undefined, 'a version past kept');
     assert.equal(keptMessages([msg('cccccccccccc', 1, 1, 'x')], lost(1, 1)), undefined);
-    assert.deepEqual(keptMessages([], lost(1, 1)), []);
+    assert.deepEqual(keptMessages(held, lost(1, 1))?.reread, undefined);
+    assert.deepEqual(keptMessages([], lost(1, 1)), { messages: [] });
   });
 });

@@ -47,9 +47,10 @@ export interface ChannelSnapshot {
   /** The last attach's result (resumed or not). */
   attach: AttachResult | undefined;
   /**
-   * Set when a resume failed and the list may miss something (trimmed, or lost by the store): reload
-   * it from history. Not set when the log only went on in a new epoch keeping every message held
-   * (a Redis restart that lost nothing): the list is then renamed into the new epoch by itself.
+   * Set when a resume failed and the list may be wrong (trimmed, or changed by what the store lost):
+   * reload it from history. Not set when the log went on in a new epoch having every message held
+   * as held (a Redis restart): the list is then renamed into the new epoch by itself, without the
+   * messages created in what the store lost.
    */
   continuityLost: ContinuityLost | undefined;
   error: MooringError | undefined;
@@ -168,19 +169,20 @@ class ChannelStore {
   }
 
   /**
-   * The log went on in a new epoch having kept every message held here (`kept` at the position
-   * resumed from): the list is renamed into it — the same messages, nothing to reload, and no
-   * `continuityLost` to show. Otherwise the list may miss something: `continuityLost` is set.
+   * The log went on in a new epoch (`kept`) and has every message held here as held, but for those
+   * created in what it lost: the list is renamed into it, without those — the log's own messages,
+   * nothing to reload, and no `continuityLost` to show. Otherwise (a message held is in another
+   * state in the new log, or there is no `kept`) the list may be wrong: `continuityLost` is set.
    */
   #onContinuityLost(continuityLost: ContinuityLost): void {
     const kept = keptMessages(this.#held.values(), continuityLost);
-    if (!kept) {
+    if (!kept || kept.reread !== undefined) {
       this.#publish({ continuityLost });
       return;
     }
     this.#held.clear();
-    for (const message of kept) this.#held.set(message.serial, message);
-    const messages = kept.sort((a, b) => (a.serial < b.serial ? -1 : 1));
+    for (const message of kept.messages) this.#held.set(message.serial, message);
+    const messages = kept.messages.sort((a, b) => (a.serial < b.serial ? -1 : 1));
     this.#publish({ messages, position: this.#channel?.position ?? '' });
   }
 
