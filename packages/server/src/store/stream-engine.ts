@@ -47,6 +47,12 @@ export interface StreamTables {
   meta(path: string): StreamMeta | undefined;
   /** A key for a new stream's rows. */
   nextKey(): number;
+  /**
+   * The generation a new stream's offsets start in (absent or 0: generation 0, memory and SQLite).
+   * Redis: one per Redis run and per FLUSHALL, so a stream lost with its Redis and created again at
+   * its path names none of the lost one's offsets.
+   */
+  newGeneration?(): number;
   saveMeta(meta: StreamMeta): void;
   /** Removes the stream's metadata, chunks and producer states. */
   remove(meta: StreamMeta): void;
@@ -114,6 +120,8 @@ export class StreamEngine implements StreamStore {
           : { kind: 'conflict', meta: existing };
       }
       const meta = newMeta(this.#t.nextKey(), path, resolved, now);
+      const generation = this.#t.newGeneration?.() ?? 0;
+      if (generation > 0) meta.generations = [[generation, 0]];
       const own: Uint8Array[] = [];
       if (source && resolved.fork) {
         if (resolved.fork.offset > source.tail)
@@ -123,9 +131,15 @@ export class StreamEngine implements StreamStore {
           if (typeof prefix === 'string') return { kind: 'bad_fork', reason: prefix };
           if (prefix.length > 0) own.push(prefix);
         }
-        // its offsets up to the fork offset are the source's, of the generations that wrote them
-        const inherited = source.generations?.filter(([, from]) => from < resolved.fork!.offset);
-        if (inherited && inherited.length > 0) meta.generations = inherited;
+        // its offsets up to the fork offset are the source's, of the generations that wrote them;
+        // its own (past it) are in a new stream's generation (Redis: a fork lost with its Redis and
+        // made again names none of the lost one's offsets past its fork offset)
+        if (source.generations !== undefined || generation > 0) {
+          const offset = resolved.fork.offset;
+          const inherited = (source.generations ?? [[0, 0]]).filter(([, from]) => from < offset);
+          if (generation > (inherited.at(-1)?.[0] ?? -1)) inherited.push([generation, offset]);
+          meta.generations = inherited;
+        }
         source.refCount++;
         this.#t.saveMeta(source);
       }

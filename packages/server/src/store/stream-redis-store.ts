@@ -22,17 +22,21 @@
  *
  * Keys (base = `<prefix>:ds:{ds}:`): `m` hash path → meta JSON; `v` hash path → version; `ver`
  * version counter; `bytes` own bytes of every stream (stats without a scan); `exp` zset path by
- * expiry deadline (the sweep visits only due streams); `key` stream key counter (reserved by
- * blocks, each used only on the Redis it was reserved on: one back from a snapshot gives the same
- * block again — not so after a FLUSHALL, the same Redis); `c:<key>` zset of chunks; `p:<key>` hash
- * producer id → state JSON.
+ * expiry deadline (the sweep visits only due streams); `mark` the run_id and generation of this
+ * Redis's streams (`DS_MARK_LUA`: made again after a restart, a restore, a failover or a FLUSHALL);
+ * `key` stream key counter (reserved by blocks, each used only under the mark it was reserved under:
+ * a Redis back from a snapshot, or flushed, gives the same block again); `c:<key>` zset of chunks;
+ * `p:<key>` hash producer id → state JSON.
  * A meta records the `run_id` of the Redis that last wrote it; read from another Redis (a restart,
  * a restored snapshot, a failover: it may hold less than was acknowledged), the stream's positions
  * past its tail start a new generation of offsets (`#onThisRedis`), and a commit checks that the
- * Redis it writes to is the one the step read (a Redis that came back may give a version again).
+ * Redis it writes to is the one the step read, with the mark it read (a Redis that came back, or
+ * was flushed, may give a version again). A new stream starts in the mark's generation: one lost with
+ * a Redis (a FLUSHALL, a snapshot from before it) and created again at its path never names the
+ * lost one's offsets (they are answered 410).
  * Wake messages for live readers on other nodes: stream-redis-wakes.ts.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ErrorReply } from 'redis';
 import { RUN_ID_LUA } from './redis-run-id.ts';
@@ -62,16 +66,44 @@ function inline(text: string): Script {
   return { text, sha: createHash('sha1').update(text).digest('hex') };
 }
 
-function script(name: string): Script {
-  return inline(RUN_ID_LUA + readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8'));
+function script(name: string, prelude = ''): Script {
+  return inline(RUN_ID_LUA + prelude + readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8'));
 }
 
-const LOAD = script('ds-load');
+/**
+ * Lua (after RUN_ID_LUA): `dsMark(key, now, seen, nonce)`, the mark of this Redis's Durable Streams,
+ * `'<run_id> <generation> <nonce>'`, made again when missing (a new Redis, or one emptied by a
+ * FLUSHALL: the same run_id) or of another run_id (restarted, restored from a snapshot, failed over).
+ * Stream keys are reserved under it and a commit writes only under the mark its step read, so a
+ * Redis that lost streams never gives their versions or keys again (the nonce, the caller's, tells
+ * two marks apart). New streams start their offsets in its generation: 0 on a Redis nobody knew
+ * before (no mark, and `seen`, the generation of the last mark the calling node saw, is ''), so the
+ * first offset is the Durable Streams' usual zero one; from the clock (`now`, ms) and after every
+ * generation known (the mark replaced, `seen`) when the Redis had a life before — so a stream it
+ * lost and that is created again at its path names none of the lost one's offsets.
+ */
+const DS_MARK_LUA = `local function dsMark(key, now, seen, nonce)
+  local run = runId()
+  local mark = redis.call('GET', key)
+  local last = tonumber(seen)
+  if mark then
+    local r, g = string.match(mark, '^(%S*) (%d+) ')
+    if g and r == run then return mark end
+    last = math.max(last or 0, tonumber(g) or 0)
+  end
+  local generation = last and math.max(tonumber(now), last + 1) or 0
+  mark = run .. ' ' .. string.format('%d', generation) .. ' ' .. nonce
+  redis.call('SET', key, mark)
+  return mark
+end
+`;
+
+const LOAD = script('ds-load', DS_MARK_LUA);
 const COMMIT = script('ds-commit');
-/** KEYS: the stream key counter. ARGV: block size. → {the block's last key, the Redis's run_id ('' if unsaid)}. */
-const RESERVE_KEYS = inline(`${RUN_ID_LUA}
+/** KEYS: the stream key counter, the mark. ARGV: block size, then `dsMark`'s. → {the block's last key, the mark}. */
+const RESERVE_KEYS = inline(`${RUN_ID_LUA}${DS_MARK_LUA}
 local last = redis.call('INCRBY', KEYS[1], ARGV[1])
-return {last, runId()}
+return {last, dsMark(KEYS[2], ARGV[2], ARGV[3], ARGV[4])}
 `);
 /** A step rerun this many times because other writers kept changing its streams fails (retryable). */
 export const MAX_ATTEMPTS = 64;
@@ -111,6 +143,8 @@ class Snapshot {
   readonly metas = new Map<string, { json: string | undefined; version: string; view?: string }>();
   /** The run_id of the Redis the rows were read from ('' when it does not say). */
   run: string | undefined;
+  /** The mark of that Redis's streams as read (`DS_MARK_LUA`): `<run_id> <generation> <nonce>`. */
+  mark: string | undefined;
   readonly producers = new Map<string, ProducerState | undefined>();
   readonly chunks = new Map<string, StreamChunk[]>();
   /** key → the tail of its stream as read (chunk reads are capped at it). */
@@ -138,10 +172,13 @@ class RedisStreamTables implements StreamTables {
   #nextKey = 0;
   #lastKey = 0;
   /**
-   * The Redis the key block was reserved on: another one (restarted, restored, failed over) may give
-   * the same block to another node, so the block is dropped and one reserved there.
+   * The mark the key block was reserved under: another one (a Redis restarted, restored, failed over
+   * or flushed) may give the same block to another node, so the block is dropped and one reserved
+   * there.
    */
-  #keysRun: string | undefined;
+  #keysMark: string | undefined;
+  /** The generation of the last mark this node read ('': none yet), `dsMark`'s `seen`. */
+  #seen = '';
   /** Steps rerun because another writer changed one of their streams first. */
   conflicts = 0;
 
@@ -165,10 +202,10 @@ class RedisStreamTables implements StreamTables {
       const snap = new Snapshot();
       if (hints.length > 0) await this.#load(snap, hints);
       for (;;) {
-        if (this.#nextKey >= this.#lastKey || (snap.run !== undefined && snap.run !== this.#keysRun)) {
+        if (this.#nextKey >= this.#lastKey || (snap.mark !== undefined && snap.mark !== this.#keysMark)) {
           await this.#reserveKeys();
-          // reserved on another Redis than the rows were read from (a restart between): read again
-          if (snap.run !== undefined && snap.run !== this.#keysRun) break;
+          // reserved under another mark than the rows were read with (a restart between): read again
+          if (snap.mark !== undefined && snap.mark !== this.#keysMark) break;
         }
         snap.overlay = new Map();
         snap.writes = [];
@@ -225,6 +262,21 @@ class RedisStreamTables implements StreamTables {
     if (meta.run !== undefined) meta.generations = nextGeneration(meta.generations, meta.tail, Date.now());
     meta.run = run;
     return JSON.stringify(meta);
+  }
+
+  /** New streams start in the generation of the mark the step read (0: none read). */
+  newGeneration(): number {
+    const mark = this.#snap().mark;
+    return mark === undefined ? 0 : generationOf(mark);
+  }
+
+  /** `dsMark`'s arguments after the key: the clock, the generation seen last, a nonce. */
+  #markArgs(): string[] {
+    return [String(Date.now()), this.#seen, randomBytes(6).toString('hex')];
+  }
+
+  #saw(mark: string): void {
+    if (mark !== '') this.#seen = String(generationOf(mark));
   }
 
   nextKey(): number {
@@ -292,10 +344,13 @@ class RedisStreamTables implements StreamTables {
 
   async #reserveKeys(): Promise<void> {
     const key = `${this.#base}key`;
-    const [reply, run] = asArray(await this.run(RESERVE_KEYS, [key], [String(KEY_BLOCK)]));
+    const [reply, mark] = asArray(
+      await this.run(RESERVE_KEYS, [key, `${this.#base}mark`], [String(KEY_BLOCK), ...this.#markArgs()]),
+    );
     const last = Number(reply);
     if (!Number.isSafeInteger(last)) throw new StoreError('internal', 'stream store: bad key counter');
-    this.#keysRun = String(run ?? '');
+    this.#keysMark = String(mark ?? '');
+    this.#saw(this.#keysMark);
     this.#nextKey = last - KEY_BLOCK;
     this.#lastKey = last;
   }
@@ -321,17 +376,23 @@ class RedisStreamTables implements StreamTables {
           break;
       }
     }
-    const reply = asArray(await this.run(LOAD, [`${this.#base}m`, `${this.#base}v`], [this.#base, ...args]));
+    const b = this.#base;
+    const reply = asArray(
+      await this.run(LOAD, [`${b}m`, `${b}v`, `${b}mark`], [b, ...this.#markArgs(), ...args]),
+    );
     const run = String(reply[0] ?? '');
-    // rows of two Redis in one step (a restart between its loads): read again (retryable)
-    if (snap.run !== undefined && snap.run !== run)
+    const mark = String(reply[1] ?? '');
+    this.#saw(mark);
+    // rows of two Redis in one step (a restart or a FLUSHALL between its loads): read again (retryable)
+    if (snap.mark !== undefined && snap.mark !== mark)
       throw new StoreError(
         'store_unavailable',
-        'Redis restarted while a Durable Streams step read it; retry',
+        'Redis restarted (or was flushed) while a Durable Streams step read it; retry',
       );
     snap.run = run;
+    snap.mark = mark;
     try {
-      this.#keep(snap, items, reply.slice(1));
+      this.#keep(snap, items, reply.slice(2));
     } catch (err) {
       throw unavailable(err);
     }
@@ -386,8 +447,8 @@ class RedisStreamTables implements StreamTables {
     const b = this.#base;
     const reply = await this.run(
       COMMIT,
-      [`${b}m`, `${b}v`, `${b}ver`, `${b}bytes`, `${b}exp`],
-      [b, snap.run ?? '', String(checks.length / 2), ...checks, ...snap.writes],
+      [`${b}m`, `${b}v`, `${b}ver`, `${b}bytes`, `${b}exp`, `${b}mark`],
+      [b, snap.mark ?? '', String(checks.length / 2), ...checks, ...snap.writes],
     );
     return Number(reply) === 1;
   }
@@ -424,6 +485,11 @@ function deadline(meta: StreamMeta): string {
   }
   if (meta.ttlSeconds !== undefined) at = Math.min(at, meta.touchedAt + meta.ttlSeconds * 1000);
   return Number.isFinite(at) ? String(at) : '';
+}
+
+/** The generation a mark (`DS_MARK_LUA`) names. */
+function generationOf(mark: string): number {
+  return Number(mark.split(' ')[1] ?? 0) || 0;
 }
 
 function capArg(cap: number): string {

@@ -21,7 +21,8 @@
 
 /**
  * Offsets look like `0000000000000000_0000000000000042`: the generation (16 digits), then the tail
- * position (16 digits). A stream's first generation is 0; the Redis store starts another one when a
+ * position (16 digits). A stream's first generation is 0 (Redis: the generation of the Redis run,
+ * and of the FLUSHALL, it was created after: stream-redis-store.ts); the Redis store starts another one when a
  * stream is first written on a Redis that is not the one that wrote it last (restarted, restored from
  * a snapshot, failed over: it may hold less than was acknowledged), so that appends made after it
  * never reuse an offset handed out for data that Redis lost (see `StreamMeta.generations`).
@@ -135,7 +136,9 @@ export interface StreamMeta {
   /**
    * Generations of its offsets, [generation, from]: each names the positions past `from`, up to
    * where the next one starts. Absent: one, generation 0 (memory, SQLite, and a Redis stream
-   * written by one Redis only). A fork inherits those that start before its fork offset.
+   * created before Redis streams started in their Redis's generation and written by one Redis
+   * only). A fork inherits those that start before its fork offset, and its own positions are in a
+   * new stream's generation (Redis; when later than the inherited).
    */
   generations?: [number, number][];
   /** Redis: the run_id of the Redis that last wrote the stream (another one starts a generation). */

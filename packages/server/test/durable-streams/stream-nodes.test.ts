@@ -11,6 +11,9 @@
  * Also (from the mutation sweep of stream-redis-wakes.ts): a stream's wake channel is unsubscribed
  * after unwatch, a closed store opens no subscriber connection, and a subscriber connection that
  * could not be opened is opened again by the next watch.
+ * After a Redis restored from an older snapshot or a FLUSHALL: offsets of lost data are answered 410
+ * (also those of a stream, or a fork, lost and created again at its path), and two nodes never give
+ * two streams one key.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -401,6 +404,170 @@ test(
     } finally {
       await nodeA.close();
       await nodeB.close();
+      await own.close();
+    }
+  },
+);
+
+test(
+  'after a FLUSHALL, streams created through two nodes never share a key (their chunks stay their own)',
+  { skip },
+  async () => {
+    const own = await startRedis();
+    const nodeA = await RedisStore.open({ url: own.url, prefix: 'ds-flush', onError: () => {} });
+    const nodeB = await RedisStore.open({ url: own.url, prefix: 'ds-flush', onError: () => {} });
+    const a = nodeA.streams as StreamStore;
+    const b = nodeB.streams as StreamStore;
+    const text = (s: string) => new TextEncoder().encode(s);
+    const create = (s: StreamStore, path: string) =>
+      s.create(path, { contentType: 'text/plain', closed: false, data: text(path) }, Date.now());
+    const read = async (s: StreamStore, path: string) => {
+      const page = await s.read(path, 0, 1 << 20, Date.now());
+      return Buffer.concat(page?.chunks.map((c) => c.data) ?? []).toString();
+    };
+    try {
+      // node A reserves a block of stream keys; the FLUSHALL (same Redis, same run_id) empties the
+      // key counter, so node B's next reservation gets the same block
+      assert.equal((await create(a, 'a1')).kind, 'created');
+      await own.command('FLUSHALL');
+      assert.equal((await create(b, 'b1')).kind, 'created');
+      assert.equal((await create(a, 'a2')).kind, 'created');
+      assert.equal((await create(b, 'b2')).kind, 'created');
+      assert.equal(await read(a, 'a2'), 'a2');
+      assert.equal(await read(b, 'b2'), 'b2');
+      assert.equal(await read(a, 'b1'), 'b1');
+      assert.notEqual((await a.get('a2', Date.now()))?.key, (await a.get('b2', Date.now()))?.key);
+    } finally {
+      await nodeA.close();
+      await nodeB.close();
+      await own.close();
+    }
+  },
+);
+
+test(
+  'a stream lost with its Redis (FLUSHALL, or a snapshot from before it existed) and created again at its path: an offset of the lost stream is answered 410, never read as a position of the new one',
+  { skip },
+  async () => {
+    const own = await startRedis();
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: { kind: 'redis', url: own.url },
+      durableStreams: { open: '*' },
+    });
+    const put = async (path: string, body: string) => {
+      const res = await fetch(url(server, path), {
+        method: 'PUT',
+        headers: { 'content-type': 'text/plain' },
+        body,
+      });
+      assert.equal(res.status, 201, `create ${path}`);
+      return res.headers.get('stream-next-offset') ?? '';
+    };
+    const ready = () =>
+      waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+        message: 'the server is ready on the Redis',
+      });
+    /** The stream at `path` was lost and created again: the old stream's offsets name none of it. */
+    const recreatedKeepsOffsetsApart = async (path: string, held: string) => {
+      assert.equal((await fetch(url(server, path))).status, 404, 'lost with the Redis');
+      const fresh = await put(path, 'XYZ123');
+      assert.ok(fresh > held, `the new stream's offsets sort after the lost one's: ${fresh} after ${held}`);
+      const more = await fetch(url(server, path), {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain' },
+        body: 'more',
+      });
+      assert.equal(more.status, 204);
+      // a reader of the lost stream resuming at its offset: not `more` as if it followed `abcdef`
+      const stale = await fetch(`${url(server, path)}?offset=${held}`);
+      assert.equal(stale.status, 410, `the lost stream's offset ${held}: gone (${await stale.text()})`);
+      const fork = await fetch(url(server, `${path}-fork`), {
+        method: 'PUT',
+        headers: {
+          'content-type': 'text/plain',
+          'stream-forked-from': `/v1/stream/${path}`,
+          'stream-fork-offset': held,
+        },
+      });
+      assert.equal(fork.status, 400, 'a fork at an offset of the lost stream');
+      const whole = await fetch(`${url(server, path)}?offset=-1`);
+      assert.equal(await whole.text(), 'XYZ123more');
+      const fromFresh = await fetch(`${url(server, path)}?offset=${fresh}`);
+      assert.equal(await fromFresh.text(), 'more');
+    };
+    try {
+      // FLUSHALL: the same Redis (same run_id), emptied
+      const flushed = await put('flushed', 'abcdef');
+      await own.command('FLUSHALL');
+      await recreatedKeepsOffsetsApart('flushed', flushed);
+      // a Redis restored from a snapshot taken before the stream existed
+      await own.command('SAVE');
+      const restored = await put('restored', 'abcdef');
+      await own.stop('SIGKILL');
+      await own.restart();
+      await ready();
+      await recreatedKeepsOffsetsApart('restored', restored);
+    } finally {
+      await server.close();
+      await own.close();
+    }
+  },
+);
+
+test(
+  'a fork lost with its Redis (a snapshot from before it) and made again at the same fork offset: an offset of its own lost data is answered 410',
+  { skip },
+  async () => {
+    const own = await startRedis();
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: { kind: 'redis', url: own.url },
+      durableStreams: { open: '*' },
+    });
+    const send = async (method: string, path: string, body: string, headers: Record<string, string> = {}) => {
+      const res = await fetch(url(server, path), {
+        method,
+        headers: { 'content-type': 'text/plain', ...headers },
+        body,
+      });
+      assert.ok(res.ok, `${method} ${path}: ${res.status}`);
+      return res.headers.get('stream-next-offset') ?? '';
+    };
+    const fork = (at: string) =>
+      send('PUT', 'kept-fork', '', {
+        'stream-forked-from': '/v1/stream/kept-source',
+        'stream-fork-offset': at,
+      });
+    try {
+      const at = await send('PUT', 'kept-source', 'abc');
+      await own.command('SAVE');
+      assert.equal(await fork(at), at, "a fork's offset at its fork offset is its source's");
+      const held = await send('POST', 'kept-fork', 'def');
+      await own.stop('SIGKILL');
+      await own.restart();
+      await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+        message: 'the server is ready on the restarted Redis',
+      });
+      assert.equal((await fetch(url(server, 'kept-fork'))).status, 404, 'the fork was lost');
+      assert.equal(await fork(at), at, 'made again at the same offset of the source');
+      await send('POST', 'kept-fork', 'XYZ123');
+      const stale = await fetch(`${url(server, 'kept-fork')}?offset=${held}`);
+      assert.equal(
+        stale.status,
+        410,
+        `the lost fork's offset ${held}: gone, not "123" (${await stale.text()})`,
+      );
+      const fromFork = await fetch(`${url(server, 'kept-fork')}?offset=${at}`);
+      assert.equal(await fromFork.text(), 'XYZ123');
+      const whole = await fetch(`${url(server, 'kept-fork')}?offset=-1`);
+      assert.equal(await whole.text(), 'abcXYZ123');
+    } finally {
+      await server.close();
       await own.close();
     }
   },

@@ -480,8 +480,8 @@ test(
       prefix,
       closed: () => false,
       send: async (key, args) => {
-        // a commit (ds-commit.lua names 5 keys): another writer changes the stream just before it
-        if (meddle && args[0]?.startsWith('EVAL') && args[2] === '5') {
+        // a commit (ds-commit.lua names 6 keys): another writer changes the stream just before it
+        if (meddle && args[0]?.startsWith('EVAL') && args[2] === '6') {
           // (and a step that would never give up fails here instead of running for ever)
           if (++commits > MAX_ATTEMPTS) throw new Error('one attempt too many');
           await connection.send(versions, ['HINCRBY', versions, 'x', '1']);
@@ -545,8 +545,8 @@ test(
       closed: () => false,
       send: async (key, args) => {
         const reply = await connection.send(key, args);
-        // after each load of rows (ds-load.lua names 2 keys), another node appends to the stream
-        if (meddle && args[0]?.startsWith('EVAL') && args[2] === '2')
+        // after each load of rows (ds-load.lua names 3 keys), another node appends to the stream
+        if (meddle && args[0]?.startsWith('EVAL') && args[2] === '3')
           await writer.streams.append(
             'x',
             { contentType: 'text/plain', data: bytes('+more'), close: false },
@@ -578,8 +578,8 @@ test(
       prefix: `ds-store-${++prefixes}`,
       closed: () => false,
       send: async (key, args) => {
-        // the next commit (ds-commit.lua names 5 keys) run by SHA meets the fault, once
-        const now = args[0] === 'EVALSHA' && args[2] === '5' ? fault : undefined;
+        // the next commit (ds-commit.lua names 6 keys) run by SHA meets the fault, once
+        const now = args[0] === 'EVALSHA' && args[2] === '6' ? fault : undefined;
         if (now) fault = undefined;
         if (now === 'refused') throw new ErrorReply('OOM command not allowed when used memory > maxmemory');
         const reply = await connection.send(key, args);
@@ -605,5 +605,43 @@ test(
       'first+lost',
       'the commit whose answer was lost was run once, the refused one never',
     );
+  },
+);
+
+test(
+  'redis: a step whose Redis was flushed between its load and its commit writes nothing there (a version and a key given again match the old ones) and runs again on the emptied Redis',
+  {
+    skip: redisSkip,
+  },
+  async (t) => {
+    const own = await startRedis();
+    t.after(() => own.close());
+    const prefix = 'ds-flushed';
+    const other = await RedisStore.open({ url: own.url, prefix });
+    t.after(() => other.close());
+    const connection = await connectRedis(own.url, () => {});
+    t.after(() => connection.close());
+    let meddle = false;
+    const s = new RedisStreamStore({
+      prefix,
+      closed: () => false,
+      send: async (key, args) => {
+        // before the next commit (ds-commit.lua names 6 keys): a FLUSHALL, and another node creates
+        // the stream again: the same path, version and stream key as the one the step read
+        if (meddle && args[0]?.startsWith('EVAL') && args[2] === '6') {
+          meddle = false;
+          await connection.send(key, ['FLUSHALL']);
+          await make(other.streams, 'x', { data: bytes('new') });
+        }
+        return connection.send(key, args);
+      },
+    });
+    await make(s, 'x', { data: bytes('lost!') });
+    meddle = true;
+    const out = await s.append('x', { contentType: 'text/plain', data: bytes('+more'), close: false }, T0);
+    assert.equal(out.kind, 'appended');
+    const page = await other.streams.read('x', 0, 1 << 20, T0);
+    assert.equal(page?.meta.tail, 8, "appended to the stream there is, not with the lost one's tail");
+    assert.equal(textOf(page?.chunks ?? []), 'new+more');
   },
 );

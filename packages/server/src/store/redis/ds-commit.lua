@@ -1,19 +1,23 @@
 -- Mooring: one Durable Streams step written all or nothing (see stream-redis-store.ts): a
 -- compare-and-set on the versions of every stream the decision read, then every write.
 -- KEYS: 1 metas (hash path → JSON), 2 versions (hash path → version), 3 version counter, 4 bytes
--- counter, 5 expiry index (zset path by deadline, ms). ARGV[1]: key base; ARGV[2]: the run_id of the
--- Redis the step read ('': not checked); ARGV[3]: number of checks; then (path, version) pairs ('0':
--- absent); then writes:
+-- counter, 5 expiry index (zset path by deadline, ms), 6 the mark of this Redis's streams (`dsMark`).
+-- ARGV[1]: key base; ARGV[2]: the mark the step read ('': not checked); ARGV[3]: number of checks;
+-- then (path, version) pairs ('0': absent); then writes:
 --   'M', path, json, deadline       save a stream's meta (new version from the counter) and file it
 --                                   under its deadline ('': none, or soft-deleted)
 --   'R', path, key, ownBytes        remove a stream's meta, chunks, producers and index entry
 --   'C', key, end, member, length   add a chunk (score end)
 --   'P', key, id, json              save a producer's state
 -- Returns 1 when written, 0 when a checked stream changed since it was read, or the Redis did (a
--- restart, a failover: versions may have been given again), nothing written.
+-- restart, a failover, a FLUSHALL: versions and stream keys may have been given again), nothing
+-- written.
 -- (`runId` is put before this script by stream-redis-store.ts: redis-run-id.ts.)
 local base = ARGV[1]
-if ARGV[2] ~= '' and runId() ~= ARGV[2] then return 0 end
+if ARGV[2] ~= '' then
+  local run = runId()
+  if redis.call('GET', KEYS[6]) ~= ARGV[2] or string.sub(ARGV[2], 1, #run + 1) ~= run .. ' ' then return 0 end
+end
 local checks = tonumber(ARGV[3])
 local i = 4
 for _ = 1, checks do

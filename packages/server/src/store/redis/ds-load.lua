@@ -1,7 +1,9 @@
 -- Mooring: Durable Streams rows read in one snapshot (see stream-redis-store.ts).
 -- Every stream key shares the `{ds}` hash tag: one slot. KEYS: 1 metas (hash path → JSON),
--- 2 versions (hash path → version). ARGV[1]: the key base (per-stream keys are base..'c:'..key and
--- base..'p:'..key). Then items, each answered by one reply entry:
+-- 2 versions (hash path → version), 3 the mark of this Redis's streams (`dsMark`). ARGV[1]: the key
+-- base (per-stream keys are base..'c:'..key and base..'p:'..key); ARGV[2..4]: `dsMark`'s arguments
+-- (the node's clock in ms, the generation it saw last, a nonce). Then items, each answered by one
+-- reply entry:
 --   'm', path                     → {json, version} or {}
 --   'p', key, id                  → producer JSON or false
 --   'P', path, id                 → {key, producer JSON or false} or {} (key from the stream's meta)
@@ -9,8 +11,8 @@
 --   'C', path, after, maxBytes    → {json, version, members capped at the stream's tail} or {}
 -- A chunk member is 'start:end:base64'; its score is end.
 -- The reply starts with the run_id of this Redis ('' when it does not say): a stream last written by
--- another Redis starts a new generation of offsets (stream-redis-store.ts).
--- (`runId` is put before this script by stream-redis-store.ts: redis-run-id.ts.)
+-- another Redis starts a new generation of offsets (stream-redis-store.ts); then the mark.
+-- (`runId` and `dsMark` are put before this script by stream-redis-store.ts.)
 local base = ARGV[1]
 
 local function chunks(key, after, cap, maxBytes)
@@ -35,8 +37,8 @@ local function keyOf(json)
   return string.format('%d', meta.key), string.format('%d', meta.tail)
 end
 
-local out = {runId()}
-local i = 2
+local out = {runId(), dsMark(KEYS[3], ARGV[2], ARGV[3], ARGV[4])}
+local i = 5
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'm' then
