@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { after, before, test } from 'node:test';
-import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { ErrorReply } from 'redis';
 import { MemoryStore } from '../../src/store/memory-store.ts';
 import { CommandTimeoutError, connectRedis } from '../../src/store/redis-connection.ts';
@@ -406,6 +406,26 @@ for (const [kind, open] of Object.entries(STORES)) {
     );
     await store.close();
   });
+
+  test(`${kind}: a fork of a source that is not there is refused, also when the fork's path holds a stream (left as it was)`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'target', { data: bytes('mine') });
+    await make(s, 'gone-source', { data: bytes('theirs') });
+    assert.equal(await s.delete('gone-source', T0), 'deleted');
+    for (const source of ['never-made', 'gone-source']) {
+      const out = await s.create('target', { contentType: 'text/plain', ...fork(source) }, T0);
+      assert.equal(out.kind, 'source_not_found', source);
+      const out2 = await s.create('free', { contentType: 'text/plain', ...fork(source) }, T0);
+      assert.equal(out2.kind, 'source_not_found', `${source}, to a free path`);
+    }
+    const target = await s.get('target', T0);
+    assert.equal(target?.tail, 4);
+    assert.equal(target?.forkedFrom, undefined);
+    assert.equal(textOf((await s.read('target', 0, 1 << 20, T0))?.chunks ?? []), 'mine');
+    assert.equal(await s.get('free', T0), undefined);
+    await store.close();
+  });
 }
 
 test('sqlite: an append whose producer state cannot be written stores nothing (one transaction)', async () => {
@@ -643,5 +663,105 @@ test(
     const page = await other.streams.read('x', 0, 1 << 20, T0);
     assert.equal(page?.meta.tail, 8, "appended to the stream there is, not with the lost one's tail");
     assert.equal(textOf(page?.chunks ?? []), 'new+more');
+  },
+);
+
+test(
+  "redis: a producer's state read after the prefetch missed it (the 'p' item) is the stream's own: a retry is a duplicate, a gap is seen",
+  {
+    skip: redisSkip,
+  },
+  async (t) => {
+    const connection = await connectRedis((redis as RedisServer).url, () => {});
+    t.after(() => connection.close());
+    let fallbacks = 0;
+    const s = new RedisStreamStore({
+      prefix: `ds-store-${++prefixes}`,
+      closed: () => false,
+      send: async (key, args) => {
+        // a load (ds-load.lua names 3 keys): the 'P' hint (path, producer) dropped, so the engine's
+        // producer read misses and loads it with a 'p' item (stream key, producer)
+        if (args[0]?.startsWith('EVAL') && args[2] === '3') {
+          const at = args.indexOf('P', 10);
+          if (at > 0) args = [...args.slice(0, at), ...args.slice(at + 3)];
+          if (args.indexOf('p', 10) > 0) fallbacks++;
+        }
+        return connection.send(key, args);
+      },
+    });
+    await make(s, 'other');
+    await make(s, 'x');
+    const send = (path: string, seq: number, text: string) =>
+      s.append(
+        path,
+        { contentType: 'text/plain', data: bytes(text), close: false, producer: { id: 'w', epoch: 0, seq } },
+        T0,
+      );
+    assert.equal((await send('other', 0, 'o')).kind, 'appended');
+    assert.equal((await send('other', 1, 'o')).kind, 'appended');
+    assert.equal((await send('x', 0, 'a')).kind, 'appended');
+    assert.equal((await send('x', 0, 'a')).kind, 'duplicate', 'the retry of seq 0');
+    const gap = await send('x', 2, 'c');
+    assert.deepEqual(gap.kind === 'sequence_gap' ? [gap.expected, gap.received] : gap.kind, [1, 2]);
+    assert.equal((await send('x', 1, 'b')).kind, 'appended');
+    assert.equal(textOf((await s.read('x', 0, 1 << 20, T0))?.chunks ?? []), 'ab');
+    assert.ok(fallbacks >= 6, `every producer read went through the 'p' item (${fallbacks})`);
+  },
+);
+
+test(
+  'redis: a step whose Redis came back from a snapshot between its load and its commit (the same mark there, another run_id) writes nothing there: its stream key is not given to another node',
+  {
+    skip: redisSkip,
+  },
+  async (t) => {
+    const own = await startRedis();
+    t.after(() => own.close());
+    const prefix = 'ds-restored';
+    const other = await RedisStore.open({ url: own.url, prefix, onError: () => {} });
+    t.after(() => other.close());
+    const connection = await connectRedis(own.url, () => {});
+    t.after(() => connection.close());
+    let restart = false;
+    const s = new RedisStreamStore({
+      prefix,
+      closed: () => false,
+      send: async (key, args) => {
+        // before the next commit (ds-commit.lua names 6 keys): Redis restarts from the snapshot,
+        // which holds the mark the step read but not the key block it reserved after it
+        if (restart && args[0]?.startsWith('EVAL') && args[2] === '6') {
+          restart = false;
+          await own.stop('SIGKILL');
+          await own.restart();
+          await waitFor(
+            () =>
+              connection.send(key, ['PING']).then(
+                () => true,
+                () => false,
+              ),
+            { message: 'the connection never came back' },
+          );
+        }
+        return connection.send(key, args);
+      },
+    });
+    await make(other.streams, 'b0', { data: bytes('b0') });
+    await own.command('SAVE');
+    restart = true;
+    assert.equal((await make(s, 'a1', { data: bytes('a1') })).kind, 'created');
+    await waitFor(
+      () =>
+        other.ping().then(
+          () => true,
+          () => false,
+        ),
+      { message: 'the other node never reconnected' },
+    );
+    await make(other.streams, 'b1', { data: bytes('b1') });
+    const read = async (path: string) =>
+      textOf((await other.streams.read(path, 0, 1 << 20, T0))?.chunks ?? []);
+    assert.equal(await read('a1'), 'a1');
+    assert.equal(await read('b1'), 'b1');
+    assert.notEqual((await other.streams.get('a1', T0))?.key, (await other.streams.get('b1', T0))?.key);
   },
 );
