@@ -407,6 +407,21 @@ for (const [kind, open] of Object.entries(STORES)) {
     await store.close();
   });
 
+  test(`${kind}: a stream that is not there is read as none, and an append (with a producer too) or a delete of it is not_found`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'other', { data: bytes('other') });
+    assert.equal(await s.read('missing', 0, 1 << 20, T0), undefined);
+    assert.equal(await s.get('missing', T0), undefined);
+    const data = { contentType: 'text/plain', data: bytes('x'), close: false };
+    assert.equal((await s.append('missing', data, T0)).kind, 'not_found');
+    const producer = { id: 'w', epoch: 0, seq: 0 };
+    assert.equal((await s.append('missing', { ...data, producer }, T0)).kind, 'not_found');
+    assert.equal(await s.delete('missing', T0), 'not_found');
+    assert.equal(textOf((await s.read('other', 0, 1 << 20, T0))?.chunks ?? []), 'other');
+    await store.close();
+  });
+
   test(`${kind}: a fork of a source that is not there is refused, also when the fork's path holds a stream (left as it was)`, async () => {
     const store = await open();
     const s = store.streams as StreamStore;
@@ -763,5 +778,26 @@ test(
     assert.equal(await read('a1'), 'a1');
     assert.equal(await read('b1'), 'b1');
     assert.notEqual((await other.streams.get('a1', T0))?.key, (await other.streams.get('b1', T0))?.key);
+  },
+);
+
+test(
+  "redis: a node that never saw this Redis's mark, finding one of another run (a restore) made by a clock ahead, starts new streams in a generation after it",
+  {
+    skip: redisSkip,
+  },
+  async (t) => {
+    const prefix = `ds-store-${++prefixes}`;
+    const connection = await connectRedis((redis as RedisServer).url, () => {});
+    t.after(() => connection.close());
+    const ahead = Date.now() + 365 * 24 * 3600_000;
+    const mark = `${prefix}:ds:{ds}:mark`;
+    await connection.send(mark, ['SET', mark, `0123456789abcdef ${ahead} 00ff`]);
+    const store = await RedisStore.open({ url: (redis as RedisServer).url, prefix });
+    opened.push(store);
+    const made = await make(store.streams, 'x');
+    assert.deepEqual(made.kind === 'created' ? made.meta.generations : made.kind, [[ahead + 1, 0]]);
+    const now = String(await connection.send(mark, ['GET', mark]));
+    assert.match(now, new RegExp(`^[0-9a-f]+ ${ahead + 1} [0-9a-f]+$`), 'the mark of this run');
   },
 );
