@@ -801,3 +801,32 @@ test(
     assert.match(now, new RegExp(`^[0-9a-f]+ ${ahead + 1} [0-9a-f]+$`), 'the mark of this run');
   },
 );
+
+test(
+  'redis: a node reserves stream keys once per block, not per step, and a step that reserved them runs on the rows it loaded',
+  {
+    skip: redisSkip,
+  },
+  async (t) => {
+    const connection = await connectRedis((redis as RedisServer).url, () => {});
+    t.after(() => connection.close());
+    const calls = { loads: 0, reserves: 0 };
+    const s = new RedisStreamStore({
+      prefix: `ds-store-${++prefixes}`,
+      closed: () => false,
+      send: async (key, args) => {
+        const reply = await connection.send(key, args);
+        // counted once answered (an EVALSHA Redis did not know is sent again as EVAL): ds-load.lua names 3
+        // keys, the key reservation 2
+        if (args[0]?.startsWith('EVAL') && args[2] === '3') calls.loads++;
+        if (args[0]?.startsWith('EVAL') && args[2] === '2') calls.reserves++;
+        return reply;
+      },
+    });
+    await make(s, 's0');
+    assert.deepEqual(calls, { loads: 1, reserves: 1 }, 'the first create: one load, one reservation');
+    for (let i = 1; i < 5; i++) await make(s, `s${i}`);
+    await s.append('s0', { contentType: 'text/plain', data: bytes('x'), close: false }, T0);
+    assert.deepEqual(calls, { loads: 6, reserves: 1 }, 'one load a step, no reservation more');
+  },
+);
