@@ -225,10 +225,10 @@ describe('Redis presence: dropped connections per clientId', () => {
         await a.enter('p:0', id, 'mallory', data);
         a.connectionLost(id);
       }
-      // d2 goes over the bound: the oldest, c, is let go (its record deleted, then a leave on a)
+      // d2 goes over the bound: the oldest, c, is let go (its record read and deleted, then a leave
+      // naming node a: three round trips after the ledger's)
       await until('c let go', async () => (await inspect.zScore(ledger, 'c')) === null);
-      await until('its record deleted', async () => (await inspect.exists('pd:presence-connection:c')) === 0);
-      await new Promise((r) => setTimeout(r, 200)); // the leave that follows the delete
+      await new Promise((r) => setTimeout(r, 300));
       assert.deepEqual(await ids(), ['c', 'd1', 'd2'], 'c, live on node b, is still present');
       assert.deepEqual(errors, []);
     },
