@@ -220,6 +220,13 @@ export class ConnectionManager {
    */
   replacedElsewhere(id: string, holder: string): void {
     const connection = this.#byId.get(id);
+    if (!connection) {
+      // dropped here before this notice came (a transport that closed as the client recovered
+      // elsewhere): what its drop started here — its presence grace, its count among its clientId's
+      // dropped connections, its leases' lost holder — ends; the other node holds it now
+      this.#o.presence.connectionMoved?.(id);
+      this.#o.channels.leases.holderMoved?.(id);
+    }
     if (!connection || this.#holders.get(connection) !== holder) {
       // gone, recovered here since, or not open yet: a recovery claimed here whose upgrade is still
       // on its way when a later recovery elsewhere took its mark over. Kept for `open`.

@@ -359,10 +359,17 @@ export class RedisPresence implements Presence {
   }
 
   connectionMoved(connectionId: string): void {
+    // dropped here before the recovery elsewhere was told (its grace running): counted among its
+    // clientId's dropped connections after the recovering node took it out, so out again
+    const counted = this.#pendingLeaves.has(connectionId) ? this.#clientOf.get(connectionId) : undefined;
     this.#cancelPendingLeave(connectionId);
     this.#budget.forget(connectionId);
     this.#held.delete(connectionId);
     this.#clientOf.delete(connectionId);
+    if (counted !== undefined)
+      droppedScript
+        .run(this.#o.connection, this.#ledgerKeys(counted), ['remove', connectionId, String(Date.now())])
+        .catch(this.#o.onError);
   }
 
   /**
