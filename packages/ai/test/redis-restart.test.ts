@@ -147,16 +147,24 @@ describe('a Redis restart mid-answer', () => {
   });
 });
 
+/** A server on a redis-server without AOF (what is written after the last SAVE is lost), and a reader. */
+async function snapshotted(t: TestContext) {
+  const redis = await startRedis();
+  t.after(() => redis.close());
+  const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+  const name = sessionName();
+  const user = await userOn(t, server.url, name);
+  return { redis, server, name, user };
+}
+
+/** The texts of a session's inputs, in order. */
+const texts = (session: UserSession) =>
+  session.tree.inputs.map((input) => textOf(input.message as Parameters<typeof textOf>[0]));
+
 describe('a Redis restored from an older snapshot', () => {
   it('a reader that held an input the new Redis lost drops it from its view, the rest renamed, with no history read', async (t) => {
     if (skip) return t.skip(skip);
-    const redis = await startRedis(); // RDB only: what was written after the last SAVE is lost
-    t.after(() => redis.close());
-    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
-    const name = sessionName();
-    const user = await userOn(t, server.url, name);
-    const texts = (session: UserSession) =>
-      session.tree.inputs.map((input) => textOf(input.message as Parameters<typeof textOf>[0]));
+    const { redis, server, name, user } = await snapshotted(t);
     await user.send('kept');
     await redis.command('SAVE');
     await user.send('lost');
@@ -182,15 +190,10 @@ describe('a Redis restored from an older snapshot', () => {
     const later = await userOn(t, server.url, name);
     assert.deepEqual(texts(later), ['kept', 'after']);
   });
+
   it('a reader that held a message in a state the new Redis lost (its delete) reads just that again: the same view as a fresh reader', async (t) => {
     if (skip) return t.skip(skip);
-    const redis = await startRedis();
-    t.after(() => redis.close());
-    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
-    const name = sessionName();
-    const user = await userOn(t, server.url, name);
-    const texts = (session: UserSession) =>
-      session.tree.inputs.map((input) => textOf(input.message as Parameters<typeof textOf>[0]));
+    const { redis, server, name, user } = await snapshotted(t);
     await user.send('a');
     await user.send('b');
     await waitFor(() => texts(user).length === 2);

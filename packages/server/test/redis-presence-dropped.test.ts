@@ -42,6 +42,45 @@ async function enterAndDrop(server: MooringServer): Promise<RawClient> {
   return client;
 }
 
+/** Two RedisPresence nodes (key prefix `prefix`) on a fresh redis-server, a plain client to inspect it, and the errors they reported. */
+async function twoPresenceNodes(t: { after(fn: () => unknown): void }, prefix: string) {
+  const redis = await startRedis();
+  t.after(() => redis.close());
+  const errors: unknown[] = [];
+  const node = async () => {
+    const connection = await connectRedis(redis.url, (err) => errors.push(err));
+    const presence = new RedisPresence({
+      connection,
+      prefix,
+      grace: 60_000,
+      maxMembers: 100,
+      maxChannelsPerConnection: 10,
+      maxBytesPerConnection: 1000,
+      recoverWithin: 60_000,
+      maxDroppedBytesPerClient: CAP,
+      onError: (err) => errors.push(err),
+    });
+    t.after(async () => {
+      await presence.close();
+      await connection.close();
+    });
+    return presence;
+  };
+  const a = await node();
+  const b = await node();
+  const inspect = createClient({ url: redis.url });
+  inspect.on('error', () => {}); // Redis stops first at the end
+  await inspect.connect();
+  t.after(() => inspect.destroy());
+  return { a, b, inspect, errors };
+}
+
+/** Waits (up to 5 s) for `ok`, then asserts it. */
+async function until(what: string, ok: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 500 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(await ok(), what);
+}
+
 describe('Redis presence: dropped connections per clientId', () => {
   it(
     'keeps at most maxDroppedBytesPerClient over all nodes: the oldest leaves at once and recovers without its presence; the newer ones keep theirs',
@@ -181,38 +220,7 @@ describe('Redis presence: dropped connections per clientId', () => {
     async (t) => {
       // the order of a half-open transport: the client recovers on node B before node A notices the
       // drop, so A counts it in the ledger after B took it out; then another drop goes over the bound
-      const redis = await startRedis();
-      t.after(() => redis.close());
-      const errors: unknown[] = [];
-      const node = async () => {
-        const connection = await connectRedis(redis.url, (err) => errors.push(err));
-        const presence = new RedisPresence({
-          connection,
-          prefix: 'pd',
-          grace: 60_000,
-          maxMembers: 100,
-          maxChannelsPerConnection: 10,
-          maxBytesPerConnection: 1000,
-          recoverWithin: 60_000,
-          maxDroppedBytesPerClient: CAP,
-          onError: (err) => errors.push(err),
-        });
-        t.after(async () => {
-          await presence.close();
-          await connection.close();
-        });
-        return presence;
-      };
-      const a = await node();
-      const b = await node();
-      const inspect = createClient({ url: redis.url });
-      inspect.on('error', () => {}); // Redis stops first at the end
-      await inspect.connect();
-      t.after(() => inspect.destroy());
-      const until = async (what: string, ok: () => Promise<boolean>) => {
-        for (let i = 0; i < 500 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 10));
-        assert.ok(await ok(), what);
-      };
+      const { a, b, inspect, errors } = await twoPresenceNodes(t, 'pd');
       const ids = async () => (await b.members('p:0')).map((m) => m.connectionId).sort();
 
       await a.enter('p:0', 'c', 'mallory', data);
@@ -237,38 +245,7 @@ describe('Redis presence: dropped connections per clientId', () => {
     'a drop a node counted after the connection recovered on another node is taken out of the ledger when the node is told it moved: no share of the bound, its record kept',
     { skip },
     async (t) => {
-      const redis = await startRedis();
-      t.after(() => redis.close());
-      const errors: unknown[] = [];
-      const node = async () => {
-        const connection = await connectRedis(redis.url, (err) => errors.push(err));
-        const presence = new RedisPresence({
-          connection,
-          prefix: 'pm',
-          grace: 60_000,
-          maxMembers: 100,
-          maxChannelsPerConnection: 10,
-          maxBytesPerConnection: 1000,
-          recoverWithin: 60_000,
-          maxDroppedBytesPerClient: CAP,
-          onError: (err) => errors.push(err),
-        });
-        t.after(async () => {
-          await presence.close();
-          await connection.close();
-        });
-        return presence;
-      };
-      const a = await node();
-      const b = await node();
-      const inspect = createClient({ url: redis.url });
-      inspect.on('error', () => {});
-      await inspect.connect();
-      t.after(() => inspect.destroy());
-      const until = async (what: string, ok: () => Promise<boolean>) => {
-        for (let i = 0; i < 500 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 10));
-        assert.ok(await ok(), what);
-      };
+      const { a, b, inspect, errors } = await twoPresenceNodes(t, 'pm');
       const ledger = 'pm:{presence-dropped:mallory}';
 
       await a.enter('p:0', 'c', 'mallory', data);
