@@ -64,6 +64,9 @@ describe('keptMessages', () => {
     const held = [msg(OLD, 1, 1, 'one')];
     assert.equal(keptMessages(held, lost(1, undefined)), undefined);
     assert.equal(keptMessages([msg('cccccccccccc', 1, 1, 'x')], lost(1, 1)), undefined);
+    // an own append folded with the version the new log answered, to a message named by its old serial
+    const mixed: Message = { ...msg(OLD, 1, 1, 'one'), version: s(NEW, 2), action: 'update' };
+    assert.equal(keptMessages([mixed], lost(1, 1)), undefined, 'a copy of two epochs');
     assert.deepEqual(keptMessages(held, lost(1, 1))?.reread, undefined);
     assert.deepEqual(keptMessages([], lost(1, 1)), { messages: [] });
   });
