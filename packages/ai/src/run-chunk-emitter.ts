@@ -17,18 +17,32 @@
  *
  * Parts are emitted in serial order. The caller must only `sync` while the channel is live (not in
  * the middle of a catch-up), when the parts it knows are a prefix of the run in serial order.
+ *
+ * A part is known by its sequence, not its whole serial: after a new epoch (PROTOCOL.md §15) a kept
+ * part is the same message under the same sequence in the new epoch, so the stream goes on from what
+ * it emitted. A part seen again in another epoch must still hold what was emitted of it (same kind,
+ * its text a continuation); when one does not, or is gone (the new log lost it), the consumer holds
+ * text the log no longer has and no chunk can take it back: the stream ends with
+ * `abort {reason: "continuity lost"}`, as when the whole run is gone.
  */
+import { parseSerial } from '@mooring/protocol';
 import type { FinishReason, UIMessageChunk } from 'ai';
 import type { RunNode } from './conversation-tree.ts';
 import type { PartRecord } from './wire.ts';
 import { readMeta } from './wire.ts';
 
 interface Emitted {
-  length: number;
+  kind: PartRecord['kind'];
+  /** What was emitted of the part's text (its length is where the next delta starts). */
+  text: string;
   ended: boolean;
+  /** The epoch of the part's serial when last emitted; the chunk, for a chunk part. */
+  epoch: string;
+  chunk?: unknown;
 }
 
 export class RunChunkEmitter {
+  /** By the part's sequence (`key()`), so that a kept part is the same one in a new epoch. */
   readonly #emitted = new Map<string, Emitted>();
   #started = false;
   #finished = false;
@@ -46,7 +60,7 @@ export class RunChunkEmitter {
     this.#started = true;
     for (const part of parts) {
       if (part.kind === 'chunk' && !part.chunk) break;
-      this.#emitted.set(part.serial, { length: part.text.length, ended: part.state === 'done' });
+      this.#emitted.set(key(part.serial), emitted(part, part.state === 'done'));
     }
   }
 
@@ -59,6 +73,11 @@ export class RunChunkEmitter {
       const start: UIMessageChunk = { type: 'start', messageId: run.id };
       if (run.metadata !== undefined) start.messageMetadata = run.metadata;
       out.push(start);
+    }
+    if (this.#diverged(parts)) {
+      out.push({ type: 'abort', reason: 'continuity lost' });
+      this.#finished = true;
+      return out;
     }
     for (const part of parts) {
       if (!this.#part(part, out)) break;
@@ -86,24 +105,58 @@ export class RunChunkEmitter {
     return out;
   }
 
+  /**
+   * True when the parts went on in another epoch without what was emitted of them (a part gone, or
+   * no longer holding what was emitted of it); otherwise the parts emitted are the same ones, now
+   * known in their new epoch.
+   */
+  #diverged(parts: readonly PartRecord[]): boolean {
+    let seen = 0;
+    for (const part of parts) {
+      const e = this.#emitted.get(key(part.serial));
+      if (e === undefined) continue;
+      seen++;
+      const epoch = epochOf(part.serial);
+      if (e.epoch === epoch) continue;
+      if (
+        part.kind !== e.kind ||
+        !part.text.startsWith(e.text) ||
+        (e.ended && e.kind !== 'chunk' && part.state !== 'done') ||
+        (e.kind === 'chunk' && JSON.stringify(part.chunk) !== JSON.stringify(e.chunk))
+      )
+        return true;
+      e.epoch = epoch;
+    }
+    if (seen === this.#emitted.size) return false;
+    // a part emitted in an epoch the parts are no longer in, and that the new epoch has not
+    const now = epochOf(parts[parts.length - 1]?.serial ?? '');
+    const keys = new Set(parts.map((p) => key(p.serial)));
+    for (const [k, e] of this.#emitted) if (e.epoch !== now && !keys.has(k)) return true;
+    return false;
+  }
+
   /** Emits what is new in one part; false when the part cannot be emitted yet (keep order). */
   #part(part: PartRecord, out: UIMessageChunk[]): boolean {
-    let e = this.#emitted.get(part.serial);
+    let e = this.#emitted.get(key(part.serial));
     switch (part.kind) {
       case 'text':
       case 'reasoning': {
         const id = part.partId ?? part.serial;
         const meta = readMeta(part.headers);
         if (!e) {
-          e = { length: 0, ended: false };
-          this.#emitted.set(part.serial, e);
+          e = emitted({ ...part, text: '' }, false);
+          this.#emitted.set(key(part.serial), e);
           const start = { type: `${part.kind}-start`, id } as UIMessageChunk & { providerMetadata?: unknown };
           if (meta.start !== undefined) start.providerMetadata = meta.start;
           out.push(start);
         }
-        if (part.text.length > e.length) {
-          out.push({ type: `${part.kind}-delta`, id, delta: part.text.slice(e.length) } as UIMessageChunk);
-          e.length = part.text.length;
+        if (part.text.length > e.text.length) {
+          out.push({
+            type: `${part.kind}-delta`,
+            id,
+            delta: part.text.slice(e.text.length),
+          } as UIMessageChunk);
+          e.text = part.text;
         }
         if (part.state === 'done' && !e.ended) {
           e.ended = true;
@@ -120,8 +173,8 @@ export class RunChunkEmitter {
       case 'tool-input': {
         const toolCallId = part.partId ?? part.serial;
         if (!e) {
-          e = { length: 0, ended: false };
-          this.#emitted.set(part.serial, e);
+          e = emitted({ ...part, text: '' }, false);
+          this.#emitted.set(key(part.serial), e);
           const toolName = typeof part.headers.toolName === 'string' ? part.headers.toolName : 'unknown';
           out.push({
             ...readMeta(part.headers),
@@ -130,20 +183,36 @@ export class RunChunkEmitter {
             toolName,
           } as UIMessageChunk);
         }
-        if (part.text.length > e.length) {
-          out.push({ type: 'tool-input-delta', toolCallId, inputTextDelta: part.text.slice(e.length) });
-          e.length = part.text.length;
+        if (part.text.length > e.text.length) {
+          out.push({ type: 'tool-input-delta', toolCallId, inputTextDelta: part.text.slice(e.text.length) });
+          e.text = part.text;
         }
         return true;
       }
       case 'chunk': {
         if (e) return true;
         if (!part.chunk) return false; // a large chunk still arriving as JSON text: later parts wait
-        this.#emitted.set(part.serial, { length: 0, ended: true });
+        this.#emitted.set(key(part.serial), emitted(part, true));
         const type = part.chunk.type;
         if (type !== 'start' && type !== 'finish' && type !== 'abort') out.push(part.chunk);
         return true;
       }
     }
   }
+}
+
+/** A part's key across epochs: the sequence of its serial (the serial itself when not one). */
+function key(serial: string): string {
+  const parts = parseSerial(serial);
+  return parts === undefined ? serial : String(parts.seq);
+}
+
+function epochOf(serial: string): string {
+  return parseSerial(serial)?.epoch ?? '';
+}
+
+function emitted(part: PartRecord, ended: boolean): Emitted {
+  const e: Emitted = { kind: part.kind, text: part.text, ended, epoch: epochOf(part.serial) };
+  if (part.kind === 'chunk') e.chunk = part.chunk;
+  return e;
 }

@@ -187,4 +187,42 @@ describe('RunChunkEmitter', () => {
       { type: 'data-after', data: 1 },
     ]);
   });
+
+  it('a new epoch: the parts kept under the same sequences go on from what was emitted; a part emitted and gone from the new log ends the stream (abort "continuity lost"), never emitted twice', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log);
+    p.write({ type: 'text-start', id: 'a' });
+    p.write({ type: 'text-delta', id: 'a', delta: 'Kept.' });
+    p.write({ type: 'text-end', id: 'a' });
+    await p.flush();
+    const keptUpTo = log.live.length;
+    p.write({ type: 'text-start', id: 'b' });
+    p.write({ type: 'text-delta', id: 'b', delta: 'Lost' });
+    await p.flush();
+    // the log in a new epoch (PROTOCOL.md §15): the same sequences, up to `upTo` when given
+    const renamed = (upTo = log.live.length) => {
+      const tree = new ConversationTree();
+      for (const m of log.live.slice(0, upTo))
+        tree.apply({
+          ...m,
+          serial: m.serial.replace(/^a+/, 'b'.repeat(12)),
+          version: m.version.replace(/^a+/, 'b'.repeat(12)),
+        });
+      return { run: tree.run('r1')!, parts: tree.parts('r1') };
+    };
+
+    const whole = new RunChunkEmitter();
+    const { run, parts } = folded(log);
+    assert.equal(whole.sync(run, parts).filter((c) => c.type === 'text-start').length, 2);
+    p.write({ type: 'text-delta', id: 'b', delta: ' not.' });
+    await p.flush();
+    const after = renamed();
+    assert.deepEqual(whole.sync(after.run, after.parts), [{ type: 'text-delta', id: 'b', delta: ' not.' }]);
+
+    const lossy = new RunChunkEmitter();
+    lossy.sync(run, parts);
+    const kept = renamed(keptUpTo);
+    assert.deepEqual(lossy.sync(kept.run, kept.parts), [{ type: 'abort', reason: 'continuity lost' }]);
+    assert.equal(lossy.finished, true);
+  });
 });
