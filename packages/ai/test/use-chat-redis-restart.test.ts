@@ -1,0 +1,127 @@
+// The REAL `useChat` of @ai-sdk/react over `mooringChat()` (what `useMooringChat` renders; its sync
+// with the session is `syncChat`) across a Redis restart without loss (AOF `always`, SIGKILL):
+// the device that asked and another that follows the answer end with the same messages as a fresh
+// reader — same ids, same text, none twice — and never show a word twice on the way.
+import './helpers/dom.ts';
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import type { MooringServer } from '@mooring/server';
+import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import type { UIMessage } from 'ai';
+import { AgentSession } from '../src/agent-session.ts';
+import { UserSession } from '../src/user-session.ts';
+import { textOf } from './helpers/agents.ts';
+import { client, realServer, sessionName, waitFor, within } from './helpers/fixture.ts';
+import { type Device, device } from './helpers/use-chat-device.ts';
+
+const skip = redisSkipReason();
+const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
+const HALF = WORDS.length / 2;
+
+async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
+  await redis.stop('SIGKILL');
+  await redis.restart();
+  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+    message: 'the server is ready on the restarted Redis',
+  });
+}
+
+/** Answers each input with WORDS, one flushed delta at a time; the first answer waits at its half. */
+async function gatedAgent(t: TestContext, url: string, name: string) {
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const agent = new AgentSession({
+    channel: client(t, url, { clientId: 'assistant' }).channels.get(name, { start: true }),
+    agent: 'assistant',
+    coalesceMs: 0,
+    onInput: async (_input, run) => {
+      run.write({ type: 'text-start', id: 't' });
+      for (const [i, word] of WORDS.entries()) {
+        if (i === HALF) await released;
+        run.write({ type: 'text-delta', id: 't', delta: word });
+        await run.flush();
+      }
+      run.write({ type: 'text-end', id: 't' });
+    },
+  });
+  t.after(() => {
+    release(); // a run still waiting would hold the agent's close
+    return agent.close();
+  });
+  await agent.start();
+  return release;
+}
+
+const shown = (messages: readonly UIMessage[]) => messages.map((m) => [m.id, m.role, textOf(m)]);
+
+/** Every text the chat shows while it runs: none may hold a word twice. */
+function watchForRepeats(chats: Device[]): { repeats: string[]; stop(): void } {
+  const repeats: string[] = [];
+  const timer = setInterval(() => {
+    for (const { chat } of chats)
+      for (const m of chat.messages) {
+        const words = textOf(m).split(' ').filter(Boolean);
+        if (new Set(words).size !== words.length) repeats.push(textOf(m));
+      }
+  }, 5);
+  return { repeats, stop: () => clearInterval(timer) };
+}
+
+describe('useChat over Mooring across a Redis restart', () => {
+  it('lossless: the asking chat and a following chat hold the messages of a fresh reader (ids, text), none twice, no word twice on the way', async (t) => {
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const name = sessionName();
+    const release = await gatedAgent(t, server.url, name);
+    const asking = device(t, server.url, name);
+    const following = device(t, server.url, name);
+    await asking.session.ready();
+    await following.session.ready();
+    const watch = watchForRepeats([asking, following]);
+    t.after(() => watch.stop());
+
+    void asking.chat.sendMessage({ text: 'first' });
+    const half = WORDS.slice(0, HALF).join('');
+    await waitFor(() => [asking, following].every((d) => textOf(d.chat.messages[1]) === half), {
+      message: 'both chats never showed the first half',
+    });
+    let lost = 0;
+    asking.session.channel.on('continuityLost', () => lost++);
+    following.session.channel.on('continuityLost', () => lost++);
+    await restartRedis(redis, server);
+    release();
+    await waitFor(() => asking.chat.status === 'ready' && asking.chat.messages.length === 2, {
+      message: 'the first answer never ended on the asking chat',
+    });
+    await within(asking.chat.sendMessage({ text: 'second' }), { message: 'the second answer never came' });
+
+    const fresh = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => fresh.close());
+    await fresh.ready();
+    const expected = shown(fresh.messages);
+    assert.deepEqual(
+      expected.map(([, role, text]) => [role, text]),
+      [
+        ['user', 'first'],
+        ['assistant', WORDS.join('')],
+        ['user', 'second'],
+        ['assistant', WORDS.join('')],
+      ],
+    );
+    for (const d of [asking, following]) {
+      await waitFor(() => d.chat.status === 'ready' && d.chat.messages.length === 4, {
+        message: `a chat never showed the four messages: ${JSON.stringify(shown(d.chat.messages))}`,
+      });
+      assert.deepEqual(shown(d.chat.messages), expected);
+      const texts = d.chat.messages[1]!.parts.filter((p) => p.type === 'text');
+      assert.equal(texts.length, 1, 'one text part, not the text again beside it');
+    }
+    assert.equal(lost, 2, 'each chat saw the new epoch once');
+    watch.stop();
+    assert.deepEqual(watch.repeats, [], 'no chat showed a word twice');
+  });
+});
