@@ -137,4 +137,35 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
       ],
     );
   });
+
+  it('a message the catch-up deleted (its tombstone under the new serial) is not folded again', async () => {
+    const stand = standIn([]);
+    const tree = new ConversationTree();
+    const feed = new SessionFeed(stand.channel, tree);
+    await feed.start();
+    stand.deliver(input(OLD, 1, 'a'));
+    stand.deliver(input(OLD, 2, 'b'));
+    // the catch-up after `kept` (the channel attaching): b deleted on the new log
+    (stand.channel as { state: string }).state = 'attaching';
+    const tombstone = serial(NEW, 3);
+    stand.deliver({
+      serial: serial(NEW, 2),
+      version: tombstone,
+      action: 'delete',
+      id: serial(NEW, 2),
+      timestamp: 3,
+    });
+    stand.lose({
+      reason: 'epoch_changed',
+      previousPosition: serial(OLD, 2),
+      position: tombstone,
+      kept: serial(NEW, 2),
+    });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(stand.reads(), 0);
+    assert.deepEqual(
+      tree.inputs.map((n) => [n.id, n.serial]),
+      [['a', serial(NEW, 1)]],
+    );
+  });
 });

@@ -1,0 +1,71 @@
+// The refold after a Redis restart (session-feed.ts `#refold`, PROTOCOL.md §15) on real parts: a
+// real server on a real redis-server (AOF `always`: nothing lost), SIGKILLed and restarted, and what
+// happens on the new Redis before a reader resumes.
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import type { ContinuityLost } from '@mooring/client';
+import { parseSerial } from '@mooring/protocol';
+import type { MooringServer } from '@mooring/server';
+import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { UserSession } from '../src/user-session.ts';
+import { textOf } from './helpers/agents.ts';
+import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+
+const skip = redisSkipReason();
+
+async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
+  await redis.stop('SIGKILL');
+  await redis.restart();
+  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+    message: 'the server is ready on the restarted Redis',
+  });
+}
+
+async function userOn(t: TestContext, url: string, name: string): Promise<UserSession> {
+  const user = new UserSession({ channel: client(t, url).channels.get(name, { start: true }) });
+  t.after(() => user.close());
+  await user.start();
+  return user;
+}
+
+const texts = (session: UserSession) =>
+  session.tree.inputs.map((input) => textOf(input.message as Parameters<typeof textOf>[0]));
+
+describe('the refold after a lossless Redis restart', () => {
+  it('a message deleted on the new Redis before a reader resumed stays deleted on that reader (the catch-up brought its tombstone)', async (t) => {
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const name = sessionName();
+    const reader = await userOn(t, server.url, name);
+    const writer = await userOn(t, server.url, name);
+    await writer.send('kept');
+    await writer.send('deleted');
+    await waitFor(() => texts(reader).length === 2 && texts(writer).length === 2);
+    const doomed = writer.tree.inputs.find((input) => textOf(input.message) === 'deleted')!;
+    let reads = 0;
+    const history = reader.channel.history.bind(reader.channel);
+    reader.channel.history = (query) => {
+      reads++;
+      return history(query);
+    };
+    let lost: ContinuityLost | undefined;
+    reader.on('reloaded', (l) => {
+      lost = l;
+    });
+
+    await restartRedis(redis, server);
+    // the first operation on the new Redis: the delete (it starts the new epoch, §15)
+    await writer.channel.delete(doomed.serial);
+    await waitFor(() => lost !== undefined, { message: 'the reader never saw the new epoch' });
+    await reader.ready();
+    const fresh = await userOn(t, server.url, name);
+    await fresh.ready();
+    assert.deepEqual(texts(fresh), ['kept'], 'the new Redis has the delete');
+    assert.deepEqual(texts(reader), ['kept'], 'the deleted input is not back on the reader');
+    // nothing it held was lost: it refolded (no history read), it did not reload
+    assert.equal(parseSerial(lost?.kept ?? '')?.seq, parseSerial(lost?.previousPosition ?? '')?.seq);
+    assert.equal(reads, 0);
+  });
+});
