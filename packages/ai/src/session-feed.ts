@@ -22,6 +22,7 @@
 import type { Channel, ContinuityLost, HistoryPage } from '@mooring/client';
 import { Emitter, keptMessages } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
+import { formatSerial, parseSerial } from '@mooring/protocol';
 import type { ConversationTree, TreeChange } from './conversation-tree.ts';
 import type { RunStreamSource } from './run-chunk-stream.ts';
 
@@ -48,6 +49,8 @@ export class SessionFeed implements RunStreamSource {
   #closed = false;
   #started: Promise<void> | undefined;
   #offs: Array<() => void> = [];
+  /** The epoch of the log the tree was last refolded or reloaded into after continuity was lost. */
+  #epoch: string | undefined;
   readonly #onMessage = (message: Message) => {
     if (this.#held) this.#held.push(message);
     else this.tree.apply(message);
@@ -86,7 +89,21 @@ export class SessionFeed implements RunStreamSource {
    * in the order they were stored; held back like live messages while reloading.
    */
   applyOwn(messages: Message[]): void {
-    for (const message of messages) this.#onMessage(message);
+    for (const message of messages) this.#onMessage(this.#inEpoch(message));
+  }
+
+  /**
+   * An own operation on a message it names by its serial of the epoch the log went on from (a
+   * publisher keeps the serial its create got; the server reads it as the same sequence in the new
+   * epoch), stored in the epoch the tree was refolded or reloaded into: it is folded onto that
+   * message under its new serial, which is the one the tree holds now.
+   */
+  #inEpoch(message: Message): Message {
+    const epoch = this.#epoch;
+    if (epoch === undefined) return message;
+    const serial = parseSerial(message.serial);
+    if (!serial || serial.epoch === epoch || parseSerial(message.version)?.epoch !== epoch) return message;
+    return { ...message, serial: formatSerial(epoch, serial.seq) };
   }
 
   /** Tree changes, and `{ kind: 'live' }` each time the feed becomes live. */
@@ -213,6 +230,7 @@ export class SessionFeed implements RunStreamSource {
    */
   async #reload(lost: ContinuityLost): Promise<void> {
     this.#generation++;
+    this.#epoch = parseSerial(lost.position)?.epoch;
     const kept = this.#held === undefined ? keptMessages(this.tree.held(), lost) : undefined;
     this.#held ??= [];
     this.tree.reset();
