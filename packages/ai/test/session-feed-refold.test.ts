@@ -168,4 +168,45 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
       [['a', serial(NEW, 1)]],
     );
   });
+
+  it('a new epoch while the first load still reads the history: no refold of the half-loaded tree, a reload from the new log', async () => {
+    const stand = standIn([input(NEW, 1, 'a'), input(NEW, 2, 'b'), input(NEW, 3, 'c')]);
+    // a feed joining a channel that has a position: its first read of the history is slow
+    let answer: (page: HistoryPage) => void = () => {};
+    const slow = new Promise<HistoryPage>((resolve) => {
+      answer = resolve;
+    });
+    const channel = stand.channel as { position: string; history: () => Promise<HistoryPage> };
+    const history = channel.history;
+    let calls = 0;
+    channel.history = () => (++calls === 1 ? slow : history());
+    channel.position = serial(OLD, 2);
+    const tree = new ConversationTree();
+    const feed = new SessionFeed(stand.channel, tree);
+    const started = feed.start();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(feed.reloading, true, 'the first load is under way');
+    stand.lose({
+      reason: 'epoch_changed',
+      previousPosition: serial(OLD, 2),
+      position: serial(NEW, 3),
+      kept: serial(NEW, 2),
+    });
+    // the old read answers late: it folds nothing into the reloaded tree
+    answer({
+      items: [input(OLD, 1, 'a'), input(OLD, 2, 'b')],
+      next: async () => undefined,
+    } as unknown as HistoryPage);
+    await started;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(feed.reloading, false);
+    assert.deepEqual(
+      tree.inputs.map((n) => [n.id, n.serial]),
+      [
+        ['a', serial(NEW, 1)],
+        ['b', serial(NEW, 2)],
+        ['c', serial(NEW, 3)],
+      ],
+    );
+  });
 });
