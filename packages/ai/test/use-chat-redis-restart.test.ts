@@ -26,12 +26,17 @@ async function restartRedis(redis: RedisServer, server: MooringServer): Promise<
   });
 }
 
-/** Answers each input with WORDS, one flushed delta at a time; the first answer waits at its half. */
-async function gatedAgent(t: TestContext, url: string, name: string) {
-  let release: () => void = () => {};
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
+/**
+ * Answers each input with WORDS, one flushed delta at a time; the first answer waits before word
+ * HALF for `release()` (and before word `early`, when given, for a first `release()`).
+ */
+async function gatedAgent(t: TestContext, url: string, name: string, early?: number) {
+  const gates: Array<() => void> = [];
+  const gate = () => new Promise<void>((resolve) => gates.push(resolve));
+  const releases = [gate(), ...(early === undefined ? [] : [gate()])];
+  const release = () => {
+    gates.shift()?.();
+  };
   const agent = new AgentSession({
     channel: client(t, url, { clientId: 'assistant' }).channels.get(name, { start: true }),
     agent: 'assistant',
@@ -39,7 +44,8 @@ async function gatedAgent(t: TestContext, url: string, name: string) {
     onInput: async (_input, run) => {
       run.write({ type: 'text-start', id: 't' });
       for (const [i, word] of WORDS.entries()) {
-        if (i === HALF) await released;
+        if (i === early) await releases[0];
+        if (i === HALF) await releases[releases.length - 1];
         run.write({ type: 'text-delta', id: 't', delta: word });
         await run.flush();
       }
@@ -47,7 +53,7 @@ async function gatedAgent(t: TestContext, url: string, name: string) {
     },
   });
   t.after(() => {
-    release(); // a run still waiting would hold the agent's close
+    for (const open of gates.splice(0)) open(); // a run still waiting would hold the agent's close
     return agent.close();
   });
   await agent.start();
@@ -123,5 +129,51 @@ describe('useChat over Mooring across a Redis restart', () => {
     assert.equal(lost, 2, 'each chat saw the new epoch once');
     watch.stop();
     assert.deepEqual(watch.repeats, [], 'no chat showed a word twice');
+  });
+
+  it('lossy (RDB snapshot mid-answer, more words, SIGKILL): the chat ends with what the new Redis has, as a fresh reader, no word twice', async (t) => {
+    if (skip) return t.skip(skip);
+    const redis = await startRedis(); // RDB only: what was written after the SAVE is lost
+    t.after(() => redis.close());
+    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const name = sessionName();
+    const release = await gatedAgent(t, server.url, name, HALF / 2);
+    const asking = device(t, server.url, name);
+    await asking.session.ready();
+    const watch = watchForRepeats([asking]);
+    t.after(() => watch.stop());
+
+    void asking.chat.sendMessage({ text: 'first' });
+    const quarter = WORDS.slice(0, HALF / 2).join('');
+    await waitFor(() => textOf(asking.chat.messages[1]) === quarter, {
+      message: 'the chat never showed the first quarter',
+    });
+    await redis.command('SAVE');
+    release();
+    await waitFor(() => textOf(asking.chat.messages[1]) === WORDS.slice(0, HALF).join(''), {
+      message: 'the chat never showed the first half',
+    });
+    await restartRedis(redis, server);
+    release();
+    const fresh = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => fresh.close());
+    await waitFor(
+      async () => {
+        await fresh.ready();
+        return fresh.tree.runs[0]?.status === 'complete';
+      },
+      { message: 'the answer never ended' },
+    );
+    const expected = shown(fresh.messages);
+    await waitFor(
+      () =>
+        asking.chat.status === 'ready' &&
+        JSON.stringify(shown(asking.chat.messages)) === JSON.stringify(expected),
+      {
+        message: `the chat never showed what a fresh reader has: ${JSON.stringify(shown(asking.chat.messages))} / ${JSON.stringify(expected)}`,
+      },
+    );
+    watch.stop();
+    assert.deepEqual(watch.repeats, [], 'the chat never showed a word twice');
   });
 });
