@@ -18,14 +18,13 @@
  * Parts are emitted in serial order. The caller must only `sync` while the channel is live (not in
  * the middle of a catch-up), when the parts it knows are a prefix of the run in serial order.
  *
- * A part is known by its sequence, not its whole serial: after a new epoch (PROTOCOL.md §15) a kept
- * part is the same message under the same sequence in the new epoch, so the stream goes on from what
- * it emitted. A part seen again in another epoch must still hold what was emitted of it (same kind,
- * its text a continuation); when one does not, or is gone (the new log lost it), the consumer holds
- * text the log no longer has and no chunk can take it back: the stream ends with
- * `abort {reason: "continuity lost"}`, as when the whole run is gone.
+ * After a new epoch (PROTOCOL.md §15) a kept part is the same message under the same sequence in
+ * the new epoch: the stream goes on from what it emitted of it. A part seen again in another epoch
+ * must still hold what was emitted of it (same kind, its text a continuation); when one does not, or
+ * is gone (the new log lost it), the consumer holds text the log no longer has and no chunk can take
+ * it back: the stream ends with `abort {reason: "continuity lost"}`, as when the whole run is gone.
  */
-import { parseSerial } from '@mooring/protocol';
+import { parseSerial, serialSeq } from '@mooring/protocol';
 import type { FinishReason, UIMessageChunk } from 'ai';
 import type { RunNode } from './conversation-tree.ts';
 import type { PartRecord } from './wire.ts';
@@ -36,13 +35,12 @@ interface Emitted {
   /** What was emitted of the part's text (its length is where the next delta starts). */
   text: string;
   ended: boolean;
-  /** The epoch of the part's serial when last emitted; the chunk, for a chunk part. */
-  epoch: string;
+  /** The chunk, for a chunk part. */
   chunk?: unknown;
 }
 
 export class RunChunkEmitter {
-  /** By the part's sequence (`key()`), so that a kept part is the same one in a new epoch. */
+  /** By the part's serial (in the epoch the parts were last seen in: see `#follow`). */
   readonly #emitted = new Map<string, Emitted>();
   #started = false;
   #finished = false;
@@ -60,7 +58,7 @@ export class RunChunkEmitter {
     this.#started = true;
     for (const part of parts) {
       if (part.kind === 'chunk' && !part.chunk) break;
-      this.#emitted.set(key(part.serial), emitted(part, part.state === 'done'));
+      this.#emitted.set(part.serial, emitted(part, part.state === 'done'));
     }
   }
 
@@ -74,7 +72,7 @@ export class RunChunkEmitter {
       if (run.metadata !== undefined) start.messageMetadata = run.metadata;
       out.push(start);
     }
-    if (this.#diverged(parts)) {
+    if (!this.#follow(parts)) {
       out.push({ type: 'abort', reason: 'continuity lost' });
       this.#finished = true;
       return out;
@@ -106,38 +104,42 @@ export class RunChunkEmitter {
   }
 
   /**
-   * True when the parts went on in another epoch without what was emitted of them (a part gone, or
-   * no longer holding what was emitted of it); otherwise the parts emitted are the same ones, now
-   * known in their new epoch.
+   * Finds the parts emitted so far again after the log went on in a new epoch (PROTOCOL.md §15: a
+   * kept part is the same message under the same sequence) and keys them by their new serials. False
+   * when one is gone (the new log lost it) or no longer holds what was emitted of it. Parts emitted
+   * are a prefix of the run: while the first part is one of them under the same serial, nothing
+   * moved (one look-up per sync).
    */
-  #diverged(parts: readonly PartRecord[]): boolean {
-    let seen = 0;
-    for (const part of parts) {
-      const e = this.#emitted.get(key(part.serial));
-      if (e === undefined) continue;
-      seen++;
-      const epoch = epochOf(part.serial);
-      if (e.epoch === epoch) continue;
+  #follow(parts: readonly PartRecord[]): boolean {
+    const first = parts[0];
+    if (this.#emitted.size === 0 || first === undefined || this.#emitted.has(first.serial)) return true;
+    const epoch = epochOf(parts[parts.length - 1]!.serial);
+    const bySeq = new Map<number, PartRecord>();
+    for (const part of parts) bySeq.set(serialSeq(part.serial), part);
+    for (const [serial, e] of [...this.#emitted]) {
+      const seq = serialSeq(serial);
+      const part = bySeq.get(seq);
+      if (seq < 0 || part?.serial === serial) continue;
+      if (part === undefined) {
+        if (epochOf(serial) === epoch) continue; // deleted in this epoch: left as it was
+        return false;
+      }
       if (
         part.kind !== e.kind ||
         !part.text.startsWith(e.text) ||
         (e.ended && e.kind !== 'chunk' && part.state !== 'done') ||
         (e.kind === 'chunk' && JSON.stringify(part.chunk) !== JSON.stringify(e.chunk))
       )
-        return true;
-      e.epoch = epoch;
+        return false;
+      this.#emitted.delete(serial);
+      this.#emitted.set(part.serial, e);
     }
-    if (seen === this.#emitted.size) return false;
-    // a part emitted in an epoch the parts are no longer in, and that the new epoch has not
-    const now = epochOf(parts[parts.length - 1]?.serial ?? '');
-    const keys = new Set(parts.map((p) => key(p.serial)));
-    for (const [k, e] of this.#emitted) if (e.epoch !== now && !keys.has(k)) return true;
-    return false;
+    return true;
   }
 
   /** Emits what is new in one part; false when the part cannot be emitted yet (keep order). */
   #part(part: PartRecord, out: UIMessageChunk[]): boolean {
-    let e = this.#emitted.get(key(part.serial));
+    let e = this.#emitted.get(part.serial);
     switch (part.kind) {
       case 'text':
       case 'reasoning': {
@@ -145,7 +147,7 @@ export class RunChunkEmitter {
         const meta = readMeta(part.headers);
         if (!e) {
           e = emitted({ ...part, text: '' }, false);
-          this.#emitted.set(key(part.serial), e);
+          this.#emitted.set(part.serial, e);
           const start = { type: `${part.kind}-start`, id } as UIMessageChunk & { providerMetadata?: unknown };
           if (meta.start !== undefined) start.providerMetadata = meta.start;
           out.push(start);
@@ -174,7 +176,7 @@ export class RunChunkEmitter {
         const toolCallId = part.partId ?? part.serial;
         if (!e) {
           e = emitted({ ...part, text: '' }, false);
-          this.#emitted.set(key(part.serial), e);
+          this.#emitted.set(part.serial, e);
           const toolName = typeof part.headers.toolName === 'string' ? part.headers.toolName : 'unknown';
           out.push({
             ...readMeta(part.headers),
@@ -192,7 +194,7 @@ export class RunChunkEmitter {
       case 'chunk': {
         if (e) return true;
         if (!part.chunk) return false; // a large chunk still arriving as JSON text: later parts wait
-        this.#emitted.set(key(part.serial), emitted(part, true));
+        this.#emitted.set(part.serial, emitted(part, true));
         const type = part.chunk.type;
         if (type !== 'start' && type !== 'finish' && type !== 'abort') out.push(part.chunk);
         return true;
@@ -201,18 +203,12 @@ export class RunChunkEmitter {
   }
 }
 
-/** A part's key across epochs: the sequence of its serial (the serial itself when not one). */
-function key(serial: string): string {
-  const parts = parseSerial(serial);
-  return parts === undefined ? serial : String(parts.seq);
-}
-
 function epochOf(serial: string): string {
   return parseSerial(serial)?.epoch ?? '';
 }
 
 function emitted(part: PartRecord, ended: boolean): Emitted {
-  const e: Emitted = { kind: part.kind, text: part.text, ended, epoch: epochOf(part.serial) };
+  const e: Emitted = { kind: part.kind, text: part.text, ended };
   if (part.kind === 'chunk') e.chunk = part.chunk;
   return e;
 }
