@@ -9,6 +9,8 @@
  *   created after kept                            lost (another message may have its sequence): dropped
  *   created up to kept, changed after it          an older state: read again (`reread`)
  *   (a copy the catch-up brought, new epoch)      kept; the newer copy of a serial wins
+ *   old serial, new version (an own operation     right only as far as the catch-up brought that
+ *   folded from its ack, `echo: false`)            message; else it cannot be told
  *
  * With `kept` at the position resumed from (a restart that lost nothing this client had: every
  * restart of an AOF `always` Redis) nothing is read again. Used by `@mooring/ai` sessions and
@@ -30,8 +32,9 @@ export interface KeptMessages {
 
 /**
  * The `held` messages (folded copies, tombstones included, any order) as the new log of `lost` has
- * them; undefined when that cannot be told (no `kept`, or a copy of an epoch that is neither the
- * position's nor the new one): reload from history.
+ * them; undefined when that cannot be told (no `kept`; a copy of an epoch that is neither the
+ * position's nor the new one; an own operation of the new log folded onto an old copy further than
+ * the catch-up brought that message): reload from history.
  */
 export function keptMessages(held: Iterable<Message>, lost: ContinuityLost): KeptMessages | undefined {
   const from = parseSerial(lost.previousPosition);
@@ -39,10 +42,18 @@ export function keptMessages(held: Iterable<Message>, lost: ContinuityLost): Kep
   if (!from || !kept) return undefined;
   const messages = new Map<string, Message>();
   const stale: number[] = [];
+  const mixed: Message[] = [];
   for (const copy of held) {
     const serial = parseSerial(copy.serial);
     const version = parseSerial(copy.version);
-    if (!serial || !version || serial.epoch !== version.epoch) return undefined;
+    if (!serial || !version) return undefined;
+    if (serial.epoch !== version.epoch) {
+      // an own operation stored in the new log, folded onto the copy held under the old serial
+      // (`echo: false`): right only if the catch-up brought that message at least as far (below)
+      if (serial.epoch !== from.epoch || version.epoch !== kept.epoch) return undefined;
+      mixed.push({ ...copy, serial: formatSerial(kept.epoch, serial.seq) });
+      continue;
+    }
     let message = copy;
     if (serial.epoch === from.epoch) {
       if (serial.seq > kept.seq) continue; // created in what the log lost
@@ -58,6 +69,10 @@ export function keptMessages(held: Iterable<Message>, lost: ContinuityLost): Kep
     } else if (serial.epoch !== kept.epoch) return undefined;
     const other = messages.get(message.serial);
     if (other === undefined || other.version < message.version) messages.set(message.serial, message);
+  }
+  for (const copy of mixed) {
+    const caught = messages.get(copy.serial);
+    if (caught === undefined || caught.version < copy.version) return undefined;
   }
   // a stale copy the catch-up brought again (changed after `kept` in the new log) is whole already
   const reread = stale.filter((seq) => !messages.has(formatSerial(kept.epoch, seq)));

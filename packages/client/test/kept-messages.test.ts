@@ -64,9 +64,22 @@ describe('keptMessages', () => {
     const held = [msg(OLD, 1, 1, 'one')];
     assert.equal(keptMessages(held, lost(1, undefined)), undefined);
     assert.equal(keptMessages([msg('cccccccccccc', 1, 1, 'x')], lost(1, 1)), undefined);
-    // an own append folded with the version the new log answered, to a message named by its old serial
-    const mixed: Message = { ...msg(OLD, 1, 1, 'one'), version: s(NEW, 2), action: 'update' };
-    assert.equal(keptMessages([mixed], lost(1, 1)), undefined, 'a copy of two epochs');
+    // an own append folded with the version the new log answered, to a message named by its old
+    // serial (`echo: false`): only as far as the catch-up brought that message is it known
+    const mixed: Message = { ...msg(OLD, 1, 1, 'one'), version: s(NEW, 3), action: 'update' };
+    assert.equal(keptMessages([mixed], lost(1, 1)), undefined, 'a copy of two epochs, not caught up');
+    assert.equal(
+      keptMessages([mixed, msg(NEW, 1, 2, 'one, older')], lost(1, 1)),
+      undefined,
+      'caught up less far',
+    );
+    assert.deepEqual(
+      keptMessages([mixed, msg(NEW, 1, 3, 'one, caught up')], lost(1, 1))?.messages.map((m) => m.data),
+      ['one, caught up'],
+    );
+    // a version of a third epoch (sorting before the new one) is no operation of the new log
+    const third: Message = { ...mixed, version: s('000000000000', 3) };
+    assert.equal(keptMessages([third, msg(NEW, 1, 3, 'one, caught up')], lost(1, 1)), undefined);
     assert.deepEqual(keptMessages(held, lost(1, 1))?.reread, undefined);
     assert.deepEqual(keptMessages([], lost(1, 1)), { messages: [] });
   });
