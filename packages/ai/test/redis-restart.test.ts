@@ -6,24 +6,15 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import type { Channel, ContinuityLost } from '@mooring/client';
 import { parseSerial } from '@mooring/protocol';
-import type { MooringServer } from '@mooring/server';
-import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { AgentSession } from '../src/agent-session.ts';
 import { UserSession } from '../src/user-session.ts';
 import { textOf } from './helpers/agents.ts';
 import { killAgent, spawnAgent } from './helpers/crashing-agent.ts';
-import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { client, realServer, restartRedis, sessionName, waitFor } from './helpers/fixture.ts';
 
 const skip = redisSkipReason();
 const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
-
-async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
-  await redis.stop('SIGKILL');
-  await redis.restart();
-  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
-    message: 'the server is ready on the restarted Redis',
-  });
-}
 
 /** Counts the history reads made through `channel` from now on. */
 function countReads(channel: Channel): { reads: number } {

@@ -5,23 +5,14 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import type { ContinuityLost } from '@mooring/client';
 import { parseSerial } from '@mooring/protocol';
-import type { MooringServer } from '@mooring/server';
-import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { UIMessage } from 'ai';
 import { AgentSession } from '../src/agent-session.ts';
 import { UserSession } from '../src/user-session.ts';
 import { textOf } from './helpers/agents.ts';
-import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { client, realServer, restartRedis, sessionName, waitFor } from './helpers/fixture.ts';
 
 const skip = redisSkipReason();
-
-async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
-  await redis.stop('SIGKILL');
-  await redis.restart();
-  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
-    message: 'the server is ready on the restarted Redis',
-  });
-}
 
 async function userOn(t: TestContext, url: string, name: string): Promise<UserSession> {
   const user = new UserSession({ channel: client(t, url).channels.get(name, { start: true }) });

@@ -5,26 +5,17 @@
 import './helpers/dom.ts';
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import type { MooringServer } from '@mooring/server';
-import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { UIMessage } from 'ai';
 import { AgentSession } from '../src/agent-session.ts';
 import { UserSession } from '../src/user-session.ts';
 import { textOf } from './helpers/agents.ts';
-import { client, realServer, sessionName, waitFor, within } from './helpers/fixture.ts';
+import { client, realServer, restartRedis, sessionName, waitFor, within } from './helpers/fixture.ts';
 import { type Device, device } from './helpers/use-chat-device.ts';
 
 const skip = redisSkipReason();
 const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
 const HALF = WORDS.length / 2;
-
-async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
-  await redis.stop('SIGKILL');
-  await redis.restart();
-  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
-    message: 'the server is ready on the restarted Redis',
-  });
-}
 
 /**
  * Answers each input with WORDS, one flushed delta at a time; the first answer waits before word
