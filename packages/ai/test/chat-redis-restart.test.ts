@@ -7,50 +7,12 @@ import type { ContinuityLost } from '@mooring/client';
 import { parseSerial } from '@mooring/protocol';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { UIMessage, UIMessageChunk } from 'ai';
-import { AgentSession } from '../src/agent-session.ts';
 import { MooringChatTransport } from '../src/mooring-chat-transport.ts';
 import { UserSession } from '../src/user-session.ts';
-import { textOf } from './helpers/agents.ts';
+import { gatedAgent, HALF, textOf, WORDS } from './helpers/agents.ts';
 import { client, realServer, restartRedis, sessionName, waitFor, within } from './helpers/fixture.ts';
 
 const skip = redisSkipReason();
-const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
-const HALF = WORDS.length / 2;
-
-/**
- * An agent that writes WORDS one flushed delta at a time, waiting before word HALF for `release()`
- * (and before word `early`, when given, for a first `release()`).
- */
-async function gatedAgent(t: TestContext, url: string, name: string, early?: number) {
-  const gates: Array<() => void> = [];
-  const gate = () => new Promise<void>((resolve) => gates.push(resolve));
-  const releases = [gate(), ...(early === undefined ? [] : [gate()])];
-  const release = () => {
-    gates.shift()?.();
-  };
-  const released = releases[0]!;
-  const agent = new AgentSession({
-    channel: client(t, url, { clientId: 'agent' }).channels.get(name, { start: true }),
-    agent: 'assistant',
-    coalesceMs: 0,
-    onInput: async (_input, run) => {
-      run.write({ type: 'text-start', id: 't' });
-      for (const [i, word] of WORDS.entries()) {
-        if (i === early) await released;
-        if (i === HALF) await releases[releases.length - 1];
-        run.write({ type: 'text-delta', id: 't', delta: word });
-        await run.flush();
-      }
-      run.write({ type: 'text-end', id: 't' });
-    },
-  });
-  t.after(() => {
-    for (const open of gates.splice(0)) open(); // a run still waiting would hold the agent's close
-    return agent.close();
-  });
-  await agent.start();
-  return { agent, release };
-}
 
 /** Reads a chunk stream in the background: `chunks` so far, `done` once it closed. */
 function collect(stream: ReadableStream<UIMessageChunk>) {

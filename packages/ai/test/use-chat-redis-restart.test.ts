@@ -4,52 +4,15 @@
 // reader — same ids, same text, none twice — and never show a word twice on the way.
 import './helpers/dom.ts';
 import assert from 'node:assert/strict';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { UIMessage } from 'ai';
-import { AgentSession } from '../src/agent-session.ts';
 import { UserSession } from '../src/user-session.ts';
-import { textOf } from './helpers/agents.ts';
+import { gatedAgent, HALF, textOf, WORDS } from './helpers/agents.ts';
 import { client, realServer, restartRedis, sessionName, waitFor, within } from './helpers/fixture.ts';
 import { type Device, device } from './helpers/use-chat-device.ts';
 
 const skip = redisSkipReason();
-const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
-const HALF = WORDS.length / 2;
-
-/**
- * Answers each input with WORDS, one flushed delta at a time; the first answer waits before word
- * HALF for `release()` (and before word `early`, when given, for a first `release()`).
- */
-async function gatedAgent(t: TestContext, url: string, name: string, early?: number) {
-  const gates: Array<() => void> = [];
-  const gate = () => new Promise<void>((resolve) => gates.push(resolve));
-  const releases = [gate(), ...(early === undefined ? [] : [gate()])];
-  const release = () => {
-    gates.shift()?.();
-  };
-  const agent = new AgentSession({
-    channel: client(t, url, { clientId: 'assistant' }).channels.get(name, { start: true }),
-    agent: 'assistant',
-    coalesceMs: 0,
-    onInput: async (_input, run) => {
-      run.write({ type: 'text-start', id: 't' });
-      for (const [i, word] of WORDS.entries()) {
-        if (i === early) await releases[0];
-        if (i === HALF) await releases[releases.length - 1];
-        run.write({ type: 'text-delta', id: 't', delta: word });
-        await run.flush();
-      }
-      run.write({ type: 'text-end', id: 't' });
-    },
-  });
-  t.after(() => {
-    for (const open of gates.splice(0)) open(); // a run still waiting would hold the agent's close
-    return agent.close();
-  });
-  await agent.start();
-  return release;
-}
 
 const shown = (messages: readonly UIMessage[]) => messages.map((m) => [m.id, m.role, textOf(m)]);
 
@@ -73,7 +36,7 @@ describe('useChat over Mooring across a Redis restart', () => {
     t.after(() => redis.close());
     const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
     const name = sessionName();
-    const release = await gatedAgent(t, server.url, name);
+    const { release } = await gatedAgent(t, server.url, name, undefined, 'assistant');
     const asking = device(t, server.url, name);
     const following = device(t, server.url, name);
     await asking.session.ready();
@@ -128,7 +91,7 @@ describe('useChat over Mooring across a Redis restart', () => {
     t.after(() => redis.close());
     const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
     const name = sessionName();
-    const release = await gatedAgent(t, server.url, name, HALF / 2);
+    const { release } = await gatedAgent(t, server.url, name, HALF / 2, 'assistant');
     const asking = device(t, server.url, name);
     await asking.session.ready();
     const watch = watchForRepeats([asking]);

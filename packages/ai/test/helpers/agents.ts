@@ -74,3 +74,48 @@ export async function modelAgent(
   await agent.start();
   return { agent, produced };
 }
+
+/** The words a gated agent answers with (`gatedAgent`), and the one before which it waits. */
+export const WORDS = Array.from({ length: 20 }, (_, i) => `w${i} `);
+export const HALF = WORDS.length / 2;
+
+/**
+ * An agent (clientId `clientId`) that answers each input with WORDS, one flushed delta at a time,
+ * waiting before word HALF for `release()` (and before word `early`, when given, for a first
+ * `release()`): a run held mid-answer while a test breaks something.
+ */
+export async function gatedAgent(
+  t: TestContext,
+  url: string,
+  name: string,
+  early?: number,
+  clientId = 'agent',
+) {
+  const gates: Array<() => void> = [];
+  const gate = () => new Promise<void>((resolve) => gates.push(resolve));
+  const releases = [gate(), ...(early === undefined ? [] : [gate()])];
+  const release = () => {
+    gates.shift()?.();
+  };
+  const agent = new AgentSession({
+    channel: client(t, url, { clientId }).channels.get(name, { start: true }),
+    agent: 'assistant',
+    coalesceMs: 0,
+    onInput: async (_input, run) => {
+      run.write({ type: 'text-start', id: 't' });
+      for (const [i, word] of WORDS.entries()) {
+        if (i === early) await releases[0];
+        if (i === HALF) await releases[releases.length - 1];
+        run.write({ type: 'text-delta', id: 't', delta: word });
+        await run.flush();
+      }
+      run.write({ type: 'text-end', id: 't' });
+    },
+  });
+  t.after(() => {
+    for (const open of gates.splice(0)) open(); // a run still waiting would hold the agent's close
+    return agent.close();
+  });
+  await agent.start();
+  return { agent, release };
+}
