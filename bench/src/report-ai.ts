@@ -13,6 +13,7 @@ const LABELS: Record<string, string> = {
   floor: 'floor (AI SDK SSE, no resume)',
   'resumable-stream': '`resumable-stream` + Redis',
   'durable-streams': 'Durable Streams (reference server)',
+  socketio: "Socket.IO, a team's own (connection state recovery)",
   'mooring-memory-40': 'Mooring memory, coalesce 40 ms',
   'mooring-memory-0': 'Mooring memory, coalesce 0',
   'mooring-sqlite-40': 'Mooring SQLite, coalesce 40 ms',

@@ -6,16 +6,21 @@
  *   chunks; `resumable-stream` resumes with `GET /resume?skip=<characters already read>`.
  * - Durable Streams: `POST /chat` on the app (it answers the stream's path), then
  *   `GET <ds><path>?offset=-1&live=sse`; resumes from the last `streamNextOffset` it saw.
+ * - Socket.IO (a team's own setup): a `socket.io-client` socket per tab, WebSocket only; `chat`
+ *   starts the generation and joins its room, each `t` event is a piece of text. A gap is a dropped
+ *   connection that Socket.IO's connection state recovery resumes; a reload emits `join` and gets the
+ *   text so far from the app's memory.
  * - Mooring: a `Mooring` client and a `UserSession` per tab; it sends the input and reads the run
  *   through `session.stream(runId)` (what `useChat` gets from `MooringChatTransport`); resumes with
  *   its recovery key, reloads from the start of the session.
  *
  * Every client feeds a TokenTracker with the length of the response text it has so far.
  */
-import { request } from 'node:http';
+import { Agent, type AgentOptions, request } from 'node:http';
 import type { Socket } from 'node:net';
 import { UserSession } from '@mooring/ai';
 import { Mooring } from '@mooring/client';
+import { type Socket as IoSocket, io } from 'socket.io-client';
 import { WebSocket } from 'ws';
 import type { Generation } from './model-client.ts';
 import type { TokenTracker } from './token-tracker.ts';
@@ -222,6 +227,84 @@ export function durableUsers(appPort: number, dsPort: number): UserSide {
       c.path = `/ai/${tracker.response}`;
       return read(tracker, c, 0);
     },
+  };
+}
+
+/** An HTTP agent whose sockets are counted by the tracker's meter (what `socket.io-client` opens). */
+class CountingAgent extends Agent {
+  readonly #tracker: TokenTracker;
+  constructor(tracker: TokenTracker, options?: AgentOptions) {
+    super(options);
+    this.#tracker = tracker;
+  }
+  override createConnection(
+    ...args: Parameters<Agent['createConnection']>
+  ): ReturnType<Agent['createConnection']> {
+    const socket = super.createConnection(...args);
+    if (socket) this.#tracker.meter.track(socket as Socket);
+    return socket;
+  }
+}
+
+class SocketIoTab implements AiClient {
+  /** Characters of the answer this tab holds. */
+  length = 0;
+  readonly socket: IoSocket;
+  constructor(socket: IoSocket) {
+    this.socket = socket;
+  }
+  /** The connection drops (not a disconnect the server would forget): recoverable for 2 minutes. */
+  close(): void {
+    this.socket.io.engine?.close();
+  }
+}
+
+/** A team's own Socket.IO setup (app-server.ts `socketio`). */
+export function socketIoUsers(appPort: number): UserSide {
+  const connect = (tracker: TokenTracker, tab: SocketIoTab | undefined): Promise<SocketIoTab> => {
+    const socket =
+      tab?.socket ??
+      io(`http://127.0.0.1:${appPort}`, {
+        transports: ['websocket'],
+        reconnection: false,
+        agent: new CountingAgent(tracker) as never,
+      });
+    const t = tab ?? new SocketIoTab(socket);
+    if (tab === undefined) {
+      socket.on('t', (delta: string) => {
+        t.length += delta.length;
+        tracker.onLength(t.length);
+      });
+    }
+    return new Promise((resolve, reject) => {
+      socket.once('connect_error', reject);
+      socket.once('connect', () => {
+        socket.off('connect_error', reject);
+        resolve(t);
+      });
+      if (tab !== undefined) socket.connect();
+    });
+  };
+  /** The text so far, then the room's pieces: a tab with no connection state to recover. */
+  const join = async (tracker: TokenTracker, tab: SocketIoTab): Promise<SocketIoTab> => {
+    const text = (await tab.socket.emitWithAck('join', tracker.response)) as string;
+    tab.length = text.length;
+    tracker.onLength(tab.length);
+    return tab;
+  };
+  return {
+    open: (tracker) => connect(tracker, undefined),
+    async begin(client, g) {
+      await (client as SocketIoTab).socket.emitWithAck('chat', g);
+    },
+    async resume(tracker, client) {
+      const tab = await connect(tracker, client as SocketIoTab);
+      // Recovered: the missed pieces are on their way. Not (the session expired): read it all again.
+      if (tab.socket.recovered) return tab;
+      process.stderr.write(`  socketio: response ${tracker.response} not recovered: the text so far again\n`);
+      return join(tracker, tab);
+    },
+    reload: async (tracker) => join(tracker, await connect(tracker, undefined)),
   };
 }
 

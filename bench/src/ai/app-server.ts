@@ -13,9 +13,16 @@
  *       POST /chat → creates one Durable Stream per generation (`PUT <ds>/ai/<r>`, JSON), answers
  *       its path, then POSTs each chunk to it as it comes from the model (one POST per chunk, in
  *       order), and closes it at the end: the pattern of the Durable Streams AI SDK transport.
+ *   node app-server.ts socketio <stubPort>
+ *       A team's own Socket.IO setup: the user's socket emits `chat` (the generation) and joins the
+ *       response's room; each piece of the model's text is emitted to the room (`t`), then `end`.
+ *       A dropped connection is resumed by Socket.IO's connection state recovery (the server keeps
+ *       the room's packets in memory for 2 minutes); a reload emits `join` and is answered the text
+ *       so far, kept in this process's memory. One process, one node: nothing survives its restart.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createUIMessageStream, JsonToSseTransformStream, pipeUIMessageStreamToResponse } from 'ai';
+import { Server as SocketIoServer } from 'socket.io';
 import { serveChild } from '../servers/server-child.ts';
 import { chunksOf, type Generation, generationOf, modelText } from './model-client.ts';
 
@@ -106,7 +113,56 @@ async function handlerFor(): Promise<Handler> {
       await post(path, undefined, true);
     };
   }
+  if (mode === 'socketio') return async (_req, res) => void res.writeHead(404).end();
   throw new Error(`app-server: unknown mode '${mode}'`);
+}
+
+/**
+ * What a team writes with Socket.IO: a room per response, one emit per piece of text, the
+ * documented connection state recovery for dropped connections, and the text so far in memory for a
+ * tab that joins without a connection to recover (a reload).
+ */
+function socketIoApp(server: Server): void {
+  const io = new SocketIoServer(server, {
+    transports: ['websocket'],
+    serveClient: false,
+    connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000 },
+  });
+  const texts = new Map<number, string>();
+  const room = (r: number): string => `ai:${r}`;
+  const generate = async (g: Generation): Promise<void> => {
+    const to = io.to(room(g.response));
+    let text = '';
+    for await (const delta of modelText(stubPort, g.response, g.tokens, g.rate)) {
+      text += delta;
+      texts.set(g.response, text);
+      to.emit('t', delta);
+    }
+    to.emit('end');
+  };
+  io.on('connection', (socket) => {
+    socket.on('chat', (g: unknown, ack: unknown) => {
+      const generation = g as Generation;
+      const valid =
+        typeof g === 'object' &&
+        g !== null &&
+        Number.isInteger(generation.response) &&
+        generation.tokens > 0 &&
+        generation.rate > 0;
+      if (!valid || typeof ack !== 'function') return;
+      socket.join(room(generation.response));
+      ack();
+      generate(generation).catch((error: unknown) =>
+        process.stdout.write(`app-server socketio: ${String(error)}\n`),
+      );
+    });
+    // A tab with nothing to recover: the text so far, then the room (one tick: no piece in between).
+    socket.on('join', (r: unknown, ack: unknown) => {
+      if (typeof r !== 'number' || typeof ack !== 'function') return;
+      ack(texts.get(r) ?? '');
+      socket.join(room(r));
+    });
+  });
 }
 
 await serveChild(async () => {
@@ -120,6 +176,7 @@ await serveChild(async () => {
     });
   });
   server.keepAliveTimeout = 60_000;
+  if (mode === 'socketio') socketIoApp(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   return {

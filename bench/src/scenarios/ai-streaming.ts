@@ -24,6 +24,7 @@ import {
   floorUsers,
   mooringUsers,
   resumableUsers,
+  socketIoUsers,
   type UserSide,
 } from '../ai/ai-clients.ts';
 import type { MooringAgentConfig } from '../ai/mooring-agent.ts';
@@ -39,6 +40,7 @@ export const AI_SYSTEMS = [
   'floor',
   'resumable-stream',
   'durable-streams',
+  'socketio',
   'mooring-memory-40',
   'mooring-memory-0',
   'mooring-sqlite-40',
@@ -194,6 +196,22 @@ async function deploy(
       });
       started.push(app);
       return { users: floorUsers(await fromUsers(app.port)), app, own: [app], relay: undefined, redis, stop };
+    }
+    if (system === 'socketio') {
+      const app = await spawnServer(MODULE('../ai/app-server.ts'), {
+        args: ['socketio', stubPort],
+        label: 'app socketio',
+        execArgv: prof('app'),
+      });
+      started.push(app);
+      return {
+        users: socketIoUsers(await fromUsers(app.port)),
+        app,
+        own: [app],
+        relay: undefined,
+        redis,
+        stop,
+      };
     }
     if (system === 'resumable-stream') {
       redis = await startRedis();
