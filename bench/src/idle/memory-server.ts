@@ -52,10 +52,12 @@ export async function startMemoryReportingServer(
       MOORING_BENCH_REUSE_PORT: at.reusePort ? '1' : '0',
     },
   });
-  process.on('exit', () => child.kill('SIGKILL'));
+  const killChild = () => child.kill('SIGKILL');
+  process.on('exit', killChild);
   let exited = false;
   child.on('exit', () => {
     exited = true;
+    process.off('exit', killChild);
   });
   // an answer, or a rejection once the process is gone (a server that failed to start never hangs us)
   const next = <T>(type: string) =>
