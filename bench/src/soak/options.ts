@@ -18,6 +18,8 @@ export interface SoakOptions {
   agentKillEverySeconds: number;
   killForGood: number;
   serverKillEverySeconds: number;
+  /** With `store: 'redis'`: SIGKILL the redis-server (AOF `always`) every so many s; 0 = never. */
+  redisKillEverySeconds: number;
   reloadEveryMs: number;
   leaseMs: number;
   coalesceMs: number;
@@ -47,6 +49,9 @@ export const SOAK_HELP = `Usage: npm run soak -- [options]      (node bench/src/
   --agent-kill-every S    SIGKILL an agent process every S s (restart 0.2 s–2 leases later) default 15
   --kill-for-good N       agent processes killed for good halfway (their runs must end abandoned) default 1
   --server-kill-every S   SIGKILL the server every S s, restart on the same port and data default 60
+  --redis-kill-every S    with --store redis: SIGKILL the redis-server every S s and start it
+                          again on its AOF (appendfsync always: nothing acknowledged is lost,
+                          every channel goes on in a new epoch); 0 = never            default 0
   --reload-every MS       reload one user's tab every MS ms (recovery key or from start) default 500
   --lease MS              run lease                                              default 5000
   --coalesce MS           agent delta coalescing window                          default 40
@@ -80,6 +85,7 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
       'agent-kill-every': { type: 'string', default: '15' },
       'kill-for-good': { type: 'string', default: '1' },
       'server-kill-every': { type: 'string', default: '60' },
+      'redis-kill-every': { type: 'string', default: '0' },
       'reload-every': { type: 'string', default: '500' },
       lease: { type: 'string', default: '5000' },
       coalesce: { type: 'string', default: '40' },
@@ -105,6 +111,8 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
   const store = v.store;
   if (store !== 'sqlite' && store !== 'redis')
     throw new Error(`--store must be sqlite or redis, got ${store}`);
+  if (store === 'sqlite' && v['redis-kill-every'] !== '0')
+    throw new Error('--redis-kill-every needs --store redis');
   if (store === 'sqlite' && v.nodes !== undefined && v.nodes !== '1')
     throw new Error('--nodes needs --store redis (SQLite is one process on its file)');
   const [min, max] = (v.tokens ?? '').split('-').map(Number);
@@ -133,6 +141,7 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
     agentKillEverySeconds: num('agent-kill-every', v['agent-kill-every'], 0),
     killForGood: Math.floor(num('kill-for-good', v['kill-for-good'], 0)),
     serverKillEverySeconds: num('server-kill-every', v['server-kill-every'], 0),
+    redisKillEverySeconds: num('redis-kill-every', v['redis-kill-every'], 0),
     reloadEveryMs: num('reload-every', v['reload-every'], 0),
     leaseMs: num('lease', v.lease, 100),
     coalesceMs: num('coalesce', v.coalesce, 0),

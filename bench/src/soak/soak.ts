@@ -84,7 +84,11 @@ log(`soak: replay with: ${replay}`);
 // ------------------------------------------------------------------------------------- server
 
 let serverLog = 0;
-const redis = o.store === 'redis' ? await startRedis() : undefined;
+// Killed Redis comes back from its AOF with everything it acknowledged (fsync before each answer).
+const redis =
+  o.store === 'redis'
+    ? await startRedis(o.redisKillEverySeconds > 0 ? { appendonly: 'always' } : {})
+    : undefined;
 if (redis) process.on('exit', () => void redis.close()); // however this process ends
 const server = new ServerNodes(
   Array.from(
@@ -122,6 +126,7 @@ const stats = {
   agentKills: 0,
   agentRestarts: 0,
   serverKills: 0,
+  redisKills: 0,
   reloadsRecover: 0,
   reloadsStart: 0,
   agentErrors: 0,
@@ -350,6 +355,30 @@ if (o.serverKillEverySeconds > 0)
     }, o.serverKillEverySeconds * 1000),
   );
 
+/** A Redis killed and not started again yet (its restart awaited before the settle). */
+let redisDown: Promise<void> | undefined;
+if (redis && o.redisKillEverySeconds > 0)
+  timers.push(
+    setInterval(() => {
+      if (redisDown) return;
+      stats.redisKills++;
+      const downMs = between(300, 2000);
+      redisDown = (async () => {
+        await redis.stop('SIGKILL');
+        await sleep(downMs);
+        try {
+          await redis.restart();
+        } catch (err) {
+          log(`soak: FAILED — redis-server did not start again after SIGKILL: ${(err as Error).message}`);
+          process.exit(1);
+        }
+        log(`soak: redis-server SIGKILLed and restarted on its AOF (${Math.round(downMs)} ms down)`);
+        redisDown = undefined;
+      })();
+      track(redisDown);
+    }, o.redisKillEverySeconds * 1000),
+  );
+
 if (o.reloadEveryMs > 0)
   timers.push(
     setInterval(() => {
@@ -372,7 +401,7 @@ const progress = (phase: string) => {
   lastAt = now;
   const faults = FAULT_KINDS.map((k) => `${k} ${chaos.counts[k]}`).join(', ');
   log(
-    `[${phase} ${elapsed().toFixed(0)}s] model tokens ${stats.modelTokens} (${rate.toFixed(0)}/s), users read ${stats.userTokens}, inputs ${stats.inputs} | faults ${chaos.total} (${faults}) | server kills ${stats.serverKills}, agent kills ${stats.agentKills}, reloads ${stats.reloadsRecover + stats.reloadsStart} | server RSS ${server.rssMax.toFixed(0)} MiB max`,
+    `[${phase} ${elapsed().toFixed(0)}s] model tokens ${stats.modelTokens} (${rate.toFixed(0)}/s), users read ${stats.userTokens}, inputs ${stats.inputs} | faults ${chaos.total} (${faults}) | server kills ${stats.serverKills}, ${redis ? `redis kills ${stats.redisKills}, ` : ''}agent kills ${stats.agentKills}, reloads ${stats.reloadsRecover + stats.reloadsStart} | server RSS ${server.rssMax.toFixed(0)} MiB max`,
   );
 };
 const progressTimer = setInterval(() => progress(chaosOn ? 'chaos' : 'settle'), 5000);

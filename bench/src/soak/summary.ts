@@ -19,6 +19,7 @@ export interface Summary {
     agentKills: number;
     agentRestarts: number;
     serverKills: number;
+    redisKills: number;
     reloadsRecover: number;
     reloadsStart: number;
     agentErrors: number;
@@ -60,6 +61,11 @@ export function summaryTable(s: Summary): string {
       o.nodes > 1 ? 'server node SIGKILLs (starts)' : 'server SIGKILLs (starts)',
       `${s.stats.serverKills} (${s.serverStarts})`,
     ],
+    ...(o.store === 'redis'
+      ? ([
+          ['redis-server SIGKILLs (each back on its AOF, every channel in a new epoch)', s.stats.redisKills],
+        ] as Array<[string, number]>)
+      : []),
     [
       'agent SIGKILLs (restarts; killed for good)',
       `${s.stats.agentKills} (${s.stats.agentRestarts}; ${Math.min(o.killForGood, o.agentProcesses - 1)})`,

@@ -5,7 +5,7 @@
  */
 import type { Channel, Rest } from '@mooring/client';
 import type { Message, OperationInput } from '@mooring/protocol';
-import { isErrorCode, sameEpoch } from '@mooring/protocol';
+import { isErrorCode, sameEpoch, serialSeq } from '@mooring/protocol';
 
 export interface PublishedOperation {
   serial: string;
@@ -39,7 +39,8 @@ export const CHANNEL_WINDOW = 8;
  * A sink over a realtime channel. Duplicates are recognised when the channel is subscribed: a new
  * operation always gets a serial above the channel's head, so an answer at or below the position the
  * channel had already reached when the publish was sent can only be an id the server held before.
- * (The client's `publishBatch` returns serials only; see the package README.)
+ * (The server's own `duplicate` also marks this publish's resend of an operation it stored after
+ * that position — after a reconnect — which is not another attempt's: see `storedBefore`.)
  */
 export function channelSink(
   channel: Channel,
@@ -52,15 +53,30 @@ export function channelSink(
     refused: storedNothing,
     async publish(ops) {
       const before = channel.position;
-      const serials = await channel.publishBatch(ops);
-      const results = serials.map((serial): PublishedOperation => {
-        const duplicate = sameEpoch(serial, before) && serial <= before;
-        return duplicate ? { serial, duplicate: true } : { serial };
-      });
+      const answers = await channel.publishResults(ops);
+      const results = answers.map(
+        ({ serial, duplicate }): PublishedOperation =>
+          storedBefore(serial, before, duplicate === true) ? { serial, duplicate: true } : { serial },
+      );
       onStored?.(ownMessages(channel.clientId, ops, results));
       return results;
     },
   };
+}
+
+/**
+ * Whether the operation answered at `serial` was stored before a publish sent when the channel's
+ * position was `before` (another attempt's, not this publish's own resend). In one epoch: at or
+ * below the position. When the log has gone on in a new epoch meanwhile (a Redis restart: its
+ * messages kept under the same sequences, a duplicate answered with its sequence in the new epoch),
+ * the server's `duplicate` and a sequence at or below the position's say it; `serial <= before`
+ * cannot (epochs differ) and took every earlier attempt's operation for new — a run resumed across
+ * a Redis restart then wrote over ids the earlier attempt had used, and its text was dropped as
+ * their duplicates (found by the soak with Redis kills).
+ */
+function storedBefore(serial: string, before: string, duplicate: boolean): boolean {
+  if (sameEpoch(serial, before)) return serial <= before;
+  return duplicate && serialSeq(serial) <= serialSeq(before);
 }
 
 /**
