@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { formatSerial, parseSerial } from '@mooring/protocol';
-import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
+import { type RedisServer, redisSkipReason, startRedis, waitFor } from '@mooring/testkit';
 import { RedisStore } from '../src/store/redis-store.ts';
 import type { AppendOptions, NewOperation } from '../src/store/store.ts';
 import { StoreError } from '../src/store/store.ts';
@@ -54,6 +54,32 @@ if (skip) {
       assert.equal(parseSerial(again.results[0]!.serial)?.seq, 1);
       assert.ok(again.epoch > first.epoch, 'a newer epoch sorts after the older one');
       await store.close();
+    });
+
+    it('answers store_unavailable (retryable), not internal, while Redis cannot serve for a moment (BUSY: a script running too long), and blames no channel', async () => {
+      const own = await startRedis({ args: ['--busy-reply-threshold', '50'] });
+      const blamed: string[] = [];
+      const store = await RedisStore.open({
+        url: own.url,
+        onError: () => {},
+        onCorrupt: (channel, detail) => blamed.push(`${channel}: ${detail}`),
+      });
+      try {
+        await store.append('ch', [create({ data: 'a' })], OPTS);
+        // another client's script that never ends: past the threshold Redis answers BUSY to the rest
+        const busy = own.command('EVAL', 'while true do end', '0').catch(() => '');
+        await waitFor(async () => (await own.command('PING').catch(() => '')).startsWith('-BUSY'));
+        await rejectsWith(store.append('ch', [create({ data: 'b' })], OPTS), 'store_unavailable');
+        await rejectsWith(store.readSince('ch', undefined, 10), 'store_unavailable');
+        assert.deepEqual(blamed, [], 'a Redis that is busy is no channel holding foreign data');
+        await own.command('SCRIPT', 'KILL');
+        await busy;
+        const after = await store.append('ch', [create({ data: 'b' })], OPTS);
+        assert.equal(parseSerial(after.results[0]!.serial)?.seq, 2, 'served again once the script ended');
+      } finally {
+        await store.close();
+        await own.close();
+      }
     });
 
     it('starts a new log when the channel lost its meta hash alone: op ids left from the old log are no duplicates', async () => {

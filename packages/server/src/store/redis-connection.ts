@@ -285,3 +285,16 @@ async function connectCluster(
     destroy: () => clusters.destroy(),
   };
 }
+
+/**
+ * Error replies a Redis gives while it cannot serve for a moment, not because of what a channel
+ * holds: loading its data after a restart (`LOADING`), a script running too long (`BUSY`), a Cluster
+ * down or resharding (`CLUSTERDOWN`, `TRYAGAIN`), a replica cut from its master or one that became a
+ * replica in a failover (`MASTERDOWN`, `READONLY`), writes refused until persistence or replicas
+ * recover (`MISCONF`, `NOREPLICAS`). A request that met one may succeed when sent again.
+ */
+const PASSING = /^(LOADING|BUSY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|READONLY|MISCONF|NOREPLICAS)\b/;
+
+export function isPassingRedisError(message: string): boolean {
+  return PASSING.test(message);
+}

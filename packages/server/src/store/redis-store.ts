@@ -56,7 +56,7 @@ import { formatSerial, newEpoch, parseSerial } from '@mooring/protocol';
 import { ErrorReply } from 'redis';
 import type { DataKind } from './operation-rules.ts';
 import { emptyPage, headSerial, inEpoch, kindOf, liveMessage, rolledUp } from './operation-rules.ts';
-import { connectRedis, type RedisConnection } from './redis-connection.ts';
+import { connectRedis, isPassingRedisError, type RedisConnection } from './redis-connection.ts';
 import { RUN_ID_LUA } from './redis-run-id.ts';
 import { redactRedisUrl } from './redis-url.ts';
 import type {
@@ -280,6 +280,8 @@ export class RedisStore implements Store {
 
   #toStoreError(err: unknown, channel: string): StoreError {
     if (err instanceof StoreError) return err;
+    if (err instanceof ErrorReply && isPassingRedisError(err.message))
+      return new StoreError('store_unavailable', `Redis cannot serve now: ${err.message}`);
     if (err instanceof ErrorReply) {
       // WRONGTYPE, a Lua runtime error on a value Mooring did not write, OOM: this channel's keys
       // (or Redis) are not in a state Mooring can use. Never a crash; a clear error and a log line.

@@ -39,6 +39,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ErrorReply } from 'redis';
+import { isPassingRedisError } from './redis-connection.ts';
 import { RUN_ID_LUA } from './redis-run-id.ts';
 import { StoreError } from './store.ts';
 import { StreamEngine, type StreamTables } from './stream-engine.ts';
@@ -521,6 +522,8 @@ function asArray(value: unknown): unknown[] {
 
 function unavailable(err: unknown): StoreError {
   if (err instanceof StoreError) return err;
+  if (err instanceof ErrorReply && isPassingRedisError(err.message))
+    return new StoreError('store_unavailable', `Redis cannot serve now: ${err.message}`);
   if (err instanceof ErrorReply)
     return new StoreError('internal', `Redis refused a Durable Streams operation: ${err.message}`);
   if (err instanceof SyntaxError)
