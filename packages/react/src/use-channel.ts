@@ -9,6 +9,11 @@
  * re-delivered operation (version ≤ held) changes nothing, so nothing is lost or doubled. The
  * channel stays attached when the hook unmounts (other hooks and sessions may use it); its first
  * attach mode (`rewind`, `start`, `from`) is the one of the first user of the channel.
+ *
+ * After a store restart (a new epoch with `kept`, PROTOCOL.md §6.2) the catch-up brings the new
+ * epoch's copies of changed messages before `continuityLost` renames the held list into that epoch:
+ * that catch-up is folded unshown and published with the rename, in one update, so no render holds
+ * a message twice (its old serial and its new one) — a browser renders between two frames.
  */
 import type {
   AttachResult,
@@ -21,6 +26,7 @@ import type {
 } from '@mooring/client';
 import { applyMessage, keptMessages } from '@mooring/client';
 import type { JsonValue, Message } from '@mooring/protocol';
+import { parseSerial } from '@mooring/protocol';
 import { useCallback, useMemo, useSyncExternalStore } from 'react';
 import type { ClientHandle } from './mooring-provider.ts';
 import { useClientHandle } from './mooring-provider.ts';
@@ -82,6 +88,14 @@ class ChannelStore {
   #client: Mooring | undefined;
   #current: ChannelSnapshot = SERVER_SNAPSHOT;
   #offs: Array<() => void> = [];
+  /** The position the channel's attach in flight resumes from. */
+  #resumeFrom = '';
+  /**
+   * Set while a catch-up in another epoch than the one resumed from is folded into `#held` without
+   * being shown: until `continuityLost` renames the held list into that epoch, the list would hold
+   * the old copy of a changed message beside its new one (two serials, one message).
+   */
+  #settling = false;
 
   constructor(handle: ClientHandle, name: string, options: UseChannelOptions) {
     this.#handle = handle;
@@ -121,22 +135,33 @@ class ChannelStore {
     const channel = this.channel();
     const onMessage = (message: Message) => this.#fold(message);
     const event = this.#options.event;
+    this.#resumeFrom = channel.position;
     if (event === undefined) channel.subscribe(onMessage).catch(() => {});
     else channel.subscribe(event, onMessage).catch(() => {});
     this.#offs = [
       () => channel.unsubscribe(onMessage),
-      channel.on('statechange', ({ current, reason }) =>
-        this.#publish({
-          state: current,
-          position: channel.position,
-          ...(reason === undefined ? {} : { error: reason }),
-        }),
-      ),
+      channel.on('statechange', ({ current, reason }) => {
+        if (current === 'attaching') this.#resumeFrom = channel.position;
+        this.#onState(current, reason);
+      }),
       channel.on('attached', (attach) => this.#publish({ attach, position: channel.position })),
       channel.on('continuityLost', (continuityLost) => this.#onContinuityLost(continuityLost)),
       channel.on('error', (error) => this.#publish({ error })),
     ];
-    this.#publish({ state: channel.state, position: channel.position });
+    this.#onState(channel.state, undefined);
+  }
+
+  #onState(state: ChannelState, reason: MooringError | undefined): void {
+    // settled without `continuityLost` (detached, failed, or attached as the server said): the
+    // list shows what is held
+    const settled = this.#settling && state !== 'attaching' && state !== 'suspended';
+    if (settled) this.#settling = false;
+    this.#publish({
+      state,
+      position: this.#channel?.position ?? '',
+      ...(reason === undefined ? {} : { error: reason }),
+      ...(settled ? { messages: this.#list() } : {}),
+    });
   }
 
   #stop(): void {
@@ -148,6 +173,10 @@ class ChannelStore {
     const next = applyMessage(held, incoming);
     if (next === held) return;
     this.#held.set(incoming.serial, next);
+    if (this.#settling || this.#otherEpoch(incoming)) {
+      this.#settling = true; // shown once continuity is settled (#onContinuityLost, statechange)
+      return;
+    }
     const list = [...this.#current.messages];
     if (held !== undefined) {
       // an append or update of a message held: replace it where it is (newest first: appends
@@ -168,6 +197,23 @@ class ChannelStore {
     this.#publish({ messages: list, position: this.#channel?.position ?? '' });
   }
 
+  /** A catch-up message of another epoch than the position the attach resumes from (PROTOCOL.md §6.2 `kept`). */
+  #otherEpoch(incoming: Message): boolean {
+    if (this.#channel === undefined || this.#channel.state === 'attached') return false;
+    const from = parseSerial(this.#resumeFrom);
+    const version = parseSerial(incoming.version);
+    return from !== undefined && version !== undefined && from.epoch !== version.epoch;
+  }
+
+  /** The held messages in serial order, the newest `limit` of them (the others are let go). */
+  #list(): Message[] {
+    const list = [...this.#held.values()].sort((a, b) => (a.serial < b.serial ? -1 : 1));
+    const limit = this.#options.limit;
+    if (limit !== undefined && list.length > limit)
+      for (const old of list.splice(0, list.length - limit)) this.#held.delete(old.serial);
+    return list;
+  }
+
   /**
    * The log went on in a new epoch (`kept`) and has every message held here as held, but for those
    * created in what it lost: the list is renamed into it, without those — the log's own messages,
@@ -175,15 +221,16 @@ class ChannelStore {
    * state in the new log, or there is no `kept`) the list may be wrong: `continuityLost` is set.
    */
   #onContinuityLost(continuityLost: ContinuityLost): void {
+    const settling = this.#settling;
+    this.#settling = false;
     const kept = keptMessages(this.#held.values(), continuityLost);
     if (!kept || kept.reread !== undefined) {
-      this.#publish({ continuityLost });
+      this.#publish({ continuityLost, ...(settling ? { messages: this.#list() } : {}) });
       return;
     }
     this.#held.clear();
     for (const message of kept.messages) this.#held.set(message.serial, message);
-    const messages = kept.messages.sort((a, b) => (a.serial < b.serial ? -1 : 1));
-    this.#publish({ messages, position: this.#channel?.position ?? '' });
+    this.#publish({ messages: this.#list(), position: this.#channel?.position ?? '' });
   }
 
   #publish(next: Partial<ChannelSnapshot>): void {

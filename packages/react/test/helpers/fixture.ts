@@ -7,23 +7,33 @@ import type { TestContext } from 'node:test';
 import { AgentSession } from '@mooring/ai';
 import type { MooringOptions } from '@mooring/client';
 import { Mooring } from '@mooring/client';
-import type { MooringServer } from '@mooring/server';
+import type { MooringServer, ServerOptions } from '@mooring/server';
 import { startServer } from '@mooring/server';
-import { FaultProxy, waitFor } from '@mooring/testkit';
+import { FaultProxy, type RedisServer, waitFor } from '@mooring/testkit';
 import type { UIMessage } from 'ai';
 
 export const KEY = 'test:secret';
 
-export async function realServer(t: TestContext): Promise<MooringServer> {
+export async function realServer(t: TestContext, options: ServerOptions = {}): Promise<MooringServer> {
   const server = await startServer({
     port: 0,
     host: '127.0.0.1',
     keys: [KEY],
     store: { kind: 'memory' },
     logger: 'silent',
+    ...options,
   });
   t.after(() => server.close());
   return server;
+}
+
+/** Kills `redis` (SIGKILL: a crash), starts it again on its data, and waits until `server` is ready on it. */
+export async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
+  await redis.stop('SIGKILL');
+  await redis.restart();
+  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+    message: 'the server is ready on the restarted Redis',
+  });
 }
 
 export async function proxyTo(t: TestContext, server: { port: number }): Promise<FaultProxy> {
