@@ -15,7 +15,8 @@
  *   message's version) is saved after each delivery, so a restarted bridge resumes after the last one
  *   it delivered and delivers everything that arrived while it was away. A control counts once, by
  *   its creation: one sent while the bridge was away and changed since (it comes back rolled up, as
- *   an `update`) is delivered; a later change to a control already delivered is not a new control.
+ *   an `update`, in the order of its last change) is delivered; a later change to a control already
+ *   delivered is not a new control, also under its serial of a new epoch (a Redis restart: `kept`).
  * - Each control takes effect once: its id (`<publisher clientId>/<operation id>`) is the update id,
  *   which Temporal keeps one update per, and is in the payload for the workflow's own check (needed
  *   for signals, which carry no idempotency key). A crash between delivering and saving re-delivers
@@ -24,10 +25,10 @@
  *   a permanent one (no such workflow, an update the workflow rejected) is reported (`error`) and
  *   skipped, so one bad control cannot stall the session.
  */
-import type { Channel, Mooring } from '@mooring/client';
+import type { Channel, ContinuityLost, Mooring } from '@mooring/client';
 import { Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
-import { compareSerials } from '@mooring/protocol';
+import { compareSerials, sameEpoch } from '@mooring/protocol';
 import type { ControlRecord, InputRecord } from '@mooring/protocol/ai';
 import { EVENT_CONTROL, EVENT_INPUT, handoverAllowed, readSessionMessage } from '@mooring/protocol/ai';
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/client';
@@ -131,15 +132,35 @@ const SIGNALS = {
 
 interface Followed {
   channel: Channel;
-  queue: Message[];
+  /** Messages in arrival order, each with whether it is one the bridge had not read (`#isNew`). */
+  queue: { message: Message; fresh: boolean }[];
   draining: Promise<void> | undefined;
   listener: (message: Message) => void;
+  offs: Array<() => void>;
   /**
-   * The newest message (by serial, its creation) the bridge has read, from the saved position on. A
-   * message at or before it was read already: a later operation on it (an update, or the same
-   * message rolled up again after a gap) is not a new control.
+   * The newest message (by serial, its creation) the bridge has read, from the saved position on.
+   * Live, a message at or before it was read already: a later operation on it is not a new control.
    */
   after: string | undefined;
+  /** The catch-up being read (until `attached`; across a reconnect that interrupts it). */
+  catchUp: CatchUp | undefined;
+}
+
+/**
+ * A catch-up comes in the order of each message's last change, not of its creation: a message
+ * created before another one read, and changed after it, comes after it, still unread.
+ */
+interface CatchUp {
+  /** `after` when the catch-up began: every message created up to it had been read. */
+  base: string | undefined;
+  /** The messages after `base` read in this catch-up. */
+  read: Set<string>;
+  /**
+   * Messages of another epoch than `base` (the log went on in a new one: a Redis restart), held
+   * until `continuityLost` tells up to where (`kept`) the new epoch's serials are the messages read
+   * before.
+   */
+  held: Message[] | undefined;
 }
 
 export class ControlBridge extends Emitter<ControlBridgeEvents> {
@@ -180,13 +201,57 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
       queue: [],
       draining: undefined,
       after: saved,
-      listener: (message) => {
-        followed.queue.push(message);
-        followed.draining ??= this.#drain(channelName, followed);
-      },
+      catchUp: undefined,
+      offs: [],
+      listener: (message) => this.#read(channelName, followed, message),
     };
+    followed.offs = [
+      channel.on('continuityLost', (lost) => this.#onContinuityLost(channelName, followed, lost)),
+      channel.on('attached', () => {
+        const catchUp = followed.catchUp;
+        followed.catchUp = undefined;
+        if (catchUp?.held) for (const m of catchUp.held) this.#enqueue(channelName, followed, m, catchUp);
+      }),
+    ];
     this.#followed.set(channelName, followed);
     await channel.subscribe(followed.listener);
+  }
+
+  /** A message as the channel delivers it: judged new or not now, in arrival order, then queued. */
+  #read(channelName: string, followed: Followed, message: Message): void {
+    if (followed.channel.state === 'attached') {
+      this.#enqueue(channelName, followed, message, undefined);
+      return;
+    }
+    followed.catchUp ??= { base: followed.after, read: new Set(), held: undefined };
+    const catchUp = followed.catchUp;
+    if (catchUp.held || (catchUp.base !== undefined && !sameEpoch(message.version, catchUp.base))) {
+      catchUp.held ??= [];
+      catchUp.held.push(message);
+      return;
+    }
+    this.#enqueue(channelName, followed, message, catchUp);
+  }
+
+  /**
+   * The log went on in a new epoch: the messages up to `kept` are those read before (renamed), so
+   * they are no new controls; what the catch-up held back is judged from there.
+   */
+  #onContinuityLost(channelName: string, followed: Followed, lost: ContinuityLost): void {
+    const kept = lost.kept;
+    if (kept === undefined) return;
+    if (followed.after === undefined || compareSerials(followed.after, kept) < 0) followed.after = kept;
+    const catchUp = followed.catchUp;
+    if (!catchUp) return;
+    catchUp.base = kept;
+    const held = catchUp.held ?? [];
+    catchUp.held = undefined;
+    for (const message of held) this.#enqueue(channelName, followed, message, catchUp);
+  }
+
+  #enqueue(channelName: string, followed: Followed, message: Message, catchUp: CatchUp | undefined): void {
+    followed.queue.push({ message, fresh: this.#isNew(followed, message, catchUp) });
+    followed.draining ??= this.#drain(channelName, followed);
   }
 
   /** Stops following a session (its position stays saved). */
@@ -195,6 +260,7 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
     if (!followed) return;
     this.#followed.delete(channelName);
     followed.channel.unsubscribe(followed.listener);
+    for (const off of followed.offs.splice(0)) off();
     await followed.draining;
     this.#o.mooring.channels.release(channelName);
   }
@@ -216,9 +282,9 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
   async #drain(channelName: string, followed: Followed): Promise<void> {
     let unsaved: string | undefined;
     while (followed.queue.length > 0 && !this.#closed) {
-      const message = followed.queue.shift() as Message;
+      const { message, fresh } = followed.queue.shift() as Followed['queue'][number];
       const position = message.version ?? message.serial;
-      const payload = this.#isNew(followed, message) ? this.#payloadOf(channelName, message) : undefined;
+      const payload = fresh ? this.#payloadOf(channelName, message) : undefined;
       if (!payload) {
         unsaved = position;
         continue;
@@ -235,13 +301,20 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
 
   /**
    * True for a message the bridge has not read before. Live, that is a `create` (later operations
-   * carry their message's older serial); in a catch-up, a message created after the saved position,
-   * whatever its action: one created and then updated or appended to while the bridge was away
-   * arrives rolled up as an `update` or `append`, and is still a control never delivered.
+   * carry their message's older serial). In a catch-up, a message created after where the catch-up
+   * began and not read in it yet, whatever its action and wherever it comes: one created and then
+   * updated or appended to while the bridge was away arrives rolled up as an `update` or `append`,
+   * after the messages created after it but changed before it, and is still a control never
+   * delivered. After a new epoch, its messages up to `kept` are the ones read before (renamed).
    */
-  #isNew(followed: Followed, message: Message): boolean {
-    if (followed.after !== undefined && compareSerials(message.serial, followed.after) <= 0) return false;
-    followed.after = message.serial;
+  #isNew(followed: Followed, message: Message, catchUp: CatchUp | undefined): boolean {
+    const { serial } = message;
+    if (catchUp) {
+      if (catchUp.base !== undefined && compareSerials(serial, catchUp.base) <= 0) return false;
+      if (catchUp.read.has(serial)) return false;
+      catchUp.read.add(serial);
+    } else if (followed.after !== undefined && compareSerials(serial, followed.after) <= 0) return false;
+    if (followed.after === undefined || compareSerials(serial, followed.after) > 0) followed.after = serial;
     return true; // a tombstone (`delete`) is new too, and `readSessionMessage` reads it as nothing
   }
 

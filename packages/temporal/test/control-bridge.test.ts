@@ -18,14 +18,14 @@ import { ControlBridge } from '../src/control-bridge.ts';
 import type { PositionStore } from '../src/position-store.ts';
 import { filePositions, memoryPositions } from '../src/position-store.ts';
 import { FakeWorkflows } from './helpers/fake-workflows.ts';
-import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { client, realServer, restartRedis, sessionName, waitFor } from './helpers/fixture.ts';
 
 // The real client's `client.workflow` must fit the surface the bridge asks for (checked by tsc).
 const fits: (workflows: Client['workflow']) => BridgeWorkflowClient = (workflows) => workflows;
 void fits;
 
-async function setup(t: TestContext) {
-  const server = await realServer(t);
+async function setup(t: TestContext, options: Parameters<typeof realServer>[1] = {}) {
+  const server = await realServer(t, options);
   const name = sessionName();
   const user = new UserSession({
     channel: client(t, server.url, { clientId: 'alice' }).channels.get(name, { start: true }),
@@ -223,6 +223,104 @@ describe('ControlBridge', () => {
         (c) => (c.payload as { message?: { parts?: { text?: string }[] } }).message?.parts?.[0]?.text,
       ),
       ['before', 'after', 'later'],
+    );
+  });
+
+  it("across a Redis restart, a control created before `kept` and changed after it is not delivered again (`cancel: 'workflow'` does not cancel twice)", async (t) => {
+    // the catch-up after the restart brings that control under its serial of the new epoch, which
+    // sorts after every serial the bridge read: it is still the control it delivered. Delivered again,
+    // a cancel would cancel whatever workflow serves the session then (no update id absorbs it)
+    const skip = redisSkipReason();
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const { server, name, user, workflows, bridge } = await setup(t, {
+      store: { kind: 'redis', url: redis.url },
+    });
+    const live = bridge({ cancel: 'workflow' });
+    await live.follow(name);
+    const control = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-a' });
+    await user.send('before');
+    await waitFor(() => workflows.calls.length === 2);
+    await live.idle();
+
+    await restartRedis(redis, server);
+    // the first publish on the new Redis changes the control: the bridge's connection (which stayed
+    // up) learns of the new epoch from it and resumes (epoch_changed, kept): the control is in the catch-up
+    await user.channel.update(control, { headers: { edited: 'yes' } });
+    await user.send('after');
+    await waitFor(() => workflows.calls.filter((c) => c.name === 'mooring.input').length === 2, {
+      message: 'the input sent after the restart never arrived',
+    });
+    await live.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => c.name ?? c.method),
+      ['cancel', 'mooring.input', 'mooring.input'],
+      'the control was delivered again',
+    );
+  });
+
+  it('across a Redis restart while the bridge was away: each control once, the one changed after a later one was sent included', async (t) => {
+    const skip = redisSkipReason();
+    if (skip) return t.skip(skip);
+    const redis = await startRedis({ appendonly: 'always' });
+    t.after(() => redis.close());
+    const { server, name, user, workflows, bridge } = await setup(t, {
+      store: { kind: 'redis', url: redis.url },
+    });
+    const positions = memoryPositions();
+    const first = bridge({ positions });
+    await first.follow(name);
+    const delivered = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-a' });
+    await waitFor(() => workflows.calls.length === 1);
+    await first.idle();
+    await first.close();
+
+    await restartRedis(redis, server);
+    // in the new epoch, while no bridge runs: the delivered control changed, two controls sent, and
+    // the first of them changed after the second was sent (the catch-up brings it after that one)
+    await user.channel.update(delivered, { headers: { edited: 'yes' } });
+    const b = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b' });
+    await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-c' });
+    await user.channel.update(b, { headers: { edited: 'yes' } });
+
+    const second = bridge({ positions });
+    await second.follow(name);
+    await user.send('later'); // delivered after the catch-up: everything before it was handled
+    await waitFor(() => workflows.calls.some((c) => c.name === 'mooring.input'), {
+      message: 'the input sent after the catch-up never arrived',
+    });
+    await second.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId ?? c.name),
+      ['run-a', 'run-c', 'run-b', 'mooring.input'],
+    );
+  });
+
+  it('a control sent while the bridge was away and changed after a later control was sent is delivered (the catch-up brings it last)', async (t) => {
+    const { name, user, workflows, bridge } = await setup(t);
+    const positions = memoryPositions();
+    const first = bridge({ positions });
+    await first.follow(name);
+    await user.send('first');
+    await waitFor(() => workflows.calls.length === 1);
+    await first.idle();
+    await first.close();
+
+    const b = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b' });
+    await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-c' });
+    await user.channel.update(b, { headers: { edited: 'yes' } });
+
+    const second = bridge({ positions });
+    await second.follow(name);
+    await user.send('later');
+    await waitFor(() => workflows.calls.length >= 3 && workflows.calls.at(-1)?.name === 'mooring.input', {
+      message: 'the input sent after the catch-up never arrived',
+    });
+    await second.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId ?? c.name),
+      ['mooring.input', 'run-c', 'run-b', 'mooring.input'],
     );
   });
 
