@@ -107,7 +107,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     this.#o = options;
     this.agent = options.agent;
     this.channel = options.channel;
-    this.tree = new ConversationTree(options.operators === undefined ? {} : { operators: options.operators });
+    this.tree = new ConversationTree({ operators: options.operators });
     this.#feed = new SessionFeed(options.channel, this.tree);
     // With `echo: false` the server does not send the agent's own output back: the session folds
     // what it stored itself (each input's history holds the agent's earlier answers).

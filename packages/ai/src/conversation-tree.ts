@@ -67,21 +67,26 @@ export type TreeEvents = {
   malformed: string;
 };
 
+/**
+ * What a tree is built with. An option given as undefined takes its default, so `UserSession`
+ * hands its own options over as they are, and `AgentSession` and `loadSession` name theirs without
+ * checking each: the tree's constructor is the one place that reads them.
+ */
 export interface ConversationTreeOptions {
   /** Follow `select` controls on the channel (shared branch selection). Default false. */
-  sharedSelection?: boolean;
+  sharedSelection?: boolean | undefined;
   /**
    * The clientIds allowed to start agent runs (PROTOCOL.md §13.5). A run started by any other
    * clientId is ignored and reported (`malformed`), so it can neither show nor take a run id first.
    * Default: every clientId (the earliest claim of a run id wins).
    */
-  agents?: readonly string[];
+  agents?: readonly string[] | undefined;
   /**
    * The clientIds allowed to hand the session over (`handover` controls, PROTOCOL.md §13.5). A
    * handover from any other clientId is ignored and reported (`malformed`): it neither stops the
    * agents nor gives the session back. Default: every clientId.
    */
-  operators?: readonly string[];
+  operators?: readonly string[] | undefined;
 }
 
 interface Selection {

@@ -3,7 +3,7 @@
  * realtime connection — a serverless function that answers an input needs the conversation so far.
  */
 import type { Rest } from '@mooring/client';
-import { ConversationTree, type ConversationTreeOptions } from './conversation-tree.ts';
+import { ConversationTree } from './conversation-tree.ts';
 
 export async function loadSession(options: {
   rest: Rest;
@@ -13,10 +13,7 @@ export async function loadSession(options: {
   /** The clientIds allowed to hand the session over (PROTOCOL.md §13.5); default: every clientId. */
   operators?: readonly string[];
 }): Promise<ConversationTree> {
-  const treeOptions: ConversationTreeOptions = {};
-  if (options.agents !== undefined) treeOptions.agents = options.agents;
-  if (options.operators !== undefined) treeOptions.operators = options.operators;
-  const tree = new ConversationTree(treeOptions);
+  const tree = new ConversationTree({ agents: options.agents, operators: options.operators });
   let page = await options.rest.history(options.channel, { direction: 'forwards', limit: 1000 });
   for (;;) {
     for (const message of page.items) tree.apply(message);

@@ -21,14 +21,7 @@ import type { Channel, ContinuityLost } from '@mooring/client';
 import { Emitter } from '@mooring/client';
 import type { JsonValue } from '@mooring/protocol';
 import type { UIMessage, UIMessageChunk } from 'ai';
-import type {
-  ConversationTreeOptions,
-  Handover,
-  InputNode,
-  RunNode,
-  TreeChange,
-  TreeNode,
-} from './conversation-tree.ts';
+import type { Handover, InputNode, RunNode, TreeChange, TreeNode } from './conversation-tree.ts';
 import { ConversationTree } from './conversation-tree.ts';
 import { MooringAiError } from './errors.ts';
 import { randomId } from './ids.ts';
@@ -151,11 +144,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   constructor(options: UserSessionOptions) {
     this.#o = options;
     this.channel = options.channel;
-    const treeOptions: ConversationTreeOptions = {};
-    if (options.sharedSelection !== undefined) treeOptions.sharedSelection = options.sharedSelection;
-    if (options.agents !== undefined) treeOptions.agents = options.agents;
-    if (options.operators !== undefined) treeOptions.operators = options.operators;
-    this.tree = new ConversationTree(treeOptions);
+    this.tree = new ConversationTree(options);
     this.#feed = new SessionFeed(this.channel, this.tree);
     this.device = options.device ?? randomId('dev_');
   }

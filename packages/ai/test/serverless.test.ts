@@ -11,8 +11,10 @@ import { fileURLToPath } from 'node:url';
 import type { UIMessageChunk } from 'ai';
 import { convertToModelMessages, streamText, toUIMessageStream } from 'ai';
 import { loadSession } from '../src/load-session.ts';
+import { channelSink } from '../src/operation-sink.ts';
 import { publishUIMessageStream } from '../src/publish-ui-message-stream.ts';
 import { historyOf } from '../src/run-message.ts';
+import { RunPublisher } from '../src/run-publisher.ts';
 import { UserSession } from '../src/user-session.ts';
 import { textOf } from './helpers/agents.ts';
 import { client, KEY, realServer, sessionName, waitFor } from './helpers/fixture.ts';
@@ -21,6 +23,41 @@ import { collect, finish, messageFrom, normalize, scriptedModel, textParts } fro
 const FUNCTION = fileURLToPath(new URL('./helpers/serverless-process.ts', import.meta.url));
 
 describe('serverless publishing (REST)', () => {
+  it("loadSession builds its tree with the session's agents and operators: a run or a handover by anyone else is not in it", async (t) => {
+    const server = await realServer(t);
+    const name = sessionName();
+    const mallory = new UserSession({
+      channel: client(t, server.url, { clientId: 'mallory' }).channels.get(name, { start: true }),
+      clientId: 'mallory',
+    });
+    t.after(() => mallory.close());
+    await mallory.start();
+    const input = await mallory.send('hello');
+    // mallory claims a run as if it were the agent's, and takes the session over
+    const run = new RunPublisher({
+      sink: channelSink(mallory.channel),
+      runId: 'fake',
+      agent: 'assistant',
+      input,
+    });
+    await run.start();
+    run.write({ type: 'text-start', id: 't' });
+    run.write({ type: 'text-delta', id: 't', delta: 'not the agent' });
+    run.write({ type: 'text-end', id: 't' });
+    await run.end('complete');
+    await mallory.handover('human');
+
+    const rest = client(t, server.url, { autoConnect: false, clientId: 'fn' }).rest;
+    const open = await loadSession({ rest, channel: name });
+    assert.deepEqual(
+      [open.runs.map((r) => r.id), open.handover.holder],
+      [['fake'], 'human'],
+      'naming no one, the tree takes both',
+    );
+    const named = await loadSession({ rest, channel: name, agents: ['assistant'], operators: ['operator'] });
+    assert.deepEqual([named.runs.map((r) => r.id), named.handover.holder], [[], 'ai']);
+  });
+
   it('publishes a streamed run that users see exactly as the model produced it', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
