@@ -21,7 +21,7 @@
  * conversation and every chunk stream they read. Progress on stderr, the summary table on stdout.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -483,6 +483,11 @@ log(
 for (const agent of agents) await killAgent(agent);
 for (const u of users) u.child.kill('SIGKILL');
 await server.kill();
+if (redis && bad > 0) {
+  // the log as Redis holds it (every message's op ids in order: `o:<seq>`), to read the failure from
+  await redis.command('SAVE');
+  cpSync(join(redis.dir, 'dump.rdb'), join(dir, 'redis-dump.rdb'));
+}
 await redis?.close();
 for (const p of [...userProxies, ...agents.map((a) => a.proxy)]) await p.close();
 if (bad === 0) rmSync(dir, { recursive: true, force: true });

@@ -479,7 +479,12 @@ export class Channel {
         this.#repair();
         return;
       }
-      this.#position = message.version;
+      // A catch-up of another log than the position's (epoch_changed: the `attached` that ends it
+      // raises continuity lost and gives the position). Until then the position stays where the
+      // resume was asked from: a connection lost before `attached` resumes from there again and is
+      // told again, instead of resuming in the new log as if nothing had changed.
+      if (live || this.#position === '' || !newLog(message.version, this.#position))
+        this.#position = message.version;
       for (const sub of [...this.#subscriptions]) {
         if (sub.name !== undefined && sub.name !== message.name) continue;
         try {

@@ -175,6 +175,52 @@ describe('Channel', () => {
     assert.deepEqual(await attached, { resumed: false, reason: 'epoch_changed', position: serial(2, other) });
   });
 
+  it('a connection lost during the catch-up of a new epoch (before `attached`): the next attach still resumes from the old position, and continuity lost is raised then', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const channel = client.channels.get('c');
+    const lost: unknown[] = [];
+    channel.on('continuityLost', (e) => lost.push(e));
+    const got: string[] = [];
+    void channel.subscribe((m) => got.push(String(m.data)));
+    answerAttach(t1, serial(7));
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(0);
+    const t2 = await connect();
+    assert.equal(sent(t2, 'attach')[0]!.from, serial(7));
+    // the log went on in a new epoch (a Redis restart): its catch-up after `kept` arrives…
+    const other = 'mz000000000a';
+    const copy = { ...created(3, 'changed'), serial: serial(3, other), version: serial(8, other) };
+    t2.frame({ type: 'messages', channel: 'c', messages: [copy] });
+    assert.deepEqual(got, ['changed'], 'delivered as it came');
+    // …and the connection drops before `attached`
+    t2.end({ code: 1006, reason: '' });
+    timers.advance(1_000);
+    const t3 = await connect();
+    const a3 = sent(t3, 'attach')[0]!;
+    assert.equal(a3.from, serial(7), 'not from the new epoch: a resume there would be answered resumed');
+    t3.frame({ type: 'messages', channel: 'c', messages: [copy] });
+    t3.frame({
+      type: 'attached',
+      ref: a3.ref,
+      channel: 'c',
+      resumed: false,
+      reason: 'epoch_changed',
+      kept: serial(7, other),
+      epoch: other,
+      position: serial(8, other),
+    });
+    assert.deepEqual(lost, [
+      {
+        reason: 'epoch_changed',
+        previousPosition: serial(7),
+        position: serial(8, other),
+        kept: serial(7, other),
+      },
+    ]);
+    assert.equal(channel.position, serial(8, other));
+  });
+
   it('a channel whose attach was refused is not attached again by a reconnect', async () => {
     const { client, connect, timers } = fakeClient();
     const t1 = await connect();
