@@ -39,11 +39,12 @@
  *
  * Resuming a run stored by an earlier attempt (its create came back a duplicate): appends are
  * compared with what that attempt stored (`resume()`) — the part already there is dropped, the rest
- * appended under ids of their own (`<runId>:<k>@<stored length>:<n>`), and a part whose text diverges
+ * appended under ids of their own (`<runId>:<k>@<stored length>.<attempt tag>:<n>`), and a part whose text diverges
  * (or whose stored text is unknown) is replaced by an `update` with this attempt's text.
  */
 import type { Headers, OperationInput } from '@mooring/protocol';
 import { appendText, sameEpoch, utf8Length } from '@mooring/protocol';
+import { randomId } from './ids.ts';
 import type { OperationSink, PublishedOperation } from './operation-sink.ts';
 
 /**
@@ -142,6 +143,8 @@ export class OperationQueue {
   readonly #written = new Map<string, string>();
   readonly #waiters: Array<{ resolve(): void; upTo: number }> = [];
   #resumed: Map<string, Resumed> | undefined;
+  /** This attempt's tag in namespaced ids, once it resumed an earlier one's run (`nextId`). */
+  #tag = '';
   /** The highest serial an append of each key was stored at, as this queue's acks told it. */
   readonly #lastStored = new Map<string, string>();
   /** Keys with a `repair` queued and not sent yet. */
@@ -176,9 +179,16 @@ export class OperationQueue {
     return this.#serials.get(key);
   }
 
-  /** The next operation id on a key. */
+  /**
+   * The next operation id on a key. Ids in a `namespace` (replacements, resumed appends, renewals)
+   * carry, in a resumed run, a tag of this attempt: another attempt counts its own from 0 too, and
+   * its ids — a crashed attempt's, or one that resumed from the same stored length, or from a text
+   * it could not read (`@0`) — would make this one's operations duplicates, dropped (text lost, or
+   * the earlier attempt's kept beside this one's). Creates keep their plain ids: those are what
+   * must meet the earlier attempt's, so that its run and parts are found.
+   */
   nextId(key: string, namespace = ''): string {
-    const counter = `${key}${namespace}`;
+    const counter = namespace === '' ? key : `${key}${namespace}${this.#tag}`;
     const n = this.#counters.get(counter) ?? 0;
     this.#counters.set(counter, n + 1);
     return `${this.#o.runId}:${counter}:${n}`;
@@ -277,6 +287,7 @@ export class OperationQueue {
    * sending. `parts` are keyed like this queue's keys.
    */
   resume(parts: Map<string, StoredPart> | undefined): void {
+    this.#tag = `.${randomId('').slice(0, 8)}`;
     this.#resumed = new Map();
     for (const [key, part] of parts ?? [])
       this.#resumed.set(key, { ...part, consumed: 0, diverged: false, unknown: false });

@@ -430,7 +430,7 @@ export class RunPublisher {
       if (this.#ended || this.#queue.failure !== undefined) return;
       this.#queue.update(RUN_KEY, {
         action: 'update',
-        id: this.#queue.nextId(RUN_KEY),
+        id: this.#queue.nextId(RUN_KEY, '+'),
         headers: this.#runHeaders('running'),
         lease: this.#lease,
       });

@@ -354,10 +354,10 @@ describe('controls', () => {
       t.after(() => session.close());
       await session.start();
       const published: Array<number | undefined> = [];
-      const publishBatch = session.channel.publishBatch.bind(session.channel);
-      session.channel.publishBatch = (ops) => {
+      const publishResults = session.channel.publishResults.bind(session.channel);
+      session.channel.publishResults = (ops) => {
         for (const op of ops) if ('lease' in op) published.push(op.lease);
-        return publishBatch(ops);
+        return publishResults(ops);
       };
       const input = await session.send('hello');
       await session.reply('hi', { input });

@@ -167,7 +167,7 @@ describe('RunPublisher: the lease', () => {
       await p.flush();
       assert.deepEqual(timers.delays(), [1000], 'the next renewal is scheduled');
     }
-    const renewals = ops(log).filter((o) => o.id?.startsWith('r1:run:'));
+    const renewals = ops(log).filter((o) => o.id?.startsWith('r1:run+:'));
     assert.deepEqual(
       renewals.map((o) => [o.action, o.serial, o.lease, o.headers?.status]),
       [

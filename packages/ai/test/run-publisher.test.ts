@@ -260,6 +260,55 @@ describe('RunPublisher', () => {
       await second.end('complete');
       assert.equal(await text(log), 'complete, from the second');
     });
+
+    // The soak with Redis kills: each attempt after a restart could not read what was stored (its
+    // tree held the run under the old epoch's serial) and replaced the part under the same ids as the
+    // attempt before it (`@0:0`, `@0:1`, …): its update and appends came back duplicates of the
+    // earlier attempt's, and the text held pieces of both.
+    it('two attempts in a row that cannot read what was stored: the last one replaces the part, its ids are not the one before it', async () => {
+      const log = new MemoryLog();
+      const first = publisher(log, { coalesceMs: 0 });
+      first.write({ type: 'text-start', id: 't' });
+      first.write({ type: 'text-delta', id: 't', delta: 'one, ' });
+      await first.flush(); // …and it dies
+      const unknown = async () => undefined;
+      const second = publisher(log, { coalesceMs: 0, stored: unknown });
+      second.write({ type: 'text-start', id: 't' });
+      for (const d of ['one, ', 'two, ', 'thr']) second.write({ type: 'text-delta', id: 't', delta: d });
+      await second.flush(); // …and it dies too
+      const third = publisher(log, { coalesceMs: 0, stored: unknown });
+      third.write({ type: 'text-start', id: 't' });
+      for (const d of ['one, ', 'two! ', 'three.']) third.write({ type: 'text-delta', id: 't', delta: d });
+      third.write({ type: 'text-end', id: 't' });
+      await third.end('complete');
+      assert.equal(await text(log), 'one, two! three.');
+    });
+
+    it("a resumed run's lease renewals are its own: none is taken for one of the crashed attempt's", async () => {
+      const log = new MemoryLog();
+      const renewalsOf = (ops: OperationInput[]) =>
+        ops.filter((o) => o.lease === 300 && o.action === 'update');
+      const first = publisher(log, { coalesceMs: 0, lease: 300, renewLease: true });
+      first.write({ type: 'text-start', id: 't' });
+      await first.flush();
+      await new Promise((r) => setTimeout(r, 450)); // a renewal every 100 ms
+      await first.end('error'); // (here it ends: a crashed one's timers die with it)
+      const before = log.ops.flat().length;
+      const ids = new Set(renewalsOf(log.ops.flat()).map((o) => o.id));
+      assert.ok(ids.size >= 2, 'the first attempt renewed its lease');
+      const second = publisher(log, { coalesceMs: 0, lease: 300, renewLease: true, stored: stored(log) });
+      second.write({ type: 'text-start', id: 't' });
+      await second.flush();
+      await new Promise((r) => setTimeout(r, 450));
+      await second.end('complete');
+      const again = renewalsOf(log.ops.flat().slice(before));
+      assert.ok(again.length >= 2, 'the second attempt renewed its lease');
+      assert.deepEqual(
+        again.filter((o) => ids.has(o.id)).map((o) => o.id),
+        [],
+        "a renewal under the crashed attempt's id would be a duplicate: no renewal",
+      );
+    });
   });
 });
 
