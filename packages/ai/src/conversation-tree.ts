@@ -30,6 +30,7 @@
  */
 import { applyMessage, Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
+import { sameEpoch, serialSeq } from '@mooring/protocol';
 import { handoverAllowed } from '@mooring/protocol/ai';
 import type { ControlData, ControlRecord, InputRecord, PartRecord, RunRecord } from './wire.ts';
 import { readSessionMessage } from './wire.ts';
@@ -319,10 +320,25 @@ export class ConversationTree {
    * resuming in place) even when another publisher claimed the id first.
    */
   claimAt(serial: string): { run: RunNode; parts: PartRecord[] } | undefined {
-    const what = this.#bySerial.get(serial);
+    const what = this.#bySerial.get(serial) ?? this.#keptClaim(serial);
     if (what?.type !== 'run' || what.key === undefined) return undefined;
     const run = this.#claims.get(what.key);
     return run && { run, parts: this.#partsOf(what.key) };
+  }
+
+  /**
+   * The claim this tree holds under an older epoch's serial with `serial`'s sequence: the log went on
+   * in a new epoch keeping its messages under their sequences (a Redis restart), and a duplicate is
+   * answered with the new epoch's serial before this tree has renamed what it holds. (A duplicate
+   * means the store still had the op id, so it still has the message at that sequence.)
+   */
+  #keptClaim(serial: string): { type: 'run'; id: string; key: string } | undefined {
+    const seq = serialSeq(serial);
+    if (seq < 0) return undefined;
+    for (const [key, run] of this.#claims)
+      if (serialSeq(run.serial) === seq && run.serial < serial && !sameEpoch(run.serial, serial))
+        return { type: 'run', id: run.id, key };
+    return undefined;
   }
 
   #partsOf(key: string): PartRecord[] {
@@ -503,7 +519,7 @@ export class ConversationTree {
   }
 
   #remove(serial: string): void {
-    const what = this.#bySerial.get(serial);
+    const what = this.#bySerial.get(serial) ?? this.#keptClaim(serial);
     if (!what) return;
     this.#bySerial.delete(serial);
     this.#view = undefined;

@@ -130,6 +130,18 @@ describe('ConversationTree fold', () => {
     assert.equal(tree.claimAt('aaaaaaaaaaaa.9999999999999999'), undefined, 'an unknown serial');
   });
 
+  it('claimAt finds a claim held under an older epoch by the sequence a new epoch kept it at (a duplicate answered after a Redis restart)', () => {
+    const tree = new ConversationTree();
+    tree.apply(input('i1'));
+    const claim = run('r1', 'i1');
+    tree.apply(claim);
+    const seqOf = claim.serial.slice(13);
+    assert.equal(tree.claimAt(`bbbbbbbbbbbb.${seqOf}`)?.run.id, 'r1', 'the same sequence in a newer epoch');
+    assert.equal(tree.claimAt(`000000000000.${seqOf}`), undefined, 'not in an older epoch than the one held');
+    const next = String(Number(seqOf) + 1).padStart(16, '0');
+    assert.equal(tree.claimAt(`bbbbbbbbbbbb.${next}`), undefined, 'not another sequence');
+  });
+
   it('a run deleted and then claimed again by its publisher shows the new claim', () => {
     const tree = new ConversationTree();
     tree.apply(input('i1'));
