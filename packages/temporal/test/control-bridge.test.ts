@@ -206,9 +206,7 @@ describe('ControlBridge', () => {
     await user.send('before');
     await waitFor(() => workflows.calls.length === 1);
 
-    await redis.stop('SIGKILL');
-    await redis.restart();
-    await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200);
+    await restartRedis(redis, server);
     // the first publish on the new Redis: it starts the new epoch, and the bridge's connection (which
     // stayed up) learns of that epoch from this very input
     await user.send('after');

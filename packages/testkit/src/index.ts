@@ -9,6 +9,6 @@ export { handshake } from './handshake.ts';
 export type { RedisCluster } from './redis-cluster.ts';
 export { redisCliPath, startRedisCluster } from './redis-cluster.ts';
 export type { RedisServer, RedisServerOptions } from './redis-server.ts';
-export { redisServerPath, redisSkipReason, startRedis } from './redis-server.ts';
+export { redisServerPath, redisSkipReason, restartRedis, startRedis } from './redis-server.ts';
 export type { Deferred, OnceOptions, WaitForOptions, WithinOptions } from './wait.ts';
 export { deferred, once, waitFor, within } from './wait.ts';

@@ -15,6 +15,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitFor } from './wait.ts';
 
 export interface RedisServerOptions {
   /** Turn on the append-only file (`appendfsync` as given; default off, like a cache). */
@@ -219,4 +220,16 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A Redis crash under a running Mooring server: SIGKILL, started again on its data (what its
+ * persistence kept), then waits until `server` answers `/ready` 200 on it again.
+ */
+export async function restartRedis(redis: RedisServer, server: { url: string }): Promise<void> {
+  await redis.stop('SIGKILL');
+  await redis.restart();
+  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
+    message: 'the server is ready on the restarted Redis',
+  });
 }

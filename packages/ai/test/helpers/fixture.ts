@@ -8,7 +8,7 @@ import type { MooringOptions } from '@mooring/client';
 import { Mooring } from '@mooring/client';
 import type { MooringServer, ServerOptions } from '@mooring/server';
 import { startServer } from '@mooring/server';
-import { FaultProxy, type RedisServer, waitFor } from '@mooring/testkit';
+import { FaultProxy, waitFor } from '@mooring/testkit';
 
 export const KEY = 'test:secret';
 
@@ -44,13 +44,4 @@ export function sessionName(): string {
 }
 
 export { waitFor };
-export { within } from '@mooring/testkit';
-
-/** Kills `redis` (SIGKILL: a crash), starts it again on its data, and waits until `server` is ready on it. */
-export async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
-  await redis.stop('SIGKILL');
-  await redis.restart();
-  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
-    message: 'the server is ready on the restarted Redis',
-  });
-}
+export { restartRedis, within } from '@mooring/testkit';

@@ -9,7 +9,7 @@ import type { MooringOptions } from '@mooring/client';
 import { Mooring } from '@mooring/client';
 import type { MooringServer, ServerOptions } from '@mooring/server';
 import { startServer } from '@mooring/server';
-import { FaultProxy, type RedisServer, waitFor } from '@mooring/testkit';
+import { FaultProxy, waitFor } from '@mooring/testkit';
 import type { UIMessage } from 'ai';
 
 export const KEY = 'test:secret';
@@ -27,14 +27,7 @@ export async function realServer(t: TestContext, options: ServerOptions = {}): P
   return server;
 }
 
-/** Kills `redis` (SIGKILL: a crash), starts it again on its data, and waits until `server` is ready on it. */
-export async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
-  await redis.stop('SIGKILL');
-  await redis.restart();
-  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
-    message: 'the server is ready on the restarted Redis',
-  });
-}
+export { restartRedis } from '@mooring/testkit';
 
 export async function proxyTo(t: TestContext, server: { port: number }): Promise<FaultProxy> {
   const proxy = await FaultProxy.start({ port: server.port });

@@ -9,7 +9,7 @@ import type { MooringOptions } from '@mooring/client';
 import { Mooring } from '@mooring/client';
 import type { MooringServer, ServerOptions } from '@mooring/server';
 import { startServer } from '@mooring/server';
-import { type RedisServer, waitFor } from '@mooring/testkit';
+import { waitFor } from '@mooring/testkit';
 import type { UIMessage, UIMessageChunk } from 'ai';
 
 export const KEY = 'test:secret';
@@ -127,12 +127,4 @@ export function scriptedModel(
 
 export { waitFor };
 
-/** Kills `redis` (SIGKILL: a crash), starts it again on its data, and waits until `server` is ready on it. */
-export async function restartRedis(redis: RedisServer, server: MooringServer): Promise<void> {
-  await redis.stop('SIGKILL');
-  await redis.restart();
-  await waitFor(async () => (await fetch(`${server.url}/ready`)).status === 200, {
-    message: 'the server is ready on the restarted Redis',
-  });
-}
-export { within } from '@mooring/testkit';
+export { restartRedis, within } from '@mooring/testkit';
