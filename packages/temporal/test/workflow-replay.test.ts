@@ -208,6 +208,62 @@ describe('session workflow replay (Temporal workflow sandbox, no server)', { tim
     await replay(h);
   });
 
+  it('a cancel naming no run cancels the run in progress', async () => {
+    const h = started();
+    h.signal('mooring.input', input);
+    const task = h.workflowTask();
+    const scheduled = scheduleAnswer(h, task);
+    const activityStarted = startActivity(h, scheduled);
+    h.signal('mooring.cancel', { controlId: 'alice/op-2', channel: WORKFLOW_ID, serial: 's2' });
+    const cancelTask = h.workflowTask();
+    const requested = h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
+      activityTaskCancelRequestedEventAttributes: {
+        scheduledEventId: scheduled,
+        workflowTaskCompletedEventId: cancelTask,
+      },
+    });
+    h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
+      activityTaskCanceledEventAttributes: {
+        scheduledEventId: scheduled,
+        startedEventId: activityStarted,
+        latestCancelRequestedEventId: requested,
+      },
+    });
+    h.workflowTask();
+    await replay(h);
+  });
+
+  it('an answer that failed (not cancelled) fails the workflow: session.run does not take it for a cancel', async () => {
+    const h = started();
+    h.signal('mooring.input', input);
+    const task = h.workflowTask();
+    const scheduled = scheduleAnswer(h, task);
+    const activityStarted = startActivity(h, scheduled);
+    h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+      activityTaskFailedEventAttributes: {
+        scheduledEventId: scheduled,
+        startedEventId: activityStarted,
+        failure: {
+          message: 'the model failed',
+          applicationFailureInfo: { type: 'Error', nonRetryable: true },
+        },
+        retryState: 'RETRY_STATE_NON_RETRYABLE_FAILURE',
+      },
+    });
+    const failedTask = h.workflowTask();
+    h.add({
+      eventType: T.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+      workflowExecutionFailedEventAttributes: {
+        failure: { message: 'Activity task failed' },
+        workflowTaskCompletedEventId: failedTask,
+      },
+    });
+    await replay(h);
+  });
+
   it('while a human holds the session the agent answers nothing: a history where it did fails to replay', async () => {
     // No input arrived, yet the history says the workflow scheduled the activity.
     const h = started();
