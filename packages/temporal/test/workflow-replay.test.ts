@@ -264,6 +264,33 @@ describe('session workflow replay (Temporal workflow sandbox, no server)', { tim
     await replay(h);
   });
 
+  it('waitForApproval and waitForToolOutput wait until the user and the device answered, and give what they said', async () => {
+    const h = started('approvalAgent');
+    const delivered = (n: number) => ({ controlId: `alice/op-${n}`, channel: WORKFLOW_ID, serial: `s${n}` });
+    h.signal('mooring.approval', { ...delivered(1), approvalId: 'ap-1', approved: true });
+    h.workflowTask(); // approved: now waiting for the tool output, no command
+    h.signal('mooring.toolOutput', {
+      ...delivered(2),
+      runId: 'approval-run',
+      toolCallId: 'call-1',
+      output: 'done',
+    });
+    const task = h.workflowTask();
+    h.add({
+      eventType: T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+      activityTaskScheduledEventAttributes: {
+        activityId: '1',
+        activityType: { name: 'answer' },
+        taskQueue: QUEUE,
+        input: payloads({ channel: WORKFLOW_ID, input: 'true done', runId: 'approval-run' }),
+        startToCloseTimeout: { seconds: 60 },
+        heartbeatTimeout: { seconds: 10 },
+        workflowTaskCompletedEventId: task,
+      },
+    });
+    await replay(h);
+  });
+
   it('while a human holds the session the agent answers nothing: a history where it did fails to replay', async () => {
     // No input arrived, yet the history says the workflow scheduled the activity.
     const h = started();
