@@ -66,6 +66,26 @@ describe('forEachInSlices', () => {
     assert.equal(done, false);
   });
 
+  it('stops when cancelled from inside a visit: the rest of the slice runs, no later slice, no done', async () => {
+    const visited: number[] = [];
+    let done = false;
+    let pass: ReturnType<typeof forEachInSlices>;
+    pass = forEachInSlices(
+      [1, 2, 3, 4, 5, 6],
+      2,
+      (n) => {
+        visited.push(n);
+        if (n === 3) pass?.cancel(); // e.g. a visit that closes what the pass walks
+      },
+      () => {
+        done = true;
+      },
+    );
+    for (let i = 0; i < 6; i++) await turn();
+    assert.deepEqual(visited, [1, 2, 3, 4]);
+    assert.equal(done, false);
+  });
+
   it('refuses a slice size below 1', () => {
     assert.throws(
       () =>
