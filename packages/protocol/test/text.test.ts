@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { appendText } from '../src/index.ts';
+import { appendText, utf8Length } from '../src/index.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -55,5 +55,36 @@ describe('appendText', () => {
       kept.held < 1.6 * kept.chars,
       `held ${kept.held} bytes for ${kept.chars} characters (plain +: ${rope.held})`,
     );
+  });
+});
+
+describe('utf8Length', () => {
+  test('counts the UTF-8 bytes the server counts (Buffer.byteLength), at each boundary', () => {
+    const texts = [
+      '',
+      'a',
+      '\u007f', // the last 1-byte character
+      '\u0080', // the first 2-byte one
+      '\u07ff',
+      '\u0800', // the first 3-byte one
+      '\ud7ff',
+      '\ue000',
+      '\uffff',
+      '\ud800\udc00', // a pair at both ends of the surrogate ranges: 4 bytes
+      '\udbff\udfff',
+      '\ud83d\ude00',
+      'x\ud800', // a lone high surrogate at the end: U+FFFD, 3 bytes
+      '\ud800x', // a high surrogate followed by no low one
+      '\ud800\ud800\udc00', // a lone high one, then a pair
+      '\udc00\ud800', // a lone low one, then a lone high one
+      '\udfff',
+      '\ud7ff\udc00', // below the high range: two characters of 3 bytes
+      '\udc00\udc00',
+      '\ud800\ue000', // a high surrogate followed by a character just past the low range
+      '\ud800\udbff',
+      'héllo wörld \u{1F600} — ok',
+    ];
+    for (const text of texts)
+      assert.equal(utf8Length(text), Buffer.byteLength(text, 'utf8'), JSON.stringify(text));
   });
 });
