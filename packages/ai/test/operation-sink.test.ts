@@ -1,6 +1,6 @@
 // The sinks' own promises (operation-sink.ts): a channel sink marks a serial at or below the
 // position the channel had reached when the publish went out as a duplicate (an id the server held
-// before); `storedNothing` answers for any rejection value, `null` included; `ownMessages` leaves
+// before), across a new epoch by the server's flag and the sequence; `storedNothing` answers for any rejection value, `null` included; `ownMessages` leaves
 // duplicates out.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -11,12 +11,13 @@ import { channelSink, ownMessages, restSink, storedNothing } from '../src/operat
 const EPOCH = 'mi9x2k0a7q3f';
 const serial = (n: number, epoch = EPOCH) => `${epoch}.${String(n).padStart(16, '0')}`;
 
-/** A channel at `position` whose publishBatch answers `serials`. */
-function channelAt(position: string, serials: string[]) {
+/** A channel at `position` whose publishResults answers `serials` (`d`: the server's duplicate flag). */
+function channelAt(position: string, serials: string[], duplicates: boolean[] = []) {
   return {
     position,
     clientId: 'agent',
-    publishBatch: async (_ops: OperationInput[]) => serials,
+    publishResults: async (_ops: OperationInput[]) =>
+      serials.map((serial, i) => (duplicates[i] ? { serial, duplicate: true } : { serial })),
   } as unknown as Channel;
 }
 
@@ -30,6 +31,18 @@ describe('channelSink duplicates', () => {
       { serial: serial(9), duplicate: true },
       { serial: serial(10), duplicate: true },
       { serial: serial(11) },
+    ]);
+  });
+
+  it("across a new epoch (a Redis restart), the server's duplicate at or below the position's sequence is another attempt's: one above it, or not the server's duplicate, is not", async () => {
+    const NEW = 'mi9x2k0a7q3g';
+    const sink = channelSink(
+      channelAt(serial(10), [serial(9, NEW), serial(11, NEW), serial(8, NEW)], [true, true, false]),
+    );
+    assert.deepEqual(await sink.publish(ops(3)), [
+      { serial: serial(9, NEW), duplicate: true }, // the crashed attempt's, kept in the new epoch
+      { serial: serial(11, NEW) }, // this publish's own resend, stored after the position
+      { serial: serial(8, NEW) }, // stored now in a log made again from 1: new
     ]);
   });
 
