@@ -519,7 +519,7 @@ export class ConversationTree {
   }
 
   #remove(serial: string): void {
-    const what = this.#bySerial.get(serial) ?? this.#keptClaim(serial);
+    const what = this.#bySerial.get(serial);
     if (!what) return;
     this.#bySerial.delete(serial);
     this.#view = undefined;
