@@ -59,9 +59,10 @@ if (skip) {
     it('answers store_unavailable (retryable), not internal, while Redis cannot serve for a moment (BUSY: a script running too long), and blames no channel', async () => {
       const own = await startRedis({ args: ['--busy-reply-threshold', '50'] });
       const blamed: string[] = [];
+      const problems: string[] = [];
       const store = await RedisStore.open({
         url: own.url,
-        onError: () => {},
+        onError: (err) => problems.push(String((err as Error).message)),
         onCorrupt: (channel, detail) => blamed.push(`${channel}: ${detail}`),
       });
       try {
@@ -72,6 +73,10 @@ if (skip) {
         await rejectsWith(store.append('ch', [create({ data: 'b' })], OPTS), 'store_unavailable');
         await rejectsWith(store.readSince('ch', undefined, 10), 'store_unavailable');
         assert.deepEqual(blamed, [], 'a Redis that is busy is no channel holding foreign data');
+        assert.ok(
+          problems.some((p) => p.startsWith('BUSY')),
+          'reported as a Redis problem (logged like a lost connection)',
+        );
         await own.command('SCRIPT', 'KILL');
         await busy;
         const after = await store.append('ch', [create({ data: 'b' })], OPTS);

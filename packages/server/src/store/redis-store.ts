@@ -280,8 +280,11 @@ export class RedisStore implements Store {
 
   #toStoreError(err: unknown, channel: string): StoreError {
     if (err instanceof StoreError) return err;
-    if (err instanceof ErrorReply && isPassingRedisError(err.message))
+    if (err instanceof ErrorReply && isPassingRedisError(err.message)) {
+      // logged like a lost connection: a Redis that stays so (a demoted master's READONLY) is seen
+      this.#options.onError?.(err);
       return new StoreError('store_unavailable', `Redis cannot serve now: ${err.message}`);
+    }
     if (err instanceof ErrorReply) {
       // WRONGTYPE, a Lua runtime error on a value Mooring did not write, OOM: this channel's keys
       // (or Redis) are not in a state Mooring can use. Never a crash; a clear error and a log line.
