@@ -188,31 +188,18 @@ async function deploy(
   const fromUsers = (port: number) => distant(port, options.userRttMs ?? 0);
   try {
     const stubPort = String(stub.port);
-    if (system === 'floor') {
+    // the app alone, no relay: the floor, and a team's own Socket.IO (the app is the relay)
+    const appOnly = async (mode: 'floor' | 'socketio', usersOf: (port: number) => UserSide) => {
       const app = await spawnServer(MODULE('../ai/app-server.ts'), {
-        args: ['floor', stubPort],
-        label: 'app floor',
+        args: [mode, stubPort],
+        label: `app ${mode}`,
         execArgv: prof('app'),
       });
       started.push(app);
-      return { users: floorUsers(await fromUsers(app.port)), app, own: [app], relay: undefined, redis, stop };
-    }
-    if (system === 'socketio') {
-      const app = await spawnServer(MODULE('../ai/app-server.ts'), {
-        args: ['socketio', stubPort],
-        label: 'app socketio',
-        execArgv: prof('app'),
-      });
-      started.push(app);
-      return {
-        users: socketIoUsers(await fromUsers(app.port)),
-        app,
-        own: [app],
-        relay: undefined,
-        redis,
-        stop,
-      };
-    }
+      return { users: usersOf(await fromUsers(app.port)), app, own: [app], relay: undefined, redis, stop };
+    };
+    if (system === 'floor') return await appOnly('floor', floorUsers);
+    if (system === 'socketio') return await appOnly('socketio', socketIoUsers);
     if (system === 'resumable-stream') {
       redis = await startRedis();
       const app = await spawnServer(MODULE('../ai/app-server.ts'), {

@@ -182,39 +182,21 @@ describe('session workflow replay (Temporal workflow sandbox, no server)', { tim
   });
 
   it('a cancel of the run requests the activity’s cancellation; the workflow serves on', async () => {
-    const h = started();
-    h.signal('mooring.input', input);
-    const task = h.workflowTask();
-    const scheduled = scheduleAnswer(h, task);
-    const activityStarted = startActivity(h, scheduled);
-    h.signal('mooring.cancel', { controlId: 'alice/op-2', channel: WORKFLOW_ID, serial: 's2', runId });
-    const cancelTask = h.workflowTask();
-    const requested = h.add({
-      eventType: T.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
-      activityTaskCancelRequestedEventAttributes: {
-        scheduledEventId: scheduled,
-        workflowTaskCompletedEventId: cancelTask,
-      },
-    });
-    h.add({
-      eventType: T.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
-      activityTaskCanceledEventAttributes: {
-        scheduledEventId: scheduled,
-        startedEventId: activityStarted,
-        latestCancelRequestedEventId: requested,
-      },
-    });
-    h.workflowTask();
-    await replay(h);
+    await replayCancelled({ runId });
   });
 
   it('a cancel naming no run cancels the run in progress', async () => {
+    await replayCancelled({});
+  });
+
+  /** An answer in progress, a cancel (`cancel`: what it names besides its id), the activity cancelled. */
+  async function replayCancelled(cancel: { runId?: string }): Promise<void> {
     const h = started();
     h.signal('mooring.input', input);
     const task = h.workflowTask();
     const scheduled = scheduleAnswer(h, task);
     const activityStarted = startActivity(h, scheduled);
-    h.signal('mooring.cancel', { controlId: 'alice/op-2', channel: WORKFLOW_ID, serial: 's2' });
+    h.signal('mooring.cancel', { controlId: 'alice/op-2', channel: WORKFLOW_ID, serial: 's2', ...cancel });
     const cancelTask = h.workflowTask();
     const requested = h.add({
       eventType: T.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
@@ -233,7 +215,7 @@ describe('session workflow replay (Temporal workflow sandbox, no server)', { tim
     });
     h.workflowTask();
     await replay(h);
-  });
+  }
 
   it('an answer that failed (not cancelled) fails the workflow: session.run does not take it for a cancel', async () => {
     const h = started();
