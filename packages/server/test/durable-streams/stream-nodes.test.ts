@@ -387,13 +387,14 @@ test(
       assert.equal((await create(a, 'a1')).kind, 'created');
       await own.stop('SIGKILL');
       await own.restart();
+      // both nodes' clients back (each reconnects on its own: a call on one still offline is refused)
       await waitFor(
         () =>
-          nodeB.ping().then(
+          Promise.all([nodeA.ping(), nodeB.ping()]).then(
             () => true,
             () => false,
           ),
-        { message: 'the store never reconnected' },
+        { message: 'the stores never reconnected' },
       );
       assert.equal((await create(b, 'b1')).kind, 'created');
       assert.equal((await create(a, 'a2')).kind, 'created');
