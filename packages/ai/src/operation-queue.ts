@@ -19,7 +19,10 @@
  * its batches (a realtime channel: one connection, resent in order after a reconnect) has a
  * `window` > 1, and batches of plain deltas are sent while earlier ones are in flight; anything
  * structural (a create, an update, an append with headers) waits until nothing is in flight, and
- * holds the next batches until its ack. Acks are handled in send order. If a batch fails (retryable)
+ * holds the next batches until its ack. A batch sent beside others names the last operation sent
+ * before it as its precondition (`after`, PROTOCOL.md §7): the server stores it only behind that
+ * one, so a batch refused for a moment (the store down, a rate) is never overtaken by the next one —
+ * which is refused `out_of_order` in turn. Acks are handled in send order. If a batch fails (retryable)
  * sending stops until every batch in flight settled; if none after it was stored, they are all
  * resent in order with the same ids (as with one batch); if a later one was stored, its deltas
  * landed before the failed ones, so each part the failed batches touched is replaced by an `update`
@@ -27,7 +30,8 @@
  * delta is stored twice or lost. A failure is not always a refusal: a batch whose answer was lost
  * (the connection was suspended) may have been stored. The sink says which failures are refusals
  * (`refused`); a refused batch followed by a failed one that was not refused is repaired the same
- * way, since that later one may be stored ahead of it. (Failures that are all refusals stored
+ * way, since that later one may be stored ahead of it — unless it was sent with a precondition,
+ * which a refusal ahead of it fails. (Failures that are all refusals stored
  * nothing; failures that are all lost answers on one ordered connection stored a prefix, which a
  * resend with the same ids completes in order.) And whatever the cause — a refusal whose answer was
  * lost with its connection never reaches the queue at all — the acks tell: an append acknowledged
@@ -58,6 +62,10 @@ const MAX_RETRY_DELAY = 5_000;
 
 interface Flight {
   taken: Array<{ pending: Pending; index: number | undefined }>;
+  /** The id of the last operation sent in it (none: everything in it was already stored). */
+  last: string | undefined;
+  /** Sent beside others: stored only if the last operation sent before it is (its precondition). */
+  behind: boolean;
   /** Only plain deltas (appends without headers): may be in flight beside others. */
   plain: boolean;
   outcome?: { results: PublishedOperation[] } | { error: unknown };
@@ -404,9 +412,22 @@ export class OperationQueue {
     else this.#queue.splice(0, count);
     this.#deltasDueAt = undefined;
     if (deltasTaken) this.#deltasSentAt = this.#now();
-    const flight: Flight = { taken, plain };
+    // Sent beside batches in flight, it is stored only behind the last of them (the publish's
+    // precondition): one refused (the store down a moment, a rate) is never overtaken by it.
+    const after = alongside ? this.#lastInFlight() : undefined;
+    const flight: Flight = {
+      taken,
+      plain,
+      last: ops > 0 ? batch[ops - 1]!.id : undefined,
+      behind: after !== undefined,
+    };
     this.#flights.push(flight);
-    const published = ops > 0 ? this.#o.sink.publish(batch) : Promise.resolve([]);
+    const published =
+      ops === 0
+        ? Promise.resolve([])
+        : after === undefined
+          ? this.#o.sink.publish(batch)
+          : this.#o.sink.publish(batch, after);
     published.then(
       (results) => {
         flight.outcome = { results };
@@ -419,6 +440,15 @@ export class OperationQueue {
     );
     // a plain batch leaves room for the next one at once (pipelining)
     if (plain) this.#sendSoon(hasStructural(this.#queue) || this.#deltasDue());
+  }
+
+  /** The id of the last operation sent in the batches in flight, if any. */
+  #lastInFlight(): string | undefined {
+    for (let i = this.#flights.length - 1; i >= 0; i--) {
+      const last = this.#flights[i]!.last;
+      if (last !== undefined) return last;
+    }
+    return undefined;
   }
 
   /** Handles settled flights in send order. */
@@ -585,13 +615,17 @@ export class OperationQueue {
     return update;
   }
 
-  /** A failed batch that stored nothing (refused) ahead of a failed one that may have been stored. */
+  /**
+   * A failed batch that stored nothing (refused) ahead of a failed one that may have been stored.
+   * One sent behind it with a precondition (`behind`) cannot have been: it is stored only after
+   * the batch before it, and that one only after its own predecessor, back to the refused one.
+   */
   #refusedAhead(failed: Flight[]): boolean {
     let refusal = false;
     for (const flight of failed) {
       const error = flight.outcome && 'error' in flight.outcome ? flight.outcome.error : undefined;
       if (this.#o.sink.refused?.(error) === true) refusal = true;
-      else if (refusal) return true;
+      else if (refusal && !flight.behind) return true;
     }
     return false;
   }

@@ -14,8 +14,13 @@ export interface PublishedOperation {
 }
 
 export interface OperationSink {
-  /** Publishes the operations atomically; resolves once they are stored. */
-  publish(ops: OperationInput[]): Promise<PublishedOperation[]>;
+  /**
+   * Publishes the operations atomically; resolves once they are stored. `after` (given only to a
+   * sink with a `window` > 1, for a batch sent while earlier ones are in flight): the id of the last
+   * operation sent before, which must be stored first — else the publish stores nothing and fails
+   * with `out_of_order` (PROTOCOL.md §7). A sink that cannot pass it on must not pipeline.
+   */
+  publish(ops: OperationInput[], after?: string): Promise<PublishedOperation[]>;
   /** Operations per publish the server accepts (PROTOCOL.md §10, `maxOpsPerPublish`). */
   readonly maxOpsPerPublish: number;
   /**
@@ -51,9 +56,9 @@ export function channelSink(
     maxOpsPerPublish,
     window: CHANNEL_WINDOW,
     refused: storedNothing,
-    async publish(ops) {
+    async publish(ops, after) {
       const before = channel.position;
-      const answers = await channel.publishResults(ops);
+      const answers = await channel.publishResults(ops, after === undefined ? {} : { after });
       const results = answers.map(
         ({ serial, duplicate }): PublishedOperation =>
           storedBefore(serial, before, duplicate === true) ? { serial, duplicate: true } : { serial },

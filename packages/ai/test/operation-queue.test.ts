@@ -18,6 +18,8 @@ class ControlledSink implements OperationSink {
   readonly log = new MemoryLog();
   readonly flights: Array<{
     ops: OperationInput[];
+    /** The batch's precondition: the op id it must be stored behind. */
+    after: string | undefined;
     ack(): Promise<void>;
     fail(error: unknown): void;
     /** Stores the batch, then fails it: its answer was lost (e.g. the connection was suspended). */
@@ -40,7 +42,7 @@ class ControlledSink implements OperationSink {
     return (error as { refused?: unknown }).refused === true;
   }
 
-  publish(ops: OperationInput[]): Promise<PublishedOperation[]> {
+  publish(ops: OperationInput[], after?: string): Promise<PublishedOperation[]> {
     const structural = ops.some((op) => op.action !== 'append' || op.headers !== undefined);
     if (structural) this.structuralSentWith.push(this.inFlight);
     if (this.#structuralInFlight > 0) this.sentBesideStructural++;
@@ -54,9 +56,15 @@ class ControlledSink implements OperationSink {
     return new Promise((resolve, reject) => {
       this.flights.push({
         ops,
+        after,
+        // the log checks the precondition as the server does: refused `out_of_order` when not met
         ack: async () => {
           landed();
-          resolve(await this.log.publish(ops));
+          try {
+            resolve(await this.log.publish(ops, after));
+          } catch (error) {
+            reject(error);
+          }
         },
         fail: (error) => {
           landed();
@@ -64,7 +72,7 @@ class ControlledSink implements OperationSink {
         },
         storeThenFail: async (error) => {
           landed();
-          await this.log.publish(ops);
+          await this.log.publish(ops, after).catch(() => {}); // not stored when its precondition fails
           reject(error);
         },
       });
@@ -265,7 +273,56 @@ describe('OperationQueue pipelining', () => {
     assert.equal(textOf(sink.log), 'ab');
   });
 
-  it('after a retryable failure with a later batch stored, the part ends whole and in order', async () => {
+  it('names the last operation in flight as the precondition of each batch sent beside it', async () => {
+    const sink = new ControlledSink(4);
+    const queue = queueOn(sink);
+    await createPart(sink, queue);
+    await write(queue, ['a', 'b', 'c']);
+    assert.deepEqual(
+      sink.flights.map((f) => f.after),
+      [undefined, sink.flights[0]!.ops.at(-1)!.id, sink.flights[1]!.ops.at(-1)!.id],
+    );
+    await ackAll(sink);
+    await write(queue, ['d']); // nothing in flight: nothing to follow
+    assert.equal(sink.flights[0]!.after, undefined);
+    await ackAll(sink);
+    await flushed(queue);
+    assert.equal(textOf(sink.log), 'abcd');
+  });
+
+  it('a batch refused for a moment is not overtaken: the next, refused out_of_order, is resent behind it', async () => {
+    // 'b' refused (the store down a moment, a rate); 'c', in flight behind it, reaches the store
+    // once it is back — and is refused too, so both are resent in order: readers see a, b, c
+    // appended, never "ac" then a repair.
+    const sink = new ControlledSink(4);
+    const t = timers();
+    const queue = queueOn(sink, t);
+    await createPart(sink, queue);
+    await write(queue, ['a', 'b', 'c']);
+    const ids = sink.flights.slice(1).flatMap((f) => f.ops.map((op) => op.id));
+    await sink.flights[0]!.ack();
+    sink.flights[1]!.fail(Object.assign(new Error('store unavailable'), { retryable: true, refused: true }));
+    await sink.flights[2]!.ack(); // the store is back: refused, 'b' is not stored
+    sink.flights.splice(0, 3);
+    await tick();
+    assert.equal(textOf(sink.log), 'a');
+    t.due.shift()!(); // the retry after its backoff
+    await tick();
+    const sent = await ackAll(sink);
+    await flushed(queue);
+    assert.deepEqual(
+      sent.map((op) => op.id),
+      ids,
+      'resent in order with the same ids',
+    );
+    assert.equal(textOf(sink.log), 'abc');
+    assert.deepEqual(
+      sink.log.live.filter((m) => m.action !== 'create').map((m) => `${m.action} ${m.data}`),
+      ['append a', 'append b', 'append c'],
+    );
+  });
+
+  it('after a batch whose answer was lost and a later one stored, the part ends whole and in order', async () => {
     const sink = new ControlledSink(4);
     const t = timers();
     const queue = queueOn(sink, t);
@@ -274,11 +331,12 @@ describe('OperationQueue pipelining', () => {
     assert.equal(sink.flights.length, 3);
     const b = sink.flights[1]!.ops;
     await sink.flights[0]!.ack(); // 'a' stored
-    sink.flights[1]!.fail(Object.assign(new Error('rate limited'), { retryable: true })); // 'b' not
-    await sink.flights[2]!.ack(); // 'c' stored after 'a': the log now reads "ac"
+    // 'b' stored, its answer lost: the queue cannot tell it from a refusal
+    await sink.flights[1]!.storeThenFail(Object.assign(new Error('suspended'), { retryable: true }));
+    await sink.flights[2]!.ack(); // 'c' stored behind it
     sink.flights.splice(0, 3);
     await tick();
-    assert.equal(textOf(sink.log), 'ac');
+    assert.equal(textOf(sink.log), 'abc');
     queue.delta('t', 'd');
     t.due.shift()!(); // the retry after its backoff
     await tick();
@@ -367,9 +425,9 @@ describe('OperationQueue pipelining', () => {
     const parts = sink.log.rolledUp().filter((m) => m.name === 'part');
     assert.deepEqual(parts.map((m) => m.data).sort(), ['', 'ab']);
   });
-  it('after a refused batch and a later one whose answer was lost, the part ends whole and in order', async () => {
-    // 'b' is refused (nothing stored); 'c' is stored but its answer lost (both reported failed).
-    // Resending both with their ids would store 'b' now and take 'c' as a duplicate: "acb".
+  it('after a refused batch and a later one whose answer was lost, resends both in order', async () => {
+    // 'b' is refused (nothing stored); 'c', sent behind it, lost its answer (both reported failed).
+    // 'c' cannot have been stored (its precondition: 'b'), so both are resent with their ids.
     const sink = new ControlledSink(4);
     const t = timers();
     const queue = queueOn(sink, t);
@@ -381,16 +439,16 @@ describe('OperationQueue pipelining', () => {
     await sink.flights[2]!.storeThenFail(Object.assign(new Error('suspended'), { retryable: true }));
     sink.flights.splice(0, 3);
     await tick();
-    assert.equal(textOf(sink.log), 'ac');
+    assert.equal(textOf(sink.log), 'a');
     t.due.shift()!(); // the retry after its backoff
     await tick();
     const sent = await ackAll(sink);
     await flushed(queue);
     assert.equal(textOf(sink.log), 'abc');
-    // replaced at once by an update: 'b' is never appended behind 'c' (readers never see "acb")
+    // appended in order, no replacement needed (readers see a, b, c)
     assert.deepEqual(
-      sent.filter((op) => op.data !== '').map((op) => `${op.action} ${op.data}`),
-      ['update abc'],
+      sent.map((op) => `${op.action} ${op.data}`),
+      ['append b', 'append c'],
     );
   });
 
@@ -469,8 +527,8 @@ describe('OperationQueue replacing a long part', () => {
     await write(queue, words);
     assert.equal(sink.flights.length, 3);
     await sink.flights[0]!.ack();
-    sink.flights[1]!.fail(Object.assign(new Error('rate limited'), { retryable: true, refused: true }));
-    await sink.flights[2]!.ack(); // stored after the refused one: repaired with the whole text
+    await sink.flights[1]!.storeThenFail(Object.assign(new Error('suspended'), { retryable: true }));
+    await sink.flights[2]!.ack(); // stored after one whose answer was lost: repaired with the whole text
     sink.flights.splice(0, 3);
     await tick();
     t.due.shift()!();
@@ -480,7 +538,7 @@ describe('OperationQueue replacing a long part', () => {
     assert.deepEqual(
       sent.map((op) => op.action),
       ['append', 'update', 'append', 'append'],
-      "the refused append's id again (empty), then the text as an update and appends",
+      "the unanswered append's id again (empty), then the text as an update and appends",
     );
     assertOpsFit(sent);
     assert.equal(textOf(sink.log), words.join(''));
@@ -786,8 +844,9 @@ describe('OperationQueue edges', () => {
     await ackAll(sink);
     await write(queue, ['c', 'd']);
     assert.equal(sink.flights.length, 2);
-    sink.flights[0]!.fail(Object.assign(new Error('rate limited'), { retryable: true })); // 'c' not stored
-    await sink.flights[1]!.ack(); // 'd' stored: the log reads "aBd"
+    // 'c' stored, its answer lost; 'd' stored behind it
+    await sink.flights[0]!.storeThenFail(Object.assign(new Error('suspended'), { retryable: true }));
+    await sink.flights[1]!.ack();
     sink.flights.splice(0, 2);
     await tick();
     t.due.shift()!(); // the retry after its backoff: the part replaced by its whole text

@@ -21,7 +21,8 @@ export interface ChannelHost {
   readonly connection: Connection;
   readonly rest: Rest;
   /** Queues (or sends) a publish; rejects at once when the connection state does not allow it. */
-  publish(channel: string, ops: OperationInput[]): Promise<PublishResult[]>;
+  /** `after`: the publish's precondition (PROTOCOL.md §7). */
+  publish(channel: string, ops: OperationInput[], after?: string): Promise<PublishResult[]>;
   /** A fresh operation id. */
   nextId(): string;
   /** Connects when the connection has never been started. */

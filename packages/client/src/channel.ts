@@ -41,7 +41,7 @@ import type { OperationOptions, UpdateFields } from './operations.ts';
 import { appendOp, createOp, deleteOp, updateOp } from './operations.ts';
 import type { PresenceInternals } from './presence.ts';
 import { Presence } from './presence.ts';
-import type { HistoryOptions, HistoryPage } from './rest.ts';
+import type { HistoryOptions, HistoryPage, PublishOptions } from './rest.ts';
 
 export type ChannelState =
   | 'initialized'
@@ -351,11 +351,13 @@ export class Channel {
 
   /**
    * Like `publishBatch`, resolving with the server's result per operation: its serial and, for an
-   * id the channel had already stored (a retry), `duplicate: true` (PROTOCOL.md §7).
+   * id the channel had already stored (a retry), `duplicate: true` (PROTOCOL.md §7). `after`: store
+   * them only if this publisher's operation with that id is stored (else `out_of_order`, nothing
+   * stored) — for a publish sent before the previous one's ack.
    */
-  publishResults(ops: OperationInput[]): Promise<PublishResult[]> {
+  publishResults(ops: OperationInput[], options: PublishOptions = {}): Promise<PublishResult[]> {
     const list = ops.map((op) => (op.id ? op : { ...op, id: this.#host.nextId() }));
-    return this.#host.publish(this.name, list);
+    return this.#host.publish(this.name, list, options.after);
   }
 
   /** Rolled-up history over REST (PROTOCOL.md §11). */

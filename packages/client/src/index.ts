@@ -34,7 +34,7 @@ export type { Presence } from './presence.ts';
 export type { PresenceAction, PresenceEvent } from './presence-members.ts';
 export type { RecoveryState } from './recovery-key.ts';
 export { decodeRecoveryKey, encodeRecoveryKey } from './recovery-key.ts';
-export type { ChannelStatus, FetchLike, HistoryOptions, HistoryPage, Rest } from './rest.ts';
+export type { ChannelStatus, FetchLike, HistoryOptions, HistoryPage, PublishOptions, Rest } from './rest.ts';
 export { SseTransport } from './sse-transport.ts';
 export type { Timers } from './timers.ts';
 export type { Timings } from './timings.ts';

@@ -231,6 +231,7 @@ export class Mooring {
       nextRef: () => this.connection.nextRef(),
       maxQueuedOps: options.maxQueuedOps ?? DEFAULT_MAX_QUEUED_OPS,
       maxFrameSize: () => frameLimit(this.connection.details?.limits),
+      takesAfter: () => this.connection.details?.publishAfter === true,
     });
     this.channels = new Channels(this.#host(), recovery?.channels ?? {}, (r) => {
       router = r;
@@ -305,7 +306,7 @@ export class Mooring {
     return {
       connection: this.connection,
       rest: this.rest,
-      publish: (channel, ops) => this.#publish(channel, ops),
+      publish: (channel, ops, after) => this.#publish(channel, ops, after),
       // without a clientId, this client may share its dedup scope with others: ids they cannot guess
       nextId: () => this.#ids.next(this.clientId === undefined),
       ensureConnecting: () => {
@@ -316,7 +317,7 @@ export class Mooring {
     };
   }
 
-  #publish(channel: string, ops: OperationInput[]): Promise<PublishResult[]> {
+  #publish(channel: string, ops: OperationInput[], after?: string): Promise<PublishResult[]> {
     const refused = this.#refusal();
     if (refused) return Promise.reject(refused);
     const max = this.connection.details?.limits.maxOpsPerPublish ?? DEFAULT_LIMITS.maxOpsPerPublish;
@@ -326,7 +327,7 @@ export class Mooring {
       );
     }
     if (this.connection.state === 'initialized') this.connection.connect();
-    return this.#queue.add(channel, ops);
+    return this.#queue.add(channel, ops, after);
   }
 
   #recoveryFrom(

@@ -27,6 +27,8 @@ import { encode, frameTooLarge } from './frame-size.ts';
 interface PendingPublish {
   channel: string;
   ops: OperationInput[];
+  /** The publish's precondition (PROTOCOL.md §7), if any. */
+  after: string | undefined;
   /** `ops` as JSON, and its bytes: the bulk of the frame, written and measured once. */
   opsJson: string;
   opsBytes: number;
@@ -47,6 +49,11 @@ export interface PublishQueueDeps {
   maxQueuedOps: number;
   /** The largest frame the server takes (`connected.limits.maxFrameSize`, or the default before any). */
   maxFrameSize(): number;
+  /**
+   * Whether the current connection's server takes a publish's precondition (`connected.publishAfter`):
+   * an older one refuses the field, so it is left out there (the publish is then stored without it).
+   */
+  takesAfter(): boolean;
 }
 
 export class PublishQueue {
@@ -68,12 +75,12 @@ export class PublishQueue {
     return n;
   }
 
-  add(channel: string, ops: OperationInput[]): Promise<PublishResult[]> {
+  add(channel: string, ops: OperationInput[], after?: string): Promise<PublishResult[]> {
     const opsJson = encode(ops, 'publish');
     if (opsJson instanceof MooringError) return Promise.reject(opsJson);
     const opsBytes = utf8Length(opsJson);
     // the smallest ref: a frame too large with it is too large with any (the send checks exactly)
-    const bytes = publishFrameBytes(publishHead(channel, 0), opsBytes);
+    const bytes = publishFrameBytes(publishHead(channel, 0, after), opsBytes);
     const max = this.#deps.maxFrameSize();
     if (bytes > max) return Promise.reject(frameTooLarge('publish', bytes, max));
     if (!this.#connected && this.size + ops.length > this.#deps.maxQueuedOps) {
@@ -89,6 +96,7 @@ export class PublishQueue {
       const entry: PendingPublish = {
         channel,
         ops,
+        after,
         opsJson,
         opsBytes,
         ref: undefined,
@@ -155,7 +163,8 @@ export class PublishQueue {
     if (entry.generation === this.#generation) return;
     const ref = this.#deps.nextRef();
     // the frame as JSON, its ops written once (when published): `{…,"ops":[]}` with them put in
-    const head = publishHead(entry.channel, ref);
+    const after = this.#deps.takesAfter() ? entry.after : undefined;
+    const head = publishHead(entry.channel, ref, after);
     const bytes = publishFrameBytes(head, entry.opsBytes);
     const max = this.#deps.maxFrameSize();
     if (bytes > max) {
@@ -165,7 +174,7 @@ export class PublishQueue {
       return;
     }
     const json = `${head.slice(0, -'[]}'.length)}${entry.opsJson}}`;
-    if (!this.#deps.send(publishFrame(entry.channel, ref, entry.ops), json)) {
+    if (!this.#deps.send(publishFrame(entry.channel, ref, entry.ops, after), json)) {
       this.#connected = false;
       return;
     }
@@ -181,13 +190,21 @@ export class PublishQueue {
   }
 }
 
-function publishFrame(channel: string, ref: Ref, ops: OperationInput[]): ClientFrame {
-  return { type: 'publish', ref, channel, ops };
+/** The frame; `ops` last (its JSON is put in by `#send`). */
+function publishFrame(
+  channel: string,
+  ref: Ref,
+  ops: OperationInput[],
+  after: string | undefined,
+): ClientFrame {
+  return after === undefined
+    ? { type: 'publish', ref, channel, ops }
+    : { type: 'publish', ref, channel, after, ops };
 }
 
-/** `publishFrame(channel, ref, [])` as JSON: the frame around its operations, `{…,"ops":[]}`. */
-function publishHead(channel: string, ref: Ref): string {
-  return JSON.stringify(publishFrame(channel, ref, []));
+/** `publishFrame(channel, ref, [], after)` as JSON: the frame around its operations, `{…,"ops":[]}`. */
+function publishHead(channel: string, ref: Ref, after: string | undefined): string {
+  return JSON.stringify(publishFrame(channel, ref, [], after));
 }
 
 /** Bytes of the publish frame as sent, given its `head` and the bytes of its operations as JSON. */

@@ -45,6 +45,18 @@ export interface RestDeps {
   requestTimeout?: number;
 }
 
+/** Options of a publish (`Rest.publish`, `Channel.publishResults`). */
+export interface PublishOptions {
+  /**
+   * The publish's precondition (PROTOCOL.md §7): the id of an operation this publisher sent before
+   * (in an earlier publish on the same channel). The operations are stored only if that one is;
+   * otherwise nothing is stored and the publish fails with `out_of_order` (retryable). Name the last
+   * operation of the previous publish when sending before its ack, so that a refused publish is
+   * never overtaken by the next.
+   */
+  after?: string;
+}
+
 export interface HistoryOptions {
   /** 1–1000, default 100 (server side). */
   limit?: number;
@@ -78,12 +90,20 @@ export class Rest {
     this.#deps = deps;
   }
 
-  /** Publishes operations atomically; resolves once they are stored. Ids are added where missing. */
-  async publish(channel: string, ops: OperationInput | OperationInput[]): Promise<PublishResult[]> {
+  /**
+   * Publishes operations atomically; resolves once they are stored. Ids are added where missing.
+   * `after`: store them only if this publisher's operation with that id is stored (PROTOCOL.md §7).
+   */
+  async publish(
+    channel: string,
+    ops: OperationInput | OperationInput[],
+    options: PublishOptions = {},
+  ): Promise<PublishResult[]> {
     const list = (Array.isArray(ops) ? ops : [ops]).map((op) =>
       op.id ? op : { ...op, id: this.#deps.nextId() },
     );
-    const body = await this.#request('POST', `${channelPath(channel)}/messages`, { ops: list });
+    const request = options.after === undefined ? { ops: list } : { ops: list, after: options.after };
+    const body = await this.#request('POST', `${channelPath(channel)}/messages`, request);
     return (body as PublishResponse).results;
   }
 

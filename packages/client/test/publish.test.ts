@@ -110,6 +110,30 @@ describe('publishing', () => {
     assert.deepEqual(await Promise.all([a, b, c]), [serial(1), serial(2), serial(3)]);
   });
 
+  it("sends a publish's precondition only to a server that announces it, and resends it with it", async () => {
+    const { client, transports, timers } = fakeClient();
+    await flush();
+    const t1 = transports.last();
+    t1.connected(); // a server from before the precondition: it would refuse the field
+    const channel = client.channels.get('c');
+    const append = { action: 'append' as const, id: 'b', serial: serial(1), data: 'x' };
+    const published = channel.publishResults([append], { after: 'a' });
+    const [plain] = sent(t1, 'publish');
+    assert.equal(plain?.after, undefined);
+    assert.deepEqual(JSON.parse(t1.texts.at(-1)!), plain);
+    t1.end({ code: 1006, reason: '' }); // the answer is lost
+    timers.advance(0);
+    await flush();
+    const t2 = transports.last();
+    t2.connected({ publishAfter: true });
+    const [resent] = sent(t2, 'publish');
+    assert.equal(resent?.after, 'a');
+    assert.deepEqual(resent?.ops, [append]);
+    assert.equal(t2.texts.at(-1), JSON.stringify(resent), 'the frame as sent, `ops` written once');
+    t2.frame({ type: 'ack', ref: resent!.ref, channel: 'c', results: [{ serial: serial(2) }] });
+    assert.deepEqual(await published, [{ serial: serial(2) }]);
+  });
+
   it('sends a publish as the JSON its operations were written to once, byte for byte the frame, also when resent', async () => {
     const { client, connect, timers } = fakeClient();
     const t1 = await connect();

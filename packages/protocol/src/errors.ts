@@ -29,6 +29,7 @@ export const ERRORS = {
   not_appendable: { status: 409, retryable: false },
   message_deleted: { status: 409, retryable: false },
   version_changed: { status: 409, retryable: false },
+  out_of_order: { status: 409, retryable: true },
   stream_conflict: { status: 409, retryable: false },
   stream_closed: { status: 409, retryable: false },
   stream_gone: { status: 410, retryable: false },

@@ -68,6 +68,13 @@ export interface PublishFrame {
   channel: string;
   /** 1 to `maxOpsPerPublish` operations, stored in order. */
   ops: OperationInput[];
+  /**
+   * Store the operations only if this publisher's operation with this id is already stored in the
+   * channel; otherwise store nothing and answer `out_of_order` (retryable). A client that sends a
+   * publish before the previous one's ack names the previous one's last op here, so that a refused
+   * publish (`store_unavailable`, `rate_limited`) is never overtaken by the next (PROTOCOL.md §7).
+   */
+  after?: string | undefined;
 }
 
 export interface PresenceRequestFrame {
@@ -137,6 +144,11 @@ export interface ConnectedFrame {
    * §6.5) and this server sends them. Absent: plain frames only (an older server ignores the ask).
    */
   frames?: 'compact';
+  /**
+   * `true`: this server takes a publish's precondition (`after`, PROTOCOL.md §7). Absent: it does
+   * not — an older server refuses the field (`invalid_frame`), so a client leaves it out.
+   */
+  publishAfter?: true;
   error?: ErrorInfo;
 }
 

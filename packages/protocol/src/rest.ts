@@ -8,8 +8,14 @@ import type { ErrorInfo } from './errors.ts';
 import type { PresenceMember } from './frames.ts';
 import type { Message, OperationInput, PublishResult } from './message.ts';
 
-/** `POST /v1/channels/:channel/messages`: one operation, an array of them, or `{ ops }`. */
-export type PublishBody = OperationInput | OperationInput[] | { ops: OperationInput[] };
+/**
+ * `POST /v1/channels/:channel/messages`: one operation, an array of them, or `{ ops }` — which may
+ * name a precondition, `after` (as the `publish` frame's, PROTOCOL.md §7).
+ */
+export type PublishBody =
+  | OperationInput
+  | OperationInput[]
+  | { ops: OperationInput[]; after?: string | undefined };
 
 /** The answer to a publish: one result per operation, in order. */
 export interface PublishResponse {

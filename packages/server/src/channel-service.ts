@@ -143,11 +143,15 @@ export class ChannelService {
     metrics.leaseCount = () => this.leases.size;
   }
 
-  /** Validates, stores (atomically) and fans out; resolves once the store committed. */
+  /**
+   * Validates, stores (atomically) and fans out; resolves once the store committed. `after`: the
+   * publish's precondition (PROTOCOL.md §7), an op id of this publisher that must be stored already.
+   */
   async publish(
     channel: string,
     inputs: OperationInput[],
     identity: PublishIdentity,
+    after?: string,
   ): Promise<PublishResult[]> {
     assertChannelName(channel);
     if (inputs.length === 0) throw new ServerError('bad_request', 'a publish needs at least one operation');
@@ -180,7 +184,8 @@ export class ChannelService {
       const storing = tracing?.start('mooring.store.append', { 'mooring.store': this.store.kind }, span);
       const inflight = health.publishing(channel);
       try {
-        const appending = this.store.append(channel, ops, this.#appendOptions);
+        const options = after === undefined ? this.#appendOptions : { ...this.#appendOptions, after };
+        const appending = this.store.append(channel, ops, options);
         turn?.leave(); // the store keeps the order of its appends
         result = await appending;
       } catch (err) {

@@ -164,6 +164,7 @@ export class ConnectionManager {
         maxChannelsPerConnection: limits.maxChannelsPerConnection,
       },
       serverTime: Date.now(),
+      publishAfter: true,
       ...(attaches === undefined ? {} : { attaching: attaches.length }),
       ...(compact ? { frames: 'compact' as const } : {}),
     });

@@ -532,7 +532,7 @@ export class Connection {
       scope: publisherScope(this.#identity),
       order: this.#order,
     };
-    const results = await this.#channels.publish(frame.channel, frame.ops, this.#publisher);
+    const results = await this.#channels.publish(frame.channel, frame.ops, this.#publisher, frame.after);
     this.send(withRef({ type: 'ack', channel: frame.channel, results }, frame.ref));
   }
 

@@ -203,7 +203,8 @@ export class RestApi {
             : [parsed.data as OperationInput];
         // one budget per identity: REST and the identity's connections draw from the same bucket
         await this.#o.budgets.take(identity, ops.length, ops);
-        const results = await this.#o.channels.publish(channel, ops, identity);
+        const after = Array.isArray(parsed.data) || !('ops' in parsed.data) ? undefined : parsed.data.after;
+        const results = await this.#o.channels.publish(channel, ops, identity, after);
         send(res, 200, { channel, results });
         return;
       }

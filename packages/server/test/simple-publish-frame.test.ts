@@ -54,7 +54,7 @@ function variants(base: Record<string, unknown>): unknown[] {
   const out: unknown[] = [base];
   const op = (base.ops as Record<string, unknown>[])[0]!;
   for (const value of ODD) {
-    for (const key of ['type', 'ref', 'channel', 'ops', 'extra', '__proto__']) {
+    for (const key of ['type', 'ref', 'channel', 'ops', 'after', 'extra', '__proto__']) {
       const frame: Record<string, unknown> = JSON.parse(JSON.stringify(base));
       if (value === undefined) delete frame[key];
       else if (key === '__proto__') Object.defineProperty(frame, key, { value, enumerable: true });
@@ -109,6 +109,7 @@ describe('simplePublishFrame', () => {
       append,
       { type: 'publish', channel: 'a', ops: [{ id: 'c1:1' }] },
       { type: 'publish', channel: 'a', ops: [{ action: 'create', id: 'c1:2', name: 'm', data: '' }] },
+      { ...append, after: 'c1:8' }, // a token pipelined behind the one before it (PROTOCOL.md §7)
     ])
       assert.equal(simplePublishFrame(frame), frame, JSON.stringify(frame));
   });

@@ -453,6 +453,83 @@ export function storeConformance(
       });
     });
 
+    describe('precondition (after)', () => {
+      const after = (id: string): AppendOptions => ({ ...OPTS, after: id });
+
+      it('stores a batch only behind its publisher’s named op; else nothing, out_of_order', async () => {
+        const store = await open();
+        const s1 = await put(store, 'ch', create({ id: 'm', publisher: 'c:a', data: '' }));
+        await put(store, 'ch', append(s1, 'a', { id: 'd1', publisher: 'c:a' }));
+        const head = (await store.info('ch'))!.head;
+        // the op it must follow was never stored (refused, or still on its way): nothing of it is
+        await rejectsWith(
+          store.append('ch', [append(s1, 'c', { id: 'd3', publisher: 'c:a' })], after('d2')),
+          'out_of_order',
+          undefined,
+          /'d2'/,
+        );
+        assert.equal((await store.info('ch'))!.head, head);
+        assert.equal((await only(store, 'ch')).data, 'a');
+        // another publisher's op of that id does not meet it: ids are per publisher
+        await put(store, 'ch', append(s1, 'b', { id: 'd2', publisher: 'c:mallory' }));
+        await rejectsWith(
+          store.append('ch', [append(s1, 'c', { id: 'd3', publisher: 'c:a' })], after('d2')),
+          'out_of_order',
+        );
+        // once it is stored, the batch is
+        await put(store, 'ch', append(s1, 'B', { id: 'd2', publisher: 'c:a' }));
+        const r = await store.append('ch', [append(s1, 'c', { id: 'd3', publisher: 'c:a' })], after('d2'));
+        assert.equal(r.results[0]!.duplicate, undefined);
+        assert.equal(r.messages.length, 1);
+        assert.equal((await only(store, 'ch')).data, 'abBc');
+      });
+
+      it('answers a resend of a stored batch as duplicates whatever it names; refuses one with anything new', async () => {
+        const store = await open();
+        const s1 = await put(store, 'ch', create({ id: 'm', publisher: 'c:a', data: '' }));
+        const first = await store.append(
+          'ch',
+          [append(s1, 'x', { id: 'd1', publisher: 'c:a' }), append(s1, 'y', { id: 'd2', publisher: 'c:a' })],
+          OPTS,
+        );
+        // all duplicates: stored before, when its precondition held (an id since forgotten or never
+        // named cannot make a stored batch fail)
+        const again = await store.append(
+          'ch',
+          [append(s1, 'x', { id: 'd1', publisher: 'c:a' }), append(s1, 'y', { id: 'd2', publisher: 'c:a' })],
+          after('gone'),
+        );
+        assert.deepEqual(
+          again.results,
+          first.results.map((r) => ({ serial: r.serial, duplicate: true })),
+        );
+        // a duplicate then a new op: the new one is checked, and the whole batch refused
+        const head = (await store.info('ch'))!.head;
+        await rejectsWith(
+          store.append(
+            'ch',
+            [
+              append(s1, 'y', { id: 'd2', publisher: 'c:a' }),
+              append(s1, 'z', { id: 'd3', publisher: 'c:a' }),
+            ],
+            after('gone'),
+          ),
+          'out_of_order',
+        );
+        assert.equal((await store.info('ch'))!.head, head);
+        assert.equal((await only(store, 'ch')).data, 'xy');
+      });
+
+      it('refuses on a channel with no log, and starts none', async () => {
+        const store = await open();
+        await rejectsWith(
+          store.append('new', [create({ id: 'c1', publisher: 'c:a', data: 'x' })], after('c0')),
+          'out_of_order',
+        );
+        assert.equal(await store.info('new'), undefined);
+      });
+    });
+
     describe('rollup', () => {
       it('folds appends into one message whose version is the last op', async () => {
         const store = await open();

@@ -24,13 +24,21 @@ export class MemoryLog implements OperationSink {
     for (const go of this.#held.splice(0)) go();
   }
 
-  async publish(ops: OperationInput[]): Promise<PublishedOperation[]> {
+  async publish(ops: OperationInput[], after?: string): Promise<PublishedOperation[]> {
     // as the server: a publish carries 1 to maxOpsPerPublish operations (bad_request, for good)
     if (ops.length === 0 || ops.length > this.maxOpsPerPublish)
       throw Object.assign(new Error(`a publish of ${ops.length} operations`), { code: 'bad_request' });
     if (this.hold) await new Promise<void>((r) => this.#held.push(r));
     const failure = this.failures.shift();
     if (failure !== undefined) throw failure;
+    // as the server: a precondition not met stores nothing (a resend of a stored batch is answered)
+    const fresh = ops.some((op) => op.id === undefined || !this.#ids.has(op.id));
+    if (after !== undefined && fresh && !this.#ids.has(after))
+      throw Object.assign(new Error(`'${after}' is not stored`), {
+        code: 'out_of_order',
+        retryable: true,
+        refused: true,
+      });
     this.ops.push(ops);
     return ops.map((op) => {
       const known = op.id === undefined ? undefined : this.#ids.get(op.id);

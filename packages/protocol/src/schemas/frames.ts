@@ -152,6 +152,7 @@ export const publishFrameSchema = z
     ref,
     channel: channelSchema,
     ops: z.array(operationInputSchema).min(1).max(DEFAULT_LIMITS.maxOpsPerPublish),
+    after: z.string().min(1).max(DEFAULT_LIMITS.maxIdLength).optional(),
   })
   .strict();
 

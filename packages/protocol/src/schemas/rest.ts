@@ -3,14 +3,17 @@
  * output is the wire type of `../rest.ts`. The server validates every body with them.
  */
 import { z } from 'zod';
+import { DEFAULT_LIMITS } from '../limits.ts';
 import type { PublishBody, TokenRequestBody } from '../rest.ts';
 import { operationInputSchema } from './frames.ts';
 import type { Equals, Same } from './type-equals.ts';
 
 /** `POST /v1/channels/:channel/messages` with a list of operations: `[op, …]`. */
 export const publishListSchema = z.array(operationInputSchema);
-/** …or wrapped: `{ "ops": [op, …] }`. */
-export const publishWrappedSchema = z.object({ ops: publishListSchema }).strict();
+/** …or wrapped: `{ "ops": [op, …] }`, with the precondition `after` (an op id) if any. */
+export const publishWrappedSchema = z
+  .object({ ops: publishListSchema, after: z.string().min(1).max(DEFAULT_LIMITS.maxIdLength).optional() })
+  .strict();
 
 /**
  * `POST /v1/channels/:channel/messages`: one operation, a list, or a wrapped list. A server tells

@@ -111,6 +111,7 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
   // ids seen earlier in this batch; a batch of one (the common publish) has none to look up
   const batchIds = ops.length > 1 ? new Map<string, number>() : undefined;
   let seq = ctx.seq;
+  let after = options.after;
 
   for (let index = 0; index < ops.length; index++) {
     const op = ops[index]!;
@@ -121,6 +122,11 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     if (earlier !== undefined) {
       results[index] = { serial: formatSerial(ctx.epoch, earlier), duplicate: true };
       continue;
+    }
+    if (after !== undefined) {
+      // checked once, before the first operation to store (a batch of duplicates was stored already)
+      if (ctx.storedId(publisher, after) === undefined) throw outOfOrder(after);
+      after = undefined;
     }
     const opSeq = seq + 1;
     const kind = kindOf(op.data, op.encoding);
@@ -195,6 +201,15 @@ function targetSeq(ctx: PlanContext, op: NewOperation, index: number): number {
     (previous !== undefined && seq <= previous.through && hasEpoch(op.serial, previous.epoch));
   if (seq < 1 || !known) throw notFound(op.serial, index);
   return seq;
+}
+
+/** The refusal of a batch whose precondition (`AppendOptions.after`) is not met: nothing stored. */
+export function outOfOrder(after: string): StoreError {
+  return new StoreError(
+    'out_of_order',
+    `operation '${after}' of this publisher, which this publish must follow, is not stored: nothing was stored; ` +
+      'publish that one first (or again), then this one',
+  );
 }
 
 function notFound(serial: string, index: number): StoreError {

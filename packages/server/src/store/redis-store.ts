@@ -55,7 +55,16 @@ import type { Headers, JsonValue, Message } from '@mooring/protocol';
 import { formatSerial, newEpoch, parseSerial } from '@mooring/protocol';
 import { ErrorReply } from 'redis';
 import type { DataKind } from './operation-rules.ts';
-import { emptyPage, headSerial, inEpoch, kindOf, liveMessage, rolledUp } from './operation-rules.ts';
+import {
+  dedupKey,
+  emptyPage,
+  headSerial,
+  inEpoch,
+  kindOf,
+  liveMessage,
+  outOfOrder,
+  rolledUp,
+} from './operation-rules.ts';
 import { connectRedis, isPassingRedisError, type RedisConnection } from './redis-connection.ts';
 import { RUN_ID_LUA } from './redis-run-id.ts';
 import { redactRedisUrl } from './redis-url.ts';
@@ -352,6 +361,8 @@ export class RedisStore implements Store {
       const live = liveMessage(op, op.serial ?? '', '', now);
       template.push(live);
     }
+    // the precondition, its dedup field in the batch's publisher scope (every op of a batch has the same)
+    args.push(options.after === undefined ? '' : dedupKey(ops[0]!.publisher ?? '', options.after));
     args[5] = JSON.stringify(template);
     this.#register(channel, now);
     const reply = await this.#run('publish', channel, this.#writeKeys(channel), args);
@@ -577,8 +588,7 @@ function asArray(value: unknown): unknown[] {
 
 /** (publisher, id) as one hash field, length-prefixed so no two pairs collide. */
 function dedupField(op: NewOperation): string {
-  const publisher = op.publisher ?? '';
-  return `${publisher.length}:${publisher}${op.id}`;
+  return dedupKey(op.publisher ?? '', op.id);
 }
 
 function encodeData(data: JsonValue | undefined, kind: DataKind): string {
@@ -597,6 +607,8 @@ function batchError(
   const op = ops[index];
   const serial = op?.serial ?? '';
   switch (code) {
+    case 'out_of_order':
+      return outOfOrder(options.after ?? '');
     case 'invalid_serial':
       return op?.serial === undefined
         ? new StoreError('invalid_serial', `an ${op?.action} needs the serial of its message`, index)

@@ -63,6 +63,12 @@ export interface AppendOptions {
   maxMessageSize: number;
   /** Clock for timestamps; default Date.now. */
   now?: number;
+  /**
+   * The publish's precondition (PROTOCOL.md §7): an op id of the batch's publisher that must be
+   * stored in the channel, else nothing is stored (`out_of_order`). Not checked for a batch whose
+   * operations are all duplicates: it was stored, so its precondition held then.
+   */
+  after?: string | undefined;
 }
 
 export interface AppendResult {

@@ -3,7 +3,8 @@
  * runs on the real store either before the gate (`snapshot: 'early'`: its result reflects the store
  * when the read was made, and reaches the caller only once released — a slow, asynchronous store)
  * or after it (`snapshot: 'late'`: everything stored meanwhile is in it). Forces the window between
- * a catch-up read and the hand-over to live on any real store.
+ * a catch-up read and the hand-over to live on any real store. It can also refuse one append just as
+ * the next one reaches it (`refuseNextAppendWhenOvertaken`).
  */
 import type {
   AppendOptions,
@@ -30,6 +31,7 @@ export class GatedStore implements Store {
   readonly leases?: LeaseRecords;
   #gate: Gate | undefined;
   #failure: { read: GatedRead; error: Error } | undefined;
+  #refusal: { error: Error; done: () => void; held?: () => void } | undefined;
 
   constructor(inner: Store) {
     this.inner = inner;
@@ -82,8 +84,33 @@ export class GatedStore implements Store {
     return result;
   }
 
+  /**
+   * Holds the next append (nothing of it stored) until the one after it reaches the store, then
+   * refuses it with `error` and lets that next one through: a publish refused for a moment (the store
+   * down, then back) with another already sent behind it. Resolves once both happened.
+   */
+  refuseNextAppendWhenOvertaken(error: Error): Promise<void> {
+    let done!: () => void;
+    const happened = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    this.#refusal = { error, done };
+    return happened;
+  }
+
   append(channel: string, ops: NewOperation[], options: AppendOptions): Promise<AppendResult> {
-    return this.inner.append(channel, ops, options);
+    const refusal = this.#refusal;
+    if (refusal === undefined) return this.inner.append(channel, ops, options);
+    if (refusal.held === undefined) {
+      return new Promise((_, reject) => {
+        refusal.held = () => reject(refusal.error);
+      });
+    }
+    this.#refusal = undefined;
+    refusal.held();
+    const next = this.inner.append(channel, ops, options);
+    next.then(refusal.done, refusal.done);
+    return next;
   }
 
   info(channel: string): Promise<ChannelInfo | undefined> {

@@ -9,7 +9,8 @@
 --       5 bus channel, 6 live template (JSON, for the bus), 7 op count, then 14 fields per op:
 --       action, dedup field, id, preflight error code, target epoch, target seq, flags
 --       (n name, h headers, c clientId, o requireOwner, e base64, v ifVersion), name, data, kind,
---       headers, clientId, requireOwner, ifVersion.
+--       headers, clientId, requireOwner, ifVersion; then the precondition: the dedup field of the op
+--       that must be stored already ('' = none; checked before the first op to store).
 -- Returns {'ok', epoch, r1, r2, ...} (r = seq, or 'd'..seq for a duplicate) or {'err', code, index, detail}
 -- or {'corrupt', what}.
 local meta, ids, ver, msgs, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -18,6 +19,7 @@ local now = ARGV[1]
 local maxSize = tonumber(ARGV[2])
 local n = tonumber(ARGV[7])
 local FIELDS = 14
+local afterField = ARGV[8 + n * FIELDS] or ''
 
 -- The Redis running this script. A restart, a restored backup or a failover gives it a new run_id, and
 -- it may hold less than the Redis before it acknowledged (an RDB snapshot, the last second of an AOF
@@ -126,6 +128,10 @@ for i = 0, n - 1 do
   if earlier then
     results[#results + 1] = 'd' .. earlier
   else
+    if afterField ~= '' then
+      if fresh or not redis.call('HGET', ids, afterField) then return {'err', 'out_of_order', -1, ''} end
+      afterField = ''
+    end
     if ARGV[b + 3] ~= '' then return {'err', ARGV[b + 3], i, ''} end
     local opSeq = seq + 1
     local flags, data, kind = ARGV[b + 6], ARGV[b + 8], ARGV[b + 9]
