@@ -2,7 +2,7 @@
  * @mooring/client — the public surface. Everything not named here is internal.
  */
 
-export { applyMessage } from './apply-message.ts';
+export { applyMessage, isRolledUp } from './apply-message.ts';
 export type { AuthCallback, AuthCallbackParams, AuthReason, TokenDetails } from './auth.ts';
 export type { BrowserEnvironment, EnvironmentEvent, StorageLike } from './browser-environment.ts';
 export type {

@@ -17,6 +17,8 @@
  *   its creation: one sent while the bridge was away and changed since (it comes back rolled up, as
  *   an `update`, in the order of its last change) is delivered; a later change to a control already
  *   delivered is not a new control, also under its serial of a new epoch (a Redis restart: `kept`).
+ *   Live, a `rolledUp` frame (a node of a several-node server read back what its bus lost) comes in
+ *   that order too, and is read the same way (`isRolledUp` tells its messages apart).
  * - Each control takes effect once: its id (`<publisher clientId>/<operation id>`) is the update id,
  *   which Temporal keeps one update per, and is in the payload for the workflow's own check (needed
  *   for signals, which carry no idempotency key). A crash between delivering and saving re-delivers
@@ -26,7 +28,7 @@
  *   skipped, so one bad control cannot stall the session.
  */
 import type { Channel, ContinuityLost, Mooring } from '@mooring/client';
-import { Emitter } from '@mooring/client';
+import { Emitter, isRolledUp } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
 import { compareSerials, sameEpoch } from '@mooring/protocol';
 import type { ControlRecord, InputRecord } from '@mooring/protocol/ai';
@@ -142,13 +144,18 @@ interface Followed {
    * Live, a message at or before it was read already: a later operation on it is not a new control.
    */
   after: string | undefined;
-  /** The catch-up being read (until `attached`; across a reconnect that interrupts it). */
+  /**
+   * The catch-up being read (until `attached`; across a reconnect that interrupts it), or the
+   * rolled-up frames that arrived live since the last live operation (and a catch-up after them).
+   */
   catchUp: CatchUp | undefined;
 }
 
 /**
  * A catch-up comes in the order of each message's last change, not of its creation: a message
- * created before another one read, and changed after it, comes after it, still unread.
+ * created before another one read, and changed after it, comes after it, still unread. So do the
+ * rolled-up frames a node sends live when it read back what its bus lost (PROTOCOL.md §4.3), which
+ * are read as a catch-up too.
  */
 interface CatchUp {
   /** `after` when the catch-up began: every message created up to it had been read. */
@@ -217,9 +224,15 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
     await channel.subscribe(followed.listener);
   }
 
-  /** A message as the channel delivers it: judged new or not now, in arrival order, then queued. */
+  /**
+   * A message as the channel delivers it: judged new or not now, in arrival order, then queued. A
+   * rolled-up one that arrives live (a `rolledUp` frame: a node read back what its bus lost) comes in
+   * last-change order like a catch-up, and is judged like one: the catch-up goes on over such frames
+   * until a live operation, which follows its position, shows every message created before it read.
+   */
   #read(channelName: string, followed: Followed, message: Message): void {
-    if (followed.channel.state === 'attached') {
+    if (followed.channel.state === 'attached' && !isRolledUp(message)) {
+      followed.catchUp = undefined;
       this.#enqueue(channelName, followed, message, undefined);
       return;
     }

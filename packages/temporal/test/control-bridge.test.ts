@@ -9,10 +9,15 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
 import { UserSession } from '@mooring/ai';
+import type { Message } from '@mooring/protocol';
 import { EVENT_CONTROL, EVENT_RUN } from '@mooring/protocol/ai';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
+import { EPOCH, fakeClient, sent, serial } from '../../client/test/helpers/fake-client.ts';
+import { flush } from '../../client/test/helpers/fake-transport.ts';
+import { RedisHub } from '../../server/src/redis-hub.ts';
+import type { RedisStore } from '../../server/src/store/redis-store.ts';
 import type { BridgeWorkflowClient, ControlBridgeOptions } from '../src/control-bridge.ts';
 import { ControlBridge } from '../src/control-bridge.ts';
 import type { PositionStore } from '../src/position-store.ts';
@@ -320,6 +325,156 @@ describe('ControlBridge', () => {
       workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId ?? c.name),
       ['mooring.input', 'run-c', 'run-b', 'mooring.input'],
     );
+  });
+
+  it('live, a `rolledUp` frame (a node repairing a lost bus message) that brings a control after a later-created one still delivers it, once', async (t) => {
+    // two nodes on one Redis; the bridge's node loses the bus messages marked LOST: a control, a
+    // later control, then a change to the first. The next message shows the jump, and the node reads
+    // back what it missed, rolled up in last-change order: the later control comes before the first
+    const skip = redisSkipReason();
+    if (skip) return t.skip(skip);
+    const redis = await startRedis();
+    t.after(() => redis.close());
+    let hub: RedisHub | undefined;
+    const lossy = await realServer(t, {
+      store: { kind: 'redis', url: redis.url },
+      hub: async (store) => {
+        hub = await RedisHub.open({
+          store: store as RedisStore,
+          checkInterval: 60_000, // no periodic check: the jump alone starts the repair
+          filter: (_channel, payload) => !payload.includes('LOST'),
+        });
+        return hub;
+      },
+    });
+    const other = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+    const name = sessionName();
+    const user = new UserSession({
+      channel: client(t, other.url, { clientId: 'alice' }).channels.get(name, { start: true }),
+    });
+    t.after(() => user.close());
+    await user.start();
+    const workflows = new FakeWorkflows();
+    const bridge = new ControlBridge({
+      mooring: client(t, lossy.url, { clientId: 'bridge' }),
+      workflows,
+      workflowId: (channel) => `wf-${channel}`,
+      retry: { initial: 10, max: 50 },
+    });
+    t.after(() => bridge.close());
+    await bridge.follow(name);
+    await user.send('first');
+    await waitFor(() => workflows.calls.length === 1);
+    await bridge.idle();
+    const repairs = hub?.stats.repairs ?? 0;
+
+    const a = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-a-LOST' });
+    await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b-LOST' });
+    await user.channel.update(a, { headers: { edited: 'LOST' } });
+    await user.send('after'); // not lost: the jump
+    await waitFor(() => workflows.calls.at(-1)?.name === 'mooring.input' && workflows.calls.length > 1, {
+      message: 'the input sent after the lost messages never arrived',
+    });
+    await bridge.idle();
+    assert.ok((hub?.stats.repairs ?? 0) > repairs, 'the node read back what its bus lost');
+    assert.deepEqual(
+      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId ?? c.name),
+      ['mooring.input', 'run-b-LOST', 'run-a-LOST', 'mooring.input'],
+      'a control the rolled-up frame brought was skipped (or delivered twice)',
+    );
+  });
+
+  it('rolled-up frames read as one catch-up until a live operation: a control they bring in a later page, or that comes after a reconnect, is delivered; one read live before them is not again', async () => {
+    // the client plays against a scripted server. A node's read-back comes in pages (and a
+    // connection may drop between them): a control created before one read in an earlier page,
+    // changed after it, comes only in a later page or in the catch-up that resumes after them
+    const { client: mooring, connect, timers } = fakeClient();
+    const t1 = await connect();
+    const name = sessionName();
+    const workflows = new FakeWorkflows();
+    const bridge = new ControlBridge({
+      mooring,
+      workflows,
+      positions: memoryPositions({ [name]: serial(1) }),
+      workflowId: (channel) => `wf-${channel}`,
+    });
+    const control = (version: number, created: number, runId: string): Message => ({
+      serial: serial(created),
+      version: serial(version),
+      action: version === created ? 'create' : 'update',
+      id: `c${created}`,
+      clientId: 'alice',
+      name: EVENT_CONTROL,
+      data: { type: 'cancel', runId },
+      timestamp: created,
+    });
+    const following = bridge.follow(name);
+    await flush();
+    const attach = sent(t1, 'attach')[0]!;
+    t1.frame({
+      type: 'attached',
+      ref: attach.ref,
+      channel: name,
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(1),
+    });
+    await following;
+    // a created at 2, b at 3, a changed at 4: read back in two pages
+    t1.frame({
+      type: 'messages',
+      channel: name,
+      messages: [control(3, 3, 'b')],
+      after: serial(1),
+      rolledUp: true,
+    });
+    t1.frame({
+      type: 'messages',
+      channel: name,
+      messages: [control(4, 2, 'a')],
+      after: serial(3),
+      rolledUp: true,
+    });
+    t1.frame({ type: 'messages', channel: name, messages: [control(5, 5, 'c')] });
+    // then c changed: read back alone, after the live c — not a new control
+    t1.frame({
+      type: 'messages',
+      channel: name,
+      messages: [control(6, 5, 'c')],
+      after: serial(5),
+      rolledUp: true,
+    });
+    // d created at 7, e at 8, d changed at 9: the connection drops after the page that brings e
+    t1.frame({
+      type: 'messages',
+      channel: name,
+      messages: [control(8, 8, 'e')],
+      after: serial(6),
+      rolledUp: true,
+    });
+    t1.end({ code: 1006, reason: '' });
+    timers.advance(30_000);
+    const t2 = await connect();
+    const resume = sent(t2, 'attach').at(-1)!;
+    assert.equal(resume.from, serial(8));
+    t2.frame({ type: 'messages', channel: name, messages: [control(9, 7, 'd')] });
+    t2.frame({
+      type: 'attached',
+      ref: resume.ref,
+      channel: name,
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(9),
+    });
+    t2.frame({ type: 'messages', channel: name, messages: [control(10, 10, 'f')] });
+    await flush();
+    await bridge.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId),
+      ['b', 'a', 'c', 'e', 'd', 'f'],
+    );
+    await bridge.close();
+    mooring.close();
   });
 
   it('a restarted bridge resumes from its saved position: nothing is delivered twice, nothing missed', async (t) => {
