@@ -7,8 +7,9 @@
  *
  *   subscribe ──catch-up──▶ attached ──▶ live ──continuityLost──▶ reloading (history) ──▶ live …
  *
- * "Live" means: attached, and neither catching up nor reloading — the tree then holds a prefix of
- * the log in order, which is when run streams may emit (see `run-chunk-stream.ts`).
+ * "Live" means: attached, and neither catching up nor reloading nor folding a `rolledUp` frame (a
+ * node's read-back of what its bus lost, in last-change order like a catch-up) — the tree then holds
+ * a prefix of the log in order, which is when run streams may emit (see `run-chunk-stream.ts`).
  * A history read that fails with a retryable error is retried until it succeeds.
  * Both session sides (user and agent) and any custom client use it. A feed started on a channel
  * that nothing has attached yet but that has a position (a recovery key's) makes it replay from the
@@ -20,7 +21,7 @@
  * messages to the newer one, so a stale page never lands in a reset tree.
  */
 import type { Channel, ContinuityLost, HistoryPage } from '@mooring/client';
-import { Emitter, keptMessages } from '@mooring/client';
+import { Emitter, isRolledUp, keptMessages } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
 import { formatSerial, parseSerial } from '@mooring/protocol';
 import type { ConversationTree, TreeChange } from './conversation-tree.ts';
@@ -51,9 +52,26 @@ export class SessionFeed implements RunStreamSource {
   #offs: Array<() => void> = [];
   /** The epoch of the log the tree was last refolded or reloaded into after continuity was lost. */
   #epoch: string | undefined;
+  /**
+   * True while a `rolledUp` frame is being folded: a node read back what its bus lost (PROTOCOL.md
+   * §4.3), and its messages come in the order of their last change, so until the frame is folded
+   * whole the tree need not hold a prefix of the log. Not live meanwhile; live again once it is.
+   */
+  #rolling = false;
   readonly #onMessage = (message: Message) => {
-    if (this.#held) this.#held.push(message);
-    else this.tree.apply(message);
+    if (this.#held) {
+      this.#held.push(message);
+      return;
+    }
+    if (!this.#rolling && this.channel.state === 'attached' && isRolledUp(message)) {
+      this.#rolling = true;
+      // the client delivers a frame's messages in one go: this runs once all of them are folded
+      queueMicrotask(() => {
+        this.#rolling = false;
+        if (!this.#closed) this.#becameLive();
+      });
+    }
+    this.tree.apply(message);
   };
 
   constructor(channel: Channel, tree: ConversationTree) {
@@ -68,9 +86,9 @@ export class SessionFeed implements RunStreamSource {
     return this.#emitter.on(event, listener);
   }
 
-  /** True while attached, not catching up and not reloading. */
+  /** True while attached, not catching up, not reloading and not folding a `rolledUp` frame. */
   get live(): boolean {
-    return this.#started !== undefined && this.channel.state === 'attached' && !this.#held;
+    return this.#started !== undefined && this.channel.state === 'attached' && !this.#held && !this.#rolling;
   }
 
   /** True while reloading from history. */
