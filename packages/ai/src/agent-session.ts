@@ -158,10 +158,14 @@ export class AgentSession<M extends UIMessage = UIMessage> {
       this.tree.on('malformed', (reason) =>
         this.#emitter.emit('error', new MooringAiError('malformed_message', reason)),
       ),
-      // After a lost continuity the tree is reloaded from history, and inputs may have been missed
-      // meanwhile: the unanswered ones at the end of their branch are answered.
+      // After a lost continuity the tree is reloaded from history (or refolded, after a new epoch),
+      // and inputs may have been missed meanwhile: the unanswered ones at the end of their branch are
+      // answered. So is a run of this agent abandoned meanwhile (its expiry folded with the reload —
+      // the first write of a new epoch, say — where no change is acted on), as when it comes live.
       this.#feed.on('reloaded', () => {
-        if (!this.#closed) this.#answerMissed();
+        if (this.#closed) return;
+        this.#answerMissed();
+        if (this.#o.answerMissed) for (const run of this.tree.runs) this.#resumeAbandoned(run);
       }),
       this.#feed.on('error', (err) => this.#emitter.emit('error', err)),
     );
