@@ -104,4 +104,9 @@ export interface SessionReport {
   transports: string[];
   /** Holes in the live stream the clients' continuity check found and repaired (all instances). */
   gapsRepaired: number;
+  /**
+   * Where the last client instance stood at the end, to tell a stuck view's cause: connection state,
+   * channel state, whether the session was live (not catching up or reloading), channel position.
+   */
+  client: string;
 }

@@ -222,6 +222,7 @@ class Driver {
       inputs: view.filter((n) => n.kind === 'input').length,
       transports: [...this.transports],
       gapsRepaired: this.gapsRepaired + (session?.channel.gapsRepaired ?? 0),
+      client: `${this.client?.connection.state}/${session?.channel.state}/${session?.live ? 'live' : 'not live'}/${session?.channel.position}`,
     };
   }
 }

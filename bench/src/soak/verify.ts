@@ -125,7 +125,7 @@ export function verify(
   for (const report of reports) {
     for (const t of report.transports) result.transports[t] = (result.transports[t] ?? 0) + 1;
     result.gapsRepaired += report.gapsRepaired;
-    const via = ` [${report.transports.join(', ')}]`;
+    const via = ` [${report.transports.join(', ')}; at the end ${report.client}]`;
     const example = (text: string) => exampleOf(`${text}${via}`);
     if (report.last.startsWith('input:') && !orphaned.has(report.index)) {
       result.stuck++;
