@@ -16,6 +16,7 @@ import type {
 import type { Connection } from './connection.ts';
 import type { MooringError, MooringErrorCode } from './errors.ts';
 import type { Rest } from './rest.ts';
+import type { Timers } from './timers.ts';
 
 export interface ChannelHost {
   readonly connection: Connection;
@@ -30,6 +31,9 @@ export interface ChannelHost {
   /** The error an operation gets in the current connection state, or undefined when it may proceed. */
   refusal(): MooringError | undefined;
   error(code: MooringErrorCode, message: string): MooringError;
+  readonly timers: Timers;
+  /** The delay before retry number `attempt` (1, 2, …): the connection's backoff, with jitter. */
+  retryIn(attempt: number): number;
 }
 
 export interface ChannelInternals {

@@ -42,6 +42,7 @@ import { appendOp, createOp, deleteOp, updateOp } from './operations.ts';
 import type { PresenceInternals } from './presence.ts';
 import { Presence } from './presence.ts';
 import type { HistoryOptions, HistoryPage, PublishOptions } from './rest.ts';
+import { TimerSlot } from './timers.ts';
 
 export type ChannelState =
   | 'initialized'
@@ -137,6 +138,12 @@ export class Channel {
   #repairRef: Ref | undefined;
   /** Holes found in the live stream and repaired by resuming (diagnostics). */
   #gapsRepaired = 0;
+  /**
+   * An attach refused for a moment (`retryable`: the store down, e.g. a Redis restart) is sent again
+   * after a backoff, the channel still `attaching`; the refusals in a row so far.
+   */
+  readonly #retry: TimerSlot;
+  #refusals = 0;
 
   constructor(
     name: string,
@@ -146,6 +153,7 @@ export class Channel {
   ) {
     this.name = name;
     this.#host = host;
+    this.#retry = new TimerSlot(host.timers);
     let presence: PresenceInternals | undefined;
     this.presence = new Presence(
       name,
@@ -172,6 +180,7 @@ export class Channel {
         this.#repairRef = undefined;
         // Likewise a detach: the connection that held the attachment is gone, so it is detached.
         if (this.#detachRef !== undefined) this.#onDetached(this.#detachRef, undefined);
+        this.#retry.clear(); // attached again below
         const preattached = host.connection.preattached(this.name);
         if (preattached) this.#onPreattached(preattached);
         else if (this.#wanted) this.#sendAttach();
@@ -306,6 +315,7 @@ export class Channel {
   detach(): Promise<void> {
     this.#wanted = false;
     this.#attachRef = undefined;
+    this.#retry.clear();
     const stopped =
       this.#host.refusal() ??
       this.#host.error('channel_detached', `detach() was called on ${this.name} before the attach completed`);
@@ -434,6 +444,7 @@ export class Channel {
 
   #onAttached(frame: AttachedFrame): void {
     if (!this.#wanted || (frame.ref !== undefined && frame.ref !== this.#attachRef)) return;
+    this.#refusals = 0;
     const triedFrom = this.#fromSent;
     let result: AttachResult;
     if (triedFrom !== undefined && !frame.resumed) {
@@ -540,8 +551,18 @@ export class Channel {
       return true;
     }
     if (ref !== undefined && ref === this.#attachRef) {
-      this.#wanted = false;
       this.#attachRef = undefined;
+      if (error.retryable && this.#wanted) {
+        // refused for a moment (the store down: a Redis restart; the server stopping): still wanted,
+        // sent again after a backoff — a channel left `failed` would freeze its view for good
+        this.#refusals++;
+        this.#retry.set(this.#host.retryIn(this.#refusals), () => {
+          if (this.#wanted && this.#attachRef === undefined && this.#host.connection.state === 'connected')
+            this.#sendAttach();
+        });
+        return true;
+      }
+      this.#wanted = false;
       this.#setState('failed', error);
       this.#rejectAttach(error);
       this.#presence.onDetached(error);
@@ -560,6 +581,7 @@ export class Channel {
 
   #onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void {
     this.#attachRef = undefined;
+    this.#retry.clear();
     this.#repairRef = undefined;
     this.#rejectAttach(error);
     this.#presence.onConnectionLost(state, error);

@@ -34,7 +34,7 @@ import { SseTransport } from './sse-transport.ts';
 import type { Timers } from './timers.ts';
 import { systemTimers } from './timers.ts';
 import type { Timings } from './timings.ts';
-import { DEFAULT_CLIENT_TIMINGS } from './timings.ts';
+import { DEFAULT_CLIENT_TIMINGS, retryDelay } from './timings.ts';
 import type { Transport, TransportFactory, TransportKind } from './transport.ts';
 import type { TransportPlan } from './transport-selector.ts';
 import {
@@ -139,6 +139,8 @@ export class Mooring {
   readonly #queue: PublishQueue;
   readonly #router: ChannelRouter;
   readonly #storageKey: string;
+  readonly #timings: Timings;
+  readonly #random: () => number;
 
   constructor(options: MooringOptions) {
     checkCredentials(options);
@@ -150,6 +152,8 @@ export class Mooring {
     const environment =
       options.environment === null ? undefined : (options.environment ?? detectBrowserEnvironment());
     this.#timers = timers;
+    this.#timings = timings;
+    this.#random = random;
     this.#ids = new IdGenerator(random);
     this.#storageKey = `mooring:recovery:${urls.websocket}`;
 
@@ -314,6 +318,8 @@ export class Mooring {
       },
       refusal: () => this.#refusal(),
       error: (code: MooringErrorCode, message: string) => new MooringError(code, message),
+      timers: this.#timers,
+      retryIn: (attempt) => retryDelay(attempt, this.#timings, this.#random),
     };
   }
 

@@ -476,6 +476,52 @@ describe('Channel', () => {
     assert.deepEqual(await again, { resumed: false, position: '' });
   });
 
+  it('sends an attach refused for a moment (retryable: the store down) again after a backoff, still attaching', async () => {
+    const { client, connect, timers } = fakeClient();
+    const t = await connect();
+    const channel = client.channels.get('c');
+    let settled = false;
+    const attached = channel.attach().finally(() => {
+      settled = true;
+    });
+    const unavailable = {
+      code: 'store_unavailable',
+      status: 503,
+      retryable: true,
+      message: 'the store cannot be reached',
+    } as const;
+    for (let refusal = 1; refusal <= 3; refusal++) {
+      const a = sent(t, 'attach').at(-1)!;
+      t.frame({ type: 'error', ref: a.ref, channel: 'c', error: unavailable });
+      await flush();
+      assert.equal(channel.state, 'attaching', 'not failed: it will be attached again');
+      assert.equal(settled, false, 'attach() waits');
+      assert.equal(sent(t, 'attach').length, refusal, 'not at once: after a backoff');
+      t.activity(); // the connection stays alive meanwhile (heartbeats)
+      timers.advance(1_000 * 2 ** (refusal - 1)); // the backoff's ceiling: 1 s, doubling
+      assert.equal(sent(t, 'attach').length, refusal + 1, `sent again after refusal ${refusal}`);
+    }
+    t.frame({
+      type: 'attached',
+      ref: sent(t, 'attach').at(-1)!.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: '',
+    });
+    assert.deepEqual(await attached, { resumed: false, position: '' });
+    assert.equal(channel.state, 'attached');
+    // a detach while a retry waits: nothing is sent again
+    const other = client.channels.get('d');
+    other.attach().catch(() => {});
+    t.frame({ type: 'error', ref: sent(t, 'attach').at(-1)!.ref, channel: 'd', error: unavailable });
+    await flush();
+    const before = sent(t, 'attach').length;
+    void other.detach();
+    timers.advance(1_000);
+    assert.equal(sent(t, 'attach').length, before);
+  });
+
   it('detaches and stops re-attaching', async () => {
     const { client, connect, timers } = fakeClient();
     const t1 = await connect();
