@@ -34,14 +34,14 @@ export const DEFAULT_LIMITS = {
    */
   keyConnectionReserve: 100,
   /**
-   * Operations one token identity (key + clientId: all its connections and REST together) may
-   * publish per second (a burst of as many is allowed).
+   * Operations one token holder (key + clientId: all its connections and REST together; a token
+   * without a clientId is a holder of its own) may publish per second (a burst of as many is allowed).
    */
   maxPublishRate: 1_000,
   /** The same for API-key identities (trusted backends and agents); 0 = no limit. */
   maxKeyPublishRate: 0,
   /**
-   * Bytes one token identity may publish per second (operations' name + data + headers, as their
+   * Bytes one token holder may publish per second (operations' name + data + headers, as their
    * size is counted; Durable Streams bodies), with a burst of as many. A publish larger than the
    * burst passes when the budget is full, and the identity waits for it to refill.
    */
@@ -49,7 +49,7 @@ export const DEFAULT_LIMITS = {
   /** The same for API-key identities; 0 = no limit. */
   maxKeyPublishBytesRate: 0,
   /**
-   * Bytes one token identity may send one node per second (WebSocket frames, and the bodies of
+   * Bytes one token holder (key + clientId, or one token without a clientId) may send one node per second (WebSocket frames, and the bodies of
    * upstream POSTs, REST publishes and Durable Streams writes), counted before they are parsed, after a burst of twice this or of two `maxFrameSize`
    * frames, whichever is larger. Past it the node stops reading the connection (or the POST) until
    * the budget refills (nothing is refused: TCP slows the sender). API keys are not counted. 0 = no

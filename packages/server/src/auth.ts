@@ -90,6 +90,7 @@ export class Authenticator {
       viaToken: true,
     };
     if (verified.clientId !== undefined) identity.clientId = verified.clientId;
+    if (verified.holder !== undefined) identity.holder = verified.holder;
     return identity;
   }
 

@@ -18,6 +18,12 @@ export interface Identity {
   /** The API key (or token issuer key) that authenticated the connection. */
   keyName: string;
   clientId?: string;
+  /**
+   * A token without a clientId: which token (a short hash of it, tokens.ts). Its per-holder budgets
+   * (publish and inbound rates, bodies read at once) are counted by it, not shared by the key's
+   * anonymous tokens; what bounds those together (their connections, connection rate) stays per key.
+   */
+  holder?: string;
   /** What it may do. */
   access: Access;
   /** When its token expires (ms since 1970); absent for API keys. */

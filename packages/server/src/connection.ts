@@ -33,7 +33,7 @@ import { requireAccess } from './capabilities.ts';
 import { type AttachOutlet, CATCHUP_QUEUE_BYTES, type ChannelAttachment } from './channel-attachment.ts';
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
-import { identityKey, type RateBudgets } from './identity-budgets.ts';
+import { holderKey, identityKey, type RateBudgets } from './identity-budgets.ts';
 import type { InboundBudget, Pace } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import { encodeSync, type Presence } from './presence.ts';
@@ -127,8 +127,8 @@ export class Connection {
   #identity: Identity;
   /** `#identity` with this connection's id, as every publish passes it: made once per identity. */
   #publisher: PublishIdentity | undefined;
-  /** A token identity's share of the node's inbound bytes (see `inbound`). */
-  readonly #inbound: { budget: InboundBudget; key: string } | undefined;
+  /** A token holder's share of the node's inbound bytes (see `inbound`); moved by a renewal. */
+  #inbound: { budget: InboundBudget; key: string } | undefined;
   /** Its publishes are stored in the order they were sent, whatever its identity is renewed to. */
   readonly #order = new PublishOrder();
   #expiry: NodeJS.Timeout | undefined;
@@ -193,7 +193,7 @@ export class Connection {
     this.#outlet.compact = options.compact === true;
     this.#budgets = options.budgets;
     if (options.inbound && options.identity.viaToken) {
-      this.#inbound = { budget: options.inbound, key: identityKey(options.identity) };
+      this.#inbound = { budget: options.inbound, key: holderKey(options.identity) };
       options.inbound.hold(this.#inbound.key);
     }
     this.#frameBudget = new TokenBucket(options.limits.maxFrameRate, options.limits.maxFrameBurst);
@@ -241,8 +241,9 @@ export class Connection {
   }
 
   /**
-   * Its identity's inbound budget and key in it, for a token identity while `maxInboundBytesRate`
-   * is on (API keys are not counted): a transport paces its reading by it.
+   * Its holder's inbound budget and key in it (`holderKey`), for a token identity while
+   * `maxInboundBytesRate` is on (API keys are not counted): a transport paces its reading by it.
+   * The key changes when a token without a clientId is renewed (the new token is the holder).
    */
   get inbound(): { readonly budget: InboundBudget; readonly key: string } | undefined {
     return this.#inbound;
@@ -473,6 +474,7 @@ export class Connection {
       );
     this.#identity = next;
     this.#publisher = undefined;
+    this.#moveInbound(holderKey(next));
     this.#scheduleExpiry();
     for (const [channel, attachment] of [...this.#attachments]) {
       if (next.access.allows(channel, 'subscribe')) continue;
@@ -488,6 +490,18 @@ export class Connection {
     for (const channel of this.#presence.channelsOf(this.id))
       if (!next.access.allows(channel, 'presence')) this.#presence.leave(channel, this.id);
     this.send(withRef({ type: 'authorized', expiresAt: next.expiresAt ?? 0 }, frame.ref));
+  }
+
+  /**
+   * A renewed token without a clientId is a new holder: the connection's bytes and bodies count
+   * from now on against its budget (the transport's gate follows at its next read).
+   */
+  #moveInbound(key: string): void {
+    const inbound = this.#inbound;
+    if (inbound === undefined || inbound.key === key) return;
+    inbound.budget.hold(key);
+    inbound.budget.release(inbound.key);
+    this.#inbound = { budget: inbound.budget, key };
   }
 
   /** A token-authenticated connection ends when its token expires unless renewed (close 4011). */

@@ -1,16 +1,17 @@
 /**
  * Rate budgets per identity (PROTOCOL.md §10): token buckets per key + clientId, shared by every
- * connection, REST call and Durable Streams write of that identity. Anonymous tokens of one key
- * share one identity. Two sets of rules use them:
+ * connection, REST call and Durable Streams write of that identity. Two sets of rules use them:
  * - `publishRules`: token identities get `maxPublishRate` operations and `maxPublishBytesRate`
  *   bytes per second, API-key identities `maxKeyPublishRate` and `maxKeyPublishBytesRate` (0 = none:
  *   trusted backends and agents). Opening more connections (or switching to REST) buys no more
  *   throughput. The bytes budget keeps one token holder from filling the store for everyone (a
- *   thousand 64 KiB operations per second would be 64 MB/s).
+ *   thousand 64 KiB operations per second would be 64 MB/s). A token without a clientId is a
+ *   holder of its own (`holderKey`: the token itself), so one anonymous visitor of a public app
+ *   cannot spend the budget of every other; a holder that renews its token draws on the new one's.
  * - `connectRules`: connection requests (new or recovering, any transport) of a token clientId,
  *   `maxConnectRate` per second after a burst of twice `maxConnectionsPerClient`; of a key's
- *   anonymous tokens together, `maxAnonymousConnectRate` after a burst of twice
- *   `maxAnonymousConnectionsPerKey`.
+ *   anonymous tokens together (whichever tokens: this bounds them all), `maxAnonymousConnectRate`
+ *   after a burst of twice `maxAnonymousConnectionsPerKey`.
  *   Every dropped connection leaves its identity recoverable (and its presence for the grace), so
  *   a client opening and dropping connections as fast as the server accepts them would hold
  *   memory without bound.
@@ -32,7 +33,7 @@ import { ServerError } from './server-error.ts';
 import { Lru } from './store/lru.ts';
 import { TokenBucket } from './token-bucket.ts';
 
-export type BudgetIdentity = Pick<Identity, 'keyName' | 'clientId' | 'viaToken'>;
+export type BudgetIdentity = Pick<Identity, 'keyName' | 'clientId' | 'viaToken' | 'holder'>;
 
 /** Where rate budgets are counted. */
 export interface RateBudgets {
@@ -68,6 +69,8 @@ export interface Rates {
 export interface RateRules {
   /** Names the budgets where they are shared (Redis keys `<prefix>:rate:<name>:<identity>`). */
   name: string;
+  /** Whose buckets a take of `identity` draws on: `identityKey` or `holderKey`. */
+  keyOf(identity: BudgetIdentity): string;
   of(identity: BudgetIdentity): Rates;
   refuse(identity: BudgetIdentity, rates: Rates, which: 'units' | 'bytes'): ServerError;
 }
@@ -99,7 +102,7 @@ export class IdentityBudgets implements RateBudgets {
   take(identity: BudgetIdentity, count: number, bytes: Bytes): undefined {
     const rates = this.#rules.of(identity);
     if (!rates.units && !rates.bytes) return;
-    const id = identityKey(identity);
+    const id = this.#rules.keyOf(identity);
     let buckets = this.#buckets.get(id);
     if (!buckets) {
       buckets = { units: this.#bucket(rates.units), bytes: this.#bucket(rates.bytes) };
@@ -122,9 +125,23 @@ export class IdentityBudgets implements RateBudgets {
   }
 }
 
-/** The budget key of an identity: key + clientId; tokens and the key itself never share one. */
+/**
+ * The budget key of an identity: key + clientId; tokens and the key itself never share one. The
+ * anonymous tokens of a key share one: for what bounds them together (connections, connection rate).
+ */
 export function identityKey(identity: BudgetIdentity): string {
   return `${identity.viaToken ? 'token' : 'key'}\u0000${identity.keyName}\u0000${identity.clientId ?? ''}`;
+}
+
+/**
+ * The budget key of one holder: `identityKey`, except for a token without a clientId, which is a
+ * holder of its own (the token, `Identity.holder`): the publish rates, the inbound bytes rate and
+ * the bodies read at once of one anonymous token are not those of the key's other anonymous tokens.
+ */
+export function holderKey(identity: BudgetIdentity): string {
+  if (!identity.viaToken || identity.clientId !== undefined || identity.holder === undefined)
+    return identityKey(identity);
+  return `anonymous\u0000${identity.keyName}\u0000${identity.holder}`;
 }
 
 /** A bucket of `perSecond` (at least `burst` when full), or none for 0. */
@@ -138,11 +155,12 @@ export function publishRules(limits: Limits): RateRules {
   const key: Rates = { units: rate(limits.maxKeyPublishRate), bytes: rate(limits.maxKeyPublishBytesRate) };
   return {
     name: 'publish',
+    keyOf: holderKey,
     of: (identity) => (identity.viaToken ? token : key),
     refuse: (identity, rates, which) =>
       new ServerError(
         'rate_limited',
-        `more than ${which === 'units' ? `${rates.units?.perSecond} operations` : `${rates.bytes?.perSecond} bytes`} published per second by ${describe(identity)} (all its connections, REST and Durable Streams writes together); slow down and retry`,
+        `more than ${which === 'units' ? `${rates.units?.perSecond} operations` : `${rates.bytes?.perSecond} bytes`} published per second by ${describeHolder(identity)} (all its connections, REST and Durable Streams writes together); slow down and retry`,
       ),
   };
 }
@@ -162,6 +180,8 @@ export function connectRules(limits: Limits): RateRules {
   const none: Rates = { units: undefined, bytes: undefined };
   return {
     name: 'connect',
+    // a key's anonymous tokens together: minting more tokens buys no more connection requests
+    keyOf: identityKey,
     of: (identity) => (!identity.viaToken ? none : identity.clientId === undefined ? anonymous : named),
     refuse: (identity, rates) =>
       new ServerError(
@@ -178,4 +198,11 @@ export function sizeOf(bytes: Bytes): number {
 function describe(identity: BudgetIdentity): string {
   const who = identity.clientId === undefined ? 'anonymous clients' : `clientId ${identity.clientId}`;
   return `${who} of key ${identity.keyName}`;
+}
+
+/** `describe` for a budget of one holder (`holderKey`). */
+function describeHolder(identity: BudgetIdentity): string {
+  if (identity.viaToken && identity.clientId === undefined && identity.holder !== undefined)
+    return `this token (without a clientId) of key ${identity.keyName}`;
+  return describe(identity);
 }

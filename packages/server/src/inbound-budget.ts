@@ -1,5 +1,5 @@
 /**
- * The bytes a token identity may send this node per second — WebSocket frames, the bodies of
+ * The bytes a token holder may send this node per second — WebSocket frames, the bodies of
  * upstream POSTs (HTTP transports), of REST publishes and of Durable Streams writes — before any of
  * them is parsed (PROTOCOL.md §10, `maxInboundBytesRate`). Parsing and checking a frame costs the
  * event loop in proportion to its size (tens of ms for a frame of `maxFrameSize` whose JSON is a
@@ -10,10 +10,10 @@
  * Over budget, nothing is refused: the connection's socket (or the request's body) stops being read
  * until the identity's bucket has refilled, so TCP slows the sender down and no frame is lost. A
  * POST forwarded from another node (Redis) was read there; it waits here, on the node holding the
- * connection, for as long as its bytes ask before its frames are handled. One bucket per identity
- * (key + clientId, or a key's anonymous tokens together), shared by its connections and requests on
- * this node; the event loop is per node, so the budget is too. A bucket outlives its last user until
- * it has refilled, so requests one after the other draw on one bucket, not a fresh burst each. API
+ * connection, for as long as its bytes ask before its frames are handled. One bucket per holder
+ * (`holderKey`: key + clientId, or one token without a clientId — one anonymous visitor cannot stop
+ * the others' sockets being read), shared by its connections and requests on this node; the event
+ * loop is per node, so the budget is too. A bucket outlives its last user until it has refilled, so requests one after the other draw on one bucket, not a fresh burst each. API
  * keys (trusted backends) are not counted.
  */
 
@@ -35,7 +35,8 @@ export async function paced(pace: Pace | undefined, bytes: number): Promise<void
 export type PacedRead = <T>(identity: BudgetIdentity, read: (pace?: Pace) => Promise<T>) => Promise<T>;
 
 /**
- * Request bodies and WebSocket messages of one identity read at once on a node; more wait, unread,
+ * Request bodies and WebSocket messages of one holder (`holderKey`: a token without a clientId is
+ * one of its own) read at once on a node; more wait, unread,
  * for one to finish. Each is buffered until it is whole, so bodies left part-sent (until Node's
  * `requestTimeout`, 300 s) would otherwise hold up to `maxHttpBody` each, and messages begun on its
  * WebSocket connections (for as long as they stay open) up to `maxFrameSize` each, as many as the

@@ -7,7 +7,9 @@
  * - Each identity's buckets of one set of rules are one hash, `<prefix>:rate:<rules>:<identity>`
  *   (units and bytes left, when), refilled by Redis's own clock in one script (GRANT) that grants
  *   from both or from neither, so nodes whose clocks differ still agree. It expires once it would
- *   be full again: an idle identity costs Redis nothing.
+ *   be full again: an idle identity costs Redis nothing. The identity is the rules' `keyOf`: for
+ *   publishes each token without a clientId is one (`holderKey`), and its hash too expires once
+ *   full, so tokens handed out and dropped leave nothing behind.
  * - A node does not ask Redis for every take. It takes a small allowance of each (a hundredth of a
  *   second's rate, or what the take needs if that is more) and spends it here; only a take the
  *   allowance does not cover waits for Redis. The cluster never spends more than the buckets
@@ -24,7 +26,6 @@ import {
   type BudgetIdentity,
   type Bytes,
   IdentityBudgets,
-  identityKey,
   type Rate,
   type RateBudgets,
   type RateRules,
@@ -112,7 +113,7 @@ export class RedisIdentityBudgets implements RateBudgets {
     if (!rates.units && !rates.bytes) return;
     const ops = rates.units ? count : 0;
     const size = rates.bytes ? sizeOf(bytes) : 0;
-    const id = identityKey(identity);
+    const id = this.#o.rules.keyOf(identity);
     let held = this.#held.get(id);
     if (held)
       this.#held.delete(id); // re-inserted below: the map's order is least recently used first

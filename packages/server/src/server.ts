@@ -32,8 +32,8 @@ import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
 import {
   connectRules,
+  holderKey,
   IdentityBudgets,
-  identityKey,
   publishRules,
   type RateBudgets,
   type RateRules,
@@ -253,8 +253,9 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const budgets = engine.budgets(publishRules(limits));
   const connectBudgets = engine.budgets(connectRules(limits));
   const counts = engine.counts();
-  // a token identity's bytes, counted before they are parsed: its connections, its REST publishes
-  // and its Durable Streams writes draw on one bucket on this node (`maxInboundBytesRate`)
+  // a token holder's bytes, counted before they are parsed: its connections, its REST publishes
+  // and its Durable Streams writes draw on one bucket on this node (`maxInboundBytesRate`); a token
+  // without a clientId is a holder of its own (`holderKey`)
   const { maxInboundBytesRate: inboundRate, maxFrameSize } = limits;
   const inbound =
     inboundRate > 0
@@ -265,7 +266,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       : undefined;
   if (inbound) metrics.inboundIdentities = () => inbound.size;
   const paced: PacedRead = (identity, read) =>
-    inbound && identity.viaToken ? inbound.reading(identityKey(identity), read) : read();
+    inbound && identity.viaToken ? inbound.reading(holderKey(identity), read) : read();
   const connections = new ConnectionManager({
     ...(heartbeatSlice === undefined ? {} : { heartbeatSlice }),
     ...(counts ? { counts } : {}),

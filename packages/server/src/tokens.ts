@@ -1,9 +1,11 @@
 /**
  * Tokens for browsers (ARCHITECTURE.md §7, PROTOCOL.md §14): JWTs signed with an API key's secret (HS256 only),
- * `kid` = the key's name, claims `clientId`, `capability`, `exp` (required), `iat`, optional `nbf`.
+ * `kid` = the key's name, claims `clientId`, `capability`, `exp` (required), `iat`, optional `nbf`;
+ * a token minted here without a clientId also carries a random `jti`.
  * Application backends mint them with `createToken()` (or `POST /v1/tokens`, or `mooring token`);
  * the server verifies them with `jose`. A token can never do more than the key that signed it.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
 import type { ApiKey } from './auth.ts';
 import { CLIENT_ID_RULE, isClientId } from './client-id.ts';
@@ -29,6 +31,11 @@ export interface MintedToken {
 export interface VerifiedToken {
   keyName: string;
   clientId?: string;
+  /**
+   * A token without a clientId: the token itself, as a short hash of its signature. Its holder's
+   * budgets are counted by it (PROTOCOL.md §10), so one anonymous holder cannot spend another's.
+   */
+  holder?: string;
   capability: unknown;
   expiresAt: number;
 }
@@ -53,6 +60,9 @@ export async function createToken(
   const expiresAt = Math.floor((now + ttl) / 1000) * 1000;
   const claims: Record<string, unknown> = { capability };
   if (request.clientId !== undefined) claims.clientId = request.clientId;
+  // without a clientId the token itself is its holder's identity for budgets (`holderOf`): two
+  // visitors given tokens in the same second for the same capability must not get the same token
+  else claims.jti = randomBytes(12).toString('base64url');
   const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'HS256', kid: apiKey.name, typ: 'JWT' })
     .setIssuedAt(Math.floor(now / 1000))
@@ -100,7 +110,7 @@ export async function verifyToken(
       if (!isClientId(payload.clientId))
         throw new ServerError('unauthorized', `the token's clientId is not valid: ${CLIENT_ID_RULE}`);
       verified.clientId = payload.clientId;
-    }
+    } else verified.holder = holderOf(token);
     return verified;
   } catch (err) {
     if (err instanceof ServerError) throw err;
@@ -112,6 +122,16 @@ export async function verifyToken(
       throw new ServerError('unauthorized', 'tokens must be signed with HS256');
     throw new ServerError('unauthorized', 'the token signature does not verify');
   }
+}
+
+/**
+ * The holder a verified token without a clientId stands for: a short hash (96 bits) of its
+ * signature, so of the token itself (the signature covers header and claims). Not secret-bearing:
+ * it names the token in budget keys (also in Redis) without being usable as a credential.
+ */
+function holderOf(token: string): string {
+  const signature = token.slice(token.lastIndexOf('.') + 1);
+  return createHash('sha256').update(signature).digest('base64url').slice(0, 16);
 }
 
 function splitKey(text: string): ApiKey {

@@ -133,7 +133,10 @@ const WAITS_FOR_SLOT = 2;
  *   `maxFrameSize`), it holds one of the identity's `BODIES_PER_IDENTITY` reading slots; with all of
  *   them taken, the socket is not read until one is handed to it. What the read that began the
  *   message brought (one socket read, at most 64 KiB) is all such a connection holds meanwhile;
- * - any bytes read count as hearing from the peer for the heartbeat, as an upstream POST's do.
+ * - any bytes read count as hearing from the peer for the heartbeat, as an upstream POST's do;
+ * - a renewed token without a clientId is a new holder (`Connection.inbound` names its key): from
+ *   the next read on, the bytes and messages count against it; a message begun before keeps its
+ *   slot with the old holder until it is whole.
  *
  * `ws.pause()` rather than the socket's own: `ws` resumes its socket after its own back-pressure
  * unless the WebSocket is paused.
@@ -142,7 +145,10 @@ export class InboundGate implements SlotWaiter {
   readonly #ws: WebSocket;
   readonly #connection: Connection;
   readonly #budget: InboundBudget;
-  readonly #key: string;
+  /** The holder's key, held by this gate (it moves with a renewal). */
+  #key: string;
+  /** The key the slot (held or waited for) was taken at; held by this gate while it is not `#key`. */
+  #slotKey: string;
   readonly #messages = new MessageScanner();
   /** Set while the budget refills. */
   #refilling: NodeJS.Timeout | undefined;
@@ -154,6 +160,7 @@ export class InboundGate implements SlotWaiter {
     this.#connection = connection;
     this.#budget = budget;
     this.#key = key;
+    this.#slotKey = key;
     budget.hold(key); // its own use of the bucket, given back when the socket has closed
   }
 
@@ -163,6 +170,8 @@ export class InboundGate implements SlotWaiter {
     // bytes arriving are not silence: a frame longer than two heartbeat rounds on a slow uplink
     // (where no pong can come between its bytes) keeps its connection, as an upstream POST does
     this.#connection.alive = true;
+    const holder = this.#connection.inbound?.key;
+    if (holder !== undefined && holder !== this.#key) this.#move(holder);
     const wait = this.#budget.take(this.#key, chunk.length);
     if (wait > 0 && this.#refilling === undefined) {
       this.#refilling = setTimeout(refilled, wait, this);
@@ -170,16 +179,32 @@ export class InboundGate implements SlotWaiter {
     }
     this.#messages.scan(chunk);
     if (this.#messages.partial) {
-      if (this.#slot === NO_SLOT)
+      if (this.#slot === NO_SLOT) {
+        this.#slotKey = this.#key;
         this.#slot = this.#budget.enter(this.#key, this) ? HOLDS_SLOT : WAITS_FOR_SLOT;
-    } else if (this.#slot === HOLDS_SLOT) {
-      this.#slot = NO_SLOT;
-      this.#budget.leave(this.#key);
-    } else if (this.#slot === WAITS_FOR_SLOT) {
-      this.#slot = NO_SLOT;
-      this.#budget.cancel(this.#key, this);
-    }
+      }
+    } else this.#endSlot();
     if (this.#refilling !== undefined || this.#slot === WAITS_FOR_SLOT) this.#ws.pause();
+  }
+
+  /** The connection's token was renewed to another holder: its bucket is used from now on. */
+  #move(key: string): void {
+    // held: `#key`, and `#slotKey` while a slot is taken there: a slot taken with the old holder
+    // keeps its key held until the slot is given back
+    const slotted = this.#slot !== NO_SLOT;
+    if (!slotted || this.#slotKey !== key) this.#budget.hold(key);
+    if (!slotted || this.#slotKey !== this.#key) this.#budget.release(this.#key);
+    this.#key = key;
+  }
+
+  /** Gives back the slot (or its place in line), and the old holder's key if it was kept for it. */
+  #endSlot(): void {
+    if (this.#slot === HOLDS_SLOT) this.#budget.leave(this.#slotKey);
+    else if (this.#slot === WAITS_FOR_SLOT) this.#budget.cancel(this.#slotKey, this);
+    else return;
+    this.#slot = NO_SLOT;
+    if (this.#slotKey !== this.#key) this.#budget.release(this.#slotKey);
+    this.#slotKey = this.#key;
   }
 
   /** The socket has closed: its slot (or its place in line) and its bucket are given back. */
@@ -188,9 +213,7 @@ export class InboundGate implements SlotWaiter {
     this.#closed = true;
     clearTimeout(this.#refilling);
     this.#refilling = undefined;
-    if (this.#slot === HOLDS_SLOT) this.#budget.leave(this.#key);
-    else if (this.#slot === WAITS_FOR_SLOT) this.#budget.cancel(this.#key, this);
-    this.#slot = NO_SLOT;
+    this.#endSlot();
     this.#budget.release(this.#key);
   }
 

@@ -161,6 +161,25 @@ describe('RedisIdentityBudgets', { skip: skip ?? false }, () => {
     assert.ok(await granted(() => fits));
   });
 
+  it('tokens without a clientId: each token (holder) has buckets of its own, whose keys expire once full', async () => {
+    const p = `t${++prefix}`;
+    const limits = { maxPublishRate: 10, maxPublishBytesRate: 1_000 };
+    const a = budgets(p, limits);
+    const b = budgets(p, limits);
+    const holderA: BudgetIdentity = { keyName: 'test', viaToken: true, holder: 'token-a' };
+    const holderB: BudgetIdentity = { keyName: 'test', viaToken: true, holder: 'token-b' };
+    assert.ok(await granted(() => a.take(holderA, 10, 900)));
+    assert.equal(await granted(() => b.take(holderA, 1, 1)), false, "A's budget, on either node");
+    assert.ok(await granted(() => b.take(holderB, 10, 900)), "B's budget is B's own");
+    assert.equal(await granted(() => a.take(holderB, 5, 1)), false);
+    const keys = (await store.connection.send(undefined, ['KEYS', `${p}:rate:publish:*`])) as string[];
+    assert.equal(keys.length, 2, 'one hash per token');
+    for (const key of keys) {
+      const ttl = Number(await store.connection.send(key, ['PTTL', key]));
+      assert.ok(ttl > 0 && ttl <= 3_000, `${key} expires once full again (PTTL ${ttl})`);
+    }
+  });
+
   it('API keys without maxKeyPublishRate are not counted: nothing is asked of Redis', async () => {
     const p = `t${++prefix}`;
     const a = budgets(p, { maxPublishRate: 1 });

@@ -1,0 +1,364 @@
+/**
+ * Tokens without a clientId (PROTOCOL.md §10, §14): each token is one holder with budgets of its
+ * own — publish operations and bytes per second, inbound bytes per second, request bodies and
+ * WebSocket messages read at once. One anonymous visitor of a public app (who holds one token) can
+ * spend or hold only its own, never those of every other anonymous visitor of the key. Real servers
+ * on port 0 and real sockets: holder A exhausts or holds everything it can, holder B (another token
+ * of the same key, also without a clientId) is still served. What bounds the anonymous tokens of a
+ * key together (their connections and connection rate) stays per key.
+ */
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { describe, it } from 'node:test';
+import type { ServerFrame } from '@mooring/protocol';
+import { redisSkipReason } from '@mooring/testkit';
+import type { WebSocket } from 'ws';
+import type { Connection } from '../src/connection.ts';
+import { BODIES_PER_IDENTITY, InboundBudget } from '../src/inbound-budget.ts';
+import { createToken, type MooringServer } from '../src/index.ts';
+import { InboundGate } from '../src/websocket-transport.ts';
+import { metricsText, metricValue, rest, startFixture, TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
+import { reply, StalledClient } from './support/stalled-client.ts';
+
+const outcome = (f: ServerFrame) => (f.type === 'error' ? f.error.code : 'ok');
+
+/** Two different tokens of the test key without a clientId (two visitors of a public app). */
+async function twoAnonymous(): Promise<[string, string]> {
+  const [a, b] = await Promise.all([
+    createToken(TEST_KEY, { ttl: 60 * 60 * 1000 }),
+    createToken(TEST_KEY, { ttl: 61 * 60 * 1000 }),
+  ]);
+  assert.notEqual(a.token, b.token);
+  return [a.token, b.token];
+}
+
+/** Resolves with `promise`'s value, or rejects after `ms` naming `what` (a generous bound, not a timing). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const waitedOn = async (server: MooringServer) =>
+  metricValue(await metricsText(server), 'mooring_inbound_bodies_waited_total') ?? 0;
+
+const redisSkip = redisSkipReason();
+
+describe('anonymous tokens: one holder cannot spend the publish budgets of the others', () => {
+  it('two tokens without a clientId minted in the same second for the same capability are two tokens', async () => {
+    const now = Date.now();
+    const [a, b] = await Promise.all([createToken(TEST_KEY, {}, now), createToken(TEST_KEY, {}, now)]);
+    assert.notEqual(a.token, b.token, 'two visitors given tokens at once are two holders');
+  });
+
+  for (const kind of ['memory', 'redis'] as const) {
+    it(
+      `operations per second (${kind}): A spends its maxPublishRate; B's publish is still stored`,
+      { skip: kind === 'redis' ? (redisSkip ?? false) : false },
+      async () => {
+        const fx = await startFixture(kind, { limits: { maxPublishRate: 100 } });
+        try {
+          const [a, b] = await twoAnonymous();
+          const ops = Array.from({ length: 100 }, (_, i) => ({ name: 'n', data: i }));
+          const publish = (token: string) =>
+            rest(fx.server, '/v1/channels/session:anon/messages', { key: token, body: ops });
+          assert.equal((await publish(a)).status, 200, "A's burst");
+          const refused = await publish(a);
+          assert.equal(refused.status, 429, 'A is held to its budget');
+          assert.match(JSON.stringify(refused.body), /operations/);
+          // over a connection too: B's publishes draw on B's budget, not on what A left
+          const ws = await RawClient.connect(fx.server.url, { token: b });
+          assert.equal(
+            outcome(await ws.request({ type: 'publish', channel: 'session:anon', ops })),
+            'ok',
+            "B's publish is acknowledged while A's budget is spent",
+          );
+          assert.equal((await publish(b)).status, 429, 'B is held to its own budget');
+          await ws.close();
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+
+    it(
+      `bytes per second (${kind}): A spends its maxPublishBytesRate; B's publish is still stored`,
+      { skip: kind === 'redis' ? (redisSkip ?? false) : false },
+      async () => {
+        const fx = await startFixture(kind, { limits: { maxPublishBytesRate: 100_000 } });
+        try {
+          const [a, b] = await twoAnonymous();
+          const sized = [
+            { name: 'blob', data: 'x'.repeat(45_000) },
+            { name: 'blob', data: 'x'.repeat(45_000) },
+          ];
+          const publish = (token: string) =>
+            rest(fx.server, '/v1/channels/session:anon/messages', { key: token, body: sized });
+          assert.equal((await publish(a)).status, 200, "A's burst");
+          const refused = await publish(a);
+          assert.equal(refused.status, 429, 'A is held to its budget');
+          assert.match(JSON.stringify(refused.body), /bytes/);
+          assert.equal((await publish(b)).status, 200, "B's publish is stored while A's budget is spent");
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+  }
+
+  it('a holder that renews its token (auth frame) draws on the new token’s publish budget', async () => {
+    const fx = await startFixture('memory', { limits: { maxPublishRate: 100 } });
+    try {
+      const [first, renewed] = await twoAnonymous();
+      const ws = await RawClient.connect(fx.server.url, { token: first });
+      const ops = Array.from({ length: 100 }, (_, i) => ({ name: 'n', data: i }));
+      const publish = () => ws.request({ type: 'publish', channel: 'session:anon', ops });
+      assert.equal(outcome(await publish()), 'ok');
+      assert.equal(outcome(await publish()), 'rate_limited');
+      assert.equal((await ws.request({ type: 'auth', token: renewed })).type, 'authorized');
+      assert.equal(outcome(await publish()), 'ok', 'the new token has a budget of its own');
+      assert.equal(outcome(await publish()), 'rate_limited');
+      await ws.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe('anonymous tokens: one holder cannot stop the others being read', () => {
+  it("inbound bytes: A far over maxInboundBytesRate; B's WebSocket frames are still read", async () => {
+    // 1,000 bytes per second after a burst of two 16 KiB frames: A's 60 kB (one socket read) leave
+    // it ~27 s in debt
+    const fx = await startFixture('memory', {
+      limits: { maxInboundBytesRate: 1_000, maxFrameSize: 16 * 1024 },
+    });
+    const clients: StalledClient[] = [];
+    try {
+      const [a, b] = await twoAnonymous();
+      const open = async (token: string) => {
+        const client = await StalledClient.connect(fx.server.url, `/v1/connect?token=${token}`);
+        clients.push(client);
+        await client.until('"connected"');
+        return client;
+      };
+      const ping = (ref: number) => StalledClient.frame(JSON.stringify({ type: 'ping', ref }));
+      const publish = (ref: number) =>
+        StalledClient.frame(
+          JSON.stringify({
+            type: 'publish',
+            channel: 'session:anon',
+            ref,
+            ops: [{ data: 'x'.repeat(15_000) }],
+          }),
+        );
+      const holderA = await open(a);
+      holderA.write(Buffer.concat([1, 2, 3, 4].map(publish)));
+      await holderA.until(reply('ack', 4), 60_000); // all read: A is deep in debt
+      holderA.write(ping(7));
+
+      const holderB = await open(b);
+      holderB.write(ping(1));
+      await holderB.until(reply('pong', 1)); // the read that takes a budget over is handled anyway
+      holderB.write(ping(2));
+      await holderB.until(reply('pong', 2), 10_000); // B's next read does not wait for A's debt
+      assert.doesNotMatch(holderA.received, reply('pong', 7), 'A itself still waits for its budget');
+    } finally {
+      for (const client of clients) client.destroy();
+      await fx.close();
+    }
+  });
+
+  it("body slots: A's REST bodies left part-sent hold only A's slots; B's publish is read and stored", async () => {
+    const fx = await startFixture('memory');
+    const stalled: ReturnType<typeof httpRequest>[] = [];
+    try {
+      const [a, b] = await twoAnonymous();
+      const url = new URL('/v1/channels/session:anon/messages', fx.server.url);
+      for (let i = 0; i < BODIES_PER_IDENTITY; i++) {
+        const req = httpRequest(url, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${a}`,
+            'content-type': 'application/json',
+            'content-length': '100000',
+          },
+        });
+        req.on('error', () => {});
+        req.write('{"ops":[{"data":"'); // and nothing more: until Node's requestTimeout (300 s)
+        stalled.push(req);
+      }
+      const publish = (token: string) =>
+        fetch(url, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ ops: [{ data: 'hi' }] }),
+        });
+      // A's own next publish waits for one of its slots: then all of A's are held
+      const mine = publish(a);
+      mine.catch(() => {});
+      await until(async () => (await waitedOn(fx.server)) >= 1, "A's ninth body waits for a slot");
+      const theirs = await within(publish(b), 10_000, "B's publish");
+      assert.equal(theirs.status, 200, "B's body is read while A holds all of its slots");
+      stalled.shift()!.destroy();
+      assert.equal((await mine).status, 200, "A's waits for its own slot only");
+    } finally {
+      for (const req of stalled) req.destroy();
+      await fx.close();
+    }
+  });
+
+  it("body slots: A's WebSocket messages left part-sent hold only A's slots; B's message is read", async () => {
+    const fx = await startFixture('memory');
+    const clients: StalledClient[] = [];
+    try {
+      const [a, b] = await twoAnonymous();
+      const open = async (token: string) => {
+        const client = await StalledClient.connect(fx.server.url, `/v1/connect?token=${token}`);
+        clients.push(client);
+        await client.until('"connected"');
+        return client;
+      };
+      const ping = (ref: number) => StalledClient.frame(JSON.stringify({ type: 'ping', ref }));
+      // a publish of 80 KB, sent as its first half and, later, the rest
+      const publish = (ref: number) => {
+        const data = 'x'.repeat(40_000);
+        const frame = StalledClient.frame(
+          JSON.stringify({ type: 'publish', channel: 'session:anon', ref, ops: [{ data }, { data }] }),
+        );
+        return { first: frame.subarray(0, 40_000), rest: frame.subarray(40_000) };
+      };
+      for (let i = 0; i < BODIES_PER_IDENTITY; i++) {
+        const holder = await open(a);
+        holder.write(Buffer.concat([ping(1), publish(100 + i).first]));
+        await holder.until(reply('pong', 1)); // read: its message holds a slot from here
+      }
+      // A's ninth waits for a slot: then all of A's are held
+      const ninth = await open(a);
+      ninth.write(Buffer.concat([ping(1), publish(200).first]));
+      await until(async () => (await waitedOn(fx.server)) >= 1, "A's ninth message waits for a slot");
+
+      const holderB = await open(b);
+      const theirs = publish(5);
+      holderB.write(theirs.first);
+      await new Promise((r) => setTimeout(r, 100)); // the rest comes in a later read
+      holderB.write(Buffer.concat([theirs.rest, ping(6)]));
+      await holderB.until(reply('pong', 6), 10_000);
+      await holderB.until(reply('ack', 5), 10_000);
+    } finally {
+      for (const client of clients) client.destroy();
+      await fx.close();
+    }
+  });
+});
+
+describe('anonymous tokens: a renewal moves the connection to the new token’s inbound budget', () => {
+  it("a WebSocket renewed to another token: A's debt is the new token's, the old token's other connection is read", async () => {
+    const fx = await startFixture('memory', {
+      limits: { maxInboundBytesRate: 1_000, maxFrameSize: 16 * 1024 },
+    });
+    const clients: StalledClient[] = [];
+    try {
+      const [first, renewed] = await twoAnonymous();
+      const open = async (token: string) => {
+        const client = await StalledClient.connect(fx.server.url, `/v1/connect?token=${token}`);
+        clients.push(client);
+        await client.until('"connected"');
+        return client;
+      };
+      const ping = (ref: number) => StalledClient.frame(JSON.stringify({ type: 'ping', ref }));
+      const publish = (ref: number) =>
+        StalledClient.frame(
+          JSON.stringify({
+            type: 'publish',
+            channel: 'session:anon',
+            ref,
+            ops: [{ data: 'x'.repeat(15_000) }],
+          }),
+        );
+      const renewing = await open(first);
+      renewing.sendText(JSON.stringify({ type: 'auth', token: renewed, ref: 1 }));
+      await renewing.until(reply('authorized', 1));
+      renewing.write(Buffer.concat([2, 3, 4, 5].map(publish)));
+      await renewing.until(reply('ack', 5), 60_000); // ~27 s in debt: the renewed token's
+      renewing.write(ping(7));
+
+      const stayed = await open(first);
+      stayed.write(ping(1));
+      await stayed.until(reply('pong', 1));
+      stayed.write(ping(2));
+      await stayed.until(reply('pong', 2), 10_000); // the old token's budget is not in debt
+      assert.doesNotMatch(renewing.received, reply('pong', 7), 'the renewed connection still waits');
+    } finally {
+      for (const client of clients) client.destroy();
+      await fx.close();
+    }
+  });
+
+  it('the gate follows the renewal: a message begun before keeps its slot with the old token, the rest counts for the new one', () => {
+    let now = 0;
+    const budget = new InboundBudget(1_000, 1_000, { now: () => now });
+    const ws = { OPEN: 1, readyState: 1, pause() {}, resume() {} };
+    const connection = { alive: false, inbound: { budget, key: 'a' } };
+    const gate = new InboundGate(
+      ws as unknown as WebSocket,
+      connection as unknown as Connection,
+      budget,
+      'a',
+    );
+    const frame = StalledClient.frame(JSON.stringify({ type: 'ping', data: 'x'.repeat(1_500) }));
+    gate.read(frame.subarray(0, 500)); // begun: a slot of 'a'
+    for (let i = 1; i < BODIES_PER_IDENTITY; i++)
+      assert.equal(budget.enter('a', { granted: () => {} }), true);
+    const ninth = { granted: () => {} };
+    assert.equal(budget.enter('a', ninth), false, "the gate holds one of 'a''s slots");
+    budget.cancel('a', ninth);
+    for (let i = 1; i < BODIES_PER_IDENTITY; i++) budget.leave('a');
+
+    connection.inbound = { budget, key: 'b' }; // renewed
+    gate.read(frame.subarray(500)); // the rest: counted for 'b', the slot given back to 'a'
+    assert.ok(budget.take('b', 500) > 0, "the rest of the message was counted for 'b'");
+    for (let i = 0; i < BODIES_PER_IDENTITY; i++)
+      assert.equal(budget.enter('a', { granted: () => {} }), true, "'a''s slot was given back");
+    for (let i = 0; i < BODIES_PER_IDENTITY; i++) budget.leave('a');
+    now += 10_000;
+    assert.equal(budget.size, 1, "'a' is no longer held by the gate; 'b' is");
+    gate.closed();
+    now += 10_000;
+    assert.equal(budget.size, 0, 'closed: nothing held');
+  });
+});
+
+describe('anonymous tokens: what bounds them together stays per key', () => {
+  it('maxAnonymousConnectRate counts the connection requests of every anonymous token of the key together', async () => {
+    // a burst of twice maxAnonymousConnectionsPerKey (4), then 1 per second, whichever tokens
+    const fx = await startFixture('memory', {
+      limits: { maxAnonymousConnectRate: 1, maxAnonymousConnectionsPerKey: 2 },
+    });
+    try {
+      const tokens = await Promise.all(
+        Array.from({ length: 5 }, () => createToken(TEST_KEY).then((t) => t.token)),
+      );
+      assert.equal(new Set(tokens).size, 5, 'five holders');
+      for (const token of tokens.slice(0, 4)) {
+        const c = await RawClient.connect(fx.server.url, { token });
+        c.ws.terminate();
+      }
+      const polled = await fetch(`${fx.server.url}/v1/connect/poll?token=${encodeURIComponent(tokens[4]!)}`);
+      assert.equal(polled.status, 429, 'a fifth token buys no more connection requests');
+      assert.equal(((await polled.json()) as { error: { code: string } }).error.code, 'rate_limited');
+    } finally {
+      await fx.close();
+    }
+  });
+});
