@@ -326,16 +326,39 @@ describe('anonymous tokens: a renewal moves the connection to the new token’s 
     for (let i = 1; i < BODIES_PER_IDENTITY; i++) budget.leave('a');
 
     connection.inbound = { budget, key: 'b' }; // renewed
-    gate.read(frame.subarray(500)); // the rest: counted for 'b', the slot given back to 'a'
-    assert.ok(budget.take('b', 500) > 0, "the rest of the message was counted for 'b'");
-    for (let i = 0; i < BODIES_PER_IDENTITY; i++)
-      assert.equal(budget.enter('a', { granted: () => {} }), true, "'a''s slot was given back");
-    for (let i = 0; i < BODIES_PER_IDENTITY; i++) budget.leave('a');
-    now += 10_000;
-    assert.equal(budget.size, 1, "'a' is no longer held by the gate; 'b' is");
+    gate.read(frame.subarray(500, 1_000)); // more of it: counted for 'b', the slot still 'a''s
+    now += 10_000; // 'a' is full again: kept only because the gate's slot is there
+    budget.hold('a'); // another connection of the old token
+    for (let i = 1; i < BODIES_PER_IDENTITY; i++)
+      assert.equal(budget.enter('a', { granted: () => {} }), true);
+    const over = { granted: () => {} };
+    assert.equal(budget.enter('a', over), false, "the gate's slot is still held at 'a'");
+    budget.cancel('a', over);
+    for (let i = 1; i < BODIES_PER_IDENTITY; i++) budget.leave('a');
+    budget.release('a');
+    gate.read(frame.subarray(1_000)); // the rest: counted for 'b', the slot given back to 'a'
+    assert.ok(budget.take('b', 1_000) > 0, "the rest of the message was counted for 'b'");
+    assert.equal(budget.size, 1, "the slot given back, 'a' is held no more (and full: dropped); 'b' is");
     gate.closed();
     now += 10_000;
     assert.equal(budget.size, 0, 'closed: nothing held');
+
+    // renewed back to the token its message began with: that key is held once, not twice
+    connection.inbound = { budget, key: 'a' };
+    const back = new InboundGate(
+      ws as unknown as WebSocket,
+      connection as unknown as Connection,
+      budget,
+      'a',
+    );
+    back.read(frame.subarray(0, 500));
+    connection.inbound = { budget, key: 'b' };
+    back.read(frame.subarray(500, 1_000));
+    connection.inbound = { budget, key: 'a' };
+    back.read(frame.subarray(1_000));
+    back.closed();
+    now += 10_000;
+    assert.equal(budget.size, 0, 'closed after renewing back and forth: nothing held');
   });
 });
 
