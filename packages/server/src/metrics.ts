@@ -28,7 +28,7 @@ export class Metrics {
   readonly inboundBodiesWaited: Counter;
   /** The leases this node holds or waits on (`mooring_leases`), read when /metrics is scraped. */
   leaseCount: () => number = () => 0;
-  /** Token identities with an inbound budget on this node (`mooring_inbound_identities`). */
+  /** Token holders with an inbound budget on this node (`mooring_inbound_identities`). */
   inboundIdentities: () => number = () => 0;
   readonly publishSeconds: Histogram;
   readonly storeSeconds: Histogram<'operation'>;
@@ -118,7 +118,7 @@ export class Metrics {
     const metrics = this;
     new Gauge({
       name: 'mooring_inbound_identities',
-      help: 'Token identities with a maxInboundBytesRate budget on this node: a connection or a request body being read now, or a budget still refilling',
+      help: 'Token holders (key + clientId, or one token without a clientId) with a maxInboundBytesRate budget on this node: a connection or a request body being read now, or a budget still refilling',
       registers,
       collect() {
         this.set(metrics.inboundIdentities());
