@@ -163,6 +163,8 @@ export class Channel {
         ensureConnecting: () => host.ensureConnecting(),
         attach: () => this.attach(),
         report: (error) => this.#emitter.emit('error', error),
+        timers: host.timers,
+        retryIn: (attempt) => host.retryIn(attempt),
       },
       (i) => {
         presence = i;

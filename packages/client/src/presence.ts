@@ -27,6 +27,8 @@ import type { MooringError } from './errors.ts';
 import { frameLimit, frameTooLarge, measure } from './frame-size.ts';
 import type { PresenceAction, PresenceEvent } from './presence-members.ts';
 import { PresenceMembers } from './presence-members.ts';
+import type { Timers } from './timers.ts';
+import { TimerSlot } from './timers.ts';
 
 /** What presence needs from its channel and the client. */
 export interface PresenceHost {
@@ -39,6 +41,9 @@ export interface PresenceHost {
   attach(): Promise<unknown>;
   /** An automatic re-enter failed: reported on the channel's `error` event. */
   report(error: MooringError): void;
+  readonly timers: Timers;
+  /** The delay before retry number `attempt` (1, 2, …): the connection's backoff, with jitter. */
+  retryIn(attempt: number): number;
 }
 
 /** How the channel drives its presence; handed over at construction. */
@@ -88,11 +93,15 @@ export class Presence {
   #confirmed: { data: JsonValue | undefined } | undefined;
   /** True once the `sync` of the current attachment arrived. */
   #synced = false;
+  /** An automatic re-enter refused for a moment (`retryable`) is made again after a backoff. */
+  readonly #retry: TimerSlot;
+  #refusals = 0;
   #syncWaiters: Waiter<PresenceMember[]>[] = [];
 
   constructor(channel: string, host: PresenceHost, register: (internals: PresenceInternals) => void) {
     this.channel = channel;
     this.#host = host;
+    this.#retry = new TimerSlot(host.timers);
     register({
       onConnected: (resumed) => this.#onConnected(resumed),
       onAttaching: () => {
@@ -259,6 +268,7 @@ export class Presence {
     const request = ref === undefined ? undefined : this.#byRef.get(ref);
     if (!request) return false;
     this.#remove(request);
+    this.#refusals = 0;
     this.#confirmed = request.action === 'leave' ? undefined : { data: request.data };
     request.resolve();
     return true;
@@ -267,6 +277,19 @@ export class Presence {
   #onError(ref: Ref | undefined, error: MooringError): boolean {
     const request = ref === undefined ? undefined : this.#byRef.get(ref);
     if (!request) return false;
+    if (request.automatic && error.retryable) {
+      // The membership's restore refused for a moment (the presence store down: a Redis restart):
+      // made again after a backoff, as the attach is — not left out of the set until a reconnect.
+      this.#byRef.delete(ref!);
+      request.ref = undefined;
+      request.generation = -1;
+      this.#refusals++;
+      this.#retry.set(this.#host.retryIn(this.#refusals), () => {
+        if (this.#requests.includes(request) && this.#host.connection.state === 'connected')
+          this.#send(request);
+      });
+      return true;
+    }
     this.#remove(request);
     request.reject(error);
     return true;
@@ -293,6 +316,7 @@ export class Presence {
   #onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void {
     // Like publishes: fail fast. A rejected request may have reached the server; repeating it is safe.
     // An automatic re-enter is simply made again on the next connection.
+    this.#retry.clear();
     const requests = this.#requests.splice(0);
     this.#byRef.clear();
     for (const request of requests) if (!request.automatic) request.reject(error);

@@ -205,6 +205,51 @@ describe('presence across reconnects', () => {
     );
   });
 
+  it('an automatic re-enter refused for a moment (retryable: the presence store down) is made again after a backoff, unreported', async () => {
+    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
+    const t1 = await connect();
+    const channel = client.channels.get('room');
+    const errors: MooringError[] = [];
+    channel.on('error', (e) => errors.push(e));
+    const entered = channel.presence.enter('here');
+    ack(t1, sent(t1, 'presence')[0]!.ref);
+    await entered;
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected({ resumed: false });
+    const unavailable = {
+      code: 'store_unavailable',
+      status: 503,
+      retryable: true,
+      message: 'the presence store cannot be reached',
+    } as const;
+    for (let refusal = 1; refusal <= 2; refusal++) {
+      const reenter = sent(t2, 'presence').at(-1)!;
+      assert.deepEqual([reenter.action, reenter.data], ['enter', 'here']);
+      t2.frame({ type: 'error', ref: reenter.ref, channel: 'room', error: unavailable });
+      assert.equal(sent(t2, 'presence').length, refusal, 'not at once: after a backoff');
+      t2.activity();
+      timers.advance(1_000 * 2 ** (refusal - 1));
+      assert.equal(sent(t2, 'presence').length, refusal + 1, `made again after refusal ${refusal}`);
+    }
+    ack(t2, sent(t2, 'presence').at(-1)!.ref);
+    assert.deepEqual(errors, [], 'a refusal for a moment is nobody’s error');
+    // a permanent refusal is still reported
+    await drop(t2, timers);
+    const t3 = transports.last();
+    t3.connected({ resumed: false });
+    t3.frame({
+      type: 'error',
+      ref: sent(t3, 'presence').at(-1)!.ref,
+      channel: 'room',
+      error: { code: 'forbidden', status: 403, retryable: false, message: 'no presence capability' },
+    });
+    assert.deepEqual(
+      (errors as MooringError[]).map((e) => e.code),
+      ['forbidden'],
+    );
+  });
+
   it('a pending request replaces the automatic re-enter (no enter-then-leave)', async () => {
     const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
     const t1 = await connect();
