@@ -64,7 +64,7 @@ export const DEFAULT_LIMITS = {
   maxConnectRate: 10,
   /** The same for a key's anonymous tokens together, after a burst of twice `maxAnonymousConnectionsPerKey`. */
   maxAnonymousConnectRate: 250,
-  /** Message leases held at once by one identity (key + clientId). */
+  /** Message leases held at once by one holder (key + clientId, or one token without a clientId). */
   maxLeasesPerClient: 1_000,
   /**
    * Other frames (ping, attach, detach, presence, auth) one connection may send per second, after a

@@ -43,7 +43,10 @@ export interface AttachOutlet {
    * connection catching up many channels for a reader that stopped holds one page, not one each.
    */
   turn<T>(run: () => Promise<T>): Promise<T>;
-  /** Who reads (an identity key): its catch-up reads take their share of the slots (read-limiter.ts). */
+  /**
+   * Who reads (a holder key, `holderKey`: one token without a clientId is a reader of its own):
+   * its catch-up reads take their share of the slots (read-limiter.ts).
+   */
   reader(): string;
   /**
    * Bytes of live deliveries held while catching up changed by `delta` (negative: released). The

@@ -18,7 +18,7 @@ import {
 import { type Access, type Operation, requireAccess } from './capabilities.ts';
 import { type AttachOutlet, ChannelAttachment } from './channel-attachment.ts';
 import type { Hub } from './hub.ts';
-import { identityKey } from './identity-budgets.ts';
+import { holderKey } from './identity-budgets.ts';
 import { LeaseManager, type LeaseManagerOptions, type Leases, type Reservation } from './leases.ts';
 import { markOrigin } from './message-origin.ts';
 import { Metrics } from './metrics.ts';
@@ -43,6 +43,11 @@ export interface PublishIdentity {
   /** True for a token holder, false for an API key. */
   viaToken: boolean;
   clientId?: string;
+  /**
+   * A token without a clientId: which token (`Identity.holder`). Its leases are counted apart from
+   * the key's other anonymous tokens' (`holderKey`, `maxLeasesPerClient`).
+   */
+  holder?: string;
   access: Access;
   /** The publishing connection, when there is one (leases are held by it). */
   connectionId?: string;
@@ -92,7 +97,7 @@ export function assertChannelName(channel: string): void {
     );
 }
 
-/** The leases a publish takes, and the identity they count against. */
+/** The leases a publish takes, and the holder they count against (`holderKey`). */
 interface LeaseClaim {
   owner: string;
   taking: number;
@@ -307,11 +312,13 @@ export class ChannelService {
   }
 
   /**
-   * The identity new leases count against, after checking that it may take them: each lease is a
-   * timer and a row, so one identity holds at most `maxLeasesPerClient` (`too_many_leases`). The
-   * leases a publish takes are reserved at once, until they are recorded (`#unreserve`): publishes
-   * of one identity in flight together (pipelined on a connection, or on several Redis nodes) are
-   * counted together. A promise where leases are counted across nodes (Redis).
+   * The holder new leases count against (`holderKey`: key + clientId, or one token without a
+   * clientId, so one anonymous visitor cannot use up the leases of every other), after checking
+   * that it may take them: each lease is a timer and a row, so one holder holds at most
+   * `maxLeasesPerClient` (`too_many_leases`). The leases a publish takes are reserved at once, until
+   * they are recorded (`#unreserve`): publishes of one holder in flight together (pipelined on a
+   * connection, or on several Redis nodes) are counted together. A promise where leases are counted
+   * across nodes (Redis).
    */
   #leaseClaim(
     channel: string,
@@ -332,13 +339,13 @@ export class ChannelService {
         taking++;
     }
     if (!leased) return undefined; // no lease to take or hold: most publishes (a run's tokens)
-    const claim: LeaseClaim = { owner: identityKey(identity), taking };
+    const claim: LeaseClaim = { owner: holderKey(identity), taking };
     if (taking === 0) return claim;
     const max = this.limits.maxLeasesPerClient;
     const refuse = (held: number): ServerError =>
       new ServerError(
         'too_many_leases',
-        `${identity.clientId === undefined ? 'this identity' : `clientId ${identity.clientId}`} already holds ${held} message leases (limit ${max}); end some runs (lease: 0) first`,
+        `${identity.clientId !== undefined ? `clientId ${identity.clientId}` : identity.viaToken && identity.holder !== undefined ? 'this token (without a clientId)' : 'this identity'} already holds ${held} message leases (limit ${max}); end some runs (lease: 0) first`,
       );
     // checked and reserved in one step (on Redis, in Redis): publishes in flight together count
     // together, and the first to arrive get the leases
@@ -512,7 +519,8 @@ export class ChannelService {
 
   /**
    * A catch-up page: waits for a read slot (never refused: the attach is already under way).
-   * `reader`: who reads (an identity key), whose reads yield to others' past half of the slots.
+   * `reader`: who reads (a holder key, `holderKey`), whose reads yield to others' past half of the
+   * slots.
    */
   readSince(
     channel: string,

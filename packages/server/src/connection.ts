@@ -33,7 +33,7 @@ import { requireAccess } from './capabilities.ts';
 import { type AttachOutlet, CATCHUP_QUEUE_BYTES, type ChannelAttachment } from './channel-attachment.ts';
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
-import { holderKey, identityKey, type RateBudgets } from './identity-budgets.ts';
+import { holderKey, type RateBudgets } from './identity-budgets.ts';
 import type { InboundBudget, Pace } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import { encodeSync, type Presence } from './presence.ts';
@@ -170,7 +170,7 @@ export class Connection {
       return turn;
     },
     // made when a catch-up reads, not kept per connection
-    reader: () => identityKey(this.#identity),
+    reader: () => holderKey(this.#identity),
   };
   /** The catch-up pages of this connection's channels, one after another (`AttachOutlet.turn`). */
   #catchUpTurns: Promise<void> = NO_TURN;

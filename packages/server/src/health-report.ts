@@ -87,7 +87,7 @@ export async function conversationReport(
   access: Access,
   channel: string,
   limitParam: string | null,
-  /** Who asks (an identity key): its share of the read slots is bounded (read-limiter.ts). */
+  /** Who asks (a holder key, `holderKey`): its share of the read slots is bounded (read-limiter.ts). */
   reader?: string,
 ): Promise<ConversationReport> {
   requireAccess(access, channel, 'history');

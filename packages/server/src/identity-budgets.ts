@@ -135,8 +135,9 @@ export function identityKey(identity: BudgetIdentity): string {
 
 /**
  * The budget key of one holder: `identityKey`, except for a token without a clientId, which is a
- * holder of its own (the token, `Identity.holder`): the publish rates, the inbound bytes rate and
- * the bodies read at once of one anonymous token are not those of the key's other anonymous tokens.
+ * holder of its own (the token, `Identity.holder`): the publish rates, the inbound bytes rate, the
+ * bodies read at once, the share of the read slots (read-limiter.ts) and the leases
+ * (`maxLeasesPerClient`) of one anonymous token are not those of the key's other anonymous tokens.
  */
 export function holderKey(identity: BudgetIdentity): string {
   if (!identity.viaToken || identity.clientId !== undefined || identity.holder === undefined)

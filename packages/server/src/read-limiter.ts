@@ -5,16 +5,17 @@
  * refuses with `rate_limited` (retryable) instead of queueing without bound — callers that must not
  * fail (a catch-up) pass `wait: 'always'`.
  *
- * Shares per owner (an identity: key + clientId). A history page holds its slot while it is
- * streamed, at the pace its reader takes it, so a client that asks for pages and never reads them
- * held every slot, and every other client's history was refused. A read that names its owner runs
- * only while that owner holds fewer than half the slots, and waits only while it has fewer than a
- * quarter of the queue; when a slot frees, the first waiter whose owner is under its share takes
- * it. So one identity can take at most half the slots and a quarter of the line.
+ * Shares per owner (a holder, `holderKey`: key + clientId, or one token without a clientId, so one
+ * anonymous visitor's reads are not every other anonymous visitor's of the key). A history page
+ * holds its slot while it is streamed, at the pace its reader takes it, so a client that asks for
+ * pages and never reads them held every slot, and every other client's history was refused. A read
+ * that names its owner runs only while that owner holds fewer than half the slots, and waits only
+ * while it has fewer than a quarter of the queue; when a slot frees, the first waiter whose owner is
+ * under its share takes it. So one holder can take at most half the slots and a quarter of the line.
  *
  * `share: 'contended'` (catch-up pages) holds owners to their half only while others wait: a slot is
  * held for the store read alone, not while a reader takes the page, so an owner may use every idle
- * slot, and when one frees, a waiter of an owner under its share goes first. One identity's many
+ * slot, and when one frees, a waiter of an owner under its share goes first. One holder's many
  * connections catching up at once then delay another's catch-up by one read, not by their queue.
  */
 import { ServerError } from './server-error.ts';

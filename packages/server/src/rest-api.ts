@@ -20,7 +20,7 @@ import { type Access, Capability, type Operation, requireAccess } from './capabi
 import { assertChannelName, type ChannelService } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
 import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
-import { identityKey, type RateBudgets } from './identity-budgets.ts';
+import { holderKey, type RateBudgets } from './identity-budgets.ts';
 import { type Pace, type PacedRead, paced } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import type { MetricsHistory } from './metrics-history.ts';
@@ -176,7 +176,7 @@ export class RestApi {
             identity.access,
             channel,
             url.searchParams.get('limit'),
-            identityKey(identity),
+            holderKey(identity),
           ),
         ),
       );
@@ -184,7 +184,7 @@ export class RestApi {
     if (match[2] === '/presence') {
       return only(method, 'GET', async () => {
         requireEither(identity.access, channel, 'presence', 'subscribe');
-        await this.#presence(res, channel, identityKey(identity));
+        await this.#presence(res, channel, holderKey(identity));
       });
     }
     if (match[2]) {
@@ -210,7 +210,7 @@ export class RestApi {
       }
       return only(method, 'GET', () => {
         requireAccess(identity.access, channel, 'history');
-        return this.#history(res, url, channel, identityKey(identity));
+        return this.#history(res, url, channel, holderKey(identity));
       });
     }
     return only(method, 'GET', async () => {

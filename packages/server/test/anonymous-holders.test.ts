@@ -1,21 +1,24 @@
 /**
- * Tokens without a clientId (PROTOCOL.md §10, §14): each token is one holder with budgets of its
- * own — publish operations and bytes per second, inbound bytes per second, request bodies and
- * WebSocket messages read at once. One anonymous visitor of a public app (who holds one token) can
+ * Tokens without a clientId (PROTOCOL.md §7.1, §10, §14): each token is one holder with budgets of
+ * its own — publish operations and bytes per second, inbound bytes per second, request bodies and
+ * WebSocket messages read at once, its share of the read slots and of their line (history pages,
+ * presence lists), message leases. One anonymous visitor of a public app (who holds one token) can
  * spend or hold only its own, never those of every other anonymous visitor of the key. Real servers
  * on port 0 and real sockets: holder A exhausts or holds everything it can, holder B (another token
  * of the same key, also without a clientId) is still served. What bounds the anonymous tokens of a
  * key together (their connections and connection rate) stays per key.
  */
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason } from '@mooring/testkit';
 import type { WebSocket } from 'ws';
 import type { Connection } from '../src/connection.ts';
 import { BODIES_PER_IDENTITY, InboundBudget } from '../src/inbound-budget.ts';
-import { createToken, type MooringServer } from '../src/index.ts';
+import { createToken, type MooringServer, startServer } from '../src/index.ts';
+import { PresenceService } from '../src/presence.ts';
+import { MemoryStore } from '../src/store/memory-store.ts';
 import { InboundGate } from '../src/websocket-transport.ts';
 import { metricsText, metricValue, rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -54,6 +57,41 @@ const waitedOn = async (server: MooringServer) =>
   metricValue(await metricsText(server), 'mooring_inbound_bodies_waited_total') ?? 0;
 
 const redisSkip = redisSkipReason();
+
+const MIB = 1024 * 1024;
+
+/**
+ * Asks for `url` with `token` and never reads the answer: a history page or presence list that
+ * holds its read slot. Destroyed by `unstick` (before the server closes: a close waits for it).
+ */
+function readNothing(url: string, token: string, unstick: Array<() => void>): void {
+  const stuck = httpRequest(url, { headers: { authorization: `Bearer ${token}` } });
+  stuck.on('error', () => {});
+  stuck.on('response', (res: IncomingMessage) => {
+    res.pause();
+    unstick.push(() => res.destroy());
+  });
+  stuck.end();
+  unstick.push(() => stuck.destroy());
+}
+
+/**
+ * Asks for `url` with `token` until an answer is a 429 (each ask may wait in line or not), at most
+ * 5 times: fewer than the server's whole line, so a refusal is the holder's share's. Its message.
+ */
+async function refusedRead(url: string, token: string): Promise<string | undefined> {
+  for (let i = 0; i < 5; i++) {
+    const ask = fetch(url, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    ask.catch(() => {});
+    const answered = await Promise.race([ask, new Promise<undefined>((r) => setTimeout(r, 100))]);
+    if (answered instanceof Response && answered.status === 429)
+      return ((await answered.json()) as { error: { message: string } }).error.message;
+  }
+  return undefined;
+}
 
 describe('anonymous tokens: one holder cannot spend the publish budgets of the others', () => {
   it('two tokens without a clientId minted in the same second for the same capability are two tokens', async () => {
@@ -384,4 +422,103 @@ describe('anonymous tokens: what bounds them together stays per key', () => {
       await fx.close();
     }
   });
+});
+
+describe('anonymous tokens: one holder cannot hold the read slots or the leases of the others', () => {
+  for (const what of ['messages', 'presence'] as const) {
+    it(`read slots (${what}): A's reads it never takes fill its share of the slots and of the line; B's is served`, async () => {
+      // two slots and a line of four: one holder runs in one and waits in one
+      const store = new MemoryStore();
+      let presence: PresenceService | undefined;
+      const server = await startServer({
+        host: '127.0.0.1',
+        port: 0,
+        keys: [TEST_KEY],
+        store,
+        limits: { maxConcurrentReads: 2, maxQueuedReads: 4 },
+        presence: (_store, options) => {
+          presence = new PresenceService(options);
+          return presence;
+        },
+      });
+      const unstick: Array<() => void> = [];
+      try {
+        // a page or a list far larger than a socket's buffers: it holds its slot while unread
+        if (what === 'messages')
+          await store.append(
+            'big',
+            [{ action: 'create', publisher: '', id: 'h', data: 'h'.repeat(16 * MIB) }],
+            {
+              maxMessageSize: 32 * MIB,
+            },
+          );
+        else {
+          const data = 'p'.repeat(250_000);
+          for (let i = 0; i < 100; i++) presence!.enter('big', `c${i}`, `member${i}`, data);
+        }
+        await store.append('small', [{ action: 'create', publisher: '', id: 's', data: 'small' }], {
+          maxMessageSize: MIB,
+        });
+        const [a, b] = await twoAnonymous();
+        const big = `${server.url}/v1/channels/big/${what}`;
+        const small = `${server.url}/v1/channels/small/${what}`;
+        for (let i = 0; i < 2; i++) readNothing(big, a, unstick);
+        const refused = await refusedRead(small, a);
+        assert.match(
+          refused ?? 'not refused',
+          /this client already has/,
+          "A's own next read is refused: its share is full",
+        );
+        const theirs = await fetch(small, {
+          headers: { authorization: `Bearer ${b}` },
+          signal: AbortSignal.timeout(10_000),
+        });
+        assert.equal(theirs.status, 200, `B's ${what} read is served while A holds its share`);
+        if (what === 'messages') {
+          const body = (await theirs.json()) as { items: Array<{ data: string }> };
+          assert.equal(body.items[0]?.data, 'small');
+        } else await theirs.text();
+      } finally {
+        for (const destroy of unstick) destroy();
+        await server.close();
+      }
+    });
+  }
+
+  for (const kind of ['memory', 'redis'] as const) {
+    it(
+      `leases (${kind}): A holds maxLeasesPerClient; B's run still takes a lease`,
+      { skip: kind === 'redis' ? (redisSkip ?? false) : false },
+      async () => {
+        const fx = await startFixture(kind, { limits: { maxLeasesPerClient: 2 } });
+        try {
+          const [a, b] = await twoAnonymous();
+          // A's runs over its connection (the connection holds their leases)
+          const ws = await RawClient.connect(fx.server.url, { token: a });
+          const run = (i: number) =>
+            ws.request({ type: 'publish', channel: 'run:anon', ops: [{ data: `A ${i}`, lease: 60_000 }] });
+          assert.equal(outcome(await run(0)), 'ok', 'a token without a clientId takes a lease');
+          assert.equal(outcome(await run(1)), 'ok');
+          const over = await run(2);
+          assert.equal(outcome(over), 'too_many_leases', 'A is held to maxLeasesPerClient');
+          // B's runs over REST (leases held by activity): B's own limit, not what A left
+          const theirs = (i: number) =>
+            rest(fx.server, '/v1/channels/run:anon/messages', {
+              key: b,
+              body: { data: `B ${i}`, lease: 60_000 },
+            });
+          assert.equal((await theirs(0)).status, 200, "B's run takes a lease while A holds all of its own");
+          assert.equal((await theirs(1)).status, 200);
+          const refused = await theirs(2);
+          assert.equal(refused.status, 429, 'B is held to its own limit');
+          assert.equal((refused.body.error as { code: string }).code, 'too_many_leases');
+          // the refusal names whose leases: this token's, not every anonymous token's of the key
+          assert.match(JSON.stringify(over), /this token \(without a clientId\) already holds 2/);
+          await ws.close();
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+  }
 });

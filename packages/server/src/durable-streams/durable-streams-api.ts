@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import type { Authenticator } from '../auth.ts';
 import { globMatches, type Operation, requireAccess } from '../capabilities.ts';
 import type { Identity } from '../connection-registry.ts';
-import { identityKey } from '../identity-budgets.ts';
+import { holderKey } from '../identity-budgets.ts';
 import type { Pace, PacedRead } from '../inbound-budget.ts';
 import { ReadLimiter } from '../read-limiter.ts';
 import { RequestAborted } from '../rest-api.ts';
@@ -74,7 +74,7 @@ export interface DurableStreamsOptions {
   maxJsonAppendBytes?: number;
   /**
    * Catch-up and long-poll pages read and streamed at once, server-wide (others wait their turn);
-   * one identity (one address on the open namespace) holds at most half. Default 8.
+   * one holder (`holderKey`; one address on the open namespace) holds at most half. Default 8.
    */
   maxConcurrentReads?: number;
   /** A read whose reader takes nothing for this long is cut, ms. Default 30,000. */
@@ -204,7 +204,7 @@ export class DurableStreamsApi {
         if (meta.softDeleted) throw gone(path);
         if (method === 'HEAD') return head(meta, path, res);
         const live = url.searchParams.get('live');
-        const owner = identity ? identityKey(identity) : `open\u0000${req.socket.remoteAddress ?? ''}`;
+        const owner = identity ? holderKey(identity) : `open\u0000${req.socket.remoteAddress ?? ''}`;
         const release =
           identity && budgets && (live === 'sse' || live === 'long-poll')
             ? await budgets.live(identity)

@@ -15,7 +15,7 @@
  * - A response waits for its turn on its socket before it reads anything, so requests pipelined on
  *   one connection do not each hold a page while earlier answers wait to be sent.
  * - A catch-up or long-poll page is read and streamed while holding a page slot (`pageSlot`: a few
- *   at once, one identity at most half), in pieces of at most `WRITE_BYTES`, each written only once
+ *   at once, one holder at most half), in pieces of at most `WRITE_BYTES`, each written only once
  *   the reader took the previous ones (`drain`), never one buffer for the whole page.
  * - SSE encodes and writes each page the same way, yielding to the event loop between pieces.
  * - A reader that takes nothing for `stallTimeout` is cut, and so is one that leaves the end of its
