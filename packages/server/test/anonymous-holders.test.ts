@@ -2,7 +2,7 @@
  * Tokens without a clientId (PROTOCOL.md §7.1, §10, §14): each token is one holder with budgets of
  * its own — publish operations and bytes per second, inbound bytes per second, request bodies and
  * WebSocket messages read at once, its share of the read slots and of their line (history pages,
- * presence lists), message leases. One anonymous visitor of a public app (who holds one token) can
+ * presence lists, catch-ups, Durable Streams pages), message leases. One anonymous visitor of a public app (who holds one token) can
  * spend or hold only its own, never those of every other anonymous visitor of the key. Real servers
  * on port 0 and real sockets: holder A exhausts or holds everything it can, holder B (another token
  * of the same key, also without a clientId) is still served. What bounds the anonymous tokens of a
@@ -19,6 +19,7 @@ import { BODIES_PER_IDENTITY, InboundBudget } from '../src/inbound-budget.ts';
 import { createToken, type MooringServer, startServer } from '../src/index.ts';
 import { PresenceService } from '../src/presence.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
+import type { RolledUpPage } from '../src/store/store.ts';
 import { InboundGate } from '../src/websocket-transport.ts';
 import { metricsText, metricValue, rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -61,18 +62,23 @@ const redisSkip = redisSkipReason();
 const MIB = 1024 * 1024;
 
 /**
- * Asks for `url` with `token` and never reads the answer: a history page or presence list that
- * holds its read slot. Destroyed by `unstick` (before the server closes: a close waits for it).
+ * Asks for `url` with `token` and never reads the answer: a history page, presence list or Durable
+ * Streams page that holds its read slot. Destroyed by `unstick` (before the server closes: a close
+ * waits for it). Resolves once the answer began (its slot is held from before).
  */
-function readNothing(url: string, token: string, unstick: Array<() => void>): void {
+function readNothing(url: string, token: string, unstick: Array<() => void>): Promise<void> {
   const stuck = httpRequest(url, { headers: { authorization: `Bearer ${token}` } });
   stuck.on('error', () => {});
-  stuck.on('response', (res: IncomingMessage) => {
-    res.pause();
-    unstick.push(() => res.destroy());
-  });
+  const began = new Promise<void>((resolve) =>
+    stuck.on('response', (res: IncomingMessage) => {
+      res.pause();
+      unstick.push(() => res.destroy());
+      resolve();
+    }),
+  );
   stuck.end();
   unstick.push(() => stuck.destroy());
+  return began;
 }
 
 /**
@@ -424,6 +430,40 @@ describe('anonymous tokens: what bounds them together stays per key', () => {
   });
 });
 
+/** A memory store whose catch-up reads of the channels held wait until opened; `started` lists the reads begun. */
+class HeldCatchUps extends MemoryStore {
+  readonly started: string[] = [];
+  readonly #held = new Map<string, { released: Promise<void>; release: () => void }>();
+
+  hold(channel: string): void {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.#held.set(channel, { released, release });
+  }
+
+  /** Lets the reads of `channel` (of every held channel when none is named) go on. */
+  open(channel?: string): void {
+    for (const [name, gate] of [...this.#held])
+      if (channel === undefined || name === channel) {
+        gate.release();
+        this.#held.delete(name);
+      }
+  }
+
+  override async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
+    this.started.push(channel);
+    await this.#held.get(channel)?.released;
+    return super.readSince(channel, after, limit, maxBytes);
+  }
+}
+
 describe('anonymous tokens: one holder cannot hold the read slots or the leases of the others', () => {
   for (const what of ['messages', 'presence'] as const) {
     it(`read slots (${what}): A's reads it never takes fill its share of the slots and of the line; B's is served`, async () => {
@@ -462,7 +502,7 @@ describe('anonymous tokens: one holder cannot hold the read slots or the leases 
         const [a, b] = await twoAnonymous();
         const big = `${server.url}/v1/channels/big/${what}`;
         const small = `${server.url}/v1/channels/small/${what}`;
-        for (let i = 0; i < 2; i++) readNothing(big, a, unstick);
+        for (let i = 0; i < 2; i++) void readNothing(big, a, unstick);
         const refused = await refusedRead(small, a);
         assert.match(
           refused ?? 'not refused',
@@ -484,6 +524,102 @@ describe('anonymous tokens: one holder cannot hold the read slots or the leases 
       }
     });
   }
+
+  it("catch-up read slots: A's catch-ups in every slot and first in line; the slot freed goes to B's before A's next", async () => {
+    // two catch-up slots: a holder alone may use both, and one freed goes first to a waiting read of
+    // a holder under its half
+    const store = new HeldCatchUps();
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store,
+      limits: { maxConcurrentReads: 2 },
+    });
+    const clients: RawClient[] = [];
+    try {
+      for (const channel of ['session:a1', 'session:a2', 'session:a3', 'session:b']) {
+        await store.append(channel, [{ action: 'create', publisher: '', id: 'm', data: channel }], {
+          maxMessageSize: MIB,
+        });
+        if (channel !== 'session:b') store.hold(channel);
+      }
+      const [a, b] = await twoAnonymous();
+      const open = async (token: string) => {
+        const client = await RawClient.connect(server.url, { token });
+        clients.push(client);
+        return client;
+      };
+      // one connection per catch-up: a connection's catch-ups run one after another
+      const [a1, a2, a3] = [await open(a), await open(a), await open(a)];
+      a1.send({ type: 'attach', ref: 1, channel: 'session:a1', start: true });
+      a2.send({ type: 'attach', ref: 2, channel: 'session:a2', start: true });
+      await until(() => store.started.length === 2, "A's two catch-ups hold both slots");
+      a3.send({ type: 'attach', ref: 3, channel: 'session:a3', start: true });
+      await new Promise((r) => setTimeout(r, 200)); // A's third reaches the line first
+      const holderB = await open(b);
+      const answer = holderB.request({ type: 'attach', channel: 'session:b', start: true });
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(store.started, ['session:a1', 'session:a2'], "both slots A's: B's catch-up waits");
+      // a slot frees: B is under its half, A is not. Before, A's third (first in line, and B's
+      // owner the same) took it, and B waited for as long as A's reads were held
+      store.open('session:a1');
+      const attached = await within(answer, 10_000, "B's attach");
+      assert.equal(attached.type, 'attached');
+      assert.deepEqual(
+        holderB.messages('session:b').map((m) => m.data),
+        ['session:b'],
+      );
+      // B's read done, its slot goes to A's third (A alone waits now)
+      assert.deepEqual(store.started.slice(0, 3), ['session:a1', 'session:a2', 'session:b']);
+    } finally {
+      store.open();
+      for (const client of clients) client.kill();
+      await server.close();
+    }
+  });
+
+  it("Durable Streams page slots: A's page it never takes holds A's half; B's read is served, A's next waits", async () => {
+    // two page slots: one holder streams in one at a time; a page far larger than a socket's buffers
+    const fx = await startFixture('memory', {
+      durableStreams: { maxConcurrentReads: 2, maxAppendBytes: 32 * MIB, readPageBytes: 32 * MIB },
+    });
+    const unstick: Array<() => void> = [];
+    try {
+      const put = (path: string, body: BodyInit) =>
+        fetch(`${fx.server.url}/v1/stream/${path}`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/octet-stream' },
+          body,
+        });
+      assert.equal((await put('big', Buffer.alloc(24 * MIB, 'b'))).status, 201);
+      assert.equal((await put('small', Buffer.from('small'))).status, 201);
+      const [a, b] = await twoAnonymous();
+      const read = (token: string) =>
+        fetch(`${fx.server.url}/v1/stream/small?offset=-1`, {
+          headers: { authorization: `Bearer ${token}` },
+          signal: AbortSignal.timeout(20_000),
+        });
+      await readNothing(`${fx.server.url}/v1/stream/big?offset=-1`, a, unstick);
+      let mineAnswered = false;
+      const mine = read(a).then((res) => {
+        mineAnswered = true;
+        return res;
+      });
+      mine.catch(() => {});
+      // never refused, but waits: before, B's read waited behind A's half until A's page was cut (30 s)
+      const theirs = await within(read(b), 10_000, "B's read");
+      assert.equal(theirs.status, 200);
+      assert.equal(await theirs.text(), 'small', "B's read is served while A's page holds A's half");
+      assert.equal(mineAnswered, false, "A's own next read waits for its half");
+      unstick.shift()!();
+      unstick.shift()!(); // A's page given up: its slot is free
+      assert.equal(await (await mine).text(), 'small', "A's next read is served once its page is gone");
+    } finally {
+      for (const destroy of unstick) destroy();
+      await fx.close();
+    }
+  });
 
   for (const kind of ['memory', 'redis'] as const) {
     it(
