@@ -465,7 +465,9 @@ class HeldCatchUps extends MemoryStore {
 }
 
 describe('anonymous tokens: one holder cannot hold the read slots or the leases of the others', () => {
-  for (const what of ['messages', 'presence'] as const) {
+  // conversation: a bounded read holding a slot for the store read alone; A fills its share with
+  // history pages
+  for (const what of ['messages', 'presence', 'conversation'] as const) {
     it(`read slots (${what}): A's reads it never takes fill its share of the slots and of the line; B's is served`, async () => {
       // two slots and a line of four: one holder runs in one and waits in one
       const store = new MemoryStore();
@@ -484,7 +486,7 @@ describe('anonymous tokens: one holder cannot hold the read slots or the leases 
       const unstick: Array<() => void> = [];
       try {
         // a page or a list far larger than a socket's buffers: it holds its slot while unread
-        if (what === 'messages')
+        if (what !== 'presence')
           await store.append(
             'big',
             [{ action: 'create', publisher: '', id: 'h', data: 'h'.repeat(16 * MIB) }],
@@ -500,7 +502,7 @@ describe('anonymous tokens: one holder cannot hold the read slots or the leases 
           maxMessageSize: MIB,
         });
         const [a, b] = await twoAnonymous();
-        const big = `${server.url}/v1/channels/big/${what}`;
+        const big = `${server.url}/v1/channels/big/${what === 'presence' ? 'presence' : 'messages'}`;
         const small = `${server.url}/v1/channels/small/${what}`;
         for (let i = 0; i < 2; i++) void readNothing(big, a, unstick);
         const refused = await refusedRead(small, a);
