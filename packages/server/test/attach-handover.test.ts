@@ -7,19 +7,13 @@
 // On Redis (when redis-server is installed) live deliveries come through the RedisHub's bus, i.e.
 // asynchronously, as they will between nodes.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { type Message, parseSerial, type ServerFrame } from '@mooring/protocol';
-import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
-import { type MooringServer, type ServerOptions, startServer } from '../src/index.ts';
-import { RedisHub } from '../src/redis-hub.ts';
+import { type MooringServer, startServer } from '../src/index.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
-import { RedisStore } from '../src/store/redis-store.ts';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { StoreError } from '../src/store/store.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
+import { gatedServers } from './support/gated-servers.ts';
 import { type GatedRead, GatedStore } from './support/gated-store.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
 import { RawClient } from './support/raw-client.ts';
@@ -76,38 +70,8 @@ const READ_OF: Record<Mode, GatedRead> = {
   rewind: 'history',
 };
 
-const dirs: string[] = [];
-const redisSkip = redisSkipReason();
-let redis: RedisServer | undefined;
-let prefixes = 0;
-before(async () => {
-  if (!redisSkip) redis = await startRedis();
-});
-after(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-  await redis?.close();
-});
-
-type StoreKind = 'memory' | 'sqlite' | 'redis';
-
-/** A gated store of `kind`, and the server options that run it (Redis: with its RedisHub). */
-async function serverOptionsFor(kind: StoreKind): Promise<{ store: GatedStore; options: ServerOptions }> {
-  const base = { host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
-  if (kind === 'memory') {
-    const store = new GatedStore(new MemoryStore());
-    return { store, options: { ...base, store } };
-  }
-  if (kind === 'sqlite') {
-    const dir = await mkdtemp(join(tmpdir(), 'mooring-handover-'));
-    dirs.push(dir);
-    const store = new GatedStore(new SqliteStore({ path: join(dir, 'mooring.db') }));
-    return { store, options: { ...base, store } };
-  }
-  const inner = await RedisStore.open({ url: redis!.url, prefix: `handover${++prefixes}` });
-  const store = new GatedStore(inner);
-  // the hub reads the real store (its own start and repairs are not what the gate holds)
-  return { store, options: { ...base, store, hub: () => RedisHub.open({ store: inner }) } };
-}
+const servers = gatedServers('handover');
+const redisSkip = servers.redisSkip;
 
 for (const storeKind of ['memory', 'sqlite', 'redis'] as const) {
   for (const kind of ['websocket', 'sse', 'longpoll'] as const) {
@@ -118,7 +82,7 @@ for (const storeKind of ['memory', 'sqlite', 'redis'] as const) {
         for (const mode of ['start', 'from', 'live', 'rewind'] as const) {
           for (const snapshot of ['early', 'late'] as const) {
             it(`${mode}: a burst stored while the catch-up read is held (snapshot ${snapshot}) arrives once, in order, without a gap`, async (t) => {
-              const { store, options } = await serverOptionsFor(storeKind);
+              const { store, options } = await servers.optionsFor(storeKind);
               const server = await startServer(options);
               t.after(() => server.close());
               const channel = `handover-${mode}`;

@@ -3,59 +3,23 @@
 // of it — on every store, through the connection and REST. (Each store's own check: the store
 // conformance suite, "precondition (after)".)
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
-import { type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
-import { type ServerOptions, startServer } from '../src/index.ts';
-import { RedisHub } from '../src/redis-hub.ts';
-import { MemoryStore } from '../src/store/memory-store.ts';
-import { RedisStore } from '../src/store/redis-store.ts';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { startServer } from '../src/index.ts';
 import { StoreError } from '../src/store/store.ts';
 import { rest, TEST_KEY } from './support/fixture.ts';
-import { GatedStore } from './support/gated-store.ts';
+import { gatedServers } from './support/gated-servers.ts';
 import { RawClient } from './support/raw-client.ts';
 
-const dirs: string[] = [];
-const redisSkip = redisSkipReason();
-let redis: RedisServer | undefined;
-let prefixes = 0;
-before(async () => {
-  if (!redisSkip) redis = await startRedis();
-});
-after(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-  await redis?.close();
-});
-
-type StoreKind = 'memory' | 'sqlite' | 'redis';
-
-async function serverOptionsFor(kind: StoreKind): Promise<{ store: GatedStore; options: ServerOptions }> {
-  const base = { host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
-  if (kind === 'memory') {
-    const store = new GatedStore(new MemoryStore());
-    return { store, options: { ...base, store } };
-  }
-  if (kind === 'sqlite') {
-    const dir = await mkdtemp(join(tmpdir(), 'mooring-after-'));
-    dirs.push(dir);
-    const store = new GatedStore(new SqliteStore({ path: join(dir, 'mooring.db') }));
-    return { store, options: { ...base, store } };
-  }
-  const inner = await RedisStore.open({ url: redis!.url, prefix: `after${++prefixes}` });
-  const store = new GatedStore(inner);
-  return { store, options: { ...base, store, hub: () => RedisHub.open({ store: inner }) } };
-}
+const servers = gatedServers('after');
+const redisSkip = servers.redisSkip;
 
 const errorCode = (frame: ServerFrame) => (frame.type === 'error' ? frame.error.code : frame.type);
 
 for (const kind of ['memory', 'sqlite', 'redis'] as const) {
   describe(`publish precondition (${kind})`, { skip: (kind === 'redis' && redisSkip) || false }, () => {
     it('a publish sent behind one the store refused is refused too, and both resent are stored in order', async (t) => {
-      const { store, options } = await serverOptionsFor(kind);
+      const { store, options } = await servers.optionsFor(kind);
       const server = await startServer(options);
       t.after(() => server.close());
       const agent = await RawClient.connect(server.url, { clientId: 'agent' });
