@@ -109,4 +109,10 @@ export interface SessionReport {
    * channel state, whether the session was live (not catching up or reloading), channel position.
    */
   client: string;
+  /**
+   * Whether the last client instance found itself in its channel's presence set at the end (it
+   * entered when it opened; the client restores the membership across reconnects, Redis restarts
+   * and node kills); undefined when the set could not be read.
+   */
+  present: boolean | undefined;
 }

@@ -476,7 +476,7 @@ if (o.json)
 for (const e of result.examples) log(`  violation: ${e}`);
 log(
   bad === 0
-    ? `soak: OK — seed ${o.seed}: nothing lost, duplicated, reordered or stuck`
+    ? `soak: OK — seed ${o.seed}: nothing lost, duplicated, reordered or stuck; every tab in its presence set`
     : `soak: FAILED — ${bad} violations; replay the schedule with: ${replay}`,
 );
 

@@ -55,6 +55,7 @@ export function summaryTable(s: Summary): string {
       'runs missing / without transcript / extra text parts',
       `${r.missingRuns} / ${r.phantomRuns} / ${r.extraParts}`,
     ],
+    ['**own presence missing at the end** (sessions)', r.presenceMissing],
     ['streams ended `abandoned`, run resumed later', r.streamsEndedEarly],
     ['network faults', FAULT_KINDS.map((k) => `${k} ${s.faults[k]}`).join(', ')],
     [

@@ -49,6 +49,9 @@ class Driver {
   stopping = false;
   orphaned = false;
   #sending = false;
+  /** This instance's presence enter was acknowledged (until then each tick asks again). */
+  #entered = false;
+  #entering = false;
   #streamed = new Set<string>();
   #cut: Array<() => void> = [];
   #offs: Array<() => void> = [];
@@ -81,6 +84,7 @@ class Driver {
     this.client = client;
     this.session = session;
     this.#streamed = new Set();
+    this.#entered = false;
     this.#offs = [
       client.connection.on('transport', ({ current }) => {
         if (current) this.transports.add(current);
@@ -139,9 +143,31 @@ class Driver {
     })().catch((err: unknown) => reportError(`stream ${runId}: ${String(err)}`));
   }
 
+  /**
+   * Enters the session's presence set once per client instance (a tab shows who is there); the
+   * client keeps the membership from then on, whatever happens to the connection.
+   */
+  #enter(): void {
+    const session = this.session;
+    if (!session || this.#entered || this.#entering) return;
+    this.#entering = true;
+    session.channel.presence
+      .enter({ tab: this.generation })
+      .then(() => {
+        if (this.session === session) this.#entered = true;
+      })
+      .catch(() => {
+        // the connection was suspended, or the tab reloaded: the next tick asks again
+      })
+      .finally(() => {
+        this.#entering = false;
+      });
+  }
+
   /** Sends the next question once the last answer is complete. */
   tick(): void {
     const session = this.session;
+    if (session && !this.stopping) this.#enter();
     if (!session || this.stopping || this.#sending || !session.settled) return;
     const view = session.view();
     const last = view[view.length - 1];
@@ -207,6 +233,16 @@ class Driver {
     }
     const view = session?.view() ?? [];
     const last = view[view.length - 1];
+    let present: boolean | undefined;
+    if (session && ready && this.#entered) {
+      const members = await Promise.race([
+        session.channel.presence.get().catch(() => undefined),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000)),
+      ]);
+      const me = this.client?.connection.id;
+      present =
+        members === undefined || me === undefined ? undefined : members.some((m) => m.connectionId === me);
+    }
     return {
       index: this.index,
       generations: this.generation + 1,
@@ -222,6 +258,7 @@ class Driver {
       inputs: view.filter((n) => n.kind === 'input').length,
       transports: [...this.transports],
       gapsRepaired: this.gapsRepaired + (session?.channel.gapsRepaired ?? 0),
+      present,
       client: `${this.client?.connection.state}/${session?.channel.state}/${session?.live ? 'live' : 'not live'}/${session?.channel.position}`,
     };
   }

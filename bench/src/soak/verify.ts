@@ -41,6 +41,8 @@ export interface VerifyResult {
   missingRuns: number;
   phantomRuns: number;
   extraParts: number;
+  /** Sessions whose last client, entered in presence, was not in the set at the end. */
+  presenceMissing: number;
   /** Live-stream holes the users' clients detected and repaired (continuity check). */
   gapsRepaired: number;
   /** Sessions whose clients used each transport. */
@@ -98,6 +100,7 @@ export function verify(
     missingRuns: 0,
     phantomRuns: 0,
     extraParts: 0,
+    presenceMissing: 0,
     gapsRepaired: 0,
     transports: {},
     examples: [],
@@ -129,6 +132,10 @@ export function verify(
     result.gapsRepaired += report.gapsRepaired;
     const via = ` [${report.transports.join(', ')}; at the end ${report.client}]`;
     const example = (text: string) => exampleOf(`${text}${via}`);
+    if (report.present === false) {
+      result.presenceMissing++;
+      example(`session ${report.index}: the user's own presence is missing from the set at the end`);
+    }
     if (report.last.startsWith('input:') && !orphaned.has(report.index)) {
       result.stuck++;
       example(`session ${report.index}: ${report.last} never answered`);
@@ -213,5 +220,13 @@ export function verify(
 }
 
 export function totalViolations(r: VerifyResult): number {
-  return violations(r.final) + violations(r.streams) + r.stuck + r.missingRuns + r.phantomRuns + r.extraParts;
+  return (
+    violations(r.final) +
+    violations(r.streams) +
+    r.stuck +
+    r.missingRuns +
+    r.phantomRuns +
+    r.extraParts +
+    r.presenceMissing
+  );
 }
