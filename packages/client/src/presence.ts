@@ -311,6 +311,16 @@ export class Presence {
     }
     const event = this.#members.apply(frame.action, frame.member);
     if (event) this.#emit(event);
+    // This client's own membership left without its asking (the server lost it: its node died
+    // while the connection moved, a presence store that lost it): the client keeps it, so it
+    // enters again, as when a snapshot lacks it.
+    const me = this.#host.connection.id;
+    if (frame.action === 'leave' && me !== undefined && frame.member.connectionId === me) {
+      if (this.#requests.length === 0 && this.#confirmed) {
+        this.#restore();
+        for (const request of [...this.#requests]) this.#send(request);
+      }
+    }
   }
 
   #onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void {

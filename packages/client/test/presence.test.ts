@@ -250,6 +250,34 @@ describe('presence across reconnects', () => {
     );
   });
 
+  it('enters again when its own membership leaves without its asking (the server lost it), not after its own leave()', async () => {
+    const { client, connect } = fakeClient({ clientId: 'me' });
+    const t = await connect();
+    const channel = client.channels.get('room');
+    void channel.attach();
+    attachWithSync(t, []);
+    const entered = channel.presence.enter('here');
+    ack(t, sent(t, 'presence')[0]!.ref);
+    await entered;
+    const mine = member(client.connection.id!, 'me', 'here');
+    t.frame({ type: 'presence', channel: 'room', action: 'enter', member: mine });
+    // someone else leaving changes nothing
+    t.frame({ type: 'presence', channel: 'room', action: 'leave', member: member('c_other', 'you') });
+    assert.equal(sent(t, 'presence').length, 1);
+    // its own member let go by the server: entered again, with its data
+    t.frame({ type: 'presence', channel: 'room', action: 'leave', member: mine });
+    const again = sent(t, 'presence')[1];
+    assert.deepEqual([again?.action, again?.data], ['enter', 'here']);
+    ack(t, again!.ref);
+    // its own leave() is not undone
+    const leaving = channel.presence.leave();
+    t.frame({ type: 'presence', channel: 'room', action: 'leave', member: mine });
+    ack(t, sent(t, 'presence')[2]!.ref);
+    await leaving;
+    t.frame({ type: 'presence', channel: 'room', action: 'leave', member: mine });
+    assert.equal(sent(t, 'presence').length, 3);
+  });
+
   it('a pending request replaces the automatic re-enter (no enter-then-leave)', async () => {
     const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
     const t1 = await connect();

@@ -209,6 +209,8 @@ export class RedisPresence implements Presence {
    * size): written again if Redis lost them (`#heal`).
    */
   readonly #held = new Map<string, Map<string, { json: string; size: number }>>();
+  /** Connections recovered here whose members are still being taken over (`#takeOver`). */
+  readonly #resuming = new Set<string>();
   /** The run_id of the Redis that answered the last beat ('' when it does not say); none before the first. */
   #redisRun: string | undefined;
   /** On a Cluster, the run_ids of its masters as the last beat read them (sorted, joined). */
@@ -321,6 +323,7 @@ export class RedisPresence implements Presence {
   }
 
   connectionClosed(connectionId: string): void {
+    this.#resuming.delete(connectionId);
     this.#cancelPendingLeave(connectionId);
     const channels = this.channelsOf(connectionId);
     this.#budget.forget(connectionId);
@@ -332,6 +335,7 @@ export class RedisPresence implements Presence {
   }
 
   connectionLost(connectionId: string): void {
+    this.#resuming.delete(connectionId);
     if (!this.#budget.isPresent(connectionId)) return;
     this.#cancelPendingLeave(connectionId);
     this.#countDropped(connectionId).catch(this.#o.onError);
@@ -355,10 +359,37 @@ export class RedisPresence implements Presence {
    */
   connectionResumed(connectionId: string): void {
     this.#cancelPendingLeave(connectionId);
-    this.#resume(connectionId).catch(this.#o.onError);
+    this.#resuming.add(connectionId);
+    void this.#takeOver(connectionId, 0);
+  }
+
+  /**
+   * `#resume`, made again with backoff while Redis cannot answer (a restart) and the connection is
+   * still here: a take-over that failed left its members to the node that dropped it, which let
+   * them leave after the grace — a client that recovered its connection does not enter again.
+   */
+  async #takeOver(connectionId: string, attempt: number): Promise<void> {
+    try {
+      await this.#resume(connectionId);
+      this.#resuming.delete(connectionId);
+    } catch (err) {
+      this.#o.onError(err);
+      if (!this.#resuming.has(connectionId) || this.#closed || attempt >= 10) {
+        this.#resuming.delete(connectionId);
+        return;
+      }
+      setTimeout(
+        () => {
+          if (this.#resuming.has(connectionId) && !this.#closed)
+            void this.#takeOver(connectionId, attempt + 1);
+        },
+        Math.min(5_000, 250 * 2 ** attempt),
+      ).unref();
+    }
   }
 
   connectionMoved(connectionId: string): void {
+    this.#resuming.delete(connectionId);
     // dropped here before the recovery elsewhere was told (its grace running): counted among its
     // clientId's dropped connections after the recovering node took it out, so out again
     const counted = this.#pendingLeaves.has(connectionId) ? this.#clientOf.get(connectionId) : undefined;
