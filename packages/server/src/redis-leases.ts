@@ -495,13 +495,36 @@ export class RedisLeases implements Leases {
   release(channel: string, serial: string): Promise<void> {
     const field = fieldOf(channel, serial);
     this.#leases.remove(field);
-    // one script: a takeover (HOLD) between its deletes would bring the lease back
-    const released = RELEASE.run(this.#o.connection, this.#removal(field), [field]);
-    this.#track(released);
+    const released = this.#release(field);
     return released.then(
       () => undefined,
-      () => undefined, // reported by #track
+      () => this.#releaseAgain(field, 1), // reported by #track
     );
+  }
+
+  /** One script: a takeover (HOLD) between its deletes would bring the lease back. */
+  #release(field: string): Promise<unknown> {
+    const released = RELEASE.run(this.#o.connection, this.#removal(field), [field]);
+    this.#track(released);
+    return released;
+  }
+
+  /**
+   * A release that could not reach Redis (restarting) is sent again with backoff (250 ms doubling,
+   * 5 s at most, 6 tries: within the ending mark's `retryAfter` by default): its end is stored and
+   * acknowledged, and the lease left behind would mark the ended run `abandoned` once the mark runs
+   * out — its publisher, done, never sends the end again (found by the soak with Redis killed).
+   */
+  #releaseAgain(field: string, attempt: number): void {
+    if (this.#closed || attempt > 6) return;
+    const timer = setTimeout(
+      () => {
+        if (this.#closed) return;
+        this.#release(field).catch(() => this.#releaseAgain(field, attempt + 1));
+      },
+      Math.min(5_000, 250 * 2 ** (attempt - 1)),
+    );
+    timer.unref();
   }
 
   /**
