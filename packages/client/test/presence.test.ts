@@ -40,6 +40,19 @@ async function suspend(
   assert.equal(client.connection.state, 'suspended');
 }
 
+/** A client `me` attached to 'room' (an empty snapshot) whose enter with 'here' was acknowledged. */
+async function presentInRoom() {
+  const fake = fakeClient({ clientId: 'me' });
+  const t = await fake.connect();
+  const channel = fake.client.channels.get('room');
+  void channel.attach();
+  attachWithSync(t, []);
+  const entered = channel.presence.enter('here');
+  ack(t, sent(t, 'presence')[0]!.ref);
+  await entered;
+  return { ...fake, channel, t };
+}
+
 /** Drops the transport and lets the client open the next one (not yet answered). */
 async function drop(t: FakeTransport, timers: { advance(ms: number): void }) {
   t.end({ code: 1006, reason: '' });
@@ -251,14 +264,7 @@ describe('presence across reconnects', () => {
   });
 
   it('enters again when its own membership leaves without its asking (the server lost it), not after its own leave()', async () => {
-    const { client, connect } = fakeClient({ clientId: 'me' });
-    const t = await connect();
-    const channel = client.channels.get('room');
-    void channel.attach();
-    attachWithSync(t, []);
-    const entered = channel.presence.enter('here');
-    ack(t, sent(t, 'presence')[0]!.ref);
-    await entered;
+    const { client, channel, t } = await presentInRoom();
     const mine = member(client.connection.id!, 'me', 'here');
     t.frame({ type: 'presence', channel: 'room', action: 'enter', member: mine });
     // someone else leaving changes nothing
@@ -298,14 +304,7 @@ describe('presence across reconnects', () => {
   });
 
   it('enters again when the snapshot after a recovered connection lacks it (the grace ran out)', async () => {
-    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
-    const t1 = await connect();
-    const channel = client.channels.get('room');
-    void channel.attach();
-    attachWithSync(t1, []);
-    const entered = channel.presence.enter('here');
-    ack(t1, sent(t1, 'presence')[0]!.ref);
-    await entered;
+    const { client, t: t1, timers, transports } = await presentInRoom();
     const me = client.connection.id ?? '';
     await drop(t1, timers);
     const t2 = transports.last();
