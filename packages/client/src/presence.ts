@@ -250,10 +250,10 @@ export class Presence {
    * Puts the acknowledged membership back (a new identity, or one whose grace ran out). Only when
    * nothing is pending: a pending enter/update enters by itself, a pending leave makes it moot.
    */
-  #restore(): void {
+  #restore(): PresenceRequest | undefined {
     const confirmed = this.#confirmed;
-    if (!confirmed || this.#requests.length > 0) return;
-    this.#requests.push({
+    if (!confirmed || this.#requests.length > 0) return undefined;
+    const request: PresenceRequest = {
       action: 'enter',
       data: confirmed.data,
       ref: undefined,
@@ -261,7 +261,15 @@ export class Presence {
       automatic: true,
       resolve: () => {},
       reject: (error) => this.#host.report(error),
-    });
+    };
+    this.#requests.push(request);
+    return request;
+  }
+
+  /** `#restore`, sent now on the current connection (the server lost the membership meanwhile). */
+  #enterAgain(): void {
+    const request = this.#restore();
+    if (request) this.#send(request);
   }
 
   #onAck(ref: Ref | undefined): boolean {
@@ -300,10 +308,7 @@ export class Presence {
       const events = this.#members.sync(frame.members);
       this.#synced = true;
       const me = this.#host.connection.id;
-      if (me !== undefined && !this.#members.has(me) && this.#requests.length === 0 && this.#confirmed) {
-        this.#restore();
-        for (const request of [...this.#requests]) this.#send(request);
-      }
+      if (me !== undefined && !this.#members.has(me)) this.#enterAgain();
       for (const event of events) this.#emit(event);
       const members = this.#members.list();
       for (const waiter of this.#syncWaiters.splice(0)) waiter.resolve(members);
@@ -315,12 +320,7 @@ export class Presence {
     // while the connection moved, a presence store that lost it): the client keeps it, so it
     // enters again, as when a snapshot lacks it.
     const me = this.#host.connection.id;
-    if (frame.action === 'leave' && me !== undefined && frame.member.connectionId === me) {
-      if (this.#requests.length === 0 && this.#confirmed) {
-        this.#restore();
-        for (const request of [...this.#requests]) this.#send(request);
-      }
-    }
+    if (frame.action === 'leave' && me !== undefined && frame.member.connectionId === me) this.#enterAgain();
   }
 
   #onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void {

@@ -47,7 +47,7 @@
 import { randomUUID } from 'node:crypto';
 import { type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { ExpireLease, Leases, LeaseView, Reservation } from './leases.ts';
-import { RedisScript, redisUnavailable } from './redis-script.ts';
+import { RedisScript, redisRetryDelay, redisUnavailable } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
 
 export interface RedisLeasesOptions {
@@ -517,13 +517,10 @@ export class RedisLeases implements Leases {
    */
   #releaseAgain(field: string, attempt: number): void {
     if (this.#closed || attempt > 6) return;
-    const timer = setTimeout(
-      () => {
-        if (this.#closed) return;
-        this.#release(field).catch(() => this.#releaseAgain(field, attempt + 1));
-      },
-      Math.min(5_000, 250 * 2 ** (attempt - 1)),
-    );
+    const timer = setTimeout(() => {
+      if (this.#closed) return;
+      this.#release(field).catch(() => this.#releaseAgain(field, attempt + 1));
+    }, redisRetryDelay(attempt));
     timer.unref();
   }
 

@@ -50,7 +50,7 @@ import {
   type PresenceOptions,
 } from './presence.ts';
 import { PresenceBudget } from './presence-budget.ts';
-import { RedisScript, redisUnavailable } from './redis-script.ts';
+import { RedisScript, redisRetryDelay, redisUnavailable } from './redis-script.ts';
 import { ServerError } from './server-error.ts';
 import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
 import { RUN_ID_LUA, runIdOf } from './store/redis-run-id.ts';
@@ -383,7 +383,7 @@ export class RedisPresence implements Presence {
           if (this.#resuming.has(connectionId) && !this.#closed)
             void this.#takeOver(connectionId, attempt + 1);
         },
-        Math.min(5_000, 250 * 2 ** attempt),
+        redisRetryDelay(attempt + 1),
       ).unref();
     }
   }

@@ -47,3 +47,11 @@ export function redisUnavailable(err: unknown, what: string): StoreError {
   const detail = err instanceof Error ? err.message : String(err);
   return new StoreError('store_unavailable', `Redis is unavailable for ${what}: ${detail}; retry`);
 }
+
+/**
+ * The wait before try `attempt` (1, 2, …) of a Redis write made again while Redis cannot answer (a
+ * restart): 250 ms, doubling, 5 s at most.
+ */
+export function redisRetryDelay(attempt: number): number {
+  return Math.min(5_000, 250 * 2 ** (attempt - 1));
+}
