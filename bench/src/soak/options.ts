@@ -20,6 +20,11 @@ export interface SoakOptions {
   serverKillEverySeconds: number;
   /** With `store: 'redis'`: SIGKILL the redis-server (AOF `always`) every so many s; 0 = never. */
   redisKillEverySeconds: number;
+  /**
+   * With `store: 'redis'`: SIGSTOP the redis-server every so many s for 1–8 s (below and beyond the
+   * servers' 5 s command deadline), then SIGCONT; 0 = never.
+   */
+  redisFreezeEverySeconds: number;
   reloadEveryMs: number;
   leaseMs: number;
   coalesceMs: number;
@@ -52,6 +57,9 @@ export const SOAK_HELP = `Usage: npm run soak -- [options]      (node bench/src/
   --redis-kill-every S    with --store redis: SIGKILL the redis-server every S s and start it
                           again on its AOF (appendfsync always: nothing acknowledged is lost,
                           every channel goes on in a new epoch); 0 = never            default 0
+  --redis-freeze-every S  with --store redis: SIGSTOP the redis-server every S s for 1–8 s, then
+                          SIGCONT (a frozen host: connections stay open, nothing answers,
+                          commands time out and may still run once it thaws); 0 = never default 0
   --reload-every MS       reload one user's tab every MS ms (recovery key or from start) default 500
   --lease MS              run lease                                              default 5000
   --coalesce MS           agent delta coalescing window                          default 40
@@ -86,6 +94,7 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
       'kill-for-good': { type: 'string', default: '1' },
       'server-kill-every': { type: 'string', default: '60' },
       'redis-kill-every': { type: 'string', default: '0' },
+      'redis-freeze-every': { type: 'string', default: '0' },
       'reload-every': { type: 'string', default: '500' },
       lease: { type: 'string', default: '5000' },
       coalesce: { type: 'string', default: '40' },
@@ -113,6 +122,8 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
     throw new Error(`--store must be sqlite or redis, got ${store}`);
   if (store === 'sqlite' && v['redis-kill-every'] !== '0')
     throw new Error('--redis-kill-every needs --store redis');
+  if (store === 'sqlite' && v['redis-freeze-every'] !== '0')
+    throw new Error('--redis-freeze-every needs --store redis');
   if (store === 'sqlite' && v.nodes !== undefined && v.nodes !== '1')
     throw new Error('--nodes needs --store redis (SQLite is one process on its file)');
   const [min, max] = (v.tokens ?? '').split('-').map(Number);
@@ -142,6 +153,7 @@ export function parseSoakOptions(argv: string[]): SoakOptions | 'help' {
     killForGood: Math.floor(num('kill-for-good', v['kill-for-good'], 0)),
     serverKillEverySeconds: num('server-kill-every', v['server-kill-every'], 0),
     redisKillEverySeconds: num('redis-kill-every', v['redis-kill-every'], 0),
+    redisFreezeEverySeconds: num('redis-freeze-every', v['redis-freeze-every'], 0),
     reloadEveryMs: num('reload-every', v['reload-every'], 0),
     leaseMs: num('lease', v.lease, 100),
     coalesceMs: num('coalesce', v.coalesce, 0),

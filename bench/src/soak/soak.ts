@@ -127,6 +127,7 @@ const stats = {
   agentRestarts: 0,
   serverKills: 0,
   redisKills: 0,
+  redisFreezes: 0,
   reloadsRecover: 0,
   reloadsStart: 0,
   agentErrors: 0,
@@ -355,7 +356,7 @@ if (o.serverKillEverySeconds > 0)
     }, o.serverKillEverySeconds * 1000),
   );
 
-/** A Redis killed and not started again yet (its restart awaited before the settle). */
+/** A Redis killed or frozen and not back yet (awaited before the settle); one such fault at a time. */
 let redisDown: Promise<void> | undefined;
 if (redis && o.redisKillEverySeconds > 0)
   timers.push(
@@ -377,6 +378,23 @@ if (redis && o.redisKillEverySeconds > 0)
       })();
       track(redisDown);
     }, o.redisKillEverySeconds * 1000),
+  );
+if (redis && o.redisFreezeEverySeconds > 0)
+  timers.push(
+    setInterval(() => {
+      if (redisDown) return;
+      stats.redisFreezes++;
+      // below and beyond the servers' 5 s command deadline: commands that timed out may still run
+      const frozenMs = between(1000, 8000);
+      redisDown = (async () => {
+        redis.freeze();
+        await sleep(frozenMs);
+        redis.thaw();
+        log(`soak: redis-server frozen (SIGSTOP) for ${Math.round(frozenMs)} ms, thawed`);
+        redisDown = undefined;
+      })();
+      track(redisDown);
+    }, o.redisFreezeEverySeconds * 1000),
   );
 
 if (o.reloadEveryMs > 0)
@@ -401,7 +419,7 @@ const progress = (phase: string) => {
   lastAt = now;
   const faults = FAULT_KINDS.map((k) => `${k} ${chaos.counts[k]}`).join(', ');
   log(
-    `[${phase} ${elapsed().toFixed(0)}s] model tokens ${stats.modelTokens} (${rate.toFixed(0)}/s), users read ${stats.userTokens}, inputs ${stats.inputs} | faults ${chaos.total} (${faults}) | server kills ${stats.serverKills}, ${redis ? `redis kills ${stats.redisKills}, ` : ''}agent kills ${stats.agentKills}, reloads ${stats.reloadsRecover + stats.reloadsStart} | server RSS ${server.rssMax.toFixed(0)} MiB max`,
+    `[${phase} ${elapsed().toFixed(0)}s] model tokens ${stats.modelTokens} (${rate.toFixed(0)}/s), users read ${stats.userTokens}, inputs ${stats.inputs} | faults ${chaos.total} (${faults}) | server kills ${stats.serverKills}, ${redis ? `redis kills ${stats.redisKills}, freezes ${stats.redisFreezes}, ` : ''}agent kills ${stats.agentKills}, reloads ${stats.reloadsRecover + stats.reloadsStart} | server RSS ${server.rssMax.toFixed(0)} MiB max`,
   );
 };
 const progressTimer = setInterval(() => progress(chaosOn ? 'chaos' : 'settle'), 5000);

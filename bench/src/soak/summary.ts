@@ -20,6 +20,7 @@ export interface Summary {
     agentRestarts: number;
     serverKills: number;
     redisKills: number;
+    redisFreezes: number;
     reloadsRecover: number;
     reloadsStart: number;
     agentErrors: number;
@@ -65,6 +66,7 @@ export function summaryTable(s: Summary): string {
     ...(o.store === 'redis'
       ? ([
           ['redis-server SIGKILLs (each back on its AOF, every channel in a new epoch)', s.stats.redisKills],
+          ['redis-server freezes (SIGSTOP 1–8 s, then SIGCONT)', s.stats.redisFreezes],
         ] as Array<[string, number]>)
       : []),
     [

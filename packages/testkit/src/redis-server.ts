@@ -40,6 +40,13 @@ export interface RedisServer {
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Starts the process again on the same port and data directory. */
   restart(): Promise<void>;
+  /**
+   * Freezes the process (SIGSTOP): its sockets stay open and the kernel still accepts connections
+   * and buffers what clients send, but nothing is answered — a frozen host, a VM paused, a long
+   * fork. `thaw()` (SIGCONT) lets it go on with what it was sent meanwhile.
+   */
+  freeze(): void;
+  thaw(): void;
   /** Sends one command and returns the raw RESP reply text (for FLUSHALL, CONFIG SET, DEBUG in tests). */
   command(...args: string[]): Promise<string>;
   /** Stops the process (SIGKILL) and removes the directory. */
@@ -183,6 +190,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
     proc.kill(signal);
+    if (signal === 'SIGTERM') proc.kill('SIGCONT'); // a frozen process takes SIGTERM only once thawed
     await exited;
   };
 
@@ -213,6 +221,12 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     async restart() {
       await stop('SIGTERM');
       await launch();
+    },
+    freeze() {
+      child?.kill('SIGSTOP');
+    },
+    thaw() {
+      child?.kill('SIGCONT');
     },
     command: (...command: string[]) => rawCommand(port, command),
     async close() {
