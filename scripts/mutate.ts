@@ -14,13 +14,15 @@
  * or inside a quoted Lua string. `--list` prints the mutants and runs nothing. `--also` names slower tests (repeatable), run only for what survived the first ones: a
  * mutant is reported when neither set notices it. `--line FROM-TO` limits the sweep to those lines;
  * `--line-ends` to the operators that end a line (those sweeps before stop 47 never flipped).
+ * `--since REV` to the lines added or changed since that git revision (`git diff -U0 REV`): a sweep
+ * of what a change wrote, not of the whole file again.
  * The file is changed in place and restored at the end, also on Ctrl-C or SIGTERM (the test run in
  * progress, a process group of its own, is killed first); run it on a checkout nobody else is
  * building or sweeping from. Each run of the tests has `--timeout` seconds (default 120) and each
  * test half of it; a run that takes longer counts as noticed (a mutant that hangs a test is caught
  * by it).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -33,17 +35,31 @@ const { values, positionals } = parseArgs({
     'line-ends': { type: 'boolean' },
     lua: { type: 'boolean' },
     list: { type: 'boolean' },
+    since: { type: 'string' },
   },
 });
 const [file, ...tests] = positionals;
 if (file === undefined || (tests.length === 0 && values.list !== true)) {
   console.error(
-    'usage: npm run mutate -- [--timeout S] [--line FROM-TO] [--line-ends] [--lua] [--list] [--also TEST]... <source file> <test file>...',
+    'usage: npm run mutate -- [--timeout S] [--line FROM-TO] [--since REV] [--line-ends] [--lua] [--list] [--also TEST]... <source file> <test file>...',
   );
   process.exit(2);
 }
 const timeoutMs = Number(values.timeout ?? 120) * 1000;
 const [fromLine, toLine] = (values.line ?? '1-1000000').split('-').map(Number) as [number, number];
+
+/** With `--since`: the lines of the file as it is now that were added or changed since that revision. */
+function changedLines(since: string): Set<number> {
+  const diff = execFileSync('git', ['diff', '-U0', since, '--', file!], { encoding: 'utf8' });
+  const changed = new Set<number>();
+  for (const hunk of diff.matchAll(/^@@ -\S+ \+(\d+)(?:,(\d+))? @@/gm)) {
+    const start = Number(hunk[1]);
+    const count = hunk[2] === undefined ? 1 : Number(hunk[2]);
+    for (let l = start; l < start + count; l++) changed.add(l);
+  }
+  return changed;
+}
+const since = values.since === undefined ? undefined : changedLines(values.since);
 
 const FLIPS: ReadonlyArray<readonly [string, string]> = [
   [' === ', ' !== '],
@@ -125,6 +141,7 @@ function mutants(): Mutant[] {
       }
     }
     if (line < fromLine || line > toLine) return;
+    if (since !== undefined && !since.has(line)) return;
     if (lua && s.startsWith('--')) return;
     if (s.startsWith('//') || s.startsWith('*') || s.startsWith('import ') || s.startsWith('export type'))
       return;
