@@ -132,6 +132,13 @@ describe('SqliteStore', () => {
           OPTS,
         );
         assert.equal(grown.messages[0]?.serial, `${info!.epoch}.0000000000000001`);
+        // the last kept message (its sequence is `through`) is reached by its old serial too
+        const last = await again.append(
+          'ch',
+          [{ action: 'append', publisher: '', id: 'later', serial: kept.results[1]!.serial, data: '+' }],
+          OPTS,
+        );
+        assert.equal(last.messages[0]?.serial, `${info!.epoch}.0000000000000002`);
         await assert.rejects(
           again.append(
             'ch',
@@ -153,7 +160,7 @@ describe('SqliteStore', () => {
           page.messages.map((m) => [m.serial, m.data]),
           [
             [`${info!.epoch}.0000000000000001`, 'a+'],
-            [`${info!.epoch}.0000000000000002`, 'b'],
+            [`${info!.epoch}.0000000000000002`, 'b+'],
           ],
         );
         // history bounds of the old epoch name the same messages, as far as it was kept
@@ -167,9 +174,11 @@ describe('SqliteStore', () => {
             })
           ).messages.map((m) => m.data);
         assert.deepEqual(await bounded(undefined, kept.results[0]!.serial), ['a+']);
-        assert.deepEqual(await bounded(kept.results[1]!.serial), ['b']);
+        assert.deepEqual(await bounded(kept.results[1]!.serial), ['b+']);
         assert.deepEqual(await bounded(`${kept.epoch}.0000000000000003`), []);
-        assert.deepEqual(await bounded(undefined, `${kept.epoch}.0000000000000009`), ['a+', 'b']);
+        assert.deepEqual(await bounded(undefined, `${kept.epoch}.0000000000000009`), ['a+', 'b+']);
+        // an epoch older than the one the log went on from names none of its messages: before the start
+        assert.deepEqual(await bounded(`${'0'.repeat(11)}1.0000000000000002`), ['a+', 'b+']);
         // closed cleanly and opened again on this boot: the same epoch
         await again.close();
         assert.equal((await make().info('ch'))?.epoch, info!.epoch);

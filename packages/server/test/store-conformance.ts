@@ -943,6 +943,32 @@ export function storeConformance(
         });
         assert.deepEqual(none.messages, []);
       });
+
+      it('reads a bound of another epoch as before the start (an older one) or past the end (a newer one)', async () => {
+        const store = await open();
+        const s: string[] = [];
+        for (let i = 0; i < 3; i++) s.push(await put(store, 'ch', create({ data: `m${i}` })));
+        const epoch = s[0]!.split('.')[0]!;
+        const older = `${'0'.repeat(11)}1.0000000000000002`;
+        const newer = `${'z'.repeat(12)}.0000000000000002`;
+        assert.ok(older < epoch && newer > epoch);
+        const read = async (direction: 'forwards' | 'backwards', from?: string, until?: string) =>
+          (
+            await store.history('ch', {
+              direction,
+              limit: 10,
+              ...(from === undefined ? {} : { from }),
+              ...(until === undefined ? {} : { until }),
+            })
+          ).messages.map((m) => m.data);
+        // not the same sequence in this epoch: a serial of another log names none of these messages
+        assert.deepEqual(await read('forwards', older), ['m0', 'm1', 'm2']);
+        assert.deepEqual(await read('forwards', newer), []);
+        assert.deepEqual(await read('forwards', undefined, older), []);
+        assert.deepEqual(await read('forwards', undefined, newer), ['m0', 'm1', 'm2']);
+        assert.deepEqual(await read('backwards', undefined, newer), ['m2', 'm1', 'm0']);
+        assert.deepEqual(await read('backwards', older, s[1]), ['m1', 'm0']);
+      });
     });
 
     describe('byte-bounded pages (maxBytes)', () => {
