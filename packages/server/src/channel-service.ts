@@ -232,7 +232,7 @@ export class ChannelService {
     identity: PublishIdentity,
     claim: LeaseClaim | undefined,
   ): Promise<void>[] | undefined {
-    const owner = claim?.owner;
+    let owner = claim?.owner;
     let writes: Promise<void>[] | undefined;
     for (let i = 0; i < inputs.length; i++) {
       const input = inputs[i]!;
@@ -276,8 +276,12 @@ export class ChannelService {
           writes ??= [];
           writes.push(recorded);
         }
-      } else if (input.serial !== undefined)
-        this.leases.touch(channel, serial, identity.connectionId, identity.clientId);
+      } else if (input.serial !== undefined) {
+        // a lease taken without a clientId follows only its own holder (`holderKey`: one anonymous
+        // token); one taken with a clientId, that clientId (no key computed on a run's every write)
+        if (identity.clientId === undefined) owner ??= holderKey(identity);
+        this.leases.touch(channel, serial, identity.connectionId, identity.clientId, owner);
+      }
     }
     return writes;
   }

@@ -21,6 +21,23 @@ export interface HeldLease {
   ms: number;
 }
 
+/**
+ * Whether a write to a leased message moves the lease to the writer (`touch`): a lease follows its
+ * own holder and nobody else — the same clientId, or for a lease taken without one the same holder
+ * (`holderKey`: one anonymous token is not another, so visitor B writing to visitor A's run does
+ * not take A's lease away from A's connection). A lease whose record names no holder (recorded
+ * before records named one) follows any writer without a clientId, as it did then.
+ */
+export function followsWriter(
+  lease: { clientId?: string | undefined },
+  leaseOwner: string | undefined,
+  clientId: string | undefined,
+  owner: string | undefined,
+): boolean {
+  if (lease.clientId !== undefined || clientId !== undefined) return lease.clientId === clientId;
+  return leaseOwner === undefined || leaseOwner === owner;
+}
+
 export class LeaseIndex<L extends HeldLease> {
   readonly #leases = new Map<string, L>();
   readonly #byHolder = new Map<string, Set<string>>();

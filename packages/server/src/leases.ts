@@ -20,7 +20,7 @@
  * `RedisLeases` (redis-leases.ts) keeps the deadlines in Redis, renewed by the holder's node, so any
  * node expires a lease whose holder's node died.
  */
-import { type HeldLease, LeaseIndex } from './lease-index.ts';
+import { followsWriter, type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { LeaseRecord, LeaseRecords } from './store/store.ts';
 
 interface Lease extends HeldLease {
@@ -82,7 +82,18 @@ export interface Leases {
     /** The reservation (`reserve`) this lease was counted in until it is written. */
     reservation?: string,
   ): void | Promise<void>;
-  touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void;
+  /**
+   * Another operation on a leased message: the lease follows its own holder (`followsWriter`) to its
+   * current connection. `owner`: the writer's holder (`holderKey`), which a lease taken without a
+   * clientId must match.
+   */
+  touch(
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    clientId: string | undefined,
+    owner?: string,
+  ): void;
   /**
    * Ends a lease. A promise when it is recorded elsewhere (Redis): it resolves once the lease no
    * longer counts against its owner on any node (a failure goes to `onError`), and the end is
@@ -147,7 +158,10 @@ export class LeaseManager implements Leases {
     this.#o = options;
   }
 
-  /** Re-arms the leases recorded before a restart: each runs out unless its publisher writes again. */
+  /**
+   * Re-arms the leases recorded before a restart: each runs out unless its publisher writes again.
+   * Each counts against the owner its record names (`maxLeasesPerClient`), as before the restart.
+   */
   restore(): number {
     const records = this.#safe(() => this.#o.records?.all()) ?? [];
     for (const record of records) this.#take(record, undefined);
@@ -164,9 +178,8 @@ export class LeaseManager implements Leases {
     owner?: string,
   ): void {
     // a publish's reservation ends (`unreserve`) in the same turn as its takes: none to turn here
-    const record: LeaseRecord = { channel, serial, ms };
-    if (clientId !== undefined) record.clientId = clientId;
-    this.#take(record, holder, owner);
+    const record = leaseRecord(channel, serial, ms, clientId, owner);
+    this.#take(record, holder);
     this.#safe(() => this.#o.records?.save(record));
   }
 
@@ -189,17 +202,21 @@ export class LeaseManager implements Leases {
   }
 
   /**
-   * Another operation on a message: a lease held by the same clientId follows the publisher to
-   * its current connection (or, over REST, is renewed by the activity).
+   * Another operation on a message: a lease follows its own holder (`followsWriter`: the same
+   * clientId, or the same anonymous token) to its current connection (or, over REST, is renewed by
+   * the activity); anyone else's write leaves it where it is.
    */
-  touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void {
+  touch(
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    clientId: string | undefined,
+    owner?: string,
+  ): void {
     const lease = this.#leases.get(keyOf(channel, serial));
-    if (!lease || lease.clientId !== clientId) return;
-    if (holder === undefined || lease.holder !== holder) {
-      const record: LeaseRecord = { channel, serial, ms: lease.ms };
-      if (clientId !== undefined) record.clientId = clientId;
-      this.#take(record, holder, lease.owner);
-    }
+    if (!lease || !followsWriter(lease, lease.owner, clientId, owner)) return;
+    if (holder === undefined || lease.holder !== holder)
+      this.#take(leaseRecord(channel, serial, lease.ms, lease.clientId, lease.owner), holder);
   }
 
   release(channel: string, serial: string): void {
@@ -266,7 +283,8 @@ export class LeaseManager implements Leases {
     this.#expiring.clear();
   }
 
-  #take(record: LeaseRecord, holder: string | undefined, owner?: string): void {
+  /** Adds the lease (in place of one on the message), counted against the owner its record names. */
+  #take(record: LeaseRecord, holder: string | undefined): void {
     const key = keyOf(record.channel, record.serial);
     const previous = this.#leases.get(key);
     if (previous) this.#drop(key, previous);
@@ -276,7 +294,7 @@ export class LeaseManager implements Leases {
       serial: record.serial,
       holder,
       clientId: record.clientId,
-      owner,
+      owner: record.owner,
       ms: record.ms,
       timer: undefined,
     };
@@ -297,11 +315,12 @@ export class LeaseManager implements Leases {
     lease.timer = setTimeout(() => {
       this.#drop(key, lease);
       this.#expiring.add(key);
-      const again = () => {
-        const retry: LeaseRecord = { channel: lease.channel, serial: lease.serial, ms: lease.ms };
-        if (lease.clientId !== undefined) retry.clientId = lease.clientId;
-        this.#take(retry, undefined);
-      };
+      // still counted against its owner, still followed by its holder
+      const again = () =>
+        this.#take(
+          leaseRecord(lease.channel, lease.serial, lease.ms, lease.clientId, lease.owner),
+          undefined,
+        );
       this.#o.expire(lease.channel, lease.serial).then(
         (expired) => {
           if (!this.#expiring.delete(key)) return; // released or taken again meanwhile
@@ -331,6 +350,19 @@ export class LeaseManager implements Leases {
       return undefined;
     }
   }
+}
+
+function leaseRecord(
+  channel: string,
+  serial: string,
+  ms: number,
+  clientId: string | undefined,
+  owner: string | undefined,
+): LeaseRecord {
+  const record: LeaseRecord = { channel, serial, ms };
+  if (clientId !== undefined) record.clientId = clientId;
+  if (owner !== undefined) record.owner = owner;
+  return record;
 }
 
 function keyOf(channel: string, serial: string): string {

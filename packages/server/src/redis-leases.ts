@@ -21,10 +21,16 @@
  *   ended message finds the mark before it writes (`#due`) and stores nothing. The release removes
  *   the mark. A mark lives `retryAfter` at most: one whose end never came (refused — a serial that
  *   does not exist —, or its node died) is gone by then, so marks cannot pile up in Redis.
- * - A write of the lease's clientId from another connection or node takes the lease over (`touch`,
- *   after a look-up when this node does not know it); only if it still exists when the takeover is
- *   written (HOLD's takeover mode), and a release removes a lease in one script, so a run that ended
- *   between the look-up and the takeover does not get its lease back.
+ * - A write of the lease's own holder (`followsWriter`: its clientId, or without one the holder key
+ *   its record names) from another connection or node takes the lease over (`touch`, after a
+ *   look-up when this node does not know it); only if the same take of it still exists when the
+ *   takeover is written (HOLD's takeover mode), and a release removes a lease in one script, so a
+ *   run that ended — or whose lease someone else took again — between the look-up and the takeover
+ *   is left as it is.
+ * - Each take of a lease (a publish with `lease > 0`) has an id in its record, which a takeover keeps.
+ *   The end's mark reads it (`ending`), and the release names it and the take this node knows: a
+ *   release sent again late (`#releaseAgain`) removes only the lease its end ended, never one taken
+ *   again on the message meanwhile.
  * - A connection recovered on another node takes its leases along (`holderBack` reads its list).
  *   An agent restarted elsewhere takes a lease back by writing to the message with a lease again.
  *
@@ -45,7 +51,7 @@
  * count left behind by something that does not keep it (an older node in a rolling upgrade) heals.
  */
 import { randomUUID } from 'node:crypto';
-import { type HeldLease, LeaseIndex } from './lease-index.ts';
+import { followsWriter, type HeldLease, LeaseIndex } from './lease-index.ts';
 import type { ExpireLease, Leases, LeaseView, Reservation } from './leases.ts';
 import { RedisScript, redisRetryDelay, redisUnavailable } from './redis-script.ts';
 import type { RedisConnection } from './store/redis-connection.ts';
@@ -82,7 +88,17 @@ interface Lease extends HeldLease {
    * renewal) is not judged by that.
    */
   stored: boolean;
+  /** Which take of the message's lease this is (`LeaseRecord.take`); undefined if its record names none. */
+  take: string | undefined;
+  /**
+   * The holder it counts against in Redis (`holderKey`; not counted here: `owner` stays undefined),
+   * which a lease taken without a clientId follows (`followsWriter`).
+   */
+  takenBy: string | undefined;
 }
+
+/** The takes a release may remove (RELEASE): the one its end's mark read, the one its node knows ('' if not). */
+type Takes = [fromMark: string, known: string];
 
 /** A renewal: the new deadline of a lease this node knows. */
 interface Renewal {
@@ -97,6 +113,14 @@ interface LeaseRecord {
   ms: number;
   clientId?: string;
   holder?: string;
+  /** The holder it counts against (`holderKey`); absent in records of older nodes. */
+  owner?: string;
+  /**
+   * Names this take of the lease: new at every take (a publish with `lease > 0`), kept by a
+   * takeover (the same lease, moved). A release names the take it ended, so a late one leaves a
+   * lease taken again meanwhile in place. Absent in records of older nodes.
+   */
+  take?: string;
 }
 
 /**
@@ -109,6 +133,21 @@ local function uncount(owners, ownerOf, field)
   if not owner then return end
   redis.call('HDEL', ownerOf, field)
   if redis.call('HINCRBY', owners, owner, -1) <= 0 then redis.call('HDEL', owners, owner) end
+end
+`;
+
+/**
+ * Lua shared by the scripts that look at which take of a lease is in Redis: `takeOf(records, field)`
+ * is the record's take, '' for a record that names none (an older node's: any take matches it, as
+ * before takes had ids), nil without a record.
+ */
+const TAKE_OF = `
+local function takeOf(records, field)
+  local raw = redis.call('HGET', records, field)
+  if not raw then return nil end
+  local ok, record = pcall(cjson.decode, raw)
+  if ok and type(record) == 'table' and type(record.take) == 'string' then return record.take end
+  return ''
 end
 `;
 
@@ -163,13 +202,15 @@ return 1
 /**
  * KEYS: deadlines, records, holder list (or records again), owners, owner-of, reserved,
  * reservations, reserved-by. ARGV: field, deadline, record, holder, list TTL, '1' for a takeover
- * (only a lease that still exists: one released meanwhile stays released; it keeps its owner),
- * owner ('' for none), the reservation the lease was counted in until now ('' for none). Returns 1,
- * or 0 for a takeover of a lease that is gone.
+ * (only a lease that still exists, and is still the take ARGV[9] names when it names one: one
+ * released, or taken again by anyone, meanwhile is left as it is; it keeps its owner), owner ('' for
+ * none), the reservation the lease was counted in until now ('' for none), the take a takeover moves.
+ * Returns 1, or 0 for a takeover of a lease that is gone.
  */
-const HOLD = new RedisScript(`${UNCOUNT}${UNRESERVE_FN}
+const HOLD = new RedisScript(`${UNCOUNT}${UNRESERVE_FN}${TAKE_OF}
 if ARGV[6] == '1' then
-  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+  local take = takeOf(KEYS[2], ARGV[1])
+  if not take or (ARGV[9] ~= '' and take ~= '' and take ~= ARGV[9]) then return 0 end
 else
   if ARGV[7] ~= '' and redis.call('HGET', KEYS[5], ARGV[1]) ~= ARGV[7] then
     uncount(KEYS[4], KEYS[5], ARGV[1])
@@ -189,15 +230,32 @@ return 1
 `);
 
 /**
- * KEYS: deadlines, records, the lease's ending mark, owners, owner-of. ARGV: field. Removes the
- * lease, its mark and its count at once.
+ * KEYS: deadlines, records, the lease's ending mark, owners, owner-of. ARGV: field, then the takes
+ * the end may have ended: the one its mark read, the one its node knows ('' for one not known).
+ * Removes the lease, its mark and its count at once — unless the lease is a take neither names
+ * (taken again after the end: a late release leaves it, and its mark, alone; returns 0). Names
+ * neither: removes whatever lease there is.
  */
-const RELEASE = new RedisScript(`${UNCOUNT}
+const RELEASE = new RedisScript(`${UNCOUNT}${TAKE_OF}
+if ARGV[2] ~= '' or ARGV[3] ~= '' then
+  local take = takeOf(KEYS[2], ARGV[1])
+  if take and take ~= '' and take ~= ARGV[2] and take ~= ARGV[3] then return 0 end
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])
 uncount(KEYS[4], KEYS[5], ARGV[1])
 return 1
+`);
+
+/**
+ * KEYS: records, the lease's ending mark. ARGV: field, the mark's value, its TTL. Marks the run
+ * ending (see `ending`) and returns the take of the lease the end is about to end (nil if none, ''
+ * if its record names none).
+ */
+const ENDING = new RedisScript(`${TAKE_OF}
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return takeOf(KEYS[1], ARGV[1]) or false
 `);
 
 /**
@@ -290,6 +348,14 @@ export class RedisLeases implements Leases {
   /** This instance's part of reservation ids (unique across nodes and restarts), and a counter. */
   readonly #id = randomUUID();
   #reservations = 0;
+  /** Takes of leases taken here (with `#id`: unique across nodes and restarts). */
+  #takes = 0;
+  /**
+   * The take each run being ended had when it was marked (`ending`): field → take, until its release
+   * names it. Read just before the end is stored, it names the lease the end ends even when this
+   * node never knew it (taken through another node); `release` names the take it knows as well.
+   */
+  readonly #endings = new Map<string, string>();
   readonly #reservationTtl: number;
   /** Reservations whose answer did not come (perhaps made): id → until when to try giving them back. */
   readonly #lostReservations = new Map<string, number>();
@@ -368,7 +434,7 @@ export class RedisLeases implements Leases {
     owner?: string,
     reservation?: string,
   ): Promise<void> {
-    return this.#hold(channel, serial, holder, ms, clientId, owner, false, reservation);
+    return this.#hold(channel, serial, holder, ms, clientId, owner, undefined, reservation);
   }
 
   /**
@@ -416,9 +482,10 @@ export class RedisLeases implements Leases {
   }
 
   /**
-   * Takes a lease (a publish with `lease > 0`), or takes over one that exists (`takeover`: a write of
-   * its clientId from another connection or node). A takeover decided on an earlier read of Redis
-   * is done only if the lease is still there: the run may have ended (its release) since.
+   * Takes a lease (a publish with `lease > 0`: a new take), or takes over one that exists
+   * (`takeover`, naming the take it moves: a write of its own holder from another connection or
+   * node). A takeover decided on an earlier read of Redis is done only if that take is still there:
+   * the run may have ended (its release), or someone else taken the lease, since.
    */
   #hold(
     channel: string,
@@ -427,9 +494,10 @@ export class RedisLeases implements Leases {
     ms: number,
     clientId: string | undefined,
     owner: string | undefined,
-    takeover: boolean,
+    takeover: { take: string | undefined } | undefined,
     reservation?: string,
   ): Promise<void> {
+    const take = takeover ? takeover.take : `${this.#id}:${++this.#takes}`;
     const lease: Lease = {
       channel,
       serial,
@@ -440,11 +508,15 @@ export class RedisLeases implements Leases {
       live: holder !== undefined,
       until: Date.now() + ms,
       stored: false,
+      take,
+      takenBy: owner,
     };
     this.#take(lease);
     const record: LeaseRecord = { channel, serial, ms };
     if (clientId !== undefined) record.clientId = clientId;
     if (holder !== undefined) record.holder = holder;
+    if (owner !== undefined) record.owner = owner;
+    if (take !== undefined) record.take = take;
     const field = fieldOf(channel, serial);
     const written = HOLD.run(
       this.#o.connection,
@@ -463,8 +535,9 @@ export class RedisLeases implements Leases {
         holder ?? '',
         String(this.#holderTtl),
         takeover ? '1' : '',
-        owner ?? '',
+        owner ?? '', // counted only by a new take: a takeover keeps the count it has
         reservation ?? '',
+        takeover?.take ?? '',
       ],
     );
     this.#track(written);
@@ -478,33 +551,48 @@ export class RedisLeases implements Leases {
     );
   }
 
-  touch(channel: string, serial: string, holder: string | undefined, clientId: string | undefined): void {
+  touch(
+    channel: string,
+    serial: string,
+    holder: string | undefined,
+    clientId: string | undefined,
+    owner?: string,
+  ): void {
     const field = fieldOf(channel, serial);
     const lease = this.#leases.get(field);
     if (!lease) {
       // perhaps taken on another node: look it up (not awaited), unless looked up just now
-      this.#track(this.#lookUp(field, channel, serial, holder, clientId));
+      this.#track(this.#lookUp(field, channel, serial, holder, clientId, owner));
       return;
     }
-    if (lease.clientId !== clientId) return;
+    if (!followsWriter(lease, lease.takenBy, clientId, owner)) return;
     if (holder !== undefined && lease.holder === holder) return;
-    // a REST publisher renews by activity; a new connection of the same clientId takes the lease over
-    void this.#hold(channel, serial, holder, lease.ms, clientId, undefined, true); // keeps its owner
+    // a REST publisher renews by activity; a new connection of its holder takes the lease over
+    void this.#hold(channel, serial, holder, lease.ms, lease.clientId, lease.takenBy, { take: lease.take });
   }
 
+  /**
+   * Removes the lease the end ended, which it names by its take: the one the end's mark read
+   * (`ending`: wherever the lease was taken), or the one this node knows now (a publish of the
+   * same connection stored before the end may have taken it again after the mark was read). With
+   * neither known, whatever lease the message has when the release arrives. A release sent again
+   * later names the same takes, so it leaves a lease taken again meanwhile in place.
+   */
   release(channel: string, serial: string): Promise<void> {
     const field = fieldOf(channel, serial);
+    const takes: Takes = [this.#endings.get(field) ?? '', this.#leases.get(field)?.take ?? ''];
+    this.#endings.delete(field);
     this.#leases.remove(field);
-    const released = this.#release(field);
+    const released = this.#release(field, takes);
     return released.then(
       () => undefined,
-      () => this.#releaseAgain(field, 1), // reported by #track
+      () => this.#releaseAgain(field, takes, 1), // reported by #track
     );
   }
 
   /** One script: a takeover (HOLD) between its deletes would bring the lease back. */
-  #release(field: string): Promise<unknown> {
-    const released = RELEASE.run(this.#o.connection, this.#removal(field), [field]);
+  #release(field: string, takes: Takes): Promise<unknown> {
+    const released = RELEASE.run(this.#o.connection, this.#removal(field), [field, ...takes]);
     this.#track(released);
     return released;
   }
@@ -515,11 +603,11 @@ export class RedisLeases implements Leases {
    * acknowledged, and the lease left behind would mark the ended run `abandoned` once the mark runs
    * out — its publisher, done, never sends the end again (found by the soak with Redis killed).
    */
-  #releaseAgain(field: string, attempt: number): void {
+  #releaseAgain(field: string, takes: Takes, attempt: number): void {
     if (this.#closed || attempt > 6) return;
     const timer = setTimeout(() => {
       if (this.#closed) return;
-      this.#release(field).catch(() => this.#releaseAgain(field, attempt + 1));
+      this.#release(field, takes).catch(() => this.#releaseAgain(field, takes, attempt + 1));
     }, redisRetryDelay(attempt));
     timer.unref();
   }
@@ -531,9 +619,17 @@ export class RedisLeases implements Leases {
    * fail the same way).
    */
   async ending(channel: string, serial: string): Promise<void> {
-    const key = this.#ending(fieldOf(channel, serial));
+    const field = fieldOf(channel, serial);
+    this.#endings.delete(field); // an earlier end's, whose publish failed
     try {
-      await this.#o.connection.send(key, ['SET', key, String(Date.now()), 'PX', String(this.#retryAfter)]);
+      const take = await ENDING.run(
+        this.#o.connection,
+        [this.#records, this.#ending(field)],
+        [field, String(Date.now()), String(this.#retryAfter)],
+      );
+      // kept until the release (a publish refused in between leaves one: the map is bounded)
+      if (this.#endings.size >= 10_000) this.#endings.clear();
+      if (typeof take === 'string' && take !== '') this.#endings.set(field, take);
     } catch (err) {
       this.#o.onError(err);
     }
@@ -628,13 +724,14 @@ export class RedisLeases implements Leases {
     this.#pending.add(pending);
   }
 
-  /** A lease this node does not know: taken over if the same clientId took it on another node. */
+  /** A lease this node does not know: taken over if its own holder took it on another node. */
   async #lookUp(
     field: string,
     channel: string,
     serial: string,
     holder: string | undefined,
     clientId: string | undefined,
+    owner: string | undefined,
   ): Promise<void> {
     const now = Date.now();
     if ((this.#notLeased.get(field) ?? 0) > now) return;
@@ -643,11 +740,14 @@ export class RedisLeases implements Leases {
     const record = decodeRecord(
       await this.#o.connection.send(this.#records, ['HGET', this.#records, field], true),
     );
-    if (!record || record.clientId !== clientId || this.#leases.has(field) || this.#closed) return;
+    if (!record || !followsWriter(record, record.owner, clientId, owner)) return;
+    if (this.#leases.has(field) || this.#closed) return;
     if (holder !== undefined && record.holder === holder) return; // its node renews it
     this.#notLeased.delete(field);
-    // the record was read a round trip ago: taken over only if it is still there (not released)
-    await this.#hold(channel, serial, holder, record.ms, clientId, undefined, true);
+    // the record was read a round trip ago: taken over only if that take is still there
+    await this.#hold(channel, serial, holder, record.ms, record.clientId, record.owner, {
+      take: record.take,
+    });
   }
 
   async #adopt(connectionId: string): Promise<void> {
@@ -674,6 +774,8 @@ export class RedisLeases implements Leases {
         live: true,
         until: now + record.ms,
         stored: true, // read there: if it was released since, the renewal below finds it gone
+        take: record.take,
+        takenBy: record.owner,
       };
       this.#take(lease);
       renewals.push({ field, lease, deadline: lease.until });

@@ -659,4 +659,53 @@ describe('anonymous tokens: one holder cannot hold the read slots or the leases 
       },
     );
   }
+
+  for (const kind of ['memory', 'redis'] as const) {
+    it(
+      `leases (${kind}): B writing to A's run does not take A's lease; A's connection dropped and recovered still holds it`,
+      { skip: kind === 'redis' ? (redisSkip ?? false) : false },
+      async () => {
+        const fx = await startFixture(kind);
+        const channel = 'run:follow';
+        /** The run's lease as the inspector shows it (`held`: its holding connection is connected). */
+        const lease = async () => {
+          const health = await rest(fx.server, `/v1/channels/${channel}/health`);
+          return (health.body.leases as Array<{ serial: string; held: boolean }>)[0];
+        };
+        const closedByClients = async () =>
+          (await metricsText(fx.server))
+            .split('\n')
+            .filter((l) => l.startsWith('mooring_connections_closed_total{') && l.includes('reason="closed"'))
+            .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+        try {
+          const [a, b] = await twoAnonymous();
+          const visitorA = await RawClient.connect(fx.server.url, { token: a });
+          const run = await visitorA.publish(channel, [{ data: '', lease: 60_000 }]);
+          const serial = run.results[0]!.serial;
+          // B (its token may write any message) writes to A's run, then leaves
+          const visitorB = await RawClient.connect(fx.server.url, { token: b });
+          await visitorB.publish(channel, [{ action: 'update', serial, data: 'B was here' }]);
+          await visitorB.close();
+          await until(async () => (await closedByClients()) === 1, "the server saw B's connection close");
+          // A's network blips: its connection drops and comes back, recovered, within the lease
+          visitorA.kill();
+          const back = await RawClient.connect(fx.server.url, {
+            token: a,
+            recover: visitorA.connected.connectionKey,
+          });
+          assert.equal(back.connected.resumed, true);
+          // Before, B's write took the lease over to B's connection (both have no clientId): B gone,
+          // it ran out with A connected, and A's run would be marked abandoned under A.
+          await until(
+            async () => (await lease())?.held === true,
+            "A's recovered connection holds its run's lease",
+          );
+          assert.equal((await lease())?.serial, serial);
+          await back.close();
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+  }
 });

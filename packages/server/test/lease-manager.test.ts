@@ -9,8 +9,14 @@ import type { LeaseRecord, LeaseRecords } from '../src/store/store.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A manager whose expiries the test settles; `expiries` lists the serials as they come due. */
-function manager(answer: (serial: string) => Promise<boolean> = async () => true) {
+/**
+ * A manager whose expiries the test settles; `expiries` lists the serials as they come due.
+ * `recorded`: the lease records it finds on start (`restore`).
+ */
+function manager(
+  answer: (serial: string) => Promise<boolean> = async () => true,
+  recorded: LeaseRecord[] = [],
+) {
   const expiries: string[] = [];
   const removed: string[] = [];
   const records: LeaseRecords = {
@@ -18,7 +24,7 @@ function manager(answer: (serial: string) => Promise<boolean> = async () => true
     remove: (_channel: string, serial: string) => {
       removed.push(serial);
     },
-    all: () => [] as LeaseRecord[],
+    all: () => recorded,
   };
   const leases = new LeaseManager({
     expire: (_channel, serial) => {
@@ -78,14 +84,43 @@ describe('LeaseManager', () => {
       first = false;
       return stored; // the first expiry found the message written meanwhile
     });
-    leases.hold('ch', 's1', undefined, 300, 'agent');
+    leases.hold('ch', 's1', undefined, 300, 'agent', 'owner-1');
     await sleep(330); // the first expiry ran (at 300 ms) and stored nothing: the lease is back
     assert.deepEqual(expiries, ['s1']);
+    assert.equal(leases.heldBy('owner-1'), 1, 'the returned lease still counts against its owner');
     for (let i = 0; i < 8; i++) {
       await sleep(50);
       leases.touch('ch', 's1', undefined, 'agent');
     }
     assert.deepEqual(expiries, ['s1'], "the returned lease is still the agent's: renewed");
+    leases.close();
+  });
+
+  it('a lease taken without a clientId follows only its own holder: another anonymous token’s write leaves it with A’s connection', async () => {
+    const { leases, expiries } = manager();
+    leases.hold('ch', 's1', 'conn-1', 100, undefined, 'anonymous-A');
+    leases.touch('ch', 's1', 'conn-2', undefined, 'anonymous-B'); // visitor B writes to A's run
+    leases.holderLost('conn-2'); // …and leaves
+    leases.holderLost('conn-1'); // A's network blips: its connection is lost and recovered
+    leases.holderBack('conn-1');
+    await sleep(250); // due before this sleep ends, had it been armed: timers fire in order
+    assert.deepEqual(expiries, [], "held by A's live connection: it did not run out");
+    leases.touch('ch', 's1', 'conn-3', undefined, 'anonymous-A'); // A, on a new connection
+    leases.holderLost('conn-1');
+    await sleep(250);
+    assert.deepEqual(expiries, [], 'it followed A to its new connection');
+    leases.holderLost('conn-3');
+    await sleep(250);
+    assert.deepEqual(expiries, ['s1'], 'its holder now is lost: it runs out');
+    leases.close();
+  });
+
+  it('a lease restored from a record of an older version (no owner) follows any writer without a clientId', async () => {
+    const { leases, expiries } = manager(undefined, [{ channel: 'ch', serial: 's1', ms: 100 }]);
+    assert.equal(leases.restore(), 1);
+    leases.touch('ch', 's1', 'conn-1', undefined, 'anonymous-A'); // its publisher writes again
+    await sleep(250); // due before this sleep ends, had it stayed armed: timers fire in order
+    assert.deepEqual(expiries, [], 'taken back by a live connection: it did not run out');
     leases.close();
   });
 

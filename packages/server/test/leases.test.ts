@@ -205,6 +205,62 @@ describe('message leases', () => {
   });
 });
 
+describe('message leases: a restart keeps them counted against their holder', () => {
+  it('a holder at maxLeasesPerClient before a restart is refused one more lease after it', async () => {
+    const fx = await startFixture('sqlite', { limits: { maxLeasesPerClient: 2 } });
+    const channel = 'session:lease-count';
+    try {
+      const agent = await RawClient.connect(fx.server.url, { clientId: 'agent' });
+      for (const id of ['r1', 'r2'])
+        await agent.publish(channel, [{ id, data: '', headers: { status: 'streaming' }, lease: 60_000 }]);
+      agent.kill();
+      const server = await fx.restart(); // both lease records re-armed from the SQLite file
+      const back = await RawClient.connect(server.url, { clientId: 'agent' });
+      // Before, restored leases counted against no one: the agent could hold 2 more than its limit.
+      const third = await back.request({
+        type: 'publish',
+        channel,
+        ops: [{ id: 'r3', data: '', lease: 60_000 }],
+      });
+      assert.equal(third.type === 'error' && third.error.code, 'too_many_leases');
+      // another holder is not held to the agent's leases
+      const other = await rest(server, `/v1/channels/${channel}/messages`, {
+        body: { id: 'o1', data: '', lease: 60_000 },
+      });
+      assert.equal(other.status, 200);
+      await back.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('lease records of an older table (no owner column) still load, counted against no one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-lease-owner-'));
+    const path = join(dir, 'mooring.db');
+    const old = new DatabaseSync(path);
+    old.exec(
+      'CREATE TABLE leases (channel TEXT NOT NULL, serial TEXT NOT NULL, ms INTEGER NOT NULL, client_id TEXT, PRIMARY KEY (channel, serial)) WITHOUT ROWID',
+    );
+    old.prepare('INSERT INTO leases VALUES (?, ?, ?, ?)').run('session:old', 'e.1', 60_000, 'agent');
+    old.exec('PRAGMA user_version = 2');
+    old.close();
+    const store = new SqliteStore({ path });
+    try {
+      assert.deepEqual(store.leases.all(), [
+        { channel: 'session:old', serial: 'e.1', ms: 60_000, clientId: 'agent' },
+      ]);
+      store.leases.save({ channel: 'session:old', serial: 'e.2', ms: 60_000, owner: 'key\u0000test\u0000' });
+      assert.deepEqual(
+        store.leases.all().find((r) => r.serial === 'e.2'),
+        { channel: 'session:old', serial: 'e.2', ms: 60_000, owner: 'key\u0000test\u0000' },
+      );
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('message leases: what operators see', () => {
   it('counts leases and expiries in /metrics and logs each run marked abandoned', async () => {
     const lines: Record<string, unknown>[] = [];

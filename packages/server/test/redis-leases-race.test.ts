@@ -266,6 +266,53 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('a takeover decided on a read from before someone else took the lease again leaves that lease alone', async (t) => {
+    const { a, b, connection, errors, heldRead, gate, holdNextRead, settle } = await gatedNodes(t, 'retaken');
+    await a.hold('session:t', 'e.1', 'conn-1', 5_000, 'agent');
+    holdNextRead();
+    b.touch('session:t', 'e.1', 'conn-2', 'agent'); // the agent, reconnected to B: B looks the lease up
+    await heldRead;
+    // before the look-up's answer is back, another publisher takes a lease on the message (a new take)
+    await a.hold('session:t', 'e.1', 'conn-7', 5_000, 'other');
+    gate.resolve();
+    await settle(); // the look-up's takeover, if any, is applied
+    const field = JSON.stringify(['session:t', 'e.1']);
+    const record = JSON.parse(
+      String(await connection.send(undefined, ['HGET', 'retaken:{leases}:records', field])),
+    ) as { holder: string; clientId: string };
+    assert.deepEqual(
+      [record.holder, record.clientId],
+      ['conn-7', 'other'],
+      "the agent took the other's lease",
+    );
+    assert.equal(b.has('session:t', 'e.1'), false);
+    assert.deepEqual(errors, []);
+  });
+
+  it('on a node that does not know the lease, a write of another anonymous holder does not take it over; its own holder’s does', async (t) => {
+    const { connection, errors, leases } = await redisFor(t);
+    const options = { expire: async () => true, prefix: 'anon', sweepInterval: 50, holderTtl: 10_000 };
+    const a = leases(options);
+    const b = leases(options);
+    const records = 'anon:{leases}:records';
+    const field = JSON.stringify(['session:v', 'v.1']);
+    const holder = async () => {
+      const raw = await connection.send(records, ['HGET', records, field]);
+      return (JSON.parse(String(raw)) as { holder?: string }).holder;
+    };
+    // two tokens without a clientId: their holders (`holderKey`) tell them apart
+    await a.hold('session:v', 'v.1', 'conn-1', 60_000, undefined, 'anonymous\u0000k\u0000A');
+    b.touch('session:v', 'v.1', 'conn-9', undefined, 'anonymous\u0000k\u0000B');
+    await new Promise((r) => setTimeout(r, 200)); // its look-up done, and its cache run out
+    assert.equal(await holder(), 'conn-1', "visitor B's write took visitor A's lease over");
+    assert.equal(b.has('session:v', 'v.1'), false);
+    b.touch('session:v', 'v.1', 'conn-2', undefined, 'anonymous\u0000k\u0000A'); // A, reconnected to B
+    await waitFor(async () => (await holder()) === 'conn-2', {
+      message: 'visitor A on node B never took its lease over',
+    });
+    assert.deepEqual(errors, []);
+  });
+
   it('a lease ended through another node is forgotten by the node whose connection holds it', async (t) => {
     // The agent's connection is on node A, its end (`lease: 0`) arrives through node B (a REST call,
     // or the agent's second connection). B releases the lease in Redis; A must forget it too, or it
@@ -344,11 +391,14 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     const record = async () => {
       await connection.send(undefined, ['PING']);
       const raw = await connection.send(records, ['HGET', records, field]);
-      return raw === null ? undefined : (JSON.parse(String(raw)) as { holder?: string; clientId?: string });
+      return raw === null
+        ? undefined
+        : (JSON.parse(String(raw)) as { holder?: string; clientId?: string; take?: string });
     };
     await a.hold('session:t', 't.1', 'conn-1', 60_000, 'agent');
     a.touch('session:t', 't.1', 'conn-2', 'intruder');
-    assert.deepEqual(await record(), {
+    const { take, ...unmoved } = (await record()) ?? {};
+    assert.deepEqual(unmoved, {
       channel: 'session:t',
       serial: 't.1',
       ms: 60_000,
@@ -356,11 +406,9 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
       holder: 'conn-1',
     });
     a.touch('session:t', 't.1', 'conn-3', 'agent'); // the agent, reconnected
-    assert.equal(
-      (await record())?.holder,
-      'conn-3',
-      "the clientId's new connection did not take the lease over",
-    );
+    const moved = await record();
+    assert.equal(moved?.holder, 'conn-3', "the clientId's new connection did not take the lease over");
+    assert.equal(moved?.take, take, 'a takeover moves the same take of the lease');
     // the run ends through another node; this node still knows the lease, and a late write of the
     // agent must not bring it back
     await leases(options).release('session:t', 't.1');

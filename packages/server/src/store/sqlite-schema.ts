@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS leases (
   serial TEXT NOT NULL,
   ms INTEGER NOT NULL,
   client_id TEXT,
+  owner TEXT,
   PRIMARY KEY (channel, serial)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels (
@@ -106,6 +107,16 @@ INSERT OR REPLACE INTO channel_epochs (chan, epoch, through)
   SELECT c.id, c.epoch, max(c.seq, coalesce((SELECT max(j.seq) FROM journal j WHERE j.chan = c.id), 0))
   FROM channels c;
 `;
+
+/**
+ * Lease records name their owner (`leases.owner`, so a restart counts them against it) since after
+ * schema 2: an older table gets the column, null in the records it has (they count against no one).
+ * Additive, so no new schema version: an older server still writes the table, naming its columns.
+ */
+export function addLeaseOwners(db: DatabaseSync): void {
+  const columns = db.prepare('PRAGMA table_info(leases)').all();
+  if (!columns.some((c) => c.name === 'owner')) db.exec('ALTER TABLE leases ADD COLUMN owner TEXT');
+}
 
 export function prepare(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);
@@ -191,8 +202,10 @@ export function prepare(db: DatabaseSync) {
     lastOp: p('SELECT max(seq) AS seq FROM ops WHERE chan = ? AND msg_seq = ?'),
     deleteOps: p('DELETE FROM ops WHERE chan = ? AND msg_seq = ?'),
     deleteMessage: p('DELETE FROM messages WHERE chan = ? AND seq = ?'),
-    saveLease: p('INSERT OR REPLACE INTO leases (channel, serial, ms, client_id) VALUES (?, ?, ?, ?)'),
+    saveLease: p(
+      'INSERT OR REPLACE INTO leases (channel, serial, ms, client_id, owner) VALUES (?, ?, ?, ?, ?)',
+    ),
     removeLease: p('DELETE FROM leases WHERE channel = ? AND serial = ?'),
-    allLeases: p('SELECT channel, serial, ms, client_id FROM leases'),
+    allLeases: p('SELECT channel, serial, ms, client_id, owner FROM leases'),
   };
 }

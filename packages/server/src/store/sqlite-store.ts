@@ -92,7 +92,14 @@ import { SqliteCheckpointer } from './sqlite-checkpointer.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
 import { IdFilter } from './sqlite-id-filter.ts';
 import { type JournalRow, JournalView, type Slice } from './sqlite-journal.ts';
-import { MIGRATE_FROM_1, NEW_EPOCHS, prepare, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import {
+  addLeaseOwners,
+  MIGRATE_FROM_1,
+  NEW_EPOCHS,
+  prepare,
+  SCHEMA,
+  SCHEMA_VERSION,
+} from './sqlite-schema.ts';
 import type {
   AppendOptions,
   AppendResult,
@@ -228,6 +235,7 @@ export class SqliteStore implements Store {
       }
       if (version === 1) this.#migrateFrom1();
       this.#db.exec(SCHEMA);
+      addLeaseOwners(this.#db);
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       if (this.#file) this.#opened(options.synchronous === 'full', options.newEpochs === true);
       options.onOpen?.(this.#db);
@@ -852,7 +860,7 @@ export class SqliteStore implements Store {
   readonly leases: LeaseRecords = {
     save: (r) => {
       if (this.#closed) return;
-      this.#s.saveLease.run(r.channel, r.serial, r.ms, r.clientId ?? null);
+      this.#s.saveLease.run(r.channel, r.serial, r.ms, r.clientId ?? null, r.owner ?? null);
     },
     remove: (channel, serial) => {
       if (this.#closed) return;
@@ -866,6 +874,7 @@ export class SqliteStore implements Store {
           ms: Number(row.ms),
         };
         if (row.client_id !== null) record.clientId = String(row.client_id);
+        if (row.owner !== null && row.owner !== undefined) record.owner = String(row.owner);
         return record;
       }),
   };

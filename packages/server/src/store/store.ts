@@ -181,6 +181,11 @@ export interface LeaseRecord {
   serial: string;
   ms: number;
   clientId?: string;
+  /**
+   * The holder it counts against (`holderKey`, `maxLeasesPerClient`), and that a lease taken without a
+   * clientId follows (`touch`). Absent in records written before records named it.
+   */
+  owner?: string;
 }
 
 export interface LeaseRecords {
