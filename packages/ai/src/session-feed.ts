@@ -8,8 +8,9 @@
  *   subscribe ──catch-up──▶ attached ──▶ live ──continuityLost──▶ reloading (history) ──▶ live …
  *
  * "Live" means: attached, and neither catching up nor reloading nor folding a `rolledUp` frame (a
- * node's read-back of what its bus lost, in last-change order like a catch-up) — the tree then holds
- * a prefix of the log in order, which is when run streams may emit (see `run-chunk-stream.ts`).
+ * node's read-back of what its bus lost, in last-change order like a catch-up), nor between the
+ * frames of a read-back that comes in several (`channel.readingBack`) — the tree then holds a
+ * prefix of the log in order, which is when run streams may emit (see `run-chunk-stream.ts`).
  * A history read that fails with a retryable error is retried until it succeeds.
  * Both session sides (user and agent) and any custom client use it. A feed started on a channel
  * that nothing has attached yet but that has a position (a recovery key's) makes it replay from the
@@ -55,7 +56,8 @@ export class SessionFeed implements RunStreamSource {
   /**
    * True while a `rolledUp` frame is being folded: a node read back what its bus lost (PROTOCOL.md
    * §4.3), and its messages come in the order of their last change, so until the frame is folded
-   * whole the tree need not hold a prefix of the log. Not live meanwhile; live again once it is.
+   * whole the tree need not hold a prefix of the log. Not live meanwhile; live again once it is —
+   * unless the read-back goes on in a further frame (`channel.readingBack`): then after its last.
    */
   #rolling = false;
   readonly #onMessage = (message: Message) => {
@@ -86,9 +88,15 @@ export class SessionFeed implements RunStreamSource {
     return this.#emitter.on(event, listener);
   }
 
-  /** True while attached, not catching up, not reloading and not folding a `rolledUp` frame. */
+  /** True while attached, not catching up, not reloading and not amid a read-back (`rolledUp` frames). */
   get live(): boolean {
-    return this.#started !== undefined && this.channel.state === 'attached' && !this.#held && !this.#rolling;
+    return (
+      this.#started !== undefined &&
+      this.channel.state === 'attached' &&
+      !this.#held &&
+      !this.#rolling &&
+      !this.channel.readingBack
+    );
   }
 
   /** True while reloading from history. */

@@ -2,10 +2,14 @@
 // up and not reloading; run streams emit only then, and a session is settled only then.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
+import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { UIMessageChunk } from 'ai';
 import { fakeClient, sent } from '../../client/test/helpers/fake-client.ts';
 import { flush } from '../../client/test/helpers/fake-transport.ts';
+import { RedisHub } from '../../server/src/redis-hub.ts';
+import type { RedisStore } from '../../server/src/store/redis-store.ts';
 import { ConversationTree } from '../src/conversation-tree.ts';
+import { channelSink } from '../src/operation-sink.ts';
 import { runChunkStream } from '../src/run-chunk-stream.ts';
 import { RunPublisher } from '../src/run-publisher.ts';
 import { SessionFeed } from '../src/session-feed.ts';
@@ -117,4 +121,84 @@ it('a live `rolledUp` frame (a node read back what its bus lost) is folded whole
   await reader.cancel();
   feed.close();
   mooring.close();
+});
+
+it('a read-back in several pages (a node whose bus lost a run’s parts) is folded whole before run streams emit: parts come out in the run order, not page by page', async (t) => {
+  // two nodes on one Redis; the user's node loses every bus message marked LOST and reads back two
+  // messages a page. The agent writes part a, four parts b1..b4, then more of a: in last-change
+  // order (the read-back's) a comes after the b parts, in the last page. A stream that emitted
+  // between pages would give b1 and b2 before a
+  const skip = redisSkipReason();
+  if (skip) return t.skip(skip);
+  const redis = await startRedis();
+  t.after(() => redis.close());
+  let hub: RedisHub | undefined;
+  const lossy = await realServer(t, {
+    store: { kind: 'redis', url: redis.url },
+    hub: async (store) => {
+      hub = await RedisHub.open({
+        store: store as RedisStore,
+        checkInterval: 60_000, // no periodic check: the jump alone starts the read-back
+        readBackPage: 2,
+        filter: (_channel, payload) => !payload.includes('LOST'),
+      });
+      return hub;
+    },
+  });
+  const other = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+  const name = sessionName();
+  const user = new UserSession({
+    channel: client(t, lossy.url, { clientId: 'alice' }).channels.get(name, { start: true }),
+  });
+  t.after(() => user.close());
+  await user.start();
+  const agent = client(t, other.url, { clientId: 'agent' }).channels.get(name);
+  await agent.attach();
+  const publisher = new RunPublisher({
+    sink: channelSink(agent),
+    runId: 'r1',
+    agent: 'agent',
+    input: 'i1',
+    coalesceMs: 0,
+  });
+  await publisher.start(); // not lost: the run reaches the user live
+  await waitFor(() => user.tree.run('r1') !== undefined, { message: 'the run never reached the user' });
+
+  const chunks: UIMessageChunk[] = [];
+  const reader = user.stream('r1').getReader();
+  const read = (async () => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      chunks.push(value);
+    }
+  })();
+  const repairs = hub?.stats.repairs ?? 0;
+  publisher.write({ type: 'text-start', id: 'a-LOST' });
+  publisher.write({ type: 'text-delta', id: 'a-LOST', delta: 'A1 LOST ' });
+  await publisher.flush();
+  for (const b of ['b1', 'b2', 'b3', 'b4']) {
+    publisher.write({ type: 'text-start', id: `${b}-LOST` });
+    publisher.write({ type: 'text-delta', id: `${b}-LOST`, delta: `${b} LOST` });
+    await publisher.flush();
+  }
+  publisher.write({ type: 'text-delta', id: 'a-LOST', delta: 'A2 LOST' });
+  await publisher.flush();
+  // not lost: the jump, read back with the rest
+  publisher.write({ type: 'text-start', id: 'c' });
+  publisher.write({ type: 'text-delta', id: 'c', delta: 'C' });
+  await publisher.flush();
+  await publisher.end('complete');
+  await waitFor(() => chunks.at(-1)?.type === 'finish', { message: 'the run stream never finished' });
+  await read;
+  assert.ok((hub?.stats.repairs ?? 0) > repairs, 'the node read back what its bus lost');
+  assert.deepEqual(
+    chunks.filter((c) => c.type === 'text-start').map((c) => c.id),
+    ['a-LOST', 'b1-LOST', 'b2-LOST', 'b3-LOST', 'b4-LOST', 'c'],
+    'the parts come out in the order the agent began them',
+  );
+  assert.deepEqual(
+    chunks.flatMap((c) => (c.type === 'text-delta' && c.id === 'a-LOST' ? [c.delta] : [])),
+    ['A1 LOST A2 LOST'],
+  );
 });

@@ -47,8 +47,11 @@ export interface ChannelInternals {
   /** The connection went suspended, closed or failed. */
   onConnectionLost(state: 'suspended' | 'closed' | 'failed', error: MooringError): void;
   onAttached(frame: AttachedFrame): void;
-  /** `after`: the version the first message follows (own operations left out, `echo: false`). */
-  onMessages(messages: Message[], after: string | undefined, rolledUp?: boolean): void;
+  /**
+   * `after`: the version the first message follows (own operations left out, `echo: false`; or the
+   * position a `rolledUp` frame brings on from). `more`: a read-back page that is not its last.
+   */
+  onMessages(messages: Message[], after: string | undefined, rolledUp?: boolean, more?: boolean): void;
   onDetached(ref: Ref | undefined, error: MooringError | undefined): void;
   /** The ref of the channel's detach while it waits for the answer. */
   pendingDetach(): Ref | undefined;

@@ -138,6 +138,8 @@ export class Channel {
   #repairRef: Ref | undefined;
   /** Holes found in the live stream and repaired by resuming (diagnostics). */
   #gapsRepaired = 0;
+  /** A live read-back is under way: its last `rolledUp` frame has not come yet (see `readingBack`). */
+  #readingBack = false;
   /**
    * An attach refused for a moment (`retryable`: the store down, e.g. a Redis restart) is sent again
    * after a backoff, the channel still `attaching`; the refusals in a row so far.
@@ -190,7 +192,8 @@ export class Channel {
       },
       onConnectionLost: (state, error) => this.#onConnectionLost(state, error),
       onAttached: (frame) => this.#onAttached(frame),
-      onMessages: (messages, after, rolledUp) => this.#onMessages(messages, after, rolledUp === true),
+      onMessages: (messages, after, rolledUp, more) =>
+        this.#onMessages(messages, after, rolledUp === true, more === true),
       onDetached: (ref, error) => this.#onDetached(ref, error),
       pendingDetach: () => this.#detachRef,
       onPresence: (frame) => {
@@ -228,6 +231,16 @@ export class Channel {
   /** How many times a hole in the live stream was found and repaired by resuming from the position. */
   get gapsRepaired(): number {
     return this.#gapsRepaired;
+  }
+
+  /**
+   * True from a live `rolledUp` frame marked `more` until the read-back's last frame (PROTOCOL.md
+   * §4.3): a node's read-back of what its bus lost, in pages in the order of each message's last
+   * change, so the messages delivered so far need not be a prefix of the log. False again once
+   * the channel leaves `attached` (a resume brings a catch-up instead).
+   */
+  get readingBack(): boolean {
+    return this.#readingBack;
   }
 
   on<K extends keyof ChannelEvents>(event: K, listener: Listener<ChannelEvents[K]>): () => void {
@@ -469,13 +482,16 @@ export class Channel {
     this.#emitter.emit('attached', result);
   }
 
-  #onMessages(messages: Message[], after: string | undefined, rolledUp = false): void {
+  #onMessages(messages: Message[], after: string | undefined, rolledUp = false, more = false): void {
     if (!this.#wanted || this.#repairRef !== undefined) return;
     const live = this.#state === 'attached';
     // Rolled up from `after` (a node read back what its bus missed): complete from there, so its
     // skipping versions are no hole — for a client at `after` or past it; one behind it has a hole.
     const whole =
       rolledUp && after !== undefined && (this.#position === '' || wholeFrom(after, this.#position));
+    // A read-back page that is not its last (`more`), or its last: a hole found below ends it anyway
+    // (the resume leaves `attached`).
+    if (live && whole) this.#readingBack = more;
     // The server left this client's own operations out up to `after` (echo: false): the position
     // moves past them, and the continuity check goes on from there.
     if (after !== undefined && live && !this.#echo && !rolledUp && after > this.#position)
@@ -605,6 +621,7 @@ export class Channel {
     if (state === this.#state) return;
     const previous = this.#state;
     this.#state = state;
+    if (state !== 'attached') this.#readingBack = false;
     this.#emitter.emit('statechange', { previous, current: state, reason });
   }
 }

@@ -132,7 +132,7 @@ export class Channels {
       case 'messages':
         this.#channels
           .get(frame.channel)
-          ?.internals.onMessages(frame.messages, frame.after, frame.rolledUp === true);
+          ?.internals.onMessages(frame.messages, frame.after, frame.rolledUp === true, frame.more === true);
         return true;
       case 'presence':
         this.#channels.get(frame.channel)?.internals.onPresence(frame);

@@ -372,6 +372,60 @@ describe('Channel', () => {
     assert.equal(channel.gapsRepaired, 1);
   });
 
+  it('readingBack: from a rolled-up frame marked `more` until the read-back’s last frame, or until the channel leaves attached', async () => {
+    const { t, channel, got, connect, timers } = await subscribedAt3();
+    const page = (versions: number[], after: number, more: boolean) =>
+      t.frame({
+        type: 'messages',
+        channel: 'c',
+        messages: versions.map((v) => created(v, String(v))),
+        after: serial(after),
+        rolledUp: true,
+        ...(more ? { more: true as const } : {}),
+      });
+    page([5, 6], 3, true);
+    assert.equal(channel.readingBack, true, 'the read-back goes on');
+    page([8], 6, false);
+    assert.equal(channel.readingBack, false, 'its last frame came');
+    page([9], 8, true);
+    assert.equal(channel.readingBack, true);
+    // a page from beyond the position is a hole: repaired by a resume, which ends the read-back
+    page([12], 11, false);
+    assert.equal(channel.gapsRepaired, 1);
+    assert.equal(channel.readingBack, false, 'the channel resumes: a catch-up comes instead');
+    assert.deepEqual(got, ['5', '6', '8', '9']);
+    // a connection lost between two pages: the read-back goes on until the channel resumes
+    const detach = sent(t, 'detach').at(-1)!;
+    t.frame({ type: 'detached', ref: detach.ref, channel: 'c' });
+    const repair = sent(t, 'attach').at(-1)!;
+    t.frame({
+      type: 'attached',
+      ref: repair.ref,
+      channel: 'c',
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(9),
+    });
+    page([10], 9, true);
+    assert.equal(channel.readingBack, true);
+    t.end({ code: 1006, reason: '' });
+    timers.advance(30_000);
+    const t2 = await connect();
+    const resume = sent(t2, 'attach').at(-1)!;
+    assert.equal(resume.from, serial(10));
+    assert.equal(channel.readingBack, false, 'resuming: the catch-up brings the rest');
+    t2.frame({
+      type: 'attached',
+      ref: resume.ref,
+      channel: 'c',
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(10),
+    });
+    assert.equal(channel.state, 'attached');
+    assert.equal(channel.readingBack, false);
+  });
+
   it('echo: false moves past own operations the server left out, never back to a rolled-up frame behind it', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();

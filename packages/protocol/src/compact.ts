@@ -30,10 +30,12 @@ const LETTER: Record<Action, string> = { create: 'c', append: 'a', update: 'u', 
 const ACTION_OF: Readonly<Record<string, Action>> = { c: 'create', a: 'append', u: 'update', d: 'delete' };
 const EPOCH_WIDTH = 12;
 
-/** Where a plain `messages` frame says more than its messages: `after` and `rolledUp` (§6.3). */
+/** Where a plain `messages` frame says more than its messages: `after`, `rolledUp`, `more` (§6.3). */
 export interface MessagesFrameExtras {
   after?: string | undefined;
   rolledUp?: boolean | undefined;
+  /** With `rolledUp`: the read-back goes on in the next frame (§4.3). */
+  more?: boolean | undefined;
 }
 
 /** The plain JSON `messages` frame (§6.3). */
@@ -41,6 +43,7 @@ export function encodeMessages(channel: string, messages: Message[], extras?: Me
   const frame: MessagesFrame = { type: 'messages', channel, messages };
   if (extras?.after !== undefined) frame.after = extras.after;
   if (extras?.rolledUp) frame.rolledUp = true;
+  if (extras?.more) frame.more = true;
   return JSON.stringify(frame);
 }
 
@@ -74,6 +77,7 @@ export function encodeCompactMessages(
   out += ']';
   if (extras?.after !== undefined) out += `,"after":${JSON.stringify(extras.after)}`;
   if (extras?.rolledUp) out += ',"rolledUp":true';
+  if (extras?.more) out += ',"more":true';
   return `${out}}`;
 }
 
@@ -83,7 +87,7 @@ export function encodeCompactMessages(
  * rest, as with plain frames.
  */
 export function expandCompactMessages(value: Record<string, unknown>): MessagesFrame | string {
-  const { channel, epoch, m, after, rolledUp } = value;
+  const { channel, epoch, m, after, rolledUp, more } = value;
   if (typeof channel !== 'string') return 'compact messages frame without a channel';
   if (!Array.isArray(m)) return 'compact messages frame without an m array';
   if (epoch !== undefined && typeof epoch !== 'string')
@@ -111,6 +115,7 @@ export function expandCompactMessages(value: Record<string, unknown>): MessagesF
   const frame: MessagesFrame = { type: 'messages', channel, messages };
   if (typeof after === 'string') frame.after = after;
   if (rolledUp === true) frame.rolledUp = true;
+  if (more === true) frame.more = true;
   return frame;
 }
 

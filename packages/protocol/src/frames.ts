@@ -187,6 +187,12 @@ export interface MessagesFrame {
    * them without asking each to follow the one before.
    */
   rolledUp?: true;
+  /**
+   * With `rolledUp`: the read-back goes on in the channel's next `messages` frame (rolled up too).
+   * It comes in last-change order, so until its frame without `more` the messages applied need not
+   * be a prefix of the log (PROTOCOL.md §4.3).
+   */
+  more?: true;
 }
 
 export interface DetachedFrame {

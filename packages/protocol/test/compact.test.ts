@@ -97,8 +97,14 @@ describe('compact messages frames', () => {
     }
   });
 
-  test('many messages in one frame, and the frame fields after and rolledUp', () => {
-    for (const extras of [undefined, { after: s(0) }, { after: s(3), rolledUp: true }, { rolledUp: false }]) {
+  test('many messages in one frame, and the frame fields after, rolledUp and more', () => {
+    for (const extras of [
+      undefined,
+      { after: s(0) },
+      { after: s(3), rolledUp: true },
+      { after: s(3), rolledUp: true, more: true },
+      { rolledUp: false },
+    ]) {
       const { fromCompact, fromPlain } = both('chat:room-"1"', MESSAGES, extras);
       assert.deepEqual(fromCompact, fromPlain);
     }
@@ -106,6 +112,10 @@ describe('compact messages frames', () => {
     assert.ok(typeof rolled === 'object' && rolled.type === 'messages');
     assert.equal(rolled.after, s(0));
     assert.equal(rolled.rolledUp, true);
+    assert.equal(rolled.more, undefined);
+    const page = both('c', MESSAGES.slice(0, 2), { after: s(0), rolledUp: true, more: true }).fromCompact;
+    assert.ok(typeof page === 'object' && page.type === 'messages');
+    assert.equal(page.more, true, 'a read-back page that is not its last says so');
   });
 
   test('serials of the epoch travel as numbers, a version equal to its serial not at all', () => {

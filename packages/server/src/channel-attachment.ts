@@ -329,11 +329,13 @@ export class ChannelAttachment {
     if (!last || last.version <= this.#position) return;
     if (delivery.rolledUp) {
       // every change after what the hub delivered before, which this attachment has: complete from
-      // its position on, whose versions may skip (own operations included: read back, not echoed)
+      // its position on, whose versions may skip (own operations included: read back, not echoed).
+      // A page that is not the read-back's last says so: the next delivery, with higher versions
+      // only, reaches this client too, so the page without `more` always does.
       this.#write(
         delivery.messages.filter((m) => m.version > this.#position),
         this.#position,
-        true,
+        delivery.more ? 'more' : true,
       );
       this.#position = last.version;
       return;
@@ -383,13 +385,13 @@ export class ChannelAttachment {
 
   /**
    * Writes messages that follow `after`, telling the client `after` when it has not seen it (or
-   * always, for messages rolled up from `after`).
+   * always, for messages rolled up from `after`; `more`: a read-back page that is not its last).
    */
-  #write(messages: Message[], after: string, rolledUp = false): void {
+  #write(messages: Message[], after: string, rolledUp: boolean | 'more' = false): void {
     const last = messages[messages.length - 1];
     if (!last) return;
     const extras = rolledUp
-      ? { after, rolledUp }
+      ? { after, rolledUp: true, more: rolledUp === 'more' }
       : { after: after !== this.#sent ? after : undefined, rolledUp: false };
     this.#outlet.write(encodeMessagesFrame(this.channel, messages, this.#outlet.compact, extras));
     this.#sent = last.version;

@@ -29,14 +29,22 @@ export interface Delivery {
    * hold every change since, and their versions may skip. The frames do not say so; the listener does.
    */
   rolledUp?: true;
+  /**
+   * With `rolledUp`: the read-back goes on in the channel's next delivery (it comes in last-change
+   * order, so what was delivered up to here need not be a prefix of the log; PROTOCOL.md §4.3).
+   */
+  more?: true;
 }
 
 export type HubListener = (delivery: Delivery) => void;
 
 export interface Hub {
   subscribe(channel: string, listener: HubListener): () => void;
-  /** `rolledUp`: the messages were read back, rolled up, after everything delivered before. */
-  publish(channel: string, messages: Message[], rolledUp?: boolean): void;
+  /**
+   * `rolledUp`: the messages were read back, rolled up, after everything delivered before; `more`:
+   * and the read-back goes on in the next rolled-up publish (nothing else of the channel between).
+   */
+  publish(channel: string, messages: Message[], rolledUp?: boolean, more?: boolean): void;
   subscriberCount(channel: string): number;
 }
 
@@ -100,14 +108,14 @@ export class LocalHub implements Hub {
     return this.#listeners.add(channel, listener);
   }
 
-  publish(channel: string, messages: Message[], rolledUp = false): void {
+  publish(channel: string, messages: Message[], rolledUp = false, more = false): void {
     const subscribers = this.#listeners.count(channel);
     if (messages.length === 0 || subscribers === 0) return;
     if (rolledUp) {
       // its own delivery, now, after what waits for this channel (the order is the serial order)
       const before = this.#task.take(channel) ?? this.#turn.take(channel);
       if (before) this.#deliver(channel, before);
-      this.#deliver(channel, messages, true);
+      this.#deliver(channel, messages, true, more);
       return;
     }
     const waiting = this.#task.waiting(channel) ?? this.#turn.waiting(channel);
@@ -119,11 +127,12 @@ export class LocalHub implements Hub {
     return this.#listeners.count(channel);
   }
 
-  #deliver(channel: string, messages: Message[], rolledUp = false): void {
+  #deliver(channel: string, messages: Message[], rolledUp = false, more = false): void {
     const listeners = this.#listeners.get(channel);
     if (!listeners) return;
     const delivery: Delivery = { channel, messages, plainFrame: undefined, compactFrame: undefined };
     if (rolledUp) delivery.rolledUp = true;
+    if (rolledUp && more) delivery.more = true;
     for (const listener of listeners) listener(delivery);
   }
 }

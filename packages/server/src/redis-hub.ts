@@ -12,6 +12,10 @@
  *   client folds like catch-up, in a frame marked `rolledUp` so that its skipping versions are not
  *   taken for a hole — and goes on. An idle channel whose last batch was lost shows no
  *   jump, so every `checkInterval` each subscribed channel's head is compared with what was delivered.
+ * - A read-back comes in pages, in the order of each message's last change, so the subscribers hold
+ *   a prefix of the log only once its last page is delivered: every page but the last is marked
+ *   `more` (PROTOCOL.md §4.3), and nothing is delivered live in between — also when the store fails
+ *   after some pages: what comes next is held and the read-back is made again, from its last page.
  * - Starting a channel: the store head is read *before* the bus subscription is made (on the store's
  *   connection, ahead of the attaching client's own reads), then everything after it is read back
  *   once the subscription is active, so nothing stored in between is missed by a new subscriber.
@@ -33,6 +37,8 @@ export interface RedisHubOptions {
   gapGrace?: number;
   /** How often subscribed channels are compared with the store head (ms, default 5,000). */
   checkInterval?: number;
+  /** Messages per page of a read-back (default 500; a test lowers it to read back in many pages). */
+  readBackPage?: number;
   onError?: (err: unknown) => void;
 }
 
@@ -58,6 +64,11 @@ interface Feed {
   pending: Message[][];
   pendingCount: number;
   gapTimer: NodeJS.Timeout | undefined;
+  /**
+   * The last delivery was a read-back page marked `more`: the subscribers hold no prefix of the log
+   * until the read-back's last page (after a failure, a read-back made again from here).
+   */
+  unfinished: boolean;
   closed: boolean;
 }
 
@@ -143,6 +154,7 @@ export class RedisHub implements Hub {
       pending: [],
       pendingCount: 0,
       gapTimer: undefined,
+      unfinished: false,
       closed: false,
     };
     this.#feeds.set(channel, feed);
@@ -238,7 +250,9 @@ export class RedisHub implements Hub {
     }
     const fresh = messages.filter((m) => seqOf(m.version) > feed.delivered);
     if (fresh.length === 0) return;
-    if (seqOf(fresh[0]!.version) > feed.delivered + 1) {
+    // A gap; or a read-back that failed after some of its pages: until it is read back to its end,
+    // operations would land on messages its subscribers hold in an older state than the log's.
+    if (feed.unfinished || seqOf(fresh[0]!.version) > feed.delivered + 1) {
       this.#hold(feed, fresh);
       feed.gapTimer ??= setTimeout(() => this.#gapTimeout(feed), this.#o.gapGrace ?? 50);
       return;
@@ -278,10 +292,14 @@ export class RedisHub implements Hub {
     void this.#readBack(feed);
   }
 
-  /** `rolledUp`: read back from the store after `feed.delivered` (versions may skip). */
-  #deliver(feed: Feed, messages: Message[], rolledUp = false): void {
+  /**
+   * `page`: a page read back from the store after `feed.delivered`, rolled up (versions may skip);
+   * `more` when the read-back goes on after it.
+   */
+  #deliver(feed: Feed, messages: Message[], page?: 'more' | 'last'): void {
     feed.delivered = seqOf(messages[messages.length - 1]!.version);
-    this.#local.publish(feed.channel, messages, rolledUp);
+    feed.unfinished = page === 'more';
+    this.#local.publish(feed.channel, messages, page !== undefined, page === 'more');
   }
 
   /**
@@ -296,23 +314,37 @@ export class RedisHub implements Hub {
     try {
       let after =
         feed.epoch !== undefined && feed.delivered > 0 ? formatSerial(feed.epoch, feed.delivered) : undefined;
+      // Each page is delivered once the next one was read: only then is it known whether another
+      // page with something to deliver follows, so the last page delivered is never marked `more`
+      // (two pages held, not the whole read-back). A page not delivered when the store fails is
+      // read again.
+      let unsent: Message[] | undefined;
+      let head: string | undefined;
       for (;;) {
-        const page = await this.#store.readSince(feed.channel, after, PAGE);
+        const page = await this.#store.readSince(feed.channel, after, this.#o.readBackPage ?? PAGE);
         if (feed.closed) return true;
         if (page.epoch === '') break;
         if (page.epoch !== feed.epoch) {
-          // The log was replaced (readSince then read it from its start).
+          // The log was replaced (readSince then read it from its start): the read-back of the old
+          // one ends with what was read of it.
+          if (unsent) this.#deliver(feed, unsent, 'last');
+          unsent = undefined;
           feed.epoch = page.epoch;
           feed.delivered = 0;
         }
         const fresh = page.messages.filter((m) => seqOf(m.version) > feed.delivered);
-        if (fresh.length > 0) this.#deliver(feed, fresh, true);
+        if (fresh.length > 0) {
+          if (unsent) this.#deliver(feed, unsent, 'more');
+          unsent = fresh;
+        }
         if (!page.more || page.messages.length === 0) {
-          feed.delivered = Math.max(feed.delivered, seqOf(page.head));
+          head = page.head;
           break;
         }
         after = page.messages[page.messages.length - 1]!.version;
       }
+      if (unsent) this.#deliver(feed, unsent, 'last');
+      if (head !== undefined) feed.delivered = Math.max(feed.delivered, seqOf(head));
       feed.state = 'live';
       this.#drainPending(feed);
       return true;
@@ -350,7 +382,8 @@ export class RedisHub implements Hub {
         this.#store.info(feed.channel).then(
           (info) => {
             if (!info || feed.closed || feed.state !== 'live') return true;
-            if (info.epoch !== feed.epoch || seqOf(info.head) > feed.delivered) return this.#readBack(feed);
+            if (info.epoch !== feed.epoch || seqOf(info.head) > feed.delivered || feed.unfinished)
+              return this.#readBack(feed);
             return true;
           },
           (err: unknown) => {

@@ -2,7 +2,8 @@
  * The Redis engine's bus (redis-hub.ts, ARCHITECTURE.md §10, PROTOCOL.md §15) driven directly: one
  * `RedisHub` on a real redis-server, a second store on the same Redis standing for another node.
  * Listeners on the node keep receiving while others leave, the last one unsubscribes the bus, a lost
- * batch and a new epoch are read back from the store (in order, once, over several pages), the
+ * batch and a new epoch are read back from the store (in order, once, over several pages, each but
+ * the last marked `more`, nothing live between them even when the store fails after some), the
  * position check leaves alone what it should, and `close()` stops everything in flight.
  *
  * The hub's store is seen through `StoreView`, which records the hub's `info` / `readSince` calls and
@@ -51,6 +52,8 @@ class StoreView {
   holdInfo: Promise<void> | undefined;
   /** Reads to fail (as if Redis were unavailable) before asking Redis. */
   failReads = 0;
+  /** A read after this serial fails once (as if Redis were unavailable) before asking Redis. */
+  failReadAfter: string | undefined;
   readonly store: RedisStore;
 
   constructor(real: RedisStore) {
@@ -66,8 +69,9 @@ class StoreView {
       },
       readSince: async (channel: string, after: string | undefined, limit: number, maxBytes?: number) => {
         this.reads.push({ channel, after });
-        if (this.failReads > 0) {
-          this.failReads--;
+        if (this.failReads > 0 || (after !== undefined && after === this.failReadAfter)) {
+          if (after === this.failReadAfter) this.failReadAfter = undefined;
+          else this.failReads--;
           throw new Error('Redis is unavailable (test)');
         }
         const page: RolledUpPage = await real.readSince(channel, after, limit, maxBytes);
@@ -100,6 +104,14 @@ class Recorder {
   /** Each delivery: its seqs and whether it was marked rolled up. */
   shape(): [number[], boolean][] {
     return this.deliveries.map((d) => [d.messages.map((m) => serialSeq(m.version)), d.rolledUp === true]);
+  }
+  /** Each delivery: its first seq, its length, and `live`, `more` (a read-back page not its last) or `last`. */
+  pages(): [number, number, 'live' | 'more' | 'last'][] {
+    return this.deliveries.map((d) => [
+      serialSeq(d.messages[0]!.version),
+      d.messages.length,
+      d.rolledUp ? (d.more ? 'more' : 'last') : 'live',
+    ]);
   }
 }
 
@@ -321,16 +333,64 @@ if (skip) {
           'the start read, then one repair of three pages (500 each) after op 1, 501 and 1001',
         );
         assert.deepEqual(
-          r.shape().map(([seqs, rolledUp]) => [seqs[0], seqs.length, rolledUp]),
+          r.pages(),
           [
-            [1, 1, false],
-            [2, 500, true],
-            [502, 500, true],
-            [1002, 201, true],
+            [1, 1, 'live'],
+            [2, 500, 'more'],
+            [502, 500, 'more'],
+            [1002, 201, 'last'],
           ],
+          'every page but the last says the read-back goes on',
         );
         assert.equal(n.hub.stats.repairs, 1);
         assert.deepEqual(n.errors, []);
+      } finally {
+        await n.close();
+      }
+    });
+
+    it('a read-back that fails after a page marked `more` delivers nothing live until it is read back to its end', async () => {
+      // ops 2..7 lost, read back two a page; the third read fails: page [2, 3] went out marked
+      // `more`, so its subscribers hold messages changed later (4..7) in an older state. An op that
+      // follows the last delivered one (4, this node's own publish) must not reach them as an
+      // operation: it is held, and the read-back made again from page [2, 3] on
+      const n = await node({
+        gapGrace: 20,
+        readBackPage: 2,
+        filter: (_channel, payload) => {
+          const last = busBatchHead(payload)?.last ?? 0;
+          return last < 2 || last > 7;
+        },
+      });
+      try {
+        const r = new Recorder();
+        await subscribeLive(n, 'failing', r.listener);
+        const first = await n.other.append('failing', creates(1, 1), APPEND);
+        await until(() => r.seqs().length === 1, 'op 1 delivered');
+        const lost = await n.other.append('failing', creates(2, 6), APPEND); // lost on the bus
+        const at = (seq: number) => formatSerial(first.epoch, seq);
+        n.view.failReadAfter = at(5);
+        await n.other.append('failing', creates(8, 1), APPEND); // the jump
+        await until(() => n.errors.length === 1, 'the third read of the read-back failed');
+        assert.deepEqual(r.pages(), [
+          [1, 1, 'live'],
+          [2, 2, 'more'],
+        ]);
+        n.hub.publish('failing', [lost.messages[2]!]); // op 4
+        await until(() => r.seqs().at(-1) === 8, 'ops 4..8 delivered');
+        await tick();
+        assert.deepEqual(r.pages(), [
+          [1, 1, 'live'],
+          [2, 2, 'more'],
+          [4, 2, 'more'],
+          [6, 2, 'more'],
+          [8, 1, 'last'],
+        ]);
+        assert.deepEqual(
+          n.view.reads.filter((x) => x.channel === 'failing').map((x) => x.after),
+          [undefined, at(1), at(3), at(5), at(3), at(5), at(7)],
+          'read back again from the last page delivered',
+        );
       } finally {
         await n.close();
       }
