@@ -377,7 +377,9 @@ export class RedisHub implements Hub {
   async #checkAll(): Promise<boolean> {
     const checks: Promise<boolean>[] = [];
     for (const feed of this.#feeds.values()) {
-      if (feed.state !== 'live' || feed.pending.length > 0) continue;
+      // A feed with batches held and no gap timer had its read-back fail: it is checked too (it may
+      // see no further batch to start one), and so is one whose failed read-back is unfinished.
+      if (feed.state !== 'live' || feed.gapTimer !== undefined) continue;
       checks.push(
         this.#store.info(feed.channel).then(
           (info) => {

@@ -54,6 +54,8 @@ class StoreView {
   failReads = 0;
   /** A read after this serial fails once (as if Redis were unavailable) before asking Redis. */
   failReadAfter: string | undefined;
+  /** Info answers "no log" while set (a position check then does nothing). */
+  hideInfo = false;
   readonly store: RedisStore;
 
   constructor(real: RedisStore) {
@@ -62,6 +64,7 @@ class StoreView {
       connection: real.connection,
       info: async (channel: string) => {
         this.infos.push(channel);
+        if (this.hideInfo) return undefined;
         const info = await real.info(channel);
         this.infoReplied.push(channel);
         if (this.holdInfo) await this.holdInfo;
@@ -391,6 +394,33 @@ if (skip) {
           [undefined, at(1), at(3), at(5), at(3), at(5), at(7)],
           'read back again from the last page delivered',
         );
+      } finally {
+        await n.close();
+      }
+    });
+
+    it('a read-back that failed with batches held is made again by the position check (no further batch comes)', async () => {
+      const n = await node({
+        gapGrace: 20,
+        checkInterval: 20,
+        filter: (_channel, payload) => {
+          const last = busBatchHead(payload)?.last ?? 0;
+          return last !== 2 && last !== 3;
+        },
+      });
+      try {
+        const r = new Recorder();
+        await subscribeLive(n, 'stalled', r.listener);
+        n.view.hideInfo = true; // no position check finds the lost ops before the gap does
+        await n.other.append('stalled', creates(1, 1), APPEND);
+        await until(() => r.seqs().length === 1, 'op 1 delivered');
+        n.view.failReads = 1;
+        await n.other.append('stalled', creates(2, 2), APPEND); // lost
+        await n.other.append('stalled', creates(4, 1), APPEND); // held behind the gap; its read-back fails
+        await until(() => n.errors.length === 1, 'the read-back failed');
+        n.view.hideInfo = false;
+        await until(() => r.seqs().length === 4, 'ops 2..4 read back by the position check');
+        assert.deepEqual(r.seqs(), [1, 2, 3, 4]);
       } finally {
         await n.close();
       }
