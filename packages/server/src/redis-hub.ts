@@ -69,6 +69,11 @@ interface Feed {
    * until the read-back's last page (after a failure, a read-back made again from here).
    */
   unfinished: boolean;
+  /**
+   * Batches held while starting or repairing were dropped (too many): the read-back under way may
+   * have read the store before they were stored, so another one follows it.
+   */
+  overflowed: boolean;
   closed: boolean;
 }
 
@@ -155,6 +160,7 @@ export class RedisHub implements Hub {
       pendingCount: 0,
       gapTimer: undefined,
       unfinished: false,
+      overflowed: false,
       closed: false,
     };
     this.#feeds.set(channel, feed);
@@ -269,6 +275,7 @@ export class RedisHub implements Hub {
       feed.pending = [];
       feed.pendingCount = 0;
       if (feed.state === 'live') void this.#readBack(feed);
+      else feed.overflowed = true;
     }
   }
 
@@ -346,6 +353,11 @@ export class RedisHub implements Hub {
       if (unsent) this.#deliver(feed, unsent, 'last');
       if (head !== undefined) feed.delivered = Math.max(feed.delivered, seqOf(head));
       feed.state = 'live';
+      if (feed.overflowed) {
+        // what was dropped may be newer than the last read: read on from here (and drain after it)
+        feed.overflowed = false;
+        return this.#readBack(feed);
+      }
       this.#drainPending(feed);
       return true;
     } catch (err) {

@@ -705,6 +705,41 @@ if (skip) {
       }
     });
 
+    it('more than 10,000 ops held while a read-back runs are read back right after it, not at the next position check', async () => {
+      const n = await node({
+        gapGrace: 20,
+        filter: (_channel, payload) => busBatchHead(payload)?.last !== 2,
+      });
+      try {
+        const r = new Recorder();
+        await subscribeLive(n, 'overflow', r.listener);
+        await n.other.append('overflow', creates(1, 1), APPEND);
+        await until(() => r.seqs().length === 1, 'op 1 delivered');
+        const gate = deferred();
+        n.view.hold = gate.promise;
+        const replied = n.view.count('replied', 'overflow');
+        await n.other.append('overflow', creates(2, 1), APPEND); // lost
+        await n.other.append('overflow', creates(3, 1), APPEND); // the jump: a read-back of 2..3
+        await until(() => n.view.count('replied', 'overflow') > replied, 'the read-back read 2..3');
+        // stored after that read, and held while the read-back runs (behind op 3, held since the
+        // jump): 10,001 ops, too many to hold, dropped with the last batch — none comes after it
+        const received = n.hub.stats.received;
+        for (let i = 0; i < 10; i++) await n.other.append('overflow', creates(4 + i * 1000, 1000), APPEND);
+        await until(() => n.hub.stats.received === received + 10, 'the 10 batches reached the node');
+        n.view.hold = undefined;
+        gate.resolve();
+        await until(() => r.seqs().length === 10_003, 'ops 4..10,003 read back');
+        await tick();
+        assert.ok(
+          r.seqs().every((s, i) => s === i + 1),
+          'every op once, in order',
+        );
+        assert.deepEqual(n.errors, []);
+      } finally {
+        await n.close();
+      }
+    });
+
     it('after a read-back fails, a gap timer with nothing held reads nothing back (the position check will)', async () => {
       const n = await node({ gapGrace: 30, filter: () => false });
       try {
