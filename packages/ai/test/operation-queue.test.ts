@@ -582,6 +582,13 @@ describe('OperationQueue resuming a part', () => {
     assert.equal(textOf(log), 'abcd');
   });
 
+  it('sends nothing at all when the first attempt stored every delta written so far', async () => {
+    const log = new MemoryLog();
+    const sent = await resumeAfter(log, 'abc', ['ab', 'c']);
+    assert.deepEqual(sent, []);
+    assert.equal(textOf(log), 'abc');
+  });
+
   it('replaces a diverged part once: the deltas after it are appended, not compared again', async () => {
     const log = new MemoryLog();
     const sent = await resumeAfter(log, 'abX', ['ab', 'c', 'd', 'e']);

@@ -200,6 +200,10 @@ export class Presence {
         resolve,
         reject,
       };
+      // A membership's restore waiting out a refusal's backoff gives way to the app's own request,
+      // as `#restore` does to a pending one: sent after a leave, it would enter the set again.
+      for (const waiting of this.#requests.filter((r) => r.automatic && r.ref === undefined))
+        this.#remove(waiting);
       this.#requests.push(request);
       if (this.#host.connection.state === 'connected') this.#send(request);
       else this.#host.ensureConnecting();

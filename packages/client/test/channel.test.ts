@@ -533,6 +533,8 @@ describe('Channel', () => {
   it('sends an attach refused for a moment (retryable: the store down) again after a backoff, still attaching', async () => {
     const { client, connect, timers } = fakeClient();
     const t = await connect();
+    const connectionErrors: string[] = [];
+    client.connection.on('error', (e) => connectionErrors.push(e.code));
     const channel = client.channels.get('c');
     let settled = false;
     const attached = channel.attach().finally(() => {
@@ -565,6 +567,7 @@ describe('Channel', () => {
     });
     assert.deepEqual(await attached, { resumed: false, position: '' });
     assert.equal(channel.state, 'attached');
+    assert.deepEqual(connectionErrors, [], "the channel's refusals, handled by it, are no connection errors");
     // a detach while a retry waits: nothing is sent again
     const other = client.channels.get('d');
     other.attach().catch(() => {});

@@ -42,6 +42,22 @@ describe('keptMessages', () => {
     );
   });
 
+  it('keeps the message created at exactly `kept` (the last the new log has), and drops the one after it', () => {
+    const held = [msg(OLD, 3, 3, 'three'), msg(OLD, 4, 4, 'four')];
+    assert.deepEqual(
+      keptMessages(held, lost(4, 3))?.messages.map((m) => [m.serial, m.data]),
+      [[s(NEW, 3), 'three']],
+    );
+  });
+
+  it('cannot tell with a copy whose serial or version is not one: undefined (reload)', () => {
+    for (const bad of [
+      { ...msg(OLD, 1, 1, 'one'), version: 'not a serial' },
+      { ...msg(OLD, 1, 1, 'one'), serial: 'not a serial' },
+    ])
+      assert.equal(keptMessages([bad], lost(3, 3)), undefined);
+  });
+
   it('drops copies created in what the log lost and reads again those it has in another state', () => {
     // position 5, kept 3: 4 and 5 were lost; message 2 was changed at 4 (lost): the log has it as it was at 2
     const held = [msg(OLD, 1, 1, 'one'), msg(OLD, 2, 4, 'two, changed'), msg(OLD, 5, 5, 'five')];

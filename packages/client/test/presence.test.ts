@@ -224,6 +224,7 @@ describe('presence across reconnects', () => {
     const channel = client.channels.get('room');
     const errors: MooringError[] = [];
     channel.on('error', (e) => errors.push(e));
+    client.connection.on('error', (e) => errors.push(e));
     const entered = channel.presence.enter('here');
     ack(t1, sent(t1, 'presence')[0]!.ref);
     await entered;
@@ -260,6 +261,39 @@ describe('presence across reconnects', () => {
     assert.deepEqual(
       (errors as MooringError[]).map((e) => e.code),
       ['forbidden'],
+    );
+  });
+
+  it('a re-enter refused for a moment is not made again once the app left the set meanwhile', async () => {
+    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
+    const t1 = await connect();
+    const channel = client.channels.get('room');
+    const entered = channel.presence.enter('here');
+    ack(t1, sent(t1, 'presence')[0]!.ref);
+    await entered;
+    await drop(t1, timers);
+    const t2 = transports.last();
+    t2.connected({ resumed: false });
+    const reenter = sent(t2, 'presence').at(-1)!;
+    t2.frame({
+      type: 'error',
+      ref: reenter.ref,
+      channel: 'room',
+      error: { code: 'store_unavailable', status: 503, retryable: true, message: 'down a moment' },
+    });
+    const left = channel.presence.leave().catch(() => {});
+    for (const frame of sent(t2, 'presence').slice(1)) ack(t2, frame.ref);
+    await left;
+    t2.activity();
+    timers.advance(2_000); // past the backoff
+    assert.deepEqual(
+      sent(t2, 'presence')
+        .slice(1)
+        .map((f) => f.action),
+      sent(t2, 'presence')
+        .slice(1)
+        .map(() => 'leave'),
+      'after the leave, nothing enters the set again',
     );
   });
 
