@@ -12,8 +12,13 @@
  *
  * Guarantees:
  * - Per session, controls are delivered one at a time in the session's order; the position (the
- *   message's version) is saved after each delivery, so a restarted bridge resumes after the last one
- *   it delivered and delivers everything that arrived while it was away. A control counts once, by
+ *   message's version) is saved after each live delivery, so a restarted bridge resumes after the last
+ *   one it delivered and delivers everything that arrived while it was away. A catch-up (and a
+ *   read-back in `rolledUp` frames) comes in last-change order, so its position is saved only once it
+ *   was read whole (at `attached`, or with the next live operation): saved in the middle, a restart
+ *   from there would take a control created before that point and changed after it, never delivered,
+ *   for one read before. A bridge stopped in the middle of one delivers its controls again on its
+ *   restart (each applies once, below). A control counts once, by
  *   its creation: one sent while the bridge was away and changed since (it comes back rolled up, as
  *   an `update`, in the order of its last change) is delivered; a later change to a control already
  *   delivered is not a new control, also under its serial of a new epoch (a Redis restart: `kept`).
@@ -134,8 +139,12 @@ const SIGNALS = {
 
 interface Followed {
   channel: Channel;
-  /** Messages in arrival order, each with whether it is one the bridge had not read (`#isNew`). */
-  queue: { message: Message; fresh: boolean }[];
+  /**
+   * Messages in arrival order, each with whether it is one the bridge had not read (`#isNew`) and the
+   * position to save once it is handled (none for a catch-up's: see the guarantees above); a marker
+   * without a message saves the position a catch-up ended at.
+   */
+  queue: { message: Message | undefined; fresh: boolean; position: string | undefined }[];
   draining: Promise<void> | undefined;
   listener: (message: Message) => void;
   offs: Array<() => void>;
@@ -218,6 +227,10 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
         const catchUp = followed.catchUp;
         followed.catchUp = undefined;
         if (catchUp?.held) for (const m of catchUp.held) this.#enqueue(channelName, followed, m, catchUp);
+        // the catch-up read whole: every message created up to here has been read
+        const position = channel.position;
+        if (position !== '')
+          this.#push(channelName, followed, { message: undefined, fresh: false, position });
       }),
     ];
     this.#followed.set(channelName, followed);
@@ -263,8 +276,30 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
   }
 
   #enqueue(channelName: string, followed: Followed, message: Message, catchUp: CatchUp | undefined): void {
-    followed.queue.push({ message, fresh: this.#isNew(followed, message, catchUp) });
-    followed.draining ??= this.#drain(channelName, followed);
+    const fresh = this.#isNew(followed, message, catchUp);
+    this.#push(channelName, followed, {
+      message,
+      fresh,
+      position: catchUp ? undefined : (message.version ?? message.serial),
+    });
+  }
+
+  #push(channelName: string, followed: Followed, item: Followed['queue'][number]): void {
+    followed.queue.push(item);
+    this.#kick(channelName, followed);
+  }
+
+  /**
+   * Drains the queue unless a drain is under way. `draining` is cleared in a reaction, never by the
+   * drain itself: a drain with nothing to await (no control, nothing to save) ends before its promise
+   * is stored, and would leave a finished one there — every later message queued behind it for good.
+   */
+  #kick(channelName: string, followed: Followed): void {
+    if (followed.draining !== undefined || followed.queue.length === 0 || this.#closed) return;
+    followed.draining = this.#drain(channelName, followed).then(() => {
+      followed.draining = undefined;
+      this.#kick(channelName, followed);
+    });
   }
 
   /** Stops following a session (its position stays saved). */
@@ -295,21 +330,19 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
   async #drain(channelName: string, followed: Followed): Promise<void> {
     let unsaved: string | undefined;
     while (followed.queue.length > 0 && !this.#closed) {
-      const { message, fresh } = followed.queue.shift() as Followed['queue'][number];
-      const position = message.version ?? message.serial;
-      const payload = fresh ? this.#payloadOf(channelName, message) : undefined;
+      const { message, fresh, position } = followed.queue.shift() as Followed['queue'][number];
+      const payload = fresh && message ? this.#payloadOf(channelName, message) : undefined;
       if (!payload) {
-        unsaved = position;
+        if (position !== undefined) unsaved = position;
         continue;
       }
       await this.#deliver(channelName, payload);
+      if (position === undefined) continue; // a catch-up's: saved once it is read whole
       await this.#positions.save(channelName, position);
       unsaved = undefined;
     }
     // Messages that were not controls: save past them too, so a restart does not read them again.
     if (unsaved !== undefined) await this.#positions.save(channelName, unsaved);
-    followed.draining = undefined;
-    if (followed.queue.length > 0 && !this.#closed) followed.draining = this.#drain(channelName, followed);
   }
 
   /**

@@ -327,6 +327,86 @@ describe('ControlBridge', () => {
     );
   });
 
+  it('a bridge stopped in the middle of a catch-up delivers on its restart the control the catch-up had not reached (created before one it delivered, changed after it)', async (t) => {
+    const { name, user, workflows, bridge } = await setup(t);
+    const positions = memoryPositions();
+    const first = bridge({ positions });
+    await first.follow(name);
+    await user.send('first');
+    await waitFor(() => workflows.calls.length === 1);
+    await first.idle();
+    await first.close();
+
+    // While no bridge runs: b, then c, then b changed — a catch-up brings c first, b last.
+    const b = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b' });
+    await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-c' });
+    await user.channel.update(b, { headers: { edited: 'yes' } });
+
+    // The second bridge stops for good while it delivers b (a crash): c was delivered before it.
+    // (Its delivery of b is let go at the end, failed for good, so that its close can finish.)
+    let letGo = (_: Error) => {};
+    t.after(() => letGo(new WorkflowNotFoundError('gone', `wf-${name}`, undefined)));
+    const runOf = (payload: unknown) => (payload as { runId?: string } | undefined)?.runId;
+    const stuck: BridgeWorkflowClient = {
+      getHandle(id) {
+        const handle = workflows.getHandle(id);
+        return {
+          ...handle,
+          executeUpdate: (def, options) =>
+            runOf(options.args[0]) === 'run-b'
+              ? new Promise((_, reject) => {
+                  letGo = reject;
+                })
+              : handle.executeUpdate(def, options),
+        };
+      },
+    };
+    const second = bridge({ positions, workflows: stuck });
+    await second.follow(name);
+    await waitFor(() => workflows.calls.some((c) => runOf(c.payload) === 'run-c'));
+    await flush();
+
+    const third = bridge({ positions });
+    await third.follow(name);
+    await waitFor(() => workflows.calls.some((c) => runOf(c.payload) === 'run-b'), {
+      message: 'the control the stopped catch-up had not reached was never delivered',
+    });
+    await third.idle();
+    // c again (the catch-up read again from its start: Temporal keeps one update per id), then b
+    assert.deepEqual(
+      workflows.calls.map((c) => runOf(c.payload) ?? c.name),
+      ['mooring.input', 'run-c', 'run-c', 'run-b'],
+    );
+    assert.equal(workflows.calls[1]?.updateId, workflows.calls[2]?.updateId);
+  });
+
+  it('a catch-up read whole is saved: a bridge restarted after it (nothing live since) delivers none of its controls again', async (t) => {
+    const { name, user, workflows, bridge } = await setup(t);
+    const positions = memoryPositions();
+    const first = bridge({ positions });
+    await first.follow(name);
+    await user.send('first');
+    await waitFor(() => workflows.calls.length === 1);
+    await first.idle();
+    await first.close();
+    await user.cancel('run-a'); // while no bridge runs
+    const second = bridge({ positions });
+    await second.follow(name);
+    await waitFor(() => workflows.calls.length === 2);
+    await second.idle();
+    await second.close();
+    const third = bridge({ positions });
+    await third.follow(name);
+    await third.idle();
+    await user.send('last');
+    await waitFor(() => workflows.calls.length >= 3);
+    await third.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => c.name),
+      ['mooring.input', 'mooring.cancel', 'mooring.input'],
+    );
+  });
+
   it('live, a `rolledUp` frame (a node repairing a lost bus message) that brings a control after a later-created one still delivers it, once', async (t) => {
     // two nodes on one Redis; the bridge's node loses the bus messages marked LOST: a control, a
     // later control, then a change to the first. The next message shows the jump, and the node reads
