@@ -53,6 +53,27 @@ async function presentInRoom() {
   return { ...fake, channel, t };
 }
 
+/**
+ * A client that entered the set with 'here' and whose connection then dropped: the next one is open
+ * with a new identity (`resumed: false`), its automatic re-enter sent and not answered.
+ */
+async function reconnectedAfterEnter(options: Parameters<typeof fakeClient>[0] = {}) {
+  const fake = fakeClient({ clientId: 'me', ...options });
+  const t1 = await fake.connect();
+  const channel = fake.client.channels.get('room');
+  /** Errors of the channel and of the connection, from the start. */
+  const errors: MooringError[] = [];
+  channel.on('error', (e) => errors.push(e));
+  fake.client.connection.on('error', (e) => errors.push(e));
+  const entered = channel.presence.enter('here');
+  ack(t1, sent(t1, 'presence')[0]!.ref);
+  await entered;
+  await drop(t1, fake.timers);
+  const t2 = fake.transports.last();
+  t2.connected({ resumed: false });
+  return { ...fake, channel, t2, errors };
+}
+
 /** Drops the transport and lets the client open the next one (not yet answered). */
 async function drop(t: FakeTransport, timers: { advance(ms: number): void }) {
   t.end({ code: 1006, reason: '' });
@@ -192,18 +213,9 @@ describe('presence across reconnects', () => {
   });
 
   it('an automatic re-enter lost with its connection is made again on the next one, without an error anywhere', async () => {
-    const { client, connect, timers, transports } = fakeClient({ clientId: 'me', connectionStateTtl: 1_000 });
-    const t1 = await connect();
-    const channel = client.channels.get('room');
-    const errors: MooringError[] = [];
-    channel.on('error', (e) => errors.push(e));
-    client.connection.on('error', (e) => errors.push(e));
-    const entered = channel.presence.enter('here');
-    ack(t1, sent(t1, 'presence')[0]!.ref);
-    await entered;
-    await drop(t1, timers);
-    const t2 = transports.last();
-    t2.connected({ resumed: false });
+    const { client, timers, transports, t2, errors } = await reconnectedAfterEnter({
+      connectionStateTtl: 1_000,
+    });
     assert.equal(sent(t2, 'presence')[0]?.action, 'enter', 'the re-enter goes out, unanswered');
     // the connection is lost for long enough to be suspended, the re-enter still pending
     await suspend(t2, client, timers, transports);
@@ -219,18 +231,7 @@ describe('presence across reconnects', () => {
   });
 
   it('an automatic re-enter refused for a moment (retryable: the presence store down) is made again after a backoff, unreported', async () => {
-    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
-    const t1 = await connect();
-    const channel = client.channels.get('room');
-    const errors: MooringError[] = [];
-    channel.on('error', (e) => errors.push(e));
-    client.connection.on('error', (e) => errors.push(e));
-    const entered = channel.presence.enter('here');
-    ack(t1, sent(t1, 'presence')[0]!.ref);
-    await entered;
-    await drop(t1, timers);
-    const t2 = transports.last();
-    t2.connected({ resumed: false });
+    const { timers, transports, t2, errors } = await reconnectedAfterEnter();
     const unavailable = {
       code: 'store_unavailable',
       status: 503,
@@ -265,15 +266,7 @@ describe('presence across reconnects', () => {
   });
 
   it('a re-enter refused for a moment is not made again once the app left the set meanwhile', async () => {
-    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
-    const t1 = await connect();
-    const channel = client.channels.get('room');
-    const entered = channel.presence.enter('here');
-    ack(t1, sent(t1, 'presence')[0]!.ref);
-    await entered;
-    await drop(t1, timers);
-    const t2 = transports.last();
-    t2.connected({ resumed: false });
+    const { channel, timers, t2 } = await reconnectedAfterEnter();
     const reenter = sent(t2, 'presence').at(-1)!;
     t2.frame({
       type: 'error',
