@@ -11,11 +11,9 @@ import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { createClient } from 'redis';
 import type { MooringServer } from '../src/index.ts';
 import { DROPPED_MEMBER_COST } from '../src/presence-budget.ts';
-import { RedisPresence } from '../src/redis-presence.ts';
-import { connectRedis } from '../src/store/redis-connection.ts';
 import { rest } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
-import { redisNode } from './support/redis-fixtures.ts';
+import { presenceNode, redisNode } from './support/redis-fixtures.ts';
 
 const skip = redisSkipReason();
 const data = 'x'.repeat(742); // 744 bytes as JSON
@@ -47,25 +45,13 @@ async function twoPresenceNodes(t: { after(fn: () => unknown): void }, prefix: s
   const redis = await startRedis();
   t.after(() => redis.close());
   const errors: unknown[] = [];
-  const node = async () => {
-    const connection = await connectRedis(redis.url, (err) => errors.push(err));
-    const presence = new RedisPresence({
-      connection,
+  const node = () =>
+    presenceNode(t, redis.url, {
       prefix,
       grace: 60_000,
-      maxMembers: 100,
-      maxChannelsPerConnection: 10,
-      maxBytesPerConnection: 1000,
-      recoverWithin: 60_000,
       maxDroppedBytesPerClient: CAP,
       onError: (err) => errors.push(err),
     });
-    t.after(async () => {
-      await presence.close();
-      await connection.close();
-    });
-    return presence;
-  };
   const a = await node();
   const b = await node();
   const inspect = createClient({ url: redis.url });

@@ -11,8 +11,7 @@ import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { createClient } from 'redis';
-import { RedisPresence } from '../src/redis-presence.ts';
-import { connectRedis } from '../src/store/redis-connection.ts';
+import { presenceNode } from './support/redis-fixtures.ts';
 
 const GRACE = 1_500;
 
@@ -21,25 +20,8 @@ it('a connection recovered on another node while Redis is down keeps its presenc
   if (skip) return t.skip(skip);
   const redis = await startRedis({ appendonly: 'always' });
   t.after(() => redis.close());
-  const node = async () => {
-    const connection = await connectRedis(redis.url, () => {});
-    const presence = new RedisPresence({
-      connection,
-      prefix: 'resume',
-      grace: GRACE,
-      maxMembers: 100,
-      maxChannelsPerConnection: 10,
-      maxBytesPerConnection: 1000,
-      recoverWithin: 60_000,
-      maxDroppedBytesPerClient: 100_000,
-      onError: () => {},
-    });
-    t.after(async () => {
-      await presence.close();
-      await connection.close();
-    });
-    return presence;
-  };
+  const node = () =>
+    presenceNode(t, redis.url, { prefix: 'resume', grace: GRACE, maxDroppedBytesPerClient: 100_000 });
   const a = await node();
   const b = await node();
   await a.enter('p:0', 'c1', 'alice', 'here', 6);

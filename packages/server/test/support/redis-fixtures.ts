@@ -5,6 +5,8 @@
  * here, so a node of one test is the same as a node of another.
  */
 import { type MooringServer, type ServerOptions, startServer } from '../../src/index.ts';
+import { RedisPresence, type RedisPresenceOptions } from '../../src/redis-presence.ts';
+import { connectRedis } from '../../src/store/redis-connection.ts';
 import { RedisStore } from '../../src/store/redis-store.ts';
 import type { StoreFixture, StoreFixtureOptions } from '../store-conformance.ts';
 import { TEST_KEY } from './fixture.ts';
@@ -22,6 +24,35 @@ export function redisNode(
     store: { kind: 'redis', url, ...(commandTimeout === undefined ? {} : { commandTimeout }) },
     ...options,
   });
+}
+
+/**
+ * A presence node alone (no server) on the Redis at `url`, closed after the test: for the tests that
+ * drive `RedisPresence` across nodes by hand. Errors go to `onError` (default: ignored).
+ */
+export async function presenceNode(
+  t: { after(fn: () => unknown): void },
+  url: string,
+  options: Pick<RedisPresenceOptions, 'prefix' | 'grace' | 'maxDroppedBytesPerClient'> & {
+    onError?: (err: unknown) => void;
+  },
+): Promise<RedisPresence> {
+  const onError = options.onError ?? (() => {});
+  const connection = await connectRedis(url, onError);
+  const presence = new RedisPresence({
+    connection,
+    maxMembers: 100,
+    maxChannelsPerConnection: 10,
+    maxBytesPerConnection: 1000,
+    recoverWithin: 60_000,
+    ...options,
+    onError,
+  });
+  t.after(async () => {
+    await presence.close();
+    await connection.close();
+  });
+  return presence;
 }
 
 /**
