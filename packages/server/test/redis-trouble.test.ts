@@ -84,6 +84,52 @@ if (skip) {
     it('needs redis-server', (t) => t.skip(skip));
   });
 } else {
+  describe('Redis trouble: a frozen Redis (SIGSTOP)', () => {
+    it('a publish refused store_unavailable at its deadline is stored once Redis goes on; its resend is answered as the duplicate it is, stored once', async (t) => {
+      const redis = await startRedis();
+      t.after(() => redis.close());
+      const server = await redisNode(redis.url, {}, 500);
+      t.after(() => server.close());
+      const channel = 'session:frozen';
+      const pub = await RawClient.connect(server.url, { clientId: 'agent' });
+      const sub = await RawClient.connect(server.url);
+      await sub.attach(channel);
+      const first = await pub.publish(channel, [{ id: 'before', data: 'before' }]);
+
+      redis.freeze(); // its connections stay open; what the node sends waits in the kernel
+      const refused = await pub.request({ type: 'publish', channel, ops: [{ id: 'during', data: 'x' }] });
+      assert.ok(
+        refused.type === 'error' && refused.error.code === 'store_unavailable' && refused.error.retryable,
+        JSON.stringify(refused),
+      );
+      redis.thaw(); // it runs what it was sent, the refused publish included
+      await waitFor(async () => (await rest(server, '/ready')).status === 200, { message: 'ready again' });
+      const resent = await pub.publish(channel, [{ id: 'during', data: 'x' }]);
+      const again = await pub.publish(channel, [{ id: 'during', data: 'x' }]);
+      assert.equal(again.results[0]!.serial, resent.results[0]!.serial);
+      assert.equal(again.results[0]!.duplicate, true);
+      const stored = (await rest(server, `/v1/channels/${channel}/messages?direction=forwards`)).body
+        .items as { serial: string; data: string }[];
+      assert.deepEqual(
+        stored.map((m) => [m.serial, m.data]),
+        [
+          [first.results[0]!.serial, 'before'],
+          [resent.results[0]!.serial, 'x'],
+        ],
+      );
+      await waitFor(() => sub.positions.get(channel) === resent.results[0]!.serial, {
+        message: 'the subscriber gets it',
+      });
+      // the resend found it stored by the thawed Redis: a duplicate from the first resend on
+      assert.equal(
+        resent.results[0]!.duplicate,
+        true,
+        'the refused publish ran after all, once Redis went on',
+      );
+      await Promise.all([pub.close(), sub.close()]);
+    });
+  });
+
   describe('Redis trouble: a blackholed Redis', () => {
     it('publishes fail with a retryable store_unavailable within the command timeout; sessions survive; all works again after', async (t) => {
       const { proxy, server, other } = await nodeBehindProxy(t);
