@@ -373,7 +373,8 @@ describe('Channel', () => {
   });
 
   it('readingBack: from a rolled-up frame marked `more` until the read-back’s last frame, or until the channel leaves attached', async () => {
-    const { t, channel, got, connect, timers } = await subscribedAt3();
+    const { t, channel, got, connect, timers, client } = await subscribedAt3();
+    const fresh = client.channels.get('never-attached');
     const page = (versions: number[], after: number, more: boolean) =>
       t.frame({
         type: 'messages',
@@ -383,6 +384,8 @@ describe('Channel', () => {
         rolledUp: true,
         ...(more ? { more: true as const } : {}),
       });
+    assert.equal(channel.readingBack, false, 'attached, live: no read-back under way');
+    assert.equal(fresh.readingBack, false, 'a channel never attached: none either');
     page([5, 6], 3, true);
     assert.equal(channel.readingBack, true, 'the read-back goes on');
     page([8], 6, false);

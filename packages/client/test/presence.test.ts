@@ -265,6 +265,29 @@ describe('presence across reconnects', () => {
     );
   });
 
+  it("the app's requests made while disconnected all go out on the next connection, in order, each answered", async () => {
+    const { client, connect, timers, transports } = fakeClient({ clientId: 'me' });
+    const t1 = await connect();
+    const channel = client.channels.get('room');
+    await drop(t1, timers); // the next connection is being opened: nothing goes out meanwhile
+    const done: string[] = [];
+    const entered = channel.presence.enter('a').then(() => done.push('enter'));
+    const updated = channel.presence.update('b').then(() => done.push('update'));
+    const t2 = transports.last();
+    t2.connected({ resumed: true });
+    const frames = sent(t2, 'presence');
+    assert.deepEqual(
+      frames.map((f) => [f.action, f.data]),
+      [
+        ['enter', 'a'],
+        ['update', 'b'],
+      ],
+    );
+    for (const frame of frames) ack(t2, frame.ref);
+    await Promise.all([entered, updated]);
+    assert.deepEqual(done, ['enter', 'update']);
+  });
+
   it('a re-enter refused for a moment is not made again once the app left the set meanwhile', async () => {
     const { channel, timers, t2 } = await reconnectedAfterEnter();
     const reenter = sent(t2, 'presence').at(-1)!;
