@@ -143,6 +143,13 @@ if (skip) {
           (await store.history('ch', { direction: 'forwards', limit: 1 })).messages[0]?.data,
           'a+',
         );
+        // the last message the snapshot kept (`through`) too
+        const last = await store.append(
+          'ch',
+          [{ action: 'append', publisher: '', id: 'late-b', serial: kept.results[1]!.serial, data: '+' }],
+          OPTS,
+        );
+        assert.equal(last.messages[0]?.serial, formatSerial(next.epoch, 2));
         await rejectsWith(
           store.append(
             'ch',
@@ -239,6 +246,40 @@ if (skip) {
       }
     });
 
+    it('remembers at most 8 epochs before the previous one: the oldest is forgotten as the next new Redis starts an epoch', async () => {
+      const store = await RedisStore.open({ url: redis.url, prefix: 'eight' });
+      const epochs = [(await store.append('ch', [create({ data: 'a' })], OPTS)).epoch];
+      // ten new Redis in a row (each publish finds another Redis recorded), a message in each epoch
+      for (let i = 0; i < 10; i++) {
+        await redis.command('HSET', 'eight:{ch}:meta', 'run', 'another-redis');
+        epochs.push((await store.append('ch', [create({ data: `m${i}` })], OPTS)).epoch);
+      }
+      const info = await store.info('ch');
+      assert.equal(info?.epoch, epochs[10]);
+      assert.deepEqual(info?.previous, { epoch: epochs[9], through: 10 });
+      assert.deepEqual(
+        info?.older?.map((o) => o.epoch),
+        epochs.slice(1, 9).reverse(),
+        'the 8 epochs before the previous one, newest first; the first epoch dropped',
+      );
+      // the oldest remembered epoch still names its message; the one dropped no longer does
+      const grown = await store.append(
+        'ch',
+        [{ action: 'append', publisher: '', id: 'old', serial: formatSerial(epochs[1]!, 1), data: '+' }],
+        OPTS,
+      );
+      assert.equal(grown.messages[0]?.serial, formatSerial(epochs[10]!, 1));
+      await rejectsWith(
+        store.append(
+          'ch',
+          [{ action: 'append', publisher: '', id: 'older', serial: formatSerial(epochs[0]!, 1), data: '+' }],
+          OPTS,
+        ),
+        'message_not_found',
+      );
+      await store.close();
+    });
+
     it('gives two Redis brought back from the same snapshot different epochs, even when the old one was made by a clock ahead', async () => {
       // The snapshot's epoch was made by a clock ahead of this node's, so each new epoch is made from
       // it, not from this clock. Two Redis that load that snapshot (a restore, then another; a
@@ -310,10 +351,11 @@ if (skip) {
         prefix: 'notepoch',
         onCorrupt: (channel, detail) => logged.push(`${channel}: ${detail}`),
       });
-      // '.' is no base-36 digit (and a wildcard to a Lua pattern); all 'z' has no next epoch of its
+      // '.' is no base-36 digit (and a wildcard to a Lua pattern: it must be read as the character),
+      // in the time part that the next epoch is counted from; all 'z' has no next epoch of its
       // length. Both sort after any candidate epoch, so the next one would be made from them.
       for (const [channel, epoch] of [
-        ['dot', 'zzzzzzzzzzz.'],
+        ['dot', 'zzzzzzzz.zzz'],
         ['full', 'zzzzzzzzzzzz'],
       ] as const) {
         await store.append(channel, [create({ data: 'a' })], OPTS);
