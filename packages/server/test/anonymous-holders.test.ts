@@ -662,7 +662,7 @@ describe('anonymous tokens: one holder cannot hold the read slots or the leases 
 
   for (const kind of ['memory', 'redis'] as const) {
     it(
-      `leases (${kind}): B writing to A's run does not take A's lease; A's connection dropped and recovered still holds it`,
+      `leases (${kind}): B writing to A's run does not take A's lease; A's connection dropped and recovered still holds it, A's write from a new one takes it along`,
       { skip: kind === 'redis' ? (redisSkip ?? false) : false },
       async () => {
         const fx = await startFixture(kind);
@@ -701,7 +701,14 @@ describe('anonymous tokens: one holder cannot hold the read slots or the leases 
             "A's recovered connection holds its run's lease",
           );
           assert.equal((await lease())?.serial, serial);
-          await back.close();
+          // A's connection lost for good: A's next write to its run, on a new connection, takes the
+          // lease along (the same holder: the same token), with no lease field of its own
+          back.kill();
+          await until(async () => (await lease())?.held === false, "the server saw A's connection go");
+          const anew = await RawClient.connect(fx.server.url, { token: a });
+          await anew.publish(channel, [{ action: 'append', serial, data: '+' }]);
+          await until(async () => (await lease())?.held === true, "A's new connection holds its run's lease");
+          await anew.close();
         } finally {
           await fx.close();
         }
