@@ -72,7 +72,7 @@ export class RunChunkEmitter {
       if (run.metadata !== undefined) start.messageMetadata = run.metadata;
       out.push(start);
     }
-    if (!this.#follow(parts)) {
+    if (!this.#follow(run, parts)) {
       out.push({ type: 'abort', reason: 'continuity lost' });
       this.#finished = true;
       return out;
@@ -108,12 +108,13 @@ export class RunChunkEmitter {
    * kept part is the same message under the same sequence) and keys them by their new serials. False
    * when one is gone (the new log lost it) or no longer holds what was emitted of it. Parts emitted
    * are a prefix of the run: while the first part is one of them under the same serial, nothing
-   * moved (one look-up per sync).
+   * moved (one look-up per sync). With no part left, the run's own serial tells the log's epoch:
+   * every part deleted in it, or lost with the old one.
    */
-  #follow(parts: readonly PartRecord[]): boolean {
+  #follow(run: RunNode, parts: readonly PartRecord[]): boolean {
     const first = parts[0];
-    if (this.#emitted.size === 0 || first === undefined || this.#emitted.has(first.serial)) return true;
-    const epoch = epochOf(parts[parts.length - 1]!.serial);
+    if (this.#emitted.size === 0 || (first !== undefined && this.#emitted.has(first.serial))) return true;
+    const epoch = epochOf(parts[parts.length - 1]?.serial ?? run.serial);
     const bySeq = new Map<number, PartRecord>();
     for (const part of parts) bySeq.set(serialSeq(part.serial), part);
     for (const [serial, e] of [...this.#emitted]) {

@@ -9,6 +9,7 @@ import type { UIMessageChunk } from 'ai';
 import { ConversationTree } from '../src/conversation-tree.ts';
 import { RunChunkEmitter } from '../src/run-chunk-emitter.ts';
 import { RunPublisher } from '../src/run-publisher.ts';
+import type { PartRecord } from '../src/wire.ts';
 import { MemoryLog } from './helpers/memory-log.ts';
 
 function publisher(log: MemoryLog, options: Partial<ConstructorParameters<typeof RunPublisher>[0]> = {}) {
@@ -223,6 +224,74 @@ describe('RunChunkEmitter', () => {
     lossy.sync(run, parts);
     const kept = renamed(keptUpTo);
     assert.deepEqual(lossy.sync(kept.run, kept.parts), [{ type: 'abort', reason: 'continuity lost' }]);
+    assert.equal(lossy.finished, true);
+  });
+  it('a new epoch: a part kept as it was emitted goes on — a chunk part whole, a tool input still streaming by a delta; one the new log has in an earlier state (a text ended, now streaming; a chunk changed) ends the stream', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log);
+    p.write({ type: 'text-start', id: 'a' });
+    p.write({ type: 'text-delta', id: 'a', delta: 'Looking it up.' });
+    p.write({ type: 'text-end', id: 'a' });
+    p.write({ type: 'data-weather', data: { city: 'Lyon' } });
+    p.write({ type: 'tool-input-start', toolCallId: 'c1', toolName: 'forecast' });
+    p.write({ type: 'tool-input-delta', toolCallId: 'c1', inputTextDelta: '{"ci' });
+    await p.flush();
+    const { run, parts } = folded(log);
+    assert.deepEqual(
+      parts.map((part) => [part.kind, part.state]),
+      [
+        ['text', 'done'],
+        ['chunk', 'done'],
+        ['tool-input', 'streaming'],
+      ],
+    );
+    // the same parts in the log's new epoch (PROTOCOL.md §15: the same sequences), each as `change` makes it
+    const renamed = (change: (part: PartRecord) => PartRecord = (part) => part) =>
+      parts.map((part) =>
+        change({
+          ...part,
+          serial: part.serial.replace(/^a+/, 'b'.repeat(12)),
+          version: part.version.replace(/^a+/, 'b'.repeat(12)),
+        }),
+      );
+    const emitter = () => {
+      const e = new RunChunkEmitter();
+      e.sync(run, parts);
+      return e;
+    };
+
+    const grown = renamed((part) =>
+      part.kind === 'tool-input' ? { ...part, text: `${part.text}ty":"Lyon"}` } : part,
+    );
+    assert.deepEqual(emitter().sync(run, grown), [
+      { type: 'tool-input-delta', toolCallId: 'c1', inputTextDelta: 'ty":"Lyon"}' },
+    ]);
+
+    const unended = renamed((part) => (part.kind === 'text' ? { ...part, state: 'streaming' } : part));
+    assert.deepEqual(emitter().sync(run, unended), [{ type: 'abort', reason: 'continuity lost' }]);
+
+    const changed = renamed((part) =>
+      part.kind === 'chunk' ? { ...part, chunk: { type: 'data-weather', data: { city: 'Paris' } } } : part,
+    );
+    assert.deepEqual(emitter().sync(run, changed), [{ type: 'abort', reason: 'continuity lost' }]);
+  });
+
+  it('every part emitted deleted in this epoch leaves the stream as it was; every part lost with a new epoch that kept the run ends it (abort "continuity lost")', async () => {
+    const log = new MemoryLog();
+    const p = publisher(log);
+    p.write({ type: 'text-start', id: 'a' });
+    p.write({ type: 'text-delta', id: 'a', delta: 'Lost' });
+    await p.flush();
+    const { run, parts } = folded(log);
+    const deleted = new RunChunkEmitter();
+    deleted.sync(run, parts);
+    assert.deepEqual(deleted.sync(run, []), []);
+    assert.equal(deleted.finished, false);
+
+    const lossy = new RunChunkEmitter();
+    lossy.sync(run, parts);
+    const kept = { ...run, serial: run.serial.replace(/^a+/, 'b'.repeat(12)) };
+    assert.deepEqual(lossy.sync(kept, []), [{ type: 'abort', reason: 'continuity lost' }]);
     assert.equal(lossy.finished, true);
   });
 });
