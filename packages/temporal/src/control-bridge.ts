@@ -21,7 +21,8 @@
  *   restart (each applies once, below). A control counts once, by
  *   its creation: one sent while the bridge was away and changed since (it comes back rolled up, as
  *   an `update`, in the order of its last change) is delivered; a later change to a control already
- *   delivered is not a new control, also under its serial of a new epoch (a Redis restart: `kept`).
+ *   delivered is not a new control, also under its serial of a new epoch (a Redis restart: `kept`),
+ *   nor is one to a control sent before a `startAt: 'now'` follow.
  *   Live, a `rolledUp` frame (a node of a several-node server read back what its bus lost) comes in
  *   that order too, and is read the same way (`isRolledUp` tells its messages apart).
  * - Each control takes effect once: its id (`<publisher clientId>/<operation id>`) is the update id,
@@ -224,6 +225,9 @@ export class ControlBridge extends Emitter<ControlBridgeEvents> {
     followed.offs = [
       channel.on('continuityLost', (lost) => this.#onContinuityLost(channelName, followed, lost)),
       channel.on('attached', () => {
+        // nothing read yet (`startAt: 'now'`, or an empty catch-up): the messages up to the position
+        // were sent before the bridge followed, and a later change to one is no new control either
+        if (followed.after === undefined && channel.position !== '') followed.after = channel.position;
         const catchUp = followed.catchUp;
         followed.catchUp = undefined;
         if (catchUp?.held) for (const m of catchUp.held) this.#enqueue(channelName, followed, m, catchUp);

@@ -29,6 +29,20 @@ import { client, realServer, restartRedis, sessionName, waitFor } from './helper
 const fits: (workflows: Client['workflow']) => BridgeWorkflowClient = (workflows) => workflows;
 void fits;
 
+/** A scripted `cancel` control: created at sequence `created`, last changed at `version`. */
+function cancelControl(version: number, created: number, runId: string, epoch = EPOCH): Message {
+  return {
+    serial: serial(created, epoch),
+    version: serial(version, epoch),
+    action: version === created ? 'create' : 'update',
+    id: `c${created}`,
+    clientId: 'alice',
+    name: EVENT_CONTROL,
+    data: { type: 'cancel', runId },
+    timestamp: created,
+  };
+}
+
 async function setup(t: TestContext, options: Parameters<typeof realServer>[1] = {}) {
   const server = await realServer(t, options);
   const name = sessionName();
@@ -555,6 +569,154 @@ describe('ControlBridge', () => {
     );
     await bridge.close();
     mooring.close();
+  });
+
+  it('live, a later change to a control already read is not a new control: the newest one read, an older one, one sent before a `startAt: now` follow', async () => {
+    const { client: mooring, connect } = fakeClient();
+    const t1 = await connect();
+    const name = sessionName();
+    const workflows = new FakeWorkflows();
+    const bridge = new ControlBridge({
+      mooring,
+      workflows,
+      startAt: 'now',
+      workflowId: (channel) => `wf-${channel}`,
+    });
+    const following = bridge.follow(name);
+    await flush();
+    const attach = sent(t1, 'attach')[0]!;
+    // `before` was sent at 1, before the bridge followed from now
+    t1.frame({
+      type: 'attached',
+      ref: attach.ref,
+      channel: name,
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(1),
+    });
+    await following;
+    t1.frame({ type: 'messages', channel: name, messages: [cancelControl(2, 1, 'before')] });
+    t1.frame({
+      type: 'messages',
+      channel: name,
+      messages: [cancelControl(3, 3, 'a'), cancelControl(4, 4, 'b')],
+    });
+    t1.frame({
+      type: 'messages',
+      channel: name,
+      messages: [cancelControl(5, 4, 'b'), cancelControl(6, 3, 'a')],
+    });
+    t1.frame({ type: 'messages', channel: name, messages: [cancelControl(7, 7, 'c')] });
+    await flush();
+    await bridge.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId),
+      ['a', 'b', 'c'],
+    );
+    await bridge.close();
+    mooring.close();
+  });
+
+  it('rolled-up frames that bring the same control twice (changed again while the node read back) deliver it once', async () => {
+    const { client: mooring, connect } = fakeClient();
+    const t1 = await connect();
+    const name = sessionName();
+    const workflows = new FakeWorkflows();
+    const bridge = new ControlBridge({
+      mooring,
+      workflows,
+      positions: memoryPositions({ [name]: serial(1) }),
+      workflowId: (channel) => `wf-${channel}`,
+    });
+    const following = bridge.follow(name);
+    await flush();
+    const attach = sent(t1, 'attach')[0]!;
+    t1.frame({
+      type: 'attached',
+      ref: attach.ref,
+      channel: name,
+      resumed: true,
+      epoch: EPOCH,
+      position: serial(1),
+    });
+    await following;
+    // `a` created at 2 and changed at 3, read back; changed again at 4 and read back again
+    t1.frame({
+      type: 'messages',
+      channel: name,
+      messages: [cancelControl(3, 2, 'a')],
+      after: serial(1),
+      rolledUp: true,
+    });
+    t1.frame({
+      type: 'messages',
+      channel: name,
+      messages: [cancelControl(4, 2, 'a')],
+      after: serial(3),
+      rolledUp: true,
+    });
+    t1.frame({ type: 'messages', channel: name, messages: [cancelControl(5, 5, 'b')] });
+    await flush();
+    await bridge.idle();
+    assert.deepEqual(
+      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId),
+      ['a', 'b'],
+    );
+    await bridge.close();
+    mooring.close();
+  });
+
+  it('after a new epoch with `kept`, a live change to a control read before it (under its new serial) is not a new control, also when the bridge had read none', async () => {
+    // the new epoch sorts after the old one: its serials, kept ones included, sort after every
+    // serial read before the restart
+    const other = 'mz000000000a';
+    for (const read of [true, false]) {
+      const { client: mooring, connect, timers } = fakeClient();
+      const t1 = await connect();
+      const name = sessionName();
+      const workflows = new FakeWorkflows();
+      const bridge = new ControlBridge({
+        mooring,
+        workflows,
+        startAt: 'now',
+        workflowId: (channel) => `wf-${channel}`,
+      });
+      const following = bridge.follow(name);
+      await flush();
+      const attach = sent(t1, 'attach')[0]!;
+      // `a` created at 2: read live, or sent before the bridge followed (the attach's position)
+      const position = serial(read ? 1 : 2);
+      t1.frame({ type: 'attached', ref: attach.ref, channel: name, resumed: true, epoch: EPOCH, position });
+      await following;
+      if (read) t1.frame({ type: 'messages', channel: name, messages: [cancelControl(2, 2, 'a')] });
+      await flush();
+      await bridge.idle();
+      t1.end({ code: 1006, reason: '' });
+      timers.advance(30_000);
+      const t2 = await connect();
+      const resume = sent(t2, 'attach').at(-1)!;
+      t2.frame({
+        type: 'attached',
+        ref: resume.ref,
+        channel: name,
+        resumed: false,
+        reason: 'epoch_changed',
+        kept: serial(2, other),
+        epoch: other,
+        position: serial(2, other),
+      });
+      t2.frame({ type: 'messages', channel: name, messages: [cancelControl(3, 2, 'a', other)] });
+      t2.frame({ type: 'messages', channel: name, messages: [cancelControl(4, 4, 'b', other)] });
+      await flush();
+      await bridge.idle();
+      assert.deepEqual(
+        workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId),
+        read ? ['a', 'b'] : ['b'],
+        read ? 'read before the restart' : 'sent before the bridge followed',
+      );
+      await bridge.close();
+      mooring.close();
+    }
   });
 
   it('a restarted bridge resumes from its saved position: nothing is delivered twice, nothing missed', async (t) => {
