@@ -43,6 +43,9 @@ function cancelControl(version: number, created: number, runId: string, epoch = 
   };
 }
 
+/** The run a delivered control names, if any. */
+const runOf = (payload: unknown) => (payload as { runId?: string } | undefined)?.runId;
+
 async function setup(t: TestContext, options: Parameters<typeof realServer>[1] = {}) {
   const server = await realServer(t, options);
   const name = sessionName();
@@ -64,6 +67,26 @@ async function setup(t: TestContext, options: Parameters<typeof realServer>[1] =
     return b;
   };
   return { server, name, user, workflows, bridge, workflowId: `wf-${name}` };
+}
+
+/**
+ * A bridge delivered the input 'first' and stopped (its position saved in `positions`); while no
+ * bridge runs, the user sends control b, then c, then changes b — a catch-up brings c first, b last.
+ */
+async function controlsSentWhileAway(t: TestContext) {
+  const fixture = await setup(t);
+  const { name, user, workflows, bridge } = fixture;
+  const positions = memoryPositions();
+  const first = bridge({ positions });
+  await first.follow(name);
+  await user.send('first');
+  await waitFor(() => workflows.calls.length === 1);
+  await first.idle();
+  await first.close();
+  const b = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b' });
+  await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-c' });
+  await user.channel.update(b, { headers: { edited: 'yes' } });
+  return { ...fixture, positions };
 }
 
 describe('ControlBridge', () => {
@@ -309,25 +332,13 @@ describe('ControlBridge', () => {
     });
     await second.idle();
     assert.deepEqual(
-      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId ?? c.name),
+      workflows.calls.map((c) => runOf(c.payload) ?? c.name),
       ['run-a', 'run-c', 'run-b', 'mooring.input'],
     );
   });
 
   it('a control sent while the bridge was away and changed after a later control was sent is delivered (the catch-up brings it last)', async (t) => {
-    const { name, user, workflows, bridge } = await setup(t);
-    const positions = memoryPositions();
-    const first = bridge({ positions });
-    await first.follow(name);
-    await user.send('first');
-    await waitFor(() => workflows.calls.length === 1);
-    await first.idle();
-    await first.close();
-
-    const b = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b' });
-    await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-c' });
-    await user.channel.update(b, { headers: { edited: 'yes' } });
-
+    const { name, user, workflows, bridge, positions } = await controlsSentWhileAway(t);
     const second = bridge({ positions });
     await second.follow(name);
     await user.send('later');
@@ -336,31 +347,17 @@ describe('ControlBridge', () => {
     });
     await second.idle();
     assert.deepEqual(
-      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId ?? c.name),
+      workflows.calls.map((c) => runOf(c.payload) ?? c.name),
       ['mooring.input', 'run-c', 'run-b', 'mooring.input'],
     );
   });
 
   it('a bridge stopped in the middle of a catch-up delivers on its restart the control the catch-up had not reached (created before one it delivered, changed after it)', async (t) => {
-    const { name, user, workflows, bridge } = await setup(t);
-    const positions = memoryPositions();
-    const first = bridge({ positions });
-    await first.follow(name);
-    await user.send('first');
-    await waitFor(() => workflows.calls.length === 1);
-    await first.idle();
-    await first.close();
-
-    // While no bridge runs: b, then c, then b changed — a catch-up brings c first, b last.
-    const b = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b' });
-    await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-c' });
-    await user.channel.update(b, { headers: { edited: 'yes' } });
-
+    const { name, workflows, bridge, positions } = await controlsSentWhileAway(t);
     // The second bridge stops for good while it delivers b (a crash): c was delivered before it.
     // (Its delivery of b is let go at the end, failed for good, so that its close can finish.)
     let letGo = (_: Error) => {};
     t.after(() => letGo(new WorkflowNotFoundError('gone', `wf-${name}`, undefined)));
-    const runOf = (payload: unknown) => (payload as { runId?: string } | undefined)?.runId;
     const stuck: BridgeWorkflowClient = {
       getHandle(id) {
         const handle = workflows.getHandle(id);
@@ -472,7 +469,7 @@ describe('ControlBridge', () => {
     await bridge.idle();
     assert.ok((hub?.stats.repairs ?? 0) > repairs, 'the node read back what its bus lost');
     assert.deepEqual(
-      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId ?? c.name),
+      workflows.calls.map((c) => runOf(c.payload) ?? c.name),
       ['mooring.input', 'run-b-LOST', 'run-a-LOST', 'mooring.input'],
       'a control the rolled-up frame brought was skipped (or delivered twice)',
     );
@@ -564,7 +561,7 @@ describe('ControlBridge', () => {
     await flush();
     await bridge.idle();
     assert.deepEqual(
-      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId),
+      workflows.calls.map((c) => runOf(c.payload)),
       ['b', 'a', 'c', 'e', 'd', 'f'],
     );
     await bridge.close();
@@ -610,7 +607,7 @@ describe('ControlBridge', () => {
     await flush();
     await bridge.idle();
     assert.deepEqual(
-      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId),
+      workflows.calls.map((c) => runOf(c.payload)),
       ['a', 'b', 'c'],
     );
     await bridge.close();
@@ -659,7 +656,7 @@ describe('ControlBridge', () => {
     await flush();
     await bridge.idle();
     assert.deepEqual(
-      workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId),
+      workflows.calls.map((c) => runOf(c.payload)),
       ['a', 'b'],
     );
     await bridge.close();
@@ -710,7 +707,7 @@ describe('ControlBridge', () => {
       await flush();
       await bridge.idle();
       assert.deepEqual(
-        workflows.calls.map((c) => (c.payload as { runId?: string } | undefined)?.runId),
+        workflows.calls.map((c) => runOf(c.payload)),
         read ? ['a', 'b'] : ['b'],
         read ? 'read before the restart' : 'sent before the bridge followed',
       );
