@@ -70,14 +70,16 @@ test('writes take the bytes of their body from the bytes rate of their identity;
   // the default maxPublishBytesRate: 1 MiB per second, a burst of as many
   const big = await tokenFor('big');
   assert.equal((await call('bytes/a', big, { method: 'PUT' })).status, 201);
-  const body = 'b'.repeat(600_000);
+  // 1,000,000 bytes leave 48,576 of the burst: the second body would need about 0.9 s of refill,
+  // not a moment a loaded machine can take between two requests
+  const body = 'b'.repeat(1_000_000);
   assert.equal((await call('bytes/a', big, { method: 'POST', body })).status, 204);
   const refused = await call('bytes/a', big, { method: 'POST', body });
   assert.equal(refused.status, 429);
   assert.equal(await errorCode(refused), 'rate_limited');
   assert.equal(
     (await (await call('bytes/a?offset=-1', big)).text()).length,
-    600_000,
+    1_000_000,
     'the refused body is not stored',
   );
   const huge = await tokenFor('huge');
