@@ -9,13 +9,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { PresenceEvent } from '@mooring/client';
+import type { Message, ServerFrame } from '@mooring/protocol';
 import { startServer } from '@mooring/server';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { act, cleanup, render, screen } from '@testing-library/react';
 import type { ActivityProps } from 'react';
 import { Activity, createElement } from 'react';
 import { WebSocket } from 'ws';
-import type { UseChannelResult, UsePresenceResult } from '../src/index.ts';
+import { created, EPOCH, fakeClient, sent, serial } from '../../client/test/helpers/fake-client.ts';
+import type { FakeTransport } from '../../client/test/helpers/fake-transport.ts';
+import { flush } from '../../client/test/helpers/fake-transport.ts';
+import type { UseChannelOptions, UseChannelResult, UsePresenceResult } from '../src/index.ts';
 import { MooringProvider, useChannel, usePresence } from '../src/index.ts';
 import { closeDom } from './helpers/dom.ts';
 import { client, clientOptions, KEY, realServer, restartRedis, waitFor } from './helpers/fixture.ts';
@@ -255,6 +259,186 @@ describe('useChannel', () => {
     assert.notEqual(latest?.channel, before);
     await channel.publish('note', 'after the switch');
     await waitFor(() => latest?.messages.at(-1)?.data === 'after the switch');
+  });
+});
+
+describe('useChannel on a scripted server', () => {
+  const other = 'mz000000000a'; // the log's new epoch (sorts after EPOCH, as a later one does)
+  /** `copy` of a message created at `seq` as the new epoch's catch-up brings it: changed at `version`. */
+  const changed = (seq: number, data: string, version: number): Message => ({
+    ...created(seq, data),
+    serial: serial(seq, other),
+    version: serial(version, other),
+    action: 'update',
+  });
+
+  /** A hook on channel `c` of a scripted client, attached at 1, holding `Hel` (2) and `after it` (3). */
+  async function attachedHook(t: { after(fn: () => void): void }, options: UseChannelOptions = {}) {
+    const fake = fakeClient({ connectionStateTtl: 10_000 });
+    t.after(() => fake.client.close());
+    const t1 = await fake.connect();
+    const renders: string[][] = [];
+    const hook = mount(t, fake.client, () => {
+      const result = useChannel('c', options);
+      renders.push(result.messages.map((m) => `${m.serial} ${String(m.data)}`));
+      return result;
+    });
+    await act(flush);
+    await frame(t1, {
+      type: 'attached',
+      ref: sent(t1, 'attach').at(-1)!.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(1),
+    });
+    await frame(t1, {
+      type: 'messages',
+      channel: 'c',
+      messages: [created(2, 'Hel'), created(3, 'after it')],
+    });
+    assert.deepEqual(texts(hook.current()), ['Hel', 'after it']);
+    /** The connection drops; the next one is answered `connected`. */
+    const reconnect = async (t: FakeTransport) => {
+      await act(async () => {
+        t.end({ code: 1006, reason: '' });
+        fake.timers.advance(1_000);
+      });
+      const next = await fake.connect();
+      await act(flush);
+      return next;
+    };
+    return { ...fake, t1, hook, renders, reconnect };
+  }
+
+  /** One server frame, and the render it leads to. */
+  const frame = (t: FakeTransport, f: ServerFrame) =>
+    act(async () => {
+      t.frame(f);
+      await flush();
+    });
+
+  it("a new epoch's catch-up cut by a lost connection, then by a suspended one, shows no message twice: the list is shown once `kept` renames it", async (t) => {
+    const { t1, hook, renders, reconnect, client, connect, timers, transports } = await attachedHook(t);
+    const t2 = await reconnect(t1);
+    assert.equal(sent(t2, 'attach').at(-1)!.from, serial(3));
+    // the log went on in a new epoch (kept through 3) and `Hel` changed there: its copy comes first
+    await frame(t2, { type: 'messages', channel: 'c', messages: [changed(2, 'Hello', 4)] });
+    // then down past the connection's state TTL: the channel is suspended until it comes back
+    await act(async () => {
+      t2.end({ code: 1006, reason: '' });
+      timers.advance(20_000);
+      await flush();
+      transports.last().end({ code: 1006, reason: '' });
+    });
+    assert.equal(hook.current().state, 'suspended');
+    await act(async () => {
+      client.connection.connect();
+      await flush();
+    });
+    const t3 = await connect();
+    await act(flush);
+    const attach = sent(t3, 'attach').at(-1)!;
+    await frame(t3, { type: 'messages', channel: 'c', messages: [changed(2, 'Hello', 4)] });
+    await frame(t3, {
+      type: 'attached',
+      ref: attach.ref,
+      channel: 'c',
+      resumed: false,
+      reason: 'epoch_changed',
+      kept: serial(3, other),
+      epoch: other,
+      position: serial(4, other),
+    });
+    assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
+    assert.equal(hook.current().continuityLost, undefined);
+    assert.deepEqual(
+      renders.filter((list) => list.length > 2),
+      [],
+      'a render showed a message twice (old serial and new serial)',
+    );
+  });
+
+  it("a new epoch's catch-up cut by a detach shows what is held; attached again, the list renamed by `kept`, and live messages show as they come", async (t) => {
+    const { t1, hook, reconnect } = await attachedHook(t);
+    const t2 = await reconnect(t1);
+    await frame(t2, { type: 'messages', channel: 'c', messages: [changed(2, 'Hello', 4)] });
+    await act(async () => {
+      void hook.current().channel!.detach();
+      await flush();
+    });
+    await frame(t2, { type: 'detached', ref: sent(t2, 'detach').at(-1)!.ref, channel: 'c' });
+    assert.deepEqual(texts(hook.current()), ['Hel', 'after it', 'Hello'], 'the list held, shown as it is');
+    // attached again: from where it left off in the old epoch, so `kept` renames the list then
+    await act(async () => {
+      void hook
+        .current()
+        .channel!.attach()
+        .catch(() => {});
+      await flush();
+    });
+    const attach = sent(t2, 'attach').at(-1)!;
+    assert.equal(attach.from, serial(3));
+    await frame(t2, { type: 'messages', channel: 'c', messages: [changed(2, 'Hello', 4)] });
+    await frame(t2, {
+      type: 'attached',
+      ref: attach.ref,
+      channel: 'c',
+      resumed: false,
+      reason: 'epoch_changed',
+      kept: serial(3, other),
+      epoch: other,
+      position: serial(4, other),
+    });
+    assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
+    await frame(t2, {
+      type: 'messages',
+      channel: 'c',
+      messages: [{ ...created(5, 'live'), serial: serial(5, other), version: serial(5, other) }],
+    });
+    assert.equal(hook.current().messages.at(-1)?.data, 'live', 'a live message was not shown');
+  });
+
+  it('limit holds after a new epoch: the list renamed into it keeps the newest messages only', async (t) => {
+    const { t1, hook, reconnect } = await attachedHook(t, { limit: 2 });
+    const t2 = await reconnect(t1);
+    const attach = sent(t2, 'attach').at(-1)!;
+    const next: Message = { ...created(4, 'next'), serial: serial(4, other), version: serial(5, other) };
+    await frame(t2, { type: 'messages', channel: 'c', messages: [changed(2, 'Hello', 4), next] });
+    await frame(t2, {
+      type: 'attached',
+      ref: attach.ref,
+      channel: 'c',
+      resumed: false,
+      reason: 'epoch_changed',
+      kept: serial(3, other),
+      epoch: other,
+      position: serial(5, other),
+    });
+    assert.deepEqual(texts(hook.current()), ['after it', 'next']);
+  });
+
+  it('a new epoch whose log lost a change to a message held: continuityLost is shown (the list may be wrong), the list as held', async (t) => {
+    const { t1, hook, reconnect } = await attachedHook(t);
+    await frame(t1, {
+      type: 'messages',
+      channel: 'c',
+      messages: [{ ...created(2, 'Hello'), version: serial(4), action: 'update' }],
+    });
+    const t2 = await reconnect(t1);
+    const attach = sent(t2, 'attach').at(-1)!;
+    await frame(t2, {
+      type: 'attached',
+      ref: attach.ref,
+      channel: 'c',
+      resumed: false,
+      reason: 'epoch_changed',
+      kept: serial(3, other),
+      epoch: other,
+      position: serial(3, other),
+    });
+    assert.equal(hook.current().continuityLost?.kept, serial(3, other));
+    assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
   });
 });
 
