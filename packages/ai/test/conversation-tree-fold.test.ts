@@ -194,6 +194,33 @@ describe('ConversationTree fold', () => {
     assert.deepEqual(ids(tree.view()), ['i2'], 'once deleted, the newer alternative again');
   });
 
+  it('a deleted handover gives the session back to the first control when that is the handover before it', () => {
+    const tree = new ConversationTree();
+    const first = message('ai.control', { type: 'handover', to: 'human', operator: 'ann' });
+    const taken = message('ai.control', { type: 'handover', to: 'human', operator: 'op' });
+    tree.apply(first);
+    tree.apply(taken);
+    tree.apply(deletion(taken));
+    assert.deepEqual(tree.handover, { holder: 'human', operator: 'ann', serial: first.serial });
+  });
+
+  it('a deleted shared selection undoes only itself: an earlier selection of the same node stays as old as it was', () => {
+    const tree = new ConversationTree({ sharedSelection: true });
+    tree.apply(input('i1'));
+    tree.apply(input('i2', undefined, 'i1'));
+    const select = (node: string) => {
+      const m = message('ai.control', { type: 'select', node });
+      tree.apply(m);
+      return m;
+    };
+    select('i1');
+    select('i2');
+    const again = select('i1');
+    assert.deepEqual(ids(tree.view()), ['i1']);
+    tree.apply(deletion(again));
+    assert.deepEqual(ids(tree.view()), ['i2'], 'the selection of i2 is the latest left');
+  });
+
   it('lastControl is the latest control of the type asked for, the first one included', () => {
     const tree = new ConversationTree();
     const handover = message('ai.control', { type: 'handover', to: 'human' });
