@@ -12,12 +12,14 @@ const EPOCH = 'mi9x2k0a7q3f';
 const serial = (n: number, epoch = EPOCH) => `${epoch}.${String(n).padStart(16, '0')}`;
 
 /** A channel at `position` whose publishResults answers `serials` (`d`: the server's duplicate flag). */
-function channelAt(position: string, serials: string[], duplicates: boolean[] = []) {
+function channelAt(position: string, serials: string[], duplicates: boolean[] = [], sent: unknown[] = []) {
   return {
     position,
     clientId: 'agent',
-    publishResults: async (_ops: OperationInput[]) =>
-      serials.map((serial, i) => (duplicates[i] ? { serial, duplicate: true } : { serial })),
+    publishResults: async (_ops: OperationInput[], options: unknown) => {
+      sent.push(options);
+      return serials.map((serial, i) => (duplicates[i] ? { serial, duplicate: true } : { serial }));
+    },
   } as unknown as Channel;
 }
 
@@ -37,13 +39,26 @@ describe('channelSink duplicates', () => {
   it("across a new epoch (a Redis restart), the server's duplicate at or below the position's sequence is another attempt's: one above it, or not the server's duplicate, is not", async () => {
     const NEW = 'mi9x2k0a7q3g';
     const sink = channelSink(
-      channelAt(serial(10), [serial(9, NEW), serial(11, NEW), serial(8, NEW)], [true, true, false]),
+      channelAt(
+        serial(10),
+        [serial(9, NEW), serial(10, NEW), serial(11, NEW), serial(8, NEW)],
+        [true, true, true, false],
+      ),
     );
-    assert.deepEqual(await sink.publish(ops(3)), [
+    assert.deepEqual(await sink.publish(ops(4)), [
       { serial: serial(9, NEW), duplicate: true }, // the crashed attempt's, kept in the new epoch
+      { serial: serial(10, NEW), duplicate: true }, // at the position's sequence: kept too
       { serial: serial(11, NEW) }, // this publish's own resend, stored after the position
       { serial: serial(8, NEW) }, // stored now in a log made again from 1: new
     ]);
+  });
+
+  it('sends the precondition `after` with the publish when given, and none when not', async () => {
+    const sent: unknown[] = [];
+    const sink = channelSink(channelAt(serial(10), [serial(11)], [], sent));
+    await sink.publish(ops(1), 'op0');
+    await sink.publish(ops(1));
+    assert.deepEqual(sent, [{ after: 'op0' }, {}]);
   });
 
   it('folds only the new operations as its own (echo off), not the duplicates', async () => {
