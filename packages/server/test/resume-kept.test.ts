@@ -15,7 +15,10 @@ import { it } from 'node:test';
 import { DEFAULT_LIMITS } from '@mooring/protocol';
 import { ChannelService } from '../src/channel-service.ts';
 import { LocalHub } from '../src/hub.ts';
+import { startServer } from '../src/index.ts';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
 
 const BOOT_ID = '/proc/sys/kernel/random/boot_id';
 const RETENTION = 60_000;
@@ -80,6 +83,50 @@ it(
       page.messages.map((m) => m.data),
       ['m6', 'm7'],
       'the catch-up after kept is complete',
+    );
+  },
+);
+
+it(
+  'an attach from the epoch before a power loss is answered resumed: false, epoch_changed, with `kept`, and sent what came after it',
+  { skip: !existsSync(BOOT_ID) && `${BOOT_ID} is missing` },
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-kept-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'mooring.db');
+    const create = (id: string) => ({ action: 'create' as const, publisher: '', id, data: id });
+    const first = new SqliteStore({ path });
+    const old = await first.append('ch', ['m1', 'm2', 'm3'].map(create), { maxMessageSize: 1024 });
+    await first.close();
+    // left as a power loss leaves it, then opened on another boot: a new epoch, m1–m3 kept
+    const db = new DatabaseSync(path);
+    db.prepare("UPDATE store_state SET value = '1' WHERE name = 'open'").run();
+    db.prepare("UPDATE store_state SET value = 'another-boot' WHERE name = 'boot'").run();
+    db.close();
+    const store = new SqliteStore({ path });
+    const server = await startServer({ host: '127.0.0.1', port: 0, keys: [TEST_KEY], store });
+    t.after(() => server.close());
+    const writer = await RawClient.connect(server.url, { clientId: 'writer' });
+    t.after(() => writer.close());
+    const m4 = (await writer.publish('ch', [{ data: 'm4' }])).results[0]!.serial;
+    const epoch = m4.split('.')[0]!;
+    assert.notEqual(epoch, old.epoch, 'a new epoch after the power loss');
+
+    const reader = await RawClient.connect(server.url, { clientId: 'reader' });
+    t.after(() => reader.close());
+    const attached = await reader.attach('ch', { from: old.results[1]!.serial });
+    assert.equal(attached.resumed, false, 'its serials changed: not a resume');
+    assert.equal(attached.reason, 'epoch_changed');
+    assert.equal(
+      attached.kept,
+      `${epoch}.0000000000000002`,
+      'm1 and m2 are still there, as <epoch>.1 and .2',
+    );
+    assert.equal(attached.position, m4);
+    assert.deepEqual(
+      reader.messages('ch').map((m) => m.data),
+      ['m3', 'm4'],
+      'what came after the kept position',
     );
   },
 );
