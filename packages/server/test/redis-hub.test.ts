@@ -734,6 +734,10 @@ if (skip) {
           r.seqs().every((s, i) => s === i + 1),
           'every op once, in order',
         );
+        // and that read-back was the last: the feed is live again, reading nothing more
+        const reads = n.view.count('replied', 'overflow');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(n.view.count('replied', 'overflow'), reads, 'no read-back after the one that caught up');
         assert.deepEqual(n.errors, []);
       } finally {
         await n.close();
