@@ -11,10 +11,11 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
-import type { ServerFrame } from '@mooring/protocol';
+import { DEFAULT_LIMITS, type ServerFrame } from '@mooring/protocol';
 import { redisSkipReason } from '@mooring/testkit';
 import type { WebSocket } from 'ws';
 import type { Connection } from '../src/connection.ts';
+import { type BudgetIdentity, publishRules } from '../src/identity-budgets.ts';
 import { BODIES_PER_IDENTITY, InboundBudget } from '../src/inbound-budget.ts';
 import { createToken, type MooringServer, startServer } from '../src/index.ts';
 import { PresenceService } from '../src/presence.ts';
@@ -104,6 +105,19 @@ describe('anonymous tokens: one holder cannot spend the publish budgets of the o
     const now = Date.now();
     const [a, b] = await Promise.all([createToken(TEST_KEY, {}, now), createToken(TEST_KEY, {}, now)]);
     assert.notEqual(a.token, b.token, 'two visitors given tokens at once are two holders');
+  });
+
+  it('a publish refusal names whose budget ran out: this token without a clientId, or a clientId', () => {
+    const rules = publishRules({ ...DEFAULT_LIMITS, maxPublishRate: 5 });
+    const said = (identity: BudgetIdentity) => rules.refuse(identity, rules.of(identity), 'units').message;
+    assert.match(
+      said({ keyName: 'app', viaToken: true, holder: 'h1' }),
+      /more than 5 operations published per second by this token \(without a clientId\) of key app /,
+    );
+    assert.match(
+      said({ keyName: 'app', viaToken: true, clientId: 'alice' }),
+      /more than 5 operations published per second by clientId alice of key app /,
+    );
   });
 
   for (const kind of ['memory', 'redis'] as const) {
