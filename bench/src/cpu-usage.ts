@@ -65,4 +65,17 @@ export function machineBusySeconds(): number | undefined {
   return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
 }
 
+/**
+ * CPU seconds the hypervisor gave other guests while this machine's cores wanted to run (`steal` in
+ * /proc/stat, summed over every core). Counted in `machineBusySeconds` (a core taken away is not
+ * ours), and shown on its own: on a shared host it can take a third of the cores for minutes, and a
+ * latency measured then says more about the host than about the code.
+ */
+export function machineStealSeconds(): number | undefined {
+  const line = read('/proc/stat')?.split('\n', 1)[0];
+  if (line === undefined || !line.startsWith('cpu ')) return undefined;
+  const steal = Number(line.slice(4).trim().split(/\s+/)[7]);
+  return Number.isFinite(steal) ? steal / TICKS_PER_SECOND : undefined;
+}
+
 export const cpuSeconds = (usage: NodeJS.CpuUsage): number => (usage.user + usage.system) / 1e6;

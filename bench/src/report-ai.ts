@@ -102,7 +102,7 @@ function roundTable(rows: AiResult[]): string[] {
   const floor = rows.find((r) => r.system === 'floor' && r.latency !== undefined);
   const resumable = rows.find((r) => r.system === 'resumable-stream' && r.latency !== undefined);
   const out = [
-    '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | first token p50 / p99 | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | GC pause ms / 1k tokens app / relay (longest) | waited for a core ms / 1k tokens app / relay | read + write system calls / token app / relay | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU |',
+    '| system | p50 / p99 / max ms | p99 ÷ floor | p99 target | first token p50 / p99 | model → app p99 | app → user p50 / p99 | loop delay p99 app / relay / users | GC pause ms / 1k tokens app / relay (longest) | waited for a core ms / 1k tokens app / relay | read + write system calls / token app / relay | missing | CPU-s / 1k tokens (relay) | wire bytes / token | after a 10 s gap | reload mid-answer | load-gen / other CPU (steal) |',
     '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|',
   ];
   const columns = out[1]!.split('|').length - 2;
@@ -115,7 +115,7 @@ function roundTable(rows: AiResult[]): string[] {
     const l = r.latency;
     const ratio = floor?.latency ? l.p99 / floor.latency.p99 : Number.NaN;
     out.push(
-      `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${gcColumn(r)} | ${waitColumn(r)} | ${callsColumn(r)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)} |`,
+      `| ${LABELS[r.system] ?? r.system} | ${f(l.p50)} / ${f(l.p99)} / ${f(l.max, 0)} | ${f(ratio, 2)} | ${target(r, floor, resumable)} | ${f(r.firstToken?.p50)} / ${f(r.firstToken?.p99)} | ${f(r.modelToApp?.p99)} | ${f(r.appToUser?.p50)} / ${f(r.appToUser?.p99)} | ${f(r.loopP99?.app)} / ${f(r.loopP99?.relay)} / ${f(r.loopP99?.users)} | ${gcColumn(r)} | ${waitColumn(r)} | ${callsColumn(r)} | ${r.missing} | ${f(r.cpuPer1000, 3)} (${f(r.relayCpuPer1000, 3)}) | ${f(r.bytesPerToken, 1)} | ${catchUp(r.gap)} | ${catchUp(r.reload)} | ${f(r.loadCpu, 2)} / ${r.otherCpu === null || r.otherCpu === undefined ? '–' : f(r.otherCpu, 2)}${r.stealCpu ? ` (${f(r.stealCpu, 2)})` : ''} |`,
     );
   }
   return out;

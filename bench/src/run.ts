@@ -6,8 +6,10 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseBenchOptions, USAGE } from './cli-options.ts';
+import { machineStealSeconds } from './cpu-usage.ts';
 import { appendsMarkdown, fanoutMarkdown, TARGETS } from './report.ts';
 import { aiMarkdown } from './report-ai.ts';
 import { streamsMarkdown } from './report-streams.ts';
@@ -73,6 +75,17 @@ process.stderr.write(
 );
 if ((machine.loadavgAtStart[0] ?? 0) > 0.5) {
   process.stderr.write('bench: the machine is already busy; numbers will be low and noisy\n');
+}
+// A virtual machine's cores can be taken by the host (CPU steal): the load average does not show it.
+const stealBefore = machineStealSeconds();
+await sleep(1000);
+const stealAfter = machineStealSeconds();
+const stealAtStart =
+  stealBefore === undefined || stealAfter === undefined ? undefined : stealAfter - stealBefore;
+if (stealAtStart !== undefined && stealAtStart >= 0.05) {
+  process.stderr.write(
+    `bench: the host took ${stealAtStart.toFixed(2)} of the ${machine.cpus} cores in the last second (CPU steal); latencies will be the host's\n`,
+  );
 }
 
 const started = new Date();
@@ -162,7 +175,7 @@ if (options.scenario === 'streams' || options.scenario === 'all') streams = awai
 const sections = [
   `## Mooring benchmarks (${started.toISOString()})`,
   `Machine: ${machine.cpus} × ${machine.model}, Node ${machine.node} (${machine.platform}); ` +
-    `load average at start ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' / ')}; code ${machine.code}. ` +
+    `load average at start ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' / ')}${stealAtStart ? `, CPU steal at start ${stealAtStart.toFixed(2)} cores` : ''}; code ${machine.code}. ` +
     'Each server runs in its own process; the load generator (publisher and all subscribers) in another. ' +
     'CPU columns are cores used during the measured window.',
 ];

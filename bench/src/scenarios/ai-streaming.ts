@@ -31,7 +31,13 @@ import type { MooringAgentConfig } from '../ai/mooring-agent.ts';
 import { TokenTracker } from '../ai/token-tracker.ts';
 import { BENCH_KEY } from '../bench-config.ts';
 import { sharedClockMs } from '../clock.ts';
-import { cpuSeconds, machineBusySeconds, processIoCalls, processRunQueueSeconds } from '../cpu-usage.ts';
+import {
+  cpuSeconds,
+  machineBusySeconds,
+  machineStealSeconds,
+  processIoCalls,
+  processRunQueueSeconds,
+} from '../cpu-usage.ts';
 import { type GcPauses, type LoopDelay, loopDelay } from '../servers/server-child.ts';
 import { type ServerProcess, spawnServer } from '../spawn-server.ts';
 import { Histogram, type LatencySummary, median } from '../stats.ts';
@@ -120,6 +126,8 @@ export interface AiResult {
   reload?: CatchUp | string;
   loadCpu?: number;
   otherCpu?: number | null;
+  /** Cores the host took for other guests during the window (CPU steal; inside `otherCpu`). */
+  stealCpu?: number | null;
   error?: string;
 }
 
@@ -317,6 +325,8 @@ interface CpuSnap {
   callsRelay: number | undefined;
   load: number;
   machine: number | undefined;
+  /** CPU steal so far, summed over the machine's cores (s). */
+  steal: number | undefined;
   t: number;
 }
 
@@ -333,6 +343,7 @@ async function cpuSnap(d: Deployment, stub: ServerProcess): Promise<CpuSnap & { 
     relay: relay + r,
     load: cpuSeconds(process.cpuUsage()),
     machine: machineBusySeconds(),
+    steal: machineStealSeconds(),
     stub: cpuSeconds(await stub.cpuUsage()),
     t: performance.now(),
   };
@@ -504,9 +515,11 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
               (after.load - before.load) / seconds -
               (after.stub - before.stub) / seconds,
           );
+    result.stealCpu =
+      before.steal === undefined || after.steal === undefined ? null : (after.steal - before.steal) / seconds;
     for (const tab of reloadTabs) tab.close();
     process.stderr.write(
-      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}); waited for a core ${ms1k(result.coreWaitPer1000.app)} / ${ms1k(result.coreWaitPer1000.relay)} ms per 1k tokens (app / relay), ${callsText(result.ioCallsPerToken)} system calls per token (app / relay), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens\n`,
+      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}); waited for a core ${ms1k(result.coreWaitPer1000.app)} / ${ms1k(result.coreWaitPer1000.relay)} ms per 1k tokens (app / relay), ${callsText(result.ioCallsPerToken)} system calls per token (app / relay), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens${result.stealCpu ? `; the host took ${result.stealCpu.toFixed(2)} cores (CPU steal)` : ''}\n`,
     );
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
