@@ -6,8 +6,7 @@ import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { UIMessageChunk } from 'ai';
 import { fakeClient, sent } from '../../client/test/helpers/fake-client.ts';
 import { flush } from '../../client/test/helpers/fake-transport.ts';
-import { RedisHub } from '../../server/src/redis-hub.ts';
-import type { RedisStore } from '../../server/src/store/redis-store.ts';
+import { lossyNodes } from '../../server/test/support/redis-fixtures.ts';
 import { ConversationTree } from '../src/conversation-tree.ts';
 import { channelSink } from '../src/operation-sink.ts';
 import { runChunkStream } from '../src/run-chunk-stream.ts';
@@ -132,20 +131,7 @@ it('a read-back in several pages (a node whose bus lost a run’s parts) is fold
   if (skip) return t.skip(skip);
   const redis = await startRedis();
   t.after(() => redis.close());
-  let hub: RedisHub | undefined;
-  const lossy = await realServer(t, {
-    store: { kind: 'redis', url: redis.url },
-    hub: async (store) => {
-      hub = await RedisHub.open({
-        store: store as RedisStore,
-        checkInterval: 60_000, // no periodic check: the jump alone starts the read-back
-        readBackPage: 2,
-        filter: (_channel, payload) => !payload.includes('LOST'),
-      });
-      return hub;
-    },
-  });
-  const other = await realServer(t, { store: { kind: 'redis', url: redis.url } });
+  const { lossy, other, repairs } = await lossyNodes(t, redis.url, { readBackPage: 2 });
   const name = sessionName();
   const user = new UserSession({
     channel: client(t, lossy.url, { clientId: 'alice' }).channels.get(name, { start: true }),
@@ -173,7 +159,7 @@ it('a read-back in several pages (a node whose bus lost a run’s parts) is fold
       chunks.push(value);
     }
   })();
-  const repairs = hub?.stats.repairs ?? 0;
+  const repairsBefore = repairs();
   publisher.write({ type: 'text-start', id: 'a-LOST' });
   publisher.write({ type: 'text-delta', id: 'a-LOST', delta: 'A1 LOST ' });
   await publisher.flush();
@@ -191,7 +177,7 @@ it('a read-back in several pages (a node whose bus lost a run’s parts) is fold
   await publisher.end('complete');
   await waitFor(() => chunks.at(-1)?.type === 'finish', { message: 'the run stream never finished' });
   await read;
-  assert.ok((hub?.stats.repairs ?? 0) > repairs, 'the node read back what its bus lost');
+  assert.ok(repairs() > repairsBefore, 'the node read back what its bus lost');
   assert.deepEqual(
     chunks.filter((c) => c.type === 'text-start').map((c) => c.id),
     ['a-LOST', 'b1-LOST', 'b2-LOST', 'b3-LOST', 'b4-LOST', 'c'],

@@ -5,6 +5,7 @@
  * here, so a node of one test is the same as a node of another.
  */
 import { type MooringServer, type ServerOptions, startServer } from '../../src/index.ts';
+import { RedisHub, type RedisHubOptions } from '../../src/redis-hub.ts';
 import { RedisPresence, type RedisPresenceOptions } from '../../src/redis-presence.ts';
 import { connectRedis } from '../../src/store/redis-connection.ts';
 import { RedisStore } from '../../src/store/redis-store.ts';
@@ -24,6 +25,36 @@ export function redisNode(
     store: { kind: 'redis', url, ...(commandTimeout === undefined ? {} : { commandTimeout }) },
     ...options,
   });
+}
+
+/**
+ * Two nodes on the Redis at `url`, closed after the test: `lossy`, whose bus drops every message with
+ * `LOST` in it, so that it reads back what it missed, and `other`, a plain node. No periodic check:
+ * the next message's jump alone starts the read-back (`readBackPage` messages a page). `repairs()`:
+ * the read-backs the lossy node has made so far. The AI and Temporal suites use it too (their
+ * sessions across a node whose bus lost messages), so that their lossy node is this one.
+ */
+export async function lossyNodes(
+  t: { after(fn: () => unknown): void },
+  url: string,
+  options: Pick<RedisHubOptions, 'readBackPage'> = {},
+): Promise<{ lossy: MooringServer; other: MooringServer; repairs(): number }> {
+  let hub: RedisHub | undefined;
+  const lossy = await redisNode(url, {
+    hub: async (store) => {
+      hub = await RedisHub.open({
+        store: store as RedisStore,
+        checkInterval: 60_000,
+        ...options,
+        filter: (_channel, payload) => !payload.includes('LOST'),
+      });
+      return hub;
+    },
+  });
+  t.after(() => lossy.close());
+  const other = await redisNode(url);
+  t.after(() => other.close());
+  return { lossy, other, repairs: () => hub?.stats.repairs ?? 0 };
 }
 
 /**
