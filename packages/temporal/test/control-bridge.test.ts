@@ -11,13 +11,14 @@ import { describe, it } from 'node:test';
 import { UserSession } from '@mooring/ai';
 import type { Message } from '@mooring/protocol';
 import { EVENT_CONTROL, EVENT_RUN } from '@mooring/protocol/ai';
+import type { MooringServer } from '@mooring/server';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { EPOCH, fakeClient, sent, serial } from '../../client/test/helpers/fake-client.ts';
+import type { FakeTransport } from '../../client/test/helpers/fake-transport.ts';
 import { flush } from '../../client/test/helpers/fake-transport.ts';
-import { RedisHub } from '../../server/src/redis-hub.ts';
-import type { RedisStore } from '../../server/src/store/redis-store.ts';
+import { lossyNodes } from '../../server/test/support/redis-fixtures.ts';
 import type { BridgeWorkflowClient, ControlBridgeOptions } from '../src/control-bridge.ts';
 import { ControlBridge } from '../src/control-bridge.ts';
 import type { PositionStore } from '../src/position-store.ts';
@@ -48,16 +49,39 @@ const runOf = (payload: unknown) => (payload as { runId?: string } | undefined)?
 
 async function setup(t: TestContext, options: Parameters<typeof realServer>[1] = {}) {
   const server = await realServer(t, options);
+  return { server, ...(await sessionOn(t, server, server)) };
+}
+
+/**
+ * `setup` on a redis-server of the test's own that keeps every write (`appendonly always`), so that
+ * `restartRedis` brings it back with its log; undefined (the test skipped) without redis-server.
+ */
+async function redisSetup(t: TestContext) {
+  const skip = redisSkipReason();
+  if (skip) {
+    t.skip(skip);
+    return undefined;
+  }
+  const redis = await startRedis({ appendonly: 'always' });
+  t.after(() => redis.close());
+  return { redis, ...(await setup(t, { store: { kind: 'redis', url: redis.url } })) };
+}
+
+/**
+ * A fresh session, alice's `UserSession` on it started on `userNode`; `bridge(options)` makes a bridge
+ * on `bridgeNode` (closed when the test ends) that delivers to `workflows`.
+ */
+async function sessionOn(t: TestContext, userNode: MooringServer, bridgeNode: MooringServer) {
   const name = sessionName();
   const user = new UserSession({
-    channel: client(t, server.url, { clientId: 'alice' }).channels.get(name, { start: true }),
+    channel: client(t, userNode.url, { clientId: 'alice' }).channels.get(name, { start: true }),
   });
   t.after(() => user.close());
   await user.start();
   const workflows = new FakeWorkflows();
   const bridge = (options: Partial<ControlBridgeOptions> = {}) => {
     const b = new ControlBridge({
-      mooring: client(t, server.url, { clientId: 'bridge' }),
+      mooring: client(t, bridgeNode.url, { clientId: 'bridge' }),
       workflows,
       workflowId: (channel) => `wf-${channel}`,
       retry: { initial: 10, max: 50 },
@@ -66,7 +90,35 @@ async function setup(t: TestContext, options: Parameters<typeof realServer>[1] =
     t.after(() => b.close());
     return b;
   };
-  return { server, name, user, workflows, bridge, workflowId: `wf-${name}` };
+  return { name, user, workflows, bridge, workflowId: `wf-${name}` };
+}
+
+/** A page of a node's read-back on the scripted connection `t`: `messages`, rolled up, after `after`. */
+function readBack(t: FakeTransport, channel: string, after: string, ...messages: Message[]): void {
+  t.frame({ type: 'messages', channel, messages, after, rolledUp: true });
+}
+
+/**
+ * A bridge on the scripted client (the test plays the server) following a fresh session, from a
+ * saved position or from now: the `attach` it sends is answered by hand, resumed at `position`.
+ */
+async function scriptedBridge(from: { saved: string } | { startAt: 'now' }, position: string) {
+  const { client: mooring, connect, timers } = fakeClient();
+  const t1 = await connect();
+  const name = sessionName();
+  const workflows = new FakeWorkflows();
+  const bridge = new ControlBridge({
+    mooring,
+    workflows,
+    ...('saved' in from ? { positions: memoryPositions({ [name]: from.saved }) } : from),
+    workflowId: (channel) => `wf-${channel}`,
+  });
+  const following = bridge.follow(name);
+  await flush();
+  const attach = sent(t1, 'attach')[0]!;
+  t1.frame({ type: 'attached', ref: attach.ref, channel: name, resumed: true, epoch: EPOCH, position });
+  await following;
+  return { mooring, connect, timers, t1, name, workflows, bridge };
 }
 
 /**
@@ -225,25 +277,10 @@ describe('ControlBridge', () => {
   });
 
   it('across a Redis restart (the log goes on in a new epoch), the first input sent after it is delivered, once; none is delivered again', async (t) => {
-    const skip = redisSkipReason();
-    if (skip) return t.skip(skip);
-    const redis = await startRedis({ appendonly: 'always' });
-    t.after(() => redis.close());
-    const server = await realServer(t, { store: { kind: 'redis', url: redis.url } });
-    const name = sessionName();
-    const user = new UserSession({
-      channel: client(t, server.url, { clientId: 'alice' }).channels.get(name, { start: true }),
-    });
-    t.after(() => user.close());
-    await user.start();
-    const workflows = new FakeWorkflows();
-    const bridge = new ControlBridge({
-      mooring: client(t, server.url, { clientId: 'bridge' }),
-      workflows,
-      workflowId: (channel) => `wf-${channel}`,
-      retry: { initial: 10, max: 50 },
-    });
-    t.after(() => bridge.close());
+    const fixture = await redisSetup(t);
+    if (!fixture) return;
+    const { redis, server, name, user, workflows } = fixture;
+    const bridge = fixture.bridge();
     await bridge.follow(name);
     await user.send('before');
     await waitFor(() => workflows.calls.length === 1);
@@ -270,13 +307,9 @@ describe('ControlBridge', () => {
     // the catch-up after the restart brings that control under its serial of the new epoch, which
     // sorts after every serial the bridge read: it is still the control it delivered. Delivered again,
     // a cancel would cancel whatever workflow serves the session then (no update id absorbs it)
-    const skip = redisSkipReason();
-    if (skip) return t.skip(skip);
-    const redis = await startRedis({ appendonly: 'always' });
-    t.after(() => redis.close());
-    const { server, name, user, workflows, bridge } = await setup(t, {
-      store: { kind: 'redis', url: redis.url },
-    });
+    const fixture = await redisSetup(t);
+    if (!fixture) return;
+    const { redis, server, name, user, workflows, bridge } = fixture;
     const live = bridge({ cancel: 'workflow' });
     await live.follow(name);
     const control = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-a' });
@@ -301,13 +334,9 @@ describe('ControlBridge', () => {
   });
 
   it('across a Redis restart while the bridge was away: each control once, the one changed after a later one was sent included', async (t) => {
-    const skip = redisSkipReason();
-    if (skip) return t.skip(skip);
-    const redis = await startRedis({ appendonly: 'always' });
-    t.after(() => redis.close());
-    const { server, name, user, workflows, bridge } = await setup(t, {
-      store: { kind: 'redis', url: redis.url },
-    });
+    const fixture = await redisSetup(t);
+    if (!fixture) return;
+    const { redis, server, name, user, workflows, bridge } = fixture;
     const positions = memoryPositions();
     const first = bridge({ positions });
     await first.follow(name);
@@ -426,38 +455,14 @@ describe('ControlBridge', () => {
     if (skip) return t.skip(skip);
     const redis = await startRedis();
     t.after(() => redis.close());
-    let hub: RedisHub | undefined;
-    const lossy = await realServer(t, {
-      store: { kind: 'redis', url: redis.url },
-      hub: async (store) => {
-        hub = await RedisHub.open({
-          store: store as RedisStore,
-          checkInterval: 60_000, // no periodic check: the jump alone starts the repair
-          filter: (_channel, payload) => !payload.includes('LOST'),
-        });
-        return hub;
-      },
-    });
-    const other = await realServer(t, { store: { kind: 'redis', url: redis.url } });
-    const name = sessionName();
-    const user = new UserSession({
-      channel: client(t, other.url, { clientId: 'alice' }).channels.get(name, { start: true }),
-    });
-    t.after(() => user.close());
-    await user.start();
-    const workflows = new FakeWorkflows();
-    const bridge = new ControlBridge({
-      mooring: client(t, lossy.url, { clientId: 'bridge' }),
-      workflows,
-      workflowId: (channel) => `wf-${channel}`,
-      retry: { initial: 10, max: 50 },
-    });
-    t.after(() => bridge.close());
+    const { lossy, other, repairs } = await lossyNodes(t, redis.url);
+    const { name, user, workflows, bridge: newBridge } = await sessionOn(t, other, lossy);
+    const bridge = newBridge();
     await bridge.follow(name);
     await user.send('first');
     await waitFor(() => workflows.calls.length === 1);
     await bridge.idle();
-    const repairs = hub?.stats.repairs ?? 0;
+    const repairsBefore = repairs();
 
     const a = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-a-LOST' });
     await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b-LOST' });
@@ -467,7 +472,7 @@ describe('ControlBridge', () => {
       message: 'the input sent after the lost messages never arrived',
     });
     await bridge.idle();
-    assert.ok((hub?.stats.repairs ?? 0) > repairs, 'the node read back what its bus lost');
+    assert.ok(repairs() > repairsBefore, 'the node read back what its bus lost');
     assert.deepEqual(
       workflows.calls.map((c) => runOf(c.payload) ?? c.name),
       ['mooring.input', 'run-b-LOST', 'run-a-LOST', 'mooring.input'],
@@ -479,76 +484,24 @@ describe('ControlBridge', () => {
     // the client plays against a scripted server. A node's read-back comes in pages (and a
     // connection may drop between them): a control created before one read in an earlier page,
     // changed after it, comes only in a later page or in the catch-up that resumes after them
-    const { client: mooring, connect, timers } = fakeClient();
-    const t1 = await connect();
-    const name = sessionName();
-    const workflows = new FakeWorkflows();
-    const bridge = new ControlBridge({
-      mooring,
-      workflows,
-      positions: memoryPositions({ [name]: serial(1) }),
-      workflowId: (channel) => `wf-${channel}`,
-    });
-    const control = (version: number, created: number, runId: string): Message => ({
-      serial: serial(created),
-      version: serial(version),
-      action: version === created ? 'create' : 'update',
-      id: `c${created}`,
-      clientId: 'alice',
-      name: EVENT_CONTROL,
-      data: { type: 'cancel', runId },
-      timestamp: created,
-    });
-    const following = bridge.follow(name);
-    await flush();
-    const attach = sent(t1, 'attach')[0]!;
-    t1.frame({
-      type: 'attached',
-      ref: attach.ref,
-      channel: name,
-      resumed: true,
-      epoch: EPOCH,
-      position: serial(1),
-    });
-    await following;
+    const { mooring, connect, timers, t1, name, workflows, bridge } = await scriptedBridge(
+      { saved: serial(1) },
+      serial(1),
+    );
     // a created at 2, b at 3, a changed at 4: read back in two pages
-    t1.frame({
-      type: 'messages',
-      channel: name,
-      messages: [control(3, 3, 'b')],
-      after: serial(1),
-      rolledUp: true,
-    });
-    t1.frame({
-      type: 'messages',
-      channel: name,
-      messages: [control(4, 2, 'a')],
-      after: serial(3),
-      rolledUp: true,
-    });
-    t1.frame({ type: 'messages', channel: name, messages: [control(5, 5, 'c')] });
+    readBack(t1, name, serial(1), cancelControl(3, 3, 'b'));
+    readBack(t1, name, serial(3), cancelControl(4, 2, 'a'));
+    t1.frame({ type: 'messages', channel: name, messages: [cancelControl(5, 5, 'c')] });
     // then c changed: read back alone, after the live c — not a new control
-    t1.frame({
-      type: 'messages',
-      channel: name,
-      messages: [control(6, 5, 'c')],
-      after: serial(5),
-      rolledUp: true,
-    });
+    readBack(t1, name, serial(5), cancelControl(6, 5, 'c'));
     // d created at 7, e at 8, d changed at 9: the connection drops after the page that brings e
-    t1.frame({
-      type: 'messages',
-      channel: name,
-      messages: [control(8, 8, 'e')],
-      after: serial(6),
-      rolledUp: true,
-    });
+    readBack(t1, name, serial(6), cancelControl(8, 8, 'e'));
     t1.end({ code: 1006, reason: '' });
     timers.advance(30_000);
     const t2 = await connect();
     const resume = sent(t2, 'attach').at(-1)!;
     assert.equal(resume.from, serial(8));
-    t2.frame({ type: 'messages', channel: name, messages: [control(9, 7, 'd')] });
+    t2.frame({ type: 'messages', channel: name, messages: [cancelControl(9, 7, 'd')] });
     t2.frame({
       type: 'attached',
       ref: resume.ref,
@@ -557,7 +510,7 @@ describe('ControlBridge', () => {
       epoch: EPOCH,
       position: serial(9),
     });
-    t2.frame({ type: 'messages', channel: name, messages: [control(10, 10, 'f')] });
+    t2.frame({ type: 'messages', channel: name, messages: [cancelControl(10, 10, 'f')] });
     await flush();
     await bridge.idle();
     assert.deepEqual(
@@ -569,29 +522,8 @@ describe('ControlBridge', () => {
   });
 
   it('live, a later change to a control already read is not a new control: the newest one read, an older one, one sent before a `startAt: now` follow', async () => {
-    const { client: mooring, connect } = fakeClient();
-    const t1 = await connect();
-    const name = sessionName();
-    const workflows = new FakeWorkflows();
-    const bridge = new ControlBridge({
-      mooring,
-      workflows,
-      startAt: 'now',
-      workflowId: (channel) => `wf-${channel}`,
-    });
-    const following = bridge.follow(name);
-    await flush();
-    const attach = sent(t1, 'attach')[0]!;
     // `before` was sent at 1, before the bridge followed from now
-    t1.frame({
-      type: 'attached',
-      ref: attach.ref,
-      channel: name,
-      resumed: true,
-      epoch: EPOCH,
-      position: serial(1),
-    });
-    await following;
+    const { mooring, t1, name, workflows, bridge } = await scriptedBridge({ startAt: 'now' }, serial(1));
     t1.frame({ type: 'messages', channel: name, messages: [cancelControl(2, 1, 'before')] });
     t1.frame({
       type: 'messages',
@@ -615,43 +547,10 @@ describe('ControlBridge', () => {
   });
 
   it('rolled-up frames that bring the same control twice (changed again while the node read back) deliver it once', async () => {
-    const { client: mooring, connect } = fakeClient();
-    const t1 = await connect();
-    const name = sessionName();
-    const workflows = new FakeWorkflows();
-    const bridge = new ControlBridge({
-      mooring,
-      workflows,
-      positions: memoryPositions({ [name]: serial(1) }),
-      workflowId: (channel) => `wf-${channel}`,
-    });
-    const following = bridge.follow(name);
-    await flush();
-    const attach = sent(t1, 'attach')[0]!;
-    t1.frame({
-      type: 'attached',
-      ref: attach.ref,
-      channel: name,
-      resumed: true,
-      epoch: EPOCH,
-      position: serial(1),
-    });
-    await following;
+    const { mooring, t1, name, workflows, bridge } = await scriptedBridge({ saved: serial(1) }, serial(1));
     // `a` created at 2 and changed at 3, read back; changed again at 4 and read back again
-    t1.frame({
-      type: 'messages',
-      channel: name,
-      messages: [cancelControl(3, 2, 'a')],
-      after: serial(1),
-      rolledUp: true,
-    });
-    t1.frame({
-      type: 'messages',
-      channel: name,
-      messages: [cancelControl(4, 2, 'a')],
-      after: serial(3),
-      rolledUp: true,
-    });
+    readBack(t1, name, serial(1), cancelControl(3, 2, 'a'));
+    readBack(t1, name, serial(3), cancelControl(4, 2, 'a'));
     t1.frame({ type: 'messages', channel: name, messages: [cancelControl(5, 5, 'b')] });
     await flush();
     await bridge.idle();
@@ -668,23 +567,11 @@ describe('ControlBridge', () => {
     // serial read before the restart
     const other = 'mz000000000a';
     for (const read of [true, false]) {
-      const { client: mooring, connect, timers } = fakeClient();
-      const t1 = await connect();
-      const name = sessionName();
-      const workflows = new FakeWorkflows();
-      const bridge = new ControlBridge({
-        mooring,
-        workflows,
-        startAt: 'now',
-        workflowId: (channel) => `wf-${channel}`,
-      });
-      const following = bridge.follow(name);
-      await flush();
-      const attach = sent(t1, 'attach')[0]!;
       // `a` created at 2: read live, or sent before the bridge followed (the attach's position)
-      const position = serial(read ? 1 : 2);
-      t1.frame({ type: 'attached', ref: attach.ref, channel: name, resumed: true, epoch: EPOCH, position });
-      await following;
+      const { mooring, connect, timers, t1, name, workflows, bridge } = await scriptedBridge(
+        { startAt: 'now' },
+        serial(read ? 1 : 2),
+      );
       if (read) t1.frame({ type: 'messages', channel: name, messages: [cancelControl(2, 2, 'a')] });
       await flush();
       await bridge.idle();
