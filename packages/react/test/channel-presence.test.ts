@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { PresenceEvent } from '@mooring/client';
-import type { Message, ServerFrame } from '@mooring/protocol';
+import type { Message, Ref, ServerFrame } from '@mooring/protocol';
 import { startServer } from '@mooring/server';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import { act, cleanup, render, screen } from '@testing-library/react';
@@ -318,6 +318,22 @@ describe('useChannel on a scripted server', () => {
       await flush();
     });
 
+  /**
+   * The `attached` that answers `attach` on `t` in the new epoch: not a resume, kept through 3, at
+   * `position` there.
+   */
+  const attachedInNewEpoch = (t: FakeTransport, attach: { ref: Ref }, position: number) =>
+    frame(t, {
+      type: 'attached',
+      ref: attach.ref,
+      channel: 'c',
+      resumed: false,
+      reason: 'epoch_changed',
+      kept: serial(3, other),
+      epoch: other,
+      position: serial(position, other),
+    });
+
   it("a new epoch's catch-up cut by a lost connection, then by a suspended one, shows no message twice: the list is shown once `kept` renames it", async (t) => {
     const { t1, hook, renders, reconnect, client, connect, timers, transports } = await attachedHook(t);
     const t2 = await reconnect(t1);
@@ -340,16 +356,7 @@ describe('useChannel on a scripted server', () => {
     await act(flush);
     const attach = sent(t3, 'attach').at(-1)!;
     await frame(t3, { type: 'messages', channel: 'c', messages: [changed(2, 'Hello', 4)] });
-    await frame(t3, {
-      type: 'attached',
-      ref: attach.ref,
-      channel: 'c',
-      resumed: false,
-      reason: 'epoch_changed',
-      kept: serial(3, other),
-      epoch: other,
-      position: serial(4, other),
-    });
+    await attachedInNewEpoch(t3, attach, 4);
     assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
     assert.equal(hook.current().continuityLost, undefined);
     assert.deepEqual(
@@ -380,16 +387,7 @@ describe('useChannel on a scripted server', () => {
     const attach = sent(t2, 'attach').at(-1)!;
     assert.equal(attach.from, serial(3));
     await frame(t2, { type: 'messages', channel: 'c', messages: [changed(2, 'Hello', 4)] });
-    await frame(t2, {
-      type: 'attached',
-      ref: attach.ref,
-      channel: 'c',
-      resumed: false,
-      reason: 'epoch_changed',
-      kept: serial(3, other),
-      epoch: other,
-      position: serial(4, other),
-    });
+    await attachedInNewEpoch(t2, attach, 4);
     assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
     await frame(t2, {
       type: 'messages',
@@ -405,16 +403,7 @@ describe('useChannel on a scripted server', () => {
     const attach = sent(t2, 'attach').at(-1)!;
     const next: Message = { ...created(4, 'next'), serial: serial(4, other), version: serial(5, other) };
     await frame(t2, { type: 'messages', channel: 'c', messages: [changed(2, 'Hello', 4), next] });
-    await frame(t2, {
-      type: 'attached',
-      ref: attach.ref,
-      channel: 'c',
-      resumed: false,
-      reason: 'epoch_changed',
-      kept: serial(3, other),
-      epoch: other,
-      position: serial(5, other),
-    });
+    await attachedInNewEpoch(t2, attach, 5);
     assert.deepEqual(texts(hook.current()), ['after it', 'next']);
   });
 
@@ -427,16 +416,7 @@ describe('useChannel on a scripted server', () => {
     });
     const t2 = await reconnect(t1);
     const attach = sent(t2, 'attach').at(-1)!;
-    await frame(t2, {
-      type: 'attached',
-      ref: attach.ref,
-      channel: 'c',
-      resumed: false,
-      reason: 'epoch_changed',
-      kept: serial(3, other),
-      epoch: other,
-      position: serial(3, other),
-    });
+    await attachedInNewEpoch(t2, attach, 3);
     assert.equal(hook.current().continuityLost?.kept, serial(3, other));
     assert.deepEqual(texts(hook.current()), ['Hello', 'after it']);
   });
