@@ -30,7 +30,17 @@
  * - Each take of a lease (a publish with `lease > 0`) has an id in its record, which a takeover keeps.
  *   The end's mark reads it (`ending`), and the release names it and the take this node knows: a
  *   release sent again late (`#releaseAgain`) removes only the lease its end ended, never one taken
- *   again on the message meanwhile.
+ *   again on the message meanwhile. A mark that found no lease names none: a lease there at the
+ *   release was taken after the end, and stays.
+ * - A release without a mark read — a delete of a message this node knows no lease of, the serial of
+ *   another epoch (`#releaseAliases`), or a mark that failed — cannot tell which lease its end ended.
+ *   Its first try, sent as soon as the end is stored, removes whatever lease is there (as before
+ *   takes had ids: the end's, unless a publisher raced it); a try sent again later removes only the
+ *   take its node knew, never whatever is there: a lease taken after the end (a run resumed) must
+ *   not lose it to a late try. What that may leave behind: a deleted message's lease, which runs
+ *   out harmlessly (its expiry finds the tombstone) and counts against its owner until then; and,
+ *   only when Redis failed both the mark and the first try of an end stored in between, an ended
+ *   run marked `abandoned` when its lease runs out.
  * - A connection recovered on another node takes its leases along (`holderBack` reads its list).
  *   An agent restarted elsewhere takes a lease back by writing to the message with a lease again.
  *
@@ -97,8 +107,34 @@ interface Lease extends HeldLease {
   takenBy: string | undefined;
 }
 
-/** The takes a release may remove (RELEASE): the one its end's mark read, the one its node knows ('' if not). */
-type Takes = [fromMark: string, known: string];
+/**
+ * Which lease a release may remove, as RELEASE reads it: `t:<take>` names one take (`t:` alone, a
+ * record that names none: an older node's), `NOTHING` none, `ANY` whatever lease is there.
+ */
+type Names = string;
+const NOTHING: Names = '';
+const ANY: Names = '*';
+
+/** Names the take of a lease this node knows (`take` undefined: its record names none). */
+function namesTake(take: string | undefined): Names {
+  return `t:${take ?? ''}`;
+}
+
+/** What an end's mark (`ending`) left for its release. */
+interface Ending {
+  /** The lease the mark found: the one the end is about to end (`NOTHING`: none was there). */
+  ended: Names;
+}
+
+/**
+ * What a release removes (RELEASE): the lease its end's mark found (`ANY` when no mark was read),
+ * and the one its node knows (a publish of the same connection stored before the end may have
+ * taken it again after the mark was read).
+ */
+interface Release {
+  ended: Names;
+  known: Names;
+}
 
 /** A renewal: the new deadline of a lease this node knows. */
 interface Renewal {
@@ -230,17 +266,19 @@ return 1
 `);
 
 /**
- * KEYS: deadlines, records, the lease's ending mark, owners, owner-of. ARGV: field, then the takes
- * the end may have ended: the one its mark read, the one its node knows ('' for one not known).
- * Removes the lease, its mark and its count at once — unless the lease is a take neither names
- * (taken again after the end: a late release leaves it, and its mark, alone; returns 0). Names
- * neither: removes whatever lease there is.
+ * KEYS: deadlines, records, the lease's ending mark, owners, owner-of. ARGV: field, the lease the
+ * end ended, the lease its node knows (each `Names`).
+ * Removes the lease, the mark and its count at once, when the lease is one the release names; a
+ * record that names no take (an older node's) is one any release naming a lease names, as before
+ * takes had ids. A lease neither names (taken again after the end, or after an end whose mark found
+ * none) is left as it is, and so is its mark: returns 0.
  */
 const RELEASE = new RedisScript(`${UNCOUNT}${TAKE_OF}
-if ARGV[2] ~= '' or ARGV[3] ~= '' then
-  local take = takeOf(KEYS[2], ARGV[1])
-  if take and take ~= '' and take ~= ARGV[2] and take ~= ARGV[3] then return 0 end
+local function names(arg, take)
+  return arg == '${ANY}' or (arg ~= '${NOTHING}' and (take == '' or arg == 't:' .. take))
 end
+local take = takeOf(KEYS[2], ARGV[1])
+if take and not names(ARGV[2], take) and not names(ARGV[3], take) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])
@@ -351,11 +389,12 @@ export class RedisLeases implements Leases {
   /** Takes of leases taken here (with `#id`: unique across nodes and restarts). */
   #takes = 0;
   /**
-   * The take each run being ended had when it was marked (`ending`): field → take, until its release
-   * names it. Read just before the end is stored, it names the lease the end ends even when this
-   * node never knew it (taken through another node); `release` names the take it knows as well.
+   * What each run being ended here was marked with (`ending`): field → the lease the mark found,
+   * until its release. Read just before the end is stored, it names the lease the end
+   * ends even when this node never knew it (taken through another node); `release` names the take
+   * it knows as well.
    */
-  readonly #endings = new Map<string, string>();
+  readonly #endings = new Map<string, Ending>();
   readonly #reservationTtl: number;
   /** Reservations whose answer did not come (perhaps made): id → until when to try giving them back. */
   readonly #lostReservations = new Map<string, number>();
@@ -572,27 +611,40 @@ export class RedisLeases implements Leases {
   }
 
   /**
-   * Removes the lease the end ended, which it names by its take: the one the end's mark read
-   * (`ending`: wherever the lease was taken), or the one this node knows now (a publish of the
-   * same connection stored before the end may have taken it again after the mark was read). With
-   * neither known, whatever lease the message has when the release arrives. A release sent again
-   * later names the same takes, so it leaves a lease taken again meanwhile in place.
+   * Removes the lease the end ended, which it names by its take: the one the end's mark found
+   * (`ending`: wherever the lease was taken; none, if it found none), or the one this node knows
+   * now (a publish of the same connection stored before the end may have taken it again after the
+   * mark was read). A release sent again later names the same takes, so it leaves a lease taken
+   * again meanwhile in place.
+   * Without a mark read (a delete of a message this node knows no lease of, a serial of another
+   * epoch, or a mark that failed), the first try — sent as soon as the end is stored — removes
+   * whatever lease the message has; tries sent again later only the take this node knows (see
+   * `#releaseAgain`).
    */
   release(channel: string, serial: string): Promise<void> {
     const field = fieldOf(channel, serial);
-    const takes: Takes = [this.#endings.get(field) ?? '', this.#leases.get(field)?.take ?? ''];
+    const ending = this.#endings.get(field);
+    const lease = this.#leases.get(field);
+    const release: Release = {
+      ended: ending?.ended ?? ANY,
+      known: lease ? namesTake(lease.take) : NOTHING,
+    };
     this.#endings.delete(field);
     this.#leases.remove(field);
-    const released = this.#release(field, takes);
+    const released = this.#release(field, release);
     return released.then(
       () => undefined,
-      () => this.#releaseAgain(field, takes, 1), // reported by #track
+      () => this.#releaseAgain(field, { ...release, ended: sentAgain(release.ended) }, 1), // reported by #track
     );
   }
 
   /** One script: a takeover (HOLD) between its deletes would bring the lease back. */
-  #release(field: string, takes: Takes): Promise<unknown> {
-    const released = RELEASE.run(this.#o.connection, this.#removal(field), [field, ...takes]);
+  #release(field: string, release: Release): Promise<unknown> {
+    const released = RELEASE.run(this.#o.connection, this.#removal(field), [
+      field,
+      release.ended,
+      release.known,
+    ]);
     this.#track(released);
     return released;
   }
@@ -603,11 +655,11 @@ export class RedisLeases implements Leases {
    * acknowledged, and the lease left behind would mark the ended run `abandoned` once the mark runs
    * out — its publisher, done, never sends the end again (found by the soak with Redis killed).
    */
-  #releaseAgain(field: string, takes: Takes, attempt: number): void {
+  #releaseAgain(field: string, release: Release, attempt: number): void {
     if (this.#closed || attempt > 6) return;
     const timer = setTimeout(() => {
       if (this.#closed) return;
-      this.#release(field, takes).catch(() => this.#releaseAgain(field, takes, attempt + 1));
+      this.#release(field, release).catch(() => this.#releaseAgain(field, release, attempt + 1));
     }, redisRetryDelay(attempt));
     timer.unref();
   }
@@ -629,7 +681,8 @@ export class RedisLeases implements Leases {
       );
       // kept until the release (a publish refused in between leaves one: the map is bounded)
       if (this.#endings.size >= 10_000) this.#endings.clear();
-      if (typeof take === 'string' && take !== '') this.#endings.set(field, take);
+      // nil: no lease at the end, so one there at the release was taken after it and stays
+      this.#endings.set(field, { ended: typeof take === 'string' ? namesTake(take) : NOTHING });
     } catch (err) {
       this.#o.onError(err);
     }
@@ -961,6 +1014,15 @@ export class RedisLeases implements Leases {
   #holderKey(connectionId: string): string {
     return `${this.#o.prefix}:{leases}:holder:${connectionId}`;
   }
+}
+
+/**
+ * What a release sent again late names as the lease its end ended: the same, except that one whose
+ * end read no mark (`ANY`: the first try's "whatever is there") names none, so it removes only the
+ * take its node knew — by then a lease on the message may have been taken after the end.
+ */
+function sentAgain(ended: Names): Names {
+  return ended === ANY ? NOTHING : ended;
 }
 
 function fieldOf(channel: string, serial: string): string {

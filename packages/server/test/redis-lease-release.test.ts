@@ -55,30 +55,39 @@ it("an end's lease release that could not reach Redis is sent again: the ended r
 /**
  * One node's connection to a real redis-server whose next lease release (RELEASE: five keys, the
  * third an ending mark) fails unsent, as if Redis were restarting, and whose next one after that —
- * the node's retry — is held back until `letRetryGo`.
+ * the node's retry — is held back until `letRetryGo` (again at each `failNextRelease`). Its next
+ * ending mark (ENDING: two keys, the second the mark) can be made to fail unsent too.
  */
 function releaseHeldBack(connection: RedisConnection) {
-  const retryHeld = deferred<void>();
-  const retryGo = deferred<void>();
-  const retryDone = deferred<void>();
+  let retryHeld = deferred<void>();
+  let retryGo = deferred<void>();
+  let retryDone = deferred<void>();
   let state: 'plain' | 'fail' | 'hold' = 'plain';
+  let failMark = false;
   const isRelease = (args: string[]) =>
     args[0]!.startsWith('EVAL') && args[2] === '5' && String(args[5]).includes(':ending:');
+  const isMark = (args: string[]) =>
+    args[0]!.startsWith('EVAL') && args[2] === '2' && String(args[4]).includes(':ending:');
   const gated: RedisConnection = {
     cluster: connection.cluster,
     send: async (key, args, readonly) => {
+      if (failMark && isMark(args)) {
+        failMark = false;
+        throw new Error('connection lost (test)');
+      }
       if (state === 'fail' && isRelease(args)) {
         state = 'hold';
         throw new Error('connection lost (test)');
       }
       if (state === 'hold' && isRelease(args)) {
         state = 'plain';
+        const done = retryDone;
         retryHeld.resolve();
         await retryGo.promise;
         try {
           return await connection.send(key, args, readonly);
         } finally {
-          retryDone.resolve();
+          done.resolve();
         }
       }
       return connection.send(key, args, readonly);
@@ -92,8 +101,16 @@ function releaseHeldBack(connection: RedisConnection) {
     gated,
     failNextRelease: () => {
       state = 'fail';
+      retryHeld = deferred<void>();
+      retryGo = deferred<void>();
+      retryDone = deferred<void>();
     },
-    retryHeld: retryHeld.promise,
+    failNextMark: () => {
+      failMark = true;
+    },
+    get retryHeld() {
+      return retryHeld.promise;
+    },
     /** Lets the retried release reach Redis; resolves once Redis answered it. */
     letRetryGo: async () => {
       retryGo.resolve();
@@ -185,5 +202,129 @@ it('an end releases the lease its connection took again after the end marked the
   assert.equal(await connection.send(undefined, ['HGET', 'renewed:{leases}:records', field]), null);
   assert.equal(await connection.send(undefined, ['ZSCORE', 'renewed:{leases}:deadlines', field]), null);
   assert.equal(await connection.send(undefined, ['HGET', 'renewed:{leases}:owners', 'owner-1']), null);
+  assert.deepEqual(errors, []);
+});
+
+/**
+ * Two nodes (`a`, `b`) on a real redis-server, each through a connection whose releases and marks
+ * can be failed or held back (`releaseHeldBack`), and readers of the lease on `session:<prefix>`
+ * `m.1` as Redis has it.
+ */
+async function twoNodes(t: { after: (fn: () => Promise<void>) => void }, prefix: string) {
+  const redis = await startRedis();
+  const connection = await connectRedis(redis.url, () => {});
+  const errors: unknown[] = [];
+  const options = {
+    expire: async () => true,
+    prefix,
+    sweepInterval: 60_000,
+    holderTtl: 10_000,
+    onError: (err: unknown) => errors.push(err),
+  };
+  const gateA = releaseHeldBack(connection);
+  const gateB = releaseHeldBack(connection);
+  const a = new RedisLeases({ ...options, connection: gateA.gated });
+  const b = new RedisLeases({ ...options, connection: gateB.gated });
+  t.after(async () => {
+    await a.close();
+    await b.close();
+    await connection.close();
+    await redis.close();
+  });
+  const channel = `session:${prefix}`;
+  const field = JSON.stringify([channel, 'm.1']);
+  const keys = {
+    records: `${prefix}:{leases}:records`,
+    owners: `${prefix}:{leases}:owners`,
+    mark: `${prefix}:{leases}:ending:${field}`,
+  };
+  return {
+    a,
+    b,
+    gateA,
+    errors,
+    channel,
+    /** The lease's holder in its record (undefined: no lease), and how many leases owner-1 holds. */
+    lease: async () => {
+      const record = await connection.send(undefined, ['HGET', keys.records, field]);
+      const counted = await connection.send(undefined, ['HGET', keys.owners, 'owner-1']);
+      return {
+        holder: record === null ? undefined : (JSON.parse(String(record)) as { holder: string }).holder,
+        counted: Number(counted ?? 0),
+      };
+    },
+    /** A lease record as a node of an older version writes it: no take. */
+    writeOlderRecord: async (holder: string) => {
+      const record = { channel, serial: 'm.1', ms: 60_000, clientId: 'agent', holder, owner: 'owner-1' };
+      await connection.send(undefined, ['HSET', keys.records, field, JSON.stringify(record)]);
+    },
+    marked: async () => Number(await connection.send(undefined, ['EXISTS', keys.mark])) === 1,
+  };
+}
+
+it('an end whose mark found no lease leaves one taken before its release in place', async (t) => {
+  const skip = redisSkipReason();
+  if (skip) return t.skip(skip);
+  const { a, b, channel, lease, errors } = await twoNodes(t, 'nolease');
+  // the run ends on node a while the message has no lease (marked: nothing there)...
+  await a.ending(channel, 'm.1');
+  // ...and another publisher takes one on it through node b, before a's release arrives
+  await b.hold(channel, 'm.1', 'conn-b', 60_000, 'agent', 'owner-1');
+  await a.release(channel, 'm.1');
+  // Before, a release that knew no take removed whatever lease was there: the new one
+  assert.deepEqual(
+    await lease(),
+    { holder: 'conn-b', counted: 1 },
+    'the lease taken after the end was removed',
+  );
+  assert.deepEqual(errors, []);
+});
+
+it('a release without a mark read removes whatever lease there is at once, but sent again late only the take its node knew', async (t) => {
+  const skip = redisSkipReason();
+  if (skip) return t.skip(skip);
+  const { a, b, gateA, channel, lease, errors } = await twoNodes(t, 'nomark');
+  // a delete through node a of a message whose lease node b took: no mark, the lease goes at once
+  await b.hold(channel, 'm.1', 'conn-b', 60_000, 'agent', 'owner-1');
+  await a.release(channel, 'm.1');
+  assert.deepEqual(await lease(), { holder: undefined, counted: 0 });
+  // an end through node a whose mark fails (Redis restarting), and so does its release
+  await b.hold(channel, 'm.1', 'conn-b', 60_000, 'agent', 'owner-1');
+  gateA.failNextMark();
+  await a.ending(channel, 'm.1');
+  gateA.failNextRelease();
+  await a.release(channel, 'm.1');
+  await gateA.retryHeld;
+  // the run is resumed on node b before the release is sent again: a new take
+  await b.hold(channel, 'm.1', 'conn-b2', 60_000, 'agent', 'owner-1');
+  await gateA.letRetryGo();
+  // Before, the late try removed whatever lease was there: the resumed run's
+  assert.deepEqual(
+    await lease(),
+    { holder: 'conn-b2', counted: 1 },
+    'the late release removed the lease taken after the end',
+  );
+  assert.equal(errors.length, 2, 'only the mark and the first release failed');
+});
+
+it('a release removes a lease recorded by an older node (no take), as before takes had ids', async (t) => {
+  const skip = redisSkipReason();
+  if (skip) return t.skip(skip);
+  const { a, channel, lease, writeOlderRecord, errors } = await twoNodes(t, 'older');
+  // an end marked on a lease an older node took...
+  await writeOlderRecord('conn-old');
+  await a.ending(channel, 'm.1');
+  await a.release(channel, 'm.1');
+  assert.equal((await lease()).holder, undefined, 'the older lease the end found was left');
+  // ...and one an older node took over (rewriting the record without its take) after the end's mark
+  await a.hold(channel, 'm.1', 'conn-a', 60_000, 'agent', 'owner-1');
+  await a.ending(channel, 'm.1');
+  await writeOlderRecord('conn-old');
+  await a.release(channel, 'm.1');
+  assert.equal(
+    (await lease()).holder,
+    undefined,
+    "the older node's record of the lease the end ended was left",
+  );
   assert.deepEqual(errors, []);
 });
