@@ -31,7 +31,9 @@
  *   The end's mark reads it (`ending`), and the release names it and the take this node knows: a
  *   release sent again late (`#releaseAgain`) removes only the lease its end ended, never one taken
  *   again on the message meanwhile. A mark that found no lease names none: a lease there at the
- *   release was taken after the end, and stays.
+ *   release was taken after the end, and stays. A release that leaves the lease removes its own
+ *   end's mark still (the mark's value names the end that set it), never a later end's: left, it
+ *   would hold the new lease's expiry back until it runs out.
  * - A release without a mark read — a delete of a message this node knows no lease of, the serial of
  *   another epoch (`#releaseAliases`), or a mark that failed — cannot tell which lease its end ended.
  *   Its first try, sent as soon as the end is stored, removes whatever lease is there (as before
@@ -122,18 +124,21 @@ function namesTake(take: string | undefined): Names {
 
 /** What an end's mark (`ending`) left for its release. */
 interface Ending {
+  /** The mark's value: the release removes this mark even when it leaves the lease. */
+  mark: string;
   /** The lease the mark found: the one the end is about to end (`NOTHING`: none was there). */
   ended: Names;
 }
 
 /**
  * What a release removes (RELEASE): the lease its end's mark found (`ANY` when no mark was read),
- * and the one its node knows (a publish of the same connection stored before the end may have
- * taken it again after the mark was read).
+ * the one its node knows (a publish of the same connection stored before the end may have taken it
+ * again after the mark was read), and the end's own mark (its value; '' when unknown).
  */
 interface Release {
   ended: Names;
   known: Names;
+  mark: string;
 }
 
 /** A renewal: the new deadline of a lease this node knows. */
@@ -267,18 +272,22 @@ return 1
 
 /**
  * KEYS: deadlines, records, the lease's ending mark, owners, owner-of. ARGV: field, the lease the
- * end ended, the lease its node knows (each `Names`).
+ * end ended, the lease its node knows (each `Names`), the value of the end's own mark ('' if unknown).
  * Removes the lease, the mark and its count at once, when the lease is one the release names; a
  * record that names no take (an older node's) is one any release naming a lease names, as before
  * takes had ids. A lease neither names (taken again after the end, or after an end whose mark found
- * none) is left as it is, and so is its mark: returns 0.
+ * none) is left as it is, and so is a mark a later end set; the end's own mark goes (left, it would
+ * hold the lease's expiry back until it runs out): returns 0.
  */
 const RELEASE = new RedisScript(`${UNCOUNT}${TAKE_OF}
 local function names(arg, take)
   return arg == '${ANY}' or (arg ~= '${NOTHING}' and (take == '' or arg == 't:' .. take))
 end
 local take = takeOf(KEYS[2], ARGV[1])
-if take and not names(ARGV[2], take) and not names(ARGV[3], take) then return 0 end
+if take and not names(ARGV[2], take) and not names(ARGV[3], take) then
+  if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
+  return 0
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])
@@ -388,9 +397,11 @@ export class RedisLeases implements Leases {
   #reservations = 0;
   /** Takes of leases taken here (with `#id`: unique across nodes and restarts). */
   #takes = 0;
+  /** Ending marks set here (with `#id`: unique across nodes and restarts). */
+  #marks = 0;
   /**
-   * What each run being ended here was marked with (`ending`): field → the lease the mark found,
-   * until its release. Read just before the end is stored, it names the lease the end
+   * What each run being ended here was marked with (`ending`): field → its mark and the lease the
+   * mark found, until its release. Read just before the end is stored, it names the lease the end
    * ends even when this node never knew it (taken through another node); `release` names the take
    * it knows as well.
    */
@@ -615,7 +626,7 @@ export class RedisLeases implements Leases {
    * (`ending`: wherever the lease was taken; none, if it found none), or the one this node knows
    * now (a publish of the same connection stored before the end may have taken it again after the
    * mark was read). A release sent again later names the same takes, so it leaves a lease taken
-   * again meanwhile in place.
+   * again meanwhile in place; a lease it leaves loses the end's own mark all the same.
    * Without a mark read (a delete of a message this node knows no lease of, a serial of another
    * epoch, or a mark that failed), the first try — sent as soon as the end is stored — removes
    * whatever lease the message has; tries sent again later only the take this node knows (see
@@ -628,6 +639,7 @@ export class RedisLeases implements Leases {
     const release: Release = {
       ended: ending?.ended ?? ANY,
       known: lease ? namesTake(lease.take) : NOTHING,
+      mark: ending?.mark ?? '',
     };
     this.#endings.delete(field);
     this.#leases.remove(field);
@@ -644,6 +656,7 @@ export class RedisLeases implements Leases {
       field,
       release.ended,
       release.known,
+      release.mark,
     ]);
     this.#track(released);
     return released;
@@ -674,15 +687,17 @@ export class RedisLeases implements Leases {
     const field = fieldOf(channel, serial);
     this.#endings.delete(field); // an earlier end's, whose publish failed
     try {
+      // when it was set, and by which end: a release that leaves the lease removes its own mark only
+      const mark = `${Date.now()}:${this.#id}:${++this.#marks}`;
       const take = await ENDING.run(
         this.#o.connection,
         [this.#records, this.#ending(field)],
-        [field, String(Date.now()), String(this.#retryAfter)],
+        [field, mark, String(this.#retryAfter)],
       );
       // kept until the release (a publish refused in between leaves one: the map is bounded)
       if (this.#endings.size >= 10_000) this.#endings.clear();
       // nil: no lease at the end, so one there at the release was taken after it and stays
-      this.#endings.set(field, { ended: typeof take === 'string' ? namesTake(take) : NOTHING });
+      this.#endings.set(field, { mark, ended: typeof take === 'string' ? namesTake(take) : NOTHING });
     } catch (err) {
       this.#o.onError(err);
     }
@@ -1006,7 +1021,10 @@ export class RedisLeases implements Leases {
     return [this.#deadlines, this.#records, this.#ending(field), this.#owners, this.#ownerOf];
   }
 
-  /** The mark of a run being ended (its value: when it was set, ms since 1970; TTL retryAfter). */
+  /**
+   * The mark of a run being ended (its value: when it was set, ms since 1970, and which end set it:
+   * `<ms>:<node>:<n>`; TTL retryAfter).
+   */
   #ending(field: string): string {
     return `${this.#o.prefix}:{leases}:ending:${field}`;
   }

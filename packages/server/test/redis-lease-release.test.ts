@@ -262,10 +262,10 @@ async function twoNodes(t: { after: (fn: () => Promise<void>) => void }, prefix:
   };
 }
 
-it('an end whose mark found no lease leaves one taken before its release in place', async (t) => {
+it('an end whose mark found no lease leaves one taken before its release in place, and removes its own mark', async (t) => {
   const skip = redisSkipReason();
   if (skip) return t.skip(skip);
-  const { a, b, channel, lease, errors } = await twoNodes(t, 'nolease');
+  const { a, b, channel, lease, marked, errors } = await twoNodes(t, 'nolease');
   // the run ends on node a while the message has no lease (marked: nothing there)...
   await a.ending(channel, 'm.1');
   // ...and another publisher takes one on it through node b, before a's release arrives
@@ -277,6 +277,7 @@ it('an end whose mark found no lease leaves one taken before its release in plac
     { holder: 'conn-b', counted: 1 },
     'the lease taken after the end was removed',
   );
+  assert.equal(await marked(), false, "the end's mark was left to hold the new lease's expiry back");
   assert.deepEqual(errors, []);
 });
 
@@ -327,4 +328,28 @@ it('a release removes a lease recorded by an older node (no take), as before tak
     "the older node's record of the lease the end ended was left",
   );
   assert.deepEqual(errors, []);
+});
+
+it("a late release that leaves a lease taken again removes its own end's mark, never a later end's", async (t) => {
+  const skip = redisSkipReason();
+  if (skip) return t.skip(skip);
+  const { a, b, gateA, channel, lease, marked } = await twoNodes(t, 'marks');
+  for (const laterEnd of [false, true]) {
+    await a.hold(channel, 'm.1', 'conn-a', 60_000, 'agent', 'owner-1');
+    // the run ends through node a; its release cannot reach Redis and is sent again later
+    await a.ending(channel, 'm.1');
+    gateA.failNextRelease();
+    await a.release(channel, 'm.1');
+    await gateA.retryHeld;
+    // meanwhile the run is resumed through node b (a new take), and perhaps being ended there
+    await b.hold(channel, 'm.1', 'conn-b', 60_000, 'agent', 'owner-1');
+    if (laterEnd) await b.ending(channel, 'm.1');
+    await gateA.letRetryGo();
+    assert.equal((await lease()).holder, 'conn-b', 'the late release removed the lease taken again');
+    if (laterEnd) assert.equal(await marked(), true, "the late release removed the later end's mark");
+    // Before, the late release left its mark: for up to retryAfter it held the new lease's expiry back
+    else assert.equal(await marked(), false, "the late release left its end's mark");
+    await b.release(channel, 'm.1');
+    assert.deepEqual(await lease(), { holder: undefined, counted: 0 });
+  }
 });
