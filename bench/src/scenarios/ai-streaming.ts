@@ -104,6 +104,8 @@ export interface AiResult {
   appToUser?: LatencySummary;
   /** The first token of each response alone: time to first token, model → user. */
   firstToken?: LatencySummary;
+  /** The first token's two hops: model → app (the app's start of a response) and app → user. */
+  firstTokenHops?: { modelToApp: LatencySummary; appToUser: LatencySummary };
   /** Event-loop delay p99 (ms) during the run: the app (or agent), the relay, the users' process. */
   loopP99?: { app: number; relay: number | undefined; users: number };
   /**
@@ -454,6 +456,8 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
     const toApp = new Histogram();
     const toUser = new Histogram();
     const first = new Histogram();
+    const firstToApp = new Histogram();
+    const firstToUser = new Histogram();
     let delivered = 0;
     let expected = 0;
     let bytes = 0;
@@ -475,6 +479,9 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
         const app = atApp[k];
         if (app !== undefined && times[k] !== undefined) toApp.recordMs(Math.max(0, app - times[k]!));
         if (app !== undefined && arrived > 0) toUser.recordMs(Math.max(0, arrived - app));
+        if (k === 0 && app !== undefined && times[k] !== undefined)
+          firstToApp.recordMs(Math.max(0, app - times[k]!));
+        if (k === 0 && app !== undefined && arrived > 0) firstToUser.recordMs(Math.max(0, arrived - app));
       }
     }
     const seconds = (after.t - before.t) / 1000;
@@ -482,6 +489,7 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
     result.modelToApp = toApp.summary();
     result.appToUser = toUser.summary();
     result.firstToken = first.summary();
+    result.firstTokenHops = { modelToApp: firstToApp.summary(), appToUser: firstToUser.summary() };
     result.delivered = delivered;
     result.missing = expected - measuredTokens;
     result.cpuPer1000 = ((after.own - before.own) / delivered) * 1000;
@@ -519,7 +527,7 @@ async function runOne(system: AiSystem, n: number, round: number, options: AiOpt
       before.steal === undefined || after.steal === undefined ? null : (after.steal - before.steal) / seconds;
     for (const tab of reloadTabs) tab.close();
     process.stderr.write(
-      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}); waited for a core ${ms1k(result.coreWaitPer1000.app)} / ${ms1k(result.coreWaitPer1000.relay)} ms per 1k tokens (app / relay), ${callsText(result.ioCallsPerToken)} system calls per token (app / relay), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens${result.stealCpu ? `; the host took ${result.stealCpu.toFixed(2)} cores (CPU steal)` : ''}\n`,
+      `  p50 ${result.latency.p50.toFixed(1)} p99 ${result.latency.p99.toFixed(1)} ms; first token p50 ${result.firstToken.p50.toFixed(1)} (model → app ${result.firstTokenHops.modelToApp.p50.toFixed(1)}, app → user ${result.firstTokenHops.appToUser.p50.toFixed(1)}) (model → app p99 ${result.modelToApp.p99.toFixed(1)}, app → user p50 ${result.appToUser.p50.toFixed(1)} p99 ${result.appToUser.p99.toFixed(1)}; loop delay p99 app ${result.loopP99.app.toFixed(1)} relay ${result.loopP99.relay?.toFixed(1) ?? '–'} users ${result.loopP99.users.toFixed(1)}; GC pauses app ${result.gc.app.totalMs.toFixed(0)} ms (longest ${result.gc.app.maxMs.toFixed(1)})${result.gc.relay ? `, relay ${result.gc.relay.totalMs.toFixed(0)} ms (longest ${result.gc.relay.maxMs.toFixed(1)})` : ''}); waited for a core ${ms1k(result.coreWaitPer1000.app)} / ${ms1k(result.coreWaitPer1000.relay)} ms per 1k tokens (app / relay), ${callsText(result.ioCallsPerToken)} system calls per token (app / relay), ${result.missing} missing, ${result.cpuPer1000.toFixed(3)} CPU-s/1k tokens${result.stealCpu ? `; the host took ${result.stealCpu.toFixed(2)} cores (CPU steal)` : ''}\n`,
     );
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
