@@ -353,3 +353,48 @@ it("a late release that leaves a lease taken again removes its own end's mark, n
     assert.deepEqual(await lease(), { holder: undefined, counted: 0 });
   }
 });
+
+it('a release that cannot reach Redis is sent again 6 times with backoff, then given up', async (t) => {
+  const skip = redisSkipReason();
+  if (skip) return t.skip(skip);
+  const redis = await startRedis();
+  const connection = await connectRedis(redis.url, () => {});
+  let releases = 0;
+  let failing = false;
+  const failingReleases: RedisConnection = {
+    ...connection,
+    send: async (key, args, readonly) => {
+      const release = args[0]!.startsWith('EVAL') && args[2] === '5' && String(args[5]).includes(':ending:');
+      if (failing && release) {
+        releases++;
+        throw new Error('connection lost (test)');
+      }
+      return connection.send(key, args, readonly);
+    },
+  };
+  const leases = new RedisLeases({
+    connection: failingReleases,
+    prefix: 'giveup',
+    sweepInterval: 60_000,
+    holderTtl: 10_000,
+    onError: () => {},
+    expire: async () => true,
+  });
+  t.after(async () => {
+    t.mock.timers.reset();
+    await leases.close();
+    await connection.close();
+    await redis.close();
+  });
+  await leases.hold('session:giveup', 'g.1', 'conn-1', 60_000, 'agent');
+  await leases.ending('session:giveup', 'g.1');
+  failing = true;
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  await leases.release('session:giveup', 'g.1');
+  // the backoff (250 ms doubling, at most 5 s) in steps, each try's failure settled between them
+  for (let step = 0; step < 40; step++) {
+    t.mock.timers.tick(1_000);
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  assert.equal(releases, 7, 'the first try and 6 more, then none: not retried for ever');
+});
