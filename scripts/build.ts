@@ -10,7 +10,15 @@
  * need `allowImportingTsExtensions`.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -60,6 +68,54 @@ export function buildPackage(name: string): void {
   // to emit, so "sources newer than it" means exactly "changed since the last build".
   const now = new Date();
   utimesSync(join(dir, 'dist/.tsbuildinfo'), now, now);
+}
+
+/** The newest modification time of `path`, or of anything under it if it is a folder; 0 if absent. */
+function newestUnder(path: string): number {
+  let stat: ReturnType<typeof statSync>;
+  try {
+    stat = statSync(path);
+  } catch {
+    return 0;
+  }
+  if (!stat.isDirectory()) return stat.mtimeMs;
+  let newest = 0;
+  for (const entry of readdirSync(path)) newest = Math.max(newest, newestUnder(join(path, entry)));
+  return newest;
+}
+
+/**
+ * Whether a build of `name` would not be the one in its `dist/`: it has no build stamp, or something
+ * its build reads changed after the stamp — its sources (Lua scripts included), its package.json or
+ * build config, the repository's tsconfig.json or lock file (the compiler and the types), this
+ * script, or the stamp of a package before it in PUBLISHED (whose declarations it may compile
+ * against; rebuilt, that one's stamp is newer).
+ */
+export function isStale(name: (typeof PUBLISHED)[number], root = ROOT): boolean {
+  const dir = join(root, 'packages', name);
+  const stamp = newestUnder(join(dir, 'dist/.tsbuildinfo'));
+  if (stamp === 0) return true;
+  const before = PUBLISHED.slice(0, PUBLISHED.indexOf(name));
+  const inputs = [
+    join(dir, 'src'),
+    join(dir, 'package.json'),
+    join(dir, 'tsconfig.build.json'),
+    join(root, 'tsconfig.json'),
+    join(root, 'package-lock.json'),
+    join(root, 'scripts/build.ts'),
+    ...before.map((other) => join(root, 'packages', other, 'dist/.tsbuildinfo')),
+  ];
+  return inputs.some((input) => newestUnder(input) > stamp);
+}
+
+/**
+ * Builds the published packages that are stale (`isStale`), in dependency order: what the tests of
+ * the built packages call first. `npm test` has just run `npm run build`, and `tsc`, incremental as
+ * it is, loads the whole program before it finds nothing to do (about 20 s of CPU for the seven
+ * packages): built again by each such test file, that was a minute of the run doing nothing.
+ */
+export function buildStale(): void {
+  for (const name of PUBLISHED) if (isStale(name)) buildPackage(name);
 }
 
 if (import.meta.main) {

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { buildPackage, PUBLISHED } from '../scripts/build.ts';
+import { buildStale } from '../scripts/build.ts';
 import { bundle, KB } from './support/bundle.ts';
 
 const PAGE = `
@@ -29,7 +29,7 @@ const PAGE = `
 
 describe('a useChat page', () => {
   before(() => {
-    for (const name of PUBLISHED) buildPackage(name);
+    buildStale();
   });
 
   test('useChat + mooringChat: no zod through Mooring, one copy of `ai`, bundled from dist', async () => {
