@@ -6,7 +6,7 @@
  * and `tail`: inspector-cli.test.ts.)
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -95,6 +95,23 @@ function refused(
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stderr })));
 }
 
+/** `mooring <args>` to its end: its exit code and what it printed. */
+function command(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: environment({}),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
+}
+
 async function history(url: string, key: string): Promise<number> {
   const res = await fetch(`${url}/v1/channels/session:cli/messages`, {
     headers: { authorization: `Bearer ${key}` },
@@ -104,13 +121,16 @@ async function history(url: string, key: string): Promise<number> {
 }
 
 describe('mooring', () => {
-  it('prints its usage for no command, --help, -h and help, and refuses an unknown command with it', () => {
-    for (const args of [[], ['--help'], ['-h'], ['help']]) {
-      const r = spawnSync(process.execPath, [CLI, ...args], { env: environment({}), encoding: 'utf8' });
-      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
-      assert.match(r.stdout, /^Usage: mooring <command>\n\nCommands:\n {2}serve /, args.join(' '));
+  it('prints its usage for no command, --help, -h and help, and refuses an unknown command with it', async () => {
+    // five processes that need nothing from one another: started at once
+    const asks = [[], ['--help'], ['-h'], ['help']];
+    const [r, ...usages] = await Promise.all([command(['serv']), ...asks.map((args) => command(args))]);
+    for (const [i, u] of usages.entries()) {
+      const args = asks[i]!.join(' ');
+      assert.equal(u.status, 0, `${args}: ${u.stderr}`);
+      assert.match(u.stdout, /^Usage: mooring <command>\n\nCommands:\n {2}serve /, args);
     }
-    const r = spawnSync(process.execPath, [CLI, 'serv'], { env: environment({}), encoding: 'utf8' });
+    assert.ok(r);
     assert.equal(r.status, 2);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /^unknown command "serv"\n\nUsage: mooring <command>/);
@@ -146,12 +166,14 @@ describe('mooring serve', () => {
 
   it('says where it listens and what it stores in: the data folder for SQLite only', async () => {
     const data = tempDir();
-    const memory = await serve(['--store', 'memory', '--data', data], { MOORING_KEY: 'ops:s' });
-    await memory.stop();
+    // the memory server makes nothing in the data folder: the two start at once
+    const [memory, sqlite] = await Promise.all([
+      serve(['--store', 'memory', '--data', data], { MOORING_KEY: 'ops:s' }),
+      serve(['--store', 'sqlite', '--data', data], { MOORING_KEY: 'ops:s' }),
+    ]);
+    await Promise.all([memory.stop(), sqlite.stop()]);
     assert.match(memory.banner, /^Mooring listening on http:\/\/127\.0\.0\.1:\d+ {2}\(store: memory\)\n/);
     assert.ok(memory.banner.includes(`  WebSocket: ${memory.url.replace('http', 'ws')}/v1/connect\n`));
-    const sqlite = await serve(['--store', 'sqlite', '--data', data], { MOORING_KEY: 'ops:s' });
-    await sqlite.stop();
     assert.ok(sqlite.banner.includes(`(store: sqlite, data: ${data})\n`), sqlite.banner);
   });
 
@@ -163,6 +185,8 @@ describe('mooring serve', () => {
       const res = await fetch(`${url}/v1/channels/session:cli`, { headers: auth });
       return ((await res.json()) as { epoch: string }).epoch;
     };
+    // refused at once (memory store): started beside the three SQLite servers, which run in turn
+    const wrong = refused(['--store', 'memory', '--new-epochs'], env);
     const first = await serve(['--data', data], env);
     const published = await fetch(`${first.url}/v1/channels/session:cli/messages`, {
       method: 'POST',
@@ -184,9 +208,9 @@ describe('mooring serve', () => {
     const again = await serve(['--data', data], env);
     assert.equal(await epochOf(again.url), after, 'once: the next start keeps it');
     await again.stop();
-    const wrong = await refused(['--store', 'memory', '--new-epochs'], env);
-    assert.equal(wrong.code, 1);
-    assert.match(wrong.stderr, /--new-epochs is for the SQLite store/);
+    const { code, stderr } = await wrong;
+    assert.equal(code, 1);
+    assert.match(stderr, /--new-epochs is for the SQLite store/);
   });
 
   it('hands the server the timings it was given: heartbeat and connection state TTL reach clients', async () => {
@@ -207,13 +231,18 @@ describe('mooring serve', () => {
   it('hands the server every other timing: one the server cannot take is refused at start, naming it', async () => {
     const file = join(tempDir(), 'mooring.json');
     writeFileSync(file, JSON.stringify({ firstPollTimeout: 0 }));
-    for (const [env, name] of [
+    const cases = [
       [{ MOORING_PRESENCE_GRACE: 'forever' }, 'presenceGrace'],
       [{ MOORING_SWEEP_INTERVAL: '0' }, 'sweepInterval'],
       [{ MOORING_NODE_TTL: '0' }, 'nodeTtl'],
       [{ MOORING_CONFIG: file }, 'firstPollTimeout'],
-    ] as const) {
-      const r = await refused(['--store', 'memory'], { MOORING_KEY: 'test:secret', ...env });
+    ] as const;
+    // four processes that need nothing from one another: started at once
+    const answers = await Promise.all(
+      cases.map(([env]) => refused(['--store', 'memory'], { MOORING_KEY: 'test:secret', ...env })),
+    );
+    for (const [i, [, name]] of cases.entries()) {
+      const r = answers[i]!;
       assert.equal(r.code, 1, `${name}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`^mooring: ${name} must be a number of ms`), name);
     }
@@ -221,7 +250,8 @@ describe('mooring serve', () => {
 
   it('makes OpenTelemetry spans with MOORING_TRACING=1 only, for the SDK registered with node --import', async () => {
     const dir = tempDir();
-    for (const tracing of ['1', '']) {
+    // the two servers write to files of their own: they run at once
+    const once = async (tracing: string) => {
       const names = join(dir, `spans-${tracing || 'off'}`);
       writeFileSync(names, '');
       const server = await serve(
@@ -243,7 +273,8 @@ describe('mooring serve', () => {
       const spans = readFileSync(names, 'utf8');
       if (tracing) assert.match(spans, /^mooring\.publish$/m, 'MOORING_TRACING=1: spans made');
       else assert.equal(spans, '', 'without MOORING_TRACING: no span');
-    }
+    };
+    await Promise.all([once('1'), once('')]);
   });
 
   it('a second signal during its shutdown neither repeats nor cuts it short: said once, exit 0', async () => {
