@@ -46,14 +46,25 @@ export interface DemoInChromium {
 /** Starts the demo, paced so an answer lasts ≈ 8 s (long enough to act mid-stream), and Chromium. */
 export async function startDemoInChromium(viewport = { width: 1200, height: 820 }): Promise<DemoInChromium> {
   const dataDir = await mkdtemp(join(tmpdir(), 'mooring-demo-'));
-  const demo = await startDemo({
-    key: { name: 'demo', secret: randomBytes(16).toString('hex') },
-    port: 0,
-    mooringPort: 0,
-    dataDir,
-    pace: 0.5,
-  });
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  // Chromium starts while the demo bundles its page and starts its servers: neither needs the other
+  const [started, launched] = await Promise.allSettled([
+    startDemo({
+      key: { name: 'demo', secret: randomBytes(16).toString('hex') },
+      port: 0,
+      mooringPort: 0,
+      dataDir,
+      pace: 0.5,
+    }),
+    chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
+  ]);
+  if (started.status === 'rejected' || launched.status === 'rejected') {
+    if (started.status === 'fulfilled') await started.value.close();
+    if (launched.status === 'fulfilled') await launched.value.close();
+    await rm(dataDir, { recursive: true, force: true });
+    throw started.status === 'rejected' ? started.reason : (launched as PromiseRejectedResult).reason;
+  }
+  const demo = started.value;
+  const browser: Browser = launched.value;
   const contexts: BrowserContext[] = [];
   return {
     demo,
