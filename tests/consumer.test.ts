@@ -200,7 +200,7 @@ describe('the published packages, installed from their tarballs', { timeout: 600
         sh('npm', [...npmInstall, `node@${TOO_OLD_NODE}`], oldNode, pinned),
       ]);
       nodes.catch(() => {}); // awaited below; a build that failed first leaves it
-      progress(`building (incremental) and packing into ${temp}`);
+      progress(`building what changed since the last build, and packing into ${temp}`);
       buildStale();
       const packed = JSON.parse(
         await sh(
