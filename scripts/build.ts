@@ -12,6 +12,7 @@
 import { execFileSync } from 'node:child_process';
 import {
   copyFileSync,
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -50,9 +51,16 @@ function* assetFiles(dir: string, under = ''): Generator<string> {
   }
 }
 
-export function buildPackage(name: string): void {
-  const dir = join(ROOT, 'packages', name);
-  execFileSync(process.execPath, [TSC, '-p', join(dir, 'tsconfig.build.json')], { stdio: 'inherit' });
+export function buildPackage(name: string, root = ROOT): void {
+  const dir = join(root, 'packages', name);
+  try {
+    execFileSync(process.execPath, [TSC, '-p', join(dir, 'tsconfig.build.json')], { stdio: 'inherit' });
+  } catch (err) {
+    // tsc emits, and writes its build info, even when it reports errors: a failed build must not
+    // pass for a build of the current sources (isStale), so its stamp goes back to the epoch.
+    if (existsSync(join(dir, 'dist/.tsbuildinfo'))) utimesSync(join(dir, 'dist/.tsbuildinfo'), 0, 0);
+    throw err;
+  }
   // Files the code reads beside itself (`new URL('./redis/x.lua', import.meta.url)`) go to the same
   // place in dist, or the built package would look for them in vain.
   for (const asset of assetFiles(join(dir, 'src'))) {

@@ -1,15 +1,15 @@
 /**
  * `isStale` (scripts/build.ts): the tests of the built packages build only what changed since the
- * last build, so it must call a package stale whenever a build would differ from its `dist/`. Run on
- * a tree of empty files in a temp folder whose times are set by hand (the repository's own are
- * never touched: other test files read its `dist/` meanwhile).
+ * last build, so it must call a package stale whenever a build would differ from its `dist/`, or the
+ * last build failed. Run on a tree of files in a temp folder whose times are set by hand (the
+ * repository's own are never touched: other test files read its `dist/` meanwhile).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
-import { isStale, PUBLISHED } from '../scripts/build.ts';
+import { buildPackage, isStale, PUBLISHED } from '../scripts/build.ts';
 
 /** A file at `root/path`, last modified at second `at`. */
 function file(root: string, path: string, at: number): void {
@@ -72,4 +72,28 @@ test('a package built again makes every package after it stale, not those before
   t.after(() => rmSync(root, { recursive: true, force: true }));
   file(root, 'packages/server/dist/.tsbuildinfo', 300);
   assert.deepEqual(stale(root), PUBLISHED.slice(PUBLISHED.indexOf('server') + 1));
+});
+
+test('a build that failed leaves its package stale, though tsc wrote its build info', (t) => {
+  const root = builtTree();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const dir = join(root, 'packages/protocol');
+  writeFileSync(
+    join(dir, 'tsconfig.build.json'),
+    JSON.stringify({
+      compilerOptions: {
+        incremental: true,
+        tsBuildInfoFile: 'dist/.tsbuildinfo',
+        rootDir: 'src',
+        outDir: 'dist',
+        types: [],
+      },
+      include: ['src'],
+    }),
+  );
+  writeFileSync(join(dir, 'src/index.ts'), "export const answer: number = 'forty-two';\n");
+  for (const path of ['tsconfig.build.json', 'src/index.ts']) utimesSync(join(dir, path), 100, 100);
+  process.stderr.write('  (the TS2322 error below is from the failing build this test makes)\n');
+  assert.throws(() => buildPackage('protocol', root));
+  assert.ok(isStale('protocol', root), 'a failed build passes for a build of the current sources');
 });
