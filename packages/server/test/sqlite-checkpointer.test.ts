@@ -52,6 +52,45 @@ describe('SqliteCheckpointer', () => {
     assert.deepEqual(failures, []);
   });
 
+  it('a checkpoint that could not run (another connection held the lock) is not taken for the WAL size: no rewind asked again', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'mooring-ckpt-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'wal.db');
+    const db = new DatabaseSync(path);
+    t.after(() => db.close());
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v TEXT)');
+    for (let i = 0; i < 20; i++) db.prepare('INSERT INTO t VALUES (?)').run('x'.repeat(3000));
+    const frames = Number(db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get()?.log);
+    let rewinds = 0;
+    const checkpointer = new SqliteCheckpointer(path, {
+      intervalMs: 1,
+      rewindFrames: frames - 1,
+      onRewind: () => rewinds++,
+      onFailure: (e) => assert.fail(e),
+    });
+    t.after(() => checkpointer.close());
+    await within(
+      (async () => {
+        while (rewinds === 0) await sleep(5);
+      })(),
+      { timeout: 10_000, message: 'no rewind asked with the WAL past rewindFrames' },
+    );
+    // another connection checkpoints in bursts, as the store's own rewind does: the worker's
+    // checkpoints that meet it find the lock taken and answer -1 frames
+    const other = new DatabaseSync(path);
+    const checkpoint = other.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+    let collided = 0;
+    for (let burst = 0; burst < 200 && collided < 5; burst++) {
+      const until = performance.now() + 20;
+      while (performance.now() < until) if (Number(checkpoint.get()?.log) < 0) collided++;
+      await sleep(5);
+    }
+    other.close();
+    assert.ok(collided >= 5, `the checkpoints met only ${collided} times`);
+    await sleep(100);
+    assert.equal(rewinds, 1, 'a rewind asked again though the WAL did not change');
+  });
+
   it('a worker that cannot open its database reports the failure once, and closes at once', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'mooring-ckpt-'));
     t.after(() => rm(dir, { recursive: true, force: true }));

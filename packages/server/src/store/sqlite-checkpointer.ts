@@ -35,6 +35,10 @@ const timer = setInterval(() => {
   try {
     const row = checkpoint.get();
     const log = Number(row.log);
+    // -1: it could not run (another connection held the checkpoint lock: the store's own rewind,
+    // say). The WAL did not change for that; taken as a size, the next tick's real one would be
+    // reported again and ask for a rewind again.
+    if (!(log >= 0)) return;
     if (log !== reported) parentPort.postMessage({ log, checkpointed: Number(row.checkpointed) });
     reported = log;
   } catch {
