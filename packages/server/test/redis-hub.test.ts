@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setImmediate as tick } from 'node:timers/promises';
+import { setTimeout as sleep, setImmediate as tick } from 'node:timers/promises';
 import type { Message } from '@mooring/protocol';
 import { formatSerial, serialSeq } from '@mooring/protocol';
 import {
@@ -56,6 +56,8 @@ class StoreView {
   failReadAfter: string | undefined;
   /** Info answers "no log" while set (a position check then does nothing). */
   hideInfo = false;
+  /** Info calls to fail (as if Redis were unavailable) before asking Redis. */
+  failInfos = 0;
   readonly store: RedisStore;
 
   constructor(real: RedisStore) {
@@ -64,6 +66,10 @@ class StoreView {
       connection: real.connection,
       info: async (channel: string) => {
         this.infos.push(channel);
+        if (this.failInfos > 0) {
+          this.failInfos--;
+          throw new Error('Redis is unavailable (test)');
+        }
         if (this.hideInfo) return undefined;
         const info = await real.info(channel);
         this.infoReplied.push(channel);
@@ -570,6 +576,32 @@ if (skip) {
       } finally {
         await n.close();
         process.off('unhandledRejection', onRejection);
+      }
+    });
+
+    it('after the bus reconnects, the position check is made again until it works, then no more (not every 2 s for ever)', async () => {
+      const n = await node(); // the periodic check a minute away: only the catch-up checks
+      try {
+        await subscribeLive(n, 'reconnected', () => {});
+        const before = n.view.count('infos', 'reconnected');
+        n.view.failInfos = 1; // the first check after the reconnect fails (Redis still coming back)
+        await redis.command('CLIENT', 'KILL', 'TYPE', 'pubsub');
+        await until(
+          () => n.view.count('infos', 'reconnected') >= before + 2,
+          'the failed check was not made again',
+        );
+        const checks = n.view.count('infos', 'reconnected');
+        // the retry delay doubles up to 2 s: a catch-up that went on after it worked would check again
+        await sleep(3_000);
+        assert.equal(n.view.count('infos', 'reconnected'), checks, 'checked again after a check that worked');
+        // (the bus's own lost connection is reported too)
+        assert.equal(
+          n.errors.filter((e) => String(e).includes('unavailable (test)')).length,
+          1,
+          'the failed check was reported',
+        );
+      } finally {
+        await n.close();
       }
     });
 
