@@ -130,6 +130,22 @@ async function createPart(sink: ControlledSink, queue: OperationQueue): Promise<
   await sink.flights.shift()!.ack();
 }
 
+/** A queue on a sink that holds up to 4 batches in flight, its part 't' created and acknowledged. */
+async function partInFlightWindow() {
+  const sink = new ControlledSink(4);
+  const t = timers();
+  const queue = queueOn(sink, t);
+  await createPart(sink, queue);
+  return { sink, t, queue };
+}
+
+/** Acknowledges everything in flight, waits for the queue to drain, and checks the text stored. */
+async function settlesAs(sink: ControlledSink, queue: OperationQueue, text: string): Promise<void> {
+  await ackAll(sink);
+  await flushed(queue);
+  assert.equal(textOf(sink.log), text);
+}
+
 /** An attempt of run 'r' publishing to `log`, uncoalesced (a retried run starts one per attempt). */
 const attempt = (log: MemoryLog) =>
   new OperationQueue({
@@ -268,9 +284,7 @@ describe('OperationQueue pipelining', () => {
     await tick();
     assert.equal(sink.flights.length, 1, "'b' waits for the structural batch's ack");
     assert.equal(sink.sentBesideStructural, 0);
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'ab');
+    await settlesAs(sink, queue, 'ab');
   });
 
   it('names the last operation in flight as the precondition of each batch sent beside it', async () => {
@@ -285,19 +299,14 @@ describe('OperationQueue pipelining', () => {
     await ackAll(sink);
     await write(queue, ['d']); // nothing in flight: nothing to follow
     assert.equal(sink.flights[0]!.after, undefined);
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'abcd');
+    await settlesAs(sink, queue, 'abcd');
   });
 
   it('a batch refused for a moment is not overtaken: the next, refused out_of_order, is resent behind it', async () => {
     // 'b' refused (the store down a moment, a rate); 'c', in flight behind it, reaches the store
     // once it is back — and is refused too, so both are resent in order: readers see a, b, c
     // appended, never "ac" then a repair.
-    const sink = new ControlledSink(4);
-    const t = timers();
-    const queue = queueOn(sink, t);
-    await createPart(sink, queue);
+    const { sink, t, queue } = await partInFlightWindow();
     await write(queue, ['a', 'b', 'c']);
     const ids = sink.flights.slice(1).flatMap((f) => f.ops.map((op) => op.id));
     await sink.flights[0]!.ack();
@@ -323,10 +332,7 @@ describe('OperationQueue pipelining', () => {
   });
 
   it('after a batch whose answer was lost and a later one stored, the part ends whole and in order', async () => {
-    const sink = new ControlledSink(4);
-    const t = timers();
-    const queue = queueOn(sink, t);
-    await createPart(sink, queue);
+    const { sink, t, queue } = await partInFlightWindow();
     await write(queue, ['a', 'b', 'c']);
     assert.equal(sink.flights.length, 3);
     const b = sink.flights[1]!.ops;
@@ -340,19 +346,14 @@ describe('OperationQueue pipelining', () => {
     queue.delta('t', 'd');
     t.due.shift()!(); // the retry after its backoff
     await tick();
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'abcd');
+    await settlesAs(sink, queue, 'abcd');
     // a copy of 'b' still on its way (sent on a transport that died) lands late: a duplicate now
     await sink.log.publish(b);
     assert.equal(textOf(sink.log), 'abcd');
   });
 
   it('after a retryable failure of every batch in flight, resends them in order with the same ids', async () => {
-    const sink = new ControlledSink(4);
-    const t = timers();
-    const queue = queueOn(sink, t);
-    await createPart(sink, queue);
+    const { sink, t, queue } = await partInFlightWindow();
     await write(queue, ['a', 'b', 'c']);
     const ids = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
     for (const f of sink.flights.splice(0)) f.fail(Object.assign(new Error('gone'), { retryable: true }));
@@ -361,9 +362,7 @@ describe('OperationQueue pipelining', () => {
     await tick();
     const resent = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
     assert.deepEqual(resent, ids);
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'abc');
+    await settlesAs(sink, queue, 'abc');
   });
 
   it('backs off longer after each failure in a row (100 ms doubling, at most 5 s), and from 100 ms after a success', async () => {
@@ -394,18 +393,13 @@ describe('OperationQueue pipelining', () => {
     assert.equal(delays.at(-1), 100, 'a stored batch starts the backoff over');
     t.due.shift()!();
     await tick();
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'ab');
+    await settlesAs(sink, queue, 'ab');
   });
 
   it('a retry whose backoff ends while a structural batch is in flight waits for its ack', async () => {
     // The backoff's timer calls the send directly: the window is checked there too, or the resent
     // delta would go out beside a batch that must be alone in flight.
-    const sink = new ControlledSink(4);
-    const t = timers();
-    const queue = queueOn(sink, t);
-    await createPart(sink, queue);
+    const { sink, t, queue } = await partInFlightWindow();
     await write(queue, ['a']);
     sink.flights.shift()!.fail(Object.assign(new Error('rate limited'), { retryable: true }));
     await tick();
@@ -428,10 +422,7 @@ describe('OperationQueue pipelining', () => {
   it('after a refused batch and a later one whose answer was lost, resends both in order', async () => {
     // 'b' is refused (nothing stored); 'c', sent behind it, lost its answer (both reported failed).
     // 'c' cannot have been stored (its precondition: 'b'), so both are resent with their ids.
-    const sink = new ControlledSink(4);
-    const t = timers();
-    const queue = queueOn(sink, t);
-    await createPart(sink, queue);
+    const { sink, t, queue } = await partInFlightWindow();
     await write(queue, ['a', 'b', 'c']);
     assert.equal(sink.flights.length, 3);
     await sink.flights[0]!.ack();
@@ -487,10 +478,7 @@ describe('OperationQueue pipelining', () => {
   });
 
   it('after failures that are all refusals, resends the batches in order with the same ids', async () => {
-    const sink = new ControlledSink(4);
-    const t = timers();
-    const queue = queueOn(sink, t);
-    await createPart(sink, queue);
+    const { sink, t, queue } = await partInFlightWindow();
     await write(queue, ['a', 'b', 'c']);
     const ids = sink.flights.flatMap((f) => f.ops.map((op) => op.id));
     for (const f of sink.flights.splice(0))
@@ -502,9 +490,7 @@ describe('OperationQueue pipelining', () => {
       sink.flights.flatMap((f) => f.ops.map((op) => op.id)),
       ids,
     );
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'abc');
+    await settlesAs(sink, queue, 'abc');
   });
 });
 
@@ -519,10 +505,7 @@ describe('OperationQueue replacing a long part', () => {
   };
 
   it('repairs a part longer than one operation with an update and appends, in order', async () => {
-    const sink = new ControlledSink(4);
-    const t = timers();
-    const queue = queueOn(sink, t);
-    await createPart(sink, queue);
+    const { sink, t, queue } = await partInFlightWindow();
     const words = ['a', 'b', 'c'].map((c) => c.repeat(6_000));
     await write(queue, words);
     assert.equal(sink.flights.length, 3);
@@ -639,9 +622,7 @@ describe('OperationQueue coalescing window', () => {
     assert.deepEqual(sent(sink), [], "the first token's ack does not end their window");
     t.due.shift()!();
     assert.deepEqual(sent(sink), ['ab'], 'merged into one append at the end of the window');
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'first ab');
+    await settlesAs(sink, queue, 'first ab');
   });
 
   it('holds a delta right behind a send only until a window has passed since that send: one batch per window', async () => {
@@ -755,9 +736,7 @@ describe('OperationQueue edges', () => {
     assert.equal(sink.flights.length, 0, 'held while paused');
     queue.resume(new Map());
     await tick();
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'a');
+    await settlesAs(sink, queue, 'a');
   });
 
   it('with coalesceMs 0 every delta stays its own operation, also those queued behind a batch in flight', async () => {
@@ -776,9 +755,7 @@ describe('OperationQueue edges', () => {
       sink.flights.map((f) => f.ops.map((op) => op.data)),
       [['b', 'c']],
     );
-    await ackAll(sink);
-    await flushed(queue);
-    assert.equal(textOf(sink.log), 'abc');
+    await settlesAs(sink, queue, 'abc');
   });
 
   it('merges deltas into one append up to exactly MAX_APPEND_CHARS', async () => {
@@ -842,10 +819,7 @@ describe('OperationQueue edges', () => {
   });
 
   it("a repair's text includes the data of a structural append", async () => {
-    const sink = new ControlledSink(4);
-    const t = timers();
-    const queue = queueOn(sink, t);
-    await createPart(sink, queue);
+    const { sink, t, queue } = await partInFlightWindow();
     await write(queue, ['a']);
     queue.append('t', 'B', { mark: 1 }); // structural: alone, once 'a' is stored
     await ackAll(sink);

@@ -51,12 +51,21 @@ function standIn(log: Message[]) {
   };
 }
 
+/** A feed over a stand-in channel whose history answers `log`, started. */
+async function startedFeed(log: Message[] = []) {
+  const stand = standIn(log);
+  const tree = new ConversationTree();
+  const feed = new SessionFeed(stand.channel, tree);
+  await feed.start();
+  return { stand, tree, feed };
+}
+
+/** The tree's inputs as [id, serial]. */
+const inputsOf = (tree: ConversationTree) => tree.inputs.map((n) => [n.id, n.serial]);
+
 describe('SessionFeed after a new epoch that kept its messages', () => {
   it('folds again what it holds, renamed into the new epoch, and reads no history', async () => {
-    const stand = standIn([]);
-    const tree = new ConversationTree();
-    const feed = new SessionFeed(stand.channel, tree);
-    await feed.start();
+    const { stand, tree } = await startedFeed();
     stand.deliver(input(OLD, 1, 'a'));
     stand.deliver(input(OLD, 2, 'b'));
     // the catch-up after `kept`: a new input in the new epoch
@@ -69,21 +78,15 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
     });
     await new Promise((r) => setImmediate(r));
     assert.equal(stand.reads(), 0);
-    assert.deepEqual(
-      tree.inputs.map((n) => [n.id, n.serial]),
-      [
-        ['a', serial(NEW, 1)],
-        ['b', serial(NEW, 2)],
-        ['c', serial(NEW, 3)],
-      ],
-    );
+    assert.deepEqual(inputsOf(tree), [
+      ['a', serial(NEW, 1)],
+      ['b', serial(NEW, 2)],
+      ['c', serial(NEW, 3)],
+    ]);
   });
 
   it('drops an input created in what the log lost (an own one, folded before the position moved over it), reading nothing', async () => {
-    const stand = standIn([]);
-    const tree = new ConversationTree();
-    const feed = new SessionFeed(stand.channel, tree);
-    await feed.start();
+    const { stand, tree, feed } = await startedFeed();
     stand.deliver(input(OLD, 1, 'a'));
     feed.applyOwn([input(OLD, 2, 'lost')]); // stored by the old Redis, never by the new one
     stand.lose({
@@ -94,17 +97,11 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
     });
     await new Promise((r) => setImmediate(r));
     assert.equal(stand.reads(), 0);
-    assert.deepEqual(
-      tree.inputs.map((n) => [n.id, n.serial]),
-      [['a', serial(NEW, 1)]],
-    );
+    assert.deepEqual(inputsOf(tree), [['a', serial(NEW, 1)]]);
   });
 
   it('reads again, from its serial up to kept, a message changed in what the log lost', async () => {
-    const stand = standIn([input(NEW, 2, 'b')]);
-    const tree = new ConversationTree();
-    const feed = new SessionFeed(stand.channel, tree);
-    await feed.start();
+    const { stand, tree } = await startedFeed([input(NEW, 2, 'b')]);
     stand.deliver(input(OLD, 1, 'a'));
     stand.deliver(input(OLD, 2, 'b'));
     // b deleted at 3, which the new log lost: it has b as it was
@@ -129,20 +126,14 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
     assert.deepEqual(stand.queries(), [
       { direction: 'forwards', from: serial(NEW, 2), until: serial(NEW, 2), limit: 1000 },
     ]);
-    assert.deepEqual(
-      tree.inputs.map((n) => [n.id, n.serial]),
-      [
-        ['a', serial(NEW, 1)],
-        ['b', serial(NEW, 2)],
-      ],
-    );
+    assert.deepEqual(inputsOf(tree), [
+      ['a', serial(NEW, 1)],
+      ['b', serial(NEW, 2)],
+    ]);
   });
 
   it('a message the catch-up deleted (its tombstone under the new serial) is not folded again', async () => {
-    const stand = standIn([]);
-    const tree = new ConversationTree();
-    const feed = new SessionFeed(stand.channel, tree);
-    await feed.start();
+    const { stand, tree } = await startedFeed();
     stand.deliver(input(OLD, 1, 'a'));
     stand.deliver(input(OLD, 2, 'b'));
     // the catch-up after `kept` (the channel attaching): b deleted on the new log
@@ -163,10 +154,7 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
     });
     await new Promise((r) => setImmediate(r));
     assert.equal(stand.reads(), 0);
-    assert.deepEqual(
-      tree.inputs.map((n) => [n.id, n.serial]),
-      [['a', serial(NEW, 1)]],
-    );
+    assert.deepEqual(inputsOf(tree), [['a', serial(NEW, 1)]]);
   });
 
   it('a new epoch while the first load still reads the history: no refold of the half-loaded tree, a reload from the new log', async () => {
@@ -200,13 +188,10 @@ describe('SessionFeed after a new epoch that kept its messages', () => {
     await started;
     await new Promise((r) => setImmediate(r));
     assert.equal(feed.reloading, false);
-    assert.deepEqual(
-      tree.inputs.map((n) => [n.id, n.serial]),
-      [
-        ['a', serial(NEW, 1)],
-        ['b', serial(NEW, 2)],
-        ['c', serial(NEW, 3)],
-      ],
-    );
+    assert.deepEqual(inputsOf(tree), [
+      ['a', serial(NEW, 1)],
+      ['b', serial(NEW, 2)],
+      ['c', serial(NEW, 3)],
+    ]);
   });
 });

@@ -38,6 +38,34 @@ async function twoAnonymous(): Promise<[string, string]> {
   return [a.token, b.token];
 }
 
+/**
+ * Raw WebSocket connections to `url` whose frames a test writes by hand, byte by byte if it likes
+ * (`StalledClient`); `destroy()` ends them all.
+ */
+function stalledClients(url: string) {
+  const clients: StalledClient[] = [];
+  return {
+    /** A connection with `token`, once `connected`. */
+    open: async (token: string): Promise<StalledClient> => {
+      const client = await StalledClient.connect(url, `/v1/connect?token=${token}`);
+      clients.push(client);
+      await client.until('"connected"');
+      return client;
+    },
+    destroy: () => {
+      for (const client of clients) client.destroy();
+    },
+  };
+}
+
+const ping = (ref: number) => StalledClient.frame(JSON.stringify({ type: 'ping', ref }));
+
+/** A publish of 15,000 bytes on session:anon, as one frame. */
+const publish = (ref: number) =>
+  StalledClient.frame(
+    JSON.stringify({ type: 'publish', channel: 'session:anon', ref, ops: [{ data: 'x'.repeat(15_000) }] }),
+  );
+
 /** Resolves with `promise`'s value, or rejects after `ms` naming `what` (a generous bound, not a timing). */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -201,25 +229,10 @@ describe('anonymous tokens: one holder cannot stop the others being read', () =>
     const fx = await startFixture('memory', {
       limits: { maxInboundBytesRate: 1_000, maxFrameSize: 16 * 1024 },
     });
-    const clients: StalledClient[] = [];
+    const clients = stalledClients(fx.server.url);
     try {
       const [a, b] = await twoAnonymous();
-      const open = async (token: string) => {
-        const client = await StalledClient.connect(fx.server.url, `/v1/connect?token=${token}`);
-        clients.push(client);
-        await client.until('"connected"');
-        return client;
-      };
-      const ping = (ref: number) => StalledClient.frame(JSON.stringify({ type: 'ping', ref }));
-      const publish = (ref: number) =>
-        StalledClient.frame(
-          JSON.stringify({
-            type: 'publish',
-            channel: 'session:anon',
-            ref,
-            ops: [{ data: 'x'.repeat(15_000) }],
-          }),
-        );
+      const { open } = clients;
       const holderA = await open(a);
       holderA.write(Buffer.concat([1, 2, 3, 4].map(publish)));
       await holderA.until(reply('ack', 4), 60_000); // all read: A is deep in debt
@@ -232,7 +245,7 @@ describe('anonymous tokens: one holder cannot stop the others being read', () =>
       await holderB.until(reply('pong', 2), 10_000); // B's next read does not wait for A's debt
       assert.doesNotMatch(holderA.received, reply('pong', 7), 'A itself still waits for its budget');
     } finally {
-      for (const client of clients) client.destroy();
+      clients.destroy();
       await fx.close();
     }
   });
@@ -278,16 +291,10 @@ describe('anonymous tokens: one holder cannot stop the others being read', () =>
 
   it("body slots: A's WebSocket messages left part-sent hold only A's slots; B's message is read", async () => {
     const fx = await startFixture('memory');
-    const clients: StalledClient[] = [];
+    const clients = stalledClients(fx.server.url);
     try {
       const [a, b] = await twoAnonymous();
-      const open = async (token: string) => {
-        const client = await StalledClient.connect(fx.server.url, `/v1/connect?token=${token}`);
-        clients.push(client);
-        await client.until('"connected"');
-        return client;
-      };
-      const ping = (ref: number) => StalledClient.frame(JSON.stringify({ type: 'ping', ref }));
+      const { open } = clients;
       // a publish of 80 KB, sent as its first half and, later, the rest
       const publish = (ref: number) => {
         const data = 'x'.repeat(40_000);
@@ -314,7 +321,7 @@ describe('anonymous tokens: one holder cannot stop the others being read', () =>
       await holderB.until(reply('pong', 6), 10_000);
       await holderB.until(reply('ack', 5), 10_000);
     } finally {
-      for (const client of clients) client.destroy();
+      clients.destroy();
       await fx.close();
     }
   });
@@ -325,25 +332,10 @@ describe('anonymous tokens: a renewal moves the connection to the new token’s 
     const fx = await startFixture('memory', {
       limits: { maxInboundBytesRate: 1_000, maxFrameSize: 16 * 1024 },
     });
-    const clients: StalledClient[] = [];
+    const clients = stalledClients(fx.server.url);
     try {
       const [first, renewed] = await twoAnonymous();
-      const open = async (token: string) => {
-        const client = await StalledClient.connect(fx.server.url, `/v1/connect?token=${token}`);
-        clients.push(client);
-        await client.until('"connected"');
-        return client;
-      };
-      const ping = (ref: number) => StalledClient.frame(JSON.stringify({ type: 'ping', ref }));
-      const publish = (ref: number) =>
-        StalledClient.frame(
-          JSON.stringify({
-            type: 'publish',
-            channel: 'session:anon',
-            ref,
-            ops: [{ data: 'x'.repeat(15_000) }],
-          }),
-        );
+      const { open } = clients;
       const renewing = await open(first);
       renewing.sendText(JSON.stringify({ type: 'auth', token: renewed, ref: 1 }));
       await renewing.until(reply('authorized', 1));
@@ -358,7 +350,7 @@ describe('anonymous tokens: a renewal moves the connection to the new token’s 
       await stayed.until(reply('pong', 2), 10_000); // the old token's budget is not in debt
       assert.doesNotMatch(renewing.received, reply('pong', 7), 'the renewed connection still waits');
     } finally {
-      for (const client of clients) client.destroy();
+      clients.destroy();
       await fx.close();
     }
   });
