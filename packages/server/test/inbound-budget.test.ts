@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason, startRedis } from '@mooring/testkit';
 import type { WebSocket } from 'ws';
@@ -379,6 +379,18 @@ const SLOW_INBOUND: Partial<ServerOptions> = {
   limits: { maxInboundBytesRate: 256 * 1024, maxFrameSize: 16 * 1024, maxPublishBytesRate: 16 * 1024 * 1024 },
 };
 
+/** Two nodes on a redis-server of the test's own, both with SLOW_INBOUND: `holder` and `other`. */
+async function twoSlowNodes(t: TestContext): Promise<{ holder: MooringServer; other: MooringServer }> {
+  const redis = await startRedis();
+  t.after(() => redis.close());
+  const options = { ...SLOW_INBOUND, host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
+  const holder = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
+  t.after(() => holder.close());
+  const other = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
+  t.after(() => other.close());
+  return { holder, other };
+}
+
 const throttledOn = async (server: MooringServer) =>
   metricValue(await metricsText(server), 'mooring_inbound_throttled_total') ?? 0;
 
@@ -526,13 +538,7 @@ describe('maxInboundBytesRate over HTTP', () => {
       "a POST forwarded from another node is read at its identity's pace where it lands (an API key's is not counted there), and waits on the holder for its bytes",
       { skip },
       async (t) => {
-        const redis = await startRedis();
-        t.after(() => redis.close());
-        const options = { ...SLOW_INBOUND, host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
-        const holder = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
-        t.after(() => holder.close());
-        const other = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
-        t.after(() => other.close());
+        const { holder, other } = await twoSlowNodes(t);
         const backend = await SseClient.connect(holder.url, `key=${TEST_KEY}`);
         t.after(() => backend.close());
         const byKey = await postPublishes(backend, other.url, 'session:key');
@@ -558,13 +564,7 @@ describe('maxInboundBytesRate over HTTP', () => {
     "a POST forwarded from another node draws there on the budget its identity's own connections on that node use",
     { skip },
     async (t) => {
-      const redis = await startRedis();
-      t.after(() => redis.close());
-      const options = { ...SLOW_INBOUND, host: '127.0.0.1', port: 0, keys: [TEST_KEY] };
-      const holder = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
-      t.after(() => holder.close());
-      const other = await startServer({ ...options, store: { kind: 'redis', url: redis.url } });
-      t.after(() => other.close());
+      const { holder, other } = await twoSlowNodes(t);
       const { token } = await createToken(TEST_KEY, { clientId: 'browser' });
       const here = await SseClient.connect(other.url, `token=${token}`);
       t.after(() => here.close());

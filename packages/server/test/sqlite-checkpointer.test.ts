@@ -8,24 +8,32 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { within } from '@mooring/testkit';
 import { SqliteCheckpointer } from '../src/store/sqlite-checkpointer.ts';
 
+/**
+ * A database in a temp dir whose WAL holds 20 rows of 3 KB (more than 20 frames, counted): its
+ * writer's connection stays open (its close would checkpoint and remove the WAL) and never
+ * checkpoints by itself, so the WAL keeps the frames written.
+ */
+async function walOf20Rows(t: TestContext): Promise<{ path: string; frames: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mooring-ckpt-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'wal.db');
+  const db = new DatabaseSync(path);
+  t.after(() => db.close());
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v TEXT)');
+  for (let i = 0; i < 20; i++) db.prepare('INSERT INTO t VALUES (?)').run('x'.repeat(3000));
+  const frames = Number(db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get()?.log);
+  assert.ok(frames > 20, `${frames} frames`);
+  return { path, frames };
+}
+
 describe('SqliteCheckpointer', () => {
   it('asks for a rewind when the WAL holds more than rewindFrames frames, not at rewindFrames', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'mooring-ckpt-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    const path = join(dir, 'wal.db');
-    // the writer's connection stays open (its close would checkpoint and remove the WAL), and never
-    // checkpoints by itself: the WAL keeps the frames written
-    const db = new DatabaseSync(path);
-    t.after(() => db.close());
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v TEXT)');
-    for (let i = 0; i < 20; i++) db.prepare('INSERT INTO t VALUES (?)').run('x'.repeat(3000));
-    const frames = Number(db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get()?.log);
-    assert.ok(frames > 20, `${frames} frames`);
+    const { path, frames } = await walOf20Rows(t);
 
     const rewinds = { at: 0, below: 0 };
     const failures: Error[] = [];
@@ -53,14 +61,7 @@ describe('SqliteCheckpointer', () => {
   });
 
   it('a checkpoint that could not run (another connection held the lock) is not taken for the WAL size: no rewind asked again', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'mooring-ckpt-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    const path = join(dir, 'wal.db');
-    const db = new DatabaseSync(path);
-    t.after(() => db.close());
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v TEXT)');
-    for (let i = 0; i < 20; i++) db.prepare('INSERT INTO t VALUES (?)').run('x'.repeat(3000));
-    const frames = Number(db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get()?.log);
+    const { path, frames } = await walOf20Rows(t);
     let rewinds = 0;
     const checkpointer = new SqliteCheckpointer(path, {
       intervalMs: 1,

@@ -121,12 +121,8 @@ async function scriptedBridge(from: { saved: string } | { startAt: 'now' }, posi
   return { mooring, connect, timers, t1, name, workflows, bridge };
 }
 
-/**
- * A bridge delivered the input 'first' and stopped (its position saved in `positions`); while no
- * bridge runs, the user sends control b, then c, then changes b — a catch-up brings c first, b last.
- */
-async function controlsSentWhileAway(t: TestContext) {
-  const fixture = await setup(t);
+/** A bridge follows the session, delivers the input 'first', and stops: its saved position. */
+async function deliveredFirstAndStopped(fixture: Awaited<ReturnType<typeof setup>>) {
   const { name, user, workflows, bridge } = fixture;
   const positions = memoryPositions();
   const first = bridge({ positions });
@@ -135,6 +131,17 @@ async function controlsSentWhileAway(t: TestContext) {
   await waitFor(() => workflows.calls.length === 1);
   await first.idle();
   await first.close();
+  return positions;
+}
+
+/**
+ * A bridge delivered the input 'first' and stopped (its position saved in `positions`); while no
+ * bridge runs, the user sends control b, then c, then changes b — a catch-up brings c first, b last.
+ */
+async function controlsSentWhileAway(t: TestContext) {
+  const fixture = await setup(t);
+  const { user } = fixture;
+  const positions = await deliveredFirstAndStopped(fixture);
   const b = await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-b' });
   await user.channel.publish(EVENT_CONTROL, { type: 'cancel', runId: 'run-c' });
   await user.channel.update(b, { headers: { edited: 'yes' } });
@@ -421,14 +428,9 @@ describe('ControlBridge', () => {
   });
 
   it('a catch-up read whole is saved: a bridge restarted after it (nothing live since) delivers none of its controls again', async (t) => {
-    const { name, user, workflows, bridge } = await setup(t);
-    const positions = memoryPositions();
-    const first = bridge({ positions });
-    await first.follow(name);
-    await user.send('first');
-    await waitFor(() => workflows.calls.length === 1);
-    await first.idle();
-    await first.close();
+    const fixture = await setup(t);
+    const { name, user, workflows, bridge } = fixture;
+    const positions = await deliveredFirstAndStopped(fixture);
     await user.cancel('run-a'); // while no bridge runs
     const second = bridge({ positions });
     await second.follow(name);
