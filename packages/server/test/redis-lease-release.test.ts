@@ -123,53 +123,23 @@ for (const ender of ['the node holding the lease', 'another node, after marking 
   it(`a release sent again late, by ${ender}, leaves a lease taken again meanwhile in place`, async (t) => {
     const skip = redisSkipReason();
     if (skip) return t.skip(skip);
-    const redis = await startRedis();
-    const connection = await connectRedis(redis.url, () => {});
-    const errors: unknown[] = [];
-    const options = {
-      expire: async () => true,
-      prefix: 'late',
-      sweepInterval: 60_000,
-      holderTtl: 10_000,
-      onError: (err: unknown) => errors.push(err),
-    };
-    const holding = releaseHeldBack(connection);
-    const a = new RedisLeases({ ...options, connection: holding.gated });
-    const elsewhere = releaseHeldBack(connection);
-    const b = new RedisLeases({ ...options, connection: elsewhere.gated });
-    t.after(async () => {
-      await a.close();
-      await b.close();
-      await connection.close();
-      await redis.close();
-    });
-    const field = JSON.stringify(['session:late', 'l.1']);
-    const lease = async () => ({
-      record: await connection.send('late:{leases}:records', ['HGET', 'late:{leases}:records', field]),
-      deadline: await connection.send('late:{leases}:deadlines', [
-        'ZSCORE',
-        'late:{leases}:deadlines',
-        field,
-      ]),
-      counted: await connection.send('late:{leases}:owners', ['HGET', 'late:{leases}:owners', 'owner-1']),
-    });
-    await a.hold('session:late', 'l.1', 'conn-1', 60_000, 'agent', 'owner-1');
+    const { a, b, gateA, gateB, channel, lease, errors } = await twoNodes(t, 'late');
+    await a.hold(channel, 'm.1', 'conn-1', 60_000, 'agent', 'owner-1');
     // the run ends; its release cannot reach Redis, and its node sends it again later
-    const node = ender === 'the node holding the lease' ? holding : elsewhere;
+    const node = ender === 'the node holding the lease' ? gateA : gateB;
     const ending = ender === 'the node holding the lease' ? a : b;
-    if (ending === b) await b.ending('session:late', 'l.1');
+    if (ending === b) await b.ending(channel, 'm.1');
     node.failNextRelease();
-    await ending.release('session:late', 'l.1');
+    await ending.release(channel, 'm.1');
     await node.retryHeld;
     // meanwhile the agent takes a lease on the message again (a run resumed)
-    await a.hold('session:late', 'l.1', 'conn-2', 60_000, 'agent', 'owner-1');
+    await a.hold(channel, 'm.1', 'conn-2', 60_000, 'agent', 'owner-1');
     await node.letRetryGo();
     // Before, the late release removed whatever lease the message had: the resumed run's
     const after = await lease();
-    assert.notEqual(after.record, null, 'the late release removed the lease taken again');
-    assert.equal((JSON.parse(String(after.record)) as { holder: string }).holder, 'conn-2');
-    assert.notEqual(after.deadline, null);
-    assert.equal(Number(after.counted), 1, 'the lease taken again counts against its owner');
+    assert.equal(after.holder, 'conn-2', 'the late release removed the lease taken again');
+    assert.equal(after.due, true, 'the lease taken again has its deadline');
+    assert.equal(after.counted, 1, 'the lease taken again counts against its owner');
     assert.equal(errors.length, 1, 'only the release that could not be sent failed');
   });
 
@@ -235,6 +205,7 @@ async function twoNodes(t: { after: (fn: () => Promise<void>) => void }, prefix:
   const field = JSON.stringify([channel, 'm.1']);
   const keys = {
     records: `${prefix}:{leases}:records`,
+    deadlines: `${prefix}:{leases}:deadlines`,
     owners: `${prefix}:{leases}:owners`,
     mark: `${prefix}:{leases}:ending:${field}`,
   };
@@ -242,15 +213,19 @@ async function twoNodes(t: { after: (fn: () => Promise<void>) => void }, prefix:
     a,
     b,
     gateA,
+    gateB,
     errors,
     channel,
-    /** The lease's holder in its record (undefined: no lease), and how many leases owner-1 holds. */
+    /** The lease's holder in its record (undefined: no lease), how many leases owner-1 holds, whether it has a deadline. */
     lease: async () => {
       const record = await connection.send(undefined, ['HGET', keys.records, field]);
       const counted = await connection.send(undefined, ['HGET', keys.owners, 'owner-1']);
+      const deadline = await connection.send(undefined, ['ZSCORE', keys.deadlines, field]);
       return {
         holder: record === null ? undefined : (JSON.parse(String(record)) as { holder: string }).holder,
         counted: Number(counted ?? 0),
+        /** It has a deadline: the sweep will expire it if nobody renews it. */
+        due: deadline !== null,
       };
     },
     /** A lease record as a node of an older version writes it: no take. */
@@ -274,7 +249,7 @@ it('an end whose mark found no lease leaves one taken before its release in plac
   // Before, a release that knew no take removed whatever lease was there: the new one
   assert.deepEqual(
     await lease(),
-    { holder: 'conn-b', counted: 1 },
+    { holder: 'conn-b', counted: 1, due: true },
     'the lease taken after the end was removed',
   );
   assert.equal(await marked(), false, "the end's mark was left to hold the new lease's expiry back");
@@ -288,7 +263,7 @@ it('a release without a mark read removes whatever lease there is at once, but s
   // a delete through node a of a message whose lease node b took: no mark, the lease goes at once
   await b.hold(channel, 'm.1', 'conn-b', 60_000, 'agent', 'owner-1');
   await a.release(channel, 'm.1');
-  assert.deepEqual(await lease(), { holder: undefined, counted: 0 });
+  assert.deepEqual(await lease(), { holder: undefined, counted: 0, due: false });
   // an end through node a whose mark fails (Redis restarting), and so does its release
   await b.hold(channel, 'm.1', 'conn-b', 60_000, 'agent', 'owner-1');
   gateA.failNextMark();
@@ -302,7 +277,7 @@ it('a release without a mark read removes whatever lease there is at once, but s
   // Before, the late try removed whatever lease was there: the resumed run's
   assert.deepEqual(
     await lease(),
-    { holder: 'conn-b2', counted: 1 },
+    { holder: 'conn-b2', counted: 1, due: true },
     'the late release removed the lease taken after the end',
   );
   assert.equal(errors.length, 2, 'only the mark and the first release failed');
@@ -350,7 +325,7 @@ it("a late release that leaves a lease taken again removes its own end's mark, n
     // Before, the late release left its mark: for up to retryAfter it held the new lease's expiry back
     else assert.equal(await marked(), false, "the late release left its end's mark");
     await b.release(channel, 'm.1');
-    assert.deepEqual(await lease(), { holder: undefined, counted: 0 });
+    assert.deepEqual(await lease(), { holder: undefined, counted: 0, due: false });
   }
 });
 
