@@ -51,18 +51,26 @@ export function processIoCalls(pid: number): number | undefined {
   return Number.isFinite(calls) ? calls : undefined;
 }
 
-/** Busy CPU seconds summed over every core of the machine, by every process. */
-export function machineBusySeconds(): number | undefined {
-  const stat = read('/proc/stat');
-  const line = stat?.split('\n', 1)[0];
+/**
+ * The machine's CPU times so far, summed over every core (/proc/stat's first line, in seconds):
+ * user nice system idle iowait irq softirq steal (guest is inside user).
+ */
+function machineTimes(): number[] | undefined {
+  const line = read('/proc/stat')?.split('\n', 1)[0];
   if (line === undefined || !line.startsWith('cpu ')) return undefined;
-  // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line
+  return line
     .slice(4)
     .trim()
     .split(/\s+/)
-    .map(Number);
-  return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+    .map((ticks) => Number(ticks) / TICKS_PER_SECOND);
+}
+
+/** Busy CPU seconds summed over every core of the machine, by every process. */
+export function machineBusySeconds(): number | undefined {
+  const times = machineTimes();
+  if (times === undefined) return undefined;
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = times;
+  return user + nice + system + irq + softirq + steal;
 }
 
 /**
@@ -72,10 +80,8 @@ export function machineBusySeconds(): number | undefined {
  * latency measured then says more about the host than about the code.
  */
 export function machineStealSeconds(): number | undefined {
-  const line = read('/proc/stat')?.split('\n', 1)[0];
-  if (line === undefined || !line.startsWith('cpu ')) return undefined;
-  const steal = Number(line.slice(4).trim().split(/\s+/)[7]);
-  return Number.isFinite(steal) ? steal / TICKS_PER_SECOND : undefined;
+  const steal = machineTimes()?.[7];
+  return steal !== undefined && Number.isFinite(steal) ? steal : undefined;
 }
 
 export const cpuSeconds = (usage: NodeJS.CpuUsage): number => (usage.user + usage.system) / 1e6;
