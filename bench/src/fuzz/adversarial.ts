@@ -274,6 +274,41 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    // Each auth frame makes the server verify a signature: within the frame budget every connection
+    // may send 100 a second, so a holder's many connections could keep the server verifying.
+    name: 'sustained token renewals (one clientId: 50 connections × 90 auth frames/s for 5 s)',
+    async attack({ port }) {
+      const tokens = await Promise.all(
+        Array.from({ length: 10 }, () => token({ clientId: 'renewer', capability: { '*': ['*'] } })),
+      );
+      const sockets = (
+        await Promise.all(
+          Array.from({ length: 50 }, () => openWs(`ws://127.0.0.1:${port}/v1/connect?token=${tokens[0]}`)),
+        )
+      ).filter((s) => s.status === 101);
+      const counts = new Map<string, number>();
+      for (const { ws } of sockets)
+        ws.on('message', (data) => {
+          const f = JSON.parse(data.toString()) as { type: string; error?: { code: string } };
+          const k = f.type === 'error' ? (f.error?.code ?? 'error') : f.type;
+          counts.set(k, (counts.get(k) ?? 0) + 1);
+        });
+      const until = Date.now() + 5_000;
+      let sent = 0;
+      while (Date.now() < until) {
+        // 9 frames per connection every 100 ms: under the frame rate, which alone would drop them
+        for (const { ws } of sockets)
+          for (let i = 0; i < 9 && ws.readyState === ws.OPEN; i++)
+            ws.send(JSON.stringify({ type: 'auth', token: tokens[sent++ % 10], ref: sent }));
+        await sleep(100);
+      }
+      await sleep(1_000);
+      for (const { ws } of sockets) ws.close();
+      counts.delete('heartbeat');
+      return `${sockets.length} connected, ${sent} auth frames: ${fmt(counts)}`;
+    },
+  },
+  {
     name: 'REST floods (token: 16 loops × 5 s of publishes; 3,000 leases)',
     async attack({ base }) {
       const t = await token({ clientId: 'rest' });

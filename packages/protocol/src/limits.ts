@@ -57,9 +57,10 @@ export const DEFAULT_LIMITS = {
    */
   maxInboundBytesRate: 4 * 1024 * 1024,
   /**
-   * Connection requests (new or recovering, any transport) of one token clientId per second, after
-   * a burst of twice `maxConnectionsPerClient`: every dropped connection stays recoverable for a
-   * while, so connecting and dropping without end would hold memory without bound.
+   * Connection requests (new or recovering, any transport) and token renewals (`auth` frames) of one
+   * token clientId per second, after a burst of twice `maxConnectionsPerClient`: every dropped
+   * connection stays recoverable for a while, so connecting and dropping without end would hold
+   * memory without bound, and every renewal costs a signature check.
    */
   maxConnectRate: 10,
   /** The same for a key's anonymous tokens together, after a burst of twice `maxAnonymousConnectionsPerKey`. */

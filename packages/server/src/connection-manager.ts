@@ -56,6 +56,11 @@ export interface ConnectionManagerOptions {
   registry: ConnectionRegistry;
   limits: Limits;
   budgets: RateBudgets;
+  /**
+   * Connection-request budgets per identity (`connectRules`): a token renewal (`auth` frame) draws
+   * on them too (default: renewals are not counted).
+   */
+  renewals?: RateBudgets;
   /** Inbound bytes per token identity (`maxInboundBytesRate`), shared with REST and Durable Streams; none when 0. */
   inbound?: InboundBudget;
   logger: Logger;
@@ -116,6 +121,7 @@ export class ConnectionManager {
       presence,
       limits,
       budgets: this.#o.budgets,
+      ...(this.#o.renewals ? { renewals: this.#o.renewals } : {}),
       logger: this.#o.logger,
       verifyToken: this.#o.verifyToken,
       compact,

@@ -112,6 +112,11 @@ export interface ConnectionOptions {
   limits: Limits;
   /** Publish budgets per identity, shared with REST and the identity's other connections. */
   budgets: RateBudgets;
+  /**
+   * Where a token renewal is counted before its signature is verified: the identity's
+   * connection-request budget (`connectRules`). None: not counted.
+   */
+  renewals?: RateBudgets;
   logger: Logger;
   /** Verifies a renewed token (an `auth` frame) into an identity. */
   verifyToken: (token: string) => Promise<Identity>;
@@ -134,6 +139,7 @@ export class Connection {
   #expiry: NodeJS.Timeout | undefined;
   readonly #verifyToken: (token: string) => Promise<Identity>;
   readonly #budgets: RateBudgets;
+  readonly #renewals: RateBudgets | undefined;
   /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
   readonly #frameBudget: TokenBucket;
   /**
@@ -192,6 +198,7 @@ export class Connection {
     this.#verifyToken = options.verifyToken;
     this.#outlet.compact = options.compact === true;
     this.#budgets = options.budgets;
+    this.#renewals = options.renewals;
     if (options.inbound && options.identity.viaToken) {
       this.#inbound = { budget: options.inbound, key: holderKey(options.identity) };
       options.inbound.hold(this.#inbound.key);
@@ -463,6 +470,12 @@ export class Connection {
    * `forbidden`), and presence it may not hold is left.
    */
   async #renewToken(frame: AuthFrame): Promise<void> {
+    // A renewal costs a signature check, as a connection request does, and is counted with them
+    // (per token clientId; a key's anonymous tokens together). The frame budget alone let each of a
+    // holder's connections ask for 100 a second: enough connections kept the server verifying.
+    const counted = this.#renewals?.take(this.#identity, 1, 0);
+    if (counted) await counted;
+    if (this.#closed) return;
     const next = await this.#verifyToken(frame.token);
     if (this.#closed) return;
     if (next.clientId !== this.#identity.clientId)

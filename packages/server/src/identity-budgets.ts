@@ -8,7 +8,8 @@
  *   thousand 64 KiB operations per second would be 64 MB/s). A token without a clientId is a
  *   holder of its own (`holderKey`: the token itself), so one anonymous visitor of a public app
  *   cannot spend the budget of every other; a holder that renews its token draws on the new one's.
- * - `connectRules`: connection requests (new or recovering, any transport) of a token clientId,
+ * - `connectRules`: connection requests (new or recovering, any transport) and token renewals (`auth`
+ *   frames: each costs a signature check, like a connection request) of a token clientId,
  *   `maxConnectRate` per second after a burst of twice `maxConnectionsPerClient`; of a key's
  *   anonymous tokens together (whichever tokens: this bounds them all), `maxAnonymousConnectRate`
  *   after a burst of twice `maxAnonymousConnectionsPerKey`.
@@ -187,7 +188,7 @@ export function connectRules(limits: Limits): RateRules {
     refuse: (identity, rates) =>
       new ServerError(
         'rate_limited',
-        `more than ${rates.units?.perSecond} connection requests per second by ${describe(identity)}; retry after a short delay`,
+        `more than ${rates.units?.perSecond} connection requests and token renewals per second by ${describe(identity)}; retry after a short delay`,
       ),
   };
 }

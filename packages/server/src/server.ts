@@ -276,6 +276,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     registry,
     limits,
     budgets,
+    renewals: connectBudgets,
     logger,
     heartbeatInterval,
     connectionStateTtl,

@@ -559,6 +559,52 @@ describe('publish budget per identity', () => {
     }
   });
 
+  // Each renewal verifies a signature: within the frame budget alone (100 a second per connection),
+  // one holder's connections could keep the server doing nothing else.
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `counts token renewals with the connection requests of their identity, a key's anonymous tokens together (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        // bursts of twice the connection budgets (4 each), then 1 a second
+        const fx = await startFixture(kind, {
+          limits: {
+            maxConnectRate: 1,
+            maxConnectionsPerClient: 2,
+            maxAnonymousConnectRate: 1,
+            maxAnonymousConnectionsPerKey: 2,
+          },
+        });
+        try {
+          const renewAll = async (c: RawClient, tokens: string[]) =>
+            (await Promise.all(tokens.map((token) => c.request({ type: 'auth', token })))).map(outcome);
+          const { token } = await createToken(TEST_KEY, { clientId: 'renewer' });
+          const named = await RawClient.connect(fx.server.url, { token });
+          const answers = await renewAll(named, Array(10).fill(token));
+          const renewed = answers.filter((a) => a === 'ok').length;
+          // the connection took one; a second may have refilled meanwhile
+          assert.ok(renewed >= 3 && renewed <= 4, `3 or 4 renewals pass, not ${renewed}: ${answers}`);
+          assert.deepEqual(new Set(answers.filter((a) => a !== 'ok')), new Set(['rate_limited']));
+          assert.equal(outcome(await named.request({ type: 'ping' })), 'ok', 'the connection stays');
+
+          // two anonymous tokens, one budget: their connections took 2 of 4
+          const [a, b] = await Promise.all([createToken(TEST_KEY), createToken(TEST_KEY)]);
+          const first = await RawClient.connect(fx.server.url, { token: a.token });
+          const second = await RawClient.connect(fx.server.url, { token: b.token });
+          const byFirst = await renewAll(first, [a.token, a.token, a.token, a.token]);
+          const bySecond = await renewAll(second, [b.token, b.token]);
+          const passed = [...byFirst, ...bySecond].filter((x) => x === 'ok').length;
+          assert.ok(passed >= 2 && passed <= 3, `2 or 3 anonymous renewals pass, not ${passed}`);
+          assert.ok(bySecond.includes('rate_limited'), 'the other token found the budget spent');
+          // a key's own connection is not counted
+          const keyed = await RawClient.connect(fx.server.url, {});
+          await Promise.all([named.close(), first.close(), second.close(), keyed.close()]);
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+
   it('caps the active leases of one identity', async () => {
     const fx = await startFixture('memory', { limits: { maxLeasesPerClient: 3 } });
     try {
