@@ -309,6 +309,52 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    // Attaching reads the store (the position, a catch-up): within the frame budget every connection
+    // may attach and detach 50 times a second.
+    name: 'attach churn (one clientId: 50 connections × 40 attaches (rewind 20) + 40 detaches/s for 5 s)',
+    async attack({ port, base }) {
+      // channels with something to catch up on: 20 messages each
+      for (let c = 0; c < 10; c++)
+        await rest(
+          base,
+          `/v1/channels/churn-${c}/messages`,
+          KEY,
+          Array.from({ length: 20 }, (_, i) => ({ data: `message ${i}` })),
+        );
+      const t = await token({ clientId: 'churner', capability: { '*': ['*'] } });
+      const sockets = (
+        await Promise.all(
+          Array.from({ length: 50 }, () => openWs(`ws://127.0.0.1:${port}/v1/connect?token=${t}`)),
+        )
+      ).filter((s) => s.status === 101);
+      const counts = new Map<string, number>();
+      for (const { ws } of sockets)
+        ws.on('message', (data) => {
+          const f = JSON.parse(data.toString()) as { type: string; error?: { code: string } };
+          const k = f.type === 'error' ? (f.error?.code ?? 'error') : f.type;
+          counts.set(k, (counts.get(k) ?? 0) + 1);
+        });
+      const until = Date.now() + 5_000;
+      let sent = 0;
+      // every 100 ms each connection detaches the 4 channels it attached the round before (so each
+      // attach is answered before its detach) and attaches 4 others
+      for (let round = 0; Date.now() < until; round++) {
+        for (const [n, { ws }] of sockets.entries())
+          for (let i = 0; i < 4 && ws.readyState === ws.OPEN; i++) {
+            const previous = `churn-${(n + i + (round - 1) * 5) % 10}`;
+            const channel = `churn-${(n + i + round * 5) % 10}`;
+            if (round > 0) ws.send(JSON.stringify({ type: 'detach', channel: previous, ref: sent++ }));
+            ws.send(JSON.stringify({ type: 'attach', channel, rewind: 20, ref: sent++ }));
+          }
+        await sleep(100);
+      }
+      await sleep(1_000);
+      for (const { ws } of sockets) ws.close();
+      counts.delete('heartbeat');
+      return `${sockets.length} connected, ${sent} frames: ${fmt(counts)}`;
+    },
+  },
+  {
     name: 'REST floods (token: 16 loops × 5 s of publishes; 3,000 leases)',
     async attack({ base }) {
       const t = await token({ clientId: 'rest' });
