@@ -202,6 +202,23 @@ export class TokenAuth {
         this.#retryLater();
         return true;
       }
+      // Refused for now (`rate_limited`: renewals count with the identity's connection requests):
+      // the same token again after a backoff, the connection on its current one meanwhile.
+      if (refused.retryable) {
+        this.#deps.onError(
+          new MooringError(
+            refused.code,
+            `the token renewal was refused for now (${refused.message}); retrying`,
+            {
+              status: refused.status,
+              retryable: true,
+              cause: refused,
+            },
+          ),
+        );
+        this.#retryLater();
+        return true;
+      }
       // Refused for good (another clientId, a key the server does not know): no retry loop. The
       // connection keeps its current token until it expires; the reconnect then shows the refusal.
       this.#deps.onError(

@@ -429,6 +429,25 @@ describe('token auth: renewal over the live connection', () => {
     assert.equal(s.client.connection.state, 'connected', 'runs on its current token until it expires');
   });
 
+  it('retries a renewal the server refused for now (rate_limited) with backoff, on the same token, without a state change', async () => {
+    const s = tokenClient({ life: 10 * MINUTE });
+    const t = await s.connect();
+    const before = s.changes.length;
+    await s.advance(8 * MINUTE);
+    const [first] = sent(t, 'auth');
+    t.frame({ type: 'error', ref: first!.ref, error: refused('rate_limited', 429, true) });
+    assert.equal(s.errors.length, 1);
+    assert.equal(s.errors[0]?.code, 'rate_limited');
+    assert.equal(s.errors[0]?.retryable, true);
+    await s.advance(1_000); // initialRetryDelay
+    const auths = sent(t, 'auth');
+    assert.equal(auths.length, 2, 'sent again');
+    assert.equal(auths[1]?.token, first?.token, 'the token was fine: not fetched again');
+    t.frame({ type: 'authorized', ref: auths[1]!.ref, expiresAt: s.timers.now() + 10 * MINUTE });
+    assert.equal(s.changes.length, before);
+    assert.equal(s.client.connection.state, 'connected');
+  });
+
   it('a reconnect during a renewal uses the renewed token, and asks for it once', async () => {
     let release: (() => void) | undefined;
     let minted = 0;
