@@ -24,7 +24,10 @@ export const DEFAULT_LIMITS = {
   maxIdLength: 256,
   /** Realtime connections open at once with one API key (tokens count for the key that signed them). */
   maxConnectionsPerKey: 10_000,
-  /** Token connections of one key + clientId (all its devices and tabs) open at once. */
+  /**
+   * Token connections of one key + clientId (all its devices and tabs) open at once; also of each
+   * token without a clientId (a holder of its own), within `maxAnonymousConnectionsPerKey`.
+   */
   maxConnectionsPerClient: 100,
   /** Connections of anonymous tokens (no clientId) of one key, together. */
   maxAnonymousConnectionsPerKey: 2_500,
@@ -58,7 +61,8 @@ export const DEFAULT_LIMITS = {
   maxInboundBytesRate: 4 * 1024 * 1024,
   /**
    * Connection requests (new or recovering, any transport) and token renewals (`auth` frames) of one
-   * token clientId per second, after a burst of twice `maxConnectionsPerClient`: every dropped
+   * token clientId (or one token without a clientId, before the key's anonymous rate below) per
+   * second, after a burst of twice `maxConnectionsPerClient`: every dropped
    * connection stays recoverable for a while, so connecting and dropping without end would hold
    * memory without bound, and every renewal costs a signature check.
    */

@@ -32,7 +32,7 @@ import {
   nodeOfHolder,
   type OpenedConnection,
 } from './connection-registry.ts';
-import type { RateBudgets } from './identity-budgets.ts';
+import { holderKey, type RateBudgets } from './identity-budgets.ts';
 import { forEachInSlices, type SlicedPass } from './in-slices.ts';
 import type { InboundBudget } from './inbound-budget.ts';
 import type { Presence } from './presence.ts';
@@ -305,7 +305,7 @@ export class ConnectionManager {
   /** The connection budgets `identity` must fit, in the order they are checked. */
   #checks(identity: Identity): CountCheck[] {
     const { limits } = this.#o;
-    const [key, tokens, client] = budgetNames(identity);
+    const [key, tokens, client, holder] = budgetNames(identity);
     const checks: CountCheck[] = [
       { name: key!, limit: limits.maxConnectionsPerKey, what: `key ${identity.keyName}` },
     ];
@@ -330,6 +330,14 @@ export class ConnectionManager {
               what: `clientId ${identity.clientId} of key ${identity.keyName}`,
             },
       );
+      // a token without a clientId is a holder of its own: one visitor's token cannot take every
+      // anonymous connection of the key from the others
+      if (holder !== undefined)
+        checks.push({
+          name: holder,
+          limit: limits.maxConnectionsPerClient,
+          what: `this token (without a clientId) of key ${identity.keyName}`,
+        });
     }
     return checks;
   }
@@ -419,14 +427,14 @@ export class ConnectionManager {
 
 /**
  * The budgets a connection counts against: its key; for tokens also all tokens of that key, and its
- * key + clientId (or the key's anonymous tokens).
+ * key + clientId (or the key's anonymous tokens, and its own token: `holderKey`).
  */
 function budgetNames(identity: Identity): string[] {
   const key = identity.keyName;
   if (!identity.viaToken) return [`key\u0000${key}`];
-  const client =
-    identity.clientId === undefined
-      ? `anonymous\u0000${key}`
-      : `client\u0000${key}\u0000${identity.clientId}`;
-  return [`key\u0000${key}`, `tokens\u0000${key}`, client];
+  if (identity.clientId !== undefined)
+    return [`key\u0000${key}`, `tokens\u0000${key}`, `client\u0000${key}\u0000${identity.clientId}`];
+  const names = [`key\u0000${key}`, `tokens\u0000${key}`, `anonymous\u0000${key}`];
+  if (identity.holder !== undefined) names.push(holderKey(identity));
+  return names;
 }

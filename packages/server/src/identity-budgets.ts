@@ -12,7 +12,8 @@
  *   frames: each costs a signature check, like a connection request) of a token clientId,
  *   `maxConnectRate` per second after a burst of twice `maxConnectionsPerClient`; of a key's
  *   anonymous tokens together (whichever tokens: this bounds them all), `maxAnonymousConnectRate`
- *   after a burst of twice `maxAnonymousConnectionsPerKey`.
+ *   after a burst of twice `maxAnonymousConnectionsPerKey` — and, first, of each such token alone
+ *   as of a clientId (`holderConnectRules`), so one visitor cannot spend the others' share.
  *   Every dropped connection leaves its identity recoverable (and its presence for the grace), so
  *   a client opening and dropping connections as fast as the server accepts them would hold
  *   memory without bound.
@@ -190,6 +191,46 @@ export function connectRules(limits: Limits): RateRules {
         'rate_limited',
         `more than ${rates.units?.perSecond} connection requests and token renewals per second by ${describe(identity)}; retry after a short delay`,
       ),
+  };
+}
+
+/**
+ * Connection requests and token renewals of each token without a clientId (a holder of its own,
+ * `holderKey`): `maxConnectRate` after a burst of twice `maxConnectionsPerClient`, as for a clientId.
+ * Taken before the key's anonymous budget (`connectRules`, `inTurn`): a token past its own rate
+ * spends nothing of what the key's other anonymous tokens share.
+ */
+export function holderConnectRules(limits: Limits): RateRules {
+  const own: Rates = {
+    units: rate(limits.maxConnectRate, 2 * limits.maxConnectionsPerClient),
+    bytes: undefined,
+  };
+  const none: Rates = { units: undefined, bytes: undefined };
+  return {
+    name: 'connect-holder',
+    keyOf: holderKey,
+    of: (identity) =>
+      identity.viaToken && identity.clientId === undefined && identity.holder !== undefined ? own : none,
+    refuse: (identity, rates) =>
+      new ServerError(
+        'rate_limited',
+        `more than ${rates.units?.perSecond} connection requests and token renewals per second by ${describeHolder(identity)}; retry after a short delay`,
+      ),
+  };
+}
+
+/**
+ * Takes from `first`, then, once that is decided, from `then`: a refusal of the first leaves the
+ * second untouched. The takes of one identity stay decided in the order they were asked for.
+ */
+export function inTurn(first: RateBudgets, then: RateBudgets): RateBudgets {
+  return {
+    take(identity, count, bytes) {
+      const decided = first.take(identity, count, bytes);
+      return decided
+        ? decided.then(() => then.take(identity, count, bytes))
+        : then.take(identity, count, bytes);
+    },
   };
 }
 

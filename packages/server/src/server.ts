@@ -32,8 +32,10 @@ import { HttpTransports } from './http-transports.ts';
 import { type Hub, LocalHub } from './hub.ts';
 import {
   connectRules,
+  holderConnectRules,
   holderKey,
   IdentityBudgets,
+  inTurn,
   publishRules,
   type RateBudgets,
   type RateRules,
@@ -251,7 +253,11 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     ? options.presence(store, presenceOptions)
     : engine.presence(presenceOptions);
   const budgets = engine.budgets(publishRules(limits));
-  const connectBudgets = engine.budgets(connectRules(limits));
+  // a token without a clientId first spends its own rate, then the key's anonymous tokens' together
+  const connectBudgets = inTurn(
+    engine.budgets(holderConnectRules(limits)),
+    engine.budgets(connectRules(limits)),
+  );
   const counts = engine.counts();
   // a token holder's bytes, counted before they are parsed: its connections, its REST publishes
   // and its Durable Streams writes draw on one bucket on this node (`maxInboundBytesRate`); a token

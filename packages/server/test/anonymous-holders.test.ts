@@ -412,6 +412,80 @@ describe('anonymous tokens: a renewal moves the connection to the new token’s 
   });
 });
 
+describe('anonymous tokens: one holder cannot take the connections of the others', () => {
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `maxConnectionsPerClient caps each token without a clientId: one visitor cannot hold every anonymous connection of the key (${kind})`,
+      { skip: (kind === 'redis' && redisSkipReason()) || false },
+      async () => {
+        const fx = await startFixture(kind, {
+          limits: { maxConnectionsPerClient: 2, maxAnonymousConnectionsPerKey: 5 },
+        });
+        try {
+          const [a, b] = await Promise.all([createToken(TEST_KEY), createToken(TEST_KEY)]);
+          const held = [
+            await RawClient.connect(fx.server.url, { token: a.token }),
+            await RawClient.connect(fx.server.url, { token: a.token }),
+          ];
+          await assert.rejects(RawClient.connect(fx.server.url, { token: a.token }), /HTTP 429/);
+          const polled = await fetch(`${fx.server.url}/v1/connect/poll?token=${encodeURIComponent(a.token)}`);
+          assert.equal(polled.status, 429);
+          const refusal = ((await polled.json()) as { error: { code: string; message: string } }).error;
+          assert.equal(refusal.code, 'too_many_connections');
+          assert.match(refusal.message, /this token \(without a clientId\)/);
+          // another visitor's token still connects, and a closed connection gives its place back
+          held.push(await RawClient.connect(fx.server.url, { token: b.token }));
+          await held.shift()!.close();
+          await until(async () => {
+            try {
+              held.push(await RawClient.connect(fx.server.url, { token: a.token }));
+              return true;
+            } catch {
+              return false;
+            }
+          }, "a's place given back");
+          await Promise.all(held.map((c) => c.close()));
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+
+  it("one token's connection requests spend its own rate first: past it, nothing of the key's anonymous rate that other tokens share", async () => {
+    // each token: a burst of 4 (twice maxConnectionsPerClient), then 1 a second; the key's
+    // anonymous tokens together: a burst of 20, then 1 a second
+    const fx = await startFixture('memory', {
+      limits: {
+        maxConnectRate: 1,
+        maxConnectionsPerClient: 2,
+        maxAnonymousConnectRate: 1,
+        maxAnonymousConnectionsPerKey: 10,
+      },
+    });
+    try {
+      const [a, b] = await Promise.all([createToken(TEST_KEY), createToken(TEST_KEY)]);
+      let opened = 0;
+      for (let i = 0; i < 25; i++) {
+        try {
+          const c = await RawClient.connect(fx.server.url, { token: a.token });
+          c.ws.terminate();
+          opened += 1;
+        } catch (err) {
+          assert.match(String(err), /HTTP 429/);
+        }
+      }
+      // a second may have refilled meanwhile
+      assert.ok(opened >= 4 && opened <= 5, `one token opened ${opened}, not 4 or 5`);
+      for (let i = 0; i < 4; i++) {
+        const c = await RawClient.connect(fx.server.url, { token: b.token });
+        c.ws.terminate();
+      }
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
 describe('anonymous tokens: what bounds them together stays per key', () => {
   it('maxAnonymousConnectRate counts the connection requests of every anonymous token of the key together', async () => {
     // a burst of twice maxAnonymousConnectionsPerKey (4), then 1 per second, whichever tokens
