@@ -201,6 +201,21 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'anonymous connection-budget exhaustion (one token without a clientId: 3,000 never-polled long-polls)',
+    async attack({ base }) {
+      const t = await token({ capability: { 'nothing:here': ['subscribe'] } });
+      const statuses = new Map<number, number>();
+      for (let i = 0; i < 3_000; i++) {
+        const res = await fetch(`${base}/v1/connect/poll?token=${t}`);
+        await res.arrayBuffer();
+        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+      }
+      const visitor = await fetch(`${base}/v1/connect/poll?token=${await token()}`);
+      await visitor.arrayBuffer();
+      return `3,000 opens: ${[...statuses].map(([s, n]) => `${s}×${n}`).join(' ')}; then another anonymous visitor ${visitor.status === 200 ? 'connects' : `gets ${visitor.status}`}`;
+    },
+  },
+  {
     name: 'stuck SSE readers (5, attached from the start of a 24 MiB channel, never reading)',
     setup: ({ base }) => bigMessages(base, 'stuck', 12, 2),
     async attack({ port, base, server }) {
