@@ -84,6 +84,37 @@ if (skip) {
       await store.close();
     });
 
+    it('runs publishes as functions on every master: the library is loaded on each at start, and again on a master that forgot it', async () => {
+      const store = await RedisStore.open({ url: cluster.url, prefix: 'fn' });
+      try {
+        const library = /mooring_[0-9a-f]{16}/;
+        for (const node of cluster.nodes) assert.match(await node.command('FUNCTION', 'LIST'), library);
+        const channels = Array.from({ length: 12 }, (_, i) => `session:fn-${i}`);
+        const publishAll = async (data: string) => {
+          const epochs: string[] = [];
+          for (const channel of channels) {
+            const op = { action: 'create' as const, id: `c-${data}`, publisher: '', data };
+            epochs.push((await store.append(channel, [op], { maxMessageSize: 1024 })).epoch);
+          }
+          return epochs;
+        };
+        const first = await publishAll('a');
+        for (const node of cluster.nodes) await node.command('FUNCTION', 'FLUSH');
+        assert.deepEqual(await publishAll('b'), first, 'loaded again, and no new epoch: the same masters');
+        let holding = 0;
+        for (const node of cluster.nodes) {
+          if (!(await node.command('KEYS', 'fn:{*')).includes('fn:{')) continue;
+          holding++;
+          assert.match(await node.command('FUNCTION', 'LIST'), library, 'loaded again where it was called');
+          const fcalls = /cmdstat_fcall:calls=(\d+)/.exec(await node.command('INFO', 'commandstats'))?.[1];
+          assert.ok(Number(fcalls ?? 0) > 0, `node ${node.port} ran its channels' publishes by FCALL`);
+        }
+        assert.ok(holding >= 2, 'channels on several masters');
+      } finally {
+        await store.close();
+      }
+    });
+
     it('delivers across two server nodes over sharded pub/sub, in order and once', async () => {
       const a = await redisNode(cluster.url);
       const b = await redisNode(cluster.url);

@@ -42,6 +42,7 @@ export async function createStore(
       onCorrupt: (channel, detail) =>
         log?.error({ channel, detail }, 'Redis keys of this channel hold data Mooring did not write'),
       onError: (err) => log?.warn({ err }, 'Redis connection problem'),
+      onWarning: (message, err) => log?.warn({ err }, message),
     });
   }
   // an empty value (an unset variable) is refused, never read as "the current folder"

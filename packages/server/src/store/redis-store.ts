@@ -18,6 +18,8 @@
  *   sequence it reached are kept (meta `prev`, `through`, `ChannelInfo.previous`): an update or
  *   append naming a kept message by its old serial is taken, and sent on with its serial in the new
  *   epoch (`inEpoch`), so a run written across the restart goes on and its lease can still end it.
+ *   publish.lua runs as a function of one library (redis-functions.ts), which asks Redis for its
+ *   `run_id` once per Redis process (by EVAL, where Redis refuses functions: once per publish).
  * - Appends are O(size of the delta): a message's data is one Redis string grown with APPEND; its
  *   validation state (kind, size, creator, deleted) is a few fields of its hash.
  * - Reads (info, readSince, history) are one read-only script each: one consistent snapshot.
@@ -66,7 +68,7 @@ import {
   rolledUp,
 } from './operation-rules.ts';
 import { connectRedis, isPassingRedisError, type RedisConnection } from './redis-connection.ts';
-import { RUN_ID_LUA } from './redis-run-id.ts';
+import { RedisFunctions, RedisLibrary } from './redis-functions.ts';
 import { redactRedisUrl } from './redis-url.ts';
 import type {
   AppendOptions,
@@ -79,7 +81,7 @@ import type {
   Store,
 } from './store.ts';
 import { StoreError } from './store.ts';
-import { RedisStreamStore } from './stream-redis-store.ts';
+import { RedisStreamStore, STREAM_SCRIPTS } from './stream-redis-store.ts';
 import { RedisStreamWakes } from './stream-redis-wakes.ts';
 
 export interface RedisStoreOptions {
@@ -91,6 +93,11 @@ export interface RedisStoreOptions {
   retentionFor?: RetentionFor;
   /** Prefix of every key Mooring writes. Default `mooring`. */
   prefix?: string;
+  /**
+   * Called once when Redis refuses functions (FCALL, FUNCTION LOAD) to this connection: the scripts
+   * run by EVAL, each asking Redis which process it is (one `INFO server` more per publish).
+   */
+  onWarning?: (message: string, err: unknown) => void;
   /** Called with a description and the error when a channel's keys hold something Mooring did not write. */
   onCorrupt?: (channel: string, detail: string) => void;
   /** Connection problems (logged; calls fail with store_unavailable meanwhile). */
@@ -114,12 +121,17 @@ function script(name: string): string {
 }
 
 const SCRIPTS = {
-  publish: RUN_ID_LUA + script('publish'),
   read: script('read'),
   info: script('info'),
   trim: script('trim'),
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
+
+/**
+ * The scripts that ask which Redis runs them (`runId()`): one function library, which reads that
+ * once per Redis process instead of once per call (redis-functions.ts).
+ */
+const LIBRARY = new RedisLibrary({ publish: script('publish'), ...STREAM_SCRIPTS });
 
 /** The bus (pub/sub) channel carrying a channel's stored batches: same hash tag as its keys. */
 export function busChannel(prefix: string, channel: string): string {
@@ -187,6 +199,8 @@ export class RedisStore implements Store {
   readonly #retentionFor: RetentionFor;
   readonly #options: RedisStoreOptions;
   readonly #shas = new Map<ScriptName, string>();
+  /** Runs LIBRARY's scripts on this connection (by FCALL, or by EVAL where Redis refuses functions). */
+  readonly #functions: RedisFunctions<keyof typeof STREAM_SCRIPTS | 'publish'>;
   /** Channels this node has put in the trim set (bounded: forgetting one only costs a SADD). */
   readonly #registered = new Set<string>();
   #closed = false;
@@ -202,6 +216,19 @@ export class RedisStore implements Store {
     this.prefix = options.prefix ?? 'mooring';
     this.#retentionFor = options.retentionFor ?? (() => DAY);
     const closed = () => this.#closed;
+    this.#functions = new RedisFunctions(
+      LIBRARY,
+      {
+        send: (key, args) => this.#send(key, args),
+        eachMaster: (args) => connection.eachMaster(args),
+        scriptEpoch: () => connection.scriptEpoch ?? 0,
+      },
+      (err) =>
+        options.onWarning?.(
+          `Redis refuses functions to this connection (${err.message}): Mooring runs its scripts by EVAL, which asks Redis for its run_id on every publish (more Redis CPU per publish). Allow FCALL and FUNCTION LOAD (ACL +fcall +function|load) to save it`,
+          err,
+        ),
+    );
     this.#wakes = new RedisStreamWakes({
       connection,
       prefix: this.prefix,
@@ -209,7 +236,12 @@ export class RedisStore implements Store {
       onError: (err) => options.onError?.(err),
     });
     this.streams = new RedisStreamStore(
-      { prefix: this.prefix, send: (key, args) => this.#send(key, args), closed },
+      {
+        prefix: this.prefix,
+        send: (key, args) => this.#send(key, args),
+        run: (name, keys, args) => this.#functions.run(name, keys, args),
+        closed,
+      },
       this.#wakes,
     );
   }
@@ -254,6 +286,7 @@ export class RedisStore implements Store {
       const [sha] = await this.connection.eachMaster(['SCRIPT', 'LOAD', text]);
       this.#shas.set(name, String(sha));
     }
+    await this.#functions.open();
   }
 
   #send(key: string | undefined, args: string[], readonly = false): Promise<unknown> {
@@ -283,6 +316,16 @@ export class RedisStore implements Store {
           throw this.#toStoreError(again, channel);
         }
       }
+      throw this.#toStoreError(err, channel);
+    }
+  }
+
+  /** Runs publish.lua (a function of LIBRARY). */
+  async #publish(channel: string, keys: string[], args: string[]): Promise<unknown> {
+    if (this.#closed) throw closedError();
+    try {
+      return await this.#functions.run('publish', keys, args);
+    } catch (err) {
       throw this.#toStoreError(err, channel);
     }
   }
@@ -365,7 +408,7 @@ export class RedisStore implements Store {
     args.push(options.after === undefined ? '' : dedupKey(ops[0]!.publisher ?? '', options.after));
     args[5] = JSON.stringify(template);
     this.#register(channel, now);
-    const reply = await this.#run('publish', channel, this.#writeKeys(channel), args);
+    const reply = await this.#publish(channel, this.#writeKeys(channel), args);
     const r = asArray(reply);
     if (r[0] === 'corrupt') throw this.#corrupt(channel, String(r[1]));
     if (r[0] === 'err') throw batchError(ops, String(r[1]), Number(r[2]), String(r[3] ?? ''), options);

@@ -58,17 +58,20 @@ import {
   type StreamWakeBus,
 } from './stream-store.ts';
 
+/** A script of STREAM_SCRIPTS: its name there, and its text as EVAL runs it (RUN_ID_LUA first). */
 interface Script {
+  name: StreamScript;
   text: string;
   sha: string;
 }
 
-function inline(text: string): Script {
-  return { text, sha: createHash('sha1').update(text).digest('hex') };
+function script(name: StreamScript): Script {
+  const text = RUN_ID_LUA + STREAM_SCRIPTS[name];
+  return { name, text, sha: createHash('sha1').update(text).digest('hex') };
 }
 
-function script(name: string, prelude = ''): Script {
-  return inline(RUN_ID_LUA + prelude + readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8'));
+function file(name: string): string {
+  return readFileSync(new URL(`./redis/${name}.lua`, import.meta.url), 'utf8');
 }
 
 /**
@@ -101,13 +104,24 @@ const DS_MARK_LUA = `local function dsMark(key, now, seen, nonce)
 end
 `;
 
-const LOAD = script('ds-load', DS_MARK_LUA);
-const COMMIT = script('ds-commit');
-/** KEYS: the stream key counter, the mark. ARGV: block size, then `dsMark`'s. → {the block's last key, the mark}. */
-const RESERVE_KEYS = inline(`${RUN_ID_LUA}${DS_MARK_LUA}
+/**
+ * The scripts of Durable Streams, each a Lua body that calls `runId()` (put before it: RUN_ID_LUA by
+ * EVAL, or the library's kept one when the Redis store runs them as functions, redis-functions.ts).
+ */
+export const STREAM_SCRIPTS = {
+  ds_load: DS_MARK_LUA + file('ds-load'),
+  ds_commit: file('ds-commit'),
+  /** KEYS: the stream key counter, the mark. ARGV: block size, then `dsMark`'s. → {the block's last key, the mark}. */
+  ds_reserve: `${DS_MARK_LUA}
 local last = redis.call('INCRBY', KEYS[1], ARGV[1])
 return {last, dsMark(KEYS[2], ARGV[2], ARGV[3], ARGV[4])}
-`);
+`,
+} as const;
+export type StreamScript = keyof typeof STREAM_SCRIPTS;
+
+const LOAD = script('ds_load');
+const COMMIT = script('ds_commit');
+const RESERVE_KEYS = script('ds_reserve');
 /** A step rerun this many times because other writers kept changing its streams fails (retryable). */
 export const MAX_ATTEMPTS = 64;
 /** Stream keys reserved per INCRBY (unique across nodes; unused ones are skipped, never reused). */
@@ -119,6 +133,11 @@ const SWEEP_PAGE = 1000;
 export interface RedisStreamLink {
   prefix: string;
   send(key: string, args: string[]): Promise<unknown>;
+  /**
+   * Runs one of STREAM_SCRIPTS (the Redis store: as a function of its library). Absent: by
+   * EVALSHA, or EVAL when Redis does not know the script, over `send`.
+   */
+  run?(name: StreamScript, keys: string[], args: string[]): Promise<unknown>;
   closed(): boolean;
 }
 
@@ -456,8 +475,20 @@ class RedisStreamTables implements StreamTables {
     return Number(reply) === 1;
   }
 
-  /** Runs a script by SHA; after a Redis restart (script cache empty) sends it in full once. */
+  /**
+   * Runs a script: as the link runs it (the Redis store's functions), else by SHA, and in full once
+   * when Redis does not know it (a restart emptied its script cache).
+   */
   async run(s: Script, keys: string[], args: string[]): Promise<unknown> {
+    const run = this.#link.run;
+    if (run) {
+      if (this.#link.closed()) throw new StoreError('store_unavailable', 'the Redis store is closed');
+      try {
+        return await run.call(this.#link, s.name, keys, args);
+      } catch (err) {
+        throw unavailable(err);
+      }
+    }
     const tail = [String(keys.length), ...keys, ...args];
     return this.send(keys[0]!, ['EVALSHA', s.sha, ...tail], ['EVAL', s.text, ...tail]);
   }

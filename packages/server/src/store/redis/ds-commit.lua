@@ -12,7 +12,8 @@
 -- Returns 1 when written, 0 when a checked stream changed since it was read, or the Redis did (a
 -- restart, a failover, a FLUSHALL: versions and stream keys may have been given again), nothing
 -- written.
--- (`runId` is put before this script by stream-redis-store.ts: redis-run-id.ts.)
+-- (`runId` is put before this script: redis-run-id.ts, by EVAL or by the function library of
+-- redis-functions.ts.)
 local base = ARGV[1]
 if ARGV[2] ~= '' then
   local run = runId()

@@ -30,7 +30,8 @@ local afterField = ARGV[8 + n * FIELDS] or ''
 -- message by its old serial still reaches it when it is one of those kept, so a run being written
 -- across the restart goes on (and its lease can still end it).
 -- '' when this Redis does not say (a server that is not Redis): never a new epoch for it.
--- (`runId` is put before this script by redis-store.ts: redis-run-id.ts.)
+-- (`runId` is put before this script: redis-run-id.ts, by EVAL or by the function library of
+-- redis-functions.ts.)
 local run = runId()
 
 -- The base-36 epoch right after `e` (epochs sort as strings), nil if `e` is not one.
