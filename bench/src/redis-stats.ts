@@ -1,8 +1,8 @@
 /**
  * What a redis-server did, from `INFO commandstats` and `INFO cpu`: calls per command and CPU
  * seconds (user + sys, main thread and children). Two readings subtracted give the cost of what ran
- * between them — per publish or per append once divided by the number of EVALSHA calls (the Redis
- * store runs one script per publish batch).
+ * between them — per publish or per append once divided by the number of script calls (the Redis
+ * store runs one script per publish batch: FCALL, or EVALSHA where Redis refuses functions).
  */
 import type { RedisServer } from '@mooring/testkit';
 
@@ -20,15 +20,15 @@ export async function readRedis(redis: RedisServer): Promise<RedisReading> {
 }
 
 export interface RedisCost {
-  /** EVALSHA calls between the readings (one per publish batch of the Redis store). */
+  /** FCALL and EVALSHA calls between the readings (one per publish batch of the Redis store). */
   scripts: number;
-  /** Every command per EVALSHA (the script's own calls inside it are counted by Redis too). */
+  /** Every command per script call (the script's own calls inside it are counted by Redis too). */
   commandsPerScript: number;
-  /** Redis CPU µs per EVALSHA. */
+  /** Redis CPU µs per script call. */
   cpuUsPerScript: number;
-  /** Calls per EVALSHA by command, the largest first. */
+  /** Calls per script call by command, the largest first. */
   perScript: Record<string, number>;
-  /** EVALSHA per second one fully busy Redis core would run at this cost. */
+  /** Script calls per second one fully busy Redis core would run at this cost. */
   scriptsPerCore: number;
 }
 
@@ -38,7 +38,7 @@ export function redisCost(before: RedisReading, after: RedisReading): RedisCost 
     const d = n - (before.calls.get(name) ?? 0);
     if (d > 0 && name !== 'info') delta.set(name, d);
   }
-  const scripts = delta.get('evalsha') ?? 0;
+  const scripts = (delta.get('fcall') ?? 0) + (delta.get('evalsha') ?? 0);
   const total = [...delta.values()].reduce((a, b) => a + b, 0);
   const cpu = after.cpu - before.cpu;
   const perScript: Record<string, number> = {};
