@@ -84,6 +84,20 @@ describe('Redis functions', { skip: redisSkipReason() ?? false }, () => {
     assert.match(await redis.command('FUNCTION', 'LIST'), /mooring_[0-9a-f]{16}/, 'loaded again');
   });
 
+  it('opens on a Redis that refuses writes for now (out of memory), as before, and loads the library at the first publish it takes', async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.close());
+    await redis.command('CONFIG', 'SET', 'maxmemory', '1');
+    const store = await RedisStore.open({ url: redis.url, onError: () => {}, onCorrupt: () => {} });
+    t.after(() => store.close());
+    assert.equal(await store.info('ch'), undefined, 'reads are served');
+    await assert.rejects(store.append('ch', [create('a')], OPTS), /OOM/);
+    await redis.command('CONFIG', 'SET', 'maxmemory', '0');
+    const stored = await store.append('ch', [create('b')], OPTS);
+    assert.equal(parseSerial(stored.results[0]!.serial)?.seq, 1);
+    assert.match(await redis.command('FUNCTION', 'LIST'), /mooring_[0-9a-f]{16}/);
+  });
+
   it('sends the library ahead of the first FCALL on a new connection: a command sent behind a publish runs after it', async (t) => {
     const redis = await startRedis();
     t.after(() => redis.close());

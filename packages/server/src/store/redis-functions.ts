@@ -95,7 +95,9 @@ export class RedisFunctions<Name extends string = string> {
 
   /**
    * Loads the library on every master, or finds that Redis refuses functions (then the EVAL scripts
-   * are cached instead, as SCRIPT LOAD did before). Other errors are thrown: the store does not open.
+   * are cached instead, as SCRIPT LOAD did before). A Redis that refuses writes for now (out of
+   * memory, a replica, persistence failing: FUNCTION LOAD is a write) opens as it did before the
+   * library: the first FCALL sends it again.
    */
   async open(): Promise<void> {
     const epoch = this.#link.scriptEpoch();
@@ -109,7 +111,7 @@ export class RedisFunctions<Name extends string = string> {
           await this.#link.eachMaster(['SCRIPT', 'LOAD', this.#library.entry(name).text]);
         return;
       }
-      if (!alreadyLoaded(err)) throw err;
+      if (!alreadyLoaded(err)) return;
     }
     // (every master was sent it: one answering "already exists" has it, and so has every other one
     // unless it refused, which its first FCALL finds out)
@@ -129,8 +131,9 @@ export class RedisFunctions<Name extends string = string> {
       if (refusesFunctions(err)) return this.#fellBack(err, name, keys, args);
       // anything else but "not found" may come from a run (a script error after a write): never again
       if (!notFound(err)) throw err;
-      const refused = await load;
-      if (refused) return this.#fellBack(refused, name, keys, args);
+      const failed = await load;
+      if (failed instanceof ErrorReply && refusesFunctions(failed))
+        return this.#fellBack(failed, name, keys, args);
     }
     // Redis forgot the library (FUNCTION FLUSH, a shard that never had it): the FCALL did not run
     const again = this.#load(key, epoch);
@@ -139,27 +142,30 @@ export class RedisFunctions<Name extends string = string> {
     } catch (err) {
       if (!(err instanceof ErrorReply)) throw err;
       if (refusesFunctions(err)) return this.#fellBack(err, name, keys, args);
-      const refused = notFound(err) ? await again : undefined;
-      if (refused) return this.#fellBack(refused, name, keys, args);
-      throw err;
+      if (!notFound(err)) throw err;
+      const failed = await again;
+      if (failed instanceof ErrorReply && refusesFunctions(failed))
+        return this.#fellBack(failed, name, keys, args);
+      // why Redis would not load it (out of memory, a replica now: READONLY), rather than "not found"
+      throw failed ?? err;
     }
   }
 
   /**
    * Sends the library (not awaited by the caller's FCALL, which goes right behind it on the same
-   * connection). Resolves with Redis's refusal of functions, if it was one; never rejects.
+   * connection). Resolves with the error that kept it from being loaded, if any; never rejects.
    */
-  #load(key: string, epoch: number): Promise<ErrorReply | undefined> {
+  #load(key: string, epoch: number): Promise<unknown> {
     this.#loadedAt = epoch;
     return this.#link.send(key, ['FUNCTION', 'LOAD', this.#library.code]).then(
       () => undefined,
       (err: unknown) => {
         if (err instanceof ErrorReply && alreadyLoaded(err)) return undefined;
-        // refused: FCALL goes on as long as the library is there (another node loaded it)
-        if (err instanceof ErrorReply && refusesFunctions(err)) return err;
-        // not loaded (a connection lost, LOADING): sent again before the next FCALL
-        if (this.#loadedAt === epoch) this.#loadedAt = undefined;
-        return undefined;
+        // not loaded (a connection lost, LOADING, out of memory): sent again before the next FCALL;
+        // refused for good: FCALL goes on as long as the library is there (another node loaded it)
+        const refused = err instanceof ErrorReply && refusesFunctions(err);
+        if (!refused && this.#loadedAt === epoch) this.#loadedAt = undefined;
+        return err;
       },
     );
   }

@@ -607,7 +607,7 @@ export class RedisStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     this.#wakes.destroy();
-    // A NOSCRIPT fallback may send one more command per call: wait until nothing is in flight.
+    // A NOSCRIPT or "Function not found" answer sends one more command: wait until nothing is in flight.
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
     try {
       await this.connection.close();
