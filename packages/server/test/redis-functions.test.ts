@@ -84,6 +84,39 @@ describe('Redis functions', { skip: redisSkipReason() ?? false }, () => {
     assert.match(await redis.command('FUNCTION', 'LIST'), /mooring_[0-9a-f]{16}/, 'loaded again');
   });
 
+  it('a replica promoted in a failover holds the library (replicated) and answers its own run_id: the next publish starts a new epoch', async (t) => {
+    // (a replica's first sync at once, not after Redis's 5 s wait for more replicas)
+    const master = await startRedis({ args: ['--repl-diskless-sync-delay', '0'] });
+    t.after(() => master.close());
+    const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] });
+    t.after(() => replica.close());
+    await waitFor(
+      async () => (await replica.command('INFO', 'replication')).includes('master_link_status:up'),
+      {
+        message: 'the replica never synced',
+      },
+    );
+    const before = await RedisStore.open({ url: master.url });
+    t.after(() => before.close());
+    const first = await before.append('ch', [create('a')], OPTS);
+    await waitFor(async () => (await replica.command('EXISTS', 'mooring:{ch}:meta')) === ':1\r\n', {
+      message: 'the publish never reached the replica',
+    });
+    assert.match(await replica.command('FUNCTION', 'LIST'), /mooring_[0-9a-f]{16}/, 'replicated');
+    await replica.command('REPLICAOF', 'NO', 'ONE');
+    const after = await RedisStore.open({ url: replica.url });
+    t.after(() => after.close());
+    await replica.command('CONFIG', 'RESETSTAT');
+    const next = await after.append('ch', [create('b')], OPTS);
+    assert.ok(next.epoch > first.epoch, `a new, later epoch: ${next.epoch} after ${first.epoch}`);
+    assert.equal(parseSerial(next.results[0]!.serial)?.seq, 2);
+    assert.match(await replica.command('INFO', 'commandstats'), /cmdstat_fcall:calls=1,/);
+    assert.match(
+      await replica.command('HGET', 'mooring:{ch}:meta', 'run'),
+      new RegExp(await runIdOf(replica)),
+    );
+  });
+
   it('opens on a Redis that refuses writes for now (out of memory), as before, and loads the library at the first publish it takes', async (t) => {
     const redis = await startRedis();
     t.after(() => redis.close());
