@@ -2,23 +2,31 @@
  * The client side of the idle-connections measurement: M processes (idle-client-worker.ts),
  * process i connecting its share from source address 127.0.0.(2+i) so that
  * no process runs out of file descriptors (hard limit 20,000 each) or ephemeral ports, each
- * connection attached to a channel of its own, then idle (ws answers the server's pings).
+ * connection attached to a channel of its own (or K of them, or K of N shared: `idleChannel`), then
+ * idle (ws answers the server's pings).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BENCH_KEY } from '../bench-config.ts';
 import { processCpuSeconds } from '../cpu-usage.ts';
 import type { IdleWorkerReport, IdleWorkerRequest, IdleWorkerStart } from './idle-client-worker.ts';
+import { idleChannel } from './idle-options.ts';
 
 const WORKER = fileURLToPath(new URL('./idle-client-worker.ts', import.meta.url));
 
 type Ready = Extract<IdleWorkerReport, { type: 'ready' }>;
+type Attached = Extract<IdleWorkerReport, { type: 'attached' }>;
 
 export interface IdleClients {
   /** Connections attached so far (from the processes' progress reports, every 500). */
   readonly connected: number;
   /** Resolves when every process has tried all of its share. */
   ready: Promise<{ connected: number; failed: number; retries: number; firstError?: string }>;
+  /**
+   * Once ready: every connection attaches its channels beyond the first; resolves when all were
+   * answered (`attached` counts attachments, not connections).
+   */
+  attachMore(): Promise<{ attached: number; failed: number; firstError?: string }>;
   /** Connections that closed after they were attached. */
   disconnects(): Promise<number>;
   /** CPU seconds used by the client processes so far. */
@@ -31,13 +39,20 @@ export function startIdleClients(options: {
   connections: number;
   processes: number;
   concurrency: number;
+  /** Channels each connection attaches (`idleChannel`): the first at connect, the rest in `attachMore`. */
+  channelsPerConnection: number;
+  sharedChannels: number | undefined;
 }): IdleClients {
-  const { connections, processes } = options;
+  const { connections, processes, channelsPerConnection: perConnection, sharedChannels } = options;
+  const channelOf = (i: number, k: number) => idleChannel(i, k, perConnection, sharedChannels);
   const children: ChildProcess[] = [];
   const progress: number[] = [];
   const readies: Promise<Ready>[] = [];
   /** Per process: who waits for its next `count` answer (disconnects). */
   const countWaiters: ((disconnects: number) => void)[][] = [];
+  /** Per process: who waits for its `attached` answer, and the connections it holds (by index). */
+  const attachWaiters: ((report: Attached) => void)[] = [];
+  const held: number[][] = [];
   process.on('exit', () => {
     for (const child of children) child.kill('SIGKILL');
   });
@@ -54,16 +69,19 @@ export function startIdleClients(options: {
           else if (report.type === 'ready') {
             progress[p] = report.connected;
             resolve(report);
-          } else if (report.type === 'count') waiting.shift()?.(report.disconnects);
+          } else if (report.type === 'attached') attachWaiters[p]?.(report);
+          else if (report.type === 'count') waiting.shift()?.(report.disconnects);
         });
         child.once('exit', (code, signal) =>
           reject(new Error(`client process ${p} exited (${code ?? signal}) before it was ready`)),
         );
       }),
     );
-    // process p holds the connections p, p + M, p + 2M, …, each on channel idle:<its index>
-    const channels: string[] = [];
-    for (let i = p; i < connections; i += processes) channels.push(`idle:${i}`);
+    // process p holds the connections p, p + M, p + 2M, …, each first on its channel k = 0
+    const indices: number[] = [];
+    for (let i = p; i < connections; i += processes) indices.push(i);
+    held.push(indices);
+    const channels = indices.map((i) => channelOf(i, 0));
     const start: IdleWorkerStart = {
       type: 'start',
       port: options.port,
@@ -90,6 +108,29 @@ export function startIdleClients(options: {
         ...(firstError === undefined ? {} : { firstError }),
       };
     }),
+    async attachMore() {
+      const reports = await Promise.all(
+        children.map(
+          (child, p) =>
+            new Promise<Attached>((resolve, reject) => {
+              attachWaiters[p] = resolve;
+              child.once('exit', (code, signal) =>
+                reject(new Error(`client process ${p} exited (${code ?? signal}) while attaching`)),
+              );
+              const more = (held[p] ?? []).map((i) =>
+                Array.from({ length: perConnection - 1 }, (_, k) => channelOf(i, k + 1)),
+              );
+              send(child, { type: 'attach', channels: more });
+            }),
+        ),
+      );
+      const firstError = reports.find((r) => r.firstError !== undefined)?.firstError;
+      return {
+        attached: reports.reduce((sum, r) => sum + r.attached, 0),
+        failed: reports.reduce((sum, r) => sum + r.failed, 0),
+        ...(firstError === undefined ? {} : { firstError }),
+      };
+    },
     async disconnects() {
       const each = await Promise.all(
         children.map(

@@ -7,6 +7,11 @@
  * pings), the client processes' CPU and every other process's, and the load average.
  *
  *   node bench/src/idle/idle-connections.ts [--connections 10000] [--nodes 1] [--client-procs M] [--rest 20]
+ *     [--channels-per-connection K [--shared-channels N]] [--heap-snapshots DIR]
+ *
+ * With K channels per connection (above 1), the same connections then attach their other K − 1
+ * channels, and the run measures again: memory per attachment beyond the first (the difference over
+ * the attachments added), the time and CPU to attach them, and the CPU at rest with K each.
  *
  * The clients live in M processes (idle-clients.ts), each connecting from its own 127.0.0.x, because
  * one process holds at most ~19,000 sockets here (hard `ulimit -n` 20,000); for the same reason
@@ -16,6 +21,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, machineBusySeconds, processCpuSeconds } from '../cpu-usage.ts';
 import { type IdleClients, startIdleClients } from './idle-clients.ts';
@@ -80,6 +86,8 @@ clients = startIdleClients({
   connections: options.connections,
   processes: options.clientProcs,
   concurrency: options.concurrency,
+  channelsPerConnection: options.channelsPerConnection,
+  sharedChannels: options.sharedChannels,
 });
 const progress = setInterval(() => {
   const seconds = (performance.now() - started) / 1000;
@@ -131,28 +139,15 @@ await sleep(2_000);
 const after = await Promise.all(nodes.map((n) => n.memory()));
 
 // At rest: heartbeats every 15 s (a frame and a WebSocket ping per connection), nothing else.
-process.stderr.write(`  at rest for ${options.restSeconds} s...\n`);
-const loadAtRest = load();
-await Promise.all(nodes.map((n) => n.loopDelay())); // from here on
-const rest0 = {
-  at: performance.now(),
-  nodes: nodeCpu(),
-  clients: clients.cpuSeconds(),
-  self: cpuSeconds(process.cpuUsage()),
-  machine: machineBusySeconds(),
-};
-await sleep(options.restSeconds * 1000);
-const restSeconds = (performance.now() - rest0.at) / 1000;
-const restLoop = await Promise.all(nodes.map((n) => n.loopDelay()));
-const restNodes = nodeCpu().map((c, k) => (c - (rest0.nodes[k] ?? 0)) / restSeconds);
-const restClients = (clients.cpuSeconds() - rest0.clients) / restSeconds;
-const restSelf = (cpuSeconds(process.cpuUsage()) - rest0.self) / restSeconds;
-const machine = machineBusySeconds();
-const restServers = restNodes.reduce((a, b) => a + b, 0);
-const otherCpu =
-  machine === undefined || rest0.machine === undefined
-    ? Number.NaN
-    : Math.max(0, (machine - rest0.machine) / restSeconds - restServers - restClients - restSelf);
+const rest = await measureRest(clients);
+const { restSeconds, restLoop, restNodes, restServers, restClients, otherCpu, loadAtRest } = rest;
+
+// Channels per connection above one: the same connections attach the rest of their channels, and
+// the memory grown from just before to just after, divided by the attachments added, is what each
+// further attached channel costs (the connections' own cost is in both and cancels out).
+let channels: ChannelsMeasured | undefined;
+if (options.channelsPerConnection > 1) channels = await attachTheRest(clients);
+else if (options.heapSnapshots !== undefined) await snapshot('k1');
 const disconnects = await clients.disconnects();
 const stillHeld = await Promise.all(nodes.map((n) => n.memory(false)));
 
@@ -251,13 +246,14 @@ const lines = [
     `clients ${fmt(restClients, 3)}, other processes ${fmt(otherCpu, 2)}; load average ${loadAtRest} → ${load()}. ` +
     `Closed while at rest: ${fmt(disconnects)}; still open: ${fmt(sum('connections', stillHeld))}.`,
 ];
+if (channels !== undefined) lines.push('', ...channelLines(channels));
 console.log(lines.join('\n'));
 
 const dir = fileURLToPath(new URL('../../results/', import.meta.url));
 mkdirSync(dir, { recursive: true });
 writeFileSync(
   `${dir}idle-connections.json`,
-  `${JSON.stringify({ at: new Date().toISOString(), options, acceptSeconds, restSeconds, restClients, otherCpu, loadAtRest, disconnects, nodes: rows, all }, null, 2)}\n`,
+  `${JSON.stringify({ at: new Date().toISOString(), options, acceptSeconds, restSeconds, restClients, otherCpu, loadAtRest, disconnects, nodes: rows, all, channels }, null, 2)}\n`,
 );
 await stopAll();
 clearTimeout(runDeadline);
@@ -266,4 +262,170 @@ process.exit(0);
 async function stopAll(): Promise<void> {
   await clients?.stop();
   await Promise.all(nodes.map((n) => n.stop()));
+}
+
+interface Rest {
+  restSeconds: number;
+  /** How late each node's event loop ran at rest, ms. */
+  restLoop: LoopDelay[];
+  /** Each node's CPU at rest, and all of theirs, cores. */
+  restNodes: number[];
+  restServers: number;
+  restClients: number;
+  otherCpu: number;
+  loadAtRest: string;
+}
+
+/** CPU and event-loop delay over `--rest` seconds in which nothing happens but heartbeats. */
+async function measureRest(held: IdleClients): Promise<Rest> {
+  process.stderr.write(`  at rest for ${options.restSeconds} s...\n`);
+  const loadAtRest = load();
+  await Promise.all(nodes.map((n) => n.loopDelay())); // from here on
+  const rest0 = {
+    at: performance.now(),
+    nodes: nodeCpu(),
+    clients: held.cpuSeconds(),
+    self: cpuSeconds(process.cpuUsage()),
+    machine: machineBusySeconds(),
+  };
+  await sleep(options.restSeconds * 1000);
+  const restSeconds = (performance.now() - rest0.at) / 1000;
+  const restLoop = await Promise.all(nodes.map((n) => n.loopDelay()));
+  const restNodes = nodeCpu().map((c, k) => (c - (rest0.nodes[k] ?? 0)) / restSeconds);
+  const restClients = (held.cpuSeconds() - rest0.clients) / restSeconds;
+  const restSelf = (cpuSeconds(process.cpuUsage()) - rest0.self) / restSeconds;
+  const machine = machineBusySeconds();
+  const restServers = restNodes.reduce((a, b) => a + b, 0);
+  const otherCpu =
+    machine === undefined || rest0.machine === undefined
+      ? Number.NaN
+      : Math.max(0, (machine - rest0.machine) / restSeconds - restServers - restClients - restSelf);
+  return { restSeconds, restLoop, restNodes, restServers, restClients, otherCpu, loadAtRest };
+}
+
+interface ChannelsMeasured {
+  /** Attachments added over all connections (connections × (K − 1)). */
+  added: number;
+  attachSeconds: number;
+  /** Each node's CPU while the connections attached the rest, cores. */
+  attachCpu: number[];
+  /** Each node's memory with one channel per connection (just before attaching the rest), and with K. */
+  one: ServerMemory[];
+  all: ServerMemory[];
+  rest: Rest;
+}
+
+/** Has every connection attach its other K − 1 channels, and measures memory, time and CPU again. */
+async function attachTheRest(held: IdleClients): Promise<ChannelsMeasured> {
+  const more = options.channelsPerConnection - 1;
+  const one = await Promise.all(nodes.map((n) => n.memory()));
+  if (options.heapSnapshots !== undefined) await snapshot('k1');
+  process.stderr.write(
+    `  attaching ${fmt(options.connections * more)} more channels (${more} per connection${options.sharedChannels === undefined ? '' : `, among ${fmt(options.sharedChannels)} shared`}); load ${load()}\n`,
+  );
+  const cpu0 = nodeCpu();
+  const at = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const result = await Promise.race([
+    held.attachMore(),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`attach phase not done in ${options.connectTimeoutSeconds} s`)),
+        options.connectTimeoutSeconds * 1000,
+      );
+    }),
+  ]).catch(async (err: unknown) => {
+    process.stderr.write(`idle: ${(err as Error).message}\n`);
+    await stopAll();
+    process.exit(1);
+  });
+  clearTimeout(timer);
+  const attachSeconds = (performance.now() - at) / 1000;
+  const attachCpu = nodeCpu().map((c, k) => (c - (cpu0[k] ?? 0)) / attachSeconds);
+  process.stderr.write(
+    `  ${result.attached} attached (${result.failed} failed) in ${attachSeconds.toFixed(1)} s; settling...\n`,
+  );
+  if (result.failed > 0) {
+    process.stderr.write(`idle: ${result.failed} attaches failed: ${result.firstError}\n`);
+    await stopAll();
+    process.exit(1);
+  }
+  await sleep(2_000);
+  const all = await Promise.all(nodes.map((n) => n.memory()));
+  if (options.heapSnapshots !== undefined) await snapshot(`k${options.channelsPerConnection}`);
+  return { added: result.attached, attachSeconds, attachCpu, one, all, rest: await measureRest(held) };
+}
+
+/** A heap snapshot of node 1 into `--heap-snapshots` (taken after the memory it would disturb). */
+async function snapshot(label: string): Promise<void> {
+  const directory = options.heapSnapshots!;
+  mkdirSync(directory, { recursive: true });
+  const path = join(directory, `idle-${label}-node1.heapsnapshot`);
+  process.stderr.write(`  heap snapshot of node 1: ${path}\n`);
+  await nodes[0]!.heapSnapshot(path);
+}
+
+/** The table of what each attached channel beyond the first costs, per node and in all. */
+function channelLines(m: ChannelsMeasured): string[] {
+  const K = options.channelsPerConnection;
+  const perNode = nodes.map((_, k) => ({
+    node: String(k + 1),
+    one: m.one[k]!,
+    all: m.all[k]!,
+    attachCpu: m.attachCpu[k] ?? Number.NaN,
+    rest1: rest.restNodes[k] ?? Number.NaN,
+    restK: m.rest.restNodes[k] ?? Number.NaN,
+    loop1: rest.restLoop[k],
+    loopK: m.rest.restLoop[k],
+  }));
+  const sum = (key: keyof ServerMemory, of: ServerMemory[]) => of.reduce((s, x) => s + x[key], 0);
+  const total = (of: ServerMemory[]): ServerMemory => ({
+    rss: sum('rss', of),
+    heapUsed: sum('heapUsed', of),
+    external: sum('external', of),
+    youngGeneration: sum('youngGeneration', of),
+    connections: sum('connections', of),
+  });
+  const rows = [
+    ...perNode,
+    ...(nodes.length > 1
+      ? [
+          {
+            node: '**all**',
+            one: total(m.one),
+            all: total(m.all),
+            attachCpu: m.attachCpu.reduce((a, b) => a + b, 0),
+            rest1: rest.restServers,
+            restK: m.rest.restServers,
+            loop1: undefined,
+            loopK: undefined,
+          },
+        ]
+      : []),
+  ];
+  const shared =
+    options.sharedChannels === undefined
+      ? 'each its own'
+      : `K of ${fmt(options.sharedChannels)} shared, ~${fmt((options.connections * K) / options.sharedChannels)} subscribers each`;
+  const mb = (bytes: number) => fmt(bytes / 2 ** 20);
+  const perRound = (cores: number, connections: number) =>
+    fmt(((cores * HEARTBEAT_SECONDS) / connections) * 1e6, 1);
+  const loop = (l: LoopDelay | undefined) => (l === undefined ? '–' : `${fmt(l.p99, 1)} / ${fmt(l.max, 1)}`);
+  return [
+    `### Attached channels: 1 → ${K} per connection (${shared}), ${fmt(options.connections)} connections`,
+    '',
+    '| node | connections | attachments added | JS heap / attachment (B) | RSS / attachment (B) | external / attachment (B) | JS heap 1 → K (MB) | RSS 1 → K (MB) | attached in (s) | attaches/s | CPU while attaching (cores) | CPU at rest 1 → K (cores) | per conn per heartbeat round 1 → K (µs) | loop delay at rest p99 / max ms, 1 → K |',
+    '|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|---|---|',
+    ...rows.map((r) => {
+      const added = r.all.connections * (K - 1);
+      const per = (key: 'heapUsed' | 'rss' | 'external') => fmt((r.all[key] - r.one[key]) / added);
+      return `| ${r.node} | ${fmt(r.all.connections)} | ${fmt(added)} | ${per('heapUsed')} | ${per('rss')} | ${per('external')} | ${mb(r.one.heapUsed)} → ${mb(r.all.heapUsed)} | ${mb(r.one.rss)} → ${mb(r.all.rss)} | ${fmt(m.attachSeconds, 1)} | ${fmt(m.added / m.attachSeconds)} | ${fmt(r.attachCpu, 2)} | ${fmt(r.rest1, 3)} → ${fmt(r.restK, 3)} | ${perRound(r.rest1, r.all.connections)} → ${perRound(r.restK, r.all.connections)} | ${loop(r.loop1)} → ${loop(r.loopK)} |`;
+    }),
+    '',
+    `Attached ${fmt(m.added)} more in ${fmt(m.attachSeconds, 1)} s (${fmt(m.added / m.attachSeconds)}/s, ${options.concurrency} connections attaching at a time, each its ${K - 1} at once). ` +
+      `At rest with ${K} each: clients ${fmt(m.rest.restClients, 3)} cores, other processes ${fmt(m.rest.otherCpu, 2)}; load average ${m.rest.loadAtRest} → ${load()}.` +
+      (options.heapSnapshots === undefined
+        ? ''
+        : ' Heap snapshots were taken between the readings: the RSS figures include them.'),
+  ];
 }

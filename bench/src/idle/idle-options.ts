@@ -14,6 +14,29 @@ export interface IdleOptions {
   /** Deadline of the connect phase, and of the whole run, in seconds. */
   connectTimeoutSeconds: number;
   deadlineSeconds: number;
+  /**
+   * Channels each connection attaches (1: today's run). Above 1 the run measures twice on the same
+   * connections: once each holds its first channel, and again once it attached the rest.
+   */
+  channelsPerConnection: number;
+  /** All connections attach their channels among this many (each channel shared); absent: none shared. */
+  sharedChannels: number | undefined;
+  /** A directory for heap snapshots of the first node at each measurement (absent: none taken). */
+  heapSnapshots: string | undefined;
+}
+
+/** At most this many channels per connection: the server's default `maxChannelsPerConnection`. */
+export const MAX_CHANNELS_PER_CONNECTION = 500;
+
+/**
+ * The `k`-th channel (from 0) of connection `connection`. Without sharing every channel is the
+ * connection's own (the first is `idle:<connection>`, as before channels per connection); with
+ * `shared` channels, connection i attaches K consecutive ones from i × K on, round the N, so each
+ * channel has about connections × K / N subscribers.
+ */
+export function idleChannel(connection: number, k: number, perConnection: number, shared?: number): string {
+  if (shared !== undefined) return `idle-shared:${(connection * perConnection + k) % shared}`;
+  return k === 0 ? `idle:${connection}` : `idle:${connection}.${k}`;
 }
 
 /** One process holds at most this many sockets here (hard `ulimit -n` 20,000, less the process's own). */
@@ -30,6 +53,14 @@ export const IDLE_USAGE = `usage: node bench/src/idle/idle-connections.ts [optio
                         15 s heartbeat round)
   --connect-timeout S   deadline of the connect phase (default 1200)
   --deadline S          deadline of the whole run; children are killed on any exit (default 1800)
+  --channels-per-connection K
+                        channels each connection attaches (default 1, at most ${MAX_CHANNELS_PER_CONNECTION}); above 1 the
+                        memory, CPU and time are measured with one channel each, then again once
+                        every connection attached the other K − 1: what each further attachment costs
+  --shared-channels N   the K channels of each connection are K of these N (consecutive, round the N:
+                        ~connections × K / N subscribers each) instead of channels of its own
+  --heap-snapshots DIR  write a heap snapshot of node 1 at each measurement into DIR (for
+                        heap-diff.ts); slow and large: use a few thousand connections
   -h, --help            this text
 The server processes run with the Node flags of \`mooring serve\` (--max-semi-space-size=16);
 BENCH_MOORING_NODE_FLAGS='' runs them with Node's defaults instead, and IDLE_NODE_FLAGS='…' adds
@@ -54,6 +85,9 @@ export function parseIdleOptions(argv: string[]): IdleOptions | 'help' {
       rest: { type: 'string' },
       'connect-timeout': { type: 'string' },
       deadline: { type: 'string' },
+      'channels-per-connection': { type: 'string' },
+      'shared-channels': { type: 'string' },
+      'heap-snapshots': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -75,6 +109,17 @@ export function parseIdleOptions(argv: string[]): IdleOptions | 'help' {
     throw new Error(
       `${connections} connections over ${nodes} nodes is more than ${MAX_SOCKETS_PER_PROCESS} each (the kernel does not spread them exactly evenly either): raise --nodes`,
     );
+  const channelsPerConnection = whole('channels-per-connection', values['channels-per-connection'], 1);
+  if (channelsPerConnection > MAX_CHANNELS_PER_CONNECTION)
+    throw new Error(`--channels-per-connection must be at most ${MAX_CHANNELS_PER_CONNECTION}`);
+  const sharedChannels =
+    values['shared-channels'] === undefined
+      ? undefined
+      : whole('shared-channels', values['shared-channels'], 1);
+  if (sharedChannels !== undefined && sharedChannels < channelsPerConnection)
+    throw new Error(
+      '--shared-channels must be at least --channels-per-connection (a connection attaches each once)',
+    );
   return {
     connections,
     nodes,
@@ -83,5 +128,8 @@ export function parseIdleOptions(argv: string[]): IdleOptions | 'help' {
     restSeconds: whole('rest', values.rest, 20),
     connectTimeoutSeconds: whole('connect-timeout', values['connect-timeout'], 1200),
     deadlineSeconds: whole('deadline', values.deadline, 1800),
+    channelsPerConnection,
+    sharedChannels,
+    heapSnapshots: values['heap-snapshots'],
   };
 }

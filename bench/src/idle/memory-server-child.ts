@@ -6,9 +6,10 @@
  * `MOORING_BENCH_HEARTBEAT_SLICE`: connections per turn of a heartbeat round (A/B runs; a number
  * above the connections = the whole round in one turn).
  * `{ type: 'loop' }` answers how late the event loop ran (`LoopDelay`, ms) since the last `loop`.
+ * `{ type: 'snapshot', path }` writes a heap snapshot there (after a forced GC) and answers once written.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { getHeapSpaceStatistics } from 'node:v8';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { startServer } from '@mooring/server';
 import { loopDelay } from '../servers/server-child.ts';
 
@@ -29,8 +30,11 @@ const server = await startServer({
 });
 const loop = monitorEventLoopDelay({ resolution: 10 });
 loop.enable();
-process.on('message', (msg: { type: string; gc?: boolean }) => {
-  if (msg.type === 'loop') {
+process.on('message', (msg: { type: string; gc?: boolean; path?: string }) => {
+  if (msg.type === 'snapshot') {
+    globalThis.gc?.();
+    process.send?.({ type: 'snapshot', path: writeHeapSnapshot(msg.path) });
+  } else if (msg.type === 'loop') {
     process.send?.({ type: 'loop', delay: loopDelay(loop) });
     loop.reset();
   } else if (msg.type === 'memory') {

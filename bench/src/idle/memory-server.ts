@@ -23,6 +23,8 @@ export interface MemoryReportingServer {
   pid: number;
   /** Memory after a forced GC (`gc: false`: as it is, without pausing the server for a collection). */
   memory(gc?: boolean): Promise<ServerMemory>;
+  /** Writes a heap snapshot to `path` (after a forced GC); resolves once written. */
+  heapSnapshot(path: string): Promise<void>;
   /** How late the server's event loop ran since the previous call (ms). */
   loopDelay(): Promise<LoopDelay>;
   /** True once the process is gone (it should never be, until `stop`). */
@@ -88,6 +90,10 @@ export async function startMemoryReportingServer(
     async memory(gc = true) {
       child.send({ type: 'memory', gc });
       return next<ServerMemory & { type: string }>('memory');
+    },
+    async heapSnapshot(path: string) {
+      child.send({ type: 'snapshot', path });
+      await next<{ type: string }>('snapshot');
     },
     async loopDelay() {
       child.send({ type: 'loop' });
