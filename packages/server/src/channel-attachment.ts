@@ -100,18 +100,29 @@ export class ChannelAttachment {
   readonly #leaveOut: string | undefined;
   /** The greatest version the client was sent (below `#position` after own operations left out). */
   #sent = '';
-  #held: Delivery[] = [];
+  /** Live deliveries held while catching up: made by the first (most catch-ups see none). */
+  #held: Delivery[] | undefined;
   #heldBytes = 0;
-  readonly #cleanups: (() => void)[] = [];
-  readonly #current = () => this.#state !== 'closed';
+  /** Ends the hub subscription. */
+  readonly #unsubscribe: () => void;
+  /** What else runs at the close (`onClose`: the presence subscription), when anything does. */
+  #onClose: (() => void) | undefined;
+  /** `current()` for the outlet's `drained`: made for a catch-up, dropped once live or closed. */
+  #currentCheck: (() => boolean) | undefined;
+  /**
+   * Presence frames that came before the channel's sync was written (`presenceSynced`), in order;
+   * undefined before the presence subscription and after the sync.
+   */
+  #presenceHeld: Buffer[] | undefined;
 
   constructor(channels: ChannelService, channel: string, outlet: AttachOutlet, leaveOut?: string) {
     this.channel = channel;
     this.#leaveOut = leaveOut;
     this.#channels = channels;
     this.#outlet = outlet;
-    // subscribe BEFORE any read: what is stored after the read's head can only arrive live
-    this.#cleanups.push(channels.hub.subscribe(channel, (delivery) => this.#onLive(delivery)));
+    // subscribe BEFORE any read: what is stored after the read's head can only arrive live.
+    // Bound, not an arrow: an arrow would keep a context object per attachment besides the function.
+    this.#unsubscribe = channels.hub.subscribe(channel, this.#onLive.bind(this));
   }
 
   /** The greatest version sent on this channel. */
@@ -217,25 +228,62 @@ export class ChannelAttachment {
   goLive(): void {
     if (this.#state !== 'attaching') return;
     this.#state = 'live';
+    this.#currentCheck = undefined;
     const held = this.#held;
-    this.#held = [];
+    this.#held = undefined;
     this.#release();
-    for (const delivery of held) this.#deliver(delivery);
+    if (held) for (const delivery of held) this.#deliver(delivery);
   }
 
   /** Runs `cleanup` when the attachment closes (e.g. a presence subscription). */
   onClose(cleanup: () => void): void {
-    if (this.#state === 'closed') cleanup();
-    else this.#cleanups.push(cleanup);
+    if (this.#state === 'closed') {
+      cleanup();
+      return;
+    }
+    const before = this.#onClose;
+    this.#onClose =
+      before === undefined
+        ? cleanup
+        : () => {
+            before();
+            cleanup();
+          };
+  }
+
+  /**
+   * The listener for the channel's presence frames (to subscribe before its sync is read): it holds
+   * what comes until `presenceSynced()`, then writes each as it comes.
+   */
+  presenceListener(): (frame: Buffer) => void {
+    this.#presenceHeld = [];
+    return this.#onPresence.bind(this);
+  }
+
+  /** The presence sync was written: what came meanwhile follows it, in order, then each as it comes. */
+  presenceSynced(): void {
+    const held = this.#presenceHeld;
+    this.#presenceHeld = undefined;
+    if (held) for (const frame of held) this.#outlet.write(frame);
   }
 
   /** Detaches: no more deliveries; a catch-up in progress stops. Idempotent. */
   close(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
-    this.#held = [];
+    this.#currentCheck = undefined;
+    this.#held = undefined;
     this.#release();
-    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+    this.#unsubscribe();
+    const cleanup = this.#onClose;
+    this.#onClose = undefined;
+    cleanup?.();
+  }
+
+  /** True until the attachment closes: what a catch-up's waits check (`AttachOutlet.drained`). */
+  get #current(): () => boolean {
+    this.#currentCheck ??= () => this.#state !== 'closed';
+    return this.#currentCheck;
   }
 
   #ensureCurrent(): void {
@@ -311,11 +359,17 @@ export class ChannelAttachment {
   #onLive(delivery: Delivery): void {
     if (this.#state === 'live') this.#deliver(delivery);
     else if (this.#state === 'attaching') {
+      this.#held ??= [];
       this.#held.push(delivery);
       const bytes = frameOf(delivery, this.#outlet.compact).length;
       this.#heldBytes += bytes;
       this.#outlet.hold(bytes);
     }
+  }
+
+  #onPresence(frame: Buffer): void {
+    if (this.#presenceHeld === undefined) this.#outlet.write(frame);
+    else this.#presenceHeld.push(frame);
   }
 
   #release(): void {

@@ -642,14 +642,11 @@ export class Connection {
     attachment.goLive();
 
     // Presence: the whole set now, then every change. Listening starts before the set is read, and
-    // what arrives meanwhile follows the sync: on a shared presence (Redis) a change made while the
-    // set was being read could otherwise fall between the read and the listener. A change already in
-    // the set arrives once more, which a client applies as the same state (PROTOCOL.md §6.4).
-    let held: Buffer[] | undefined = [];
-    const unsubscribe = this.#presence.subscribe(channel, (encoded) => {
-      if (held === undefined) this.#write(encoded);
-      else held.push(encoded);
-    });
+    // what arrives meanwhile follows the sync (the attachment holds it): on a shared presence (Redis)
+    // a change made while the set was being read could otherwise fall between the read and the
+    // listener. A change already in the set arrives once more, which a client applies as the same
+    // state (PROTOCOL.md §6.4).
+    const unsubscribe = this.#presence.subscribe(channel, attachment.presenceListener());
     attachment.onClose(unsubscribe);
     // the sync frame as the presence encodes it from its members' JSON (no parsing), when it can
     let sync: Buffer;
@@ -667,9 +664,7 @@ export class Connection {
       throw err;
     }
     this.#write(sync, true);
-    const meanwhile = held;
-    held = undefined;
-    for (const encoded of meanwhile) this.#write(encoded);
+    attachment.presenceSynced();
   }
 
   #write(frame: Buffer, soon = false): void {

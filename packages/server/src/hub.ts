@@ -92,7 +92,7 @@ export const FEW_SUBSCRIBERS = 4;
  * waiting, what it stores next joins that batch, whichever of the two it is.
  */
 export class LocalHub implements Hub {
-  readonly #listeners = new KeyedListeners<HubListener>();
+  readonly #listeners = new KeyedListeners<Delivery>();
   /** Batches of small channels, delivered at the end of the current task. */
   readonly #task = new Batches(
     (flush) => queueMicrotask(flush),
@@ -128,12 +128,11 @@ export class LocalHub implements Hub {
   }
 
   #deliver(channel: string, messages: Message[], rolledUp = false, more = false): void {
-    const listeners = this.#listeners.get(channel);
-    if (!listeners) return;
+    if (this.#listeners.count(channel) === 0) return;
     const delivery: Delivery = { channel, messages, plainFrame: undefined, compactFrame: undefined };
     if (rolledUp) delivery.rolledUp = true;
     if (rolledUp && more) delivery.more = true;
-    for (const listener of listeners) listener(delivery);
+    this.#listeners.emit(channel, delivery);
   }
 }
 

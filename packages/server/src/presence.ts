@@ -107,7 +107,7 @@ interface Dropped {
 
 export class PresenceService implements Presence {
   readonly #members = new Map<string, Map<string, StoredMember>>();
-  readonly #listeners = new KeyedListeners<PresenceListener>();
+  readonly #listeners = new KeyedListeners<Buffer>();
   readonly #budget: PresenceBudget;
   /** Dropped connections (in grace or departed), by connectionId. */
   readonly #dropped = new Map<string, Dropped>();
@@ -336,13 +336,12 @@ export class PresenceService implements Presence {
   }
 
   #emit(channel: string, action: 'enter' | 'update' | 'leave', member: string): void {
-    const listeners = this.#listeners.get(channel);
-    if (!listeners) return;
+    if (this.#listeners.count(channel) === 0) return;
     // as JSON.stringify({ type, channel, action, member }) would write it
     const encoded = Buffer.from(
       `{"type":"presence","channel":${JSON.stringify(channel)},"action":"${action}","member":${member}}`,
     );
-    for (const listener of listeners) listener(encoded);
+    this.#listeners.emit(channel, encoded);
   }
 }
 

@@ -193,7 +193,7 @@ export class RedisPresence implements Presence {
   readonly nodeId = `n_${randomBytes(6).toString('base64url')}`;
   readonly #o: RedisPresenceOptions;
   readonly #nodeTtl: number;
-  readonly #listeners = new KeyedListeners<PresenceListener>();
+  readonly #listeners = new KeyedListeners<Buffer>();
   readonly #feeds = new Map<string, Feed>();
   /** Per connection held here: its channels and the bytes of its data in each. */
   readonly #budget: PresenceBudget;
@@ -515,10 +515,8 @@ export class RedisPresence implements Presence {
     if (!feed) {
       const ready = this.#busConnection().then((bus) =>
         bus.subscribe(this.#busChannel(channel), (payload) => {
-          const listeners = this.#listeners.get(channel);
-          if (!listeners) return;
-          const encoded = Buffer.from(payload);
-          for (const listener of listeners) listener(encoded);
+          if (this.#listeners.count(channel) === 0) return;
+          this.#listeners.emit(channel, Buffer.from(payload));
         }),
       );
       const created: Feed = { listeners: 0, ready, linger: undefined };
