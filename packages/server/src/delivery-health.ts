@@ -132,6 +132,12 @@ export class DeliveryHealth {
   readonly #max: number;
   readonly #now: () => number;
   #publishIds = 0;
+  /**
+   * Records that are `idle` (no subscriber, no publish in flight): while there are none, a new
+   * channel past `maxChannels` forgets the oldest at once instead of looking through all of them
+   * for an idle one first (5,000 records per attach, ~50 µs, on a node with more channels attached).
+   */
+  #idleRecords = 0;
 
   constructor(options: DeliveryHealthOptions = {}) {
     this.#max = options.maxChannels ?? DEFAULT_MAX_CHANNELS;
@@ -153,7 +159,9 @@ export class DeliveryHealth {
       since: now,
     };
     if (subscriber.clientId !== undefined) entry.clientId = subscriber.clientId;
+    const wasIdle = record.idle;
     record.subscribers.set(subscriber.connectionId, entry);
+    this.#idleChanged(record, wasIdle);
     const channels = this.#byConnection.get(subscriber.connectionId);
     if (channels === undefined || channels === channel)
       this.#byConnection.set(subscriber.connectionId, channel);
@@ -178,8 +186,21 @@ export class DeliveryHealth {
 
   /** The connection detached the channel on purpose. */
   detached(channel: string, connectionId: string): void {
-    this.#channels.get(channel)?.subscribers.delete(connectionId);
+    const record = this.#channels.get(channel);
+    if (record) this.#unsubscribe(record, connectionId);
     this.#forget(connectionId, channel);
+  }
+
+  #unsubscribe(record: ChannelRecord, connectionId: string): void {
+    const wasIdle = record.idle;
+    record.subscribers.delete(connectionId);
+    this.#idleChanged(record, wasIdle);
+  }
+
+  /** Counts `record` in or out of `#idleRecords` after a change that may have made it (not) idle. */
+  #idleChanged(record: ChannelRecord, wasIdle: boolean): void {
+    const idle = record.idle;
+    if (idle !== wasIdle) this.#idleRecords += idle ? 1 : -1;
   }
 
   /** `channel` is no longer one of the connection's. */
@@ -201,7 +222,7 @@ export class DeliveryHealth {
     for (const channel of typeof channels === 'string' ? [channels] : channels) {
       const record = this.#channels.get(channel);
       if (!record) continue;
-      record.subscribers.delete(connectionId);
+      this.#unsubscribe(record, connectionId);
       if (reason === 'closed' || reason === 'shutting_down') continue;
       if (reason === 'slow_consumer') record.add(F_SLOW, 1, now);
       record.add(F_CONNECTIONS_LOST, 1, now);
@@ -227,13 +248,19 @@ export class DeliveryHealth {
   publishing(channel: string): number {
     const id = ++this.#publishIds;
     const record = this.#record(channel);
+    const wasIdle = record.idle;
     record.inflight ??= new Map();
     record.inflight.set(id, this.#now());
+    this.#idleChanged(record, wasIdle);
     return id;
   }
 
   published(channel: string, id: number): void {
-    this.#channels.get(channel)?.inflight?.delete(id);
+    const record = this.#channels.get(channel);
+    if (!record?.inflight) return;
+    const wasIdle = record.idle;
+    record.inflight.delete(id);
+    this.#idleChanged(record, wasIdle);
   }
 
   /** The health of one channel (undefined when this node knows nothing of it). */
@@ -311,6 +338,7 @@ export class DeliveryHealth {
     if (this.#channels.size >= this.#max) this.#evict();
     record = new ChannelRecord();
     this.#channels.set(channel, record);
+    this.#idleRecords++;
     return record;
   }
 
@@ -319,6 +347,7 @@ export class DeliveryHealth {
     let victim: string | undefined;
     for (const [channel, record] of this.#channels) {
       victim ??= channel;
+      if (this.#idleRecords === 0) break; // none idle: the oldest, without looking further
       if (record.idle) {
         victim = channel;
         break;
@@ -327,6 +356,7 @@ export class DeliveryHealth {
     if (victim === undefined) return;
     const record = this.#channels.get(victim);
     this.#channels.delete(victim);
+    if (record?.idle) this.#idleRecords--;
     for (const connectionId of record?.subscribers.keys() ?? []) this.#forget(connectionId, victim);
   }
 }

@@ -439,6 +439,31 @@ describe('DeliveryHealth bookkeeping', () => {
     assert.equal(h.trackedChannels, 100);
     assert.ok(h.channel('busy'), 'a channel with a subscriber is kept');
   });
+
+  it('forgets a channel that became idle before the oldest busy one, and the oldest when none is idle', () => {
+    const h = new DeliveryHealth({ maxChannels: 4 });
+    const attach = (channel: string, connectionId: string) =>
+      h.attached(channel, { connectionId, transport: 'websocket' }, false, { resumed: false });
+    attach('a', 'c1');
+    attach('b', 'c2');
+    attach('c', 'c3');
+    const id = h.publishing('d');
+    h.detached('b', 'c2'); // idle: no subscriber
+    h.connectionEnded('c3', undefined, 'closed'); // idle: its connection ended
+    h.published('d', id); // idle: its publish answered
+    attach('b', 'c4'); // busy again
+    attach('e', 'c5');
+    assert.equal(h.channel('c'), undefined, 'the oldest idle one went first');
+    assert.ok(h.channel('a') && h.channel('b'), 'busy ones older than it stayed');
+    attach('f', 'c6');
+    assert.equal(h.channel('d'), undefined, 'then the next idle one');
+    attach('g', 'c7');
+    assert.equal(h.channel('a'), undefined, 'none idle: the oldest');
+    assert.deepEqual(
+      ['b', 'e', 'f', 'g'].map((channel) => h.channel(channel)?.subscribers.length),
+      [1, 1, 1, 1],
+    );
+  });
 });
 
 describe('metrics history', () => {
