@@ -464,6 +464,24 @@ describe('DeliveryHealth bookkeeping', () => {
       [1, 1, 1, 1],
     );
   });
+
+  it('a change that leaves a channel busy (a second subscriber, a publish on a subscribed channel) does not count it idle: the idle one still goes first', () => {
+    const h = new DeliveryHealth({ maxChannels: 3 });
+    const attach = (channel: string, connectionId: string) =>
+      h.attached(channel, { connectionId, transport: 'websocket' }, false, { resumed: false });
+    attach('a', 'c1');
+    attach('b', 'c2');
+    h.detached('b', 'c2'); // idle
+    attach('c', 'c3');
+    attach('a', 'c4'); // busy before, busy after
+    h.published('a', h.publishing('a'));
+    attach('d', 'c5');
+    assert.equal(h.channel('b'), undefined, 'the idle one went');
+    assert.deepEqual(
+      ['a', 'c', 'd'].map((channel) => h.channel(channel)?.subscribers.length),
+      [2, 1, 1],
+    );
+  });
 });
 
 describe('metrics history', () => {

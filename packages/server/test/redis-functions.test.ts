@@ -126,9 +126,13 @@ describe('Redis functions', { skip: redisSkipReason() ?? false }, () => {
     assert.equal(await store.info('ch'), undefined, 'reads are served');
     await assert.rejects(store.append('ch', [create('a')], OPTS), /OOM/);
     await redis.command('CONFIG', 'SET', 'maxmemory', '0');
+    await redis.command('CONFIG', 'RESETSTAT');
     const stored = await store.append('ch', [create('b')], OPTS);
     assert.equal(parseSerial(stored.results[0]!.serial)?.seq, 1);
     assert.match(await redis.command('FUNCTION', 'LIST'), /mooring_[0-9a-f]{16}/);
+    // the load that failed is sent again ahead of the next FCALL: one FCALL, never a second try
+    // sent after what went behind the first
+    assert.equal((await calls(redis))('fcall'), 1);
   });
 
   it('sends the library ahead of the first FCALL on a new connection: a command sent behind a publish runs after it', async (t) => {
@@ -179,6 +183,14 @@ describe('Redis functions', { skip: redisSkipReason() ?? false }, () => {
       const counted = await calls(redis);
       assert.ok(counted('evalsha') + counted('eval') >= 2, 'ran by EVAL');
       assert.equal(counted('fcall'), 0);
+      // a script that fails while it runs (a key Mooring did not write) is never sent again in full
+      await redis.command('SET', 'mooring:{bad}:meta', 'not a hash');
+      await redis.command('CONFIG', 'RESETSTAT');
+      await assert.rejects(store.append('bad', [create('x')], OPTS));
+      const afterError = await calls(redis);
+      assert.equal(afterError('evalsha'), 1);
+      assert.equal(afterError('eval'), 0, 'the script ran: not sent again by EVAL');
+      await redis.command('DEL', 'mooring:{bad}:meta');
       await redis.stop('SIGKILL');
       await redis.restart();
       await reconnected(store);
