@@ -123,31 +123,23 @@ export class RedisFunctions<Name extends string = string> {
     const key = keys[0]!;
     const call = ['FCALL', this.#library.entry(name).fn, String(keys.length), ...keys, ...args];
     const epoch = this.#link.scriptEpoch();
-    const load = this.#loadedAt === epoch ? undefined : this.#load(key, epoch);
-    try {
-      return await this.#link.send(key, call);
-    } catch (err) {
-      if (!(err instanceof ErrorReply)) throw err;
-      if (refusesFunctions(err)) return this.#fellBack(err, name, keys, args);
-      // anything else but "not found" may come from a run (a script error after a write): never again
-      if (!notFound(err)) throw err;
-      const failed = await load;
-      if (failed instanceof ErrorReply && refusesFunctions(failed))
-        return this.#fellBack(failed, name, keys, args);
-    }
-    // Redis forgot the library (FUNCTION FLUSH, a shard that never had it): the FCALL did not run
-    const again = this.#load(key, epoch);
-    try {
-      return await this.#link.send(key, call);
-    } catch (err) {
-      if (!(err instanceof ErrorReply)) throw err;
-      if (refusesFunctions(err)) return this.#fellBack(err, name, keys, args);
-      if (!notFound(err)) throw err;
-      const failed = await again;
-      if (failed instanceof ErrorReply && refusesFunctions(failed))
-        return this.#fellBack(failed, name, keys, args);
-      // why Redis would not load it (out of memory, a replica now: READONLY), rather than "not found"
-      throw failed ?? err;
+    let load = this.#loadedAt === epoch ? undefined : this.#load(key, epoch);
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.#link.send(key, call);
+      } catch (err) {
+        if (!(err instanceof ErrorReply)) throw err;
+        if (refusesFunctions(err)) return this.#fellBack(err, name, keys, args);
+        // anything else but "not found" may come from a run (a script error after a write): never again
+        if (!notFound(err)) throw err;
+        const failed = await load;
+        if (failed instanceof ErrorReply && refusesFunctions(failed))
+          return this.#fellBack(failed, name, keys, args);
+        // why Redis would not load it (out of memory, a replica now: READONLY), rather than "not found"
+        if (tries === 2) throw failed ?? err;
+      }
+      // Redis forgot the library (FUNCTION FLUSH, a shard that never had it): the FCALL did not run
+      load = this.#load(key, epoch);
     }
   }
 
