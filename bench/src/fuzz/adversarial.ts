@@ -55,6 +55,23 @@ function counter(ws: WebSocket): Map<string, number> {
   return counts;
 }
 
+/** `n` WebSockets opened at `url` (those the server accepted), their answers counted together by type/code. */
+async function openCounted(
+  url: string,
+  n: number,
+): Promise<{ sockets: WebSocket[]; counts: Map<string, number> }> {
+  const opened = await Promise.all(Array.from({ length: n }, () => openWs(url)));
+  const sockets = opened.filter((s) => s.status === 101).map((s) => s.ws);
+  const counts = new Map<string, number>();
+  for (const ws of sockets)
+    ws.on('message', (data) => {
+      const f = JSON.parse(data.toString()) as { type: string; error?: { code: string } };
+      const k = f.type === 'error' ? (f.error?.code ?? 'error') : f.type;
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    });
+  return { sockets, counts };
+}
+
 const fmt = (counts: Map<string, number>, keys?: string[]) =>
   [...counts]
     .filter(([k]) => !keys || keys.some((x) => k.startsWith(x)))
@@ -296,29 +313,21 @@ const SCENARIOS: Scenario[] = [
       const tokens = await Promise.all(
         Array.from({ length: 10 }, () => token({ clientId: 'renewer', capability: { '*': ['*'] } })),
       );
-      const sockets = (
-        await Promise.all(
-          Array.from({ length: 50 }, () => openWs(`ws://127.0.0.1:${port}/v1/connect?token=${tokens[0]}`)),
-        )
-      ).filter((s) => s.status === 101);
-      const counts = new Map<string, number>();
-      for (const { ws } of sockets)
-        ws.on('message', (data) => {
-          const f = JSON.parse(data.toString()) as { type: string; error?: { code: string } };
-          const k = f.type === 'error' ? (f.error?.code ?? 'error') : f.type;
-          counts.set(k, (counts.get(k) ?? 0) + 1);
-        });
+      const { sockets, counts } = await openCounted(
+        `ws://127.0.0.1:${port}/v1/connect?token=${tokens[0]}`,
+        50,
+      );
       const until = Date.now() + 5_000;
       let sent = 0;
       while (Date.now() < until) {
         // 9 frames per connection every 100 ms: under the frame rate, which alone would drop them
-        for (const { ws } of sockets)
+        for (const ws of sockets)
           for (let i = 0; i < 9 && ws.readyState === ws.OPEN; i++)
             ws.send(JSON.stringify({ type: 'auth', token: tokens[sent++ % 10], ref: sent }));
         await sleep(100);
       }
       await sleep(1_000);
-      for (const { ws } of sockets) ws.close();
+      for (const ws of sockets) ws.close();
       counts.delete('heartbeat');
       return `${sockets.length} connected, ${sent} auth frames: ${fmt(counts)}`;
     },
@@ -337,24 +346,13 @@ const SCENARIOS: Scenario[] = [
           Array.from({ length: 20 }, (_, i) => ({ data: `message ${i}` })),
         );
       const t = await token({ clientId: 'churner', capability: { '*': ['*'] } });
-      const sockets = (
-        await Promise.all(
-          Array.from({ length: 50 }, () => openWs(`ws://127.0.0.1:${port}/v1/connect?token=${t}`)),
-        )
-      ).filter((s) => s.status === 101);
-      const counts = new Map<string, number>();
-      for (const { ws } of sockets)
-        ws.on('message', (data) => {
-          const f = JSON.parse(data.toString()) as { type: string; error?: { code: string } };
-          const k = f.type === 'error' ? (f.error?.code ?? 'error') : f.type;
-          counts.set(k, (counts.get(k) ?? 0) + 1);
-        });
+      const { sockets, counts } = await openCounted(`ws://127.0.0.1:${port}/v1/connect?token=${t}`, 50);
       const until = Date.now() + 5_000;
       let sent = 0;
       // every 100 ms each connection detaches the 4 channels it attached the round before (so each
       // attach is answered before its detach) and attaches 4 others
       for (let round = 0; Date.now() < until; round++) {
-        for (const [n, { ws }] of sockets.entries())
+        for (const [n, ws] of sockets.entries())
           for (let i = 0; i < 4 && ws.readyState === ws.OPEN; i++) {
             const previous = `churn-${(n + i + (round - 1) * 5) % 10}`;
             const channel = `churn-${(n + i + round * 5) % 10}`;
@@ -364,7 +362,7 @@ const SCENARIOS: Scenario[] = [
         await sleep(100);
       }
       await sleep(1_000);
-      for (const { ws } of sockets) ws.close();
+      for (const ws of sockets) ws.close();
       counts.delete('heartbeat');
       return `${sockets.length} connected, ${sent} frames: ${fmt(counts)}`;
     },
