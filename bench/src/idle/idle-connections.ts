@@ -130,11 +130,7 @@ const connectCpu = nodeCpu().map((c, k) => (c - (connectCpu0[k] ?? 0)) / acceptS
 process.stderr.write(
   `  ${ready.connected} connected (${ready.failed} failed, ${ready.retries} tries again) in ${acceptSeconds.toFixed(1)} s; settling...\n`,
 );
-if (ready.failed > 0) {
-  process.stderr.write(`idle: ${ready.failed} connections failed: ${ready.firstError}\n`);
-  await stopAll();
-  process.exit(1);
-}
+await exitIfFailed(ready.failed, 'connections', ready.firstError);
 await sleep(2_000);
 const after = await Promise.all(nodes.map((n) => n.memory()));
 
@@ -259,6 +255,14 @@ await stopAll();
 clearTimeout(runDeadline);
 process.exit(0);
 
+/** Ends the run (every child stopped, exit code 1) when any of `what` failed. */
+async function exitIfFailed(failed: number, what: string, firstError: unknown): Promise<void> {
+  if (failed === 0) return;
+  process.stderr.write(`idle: ${failed} ${what} failed: ${firstError}\n`);
+  await stopAll();
+  process.exit(1);
+}
+
 async function stopAll(): Promise<void> {
   await clients?.stop();
   await Promise.all(nodes.map((n) => n.stop()));
@@ -345,11 +349,7 @@ async function attachTheRest(held: IdleClients): Promise<ChannelsMeasured> {
   process.stderr.write(
     `  ${result.attached} attached (${result.failed} failed) in ${attachSeconds.toFixed(1)} s; settling...\n`,
   );
-  if (result.failed > 0) {
-    process.stderr.write(`idle: ${result.failed} attaches failed: ${result.firstError}\n`);
-    await stopAll();
-    process.exit(1);
-  }
+  await exitIfFailed(result.failed, 'attaches', result.firstError);
   await sleep(2_000);
   const all = await Promise.all(nodes.map((n) => n.memory()));
   if (options.heapSnapshots !== undefined) await snapshot(`k${options.channelsPerConnection}`);

@@ -186,11 +186,7 @@ export function connectRules(limits: Limits): RateRules {
     // a key's anonymous tokens together: minting more tokens buys no more connection requests
     keyOf: identityKey,
     of: (identity) => (!identity.viaToken ? none : identity.clientId === undefined ? anonymous : named),
-    refuse: (identity, rates) =>
-      new ServerError(
-        'rate_limited',
-        `more than ${rates.units?.perSecond} connection requests and token renewals per second by ${describe(identity)}; retry after a short delay`,
-      ),
+    refuse: (identity, rates) => connectRefused(rates, describe(identity)),
   };
 }
 
@@ -211,12 +207,16 @@ export function holderConnectRules(limits: Limits): RateRules {
     keyOf: holderKey,
     of: (identity) =>
       identity.viaToken && identity.clientId === undefined && identity.holder !== undefined ? own : none,
-    refuse: (identity, rates) =>
-      new ServerError(
-        'rate_limited',
-        `more than ${rates.units?.perSecond} connection requests and token renewals per second by ${describeHolder(identity)}; retry after a short delay`,
-      ),
+    refuse: (identity, rates) => connectRefused(rates, describeHolder(identity)),
   };
+}
+
+/** A connection request or token renewal past `rates`, naming whose budget it was. */
+function connectRefused(rates: Rates, who: string): ServerError {
+  return new ServerError(
+    'rate_limited',
+    `more than ${rates.units?.perSecond} connection requests and token renewals per second by ${who}; retry after a short delay`,
+  );
 }
 
 /**
