@@ -18,8 +18,9 @@
  * - An expiry writes on condition of the version it read (channel-service.ts `expireLease`). An end
  *   (`lease: 0`, a delete) is stored before its release reaches Redis, so the ending node first marks
  *   the run (`ending`, awaited: a key `<prefix>:{leases}:ending:<field>`); an expiry that reads the
- *   ended message finds the mark before it writes (`#due`) and stores nothing. The release removes
- *   the mark. A mark lives `retryAfter` at most: one whose end never came (refused — a serial that
+ *   ended message finds the mark before it writes (`#due`), or the lease released (the end's release,
+ *   which also removes the mark, may come between the claim and the write), and stores nothing. The
+ *   release removes the mark. A mark lives `retryAfter` at most: one whose end never came (refused — a serial that
  *   does not exist —, or its node died) is gone by then, so marks cannot pile up in Redis.
  * - A write of the lease's own holder (`followsWriter`: its clientId, or without one the holder key
  *   its record names) from another connection or node takes the lease over (`touch`, after a
@@ -322,6 +323,15 @@ return gone
 `);
 
 /** KEYS: deadlines. ARGV: now, retry deadline, max. Returns field, claimed score, field, score, ... */
+/**
+ * KEYS: the lease's ending mark, records. ARGV: field. Whether a claimed expiry may still be written
+ * (1): no end is marked under way, and the lease is still in Redis. An end stored and released
+ * between the claim and this check removed both its mark and the lease: without the second look the
+ * expiry would mark the ended run abandoned.
+ */
+const DUE = new RedisScript(`if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+return redis.call('HEXISTS', KEYS[2], ARGV[1])`);
+
 const CLAIM = new RedisScript(`
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
@@ -705,8 +715,7 @@ export class RedisLeases implements Leases {
 
   /** Whether an expiry may write: no end is under way (no mark, or one that ran out). */
   async #due(field: string): Promise<boolean> {
-    const key = this.#ending(field);
-    return Number(await this.#o.connection.send(key, ['EXISTS', key], true)) === 0;
+    return Number(await DUE.run(this.#o.connection, [this.#ending(field), this.#records], [field])) === 1;
   }
 
   holderLost(connectionId: string): void {

@@ -52,6 +52,48 @@ it("an end's lease release that could not reach Redis is sent again: the ended r
   assert.deepEqual(expired, [], 'the ended run was marked abandoned');
 });
 
+it("an end stored and released between a sweeper's claim of its overdue lease and the expiry's write: the expiry finds the lease gone and stores nothing", async (t) => {
+  // (found by the Redis soak, seed 5403: the release removed the end's mark, so the mark alone
+  // no longer told the expiry that the run had ended)
+  const skip = redisSkipReason();
+  if (skip) return t.skip(skip);
+  const redis = await startRedis();
+  const connection = await connectRedis(redis.url, () => {});
+  const answers: boolean[] = [];
+  const expired: string[] = [];
+  const ended = deferred<void>();
+  const leases: RedisLeases = new RedisLeases({
+    connection,
+    prefix: 'endrace',
+    sweepInterval: 50,
+    retryAfter: RETRY_AFTER,
+    holderTtl: 10_000,
+    onError: () => {},
+    expire: async (_channel, serial, due) => {
+      // the run's end lands after the claim, before the write: marked, stored, released
+      await leases.ending('session:race', 'r.1');
+      await leases.release('session:race', 'r.1');
+      const answer = due ? await due() : true;
+      answers.push(answer);
+      ended.resolve();
+      if (!answer) return false;
+      expired.push(serial);
+      return true;
+    },
+  });
+  t.after(async () => {
+    await leases.close();
+    await connection.close();
+    await redis.close();
+  });
+  await leases.hold('session:race', 'r.1', 'conn-1', 200, 'agent');
+  leases.holderLost('conn-1'); // its agent's connection is gone: the lease runs out in 200 ms
+  await ended.promise;
+  await sleep(500); // further sweeps: the lease is gone, nothing is claimed again
+  assert.deepEqual(answers, [false], 'the expiry was told its lease had been released');
+  assert.deepEqual(expired, [], 'the ended run was marked abandoned');
+});
+
 /**
  * One node's connection to a real redis-server whose next lease release (RELEASE: five keys, the
  * third an ending mark) fails unsent, as if Redis were restarting, and whose next one after that —
