@@ -7,38 +7,52 @@
  * redis-server (AOF `always`), SIGKILLed and restarted.
  */
 import assert from 'node:assert/strict';
-import { it } from 'node:test';
+import { it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { deferred, redisSkipReason, startRedis } from '@mooring/testkit';
+import { deferred, type RedisServer, redisSkipReason, startRedis } from '@mooring/testkit';
 import { RedisLeases } from '../src/redis-leases.ts';
 import { connectRedis, type RedisConnection } from '../src/store/redis-connection.ts';
 
 const RETRY_AFTER = 2_500; // how long the end's mark holds expiries back
 
-it("an end's lease release that could not reach Redis is sent again: the ended run is never expired", async (t) => {
-  const skip = redisSkipReason();
-  if (skip) return t.skip(skip);
-  const redis = await startRedis({ appendonly: 'always' });
+/**
+ * RedisLeases on its own connection to `redis`, sweeping every 50 ms, whose expiries go to `expire`;
+ * closed with the test (and `redis` with it).
+ */
+async function sweptLeases(
+  t: TestContext,
+  redis: RedisServer,
+  prefix: string,
+  expire: (serial: string, due: (() => Promise<boolean>) | undefined) => Promise<boolean>,
+): Promise<RedisLeases> {
   const connection = await connectRedis(redis.url, () => {});
-  const expired: string[] = [];
   const leases = new RedisLeases({
     connection,
-    prefix: 'endlost',
+    prefix,
     sweepInterval: 50,
     retryAfter: RETRY_AFTER,
     holderTtl: 10_000,
     onError: () => {},
-    // as channel-service's expireLease: an end under way (its mark) holds the expiry back
-    expire: async (_channel, serial, due) => {
-      if (due && !(await due())) return false;
-      expired.push(serial);
-      return true;
-    },
+    expire: (_channel, serial, due) => expire(serial, due),
   });
   t.after(async () => {
     await leases.close();
     await connection.close();
     await redis.close();
+  });
+  return leases;
+}
+
+it("an end's lease release that could not reach Redis is sent again: the ended run is never expired", async (t) => {
+  const skip = redisSkipReason();
+  if (skip) return t.skip(skip);
+  const redis = await startRedis({ appendonly: 'always' });
+  const expired: string[] = [];
+  const leases = await sweptLeases(t, redis, 'endlost', async (serial, due) => {
+    // as channel-service's expireLease: an end under way (its mark) holds the expiry back
+    if (due && !(await due())) return false;
+    expired.push(serial);
+    return true;
   });
   await leases.hold('session:end', 'e.1', 'conn-1', 300, 'agent');
   // the run ends: marked, stored (not modelled here), then released — as Redis goes down
@@ -58,33 +72,19 @@ it("an end stored and released between a sweeper's claim of its overdue lease an
   const skip = redisSkipReason();
   if (skip) return t.skip(skip);
   const redis = await startRedis();
-  const connection = await connectRedis(redis.url, () => {});
   const answers: boolean[] = [];
   const expired: string[] = [];
   const ended = deferred<void>();
-  const leases: RedisLeases = new RedisLeases({
-    connection,
-    prefix: 'endrace',
-    sweepInterval: 50,
-    retryAfter: RETRY_AFTER,
-    holderTtl: 10_000,
-    onError: () => {},
-    expire: async (_channel, serial, due) => {
-      // the run's end lands after the claim, before the write: marked, stored, released
-      await leases.ending('session:race', 'r.1');
-      await leases.release('session:race', 'r.1');
-      const answer = due ? await due() : true;
-      answers.push(answer);
-      ended.resolve();
-      if (!answer) return false;
-      expired.push(serial);
-      return true;
-    },
-  });
-  t.after(async () => {
-    await leases.close();
-    await connection.close();
-    await redis.close();
+  const leases: RedisLeases = await sweptLeases(t, redis, 'endrace', async (serial, due) => {
+    // the run's end lands after the claim, before the write: marked, stored, released
+    await leases.ending('session:race', 'r.1');
+    await leases.release('session:race', 'r.1');
+    const answer = due ? await due() : true;
+    answers.push(answer);
+    ended.resolve();
+    if (!answer) return false;
+    expired.push(serial);
+    return true;
   });
   await leases.hold('session:race', 'r.1', 'conn-1', 200, 'agent');
   leases.holderLost('conn-1'); // its agent's connection is gone: the lease runs out in 200 ms
