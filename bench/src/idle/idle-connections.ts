@@ -378,14 +378,6 @@ function channelLines(m: ChannelsMeasured): string[] {
     loop1: rest.restLoop[k],
     loopK: m.rest.restLoop[k],
   }));
-  const sum = (key: keyof ServerMemory, of: ServerMemory[]) => of.reduce((s, x) => s + x[key], 0);
-  const total = (of: ServerMemory[]): ServerMemory => ({
-    rss: sum('rss', of),
-    heapUsed: sum('heapUsed', of),
-    external: sum('external', of),
-    youngGeneration: sum('youngGeneration', of),
-    connections: sum('connections', of),
-  });
   const rows = [
     ...perNode,
     ...(nodes.length > 1
