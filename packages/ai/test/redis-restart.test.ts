@@ -120,19 +120,25 @@ describe('a Redis restart mid-answer', () => {
     const { child } = await spawnAgent(t, server.url, name, 1_000);
     const user = await userOn(t, server.url, name);
     await user.send('go on forever');
-    const runId = await waitFor(() => user.tree.runs[0]?.id);
-    await waitFor(async () => {
-      await user.ready();
-      return textOf(user.run(runId)?.message).length > 20;
-    });
+    const runId = await waitFor(() => user.tree.runs[0]?.id, { message: 'no run started' });
+    await waitFor(
+      async () => {
+        await user.ready();
+        return textOf(user.run(runId)?.message).length > 20;
+      },
+      { message: 'the run streamed nothing before the restart' },
+    );
 
     await restartRedis(redis, server);
     // the agent writes again in the new epoch (its lease is held), then dies without a word
     const before = textOf(user.run(runId)?.message).length;
-    await waitFor(async () => {
-      await user.ready();
-      return textOf(user.run(runId)?.message).length > before + 20;
-    });
+    await waitFor(
+      async () => {
+        await user.ready();
+        return textOf(user.run(runId)?.message).length > before + 20;
+      },
+      { message: 'the agent wrote nothing after the restart' },
+    );
     await killAgent(child);
     await waitFor(() => user.run(runId)?.status === 'abandoned', { message: 'the run was never abandoned' });
   });

@@ -322,7 +322,6 @@ end
 return gone
 `);
 
-/** KEYS: deadlines. ARGV: now, retry deadline, max. Returns field, claimed score, field, score, ... */
 /**
  * KEYS: the lease's ending mark, records. ARGV: field. Whether a claimed expiry may still be written
  * (1): no end is marked under way, and the lease is still in Redis. An end stored and released
@@ -332,6 +331,7 @@ return gone
 const DUE = new RedisScript(`if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 return redis.call('HEXISTS', KEYS[2], ARGV[1])`);
 
+/** KEYS: deadlines. ARGV: now, retry deadline, max. Returns field, claimed score, field, score, ... */
 const CLAIM = new RedisScript(`
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
