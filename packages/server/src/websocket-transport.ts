@@ -22,6 +22,41 @@ export interface WebSocketTransportOptions {
 const TEXT = { binary: false } as const;
 
 /**
+ * Frames of one connection handled in one turn of the event loop, at most. `ws` parses every frame
+ * of a read at once (up to 64 KiB: a thousand small frames), and each one's handling — a publish
+ * stored and fanned out — runs before any other socket is read: a client pipelining thousands of
+ * frames held every other connection of the node for hundreds of ms. Past its share a connection's
+ * frames wait, in order, for the next turns, as an upstream POST's do (http-transports.ts).
+ */
+export const FRAMES_PER_TURN = 64;
+
+/** A binary frame, kept in order in a backlog to be refused in its turn. */
+const BINARY = Symbol('mooring.binary');
+type Inbound = string | typeof BINARY;
+
+/**
+ * The event loop's turn, for the frames-per-turn count: moved on in the check phase after a turn
+ * in which frames were handled (one `setImmediate` a turn for every connection, not one each).
+ */
+let turn = 0;
+let turnCounted = false;
+
+function nextTurn(): void {
+  turn++;
+  turnCounted = false;
+}
+
+function countTurns(): void {
+  if (turnCounted) return;
+  turnCounted = true;
+  setImmediate(nextTurn);
+}
+
+function handleBacklog(sink: WebSocketSink): void {
+  sink.handleBacklog();
+}
+
+/**
  * A connection's way out to its socket. A class rather than an object of closures: at 100,000 idle
  * connections each closure is memory held per connection (bench/README, "Idle connections").
  */
@@ -34,10 +69,80 @@ class WebSocketSink implements TransportSink {
   /** The connection it serves, and what to call when its socket closes (set once accepted). */
   connection: Connection | undefined;
   onClose: ((connection: Connection, code: number) => void) | undefined;
+  /** The turn (`turn`) its `#handled` frames were handled in. */
+  #turn = -1;
+  #handled = 0;
+  /** Frames past this turn's share, handled in later turns (the socket is not read meanwhile). */
+  #backlog: Inbound[] | undefined;
+  #next = 0;
 
   constructor(ws: WebSocket, socket: Duplex) {
     this.#ws = ws;
     this.#socket = socket;
+  }
+
+  /**
+   * A frame `ws` has read: handled now, unless this connection has had its `FRAMES_PER_TURN` this
+   * turn (or older ones wait), then in a later turn, in the order they came.
+   */
+  take(frame: Inbound): void {
+    if (this.#backlog !== undefined) {
+      this.#backlog.push(frame);
+      return;
+    }
+    if (this.#turn !== turn) {
+      this.#turn = turn;
+      this.#handled = 0;
+      countTurns();
+    }
+    if (this.#handled < FRAMES_PER_TURN) {
+      this.#handled++;
+      this.#handle(frame);
+      return;
+    }
+    // what the read that brought it holds is parsed on, into the backlog; nothing more is read
+    // until the backlog is handled, so a pipelining client waits in its own TCP window
+    this.#backlog = [frame];
+    this.#next = 0;
+    this.#ws.pause();
+    setImmediate(handleBacklog, this);
+  }
+
+  /** The next `FRAMES_PER_TURN` frames of the backlog; reads on once it is empty. */
+  handleBacklog(): void {
+    const backlog = this.#backlog;
+    if (backlog === undefined) return;
+    const start = this.#next;
+    const end = Math.min(start + FRAMES_PER_TURN, backlog.length);
+    while (this.#next < end && this.#backlog !== undefined) this.#handle(backlog[this.#next++]!);
+    if (this.#backlog === undefined) return; // closed meanwhile
+    if (this.#next < backlog.length) {
+      setImmediate(handleBacklog, this);
+      return;
+    }
+    // what is read next, before the turn moves on, shares this turn's count with the last slice
+    this.#backlog = undefined;
+    this.#turn = turn;
+    this.#handled = end - start;
+    countTurns();
+    if (!(this.#ws as Tagged)[GATE]?.holding && this.#ws.readyState === this.#ws.OPEN) this.#ws.resume();
+  }
+
+  /** Whether frames wait in the backlog (the socket is not read meanwhile). */
+  get backlogged(): boolean {
+    return this.#backlog !== undefined;
+  }
+
+  /** The socket has closed: what waits is dropped, as frames unread in a closed socket are. */
+  dropBacklog(): void {
+    this.#backlog = undefined;
+  }
+
+  #handle(frame: Inbound): void {
+    const connection = this.connection;
+    if (connection === undefined) return;
+    if (frame === BINARY) connection.receiveUnreadable('binary frames are not supported; send JSON text');
+    else connection.receive(frame);
   }
 
   send(frame: Buffer): void {
@@ -184,7 +289,7 @@ export class InboundGate implements SlotWaiter {
         this.#slot = this.#budget.enter(this.#key, this) ? HOLDS_SLOT : WAITS_FOR_SLOT;
       }
     } else this.#endSlot();
-    if (this.#refilling !== undefined || this.#slot === WAITS_FOR_SLOT) this.#ws.pause();
+    if (this.holding) this.#ws.pause();
   }
 
   /** The connection's token was renewed to another holder: its bucket is used from now on. */
@@ -229,12 +334,13 @@ export class InboundGate implements SlotWaiter {
     this.#readOn();
   }
 
+  /** Whether it keeps the socket from being read (the budget refills, or it waits for a slot). */
+  get holding(): boolean {
+    return this.#refilling !== undefined || this.#slot === WAITS_FOR_SLOT;
+  }
+
   #readOn(): void {
-    if (
-      this.#refilling === undefined &&
-      this.#slot !== WAITS_FOR_SLOT &&
-      this.#ws.readyState === this.#ws.OPEN
-    )
+    if (!this.holding && !(this.#ws as Tagged)[SINK]?.backlogged && this.#ws.readyState === this.#ws.OPEN)
       this.#ws.resume();
   }
 }
@@ -248,13 +354,9 @@ function onSocketData(this: GatedSocket, chunk: Buffer): void {
 }
 
 function onMessage(this: Tagged, data: RawData, isBinary: boolean): void {
-  const connection = this[SINK]?.connection;
-  if (connection === undefined) return;
-  if (isBinary) {
-    connection.receiveUnreadable('binary frames are not supported; send JSON text');
-    return;
-  }
-  connection.receive(data.toString());
+  const sink = this[SINK];
+  if (sink?.connection === undefined) return;
+  sink.take(isBinary ? BINARY : data.toString());
 }
 
 function onPong(this: Tagged): void {
@@ -270,5 +372,6 @@ function onError(): void {
 function onClose(this: Tagged, code: number): void {
   this[GATE]?.closed();
   const sink = this[SINK];
+  sink?.dropBacklog();
   if (sink?.connection !== undefined) sink.onClose?.(sink.connection, code);
 }
