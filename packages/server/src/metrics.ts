@@ -25,6 +25,7 @@ export class Metrics {
   readonly errors: Counter<'code'>;
   readonly leaseExpiries: Counter<'outcome'>;
   readonly inboundThrottled: Counter;
+  readonly framesDeferred: Counter;
   readonly inboundBodiesWaited: Counter;
   /** The leases this node holds or waits on (`mooring_leases`), read when /metrics is scraped. */
   leaseCount: () => number = () => 0;
@@ -108,6 +109,11 @@ export class Metrics {
     this.inboundThrottled = new Counter({
       name: 'mooring_inbound_throttled_total',
       help: 'WebSocket frames or pieces of a request body after which a token identity was over maxInboundBytesRate on this node, so its connection or request stopped being read until the budget refilled',
+      registers,
+    });
+    this.framesDeferred = new Counter({
+      name: 'mooring_frames_deferred_total',
+      help: 'WebSocket frames handled in a later turn of the event loop than their read: a connection sent more than 64 in one read (pipelining), the rest waited with its socket unread while other connections were served',
       registers,
     });
     this.inboundBodiesWaited = new Counter({

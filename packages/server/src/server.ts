@@ -381,7 +381,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     onClose: (connection: Connection, code: number) =>
       connections.closed(connection, code === 1000 || code === 1005),
   };
-  const websocket = new WebSocketTransport(realtime);
+  const websocket = new WebSocketTransport({
+    ...realtime,
+    onDeferred: (n: number) => metrics.framesDeferred.inc(n),
+  });
   // an agent in this process connects without a socket (`transport: server.localTransport`)
   const localTransport = localTransportFactory({
     ...realtime,

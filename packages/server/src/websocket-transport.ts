@@ -17,6 +17,8 @@ export interface WebSocketTransportOptions {
   /** Creates the connection core for an accepted socket. */
   accept: (transport: TransportSink, admission: Admission) => Connection;
   onClose: (connection: Connection, code: number) => void;
+  /** `n` frames of one read waited for later turns (past `FRAMES_PER_TURN`). */
+  onDeferred?: (n: number) => void;
 }
 
 const TEXT = { binary: false } as const;
@@ -69,6 +71,7 @@ class WebSocketSink implements TransportSink {
   /** The connection it serves, and what to call when its socket closes (set once accepted). */
   connection: Connection | undefined;
   onClose: ((connection: Connection, code: number) => void) | undefined;
+  onDeferred: ((n: number) => void) | undefined;
   /** The turn (`turn`) its `#handled` frames were handled in. */
   #turn = -1;
   #handled = 0;
@@ -115,6 +118,7 @@ class WebSocketSink implements TransportSink {
     const start = this.#next;
     const end = Math.min(start + FRAMES_PER_TURN, backlog.length);
     while (this.#next < end && this.#backlog !== undefined) this.#handle(backlog[this.#next++]!);
+    this.onDeferred?.(this.#next - start);
     if (this.#backlog === undefined) return; // closed meanwhile
     if (this.#next < backlog.length) {
       setImmediate(handleBacklog, this);
@@ -199,6 +203,7 @@ export class WebSocketTransport {
     const connection = this.#options.accept(sink, admission);
     sink.connection = connection;
     sink.onClose = this.#options.onClose;
+    sink.onDeferred = this.#options.onDeferred;
     (ws as Tagged)[SINK] = sink;
     if (connection.inbound) {
       // read before `ws` parses anything: the bytes are counted, and messages followed, as they come

@@ -10,7 +10,10 @@ import { describe, it, type TestContext } from 'node:test';
 import WebSocket from 'ws';
 import type { Connection } from '../src/connection.ts';
 import { InboundBudget } from '../src/inbound-budget.ts';
+import { startServer } from '../src/index.ts';
 import { FRAMES_PER_TURN, WebSocketTransport } from '../src/websocket-transport.ts';
+import { metricsText, metricValue, TEST_KEY } from './support/fixture.ts';
+import { RawClient } from './support/raw-client.ts';
 
 /** What the recording connections were handed, in the order handed, and how many in each turn. */
 interface Record {
@@ -193,5 +196,25 @@ describe('WebSocket frames, a share per turn', () => {
     );
     ws.send('{"after":1}');
     await until(() => record.frames.length === 3_001, 'read on once the backlog was handed over');
+  });
+
+  it('a server counts the frames that waited for a later turn in mooring_frames_deferred_total, and answers them all', async (t) => {
+    const server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      keys: [TEST_KEY],
+      store: { kind: 'memory' },
+    });
+    t.after(() => server.close());
+    const client = await RawClient.connect(server.url);
+    t.after(() => client.close());
+    const before = metricValue(await metricsText(server), 'mooring_frames_deferred_total') ?? 0;
+    sendAtOnce(
+      client.ws,
+      Array.from({ length: 900 }, (_, i) => JSON.stringify({ type: 'ping', ref: i })),
+    );
+    await until(() => client.frames.filter((f) => f.type === 'pong').length === 900, 'every ping answered');
+    const deferred = (metricValue(await metricsText(server), 'mooring_frames_deferred_total') ?? 0) - before;
+    assert.ok(deferred > 0 && deferred <= 900 - FRAMES_PER_TURN, `${deferred} frames counted as deferred`);
   });
 });
