@@ -40,6 +40,7 @@ import { errorText } from './errors.ts';
 import type { QueueTimers, StoredPart } from './operation-queue.ts';
 import { MAX_APPEND_CHARS, OperationQueue, splitText } from './operation-queue.ts';
 import type { OperationSink } from './operation-sink.ts';
+import { sharedTimers } from './shared-timers.ts';
 import type { FinalRunStatus, PartKind, RunData, RunStatus } from './wire.ts';
 import { asJson, EVENT_PART, EVENT_RUN } from './wire.ts';
 
@@ -133,10 +134,8 @@ export class RunPublisher {
   constructor(options: RunPublisherOptions) {
     this.#o = options;
     this.runId = options.runId;
-    this.#timers = options.timers ?? {
-      setTimeout: (fn, ms) => setTimeout(fn, ms),
-      clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-    };
+    // the runs' windows ending in the same millisecond flush in one callback: one write for all
+    this.#timers = options.timers ?? sharedTimers;
     this.#lease = options.lease ?? DEFAULT_LEASE_MS;
     this.#queue = new OperationQueue({
       sink: options.sink,

@@ -31,6 +31,42 @@ export interface WebSocketLike {
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 const OPEN = 1;
+
+/** The TCP socket under a `ws` WebSocket (Node); a browser's WebSocket has none. */
+interface Corkable {
+  cork(): void;
+  uncork(): void;
+}
+type WithSocket = WebSocketLike & { _socket?: Corkable | null };
+
+/** Sockets corked until the end of the current callback. */
+const corked = new Set<Corkable>();
+let uncorkQueued = false;
+
+function uncorkAll(): void {
+  uncorkQueued = false;
+  for (const socket of corked) socket.uncork();
+  corked.clear();
+}
+
+/**
+ * Frames sent during one callback leave in one write: with `ws` in Node, the socket is corked at
+ * the first send and uncorked once the callback's synchronous work and microtasks are done
+ * (`process.nextTick`). An agent's runs whose windows end in the same millisecond flush in one
+ * callback (@mooring/ai's shared timers), so their batches share one system call on the agent and
+ * one read on the server, instead of one each. Nothing waits past the callback that sent it; order
+ * is the socket's own. Browsers batch their own writes: nothing to do there.
+ */
+function corkForCallback(socket: WebSocketLike): void {
+  const raw = (socket as WithSocket)._socket;
+  if (raw === undefined || raw === null || corked.has(raw) || typeof process === 'undefined') return;
+  raw.cork();
+  corked.add(raw);
+  if (!uncorkQueued) {
+    uncorkQueued = true;
+    process.nextTick(uncorkAll);
+  }
+}
 const MAX_ERROR_BODY = 64 * 1024;
 
 /** A constructor given directly, or a promise of one (the `ws` package is loaded lazily in Node). */
@@ -64,6 +100,7 @@ export class WebSocketTransport implements Transport {
     if (this.#done || socket === undefined || socket.readyState !== OPEN) {
       throw new Error('the WebSocket is not open');
     }
+    corkForCallback(socket);
     socket.send(json ?? JSON.stringify(frame));
   }
 

@@ -138,3 +138,56 @@ describe('WebSocketTransport', () => {
     assert.deepEqual(closes, []);
   });
 });
+
+describe('WebSocketTransport over `ws` (Node)', () => {
+  it('frames sent in one callback leave in one write, and all have left once the callback is done', async (t) => {
+    const { default: WebSocket, WebSocketServer } = await import('ws');
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    t.after(() => server.close());
+    await new Promise((resolve) => server.once('listening', resolve));
+    const received: string[] = [];
+    server.on('connection', (peer) => peer.on('message', (data) => received.push(data.toString())));
+    const { port } = server.address() as { port: number };
+    let socket: InstanceType<typeof WebSocket> | undefined;
+    class Captured extends WebSocket {
+      constructor(url: string) {
+        super(url);
+        socket = this;
+      }
+    }
+    let opened: () => void = () => {};
+    const open = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const transport = new WebSocketTransport(
+      Captured as unknown as ConstructorParameters<typeof WebSocketTransport>[0],
+    );
+    t.after(() => transport.abort());
+    transport.open(`ws://127.0.0.1:${port}/`, {
+      onOpen: () => opened(),
+      onFrame: () => {},
+      onProtocolError: () => {},
+      onClose: () => {},
+    });
+    await open;
+    // count the calls that reach the TCP socket's own write functions: one each is one system call
+    const raw = (socket as unknown as { _socket: Record<string, unknown> })._socket;
+    let writes = 0;
+    for (const name of ['_write', '_writev']) {
+      const original = raw[name] as ((...args: unknown[]) => unknown) | undefined;
+      if (typeof original !== 'function') continue;
+      raw[name] = function (this: unknown, ...args: unknown[]) {
+        writes++;
+        return original.apply(this, args);
+      };
+    }
+    for (let ref = 1; ref <= 5; ref++) transport.send({ type: 'ping', ref });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(writes, 1, 'five frames sent in one callback, one write');
+    const expected = [1, 2, 3, 4, 5].map((ref) => `{"type":"ping","ref":${ref}}`);
+    const deadline = Date.now() + 5_000;
+    while (received.length < 5 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(received, expected, 'all of them, in order');
+  });
+});
