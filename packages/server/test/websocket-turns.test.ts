@@ -99,6 +99,33 @@ async function until(predicate: () => boolean, what: string): Promise<void> {
   }
 }
 
+/**
+ * Sends 3,000 frames in one write on a new connection to `endpoint` and waits until all were handed
+ * over, checking that no more than one turn's share was handed over while the socket was being read.
+ */
+async function burstUnreadMeanwhile(
+  t: TestContext,
+  endpoint: { url: string; record: Record; transport: WebSocketTransport },
+): Promise<{ ws: WebSocket; server: WebSocket | undefined }> {
+  const { url, record, transport } = endpoint;
+  const ws = await open(t, url);
+  const [server] = [...transport.wss.clients];
+  let handedWhileReading = 0;
+  record.onHanded = () => {
+    if (!server?.isPaused) handedWhileReading++;
+  };
+  sendAtOnce(
+    ws,
+    Array.from({ length: 3_000 }, (_, i) => `{"n":${i}}`),
+  );
+  await until(() => record.frames.length === 3_000, 'all 3,000 frames handed over');
+  assert.ok(
+    handedWhileReading <= FRAMES_PER_TURN,
+    `${handedWhileReading} frames were handed over while the socket was read on`,
+  );
+  return { ws, server };
+}
+
 describe('WebSocket frames, a share per turn', () => {
   it('3,000 frames in one write are handed over at most FRAMES_PER_TURN a turn, in order, a binary one in its place', async (t) => {
     const { url, record } = await recordingEndpoint(t);
@@ -132,24 +159,10 @@ describe('WebSocket frames, a share per turn', () => {
   });
 
   it('while frames wait their turn the socket is not read, and reading goes on once they are handed over', async (t) => {
-    const { url, record, transport } = await recordingEndpoint(t);
-    const ws = await open(t, url);
-    const [server] = [...transport.wss.clients];
-    let handedWhileReading = 0;
-    record.onHanded = () => {
-      if (!server?.isPaused) handedWhileReading++;
-    };
-    sendAtOnce(
-      ws,
-      Array.from({ length: 3_000 }, (_, i) => `{"n":${i}}`),
-    );
-    await until(() => record.frames.length === 3_000, 'all 3,000 frames handed over');
-    assert.ok(
-      handedWhileReading <= FRAMES_PER_TURN,
-      `${handedWhileReading} frames were handed over while the socket was read on`,
-    );
+    const endpoint = await recordingEndpoint(t);
+    const { ws, server } = await burstUnreadMeanwhile(t, endpoint);
     ws.send('{"after":1}');
-    await until(() => record.frames.length === 3_001, 'a frame sent after the burst handed over');
+    await until(() => endpoint.record.frames.length === 3_001, 'a frame sent after the burst handed over');
     assert.equal(server?.isPaused, false);
   });
 
@@ -175,27 +188,13 @@ describe('WebSocket frames, a share per turn', () => {
 
   it('a budget that refills while frames wait their turn does not read the socket on before they are handed over', async (t) => {
     // ~1 ms over its budget; each frame takes 0.05 ms to handle, so the backlog takes ~150 ms
-    const { url, record, transport } = await recordingEndpoint(t, {
+    const endpoint = await recordingEndpoint(t, {
       inbound: new InboundBudget(30_000_000, 1_000),
       handling: 0.05,
     });
-    const ws = await open(t, url);
-    const [server] = [...transport.wss.clients];
-    let handedWhileReading = 0;
-    record.onHanded = () => {
-      if (!server?.isPaused) handedWhileReading++;
-    };
-    sendAtOnce(
-      ws,
-      Array.from({ length: 3_000 }, (_, i) => `{"n":${i}}`),
-    );
-    await until(() => record.frames.length === 3_000, 'all 3,000 frames handed over');
-    assert.ok(
-      handedWhileReading <= FRAMES_PER_TURN,
-      `${handedWhileReading} frames were handed over while the socket was read on`,
-    );
+    const { ws } = await burstUnreadMeanwhile(t, endpoint);
     ws.send('{"after":1}');
-    await until(() => record.frames.length === 3_001, 'read on once the backlog was handed over');
+    await until(() => endpoint.record.frames.length === 3_001, 'read on once the backlog was handed over');
   });
 
   it('a server counts the frames that waited for a later turn in mooring_frames_deferred_total, and answers them all', async (t) => {
