@@ -10,10 +10,13 @@
  * one after the other in its callback; the client's WebSocket (websocket-transport.ts) corks its
  * socket for the rest of the callback, so their frames leave in one `writev`.
  *
- * Nothing waits longer than it would have: a timer is due at the millisecond its time falls in,
- * rounded up (never before its time, as a window must not be cut short), and fires with that
- * millisecond's other timers. One that throws does not keep the others from running; its error is
- * thrown again right after, as an uncaught timer error would be.
+ * A timer fires within half a millisecond of when its own Node timer would have: the timers are
+ * grouped by the millisecond their time is nearest to, and the group's Node timer is the first
+ * one's, set exactly as it asked. (Rounding every time up instead, so that none fires before its
+ * time, cost 1.5–2 ms of p50 and p99 at 100 responses; Node's own timers run up to a millisecond
+ * early against `performance.now` anyway, their clock being the event loop's, read once a turn.)
+ * One that throws does not keep the others from running; its error is thrown again right after,
+ * as an uncaught timer error would be.
  */
 import type { QueueTimers } from './operation-queue.ts';
 
@@ -22,7 +25,7 @@ interface Entry {
   cancelled: boolean;
 }
 
-/** The timers waiting, by the millisecond (of `performance.now`) they are due in. */
+/** The timers waiting, by the millisecond (of `performance.now`) their time is nearest to. */
 const due = new Map<number, Entry[]>();
 
 function fire(at: number): void {
@@ -48,13 +51,12 @@ function fire(at: number): void {
 
 export const sharedTimers: QueueTimers = {
   setTimeout(fn: () => void, ms: number): unknown {
-    const now = performance.now();
-    const at = Math.ceil(now + Math.max(0, ms));
+    const at = Math.round(performance.now() + Math.max(0, ms));
     let entries = due.get(at);
     if (entries === undefined) {
       entries = [];
       due.set(at, entries);
-      setTimeout(fire, at - now, at);
+      setTimeout(fire, ms, at);
     }
     const entry: Entry = { fn, cancelled: false };
     entries.push(entry);
