@@ -189,5 +189,21 @@ describe('WebSocketTransport over `ws` (Node)', () => {
     while (received.length < 5 && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 5));
     assert.deepEqual(received, expected, 'all of them, in order');
+    // and so in every later callback: each one's frames leave once it is done
+    for (const ref of [6, 7]) {
+      writes = 0;
+      transport.send({ type: 'ping', ref });
+      transport.send({ type: 'ping', ref: ref * 10 });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(writes, 1, `the frames of a later callback (${ref}), one write`);
+    }
+    while (received.length < 9 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(received.slice(5), [
+      '{"type":"ping","ref":6}',
+      '{"type":"ping","ref":60}',
+      '{"type":"ping","ref":7}',
+      '{"type":"ping","ref":70}',
+    ]);
   });
 });
