@@ -27,7 +27,7 @@ interface Record {
 /** A WebSocket endpoint on 127.0.0.1:0 whose connections record what they are handed. */
 async function recordingEndpoint(
   t: TestContext,
-  options: { inbound?: InboundBudget; handling?: number } = {},
+  options: { inbound?: InboundBudget; handling?: number; onDeferred?: (n: number) => void } = {},
 ): Promise<{ url: string; record: Record; transport: WebSocketTransport }> {
   const record: Record = { frames: [], perTurn: [] };
   let open = false;
@@ -60,6 +60,7 @@ async function recordingEndpoint(
       } as unknown as Connection;
     },
     onClose: () => {},
+    ...(options.onDeferred ? { onDeferred: options.onDeferred } : {}),
   });
   const server = createServer();
   server.on('upgrade', (req, socket, head) => transport.upgrade(req, socket, head, {} as never));
@@ -195,6 +196,25 @@ describe('WebSocket frames, a share per turn', () => {
     const { ws } = await burstUnreadMeanwhile(t, endpoint);
     ws.send('{"after":1}');
     await until(() => endpoint.record.frames.length === 3_001, 'read on once the backlog was handed over');
+  });
+
+  it('each turn brings a new share: a connection sending its share again and again, a turn apart, never waits', async (t) => {
+    let deferred = 0;
+    const { url, record } = await recordingEndpoint(t, {
+      onDeferred: (n) => {
+        deferred += n;
+      },
+    });
+    const ws = await open(t, url);
+    for (let round = 0; round < 5; round++) {
+      sendAtOnce(
+        ws,
+        Array.from({ length: FRAMES_PER_TURN }, (_, i) => `{"round":${round},"n":${i}}`),
+      );
+      await until(() => record.frames.length === (round + 1) * FRAMES_PER_TURN, `round ${round} handed over`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(deferred, 0, 'no frame waited for a later turn');
   });
 
   it('a server counts the frames that waited for a later turn in mooring_frames_deferred_total, and answers them all', async (t) => {
