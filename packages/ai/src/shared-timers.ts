@@ -12,11 +12,12 @@
  *
  * A timer fires within half a millisecond of when its own Node timer would have: the timers are
  * grouped by the millisecond their time is nearest to, and the group's Node timer is the first
- * one's, set exactly as it asked. (Rounding every time up instead, so that none fires before its
- * time, cost 1.5–2 ms of p50 and p99 at 100 responses; Node's own timers run up to a millisecond
- * early against `performance.now` anyway, their clock being the event loop's, read once a turn.)
- * One that throws does not keep the others from running; its error is thrown again right after,
- * as an uncaught timer error would be.
+ * one's, set exactly as it asked. What the grouping costs is elsewhere: a batch leaves with the
+ * others of its millisecond, after they have been encoded, and reaches the server in one read
+ * behind them (1–2.4 ms of p50 and p99 at 100 responses with a 40 ms window, for 16–26 % less CPU
+ * per token; rounding every time up instead measured the same). An agent that wants each run on
+ * its own timer passes its own `timers`. One that throws does not keep the others from running;
+ * its error is thrown again right after, as an uncaught timer error would be.
  */
 import type { QueueTimers } from './operation-queue.ts';
 

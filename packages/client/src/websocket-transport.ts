@@ -67,6 +67,7 @@ function corkForCallback(socket: WebSocketLike): void {
     process.nextTick(uncorkAll);
   }
 }
+
 const MAX_ERROR_BODY = 64 * 1024;
 
 /** A constructor given directly, or a promise of one (the `ws` package is loaded lazily in Node). */
