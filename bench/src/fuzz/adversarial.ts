@@ -43,14 +43,19 @@ function openWs(url: string): Promise<{ ws: WebSocket; status: number }> {
   });
 }
 
-/** Sends frames as fast as the socket takes them; counts answers by type/code until closed or idle. */
-function counter(ws: WebSocket): Map<string, number> {
-  const counts = new Map<string, number>();
+/** Counts the answers `ws` receives into `counts`, by type (errors by code). */
+function countAnswers(ws: WebSocket, counts: Map<string, number>): void {
   ws.on('message', (data) => {
     const f = JSON.parse(data.toString()) as { type: string; error?: { code: string } };
     const k = f.type === 'error' ? (f.error?.code ?? 'error') : f.type;
     counts.set(k, (counts.get(k) ?? 0) + 1);
   });
+}
+
+/** Sends frames as fast as the socket takes them; counts answers by type/code until closed or idle. */
+function counter(ws: WebSocket): Map<string, number> {
+  const counts = new Map<string, number>();
+  countAnswers(ws, counts);
   ws.on('close', (code) => counts.set(`close ${code}`, 1));
   return counts;
 }
@@ -63,12 +68,7 @@ async function openCounted(
   const opened = await Promise.all(Array.from({ length: n }, () => openWs(url)));
   const sockets = opened.filter((s) => s.status === 101).map((s) => s.ws);
   const counts = new Map<string, number>();
-  for (const ws of sockets)
-    ws.on('message', (data) => {
-      const f = JSON.parse(data.toString()) as { type: string; error?: { code: string } };
-      const k = f.type === 'error' ? (f.error?.code ?? 'error') : f.type;
-      counts.set(k, (counts.get(k) ?? 0) + 1);
-    });
+  for (const ws of sockets) countAnswers(ws, counts);
   return { sockets, counts };
 }
 
