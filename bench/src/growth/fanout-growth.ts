@@ -7,7 +7,8 @@
  * the curve is only how many connections the server holds and how many each publish reaches.
  *
  * Reported per point: connect time, delivered/s, publish → deliver p50/p99, missing deliveries,
- * the server's CPU (split into user and system) and its write/read system calls per second, the
+ * a bystander's ping round trip (a connection of its own, attached to nothing, pinging every 50 ms:
+ * how long the server's other connections wait behind the fan-out), the server's CPU (split into user and system) and its write/read system calls per second, the
  * load generator's CPU (publisher + workers), every other process's, and deliveries per server
  * core-second with its ratio to the first point (goal ≥ 0.8×).
  */
@@ -64,6 +65,8 @@ export interface FanoutGrowthResult {
   deliveredPerSec: number;
   missing: number;
   latency: LatencySummary;
+  /** The bystander's ping → pong round trips during the measured window. */
+  bystander: LatencySummary;
   serverCpu: number;
   /** The server's CPU split: user (JavaScript, V8) and system (the kernel: sockets, wakeups), cores. */
   serverUserCpu: number | null;
@@ -235,6 +238,7 @@ export async function runGrowthPoint(
     deliveredPerSec: 0,
     missing: 0,
     latency: new Histogram().summary(),
+    bystander: new Histogram().summary(),
     serverCpu: 0,
     serverUserCpu: null,
     serverSysCpu: null,
@@ -250,6 +254,8 @@ export async function runGrowthPoint(
   let server: ServerProcess | undefined;
   const workers: Worker[] = [];
   let publisher: Awaited<ReturnType<typeof connect>> | undefined;
+  let pinger: Awaited<ReturnType<typeof connect>> | undefined;
+  let pinging: NodeJS.Timeout | undefined;
   try {
     const spec = SERVERS[options.server];
     server = await spawnServer(spec.path, {
@@ -313,6 +319,26 @@ export async function runGrowthPoint(
     });
     socket.on('error', () => {});
 
+    // The bystander: one ping in flight at a time, the next 50 ms after its pong; measured only
+    // between the two snapshots.
+    const bystander = await connect(server.port);
+    pinger = bystander;
+    const rtts = new Histogram();
+    let measuring = false;
+    let pingedAt: number | undefined;
+    const ping = (): void => {
+      pingedAt = performance.now();
+      bystander.send('{"type":"ping","ref":1}');
+    };
+    bystander.on('message', (data) => {
+      if (pingedAt === undefined || !data.toString().startsWith('{"type":"pong"')) return;
+      if (measuring) rtts.recordMs(performance.now() - pingedAt);
+      pingedAt = undefined;
+      pinging = setTimeout(ping, 50);
+    });
+    bystander.on('error', () => {});
+    ping();
+
     // Open loop: warm-up, then the measured seqs [warm, total); then up to 3 s of drain.
     const warm = Math.round(rate * options.warmupSeconds);
     const total = warm + Math.max(1, Math.round(rate * options.seconds));
@@ -335,11 +361,14 @@ export async function runGrowthPoint(
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     const open = await snapshot(server, workers);
+    measuring = true;
     while (sent < total) {
       publishDue(total);
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     const close = await snapshot(server, workers);
+    measuring = false;
+    result.bystander = rtts.summary();
     const expected = (total - warm) * point.subscribersPerChannel;
     const drainUntil = performance.now() + 3000;
     let reports = await Promise.all(workers.map((w) => w.ask('report')));
@@ -376,6 +405,8 @@ export async function runGrowthPoint(
     process.stderr.write(`  [${label}] failed: ${result.error}\n`);
   } finally {
     publisher?.terminate();
+    clearTimeout(pinging);
+    pinger?.terminate();
     for (const w of workers) w.stop();
     await server?.stop();
     await Promise.all(
@@ -403,20 +434,20 @@ export function fanoutGrowthMarkdown(results: FanoutGrowthResult[], options: Fan
   const lines = [
     `### Fan-out growth (${SERVERS[options.server].label}): ${fmt(options.deliveries)} deliveries/s offered at every point, ${options.seconds} s measured, subscribers in ${options.workers} processes`,
     '',
-    '| channels × subscribers | connected in s (server CPU) | msgs/s | delivered/s | p50 / p99 ms | missing | server CPU (user / sys) | server writes/s (reads/s) | load-gen / other CPU | deliveries / server core-s | ÷ first (≥ 0.8) |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| channels × subscribers | connected in s (server CPU) | msgs/s | delivered/s | p50 / p99 ms | missing | bystander ping p50 / p99 / max ms | server CPU (user / sys) | server writes/s (reads/s) | load-gen / other CPU | deliveries / server core-s | ÷ first (≥ 0.8) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
     const shape = `${fmt(r.channels)} × ${fmt(r.subscribersPerChannel)} = ${fmt(r.subscribers)}`;
     if (r.error !== undefined && r.deliveredPerSec === 0) {
       lines.push(
-        `| ${shape} | ${fmt(r.connectSeconds, 1)} | – | – | – | – | – | – | – | – | failed: ${r.error} |`,
+        `| ${shape} | ${fmt(r.connectSeconds, 1)} | – | – | – | – | – | – | – | – | – | failed: ${r.error} |`,
       );
       continue;
     }
     const ratio = r.deliveriesPerServerCore / base;
     lines.push(
-      `| ${shape} | ${fmt(r.connectSeconds, 1)} (${fmt(r.connectServerCpu, 2)}) | ${fmt(r.offeredMessagesPerSec, 1)} | ${fmt(r.deliveredPerSec)} | ${fmt(r.latency.p50, 1)} / ${fmt(r.latency.p99, 1)} | ${fmt(r.missing)} | ${fmt(r.serverCpu, 2)}${r.serverUserCpu === null || r.serverSysCpu === null ? '' : ` (${fmt(r.serverUserCpu, 2)} / ${fmt(r.serverSysCpu, 2)})`} | ${r.serverWritesPerSec === null || r.serverReadsPerSec === null ? '–' : `${fmt(r.serverWritesPerSec)} (${fmt(r.serverReadsPerSec)})`} | ${fmt(r.loadCpu, 2)} / ${r.otherCpu === null ? '–' : fmt(r.otherCpu, 2)} | ${fmt(r.deliveriesPerServerCore)} | ${fmt(ratio, 2)}${Number.isFinite(ratio) ? (ratio >= 0.8 ? ' ✓' : ' ✗') : ''} |`,
+      `| ${shape} | ${fmt(r.connectSeconds, 1)} (${fmt(r.connectServerCpu, 2)}) | ${fmt(r.offeredMessagesPerSec, 1)} | ${fmt(r.deliveredPerSec)} | ${fmt(r.latency.p50, 1)} / ${fmt(r.latency.p99, 1)} | ${fmt(r.missing)} | ${r.bystander.count === 0 ? '–' : `${fmt(r.bystander.p50, 1)} / ${fmt(r.bystander.p99, 1)} / ${fmt(r.bystander.max, 1)}`} | ${fmt(r.serverCpu, 2)}${r.serverUserCpu === null || r.serverSysCpu === null ? '' : ` (${fmt(r.serverUserCpu, 2)} / ${fmt(r.serverSysCpu, 2)})`} | ${r.serverWritesPerSec === null || r.serverReadsPerSec === null ? '–' : `${fmt(r.serverWritesPerSec)} (${fmt(r.serverReadsPerSec)})`} | ${fmt(r.loadCpu, 2)} / ${r.otherCpu === null ? '–' : fmt(r.otherCpu, 2)} | ${fmt(r.deliveriesPerServerCore)} | ${fmt(ratio, 2)}${Number.isFinite(ratio) ? (ratio >= 0.8 ? ' ✓' : ' ✗') : ''} |`,
     );
   }
   return lines.join('\n');

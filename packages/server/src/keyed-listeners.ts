@@ -31,6 +31,18 @@ export class KeyedListeners<V> {
     else for (const listener of group) listener(value);
   }
 
+  /**
+   * The listeners of `key`, for a pass that may span turns (the hub's sliced fan-out). A Set's
+   * iterator stays valid while the Set changes: a listener removed before its turn is skipped, one
+   * added meanwhile is reached. A group of one is a snapshot of that one listener.
+   */
+  listeners(key: string): Iterator<(value: V) => void> {
+    const group = this.#groups.get(key);
+    if (group === undefined) return [][Symbol.iterator]();
+    if (typeof group === 'function') return [group][Symbol.iterator]();
+    return group.values();
+  }
+
   count(key: string): number {
     const group = this.#groups.get(key);
     if (group === undefined) return 0;

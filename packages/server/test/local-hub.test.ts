@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Message } from '@mooring/protocol';
-import { type Delivery, FEW_SUBSCRIBERS, frameOf, LocalHub } from '../src/hub.ts';
+import { type Delivery, FAN_OUT_SHARE, FEW_SUBSCRIBERS, frameOf, LocalHub } from '../src/hub.ts';
 
 function message(n: number): Message {
   return { serial: `s${n}`, version: `s${n}`, action: 'create', id: `m${n}`, timestamp: 0, data: `${n}` };
@@ -145,5 +145,121 @@ describe('LocalHub', () => {
     }
     assert.deepEqual(serials(small.deliveries), [['s10'], ['s2'], ['s11'], ['s12']]);
     assert.deepEqual(serials(large.deliveries), [['s20'], ['s21'], ['s22']]);
+  });
+
+  describe('a channel of more than FAN_OUT_SHARE subscribers, handed a delivery a share per turn', () => {
+    /** `count` subscribers of `channel`, each recording the serials it receives, by index. */
+    function crowd(hub: LocalHub, channel: string, count: number) {
+      const seen: string[][][] = Array.from({ length: count }, () => []);
+      const offs = seen.map((mine) =>
+        hub.subscribe(channel, (d) => mine.push(d.messages.map((m) => m.serial))),
+      );
+      return { seen, offs };
+    }
+    /** Turns until `done()` or 50 of them. */
+    async function turnsUntil(done: () => boolean): Promise<void> {
+      for (let i = 0; i < 50 && !done(); i++) await turn();
+    }
+
+    it('reaches every subscriber once, in the order they came, and lets queued callbacks run between shares', async () => {
+      const hub = new LocalHub();
+      const count = FAN_OUT_SHARE * 2 + 10;
+      const order: number[] = [];
+      const seenAtBystander: number[] = [];
+      for (let i = 0; i < count; i++) {
+        hub.subscribe('room:big', () => {
+          order.push(i);
+          // a bystander's callback queued while the first share is handed out (another socket's read)
+          if (i === 0) setImmediate(() => seenAtBystander.push(order.length));
+        });
+      }
+      hub.publish('room:big', [message(1)]);
+      await turnsUntil(() => order.length === count);
+      assert.deepEqual(
+        order,
+        Array.from({ length: count }, (_, i) => i),
+      );
+      assert.equal(seenAtBystander.length, 1);
+      assert.ok(
+        seenAtBystander[0]! < count,
+        `the bystander ran after ${seenAtBystander[0]} of ${count} subscribers, not after all of them`,
+      );
+      assert.ok(seenAtBystander[0]! >= FAN_OUT_SHARE, 'a share is handed out whole');
+    });
+
+    it('takes a channel of exactly FAN_OUT_SHARE subscribers whole, in one go', async () => {
+      const hub = new LocalHub();
+      const { seen } = crowd(hub, 'room:even', FAN_OUT_SHARE);
+      let reachedWhenBystanderRan = -1;
+      hub.publish('room:even', [message(1)]);
+      setImmediate(() => {
+        reachedWhenBystanderRan = seen.filter((s) => s.length > 0).length;
+      });
+      await turn();
+      await turn();
+      assert.equal(reachedWhenBystanderRan, FAN_OUT_SHARE);
+    });
+
+    it('holds what the channel stores during a pass until it ends, then sends it in order, as one delivery', async () => {
+      const hub = new LocalHub();
+      const count = FAN_OUT_SHARE * 3;
+      const { seen } = crowd(hub, 'room:busy', count);
+      hub.publish('room:busy', [message(1)]);
+      await turn(); // the batch is flushed: the first share has it
+      assert.ok(seen[0]!.length === 1 && seen[count - 1]!.length === 0, 'the pass is under way');
+      hub.publish('room:busy', [message(2)]);
+      await turn();
+      hub.publish('room:busy', [message(3)]);
+      await turnsUntil(() => seen.every((s) => s.length === 2));
+      for (const [i, mine] of seen.entries()) {
+        assert.deepEqual(mine, [['s1'], ['s2', 's3']], `subscriber ${i}`);
+      }
+    });
+
+    it('keeps a read-back (rolled up) stored during a pass apart and in its place', async () => {
+      const hub = new LocalHub();
+      const count = FAN_OUT_SHARE + 1;
+      const deliveries: Delivery[] = [];
+      hub.subscribe('room:rb', (d) => deliveries.push(d));
+      crowd(hub, 'room:rb', count - 2);
+      const last: Delivery[] = [];
+      hub.subscribe('room:rb', (d) => last.push(d));
+      hub.publish('room:rb', [message(1)]);
+      await turn();
+      assert.equal(last.length, 0, 'the pass is under way');
+      hub.publish('room:rb', [message(2)]);
+      hub.publish('room:rb', [message(3)], true, true);
+      hub.publish('room:rb', [message(4)], true);
+      hub.publish('room:rb', [message(5)]);
+      await turnsUntil(() => last.length === 5);
+      for (const got of [deliveries, last]) {
+        assert.deepEqual(
+          got.map((d) => [d.messages.map((m) => m.serial).join(','), d.rolledUp ?? false, d.more ?? false]),
+          [
+            ['s1', false, false],
+            ['s2', false, false],
+            ['s3', true, true],
+            ['s4', true, false],
+            ['s5', false, false],
+          ],
+        );
+      }
+    });
+
+    it('skips a subscriber that leaves during a pass, and forgets the pass once it ended', async () => {
+      const hub = new LocalHub();
+      const count = FAN_OUT_SHARE * 2;
+      const { seen, offs } = crowd(hub, 'room:leave', count);
+      hub.publish('room:leave', [message(1)]);
+      await turn();
+      offs[count - 1]!();
+      await turnsUntil(() => seen[count - 2]!.length === 1);
+      await turn();
+      assert.deepEqual(seen[count - 1], [], 'left before its share');
+      hub.publish('room:leave', [message(2)]);
+      await turnsUntil(() => seen[count - 2]!.length === 2);
+      assert.deepEqual(seen[0], [['s1'], ['s2']]);
+      assert.deepEqual(seen[count - 2], [['s1'], ['s2']]);
+    });
   });
 });
