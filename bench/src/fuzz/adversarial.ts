@@ -4,9 +4,12 @@
  * measures ping round trips. For each: what the attacker got, the server's RSS (start → peak → end)
  * and the bystander's latency (p50/p99/max) and losses. Every attack is bounded in count and time.
  */
+import { fork } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { createToken } from '@mooring/server';
 import WebSocket from 'ws';
+import { processCpuSeconds } from '../cpu-usage.ts';
 import { type MemoryReportingServer, startMemoryReportingServer } from '../idle/memory-server.ts';
 
 const KEY = 'bench:secret';
@@ -126,6 +129,42 @@ async function bigMessages(base: string, channel: string, count: number, mib: nu
       }
     }),
   );
+}
+
+/** Subscribers of the presence storm's crowded channel, in a process of their own. */
+const CROWD = 2_000;
+let crowd: { stop(): void } | undefined;
+
+/**
+ * `count` WebSockets attached to `channel` (API key), held by a subscriber process of the growth
+ * bench (subscriber-worker.ts) so that reading their frames costs this process nothing.
+ */
+async function startCrowd(port: number, channel: string, count: number): Promise<{ stop(): void }> {
+  const worker = fork(fileURLToPath(new URL('../growth/subscriber-worker.ts', import.meta.url)), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ready = new Promise<{ connected: number; failed: number; firstError?: string }>((resolve, reject) => {
+    worker.on('message', (report: { type: string; connected: number; failed: number }) => {
+      if (report.type === 'ready') resolve(report);
+    });
+    worker.once('exit', (code) => reject(new Error(`the crowd's process exited (${code})`)));
+  });
+  worker.send({
+    type: 'start',
+    port,
+    address: '127.0.0.2',
+    channels: Array.from({ length: count }, () => channel),
+    concurrency: 100,
+    key: KEY,
+  });
+  const report = await ready;
+  if (report.failed > 0)
+    throw new Error(`${report.failed} of the crowd could not attach: ${report.firstError}`);
+  return {
+    stop() {
+      worker.kill('SIGKILL');
+    },
+  };
 }
 
 interface Scenario {
@@ -514,6 +553,36 @@ const SCENARIOS: Scenario[] = [
       await sleep(1_000);
       ws.close();
       return fmt(counts, ['ack', 'forbidden', 'rate', 'close']);
+    },
+  },
+  {
+    name: `presence storm on a crowded channel (${CROWD} subscribers; one clientId: 10 connections × 10 presence updates/s for 5 s)`,
+    setup: async ({ port }) => {
+      crowd = await startCrowd(port, 'crowd', CROWD);
+    },
+    async attack({ port, server }) {
+      const cpu0 = processCpuSeconds(server.pid) ?? Number.NaN;
+      const t = await token({ clientId: 'storm' });
+      const { sockets, counts } = await openCounted(`ws://127.0.0.1:${port}/v1/connect?token=${t}`, 10);
+      try {
+        for (const [i, ws] of sockets.entries())
+          ws.send(JSON.stringify({ type: 'presence', channel: 'crowd', action: 'enter', data: { i } }));
+        const until = Date.now() + 5_000;
+        for (let tick = 0; Date.now() < until; tick++) {
+          for (const [i, ws] of sockets.entries())
+            ws.send(
+              JSON.stringify({ type: 'presence', channel: 'crowd', action: 'update', data: { i, tick } }),
+            );
+          await sleep(100);
+        }
+        await sleep(500);
+      } finally {
+        for (const ws of sockets) ws.terminate();
+        crowd?.stop();
+        crowd = undefined;
+      }
+      const cpu = (processCpuSeconds(server.pid) ?? Number.NaN) - cpu0;
+      return `${sockets.length} connections: ${fmt(counts, ['ack', 'rate', 'presence'])}; the server's CPU meanwhile ${cpu.toFixed(1)} s`;
     },
   },
   {

@@ -33,8 +33,12 @@ import type { Span } from './tracing.ts';
 export interface AttachOutlet {
   /** The connection reads compact `messages` frames (PROTOCOL.md §6.5). */
   compact: boolean;
-  /** Writes one encoded frame (the connection applies its send-buffer bound). */
-  write(frame: Buffer): void;
+  /**
+   * Writes one encoded frame (the connection applies its send-buffer bound). `soon`: it may share
+   * the socket's write with the rest of the turn's frames (`cork-for-turn.ts`), as presence events
+   * do: a pass writing several changes to each subscriber then makes one write per subscriber.
+   */
+  write(frame: Buffer, soon?: boolean): void;
   /** Resolves once the transport has room for another catch-up frame, or `current()` turned false. */
   drained(current: () => boolean): Promise<void>;
   /**
@@ -264,7 +268,7 @@ export class ChannelAttachment {
   presenceSynced(): void {
     const held = this.#presenceHeld;
     this.#presenceHeld = undefined;
-    if (held) for (const frame of held) this.#outlet.write(frame);
+    if (held) for (const frame of held) this.#outlet.write(frame, true);
   }
 
   /** Detaches: no more deliveries; a catch-up in progress stops. Idempotent. */
@@ -368,7 +372,7 @@ export class ChannelAttachment {
   }
 
   #onPresence(frame: Buffer): void {
-    if (this.#presenceHeld === undefined) this.#outlet.write(frame);
+    if (this.#presenceHeld === undefined) this.#outlet.write(frame, true);
     else this.#presenceHeld.push(frame);
   }
 

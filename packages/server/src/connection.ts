@@ -56,8 +56,8 @@ export interface TransportSink {
   send(frame: Buffer): void;
   /**
    * Like `send`, but the frame may wait until the end of the current event-loop turn to share one
-   * write with the turn's other frames (acks, heartbeats, replies; never deliveries, which go out at
-   * once). Order with `send` is kept. Transports without it send at once.
+   * write with the turn's other frames (acks, heartbeats, replies, presence events; never deliveries,
+   * which go out at once). Order with `send` is kept. Transports without it send at once.
    */
   sendSoon?(frame: Buffer): void;
   /**
@@ -164,7 +164,7 @@ export class Connection {
   #stalledRounds = 0;
   readonly #outlet: AttachOutlet = {
     compact: false,
-    write: (frame) => this.#write(frame),
+    write: (frame, soon) => this.#write(frame, soon),
     drained: (current) => this.#drained(current),
     hold: (delta) => {
       this.#heldBytes += delta;

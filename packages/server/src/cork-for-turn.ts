@@ -6,9 +6,10 @@
  * socket: the acks of the publishes that arrived in one read, a heartbeat frame and its ping.
  * Corking the socket on the first such write of a turn and uncorking it once the turn's
  * synchronous work and microtasks are done (`process.nextTick`, queued once per turn for every
- * socket) turns those into one `writev`. The WebSocket transport uses it for replies and
- * heartbeats (`TransportSink.sendSoon`, `ping`), not for deliveries: a fan-out to N sockets writes
- * each one at once, so the first subscriber does not wait for the N-th frame to be queued.
+ * socket) turns those into one `writev`. The WebSocket transport uses it for replies, heartbeats
+ * and presence events (`TransportSink.sendSoon`, `ping`; a presence pass may write several changes
+ * to each subscriber), not for deliveries: a fan-out to N sockets writes each one at once, so the
+ * first subscriber does not wait for the N-th frame to be queued.
  *
  * Safe for what the connection relies on:
  * - order: corking only delays the stream's own queue, frames leave in the order written;

@@ -13,6 +13,7 @@ import {
   type Message,
   type MessagesFrameExtras,
 } from '@mooring/protocol';
+import { forEachOfInSlices } from './in-slices.ts';
 import { KeyedListeners } from './keyed-listeners.ts';
 
 export interface Delivery {
@@ -86,8 +87,6 @@ export const FAN_OUT_SHARE = 256;
 
 /** A channel's delivery under way in shares, and what the channel stored meanwhile (in order). */
 interface Pass {
-  readonly listeners: Iterator<HubListener>;
-  readonly delivery: Delivery;
   /** Deliveries of the channel that wait for this pass to end: each goes out whole, in order. */
   readonly after: Array<{ messages: Message[]; rolledUp: boolean; more: boolean }>;
 }
@@ -167,23 +166,14 @@ export class LocalHub implements Hub {
       this.#listeners.emit(channel, delivery);
       return;
     }
-    const started: Pass = { listeners: this.#listeners.listeners(channel), delivery, after: [] };
+    const started: Pass = { after: [] };
     this.#passes.set(channel, started);
-    this.#share(channel, started);
-  }
-
-  /** Hands `pass`'s delivery to its next share of subscribers; the next share waits for the next turn. */
-  #share(channel: string, pass: Pass): void {
-    const { listeners, delivery } = pass;
-    for (let n = 0; n < FAN_OUT_SHARE; n++) {
-      const next = listeners.next();
-      if (next.done) {
-        this.#endPass(channel, pass);
-        return;
-      }
-      next.value(delivery);
-    }
-    setImmediate(() => this.#share(channel, pass));
+    forEachOfInSlices(
+      this.#listeners.listeners(channel),
+      FAN_OUT_SHARE,
+      (listener) => listener(delivery),
+      () => this.#endPass(channel, started),
+    );
   }
 
   /**

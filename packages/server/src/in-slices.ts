@@ -43,3 +43,32 @@ export function forEachInSlices<T>(
     },
   };
 }
+
+/**
+ * `forEachInSlices` over an iterator: `visit` runs on `size` items a turn until it is done, the
+ * first slice inside the call; `done` runs once, after the last item: inside the call when the
+ * iterator held fewer than `size` items, else in the turn that found it done (one more turn when
+ * the count is a multiple of `size`: an item is never taken ahead of its turn). Used on a Set's live
+ * iterator (a channel's subscribers, `KeyedListeners.listeners`): an item removed before its turn
+ * is skipped, one added is reached.
+ */
+export function forEachOfInSlices<T>(
+  items: Iterator<T>,
+  size: number,
+  visit: (item: T) => void,
+  done: () => void,
+): void {
+  if (!(size >= 1)) throw new Error(`slice size must be at least 1, got ${size}`);
+  const step = (): void => {
+    for (let n = 0; n < size; n++) {
+      const next = items.next();
+      if (next.done) {
+        done();
+        return;
+      }
+      visit(next.value);
+    }
+    setImmediate(step);
+  };
+  step();
+}

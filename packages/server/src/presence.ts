@@ -22,8 +22,8 @@
  * keeps the same sets in Redis so every node sees them, and removes a dead node's members.
  */
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
-import { KeyedListeners } from './keyed-listeners.ts';
 import { PresenceBudget } from './presence-budget.ts';
+import { PresenceFanOut } from './presence-fan-out.ts';
 import { ServerError } from './server-error.ts';
 
 export type PresenceListener = (frame: Buffer) => void;
@@ -107,7 +107,7 @@ interface Dropped {
 
 export class PresenceService implements Presence {
   readonly #members = new Map<string, Map<string, StoredMember>>();
-  readonly #listeners = new KeyedListeners<Buffer>();
+  readonly #listeners = new PresenceFanOut();
   readonly #budget: PresenceBudget;
   /** Dropped connections (in grace or departed), by connectionId. */
   readonly #dropped = new Map<string, Dropped>();
@@ -206,7 +206,7 @@ export class PresenceService implements Presence {
     this.#heldBytes += size - (existing?.size ?? 0);
     this.#budget.add(connectionId, channel, size);
     // entering twice is an update; updating when absent is an enter
-    this.#emit(channel, existing ? 'update' : 'enter', memberJson(member));
+    this.#emit(channel, connectionId, existing ? 'update' : 'enter', memberJson(member));
   }
 
   leave(channel: string, connectionId: string): void {
@@ -217,7 +217,7 @@ export class PresenceService implements Presence {
     if (set.size === 0) this.#members.delete(channel);
     this.#heldBytes -= member.size;
     this.#budget.remove(connectionId, channel);
-    this.#emit(channel, 'leave', memberJson({ ...member, timestamp: Date.now() }));
+    this.#emit(channel, connectionId, 'leave', memberJson({ ...member, timestamp: Date.now() }));
   }
 
   /** The connection closed on purpose: its members leave now. */
@@ -335,13 +335,13 @@ export class PresenceService implements Presence {
     this.#droppedOf.clear();
   }
 
-  #emit(channel: string, action: 'enter' | 'update' | 'leave', member: string): void {
+  #emit(channel: string, connectionId: string, action: 'enter' | 'update' | 'leave', member: string): void {
     if (this.#listeners.count(channel) === 0) return;
     // as JSON.stringify({ type, channel, action, member }) would write it
     const encoded = Buffer.from(
       `{"type":"presence","channel":${JSON.stringify(channel)},"action":"${action}","member":${member}}`,
     );
-    this.#listeners.emit(channel, encoded);
+    this.#listeners.emit(channel, connectionId, encoded);
   }
 }
 

@@ -41,7 +41,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
-import { KeyedListeners } from './keyed-listeners.ts';
 import {
   encodeSync,
   memberJson,
@@ -50,6 +49,7 @@ import {
   type PresenceOptions,
 } from './presence.ts';
 import { PresenceBudget } from './presence-budget.ts';
+import { PresenceFanOut, presenceMemberId } from './presence-fan-out.ts';
 import { RedisScript, redisRetryDelay, redisUnavailable } from './redis-script.ts';
 import { ServerError } from './server-error.ts';
 import type { BusConnection, RedisConnection } from './store/redis-connection.ts';
@@ -193,7 +193,7 @@ export class RedisPresence implements Presence {
   readonly nodeId = `n_${randomBytes(6).toString('base64url')}`;
   readonly #o: RedisPresenceOptions;
   readonly #nodeTtl: number;
-  readonly #listeners = new KeyedListeners<Buffer>();
+  readonly #listeners = new PresenceFanOut();
   readonly #feeds = new Map<string, Feed>();
   /** Per connection held here: its channels and the bytes of its data in each. */
   readonly #budget: PresenceBudget;
@@ -516,7 +516,7 @@ export class RedisPresence implements Presence {
       const ready = this.#busConnection().then((bus) =>
         bus.subscribe(this.#busChannel(channel), (payload) => {
           if (this.#listeners.count(channel) === 0) return;
-          this.#listeners.emit(channel, Buffer.from(payload));
+          this.#listeners.emit(channel, presenceMemberId(payload), Buffer.from(payload));
         }),
       );
       const created: Feed = { listeners: 0, ready, linger: undefined };

@@ -1,7 +1,7 @@
 /** `forEachInSlices`: a pass over many items that lets the event loop run between its slices. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { forEachInSlices } from '../src/in-slices.ts';
+import { forEachInSlices, forEachOfInSlices } from '../src/in-slices.ts';
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -91,6 +91,59 @@ describe('forEachInSlices', () => {
       () =>
         forEachInSlices(
           [1],
+          0,
+          () => {},
+          () => {},
+        ),
+      /at least 1/,
+    );
+  });
+});
+
+describe('forEachOfInSlices', () => {
+  it("over a Set's live iterator: visits in order a slice per turn, skips what left before its turn, reaches what came", async () => {
+    const set = new Set([1, 2, 3, 4, 5]);
+    const log: string[] = [];
+    const finished = new Promise<void>((resolve) => {
+      forEachOfInSlices(
+        set.values(),
+        2,
+        (n) => {
+          log.push(`visit ${n}`);
+          if (n === 1) {
+            setImmediate(() => log.push('other work'));
+            set.delete(4); // leaves before its turn
+            set.add(6); // comes during the pass
+          }
+        },
+        () => {
+          log.push('done');
+          resolve();
+        },
+      );
+    });
+    assert.deepEqual(log, ['visit 1', 'visit 2'], 'the first slice runs inside the call');
+    await finished;
+    assert.deepEqual(log, ['visit 1', 'visit 2', 'other work', 'visit 3', 'visit 5', 'visit 6', 'done']);
+  });
+
+  it('finishes inside the call when the items are fewer than a slice, and refuses a slice below 1', () => {
+    const log: number[] = [];
+    let done = false;
+    forEachOfInSlices(
+      [1, 2][Symbol.iterator](),
+      3,
+      (n) => log.push(n),
+      () => {
+        done = true;
+      },
+    );
+    assert.deepEqual(log, [1, 2]);
+    assert.equal(done, true);
+    assert.throws(
+      () =>
+        forEachOfInSlices(
+          [1][Symbol.iterator](),
           0,
           () => {},
           () => {},
