@@ -15,16 +15,6 @@ import { RawClient } from './support/raw-client.ts';
 
 const seq = (serial: string) => parseSerial(serial)!.seq;
 
-/** Connects `count` clients, `batch` at a time (a handshake each). */
-async function connectMany(url: string, count: number, batch = 50): Promise<RawClient[]> {
-  const clients: RawClient[] = [];
-  for (let i = 0; i < count; i += batch) {
-    const n = Math.min(batch, count - i);
-    clients.push(...(await Promise.all(Array.from({ length: n }, () => RawClient.connect(url)))));
-  }
-  return clients;
-}
-
 /** Asserts `messages` are the channel's operations `1..total` once each, in order. */
 function assertWhole(messages: Message[], total: number, who: string): void {
   const seqs = messages.map((m) => seq(m.version));
@@ -47,7 +37,7 @@ for (const kind of ['memory', 'sqlite', 'redis'] as const) {
         t.after(() => fixture.close());
         const { url } = fixture.server;
         const channel = 'hot:room';
-        const subscribers = await connectMany(url, FAN_OUT_SHARE * 2 + 20);
+        const subscribers = await RawClient.connectMany(url, FAN_OUT_SHARE * 2 + 20);
         t.after(() => {
           for (const c of subscribers) c.kill();
         });
@@ -66,7 +56,7 @@ for (const kind of ['memory', 'sqlite', 'redis'] as const) {
           if (i % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
           if (i === 20) {
             // newcomers attach from the start during the passes: catch-up read + hand-over to live
-            const more = await connectMany(url, 10);
+            const more = await RawClient.connectMany(url, 10);
             late.push(...more);
             for (const c of more) void c.attach(channel, { start: true });
           }

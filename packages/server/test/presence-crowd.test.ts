@@ -32,18 +32,9 @@ function presenceSet(client: RawClient, channel: string): Map<string, unknown> {
   return set;
 }
 
-async function connectMany(url: string, count: number, batch = 50): Promise<RawClient[]> {
-  const clients: RawClient[] = [];
-  for (let i = 0; i < count; i += batch) {
-    const n = Math.min(batch, count - i);
-    clients.push(
-      ...(await Promise.all(
-        Array.from({ length: n }, (_, j) => RawClient.connect(url, { clientId: `c${i + j}` })),
-      )),
-    );
-  }
-  return clients;
-}
+/** `count` clients, each with a clientId of its own (presence needs one). */
+const connectMany = (url: string, count: number, from = 0) =>
+  RawClient.connectMany(url, count, (i) => ({ clientId: `c${from + i}` }));
 
 const text = (set: Map<string, unknown>) => JSON.stringify([...set].sort());
 
@@ -55,7 +46,7 @@ for (const kind of ['memory', 'redis'] as const) {
       const { url } = fixture.server;
       const channel = 'crowd:presence';
       const subscribers = await connectMany(url, FAN_OUT_SHARE + 60);
-      const members = await connectMany(url, 3);
+      const members = await connectMany(url, 3, 1_000);
       const late: RawClient[] = [];
       t.after(() => {
         for (const c of [...subscribers, ...members, ...late]) c.kill();
@@ -70,7 +61,7 @@ for (const kind of ['memory', 'redis'] as const) {
         for (const [i, m] of members.entries())
           answers.push(m.request({ type: 'presence', channel, action: 'update', data: { i, n } }));
         if (n === 10) {
-          late.push(...(await connectMany(url, 5)));
+          late.push(...(await connectMany(url, 5, 2_000)));
           for (const c of late) void c.attach(channel);
         }
       }

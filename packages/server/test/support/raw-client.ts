@@ -65,6 +65,25 @@ export class RawClient {
     return client;
   }
 
+  /**
+   * `count` clients connected `batch` at a time (a handshake each); `options(i)` for the i-th
+   * (a clientId of its own, say).
+   */
+  static async connectMany(
+    baseUrl: string,
+    count: number,
+    options: (i: number) => RawClientOptions = () => ({}),
+    batch = 50,
+  ): Promise<RawClient[]> {
+    const clients: RawClient[] = [];
+    for (let i = 0; i < count; i += batch) {
+      const n = Math.min(batch, count - i);
+      const next = Array.from({ length: n }, (_, j) => RawClient.connect(baseUrl, options(i + j)));
+      clients.push(...(await Promise.all(next)));
+    }
+    return clients;
+  }
+
   get connected(): Extract<ServerFrame, { type: 'connected' }> {
     return this.frames.find((f) => f.type === 'connected') as Extract<ServerFrame, { type: 'connected' }>;
   }
