@@ -5,7 +5,7 @@
  *        [--in-flight W] [--rounds N] [--servers raw-ws,socketio,mooring,mooring-sqlite,socketio-sdk]
  *        [--responses N] [--appends N] [--long-appends N] [--stores sqlite,memory,redis]
  *        [--transports ws,sse,longpoll] [--streams N] [--token-rate T]
- *        [--ds-streams N] [--ds-appends N] [--ds-servers mooring,mooring-sqlite,mooring-redis,ds-reference,ds-reference-file]
+ *        [--ds-streams N] [--ds-appends N] [--ds-watchers N] [--ds-servers mooring,mooring-sqlite,mooring-redis,ds-reference,ds-reference-file]
  */
 import { parseArgs } from 'node:util';
 import { AI_SYSTEMS, type AiSystem } from './scenarios/ai-streaming.ts';
@@ -33,6 +33,7 @@ export interface BenchOptions {
   /** Durable Streams scenario: streams, appends per stream, and which servers. */
   dsStreams: number;
   dsAppends: number;
+  dsWatchers: number;
   dsServers: string[] | undefined;
   /** The ai scenario: loads (concurrent responses), answer length, gap, sampled users, systems. */
   aiResponses: number[];
@@ -72,6 +73,7 @@ export const USAGE = `usage: node bench/src/run.ts [fanout|appends|transports|st
   --token-rate T    tokens/s of each response in transports and ai (default 30)
   --ds-streams N    Durable Streams in the streams scenario (default 20)
   --ds-appends N    appends per stream in the streams scenario (default 500)
+  --ds-watchers N   long-poll followers of one stream in its watchers pass (default 300)
   --ds-servers L    mooring,mooring-sqlite,mooring-redis,ds-reference,ds-reference-file (default all)
   ai (not part of all):
   --ai-responses L  comma-separated loads, concurrent responses (default 100,500)
@@ -134,6 +136,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       'token-rate': { type: 'string' },
       'ds-streams': { type: 'string' },
       'ds-appends': { type: 'string' },
+      'ds-watchers': { type: 'string' },
       'ds-servers': { type: 'string' },
       'ai-responses': { type: 'string' },
       'ai-seconds': { type: 'string' },
@@ -200,6 +203,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     tokenRate: positiveNumber('token-rate', values['token-rate'], 30),
     dsStreams: Math.round(positiveNumber('ds-streams', values['ds-streams'], 20)),
     dsAppends: Math.round(positiveNumber('ds-appends', values['ds-appends'], 500)),
+    dsWatchers: Math.round(positiveNumber('ds-watchers', values['ds-watchers'], 300)),
     dsServers: list(values['ds-servers']),
     aiResponses: (list(values['ai-responses']) ?? ['100', '500']).map((v) =>
       Math.round(positiveNumber('ai-responses', v, 100)),

@@ -11,7 +11,7 @@ const PEER: Record<string, string> = { mooring: 'ds-reference', 'mooring-sqlite'
 export function streamsMarkdown(results: StreamsResult[], o: StreamsOptions): string {
   const byId = new Map(results.map((r) => [r.id, r]));
   const rows = results.map((r) => {
-    if (r.error !== undefined) return [r.label, `failed: ${r.error}`, '', '', '', '', '', '', '', '', ''];
+    if (r.error !== undefined) return [r.label, `failed: ${r.error}`, '', '', '', '', '', '', '', '', '', ''];
     const a = r.appends;
     const p = r.producerAppends;
     const reads = r.reads;
@@ -27,6 +27,9 @@ export function streamsMarkdown(results: StreamsResult[], o: StreamsOptions): st
       int(reads?.headerBytesPerCatchUp ?? Number.NaN),
       fixed(reads?.responsesPerCatchUp ?? null, 1),
       r.live ? `${ms(r.live.p50Ms)} / ${ms(r.live.p99Ms)} (${int(r.live.deliveries)})` : '—',
+      r.watchers
+        ? `${ms(r.watchers.p50Ms)} / ${ms(r.watchers.p99Ms)} (${int(r.watchers.deliveries)} of ${int(r.watchers.appends * r.watchers.watchers)}), ${fixed(r.watchers.cpuMsPerAppend, 1)}`
+        : '—',
     ];
   });
   const ratios: string[] = [];
@@ -56,9 +59,10 @@ export function streamsMarkdown(results: StreamsResult[], o: StreamsOptions): st
         'header bytes / catch-up',
         'responses / catch-up',
         'live p50 / p99 ms (deliveries)',
+        `${o.watchers} watchers of one stream: p50 / p99 ms (deliveries), server CPU-ms per append`,
       ],
       rows,
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
     ),
     `A catch-up reads one stream (${int(data)} bytes of data) from -1 to its tail. One writer per stream, each waiting for its answer before the next append (so appends/s is bounded by round trips); Mooring is called with an API key, the reference without credentials.`,
     ...ratios,

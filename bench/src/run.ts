@@ -102,6 +102,7 @@ const streamsOptions = {
   payloadBytes: 100,
   readRounds: 5,
   liveSeconds: 3,
+  watchers: options.dsWatchers,
   ...(options.dsServers === undefined ? {} : { only: options.dsServers }),
 };
 if (options.scenario === 'fanout' || options.scenario === 'all') {

@@ -24,6 +24,8 @@ export interface StreamsOptions {
   payloadBytes: number;
   readRounds: number;
   liveSeconds: number;
+  /** Long-poll followers of one stream in the watchers pass. */
+  watchers: number;
   only?: string[];
 }
 
@@ -80,6 +82,16 @@ export interface StreamsResult {
     dataBytesPerStream: number;
   };
   live?: { deliveries: number; p50Ms: number; p99Ms: number; maxMs: number };
+  /** One stream, `watchers` long-poll followers, an append every 100 ms. */
+  watchers?: {
+    watchers: number;
+    appends: number;
+    deliveries: number;
+    p50Ms: number;
+    p99Ms: number;
+    /** Server CPU-ms per append (every follower's answer and its next poll included). */
+    cpuMsPerAppend: number;
+  };
   error?: string;
 }
 
@@ -264,6 +276,9 @@ async function runTarget(target: Target, o: StreamsOptions): Promise<StreamsResu
       p99Ms: percentile(latencies, 0.99),
       maxMs: latencies.at(-1) ?? 0,
     };
+
+    process.stderr.write(`  ${target.id}: ${o.watchers} watchers of one stream\n`);
+    result.watchers = await watch(server, `${base}/watched`, auth, o.watchers, o.liveSeconds);
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
   } finally {
@@ -271,6 +286,70 @@ async function runTarget(target: Target, o: StreamsOptions): Promise<StreamsResu
     await redis?.close();
   }
   return result;
+}
+
+/**
+ * One stream followed by `count` long-polls (each polls again at once from its next offset) while a
+ * writer appends a timestamp every 100 ms for `seconds`: append → delivery latency over every
+ * follower, and the server's CPU per append.
+ */
+async function watch(
+  server: ServerProcess,
+  url: string,
+  auth: Record<string, string>,
+  count: number,
+  seconds: number,
+): Promise<NonNullable<StreamsResult['watchers']>> {
+  const created = await fetch(url, { method: 'PUT', headers: { ...auth, 'content-type': 'text/plain' } });
+  await created.arrayBuffer();
+  if (created.status !== 201) throw new Error(`watched stream: HTTP ${created.status}`);
+  const latencies: number[] = [];
+  let stop = false;
+  let measuring = false;
+  const followers = Array.from({ length: count }, async () => {
+    let offset = 'now';
+    while (!stop) {
+      const res = await fetch(`${url}?offset=${offset}&live=long-poll`, { headers: auth });
+      const text = await res.text();
+      const now = Date.now();
+      if (res.status === 200 && measuring)
+        for (const line of text.split('\n')) if (line !== '') latencies.push(now - Number(line));
+      offset = res.headers.get('stream-next-offset') ?? offset;
+    }
+  });
+  const append = async () => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'text/plain' },
+      body: `${Date.now()}\n`,
+    });
+    await res.arrayBuffer();
+    if (res.status !== 204) throw new Error(`watched append: HTTP ${res.status}`);
+  };
+  await new Promise((r) => setTimeout(r, 500)); // every follower waiting
+  measuring = true;
+  const cpu0 = await cpuSeconds(server);
+  let appends = 0;
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    await append();
+    appends++;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const cpu = (await cpuSeconds(server)) - cpu0;
+  measuring = false;
+  stop = true;
+  await append(); // wakes every follower, which then ends
+  await Promise.race([Promise.all(followers), new Promise((r) => setTimeout(r, 5_000))]);
+  latencies.sort((a, b) => a - b);
+  return {
+    watchers: count,
+    appends,
+    deliveries: latencies.length,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    cpuMsPerAppend: (cpu * 1000) / appends,
+  };
 }
 
 export async function runStreams(o: StreamsOptions): Promise<StreamsResult[]> {

@@ -138,11 +138,19 @@ export async function handleRead(
       release();
       const deadline = Date.now() + o.longPollTimeout;
       const abort = abortOnClose(req, res);
+      /** The stamp of the wake that ended the last wait (0: it timed out): its readers share pages. */
+      let woken = 0;
+      const readAfter = () =>
+        woken > 0
+          ? o.waiters.shared(path, `${after}:${o.pageBytes}`, woken, () =>
+              o.streams.read(path, after, o.pageBytes, Date.now()),
+            )
+          : o.streams.read(path, after, o.pageBytes, Date.now());
       while (page.chunks.length === 0 && !page.meta.closed && !abort.signal.aborted && !o.waiters.closed) {
         const left = deadline - Date.now();
         if (left <= 0) break;
-        await o.waiters.wait(path, left, abort.signal);
-        const next = await o.streams.read(path, after, o.pageBytes, Date.now());
+        woken = await o.waiters.wait(path, left, abort.signal);
+        const next = await readAfter();
         if (!next) throw new StreamHttpError(404, 'not_found', `the stream at ${path} was deleted`);
         // Redis came back without the data the offset names while the request waited
         if (q.offset !== undefined && offsetPosition(next.meta, q.offset) === 'gone')
@@ -164,7 +172,7 @@ export async function handleRead(
       // data came: read it again holding a slot (the waiting read's page is dropped, not queued)
       release = await o.pageSlot();
       if (res.destroyed) return;
-      const fresh = await o.streams.read(path, after, o.pageBytes, Date.now());
+      const fresh = await readAfter();
       if (!fresh) throw new StreamHttpError(404, 'not_found', `the stream at ${path} was deleted`);
       page = fresh;
     }
@@ -389,9 +397,15 @@ async function streamSse(
     }
     return true;
   };
+  /** The stamp of the wake that ended the last wait (0: none yet, or it timed out). */
+  let woken = 0;
   try {
     while (!abort.signal.aborted && !o.waiters.closed && !res.destroyed) {
-      const page = await o.streams.read(path, position, o.pageBytes, Date.now());
+      const from = position;
+      const read = () => o.streams.read(path, from, o.pageBytes, Date.now());
+      // the readers one wake woke read each position once between them (StreamWaiters.shared)
+      const page = await (woken > 0 ? o.waiters.shared(path, `${from}:${o.pageBytes}`, woken, read) : read());
+      woken = 0;
       if (!page) break; // deleted: end the response; a reconnect gets 404
       // Redis came back without the data the last offset sent names: a reconnect from it gets 410
       if (handed !== undefined && offsetPosition(page.meta, handed) === 'gone') break;
@@ -426,7 +440,7 @@ async function streamSse(
       const left = ends - Date.now();
       if (left <= 0) break;
       // wait for a change; on timeout loop once more (a keep-alive control event)
-      await o.waiters.wait(path, Math.min(left, o.longPollTimeout), abort.signal);
+      woken = await o.waiters.wait(path, Math.min(left, o.longPollTimeout), abort.signal);
     }
   } finally {
     // the budget place is given back when this returns: only once the socket took everything (or

@@ -12,10 +12,23 @@
  *   readers once the subscription is active instead, a spurious but harmless extra read.)
  * - After the bus reconnects (wakes sent meanwhile may be lost) every local reader is woken once;
  *   nothing is lost, since readers re-read the store.
+ * - Readers woken together read the store once between them (`shared`): a wake is stamped, and a
+ *   page read after the stamp holds the change that woke them. A stream followed by 300 long-polls
+ *   took ~900 store reads per append before (a read to wait, one after the wake, one holding a
+ *   page slot); now 300 + a few.
  */
 import type { StreamWakeBus } from '../store/stream-store.ts';
 
 const DEFAULT_LINGER = 10_000;
+/** How long a page read after a wake is kept for the other readers that wake woke, at most (ms). */
+const PAGE_LINGER = 1_000;
+
+interface SharedPage {
+  /** The clock when its read started: it holds every change woken before. */
+  stamp: number;
+  page: Promise<unknown>;
+  timer: NodeJS.Timeout;
+}
 
 interface Watch {
   /** Settles once the subscription is active (or failed). */
@@ -25,11 +38,15 @@ interface Watch {
 }
 
 export class StreamWaiters {
-  readonly #waiting = new Map<string, Set<() => void>>();
+  readonly #waiting = new Map<string, Set<(stamp: number) => void>>();
   readonly #bus: StreamWakeBus | undefined;
   readonly #linger: number;
   /** Streams whose wakes are heard. */
   readonly #watched = new Map<string, Watch>();
+  /** Pages read after a wake, by stream and by what was read (`shared`); dropped at its next wake. */
+  readonly #pages = new Map<string, Map<string, SharedPage>>();
+  /** Orders wakes and shared reads (a stamp is taken from it). */
+  #clock = 0;
   #closed = false;
 
   constructor(bus?: StreamWakeBus, linger = DEFAULT_LINGER) {
@@ -56,16 +73,19 @@ export class StreamWaiters {
     this.#watched.clear();
   }
 
-  /** Resolves true when the stream changes, false after `timeoutMs` or when `signal` aborts. */
-  wait(path: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    if (this.#closed) return Promise.resolve(false);
+  /**
+   * Resolves when the stream changes with the wake's stamp (for `shared`), or with 0 after
+   * `timeoutMs` or when `signal` aborts.
+   */
+  wait(path: string, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+    if (this.#closed) return Promise.resolve(0);
     return new Promise((resolve) => {
       let set = this.#waiting.get(path);
       if (!set) {
         set = new Set();
         this.#waiting.set(path, set);
       }
-      const done = (changed: boolean) => {
+      const done = (stamp: number) => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', aborted);
         const current = this.#waiting.get(path);
@@ -74,11 +94,11 @@ export class StreamWaiters {
           this.#waiting.delete(path);
           this.#release(path);
         }
-        resolve(changed);
+        resolve(stamp);
       };
-      const wake = () => done(true);
-      const aborted = () => done(false);
-      const timer = setTimeout(() => done(false), timeoutMs);
+      const wake = (stamp: number) => done(stamp);
+      const aborted = () => done(0);
+      const timer = setTimeout(() => done(0), timeoutMs);
       set.add(wake);
       void this.#hear(path);
       if (signal?.aborted) aborted();
@@ -108,15 +128,65 @@ export class StreamWaiters {
     return n;
   }
 
+  /** Streams with pages kept for their woken readers now (tests). */
+  get sharing(): number {
+    return this.#pages.size;
+  }
+
   /** Streams whose wakes this node hears now (tests). */
   get watched(): number {
     return this.#watched.size;
   }
 
+  /**
+   * `read`'s page of `path` (`key` names what it reads: offset and size), or the same page another
+   * reader of it read after `since`, a stamp of `wait`: a read that started after the wake holds
+   * the change that woke this reader. A page is kept until the stream's next wake, and
+   * `PAGE_LINGER` ms at most. Only for reads made after a wake: a request's first read reads the
+   * store itself.
+   */
+  shared<T>(path: string, key: string, since: number, read: () => Promise<T>): Promise<T> {
+    let pages = this.#pages.get(path);
+    const known = pages?.get(key);
+    if (known && known.stamp > since) return known.page as Promise<T>;
+    if (known) clearTimeout(known.timer);
+    const stamp = ++this.#clock; // taken before the read starts: it holds every change woken before
+    const page = read();
+    if (this.#closed) return page;
+    if (!pages) {
+      pages = new Map();
+      this.#pages.set(path, pages);
+    }
+    const entry: SharedPage = {
+      stamp,
+      page,
+      timer: setTimeout(() => this.#forget(path, key, entry), PAGE_LINGER),
+    };
+    entry.timer.unref();
+    pages.set(key, entry);
+    // a failed read is not kept: the next reader tries again
+    page.catch(() => this.#forget(path, key, entry));
+    return page;
+  }
+
+  #forget(path: string, key: string, entry: SharedPage): void {
+    const pages = this.#pages.get(path);
+    if (pages?.get(key) !== entry) return;
+    clearTimeout(entry.timer);
+    pages.delete(key);
+    if (pages.size === 0) this.#pages.delete(path);
+  }
+
   #wake(path: string): void {
+    const stamp = ++this.#clock;
+    const pages = this.#pages.get(path);
+    if (pages) {
+      for (const entry of pages.values()) clearTimeout(entry.timer);
+      this.#pages.delete(path);
+    }
     const set = this.#waiting.get(path);
     if (!set) return;
-    for (const wake of [...set]) wake();
+    for (const wake of [...set]) wake(stamp);
   }
 
   /** Subscribes the stream's wakes unless already heard; `wake`: wake its readers once active. */

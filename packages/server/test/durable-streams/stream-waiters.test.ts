@@ -3,7 +3,7 @@
  * stream's readers once it is active, so a change made before it was active is not missed; the
  * subscription lingers after the last reader left (no subscribe per long-poll), then is dropped;
  * `notify` wakes local readers and publishes. Also (from the mutation sweep of stream-waiters.ts): a
- * wait ends false on its timeout, its abort and after close; a listen after close subscribes nothing;
+ * wait ends 0 on its timeout, its abort and after close; a listen after close subscribes nothing;
  * a subscription made by listen alone lingers and is dropped; a failed subscription is forgotten, so
  * the next reader subscribes again without waking the readers already waiting.
  */
@@ -57,7 +57,7 @@ test('a reader whose subscription becomes active is woken once to re-read', asyn
   const waited = waiters.wait('s', 30_000);
   assert.deepEqual(bus.watches, ['s']);
   bus.activate();
-  assert.equal(await waited, true, 'woken by the subscription becoming active, not by its timeout');
+  assert.ok((await waited) > 0, 'woken by the subscription becoming active, not by its timeout');
   waiters.close();
 });
 
@@ -66,16 +66,16 @@ test('the subscription lingers after the last reader, then is dropped; notify pu
   const waiters = new StreamWaiters(bus, 60_000);
   const first = waiters.wait('s', 30_000);
   bus.activate();
-  assert.equal(await first, true);
+  assert.ok((await first) > 0);
   // a long-poll client's next request comes a round trip later
   await new Promise((resolve) => setTimeout(resolve, 20));
   const second = waiters.wait('s', 30_000);
   assert.deepEqual(bus.watches, ['s'], 'a reader re-waiting within the linger does not subscribe again');
   bus.listeners.get('s')?.();
-  assert.equal(await second, true, 'a wake from the bus wakes the reader');
+  assert.ok((await second) > 0, 'a wake from the bus wakes the reader');
   const third = waiters.wait('t', 30_000);
   waiters.notify('t');
-  assert.equal(await third, true);
+  assert.ok((await third) > 0);
   assert.deepEqual(bus.published, ['t']);
   waiters.close();
 
@@ -110,23 +110,23 @@ test('listen resolves once subscribed; the wait after it neither subscribes agai
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(woken, false, 'no wake without a change');
   bus.listeners.get('s')?.();
-  assert.equal(await waited, true);
+  assert.ok((await waited) > 0);
   waiters.close();
 });
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
-test('a wait ends false on its timeout or its abort, and at once after close; a listen after close subscribes nothing', async () => {
+test('a wait ends 0 on its timeout or its abort, and at once after close; a listen after close subscribes nothing', async () => {
   const bus = new FakeBus();
   const waiters = new StreamWaiters(bus, 60_000);
-  assert.equal(await waiters.wait('s', 1), false, 'timed out: no change');
+  assert.equal(await waiters.wait('s', 1), 0, 'timed out: no change');
   const abort = new AbortController();
   const aborted = waiters.wait('s', 30_000, abort.signal);
   abort.abort();
-  assert.equal(await aborted, false, 'aborted: no change');
+  assert.equal(await aborted, 0, 'aborted: no change');
   assert.equal(waiters.size, 0);
   waiters.close();
-  assert.equal(await waiters.wait('t', 30_000), false, 'after close: at once, no change');
+  assert.equal(await waiters.wait('t', 30_000), 0, 'after close: at once, no change');
   const listened = waiters.listen('t');
   // nothing would ever drop a subscription made after close
   assert.deepEqual(bus.watches, ['s'], 'a listen after close does not subscribe');
@@ -164,12 +164,47 @@ test('a subscription that fails is dropped: the next listen subscribes again (wa
   await turn();
   assert.equal(woken, false, "another reader's subscription is no change: the waiting reader is not woken");
   bus.listeners.get('s')?.();
-  assert.equal(await waited, true);
+  assert.ok((await waited) > 0);
 
   // not subscribed at all: the reader falls back to its timeout, and ends cleanly there
   const alone = waiters.wait('t', 20);
   bus.fail();
-  assert.equal(await alone, false);
+  assert.equal(await alone, 0);
   assert.equal(waiters.size, 0);
+  waiters.close();
+});
+
+test('readers woken by one wake share a page read after it; a read from before the wake, or a later wake, is not shared', async () => {
+  const waiters = new StreamWaiters();
+  let reads = 0;
+  const read = () => Promise.resolve(++reads);
+  // a page read before the wake (a reader not woken: its own first read) is no page for woken readers
+  const before = await waiters.shared('s', 'k', 0, read);
+  const first = waiters.wait('s', 30_000);
+  const second = waiters.wait('s', 30_000);
+  waiters.notify('s');
+  const [a, b] = await Promise.all([first, second]);
+  assert.ok(a > 0 && a === b, 'one wake, one stamp');
+  assert.equal(await waiters.shared('s', 'k', a, read), before + 1, 'read again after the wake');
+  assert.equal(await waiters.shared('s', 'k', b, read), before + 1, 'the second reader shares it');
+  assert.equal(await waiters.shared('s', 'other', b, read), before + 2, 'another offset reads on its own');
+  assert.equal(await waiters.shared('t', 'k', b, read), before + 3, 'another stream reads on its own');
+  const third = waiters.wait('s', 30_000);
+  waiters.notify('s');
+  const c = await third;
+  assert.ok(c > a);
+  assert.equal(await waiters.shared('s', 'k', c, read), before + 4, 'a later wake reads again');
+  // a failed read is not kept
+  waiters.notify('t'); // drops 't's page: what is kept below is only 's'
+  const fourth = waiters.wait('s', 30_000);
+  waiters.notify('s');
+  const d = await fourth;
+  await assert.rejects(waiters.shared('s', 'k', d, () => Promise.reject(new Error('store down'))));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(waiters.sharing, 0, 'the failed page is forgotten, and its stream with it');
+  assert.equal(await waiters.shared('s', 'k', d, read), before + 5, 'tried again after a failure');
+  assert.equal(waiters.sharing, 1);
+  waiters.notify('s');
+  assert.equal(waiters.sharing, 0, "a wake drops the stream's pages");
   waiters.close();
 });
