@@ -139,7 +139,12 @@ let crowd: { stop(): void } | undefined;
  * `count` WebSockets attached to `channel` (API key), held by a subscriber process of the growth
  * bench (subscriber-worker.ts) so that reading their frames costs this process nothing.
  */
-async function startCrowd(port: number, channel: string, count: number): Promise<{ stop(): void }> {
+async function startCrowd(
+  port: number,
+  channel: string,
+  count: number,
+  presence = false,
+): Promise<{ stop(): void }> {
   const worker = fork(fileURLToPath(new URL('../growth/subscriber-worker.ts', import.meta.url)), [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -156,6 +161,7 @@ async function startCrowd(port: number, channel: string, count: number): Promise
     channels: Array.from({ length: count }, () => channel),
     concurrency: 100,
     key: KEY,
+    presence,
   });
   const report = await ready;
   if (report.failed > 0)
@@ -583,6 +589,41 @@ const SCENARIOS: Scenario[] = [
       }
       const cpu = (processCpuSeconds(server.pid) ?? Number.NaN) - cpu0;
       return `${sockets.length} connections: ${fmt(counts, ['ack', 'rate', 'presence'])}; the server's CPU meanwhile ${cpu.toFixed(1)} s`;
+    },
+  },
+  {
+    name: 'attach churn on a channel of 1,000 presence members (one clientId: 50 connections attaching and detaching in turn for 5 s)',
+    setup: async ({ port }) => {
+      crowd = await startCrowd(port, 'members', 1_000, true);
+      await sleep(1_000); // the enters answered
+    },
+    async attack({ port, server }) {
+      const cpu0 = processCpuSeconds(server.pid) ?? Number.NaN;
+      const t = await token({ clientId: 'churner' });
+      const { sockets, counts } = await openCounted(`ws://127.0.0.1:${port}/v1/connect?token=${t}`, 50);
+      try {
+        // each connection attaches, detaches once attached, attaches again once detached, …
+        const until = Date.now() + 5_000;
+        const attach = JSON.stringify({ type: 'attach', channel: 'members' });
+        const detach = JSON.stringify({ type: 'detach', channel: 'members' });
+        for (const ws of sockets) {
+          ws.on('message', (data) => {
+            if (Date.now() >= until) return;
+            const text = data.toString();
+            if (text.startsWith('{"type":"attached"')) ws.send(detach);
+            else if (text.startsWith('{"type":"detached"') || text.startsWith('{"type":"error"'))
+              setTimeout(() => ws.send(attach), 10);
+          });
+          ws.send(attach);
+        }
+        await sleep(5_500);
+      } finally {
+        for (const ws of sockets) ws.terminate();
+        crowd?.stop();
+        crowd = undefined;
+      }
+      const cpu = (processCpuSeconds(server.pid) ?? Number.NaN) - cpu0;
+      return `${sockets.length} connections: ${fmt(counts, ['attached', 'presence', 'detached', 'rate', 'close'])}; the server's CPU meanwhile ${cpu.toFixed(1)} s`;
     },
   },
   {

@@ -25,6 +25,8 @@ export interface WorkerStart {
   channels: string[];
   concurrency: number;
   key: string;
+  /** Each subscriber also enters its channel's presence (with a clientId of its own) once attached. */
+  presence?: boolean;
 }
 
 export type WorkerRequest =
@@ -64,9 +66,13 @@ const onPayload = (seq: number, sentAt: number): void => {
 };
 
 /** Connects one subscriber and attaches it; resolves once `attached` arrived. */
+let subscribed = 0;
+
 function subscribe(start: WorkerStart, channel: string): Promise<void> {
+  const n = subscribed++;
+  const clientId = start.presence ? `&clientId=${encodeURIComponent(`${start.address}-${n}`)}` : '';
   const socket = new WebSocket(
-    `ws://127.0.0.1:${start.port}/v1/connect?v=1&key=${encodeURIComponent(start.key)}`,
+    `ws://127.0.0.1:${start.port}/v1/connect?v=1&key=${encodeURIComponent(start.key)}${clientId}`,
     {
       perMessageDeflate: false,
       localAddress: start.address,
@@ -89,6 +95,8 @@ function subscribe(start: WorkerStart, channel: string): Promise<void> {
       if (frame.type === 'connected') socket.send(JSON.stringify({ type: 'attach', ref: 1, channel }));
       else if (frame.type === 'attached') {
         attached = true;
+        if (start.presence)
+          socket.send(JSON.stringify({ type: 'presence', channel, action: 'enter', data: { n } }));
         clearTimeout(timer);
         resolve();
       } else if (frame.type === 'error' || frame.type === 'disconnect') {

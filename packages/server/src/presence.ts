@@ -105,9 +105,18 @@ interface Dropped {
     | undefined;
 }
 
+/**
+ * A channel's `sync` frame is kept (until the set changes) from this many members on: each attach
+ * of the channel is sent one, and a set of 1,000 members is ~100 KB to encode. Smaller ones are
+ * cheap to encode again and not worth a copy of their data.
+ */
+const SYNC_KEPT_FROM = 32;
+
 export class PresenceService implements Presence {
   readonly #members = new Map<string, Map<string, StoredMember>>();
   readonly #listeners = new PresenceFanOut();
+  /** The `sync` frames of large sets, until their next change (`syncFrame`). */
+  readonly #syncs = new Map<string, Buffer>();
   readonly #budget: PresenceBudget;
   /** Dropped connections (in grace or departed), by connectionId. */
   readonly #dropped = new Map<string, Dropped>();
@@ -127,7 +136,12 @@ export class PresenceService implements Presence {
   }
 
   syncFrame(channel: string): Buffer {
-    return encodeSync(channel, this.memberJsons(channel));
+    const kept = this.#syncs.get(channel);
+    if (kept) return kept;
+    const frame = encodeSync(channel, this.memberJsons(channel));
+    // a large set's frame is kept until its next change: a busy channel's attaches share it
+    if ((this.#members.get(channel)?.size ?? 0) >= SYNC_KEPT_FROM) this.#syncs.set(channel, frame);
+    return frame;
   }
 
   memberJsons(channel: string): string[] {
@@ -336,6 +350,7 @@ export class PresenceService implements Presence {
   }
 
   #emit(channel: string, connectionId: string, action: 'enter' | 'update' | 'leave', member: string): void {
+    this.#syncs.delete(channel);
     if (this.#listeners.count(channel) === 0) return;
     // as JSON.stringify({ type, channel, action, member }) would write it
     const encoded = Buffer.from(

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FAN_OUT_SHARE } from '../src/hub.ts';
-import { memberJson } from '../src/presence.ts';
+import { memberJson, PresenceService } from '../src/presence.ts';
 import { PresenceFanOut, presenceMemberId } from '../src/presence-fan-out.ts';
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -139,5 +139,47 @@ describe('presenceMemberId', () => {
     const frame = `{"type":"presence","channel":"a\\"connectionId\\":1","action":"update","member":${member}}`;
     assert.equal(presenceMemberId(frame), '"conn-1"');
     assert.notEqual(presenceMemberId(frame), presenceMemberId(frame.replace('conn-1', 'conn-2')));
+  });
+});
+
+describe('PresenceService.syncFrame of a large set', () => {
+  const options = {
+    grace: 15_000,
+    maxMembers: 1000,
+    maxChannelsPerConnection: 100,
+    maxBytesPerConnection: 256 * 1024,
+    recoverWithin: 120_000,
+    maxDroppedBytesPerClient: 1024 * 1024,
+  };
+  const members = (frame: Buffer) =>
+    (JSON.parse(frame.toString()) as { members: Array<{ connectionId: string; data?: unknown }> }).members;
+
+  it('is encoded once for the attaches that come while the set stays the same, and never outlives a change', () => {
+    const presence = new PresenceService(options);
+    for (let i = 0; i < 40; i++) presence.enter('crowd', `c${i}`, `client-${i}`, { i });
+    const first = presence.syncFrame('crowd');
+    assert.equal(presence.syncFrame('crowd'), first, 'the same frame for the next attach');
+    assert.equal(members(first).length, 40);
+    presence.enter('crowd', 'c3', 'client-3', { i: 'changed' });
+    const updated = presence.syncFrame('crowd');
+    assert.notEqual(updated, first);
+    assert.deepEqual(members(updated).find((m) => m.connectionId === 'c3')?.data, { i: 'changed' });
+    presence.enter('crowd', 'c40', 'client-40', { i: 40 });
+    assert.equal(members(presence.syncFrame('crowd')).length, 41, 'an enter is in the next sync');
+    presence.leave('crowd', 'c0');
+    const left = members(presence.syncFrame('crowd'));
+    assert.equal(left.length, 40, 'a leave is in the next sync');
+    assert.ok(!left.some((m) => m.connectionId === 'c0'));
+    presence.connectionClosed('c1');
+    assert.ok(
+      !members(presence.syncFrame('crowd')).some((m) => m.connectionId === 'c1'),
+      'a closed connection left',
+    );
+    // another channel's change leaves this one's frame alone, and a small set is encoded each time
+    const kept = presence.syncFrame('crowd');
+    presence.enter('small', 'c0', 'client-0', { i: 0 });
+    assert.equal(presence.syncFrame('crowd'), kept);
+    assert.notEqual(presence.syncFrame('small'), presence.syncFrame('small'));
+    presence.close();
   });
 });
