@@ -113,8 +113,14 @@ interface Pass {
  * comes during it may or may not be reached by it, which an attachment takes either way: it
  * subscribed before its catch-up read, which holds everything stored before (channel-attachment.ts).
  */
+export interface LocalHubOptions {
+  /** A delivery is handed out in shares (its channel has more than `FAN_OUT_SHARE` subscribers here). */
+  onPass?: () => void;
+}
+
 export class LocalHub implements Hub {
   readonly #listeners = new KeyedListeners<Delivery>();
+  readonly #onPass: (() => void) | undefined;
   /** Channels whose delivery is under way in shares (more than `FAN_OUT_SHARE` subscribers). */
   readonly #passes = new Map<string, Pass>();
   /** Batches of small channels, delivered at the end of the current task. */
@@ -127,6 +133,10 @@ export class LocalHub implements Hub {
     (flush) => setImmediate(flush),
     (channel, messages) => this.#deliver(channel, messages),
   );
+
+  constructor(options: LocalHubOptions = {}) {
+    this.#onPass = options.onPass;
+  }
 
   subscribe(channel: string, listener: HubListener): () => void {
     return this.#listeners.add(channel, listener);
@@ -168,6 +178,7 @@ export class LocalHub implements Hub {
     }
     const started: Pass = { after: [] };
     this.#passes.set(channel, started);
+    this.#onPass?.();
     forEachOfInSlices(
       this.#listeners.listeners(channel),
       FAN_OUT_SHARE,

@@ -26,6 +26,8 @@ export class Metrics {
   readonly leaseExpiries: Counter<'outcome'>;
   readonly inboundThrottled: Counter;
   readonly framesDeferred: Counter;
+  readonly fanOutPasses: Counter<'what'>;
+  readonly presenceMerged: Counter;
   readonly inboundBodiesWaited: Counter;
   /** The leases this node holds or waits on (`mooring_leases`), read when /metrics is scraped. */
   leaseCount: () => number = () => 0;
@@ -114,6 +116,17 @@ export class Metrics {
     this.framesDeferred = new Counter({
       name: 'mooring_frames_deferred_total',
       help: 'WebSocket frames handled in a later turn of the event loop than their read: a connection sent more than 64 in one read (pipelining), the rest waited with its socket unread while other connections were served',
+      registers,
+    });
+    this.fanOutPasses = new Counter({
+      name: 'mooring_fanout_passes_total',
+      help: 'Deliveries (what="messages") and presence changes (what="presence") to a channel with more than 256 subscribers on this node, handed out 256 (frames) per turn of the event loop so that the node serves its other connections between the shares',
+      labelNames: ['what'],
+      registers,
+    });
+    this.presenceMerged = new Counter({
+      name: 'mooring_presence_changes_merged_total',
+      help: 'Presence changes of a crowded channel (more than 256 subscribers on this node) never written to its subscribers: the same member changed again while the node was still writing an earlier change (PROTOCOL.md §6.4: the set is the same)',
       registers,
     });
     this.inboundBodiesWaited = new Counter({

@@ -26,10 +26,22 @@ import { KeyedListeners } from './keyed-listeners.ts';
 
 export type PresenceFrameListener = (frame: Buffer) => void;
 
+export interface PresenceFanOutOptions {
+  /** Changes are handed out in a pass (the channel has more than `FAN_OUT_SHARE` subscribers here). */
+  onPass?: () => void;
+  /** A change waiting for a pass was replaced by a later one of the same member: never written. */
+  onMerged?: () => void;
+}
+
 export class PresenceFanOut {
   readonly #listeners = new KeyedListeners<Buffer>();
+  readonly #o: PresenceFanOutOptions;
   /** Channels with a pass under way: the changes waiting for it to end, the last per member. */
   readonly #passes = new Map<string, Map<string, Buffer>>();
+
+  constructor(options: PresenceFanOutOptions = {}) {
+    this.#o = options;
+  }
 
   add(channel: string, listener: PresenceFrameListener): () => void {
     return this.#listeners.add(channel, listener);
@@ -43,7 +55,7 @@ export class PresenceFanOut {
   emit(channel: string, member: string, frame: Buffer): void {
     const waiting = this.#passes.get(channel);
     if (waiting) {
-      waiting.delete(member); // the latest change goes last
+      if (waiting.delete(member)) this.#o.onMerged?.(); // the latest change goes last
       waiting.set(member, frame);
       return;
     }
@@ -59,6 +71,7 @@ export class PresenceFanOut {
     }
     const waiting = new Map<string, Buffer>();
     this.#passes.set(channel, waiting);
+    this.#o.onPass?.();
     forEachOfInSlices(
       this.#listeners.listeners(channel),
       Math.max(1, Math.floor(FAN_OUT_SHARE / frames.length)),

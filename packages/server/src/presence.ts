@@ -23,7 +23,7 @@
  */
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import { PresenceBudget } from './presence-budget.ts';
-import { PresenceFanOut } from './presence-fan-out.ts';
+import { PresenceFanOut, type PresenceFanOutOptions } from './presence-fan-out.ts';
 import { ServerError } from './server-error.ts';
 
 export type PresenceListener = (frame: Buffer) => void;
@@ -43,6 +43,8 @@ export interface PresenceOptions {
    * that clientId's live connections may hold (server.ts).
    */
   maxDroppedBytesPerClient: number;
+  /** What the metrics count of a crowded channel's presence (presence-fan-out.ts). */
+  fanOut?: PresenceFanOutOptions;
 }
 
 /** Presence sets, node-local or shared; `enter` and `members` may answer later on a shared one. */
@@ -114,7 +116,7 @@ const SYNC_KEPT_FROM = 32;
 
 export class PresenceService implements Presence {
   readonly #members = new Map<string, Map<string, StoredMember>>();
-  readonly #listeners = new PresenceFanOut();
+  readonly #listeners: PresenceFanOut;
   /** The `sync` frames of large sets, until their next change (`syncFrame`). */
   readonly #syncs = new Map<string, Buffer>();
   readonly #budget: PresenceBudget;
@@ -128,6 +130,7 @@ export class PresenceService implements Presence {
 
   constructor(options: PresenceOptions) {
     this.#options = options;
+    this.#listeners = new PresenceFanOut(options.fanOut);
     this.#budget = new PresenceBudget(options);
   }
 

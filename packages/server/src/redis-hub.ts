@@ -40,6 +40,8 @@ export interface RedisHubOptions {
   /** Messages per page of a read-back (default 500; a test lowers it to read back in many pages). */
   readBackPage?: number;
   onError?: (err: unknown) => void;
+  /** A delivery handed out in shares on this node (`LocalHubOptions.onPass`). */
+  onPass?: () => void;
 }
 
 export interface RedisHubStats {
@@ -96,13 +98,14 @@ export class RedisHub implements Hub {
   readonly stats: RedisHubStats = { received: 0, dropped: 0, repairs: 0, skipped: 0 };
   readonly #store: RedisStore;
   readonly #sub: BusConnection;
-  readonly #local = new LocalHub();
+  readonly #local: LocalHub;
   readonly #feeds = new Map<string, Feed>();
   readonly #o: RedisHubOptions;
   readonly #check: NodeJS.Timeout;
   #closed = false;
 
   private constructor(sub: BusConnection, options: RedisHubOptions) {
+    this.#local = new LocalHub(options.onPass ? { onPass: options.onPass } : {});
     this.#store = options.store;
     this.#sub = sub;
     this.#o = options;

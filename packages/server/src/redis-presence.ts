@@ -193,7 +193,7 @@ export class RedisPresence implements Presence {
   readonly nodeId = `n_${randomBytes(6).toString('base64url')}`;
   readonly #o: RedisPresenceOptions;
   readonly #nodeTtl: number;
-  readonly #listeners = new PresenceFanOut();
+  readonly #listeners: PresenceFanOut;
   readonly #feeds = new Map<string, Feed>();
   /** Per connection held here: its channels and the bytes of its data in each. */
   readonly #budget: PresenceBudget;
@@ -220,6 +220,7 @@ export class RedisPresence implements Presence {
   #healOwed = false;
 
   constructor(options: RedisPresenceOptions) {
+    this.#listeners = new PresenceFanOut(options.fanOut);
     this.#o = options;
     this.#nodeTtl = options.nodeTtl ?? 3_000;
     this.#budget = new PresenceBudget(options);

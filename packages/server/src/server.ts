@@ -218,8 +218,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const store = isStore(options.store)
     ? options.store
     : await createStore(options.store ?? { kind: 'memory' }, retentionFor, logger);
-  const { hub, forwarder } = await openBus(options.hub, store, heartbeatInterval, logger);
   const metrics = new Metrics();
+  const { hub, forwarder } = await openBus(options.hub, store, heartbeatInterval, logger, () =>
+    metrics.fanOutPasses.inc({ what: 'messages' }),
+  );
   if (options.tracing) metrics.tracing = new Tracing(options.tracing === true ? undefined : options.tracing);
   const history = new MetricsHistory(metrics, options.metricsSampleInterval);
   history.start();
@@ -248,6 +250,10 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     maxDroppedBytesPerClient:
       (limits.maxConnectionsPerClient || DEFAULT_LIMITS.maxConnectionsPerClient) *
       limits.maxPresenceBytesPerConnection,
+    fanOut: {
+      onPass: () => metrics.fanOutPasses.inc({ what: 'presence' }),
+      onMerged: () => metrics.presenceMerged.inc(),
+    },
   };
   const presence = options.presence
     ? options.presence(store, presenceOptions)
@@ -571,10 +577,11 @@ async function openBus(
   store: Store,
   heartbeatInterval: number,
   logger: Logger,
+  onPass: () => void,
 ): Promise<{ hub: Hub; forwarder: RequestForwarder | undefined }> {
   let hub: Hub | undefined;
   try {
-    hub = await makeHub(option, store, logger);
+    hub = await makeHub(option, store, logger, onPass);
     return { hub, forwarder: await makeForwarder(store, heartbeatInterval, logger) };
   } catch (err) {
     await Promise.allSettled([hub && closeHub(hub), store.close()]);
@@ -587,16 +594,21 @@ async function closeHub(hub: Hub): Promise<void> {
   if ('close' in hub && typeof hub.close === 'function') await hub.close();
 }
 
-async function makeHub(option: ServerOptions['hub'], store: Store, logger: Logger): Promise<Hub> {
+async function makeHub(
+  option: ServerOptions['hub'],
+  store: Store,
+  logger: Logger,
+  onPass: () => void,
+): Promise<Hub> {
   if (typeof option === 'function') return option(store);
   if (option) return option;
-  if (store.kind !== 'redis') return new LocalHub();
+  if (store.kind !== 'redis') return new LocalHub({ onPass });
   const [{ RedisHub }, { RedisStore }] = await Promise.all([
     import('./redis-hub.ts'),
     import('./store/redis-store.ts'),
   ]);
-  if (!(store instanceof RedisStore)) return new LocalHub();
-  return RedisHub.open({ store, onError: (err) => logger.warn({ err }, 'Redis bus problem') });
+  if (!(store instanceof RedisStore)) return new LocalHub({ onPass });
+  return RedisHub.open({ store, onPass, onError: (err) => logger.warn({ err }, 'Redis bus problem') });
 }
 
 /** On the Redis engine, requests for HTTP connections held by other nodes are forwarded to them. */

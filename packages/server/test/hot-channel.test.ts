@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { type Message, parseSerial } from '@mooring/protocol';
 import { redisSkipReason, waitFor } from '@mooring/testkit';
 import { FAN_OUT_SHARE } from '../src/hub.ts';
-import { startFixture } from './support/fixture.ts';
+import { metricsText, metricValue, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 const seq = (serial: string) => parseSerial(serial)!.seq;
@@ -74,6 +74,9 @@ for (const kind of ['memory', 'sqlite', 'redis'] as const) {
         });
         for (const [i, c] of staying.entries()) assertWhole(c.messages(channel), total, `subscriber ${i}`);
         for (const [i, c] of late.entries()) assertWhole(c.messages(channel), total, `newcomer ${i}`);
+        const metrics = await metricsText(fixture.server);
+        const passes = metricValue(metrics, 'mooring_fanout_passes_total{what="messages"}') ?? 0;
+        assert.ok(passes >= 1 && passes <= total, `${passes} deliveries handed out in shares, counted`);
       });
     },
   );

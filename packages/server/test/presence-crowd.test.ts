@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { redisSkipReason, waitFor } from '@mooring/testkit';
 import { FAN_OUT_SHARE } from '../src/hub.ts';
-import { startFixture } from './support/fixture.ts';
+import { metricsText, metricValue, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 type PresenceFrame = Extract<ServerFrame, { type: 'presence' }>;
@@ -90,6 +90,15 @@ for (const kind of ['memory', 'redis'] as const) {
         (f) => f.type === 'presence' && f.action !== 'sync',
       ).length;
       assert.ok(written < 94, `the last subscriber was written ${written} changes, fewer than the 94 made`);
+      const metrics = await metricsText(fixture.server);
+      const passes = metricValue(metrics, 'mooring_fanout_passes_total{what="presence"}') ?? 0;
+      const merged = metricValue(metrics, 'mooring_presence_changes_merged_total') ?? 0;
+      assert.ok(passes >= 1, `${passes} presence passes counted`);
+      assert.equal(
+        merged + written,
+        94,
+        `the changes merged (${merged}) and those written (${written}) are all 94`,
+      );
     });
   });
 }
