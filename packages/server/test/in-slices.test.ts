@@ -140,6 +140,15 @@ describe('forEachOfInSlices', () => {
     );
     assert.deepEqual(log, [1, 2]);
     assert.equal(done, true);
+    // a slice of one (a presence pass with FAN_OUT_SHARE changes or more waiting) goes one a turn
+    const one: number[] = [];
+    forEachOfInSlices(
+      [1, 2][Symbol.iterator](),
+      1,
+      (n) => one.push(n),
+      () => {},
+    );
+    assert.deepEqual(one, [1], 'one item, then the next turn');
     assert.throws(
       () =>
         forEachOfInSlices(
