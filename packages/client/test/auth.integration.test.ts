@@ -323,7 +323,7 @@ describe('token auth against a real server', () => {
 
   it('a fixed token connects, and ends in failed (not a loop) once it expired', async (t) => {
     const server = await realServer(t);
-    const { token } = await createToken(KEY, { clientId: 'fixed', ttl: 1_500 });
+    const { token } = await createToken(KEY, { clientId: 'fixed', ttl: 2_000 });
     const c = client(t, server.url, { key: undefined, token });
     await connected(c);
     await waitFor(() => c.connection.state === 'failed', { message: 'the fixed token never expired' });

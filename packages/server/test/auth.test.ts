@@ -384,19 +384,21 @@ describe('auth and capabilities', () => {
   });
 
   it('renews a token over the live connection, and ends a connection whose token expired', async () => {
-    const c = await RawClient.connect(fx.server.url, {
-      token: (await createToken(TEST_KEY, { clientId: 'alice', ttl: 1_500 })).token,
-    });
+    // a token's expiry is a whole second (JWT `exp`): a ttl of 2 s leaves it 1–2 s, time enough for
+    // a handshake on a busy machine (1 s left 0–1 s, and a handshake 401 now and then)
+    const first = await createToken(TEST_KEY, { clientId: 'alice', ttl: 2_000 });
+    const c = await RawClient.connect(fx.server.url, { token: first.token });
     const renewed = await c.request({ type: 'auth', token: await mint({ '*': ['*'] }, 'alice') });
     assert.equal(renewed.type, 'authorized');
     const someoneElse = await c.request({ type: 'auth', token: await mint({ '*': ['*'] }, 'mallory') });
     assert.equal(outcome(someoneElse), 'forbidden');
-    await new Promise((r) => setTimeout(r, 1_800));
+    // past the first token's expiry
+    await new Promise((r) => setTimeout(r, Math.max(0, first.expiresAt - Date.now()) + 300));
     assert.equal(c.closeCode, undefined, 'the renewed token keeps the connection');
     await c.close();
 
     const short = await RawClient.connect(fx.server.url, {
-      token: (await createToken(TEST_KEY, { clientId: 'al', ttl: 1_000 })).token,
+      token: (await createToken(TEST_KEY, { clientId: 'al', ttl: 2_000 })).token,
     });
     const bye = await short.next((f) => f.type === 'disconnect', 5_000);
     assert.ok(bye.type === 'disconnect' && bye.reason === 'token_expired' && bye.reconnect);

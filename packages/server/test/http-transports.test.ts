@@ -362,7 +362,7 @@ describe('a long-polling connection that ended between polls', () => {
     const fx = await startFixture('memory');
     try {
       const { createToken } = await import('../src/index.ts');
-      const { token } = await createToken(TEST_KEY, { clientId: 'short', ttl: 1_000 });
+      const { token } = await createToken(TEST_KEY, { clientId: 'short', ttl: 2_000 });
       const { headers, poll } = await rawPoll(fx.server.url, `token=${encodeURIComponent(token)}`);
       // no poll is pending when the token runs out: the disconnect waits for the next one
       await waitUntil(() => fx.server.connections === 0, 'the token expired');
