@@ -3,14 +3,17 @@
  * in its own process, with default limits, while a bystander (API key) receives a steady stream and
  * measures ping round trips. For each: what the attacker got, the server's RSS (start → peak → end)
  * and the bystander's latency (p50/p99/max) and losses. Every attack is bounded in count and time.
+ * With the Redis store (`store: 'redis'`) each scenario's server gets a redis-server of its own.
  */
 import { fork } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createToken } from '@mooring/server';
+import { type RedisServer, startRedis } from '@mooring/testkit';
 import WebSocket from 'ws';
 import { processCpuSeconds } from '../cpu-usage.ts';
 import { type MemoryReportingServer, startMemoryReportingServer } from '../idle/memory-server.ts';
+import { readRedis } from '../redis-stats.ts';
 
 const KEY = 'bench:secret';
 
@@ -30,6 +33,8 @@ interface Ctx {
   port: number;
   base: string;
   server: MemoryReportingServer;
+  /** The server's redis-server, on the Redis store. */
+  redis: RedisServer | undefined;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -169,6 +174,29 @@ async function startCrowd(
   return {
     stop() {
       worker.kill('SIGKILL');
+    },
+  };
+}
+
+/**
+ * Ends a crowd scenario's attack: its sockets and the crowd stopped. Then `meanwhile()` of the
+ * `cpuMeter` read before it tells what the server (and its Redis) used.
+ */
+function endCrowd(sockets: WebSocket[]): void {
+  for (const ws of sockets) ws.terminate();
+  crowd?.stop();
+  crowd = undefined;
+}
+
+/** The CPU the server (and its redis-server) use from now on, as an outcome's tail. */
+async function cpuMeter({ server, redis }: Ctx): Promise<{ meanwhile(): Promise<string> }> {
+  const server0 = processCpuSeconds(server.pid) ?? Number.NaN;
+  const redis0 = redis ? (await readRedis(redis)).cpu : 0;
+  return {
+    async meanwhile() {
+      const used = (processCpuSeconds(server.pid) ?? Number.NaN) - server0;
+      const text = `the server's CPU meanwhile ${used.toFixed(1)} s`;
+      return redis ? `${text}, its Redis's ${((await readRedis(redis)).cpu - redis0).toFixed(1)} s` : text;
     },
   };
 }
@@ -566,8 +594,9 @@ const SCENARIOS: Scenario[] = [
     setup: async ({ port }) => {
       crowd = await startCrowd(port, 'crowd', CROWD);
     },
-    async attack({ port, server }) {
-      const cpu0 = processCpuSeconds(server.pid) ?? Number.NaN;
+    async attack(ctx) {
+      const { port } = ctx;
+      const cpu = await cpuMeter(ctx);
       const t = await token({ clientId: 'storm' });
       const { sockets, counts } = await openCounted(`ws://127.0.0.1:${port}/v1/connect?token=${t}`, 10);
       try {
@@ -583,12 +612,9 @@ const SCENARIOS: Scenario[] = [
         }
         await sleep(500);
       } finally {
-        for (const ws of sockets) ws.terminate();
-        crowd?.stop();
-        crowd = undefined;
+        endCrowd(sockets);
       }
-      const cpu = (processCpuSeconds(server.pid) ?? Number.NaN) - cpu0;
-      return `${sockets.length} connections: ${fmt(counts, ['ack', 'rate', 'presence'])}; the server's CPU meanwhile ${cpu.toFixed(1)} s`;
+      return `${sockets.length} connections: ${fmt(counts, ['ack', 'rate', 'presence'])}; ${await cpu.meanwhile()}`;
     },
   },
   {
@@ -597,8 +623,9 @@ const SCENARIOS: Scenario[] = [
       crowd = await startCrowd(port, 'members', 1_000, true);
       await sleep(1_000); // the enters answered
     },
-    async attack({ port, server }) {
-      const cpu0 = processCpuSeconds(server.pid) ?? Number.NaN;
+    async attack(ctx) {
+      const { port } = ctx;
+      const cpu = await cpuMeter(ctx);
       const t = await token({ clientId: 'churner' });
       const { sockets, counts } = await openCounted(`ws://127.0.0.1:${port}/v1/connect?token=${t}`, 50);
       try {
@@ -618,12 +645,9 @@ const SCENARIOS: Scenario[] = [
         }
         await sleep(5_500);
       } finally {
-        for (const ws of sockets) ws.terminate();
-        crowd?.stop();
-        crowd = undefined;
+        endCrowd(sockets);
       }
-      const cpu = (processCpuSeconds(server.pid) ?? Number.NaN) - cpu0;
-      return `${sockets.length} connections: ${fmt(counts, ['attached', 'presence', 'detached', 'rate', 'close'])}; the server's CPU meanwhile ${cpu.toFixed(1)} s`;
+      return `${sockets.length} connections: ${fmt(counts, ['attached', 'presence', 'detached', 'rate', 'close'])}; ${await cpu.meanwhile()}`;
     },
   },
   {
@@ -694,13 +718,17 @@ async function bystander(port: number) {
 const quantile = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
-export async function runAdversarial(only?: string): Promise<ScenarioRow[]> {
+export async function runAdversarial(
+  only?: string,
+  store: 'memory' | 'redis' = 'memory',
+): Promise<ScenarioRow[]> {
   const rows: ScenarioRow[] = [];
   for (const { name, setup, attack } of SCENARIOS) {
     if (only && !name.includes(only)) continue;
-    process.stderr.write(`adversarial: ${name}\n`);
-    const server = await startMemoryReportingServer();
-    const ctx = { port: server.port, base: `http://127.0.0.1:${server.port}`, server };
+    process.stderr.write(`adversarial (${store}): ${name}\n`);
+    const redis = store === 'redis' ? await startRedis() : undefined;
+    const server = await startMemoryReportingServer([], {}, redis ? { redisUrl: redis.url } : {});
+    const ctx = { port: server.port, base: `http://127.0.0.1:${server.port}`, server, redis };
     await setup?.(ctx);
     const start = (await server.memory()).rss;
     let peak = start;
@@ -734,6 +762,7 @@ export async function runAdversarial(only?: string): Promise<ScenarioRow[]> {
       alive: !server.exited,
     });
     await server.stop();
+    await redis?.close();
   }
   return rows;
 }

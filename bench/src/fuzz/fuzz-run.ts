@@ -18,6 +18,10 @@
  *   node bench/src/fuzz/fuzz-run.ts [--frames 80000] [--requests 20000] [--stream-requests 10000]
  *                                   [--connect-requests 2000] [--seed 1]
  *                                   [--adversarial-only] [--only <scenario name part>]
+ *                                   [--store memory|redis]
+ *
+ * `--store redis`: the adversarial scenarios only, each server on the Redis store with a redis-server
+ * of its own (the crowd scenarios then also print that Redis's CPU).
  */
 import {
   fuzzConnectAttach,
@@ -45,8 +49,11 @@ const rand = prng(arg('seed', 1));
 const KEY = 'bench:secret';
 const onlyIndex = process.argv.indexOf('--only');
 const only = onlyIndex > 0 ? process.argv[onlyIndex + 1] : undefined;
-if (process.argv.includes('--adversarial-only') || only !== undefined) {
-  const rows = await runAdversarial(only);
+const storeIndex = process.argv.indexOf('--store');
+const store = storeIndex > 0 ? process.argv[storeIndex + 1] : 'memory';
+if (store !== 'memory' && store !== 'redis') throw new Error(`--store: memory or redis, not ${store}`);
+if (process.argv.includes('--adversarial-only') || only !== undefined || store === 'redis') {
+  const rows = await runAdversarial(only, store);
   printAdversarial(rows);
   process.exit(rows.every((r) => r.alive && r.lost === 0) ? 0 : 1);
 }

@@ -2,6 +2,7 @@
  * Child process for the idle-connections and fuzz measurements: a Mooring server that reports its
  * memory over IPC. `MOORING_BENCH_LIMITS` (JSON) overrides limits; `{ type: 'memory', gc: false }`
  * reads RSS without forcing a collection (cheap enough to sample under load).
+ * `MOORING_BENCH_REDIS_URL`: the Redis store on that redis-server (default: the memory store).
  * `MOORING_BENCH_PORT` (default 0) and `MOORING_BENCH_REUSE_PORT=1`: several of these on one port.
  * `MOORING_BENCH_HEARTBEAT_SLICE`: connections per turn of a heartbeat round (A/B runs; a number
  * above the connections = the whole round in one turn).
@@ -21,7 +22,9 @@ const server = await startServer({
   host: '127.0.0.1',
   keys: ['bench:secret'],
   limits: { maxConnectionsPerKey: 100_000, ...overrides },
-  store: { kind: 'memory' },
+  store: process.env.MOORING_BENCH_REDIS_URL
+    ? { kind: 'redis', url: process.env.MOORING_BENCH_REDIS_URL }
+    : { kind: 'memory' },
   ...(process.env.MOORING_BENCH_HEARTBEAT_SLICE
     ? { heartbeatSlice: Number(process.env.MOORING_BENCH_HEARTBEAT_SLICE) }
     : {}),

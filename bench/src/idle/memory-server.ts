@@ -1,5 +1,5 @@
 /**
- * A Mooring server (memory store) in its own process that reports its memory on request: used by
+ * A Mooring server (memory store, or Redis with `redisUrl`) in its own process that reports its memory on request: used by
  * the measurements that need the server's memory apart from the load generator's.
  */
 import { fork } from 'node:child_process';
@@ -37,6 +37,8 @@ export interface ListenAt {
   port?: number;
   /** Share the port with the other servers started with it (SO_REUSEPORT; Linux). */
   reusePort?: boolean;
+  /** The Redis store on this redis-server instead of the memory store. */
+  redisUrl?: string;
 }
 
 export async function startMemoryReportingServer(
@@ -52,6 +54,7 @@ export async function startMemoryReportingServer(
       MOORING_BENCH_LIMITS: JSON.stringify(limits),
       MOORING_BENCH_PORT: String(at.port ?? 0),
       MOORING_BENCH_REUSE_PORT: at.reusePort ? '1' : '0',
+      MOORING_BENCH_REDIS_URL: at.redisUrl ?? '',
     },
   });
   const killChild = () => child.kill('SIGKILL');

@@ -112,7 +112,7 @@ interface Dropped {
  * of the channel is sent one, and a set of 1,000 members is ~100 KB to encode. Smaller ones are
  * cheap to encode again and not worth a copy of their data.
  */
-const SYNC_KEPT_FROM = 32;
+export const SYNC_KEPT_FROM = 32;
 
 export class PresenceService implements Presence {
   readonly #members = new Map<string, Map<string, StoredMember>>();

@@ -33,7 +33,10 @@
  *   On a Redis Cluster the run_ids of every master are watched (members live on all of them).
  *
  * Presence events travel over pub/sub, which may lose one (a reconnect); the `sync` sent on attach
- * is read from the hash and is always complete.
+ * is read from the hash and is always complete. Attaches that come while a read is under way share
+ * it, and a large set's frame is kept for the next ones (`syncFrame`) until the bus brings the
+ * channel's next event, the bus reconnects, or a second has passed (the bound on what a lost event
+ * can leave behind: a Cluster's shards resubscribe without telling).
  *
  * Members are written as JSON (the data serialised once, as the budget counts it), and the `sync`
  * frame is built from the stored JSON without parsing it. The node keeps the JSON of its own
@@ -47,6 +50,7 @@ import {
   type Presence,
   type PresenceListener,
   type PresenceOptions,
+  SYNC_KEPT_FROM,
 } from './presence.ts';
 import { PresenceBudget } from './presence-budget.ts';
 import { PresenceFanOut, presenceMemberId } from './presence-fan-out.ts';
@@ -68,6 +72,8 @@ export interface RedisPresenceOptions extends PresenceOptions {
    */
   onNewRedis?: (previous: string, current: string) => void;
   onError: (err: unknown) => void;
+  /** How long a large set's `sync` frame is sent again without an event from the bus, ms (default 1,000). */
+  syncKeptFor?: number;
 }
 
 /**
@@ -185,8 +191,28 @@ const droppedScript = new RedisScript(DROPPED_SCRIPT);
 interface Feed {
   listeners: number;
   ready: Promise<void>;
+  /** The bus subscription answered: the feed's events reach `changes`. */
+  subscribed: boolean;
   linger: NodeJS.Timeout | undefined;
+  /**
+   * Counts the events the bus brought for the channel (and its reconnects): a read made while it
+   * did not move saw every change made before the read's end that a listener will not be told of.
+   */
+  changes: number;
+  /** The read of the `sync` frame under way, shared by the attaches that come meanwhile. */
+  reading: Promise<SyncRead> | undefined;
+  /** A large set's `sync` frame, as read when `changes` had this value, and when. */
+  kept: { frame: Buffer; changes: number; at: number } | undefined;
 }
+
+interface SyncRead {
+  frame: Buffer;
+  /** No event came while it was read: good for every attach that listened before its end. */
+  shared: boolean;
+}
+
+/** How long a kept `sync` frame is sent without an event from the bus, ms. */
+const SYNC_KEPT_FOR = 1_000;
 
 export class RedisPresence implements Presence {
   /** This node's id in Redis (random per process). */
@@ -242,8 +268,43 @@ export class RedisPresence implements Presence {
     return members;
   }
 
+  /**
+   * The attach's listener is subscribed before this is asked for (connection.ts), so a frame read
+   * while no event arrived holds everything the listener will not be told: the frame of a read
+   * under way, or one kept since, serves it. A read that saw an event come serves only an attach
+   * that reads again on its own.
+   */
   async syncFrame(channel: string): Promise<Buffer> {
-    return encodeSync(channel, await this.memberJsons(channel));
+    const feed = this.#feed(channel);
+    const kept = feed.kept;
+    if (
+      kept &&
+      kept.changes === feed.changes &&
+      Date.now() - kept.at < (this.#o.syncKeptFor ?? SYNC_KEPT_FOR)
+    )
+      return kept.frame;
+    // a read this attach starts is good for it whatever comes meanwhile: it listened first
+    const mine = feed.reading === undefined;
+    const read = await (feed.reading ?? this.#readSync(channel, feed));
+    return read.shared || mine ? read.frame : encodeSync(channel, await this.memberJsons(channel));
+  }
+
+  #readSync(channel: string, feed: Feed): Promise<SyncRead> {
+    const reading = (async (): Promise<SyncRead> => {
+      await feed.ready.catch(() => {});
+      const before = feed.changes;
+      const members = await this.memberJsons(channel);
+      const frame = encodeSync(channel, members);
+      const shared = feed.subscribed && feed.changes === before && this.#feeds.get(channel) === feed;
+      if (shared && members.length >= SYNC_KEPT_FROM) feed.kept = { frame, changes: before, at: Date.now() };
+      return { frame, shared };
+    })();
+    feed.reading = reading;
+    const done = () => {
+      if (feed.reading === reading) feed.reading = undefined;
+    };
+    reading.then(done, done);
+    return reading;
   }
 
   async memberJsons(channel: string): Promise<string[]> {
@@ -516,11 +577,27 @@ export class RedisPresence implements Presence {
     if (!feed) {
       const ready = this.#busConnection().then((bus) =>
         bus.subscribe(this.#busChannel(channel), (payload) => {
+          created.changes += 1;
+          created.kept = undefined;
           if (this.#listeners.count(channel) === 0) return;
           this.#listeners.emit(channel, presenceMemberId(payload), Buffer.from(payload));
         }),
       );
-      const created: Feed = { listeners: 0, ready, linger: undefined };
+      const created: Feed = {
+        listeners: 0,
+        ready,
+        subscribed: false,
+        linger: undefined,
+        changes: 0,
+        reading: undefined,
+        kept: undefined,
+      };
+      ready.then(
+        () => {
+          created.subscribed = true;
+        },
+        () => {},
+      );
       // not subscribed (Redis out of reach): forget it, so the next attach tries again
       ready.catch((err: unknown) => {
         this.#o.onError(err);
@@ -530,6 +607,13 @@ export class RedisPresence implements Presence {
       this.#feeds.set(channel, feed);
     }
     return feed;
+  }
+
+  #busReconnected(): void {
+    for (const feed of this.#feeds.values()) {
+      feed.changes += 1;
+      feed.kept = undefined;
+    }
   }
 
   /** A read with no listener yet keeps the subscription a while: an attach's listener follows at once. */
@@ -562,6 +646,8 @@ export class RedisPresence implements Presence {
       bus.then(
         (b) => {
           if (this.#closed) b.destroy();
+          // reconnected: what was published meanwhile is lost, so no frame read before is whole
+          else b.onReady(() => this.#busReconnected());
         },
         () => {
           if (this.#bus === bus) this.#bus = undefined;
