@@ -16,7 +16,7 @@ type Client = ReturnType<typeof createClient>;
 
 /**
  * Runs each channel's subscribes and unsubscribes one after the other, each once the one before it
- * was answered. node-redis takes a channel whose unsubscribe is still unanswered for subscribed: a
+ * was answered (and, keyed by path, each Durable Stream's writes: stream-redis-store.ts). node-redis takes a channel whose unsubscribe is still unanswered for subscribed: a
  * subscribe sent then only adds a listener, and the unsubscribe's answer leaves the connection
  * subscribed to nothing (a hub whose last subscriber left and a new one came at once received
  * nothing from the bus, 4 times in 30). Operations on different channels do not wait on each other.
@@ -24,7 +24,7 @@ type Client = ReturnType<typeof createClient>;
 export class ChannelOrder {
   readonly #last = new Map<string, Promise<unknown>>();
 
-  run(channel: string, op: () => Promise<void>): Promise<void> {
+  run<T>(channel: string, op: () => Promise<T>): Promise<T> {
     const before = this.#last.get(channel);
     const running = before === undefined ? op() : before.then(op, op);
     const settled = running.then(

@@ -13,6 +13,13 @@
  *   old version), then every write — chunk, meta (tail, closed, Stream-Seq), producer row — in the
  *   same script. A changed stream writes nothing and the step reruns on fresh rows. So an append is
  *   one atomic step and validation never interleaves with another request, on any number of nodes.
+ * - A node runs the writing steps of one stream (create, append, touch, delete) one after the other
+ *   (`RedisStreamStore`'s `#writes`): its concurrent writers would otherwise each load, and all but
+ *   one commit in vain, every round — work that grows with the writers, and a writer that kept losing
+ *   gave up (`MAX_ATTEMPTS`, 16 appenders on one stream: ~1 % of appends refused). Only writers on
+ *   other nodes still race, a few at most. A write that waited past `QUEUE_WAIT` for the ones before
+ *   it (a Redis that stopped answering holds each of them for its command deadline) is refused at
+ *   once, retryable, instead of waiting its turn for their deadlines one after another.
  * - Chunks are immutable members `start:end:base64` of a sorted set scored by `end`: a read is one
  *   ZRANGEBYSCORE walk from the reader's offset, bounded by bytes (O(page)), capped at the tail of
  *   the snapshot's meta (never a chunk the snapshot's tail does not cover).
@@ -41,6 +48,7 @@ import { readFileSync } from 'node:fs';
 import { ErrorReply } from 'redis';
 import { isPassingRedisError } from './redis-connection.ts';
 import { RUN_ID_LUA } from './redis-run-id.ts';
+import { ChannelOrder } from './redis-subscriber.ts';
 import { StoreError } from './store.ts';
 import { StreamEngine, type StreamTables } from './stream-engine.ts';
 import type { ProducerState } from './stream-rules.ts';
@@ -124,6 +132,11 @@ const COMMIT = script('ds_commit');
 const RESERVE_KEYS = script('ds_reserve');
 /** A step rerun this many times because other writers kept changing its streams fails (retryable). */
 export const MAX_ATTEMPTS = 64;
+/**
+ * A stream's write that waited this long behind its node's earlier writes of the stream (ms) is
+ * refused (retryable) without running: one Redis command deadline, by default.
+ */
+export const QUEUE_WAIT = 5_000;
 /** Stream keys reserved per INCRBY (unique across nodes; unused ones are skipped, never reused). */
 const KEY_BLOCK = 1000;
 /** Due streams one sweep expires at most (the rest at the next). */
@@ -572,12 +585,18 @@ export class RedisStreamStore implements StreamStore {
   readonly wakes: StreamWakeBus | undefined;
   readonly #t: RedisStreamTables;
   readonly #engine: StreamEngine;
+  /** The writing steps of each stream on this node, one at a time. */
+  readonly #writes = new ChannelOrder();
   #stats = { streams: 0, bytes: 0 };
 
-  constructor(link: RedisStreamLink, wakes?: StreamWakeBus) {
+  readonly #queueWait: number;
+
+  /** `queueWait`: how long a write may wait for this node's earlier ones of its stream, ms (`QUEUE_WAIT`). */
+  constructor(link: RedisStreamLink, wakes?: StreamWakeBus, options: { queueWait?: number } = {}) {
     this.#t = new RedisStreamTables(link);
     this.#engine = new StreamEngine(this.#t);
     this.wakes = wakes;
+    this.#queueWait = options.queueWait ?? QUEUE_WAIT;
   }
 
   /** Steps that reran because another writer changed their stream first. */
@@ -591,27 +610,46 @@ export class RedisStreamStore implements StreamStore {
   }
 
   create(path: string, spec: CreateSpec, now: number): Promise<CreateOutcome> {
-    this.#t.hint(
-      spec.fork
-        ? [
-            { op: 'm', path: spec.fork.source },
-            { op: 'm', path },
-          ]
-        : [{ op: 'm', path }],
-    );
-    return this.#engine.create(path, spec, now);
+    return this.#write(path, () => {
+      this.#t.hint(
+        spec.fork
+          ? [
+              { op: 'm', path: spec.fork.source },
+              { op: 'm', path },
+            ]
+          : [{ op: 'm', path }],
+      );
+      return this.#engine.create(path, spec, now);
+    });
   }
 
   append(path: string, spec: AppendSpec, now: number): Promise<AppendOutcome> {
-    this.#t.hint(
-      spec.producer
-        ? [
-            { op: 'm', path },
-            { op: 'P', path, id: spec.producer.id },
-          ]
-        : [{ op: 'm', path }],
-    );
-    return this.#engine.append(path, spec, now);
+    return this.#write(path, () => {
+      this.#t.hint(
+        spec.producer
+          ? [
+              { op: 'm', path },
+              { op: 'P', path, id: spec.producer.id },
+            ]
+          : [{ op: 'm', path }],
+      );
+      return this.#engine.append(path, spec, now);
+    });
+  }
+
+  /** Runs a writing step of `path` after this node's earlier ones of it (see the file's header). */
+  #write<T>(path: string, step: () => Promise<T>): Promise<T> {
+    const queued = performance.now();
+    return this.#writes.run(path, () => {
+      if (performance.now() - queued > this.#queueWait)
+        return Promise.reject(
+          new StoreError(
+            'store_unavailable',
+            `stream store: this stream's writes on this node waited over ${this.#queueWait} ms for Redis; retry`,
+          ),
+        );
+      return step();
+    });
   }
 
   read(path: string, after: number, maxBytes: number, now: number): Promise<ReadPage | undefined> {
@@ -620,13 +658,17 @@ export class RedisStreamStore implements StreamStore {
   }
 
   touch(path: string, now: number): Promise<void> {
-    this.#t.hint([{ op: 'm', path }]);
-    return this.#engine.touch(path, now);
+    return this.#write(path, () => {
+      this.#t.hint([{ op: 'm', path }]);
+      return this.#engine.touch(path, now);
+    });
   }
 
   delete(path: string, now: number): Promise<DeleteOutcome> {
-    this.#t.hint([{ op: 'm', path }]);
-    return this.#engine.delete(path, now);
+    return this.#write(path, () => {
+      this.#t.hint([{ op: 'm', path }]);
+      return this.#engine.delete(path, now);
+    });
   }
 
   /**

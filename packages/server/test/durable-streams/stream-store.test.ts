@@ -542,6 +542,99 @@ test(
 );
 
 test(
+  "redis: one node's concurrent writers of a stream take turns: 16 appenders at once, every append stored, none rerun",
+  { skip: redisSkip },
+  async (t) => {
+    const connection = await connectRedis((redis as RedisServer).url, () => {});
+    t.after(() => connection.close());
+    const s = new RedisStreamStore({
+      prefix: `ds-store-${++prefixes}`,
+      closed: () => false,
+      send: (key, args) => connection.send(key, args),
+    });
+    await make(s, 'hot');
+    const outcomes = await Promise.all(
+      Array.from({ length: 16 }, async (_, w) => {
+        const kinds: string[] = [];
+        for (let i = 0; i < 20; i++)
+          kinds.push(
+            (
+              await s.append(
+                'hot',
+                { contentType: 'text/plain', data: bytes(`${w}.${i};`), close: false },
+                T0,
+              )
+            ).kind,
+          );
+        return kinds;
+      }),
+    );
+    assert.deepEqual(new Set(outcomes.flat()), new Set(['appended']));
+    assert.equal(s.conflicts, 0, 'no step ran again because another writer of this node committed first');
+    const text = Buffer.from(
+      (await s.read('hot', 0, 1 << 20, T0))!.chunks.flatMap((c) => [...c.data]),
+    ).toString();
+    assert.equal(text.split(';').length - 1, 16 * 20, 'every append stored once');
+    for (let w = 0; w < 16; w++) {
+      const mine = text.split(';').filter((part) => part.startsWith(`${w}.`));
+      assert.deepEqual(
+        mine,
+        Array.from({ length: 20 }, (_, i) => `${w}.${i}`),
+        `writer ${w}'s appends in its order`,
+      );
+    }
+  },
+);
+
+test(
+  "redis: a stream's write that waited past queueWait for this node's earlier ones is refused at once, retryable, without running",
+  { skip: redisSkip },
+  async (t) => {
+    const connection = await connectRedis((redis as RedisServer).url, () => {});
+    t.after(() => connection.close());
+    let hold: Promise<void> | undefined;
+    let sent = 0;
+    const s = new RedisStreamStore(
+      {
+        prefix: `ds-store-${++prefixes}`,
+        closed: () => false,
+        send: async (key, args) => {
+          sent++;
+          if (hold) await hold; // a Redis that does not answer for a while
+          return connection.send(key, args);
+        },
+      },
+      undefined,
+      { queueWait: 100 },
+    );
+    await make(s, 'slow');
+    let release = () => {};
+    hold = new Promise((resolve) => {
+      release = resolve;
+    });
+    const first = s.append('slow', { contentType: 'text/plain', data: bytes('first'), close: false }, T0);
+    const second = s.append('slow', { contentType: 'text/plain', data: bytes('second'), close: false }, T0);
+    await new Promise((r) => setTimeout(r, 300));
+    const before = sent;
+    hold = undefined;
+    release();
+    assert.equal((await first).kind, 'appended');
+    await assert.rejects(
+      second,
+      (err: unknown) =>
+        err instanceof StoreError &&
+        err.code === 'store_unavailable' &&
+        /waited over 100 ms/.test(err.message),
+    );
+    assert.equal(sent - before, 1, "the first append's commit only: the second sent nothing");
+    const text = Buffer.from(
+      (await s.read('slow', 0, 1 << 20, T0))!.chunks.flatMap((c) => [...c.data]),
+    ).toString();
+    assert.equal(text, 'first');
+  },
+);
+
+test(
   'redis: stream keys are unique across nodes, also past a block of reserved keys: no two streams share rows',
   {
     skip: redisSkip,
