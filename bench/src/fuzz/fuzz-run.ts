@@ -20,8 +20,8 @@
  *                                   [--adversarial-only] [--only <scenario name part>]
  *                                   [--store memory|redis]
  *
- * `--store redis`: the adversarial scenarios only, each server on the Redis store with a redis-server
- * of its own (the crowd scenarios then also print that Redis's CPU).
+ * `--store redis`: every server on the Redis store, each with a redis-server of its own (the crowd
+ * scenarios then also print that Redis's CPU).
  */
 import {
   fuzzConnectAttach,
@@ -31,6 +31,7 @@ import {
   prng,
   randomText,
   SEED_FRAMES,
+  startRedis,
 } from '@mooring/testkit';
 import WebSocket from 'ws';
 import { startMemoryReportingServer } from '../idle/memory-server.ts';
@@ -52,17 +53,22 @@ const only = onlyIndex > 0 ? process.argv[onlyIndex + 1] : undefined;
 const storeIndex = process.argv.indexOf('--store');
 const store = storeIndex > 0 ? process.argv[storeIndex + 1] : 'memory';
 if (store !== 'memory' && store !== 'redis') throw new Error(`--store: memory or redis, not ${store}`);
-if (process.argv.includes('--adversarial-only') || only !== undefined || store === 'redis') {
+if (process.argv.includes('--adversarial-only') || only !== undefined) {
   const rows = await runAdversarial(only, store);
   printAdversarial(rows);
   process.exit(rows.every((r) => r.alive && r.lost === 0) ? 0 : 1);
 }
 
-const server = await startMemoryReportingServer([], {
-  maxFrameRate: 1_000_000,
-  maxFrameBurst: 1_000_000,
-  maxPresenceRate: 1_000_000,
-});
+const redis = store === 'redis' ? await startRedis() : undefined;
+const server = await startMemoryReportingServer(
+  [],
+  {
+    maxFrameRate: 1_000_000,
+    maxFrameBurst: 1_000_000,
+    maxPresenceRate: 1_000_000,
+  },
+  redis ? { redisUrl: redis.url } : {},
+);
 const { port } = server;
 const memory = () => server.memory();
 const base = `http://127.0.0.1:${port}`;
@@ -306,9 +312,10 @@ bystander.terminate();
 publisher.terminate();
 const crashed = server.exited;
 await server.stop();
+await redis?.close();
 
 console.log('');
-const rows = await runAdversarial();
+const rows = await runAdversarial(undefined, store);
 printAdversarial(rows);
 process.exit(
   crashed ||
