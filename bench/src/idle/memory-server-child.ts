@@ -2,7 +2,8 @@
  * Child process for the idle-connections and fuzz measurements: a Mooring server that reports its
  * memory over IPC. `MOORING_BENCH_LIMITS` (JSON) overrides limits; `{ type: 'memory', gc: false }`
  * reads RSS without forcing a collection (cheap enough to sample under load).
- * `MOORING_BENCH_REDIS_URL`: the Redis store on that redis-server (default: the memory store).
+ * `MOORING_BENCH_REDIS_URL`: the Redis store on that redis-server; `MOORING_BENCH_SQLITE_PATH`: the
+ * SQLite store in that file (default: the memory store).
  * `MOORING_BENCH_PORT` (default 0) and `MOORING_BENCH_REUSE_PORT=1`: several of these on one port.
  * `MOORING_BENCH_HEARTBEAT_SLICE`: connections per turn of a heartbeat round (A/B runs; a number
  * above the connections = the whole round in one turn).
@@ -24,7 +25,9 @@ const server = await startServer({
   limits: { maxConnectionsPerKey: 100_000, ...overrides },
   store: process.env.MOORING_BENCH_REDIS_URL
     ? { kind: 'redis', url: process.env.MOORING_BENCH_REDIS_URL }
-    : { kind: 'memory' },
+    : process.env.MOORING_BENCH_SQLITE_PATH
+      ? { kind: 'sqlite', path: process.env.MOORING_BENCH_SQLITE_PATH }
+      : { kind: 'memory' },
   ...(process.env.MOORING_BENCH_HEARTBEAT_SLICE
     ? { heartbeatSlice: Number(process.env.MOORING_BENCH_HEARTBEAT_SLICE) }
     : {}),

@@ -1,5 +1,5 @@
 /**
- * A Mooring server (memory store, or Redis with `redisUrl`) in its own process that reports its memory on request: used by
+ * A Mooring server (memory store; Redis with `redisUrl`, SQLite with `sqlitePath`) in its own process that reports its memory on request: used by
  * the measurements that need the server's memory apart from the load generator's.
  */
 import { fork } from 'node:child_process';
@@ -39,6 +39,8 @@ export interface ListenAt {
   reusePort?: boolean;
   /** The Redis store on this redis-server instead of the memory store. */
   redisUrl?: string;
+  /** The SQLite store in this file instead of the memory store. */
+  sqlitePath?: string;
 }
 
 export async function startMemoryReportingServer(
@@ -55,6 +57,7 @@ export async function startMemoryReportingServer(
       MOORING_BENCH_PORT: String(at.port ?? 0),
       MOORING_BENCH_REUSE_PORT: at.reusePort ? '1' : '0',
       MOORING_BENCH_REDIS_URL: at.redisUrl ?? '',
+      MOORING_BENCH_SQLITE_PATH: at.sqlitePath ?? '',
     },
   });
   const killChild = () => child.kill('SIGKILL');
