@@ -3,6 +3,7 @@
  * transport and on REST; tokens that must not verify; globs that must not over-match; limits.
  */
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { SignJWT } from 'jose';
@@ -370,6 +371,70 @@ describe('auth and capabilities', () => {
         assert.match(error?.message ?? '', /not signed by a key this server knows/, what);
       await assert.rejects(RawClient.connect(fx.server.url, { token }), /handshake refused: HTTP 40/, what);
     }
+  });
+
+  it('takes a token only in the spelling it was signed in: another spelling of its signature, padding or spaces are refused', async () => {
+    // a token without a clientId is its holder's identity for budgets, named by its signature's text:
+    // a second spelling that verified would be a second holder (a lenient base64url decoder skips
+    // spaces anywhere, takes the spare bits of the last character and a trailing '=')
+    const { token } = await createToken(TEST_KEY, { capability: { '*': ['*'] } });
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(token.at(-1)!);
+    const dot = token.lastIndexOf('.');
+    const spellings: Array<[string, string]> = [
+      ['the spare bits of the last character', token.slice(0, -1) + alphabet[last ^ 1]],
+      ['the other spare bit', token.slice(0, -1) + alphabet[last ^ 2]],
+      ['a trailing =', `${token}=`],
+      ['a trailing space', `${token} `],
+      ['a space inside the signature', `${token.slice(0, dot + 10)} ${token.slice(dot + 10)}`],
+      ['a newline inside the signature', `${token.slice(0, dot + 10)}\n${token.slice(dot + 10)}`],
+      [
+        'a tab inside the payload',
+        `${token.slice(0, token.indexOf('.') + 5)}\t${token.slice(token.indexOf('.') + 5)}`,
+      ],
+    ];
+    const ok = await RawClient.connect(fx.server.url, { token });
+    ok.close();
+    for (const [what, spelling] of spellings) {
+      await assert.rejects(
+        RawClient.connect(fx.server.url, { token: spelling }),
+        /handshake refused: HTTP 401/,
+        what,
+      );
+      if (spelling.trim() === token) continue; // HTTP trims a header value's ends: the token itself
+      const res = await rest(fx.server, '/v1/channels/x/messages', {
+        key: null,
+        headers: { authorization: `Bearer ${spelling.replaceAll(/[\n\t]/g, ' ')}` },
+      });
+      assert.equal(res.status, 401, what);
+    }
+    // header parameters it does not know that a verifier must understand, and claims of the wrong type
+    const now = Math.floor(Date.now() / 1000);
+    const secret = Buffer.from(TEST_KEY.slice(TEST_KEY.indexOf(':') + 1));
+    const keyName = TEST_KEY.slice(0, TEST_KEY.indexOf(':'));
+    // signed by hand: jose will not sign a header it does not understand (crit)
+    const signed = async (claims: Record<string, unknown>, header: Record<string, unknown> = {}) => {
+      const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const input = `${part({ alg: 'HS256', kid: keyName, ...header })}.${part({ capability: { '*': ['*'] }, ...claims })}`;
+      return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+    };
+    assert.equal(
+      (await RawClient.connect(fx.server.url, { token: await signed({ exp: now + 60 }) })).connected.type,
+      'connected',
+    );
+    for (const [what, bad] of [
+      ['crit', await signed({ exp: now + 60, x: 1 }, { crit: ['x'], x: 1 })],
+      ['alg HS384 over an HS256 signature', await signed({ exp: now + 60 }, { alg: 'HS384' })],
+      ['alg none over an HS256 signature', await signed({ exp: now + 60 }, { alg: 'none' })],
+      ['exp as text', await signed({ exp: String(now + 60) })],
+      ['iat as text', await signed({ exp: now + 60, iat: 'yesterday' })],
+      ['nbf as text', await signed({ exp: now + 60, nbf: 'now' })],
+    ] as const)
+      await assert.rejects(
+        RawClient.connect(fx.server.url, { token: bad }),
+        /handshake refused: HTTP 401/,
+        what,
+      );
   });
 
   it('refuses a token holder choosing another clientId; the server stamps the token’s', async () => {
