@@ -318,6 +318,12 @@ describe('auth and capabilities', () => {
         'unauthorized',
       ],
       ['expired', await sign({ ...base, exp: now - 10 }, { alg: 'HS256', kid: 'test' }), 'token_expired'],
+      // exp is the first second it is no longer valid in (RFC 7519 §4.1.4)
+      [
+        'expiring this second',
+        await sign({ ...base, exp: now }, { alg: 'HS256', kid: 'test' }),
+        'token_expired',
+      ],
       [
         'not yet valid',
         await sign({ ...base, exp: now + 600, nbf: now + 300 }, { alg: 'HS256', kid: 'test' }),
