@@ -191,8 +191,6 @@ const droppedScript = new RedisScript(DROPPED_SCRIPT);
 interface Feed {
   listeners: number;
   ready: Promise<void>;
-  /** The bus subscription answered: the feed's events reach `changes`. */
-  subscribed: boolean;
   linger: NodeJS.Timeout | undefined;
   /**
    * Counts the events the bus brought for the channel (and its reconnects): a read made while it
@@ -295,7 +293,8 @@ export class RedisPresence implements Presence {
       const before = feed.changes;
       const members = await this.memberJsons(channel);
       const frame = encodeSync(channel, members);
-      const shared = feed.subscribed && feed.changes === before && this.#feeds.get(channel) === feed;
+      // still the channel's feed: its subscription answered (a failed one is dropped before this runs)
+      const shared = feed.changes === before && this.#feeds.get(channel) === feed;
       if (shared && members.length >= SYNC_KEPT_FROM) feed.kept = { frame, changes: before, at: Date.now() };
       return { frame, shared };
     })();
@@ -586,18 +585,11 @@ export class RedisPresence implements Presence {
       const created: Feed = {
         listeners: 0,
         ready,
-        subscribed: false,
         linger: undefined,
         changes: 0,
         reading: undefined,
         kept: undefined,
       };
-      ready.then(
-        () => {
-          created.subscribed = true;
-        },
-        () => {},
-      );
       // not subscribed (Redis out of reach): forget it, so the next attach tries again
       ready.catch((err: unknown) => {
         this.#o.onError(err);

@@ -132,19 +132,21 @@ export async function verifyToken(
     throw new ServerError('unauthorized', 'the token payload is not a JSON object');
   }
   const now = Math.floor(Date.now() / 1000);
-  if (typeof payload.exp !== 'number' || !Number.isFinite(payload.exp))
+  // JSON numbers only (`Number.isFinite` is false for text, and for 1e999, which JSON reads as Infinity)
+  const { exp, iat, nbf } = payload;
+  if (!Number.isFinite(exp))
     throw new ServerError('unauthorized', 'the token is not valid: exp must be a number of seconds');
-  if (payload.iat !== undefined && (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)))
+  if (iat !== undefined && !Number.isFinite(iat))
     throw new ServerError('unauthorized', 'the token is not valid: iat must be a number of seconds');
-  if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || !Number.isFinite(payload.nbf)))
+  if (nbf !== undefined && !Number.isFinite(nbf))
     throw new ServerError('unauthorized', 'the token is not valid: nbf must be a number of seconds');
-  if (payload.nbf !== undefined && payload.nbf > now)
+  if (nbf !== undefined && nbf > now)
     throw new ServerError('unauthorized', 'the token is not valid yet (nbf)');
-  if (payload.exp <= now) throw new ServerError('token_expired', 'the token has expired: get a new one');
+  if ((exp as number) <= now) throw new ServerError('token_expired', 'the token has expired: get a new one');
   const verified: VerifiedToken = {
     keyName: kid,
     capability: payload.capability,
-    expiresAt: payload.exp * 1000,
+    expiresAt: (exp as number) * 1000,
   };
   if (payload.capability === undefined)
     throw new ServerError('unauthorized', 'the token has no capability claim');

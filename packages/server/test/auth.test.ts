@@ -419,20 +419,29 @@ describe('auth and capabilities', () => {
     const secret = Buffer.from(TEST_KEY.slice(TEST_KEY.indexOf(':') + 1));
     const keyName = TEST_KEY.slice(0, TEST_KEY.indexOf(':'));
     // signed by hand: jose will not sign a header it does not understand (crit)
-    const signed = async (claims: Record<string, unknown>, header: Record<string, unknown> = {}) => {
-      const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
-      const input = `${part({ alg: 'HS256', kid: keyName, ...header })}.${part({ capability: { '*': ['*'] }, ...claims })}`;
+    const signed = async (claims: Record<string, unknown> | string, header: Record<string, unknown> = {}) => {
+      const part = (value: unknown) =>
+        Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+      const payload = typeof claims === 'string' ? claims : { capability: { '*': ['*'] }, ...claims };
+      const input = `${part({ alg: 'HS256', kid: keyName, ...header })}.${part(payload)}`;
       return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
     };
-    assert.equal(
-      (await RawClient.connect(fx.server.url, { token: await signed({ exp: now + 60 }) })).connected.type,
-      'connected',
-    );
+    // valid: an nbf past, or this very second (valid from it on), an iat
+    for (const claims of [
+      { exp: now + 60 },
+      { exp: now + 60, nbf: now - 60, iat: now - 60 },
+      { exp: now + 60, nbf: now },
+    ]) {
+      const c = await RawClient.connect(fx.server.url, { token: await signed(claims) });
+      assert.equal(c.connected.type, 'connected', JSON.stringify(claims));
+      c.close();
+    }
     for (const [what, bad] of [
       ['crit', await signed({ exp: now + 60, x: 1 }, { crit: ['x'], x: 1 })],
       ['alg HS384 over an HS256 signature', await signed({ exp: now + 60 }, { alg: 'HS384' })],
       ['alg none over an HS256 signature', await signed({ exp: now + 60 }, { alg: 'none' })],
       ['exp as text', await signed({ exp: String(now + 60) })],
+      ['exp 1e999 (JSON reads it as Infinity)', await signed('{"capability":{"*":["*"]},"exp":1e999}')],
       ['iat as text', await signed({ exp: now + 60, iat: 'yesterday' })],
       ['nbf as text', await signed({ exp: now + 60, nbf: 'now' })],
     ] as const)
