@@ -44,6 +44,17 @@ if (STORE !== 'memory' && STORE !== 'sqlite' && STORE !== 'redis')
 const KEY = 'bench:secret';
 const log = (text: string) => process.stderr.write(`${text}\n`);
 
+/** The server's connection counters (`/metrics`): opened by resumed, closed by reason. */
+async function serverCounts(): Promise<Map<string, number>> {
+  const text = await (await fetch(`${serverUrl}/metrics?key=${KEY}`)).text();
+  const counts = new Map<string, number>();
+  for (const m of text.matchAll(/^mooring_connections_(opened|closed)_total\{([^}]*)\} (\d+)/gm)) {
+    const name = `${m[1]}{${m[2]!.replace(/transport="[^"]*",?/, '')}}`;
+    counts.set(name, (counts.get(name) ?? 0) + Number(m[3]));
+  }
+  return counts;
+}
+
 interface Watched {
   client: Mooring;
   channel: number;
@@ -70,6 +81,9 @@ const watched: Watched[] = [];
 const publisher = new Mooring({ url: serverUrl, key: KEY, clientId: 'publisher', environment: null });
 let resetAt = Number.POSITIVE_INFINITY;
 let refused = 0;
+/** After the reset: connection attempts the clients made, and why their connections changed state. */
+let attempts = 0;
+const reasons = new Map<string, number>();
 const counts = new Array<number>(C).fill(0);
 let publishing: NodeJS.Timeout | undefined;
 let sampler: NodeJS.Timeout | undefined;
@@ -83,8 +97,11 @@ try {
         const { token } = await createToken(KEY, { clientId: `user-${id}` });
         const client = new Mooring({ url: proxy.url('/'), token, environment: null });
         const w: Watched = { client, channel: id % C, last: 0, received: 0, problems: [], back: undefined };
-        client.connection.on('statechange', ({ reason }) => {
+        client.connection.on('statechange', ({ current, reason }) => {
           if (reason?.code === 'rate_limited' || reason?.code === 'too_many_connections') refused++;
+          if (performance.now() < resetAt) return;
+          if (current === 'connecting') attempts++;
+          if (reason) reasons.set(reason.code, (reasons.get(reason.code) ?? 0) + 1);
         });
         const channel = client.channels.get(`storm:${w.channel}`);
         channel.on('attached', () => {
@@ -114,6 +131,7 @@ try {
   await new Promise((r) => setTimeout(r, SECONDS * 1_000));
   if (RATE > 0) await waitFor(() => watched.every((w) => w.received > 0), { timeout: 30_000 });
 
+  const metrics0 = await serverCounts();
   const cpu0 = processCpuSeconds(server.pid) ?? Number.NaN;
   let peak = (await server.memory(false)).rss;
   const rssBefore = peak;
@@ -125,6 +143,11 @@ try {
   }, 250);
   await waitFor(() => watched.every((w) => w.back !== undefined), { timeout: 120_000, interval: 20 });
   const allBack = performance.now() - resetAt;
+  const transports = new Map<string, number>();
+  for (const w of watched) {
+    const kind = w.client.connection.transport ?? 'none';
+    transports.set(kind, (transports.get(kind) ?? 0) + 1);
+  }
   const cpu = (processCpuSeconds(server.pid) ?? Number.NaN) - cpu0;
   clearInterval(sampler);
   sampler = undefined;
@@ -144,6 +167,14 @@ try {
   const mb = (n: number) => (n / 2 ** 20).toFixed(0);
   console.log(
     `| ${STORE} | ${N} × ${C} | ${(allBack / 1000).toFixed(2)} s | ${percentile(back, 0.5).toFixed(0)} / ${percentile(back, 0.99).toFixed(0)} / ${back.at(-1)?.toFixed(0)} ms | ${refused} | ${cpu.toFixed(2)} s | ${mb(rssBefore)} → ${mb(peak)} | ${watched.reduce((a, w) => a + w.received, 0)} | ${problems.length === 0 ? 'none' : `${problems.length} clients: ${problems[0]!.problems.slice(0, 3).join(', ')}`} |`,
+  );
+  const metrics1 = await serverCounts();
+  const delta = [...metrics1]
+    .map(([name, n]) => [name, n - (metrics0.get(name) ?? 0)] as const)
+    .filter(([, n]) => n > 0);
+  log(`the server meanwhile: ${delta.map(([name, n]) => `${name} ${n}`).join(', ')}`);
+  log(
+    `after the reset: ${attempts} connection attempts for ${N} clients; reasons: ${[...reasons].map(([code, n]) => `${code}×${n}`).join(', ') || 'none'}; transports once all were back: ${[...transports].map(([kind, n]) => `${kind}×${n}`).join(', ')}`,
   );
   if (problems.length > 0) process.exitCode = 1;
 } catch (err) {
