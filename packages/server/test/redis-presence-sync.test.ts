@@ -85,6 +85,23 @@ async function until(what: string, ok: () => boolean | Promise<boolean>): Promis
   assert.ok(await ok(), what);
 }
 
+/**
+ * A node whose channel of 40 members has a listener and a kept `sync` frame (`syncKeptFor` as
+ * given), checked kept: `before` is the reads Redis had run by then.
+ */
+async function keptFrame(t: After, syncKeptFor: number) {
+  const { redis, inspect, reads } = await setUp(t);
+  const a = await node(t, redis.url, { syncKeptFor });
+  await fill(a.presence, 40);
+  const listener = listen(a.presence);
+  t.after(listener.stop);
+  await a.presence.syncFrame(CHANNEL);
+  const before = await reads();
+  await a.presence.syncFrame(CHANNEL);
+  assert.equal((await reads()) - before, 0, 'kept');
+  return { a, inspect, reads, before };
+}
+
 describe('Redis presence: the sync frame an attach is sent', () => {
   it(
     'a large set is read once for the attaches that follow, and read again after the next event',
@@ -191,15 +208,7 @@ describe('Redis presence: the sync frame an attach is sent', () => {
     'a frame kept when the bus reconnects is read again (what was published meanwhile is lost)',
     { skip },
     async (t) => {
-      const { redis, inspect, reads } = await setUp(t);
-      const a = await node(t, redis.url, { syncKeptFor: 60_000 });
-      await fill(a.presence, 40);
-      const listener = listen(a.presence);
-      t.after(listener.stop);
-      await a.presence.syncFrame(CHANNEL);
-      const before = await reads();
-      await a.presence.syncFrame(CHANNEL);
-      assert.equal((await reads()) - before, 0, 'kept');
+      const { a, inspect, reads, before } = await keptFrame(t, 60_000);
       await inspect.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub']);
       await until('read again once the bus is back', async () => {
         await a.presence.syncFrame(CHANNEL);
@@ -209,15 +218,7 @@ describe('Redis presence: the sync frame an attach is sent', () => {
   );
 
   it('a kept frame is read again after syncKeptFor without an event', { skip }, async (t) => {
-    const { redis, reads } = await setUp(t);
-    const a = await node(t, redis.url, { syncKeptFor: 50 });
-    await fill(a.presence, 40);
-    const listener = listen(a.presence);
-    t.after(listener.stop);
-    await a.presence.syncFrame(CHANNEL);
-    const before = await reads();
-    await a.presence.syncFrame(CHANNEL);
-    assert.equal((await reads()) - before, 0, 'kept');
+    const { a, reads, before } = await keptFrame(t, 50);
     await new Promise((r) => setTimeout(r, 120));
     await a.presence.syncFrame(CHANNEL);
     assert.equal((await reads()) - before, 1, 'read again');
