@@ -91,6 +91,11 @@ interface Pass {
   readonly after: Array<{ messages: Message[]; rolledUp: boolean; more: boolean }>;
 }
 
+export interface LocalHubOptions {
+  /** A delivery is handed out in shares (its channel has more than `FAN_OUT_SHARE` subscribers here). */
+  onPass?: () => void;
+}
+
 /**
  * Fan-out on one node. Operations are delivered in batches, one frame per channel per batch,
  * written once to every subscriber:
@@ -113,11 +118,6 @@ interface Pass {
  * comes during it may or may not be reached by it, which an attachment takes either way: it
  * subscribed before its catch-up read, which holds everything stored before (channel-attachment.ts).
  */
-export interface LocalHubOptions {
-  /** A delivery is handed out in shares (its channel has more than `FAN_OUT_SHARE` subscribers here). */
-  onPass?: () => void;
-}
-
 export class LocalHub implements Hub {
   readonly #listeners = new KeyedListeners<Delivery>();
   readonly #onPass: (() => void) | undefined;
