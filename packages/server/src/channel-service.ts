@@ -239,9 +239,14 @@ export class ChannelService {
       const outcome = results[i];
       if (!outcome) continue;
       const serial = input.serial ?? outcome.serial;
-      // A resent end (a duplicate: same publisher, same id) still releases: the first attempt may
-      // have been stored just before a crash that lost its release. Releasing twice is harmless.
-      if (input.action === 'delete' || input.lease === 0) {
+      if ((input.action === 'delete' || input.lease === 0) && outcome.duplicate) {
+        // A resent end (same publisher, same id) still releases: the first attempt may have been
+        // stored just before a crash that lost its release. But only the end that id stored: an id
+        // names an op of its publisher whatever the frame now says, so a duplicate naming another
+        // message would let anyone end any run with one of their own ids.
+        writes ??= [];
+        writes.push(this.#endResent(channel, serial, outcome.serial));
+      } else if (input.action === 'delete' || input.lease === 0) {
         const released = this.leases.release(channel, serial);
         if (released) {
           writes ??= [];
@@ -298,6 +303,16 @@ export class ChannelService {
     const message = await this.#messageAt(channel, serial);
     if (message?.version !== op || message.action === 'delete') return;
     await this.leases.hold(channel, serial, identity.connectionId, ms, identity.clientId, owner);
+  }
+
+  /**
+   * The release of a resent end (see `#recordLeases`): only if the op its id stored (`op`) is what
+   * the message `serial` is now, that end itself (an end is its run's last write).
+   */
+  async #endResent(channel: string, serial: string, op: string): Promise<void> {
+    const message = await this.#messageAt(channel, serial);
+    if (message?.version !== op) return;
+    await Promise.all([this.leases.release(channel, serial), this.#releaseAliases(channel, serial)]);
   }
 
   /** The runs this publish ends, to be marked first (see Leases.ending): one write each. */

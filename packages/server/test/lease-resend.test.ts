@@ -97,3 +97,48 @@ describe('a resent publish that takes a lease', () => {
     assert.equal(s.leases.has(CHANNEL, first!.serial), false, 'a resent plain op took a lease');
   });
 });
+
+/**
+ * An end resent because its answer was lost (same publisher, same id) releases the run's lease
+ * again: the first attempt may have been stored just before a crash lost its release. An op id
+ * names one op of its publisher, though, whatever the resent frame says: a duplicate naming another
+ * message must not end that message's run (a holder allowed to end only its own messages would
+ * otherwise end anyone's with one of its own ids).
+ */
+describe('a resent end', () => {
+  const mallory: PublishIdentity = { ...agent, viaToken: true, clientId: 'mallory' };
+  const end = (serial: string, id = 'end'): OperationInput => ({
+    action: 'append',
+    serial,
+    id,
+    data: '',
+    lease: 0,
+  });
+
+  it('releases its run again (the first release was lost)', async (t) => {
+    const s = service(t);
+    const [run] = await s.publish(CHANNEL, [{ ...create, lease: 60_000 }], agent);
+    await s.publish(CHANNEL, [end(run!.serial)], agent);
+    assert.equal(s.leases.has(CHANNEL, run!.serial), false);
+    s.leases.hold(CHANNEL, run!.serial, undefined, 60_000, 'agent'); // the release that crash lost
+    const [again] = await s.publish(CHANNEL, [end(run!.serial)], agent);
+    assert.equal(again!.duplicate, true);
+    assert.equal(s.leases.has(CHANNEL, run!.serial), false, 'the resent end released the run');
+  });
+
+  for (const [what, op] of [
+    ['an end', (serial: string) => end(serial, 'mine')],
+    ['a delete', (serial: string): OperationInput => ({ action: 'delete', serial, id: 'mine' })],
+  ] as const) {
+    it(`${what} whose id is one of the sender's other ops releases nothing`, async (t) => {
+      const s = service(t);
+      const [run] = await s.publish(CHANNEL, [{ ...create, lease: 60_000 }], agent);
+      await s.publish(CHANNEL, [{ id: 'mine', name: 'note', data: 'hi' }], mallory);
+      const [dup] = await s.publish(CHANNEL, [op(run!.serial)], mallory);
+      assert.equal(dup!.duplicate, true);
+      assert.equal(s.leases.has(CHANNEL, run!.serial), true, "another's run lost its lease");
+      const page = await s.history(CHANNEL, { direction: 'forwards', limit: 1 });
+      assert.equal(page.messages[0]?.action, 'create', 'the run is as its agent left it');
+    });
+  }
+});
