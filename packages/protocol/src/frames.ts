@@ -111,7 +111,7 @@ export type ClientFrame =
   | CloseFrame;
 
 /** Why an attach from a position did not resume. */
-export type ResumeFailure = 'epoch_changed' | 'position_trimmed' | 'position_ahead';
+export type ResumeFailure = 'epoch_changed' | 'position_trimmed' | 'position_ahead' | 'history_required';
 
 export interface ConnectedFrame {
   type: 'connected';

@@ -139,15 +139,15 @@ export class ChannelAttachment {
    * transport took it; then the caller sends `attached` and calls `goLive()`. Throws
    * `attach_superseded` if the attachment was closed meanwhile (a later attach, a detach, the end).
    */
-  async catchUp(frame: AttachFrame): Promise<AttachOutcome> {
+  async catchUp(frame: AttachFrame, withoutHistory = false): Promise<AttachOutcome> {
     const { tracing } = this.#channels.metrics;
-    if (!tracing) return this.#catchUp(frame, undefined);
+    if (!tracing) return this.#catchUp(frame, withoutHistory, undefined);
     const span = tracing.start('mooring.attach', {
       'mooring.channel': this.channel,
       'mooring.mode': modeOf(frame),
     });
     try {
-      const outcome = await this.#catchUp(frame, span);
+      const outcome = await this.#catchUp(frame, withoutHistory, span);
       span.setAttribute('mooring.resumed', outcome.resumed);
       if (outcome.reason !== undefined) span.setAttribute('mooring.resume_failure', outcome.reason);
       span.end();
@@ -158,7 +158,15 @@ export class ChannelAttachment {
     }
   }
 
-  async #catchUp(frame: AttachFrame, span: Span | undefined): Promise<AttachOutcome> {
+  /**
+   * `withoutHistory`: the holder may subscribe but not read history, so a resume or `start` may read
+   * back only what a dropped connection can have missed (`ChannelService.readsTooFarBack`).
+   */
+  async #catchUp(
+    frame: AttachFrame,
+    withoutHistory: boolean,
+    span: Span | undefined,
+  ): Promise<AttachOutcome> {
     const { channel } = this;
     const channels = this.#channels;
     const catchUpSince = async (after: string | undefined, epoch?: string) => {
@@ -185,6 +193,11 @@ export class ChannelAttachment {
           break;
         }
         const after = check.resumed ? from : check.kept!;
+        if (withoutHistory && (await channels.readsTooFarBack(channel, after))) {
+          // a position older than any gap of a dropped connection: live from here, continuity lost
+          outcome = { resumed: false, epoch: check.epoch, position: check.head, reason: 'history_required' };
+          break;
+        }
         // what changed after the position (or after the client's messages that are still there:
         // nothing new is skipped), read in the epoch checked, never in a log that replaced it
         const caught = await catchUpSince(after, attempt < MAX_RECHECKS ? check.epoch : undefined);
@@ -211,6 +224,11 @@ export class ChannelAttachment {
         return { resumed: false, epoch: page.epoch, position: page.head };
       });
     } else if (frame.start) {
+      if (withoutHistory && (await channels.readsTooFarBack(channel, undefined)))
+        throw new ServerError(
+          'forbidden',
+          `attaching ${channel} with start needs history: it holds messages older than a dropped connection can have missed`,
+        );
       const info = await channels.info(channel);
       const { position } = await catchUpSince(undefined);
       outcome = { resumed: false, epoch: info?.epoch ?? '', position };

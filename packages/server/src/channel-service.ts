@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   type Action,
+  DEFAULT_TIMINGS,
   formatSerial,
   isChannelName,
   type Limits,
@@ -491,6 +492,30 @@ export class ChannelService {
     });
     const message = page.messages[0];
     return message?.serial === serial ? message : undefined;
+  }
+
+  /**
+   * How far back (ms) a holder without `history` may read through a resume or `start` (PROTOCOL
+   * §6.2): as long as a dropped connection keeps its state (`connectionStateTtl`; the server sets it).
+   */
+  readBackWithoutHistory: number = DEFAULT_TIMINGS.connectionStateTtl;
+
+  /**
+   * Whether reading on from `after` (a position in the log's epoch; undefined: its start) would
+   * hand over a message created more than `readBackWithoutHistory` ago: one a holder without
+   * `history` cannot have missed through a dropped connection, only asked for with a position it
+   * made up. Messages are created in serial order, so the first one after the position is the
+   * oldest of them: one read.
+   */
+  async readsTooFarBack(channel: string, after: string | undefined): Promise<boolean> {
+    const query: HistoryQuery = { direction: 'forwards', limit: 1 };
+    if (after !== undefined) {
+      const parsed = parseSerial(after);
+      if (!parsed) return false;
+      query.from = formatSerial(parsed.epoch, parsed.seq + 1);
+    }
+    const first = (await this.store.history(channel, query)).messages[0];
+    return first !== undefined && first.timestamp < Date.now() - this.readBackWithoutHistory;
   }
 
   /** Whether a client holding `position` can resume: same epoch, nothing after it trimmed, not ahead. */

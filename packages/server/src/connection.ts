@@ -597,8 +597,11 @@ export class Connection {
 
   async #attach(frame: AttachFrame): Promise<void> {
     const { channel } = frame;
-    requireAccess(this.#identity.access, channel, 'subscribe');
-    if (frame.rewind !== undefined || frame.start) requireAccess(this.#identity.access, channel, 'history');
+    const access = this.#identity.access;
+    requireAccess(access, channel, 'subscribe');
+    // `start` and `from` without history read back only what a dropped connection can have missed
+    if (frame.rewind !== undefined) requireAccess(access, channel, 'history');
+    const withoutHistory = !access.allows(channel, 'history');
     const previous = this.#attachments.get(channel);
     if (!previous && this.#attachments.size >= this.#limits.maxChannelsPerConnection)
       throw new ServerError(
@@ -615,7 +618,7 @@ export class Connection {
     if (this.#closed) attachment.close();
     let outcome: Awaited<ReturnType<ChannelAttachment['catchUp']>>;
     try {
-      outcome = await attachment.catchUp(frame);
+      outcome = await attachment.catchUp(frame, withoutHistory);
     } catch (err) {
       // a failed attach (store error, superseded) leaves nothing behind: no subscription holding
       // live deliveries for a channel that will never go live

@@ -81,7 +81,7 @@ export class Metrics {
     });
     this.resumeFailures = new Counter({
       name: 'mooring_resume_failures_total',
-      help: 'Resumes answered resumed:false, by reason (epoch_changed, position_trimmed, position_ahead)',
+      help: 'Resumes answered resumed:false, by reason (epoch_changed, position_trimmed, position_ahead, history_required)',
       labelNames: ['reason'],
       registers,
     });

@@ -234,6 +234,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     (err) => logger.error({ err }, 'lease expiry failed'),
     options.leases ? (o) => options.leases!(store, o) : engine.leases,
   );
+  channels.readBackWithoutHistory = connectionStateTtl;
   channels.onLeaseExpired = (expired) =>
     logger.info(expired, 'lease expired: its publisher is gone, the run is marked abandoned');
   const restored = channels.leases.restore();

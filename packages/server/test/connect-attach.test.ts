@@ -184,12 +184,12 @@ describe('attaches sent with the connection request', () => {
     });
     const attach = JSON.stringify([
       { ref: 'no', channel: 'private:x' },
-      { ref: 'history', channel: 'session:url-allowed', start: true },
+      { ref: 'history', channel: 'session:url-allowed', rewind: 1 },
       { ref: 'yes', channel: 'session:url-allowed-2' },
     ]);
     const reader = await connectOn(fx, 'websocket', { token, attach });
     assert.equal(outcome(await reader.next(answerTo('no'))), 'forbidden');
-    assert.equal(outcome(await reader.next(answerTo('history'))), 'forbidden', 'start needs history');
+    assert.equal(outcome(await reader.next(answerTo('history'))), 'forbidden', 'rewind needs history');
     assert.equal((await reader.next(answerTo('yes'))).type, 'attached');
     reader.close();
   });
