@@ -172,14 +172,15 @@ export class ChannelService {
     for (let i = 0; i < inputs.length; i++)
       ops[i] = this.#toNewOperation(channel, inputs[i]!, i, identity, scope);
     let claim = this.#leaseClaim(channel, inputs, identity);
-    const ending = this.leases.ending ? this.#endingSerials(channel, inputs) : undefined;
+    const ending = this.leases.ending ? this.#endingSerials(channel, inputs, ops) : undefined;
     // a publish waiting for Redis keeps its place: later ones of the connection wait with it
     const turn = identity.order?.enter(claim instanceof Promise || ending !== undefined);
     let result: Awaited<ReturnType<Store['append']>>;
     let leaseWrites: Promise<void>[] | undefined;
     try {
       if (claim instanceof Promise) claim = await claim; // only a publish taking leases on Redis
-      if (ending) await Promise.all(ending.map((serial) => this.leases.ending!(channel, serial)));
+      if (ending)
+        await Promise.all(ending.map(([serial, owner]) => this.#markEnding(channel, serial, owner)));
       if (turn?.before) await turn.before;
       const started = performance.now();
       const { health, tracing } = this.metrics;
@@ -316,19 +317,42 @@ export class ChannelService {
     await Promise.all([this.leases.release(channel, serial), this.#releaseAliases(channel, serial)]);
   }
 
-  /** The runs this publish ends, to be marked first (see Leases.ending): one write each. */
-  #endingSerials(channel: string, inputs: OperationInput[]): string[] | undefined {
-    let serials: string[] | undefined;
-    for (const input of inputs) {
+  /**
+   * The runs this publish ends, to be marked first (see Leases.ending): one write each. With each,
+   * the clientId its message must have been created by when the publisher may end only its own.
+   */
+  #endingSerials(
+    channel: string,
+    inputs: OperationInput[],
+    ops: NewOperation[],
+  ): Array<[serial: string, owner: string | undefined]> | undefined {
+    let serials: Array<[string, string | undefined]> | undefined;
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!;
       if (input.serial === undefined) continue;
       // `lease: 0` says the message is leased, wherever the lease was taken (this node may not know
       // it yet: a takeover still on its way); a delete ends a run only if this node knows its lease
       if (input.lease !== 0 && (input.action !== 'delete' || !this.leases.has(channel, input.serial)))
         continue;
       serials ??= [];
-      serials.push(input.serial);
+      serials.push([input.serial, ops[i]!.requireOwner]);
     }
     return serials; // undefined (nothing to wait for) on nearly every publish
+  }
+
+  /**
+   * Marks the run `serial` ending — unless its end will be refused `not_owner`: a mark holds the
+   * run's expiry back (Leases.ending), so one written for an end the store refuses would let a
+   * holder of `*-own`, sending such ends again and again, keep anyone's dead run from ever being
+   * marked abandoned. One read, for the ends of a holder that may end only its own messages; a
+   * message not found under that serial (one of another epoch the store still takes) is marked.
+   */
+  async #markEnding(channel: string, serial: string, owner: string | undefined): Promise<void> {
+    if (owner !== undefined) {
+      const message = await this.#messageAt(channel, serial);
+      if (message !== undefined && message.clientId !== owner) return;
+    }
+    await this.leases.ending!(channel, serial);
   }
 
   /**

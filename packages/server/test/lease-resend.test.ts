@@ -11,6 +11,7 @@ import { DEFAULT_LIMITS, type OperationInput } from '@mooring/protocol';
 import { waitFor } from '@mooring/testkit';
 import { ChannelService, type PublishIdentity } from '../src/channel-service.ts';
 import { LocalHub } from '../src/hub.ts';
+import { LeaseManager } from '../src/leases.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { StoreError } from '../src/store/store.ts';
 
@@ -141,4 +142,56 @@ describe('a resent end', () => {
       assert.equal(page.messages[0]?.action, 'create', 'the run is as its agent left it');
     });
   }
+});
+
+/**
+ * Where leases live in Redis, an end first marks its run (`Leases.ending`), which holds the run's
+ * expiry back until the end is released or the mark runs out. A mark written for an end the store
+ * then refuses `not_owner` would let a holder of `append-own` keep anyone's dead run from ever being
+ * marked abandoned, by sending such ends again and again: a holder that may end only its own
+ * messages marks only those.
+ */
+describe('the mark of an end', () => {
+  const marked: string[] = [];
+  class MarkingLeases extends LeaseManager {
+    async ending(_channel: string, serial: string): Promise<void> {
+      marked.push(serial);
+    }
+  }
+  const own = (clientId: string): PublishIdentity => ({
+    ...agent,
+    viaToken: true,
+    clientId,
+    access: { allows: (_channel, operation) => operation !== 'update-any' && operation !== 'delete-any' },
+  });
+
+  it('is written only for an end its publisher may make', async (t) => {
+    const s = new ChannelService(
+      new MemoryStore(),
+      new LocalHub(),
+      DEFAULT_LIMITS,
+      undefined,
+      undefined,
+      (o) => new MarkingLeases(o),
+    );
+    t.after(() => s.leases.close());
+    const [run] = await s.publish(CHANNEL, [{ ...create, lease: 60_000 }], agent);
+    const end = (id: string): OperationInput => ({
+      action: 'append',
+      serial: run!.serial,
+      id,
+      data: '',
+      lease: 0,
+    });
+    marked.length = 0;
+    await assert.rejects(s.publish(CHANNEL, [end('not-mine')], own('mallory')), /created by another client/);
+    await assert.rejects(
+      s.publish(CHANNEL, [{ action: 'delete', serial: run!.serial, id: 'gone' }], own('mallory')),
+    );
+    assert.deepEqual(marked, [], 'a refused end marked the run');
+    assert.equal(s.leases.has(CHANNEL, run!.serial), true);
+    await s.publish(CHANNEL, [end('mine')], own('agent'));
+    assert.deepEqual(marked, [run!.serial], "its creator's end marks it");
+    assert.equal(s.leases.has(CHANNEL, run!.serial), false);
+  });
 });
