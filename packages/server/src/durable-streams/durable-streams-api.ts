@@ -31,7 +31,13 @@ import { RequestAborted } from '../rest-api.ts';
 import { ServerError, toErrorInfo } from '../server-error.ts';
 import { StoreError } from '../store/store.ts';
 import { isJsonStream, mediaType } from '../store/stream-rules.ts';
-import type { AppendOutcome, StreamMeta, StreamStore } from '../store/stream-store.ts';
+import type {
+  AppendOutcome,
+  CreateOutcome,
+  CreateSpec,
+  StreamMeta,
+  StreamStore,
+} from '../store/stream-store.ts';
 import { formatOffset } from '../store/stream-store.ts';
 import { jsonFragment } from './json-mode.ts';
 import {
@@ -93,7 +99,8 @@ export interface DurableStreamsDeps {
   /**
    * The budgets of the credential's identity (PROTOCOL.md §10, §16): a write (PUT, POST, DELETE)
    * takes one operation of its publish rate before its body is read, and its body's bytes of its
-   * bytes rate once read (`rate_limited`; a promise where the budgets are counted across nodes); a
+   * bytes rate once read, a sub-offset fork's copy before it is made (`rate_limited`; a promise
+   * where the budgets are counted across nodes); a
    * live read (long-poll, SSE) counts
    * like a realtime connection while it lasts (`too_many_connections`) and returns its release
    * (a promise where the budgets are counted across nodes).
@@ -108,6 +115,9 @@ export interface DurableStreamsDeps {
 }
 
 const MAX_PATH = 1024;
+
+/** Takes bytes from the requester's publish bytes rate (429 `rate_limited` when over it). */
+type Charge = (bytes: number) => Promise<void>;
 
 export class DurableStreamsApi {
   readonly #o: Required<DurableStreamsOptions>;
@@ -178,16 +188,23 @@ export class DurableStreamsApi {
     const identity = await this.#authorize(req, url, path, operation);
     const { budgets } = this.#d;
     if (identity && budgets && method !== 'GET' && method !== 'HEAD') await budgets.write(identity, 1, 0);
+    // bytes stored for the request, from its identity's bytes rate (none on the open namespace)
+    const charge: Charge | undefined =
+      identity && budgets
+        ? async (bytes) => {
+            if (bytes > 0) await budgets.write(identity, 0, bytes);
+          }
+        : undefined;
     const body = async (json: boolean): Promise<Uint8Array> => {
       const read = (pace?: Pace) => readBody(req, json ? this.#jsonMax : this.#o.maxAppendBytes, pace);
       const data = await (identity && budgets?.paced ? budgets.paced(identity, read) : read());
       this.#d.onBytes('in', data.length);
-      if (identity && budgets && data.length > 0) await budgets.write(identity, 0, data.length);
+      await charge?.(data.length);
       return data;
     };
     switch (method) {
       case 'PUT':
-        return this.#create(streams, path, req, res, url, body);
+        return this.#create(streams, path, req, res, url, body, charge);
       case 'POST':
         return this.#append(streams, path, req, res, body);
       case 'DELETE': {
@@ -273,6 +290,7 @@ export class DurableStreamsApi {
     res: ServerResponse,
     url: URL,
     body: (json: boolean) => Promise<Uint8Array>,
+    charge: Charge | undefined,
   ): Promise<void> {
     const fork = forkHeaders(req);
     if (fork) await this.#authorize(req, url, fork.source, 'stream-read');
@@ -290,17 +308,14 @@ export class DurableStreamsApi {
       if (!parsed.ok) throw new StreamHttpError(400, 'bad_request', parsed.reason);
       data = parsed.fragment;
     }
-    const outcome = await streams.create(
-      path,
-      {
-        closed,
-        data,
-        ...expiry,
-        ...(contentType === undefined ? {} : { contentType }),
-        ...(fork ? { fork } : {}),
-      },
-      Date.now(),
-    );
+    const spec: CreateSpec = {
+      closed,
+      data,
+      ...expiry,
+      ...(contentType === undefined ? {} : { contentType }),
+      ...(fork ? { fork } : {}),
+    };
+    const outcome = await this.#createPaid(streams, path, spec, charge);
     switch (outcome.kind) {
       case 'conflict':
         throw new StreamHttpError(
@@ -318,6 +333,13 @@ export class DurableStreamsApi {
         throw new StreamHttpError(409, 'stream_conflict', "a fork's Content-Type must be its source's");
       case 'bad_fork':
         throw new StreamHttpError(400, 'bad_request', outcome.reason);
+      case 'fork_unpaid':
+      case 'source_changed':
+        throw new StreamHttpError(
+          409,
+          'stream_conflict',
+          'the Stream-Forked-From stream changed while the fork was made; retry',
+        );
     }
     const meta = outcome.meta;
     const headers: Record<string, string> = {
@@ -331,6 +353,32 @@ export class DurableStreamsApi {
       if (data.length > 0) this.waiters.notify(path);
     }
     res.writeHead(outcome.kind === 'created' ? 201 : 200, headers).end();
+  }
+
+  /**
+   * Creates the stream, a sub-offset fork's copied prefix paid from the requester's bytes rate
+   * first (`subOffsetCost`, stream-engine.ts): the likely cost is taken before the store step (a
+   * byte stream's sub-offset, what a JSON one costs at least), and if the step finds it costs more
+   * it creates nothing and names the cost, which is taken (429 `rate_limited` when over the budget:
+   * nothing copied) before one more step. The open namespace (no charge) copies unbounded.
+   */
+  async #createPaid(
+    streams: StreamStore,
+    path: string,
+    spec: CreateSpec,
+    charge: Charge | undefined,
+  ): Promise<CreateOutcome> {
+    const fork = spec.fork;
+    if (!fork || fork.subOffset === 0 || !charge) return streams.create(path, spec, Date.now());
+    // a JSON append of k messages holds at least k bytes: never more than the fork costs
+    let paid = Math.min(fork.subOffset, this.#o.maxAppendBytes);
+    await charge(paid);
+    const first = await streams.create(path, { ...spec, fork: { ...fork, allowance: paid } }, Date.now());
+    if (first.kind !== 'fork_unpaid') return first;
+    await charge(first.bytes - paid);
+    paid = first.bytes;
+    // a second `fork_unpaid` (the source replaced by a larger one between the steps) is a 409
+    return streams.create(path, { ...spec, fork: { ...fork, allowance: paid } }, Date.now());
   }
 
   async #append(

@@ -23,6 +23,32 @@ export function isJsonStream(meta: Pick<StreamMeta, 'contentType'>): boolean {
   return mediaType(meta.contentType) === 'application/json';
 }
 
+/**
+ * Where the first `count` messages of a stored JSON chunk end (bytes), or how many messages it holds
+ * when fewer. A stored chunk is messages as `JSON.stringify` wrote them, joined with `,` (json-mode.ts),
+ * so the end of message k is the k-th comma outside strings and brackets (or the chunk's end): one
+ * pass over the prefix, no parse. Parsing the whole append and serialising the messages again held
+ * the event loop ~40 ms per MiB, per fork.
+ */
+export function jsonMessagesEnd(chunk: Uint8Array, count: number): { end: number } | { messages: number } {
+  let depth = 0;
+  let inString = false;
+  let seen = 0;
+  for (let i = 0; i < chunk.length; i++) {
+    const b = chunk[i];
+    if (inString) {
+      // skip the escaped character, e.g. \"
+      if (b === 0x5c) i++;
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) depth++;
+    else if (b === 0x5d || b === 0x7d) depth--;
+    else if (b === 0x2c && depth === 0 && ++seen === count) return { end: i };
+  }
+  const messages = chunk.length === 0 ? 0 : seen + 1;
+  return messages === count ? { end: chunk.length } : { messages };
+}
+
 export function isExpired(meta: StreamMeta, now: number): boolean {
   if (meta.expiresAt !== undefined) {
     const at = Date.parse(meta.expiresAt);

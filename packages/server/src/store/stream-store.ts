@@ -164,6 +164,11 @@ export interface ForkSpec {
   offsetToken?: string;
   /** Messages (JSON) or bytes (others) of the chunk at `offset` inherited too; 0 = none. */
   subOffset: number;
+  /**
+   * The bytes a sub-offset may cost (`subOffsetCost`), already taken from the requester's budget
+   * (absent: no bound, the open namespace). Costing more → `fork_unpaid`, nothing done.
+   */
+  allowance?: number;
 }
 
 export interface CreateSpec {
@@ -186,7 +191,14 @@ export type CreateOutcome =
   | { kind: 'source_not_found' }
   | { kind: 'source_gone' }
   | { kind: 'fork_type_mismatch' }
-  | { kind: 'bad_fork'; reason: string };
+  | { kind: 'bad_fork'; reason: string }
+  /** The sub-offset costs `bytes`, more than `ForkSpec.allowance`: nothing copied, nothing created. */
+  | { kind: 'fork_unpaid'; bytes: number }
+  /**
+   * The body was prepared (JSON validated, or not) for another content type than the one the
+   * stream resolves to: the fork's source changed since the request looked at it. Nothing created.
+   */
+  | { kind: 'source_changed' };
 
 export type DeleteOutcome = 'deleted' | 'not_found' | 'gone';
 

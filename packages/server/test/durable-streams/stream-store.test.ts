@@ -302,6 +302,63 @@ for (const [kind, open] of Object.entries(STORES)) {
     await store.close();
   });
 
+  test(`${kind}: a JSON sub-offset ends at message k's comma, found without parsing (commas, brackets and quotes inside strings skipped)`, async (t) => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    const messages = ['{"a":"x,]\\"}"}', '[1,[2,{"b":[3]}]]', '"é,\\\\"', 'null', '"\\"[{,"'];
+    // stored as json-mode.ts stores an append: each message as JSON.stringify wrote it, joined by ','
+    for (const m of messages) assert.equal(JSON.stringify(JSON.parse(m)), m, 'canonical');
+    await make(s, 'tricky', { contentType: 'application/json', data: bytes(messages.join(',')) });
+    const parse = t.mock.method(JSON, 'parse');
+    for (let k = 1; k <= messages.length; k++) {
+      const out = await s.create(
+        `tricky-${k}`,
+        { closed: false, data: new Uint8Array(0), fork: { source: 'tricky', offset: 0, subOffset: k } },
+        T0,
+      );
+      assert.equal(out.kind, 'created', `k = ${k}`);
+      const page = await s.read(`tricky-${k}`, 0, 1 << 20, T0);
+      assert.equal(textOf(page?.chunks ?? []), messages.slice(0, k).join(','), `k = ${k}`);
+    }
+    const past = await s.create(
+      'tricky-6',
+      { closed: false, data: new Uint8Array(0), fork: { source: 'tricky', offset: 0, subOffset: 6 } },
+      T0,
+    );
+    assert.equal(
+      past.kind === 'bad_fork' && past.reason,
+      "Stream-Fork-Sub-Offset is past the append's 5 messages",
+    );
+    // the stores parse their own rows (metadata), never an append
+    assert.ok(
+      parse.mock.calls.every((call) => !String(call.arguments[0]).includes('[2,{')),
+      'no append was parsed',
+    );
+    parse.mock.restore();
+    await store.close();
+  });
+
+  test(`${kind}: a sub-offset fork costing more than its allowance (bytes: the sub-offset; JSON: the append) is fork_unpaid, nothing made`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'pb', { data: bytes('0123456789') });
+    await make(s, 'pj', { contentType: 'application/json', data: bytes('1,22,333') });
+    const at = (source: string, subOffset: number, allowance: number) => ({
+      closed: false,
+      data: new Uint8Array(0),
+      fork: { source, offset: 0, subOffset, allowance },
+    });
+    assert.deepEqual(await s.create('fb', at('pb', 4, 3), T0), { kind: 'fork_unpaid', bytes: 4 });
+    assert.deepEqual(await s.create('fj', at('pj', 1, 7), T0), { kind: 'fork_unpaid', bytes: 8 });
+    for (const path of ['fb', 'fj']) assert.equal(await s.get(path, T0), undefined, `${path} not made`);
+    assert.equal((await s.get('pb', T0))?.refCount, 0, 'the source holds no fork');
+    assert.equal((await s.create('fb', at('pb', 4, 4), T0)).kind, 'created');
+    assert.equal((await s.create('fj', at('pj', 1, 8), T0)).kind, 'created');
+    assert.equal(textOf((await s.read('fb', 0, 1 << 20, T0))?.chunks ?? []), '0123');
+    assert.equal(textOf((await s.read('fj', 0, 1 << 20, T0))?.chunks ?? []), '1');
+    await store.close();
+  });
+
   test(`${kind}: touch slides the TTL as a read does (a waiting live reader keeps its stream)`, async () => {
     const store = await open();
     const s = store.streams as StreamStore;
