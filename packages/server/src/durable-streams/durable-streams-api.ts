@@ -23,6 +23,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth.ts';
 import { globMatches, type Operation, requireAccess } from '../capabilities.ts';
+import { publisherScope } from '../channel-service.ts';
 import type { Identity } from '../connection-registry.ts';
 import { holderKey } from '../identity-budgets.ts';
 import type { Pace, PacedRead } from '../inbound-budget.ts';
@@ -206,7 +207,7 @@ export class DurableStreamsApi {
       case 'PUT':
         return this.#create(streams, path, req, res, url, body, charge);
       case 'POST':
-        return this.#append(streams, path, req, res, body);
+        return this.#append(streams, path, req, res, body, identity);
       case 'DELETE': {
         const outcome = await streams.delete(path, Date.now());
         if (outcome === 'not_found') throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
@@ -387,8 +388,12 @@ export class DurableStreamsApi {
     req: IncomingMessage,
     res: ServerResponse,
     body: (json: boolean) => Promise<Uint8Array>,
+    identity: Identity | undefined,
   ): Promise<void> {
     const producer = producerHeaders(req);
+    // producer state is the requester's own (PROTOCOL §16.5): another holder using the same
+    // Producer-Id neither makes its appends duplicates nor fences it
+    if (producer && identity) producer.scope = publisherScope(identity);
     const streamSeq = streamSeqHeader(req);
     const close = closedHeader(req);
     const contentType = requestContentType(req);

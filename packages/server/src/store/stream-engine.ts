@@ -22,6 +22,7 @@ import {
   mediaType,
   newMeta,
   type ProducerState,
+  producerKey,
   type ResolvedCreate,
   sameCreate,
 } from './stream-rules.ts';
@@ -32,6 +33,7 @@ import {
   type CreateSpec,
   type DeleteOutcome,
   offsetPosition,
+  type ProducerClaim,
   type ReadPage,
   type StreamChunk,
   type StreamMeta,
@@ -62,8 +64,10 @@ export interface StreamTables {
   /** Own chunks with `end > after` and `end <= cap`, by position, stopping after ~maxBytes (≥ 1). */
   chunks(key: number, after: number, cap: number, maxBytes: number): StreamChunk[];
   addChunk(key: number, chunk: StreamChunk): void;
+  /** A producer's state by `producerKey`. */
   producer(key: number, id: string): ProducerState | undefined;
   saveProducer(key: number, id: string, state: ProducerState): void;
+  removeProducer(key: number, id: string): void;
   paths(): string[];
   stats(): { streams: number; bytes: number };
 }
@@ -168,12 +172,15 @@ export class StreamEngine implements StreamStore {
       const meta = this.#live(path, now);
       if (!meta) return { kind: 'not_found' };
       if (meta.softDeleted) return { kind: 'gone' };
-      const producer = spec.producer ? this.#t.producer(meta.key, spec.producer.id) : undefined;
-      const { outcome, writes } = decideAppend(meta, producer, spec, now);
+      const found = spec.producer ? this.#producer(meta.key, spec.producer) : undefined;
+      const { outcome, writes } = decideAppend(meta, found?.state, spec, now);
       if (writes) {
         if (writes.data)
           this.#t.addChunk(meta.key, { start: meta.tail, end: writes.meta.tail, data: writes.data });
-        if (writes.producer) this.#t.saveProducer(meta.key, writes.producer.id, writes.producer.state);
+        if (writes.producer && spec.producer) {
+          this.#t.saveProducer(meta.key, producerKey(spec.producer), writes.producer.state);
+          if (found?.legacy) this.#t.removeProducer(meta.key, spec.producer.id);
+        }
         this.#t.saveMeta(writes.meta);
       }
       return outcome;
@@ -234,6 +241,22 @@ export class StreamEngine implements StreamStore {
 
   async stats(): Promise<{ streams: number; bytes: number }> {
     return this.#t.atomic(() => this.#t.stats());
+  }
+
+  /**
+   * A producer's state: its own (`producerKey`), else, for a scoped producer, a state an older
+   * version stored under the bare Producer-Id (`legacy`). So a producer that was mid-stream across
+   * the upgrade goes on where it was; its first accepted append moves the state to its scoped key
+   * and removes the bare one, which then misleads no other holder reusing that Producer-Id. (The
+   * first holder to append with that Producer-Id after the upgrade takes it over: the window the
+   * old sharing left open closes there.)
+   */
+  #producer(key: number, claim: ProducerClaim): { state: ProducerState; legacy: boolean } | undefined {
+    const own = this.#t.producer(key, producerKey(claim));
+    if (own) return { state: own, legacy: false };
+    if (claim.scope === undefined) return undefined;
+    const legacy = this.#t.producer(key, claim.id);
+    return legacy && { state: legacy, legacy: true };
   }
 
   /** The stream, expiring it first when its time has passed (removed, or soft-deleted if forked). */

@@ -14,6 +14,17 @@ export interface ProducerState {
   updatedAt: number;
 }
 
+/**
+ * The key of a producer's state in its stream: the scope, a line feed, the Producer-Id; the
+ * Producer-Id alone on the open namespace (no scope). Producer state was kept by Producer-Id alone
+ * before (review finding 3: anyone who could append with another's Producer-Id could make its
+ * appends duplicates, or fence it); a header value cannot hold a line feed, so no Producer-Id, nor
+ * a key stored before, is ever a scoped key.
+ */
+export function producerKey(claim: Pick<ProducerClaim, 'id' | 'scope'>): string {
+  return claim.scope === undefined ? claim.id : `${claim.scope}\n${claim.id}`;
+}
+
 /** `application/json; charset=utf-8` → `application/json`. */
 export function mediaType(contentType: string | undefined): string {
   return (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
@@ -127,8 +138,20 @@ export interface AppendWrites {
 
 export type AppendDecision = { outcome: AppendOutcome; writes?: AppendWrites };
 
-function sameClaim(a: ProducerClaim | undefined, b: ProducerClaim | undefined): boolean {
-  return a !== undefined && b !== undefined && a.id === b.id && a.epoch === b.epoch && a.seq === b.seq;
+/**
+ * Whether `claim` is the producer request that closed the stream (`closedBy`). A close stored
+ * before producers were scoped has no scope: its producer's retry after the upgrade is still
+ * recognised (a stream closed anyway; at worst another holder with its Producer-Id gets 204).
+ */
+function sameClaim(closedBy: ProducerClaim | undefined, claim: ProducerClaim | undefined): boolean {
+  return (
+    closedBy !== undefined &&
+    claim !== undefined &&
+    closedBy.id === claim.id &&
+    (closedBy.scope === undefined || closedBy.scope === claim.scope) &&
+    closedBy.epoch === claim.epoch &&
+    closedBy.seq === claim.seq
+  );
 }
 
 /**

@@ -102,9 +102,15 @@ function splitOffset(offset: string): [number, number] | undefined {
 }
 
 export interface ProducerClaim {
+  /** `Producer-Id` as sent. */
   id: string;
   epoch: number;
   seq: number;
+  /**
+   * Whose producer it is: the requester's publisher scope (`publisherScope`, channel-service.ts);
+   * absent on the open namespace. Producer state is kept per (stream, scope, id): `producerKey`.
+   */
+  scope?: string;
 }
 
 export interface StreamMeta {

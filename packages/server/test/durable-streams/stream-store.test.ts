@@ -359,6 +359,57 @@ for (const [kind, open] of Object.entries(STORES)) {
     await store.close();
   });
 
+  test(`${kind}: producer state is per scope and Producer-Id: another scope with the same id neither duplicates nor fences`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'shared');
+    const send = (scope: string, epoch: number, seq: number, text: string) =>
+      s.append(
+        'shared',
+        {
+          contentType: 'text/plain',
+          data: bytes(text),
+          close: false,
+          producer: { id: 'w', epoch, seq, scope },
+        },
+        T0,
+      );
+    assert.equal((await send('c:alice', 0, 0, 'a0|')).kind, 'appended');
+    assert.equal((await send('c:bob', 0, 1, 'b-forged|')).kind, 'sequence_gap', "bob's own state: none yet");
+    assert.equal((await send('c:bob', 1, 0, 'b-fence|')).kind, 'appended');
+    assert.equal((await send('c:alice', 0, 1, 'a1|')).kind, 'appended', 'not a duplicate, not fenced');
+    assert.equal((await send('c:alice', 0, 1, 'a1|')).kind, 'duplicate', "alice's retry");
+    assert.equal(textOf((await s.read('shared', 0, 1 << 20, T0))?.chunks ?? []), 'a0|b-fence|a1|');
+    await store.close();
+  });
+
+  test(`${kind}: producer state an older version kept by Producer-Id alone goes on under the first scope that appends with it, then is gone`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'upgraded');
+    const send = (scope: string | undefined, seq: number, text: string) =>
+      s.append(
+        'upgraded',
+        {
+          contentType: 'text/plain',
+          data: bytes(text),
+          close: false,
+          producer: { id: 'w', epoch: 0, seq, ...(scope === undefined ? {} : { scope }) },
+        },
+        T0,
+      );
+    // stored as before producers were scoped: under the bare Producer-Id
+    assert.equal((await send(undefined, 0, 'old0|')).kind, 'appended');
+    assert.equal((await send(undefined, 1, 'old1|')).kind, 'appended');
+    assert.equal((await send('c:alice', 1, 'old1|')).kind, 'duplicate', 'a retry across the upgrade');
+    assert.equal((await send('c:alice', 2, 'new2|')).kind, 'appended', 'goes on where it was');
+    assert.equal((await send('c:alice', 2, 'new2|')).kind, 'duplicate');
+    // the bare state moved: another holder reusing the Producer-Id starts afresh
+    assert.equal((await send('c:bob', 0, 'bob0|')).kind, 'appended');
+    assert.equal(textOf((await s.read('upgraded', 0, 1 << 20, T0))?.chunks ?? []), 'old0|old1|new2|bob0|');
+    await store.close();
+  });
+
   test(`${kind}: touch slides the TTL as a read does (a waiting live reader keeps its stream)`, async () => {
     const store = await open();
     const s = store.streams as StreamStore;
