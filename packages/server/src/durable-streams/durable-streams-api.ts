@@ -301,9 +301,11 @@ export class DurableStreamsApi {
     const contentType = fork && !hasContentType(req) ? undefined : creationContentType(req);
     let data = await body(contentType !== undefined && isJsonStream({ contentType }));
     let jsonType = contentType;
+    // a guess, checked again by the store step (`dataJson`): the source may change meanwhile
     if (fork && contentType === undefined)
       jsonType = (await streams.get(fork.source, Date.now()))?.contentType;
-    if (data.length > 0 && jsonType !== undefined && isJsonStream({ contentType: jsonType })) {
+    const dataJson = jsonType !== undefined && isJsonStream({ contentType: jsonType });
+    if (data.length > 0 && dataJson) {
       if (data.length > this.#jsonMax) throw jsonTooLarge(data.length, this.#jsonMax);
       const parsed = await jsonFragment(data, true);
       if (!parsed.ok) throw new StreamHttpError(400, 'bad_request', parsed.reason);
@@ -312,6 +314,7 @@ export class DurableStreamsApi {
     const spec: CreateSpec = {
       closed,
       data,
+      dataJson,
       ...expiry,
       ...(contentType === undefined ? {} : { contentType }),
       ...(fork ? { fork } : {}),

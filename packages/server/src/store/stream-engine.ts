@@ -126,6 +126,9 @@ export class StreamEngine implements StreamStore {
           ? { kind: 'exists', meta: existing }
           : { kind: 'conflict', meta: existing };
       }
+      // the body was prepared for the content type the request saw; a fork's is only known here
+      if (spec.data.length > 0 && spec.dataJson !== undefined && spec.dataJson !== isJsonStream(resolved))
+        return { kind: 'source_changed' };
       const meta = newMeta(this.#t.nextKey(), path, resolved, now);
       const generation = this.#t.newGeneration?.() ?? 0;
       if (generation > 0) meta.generations = [[generation, 0]];

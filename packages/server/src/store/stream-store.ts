@@ -185,6 +185,12 @@ export interface CreateSpec {
   closed: boolean;
   /** Initial content, already in stored form (JSON: a fragment): empty means no chunk. */
   data: Uint8Array;
+  /**
+   * Whether `data` was validated and re-serialised as JSON. When given, a stream whose resolved
+   * content type says otherwise (a fork without Content-Type whose source changed since the request
+   * looked at it) is refused, `source_changed`: never unvalidated bytes as a JSON stream's append.
+   */
+  dataJson?: boolean;
   fork?: ForkSpec;
 }
 

@@ -410,6 +410,29 @@ for (const [kind, open] of Object.entries(STORES)) {
     await store.close();
   });
 
+  test(`${kind}: a fork's first content prepared for another content type than the fork resolves to (its source changed meanwhile) is refused, nothing made`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'was-bytes', { contentType: 'application/json' });
+    await make(s, 'was-json');
+    const forkWith = (source: string, text: string, dataJson: boolean) => ({
+      closed: false,
+      data: bytes(text),
+      dataJson,
+      fork: { source, subOffset: 0 },
+    });
+    // the request saw a byte stream (body not validated) where a JSON one is now, and the reverse
+    assert.deepEqual(await s.create('f1', forkWith('was-bytes', 'not json', false), T0), {
+      kind: 'source_changed',
+    });
+    assert.deepEqual(await s.create('f2', forkWith('was-json', '"a"', true), T0), { kind: 'source_changed' });
+    for (const path of ['f1', 'f2']) assert.equal(await s.get(path, T0), undefined, `${path} not made`);
+    assert.equal((await s.get('was-bytes', T0))?.refCount, 0);
+    assert.equal((await s.create('f1', forkWith('was-bytes', '"a"', true), T0)).kind, 'created');
+    assert.equal((await s.create('f2', forkWith('was-json', 'not json', false), T0)).kind, 'created');
+    await store.close();
+  });
+
   test(`${kind}: touch slides the TTL as a read does (a waiting live reader keeps its stream)`, async () => {
     const store = await open();
     const s = store.streams as StreamStore;
