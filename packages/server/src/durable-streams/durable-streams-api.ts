@@ -23,6 +23,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth.ts';
 import { globMatches, type Operation, requireAccess } from '../capabilities.ts';
+import { publisherScope } from '../channel-service.ts';
 import type { Identity } from '../connection-registry.ts';
 import { holderKey } from '../identity-budgets.ts';
 import type { Pace, PacedRead } from '../inbound-budget.ts';
@@ -31,7 +32,13 @@ import { RequestAborted } from '../rest-api.ts';
 import { ServerError, toErrorInfo } from '../server-error.ts';
 import { StoreError } from '../store/store.ts';
 import { isJsonStream, mediaType } from '../store/stream-rules.ts';
-import type { AppendOutcome, StreamMeta, StreamStore } from '../store/stream-store.ts';
+import type {
+  AppendOutcome,
+  CreateOutcome,
+  CreateSpec,
+  StreamMeta,
+  StreamStore,
+} from '../store/stream-store.ts';
 import { formatOffset } from '../store/stream-store.ts';
 import { jsonFragment } from './json-mode.ts';
 import {
@@ -93,7 +100,8 @@ export interface DurableStreamsDeps {
   /**
    * The budgets of the credential's identity (PROTOCOL.md §10, §16): a write (PUT, POST, DELETE)
    * takes one operation of its publish rate before its body is read, and its body's bytes of its
-   * bytes rate once read (`rate_limited`; a promise where the budgets are counted across nodes); a
+   * bytes rate once read, a sub-offset fork's copy before it is made (`rate_limited`; a promise
+   * where the budgets are counted across nodes); a
    * live read (long-poll, SSE) counts
    * like a realtime connection while it lasts (`too_many_connections`) and returns its release
    * (a promise where the budgets are counted across nodes).
@@ -108,6 +116,9 @@ export interface DurableStreamsDeps {
 }
 
 const MAX_PATH = 1024;
+
+/** Takes bytes from the requester's publish bytes rate (429 `rate_limited` when over it). */
+type Charge = (bytes: number) => Promise<void>;
 
 export class DurableStreamsApi {
   readonly #o: Required<DurableStreamsOptions>;
@@ -178,18 +189,25 @@ export class DurableStreamsApi {
     const identity = await this.#authorize(req, url, path, operation);
     const { budgets } = this.#d;
     if (identity && budgets && method !== 'GET' && method !== 'HEAD') await budgets.write(identity, 1, 0);
+    // bytes stored for the request, from its identity's bytes rate (none on the open namespace)
+    const charge: Charge | undefined =
+      identity && budgets
+        ? async (bytes) => {
+            if (bytes > 0) await budgets.write(identity, 0, bytes);
+          }
+        : undefined;
     const body = async (json: boolean): Promise<Uint8Array> => {
       const read = (pace?: Pace) => readBody(req, json ? this.#jsonMax : this.#o.maxAppendBytes, pace);
       const data = await (identity && budgets?.paced ? budgets.paced(identity, read) : read());
       this.#d.onBytes('in', data.length);
-      if (identity && budgets && data.length > 0) await budgets.write(identity, 0, data.length);
+      await charge?.(data.length);
       return data;
     };
     switch (method) {
       case 'PUT':
-        return this.#create(streams, path, req, res, url, body);
+        return this.#create(streams, path, req, res, url, body, charge);
       case 'POST':
-        return this.#append(streams, path, req, res, body);
+        return this.#append(streams, path, req, res, body, identity);
       case 'DELETE': {
         const outcome = await streams.delete(path, Date.now());
         if (outcome === 'not_found') throw new StreamHttpError(404, 'not_found', `no stream at ${path}`);
@@ -273,6 +291,7 @@ export class DurableStreamsApi {
     res: ServerResponse,
     url: URL,
     body: (json: boolean) => Promise<Uint8Array>,
+    charge: Charge | undefined,
   ): Promise<void> {
     const fork = forkHeaders(req);
     if (fork) await this.#authorize(req, url, fork.source, 'stream-read');
@@ -282,25 +301,25 @@ export class DurableStreamsApi {
     const contentType = fork && !hasContentType(req) ? undefined : creationContentType(req);
     let data = await body(contentType !== undefined && isJsonStream({ contentType }));
     let jsonType = contentType;
+    // a guess, checked again by the store step (`dataJson`): the source may change meanwhile
     if (fork && contentType === undefined)
       jsonType = (await streams.get(fork.source, Date.now()))?.contentType;
-    if (data.length > 0 && jsonType !== undefined && isJsonStream({ contentType: jsonType })) {
+    const dataJson = jsonType !== undefined && isJsonStream({ contentType: jsonType });
+    if (data.length > 0 && dataJson) {
       if (data.length > this.#jsonMax) throw jsonTooLarge(data.length, this.#jsonMax);
       const parsed = await jsonFragment(data, true);
       if (!parsed.ok) throw new StreamHttpError(400, 'bad_request', parsed.reason);
       data = parsed.fragment;
     }
-    const outcome = await streams.create(
-      path,
-      {
-        closed,
-        data,
-        ...expiry,
-        ...(contentType === undefined ? {} : { contentType }),
-        ...(fork ? { fork } : {}),
-      },
-      Date.now(),
-    );
+    const spec: CreateSpec = {
+      closed,
+      data,
+      dataJson,
+      ...expiry,
+      ...(contentType === undefined ? {} : { contentType }),
+      ...(fork ? { fork } : {}),
+    };
+    const outcome = await this.#createPaid(streams, path, spec, charge);
     switch (outcome.kind) {
       case 'conflict':
         throw new StreamHttpError(
@@ -318,6 +337,13 @@ export class DurableStreamsApi {
         throw new StreamHttpError(409, 'stream_conflict', "a fork's Content-Type must be its source's");
       case 'bad_fork':
         throw new StreamHttpError(400, 'bad_request', outcome.reason);
+      case 'fork_unpaid':
+      case 'source_changed':
+        throw new StreamHttpError(
+          409,
+          'stream_conflict',
+          'the Stream-Forked-From stream changed while the fork was made; retry',
+        );
     }
     const meta = outcome.meta;
     const headers: Record<string, string> = {
@@ -333,14 +359,44 @@ export class DurableStreamsApi {
     res.writeHead(outcome.kind === 'created' ? 201 : 200, headers).end();
   }
 
+  /**
+   * Creates the stream, a sub-offset fork's copied prefix paid from the requester's bytes rate
+   * first (`subOffsetCost`, stream-engine.ts): the likely cost is taken before the store step (a
+   * byte stream's sub-offset, what a JSON one costs at least), and if the step finds it costs more
+   * it creates nothing and names the cost, which is taken (429 `rate_limited` when over the budget:
+   * nothing copied) before one more step. The open namespace (no charge) copies unbounded.
+   */
+  async #createPaid(
+    streams: StreamStore,
+    path: string,
+    spec: CreateSpec,
+    charge: Charge | undefined,
+  ): Promise<CreateOutcome> {
+    const fork = spec.fork;
+    if (!fork || fork.subOffset === 0 || !charge) return streams.create(path, spec, Date.now());
+    // a JSON append of k messages holds at least k bytes: never more than the fork costs
+    let paid = Math.min(fork.subOffset, this.#o.maxAppendBytes);
+    await charge(paid);
+    const first = await streams.create(path, { ...spec, fork: { ...fork, allowance: paid } }, Date.now());
+    if (first.kind !== 'fork_unpaid') return first;
+    await charge(first.bytes - paid);
+    paid = first.bytes;
+    // a second `fork_unpaid` (the source replaced by a larger one between the steps) is a 409
+    return streams.create(path, { ...spec, fork: { ...fork, allowance: paid } }, Date.now());
+  }
+
   async #append(
     streams: StreamStore,
     path: string,
     req: IncomingMessage,
     res: ServerResponse,
     body: (json: boolean) => Promise<Uint8Array>,
+    identity: Identity | undefined,
   ): Promise<void> {
     const producer = producerHeaders(req);
+    // producer state is the requester's own (PROTOCOL §16.5): another holder using the same
+    // Producer-Id neither makes its appends duplicates nor fences it
+    if (producer && identity) producer.scope = publisherScope(identity);
     const streamSeq = streamSeqHeader(req);
     const close = closedHeader(req);
     const contentType = requestContentType(req);

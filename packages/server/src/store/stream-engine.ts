@@ -8,7 +8,8 @@
  * Forks share their source's offsets: a fork at offset F reads the source's chunks that end at or
  * before F (recursively, through the source's own source), then its own chunks, which start at F. A
  * sub-offset is resolved at creation by copying the first k bytes (or k JSON messages) of the
- * source's chunk at F as the fork's first own chunk. A stream with forks is soft-deleted when deleted
+ * source's chunk at F as the fork's first own chunk, once the requester paid for it (`subOffsetCost`,
+ * `ForkSpec.allowance`). A stream with forks is soft-deleted when deleted
  * or expired (its rows stay for the forks' reads); removing the last fork of a soft-deleted source
  * removes the source too, up the chain.
  */
@@ -16,9 +17,12 @@ import {
   decideAppend,
   forkExpiry,
   isExpired,
+  isJsonStream,
+  jsonMessagesEnd,
   mediaType,
   newMeta,
   type ProducerState,
+  producerKey,
   type ResolvedCreate,
   sameCreate,
 } from './stream-rules.ts';
@@ -29,6 +33,7 @@ import {
   type CreateSpec,
   type DeleteOutcome,
   offsetPosition,
+  type ProducerClaim,
   type ReadPage,
   type StreamChunk,
   type StreamMeta,
@@ -59,8 +64,10 @@ export interface StreamTables {
   /** Own chunks with `end > after` and `end <= cap`, by position, stopping after ~maxBytes (≥ 1). */
   chunks(key: number, after: number, cap: number, maxBytes: number): StreamChunk[];
   addChunk(key: number, chunk: StreamChunk): void;
+  /** A producer's state by `producerKey`. */
   producer(key: number, id: string): ProducerState | undefined;
   saveProducer(key: number, id: string, state: ProducerState): void;
+  removeProducer(key: number, id: string): void;
   paths(): string[];
   stats(): { streams: number; bytes: number };
 }
@@ -119,6 +126,9 @@ export class StreamEngine implements StreamStore {
           ? { kind: 'exists', meta: existing }
           : { kind: 'conflict', meta: existing };
       }
+      // the body was prepared for the content type the request saw; a fork's is only known here
+      if (spec.data.length > 0 && spec.dataJson !== undefined && spec.dataJson !== isJsonStream(resolved))
+        return { kind: 'source_changed' };
       const meta = newMeta(this.#t.nextKey(), path, resolved, now);
       const generation = this.#t.newGeneration?.() ?? 0;
       if (generation > 0) meta.generations = [[generation, 0]];
@@ -127,8 +137,14 @@ export class StreamEngine implements StreamStore {
         if (resolved.fork.offset > source.tail)
           return { kind: 'bad_fork', reason: "Stream-Fork-Offset is beyond the source stream's tail" };
         if (resolved.fork.subOffset > 0) {
-          const prefix = this.#subOffsetPrefix(source, resolved.fork.offset, resolved.fork.subOffset);
+          const prefix = this.#subOffsetPrefix(
+            source,
+            resolved.fork.offset,
+            resolved.fork.subOffset,
+            spec.fork?.allowance ?? Number.POSITIVE_INFINITY,
+          );
           if (typeof prefix === 'string') return { kind: 'bad_fork', reason: prefix };
+          if ('unpaid' in prefix) return { kind: 'fork_unpaid', bytes: prefix.unpaid };
           if (prefix.length > 0) own.push(prefix);
         }
         // its offsets up to the fork offset are the source's, of the generations that wrote them;
@@ -159,12 +175,15 @@ export class StreamEngine implements StreamStore {
       const meta = this.#live(path, now);
       if (!meta) return { kind: 'not_found' };
       if (meta.softDeleted) return { kind: 'gone' };
-      const producer = spec.producer ? this.#t.producer(meta.key, spec.producer.id) : undefined;
-      const { outcome, writes } = decideAppend(meta, producer, spec, now);
+      const found = spec.producer ? this.#producer(meta.key, spec.producer) : undefined;
+      const { outcome, writes } = decideAppend(meta, found?.state, spec, now);
       if (writes) {
         if (writes.data)
           this.#t.addChunk(meta.key, { start: meta.tail, end: writes.meta.tail, data: writes.data });
-        if (writes.producer) this.#t.saveProducer(meta.key, writes.producer.id, writes.producer.state);
+        if (writes.producer && spec.producer) {
+          this.#t.saveProducer(meta.key, producerKey(spec.producer), writes.producer.state);
+          if (found?.legacy) this.#t.removeProducer(meta.key, spec.producer.id);
+        }
         this.#t.saveMeta(writes.meta);
       }
       return outcome;
@@ -225,6 +244,22 @@ export class StreamEngine implements StreamStore {
 
   async stats(): Promise<{ streams: number; bytes: number }> {
     return this.#t.atomic(() => this.#t.stats());
+  }
+
+  /**
+   * A producer's state: its own (`producerKey`), else, for a scoped producer, a state an older
+   * version stored under the bare Producer-Id (`legacy`). So a producer that was mid-stream across
+   * the upgrade goes on where it was; its first accepted append moves the state to its scoped key
+   * and removes the bare one, which then misleads no other holder reusing that Producer-Id. (The
+   * first holder to append with that Producer-Id after the upgrade takes it over: the window the
+   * old sharing left open closes there.)
+   */
+  #producer(key: number, claim: ProducerClaim): { state: ProducerState; legacy: boolean } | undefined {
+    const own = this.#t.producer(key, producerKey(claim));
+    if (own) return { state: own, legacy: false };
+    if (claim.scope === undefined) return undefined;
+    const legacy = this.#t.producer(key, claim.id);
+    return legacy && { state: legacy, legacy: true };
   }
 
   /** The stream, expiring it first when its time has passed (removed, or soft-deleted if forked). */
@@ -297,25 +332,42 @@ export class StreamEngine implements StreamStore {
     return depth;
   }
 
-  /** The prefix a sub-offset fork inherits from the chunk at `offset`, or why it cannot. */
-  #subOffsetPrefix(source: StreamMeta, offset: number, subOffset: number): Uint8Array | string {
+  /**
+   * The prefix a sub-offset fork inherits from the chunk at `offset`, why it cannot, or what it
+   * costs when that is more than `allowance` (nothing is scanned or copied then).
+   */
+  #subOffsetPrefix(
+    source: StreamMeta,
+    offset: number,
+    subOffset: number,
+    allowance: number,
+  ): Uint8Array | string | { unpaid: number } {
     const [chunk] = this.#stitched(source, offset, Number.POSITIVE_INFINITY, { left: 0, taken: 0 });
     if (!chunk || chunk.start !== offset)
       return 'there is no append at Stream-Fork-Offset to take a sub-offset of';
-    if (mediaType(source.contentType) !== 'application/json') {
-      if (subOffset > chunk.data.length)
-        return `Stream-Fork-Sub-Offset is past the append's ${chunk.data.length} bytes`;
-      return chunk.data.slice(0, subOffset);
-    }
-    const messages = JSON.parse(`[${Buffer.from(chunk.data).toString('utf8')}]`) as unknown[];
-    if (subOffset > messages.length)
-      return `Stream-Fork-Sub-Offset is past the append's ${messages.length} messages`;
-    return Buffer.from(
-      messages
-        .slice(0, subOffset)
-        .map((m) => JSON.stringify(m))
-        .join(','),
-      'utf8',
-    );
+    const json = isJsonStream(source);
+    if (!json && subOffset > chunk.data.length)
+      return `Stream-Fork-Sub-Offset is past the append's ${chunk.data.length} bytes`;
+    const cost = subOffsetCost(chunk.data.length, subOffset, json);
+    if (cost > allowance) return { unpaid: cost };
+    // a view, not a copy: the memory store keeps it (sharing the source's bytes, which outlive the
+    // fork's rows), SQLite and Redis write it to a row of the fork's own
+    if (!json) return chunk.data.subarray(0, subOffset);
+    const split = jsonMessagesEnd(chunk.data, subOffset);
+    if ('messages' in split) return `Stream-Fork-Sub-Offset is past the append's ${split.messages} messages`;
+    return chunk.data.subarray(0, split.end);
   }
+}
+
+/**
+ * What a sub-offset fork costs the requester's publish bytes budget (`maxPublishBytesRate`, the one
+ * its appends draw on), taken before anything is copied, so a holder forks no faster than it could
+ * write: of a byte stream, the bytes copied; of a JSON stream, the whole append it splits. The JSON
+ * prefix's length is only known after scanning for the end of message k, and that scan (through up
+ * to the whole append) is work to be paid for before it runs; the append's length is known without
+ * it, and bounds both the scan and the copy. (It charges more than is copied when a few messages of
+ * a large append are taken: the price of never working unpaid.)
+ */
+export function subOffsetCost(appendBytes: number, subOffset: number, json: boolean): number {
+  return json ? appendBytes : subOffset;
 }

@@ -73,6 +73,10 @@ class MemoryStreamTables implements StreamTables {
     this.#rows.get(key)?.producers.set(id, state);
   }
 
+  removeProducer(key: number, id: string): void {
+    this.#rows.get(key)?.producers.delete(id);
+  }
+
   paths(): string[] {
     return [...this.#metas.keys()];
   }

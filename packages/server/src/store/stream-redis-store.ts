@@ -33,7 +33,7 @@
  * Redis's streams (`DS_MARK_LUA`: made again after a restart, a restore, a failover or a FLUSHALL);
  * `key` stream key counter (reserved by blocks, each used only under the mark it was reserved under:
  * a Redis back from a snapshot, or flushed, gives the same block again); `c:<key>` zset of chunks;
- * `p:<key>` hash producer id → state JSON.
+ * `p:<key>` hash producer key (`producerKey`: scope, line feed, Producer-Id) → state JSON.
  * A meta records the `run_id` of the Redis that last wrote it; read from another Redis (a restart,
  * a restored snapshot, a failover: it may hold less than was acknowledged), the stream's positions
  * past its tail start a new generation of offsets (`#onThisRedis`), and a commit checks that the
@@ -51,7 +51,7 @@ import { RUN_ID_LUA } from './redis-run-id.ts';
 import { ChannelOrder } from './redis-subscriber.ts';
 import { StoreError } from './store.ts';
 import { StreamEngine, type StreamTables } from './stream-engine.ts';
-import type { ProducerState } from './stream-rules.ts';
+import { type ProducerState, producerKey as storedProducerKey } from './stream-rules.ts';
 import {
   type AppendOutcome,
   type AppendSpec,
@@ -363,6 +363,10 @@ class RedisStreamTables implements StreamTables {
     this.#snap().writes.push('P', String(key), id, JSON.stringify(state));
   }
 
+  removeProducer(key: number, id: string): void {
+    this.#snap().writes.push('D', String(key), id);
+  }
+
   paths(): string[] {
     // The Redis store sweeps page by page (RedisStreamStore.sweep), never through the engine's loop.
     throw new StoreError('internal', 'stream store: paths() is not used on Redis');
@@ -625,11 +629,14 @@ export class RedisStreamStore implements StreamStore {
 
   append(path: string, spec: AppendSpec, now: number): Promise<AppendOutcome> {
     return this.#write(path, () => {
+      const producer = spec.producer;
       this.#t.hint(
-        spec.producer
+        producer
           ? [
               { op: 'm', path },
-              { op: 'P', path, id: spec.producer.id },
+              { op: 'P', path, id: storedProducerKey(producer) },
+              // the state an older version kept under the bare Producer-Id (stream-engine.ts `#producer`)
+              ...(producer.scope === undefined ? [] : [{ op: 'P' as const, path, id: producer.id }]),
             ]
           : [{ op: 'm', path }],
       );

@@ -5,6 +5,7 @@
  *   ds_streams(id, path UNIQUE, meta)              meta: the stream's metadata as JSON
  *   ds_chunks(stream, start, end, data)            PK (stream, start): one row per append, never rewritten
  *   ds_producers(stream, producer, epoch, last_seq, updated_at)   PK (stream, producer)
+ *                                                  producer: `producerKey` (scope, line feed, Producer-Id)
  *
  * `atomic` is one `BEGIN IMMEDIATE … COMMIT` (SAVEPOINT-free: the engine never nests): an append's
  * chunk, stream row and producer row commit together, so after a crash a retry is either a duplicate
@@ -52,6 +53,7 @@ type Statement =
   | 'addChunk'
   | 'producer'
   | 'saveProducer'
+  | 'removeProducer'
   | 'paths'
   | 'count'
   | 'bytes';
@@ -84,6 +86,7 @@ class SqliteStreamTables implements StreamTables {
         `INSERT INTO ds_producers (stream, producer, epoch, last_seq, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
       ),
+      removeProducer: db.prepare('DELETE FROM ds_producers WHERE stream = ? AND producer = ?'),
       paths: db.prepare('SELECT path FROM ds_streams'),
       count: db.prepare('SELECT count(*) AS n FROM ds_streams'),
       // own bytes of each stream (tail minus what a fork inherits), from the stream rows alone
@@ -163,6 +166,10 @@ class SqliteStreamTables implements StreamTables {
 
   saveProducer(key: number, id: string, state: ProducerState): void {
     this.#s.saveProducer.run(key, id, state.epoch, state.lastSeq, state.updatedAt);
+  }
+
+  removeProducer(key: number, id: string): void {
+    this.#s.removeProducer.run(key, id);
   }
 
   paths(): string[] {

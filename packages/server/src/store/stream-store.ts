@@ -102,9 +102,15 @@ function splitOffset(offset: string): [number, number] | undefined {
 }
 
 export interface ProducerClaim {
+  /** `Producer-Id` as sent. */
   id: string;
   epoch: number;
   seq: number;
+  /**
+   * Whose producer it is: the requester's publisher scope (`publisherScope`, channel-service.ts);
+   * absent on the open namespace. Producer state is kept per (stream, scope, id): `producerKey`.
+   */
+  scope?: string;
 }
 
 export interface StreamMeta {
@@ -164,6 +170,11 @@ export interface ForkSpec {
   offsetToken?: string;
   /** Messages (JSON) or bytes (others) of the chunk at `offset` inherited too; 0 = none. */
   subOffset: number;
+  /**
+   * The bytes a sub-offset may cost (`subOffsetCost`), already taken from the requester's budget
+   * (absent: no bound, the open namespace). Costing more → `fork_unpaid`, nothing done.
+   */
+  allowance?: number;
 }
 
 export interface CreateSpec {
@@ -174,6 +185,12 @@ export interface CreateSpec {
   closed: boolean;
   /** Initial content, already in stored form (JSON: a fragment): empty means no chunk. */
   data: Uint8Array;
+  /**
+   * Whether `data` was validated and re-serialised as JSON. When given, a stream whose resolved
+   * content type says otherwise (a fork without Content-Type whose source changed since the request
+   * looked at it) is refused, `source_changed`: never unvalidated bytes as a JSON stream's append.
+   */
+  dataJson?: boolean;
   fork?: ForkSpec;
 }
 
@@ -186,7 +203,14 @@ export type CreateOutcome =
   | { kind: 'source_not_found' }
   | { kind: 'source_gone' }
   | { kind: 'fork_type_mismatch' }
-  | { kind: 'bad_fork'; reason: string };
+  | { kind: 'bad_fork'; reason: string }
+  /** The sub-offset costs `bytes`, more than `ForkSpec.allowance`: nothing copied, nothing created. */
+  | { kind: 'fork_unpaid'; bytes: number }
+  /**
+   * The body was prepared (JSON validated, or not) for another content type than the one the
+   * stream resolves to: the fork's source changed since the request looked at it. Nothing created.
+   */
+  | { kind: 'source_changed' };
 
 export type DeleteOutcome = 'deleted' | 'not_found' | 'gone';
 

@@ -88,6 +88,40 @@ test('writes take the bytes of their body from the bytes rate of their identity;
   assert.equal((await call('bytes/b', huge, { method: 'POST', body: 'h' })).status, 429);
 });
 
+test('a sub-offset fork takes what it copies from the bytes rate (a byte stream: its bytes; JSON: the append it splits): past it 429, nothing created', async () => {
+  // sources written with the API key (not counted): 1,000,000 bytes, and a JSON append of as many
+  const key = TEST_KEY;
+  assert.equal((await call('copy/bin', key, { method: 'PUT', body: 'c'.repeat(1_000_000) })).status, 201);
+  const messages = `[${new Array(500_000).fill('0').join(',')}]`;
+  const json = { 'content-type': 'application/json' };
+  assert.equal((await call('copy/json', key, { method: 'PUT', headers: json, body: messages })).status, 201);
+  const forkOf = (source: string, subOffset: number) => ({
+    method: 'PUT',
+    headers: {
+      'stream-forked-from': `/v1/stream/${source}`,
+      'stream-fork-offset': '0000000000000000_0000000000000000',
+      'stream-fork-sub-offset': String(subOffset),
+      ...(source === 'copy/json' ? json : {}),
+    },
+  });
+  // as in the bytes test above: 1,000,000 leave 48,576 of the 1 MiB burst, the next would need ~0.9 s
+  const bin = await tokenFor('copier-bin');
+  assert.equal((await call('copy/b1', bin, forkOf('copy/bin', 1_000_000))).status, 201);
+  const refused = await call('copy/b2', bin, forkOf('copy/bin', 1_000_000));
+  assert.equal(refused.status, 429);
+  assert.equal(await errorCode(refused), 'rate_limited');
+  assert.equal((await call('copy/b2', bin, { method: 'HEAD' })).status, 404, 'the refused fork was not made');
+  // one message of the 999,999-byte JSON append costs the append: the second fork is refused too
+  const js = await tokenFor('copier-json');
+  const first = await call('copy/j1', js, forkOf('copy/json', 1));
+  assert.equal(first.status, 201);
+  assert.equal(await (await call('copy/j1?offset=-1', js)).text(), '[0]');
+  const second = await call('copy/j2', js, forkOf('copy/json', 1));
+  assert.equal(second.status, 429);
+  assert.equal(await errorCode(second), 'rate_limited');
+  assert.equal((await call('copy/j2', js, { method: 'HEAD' })).status, 404, 'the refused fork was not made');
+});
+
 test('live reads count in the connection budget of their identity while they wait', async () => {
   const reader = await tokenFor('reader');
   assert.equal((await call('live/a', reader, { method: 'PUT' })).status, 201);

@@ -302,6 +302,137 @@ for (const [kind, open] of Object.entries(STORES)) {
     await store.close();
   });
 
+  test(`${kind}: a JSON sub-offset ends at message k's comma, found without parsing (commas, brackets and quotes inside strings skipped)`, async (t) => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    const messages = ['{"a":"x,]\\"}"}', '[1,[2,{"b":[3]}]]', '"é,\\\\"', 'null', '"\\"[{,"'];
+    // stored as json-mode.ts stores an append: each message as JSON.stringify wrote it, joined by ','
+    for (const m of messages) assert.equal(JSON.stringify(JSON.parse(m)), m, 'canonical');
+    await make(s, 'tricky', { contentType: 'application/json', data: bytes(messages.join(',')) });
+    const parse = t.mock.method(JSON, 'parse');
+    for (let k = 1; k <= messages.length; k++) {
+      const out = await s.create(
+        `tricky-${k}`,
+        { closed: false, data: new Uint8Array(0), fork: { source: 'tricky', offset: 0, subOffset: k } },
+        T0,
+      );
+      assert.equal(out.kind, 'created', `k = ${k}`);
+      const page = await s.read(`tricky-${k}`, 0, 1 << 20, T0);
+      assert.equal(textOf(page?.chunks ?? []), messages.slice(0, k).join(','), `k = ${k}`);
+    }
+    const past = await s.create(
+      'tricky-6',
+      { closed: false, data: new Uint8Array(0), fork: { source: 'tricky', offset: 0, subOffset: 6 } },
+      T0,
+    );
+    assert.equal(
+      past.kind === 'bad_fork' && past.reason,
+      "Stream-Fork-Sub-Offset is past the append's 5 messages",
+    );
+    // the stores parse their own rows (metadata), never an append
+    assert.ok(
+      parse.mock.calls.every((call) => !String(call.arguments[0]).includes('[2,{')),
+      'no append was parsed',
+    );
+    parse.mock.restore();
+    await store.close();
+  });
+
+  test(`${kind}: a sub-offset fork costing more than its allowance (bytes: the sub-offset; JSON: the append) is fork_unpaid, nothing made`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'pb', { data: bytes('0123456789') });
+    await make(s, 'pj', { contentType: 'application/json', data: bytes('1,22,333') });
+    const at = (source: string, subOffset: number, allowance: number) => ({
+      closed: false,
+      data: new Uint8Array(0),
+      fork: { source, offset: 0, subOffset, allowance },
+    });
+    assert.deepEqual(await s.create('fb', at('pb', 4, 3), T0), { kind: 'fork_unpaid', bytes: 4 });
+    assert.deepEqual(await s.create('fj', at('pj', 1, 7), T0), { kind: 'fork_unpaid', bytes: 8 });
+    for (const path of ['fb', 'fj']) assert.equal(await s.get(path, T0), undefined, `${path} not made`);
+    assert.equal((await s.get('pb', T0))?.refCount, 0, 'the source holds no fork');
+    assert.equal((await s.create('fb', at('pb', 4, 4), T0)).kind, 'created');
+    assert.equal((await s.create('fj', at('pj', 1, 8), T0)).kind, 'created');
+    assert.equal(textOf((await s.read('fb', 0, 1 << 20, T0))?.chunks ?? []), '0123');
+    assert.equal(textOf((await s.read('fj', 0, 1 << 20, T0))?.chunks ?? []), '1');
+    await store.close();
+  });
+
+  test(`${kind}: producer state is per scope and Producer-Id: another scope with the same id neither duplicates nor fences`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'shared');
+    const send = (scope: string, epoch: number, seq: number, text: string) =>
+      s.append(
+        'shared',
+        {
+          contentType: 'text/plain',
+          data: bytes(text),
+          close: false,
+          producer: { id: 'w', epoch, seq, scope },
+        },
+        T0,
+      );
+    assert.equal((await send('c:alice', 0, 0, 'a0|')).kind, 'appended');
+    assert.equal((await send('c:bob', 0, 1, 'b-forged|')).kind, 'sequence_gap', "bob's own state: none yet");
+    assert.equal((await send('c:bob', 1, 0, 'b-fence|')).kind, 'appended');
+    assert.equal((await send('c:alice', 0, 1, 'a1|')).kind, 'appended', 'not a duplicate, not fenced');
+    assert.equal((await send('c:alice', 0, 1, 'a1|')).kind, 'duplicate', "alice's retry");
+    assert.equal(textOf((await s.read('shared', 0, 1 << 20, T0))?.chunks ?? []), 'a0|b-fence|a1|');
+    await store.close();
+  });
+
+  test(`${kind}: producer state an older version kept by Producer-Id alone goes on under the first scope that appends with it, then is gone`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'upgraded');
+    const send = (scope: string | undefined, seq: number, text: string) =>
+      s.append(
+        'upgraded',
+        {
+          contentType: 'text/plain',
+          data: bytes(text),
+          close: false,
+          producer: { id: 'w', epoch: 0, seq, ...(scope === undefined ? {} : { scope }) },
+        },
+        T0,
+      );
+    // stored as before producers were scoped: under the bare Producer-Id
+    assert.equal((await send(undefined, 0, 'old0|')).kind, 'appended');
+    assert.equal((await send(undefined, 1, 'old1|')).kind, 'appended');
+    assert.equal((await send('c:alice', 1, 'old1|')).kind, 'duplicate', 'a retry across the upgrade');
+    assert.equal((await send('c:alice', 2, 'new2|')).kind, 'appended', 'goes on where it was');
+    assert.equal((await send('c:alice', 2, 'new2|')).kind, 'duplicate');
+    // the bare state moved: another holder reusing the Producer-Id starts afresh
+    assert.equal((await send('c:bob', 0, 'bob0|')).kind, 'appended');
+    assert.equal(textOf((await s.read('upgraded', 0, 1 << 20, T0))?.chunks ?? []), 'old0|old1|new2|bob0|');
+    await store.close();
+  });
+
+  test(`${kind}: a fork's first content prepared for another content type than the fork resolves to (its source changed meanwhile) is refused, nothing made`, async () => {
+    const store = await open();
+    const s = store.streams as StreamStore;
+    await make(s, 'was-bytes', { contentType: 'application/json' });
+    await make(s, 'was-json');
+    const forkWith = (source: string, text: string, dataJson: boolean) => ({
+      closed: false,
+      data: bytes(text),
+      dataJson,
+      fork: { source, subOffset: 0 },
+    });
+    // the request saw a byte stream (body not validated) where a JSON one is now, and the reverse
+    assert.deepEqual(await s.create('f1', forkWith('was-bytes', 'not json', false), T0), {
+      kind: 'source_changed',
+    });
+    assert.deepEqual(await s.create('f2', forkWith('was-json', '"a"', true), T0), { kind: 'source_changed' });
+    for (const path of ['f1', 'f2']) assert.equal(await s.get(path, T0), undefined, `${path} not made`);
+    assert.equal((await s.get('was-bytes', T0))?.refCount, 0);
+    assert.equal((await s.create('f1', forkWith('was-bytes', '"a"', true), T0)).kind, 'created');
+    assert.equal((await s.create('f2', forkWith('was-json', 'not json', false), T0)).kind, 'created');
+    await store.close();
+  });
+
   test(`${kind}: touch slides the TTL as a read does (a waiting live reader keeps its stream)`, async () => {
     const store = await open();
     const s = store.streams as StreamStore;

@@ -9,6 +9,7 @@
 --   'R', path, key, ownBytes        remove a stream's meta, chunks, producers and index entry
 --   'C', key, end, member, length   add a chunk (score end)
 --   'P', key, id, json              save a producer's state
+--   'D', key, id                    remove a producer's state
 -- Returns 1 when written, 0 when a checked stream changed since it was read, or the Redis did (a
 -- restart, a failover, a FLUSHALL: versions and stream keys may have been given again), nothing
 -- written.
@@ -51,6 +52,9 @@ while i <= #ARGV do
   elseif op == 'P' then
     redis.call('HSET', base .. 'p:' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
+  elseif op == 'D' then
+    redis.call('HDEL', base .. 'p:' .. ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
   else
     return redis.error_reply('ds-commit: unknown write ' .. tostring(op))
   end
