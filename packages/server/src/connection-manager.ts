@@ -147,7 +147,10 @@ export class ConnectionManager {
     });
     if (previous && previous !== connection) this.#replaced(previous);
     if (opened.resumed) {
-      presence.connectionResumed(opened.connectionId);
+      // its members stay only where the credentials it came back with allow presence
+      presence.connectionResumed(opened.connectionId, (channel) =>
+        identity.access.allows(channel, 'presence'),
+      );
       this.#o.channels.leases.holderBack(opened.connectionId);
       const elsewhere = this.#replacedElsewhere(opened);
       if (elsewhere !== undefined) this.#o.nodes?.tellReplaced(elsewhere, opened.connectionId);

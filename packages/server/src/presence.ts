@@ -63,7 +63,11 @@ export interface Presence {
   leave(channel: string, connectionId: string): void;
   connectionClosed(connectionId: string): void;
   connectionLost(connectionId: string): void;
-  connectionResumed(connectionId: string): void;
+  /**
+   * The connection was recovered. `keeps`: the channels its new credentials allow presence on; its
+   * members elsewhere leave (within the grace) or do not enter again (after it).
+   */
+  connectionResumed(connectionId: string, keeps?: (channel: string) => boolean): void;
   /**
    * A shared implementation (Redis): the connection was recovered on another node, which took its
    * members over. Forget it here, leaving nothing and announcing nothing.
@@ -291,15 +295,19 @@ export class PresenceService implements Presence {
 
   /**
    * The connection was recovered within its state TTL. Within the grace its membership simply holds
-   * (nothing is announced); after the grace its members left, so they enter again.
+   * (nothing is announced); after the grace its members left, so they enter again — only where its
+   * new credentials allow presence (`keeps`), as a renewal would leave the others.
    */
-  connectionResumed(connectionId: string): void {
+  connectionResumed(connectionId: string, keeps: (channel: string) => boolean = () => true): void {
     this.#forgetDeparted();
     const departed = this.#dropped.get(connectionId)?.departed;
     const clientId = this.#dropped.get(connectionId)?.clientId;
     this.#forgetDropped(connectionId);
+    for (const channel of this.channelsOf(connectionId))
+      if (!keeps(channel)) this.leave(channel, connectionId);
     if (!departed || clientId === undefined) return;
     for (const { channel, data, size } of departed.members) {
+      if (!keeps(channel)) continue;
       try {
         this.#enter(channel, connectionId, clientId, data, size);
       } catch {

@@ -418,10 +418,10 @@ export class RedisPresence implements Presence {
    * Recovered here (whichever node held it): take its members over silently where they still are,
    * and make them enter again where they left (after the grace, or their node's death).
    */
-  connectionResumed(connectionId: string): void {
+  connectionResumed(connectionId: string, keeps: (channel: string) => boolean = () => true): void {
     this.#cancelPendingLeave(connectionId);
     this.#resuming.add(connectionId);
-    void this.#takeOver(connectionId, 0);
+    void this.#takeOver(connectionId, 0, keeps);
   }
 
   /**
@@ -429,9 +429,9 @@ export class RedisPresence implements Presence {
    * still here: a take-over that failed left its members to the node that dropped it, which let
    * them leave after the grace — a client that recovered its connection does not enter again.
    */
-  async #takeOver(connectionId: string, attempt: number): Promise<void> {
+  async #takeOver(connectionId: string, attempt: number, keeps: (channel: string) => boolean): Promise<void> {
     try {
-      await this.#resume(connectionId);
+      await this.#resume(connectionId, keeps);
       this.#resuming.delete(connectionId);
     } catch (err) {
       this.#o.onError(err);
@@ -442,7 +442,7 @@ export class RedisPresence implements Presence {
       setTimeout(
         () => {
           if (this.#resuming.has(connectionId) && !this.#closed)
-            void this.#takeOver(connectionId, attempt + 1);
+            void this.#takeOver(connectionId, attempt + 1, keeps);
         },
         redisRetryDelay(attempt + 1),
       ).unref();
@@ -505,7 +505,8 @@ export class RedisPresence implements Presence {
       await this.#run(String(flat[i]), 'leave', connectionId, node, []);
   }
 
-  async #resume(connectionId: string): Promise<void> {
+  /** `keeps`: the channels the recovered connection's credentials allow presence on (see Presence). */
+  async #resume(connectionId: string, keeps: (channel: string) => boolean): Promise<void> {
     const record = this.#recordKey(connectionId);
     const flat = (await this.#o.connection.send(record, ['HGETALL', record], true)) as unknown[];
     let counted = false;
@@ -529,8 +530,10 @@ export class RedisPresence implements Presence {
         this.#budget.add(connectionId, channel, size);
         this.#hold(connectionId, channel, taken, size);
         this.#indexMember(channel, connectionId);
+        if (!keeps(channel)) this.leave(channel, connectionId);
         continue;
       }
+      if (!keeps(channel)) continue;
       try {
         await this.enter(channel, connectionId, member.clientId, member.data, size);
       } catch {
@@ -730,7 +733,7 @@ export class RedisPresence implements Presence {
     const dead = `${prefix}:node-dead:${this.nodeId}`;
     connection.send(dead, ['DEL', dead]).then((removed) => {
       if (Number(removed) !== 1 || this.#closed) return;
-      for (const id of this.#budget.connections()) this.#resume(id).catch(onError);
+      for (const id of this.#budget.connections()) this.#resume(id, () => true).catch(onError);
     }, onError);
     // On a Cluster the members live on every master: the run_ids of all of them (a master not
     // answering now: as last seen), not only the one holding the nodes key

@@ -26,7 +26,7 @@ import { connectRedis } from '../src/store/redis-connection.ts';
 const identity: Identity = {
   keyName: 'app',
   clientId: 'phone',
-  access: {} as Identity['access'],
+  access: { allows: () => true } as Identity['access'],
   viaToken: true,
 };
 const CHANNEL = 'session:moved';
