@@ -32,6 +32,7 @@ import type { ConnectionRequest, RequestForwarder } from './request-forwarder.ts
 import { RequestAborted, readJson, send } from './rest-api.ts';
 import { safeEqual } from './safe-equal.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
+import { whenStreamDrained } from './stream-drained.ts';
 
 export interface HttpTransportsOptions {
   connections: ConnectionManager;
@@ -278,6 +279,7 @@ export class HttpTransports {
         res.write(`data: ${frame.toString()}\n\n`);
       },
       bufferedAmount: () => res.writableLength,
+      whenDrained: (drained) => whenStreamDrained(res, drained),
       close: () => res.end(),
       terminate: () => res.destroy(),
       // an SSE comment: traffic for every proxy on the way, invisible to the client's frame parser
@@ -383,6 +385,8 @@ export class LongPollSink implements TransportSink {
   #polls = 0;
   #flushScheduled = false;
   #ended = false;
+  /** What `whenDrained` was given: called once a poll takes the queue, or the connection ends. */
+  #drained: (() => void) | undefined;
   /** While the opening answer waits for the connection request's attaches (`holdFirstAnswer`). */
   #hold: { bytes: number; release: () => void } | undefined;
   readonly #pollTimeout: number;
@@ -459,6 +463,12 @@ export class LongPollSink implements TransportSink {
     return this.#queuedBytes + (this.#pending?.writableLength ?? 0);
   }
 
+  /** The queue shrinks only when a poll takes it (or the connection ends). */
+  whenDrained(drained: () => void): void {
+    if (this.#ended) queueMicrotask(drained);
+    else this.#drained = drained;
+  }
+
   get hasQueued(): boolean {
     return this.#queue.length > 0;
   }
@@ -499,7 +509,14 @@ export class LongPollSink implements TransportSink {
     const frames = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
+    this.#callDrained();
     return frames;
+  }
+
+  #callDrained(): void {
+    const drained = this.#drained;
+    this.#drained = undefined;
+    drained?.();
   }
 
   #answer(frames: Buffer[]): void {
@@ -526,5 +543,6 @@ export class LongPollSink implements TransportSink {
     this.#ended = true;
     this.#clearPending();
     this.onGone(deliberate);
+    this.#callDrained();
   }
 }
