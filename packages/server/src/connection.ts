@@ -743,7 +743,8 @@ function withRef<F extends ServerFrame & { ref?: Ref }>(frame: F, ref: Ref | und
   return frame;
 }
 
-function refOf(raw: unknown): Ref | undefined {
+/** The `ref` of a frame the server answers, when it has a usable one. */
+export function refOf(raw: unknown): Ref | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const ref = (raw as { ref?: unknown }).ref;
   if (typeof ref === 'string' && ref.length <= 64) return ref;

@@ -24,10 +24,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorInfo, type Limits, type ServerFrame } from '@mooring/protocol';
 import type { Admission } from './connect-attaches.ts';
-import type { Connection, TransportSink } from './connection.ts';
+import { type Connection, refOf, type TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
 import { errorBody, httpReply, type Reply } from './http-reply.ts';
 import type { InboundBudget } from './inbound-budget.ts';
+import { exceedsDepth } from './json-depth.ts';
 import type { ConnectionRequest, RequestForwarder } from './request-forwarder.ts';
 import { RequestAborted, readJson, send } from './rest-api.ts';
 import { safeEqual } from './safe-equal.ts';
@@ -144,7 +145,10 @@ export class HttpTransports {
         ...transportIdOf(url),
         frames: async (pace) => {
           const body = await readJson(req, this.#o.limits.maxHttpBody, pace ? { pace } : undefined);
-          return Array.isArray(body) ? body : [body];
+          const frames = Array.isArray(body) ? body : [body];
+          const maxDepth = this.#o.limits.maxJsonDepth;
+          for (let i = 0; i < frames.length; i++) frames[i] = standInIfTooDeep(frames[i], maxDepth);
+          return frames;
         },
       };
       const reply = httpReply(res);
@@ -342,6 +346,21 @@ export class HttpTransports {
 const REPLACED_ANSWER = Buffer.from(
   JSON.stringify([{ type: 'disconnect', reason: 'replaced', reconnect: true } satisfies ServerFrame]),
 );
+
+/**
+ * An upstream frame nested deeper than `maxDepth` is replaced, as soon as its POST is read, by a
+ * small one just past the limit carrying its `ref`: the holding node answers it `invalid_frame`
+ * (`Connection.receiveValue`) as it would the frame itself. A POST forwarded to another node
+ * (request-forwarder.ts) is written as JSON, and `JSON.stringify` of the frame itself ran out of
+ * stack: the POST was answered 503 "cannot reach Redis" (review-http #5).
+ */
+function standInIfTooDeep(frame: unknown, maxDepth: number): unknown {
+  if (!exceedsDepth(frame, maxDepth)) return frame;
+  let nested: unknown = [];
+  for (let level = 1; level < maxDepth; level++) nested = [nested];
+  const ref = refOf(frame);
+  return ref === undefined ? { nested } : { ref, nested };
+}
 
 /** `transport=`: the id a client gives each HTTP transport it opens (1–64 URL-safe characters). */
 function transportIdOf(url: URL): { transportId?: string } {
