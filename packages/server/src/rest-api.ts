@@ -229,13 +229,7 @@ export class RestApi {
     // every field is optional: no body at all asks for the defaults, as `{}` and `null` do
     const body = await this.#readBody(req, { empty: {} });
     const parsed = tokenRequestSchema.safeParse(body ?? {});
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new ServerError(
-        'bad_request',
-        `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid body'}`,
-      );
-    }
+    if (!parsed.success) throw new ServerError('bad_request', issueText(parsed.error.issues, 'invalid body'));
     const request: TokenRequest = {};
     if (parsed.data.clientId !== undefined) request.clientId = parsed.data.clientId;
     if (parsed.data.ttl !== undefined) request.ttl = parsed.data.ttl;
