@@ -39,8 +39,13 @@ export interface AttachOutlet {
    * do: a pass writing several changes to each subscriber then makes one write per subscriber.
    */
   write(frame: Buffer, soon?: boolean): void;
-  /** Resolves once the transport has room for another catch-up frame, or `current()` turned false. */
+  /**
+   * Resolves once the transport has room for another catch-up frame, or `current()` turned false
+   * (which the attachment tells with `stopWaiting`).
+   */
   drained(current: () => boolean): Promise<void>;
+  /** The catch-up of `current` ended (its attachment closed): its wait in `drained` ends now. */
+  stopWaiting(current: () => boolean): void;
   /**
    * Runs `run` once the connection's other catch-ups are not reading or sending a page: one page at
    * a time per connection, in the order asked. A page is held while its reader takes it, so a
@@ -89,8 +94,8 @@ export const CATCHUP_FRAME_BYTES = 64 * 1024;
  * frame or read the next page (`TransportSink.catchUpQueue` for others; never past half of
  * `maxSendBuffer`). The kernel's socket buffer carries the throughput beyond it. A catch-up that
  * fits never waits: a fresh TCP connection accepts little at first, and a bound of 64 KiB made a
- * catch-up of 85 KB wait for its socket, polled every 5 ms (+30 % on the catch-up bench's 10-minute
- * gap).
+ * catch-up of 85 KB wait for its socket (+30 % on the catch-up bench's 10-minute gap, when waits
+ * still polled every 5 ms; they now wake at the transport's drain, `DrainWaiters`).
  */
 export const CATCHUP_QUEUE_BYTES = 256 * 1024;
 
@@ -293,7 +298,9 @@ export class ChannelAttachment {
   close(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
+    const waiting = this.#currentCheck;
     this.#currentCheck = undefined;
+    if (waiting !== undefined) this.#outlet.stopWaiting(waiting);
     this.#held = undefined;
     this.#release();
     this.#unsubscribe();

@@ -33,6 +33,7 @@ import { requireAccess } from './capabilities.ts';
 import { type AttachOutlet, CATCHUP_QUEUE_BYTES, type ChannelAttachment } from './channel-attachment.ts';
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
+import { DrainWaiters } from './drain-waiters.ts';
 import { holderKey, type RateBudgets } from './identity-budgets.ts';
 import type { InboundBudget, Pace } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
@@ -67,6 +68,13 @@ export interface TransportSink {
   sendAck?(frame: AckFrame): void;
   /** Bytes accepted by send() but not yet written to the network. */
   bufferedAmount(): number;
+  /**
+   * Calls `drained` once, when the bytes queued (`bufferedAmount`) have been written out or may
+   * have fallen: the socket's `'drain'`, a poll taking the queue. Asked once per round for all the
+   * catch-ups of a connection waiting for room (`Connection.#drained`); a transport that cannot tell
+   * when its queue empties calls it a little later, and the waiters look again.
+   */
+  whenDrained(drained: () => void): void;
   /**
    * Bytes a catch-up may leave queued here before it waits (`CATCHUP_QUEUE_BYTES` when absent; never
    * past half of `maxSendBuffer`): long-polling's queue is what each poll carries away.
@@ -166,6 +174,7 @@ export class Connection {
     compact: false,
     write: (frame, soon) => this.#write(frame, soon),
     drained: (current) => this.#drained(current),
+    stopWaiting: (current) => this.#drainWaiters?.wake(current),
     hold: (delta) => {
       this.#heldBytes += delta;
       if (delta > 0 && this.#heldBytes > this.#limits.maxSendBuffer) this.#slowConsumer();
@@ -178,6 +187,8 @@ export class Connection {
     // made when a catch-up reads, not kept per connection
     reader: () => holderKey(this.#identity),
   };
+  /** Catch-ups waiting for room in the transport's queue (`#drained`): made by the first to wait. */
+  #drainWaiters: DrainWaiters | undefined;
   /** The catch-up pages of this connection's channels, one after another (`AttachOutlet.turn`). */
   #catchUpTurns: Promise<void> = NO_TURN;
   #closed = false;
@@ -430,6 +441,8 @@ export class Connection {
     if (this.#expiry) clearTimeout(this.#expiry);
     for (const attachment of this.#attachments.values()) attachment.close();
     this.#attachments.clear();
+    // no catch-up is left waiting for a drain that will never come
+    this.#drainWaiters?.wakeAll();
   }
 
   async #dispatch(frame: ClientFrame): Promise<void> {
@@ -700,11 +713,14 @@ export class Connection {
    * Waits until the transport's queue has room for another catch-up frame. A catch-up is paced by
    * its reader: one that stops reading holds no more than the transport's `catchUpQueue`, a frame
    * and the page being sent (not `maxSendBuffer` each, as many as its identity has connections).
+   * The waiters of a connection sleep until its transport drains, it ends, or their attachment
+   * closes (`DrainWaiters`): none polls, however many attaches wait on a reader that stopped.
    */
   async #drained(current: () => boolean): Promise<void> {
     const threshold = catchUpQueueOf(this.transport, this.#limits.maxSendBuffer);
-    while (current() && this.transport.bufferedAmount() > threshold) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
+    while (current() && !this.#closed && this.transport.bufferedAmount() > threshold) {
+      this.#drainWaiters ??= new DrainWaiters();
+      await this.#drainWaiters.wait(current, (drained) => this.transport.whenDrained(drained));
     }
   }
 
@@ -730,7 +746,8 @@ function withRef<F extends ServerFrame & { ref?: Ref }>(frame: F, ref: Ref | und
   return frame;
 }
 
-function refOf(raw: unknown): Ref | undefined {
+/** The `ref` of a frame the server answers, when it has a usable one. */
+export function refOf(raw: unknown): Ref | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const ref = (raw as { ref?: unknown }).ref;
   if (typeof ref === 'string' && ref.length <= 64) return ref;

@@ -24,14 +24,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorInfo, type Limits, type ServerFrame } from '@mooring/protocol';
 import type { Admission } from './connect-attaches.ts';
-import type { Connection, TransportSink } from './connection.ts';
+import { type Connection, refOf, type TransportSink } from './connection.ts';
 import type { ConnectionManager } from './connection-manager.ts';
 import { errorBody, httpReply, type Reply } from './http-reply.ts';
 import type { InboundBudget } from './inbound-budget.ts';
+import { exceedsDepth } from './json-depth.ts';
 import type { ConnectionRequest, RequestForwarder } from './request-forwarder.ts';
 import { RequestAborted, readJson, send } from './rest-api.ts';
 import { safeEqual } from './safe-equal.ts';
 import { ServerError, toErrorInfo } from './server-error.ts';
+import { whenStreamDrained } from './stream-drained.ts';
 
 export interface HttpTransportsOptions {
   connections: ConnectionManager;
@@ -143,7 +145,10 @@ export class HttpTransports {
         ...transportIdOf(url),
         frames: async (pace) => {
           const body = await readJson(req, this.#o.limits.maxHttpBody, pace ? { pace } : undefined);
-          return Array.isArray(body) ? body : [body];
+          const frames = Array.isArray(body) ? body : [body];
+          const maxDepth = this.#o.limits.maxJsonDepth;
+          for (let i = 0; i < frames.length; i++) frames[i] = standInIfTooDeep(frames[i], maxDepth);
+          return frames;
         },
       };
       const reply = httpReply(res);
@@ -278,6 +283,7 @@ export class HttpTransports {
         res.write(`data: ${frame.toString()}\n\n`);
       },
       bufferedAmount: () => res.writableLength,
+      whenDrained: (drained) => whenStreamDrained(res, drained),
       close: () => res.end(),
       terminate: () => res.destroy(),
       // an SSE comment: traffic for every proxy on the way, invisible to the client's frame parser
@@ -341,6 +347,21 @@ const REPLACED_ANSWER = Buffer.from(
   JSON.stringify([{ type: 'disconnect', reason: 'replaced', reconnect: true } satisfies ServerFrame]),
 );
 
+/**
+ * An upstream frame nested deeper than `maxDepth` is replaced, as soon as its POST is read, by a
+ * small one just past the limit carrying its `ref`: the holding node answers it `invalid_frame`
+ * (`Connection.receiveValue`) as it would the frame itself. A POST forwarded to another node
+ * (request-forwarder.ts) is written as JSON, and `JSON.stringify` of the frame itself ran out of
+ * stack: the POST was answered 503 "cannot reach Redis" (review-http #5).
+ */
+function standInIfTooDeep(frame: unknown, maxDepth: number): unknown {
+  if (!exceedsDepth(frame, maxDepth)) return frame;
+  let nested: unknown = [];
+  for (let level = 1; level < maxDepth; level++) nested = [nested];
+  const ref = refOf(frame);
+  return ref === undefined ? { nested } : { ref, nested };
+}
+
 /** `transport=`: the id a client gives each HTTP transport it opens (1–64 URL-safe characters). */
 function transportIdOf(url: URL): { transportId?: string } {
   const given = url.searchParams.get('transport');
@@ -383,6 +404,8 @@ export class LongPollSink implements TransportSink {
   #polls = 0;
   #flushScheduled = false;
   #ended = false;
+  /** What `whenDrained` was given: called once a poll takes the queue, or the connection ends. */
+  #drained: (() => void) | undefined;
   /** While the opening answer waits for the connection request's attaches (`holdFirstAnswer`). */
   #hold: { bytes: number; release: () => void } | undefined;
   readonly #pollTimeout: number;
@@ -459,6 +482,12 @@ export class LongPollSink implements TransportSink {
     return this.#queuedBytes + (this.#pending?.writableLength ?? 0);
   }
 
+  /** The queue shrinks only when a poll takes it (or the connection ends). */
+  whenDrained(drained: () => void): void {
+    if (this.#ended) queueMicrotask(drained);
+    else this.#drained = drained;
+  }
+
   get hasQueued(): boolean {
     return this.#queue.length > 0;
   }
@@ -499,7 +528,14 @@ export class LongPollSink implements TransportSink {
     const frames = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
+    this.#callDrained();
     return frames;
+  }
+
+  #callDrained(): void {
+    const drained = this.#drained;
+    this.#drained = undefined;
+    drained?.();
   }
 
   #answer(frames: Buffer[]): void {
@@ -526,5 +562,6 @@ export class LongPollSink implements TransportSink {
     this.#ended = true;
     this.#clearPending();
     this.onGone(deliberate);
+    this.#callDrained();
   }
 }

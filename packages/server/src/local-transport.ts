@@ -195,6 +195,11 @@ class LocalSink implements TransportSink {
     return 0;
   }
 
+  /** Nothing is ever queued here: a waiter (there is none) looks again at once. */
+  whenDrained(drained: () => void): void {
+    queueMicrotask(drained);
+  }
+
   close(code: number, reason: string): void {
     // after the frames sent before it, like a WebSocket close frame
     queueMicrotask(() => this.#client.closedByServer(code, reason.slice(0, 120)));

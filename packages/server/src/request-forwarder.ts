@@ -205,6 +205,10 @@ export class RequestForwarder {
       ...(request.transportId === undefined ? {} : { transport: request.transportId }),
       ...(frames === undefined ? {} : { frames }),
     };
+    // written before anything waits for the answer, and outside the try that reports Redis out of
+    // reach: a message that cannot be written is not an outage (frames too deep never get here:
+    // http-transports.ts `standInIfTooDeep`)
+    const text = JSON.stringify(message);
     const timer = setTimeout(() => {
       if (!this.#waiting.delete(rid)) return;
       this.#publish(holder, { t: 'cancel', rid });
@@ -230,7 +234,7 @@ export class RequestForwarder {
     let listeners: unknown;
     try {
       const channel = this.#channel(holder);
-      listeners = await this.#o.connection.send(channel, ['SPUBLISH', channel, JSON.stringify(message)]);
+      listeners = await this.#o.connection.send(channel, ['SPUBLISH', channel, text]);
     } catch (err) {
       this.#forget(rid);
       throw unreachable(err);

@@ -17,7 +17,7 @@ import { publishBodySchemaFor, tokenRequestSchema } from '@mooring/protocol/sche
 import type { Logger } from 'pino';
 import type { Authenticator } from './auth.ts';
 import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
-import { assertChannelName, type ChannelService } from './channel-service.ts';
+import { assertChannelName, type ChannelService, checkOpCount } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
 import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
 import { holderKey, type RateBudgets } from './identity-budgets.ts';
@@ -191,6 +191,8 @@ export class RestApi {
       if (method === 'POST') {
         const read = (pace?: Pace) => this.#readBody(req, pace ? { pace } : undefined);
         const body = await (this.#o.paced ? this.#o.paced(identity, read) : read());
+        // counted before validated: zod checks every item of a list, however many there are
+        refuseTooManyOps(body, this.#o.limits.maxOpsPerPublish);
         // validated against the one form its shape asks for: a refusal names the field at fault
         const parsed = publishBodySchemaFor(body).safeParse(body);
         if (!parsed.success) {
@@ -227,13 +229,7 @@ export class RestApi {
     // every field is optional: no body at all asks for the defaults, as `{}` and `null` do
     const body = await this.#readBody(req, { empty: {} });
     const parsed = tokenRequestSchema.safeParse(body ?? {});
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new ServerError(
-        'bad_request',
-        `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid body'}`,
-      );
-    }
+    if (!parsed.success) throw new ServerError('bad_request', issueText(parsed.error.issues, 'invalid body'));
     const request: TokenRequest = {};
     if (parsed.data.clientId !== undefined) request.clientId = parsed.data.clientId;
     if (parsed.data.ttl !== undefined) request.ttl = parsed.data.ttl;
@@ -458,4 +454,16 @@ export async function readJson(
   } catch {
     throw new ServerError('bad_request', 'the body is not valid JSON');
   }
+}
+
+/**
+ * A publish body listing more operations than `max` (as a list, or `{ ops }`) is refused by its
+ * length, with the message `ChannelService.publish` gives, before any operation is validated.
+ */
+function refuseTooManyOps(body: unknown, max: number): void {
+  const ops =
+    typeof body === 'object' && body !== null && !Array.isArray(body) && 'ops' in body
+      ? (body as { ops: unknown }).ops
+      : body;
+  if (Array.isArray(ops) && ops.length > max) checkOpCount(ops.length, max);
 }

@@ -29,8 +29,16 @@ export function toErrorInfo(err: unknown): ErrorInfo {
 }
 
 /**
+ * Characters of an error message made from a schema's issue, at most: zod's message repeats the
+ * input (every unknown key of an object), and a 979 KB frame of unknown keys was answered with an
+ * error frame of 1 MB (review-ws #6).
+ */
+export const MAX_ISSUE_TEXT = 300;
+
+/**
  * A failed schema check as one line for the caller: the first issue's path (after `prefix`, when
- * given) and message, `path: message`; `fallback` when there is no issue.
+ * given) and message, `path: message`; `fallback` when there is no issue. Cut to `MAX_ISSUE_TEXT`
+ * characters, ending with "…".
  */
 export function issueText(
   issues: readonly { path: readonly PropertyKey[]; message: string }[],
@@ -41,5 +49,14 @@ export function issueText(
   const path = issue && issue.path.length > 0 ? issue.path.join('.') : '';
   const where = prefix !== '' && path !== '' ? `${prefix}.${path}` : prefix || path;
   const message = issue?.message ?? fallback;
-  return where === '' ? message : `${where}: ${message}`;
+  return cut(where === '' ? message : `${where}: ${message}`, MAX_ISSUE_TEXT);
+}
+
+/** `text` cut to `max` characters with "…" at the end, never between the halves of a surrogate pair. */
+function cut(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
 }

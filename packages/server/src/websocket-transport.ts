@@ -11,6 +11,7 @@ import type { Connection, TransportSink } from './connection.ts';
 import { corkForTurn, flushTurn } from './cork-for-turn.ts';
 import type { InboundBudget, SlotWaiter } from './inbound-budget.ts';
 import { MessageScanner } from './message-scanner.ts';
+import { whenStreamDrained } from './stream-drained.ts';
 
 export interface WebSocketTransportOptions {
   maxFrameSize: number;
@@ -160,6 +161,10 @@ class WebSocketSink implements TransportSink {
 
   bufferedAmount(): number {
     return this.#ws.bufferedAmount;
+  }
+
+  whenDrained(drained: () => void): void {
+    whenStreamDrained(this.#socket, drained);
   }
 
   ping(): void {

@@ -238,6 +238,28 @@ describe('long-polling', () => {
     }
   });
 
+  it('a catch-up larger than the queue goes on at each poll: its waits end when a poll takes the queue', async () => {
+    // a catch-up leaves at most maxSendBuffer / 2 (128 KiB) queued, then waits for a poll to take it
+    const fx = await startFixture('memory', { limits: { maxSendBuffer: 256 * 1024 } });
+    try {
+      const channel = 'session:lp-catchup';
+      const pub = await RawClient.connect(fx.server.url);
+      const big = 'x'.repeat(40_000);
+      for (let i = 0; i < 25; i++) await pub.publish(channel, [{ id: `m${i}`, data: `${i}${big}` }]);
+      const poll = await PollClient.connect(fx.server.url, 'key=test:secret&clientId=lp');
+      const attached = await poll.request({ type: 'attach', channel, start: true });
+      assert.equal(attached.type, 'attached', JSON.stringify(attached));
+      assert.deepEqual(
+        poll.messages(channel).map((m) => Number.parseInt(String(m.data), 10)),
+        Array.from({ length: 25 }, (_, i) => i),
+      );
+      poll.stop();
+      await pub.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
   it('answers requests for unknown connections or with a wrong key with unknown_connection', async () => {
     const fx = await startFixture('memory');
     try {

@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import { DEFAULT_LIMITS } from '@mooring/protocol';
 import { loadServeConfig } from '../src/config.ts';
 import { MAX_JSON_DEPTH, resolveLimits } from '../src/limits.ts';
-import { startFixture } from './support/fixture.ts';
+import { rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
 describe('limits', () => {
@@ -54,6 +54,15 @@ describe('limits', () => {
       assert.equal(refused.type === 'error' && refused.error.code, 'bad_request', JSON.stringify(refused));
       assert.equal((await c.publish('session:ops', ops.slice(0, 2))).results.length, 2);
       await c.close();
+      // REST counts a list against the lowered limit before validating its operations
+      const overRest = await rest(fx.server, '/v1/channels/session:ops/messages', {
+        body: [{ bogus: 1 }, { bogus: 2 }, { bogus: 3 }],
+      });
+      assert.equal(overRest.status, 400);
+      assert.equal(
+        (overRest.body.error as { message: string }).message,
+        '3 operations in one publish; at most 2 are allowed',
+      );
     } finally {
       await fx.close();
     }

@@ -17,6 +17,7 @@ import {
 } from '@mooring/testkit';
 import WebSocket from 'ws';
 import { exceedsDepth } from '../src/json-depth.ts';
+import { MAX_ISSUE_TEXT } from '../src/server-error.ts';
 import { type Fixture, rest, startFixture } from './support/fixture.ts';
 import { RawClient } from './support/raw-client.ts';
 
@@ -227,6 +228,43 @@ describe('malformed input', () => {
       });
       assert.equal(res.status, 400);
       assert.equal((res.body.error as { code?: unknown }).code, 'bad_request');
+      await client.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it("cuts an error's message to MAX_ISSUE_TEXT characters, however much of the input the schema's message repeats", async () => {
+    const fx: Fixture = await startFixture('memory', { limits: { maxHttpBody: 1024 * 1024 } });
+    try {
+      /** An object of `n` unknown keys of 20 characters each (zod's message lists every one). */
+      const unknownKeys = (n: number, first: Record<string, unknown>) => {
+        const o: Record<string, unknown> = { ...first };
+        for (let i = 0; i < n; i++) o[`unknown_key_${String(i).padStart(8, '0')}`] = 0;
+        return o;
+      };
+      const client = await RawClient.connect(fx.server.url);
+      const frame = await client.request(unknownKeys(20_000, { type: 'ping' }));
+      assert.ok(
+        frame.type === 'error' && frame.error.code === 'invalid_frame',
+        JSON.stringify(frame).slice(0, 300),
+      );
+      // REST: a publish body and a token request
+      const body = await rest(fx.server, '/v1/channels/session:keys/messages', {
+        body: unknownKeys(20_000, { data: 1 }),
+      });
+      const token = await rest(fx.server, '/v1/tokens', { body: unknownKeys(20_000, {}) });
+      for (const [where, message] of [
+        ['frame', frame.type === 'error' ? frame.error.message : ''],
+        ['REST publish', (body.body.error as { message: string }).message],
+        ['token request', (token.body.error as { message: string }).message],
+      ] as const) {
+        assert.equal(message.length, MAX_ISSUE_TEXT, `${where}: ${message.length} characters`);
+        assert.match(message, /^Unrecognized keys: "unknown_key_00000000", .*…$/, where);
+      }
+      // a short message is whole
+      const short = await client.request(unknownKeys(1, { type: 'ping' }));
+      assert.equal(short.type === 'error' && short.error.message, 'Unrecognized key: "unknown_key_00000000"');
       await client.close();
     } finally {
       await fx.close();

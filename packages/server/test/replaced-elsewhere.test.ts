@@ -39,6 +39,7 @@ function transport(): TransportSink {
     answersHeartbeats: true,
     send: () => {},
     bufferedAmount: () => 0,
+    whenDrained: (drained) => queueMicrotask(drained),
     close: () => {},
     terminate: () => {},
   };

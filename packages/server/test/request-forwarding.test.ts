@@ -122,6 +122,35 @@ if (skip) {
       assert.equal((await errorOf(gone)).code, 'unknown_connection');
     });
 
+    it('a frame nested too deep is answered invalid_frame by the holder, however the POST reached it (not 503 from the forwarding node)', async (t) => {
+      const redis = await redisFor(t);
+      const a = await node(t, redis.url);
+      const b = await node(t, redis.url);
+      const c = await openPoll(a);
+      // 200,000 levels: JSON.stringify of the frame itself runs out of stack
+      const deep = `[{"type":"ping","ref":"deep","x":${'['.repeat(200_000)}${']'.repeat(200_000)}}]`;
+      const send = (on: MooringServer) =>
+        fetch(`${on.url}/v1/connections/${c.connectionId}/frames`, {
+          method: 'POST',
+          signal: AbortSignal.timeout(10_000),
+          headers: { 'content-type': 'application/json', 'x-mooring-connection-key': c.connectionKey },
+          body: deep,
+        });
+      for (const [via, on] of [
+        ['the holder', a],
+        ['another node', b],
+      ] as const) {
+        const res = await send(on);
+        assert.equal(res.status, 202, `via ${via}: ${await res.clone().text()}`);
+        const answers = (await (await poll(a, c)).json()) as ServerFrame[];
+        const refused = answers.find((f) => f.type === 'error');
+        assert.ok(refused?.type === 'error', `via ${via}: ${JSON.stringify(answers)}`);
+        assert.equal(refused.ref, 'deep');
+        assert.equal(refused.error.code, 'invalid_frame');
+        assert.match(refused.error.message, /nested deeper than 64 levels/);
+      }
+    });
+
     it('a wrong connection key is refused by the node the request lands on, without asking the holder', async (t) => {
       const redis = await redisFor(t);
       const toA = await FaultProxy.start({ port: redis.port });

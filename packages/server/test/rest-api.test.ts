@@ -131,6 +131,22 @@ describe('REST API', () => {
     assert.match((refused.body.error as { message: string }).message, /^op 1: /);
   });
 
+  it('refuses a list of more than maxOpsPerPublish operations by its length, before validating any of them', async () => {
+    // invalid operations: validated first, the refusal would name the first one's unknown key
+    const ops = Array.from({ length: 101 }, () => ({ bogus: 1 }));
+    for (const body of [ops, { ops }]) {
+      const refused = await rest(fx.server, '/v1/channels/session:many/messages', { body });
+      assert.equal(refused.status, 400, JSON.stringify(refused.body));
+      const error = refused.body.error as { code: string; message: string };
+      assert.equal(error.code, 'bad_request');
+      assert.equal(error.message, '101 operations in one publish; at most 100 are allowed');
+    }
+    // at the limit, the operations are validated as before
+    const atLimit = await rest(fx.server, '/v1/channels/session:many/messages', { body: ops.slice(0, 100) });
+    assert.equal(atLimit.status, 400);
+    assert.match((atLimit.body.error as { message: string }).message, /^0: .*bogus/);
+  });
+
   it('answers CORS preflight and health checks', async () => {
     const pre = await fetch(`${fx.server.url}/v1/channels/x/messages`, { method: 'OPTIONS' });
     assert.equal(pre.status, 204);
