@@ -32,7 +32,7 @@ import {
   nodeOfHolder,
   type OpenedConnection,
 } from './connection-registry.ts';
-import { holderKey, type RateBudgets } from './identity-budgets.ts';
+import { holderKey, type IdentityBudgets, type RateBudgets } from './identity-budgets.ts';
 import { forEachInSlices, type SlicedPass } from './in-slices.ts';
 import type { InboundBudget } from './inbound-budget.ts';
 import type { Presence } from './presence.ts';
@@ -56,6 +56,8 @@ export interface ConnectionManagerOptions {
   registry: ConnectionRegistry;
   limits: Limits;
   budgets: RateBudgets;
+  /** Presence data bytes per holder on this node (`presenceRules`); none: not counted. */
+  presenceBytes?: IdentityBudgets;
   /**
    * Connection-request budgets per identity (`connectRules`): a token renewal (`auth` frame) draws
    * on them too (default: renewals are not counted).
@@ -121,6 +123,7 @@ export class ConnectionManager {
       presence,
       limits,
       budgets: this.#o.budgets,
+      ...(this.#o.presenceBytes ? { presenceBytes: this.#o.presenceBytes } : {}),
       ...(this.#o.renewals ? { renewals: this.#o.renewals } : {}),
       logger: this.#o.logger,
       verifyToken: this.#o.verifyToken,

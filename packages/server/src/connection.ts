@@ -34,7 +34,7 @@ import { type AttachOutlet, CATCHUP_QUEUE_BYTES, type ChannelAttachment } from '
 import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import { DrainWaiters } from './drain-waiters.ts';
-import { holderKey, type RateBudgets } from './identity-budgets.ts';
+import { holderKey, type IdentityBudgets, type RateBudgets } from './identity-budgets.ts';
 import type { InboundBudget, Pace } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
 import { encodeSync, type Presence } from './presence.ts';
@@ -120,6 +120,8 @@ export interface ConnectionOptions {
   limits: Limits;
   /** Publish budgets per identity, shared with REST and the identity's other connections. */
   budgets: RateBudgets;
+  /** Presence data bytes per holder on this node, decided at once (`presenceRules`). */
+  presenceBytes?: IdentityBudgets;
   /**
    * Where a token renewal is counted before its signature is verified: the identity's
    * connection-request budget (`connectRules`). None: not counted.
@@ -147,6 +149,7 @@ export class Connection {
   #expiry: NodeJS.Timeout | undefined;
   readonly #verifyToken: (token: string) => Promise<Identity>;
   readonly #budgets: RateBudgets;
+  readonly #presenceBytes: IdentityBudgets | undefined;
   readonly #renewals: RateBudgets | undefined;
   /** Frames other than publishes (ping, attach, presence, …): `maxFrameRate` per second. */
   readonly #frameBudget: TokenBucket;
@@ -209,6 +212,7 @@ export class Connection {
     this.#verifyToken = options.verifyToken;
     this.#outlet.compact = options.compact === true;
     this.#budgets = options.budgets;
+    this.#presenceBytes = options.presenceBytes;
     this.#renewals = options.renewals;
     if (options.inbound && options.identity.viaToken) {
       this.#inbound = { budget: options.inbound, key: holderKey(options.identity) };
@@ -603,6 +607,8 @@ export class Connection {
           'operation_too_large',
           `presence data may be at most ${this.#limits.maxOperationSize} bytes`,
         );
+      // written to every subscriber, as a publish is: its bytes count as the holder's (at once)
+      if (size > 0) this.#presenceBytes?.take(this.#identity, 0, size);
       await this.#presence.enter(frame.channel, this.id, clientId, frame.data, size, json);
     }
     this.send(withRef({ type: 'ack', channel: frame.channel, results: [] }, frame.ref));

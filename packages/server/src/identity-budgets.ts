@@ -168,6 +168,27 @@ export function publishRules(limits: Limits): RateRules {
   };
 }
 
+/**
+ * The data of presence `enter` and `update` frames (PROTOCOL.md §6.4): written to every subscriber
+ * of the channel as a publish is, so a holder's presence bytes are held to its publish bytes rate
+ * (`maxPublishBytesRate`; `maxKeyPublishBytesRate` for an API key). Counted on each node alone (a
+ * presence frame waits for nothing: its order with the connection's next `leave` must hold).
+ */
+export function presenceRules(limits: Limits): RateRules {
+  const token: Rates = { units: undefined, bytes: rate(limits.maxPublishBytesRate) };
+  const key: Rates = { units: undefined, bytes: rate(limits.maxKeyPublishBytesRate) };
+  return {
+    name: 'presence',
+    keyOf: holderKey,
+    of: (identity) => (identity.viaToken ? token : key),
+    refuse: (identity, rates) =>
+      new ServerError(
+        'rate_limited',
+        `more than ${rates.bytes?.perSecond} bytes of presence data per second by ${describeHolder(identity)} (all its connections on this node); slow down and retry`,
+      ),
+  };
+}
+
 /** Connection requests (new or recovering) of token identities; API keys are not counted. */
 export function connectRules(limits: Limits): RateRules {
   // bursts of twice the connection budgets: a client at its budget is told too_many_connections

@@ -36,6 +36,7 @@ import {
   holderKey,
   IdentityBudgets,
   inTurn,
+  presenceRules,
   publishRules,
   type RateBudgets,
   type RateRules,
@@ -260,6 +261,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     ? options.presence(store, presenceOptions)
     : engine.presence(presenceOptions);
   const budgets = engine.budgets(publishRules(limits));
+  const presenceBytes = new IdentityBudgets(presenceRules(limits));
   // a token without a clientId first spends its own rate, then the key's anonymous tokens' together
   const connectBudgets = inTurn(
     engine.budgets(holderConnectRules(limits)),
@@ -289,6 +291,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     registry,
     limits,
     budgets,
+    presenceBytes,
     renewals: connectBudgets,
     logger,
     heartbeatInterval,
