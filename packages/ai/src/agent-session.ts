@@ -80,7 +80,10 @@ export type AgentSessionEvents<M extends UIMessage = UIMessage> = {
   run: AgentRun<M>;
   /** An input was not answered, and why. */
   skip: { input: AgentInput<M>; reason: 'handover' | 'not_accepted' };
-  /** Something went wrong outside a run's handler (a malformed message, a failed publish). */
+  /**
+   * Something went wrong outside a run's handler (a malformed message, a failed publish, a steer
+   * the AI SDK could not take).
+   */
   error: Error;
 };
 
@@ -300,7 +303,13 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     if (this.#o.coalesceMs !== undefined) publisherOptions.coalesceMs = this.#o.coalesceMs;
     if (this.#o.timers !== undefined) publisherOptions.timers = this.#o.timers;
     const publisher = new RunPublisher(publisherOptions);
-    const run = new AgentRun<M>({ runId, agent: this.agent, input, publisher });
+    const run = new AgentRun<M>({
+      runId,
+      agent: this.agent,
+      input,
+      publisher,
+      onError: (err) => this.#emitter.emit('error', err),
+    });
     this.#active.set(runId, run);
     void publisher.start();
     this.#emitter.emit('run', run);

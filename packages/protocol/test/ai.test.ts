@@ -73,6 +73,53 @@ describe('AI session events (§13)', () => {
     refused(msg(EVENT_INPUT, { message: user, parent: 3 }), /parent\/forkOf/);
   });
 
+  // Review finding 1 and 2: a part the AI SDK's convertToModelMessages (or a UI) cannot read threw
+  // in the agent process (a steer) or in every later run of the branch (an input).
+  const badParts: JsonValue[] = [
+    null,
+    'text',
+    [],
+    {},
+    { type: 5 },
+    { type: '' },
+    { type: 'text' },
+    { type: 'text', text: 5 },
+    { type: 'text', text: 'hi', providerMetadata: 'x' },
+    { type: 'reasoning' },
+    { type: 'file', mediaType: 'image/png' },
+    { type: 'file', mediaType: 'image/png', url: 'not a url' },
+    { type: 'file', url: 'https://example.com/a.png' },
+    { type: 'file', mediaType: 'image/png', url: 'https://example.com/a.png', filename: 3 },
+    { type: 'file', mediaType: 'image/png', url: '', providerReference: 'x' },
+    { type: 'tool-weather' },
+    { type: 'tool-weather', toolCallId: 'c1' },
+    { type: 'dynamic-tool', toolCallId: 'c1', state: 'input-available' },
+  ];
+  const goodParts: JsonValue[] = [
+    { type: 'text', text: '' },
+    { type: 'text', text: 'hi', providerMetadata: { openai: { id: 'x' } }, state: 'done' },
+    { type: 'reasoning', text: 'why' },
+    { type: 'file', mediaType: 'image/png', url: 'data:image/png;base64,AAAA', filename: 'a.png' },
+    { type: 'file', mediaType: 'image/png', url: '', providerReference: { openai: 'file-1' } },
+    { type: 'tool-weather', toolCallId: 'c1', state: 'output-available', input: {}, output: 1 },
+    { type: 'dynamic-tool', toolName: 'w', toolCallId: 'c1', state: 'input-available' },
+    { type: 'data-weather', data: { city: 'Lyon' } },
+    { type: 'step-start' },
+    // a part type the AI SDK may add later passes with its object shape
+    { type: 'hologram', frames: [1, 2] },
+  ];
+
+  test('ai.input and steer: every part is an object with a string type and the fields its readers read', () => {
+    for (const part of badParts) {
+      const message = { id: 'u1', role: 'user', parts: [{ type: 'text', text: 'ok' }, part] };
+      refused(msg(EVENT_INPUT, { message }), /not a user UIMessage: parts\[1\]/);
+      refused(msg(EVENT_CONTROL, { type: 'steer', runId: 'r1', message }), /steer needs.*parts\[1\]/);
+    }
+    const message = { id: 'u1', role: 'user', parts: goodParts };
+    ok(msg(EVENT_INPUT, { message }));
+    ok(msg(EVENT_CONTROL, { type: 'steer', runId: 'r1', message }));
+  });
+
   test('ai.run: runId, agent and input, and a known status header', () => {
     const data = { runId: 'r1', agent: 'assistant', input: 'u1', replaces: 'r0', finishReason: 'stop' };
     for (const status of RUN_STATUSES) {
