@@ -154,17 +154,18 @@ export class ConversationTree {
     this.#view = undefined;
     switch (record.type) {
       case 'input': {
-        if (this.#inputs.has(record.id) && this.#inputs.get(record.id)?.serial !== record.serial) return;
-        const { type: _t, ...rest } = record;
+        const input = this.#sameInputLinks(record);
+        if (this.#inputs.has(input.id) && this.#inputs.get(input.id)?.serial !== input.serial) return;
+        const { type: _t, ...rest } = input;
         const node: InputNode = { kind: 'input', ...rest };
         this.#inputs.set(node.id, node);
         addTo(this.#inputsByParent, node.parent ?? '', node.id);
-        this.#bySerial.set(record.serial, { type: 'input', id: node.id });
+        this.#bySerial.set(input.serial, { type: 'input', id: node.id });
         this.#emitter.emit('change', { kind: 'input', node });
         return;
       }
       case 'run': {
-        const { type: _t, runId, ...rest } = record;
+        const { type: _t, runId, ...rest } = this.#sameRunLinks(record);
         const node: RunNode = { kind: 'run', id: runId, ...rest };
         const key = claimKey(record.clientId, runId);
         const claim = this.#claims.get(key);
@@ -348,6 +349,46 @@ export class ConversationTree {
       this.#sortedParts.set(key, sorted);
     }
     return sorted;
+  }
+
+  /**
+   * A later version of a run claim this tree holds, with the claim's `agent` and `input` kept as its
+   * first version set them: an update that changes them is reported and taken for the rest (its
+   * status, reason, metadata). Moving a run to another input, or under another agent's name, after
+   * the fact would let its publisher place an old claim (an old serial: it sorts first) where it was
+   * never written. The run id cannot change: it is bound to the message id (`readRun`).
+   */
+  #sameRunLinks(record: RunRecord): RunRecord {
+    const known = this.#bySerial.get(record.serial);
+    const first = known?.type === 'run' && known.key !== undefined ? this.#claims.get(known.key) : undefined;
+    if (!first || (first.agent === record.agent && first.input === record.input)) return record;
+    this.#emitter.emit(
+      'malformed',
+      `ai.run ${record.serial}: an update may not change run ${record.runId}'s agent or input`,
+    );
+    return { ...record, agent: first.agent, input: first.input };
+  }
+
+  /**
+   * A later version of an input this tree holds, with its id, `parent` and `forkOf` kept as its first
+   * version set them (inputs are one create, §13.2): an update that changes them is reported, and
+   * its message is taken only if it keeps the id. A re-parented input would otherwise move in the
+   * tree, and be indexed under both parents.
+   */
+  #sameInputLinks(record: InputRecord): InputRecord {
+    const known = this.#bySerial.get(record.serial);
+    const first = known?.type === 'input' ? this.#inputs.get(known.id) : undefined;
+    if (
+      !first ||
+      (first.id === record.id && first.parent === record.parent && first.forkOf === record.forkOf)
+    )
+      return record;
+    this.#emitter.emit(
+      'malformed',
+      `ai.input ${record.serial}: an update may not change input ${first.id}'s id, parent or forkOf`,
+    );
+    const message = first.id === record.id ? record.message : first.message;
+    return { ...record, id: first.id, message, parent: first.parent, forkOf: first.forkOf };
   }
 
   /** Why a run claim is not accepted (§13.5), or undefined. */

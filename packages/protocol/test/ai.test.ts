@@ -13,6 +13,7 @@ import {
   EVENT_PART,
   EVENT_RUN,
   isFinal,
+  isObject,
   PART_KINDS,
   RUN_STATUSES,
   readMeta,
@@ -23,7 +24,10 @@ const S = 'mi9x2k0a7q3f.0000000000000042';
 const user = { id: 'u1', role: 'user', parts: [{ type: 'text', text: 'hi' }] };
 
 function msg(name: string, data: JsonValue | undefined, headers?: Record<string, string>): Message {
-  const m: Message = { serial: S, version: S, action: 'create', id: 'x', name, timestamp: 1 };
+  // a run's message id is `run:<runId>` (§13.2); other events' ids are not read
+  const runId = name === EVENT_RUN && isObject(data) ? data.runId : undefined;
+  const id = typeof runId === 'string' ? `run:${runId}` : 'x';
+  const m: Message = { serial: S, version: S, action: 'create', id, name, timestamp: 1 };
   if (data !== undefined) m.data = data;
   if (headers) m.headers = headers;
   return m;
@@ -127,6 +131,9 @@ describe('AI session events (§13)', () => {
       assert.equal(r.type === 'run' && r.status, status);
     }
     refused(msg(EVENT_RUN, data, { status: 'done' }), /unknown status "done"/);
+    // a run's message id binds its run id (§13.5): no update can re-aim it at another run
+    refused({ ...msg(EVENT_RUN, data, { status: 'running' }), id: 'ph' }, /id must be run:<runId>, not ph/);
+    refused({ ...msg(EVENT_RUN, data, { status: 'running' }), id: 'run:r2' }, /id must be run:<runId>/);
     refused(msg(EVENT_RUN, data), /unknown status/);
     refused(msg(EVENT_RUN, { runId: 'r1', agent: 'a' }, { status: 'running' }), /must be strings/);
     refused(msg(EVENT_RUN, { ...data, reason: 1 }, { status: 'error' }), /must be strings/);

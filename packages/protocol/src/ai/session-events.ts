@@ -252,6 +252,11 @@ function readRun(m: Message): ReadResult {
   if (!isObject(d)) return bad(m, 'data is not an object');
   if (typeof d.runId !== 'string' || typeof d.agent !== 'string' || typeof d.input !== 'string')
     return bad(m, 'runId, agent and input must be strings');
+  // The message's creating id is in every copy of it, live or rolled up, and no update changes it:
+  // bound to it, a run id is fixed at creation for every reader. Otherwise a member could create a
+  // placeholder early and update it into a claim of an agent's run id once seen, and win as the
+  // earlier claim (§13.5).
+  if (m.id !== runMessageId(d.runId)) return bad(m, `a run message's id must be run:<runId>, not ${m.id}`);
   if (!optionalString(d.replaces) || !optionalString(d.finishReason) || !optionalString(d.reason))
     return bad(m, 'replaces/finishReason/reason must be strings');
   const status = m.headers?.status;
@@ -376,6 +381,11 @@ function parseControl(d: Record<string, JsonValue>): ControlData | string {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by publishers
+
+/** The id of the operation that creates a run's message (§13.2), and so of the message. */
+export function runMessageId(runId: string): string {
+  return `run:${runId}`;
+}
 
 /** Headers of a control message. */
 export function controlHeaders(control: ControlData<WireUIMessage>): Headers {
