@@ -90,9 +90,13 @@ export interface ConversationTreeOptions {
   operators?: readonly string[] | undefined;
 }
 
-interface Selection {
-  node: string;
-  at: string;
+/**
+ * The selections of one node: every position it was selected at (a deleted shared selection gives
+ * way to the one before it), and the latest of them, the only one the view reads.
+ */
+interface Selections {
+  at: string[];
+  latest: string;
 }
 
 export class ConversationTree {
@@ -118,7 +122,8 @@ export class ConversationTree {
   readonly #agents: ReadonlySet<string> | undefined;
   readonly #operators: readonly string[] | undefined;
   readonly #controls: ControlRecord[] = [];
-  readonly #selections: Selection[] = [];
+  /** Selections by node: a member repeating `select` on one node adds no work to the view. */
+  readonly #selections = new Map<string, Selections>();
   #handover: Handover = { holder: 'ai', operator: undefined, serial: '' };
   #sharedSelection: boolean;
   #view: TreeNode[] | undefined;
@@ -151,7 +156,10 @@ export class ConversationTree {
       return;
     }
     const record = result.record;
-    this.#view = undefined;
+    // Only inputs, runs and shared selections change the view (its nodes are the run and input
+    // objects, so a run's new status is a new node); parts and other controls never do, and a
+    // streamed answer's every token would otherwise make each reader compute the view again.
+    if (record.type === 'input' || record.type === 'run') this.#view = undefined;
     switch (record.type) {
       case 'input': {
         const input = this.#sameInputLinks(record);
@@ -244,8 +252,7 @@ export class ConversationTree {
         const c = record.control;
         if (c.type === 'handover' && record.serial > this.#handover.serial)
           this.#handover = { holder: c.to, operator: c.operator, serial: record.serial };
-        if (c.type === 'select' && this.#sharedSelection)
-          this.#selections.push({ node: c.node, at: record.serial });
+        if (c.type === 'select' && this.#sharedSelection) this.#addSelection(c.node, record.serial);
         this.#emitter.emit('change', { kind: 'control', control: record });
         return;
       }
@@ -265,7 +272,7 @@ export class ConversationTree {
     this.#parts.clear();
     this.#sortedParts.clear();
     this.#controls.length = 0;
-    this.#selections.length = 0;
+    this.#selections.clear();
     this.#handover = { holder: 'ai', operator: undefined, serial: '' };
     this.#view = undefined;
     this.#emitter.emit('change', { kind: 'reset' });
@@ -448,17 +455,21 @@ export class ConversationTree {
     let node = this.node(id);
     while (node && !seen.has(node.id)) {
       seen.add(node.id);
-      path.unshift(node);
-      if (node.kind === 'run') node = this.#inputs.get(node.input);
-      else node = node.parent === undefined ? undefined : this.node(node.parent);
+      path.push(node);
+      node = this.#parentOf(node);
     }
-    return path;
+    return path.reverse();
+  }
+
+  /** The node a node follows: a run's input; an input's parent (a run, or an input). */
+  #parentOf(node: TreeNode): TreeNode | undefined {
+    if (node.kind === 'run') return this.#inputs.get(node.input);
+    return node.parent === undefined ? undefined : this.node(node.parent);
   }
 
   /** Records a selection: `node` (and its ancestors) count as touched at serial `at`. */
   select(node: string, at: string): void {
-    this.#selections.push({ node, at });
-    this.#view = undefined;
+    this.#addSelection(node, at);
   }
 
   /** The path shown (PROTOCOL.md §13.1): inputs and runs from the root, in order. */
@@ -538,13 +549,43 @@ export class ConversationTree {
     return current.id;
   }
 
-  /** For each node, the latest selection at or below it. */
+  #addSelection(node: string, at: string): void {
+    const held = this.#selections.get(node);
+    if (!held) this.#selections.set(node, { at: [at], latest: at });
+    else {
+      held.at.push(at);
+      if (at > held.latest) held.latest = at;
+    }
+    this.#view = undefined;
+  }
+
+  #removeSelection(node: string, at: string): void {
+    const held = this.#selections.get(node);
+    const i = held ? held.at.indexOf(at) : -1;
+    if (!held || i < 0) return;
+    held.at.splice(i, 1);
+    if (held.at.length === 0) this.#selections.delete(node);
+    else held.latest = held.at.reduce((a, b) => (b > a ? b : a));
+    this.#view = undefined;
+  }
+
+  /**
+   * For each node, the latest selection at or below it. One pass: the selected nodes from the latest
+   * selection down, each walking up its ancestors until it meets a node already touched — that node
+   * and all above it hold a later (or equal) selection already. So every node is stepped on once
+   * however many selections there are, and however deep the chain a member built (finding 7: a walk
+   * per selection cost seconds a view).
+   */
   #touched(): Map<string, string> {
     const touched = new Map<string, string>();
-    for (const s of this.#selections) {
-      for (const n of this.ancestry(s.node)) {
-        const t = touched.get(n.id);
-        if (t === undefined || s.at > t) touched.set(n.id, s.at);
+    const latestFirst = [...this.#selections].sort(([, a], [, b]) =>
+      a.latest > b.latest ? -1 : a.latest < b.latest ? 1 : 0,
+    );
+    for (const [id, { latest }] of latestFirst) {
+      let node = this.node(id);
+      while (node && !touched.has(node.id)) {
+        touched.set(node.id, latest);
+        node = this.#parentOf(node);
       }
     }
     return touched;
@@ -587,10 +628,7 @@ export class ConversationTree {
       // selection it made no longer counts
       if (removed?.type === 'handover' && serial === this.#handover.serial)
         this.#handover = this.#latestHandover();
-      if (removed?.type === 'select') {
-        const j = this.#selections.findIndex((s) => s.at === serial && s.node === removed.node);
-        if (j >= 0) this.#selections.splice(j, 1);
-      }
+      if (removed?.type === 'select') this.#removeSelection(removed.node, serial);
     }
     this.#emitter.emit('change', { kind: 'removed', serial });
   }

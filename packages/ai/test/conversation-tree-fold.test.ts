@@ -435,4 +435,67 @@ describe('ConversationTree view', () => {
     );
     assert.deepEqual(ids(tree.ancestry('i2')), ['i1', 'r1', 'i2']);
   });
+
+  // Review finding 7: with shared selections, every `select` a member published walked its node's
+  // whole ancestry on every view, and every part made the view stale: seconds per view on a deep
+  // chain. Work is counted here by the tree's node look-ups (each ancestry step is one), not time.
+  it('the view with many shared selections on a deep chain takes work linear in nodes and selections', () => {
+    const stepsFor = (depth: number, selects: number): number => {
+      const tree = new ConversationTree({ sharedSelection: true });
+      let parent: string | undefined;
+      for (let i = 0; i < depth; i++) {
+        tree.apply(input(`d${i}`, parent));
+        parent = `d${i}`;
+      }
+      // a member selecting the deepest node over and over, and nodes along the chain
+      for (let i = 0; i < selects; i++)
+        tree.apply(message('ai.control', { type: 'select', node: i % 2 ? parent! : `d${i % depth}` }));
+      let steps = 0;
+      const node = tree.node.bind(tree);
+      tree.node = (id) => {
+        steps++;
+        return node(id);
+      };
+      assert.equal(tree.view().length, depth);
+      return steps;
+    };
+    const small = stepsFor(200, 1000);
+    const large = stepsFor(400, 2000);
+    // one step per node touched, one per selected node, one per walk's stop: under 2 × (D + S)
+    assert.ok(small <= 2 * (200 + 1000), `${small} steps for 200 nodes and 1000 selections`);
+    assert.ok(large <= 2.2 * small, `${large} steps for twice as much, against ${small}: not linear`);
+  });
+
+  it('a part, or a control other than a shared selection, leaves the computed view as it is; a run, an input or a shared selection makes it new', () => {
+    for (const sharedSelection of [false, true]) {
+      const tree = new ConversationTree({ sharedSelection });
+      tree.apply(input('i1'));
+      tree.apply(run('r1', 'i1'));
+      tree.apply(input('i2', 'i1'));
+      const before = tree.view();
+      tree.apply(message('ai.part', 'token', { run: 'r1', kind: 'text', partId: 't', state: 'streaming' }));
+      tree.apply(message('ai.control', { type: 'cancel', runId: 'r1' }));
+      tree.apply(message('ai.control', { type: 'handover', to: 'human' }));
+      assert.equal(tree.view(), before, 'parts and other controls do not recompute the view');
+      tree.apply(message('ai.control', { type: 'select', node: 'r1' }));
+      if (sharedSelection) assert.notEqual(tree.view(), before, 'a shared selection does');
+      else assert.equal(tree.view(), before, 'a select control is not followed without sharedSelection');
+      const shown = tree.view();
+      const r2 = run('r2', 'i2');
+      tree.apply(r2);
+      assert.notEqual(tree.view(), shown, 'a new run does');
+      const withRun = tree.view();
+      tree.apply({
+        ...r2,
+        version: nextSerial(),
+        action: 'update',
+        headers: { run: 'r2', agent: 'a', status: 'complete' },
+      });
+      assert.notEqual(tree.view(), withRun, "a run's new status does (the view holds its node)");
+      assert.equal(
+        tree.view().at(-1)?.kind === 'run' && (tree.view().at(-1) as { status: string }).status,
+        'complete',
+      );
+    }
+  });
 });
