@@ -12,7 +12,7 @@
 import { Emitter } from '@mooring/client';
 import type { Experimental_Steering as Steering, UIMessage, UIMessageChunk } from 'ai';
 import { convertToModelMessages, experimental_createSteering } from 'ai';
-import { errorText } from './errors.ts';
+import { errorText, MooringAiError } from './errors.ts';
 import { readChunks } from './read-chunks.ts';
 import type { RunPublisher } from './run-publisher.ts';
 
@@ -75,17 +75,29 @@ export class AgentRun<M extends UIMessage = UIMessage> {
   readonly #toolOutputs = new Map<string, ToolOutput>();
   readonly #toolOutputWaiters = new Map<string, Array<(o: ToolOutput) => void>>();
   readonly #pendingSteers: M[] = [];
+  readonly #onError: (error: Error) => void;
   #steering: Steering | undefined;
   #status: RunStatus = 'running';
   #ending: Promise<void> | undefined;
   #error: string | undefined;
   #textParts = 0;
 
-  constructor(options: { runId: string; agent: string; input: AgentInput<M>; publisher: RunPublisher }) {
+  /**
+   * `onError` hears what goes wrong outside the handler's reach (a steer the AI SDK could not take);
+   * `AgentSession` passes its `error` event. Default: ignored.
+   */
+  constructor(options: {
+    runId: string;
+    agent: string;
+    input: AgentInput<M>;
+    publisher: RunPublisher;
+    onError?: (error: Error) => void;
+  }) {
     this.runId = options.runId;
     this.agent = options.agent;
     this.input = options.input;
     this.#publisher = options.publisher;
+    this.#onError = options.onError ?? (() => {});
   }
 
   /** Fires when a `cancel` control reaches this run (or the session closes). Pass it to the model. */
@@ -112,7 +124,7 @@ export class AgentRun<M extends UIMessage = UIMessage> {
   get steering(): Steering {
     if (!this.#steering) {
       this.#steering = experimental_createSteering();
-      for (const message of this.#pendingSteers.splice(0)) void this.#deliverSteer(message);
+      for (const message of this.#pendingSteers.splice(0)) this.#deliverSteer(message);
     }
     return this.#steering;
   }
@@ -220,7 +232,7 @@ export class AgentRun<M extends UIMessage = UIMessage> {
   steer(message: M): void {
     if (this.#status !== 'running') return;
     this.#emitter.emit('steer', message);
-    if (this.#steering) void this.#deliverSteer(message);
+    if (this.#steering) this.#deliverSteer(message);
     else this.#pendingSteers.push(message);
   }
 
@@ -260,7 +272,25 @@ export class AgentRun<M extends UIMessage = UIMessage> {
     this.#toolOutputWaiters.delete(result.toolCallId);
   }
 
-  async #deliverSteer(message: M): Promise<void> {
+  /**
+   * Hands a steer to the AI SDK's steering. Nothing awaits it (a control arrives from the channel,
+   * outside any handler), so a failure — a message `convertToModelMessages` cannot read — is
+   * reported, never left as a rejection: an unhandled one ends the agent process, and with it every
+   * run it serves. The run goes on without the steer.
+   */
+  #deliverSteer(message: M): void {
+    this.#steer(message).catch((err: unknown) =>
+      this.#onError(
+        new MooringAiError(
+          'malformed_message',
+          `run ${this.runId}: steer ${message.id} not delivered: ${errorText(err)}`,
+          { cause: err },
+        ),
+      ),
+    );
+  }
+
+  async #steer(message: M): Promise<void> {
     const [model] = await convertToModelMessages([{ role: 'user', parts: message.parts }]);
     if (model?.role === 'user') await this.steering.steer(model, { id: message.id });
   }

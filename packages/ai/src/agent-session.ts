@@ -65,6 +65,14 @@ export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
    */
   answerMissed?: boolean;
   /**
+   * The clientIds of the session's agents, this one's own included (PROTOCOL.md §13.5): runs started
+   * by anyone else are left out of this agent's fold (reported as `error`), so a member's fake run
+   * neither takes an agent's run id nor reaches the model as an earlier answer in an input's
+   * history. Give every reader of the session the same list. Default: every clientId (the earliest
+   * claim of a run id is the run).
+   */
+  agents?: readonly string[];
+  /**
    * The clientIds allowed to hand the session over (PROTOCOL.md §13.5): a handover by anyone else is
    * ignored, so it cannot stop this agent. Give every reader of the session the same list. Default:
    * every clientId.
@@ -80,7 +88,10 @@ export type AgentSessionEvents<M extends UIMessage = UIMessage> = {
   run: AgentRun<M>;
   /** An input was not answered, and why. */
   skip: { input: AgentInput<M>; reason: 'handover' | 'not_accepted' };
-  /** Something went wrong outside a run's handler (a malformed message, a failed publish). */
+  /**
+   * Something went wrong outside a run's handler (a malformed message, a failed publish, a steer
+   * the AI SDK could not take).
+   */
   error: Error;
 };
 
@@ -107,7 +118,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     this.#o = options;
     this.agent = options.agent;
     this.channel = options.channel;
-    this.tree = new ConversationTree({ operators: options.operators });
+    this.tree = new ConversationTree({ agents: options.agents, operators: options.operators });
     this.#feed = new SessionFeed(options.channel, this.tree);
     // With `echo: false` the server does not send the agent's own output back: the session folds
     // what it stored itself (each input's history holds the agent's earlier answers).
@@ -300,7 +311,13 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     if (this.#o.coalesceMs !== undefined) publisherOptions.coalesceMs = this.#o.coalesceMs;
     if (this.#o.timers !== undefined) publisherOptions.timers = this.#o.timers;
     const publisher = new RunPublisher(publisherOptions);
-    const run = new AgentRun<M>({ runId, agent: this.agent, input, publisher });
+    const run = new AgentRun<M>({
+      runId,
+      agent: this.agent,
+      input,
+      publisher,
+      onError: (err) => this.#emitter.emit('error', err),
+    });
     this.#active.set(runId, run);
     void publisher.start();
     this.#emitter.emit('run', run);

@@ -90,9 +90,13 @@ export interface ConversationTreeOptions {
   operators?: readonly string[] | undefined;
 }
 
-interface Selection {
-  node: string;
-  at: string;
+/**
+ * The selections of one node: every position it was selected at (a deleted shared selection gives
+ * way to the one before it), and the latest of them, the only one the view reads.
+ */
+interface Selections {
+  at: string[];
+  latest: string;
 }
 
 export class ConversationTree {
@@ -118,7 +122,8 @@ export class ConversationTree {
   readonly #agents: ReadonlySet<string> | undefined;
   readonly #operators: readonly string[] | undefined;
   readonly #controls: ControlRecord[] = [];
-  readonly #selections: Selection[] = [];
+  /** Selections by node: a member repeating `select` on one node adds no work to the view. */
+  readonly #selections = new Map<string, Selections>();
   #handover: Handover = { holder: 'ai', operator: undefined, serial: '' };
   #sharedSelection: boolean;
   #view: TreeNode[] | undefined;
@@ -151,20 +156,24 @@ export class ConversationTree {
       return;
     }
     const record = result.record;
-    this.#view = undefined;
+    // Only inputs, runs and shared selections change the view (its nodes are the run and input
+    // objects, so a run's new status is a new node); parts and other controls never do, and a
+    // streamed answer's every token would otherwise make each reader compute the view again.
+    if (record.type === 'input' || record.type === 'run') this.#view = undefined;
     switch (record.type) {
       case 'input': {
-        if (this.#inputs.has(record.id) && this.#inputs.get(record.id)?.serial !== record.serial) return;
-        const { type: _t, ...rest } = record;
+        const input = this.#sameInputLinks(record);
+        if (this.#inputs.has(input.id) && this.#inputs.get(input.id)?.serial !== input.serial) return;
+        const { type: _t, ...rest } = input;
         const node: InputNode = { kind: 'input', ...rest };
         this.#inputs.set(node.id, node);
         addTo(this.#inputsByParent, node.parent ?? '', node.id);
-        this.#bySerial.set(record.serial, { type: 'input', id: node.id });
+        this.#bySerial.set(input.serial, { type: 'input', id: node.id });
         this.#emitter.emit('change', { kind: 'input', node });
         return;
       }
       case 'run': {
-        const { type: _t, runId, ...rest } = record;
+        const { type: _t, runId, ...rest } = this.#sameRunLinks(record);
         const node: RunNode = { kind: 'run', id: runId, ...rest };
         const key = claimKey(record.clientId, runId);
         const claim = this.#claims.get(key);
@@ -243,8 +252,7 @@ export class ConversationTree {
         const c = record.control;
         if (c.type === 'handover' && record.serial > this.#handover.serial)
           this.#handover = { holder: c.to, operator: c.operator, serial: record.serial };
-        if (c.type === 'select' && this.#sharedSelection)
-          this.#selections.push({ node: c.node, at: record.serial });
+        if (c.type === 'select' && this.#sharedSelection) this.#addSelection(c.node, record.serial);
         this.#emitter.emit('change', { kind: 'control', control: record });
         return;
       }
@@ -264,7 +272,7 @@ export class ConversationTree {
     this.#parts.clear();
     this.#sortedParts.clear();
     this.#controls.length = 0;
-    this.#selections.length = 0;
+    this.#selections.clear();
     this.#handover = { holder: 'ai', operator: undefined, serial: '' };
     this.#view = undefined;
     this.#emitter.emit('change', { kind: 'reset' });
@@ -350,6 +358,46 @@ export class ConversationTree {
     return sorted;
   }
 
+  /**
+   * A later version of a run claim this tree holds, with the claim's `agent` and `input` kept as its
+   * first version set them: an update that changes them is reported and taken for the rest (its
+   * status, reason, metadata). Moving a run to another input, or under another agent's name, after
+   * the fact would let its publisher place an old claim (an old serial: it sorts first) where it was
+   * never written. The run id cannot change: it is bound to the message id (`readRun`).
+   */
+  #sameRunLinks(record: RunRecord): RunRecord {
+    const known = this.#bySerial.get(record.serial);
+    const first = known?.type === 'run' && known.key !== undefined ? this.#claims.get(known.key) : undefined;
+    if (!first || (first.agent === record.agent && first.input === record.input)) return record;
+    this.#emitter.emit(
+      'malformed',
+      `ai.run ${record.serial}: an update may not change run ${record.runId}'s agent or input`,
+    );
+    return { ...record, agent: first.agent, input: first.input };
+  }
+
+  /**
+   * A later version of an input this tree holds, with its id, `parent` and `forkOf` kept as its first
+   * version set them (inputs are one create, §13.2): an update that changes them is reported, and
+   * its message is taken only if it keeps the id. A re-parented input would otherwise move in the
+   * tree, and be indexed under both parents.
+   */
+  #sameInputLinks(record: InputRecord): InputRecord {
+    const known = this.#bySerial.get(record.serial);
+    const first = known?.type === 'input' ? this.#inputs.get(known.id) : undefined;
+    if (
+      !first ||
+      (first.id === record.id && first.parent === record.parent && first.forkOf === record.forkOf)
+    )
+      return record;
+    this.#emitter.emit(
+      'malformed',
+      `ai.input ${record.serial}: an update may not change input ${first.id}'s id, parent or forkOf`,
+    );
+    const message = first.id === record.id ? record.message : first.message;
+    return { ...record, id: first.id, message, parent: first.parent, forkOf: first.forkOf };
+  }
+
   /** Why a run claim is not accepted (§13.5), or undefined. */
   #refusal(record: RunRecord): string | undefined {
     if (record.agent.startsWith('human:')) {
@@ -407,17 +455,21 @@ export class ConversationTree {
     let node = this.node(id);
     while (node && !seen.has(node.id)) {
       seen.add(node.id);
-      path.unshift(node);
-      if (node.kind === 'run') node = this.#inputs.get(node.input);
-      else node = node.parent === undefined ? undefined : this.node(node.parent);
+      path.push(node);
+      node = this.#parentOf(node);
     }
-    return path;
+    return path.reverse();
+  }
+
+  /** The node a node follows: a run's input; an input's parent (a run, or an input). */
+  #parentOf(node: TreeNode): TreeNode | undefined {
+    if (node.kind === 'run') return this.#inputs.get(node.input);
+    return node.parent === undefined ? undefined : this.node(node.parent);
   }
 
   /** Records a selection: `node` (and its ancestors) count as touched at serial `at`. */
   select(node: string, at: string): void {
-    this.#selections.push({ node, at });
-    this.#view = undefined;
+    this.#addSelection(node, at);
   }
 
   /** The path shown (PROTOCOL.md §13.1): inputs and runs from the root, in order. */
@@ -497,13 +549,43 @@ export class ConversationTree {
     return current.id;
   }
 
-  /** For each node, the latest selection at or below it. */
+  #addSelection(node: string, at: string): void {
+    const held = this.#selections.get(node);
+    if (!held) this.#selections.set(node, { at: [at], latest: at });
+    else {
+      held.at.push(at);
+      if (at > held.latest) held.latest = at;
+    }
+    this.#view = undefined;
+  }
+
+  #removeSelection(node: string, at: string): void {
+    const held = this.#selections.get(node);
+    const i = held ? held.at.indexOf(at) : -1;
+    if (!held || i < 0) return;
+    held.at.splice(i, 1);
+    if (held.at.length === 0) this.#selections.delete(node);
+    else held.latest = held.at.reduce((a, b) => (b > a ? b : a));
+    this.#view = undefined;
+  }
+
+  /**
+   * For each node, the latest selection at or below it. One pass: the selected nodes from the latest
+   * selection down, each walking up its ancestors until it meets a node already touched — that node
+   * and all above it hold a later (or equal) selection already. So every node is stepped on once
+   * however many selections there are, and however deep the chain a member built (finding 7: a walk
+   * per selection cost seconds a view).
+   */
   #touched(): Map<string, string> {
     const touched = new Map<string, string>();
-    for (const s of this.#selections) {
-      for (const n of this.ancestry(s.node)) {
-        const t = touched.get(n.id);
-        if (t === undefined || s.at > t) touched.set(n.id, s.at);
+    const latestFirst = [...this.#selections].sort(([, a], [, b]) =>
+      a.latest > b.latest ? -1 : a.latest < b.latest ? 1 : 0,
+    );
+    for (const [id, { latest }] of latestFirst) {
+      let node = this.node(id);
+      while (node && !touched.has(node.id)) {
+        touched.set(node.id, latest);
+        node = this.#parentOf(node);
       }
     }
     return touched;
@@ -546,10 +628,7 @@ export class ConversationTree {
       // selection it made no longer counts
       if (removed?.type === 'handover' && serial === this.#handover.serial)
         this.#handover = this.#latestHandover();
-      if (removed?.type === 'select') {
-        const j = this.#selections.findIndex((s) => s.at === serial && s.node === removed.node);
-        if (j >= 0) this.#selections.splice(j, 1);
-      }
+      if (removed?.type === 'select') this.#removeSelection(removed.node, serial);
     }
     this.#emitter.emit('change', { kind: 'removed', serial });
   }

@@ -42,7 +42,7 @@ import { MAX_APPEND_CHARS, OperationQueue, splitText } from './operation-queue.t
 import type { OperationSink } from './operation-sink.ts';
 import { sharedTimers } from './shared-timers.ts';
 import type { FinalRunStatus, PartKind, RunData, RunStatus } from './wire.ts';
-import { asJson, EVENT_PART, EVENT_RUN } from './wire.ts';
+import { asJson, EVENT_PART, EVENT_RUN, runMessageId } from './wire.ts';
 
 /** Default lease on a run message, ms (PROTOCOL.md §7.1). */
 export const DEFAULT_LEASE_MS = 30_000;
@@ -189,7 +189,7 @@ export class RunPublisher {
       this.#started = true;
       const op: OperationInput = {
         action: 'create',
-        id: `run:${this.runId}`,
+        id: runMessageId(this.runId),
         name: EVENT_RUN,
         data: asJson(this.#runData),
         headers: this.#runHeaders('running'),

@@ -29,6 +29,7 @@ export {
   PART_KINDS,
   RUN_STATUSES,
   readMeta,
+  runMessageId,
 } from '@mooring/protocol/ai';
 
 export type InputData = wire.InputData<UIMessage>;

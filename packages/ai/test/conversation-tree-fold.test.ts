@@ -26,12 +26,15 @@ const input = (id: string, parent?: string, forkOf?: string) =>
     ...(parent ? { parent } : {}),
     ...(forkOf ? { forkOf } : {}),
   });
-const run = (runId: string, inputId: string, replaces?: string) =>
-  message(
+/** A run's message: created with the id `run:<runId>` (PROTOCOL.md §13.2), as every reader requires. */
+const run = (runId: string, inputId: string, replaces?: string) => ({
+  ...message(
     'ai.run',
     { runId, agent: 'a', input: inputId, ...(replaces ? { replaces } : {}) },
     { run: runId, agent: 'a', status: 'running' },
-  );
+  ),
+  id: `run:${runId}`,
+});
 const ids = (nodes: readonly { id: string }[]) => nodes.map((n) => n.id);
 
 function textOf(message: UIMessage): string {
@@ -317,5 +320,182 @@ describe('ConversationTree view', () => {
     // a run whose id is "i1": the inputs following it are those following the input i1, i2 again
     tree.apply(run('i1', 'i2'));
     assert.deepEqual(ids(tree.view()), ['i1', 'i2', 'i1']);
+  });
+
+  // Review finding 3: with `update-own`, a member updated an early, invisible message of hers into a
+  // claim of the agent's run id once she had seen it. Her message kept its older serial, so it was
+  // the earliest claim, and its parts replaced the agent's — live and on every later catch-up.
+  it("an update cannot turn a member's earlier message into a claim of a run id seen later: live and on a later catch-up", () => {
+    const as = (clientId: string, m: Message): Message => ({ ...m, clientId });
+    const update = (of: Message, data: JsonValue, headers: Headers): Message => ({
+      ...of,
+      version: nextSerial(),
+      action: 'update',
+      data,
+      headers,
+    });
+    const live = new ConversationTree();
+    const problems: string[] = [];
+    live.on('malformed', (p) => problems.push(p));
+    // an invisible placeholder (no valid status), and a visible run of her own under another id
+    const hidden = as('mallory', { ...message('ai.run', { runId: 'ph', agent: 'x', input: 'x' }), id: 'ph' });
+    const visible = as('mallory', run('mine', 'q0'));
+    const q1 = as('alice', input('q1'));
+    const real = as('assistant', run('run_secret', 'q1'));
+    const realPart = as(
+      'assistant',
+      message('ai.part', 'Refunds within 14 days.', {
+        run: 'run_secret',
+        kind: 'text',
+        partId: 't0',
+        state: 'done',
+      }),
+    );
+    for (const m of [hidden, visible, q1, real, realPart]) live.apply(m);
+    const claim = { runId: 'run_secret', agent: 'assistant', input: 'q1' };
+    const headers = { run: 'run_secret', agent: 'assistant', status: 'complete' };
+    const fakePart = as(
+      'mallory',
+      message('ai.part', 'All sales are final.', {
+        run: 'run_secret',
+        kind: 'text',
+        partId: 't0',
+        state: 'done',
+      }),
+    );
+    for (const m of [update(hidden, claim, headers), update(visible, claim, headers), fakePart])
+      live.apply(m);
+    assert.equal(problems.filter((p) => /id must be run:<runId>/.test(p)).length, 3);
+
+    // a reader loading the session now gets each message rolled up: the updates as their whole state
+    const later = new ConversationTree();
+    for (const m of [...live.held()].sort((a, b) => (a.version < b.version ? -1 : 1))) later.apply(m);
+    for (const tree of [live, later]) {
+      assert.equal(tree.run('run_secret')?.clientId, 'assistant');
+      assert.deepEqual(
+        tree.parts('run_secret').map((p) => p.text),
+        ['Refunds within 14 days.'],
+      );
+    }
+    // Her own run, made malformed by her update: a reader that held it keeps its earlier version (as
+    // for any malformed update); one that catches up later reads only the malformed one.
+    assert.equal(live.run('mine')?.input, 'q0');
+    assert.equal(later.run('mine'), undefined);
+  });
+
+  it("an update may not change a run claim's agent or input: reported, the first ones kept, the rest of the update taken", () => {
+    const tree = new ConversationTree();
+    const problems: string[] = [];
+    tree.on('malformed', (p) => problems.push(p));
+    tree.apply(input('i1'));
+    tree.apply(input('i2'));
+    const r1 = run('r1', 'i1');
+    tree.apply(r1);
+    tree.apply({
+      ...r1,
+      version: nextSerial(),
+      action: 'update',
+      data: { runId: 'r1', agent: 'b', input: 'i2', finishReason: 'stop' },
+      headers: { run: 'r1', agent: 'b', status: 'complete' },
+    });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /may not change run r1's agent or input/);
+    const node = tree.run('r1')!;
+    assert.deepEqual(
+      [node.agent, node.input, node.status, node.finishReason],
+      ['a', 'i1', 'complete', 'stop'],
+    );
+    assert.deepEqual(ids(tree.runsOf('i1')), ['r1']);
+    assert.deepEqual(ids(tree.runsOf('i2')), [], 'not indexed under the second input too');
+  });
+
+  it("an update may not change an input's id, parent or forkOf: reported, the input stays where it was, indexed once", () => {
+    const tree = new ConversationTree();
+    const problems: string[] = [];
+    tree.on('malformed', (p) => problems.push(p));
+    tree.apply(input('i1'));
+    tree.apply(run('r1', 'i1'));
+    tree.apply(input('i3'));
+    const i2 = input('i2', 'r1');
+    tree.apply(i2);
+    const moved = (data: JsonValue): Message => ({ ...i2, version: nextSerial(), action: 'update', data });
+    const text = (id: string, t: string) => ({ id, role: 'user', parts: [{ type: 'text', text: t }] });
+    tree.apply(moved({ message: text('i2', 'edited'), parent: 'i3' }));
+    tree.apply(moved({ message: text('i2', 'edited'), parent: 'r1', forkOf: 'i1' }));
+    tree.apply(moved({ message: text('i9', 'renamed'), parent: 'r1' }));
+    assert.equal(problems.length, 3);
+    assert.ok(problems.every((p) => /may not change input i2's id, parent or forkOf/.test(p)));
+    assert.deepEqual(ids(tree.inputsAfter('r1')), ['i2']);
+    assert.deepEqual(ids(tree.inputsAfter('i3')), [], 'not indexed under the second parent too');
+    assert.equal(tree.input('i9'), undefined);
+    const node = tree.input('i2')!;
+    assert.deepEqual(
+      [node.parent, node.forkOf, textOf(node.message as UIMessage)],
+      ['r1', undefined, 'edited'],
+    );
+    assert.deepEqual(ids(tree.ancestry('i2')), ['i1', 'r1', 'i2']);
+  });
+
+  // Review finding 7: with shared selections, every `select` a member published walked its node's
+  // whole ancestry on every view, and every part made the view stale: seconds per view on a deep
+  // chain. Work is counted here by the tree's node look-ups (each ancestry step is one), not time.
+  it('the view with many shared selections on a deep chain takes work linear in nodes and selections', () => {
+    const stepsFor = (depth: number, selects: number): number => {
+      const tree = new ConversationTree({ sharedSelection: true });
+      let parent: string | undefined;
+      for (let i = 0; i < depth; i++) {
+        tree.apply(input(`d${i}`, parent));
+        parent = `d${i}`;
+      }
+      // a member selecting the deepest node over and over, and nodes along the chain
+      for (let i = 0; i < selects; i++)
+        tree.apply(message('ai.control', { type: 'select', node: i % 2 ? parent! : `d${i % depth}` }));
+      let steps = 0;
+      const node = tree.node.bind(tree);
+      tree.node = (id) => {
+        steps++;
+        return node(id);
+      };
+      assert.equal(tree.view().length, depth);
+      return steps;
+    };
+    const small = stepsFor(200, 1000);
+    const large = stepsFor(400, 2000);
+    // one step per node touched, one per selected node, one per walk's stop: under 2 × (D + S)
+    assert.ok(small <= 2 * (200 + 1000), `${small} steps for 200 nodes and 1000 selections`);
+    assert.ok(large <= 2.2 * small, `${large} steps for twice as much, against ${small}: not linear`);
+  });
+
+  it('a part, or a control other than a shared selection, leaves the computed view as it is; a run, an input or a shared selection makes it new', () => {
+    for (const sharedSelection of [false, true]) {
+      const tree = new ConversationTree({ sharedSelection });
+      tree.apply(input('i1'));
+      tree.apply(run('r1', 'i1'));
+      tree.apply(input('i2', 'i1'));
+      const before = tree.view();
+      tree.apply(message('ai.part', 'token', { run: 'r1', kind: 'text', partId: 't', state: 'streaming' }));
+      tree.apply(message('ai.control', { type: 'cancel', runId: 'r1' }));
+      tree.apply(message('ai.control', { type: 'handover', to: 'human' }));
+      assert.equal(tree.view(), before, 'parts and other controls do not recompute the view');
+      tree.apply(message('ai.control', { type: 'select', node: 'r1' }));
+      if (sharedSelection) assert.notEqual(tree.view(), before, 'a shared selection does');
+      else assert.equal(tree.view(), before, 'a select control is not followed without sharedSelection');
+      const shown = tree.view();
+      const r2 = run('r2', 'i2');
+      tree.apply(r2);
+      assert.notEqual(tree.view(), shown, 'a new run does');
+      const withRun = tree.view();
+      tree.apply({
+        ...r2,
+        version: nextSerial(),
+        action: 'update',
+        headers: { run: 'r2', agent: 'a', status: 'complete' },
+      });
+      assert.notEqual(tree.view(), withRun, "a run's new status does (the view holds its node)");
+      assert.equal(
+        tree.view().at(-1)?.kind === 'run' && (tree.view().at(-1) as { status: string }).status,
+        'complete',
+      );
+    }
   });
 });

@@ -13,6 +13,7 @@ import {
   EVENT_PART,
   EVENT_RUN,
   isFinal,
+  isObject,
   PART_KINDS,
   RUN_STATUSES,
   readMeta,
@@ -23,7 +24,10 @@ const S = 'mi9x2k0a7q3f.0000000000000042';
 const user = { id: 'u1', role: 'user', parts: [{ type: 'text', text: 'hi' }] };
 
 function msg(name: string, data: JsonValue | undefined, headers?: Record<string, string>): Message {
-  const m: Message = { serial: S, version: S, action: 'create', id: 'x', name, timestamp: 1 };
+  // a run's message id is `run:<runId>` (§13.2); other events' ids are not read
+  const runId = name === EVENT_RUN && isObject(data) ? data.runId : undefined;
+  const id = typeof runId === 'string' ? `run:${runId}` : 'x';
+  const m: Message = { serial: S, version: S, action: 'create', id, name, timestamp: 1 };
   if (data !== undefined) m.data = data;
   if (headers) m.headers = headers;
   return m;
@@ -73,6 +77,53 @@ describe('AI session events (§13)', () => {
     refused(msg(EVENT_INPUT, { message: user, parent: 3 }), /parent\/forkOf/);
   });
 
+  // Review finding 1 and 2: a part the AI SDK's convertToModelMessages (or a UI) cannot read threw
+  // in the agent process (a steer) or in every later run of the branch (an input).
+  const badParts: JsonValue[] = [
+    null,
+    'text',
+    [],
+    {},
+    { type: 5 },
+    { type: '' },
+    { type: 'text' },
+    { type: 'text', text: 5 },
+    { type: 'text', text: 'hi', providerMetadata: 'x' },
+    { type: 'reasoning' },
+    { type: 'file', mediaType: 'image/png' },
+    { type: 'file', mediaType: 'image/png', url: 'not a url' },
+    { type: 'file', url: 'https://example.com/a.png' },
+    { type: 'file', mediaType: 'image/png', url: 'https://example.com/a.png', filename: 3 },
+    { type: 'file', mediaType: 'image/png', url: '', providerReference: 'x' },
+    { type: 'tool-weather' },
+    { type: 'tool-weather', toolCallId: 'c1' },
+    { type: 'dynamic-tool', toolCallId: 'c1', state: 'input-available' },
+  ];
+  const goodParts: JsonValue[] = [
+    { type: 'text', text: '' },
+    { type: 'text', text: 'hi', providerMetadata: { openai: { id: 'x' } }, state: 'done' },
+    { type: 'reasoning', text: 'why' },
+    { type: 'file', mediaType: 'image/png', url: 'data:image/png;base64,AAAA', filename: 'a.png' },
+    { type: 'file', mediaType: 'image/png', url: '', providerReference: { openai: 'file-1' } },
+    { type: 'tool-weather', toolCallId: 'c1', state: 'output-available', input: {}, output: 1 },
+    { type: 'dynamic-tool', toolName: 'w', toolCallId: 'c1', state: 'input-available' },
+    { type: 'data-weather', data: { city: 'Lyon' } },
+    { type: 'step-start' },
+    // a part type the AI SDK may add later passes with its object shape
+    { type: 'hologram', frames: [1, 2] },
+  ];
+
+  test('ai.input and steer: every part is an object with a string type and the fields its readers read', () => {
+    for (const part of badParts) {
+      const message = { id: 'u1', role: 'user', parts: [{ type: 'text', text: 'ok' }, part] };
+      refused(msg(EVENT_INPUT, { message }), /not a user UIMessage: parts\[1\]/);
+      refused(msg(EVENT_CONTROL, { type: 'steer', runId: 'r1', message }), /steer needs.*parts\[1\]/);
+    }
+    const message = { id: 'u1', role: 'user', parts: goodParts };
+    ok(msg(EVENT_INPUT, { message }));
+    ok(msg(EVENT_CONTROL, { type: 'steer', runId: 'r1', message }));
+  });
+
   test('ai.run: runId, agent and input, and a known status header', () => {
     const data = { runId: 'r1', agent: 'assistant', input: 'u1', replaces: 'r0', finishReason: 'stop' };
     for (const status of RUN_STATUSES) {
@@ -80,6 +131,9 @@ describe('AI session events (§13)', () => {
       assert.equal(r.type === 'run' && r.status, status);
     }
     refused(msg(EVENT_RUN, data, { status: 'done' }), /unknown status "done"/);
+    // a run's message id binds its run id (§13.5): no update can re-aim it at another run
+    refused({ ...msg(EVENT_RUN, data, { status: 'running' }), id: 'ph' }, /id must be run:<runId>, not ph/);
+    refused({ ...msg(EVENT_RUN, data, { status: 'running' }), id: 'run:r2' }, /id must be run:<runId>/);
     refused(msg(EVENT_RUN, data), /unknown status/);
     refused(msg(EVENT_RUN, { runId: 'r1', agent: 'a' }, { status: 'running' }), /must be strings/);
     refused(msg(EVENT_RUN, { ...data, reason: 1 }, { status: 'error' }), /must be strings/);

@@ -34,4 +34,5 @@ export {
   RUN_STATUSES,
   readMeta,
   readSessionMessage,
+  runMessageId,
 } from './session-events.ts';

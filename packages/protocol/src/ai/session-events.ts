@@ -227,7 +227,8 @@ function readInput(m: Message): ReadResult {
   const d = m.data;
   if (!isObject(d)) return bad(m, 'data is not an object');
   const message = d.message;
-  if (!isUIMessage(message) || message.role !== 'user') return bad(m, 'data.message is not a user UIMessage');
+  if (!isUIMessage(message) || message.role !== 'user')
+    return bad(m, `data.message is not a user UIMessage: ${uiMessageProblem(message) ?? 'role is not user'}`);
   if (!optionalString(d.parent) || !optionalString(d.forkOf) || !optionalString(d.device))
     return bad(m, 'parent/forkOf/device must be strings');
   return {
@@ -251,6 +252,11 @@ function readRun(m: Message): ReadResult {
   if (!isObject(d)) return bad(m, 'data is not an object');
   if (typeof d.runId !== 'string' || typeof d.agent !== 'string' || typeof d.input !== 'string')
     return bad(m, 'runId, agent and input must be strings');
+  // The message's creating id is in every copy of it, live or rolled up, and no update changes it:
+  // bound to it, a run id is fixed at creation for every reader. Otherwise a member could create a
+  // placeholder early and update it into a claim of an agent's run id once seen, and win as the
+  // earlier claim (§13.5).
+  if (m.id !== runMessageId(d.runId)) return bad(m, `a run message's id must be run:<runId>, not ${m.id}`);
   if (!optionalString(d.replaces) || !optionalString(d.finishReason) || !optionalString(d.reason))
     return bad(m, 'replaces/finishReason/reason must be strings');
   const status = m.headers?.status;
@@ -343,7 +349,7 @@ function parseControl(d: Record<string, JsonValue>): ControlData | string {
     case 'steer':
       return typeof d.runId === 'string' && isUIMessage(d.message)
         ? (d as unknown as ControlData)
-        : 'steer needs runId and a UIMessage';
+        : `steer needs runId and a UIMessage${typeof d.runId === 'string' ? `: ${uiMessageProblem(d.message)}` : ''}`;
     case 'tool-approval':
       return typeof d.approvalId === 'string' &&
         typeof d.approved === 'boolean' &&
@@ -376,6 +382,11 @@ function parseControl(d: Record<string, JsonValue>): ControlData | string {
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by publishers
 
+/** The id of the operation that creates a run's message (§13.2), and so of the message. */
+export function runMessageId(runId: string): string {
+  return `run:${runId}`;
+}
+
 /** Headers of a control message. */
 export function controlHeaders(control: ControlData<WireUIMessage>): Headers {
   const headers: Headers = { control: control.type };
@@ -397,13 +408,66 @@ function optionalString(value: unknown): boolean {
 }
 
 function isUIMessage(value: unknown): value is WireUIMessage {
-  return (
-    isObject(value) &&
-    typeof value.id === 'string' &&
-    value.id.length > 0 &&
-    (value.role === 'user' || value.role === 'assistant' || value.role === 'system') &&
-    Array.isArray(value.parts)
-  );
+  return uiMessageProblem(value) === undefined;
+}
+
+/** Why `value` is not a UIMessage as the wire takes one, or undefined when it is one. */
+function uiMessageProblem(value: unknown): string | undefined {
+  if (!isObject(value) || typeof value.id !== 'string' || value.id.length === 0) return 'no id';
+  if (value.role !== 'user' && value.role !== 'assistant' && value.role !== 'system') return 'no role';
+  if (!Array.isArray(value.parts)) return 'no parts';
+  const bad = value.parts.findIndex((part) => !isUIPart(part));
+  return bad < 0 ? undefined : `parts[${bad}] is not a UIMessage part`;
+}
+
+/**
+ * Whether a message part has the shape its readers rely on. Inputs and steers reach the agent's
+ * `convertToModelMessages` and every member's UI, where one `null` part, a part without a string
+ * `type` or a file whose `url` is no URL throws — for every later run of the branch, or in the agent
+ * process itself (a steer). So each part must be an object with a string `type`, and the parts those
+ * readers open must carry the fields they read. A part type this module does not know (the AI SDK
+ * adds some now and then) passes with just its `type`: its readers skip what they do not know.
+ */
+function isUIPart(value: unknown): boolean {
+  if (!isObject(value) || typeof value.type !== 'string' || value.type.length === 0) return false;
+  switch (value.type) {
+    case 'text':
+    case 'reasoning':
+      return typeof value.text === 'string' && optionalObject(value.providerMetadata);
+    case 'file':
+      return isFilePart(value);
+    case 'dynamic-tool':
+      return typeof value.toolName === 'string' && isToolPart(value);
+    default:
+      return value.type.startsWith('tool-') ? isToolPart(value) : true;
+  }
+}
+
+/** A file part: the AI SDK reads `url` as a URL unless the file is a provider's reference. */
+function isFilePart(part: Record<string, JsonValue>): boolean {
+  if (typeof part.mediaType !== 'string' || typeof part.url !== 'string') return false;
+  if (!optionalString(part.filename) || !optionalObject(part.providerMetadata)) return false;
+  if (part.providerReference !== undefined && part.providerReference !== null)
+    return isObject(part.providerReference);
+  return parsesAsUrl(part.url);
+}
+
+/** A tool part (`tool-<name>`, `dynamic-tool`): UIs and the chat key it by call id and state. */
+function isToolPart(part: Record<string, JsonValue>): boolean {
+  return typeof part.toolCallId === 'string' && typeof part.state === 'string';
+}
+
+function parsesAsUrl(text: string): boolean {
+  try {
+    new URL(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function optionalObject(value: unknown): boolean {
+  return value === undefined || isObject(value);
 }
 
 export function isFinal(status: RunStatus): status is FinalRunStatus {
