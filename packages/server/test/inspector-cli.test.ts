@@ -88,7 +88,7 @@ const input = (id: string, text: string, parent?: string): OperationInput => ({
   },
 });
 const run = (runId: string, inputId: string, lease?: number): OperationInput => ({
-  id: runId,
+  id: `run:${runId}`, // a run's message id names its run (PROTOCOL §13.2)
   name: 'ai.run',
   data: { runId, agent: 'helper', input: inputId, parent: inputId },
   headers: { status: 'running' },
@@ -213,11 +213,9 @@ describe('mooring inspect', () => {
           message: {
             id: 'in1',
             role: 'user',
-            // only text parts are the input's text: not a null, a bare string, or another part's text
+            // only text parts are the input's text, not another part's
             parts: [
               { type: 'text', text: 'First' },
-              null,
-              'loose',
               { type: 'reasoning', text: 'hidden' },
               { type: 'text', text: ' question' },
             ],
@@ -230,7 +228,7 @@ describe('mooring inspect', () => {
     await publish(channel, 'agent', [
       run('run1', 'in1'),
       {
-        id: 'run2',
+        id: 'run:run2',
         name: 'ai.run',
         data: { runId: 'run2', agent: 'helper', input: 'in1', replaces: 'run1', reason: 'model overloaded' },
         headers: { status: 'error' },
@@ -647,7 +645,7 @@ describe('mooring tail, starting and resuming', () => {
     try {
       await waitFor(() => raw.lines.out.includes('"bye"'), { message: raw.lines.out });
       assert.match(raw.lines.out, /^\S+ {2}create {2}ai\.input {2}id=in1 /m);
-      assert.match(raw.lines.out, /^\S+ {2}v=\S+ {2}update {2}ai\.run {2}id=r1 /m);
+      assert.match(raw.lines.out, /^\S+ {2}v=\S+ {2}update {2}ai\.run {2}id=run:r1 /m);
       assert.ok(!/[›◆■]/.test(raw.lines.out), raw.lines.out);
     } finally {
       await rawTail.stop();
