@@ -28,9 +28,39 @@ export function parseApiKey(text: string): ApiKey {
   const i = text.indexOf(':');
   const name = text.slice(0, i);
   const secret = text.slice(i + 1);
+  // the message never repeats the secret: start-up errors end up in logs
   if (i <= 0 || secret.length === 0 || /\s/.test(text))
-    throw new Error(`an API key looks like <keyName>:<secret>, got ${JSON.stringify(text.slice(0, 40))}`);
+    throw new Error(
+      `an API key looks like <keyName>:<secret> without whitespace, got ${i > 0 ? `${JSON.stringify(name.slice(0, 40))}:` : ''}<${text.length - Math.max(i + 1, 0)} characters>${/\s/.test(text) ? ' with whitespace in it (a trailing newline from a secret file?)' : ''}`,
+    );
   return { name, secret };
+}
+
+/** Secrets shorter than this are warned about at start: a token's HMAC can be guessed offline. */
+export const SHORT_SECRET = 32;
+
+/**
+ * Checks an API key given as an object (as a string it was checked by `parseApiKey`): a name
+ * without `:` or whitespace, a secret that is a non-empty string without whitespace, and a
+ * capability that is absent or an object — `null`, `false` or `""` (a template's unset value) would
+ * otherwise read as "every operation", and an empty secret would let anyone in and sign tokens.
+ */
+export function checkApiKey(key: ApiKey): void {
+  const name: unknown = key?.name;
+  if (typeof name !== 'string' || !/^[^:\s]+$/.test(name))
+    throw new Error(
+      `an API key's name is a non-empty string without ':' or whitespace, got ${JSON.stringify(name)}`,
+    );
+  if (typeof key.secret !== 'string' || key.secret.length === 0 || /\s/.test(key.secret))
+    throw new Error(`API key ${name}: its secret must be a non-empty string without whitespace`);
+  const capability: unknown = key.capability;
+  if (
+    capability !== undefined &&
+    (typeof capability !== 'object' || capability === null || Array.isArray(capability))
+  )
+    throw new Error(
+      `API key ${name}: its capability must be an object of channel glob → operations (leave it out for every operation), got ${JSON.stringify(capability)}`,
+    );
 }
 
 interface KeyEntry {
@@ -45,9 +75,13 @@ export class Authenticator {
 
   constructor(keys: ApiKey[]) {
     for (const key of keys) {
-      const capability = key.capability
-        ? Capability.parse(key.capability, `capability of key ${key.name}`)
-        : Capability.all();
+      checkApiKey(key);
+      if (this.#keys.has(key.name))
+        throw new Error(`API key ${key.name} is given twice: each key needs a name of its own`);
+      const capability =
+        key.capability === undefined
+          ? Capability.all()
+          : Capability.parse(key.capability, `capability of key ${key.name}`);
       this.#keys.set(key.name, { secret: Buffer.from(key.secret), capability });
     }
   }

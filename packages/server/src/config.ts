@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Limits } from '@mooring/protocol';
 import { isPlainObject } from '@mooring/protocol/schemas';
-import { type ApiKey, parseApiKey } from './auth.ts';
+import { type ApiKey, checkApiKey, parseApiKey } from './auth.ts';
 import type { DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';
 import { makeDirectory } from './make-directory.ts';
 import { nearestName } from './nearest-name.ts';
@@ -386,6 +386,7 @@ function keyFromFile(entry: string | { key: string; capability?: Record<string, 
   refuseUnknown(entry, ['key', 'capability'], 'an entry of "keys" in the config file');
   const key = parseApiKey(entry.key);
   if (entry.capability !== undefined) key.capability = entry.capability;
+  checkApiKey(key); // a "capability": null would read as every operation
   return key;
 }
 

@@ -19,7 +19,7 @@ import {
   PROTOCOL_VERSION,
 } from '@mooring/protocol';
 import pino, { type Logger } from 'pino';
-import { type ApiKey, Authenticator, parseApiKey } from './auth.ts';
+import { type ApiKey, Authenticator, checkApiKey, parseApiKey, SHORT_SECRET } from './auth.ts';
 import { ChannelService } from './channel-service.ts';
 import { type Admission, connectAttaches } from './connect-attaches.ts';
 import type { Connection, TransportSink } from './connection.ts';
@@ -210,6 +210,13 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const connectionStateTtl = options.connectionStateTtl ?? DEFAULT_TIMINGS.connectionStateTtl;
   const keys = (options.keys ?? []).map((k) => (typeof k === 'string' ? parseApiKey(k) : k));
   if (keys.length === 0) throw new Error('at least one API key is required (keys: ["<name>:<secret>"])');
+  for (const key of keys) checkApiKey(key);
+  for (const key of keys)
+    if (key.secret.length < SHORT_SECRET)
+      logger.warn(
+        { key: key.name, characters: key.secret.length },
+        `API key ${key.name} has a short secret: a token signed with it can be forged once the secret is guessed offline from any token; use ${SHORT_SECRET} or more random characters`,
+      );
   const heartbeatSlice = options.heartbeatSlice;
   if (heartbeatSlice !== undefined && !(Number.isInteger(heartbeatSlice) && heartbeatSlice >= 1))
     throw new Error('heartbeatSlice must be a whole number of connections, at least 1');

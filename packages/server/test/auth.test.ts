@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ServerFrame } from '@mooring/protocol';
 import { SignJWT } from 'jose';
 import { parseApiKey } from '../src/auth.ts';
-import { createToken } from '../src/index.ts';
+import { createToken, startServer } from '../src/index.ts';
 import { MAX_TOKEN_TTL } from '../src/tokens.ts';
 import { type Fixture, rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
@@ -230,6 +230,36 @@ describe('auth and capabilities', () => {
     });
     for (const text of ['nocolon', ':secret', 'name:', 'na me:secret', 'name:sec ret'])
       assert.throws(() => parseApiKey(text), /an API key looks like <keyName>:<secret>/, text);
+    // the refusal never repeats the secret: start-up errors end up in logs
+    assert.throws(
+      () => parseApiKey('app:hunter2-from-a-secret-file\n'),
+      (err: Error) =>
+        !err.message.includes('hunter2') && /"app":<27 characters> with whitespace/.test(err.message),
+    );
+  });
+
+  it('refuses an API key given as an object with an empty secret, a bad name, a capability that is not an object, or a name given twice', async () => {
+    const cases: Array<[unknown[], RegExp]> = [
+      [[{ name: 'web', secret: '' }], /API key web: its secret must be a non-empty string/],
+      [[{ name: 'web', secret: 'has space' }], /API key web: its secret must be a non-empty string/],
+      [[{ name: 'w:eb', secret: 'x'.repeat(40) }], /an API key's name is a non-empty string without ':'/],
+      [[{ name: '', secret: 'x'.repeat(40) }], /an API key's name is a non-empty string/],
+      [
+        [{ name: 'web', secret: 'x'.repeat(40), capability: null }],
+        /API key web: its capability must be an object/,
+      ],
+      [
+        [{ name: 'web', secret: 'x'.repeat(40), capability: false }],
+        /API key web: its capability must be an object/,
+      ],
+      [['web:one', { name: 'web', secret: 'two' }], /API key web is given twice/],
+    ];
+    for (const [keys, message] of cases)
+      await assert.rejects(
+        startServer({ port: 0, host: '127.0.0.1', store: { kind: 'memory' }, keys: keys as never }),
+        message,
+        JSON.stringify(keys),
+      );
   });
 
   it('keeps *-own to the client’s own messages', async () => {

@@ -460,6 +460,11 @@ describe('config file', () => {
         { keys: [{ key: 'app:secret', capabilty: { 'public:*': ['subscribe'] } }] },
         /an entry of "keys" in the config file: "capabilty" is not a setting; did you mean "capability"\?/,
       ],
+      // an unset value a template wrote as null (or false, "") is no capability, not every operation
+      ...[null, false, '', 0, ['public:*']].map((capability): [unknown, RegExp] => [
+        { keys: [{ key: 'app:secret', capability }] },
+        /API key app: its capability must be an object of channel glob → operations/,
+      ]),
     ];
     for (const [content, message] of cases)
       assert.throws(await load(content), message, JSON.stringify(content));
