@@ -165,6 +165,8 @@ const SECURITY_HEADERS = {
   'x-frame-options': 'DENY',
   'content-security-policy': "frame-ancestors 'none'",
 };
+/** Durable Streams answers: whatever their content type, no script, no request, no frame. */
+const STREAM_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'";
 /** The same, as raw header lines, for answers written straight to a socket. */
 const SECURITY_HEADER_LINES = Object.entries(SECURITY_HEADERS)
   .map(([name, value]) => `${name}: ${value}\r\n`)
@@ -457,8 +459,12 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       return;
     }
     if (httpTransports.handles(url.pathname)) void httpTransports.handle(req, res, url);
-    else if (durableStreams.handles(url.pathname)) void durableStreams.handle(req, res, url);
-    else void rest.handle(req, res, url);
+    else if (durableStreams.handles(url.pathname)) {
+      // a stream is served with the content type its creator chose: opened in a browser, it must not
+      // run as a page of this origin (beside the dashboard, whose key sits in its session storage)
+      res.setHeader('content-security-policy', STREAM_CSP);
+      void durableStreams.handle(req, res, url);
+    } else void rest.handle(req, res, url);
   });
   // Idle keep-alive connections stay open longer than the balancer in front keeps its own (nginx's
   // upstream `keepalive_timeout` and AWS ALB: 60 s). Node's default, 5 s, closes them first: a

@@ -1046,6 +1046,25 @@ describe('HTTP hardening', () => {
         assert.equal(res.headers.get('x-frame-options'), 'DENY', path);
         assert.match(res.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, path);
       }
+      // a Durable Stream keeps its creator's content type: one of text/html must not run as a page
+      // of this origin, beside the dashboard (sandboxed: no script, no request, no frame)
+      const auth = { authorization: `Basic ${Buffer.from(TEST_KEY).toString('base64')}` };
+      const streamed = '<script>alert(document.domain)</script>';
+      const made = await fetch(`${fx.server.url}/v1/stream/page`, {
+        method: 'PUT',
+        headers: { ...auth, 'content-type': 'text/html' },
+        body: streamed,
+      });
+      assert.equal(made.status, 201);
+      for (const res of [made, await fetch(`${fx.server.url}/v1/stream/page?offset=-1`, { headers: auth })]) {
+        await res.arrayBuffer();
+        const streamCsp = res.headers.get('content-security-policy') ?? '';
+        for (const directive of ['sandbox', "default-src 'none'", "frame-ancestors 'none'"])
+          assert.ok(
+            streamCsp.split(';').some((d) => d.trim() === directive),
+            `${directive} in ${streamCsp}`,
+          );
+      }
       const page = await fetch(`${fx.server.url}/dashboard`);
       const csp = page.headers.get('content-security-policy') ?? '';
       const scriptSrc = /script-src ([^;]*)/.exec(csp)?.[1] ?? '';
