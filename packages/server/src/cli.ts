@@ -138,7 +138,11 @@ async function serve(argv: string[]): Promise<void> {
   // signals first, the banner after: whoever waits for the banner and then signals gets a graceful stop
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // a second signal: the operator does not want to wait (acknowledged data is already stored)
+      process.stderr.write(`${signal} again: exiting now\n`);
+      process.exit(130);
+    }
     stopping = true;
     process.stderr.write(`${signal}: shutting down (clients are told to reconnect)...\n`);
     server.close().then(

@@ -165,6 +165,10 @@ const SECURITY_HEADERS = {
   'x-frame-options': 'DENY',
   'content-security-policy': "frame-ancestors 'none'",
 };
+const SHUTTING_DOWN = errorInfo('shutting_down', 'the server is restarting; reconnect and resume');
+/** How long a shutdown waits for its sockets to close before it closes the store anyway, ms. */
+const CLOSE_WAIT = 5_000;
+
 /** Durable Streams answers: whatever their content type, no script, no request, no frame. */
 const STREAM_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'";
 /** The same, as raw header lines, for answers written straight to a socket. */
@@ -394,7 +398,13 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   };
   const realtime = {
     maxFrameSize: limits.maxFrameSize,
-    accept: (transport: TransportSink, admission: Admission) => connections.open(transport, admission),
+    accept: (transport: TransportSink, admission: Admission) => {
+      const connection = connections.open(transport, admission);
+      // admitted before the shutdown began, opened after it told every connection: told now, or it
+      // would be served on (its heartbeats stopped) and hold the shutdown until its client hung up
+      if (closing) connection.disconnect('shutting_down', 1012, true, SHUTTING_DOWN);
+      return connection;
+    },
     // 1000/1005: the client closed on purpose. Anything else (1001 page navigation, 1006 network)
     // may come back: identity and presence keep their grace periods.
     onClose: (connection: Connection, code: number) =>
@@ -526,20 +536,25 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
       httpTransports.close();
       history.stop();
       const stopped = new Promise<void>((resolve) => http.close(() => resolve()));
-      for (const connection of connections.all()) {
-        connection.disconnect(
-          'shutting_down',
-          1012,
-          true,
-          errorInfo('shutting_down', 'the server is restarting; reconnect and resume'),
-        );
-      }
+      for (const connection of connections.all())
+        connection.disconnect('shutting_down', 1012, true, SHUTTING_DOWN);
       // wait (3 s at most) for requests in flight to be answered, then drop every socket: idle
       // keep-alive sockets and sockets that never sent a request alike
       const deadline = Date.now() + 3_000;
       while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       http.closeAllConnections();
-      await stopped;
+      // a socket the HTTP server no longer tracks (an upgraded one) that outlives its close's own
+      // 2 s deadline does not hold the shutdown for ever: the store is flushed and closed anyway
+      let wait: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        stopped.then(() => false),
+        new Promise<boolean>((resolve) => {
+          wait = setTimeout(() => resolve(true), CLOSE_WAIT);
+        }),
+      ]);
+      clearTimeout(wait);
+      if (late)
+        logger.warn({ waited: CLOSE_WAIT }, 'sockets still open at shutdown: closing the store anyway');
       await connections.closeCounts();
       await presence.close();
       await channels.leases.close();
