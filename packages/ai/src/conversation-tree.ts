@@ -127,6 +127,11 @@ export class ConversationTree {
   #handover: Handover = { holder: 'ai', operator: undefined, serial: '' };
   #sharedSelection: boolean;
   #view: TreeNode[] | undefined;
+  /**
+   * Where the view stood when a gap opened (`markGap`: continuity lost, no history to fill it): the
+   * node ids ('' for the root). Inputs whose parent the tree lacks — it was in the gap — follow there.
+   */
+  readonly #gaps = new Set<string>();
 
   constructor(options: ConversationTreeOptions = {}) {
     this.#sharedSelection = options.sharedSelection ?? false;
@@ -274,8 +279,27 @@ export class ConversationTree {
     this.#controls.length = 0;
     this.#selections.clear();
     this.#handover = { holder: 'ai', operator: undefined, serial: '' };
+    this.#gaps.clear();
     this.#view = undefined;
     this.#emitter.emit('change', { kind: 'reset' });
+  }
+
+  /**
+   * Messages are missing from here on and cannot be read (continuity lost without `history`): an
+   * input that follows a node in the gap is shown after the view's last node as it is now, so what
+   * comes next is seen rather than hung under a parent that never comes.
+   */
+  markGap(): void {
+    this.#gaps.add(this.last()?.id ?? '');
+    this.#view = undefined;
+  }
+
+  /** Inputs whose parent is not in the tree (only after a gap: else a parent still to come). */
+  #afterGap(): InputNode[] {
+    const orphans: InputNode[] = [];
+    for (const [parent, ids] of this.#inputsByParent)
+      if (parent !== '' && !this.node(parent)) for (const id of ids) orphans.push(this.#inputs.get(id)!);
+    return orphans.sort(bySerial);
   }
 
   // ------------------------------------------------------------------------------------- reading
@@ -494,7 +518,10 @@ export class ConversationTree {
     };
     const path: TreeNode[] = [];
     const seen = new Set<string>();
-    let candidates: InputNode[] = this.inputsAfter(undefined);
+    const orphans = this.#gaps.size > 0 ? this.#afterGap() : [];
+    const bridged = (nodes: TreeNode[]) =>
+      orphans.length > 0 && nodes.some((n) => this.#gaps.has(n.id)) ? orphans : [];
+    let candidates: InputNode[] = [...this.inputsAfter(undefined), ...(this.#gaps.has('') ? orphans : [])];
     while (candidates.length > 0) {
       const input = pick(candidates);
       if (!input || seen.has(input.id)) break;
@@ -508,7 +535,11 @@ export class ConversationTree {
       const shown = [...groups.values()].map((g) => pick(g)!).sort(bySerial);
       path.push(...shown);
       // An input sent before the previous one had an answer follows that input directly.
-      candidates = [...shown.flatMap((r) => this.inputsAfter(r.id)), ...this.inputsAfter(input.id)];
+      candidates = [
+        ...shown.flatMap((r) => this.inputsAfter(r.id)),
+        ...this.inputsAfter(input.id),
+        ...bridged([input, ...shown]),
+      ];
     }
     this.#view = path;
     return path;

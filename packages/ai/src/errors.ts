@@ -10,6 +10,12 @@ export const AI_ERRORS = {
   no_input: { retryable: false },
   /** A message on the channel does not follow PROTOCOL.md §13; it was left out of the tree. */
   malformed_message: { retryable: false },
+  /**
+   * Continuity was lost and the history cannot be read (no `history` capability, PROTOCOL.md §6.2
+   * "Reading back without history"): the tree keeps what it had and goes on live; what was
+   * published in between is missing from it.
+   */
+  history_gap: { retryable: false },
 } as const;
 
 export type AiErrorCode = keyof typeof AI_ERRORS;

@@ -20,22 +20,32 @@
  * same way as a reload; that read starts with the attach instead of after it.
  * A reload supersedes a load still under way: the older one stops folding and leaves the held
  * messages to the newer one, so a stale page never lands in a reset tree.
+ * A holder without the `history` capability cannot reload: on `history_required` (PROTOCOL.md §6.2,
+ * "Reading back without history") the tree is kept as it is — everything it holds up to the old
+ * position is still the log's — and goes on live; a reload whose history read is refused
+ * `forbidden` folds back what the tree held before. Either way the gap is reported (`error`,
+ * `history_gap`, then `reloaded`): a viewer keeps its conversation instead of an empty view.
  */
 import type { Channel, ContinuityLost, HistoryPage } from '@mooring/client';
 import { Emitter, isRolledUp, keptMessages } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
 import { formatSerial, parseSerial } from '@mooring/protocol';
 import type { ConversationTree, TreeChange } from './conversation-tree.ts';
+import { MooringAiError } from './errors.ts';
 import type { RunStreamSource } from './run-chunk-stream.ts';
 
 export type SessionFeedEvents = {
   /** The tree is live again (after an attach, a catch-up or a reload). */
   live: undefined;
-  /** Reloaded from history after continuity was lost. */
+  /**
+   * Reloaded from history after continuity was lost — or, without `history` (`history_required`, or
+   * the read refused `forbidden`), kept as it was, after an `error` `history_gap`.
+   */
   reloaded: ContinuityLost;
   /**
    * Loading history failed. A retryable failure is retried (live messages held meanwhile); after a
-   * permanent one the tree keeps what it has and carries on live.
+   * permanent one the tree keeps what it has and carries on live. `history_gap` (MooringAiError):
+   * continuity was lost and cannot be filled without `history`; the tree is kept as it was.
    */
   error: Error;
 };
@@ -192,7 +202,7 @@ export class SessionFeed implements RunStreamSource {
   async #load(
     position: string,
     first?: Promise<HistoryPage>,
-    range: { from?: string; base?: Message[] } = {},
+    range: { from?: string; base?: Message[]; before?: Message[] } = {},
   ): Promise<void> {
     const generation = this.#generation;
     const current = () => generation === this.#generation && !this.#closed;
@@ -218,6 +228,10 @@ export class SessionFeed implements RunStreamSource {
         } catch (err) {
           if (!current()) return;
           this.#emitter.emit('error', err instanceof Error ? err : new Error(String(err)));
+          if (range.before !== undefined && (err as { code?: unknown }).code === 'forbidden') {
+            this.#keep(range.before); // no `history`: what the tree held beats an empty one
+            break;
+          }
           if ((err as { retryable?: unknown }).retryable !== true) break;
           await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** attempt)));
         }
@@ -255,18 +269,57 @@ export class SessionFeed implements RunStreamSource {
    * every session re-reading its conversation at once. Otherwise: the history up to the position.
    */
   async #reload(lost: ContinuityLost): Promise<void> {
+    if (lost.reason === 'history_required' && this.#held === undefined) {
+      this.#goOnWithGap(lost);
+      return;
+    }
     this.#generation++;
     this.#epoch = parseSerial(lost.position)?.epoch;
-    const kept = this.#held === undefined ? keptMessages(this.tree.held(), lost) : undefined;
+    const before = this.tree.held();
+    const kept = this.#held === undefined ? keptMessages(before, lost) : undefined;
     this.#held ??= [];
     this.tree.reset();
     if (kept) {
       for (const message of kept.messages) this.tree.apply(message);
       if (kept.reread !== undefined)
-        await this.#load(lost.kept!, undefined, { from: kept.reread, base: kept.messages });
+        await this.#load(lost.kept!, undefined, { from: kept.reread, base: kept.messages, before });
       else await this.#load('');
-    } else await this.#load(lost.position);
+    } else await this.#load(lost.position, undefined, { before });
     this.#emitter.emit('reloaded', lost);
     this.#becameLive();
+  }
+
+  /**
+   * `history_required`: the server went on live from the head because this holder may not read
+   * what it missed (it has `subscribe` but not `history`). The log is the same one, so the tree is
+   * still true up to the old position: it is kept, and what comes live is folded onto it.
+   */
+  #goOnWithGap(lost: ContinuityLost): void {
+    this.tree.markGap();
+    this.#reportGap(lost);
+    this.#emitter.emit('reloaded', lost);
+    this.#becameLive();
+  }
+
+  /** A reload refused for want of `history`: the tree as it was before, then the gap reported. */
+  #keep(before: readonly Message[]): void {
+    this.tree.reset();
+    for (const message of before) this.tree.apply(message);
+    this.tree.markGap();
+    this.#reportGap(undefined);
+  }
+
+  #reportGap(lost: ContinuityLost | undefined): void {
+    const what =
+      lost === undefined
+        ? 'the history read was refused'
+        : `continuity was lost (${lost.reason}) between ${lost.previousPosition || 'the start'} and ${lost.position || 'the head'}`;
+    this.#emitter.emit(
+      'error',
+      new MooringAiError(
+        'history_gap',
+        `${this.channel.name}: ${what}, and these credentials do not allow history: the conversation is kept as it was, without what was published in between, and goes on live`,
+      ),
+    );
   }
 }

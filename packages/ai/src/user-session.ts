@@ -105,7 +105,10 @@ export type UserSessionEvents = {
   run: RunNode;
   /** A run ended. */
   runEnd: RunNode;
-  /** The session reloaded from history after continuity was lost. */
+  /**
+   * The session reloaded from history after continuity was lost — or, without `history`
+   * (`history_required`), kept its conversation as it was, after an `error` with code `history_gap`.
+   */
   reloaded: ContinuityLost;
   error: Error;
 };

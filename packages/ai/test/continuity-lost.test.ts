@@ -5,9 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ContinuityLost } from '@mooring/client';
+import { Mooring } from '@mooring/client';
+import { createToken } from '@mooring/server';
 import { UserSession } from '../src/user-session.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
-import { client, proxyTo, realServer, sessionName, waitFor } from './helpers/fixture.ts';
+import { client, FAST, KEY, proxyTo, realServer, sessionName, waitFor } from './helpers/fixture.ts';
 
 describe('continuity lost', () => {
   it('reloads the conversation from history and converges to the new log', async (t) => {
@@ -50,6 +52,65 @@ describe('continuity lost', () => {
       user.view().map((n) => textOf(n.message)),
       ['in the new log', 'assistant#2: in the new log', 'still here', 'assistant#3: still here'],
     );
+  });
+
+  it('a viewer without history keeps its conversation across history_required, reports the gap and shows what comes next', async (t) => {
+    // PROTOCOL §6.2 "Reading back without history": a `subscribe`-only holder away longer than
+    // connectionStateTtl is answered `history_required`, live from the head; reading the history is
+    // refused `forbidden`. The tree must not be wiped for a reload that cannot happen.
+    const server = await realServer(t, { connectionStateTtl: 300 });
+    const proxy = await proxyTo(t, server);
+    const name = sessionName();
+    await echoAgent(t, server.url, name);
+    const writer = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
+    t.after(() => writer.close());
+    await writer.start();
+    await writer.send('one');
+    await waitFor(() => writer.tree.runs[0]?.status === 'complete');
+
+    const viewerClient = new Mooring({
+      url: proxy.url('/'),
+      authCallback: () =>
+        createToken(KEY, { clientId: 'viewer', capability: { [name]: ['subscribe'] }, ttl: 600_000 }),
+      environment: null,
+      ...FAST,
+      connectionStateTtl: 60_000, // the client waits to resume; the server forgets it after 300 ms
+    });
+    t.after(() => viewerClient.close());
+    const viewer = new UserSession({ channel: viewerClient.channels.get(name, { start: true }) });
+    t.after(() => viewer.close());
+    const reloads: ContinuityLost[] = [];
+    const errors: Array<string | undefined> = [];
+    viewer.on('reloaded', (lost) => reloads.push(lost));
+    viewer.on('error', (error) => errors.push((error as { code?: string }).code));
+    await viewer.ready();
+    const texts = () => viewer.view().map((n) => textOf(n.message));
+    assert.deepEqual(texts(), ['one', 'assistant#1: one']);
+
+    proxy.refuse();
+    await proxy.reset();
+    await writer.send('while away');
+    await waitFor(
+      () => writer.tree.runs.length === 2 && writer.tree.runs.every((r) => r.status === 'complete'),
+    );
+    await new Promise((r) => setTimeout(r, 800)); // past the server's connectionStateTtl
+    proxy.pass();
+
+    await waitFor(() => reloads.length === 1, { message: 'no continuityLost after the long drop' });
+    assert.equal(reloads[0]?.reason, 'history_required');
+    await viewer.ready();
+    assert.deepEqual(texts(), ['one', 'assistant#1: one'], 'the conversation held was wiped');
+    assert.ok(errors.includes('history_gap'), `the gap was not reported (errors: ${errors.join(', ')})`);
+
+    await writer.send('after');
+    await waitFor(
+      () => writer.tree.runs.length === 3 && writer.tree.runs.every((r) => r.status === 'complete'),
+    );
+    await waitFor(() => texts().length === 4, {
+      message: `what came after the gap is not shown: ${texts()}`,
+    });
+    await viewer.ready();
+    assert.deepEqual(texts(), ['one', 'assistant#1: one', 'after', 'assistant#3: after']);
   });
 
   it('an agent back after its log was recreated answers what was sent while it was away, only at the end of each branch', async (t) => {

@@ -14,6 +14,7 @@ import type { Handover, RunNode, UserSessionOptions, ViewNode } from '@mooring/a
 import { UserSession } from '@mooring/ai';
 import type { Mooring } from '@mooring/client';
 import type { UIMessage } from 'ai';
+import { keepChannel } from './channel-holds.ts';
 import { DeferredRelease } from './deferred-release.ts';
 
 export interface SessionSnapshot<M extends UIMessage = UIMessage> {
@@ -147,6 +148,7 @@ export function sessionStore<M extends UIMessage>(
   }
   const existing = stores.get(channel);
   if (existing && !existing.closed) return existing as unknown as SessionStore<M>;
+  keepChannel(client, channel); // a session keeps its channel: useChannel hooks on it never release it
   const sessionOptions: UserSessionOptions = {
     channel: client.channels.get(channel, { start: true }),
     // read when replying or taking over: the token's clientId is known once connected

@@ -4,11 +4,20 @@
  * so a rolled-up catch-up and live deltas give the same result) — plus the channel's state and
  * position, and `publish`.
  *
- * Subscribing happens in `useSyncExternalStore`'s subscribe (after commit, in the browser); the
- * folded list lives in a store per hook that survives StrictMode's unsubscribe → subscribe, and a
- * re-delivered operation (version ≤ held) changes nothing, so nothing is lost or doubled. The
- * channel stays attached when the hook unmounts (other hooks and sessions may use it); its first
- * attach mode (`rewind`, `start`, `from`) is the one of the first user of the channel.
+ * One store per client, channel and (`event`, `limit`), shared by every hook with them: a channel
+ * already attached delivers no catch-up to a new subscriber, so a hook mounted later (a second
+ * component, a remount, a name switched back) shows the list the store folded since the first one.
+ *
+ *   first hook subscribes   ─▶ store listens to the channel (attaching it), holds it (channel-holds)
+ *   last hook unsubscribes  ─▶ a macrotask later, unless a hook came back (StrictMode's
+ *                              unmount → mount): store stops listening and is forgotten; the
+ *                              channel is released once no hook holds it (if the hooks made it)
+ *
+ * Subscribing happens in `useSyncExternalStore`'s subscribe (after commit, in the browser), and a
+ * re-delivered operation (version ≤ held) changes nothing, so nothing is lost or doubled. A
+ * channel's first attach mode (`rewind`, `start`, `from`) is the one of the first user of the
+ * channel; hooks with another `event` or `limit` on a channel already attached start from what
+ * comes next.
  *
  * After a store restart (a new epoch with `kept`, PROTOCOL.md §6.2) the catch-up brings the new
  * epoch's copies of changed messages before `continuityLost` renames the held list into that epoch:
@@ -28,6 +37,8 @@ import { applyMessage, keptMessages } from '@mooring/client';
 import type { JsonValue, Message } from '@mooring/protocol';
 import { parseSerial } from '@mooring/protocol';
 import { useCallback, useMemo, useSyncExternalStore } from 'react';
+import { holdChannel, hookChannel } from './channel-holds.ts';
+import { DeferredRelease } from './deferred-release.ts';
 import type { ClientHandle } from './mooring-provider.ts';
 import { useClientHandle } from './mooring-provider.ts';
 
@@ -79,15 +90,15 @@ const SERVER_SNAPSHOT: ChannelSnapshot = Object.freeze({
 }) as ChannelSnapshot;
 
 class ChannelStore {
-  readonly #handle: ClientHandle;
-  readonly #name: string;
+  readonly channel: Channel;
+  readonly #client: Mooring;
   readonly #options: UseChannelOptions;
   readonly #held = new Map<string, Message>();
   readonly #listeners = new Set<() => void>();
-  #channel: Channel | undefined;
-  #client: Mooring | undefined;
-  #current: ChannelSnapshot = SERVER_SNAPSHOT;
+  readonly #lifetime: DeferredRelease;
+  #current: ChannelSnapshot;
   #offs: Array<() => void> = [];
+  #closed = false;
   /** The position the channel's attach in flight resumes from. */
   #resumeFrom = '';
   /**
@@ -97,45 +108,45 @@ class ChannelStore {
    */
   #settling = false;
 
-  constructor(handle: ClientHandle, name: string, options: UseChannelOptions) {
-    this.#handle = handle;
-    this.#name = name;
-    this.#options = options;
-  }
-
-  channel(): Channel {
-    const client = this.#handle.get();
-    if (this.#channel && this.#client === client) return this.#channel;
-    const { rewind, start, from } = this.#options;
+  constructor(client: Mooring, name: string, options: UseChannelOptions, onClosed: () => void) {
+    const { rewind, start, from } = options;
     this.#client = client;
-    this.#channel = client.channels.get(this.#name, {
+    this.#options = options;
+    this.channel = hookChannel(client, name, {
       ...(rewind === undefined ? {} : { rewind }),
       ...(start === undefined ? {} : { start }),
       ...(from === undefined ? {} : { from }),
     });
-    this.#current = { ...SERVER_SNAPSHOT, state: this.#channel.state, position: this.#channel.position };
-    return this.#channel;
+    this.#current = { ...SERVER_SNAPSHOT, state: this.channel.state, position: this.channel.position };
+    this.#lifetime = new DeferredRelease(() => {
+      this.#closed = true;
+      for (const off of this.#offs.splice(0)) off();
+      onClosed();
+    });
   }
 
-  snapshot = (): ChannelSnapshot => {
-    this.channel();
-    return this.#current;
-  };
+  /** Its last hook went away: a hook mounted from now on gets a new store. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  snapshot = (): ChannelSnapshot => this.#current;
 
   subscribe = (onChange: () => void): (() => void) => {
     this.#listeners.add(onChange);
-    if (this.#listeners.size === 1) this.#start();
+    if (this.#lifetime.retain()) this.#start();
     return () => {
       this.#listeners.delete(onChange);
-      if (this.#listeners.size === 0) this.#stop();
+      this.#lifetime.release();
     };
   };
 
   #start(): void {
-    const channel = this.channel();
+    const channel = this.channel;
     const onMessage = (message: Message) => this.#fold(message);
     const event = this.#options.event;
     this.#resumeFrom = channel.position;
+    const unhold = holdChannel(this.#client, channel.name);
     if (event === undefined) channel.subscribe(onMessage).catch(() => {});
     else channel.subscribe(event, onMessage).catch(() => {});
     this.#offs = [
@@ -147,6 +158,7 @@ class ChannelStore {
       channel.on('attached', (attach) => this.#publish({ attach, position: channel.position })),
       channel.on('continuityLost', (continuityLost) => this.#onContinuityLost(continuityLost)),
       channel.on('error', (error) => this.#publish({ error })),
+      unhold, // last: the channel may be released once nothing listens
     ];
     this.#onState(channel.state, undefined);
   }
@@ -158,14 +170,10 @@ class ChannelStore {
     if (settled) this.#settling = false;
     this.#publish({
       state,
-      position: this.#channel?.position ?? '',
+      position: this.channel.position,
       ...(reason === undefined ? {} : { error: reason }),
       ...(settled ? { messages: this.#list() } : {}),
     });
-  }
-
-  #stop(): void {
-    for (const off of this.#offs.splice(0)) off();
   }
 
   #fold(incoming: Message): void {
@@ -194,12 +202,12 @@ class ChannelStore {
       if (limit !== undefined && list.length > limit)
         for (const old of list.splice(0, list.length - limit)) this.#held.delete(old.serial);
     }
-    this.#publish({ messages: list, position: this.#channel?.position ?? '' });
+    this.#publish({ messages: list, position: this.channel.position });
   }
 
   /** A catch-up message of another epoch than the position the attach resumes from (PROTOCOL.md §6.2 `kept`). */
   #otherEpoch(incoming: Message): boolean {
-    if (this.#channel === undefined || this.#channel.state === 'attached') return false;
+    if (this.channel.state === 'attached') return false;
     const from = parseSerial(this.#resumeFrom);
     const version = parseSerial(incoming.version);
     return from !== undefined && version !== undefined && from.epoch !== version.epoch;
@@ -230,7 +238,7 @@ class ChannelStore {
     }
     this.#held.clear();
     for (const message of kept.messages) this.#held.set(message.serial, message);
-    this.#publish({ messages: this.#list(), position: this.#channel?.position ?? '' });
+    this.#publish({ messages: this.#list(), position: this.channel.position });
   }
 
   #publish(next: Partial<ChannelSnapshot>): void {
@@ -239,19 +247,64 @@ class ChannelStore {
   }
 }
 
+const registry = new WeakMap<Mooring, Map<string, ChannelStore>>();
+
+/** The shared store of `name` with these options on `client` (made on first use). */
+function channelStore(client: Mooring, name: string, options: UseChannelOptions, key: string): ChannelStore {
+  let stores = registry.get(client);
+  if (!stores) {
+    stores = new Map();
+    registry.set(client, stores);
+  }
+  const id = `${name}\n${key}`;
+  const existing = stores.get(id);
+  if (existing && !existing.closed) return existing;
+  const all = stores;
+  const store: ChannelStore = new ChannelStore(client, name, options, () => {
+    if (all.get(id) === store) all.delete(id);
+  });
+  stores.set(id, store);
+  return store;
+}
+
+/**
+ * A hook's way to its shared store: looked up on each call (the client is made lazily, and may
+ * change under an `<Activity>` or a provider with options), kept while the hook is subscribed.
+ */
+function hookStore(handle: ClientHandle, name: string, options: UseChannelOptions, key: string) {
+  let subscribed: ChannelStore | undefined;
+  const current = (): ChannelStore =>
+    subscribed && !subscribed.closed ? subscribed : channelStore(handle.get(), name, options, key);
+  return {
+    current,
+    snapshot: (): ChannelSnapshot => current().snapshot(),
+    subscribe: (onChange: () => void): (() => void) => {
+      const store = current();
+      subscribed = store;
+      const off = store.subscribe(onChange);
+      return () => {
+        if (subscribed === store) subscribed = undefined;
+        off();
+      };
+    },
+  };
+}
+
 export function useChannel(name: string, options: UseChannelOptions = {}): UseChannelResult {
   const handle = useClientHandle();
-  const key = JSON.stringify([options.event, options.rewind, options.start, options.from, options.limit]);
+  // the store is shared by hooks with the same event and limit; `rewind`, `start` and `from` are
+  // read when the channel is first made (a channel's first attach is its first user's)
+  const key = JSON.stringify([options.event, options.limit]);
   // biome-ignore lint/correctness/useExhaustiveDependencies: the options are keyed by value
-  const store = useMemo(() => new ChannelStore(handle, name, options), [handle, name, key]);
+  const store = useMemo(() => hookStore(handle, name, options, key), [handle, name, key]);
   const snapshot = useSyncExternalStore(store.subscribe, store.snapshot, () => SERVER_SNAPSHOT);
   const publish = useCallback(
     (event: string, data?: JsonValue, publishOptions?: OperationOptions) =>
-      store.channel().publish(event, data, publishOptions),
+      store.current().channel.publish(event, data, publishOptions),
     [store],
   );
   return useMemo(
-    () => ({ ...snapshot, channel: handle.peek() ? store.channel() : undefined, publish }),
+    () => ({ ...snapshot, channel: handle.peek() ? store.current().channel : undefined, publish }),
     [snapshot, store, handle, publish],
   );
 }

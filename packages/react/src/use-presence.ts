@@ -9,10 +9,13 @@
  *             (the leave is deferred by a macrotask and cancelled by the remount)
  *
  * The client restores the membership by itself after reconnects (see @mooring/client's presence).
+ * The channel is held while a hook is mounted, so a `useChannel` unmounting does not release it
+ * (channel-holds.ts); the leave is sent before the channel is released.
  */
 import type { Channel, Mooring } from '@mooring/client';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import { useCallback, useEffect, useMemo, useSyncExternalStore } from 'react';
+import { holdChannel, hookChannel } from './channel-holds.ts';
 import { DeferredRelease } from './deferred-release.ts';
 import { useClientHandle } from './mooring-provider.ts';
 
@@ -107,10 +110,18 @@ function presenceHold(channel: Channel): { lifetime: DeferredRelease; data: stri
 
 export function usePresence(name: string, options: UsePresenceOptions = {}): UsePresenceResult {
   const handle = useClientHandle();
-  const channelOf = useCallback((client: Mooring) => client.channels.get(name), [name]);
+  const channelOf = useCallback((client: Mooring) => hookChannel(client, name), [name]);
   const subscribe = useCallback(
-    (onChange: () => void) => presenceStore(channelOf(handle.get())).subscribe(onChange),
-    [handle, channelOf],
+    (onChange: () => void) => {
+      const client = handle.get();
+      const unhold = holdChannel(client, name); // a useChannel unmounting must not release it
+      const off = presenceStore(channelOf(client)).subscribe(onChange);
+      return () => {
+        off();
+        unhold();
+      };
+    },
+    [handle, channelOf, name],
   );
   const getSnapshot = useCallback(
     () => presenceStore(channelOf(handle.get())).snapshot(),
@@ -122,10 +133,15 @@ export function usePresence(name: string, options: UsePresenceOptions = {}): Use
   const entering = data !== undefined;
   useEffect(() => {
     if (!entering) return;
-    const hold = presenceHold(channelOf(handle.get()));
+    const client = handle.get();
+    const hold = presenceHold(channelOf(client));
     hold.lifetime.retain();
-    return () => hold.lifetime.release();
-  }, [handle, channelOf, entering]);
+    const unhold = holdChannel(client, name);
+    return () => {
+      hold.lifetime.release(); // leaves a macrotask later: before the channel may be released
+      unhold();
+    };
+  }, [handle, channelOf, entering, name]);
   useEffect(() => {
     if (data === undefined) return;
     const channel = channelOf(handle.get());
