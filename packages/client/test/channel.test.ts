@@ -705,6 +705,76 @@ describe('Channel', () => {
     assert.equal(sent(t2, 'attach').length, 0, 'not attached again');
   });
 
+  it('frames of a released name go to the released channel until its detach is answered (by an error too), release after release; a connection lost meanwhile hands the name to the fresh channel', async () => {
+    const { client, t, connect, timers, got } = await subscribedAt3();
+    const settled: string[] = [];
+    const gets: string[][] = [];
+    const take = () => {
+      const mine: string[] = [];
+      gets.push(mine);
+      const channel = client.channels.get('c');
+      void channel.subscribe((m) => mine.push(String(m.data)));
+      return channel;
+    };
+    void client.channels.release('c').then(() => settled.push('first'));
+    const second = take();
+    void client.channels.release('c').then(() => settled.push('second')); // before its attach is answered
+    const third = take();
+    const [d1, d2] = sent(t, 'detach');
+    const attaches = sent(t, 'attach');
+    assert.equal(attaches.length, 3);
+    // the first attachment's live frames, then its detach answered
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'first live')] });
+    t.frame({ type: 'detached', ref: d1!.ref, channel: 'c' });
+    // the second attachment's catch-up, its attach superseded by the detach, which finds nothing
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'second catch-up')] });
+    t.frame({
+      type: 'error',
+      ref: d2!.ref,
+      channel: 'c',
+      error: { code: 'not_attached', message: 'not attached', status: 409, retryable: false },
+    });
+    // the third's own
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'third catch-up')] });
+    t.frame({
+      type: 'attached',
+      ref: attaches[2]!.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(4),
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(5, 'third live')] });
+    await flush();
+    assert.deepEqual(settled, ['first', 'second']);
+    assert.equal(second.state, 'detached');
+    assert.equal(third.state, 'attached');
+    assert.deepEqual([got, ...gets], [[], [], ['third catch-up', 'third live']]);
+
+    // released, got again, and the connection lost before the detach is answered
+    void client.channels.release('c').then(() => settled.push('third'));
+    const fourth = take();
+    t.frame({ type: 'messages', channel: 'c', messages: [created(6, 'third live, late')] });
+    t.end({ code: 1006, reason: '' });
+    timers.advance(30_000);
+    const t2 = await connect();
+    await flush();
+    assert.deepEqual(settled, ['first', 'second', 'third']);
+    const attach = sent(t2, 'attach');
+    assert.equal(attach.length, 1, 'the fresh channel attaches on the new connection');
+    t2.frame({ type: 'messages', channel: 'c', messages: [created(6, 'fourth catch-up')] });
+    t2.frame({
+      type: 'attached',
+      ref: attach[0]!.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(6),
+    });
+    assert.equal(fourth.state, 'attached');
+    assert.deepEqual(gets.at(-1), ['fourth catch-up']);
+  });
+
   it('refuses invalid channel names at once', () => {
     const { client } = fakeClient({ autoConnect: false });
     assert.throws(
