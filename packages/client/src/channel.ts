@@ -604,13 +604,17 @@ export class Channel {
     this.#rejectAttach(error);
     this.#presence.onConnectionLost(state, error);
     for (const waiter of this.#detachWaiters.splice(0)) waiter.resolve();
-    if (state === 'suspended') {
-      if (this.#wanted) this.#setState('suspended', error);
+    // Suspended or failed, a wanted channel stays wanted: it shows the connection's state and
+    // attaches again from its position once `connect()` brings the connection back (after `failed`,
+    // once the app fixed the cause) — the app's subscriptions hold, nothing has to subscribe again.
+    // Only `close()` means detach.
+    if (state !== 'closed') {
+      if (this.#wanted) this.#setState(state, error);
       else if (this.#state === 'detaching') this.#setState('detached');
       return;
     }
     this.#wanted = false;
-    if (this.#state !== 'initialized') this.#setState(state === 'failed' ? 'failed' : 'detached', error);
+    if (this.#state !== 'initialized') this.#setState('detached', error);
   }
 
   #rejectAttach(error: MooringError): void {
