@@ -502,6 +502,60 @@ describe('Channel', () => {
     assert.equal(other.state, 'attaching');
   });
 
+  it("a re-attach from position '' refused forbidden (start needs history now) goes on live with continuityLost history_required; refused live too, the channel fails and its error event says so", async () => {
+    const forbidden = {
+      code: 'forbidden' as const,
+      status: 403,
+      retryable: false,
+      message: 'attaching c with start needs history',
+    };
+    for (const liveRefused of [false, true]) {
+      const { client, connect, timers } = fakeClient();
+      const t = await connect();
+      const channel = client.channels.get('c');
+      const lost: unknown[] = [];
+      const errors: string[] = [];
+      channel.on('continuityLost', (l) => lost.push(l));
+      channel.on('error', (e) => errors.push(e.code));
+      void channel.subscribe(() => {});
+      const first = sent(t, 'attach')[0]!;
+      t.frame({ type: 'attached', ref: first.ref, channel: 'c', resumed: false, epoch: '', position: '' });
+      t.end({ code: 1006, reason: '' });
+      timers.advance(30_000);
+      const t2 = await connect();
+      const [start] = sent(t2, 'attach');
+      assert.equal(start?.start, true);
+      t2.frame({ type: 'error', ref: start!.ref, channel: 'c', error: forbidden });
+      const live = sent(t2, 'attach')[1];
+      assert.ok(live, 'attached again, live');
+      assert.deepEqual(Object.keys(live).sort(), ['channel', 'ref', 'type']);
+      assert.equal(channel.state, 'attaching');
+      if (liveRefused) {
+        t2.frame({ type: 'error', ref: live.ref, channel: 'c', error: forbidden });
+        assert.equal(channel.state, 'failed');
+        assert.deepEqual(errors, ['forbidden'], 'a refusal no caller waits on reaches the error event');
+        assert.deepEqual(lost, []);
+        assert.equal(sent(t2, 'attach').length, 2, 'no loop');
+        continue;
+      }
+      t2.frame({
+        type: 'attached',
+        ref: live.ref,
+        channel: 'c',
+        resumed: false,
+        epoch: EPOCH,
+        position: serial(7),
+      });
+      assert.equal(channel.state, 'attached');
+      assert.deepEqual(lost, [{ reason: 'history_required', previousPosition: '', position: serial(7) }]);
+      assert.deepEqual(errors, []);
+      t2.end({ code: 1006, reason: '' });
+      timers.advance(30_000);
+      const t3 = await connect();
+      assert.equal(sent(t3, 'attach')[0]?.from, serial(7), 'resumes from the head it went on from');
+    }
+  });
+
   it('fails an attach refused by the server', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
