@@ -146,6 +146,18 @@ export class Channel {
    */
   readonly #retry: TimerSlot;
   #refusals = 0;
+  /**
+   * The attach in flight re-attaches with `start` a channel whose position is '' (attached before,
+   * nothing delivered). Without `history`, the server refuses such a `start` (`forbidden`) once the
+   * channel holds a message older than `connectionStateTtl` (PROTOCOL.md §6.2 "Reading back without
+   * history"): the case a position gets `history_required` for.
+   */
+  #startingOver = false;
+  /**
+   * That `start` was refused: the channel attaches live instead, and the attach that lands reports
+   * continuity lost (`history_required`, from '') — until then, also across reconnects.
+   */
+  #historyRequired = false;
 
   constructor(
     name: string,
@@ -272,6 +284,7 @@ export class Channel {
     if (this.#state !== 'initialized' && this.#state !== 'detached') return false; // wanted
     this.#position = '';
     this.#everAttached = false;
+    this.#historyRequired = false;
     this.#initialMode = { start: true };
     return true;
   }
@@ -400,7 +413,7 @@ export class Channel {
 
   #mode(): Mode {
     if (this.#position !== '') return { from: this.#position };
-    if (this.#everAttached) return { start: true };
+    if (this.#everAttached) return this.#historyRequired ? {} : { start: true };
     return this.#initialMode;
   }
 
@@ -425,6 +438,7 @@ export class Channel {
   #attaching(frame: AttachFrame): void {
     this.#attachRef = frame.ref;
     this.#fromSent = frame.from;
+    this.#startingOver = frame.start === true && this.#everAttached && this.#position === '';
     this.#presence.onAttaching();
     this.#setState('attaching');
   }
@@ -460,10 +474,12 @@ export class Channel {
   #onAttached(frame: AttachedFrame): void {
     if (!this.#wanted || (frame.ref !== undefined && frame.ref !== this.#attachRef)) return;
     this.#refusals = 0;
-    const triedFrom = this.#fromSent;
+    // a live attach standing in for a refused `start` from '' resumed nothing either
+    const triedFrom = this.#historyRequired ? '' : this.#fromSent;
     let result: AttachResult;
     if (triedFrom !== undefined && !frame.resumed) {
-      const reason = frame.reason ?? 'epoch_changed';
+      const reason = this.#historyRequired ? 'history_required' : (frame.reason ?? 'epoch_changed');
+      this.#historyRequired = false;
       this.#position = frame.position;
       result = { resumed: false, reason, position: frame.position };
       // the position resumed from (a catch-up after `kept` has moved the channel's own since)
@@ -580,10 +596,19 @@ export class Channel {
         });
         return true;
       }
+      if (error.code === 'forbidden' && this.#startingOver && this.#wanted && !this.#historyRequired) {
+        // reading back from '' needs `history` now: go on live, the gap reported as for a position
+        this.#historyRequired = true;
+        this.#sendAttach();
+        return true;
+      }
+      // a re-attach (after a reconnect) has no caller waiting: the app hears of it here
+      const unheard = this.#attachWaiters.length === 0;
       this.#wanted = false;
       this.#setState('failed', error);
       this.#rejectAttach(error);
       this.#presence.onDetached(error);
+      if (unheard) this.#emitter.emit('error', error);
       return true;
     }
     if (ref !== undefined && ref === this.#detachRef) {
@@ -604,13 +629,17 @@ export class Channel {
     this.#rejectAttach(error);
     this.#presence.onConnectionLost(state, error);
     for (const waiter of this.#detachWaiters.splice(0)) waiter.resolve();
-    if (state === 'suspended') {
-      if (this.#wanted) this.#setState('suspended', error);
+    // Suspended or failed, a wanted channel stays wanted: it shows the connection's state and
+    // attaches again from its position once `connect()` brings the connection back (after `failed`,
+    // once the app fixed the cause) — the app's subscriptions hold, nothing has to subscribe again.
+    // Only `close()` means detach.
+    if (state !== 'closed') {
+      if (this.#wanted) this.#setState(state, error);
       else if (this.#state === 'detaching') this.#setState('detached');
       return;
     }
     this.#wanted = false;
-    if (this.#state !== 'initialized') this.#setState(state === 'failed' ? 'failed' : 'detached', error);
+    if (this.#state !== 'initialized') this.#setState('detached', error);
   }
 
   #rejectAttach(error: MooringError): void {

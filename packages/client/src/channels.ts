@@ -26,11 +26,16 @@ export class Channels {
   readonly #channels = new Map<string, { channel: Channel; internals: ChannelInternals }>();
   readonly #recovered: Map<string, string>;
   /**
-   * Released channels waiting for the answer to their detach, by its ref: out of `#channels` (a
-   * later `get` makes a fresh one), they still hear that answer, or the new or lost connection that
-   * ends the wait, so the promise `release` returned settles.
+   * Released channels waiting for the answer to their detach, by its ref, in the order released:
+   * out of `#channels` (a later `get` makes a fresh one), they still hear that answer, or the new or
+   * lost connection that ends the wait, so the promise `release` returned settles. Until then the
+   * server may still be sending the old attachment's frames, and frames carry only the channel's
+   * name: those of a name being released go to the released channel (which drops them, as it is
+   * not wanted), never to a fresh one. The server answers a connection's frames in order, so all
+   * that the old attachment sends comes before its `detached`, and a fresh channel's attach, sent
+   * after the detach, is answered after it (PROTOCOL.md §6.1).
    */
-  readonly #releasing = new Map<Ref, ChannelInternals>();
+  readonly #releasing = new Map<Ref, { name: string; internals: ChannelInternals }>();
 
   constructor(
     host: ChannelHost,
@@ -49,12 +54,18 @@ export class Channels {
         return frames;
       },
       onConnected: () => {
-        // a new connection holds no attachment: a released channel's detach is complete
-        for (const [ref, internals] of this.#releasing) internals.onDetached(ref, undefined);
+        // a new connection holds no attachment: a released channel's detach is complete, and the
+        // frames that follow are the fresh channels' own
+        const releasing = [...this.#releasing];
+        this.#releasing.clear();
+        for (const [ref, { internals }] of releasing) internals.onDetached(ref, undefined);
         for (const { internals } of this.#channels.values()) internals.onConnected();
       },
       onConnectionLost: (state, error) => {
-        for (const internals of this.#releasing.values()) internals.onConnectionLost(state, error);
+        // the lost connection sends nothing more, and the next one holds no attachment
+        const releasing = [...this.#releasing.values()];
+        this.#releasing.clear();
+        for (const { internals } of releasing) internals.onConnectionLost(state, error);
         for (const { internals } of this.#channels.values()) internals.onConnectionLost(state, error);
       },
       onFrame: (frame) => this.#route(frame),
@@ -111,11 +122,8 @@ export class Channels {
     entry.channel.unsubscribe();
     const detached = entry.channel.detach();
     const ref = entry.internals.pendingDetach();
-    if (ref !== undefined) {
-      this.#releasing.set(ref, entry.internals);
-      const forget = () => this.#releasing.delete(ref);
-      detached.then(forget, forget);
-    }
+    // no ref: nothing was sent, as the connection is not up, and the next one holds no attachment
+    if (ref !== undefined) this.#releasing.set(ref, { name, internals: entry.internals });
     return detached;
   }
 
@@ -127,28 +135,36 @@ export class Channels {
   #route(frame: ServerFrame): boolean {
     switch (frame.type) {
       case 'attached':
-        this.#channels.get(frame.channel)?.internals.onAttached(frame);
+        this.#target(frame.channel)?.onAttached(frame);
         return true;
       case 'messages':
-        this.#channels
-          .get(frame.channel)
-          ?.internals.onMessages(frame.messages, frame.after, frame.rolledUp === true, frame.more === true);
+        this.#target(frame.channel)?.onMessages(
+          frame.messages,
+          frame.after,
+          frame.rolledUp === true,
+          frame.more === true,
+        );
         return true;
       case 'presence':
-        this.#channels.get(frame.channel)?.internals.onPresence(frame);
+        this.#target(frame.channel)?.onPresence(frame);
         return true;
       case 'ack':
         return this.#channels.get(frame.channel)?.internals.onAck(frame.ref) ?? false;
       case 'detached': {
         const error = frame.error ? MooringError.fromInfo(frame.error) : undefined;
-        const released = frame.ref === undefined ? undefined : this.#releasing.get(frame.ref);
+        const released = this.#answered(frame.ref);
         if (released) released.onDetached(frame.ref, error);
-        else this.#channels.get(frame.channel)?.internals.onDetached(frame.ref, error);
+        else this.#target(frame.channel)?.onDetached(frame.ref, error);
         return true;
       }
       case 'error': {
         const error = MooringError.fromInfo(frame.error);
+        // a released channel's detach refused (e.g. `not_attached`): detached anyway
+        const released = this.#answered(frame.ref);
+        if (released) return released.onError(frame.ref, error);
         if (frame.channel !== undefined) {
+          const draining = this.#draining(frame.channel);
+          if (draining?.onError(frame.ref, error)) return true;
           return this.#channels.get(frame.channel)?.internals.onError(frame.ref, error) ?? false;
         }
         for (const { internals } of this.#channels.values()) {
@@ -159,5 +175,24 @@ export class Channels {
       default:
         return false;
     }
+  }
+
+  /** Who a frame of channel `name` belongs to: the first released one still draining, else the channel. */
+  #target(name: string): ChannelInternals | undefined {
+    return this.#draining(name) ?? this.#channels.get(name)?.internals;
+  }
+
+  /** The earliest released channel called `name` whose detach is not answered yet. */
+  #draining(name: string): ChannelInternals | undefined {
+    for (const entry of this.#releasing.values()) if (entry.name === name) return entry.internals;
+    return undefined;
+  }
+
+  /** The released channel whose detach `ref` answers, no longer draining from now on. */
+  #answered(ref: Ref | undefined): ChannelInternals | undefined {
+    if (ref === undefined) return undefined;
+    const entry = this.#releasing.get(ref);
+    this.#releasing.delete(ref);
+    return entry?.internals;
   }
 }

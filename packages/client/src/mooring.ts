@@ -141,6 +141,14 @@ export class Mooring {
   readonly #storageKey: string;
   readonly #timings: Timings;
   readonly #random: () => number;
+  readonly #environment: BrowserEnvironment | undefined;
+  readonly #recoverOnReload: boolean;
+  /**
+   * Removes the browser listeners (`#watch`); undefined while there are none. A closed client
+   * listens to nothing: the page's `window` and `document` would otherwise keep it reachable, with
+   * its channels and presence, for the life of the tab (a provider remounted on every login).
+   */
+  #unwatch: (() => void) | undefined;
 
   constructor(options: MooringOptions) {
     checkCredentials(options);
@@ -154,6 +162,8 @@ export class Mooring {
     this.#timers = timers;
     this.#timings = timings;
     this.#random = random;
+    this.#environment = environment;
+    this.#recoverOnReload = options.recoverOnReload === true;
     this.#ids = new IdGenerator(random);
     this.#storageKey = `mooring:recovery:${urls.websocket}`;
 
@@ -219,6 +229,9 @@ export class Mooring {
         },
         onStateChange: (change) => {
           auth?.onStateChange(change);
+          // listening to the page while the client may connect: from `closed` (close()), no more
+          if (change.current === 'closed') this.#stopWatching();
+          else if (change.previous === 'closed') this.#watch();
           if (change.current !== 'connected') this.#queue.onDisconnected();
           const state = change.current;
           if (state === 'suspended' || state === 'failed' || state === 'closed') {
@@ -243,7 +256,7 @@ export class Mooring {
     if (!router) throw new Error('unreachable: channels register their router when constructed');
     this.#router = router;
 
-    if (environment) this.#watch(environment, options.recoverOnReload === true);
+    this.#watch();
     if (options.autoConnect ?? true) this.connection.connect();
   }
 
@@ -352,14 +365,28 @@ export class Mooring {
     }
   }
 
-  #watch(environment: BrowserEnvironment, recoverOnReload: boolean): void {
-    environment.on('online', () => this.connection.networkChanged('online'));
-    environment.on('offline', () => this.connection.networkChanged('offline'));
-    environment.on('visible', () => this.connection.networkChanged('visible'));
-    if (recoverOnReload && environment.storage) {
+  /** Listens to the page (network, visibility, pagehide), unless it already does or there is none. */
+  #watch(): void {
+    const environment = this.#environment;
+    if (!environment || this.#unwatch) return;
+    const offs = [
+      environment.on('online', () => this.connection.networkChanged('online')),
+      environment.on('offline', () => this.connection.networkChanged('offline')),
+      environment.on('visible', () => this.connection.networkChanged('visible')),
+    ];
+    if (this.#recoverOnReload && environment.storage) {
       const storage = environment.storage;
-      environment.on('pagehide', () => storage.setItem(this.#storageKey, this.recoveryKey()));
+      offs.push(environment.on('pagehide', () => storage.setItem(this.#storageKey, this.recoveryKey())));
     }
+    this.#unwatch = () => {
+      for (const off of offs) off();
+    };
+  }
+
+  #stopWatching(): void {
+    const unwatch = this.#unwatch;
+    this.#unwatch = undefined;
+    unwatch?.();
   }
 }
 

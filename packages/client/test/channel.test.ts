@@ -502,6 +502,60 @@ describe('Channel', () => {
     assert.equal(other.state, 'attaching');
   });
 
+  it("a re-attach from position '' refused forbidden (start needs history now) goes on live with continuityLost history_required; refused live too, the channel fails and its error event says so", async () => {
+    const forbidden = {
+      code: 'forbidden' as const,
+      status: 403,
+      retryable: false,
+      message: 'attaching c with start needs history',
+    };
+    for (const liveRefused of [false, true]) {
+      const { client, connect, timers } = fakeClient();
+      const t = await connect();
+      const channel = client.channels.get('c');
+      const lost: unknown[] = [];
+      const errors: string[] = [];
+      channel.on('continuityLost', (l) => lost.push(l));
+      channel.on('error', (e) => errors.push(e.code));
+      void channel.subscribe(() => {});
+      const first = sent(t, 'attach')[0]!;
+      t.frame({ type: 'attached', ref: first.ref, channel: 'c', resumed: false, epoch: '', position: '' });
+      t.end({ code: 1006, reason: '' });
+      timers.advance(30_000);
+      const t2 = await connect();
+      const [start] = sent(t2, 'attach');
+      assert.equal(start?.start, true);
+      t2.frame({ type: 'error', ref: start!.ref, channel: 'c', error: forbidden });
+      const live = sent(t2, 'attach')[1];
+      assert.ok(live, 'attached again, live');
+      assert.deepEqual(Object.keys(live).sort(), ['channel', 'ref', 'type']);
+      assert.equal(channel.state, 'attaching');
+      if (liveRefused) {
+        t2.frame({ type: 'error', ref: live.ref, channel: 'c', error: forbidden });
+        assert.equal(channel.state, 'failed');
+        assert.deepEqual(errors, ['forbidden'], 'a refusal no caller waits on reaches the error event');
+        assert.deepEqual(lost, []);
+        assert.equal(sent(t2, 'attach').length, 2, 'no loop');
+        continue;
+      }
+      t2.frame({
+        type: 'attached',
+        ref: live.ref,
+        channel: 'c',
+        resumed: false,
+        epoch: EPOCH,
+        position: serial(7),
+      });
+      assert.equal(channel.state, 'attached');
+      assert.deepEqual(lost, [{ reason: 'history_required', previousPosition: '', position: serial(7) }]);
+      assert.deepEqual(errors, []);
+      t2.end({ code: 1006, reason: '' });
+      timers.advance(30_000);
+      const t3 = await connect();
+      assert.equal(sent(t3, 'attach')[0]?.from, serial(7), 'resumes from the head it went on from');
+    }
+  });
+
   it('fails an attach refused by the server', async () => {
     const { client, connect } = fakeClient();
     const t = await connect();
@@ -703,6 +757,76 @@ describe('Channel', () => {
     assert.equal(released, true, 'release() settled');
     assert.equal(channel.state, 'detached');
     assert.equal(sent(t2, 'attach').length, 0, 'not attached again');
+  });
+
+  it('frames of a released name go to the released channel until its detach is answered (by an error too), release after release; a connection lost meanwhile hands the name to the fresh channel', async () => {
+    const { client, t, connect, timers, got } = await subscribedAt3();
+    const settled: string[] = [];
+    const gets: string[][] = [];
+    const take = () => {
+      const mine: string[] = [];
+      gets.push(mine);
+      const channel = client.channels.get('c');
+      void channel.subscribe((m) => mine.push(String(m.data)));
+      return channel;
+    };
+    void client.channels.release('c').then(() => settled.push('first'));
+    const second = take();
+    void client.channels.release('c').then(() => settled.push('second')); // before its attach is answered
+    const third = take();
+    const [d1, d2] = sent(t, 'detach');
+    const attaches = sent(t, 'attach');
+    assert.equal(attaches.length, 3);
+    // the first attachment's live frames, then its detach answered
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'first live')] });
+    t.frame({ type: 'detached', ref: d1!.ref, channel: 'c' });
+    // the second attachment's catch-up, its attach superseded by the detach, which finds nothing
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'second catch-up')] });
+    t.frame({
+      type: 'error',
+      ref: d2!.ref,
+      channel: 'c',
+      error: { code: 'not_attached', message: 'not attached', status: 409, retryable: false },
+    });
+    // the third's own
+    t.frame({ type: 'messages', channel: 'c', messages: [created(4, 'third catch-up')] });
+    t.frame({
+      type: 'attached',
+      ref: attaches[2]!.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(4),
+    });
+    t.frame({ type: 'messages', channel: 'c', messages: [created(5, 'third live')] });
+    await flush();
+    assert.deepEqual(settled, ['first', 'second']);
+    assert.equal(second.state, 'detached');
+    assert.equal(third.state, 'attached');
+    assert.deepEqual([got, ...gets], [[], [], ['third catch-up', 'third live']]);
+
+    // released, got again, and the connection lost before the detach is answered
+    void client.channels.release('c').then(() => settled.push('third'));
+    const fourth = take();
+    t.frame({ type: 'messages', channel: 'c', messages: [created(6, 'third live, late')] });
+    t.end({ code: 1006, reason: '' });
+    timers.advance(30_000);
+    const t2 = await connect();
+    await flush();
+    assert.deepEqual(settled, ['first', 'second', 'third']);
+    const attach = sent(t2, 'attach');
+    assert.equal(attach.length, 1, 'the fresh channel attaches on the new connection');
+    t2.frame({ type: 'messages', channel: 'c', messages: [created(6, 'fourth catch-up')] });
+    t2.frame({
+      type: 'attached',
+      ref: attach[0]!.ref,
+      channel: 'c',
+      resumed: false,
+      epoch: EPOCH,
+      position: serial(6),
+    });
+    assert.equal(fourth.state, 'attached');
+    assert.deepEqual(gets.at(-1), ['fourth catch-up']);
   });
 
   it('refuses invalid channel names at once', () => {
