@@ -20,6 +20,12 @@ const SLOT_MS = 60_000;
 const SLOTS = HEALTH_WINDOW_MS / SLOT_MS;
 const MAX_DROPS = 64;
 export const DEFAULT_MAX_CHANNELS = 5_000;
+/**
+ * A report lists at most this many subscribers (the earliest attached), and counts them all in
+ * `subscriberCount`: a channel with 10,000 subscribers on the node would be a ~1 MB answer, built
+ * and sent whole, to anyone who may inspect it.
+ */
+export const MAX_SUBSCRIBERS_LISTED = 200;
 
 const F_RECONNECTS = 0;
 const F_RESUMES = 1;
@@ -42,7 +48,10 @@ export interface SubscriberHealth {
 
 export interface ChannelHealth {
   channel: string;
+  /** The first `MAX_SUBSCRIBERS_LISTED` subscribers, earliest attached first (see `subscriberCount`). */
   subscribers: SubscriberHealth[];
+  /** How many subscribers the channel has on this node, listed or not. */
+  subscriberCount: number;
   /** Counts over the last `windowMinutes`. */
   windowMinutes: number;
   /** Attaches that asked to resume from a position. */
@@ -297,7 +306,8 @@ export class DeliveryHealth {
     const t = r.totals(now);
     const report: ChannelHealth = {
       channel,
-      subscribers: [...r.subscribers.values()],
+      subscribers: firstSubscribers(r.subscribers),
+      subscriberCount: r.subscribers.size,
       windowMinutes: SLOTS,
       reconnects: t[F_RECONNECTS]!,
       resumes: t[F_RESUMES]!,
@@ -359,4 +369,14 @@ export class DeliveryHealth {
     if (record?.idle) this.#idleRecords--;
     for (const connectionId of record?.subscribers.keys() ?? []) this.#forget(connectionId, victim);
   }
+}
+
+/** The first `MAX_SUBSCRIBERS_LISTED` of a channel's subscribers, without copying the rest. */
+function firstSubscribers(subscribers: Map<string, SubscriberHealth>): SubscriberHealth[] {
+  const listed: SubscriberHealth[] = [];
+  for (const subscriber of subscribers.values()) {
+    if (listed.length === MAX_SUBSCRIBERS_LISTED) break;
+    listed.push(subscriber);
+  }
+  return listed;
 }

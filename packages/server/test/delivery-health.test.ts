@@ -5,11 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { PresenceMember } from '@mooring/protocol';
 import { waitFor } from '@mooring/testkit';
-import { DeliveryHealth, HEALTH_WINDOW_MS } from '../src/delivery-health.ts';
+import { DeliveryHealth, HEALTH_WINDOW_MS, MAX_SUBSCRIBERS_LISTED } from '../src/delivery-health.ts';
 import type { ChannelHealthReport } from '../src/health-report.ts';
 import { Metrics } from '../src/metrics.ts';
 import { MetricsHistory, quantileMs } from '../src/metrics-history.ts';
+import { PresenceService } from '../src/presence.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import type { AppendOptions, AppendResult, NewOperation } from '../src/store/store.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
@@ -22,6 +24,19 @@ class SlowStore extends MemoryStore {
   override async append(channel: string, ops: NewOperation[], options: AppendOptions): Promise<AppendResult> {
     await this.gate;
     return super.append(channel, ops, options);
+  }
+}
+
+/** Node-local presence that counts the reads of its members (each costs the whole set, data included). */
+class CountingPresence extends PresenceService {
+  reads = 0;
+  override members(channel: string): PresenceMember[] {
+    this.reads++;
+    return super.members(channel);
+  }
+  override memberJsons(channel: string): string[] {
+    this.reads++;
+    return super.memberJsons(channel);
   }
 }
 
@@ -159,6 +174,67 @@ describe('delivery health', () => {
       });
       const deadline = h.leases[0]!.deadline!;
       assert.ok(deadline > h.serverTime && deadline <= h.serverTime + 60_000, 'deadline within the lease');
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('counts presence members without reading one, in the same shape as before', async () => {
+    let presence!: CountingPresence;
+    const fx = await startFixture('memory', {
+      presence: (_store, options) => {
+        presence = new CountingPresence(options);
+        return presence;
+      },
+    });
+    const channel = 'session:health-count';
+    try {
+      const clients = await Promise.all(
+        ['a', 'b', 'c'].map((clientId) => RawClient.connect(fx.server.url, { clientId })),
+      );
+      for (const [i, client] of clients.entries()) {
+        await client.attach(channel);
+        await client.request({
+          type: 'presence',
+          channel,
+          action: 'enter',
+          data: { big: 'x'.repeat(1_000 * i) },
+        });
+      }
+      const before = presence.reads;
+      const h = (await health(fx, channel)).body;
+      assert.equal(presence.reads - before, 0, 'no member was read');
+      assert.equal(h.presenceMembers, 3);
+      assert.deepEqual(Object.keys(h).sort(), [
+        'caughtUpBytes',
+        'caughtUpMessages',
+        'channel',
+        'connectionsLost',
+        'continuityLost',
+        'leases',
+        'maxOfflineMs',
+        'offlineMs',
+        'oldestUnackedMs',
+        'presenceMembers',
+        'reconnects',
+        'resumes',
+        'serverTime',
+        'slowConsumerDrops',
+        'subscriberCount',
+        'subscribers',
+        'trouble',
+        'unackedPublishes',
+        'windowMinutes',
+      ]);
+      assert.deepEqual(
+        h.subscribers.map((s) => s.clientId),
+        ['a', 'b', 'c'],
+        'a small channel lists every subscriber',
+      );
+      assert.equal(h.subscriberCount, 3);
+      await clients[0]!.request({ type: 'presence', channel, action: 'leave' });
+      assert.equal((await health(fx, channel)).body.presenceMembers, 2, 'a leave is counted');
+      for (const client of clients) await client.close();
     } finally {
       await fx.close();
     }
@@ -427,6 +503,28 @@ describe('DeliveryHealth bookkeeping', () => {
     assert.equal(r.connectionsLost, 1);
     assert.equal(r.offlineMs, 5_000);
     assert.equal(r.subscribers.length, 0);
+  });
+
+  it(`lists at most ${MAX_SUBSCRIBERS_LISTED} subscribers of a channel, the first attached, and counts them all`, () => {
+    const h = new DeliveryHealth({ now: () => 0 });
+    const total = MAX_SUBSCRIBERS_LISTED + 50;
+    for (let i = 0; i < total; i++)
+      h.attached('crowd', { connectionId: `c${i}`, clientId: `u${i}`, transport: 'websocket' }, true, {
+        resumed: false,
+      });
+    const r = h.channel('crowd')!;
+    assert.equal(r.subscriberCount, total);
+    assert.equal(r.subscribers.length, MAX_SUBSCRIBERS_LISTED);
+    assert.deepEqual(
+      [r.subscribers[0]?.connectionId, r.subscribers.at(-1)?.connectionId],
+      ['c0', `c${MAX_SUBSCRIBERS_LISTED - 1}`],
+    );
+    const [worst] = h.worst(1);
+    assert.deepEqual(
+      [worst?.subscribers.length, worst?.subscriberCount],
+      [MAX_SUBSCRIBERS_LISTED, total],
+      'the list of channels in trouble is bounded the same way',
+    );
   });
 
   it('tracks a bounded number of channels, forgetting idle ones first', () => {
