@@ -563,6 +563,74 @@ describe('DeliveryHealth bookkeeping', () => {
     );
   });
 
+  it('keeps a channel whose users dropped (a session in trouble) and forgets quiet ones first, idle then busy; a troubled one only after its window', () => {
+    let now = 0;
+    const h = new DeliveryHealth({ maxChannels: 4, now: () => now });
+    const attach = (channel: string, connectionId: string) =>
+      h.attached(channel, { connectionId, clientId: connectionId, transport: 'websocket' }, false, {
+        resumed: false,
+      });
+    attach('alice', 'a');
+    h.connectionEnded('a', 'a', 'lost'); // idle, and in trouble: its user dropped
+    attach('busy', 'b');
+    attach('quiet-1', 'q1');
+    h.detached('quiet-1', 'q1'); // idle, nothing notable
+    attach('quiet-2', 'q2');
+    attach('new-1', 'n1');
+    assert.equal(h.channel('quiet-1'), undefined, 'the quiet idle one went, not the older troubled one');
+    attach('new-2', 'n2');
+    assert.equal(h.channel('busy'), undefined, 'then the oldest quiet busy one');
+    assert.equal(h.channel('alice')?.connectionsLost, 1, 'the session in trouble is kept');
+    now += HEALTH_WINDOW_MS;
+    attach('new-3', 'n3');
+    assert.equal(h.channel('alice'), undefined, 'once its window passed, it is quiet and goes first');
+  });
+
+  it("one holder attaching (and dropping) channels without end recycles its own records, not everyone else's", () => {
+    let now = 0;
+    const h = new DeliveryHealth({ maxChannels: 100, now: () => now });
+    h.attached(
+      'session:alice',
+      { connectionId: 'a', clientId: 'alice', transport: 'websocket', holder: 'k:alice' },
+      false,
+      {
+        resumed: false,
+      },
+    );
+    h.connectionEnded('a', 'alice', 'lost');
+    for (let i = 0; i < 20; i++)
+      h.attached(`other:${i}`, { connectionId: `o${i}`, transport: 'sse', holder: `k:user${i}` }, false, {
+        resumed: false,
+      });
+    // Mallory: 5,000 channels, each one dropped at once (troubled, like Alice's)
+    for (let i = 0; i < 5_000; i++) {
+      now++;
+      const connectionId = `m${i}`;
+      h.attached(
+        `session:mallory:${i}`,
+        { connectionId, clientId: 'mallory', transport: 'websocket', holder: 'k:mallory' },
+        false,
+        {
+          resumed: false,
+        },
+      );
+      h.connectionEnded(connectionId, 'mallory', 'lost');
+    }
+    assert.equal(h.trackedChannels, 100);
+    assert.equal(h.channel('session:alice')?.connectionsLost, 1, "Alice's troubled channel is kept");
+    assert.equal(
+      Array.from({ length: 20 }, (_, i) => h.channel(`other:${i}`)).filter(Boolean).length,
+      20,
+      "other holders' channels are kept",
+    );
+    assert.ok(h.channel('session:mallory:4999'), "Mallory's latest channel is tracked");
+    assert.equal(h.channel('session:mallory:0'), undefined, 'her oldest made room for it');
+    assert.ok(
+      h.worst(100).some((r) => r.channel === 'session:alice'),
+      'Alice is still listed among the sessions in trouble',
+    );
+  });
+
   it('a change that leaves a channel busy (a second subscriber, a publish on a subscribed channel) does not count it idle: the idle one still goes first', () => {
     const h = new DeliveryHealth({ maxChannels: 3 });
     const attach = (channel: string, connectionId: string) =>
