@@ -656,7 +656,12 @@ export class Connection {
     if (outcome.kept !== undefined) attached.kept = outcome.kept;
     this.#channels.metrics.health.attached(
       channel,
-      { connectionId: this.id, clientId: this.#identity.clientId, transport: this.transport.kind },
+      {
+        connectionId: this.id,
+        clientId: this.#identity.clientId,
+        transport: this.transport.kind,
+        holder: holderKey(this.#identity),
+      },
       frame.from !== undefined,
       outcome,
     );

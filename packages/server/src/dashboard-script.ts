@@ -66,12 +66,18 @@ export const DASHBOARD_SCRIPT = `(() => {
     }
   }
 
+  // the count of all, and the transports of those listed (a report lists at most 200)
+  function subscriberCell(h) {
+    const transports = [...new Set(h.subscribers.map((s) => s.transport))].join(', ');
+    return h.subscriberCount + (transports ? ' (' + transports + ')' : '');
+  }
+
   function trouble(report) {
     state.health = report;
     table($('trouble'), ['channel', 'subscribers', 'reconnects', 'resumed', 'continuity lost', 'lost conns', 'offline (max)', 'caught up', 'slow drops', 'oldest unacked'],
       report.channels.map((h) => ({
         channel: h.channel,
-        cells: [h.channel, h.subscribers.map((s) => s.transport).join(', ') || '0', h.reconnects, h.resumes, h.continuityLost,
+        cells: [h.channel, subscriberCell(h), h.reconnects, h.resumes, h.continuityLost,
           h.connectionsLost, ms(h.offlineMs) + ' (' + ms(h.maxOfflineMs) + ')', h.caughtUpMessages + ' · ' + bytes(h.caughtUpBytes),
           h.slowConsumerDrops, ms(h.oldestUnackedMs)],
       })),
@@ -96,7 +102,7 @@ export const DASHBOARD_SCRIPT = `(() => {
       const t = () => el('table');
       const subs = t();
       table(subs, ['connection', 'clientId', 'transport', 'attached'], health.subscribers.map((s) => ({ cells: [s.connectionId, s.clientId || '–', s.transport, time(s.since)] })));
-      add('Subscribers (' + health.subscribers.length + ')', subs);
+      add('Subscribers (' + health.subscriberCount + (health.subscribers.length < health.subscriberCount ? ', the first ' + health.subscribers.length + ' listed' : '') + ')', subs);
       add('Last 15 min', el('pre', 'reconnects ' + health.reconnects + ' · resumed ' + health.resumes + ' · continuity lost ' + health.continuityLost +
         (health.lastContinuityLost ? ' (last: ' + health.lastContinuityLost.reason + ' at ' + time(health.lastContinuityLost.at) + ')' : '') +
         ' · connections lost ' + health.connectionsLost + ' · offline ' + ms(health.offlineMs) + ' (max ' + ms(health.maxOfflineMs) + ')' +

@@ -5,9 +5,15 @@
  * sent, slow-consumer drops; and the publishes received but not yet acknowledged (the oldest one's
  * age is how long an agent has been waiting for its ack).
  *
- * Bounded whatever the clients do: at most `maxChannels` channels are tracked (the quietest record
- * without subscribers or publishes in flight is forgotten first), at most 64 remembered drops per
- * channel, and 15 one-minute slots per channel. Never a Prometheus label: per-channel numbers are
+ * Bounded whatever the clients do: at most `maxChannels` channels are tracked, at most 64 remembered
+ * drops per channel, and 15 one-minute slots per channel. Past `maxChannels`, what is forgotten
+ * first is what nobody will look for: a record with nothing notable in the window (no reconnect,
+ * drop, continuity lost or time offline), idle (no subscriber, no publish in flight) first, then
+ * busy; only then an idle one in trouble, then the oldest. A channel whose users all dropped is idle
+ * and exactly a session in trouble, so it is kept for the window. And a holder (key + clientId,
+ * `holderKey`) that created a quarter of the records or more, when the table is full, forgets its
+ * own oldest record for each new one: one token holder attaching thousands of channels (and
+ * dropping them, to make them look troubled) recycles its own records, not everyone else's. Never a Prometheus label: per-channel numbers are
  * served as JSON (`GET /v1/channels/:channel/health`, `GET /v1/health`), so the metric series stay
  * bounded. Hot-path cost: a publish does one map lookup and one map insert/delete.
  */
@@ -20,6 +26,12 @@ const SLOT_MS = 60_000;
 const SLOTS = HEALTH_WINDOW_MS / SLOT_MS;
 const MAX_DROPS = 64;
 export const DEFAULT_MAX_CHANNELS = 5_000;
+/**
+ * A report lists at most this many subscribers (the earliest attached), and counts them all in
+ * `subscriberCount`: a channel with 10,000 subscribers on the node would be a ~1 MB answer, built
+ * and sent whole, to anyone who may inspect it.
+ */
+export const MAX_SUBSCRIBERS_LISTED = 200;
 
 const F_RECONNECTS = 0;
 const F_RESUMES = 1;
@@ -31,6 +43,8 @@ const F_MAX_OFFLINE_MS = 6;
 const F_CAUGHT_UP_MESSAGES = 7;
 const F_CAUGHT_UP_BYTES = 8;
 const FIELDS = 9;
+/** Fields that count in `trouble`: a record with one of them in the window is notable. */
+const TROUBLE_FIELDS = new Set([F_RECONNECTS, F_LOST_CONTINUITY, F_SLOW, F_CONNECTIONS_LOST, F_OFFLINE_MS]);
 
 export interface SubscriberHealth {
   connectionId: string;
@@ -42,7 +56,10 @@ export interface SubscriberHealth {
 
 export interface ChannelHealth {
   channel: string;
+  /** The first `MAX_SUBSCRIBERS_LISTED` subscribers, earliest attached first (see `subscriberCount`). */
   subscribers: SubscriberHealth[];
+  /** How many subscribers the channel has on this node, listed or not. */
+  subscriberCount: number;
   /** Counts over the last `windowMinutes`. */
   windowMinutes: number;
   /** Attaches that asked to resume from a position. */
@@ -69,6 +86,15 @@ export interface ChannelHealth {
 
 class ChannelRecord {
   readonly subscribers = new Map<string, SubscriberHealth>();
+  /** Until when something in its window counts as trouble (ms since 1970; 0: never did). */
+  notableUntil = 0;
+  /** The holder whose attach or publish created it (`holderKey`), when known. */
+  readonly holder: string | undefined;
+
+  constructor(holder?: string) {
+    this.holder = holder;
+  }
+
   /**
    * Drop time by subscriber (clientId, or connection id for anonymous ones). Created by the first
    * drop, as `inflight` is by the first publish: a record exists per attached channel, and two
@@ -94,6 +120,12 @@ class ChannelRecord {
     }
     const at = slot * FIELDS + field;
     this.slots[at] = max ? Math.max(this.slots[at]!, n) : this.slots[at]! + n;
+    if (n > 0 && TROUBLE_FIELDS.has(field)) this.notableUntil = now + HEALTH_WINDOW_MS;
+  }
+
+  /** Nothing in the window counts as trouble: forgetting it loses nobody's diagnosis. */
+  quiet(now: number): boolean {
+    return this.notableUntil <= now;
   }
 
   /** Every field over the slots still in the window, in one pass (max for F_MAX_OFFLINE_MS). */
@@ -119,6 +151,11 @@ class ChannelRecord {
 
 export interface DeliveryHealthOptions {
   maxChannels?: number;
+  /**
+   * Records one holder may have created once `maxChannels` are tracked; past it, each new one of
+   * its own replaces its oldest (default a quarter of `maxChannels`).
+   */
+  maxChannelsPerHolder?: number;
   now?: () => number;
 }
 
@@ -130,6 +167,9 @@ export class DeliveryHealth {
    */
   readonly #byConnection = new Map<string, string | Set<string>>();
   readonly #max: number;
+  readonly #perHolder: number;
+  /** The records each holder created, oldest first (only holders with some). */
+  readonly #byHolder = new Map<string, Set<string>>();
   readonly #now: () => number;
   #publishIds = 0;
   /**
@@ -141,18 +181,27 @@ export class DeliveryHealth {
 
   constructor(options: DeliveryHealthOptions = {}) {
     this.#max = options.maxChannels ?? DEFAULT_MAX_CHANNELS;
+    this.#perHolder = options.maxChannelsPerHolder ?? Math.max(1, Math.floor(this.#max / 4));
     this.#now = options.now ?? Date.now;
   }
 
-  /** A channel attach completed on a connection (`resume`: it asked to resume from a position). */
+  /**
+   * A channel attach completed on a connection (`resume`: it asked to resume from a position).
+   * `holder`: whose connection (`holderKey`), which a new record counts against.
+   */
   attached(
     channel: string,
-    subscriber: { connectionId: string; clientId?: string | undefined; transport: ConnectionKind },
+    subscriber: {
+      connectionId: string;
+      clientId?: string | undefined;
+      transport: ConnectionKind;
+      holder?: string | undefined;
+    },
     resume: boolean,
     outcome: { resumed: boolean; reason?: ResumeFailure | undefined },
   ): void {
     const now = this.#now();
-    const record = this.#record(channel);
+    const record = this.#record(channel, subscriber.holder);
     const entry: SubscriberHealth = {
       connectionId: subscriber.connectionId,
       transport: subscriber.transport,
@@ -244,10 +293,13 @@ export class DeliveryHealth {
     record.add(F_CAUGHT_UP_BYTES, bytes, now);
   }
 
-  /** A publish was received; returns its id for `published` (acknowledged or failed). */
-  publishing(channel: string): number {
+  /**
+   * A publish was received; returns its id for `published` (acknowledged or failed). `holder`: who
+   * published (`holderKey`), which a new record counts against.
+   */
+  publishing(channel: string, holder?: string): number {
     const id = ++this.#publishIds;
-    const record = this.#record(channel);
+    const record = this.#record(channel, holder);
     const wasIdle = record.idle;
     record.inflight ??= new Map();
     record.inflight.set(id, this.#now());
@@ -297,7 +349,8 @@ export class DeliveryHealth {
     const t = r.totals(now);
     const report: ChannelHealth = {
       channel,
-      subscribers: [...r.subscribers.values()],
+      subscribers: firstSubscribers(r.subscribers),
+      subscriberCount: r.subscribers.size,
       windowMinutes: SLOTS,
       reconnects: t[F_RECONNECTS]!,
       resumes: t[F_RESUMES]!,
@@ -332,31 +385,74 @@ export class DeliveryHealth {
     return report;
   }
 
-  #record(channel: string): ChannelRecord {
+  #record(channel: string, holder: string | undefined): ChannelRecord {
     let record = this.#channels.get(channel);
     if (record) return record;
-    if (this.#channels.size >= this.#max) this.#evict();
-    record = new ChannelRecord();
+    if (this.#channels.size >= this.#max) this.#evict(holder);
+    record = new ChannelRecord(holder);
     this.#channels.set(channel, record);
     this.#idleRecords++;
+    if (holder !== undefined) {
+      const own = this.#byHolder.get(holder);
+      if (own) own.add(channel);
+      else this.#byHolder.set(holder, new Set([channel]));
+    }
     return record;
   }
 
-  /** Forgets the oldest-created record nobody is attached to or publishing on (or the oldest). */
-  #evict(): void {
-    let victim: string | undefined;
+  /** Makes room for a record `holder` creates: its own oldest past its share, else the quietest. */
+  #evict(holder: string | undefined): void {
+    const own = holder === undefined ? undefined : this.#byHolder.get(holder);
+    const victim =
+      own !== undefined && own.size >= this.#perHolder ? own.values().next().value : this.#quietest();
+    if (victim !== undefined) this.#drop(victim);
+  }
+
+  /**
+   * The oldest record with nothing notable in the window, idle first, then busy; else the oldest
+   * idle one; else the oldest. One pass, which ends at the first quiet idle record (or, while none
+   * is idle, at the first quiet one): the usual table, mostly quiet, is looked through no further
+   * than its first records.
+   */
+  #quietest(): string | undefined {
+    const now = this.#now();
+    let quietBusy: string | undefined;
+    let idle: string | undefined;
+    let oldest: string | undefined;
     for (const [channel, record] of this.#channels) {
-      victim ??= channel;
-      if (this.#idleRecords === 0) break; // none idle: the oldest, without looking further
+      oldest ??= channel;
+      const quiet = record.quiet(now);
       if (record.idle) {
-        victim = channel;
-        break;
+        if (quiet) return channel;
+        idle ??= channel;
+      } else if (quiet) {
+        if (this.#idleRecords === 0) return channel; // no idle one to prefer further on
+        quietBusy ??= channel;
       }
     }
-    if (victim === undefined) return;
-    const record = this.#channels.get(victim);
-    this.#channels.delete(victim);
-    if (record?.idle) this.#idleRecords--;
-    for (const connectionId of record?.subscribers.keys() ?? []) this.#forget(connectionId, victim);
+    return quietBusy ?? idle ?? oldest;
   }
+
+  /** Forgets a channel's record, and what points to it. */
+  #drop(channel: string): void {
+    const record = this.#channels.get(channel);
+    if (!record) return;
+    this.#channels.delete(channel);
+    if (record.idle) this.#idleRecords--;
+    for (const connectionId of record.subscribers.keys()) this.#forget(connectionId, channel);
+    if (record.holder === undefined) return;
+    const own = this.#byHolder.get(record.holder);
+    own?.delete(channel);
+    if (own?.size === 0) this.#byHolder.delete(record.holder);
+  }
+}
+
+/** The first `MAX_SUBSCRIBERS_LISTED` of a channel's subscribers, without copying the rest. */
+function firstSubscribers(subscribers: Map<string, SubscriberHealth>): SubscriberHealth[] {
+  const listed: SubscriberHealth[] = [];
+  for (const subscriber of subscribers.values()) {
+    if (listed.length === MAX_SUBSCRIBERS_LISTED) break;
+    listed.push(subscriber);
+  }
+  return listed;
 }

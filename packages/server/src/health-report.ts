@@ -25,21 +25,32 @@ export function mayInspect(access: Access, channel: string): boolean {
   return access.allows(channel, 'history') && access.allows(channel, 'presence');
 }
 
+/**
+ * Presence is counted, never read (`Presence.count`: the members' data may be MiBs); the leases
+ * are looked through node-wide (memory) or scanned (Redis), so the report holds a read slot like
+ * other large reads (PROTOCOL.md §10): a caller repeating it waits in line, or is refused past it.
+ */
 export async function channelHealthReport(
   channels: ChannelService,
   presence: Presence,
   access: Access,
   channel: string,
+  /** Who asks (a holder key, `holderKey`): its share of the read slots is bounded (read-limiter.ts). */
+  reader?: string,
 ): Promise<ChannelHealthReport> {
   requireAccess(access, channel, 'history');
   requireAccess(access, channel, 'presence');
-  const health = channels.metrics.health.channel(channel) ?? channels.metrics.health.empty(channel);
-  return {
-    ...health,
-    presenceMembers: (await presence.members(channel)).length,
-    leases: await channels.leases.list(channel),
-    serverTime: Date.now(),
-  };
+  const release = await channels.reads.acquire('bounded', reader);
+  try {
+    const [presenceMembers, leases] = await Promise.all([
+      presence.count(channel),
+      channels.leases.list(channel),
+    ]);
+    const health = channels.metrics.health.channel(channel) ?? channels.metrics.health.empty(channel);
+    return { ...health, presenceMembers, leases, serverTime: Date.now() };
+  } finally {
+    release();
+  }
 }
 
 /** `GET /v1/health?limit=N`: the N (default 20, at most 100) visible channels in the most trouble. */

@@ -50,6 +50,11 @@ export interface PresenceOptions {
 /** Presence sets, node-local or shared; `enter` and `members` may answer later on a shared one. */
 export interface Presence {
   members(channel: string): PresenceMember[] | Promise<PresenceMember[]>;
+  /**
+   * How many members the channel has, reading none of them (their data may be MiBs): what an
+   * operator endpoint shows (`GET …/health`), at the cost of one lookup, not of the set.
+   */
+  count(channel: string): number | Promise<number>;
   channelsOf(connectionId: string): string[];
   enter(
     channel: string,
@@ -140,6 +145,10 @@ export class PresenceService implements Presence {
 
   members(channel: string): PresenceMember[] {
     return [...(this.#members.get(channel)?.values() ?? [])].map(toMember);
+  }
+
+  count(channel: string): number {
+    return this.#members.get(channel)?.size ?? 0;
   }
 
   syncFrame(channel: string): Buffer {

@@ -267,6 +267,19 @@ export class RedisPresence implements Presence {
   }
 
   /**
+   * `HLEN` of the channel's hash: no member is read, and no bus subscription is made (nobody
+   * listens after a count, unlike after `members`).
+   */
+  async count(channel: string): Promise<number> {
+    const key = this.#key(channel);
+    try {
+      return Number(await this.#o.connection.send(key, ['HLEN', key], true));
+    } catch (err) {
+      throw redisUnavailable(err, 'presence');
+    }
+  }
+
+  /**
    * The attach's listener is subscribed before this is asked for (connection.ts), so a frame read
    * while no event arrived holds everything the listener will not be told: the frame of a read
    * under way, or one kept since, serves it. A read that saw an event come serves only an attach

@@ -162,7 +162,13 @@ export class RestApi {
         send(
           res,
           200,
-          await channelHealthReport(this.#o.channels, this.#o.presence, identity.access, channel),
+          await channelHealthReport(
+            this.#o.channels,
+            this.#o.presence,
+            identity.access,
+            channel,
+            holderKey(identity),
+          ),
         ),
       );
     }

@@ -5,11 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { PresenceMember } from '@mooring/protocol';
 import { waitFor } from '@mooring/testkit';
-import { DeliveryHealth, HEALTH_WINDOW_MS } from '../src/delivery-health.ts';
+import { DeliveryHealth, HEALTH_WINDOW_MS, MAX_SUBSCRIBERS_LISTED } from '../src/delivery-health.ts';
 import type { ChannelHealthReport } from '../src/health-report.ts';
 import { Metrics } from '../src/metrics.ts';
 import { MetricsHistory, quantileMs } from '../src/metrics-history.ts';
+import { PresenceService } from '../src/presence.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import type { AppendOptions, AppendResult, NewOperation } from '../src/store/store.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
@@ -22,6 +24,19 @@ class SlowStore extends MemoryStore {
   override async append(channel: string, ops: NewOperation[], options: AppendOptions): Promise<AppendResult> {
     await this.gate;
     return super.append(channel, ops, options);
+  }
+}
+
+/** Node-local presence that counts the reads of its members (each costs the whole set, data included). */
+class CountingPresence extends PresenceService {
+  reads = 0;
+  override members(channel: string): PresenceMember[] {
+    this.reads++;
+    return super.members(channel);
+  }
+  override memberJsons(channel: string): string[] {
+    this.reads++;
+    return super.memberJsons(channel);
   }
 }
 
@@ -159,6 +174,67 @@ describe('delivery health', () => {
       });
       const deadline = h.leases[0]!.deadline!;
       assert.ok(deadline > h.serverTime && deadline <= h.serverTime + 60_000, 'deadline within the lease');
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('counts presence members without reading one, in the same shape as before', async () => {
+    let presence!: CountingPresence;
+    const fx = await startFixture('memory', {
+      presence: (_store, options) => {
+        presence = new CountingPresence(options);
+        return presence;
+      },
+    });
+    const channel = 'session:health-count';
+    try {
+      const clients = await Promise.all(
+        ['a', 'b', 'c'].map((clientId) => RawClient.connect(fx.server.url, { clientId })),
+      );
+      for (const [i, client] of clients.entries()) {
+        await client.attach(channel);
+        await client.request({
+          type: 'presence',
+          channel,
+          action: 'enter',
+          data: { big: 'x'.repeat(1_000 * i) },
+        });
+      }
+      const before = presence.reads;
+      const h = (await health(fx, channel)).body;
+      assert.equal(presence.reads - before, 0, 'no member was read');
+      assert.equal(h.presenceMembers, 3);
+      assert.deepEqual(Object.keys(h).sort(), [
+        'caughtUpBytes',
+        'caughtUpMessages',
+        'channel',
+        'connectionsLost',
+        'continuityLost',
+        'leases',
+        'maxOfflineMs',
+        'offlineMs',
+        'oldestUnackedMs',
+        'presenceMembers',
+        'reconnects',
+        'resumes',
+        'serverTime',
+        'slowConsumerDrops',
+        'subscriberCount',
+        'subscribers',
+        'trouble',
+        'unackedPublishes',
+        'windowMinutes',
+      ]);
+      assert.deepEqual(
+        h.subscribers.map((s) => s.clientId),
+        ['a', 'b', 'c'],
+        'a small channel lists every subscriber',
+      );
+      assert.equal(h.subscriberCount, 3);
+      await clients[0]!.request({ type: 'presence', channel, action: 'leave' });
+      assert.equal((await health(fx, channel)).body.presenceMembers, 2, 'a leave is counted');
+      for (const client of clients) await client.close();
     } finally {
       await fx.close();
     }
@@ -429,6 +505,28 @@ describe('DeliveryHealth bookkeeping', () => {
     assert.equal(r.subscribers.length, 0);
   });
 
+  it(`lists at most ${MAX_SUBSCRIBERS_LISTED} subscribers of a channel, the first attached, and counts them all`, () => {
+    const h = new DeliveryHealth({ now: () => 0 });
+    const total = MAX_SUBSCRIBERS_LISTED + 50;
+    for (let i = 0; i < total; i++)
+      h.attached('crowd', { connectionId: `c${i}`, clientId: `u${i}`, transport: 'websocket' }, true, {
+        resumed: false,
+      });
+    const r = h.channel('crowd')!;
+    assert.equal(r.subscriberCount, total);
+    assert.equal(r.subscribers.length, MAX_SUBSCRIBERS_LISTED);
+    assert.deepEqual(
+      [r.subscribers[0]?.connectionId, r.subscribers.at(-1)?.connectionId],
+      ['c0', `c${MAX_SUBSCRIBERS_LISTED - 1}`],
+    );
+    const [worst] = h.worst(1);
+    assert.deepEqual(
+      [worst?.subscribers.length, worst?.subscriberCount],
+      [MAX_SUBSCRIBERS_LISTED, total],
+      'the list of channels in trouble is bounded the same way',
+    );
+  });
+
   it('tracks a bounded number of channels, forgetting idle ones first', () => {
     const h = new DeliveryHealth({ maxChannels: 100 });
     h.attached('busy', { connectionId: 'c', transport: 'websocket' }, false, { resumed: false });
@@ -462,6 +560,74 @@ describe('DeliveryHealth bookkeeping', () => {
     assert.deepEqual(
       ['b', 'e', 'f', 'g'].map((channel) => h.channel(channel)?.subscribers.length),
       [1, 1, 1, 1],
+    );
+  });
+
+  it('keeps a channel whose users dropped (a session in trouble) and forgets quiet ones first, idle then busy; a troubled one only after its window', () => {
+    let now = 0;
+    const h = new DeliveryHealth({ maxChannels: 4, now: () => now });
+    const attach = (channel: string, connectionId: string) =>
+      h.attached(channel, { connectionId, clientId: connectionId, transport: 'websocket' }, false, {
+        resumed: false,
+      });
+    attach('alice', 'a');
+    h.connectionEnded('a', 'a', 'lost'); // idle, and in trouble: its user dropped
+    attach('busy', 'b');
+    attach('quiet-1', 'q1');
+    h.detached('quiet-1', 'q1'); // idle, nothing notable
+    attach('quiet-2', 'q2');
+    attach('new-1', 'n1');
+    assert.equal(h.channel('quiet-1'), undefined, 'the quiet idle one went, not the older troubled one');
+    attach('new-2', 'n2');
+    assert.equal(h.channel('busy'), undefined, 'then the oldest quiet busy one');
+    assert.equal(h.channel('alice')?.connectionsLost, 1, 'the session in trouble is kept');
+    now += HEALTH_WINDOW_MS;
+    attach('new-3', 'n3');
+    assert.equal(h.channel('alice'), undefined, 'once its window passed, it is quiet and goes first');
+  });
+
+  it("one holder attaching (and dropping) channels without end recycles its own records, not everyone else's", () => {
+    let now = 0;
+    const h = new DeliveryHealth({ maxChannels: 100, now: () => now });
+    h.attached(
+      'session:alice',
+      { connectionId: 'a', clientId: 'alice', transport: 'websocket', holder: 'k:alice' },
+      false,
+      {
+        resumed: false,
+      },
+    );
+    h.connectionEnded('a', 'alice', 'lost');
+    for (let i = 0; i < 20; i++)
+      h.attached(`other:${i}`, { connectionId: `o${i}`, transport: 'sse', holder: `k:user${i}` }, false, {
+        resumed: false,
+      });
+    // Mallory: 5,000 channels, each one dropped at once (troubled, like Alice's)
+    for (let i = 0; i < 5_000; i++) {
+      now++;
+      const connectionId = `m${i}`;
+      h.attached(
+        `session:mallory:${i}`,
+        { connectionId, clientId: 'mallory', transport: 'websocket', holder: 'k:mallory' },
+        false,
+        {
+          resumed: false,
+        },
+      );
+      h.connectionEnded(connectionId, 'mallory', 'lost');
+    }
+    assert.equal(h.trackedChannels, 100);
+    assert.equal(h.channel('session:alice')?.connectionsLost, 1, "Alice's troubled channel is kept");
+    assert.equal(
+      Array.from({ length: 20 }, (_, i) => h.channel(`other:${i}`)).filter(Boolean).length,
+      20,
+      "other holders' channels are kept",
+    );
+    assert.ok(h.channel('session:mallory:4999'), "Mallory's latest channel is tracked");
+    assert.equal(h.channel('session:mallory:0'), undefined, 'her oldest made room for it');
+    assert.ok(
+      h.worst(100).some((r) => r.channel === 'session:alice'),
+      'Alice is still listed among the sessions in trouble',
     );
   });
 

@@ -619,6 +619,24 @@ describe('read slots', () => {
     assert.equal(body.items[0]?.data, 'small');
   });
 
+  it("a channel's health takes a read slot as history pages do: a client asking for it again and again waits its share, then is refused", async (t) => {
+    // The report looks through the leases (node-wide in memory, a scan on Redis): one holder
+    // repeating it must not run more reads at once than its share of the slots.
+    const { store, server } = await readSlotServer(t, { maxConcurrentReads: 2, maxQueuedReads: 8 });
+    await store.append('small', [{ action: 'create', publisher: '', id: 's', data: 'small' }], {
+      maxMessageSize: MIB,
+    });
+    const mallory = await tokenOf('mallory');
+    for (let i = 0; i < 2; i++) readNothing(t, `${server.url}/v1/channels/huge/messages?limit=1000`, mallory);
+    assert.equal(await waitForStatus(server.url, 'small', mallory, 429, 'health'), 429);
+    const alice = await tokenOf('alice');
+    const res = await fetch(`${server.url}/v1/channels/small/health`, {
+      headers: { authorization: `Bearer ${alice}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(res.status, 200, "another client's health is served");
+  });
+
   it("presence reads take read slots as history pages do: one client's that it never reads do not lock others out", async (t) => {
     // A channel's members may hold maxPresenceMembers × maxPresenceBytesPerConnection: here 100
     // members of 250 KB (25 MB). Its presence is streamed member by member at its reader's pace,
@@ -767,7 +785,7 @@ async function waitForStatus(
   channel: string,
   token: string,
   status: number,
-  what: 'messages' | 'presence' = 'messages',
+  what: 'messages' | 'presence' | 'health' = 'messages',
 ): Promise<number> {
   const pending: Promise<unknown>[] = [];
   for (let i = 0; i < 5; i++) {

@@ -226,6 +226,7 @@ describe('presence: a change while a new subscriber reads the set', () => {
         await released;
         return snapshot;
       },
+      count: (channel) => inner.count(channel),
       channelsOf: (connectionId) => inner.channelsOf(connectionId),
       enter: (channel, connectionId, clientId, data, size) =>
         inner.enter(channel, connectionId, clientId, data, size),

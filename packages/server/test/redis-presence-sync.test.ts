@@ -224,3 +224,22 @@ describe('Redis presence: the sync frame an attach is sent', () => {
     assert.equal((await reads()) - before, 1, 'read again');
   });
 });
+
+describe('Redis presence: counting the members', () => {
+  it(
+    'count() is the hash length: no member is read (no HGETALL), and it follows enters and leaves',
+    { skip },
+    async (t) => {
+      const { redis, reads } = await setUp(t);
+      const a = await node(t, redis.url);
+      const b = await node(t, redis.url);
+      assert.equal(await a.presence.count(CHANNEL), 0, 'an empty channel');
+      await fill(b.presence, 5);
+      const before = await reads();
+      assert.equal(await a.presence.count(CHANNEL), 5, 'members entered on another node');
+      b.presence.leave(CHANNEL, 'm0');
+      await until('the leave was written', async () => (await a.presence.count(CHANNEL)) === 4);
+      assert.equal((await reads()) - before, 0, 'counted without reading a member');
+    },
+  );
+});

@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics of the Durable Streams endpoint, in the server's registry (`/metrics`):
  * requests by method and status, bytes in (appends) and out (reads), live readers waiting, and the
- * streams and bytes held.
+ * streams and bytes held. Those two are counters the store keeps as it writes (memory, SQLite) or two
+ * O(1) reads (Redis), read once per scrape: a scrape walks no stream.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { StreamStore } from '../store/stream-store.ts';
@@ -33,12 +34,13 @@ export class StreamMetrics {
         this.set(liveReaders());
       },
     });
+    const stats = streams && sharedRead(() => streams.stats());
     new Gauge({
       name: 'mooring_streams',
       help: 'Durable Streams held by the store',
       registers,
       async collect() {
-        if (streams) this.set((await streams.stats()).streams);
+        if (stats) this.set((await stats()).streams);
       },
     });
     new Gauge({
@@ -46,8 +48,26 @@ export class StreamMetrics {
       help: 'Bytes of data held by Durable Streams',
       registers,
       async collect() {
-        if (streams) this.set((await streams.stats()).bytes);
+        if (stats) this.set((await stats()).bytes);
       },
     });
   }
+}
+
+/**
+ * `read`, shared by the calls made while one is under way: both gauges of a scrape are collected
+ * at once, so a scrape reads the store's figures once (one round trip on Redis), not once per gauge.
+ */
+function sharedRead<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => {
+    if (pending) return pending;
+    const started = read();
+    pending = started;
+    const done = () => {
+      if (pending === started) pending = undefined;
+    };
+    started.then(done, done);
+    return started;
+  };
 }

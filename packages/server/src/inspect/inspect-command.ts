@@ -64,7 +64,12 @@ export async function inspectCommand(
   const at = (t: number) => new Date(t).toISOString().replace('T', ' ').slice(0, 19);
   out(`channel ${channel}   (server time ${at(health.serverTime)} UTC; numbers are this node's)`);
   out('');
-  out(`subscribers (${health.subscribers.length}):`);
+  // a server from before subscriberCount lists them all
+  const subscriberCount = health.subscriberCount ?? health.subscribers.length;
+  const unlisted = subscriberCount - health.subscribers.length;
+  out(
+    `subscribers (${subscriberCount}${unlisted > 0 ? `, the first ${health.subscribers.length} listed` : ''}):`,
+  );
   for (const s of health.subscribers)
     out(
       `  ${s.connectionId}  ${s.clientId ?? '(anonymous)'}  ${s.transport}  attached ${duration(health.serverTime - s.since)} ago`,

@@ -2,6 +2,9 @@
  * Durable Streams in memory (the memory store's `streams`): the rows of `StreamEngine` in maps, lost
  * with the process like the memory store's channels. Each engine call is synchronous, so `atomic`
  * has nothing to do: no other request runs in between.
+ *
+ * The bytes held are counted as chunks are added and streams removed, so `stats()` (each `/metrics`
+ * scrape) costs nothing however many chunks there are, instead of a walk over all of them.
  */
 import { StreamEngine, type StreamTables } from './stream-engine.ts';
 import type { ProducerState } from './stream-rules.ts';
@@ -12,10 +15,12 @@ interface Rows {
   producers: Map<string, ProducerState>;
 }
 
-class MemoryStreamTables implements StreamTables {
+export class MemoryStreamTables implements StreamTables {
   readonly #metas = new Map<string, StreamMeta>();
   readonly #rows = new Map<number, Rows>();
   #key = 0;
+  /** Bytes of every stream's own chunks (what `stats()` answers). */
+  #bytes = 0;
 
   atomic<T>(fn: () => T): T {
     return fn();
@@ -37,6 +42,7 @@ class MemoryStreamTables implements StreamTables {
 
   remove(meta: StreamMeta): void {
     this.#metas.delete(meta.path);
+    for (const chunk of this.#rows.get(meta.key)?.chunks ?? []) this.#bytes -= chunk.data.length;
     this.#rows.delete(meta.key);
   }
 
@@ -62,7 +68,10 @@ class MemoryStreamTables implements StreamTables {
   }
 
   addChunk(key: number, chunk: StreamChunk): void {
-    this.#rows.get(key)?.chunks.push(chunk);
+    const rows = this.#rows.get(key);
+    if (!rows) return;
+    rows.chunks.push(chunk);
+    this.#bytes += chunk.data.length;
   }
 
   producer(key: number, id: string): ProducerState | undefined {
@@ -82,9 +91,7 @@ class MemoryStreamTables implements StreamTables {
   }
 
   stats(): { streams: number; bytes: number } {
-    let bytes = 0;
-    for (const rows of this.#rows.values()) for (const chunk of rows.chunks) bytes += chunk.data.length;
-    return { streams: this.#metas.size, bytes };
+    return { streams: this.#metas.size, bytes: this.#bytes };
   }
 }
 

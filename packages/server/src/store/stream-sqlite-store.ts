@@ -11,6 +11,11 @@
  * chunk, stream row and producer row commit together, so after a crash a retry is either a duplicate
  * or stored, never both. The transaction runs synchronously, so it never interleaves with the
  * channel store's group commit on the same connection, nor with another stream request.
+ *
+ * The streams and bytes held (`stats()`, read by every `/metrics` scrape) are counted once when the
+ * tables open and then kept as each step writes: a scrape used to run `count(*)` and a
+ * `json_extract` sum over every stream row, synchronously (~200 ms for 100,000 streams). A step's
+ * changes to them count only once it commits, so a rolled-back step changes nothing.
  */
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { StoreError } from './store.ts';
@@ -56,12 +61,17 @@ type Statement =
   | 'removeProducer'
   | 'paths'
   | 'count'
-  | 'bytes';
+  | 'bytes'
+  | 'ownBytes';
 
-class SqliteStreamTables implements StreamTables {
+export class SqliteStreamTables implements StreamTables {
   readonly #db: DatabaseSync;
   readonly #s: Record<Statement, StatementSync>;
   #key: number;
+  /** Streams and bytes held by the committed rows (`stats()`). */
+  #held: { streams: number; bytes: number };
+  /** The changes of the step under way, counted into `#held` when it commits. */
+  #step: { streams: number; bytes: number } | undefined;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -93,8 +103,34 @@ class SqliteStreamTables implements StreamTables {
       bytes: db.prepare(
         "SELECT coalesce(sum(json_extract(meta, '$.tail') - coalesce(json_extract(meta, '$.forkOffset'), 0)), 0) AS n FROM ds_streams",
       ),
+      // one stream's own bytes as stored (what `bytes` sums), by its primary key
+      ownBytes: db.prepare(
+        "SELECT json_extract(meta, '$.tail') - coalesce(json_extract(meta, '$.forkOffset'), 0) AS n FROM ds_streams WHERE id = ?",
+      ),
     };
     this.#key = Number((this.#s.maxKey.get() as Row).id);
+    this.#held = this.#count();
+  }
+
+  /** Streams and bytes held, from the rows (once, at open). */
+  #count(): { streams: number; bytes: number } {
+    return {
+      streams: Number((this.#s.count.get() as Row).n),
+      bytes: Number((this.#s.bytes.get() as Row).n),
+    };
+  }
+
+  /** A stream's own bytes as stored now, or undefined when it has no row. */
+  #storedBytes(key: number): number | undefined {
+    const row = this.#s.ownBytes.get(key) as Row | undefined;
+    return row ? Number(row.n) : undefined;
+  }
+
+  /** Counts a change of the rows: into the step's changes, or at once outside a step. */
+  #changed(streams: number, bytes: number): void {
+    const into = this.#step ?? this.#held;
+    into.streams += streams;
+    into.bytes += bytes;
   }
 
   atomic<T>(fn: () => T): T {
@@ -103,15 +139,21 @@ class SqliteStreamTables implements StreamTables {
     } catch (err) {
       throw unavailable(err);
     }
+    const step = { streams: 0, bytes: 0 };
+    this.#step = step;
     try {
       const result = fn();
       this.#db.exec('COMMIT');
+      this.#held.streams += step.streams;
+      this.#held.bytes += step.bytes;
       return result;
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       // a key handed out inside the rolled-back step may be reused
       this.#key = Number((this.#s.maxKey.get() as Row).id);
       throw unavailable(err);
+    } finally {
+      this.#step = undefined;
     }
   }
 
@@ -125,13 +167,17 @@ class SqliteStreamTables implements StreamTables {
   }
 
   saveMeta(meta: StreamMeta): void {
+    const before = this.#storedBytes(meta.key);
     this.#s.upsert.run(meta.key, meta.path, JSON.stringify(meta));
+    this.#changed(before === undefined ? 1 : 0, ownBytes(meta) - (before ?? 0));
   }
 
   remove(meta: StreamMeta): void {
+    const before = this.#storedBytes(meta.key);
     this.#s.removeChunks.run(meta.key);
     this.#s.removeProducers.run(meta.key);
     this.#s.remove.run(meta.key);
+    if (before !== undefined) this.#changed(-1, -before);
   }
 
   chunks(key: number, after: number, cap: number, maxBytes: number): StreamChunk[] {
@@ -177,11 +223,18 @@ class SqliteStreamTables implements StreamTables {
   }
 
   stats(): { streams: number; bytes: number } {
-    return {
-      streams: Number((this.#s.count.get() as Row).n),
-      bytes: Number((this.#s.bytes.get() as Row).n),
-    };
+    return { ...this.#held };
   }
+
+  /** The figures counted again from the rows (tests: they must equal `stats()`). */
+  recount(): { streams: number; bytes: number } {
+    return this.#count();
+  }
+}
+
+/** A stream's own bytes: its tail minus what a fork inherits (as the `bytes` statement sums). */
+function ownBytes(meta: StreamMeta): number {
+  return meta.tail - (meta.forkOffset ?? 0);
 }
 
 function unavailable(err: unknown): StoreError {
