@@ -80,6 +80,11 @@ function youngGeneration(): string {
   return flags.findLast((flag) => /^--max[-_]semi[-_]space[-_]size\b/.test(flag)) ?? "Node's default";
 }
 
+/** Whether `host` only accepts connections from this machine. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 async function serve(argv: string[]): Promise<void> {
   const config = loadServeConfig(argv, process.env);
   if (config === 'help') {
@@ -91,6 +96,11 @@ async function serve(argv: string[]): Promise<void> {
   let keys: Array<ApiKey | string> = config.keys;
   let devKey: string | undefined;
   if (keys.length === 0) {
+    // a development key gives every right and is printed at start: only for a server on this machine
+    if (!isLoopback(config.host))
+      throw new Error(
+        `no API key is configured and --host ${config.host} is not a loopback address: set MOORING_KEY=<name>:<secret> (or "keys" in the config file); a development key is made only for a server on 127.0.0.1, ::1 or localhost`,
+      );
     const dev = developmentKey(config.dataDir);
     keys = [dev.key];
     devKey = dev.key;
@@ -138,11 +148,9 @@ async function serve(argv: string[]): Promise<void> {
   // signals first, the banner after: whoever waits for the banner and then signals gets a graceful stop
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) {
-      // a second signal: the operator does not want to wait (acknowledged data is already stored)
-      process.stderr.write(`${signal} again: exiting now\n`);
-      process.exit(130);
-    }
+    // a second signal is not a hurry: Ctrl-C under `npm start` sends SIGINT to npm and the server
+    // both, and npm passes its own on; the shutdown itself ends within its deadlines (server.ts)
+    if (stopping) return;
     stopping = true;
     process.stderr.write(`${signal}: shutting down (clients are told to reconnect)...\n`);
     server.close().then(

@@ -14,6 +14,7 @@ import type { DurableStreamsOptions } from './durable-streams/durable-streams-ap
 import { makeDirectory } from './make-directory.ts';
 import { nearestName } from './nearest-name.ts';
 import type { NamespaceRules } from './server.ts';
+import { redactRedisUrl } from './store/redis-url.ts';
 import { wholeNumber } from './whole-number.ts';
 
 export interface ServeConfig {
@@ -146,8 +147,9 @@ overrides the file):
   API key                                                   [MOORING_KEY=<name>:<secret>]
   -h, --help                this text
 
-Without MOORING_KEY or "keys" in the config file, the first start generates a development key,
-stores it in <data>/dev-key and prints it.`;
+Without MOORING_KEY or "keys" in the config file, a server on a loopback host (127.0.0.1, ::1,
+localhost) generates a development key at its first start, stores it in <data>/dev-key and prints
+it; on any other host it refuses to start.`;
 
 export function parseDuration(value: number | string, what: string): number {
   if (typeof value === 'number') return value;
@@ -261,7 +263,7 @@ export function loadServeConfig(argv: string[], environment: NodeJS.ProcessEnv):
   const redis: ServeConfig['redis'] = { url: redisUrl ?? 'redis://127.0.0.1:6379' };
   if (!/^(rediss?|redis\+clusters?):\/\//.test(redis.url))
     throw new Error(
-      `the Redis URL must start with redis://, rediss:// or redis+cluster://, got ${JSON.stringify(redis.url)}`,
+      `the Redis URL must start with redis://, rediss:// or redis+cluster:// (lower case), got ${JSON.stringify(redactRedisUrl(redis.url))}`,
     );
   if (file.redis?.prefix !== undefined) redis.prefix = String(file.redis.prefix);
   if (file.redis?.commandTimeout !== undefined) {
@@ -375,6 +377,11 @@ function durableStreamsConfig(
 function keysFromFile(keys: FileConfig['keys']): ApiKey[] {
   if (keys === undefined) return [];
   if (!Array.isArray(keys)) throw new Error('"keys" in the config file is a list, e.g. ["app:secret"]');
+  // an empty list is a key set meant and left unfilled (a template), not a wish for a development key
+  if (keys.length === 0)
+    throw new Error(
+      '"keys" in the config file is empty: give at least one "name:secret", or leave "keys" out for a development key',
+    );
   return keys.map(keyFromFile);
 }
 
@@ -402,10 +409,22 @@ function readConfigFile(path: string): FileConfig {
     parsed = JSON.parse(text);
     if (!isPlainObject(parsed)) throw new Error('not an object');
   } catch (err) {
-    throw new Error(`config file ${path} is not a JSON object: ${(err as Error).message}`);
+    // only where: V8's message quotes the file around the fault, which may be part of a secret
+    throw new Error(`config file ${path} is not a JSON object: ${jsonFault(text, err as Error)}`);
   }
   refuseUnknown(parsed, FILE_KEYS, `config file ${path}`);
   return parsed as FileConfig;
+}
+
+/** Where a JSON text is malformed (line and column), without quoting it. */
+function jsonFault(text: string, err: Error): string {
+  if (err.message === 'not an object') return 'not an object';
+  const at = /position (\d+)/.exec(err.message);
+  if (!at) return 'malformed JSON (look for a comma, quote or bracket too many or missing)';
+  const before = text.slice(0, Number(at[1]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return `malformed JSON at line ${line}, column ${column}`;
 }
 
 /** A misspelt key would otherwise be ignored without a word, leaving its default in force. */

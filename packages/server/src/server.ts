@@ -789,6 +789,14 @@ function refuseUpgrade(socket: Duplex, err: unknown): void {
 }
 
 function retentionRules(namespaces: Record<string, NamespaceRules>): RetentionFor {
+  // 0 (or less) would delete every acknowledged message at the next trim: never what was meant
+  for (const [name, rules] of Object.entries(namespaces)) {
+    const retention: unknown = rules?.retention;
+    if (retention !== undefined && !(typeof retention === 'number' && retention > 0))
+      throw new Error(
+        `namespaces.${name}.retention must be a number of ms above 0 ("forever": Infinity), got ${String(retention)}: 0 would delete every message at the next trim`,
+      );
+  }
   const fallback = namespaces['*']?.retention ?? DEFAULT_RETENTION;
   return (channel) => namespaces[namespaceOf(channel)]?.retention ?? fallback;
 }

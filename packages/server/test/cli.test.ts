@@ -164,6 +164,17 @@ describe('mooring serve', () => {
     }
   });
 
+  it('makes no development key for a server listening beyond this machine: without a key, --host 0.0.0.0 is refused', async () => {
+    const data = tempDir();
+    const { code, stderr } = await refused(['--store', 'memory', '--data', data, '--host', '0.0.0.0'], {});
+    assert.equal(code, 1);
+    assert.match(
+      stderr,
+      /no API key is configured and --host 0\.0\.0\.0 is not a loopback address: set MOORING_KEY/,
+    );
+    assert.equal(existsSync(join(data, 'dev-key')), false, 'no key was made');
+  });
+
   it('says where it listens and what it stores in: the data folder for SQLite only', async () => {
     const data = tempDir();
     // the memory server makes nothing in the data folder: the two start at once

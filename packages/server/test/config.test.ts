@@ -20,6 +20,7 @@ import {
   SERVE_HELP,
   type ServeConfig,
 } from '../src/config.ts';
+import { startServer } from '../src/index.ts';
 
 describe('config file', () => {
   let dir = '';
@@ -337,6 +338,13 @@ describe('config file', () => {
       [{ redis: 'redis://r:1' }, /"redis" in the config file is \{ "url"/],
       [{ redis: null }, /"redis" in the config file is \{ "url"/],
       [{ redis: { url: 'http://r:1' } }, /the Redis URL must start with redis:\/\//],
+      // refused, and shown without its password (an upper-case scheme is not one we read)
+      [
+        { redis: { url: 'REDIS://:hunter2@r:1' } },
+        /the Redis URL must start with .*got "REDIS:\/\/\*\*\*@r:1"/,
+      ],
+      // an empty list is a key set meant and left unfilled, not a wish for a development key
+      [{ keys: [] }, /"keys" in the config file is empty: give at least one "name:secret"/],
       [
         { redis: { commandTimeout: 0 } },
         /"redis.commandTimeout" in the config file is a number of ms above 0/,
@@ -390,10 +398,33 @@ describe('config file', () => {
         content,
       );
     }
+    // where it is malformed, never the text around it (a secret may sit there)
+    const trailing = join(dir, 'trailing.json');
+    await writeFile(trailing, '{"keys": ["app:TopSecretValue123",]}');
+    assert.throws(
+      () => loadServeConfig(['--config', trailing], {}),
+      (err: Error) =>
+        /is not a JSON object: malformed JSON/.test(err.message) && !err.message.includes('Secret'),
+    );
     assert.throws(
       () => loadServeConfig([], { MOORING_CONFIG: join(dir, 'missing.json') }),
       /cannot read config file .*missing\.json/,
     );
+  });
+
+  it('a retention of 0 or less (or not a number) refuses the start: it would delete every message at the next trim', async () => {
+    for (const retention of [0, -1, Number.NaN, parseDuration('0s', 'retention')])
+      await assert.rejects(
+        startServer({
+          port: 0,
+          host: '127.0.0.1',
+          keys: ['app:0123456789abcdef0123456789abcdef'],
+          store: { kind: 'memory' },
+          namespaces: { chat: { retention } },
+        }),
+        /namespaces\.chat\.retention must be a number of ms above 0/,
+        String(retention),
+      );
   });
 
   it('durations: a number is ms; text takes ms, s, m, h, d, decimals, or forever', () => {

@@ -3,5 +3,6 @@
  * A module of its own, without the Redis client, so the CLI can use it before any store is loaded.
  */
 export function redactRedisUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
+  // up to the last `@` before the host's path, as URL parsers read it (a password may hold `@`)
+  return url.replace(/\/\/[^/]*@/, '//***@');
 }
