@@ -37,6 +37,8 @@ export async function channelHealthReport(
   channel: string,
   /** Who asks (a holder key, `holderKey`): its share of the read slots is bounded (read-limiter.ts). */
   reader?: string,
+  /** Whether the caller sees who subscribes (`seesSubscribers`), or only how many. */
+  listed = true,
 ): Promise<ChannelHealthReport> {
   requireAccess(access, channel, 'history');
   requireAccess(access, channel, 'presence');
@@ -47,10 +49,25 @@ export async function channelHealthReport(
       channels.leases.list(channel),
     ]);
     const health = channels.metrics.health.channel(channel) ?? channels.metrics.health.empty(channel);
-    return { ...health, presenceMembers, leases, serverTime: Date.now() };
+    return { ...unlisted(health, listed), presenceMembers, leases, serverTime: Date.now() };
   } finally {
     release();
   }
+}
+
+/**
+ * Who may see a channel's subscribers (their clientIds and connections) in its health: API keys
+ * (operators, agents). A token holder with `history` and `presence` — what an end user usually has —
+ * sees how many: presence is how a user chooses to be seen, and a silent watcher (a supervisor)
+ * has not chosen to.
+ */
+export function seesSubscribers(identity: { viaToken: boolean }): boolean {
+  return !identity.viaToken;
+}
+
+/** `health` without its subscriber list (its count kept) for a caller that does not see it. */
+function unlisted(health: ChannelHealth, listed: boolean): ChannelHealth {
+  return listed || health.subscribers.length === 0 ? health : { ...health, subscribers: [] };
 }
 
 /** `GET /v1/health?limit=N`: the N (default 20, at most 100) visible channels in the most trouble. */
@@ -58,13 +75,14 @@ export function troubleReport(
   channels: ChannelService,
   access: Access,
   limitParam: string | null,
+  listed = true,
 ): { channels: ChannelHealth[]; tracked: number; serverTime: number } {
   const limit = limitParam === null ? 20 : Number(limitParam);
   if (!Number.isInteger(limit) || limit < 1 || limit > 100)
     throw new ServerError('bad_request', 'limit must be an integer from 1 to 100');
   const { health } = channels.metrics;
   return {
-    channels: health.worst(limit, (channel) => mayInspect(access, channel)),
+    channels: health.worst(limit, (channel) => mayInspect(access, channel)).map((h) => unlisted(h, listed)),
     tracked: health.trackedChannels,
     serverTime: Date.now(),
   };

@@ -19,7 +19,7 @@ import type { Authenticator } from './auth.ts';
 import { type Access, Capability, type Operation, requireAccess } from './capabilities.ts';
 import { assertChannelName, type ChannelService, checkOpCount } from './channel-service.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML, DASHBOARD_SCRIPT, dashboardAsset } from './dashboard.ts';
-import { channelHealthReport, conversationReport, troubleReport } from './health-report.ts';
+import { channelHealthReport, conversationReport, seesSubscribers, troubleReport } from './health-report.ts';
 import { holderKey, type RateBudgets } from './identity-budgets.ts';
 import { type Pace, type PacedRead, paced } from './inbound-budget.ts';
 import { exceedsDepth } from './json-depth.ts';
@@ -131,7 +131,16 @@ export class RestApi {
     if (path === '/v1/health') {
       return only(method, 'GET', async () => {
         const identity = await this.#o.auth.authenticate(req, url);
-        send(res, 200, troubleReport(this.#o.channels, identity.access, url.searchParams.get('limit')));
+        send(
+          res,
+          200,
+          troubleReport(
+            this.#o.channels,
+            identity.access,
+            url.searchParams.get('limit'),
+            seesSubscribers(identity),
+          ),
+        );
       });
     }
     if (path === '/metrics') {
@@ -168,6 +177,7 @@ export class RestApi {
             identity.access,
             channel,
             holderKey(identity),
+            seesSubscribers(identity),
           ),
         ),
       );

@@ -9,6 +9,7 @@ import type { PresenceMember } from '@mooring/protocol';
 import { waitFor } from '@mooring/testkit';
 import { DeliveryHealth, HEALTH_WINDOW_MS, MAX_SUBSCRIBERS_LISTED } from '../src/delivery-health.ts';
 import type { ChannelHealthReport } from '../src/health-report.ts';
+import { createToken } from '../src/index.ts';
 import { Metrics } from '../src/metrics.ts';
 import { MetricsHistory, quantileMs } from '../src/metrics-history.ts';
 import { PresenceService } from '../src/presence.ts';
@@ -153,6 +154,48 @@ describe('delivery health', () => {
       assert.equal(after.unackedPublishes, 0);
       assert.equal(after.oldestUnackedMs, null);
       await agent.close();
+    } finally {
+      await fx.close();
+    }
+  });
+
+  it('shows who subscribes to API keys only; a token holder with history and presence sees how many', async () => {
+    const fx = await startFixture('memory');
+    const channel = 'session:health-watchers';
+    try {
+      const supervisor = await RawClient.connect(fx.server.url, { clientId: 'supervisor' });
+      await supervisor.attach(channel); // watching, never present
+      const { token } = await createToken(TEST_KEY, {
+        clientId: 'user',
+        capability: { 'session:*': ['history', 'presence', 'subscribe'] },
+      });
+      const user = { key: null, headers: { authorization: `Bearer ${token}` } };
+      const byToken = (await rest(fx.server, `/v1/channels/${channel}/health`, user))
+        .body as unknown as ChannelHealthReport;
+      assert.deepEqual(byToken.subscribers, []);
+      assert.equal(byToken.subscriberCount, 1);
+      const byKey = (await health(fx, channel)).body;
+      assert.deepEqual(
+        byKey.subscribers.map((s) => s.clientId),
+        ['supervisor'],
+      );
+      // and in the list of channels in trouble
+      supervisor.kill(); // a drop: the channel is in trouble, with its subscriber record
+      const watcher = await RawClient.connect(fx.server.url, { clientId: 'supervisor' });
+      await watcher.attach(channel);
+      const worst = await waitFor(async () => {
+        const body = (await rest(fx.server, '/v1/health', user)).body as unknown as {
+          channels: ChannelHealthReport[];
+        };
+        return body.channels.find((c) => c.channel === channel);
+      });
+      assert.deepEqual(worst.subscribers, []);
+      assert.ok(worst.subscriberCount >= 1);
+      const listed = (await rest(fx.server, '/v1/health')).body as unknown as {
+        channels: ChannelHealthReport[];
+      };
+      assert.ok((listed.channels.find((c) => c.channel === channel)?.subscribers.length ?? 0) >= 1);
+      await watcher.close();
     } finally {
       await fx.close();
     }
