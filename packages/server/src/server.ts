@@ -228,7 +228,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
     throw new Error('heartbeatSlice must be a whole number of connections, at least 1');
   checkDurations(options);
 
-  const retentionFor = retentionRules(options.namespaces ?? {});
+  const retentionFor = retentionRules(options.namespaces ?? {}, logger);
   const store = isStore(options.store)
     ? options.store
     : await createStore(options.store ?? { kind: 'memory' }, retentionFor, logger);
@@ -788,13 +788,18 @@ function refuseUpgrade(socket: Duplex, err: unknown): void {
   );
 }
 
-function retentionRules(namespaces: Record<string, NamespaceRules>): RetentionFor {
-  // 0 (or less) would delete every acknowledged message at the next trim: never what was meant
+function retentionRules(namespaces: Record<string, NamespaceRules>, logger: Logger): RetentionFor {
   for (const [name, rules] of Object.entries(namespaces)) {
     const retention: unknown = rules?.retention;
-    if (retention !== undefined && !(typeof retention === 'number' && retention > 0))
+    if (retention !== undefined && !(typeof retention === 'number' && retention >= 0))
       throw new Error(
-        `namespaces.${name}.retention must be a number of ms above 0 ("forever": Infinity), got ${String(retention)}: 0 would delete every message at the next trim`,
+        `namespaces.${name}.retention must be a number of ms, 0 or more ("forever": Infinity), got ${String(retention)}`,
+      );
+    // a namespace that keeps nothing (ephemeral channels) is a choice; said, in case it was not one
+    if (retention === 0)
+      logger.warn(
+        { namespace: name },
+        `namespace ${name} keeps nothing (retention 0): its messages are deleted at every trim`,
       );
   }
   const fallback = namespaces['*']?.retention ?? DEFAULT_RETENTION;

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import pino from 'pino';
 import {
   developmentKey,
   loadServeConfig,
@@ -412,8 +413,8 @@ describe('config file', () => {
     );
   });
 
-  it('a retention of 0 or less (or not a number) refuses the start: it would delete every message at the next trim', async () => {
-    for (const retention of [0, -1, Number.NaN, parseDuration('0s', 'retention')])
+  it('a retention below 0 (or not a number) refuses the start; 0 (a namespace that keeps nothing) is said at start', async () => {
+    for (const retention of [-1, Number.NaN, Number('x')])
       await assert.rejects(
         startServer({
           port: 0,
@@ -422,9 +423,24 @@ describe('config file', () => {
           store: { kind: 'memory' },
           namespaces: { chat: { retention } },
         }),
-        /namespaces\.chat\.retention must be a number of ms above 0/,
+        /namespaces\.chat\.retention must be a number of ms, 0 or more/,
         String(retention),
       );
+    const said: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => said.push(line) });
+    const server = await startServer({
+      port: 0,
+      host: '127.0.0.1',
+      keys: ['app:0123456789abcdef0123456789abcdef'],
+      store: { kind: 'memory' },
+      namespaces: { typing: { retention: parseDuration('0s', 'retention') } },
+      logger,
+    });
+    await server.close();
+    assert.ok(
+      said.some((line) => line.includes('namespace typing keeps nothing (retention 0)')),
+      said.join(''),
+    );
   });
 
   it('durations: a number is ms; text takes ms, s, m, h, d, decimals, or forever', () => {
