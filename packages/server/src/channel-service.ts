@@ -195,7 +195,7 @@ export class ChannelService {
         'mooring.ops': ops.length,
       });
       const storing = tracing?.start('mooring.store.append', { 'mooring.store': this.store.kind }, span);
-      const inflight = health.publishing(channel, holderKey(identity));
+      const inflight = health.publishing(channel, identity);
       try {
         const options = after === undefined ? this.#appendOptions : { ...this.#appendOptions, after };
         const appending = this.store.append(channel, ops, options);

@@ -19,6 +19,7 @@
  */
 import type { ResumeFailure } from '@mooring/protocol';
 import type { ConnectionKind } from './connection.ts';
+import { type BudgetIdentity, holderKey } from './identity-budgets.ts';
 
 /** The window the per-channel counts cover. */
 export const HEALTH_WINDOW_MS = 15 * 60_000;
@@ -297,9 +298,11 @@ export class DeliveryHealth {
    * A publish was received; returns its id for `published` (acknowledged or failed). `holder`: who
    * published (`holderKey`), which a new record counts against.
    */
-  publishing(channel: string, holder?: string): number {
+  publishing(channel: string, by?: BudgetIdentity): number {
     const id = ++this.#publishIds;
-    const record = this.#record(channel, holder);
+    // the holder's key is made only for a record made now (a string per publish otherwise)
+    const record =
+      this.#channels.get(channel) ?? this.#record(channel, by === undefined ? undefined : holderKey(by));
     const wasIdle = record.idle;
     record.inflight ??= new Map();
     record.inflight.set(id, this.#now());
