@@ -13,7 +13,7 @@ import { UserSession } from '../src/user-session.ts';
 import { echoAgent, textOf } from './helpers/agents.ts';
 import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
 import type { ScriptOptions } from './helpers/models.ts';
-import { finish, scriptedModel, textParts } from './helpers/models.ts';
+import { finish, heldCountingModel, scriptedModel, textParts } from './helpers/models.ts';
 
 const LONG = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
 
@@ -85,19 +85,7 @@ describe('controls', () => {
   it('steer delivers a user message into the running run (next model step)', async (t) => {
     const server = await realServer(t);
     const name = sessionName();
-    let release!: () => void;
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
-    const model = scriptedModel(
-      [
-        [...textParts('a', 'Counting: one two three'), finish()],
-        [...textParts('b', 'OK, in French: un deux trois'), finish()],
-      ],
-      {
-        gate: (i) => (i === 3 ? held : undefined),
-      },
-    );
+    const { model, release } = heldCountingModel();
     const agent = modelAgent(t, server.url, name, 'assistant', model, { steering: true });
     const steered: string[] = [];
     agent.on('run', (run) => run.on('steer', (m) => steered.push(textOf(m))));

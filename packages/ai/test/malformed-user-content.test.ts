@@ -19,7 +19,7 @@ import { UserSession } from '../src/user-session.ts';
 import { EVENT_CONTROL, EVENT_INPUT } from '../src/wire.ts';
 import { textOf } from './helpers/agents.ts';
 import { client, realServer, sessionName, waitFor } from './helpers/fixture.ts';
-import { finish, scriptedModel, textParts } from './helpers/models.ts';
+import { heldCountingModel } from './helpers/models.ts';
 
 /** Collects the process's unhandled rejections while a test runs (each one would end an agent). */
 function unhandledRejections(t: TestContext): unknown[] {
@@ -55,17 +55,7 @@ describe('user content the AI SDK cannot read', () => {
     const unhandled = unhandledRejections(t);
     const server = await realServer(t);
     const name = sessionName();
-    let release!: () => void;
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
-    const model = scriptedModel(
-      [
-        [...textParts('a', 'Counting: one two three'), finish()],
-        [...textParts('b', 'OK, in French: un deux trois'), finish()],
-      ],
-      { gate: (i) => (i === 3 ? held : undefined) },
-    );
+    const { model, release } = heldCountingModel();
     const agent = new AgentSession({
       channel: client(t, server.url, { clientId: 'assistant' }).channels.get(name, { start: true }),
       agent: 'assistant',

@@ -58,6 +58,25 @@ export function scriptedModel(
   });
 }
 
+/**
+ * The steer tests' model: counts to three, then (its next call) answers in French. Its first
+ * answer holds before its fourth part until `release()`, so a steer lands while the run streams.
+ */
+export function heldCountingModel(): { model: MockLanguageModelV4; release: () => void } {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const model = scriptedModel(
+    [
+      [...textParts('a', 'Counting: one two three'), finish()],
+      [...textParts('b', 'OK, in French: un deux trois'), finish()],
+    ],
+    { gate: (i) => (i === 3 ? held : undefined) },
+  );
+  return { model, release };
+}
+
 /** Text as a text-start / deltas (one per word) / text-end sequence. */
 export function textParts(id: string, text: string): LanguageModelV4StreamPart[] {
   const words = text.match(/\S+\s*/g) ?? [];
