@@ -4,6 +4,14 @@ export const DEFAULT_LIMITS = {
   maxOperationSize: 64 * 1024,
   /** Bytes of a message's data once rolled up (a long streamed response). */
   maxMessageSize: 4 * 1024 * 1024,
+  /**
+   * Operations one message may take: its create, appends and updates (a delete is always allowed).
+   * Every operation's id is kept for deduplication while the message is retained, and a store's
+   * read and trim of a message cost one step per operation, so a message of a million empty appends
+   * must be refused, not stored. 100,000 is an hour of a part streamed with the AI layer's 40 ms
+   * window, or 100,000 tokens sent one by one.
+   */
+  maxMessageOps: 100_000,
   /** Bytes of one inbound WebSocket frame. */
   maxFrameSize: 1024 * 1024,
   /** Bytes of one HTTP request body. */

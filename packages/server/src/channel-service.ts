@@ -149,7 +149,7 @@ export class ChannelService {
     this.store = store;
     this.hub = hub;
     this.limits = limits;
-    this.#appendOptions = { maxMessageSize: limits.maxMessageSize };
+    this.#appendOptions = { maxMessageSize: limits.maxMessageSize, maxMessageOps: limits.maxMessageOps };
     this.reads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads);
     this.catchUpReads = new ReadLimiter(limits.maxConcurrentReads, limits.maxQueuedReads, 'contended');
     this.leases = makeLeases({

@@ -19,6 +19,7 @@ type LimitName = keyof Limits;
 const AT_LEAST_ONE: ReadonlySet<LimitName> = new Set<LimitName>([
   'maxOperationSize',
   'maxMessageSize',
+  'maxMessageOps',
   'maxFrameSize',
   'maxHttpBody',
   'maxOpsPerPublish',

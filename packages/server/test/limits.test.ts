@@ -81,6 +81,43 @@ describe('limits', () => {
     assert.throws(() => resolveLimits({ toString: 1 }), /limits\.toString is not a limit/);
   });
 
+  it('maxMessageOps holds over a connection on every store: the append past it is refused message_too_large, naming the limit', async () => {
+    for (const store of ['memory', 'sqlite', 'redis'] as const) {
+      const fx = await startFixture(store, { limits: { maxMessageOps: 3 } });
+      try {
+        const c = await RawClient.connect(fx.server.url);
+        const [created] = (await c.publish('session:ops', [{ data: 'a' }])).results;
+        const serial = created!.serial;
+        const appends = await c.publish('session:ops', [
+          { action: 'append', serial, data: 'b' },
+          { action: 'append', serial, data: '' },
+        ]);
+        assert.equal(appends.results.length, 2);
+        const refused = await c.request({
+          type: 'publish',
+          channel: 'session:ops',
+          ops: [{ action: 'append', serial, data: 'c' }],
+        });
+        assert.equal(
+          refused.type === 'error' && refused.error.code,
+          'message_too_large',
+          `${store}: ${JSON.stringify(refused)}`,
+        );
+        assert.match(
+          refused.type === 'error' ? refused.error.message : '',
+          /limit of 3 operations: start a new message/,
+        );
+        await c.close();
+      } finally {
+        await fx.close();
+      }
+    }
+    assert.throws(
+      () => resolveLimits({ maxMessageOps: 0 }),
+      /limits\.maxMessageOps must be a whole number of at least 1, got 0/,
+    );
+  });
+
   it('refuses values of the wrong kind, and 0 where it would break the server', () => {
     for (const [limits, message] of [
       [{ maxFrameRate: '100' }, /limits\.maxFrameRate must be a number of at least 1, got "100"/],

@@ -407,6 +407,40 @@ if (skip) {
       await store.close();
     });
 
+    it('trims a message of many appends a slice of its op ids per script, never the whole list in one call, and forgets every id', async () => {
+      // One holder's message of a million empty appends used to be trimmed by one script that held
+      // Redis for 3 s (every node's commands waited). The trim now pops at most its budget of op
+      // ids per call: 9,001 ids take at least five scripts.
+      const store = await RedisStore.open({ url: redis.url, prefix: 'slices', retentionFor: () => 1000 });
+      const t0 = 1_700_000_000_000;
+      const created = await store.append('long', [create({ data: 'x' })], { ...OPTS, now: t0 });
+      const serial = created.results[0]!.serial;
+      for (let batch = 0; batch < 9; batch++) {
+        const appends = Array.from({ length: 1000 }, () => ({
+          ...create({ data: '' }),
+          action: 'append' as const,
+          serial,
+        }));
+        await store.append('long', appends, { ...OPTS, now: t0 });
+      }
+      await store.append('short', [create({ data: 'y' })], { ...OPTS, now: t0 });
+      const calls = async () =>
+        Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.command('INFO', 'commandstats'))?.[1] ?? 0);
+      const before = await calls();
+      assert.equal(await store.trim(t0 + 1000), 2);
+      assert.ok((await calls()) - before >= 5, `${(await calls()) - before} trim scripts for 9,001 op ids`);
+      assert.equal((await store.info('long'))?.messageCount, 0);
+      const idKeys = (await redis.command('KEYS', 'slices:*long*'))
+        .split('\r\n')
+        .filter((k) => k.includes('long'));
+      assert.deepEqual(
+        idKeys.filter((k) => /:(ids|o:\d+)$/.test(k)),
+        [],
+        'op ids left behind',
+      );
+      await store.close();
+    });
+
     it('keeps the key prefix it is given, an empty one too (no default put in its place)', async () => {
       const store = await RedisStore.open({ url: redis.url, prefix: '' });
       assert.equal(store.prefix, '');

@@ -254,6 +254,52 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('trims expired answers of many appends in transactions of bounded size, letting the event loop run between them', async () => {
+    // 30 answers of 1,000 appends each expire together: one transaction of 30,000 op deletions held
+    // the event loop (about 2.5 µs each); the trim now stops a transaction past 20,000 ops and
+    // yields before the next, and still removes every message and op id.
+    const { store } = await open({ retentionFor: () => 1000 });
+    const t0 = 1_700_000_000_000;
+    for (let m = 0; m < 30; m++) {
+      const created = await store.append('ch', [{ action: 'create', publisher: '', id: `m${m}`, data: '' }], {
+        ...OPTS,
+        now: t0,
+      });
+      const serial = created.results[0]!.serial;
+      for (let b = 0; b < 10; b++)
+        await store.append(
+          'ch',
+          Array.from({ length: 100 }, (_, i) => ({
+            action: 'append' as const,
+            publisher: '',
+            id: `m${m}a${b * 100 + i}`,
+            serial,
+            data: 'x',
+          })),
+          { ...OPTS, now: t0 },
+        );
+    }
+    let turns = 0;
+    let trimming = true;
+    const count = () => {
+      if (!trimming) return;
+      turns++;
+      setImmediate(count);
+    };
+    setImmediate(count);
+    const removed = await store.trim(t0 + 1000);
+    trimming = false;
+    assert.equal(removed, 30);
+    assert.ok(turns >= 1, 'the trim ran as one transaction, the event loop never turned');
+    assert.equal((await store.info('ch'))?.messageCount, 0);
+    const again = await store.append(
+      'ch',
+      [{ action: 'create', publisher: '', id: 'm0', data: 'new' }],
+      OPTS,
+    );
+    assert.equal(again.results[0]!.duplicate, undefined, 'the op id outlived its message');
+  });
+
   it('rolls up a 20,000-append message and keeps validating it after a reopen', async () => {
     const { store, make } = await open();
     const created = await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS);

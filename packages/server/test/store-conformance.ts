@@ -830,6 +830,39 @@ export function storeConformance(
         await put(store, 'ch', append(s1, '12345'), small);
         assert.equal((await only(store, 'ch')).data, 'short12345');
       });
+
+      it('enforces maxMessageOps: a message takes that many operations, its create included, then refuses appends and updates (in a batch too) but not a delete', async () => {
+        const store = await open();
+        const few: AppendOptions = { ...OPTS, maxMessageOps: 4 };
+        const tooMany = /limit of 4 operations/;
+        const s1 = await put(store, 'ch', create({ data: 'a' }), few);
+        await store.append('ch', [append(s1, 'b'), append(s1, '')], few); // empty appends count
+        await rejectsWith(
+          store.append('ch', [append(s1, 'c'), append(s1, 'd')], few),
+          'message_too_large',
+          1,
+          tooMany,
+        );
+        await put(store, 'ch', update(s1, { data: 'x' }), few); // the fourth
+        await rejectsWith(store.append('ch', [append(s1, 'y')], few), 'message_too_large', 0, tooMany);
+        await rejectsWith(
+          store.append('ch', [update(s1, { data: 'z' })], few),
+          'message_too_large',
+          0,
+          tooMany,
+        );
+        const s2 = await put(store, 'ch', create({ data: 'other' }), few);
+        await put(store, 'ch', append(s2, '!'), few);
+        await put(store, 'ch', del(s1), few);
+        const page = await store.history('ch', { direction: 'forwards', limit: 10 });
+        assert.deepEqual(
+          page.messages.map((m) => [m.action, m.data]),
+          [
+            ['delete', undefined],
+            ['update', 'other!'], // a changed message reads as an update
+          ],
+        );
+      });
     });
 
     describe('readSince', () => {
@@ -1167,6 +1200,13 @@ export function storeConformance(
           store.append('ch', [append(s1, 'x')], { maxMessageSize: 3 }),
           'message_too_large',
           0,
+        );
+        // the operations counted before the reopen (create and two appends) still count
+        await rejectsWith(
+          store.append('ch', [append(s1, 'x')], { ...OPTS, maxMessageOps: 3 }),
+          'message_too_large',
+          0,
+          /limit of 3 operations/,
         );
         assert.equal(
           (await store.history('ch', { direction: 'forwards', limit: 1 })).messages[0]!.data,

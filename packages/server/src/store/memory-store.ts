@@ -124,6 +124,7 @@ export class MemoryStore implements Store {
           kind,
           size: 0,
           deleted: false,
+          ops: 1,
         };
         if (op.name !== undefined) m.name = op.name;
         if (op.encoding !== undefined) m.encoding = op.encoding;
@@ -160,6 +161,7 @@ export class MemoryStore implements Store {
       m.kind = meta.kind;
       m.size = meta.size;
       m.deleted = meta.deleted;
+      m.ops = meta.ops;
     }
     ch.seq = plan.seq;
   }

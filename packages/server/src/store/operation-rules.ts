@@ -31,6 +31,8 @@ export interface MessageMeta {
   /** The creator's clientId. */
   clientId?: string;
   deleted: boolean;
+  /** Operations applied to the message so far, its create included (what `maxMessageOps` bounds). */
+  ops: number;
 }
 
 /** Read access to a channel's state, as of the start of the batch. */
@@ -132,13 +134,13 @@ export function planBatch(ctx: PlanContext, ops: readonly NewOperation[], option
     const kind = kindOf(op.data, op.encoding);
     let msgSeq = opSeq;
     if (op.action === 'create') {
-      const meta: MessageMeta = { kind, size: byteSize(op.data, kind), deleted: false };
+      const meta: MessageMeta = { kind, size: byteSize(op.data, kind), deleted: false, ops: 1 };
       if (op.clientId !== undefined) meta.clientId = op.clientId;
       touched.set(opSeq, meta);
     } else {
       msgSeq = targetSeq(ctx, op, index);
       const current = touched.get(msgSeq) ?? ctx.message(msgSeq);
-      const next = nextMeta(current, op, kind, index, options.maxMessageSize);
+      const next = nextMeta(current, op, kind, index, options);
       if (op.ifVersion !== undefined) {
         const version = versionInBatch(planned, count, msgSeq) ?? ctx.version(msgSeq);
         if (version !== op.ifVersion)
@@ -226,7 +228,7 @@ function nextMeta(
   op: NewOperation,
   kind: DataKind,
   index: number,
-  maxMessageSize: number,
+  { maxMessageSize, maxMessageOps = Number.POSITIVE_INFINITY }: AppendOptions,
 ): MessageMeta {
   const serial = op.serial!;
   if (!meta) throw notFound(serial, index);
@@ -241,7 +243,7 @@ function nextMeta(
     throw new StoreError('not_owner', `message ${serial} was created by another client`, index);
   }
   // Only the meta fields: a store may hand in a larger object holding the whole message.
-  const next: MessageMeta = { kind: meta.kind, size: meta.size, deleted: meta.deleted };
+  const next: MessageMeta = { kind: meta.kind, size: meta.size, deleted: meta.deleted, ops: meta.ops + 1 };
   if (meta.clientId !== undefined) next.clientId = meta.clientId;
   if (op.action === 'delete') {
     next.kind = 'none';
@@ -266,6 +268,7 @@ function nextMeta(
     next.kind = kind;
     next.size = byteSize(op.data, kind);
   }
+  if (next.ops > maxMessageOps) throw tooManyOps(serial, maxMessageOps, index);
   if (next.size > maxMessageSize) {
     throw new StoreError(
       'message_too_large',
@@ -274,6 +277,15 @@ function nextMeta(
     );
   }
   return next;
+}
+
+/** The refusal of an operation past a message's `maxMessageOps` (every store words it the same). */
+export function tooManyOps(serial: string, maxMessageOps: number, index: number): StoreError {
+  return new StoreError(
+    'message_too_large',
+    `message ${serial} has taken its limit of ${maxMessageOps} operations: start a new message`,
+    index,
+  );
 }
 
 /** An operation in live form (PROTOCOL.md §4.1); absent fields are omitted. */

@@ -50,7 +50,9 @@
  * Retention trim is incremental: a trim visits only the channels whose oldest message is due
  * (`ZRANGEBYSCORE prefix:trim -inf now`), at most `TRIM_CHANNELS` per call, and then files each
  * under the expiry of its new oldest message (or now + retention when it is empty: nothing stored
- * later can expire sooner). Idle channels cost nothing per tick, whatever their number.
+ * later can expire sooner). Idle channels cost nothing per tick, whatever their number. One trim
+ * script does at most `TRIM_BUDGET` units of work (a message, an op id): a message's op ids go a
+ * slice per call, oldest first, and the message with its last slice, so no call holds Redis long.
  */
 import { readFileSync } from 'node:fs';
 import type { Headers, JsonValue, Message } from '@mooring/protocol';
@@ -66,6 +68,7 @@ import {
   liveMessage,
   outOfOrder,
   rolledUp,
+  tooManyOps,
 } from './operation-rules.ts';
 import { connectRedis, isPassingRedisError, type RedisConnection } from './redis-connection.ts';
 import { RedisFunctions, RedisLibrary } from './redis-functions.ts';
@@ -110,7 +113,12 @@ export interface RedisStoreOptions {
 }
 
 const DAY = 24 * 60 * 60 * 1000;
-const TRIM_CHUNK = 500;
+/**
+ * Work one trim script does at most: a message counts one, each of its op ids one more (about 3 µs
+ * of Redis each), so no call holds Redis for more than a few ms, however many appends one message
+ * took. The trim goes on with the next call until the channel's due messages are gone.
+ */
+const TRIM_BUDGET = 2_000;
 /** Channels one trim visits at most (the rest are due at the next). */
 const TRIM_CHANNELS = 1_000;
 /** Channels of the old trim set moved into the trim queue per trim. */
@@ -405,7 +413,10 @@ export class RedisStore implements Store {
       template.push(live);
     }
     // the precondition, its dedup field in the batch's publisher scope (every op of a batch has the same)
-    args.push(options.after === undefined ? '' : dedupKey(ops[0]!.publisher ?? '', options.after));
+    args.push(
+      options.after === undefined ? '' : dedupKey(ops[0]!.publisher ?? '', options.after),
+      options.maxMessageOps === undefined ? '' : String(options.maxMessageOps),
+    );
     args[5] = JSON.stringify(template);
     this.#register(channel, now);
     const reply = await this.#publish(channel, this.#writeKeys(channel), args);
@@ -563,7 +574,7 @@ export class RedisStore implements Store {
       let next = '';
       for (;;) {
         const r = asArray(
-          await this.#run('trim', channel, this.#writeKeys(channel), [String(now), String(TRIM_CHUNK)]),
+          await this.#run('trim', channel, this.#writeKeys(channel), [String(now), String(TRIM_BUDGET)]),
         );
         removed += Number(r[0]);
         next = String(r[2] ?? '');
@@ -685,6 +696,7 @@ function batchError(
     case 'bad_request':
       return new StoreError('bad_request', 'append data must be a plain string delta', index);
     case 'message_too_large':
+      if (detail === 'ops') return tooManyOps(serial, options.maxMessageOps ?? 0, index);
       return new StoreError(
         'message_too_large',
         `message ${serial} would hold ${detail} bytes, over the limit of ${options.maxMessageSize}: start a new message`,

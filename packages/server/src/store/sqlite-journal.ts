@@ -141,6 +141,14 @@ export class JournalView {
     return undefined;
   }
 
+  /** How many journal rows apply to a message (a scan: not a hot path). */
+  rowsOf(chan: number, msgSeq: number): number {
+    const rows = this.#byChannel.get(chan)?.rows;
+    let count = 0;
+    if (rows !== undefined) for (const row of rows) if (row.msgSeq === msgSeq) count++;
+    return count;
+  }
+
   /** The channel's last sequence number in the journal. */
   lastSeq(chan: number): number | undefined {
     return this.#byChannel.get(chan)?.rows.at(-1)?.seq;

@@ -181,6 +181,7 @@ export function prepare(db: DatabaseSync) {
        FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ?`,
     ),
     lastOpOf: p('SELECT max(seq) AS version FROM ops WHERE chan = ? AND msg_seq = ?'),
+    opCount: p('SELECT count(*) AS n FROM ops WHERE chan = ? AND msg_seq = ?'),
     lastHeaders: p(
       `SELECT headers FROM ops WHERE chan = ? AND msg_seq = ? AND seq > ? AND headers IS NOT NULL
        ORDER BY seq DESC LIMIT 1`,

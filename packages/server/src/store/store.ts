@@ -61,6 +61,11 @@ export interface NewOperation {
 export interface AppendOptions {
   /** Refuse (message_too_large) an append that would grow a message's data past this many bytes. */
   maxMessageSize: number;
+  /**
+   * Refuse (message_too_large) an append or update that would be a message's operation number
+   * `maxMessageOps + 1` (its create counts one; a delete is always allowed). Default: no limit.
+   */
+  maxMessageOps?: number;
   /** Clock for timestamps; default Date.now. */
   now?: number;
   /**

@@ -10,7 +10,9 @@
 --       action, dedup field, id, preflight error code, target epoch, target seq, flags
 --       (n name, h headers, c clientId, o requireOwner, e base64, v ifVersion), name, data, kind,
 --       headers, clientId, requireOwner, ifVersion; then the precondition: the dedup field of the op
---       that must be stored already ('' = none; checked before the first op to store).
+--       that must be stored already ('' = none; checked before the first op to store); last,
+--       maxMessageOps ('' = no limit): an append or update past a message's that many operations
+--       (its op id list `o:<seq>` counts them) is refused, a delete never.
 -- Returns {'ok', epoch, r1, r2, ...} (r = seq, or 'd'..seq for a duplicate) or {'err', code, index, detail}
 -- or {'corrupt', what}.
 local meta, ids, ver, msgs, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -20,6 +22,7 @@ local maxSize = tonumber(ARGV[2])
 local n = tonumber(ARGV[7])
 local FIELDS = 14
 local afterField = ARGV[8 + n * FIELDS] or ''
+local maxOps = tonumber(ARGV[9 + n * FIELDS]) or math.huge
 
 -- The Redis running this script. A restart, a restored backup or a failover gives it a new run_id, and
 -- it may hold less than the Redis before it acknowledged (an RDB snapshot, the last second of an AOF
@@ -108,7 +111,8 @@ local function loadMeta(msgSeq)
   if not m[1] then return nil end
   local size = tonumber(m[2])
   if not size then return false end
-  return {kind = m[1], size = size, cid = m[3] or false, del = m[4] == '1', v = tonumber(m[5])}
+  return {kind = m[1], size = size, cid = m[3] or false, del = m[4] == '1', v = tonumber(m[5]),
+    ops = redis.call('LLEN', prefix .. 'o:' .. msgSeq)}
 end
 
 local results = {}
@@ -140,7 +144,7 @@ for i = 0, n - 1 do
     if action == 'create' then
       local size = 0
       if kind ~= 'none' then size = #data end
-      touched[opSeq] = {kind = kind, size = size, cid = has(flags, 'c') and ARGV[b + 11] or false, del = false, v = opSeq}
+      touched[opSeq] = {kind = kind, size = size, cid = has(flags, 'c') and ARGV[b + 11] or false, del = false, v = opSeq, ops = 1}
     else
       local tseq = tonumber(ARGV[b + 5])
       local known = ARGV[b + 4] == epoch or (tseq and kept(ARGV[b + 4], tseq))
@@ -154,7 +158,7 @@ for i = 0, n - 1 do
       if not cur then return {'err', 'message_not_found', i, ''} end
       if cur.del then return {'err', 'message_deleted', i, ''} end
       if has(flags, 'o') and cur.cid ~= ARGV[b + 12] then return {'err', 'not_owner', i, ''} end
-      local nxt = {kind = cur.kind, size = cur.size, cid = cur.cid, del = false, v = opSeq}
+      local nxt = {kind = cur.kind, size = cur.size, cid = cur.cid, del = false, v = opSeq, ops = cur.ops + 1}
       if action == 'delete' then
         nxt.kind, nxt.size, nxt.del = 'none', 0, true
       elseif action == 'append' then
@@ -165,6 +169,7 @@ for i = 0, n - 1 do
       elseif kind ~= 'none' then
         nxt.kind, nxt.size = kind, #data
       end
+      if action ~= 'delete' and nxt.ops > maxOps then return {'err', 'message_too_large', i, 'ops'} end
       if nxt.size > maxSize then return {'err', 'message_too_large', i, tostring(nxt.size)} end
       if has(flags, 'v') and cur.v ~= tonumber(ARGV[b + 13]) then
         return {'err', 'version_changed', i, tostring(cur.v)}
