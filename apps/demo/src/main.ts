@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 // The CLI's configuration loader and development key, so the demo reads the same settings.
-import { developmentKey, loadServeConfig, parseApiKey } from '@mooring/server';
+import { loadServeConfig, loopbackDevelopmentKey, parseApiKey } from '@mooring/server';
 import { startDemo } from './demo.ts';
 
 const HELP = `Usage: npm start [-- options]
@@ -16,7 +16,8 @@ const HELP = `Usage: npm start [-- options]
   --host <addr>        listen address of both         [MOORING_HOST]  default 127.0.0.1
   --data <dir>         Mooring's SQLite data          [MOORING_DATA]  default ./.mooring
   --pace <x>           agent speed factor (0.5 = twice as fast)       default 1
-  API key                                              [MOORING_KEY=<name>:<secret>]  default: the dev key in <data>/dev-key`;
+  API key                                              [MOORING_KEY=<name>:<secret>]  default: the dev key in <data>/dev-key
+                                                       (on a loopback host only: required with any other --host)`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -37,10 +38,13 @@ async function main(): Promise<void> {
   const config = loadServeConfig([], process.env);
   if (config === 'help') return;
   const dataDir = values.data ?? config.dataDir;
-  const key = config.keys[0] ?? parseApiKey(developmentKey(dataDir).key);
+  const host = values.host ?? config.host;
+  // As `mooring serve`: the development key gives every right (it mints the pages' tokens) and is
+  // kept in a file, so it is made only for a demo that listens on this machine alone.
+  const key = config.keys[0] ?? parseApiKey(loopbackDevelopmentKey(host, dataDir).key);
   const demo = await startDemo({
     key,
-    host: values.host ?? config.host,
+    host,
     port: port(values.port ?? process.env.DEMO_PORT ?? '3000'),
     mooringPort: values['mooring-port'] === undefined ? config.port : port(values['mooring-port']),
     dataDir,

@@ -1,7 +1,8 @@
 /**
  * `npm start`'s program (apps/demo/src/main.ts) as a process, as the README runs it: both servers
  * come up (ports chosen by the system here), the banner names them, the page and Mooring answer, the
- * development key is made in the data folder, and SIGTERM stops both. Bad flags are refused.
+ * development key is made in the data folder, and SIGTERM stops both. Bad flags are refused, and so
+ * is a host beyond this machine without a key of its own (no development key made there).
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -58,6 +59,54 @@ it('starts Mooring and the demo page, prints where, answers on both, and stops o
   assert.equal(history.status, 200, 'the development key in the data folder is the one Mooring takes');
   assert.ok(existsSync(join(data, 'mooring.db')), 'sessions are kept in the data folder');
 
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+});
+
+it('makes its development key only on a loopback host: elsewhere it refuses without a key, as mooring serve does; with a key of its own it makes none', async (t) => {
+  const data = mkdtempSync(join(tmpdir(), 'mooring-demo-host-'));
+  t.after(() => rmSync(data, { recursive: true, force: true }));
+  const args = ['--host', '0.0.0.0', '--port', '0', '--mooring-port', '0', '--data', data];
+  // bounded: a demo wrongly started runs until killed
+  const refused = spawnSync(process.execPath, [MAIN, ...args], {
+    env: ENV,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(refused.status, 1, refused.stderr);
+  assert.match(
+    refused.stderr,
+    /^demo: no API key is configured and --host 0\.0\.0\.0 is not a loopback address: set MOORING_KEY=<name>:<secret> \(or "keys" in the config file\); a development key is made only for a server on 127\.0\.0\.1, ::1 or localhost$/m,
+  );
+  assert.ok(!existsSync(join(data, 'dev-key')), 'no development key was made');
+
+  // with a key of its own it uses that key and makes none; tests listen on loopback only, so this
+  // half runs on 127.0.0.1 (the refusal above happened before anything listened)
+  const own = ['--host', '127.0.0.1', '--port', '0', '--mooring-port', '0', '--data', data];
+  const child = spawn(process.execPath, [MAIN, ...own], {
+    env: { ...ENV, MOORING_KEY: `lan:${'k'.repeat(40)}` },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  t.after(() => child.kill('SIGKILL'));
+  let output = '';
+  let code: number | null | undefined;
+  child.stdout.on('data', (d) => {
+    output += d;
+  });
+  child.stderr.on('data', (d) => {
+    output += d;
+  });
+  void exited.then((c) => {
+    code = c;
+  });
+  await waitFor(() => code !== undefined || /Mooring {8}http:\/\/\S+/.test(output), {
+    timeout: 60_000,
+    message: 'no banner within 60 s',
+  });
+  assert.equal(code, undefined, `the demo exited (${code}): ${output}`);
+  assert.match(output, /Mooring {8}http:\/\/127\.0\.0\.1:\d+ {2}\(SQLite in \S+, key "lan"\)/);
+  assert.ok(!existsSync(join(data, 'dev-key')), 'no development key was made');
   child.kill('SIGTERM');
   assert.equal(await exited, 0);
 });

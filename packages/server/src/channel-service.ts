@@ -693,6 +693,21 @@ export class ChannelService {
   }
 }
 
+/**
+ * Whether an identity may take a lease on `channel` at all: one of the operations that carry
+ * `lease > 0` passes `#authorize` there — a create (`publish`), or an append or update (`update-any`,
+ * or with a clientId `append-own` / `update-own`: an identity without one owns nothing). A connection
+ * renewed or recovered with a token that may not lets its leases on the channel go
+ * (`Leases.holderLetGo`): a holder whose rights to write there were taken away no longer keeps its
+ * runs "streaming" for as long as its connection lives.
+ */
+export function mayTakeLeases(access: Access, channel: string, clientId: string | undefined): boolean {
+  if (access.allows(channel, 'publish') || access.allows(channel, 'update-any')) return true;
+  return (
+    clientId !== undefined && (access.allows(channel, 'append-own') || access.allows(channel, 'update-own'))
+  );
+}
+
 export function byVersion(a: Message, b: Message): number {
   return a.version < b.version ? -1 : a.version > b.version ? 1 : 0;
 }

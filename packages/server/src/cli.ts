@@ -8,7 +8,13 @@
 import { parseArgs } from 'node:util';
 import { type ApiKey, parseApiKey } from './auth.ts';
 import { Capability } from './capabilities.ts';
-import { developmentKey, loadServeConfig, misspeltEnvironment, parseDuration, SERVE_HELP } from './config.ts';
+import {
+  loadServeConfig,
+  loopbackDevelopmentKey,
+  misspeltEnvironment,
+  parseDuration,
+  SERVE_HELP,
+} from './config.ts';
 import { makeDirectory } from './make-directory.ts';
 import { startServer } from './server.ts';
 import { redactRedisUrl } from './store/redis-url.ts';
@@ -80,11 +86,6 @@ function youngGeneration(): string {
   return flags.findLast((flag) => /^--max[-_]semi[-_]space[-_]size\b/.test(flag)) ?? "Node's default";
 }
 
-/** Whether `host` only accepts connections from this machine. */
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 async function serve(argv: string[]): Promise<void> {
   const config = loadServeConfig(argv, process.env);
   if (config === 'help') {
@@ -97,11 +98,7 @@ async function serve(argv: string[]): Promise<void> {
   let devKey: string | undefined;
   if (keys.length === 0) {
     // a development key gives every right and is printed at start: only for a server on this machine
-    if (!isLoopback(config.host))
-      throw new Error(
-        `no API key is configured and --host ${config.host} is not a loopback address: set MOORING_KEY=<name>:<secret> (or "keys" in the config file); a development key is made only for a server on 127.0.0.1, ::1 or localhost`,
-      );
-    const dev = developmentKey(config.dataDir);
+    const dev = loopbackDevelopmentKey(config.host, config.dataDir);
     keys = [dev.key];
     devKey = dev.key;
   }

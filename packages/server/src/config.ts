@@ -438,6 +438,24 @@ function refuseUnknown(object: object, known: readonly string[], where: string):
   }
 }
 
+/** Whether `host` only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/**
+ * The development key of a server listening on `host` with no key configured (`mooring serve`, the
+ * demo): it gives every right and is printed at start, so it is made (or read) only for a server on
+ * this machine; on any other host this refuses, saying what to set.
+ */
+export function loopbackDevelopmentKey(host: string, dataDir: string): { key: string; created: boolean } {
+  if (!isLoopback(host))
+    throw new Error(
+      `no API key is configured and --host ${host} is not a loopback address: set MOORING_KEY=<name>:<secret> (or "keys" in the config file); a development key is made only for a server on 127.0.0.1, ::1 or localhost`,
+    );
+  return developmentKey(dataDir);
+}
+
 /** Reads `<dataDir>/dev-key`, or makes one. Returns the key and whether it was just made. */
 export function developmentKey(dataDir: string): { key: string; created: boolean } {
   const path = join(dataDir, 'dev-key');

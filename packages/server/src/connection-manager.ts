@@ -22,7 +22,7 @@
  */
 import { CLOSE_CODES, type Limits } from '@mooring/protocol';
 import type { Logger } from 'pino';
-import type { ChannelService } from './channel-service.ts';
+import { type ChannelService, mayTakeLeases } from './channel-service.ts';
 import type { Admission } from './connect-attaches.ts';
 import { Connection, catchUpQueueOf, type TransportSink } from './connection.ts';
 import { type ConnectionCounts, type CountCheck, LocalConnectionCounts } from './connection-counts.ts';
@@ -154,7 +154,10 @@ export class ConnectionManager {
       presence.connectionResumed(opened.connectionId, (channel) =>
         identity.access.allows(channel, 'presence'),
       );
-      this.#o.channels.leases.holderBack(opened.connectionId);
+      // its leases hold again only where that identity may still take them; the others run out
+      this.#o.channels.leases.holderBack(opened.connectionId, (channel) =>
+        mayTakeLeases(identity.access, channel, identity.clientId),
+      );
       const elsewhere = this.#replacedElsewhere(opened);
       if (elsewhere !== undefined) this.#o.nodes?.tellReplaced(elsewhere, opened.connectionId);
     }

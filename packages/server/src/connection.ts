@@ -31,7 +31,12 @@ import { clientFrameSchema } from '@mooring/protocol/schemas';
 import type { Logger } from 'pino';
 import { requireAccess } from './capabilities.ts';
 import { type AttachOutlet, CATCHUP_QUEUE_BYTES, type ChannelAttachment } from './channel-attachment.ts';
-import { type ChannelService, type PublishIdentity, publisherScope } from './channel-service.ts';
+import {
+  type ChannelService,
+  mayTakeLeases,
+  type PublishIdentity,
+  publisherScope,
+} from './channel-service.ts';
 import type { Identity } from './connection-registry.ts';
 import { DrainWaiters } from './drain-waiters.ts';
 import { holderKey, type IdentityBudgets, type RateBudgets } from './identity-budgets.ts';
@@ -484,7 +489,8 @@ export class Connection {
    * §14). It must name the same clientId and be signed by the same key: the connection stays counted
    * against the key it opened with, so connection accounting stays exact. Rights the new token does
    * not grant end now: attached channels it may not subscribe to are detached (`detached` with
-   * `forbidden`), and presence it may not hold is left.
+   * `forbidden`), presence it may not hold is left, and leases on channels where it may not take
+   * them (`mayTakeLeases`) run out as after a drop.
    */
   async #renewToken(frame: AuthFrame): Promise<void> {
     // A renewal costs a signature check, as a connection request does, and is counted with them
@@ -519,6 +525,10 @@ export class Connection {
     }
     for (const channel of this.#presence.channelsOf(this.id))
       if (!next.access.allows(channel, 'presence')) this.#presence.leave(channel, this.id);
+    // a run it may no longer write runs out as if it had dropped, rather than "streaming" for ever
+    this.#channels.leases.holderLetGo(this.id, (channel) =>
+      mayTakeLeases(next.access, channel, next.clientId),
+    );
     this.send(withRef({ type: 'authorized', expiresAt: next.expiresAt ?? 0 }, frame.ref));
   }
 

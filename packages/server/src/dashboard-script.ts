@@ -112,7 +112,9 @@ export const DASHBOARD_SCRIPT = `(() => {
       table(leases, ['message', 'clientId', 'lease', 'state'], health.leases.map((l) => ({
         cells: [l.serial, l.clientId || '–', ms(l.ms), l.held ? 'held (publisher connected)' : 'abandoned in ' + ms(Math.max(0, l.deadline - health.serverTime))],
       })));
-      add('Leases (' + health.leases.length + ')', leases);
+      // a server from before leaseCount lists them all
+      const leaseCount = health.leaseCount ?? health.leases.length;
+      add('Leases (' + leaseCount + (health.leases.length < leaseCount ? ', the first ' + health.leases.length + ' listed' : '') + ')', leases);
       const members = t();
       table(members, ['clientId', 'connection', 'data'], presence.members.map((m) => ({ cells: [m.clientId, m.connectionId, m.data === undefined ? '' : JSON.stringify(m.data)] })));
       add('Presence (' + presence.members.length + ')', members);

@@ -14,9 +14,20 @@ import type { LeaseView } from './leases.ts';
 import type { Presence } from './presence.ts';
 import { ServerError } from './server-error.ts';
 
+/**
+ * A report lists at most this many of the channel's leases (the earliest messages first), and
+ * counts them all in `leaseCount`: one holder may take 1,000 (`maxLeasesPerClient`) and a channel
+ * has as many holders as publish there, so the list alone could make the answer MBs, built and sent
+ * whole to anyone who may inspect the channel (as `MAX_SUBSCRIBERS_LISTED` bounds its subscribers).
+ */
+export const MAX_LEASES_LISTED = 200;
+
 export interface ChannelHealthReport extends ChannelHealth {
   presenceMembers: number;
+  /** The first `MAX_LEASES_LISTED` leases, by serial (see `leaseCount`). */
   leases: LeaseView[];
+  /** How many leases the channel's messages have, listed or not. */
+  leaseCount: number;
   /** Server time of the report (lease deadlines and `since` are on the same clock). */
   serverTime: number;
 }
@@ -49,7 +60,13 @@ export async function channelHealthReport(
       channels.leases.list(channel),
     ]);
     const health = channels.metrics.health.channel(channel) ?? channels.metrics.health.empty(channel);
-    return { ...unlisted(health, listed), presenceMembers, leases, serverTime: Date.now() };
+    return {
+      ...unlisted(health, listed),
+      presenceMembers,
+      leases: leases.length > MAX_LEASES_LISTED ? leases.slice(0, MAX_LEASES_LISTED) : leases,
+      leaseCount: leases.length,
+      serverTime: Date.now(),
+    };
   } finally {
     release();
   }

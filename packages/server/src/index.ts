@@ -3,7 +3,13 @@ export { parseApiKey } from './auth.ts';
 export type { CapabilitySpec, Operation } from './capabilities.ts';
 export { OPERATIONS } from './capabilities.ts';
 export type { ServeConfig } from './config.ts';
-export { developmentKey, loadServeConfig, parseDuration } from './config.ts';
+export {
+  developmentKey,
+  isLoopback,
+  loadServeConfig,
+  loopbackDevelopmentKey,
+  parseDuration,
+} from './config.ts';
 export type { ConnectionRegistry, Identity, OpenedConnection } from './connection-registry.ts';
 export type { ChannelHealth, SubscriberHealth } from './delivery-health.ts';
 export type { DurableStreamsOptions } from './durable-streams/durable-streams-api.ts';

@@ -108,7 +108,19 @@ export interface Leases {
    */
   ending?(channel: string, serial: string): Promise<void>;
   holderLost(connectionId: string): void;
-  holderBack(connectionId: string): void;
+  /**
+   * The holder's connection was recovered: its leases hold again — those on channels `keeps`
+   * refuses (the identity it came back with may not take leases there: `mayTakeLeases`) excepted,
+   * which are let go as by `holderLetGo`.
+   */
+  holderBack(connectionId: string, keeps?: (channel: string) => boolean): void;
+  /**
+   * The holder's connection lives on with narrower rights (a renewed token): its leases on channels
+   * `keeps` refuses are handled as if it had dropped now — they run out one lease later unless
+   * their publisher writes again (as a REST publisher's: `touch`, by an identity that may) — and
+   * no longer follow the connection: neither its life nor its recovery holds them any more.
+   */
+  holderLetGo(connectionId: string, keeps: (channel: string) => boolean): void;
   /**
    * A shared implementation (Redis): the holder's connection was recovered on another node, which
    * took its leases along (its `holderBack`). Forget them here without a write: renewed from here
@@ -236,8 +248,12 @@ export class LeaseManager implements Leases {
     }
   }
 
-  /** The holder's connection was recovered: its leases hold again. */
-  holderBack(connectionId: string): void {
+  /**
+   * The holder's connection was recovered: its leases hold again, except where the identity it came
+   * back with may not take them (`keeps`), which are let go (`holderLetGo`).
+   */
+  holderBack(connectionId: string, keeps?: (channel: string) => boolean): void {
+    if (keeps) this.holderLetGo(connectionId, keeps);
     for (const key of this.#leases.keysOf(connectionId) ?? []) {
       const lease = this.#leases.get(key);
       if (lease?.timer) {
@@ -245,6 +261,19 @@ export class LeaseManager implements Leases {
         lease.timer = undefined;
         lease.deadline = undefined;
       }
+    }
+  }
+
+  /**
+   * The holder's rights narrowed: its leases on channels `keeps` refuses are taken again without a
+   * holder — armed from now, as a lost holder's (or a REST publisher's), and left out of the
+   * connection's list, so that its recovery does not disarm them.
+   */
+  holderLetGo(connectionId: string, keeps: (channel: string) => boolean): void {
+    for (const key of [...(this.#leases.keysOf(connectionId) ?? [])]) {
+      const lease = this.#leases.get(key);
+      if (!lease || keeps(lease.channel)) continue;
+      this.#take(leaseRecord(lease.channel, lease.serial, lease.ms, lease.clientId, lease.owner), undefined);
     }
   }
 

@@ -45,6 +45,9 @@
  *   only when Redis failed both the mark and the first try of an end stored in between, an ended
  *   run marked `abandoned` when its lease runs out.
  * - A connection recovered on another node takes its leases along (`holderBack` reads its list).
+ *   A connection renewed, or recovered, with a token that may not take leases on a channel lets its
+ *   leases there go (`holderLetGo`): each is taken over without a holder, so it runs out one lease
+ *   later, renewed by no node and adopted by no recovery, unless its publisher writes again.
  *   An agent restarted elsewhere takes a lease back by writing to the message with a lease again.
  *
  * A publish that takes a lease is acknowledged once the lease is written (`hold` returns the write),
@@ -734,8 +737,9 @@ export class RedisLeases implements Leases {
     this.#renew(renewals);
   }
 
-  holderBack(connectionId: string): void {
+  holderBack(connectionId: string, keeps?: (channel: string) => boolean): void {
     this.#lost.delete(connectionId);
+    if (keeps) this.holderLetGo(connectionId, keeps);
     const fields = this.#leases.keysOf(connectionId);
     const now = Date.now();
     const renewals: Renewal[] = [];
@@ -747,7 +751,23 @@ export class RedisLeases implements Leases {
     }
     this.#renew(renewals);
     // recovered from another node (perhaps a dead one): take its leases along
-    this.#track(this.#adopt(connectionId));
+    this.#track(this.#adopt(connectionId, keeps));
+  }
+
+  /**
+   * The holder's rights narrowed (a renewed token, or a recovery with one): its leases on channels
+   * `keeps` refuses are taken over without a holder (HOLD's takeover: only the take this node
+   * knows) — their record names no connection, so no recovery adopts them; their deadline is now +
+   * ms, renewed by no node — and run out one lease later unless their publisher writes again.
+   */
+  holderLetGo(connectionId: string, keeps: (channel: string) => boolean): void {
+    for (const field of [...(this.#leases.keysOf(connectionId) ?? [])]) {
+      const lease = this.#leases.get(field);
+      if (!lease || keeps(lease.channel)) continue;
+      void this.#hold(lease.channel, lease.serial, undefined, lease.ms, lease.clientId, lease.takenBy, {
+        take: lease.take,
+      });
+    }
   }
 
   holderMoved(connectionId: string): void {
@@ -827,7 +847,8 @@ export class RedisLeases implements Leases {
     });
   }
 
-  async #adopt(connectionId: string): Promise<void> {
+  /** Takes the leases of a connection recovered here along; those `keeps` refuses are let go instead. */
+  async #adopt(connectionId: string, keeps?: (channel: string) => boolean): Promise<void> {
     const { connection } = this.#o;
     const list = this.#holderKey(connectionId);
     const fields = ((await connection.send(list, ['SMEMBERS', list], true)) as unknown[]).map(String);
@@ -839,6 +860,13 @@ export class RedisLeases implements Leases {
       const record = decodeRecord(raw);
       if (!record || record.holder !== connectionId) {
         await connection.send(list, ['SREM', list, field]);
+        continue;
+      }
+      if (keeps && !keeps(record.channel)) {
+        // as holderLetGo: the identity it came back with may not take leases on the channel
+        void this.#hold(record.channel, record.serial, undefined, record.ms, record.clientId, record.owner, {
+          take: record.take,
+        });
         continue;
       }
       const lease: Lease = {

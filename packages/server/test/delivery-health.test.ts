@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PresenceMember } from '@mooring/protocol';
-import { waitFor } from '@mooring/testkit';
+import { redisSkipReason, waitFor } from '@mooring/testkit';
 import { DeliveryHealth, HEALTH_WINDOW_MS, MAX_SUBSCRIBERS_LISTED } from '../src/delivery-health.ts';
-import type { ChannelHealthReport } from '../src/health-report.ts';
+import { type ChannelHealthReport, MAX_LEASES_LISTED } from '../src/health-report.ts';
 import { createToken } from '../src/index.ts';
 import { Metrics } from '../src/metrics.ts';
 import { MetricsHistory, quantileMs } from '../src/metrics-history.ts';
@@ -222,6 +222,51 @@ describe('delivery health', () => {
     }
   });
 
+  for (const kind of ['memory', 'redis'] as const)
+    it(
+      `lists at most ${MAX_LEASES_LISTED} leases of a channel, the earliest messages first, and counts them all (${kind})`,
+      { skip: kind === 'redis' ? redisSkipReason() : false },
+      async () => {
+        const fx = await startFixture(kind);
+        const channel = 'session:health-many-leases';
+        try {
+          const total = MAX_LEASES_LISTED + 50;
+          const serials: string[] = [];
+          // REST publishes: their leases are held by activity (a minute: none runs out meanwhile)
+          for (let i = 0; i < total; i += 50) {
+            const ops = Array.from({ length: 50 }, (_, j) => ({
+              id: `run-${i + j}`,
+              data: '',
+              lease: 60_000,
+            }));
+            const res = await rest(fx.server, `/v1/channels/${channel}/messages`, { body: ops });
+            assert.equal(res.status, 200);
+            for (const r of res.body.results as Array<{ serial: string }>) serials.push(r.serial);
+          }
+          const h = (await health(fx, channel)).body;
+          assert.equal(h.leaseCount, total);
+          assert.equal(h.leases.length, MAX_LEASES_LISTED);
+          assert.deepEqual(
+            h.leases.map((l) => l.serial),
+            serials.slice(0, MAX_LEASES_LISTED),
+            'the earliest messages, in order',
+          );
+          const few = 'session:health-few-leases';
+          await rest(fx.server, `/v1/channels/${few}/messages`, {
+            body: { id: 'one', data: '', lease: 60_000 },
+          });
+          const small = (await health(fx, few)).body;
+          assert.deepEqual(
+            [small.leases.length, small.leaseCount],
+            [1, 1],
+            'a small channel lists every lease',
+          );
+        } finally {
+          await fx.close();
+        }
+      },
+    );
+
   it('counts presence members without reading one, in the same shape as before', async () => {
     let presence!: CountingPresence;
     const fx = await startFixture('memory', {
@@ -254,6 +299,7 @@ describe('delivery health', () => {
         'channel',
         'connectionsLost',
         'continuityLost',
+        'leaseCount',
         'leases',
         'maxOfflineMs',
         'offlineMs',

@@ -3,11 +3,15 @@
  * WebSocket, through one connection core; and both still work where a proxy refuses WebSocket.
  */
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
+import { createHook } from 'node:async_hooks';
+import { type IncomingMessage, request } from 'node:http';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerFrame } from '@mooring/protocol';
 import { FaultProxy } from '@mooring/testkit';
 import WebSocket from 'ws';
+import { MemoryStore } from '../src/store/memory-store.ts';
+import type { RolledUpPage } from '../src/store/store.ts';
 import { rest, startFixture, TEST_KEY } from './support/fixture.ts';
 import { PollClient, SseClient } from './support/http-client.ts';
 import { fold, RawClient } from './support/raw-client.ts';
@@ -194,6 +198,132 @@ describe('HTTP streaming (SSE)', () => {
     } finally {
       await fx.close();
     }
+  });
+});
+
+/** A memory store that counts the catch-up pages it reads (`readSince`). */
+class CountedPages extends MemoryStore {
+  pages = 0;
+  override async readSince(
+    channel: string,
+    after: string | undefined,
+    limit: number,
+    maxBytes?: number,
+  ): Promise<RolledUpPage> {
+    this.pages++;
+    return super.readSince(channel, after, limit, maxBytes);
+  }
+}
+
+/**
+ * An SSE stream read with node:http (no timers of its own: fetch's, or `SseClient`'s 5 ms waits,
+ * would count with the server's), which stops reading after the `connected` frame until `read()`.
+ */
+function stallingSse(url: string, query: string) {
+  const frames: ServerFrame[] = [];
+  const listeners = new Set<() => void>();
+  let buffer = '';
+  let response: IncomingMessage | undefined;
+  const req = request(`${url}/v1/connect/sse?${query}`, (res) => {
+    response = res;
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buffer += chunk;
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (event.startsWith('data: ')) frames.push(JSON.parse(event.slice(6)) as ServerFrame);
+      }
+      if (frames.some((f) => f.type === 'connected') && !reading) res.pause();
+      for (const listener of listeners) listener();
+    });
+  });
+  req.on('error', () => {});
+  req.end();
+  let reading = false;
+  /**
+   * Resolves once `test` holds of the frames received, checked at each read (no polling); rejects
+   * after `timeoutMs` (its timer made when asked, not while the reader stalls).
+   */
+  const until = (test: () => boolean, what: string, timeoutMs = 20_000) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        listeners.delete(check);
+        reject(new Error(`never received ${what}: ${frames.length} frames`));
+      }, timeoutMs);
+      const check = () => {
+        if (!test()) return;
+        listeners.delete(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      listeners.add(check);
+      check();
+    });
+  return {
+    frames,
+    until,
+    read(): void {
+      reading = true;
+      response?.resume();
+    },
+    destroy: () => req.destroy(),
+  };
+}
+
+describe('HTTP streaming (SSE) with a reader that stops reading', () => {
+  it('its catch-up waits for the stream to drain, with no timer running meanwhile, and goes on once it reads', async (t) => {
+    // 12 MB: more than the kernel buffers of a loopback connection take, plus the catch-up's queue
+    const store = new CountedPages();
+    const fx = await startFixture('memory', { store });
+    t.after(() => fx.close());
+    const channel = 'session:sse-drain';
+    const backend = await RawClient.connect(fx.server.url);
+    t.after(() => backend.close());
+    const data = 'd'.repeat(60_000);
+    const total = 200;
+    for (let i = 0; i < total; i += 20)
+      await Promise.all(
+        Array.from({ length: 20 }, (_, k) => backend.publish(channel, [{ id: `m${i + k}`, data }])),
+      );
+    const attach = encodeURIComponent(JSON.stringify([{ ref: 1, channel, start: true }]));
+    const sse = stallingSse(fx.server.url, `key=${TEST_KEY}&attach=${attach}`);
+    t.after(() => sse.destroy());
+    await sse.until(() => sse.frames.some((f) => f.type === 'connected'), 'connected');
+    // the reader stopped: wait until the catch-up reads no more pages (one second unchanged)
+    for (let still = 0, last = -1; still < 10; ) {
+      await sleep(100);
+      still = store.pages === last ? still + 1 : 0;
+      last = store.pages;
+    }
+    const delivered = sse.frames.flatMap((f) => (f.type === 'messages' ? f.messages : [])).length;
+    t.diagnostic(`stalled after ${store.pages} catch-up pages, ${delivered} messages read`);
+    assert.ok(store.pages > 0 && delivered < total, 'the catch-up is waiting for its reader');
+
+    // While it waits, nothing polls: count the timers and immediates made in the process for a while
+    // (a catch-up looking at the queue every 5 ms makes 200 a second)
+    let timers = 0;
+    const hook = createHook({
+      init(_id, type) {
+        if (type === 'Timeout' || type === 'Immediate') timers++;
+      },
+    }).enable();
+    const pagesBefore = store.pages;
+    await sleep(1_000);
+    hook.disable();
+    t.diagnostic(`timers made while the reader stalled: ${timers}`);
+    assert.ok(timers <= 10, `${timers} timers made in a second while the catch-up waited`);
+    assert.equal(store.pages, pagesBefore, 'no page read while the queue is full');
+
+    // the reader reads again: the stream drains, and the catch-up goes on to its end
+    sse.read();
+    await sse.until(() => sse.frames.some((f) => f.type === 'attached'), 'the end of the catch-up');
+    const ids = sse.frames.flatMap((f) => (f.type === 'messages' ? f.messages.map((m) => m.id) : []));
+    assert.deepEqual(
+      ids,
+      Array.from({ length: total }, (_, i) => `m${i}`),
+      'every message once, in order',
+    );
   });
 });
 

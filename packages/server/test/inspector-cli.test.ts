@@ -271,6 +271,21 @@ describe('mooring inspect', () => {
     assert.ok(!plainLines.includes('conversation:'), plainLines.join('\n'));
   });
 
+  it('says how many leases a channel has when the report lists only the first ones', async () => {
+    const channel = 'session:inspect-many-leases';
+    for (let i = 0; i < 250; i += 50)
+      await publish(
+        channel,
+        'agent',
+        Array.from({ length: 50 }, (_, j) => ({ id: `r${i + j}`, data: '', lease: 60_000 })),
+      );
+    const lines: string[] = [];
+    await inspectCommand([channel, '--url', fx.server.url], { MOORING_KEY: KEY }, (line) => lines.push(line));
+    const at = lines.indexOf('leases (250, the first 200 listed):');
+    assert.ok(at >= 0, lines.join('\n'));
+    assert.equal(lines.indexOf('presence (0):') - at - 1, 200, 'the 200 listed');
+  });
+
   it('needs presence as well as history, and says so without printing the key', async () => {
     const r = cli(['inspect', 'session:inspect-1', '--url', fx.server.url, '--key', 'reader:r']);
     assert.equal(await r.exited, 1);

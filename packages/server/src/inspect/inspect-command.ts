@@ -86,7 +86,11 @@ export async function inspectCommand(
       ` · publishes awaiting ack ${health.unackedPublishes}${health.oldestUnackedMs === null ? '' : ` (oldest ${duration(health.oldestUnackedMs)})`}`,
   );
   out('');
-  out(`leases (${health.leases.length}):`);
+  // a server from before leaseCount lists them all
+  const leaseCount = health.leaseCount ?? health.leases.length;
+  out(
+    `leases (${leaseCount}${leaseCount > health.leases.length ? `, the first ${health.leases.length} listed` : ''}):`,
+  );
   for (const l of health.leases) {
     const state = l.held
       ? 'held: its publisher is connected'
