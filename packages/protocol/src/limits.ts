@@ -99,6 +99,11 @@ export const DEFAULT_LIMITS = {
   maxJsonDepth: 64,
   /** Members in one channel's presence set. */
   maxPresenceMembers: 1000,
+  /**
+   * Members of one clientId (its tabs and devices) in one channel's presence set, those held in
+   * their grace after a drop included (a new one replaces the oldest of those); 0 = no limit.
+   */
+  maxPresenceMembersPerClient: 10,
   /** Bytes queued for one connection before it is disconnected as a slow consumer. */
   maxSendBuffer: 8 * 1024 * 1024,
 } as const;

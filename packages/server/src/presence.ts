@@ -18,6 +18,13 @@
  * is let go (its members leave now, or its departed members are forgotten), so connecting, entering
  * and dropping without end holds no more than the bound.
  *
+ * One clientId holds at most `maxMembersPerClient` members in a channel, those in their grace
+ * included: each of its connections is a member, and a dropped one stays for the grace while its
+ * connection no longer counts, so without it a few accounts' reloads fill a channel for everyone. A
+ * new member past the cap replaces the clientId's oldest members still in their grace (they leave,
+ * as when the grace ends), so a user reloading tabs is never refused; only when its members are all
+ * connected is the enter refused (`too_many_members`).
+ *
  * `Presence` is the seam: `PresenceService` here is node-local; `RedisPresence` (redis-presence.ts)
  * keeps the same sets in Redis so every node sees them, and removes a dead node's members.
  */
@@ -31,6 +38,8 @@ export type PresenceListener = (frame: Buffer) => void;
 export interface PresenceOptions {
   grace: number;
   maxMembers: number;
+  /** Members of one clientId in one channel, those in their grace included; 0 or absent: no limit. */
+  maxMembersPerClient?: number;
   /** Channels one connection may be present in. */
   maxChannelsPerConnection: number;
   /** Bytes of member data (as JSON) one connection may hold over all its channels. */
@@ -133,6 +142,8 @@ export class PresenceService implements Presence {
   readonly #dropped = new Map<string, Dropped>();
   /** Per clientId: its dropped connections, oldest first, and their total cost. */
   readonly #droppedOf = new Map<string, { cost: number; ids: Set<string> }>();
+  /** Per channel, per clientId: the connections that are its members there (`maxMembersPerClient`). */
+  readonly #membersOf = new Map<string, Map<string, Set<string>>>();
   readonly #options: PresenceOptions;
   /** Bytes of member data (JSON) held by the sets now. */
   #heldBytes = 0;
@@ -221,12 +232,16 @@ export class PresenceService implements Presence {
   ): void {
     let set = this.#members.get(channel);
     const existing = set?.get(connectionId);
-    if (!existing && (set?.size ?? 0) >= this.#options.maxMembers)
+    // nothing changes before every check passed: the members replaced leave last
+    const replaced = existing ? [] : this.#replaced(channel, clientId);
+    if (!existing && (set?.size ?? 0) - replaced.length >= this.#options.maxMembers)
       throw new ServerError(
         'too_many_members',
         `channel ${channel} already has ${this.#options.maxMembers} presence members; try again later`,
       );
     this.#budget.check(connectionId, channel, size);
+    for (const id of replaced) this.leave(channel, id);
+    set = this.#members.get(channel);
     if (!set) {
       set = new Map();
       this.#members.set(channel, set);
@@ -235,6 +250,7 @@ export class PresenceService implements Presence {
     set.set(connectionId, member);
     this.#heldBytes += size - (existing?.size ?? 0);
     this.#budget.add(connectionId, channel, size);
+    if (!existing) this.#countMember(channel, clientId, connectionId, true);
     // entering twice is an update; updating when absent is an enter
     this.#emit(channel, connectionId, existing ? 'update' : 'enter', memberJson(member));
   }
@@ -245,6 +261,7 @@ export class PresenceService implements Presence {
     if (!set || !member) return;
     set.delete(connectionId);
     if (set.size === 0) this.#members.delete(channel);
+    this.#countMember(channel, member.clientId, connectionId, false);
     this.#heldBytes -= member.size;
     this.#budget.remove(connectionId, channel);
     this.#emit(channel, connectionId, 'leave', memberJson({ ...member, timestamp: Date.now() }));
@@ -325,6 +342,49 @@ export class PresenceService implements Presence {
     }
   }
 
+  /**
+   * The members of `clientId` in `channel` that leave for a new one (`maxMembersPerClient`): none
+   * below the cap; at it, the oldest still in their grace (their connection dropped), as many as
+   * make room. Throws `too_many_members` when its connected members alone fill the cap.
+   */
+  #replaced(channel: string, clientId: string): string[] {
+    const max = this.#options.maxMembersPerClient ?? 0;
+    const mine = this.#membersOf.get(channel)?.get(clientId);
+    if (max <= 0 || !mine || mine.size < max) return [];
+    const over = mine.size - max + 1;
+    const replaced: string[] = [];
+    // its dropped connections are in the order they dropped: the oldest first
+    for (const id of this.#droppedOf.get(clientId)?.ids ?? []) {
+      if (replaced.length === over) break;
+      if (this.#dropped.get(id)?.timer !== undefined && mine.has(id)) replaced.push(id);
+    }
+    if (replaced.length < over) throw clientFull(channel, clientId, max);
+    return replaced;
+  }
+
+  #countMember(channel: string, clientId: string, connectionId: string, added: boolean): void {
+    let ofChannel = this.#membersOf.get(channel);
+    if (added) {
+      if (!ofChannel) {
+        ofChannel = new Map();
+        this.#membersOf.set(channel, ofChannel);
+      }
+      let mine = ofChannel.get(clientId);
+      if (!mine) {
+        mine = new Set();
+        ofChannel.set(clientId, mine);
+      }
+      mine.add(connectionId);
+      return;
+    }
+    const mine = ofChannel?.get(clientId);
+    if (!ofChannel || !mine) return;
+    mine.delete(connectionId);
+    if (mine.size > 0) return;
+    ofChannel.delete(clientId);
+    if (ofChannel.size === 0) this.#membersOf.delete(channel);
+  }
+
   /** A dropped connection over its clientId's bound: its members leave now, or its departed ones are forgotten. */
   #letGo(connectionId: string): void {
     const dropped = this.#dropped.get(connectionId);
@@ -378,6 +438,14 @@ export class PresenceService implements Presence {
     );
     this.#listeners.emit(channel, connectionId, encoded);
   }
+}
+
+/** The refusal of a member past `maxPresenceMembersPerClient`, whose connections are all live. */
+export function clientFull(channel: string, clientId: string, max: number): ServerError {
+  return new ServerError(
+    'too_many_members',
+    `clientId ${clientId} already has ${max} presence members in channel ${channel}, the most one clientId may have (maxPresenceMembersPerClient), all of them connected; leave with one of them first`,
+  );
 }
 
 /**

@@ -17,7 +17,11 @@
  *   `<prefix>:presence-node:<id>`. Every node sweeps: a listed node whose key expired is dead; from
  *   when a sweeper first saw it dead (`<prefix>:node-dead:<id>`, set once) its members leave after
  *   the grace, through the same conditional script, so sweepers racing announce each leave once.
- * - Budgets: `maxMembers` per channel is checked inside the script; the per-connection budgets are
+ * - Budgets: `maxMembers` per channel is checked inside the script; so is `maxMembersPerClient`,
+ *   from a second hash under the channel's tag (`<prefix>:{<channel>}:presence-clients`) that the
+ *   script keeps with every change: per clientId its members there and which of them dropped (marked
+ *   by the node that saw the drop, or by the sweeper that first saw their node dead), so nodes racing
+ *   count as one and a new member replaces the oldest dropped ones first. The per-connection budgets are
  *   kept by the node holding the connection (a connection is on one node at a time). What dropped
  *   connections keep (members in their grace, then their records for a recovery) is bounded per
  *   clientId by `maxDroppedBytesPerClient`, for all nodes together: a ledger per clientId
@@ -45,6 +49,7 @@
 import { randomBytes } from 'node:crypto';
 import type { JsonValue, PresenceMember } from '@mooring/protocol';
 import {
+  clientFull,
   encodeSync,
   memberJson,
   type Presence,
@@ -77,48 +82,144 @@ export interface RedisPresenceOptions extends PresenceOptions {
 }
 
 /**
- * ARGV: op, connectionId, node, now, bus, channel (JSON), then per op:
- *   enter:  size, member (JSON), maxMembers       → 'full' | 'enter' | 'update'
+ * KEYS: the channel's members hash, its clients hash. ARGV: op, connectionId, node, now, bus, channel
+ * (JSON), then per op:
+ *   enter:  size, member (JSON), maxMembers, maxMembersPerClient
+ *                                                  → 'full' | 'client-full' | 'enter' | 'update'
  *   leave:  ('' node: whoever holds it)            → 1 if it left (and was announced), else 0
  *   rehome: (silently take it over)                → the stored member JSON, or false if absent
- *   restore: size, member (JSON)                   → 1 if written (entered again if absent), 0 if held
- *                                                     by this node already
+ *   restore: size, member (JSON), dropped at       → 1 if written (entered again if absent), 0 if held
+ *            ('0': connected)                         by this node already
+ *   drop:   (its connection dropped on `node`)     → 1 if marked, else 0
  * A stored value is `<node>\n<size>\n<member JSON>`.
+ *
+ * The clients hash keeps `maxMembersPerClient`: per clientId (its JSON, as the member starts with
+ * it) its members here, a line `<dropped at> <connectionId>` each, 0 while connected. At the cap, a
+ * new member replaces the oldest dropped ones (they leave, announced) or, with none to spare, is
+ * refused; lines whose member is gone (left through an older node, which does not keep them) are
+ * dropped then.
  */
 const PRESENCE_SCRIPT = `
-local key = KEYS[1]
+local key, clients = KEYS[1], KEYS[2]
 local op, id, node, now, bus, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local function frame(action, member)
   return '{"type":"presence","channel":' .. channel .. ',"action":"' .. action .. '","member":' .. member .. '}'
 end
+local function announceLeave(member)
+  local left = string.gsub(member, '"timestamp":%d+', '"timestamp":' .. now, 1)
+  redis.call('SPUBLISH', bus, frame('leave', left))
+end
+local function clientOf(member)
+  return string.match(member, '^{"clientId":(".-"),"connectionId":')
+end
+local function linesOf(client)
+  local list = {}
+  for at, cid in string.gmatch(redis.call('HGET', clients, client) or '', '(%d+) ([^\\n]+)') do
+    list[#list + 1] = {cid, at}
+  end
+  return list
+end
+local function save(client, list)
+  if #list == 0 then
+    redis.call('HDEL', clients, client)
+    return
+  end
+  local lines = {}
+  for i, e in ipairs(list) do lines[i] = e[2] .. ' ' .. e[1] end
+  redis.call('HSET', clients, client, table.concat(lines, '\\n'))
+end
+-- the line of member cid: when its connection dropped ('0': connected; a drop keeps the first),
+-- or none (nil)
+local function mark(member, cid, at)
+  local client = clientOf(member)
+  if not client then return end
+  local list = linesOf(client)
+  local found
+  for i, e in ipairs(list) do
+    if e[1] == cid then found = i end
+  end
+  if not found then
+    if not at then return end
+    list[#list + 1] = {cid, at}
+  elseif not at then
+    table.remove(list, found)
+  elseif at ~= '0' and list[found][2] ~= '0' then
+    return
+  else
+    list[found][2] = at
+  end
+  save(client, list)
+end
 local current = redis.call('HGET', key, id)
 if op == 'restore' then
+  mark(ARGV[8], id, ARGV[9])
   if current and string.match(current, '^([^\\n]*)\\n') == node then return 0 end
   redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[8])
   if not current then redis.call('SPUBLISH', bus, frame('enter', ARGV[8])) end
   return 1
 end
 if op == 'enter' then
-  if not current and redis.call('HLEN', key) >= tonumber(ARGV[9]) then return 'full' end
-  redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[8])
-  local action = current and 'update' or 'enter'
-  redis.call('SPUBLISH', bus, frame(action, ARGV[8]))
-  return action
+  local member = ARGV[8]
+  if current then
+    redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. member)
+    mark(member, id, '0')
+    redis.call('SPUBLISH', bus, frame('update', member))
+    return 'update'
+  end
+  local client, max = clientOf(member), tonumber(ARGV[10])
+  local replaced = {}
+  if client and max > 0 then
+    local list = linesOf(client)
+    if #list >= max then
+      -- at the cap: lines whose member is gone go, then the oldest dropped members make room
+      local kept, dropped = {}, {}
+      for _, e in ipairs(list) do
+        if redis.call('HEXISTS', key, e[1]) == 1 then
+          kept[#kept + 1] = e
+          if e[2] ~= '0' then dropped[#dropped + 1] = e end
+        end
+      end
+      if #kept < #list then save(client, kept) end
+      local over = #kept - max + 1
+      if over > #dropped then return 'client-full' end
+      table.sort(dropped, function(a, b) return tonumber(a[2]) < tonumber(b[2]) end)
+      for i = 1, over do replaced[i] = dropped[i][1] end
+    end
+  end
+  if redis.call('HLEN', key) - #replaced >= tonumber(ARGV[9]) then return 'full' end
+  for _, gone in ipairs(replaced) do
+    local value = redis.call('HGET', key, gone)
+    local json = string.match(value, '^[^\\n]*\\n[^\\n]*\\n(.*)$') or value
+    redis.call('HDEL', key, gone)
+    mark(json, gone, nil)
+    announceLeave(json)
+  end
+  redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. member)
+  mark(member, id, '0')
+  redis.call('SPUBLISH', bus, frame('enter', member))
+  return 'enter'
 end
 if not current then return op == 'leave' and 0 or false end
 local holder, size, member = string.match(current, '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
 if not holder then
   redis.call('HDEL', key, id)
+  mark(current, id, nil)
   return op == 'leave' and 0 or false
 end
 if op == 'leave' then
   if node ~= '' and holder ~= node then return 0 end
   redis.call('HDEL', key, id)
-  local left = string.gsub(member, '"timestamp":%d+', '"timestamp":' .. now, 1)
-  redis.call('SPUBLISH', bus, frame('leave', left))
+  mark(member, id, nil)
+  announceLeave(member)
+  return 1
+end
+if op == 'drop' then
+  if holder ~= node then return 0 end
+  mark(member, id, now)
   return 1
 end
 redis.call('HSET', key, id, node .. '\\n' .. size .. '\\n' .. member)
+mark(member, id, '0')
 return member
 `;
 
@@ -369,10 +470,12 @@ export class RedisPresence implements Presence {
     const taken = this.#budget.take(connectionId, channel, bytes);
     this.#clientOf.set(connectionId, clientId);
     const json = memberJson({ clientId, connectionId, timestamp: Date.now(), data: text });
+    const perClient = this.#o.maxMembersPerClient ?? 0;
     const outcome = await this.#run(channel, 'enter', connectionId, this.nodeId, [
       String(bytes),
       json,
       String(this.#o.maxMembers),
+      String(perClient),
     ]).catch((err: unknown) => {
       taken.undo();
       throw redisUnavailable(err, 'presence');
@@ -383,6 +486,10 @@ export class RedisPresence implements Presence {
         'too_many_members',
         `channel ${channel} already has ${this.#o.maxMembers} presence members; try again later`,
       );
+    }
+    if (outcome === 'client-full') {
+      taken.undo();
+      throw clientFull(channel, clientId, perClient);
     }
     taken.kept();
     this.#remember(connectionId, channel, json, bytes);
@@ -413,6 +520,9 @@ export class RedisPresence implements Presence {
     if (!this.#budget.isPresent(connectionId)) return;
     this.#cancelPendingLeave(connectionId);
     this.#countDropped(connectionId).catch(this.#o.onError);
+    // in Redis too: a new member of its clientId at `maxMembersPerClient` replaces these first
+    for (const channel of this.channelsOf(connectionId))
+      this.#run(channel, 'drop', connectionId, this.nodeId, []).catch(this.#o.onError);
     const timer = setTimeout(() => {
       this.#pendingLeaves.delete(connectionId);
       const channels = this.channelsOf(connectionId);
@@ -539,6 +649,9 @@ export class RedisPresence implements Presence {
       }
       const size = member.data === undefined ? 0 : Buffer.byteLength(JSON.stringify(member.data));
       const taken = await this.#run(channel, 'rehome', connectionId, this.nodeId, []);
+      // taken back after this node was taken for dead: a connection still in its grace stays dropped
+      if (typeof taken === 'string' && this.#pendingLeaves.has(connectionId))
+        await this.#run(channel, 'drop', connectionId, this.nodeId, []);
       if (typeof taken === 'string') {
         this.#budget.add(connectionId, channel, size);
         this.#hold(connectionId, channel, taken, size);
@@ -709,7 +822,8 @@ export class RedisPresence implements Presence {
       const { connection } = this.#o;
       for (const [connectionId, channels] of this.#held)
         for (const [channel, { json, size }] of channels) {
-          await this.#run(channel, 'restore', connectionId, this.nodeId, [String(size), json]);
+          const dropped = this.#pendingLeaves.has(connectionId) ? String(Date.now()) : '0';
+          await this.#run(channel, 'restore', connectionId, this.nodeId, [String(size), json, dropped]);
           await Promise.all(this.#writeRecord(connectionId, channel, json));
         }
       const index = this.#nodeIndex(this.nodeId);
@@ -789,7 +903,9 @@ export class RedisPresence implements Presence {
   /**
    * Members held by nodes whose liveness key expired leave `grace` after a sweeper first saw the
    * node dead. The leave script only removes a member still held by that node, so a member taken
-   * over by a recovery stays, and sweepers racing each other announce every leave once.
+   * over by a recovery stays, and sweepers racing each other announce every leave once. The sweeper
+   * that first sees it dead marks its members dropped, as their node would have at each connection's
+   * loss: in their grace, they make room for their clientId's new members (`maxMembersPerClient`).
    */
   async #sweepDeadNodes(): Promise<void> {
     const { connection, prefix, grace } = this.#o;
@@ -805,7 +921,7 @@ export class RedisPresence implements Presence {
       if (Number(await connection.send(alive, ['EXISTS', alive], true)) === 1) continue;
       const dead = `${prefix}:node-dead:${node}`;
       const now = Date.now();
-      await connection.send(dead, [
+      const first = await connection.send(dead, [
         'SET',
         dead,
         String(now + grace),
@@ -814,8 +930,15 @@ export class RedisPresence implements Presence {
         String(grace + 60 * this.#nodeTtl),
       ]);
       const deadline = Number(await connection.send(dead, ['GET', dead]));
-      if (!(now >= deadline)) continue;
       const index = this.#nodeIndex(node);
+      if (!(now >= deadline)) {
+        if (String(first) !== 'OK') continue;
+        for (const entry of (await connection.send(index, ['SMEMBERS', index], true)) as unknown[]) {
+          const parsed = parseEntry(String(entry));
+          if (parsed) await this.#run(parsed[0], 'drop', parsed[1], node, []);
+        }
+        continue;
+      }
       const entries = (await connection.send(index, ['SMEMBERS', index], true)) as unknown[];
       for (const entry of entries) {
         const parsed = parseEntry(String(entry));
@@ -829,7 +952,7 @@ export class RedisPresence implements Presence {
   #run(channel: string, op: string, connectionId: string, node: string, rest: string[]): Promise<unknown> {
     return script.run(
       this.#o.connection,
-      [this.#key(channel)],
+      [this.#key(channel), `${this.#key(channel)}-clients`],
       [
         op,
         connectionId,

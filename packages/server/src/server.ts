@@ -258,6 +258,7 @@ export async function startServer(options: ServerOptions = {}): Promise<MooringS
   const presenceOptions: PresenceOptions = {
     grace: options.presenceGrace ?? DEFAULT_TIMINGS.presenceGrace,
     maxMembers: limits.maxPresenceMembers,
+    maxMembersPerClient: limits.maxPresenceMembersPerClient,
     maxChannelsPerConnection: limits.maxPresenceChannelsPerConnection,
     maxBytesPerConnection: limits.maxPresenceBytesPerConnection,
     recoverWithin: connectionStateTtl,

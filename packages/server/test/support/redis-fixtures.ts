@@ -64,9 +64,10 @@ export async function lossyNodes(
 export async function presenceNode(
   t: { after(fn: () => unknown): void },
   url: string,
-  options: Pick<RedisPresenceOptions, 'prefix' | 'grace' | 'maxDroppedBytesPerClient'> & {
-    onError?: (err: unknown) => void;
-  },
+  options: Pick<RedisPresenceOptions, 'prefix' | 'grace' | 'maxDroppedBytesPerClient'> &
+    Partial<Pick<RedisPresenceOptions, 'maxMembersPerClient' | 'nodeTtl' | 'sweepInterval'>> & {
+      onError?: (err: unknown) => void;
+    },
 ): Promise<RedisPresence> {
   const onError = options.onError ?? (() => {});
   const connection = await connectRedis(url, onError);
