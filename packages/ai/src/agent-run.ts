@@ -9,6 +9,7 @@
  *      └──── agent process dies ───────────▶ abandoned  (by the server, when the lease runs out)
  */
 
+import type { ListenerErrorHandler } from '@mooring/client';
 import { Emitter } from '@mooring/client';
 import type { Experimental_Steering as Steering, UIMessage, UIMessageChunk } from 'ai';
 import { convertToModelMessages, experimental_createSteering } from 'ai';
@@ -69,7 +70,7 @@ export class AgentRun<M extends UIMessage = UIMessage> {
   readonly input: AgentInput<M>;
   readonly #publisher: RunPublisher;
   readonly #abort = new AbortController();
-  readonly #emitter = new Emitter<AgentRunEvents<M>>();
+  readonly #emitter: Emitter<AgentRunEvents<M>>;
   readonly #approvals = new Map<string, ToolApproval>();
   readonly #approvalWaiters = new Map<string, Array<(a: ToolApproval) => void>>();
   readonly #toolOutputs = new Map<string, ToolOutput>();
@@ -92,7 +93,10 @@ export class AgentRun<M extends UIMessage = UIMessage> {
     input: AgentInput<M>;
     publisher: RunPublisher;
     onError?: (error: Error) => void;
+    /** Where an exception thrown by a listener of the run goes. Default: re-thrown asynchronously. */
+    onListenerError?: ListenerErrorHandler;
   }) {
+    this.#emitter = new Emitter(options.onListenerError);
     this.runId = options.runId;
     this.agent = options.agent;
     this.input = options.input;

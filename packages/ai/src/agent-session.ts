@@ -23,6 +23,10 @@
  *
  * Several AgentSessions (different `agent` names) may serve one channel: each answers the inputs it
  * accepts, each run is its own node, and every client shows them all.
+ *
+ * A listener that throws (of the session, its runs, its tree — where `accepts`, `runId` and
+ * `onControl` run) goes to the channel's client's `onListenerError`; without one it is re-thrown
+ * asynchronously, an `uncaughtException` that ends a Node agent. Set it on an agent's client.
  */
 import type { Channel } from '@mooring/client';
 import { Emitter } from '@mooring/client';
@@ -39,7 +43,7 @@ import { channelSink } from './operation-sink.ts';
 import { historyOf } from './run-message.ts';
 import type { PublisherTimers } from './run-publisher.ts';
 import { RunPublisher } from './run-publisher.ts';
-import { SessionFeed } from './session-feed.ts';
+import { listenerErrors, SessionFeed } from './session-feed.ts';
 import type { ControlData, ControlRecord } from './wire.ts';
 
 export interface AgentSessionOptions<M extends UIMessage = UIMessage> {
@@ -102,7 +106,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
   readonly tree: ConversationTree;
   readonly #o: AgentSessionOptions<M>;
   readonly #sink: OperationSink;
-  readonly #emitter = new Emitter<AgentSessionEvents<M>>();
+  readonly #emitter: Emitter<AgentSessionEvents<M>>;
   readonly #active = new Map<string, AgentRun<M>>();
   /** Runs this session drove to their end: an `abandoned` seen for one later is a stale expiry. */
   readonly #finished = new Set<string>();
@@ -118,7 +122,15 @@ export class AgentSession<M extends UIMessage = UIMessage> {
     this.#o = options;
     this.agent = options.agent;
     this.channel = options.channel;
-    this.tree = new ConversationTree({ agents: options.agents, operators: options.operators });
+    // a listener's exception (of the session, its runs, its tree: `accepts`, `onControl` run there)
+    // goes where the channel's client sends its own: `onListenerError` keeps the agent alive
+    const onListenerError = listenerErrors(options.channel);
+    this.#emitter = new Emitter(onListenerError);
+    this.tree = new ConversationTree({
+      agents: options.agents,
+      operators: options.operators,
+      onListenerError,
+    });
     this.#feed = new SessionFeed(options.channel, this.tree);
     // With `echo: false` the server does not send the agent's own output back: the session folds
     // what it stored itself (each input's history holds the agent's earlier answers).
@@ -317,6 +329,7 @@ export class AgentSession<M extends UIMessage = UIMessage> {
       input,
       publisher,
       onError: (err) => this.#emitter.emit('error', err),
+      onListenerError: listenerErrors(this.channel),
     });
     this.#active.set(runId, run);
     void publisher.start();

@@ -28,6 +28,7 @@
  * reader names them — and a run's parts are only those created by that claim's clientId. The server
  * stamps clientIds, so an impostor can neither take over a named agent's run id nor write into a run.
  */
+import type { ListenerErrorHandler } from '@mooring/client';
 import { applyMessage, Emitter } from '@mooring/client';
 import type { Message } from '@mooring/protocol';
 import { sameEpoch, serialSeq } from '@mooring/protocol';
@@ -88,6 +89,12 @@ export interface ConversationTreeOptions {
    * agents nor gives the session back. Default: every clientId.
    */
   operators?: readonly string[] | undefined;
+  /**
+   * Where an exception thrown by a listener of the tree goes. The sessions pass their channel's
+   * (`channel.reportListenerError`: the client's `onListenerError`). Default: re-thrown
+   * asynchronously, the other listeners going on.
+   */
+  onListenerError?: ListenerErrorHandler | undefined;
 }
 
 /**
@@ -100,7 +107,7 @@ interface Selections {
 }
 
 export class ConversationTree {
-  readonly #emitter = new Emitter<TreeEvents>();
+  readonly #emitter: Emitter<TreeEvents>;
   readonly #messages = new Map<string, Message>();
   /** What each serial was read as, to unindex it on delete. */
   readonly #bySerial = new Map<
@@ -134,6 +141,7 @@ export class ConversationTree {
   readonly #gaps = new Set<string>();
 
   constructor(options: ConversationTreeOptions = {}) {
+    this.#emitter = new Emitter(options.onListenerError);
     this.#sharedSelection = options.sharedSelection ?? false;
     this.#agents = options.agents === undefined ? undefined : new Set(options.agents);
     this.#operators = options.operators;

@@ -26,6 +26,7 @@ import { Emitter } from '@mooring/client';
 import type { ChatTransport, UIMessage, UIMessageChunk } from 'ai';
 import type { RunNode } from './conversation-tree.ts';
 import type { RunStreamOptions } from './run-chunk-stream.ts';
+import { listenerErrors } from './session-feed.ts';
 import type { OutgoingMessage, UserSession } from './user-session.ts';
 
 export interface MooringChatTransportOptions<M extends UIMessage = UIMessage> {
@@ -54,10 +55,11 @@ export class MooringChatTransport<M extends UIMessage = UIMessage> implements Ch
   readonly #awaiting = new Set<(run: RunNode) => boolean>();
   /** Requests still publishing their input or regenerate: `stopped` once `stop()` was called. */
   readonly #publishing = new Set<{ stopped: boolean }>();
-  readonly #emitter = new Emitter<MooringChatTransportEvents>();
+  readonly #emitter: Emitter<MooringChatTransportEvents>;
 
   constructor(options: MooringChatTransportOptions<M>) {
     this.session = options.session;
+    this.#emitter = new Emitter(listenerErrors(options.session.channel));
   }
 
   on<K extends keyof MooringChatTransportEvents>(

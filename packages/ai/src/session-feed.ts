@@ -53,7 +53,7 @@ export type SessionFeedEvents = {
 export class SessionFeed implements RunStreamSource {
   readonly channel: Channel;
   readonly tree: ConversationTree;
-  readonly #emitter = new Emitter<SessionFeedEvents>();
+  readonly #emitter: Emitter<SessionFeedEvents>;
   readonly #watchers = new Set<(c: TreeChange | { kind: 'live' }) => void>();
   #held: Message[] | undefined;
   /** Incremented by each reload: a load of an earlier generation stops folding. */
@@ -88,6 +88,7 @@ export class SessionFeed implements RunStreamSource {
 
   constructor(channel: Channel, tree: ConversationTree) {
     this.channel = channel;
+    this.#emitter = new Emitter(listenerErrors(channel));
     this.tree = tree;
   }
 
@@ -322,4 +323,13 @@ export class SessionFeed implements RunStreamSource {
       ),
     );
   }
+}
+
+/**
+ * Where an exception thrown by a listener of a session's events goes: where the channel's client
+ * sends its own listeners' (`onListenerError`, else re-thrown asynchronously), so that one setting
+ * keeps a bad listener from ending an agent's process.
+ */
+export function listenerErrors(channel: Channel): (error: unknown, event: string) => void {
+  return (error, event) => channel.reportListenerError(error, event);
 }

@@ -30,7 +30,7 @@ import type { RunStreamOptions, RunStreamSource } from './run-chunk-stream.ts';
 import { runChunkStream } from './run-chunk-stream.ts';
 import { buildRunMessage, emptyRunMessage } from './run-message.ts';
 import { RunPublisher } from './run-publisher.ts';
-import { SessionFeed } from './session-feed.ts';
+import { listenerErrors, SessionFeed } from './session-feed.ts';
 import type { ControlData, FinalRunStatus, InputData, RunStatus } from './wire.ts';
 import { asJson, controlHeaders, EVENT_CONTROL, EVENT_INPUT } from './wire.ts';
 
@@ -126,7 +126,7 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   readonly tree: ConversationTree;
   readonly #o: UserSessionOptions;
   readonly #feed: SessionFeed;
-  readonly #emitter = new Emitter<UserSessionEvents>();
+  readonly #emitter: Emitter<UserSessionEvents>;
   readonly #messages = new Map<string, RunMessageState<M>>();
   readonly #idle: Array<() => void> = [];
   readonly #cancelling = new Set<string>();
@@ -147,7 +147,9 @@ export class UserSession<M extends UIMessage = UIMessage> implements RunStreamSo
   constructor(options: UserSessionOptions) {
     this.#o = options;
     this.channel = options.channel;
-    this.tree = new ConversationTree(options);
+    const onListenerError = listenerErrors(this.channel);
+    this.#emitter = new Emitter(onListenerError);
+    this.tree = new ConversationTree({ ...options, onListenerError });
     this.#feed = new SessionFeed(this.channel, this.tree);
     this.device = options.device ?? randomId('dev_');
   }

@@ -14,6 +14,7 @@ import type {
   Ref,
 } from '@mooring/protocol';
 import type { Connection } from './connection.ts';
+import type { ListenerErrorHandler } from './emitter.ts';
 import type { MooringError, MooringErrorCode } from './errors.ts';
 import type { Rest } from './rest.ts';
 import type { Timers } from './timers.ts';
@@ -34,6 +35,8 @@ export interface ChannelHost {
   readonly timers: Timers;
   /** The delay before retry number `attempt` (1, 2, …): the connection's backoff, with jitter. */
   retryIn(attempt: number): number;
+  /** Where an exception thrown by an application listener goes (`MooringOptions.onListenerError`). */
+  readonly onListenerError: ListenerErrorHandler | undefined;
 }
 
 export interface ChannelInternals {

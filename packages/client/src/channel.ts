@@ -35,7 +35,7 @@ import {
 import { markRolledUp } from './apply-message.ts';
 import type { ChannelHost, ChannelInternals } from './channel-host.ts';
 import type { Listener } from './emitter.ts';
-import { Emitter } from './emitter.ts';
+import { Emitter, reportListenerError } from './emitter.ts';
 import type { MooringError } from './errors.ts';
 import type { OperationOptions, UpdateFields } from './operations.ts';
 import { appendOp, createOp, deleteOp, updateOp } from './operations.ts';
@@ -117,7 +117,7 @@ export class Channel {
   readonly presence: Presence;
   readonly #presence: PresenceInternals;
   readonly #host: ChannelHost;
-  readonly #emitter = new Emitter<ChannelEvents>();
+  readonly #emitter: Emitter<ChannelEvents>;
   readonly #subscriptions = new Set<{ name: string | undefined; listener: Listener<Message> }>();
   #state: ChannelState = 'initialized';
   #position = '';
@@ -167,6 +167,7 @@ export class Channel {
   ) {
     this.name = name;
     this.#host = host;
+    this.#emitter = new Emitter(host.onListenerError);
     this.#retry = new TimerSlot(host.timers);
     let presence: PresenceInternals | undefined;
     this.presence = new Presence(
@@ -179,6 +180,7 @@ export class Channel {
         report: (error) => this.#emitter.emit('error', error),
         timers: host.timers,
         retryIn: (attempt) => host.retryIn(attempt),
+        onListenerError: host.onListenerError,
       },
       (i) => {
         presence = i;
@@ -253,6 +255,16 @@ export class Channel {
    */
   get readingBack(): boolean {
     return this.#readingBack;
+  }
+
+  /**
+   * Hands an exception an application listener threw to the client's `onListenerError`, or
+   * re-throws it asynchronously when there is none — what the client does with its own listeners'.
+   * For libraries built on a channel (`@mooring/ai`), so that their events' listeners are treated
+   * the same.
+   */
+  reportListenerError(error: unknown, event: string): void {
+    reportListenerError(this.#host.onListenerError, error, event);
   }
 
   on<K extends keyof ChannelEvents>(event: K, listener: Listener<ChannelEvents[K]>): () => void {
@@ -537,9 +549,7 @@ export class Channel {
         try {
           sub.listener(message);
         } catch (err) {
-          queueMicrotask(() => {
-            throw err;
-          });
+          reportListenerError(this.#host.onListenerError, err, 'message');
         }
       }
     }

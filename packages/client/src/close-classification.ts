@@ -12,6 +12,13 @@ import type { TransportCloseInfo } from './transport.ts';
 export interface Classified {
   type: 'lost' | 'fatal';
   error: MooringError;
+  /**
+   * The server ended the connection itself — a `disconnect` frame (but `token_expired`, this
+   * client's own), or close 1001 (going away) or 1012 (service restart) — as it ends every connection
+   * at once in a shutdown or a deploy: the first retry is spread (`firstRetryDelay`). Absent for a
+   * drop nobody announced.
+   */
+  serverEnded?: true;
 }
 
 export function classifyClose(info: TransportCloseInfo, disconnect?: DisconnectFrame): Classified {
@@ -46,6 +53,18 @@ export function classifyClose(info: TransportCloseInfo, disconnect?: DisconnectF
     return { type: 'fatal', error };
   }
 
+  if (info.code === CLOSE_CODES.going_away.code || info.code === CLOSE_CODES.service_restart.code) {
+    const detail = info.reason || `close code ${info.code}`;
+    return {
+      type: 'lost',
+      error: new MooringError(
+        'disconnected',
+        `the server ended the connection (${detail}); reconnecting automatically`,
+      ),
+      serverEnded: true,
+    };
+  }
+
   if (info.code === CLOSE_CODES.token_expired.code) {
     // The `disconnect` frame that normally precedes it was lost: same meaning, get a new token.
     return {
@@ -72,5 +91,10 @@ function classifyDisconnect(frame: DisconnectFrame): Classified {
         `the server ended the connection (${frame.reason})${frame.reconnect ? '; reconnecting automatically' : ''}`,
         { retryable: frame.reconnect },
       );
-  return { type: frame.reconnect ? 'lost' : 'fatal', error };
+  if (!frame.reconnect) return { type: 'fatal', error };
+  // token_expired is this client's own: it gets a new token and is back at once (§14); every other
+  // ending the server announces may be every client's at once (a shutdown, a drain)
+  return frame.reason === 'token_expired'
+    ? { type: 'lost', error }
+    : { type: 'lost', error, serverEnded: true };
 }

@@ -13,10 +13,13 @@
  *                          suspended  (retry every suspendedRetryTimeout; connect() retries now)
  *
  *   fatal (4001, 4003, a 4xx other than rate limiting / token expiry) ──▶ failed   (connect() restarts)
+ *
+ * The first retry is spread over a random part of `initialRetryDelay` instead when the server ended
+ * the connection (`serverEnded`: a shutdown ends every client's at once; see `firstRetryDelay`).
  */
 import type { MooringError } from './errors.ts';
 import type { Timings } from './timings.ts';
-import { retryDelay } from './timings.ts';
+import { firstRetryDelay, retryDelay } from './timings.ts';
 
 export const CONNECTION_STATES = [
   'initialized',
@@ -35,8 +38,11 @@ export type MachineEvent =
   | { type: 'connect' }
   /** The server's `connected` frame arrived. */
   | { type: 'opened' }
-  /** The transport is gone or unusable, and trying again may work. */
-  | { type: 'lost'; error: MooringError }
+  /**
+   * The transport is gone or unusable, and trying again may work. `serverEnded`: the server ended
+   * it (a `disconnect` frame, close 1001 / 1012), as it ends every connection at once in a shutdown.
+   */
+  | { type: 'lost'; error: MooringError; serverEnded?: true }
   /** A permanent error: retrying with the same credentials cannot work. */
   | { type: 'fatal'; error: MooringError }
   /** The retry timer fired. */
@@ -108,7 +114,8 @@ export function transition(
   if (target === undefined) return undefined;
   const reason = event.type === 'lost' || event.type === 'fatal' ? event.error : undefined;
 
-  if (target === 'retry') return retryState(from, reason, ctx);
+  if (target === 'retry')
+    return retryState(from, reason, event.type === 'lost' && event.serverEnded === true, ctx);
   switch (target) {
     case 'connecting': {
       // A user's connect() from rest (or from failed/closed) starts a fresh run of attempts.
@@ -130,10 +137,17 @@ export function transition(
   }
 }
 
-function retryState(from: MachineState, reason: MooringError | undefined, ctx: MachineContext): MachineState {
+function retryState(
+  from: MachineState,
+  reason: MooringError | undefined,
+  serverEnded: boolean,
+  ctx: MachineContext,
+): MachineState {
   if (from.state === 'connected') {
-    // A live connection was lost: the first retry goes out at once.
-    return { state: 'disconnected', since: ctx.now, attempt: 0, suspended: false, retryIn: 0, reason };
+    // A live connection was lost: the first retry goes out at once — or, when the server ended it
+    // (and so, most likely, every other client's), within a random part of initialRetryDelay.
+    const retryIn = firstRetryDelay(serverEnded, ctx.timings, ctx.random);
+    return { state: 'disconnected', since: ctx.now, attempt: 0, suspended: false, retryIn, reason };
   }
   const since = from.since ?? ctx.now;
   const attempt = from.attempt + 1;

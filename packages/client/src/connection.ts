@@ -27,7 +27,7 @@ import {
 import { classifyClose } from './close-classification.ts';
 import type { ConnectionState, MachineEvent, MachineState } from './connection-state-machine.ts';
 import { INITIAL_STATE, transition } from './connection-state-machine.ts';
-import type { Listener } from './emitter.ts';
+import type { Listener, ListenerErrorHandler } from './emitter.ts';
 import { Emitter } from './emitter.ts';
 import { connectUrl } from './endpoints.ts';
 import { MooringError } from './errors.ts';
@@ -95,11 +95,13 @@ export interface ConnectionDeps {
   /** Use the `connectionStateTtl` the server announces instead of `timings.connectionStateTtl`. */
   adoptServerTtl: boolean;
   hooks: ConnectionHooks;
+  /** Where an exception thrown by a listener of the connection goes (`MooringOptions.onListenerError`). */
+  onListenerError?: ListenerErrorHandler | undefined;
 }
 
 export class Connection {
   readonly #deps: ConnectionDeps;
-  readonly #emitter = new Emitter<ConnectionEvents>();
+  readonly #emitter: Emitter<ConnectionEvents>;
   #machine: MachineState = INITIAL_STATE;
   readonly #queue: MachineEvent[] = [];
   #dispatching = false;
@@ -139,6 +141,7 @@ export class Connection {
 
   constructor(deps: ConnectionDeps) {
     this.#deps = deps;
+    this.#emitter = new Emitter(deps.onListenerError);
     this.#recover = deps.recover;
     this.#retryTimer = new TimerSlot(deps.timers);
     this.#openTimer = new TimerSlot(deps.timers);

@@ -18,7 +18,7 @@ export type { Channels } from './channels.ts';
 export type { Connection, ConnectionEvents, ConnectionStateChange, TransportChange } from './connection.ts';
 export type { ConnectionState } from './connection-state-machine.ts';
 export { CONNECTION_STATES } from './connection-state-machine.ts';
-export type { Listener } from './emitter.ts';
+export type { Listener, ListenerErrorHandler } from './emitter.ts';
 /** The SDK's typed event emitter, for layers built on it (such as @mooring/ai). */
 export { Emitter } from './emitter.ts';
 export type { ClientErrorCode, MooringErrorCode } from './errors.ts';

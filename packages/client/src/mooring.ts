@@ -19,6 +19,7 @@ import type { ChannelRouter } from './channels.ts';
 import { Channels } from './channels.ts';
 import { Connection } from './connection.ts';
 import { defaultWebSocket } from './default-websocket.ts';
+import type { ListenerErrorHandler } from './emitter.ts';
 import { endpoints } from './endpoints.ts';
 import type { MooringErrorCode } from './errors.ts';
 import { MooringError } from './errors.ts';
@@ -125,6 +126,15 @@ export interface MooringOptions extends Partial<Timings> {
   random?: () => number;
   /** Browser hooks (network, visibility, pagehide, sessionStorage). Default: detected; `null` disables. */
   environment?: BrowserEnvironment | null;
+  /**
+   * Gets the exception a listener of this client threw — a `subscribe` handler, a presence listener,
+   * an `on(…)` of the connection or a channel — with the event's name (`message`, `presence`,
+   * `statechange`…). The other listeners and the connection go on either way. Default: re-thrown
+   * asynchronously, as Node's EventEmitter would: an `uncaughtException`, which ends a Node process
+   * that does not handle it (a long-lived agent with one bad message handler). A hook that throws
+   * has its own error re-thrown so.
+   */
+  onListenerError?: ListenerErrorHandler | undefined;
 }
 
 const DEFAULT_MAX_QUEUED_OPS = 1_000;
@@ -143,6 +153,7 @@ export class Mooring {
   readonly #random: () => number;
   readonly #environment: BrowserEnvironment | undefined;
   readonly #recoverOnReload: boolean;
+  readonly #onListenerError: ListenerErrorHandler | undefined;
   /**
    * Removes the browser listeners (`#watch`); undefined while there are none. A closed client
    * listens to nothing: the page's `window` and `document` would otherwise keep it reachable, with
@@ -164,6 +175,9 @@ export class Mooring {
     this.#random = random;
     this.#environment = environment;
     this.#recoverOnReload = options.recoverOnReload === true;
+    if (options.onListenerError !== undefined && typeof options.onListenerError !== 'function')
+      throw new MooringError('bad_request', 'options.onListenerError must be a function (error, event)');
+    this.#onListenerError = options.onListenerError;
     this.#ids = new IdGenerator(random);
     this.#storageKey = `mooring:recovery:${urls.websocket}`;
 
@@ -214,6 +228,7 @@ export class Mooring {
       random,
       timings,
       adoptServerTtl: options.connectionStateTtl === undefined,
+      onListenerError: options.onListenerError,
       hooks: {
         preattach: () => (options.attachWithConnection === false ? [] : this.#router.preattach()),
         onConnected: (frame) => {
@@ -333,6 +348,7 @@ export class Mooring {
       error: (code: MooringErrorCode, message: string) => new MooringError(code, message),
       timers: this.#timers,
       retryIn: (attempt) => retryDelay(attempt, this.#timings, this.#random),
+      onListenerError: this.#onListenerError,
     };
   }
 

@@ -22,7 +22,8 @@
  */
 import type { JsonValue, PresenceFrame, PresenceMember, PresenceRequestFrame, Ref } from '@mooring/protocol';
 import type { Connection } from './connection.ts';
-import type { Listener } from './emitter.ts';
+import type { Listener, ListenerErrorHandler } from './emitter.ts';
+import { reportListenerError } from './emitter.ts';
 import type { MooringError } from './errors.ts';
 import { frameLimit, frameTooLarge, measure } from './frame-size.ts';
 import type { PresenceAction, PresenceEvent } from './presence-members.ts';
@@ -44,6 +45,8 @@ export interface PresenceHost {
   readonly timers: Timers;
   /** The delay before retry number `attempt` (1, 2, …): the connection's backoff, with jitter. */
   retryIn(attempt: number): number;
+  /** Where an exception thrown by a presence listener goes (`MooringOptions.onListenerError`). */
+  readonly onListenerError: ListenerErrorHandler | undefined;
 }
 
 /** How the channel drives its presence; handed over at construction. */
@@ -363,9 +366,7 @@ export class Presence {
       try {
         listener(event);
       } catch (err) {
-        queueMicrotask(() => {
-          throw err;
-        });
+        reportListenerError(this.#host.onListenerError, err, 'presence');
       }
     }
   }

@@ -51,10 +51,24 @@ export const DEFAULT_CLIENT_TIMINGS: Timings = {
  * Delay before retry number `attempt` (1 = after the first failed retry): exponential backoff with
  * full jitter, `random() × min(cap, base × 2^(attempt-1))`. Full jitter spreads a crowd of clients
  * that lost the same server over the whole window instead of having them return in waves.
- * `attempt` 0 (a live connection was just lost) retries at once.
+ * `attempt` 0 (a live connection was just lost) retries at once; see `firstRetryDelay`.
  */
 export function retryDelay(attempt: number, timings: Timings, random: () => number): number {
   if (attempt <= 0) return 0;
   const ceiling = Math.min(timings.disconnectedRetryTimeout, timings.initialRetryDelay * 2 ** (attempt - 1));
   return Math.floor(random() * ceiling);
+}
+
+/**
+ * Delay before the first retry after a live connection was lost. A drop nobody announced (the
+ * network: Wi-Fi, a NAT timeout, a phone changing networks) is most often this client's alone, and
+ * its user waits: it retries at once. When the server ended the connection (`serverEnded`: a
+ * `disconnect` frame, close 1001 or 1012 — a shutdown, a deploy, a drain) it ended every client's in
+ * the same instant, and an immediate retry would bring them all back in the same millisecond: the
+ * first retry waits `random() × min(disconnectedRetryTimeout, initialRetryDelay)` instead, as retry 1
+ * does. (A load balancer that resets its connections without a word looks like the network: those
+ * clients come back together, and the ones that fail spread from their next retry.)
+ */
+export function firstRetryDelay(serverEnded: boolean, timings: Timings, random: () => number): number {
+  return serverEnded ? retryDelay(1, timings, random) : retryDelay(0, timings, random);
 }

@@ -65,6 +65,52 @@ describe('retry schedule', () => {
     assert.equal(next?.reason, (lost as { error: MooringError }).error);
   });
 
+  it('spreads the first retry over [0, initialRetryDelay) when the server ended the live connection (a shutdown ends every client at once)', () => {
+    const ended: MachineEvent = {
+      type: 'lost',
+      error: new MooringError('shutting_down', 'the server is stopping'),
+      serverEnded: true,
+    };
+    for (const [random, expected] of [
+      [() => 0, 0],
+      [() => 0.5, 500],
+      [() => 0.999999, 999],
+    ] as const) {
+      const next = transition(at('connected'), ended, ctx(NOW, random));
+      assert.deepEqual(
+        { state: next?.state, retryIn: next?.retryIn, attempt: next?.attempt, since: next?.since },
+        { state: 'disconnected', retryIn: expected, attempt: 0, since: NOW },
+      );
+    }
+    // capped like every retry: a backoff ceiling below initialRetryDelay bounds it
+    const capped = { ...timings, initialRetryDelay: 5_000, disconnectedRetryTimeout: 2_000 };
+    const next = transition(at('connected'), ended, { now: NOW, random: () => 0.999999, timings: capped });
+    assert.equal(next?.retryIn, 1_999);
+    // a failed attempt after it goes on with the usual schedule
+    const retrying = transition(
+      transition(at('connected'), ended, ctx()) as MachineState,
+      { type: 'retryDue' },
+      ctx(),
+    ) as MachineState;
+    assert.equal(
+      transition(
+        retrying,
+        ended,
+        ctx(NOW, () => 0.5),
+      )?.retryIn,
+      500,
+    );
+    assert.equal(
+      transition(
+        at('connected'),
+        lost,
+        ctx(NOW, () => 0.999999),
+      )?.retryIn,
+      0,
+      'a drop still retries at once',
+    );
+  });
+
   it('backs off exponentially with full jitter, capped at disconnectedRetryTimeout', () => {
     const almostOne = () => 0.999999;
     for (let attempt = 1; attempt <= 12; attempt++) {

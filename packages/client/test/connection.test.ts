@@ -223,6 +223,51 @@ describe('Connection', () => {
     assert.equal(b.connection.errorReason?.message, 'key revoked');
   });
 
+  it('after the server ended a live connection (disconnect frame, close 1001 or 1012) the first retry waits random × initialRetryDelay; after a drop it goes out at once', async () => {
+    const endings = [
+      [
+        'disconnect shutting_down',
+        (s: ReturnType<typeof setup>) =>
+          s.transports.last().frame({ type: 'disconnect', reason: 'shutting_down', reconnect: true }),
+      ],
+      [
+        'close 1012',
+        (s: ReturnType<typeof setup>) => s.transports.last().end({ code: 1012, reason: 'restart' }),
+      ],
+      [
+        'close 1001',
+        (s: ReturnType<typeof setup>) => s.transports.last().end({ code: 1001, reason: 'going away' }),
+      ],
+    ] as const;
+    for (const [name, end] of endings) {
+      const s = setup(() => 0.25);
+      await connect(s);
+      end(s);
+      assert.equal(s.connection.state, 'disconnected', name);
+      assert.equal(s.connection.retryIn, 250, name);
+      assert.equal(s.changes.at(-1)?.retryIn, 250, `${name}: the statechange tells it`);
+      s.timers.advance(249);
+      await flush();
+      assert.equal(s.transports.made.length, 1, `${name}: retried before its delay`);
+      s.timers.advance(1);
+      await flush();
+      assert.equal(s.connection.state, 'connecting', name);
+      assert.equal(s.transports.made.length, 2, name);
+    }
+    for (const end of [
+      { code: 1006, reason: '' },
+      { code: 4000, reason: 'heartbeat timeout' },
+    ]) {
+      const s = setup(() => 0.25);
+      await connect(s);
+      s.transports.last().end(end);
+      assert.equal(s.connection.retryIn, 0, `close ${end.code}`);
+      s.timers.advance(0);
+      await flush();
+      assert.equal(s.transports.made.length, 2, `close ${end.code}: retried at once`);
+    }
+  });
+
   it('declares a silent connection dead after maxIdleInterval + 10 s; any frame resets the clock', async () => {
     const s = setup();
     await connect(s); // maxIdleInterval 15 000

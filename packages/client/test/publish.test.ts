@@ -168,7 +168,8 @@ describe('publishing', () => {
       error: { code: 'shutting_down', status: 503, retryable: true, message: 'bye' },
     });
     t1.frame({ type: 'disconnect', reason: 'shutting_down', reconnect: true });
-    timers.advance(0);
+    // the first retry after a shutdown waits a random part of initialRetryDelay
+    timers.advance(client.connection.retryIn ?? 0);
     const t2 = await connect();
     const again = sent(t2, 'publish')[0]!;
     assert.equal(again.ops[0]?.id, f.ops[0]?.id);
