@@ -13,10 +13,15 @@
  * - What a connection is present in is also kept per connection (`<prefix>:presence-connection:<id>`,
  *   refreshed by its node, TTL the recovery window), so the node that recovers it can take its
  *   members over, or make them enter again if they had left.
- * - Node loss: every node refreshes `<prefix>:node:<id>` (TTL `nodeTtl`) and lists its members in
- *   `<prefix>:presence-node:<id>`. Every node sweeps: a listed node whose key expired is dead; from
- *   when a sweeper first saw it dead (`<prefix>:node-dead:<id>`, set once) its members leave after
- *   the grace, through the same conditional script, so sweepers racing announce each leave once.
+ * - Node loss: every node refreshes `<prefix>:node:<id>` (TTL `nodeTtl`) and lists the members it
+ *   holds in `<prefix>:presence-node:<id>` (`[channel, connectionId]` JSON; no TTL): listed after
+ *   the script that made it their holder answered, and taken out after one that says it no longer
+ *   holds them (a leave, its grace's end, a let-go, one its enter replaced, a recovery elsewhere
+ *   that took them over), so the index holds what the node holds, plus at most what a crash
+ *   between left behind. Every node sweeps (one sweep at a time): a listed node whose key expired
+ *   is dead; from when a sweeper first saw it dead (`<prefix>:node-dead:<id>`, set once) its
+ *   members leave after the grace, through the same conditional script, so sweepers racing
+ *   announce each leave once; the index is walked in batches, each batch's leaves sent together.
  * - Budgets: `maxMembers` per channel is checked inside the script; so is `maxMembersPerClient`,
  *   from a second hash under the channel's tag (`<prefix>:{<channel>}:presence-clients`) that the
  *   script keeps with every change: per clientId its members there and which of them dropped (marked
@@ -85,7 +90,8 @@ export interface RedisPresenceOptions extends PresenceOptions {
  * KEYS: the channel's members hash, its clients hash. ARGV: op, connectionId, node, now, bus, channel
  * (JSON), then per op:
  *   enter:  size, member (JSON), maxMembers, maxMembersPerClient
- *                                                  → 'full' | 'client-full' | 'enter' | 'update'
+ *                                                  → 'full' | 'client-full' | 'update' | 'enter', or
+ *                                                    {'enter', id, holder, …}: the members it replaced
  *   leave:  ('' node: whoever holds it)            → 1 if it left (and was announced), else 0
  *   rehome: (silently take it over)                → the stored member JSON, or false if absent
  *   restore: size, member (JSON), dropped at       → 1 if written (entered again if absent), 0 if held
@@ -187,16 +193,20 @@ if op == 'enter' then
     end
   end
   if redis.call('HLEN', key) - #replaced >= tonumber(ARGV[9]) then return 'full' end
+  local out = {'enter'}
   for _, gone in ipairs(replaced) do
     local value = redis.call('HGET', key, gone)
     local json = string.match(value, '^[^\\n]*\\n[^\\n]*\\n(.*)$') or value
     redis.call('HDEL', key, gone)
     mark(json, gone, nil)
     announceLeave(json)
+    out[#out + 1] = gone
+    out[#out + 1] = string.match(value, '^([^\\n]*)\\n') or ''
   end
   redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. member)
   mark(member, id, '0')
   redis.call('SPUBLISH', bus, frame('enter', member))
+  if #out > 1 then return out end
   return 'enter'
 end
 if not current then return op == 'leave' and 0 or false end
@@ -313,6 +323,15 @@ interface SyncRead {
 /** How long a kept `sync` frame is sent without an event from the bus, ms. */
 const SYNC_KEPT_FOR = 1_000;
 
+/** Entries of a dead node's index handled together by a sweep: read, left and removed, per batch. */
+const SWEEP_BATCH = 256;
+
+/**
+ * How long a node checks whether a connection recovered elsewhere had its members taken over, ms:
+ * longer than the recovering node keeps trying (`#takeOver`: ten tries, 33 s of waits between).
+ */
+const MOVED_CHECKED_FOR = 60_000;
+
 export class RedisPresence implements Presence {
   /** This node's id in Redis (random per process). */
   readonly nodeId = `n_${randomBytes(6).toString('base64url')}`;
@@ -343,6 +362,13 @@ export class RedisPresence implements Presence {
   #healing = false;
   /** A heal is due: a beat saw Redis change, and no heal has gone through since (retried each beat). */
   #healOwed = false;
+  /** A sweep for dead nodes is under way: the next beat does not start another (a large index takes long). */
+  #sweeping = false;
+  /**
+   * Connections recovered on another node (`connectionMoved`): the channels whose members this
+   * node's index still lists, until the other node has taken them over (checked each beat).
+   */
+  readonly #movedAway = new Map<string, { channels: Set<string>; until: number }>();
 
   constructor(options: RedisPresenceOptions) {
     this.#listeners = new PresenceFanOut(options.fanOut);
@@ -353,7 +379,14 @@ export class RedisPresence implements Presence {
     this.#beat();
     this.#sweep = setInterval(() => {
       this.#beat();
-      this.#sweepDeadNodes().catch(this.#o.onError);
+      this.#unindexMoved();
+      if (this.#sweeping) return;
+      this.#sweeping = true;
+      this.#sweepDeadNodes()
+        .catch(this.#o.onError)
+        .finally(() => {
+          this.#sweeping = false;
+        });
     }, options.sweepInterval ?? 1_000);
     this.#sweep.unref();
   }
@@ -471,7 +504,7 @@ export class RedisPresence implements Presence {
     this.#clientOf.set(connectionId, clientId);
     const json = memberJson({ clientId, connectionId, timestamp: Date.now(), data: text });
     const perClient = this.#o.maxMembersPerClient ?? 0;
-    const outcome = await this.#run(channel, 'enter', connectionId, this.nodeId, [
+    const reply = await this.#run(channel, 'enter', connectionId, this.nodeId, [
       String(bytes),
       json,
       String(this.#o.maxMembers),
@@ -480,6 +513,7 @@ export class RedisPresence implements Presence {
       taken.undo();
       throw redisUnavailable(err, 'presence');
     });
+    const [outcome, ...replaced]: unknown[] = Array.isArray(reply) ? reply.map(String) : [reply];
     if (outcome === 'full') {
       taken.undo();
       throw new ServerError(
@@ -493,6 +527,11 @@ export class RedisPresence implements Presence {
     }
     taken.kept();
     this.#remember(connectionId, channel, json, bytes);
+    // the oldest dropped members it replaced (`maxMembersPerClient`) are out of their node's index:
+    // here at once; another node's when it runs their leave at its grace's end, or its recovery finds
+    // them gone: only that node orders the SREM before an enter of its own again
+    for (let i = 0; i + 1 < replaced.length; i += 2)
+      if (replaced[i + 1] === this.nodeId) this.#unindex(channel, String(replaced[i]));
   }
 
   leave(channel: string, connectionId: string): void {
@@ -500,7 +539,7 @@ export class RedisPresence implements Presence {
     this.#held.get(connectionId)?.delete(channel);
     const record = this.#recordKey(connectionId);
     this.#o.connection.send(record, ['HDEL', record, channel]).catch(this.#o.onError);
-    this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
+    this.#leave(channel, connectionId, '').catch(this.#o.onError);
   }
 
   connectionClosed(connectionId: string): void {
@@ -510,7 +549,7 @@ export class RedisPresence implements Presence {
     this.#budget.forget(connectionId);
     this.#held.delete(connectionId);
     this.#clientOf.delete(connectionId);
-    for (const channel of channels) this.#run(channel, 'leave', connectionId, '', []).catch(this.#o.onError);
+    for (const channel of channels) this.#leave(channel, connectionId, '').catch(this.#o.onError);
     const record = this.#recordKey(connectionId);
     this.#o.connection.send(record, ['DEL', record]).catch(this.#o.onError);
   }
@@ -530,8 +569,7 @@ export class RedisPresence implements Presence {
       this.#held.delete(connectionId);
       this.#clientOf.delete(connectionId);
       // only if still held here: a recovery on another node took the members over
-      for (const channel of channels)
-        this.#run(channel, 'leave', connectionId, this.nodeId, []).catch(this.#o.onError);
+      for (const channel of channels) this.#leave(channel, connectionId, this.nodeId).catch(this.#o.onError);
     }, this.#o.grace);
     timer.unref();
     this.#pendingLeaves.set(connectionId, timer);
@@ -543,6 +581,7 @@ export class RedisPresence implements Presence {
    */
   connectionResumed(connectionId: string, keeps: (channel: string) => boolean = () => true): void {
     this.#cancelPendingLeave(connectionId);
+    this.#movedAway.delete(connectionId);
     this.#resuming.add(connectionId);
     void this.#takeOver(connectionId, 0, keeps);
   }
@@ -578,6 +617,12 @@ export class RedisPresence implements Presence {
     // clientId's dropped connections after the recovering node took it out, so out again
     const counted = this.#pendingLeaves.has(connectionId) ? this.#clientOf.get(connectionId) : undefined;
     this.#cancelPendingLeave(connectionId);
+    const channels = this.channelsOf(connectionId);
+    if (channels.length > 0)
+      this.#movedAway.set(connectionId, {
+        channels: new Set(channels),
+        until: Date.now() + MOVED_CHECKED_FOR,
+      });
     this.#budget.forget(connectionId);
     this.#held.delete(connectionId);
     this.#clientOf.delete(connectionId);
@@ -624,8 +669,11 @@ export class RedisPresence implements Presence {
     const { connection } = this.#o;
     const flat = (await connection.send(record, ['HGETALL', record], true)) as unknown[];
     await connection.send(record, ['DEL', record]);
+    // out of this node's index, if it held them; another node's entries go at that node's own leave
+    // (its grace's end: it dropped them), ordered after any enter again there
     for (let i = 0; i + 1 < flat.length; i += 2)
-      await this.#run(String(flat[i]), 'leave', connectionId, node, []);
+      if (node === this.nodeId) await this.#leave(String(flat[i]), connectionId, node);
+      else await this.#run(String(flat[i]), 'leave', connectionId, node, []);
   }
 
   /** `keeps`: the channels the recovered connection's credentials allow presence on (see Presence). */
@@ -659,6 +707,9 @@ export class RedisPresence implements Presence {
         if (!keeps(channel)) this.leave(channel, connectionId);
         continue;
       }
+      // gone (its grace ended, or a new member of its clientId replaced it): out of this node's
+      // index, which it may still list (kept by this node's enter again below, if it enters)
+      this.#unindex(channel, connectionId);
       if (!keeps(channel)) continue;
       try {
         await this.enter(channel, connectionId, member.clientId, member.data, size);
@@ -842,11 +893,61 @@ export class RedisPresence implements Presence {
     }
   }
 
+  /**
+   * Listed after the script that made this node its holder answered, and taken out (`#unindex`)
+   * after one that says it is not: the index key is in another hash slot than the channel's, so
+   * not in the script, but both follow the script's answers, which come in the order Redis ran them
+   * (one connection to the channel's master), so an enter again after a leave is listed again.
+   */
   #indexMember(channel: string, connectionId: string): void {
     const index = this.#nodeIndex(this.nodeId);
     this.#o.connection
       .send(index, ['SADD', index, JSON.stringify([channel, connectionId])])
       .catch(this.#o.onError);
+  }
+
+  /**
+   * Out of this node's index: sent only once Redis answered that this node does not hold the member
+   * (a crash before leaves an entry listed, harmless: a dead node's sweep runs a leave for it
+   * that finds nothing; the other order could leave a member held here that no sweep would find).
+   */
+  #unindex(channel: string, connectionId: string): void {
+    const index = this.#nodeIndex(this.nodeId);
+    this.#o.connection
+      .send(index, ['SREM', index, JSON.stringify([channel, connectionId])])
+      .catch(this.#o.onError);
+  }
+
+  /** The leave script (`node`: only if held there; '': whoever holds it), then this node's index. */
+  async #leave(channel: string, connectionId: string, node: string): Promise<unknown> {
+    const left = await this.#run(channel, 'leave', connectionId, node, []);
+    this.#unindex(channel, connectionId);
+    return left;
+  }
+
+  /**
+   * A connection recovered on another node: its members leave this node's index once that node
+   * holds them. Its notice may come before its take-over, and a take-over that never comes (that
+   * node died first) leaves them held here, listed for this node's own death.
+   */
+  #unindexMoved(): void {
+    const now = Date.now();
+    for (const [connectionId, moved] of this.#movedAway) {
+      if (now > moved.until) {
+        this.#movedAway.delete(connectionId);
+        continue;
+      }
+      for (const channel of moved.channels) {
+        const key = this.#key(channel);
+        this.#o.connection.send(key, ['HGET', key, connectionId]).then((value) => {
+          if (value !== null && String(value).startsWith(`${this.nodeId}\n`)) return;
+          if (!moved.channels.delete(channel)) return;
+          if (moved.channels.size === 0 && this.#movedAway.get(connectionId) === moved)
+            this.#movedAway.delete(connectionId);
+          this.#unindex(channel, connectionId);
+        }, this.#o.onError);
+      }
+    }
   }
 
   /** Every sweep: this node is alive, and the records of the connections it holds live on. */
@@ -906,6 +1007,8 @@ export class RedisPresence implements Presence {
    * over by a recovery stays, and sweepers racing each other announce every leave once. The sweeper
    * that first sees it dead marks its members dropped, as their node would have at each connection's
    * loss: in their grace, they make room for their clientId's new members (`maxMembersPerClient`).
+   * One sweep at a time per node (the interval does not start one while another runs), and the
+   * index is walked in batches (`SWEEP_BATCH`), each batch's scripts sent together.
    */
   async #sweepDeadNodes(): Promise<void> {
     const { connection, prefix, grace } = this.#o;
@@ -930,22 +1033,64 @@ export class RedisPresence implements Presence {
         String(grace + 60 * this.#nodeTtl),
       ]);
       const deadline = Number(await connection.send(dead, ['GET', dead]));
-      const index = this.#nodeIndex(node);
       if (!(now >= deadline)) {
-        if (String(first) !== 'OK') continue;
-        for (const entry of (await connection.send(index, ['SMEMBERS', index], true)) as unknown[]) {
-          const parsed = parseEntry(String(entry));
-          if (parsed) await this.#run(parsed[0], 'drop', parsed[1], node, []);
-        }
+        if (String(first) === 'OK') await this.#markDropped(node);
         continue;
       }
-      const entries = (await connection.send(index, ['SMEMBERS', index], true)) as unknown[];
-      for (const entry of entries) {
-        const parsed = parseEntry(String(entry));
-        if (parsed) await this.#run(parsed[0], 'leave', parsed[1], node, []);
-        await connection.send(index, ['SREM', index, String(entry)]);
-      }
+      if (!(await this.#sweepIndex(node))) return;
       await connection.send(`${prefix}:nodes`, ['SREM', `${prefix}:nodes`, node]);
+    }
+  }
+
+  /**
+   * Every member a dead node's index lists marked dropped, a page (`SSCAN`) at a time. A page the
+   * walk returns twice (the set resized meanwhile) changes nothing: a drop keeps the first mark.
+   */
+  async #markDropped(node: string): Promise<void> {
+    const { connection } = this.#o;
+    const index = this.#nodeIndex(node);
+    let cursor = '0';
+    do {
+      const [next, entries] = (await connection.send(
+        index,
+        ['SSCAN', index, cursor, 'COUNT', String(SWEEP_BATCH)],
+        true,
+      )) as [unknown, unknown[]];
+      cursor = String(next);
+      await Promise.all(
+        entries.map((entry) => {
+          const parsed = parseEntry(String(entry));
+          return parsed ? this.#run(parsed[0], 'drop', parsed[1], node, []) : undefined;
+        }),
+      );
+    } while (cursor !== '0' && !this.#closed);
+  }
+
+  /**
+   * The members a dead node's index lists leave, a batch at a time: entries drawn from the set
+   * (`SRANDMEMBER`: distinct, and sweepers of other nodes mostly draw others), their leaves sent
+   * together, then the batch removed with one `SREM`, once its leaves answered: a sweep that stops
+   * between (a failed leave, a crash) leaves the batch listed for the next one, whose leaves find
+   * those already gone, never a member unlisted. Each entry's leave is sent once by this sweeper (one
+   * sweep at a time). False if this node closed meanwhile.
+   */
+  async #sweepIndex(node: string): Promise<boolean> {
+    const { connection } = this.#o;
+    const index = this.#nodeIndex(node);
+    for (;;) {
+      if (this.#closed) return false;
+      const batch = (
+        (await connection.send(index, ['SRANDMEMBER', index, String(SWEEP_BATCH)])) as unknown[]
+      ).map(String);
+      if (batch.length === 0) return true;
+      await Promise.all(
+        batch.map((entry) => {
+          const parsed = parseEntry(entry);
+          return parsed ? this.#run(parsed[0], 'leave', parsed[1], node, []) : undefined;
+        }),
+      );
+      await connection.send(index, ['SREM', index, ...batch]);
+      if (batch.length < SWEEP_BATCH) return true;
     }
   }
 
