@@ -4,7 +4,10 @@
  *
  * - Every lease has a deadline in one sorted set, `<prefix>:{leases}:deadlines` (score: ms since
  *   1970), and a record in `<prefix>:{leases}:records` (channel, serial, ms, clientId, holder); the
- *   holder's leases are listed in `<prefix>:{leases}:holder:<connectionId>`.
+ *   holder's leases are listed in `<prefix>:{leases}:holder:<connectionId>` (TTL: the recovery
+ *   window, refreshed while the connection lives). Every script that removes a lease (RELEASE,
+ *   FINISH) or moves it to another holder (HOLD) strikes it off the list of the holder its record
+ *   names, so a long-lived connection's list holds its live leases, not one entry per run it ran.
  * - The node holding the holder's connection renews the deadline (now + ms) every `sweepInterval`
  *   while the connection lives. When the connection drops, the deadline is set to now + ms and left;
  *   when its node dies, renewals stop: either way the lease runs out one lease later. A renewal
@@ -44,7 +47,9 @@
  *   out harmlessly (its expiry finds the tombstone) and counts against its owner until then; and,
  *   only when Redis failed both the mark and the first try of an end stored in between, an ended
  *   run marked `abandoned` when its lease runs out.
- * - A connection recovered on another node takes its leases along (`holderBack` reads its list).
+ * - A connection recovered on another node takes its leases along (`holderBack` reads its list a
+ *   page per script, renewing each lease it finds as it reads it, and striking off entries whose
+ *   lease ended or moved: a list an older node left long cannot keep a live lease waiting).
  *   A connection renewed, or recovered, with a token that may not take leases on a channel lets its
  *   leases there go (`holderLetGo`): each is taken over without a holder, so it runs out one lease
  *   later, renewed by no node and adopted by no recovery, unless its publisher writes again.
@@ -197,6 +202,25 @@ end
 `;
 
 /**
+ * Lua shared by the scripts that remove a lease or write its record again: `unlist(records, field,
+ * keep)` strikes the lease off the list of the holder its record names, unless that holder is `keep`
+ * (nil: whichever it is). The list's key is made from the records' (`<prefix>:{leases}:holder:<id>`
+ * beside `<prefix>:{leases}:records`), in the same hash slot, as the holder is known only once the
+ * record is read here. A record that names no holder (taken over without one, or an older node's)
+ * is on no list.
+ */
+const UNLIST = `
+local function unlist(records, field, keep)
+  local raw = redis.call('HGET', records, field)
+  if not raw then return end
+  local ok, record = pcall(cjson.decode, raw)
+  if ok and type(record) == 'table' and type(record.holder) == 'string' and record.holder ~= keep then
+    redis.call('SREM', string.sub(records, 1, -#'records' - 1) .. 'holder:' .. record.holder, field)
+  end
+end
+`;
+
+/**
  * Lua shared by the scripts that give reserved leases back: `unreserve(reserved, reservations,
  * reservedBy, id, k)` gives back `k` of reservation `id`'s places (all of them when `k` is nil).
  * A reservation is `reservedBy[id]` = "<places>:<owner>", its deadline in `reservations`, and its
@@ -250,9 +274,10 @@ return 1
  * (only a lease that still exists, and is still the take ARGV[9] names when it names one: one
  * released, or taken again by anyone, meanwhile is left as it is; it keeps its owner), owner ('' for
  * none), the reservation the lease was counted in until now ('' for none), the take a takeover moves.
+ * A lease that moves to another holder (or to none) leaves the list of the one its record named.
  * Returns 1, or 0 for a takeover of a lease that is gone.
  */
-const HOLD = new RedisScript(`${UNCOUNT}${UNRESERVE_FN}${TAKE_OF}
+const HOLD = new RedisScript(`${UNCOUNT}${UNRESERVE_FN}${TAKE_OF}${UNLIST}
 if ARGV[6] == '1' then
   local take = takeOf(KEYS[2], ARGV[1])
   if not take or (ARGV[9] ~= '' and take ~= '' and take ~= ARGV[9]) then return 0 end
@@ -265,6 +290,7 @@ else
   -- counted now (or already): its reserved place is given back in the same step
   if ARGV[8] ~= '' then unreserve(KEYS[6], KEYS[7], KEYS[8], ARGV[8], 1) end
 end
+unlist(KEYS[2], ARGV[1], ARGV[4])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 if ARGV[4] ~= '' then
@@ -281,9 +307,10 @@ return 1
  * record that names no take (an older node's) is one any release naming a lease names, as before
  * takes had ids. A lease neither names (taken again after the end, or after an end whose mark found
  * none) is left as it is, and so is a mark a later end set; the end's own mark goes (left, it would
- * hold the lease's expiry back until it runs out): returns 0.
+ * hold the lease's expiry back until it runs out): returns 0. A lease removed leaves its holder's
+ * list too.
  */
-const RELEASE = new RedisScript(`${UNCOUNT}${TAKE_OF}
+const RELEASE = new RedisScript(`${UNCOUNT}${TAKE_OF}${UNLIST}
 local function names(arg, take)
   return arg == '${ANY}' or (arg ~= '${NOTHING}' and (take == '' or arg == 't:' .. take))
 end
@@ -293,6 +320,7 @@ if take and not names(ARGV[2], take) and not names(ARGV[3], take) then
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
+unlist(KEYS[2], ARGV[1], nil)
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])
 uncount(KEYS[4], KEYS[5], ARGV[1])
@@ -348,13 +376,14 @@ return out
 
 /**
  * KEYS: deadlines, records, the lease's ending mark, owners, owner-of. ARGV: field, claimed score.
- * Removes the lease (with its count, and a mark left by an end that never released it) unless it
- * was taken again.
+ * Removes the lease (with its count, its entry in its holder's list, and a mark left by an end that
+ * never released it) unless it was taken again.
  */
-const FINISH = new RedisScript(`${UNCOUNT}
+const FINISH = new RedisScript(`${UNCOUNT}${UNLIST}
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
+  unlist(KEYS[2], ARGV[1], nil)
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('DEL', KEYS[3])
   uncount(KEYS[4], KEYS[5], ARGV[1])
@@ -377,7 +406,42 @@ end
 return page[1]
 `);
 
+/**
+ * KEYS: holder list, deadlines, records. ARGV: connection id, cursor, count, now. One page (SSCAN) of
+ * the list of a connection recovered on this node: each lease whose record still names the
+ * connection is renewed here and now (now + its ms; as RENEW, one whose deadline is gone is not
+ * brought back) and returned; the page's other entries (ended, expired, taken over, or unreadable)
+ * are struck off the list in the same step, which no HOLD can come between. Returns the next
+ * cursor, then field, record, field, record, ...
+ */
+const ADOPT = new RedisScript(`
+local page = redis.call('SSCAN', KEYS[1], ARGV[2], 'COUNT', ARGV[3])
+local out, stale = {page[1]}, {}
+for _, field in ipairs(page[2]) do
+  local raw = redis.call('HGET', KEYS[3], field)
+  local ok, record = false, nil
+  if raw then ok, record = pcall(cjson.decode, raw) end
+  if ok and type(record) == 'table' and record.holder == ARGV[1] and type(record.channel) == 'string'
+    and type(record.serial) == 'string' and type(record.ms) == 'number' then
+    if redis.call('ZSCORE', KEYS[2], field) then
+      redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + record.ms, field)
+    end
+    out[#out + 1] = field
+    out[#out + 1] = raw
+  else
+    stale[#stale + 1] = field
+  end
+end
+if #stale > 0 then redis.call('SREM', KEYS[1], unpack(stale)) end
+return out
+`);
+
 const CLAIM_BATCH = 100;
+/**
+ * Entries of a recovered connection's list read per ADOPT script: a few hundred keep each script
+ * short for Redis, and a list of 100,000 stale entries takes 200 round trips.
+ */
+const ADOPT_BATCH = 500;
 /** Reservations whose give-back failed that the sweeps try again, at most. */
 const MAX_LOST_RESERVATIONS = 1_000;
 /** The owners' counts are checked against the lease records every this many sweeps, a page at a time. */
@@ -847,45 +911,63 @@ export class RedisLeases implements Leases {
     });
   }
 
-  /** Takes the leases of a connection recovered here along; those `keeps` refuses are let go instead. */
+  /**
+   * Takes the leases of a connection recovered here along; those `keeps` refuses are let go instead.
+   * Its list is read a page per script (ADOPT), which renews each lease the connection still holds
+   * as it reads it and strikes the page's stale entries off: a live lease waits on no more of the
+   * list than the pages before its own. (The list names what its holder holds, but a node of an
+   * older version, which leaves a lease on it when the lease ends, left one entry per run there: a
+   * walk of one round trip per entry, renewing at the end, let a long-lived agent's run run out
+   * while its connection was being recovered.)
+   */
   async #adopt(connectionId: string, keeps?: (channel: string) => boolean): Promise<void> {
-    const { connection } = this.#o;
     const list = this.#holderKey(connectionId);
-    const fields = ((await connection.send(list, ['SMEMBERS', list], true)) as unknown[]).map(String);
-    const now = Date.now();
-    const renewals: Renewal[] = [];
-    for (const field of fields) {
-      if (this.#leases.has(field)) continue;
-      const raw = await connection.send(this.#records, ['HGET', this.#records, field], true);
-      const record = decodeRecord(raw);
-      if (!record || record.holder !== connectionId) {
-        await connection.send(list, ['SREM', list, field]);
-        continue;
-      }
-      if (keeps && !keeps(record.channel)) {
-        // as holderLetGo: the identity it came back with may not take leases on the channel
-        void this.#hold(record.channel, record.serial, undefined, record.ms, record.clientId, record.owner, {
+    let cursor = '0';
+    do {
+      if (this.#closed) return;
+      const now = Date.now();
+      const [next, ...found] = (await ADOPT.run(
+        this.#o.connection,
+        [list, this.#deadlines, this.#records],
+        [connectionId, cursor, String(ADOPT_BATCH), String(now)],
+      )) as unknown[];
+      cursor = String(next);
+      for (let i = 0; i + 1 < found.length; i += 2) {
+        const field = String(found[i]);
+        const record = decodeRecord(found[i + 1]);
+        // known here already (recovered on the node that held it, or an entry SSCAN returned
+        // twice): this node's sweeps renew it
+        if (!record || this.#leases.has(field)) continue;
+        if (keeps && !keeps(record.channel)) {
+          // as holderLetGo: the identity it came back with may not take leases on the channel
+          void this.#hold(
+            record.channel,
+            record.serial,
+            undefined,
+            record.ms,
+            record.clientId,
+            record.owner,
+            {
+              take: record.take,
+            },
+          );
+          continue;
+        }
+        this.#take({
+          channel: record.channel,
+          serial: record.serial,
+          holder: connectionId,
+          clientId: record.clientId,
+          owner: undefined,
+          ms: record.ms,
+          live: true,
+          until: now + record.ms, // as ADOPT renewed it
+          stored: true, // read there: if it was released since, the next renewal finds it gone
           take: record.take,
+          takenBy: record.owner,
         });
-        continue;
       }
-      const lease: Lease = {
-        channel: record.channel,
-        serial: record.serial,
-        holder: connectionId,
-        clientId: record.clientId,
-        owner: undefined,
-        ms: record.ms,
-        live: true,
-        until: now + record.ms,
-        stored: true, // read there: if it was released since, the renewal below finds it gone
-        take: record.take,
-        takenBy: record.owner,
-      };
-      this.#take(lease);
-      renewals.push({ field, lease, deadline: lease.until });
-    }
-    this.#renew(renewals);
+    } while (cursor !== '0');
   }
 
   /**

@@ -54,7 +54,8 @@ async function giveBackThenReserve(leases: RedisLeases): Promise<void> {
 
 /**
  * Two nodes' leases on one redis-server: A on the plain connection, B on one whose next HGET answer
- * can be held back (`holdNextRead`: the read is done, its answer late) until `gate` is resolved.
+ * can be held back (`holdNextRead`: the read is done, its answer late) until `gate` is resolved
+ * (another command than HGET, when `holdNextRead` is given which).
  */
 async function gatedNodes(t: TestContext, prefix: string) {
   const redis = await startRedis();
@@ -62,13 +63,13 @@ async function gatedNodes(t: TestContext, prefix: string) {
   const errors: unknown[] = [];
   const heldRead = deferred<void>();
   const gate = deferred<void>();
-  let holding = false;
+  let holding: ((args: string[]) => boolean) | undefined;
   const gated: RedisConnection = {
     cluster: connection.cluster,
     send: async (key, args, readonly) => {
       const reply = await connection.send(key, args, readonly);
-      if (holding && args[0] === 'HGET') {
-        holding = false;
+      if (holding?.(args)) {
+        holding = undefined;
         heldRead.resolve();
         await gate.promise;
       }
@@ -101,8 +102,8 @@ async function gatedNodes(t: TestContext, prefix: string) {
     errors,
     heldRead: heldRead.promise,
     gate,
-    holdNextRead: () => {
-      holding = true;
+    holdNextRead: (which: (args: string[]) => boolean = (args) => args[0] === 'HGET') => {
+      holding = which;
     },
     /** Lets what node B does in this process, and writes on the same connection, be applied. */
     settle: async () => {
@@ -489,6 +490,49 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it("a holder's list names only the leases it holds: one released, expired, taken over or let go leaves it", async (t) => {
+    // A recovery elsewhere reads the list. Struck off only by a recovery, entries of ended leases
+    // piled up on a long-lived connection's list (outside review: 500 runs ended, 501 entries for 1
+    // lease), and the recovery walked them all before renewing the live one.
+    const { connection, errors, leases } = await redisFor(t);
+    const expired: string[] = [];
+    const options = {
+      expire: async (_channel: string, serial: string) => {
+        expired.push(serial);
+        return true;
+      },
+      prefix: 'struck',
+      sweepInterval: 50,
+      holderTtl: 10_000,
+    };
+    const a = leases(options);
+    const b = leases(options);
+    const c = leases(options);
+    const field = (channel: string, serial: string) => JSON.stringify([channel, serial]);
+    const listed = async (id: string) => {
+      const list = `struck:{leases}:holder:${id}`;
+      return ((await connection.send(list, ['SMEMBERS', list])) as string[]).map(String).sort();
+    };
+    for (const serial of ['k.1', 'r.1', 'r.2', 't.1'])
+      await a.hold('session:s', serial, 'conn-1', 60_000, 'agent');
+    await a.hold('session:gone', 'g.1', 'conn-1', 60_000, 'agent');
+    await c.hold('session:s', 'x.1', 'conn-1', 100, 'agent'); // held on node C, which loses the connection:
+    c.holderLost('conn-1'); // the lease runs out there
+    assert.equal((await listed('conn-1')).length, 6);
+    await a.release('session:s', 'r.1'); // ended on its node
+    await b.release('session:s', 'r.2'); // ended through another node
+    a.touch('session:s', 't.1', 'conn-2', 'agent'); // taken over by another connection of its clientId
+    a.holderLetGo('conn-1', (channel) => channel !== 'session:gone'); // its rights there taken away
+    await waitFor(() => expired.includes('x.1'), { timeout: 5_000, message: 'the lease never ran out' });
+    await waitFor(async () => (await listed('conn-1')).length === 1, {
+      timeout: 5_000,
+      message: 'the list still names leases conn-1 no longer holds',
+    });
+    assert.deepEqual(await listed('conn-1'), [field('session:s', 'k.1')]);
+    assert.deepEqual(await listed('conn-2'), [field('session:s', 't.1')]);
+    assert.deepEqual(errors, []);
+  });
+
   it('an owner whose leases and reservations all ended leaves no count behind in Redis', async (t) => {
     // Counts that fall to 0 are removed, not kept at 0: one field per owner that ever held a lease
     // would pile up in the `owners` and `reserved` hashes otherwise.
@@ -620,13 +664,14 @@ describe('Redis leases', { skip: redisSkipReason() }, () => {
   });
 
   it('a lease released while a recovered connection adopts it is not kept on the adopting node', async (t) => {
-    // A connection recovered on node B takes its leases along: B reads the holder's list, then each
-    // record, then holds the lease. A run that ends between that read and the hold must not leave
-    // B holding (and counting) a lease Redis no longer has.
+    // A connection recovered on node B takes its leases along: B reads the holder's list with the
+    // records (ADOPT), then holds the leases. A run that ends between that read and the hold must
+    // not leave B holding (and counting) a lease Redis no longer has.
     const { a, b, connection, errors, heldRead, gate, holdNextRead, settle } = await gatedNodes(t, 'adopt');
     await a.hold('session:ad', 'e.1', 'conn-1', 5_000, 'agent');
     a.holderLost('conn-1'); // the connection left node A…
-    holdNextRead();
+    // the script whose first key is the list: ADOPT's page
+    holdNextRead((args) => args[0]!.startsWith('EVAL') && args[3] === 'adopt:{leases}:holder:conn-1');
     b.holderBack('conn-1'); // …and is recovered on node B, which reads the lease's record…
     await heldRead;
     a.release('session:ad', 'e.1'); // …while the run is ended (through node A)

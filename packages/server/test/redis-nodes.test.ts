@@ -128,12 +128,12 @@ async function statusOf(server: MooringServer, channel: string, serial: string):
 }
 
 /**
- * Takes a REST lease (1.5 s, longer than the other leases of these tests) and waits until it ran
- * out: no connection renews it, so by then the sweeps went past every earlier, shorter deadline.
+ * Takes a REST lease (1.5 s by default, longer than the other leases of these tests) and waits until
+ * it ran out: no connection renews it, so by then the sweeps went past every earlier, shorter deadline.
  */
-async function outlastLeases(server: MooringServer, channel: string): Promise<void> {
+async function outlastLeases(server: MooringServer, channel: string, lease = 1_500): Promise<void> {
   const res = await rest(server, `/v1/channels/${channel}/messages`, {
-    body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease: 1_500 },
+    body: { id: 'probe', data: 'p', headers: { status: 'running' }, lease },
   });
   assert.equal(res.status, 200);
   await waitFor(
@@ -874,6 +874,102 @@ if (skip) {
         { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
       ]);
       await again.close();
+    });
+
+    /** The fields in Redis of connection `id`'s list of leases (what a recovery elsewhere reads). */
+    async function listed(id: string): Promise<string[]> {
+      const redisClient = createClient({ url: fx.redis.url });
+      await redisClient.connect();
+      try {
+        return (await redisClient.sMembers(`mooring:{leases}:holder:${id}`)).sort();
+      } finally {
+        await redisClient.quit();
+      }
+    }
+
+    it("an agent's list of leases names the leases it holds, not every run it ended", async () => {
+      // Its runs ended, their leases stayed on the list for as long as the connection held any lease
+      // (found by an outside review: 500 runs ended left 501 entries for 1 lease), and a recovery
+      // of the connection on another node read them all before renewing the live ones.
+      const [a] = fx.nodes as [MooringServer];
+      const channel = 'run:many';
+      const agent = await RawClient.connect(a.url, { clientId: 'agent' });
+      const id = agent.connected.connectionId;
+      const lease = { headers: { status: 'running' }, lease: 60_000 };
+      const ack = await agent.publish(channel, [{ id: 'bg', data: 'x', ...lease }]);
+      const background = JSON.stringify([channel, ack.results[0]!.serial]);
+      for (let i = 0; i < 30; i++) {
+        const run = await agent.publish(channel, [{ id: `run-${i}`, data: '', ...lease }]);
+        const serial = run.results[0]!.serial;
+        // ended by an update with `lease: 0`; every third one deleted instead
+        await agent.publish(channel, [
+          i % 3 === 2
+            ? { action: 'delete', serial, id: `del-${i}` }
+            : { action: 'update', serial, id: `end-${i}`, headers: { status: 'complete' }, lease: 0 },
+        ]);
+      }
+      // a release reaches Redis after its end is acknowledged
+      await waitFor(async () => (await listed(id)).length === 1, {
+        message: 'the list still names runs that ended',
+      });
+      assert.deepEqual(await listed(id), [background]);
+      await agent.publish(channel, [
+        { action: 'update', serial: ack.results[0]!.serial, id: 'bg-end', lease: 0 },
+      ]);
+      await waitFor(async () => (await listed(id)).length === 0, { message: 'the last lease stayed listed' });
+      await agent.close();
+    });
+
+    it('a connection recovered on another node keeps its run when its list is long: each lease is renewed as it is read', async () => {
+      // A list left long (50,000 entries of runs ended, as nodes of older versions left them) was
+      // walked a round trip per entry before any lease was renewed: the live run read `abandoned`
+      // while its agent was connected (outside review: 200,000 entries, 10 s lease, 10.7 s).
+      const [a, b, c] = fx.nodes as [MooringServer, MooringServer, MooringServer];
+      const channel = 'run:long-list';
+      const agent = await RawClient.connect(b.url, { clientId: 'agent' });
+      const id = agent.connected.connectionId;
+      const ack = await agent.publish(channel, [
+        { id: 'run', data: 'x', headers: { status: 'streaming' }, lease: 2_000 },
+      ]);
+      const serial = ack.results[0]!.serial;
+      const live = JSON.stringify([channel, serial]);
+      const redisClient = createClient({ url: fx.redis.url });
+      await redisClient.connect();
+      const list = `mooring:{leases}:holder:${id}`;
+      try {
+        const epoch = serial.slice(0, serial.indexOf('.'));
+        for (let start = 0; start < 50_000; start += 5_000) {
+          const stale = Array.from({ length: 5_000 }, (_, i) =>
+            JSON.stringify([channel, `${epoch}.${String(1_000_000 + start + i).padStart(16, '0')}`]),
+          );
+          await redisClient.sAdd(list, stale);
+        }
+        assert.equal(await redisClient.sCard(list), 50_001);
+        agent.kill(); // B sets the run's deadline to now + 2 s, and no more
+        await waitFor(() => b.connections === 0, { message: 'B never saw the socket go' });
+        const back = await RawClient.connect(a.url, {
+          clientId: 'agent',
+          recover: agent.connected.connectionKey,
+        });
+        assert.equal(back.connected.resumed, true);
+        await outlastLeases(c, channel, 3_000); // past the run's deadline, had A not renewed it
+        assert.equal(
+          await statusOf(c, channel, serial),
+          'streaming',
+          'the run ran out while its recovered connection lived',
+        );
+        assert.deepEqual(
+          await redisClient.sMembers(list),
+          [live],
+          'the entries of ended runs were struck off',
+        );
+        await back.publish(channel, [
+          { action: 'update', serial, id: 'end', headers: { status: 'complete' }, lease: 0 },
+        ]);
+        await back.close();
+      } finally {
+        await redisClient.quit();
+      }
     });
 
     it('a run ended by its serial of the new epoch is not marked abandoned by the lease it took under the old one', async () => {
