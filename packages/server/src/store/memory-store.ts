@@ -227,8 +227,12 @@ export class MemoryStore implements Store {
     this.#check();
     let removed = 0;
     for (const ch of this.#channels.values()) {
+      // A channel's messages are in creation order, and expire in it (its retention is fixed and
+      // the clock goes forward; a step back delays a message to its predecessor's expiry at most):
+      // the first one not due ends the channel's walk, so a tick costs the due messages and one
+      // per channel, not every retained message (1,000,000 of them: 35 ms of event loop a tick).
       for (const [seq, m] of ch.messages) {
-        if (m.expiresAt > now) continue;
+        if (m.expiresAt > now) break;
         ch.messages.delete(seq);
         for (let i = 0; i < m.opIds.length; i += 2) {
           const ids = ch.ids.get(m.opIds[i]!);
