@@ -300,6 +300,58 @@ describe('SqliteStore', () => {
     assert.equal(again.results[0]!.duplicate, undefined, 'the op id outlived its message');
   });
 
+  it('ends a read page once it has joined 100,000 appends, whatever few bytes they hold: history and catch-up page on', async () => {
+    // Three messages of 50,000 empty appends: bytes would put them in one page, and a page of many
+    // such messages was one long stop of the event loop; the third goes to the next page.
+    const { store } = await open();
+    const serials: string[] = [];
+    for (let m = 0; m < 3; m++) {
+      const created = await store.append(
+        'ch',
+        [{ action: 'create', publisher: '', id: `m${m}`, data: `<${m}>` }],
+        OPTS,
+      );
+      const serial = created.results[0]!.serial;
+      serials.push(serial);
+      for (let b = 0; b < 50; b++)
+        await store.append(
+          'ch',
+          Array.from({ length: 1000 }, (_, i) => ({
+            action: 'append' as const,
+            publisher: '',
+            id: `m${m}a${b}.${i}`,
+            serial,
+            data: '',
+          })),
+          OPTS,
+        );
+    }
+    const first = await store.history('ch', { direction: 'forwards', limit: 10, maxBytes: 1 << 20 });
+    assert.deepEqual(
+      first.messages.map((m) => m.data),
+      ['<0>', '<1>'],
+    );
+    assert.equal(first.more, true);
+    const rest = await store.history('ch', {
+      direction: 'forwards',
+      limit: 10,
+      maxBytes: 1 << 20,
+      from: serials[2]!,
+    });
+    assert.deepEqual(
+      rest.messages.map((m) => m.data),
+      ['<2>'],
+    );
+    const caughtUp = await store.readSince('ch', undefined, 10, 1 << 20);
+    assert.equal(caughtUp.messages.length, 2);
+    assert.equal(caughtUp.more, true);
+    const after = await store.readSince('ch', caughtUp.messages.at(-1)!.version, 10, 1 << 20);
+    assert.deepEqual(
+      after.messages.map((m) => m.data),
+      ['<2>'],
+    );
+  });
+
   it('rolls up a 20,000-append message and keeps validating it after a reopen', async () => {
     const { store, make } = await open();
     const created = await store.append('ch', [{ action: 'create', publisher: '', id: 'm', data: '' }], OPTS);

@@ -184,7 +184,7 @@ export function prepare(db: DatabaseSync) {
        FROM messages WHERE chan = ? AND seq = ?`,
     ),
     appended: p(
-      `SELECT group_concat(data, '' ORDER BY seq) AS data, max(seq) AS version
+      `SELECT group_concat(data, '' ORDER BY seq) AS data, max(seq) AS version, count(*) AS n
        FROM ops INDEXED BY ops_by_message WHERE chan = ? AND msg_seq = ? AND seq > ?`,
     ),
     lastOpOf: p('SELECT max(seq) AS version FROM ops WHERE chan = ? AND msg_seq = ?'),

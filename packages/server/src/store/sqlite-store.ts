@@ -155,6 +155,12 @@ const TRIM_CHUNK = 500;
  * second. A message is removed whole, so one message costs at most `maxMessageOps`.
  */
 const TRIM_OPS = 20_000;
+/**
+ * Appends a read page joins at most, beyond the message that crosses it (about 0.7 µs each): a
+ * page of messages of many empty appends is bounded by the work of rolling them up, not only by
+ * their few bytes (1,000 messages of 100,000 appends would be one page of a minute).
+ */
+const PAGE_APPENDS = 100_000;
 /** Channels whose id filter is kept (LRU), and the most ops a channel may have to get one. */
 const FILTERED_CHANNELS = 2048;
 export const MAX_FILTERED_IDS = 200_000;
@@ -656,8 +662,10 @@ export class SqliteStore implements Store {
     let kind = row.kind;
     let headers = row.headers;
     let version = row.base_seq;
+    let appends = 0;
     if (!row.deleted && isAppendable(kind)) {
       const appended = this.#s.appended.get(chan, row.seq, row.base_seq)!;
+      appends = appended.n as number;
       if (appended.version !== null) {
         data = (data ?? '') + (appended.data as string);
         kind = 'string';
@@ -666,7 +674,7 @@ export class SqliteStore implements Store {
         if (last) headers = last.headers as string;
       }
     }
-    return { data, kind, headers, version };
+    return { data, kind, headers, version, appends };
   }
 
   #channel(name: string): ChannelState | undefined {
@@ -720,8 +728,10 @@ export class SqliteStore implements Store {
     return hot === undefined ? merged : Math.max(hot, merged);
   }
 
-  #rollUp(epoch: string, chan: number, row: MessageRow): Message {
+  /** The message of `row` rolled up; `work.appends` counts the appends joined (`PAGE_APPENDS`). */
+  #rollUp(epoch: string, chan: number, row: MessageRow, work?: { appends: number }): Message {
     const cur = this.#current(chan, row);
+    if (work) work.appends += cur.appends;
     return rolledUp({
       serial: formatSerial(epoch, row.seq),
       version: formatSerial(epoch, cur.version),
@@ -774,11 +784,12 @@ export class SqliteStore implements Store {
       const rows = (far ? this.#s.changedSinceFar : this.#s.changedSince).all(ch.id, from, take + 1);
       // roll up (join appends) only what the page takes, stopping at the byte bound
       const budget = new PageBudget(take, maxBytes);
+      const work = { appends: 0 };
       const messages: Message[] = [];
       for (const r of rows) {
-        if (budget.full) break;
+        if (budget.full || work.appends >= PAGE_APPENDS) break;
         const row = this.#s.getMessage.get(ch.id, r.msg_seq as number) as unknown as MessageRow;
-        const message = this.#rollUp(ch.epoch, ch.id, row);
+        const message = this.#rollUp(ch.epoch, ch.id, row, work);
         if (!budget.take(message)) break;
         messages.push(message);
       }
@@ -804,10 +815,14 @@ export class SqliteStore implements Store {
       // row by row: a page of big messages stops at its byte bound without reading the rest
       const rows = stmt.iterate(ch.id, Math.max(lo, 0), Math.min(hi, ch.seq), take + 1);
       const budget = new PageBudget(take, query.maxBytes);
+      const work = { appends: 0 };
       const messages: Message[] = [];
       let more = false;
       for (const row of rows) {
-        const message = budget.full ? undefined : this.#rollUp(ch.epoch, ch.id, row as unknown as MessageRow);
+        const message =
+          budget.full || work.appends >= PAGE_APPENDS
+            ? undefined
+            : this.#rollUp(ch.epoch, ch.id, row as unknown as MessageRow, work);
         if (!message || !budget.take(message)) {
           more = true;
           break;
