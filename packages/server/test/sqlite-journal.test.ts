@@ -168,6 +168,7 @@ describe('SqliteStore journal slices', () => {
     trimmed.close();
 
     // Reopened without a close (what a restart after a crash sees): the same, once; c0 stays trimmed.
+    await store.closeAsCrashed();
     const again = new SqliteStore({ path, retentionFor });
     stores.push(again);
     assert.deepEqual((await again.readSince('c0', undefined, 10)).messages, [], 'c0 is trimmed');

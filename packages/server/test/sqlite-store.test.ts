@@ -563,7 +563,9 @@ describe('SqliteStore', () => {
       store.append('b', [{ action: 'update', publisher: '', id: 'u', serial: b, data: 'u' }], OPTS),
       store.append('b', [{ action: 'append', publisher: '', id: 'v', serial: b, data: 'v' }], OPTS),
     ]);
-    // A second store on the same file, the first never closed: what a restart after kill -9 sees.
+    // The first let go as by kill -9 (never closed), a second store on the same file: what a restart
+    // after the crash sees.
+    await store.closeAsCrashed();
     const after = make();
     assert.equal(parseSerial((await after.info('a'))!.head)!.seq, 2);
     assert.equal(parseSerial((await after.info('b'))!.head)!.seq, 3);

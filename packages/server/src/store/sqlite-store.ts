@@ -23,8 +23,8 @@
  * latest update (`base_seq`); each append is one new row in `ops` and rows after `base_seq` are
  * concatenated when the message is read. The row is rewritten only by update and delete. Validating
  * an append needs the message's kind, size, creator and deleted flag: an LRU cache keeps them, kept
- * coherent because this store must be the only writer of its file (one SqliteStore per path, one
- * process).
+ * coherent because this store is the only writer of its file: a second opener, in this process or
+ * another, is refused before it reads anything (sqlite-lock.ts).
  *
  * Checkpoints: SQLite's automatic checkpoint is off on the store's connection (it would run inside a
  * COMMIT, on the event loop); a worker thread copies the WAL back instead (sqlite-checkpointer.ts)
@@ -92,6 +92,7 @@ import { SqliteCheckpointer } from './sqlite-checkpointer.ts';
 import { closedError, decodeData, encodeData, messageOf, toStoreError } from './sqlite-codec.ts';
 import { IdFilter } from './sqlite-id-filter.ts';
 import { type JournalRow, JournalView, type Slice } from './sqlite-journal.ts';
+import { StoreLock, StoreLockedError } from './sqlite-lock.ts';
 import {
   addLeaseOwners,
   MIGRATE_FROM_1,
@@ -216,6 +217,8 @@ export class SqliteStore implements Store {
   readonly #busyTimeoutMs: number;
   /** A file, not `:memory:`: its opens and closes are recorded (see "A power loss"). */
   readonly #file: boolean;
+  /** The hold on the file, taken before anything of it is read (sqlite-lock.ts); none for `:memory:`. */
+  readonly #lock: StoreLock | undefined;
 
   /** Opens (creating if needed) the database synchronously; throws StoreError('store_unavailable') if it cannot. */
   constructor(options: SqliteStoreOptions) {
@@ -224,8 +227,13 @@ export class SqliteStore implements Store {
     this.#metas = new Lru(options.cacheSize ?? 4096);
     this.#file = options.path !== ':memory:';
     let db: DatabaseSync | undefined;
+    let lock: StoreLock | undefined;
     try {
-      if (options.path !== ':memory:') makeDirectory(dirname(options.path));
+      if (options.path !== ':memory:') {
+        makeDirectory(dirname(options.path));
+        // first of all: a second opener must not read, merge or mark the file of a running store
+        lock = new StoreLock(options.path);
+      }
       db = new DatabaseSync(options.path);
       // Node 22.13–22.15 load node:sqlite without `isTransaction`, which decides whether a failed
       // batch is rolled back: refuse them with the version to install, not a half-working store.
@@ -259,8 +267,11 @@ export class SqliteStore implements Store {
         options.checkpoint === 'inline' || options.path === ':memory:'
           ? undefined
           : this.#startCheckpointer(options.path);
+      this.#lock = lock;
     } catch (err) {
       if (db?.isOpen) db.close();
+      lock?.release();
+      if (err instanceof StoreLockedError) throw err;
       throw new StoreError(
         'store_unavailable',
         `cannot open SQLite store at ${options.path}: ${messageOf(err)}`,
@@ -932,7 +943,23 @@ export class SqliteStore implements Store {
       throw toStoreError(err);
     } finally {
       this.#db.close();
+      // only once the file is closed: the next opener must find it as this one left it
+      this.#lock?.release();
     }
+  }
+
+  /**
+   * Lets go of the file as a `kill -9` would: queued appends are refused, nothing is merged and
+   * `open` stays set. For tests of recovery within one process, where a second store is refused
+   * while this one holds the file; a real crash needs none of it (the kernel drops the hold).
+   */
+  async closeAsCrashed(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const pending of this.#queue.splice(0)) pending.reject(closedError());
+    await this.#checkpointer?.close();
+    this.#db.close();
+    this.#lock?.release();
   }
 
   #check(): void {
