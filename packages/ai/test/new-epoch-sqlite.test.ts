@@ -14,7 +14,6 @@ import { client, KEY, sessionName, waitFor } from './helpers/fixture.ts';
 
 it('a SQLite file opened with new epochs: sessions refold what they hold, read no history, and go on', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'mooring-new-epochs-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
   const path = join(dir, 'mooring.db');
   const start = (port: number, newEpochs: boolean): Promise<MooringServer> =>
     startServer({ port, host: '127.0.0.1', keys: [KEY], store: { kind: 'sqlite', path, newEpochs } });
@@ -24,6 +23,8 @@ it('a SQLite file opened with new epochs: sessions refold what they hold, read n
   const name = sessionName();
   const user = new UserSession({ channel: client(t, server.url).channels.get(name, { start: true }) });
   t.after(() => user.close());
+  // after hooks run in the order they were added: the folder goes once the server has closed its files
+  t.after(() => rm(dir, { recursive: true, force: true }));
   await user.start();
   for (const text of ['one', 'two', 'three']) await user.send(text);
   let reads = 0;

@@ -125,12 +125,13 @@ describe('useChannel', () => {
     // a SQLite file opened with new epochs (as after a restored backup or a power loss; a Redis
     // restart does the same), on the same port: the hook's client resumes and is told `kept`
     const dir = await mkdtemp(join(tmpdir(), 'mooring-react-epochs-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
     const path = join(dir, 'mooring.db');
     const start = (port: number, newEpochs: boolean) =>
       startServer({ port, host: '127.0.0.1', keys: [KEY], store: { kind: 'sqlite', path, newEpochs } });
     let server = await start(0, false);
     t.after(() => server.close());
+    // after hooks run in the order they were added: the folder goes once the server has closed its files
+    t.after(() => rm(dir, { recursive: true, force: true }));
     const name = `chat:${randomUUID()}`;
     const channel = client(t, server.url, { clientId: 'publisher' }).channels.get(name);
     const answer = await channel.publish('answer', 'Hel');
