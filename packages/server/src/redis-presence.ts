@@ -95,7 +95,7 @@ export interface RedisPresenceOptions extends PresenceOptions {
  *   leave:  ('' node: whoever holds it)            → 1 if it left (and was announced), else 0
  *   rehome: (silently take it over)                → the stored member JSON, or false if absent
  *   restore: size, member (JSON), dropped at       → 1 if written (entered again if absent), 0 if held
- *            ('0': connected)                         by this node already
+ *            ('0': connected)                         by this node already, or (dropped here) by another
  *   drop:   (its connection dropped on `node`)     → 1 if marked, else 0
  * A stored value is `<node>\n<size>\n<member JSON>`.
  *
@@ -158,8 +158,12 @@ local function mark(member, cid, at)
 end
 local current = redis.call('HGET', key, id)
 if op == 'restore' then
+  local holder = current and string.match(current, '^([^\\n]*)\\n')
+  -- dropped here and held by another node now: recovered there (while Redis was away); its claim
+  -- stands, and this node's grace leave, conditional on holding it, then lets it be
+  if holder and holder ~= node and ARGV[9] ~= '0' then return 0 end
   mark(ARGV[8], id, ARGV[9])
-  if current and string.match(current, '^([^\\n]*)\\n') == node then return 0 end
+  if holder == node then return 0 end
   redis.call('HSET', key, id, node .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[8])
   if not current then redis.call('SPUBLISH', bus, frame('enter', ARGV[8])) end
   return 1
