@@ -162,7 +162,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     proc.stderr?.on('data', (chunk: Buffer) => {
       log = (log + chunk.toString('utf8')).slice(-4000);
     });
-    const deadline = Date.now() + (options.timeout ?? 10_000);
+    const deadline = performance.now() + (options.timeout ?? 10_000);
     for (;;) {
       if (gone) throw new Error(`redis-server exited at start:\n${log}`);
       try {
@@ -176,7 +176,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
       } catch {
         // not listening yet (or still loading the AOF)
       }
-      if (Date.now() > deadline) {
+      if (performance.now() > deadline) {
         proc.kill('SIGKILL');
         throw new Error(`redis-server did not become ready on port ${port}:\n${log}`);
       }

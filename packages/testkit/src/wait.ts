@@ -28,11 +28,13 @@ export async function waitFor<T>(
   options: WaitForOptions = {},
 ): Promise<Exclude<T, Falsy>> {
   const { timeout = 10_000, interval = 10 } = options;
-  const deadline = Date.now() + timeout;
+  // the monotonic clock: the wall clock may be stepped (a VM paused by its host is set right after),
+  // and a deadline on it then passes at once
+  const deadline = performance.now() + timeout;
   for (;;) {
     const value = await predicate();
     if (value) return value as Exclude<T, Falsy>;
-    if (Date.now() >= deadline) {
+    if (performance.now() >= deadline) {
       throw new Error(options.message ?? `waitFor: condition not met within ${timeout} ms`);
     }
     await new Promise((resolve) => setTimeout(resolve, interval));
