@@ -18,17 +18,29 @@ export function dataBytes(message: Message): number {
 export class PageBudget {
   readonly #limit: number;
   readonly #maxBytes: number;
+  readonly #maxWork: number;
   #count = 0;
   #bytes = 0;
+  #work = 0;
 
-  constructor(limit: number, maxBytes: number | undefined) {
+  /**
+   * `maxWork`: how much work (a store's own measure: SQLite counts the appends it joined) the page's
+   * messages may cost before it takes no more; the message that crosses it is kept.
+   */
+  constructor(limit: number, maxBytes: number | undefined, maxWork = Number.POSITIVE_INFINITY) {
     this.#limit = Math.max(0, limit);
     this.#maxBytes = maxBytes === undefined || maxBytes <= 0 ? Number.POSITIVE_INFINITY : maxBytes;
+    this.#maxWork = maxWork;
   }
 
-  /** True when the page holds `limit` messages. */
+  /** True when the page holds `limit` messages, or its messages cost `maxWork`. */
   get full(): boolean {
-    return this.#count >= this.#limit;
+    return this.#count >= this.#limit || this.#work >= this.#maxWork;
+  }
+
+  /** Counts work done for the page (reading a message it may take). */
+  spend(work: number): void {
+    this.#work += work;
   }
 
   /** Takes `message` when it fits (the first always does); false: the page is full by bytes. */

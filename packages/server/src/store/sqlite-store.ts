@@ -739,10 +739,10 @@ export class SqliteStore implements Store {
     return hot === undefined ? merged : Math.max(hot, merged);
   }
 
-  /** The message of `row` rolled up; `work.appends` counts the appends joined (`PAGE_APPENDS`). */
-  #rollUp(epoch: string, chan: number, row: MessageRow, work?: { appends: number }): Message {
+  /** The message of `row` rolled up; the appends it joined are spent from `page` (`PAGE_APPENDS`). */
+  #rollUp(epoch: string, chan: number, row: MessageRow, page?: PageBudget): Message {
     const cur = this.#current(chan, row);
-    if (work) work.appends += cur.appends;
+    page?.spend(cur.appends);
     return rolledUp({
       serial: formatSerial(epoch, row.seq),
       version: formatSerial(epoch, cur.version),
@@ -794,13 +794,12 @@ export class SqliteStore implements Store {
       const far = (ch.seq - from) * 4 > ch.seq - ch.trimmedThrough;
       const rows = (far ? this.#s.changedSinceFar : this.#s.changedSince).all(ch.id, from, take + 1);
       // roll up (join appends) only what the page takes, stopping at the byte bound
-      const budget = new PageBudget(take, maxBytes);
-      const work = { appends: 0 };
+      const budget = new PageBudget(take, maxBytes, PAGE_APPENDS);
       const messages: Message[] = [];
       for (const r of rows) {
-        if (budget.full || work.appends >= PAGE_APPENDS) break;
+        if (budget.full) break;
         const row = this.#s.getMessage.get(ch.id, r.msg_seq as number) as unknown as MessageRow;
-        const message = this.#rollUp(ch.epoch, ch.id, row, work);
+        const message = this.#rollUp(ch.epoch, ch.id, row, budget);
         if (!budget.take(message)) break;
         messages.push(message);
       }
@@ -825,15 +824,13 @@ export class SqliteStore implements Store {
       const stmt = query.direction === 'forwards' ? this.#s.historyForwards : this.#s.historyBackwards;
       // row by row: a page of big messages stops at its byte bound without reading the rest
       const rows = stmt.iterate(ch.id, Math.max(lo, 0), Math.min(hi, ch.seq), take + 1);
-      const budget = new PageBudget(take, query.maxBytes);
-      const work = { appends: 0 };
+      const budget = new PageBudget(take, query.maxBytes, PAGE_APPENDS);
       const messages: Message[] = [];
       let more = false;
       for (const row of rows) {
-        const message =
-          budget.full || work.appends >= PAGE_APPENDS
-            ? undefined
-            : this.#rollUp(ch.epoch, ch.id, row as unknown as MessageRow, work);
+        const message = budget.full
+          ? undefined
+          : this.#rollUp(ch.epoch, ch.id, row as unknown as MessageRow, budget);
         if (!message || !budget.take(message)) {
           more = true;
           break;
