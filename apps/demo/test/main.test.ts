@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { it } from 'node:test';
+import { it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '@mooring/testkit';
 
@@ -17,13 +17,12 @@ const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 /** The environment of a user's shell: no key, so the demo makes its development key. */
 const { MOORING_KEY: _, ...ENV } = process.env;
 
-it('starts Mooring and the demo page, prints where, answers on both, and stops on SIGTERM', async (t) => {
-  const data = mkdtempSync(join(tmpdir(), 'mooring-demo-main-'));
-  t.after(() => rmSync(data, { recursive: true, force: true }));
-  const child = spawn(process.execPath, [MAIN, '--port', '0', '--mooring-port', '0', '--data', data], {
-    env: ENV,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Runs the demo with `args` and waits for its banner (bounded: a demo that does not come up fails
+ * the test, one that exits says why). `output()` is all it printed so far.
+ */
+async function startDemo(t: TestContext, args: string[], env: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
   t.after(() => child.kill('SIGKILL'));
   let output = '';
@@ -42,6 +41,18 @@ it('starts Mooring and the demo page, prints where, answers on both, and stops o
     message: 'no banner within 60 s',
   });
   assert.equal(code, undefined, `the demo exited (${code}): ${output}`);
+  return { child, exited, output: () => output };
+}
+
+it('starts Mooring and the demo page, prints where, answers on both, and stops on SIGTERM', async (t) => {
+  const data = mkdtempSync(join(tmpdir(), 'mooring-demo-main-'));
+  t.after(() => rmSync(data, { recursive: true, force: true }));
+  const {
+    child,
+    exited,
+    output: printed,
+  } = await startDemo(t, ['--port', '0', '--mooring-port', '0', '--data', data], ENV);
+  const output = printed();
   const page = /Mooring demo {3}(http:\/\/\S+)/.exec(output)?.[1];
   const mooring = /Mooring {8}(http:\/\/\S+)/.exec(output)?.[1];
   assert.ok(page && mooring, output);
@@ -83,28 +94,15 @@ it('makes its development key only on a loopback host: elsewhere it refuses with
   // with a key of its own it uses that key and makes none; tests listen on loopback only, so this
   // half runs on 127.0.0.1 (the refusal above happened before anything listened)
   const own = ['--host', '127.0.0.1', '--port', '0', '--mooring-port', '0', '--data', data];
-  const child = spawn(process.execPath, [MAIN, ...own], {
-    env: { ...ENV, MOORING_KEY: `lan:${'k'.repeat(40)}` },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const {
+    child,
+    exited,
+    output: printed,
+  } = await startDemo(t, own, {
+    ...ENV,
+    MOORING_KEY: `lan:${'k'.repeat(40)}`,
   });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  t.after(() => child.kill('SIGKILL'));
-  let output = '';
-  let code: number | null | undefined;
-  child.stdout.on('data', (d) => {
-    output += d;
-  });
-  child.stderr.on('data', (d) => {
-    output += d;
-  });
-  void exited.then((c) => {
-    code = c;
-  });
-  await waitFor(() => code !== undefined || /Mooring {8}http:\/\/\S+/.test(output), {
-    timeout: 60_000,
-    message: 'no banner within 60 s',
-  });
-  assert.equal(code, undefined, `the demo exited (${code}): ${output}`);
+  const output = printed();
   assert.match(output, /Mooring {8}http:\/\/127\.0\.0\.1:\d+ {2}\(SQLite in \S+, key "lan"\)/);
   assert.ok(!existsSync(join(data, 'dev-key')), 'no development key was made');
   child.kill('SIGTERM');
